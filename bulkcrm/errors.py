@@ -1,0 +1,136 @@
+"""Exceptions and the `Issue` row record.
+
+Exception tree (the class, not the text, says who must act and whether a retry helps)::
+
+    BulkcrmError
+    ├── TemplateError(path, key)            the template file is wrong: fix the YAML
+    ├── InputError(path, row_number, column) the input file cannot be read at all
+    ├── ApiError(status, method, url, detail)
+    │   ├── TransientApiError               429/5xx/connection, raised only after retries ran out
+    │   │   └── UncertainWriteError         a write may have been committed (no answer came back)
+    │   ├── AuthError                       401/403: stop the run, check the key
+    │   └── PermanentApiError               other 4xx: this request will never succeed
+    ├── PlanError                           stale plan, or a plan for another template/target
+    └── JournalError                        the journal is unreadable or belongs to another plan
+
+Row problems are never exceptions: they are `Issue` records carried into the report while the
+other rows proceed (frictionless row errors, pandera failure cases).
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import polars as pl
+
+
+class BulkcrmError(Exception):
+    """Root of every error bulkcrm raises on purpose."""
+
+
+class TemplateError(BulkcrmError):
+    """The template file is invalid. Attributes: `path`, `key` (dotted key path or None)."""
+
+    def __init__(self, message: str, *, path: str | None = None, key: str | None = None):
+        self.path, self.key = path, key
+        where = ":".join(p for p in (str(path) if path else None, key) if p)
+        super().__init__(f"{where}: {message}" if where else message)
+
+
+class InputError(BulkcrmError):
+    """An input file cannot be read. Attributes: `path`, `row_number`, `column` (each may be None)."""
+
+    def __init__(self, message: str, *, path: str | None = None, row_number: int | None = None,
+                 column: str | None = None):
+        self.path, self.row_number, self.column = path, row_number, column
+        where = ":".join(str(p) for p in (path, row_number, column) if p is not None)
+        super().__init__(f"{where}: {message}" if where else message)
+
+
+class ApiError(BulkcrmError):
+    """The API answered with an error. Attributes: `status` (int or None), `method`, `url`
+    (base URL stripped, never the key), `detail` (problem detail, crm-api.md §5.2),
+    `violations` (list of {propertyPath, message, code}), `retry_after_s`."""
+
+    def __init__(self, message: str, *, status: int | None = None, method: str = "",
+                 url: str = "", detail: str = "", violations: list[dict] | None = None,
+                 retry_after_s: float | None = None):
+        self.status, self.method, self.url, self.detail = status, method, url, detail
+        self.violations = violations or []
+        self.retry_after_s = retry_after_s
+        super().__init__(message)
+
+
+class TransientApiError(ApiError):
+    """429, 5xx or a connection failure that outlived every retry; trying later may work."""
+
+
+class UncertainWriteError(TransientApiError):
+    """A POST/PUT/PATCH got no answer (timeout, reset) or a 5xx: it may have been committed.
+    Resolve by looking the record up before sending it again (apply does)."""
+
+
+class AuthError(ApiError):
+    """401/403: the key is missing, wrong, or not allowed. Stop the run."""
+
+
+class PermanentApiError(ApiError):
+    """Another 4xx (400, 404, 409, 415, 422): sending it again will not help."""
+
+
+class PlanError(BulkcrmError):
+    """The plan cannot be applied: stale, unreadable, or made for another template/target."""
+
+
+class JournalError(BulkcrmError):
+    """The journal is unreadable or belongs to another plan."""
+
+
+@dataclass(frozen=True)
+class Issue:
+    """One problem found in one row (and usually one column) of the input.
+
+    Attributes:
+        type: kebab-case slug from `vocab.ISSUE_TYPES`, e.g. `invalid-email`.
+        row_number: 1-based, counting the header, as the spreadsheet shows it (None: whole file).
+        column: the sheet column (not the API field), or None for a whole-row issue.
+        value: the cell's text as read, or None.
+        rule: the rule broken, with its source, e.g. `ISO 3166-1 alpha-2`.
+        message: what is wrong and how to fix it.
+        severity: `error` rejects the row; `warning` lets it proceed.
+        file: input file name; sheet: worksheet name for XLSX (None for CSV).
+        cell: Excel reference such as `B2` when known.
+    """
+
+    type: str
+    row_number: int | None
+    column: str | None
+    value: str | None
+    rule: str
+    message: str
+    severity: str = "error"
+    file: str | None = None
+    sheet: str | None = None
+    cell: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def where(self) -> str:
+        """`file:row:column` (or `file!sheet!cell`) for messages."""
+        parts = [self.file or "", str(self.row_number or ""), self.column or ""]
+        return ":".join(p for p in parts if p)
+
+
+ISSUE_SCHEMA: dict[str, pl.DataType] = {
+    "type": pl.String, "severity": pl.String, "file": pl.String, "sheet": pl.String,
+    "row_number": pl.Int64, "column": pl.String, "cell": pl.String, "value": pl.String,
+    "rule": pl.String, "message": pl.String,
+}
+"""Columns and dtypes of an issues frame (one row per `Issue`)."""
+
+
+def issues_frame(issues: list[Issue] | None = None) -> pl.DataFrame:
+    """Return `issues` as a frame with `ISSUE_SCHEMA` columns (empty frame for none)."""
+    rows = [i.to_dict() for i in issues or []]
+    return pl.DataFrame(rows, schema=ISSUE_SCHEMA) if rows else pl.DataFrame(schema=ISSUE_SCHEMA)

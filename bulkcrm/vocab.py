@@ -1,0 +1,53 @@
+"""The words bulkcrm uses, as Literal types and the tuples derived from them.
+
+Stage: shared by every stage. A plan's operations (`Op`) are what the planner decided;
+outcomes (`Outcome`) are what happened when the plan was applied (past tense).
+"""
+from __future__ import annotations
+
+from typing import Literal, get_args
+
+Op = Literal["create", "patch", "replace", "unchanged", "conflict", "invalid"]
+"""What the planner decided for one input row."""
+OPS: tuple[str, ...] = get_args(Op)
+
+Outcome = Literal[
+    "created", "patched", "replaced", "unchanged", "conflict", "invalid",
+    "failed", "drifted", "skipped", "planned",
+]
+"""What happened to one input row. `planned` is the outcome of a dry run."""
+OUTCOMES: tuple[str, ...] = get_args(Outcome)
+
+OP_OUTCOME: dict[str, str] = {
+    "create": "created", "patch": "patched", "replace": "replaced",
+    "unchanged": "unchanged", "conflict": "conflict", "invalid": "invalid",
+}
+"""The outcome of an operation that went through."""
+
+COUNT_KEYS: tuple[str, ...] = (
+    "created", "patched", "replaced", "unchanged", "conflict", "invalid", "failed",
+)
+"""Keys of the per-outcome counts printed by `--json` (issue 2)."""
+
+Mode = Literal["upsert", "create-only", "update-only"]
+"""Which operations a run may plan: upsert (default) creates and updates."""
+MODES: tuple[str, ...] = get_args(Mode)
+
+WriteMode = Literal["patch", "replace"]
+"""How a template updates a matched record: merge patch (RFC 7396) or PUT."""
+
+Policy = Literal["overwrite", "fill_if_empty", "never", "merge", "replace"]
+"""Per-field write policy; `merge`/`replace` apply to list fields."""
+
+Severity = Literal["error", "warning"]
+"""An error rejects the row; a warning is reported and the row proceeds."""
+
+IssueType = Literal[
+    "missing-required", "invalid-email", "invalid-url", "invalid-country", "invalid-phone",
+    "invalid-phone-type", "invalid-iri", "invalid-datetime", "invalid-boolean", "too-long",
+    "unknown-lookup", "ambiguous-lookup", "duplicate-row", "ambiguous-match", "ragged-row",
+    "formula-without-result", "excel-error", "merged-cell", "numeric-cell", "encoding",
+    "api-rejected", "request-failed", "drifted", "reconcile-mismatch", "not-found",
+]
+"""Kebab-case issue slugs, as frictionless names its errors."""
+ISSUE_TYPES: tuple[str, ...] = get_args(IssueType)

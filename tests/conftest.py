@@ -1,0 +1,60 @@
+"""Shared fixtures: a real sandbox HTTP server on 127.0.0.1 (ephemeral port) in a thread.
+
+- `sandbox`: session-scoped `bulkcrm.sandbox.Sandbox`, rate limit off, key `TEST_KEY`.
+- `crm`: the same sandbox, reset (data, request log, faults, rate window) before each test.
+- `client`: a `bulkcrm.client.Client` for `crm` with client-side pacing off.
+- `runner`: click's CliRunner.
+An autouse fixture clears `BULKCRM_*` variables so no test reaches a real account.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+CASES = SHARED / "cases"
+DATA = SHARED / "data"
+TEST_KEY = "test-key-7f3a9c"
+OTHER_KEY = "other-key-of-same-tenant"
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch):
+    import os
+
+    for name in list(os.environ):
+        if name.startswith("BULKCRM_"):
+            monkeypatch.delenv(name)
+
+
+@pytest.fixture(scope="session")
+def sandbox():
+    from bulkcrm.sandbox import Sandbox
+
+    sb = Sandbox(api_keys={TEST_KEY: "tenant-a", OTHER_KEY: "tenant-a", "foreign-key": "tenant-b"},
+                 rate_limit=None, control=True)
+    sb.start()
+    yield sb
+    sb.stop()
+
+
+@pytest.fixture
+def crm(sandbox):
+    sandbox.reset()
+    return sandbox
+
+
+@pytest.fixture
+def client(crm):
+    from bulkcrm.client import Client
+
+    return Client(crm.url, TEST_KEY, requests_per_minute=None)
+
+
+@pytest.fixture
+def runner():
+    from click.testing import CliRunner
+
+    return CliRunner()
