@@ -1,0 +1,124 @@
+"""Stage 4c: turn human names into IRIs (tag names, owner e-mails, segment and note-category names).
+
+Input: mapped rows whose lookup fields hold names (values starting with `/` are IRIs already).
+Output: the rows with IRIs, issues for names that are unknown or ambiguous, and the tags to
+create when the template allows `create_missing` (crm-api.md §10).
+
+Sources, in order: the template's static table, then the API: `/tags`, `/segments`,
+`/note_categories` listed once per run (⌈n/30⌉ requests, cached), `/users?email[]=` 30 e-mails a
+request. Names compare case-insensitively after trimming ([SANDBOX] §10.2).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import polars as pl
+
+from .client import Client
+from .errors import Issue
+from .template import Lookup, Template
+
+REF_PREFIX = "$ref:"
+"""Placeholder prefix in bodies for an IRI known only after an earlier operation ran."""
+
+
+@dataclass
+class Resolved:
+    """Result of `resolve_lookups`.
+
+    Attributes:
+        rows: the input rows with names replaced by IRIs (or `$ref:tag:<name>` placeholders).
+        issues: `unknown-lookup` / `ambiguous-lookup` issues (errors) for rows to reject.
+        tags_to_create: tag titles to POST before the rows that use them.
+    """
+
+    rows: pl.DataFrame
+    issues: list[Issue] = field(default_factory=list)
+    tags_to_create: list[str] = field(default_factory=list)
+
+
+class LookupCache:
+    """Per-run cache of collection listings: collection -> {lower-cased name: [IRIs]}."""
+
+    def __init__(self) -> None:
+        self.tables: dict[str, dict[str, list[str]]] = {}
+
+    def names(self, client: Client, lookup: Lookup, wanted: list[str]) -> dict[str, list[str]]:
+        """Name -> IRIs for `wanted` names (lower-cased), from the API."""
+        if lookup.collection == "users":
+            return self._users(client, wanted)
+        if lookup.collection not in self.tables:
+            table: dict[str, list[str]] = {}
+            for rec in client.list_all(f"/{lookup.collection}"):
+                name = str(rec.get(lookup.by) or "").strip().lower()
+                table.setdefault(name, []).append(rec["@id"])
+            self.tables[lookup.collection] = table
+        return self.tables[lookup.collection]
+
+    def _users(self, client: Client, wanted: list[str]) -> dict[str, list[str]]:
+        table = self.tables.setdefault("users", {})
+        todo = [w for w in wanted if w not in table]
+        for i in range(0, len(todo), 30):
+            for page in client.iter_pages("/users", {"email[]": todo[i:i + 30]}):
+                for rec in page.get("member", []):
+                    table.setdefault(str(rec.get("email", "")).strip().lower(), []).append(rec["@id"])
+        return table
+
+
+def resolve_lookups(rows: pl.DataFrame, template: Template, client: Client | None, *,
+                    cache: LookupCache | None = None, file: str | None = None,
+                    sheet: str | None = None) -> Resolved:
+    """Replace names by IRIs in every lookup field (see module docstring).
+
+    Raises:
+        ApiError: from the client when a listing fails after retries.
+    """
+    cache = cache or LookupCache()
+    out = Resolved(rows=rows)
+    for m in template.mappings:
+        if m.lookup is None or m.field not in rows.columns:
+            continue
+        is_list = isinstance(rows.schema[m.field], pl.List)
+        long = rows.select("row_number", pl.col(m.field).alias("v"))
+        long = long.explode("v") if is_list else long
+        long = long.drop_nulls("v").filter(~pl.col("v").str.starts_with("/"))
+        names = long["v"].unique().to_list()
+        if not names:
+            continue
+        mapping, issues, creates = _resolve_names(m.lookup, names, client, cache)
+        out.tags_to_create += [c for c in creates if c not in out.tags_to_create]
+        column = m.columns[0] if m.columns else m.field
+        for name, (slug, message) in issues.items():
+            for rn in long.filter(pl.col("v") == name)["row_number"].unique().sort().to_list():
+                where = ":".join(str(p) for p in (file, rn, column) if p)
+                out.issues.append(Issue(slug, rn, column, name, f"{m.lookup.collection} lookup (crm-api.md §10)",
+                                        f"{where}: {message}", "error", file, sheet))
+        expr = pl.element().replace(mapping) if is_list else pl.col(m.field).replace(mapping)
+        out.rows = out.rows.with_columns(pl.col(m.field).list.eval(expr) if is_list else expr)
+    return out
+
+
+def _resolve_names(lookup: Lookup, names: list[str], client: Client | None,
+                   cache: LookupCache) -> tuple[dict[str, str], dict[str, tuple[str, str]], list[str]]:
+    static = dict(lookup.table)
+    keys = {n: n.strip().lower() for n in names}
+    remote: dict[str, list[str]] = {}
+    if client is not None and any(k not in static for k in keys.values()):
+        remote = cache.names(client, lookup, [k for k in keys.values() if k not in static])
+    mapping, issues, creates = {}, {}, []
+    for name, key in keys.items():
+        if key in static:
+            mapping[name] = static[key]
+        elif len(remote.get(key, [])) == 1:
+            mapping[name] = remote[key][0]
+        elif len(remote.get(key, [])) > 1:
+            issues[name] = ("ambiguous-lookup", f'"{name}" names {len(remote[key])} {lookup.collection}: '
+                            f'{", ".join(remote[key])}; use the IRI instead')
+        elif lookup.create_missing:
+            mapping[name] = f"{REF_PREFIX}tag:{name.strip()}"
+            creates.append(name.strip())
+        else:
+            issues[name] = ("unknown-lookup", f'"{name}" matches no {lookup.collection} {lookup.by}; '
+                            f"use an existing one, its IRI /{lookup.collection}/{{id}}, or add it to the "
+                            "template's lookup table")
+    return mapping, issues, creates

@@ -1,0 +1,230 @@
+"""Stage 4a: match input rows to CRM records by identifiers (part of planning).
+
+Input: the valid mapped rows (see `mapping.map_rows`) and a `Client`.
+Output: `Matches`: per row the matched record IRI, or a conflict, plus the records fetched.
+
+Matching rules (issue 5, crm-api.md §8.3):
+- an explicit IRI column wins over identifiers;
+- identifiers (e-mail addresses, phone numbers, LinkedIn ids, and fields without an API filter
+  such as customerId) are normalised the same way on both sides before comparing;
+- a row whose identifiers point at several records is an `ambiguous-match` conflict; several
+  rows claiming one record, or sharing an identifier value, are `duplicate-row` conflicts.
+  Nothing is guessed.
+- records are found with batched `identifiers[]` lookups (30 values a request, following
+  `view.next`) or a full listing (⌈records/30⌉ requests), whichever the cost model says is
+  cheaper (`strategy="auto"`), or as forced (`lookup` / `scan`).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import polars as pl
+
+from .client import Client
+from .errors import PermanentApiError
+from .template import IDENTIFIER_KINDS, SEARCHABLE_IDENTIFIERS, Template
+from .transforms import normalize_identifier
+
+BATCH = 30
+"""Values per `identifiers[]` request and items per page (crm-api.md §6: max 30)."""
+COLLECTION = "/organizations"
+_LONG = {"row_number": pl.Int64, "kind": pl.String, "value": pl.String}
+
+
+@dataclass
+class Matches:
+    """Result of `match_rows`.
+
+    Attributes:
+        iri: frame `row_number` (Int64), `iri` (String, null = no record matched).
+        conflicts: frame `row_number`, `type` (ambiguous-match | duplicate-row), `message`.
+        not_found: frame `row_number`, `iri`: explicit IRIs that do not exist.
+        records: IRI -> record JSON for every record fetched.
+        strategy: `lookup` or `scan`; requests: requests spent matching.
+    """
+
+    iri: pl.DataFrame
+    conflicts: pl.DataFrame
+    not_found: pl.DataFrame
+    records: dict[str, dict]
+    strategy: str
+    requests: int = 0
+    notes: list[str] = field(default_factory=list)
+
+
+def identifier_frame(rows: pl.DataFrame, template: Template) -> pl.DataFrame:
+    """Long frame of normalised identifiers: `row_number`, `kind` (field name), `value`."""
+    parts = []
+    for f in template.identifiers:
+        if f not in rows.columns:
+            continue
+        col = pl.col(f)
+        if f == "phoneNumbers":
+            col = col.list.eval(pl.element().struct.field("phoneNumber"))
+        part = rows.select("row_number", col.alias("value"))
+        if isinstance(rows.schema[f], pl.List):
+            part = part.explode("value")
+        part = part.with_columns(normalize_identifier(IDENTIFIER_KINDS[f], pl.col("value")).alias("value"))
+        parts.append(part.with_columns(pl.lit(f).alias("kind")).select(list(_LONG)))
+    if not parts:
+        return pl.DataFrame(schema=_LONG)
+    return pl.concat(parts).drop_nulls("value").filter(pl.col("value") != "").unique()
+
+
+def record_identifiers(records: list[dict], template: Template) -> pl.DataFrame:
+    """Long frame `iri`, `kind`, `value` of the records' identifiers, normalised like the rows'."""
+    rows = []
+    for r in records:
+        iri, country = r.get("@id"), (r.get("address") or {}).get("country")
+        for f in template.identifiers:
+            val = r.get(f)
+            if f == "emailAddresses":
+                rows += [(iri, f, e.get("email"), None) for e in val or []]
+            elif f == "phoneNumbers":
+                rows += [(iri, f, p.get("phoneNumber"), country) for p in val or []]
+            elif val is not None:
+                rows.append((iri, f, str(val), None))
+    frame = pl.DataFrame(rows, schema={"iri": pl.String, "kind": pl.String, "value": pl.String,
+                                       "region": pl.String}, orient="row")
+    parts = []
+    for f in template.identifiers:
+        part = frame.filter(pl.col("kind") == f)
+        norm = normalize_identifier(IDENTIFIER_KINDS[f], pl.col("value"), region=pl.col("region"))
+        parts.append(part.with_columns(norm.alias("value")))
+    if not parts:
+        return frame.select("iri", "kind", "value")
+    return pl.concat(parts).select("iri", "kind", "value").drop_nulls().unique()
+
+
+def match_rows(rows: pl.DataFrame, template: Template, client: Client, *,
+               strategy: str = "auto") -> Matches:
+    """Match rows to records (see module docstring).
+
+    Args:
+        rows: valid mapped rows (`row_number`, field columns, optional `__iri`, `__raw.*`).
+        template: gives the identifiers in priority order.
+        client: API client; every request it sends is counted in `Matches.requests`.
+        strategy: `auto` (cost model), `lookup` (`identifiers[]`) or `scan` (list everything).
+
+    Raises:
+        ApiError: subclasses from the client when a lookup fails after its retries.
+    """
+    start = client.requests_sent
+    ids = identifier_frame(rows, template)
+    explicit = _explicit(rows)
+    searchable = all(f in SEARCHABLE_IDENTIFIERS for f in template.identifiers)
+    values = _lookup_values(rows, ids, template)
+    notes: list[str] = []
+    if strategy == "auto":
+        strategy, note = _choose(client, len(values), explicit.height, searchable)
+        notes.append(note)
+    if strategy == "scan":
+        records = {r["@id"]: r for r in client.list_all(COLLECTION)}
+    else:
+        records = _lookup(client, values) if values else {}
+        records.update(_get_explicit(client, explicit, records))
+    rec_ids = record_identifiers(list(records.values()), template)
+    pairs = ids.join(rec_ids, on=["kind", "value"], how="inner").select("row_number", "iri", "kind", "value")
+    matched, conflicts = _resolve(rows, pairs, explicit, ids, records)
+    not_found = explicit.filter(~pl.col("iri").is_in(list(records)))
+    return Matches(iri=matched, conflicts=conflicts, not_found=not_found, records=records,
+                   strategy=strategy, requests=client.requests_sent - start, notes=notes)
+
+
+def _explicit(rows: pl.DataFrame) -> pl.DataFrame:
+    if "__iri" not in rows.columns:
+        return pl.DataFrame(schema={"row_number": pl.Int64, "iri": pl.String})
+    return rows.select("row_number", pl.col("__iri").alias("iri")).drop_nulls("iri")
+
+
+def _lookup_values(rows: pl.DataFrame, ids: pl.DataFrame, template: Template) -> list[str]:
+    """Distinct values to send: each normalised identifier and, when it differs, the sheet's form."""
+    searchable = [f for f in template.identifiers if f in SEARCHABLE_IDENTIFIERS]
+    norm = ids.filter(pl.col("kind").is_in(searchable))["value"]
+    raw_cols = [f"__raw.{f}" for f in searchable if f"__raw.{f}" in rows.columns]
+    raws = [rows[c].explode().drop_nulls() for c in raw_cols]
+    allv = pl.concat([norm.cast(pl.String)] + [r.cast(pl.String) for r in raws]) if raws else norm
+    return allv.unique(maintain_order=True).sort().to_list()
+
+
+def _choose(client: Client, n_values: int, n_explicit: int, searchable: bool) -> tuple[str, str]:
+    """Cost model: identifiers[] lookups + one GET per explicit IRI vs one full listing."""
+    lookup_cost = math.ceil(n_values / BATCH) + n_explicit
+    if searchable and lookup_cost <= 1:
+        return "lookup", f"lookup: {lookup_cost} request(s)"
+    total = int(client.get(COLLECTION, {"itemsPerPage": 1}).get("totalItems", 0))
+    scan_cost = max(1, math.ceil(total / BATCH))
+    if not searchable or scan_cost < lookup_cost:
+        return "scan", f"scan: {scan_cost} requests for {total} records (lookup would cost {lookup_cost})"
+    return "lookup", f"lookup: {lookup_cost} requests (a full listing of {total} records would cost {scan_cost})"
+
+
+def _lookup(client: Client, values: list[str]) -> dict[str, dict]:
+    records: dict[str, dict] = {}
+    for i in range(0, len(values), BATCH):
+        chunk = values[i:i + BATCH]
+        for page in client.iter_pages(COLLECTION, {"identifiers[]": chunk}):
+            records.update({r["@id"]: r for r in page.get("member", [])})
+    return records
+
+
+def _get_explicit(client: Client, explicit: pl.DataFrame, known: dict) -> dict[str, dict]:
+    out = {}
+    for iri in explicit["iri"].unique().to_list():
+        if iri in known or not iri.startswith("/organizations/"):
+            continue
+        try:
+            out[iri] = client.get(iri)
+        except PermanentApiError as e:
+            if e.status not in (400, 404):
+                raise
+    return out
+
+
+def _resolve(rows: pl.DataFrame, pairs: pl.DataFrame, explicit: pl.DataFrame, ids: pl.DataFrame,
+             records: dict) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Decide one IRI per row, or a conflict (vectorised)."""
+    expl_rows = explicit.filter(pl.col("iri").is_in(list(records)))
+    pairs = pairs.filter(~pl.col("row_number").is_in(explicit["row_number"].to_list()))
+    per_row = pairs.group_by("row_number").agg(pl.col("iri").unique().sort(), pl.struct("kind", "value", "iri").alias("why"))
+    ambiguous = per_row.filter(pl.col("iri").list.len() > 1)
+    single = per_row.filter(pl.col("iri").list.len() == 1).select("row_number", pl.col("iri").list.first())
+    chosen = pl.concat([single, expl_rows.select("row_number", "iri")])
+    conflicts = [_ambiguous(ambiguous)]
+    # several rows claiming one record
+    dup_rec = chosen.group_by("iri").agg(pl.col("row_number").sort()).filter(pl.col("row_number").list.len() > 1)
+    if dup_rec.height:
+        conflicts.append(dup_rec.with_columns(
+            pl.lit("duplicate-row").alias("type"),
+            pl.format("rows {} all match {}", _joined_rows(), pl.col("iri")).alias("message"),
+        ).explode("row_number").select("row_number", "type", "message"))
+    # rows sharing an identifier value (e.g. two creates of one organization)
+    shared = ids.group_by("kind", "value").agg(pl.col("row_number").unique().sort()).filter(pl.col("row_number").list.len() > 1)
+    if shared.height:
+        msg = pl.format("rows {} share {} {}", _joined_rows(),
+                        pl.col("kind"), pl.col("value"))
+        conflicts.append(shared.with_columns(msg.alias("message")).explode("row_number").with_columns(
+            pl.lit("duplicate-row").alias("type")).select("row_number", "type", "message"))
+    conflicts_df = pl.concat(conflicts).group_by("row_number", maintain_order=True).agg(
+        pl.col("type").first(), pl.col("message").unique().str.join("; "))
+    matched = rows.select("row_number").join(chosen, on="row_number", how="left")
+    return matched, conflicts_df
+
+
+def _joined_rows() -> pl.Expr:
+    return pl.col("row_number").cast(pl.List(pl.String)).list.join(", ")
+
+
+def _ambiguous(amb: pl.DataFrame) -> pl.DataFrame:
+    if not amb.height:
+        return _empty_conflicts()
+    why = pl.col("why").list.eval(pl.format("{} {} -> {}", pl.element().struct.field("kind"),
+                                            pl.element().struct.field("value"),
+                                            pl.element().struct.field("iri"))).list.unique().list.sort().list.join("; ")
+    return amb.select("row_number", pl.lit("ambiguous-match").alias("type"),
+                      pl.format("identifiers match {} records: {}", pl.col("iri").list.len(), why).alias("message"))
+
+
+def _empty_conflicts() -> pl.DataFrame:
+    return pl.DataFrame(schema={"row_number": pl.Int64, "type": pl.String, "message": pl.String})

@@ -1,0 +1,466 @@
+"""Reconciliation and validation reports: what was planned and what happened, per input row.
+
+Stage: report (last). Input: a `Report` (rows, issues, summary) built by plan/apply, or an issues
+frame from validate. Output files: `report.json`, `report.csv`, `report.xlsx`, the write-back copy
+`<input stem>.with-status.csv|xlsx`; for validate `issues.csv`, `issues.json` and
+`<input stem>.issues.xlsx`. Modelled on frictionless' `Report` and django-import-export's `Result`.
+
+Every text cell is made inert (OWASP "CSV injection"): CSV cells that start with `= + - @ TAB CR`
+or `'` get a `'` prefix; XLSX cells are written as strings (`data_type "s"`), never formulas.
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+from openpyxl import Workbook
+from openpyxl.cell import WriteOnlyCell
+from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
+from openpyxl.comments import Comment
+from openpyxl.styles import Font, PatternFill
+from openpyxl.utils import get_column_letter
+from openpyxl.worksheet.hyperlink import Hyperlink
+
+from .errors import ISSUE_SCHEMA
+from .vocab import COUNT_KEYS, OUTCOMES
+
+CHANGE_DTYPE = pl.List(pl.Struct({"field": pl.String, "before": pl.String, "after": pl.String}))
+"""One row's changes; `before`/`after` are JSON-encoded values (`json.dumps`) or null."""
+ROW_SCHEMA: dict[str, pl.DataType] = {
+    "row_number": pl.Int64, "file": pl.String, "sheet": pl.String, "op": pl.String,
+    "outcome": pl.String, "iri": pl.String, "title": pl.String, "changes": CHANGE_DTYPE,
+    "status": pl.Int64, "note": pl.String,
+}
+"""Columns and dtypes of `Report.rows` (one row per input row)."""
+REPORT_COLUMNS = ("row_number", "outcome", "op", "iri", "title", "changes", "errors", "warnings",
+                  "status", "note")
+"""Columns of `report.csv` and of the `Rows` sheet."""
+ERROR_COLUMNS = ("file", "sheet", "row_number", "column", "cell", "severity", "type", "value",
+                 "rule", "message", "reference")
+"""Columns of the `Errors` sheet (one line per issue)."""
+NOT_OK = ("invalid", "conflict", "failed", "drifted")
+"""Outcomes that make a run not ok (CLI exit 1)."""
+STATUS_COLUMNS = ("crm_iri", "bulkcrm_status")
+"""Columns added to the write-back copy of the input; the next run matches on `crm_iri`."""
+CSV_ESCAPE_CHARS = ("=", "+", "-", "@", "\t", "\r", "'")
+"""A CSV cell starting with one of these gets a `'` prefix (`'` itself, so readers can undo)."""
+WRITE_ONLY_ROWS = 10_000
+"""Above this many lines an XLSX is streamed (openpyxl write-only mode)."""
+GREEN, GREY, AMBER, RED, YELLOW = "C6EFCE", "D9D9D9", "FFD966", "FFC7CE", "FFFF99"
+OUTCOME_COLOURS = {"created": GREEN, "patched": GREEN, "replaced": GREEN, "unchanged": GREY,
+                   "conflict": AMBER, "drifted": AMBER, "invalid": RED, "failed": RED}
+"""RGB fill of the outcome cell in the `Rows` sheet, per outcome (others: no fill)."""
+_FILLS = {rgb: PatternFill(fill_type="solid", fgColor=rgb)
+          for rgb in (GREEN, GREY, AMBER, RED, YELLOW)}
+_BOLD = Font(bold=True)
+_ESCAPE_RE = "^[=+\\-@\t\r']"
+
+
+def safe_cell_csv(value: Any) -> Any:
+    """Return `value` made inert for CSV: a string starting with `CSV_ESCAPE_CHARS` gets a `'`.
+
+    Non-strings pass through. `"=1+2"` -> `"'=1+2"`, `"'x"` -> `"''x"` (OWASP CSV injection).
+    """
+    if isinstance(value, str) and value.startswith(CSV_ESCAPE_CHARS):
+        return "'" + value
+    return value
+
+
+def neutralise_csv(frame: pl.DataFrame) -> pl.DataFrame:
+    """Return `frame` with every String column passed through `safe_cell_csv` (vectorised)."""
+    return frame.with_columns(
+        pl.when(pl.col(name).str.contains(_ESCAPE_RE)).then(pl.lit("'") + pl.col(name))
+        .otherwise(pl.col(name)).alias(name)
+        for name, dtype in frame.schema.items() if dtype == pl.String
+    )
+
+
+@dataclass
+class Report:
+    """What was planned and what happened for every input row (frictionless `Report`).
+
+    Attributes:
+        rows: one row per input row, columns `ROW_SCHEMA` (missing columns read as null).
+        issues: `errors.ISSUE_SCHEMA` columns, one row per issue.
+        summary: keys `counts`, `requests` (int), `target` (base URL, never a key), `template`,
+            `input`, `dry_run`, `started_at`, `finished_at` (ISO 8601), `plan`, `reconciled`,
+            `mismatches`. `to_dict` replaces `counts` by `counts()` and adds `ok`.
+    """
+
+    rows: pl.DataFrame
+    issues: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=ISSUE_SCHEMA))
+    summary: dict = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        """True when no row is invalid, conflict, failed or drifted."""
+        return not self.rows.height or not self.rows["outcome"].is_in(NOT_OK).any()
+
+    def counts(self) -> dict[str, int]:
+        """Return rows per outcome: every `COUNT_KEYS` key (0 when none) plus any other seen."""
+        seen = dict(self.rows["outcome"].value_counts().iter_rows()) if self.rows.height else {}
+        counts = {key: int(seen.pop(key, 0)) for key in COUNT_KEYS}
+        extra = sorted(seen, key=lambda k: (OUTCOMES.index(k) if k in OUTCOMES else 99, str(k)))
+        return counts | {str(k): int(seen[k]) for k in extra}
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return `{"summary", "rows", "issues"}`, JSON-able; rows' `changes` as lists of dicts."""
+        rows = _conform(self.rows, ROW_SCHEMA).with_columns(
+            pl.col("changes").fill_null(pl.lit([], dtype=CHANGE_DTYPE)))
+        summary = {**self.summary, "counts": self.counts(), "ok": self.ok}
+        return {"summary": summary, "rows": rows.to_dicts(),
+                "issues": _conform(self.issues, ISSUE_SCHEMA).to_dicts()}
+
+
+def _conform(frame: pl.DataFrame, schema: dict[str, pl.DataType]) -> pl.DataFrame:
+    """Return `frame` with exactly `schema`'s columns (missing ones null), cast to its dtypes."""
+    return frame.select(
+        (pl.col(n) if n in frame.columns else pl.lit(None)).cast(dtype).alias(n)
+        for n, dtype in schema.items())
+
+
+def _row_messages(issues: pl.DataFrame) -> pl.DataFrame:
+    """Return `row_number, errors, warnings` (messages joined by `; `) per row with issues."""
+    is_error = pl.col("severity").fill_null("error") == "error"
+    return (issues.filter(pl.col("row_number").is_not_null())
+            .group_by("row_number", maintain_order=True)
+            .agg(errors=pl.col("message").filter(is_error).str.join("; "),
+                 warnings=pl.col("message").filter(~is_error).str.join("; ")))
+
+
+def report_table(report: Report) -> pl.DataFrame:
+    """Return the flat per-row table of `report.csv` / the `Rows` sheet (`REPORT_COLUMNS`).
+
+    `changes` becomes `field: before → after; …` (JSON texts, `null` when absent); `errors` and
+    `warnings` join that row's issue messages with `; `. Rows are sorted by `row_number`.
+    """
+    rows = _conform(report.rows, ROW_SCHEMA).sort("row_number", nulls_last=True,
+                                                  maintain_order=True)
+    item = pl.element().struct
+    changes = pl.col("changes").list.eval(pl.concat_str(
+        item.field("field"), pl.lit(": "), item.field("before").fill_null("null"), pl.lit(" → "),
+        item.field("after").fill_null("null"))).list.join("; ")
+    messages = _row_messages(_conform(report.issues, ISSUE_SCHEMA))
+    return (rows.join(messages, on="row_number", how="left", maintain_order="left")
+            .with_columns(changes.fill_null(""), pl.col("errors", "warnings").fill_null(""))
+            .select(REPORT_COLUMNS))
+
+
+class _Redactor:
+    """Replace every secret (and its JSON/CSV-escaped forms) by `[redacted]` (style 6.4)."""
+
+    def __init__(self, secrets: Iterable[str] | None):
+        forms = {f for s in secrets or () if s
+                 for f in (s, json.dumps(s, ensure_ascii=False)[1:-1], s.replace('"', '""'))}
+        self.forms = sorted(forms, key=len, reverse=True)
+
+    def __call__(self, text: str) -> str:
+        for form in self.forms:
+            text = text.replace(form, "[redacted]")
+        return text
+
+
+def _json(doc: dict) -> str:
+    return json.dumps(doc, indent=2, ensure_ascii=False, default=str) + "\n"
+
+
+def _write_text(path: Path, text: str, redact: _Redactor) -> Path:
+    path.write_text(redact(text), encoding="utf-8", newline="")
+    return path
+
+
+class _Book:
+    """An openpyxl workbook, streamed (write-only) when it will hold more than `WRITE_ONLY_ROWS`."""
+
+    def __init__(self, n_rows: int, redact: _Redactor):
+        self.write_only = n_rows > WRITE_ONLY_ROWS
+        self.wb = Workbook(write_only=self.write_only)
+        if not self.write_only:
+            self.wb.remove(self.wb.active)
+        self.redact = redact
+
+    def cell(self, ws, value: Any, *, bold: bool = False):
+        """Return a cell for `value`; text is redacted and always a string, never a formula."""
+        cell = WriteOnlyCell(ws)
+        if value is None or isinstance(value, (bool, int, float)):
+            cell.value = value
+        else:
+            cell.value = ILLEGAL_CHARACTERS_RE.sub("", self.redact(str(value)))[:32767]
+            cell.data_type = "s"
+        if bold:
+            cell.font = _BOLD
+        return cell
+
+    def sheet(self, title: str, frame: pl.DataFrame, *, lines: Iterable[int] | None = None,
+              decorate: Callable[[int, tuple, list], None] | None = None):
+        """Write `frame` as a sheet: bold frozen header, auto-filter, widths from the data.
+
+        `lines` gives the sheet line of each data row (ascending, >= 2; gaps stay empty);
+        `decorate(line, values, cells)` may style cells before they are written (line 1: header).
+        """
+        ws = self.wb.create_sheet(_sheet_title(title))
+        widths = frame.select(pl.all().cast(pl.String).str.len_chars().max()).row(0) \
+            if frame.width else ()
+        for i, (name, width) in enumerate(zip(frame.columns, widths), 1):
+            width = min(max(len(name), width or 0) + 2, 60)
+            ws.column_dimensions[get_column_letter(i)].width = width
+        ws.freeze_panes = "A2"
+        header = [self.cell(ws, name, bold=True) for name in frame.columns]
+        if decorate:
+            decorate(1, tuple(frame.columns), header)
+        self._append(ws, header)
+        last = 1
+        for line, values in zip(lines if lines is not None else range(2, frame.height + 2),
+                                frame.iter_rows()):
+            for _ in range(last + 1, line):
+                ws.append([])
+            cells = [self.cell(ws, v) for v in values]
+            if decorate:
+                decorate(line, values, cells)
+            self._append(ws, cells)
+            last = line
+        if frame.width:
+            ws.auto_filter.ref = f"A1:{get_column_letter(frame.width)}{max(last, 1)}"
+        return ws
+
+    def _append(self, ws, cells: list) -> None:
+        ws.append(cells)
+        if not self.write_only:  # write-only mode sets the hyperlink ref itself
+            for cell in cells:
+                if cell.hyperlink is not None:
+                    cell.hyperlink.ref = cell.coordinate
+
+    def save(self, path: Path) -> Path:
+        self.wb.save(path)
+        return path
+
+
+def _sheet_title(name: str | None) -> str:
+    """Return an Excel-legal sheet title (no `[]:*?/\\`, at most 31 characters)."""
+    clean = "".join("_" if ch in "[]:*?/\\" else ch for ch in (name or "Sheet1")).strip("'")
+    return clean[:31] or "Sheet1"
+
+
+def _summary_sheet(book: _Book, report: Report) -> None:
+    ws = book.wb.create_sheet("Summary")
+    ws.column_dimensions["A"].width, ws.column_dimensions["B"].width = 16, 60
+    s = report.summary
+    items = [*report.counts().items(), ("requests", s.get("requests")), ("ok", report.ok)]
+    items += [(k, s.get(k)) for k in ("dry_run", "target", "template", "input", "plan",
+                                      "reconciled", "mismatches", "started_at", "finished_at")]
+    ws.append([book.cell(ws, "item", bold=True), book.cell(ws, "value", bold=True)])
+    for key, value in items:
+        ws.append([book.cell(ws, key), book.cell(ws, value)])
+
+
+def _errors_frame(issues: pl.DataFrame, table: pl.DataFrame) -> pl.DataFrame:
+    """Return `ERROR_COLUMNS` plus `_line` (the `Rows` sheet line of the issue's row, or null)."""
+    where = pl.concat_str(
+        pl.when(pl.col("row_number").is_not_null()).then(pl.format("row {}", "row_number")),
+        pl.when(pl.col("column").is_not_null()).then(pl.format("column {}", "column")),
+        separator=", ", ignore_nulls=True)
+    lines = (table.select("row_number").with_row_index("_line", offset=2)
+             .unique("row_number", keep="first").filter(pl.col("row_number").is_not_null()))
+    return (_conform(issues, ISSUE_SCHEMA)
+            .join(lines, on="row_number", how="left", maintain_order="left")
+            .with_columns(reference=pl.when(where == "").then(pl.lit("file")).otherwise(where))
+            .select(*ERROR_COLUMNS, "_line"))
+
+
+def _with_status(input_frame: pl.DataFrame, report: Report) -> pl.DataFrame:
+    """Return the input's columns (as text) plus `crm_iri`, `bulkcrm_status`, joined on row_number.
+
+    A `crm_iri` already in the input is kept where this run found no IRI.
+    """
+    cols = [c for c in input_frame.columns if c != "row_number"]
+    status = (_conform(report.rows, ROW_SCHEMA)
+              .select("row_number", pl.col("iri").alias("_iri"), pl.col("outcome").alias("_out"))
+              .unique("row_number", keep="first"))
+    old_iri = pl.col("crm_iri").cast(pl.String) if "crm_iri" in cols else pl.lit(None, pl.String)
+    return (input_frame.join(status, on="row_number", how="left", maintain_order="left")
+            .with_columns(crm_iri=pl.coalesce("_iri", old_iri), bulkcrm_status=pl.col("_out"))
+            .select(pl.col(c).cast(pl.String)
+                    for c in [*cols, *(c for c in STATUS_COLUMNS if c not in cols)]))
+
+
+def write_report(report: Report, out_dir: str | Path, *, input_frame: pl.DataFrame | None = None,
+                 input_path: str | Path | None = None,
+                 secrets: Iterable[str] | None = None) -> dict[str, Path]:
+    """Write the reconciliation report into `out_dir` (created if needed).
+
+    Files: `report.json` (`Report.to_dict`, indent 2), `report.csv` (`REPORT_COLUMNS`, one line per
+    input row, cells neutralised by `neutralise_csv`), `report.xlsx` (sheets `Summary`, `Rows` with
+    the outcome cell coloured per `OUTCOME_COLOURS`, `Errors` one line per issue whose `reference`
+    links to the row in `Rows`). With `input_frame` (`row_number: Int64` + the sheet's columns as
+    text) also `<input stem>.with-status.csv` (and `.xlsx` when `input_path` is .xlsx/.xlsm): the
+    input plus `crm_iri` and `bulkcrm_status` (the outcome), joined on `row_number`.
+
+    Args:
+        report: the run's `Report`.
+        out_dir: directory for the files.
+        input_frame: the input as read, for the write-back copy.
+        input_path: the input file; its stem and suffix name the write-back copy.
+        secrets: strings (API keys) replaced by `[redacted]` wherever they would be written.
+
+    Returns:
+        Paths by key: `json`, `csv`, `xlsx`, plus `with_status_csv` / `with_status_xlsx`.
+
+    Raises:
+        OSError: a file cannot be written. Row problems never raise; they are in the report.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    redact = _Redactor(secrets)
+    table = report_table(report)
+    paths = {
+        "json": _write_text(out / "report.json", _json(report.to_dict()), redact),
+        "csv": _write_text(out / "report.csv", neutralise_csv(table).write_csv(), redact),
+    }
+    errors = _errors_frame(report.issues, table)
+    book = _Book(max(table.height, errors.height), redact)
+    _summary_sheet(book, report)
+    book.sheet("Rows", table, decorate=_colour_outcome)
+    links = errors["_line"].to_list()
+    book.sheet("Errors", errors.drop("_line"), decorate=lambda line, _v, cells: _link(
+        cells[-1], links[line - 2] if line > 1 else None))
+    paths["xlsx"] = book.save(out / "report.xlsx")
+    if input_frame is not None:
+        paths |= _write_back(_with_status(input_frame, report), out, input_path, report, redact)
+    return paths
+
+
+def _colour_outcome(line: int, values: tuple, cells: list) -> None:
+    rgb = OUTCOME_COLOURS.get(values[1]) if line > 1 else None
+    if rgb:
+        cells[1].fill = _FILLS[rgb]
+
+
+def _link(cell, line: int | None) -> None:
+    if line is not None:
+        cell.hyperlink = Hyperlink(ref="", location=f"'Rows'!A{line}", display=str(cell.value))
+
+
+def _stem(input_path: str | Path | None) -> str:
+    return Path(input_path).stem if input_path else "input"
+
+
+def _is_xlsx(input_path: str | Path | None) -> bool:
+    return bool(input_path) and Path(input_path).suffix.lower() in (".xlsx", ".xlsm")
+
+
+def _write_back(frame: pl.DataFrame, out: Path, input_path, report: Report,
+                redact: _Redactor) -> dict[str, Path]:
+    stem = _stem(input_path)
+    paths = {"with_status_csv": _write_text(
+        out / f"{stem}.with-status.csv", neutralise_csv(frame).write_csv(), redact)}
+    if _is_xlsx(input_path):
+        sheets = _conform(report.rows, ROW_SCHEMA)["sheet"].drop_nulls()
+        book = _Book(frame.height, redact)
+        book.sheet(sheets[0] if len(sheets) else "Sheet1", frame)
+        paths["with_status_xlsx"] = book.save(out / f"{stem}.with-status.xlsx")
+    return paths
+
+
+def write_issues(issues: pl.DataFrame, out_dir: str | Path, *,
+                 input_frame: pl.DataFrame | None = None, input_path: str | Path | None = None,
+                 sheet_name: str | None = None,
+                 secrets: Iterable[str] | None = None) -> dict[str, Path]:
+    """Write the validation report of `bulkcrm validate` into `out_dir` (created if needed).
+
+    Files: `issues.csv` (`ISSUE_SCHEMA` columns, neutralised), `issues.json`
+    (`{"valid": bool, "errors": int, "warnings": int, "issues": [...]}`) and, with `input_frame`
+    (`row_number` + the sheet's columns as text), `<input stem>.issues.xlsx`: the input as text,
+    each data row on the sheet line equal to its `row_number` when those are ascending and unique
+    (so cell references match the original), else in order. Each cell named by an issue is filled
+    red (any error) or yellow (warnings only) and carries a comment with the message(s), one per
+    line. A row-level issue (column null or not in the sheet) marks the row's first cell; a
+    file-level one (row_number null or not in the frame) marks the header.
+
+    Returns:
+        Paths by key: `csv`, `json`, and `xlsx` when written.
+
+    Raises:
+        OSError: a file cannot be written.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    redact = _Redactor(secrets)
+    issues = _conform(issues, ISSUE_SCHEMA)
+    n_errors = issues.filter(pl.col("severity").fill_null("error") == "error").height
+    doc = {"valid": n_errors == 0, "errors": n_errors, "warnings": issues.height - n_errors,
+           "issues": issues.to_dicts()}
+    paths = {
+        "csv": _write_text(out / "issues.csv", neutralise_csv(issues).write_csv(), redact),
+        "json": _write_text(out / "issues.json", _json(doc), redact),
+    }
+    if input_frame is not None:
+        frame = input_frame.select(pl.exclude("row_number").cast(pl.String))
+        lines = _sheet_lines(input_frame["row_number"])
+        marks = _issue_marks(issues, frame.columns, input_frame["row_number"], lines)
+        book = _Book(frame.height, redact)
+        book.sheet(sheet_name or issues["sheet"].drop_nulls().first() or "Sheet1", frame,
+                   lines=lines.to_list(),
+                   decorate=lambda line, _v, cells: _mark(line, cells, marks, redact))
+        paths["xlsx"] = book.save(out / f"{_stem(input_path)}.issues.xlsx")
+    return paths
+
+
+def _sheet_lines(row_numbers: pl.Series) -> pl.Series:
+    """Return each row's sheet line: its row_number if ascending, unique and >= 2; else 2, 3, …"""
+    n = len(row_numbers)
+    aligned = (n and not row_numbers.null_count() and row_numbers.min() >= 2
+               and row_numbers.is_unique().all() and row_numbers.is_sorted())
+    return row_numbers.cast(pl.Int64) if aligned else pl.int_range(2, n + 2, eager=True)
+
+
+def _issue_marks(issues: pl.DataFrame, columns: list[str], row_numbers: pl.Series,
+                 lines: pl.Series) -> dict[tuple[int, int], tuple[bool, str]]:
+    """Return `{(line, column index 0-based): (has_error, messages)}` for the flagged cells."""
+    where = pl.DataFrame({"row_number": row_numbers.cast(pl.Int64), "_line": lines}).unique(
+        "row_number", keep="first")
+    index = {name: i for i, name in enumerate(columns)}
+    marked = (issues.join(where, on="row_number", how="left", maintain_order="left")
+              .with_columns(pl.col("_line").fill_null(1),
+                            _col=pl.col("column").replace_strict(
+                                index, default=0, return_dtype=pl.Int64).fill_null(0))
+              .group_by("_line", "_col", maintain_order=True)
+              .agg((pl.col("severity").fill_null("error") == "error").any().alias("error"),
+                   pl.col("message").fill_null("").str.join("\n").alias("text")))
+    return {(line, col): (error, text) for line, col, error, text in marked.iter_rows()}
+
+
+def _mark(line: int, cells: list, marks: dict[tuple[int, int], tuple[bool, str]],
+          redact: _Redactor) -> None:
+    for col, cell in enumerate(cells):
+        if (line, col) in marks:
+            error, text = marks[line, col]
+            cell.fill = _FILLS[RED if error else YELLOW]
+            cell.comment = Comment(redact(text), "bulkcrm", width=320, height=120)
+
+
+def render_summary(report: Report, *, out_dir: str | Path | None = None) -> str:
+    """Return terminal lines: counts in `COUNT_KEYS` order (then others), requests, report path.
+
+    Example::
+
+        created 1, patched 1, replaced 0, unchanged 1, conflict 1, invalid 1, failed 1
+        requests: 7
+        3 rows need attention; see out/report.xlsx (also report.csv, report.json)
+    """
+    s = report.summary
+    lines = [", ".join(f"{k} {n}" for k, n in report.counts().items())]
+    dry = " (dry run: nothing written)" if s.get("dry_run") else ""
+    lines.append(f"requests: {s.get('requests', 0)}{dry}")
+    if s.get("reconciled"):
+        lines.append(f"reconciled: {s.get('mismatches', 0)} mismatch(es)")
+    bad = report.rows.height and int(report.rows["outcome"].is_in(NOT_OK).sum())
+    head = f"{bad} row(s) need attention; see" if bad else "report:"
+    if out_dir is not None:
+        lines.append(f"{head} {Path(out_dir) / 'report.xlsx'} (also report.csv, report.json)")
+    elif bad:
+        lines.append(f"{bad} row(s) need attention")
+    return "\n".join(lines)

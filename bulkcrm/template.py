@@ -1,0 +1,383 @@
+"""Stage 0: load a template (YAML) that maps spreadsheet columns onto API fields.
+
+Input: a YAML file (format in README.md, "Template format"). Output: a frozen `Template`.
+Every error is a `TemplateError` naming the file and the key path, e.g.
+`templates/x.yaml:fields.title.column: expected a string`.
+
+The API's own rules for each field (kind, IRI collection, normaliser, check) live in
+`FIELD_RULES`, taken from crm-api.md §8.1/§8.2 (organizations) and §9.1 (notes).
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import TemplateError
+from .vocab import MODES
+
+# kind: scalar (one string), bool, list (list of strings), phones (list of {phoneNumber, phoneType}),
+# emails (list of strings sent as [{email}]). `iri`: the collection a relation points to.
+# `normalise`: the transform every value of the field always gets (the API's format).
+# `check`: the validator check (transforms.CHECKS) for the cleaned value.
+ORG_FIELDS: dict[str, dict[str, Any]] = {
+    "title": {"kind": "scalar", "check": None, "required": True, "normalise": "squish"},
+    "description": {"kind": "scalar"},
+    "website": {"kind": "scalar", "normalise": "url", "check": "url"},
+    "customerId": {"kind": "scalar", "normalise": "trim"},
+    "externalSource": {"kind": "scalar"},
+    "chamberOfCommerceNumber": {"kind": "scalar", "normalise": "trim"},
+    "linkedinId": {"kind": "scalar", "normalise": "linkedin"},
+    "archivedAt": {"kind": "scalar", "normalise": "datetime", "check": "datetime"},
+    "address.street": {"kind": "scalar", "normalise": "squish"},
+    "address.postalCode": {"kind": "scalar", "normalise": "trim"},
+    "address.city": {"kind": "scalar", "normalise": "squish"},
+    "address.country": {"kind": "scalar", "normalise": "country", "check": "country"},
+    "owner": {"kind": "scalar", "iri": "users", "lookup_by": "email"},
+    "avatar": {"kind": "scalar", "iri": "media_objects"},
+    "emailAddresses": {"kind": "emails", "normalise": "email", "check": "email"},
+    "phoneNumbers": {"kind": "phones", "normalise": "phone", "check": "phone_e164"},
+    "tags": {"kind": "list", "iri": "tags", "lookup_by": "title"},
+    "segments": {"kind": "list", "iri": "segments", "lookup_by": "title"},
+    "people": {"kind": "list", "iri": "people"},
+}
+NOTE_FIELDS: dict[str, dict[str, Any]] = {
+    "description": {"kind": "scalar", "required": True},
+    "title": {"kind": "scalar"},
+    "flagged": {"kind": "bool", "normalise": "boolean", "check": "boolean"},
+    "isPrivate": {"kind": "bool", "normalise": "boolean", "check": "boolean"},
+    "author": {"kind": "scalar", "iri": "users", "lookup_by": "email"},
+    "category": {"kind": "scalar", "iri": "note_categories", "lookup_by": "title", "required": True},
+    "createdAt": {"kind": "scalar", "normalise": "datetime", "check": "datetime"},
+}
+FIELD_RULES = {"organizations": ORG_FIELDS, "organization_notes": NOTE_FIELDS}
+"""Per resource: API field -> rules (crm-api.md §8.1, §8.2, §9.1)."""
+
+IDENTIFIER_KINDS = {
+    "emailAddresses": "email", "phoneNumbers": "phone", "linkedinId": "linkedin",
+    "customerId": "text", "chamberOfCommerceNumber": "text",
+}
+"""Fields usable as identifiers -> normaliser kind. The first three are searchable with the
+`identifiers[]` filter (crm-api.md §8.3); the others need a full listing."""
+SEARCHABLE_IDENTIFIERS = ("emailAddresses", "phoneNumbers", "linkedinId")
+
+_SOURCE_KEYS = {"column", "columns", "value", "transforms", "split", "policy", "lookup",
+                "required", "max_length", "type", "type_column", "render"}
+_LOOKUP_KEYS = {"by", "table", "create_missing", "collection"}
+
+
+@dataclass(frozen=True)
+class Source:
+    """One column (or constant) feeding a field. For `phoneNumbers` a field may have several.
+
+    Attributes:
+        column: sheet column name, or None for a constant.
+        value: the constant (when `column` is None).
+        transforms: transform specs applied in order before the field's normaliser
+            (`"trim"` or `{"phone": {"default_region": "NL"}}`, see transforms.py).
+        split: separator turning the cell into a list (list fields), or None.
+        phone_type: constant phoneType for phone sources (crm-api.md §8.2 enum).
+        type_column: column holding the phoneType per row.
+    """
+
+    column: str | None = None
+    value: Any = None
+    transforms: tuple = ()
+    split: str | None = None
+    phone_type: str | None = None
+    type_column: str | None = None
+
+
+@dataclass(frozen=True)
+class Lookup:
+    """How names in a column become IRIs (crm-api.md §10).
+
+    Attributes:
+        collection: API collection, e.g. `tags` -> IRIs `/tags/{id}`.
+        by: the record property matched against the cell (`title` for tags, `email` for users).
+        table: static name -> IRI table (for APIs without the endpoint); checked first.
+        create_missing: create unknown names (tags only); counted in the plan.
+    """
+
+    collection: str
+    by: str
+    table: tuple[tuple[str, str], ...] = ()
+    create_missing: bool = False
+
+
+@dataclass(frozen=True)
+class Mapping:
+    """One API field and where its value comes from.
+
+    Attributes:
+        field: API field path, dotted for embedded objects (`address.city`).
+        kind: scalar | bool | list | emails | phones (from FIELD_RULES).
+        sources: one or more `Source` (several only for list fields).
+        policy: overwrite | fill_if_empty | never (scalars); merge | replace (lists).
+        lookup: a `Lookup` when the column holds names rather than IRIs.
+        required: a row without a value is invalid (`missing-required`).
+        max_length: longest allowed value in characters, or None.
+        render: export options (e.g. {"country": "name"}).
+    """
+
+    field: str
+    kind: str
+    sources: tuple[Source, ...]
+    policy: str
+    lookup: Lookup | None = None
+    required: bool = False
+    max_length: int | None = None
+    render: tuple[tuple[str, Any], ...] = ()
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """Sheet columns this mapping reads (type columns included)."""
+        cols = [s.column for s in self.sources if s.column]
+        cols += [s.type_column for s in self.sources if s.type_column]
+        return tuple(cols)
+
+    @property
+    def rules(self) -> dict[str, Any]:
+        return FIELD_RULES_ALL[self.field]
+
+
+FIELD_RULES_ALL = {**ORG_FIELDS, **{f: r for f, r in NOTE_FIELDS.items() if f not in ORG_FIELDS}}
+
+
+@dataclass(frozen=True)
+class Template:
+    """A loaded template.
+
+    Attributes:
+        path: the YAML file; sha256: its content hash (recorded in plans).
+        resource: `organizations` or `organization_notes`.
+        mode: `patch` (merge patch, RFC 7396) or `replace` (PUT, the sheet is authoritative).
+        mappings: field mappings in file order.
+        identifiers: identifier fields in priority order (crm-api.md §8.3 `identifiers[]`).
+        iri_column: sheet column holding an explicit record IRI (wins over identifiers).
+        null_tokens: cell texts meaning "no value" (e.g. `NULL`); compared after trimming.
+        default_region: ISO 3166-1 alpha-2 region for phones of rows without a country.
+        empty: `ignore` (an empty cell leaves the field alone) or `clear` (it clears it).
+        clear_unmapped: a PUT clears fields the template does not map (default False).
+        notes: for organization_notes: how a note finds its organization and its content key.
+    """
+
+    path: str
+    sha256: str
+    resource: str
+    mode: str
+    mappings: tuple[Mapping, ...]
+    identifiers: tuple[str, ...]
+    iri_column: str | None
+    null_tokens: tuple[str, ...]
+    default_region: str | None
+    empty: str
+    clear_unmapped: bool = False
+    notes: dict = field(default_factory=dict)
+
+    def mapping(self, field_name: str) -> Mapping | None:
+        return next((m for m in self.mappings if m.field == field_name), None)
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """Every sheet column the template reads."""
+        cols = [c for m in self.mappings for c in m.columns]
+        if self.iri_column:
+            cols.append(self.iri_column)
+        return tuple(dict.fromkeys(cols))
+
+    def column_of(self, field_name: str) -> str | None:
+        """The first sheet column feeding `field_name` (for issue messages)."""
+        m = self.mapping(field_name)
+        return m.columns[0] if m and m.columns else None
+
+
+def load_template(path: str | Path) -> Template:
+    """Load and check a template file.
+
+    Args:
+        path: YAML file, see README "Template format".
+
+    Returns:
+        A frozen `Template`.
+
+    Raises:
+        TemplateError: unreadable YAML, unknown key, unknown field for the resource, a wrong
+            type, or an identifier that is neither mapped nor an identifier field. The message
+            names the file and the key path.
+    """
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+        doc = yaml.safe_load(text)
+    except FileNotFoundError:
+        raise TemplateError("template file not found", path=str(p)) from None
+    except (OSError, yaml.YAMLError, UnicodeDecodeError) as e:
+        raise TemplateError(f"cannot read YAML: {e}", path=str(p)) from None
+    return parse_template(doc, path=str(p), sha256=hashlib.sha256(text.encode()).hexdigest())
+
+
+def parse_template(doc: Any, *, path: str = "<template>", sha256: str = "") -> Template:
+    """Build a `Template` from an already parsed YAML document (see `load_template`)."""
+    err = _Err(path)
+    if not isinstance(doc, dict):
+        raise err("the template must be a mapping", None)
+    known = {"resource", "mode", "null_tokens", "identifiers", "iri_column", "default_region",
+             "empty", "fields", "clear_unmapped", "notes", "description"}
+    for k in doc:
+        if k not in known:
+            raise err(f"unknown key; expected one of {sorted(known)}", str(k))
+    resource = doc.get("resource", "organizations")
+    if resource not in FIELD_RULES:
+        raise err(f"unknown resource {resource!r}; use one of {sorted(FIELD_RULES)}", "resource")
+    mode = doc.get("mode", "patch")
+    if mode not in ("patch", "replace"):
+        hint = " (create-only/update-only are run options: --mode)" if mode in MODES else ""
+        raise err(f"mode must be 'patch' or 'replace'{hint}", "mode")
+    fields_doc = doc.get("fields")
+    if not isinstance(fields_doc, dict) or not fields_doc:
+        raise err("expected a mapping of API field -> column", "fields")
+    rules = FIELD_RULES[resource]
+    mappings = tuple(_mapping(name, spec, rules, mode, err) for name, spec in fields_doc.items())
+    mapped = {m.field for m in mappings}
+    idents = tuple(_str_list(doc.get("identifiers", []), err, "identifiers"))
+    for i, ident in enumerate(idents):
+        if ident not in IDENTIFIER_KINDS:
+            raise err(f"{ident!r} cannot identify a record; use {sorted(IDENTIFIER_KINDS)}",
+                      f"identifiers[{i}]")
+        if ident not in mapped:
+            raise err(f"identifier {ident!r} is not mapped under fields", f"identifiers[{i}]")
+    for req, r in rules.items():
+        if r.get("required") and req not in mapped and resource == "organizations":
+            raise err(f"the API requires {req!r} (crm-api.md §8.1); map it", "fields")
+    empty = doc.get("empty", "clear" if mode == "replace" else "ignore")
+    if empty not in ("ignore", "clear"):
+        raise err("empty must be 'ignore' or 'clear'", "empty")
+    region = doc.get("default_region")
+    if region is not None and (not isinstance(region, str) or len(region) != 2):
+        raise err("default_region must be an ISO 3166-1 alpha-2 code such as NL", "default_region")
+    notes = doc.get("notes") or {}
+    if not isinstance(notes, dict):
+        raise err("expected a mapping", "notes")
+    return Template(
+        path=path, sha256=sha256, resource=resource, mode=mode, mappings=mappings,
+        identifiers=idents, iri_column=doc.get("iri_column", "crm_iri"),
+        null_tokens=tuple(str(t) for t in _str_list(doc.get("null_tokens", []), err, "null_tokens")),
+        default_region=region.upper() if region else None, empty=empty,
+        clear_unmapped=bool(doc.get("clear_unmapped", False)), notes=notes,
+    )
+
+
+class _Err:
+    def __init__(self, path: str):
+        self.path = path
+
+    def __call__(self, message: str, key: str | None) -> TemplateError:
+        return TemplateError(message, path=self.path, key=key)
+
+
+def _str_list(value: Any, err: _Err, key: str) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if not isinstance(value, list) or not all(isinstance(v, (str, int)) for v in value):
+        raise err("expected a list of strings", key)
+    return [str(v) for v in value]
+
+
+def _mapping(name: str, spec: Any, rules: dict, mode: str, err: _Err) -> Mapping:
+    key = f"fields.{name}"
+    if name not in rules:
+        raise err(f"unknown field for this resource; known fields: {', '.join(rules)}", key)
+    rule = rules[name]
+    if isinstance(spec, str):
+        spec = {"column": spec}
+    specs = spec if isinstance(spec, list) else [spec]
+    if len(specs) > 1 and rule["kind"] not in ("phones", "emails", "list"):
+        raise err("only list fields may have several sources", key)
+    sources = tuple(_source(s, rule, err, f"{key}[{i}]" if len(specs) > 1 else key)
+                    for i, s in enumerate(specs))
+    first = specs[0]
+    is_list = rule["kind"] in ("phones", "emails", "list")
+    default_policy = ("replace" if mode == "replace" else "merge") if is_list else "overwrite"
+    policy = first.get("policy", default_policy)
+    allowed = ("merge", "replace") if is_list else ("overwrite", "fill_if_empty", "never")
+    if policy not in allowed:
+        raise err(f"policy must be one of {allowed} for this field", f"{key}.policy")
+    return Mapping(
+        field=name, kind=rule["kind"], sources=sources, policy=policy,
+        lookup=_lookup(first.get("lookup"), rule, err, f"{key}.lookup"),
+        required=bool(first.get("required", rule.get("required", False))),
+        max_length=first.get("max_length"),
+        render=tuple(sorted((first.get("render") or {}).items())),
+    )
+
+
+def _source(spec: Any, rule: dict, err: _Err, key: str) -> Source:
+    if not isinstance(spec, dict):
+        raise err("expected a column name or a mapping", key)
+    for k in spec:
+        if k not in _SOURCE_KEYS:
+            raise err(f"unknown key; expected one of {sorted(_SOURCE_KEYS)}", f"{key}.{k}")
+    if ("column" in spec) == ("value" in spec):
+        raise err("give exactly one of 'column' or 'value'", key)
+    if "column" in spec and not isinstance(spec["column"], str):
+        raise err("expected a column name (string)", f"{key}.column")
+    transforms = spec.get("transforms", [])
+    if not isinstance(transforms, list):
+        raise err("expected a list of transforms", f"{key}.transforms")
+    if spec.get("type") is not None and rule["kind"] != "phones":
+        raise err("'type' applies to phoneNumbers only", f"{key}.type")
+    split = spec.get("split")
+    if split is None and rule["kind"] in ("emails", "list") and "column" in spec:
+        split = ";"
+    return Source(column=spec.get("column"), value=spec.get("value"), transforms=tuple(
+        _freeze(t) for t in transforms), split=split, phone_type=spec.get("type"),
+        type_column=spec.get("type_column"))
+
+
+def _lookup(spec: Any, rule: dict, err: _Err, key: str) -> Lookup | None:
+    if spec is None or spec is False:
+        return None
+    collection = rule.get("iri")
+    if not collection:
+        raise err("this field holds no relation; a lookup does not apply", key)
+    if spec is True:
+        spec = {}
+    if not isinstance(spec, dict):
+        raise err("expected true or a mapping with by/table/create_missing", key)
+    for k in spec:
+        if k not in _LOOKUP_KEYS:
+            raise err(f"unknown key; expected one of {sorted(_LOOKUP_KEYS)}", f"{key}.{k}")
+    table = spec.get("table") or {}
+    if not isinstance(table, dict):
+        raise err("expected a mapping of name -> IRI", f"{key}.table")
+    for name, iri in table.items():
+        if not (isinstance(iri, str) and iri.startswith(f"/{collection}/")):
+            raise err(f"{iri!r} is not an IRI of the form /{collection}/{{id}}", f"{key}.table.{name}")
+    if spec.get("create_missing") and collection != "tags":
+        raise err("create_missing is supported for tags only", f"{key}.create_missing")
+    return Lookup(collection=collection, by=spec.get("by", rule.get("lookup_by", "title")),
+                  table=tuple((str(k).strip().lower(), v) for k, v in table.items()),
+                  create_missing=bool(spec.get("create_missing", False)))
+
+
+def _freeze(value: Any) -> Any:
+    """Make YAML values hashable so `Template` stays frozen."""
+    if isinstance(value, dict):
+        return tuple((k, _freeze(v)) for k, v in value.items())
+    if isinstance(value, list):
+        return tuple(_freeze(v) for v in value)
+    return value
+
+
+def thaw(value: Any) -> Any:
+    """Inverse of `_freeze` for transform specs: tuples of pairs back to dicts."""
+    if isinstance(value, tuple) and value and all(isinstance(p, tuple) and len(p) == 2
+                                                   and isinstance(p[0], str) for p in value):
+        return {k: thaw(v) for k, v in value}
+    if isinstance(value, tuple):
+        return [thaw(v) for v in value]
+    return value

@@ -1,0 +1,204 @@
+"""Stage 3: validate mapped rows with a pandera schema (polars backend) built from the template
+and the API's rules (crm-api.md §8.1, §8.2, §9.1).
+
+Input: the mapped frame of `mapping.map_rows` and the sheet it came from.
+Output: `Validation(valid, issues)`: the rows with no error, and one issue per failed check,
+naming file, sheet, row_number, column, value, rule and a fix. Validation is lazy (every
+failure at once) and never raises for a bad row.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandera.polars as pa
+import polars as pl
+from pandera.api.polars.types import PolarsData
+
+from .errors import ISSUE_SCHEMA, Issue, issues_frame
+from .template import Mapping, Template
+from .transforms import CHECK_RULES, CHECKS, check_list
+
+PHONE_TYPES = ("fax", "mobile", "landline", "work", "home", "other")
+"""Sandbox enum of PhoneNumber.phoneType (crm-api.md §8.2, [SANDBOX])."""
+
+
+@dataclass(frozen=True)
+class Validation:
+    """Result of `validate`.
+
+    Attributes:
+        valid: the mapped rows without any error-severity issue (same columns as the input).
+        issues: ISSUE_SCHEMA frame: read issues plus validation issues, errors and warnings.
+        invalid_rows: row_numbers rejected (an error issue on the row).
+    """
+
+    valid: pl.DataFrame
+    issues: pl.DataFrame
+    invalid_rows: frozenset[int]
+
+
+@dataclass(frozen=True)
+class _Rule:
+    field: str
+    slug: str          # issue type, e.g. invalid-email
+    check: str | None  # name in transforms.CHECKS / CHECK_RULES, None for missing-required
+    severity: str = "error"
+    options: tuple = ()
+
+
+def validate(mapped: pl.DataFrame, template: Template, *, sheet: pl.DataFrame | None = None,
+             read_issues: list[Issue] | None = None, file: str | None = None,
+             sheet_name: str | None = None) -> Validation:
+    """Check every mapped row; return the good rows and every problem.
+
+    Args:
+        mapped: output of `mapping.map_rows` (`row_number` + field columns).
+        template: the template the rows were mapped with.
+        sheet: the read sheet (`row_number` + original text columns), to quote original values.
+        read_issues: issues found while reading (formula without result, ragged rows, ...).
+        file, sheet_name: where the rows came from, for the issue records.
+
+    Returns:
+        `Validation`. Warnings (e.g. a phone that could not be put in E.164) keep the row valid.
+    """
+    rules = _rules(template)
+    schema = pa.DataFrameSchema({f: pa.Column(checks=[_pa_check(r) for r in rs], nullable=True)
+                                 for f, rs in _by_field(rules).items() if f in mapped.columns})
+    failures = _failures(schema, mapped)
+    found = _issues(failures, rules, mapped, sheet, template, file, sheet_name)
+    found += [Issue(**{**i.to_dict(), "file": i.file or file}) for i in read_issues or []]
+    issues = issues_frame(found).sort("row_number", "column", nulls_last=True)
+    bad = set(issues.filter(pl.col("severity") == "error")["row_number"].drop_nulls().to_list())
+    valid = mapped.filter(~pl.col("row_number").is_in(list(bad)))
+    return Validation(valid=valid, issues=issues.select(list(ISSUE_SCHEMA)), invalid_rows=frozenset(bad))
+
+
+def _rules(template: Template) -> list[_Rule]:
+    rules: list[_Rule] = []
+    for m in template.mappings:
+        if m.required:
+            rules.append(_Rule(m.field, "missing-required", None))
+        check = m.rules.get("check")
+        if m.kind == "phones":
+            rules.append(_Rule(m.field, "invalid-phone", "phone_e164", "warning"))
+            rules.append(_Rule(m.field, "invalid-phone-type", "phone_type"))
+        elif check:
+            slug = {"email": "invalid-email", "url": "invalid-url", "country": "invalid-country",
+                    "datetime": "invalid-datetime", "boolean": "invalid-boolean"}[check]
+            rules.append(_Rule(m.field, slug, check))
+        if m.rules.get("iri"):
+            rules.append(_Rule(m.field, "invalid-iri", "iri", options=(("collection", m.rules["iri"]),
+                                                                       ("lookup", m.lookup is not None))))
+        if m.max_length:
+            rules.append(_Rule(m.field, "too-long", "max_length", options=(("n", m.max_length),)))
+    return rules
+
+
+def _by_field(rules: list[_Rule]) -> dict[str, list[_Rule]]:
+    out: dict[str, list[_Rule]] = {}
+    for r in rules:
+        out.setdefault(r.field, []).append(r)
+    return out
+
+
+def _ok_expr(rule: _Rule, col: pl.Expr, dtype: pl.DataType) -> pl.Expr:
+    """Boolean expression, True where the cell passes `rule`."""
+    opts = dict(rule.options)
+    if rule.check is None:  # missing-required
+        return col.list.len() > 0 if isinstance(dtype, pl.List) else col.is_not_null()
+    if rule.check == "phone_e164":
+        return check_list(CHECKS["phone_e164"], col.list.eval(pl.element().struct.field("phoneNumber")))
+    if rule.check == "phone_type":
+        return check_list(CHECKS["phone_type"], col.list.eval(pl.element().struct.field("phoneType")))
+    fn = CHECKS[rule.check]
+    kwargs = {k: v for k, v in opts.items() if k != "lookup"}
+    if rule.check == "iri" and opts.get("lookup"):  # names are looked up later; only IRIs checked
+        base = fn
+        fn = lambda e, **kw: pl.when(e.str.starts_with("/")).then(base(e, **kw)).otherwise(True)  # noqa: E731
+    if isinstance(dtype, pl.List):
+        return check_list(lambda e: fn(e, **kwargs), col)
+    return fn(col, **kwargs)
+
+
+def _pa_check(rule: _Rule) -> pa.Check:
+    def check(data: PolarsData) -> pl.LazyFrame:
+        dtype = data.lazyframe.collect_schema()[data.key]
+        return data.lazyframe.select(_ok_expr(rule, pl.col(data.key), dtype).fill_null(True))
+    return pa.Check(check, error=f"{rule.field}|{rule.slug}")
+
+
+def _failures(schema: pa.DataFrameSchema, mapped: pl.DataFrame) -> pl.DataFrame:
+    try:
+        schema.validate(mapped, lazy=True)
+    except pa.errors.SchemaErrors as e:
+        fc = e.failure_cases
+        return fc.filter(pl.col("check").str.contains("|", literal=True)).select("check", "index")
+    return pl.DataFrame(schema={"check": pl.String, "index": pl.Int32})
+
+
+def _issues(failures: pl.DataFrame, rules: list[_Rule], mapped: pl.DataFrame,
+            sheet: pl.DataFrame | None, template: Template, file: str | None,
+            sheet_name: str | None) -> list[Issue]:
+    """Turn pandera failure cases (check name + row position) into Issues (few rows: a loop)."""
+    by_key = {f"{r.field}|{r.slug}": r for r in rules}
+    originals = {}
+    if sheet is not None:
+        originals = {r["row_number"]: r for r in sheet.filter(
+            pl.col("row_number").is_in(mapped[failures["index"].unique().to_list()]["row_number"].to_list()
+                                       if failures.height else [])).iter_rows(named=True)}
+    issues = []
+    for check, idx in failures.iter_rows():
+        rule = by_key[check]
+        row = mapped.row(idx, named=True)
+        m = template.mapping(rule.field)
+        for column, value in _bad_values(rule, m, row, originals.get(row["row_number"], {})):
+            issues.append(_issue(rule, row["row_number"], column, value, file, sheet_name))
+    return issues
+
+
+def _bad_values(rule: _Rule, m: Mapping, row: dict, original: dict) -> list[tuple[str | None, str | None]]:
+    """The (column, original value) pairs that broke `rule` in one row."""
+    cols = [c for c in m.columns] or [None]
+    if rule.check is None or m.kind in ("scalar", "bool"):
+        return [(cols[0], original.get(cols[0]) if cols[0] else None)]
+    if m.kind == "phones":
+        key = "phoneNumber" if rule.check == "phone_e164" else "phoneType"
+        items = [p[key] for p in row[m.field] if p[key] is not None]
+        fn = CHECKS[rule.check]
+        bad = pl.Series(items, dtype=pl.String).to_frame("v").filter(~fn(pl.col("v")).fill_null(True))["v"].to_list()
+    else:
+        opts = {k: v for k, v in rule.options if k != "lookup"}
+        items = [v for v in row[m.field] if not (dict(rule.options).get("lookup") and not v.startswith("/"))]
+        bad = pl.Series(items, dtype=pl.String).to_frame("v").filter(
+            ~CHECKS[rule.check](pl.col("v"), **opts).fill_null(True))["v"].to_list()
+    return [(_column_holding(v, m, original), v) for v in bad] or [(cols[0], None)]
+
+
+def _column_holding(value: str, m: Mapping, original: dict) -> str | None:
+    for c in m.columns:
+        cell = original.get(c)
+        if cell and (value in cell or value.lower() in cell.lower()):
+            return c
+    return m.columns[0] if m.columns else None
+
+
+def _issue(rule: _Rule, row_number: int, column: str | None, value: str | None,
+           file: str | None, sheet_name: str | None) -> Issue:
+    if rule.check is None:
+        return Issue("missing-required", row_number, column, value, "required (crm-api.md §8.1)",
+                     _place(file, row_number, column) + f"{column or rule.field} is required; "
+                     f"fill in a value for {rule.field}", "error", file, sheet_name)
+    rule_text, hint = CHECK_RULES[rule.check]
+    opts = dict(rule.options)
+    if "{collection}" in hint:
+        hint = hint.replace("{collection}", str(opts.get("collection")))
+    if "{n}" in hint:
+        hint = hint.replace("{n}", str(opts.get("n")))
+    if rule.check == "iri":
+        rule_text = f"IRI /{opts['collection']}/{{id}} (crm-api.md §1)"
+    msg = f'{_place(file, row_number, column)}"{value}" breaks {rule_text}; {hint}'
+    return Issue(rule.slug, row_number, column, value, rule_text, msg, rule.severity, file, sheet_name)
+
+
+def _place(file: str | None, row_number: int, column: str | None) -> str:
+    return ":".join(str(p) for p in (file, row_number, column) if p) + ": "

@@ -1,0 +1,284 @@
+"""Report files: report.json/csv/xlsx, the write-back copy, the validation workbook (no server)."""
+from __future__ import annotations
+
+import csv
+import json
+import zipfile
+
+import openpyxl
+import polars as pl
+import pytest
+
+from bulkcrm.errors import Issue, issues_frame
+from bulkcrm.report import (
+    CHANGE_DTYPE, ROW_SCHEMA, Report, neutralise_csv, render_summary, report_table, safe_cell_csv,
+    write_issues, write_report,
+)
+
+SECRET = "sk-live-9f8e7d6c5b4a"
+FORMULA = '=HYPERLINK("http://x.example","y")'
+PHONE = "+31 20 555 0101"
+AT = "@SUM(A1)"
+
+
+def change(field, before, after):
+    return {"field": field, "before": None if before is None else json.dumps(before),
+            "after": None if after is None else json.dumps(after)}
+
+
+def row(n, op, outcome, iri, title, changes=(), status=None, note=None):
+    return {"row_number": n, "file": "orgs.xlsx", "sheet": "Orgs", "op": op, "outcome": outcome,
+            "iri": iri, "title": title, "changes": list(changes), "status": status, "note": note}
+
+
+def issue(n, column, type_, message, severity="error", value=None):
+    return Issue(type=type_, row_number=n, column=column, value=value, rule="rule", message=message,
+                 severity=severity, file="orgs.xlsx", sheet="Orgs")
+
+
+ISSUES = [
+    issue(2, "phone", "numeric-cell", "orgs.xlsx:2:phone: numeric cell", "warning", PHONE),
+    issue(5, None, "ambiguous-match", "orgs.xlsx:5: matches 2 records"),
+    issue(6, "email", "invalid-email", "orgs.xlsx:6:email: not an e-mail", value=AT),
+    issue(6, "country", "invalid-country", "orgs.xlsx:6:country: not ISO 3166-1", value="Untied"),
+]
+
+
+@pytest.fixture
+def report() -> Report:
+    rows = pl.DataFrame([
+        row(2, "create", "created", "/organizations/a1", "Acme", [change("title", None, "Acme")],
+            201),
+        row(3, "patch", "patched", "/organizations/b2", "b",
+            [change("title", "a", "b"), change("website", None, "https://b.example")], 200),
+        row(4, "unchanged", "unchanged", "/organizations/c3", FORMULA),
+        row(5, "conflict", "conflict", None, "Dup"),
+        row(6, "invalid", "invalid", None, "Bad", note=f"key {SECRET} leaked"),
+        row(7, "create", "failed", None, AT, status=500, note="throttled 2x; gave up"),
+    ], schema=ROW_SCHEMA)
+    summary = {"requests": 9, "target": "http://127.0.0.1:1", "template": "t.yaml",
+               "input": "orgs.xlsx", "dry_run": False, "started_at": "2024-05-01T10:00:00Z",
+               "finished_at": "2024-05-01T10:00:05Z", "plan": None, "reconciled": True,
+               "mismatches": 0}
+    return Report(rows=rows, issues=issues_frame(ISSUES), summary=summary)
+
+
+@pytest.fixture
+def input_frame() -> pl.DataFrame:
+    return pl.DataFrame({
+        "row_number": [2, 3, 4, 5, 6, 7],
+        "title": ["Acme", "b", FORMULA, "Dup", "Bad", AT],
+        "email": ["a@x.example", "b@x.example", None, "d@x.example", AT, "f@x.example"],
+        "phone": [PHONE, None, None, None, None, None],
+        "country": ["NL", "NL", "NL", "BE", "Untied", "DE"],
+    }, schema_overrides={"row_number": pl.Int64})
+
+
+def read_csv(path):
+    with open(path, newline="", encoding="utf-8") as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_counts_ok_and_to_dict(report):
+    assert report.counts() == {"created": 1, "patched": 1, "replaced": 0, "unchanged": 1,
+                               "conflict": 1, "invalid": 1, "failed": 1}
+    assert not report.ok
+    assert Report(rows=report.rows.filter(pl.col("outcome").is_in(["created", "unchanged"]))).ok
+    drifted = report.rows.head(1).with_columns(outcome=pl.lit("drifted"))
+    assert Report(rows=drifted).counts()["drifted"] == 1 and not Report(rows=drifted).ok
+
+
+def test_write_report_files_and_json_round_trip(report, tmp_path):
+    paths = write_report(report, tmp_path / "out")
+    assert set(paths) == {"json", "csv", "xlsx"} and all(p.exists() for p in paths.values())
+    doc = json.loads(paths["json"].read_text(encoding="utf-8"))
+    assert doc["summary"]["counts"] == report.counts() and doc["summary"]["requests"] == 9
+    assert doc["summary"]["ok"] is False
+    assert [r["outcome"] for r in doc["rows"]] == ["created", "patched", "unchanged", "conflict",
+                                                   "invalid", "failed"]
+    assert doc["rows"][1]["changes"] == [
+        {"field": "title", "before": '"a"', "after": '"b"'},
+        {"field": "website", "before": None, "after": '"https://b.example"'}]
+    assert doc["rows"][2]["changes"] == [] and doc["rows"][2]["title"] == FORMULA
+    assert len(doc["issues"]) == 4 and doc["issues"][2]["column"] == "email"
+    back = pl.DataFrame(doc["rows"], schema=ROW_SCHEMA)
+    assert back.select("row_number", "outcome", "status").equals(
+        report.rows.select("row_number", "outcome", "status"))
+
+
+def test_report_csv_one_line_per_row(report, tmp_path):
+    lines = read_csv(write_report(report, tmp_path)["csv"])
+    assert [(r["row_number"], r["outcome"], r["op"]) for r in lines] == [
+        ("2", "created", "create"), ("3", "patched", "patch"), ("4", "unchanged", "unchanged"),
+        ("5", "conflict", "conflict"), ("6", "invalid", "invalid"), ("7", "failed", "create")]
+    assert lines[1]["changes"] == 'title: "a" → "b"; website: null → "https://b.example"'
+    assert lines[0]["warnings"] == "orgs.xlsx:2:phone: numeric cell" and lines[0]["errors"] == ""
+    assert lines[4]["errors"] == ("orgs.xlsx:6:email: not an e-mail; "
+                                  "orgs.xlsx:6:country: not ISO 3166-1")
+    assert lines[3]["errors"] == "orgs.xlsx:5: matches 2 records"
+    assert lines[5]["status"] == "500" and lines[5]["note"] == "throttled 2x; gave up"
+    assert lines[0]["iri"] == "/organizations/a1" and lines[3]["iri"] == ""
+
+
+def fill_of(cell) -> str:
+    return cell.fill.fgColor.rgb[-6:] if cell.fill.fill_type == "solid" else ""
+
+
+@pytest.mark.parametrize("n_extra", [0, 10_001], ids=["normal", "write-only"])
+def test_report_xlsx(report, tmp_path, n_extra):
+    if n_extra:  # beyond WRITE_ONLY_ROWS the workbook is streamed; same result expected
+        extra = pl.DataFrame(
+            [row(100 + i, "unchanged", "unchanged", None, "x") for i in range(n_extra)],
+            schema=ROW_SCHEMA)
+        report = Report(rows=pl.concat([report.rows, extra]), issues=report.issues,
+                        summary=report.summary)
+    wb = openpyxl.load_workbook(write_report(report, tmp_path)["xlsx"])
+    assert wb.sheetnames == ["Summary", "Rows", "Errors"]
+    summary = {r[0]: r[1] for r in wb["Summary"].iter_rows(min_row=2, values_only=True)}
+    assert summary["created"] == 1 and summary["requests"] == 9 and summary["ok"] is False
+    assert summary["target"] == "http://127.0.0.1:1" and summary["finished_at"].endswith("05Z")
+    ws = wb["Rows"]
+    assert ws.freeze_panes == "A2" and ws.auto_filter.ref.startswith("A1:J")
+    header = [c.value for c in ws[1]]
+    assert header == ["row_number", "outcome", "op", "iri", "title", "changes", "errors",
+                      "warnings", "status", "note"]
+    assert all(c.font.bold for c in ws[1])
+    assert ws.column_dimensions["D"].width > ws.column_dimensions["A"].width
+    fills = {ws.cell(r, 2).value: fill_of(ws.cell(r, 2)) for r in range(2, 8)}
+    assert fills == {"created": "C6EFCE", "patched": "C6EFCE", "unchanged": "D9D9D9",
+                     "conflict": "FFD966", "invalid": "FFC7CE", "failed": "FFC7CE"}
+    assert ws.cell(3, 6).value == 'title: "a" → "b"; website: null → "https://b.example"'
+    errors = list(wb["Errors"].iter_rows(values_only=True))
+    assert len(errors) == 1 + len(ISSUES)
+    assert errors[0][:10] == ("file", "sheet", "row_number", "column", "cell", "severity", "type",
+                              "value", "rule", "message")
+    assert errors[3][2:4] == (6, "email") and errors[3][-1] == "row 6, column email"
+    assert errors[2][-1] == "row 5"
+    link = wb["Errors"].cell(4, len(errors[0])).hyperlink
+    assert link.location == "'Rows'!A6"  # row 6 is the 5th data line of Rows
+
+
+def test_write_back_copy(report, input_frame, tmp_path):
+    input_frame = input_frame.with_columns(  # a crm_iri from an earlier run is kept
+        crm_iri=pl.Series([None, None, None, None, "/organizations/old", None], dtype=pl.String))
+    paths = write_report(report, tmp_path, input_frame=input_frame, input_path="data/orgs.xlsx")
+    lines = read_csv(paths["with_status_csv"])
+    assert paths["with_status_csv"].name == "orgs.with-status.csv"
+    assert list(lines[0]) == ["title", "email", "phone", "country", "crm_iri", "bulkcrm_status"]
+    assert [(r["crm_iri"], r["bulkcrm_status"]) for r in lines] == [
+        ("/organizations/a1", "created"), ("/organizations/b2", "patched"),
+        ("/organizations/c3", "unchanged"), ("", "conflict"), ("/organizations/old", "invalid"),
+        ("", "failed")]
+    ws = openpyxl.load_workbook(paths["with_status_xlsx"]).active
+    assert ws.title == "Orgs"
+    assert [c.value for c in ws[1]] == ["title", "email", "phone", "country", "crm_iri",
+                                        "bulkcrm_status"]
+    assert ws["E2"].value == "/organizations/a1" and ws["F7"].value == "failed"
+    assert "with_status_xlsx" not in write_report(report, tmp_path / "c", input_frame=input_frame,
+                                                  input_path="orgs.csv")
+
+
+def test_formulas_are_inert(report, input_frame, tmp_path):
+    assert safe_cell_csv(FORMULA) == "'" + FORMULA and safe_cell_csv("'x") == "''x"
+    assert safe_cell_csv("Acme") == "Acme" and safe_cell_csv(5) == 5
+    frame = neutralise_csv(pl.DataFrame({"a": [PHONE, "\tx", "ok", None], "n": [-1, 2, 3, 4]}))
+    assert frame["a"].to_list() == ["'" + PHONE, "'\tx", "ok", None] and frame["n"][0] == -1
+    paths = write_report(report, tmp_path, input_frame=input_frame, input_path="orgs.xlsx")
+    lines = read_csv(paths["csv"])
+    assert lines[2]["title"] == "'" + FORMULA and lines[5]["title"] == "'" + AT
+    back = read_csv(paths["with_status_csv"])
+    assert back[0]["phone"] == "'" + PHONE and back[4]["email"] == "'" + AT
+    rows = openpyxl.load_workbook(paths["xlsx"])["Rows"]
+    for ref, value in (("E4", FORMULA), ("E7", AT)):
+        assert rows[ref].value == value and rows[ref].data_type == "s"
+    copy = openpyxl.load_workbook(paths["with_status_xlsx"]).active
+    assert copy["C2"].value == PHONE and copy["C2"].data_type == "s"
+    assert copy["A4"].value == FORMULA and copy["A4"].data_type == "s"
+    with zipfile.ZipFile(paths["xlsx"]) as z:
+        assert not any(b"<f>" in z.read(n) for n in z.namelist() if n.startswith("xl/worksheets"))
+
+
+def all_text(paths) -> str:
+    text = ""
+    for path in paths.values():
+        if path.suffix == ".xlsx":
+            with zipfile.ZipFile(path) as z:
+                text += "".join(z.read(n).decode("utf-8") for n in z.namelist())
+        else:
+            text += path.read_text(encoding="utf-8")
+    return text
+
+
+def test_secrets_are_redacted(report, input_frame, tmp_path):
+    issues = issues_frame(ISSUES + [issue(7, None, "request-failed", f'auth "{SECRET}" refused')])
+    report = Report(rows=report.rows, issues=issues, summary=report.summary)
+    frame = input_frame.with_columns(title=pl.lit(SECRET))
+    paths = write_report(report, tmp_path, input_frame=frame, input_path="orgs.xlsx",
+                         secrets=[SECRET, ""])
+    validated = write_issues(issues, tmp_path / "v", input_frame=frame, input_path="orgs.xlsx",
+                             secrets=[SECRET])
+    text = all_text(paths) + all_text(validated)
+    assert len(paths) + len(validated) == 8
+    assert SECRET not in text and "[redacted]" in text
+    assert json.loads(paths["json"].read_text())["rows"][4]["note"] == "key [redacted] leaked"
+
+
+def test_write_issues(input_frame, tmp_path):
+    issues = issues_frame(ISSUES + [issue(None, None, "encoding", "orgs.xlsx: file-level"),
+                                    issue(6, "email", "too-long", "second on email", "warning")])
+    paths = write_issues(issues, tmp_path, input_frame=input_frame, input_path="in/orgs.xlsx")
+    assert paths["xlsx"].name == "orgs.issues.xlsx"
+    assert len(read_csv(paths["csv"])) == 6 and read_csv(paths["csv"])[2]["value"] == "'" + AT
+    doc = json.loads(paths["json"].read_text())
+    assert (doc["valid"], doc["errors"], doc["warnings"], len(doc["issues"])) == (False, 4, 2, 6)
+    ws = openpyxl.load_workbook(paths["xlsx"])["Orgs"]
+    assert [c.value for c in ws[1]] == ["title", "email", "phone", "country"]
+    assert ws["A2"].value == "Acme" and ws["C2"].value == PHONE and ws["C2"].data_type == "s"
+    marked = {c.coordinate: (fill_of(c), c.comment.text)
+              for line in ws.iter_rows() for c in line if c.comment or fill_of(c)}
+    assert marked == {
+        "A1": ("FFC7CE", "orgs.xlsx: file-level"),
+        "C2": ("FFFF99", "orgs.xlsx:2:phone: numeric cell"),
+        "A5": ("FFC7CE", "orgs.xlsx:5: matches 2 records"),
+        "B6": ("FFC7CE", "orgs.xlsx:6:email: not an e-mail\nsecond on email"),
+        "D6": ("FFC7CE", "orgs.xlsx:6:country: not ISO 3166-1"),
+    }
+    assert ws["B6"].value == AT and ws["B6"].data_type == "s"
+
+
+def test_write_issues_keeps_sheet_lines(tmp_path):
+    """Row numbers with gaps (blank rows skipped by the reader) land on the same sheet lines."""
+    frame = pl.DataFrame({"row_number": [2, 5], "title": ["a", ""]})
+    issues = issues_frame([issue(5, "title", "missing-required", "missing title")])
+    ws = openpyxl.load_workbook(write_issues(issues, tmp_path, input_frame=frame,
+                                             sheet_name="S")["xlsx"])["S"]
+    assert ws["A2"].value == "a" and ws["A3"].value is None
+    assert ws["A5"].comment.text == "missing title" and fill_of(ws["A5"]) == "FFC7CE"
+    assert set(write_issues(issues_frame(), tmp_path / "none")) == {"csv", "json"}
+
+
+def test_write_issues_streamed(tmp_path):
+    """Beyond WRITE_ONLY_ROWS the copy is streamed; fills and comments still land on the cell."""
+    n = 10_050
+    frame = pl.DataFrame({"row_number": range(2, n + 2), "title": ["x"] * n}).with_columns(
+        pl.col("row_number").cast(pl.Int64))
+    issues = issues_frame([issue(n, "title", "too-long", "long", "warning", FORMULA)])
+    ws = openpyxl.load_workbook(write_issues(issues, tmp_path, input_frame=frame)["xlsx"]).active
+    assert ws.max_row == n + 1 and ws.freeze_panes == "A2"
+    assert ws[f"A{n}"].comment.text == "long" and fill_of(ws[f"A{n}"]) == "FFFF99"
+
+
+def test_report_table_and_summary(report, tmp_path):
+    table = report_table(Report(rows=report.rows.drop("note", "status").reverse()))
+    assert table["row_number"].to_list() == [2, 3, 4, 5, 6, 7] and table["note"].null_count() == 6
+    text = render_summary(report, out_dir=tmp_path)
+    assert text.splitlines()[0] == ("created 1, patched 1, replaced 0, unchanged 1, conflict 1, "
+                                    "invalid 1, failed 1")
+    assert "requests: 9" in text and "reconciled: 0 mismatch(es)" in text
+    assert f"3 row(s) need attention; see {tmp_path / 'report.xlsx'}" in text
+    empty = Report(rows=pl.DataFrame(schema=ROW_SCHEMA), summary={"requests": 0, "dry_run": True})
+    assert empty.ok and render_summary(empty).splitlines() == [
+        "created 0, patched 0, replaced 0, unchanged 0, conflict 0, invalid 0, failed 0",
+        "requests: 0 (dry run: nothing written)"]
+    assert write_report(empty, tmp_path / "e")["csv"].read_text().startswith("row_number,outcome")
+    assert CHANGE_DTYPE == ROW_SCHEMA["changes"]
