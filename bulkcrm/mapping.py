@@ -44,9 +44,8 @@ def map_rows(frame: pl.DataFrame, template: Template, *, path: str | None = None
     """
     _check_columns(frame, template, path)
     df = _null_tokens(frame, template).with_row_index(_IDX)
-    out = df.select(_IDX, "row_number")
     scalar_maps = [m for m in template.mappings if m.kind in ("scalar", "bool")]
-    out = out.with_columns(_scalar_expr(m, template).alias(m.field) for m in scalar_maps)
+    out = df.select(_IDX, "row_number", *[_scalar_expr(m, template).alias(m.field) for m in scalar_maps])
     for m in template.mappings:
         if m.kind in _LIST_KINDS:
             out = out.join(_list_frame(df, m, template), on=_IDX, how="left")

@@ -1,0 +1,276 @@
+"""Stage 5: apply exactly a saved plan, journalled and resumable; then reconcile.
+
+Input: a `Plan` and a `Client`. Output: a `report.Report` (one row per input row).
+
+- Every write is journalled (sent, then done/failed/drifted) and fsynced; re-running apply on
+  the same plan skips done operations and resolves one left in `sent` by a lookup on its
+  identifiers before resending, so a create is never duplicated (issue 6).
+- Pacing and retries live in the client (crm-api.md §4); a row whose write fails after its
+  retries is `failed` and the run goes on. 401/403 stop the run (AuthError).
+- `verify=True` re-reads a record before writing; a record whose touched fields changed since
+  planning is not overwritten (`drifted`).
+- Reconciliation re-reads the touched records (`identifiers[]` 30 at a time, else one GET each)
+  and notes every field the server holds differently from what was sent.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+from typing import Any, Callable
+
+import polars as pl
+
+from .client import Client
+from .errors import ApiError, AuthError, ISSUE_SCHEMA, PermanentApiError, PlanError, TransientApiError, \
+    UncertainWriteError
+from .journal import Journal, journal_path
+from .lookups import REF_PREFIX
+from .plan import Operation, Plan
+from .report import ROW_SCHEMA, Report
+from .vocab import OP_OUTCOME
+
+ProgressFn = Callable[[int, int, Client], None]
+
+
+def apply(plan: Plan, client: Client, *, plan_path: str | Path | None = None,
+          journal_file: str | Path | None = None, batch_size: int = 25, verify: bool = False,
+          reconcile: bool = True, progress: ProgressFn | None = None, target: str | None = None) -> Report:
+    """Execute the plan's operations in order and report per input row.
+
+    Args:
+        plan: the plan (as saved by `bulkcrm plan`). client: target API client.
+        plan_path: where the plan file is; the journal defaults to `<plan>.journal.jsonl`.
+        journal_file: explicit journal path (an in-memory plan without a file needs one).
+        batch_size: operations between progress callbacks (the journal is fsynced per line).
+        verify: re-read each record before writing it (drift check; one GET per update).
+        reconcile: re-read touched records after the run and report mismatches.
+        progress: callback(done, total, client) every `batch_size` operations.
+        target: the target label the plan must name (default `client.base_url`).
+
+    Returns:
+        `Report`; rows that failed, drifted, conflicted or were invalid make `Report.ok` False.
+
+    Raises:
+        PlanError: the plan was made for another target.
+        JournalError: the journal belongs to another plan.
+        AuthError: the key was rejected (401/403); the journal keeps what was done.
+        KeyboardInterrupt: passes through after the journal is flushed (it is, per line).
+    """
+    target = target or client.base_url
+    if plan.target.rstrip("/") != target.rstrip("/"):
+        raise PlanError(f"the plan was made for {plan.target}, not {target}; plan again "
+                        "against this target")
+    start_requests, started = client.requests_sent, _now()
+    jpath = journal_file or (journal_path(plan_path) if plan_path else None)
+    if jpath is None:
+        raise PlanError("apply needs plan_path or journal_file to keep its journal")
+    journal = Journal(jpath, plan.sha256, plan.target)
+    results: dict[str, dict[str, Any]] = {}
+    total = len(plan.operations)
+    for n, op in enumerate(plan.operations, start=1):
+        results[op.key] = _run_op(op, journal, client, verify)
+        if progress and (n % batch_size == 0 or n == total):
+            progress(n, total, client)
+    mismatches = _reconcile(plan, journal, client) if reconcile else {}
+    return _report(plan, journal, results, mismatches, client.requests_sent - start_requests,
+                   started, reconcile)
+
+
+def _run_op(op: Operation, journal: Journal, client: Client, verify: bool) -> dict[str, Any]:
+    state = journal.state(op.key)
+    if state == "done":
+        return {"outcome": "done"}
+    missing = [d for d in op.depends_on if journal.state(d) != "done"]
+    if missing:
+        journal.record(op.key, "failed", detail=f"depends on {', '.join(missing)}, which failed")
+        return {"outcome": "failed"}
+    if state == "sent" and op.method == "POST":
+        found = _find_created(op, client)
+        if found:
+            journal.record(op.key, "done", iri=found, status=None, detail="resolved after a lost answer")
+            return {"outcome": "done"}
+    if verify and op.iri:
+        drift = _drift(op, client)
+        if drift:
+            journal.record(op.key, "drifted", detail=drift)
+            return {"outcome": "drifted"}
+    body = _fill_refs(op.body, journal.iris())
+    for _ in range(3):  # an uncertain write is resolved by lookup, then resent at most twice
+        journal.record(op.key, "sent")
+        try:
+            resp = _send(client, op, body)
+        except UncertainWriteError as e:
+            found = _find_created(op, client) if op.method == "POST" else None
+            if found:
+                journal.record(op.key, "done", iri=found, detail="resolved after a lost answer")
+                return {"outcome": "done"}
+            last: ApiError = e
+            continue
+        except AuthError:
+            raise
+        except (PermanentApiError, TransientApiError) as e:
+            journal.record(op.key, "failed", status=e.status, detail=_problem(e))
+            return {"outcome": "failed"}
+        journal.record(op.key, "done", iri=resp.iri or op.iri, status=resp.status,
+                       detail=f"throttled {resp.throttled}x" if resp.throttled else None)
+        return {"outcome": "done", "body": resp.body}
+    journal.record(op.key, "failed", status=last.status, detail=_problem(last))
+    return {"outcome": "failed"}
+
+
+def _send(client: Client, op: Operation, body: dict):
+    return {"POST": client.post, "PATCH": client.patch, "PUT": client.put}[op.method](op.path, body)
+
+
+def _problem(e: ApiError) -> str:
+    lines = [f"{v.get('propertyPath')}: {v.get('message')}" for v in e.violations] or [e.detail or str(e)]
+    return "; ".join(lines)
+
+
+def _fill_refs(body: Any, iris: dict[str, str]) -> Any:
+    if isinstance(body, str) and body.startswith(REF_PREFIX):
+        return iris.get(body[len(REF_PREFIX):], body)
+    if isinstance(body, list):
+        return [_fill_refs(v, iris) for v in body]
+    if isinstance(body, dict):
+        return {k: _fill_refs(v, iris) for k, v in body.items()}
+    return body
+
+
+def _find_created(op: Operation, client: Client) -> str | None:
+    """Look for the record a POST may have created (its answer was lost)."""
+    if op.path == "/tags":
+        hits = [t for t in client.list_all("/tags") if str(t.get("title", "")).strip() == op.body["title"]]
+        return hits[0]["@id"] if hits else None
+    values = [v for vals in op.identifiers.values() for v in vals]
+    if values:
+        members = [r for page in client.iter_pages("/organizations", {"identifiers[]": values[:30]})
+                   for r in page.get("member", [])]
+    elif op.body.get("title"):
+        members = client.list_all("/organizations", {"q": op.body["title"]})
+    else:
+        return None
+    same = [r for r in members if _same_record(r, op.body)]
+    return same[0]["@id"] if same else None
+
+
+def _same_record(record: dict, body: dict) -> bool:
+    """A record holds what the create sent (title and every e-mail/phone of the body)."""
+    if record.get("title") != body.get("title"):
+        return False
+    emails = {e.get("email", "").lower() for e in record.get("emailAddresses") or []}
+    phones = {p.get("phoneNumber") for p in record.get("phoneNumbers") or []}
+    return all(e["email"].lower() in emails for e in body.get("emailAddresses") or []) and \
+        all(p["phoneNumber"] in phones for p in body.get("phoneNumbers") or [])
+
+
+def _drift(op: Operation, client: Client) -> str | None:
+    now = client.get(op.iri)
+    changed = [k for k, v in (op.snapshot or {}).items() if _canon(now.get(k)) != _canon(v)]
+    if not changed:
+        return None
+    return "; ".join(f"{k}: planned from {json.dumps(op.snapshot[k], ensure_ascii=False)}, now "
+                     f"{json.dumps(now.get(k), ensure_ascii=False)}" for k in changed)
+
+
+def _canon(v: Any) -> str:
+    if isinstance(v, dict):
+        v = {k: x for k, x in v.items() if not k.startswith("@") and x is not None}
+    if isinstance(v, list):
+        v = [{k: x for k, x in i.items() if not k.startswith("@")} if isinstance(i, dict) else i for i in v]
+    return json.dumps(v if v not in ([], {}, "") else None, sort_keys=True)
+
+
+def _reconcile(plan: Plan, journal: Journal, client: Client) -> dict[str, str]:
+    """key -> mismatch text, comparing what was sent with what the server now holds."""
+    done = [o for o in plan.operations if journal.state(o.key) == "done" and o.path != "/tags"]
+    iris = {o.key: journal.get(o.key).get("iri") or o.iri for o in done}
+    records: dict[str, dict] = {}
+    values = sorted({v for o in done for vals in o.identifiers.values() for v in vals})
+    for i in range(0, len(values), 30):
+        for page in client.iter_pages("/organizations", {"identifiers[]": values[i:i + 30]}):
+            records.update({r["@id"]: r for r in page.get("member", [])})
+    out = {}
+    for o in done:
+        iri = iris[o.key]
+        if iri and iri not in records:
+            try:
+                records[iri] = client.get(iri)
+            except ApiError:
+                out[o.key] = f"{iri} could not be re-read"
+                continue
+        diffs = [k for k, v in _fill_refs(o.body, journal.iris()).items()
+                 if k in records[iri] or v not in (None, [], {})
+                 if _canon(_subset(records[iri].get(k), v)) != _canon(v)]
+        if diffs:
+            out[o.key] = "server holds other values for " + ", ".join(
+                f"{k} ({json.dumps(records[iri].get(k), ensure_ascii=False)})" for k in diffs)
+    return out
+
+
+def _subset(actual: Any, sent: Any) -> Any:
+    """The part of `actual` that `sent` speaks about (embedded objects compared key by key)."""
+    if isinstance(actual, dict) and isinstance(sent, dict):
+        return {k: actual.get(k) for k in sent}
+    if isinstance(actual, list) and isinstance(sent, list) and all(isinstance(s, dict) for s in sent):
+        return [{k: a.get(k) for k in s} for a, s in zip(actual, sent)] if len(actual) == len(sent) else actual
+    return actual
+
+
+def _report(plan: Plan, journal: Journal, results: dict, mismatches: dict, requests: int,
+            started: str, reconciled: bool) -> Report:
+    rows = []
+    by_key = {o.key: o for o in plan.operations}
+    for r in plan.rows:
+        key, note = r.get("key"), r.get("note")
+        entry = journal.get(key) if key else {}
+        outcome = {"unchanged": "unchanged", "skip": "skipped", "conflict": "conflict",
+                   "invalid": "invalid"}.get(r["op"])
+        if outcome is None:
+            state = entry.get("state")
+            outcome = OP_OUTCOME[r["op"]] if state == "done" else "drifted" if state == "drifted" else "failed"
+            note = "; ".join(x for x in (entry.get("detail"), mismatches.get(key)) if x) or None
+        iri = entry.get("iri") or r.get("iri")
+        changes = r.get("changes") or (by_key[key].changes if key in by_key else [])
+        rows.append({"row_number": r["row_number"], "file": Path(plan.input).name, "sheet": plan.sheet,
+                     "op": r["op"], "outcome": outcome, "iri": iri, "title": r.get("title"),
+                     "changes": changes, "status": entry.get("status"), "note": note})
+    issues = _issues(plan, journal, rows)
+    summary = {"requests": requests, "target": plan.target, "template": plan.template,
+               "input": plan.input, "dry_run": False, "started_at": started, "finished_at": _now(),
+               "reconciled": reconciled, "mismatches": len(mismatches),
+               "planning_requests": plan.requests_spent}
+    return Report(rows=pl.DataFrame(rows, schema=ROW_SCHEMA), issues=issues, summary=summary)
+
+
+def _issues(plan: Plan, journal: Journal, rows: list[dict]) -> pl.DataFrame:
+    extra = []
+    for r in rows:
+        if r["outcome"] in ("failed", "drifted"):
+            extra.append({"type": "request-failed" if r["outcome"] == "failed" else "drifted",
+                          "severity": "error", "file": r["file"], "sheet": r["sheet"],
+                          "row_number": r["row_number"], "column": None, "cell": None, "value": None,
+                          "rule": "API accepted the write (crm-api.md §5)" if r["outcome"] == "failed"
+                          else "record unchanged since planning (issue 6)",
+                          "message": f"{r['file']}:{r['row_number']}: {r['outcome']}: {r['note'] or ''}"})
+    return pl.DataFrame(plan.issues + extra, schema=ISSUE_SCHEMA) if plan.issues or extra else \
+        pl.DataFrame(schema=ISSUE_SCHEMA)
+
+
+def dry_run_report(plan: Plan) -> Report:
+    """The report of a plan that was not applied: every write row's outcome is `planned`."""
+    rows = [{"row_number": r["row_number"], "file": Path(plan.input).name, "sheet": plan.sheet,
+             "op": r["op"], "outcome": {"unchanged": "unchanged", "skip": "skipped", "conflict": "conflict",
+                                        "invalid": "invalid"}.get(r["op"], "planned"),
+             "iri": r.get("iri"), "title": r.get("title"), "changes": r.get("changes") or [],
+             "status": None, "note": r.get("note")} for r in plan.rows]
+    summary = {"requests": plan.requests_spent, "target": plan.target, "template": plan.template,
+               "input": plan.input, "dry_run": True, "started_at": plan.created_at, "finished_at": _now(),
+               "reconciled": False, "mismatches": 0}
+    issues = pl.DataFrame(plan.issues, schema=ISSUE_SCHEMA) if plan.issues else pl.DataFrame(schema=ISSUE_SCHEMA)
+    return Report(rows=pl.DataFrame(rows, schema=ROW_SCHEMA), issues=issues, summary=summary)
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat()

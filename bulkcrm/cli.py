@@ -1,0 +1,244 @@
+"""The `bulkcrm` command line: a thin click layer over the library stages.
+
+Each command parses its options, calls one library function, renders the result and maps
+errors to exit codes: 0 every row fine; 1 some rows invalid, conflicted, drifted or failed (the
+report is written), or the API failed; 2 usage errors (bad option, unreadable input or template).
+No traceback unless `--debug`.
+"""
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from .errors import AuthError, BulkcrmError, InputError, PlanError, TemplateError
+from .target import Target, open_target
+
+EMBEDDED_DB = Path(".bulkcrm") / "sandbox.sqlite"
+
+
+def _fail(e: Exception, debug: bool) -> None:
+    if debug:
+        raise e
+    code = 2 if isinstance(e, (InputError, TemplateError, PlanError)) else 1
+    click.echo(f"Error: {e}", err=True)
+    sys.exit(code)
+
+
+def handle_errors(fn):
+    """Turn BulkcrmError into a clear message and exit code (2 for input/template/plan, else 1)."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        ctx = click.get_current_context()
+        try:
+            return fn(*args, **kwargs)
+        except BulkcrmError as e:
+            _fail(e, ctx.obj.get("debug", False) if ctx.obj else False)
+    return wrapper
+
+
+def target_options(fn):
+    """`--base-url`/`--api-key` (env BULKCRM_BASE_URL/BULKCRM_API_KEY) and pacing options."""
+    fn = click.option("--max-rate", type=click.FloatRange(min=0.1), default=None,
+                      help="Requests per minute for this run (default 20, the tenant limit; "
+                           "lower leaves room for other integrations).")(fn)
+    fn = click.option("--api-key", envvar="BULKCRM_API_KEY", default=None, show_envvar=True,
+                      help="API key (X-API-KEY). Never printed. Without one the embedded sandbox is used.")(fn)
+    fn = click.option("--base-url", envvar="BULKCRM_BASE_URL", default=None, show_envvar=True,
+                      help="API base URL (default https://api.rogerroger.io when a key is set).")(fn)
+    return fn
+
+
+def read_options(fn):
+    fn = click.option("--header-row", type=click.IntRange(min=1), default=None,
+                      help="Line/row number of the header (default: detected).")(fn)
+    fn = click.option("--delimiter", default=None, help="CSV delimiter (default: detected among , ; tab |).")(fn)
+    fn = click.option("--encoding", default=None, help="CSV encoding (default: detected).")(fn)
+    fn = click.option("--sheet", default=None, help="Worksheet name or 0-based index (default: first visible).")(fn)
+    return fn
+
+
+def plan_options(fn):
+    fn = click.option("--match-strategy", type=click.Choice(["auto", "lookup", "scan"]), default="auto",
+                      show_default=True, help="Find records by identifiers[] lookups, a full listing, or "
+                      "whichever costs fewer requests.")(fn)
+    fn = click.option("--mode", type=click.Choice(["upsert", "create-only", "update-only"]), default="upsert",
+                      show_default=True, help="Which operations may be planned.")(fn)
+    fn = click.option("--template", "-t", "template_path", required=True, type=click.Path(dir_okay=False),
+                      help="Template YAML (see README, Template format).")(fn)
+    return fn
+
+
+def _sheet_arg(sheet):
+    return int(sheet) if sheet is not None and sheet.isdigit() else sheet
+
+
+def _open(ctx, base_url, api_key, max_rate, announce=True) -> Target:
+    target = open_target(base_url, api_key, max_rate=max_rate, embedded_db=EMBEDDED_DB)
+    ctx.call_on_close(target.close)
+    if announce:
+        click.echo(target.describe(), err=ctx.obj.get("json", False))
+    return target
+
+
+@click.group()
+@click.option("--debug", is_flag=True, help="Show tracebacks.")
+@click.version_option(package_name="bulkcrm")
+@click.pass_context
+def cli(ctx, debug):
+    """Move organizations and their notes between spreadsheets and the RogerRoger CRM.
+
+    Without --api-key/BULKCRM_API_KEY every command works against the embedded sandbox
+    (a local emulator of the API, state in ./.bulkcrm/sandbox.sqlite).
+    """
+    ctx.ensure_object(dict)
+    ctx.obj["debug"] = debug
+
+
+@cli.command("import")
+@click.argument("file", type=click.Path(dir_okay=False))
+@plan_options
+@read_options
+@target_options
+@click.option("--dry-run", is_flag=True, help="Read, validate and plan; send no write request.")
+@click.option("--report", "report_dir", type=click.Path(file_okay=False), default=None,
+              help="Write report.json/.csv/.xlsx here (default: reports/<file stem>).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object with counts and requests.")
+@click.option("--no-reconcile", is_flag=True, help="Do not re-read the written records afterwards.")
+@click.pass_context
+@handle_errors
+def import_cmd(ctx, file, template_path, mode, match_strategy, sheet, encoding, delimiter, header_row,
+               base_url, api_key, max_rate, dry_run, report_dir, as_json, no_reconcile):
+    """Upsert FILE (CSV/XLSX) into the CRM: plan, then apply, then write a report."""
+    from .pipeline import run_import
+    ctx.obj["json"] = as_json
+    target = _open(ctx, base_url, api_key, max_rate)
+    report_dir = report_dir or str(Path("reports") / Path(file).stem)
+    result = run_import(file, template_path, target, mode=mode, strategy=match_strategy,
+                        sheet=_sheet_arg(sheet), encoding=encoding, delimiter=delimiter,
+                        header_row=header_row, dry_run=dry_run, report_dir=report_dir,
+                        reconcile=not no_reconcile, progress=not as_json,
+                        echo=lambda s: click.echo(s, err=as_json))
+    _finish(result, as_json)
+
+
+@cli.command("plan")
+@click.argument("file", type=click.Path(dir_okay=False))
+@plan_options
+@read_options
+@target_options
+@click.option("--out", "-o", "out", required=True, type=click.Path(dir_okay=False), help="Plan file to write (JSON).")
+@click.option("--json", "as_json", is_flag=True, help="Print the counts as JSON.")
+@click.pass_context
+@handle_errors
+def plan_cmd(ctx, file, template_path, mode, match_strategy, sheet, encoding, delimiter, header_row,
+             base_url, api_key, max_rate, out, as_json):
+    """Plan the import of FILE and save the plan; nothing is written to the CRM."""
+    from .pipeline import run_plan
+    ctx.obj["json"] = as_json
+    target = _open(ctx, base_url, api_key, max_rate)
+    p, text = run_plan(file, template_path, target, mode=mode, strategy=match_strategy,
+                       sheet=_sheet_arg(sheet), encoding=encoding, delimiter=delimiter, header_row=header_row)
+    p.save(out)
+    if as_json:
+        click.echo(json.dumps({**p.counts(), "requests": p.requests_spent, "writes": len(p.operations)}))
+    else:
+        click.echo(text)
+        click.echo(f"Saved plan to {out}. Apply it with: bulkcrm apply {out}")
+
+
+@cli.command("apply")
+@click.argument("plan_file", type=click.Path(dir_okay=False, exists=True))
+@target_options
+@click.option("--report", "report_dir", type=click.Path(file_okay=False), default=None,
+              help="Report directory (default: reports/<plan stem>).")
+@click.option("--batch-size", type=click.IntRange(min=1), default=25, show_default=True,
+              help="Operations between progress updates.")
+@click.option("--verify", is_flag=True, help="Re-read each record before writing; skip drifted ones.")
+@click.option("--no-reconcile", is_flag=True, help="Do not re-read the written records afterwards.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object with counts and requests.")
+@click.pass_context
+@handle_errors
+def apply_cmd(ctx, plan_file, base_url, api_key, max_rate, report_dir, batch_size, verify, no_reconcile, as_json):
+    """Execute exactly the saved PLAN_FILE; re-run the same command to resume after a crash."""
+    from .pipeline import run_apply
+    ctx.obj["json"] = as_json
+    target = _open(ctx, base_url, api_key, max_rate)
+    report_dir = report_dir or str(Path("reports") / Path(plan_file).stem)
+    resume = f"bulkcrm apply {plan_file}" + (f" --report {report_dir}" if report_dir else "")
+    try:
+        result = run_apply(plan_file, target, report_dir=report_dir, batch_size=batch_size, verify=verify,
+                           reconcile=not no_reconcile, progress=not as_json,
+                           echo=lambda s: click.echo(s, err=as_json))
+    except (KeyboardInterrupt, AuthError) as e:
+        click.echo(f"\nStopped ({'interrupted' if isinstance(e, KeyboardInterrupt) else e}). "
+                   f"The journal is saved; resume with:\n  {resume}", err=True)
+        sys.exit(130 if isinstance(e, KeyboardInterrupt) else 1)
+    _finish(result, as_json)
+
+
+@cli.command("validate")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--template", "-t", "template_path", required=True, type=click.Path(dir_okay=False))
+@read_options
+@click.option("--report", "report_dir", type=click.Path(file_okay=False), default=None,
+              help="Write issues.csv, issues.json and an annotated XLSX copy here.")
+@click.option("--json", "as_json", is_flag=True, help="Print the issues as JSON.")
+@click.pass_context
+@handle_errors
+def validate_cmd(ctx, file, template_path, sheet, encoding, delimiter, header_row, report_dir, as_json):
+    """Check FILE against the template offline; exit 1 when any row has an error."""
+    from .pipeline import run_validate
+    result = run_validate(file, template_path, sheet=_sheet_arg(sheet), encoding=encoding,
+                          delimiter=delimiter, header_row=header_row, report_dir=report_dir)
+    if as_json:
+        click.echo(json.dumps(result["summary"], ensure_ascii=False))
+    else:
+        click.echo(result["text"])
+    sys.exit(0 if result["summary"]["valid"] else 1)
+
+
+@cli.command("sandbox")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Loopback address only.")
+@click.option("--port", type=int, default=8000, show_default=True, help="0 picks a free port.")
+@click.option("--db", type=click.Path(dir_okay=False), default=None, help="SQLite file (default: in memory).")
+@click.option("--api-key", "api_keys", multiple=True, help="Accepted key (repeatable). Default: 'sandbox'.")
+@click.option("--tenant", default="default", show_default=True, help="Tenant of the keys.")
+@click.option("--rate-limit", default="20/60", show_default=True, help="N/SECONDS per tenant, or 'off'.")
+@click.option("--latency-ms", type=int, default=0, help="Added latency per request.")
+@click.option("--error-rate", type=float, default=0.0, help="Share of requests answered 500/502/503.")
+@click.option("--drop-rate", type=float, default=0.0, help="Share of writes committed, then dropped.")
+@click.option("--seed", "seed_file", type=click.Path(dir_okay=False, exists=True), default=None,
+              help="JSON/YAML with users, tags, segments, note_categories, organizations, notes.")
+@click.option("--control", is_flag=True, help="Enable the /_sandbox/ control interface (tests).")
+def sandbox_cmd(host, port, db, api_keys, tenant, rate_limit, latency_ms, error_rate, drop_rate, seed_file, control):
+    """Run the local emulator of the RogerRoger API on 127.0.0.1 until Ctrl-C."""
+    from .sandbox.server import run
+    if rate_limit.lower() == "off":
+        limit = None
+    else:
+        try:
+            n, s = rate_limit.split("/")
+            limit = (int(n), float(s))
+        except ValueError:
+            raise click.BadParameter("use N/SECONDS, e.g. 20/60, or off", param_hint="--rate-limit") from None
+    try:
+        run(host=host, port=port, db_path=db, api_keys={k: tenant for k in (api_keys or ("sandbox",))},
+            rate_limit=limit, latency_ms=latency_ms, seed_file=seed_file, control=control,
+            error_rate=error_rate, drop_rate=drop_rate)
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="--host") from None
+
+
+def _finish(result: dict, as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps(result["json"], ensure_ascii=False))
+    sys.exit(0 if result["ok"] else 1)
+
+
+def main() -> None:
+    """Console entry point."""
+    cli(prog_name="bulkcrm")

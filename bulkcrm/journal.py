@@ -1,0 +1,95 @@
+"""The apply journal: an append-only JSONL file beside the plan, fsynced after every line.
+
+Each operation moves pending → sent → done (with the IRI and status) or failed (status, problem
+detail), or drifted. A crash leaves at most one operation in `sent`; the next apply resolves it
+by a lookup before anything is resent (issue 6). The first line binds the journal to one plan.
+
+Line shapes::
+
+    {"journal": 1, "plan_sha256": "…", "target": "http://127.0.0.1:8000"}
+    {"key": "row:12", "state": "sent", "t": 1764487200.1}
+    {"key": "row:12", "state": "done", "iri": "/organizations/…", "status": 201, "t": …}
+    {"key": "row:13", "state": "failed", "status": 422, "detail": "title: This value should not be blank.", "t": …}
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from .errors import JournalError
+
+STATES = ("sent", "done", "failed", "drifted")
+
+
+class Journal:
+    """Append-only, fsynced JSONL journal of one plan's operations.
+
+    Args:
+        path: the journal file (default: `<plan>.journal.jsonl`).
+        plan_sha256: hash of the plan's operations; a journal of another plan is refused.
+        target: base URL the plan writes to (never a key).
+
+    Raises:
+        JournalError: the file belongs to another plan or a line cannot be parsed (a torn last
+            line from a crash is ignored, not an error).
+    """
+
+    def __init__(self, path: str | Path, plan_sha256: str, target: str):
+        self.path = Path(path)
+        self.entries: dict[str, dict[str, Any]] = {}
+        if self.path.exists() and self.path.stat().st_size:
+            self._load(plan_sha256)
+        else:
+            self._append({"journal": 1, "plan_sha256": plan_sha256, "target": target})
+
+    def _load(self, plan_sha256: str) -> None:
+        lines = self.path.read_text(encoding="utf-8").splitlines()
+        try:
+            head = json.loads(lines[0])
+        except (ValueError, IndexError):
+            raise JournalError(f"{self.path}: not a bulkcrm journal") from None
+        if head.get("plan_sha256") != plan_sha256:
+            raise JournalError(f"{self.path}: this journal belongs to another plan; "
+                               "move it away to apply this plan from the start")
+        for n, line in enumerate(lines[1:], start=2):
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                if n == len(lines):  # torn last line: the crash happened while writing it
+                    continue
+                raise JournalError(f"{self.path}:{n}: unreadable journal line") from None
+            self.entries[entry["key"]] = {**self.entries.get(entry["key"], {}), **entry}
+
+    def state(self, key: str) -> str | None:
+        """The last state of operation `key` (None: never sent)."""
+        return self.entries.get(key, {}).get("state")
+
+    def get(self, key: str) -> dict[str, Any]:
+        return self.entries.get(key, {})
+
+    def record(self, key: str, state: str, **info: Any) -> None:
+        """Append one state change and fsync it before returning."""
+        entry = {"key": key, "state": state, **{k: v for k, v in info.items() if v is not None},
+                 "t": round(time.time(), 3)}
+        self.entries[key] = {**self.entries.get(key, {}), **entry}
+        self._append(entry)
+
+    def _append(self, entry: dict) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(entry, ensure_ascii=False) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+
+    def iris(self) -> dict[str, str]:
+        """key -> IRI of every operation done (to fill `$ref:` placeholders)."""
+        return {k: e["iri"] for k, e in self.entries.items() if e.get("state") == "done" and e.get("iri")}
+
+
+def journal_path(plan_path: str | Path) -> Path:
+    """The journal beside a plan file: `plan.json` -> `plan.journal.jsonl`."""
+    p = Path(plan_path)
+    return p.with_name(p.stem + ".journal.jsonl")

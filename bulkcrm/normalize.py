@@ -1,0 +1,399 @@
+"""Phone, country, e-mail and date-time helpers and the validator checks behind
+`bulkcrm.transforms` (polars expressions; import them from there).
+
+Stage: shared by transforms (clean/render), the validator (`CHECKS`) and the planner (identifier
+normalisers). Input: `pl.Expr` over `pl.String` columns; output: `pl.Expr` (nulls stay null).
+
+Expensive per-value work (phonenumbers, email-validator) runs once per UNIQUE value through
+`map_unique`; country names are keyed by a vectorised polars expression and looked up in a
+prebuilt table, so no Python code runs per row.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from functools import cache
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import email_validator
+import phonenumbers
+import polars as pl
+import pycountry
+from phonenumbers import CountryCodeSource, PhoneNumberFormat
+
+from bulkcrm.errors import TemplateError
+
+# ---------------------------------------------------------------------------------------- utils
+
+
+def trimmed(expr: pl.Expr) -> pl.Expr:
+    """Return `expr` as text with surrounding whitespace stripped; empty text becomes null."""
+    s = expr.cast(pl.String).str.strip_chars()
+    return pl.when(s == "").then(None).otherwise(s)
+
+
+def map_unique(expr: pl.Expr, fn: Callable[[str], object], return_dtype: pl.DataType) -> pl.Expr:
+    """Apply the Python function `fn` once per distinct non-null value of `expr`.
+
+    The results are put back with `Series.replace_strict` (a hash lookup), so a 100k-row column
+    with 1k distinct values calls `fn` 1k times. Nulls stay null; `fn` may return None.
+    The batch function is marked elementwise, so `list.eval` runs it once on all list items.
+    """
+
+    def batch(s: pl.Series) -> pl.Series:
+        uniq = s.drop_nulls().unique()
+        out = pl.Series([fn(v) for v in uniq.to_list()], dtype=return_dtype)
+        return s.replace_strict(uniq, out, default=None, return_dtype=return_dtype)
+
+    return expr.map_batches(batch, return_dtype=return_dtype, is_elementwise=True)
+
+
+# -------------------------------------------------------------------------------------- country
+
+COUNTRY_ALIASES: dict[str, str] = {
+    # United Kingdom and United States (Northwind `UK`/`USA`, punctuated and informal spellings)
+    "UK": "GB", "U.K.": "GB", "England": "GB", "Scotland": "GB", "Wales": "GB",
+    "Northern Ireland": "GB", "Great Britain": "GB", "Britain": "GB",
+    "U.S.A.": "US", "U.S.": "US", "United States of America": "US",
+    # former and informal English names
+    "Holland": "NL", "Russia": "RU", "Ivory Coast": "CI", "Macau": "MO", "Brunei": "BN",
+    "Cape Verde": "CV", "Swaziland": "SZ", "Burma": "MM", "East Timor": "TL", "Vatican": "VA",
+    "Vatican City": "VA", "Micronesia": "FM", "Palestine": "PS", "Palestinian Territory": "PS",
+    "Palestinian Territories": "PS", "Turkey": "TR", "Macedonia": "MK", "Bosnia": "BA",
+    "UAE": "AE", "DR Congo": "CD", "Congo-Kinshasa": "CD",
+    "Democratic Republic of the Congo": "CD", "Congo-Brazzaville": "CG",
+    "Falkland Islands": "FK", "Sint Maarten": "SX", "Libyan Arab Jamahiriya": "LY",
+    "Slovak Republic": "SK", "Kyrgyz Republic": "KG", "US Virgin Islands": "VI",
+    "United States Virgin Islands": "VI", "Pitcairn Islands": "PN", "Saint Helena": "SH",
+    # Faker's country list (datablist sample files)
+    "Antarctica (the territory South of 60 deg S)": "AQ", "Bouvet Island (Bouvetoya)": "BV",
+    "British Indian Ocean Territory (Chagos Archipelago)": "IO",
+    "Slovakia (Slovak Republic)": "SK", "Svalbard & Jan Mayen Islands": "SJ",
+    # local names common in Dutch/German sheets
+    "Nederland": "NL", "Deutschland": "DE", "Belgie": "BE",
+}
+"""Extra names accepted by the `country` transform (name -> ISO 3166-1 alpha-2). Deliberately
+absent: ambiguous names (`Korea`, `Saint Martin`, `Congo` alone maps to CG as pycountry says) and
+any fuzzy matching: a wrong guess is worse than an `invalid-country` issue. Templates extend it
+with the `aliases` option."""
+
+ALPHA2: frozenset[str] = frozenset(c.alpha_2 for c in pycountry.countries)
+"""The ISO 3166-1 alpha-2 codes known to pycountry (officially assigned, 249)."""
+
+
+def country_key(expr: pl.Expr) -> pl.Expr:
+    """Return the lookup key of a country spelling: accents folded, case folded, `.`/`'`
+    dropped, `&` read as `and`, `St` as `Saint`, other punctuation as one space, a leading
+    `the` removed. `Côte d'Ivoire`, `cote divoire` and `COTE D'IVOIRE` share one key."""
+    s = expr.cast(pl.String).str.normalize("NFKD").str.replace_all(r"\p{M}", "")
+    s = s.str.to_lowercase().str.replace_all(r"[.'’]", "").str.replace_all("&", " and ")
+    s = s.str.replace_all(r"[^\p{L}\p{N}]+", " ").str.strip_chars()
+    return s.str.replace_all(r"\bst\b", "saint").str.replace(r"^the ", "")
+
+
+def _keys(names: list[str]) -> list[str]:
+    return pl.select(country_key(pl.lit(pl.Series(names, dtype=pl.String)))).to_series().to_list()
+
+
+@cache
+def _base_country_table() -> tuple[tuple[str, str], ...]:
+    names, codes = [], []
+    for c in pycountry.countries:
+        for attr in ("alpha_2", "alpha_3", "name", "official_name", "common_name"):
+            if value := getattr(c, attr, None):
+                names.append(value)
+                codes.append(c.alpha_2)
+    names += list(COUNTRY_ALIASES)
+    codes += list(COUNTRY_ALIASES.values())
+    return tuple(zip(_keys(names), codes))
+
+
+def country_table(aliases: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Return the lookup table `{country_key(name): alpha-2}` (pycountry names + aliases).
+
+    Args:
+        aliases: extra `{name: code}` pairs from the template; they win over built-in names.
+
+    Raises:
+        TemplateError: an alias maps to a code that is not ISO 3166-1 alpha-2.
+    """
+    table = dict(_base_country_table())
+    if aliases:
+        bad = {k: v for k, v in aliases.items() if str(v).upper() not in ALPHA2}
+        if bad:
+            raise TemplateError(f"country aliases must map to ISO 3166-1 alpha-2 codes: {bad}",
+                                key="aliases")
+        codes = [str(v).upper() for v in aliases.values()]
+        table.update(zip(_keys([str(k) for k in aliases]), codes))
+    return table
+
+
+def clean_country(expr: pl.Expr, *, aliases: Mapping[str, str] | None = None) -> pl.Expr:
+    """Return the ISO 3166-1 alpha-2 code (upper case) for a code or English name.
+
+    Accepts alpha-2 in any case (`us`; `NA` is Namibia), alpha-3, pycountry's name,
+    official_name and common_name, and `COUNTRY_ALIASES` (+ `aliases`). Anything else comes
+    back trimmed and unchanged, for the `country` check to flag.
+    """
+    table = country_table(aliases)
+    v = trimmed(expr)
+    code = country_key(v).replace_strict(table, default=None, return_dtype=pl.String)
+    return pl.coalesce(code, v)
+
+
+@cache
+def _country_names() -> dict[str, str]:
+    return {c.alpha_2: getattr(c, "common_name", None) or c.name for c in pycountry.countries}
+
+
+def render_country(expr: pl.Expr, *, render: str = "alpha_2") -> pl.Expr:
+    """Render an alpha-2 code as `alpha_2` (as is), `alpha_3` or `name` (pycountry common name,
+    else name: `DE` -> `Germany`, `TW` -> `Taiwan`); `clean_country` reads each back.
+    Unknown codes pass through.
+
+    Raises:
+        TemplateError: `render` is not one of alpha_2, alpha_3, name.
+    """
+    if render == "alpha_2":
+        return expr
+    if render == "alpha_3":
+        table = {c.alpha_2: c.alpha_3 for c in pycountry.countries}
+    elif render == "name":
+        table = _country_names()
+    else:
+        raise TemplateError(f"country render must be alpha_2, alpha_3 or name, not {render!r}",
+                            key="render")
+    return expr.replace_strict(table, default=expr, return_dtype=pl.String)
+
+
+def region_code(region: pl.Expr | None, default_region: str | None) -> pl.Expr:
+    """Return the row's phone region: `region` read as a country (code or name) when it is
+    ISO 3166-1 alpha-2, else `default_region`, else null.
+
+    Raises:
+        TemplateError: `default_region` is given but is not an alpha-2 code.
+    """
+    if default_region is not None and default_region.upper() not in ALPHA2:
+        raise TemplateError(f"default_region must be an ISO 3166-1 alpha-2 code such as NL, "
+                            f"not {default_region!r}", key="default_region")
+    default = pl.lit(default_region.upper() if default_region else None, dtype=pl.String)
+    if region is None:
+        return default
+    code = clean_country(region)
+    return pl.when(code.is_in(sorted(ALPHA2))).then(code).otherwise(default)
+
+
+# ---------------------------------------------------------------------------------------- phone
+
+INTERNATIONAL = r"^\+[\d\s().\-/]{7,}$"
+"""Numbers already written in international form take the vectorised fast path."""
+_SEP = "\x1f"
+
+
+def parse_phone(value: str, region: str | None) -> str | None:
+    """Return the E.164 form (ITU-T E.164) of one number, or None when it cannot be trusted.
+
+    Uses `phonenumbers.parse` and `is_possible_number`. An extension (`x123`, `ext. 12`) is
+    dropped: E.164 has no place for it. A number whose country code phonenumbers found only by
+    reading leading digits without `+`/IDD (`31612345678` with region NL) is refused: the `+`
+    may have been lost (BR-05), and the country must not be guessed silently.
+    """
+    try:
+        num = phonenumbers.parse(value, region, keep_raw_input=True)
+    except phonenumbers.NumberParseException:
+        return None
+    if num.country_code_source == CountryCodeSource.FROM_NUMBER_WITHOUT_PLUS_SIGN:
+        return None
+    if not phonenumbers.is_possible_number(num):
+        return None
+    return phonenumbers.format_number(num, PhoneNumberFormat.E164)
+
+
+def _parse_key(key: str) -> str | None:
+    region, value = key.split(_SEP, 1)
+    return parse_phone(value, region or None)
+
+
+def clean_phone(expr: pl.Expr, *, region: pl.Expr | None = None,
+                default_region: str | None = None) -> pl.Expr:
+    """Return phone numbers as E.164 `+<digits>` where possible, else trimmed and unchanged.
+
+    Fast path (vectorised): a value matching `^\\+[\\d\\s().\\-/]{7,}$` without a `(0)` trunk
+    prefix becomes `+` and its digits when those are 8..15 digits and do not start with 0.
+    The rest goes to `parse_phone` once per unique (value, region) pair.
+
+    Args:
+        expr: the phone column (pl.String).
+        region: expr giving each row's country (alpha-2 or a name `clean_country` reads);
+            rows without a valid one use `default_region`.
+        default_region: ISO 3166-1 alpha-2 used when the row has no region (e.g. "NL").
+
+    Raises:
+        TemplateError: `default_region` is not an alpha-2 code (at expression build time).
+    """
+    v = trimmed(expr)
+    digits = v.str.replace_all(r"\D", "")
+    fast = (v.str.contains(INTERNATIONAL) & ~v.str.contains(r"\(0\)")
+            & digits.str.len_chars().is_between(8, 15) & ~digits.str.starts_with("0"))
+    rest = pl.when(fast).then(None).otherwise(v)
+    key = pl.concat_str([region_code(region, default_region).fill_null(""), pl.lit(_SEP), rest])
+    slow = map_unique(key, _parse_key, pl.String)
+    return pl.when(fast).then(pl.lit("+") + digits).otherwise(pl.coalesce(slow, v))
+
+
+def phone_identifier(expr: pl.Expr, *, region: pl.Expr | None = None,
+                     default_region: str | None = None) -> pl.Expr:
+    """Return the phone identifier: E.164 when `clean_phone` succeeds, else the digits with a
+    leading `+` kept (so `06-1234` and `06 1234` still compare equal); null without digits."""
+    cleaned = clean_phone(expr, region=region, default_region=default_region)
+    # one reference to `cleaned`, so the phonenumbers pass runs once: keep digits and `+`,
+    # drop every `+` that follows another character, then drop what has no digit
+    kept = cleaned.str.replace_all(r"[^\d+]", "").str.replace_all(r"(.)\++", "${1}")
+    return kept.replace(["", "+"], None)
+
+
+# ---------------------------------------------------------------------------------------- email
+
+
+def _email_ok(value: str) -> bool:
+    try:
+        email_validator.validate_email(value, check_deliverability=False)
+    except email_validator.EmailNotValidError:
+        return False
+    return True
+
+
+def check_email(expr: pl.Expr) -> pl.Expr:
+    """Return True where the address passes email-validator's syntax check (RFC 5321/5322, no
+    DNS lookup: `check_deliverability=False`), run once per unique value; null -> True."""
+    return map_unique(expr, _email_ok, pl.Boolean).fill_null(True)
+
+
+# ------------------------------------------------------------------------------------ date-time
+
+_AWARE = ("%Y-%m-%dT%H:%M:%S%.f%z", "%Y-%m-%dT%H:%M%z")
+_NAIVE = ("%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%dT%H:%M", "%Y-%m-%d")
+RFC3339 = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:[Zz]|[+-]\d{2}:\d{2})$"
+"""RFC 3339 `date-time` (crm-api.md §1); the date itself is checked by parsing."""
+
+
+def clean_datetime(expr: pl.Expr, *, dayfirst: bool = False, time_zone: str = "UTC") -> pl.Expr:
+    """Return RFC 3339 `YYYY-MM-DDTHH:MM:SS+00:00` in UTC (crm-api.md §1), vectorised.
+
+    Reads ISO 8601 dates and date-times: `2024-01-31`, `2024-01-31 10:15`,
+    `2024-01-31T10:15:00Z`, `...+02:00`/`+0200`, fractions (dropped). With `dayfirst`, also
+    `DD-MM-YYYY`, `DD/MM/YYYY`, `DD.MM.YYYY` (+ time). A value without offset is read in
+    `time_zone` (IANA name, default UTC; a time skipped by DST stays unchanged). Anything else
+    comes back trimmed and unchanged for the `datetime` check to flag.
+
+    Raises:
+        TemplateError: `time_zone` is not an IANA time zone name.
+    """
+    try:
+        ZoneInfo(time_zone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise TemplateError(f"unknown time_zone {time_zone!r}; use an IANA name such as "
+                            "Europe/Amsterdam", key="time_zone") from None
+    v = trimmed(expr)
+    s = v
+    if dayfirst:
+        s = s.str.replace(r"^(\d{1,2})[-/.](\d{1,2})[-/.](\d{4})\b", "${3}-${2}-${1}")
+    s = s.str.replace(r"^(\d{4}-\d{1,2}-\d{1,2})[ T]+", "${1}T").str.replace(r"[Zz]$", "+00:00")
+    s = s.str.replace(r"\s+([+-]\d{2}:?\d{2})$", "${1}")
+    parsed = [s.str.to_datetime(f, time_unit="us", strict=False) for f in _AWARE]
+    parsed += [s.str.to_datetime(f, time_unit="us", strict=False)
+               .dt.replace_time_zone(time_zone, ambiguous="earliest", non_existent="null")
+               .dt.convert_time_zone("UTC") for f in _NAIVE]
+    return pl.coalesce(pl.coalesce(parsed).dt.strftime("%Y-%m-%dT%H:%M:%S+00:00"), v)
+
+
+def check_datetime(expr: pl.Expr) -> pl.Expr:
+    """Return True where the value is an RFC 3339 date-time with a real date; null -> True."""
+    s = expr.str.replace(r"[Zz]$", "+00:00")
+    parsed = s.str.to_datetime("%Y-%m-%dT%H:%M:%S%.f%z", time_unit="us", strict=False)
+    return (expr.str.contains(RFC3339) & parsed.is_not_null()).fill_null(False) | expr.is_null()
+
+
+# --------------------------------------------------------------------------------- checks
+
+TRUE_WORDS: tuple[str, ...] = ("true", "yes", "y", "1", "ja", "j", "x", "t")
+FALSE_WORDS: tuple[str, ...] = ("false", "no", "n", "0", "nee", "f")
+"""Cell texts the `boolean` transform reads as True / False (case-insensitive).
+`j`, `t`, `f` are extras beyond the usual list (Dutch `j`, SQL exports `t`/`f`)."""
+
+PHONE_TYPES: tuple[str, ...] = ("fax", "mobile", "landline", "work", "home", "other")
+"""`phoneNumbers[].phoneType` values the sandbox accepts (crm-api.md §8.2, [SANDBOX])."""
+
+_LABEL = r"[\p{L}\p{N}](?:[\p{L}\p{N}-]*[\p{L}\p{N}])?"
+_HOST = rf"(?:localhost|{_LABEL}(?:\.{_LABEL})+\.?|\[[0-9A-Fa-f:.]+\])"  # name with a dot, IPv6
+_URL_OK = rf"^(?i:https?)://(?:[^@/?#\s]+@)?{_HOST}(?::\d{{1,5}})?(?:[/?#]\S*)?$"
+
+
+def _ok(expr: pl.Expr, cond: pl.Expr) -> pl.Expr:
+    """True where `expr` is null, else `cond` (null counts as failed)."""
+    return cond.fill_null(False) | expr.is_null()
+
+
+def _check_iri(expr: pl.Expr, *, collection: str) -> pl.Expr:
+    return _ok(expr, expr.str.contains(rf"^/{pl.escape_regex(collection)}/[A-Za-z0-9-]+$"))
+
+
+CHECKS: dict[str, Callable[..., pl.Expr]] = {
+    "email": check_email,
+    "url": lambda e: _ok(e, e.str.contains(_URL_OK)),
+    "country": lambda e: _ok(e, e.is_in(sorted(ALPHA2))),
+    "phone_e164": lambda e: _ok(e, e.str.contains(r"^\+[1-9]\d{6,14}$")),
+    "phone_type": lambda e: _ok(e, e.is_in(PHONE_TYPES)),
+    "iri": _check_iri,
+    "datetime": check_datetime,
+    "max_length": lambda e, *, n: _ok(e, e.str.len_chars() <= n),
+    "boolean": lambda e: _ok(e, e.cast(pl.String).str.strip_chars().str.to_lowercase()
+                             .is_in(TRUE_WORDS + FALSE_WORDS)),
+}
+"""Validator checks by name: `check(expr, **options) -> pl.Boolean expr`, True where the
+value is fine and for null. Run them on cleaned values (`boolean` on the raw text)."""
+
+CHECK_RULES: dict[str, tuple[str, str]] = {
+    "email": ("e-mail address syntax (RFC 5322, email-validator)",
+              "use an address such as info@example.com"),
+    "url": ("http(s) URL with a host (RFC 3986)", "use a full address such as https://example.com"),
+    "country": ("ISO 3166-1 alpha-2", "use a two-letter code such as US"),
+    "phone_e164": ("E.164 phone number (ITU-T E.164)",
+                   "write it with + and the country code, such as +31201234567"),
+    "phone_type": ("phone type (crm-api.md §8.2)", f"use one of {', '.join(PHONE_TYPES)}"),
+    "iri": ("IRI /{collection}/{id} (crm-api.md §1)", "use the IRI form /{collection}/{id}"),
+    "datetime": ("RFC 3339 date-time (crm-api.md §1)",
+                 "use a date such as 2024-01-31 or 2024-01-31T10:15:00+00:00"),
+    "max_length": ("maximum length", "shorten it to at most {n} characters"),
+    "boolean": ("boolean", f"use one of {', '.join(TRUE_WORDS + FALSE_WORDS)}"),
+}
+"""`(rule, hint)` texts per check. The placeholders `{collection}` (iri) and `{n}` (max_length)
+are filled by `check_rule`; `{id}` stays literal (it shows the IRI form)."""
+
+CHECK_ISSUE_TYPES: dict[str, str] = {
+    "email": "invalid-email", "url": "invalid-url", "country": "invalid-country",
+    "phone_e164": "invalid-phone", "phone_type": "invalid-phone-type", "iri": "invalid-iri",
+    "datetime": "invalid-datetime", "max_length": "too-long", "boolean": "invalid-boolean",
+}
+"""Issue type slug (`vocab.IssueType`) each failed check becomes."""
+
+
+def check_rule(name: str, **options: object) -> tuple[str, str]:
+    """Return `(rule, hint)` of check `name` with its options filled in, e.g.
+    `check_rule("iri", collection="users")` -> `("IRI /users/{id} (crm-api.md §1)",
+    "use the IRI form /users/{id}")`. Options the texts do not use are ignored.
+
+    Raises:
+        KeyError: unknown check name.
+    """
+    rule, hint = CHECK_RULES[name]
+    for key in ("collection", "n"):
+        if key in options:
+            rule = rule.replace(f"{{{key}}}", str(options[key]))
+            hint = hint.replace(f"{{{key}}}", str(options[key]))
+    return rule, hint
+
+
+def check_list(check_expr_fn: Callable[[pl.Expr], pl.Expr], expr: pl.Expr) -> pl.Expr:
+    """Return True where every item of the list `expr` passes `check_expr_fn` (null or empty
+    list -> True), e.g. `check_list(partial(CHECKS["iri"], collection="tags"), pl.col("tags"))`."""
+    return expr.list.eval(check_expr_fn(pl.element())).list.all().fill_null(True)

@@ -1,0 +1,139 @@
+"""The commands' library functions: import (plan + apply + report), plan, apply, validate.
+
+Each returns plain data for the CLI to render; none prints except through the `echo` it is given.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Callable
+
+from .apply import apply, dry_run_report
+from .journal import journal_path
+from .mapping import map_rows
+from .plan import Plan, plan, render_plan
+from .read import read
+from .report import Report, render_summary, write_issues, write_report
+from .target import Target
+from .template import load_template
+from .validate import validate
+from .vocab import COUNT_KEYS
+
+Echo = Callable[[str], None]
+
+
+def run_plan(file, template_path, target: Target, *, mode="upsert", strategy="auto", sheet=None,
+             encoding=None, delimiter=None, header_row=None) -> tuple[Plan, str]:
+    """Plan FILE against the target; returns the plan (target label set) and its text."""
+    template = load_template(template_path)
+    p = plan(file, template, target.client, mode=mode, strategy=strategy, sheet=sheet, encoding=encoding,
+             delimiter=delimiter, header_row=header_row)
+    p.target = target.label
+    return p, render_plan(p, requests_per_minute=target.client.requests_per_minute)
+
+
+def run_import(file, template_path, target: Target, *, report_dir: str, dry_run=False, reconcile=True,
+               progress=True, echo: Echo = print, **plan_kw) -> dict:
+    """Plan and (unless dry run) apply FILE, write the report; returns {ok, json, report, dir}.
+
+    The plan is saved as `<report_dir>/plan.json` before anything is written, so an interrupted
+    import resumes with `bulkcrm apply <report_dir>/plan.json`.
+    """
+    p, text = run_plan(file, template_path, target, **plan_kw)
+    echo(text)
+    out = Path(report_dir)
+    if dry_run:
+        report = dry_run_report(p)
+    else:
+        plan_path = out / "plan.json"
+        _archive_journal(plan_path)
+        p.save(plan_path)
+        report = _apply(p, target, plan_path, reconcile=reconcile, progress=progress, batch_size=25)
+        report.summary["requests"] += p.requests_spent
+    return _finish(report, out, file, target, echo)
+
+
+def _archive_journal(plan_path: Path) -> None:
+    """A new import starts a new plan: keep an earlier run's journal under a dated name."""
+    j = journal_path(plan_path)
+    if j.exists():
+        stamp = dt.datetime.fromtimestamp(j.stat().st_mtime, dt.timezone.utc).strftime("%Y%m%dT%H%M%S")
+        j.rename(j.with_name(f"{j.stem}.{stamp}.jsonl"))
+
+
+def run_apply(plan_file, target: Target, *, report_dir: str, batch_size=25, verify=False, reconcile=True,
+              progress=True, echo: Echo = print) -> dict:
+    """Apply a saved plan (resuming from its journal) and write the report."""
+    p = Plan.load(plan_file)
+    report = _apply(p, target, plan_file, reconcile=reconcile, progress=progress, batch_size=batch_size,
+                    verify=verify)
+    return _finish(report, Path(report_dir), p.input, target, echo)
+
+
+def _apply(p: Plan, target: Target, plan_path, *, reconcile, progress, batch_size, verify=False) -> Report:
+    bar = _progress_bar(len(p.operations), target) if progress and p.operations else None
+    try:
+        return apply(p, target.client, plan_path=plan_path, batch_size=batch_size, verify=verify,
+                     reconcile=reconcile, target=target.label, progress=bar)
+    finally:
+        if bar is not None:
+            bar.close()
+
+
+class _progress_bar:
+    """tqdm bar: done/total operations, requests, 429s seen, ETA (stderr)."""
+
+    def __init__(self, total: int, target: Target):
+        from tqdm import tqdm
+        self.bar = tqdm(total=total, unit="op", desc="apply", leave=True)
+
+    def __call__(self, done: int, total: int, client) -> None:
+        self.bar.n = done
+        self.bar.set_postfix(requests=client.requests_sent, throttled=client.throttled, refresh=False)
+        self.bar.refresh()
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def _finish(report: Report, out: Path, input_path, target: Target, echo: Echo) -> dict:
+    sheet = None
+    try:
+        sheet = read(input_path).frame if input_path and Path(input_path).exists() else None
+    except Exception:  # the write-back copy is a convenience; the report itself must be written
+        sheet = None
+    write_report(report, out, input_frame=sheet, input_path=input_path, secrets=target.secrets)
+    echo(render_summary(report, out_dir=out))
+    counts = report.counts()
+    payload = {k: counts.get(k, 0) for k in COUNT_KEYS}
+    payload.update({k: v for k, v in counts.items() if k not in payload and v})
+    payload["requests"] = report.summary.get("requests", 0)
+    payload["report"] = str(out)
+    return {"ok": report.ok, "json": payload, "report": report, "dir": out}
+
+
+def run_validate(file, template_path, *, sheet=None, encoding=None, delimiter=None, header_row=None,
+                 report_dir=None) -> dict:
+    """Validate FILE offline (no lookups): {summary: {valid, rows, errors, warnings, issues}, text}."""
+    template = load_template(template_path)
+    sh = read(file, sheet=sheet, encoding=encoding, delimiter=delimiter, header_row=header_row)
+    name = Path(file).name
+    result = validate(map_rows(sh.frame, template, path=name), template, sheet=sh.frame,
+                      read_issues=sh.issues, file=name, sheet_name=sh.sheet_name)
+    issues = result.issues
+    errors = issues.filter(issues["severity"] == "error").height
+    if report_dir:
+        write_issues(issues, report_dir, input_frame=sh.frame, input_path=file, sheet_name=sh.sheet_name)
+    lines = [f"{name}: {sh.frame.height} rows, {len(result.invalid_rows)} invalid, "
+             f"{errors} error(s), {issues.height - errors} warning(s)"]
+    lines += [f"  {r['severity']}: {r['message']}" for r in issues.head(100).iter_rows(named=True)]
+    if issues.height > 100:
+        lines.append(f"  … {issues.height - 100} more" + (f" in {report_dir}" if report_dir else ""))
+    if report_dir:
+        lines.append(f"Issues written to {report_dir}")
+    summary = {"valid": errors == 0, "rows": sh.frame.height, "invalid_rows": len(result.invalid_rows),
+               "errors": errors, "warnings": issues.height - errors, "issues": issues.to_dicts()}
+    return {"summary": summary, "text": "\n".join(lines)}
+
+
+__all__ = ["run_import", "run_plan", "run_apply", "run_validate"]

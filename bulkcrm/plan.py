@@ -1,0 +1,355 @@
+"""Stage 4: plan. Read, map, validate, look up and diff a sheet; decide one operation per row.
+
+Input: a spreadsheet, a template and a `Client` (lookups only: a plan never writes).
+Output: a `Plan`, saved as JSON with `Plan.save` and executed exactly by `apply.apply`.
+
+Per row the plan says create, patch, replace, unchanged, skip (mode create-only/update-only),
+conflict (ambiguous match, duplicate rows: never written) or invalid (validation issues).
+"""
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from . import diff
+from .client import Client
+from .errors import Issue, PlanError, issues_frame
+from .lookups import LookupCache, resolve_lookups
+from .mapping import map_rows
+from .match import match_rows
+from .read import Sheet, read
+from .template import Template
+from .validate import validate
+
+SCHEMA_VERSION = 1
+WRITE_OPS = ("create", "patch", "replace")
+
+
+@dataclass
+class Operation:
+    """One write the plan will send.
+
+    Attributes:
+        key: unique within the plan (`row:12`, `tag:VIP`); the journal records it.
+        op: create | patch | replace. method: POST | PATCH | PUT. path: root-relative URL.
+        body: JSON body; strings `$ref:<key>` are replaced by the IRI another operation created.
+        row_numbers: input rows this operation serves. iri: target record (patch/replace).
+        identifiers: {field: [normalised values]} used to find a create whose answer was lost.
+        snapshot: record values of the touched fields at planning time (drift check).
+        changes: [{field, before, after}] (JSON-encoded values). cleared: fields a PUT empties.
+        depends_on: keys of operations that must be done first.
+    """
+
+    key: str
+    op: str
+    method: str
+    path: str
+    body: dict
+    row_numbers: list[int]
+    iri: str | None = None
+    title: str | None = None
+    identifiers: dict[str, list[str]] = field(default_factory=dict)
+    snapshot: dict | None = None
+    changes: list[dict] = field(default_factory=list)
+    cleared: list[str] = field(default_factory=list)
+    depends_on: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Plan:
+    """A saved decision for every input row (JSON file, `schema_version` 1).
+
+    Attributes:
+        rows: one dict per input row: row_number, op, iri, title, changes, note.
+        operations: the writes, in the order apply sends them.
+        issues: ISSUE_SCHEMA dicts (validation, lookups, conflicts).
+        requests_spent: requests used while planning (lookups).
+        target: base URL (never the key). template/input: paths with sha256 hashes.
+    """
+
+    template: str
+    template_sha256: str
+    input: str
+    input_sha256: str
+    target: str
+    mode: str
+    strategy: str
+    created_at: str
+    rows: list[dict]
+    operations: list[Operation]
+    issues: list[dict]
+    requests_spent: int
+    sheet: str | None = None
+    schema_version: int = SCHEMA_VERSION
+    notes: list[str] = field(default_factory=list)
+
+    def counts(self) -> dict[str, int]:
+        """Rows per planned op (create, patch, replace, unchanged, skip, conflict, invalid)."""
+        out = {k: 0 for k in ("create", "patch", "replace", "unchanged", "skip", "conflict", "invalid")}
+        for r in self.rows:
+            out[r["op"]] = out.get(r["op"], 0) + 1
+        return out
+
+    def estimate(self, requests_per_minute: float | None = 20) -> dict[str, float]:
+        """Writes to send and the minutes they take at `requests_per_minute` (crm-api.md §4)."""
+        n = len(self.operations)
+        minutes = n / requests_per_minute if requests_per_minute else 0.0
+        return {"requests": n, "minutes": round(minutes, 1), "requests_per_minute": requests_per_minute}
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["counts"] = self.counts()
+        d["estimate"] = self.estimate()
+        return d
+
+    def save(self, path: str | Path) -> Path:
+        """Write the plan as JSON (UTF-8); returns the path."""
+        p = Path(path)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text(json.dumps(self.to_dict(), indent=1, ensure_ascii=False), encoding="utf-8")
+        return p
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Plan":
+        """Read a plan file. Raises PlanError when unreadable or of another schema version."""
+        try:
+            d = json.loads(Path(path).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as e:
+            raise PlanError(f"{path}: cannot read the plan: {e}") from None
+        if d.get("schema_version") != SCHEMA_VERSION:
+            raise PlanError(f"{path}: plan schema version {d.get('schema_version')} is not {SCHEMA_VERSION}")
+        d.pop("counts", None), d.pop("estimate", None)
+        d["operations"] = [Operation(**o) for o in d["operations"]]
+        return cls(**d)
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(json.dumps([asdict(o) for o in self.operations], sort_keys=True).encode()).hexdigest()
+
+
+def plan(source: str | Path | Sheet, template: Template, client: Client, *, mode: str = "upsert",
+         strategy: str = "auto", sheet: str | int | None = None, encoding: str | None = None,
+         delimiter: str | None = None, header_row: int | None = None) -> Plan:
+    """Plan the import of one sheet.
+
+    Args:
+        source: input file (CSV/XLSX/XLS) or an already read `Sheet`.
+        template: the loaded template. client: the API client (used for lookups only).
+        mode: upsert (default), create-only or update-only.
+        strategy: how records are found: auto (cost model), lookup (`identifiers[]`) or scan.
+        sheet, encoding, delimiter, header_row: passed to `read.read`.
+
+    Returns:
+        A `Plan`. Row problems are in `Plan.issues` and rows' `op` (`invalid`, `conflict`).
+
+    Raises:
+        InputError: the file cannot be read or lacks a column the template needs.
+        ApiError: a lookup failed after its retries (AuthError for a rejected key).
+
+    Example:
+        >>> p = plan("samples/organizations.csv", load_template("templates/organizations.yaml"), client)
+        >>> p.counts()["create"]
+        91
+    """
+    sh = source if isinstance(source, Sheet) else read(source, sheet=sheet, encoding=encoding,
+                                                       delimiter=delimiter, header_row=header_row)
+    start = client.requests_sent
+    file = Path(sh.path).name
+    mapped = map_rows(sh.frame, template, path=file)
+    checked = validate(mapped, template, sheet=sh.frame, read_issues=sh.issues, file=file,
+                       sheet_name=sh.sheet_name)
+    resolved = resolve_lookups(checked.valid, template, client, cache=LookupCache(), file=file,
+                               sheet=sh.sheet_name)
+    bad = {i.row_number for i in resolved.issues}
+    rows = resolved.rows.filter(~pl.col("row_number").is_in(list(bad)))
+    matches = match_rows(rows, template, client, strategy=strategy)
+    conflicts = matches.conflicts
+    issues = [*_frame_issues(checked.issues), *resolved.issues,
+              *_conflict_issues(conflicts, file, sh.sheet_name),
+              *_not_found_issues(matches.not_found, template, file, sh.sheet_name)]
+    out_rows, ops = _decide(mapped, rows, matches, template, mode, issues, resolved.tags_to_create)
+    return Plan(template=str(template.path), template_sha256=template.sha256, input=str(sh.path),
+                input_sha256=_sha256(sh.path), target=client.base_url, mode=mode,
+                strategy=matches.strategy, created_at=_now(), rows=out_rows, operations=ops,
+                issues=[i.to_dict() for i in issues], requests_spent=client.requests_sent - start,
+                sheet=sh.sheet_name, notes=matches.notes)
+
+
+def _decide(mapped: pl.DataFrame, rows: pl.DataFrame, matches, template: Template, mode: str,
+            issues: list[Issue], tags: list[str]) -> tuple[list[dict], list[Operation]]:
+    """One row record per input row and the operations, in input order."""
+    errors = {i.row_number for i in issues if i.severity == "error"}
+    conflict_rows = set(matches.conflicts["row_number"].to_list())
+    joined = rows.join(matches.iri, on="row_number", how="left")
+    ok = joined.filter(~pl.col("row_number").is_in(list(conflict_rows | errors)))
+    matched = ok.filter(pl.col("iri").is_not_null())
+    existing = diff.records_frame([matches.records[i] for i in matched["iri"].unique().to_list()], template)
+    changed = diff.changed_fields(matched, existing, template) if matched.height else \
+        pl.DataFrame(schema={"row_number": pl.Int64, "iri": pl.String, "changed": pl.List(pl.String)})
+    changed_map = {r: c for r, c in changed.select("row_number", "changed").iter_rows()}
+    ops = [_tag_op(t) for t in tags]
+    out = []
+    titles = dict(mapped.select("row_number", _title(template)).iter_rows())
+    for row in _write_rows(ok, changed_map, mode):
+        rn, iri = row["row_number"], row.get("iri")
+        if iri is None:
+            ops.append(_create_op(row, template, tags))
+        else:
+            op = _update_op(row, matches.records[iri], changed_map[rn], template, tags)
+            ops.append(op)
+    by_row = {rn: o for o in ops for rn in o.row_numbers}
+    matched_iri = dict(joined.select("row_number", "iri").iter_rows())
+    for rn in mapped["row_number"].to_list():
+        out.append(_row_record(rn, by_row.get(rn), matched_iri.get(rn), changed_map, conflict_rows,
+                               errors, mode, titles.get(rn), matches))
+    return out, ops
+
+
+def _write_rows(ok: pl.DataFrame, changed_map: dict, mode: str):
+    """Rows needing a write (Python dicts only for those: creates and changed records)."""
+    need = ok.filter(pl.col("iri").is_null() if mode != "update-only" else pl.lit(False))
+    if mode != "create-only":
+        upd = [r for r, c in changed_map.items() if c]
+        need = pl.concat([need, ok.filter(pl.col("row_number").is_in(upd))]).sort("row_number")
+    return need.iter_rows(named=True)
+
+
+def _row_record(rn, op, iri, changed_map, conflict_rows, errors, mode, title, matches) -> dict:
+    note = None
+    if rn in errors:
+        kind = "invalid"
+    elif rn in conflict_rows:
+        kind = "conflict"
+        note = matches.conflicts.filter(pl.col("row_number") == rn)["message"].item()
+    elif op is not None:
+        kind, iri = op.op, op.iri or iri
+        return {"row_number": rn, "op": kind, "iri": iri, "title": title, "changes": op.changes,
+                "cleared": op.cleared, "note": None, "key": op.key}
+    elif iri is None:
+        kind, note = "skip", "no matching record (update-only)"
+    elif mode == "create-only" and changed_map.get(rn):
+        kind, note = "skip", "record exists (create-only)"
+    else:
+        kind = "unchanged"
+    return {"row_number": rn, "op": kind, "iri": iri, "title": title, "changes": [], "cleared": [],
+            "note": note, "key": None}
+
+
+def _create_op(row: dict, template: Template, tags: list[str]) -> Operation:
+    body = diff.create_body(row, template)
+    return Operation(key=f"row:{row['row_number']}", op="create", method="POST", path="/organizations",
+                     body=body, row_numbers=[row["row_number"]], title=body.get("title"),
+                     identifiers=_identifiers(row, template),
+                     changes=[{"field": k, "before": None, "after": json.dumps(v, ensure_ascii=False)}
+                              for k, v in body.items()],
+                     depends_on=_deps(body, tags))
+
+
+def _update_op(row: dict, record: dict, changed: list[str], template: Template, tags: list[str]) -> Operation:
+    body, changes, cleared = diff.update(row, record, changed, template)
+    replace = template.mode == "replace"
+    return Operation(key=f"row:{row['row_number']}", op="replace" if replace else "patch",
+                     method="PUT" if replace else "PATCH", path=record["@id"], body=body,
+                     row_numbers=[row["row_number"]], iri=record["@id"], title=record.get("title"),
+                     identifiers=_identifiers(row, template), snapshot=diff.snapshot(record, changed),
+                     changes=changes, cleared=cleared, depends_on=_deps(body, tags))
+
+
+def _tag_op(title: str) -> Operation:
+    return Operation(key=f"tag:{title}", op="create", method="POST", path="/tags", body={"title": title},
+                     row_numbers=[], title=title)
+
+
+def _deps(body: dict, tags: list[str]) -> list[str]:
+    text = json.dumps(body, ensure_ascii=False)
+    return [f"tag:{t}" for t in tags if f'"$ref:tag:{t}"' in text]
+
+
+def _identifiers(row: dict, template: Template) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for f in template.identifiers:
+        v = row.get(f)
+        if f == "phoneNumbers":
+            v = [p["phoneNumber"] for p in v or []]
+        vals = v if isinstance(v, list) else ([v] if v else [])
+        if vals:
+            out[f] = [str(x) for x in vals]
+    return out
+
+
+def _title(template: Template) -> pl.Expr:
+    field_name = "title" if template.mapping("title") else "description"
+    return (pl.col(field_name) if template.mapping(field_name) else pl.lit(None, pl.String)).alias("title")
+
+
+def _frame_issues(frame: pl.DataFrame) -> list[Issue]:
+    return [Issue(**r) for r in frame.iter_rows(named=True)]
+
+
+def _conflict_issues(conflicts: pl.DataFrame, file: str, sheet: str | None) -> list[Issue]:
+    return [Issue(t, rn, None, None, "one row per record (issue 5)", f"{file}:{rn}: {msg}; fix the sheet "
+                  "so each organization appears once and its identifiers point at one record, or add a "
+                  "crm_iri column", "error", file, sheet)
+            for rn, t, msg in conflicts.iter_rows()]
+
+
+def _not_found_issues(nf: pl.DataFrame, template: Template, file: str, sheet: str | None) -> list[Issue]:
+    col = template.iri_column
+    return [Issue("not-found", rn, col, iri, "IRI of an existing record (crm-api.md §1)",
+                  f"{file}:{rn}:{col}: no record {iri}; remove the IRI to create a new organization",
+                  "error", file, sheet) for rn, iri in nf.iter_rows()]
+
+
+def _sha256(path: str) -> str:
+    try:
+        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    except OSError:
+        return ""
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat()
+
+
+def render_plan(p: Plan, *, requests_per_minute: float | None = 20, limit: int = 50) -> str:
+    """Terraform-style text: counts, then per record the fields before → after, then the cost."""
+    c = p.counts()
+    lines = [f"Plan: {c['create']} to create, {c['patch']} to patch, {c['replace']} to replace, "
+             f"{c['unchanged']} unchanged, {c['skip']} skipped, {c['conflict']} conflict(s), "
+             f"{c['invalid']} invalid."]
+    shown = 0
+    for r in p.rows:
+        if r["op"] in ("unchanged", "skip") or shown >= limit:
+            continue
+        shown += 1
+        sign = {"create": "+", "patch": "~", "replace": "±", "conflict": "!", "invalid": "✗"}[r["op"]]
+        lines.append(f"  {sign} row {r['row_number']} {r['op']} {r.get('iri') or ''} {json.dumps(r.get('title'), ensure_ascii=False)}".rstrip())
+        if r["op"] in ("patch", "replace"):
+            lines += [f"      {ch['field']}: {ch['before'] or 'null'} → {ch['after'] or 'null'}" for ch in r["changes"]]
+            lines += [f"      {f}: cleared by PUT" for f in r.get("cleared") or []]
+        if r.get("note"):
+            lines.append(f"      {r['note']}")
+    for i in p.issues:
+        if i["severity"] == "error" and shown < limit and i["type"] not in ("duplicate-row", "ambiguous-match"):
+            shown += 1
+            lines.append(f"  ✗ {i['message']}")
+    more = sum(1 for r in p.rows if r["op"] not in ("unchanged", "skip")) - shown
+    if more > 0:
+        lines.append(f"  … {more} more (see the plan file or the report)")
+    est = p.estimate(requests_per_minute)
+    rate = f"at {requests_per_minute:g}/min" if requests_per_minute else "(no rate limit)"
+    lines.append(f"{est['requests']} write requests ≈ {est['minutes']} min {rate}; "
+                 f"planning used {p.requests_spent} lookup request(s) ({p.strategy}).")
+    return "\n".join(lines)
+
+
+def needs(n: int, per: int = 30) -> int:
+    """Requests to fetch `n` items `per` page (⌈n/per⌉, crm-api.md §6)."""
+    return math.ceil(n / per)

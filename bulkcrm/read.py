@@ -1,0 +1,440 @@
+"""Read stage: a CSV/XLSX/XLS file -> a polars frame of text, exactly what the person sees.
+
+Stage: first stage of every import (`read` -> validate -> plan -> apply). No type inference and
+no null tokens: every cell is text (`NA`, `NULL`, `02012345` stay as typed), an empty cell is
+null. Cell and row problems come back as `Issue` records; only a file that cannot be read at all
+raises `InputError`. Excel specifics (number formats, formulas, merged cells, error values) live
+in `bulkcrm.read_excel`.
+
+Header detection (when `header_row` is not given): among the first 50 non-blank rows, the header
+is the first row with more than half as many non-empty cells as the wide rows below it (the 90th
+percentile of the next 20 non-blank rows). Title/preamble rows (one or two cells over a wide
+table) are skipped; a header with a few blank cells, or over sparse or ragged data, still wins.
+Pass `header_row` to override.
+"""
+from __future__ import annotations
+
+import codecs
+import csv
+import io
+import math
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import polars as pl
+
+from bulkcrm.errors import InputError, Issue
+
+FORMULA_TRIGGERS: tuple[str, ...] = ("=", "+", "-", "@", "\t", "\r")
+"""A cell starting with one of these is a formula to a spreadsheet app (OWASP CSV injection)."""
+FORMULA_ESCAPE = "'"
+"""Prefix bulkcrm's CSV export puts before such cells (and before cells starting with `'`)."""
+
+CSV_EXTENSIONS = (".csv", ".tsv", ".psv", ".ssv", ".txt")
+EXCEL_EXTENSIONS = (".xlsx", ".xlsm", ".xls")
+DELIMITERS = (",", ";", "\t", "|")
+_DELIMITER_NAMES = {",": "comma", ";": "semicolon", "\t": "tab", "|": "pipe"}
+_SAMPLE_CHARS = 32_768
+_HEADER_SCAN_ROWS = 50
+_BOMS = (  # longest first: the UTF-32 LE BOM starts with the UTF-16 LE BOM
+    (codecs.BOM_UTF32_LE, "utf-32-le"), (codecs.BOM_UTF32_BE, "utf-32-be"),
+    (codecs.BOM_UTF8, "utf-8"), (codecs.BOM_UTF16_LE, "utf-16-le"),
+    (codecs.BOM_UTF16_BE, "utf-16-be"),
+)
+_RFC4180_RULE = "RFC 4180 section 2.4: each record has the same number of fields"
+
+
+@dataclass(frozen=True)
+class Sheet:
+    """One table read from a file.
+
+    Attributes:
+        frame: `row_number` (pl.Int64, 1-based as the sheet shows it: the Excel row, or for CSV
+            the physical line where the record starts) then one pl.String column per header
+            (header text trimmed, sheet order). Empty cell -> null; no other value is changed.
+        issues: cell/row problems found while reading (`ragged-row`, `excel-error`,
+            `formula-without-result`, `merged-cell`, `numeric-cell`), each with file, sheet,
+            row_number, column, cell (XLSX ref such as `B2`) and value.
+        path: the path as given. sheet_name: worksheet read (None for CSV).
+        encoding: Python codec name used for CSV (`utf-8`, `utf-16-le`, `cp1252`, `mac-roman`...),
+            None for Excel. delimiter: CSV delimiter, None for Excel.
+        header_row: 1-based line (CSV) or row (Excel) number of the header.
+    """
+
+    frame: pl.DataFrame
+    issues: list[Issue] = field(default_factory=list)
+    path: str = ""
+    sheet_name: str | None = None
+    encoding: str | None = None
+    delimiter: str | None = None
+    header_row: int = 1
+
+
+def read(path: str | Path, *, sheet: str | int | None = None, encoding: str | None = None,
+         delimiter: str | None = None, header_row: int | None = None) -> Sheet:
+    """Read a CSV/TSV or Excel file into a `Sheet` of text cells.
+
+    Args:
+        path: `.csv .tsv .psv .ssv .txt` (delimited text), `.xlsx .xlsm` or `.xls`.
+        sheet: Excel only: sheet name or 0-based index; default the first visible sheet.
+        encoding: CSV only: force a codec; default detect (BOM, then UTF-8, then
+            charset-normalizer with cp1252/Mac Roman checks, see `bulkcrm.read.decode`).
+        delimiter: CSV only: force one; default detect among `, ; TAB |`.
+        header_row: 1-based line/row of the header; default detect (see module docstring).
+
+    Returns:
+        A `Sheet`; see its attributes for the frame's shape.
+
+    Raises:
+        InputError: the file is missing, not a supported type, empty, password-protected,
+            undecodable, or its header is unusable (duplicate or blank header cells over data),
+            or the sheet does not exist. Row problems are never raised: see `Sheet.issues`.
+    """
+    p, where = Path(path), str(path)
+    if not p.exists():
+        raise InputError("file not found; check the path", path=where)
+    if not p.is_file():
+        raise InputError("not a file; pass the path of a CSV or Excel file", path=where)
+    if header_row is not None and header_row < 1:
+        raise InputError(f"--header-row must be 1 or more, not {header_row}", path=where)
+    ext = p.suffix.lower()
+    if ext in EXCEL_EXTENSIONS:
+        return _read_excel(p, where, sheet, header_row)
+    if ext not in CSV_EXTENSIONS:
+        raise InputError(f"unsupported file type {ext or '(none)'!r}; use one of "
+                         f"{', '.join(CSV_EXTENSIONS + EXCEL_EXTENSIONS)}", path=where)
+    return _read_csv(p, where, encoding, delimiter, header_row)
+
+
+def _read_excel(p: Path, where: str, sheet: str | int | None, header_row: int | None) -> Sheet:
+    from bulkcrm.read_excel import excel_issues, load_excel
+
+    grid = load_excel(p, sheet)
+    empty = (f"sheet {grid.sheet_name!r} is empty (no header row); pick another with --sheet "
+             f"(sheets: {', '.join(map(repr, grid.sheet_names))})")
+    frame, hdr, issues, names = _finish(grid.grid, where, header_row, grid.sheet_name,
+                                        empty=empty)
+    issues += excel_issues(grid, hdr, names, p.name)
+    issues.sort(key=lambda i: (i.row_number or 0, i.cell or ""))
+    return Sheet(frame, issues, where, grid.sheet_name, None, None, hdr)
+
+
+def _read_csv(p: Path, where: str, encoding: str | None, delimiter: str | None,
+              header_row: int | None) -> Sheet:
+    try:
+        data = p.read_bytes()
+    except OSError as e:
+        raise InputError(f"cannot read the file ({e.strerror})", path=where) from None
+    if data[:4] in (b"PK\x03\x04", b"\xd0\xcf\x11\xe0"):
+        raise InputError("this is an Excel workbook, not delimited text; rename it to .xlsx "
+                         "(or .xls)", path=where)
+    text, enc = decode(data, encoding, where)
+    if delimiter is None:
+        delimiter = detect_delimiter(text)
+    elif len(delimiter) != 1:
+        raise InputError(f"--delimiter must be one character, not {delimiter!r}", path=where)
+    frame, hdr, issues, _ = _finish(parse_csv(text, delimiter), where, header_row, None,
+                                    delimiter)
+    return Sheet(restore_formula_escape(frame), issues, where, None, enc, delimiter, hdr)
+
+
+def restore_formula_escape(frame: pl.DataFrame) -> pl.DataFrame:
+    """Undo bulkcrm's CSV formula escape: drop one leading `'` when the next character is one
+    of `FORMULA_TRIGGERS` or `'` itself (OWASP CSV injection defence, reversed).
+
+    Args:
+        frame: any frame; only pl.String columns change.
+
+    Returns:
+        The frame with the same columns and dtypes.
+    """
+    chars = re.escape("".join(FORMULA_TRIGGERS) + FORMULA_ESCAPE)
+    pattern = f"^{re.escape(FORMULA_ESCAPE)}([{chars}])"
+    return frame.with_columns(pl.col(pl.String).str.replace(pattern, "${1}"))
+
+
+# --- decoding ------------------------------------------------------------------------------
+
+def decode(data: bytes, encoding: str | None, where: str) -> tuple[str, str]:
+    """Decode CSV bytes; return `(text, codec name)`. BOM and NUL characters are removed.
+
+    Order: forced `encoding`; a BOM (UTF-8/16/32); NUL-heavy UTF-16 without BOM; strict UTF-8;
+    then single-byte Western text
+    (Mac Roman when the file has classic-Mac CR-only line ends, else cp1252, a superset of the
+    printable latin-1 range), accepted only when charset-normalizer's mess ratio is ~0; then
+    charset-normalizer's best guess (Big5, cp1251...) when it is coherent.
+
+    Raises:
+        InputError: empty file, forced codec unknown/failing, or no confident guess (names
+            `--encoding`).
+    """
+    if not data.strip():
+        raise InputError("the file is empty (no header row)", path=where)
+    if encoding:
+        try:
+            name = codecs.lookup(encoding).name
+            text = data.decode(name)
+        except LookupError:
+            raise InputError(f"unknown encoding {encoding!r}; pass e.g. --encoding utf-8 "
+                             "or --encoding cp1252", path=where) from None
+        except UnicodeDecodeError as e:
+            raise InputError(f"cannot decode byte {e.start} as {encoding}; check --encoding",
+                             path=where) from None
+        return _clean_text(text), name
+    for bom, name in _BOMS:
+        if data.startswith(bom):
+            try:
+                return _clean_text(data[len(bom):].decode(name)), name
+            except UnicodeDecodeError:
+                break
+    head = data[:4096]
+    if head.count(0) > len(head) // 4:  # UTF-16 without BOM: every other byte of ASCII is NUL
+        name = "utf-16-le" if head[1::2].count(0) > head[::2].count(0) else "utf-16-be"
+        try:
+            return _clean_text(data.decode(name)), name
+        except UnicodeDecodeError:
+            pass
+    try:
+        return _clean_text(data.decode("utf-8")), "utf-8"
+    except UnicodeDecodeError:
+        pass
+    return _guess_legacy(data, where)
+
+
+def _guess_legacy(data: bytes, where: str) -> tuple[str, str]:
+    from charset_normalizer import from_bytes
+    from charset_normalizer.md import mess_ratio
+
+    mess: dict[str, tuple[float, str]] = {}
+    for name in ("cp1252", "mac-roman"):
+        try:
+            text = data.decode(name)
+        except UnicodeDecodeError:
+            continue
+        mess[name] = (mess_ratio(text[:200_000], 1.0), text)
+    cr_only = b"\r" in data and b"\n" not in data
+    low = min((m for m, _ in mess.values()), default=1.0)
+    if cr_only and "mac-roman" in mess and mess["mac-roman"][0] <= min(low, 0.02):
+        return _clean_text(mess["mac-roman"][1]), "mac-roman"
+    if "cp1252" in mess and mess["cp1252"][0] <= 0.02:
+        return _clean_text(mess["cp1252"][1]), "cp1252"
+    best = from_bytes(data[:500_000]).best()
+    if best is not None and best.chaos <= 0.1 and best.coherence >= 0.1:
+        name = codecs.lookup(best.encoding).name
+        try:
+            return _clean_text(data.decode(name)), name
+        except UnicodeDecodeError:
+            pass
+    guesses = [*mess, *([] if "cp1252" in mess else ["latin-1"]),
+               *([codecs.lookup(best.encoding).name] if best else [])]
+    guesses = list(dict.fromkeys(guesses))
+    raise InputError(f"cannot tell the encoding (looks like {' or '.join(guesses[:3])}); "
+                     f"pass --encoding {guesses[0]}", path=where)
+
+
+def _clean_text(text: str) -> str:
+    return text.removeprefix("\ufeff").replace("\x00", "")
+
+
+# --- delimiter and parsing ---------------------------------------------------------------
+
+def detect_delimiter(text: str) -> str:
+    """Return the delimiter among `, ; TAB |`: csv.Sniffer restricted to those, checked against
+    (and overruled by) the candidate giving the most consistent field count > 1 on a sample.
+    Default `,` (a one-column file)."""
+    sample = text[:_SAMPLE_CHARS]
+    if len(text) > _SAMPLE_CHARS:
+        sample = sample[:max(sample.rfind("\n"), sample.rfind("\r"), 1)]
+    scores = {d: _consistency(sample, d) for d in DELIMITERS}
+    best = max(DELIMITERS, key=lambda d: scores[d])
+    try:
+        sniffed = csv.Sniffer().sniff(sample, delimiters="".join(DELIMITERS)).delimiter
+    except csv.Error:
+        sniffed = None
+    if sniffed in scores and scores[sniffed][0] and scores[sniffed][1] >= scores[best][1]:
+        return sniffed
+    return best if scores[best][0] else ","
+
+
+def _consistency(sample: str, delimiter: str) -> tuple[bool, float, int]:
+    counts = [len(r) for r in csv.reader(io.StringIO(sample, newline=""), delimiter=delimiter)
+              if any(c.strip() for c in r)]
+    if not counts:
+        return (False, 0.0, 0)
+    mode, n = max(Counter(counts).items(), key=lambda kv: (kv[1], kv[0]))
+    return (mode > 1, n / len(counts), mode)
+
+
+def parse_csv(text: str, delimiter: str) -> pl.DataFrame:
+    """Parse decoded CSV text into a grid: `row_number` (Int64, line where the record starts),
+    `n_fields` (Int64) and `c0..cN` (String; "" for an empty field, null past a short row's end).
+
+    Simple files (no lone CR, every quoted field within one line, same field count on every
+    line) go through polars' CSV reader; anything else through Python's csv module (RFC 4180:
+    quoted newlines, doubled quotes, CR/LF/CRLF mixed, ragged rows).
+    """
+    grid = _parse_fast(text, delimiter)
+    return grid if grid is not None else _parse_slow(text, delimiter)
+
+
+def _parse_fast(text: str, d: str) -> pl.DataFrame | None:
+    if "\r" in text.replace("\r\n", ""):
+        return None
+    lines = pl.Series("l", text.split("\n")).str.strip_suffix("\r")
+    if len(lines) and lines[-1] == "":
+        lines = lines.head(-1)
+    nonblank = pl.DataFrame({"l": lines}).with_row_index("i", 1).filter(pl.col("l") != "")
+    if nonblank.height == 0:
+        return None
+    sep = re.escape(d)
+    fld = f'(?:"(?:[^"]|"")*"|[^"{sep}]*)'
+    quoted_ok = ~pl.col("l").str.contains('"', literal=True) | pl.col("l").str.contains(
+        f"^{fld}(?:{sep}{fld})*$")
+    n = pl.col("l").str.replace_all('"(?:[^"]|"")*"', "").str.count_matches(d, literal=True) + 1
+    check = nonblank.select(quoted_ok.all().alias("ok"), n.min().alias("lo"), n.max().alias("hi"))
+    if not check["ok"][0] or check["lo"][0] != check["hi"][0]:
+        return None
+    width = int(check["hi"][0])
+    body = "\n".join(nonblank["l"].to_list()) + "\n"
+    try:
+        df = pl.read_csv(io.BytesIO(body.encode()), has_header=False, separator=d,
+                         quote_char='"', infer_schema=False, new_columns=_cols(width))
+    except Exception:  # noqa: BLE001 - any polars parse problem -> the exact slow path
+        return None
+    if df.height != nonblank.height:
+        return None
+    return df.select(nonblank["i"].cast(pl.Int64).alias("row_number"),
+                     pl.lit(width, pl.Int64).alias("n_fields"), pl.all())
+
+
+def _parse_slow(text: str, d: str) -> pl.DataFrame:
+    if csv.field_size_limit() < 2**31 - 1:
+        csv.field_size_limit(2**31 - 1)
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=d, strict=False)
+    records, starts, prev = [], [], 0
+    for rec in reader:  # strict=False: the csv module reads any text
+        if rec:
+            records.append(rec)
+            starts.append(prev + 1)
+        prev = reader.line_num
+    width = max((len(r) for r in records), default=0)
+    padded = [r + [None] * (width - len(r)) if len(r) < width else r for r in records]
+    cols = list(zip(*padded)) if padded else [[] for _ in range(width)]
+    data = {"row_number": pl.Series(starts, dtype=pl.Int64),
+            "n_fields": pl.Series([len(r) for r in records], dtype=pl.Int64)}
+    data |= {c: pl.Series(c, v, dtype=pl.String) for c, v in zip(_cols(width), cols)}
+    return pl.DataFrame(data, schema={k: (pl.Int64 if k in ("row_number", "n_fields")
+                                         else pl.String) for k in data})
+
+
+def _cols(width: int) -> list[str]:
+    return [f"c{i}" for i in range(width)]
+
+
+# --- shared: header detection, header checks, ragged rows ---------------------------------
+
+def column_letter(index: int) -> str:
+    """0-based column index -> Excel letters (0 -> A, 26 -> AA)."""
+    s, n = "", index + 1
+    while n:
+        n, r = divmod(n - 1, 26)
+        s = chr(65 + r) + s
+    return s
+
+
+def _blank(c: str) -> pl.Expr:
+    return pl.col(c).is_null() | (pl.col(c).str.strip_chars() == "")
+
+
+def detect_header(counts: list[int]) -> int:
+    """Return the index into `counts` (non-empty cells per non-blank row) of the header row;
+    rule in the module docstring."""
+    for i, n in enumerate(counts[:_HEADER_SCAN_ROWS]):
+        nxt = sorted(counts[i + 1:i + 21])
+        if not nxt or n > 0.5 * nxt[math.ceil(0.9 * len(nxt)) - 1]:
+            return i
+    return 0
+
+
+def _finish(grid: pl.DataFrame, where: str, header_row: int | None, sheet: str | None,
+            delimiter: str | None = None, empty: str = "the file is empty (no header row)",
+            ) -> tuple[pl.DataFrame, int, list[Issue], dict]:
+    """Grid -> (frame, header_row, issues, {grid column: header name})."""
+    cells = [c for c in grid.columns if c not in ("row_number", "n_fields")]
+    grid = grid.with_columns(pl.when(pl.col(c) == "").then(None).otherwise(pl.col(c)).alias(c)
+                             for c in cells)
+    filled = pl.sum_horizontal([~_blank(c) for c in cells]) if cells else pl.lit(0)
+    rows = grid.with_columns(filled.alias("_filled")).filter(pl.col("_filled") > 0)
+    if rows.height == 0:
+        raise InputError(empty, path=where)
+    how = "given"
+    if header_row is None:
+        head = rows.head(_HEADER_SCAN_ROWS + 20)
+        header_row = int(head["row_number"][detect_header(head["_filled"].to_list())])
+        how = "detected"
+    hdr = rows.filter(pl.col("row_number") == header_row)
+    if hdr.height == 0:
+        raise InputError(f"header row {header_row} is empty or past the end of the "
+                         f"{'sheet' if sheet else 'file'}; check --header-row", path=where)
+    texts = [(v or "").strip() for v in hdr.select(cells).row(0)]
+    width = max(i for i, t in enumerate(texts) if t) + 1
+    data = rows.filter(pl.col("row_number") > header_row)
+    named = _check_header(texts[:width], cells[:width], data, where, header_row, how, sheet)
+    frame = data.select(pl.col("row_number"), *(pl.col(c).alias(n) for c, n in named.items()))
+    issues = _ragged(data, cells[width:], width, where, sheet, delimiter)
+    return frame, header_row, issues, named
+
+
+def _check_header(texts: list[str], cells: list[str], data: pl.DataFrame, where: str,
+                  header_row: int, how: str, sheet: str | None) -> dict[str, str]:
+    """Return {grid column: header} for named columns; raise on blank headers over data or
+    duplicate headers. A blank header over an all-empty column is dropped."""
+    def pos(i: int) -> str:
+        return f"column {column_letter(int(cells[i][1:]))}" if sheet is not None \
+            else f"column {i + 1}"
+    has_data = data.select((~_blank(c)).any().alias(c) for c in cells).row(0) if cells else ()
+    blank = [pos(i) for i, t in enumerate(texts) if not t and has_data[i]]
+    where_hdr = f"header row {header_row} ({how})"
+    if blank:
+        raise InputError(f"{where_hdr} has no header text in {', '.join(blank)} although the "
+                         "column holds data; name the column or delete it"
+                         + ("" if how == "given" else ", or pass --header-row"), path=where)
+    seen: dict[str, list[int]] = {}
+    for i, t in enumerate(texts):
+        if t:
+            seen.setdefault(t, []).append(i)
+    dups = {t: ix for t, ix in seen.items() if len(ix) > 1 or t == "row_number"}
+    if dups:
+        desc = "; ".join(f"{t!r} in {', '.join(pos(i) for i in ix)}" for t, ix in dups.items())
+        note = " (`row_number` is reserved)" if "row_number" in dups else ""
+        raise InputError(f"duplicate headers in {where_hdr}: {desc}{note}; rename them so each "
+                         "header is unique", path=where)
+    return {cells[i]: t for i, t in enumerate(texts) if t}
+
+
+def _ragged(data: pl.DataFrame, extra: list[str], width: int, where: str,
+            sheet: str | None, delimiter: str | None) -> list[Issue]:
+    """ragged-row issues: values past the last header (error), CSV rows short of it (warning)."""
+    file, issues = Path(where).name, []
+    if extra:
+        cond = pl.any_horizontal([~_blank(c) for c in extra])
+        for row in data.filter(cond).select("row_number", *extra).iter_rows():
+            vals = [v for v in row[1:] if v is not None and v.strip()]
+            cols = [column_letter(int(c[1:])) for c, v in zip(extra, row[1:]) if v and v.strip()]
+            tip = (f"quote values that contain the {_DELIMITER_NAMES.get(delimiter, 'delimiter')}"
+                   if delimiter else f"give column {cols[0]} a header or clear it")
+            issues.append(Issue(
+                "ragged-row", row[0], None, " | ".join(vals), _RFC4180_RULE,
+                f"row {row[0]} has {len(vals)} value(s) past the last header column ({width} "
+                f"columns): {', '.join(map(repr, vals))}; {tip}", "error", file, sheet,
+                f"{cols[0]}{row[0]}" if sheet else None))
+    if "n_fields" in data.columns and delimiter is not None:
+        short = data.filter(pl.col("n_fields") < width).select("row_number", "n_fields")
+        for rn, n in short.iter_rows():
+            issues.append(Issue(
+                "ragged-row", rn, None, None, _RFC4180_RULE,
+                f"row {rn} has {n} field(s) but the header has {width}; the missing cells "
+                "read as empty", "warning", file, None, None))
+    return sorted(issues, key=lambda i: i.row_number or 0)

@@ -1,0 +1,556 @@
+"""Excel part of the read stage: a worksheet -> a grid of the text the person sees.
+
+Values come from fastexcel (calamine: fast, resolves shared/rich/inline strings, phonetic runs
+and `_xHHHH_` escapes). calamine does not expose number formats, cell types or formulas, so for
+`.xlsx` one vectorised regex pass over the sheet XML (ECMA-376 Part 1, §18.3.1.4 `c`) finds the
+cells that are not plain text: numbers (rendered with their number format, §18.8.31), booleans,
+error values, formulas without a cached value, plus the merged ranges (§18.3.1.55).
+
+Legacy `.xls` (BIFF) cells are read as calamine renders them (dates ISO, booleans TRUE/FALSE,
+floats at 15 digits) but without number-format rendering or formula/merge/error detection
+(error cells read as empty).
+"""
+from __future__ import annotations
+
+import re
+import zipfile
+from dataclasses import dataclass, field
+from functools import lru_cache
+from datetime import datetime, timedelta
+from pathlib import Path
+from xml.etree import ElementTree as ET
+
+import polars as pl
+
+from bulkcrm.errors import InputError, Issue
+
+_NS = {"m": "http://schemas.openxmlformats.org/spreadsheetml/2006/main",
+       "r": "http://schemas.openxmlformats.org/officeDocument/2006/relationships",
+       "rel": "http://schemas.openxmlformats.org/package/2006/relationships"}
+_BUILTIN_FORMATS = {  # ECMA-376 Part 1 §18.8.30 (ids without a format code in styles.xml)
+    0: "General", 1: "0", 2: "0.00", 3: "#,##0", 4: "#,##0.00", 9: "0%", 10: "0.00%",
+    11: "0.00E+00", 12: "# ?/?", 13: "# ??/??", 14: "yyyy-mm-dd", 15: "d-mmm-yy", 16: "d-mmm",
+    17: "mmm-yy", 18: "h:mm AM/PM", 19: "h:mm:ss AM/PM", 20: "h:mm", 21: "h:mm:ss",
+    22: "yyyy-mm-dd h:mm", 37: "#,##0 ;(#,##0)", 38: "#,##0 ;(#,##0)", 39: "#,##0.00;(#,##0.00)",
+    40: "#,##0.00;(#,##0.00)", 45: "mm:ss", 46: "[h]:mm:ss", 47: "mm:ss.0", 48: "##0.0E+0",
+    49: "@",
+}
+_CELL = r"(?s)<c\s[^>]*[^/]>.*?</c>"
+_NUMERIC_RULE = "numbers stored as numeric cells lose leading + and 0 (ECMA-376 §18.3.1.4)"
+
+
+@dataclass
+class ExcelGrid:
+    """A worksheet as a grid plus what the XML scan found.
+
+    Attributes:
+        grid: `row_number` (Int64, Excel row) and `c0..cN` (String, N = absolute 0-based column).
+        sheet_name: the worksheet read.
+        cells: typed cells from the scan: row_number (Int64), col (Int64, 0-based), kind
+            (`number`|`bool`|`error`|`no-result`), text (String: shown text, error code), id_like
+            (Boolean: General-format integer). Empty for `.xls`.
+        merges: merged ranges as (first_row, first_col, last_row, last_col), 1-based rows,
+            0-based cols.
+        sheet_names: every sheet of the workbook, in order.
+    """
+
+    grid: pl.DataFrame
+    sheet_name: str
+    cells: pl.DataFrame
+    merges: list[tuple[int, int, int, int]] = field(default_factory=list)
+    sheet_names: list[str] = field(default_factory=list)
+
+
+def load_excel(path: Path, sheet: str | int | None) -> ExcelGrid:
+    """Load one worksheet of `path` as an `ExcelGrid`.
+
+    Raises:
+        InputError: unreadable or password-protected workbook, missing sheet, chart sheet.
+    """
+    import fastexcel
+
+    where = str(path)
+    try:
+        reader = fastexcel.read_excel(path)
+    except Exception as e:  # noqa: BLE001 - fastexcel/calamine raise their own tree
+        with path.open("rb") as fh:
+            ole = fh.read(4) == b"\xd0\xcf\x11\xe0"  # an encrypted .xlsx is an OLE container
+        if "password" in str(e).lower() or (ole and path.suffix.lower() != ".xls"):
+            raise InputError("the workbook is password-protected (encrypted); remove the "
+                             "password in Excel and save again, or export the sheet as CSV",
+                             path=where) from None
+        raise InputError(f"cannot open as an Excel workbook ({str(e).splitlines()[0]}); check "
+                         "the file or save it again from Excel", path=where) from None
+    names = list(reader.sheet_names)
+    idx = _sheet_index(reader, names, sheet, path)
+    try:
+        xs = reader.load_sheet(idx, header_row=None, dtypes="string", skip_rows=0)
+        df = xs.to_polars()
+        abs_cols = [c.absolute_index for c in xs.available_columns()]
+    except Exception as e:  # noqa: BLE001
+        raise InputError(f"sheet {names[idx]!r} cannot be read as a worksheet ({e}); pick "
+                         f"another with --sheet (available: {', '.join(names)})",
+                         path=where) from None
+    grid = df.rename(dict(zip(df.columns, (f"c{i}" for i in abs_cols)))).with_row_index(
+        "row_number", 1).with_columns(pl.col("row_number").cast(pl.Int64))
+    cells, merges = _empty_cells(), []
+    try:
+        if path.suffix.lower() == ".xls" or not zipfile.is_zipfile(path):
+            raise KeyError("not an OOXML package")
+        with zipfile.ZipFile(path) as zf:
+            cells, merges = _scan(zf, idx)
+        grid = _apply(grid, cells)
+    except (KeyError, IndexError, StopIteration, ET.ParseError, zipfile.BadZipFile):
+        grid = _xls_fixups(grid)  # no readable sheet XML: keep calamine's rendering
+    return ExcelGrid(_pad_columns(grid), names[idx], cells, merges, names)
+
+
+def _sheet_index(reader, names: list[str], sheet: str | int | None, path: Path) -> int:
+    where = str(path)
+    avail = ", ".join(f"{i}: {n!r}" for i, n in enumerate(names))
+    if isinstance(sheet, int) and not isinstance(sheet, bool):
+        if 0 <= sheet < len(names):
+            return sheet
+        raise InputError(f"no sheet with index {sheet}; available sheets are {avail}", path=where)
+    if sheet is not None:
+        if str(sheet) in names:
+            return names.index(str(sheet))
+        raise InputError(f"no sheet named {sheet!r}; available sheets are {avail}", path=where)
+    visible = _visible_from_xml(path)
+    if visible is not None:
+        if visible:
+            return visible[0]
+    else:
+        for i in range(len(names)):
+            try:
+                if reader.load_sheet(i, header_row=None, n_rows=1,
+                                     dtypes="string").visible == "visible":
+                    return i
+            except Exception:  # noqa: BLE001 - chart sheets cannot be loaded
+                continue
+    raise InputError(f"the workbook has no visible worksheet; pass --sheet ({avail})", path=where)
+
+
+def _visible_from_xml(path: Path) -> list[int] | None:
+    """Indexes of visible worksheets (not chart sheets) from xl/workbook.xml; None if not xlsx."""
+    if path.suffix.lower() == ".xls" or not zipfile.is_zipfile(path):
+        return None
+    try:
+        with zipfile.ZipFile(path) as zf:
+            sheets = ET.fromstring(zf.read("xl/workbook.xml")).findall("m:sheets/m:sheet", _NS)
+            targets = [_sheet_target(zf, sh.get(f"{{{_NS['r']}}}id")) for sh in sheets]
+    except (KeyError, ET.ParseError, StopIteration):
+        return None
+    return [i for i, (sh, t) in enumerate(zip(sheets, targets))
+            if sh.get("state", "visible") == "visible" and "chartsheets/" not in t]
+
+
+# --- sheet XML scan -------------------------------------------------------------------------
+
+def _empty_cells() -> pl.DataFrame:
+    return pl.DataFrame(schema={"row_number": pl.Int64, "col": pl.Int64, "kind": pl.String,
+                                "text": pl.String, "id_like": pl.Boolean})
+
+
+def _sheet_target(zf: zipfile.ZipFile, rid: str | None) -> str:
+    rels = ET.fromstring(zf.read("xl/_rels/workbook.xml.rels"))
+    target = next(r.get("Target") for r in rels.findall("rel:Relationship", _NS)
+                  if r.get("Id") == rid)
+    return target.lstrip("/") if target.startswith("/") else f"xl/{target}"
+
+
+def _sheet_xml_path(zf: zipfile.ZipFile, idx: int) -> str:
+    wb = ET.fromstring(zf.read("xl/workbook.xml"))
+    return _sheet_target(zf, wb.findall("m:sheets/m:sheet", _NS)[idx].get(f"{{{_NS['r']}}}id"))
+
+
+def _formats(zf: zipfile.ZipFile) -> tuple[list[str], bool]:
+    """Return (number-format code per cellXfs index, workbook uses the 1904 date system)."""
+    wb = zf.read("xl/workbook.xml").decode("utf-8", "replace")
+    date1904 = re.search(r"<(?:\w+:)?workbookPr\b[^>]*\bdate1904=\"(1|true)\"", wb) is not None
+    if "xl/styles.xml" not in zf.namelist():
+        return [], date1904
+    st = ET.fromstring(zf.read("xl/styles.xml"))
+    custom = {int(f.get("numFmtId")): f.get("formatCode", "")
+              for f in st.findall("m:numFmts/m:numFmt", _NS)}
+    codes = [custom.get(int(x.get("numFmtId", 0)), _BUILTIN_FORMATS.get(
+        int(x.get("numFmtId", 0)), "General")) for x in st.findall("m:cellXfs/m:xf", _NS)]
+    return codes, date1904
+
+
+def _scan(zf: zipfile.ZipFile, idx: int) -> tuple[pl.DataFrame, list[tuple[int, int, int, int]]]:
+    xml = zf.read(_sheet_xml_path(zf, idx)).decode("utf-8", "replace")
+    merges = [_range(a, b) for a, b in re.findall(
+        r"<(?:\w+:)?mergeCell\s[^>]*ref=\"([A-Z]+\d+):([A-Z]+\d+)\"", xml)] \
+        if "mergeCell " in xml else []
+    tag = pl.col("tag")
+    raw = (pl.DataFrame({"x": [xml]}).select(pl.col("x").str.extract_all(_CELL)).explode("x")
+           .drop_nulls().with_columns(pl.col("x").str.extract(r"^(<c[^>]*>)").alias("tag"))
+           .filter(~tag.str.contains(r'\st="(?:s|inlineStr|d)"'))
+           .select(tag.str.extract(r'\sr="([A-Z]{1,3}\d+)"').alias("ref"),
+                   tag.str.extract(r'\ss="(\d+)"').cast(pl.Int64).fill_null(0).alias("s"),
+                   tag.str.extract(r'\st="(\w+)"').fill_null("n").alias("t"),
+                   pl.col("x").str.extract(r"<v>([^<]*)</v>").alias("v"),
+                   pl.col("x").str.contains(r"<f[\s>/]").alias("f"))
+           .filter(pl.col("ref").is_not_null(), pl.col("v").is_not_null() | pl.col("f")))
+    if raw.height == 0:
+        return _empty_cells(), merges
+    codes, date1904 = _formats(zf)
+    letters = raw["ref"].str.extract(r"^([A-Z]+)").unique().to_list()
+    raw = raw.with_columns(
+        pl.col("ref").str.extract(r"(\d+)$").cast(pl.Int64).alias("row_number"),
+        pl.col("ref").str.extract(r"^([A-Z]+)").replace_strict(
+            {s: _col_index(s) for s in letters}, return_dtype=pl.Int64).alias("col"))
+    no_result = pl.col("f") & (pl.col("v").is_null() | ((pl.col("v") == "") & (pl.col("t") != "str")))
+    kind = (pl.when(no_result).then(pl.lit("no-result"))
+            .when(pl.col("t") == "e").then(pl.lit("error"))
+            .when(pl.col("t") == "b").then(pl.lit("bool"))
+            .when(pl.col("t") == "n").then(pl.lit("number")))
+    raw = raw.with_columns(kind.alias("kind")).drop_nulls("kind")
+    nums = _shown_numbers(raw.filter(pl.col("kind") == "number").select("v", "s").unique(),
+                          codes, date1904)
+    raw = raw.join(nums.with_columns(pl.lit("number").alias("kind")), on=["v", "s", "kind"],
+                   how="left")
+    text = (pl.when(pl.col("kind") == "number").then(pl.col("shown"))
+            .when(pl.col("kind") == "bool").then(pl.when(pl.col("v") == "1").then(pl.lit("TRUE"))
+                                                 .otherwise(pl.lit("FALSE")))
+            .when(pl.col("kind") == "error").then(pl.col("v")))
+    cells = raw.select("row_number", "col", "kind", text.alias("text"),
+                       pl.col("id_like").fill_null(False))
+    return cells, merges
+
+
+def _col_index(letters: str) -> int:
+    n = 0
+    for ch in letters:
+        n = n * 26 + ord(ch) - 64
+    return n - 1
+
+
+def _range(a: str, b: str) -> tuple[int, int, int, int]:
+    (ca, ra), (cb, rb) = (re.match(r"([A-Z]+)(\d+)", x).groups() for x in (a, b))
+    return int(ra), _col_index(ca), int(rb), _col_index(cb)
+
+
+def _apply(grid: pl.DataFrame, cells: pl.DataFrame) -> pl.DataFrame:
+    """Overwrite the scanned cells' values in the grid (errors and no-result cells -> null)."""
+    if cells.height == 0:
+        return grid
+    need = int(cells["row_number"].max()) - grid.height
+    if need > 0:
+        grid = pl.concat([grid, pl.DataFrame({"row_number": range(grid.height + 1,
+                                                                  grid.height + need + 1)},
+                                             schema={"row_number": pl.Int64})],
+                         how="diagonal")
+    shown = cells.with_columns(pl.when(pl.col("kind").is_in(["number", "bool"]))
+                               .then(pl.col("text")).alias("text"))
+    for (col,), part in shown.partition_by("col", as_dict=True).items():
+        name = f"c{col}"
+        base = grid[name] if name in grid.columns else pl.Series(name, [None] * grid.height,
+                                                                 pl.String)
+        idx = (part["row_number"] - 1).to_list()
+        grid = grid.with_columns(base.scatter(idx, part["text"]).alias(name))
+    return grid
+
+
+def _pad_columns(grid: pl.DataFrame) -> pl.DataFrame:
+    """Columns c0..cN in order (leading empty columns as nulls), so positions are absolute."""
+    idx = [int(c[1:]) for c in grid.columns if c != "row_number"]
+    names = [f"c{i}" for i in range(max(idx) + 1)] if idx else []
+    return grid.select("row_number", *(pl.col(n) if n in grid.columns
+                                       else pl.lit(None, pl.String).alias(n) for n in names))
+
+
+def _xls_fixups(grid: pl.DataFrame) -> pl.DataFrame:
+    """`.xls`: calamine's text -> what Excel shows: datetimes `YYYY-MM-DD HH:MM:SS` -> ISO 8601
+    (date only at midnight), `true/false` -> TRUE/FALSE (Excel turns typed true/false into
+    booleans), floats at Excel's 15 significant digits (`41800000.009999998` -> `41800000.01`)."""
+    long_float = r"^-?\d*\.\d+$"
+    return grid.with_columns(
+        pl.when(pl.col(c).str.contains(long_float) & (pl.col(c).str.len_chars() > 16))
+        .then(pl.col(c).cast(pl.Float64, strict=False).round_sig_figs(15).cast(pl.String))
+        .otherwise(pl.col(c).str.replace(r"^(\d{4}-\d\d-\d\d) 00:00:00$", "${1}")
+                   .str.replace(r"^(\d{4}-\d\d-\d\d) (\d\d:\d\d:\d\d)", "${1}T${2}")
+                   .replace({"true": "TRUE", "false": "FALSE"}))
+        for c in grid.columns if c != "row_number")
+
+
+# --- number formats ---------------------------------------------------------------------------
+
+def _shown_numbers(nums: pl.DataFrame, codes: list[str], date1904: bool) -> pl.DataFrame:
+    """(v, s) pairs of numeric cells -> + `shown` (String) and `id_like` (General integer >= 0).
+
+    General and pure zero-padding formats (`00000000`) are rendered with polars expressions;
+    other formats go through `render_number` once per distinct (value, format)."""
+    code_of = {i: c for i, c in enumerate(codes)}
+    nums = nums.with_columns(
+        pl.col("s").replace_strict(code_of, default="General", return_dtype=pl.String)
+        .alias("code"), pl.col("v").cast(pl.Float64, strict=False).alias("x"))
+    kinds = {c: _format_kind(c) for c in nums["code"].unique().to_list()}
+    nums = nums.with_columns(pl.col("code").replace_strict(kinds, return_dtype=pl.String)
+                             .alias("fk"))
+    x, integral = pl.col("x"), pl.col("x").round(0) == pl.col("x")
+    x15 = x.round_sig_figs(15)  # Excel keeps 15 significant digits
+    general = (pl.when(integral & (x.abs() < 1e18))
+               .then(x15.cast(pl.Int64, strict=False).cast(pl.String))
+               .otherwise(x15.cast(pl.String)))
+    pad = pl.col("code").str.len_chars()
+    zeros = pl.when(x.abs() < 1e15).then(
+        pl.when(x < 0).then(pl.lit("-")).otherwise(pl.lit(""))
+        + x.abs().round(0).cast(pl.Int64, strict=False).cast(pl.String).str.zfill(pad)
+    ).otherwise(general)
+    other = nums.filter(pl.col("fk") == "other", x.is_not_null()).select("v", "s", "code", "x")
+    rendered = other.with_columns(pl.Series("r", [
+        render_number(v, c, date1904) for v, c in other.select("x", "code").iter_rows()],
+        pl.String)).select("v", "s", "r")
+    return (nums.join(rendered, on=["v", "s"], how="left")
+            .with_columns(pl.when(x.is_null()).then(pl.col("v"))
+                          .when(pl.col("fk") == "zeros").then(zeros)
+                          .when(pl.col("fk") == "general").then(general)
+                          .otherwise(pl.col("r").fill_null(general)).alias("shown"),
+                          ((pl.col("fk") == "general") & integral & (x >= 0))
+                          .fill_null(False).alias("id_like"))
+            .select("v", "s", "shown", "id_like"))
+
+
+def _format_kind(code: str) -> str:
+    c = code.strip()
+    if c.lower() in ("general", "@", ""):
+        return "general"
+    return "zeros" if re.fullmatch(r"0+", c) and len(c) < 16 else "other"
+
+
+@lru_cache(maxsize=1024)
+def _sections(code: str) -> list[str]:
+    out, cur, i = [], "", 0
+    while i < len(code):
+        ch = code[i]
+        if ch == '"':
+            j = code.find('"', i + 1)
+            j = len(code) if j < 0 else j
+            cur, i = cur + code[i:j + 1], j + 1
+            continue
+        if ch == "\\" and i + 1 < len(code):
+            cur, i = cur + code[i:i + 2], i + 2
+            continue
+        if ch == ";":
+            out.append(cur)
+            cur = ""
+        else:
+            cur += ch
+        i += 1
+    return out + [cur]
+
+
+@lru_cache(maxsize=1024)
+def _tokens(sec: str) -> list[tuple[str, str]]:
+    """Split one format section into (kind, text): lit, ph (0 # ?), dot, comma, pct, bad."""
+    out, i = [], 0
+    while i < len(sec):
+        ch = sec[i]
+        if ch == '"':
+            j = sec.find('"', i + 1)
+            j = len(sec) if j < 0 else j
+            out.append(("lit", sec[i + 1:j]))
+            i = j + 1
+            continue
+        if ch in "\\_*" and i + 1 < len(sec):
+            out.append(("lit", sec[i + 1] if ch == "\\" else " " if ch == "_" else ""))
+            i += 2
+            continue
+        if ch == "[":
+            j = sec.find("]", i)
+            inner = sec[i + 1:j] if j > 0 else ""
+            if inner.startswith("$"):
+                out.append(("lit", inner[1:].split("-")[0]))
+            elif inner[:1] in "<>=":
+                out.append(("bad", inner))
+            i = j + 1 if j > 0 else len(sec)
+            continue
+        if sec[i:i + 7].lower() == "general" or ch in "@/" or (ch in "Ee" and sec[i + 1:i + 2] in "+-"):
+            out.append(("bad", ch))
+        elif ch in "0#?":
+            out.append(("ph", ch))
+        elif ch in ".,":
+            out.append(("dot" if ch == "." and all(k != "dot" for k, _ in out) else
+                        "comma" if ch == "," else "lit", ch))
+        elif ch == "%":
+            out.append(("pct", "%"))
+        else:
+            out.append(("lit", ch))
+        i += 1
+    return out
+
+
+@lru_cache(maxsize=1024)
+def _date_letters(sec: str) -> str:
+    """The section with quoted text, escapes and [...] removed (elapsed [h] kept as '!')."""
+    s = re.sub(r'"[^"]*"|\\.|_.|\*.', "", sec)
+    s = re.sub(r"\[(h+|m+|s+)\]", "!", s, flags=re.I)
+    return re.sub(r"\[[^\]]*\]", "", s).lower().replace("general", "")
+
+
+def render_number(x: float, code: str, date1904: bool = False) -> str | None:
+    """Render number `x` as Excel shows it under number format `code` (ECMA-376 §18.8.31).
+
+    Handles zero padding and digit placeholders (`0 # ?`) with literal text in between
+    (`+00 00 000 0000`, quoted text, `\\x` escapes, `[$€-413]`), decimals, thousands
+    separators, scaling commas, percent, 2-4 sections; date/time formats become ISO 8601
+    (`2024-01-31`, `2024-01-31T10:15:00`, `10:15:00`; elapsed `[h]:mm:ss` -> `25:18:43`).
+    Returns None for what it does not handle (scientific, fractions, conditions): the caller
+    then shows the plain number.
+    """
+    secs = _sections(code)
+    if x < 0 and len(secs) >= 2:
+        sec, val, sign = secs[1], -x, ""
+    elif x == 0 and len(secs) >= 3:
+        sec, val, sign = secs[2], 0.0, ""
+    else:
+        sec, val, sign = secs[0], abs(x), "-" if x < 0 else ""
+    letters = _date_letters(sec)
+    if re.search(r"[ymdhs!]", letters):
+        return _render_date(x, letters, date1904)
+    toks = _tokens(sec)
+    if any(k == "bad" for k, _ in toks):
+        return None
+    if not any(k == "ph" for k, _ in toks):
+        return "".join(t for k, t in toks if k in ("lit", "pct")) or None
+    dot = next((i for i, (k, _) in enumerate(toks) if k == "dot"), len(toks))
+    int_t, frac_t = toks[:dot], toks[dot + 1:]
+    ph_idx = [i for i, (k, _) in enumerate(int_t) if k == "ph"]
+    group = any(k == "comma" for k, _ in int_t[ph_idx[0]:ph_idx[-1]]) if ph_idx else False
+    scale = sum(1 for k, _ in int_t[ph_idx[-1] + 1:] if k == "comma") if ph_idx else 0
+    val = val * 100 ** sum(1 for k, _ in toks if k == "pct") / 1000 ** scale
+    frac_ph = [t for k, t in frac_t if k == "ph"]
+    ip, _, fp = f"{val:.{len(frac_ph)}f}".partition(".")
+    digits = ip.lstrip("0")
+    if sign and not (digits or fp.strip("0")):
+        sign = ""
+    int_txt = _fill_int(int_t, digits, group)
+    if dot == len(toks):
+        return sign + int_txt
+    return sign + int_txt + "." + _fill_frac(frac_t, fp)
+
+
+def _fill_int(toks: list[tuple[str, str]], digits: str, group: bool) -> str:
+    ph = [t for k, t in toks if k == "ph"]
+    if not ph:
+        return digits + "".join(t for k, t in toks if k in ("lit", "pct"))
+    if group:
+        zeros = ph.count("0")
+        d = digits.rjust(zeros, "0") if zeros else digits
+        grouped = f"{int(d):,}".rjust(len(d) + (len(d) - 1) // 3, "0") if d else ""
+        first = next(i for i, (k, _) in enumerate(toks) if k == "ph")
+        last = max(i for i, (k, _) in enumerate(toks) if k == "ph")
+        lit = lambda part: "".join(t for k, t in part if k in ("lit", "pct"))  # noqa: E731
+        return lit(toks[:first]) + grouped + lit(toks[last + 1:])
+    out, rest, left = [], digits, sum(1 for k, _ in toks if k == "ph")
+    for k, t in reversed(toks):
+        if k == "ph":
+            left -= 1
+            if left == 0:
+                out.append(rest if rest else {"0": "0", "?": " "}.get(t, ""))
+                rest = ""
+            elif rest:
+                out.append(rest[-1])
+                rest = rest[:-1]
+            else:
+                out.append({"0": "0", "?": " "}.get(t, ""))
+        elif k in ("lit", "pct"):
+            out.append(t)
+    return "".join(reversed(out))
+
+
+def _fill_frac(toks: list[tuple[str, str]], fp: str) -> str:
+    ph = [t for k, t in toks if k == "ph"]
+    keep = len(ph)
+    while keep and ph[keep - 1] != "0" and fp[keep - 1] == "0":
+        keep -= 1
+    out, n = [], 0
+    for k, t in toks:
+        if k == "ph":
+            out.append(fp[n] if n < keep else (" " if t == "?" else ""))
+            n += 1
+        elif k in ("lit", "pct"):
+            out.append(t)
+    return "".join(out)
+
+
+def _render_date(x: float, letters: str, date1904: bool) -> str | None:
+    if "!" in letters:  # elapsed time [h]:mm:ss
+        secs = round(abs(x) * 86400)
+        h, rem = divmod(secs, 3600)
+        return f"{'-' if x < 0 else ''}{h:02d}:{rem // 60:02d}:{rem % 60:02d}"
+    if x < 0:
+        return None
+    has_time = "h" in letters or "s" in letters
+    has_date = "y" in letters or "d" in letters or ("m" in letters and not has_time)
+    base = datetime(1904, 1, 1) if date1904 else datetime(1899, 12, 30 if x >= 61 else 31)
+    try:
+        dt = base + timedelta(seconds=round(x * 86400))
+    except OverflowError:
+        return None
+    if not has_date:
+        return dt.strftime("%H:%M:%S")
+    return dt.strftime("%Y-%m-%dT%H:%M:%S" if has_time else "%Y-%m-%d")
+
+
+# --- issues ------------------------------------------------------------------------------------
+
+def excel_issues(g: ExcelGrid, header_row: int, names: dict[str, str], file: str) -> list[Issue]:
+    """Issues for cells below the header: excel-error and formula-without-result (errors),
+    numeric-cell and merged-cell (warnings).
+
+    numeric-cell rule: a General-format integer cell is flagged when it has 8 or more digits
+    (phone, KvK, account numbers) or its column also holds text cells below the header;
+    ordinary numbers in an all-numeric column are not flagged.
+    """
+    sheet, out = g.sheet_name, []
+    cells = g.cells.filter(pl.col("row_number") > header_row)
+    text_cols = _text_columns(g.grid.filter(pl.col("row_number") > header_row), cells)
+    flagged = cells.filter(pl.col("kind").is_in(["error", "no-result"]) | pl.col("id_like") & (
+        (pl.col("text").str.len_chars() >= 8) | pl.col("col").is_in([int(c[1:]) for c in text_cols])))
+    for rn, col, kind, text, id_like in flagged.iter_rows():
+        ref, column = f"{_letters(col)}{rn}", names.get(f"c{col}")
+        if kind == "error":
+            out.append(Issue("excel-error", rn, column, text, "Excel error value",
+                             f"{sheet}!{ref}: the cell shows the Excel error {text}; fix the "
+                             "formula or type the value", "error", file, sheet, ref))
+        elif kind == "no-result":
+            out.append(Issue("formula-without-result", rn, column, None,
+                             "formula cells need a cached value (ECMA-376 §18.3.1.96)",
+                             f"{sheet}!{ref}: formula without a stored result; open and save "
+                             "the file in Excel or LibreOffice, or paste values", "error", file,
+                             sheet, ref))
+        else:
+            out.append(Issue("numeric-cell", rn, column, text, _NUMERIC_RULE,
+                             f"cell {ref} was stored as a number; a leading + or 0 may have "
+                             "been lost; format the column as Text", "warning", file, sheet, ref))
+    for r1, c1, r2, c2 in g.merges:
+        if r2 <= header_row:
+            continue
+        rng = f"{_letters(c1)}{r1}:{_letters(c2)}{r2}"
+        rn = max(r1, header_row + 1)
+        out.append(Issue("merged-cell", rn, names.get(f"c{c1}"), None, "merged cells",
+                         f"{sheet}!{rng} is a merged range: only {_letters(c1)}{r1} holds the "
+                         "value, the other cells read as empty; unmerge and fill each cell",
+                         "warning", file, sheet, f"{_letters(c1)}{r1}"))
+    return out
+
+
+def _text_columns(data: pl.DataFrame, cells: pl.DataFrame) -> set[str]:
+    """Grid columns holding at least one non-empty cell that the scan did not type (text)."""
+    cols = [c for c in data.columns if c != "row_number"]
+    if not cols or data.height == 0:
+        return set()
+    filled = data.select(pl.col(cols).is_not_null().sum()).row(0, named=True)
+    shown = cells.filter(pl.col("kind").is_in(["number", "bool"]))
+    typed = dict(shown.group_by("col").len().iter_rows())
+    return {c for c in cols if filled[c] > typed.get(int(c[1:]), 0)}
+
+
+@lru_cache(maxsize=4096)
+def _letters(col: int) -> str:
+    from bulkcrm.read import column_letter
+
+    return column_letter(col)

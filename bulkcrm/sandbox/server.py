@@ -1,0 +1,365 @@
+"""The sandbox HTTP server: `Sandbox` (a thread on 127.0.0.1) and `run()` behind `bulkcrm sandbox`.
+
+Stage: sandbox. Input: HTTP requests on a loopback address. Output: the RogerRoger CRM API as
+crm-api.md describes it, plus an optional test-only control interface under `/_sandbox/`.
+
+Example::
+
+    >>> with Sandbox(api_keys={"k1": "tenant-a"}, rate_limit=None) as sb:
+    ...     requests.get(sb.url + "/organizations", headers={"X-API-KEY": "k1"}).status_code
+    200
+"""
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import json
+import os
+import socket
+import sys
+import threading
+import time
+from collections.abc import Iterable, Mapping
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, TextIO
+from urllib.parse import parse_qs, urlsplit
+
+from .app import App
+from .runtime import Faults, Gateway, LoggedRequest, RateLimiter
+from .seeding import load_seed_file, seed_records
+from .store import Store
+from .wire import HttpError, Request, Response, json_response, problem
+
+DEFAULT_PORT = 8421
+"""Port `run()` listens on unless told otherwise."""
+DEFAULT_RATE_LIMIT = (20, 60.0)
+"""(requests, window seconds) per tenant, as the real API (crm-api.md §4)."""
+
+
+def check_loopback(host: str) -> str:
+    """Return the address to bind for `host`. Raises ValueError unless it is a loopback
+    address (127.0.0.0/8, ::1) or `localhost`: the sandbox must never be reachable from
+    other machines."""
+    if host == "localhost":
+        return "127.0.0.1"
+    try:
+        if ipaddress.ip_address(host).is_loopback:
+            return host
+    except ValueError:
+        pass
+    raise ValueError(f"refusing to serve the sandbox on {host!r}: only loopback addresses "
+                     "(127.0.0.0/8, ::1, localhost) are allowed")
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, address: tuple[str, int], sandbox: "Sandbox"):
+        self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
+        self.sandbox = sandbox
+        super().__init__(address, _Handler)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True
+    server_version = "rogerroger-sandbox"
+
+    def version_string(self) -> str:
+        return self.server_version
+    timeout = 120
+
+    def log_message(self, format: str, *args: Any) -> None:   # no access log (keys in URLs)
+        pass
+
+    def _serve(self) -> None:
+        body = self._body()
+        if body is None:                          # the client went away mid-body: write nothing
+            self.close_connection = True
+            return
+        url = urlsplit(self.path)
+        req = Request(self.command, url.path, url.query,
+                      {k.lower(): v for k, v in self.headers.items()}, body)
+        resp = self.server.sandbox._handle(req)
+        if resp.drop:
+            self.close_connection = True
+            try:
+                self.connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            return
+        self.send_response(resp.status)
+        for name, value in resp.headers:
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(resp.body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(resp.body)
+
+    def _body(self) -> bytes | None:
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            chunks = []
+            while True:
+                size_line = self.rfile.readline()
+                if not size_line:
+                    return None
+                size = int(size_line.split(b";")[0].strip() or b"0", 16)
+                if size == 0:
+                    self.rfile.readline()
+                    return b"".join(chunks)
+                chunk = self.rfile.read(size + 2)
+                if len(chunk) < size + 2:
+                    return None
+                chunks.append(chunk[:size])
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            return None
+        body = self.rfile.read(length) if length > 0 else b""
+        return body if len(body) == length or length < 0 else None
+
+    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = _serve
+
+
+class Sandbox:
+    """A local emulator of the RogerRoger CRM API (crm-api.md), served on a loopback address.
+
+    Args:
+        db_path: None for in-memory SQLite; a file path for a persistent store (WAL).
+        api_keys: key -> tenant; several keys may share a tenant (and its rate window).
+        rate_limit: (requests, window seconds) per tenant, sliding; None = off.
+        host: loopback address to bind (ValueError otherwise). port: 0 = ephemeral.
+        latency_ms: delay added to every API answer (milliseconds).
+        control: enable the test-only control interface under `/_sandbox/`.
+        seed: initial data: a seed dict (see `seed`) or a JSON/YAML seed file path.
+        faults: initial `Faults`.
+    Raises:
+        ValueError: non-loopback host, bad rate limit, bad seed.
+    """
+
+    def __init__(self, db_path: str | Path | None = None, api_keys: Mapping[str, str] | None = None,
+                 rate_limit: tuple[int, float] | None = DEFAULT_RATE_LIMIT,
+                 host: str = "127.0.0.1", port: int = 0, latency_ms: int = 0,
+                 control: bool = False, seed: dict | str | Path | None = None,
+                 faults: Faults | None = None):
+        self.host, self._bind = host, check_loopback(host)
+        self.port, self.control = port, control
+        self.api_keys = dict(api_keys or {})
+        self.store = Store(db_path)
+        self._limiter = RateLimiter(*(rate_limit or (None,)))
+        self._gateway = Gateway(App(self.store), self.api_keys, self._limiter, latency_ms)
+        if faults:
+            self._gateway.set_faults(faults)
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+        if isinstance(seed, dict):
+            self.seed(seed)
+        elif seed is not None:
+            self.load_seed_file(seed)
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def start(self) -> "Sandbox":
+        """Serve in a daemon thread; returns self. `url` is valid afterwards."""
+        if self._server is None:
+            self._server = _Server((self._bind, self.port), self)
+            self.port = self._server.server_address[1]
+            self._thread = threading.Thread(target=self._server.serve_forever,
+                                            kwargs={"poll_interval": 0.05},
+                                            name=f"sandbox:{self.port}", daemon=True)
+            self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving (the store stays readable through `store`)."""
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._thread.join(timeout=5)
+            self._server = self._thread = None
+
+    def __enter__(self) -> "Sandbox":
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+    @property
+    def url(self) -> str:
+        """Base URL, e.g. `http://127.0.0.1:54321` (IPv6 in brackets)."""
+        host = f"[{self._bind}]" if ":" in self._bind else self._bind
+        return f"http://{host}:{self.port}"
+
+    @property
+    def default_tenant(self) -> str:
+        """Tenant of the first API key ("default" when there is none)."""
+        return next(iter(self.api_keys.values()), "default")
+
+    # -- data, log, limits, faults -------------------------------------------------------------
+
+    def reset(self) -> None:
+        """Clear all data, the request log, faults and rate windows (keys and limits stay)."""
+        self.store.clear()
+        self.clear_log()
+        self.clear_faults()
+        self._limiter.clear()
+
+    def seed(self, data: dict, tenant: str | None = None) -> dict[str, int]:
+        """Load records straight into the store (no request logged or counted).
+
+        Args:
+            data: {users, tags, segments, note_categories, organizations, notes, people: [item]},
+                items in API shape; `@id` or `id` fixes the id; notes need `organization`
+                (IRI or id) unless their `@id` is a note IRI.
+            tenant: owner of the records (default: the first key's tenant).
+        Returns: records seeded per collection.
+        Raises: ValueError for unknown keys or a note without organization.
+        """
+        return seed_records(self.store, data, tenant or self.default_tenant)
+
+    def load_seed_file(self, path: str | Path, tenant: str | None = None) -> dict[str, int]:
+        """`seed()` from a JSON or YAML file with the same keys."""
+        return self.seed(load_seed_file(path), tenant)
+
+    @property
+    def requests(self) -> list[LoggedRequest]:
+        """Every API request so far (control requests excluded), oldest first."""
+        with self._gateway._lock:
+            return list(self._gateway.log)
+
+    def clear_log(self) -> None:
+        self._gateway.clear_log()
+
+    def set_rate_limit(self, limit: int | None, window_s: float = 60.0) -> None:
+        """Per-tenant sliding window of `limit` requests per `window_s` seconds; None = off."""
+        self._limiter.configure(limit, window_s)
+
+    @property
+    def faults(self) -> Faults:
+        """Current faults (`burst_429` shows the 429s still to come)."""
+        return self._gateway.faults
+
+    def set_faults(self, faults: Faults | None = None, **kw: Any) -> None:
+        """Replace the faults: `set_faults(error_rate=0.5, seed=7)` or `set_faults(Faults(...))`."""
+        self._gateway.set_faults(faults or Faults(**kw))
+
+    def clear_faults(self) -> None:
+        self._gateway.set_faults(Faults())
+
+    # -- requests ----------------------------------------------------------------------------
+
+    def _handle(self, req: Request) -> Response:
+        if req.path == "/_sandbox" or req.path.startswith("/_sandbox/"):
+            if not self.control:
+                return problem(HttpError(404))
+            try:
+                return self._control(req)
+            except (ValueError, TypeError, KeyError) as exc:
+                return json_response(400, {"error": str(exc)}, "application/json")
+        return self._gateway.handle(req)
+
+    def _control(self, req: Request) -> Response:
+        """Test-only interface: reset, seed, request log, faults, rate limit, state."""
+        route, method = req.path[len("/_sandbox/"):].strip("/"), req.method
+        args = {k: v[-1] for k, v in parse_qs(req.query).items()}
+        body = json.loads(req.body or b"null") if method in ("POST", "PUT") else None
+        if (route, method) == ("reset", "POST"):
+            self.reset()
+        elif (route, method) == ("seed", "POST"):
+            return _ok({"seeded": self.seed(body or {}, args.get("tenant"))})
+        elif (route, method) == ("requests", "GET"):
+            return _ok([vars(r) for r in self.requests])
+        elif (route, method) == ("requests", "DELETE"):
+            self.clear_log()
+        elif route == "faults" and method in ("GET", "PUT"):
+            if method == "PUT":
+                self.set_faults(Faults.from_dict(body or {}))
+            return _ok(self.faults.to_dict())
+        elif (route, method) == ("rate-limit", "PUT"):
+            self.set_rate_limit(*((body["limit"], body.get("window_s", 60.0)) if body else (None,)))
+        elif route.startswith("state/") and method == "GET":
+            return _ok(self.store.all(route[len("state/"):], args.get("tenant")))
+        else:
+            return json_response(404, {"error": f"no control route {method} /_sandbox/{route}"},
+                                 "application/json")
+        return Response(204)
+
+
+def _ok(doc: Any) -> Response:
+    return json_response(200, doc, "application/json")
+
+
+def parse_rate_limit(text: str) -> tuple[int, float] | None:
+    """`"20/60"` -> (20, 60.0); `"off"` -> None. Raises ValueError otherwise."""
+    if text.strip().lower() in ("off", "none", "0"):
+        return None
+    limit, _, window = text.partition("/")
+    value = (int(limit), float(window or 60))
+    if value[0] < 1 or value[1] <= 0:
+        raise ValueError(f"rate limit {text!r}: expected N/SECONDS, e.g. 20/60, or off")
+    return value
+
+
+def run(host: str = "127.0.0.1", port: int = DEFAULT_PORT, db_path: str | Path | None = None,
+        api_keys: Mapping[str, str] | Iterable[str] = (), tenant: str = "default",
+        rate_limit: tuple[int, float] | None = DEFAULT_RATE_LIMIT, latency_ms: int = 0,
+        seed_file: str | Path | None = None, control: bool = False, error_rate: float = 0.0,
+        drop_rate: float = 0.0, fault_seed: int | None = None, out: TextIO | None = None) -> None:
+    """Serve the sandbox until Ctrl-C (what `bulkcrm sandbox` runs).
+
+    Prints one line, `Sandbox listening on http://127.0.0.1:PORT`, and never a key.
+
+    Args:
+        host: loopback address only (127.0.0.0/8, ::1, localhost). port: 0 = ephemeral.
+        db_path: SQLite file (persistent, WAL) or None for in-memory.
+        api_keys: key -> tenant mapping, or keys that all belong to `tenant`.
+        rate_limit: (requests, window seconds) or None; see `parse_rate_limit`.
+        latency_ms: delay per answer (ms). seed_file: JSON/YAML seed loaded at start.
+        control: enable `/_sandbox/` (tests only). error_rate / drop_rate / fault_seed:
+            `Faults.error_rate`, `Faults.drop_rate`, `Faults.seed`.
+        out: where the line goes (stdout).
+    Raises:
+        ValueError: non-loopback host, no API key, bad rate limit or seed.
+    """
+    keys = dict(api_keys) if isinstance(api_keys, Mapping) else {k: tenant for k in api_keys}
+    if not keys:
+        raise ValueError("the sandbox needs at least one API key (--api-key)")
+    faults = Faults(error_rate=error_rate, drop_rate=drop_rate, seed=fault_seed)
+    sandbox = Sandbox(db_path, keys, rate_limit, host, port, latency_ms, control, seed_file, faults)
+    sandbox.start()
+    print(f"Sandbox listening on {sandbox.url}", file=out or sys.stdout, flush=True)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        sandbox.stop()
+        sandbox.store.close()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m bulkcrm.sandbox.server`: the same options as `bulkcrm sandbox`; keys also
+    from `BULKCRM_SANDBOX_KEYS` (comma-separated) so they stay out of the process list."""
+    p = argparse.ArgumentParser(prog="python -m bulkcrm.sandbox.server")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=DEFAULT_PORT)
+    p.add_argument("--db")
+    p.add_argument("--api-key", action="append", default=[])
+    p.add_argument("--tenant", default="default")
+    p.add_argument("--rate-limit", default="20/60", type=parse_rate_limit)
+    p.add_argument("--latency-ms", type=int, default=0)
+    p.add_argument("--error-rate", type=float, default=0.0)
+    p.add_argument("--drop-rate", type=float, default=0.0)
+    p.add_argument("--seed")
+    p.add_argument("--control", action="store_true")
+    a = p.parse_args(argv)
+    keys = a.api_key + [k for k in os.environ.get("BULKCRM_SANDBOX_KEYS", "").split(",") if k]
+    run(a.host, a.port, a.db, keys, a.tenant, a.rate_limit, a.latency_ms, a.seed, a.control,
+        a.error_rate, a.drop_rate)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,74 @@
+"""Where a run writes: a real account (base URL + key) or the embedded sandbox.
+
+With no API key (neither `--api-key` nor `BULKCRM_API_KEY`) bulkcrm starts the sandbox
+in-process on 127.0.0.1 with its state in a SQLite file in the working directory, so a second
+run sees the first. The embedded sandbox has no rate limit, so the client does not pace.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .client import Client
+from .errors import AuthError
+
+DEFAULT_BASE_URL = "https://api.rogerroger.io"
+"""crm-api.md §1."""
+EMBEDDED_KEY = "embedded-sandbox-key"
+"""The embedded sandbox's own key: local only, never a real account's."""
+
+
+@dataclass
+class Target:
+    """An open target.
+
+    Attributes:
+        client: the API client. label: what plans record as their target (a base URL, or
+        `embedded-sandbox:<db path>`; never a key). sandbox: the embedded Sandbox or None.
+    """
+
+    client: Client
+    label: str
+    sandbox: object | None = None
+    secrets: tuple[str, ...] = field(default=(), repr=False)
+
+    def describe(self) -> str:
+        """One line for the top of the output."""
+        if self.sandbox is not None:
+            return (f"Target: embedded sandbox ({self.label.split(':', 1)[1]}), "
+                    "because no API key is set (BULKCRM_API_KEY).")
+        rate = self.client.requests_per_minute
+        return f"Target: {self.label} ({rate:g} requests/min)" if rate else f"Target: {self.label}"
+
+    def close(self) -> None:
+        if self.sandbox is not None:
+            self.sandbox.stop()
+            self.sandbox = None
+
+
+def open_target(base_url: str | None, api_key: str | None, *, max_rate: float | None = None,
+                embedded_db: str | Path = Path(".bulkcrm") / "sandbox.sqlite",
+                on_event=None) -> Target:
+    """Open the target named by the options, or the embedded sandbox when no key is set.
+
+    Args:
+        base_url: API base URL; default https://api.rogerroger.io when a key is set.
+        api_key: the key (X-API-KEY, crm-api.md §2) or None.
+        max_rate: requests per minute for this run (default 20: the tenant limit, §4).
+        embedded_db: SQLite file of the embedded sandbox.
+
+    Raises:
+        AuthError: a base URL without a key.
+    """
+    if api_key:
+        client = Client(base_url or DEFAULT_BASE_URL, api_key, requests_per_minute=max_rate or 20,
+                        on_event=on_event)
+        return Target(client=client, label=client.base_url, secrets=(api_key,))
+    if base_url:
+        raise AuthError(f"--base-url {base_url} needs an API key: pass --api-key or set BULKCRM_API_KEY")
+    from .sandbox import Sandbox
+    db = Path(embedded_db)
+    db.parent.mkdir(parents=True, exist_ok=True)
+    sandbox = Sandbox(db_path=str(db), api_keys={EMBEDDED_KEY: "embedded"}, rate_limit=None).start()
+    client = Client(sandbox.url, EMBEDDED_KEY, requests_per_minute=max_rate, on_event=on_event)
+    return Target(client=client, label=f"embedded-sandbox:{db.as_posix()}", sandbox=sandbox)

@@ -1,0 +1,166 @@
+"""Issue 6: apply executes exactly the plan, survives kill -9 and fault storms, never duplicates."""
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from bulkcrm.apply import apply
+from bulkcrm.client import Client
+from bulkcrm.journal import journal_path
+from bulkcrm.plan import Plan, plan
+from bulkcrm.template import parse_template
+from tests.conftest import REPO, TEST_KEY
+
+TEMPLATE = {
+    "resource": "organizations",
+    "identifiers": ["emailAddresses"],
+    "fields": {"title": "title", "emailAddresses": "email", "website": "website",
+               "phoneNumbers": {"column": "phone"}},
+    "default_region": "NL",
+}
+N_EXISTING, N_NEW = 100, 200
+
+
+def _sheet(tmp_path: Path) -> Path:
+    """300 rows: 100 change the website of an existing record, 200 are new."""
+    lines = ["title,email,website,phone"]
+    for i in range(N_EXISTING + N_NEW):
+        lines.append(f"Firma {i:03d} B.V.,info{i:03d}@firma.example,https://firma{i:03d}.example/new,"
+                     f"+31 20 555 {i:04d}")
+    path = tmp_path / "orgs.csv"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def _seed(crm) -> None:
+    crm.seed({"organizations": [
+        {"title": f"Firma {i:03d} B.V.", "emailAddresses": [{"email": f"info{i:03d}@firma.example"}],
+         "website": f"https://firma{i:03d}.example/old",
+         "phoneNumbers": [{"phoneNumber": f"+3120555{i:04d}"}]} for i in range(N_EXISTING)]})
+
+
+def _plan(crm, tmp_path) -> tuple[Plan, Path]:
+    _seed(crm)
+    template = parse_template(TEMPLATE, path="t.yaml", sha256="x")
+    client = Client(crm.url, TEST_KEY, requests_per_minute=None)
+    p = plan(_sheet(tmp_path), template, client)
+    assert p.counts()["create"] == N_NEW and p.counts()["patch"] == N_EXISTING
+    path = p.save(tmp_path / "plan.json")
+    return p, path
+
+
+def _assert_state_equals_plan(crm) -> None:
+    orgs = crm.store.all("organizations", tenant="tenant-a")
+    emails = [e["email"] for o in orgs for e in o.get("emailAddresses", [])]
+    assert len(orgs) == N_EXISTING + N_NEW, "an organization exists twice or is missing"
+    assert len(set(emails)) == len(emails) == N_EXISTING + N_NEW
+    assert all(o["website"].endswith("/new") for o in orgs)
+
+
+def _journal_lines(path: Path) -> int:
+    try:
+        return path.read_text(encoding="utf-8").count("\n")
+    except FileNotFoundError:
+        return 0
+
+
+@pytest.mark.slow
+def test_kill9_at_20_moments_then_resume(crm, tmp_path):
+    p, path = _plan(crm, tmp_path)
+    crm.set_faults(latency_ms=3)
+    jpath = journal_path(path)
+    cmd = [sys.executable, "-m", "bulkcrm", "apply", str(path), "--base-url", crm.url, "--api-key", TEST_KEY,
+           "--no-reconcile", "--json", "--report", str(tmp_path / "report")]
+    rng = random.Random(20261130)
+    kills = 0
+    for _ in range(20):
+        target = _journal_lines(jpath) + rng.randint(1, 25)
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=tmp_path)
+        deadline = time.monotonic() + 60
+        while proc.poll() is None and _journal_lines(jpath) < target and time.monotonic() < deadline:
+            time.sleep(0.005)
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)
+            kills += 1
+        proc.wait()
+    final = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert final.returncode == 0, final.stderr
+    assert kills >= 10, "most runs should have been killed mid-way"
+    _assert_state_equals_plan(crm)
+    report = json.loads((tmp_path / "report" / "report.json").read_text())
+    assert sorted(r["row_number"] for r in report["rows"]) == list(range(2, N_EXISTING + N_NEW + 2))
+    assert {r["outcome"] for r in report["rows"]} <= {"created", "patched"}
+    assert report["summary"]["counts"]["created"] == N_NEW and report["summary"]["counts"]["patched"] == N_EXISTING
+
+
+@pytest.mark.slow
+def test_fault_storm(crm, tmp_path):
+    p, path = _plan(crm, tmp_path)
+    crm.set_faults(error_rate=0.05, drop_rate=0.02, burst_429=3, seed=7)
+    client = Client(crm.url, TEST_KEY, requests_per_minute=None, backoff_base_s=0.01, backoff_max_s=0.05,
+                    max_attempts=8)
+    report = apply(p, client, plan_path=path, reconcile=False)
+    crm.clear_faults()
+    if not report.ok:  # a row that ran out of retries is failed, not lost: a re-run completes it
+        report = apply(p, Client(crm.url, TEST_KEY, requests_per_minute=None), plan_path=path, reconcile=False)
+    assert report.ok, report.rows.filter(report.rows["outcome"] == "failed").to_dicts()
+    _assert_state_equals_plan(crm)
+    assert report.counts()["created"] == N_NEW and report.counts()["patched"] == N_EXISTING
+    statuses = {r.status for r in crm.requests}
+    assert 429 in statuses and statuses & {500, 502, 503}
+
+
+def test_resume_skips_done_operations(crm, tmp_path):
+    p, path = _plan(crm, tmp_path)
+    client = Client(crm.url, TEST_KEY, requests_per_minute=None)
+    apply(p, client, plan_path=path, reconcile=False)
+    crm.clear_log()
+    again = apply(Plan.load(path), Client(crm.url, TEST_KEY, requests_per_minute=None), plan_path=path,
+                  reconcile=False)
+    assert crm.requests == [] and again.ok
+    assert again.counts()["created"] == N_NEW
+
+
+def test_reconcile_rereads_in_batches(crm, tmp_path):
+    p, path = _plan(crm, tmp_path)
+    client = Client(crm.url, TEST_KEY, requests_per_minute=None)
+    report = apply(p, client, plan_path=path, reconcile=True)
+    lookups = [r for r in crm.requests if r.method == "GET" and "identifiers" in r.query]
+    assert len(lookups) == -(-(N_EXISTING + N_NEW) // 30)
+    assert report.summary["mismatches"] == 0 and report.ok
+
+
+def test_drifted_record_is_not_overwritten(crm, tmp_path):
+    p, path = _plan(crm, tmp_path)
+    victim = next(o for o in p.operations if o.op == "patch")
+    client = Client(crm.url, TEST_KEY, requests_per_minute=None)
+    client.patch(victim.iri, {"website": "https://someone-else.example"})
+    report = apply(p, client, plan_path=path, verify=True, reconcile=False)
+    row = report.rows.filter(report.rows["row_number"] == victim.row_numbers[0]).to_dicts()[0]
+    assert row["outcome"] == "drifted" and "someone-else" in row["note"]
+    assert client.get(victim.iri)["website"] == "https://someone-else.example"
+    assert not report.ok
+
+
+def test_plan_for_another_target_is_refused(crm, tmp_path):
+    from bulkcrm.errors import PlanError
+    p, path = _plan(crm, tmp_path)
+    with pytest.raises(PlanError, match="made for"):
+        apply(p, Client("http://127.0.0.1:9", TEST_KEY), plan_path=path)
+
+
+def test_key_never_written(crm, tmp_path):
+    p, path = _plan(crm, tmp_path)
+    from bulkcrm.report import write_report
+    report = apply(p, Client(crm.url, TEST_KEY, requests_per_minute=None), plan_path=path)
+    write_report(report, tmp_path / "r")
+    for f in [path, journal_path(path), *(tmp_path / "r").iterdir()]:
+        assert TEST_KEY.encode() not in Path(f).read_bytes(), f

@@ -1,0 +1,151 @@
+"""Issue 2, end to end: `bulkcrm import` of the Northwind sample into a real sandbox over HTTP."""
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from bulkcrm.cli import cli
+from tests.conftest import REPO, TEST_KEY
+
+SAMPLE = REPO / "samples" / "organizations.csv"
+TEMPLATE = REPO / "templates" / "organizations.yaml"
+WRITES = {"POST", "PUT", "PATCH", "DELETE"}
+
+
+def run(runner, crm, *args):
+    """Invoke the CLI against the `crm` sandbox; return (exit code, parsed --json output)."""
+    result = runner.invoke(cli, [*args, "--base-url", crm.url, "--api-key", TEST_KEY, "--max-rate", "60000", "--json"])
+    last = result.output.strip().splitlines()[-1] if result.output.strip() else "{}"
+    try:
+        payload = json.loads(last)
+    except ValueError:
+        pytest.fail(f"no JSON line in output:\n{result.output}")
+    return result.exit_code, payload
+
+
+def writes(crm) -> list:
+    return [r for r in crm.requests if r.method in WRITES]
+
+
+def test_sample_imports_91_then_nothing_to_do(runner, crm, tmp_path):
+    code, first = run(runner, crm, "import", str(SAMPLE), "-t", str(TEMPLATE), "--report", str(tmp_path / "r1"))
+    assert code == 0, first
+    assert first["created"] == 91 and first["invalid"] == 0 and first["conflict"] == 0
+    assert len(crm.store.all("organizations", tenant="tenant-a")) == 91
+    for name in ("report.json", "report.csv", "report.xlsx"):
+        assert (tmp_path / "r1" / name).exists()
+    crm.clear_log()
+    code, second = run(runner, crm, "import", str(SAMPLE), "-t", str(TEMPLATE), "--report", str(tmp_path / "r2"))
+    assert code == 0
+    assert second["unchanged"] == 91 and second["created"] == 0 and second["patched"] == 0
+    assert writes(crm) == []
+    assert second["requests"] == len(crm.requests) > 0  # lookups only, counted exactly
+
+
+def test_record_content_is_normalised(runner, crm, tmp_path):
+    run(runner, crm, "import", str(SAMPLE), "-t", str(TEMPLATE), "--report", str(tmp_path))
+    orgs = {o["customerId"]: o for o in crm.store.all("organizations", tenant="tenant-a")}
+    alfki = orgs["ALFKI"]
+    assert alfki["title"] == "Alfreds Futterkiste"
+    assert alfki["address"] == {"street": "Obere Str. 57", "city": "Berlin", "postalCode": "12209",
+                                "country": "DE"} or {k: v for k, v in alfki["address"].items()
+                                                     if not k.startswith("@")} == {
+        "street": "Obere Str. 57", "city": "Berlin", "postalCode": "12209", "country": "DE"}
+    assert {(p["phoneNumber"], p.get("phoneType")) for p in alfki["phoneNumbers"]} == {
+        ("+49300074321", None), ("+49300076545", "fax")}
+    assert alfki["externalSource"] == "northwind"
+    assert orgs["AROUT"]["address"]["country"] == "GB"          # "UK" -> ISO 3166-1 alpha-2
+    assert orgs["ANATR"]["address"]["postalCode"] == "05021"    # leading zero kept
+    assert "region" not in alfki and "NULL" not in json.dumps(list(orgs.values()))
+
+
+def test_one_changed_cell_patches_exactly_that_field(runner, crm, tmp_path):
+    run(runner, crm, "import", str(SAMPLE), "-t", str(TEMPLATE), "--report", str(tmp_path / "r1"))
+    changed = tmp_path / "organizations.csv"
+    rows = list(csv.reader(SAMPLE.open(encoding="utf-8", newline="")))
+    assert rows[1][0] == "ALFKI"
+    rows[1][5] = "Potsdam"  # city
+    with changed.open("w", encoding="utf-8", newline="") as f:
+        csv.writer(f).writerows(rows)
+    plan_file = tmp_path / "plan.json"
+    result = runner.invoke(cli, ["plan", str(changed), "-t", str(TEMPLATE), "--out", str(plan_file),
+                                 "--base-url", crm.url, "--api-key", TEST_KEY, "--max-rate", "60000"])
+    assert result.exit_code == 0, result.output
+    assert "address.city" in result.output and "Potsdam" in result.output
+    plan = json.loads(plan_file.read_text())
+    assert [(o["op"], [c["field"] for c in o["changes"]]) for o in plan["operations"]] == [("patch", ["address.city"])]
+    crm.clear_log()
+    code, out = run(runner, crm, "apply", str(plan_file), "--report", str(tmp_path / "r2"))
+    assert code == 0 and out["patched"] == 1 and out["unchanged"] == 90
+    assert [(r.method, r.path) for r in writes(crm)] == [("PATCH", plan["operations"][0]["iri"])]
+    alfki = next(o for o in crm.store.all("organizations", tenant="tenant-a") if o["customerId"] == "ALFKI")
+    assert alfki["address"]["city"] == "Potsdam" and alfki["address"]["street"] == "Obere Str. 57"
+    assert alfki["title"] == "Alfreds Futterkiste"
+
+
+def test_xlsx_sample_gives_the_same_records(runner, crm, tmp_path):
+    code, out = run(runner, crm, "import", str(REPO / "samples" / "organizations.xlsx"), "-t", str(TEMPLATE),
+                    "--report", str(tmp_path / "x"))
+    assert code == 0 and out["created"] == 91
+    from_xlsx = _contents(crm)
+    crm.reset()
+    run(runner, crm, "import", str(SAMPLE), "-t", str(TEMPLATE), "--report", str(tmp_path / "c"))
+    assert _contents(crm) == from_xlsx
+    code, again = run(runner, crm, "import", str(REPO / "samples" / "organizations.xlsx"), "-t", str(TEMPLATE),
+                      "--report", str(tmp_path / "x2"))
+    assert again["unchanged"] == 91
+
+
+def _contents(crm) -> list:
+    keep = ("title", "customerId", "address", "phoneNumbers", "externalSource")
+    return sorted((json.dumps({k: o.get(k) for k in keep}, sort_keys=True)
+                   for o in crm.store.all("organizations", tenant="tenant-a")))
+
+
+def test_bad_rows_are_reported_and_good_rows_go_through(runner, crm, tmp_path):
+    template = tmp_path / "t.yaml"
+    template.write_text(TEMPLATE.read_text() + "  owner:\n    column: owner\n", encoding="utf-8")
+    crm.seed({"users": [{"@id": "/users/7", "email": "owner@example.com", "givenName": "O", "familyName": "W"}]})
+    rows = list(csv.reader(SAMPLE.open(encoding="utf-8", newline="")))[:5]
+    rows[0].append("owner")
+    rows[1].append("/users/7")
+    rows[2].append("/api/users/7")   # malformed IRI
+    rows[3].append("")
+    rows[3][1] = "  "               # blank title
+    rows[4].append("")
+    sheet = tmp_path / "bad.csv"
+    with sheet.open("w", encoding="utf-8", newline="") as f:
+        csv.writer(f).writerows(rows)
+    code, out = run(runner, crm, "import", str(sheet), "-t", str(template), "--report", str(tmp_path / "r"))
+    assert code == 1
+    assert out["created"] == 2 and out["invalid"] == 2
+    report = json.loads((tmp_path / "r" / "report.json").read_text())
+    issues = {(i["row_number"], i["column"], i["type"]): i for i in report["issues"] if i["severity"] == "error"}
+    bad_iri = issues[(3, "owner", "invalid-iri")]
+    assert bad_iri["value"] == "/api/users/7" and "/users/{id}" in bad_iri["rule"]
+    assert "bad.csv:3:owner" in bad_iri["message"]
+    blank = issues[(4, "companyName", "missing-required")]
+    assert "bad.csv:4:companyName" in blank["message"]
+    outcomes = {r["row_number"]: r["outcome"] for r in report["rows"]}
+    assert outcomes == {2: "created", 3: "invalid", 4: "invalid", 5: "created"}
+    titles = {o["title"] for o in crm.store.all("organizations", tenant="tenant-a")}
+    assert titles == {rows[1][1], rows[4][1]}
+    owner = next(o for o in crm.store.all("organizations", tenant="tenant-a") if o["title"] == rows[1][1])
+    assert owner["owner"] == "/users/7"
+
+
+def test_embedded_sandbox_is_the_default_target(runner, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    shutil.copy(SAMPLE, tmp_path / "orgs.csv")
+    result = runner.invoke(cli, ["import", "orgs.csv", "-t", str(TEMPLATE)])
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[0].startswith("Target: embedded sandbox")
+    assert (tmp_path / ".bulkcrm" / "sandbox.sqlite").exists()
+    assert (tmp_path / "reports" / "orgs" / "report.xlsx").exists()
+    again = runner.invoke(cli, ["import", "orgs.csv", "-t", str(TEMPLATE), "--json"])
+    payload = json.loads(again.output.strip().splitlines()[-1])
+    assert payload["unchanged"] == 91 and payload["created"] == 0

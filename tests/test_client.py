@@ -1,0 +1,175 @@
+"""bulkcrm.client against the real sandbox over HTTP (fixtures `crm`/`client`), plus the pure
+helpers (`redact`, query encoding) and one real refused connection."""
+from __future__ import annotations
+
+import socket
+
+import pytest
+import requests
+
+from bulkcrm.client import Client, redact
+from bulkcrm.errors import (AuthError, PermanentApiError, TransientApiError,
+                            UncertainWriteError)
+from conftest import TEST_KEY
+
+ORG = {"title": "Łódź Café B.V.", "emailAddresses": [{"email": "info@lodz-cafe.example"}],
+       "website": "https://lodz-cafe.example"}
+
+
+def content_types(client: Client) -> list[tuple[str, str | None]]:
+    """Record (method, Content-Type) of every request the client's session sends."""
+    seen: list[tuple[str, str | None]] = []
+    client._session.hooks["response"].append(
+        lambda r, *a, **k: seen.append((r.request.method, r.request.headers.get("Content-Type"))))
+    return seen
+
+
+def test_crud_round_trip(client):
+    created = client.post("/organizations", ORG)
+    assert created.status == 201 and created.iri.startswith("/organizations/")
+    assert created.body["title"] == "Łódź Café B.V." and created.attempts == 1
+    assert client.get(created.iri)["emailAddresses"][0]["email"] == "info@lodz-cafe.example"
+
+    replaced = client.put(created.iri, {"title": "Łódź Café"})
+    assert replaced.status == 200 and replaced.body["title"] == "Łódź Café"
+    assert not replaced.body.get("website")                   # PUT reset the omitted field
+
+    patched = client.patch(created.iri, {"website": "https://cafe.example"})
+    assert patched.status == 200 and patched.iri == created.iri
+    assert client.get(created.iri)["title"] == "Łódź Café"     # merge patch kept the rest
+
+    assert client.delete(created.iri).status == 204
+    with pytest.raises(PermanentApiError) as info:
+        client.get(created.iri)
+    assert info.value.status == 404 and info.value.detail == "Not Found"
+    assert client.requests_sent == 7 and client.retries == 0
+
+
+def test_content_types_per_verb(client):
+    seen = content_types(client)
+    iri = client.post("/organizations", ORG).iri
+    client.patch(iri, {"website": None})
+    client.put(iri, ORG)
+    assert seen == [("POST", "application/ld+json"), ("PATCH", "application/merge-patch+json"),
+                    ("PUT", "application/ld+json")]
+
+
+def test_iter_pages_follows_view_next(client, crm):
+    crm.seed({"organizations": [{"title": f"Org {i:02d}"} for i in range(70)]})
+    pages = list(client.iter_pages("/organizations"))
+    assert [len(p["member"]) for p in pages] == [30, 30, 10]
+    assert [(r.method, r.path, r.status) for r in crm.requests] == [
+        ("GET", "/organizations", 200)] * 3
+    assert [r.query for r in crm.requests] == [
+        "itemsPerPage=30", "itemsPerPage=30&page=2", "itemsPerPage=30&page=3"]
+    titles = {m["title"] for m in client.list_all("/organizations")}
+    assert titles == {f"Org {i:02d}" for i in range(70)}
+
+
+def test_list_params_become_repeated_bracket_keys(client, crm):
+    a = client.post("/organizations", {"title": "A", "emailAddresses": [{"email": "a@x.example"}]})
+    b = client.post("/organizations", {"title": "B", "emailAddresses": [{"email": "b@x.example"}]})
+    client.post("/organizations", {"title": "C", "emailAddresses": [{"email": "c@x.example"}]})
+    found = client.list_all("/organizations", {"identifiers": ["a@x.example", "b@x.example"]})
+    assert {m["@id"] for m in found} == {a.iri, b.iri}
+
+
+def test_401_is_auth_error_with_clear_text(crm):
+    bad = "wrong key/+ä"
+    c = Client(crm.url, bad, requests_per_minute=None)
+    with pytest.raises(AuthError) as info:
+        c.get("/organizations")
+    assert str(info.value) == ("the API key was rejected (401): check BULKCRM_API_KEY "
+                               "(GET /organizations: Invalid API key.)")
+    assert info.value.status == 401 and c.requests_sent == 1 and c.retries == 0
+    for text in (str(info.value), repr(info.value), repr(c), info.value.url, info.value.detail):
+        assert bad not in text and requests.utils.quote(bad, safe="") not in text
+
+
+def test_403_on_another_tenants_record_is_auth_error(client, crm):
+    iri = client.post("/organizations", ORG).iri
+    foreign = Client(crm.url, "foreign-key", requests_per_minute=None)
+    with pytest.raises(AuthError) as info:
+        foreign.patch(iri, {"website": None})
+    assert (info.value.status, info.value.detail, foreign.requests_sent) == (403, "Access Denied.", 1)
+    assert client.get(iri)["website"] == ORG["website"]
+
+
+def test_422_carries_violations(client):
+    with pytest.raises(PermanentApiError) as info:
+        client.post("/organizations", {"title": ""})
+    err = info.value
+    assert err.status == 422 and err.detail == "title: This value should not be blank."
+    assert [(v["propertyPath"], v["message"]) for v in err.violations] == [
+        ("title", "This value should not be blank.")]
+    assert str(err) == "POST /organizations failed (422): title: This value should not be blank."
+
+
+def test_5xx_is_retried_for_get(crm):
+    c = Client(crm.url, TEST_KEY, requests_per_minute=None, backoff_base_s=0.01)
+    crm.set_faults(error_rate=0.4, seed=1)                     # at most 2 failures in a row
+    for _ in range(10):
+        assert c.get("/organizations")["totalItems"] == 0
+    statuses = [r.status for r in crm.requests]
+    failed = sum(s >= 500 for s in statuses)
+    assert failed > 0 and statuses.count(200) == 10 and len(statuses) == 10 + failed
+    assert c.retries == failed and c.requests_sent == len(statuses)
+
+
+def test_post_dropped_after_commit_is_uncertain(client, crm):
+    crm.set_faults(drop_rate=1.0)
+    with pytest.raises(UncertainWriteError) as info:
+        client.post("/organizations", ORG)
+    assert info.value.method == "POST" and info.value.url == "/organizations"
+    assert "may have been committed" in str(info.value)
+    assert client.requests_sent == 1                           # never resent blindly
+    crm.clear_faults()
+    assert [m["title"] for m in client.list_all("/organizations")] == [ORG["title"]]
+
+
+def test_post_to_closed_port_is_retried_then_transient():
+    with socket.socket() as s:                                 # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    now = [0.0]
+    waits: list[float] = []
+
+    def sleep(s: float) -> None:
+        waits.append(s)
+        now[0] += s
+
+    c = Client(f"http://127.0.0.1:{port}", TEST_KEY, requests_per_minute=None, max_attempts=3,
+               sleep=sleep, clock=lambda: now[0])
+    with pytest.raises(TransientApiError) as info:
+        c.post("/organizations", ORG)
+    assert not isinstance(info.value, UncertainWriteError)     # provably never sent
+    assert c.requests_sent == 3 and len(waits) == 2
+    assert str(info.value) == "POST /organizations: no answer after 3 attempts (ConnectionError)"
+
+
+def test_key_never_shown(crm):
+    events: list[tuple[str, dict]] = []
+    c = Client(crm.url + "/", TEST_KEY, requests_per_minute=None,
+               on_event=lambda e, i: events.append((e, i)))
+    assert c.base_url == crm.url and TEST_KEY not in repr(c)
+    with pytest.raises(PermanentApiError) as info:
+        c.get(f"/organizations/{TEST_KEY}")                    # key echoed back in a URL/detail
+    texts = [str(info.value), info.value.url, info.value.detail, repr(events)]
+    assert all(TEST_KEY not in t for t in texts) and "***" in info.value.url
+
+
+def test_redact_raw_and_url_encoded():
+    assert redact("k=a b/c&x=a%20b%2Fc&y=a+b%2Fc", ["a b/c"]) == "k=***&x=***&y=***"
+    assert redact("nothing here", ["", "secret"]) == "nothing here"
+
+
+def test_pacing_gives_zero_429(crm):
+    crm.set_rate_limit(5, 1.0)
+    try:
+        c = Client(crm.url, TEST_KEY, requests_per_minute=5, window_s=1.0)
+        for _ in range(15):
+            c.get("/organizations")
+        assert c.throttled == 0 and c.requests_sent == 15
+        assert [r.status for r in crm.requests] == [200] * 15
+    finally:
+        crm.set_rate_limit(None)

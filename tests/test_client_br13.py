@@ -1,0 +1,184 @@
+"""BR-13: 429 Too Many Requests on POST and PATCH (shared/cases/BR-13.txt).
+
+Two layers:
+- a fake clock and a scripted transport (a requests adapter mounted on the client's session,
+  the allowed mock: the sandbox cannot run on a fake clock nor script exact 429 sequences);
+- the same flows over real HTTP against the sandbox with `burst_429` faults.
+"""
+from __future__ import annotations
+
+import json
+
+import pytest
+import requests
+from requests.adapters import BaseAdapter
+from requests.structures import CaseInsensitiveDict
+
+from bulkcrm.client import Client, parse_retry_after
+from bulkcrm.errors import TransientApiError
+from conftest import CASES, TEST_KEY
+
+BASE = "http://crm.test"
+EXISTING = json.loads((CASES / "BR-07.existing.json").read_text(encoding="utf-8"))
+ROW1 = {"title": "Nieuwe Klant BV", "emailAddresses": [{"email": "nieuw@klant.example"}]}
+ROW2_PATCH = {"website": "https://dijkstra-bouw.example"}
+JSONLD_429 = {"@context": "/contexts/Error", "@type": "Error", "title": "An error occurred",
+              "detail": "Too Many Requests", "status": 429}
+
+
+class FakeClock:
+    """Monotonic seconds that only move when the client sleeps."""
+
+    def __init__(self, t: float = 1000.0):
+        self.t = t
+        self.sleeps: list[float] = []
+
+    def __call__(self) -> float:
+        return self.t
+
+    def sleep(self, s: float) -> None:
+        assert s >= 0
+        self.sleeps.append(s)
+        self.t += s
+
+
+class Script(BaseAdapter):
+    """Answers requests in order from a list of (status, headers, body); records what was sent."""
+
+    def __init__(self, clock: FakeClock, answers: list[tuple[int, dict, dict | None]]):
+        super().__init__()
+        self.clock, self.answers, self.sent = clock, list(answers), []
+
+    def send(self, request, **kwargs):
+        self.sent.append({"method": request.method, "path": request.path_url,
+                          "body": request.body, "headers": dict(request.headers),
+                          "t": self.clock()})
+        status, headers, body = self.answers.pop(0)
+        resp = requests.Response()
+        resp.status_code = status
+        resp.reason = {200: "OK", 201: "Created", 429: "Too Many Requests"}.get(status, "")
+        resp.headers = CaseInsensitiveDict({"Content-Type": "application/ld+json", **headers})
+        resp._content = json.dumps(body).encode() if body is not None else b""
+        resp.url, resp.request = request.url, request
+        return resp
+
+    def close(self):
+        pass
+
+
+def scripted(answers, **kw) -> tuple[Client, Script, FakeClock]:
+    clock = FakeClock()
+    script = Script(clock, answers)
+    session = requests.Session()
+    session.mount(BASE, script)
+    client = Client(BASE, TEST_KEY, clock=clock, sleep=clock.sleep, session=session, **kw)
+    return client, script, clock
+
+
+def test_br13_post_and_patch_wait_and_succeed():
+    org = EXISTING["@id"]
+    client, script, _ = scripted([
+        (429, {"Retry-After": "7"}, JSONLD_429),
+        (201, {"Location": "/organizations/404"},
+         {"@id": "/organizations/404", "title": ROW1["title"]}),
+        (429, {}, JSONLD_429),
+        (200, {}, {**EXISTING, **ROW2_PATCH}),
+    ])
+    created = client.post("/organizations", ROW1)
+    patched = client.patch(org, ROW2_PATCH)
+
+    post1, post2, patch1, patch2 = script.sent
+    assert [s["method"] for s in script.sent] == ["POST", "POST", "PATCH", "PATCH"]
+    assert post2["t"] - post1["t"] >= 7                      # Retry-After: 7 honoured
+    assert post2["body"] == post1["body"] == json.dumps(ROW1, ensure_ascii=False).encode()
+    assert patch2["t"] - patch1["t"] >= 3 + 1.0              # pacing gap 60/20 + backoff ≥ base
+    assert patch2["body"] == patch1["body"]
+    assert patch1["headers"]["Content-Type"] == "application/merge-patch+json"
+    assert post1["headers"]["Content-Type"] == "application/ld+json"
+    assert (created.status, created.iri, created.attempts, created.throttled) == (
+        201, "/organizations/404", 2, 1)                     # one create, after one 429
+    assert (patched.status, patched.iri, patched.attempts, patched.throttled) == (200, org, 2, 1)
+    assert (client.requests_sent, client.throttled, client.retries) == (4, 2, 2)
+
+
+def test_br13_repeated_429_grow_then_stop_at_cap():
+    client, script, clock = scripted([(429, {}, JSONLD_429)] * 5 + [(200, {}, {"member": []})],
+                                     backoff_max_s=5.0)
+    with pytest.raises(TransientApiError) as info:
+        client.patch("/organizations/101", ROW2_PATCH)
+    err = info.value
+    assert (err.status, err.method, err.url, err.detail) == (
+        429, "PATCH", "/organizations/101", "Too Many Requests")
+    assert str(err) == "PATCH /organizations/101: rate limit (429): still throttled after 5 attempts"
+    times = [s["t"] for s in script.sent]
+    gaps = [b - a for a, b in zip(times, times[1:])]
+    assert len(times) == 5                                   # capped at max_attempts
+    assert all(b > a for a, b in zip(gaps, gaps[1:]))         # the wait grows
+    assert gaps[0] >= 3 + 1.0 and gaps[-1] <= 3 + 5.0 + 0.05  # gap + backoff, backoff capped
+    assert (client.requests_sent, client.throttled, client.retries) == (5, 5, 4)
+    # the caller marks the row failed and goes on; the next send still waits for the full window
+    last = clock()
+    assert client.get("/organizations") == {"member": []}
+    assert script.sent[-1]["t"] - last >= 3
+
+
+def test_br13_http_date_retry_after_is_honoured():
+    client, script, _ = scripted([
+        (429, {"Retry-After": "Wed, 21 Oct 2026 07:28:00 GMT",
+               "Date": "Wed, 21 Oct 2026 07:27:50 GMT"}, JSONLD_429),
+        (201, {}, {"@id": "/organizations/404"}),
+    ])
+    assert client.post("/organizations", ROW1).iri == "/organizations/404"
+    assert script.sent[1]["t"] - script.sent[0]["t"] >= 10
+
+
+def test_br13_unparsable_retry_after_falls_back_to_backoff():
+    events = []
+    client, script, _ = scripted([(429, {"Retry-After": "in a moment"}, JSONLD_429),
+                                  (201, {}, {"@id": "/organizations/404"})],
+                                 on_event=lambda e, i: events.append((e, i)))
+    assert client.post("/organizations", ROW1).status == 201
+    assert script.sent[1]["t"] - script.sent[0]["t"] >= 3 + 1.0
+    throttled = [i for e, i in events if e == "throttled"]
+    assert throttled[0]["retry_after_s"] is None and throttled[0]["url"] == "/organizations"
+
+
+@pytest.mark.parametrize("value, expected", [
+    ("7", 7.0), (" 7 ", 7.0), ("1.5", 1.5), ("0", 0.0),
+    ("Wed, 21 Oct 2026 07:28:00 GMT", 10.0),
+    ("Wed, 21 Oct 2026 07:27:00 GMT", 0.0),                  # in the past: no wait
+    (None, None), ("", None), ("soon", None), ("-3", None), ("Wed, 99 Foo 2026", None),
+])
+def test_parse_retry_after(value, expected):
+    from email.utils import parsedate_to_datetime
+
+    now = parsedate_to_datetime("Wed, 21 Oct 2026 07:27:50 GMT").timestamp()
+    assert parse_retry_after(value, now) == expected
+
+
+# -- the same flows over real HTTP (sandbox Retry-After is ≥ 1 s, so only a few) -----------
+
+def test_br13_sandbox_post_then_patch_after_429(crm):
+    client = Client(crm.url, TEST_KEY, requests_per_minute=20, window_s=6.0)
+    crm.set_faults(burst_429=1)
+    created = client.post("/organizations", ROW1)
+    crm.set_faults(burst_429=1)
+    patched = client.patch(created.iri, ROW2_PATCH)
+
+    assert (created.status, created.attempts, created.throttled) == (201, 2, 1)
+    assert (patched.status, patched.attempts, patched.throttled) == (200, 2, 1)
+    assert client.get(created.iri)["website"] == ROW2_PATCH["website"]
+    writes = [r for r in crm.requests if r.method in ("POST", "PATCH")]
+    assert [(r.method, r.status) for r in writes] == [("POST", 429), ("POST", 201),
+                                                      ("PATCH", 429), ("PATCH", 200)]
+    assert writes[1].time - writes[0].time >= 1.0            # sandbox Retry-After ≥ 1 s
+    assert client.get("/organizations")["totalItems"] == 1   # exactly one create
+
+
+def test_br13_sandbox_http_date_retry_after(crm):
+    client = Client(crm.url, TEST_KEY, requests_per_minute=None)
+    crm.set_faults(burst_429=1, retry_after_http_date=True)
+    created = client.post("/organizations", ROW1)
+    assert created.status == 201 and created.throttled >= 1
+    statuses = [r.status for r in crm.requests if r.method == "POST"]
+    assert statuses[0] == 429 and statuses[-1] == 201 and statuses.count(201) == 1

@@ -1,0 +1,384 @@
+"""Read stage: one small test per mess. Workbooks are built in the test (xlsxwriter/openpyxl)."""
+from __future__ import annotations
+
+import datetime as dt
+
+import polars as pl
+import pytest
+import xlsxwriter
+
+from bulkcrm.errors import InputError
+from bulkcrm.read import FORMULA_ESCAPE, FORMULA_TRIGGERS, read, restore_formula_escape
+from bulkcrm.read_excel import render_number
+from tests.conftest import DATA
+
+
+def write(tmp_path, name: str, data: bytes | str):
+    path = tmp_path / name
+    path.write_bytes(data.encode("utf-8") if isinstance(data, str) else data)
+    return path
+
+
+def rows(sheet) -> list[tuple]:
+    return sheet.frame.rows()
+
+
+# --- CSV: encodings ---------------------------------------------------------------------------
+
+def test_latin1_bytes_detected_as_cp1252(tmp_path):
+    sheet = read(write(tmp_path, "l.csv", "name,city\nCafé Zürich,Genève\n".encode("latin-1")))
+    assert sheet.encoding == "cp1252"
+    assert rows(sheet) == [(2, "Café Zürich", "Genève")]
+
+
+def test_forced_encoding_wins(tmp_path):
+    path = write(tmp_path, "f.csv", "name\nCafé\n".encode("latin-1"))
+    assert read(path, encoding="latin-1").frame["name"].to_list() == ["Café"]
+    assert read(path, encoding="latin-1").encoding == "iso8859-1"
+
+
+def test_unknown_forced_encoding(tmp_path):
+    with pytest.raises(InputError, match=r"f\.csv: unknown encoding 'klingon'; pass e\.g\. "
+                                         r"--encoding utf-8"):
+        read(write(tmp_path, "f.csv", "a\n1\n"), encoding="klingon")
+
+
+def test_unsure_encoding_names_the_option(tmp_path):
+    path = write(tmp_path, "u.csv", b"name,city\n\x81\x8d\x8f\x90\x9d,x\n")
+    with pytest.raises(InputError, match=r"u\.csv: cannot tell the encoding \(looks like "
+                                         r"mac-roman or latin-1.*\); pass --encoding mac-roman"):
+        read(path)
+
+
+@pytest.mark.parametrize("codec", ["utf-16", "utf-16-le", "utf-16-be"])
+def test_utf16_with_bom(tmp_path, codec):
+    bom = {"utf-16": b"", "utf-16-le": b"\xff\xfe", "utf-16-be": b"\xfe\xff"}[codec]
+    sheet = read(write(tmp_path, "w.csv", bom + "naam,stad\nŁódź,Kraków\n".encode(codec)))
+    assert sheet.encoding in ("utf-16-le", "utf-16-be")
+    assert sheet.frame.columns == ["row_number", "naam", "stad"]
+    assert rows(sheet) == [(2, "Łódź", "Kraków")]
+
+
+def test_utf16_without_bom(tmp_path):
+    sheet = read(write(tmp_path, "w.csv", "naam,stad\nCafé,Gent\n".encode("utf-16-le")))
+    assert (sheet.encoding, rows(sheet)) == ("utf-16-le", [(2, "Café", "Gent")])
+
+
+def test_utf8_bom_stripped_from_unquoted_header(tmp_path):
+    sheet = read(write(tmp_path, "b.csv", b"\xef\xbb\xbftitle,email\nA,a@x.example\n"))
+    assert sheet.frame.columns == ["row_number", "title", "email"]
+
+
+def test_utf8_preferred_when_it_decodes(tmp_path):
+    assert read(write(tmp_path, "u.csv", "t\nâ€™\n")).frame["t"][0] == "â€™"
+
+
+# --- CSV: line endings, quoting, blank lines --------------------------------------------------
+
+@pytest.mark.parametrize("eol", ["\n", "\r\n", "\r"])
+def test_line_endings(tmp_path, eol):
+    sheet = read(write(tmp_path, "e.csv", eol.join(["a,b", "1,2", "3,4"]) + eol))
+    assert rows(sheet) == [(2, "1", "2"), (3, "3", "4")]
+
+
+def test_mixed_line_endings(tmp_path):
+    sheet = read(write(tmp_path, "m.csv", "a,b\r\n1,2\n3,4\r5,6"))
+    assert rows(sheet) == [(2, "1", "2"), (3, "3", "4"), (4, "5", "6")]
+
+
+def test_quoted_newlines_and_doubled_quotes_shift_row_numbers(tmp_path):
+    text = 'a,b\r\n"line 1\r\nline 2",x\r\n"say ""hi""",y\r\nlast,z\r\n'
+    sheet = read(write(tmp_path, "q.csv", text))
+    assert rows(sheet) == [(2, "line 1\r\nline 2", "x"), (4, 'say "hi"', "y"), (5, "last", "z")]
+
+
+def test_cr_inside_quotes_in_a_cr_file(tmp_path):
+    sheet = read(write(tmp_path, "c.csv", 'a,b\r"x\ry",1\r2,3\r'))
+    assert rows(sheet) == [(2, "x\ry", "1"), (4, "2", "3")]
+
+
+def test_blank_lines_are_skipped_but_counted(tmp_path):
+    sheet = read(write(tmp_path, "bl.csv", "a,b\n\n1,2\n,\n\n3,4\n"))
+    assert rows(sheet) == [(3, "1", "2"), (6, "3", "4")]
+
+
+def test_null_byte_does_not_crash(tmp_path):
+    assert rows(read(write(tmp_path, "n.csv", b"a,b,c\n\x00,2,3\n"))) == [(2, None, "2", "3")]
+
+
+# --- CSV: delimiters -----------------------------------------------------------------------
+
+@pytest.mark.parametrize("delim", [",", ";", "\t", "|"])
+def test_delimiter_detected(tmp_path, delim):
+    text = "\n".join(delim.join(r) for r in [["a", "b", "c"], ["1, 5", "x", "y"], ["2", "z", "w"]])
+    sheet = read(write(tmp_path, "d.txt", text.replace("1, 5", '"1, 5"') if delim == "," else text))
+    assert sheet.delimiter == delim
+    assert sheet.frame["a"].to_list() == ["1, 5", "2"]
+
+
+def test_forced_delimiter(tmp_path):
+    sheet = read(write(tmp_path, "f.csv", "a;b,c\n1;2,3\n"), delimiter=",")
+    assert sheet.frame.columns == ["row_number", "a;b", "c"]
+
+
+# --- header ----------------------------------------------------------------------------------
+
+def test_header_not_on_line_1_detected(tmp_path):
+    sheet = read(write(tmp_path, "t.csv", "Export of 2024-01-31,,\n\ntitle,email,city\nA,a@x,B\n"))
+    assert sheet.header_row == 3
+    assert rows(sheet) == [(4, "A", "a@x", "B")]
+
+
+def test_header_row_given(tmp_path):
+    sheet = read(write(tmp_path, "t.csv", "x,y\nreal,head\n1,2\n"), header_row=2)
+    assert sheet.frame.columns == ["row_number", "real", "head"]
+    assert rows(sheet) == [(3, "1", "2")]
+
+
+def test_header_row_past_the_end(tmp_path):
+    with pytest.raises(InputError, match=r"t\.csv: header row 9 is empty or past the end of the "
+                                         r"file; check --header-row"):
+        read(write(tmp_path, "t.csv", "a\n1\n"), header_row=9)
+
+
+def test_headers_trimmed(tmp_path):
+    assert read(write(tmp_path, "h.csv", " title ,\temail \n1,2\n")).frame.columns == [
+        "row_number", "title", "email"]
+
+
+def test_duplicate_headers_error_text(tmp_path):
+    with pytest.raises(InputError) as e:
+        read(write(tmp_path, "dup.csv", "email,title,email,phone,title\n1,2,3,4,5\n"))
+    assert str(e.value) == (
+        f"{tmp_path / 'dup.csv'}: duplicate headers in header row 1 (detected): 'email' in "
+        "column 1, column 3; 'title' in column 2, column 5; rename them so each header is unique")
+
+
+def test_blank_header_over_data_is_an_error(tmp_path):
+    with pytest.raises(InputError) as e:
+        read(write(tmp_path, "bh.csv", "title,,email\nA,x,a@x\n"))
+    assert str(e.value) == (
+        f"{tmp_path / 'bh.csv'}: header row 1 (detected) has no header text in column 2 although "
+        "the column holds data; name the column or delete it, or pass --header-row")
+
+
+def test_blank_header_over_empty_column_is_dropped(tmp_path):
+    sheet = read(write(tmp_path, "bh.csv", "title,,email,\nA,,a@x,\nB,,b@x,\n"))
+    assert sheet.frame.columns == ["row_number", "title", "email"]
+    assert sheet.issues == []
+
+
+def test_empty_file(tmp_path):
+    for i, content in enumerate(["", "\n\n", ",,,\n,,\n"]):
+        with pytest.raises(InputError, match=r"e\d\.csv: the file is empty \(no header row\)"):
+            read(write(tmp_path, f"e{i}.csv", content))
+
+
+def test_missing_file_and_unsupported_extension(tmp_path):
+    with pytest.raises(InputError, match=r"nope\.csv: file not found"):
+        read(tmp_path / "nope.csv")
+    with pytest.raises(InputError, match=r"not a file"):
+        read(tmp_path)
+    with pytest.raises(InputError, match=r"x\.pdf: unsupported file type '\.pdf'"):
+        read(write(tmp_path, "x.pdf", "a\n"))
+
+
+def test_workbook_renamed_to_csv(tmp_path):
+    path = tmp_path / "w.csv"
+    path.write_bytes((DATA / "csvkit/test.xlsx").read_bytes())
+    with pytest.raises(InputError, match=r"w\.csv: this is an Excel workbook"):
+        read(path)
+
+
+# --- rows and values ---------------------------------------------------------------------------
+
+def test_ragged_rows(tmp_path):
+    text = "title,city,country\nA,Utrecht,NL\nB, 12 Rue X,Paris,FR\nC,Gent\n"
+    sheet = read(write(tmp_path, "r.csv", text))
+    assert rows(sheet) == [(2, "A", "Utrecht", "NL"), (3, "B", " 12 Rue X", "Paris"),
+                           (4, "C", "Gent", None)]
+    long, short = sheet.issues
+    assert (long.type, long.severity, long.row_number, long.value) == ("ragged-row", "error", 3, "FR")
+    assert long.message == ("row 3 has 1 value(s) past the last header column (3 columns): 'FR'; "
+                            "quote values that contain the comma")
+    assert (short.type, short.severity, short.row_number) == ("ragged-row", "warning", 4)
+    assert short.message == ("row 4 has 2 field(s) but the header has 3; the missing cells read "
+                             "as empty")
+
+
+def test_no_null_tokens_no_type_inference(tmp_path):
+    text = "code,name,kvk,zip,n\nNA,NULL,02012345,0800,1.50\n"
+    assert rows(read(write(tmp_path, "v.csv", text))) == [
+        (2, "NA", "NULL", "02012345", "0800", "1.50")]
+
+
+def test_values_not_trimmed_and_empty_is_null(tmp_path):
+    assert rows(read(write(tmp_path, "v.csv", 'a,b,c\n  x ,"",\n'))) == [(2, "  x ", None, None)]
+
+
+def test_formula_escape_undone_on_csv(tmp_path):
+    text = "a,b\n'=1+1,'+31 6 5550\n'-5,'@x\n''quoted,'plain\n\"'\t\",x\n"
+    assert rows(read(write(tmp_path, "x.csv", text))) == [
+        (2, "=1+1", "+31 6 5550"), (3, "-5", "@x"), (4, "'quoted", "'plain"), (5, "\t", "x")]
+
+
+def test_restore_formula_escape_constants_and_frame():
+    assert FORMULA_TRIGGERS == ("=", "+", "-", "@", "\t", "\r") and FORMULA_ESCAPE == "'"
+    frame = pl.DataFrame({"row_number": [2, 3], "v": ["'\r1", "'a"]})
+    assert restore_formula_escape(frame).rows() == [(2, "\r1"), (3, "'a")]
+
+
+def test_formula_escape_not_applied_to_xlsx(tmp_path):
+    path = tmp_path / "x.xlsx"
+    with xlsxwriter.Workbook(path) as wb:
+        ws = wb.add_worksheet()
+        ws.write_row(0, 0, ["a"])
+        ws.write_string(1, 0, "'=kept")
+    assert read(path).frame["a"].to_list() == ["'=kept"]
+
+
+# --- XLSX ---------------------------------------------------------------------------------------
+
+def test_xlsx_types_rendered_as_shown(tmp_path):
+    path = tmp_path / "t.xlsx"
+    with xlsxwriter.Workbook(path) as wb:
+        ws = wb.add_worksheet("Data")
+        f = {c: wb.add_format({"num_format": c}) for c in
+             ("yyyy-mm-dd", "dd/mm/yyyy hh:mm", "hh:mm:ss", "[h]:mm:ss", "0.00", "#,##0", "0%")}
+        ws.write_row(0, 0, ["date", "datetime", "time", "duration", "int", "float", "fixed",
+                            "thousands", "pct", "bool"])
+        ws.write_datetime(1, 0, dt.datetime(2024, 1, 31), f["yyyy-mm-dd"])
+        ws.write_datetime(1, 1, dt.datetime(2024, 1, 31, 10, 15), f["dd/mm/yyyy hh:mm"])
+        ws.write_datetime(1, 2, dt.time(10, 15, 30), f["hh:mm:ss"])
+        ws.write_number(1, 3, 1.5, f["[h]:mm:ss"])
+        ws.write_number(1, 4, 42)
+        ws.write_number(1, 5, 0.1 + 0.2)
+        ws.write_number(1, 6, 29.020000000000003, f["0.00"])
+        ws.write_number(1, 7, 1234567, f["#,##0"])
+        ws.write_number(1, 8, 0.25, f["0%"])
+        ws.write_boolean(1, 9, True)
+    assert read(path).frame.rows() == [
+        (2, "2024-01-31", "2024-01-31T10:15:00", "10:15:30", "36:00:00", "42", "0.3", "29.02",
+         "1,234,567", "25%", "TRUE")]
+
+
+@pytest.mark.parametrize(("x", "code", "shown"), [
+    (31105550707, "+00 00 000 0000", "+31 10 555 0707"), (2012345, "00000000", "02012345"),
+    (7, '"Nr. "000', "Nr. 007"), (-5, "#,##0;(#,##0)", "(5)"), (0.5, "#.00", ".50"),
+    (1234.5, "[$€-413] #,##0.00", "€ 1,234.50"), (5551234, r"000\-0000", "555-1234"),
+    (41333.5, "d mmm yyyy", "2013-02-28"), (1462, "yyyy-mm-dd", "1908-01-02"),
+    (12, "0.0E+00", None),
+])
+def test_render_number(x, code, shown):
+    date1904 = code == "yyyy-mm-dd"
+    assert render_number(x, code, date1904) == shown
+
+
+def test_xlsx_numeric_cell_warning_rule(tmp_path):
+    path = tmp_path / "n.xlsx"
+    with xlsxwriter.Workbook(path) as wb:
+        ws = wb.add_worksheet("S")
+        ws.write_row(0, 0, ["count", "phone", "id"])
+        ws.write_column(1, 0, [1, 2, 3])           # ordinary numbers: no warning
+        ws.write_column(1, 1, ["+31 6 1", "x"])    # text column ...
+        ws.write_number(3, 1, 612345)              # ... with one number: warning
+        ws.write_column(1, 2, [12345678, 7, 8])    # 8 digits: warning
+    got = [(i.cell, i.column, i.value) for i in read(path).issues]
+    assert got == [("C2", "id", "12345678"), ("B4", "phone", "612345")]
+
+
+def test_xlsx_merged_cells_warn(tmp_path):
+    path = tmp_path / "m.xlsx"
+    with xlsxwriter.Workbook(path) as wb:
+        ws = wb.add_worksheet("S")
+        ws.write_row(0, 0, ["title", "city"])
+        ws.merge_range("A2:A3", "Same Org BV")
+        ws.write_column(1, 1, ["Delft", "Gouda"])
+    sheet = read(path)
+    assert sheet.frame.rows() == [(2, "Same Org BV", "Delft"), (3, None, "Gouda")]
+    (issue,) = sheet.issues
+    assert (issue.type, issue.severity, issue.cell, issue.row_number) == (
+        "merged-cell", "warning", "A2", 2)
+    assert issue.message.startswith("S!A2:A3 is a merged range: only A2 holds the value")
+
+
+def test_xlsx_error_values(tmp_path):
+    path = tmp_path / "e.xlsx"
+    with xlsxwriter.Workbook(path) as wb:
+        ws = wb.add_worksheet("S")
+        ws.write_row(0, 0, ["title", "n"])
+        ws.write_row(1, 0, ["A", "B"])
+        ws.write_formula("B2", "=1/0", None, "#DIV/0!")
+        ws.write_formula("A3", "=NA()", None, "#N/A")
+        ws.write_string("B3", "ok")
+    sheet = read(path)
+    assert sheet.frame.rows() == [(2, "A", None), (3, None, "ok")]
+    assert [(i.type, i.severity, i.cell, i.value, i.column) for i in sheet.issues] == [
+        ("excel-error", "error", "B2", "#DIV/0!", "n"), ("excel-error", "error", "A3", "#N/A", "title")]
+
+
+def test_shared_error_files():
+    issues = read(DATA / "xlsxwriter/formula_results01.xlsx").issues
+    assert [(i.cell, i.value) for i in issues] == [
+        ("A5", "#DIV/0!"), ("A6", "#N/A"), ("A7", "#NAME?"), ("A8", "#NULL!"), ("A9", "#NUM!"),
+        ("A10", "#REF!"), ("A11", "#VALUE!"), ("A12", "#DIV/0!")]
+
+
+def test_xlsx_offset_table_and_x000d_escape():
+    sheet = read(DATA / "calamine/temperature-in-middle.xlsx")
+    assert sheet.header_row == 4
+    assert sheet.frame.rows() == [(5, "celsius", "22.2222"), (6, "fahrenheit", "72")]
+    assert read(DATA / "calamine/has_x000D_.xlsx").frame.columns[1] == "ABC\r\nDEF"
+
+
+def test_xlsx_duplicate_and_blank_headers():
+    with pytest.raises(InputError, match=r"'col' in column A, column B, column C"):
+        read(DATA / "fastexcel/fixture-single-sheet-duplicated-columns.xlsx")
+    with pytest.raises(InputError, match=r"no header text in column B although"):
+        read(DATA / "calamine/merge_cells.xlsx")
+
+
+def test_password_protected():
+    with pytest.raises(InputError, match=r"pass_protected\.xlsx: the workbook is "
+                                         r"password-protected \(encrypted\)"):
+        read(DATA / "calamine/pass_protected.xlsx")
+
+
+def _three_sheets(path):
+    with xlsxwriter.Workbook(path) as wb:
+        hidden = wb.add_worksheet("Hidden")
+        hidden.write_row(0, 0, ["h"])
+        for name in ("First", "Second"):
+            ws = wb.add_worksheet(name)
+            ws.write_row(0, 0, [name.lower()])
+            ws.write_row(1, 0, [f"{name} value"])
+        wb.worksheets()[1].activate()
+        hidden.hide()
+    return path
+
+
+def test_sheet_selection(tmp_path):
+    path = _three_sheets(tmp_path / "s.xlsx")
+    assert read(path).sheet_name == "First"  # first visible
+    assert read(path, sheet="Second").frame.rows() == [(2, "Second value")]
+    assert read(path, sheet=0).sheet_name == "Hidden"
+    assert read(path, sheet=2).frame.columns == ["row_number", "second"]
+    with pytest.raises(InputError, match=r"no sheet named 'Third'; available sheets are 0: "
+                                         r"'Hidden', 1: 'First', 2: 'Second'"):
+        read(path, sheet="Third")
+    with pytest.raises(InputError, match=r"no sheet with index 5"):
+        read(path, sheet=5)
+
+
+def test_shared_visibility_and_empty_first_sheet():
+    assert read(DATA / "calamine/any_sheets.xlsx").sheet_name == "Visible"
+    with pytest.raises(InputError, match=r"sheet 'not this one' is empty \(no header row\); pick "
+                                         r"another with --sheet"):
+        read(DATA / "csvkit/sheets.xlsx")
+    assert read(DATA / "csvkit/sheets.xlsx", sheet="ʤ").frame.height == 1
+
+
+def test_legacy_xls():
+    sheet = read(DATA / "csvkit/test.xls")
+    assert sheet.frame.columns[1:5] == ["text", "date", "integer", "boolean"]
+    assert sheet.frame.row(0)[1:5] == ("Chicago Reader", "1971-01-01", "40", "TRUE")

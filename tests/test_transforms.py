@@ -1,0 +1,354 @@
+"""Transforms (clean/render), identifier normalisers and validator checks: exact values, fast,
+no server. Real inputs: Northwind customers, cases BR-05/BR-07/BR-10."""
+from __future__ import annotations
+
+import json
+from functools import partial
+
+import phonenumbers
+import polars as pl
+import pycountry
+import pytest
+
+from bulkcrm.errors import TemplateError
+from bulkcrm.transforms import (CHECK_ISSUE_TYPES, CHECK_RULES, CHECKS, TRANSFORMS,
+                                apply_transforms, check_list, check_rule, normalize_identifier,
+                                split_clean)
+from bulkcrm.vocab import ISSUE_TYPES
+from tests.conftest import CASES, DATA
+
+T = TRANSFORMS
+
+
+def run(values, expr_fn, **columns):
+    """Evaluate `expr_fn(pl.col("v"))` over `values` (+ extra String columns); return a list."""
+    df = pl.DataFrame({"v": values, **columns}, schema={"v": pl.String, **{k: pl.String for k in columns}})
+    return df.select(expr_fn(pl.col("v")).alias("out"))["out"].to_list()
+
+
+# ------------------------------------------------------------------------------- phones
+
+NORTHWIND = [  # (phone, country as in the sheet, E.164 or unchanged)
+    ("030-0074321", "Germany", "+49300074321"),
+    ("(5) 555-4729", "Mexico", "+5255554729"),
+    ("(171) 555-7788", "UK", "+441715557788"),
+    ("(1) 42.34.22.66", "France", "+33142342266"),
+    ("0921-12 34 65", "Sweden", "+46921123465"),
+    ("(503) 555-6874", "USA", "+15035556874"),
+    ("88.60.15.31", "France", "88.60.15.31"),  # old 8-digit French number: not possible today
+    ("(071) 23 67 22 20", "Belgium", "(071) 23 67 22 20"),
+]
+
+
+def test_phone_northwind_with_row_country():
+    phones, countries, expected = zip(*NORTHWIND)
+    out = run(list(phones), lambda e: T["phone"].clean(e, region=pl.col("c")), c=list(countries))
+    assert out == list(expected)
+    ok = run(out, CHECKS["phone_e164"])
+    assert ok == [True] * 6 + [False, False]
+
+
+def test_phone_northwind_file():
+    df = pl.read_csv(DATA / "northwind-graphql-compose-examples/customers.csv", infer_schema=False)
+    out = df.select("customerID", T["phone"].clean(pl.col("phone"), region=pl.col("country")))
+    got = dict(out.filter(pl.col("customerID").is_in(["ALFKI", "AROUT", "PARIS", "WOLZA"])).iter_rows())
+    assert got == {"ALFKI": "+49300074321", "AROUT": "+441715557788", "PARIS": "+33142342266",
+                   "WOLZA": "+48266427012"}
+
+
+def test_phone_br07_and_br05():
+    assert run(["050 - 555 09 09"], partial(T["phone"].clean, default_region="NL")) == ["+31505550909"]
+    values = ["31612345678", "+31 10 555 0707", "0655500808", " ", None]
+    out = run(values, partial(T["phone"].clean, default_region="NL"))
+    # BR-05: digits without + are not given a country silently; the check flags them
+    assert out == ["31612345678", "+31105550707", "+31655500808", None, None]
+    assert run(out, CHECKS["phone_e164"]) == [False, True, True, True, True]
+
+
+def test_phone_region_falls_back_to_default_and_extension_dropped():
+    out = run(["020 555 1234", "020 555 1234", "+31 (0)20 555 1234", "+31 20 555 1234 x123"],
+              lambda e: T["phone"].clean(e, region=pl.col("c"), default_region="NL"),
+              c=[None, "Untied States", "DE", "DE"])
+    assert out == ["+31205551234"] * 4
+
+
+def test_phone_fast_path_and_bad_default_region():
+    assert run(["+1 (212) 555-0100", "+0 123 4567", "+12"], T["phone"].clean) == \
+        ["+12125550100", "+0 123 4567", "+12"]
+    with pytest.raises(TemplateError, match="default_region"):
+        T["phone"].clean(pl.col("v"), default_region="Holland")
+
+
+def test_phone_parses_each_unique_value_once(monkeypatch):
+    calls = []
+    real = phonenumbers.parse
+
+    def counting(number, region=None, **kw):
+        calls.append((number, region))
+        return real(number, region, **kw)
+
+    monkeypatch.setattr(phonenumbers, "parse", counting)
+    values = ["020 555 1234", "+31 6 1234 5678", "020 555 1234", "06 1234 5678", None] * 200
+    out = run(values, partial(T["phone"].clean, default_region="NL"))
+    assert out[:5] == ["+31205551234", "+31612345678", "+31205551234", "+31612345678", None]
+    assert sorted(calls) == [("020 555 1234", "NL"), ("06 1234 5678", "NL")]  # + form: fast path
+    calls.clear()
+    split = run(["020 555 1234; 06 1234 5678", "06 1234 5678"] * 50,
+                lambda e: split_clean(e, ";", [{"phone": {"default_region": "NL"}}]))
+    assert split[0] == ["+31205551234", "+31612345678"] and len(calls) == 2
+
+
+def test_phone_items_use_row_region_after_split():
+    out = run(["050 - 555 09 09; 030-0074321", None, " ; "],
+              lambda e: apply_transforms(e, ["split", {"phone": {"region": "country"}}],
+                                         context={"country": pl.col("c")}),
+              c=["NL", "DE", "NL"])
+    assert out == [["+31505550909", "+31300074321"], None, None]
+    out = run(["030-0074321"], lambda e: apply_transforms(e, ["phone"], context={"region": pl.col("c")}),
+              c=["Germany"])
+    assert out == ["+49300074321"]
+    assert run(["030-0074321"], lambda e: apply_transforms(e, [{"phone": {"region": "de"}}])) == \
+        ["+49300074321"]
+
+
+# ------------------------------------------------------------------------- BR-07 identifiers
+
+
+def test_br07_identifiers_match_existing_record():
+    row = pl.read_csv(CASES / "BR-07.csv", infer_schema=False)
+    existing = json.loads((CASES / "BR-07.existing.json").read_text())
+    cleaned = row.select(
+        T["email"].clean(pl.col("email")), T["phone"].clean(pl.col("phone"), default_region="NL"),
+        T["linkedin"].clean(pl.col("linkedin"))).row(0)
+    assert cleaned == ("info@dijkstra-bouw.example", "+31505550909", "dijkstra-bouw")
+    sheet = row.select(
+        normalize_identifier("email", pl.col("email")),
+        normalize_identifier("phone", pl.col("phone"), default_region="NL"),
+        normalize_identifier("linkedin", pl.col("linkedin"))).row(0)
+    api = pl.DataFrame({"email": [existing["emailAddresses"][0]["email"]],
+                        "phone": [existing["phoneNumbers"][0]["phoneNumber"]],
+                        "linkedin": [existing["linkedinId"]]}).select(
+        normalize_identifier("email", pl.col("email")),
+        normalize_identifier("phone", pl.col("phone"), default_region="NL"),
+        normalize_identifier("linkedin", pl.col("linkedin"))).row(0)
+    assert sheet == api
+
+
+def test_normalize_identifier_kinds():
+    assert run(["https://nl.linkedin.com/company/Dijkstra-Bouw?trk=x", "Dijkstra-Bouw"],
+               partial(normalize_identifier, "linkedin")) == ["dijkstra-bouw", "dijkstra-bouw"]
+    # unparsable numbers still compare equal across spellings; the + is kept
+    assert run(["12-34", "12 34", "+12 34", "n/a"], partial(normalize_identifier, "phone")) == \
+        ["1234", "1234", "+1234", None]
+    assert run([" 02012345 ", ""], partial(normalize_identifier, "text")) == ["02012345", None]
+    assert run([" /users/7 "], partial(normalize_identifier, "iri")) == ["/users/7"]
+    with pytest.raises(TemplateError, match="unknown identifier kind 'fax'; known: email, phone"):
+        normalize_identifier("fax", pl.col("v"))
+
+
+# ---------------------------------------------------------------------------------- country
+
+
+def test_country_codes_names_and_aliases():
+    values = ["UK", "USA", "Germany", "us", "NA", "mx", "U.S.A.", "United States of America",
+              "Great Britain", "England", "Holland", "The Netherlands", "deu", "Côte d'Ivoire",
+              "Untied States", "  ", None]
+    out = run(values, T["country"].clean)
+    assert out == ["GB", "US", "DE", "US", "NA", "MX", "US", "US", "GB", "GB", "NL", "NL", "DE", "CI",
+                   "Untied States", None, None]
+    assert run(out, CHECKS["country"])[-3:] == [False, True, True]
+
+
+def test_country_template_aliases():
+    assert run(["Korea", "Zuid-Korea"], partial(T["country"].clean, aliases={"Zuid-Korea": "kr"})) == \
+        ["Korea", "KR"]
+    with pytest.raises(TemplateError, match="ISO 3166-1 alpha-2"):
+        T["country"].clean(pl.col("v"), aliases={"Atlantis": "AT-L"})
+
+
+@pytest.mark.parametrize("form", ["alpha_2", "alpha_3", "name"])
+def test_country_render_round_trip_all_codes(form):
+    codes = sorted(c.alpha_2 for c in pycountry.countries)
+    rendered = run(codes, partial(T["country"].render, render=form))
+    assert run(rendered, T["country"].clean) == codes
+    assert run(["DE", "TW"], partial(T["country"].render, render=form)) == \
+        {"alpha_2": ["DE", "TW"], "alpha_3": ["DEU", "TWN"], "name": ["Germany", "Taiwan"]}[form]
+
+
+# --------------------------------------------------------------------------- url, email, text
+
+
+def test_url():
+    out = run(["3RoundStones.com", "http://3RoundStones.com/Path?Q=1", " HTTPS://WWW.Ex.COM/A ",
+               "www.example.org", "", None], T["url"].clean)
+    assert out == ["https://3roundstones.com", "http://3roundstones.com/Path?Q=1",
+                   "https://www.ex.com/A", "https://www.example.org", None, None]
+    assert run(["example.org"], partial(T["url"].clean, default_scheme="http")) == ["http://example.org"]
+    assert run(["https://localhost:8080/x", "https://intranet", "ftp://example.org", "https://a b.com"],
+               CHECKS["url"]) == [True, False, False, False]
+
+
+def test_email_and_text():
+    assert run([" INFO@Dijkstra-Bouw.example "], T["email"].clean) == ["info@dijkstra-bouw.example"]
+    assert run(["info@dijkstra-bouw.example", "a@b", "no-at.example", None], CHECKS["email"]) == \
+        [True, False, False, True]
+    assert run(["  a \t b  ", "   "], T["squish"].clean) == ["a b", None]
+    assert run([" aBc "], T["upper"].clean) == ["ABC"]
+    assert run(["de vries bv"], T["title"].clean) == ["De Vries Bv"]
+
+
+def test_linkedin():
+    assert run(["https://www.linkedin.com/company/dijkstra-bouw/",
+                "http://nl.linkedin.com/company/dijkstra-bouw?trk=abc",
+                "linkedin.com/company/dijkstra-bouw/about/", "dijkstra-bouw",
+                "https://example.com/company/x"], T["linkedin"].clean) == \
+        ["dijkstra-bouw"] * 4 + ["https://example.com/company/x"]
+
+
+# ------------------------------------------------------------------------------ BR-10 IRIs
+
+
+def test_br10_iri_cases():
+    df = pl.read_csv(CASES / "BR-10.csv", infer_schema=False)
+    owner = df.select(T["iri"].clean(pl.col("owner"), collection="users", allow_bare_id=True))
+    assert owner.to_series().to_list() == ["/users/7", "/users/7", "/api/users/7", None]
+    assert run(["7"], partial(T["iri"].clean, collection="users")) == ["7"]  # not allowed
+    assert run(owner.to_series().to_list(), partial(CHECKS["iri"], collection="users")) == \
+        [True, True, False, True]
+    tags = df.select(apply_transforms(pl.col("tags"), ["split", {"iri": {"collection": "tags"}}]))
+    assert tags.to_series().to_list() == [["3", "12"], ["/tags/3", "tags/12"], ["/tags/3"], ["/users/5"]]
+    ok = tags.select(check_list(partial(CHECKS["iri"], collection="tags"), pl.col("tags")))
+    assert ok.to_series().to_list() == [False, False, True, False]
+    assert check_rule("iri", collection="tags") == ("IRI /tags/{id} (crm-api.md §1)",
+                                                    "use the IRI form /tags/{id}")
+
+
+def test_iri_bare_uuid_only():
+    out = run(["3fa85f64-5717-4562-b3fc-2c963f66afa6", "alice"],
+              partial(T["iri"].clean, collection="users", allow_bare_id=True))
+    assert out == ["/users/3fa85f64-5717-4562-b3fc-2c963f66afa6", "alice"]
+
+
+# ------------------------------------------------------------------- split, boolean, datetime
+
+
+def test_split_and_item_transforms():
+    out = run(["a@X.example; B@y.example ;;", " ; ", None],
+              lambda e: split_clean(e, ";", ["email"]))
+    assert out == [["a@x.example", "b@y.example"], None, None]
+    assert run(["Germany|UK"], lambda e: apply_transforms(e, [{"split": {"sep": "|"}}, "country"])) == \
+        [["DE", "GB"]]
+    back = pl.DataFrame({"v": [["DE", "GB"], []]}).select(apply_transforms(
+        pl.col("v"), [{"split": {"sep": "|"}}, "country"], direction="render"))
+    assert back.to_series().to_list() == ["DE|GB", None]
+
+
+def test_boolean():
+    values = ["Ja", "nee", "X", "0", "TRUE", " y ", "maybe", None]
+    assert run(values, T["boolean"].clean) == [True, False, True, False, True, True, None, None]
+    assert run(values, CHECKS["boolean"]) == [True] * 6 + [False, True]
+    assert run(values, T["boolean"].render) == ["true", "false", "true", "false", "true", "true",
+                                                None, None]
+
+
+def test_datetime():
+    values = ["2024-01-31", "2024-01-31 10:15", "2024-01-31T10:15:00Z", "2024-01-31T10:15:00+02:00",
+              "2024-01-31 10:15:00.25 +0200", "31-01-2024", "2024-02-30", "junk"]
+    assert run(values, T["datetime"].clean) == [
+        "2024-01-31T00:00:00+00:00", "2024-01-31T10:15:00+00:00", "2024-01-31T10:15:00+00:00",
+        "2024-01-31T08:15:00+00:00", "2024-01-31T08:15:00+00:00", "31-01-2024", "2024-02-30", "junk"]
+    assert run(["31-01-2024", "31/01/2024 10:15", "1.2.2024"],
+               partial(T["datetime"].clean, dayfirst=True, time_zone="Europe/Amsterdam")) == \
+        ["2024-01-30T23:00:00+00:00", "2024-01-31T09:15:00+00:00", "2024-01-31T23:00:00+00:00"]
+    assert run(["2024-01-31T10:15:00+00:00", "2025-01-31T10:15:00.5Z", "2024-02-30T00:00:00+00:00",
+                "2024-01-31", None], CHECKS["datetime"]) == [True, True, False, False, True]
+    with pytest.raises(TemplateError, match="time_zone"):
+        T["datetime"].clean(pl.col("v"), time_zone="Mars/Olympus")
+
+
+# ------------------------------------------------------------------------------ round trip
+
+ROUND_TRIP = [
+    (["trim"], [" a ", "", None]),
+    (["squish"], [" a  b "]),
+    (["lower"], ["AbC"]), (["upper"], ["AbC"]), (["title"], ["de vries"]),
+    (["email"], [" INFO@Dijkstra-Bouw.example "]),
+    (["url"], ["3RoundStones.com", "http://x.example/Path"]),
+    ([{"country": {"render": "name"}}], ["UK", "Germany", "us", "Untied States"]),
+    ([{"country": {"render": "alpha_3"}}], ["NL", "Côte d'Ivoire"]),
+    ([{"phone": {"default_region": "NL"}}], ["050 - 555 09 09", "31612345678", "+1 212 555 0100"]),
+    (["linkedin"], ["https://www.linkedin.com/company/dijkstra-bouw/", "acme"]),
+    (["boolean"], ["ja", "nee", None]),
+    (["datetime"], ["2024-01-31 10:15", "2024-01-31T10:15:00+02:00"]),
+    ([{"iri": {"collection": "users", "allow_bare_id": True}}], ["7", "/users/7", "/api/users/7"]),
+    ([{"prefix": {"value": "C-"}}], ["123", "C-9"]),
+    ([{"suffix": {"value": " B.V."}}], ["Acme"]),
+    ([{"replace": {"map": {"kantoor": "work", "mobiel": "mobile"}}}], ["kantoor", "mobiel", "fax"]),
+    ([{"split": {"sep": ";"}}, "email"], ["A@x.example; b@y.example", "c@z.example"]),
+    (["squish", {"split": {"sep": ","}}, {"iri": {"collection": "tags", "allow_bare_id": True}}],
+     ["3, /tags/12"]),
+]
+
+
+@pytest.mark.parametrize("specs,values", ROUND_TRIP, ids=lambda x: str(x)[:40])
+def test_round_trip_clean_render_clean(specs, values):
+    df = pl.DataFrame({"v": values}, schema={"v": pl.String})
+    cleaned = df.select(apply_transforms(pl.col("v"), specs))
+    rendered = cleaned.select(apply_transforms(pl.col("v"), specs, direction="render"))
+    again = rendered.select(apply_transforms(pl.col("v"), specs))
+    assert again.to_series().to_list() == cleaned.to_series().to_list()
+
+
+def test_every_transform_has_a_round_trip_case():
+    named = {next(iter(s)) if isinstance(s, dict) else s for specs, _ in ROUND_TRIP for s in specs}
+    assert named == set(TRANSFORMS)
+    assert all(t.doc and t.name == name for name, t in TRANSFORMS.items())
+
+
+# ------------------------------------------------------------------------- chains and errors
+
+
+def test_chain_order_and_errors():
+    specs = [{"prefix": {"value": "C-"}}, "upper"]
+    assert run([" c-1 "], partial(apply_transforms, specs=specs)) == ["C-C-1"]
+    assert run(["C-ABC"], partial(apply_transforms, specs=specs, direction="render")) == ["ABC"]
+    with pytest.raises(TemplateError) as err:
+        apply_transforms(pl.col("v"), ["trim", "phonee"])
+    assert str(err.value) == ("unknown transform 'phonee'; known: boolean, country, datetime, email, "
+                              "iri, linkedin, lower, phone, prefix, replace, split, squish, suffix, "
+                              "title, trim, upper, url")
+    with pytest.raises(TemplateError, match="transform 'phone' has no option regoin; options: "
+                                            "default_region, region"):
+        apply_transforms(pl.col("v"), [{"phone": {"regoin": "NL"}}])
+    with pytest.raises(TemplateError, match="transform 'iri' needs option collection"):
+        apply_transforms(pl.col("v"), ["iri"])
+    with pytest.raises(TemplateError, match="only once"):
+        apply_transforms(pl.col("v"), ["split", "split"])
+    with pytest.raises(TemplateError, match="one-key mapping"):
+        apply_transforms(pl.col("v"), [{"trim": None, "upper": None}])
+    with pytest.raises(TemplateError, match="one-to-one"):
+        apply_transforms(pl.col("v"), [{"replace": {"map": {"a": "x", "b": "x"}}}], direction="render")
+    with pytest.raises(ValueError, match="direction"):
+        apply_transforms(pl.col("v"), ["trim"], direction="export")
+
+
+# ----------------------------------------------------------------------------------- checks
+
+
+def test_checks_simple_and_null_passes():
+    assert run(["work", "office", "Mobile", None], CHECKS["phone_type"]) == [True, False, False, True]
+    assert run(["abcd", "abcdef", None], partial(CHECKS["max_length"], n=5)) == [True, False, True]
+    assert run(["+31505550909", "+0123456789", "0505550909"], CHECKS["phone_e164"]) == [True, False, False]
+    assert check_rule("country") == ("ISO 3166-1 alpha-2", "use a two-letter code such as US")
+    assert check_rule("max_length", n=80) == ("maximum length", "shorten it to at most 80 characters")
+
+
+def test_check_list_on_lists():
+    df = pl.DataFrame({"v": [["a@x.example", "bad"], ["a@x.example"], [], None]})
+    assert df.select(check_list(CHECKS["email"], pl.col("v"))).to_series().to_list() == \
+        [False, True, True, True]
+
+
+def test_check_tables_agree():
+    assert set(CHECK_RULES) == set(CHECKS) == set(CHECK_ISSUE_TYPES)
+    assert set(CHECK_ISSUE_TYPES.values()) <= set(ISSUE_TYPES)
