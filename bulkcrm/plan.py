@@ -30,6 +30,7 @@ from .validate import validate
 
 SCHEMA_VERSION = 1
 WRITE_OPS = ("create", "patch", "replace")
+CONFLICT_TYPES = ("duplicate-row", "ambiguous-match")
 
 
 @dataclass
@@ -185,7 +186,7 @@ def plan(source: str | Path | Sheet, template: Template, client: Client, *, mode
 def _decide(mapped: pl.DataFrame, rows: pl.DataFrame, matches, template: Template, mode: str,
             issues: list[Issue], tags: list[str]) -> tuple[list[dict], list[Operation]]:
     """One row record per input row and the operations, in input order."""
-    errors = {i.row_number for i in issues if i.severity == "error"}
+    errors = {i.row_number for i in issues if i.severity == "error" and i.type not in CONFLICT_TYPES}
     conflict_rows = set(matches.conflicts["row_number"].to_list())
     joined = rows.join(matches.iri, on="row_number", how="left")
     ok = joined.filter(~pl.col("row_number").is_in(list(conflict_rows | errors)))

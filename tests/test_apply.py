@@ -78,7 +78,7 @@ def test_kill9_at_20_moments_then_resume(crm, tmp_path):
     crm.set_faults(latency_ms=3)
     jpath = journal_path(path)
     cmd = [sys.executable, "-m", "bulkcrm", "apply", str(path), "--base-url", crm.url, "--api-key", TEST_KEY,
-           "--no-reconcile", "--json", "--report", str(tmp_path / "report")]
+           "--max-rate", "60000", "--no-reconcile", "--json", "--report", str(tmp_path / "report")]
     rng = random.Random(20261130)
     kills = 0
     for _ in range(20):

@@ -9,7 +9,7 @@ import sys
 import pytest
 import requests
 
-from bulkcrm.sandbox import Sandbox
+from bulkcrm.sandbox import Sandbox, run
 from tests.conftest import OTHER_KEY, TEST_KEY
 
 LD, MERGE = "application/ld+json", "application/merge-patch+json"
@@ -39,6 +39,22 @@ def post(crm, path: str, body: dict, **kw) -> dict:
 def test_refuses_non_loopback_host(host):
     with pytest.raises(ValueError, match="only loopback addresses"):
         Sandbox(host=host, api_keys={"k": "t"})
+    with pytest.raises(ValueError, match="only loopback addresses"):
+        run(host=host, port=0, api_keys=["k"])
+
+
+def test_run_needs_a_key():
+    with pytest.raises(ValueError, match="at least one API key"):
+        run(port=0)
+
+
+def test_stop_closes_kept_alive_connections():
+    sb = Sandbox(api_keys={"k": "t"}).start()
+    with requests.Session() as s:
+        assert s.get(sb.url + "/users", headers={"X-API-KEY": "k"}).status_code == 200
+        sb.stop()
+        with pytest.raises(requests.ConnectionError):
+            s.get(sb.url + "/users", headers={"X-API-KEY": "k"})
 
 
 def test_loopback_variants_are_accepted():

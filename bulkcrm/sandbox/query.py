@@ -174,9 +174,9 @@ def conditions(coll: str, params: dict[str, Any], tenant: str) -> tuple[list, li
             keys = list(dict.fromkeys(k for v in vals for k in identifier_keys(v)))
             where.append((f"r.id IN (SELECT id FROM idents WHERE tenant = ? AND ident IN "
                           f"({', '.join('?' * len(keys))}))", [tenant, *keys]))
+    exists = params.get("exists") if isinstance(params.get("exists"), dict) else {}
     for prop, column in spec.exists.items():
-        flag = _boolean((params.get("exists") or {}).get(prop) if isinstance(
-            params.get("exists"), dict) else None)
+        flag = _boolean(exists.get(prop))
         if flag is not None:
             where.append((f"{column} IS {'NOT ' if flag else ''}NULL", []))
     for prop, column in spec.booleans.items():
@@ -184,10 +184,9 @@ def conditions(coll: str, params: dict[str, Any], tenant: str) -> tuple[list, li
         if flag is not None:
             where.append((f"{column} = ?", [int(flag)]))
     for prop, column in spec.dates.items():
-        ops = params.get(prop)
+        ops = params.get(prop) if isinstance(params.get(prop), dict) else {}
         for op, sql_op in _DATE_OPS.items():
-            moment = parse_datetime(ops[op]) if isinstance(ops, dict) and isinstance(
-                ops.get(op), str) else None
+            moment = parse_datetime(ops[op]) if isinstance(ops.get(op), str) else None
             if moment:
                 where.append((f"{column} {sql_op} ?", [moment.timestamp()]))
     order: list[str] = []

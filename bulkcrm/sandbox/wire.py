@@ -26,7 +26,7 @@ class Request:
     """One HTTP request as the app sees it.
 
     Attributes:
-        method: upper-case verb. path: URL path without query (percent-decoded).
+        method: upper-case verb. path: URL path as sent, without the query string.
         query: raw query string (no `?`). headers: header names lower-cased.
         body: raw bytes. tenant: set once the key is accepted. user: the key's user id.
     """

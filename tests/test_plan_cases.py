@@ -1,0 +1,213 @@
+"""Issue 5: ../shared/cases BR-07, BR-08, BR-11 (and BR-10's relation rules) through the planner,
+against the sandbox over HTTP."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from bulkcrm.apply import apply
+from bulkcrm.plan import plan
+from bulkcrm.template import parse_template
+from tests.conftest import CASES
+
+CASES_TEMPLATE = {  # the column -> field table of ../shared/cases/README.md
+    "resource": "organizations",
+    "identifiers": ["emailAddresses", "phoneNumbers", "linkedinId"],
+    "default_region": "NL",
+    "fields": {
+        "title": "title",
+        "website": "website",
+        "emailAddresses": {"column": "email", "split": ";"},
+        "phoneNumbers": {"column": "phone", "type_column": "phone_type"},
+        "chamberOfCommerceNumber": "kvk_number",
+        "linkedinId": "linkedin",
+        "address.street": "street", "address.postalCode": "postal_code",
+        "address.city": "city", "address.country": "country",
+        "owner": "owner",
+        "tags": {"column": "tags", "split": ";"},
+    },
+}
+
+
+BR11 = "/organizations/6f1c2a4e-0011-4000-8000-000000000303"
+
+
+def template(**overrides):
+    doc = json.loads(json.dumps(CASES_TEMPLATE))
+    doc.update(overrides)
+    return parse_template(doc, path="cases.yaml", sha256="t")
+
+
+def only_columns(csv_path, tmp_path):
+    """The cases template maps every column of the README; give the sheet the missing ones empty."""
+    import csv as _csv
+    rows = list(_csv.reader(csv_path.open(encoding="utf-8-sig", newline="")))
+    wanted = ["title", "website", "email", "phone", "phone_type", "kvk_number", "linkedin", "street",
+              "postal_code", "city", "country", "owner", "tags"]
+    header = rows[0]
+    out = tmp_path / csv_path.name
+    with out.open("w", encoding="utf-8", newline="") as f:
+        w = _csv.writer(f)
+        w.writerow(wanted)
+        for r in rows[1:]:
+            d = dict(zip(header, r))
+            w.writerow([d.get(c, "") for c in wanted])
+    return out
+
+
+def load_existing(crm, name):
+    crm.seed({"organizations": [json.loads((CASES / name).read_text())]})
+
+
+def test_br07_identifiers_normalised_on_both_sides(crm, client, tmp_path):
+    load_existing(crm, "BR-07.existing.json")
+    p = plan(only_columns(CASES / "BR-07.csv", tmp_path), template(), client)
+    (row,) = p.rows
+    assert row["op"] in ("unchanged", "patch")
+    assert row["iri"] == "/organizations/6f1c2a4e-0007-4000-8000-000000000101"
+    assert p.counts()["create"] == 0
+    assert row["op"] == "unchanged"  # every value equals the record after normalisation
+
+
+def test_br08_duplicate_rows_conflict_before_any_write(crm, client, tmp_path):
+    crm.clear_log()
+    p = plan(only_columns(CASES / "BR-08.csv", tmp_path), template(), client)
+    ops = {r["row_number"]: r["op"] for r in p.rows}
+    assert ops == {2: "conflict", 3: "create", 4: "conflict"}
+    issue = next(i for i in p.issues if i["row_number"] == 4)
+    assert issue["type"] == "duplicate-row" and "info@vermeer-installatie.example" in issue["message"]
+    assert "2, 4" in issue["message"]
+    assert [o.row_numbers for o in p.operations] == [[3]]
+    assert all(r.method == "GET" for r in crm.requests)
+
+
+def with_iri(path, iri):
+    """BR-11's row shares no identifier with the record (its e-mail and phone are the new
+    ones): ops staff match it through the IRI column of an export, as done here."""
+    lines = path.read_text(encoding="utf-8").splitlines()
+    path.write_text("\n".join([lines[0] + ",crm_iri"] + [ln + "," + iri for ln in lines[1:]]) + "\n",
+                    encoding="utf-8")
+    return path
+
+
+def test_br11_merge_patch_keeps_existing_list_items(crm, client, tmp_path):
+    load_existing(crm, "BR-11.existing.json")
+    crm.seed({"tags": [{"@id": "/tags/9", "title": "Lease"},
+                       {"@id": "/tags/6f1c2a4e-0000-4000-8000-000000000003", "title": "A"},
+                       {"@id": "/tags/6f1c2a4e-0000-4000-8000-000000000008", "title": "B"}]})
+    p = plan(with_iri(only_columns(CASES / "BR-11.csv", tmp_path), BR11), template(), client)
+    (op,) = p.operations
+    assert op.method == "PATCH" and op.path == "/organizations/6f1c2a4e-0011-4000-8000-000000000303"
+    assert [e["email"] for e in op.body["emailAddresses"]] == [
+        "info@snel.example", "werkplaats@snel.example", "verkoop@snel.example"]
+    assert op.body["phoneNumbers"] == [
+        {"phoneNumber": "+31405551212", "phoneType": "work"},
+        {"phoneNumber": "+31655501313", "phoneType": "mobile"},
+        {"phoneNumber": "+31405551414", "phoneType": "fax"}]
+    assert op.body["tags"] == ["/tags/6f1c2a4e-0000-4000-8000-000000000003",
+                               "/tags/6f1c2a4e-0000-4000-8000-000000000008", "/tags/9"]
+    assert "title" not in op.body
+    crm.clear_log()
+    report = apply(p, client, journal_file=tmp_path / "j.jsonl")
+    assert report.ok
+    patch = [r for r in crm.requests if r.method == "PATCH"]
+    assert len(patch) == 1
+    rec = client.get(op.path)
+    assert len(rec["emailAddresses"]) == 3 and len(rec["phoneNumbers"]) == 3 and len(rec["tags"]) == 3
+
+
+def test_br11_replace_policy_replaces_lists(crm, client, tmp_path):
+    load_existing(crm, "BR-11.existing.json")
+    crm.seed({"tags": [{"@id": "/tags/9", "title": "Lease"}]})
+    doc = json.loads(json.dumps(CASES_TEMPLATE))
+    doc["fields"]["emailAddresses"] = {"column": "email", "policy": "replace"}
+    p = plan(with_iri(only_columns(CASES / "BR-11.csv", tmp_path), BR11), parse_template(doc, path="x"), client)
+    (op,) = p.operations
+    assert op.body["emailAddresses"] == [{"email": "verkoop@snel.example"}]
+
+
+def test_br10_relations_must_be_iris_of_the_right_collection(crm, client, tmp_path):
+    crm.seed({"users": [{"@id": "/users/7", "email": "u7@example.com", "familyName": "Z"}],
+              "tags": [{"@id": "/tags/3", "title": "three"}, {"@id": "/tags/12", "title": "twelve"}]})
+    p = plan(only_columns(CASES / "BR-10.csv", tmp_path), template(), client)
+    errors = {(i["row_number"], i["column"], i["value"]) for i in p.issues if i["severity"] == "error"}
+    assert (2, "owner", "7") in errors            # a bare id is not an IRI unless the template says so
+    assert (3, "tags", "tags/12") in errors
+    assert (4, "owner", "/api/users/7") in errors
+    assert (5, "tags", "/users/5") in errors
+    msgs = [i["message"] for i in p.issues if i["value"] == "/users/5"]
+    assert "/tags/{id}" in msgs[0]
+    assert {r["row_number"]: r["op"] for r in p.rows} == {2: "invalid", 3: "invalid", 4: "invalid", 5: "invalid"}
+
+
+def test_br10_bare_ids_become_iris_where_the_template_says_so(crm, client, tmp_path):
+    crm.seed({"users": [{"@id": "/users/7", "email": "u7@example.com", "familyName": "Z"}],
+              "tags": [{"@id": "/tags/3", "title": "three"}, {"@id": "/tags/12", "title": "twelve"}]})
+    doc = json.loads(json.dumps(CASES_TEMPLATE))
+    doc["fields"]["owner"] = {"column": "owner", "transforms": [{"iri": {"allow_bare_id": True}}]}
+    doc["fields"]["tags"] = {"column": "tags", "transforms": [{"iri": {"allow_bare_id": True}}]}
+    p = plan(only_columns(CASES / "BR-10.csv", tmp_path), parse_template(doc, path="x"), client)
+    first = next(o for o in p.operations if o.row_numbers == [2])
+    assert first.body["owner"] == "/users/7" and first.body["tags"] == ["/tags/3", "/tags/12"]
+    bad = {(i["row_number"], i["value"]) for i in p.issues if i["severity"] == "error"}
+    assert (4, "/api/users/7") in bad and (5, "/users/5") in bad and (3, "tags/12") in bad
+
+
+def test_tag_names_resolve_and_unknown_names_are_issues(crm, client, tmp_path):
+    crm.seed({"tags": [{"@id": "/tags/1", "title": "VIP"}]})
+    doc = json.loads(json.dumps(CASES_TEMPLATE))
+    doc["fields"]["tags"] = {"column": "tags", "lookup": True}
+    sheet = tmp_path / "t.csv"
+    sheet.write_text("title,email,phone,phone_type,website,kvk_number,linkedin,street,postal_code,city,country,"
+                     "owner,tags\nA,a@x.example,,,,,,,,,,,vip\nB,b@x.example,,,,,,,,,,,Nope\n", encoding="utf-8")
+    p = plan(sheet, parse_template(doc, path="x"), client)
+    assert p.operations[0].body["tags"] == ["/tags/1"]
+    (issue,) = [i for i in p.issues if i["type"] == "unknown-lookup"]
+    assert issue["row_number"] == 3 and issue["value"] == "Nope"
+    doc["fields"]["tags"]["lookup"] = {"create_missing": True}
+    p2 = plan(sheet, parse_template(doc, path="x"), client)
+    assert [o.key for o in p2.operations] == ["tag:Nope", "row:2", "row:3"]
+    report = apply(p2, client, journal_file=tmp_path / "j2.jsonl")
+    assert report.ok
+    created = {o["title"]: o for o in crm.store.all("organizations", tenant="tenant-a")}
+    new_tag = created["B"]["tags"][0]
+    assert client.get(new_tag)["title"] == "Nope"
+
+
+@pytest.mark.parametrize("mode,expected", [("create-only", {2: "skip", 3: "create"}),
+                                           ("update-only", {2: "patch", 3: "skip"})])
+def test_modes(crm, client, tmp_path, mode, expected):
+    crm.seed({"organizations": [{"title": "Old", "emailAddresses": [{"email": "a@x.example"}]}]})
+    sheet = tmp_path / "m.csv"
+    sheet.write_text("title,email\nNew name,a@x.example\nOther,b@x.example\n", encoding="utf-8")
+    t = parse_template({"identifiers": ["emailAddresses"], "fields": {"title": "title", "emailAddresses": "email"}})
+    assert {r["row_number"]: r["op"] for r in plan(sheet, t, client, mode=mode).rows} == expected
+
+
+def test_replace_mode_puts_and_lists_cleared_fields(crm, client, tmp_path):
+    crm.seed({"organizations": [{"title": "Old", "emailAddresses": [{"email": "a@x.example"}],
+                                 "website": "https://old.example", "description": "kept: unmapped"}]})
+    sheet = tmp_path / "r.csv"
+    sheet.write_text("title,email,website\nNew,a@x.example,\n", encoding="utf-8")
+    t = parse_template({"mode": "replace", "identifiers": ["emailAddresses"],
+                        "fields": {"title": "title", "emailAddresses": "email", "website": "website"}})
+    p = plan(sheet, t, client)
+    (op,) = p.operations
+    assert op.method == "PUT" and op.cleared == ["website"]
+    assert op.body["description"] == "kept: unmapped" and op.body["title"] == "New"
+    apply(p, client, journal_file=tmp_path / "j.jsonl")
+    rec = client.get(op.path)
+    assert rec["title"] == "New" and "website" not in rec and rec["description"] == "kept: unmapped"
+
+
+def test_ambiguous_match_is_a_conflict(crm, client, tmp_path):
+    crm.seed({"organizations": [{"title": "A", "emailAddresses": [{"email": "a@x.example"}]},
+                                {"title": "B", "phoneNumbers": [{"phoneNumber": "+31205550101"}]}]})
+    sheet = tmp_path / "a.csv"
+    sheet.write_text("title,email,phone\nAB,a@x.example,+31 20 555 0101\n", encoding="utf-8")
+    t = parse_template({"identifiers": ["emailAddresses", "phoneNumbers"],
+                        "fields": {"title": "title", "emailAddresses": "email", "phoneNumbers": "phone"}})
+    p = plan(sheet, t, client)
+    assert p.rows[0]["op"] == "conflict" and "2 records" in p.rows[0]["note"]
+    assert p.operations == []
