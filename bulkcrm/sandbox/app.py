@@ -69,11 +69,11 @@ class App:
                             headers=[("Allow", ", ".join(methods))])
         _check_accept(req)
         if kind == "collection":
-            return self.list(req, coll, f"/{coll}") if method == "GET" else self.create(req, coll)
+            return self.list_items(req, coll, f"/{coll}") if method == "GET" else self.create(req, coll)
         if kind == "notes":
             org_id = args[0]
             if method == "GET":
-                return self.list(req, "notes", f"/organizations/{org_id}/notes", parent=org_id)
+                return self.list_items(req, "notes", f"/organizations/{org_id}/notes", parent=org_id)
             self._load(req, "organizations", org_id)
             return self.create(req, "notes", parent=org_id)
         if kind == "note":
@@ -97,7 +97,7 @@ class App:
 
     # -- handlers ----------------------------------------------------------------------------
 
-    def list(self, req: Request, coll: str, path: str, parent: str | None = None) -> Response:
+    def list_items(self, req: Request, coll: str, path: str, parent: str | None = None) -> Response:
         """GET a collection: filters, order, pagination (crm-api.md §6, §7)."""
         spec, params = SPECS[coll], parse_query(req.query)
         page = page_of(params)

@@ -31,7 +31,7 @@ from .seeding import load_seed_file, seed_records
 from .store import Store
 from .wire import HttpError, Request, Response, json_response, problem
 
-DEFAULT_PORT = 8421
+DEFAULT_PORT = 8000
 """Port `run()` listens on unless told otherwise."""
 DEFAULT_RATE_LIMIT = (20, 60.0)
 """(requests, window seconds) per tenant, as the real API (crm-api.md §4)."""
