@@ -155,6 +155,8 @@ def _phone_frame(df: pl.DataFrame, m: Mapping, template: Template) -> pl.DataFra
             continue
         type_expr = (pl.col(s.type_column).str.strip_chars().str.to_lowercase() if s.type_column
                      else pl.lit(s.phone_type, dtype=pl.String))
+        if s.type_map:
+            type_expr = type_expr.replace(dict(s.type_map))
         items = df.select(_IDX, pl.col(s.column).str.split(s.split).alias("__num") if s.split
                           else pl.col(s.column).alias("__num"), type_expr.alias("__type"), "__region")
         items = items.explode("__num") if s.split else items

@@ -65,7 +65,7 @@ IDENTIFIER_KINDS = {
 SEARCHABLE_IDENTIFIERS = ("emailAddresses", "phoneNumbers", "linkedinId")
 
 _SOURCE_KEYS = {"column", "columns", "value", "transforms", "split", "policy", "lookup",
-                "required", "max_length", "type", "type_column", "render"}
+                "required", "max_length", "type", "type_column", "type_map", "render"}
 _LOOKUP_KEYS = {"by", "table", "create_missing", "collection"}
 
 
@@ -81,6 +81,7 @@ class Source:
         split: separator turning the cell into a list (list fields), or None.
         phone_type: constant phoneType for phone sources (crm-api.md §8.2 enum).
         type_column: column holding the phoneType per row.
+        type_map: sheet phone-type word -> API phoneType (e.g. office -> work), lower-cased keys.
     """
 
     column: str | None = None
@@ -89,6 +90,7 @@ class Source:
     split: str | None = None
     phone_type: str | None = None
     type_column: str | None = None
+    type_map: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -328,14 +330,19 @@ def _source(spec: Any, rule: dict, err: _Err, key: str) -> Source:
     transforms = spec.get("transforms", [])
     if not isinstance(transforms, list):
         raise err("expected a list of transforms", f"{key}.transforms")
-    if spec.get("type") is not None and rule["kind"] != "phones":
-        raise err("'type' applies to phoneNumbers only", f"{key}.type")
+    for k in ("type", "type_column", "type_map"):
+        if spec.get(k) is not None and rule["kind"] != "phones":
+            raise err(f"'{k}' applies to phoneNumbers only", f"{key}.{k}")
+    type_map = spec.get("type_map") or {}
+    if not isinstance(type_map, dict):
+        raise err("expected a mapping of sheet word -> phoneType", f"{key}.type_map")
     split = spec.get("split")
     if split is None and rule["kind"] in ("emails", "list") and "column" in spec:
         split = ";"
     return Source(column=spec.get("column"), value=spec.get("value"), transforms=tuple(
         _freeze(t) for t in transforms), split=split, phone_type=spec.get("type"),
-        type_column=spec.get("type_column"))
+        type_column=spec.get("type_column"),
+        type_map=tuple((str(k).strip().lower(), str(v)) for k, v in type_map.items()))
 
 
 def _lookup(spec: Any, rule: dict, err: _Err, key: str) -> Lookup | None:

@@ -65,8 +65,12 @@ def validate(mapped: pl.DataFrame, template: Template, *, sheet: pl.DataFrame | 
     schema = pa.DataFrameSchema({f: pa.Column(checks=[_pa_check(r) for r in rs], nullable=True)
                                  for f, rs in _by_field(rules).items() if f in mapped.columns})
     failures = _failures(schema, mapped)
-    found = _issues(failures, rules, mapped, sheet, template, file, sheet_name)
-    found += [Issue(**{**i.to_dict(), "file": i.file or file}) for i in read_issues or []]
+    read_found = [Issue(**{**i.to_dict(), "file": i.file or file}) for i in read_issues or []]
+    # a cell the reader already rejected (formula without result, Excel error) is not also
+    # reported as missing or malformed: the reader's issue names the real problem
+    unreadable = {(i.row_number, i.column) for i in read_found if i.severity == "error"}
+    found = [i for i in _issues(failures, rules, mapped, sheet, template, file, sheet_name)
+             if (i.row_number, i.column) not in unreadable] + read_found
     issues = issues_frame(found).sort("row_number", "column", nulls_last=True)
     bad = set(issues.filter(pl.col("severity") == "error")["row_number"].drop_nulls().to_list())
     valid = mapped.filter(~pl.col("row_number").is_in(list(bad)))

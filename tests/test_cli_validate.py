@@ -1,0 +1,88 @@
+"""Issue 4: `bulkcrm validate` reports every problem at once and never crashes, on every real file."""
+from __future__ import annotations
+
+import json
+
+import openpyxl
+import pytest
+import yaml
+
+from bulkcrm.cli import cli
+from bulkcrm.errors import InputError
+from bulkcrm.read import read
+from tests.conftest import CASES, DATA, REPO
+from tests.test_read_shared_data import ALL_FILES
+
+
+def _template_for(path, tmp_path):
+    """A template mapping the file's own columns: title = first column, plus any e-mail, web,
+    phone and country columns, so validation (not only the column check) runs."""
+    try:
+        cols = [c for c in read(path).frame.columns if c != "row_number"]
+    except InputError:
+        cols = ["title"]
+    fields = {"title": cols[0]}
+    pick = {"emailAddresses": ("mail",), "website": ("url", "web"), "phoneNumbers": ("phone", "tel"),
+            "address.country": ("country",)}
+    for field, words in pick.items():
+        hit = next((c for c in cols[1:] if any(w in c.lower() for w in words)), None)
+        if hit and hit not in fields.values():
+            fields[field] = hit
+    t = tmp_path / "t.yaml"
+    t.write_text(yaml.safe_dump({"fields": fields, "null_tokens": ["NULL"]}), encoding="utf-8")
+    return t
+
+
+@pytest.mark.parametrize("path", ALL_FILES, ids=lambda p: str(p.relative_to(DATA)))
+def test_validate_every_shared_file_exits_0_1_or_2(path, runner, tmp_path):
+    result = runner.invoke(cli, ["validate", str(path), "-t", str(_template_for(path, tmp_path)), "--json"])
+    assert result.exit_code in (0, 1, 2), result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
+    assert "Traceback" not in result.output
+    if result.exit_code == 2:
+        assert result.output.startswith("Error: ") and path.name in result.output
+    else:
+        summary = json.loads(result.output.strip().splitlines()[-1])
+        assert summary["valid"] == (result.exit_code == 0)
+
+
+def test_validate_reports_every_problem_with_an_annotated_copy(runner, tmp_path):
+    sheet = tmp_path / "orgs.csv"
+    sheet.write_text("name,email,web,country\n"
+                     "Good BV,info@good.example,good.example,NL\n"
+                     ",broken@,https://ok.example,Untied States\n"
+                     "Third,a@b.example,not a url,XX\n", encoding="utf-8")
+    t = tmp_path / "t.yaml"
+    t.write_text(yaml.safe_dump({"fields": {"title": "name", "emailAddresses": "email", "website": "web",
+                                            "address.country": "country"}}), encoding="utf-8")
+    result = runner.invoke(cli, ["validate", str(sheet), "-t", str(t), "--report", str(tmp_path / "out")])
+    assert result.exit_code == 1
+    issues = json.loads((tmp_path / "out" / "issues.json").read_text())["issues"]
+    found = {(i["row_number"], i["column"], i["type"], i["value"]) for i in issues}
+    assert found == {(3, "name", "missing-required", None), (3, "email", "invalid-email", "broken@"),
+                     (3, "country", "invalid-country", "Untied States"), (4, "web", "invalid-url", "not a url"),
+                     (4, "country", "invalid-country", "XX")}
+    msg = next(i["message"] for i in issues if i["value"] == "Untied States")
+    assert msg.startswith("orgs.csv:3:country:") and "ISO 3166-1" in msg
+    book = openpyxl.load_workbook(tmp_path / "out" / "orgs.issues.xlsx")
+    ws = book.active
+    assert ws["D3"].comment is not None and "ISO 3166-1" in ws["D3"].comment.text
+    assert ws["B2"].comment is None
+    assert (tmp_path / "out" / "issues.csv").exists()
+
+
+def test_validate_clean_file_exits_0(runner):
+    result = runner.invoke(cli, ["validate", str(REPO / "samples" / "organizations.csv"),
+                                 "-t", str(REPO / "templates" / "organizations.yaml")])
+    assert result.exit_code == 0, result.output
+    assert "91 rows, 0 invalid" in result.output
+
+
+def test_missing_column_and_bad_template_are_usage_errors(runner, tmp_path):
+    t = tmp_path / "t.yaml"
+    t.write_text("fields:\n  title: nope\n", encoding="utf-8")
+    result = runner.invoke(cli, ["validate", str(CASES / "BR-01.csv"), "-t", str(t)])
+    assert result.exit_code == 2 and "'nope'" in result.output and "'title'" in result.output
+    t.write_text("fields:\n  titel: title\n", encoding="utf-8")
+    result = runner.invoke(cli, ["validate", str(CASES / "BR-01.csv"), "-t", str(t)])
+    assert result.exit_code == 2 and "fields.titel" in result.output and "unknown field" in result.output
