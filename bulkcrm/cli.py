@@ -117,11 +117,15 @@ def import_cmd(ctx, file, template_path, mode, match_strategy, sheet, encoding, 
     ctx.obj["json"] = as_json
     target = _open(ctx, base_url, api_key, max_rate)
     report_dir = report_dir or str(Path("reports") / Path(file).stem)
-    result = run_import(file, template_path, target, mode=mode, strategy=match_strategy,
-                        sheet=_sheet_arg(sheet), encoding=encoding, delimiter=delimiter,
-                        header_row=header_row, dry_run=dry_run, report_dir=report_dir,
-                        reconcile=not no_reconcile, progress=not as_json,
-                        echo=lambda s: click.echo(s, err=as_json))
+    try:
+        result = run_import(file, template_path, target, mode=mode, strategy=match_strategy,
+                            sheet=_sheet_arg(sheet), encoding=encoding, delimiter=delimiter,
+                            header_row=header_row, dry_run=dry_run, report_dir=report_dir,
+                            reconcile=not no_reconcile, progress=not as_json,
+                            echo=lambda s: click.echo(s, err=as_json))
+    except (KeyboardInterrupt, AuthError) as e:
+        _stopped(e, f"bulkcrm apply {Path(report_dir) / 'plan.json'} --report {report_dir}",
+                 Path(report_dir, "plan.json").exists())
     _finish(result, as_json)
 
 
@@ -174,9 +178,7 @@ def apply_cmd(ctx, plan_file, base_url, api_key, max_rate, report_dir, batch_siz
                            reconcile=not no_reconcile, progress=not as_json,
                            echo=lambda s: click.echo(s, err=as_json))
     except (KeyboardInterrupt, AuthError) as e:
-        click.echo(f"\nStopped ({'interrupted' if isinstance(e, KeyboardInterrupt) else e}). "
-                   f"The journal is saved; resume with:\n  {resume}", err=True)
-        sys.exit(130 if isinstance(e, KeyboardInterrupt) else 1)
+        _stopped(e, resume, True)
     _finish(result, as_json)
 
 
@@ -199,6 +201,61 @@ def validate_cmd(ctx, file, template_path, sheet, encoding, delimiter, header_ro
     else:
         click.echo(result["text"])
     sys.exit(0 if result["summary"]["valid"] else 1)
+
+
+@cli.command("export")
+@click.option("--template", "-t", "template_path", required=True, type=click.Path(dir_okay=False),
+              help="Template YAML; the export is its reverse, so re-importing changes nothing.")
+@click.option("--out", "-o", "out", required=True, type=click.Path(dir_okay=False),
+              help="File to write: .csv (UTF-8) or .xlsx.")
+@click.option("--q", default=None, help="Free-text filter (the API's q).")
+@click.option("--owner", default=None, help="Owner e-mail, IRI /users/{id} or id.")
+@click.option("--tag", "tags", multiple=True, help="Tag title, IRI or id (repeatable: any of them).")
+@click.option("--segment", "segments", multiple=True, help="Segment title, IRI or id (repeatable: any of them).")
+@click.option("--archived/--not-archived", default=None, help="Only archived / only not archived records.")
+@click.option("--created-after", default=None, help="ISO 8601 date or date-time (inclusive).")
+@click.option("--created-before", default=None, help="ISO 8601 date (that day included) or date-time.")
+@target_options
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object with path, records, pages, requests.")
+@click.pass_context
+@handle_errors
+def export_cmd(ctx, template_path, out, q, owner, tags, segments, archived, created_after, created_before,
+               base_url, api_key, max_rate, as_json):
+    """Write organizations to a CSV/XLSX sheet through a template (crm_iri column first)."""
+    from .export import ExportFilters, export
+    from .template import load_template
+    ctx.obj["json"] = as_json
+    template = load_template(template_path)
+    target = _open(ctx, base_url, api_key, max_rate)
+    filters = ExportFilters(q=q, owner=owner, tags=tuple(tags), segments=tuple(segments), archived=archived,
+                            created_after=created_after, created_before=created_before)
+    bar = None if as_json else _ExportBar()
+    try:
+        result = export(target.client, template, out, filters=filters, progress=bar)
+    finally:
+        if bar is not None:
+            bar.close()
+    payload = {"path": str(result.path), "records": result.records, "pages": result.pages,
+               "requests": result.requests}
+    click.echo(json.dumps(payload) if as_json else
+               f"Exported {result.records} records to {result.path} ({result.pages} pages, {result.requests} requests)")
+
+
+class _ExportBar:
+    """tqdm bar on stderr: pages read of the total (from totalItems), requests sent, ETA."""
+
+    def __init__(self):
+        from tqdm import tqdm
+        self.bar = tqdm(total=None, unit="page", desc="export", leave=True)
+
+    def __call__(self, pages: int, total: int | None, client) -> None:
+        self.bar.total = total
+        self.bar.n = pages
+        self.bar.set_postfix(requests=client.requests_sent, refresh=False)
+        self.bar.refresh()
+
+    def close(self) -> None:
+        self.bar.close()
 
 
 @cli.command("sandbox")
@@ -231,6 +288,14 @@ def sandbox_cmd(host, port, db, api_keys, tenant, rate_limit, latency_ms, error_
             error_rate=error_rate, drop_rate=drop_rate)
     except ValueError as e:
         raise click.BadParameter(str(e), param_hint="--host") from None
+
+
+def _stopped(e: BaseException, resume: str, resumable: bool) -> None:
+    """Ctrl-C or a rejected key mid-run: the journal is already fsynced; say how to go on."""
+    why = "interrupted" if isinstance(e, KeyboardInterrupt) else str(e)
+    tail = f" The journal is saved; resume with:\n  {resume}" if resumable else ""
+    click.echo(f"\nStopped ({why}).{tail}", err=True)
+    sys.exit(130 if isinstance(e, KeyboardInterrupt) else 1)
 
 
 def _finish(result: dict, as_json: bool) -> None:

@@ -10,7 +10,7 @@ The API's own rules for each field (kind, IRI collection, normaliser, check) liv
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -63,10 +63,18 @@ IDENTIFIER_KINDS = {
 """Fields usable as identifiers -> normaliser kind. The first three are searchable with the
 `identifiers[]` filter (crm-api.md §8.3); the others need a full listing."""
 SEARCHABLE_IDENTIFIERS = ("emailAddresses", "phoneNumbers", "linkedinId")
+NOTE_KEY_FIELDS = ("organization", *NOTE_FIELDS)
+"""What a note's content key may be made of: its organization and any note field (issue 8)."""
+DEFAULT_NOTE_KEY = ("organization", "createdAt", "description")
+"""The default content key of a note; a row without createdAt keys on organization +
+description (notes have no identifiers filter: crm-api.md §9.1)."""
 
 _SOURCE_KEYS = {"column", "columns", "value", "transforms", "split", "policy", "lookup",
                 "required", "max_length", "type", "type_column", "type_map", "render"}
 _LOOKUP_KEYS = {"by", "table", "create_missing", "collection"}
+_NOTE_KEYS = {"organization", "content_key", "mirror"}
+_SECTION_KEYS = _NOTE_KEYS | {"sheet", "fields", "mode", "empty"}
+_ORG_REF_KEYS = {"iri_column", "customer_id_column", "identifiers"}
 
 
 @dataclass(frozen=True)
@@ -164,7 +172,9 @@ class Template:
         default_region: ISO 3166-1 alpha-2 region for phones of rows without a country.
         empty: `ignore` (an empty cell leaves the field alone) or `clear` (it clears it).
         clear_unmapped: a PUT clears fields the template does not map (default False).
-        notes: for organization_notes: how a note finds its organization and its content key.
+        notes: `NotesSpec` for resource organization_notes (how a note finds its organization,
+            its content key) and for an organizations template with a `notes:` section (then
+            `notes.template` is the parsed notes sub-template); None otherwise.
     """
 
     path: str
@@ -178,7 +188,7 @@ class Template:
     default_region: str | None
     empty: str
     clear_unmapped: bool = False
-    notes: dict = field(default_factory=dict)
+    notes: "NotesSpec | None" = None
 
     def mapping(self, field_name: str) -> Mapping | None:
         return next((m for m in self.mappings if m.field == field_name), None)
@@ -195,6 +205,54 @@ class Template:
         """The first sheet column feeding `field_name` (for issue messages)."""
         m = self.mapping(field_name)
         return m.columns[0] if m and m.columns else None
+
+
+@dataclass(frozen=True)
+class OrgRef:
+    """How a note row names its organization (issue 8).
+
+    Attributes:
+        iri_column: column holding the organization IRI (`/organizations/{id}`); wins.
+        customer_id_column: column holding the organization's customerId (no API filter:
+            matched through a full listing, crm-api.md §8.3).
+        identifiers: identifier fields read from the notes sheet, priority order.
+        template: a synthetic organizations template mapping exactly those columns, for
+            `match.match_rows` (identifiers = the fields above, then customerId).
+    """
+
+    iri_column: str | None
+    customer_id_column: str | None
+    identifiers: tuple[str, ...]
+    template: Template
+
+
+@dataclass(frozen=True)
+class NotesSpec:
+    """The notes part of a template (issue 8).
+
+    Attributes:
+        content_key: what makes two notes the same (`NOTE_KEY_FIELDS`), `organization` first.
+        organization: how a note row finds its organization; None when the notes share the
+            organizations' rows (one sheet).
+        mirror: the template allows mirror mode (deletes still need `--mirror-notes`).
+        sheet: worksheet of the notes (same workbook) or None (the organizations' rows).
+        template: for an organizations template, the notes sub-template (resource
+            organization_notes, whose own `notes` is this spec without `template`).
+    """
+
+    content_key: tuple[str, ...] = DEFAULT_NOTE_KEY
+    organization: OrgRef | None = None
+    mirror: bool = False
+    sheet: str | None = None
+    template: Template | None = None
+
+
+def notes_template(template: Template) -> Template | None:
+    """The template that maps note fields: `template` itself for resource organization_notes,
+    the parsed `notes:` section of an organizations template, else None."""
+    if template.resource == "organization_notes":
+        return template
+    return template.notes.template if template.notes is not None else None
 
 
 def load_template(path: str | Path) -> Template:
@@ -227,14 +285,15 @@ def parse_template(doc: Any, *, path: str = "<template>", sha256: str = "") -> T
     err = _Err(path)
     if not isinstance(doc, dict):
         raise err("the template must be a mapping", None)
-    known = {"resource", "mode", "null_tokens", "identifiers", "iri_column", "default_region",
-             "empty", "fields", "clear_unmapped", "notes", "description"}
-    for k in doc:
-        if k not in known:
-            raise err(f"unknown key; expected one of {sorted(known)}", str(k))
     resource = doc.get("resource", "organizations")
     if resource not in FIELD_RULES:
         raise err(f"unknown resource {resource!r}; use one of {sorted(FIELD_RULES)}", "resource")
+    known = ({"resource", "mode", "null_tokens", "default_region", "empty", "fields", "description"}
+             | (_NOTE_KEYS if resource == "organization_notes" else
+                {"identifiers", "iri_column", "clear_unmapped", "notes"}))
+    for k in doc:
+        if k not in known:
+            raise err(f"unknown key for resource {resource}; expected one of {sorted(known)}", str(k))
     mode = doc.get("mode", "patch")
     if mode not in ("patch", "replace"):
         hint = " (create-only/update-only are run options: --mode)" if mode in MODES else ""
@@ -253,32 +312,153 @@ def parse_template(doc: Any, *, path: str = "<template>", sha256: str = "") -> T
         if ident not in mapped:
             raise err(f"identifier {ident!r} is not mapped under fields", f"identifiers[{i}]")
     for req, r in rules.items():
-        if r.get("required") and req not in mapped and resource == "organizations":
-            raise err(f"the API requires {req!r} (crm-api.md §8.1); map it", "fields")
+        if r.get("required") and req not in mapped:
+            section = "§8.1" if resource == "organizations" else "§9.1"
+            raise err(f"the API requires {req!r} (crm-api.md {section}); map it", "fields")
     empty = doc.get("empty", "clear" if mode == "replace" else "ignore")
     if empty not in ("ignore", "clear"):
         raise err("empty must be 'ignore' or 'clear'", "empty")
     region = doc.get("default_region")
     if region is not None and (not isinstance(region, str) or len(region) != 2):
         raise err("default_region must be an ISO 3166-1 alpha-2 code such as NL", "default_region")
-    notes = doc.get("notes") or {}
-    if not isinstance(notes, dict):
-        raise err("expected a mapping", "notes")
-    return Template(
+    base = Template(
         path=path, sha256=sha256, resource=resource, mode=mode, mappings=mappings,
-        identifiers=idents, iri_column=doc.get("iri_column", "crm_iri"),
+        identifiers=idents,
+        iri_column=None if resource == "organization_notes" else doc.get("iri_column", "crm_iri"),
         null_tokens=tuple(str(t) for t in _str_list(doc.get("null_tokens", []), err, "null_tokens")),
         default_region=region.upper() if region else None, empty=empty,
-        clear_unmapped=bool(doc.get("clear_unmapped", False)), notes=notes,
+        clear_unmapped=bool(doc.get("clear_unmapped", False)),
     )
+    if resource == "organization_notes":
+        if doc.get("organization") is None:
+            raise err("a notes template needs 'organization' (iri_column, customer_id_column "
+                      "and/or identifiers) to find each note's organization", "organization")
+        return replace(base, notes=_notes_spec(doc, base, base, err))
+    if doc.get("notes") is None:
+        return base
+    return replace(base, notes=_notes_section(doc["notes"], base, err))
+
+
+def _notes_section(doc: Any, parent: Template, err: "_Err") -> NotesSpec:
+    """The `notes:` section of an organizations template (one sheet, or a second sheet)."""
+    if not isinstance(doc, dict):
+        raise err("expected a mapping with fields (and optionally sheet, content_key, "
+                  "organization, mirror, mode, empty)", "notes")
+    for k in doc:
+        if k not in _SECTION_KEYS:
+            raise err(f"unknown key; expected one of {sorted(_SECTION_KEYS)}", f"notes.{k}")
+    sheet = doc.get("sheet")
+    if sheet is not None and not isinstance(sheet, (str, int)):
+        raise err("expected a worksheet name", "notes.sheet")
+    if sheet is None and doc.get("organization") is not None:
+        raise err("only a separate notes sheet needs 'organization': on one sheet a note "
+                  "belongs to its row's organization", "notes.organization")
+    mode = doc.get("mode", "patch")
+    if mode not in ("patch", "replace"):
+        raise err("mode must be 'patch' or 'replace'", "notes.mode")
+    fields_doc = doc.get("fields")
+    if not isinstance(fields_doc, dict) or not fields_doc:
+        raise err("expected a mapping of note field -> column", "notes.fields")
+    sub_err = _Err(parent.path, prefix="notes.")
+    mappings = tuple(_mapping(n, spec, NOTE_FIELDS, mode, sub_err) for n, spec in fields_doc.items())
+    for req in ("description", "category"):
+        if req not in {m.field for m in mappings}:
+            raise err(f"the API requires {req!r} (crm-api.md §9.1); map it", "notes.fields")
+    empty = doc.get("empty", "clear" if mode == "replace" else "ignore")
+    if empty not in ("ignore", "clear"):
+        raise err("empty must be 'ignore' or 'clear'", "notes.empty")
+    sub = Template(path=parent.path, sha256=parent.sha256, resource="organization_notes", mode=mode,
+                   mappings=mappings, identifiers=(), iri_column=None, null_tokens=parent.null_tokens,
+                   default_region=parent.default_region, empty=empty)
+    org_doc = doc.get("organization")
+    if sheet is not None and org_doc is None:
+        org_doc = _default_org_ref(parent, err)
+    spec = _notes_spec({**doc, "organization": org_doc}, sub, parent, sub_err)
+    spec = replace(spec, sheet=None if sheet is None else str(sheet))
+    return replace(spec, template=replace(sub, notes=spec))
+
+
+def _default_org_ref(parent: Template, err: "_Err") -> dict:
+    """A separate notes sheet without `organization`: the organizations' identifier columns."""
+    idents = {f: parent.mapping(f).columns[0] for f in parent.identifiers
+              if f in SEARCHABLE_IDENTIFIERS and parent.mapping(f).columns}
+    ref: dict[str, Any] = {"identifiers": idents} if idents else {}
+    if parent.iri_column:
+        ref["iri_column"] = parent.iri_column
+    cid = parent.column_of("customerId")
+    if cid:
+        ref["customer_id_column"] = cid
+    if not idents and not cid:
+        raise err("say how a note finds its organization: organization.iri_column, "
+                  "customer_id_column or identifiers", "notes.organization")
+    return ref
+
+
+def _notes_spec(doc: dict, notes_t: Template, parent: Template, err: "_Err") -> NotesSpec:
+    """content_key, organization and mirror of a notes template or section."""
+    key = tuple(_str_list(doc.get("content_key", list(DEFAULT_NOTE_KEY)), err, "content_key"))
+    for i, k in enumerate(key):
+        if k not in NOTE_KEY_FIELDS:
+            raise err(f"{k!r} cannot be part of a note's content key; use {list(NOTE_KEY_FIELDS)}",
+                      f"content_key[{i}]")
+        if k not in ("organization", "createdAt") and notes_t.mapping(k) is None:
+            raise err(f"content key field {k!r} is not mapped under fields", f"content_key[{i}]")
+    if "organization" not in key:
+        raise err("the content key must include 'organization' (notes are listed per "
+                  "organization, crm-api.md §9.2)", "content_key")
+    if "description" not in key and len(key) == 1:
+        raise err("a content key of 'organization' alone would make every note of an "
+                  "organization the same note; add description or createdAt", "content_key")
+    mirror = doc.get("mirror", False)
+    if not isinstance(mirror, bool):
+        raise err("expected true or false", "mirror")
+    org = doc.get("organization")
+    return NotesSpec(content_key=key, mirror=mirror,
+                     organization=None if org is None else _org_ref(org, parent, err))
+
+
+def _org_ref(doc: Any, parent: Template, err: "_Err") -> OrgRef:
+    """`organization: {iri_column, customer_id_column, identifiers: {field: column}}`."""
+    if not isinstance(doc, dict) or not doc:
+        raise err("expected a mapping with iri_column, customer_id_column and/or identifiers",
+                  "organization")
+    for k in doc:
+        if k not in _ORG_REF_KEYS:
+            raise err(f"unknown key; expected one of {sorted(_ORG_REF_KEYS)}", f"organization.{k}")
+    idents = doc.get("identifiers") or {}
+    if not isinstance(idents, dict):
+        raise err("expected a mapping of identifier field -> column", "organization.identifiers")
+    mappings = []
+    for f, spec in idents.items():
+        if f not in SEARCHABLE_IDENTIFIERS:
+            raise err(f"{f!r} is not searchable with identifiers[]; use "
+                      f"{list(SEARCHABLE_IDENTIFIERS)} (or customer_id_column)",
+                      f"organization.identifiers.{f}")
+        mappings.append(_mapping(f, spec, ORG_FIELDS, "patch", _Err(err.path, err.prefix + "organization.identifiers.")))
+    cid = doc.get("customer_id_column")
+    iri_col = doc.get("iri_column")
+    for k, v in (("customer_id_column", cid), ("iri_column", iri_col)):
+        if v is not None and not isinstance(v, str):
+            raise err("expected a column name (string)", f"organization.{k}")
+    if cid:
+        mappings.append(_mapping("customerId", cid, ORG_FIELDS, "patch", err))
+    if not mappings and not iri_col:
+        raise err("give iri_column, customer_id_column or identifiers", "organization")
+    names = tuple(m.field for m in mappings)
+    ref_t = Template(path=parent.path, sha256=parent.sha256, resource="organizations", mode="patch",
+                     mappings=tuple(mappings), identifiers=names, iri_column=iri_col,
+                     null_tokens=parent.null_tokens, default_region=parent.default_region,
+                     empty="ignore")
+    return OrgRef(iri_column=iri_col, customer_id_column=cid,
+                  identifiers=tuple(n for n in names if n != "customerId"), template=ref_t)
 
 
 class _Err:
-    def __init__(self, path: str):
-        self.path = path
+    def __init__(self, path: str, prefix: str = ""):
+        self.path, self.prefix = path, prefix
 
     def __call__(self, message: str, key: str | None) -> TemplateError:
-        return TemplateError(message, path=self.path, key=key)
+        return TemplateError(message, path=self.path, key=f"{self.prefix}{key}" if key else key)
 
 
 def _str_list(value: Any, err: _Err, key: str) -> list[str]:

@@ -164,3 +164,24 @@ def test_key_never_written(crm, tmp_path):
     write_report(report, tmp_path / "r")
     for f in [path, journal_path(path), *(tmp_path / "r").iterdir()]:
         assert TEST_KEY.encode() not in Path(f).read_bytes(), f
+
+
+def test_ctrl_c_prints_the_resume_command_and_resume_completes(crm, tmp_path):
+    p, path = _plan(crm, tmp_path)
+    crm.set_faults(latency_ms=5)
+    jpath = journal_path(path)
+    cmd = [sys.executable, "-m", "bulkcrm", "apply", str(path), "--base-url", crm.url, "--api-key", TEST_KEY,
+           "--max-rate", "60000", "--no-reconcile", "--report", str(tmp_path / "report")]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+    deadline = time.monotonic() + 60
+    while _journal_lines(jpath) < 20 and time.monotonic() < deadline:
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert f"resume with:\n  bulkcrm apply {path}" in err and "Traceback" not in err
+    assert TEST_KEY not in out + err
+    crm.clear_faults()
+    final = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert final.returncode == 0, final.stderr
+    _assert_state_equals_plan(crm)

@@ -1,0 +1,468 @@
+"""Export stage: CRM organizations -> a CSV or XLSX sheet through a template in reverse.
+
+Input: a `Client`, a loaded `Template` (resource `organizations`) and optional `ExportFilters`.
+Output: one sheet file whose columns are `crm_iri` (the record IRI, so a re-import matches on it
+first) then every column the template reads, in template order; one line per record.
+
+Records are read page by page from `GET /organizations` (itemsPerPage=30, following `view.next`,
+crm-api.md §6) and each page is rendered and appended to the file before the next is fetched, so
+memory does not grow with the number of records. Each value goes back through its mapping in
+reverse (django-import-export widgets' `render`): lookup IRIs become names (the template's static
+table first, then the collection listed once), then the field normaliser's and the template
+transforms' `render` run in reverse order; lists are joined with the source's `split` separator.
+`clean(render(x)) == x` (transforms.py) makes export-then-import a no-op.
+
+Formula injection (OWASP CSV injection): a CSV cell starting with `= + - @ TAB CR` or `'` gets a
+`'` prefix (`report.neutralise_csv`), which `read.restore_formula_escape` removes again; XLSX cells
+are inline strings (`t="inlineStr"`, never `<f>`), with Excel's quotePrefix on such cells.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import math
+import os
+import re
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from .client import Client
+from .diff import record_schema
+from .errors import InputError, PermanentApiError, TemplateError
+from .lookups import LookupCache
+from .mapping import _normaliser, _specs, _with_defaults
+from .report import neutralise_csv
+from .template import Lookup, Mapping, Source, Template
+from .transforms import apply_transforms
+
+COLLECTION = "/organizations"
+PAGE_SIZE = 30
+"""itemsPerPage asked for (crm-api.md §6: max 30)."""
+IRI_COLUMN = "crm_iri"
+"""Column of the record IRI when the template names none."""
+FORMATS = {".csv": "csv", ".xlsx": "xlsx"}
+Progress = Callable[[int, int | None, Client], None]
+"""`progress(pages_done, pages_total or None, client)`, called after each page is written."""
+
+
+@dataclass(frozen=True)
+class ExportFilters:
+    """Which organizations to export; each maps onto a filter of `GET /organizations` (§8.3).
+
+    Attributes:
+        q: free text (`q`).
+        owner: user e-mail (looked up in /users), IRI `/users/{id}` or bare id (`owner.id`).
+        tags: tag titles, IRIs or ids (`tags.id[]`: records with any of them).
+        segments: segment titles, IRIs or ids (`segments.uuid[]`: any of them).
+        archived: True only archived, False only not archived (`exists[archivedAt]`), None both.
+        created_after: ISO 8601 date or date-time, inclusive (`createdAt[after]`).
+        created_before: ISO 8601 date-time, inclusive (`createdAt[before]`); a bare date means
+            "on or before that day" (`createdAt[strictly_before]` the next day).
+    """
+
+    q: str | None = None
+    owner: str | None = None
+    tags: tuple[str, ...] = ()
+    segments: tuple[str, ...] = ()
+    archived: bool | None = None
+    created_after: str | dt.date | None = None
+    created_before: str | dt.date | None = None
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """What `export` wrote.
+
+    Attributes:
+        path: the file written. records: data lines written (records exported).
+        requests: HTTP requests sent (pages, lookups, filter resolution; retries included).
+        pages: collection pages read.
+    """
+
+    path: Path
+    records: int
+    requests: int
+    pages: int
+
+
+def export(client: Client, template: Template, out_path: str | Path, *,
+           filters: ExportFilters | dict | None = None,
+           progress: Progress | None = None) -> ExportResult:
+    """Export organizations to `out_path` (.csv or .xlsx) through `template` in reverse.
+
+    Args:
+        client: API client (every request is paced and retried by it).
+        template: a template of resource `organizations`.
+        out_path: `.csv` (UTF-8, no BOM, `,`-separated) or `.xlsx`. Written to `<name>.part`
+            first and renamed when complete, so a failed export leaves no partial file.
+        filters: `ExportFilters` or a dict of its fields; None exports every organization.
+        progress: callback, see `Progress`.
+
+    Returns:
+        `ExportResult(path, records, requests, pages)`.
+
+    Raises:
+        InputError: `out_path` is not .csv/.xlsx, a filter value is malformed or names no
+            record (unknown tag, segment or owner e-mail).
+        TemplateError: the template's resource is not `organizations`, or a transform option
+            is wrong (see `transforms.apply_transforms`).
+        ApiError: a page or lookup failed after the client's retries.
+
+    Example:
+        >>> export(client, load_template("templates/organizations.yaml"), "out.csv")
+        ExportResult(path=PosixPath('out.csv'), records=91, requests=4, pages=4)
+    """
+    out = Path(out_path)
+    kind = FORMATS.get(out.suffix.lower())
+    if kind is None:
+        raise InputError(f"cannot export to {out.suffix or 'a file without extension'!r}; "
+                         "name the file .csv or .xlsx", path=str(out))
+    if template.resource != "organizations":
+        raise TemplateError(f"export reads organizations; this template's resource is "
+                            f"{template.resource!r}", path=template.path, key="resource")
+    start = client.requests_sent
+    if isinstance(filters, dict):
+        filters = ExportFilters(**filters)
+    params = filter_params(client, filters or ExportFilters(), template)
+    columns = export_columns(template)
+    part = out.with_name(out.name + ".part")
+    sink = (_CsvSink if kind == "csv" else _XlsxSink)(part, columns)
+    names, pages, records, total = NameCache(), 0, 0, None
+    try:
+        for page in client.iter_pages(COLLECTION, {"itemsPerPage": PAGE_SIZE, **params}):
+            members = page.get("member") or []
+            if total is None and "totalItems" in page:
+                total = max(1, math.ceil(int(page["totalItems"]) / PAGE_SIZE))
+            if members:
+                sink.write(render_records(members, template, client, names))
+            pages, records = pages + 1, records + len(members)
+            if progress is not None:
+                progress(pages, max(total or pages, pages), client)
+        sink.close()
+        os.replace(part, out)
+    finally:
+        sink.abort()
+        part.unlink(missing_ok=True)
+    return ExportResult(out, records, client.requests_sent - start, pages)
+
+
+# --- filters ---------------------------------------------------------------------------------
+
+def filter_params(client: Client, filters: ExportFilters, template: Template | None = None,
+                  ) -> dict[str, Any]:
+    """Return the `GET /organizations` query parameters for `filters` (crm-api.md §7, §8.3).
+
+    Names (owner e-mail, tag and segment titles) become IRIs through the template's static
+    lookup table when it has one, else the API (`/users?email[]=`, `/tags`, `/segments` listed
+    once); relation filters accept an IRI (§7). Keys: `q`, `owner.id`, `tags.id[]`,
+    `segments.uuid[]`, `exists[archivedAt]`, `createdAt[after]`, `createdAt[before]` or
+    `createdAt[strictly_before]`.
+
+    Raises:
+        InputError: a name matches no record or several, or a date is not ISO 8601.
+    """
+    f, cache, params = filters, LookupCache(), {}
+    if f.q:
+        params["q"] = f.q
+    if f.owner:
+        params["owner.id"] = _to_iri(client, cache, template, "owner", "users", "email", f.owner)
+    if f.tags:
+        params["tags.id[]"] = [_to_iri(client, cache, template, "tags", "tags", "title", t)
+                               for t in f.tags]
+    if f.segments:
+        params["segments.uuid[]"] = [_to_iri(client, cache, template, "segments", "segments",
+                                             "title", s) for s in f.segments]
+    if f.archived is not None:
+        params["exists[archivedAt]"] = "true" if f.archived else "false"
+    if f.created_after:
+        params["createdAt[after]"] = _iso(f.created_after, "created_after").isoformat()
+    if f.created_before:
+        moment = _iso(f.created_before, "created_before")
+        if isinstance(moment, dt.datetime):
+            params["createdAt[before]"] = moment.isoformat()
+        else:
+            params["createdAt[strictly_before]"] = (moment + dt.timedelta(days=1)).isoformat()
+    return params
+
+
+def _to_iri(client: Client, cache: LookupCache, template: Template | None, field_name: str,
+            collection: str, by: str, value: str) -> str:
+    """A filter value as an IRI: an IRI as is, else the one record named `value`, else a bare
+    id as is (relation filters accept both, crm-api.md §7)."""
+    value = value.strip()
+    if value.startswith("/"):
+        return value
+    bare = "@" not in value if by == "email" else bool(re.fullmatch(_BARE_ID, value))
+    m = template.mapping(field_name) if template else None
+    lookup = m.lookup if m and m.lookup else Lookup(collection=collection, by=by)
+    key, static = value.lower(), dict(lookup.table)
+    if key in static:
+        return static[key]
+    found = [] if by == "email" and bare else cache.names(client, lookup, [key]).get(key, [])
+    if len(found) == 1 or (bare and not found):
+        return found[0] if found else value
+    option = {"owner": "--owner", "tags": "--tag", "segments": "--segment"}[field_name]
+    what = f"names {len(found)} {collection}: {', '.join(found)}" if found else \
+        f"matches no {collection} {by}"
+    raise InputError(f"{option} {value!r} {what}; use its IRI /{collection}/{{id}}")
+
+
+_BARE_ID = r"\d+|[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}"
+
+
+def _iso(value: str | dt.date, name: str) -> dt.date:
+    if isinstance(value, dt.date):
+        return value
+    try:
+        return dt.date.fromisoformat(value) if len(value.strip()) == 10 else \
+            dt.datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise InputError(f"{name} {value!r} is not an ISO 8601 date such as 2024-01-31 or "
+                         "2024-01-31T12:00:00+00:00") from None
+
+
+# --- rendering -------------------------------------------------------------------------------
+
+def export_columns(template: Template) -> list[str]:
+    """Return the sheet's header: the IRI column, then each column the template reads, in order."""
+    iri = template.iri_column or IRI_COLUMN
+    return [iri, *(c for c in template.columns if c != iri)]
+
+
+class NameCache:
+    """Per-export cache of IRI -> name for lookup fields (the reverse of `lookups.LookupCache`).
+
+    The static table reversed comes first; then the collection is listed once (⌈n/30⌉ requests,
+    crm-api.md §10). A name is used only when importing it gives the same IRI back: unique among
+    the listed records (case-insensitive, trimmed, as lookups compare), not claimed by the static
+    table for another IRI, not starting with `/`. Otherwise the IRI itself is exported (the
+    importer accepts IRIs). A collection the API does not serve (404/405, e.g. `/users` on the
+    real API) gives no names.
+    """
+
+    def __init__(self) -> None:
+        self.tables: dict[tuple[str, str], dict[str, str]] = {}
+
+    def names(self, client: Client, lookup: Lookup, iris: list[str]) -> dict[str, str]:
+        """Return {IRI: name} for those of `iris` that have a safe name."""
+        static: dict[str, str] = {}
+        for name, iri in lookup.table:
+            static.setdefault(iri, name)
+        key = (lookup.collection, lookup.by)
+        if key not in self.tables and any(i not in static for i in iris):
+            self.tables[key] = self._listing(client, lookup)
+        remote = self.tables.get(key, {})
+        taken = {name: iri for name, iri in lookup.table}
+        remote = {i: n for i, n in remote.items() if taken.get(n.lower(), i) == i}
+        return {i: n for i in iris if (n := static.get(i) or remote.get(i))
+                and not n.startswith("/")}
+
+    @staticmethod
+    def _listing(client: Client, lookup: Lookup) -> dict[str, str]:
+        try:
+            records = client.list_all(f"/{lookup.collection}")
+        except PermanentApiError as e:
+            if e.status in (404, 405):
+                return {}
+            raise
+        pairs = [(r.get("@id"), str(r.get(lookup.by) or "").strip()) for r in records]
+        counts = Counter(n.lower() for _, n in pairs if n)
+        return {i: n for i, n in pairs if i and n and counts[n.lower()] == 1}
+
+
+def render_records(records: list[dict], template: Template, client: Client | None = None,
+                   names: NameCache | None = None) -> pl.DataFrame:
+    """Render API records (one page) as sheet rows.
+
+    Args:
+        records: organizations as the API returns them (crm-api.md §8.1).
+        template: the template to run in reverse.
+        client: for lookup names (None: lookup fields keep their IRIs).
+        names: cache shared across pages.
+
+    Returns:
+        frame with the `export_columns(template)` columns, all pl.String; an empty field or
+        list is null (an empty cell, which the importer reads as no value).
+
+    Raises:
+        TemplateError: a transform or render option is wrong.
+    """
+    names = names or NameCache()
+    schema = record_schema(template)
+    raw = pl.DataFrame(records, schema=schema, strict=False)
+    columns: dict[str, pl.Expr] = {}
+    for m in template.mappings:
+        if m.lookup is not None and client is not None:
+            raw = _names_for(raw, m, client, names)
+        if m.kind == "phones":
+            raw = _phones(raw, m, template, columns)
+            continue
+        src = next((s for s in m.sources if s.column), None)
+        if src is None:
+            continue  # constants (`value:`) have no column
+        value = _field(m)
+        if m.kind in ("list", "emails"):
+            items = value.list.eval(pl.element().struct.field("email")) if m.kind == "emails" \
+                else value
+            joined = items.list.eval(_render(pl.element(), m, src, template)).list.drop_nulls() \
+                .list.join(src.split or ";")
+            expr = pl.when(joined == "").then(None).otherwise(joined)
+        else:
+            expr = _render(value.cast(pl.String), m, src, template)
+        columns.setdefault(src.column, expr)
+    iri = template.iri_column or IRI_COLUMN
+    columns[iri] = pl.col("@id")
+    out = raw.select([columns.get(c, pl.lit(None)).cast(pl.String).alias(c)
+                      for c in export_columns(template)])
+    return out.with_columns(pl.when(pl.col(c) == "").then(None).otherwise(pl.col(c)).alias(c)
+                            for c in out.columns)
+
+
+def _field(m: Mapping) -> pl.Expr:
+    top, _, sub = m.field.partition(".")
+    return pl.col(top).struct.field(sub) if sub else pl.col(top)
+
+
+def _render(expr: pl.Expr, m: Mapping, source: Source, template: Template) -> pl.Expr:
+    """The field's clean chain (source transforms, then its normaliser) run as `render`."""
+    specs = [_with_defaults(s, m, template) for s in _specs(source) + _normaliser(m, source, template)]
+    options = dict(m.render)
+    for i, spec in enumerate(specs):
+        name, opts = next(iter(spec.items())) if isinstance(spec, dict) else (spec, {})
+        if name in options:
+            specs[i] = {name: {**(opts or {}), "render": options.pop(name)}}
+    if options:
+        raise TemplateError(f"render option(s) for {', '.join(options)} but the field has no "
+                            "such transform", path=template.path, key=f"fields.{m.field}.render")
+    return apply_transforms(expr, specs, direction="render") if specs else expr
+
+
+def _names_for(raw: pl.DataFrame, m: Mapping, client: Client, names: NameCache) -> pl.DataFrame:
+    """Replace the IRIs of a lookup field by names (see `NameCache`)."""
+    top = m.field.split(".")[0]
+    is_list = isinstance(raw.schema[top], pl.List)
+    col = raw[top].explode() if is_list else raw[top]
+    iris = col.drop_nulls().unique().to_list()
+    sep = (m.sources[0].split or ";") if is_list else None
+    table = {i: n for i, n in names.names(client, m.lookup, iris).items()
+             if sep is None or sep not in n}
+    if not table:
+        return raw
+    old, new = list(table), list(table.values())
+    expr = pl.col(top).list.eval(pl.element().replace(old, new)) if is_list \
+        else pl.col(top).replace(old, new)
+    return raw.with_columns(expr.alias(top))
+
+
+def _phones(raw: pl.DataFrame, m: Mapping, template: Template,
+            columns: dict[str, pl.Expr]) -> pl.DataFrame:
+    """Spread `phoneNumbers` over the phone sources; add `__phone.<column>` columns to `raw`.
+
+    Sources with `type` first take the numbers of that phoneType; then each `type_column`
+    source takes the numbers of one type (the first typed number's, else untyped ones) and
+    writes that type in its type column; then the other sources take what is left, in template
+    order. Each takes all its numbers joined with its `split`, or without `split` the first.
+    Numbers no source takes are not exported (with `policy: merge` a re-import keeps them).
+    """
+    rec = raw.with_row_index("__rec")
+    long = (rec.select("__rec", pl.col(m.field).alias("__p"))
+            .explode("__p").drop_nulls("__p").unnest("__p").with_row_index("__pos")
+            .with_columns(pl.lit(False).alias("__taken")))
+    sources = [s for s in m.sources if s.column]
+    ordered = [s for s in sources if s.phone_type] + \
+        [s for s in sources if not s.phone_type and s.type_column] + \
+        [s for s in sources if not s.phone_type and not s.type_column]
+    for s in ordered:
+        free = long.filter(~pl.col("__taken"))
+        if s.phone_type:
+            free = free.filter(pl.col("phoneType") == s.phone_type)
+        elif s.type_column:  # the first typed number's type (else untyped), and its numbers
+            first = pl.col("phoneType").sort_by(pl.col("phoneType").is_null(), "__pos").first()
+            free = free.filter(pl.col("phoneType").eq_missing(first.over("__rec")))
+        if not s.split:
+            free = free.filter(pl.col("__pos") == pl.col("__pos").min().over("__rec"))
+        long = long.with_columns(pl.col("__taken") | pl.col("__pos").is_in(free["__pos"].implode()))
+        number = _render(pl.col("phoneNumber"), m, s, template)
+        got = free.sort("__pos").group_by("__rec", maintain_order=True).agg(
+            number.str.join(s.split or ";").alias(f"__phone.{s.column}"),
+            pl.col("phoneType").first().alias(f"__type.{s.column}"))
+        rec = rec.join(got, on="__rec", how="left", maintain_order="left")
+        columns.setdefault(s.column, pl.col(f"__phone.{s.column}"))
+        if s.type_column:
+            columns.setdefault(s.type_column, pl.col(f"__type.{s.column}"))
+    return rec.drop("__rec")
+
+
+# --- writing ---------------------------------------------------------------------------------
+
+class _CsvSink:
+    """UTF-8 CSV (RFC 4180, `,`, no BOM), one page appended at a time; cells neutralised."""
+
+    def __init__(self, path: Path, columns: list[str]):
+        self.file = path.open("wb")
+        pl.DataFrame(schema=dict.fromkeys(columns, pl.String)).write_csv(self.file)
+
+    def write(self, frame: pl.DataFrame) -> None:
+        neutralise_csv(frame).write_csv(self.file, include_header=False)
+
+    def close(self) -> None:
+        self.file.close()
+
+    def abort(self) -> None:
+        self.file.close()
+
+
+_XLSX_ESCAPE = re.compile(r"_x(?=[0-9A-Fa-f]{4}_)|[\x00-\x08\x0b\x0c\x0d\x0e-\x1f\ufffe\uffff]")
+"""Text Excel cannot hold literally: a literal `_xHHHH_` and control characters (CR included,
+which XML would turn into LF) are written as `_xHHHH_` escapes (ECMA-376 Part 1 §22.9.2.19)."""
+_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def xlsx_text(value: str) -> str:
+    """Return `value` escaped for an XLSX string cell; readers (calamine) decode it back."""
+    return _XLSX_ESCAPE.sub(lambda mo: "_x005F_x" if mo.group() == "_x"
+                            else f"_x{ord(mo.group()):04X}_", value)
+
+
+class _XlsxSink:
+    """XLSX through openpyxl's write-only workbook: rows go to a temp file, memory stays flat.
+
+    Every cell is an inline string (data_type `s`, never a formula); a cell starting with a
+    formula trigger also gets Excel's quotePrefix, so editing it in Excel keeps it text.
+    """
+
+    def __init__(self, path: Path, columns: list[str]):
+        from openpyxl import Workbook
+        from openpyxl.styles import Font
+
+        self.path, self.wb = path, Workbook(write_only=True)
+        self.ws = self.wb.create_sheet("organizations")
+        self.ws.freeze_panes = "A2"
+        bold = Font(bold=True)
+        self.ws.append([self._cell(c, font=bold) for c in columns])
+
+    def _cell(self, value: str | None, font=None):
+        from openpyxl.cell import WriteOnlyCell
+
+        cell = WriteOnlyCell(self.ws)
+        if value is not None:
+            cell.value = xlsx_text(value)
+            cell.data_type = "s"
+            cell.quotePrefix = value.startswith(_TRIGGERS)
+        if font is not None:
+            cell.font = font
+        return cell
+
+    def write(self, frame: pl.DataFrame) -> None:
+        for row in frame.iter_rows():
+            self.ws.append([self._cell(v) for v in row])
+
+    def close(self) -> None:
+        self.wb.save(self.path)
+
+    def abort(self) -> None:
+        self.wb = None
