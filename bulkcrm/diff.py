@@ -70,7 +70,7 @@ def _existing_expr(m: Mapping, template: Template, region: pl.Expr) -> pl.Expr:
     if m.kind == "emails":
         return col.list.eval(pl.element().struct.field("email").str.strip_chars().str.to_lowercase()).fill_null([])
     if m.kind == "phones":
-        return col.fill_null(pl.lit([], dtype=PHONE_DTYPE))  # normalised in `_phone_keys`
+        return col.fill_null(pl.lit([], dtype=PHONE_DTYPE))  # normalised in `_normalise_existing_phones`
     if m.kind == "list":
         return col.fill_null(pl.lit([], dtype=pl.List(pl.String)))
     if norm and m.kind == "scalar":

@@ -11,7 +11,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -350,7 +349,3 @@ def render_plan(p: Plan, *, requests_per_minute: float | None = 20, limit: int =
                  f"planning used {p.requests_spent} lookup request(s) ({p.strategy}).")
     return "\n".join(lines)
 
-
-def needs(n: int, per: int = 30) -> int:
-    """Requests to fetch `n` items `per` page (⌈n/per⌉, crm-api.md §6)."""
-    return math.ceil(n / per)

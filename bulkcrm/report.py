@@ -33,11 +33,13 @@ CHANGE_DTYPE = pl.List(pl.Struct({"field": pl.String, "before": pl.String, "afte
 ROW_SCHEMA: dict[str, pl.DataType] = {
     "row_number": pl.Int64, "file": pl.String, "sheet": pl.String, "op": pl.String,
     "outcome": pl.String, "iri": pl.String, "title": pl.String, "changes": CHANGE_DTYPE,
-    "status": pl.Int64, "note": pl.String,
+    "status": pl.Int64, "note": pl.String, "resource": pl.String,
 }
-"""Columns and dtypes of `Report.rows` (one row per input row)."""
+"""Columns and dtypes of `Report.rows` (one row per input row, and per note of a row when a
+template imports organizations with their notes; `resource` says which: `organizations` or
+`organization_notes`, null read as organizations)."""
 REPORT_COLUMNS = ("row_number", "outcome", "op", "iri", "title", "changes", "errors", "warnings",
-                  "status", "note")
+                  "status", "note", "resource")
 """Columns of `report.csv` and of the `Rows` sheet."""
 ERROR_COLUMNS = ("file", "sheet", "row_number", "column", "cell", "severity", "type", "value",
                  "rule", "message", "reference")

@@ -434,14 +434,15 @@ def _org_ref(doc: Any, parent: Template, err: "_Err") -> OrgRef:
             raise err(f"{f!r} is not searchable with identifiers[]; use "
                       f"{list(SEARCHABLE_IDENTIFIERS)} (or customer_id_column)",
                       f"organization.identifiers.{f}")
-        mappings.append(_mapping(f, spec, ORG_FIELDS, "patch", _Err(err.path, err.prefix + "organization.identifiers.")))
+        mappings.append(_mapping(f, spec, ORG_FIELDS, "patch", err, f"organization.identifiers.{f}"))
     cid = doc.get("customer_id_column")
     iri_col = doc.get("iri_column")
     for k, v in (("customer_id_column", cid), ("iri_column", iri_col)):
         if v is not None and not isinstance(v, str):
             raise err("expected a column name (string)", f"organization.{k}")
     if cid:
-        mappings.append(_mapping("customerId", cid, ORG_FIELDS, "patch", err))
+        mappings.append(_mapping("customerId", cid, ORG_FIELDS, "patch", err,
+                                 "organization.customer_id_column"))
     if not mappings and not iri_col:
         raise err("give iri_column, customer_id_column or identifiers", "organization")
     names = tuple(m.field for m in mappings)
@@ -469,8 +470,9 @@ def _str_list(value: Any, err: _Err, key: str) -> list[str]:
     return [str(v) for v in value]
 
 
-def _mapping(name: str, spec: Any, rules: dict, mode: str, err: _Err) -> Mapping:
-    key = f"fields.{name}"
+def _mapping(name: str, spec: Any, rules: dict, mode: str, err: _Err,
+             key: str | None = None) -> Mapping:
+    key = key or f"fields.{name}"
     if name not in rules:
         raise err(f"unknown field for this resource; known fields: {', '.join(rules)}", key)
     rule = rules[name]

@@ -7,20 +7,21 @@ from __future__ import annotations
 
 from typing import Literal, get_args
 
-Op = Literal["create", "patch", "replace", "unchanged", "conflict", "invalid"]
-"""What the planner decided for one input row."""
+Op = Literal["create", "patch", "replace", "unchanged", "conflict", "invalid", "delete"]
+"""What the planner decided for one input row (`delete`: a note absent from the sheet, mirror
+mode only, issue 8)."""
 OPS: tuple[str, ...] = get_args(Op)
 
 Outcome = Literal[
     "created", "patched", "replaced", "unchanged", "conflict", "invalid",
-    "failed", "drifted", "skipped", "planned",
+    "failed", "drifted", "skipped", "planned", "deleted",
 ]
 """What happened to one input row. `planned` is the outcome of a dry run."""
 OUTCOMES: tuple[str, ...] = get_args(Outcome)
 
 OP_OUTCOME: dict[str, str] = {
     "create": "created", "patch": "patched", "replace": "replaced",
-    "unchanged": "unchanged", "conflict": "conflict", "invalid": "invalid",
+    "unchanged": "unchanged", "conflict": "conflict", "invalid": "invalid", "delete": "deleted",
 }
 """The outcome of an operation that went through."""
 
@@ -31,6 +32,10 @@ COUNT_KEYS: tuple[str, ...] = (
 
 Mode = Literal["upsert", "create-only", "update-only"]
 """Which operations a run may plan: upsert (default) creates and updates."""
+
+Resource = Literal["organizations", "organization_notes"]
+"""What a plan or report row is about (the template's `resource`, issue 8)."""
+RESOURCES: tuple[str, ...] = get_args(Resource)
 MODES: tuple[str, ...] = get_args(Mode)
 
 WriteMode = Literal["patch", "replace"]

@@ -5,14 +5,11 @@ from __future__ import annotations
 import json
 import uuid
 
-import openpyxl
-import xlsxwriter
-
 from bulkcrm.apply import apply
 from bulkcrm.plan import plan
 from bulkcrm.template import parse_template
 from tests.conftest import CASES
-from tests.test_read_cases import FORMULAS, RESULTS, _br05
+from tests.test_read_cases import _br05, br06_workbook_a, br06_workbook_b
 
 
 def t(fields, identifiers=("emailAddresses",), **kw):
@@ -83,15 +80,7 @@ def test_br05_numeric_cells_sent_as_displayed(crm, client, tmp_path):
 
 
 def test_br06_stored_formula_results_import(crm, client, tmp_path):
-    path = tmp_path / "BR-06-A.xlsx"
-    wb = xlsxwriter.Workbook(path)
-    ws = wb.add_worksheet("Organisaties")
-    ws.write_row(0, 0, ["title", "email", "website"])
-    ws.write_string("A2", "Windmolen Energie B.V.")
-    ws.write_string("B3", "verkoop@polderkaas.example")
-    for ref, formula in FORMULAS.items():
-        ws.write_formula(ref, formula, None, RESULTS[ref])
-    wb.close()
+    path = br06_workbook_a(tmp_path / "BR-06-A.xlsx")
     template = t({"title": "title", "emailAddresses": "email", "website": "website"})
     p, report, orgs = run(crm, client, path, template, tmp_path)
     by_title = {o["title"]: o for o in orgs}
@@ -102,16 +91,7 @@ def test_br06_stored_formula_results_import(crm, client, tmp_path):
 
 
 def test_br06_formulas_without_results_are_not_imported(crm, client, tmp_path):
-    path = tmp_path / "BR-06-B.xlsx"
-    wb = openpyxl.Workbook()
-    ws = wb.active
-    ws.title = "Organisaties"
-    ws.append(["title", "email", "website"])
-    ws["A2"] = "Windmolen Energie B.V."
-    ws["B3"] = "verkoop@polderkaas.example"
-    for ref, formula in FORMULAS.items():
-        ws[ref] = formula
-    wb.save(path)
+    path = br06_workbook_b(tmp_path / "BR-06-B.xlsx")
     template = t({"title": "title", "emailAddresses": "email", "website": "website"})
     crm.clear_log()
     p, report, orgs = run(crm, client, path, template, tmp_path)

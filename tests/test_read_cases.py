@@ -95,8 +95,8 @@ RESULTS = {"B2": "info@windmolen-energie.example", "C2": "https://windmolen-ener
            "A3": "Polderkaas B.V."}
 
 
-def test_br06_workbook_a_stored_results_are_used(tmp_path):
-    path = tmp_path / "BR-06-A.xlsx"
+def br06_workbook_a(path):
+    """BR-06 workbook A: formulas with their stored results (as a spreadsheet app saves them)."""
     wb = xlsxwriter.Workbook(path)
     ws = wb.add_worksheet("Organisaties")
     ws.write_row(0, 0, ["title", "email", "website"])
@@ -105,17 +105,11 @@ def test_br06_workbook_a_stored_results_are_used(tmp_path):
     for ref, formula in FORMULAS.items():
         ws.write_formula(ref, formula, None, RESULTS[ref])
     wb.close()
-    sheet = read(path)
-    assert sheet.frame.rows(named=True) == [
-        {"row_number": 2, "title": "Windmolen Energie B.V.",
-         "email": "info@windmolen-energie.example", "website": "https://windmolen-energie.example"},
-        {"row_number": 3, "title": "Polderkaas B.V.", "email": "verkoop@polderkaas.example",
-         "website": None}]
-    assert sheet.issues == []
+    return path
 
 
-def test_br06_workbook_b_formulas_without_results_are_cell_errors(tmp_path):
-    path = tmp_path / "BR-06-B.xlsx"
+def br06_workbook_b(path):
+    """BR-06 workbook B: the same formulas with no stored result (as openpyxl writes them)."""
     wb = openpyxl.Workbook()
     ws = wb.active
     ws.title = "Organisaties"
@@ -125,7 +119,21 @@ def test_br06_workbook_b_formulas_without_results_are_cell_errors(tmp_path):
     for ref, formula in FORMULAS.items():
         ws[ref] = formula
     wb.save(path)
-    sheet = read(path)
+    return path
+
+
+def test_br06_workbook_a_stored_results_are_used(tmp_path):
+    sheet = read(br06_workbook_a(tmp_path / "BR-06-A.xlsx"))
+    assert sheet.frame.rows(named=True) == [
+        {"row_number": 2, "title": "Windmolen Energie B.V.",
+         "email": "info@windmolen-energie.example", "website": "https://windmolen-energie.example"},
+        {"row_number": 3, "title": "Polderkaas B.V.", "email": "verkoop@polderkaas.example",
+         "website": None}]
+    assert sheet.issues == []
+
+
+def test_br06_workbook_b_formulas_without_results_are_cell_errors(tmp_path):
+    sheet = read(br06_workbook_b(tmp_path / "BR-06-B.xlsx"))
     errors = [(i.type, i.severity, i.sheet, i.cell, i.row_number, i.column) for i in sheet.issues]
     assert errors == [
         ("formula-without-result", "error", "Organisaties", "B2", 2, "email"),

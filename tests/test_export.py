@@ -1,0 +1,239 @@
+"""Issue 7: `bulkcrm.export` against a real sandbox over HTTP: the template in reverse, so a
+re-import of the export plans nothing; inert formula cells; filters; page-by-page streaming."""
+from __future__ import annotations
+
+import csv
+import zipfile
+from urllib.parse import parse_qsl
+
+import openpyxl
+import polars as pl
+import pytest
+
+from bulkcrm.errors import InputError, TemplateError
+from bulkcrm.export import ExportFilters, ExportResult, export, filter_params, xlsx_text
+from bulkcrm.pipeline import run_import
+from bulkcrm.plan import plan
+from bulkcrm.read import read
+from bulkcrm.target import Target
+from bulkcrm.template import load_template, parse_template
+from tests.conftest import DATA, REPO
+
+US = DATA / "opendata500-govlab" / "us_companies.csv"
+US_TEMPLATE = REPO / "templates" / "us_companies.yaml"
+ORG_TEMPLATE = REPO / "templates" / "organizations.yaml"
+HYPERLINK = '=HYPERLINK("http://x.example","y")'
+TRICKY = "line 1\r\nline 2 _x0041_ \ttab\x01 end "  # CR, a literal OOXML escape, a control char
+
+RICH = {
+    "resource": "organizations", "identifiers": ["emailAddresses"],
+    "fields": {
+        "title": "name",
+        "emailAddresses": {"column": "emails"},
+        "phoneNumbers": [{"column": "phone", "split": ";"}, {"column": "fax", "type": "fax"},
+                         {"column": "other", "type_column": "other_type"}],
+        "tags": {"column": "tags", "lookup": True},
+        "segments": {"column": "lists", "split": "|",
+                     "lookup": {"table": {"Key accounts": "/segments/s1"}}},
+        "owner": {"column": "owner", "lookup": True},
+        "address.country": {"column": "country", "render": {"country": "alpha_3"}},
+        "description": "notes",
+        "externalSource": {"value": "crm"},
+    },
+}
+SEED = {
+    "users": [{"@id": "/users/u1", "email": "ann@example.com"}],
+    "tags": [{"@id": "/tags/t1", "title": "VIP"}, {"@id": "/tags/t2", "title": "Lead"},
+             {"@id": "/tags/t3", "title": "dup"}, {"@id": "/tags/t4", "title": "Dup"},
+             {"@id": "/tags/t5", "title": "a;b"}],
+    "segments": [{"@id": "/segments/s1", "title": "Key", "icon": "star"},
+                 {"@id": "/segments/s2", "title": "Prospects", "icon": "star"}],
+    "organizations": [
+        {"@id": "/organizations/o1", "title": HYPERLINK,
+         "emailAddresses": [{"email": "a@x.example"}, {"email": "b@x.example"}],
+         "phoneNumbers": [{"phoneNumber": "+31201234567"},
+                          {"phoneNumber": "+31201234568", "phoneType": "fax"},
+                          {"phoneNumber": "+31612345678", "phoneType": "mobile"},
+                          {"phoneNumber": "+31201234569"}],
+         "tags": ["/tags/t1", "/tags/t3", "/tags/t5"], "segments": ["/segments/s1", "/segments/s2"],
+         "owner": "/users/u1", "address": {"country": "NL"}, "description": TRICKY, "externalSource": "crm",
+         "createdAt": "2024-03-01T10:00:00+00:00"},
+        {"@id": "/organizations/o2", "title": "'t Hoekje", "emailAddresses": [{"email": "c@x.example"}],
+         "owner": "/users/u9", "tags": ["/tags/t2"], "description": "-1", "externalSource": "crm",
+         "archivedAt": "2024-01-01T00:00:00+00:00", "createdAt": "2023-06-01T10:00:00+00:00"},
+    ],
+}
+
+
+def _import(path, template, client, tmp_path):
+    target = Target(client=client, label="test")
+    result = run_import(str(path), str(template), target, report_dir=str(tmp_path / "import"),
+                        reconcile=False, progress=False, echo=lambda _: None)
+    assert result["ok"], result["json"]
+    return result["json"]
+
+
+def _replan(path, template, client) -> dict:
+    p = plan(path, template, client)
+    assert p.operations == [], [r for r in p.rows if r["op"] != "unchanged"][:3]
+    return p.counts()
+
+
+def _rich(tmp_path):
+    path = tmp_path / "rich.yaml"
+    import yaml
+    path.write_text(yaml.safe_dump(RICH, sort_keys=False), encoding="utf-8")
+    return load_template(path)
+
+
+def test_us_companies_round_trip_csv_and_xlsx(crm, client, tmp_path):
+    counts = _import(US, US_TEMPLATE, client, tmp_path)
+    assert counts["created"] == 529
+    template = load_template(US_TEMPLATE)
+    for ext in ("csv", "xlsx"):
+        result = export(client, template, tmp_path / f"us.{ext}")
+        assert result == ExportResult(tmp_path / f"us.{ext}", 529, 18, 18)  # ⌈529/30⌉ pages
+        assert _replan(result.path, template, client)["unchanged"] == 529
+        rows = {r["company_name_id"]: r for r in read(result.path).frame.iter_rows(named=True)}
+        assert list(read(result.path).frame.columns[1:3]) == ["crm_iri", "company_name"]
+        assert rows["abt-associates"]["url"] == "https://abtassoc.com"           # scheme added
+        assert rows["3-round-stones-inc"]["url"] == "http://3roundstones.com"    # host lower-cased
+        assert rows["48-factoring-inc"]["city"] == "Philadelphia"                 # " Philadelphia"
+        assert rows["abt-associates"]["zip_code"] == "02138"                      # leading zero kept
+        assert rows["abt-associates"]["country"] == "US"
+        assert rows["abt-associates"]["crm_iri"].startswith("/organizations/")
+        assert "state" not in rows["abt-associates"]
+
+
+def test_formula_title_is_inert_text_in_csv_and_xlsx(crm, client, tmp_path):
+    crm.seed(SEED)
+    template = _rich(tmp_path)
+    csv_path = export(client, template, tmp_path / "out.csv").path
+    with csv_path.open(encoding="utf-8", newline="") as f:
+        lines = {r["crm_iri"]: r for r in csv.DictReader(f)}
+    assert lines["/organizations/o1"]["name"] == "'" + HYPERLINK
+    assert lines["/organizations/o1"]["phone"] == "'+31201234567;+31201234569"
+    assert lines["/organizations/o2"]["name"] == "''t Hoekje"   # a leading ' is escaped too
+    assert lines["/organizations/o2"]["notes"] == "'-1"
+    assert lines["/organizations/o1"]["notes"] == TRICKY         # CR kept inside quotes
+    assert csv_path.read_bytes()[:3] != b"\xef\xbb\xbf"          # no BOM
+
+    xlsx_path = export(client, template, tmp_path / "out.xlsx").path
+    sheet_xml = zipfile.ZipFile(xlsx_path).read("xl/worksheets/sheet1.xml").decode()
+    assert "<f>" not in sheet_xml and "<f " not in sheet_xml
+    ws = openpyxl.load_workbook(xlsx_path)["organizations"]
+    header = [c.value for c in ws[1]]
+    cell = ws.cell(row=2, column=header.index("name") + 1)
+    assert (cell.value, cell.data_type, cell.quotePrefix) == (HYPERLINK, "s", True)
+    phone = ws.cell(row=2, column=header.index("phone") + 1)
+    assert (phone.value, phone.data_type) == ("+31201234567;+31201234569", "s")
+    assert all(c.data_type == "s" for row in ws.iter_rows(min_row=2) for c in row if c.value)
+
+    for path in (csv_path, xlsx_path):
+        frame = read(path).frame
+        by_iri = {r["crm_iri"]: r for r in frame.iter_rows(named=True)}
+        assert by_iri["/organizations/o1"]["name"] == HYPERLINK
+        assert by_iri["/organizations/o1"]["notes"] == TRICKY
+        assert by_iri["/organizations/o2"]["name"] == "'t Hoekje"
+        assert _replan(path, template, client)["unchanged"] == 2
+
+
+def test_fields_render_through_lookups_lists_and_phone_sources(crm, client, tmp_path):
+    crm.seed(SEED)
+    template = _rich(tmp_path)
+    frame = read(export(client, template, tmp_path / "out.csv").path).frame
+    assert frame.columns == ["row_number", "crm_iri", "name", "emails", "phone", "fax", "other",
+                             "other_type", "tags", "lists", "owner", "country", "notes"]
+    o1, o2 = frame.sort("crm_iri").drop("row_number").iter_rows(named=True)
+    assert o1 == {
+        "crm_iri": "/organizations/o1", "name": HYPERLINK, "emails": "a@x.example;b@x.example",
+        "phone": "+31201234567;+31201234569", "fax": "+31201234568", "other": "+31612345678",
+        "other_type": "mobile",
+        "tags": "VIP;/tags/t3;/tags/t5",       # "dup" is ambiguous, "a;b" holds the separator
+        "lists": "key accounts|Prospects",      # the static table first, then the listing
+        "owner": "ann@example.com", "country": "NLD", "notes": TRICKY}
+    assert (o2["owner"], o2["tags"], o2["phone"], o2["country"]) == ("/users/u9", "Lead", None, None)
+
+
+def test_filters_become_api_parameters(crm, client, tmp_path):
+    crm.seed(SEED)
+    template = _rich(tmp_path)
+    f = ExportFilters(q="hoek", owner="ann@example.com", tags=("VIP", "/tags/t2", "42"),
+                      segments=("Prospects",), archived=False, created_after="2024-01-01",
+                      created_before="2024-03-01")
+    assert filter_params(client, f, template) == {
+        "q": "hoek", "owner.id": "/users/u1", "tags.id[]": ["/tags/t1", "/tags/t2", "42"],
+        "segments.uuid[]": ["/segments/s2"], "exists[archivedAt]": "false",
+        "createdAt[after]": "2024-01-01", "createdAt[strictly_before]": "2024-03-02"}
+    assert filter_params(client, ExportFilters(created_before="2024-03-01T10:00:00+00:00")) == {
+        "createdAt[before]": "2024-03-01T10:00:00+00:00"}
+    cases = [({"archived": True}, ["/organizations/o2"]), ({"archived": False}, ["/organizations/o1"]),
+             ({"tags": ("Lead", "VIP")}, ["/organizations/o1", "/organizations/o2"]),
+             ({"owner": "ann@example.com"}, ["/organizations/o1"]), ({"q": "hoek"}, ["/organizations/o2"]),
+             ({"segments": ("Key accounts",)}, ["/organizations/o1"]),
+             ({"created_before": "2024-02-29"}, ["/organizations/o2"]),
+             ({"created_after": "2024-03-01"}, ["/organizations/o1"])]
+    for filters, iris in cases:
+        crm.clear_log()
+        path = export(client, template, tmp_path / "f.csv", filters=filters).path
+        assert sorted(read(path).frame["crm_iri"].to_list()) == iris, filters
+        pages = [r for r in crm.requests if r.path == "/organizations"]
+        assert len(pages) == 1 and ("itemsPerPage", "30") in parse_qsl(pages[0].query)
+
+
+def test_bad_filters_and_outputs_raise_before_writing(crm, client, tmp_path):
+    crm.seed(SEED)
+    template = _rich(tmp_path)
+    out = tmp_path / "out.csv"
+    with pytest.raises(InputError, match=r"--tag 'nope' matches no tags title; use its IRI /tags/\{id\}"):
+        export(client, template, out, filters={"tags": ("nope",)})
+    with pytest.raises(InputError, match=r"--tag 'dup' names 2 tags: /tags/t3, /tags/t4"):
+        export(client, template, out, filters={"tags": ("dup",)})
+    with pytest.raises(InputError, match="--owner 'zed@example.com' matches no users email"):
+        export(client, template, out, filters={"owner": "zed@example.com"})
+    with pytest.raises(InputError, match="created_after '31-01-2024' is not an ISO 8601 date"):
+        export(client, template, out, filters={"created_after": "31-01-2024"})
+    with pytest.raises(InputError, match="name the file .csv or .xlsx"):
+        export(client, template, tmp_path / "out.json")
+    notes = parse_template({"resource": "organization_notes", "fields": {"description": "d", "category": "c"}})
+    with pytest.raises(TemplateError, match="export reads organizations"):
+        export(client, notes, out)
+    assert list(tmp_path.glob("out*")) == []
+
+
+def test_pages_are_written_one_at_a_time(crm, client, tmp_path):
+    crm.seed({"organizations": [{"title": f"Org {i:03d}", "customerId": f"C{i:03d}"} for i in range(95)]})
+    template = parse_template({"fields": {"title": "name", "customerId": "id"}})
+    part = tmp_path / "big.csv.part"
+    seen = []
+
+    def progress(done, total, c):
+        lines = part.read_bytes().count(b"\n") if part.exists() else None
+        seen.append((done, total, c.requests_sent, lines))
+
+    start = client.requests_sent
+    result = export(client, template, tmp_path / "big.csv", progress=progress)
+    assert (result.records, result.pages, result.requests) == (95, 4, 4)
+    # the file holds the header plus each page as soon as that page is rendered
+    assert seen == [(1, 4, start + 1, 31), (2, 4, start + 2, 61), (3, 4, start + 3, 91),
+                    (4, 4, start + 4, 96)]
+    assert not part.exists()
+    frame = read(result.path).frame
+    assert frame.height == 95 and frame["id"].n_unique() == 95
+
+
+def test_empty_fields_export_as_empty_cells(crm, client, tmp_path):
+    crm.seed({"organizations": [{"@id": "/organizations/e1", "title": "Empty", "externalSource": "northwind"}]})
+    result = export(client, load_template(ORG_TEMPLATE), tmp_path / "e.csv")
+    assert result.path.read_text(encoding="utf-8").splitlines() == [
+        "crm_iri,companyName,customerID,address,city,postalCode,country,phone,fax",
+        "/organizations/e1,Empty,,,,,,,"]
+    assert _replan(result.path, load_template(ORG_TEMPLATE), client)["unchanged"] == 1
+
+
+def test_xlsx_text_escapes_what_xml_would_lose():
+    assert xlsx_text("a\r\nb") == "a_x000D_\nb"
+    assert xlsx_text("keep _x0041_ literal") == "keep _x005F_x0041_ literal"
+    assert xlsx_text("ctl\x01") == "ctl_x0001_"
+    assert xlsx_text("tab\tand _xyz_") == "tab\tand _xyz_"
+    assert pl.Series([xlsx_text(HYPERLINK)]).to_list() == [HYPERLINK]
