@@ -12,10 +12,11 @@ Usage::
 """
 from .apply import apply
 from .client import Client
+from .export import export
 from .plan import Plan, plan
 from .read import read
 from .report import Report
 from .template import load_template
 from .validate import validate
 
-__all__ = ["load_template", "read", "validate", "plan", "apply", "Client", "Plan", "Report"]
+__all__ = ["load_template", "read", "validate", "plan", "apply", "export", "Client", "Plan", "Report"]

@@ -62,6 +62,9 @@ def read_options(fn):
 
 
 def plan_options(fn):
+    fn = click.option("--mirror-notes", is_flag=True,
+                      help="Notes templates: also delete the notes of the organizations involved "
+                           "that no row matches (each delete is listed in the plan).")(fn)
     fn = click.option("--match-strategy", type=click.Choice(["auto", "lookup", "scan"]), default="auto",
                       show_default=True, help="Find records by identifiers[] lookups, a full listing, or "
                       "whichever costs fewer requests.")(fn)
@@ -110,8 +113,8 @@ def cli(ctx, debug):
 @click.option("--no-reconcile", is_flag=True, help="Do not re-read the written records afterwards.")
 @click.pass_context
 @handle_errors
-def import_cmd(ctx, file, template_path, mode, match_strategy, sheet, encoding, delimiter, header_row,
-               base_url, api_key, max_rate, dry_run, report_dir, as_json, no_reconcile):
+def import_cmd(ctx, file, template_path, mode, match_strategy, mirror_notes, sheet, encoding, delimiter,
+               header_row, base_url, api_key, max_rate, dry_run, report_dir, as_json, no_reconcile):
     """Upsert FILE (CSV/XLSX) into the CRM: plan, then apply, then write a report."""
     from .pipeline import run_import
     ctx.obj["json"] = as_json
@@ -119,7 +122,7 @@ def import_cmd(ctx, file, template_path, mode, match_strategy, sheet, encoding, 
     report_dir = report_dir or str(Path("reports") / Path(file).stem)
     try:
         result = run_import(file, template_path, target, mode=mode, strategy=match_strategy,
-                            sheet=_sheet_arg(sheet), encoding=encoding, delimiter=delimiter,
+                            mirror_notes=mirror_notes, sheet=_sheet_arg(sheet), encoding=encoding, delimiter=delimiter,
                             header_row=header_row, dry_run=dry_run, report_dir=report_dir,
                             reconcile=not no_reconcile, progress=not as_json,
                             echo=lambda s: click.echo(s, err=as_json))
@@ -138,14 +141,14 @@ def import_cmd(ctx, file, template_path, mode, match_strategy, sheet, encoding, 
 @click.option("--json", "as_json", is_flag=True, help="Print the counts as JSON.")
 @click.pass_context
 @handle_errors
-def plan_cmd(ctx, file, template_path, mode, match_strategy, sheet, encoding, delimiter, header_row,
-             base_url, api_key, max_rate, out, as_json):
+def plan_cmd(ctx, file, template_path, mode, match_strategy, mirror_notes, sheet, encoding, delimiter,
+             header_row, base_url, api_key, max_rate, out, as_json):
     """Plan the import of FILE and save the plan; nothing is written to the CRM."""
     from .pipeline import run_plan
     ctx.obj["json"] = as_json
     target = _open(ctx, base_url, api_key, max_rate)
     p, text = run_plan(file, template_path, target, mode=mode, strategy=match_strategy,
-                       sheet=_sheet_arg(sheet), encoding=encoding, delimiter=delimiter, header_row=header_row)
+                       mirror_notes=mirror_notes, sheet=_sheet_arg(sheet), encoding=encoding, delimiter=delimiter, header_row=header_row)
     p.save(out)
     if as_json:
         click.echo(json.dumps({**p.counts(), "requests": p.requests_spent, "writes": len(p.operations)}))
@@ -222,14 +225,14 @@ def validate_cmd(ctx, file, template_path, sheet, encoding, delimiter, header_ro
 def export_cmd(ctx, template_path, out, q, owner, tags, segments, archived, created_after, created_before,
                base_url, api_key, max_rate, as_json):
     """Write organizations to a CSV/XLSX sheet through a template (crm_iri column first)."""
-    from .export import ExportFilters, export
+    from .export import ExportFilters, ProgressBar, export
     from .template import load_template
     ctx.obj["json"] = as_json
     template = load_template(template_path)
     target = _open(ctx, base_url, api_key, max_rate)
     filters = ExportFilters(q=q, owner=owner, tags=tuple(tags), segments=tuple(segments), archived=archived,
                             created_after=created_after, created_before=created_before)
-    bar = None if as_json else _ExportBar()
+    bar = None if as_json else ProgressBar()
     try:
         result = export(target.client, template, out, filters=filters, progress=bar)
     finally:
@@ -239,23 +242,6 @@ def export_cmd(ctx, template_path, out, q, owner, tags, segments, archived, crea
                "requests": result.requests}
     click.echo(json.dumps(payload) if as_json else
                f"Exported {result.records} records to {result.path} ({result.pages} pages, {result.requests} requests)")
-
-
-class _ExportBar:
-    """tqdm bar on stderr: pages read of the total (from totalItems), requests sent, ETA."""
-
-    def __init__(self):
-        from tqdm import tqdm
-        self.bar = tqdm(total=None, unit="page", desc="export", leave=True)
-
-    def __call__(self, pages: int, total: int | None, client) -> None:
-        self.bar.total = total
-        self.bar.n = pages
-        self.bar.set_postfix(requests=client.requests_sent, refresh=False)
-        self.bar.refresh()
-
-    def close(self) -> None:
-        self.bar.close()
 
 
 @cli.command("sandbox")

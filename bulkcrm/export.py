@@ -121,6 +121,9 @@ def export(client: Client, template: Template, out_path: str | Path, *,
     if kind is None:
         raise InputError(f"cannot export to {out.suffix or 'a file without extension'!r}; "
                          "name the file .csv or .xlsx", path=str(out))
+    if template.resource == "organization_notes":  # issue 8: notes of the organizations
+        from .notes_export import export_notes
+        return export_notes(client, template, out, filters=filters, progress=progress)
     if template.resource != "organizations":
         raise TemplateError(f"export reads organizations; this template's resource is "
                             f"{template.resource!r}", path=template.path, key="resource")
@@ -148,6 +151,25 @@ def export(client: Client, template: Template, out_path: str | Path, *,
         sink.abort()
         part.unlink(missing_ok=True)
     return ExportResult(out, records, client.requests_sent - start, pages)
+
+
+class ProgressBar:
+    """A `Progress` callback drawing a tqdm bar on stderr: pages read of the total (known from
+    the first page's totalItems), requests sent, ETA. Call `close()` when done."""
+
+    def __init__(self) -> None:
+        from tqdm import tqdm
+
+        self.bar = tqdm(total=None, unit="page", desc="export", leave=True)
+
+    def __call__(self, pages: int, total: int | None, client: Client) -> None:
+        self.bar.total = total
+        self.bar.n = pages
+        self.bar.set_postfix(requests=client.requests_sent, refresh=False)
+        self.bar.refresh()
+
+    def close(self) -> None:
+        self.bar.close()
 
 
 # --- filters ---------------------------------------------------------------------------------
@@ -179,9 +201,9 @@ def filter_params(client: Client, filters: ExportFilters, template: Template | N
     if f.archived is not None:
         params["exists[archivedAt]"] = "true" if f.archived else "false"
     if f.created_after:
-        params["createdAt[after]"] = _iso(f.created_after, "created_after").isoformat()
+        params["createdAt[after]"] = _iso(f.created_after, "--created-after").isoformat()
     if f.created_before:
-        moment = _iso(f.created_before, "created_before")
+        moment = _iso(f.created_before, "--created-before")
         if isinstance(moment, dt.datetime):
             params["createdAt[before]"] = moment.isoformat()
         else:

@@ -1,0 +1,84 @@
+"""Issue 7, end to end: `bulkcrm import` the Northwind sample, `bulkcrm export` it to CSV and XLSX
+with the same template, `bulkcrm plan` each export: nothing to do."""
+from __future__ import annotations
+
+import json
+from urllib.parse import parse_qsl
+
+import pytest
+
+from bulkcrm.cli import cli
+from bulkcrm.read import read
+from tests.conftest import REPO, TEST_KEY
+
+SAMPLE = REPO / "samples" / "organizations.csv"
+TEMPLATE = REPO / "templates" / "organizations.yaml"
+WRITES = {"POST", "PUT", "PATCH", "DELETE"}
+
+
+def run(runner, crm, *args, as_json=True):
+    """Invoke the CLI against the `crm` sandbox; return (exit code, last output line as JSON)."""
+    extra = ["--json"] if as_json else []
+    result = runner.invoke(cli, [*args, "--base-url", crm.url, "--api-key", TEST_KEY,
+                                 "--max-rate", "60000", *extra])
+    lines = result.output.strip().splitlines()
+    if not as_json:
+        return result.exit_code, result.output
+    try:
+        return result.exit_code, json.loads(lines[-1])
+    except (IndexError, ValueError):
+        pytest.fail(f"no JSON line in output:\n{result.output}")
+
+
+def test_sample_round_trip_through_csv_and_xlsx_plans_nothing(runner, crm, tmp_path):
+    code, imported = run(runner, crm, "import", str(SAMPLE), "-t", str(TEMPLATE),
+                         "--report", str(tmp_path / "r"), "--no-reconcile")
+    assert code == 0 and imported["created"] == 91
+    for ext in ("csv", "xlsx"):
+        out = tmp_path / f"organizations.export.{ext}"
+        crm.clear_log()
+        code, exported = run(runner, crm, "export", "-t", str(TEMPLATE), "--out", str(out))
+        assert code == 0, exported
+        assert exported == {"path": str(out), "records": 91, "pages": 4, "requests": 4}
+        assert [(r.method, r.path) for r in crm.requests] == [("GET", "/organizations")] * 4
+        frame = read(out).frame
+        assert frame.columns[1:] == ["crm_iri", "companyName", "customerID", "address", "city",
+                                     "postalCode", "country", "phone", "fax"]
+        alfki = next(frame.filter(frame["customerID"] == "ALFKI").iter_rows(named=True))
+        assert (alfki["country"], alfki["phone"], alfki["fax"]) == ("Germany", "+49300074321",
+                                                                      "+49300076545")
+        crm.clear_log()
+        code, planned = run(runner, crm, "plan", str(out), "-t", str(TEMPLATE),
+                            "--out", str(tmp_path / f"plan.{ext}.json"))
+        assert code == 0, planned
+        assert planned["unchanged"] == 91 and planned["writes"] == 0
+        assert planned["create"] == planned["patch"] == planned["invalid"] == planned["conflict"] == 0
+        assert not [r for r in crm.requests if r.method in WRITES]
+
+
+def test_export_prints_a_summary_and_filters(runner, crm, tmp_path):
+    crm.seed({"tags": [{"@id": "/tags/t1", "title": "VIP"}],
+              "organizations": [
+                  {"@id": "/organizations/a", "title": "Archived VIP", "tags": ["/tags/t1"],
+                   "archivedAt": "2024-01-01T00:00:00+00:00", "externalSource": "northwind"},
+                  {"@id": "/organizations/b", "title": "Active VIP", "tags": ["/tags/t1"]},
+                  {"@id": "/organizations/c", "title": "Active", "externalSource": "northwind"}]})
+    out = tmp_path / "vip.csv"
+    code, text = run(runner, crm, "export", "-t", str(TEMPLATE), "-o", str(out), "--tag", "VIP",
+                     "--not-archived", as_json=False)
+    assert code == 0, text
+    assert "Exported 1 records to " + str(out) + " (1 pages, 2 requests)" in text
+    assert read(out).frame["crm_iri"].to_list() == ["/organizations/b"]
+    page = [r for r in crm.requests if r.path == "/organizations"][-1]
+    assert parse_qsl(page.query) == [("itemsPerPage", "30"), ("tags.id[]", "/tags/t1"),
+                                     ("exists[archivedAt]", "false")]
+
+
+def test_export_usage_errors_exit_2(runner, crm, tmp_path):
+    code, text = run(runner, crm, "export", "-t", str(TEMPLATE), "-o", str(tmp_path / "x.json"),
+                     as_json=False)
+    assert code == 2 and "name the file .csv or .xlsx" in text
+    code, text = run(runner, crm, "export", "-t", str(TEMPLATE), "-o", str(tmp_path / "x.csv"),
+                     "--tag", "nope", as_json=False)
+    assert code == 2 and "--tag 'nope' matches no tags title" in text
+    assert not list(tmp_path.iterdir())
