@@ -10,7 +10,13 @@ Input: a `Plan` and a `Client`. Output: a `report.Report` (one row per input row
 - `verify=True` re-reads a record before writing; a record whose touched fields changed since
   planning is not overwritten (`drifted`).
 - Reconciliation re-reads the touched records (`identifiers[]` 30 at a time, else one GET each)
-  and notes every field the server holds differently from what was sent.
+  and notes every field the server holds differently from what was sent. Notes are checked
+  against the server's answer to their write (no extra request).
+- Notes (issue 8): a note of an organization created by this plan has the path
+  `$ref:row:<n>/notes`, filled from the journal; it depends on `row:<n>` and fails, never
+  posted elsewhere, when that create failed. A lost create answer is resolved by listing the
+  organization's notes and matching the content key. Mirror deletes send DELETE; a 404 means
+  the note is gone already.
 """
 from __future__ import annotations
 
@@ -72,7 +78,8 @@ def apply(plan: Plan, client: Client, *, plan_path: str | Path | None = None,
         results[op.key] = _run_op(op, journal, client, verify)
         if progress and (n % batch_size == 0 or n == total):
             progress(n, total, client)
-    mismatches = _reconcile(plan, journal, client) if reconcile else {}
+    mismatches = {**_reconcile(plan, journal, client), **_reconcile_notes(plan, results)} \
+        if reconcile else {}
     return _report(plan, journal, results, mismatches, client.requests_sent - start_requests,
                    started, reconcile)
 
@@ -85,8 +92,9 @@ def _run_op(op: Operation, journal: Journal, client: Client, verify: bool) -> di
     if missing:
         journal.record(op.key, "failed", detail=f"depends on {', '.join(missing)}, which failed")
         return {"outcome": "failed"}
+    path = _fill_path(op.path, journal.iris())
     if state == "sent" and op.method == "POST":
-        found = _find_created(op, client)
+        found = _find_created(op, client, path)
         if found:
             journal.record(op.key, "done", iri=found, status=None, detail="resolved after a lost answer")
             return {"outcome": "done"}
@@ -99,9 +107,9 @@ def _run_op(op: Operation, journal: Journal, client: Client, verify: bool) -> di
     for _ in range(3):  # an uncertain write is resolved by lookup, then resent at most twice
         journal.record(op.key, "sent")
         try:
-            resp = _send(client, op, body)
+            resp = _send(client, op, path, body)
         except UncertainWriteError as e:
-            found = _find_created(op, client) if op.method == "POST" else None
+            found = _find_created(op, client, path) if op.method == "POST" else None
             if found:
                 journal.record(op.key, "done", iri=found, detail="resolved after a lost answer")
                 return {"outcome": "done"}
@@ -110,6 +118,9 @@ def _run_op(op: Operation, journal: Journal, client: Client, verify: bool) -> di
         except AuthError:
             raise
         except (PermanentApiError, TransientApiError) as e:
+            if op.method == "DELETE" and e.status == 404:  # gone already (a lost answer, or by hand)
+                journal.record(op.key, "done", iri=op.iri, status=404, detail="already deleted")
+                return {"outcome": "done"}
             journal.record(op.key, "failed", status=e.status, detail=_problem(e))
             return {"outcome": "failed"}
         journal.record(op.key, "done", iri=resp.iri or op.iri, status=resp.status,
@@ -119,8 +130,10 @@ def _run_op(op: Operation, journal: Journal, client: Client, verify: bool) -> di
     return {"outcome": "failed"}
 
 
-def _send(client: Client, op: Operation, body: dict):
-    return {"POST": client.post, "PATCH": client.patch, "PUT": client.put}[op.method](op.path, body)
+def _send(client: Client, op: Operation, path: str, body: dict):
+    if op.method == "DELETE":
+        return client.delete(path)
+    return {"POST": client.post, "PATCH": client.patch, "PUT": client.put}[op.method](path, body)
 
 
 def _problem(e: ApiError) -> str:
@@ -138,8 +151,19 @@ def _fill_refs(body: Any, iris: dict[str, str]) -> Any:
     return body
 
 
-def _find_created(op: Operation, client: Client) -> str | None:
+def _fill_path(path: str, iris: dict[str, str]) -> str:
+    """`$ref:<key>/rest` -> `<IRI of key>/rest` (a note of an organization this plan created)."""
+    if not path.startswith(REF_PREFIX):
+        return path
+    key, sep, rest = path[len(REF_PREFIX):].partition("/")
+    return iris[key] + sep + rest if key in iris else path
+
+
+def _find_created(op: Operation, client: Client, path: str) -> str | None:
     """Look for the record a POST may have created (its answer was lost)."""
+    if op.resource == "organization_notes":
+        from .notes import find_created_note
+        return find_created_note(client, path, op.body, op.content_key)
     if op.path == "/tags":
         hits = [t for t in client.list_all("/tags") if str(t.get("title", "")).strip() == op.body["title"]]
         return hits[0]["@id"] if hits else None
@@ -184,7 +208,8 @@ def _canon(v: Any) -> str:
 
 def _reconcile(plan: Plan, journal: Journal, client: Client) -> dict[str, str]:
     """key -> mismatch text, comparing what was sent with what the server now holds."""
-    done = [o for o in plan.operations if journal.state(o.key) == "done" and o.path != "/tags"]
+    done = [o for o in plan.operations if journal.state(o.key) == "done" and o.path != "/tags"
+            and o.resource == "organizations"]
     iris = {o.key: journal.get(o.key).get("iri") or o.iri for o in done}
     records: dict[str, dict] = {}
     values = sorted({v for o in done for vals in o.identifiers.values() for v in vals})
@@ -207,6 +232,29 @@ def _reconcile(plan: Plan, journal: Journal, client: Client) -> dict[str, str]:
             out[o.key] = "server holds other values for " + ", ".join(
                 f"{k} ({json.dumps(records[iri].get(k), ensure_ascii=False)})" for k in diffs)
     return out
+
+
+def _reconcile_notes(plan: Plan, results: dict) -> dict[str, str]:
+    """key -> mismatch text for notes, from the server's answer to each write of this run."""
+    out = {}
+    for o in plan.operations:
+        answer = results.get(o.key, {}).get("body")
+        if o.resource != "organization_notes" or o.method == "DELETE" or not isinstance(answer, dict):
+            continue
+        diffs = [k for k, v in o.body.items() if _note_value(k, answer.get(k)) != _note_value(k, v)]
+        if diffs:
+            out[o.key] = "server holds other values for " + ", ".join(
+                f"{k} ({json.dumps(answer.get(k), ensure_ascii=False)})" for k in diffs)
+    return out
+
+
+def _note_value(field: str, value: Any) -> Any:
+    if field == "createdAt" and isinstance(value, str):
+        try:
+            return dt.datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+        except ValueError:
+            return value
+    return None if value in ("", None) else value
 
 
 def _subset(actual: Any, sent: Any) -> Any:
@@ -233,9 +281,11 @@ def _report(plan: Plan, journal: Journal, results: dict, mismatches: dict, reque
             note = "; ".join(x for x in (entry.get("detail"), mismatches.get(key)) if x) or None
         iri = entry.get("iri") or r.get("iri")
         changes = r.get("changes") or (by_key[key].changes if key in by_key else [])
-        rows.append({"row_number": r["row_number"], "file": Path(plan.input).name, "sheet": plan.sheet,
-                     "op": r["op"], "outcome": outcome, "iri": iri, "title": r.get("title"),
-                     "changes": changes, "status": entry.get("status"), "note": note})
+        rows.append({"row_number": r["row_number"], "file": Path(plan.input).name,
+                     "sheet": r.get("sheet") or plan.sheet, "op": r["op"], "outcome": outcome,
+                     "iri": iri, "title": r.get("title"), "changes": changes,
+                     "status": entry.get("status"), "note": note,
+                     "resource": r.get("resource", "organizations")})
     issues = _issues(plan, journal, rows)
     summary = {"requests": requests, "target": plan.target, "template": plan.template,
                "input": plan.input, "dry_run": False, "started_at": started, "finished_at": _now(),
@@ -260,11 +310,13 @@ def _issues(plan: Plan, journal: Journal, rows: list[dict]) -> pl.DataFrame:
 
 def dry_run_report(plan: Plan) -> Report:
     """The report of a plan that was not applied: every write row's outcome is `planned`."""
-    rows = [{"row_number": r["row_number"], "file": Path(plan.input).name, "sheet": plan.sheet,
+    rows = [{"row_number": r["row_number"], "file": Path(plan.input).name,
+             "sheet": r.get("sheet") or plan.sheet,
              "op": r["op"], "outcome": {"unchanged": "unchanged", "skip": "skipped", "conflict": "conflict",
                                         "invalid": "invalid"}.get(r["op"], "planned"),
              "iri": r.get("iri"), "title": r.get("title"), "changes": r.get("changes") or [],
-             "status": None, "note": r.get("note")} for r in plan.rows]
+             "status": None, "note": r.get("note"), "resource": r.get("resource", "organizations")}
+            for r in plan.rows]
     summary = {"requests": plan.requests_spent, "target": plan.target, "template": plan.template,
                "input": plan.input, "dry_run": True, "started_at": plan.created_at, "finished_at": _now(),
                "reconciled": False, "mismatches": 0}

@@ -121,7 +121,7 @@ def export(client: Client, template: Template, out_path: str | Path, *,
     if kind is None:
         raise InputError(f"cannot export to {out.suffix or 'a file without extension'!r}; "
                          "name the file .csv or .xlsx", path=str(out))
-    if template.resource == "organization_notes":  # issue 8: notes of the organizations
+    if template.resource == "organization_notes" and template.notes is not None:  # issue 8
         from .notes_export import export_notes
         return export_notes(client, template, out, filters=filters, progress=progress)
     if template.resource != "organizations":

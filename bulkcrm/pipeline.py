@@ -23,11 +23,13 @@ Echo = Callable[[str], None]
 
 
 def run_plan(file, template_path, target: Target, *, mode="upsert", strategy="auto", sheet=None,
-             encoding=None, delimiter=None, header_row=None) -> tuple[Plan, str]:
-    """Plan FILE against the target; returns the plan (target label set) and its text."""
+             encoding=None, delimiter=None, header_row=None,
+             mirror_notes=False) -> tuple[Plan, str]:
+    """Plan FILE against the target; returns the plan (target label set) and its text.
+    `mirror_notes` plans deletes of notes absent from the sheet (issue 8)."""
     template = load_template(template_path)
     p = plan(file, template, target.client, mode=mode, strategy=strategy, sheet=sheet, encoding=encoding,
-             delimiter=delimiter, header_row=header_row)
+             delimiter=delimiter, header_row=header_row, mirror_notes=mirror_notes)
     p.target = target.label
     return p, render_plan(p, requests_per_minute=target.client.requests_per_minute)
 

@@ -5,6 +5,9 @@ Output: a `Plan`, saved as JSON with `Plan.save` and executed exactly by `apply.
 
 Per row the plan says create, patch, replace, unchanged, skip (mode create-only/update-only),
 conflict (ambiguous match, duplicate rows: never written) or invalid (validation issues).
+Notes (template resource `organization_notes`, or an organizations template's `notes:`
+section) are planned by `notes.py` into the same plan: their rows carry
+`resource: organization_notes`, and mirror mode adds `delete` rows (issue 8).
 """
 from __future__ import annotations
 
@@ -45,6 +48,10 @@ class Operation:
         snapshot: record values of the touched fields at planning time (drift check).
         changes: [{field, before, after}] (JSON-encoded values). cleared: fields a PUT empties.
         depends_on: keys of operations that must be done first.
+        resource: organizations | organization_notes (issue 8).
+        content_key: for a note create, the content key fields that find it again when the
+            answer was lost (`notes.find_created_note`). A path may start with `$ref:<key>`
+            (a note of an organization created by operation `<key>`).
     """
 
     key: str
@@ -60,6 +67,8 @@ class Operation:
     changes: list[dict] = field(default_factory=list)
     cleared: list[str] = field(default_factory=list)
     depends_on: list[str] = field(default_factory=list)
+    resource: str = "organizations"
+    content_key: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -67,7 +76,9 @@ class Plan:
     """A saved decision for every input row (JSON file, `schema_version` 1).
 
     Attributes:
-        rows: one dict per input row: row_number, op, iri, title, changes, note.
+        rows: one dict per input row: row_number, op, iri, title, changes, note, key,
+            resource (organizations | organization_notes); note rows also `sheet` and
+            `organization`; mirror deletes have row_number None.
         operations: the writes, in the order apply sends them.
         issues: ISSUE_SCHEMA dicts (validation, lookups, conflicts).
         requests_spent: requests used while planning (lookups).
@@ -90,11 +101,13 @@ class Plan:
     schema_version: int = SCHEMA_VERSION
     notes: list[str] = field(default_factory=list)
 
-    def counts(self) -> dict[str, int]:
-        """Rows per planned op (create, patch, replace, unchanged, skip, conflict, invalid)."""
+    def counts(self, resource: str | None = None) -> dict[str, int]:
+        """Rows per planned op (create, patch, replace, unchanged, skip, conflict, invalid, and
+        delete when there are any), of one resource or (None) of all."""
         out = {k: 0 for k in ("create", "patch", "replace", "unchanged", "skip", "conflict", "invalid")}
         for r in self.rows:
-            out[r["op"]] = out.get(r["op"], 0) + 1
+            if resource is None or r.get("resource", "organizations") == resource:
+                out[r["op"]] = out.get(r["op"], 0) + 1
         return out
 
     def estimate(self, requests_per_minute: float | None = 20) -> dict[str, float]:
@@ -131,12 +144,22 @@ class Plan:
 
     @property
     def sha256(self) -> str:
-        return hashlib.sha256(json.dumps([asdict(o) for o in self.operations], sort_keys=True).encode()).hexdigest()
+        """Hash of the operations (the journal's binding). Note fields at their defaults are left
+        out, so an organizations plan hashes as before issue 8 and its journal still resumes."""
+        return hashlib.sha256(json.dumps([_hashed(o) for o in self.operations], sort_keys=True).encode()).hexdigest()
+
+
+def _hashed(op: Operation) -> dict:
+    d = asdict(op)
+    if d["resource"] == "organizations" and not d["content_key"]:
+        del d["resource"], d["content_key"]
+    return d
 
 
 def plan(source: str | Path | Sheet, template: Template, client: Client, *, mode: str = "upsert",
          strategy: str = "auto", sheet: str | int | None = None, encoding: str | None = None,
-         delimiter: str | None = None, header_row: int | None = None) -> Plan:
+         delimiter: str | None = None, header_row: int | None = None,
+         mirror_notes: bool = False) -> Plan:
     """Plan the import of one sheet.
 
     Args:
@@ -145,6 +168,8 @@ def plan(source: str | Path | Sheet, template: Template, client: Client, *, mode
         mode: upsert (default), create-only or update-only.
         strategy: how records are found: auto (cost model), lookup (`identifiers[]`) or scan.
         sheet, encoding, delimiter, header_row: passed to `read.read`.
+        mirror_notes: also delete the notes of the organizations involved that no row matches
+            (issue 8; listed in the plan as `delete` rows). Off by default.
 
     Returns:
         A `Plan`. Row problems are in `Plan.issues` and rows' `op` (`invalid`, `conflict`).
@@ -160,6 +185,8 @@ def plan(source: str | Path | Sheet, template: Template, client: Client, *, mode
     """
     sh = source if isinstance(source, Sheet) else read(source, sheet=sheet, encoding=encoding,
                                                        delimiter=delimiter, header_row=header_row)
+    if template.resource == "organization_notes":
+        return _notes_plan(sh, template, client, mode=mode, strategy=strategy, mirror=mirror_notes)
     start = client.requests_sent
     file = Path(sh.path).name
     mapped = map_rows(sh.frame, template, path=file)
@@ -175,11 +202,39 @@ def plan(source: str | Path | Sheet, template: Template, client: Client, *, mode
               *_conflict_issues(conflicts, file, sh.sheet_name),
               *_not_found_issues(matches.not_found, template, file, sh.sheet_name)]
     out_rows, ops = _decide(mapped, rows, matches, template, mode, issues, resolved.tags_to_create)
-    return Plan(template=str(template.path), template_sha256=template.sha256, input=str(sh.path),
-                input_sha256=_sha256(sh.path), target=client.base_url, mode=mode,
-                strategy=matches.strategy, created_at=_now(), rows=out_rows, operations=ops,
-                issues=[i.to_dict() for i in issues], requests_spent=client.requests_sent - start,
-                sheet=sh.sheet_name, notes=matches.notes)
+    p = Plan(template=str(template.path), template_sha256=template.sha256, input=str(sh.path),
+             input_sha256=_sha256(sh.path), target=client.base_url, mode=mode,
+             strategy=matches.strategy, created_at=_now(), rows=out_rows, operations=ops,
+             issues=[i.to_dict() for i in issues], requests_spent=client.requests_sent - start,
+             sheet=sh.sheet_name, notes=matches.notes)
+    if template.notes is not None:
+        from .notes import plan_with_orgs
+        part = plan_with_orgs(out_rows, mapped, sh, template, client, mode=mode, strategy=strategy,
+                              mirror=mirror_notes)
+        _add_part(p, part)
+    return p
+
+
+def _notes_plan(sh: Sheet, template: Template, client: Client, *, mode: str, strategy: str,
+                mirror: bool) -> Plan:
+    """The plan of a notes template (resource organization_notes, issue 8)."""
+    from .notes import plan_notes
+    part = plan_notes(sh, template, client, mode=mode, strategy=strategy, mirror=mirror)
+    p = Plan(template=str(template.path), template_sha256=template.sha256, input=str(sh.path),
+             input_sha256=_sha256(sh.path), target=client.base_url, mode=mode,
+             strategy=part.strategy or strategy, created_at=_now(), rows=[], operations=[],
+             issues=[], requests_spent=0, sheet=sh.sheet_name)
+    _add_part(p, part)
+    return p
+
+
+def _add_part(p: Plan, part) -> None:
+    """Append a `notes.NotesPart` after the organizations: their operations run first."""
+    p.rows += part.rows
+    p.operations += part.operations
+    p.issues += [i.to_dict() for i in part.issues]
+    p.requests_spent += part.requests
+    p.notes += part.notes
 
 
 def _decide(mapped: pl.DataFrame, rows: pl.DataFrame, matches, template: Template, mode: str,
@@ -231,7 +286,7 @@ def _row_record(rn, op, iri, changed_map, conflict_rows, errors, mode, title, ma
     elif op is not None:
         kind, iri = op.op, op.iri or iri
         return {"row_number": rn, "op": kind, "iri": iri, "title": title, "changes": op.changes,
-                "cleared": op.cleared, "note": None, "key": op.key}
+                "cleared": op.cleared, "note": None, "key": op.key, "resource": "organizations"}
     elif iri is None:
         kind, note = "skip", "no matching record (update-only)"
     elif mode == "create-only" and changed_map.get(rn):
@@ -239,7 +294,7 @@ def _row_record(rn, op, iri, changed_map, conflict_rows, errors, mode, title, ma
     else:
         kind = "unchanged"
     return {"row_number": rn, "op": kind, "iri": iri, "title": title, "changes": [], "cleared": [],
-            "note": note, "key": None}
+            "note": note, "key": None, "resource": "organizations"}
 
 
 def _create_op(row: dict, template: Template, tags: list[str]) -> Operation:
@@ -319,23 +374,21 @@ def _now() -> str:
 
 
 def render_plan(p: Plan, *, requests_per_minute: float | None = 20, limit: int = 50) -> str:
-    """Terraform-style text: counts, then per record the fields before → after, then the cost."""
-    c = p.counts()
-    lines = [f"Plan: {c['create']} to create, {c['patch']} to patch, {c['replace']} to replace, "
-             f"{c['unchanged']} unchanged, {c['skip']} skipped, {c['conflict']} conflict(s), "
-             f"{c['invalid']} invalid."]
+    """Terraform-style text: counts, then per record the fields before → after, then the cost.
+
+    Organizations and notes are counted on separate lines (`Plan:` and `Notes:`)."""
+    resources = {r.get("resource", "organizations") for r in p.rows}
+    lines = []
+    if "organizations" in resources or not resources:
+        lines.append("Plan: " + _count_text(p.counts("organizations")))
+    if "organization_notes" in resources:
+        lines.append(("Notes: " if lines else "Plan: notes: ") + _count_text(p.counts("organization_notes")))
     shown = 0
     for r in p.rows:
         if r["op"] in ("unchanged", "skip") or shown >= limit:
             continue
         shown += 1
-        sign = {"create": "+", "patch": "~", "replace": "±", "conflict": "!", "invalid": "✗"}[r["op"]]
-        lines.append(f"  {sign} row {r['row_number']} {r['op']} {r.get('iri') or ''} {json.dumps(r.get('title'), ensure_ascii=False)}".rstrip())
-        if r["op"] in ("patch", "replace"):
-            lines += [f"      {ch['field']}: {ch['before'] or 'null'} → {ch['after'] or 'null'}" for ch in r["changes"]]
-            lines += [f"      {f}: cleared by PUT" for f in r.get("cleared") or []]
-        if r.get("note"):
-            lines.append(f"      {r['note']}")
+        lines += _row_lines(r)
     for i in p.issues:
         if i["severity"] == "error" and shown < limit and i["type"] not in ("duplicate-row", "ambiguous-match"):
             shown += 1
@@ -343,9 +396,32 @@ def render_plan(p: Plan, *, requests_per_minute: float | None = 20, limit: int =
     more = sum(1 for r in p.rows if r["op"] not in ("unchanged", "skip")) - shown
     if more > 0:
         lines.append(f"  … {more} more (see the plan file or the report)")
+    lines += [f"  note: {n}" for n in p.notes if n.startswith("mirror")]
     est = p.estimate(requests_per_minute)
     rate = f"at {requests_per_minute:g}/min" if requests_per_minute else "(no rate limit)"
     lines.append(f"{est['requests']} write requests ≈ {est['minutes']} min {rate}; "
                  f"planning used {p.requests_spent} lookup request(s) ({p.strategy}).")
     return "\n".join(lines)
 
+
+def _count_text(c: dict[str, int]) -> str:
+    text = (f"{c['create']} to create, {c['patch']} to patch, {c['replace']} to replace, "
+            f"{c['unchanged']} unchanged, {c['skip']} skipped, {c['conflict']} conflict(s), "
+            f"{c['invalid']} invalid")
+    return text + (f", {c['delete']} to delete." if c.get("delete") else ".")
+
+
+def _row_lines(r: dict) -> list[str]:
+    """A planned row: sign, (note) row number, op, IRI, title; changes and remarks below."""
+    sign = {"create": "+", "patch": "~", "replace": "±", "conflict": "!", "invalid": "✗",
+            "delete": "-"}[r["op"]]
+    what = "note " if r.get("resource") == "organization_notes" else ""
+    where = f"row {r['row_number']} " if r["row_number"] is not None else ""
+    lines = [f"  {sign} {what}{where}{r['op']} {r.get('iri') or ''} "
+             f"{json.dumps(r.get('title'), ensure_ascii=False)}".rstrip()]
+    if r["op"] in ("patch", "replace"):
+        lines += [f"      {ch['field']}: {ch['before'] or 'null'} → {ch['after'] or 'null'}" for ch in r["changes"]]
+        lines += [f"      {f}: cleared by PUT" for f in r.get("cleared") or []]
+    if r.get("note"):
+        lines.append(f"      {r['note']}")
+    return lines

@@ -148,7 +148,8 @@ def report_table(report: Report) -> pl.DataFrame:
         item.field("after").fill_null("null"))).list.join("; ")
     messages = _row_messages(_conform(report.issues, ISSUE_SCHEMA))
     return (rows.join(messages, on="row_number", how="left", maintain_order="left")
-            .with_columns(changes.fill_null(""), pl.col("errors", "warnings").fill_null(""))
+            .with_columns(changes.fill_null(""), pl.col("errors", "warnings").fill_null(""),
+                          pl.col("resource").fill_null("organizations"))
             .select(REPORT_COLUMNS))
 
 

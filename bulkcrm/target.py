@@ -2,7 +2,8 @@
 
 With no API key (neither `--api-key` nor `BULKCRM_API_KEY`) bulkcrm starts the sandbox
 in-process on 127.0.0.1 with its state in a SQLite file in the working directory, so a second
-run sees the first. The embedded sandbox has no rate limit, so the client does not pace.
+run sees the first. The embedded sandbox has no rate limit, so the client does not pace. A new
+embedded database starts with the note categories `DEFAULT_NOTE_CATEGORIES`.
 """
 from __future__ import annotations
 
@@ -16,6 +17,9 @@ DEFAULT_BASE_URL = "https://api.rogerroger.io"
 """crm-api.md §1."""
 EMBEDDED_KEY = "embedded-sandbox-key"
 """The embedded sandbox's own key: local only, never a real account's."""
+DEFAULT_NOTE_CATEGORIES = ("Call", "Meeting", "E-mail", "Note")
+"""Note categories a new embedded sandbox starts with, so note templates can look categories
+up by name (a note needs a category, crm-api.md §9.1; `/note_categories` is [SANDBOX] §10.4)."""
 
 
 @dataclass
@@ -69,6 +73,9 @@ def open_target(base_url: str | None, api_key: str | None, *, max_rate: float | 
     from .sandbox import Sandbox
     db = Path(embedded_db)
     db.parent.mkdir(parents=True, exist_ok=True)
+    new = not db.exists() or db.stat().st_size == 0
     sandbox = Sandbox(db_path=str(db), api_keys={EMBEDDED_KEY: "embedded"}, rate_limit=None).start()
+    if new:
+        sandbox.seed({"note_categories": [{"title": t} for t in DEFAULT_NOTE_CATEGORIES]})
     client = Client(sandbox.url, EMBEDDED_KEY, requests_per_minute=max_rate, on_event=on_event)
     return Target(client=client, label=f"embedded-sandbox:{db.as_posix()}", sandbox=sandbox)

@@ -218,12 +218,15 @@ class OrgRef:
         identifiers: identifier fields read from the notes sheet, priority order.
         template: a synthetic organizations template mapping exactly those columns, for
             `match.match_rows` (identifiers = the fields above, then customerId).
+        derived: taken from the organizations' own columns (a `notes.sheet` without
+            `organization:`); the notes sheet then needs only some of them.
     """
 
     iri_column: str | None
     customer_id_column: str | None
     identifiers: tuple[str, ...]
     template: Template
+    derived: bool = False
 
 
 @dataclass(frozen=True)
@@ -374,6 +377,8 @@ def _notes_section(doc: Any, parent: Template, err: "_Err") -> NotesSpec:
     if sheet is not None and org_doc is None:
         org_doc = _default_org_ref(parent, err)
     spec = _notes_spec({**doc, "organization": org_doc}, sub, parent, sub_err)
+    if sheet is not None and doc.get("organization") is None:
+        spec = replace(spec, organization=replace(spec.organization, derived=True))
     spec = replace(spec, sheet=None if sheet is None else str(sheet))
     return replace(spec, template=replace(sub, notes=spec))
 

@@ -1,0 +1,412 @@
+"""Stage 4 (notes): plan organization notes, alone or with their organizations (issue 8).
+
+Input: a read sheet of notes, the notes template (`template.notes_template`) and, per note row,
+its organization: an IRI, a `$ref:row:<n>` for an organization created by the same plan, or
+why it has none. Output: `NotesPart` (plan rows, operations, issues) that `plan.plan` adds to
+its `Plan`.
+
+Rules (crm-api.md §9):
+- notes have no identifiers filter: the planner lists the notes of the organizations involved
+  (one paged listing `/organizations/{id}/notes` per organization, ⌈n/30⌉ requests each) and
+  matches a row to a note on the template's content key (default organization + createdAt +
+  description; descriptions compared trimmed with whitespace collapsed, dates as RFC 3339 UTC).
+  A row without createdAt keys on the other fields only (it matches a note of any date);
+- a key matched by several rows is a `duplicate-row` conflict, by several notes an
+  `ambiguous-match` conflict; a match is unchanged, patch (changed non-key fields, merge patch)
+  or replace (template `mode: replace`, PUT of the whole note);
+- mirror mode (run option, never the default) deletes the listed notes of an involved
+  organization that no row matches; an organization with an invalid or conflicting note row
+  is left alone;
+- a note of an organization created in the same plan is posted to `$ref:row:<n>/notes` and
+  depends on `row:<n>`: if that create fails, the note is failed, never sent elsewhere.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import polars as pl
+
+from . import diff
+from .client import Client
+from .errors import Issue
+from .lookups import REF_PREFIX, LookupCache, resolve_lookups
+from .mapping import map_rows
+from .notes_orgs import targets_by_reference, targets_same_rows
+from .plan import Operation
+from .read import Sheet
+from .template import Template
+from .validate import validate
+
+RESOURCE = "organization_notes"
+NOTE_WRITABLE = ("createdAt", "title", "description", "flagged", "isPrivate", "author", "category")
+"""OrganizationNote fields a PUT sends (crm-api.md §9.1; `organizationId` comes from the URL)."""
+PREVIEW = 60
+"""Characters of a description shown as a row's title when the note has none."""
+_SEP, _NULL = "\x1f", "\x00"
+
+
+@dataclass
+class NotesPart:
+    """The notes half of a plan.
+
+    Attributes:
+        rows: plan row dicts (`resource` = organization_notes; `row_number` None for deletes).
+        operations: note writes in send order (creates/updates in row order, then deletes).
+        issues: validation, lookup, organization and conflict issues of note rows.
+        requests: requests spent planning the notes. notes: remarks for the plan text.
+        strategy: how organizations were matched (`lookup`/`scan`), when the notes sheet did.
+    """
+
+    rows: list[dict] = field(default_factory=list)
+    operations: list[Operation] = field(default_factory=list)
+    issues: list[Issue] = field(default_factory=list)
+    requests: int = 0
+    notes: list[str] = field(default_factory=list)
+    strategy: str | None = None
+
+
+def plan_with_orgs(org_rows: list[dict], org_mapped: pl.DataFrame, sheet: Sheet, template: Template,
+                   client: Client, *, mode: str, strategy: str, mirror: bool) -> NotesPart:
+    """Plan the notes of an organizations template's `notes:` section.
+
+    Args:
+        org_rows: the organization plan's row dicts (op, iri, key per row).
+        org_mapped: the organizations' mapped frame (to find a separate sheet's organizations).
+        sheet: the organizations' sheet (its workbook holds a separate notes sheet).
+        template: the organizations template (with `notes`). client: lookups only.
+        mode, strategy, mirror: as `plan.plan`.
+
+    Raises:
+        InputError: the notes sheet cannot be read or lacks a column. ApiError: a lookup failed.
+    """
+    from .read import read
+
+    spec = template.notes
+    nt = spec.template
+    if spec.sheet is None:
+        return plan_notes(sheet, nt, client, mode=mode, strategy=strategy, mirror=mirror,
+                          targets=targets_same_rows(org_rows), same_rows=True)
+    org_targets = targets_same_rows(org_rows, sheet=sheet.sheet_name)
+    notes_sheet = read(sheet.path, sheet=spec.sheet)
+    return plan_notes(notes_sheet, nt, client, mode=mode, strategy=strategy, mirror=mirror,
+                      org_side=(org_mapped, org_targets, sheet.sheet_name),
+                      key_prefix=f"note:{notes_sheet.sheet_name or spec.sheet}:")
+
+
+def plan_notes(sh: Sheet, nt: Template, client: Client, *, mode: str = "upsert",
+               strategy: str = "auto", mirror: bool = False, targets: pl.DataFrame | None = None,
+               same_rows: bool = False, org_side: tuple | None = None,
+               key_prefix: str = "note:") -> NotesPart:
+    """Plan one sheet of notes (see module docstring).
+
+    Args:
+        sh: the read notes sheet. nt: the notes template (resource organization_notes).
+        targets: `TARGET_SCHEMA` frame per row (one sheet: from the organization plan); None
+            = find each row's organization through `nt.notes.organization`.
+        same_rows: the notes share the organizations' rows: a row with no note cell is no note.
+        org_side: (organizations' mapped frame, their targets, sheet name) of a two-sheet run.
+        key_prefix: operation keys are `<prefix><row_number>`.
+
+    Raises:
+        InputError: a column the template needs is missing. ApiError: a lookup failed.
+    """
+    start, file = client.requests_sent, Path(sh.path).name
+    part = NotesPart()
+    sheet_name = sh.sheet_name if not same_rows else None
+    frame = sh.frame
+    mapped = map_rows(frame, nt, path=file)
+    if same_rows:
+        mapped = _with_a_note(mapped, nt)
+        frame = frame.filter(pl.col("row_number").is_in(mapped["row_number"].implode()))
+    checked = validate(mapped, nt, sheet=frame, read_issues=[] if same_rows else sh.issues,
+                       file=file, sheet_name=sh.sheet_name)
+    resolved = resolve_lookups(checked.valid, nt, client, cache=LookupCache(), file=file,
+                               sheet=sh.sheet_name)
+    part.issues += [Issue(**r) for r in checked.issues.iter_rows(named=True)] + resolved.issues
+    if targets is None:
+        found = targets_by_reference(frame, nt.notes.organization, client, strategy=strategy,
+                                     org_side=org_side, file=file, sheet=sh.sheet_name)
+        targets, part.strategy = found.targets, found.strategy
+        part.issues += found.issues
+        part.notes += found.notes
+    bad = {i.row_number for i in part.issues if i.severity == "error"}
+    _decide(part, mapped, resolved.rows, targets, bad, nt, client, mode=mode, mirror=mirror,
+            file=file, sheet_name=sheet_name, key_prefix=key_prefix)
+    part.requests = client.requests_sent - start
+    return part
+
+
+def _with_a_note(mapped: pl.DataFrame, nt: Template) -> pl.DataFrame:
+    """One sheet: only rows where a note column holds something are notes."""
+    cols = [m.field for m in nt.mappings if any(s.column for s in m.sources)]
+    if not cols:
+        return mapped
+    return mapped.filter(pl.any_horizontal(pl.col(c).is_not_null() for c in cols))
+
+
+# --- deciding ------------------------------------------------------------------------------
+
+def _decide(part: NotesPart, mapped: pl.DataFrame, rows: pl.DataFrame, targets: pl.DataFrame,
+            bad: set, nt: Template, client: Client, *, mode: str, mirror: bool, file: str,
+            sheet_name: str | None, key_prefix: str) -> None:
+    """Match rows to existing notes, then write the plan rows and operations into `part`.
+
+    `rows`: the valid, looked-up note rows; `targets`: `TARGET_SCHEMA` for every row."""
+    spec = nt.notes
+    key = [k for k in spec.content_key if k != "organization"
+           and (k != "createdAt" or nt.mapping("createdAt") is not None)]
+    good = rows.join(targets, on="row_number", how="left").filter(
+        ~pl.col("row_number").is_in(list(bad)) & pl.col("org").is_not_null())
+    orgs = sorted({o for o in good["org"].to_list() if not o.startswith(REF_PREFIX)})
+    existing, by_iri = _existing_notes(client, orgs, nt)
+    good = good.with_columns(_kind_and_key(key, good.schema))
+    pairs = good.select("row_number", "kind", "key").join(_existing_keys(existing, key),
+                                                          on=["kind", "key"])
+    conflicts = _conflicts(good, pairs, ", ".join(["organization", *key]))
+    hits = pairs.filter(~pl.col("row_number").is_in(list(conflicts))).select("row_number", "iri")
+    changed = _changed(good.join(hits, on="row_number"), existing, nt, key)
+    part.issues += [Issue(t, rn, None, None, "one row per note (issue 8)",
+                          f"{file}:{rn}: {msg}; keep one row per note, or change the template's "
+                          "content_key", "error", file, sheet_name)
+                    for rn, (t, msg) in conflicts.items()]
+    ops: dict[int, Operation] = {}
+    hit_iri = dict(hits.iter_rows())
+    for row in _write_rows(good, conflicts, hit_iri, changed, mode):
+        rn = row["row_number"]
+        iri = hit_iri.get(rn)
+        ops[rn] = (_create_op(row, nt, key_prefix) if iri is None else
+                   _update_op(row, by_iri[iri], changed[rn], nt, key_prefix))
+    part.operations += [ops[rn] for rn in sorted(ops)]
+    part.rows += _row_records(mapped, targets, bad, conflicts, hit_iri, changed, ops, mode,
+                              sheet_name)
+    if mirror:
+        _mirror(part, targets, bad | set(conflicts), by_iri, set(hit_iri.values()))
+    elif spec.mirror:
+        part.notes.append("the template allows mirror mode; notes absent from the sheet are "
+                          "deleted only with --mirror-notes")
+
+
+def _existing_notes(client: Client, orgs: list[str], nt: Template) -> tuple[pl.DataFrame, dict]:
+    """The notes of `orgs` (one listing each): frame `iri`, `org`, mapped fields normalised as
+    `diff.records_frame`, plus IRI -> note JSON."""
+    records, owners = [], []
+    for org in orgs:
+        for note in client.list_all(f"{org}/notes"):
+            records.append(note)
+            owners.append(org)
+    frame = diff.records_frame(records, nt).with_columns(pl.Series("org", owners, dtype=pl.String))
+    return frame, {r["@id"]: {**r, "__org": o} for r, o in zip(records, owners)}
+
+
+def _norm(col: pl.Expr, dtype: pl.DataType) -> pl.Expr:
+    """A key part: text trimmed with whitespace collapsed (dates are RFC 3339 already)."""
+    if dtype == pl.String:
+        col = col.str.strip_chars().str.replace_all(r"\s+", " ")
+    return col.cast(pl.String).fill_null(_NULL)
+
+
+def _key_expr(fields: list[str], schema) -> pl.Expr:
+    return pl.concat_str([pl.col("org")] + [_norm(pl.col(f), schema[f]) for f in fields],
+                         separator=_SEP)
+
+
+def _kind_and_key(key: list[str], schema) -> list[pl.Expr]:
+    """`kind` (full | nodate) and `key` of each row: a row without createdAt keys without it."""
+    if "createdAt" not in key:
+        return [pl.lit("full").alias("kind"), _key_expr(key, schema).alias("key")]
+    nodate = [k for k in key if k != "createdAt"]
+    dated = pl.col("createdAt").is_not_null()
+    return [pl.when(dated).then(pl.lit("full")).otherwise(pl.lit("nodate")).alias("kind"),
+            pl.when(dated).then(_key_expr(key, schema)).otherwise(_key_expr(nodate, schema)).alias("key")]
+
+
+def _existing_keys(existing: pl.DataFrame, key: list[str]) -> pl.DataFrame:
+    """Long frame `iri`, `kind`, `key`: each note under its full key and its key without date."""
+    full = existing.select("iri", pl.lit("full").alias("kind"),
+                           _key_expr(key, existing.schema).alias("key"))
+    if "createdAt" not in key:
+        return full
+    nodate = [k for k in key if k != "createdAt"]
+    return pl.concat([full, existing.select("iri", pl.lit("nodate").alias("kind"),
+                                            _key_expr(nodate, existing.schema).alias("key"))])
+
+
+def _conflicts(good: pl.DataFrame, pairs: pl.DataFrame, what: str) -> dict[int, tuple[str, str]]:
+    """row_number -> (issue type, message): rows sharing a key, a row matching several notes,
+    several rows matching one note (a few rows: plain loops over the conflicts only)."""
+    out: dict[int, tuple[str, str]] = {}
+    dups = good.group_by("kind", "key").agg(pl.col("row_number").sort()).filter(
+        pl.col("row_number").list.len() > 1)
+    for rns in dups["row_number"].to_list():
+        out |= {rn: ("duplicate-row", f"rows {_join(rns)} hold the same note ({what})") for rn in rns}
+    per_row = pairs.group_by("row_number").agg(pl.col("iri").unique().sort())
+    for rn, iris in per_row.filter(pl.col("iri").list.len() > 1).iter_rows():
+        out.setdefault(rn, ("ambiguous-match", f"the note matches {len(iris)} existing notes "
+                                               f"({what}): {', '.join(iris)}"))
+    claimed = pairs.filter(~pl.col("row_number").is_in(list(out))).group_by("iri").agg(
+        pl.col("row_number").unique().sort()).filter(pl.col("row_number").list.len() > 1)
+    for iri, rns in claimed.iter_rows():
+        out |= {rn: ("duplicate-row", f"rows {_join(rns)} all match {iri}") for rn in rns}
+    return out
+
+
+def _join(numbers) -> str:
+    return ", ".join(str(n) for n in numbers)
+
+
+def _changed(matched: pl.DataFrame, existing: pl.DataFrame, nt: Template,
+             key: list[str]) -> dict[int, list[str]]:
+    """row_number -> fields to write for matched rows (key fields never: they are equal)."""
+    if not matched.height:
+        return {}
+    fields = [m.field for m in nt.mappings]
+    ch = diff.changed_fields(matched.select("row_number", "iri", *fields),
+                             existing.select("iri", *fields), nt)
+    return {rn: [f for f in c if f not in key] for rn, _iri, c in ch.iter_rows()}
+
+
+def _write_rows(good: pl.DataFrame, conflicts: dict, hit_iri: dict, changed: dict, mode: str):
+    """Row dicts needing a write: new notes (not update-only), changed ones (not create-only)."""
+    free = good.filter(~pl.col("row_number").is_in(list(conflicts)))
+    new = [] if mode == "update-only" else \
+        free.filter(~pl.col("row_number").is_in(list(hit_iri)))["row_number"].to_list()
+    upd = [] if mode == "create-only" else [rn for rn, c in changed.items() if c]
+    return free.filter(pl.col("row_number").is_in(new + upd)).sort("row_number").iter_rows(named=True)
+
+
+def _preview(title: str | None, description: str | None) -> str | None:
+    """A row's title in plans and reports: the note's title, else its description, shortened."""
+    if title:
+        return title
+    text = re.sub(r"\s+", " ", description or "").strip()
+    return text if len(text) <= PREVIEW else text[:PREVIEW - 1] + "…"
+
+
+def _create_op(row: dict, nt: Template, key_prefix: str) -> Operation:
+    """POST /organizations/{id}/notes; the organization may be a `$ref:row:<n>` of this plan."""
+    body = diff.create_body(row, nt)
+    dep = row.get("dep")
+    return Operation(key=f"{key_prefix}{row['row_number']}", op="create", method="POST",
+                     path=f"{row['org']}/notes", body=body, row_numbers=[row["row_number"]],
+                     title=_preview(body.get("title"), body.get("description")),
+                     changes=[{"field": k, "before": None, "after": json.dumps(v, ensure_ascii=False)}
+                              for k, v in body.items()],
+                     depends_on=[dep] if dep else [], resource=RESOURCE,
+                     content_key=list(nt.notes.content_key))
+
+
+def _update_op(row: dict, note: dict, changed: list[str], nt: Template, key_prefix: str) -> Operation:
+    """PATCH the changed fields, or PUT the whole note (`mode: replace`, crm-api.md §8.3)."""
+    body, changes, _ = diff.update(row, note, changed, nt)
+    replace = nt.mode == "replace"
+    if replace:  # the note as it is, the template's fields as the sheet says
+        body = {k: note[k] for k in NOTE_WRITABLE if note.get(k) is not None} | body
+        changes = [c for c in changes if c["field"] in changed]
+    return Operation(key=f"{key_prefix}{row['row_number']}", op="replace" if replace else "patch",
+                     method="PUT" if replace else "PATCH", path=note["@id"], body=body,
+                     row_numbers=[row["row_number"]], iri=note["@id"],
+                     title=_preview(note.get("title"), note.get("description")),
+                     snapshot=diff.snapshot(note, changed), changes=changes, resource=RESOURCE,
+                     content_key=list(nt.notes.content_key))
+
+
+def _row_records(mapped: pl.DataFrame, targets: pl.DataFrame, bad: set, conflicts: dict,
+                 hit_iri: dict, changed: dict, ops: dict, mode: str,
+                 sheet_name: str | None) -> list[dict]:
+    """One plan row per note row, in sheet order."""
+    title = pl.col("title") if "title" in mapped.columns else pl.lit(None, pl.String)
+    titles = {rn: _preview(t, d) for rn, t, d in
+              mapped.select("row_number", title, "description").iter_rows()}
+    target = {r["row_number"]: r for r in
+              targets.select("row_number", "org", "why", "why_op").iter_rows(named=True)}
+    out = []
+    for rn in mapped["row_number"].to_list():
+        t = target.get(rn) or {}
+        rec = {"row_number": rn, "op": "unchanged", "iri": hit_iri.get(rn), "title": titles.get(rn),
+               "changes": [], "cleared": [], "note": None, "key": None, "resource": RESOURCE,
+               "sheet": sheet_name, "organization": t.get("org")}
+        if rn in ops:
+            op = ops[rn]
+            rec.update(op=op.op, changes=op.changes, key=op.key, iri=op.iri)
+        elif t.get("why_op") in ("invalid", "conflict"):
+            rec.update(op=t["why_op"], note=t.get("why"))
+        elif rn in bad:
+            rec.update(op="invalid")
+        elif t.get("org") is None:
+            rec.update(op="skip", note=t.get("why"))
+        elif rn in conflicts:
+            rec.update(op="conflict", note=conflicts[rn][1])
+        elif rn not in hit_iri and mode == "update-only":
+            rec.update(op="skip", note="no matching note (update-only)")
+        elif changed.get(rn) and mode == "create-only":
+            rec.update(op="skip", note="note exists (create-only)")
+        out.append(rec)
+    return out
+
+
+def _mirror(part: NotesPart, targets: pl.DataFrame, not_ok: set, by_iri: dict, kept: set) -> None:
+    """Mirror mode: a DELETE for each listed note that no row matches, per involved organization
+    whose note rows are all fine (crm-api.md §8.3: DELETE a note, 204)."""
+    known = targets.filter(pl.col("org").is_not_null() & ~pl.col("org").str.starts_with(REF_PREFIX))
+    unsafe = set(known.filter(pl.col("row_number").is_in(list(not_ok)))["org"].to_list())
+    if unsafe:
+        part.notes.append(f"mirror: no note deleted for {len(unsafe)} organization(s) with invalid "
+                          f"or conflicting note rows: {', '.join(sorted(unsafe))}")
+    for iri, note in sorted(by_iri.items()):
+        if iri in kept or note["__org"] in unsafe:
+            continue
+        title = _preview(note.get("title"), note.get("description"))
+        changes = [{"field": "description", "before": json.dumps(note.get("description"),
+                                                                 ensure_ascii=False), "after": None}]
+        part.operations.append(Operation(
+            key=f"delete:{iri}", op="delete", method="DELETE", path=iri, body={}, row_numbers=[],
+            iri=iri, title=title, changes=changes, resource=RESOURCE))
+        part.rows.append({"row_number": None, "op": "delete", "iri": iri, "title": title,
+                          "changes": changes, "cleared": [], "key": f"delete:{iri}",
+                          "note": f"not in the sheet (mirror mode); organization {note['__org']}",
+                          "resource": RESOURCE, "sheet": None, "organization": note["__org"]})
+
+
+# --- apply side ----------------------------------------------------------------------------
+
+def note_key(note: dict, fields: list[str], *, with_date: bool) -> tuple:
+    """A note's content key in Python (apply's lost-answer lookup), normalised like the
+    planner's: text trimmed with whitespace collapsed, createdAt as a UTC instant."""
+    out = []
+    for f in fields:
+        if f == "organization" or (f == "createdAt" and not with_date):
+            continue
+        v = note.get(f)
+        if f == "createdAt" and isinstance(v, str):
+            v = _instant(v)
+        elif isinstance(v, str):
+            v = re.sub(r"\s+", " ", v.strip()) or None
+        out.append(v)
+    return tuple(out)
+
+
+def _instant(text: str) -> str:
+    """RFC 3339 UTC form of an ISO 8601 date-time (naive = UTC), else the text trimmed."""
+    try:
+        moment = dt.datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        return text.strip()
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.timezone.utc)
+    return moment.astimezone(dt.timezone.utc).replace(microsecond=0).isoformat()
+
+
+def find_created_note(client: Client, notes_path: str, body: dict,
+                      content_key: list[str]) -> str | None:
+    """IRI of a note holding `body`'s content key among an organization's notes (one listing
+    of `notes_path`), else None. Used when a POST's answer was lost (issue 6): the planner saw
+    no such note, so one found now is the lost create (or a copy made meanwhile)."""
+    with_date = body.get("createdAt") is not None
+    want = note_key(body, content_key, with_date=with_date)
+    hits = [n["@id"] for n in client.list_all(notes_path)
+            if note_key(n, content_key, with_date=with_date) == want]
+    return hits[0] if hits else None

@@ -1,0 +1,114 @@
+"""Export stage (notes): CRM organization notes -> a CSV or XLSX sheet through a notes template.
+
+Input: a `Client`, a template of resource `organization_notes` and optional `ExportFilters`
+(they select the organizations). Output: one sheet, one line per note, whose columns are
+`crm_iri` (the note IRI), the template's organization reference columns (organization IRI,
+customerId, identifiers, written from the organization) and the note columns, so importing the
+file again with the same template plans nothing (issue 8).
+
+Requests: the organizations are read page by page (⌈n/30⌉), then each organization's notes are
+listed (`/organizations/{id}/notes`, ⌈notes/30⌉ each, the only documented route, crm-api.md
+§9.2), plus one listing per lookup collection (e.g. `/note_categories`) for names. Values are
+rendered with `export.render_records` (the template run in reverse).
+"""
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import polars as pl
+
+from .client import Client
+from .errors import InputError, TemplateError
+from .export import (FORMATS, IRI_COLUMN, PAGE_SIZE, ExportFilters, ExportResult, NameCache,
+                     Progress, _CsvSink, _XlsxSink, filter_params, render_records)
+from .template import Template, notes_template
+
+ORGANIZATIONS = "/organizations"
+
+
+def notes_columns(template: Template) -> list[str]:
+    """Header of a notes export: note IRI, organization reference columns, note columns."""
+    ref = template.notes.organization
+    ref_cols = [c for c in (ref.iri_column, *ref.template.columns) if c]
+    first = [] if IRI_COLUMN in ref_cols else [IRI_COLUMN]
+    cols = first + ref_cols + [c for c in template.columns if c not in ref_cols]
+    return list(dict.fromkeys(cols))
+
+
+def export_notes(client: Client, template: Template, out_path: str | Path, *,
+                 filters: ExportFilters | dict | None = None,
+                 progress: Progress | None = None) -> ExportResult:
+    """Export the notes of the organizations selected by `filters` (all by default).
+
+    Args:
+        client: API client. template: resource `organization_notes` (with `organization:`).
+        out_path: `.csv` or `.xlsx`, written to `<name>.part` and renamed when complete.
+        filters: organization filters (`export.ExportFilters` or a dict of its fields).
+        progress: `progress(organization pages done, total pages, client)`.
+
+    Returns:
+        `ExportResult` with `records` = notes written, `pages` = organization pages read.
+
+    Raises:
+        InputError: a bad file name or filter. TemplateError: not a notes template.
+        ApiError: a listing failed after the client's retries.
+    """
+    out = Path(out_path)
+    kind = FORMATS.get(out.suffix.lower())
+    if kind is None:
+        raise InputError(f"cannot export to {out.suffix or 'a file without extension'!r}; "
+                         "name the file .csv or .xlsx", path=str(out))
+    nt = notes_template(template)
+    if nt is None or nt.notes.organization is None or template.resource != "organization_notes":
+        raise TemplateError("a notes export needs a template of resource organization_notes "
+                            "with an organization: reference", path=template.path, key="resource")
+    start = client.requests_sent
+    if isinstance(filters, dict):
+        filters = ExportFilters(**filters)
+    params = filter_params(client, filters or ExportFilters(), None)
+    columns = notes_columns(nt)
+    part = out.with_name(out.name + ".part")
+    sink = (_CsvSink if kind == "csv" else _XlsxSink)(part, columns)
+    names, pages, written, total = NameCache(), 0, 0, None
+    try:
+        for page in client.iter_pages(ORGANIZATIONS, {"itemsPerPage": PAGE_SIZE, **params}):
+            orgs = page.get("member") or []
+            if total is None and "totalItems" in page:
+                total = max(1, math.ceil(int(page["totalItems"]) / PAGE_SIZE))
+            frame = render_notes(orgs, nt, client, names)
+            if frame.height:
+                sink.write(frame.select(columns))
+            pages, written = pages + 1, written + frame.height
+            if progress is not None:
+                progress(pages, max(total or pages, pages), client)
+        sink.close()
+        os.replace(part, out)
+    finally:
+        sink.abort()
+        part.unlink(missing_ok=True)
+    return ExportResult(out, written, client.requests_sent - start, pages)
+
+
+def render_notes(orgs: list[dict], nt: Template, client: Client, names: NameCache) -> pl.DataFrame:
+    """The notes of `orgs` (one listing each) as sheet rows with `notes_columns(nt)` (String)."""
+    notes, owners = [], []
+    for org in orgs:
+        for note in client.list_all(f"{org['@id']}/notes"):
+            notes.append(note)
+            owners.append(org["@id"])
+    columns = notes_columns(nt)
+    if not notes:
+        return pl.DataFrame(schema=dict.fromkeys(columns, pl.String))
+    ref = nt.notes.organization
+    body = render_records(notes, nt, client, names).with_columns(pl.Series("__org", owners))
+    org_rows = render_records(orgs, ref.template, client, names)
+    org_iri = ref.template.iri_column or IRI_COLUMN
+    ref_cols = [c for c in ref.template.columns if c != ref.iri_column]
+    org_rows = org_rows.select(pl.col(org_iri).alias("__org"), *ref_cols,
+                               *([pl.col(org_iri).alias(ref.iri_column)] if ref.iri_column else []))
+    body = body.drop([c for c in org_rows.columns if c != "__org" and c in body.columns])
+    joined = body.join(org_rows, on="__org", how="left", maintain_order="left")
+    return joined.select([pl.col(c) if c in joined.columns else pl.lit(None, pl.String).alias(c)
+                          for c in columns])

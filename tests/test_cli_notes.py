@@ -1,0 +1,102 @@
+"""Issue 8, end to end through the CLI against a real sandbox over HTTP: leads-100 imported as
+organizations plus notes in one run, then nothing to do; notes export -> re-import plans nothing;
+`--mirror-notes` lists its deletes in the plan."""
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+
+from bulkcrm.cli import cli
+from tests.conftest import DATA, REPO, TEST_KEY
+
+LEADS = DATA / "datablist-sample-csv" / "leads-100.csv"   # "unclear" licence: read, never copied
+LEADS_TEMPLATE = REPO / "templates" / "leads.yaml"
+ORGS = REPO / "samples" / "organizations.csv"
+NOTES = REPO / "samples" / "organization_notes.csv"
+WRITES = {"POST", "PUT", "PATCH", "DELETE"}
+
+
+def run(runner, crm, *args, json_out=True):
+    """Invoke the CLI against the `crm` sandbox; return (exit code, last JSON line or output)."""
+    extra = ["--base-url", crm.url, "--api-key", TEST_KEY, "--max-rate", "60000"]
+    result = runner.invoke(cli, [*args, *extra, *(["--json"] if json_out else [])])
+    if not json_out:
+        return result.exit_code, result.output
+    last = result.output.strip().splitlines()[-1] if result.output.strip() else "{}"
+    try:
+        return result.exit_code, json.loads(last)
+    except ValueError:
+        pytest.fail(f"no JSON line in output:\n{result.output}")
+
+
+@pytest.fixture
+def categories(crm):
+    crm.seed({"note_categories": [{"@id": f"/note_categories/{t.lower()}", "title": t}
+                                  for t in ("Call", "Meeting", "E-mail", "Note")]})
+    return crm
+
+
+def test_leads_100_organizations_and_notes_in_one_run_then_nothing(runner, categories, tmp_path):
+    crm = categories
+    code, first = run(runner, crm, "import", str(LEADS), "-t", str(LEADS_TEMPLATE),
+                      "--report", str(tmp_path / "r1"))
+    assert code == 0, first
+    assert first["created"] == 200 and first["conflict"] == 0 and first["invalid"] == 0
+    orgs = {o["@id"]: o for o in crm.store.all("organizations", tenant="tenant-a")}
+    notes = crm.store.all("notes", tenant="tenant-a")
+    assert len(orgs) == 100 and len(notes) == 100      # no two leads share a company or e-mail
+    lead_of = {r["Notes"]: r for r in csv.DictReader(LEADS.open(encoding="utf-8", newline=""))}
+    for note in notes:                                   # each note on its own lead's organization
+        org = orgs[note["@id"].split("/notes/")[0]]
+        lead = lead_of[note["description"]]
+        assert org["title"] == lead["Company"]
+        assert lead["Email 1"].lower() in {e["email"] for e in org["emailAddresses"]}
+        assert note["category"] == "/note_categories/note"
+    report = json.loads((tmp_path / "r1" / "report.json").read_text())
+    resources = [r["resource"] for r in report["rows"]]
+    assert resources.count("organizations") == 100 and resources.count("organization_notes") == 100
+    crm.clear_log()
+    code, second = run(runner, crm, "import", str(LEADS), "-t", str(LEADS_TEMPLATE),
+                       "--report", str(tmp_path / "r2"))
+    assert code == 0
+    assert second["unchanged"] == 200 and second["created"] == 0 and second["patched"] == 0
+    assert [r for r in crm.requests if r.method in WRITES] == []
+
+
+def test_notes_export_then_reimport_is_zero_operations(runner, categories, tmp_path):
+    crm = categories
+    assert run(runner, crm, "import", str(ORGS), "-t", str(REPO / "templates" / "organizations.yaml"),
+               "--report", str(tmp_path / "o"))[0] == 0
+    template = str(REPO / "templates" / "organization_notes.yaml")
+    code, first = run(runner, crm, "import", str(NOTES), "-t", template, "--report", str(tmp_path / "n1"))
+    assert code == 0 and first["created"] == 153
+    out = tmp_path / "notes.csv"
+    code, exported = run(runner, crm, "export", "--template", template, "--out", str(out))
+    assert code == 0 and exported["records"] == 153
+    code, text = run(runner, crm, "plan", str(out), "-t", template, "--out", str(tmp_path / "p.json"),
+                     json_out=False)
+    assert code == 0, text
+    assert "Plan: notes: 0 to create, 0 to patch, 0 to replace, 153 unchanged" in text
+    assert json.loads((tmp_path / "p.json").read_text())["operations"] == []
+
+
+def test_mirror_notes_flag_lists_every_delete(runner, categories, tmp_path):
+    crm = categories
+    crm.seed({"organizations": [{"@id": "/organizations/o1", "title": "A", "customerId": "ALFKI"}],
+              "notes": [{"@id": "/organizations/o1/notes/n1", "description": "Old note.",
+                         "category": "/note_categories/call"}]})
+    sheet = tmp_path / "n.csv"
+    sheet.write_text("customerID,note_date,title,note,category,flagged\n"
+                     "ALFKI,2024-01-01,,New note.,Call,no\n", encoding="utf-8")
+    template = str(REPO / "templates" / "organization_notes.yaml")
+    code, text = run(runner, crm, "plan", str(sheet), "-t", template, "--out", str(tmp_path / "p.json"),
+                     "--mirror-notes", json_out=False)
+    assert code == 0, text
+    assert "1 to delete." in text and "- note delete /organizations/o1/notes/n1" in text
+    code, without = run(runner, crm, "plan", str(sheet), "-t", template, "--out", str(tmp_path / "q.json"))
+    assert without["writes"] == 1 and "delete" not in without
+    code, done = run(runner, crm, "apply", str(tmp_path / "p.json"), "--report", str(tmp_path / "r"))
+    assert code == 0 and done["created"] == 1 and done["deleted"] == 1
+    assert [n["description"] for n in crm.store.all("notes", tenant="tenant-a")] == ["New note."]

@@ -1,0 +1,325 @@
+"""Issue 8: organization notes, alone or in one run with their organizations, against the
+sandbox over HTTP: exactly once, on the right organization, with their original dates."""
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+
+from bulkcrm.apply import apply
+from bulkcrm.client import Client
+from bulkcrm.errors import TemplateError
+from bulkcrm.notes_export import export_notes
+from bulkcrm.plan import Plan, plan
+from bulkcrm.template import load_template, parse_template
+from tests.conftest import REPO, TEST_KEY
+
+ORGS = REPO / "samples" / "organizations.csv"
+NOTES = REPO / "samples" / "organization_notes.csv"
+ORG_TEMPLATE = REPO / "templates" / "organizations.yaml"
+NOTES_TEMPLATE = REPO / "templates" / "organization_notes.yaml"
+CATEGORIES = {"Call": "/note_categories/c1", "Meeting": "/note_categories/c2",
+              "E-mail": "/note_categories/c3", "Note": "/note_categories/c4"}
+WRITES = {"POST", "PUT", "PATCH", "DELETE"}
+NOTE_FIELDS = {"description": "note", "createdAt": "note_date", "title": "title",
+               "category": {"column": "category", "lookup": True}, "flagged": "flagged"}
+
+
+@pytest.fixture
+def crm_cats(crm):
+    crm.seed({"note_categories": [{"@id": iri, "title": t} for t, iri in CATEGORIES.items()]})
+    return crm
+
+
+def notes_of(crm) -> list[dict]:
+    return crm.store.all("notes", tenant="tenant-a")
+
+
+def org_of(note: dict) -> str:
+    return note["@id"].split("/notes/")[0]
+
+
+def writes(crm) -> list:
+    return [r for r in crm.requests if r.method in WRITES]
+
+
+def run(p: Plan, client: Client, tmp_path: Path, name: str = "j.jsonl"):
+    return apply(p, client, journal_file=tmp_path / name)
+
+
+def northwind(crm, client, tmp_path) -> dict[str, str]:
+    """Import the 91 Northwind customers; customerId -> IRI."""
+    run(plan(ORGS, load_template(ORG_TEMPLATE), client), client, tmp_path, "orgs.jsonl")
+    return {o["customerId"]: o["@id"] for o in crm.store.all("organizations", tenant="tenant-a")}
+
+
+def write_csv(path: Path, header: list[str], rows: list[list[str]]) -> Path:
+    with path.open("w", encoding="utf-8", newline="") as f:
+        csv.writer(f).writerows([header, *rows])
+    return path
+
+
+def notes_template(**overrides):
+    doc = {"resource": "organization_notes", "organization": {"customer_id_column": "customerID"},
+           "fields": dict(NOTE_FIELDS), **overrides}
+    return parse_template(doc, path="notes.yaml", sha256="n")
+
+
+def test_notes_sample_imported_once_with_original_dates(crm_cats, client, tmp_path):
+    ids = northwind(crm_cats, client, tmp_path)
+    template = load_template(NOTES_TEMPLATE)
+    first = plan(NOTES, template, client)
+    assert first.counts()["create"] == 153 and first.counts()["invalid"] == 0
+    report = run(first, client, tmp_path)
+    assert report.ok and report.counts()["created"] == 153
+    notes = notes_of(crm_cats)
+    assert len(notes) == 153
+    by_text = {n["description"]: n for n in notes}
+    alfki = by_text["Maria Anders called about invoice 10289: paid twice by mistake. Credit note "
+                    "requested from accounting."]
+    assert org_of(alfki) == ids["ALFKI"]
+    assert alfki["createdAt"] == "2023-07-30T00:00:00+00:00"       # a date alone: midnight UTC
+    assert alfki["title"] == "Payment" and alfki["flagged"] is True
+    assert alfki["category"] == CATEGORIES["Call"]
+    tasting = next(n for n in notes if n["description"].startswith("Tasting session with Laurence"))
+    assert tasting["createdAt"] == "2023-11-01T07:00:00+00:00"    # 09:00+02:00 kept as that instant
+    assert org_of(tasting) == ids["BONAP"]
+    crm_cats.clear_log()
+    second = plan(NOTES, template, client)
+    assert second.operations == [] and second.counts()["unchanged"] == 153
+    assert writes(crm_cats) == []
+    listings = [r for r in crm_cats.requests if r.path.endswith("/notes")]
+    assert len(listings) == 60                      # one listing per organization with notes
+
+
+def test_changed_title_patches_only_that_note(crm_cats, client, tmp_path):
+    northwind(crm_cats, client, tmp_path)
+    run(plan(NOTES, load_template(NOTES_TEMPLATE), client), client, tmp_path)
+    rows = list(csv.reader(NOTES.open(encoding="utf-8", newline="")))
+    rows[1][2], rows[1][3] = "Payment (solved)", "  Maria Anders called about invoice 10289:\n paid " \
+        "twice by mistake.  Credit note requested from accounting. "   # same text, other spacing
+    changed = write_csv(tmp_path / "notes.csv", rows[0], rows[1:])
+    p = plan(changed, load_template(NOTES_TEMPLATE), client)
+    (op,) = p.operations
+    assert (op.method, op.body) == ("PATCH", {"title": "Payment (solved)"})
+    assert op.changes == [{"field": "title", "before": '"Payment"', "after": '"Payment (solved)"'}]
+    replace = notes_template(mode="replace")
+    (put,) = plan(changed, replace, client).operations
+    assert put.method == "PUT" and put.body["title"] == "Payment (solved)"
+    assert put.body["createdAt"] == "2023-07-30T00:00:00+00:00" and put.body["category"] == CATEGORIES["Call"]
+    assert run(plan(changed, replace, client), client, tmp_path, "put.jsonl").ok
+    assert client.get(put.path)["title"] == "Payment (solved)"
+
+
+def test_one_sheet_note_follows_its_new_organization(crm_cats, client, tmp_path):
+    sheet = write_csv(tmp_path / "leads.csv", ["company", "email", "notes"],
+                      [["Acme", "info@acme.example", "First contact at the fair."],
+                       ["Globex", "hello@globex.example", ""],
+                       ["Initech", "it@initech.example", "Wants a quote."]])
+    crm_cats.seed({"organizations": [{"@id": "/organizations/init", "title": "Initech",
+                                      "emailAddresses": [{"email": "it@initech.example"}]}]})
+    t = parse_template({"identifiers": ["emailAddresses"],
+                        "fields": {"title": "company", "emailAddresses": "email"},
+                        "notes": {"fields": {"description": "notes",
+                                             "category": {"value": "Note", "lookup": True}}}})
+    p = plan(sheet, t, client)
+    notes = [o for o in p.operations if o.resource == "organization_notes"]
+    assert [(o.key, o.path, o.depends_on) for o in notes] == [
+        ("note:2", "$ref:row:2/notes", ["row:2"]), ("note:4", "/organizations/init/notes", [])]
+    assert [o.key for o in p.operations] == ["row:2", "row:3", "note:2", "note:4"]
+    assert p.counts("organization_notes") == {**dict.fromkeys(p.counts(), 0), "create": 2}
+    report = run(p, client, tmp_path)
+    assert report.ok
+    acme = next(o for o in crm_cats.store.all("organizations", tenant="tenant-a") if o["title"] == "Acme")
+    by_text = {n["description"]: org_of(n) for n in notes_of(crm_cats)}
+    assert by_text == {"First contact at the fair.": acme["@id"], "Wants a quote.": "/organizations/init"}
+    rows = report.rows.filter(report.rows["resource"] == "organization_notes").to_dicts()
+    assert [(r["row_number"], r["outcome"]) for r in rows] == [(2, "created"), (4, "created")]
+    assert rows[0]["iri"].startswith(acme["@id"] + "/notes/")
+    again = plan(sheet, t, client)
+    assert again.operations == [] and again.counts()["unchanged"] == 5
+
+
+def test_note_of_a_failed_organization_is_never_posted(crm_cats, client, tmp_path):
+    sheet = write_csv(tmp_path / "s.csv", ["company", "email", "notes"],
+                      [["Acme", "info@acme.example", "Hello."]])
+    t = parse_template({"identifiers": ["emailAddresses"],
+                        "fields": {"title": "company", "emailAddresses": "email"},
+                        "notes": {"fields": {"description": "notes",
+                                             "category": {"value": "/note_categories/c4"}}}})
+    p = plan(sheet, t, client)
+    p.operations[0].body["title"] = ""     # the server will refuse the organization (422)
+    report = run(p, client, tmp_path)
+    rows = {r["resource"]: r for r in report.rows.to_dicts()}
+    assert rows["organizations"]["outcome"] == "failed"
+    assert rows["organization_notes"]["outcome"] == "failed"
+    assert rows["organization_notes"]["note"] == "depends on row:2, which failed"
+    assert notes_of(crm_cats) == [] and [r.method for r in writes(crm_cats)] == ["POST"]
+
+
+def test_lost_answer_is_resolved_by_lookup_never_posted_twice(crm_cats, client, tmp_path):
+    crm_cats.seed({"organizations": [{"@id": "/organizations/o1", "title": "A", "customerId": "A1"}]})
+    sheet = write_csv(tmp_path / "n.csv", ["customerID", "note_date", "title", "note", "category", "flagged"],
+                      [["A1", "2024-02-01 10:00", "", "Called about the order.", "Call", "no"]])
+    p = plan(sheet, notes_template(), client)
+    path = p.save(tmp_path / "plan.json")
+    crm_cats.set_faults(drop_rate=1.0)   # the POST is committed, its answer never arrives
+    report = apply(p, client, plan_path=path, reconcile=False)
+    crm_cats.clear_faults()
+    assert report.ok and report.counts()["created"] == 1
+    (note,) = notes_of(crm_cats)
+    assert report.rows["iri"][0] == note["@id"]
+    journal = [json.loads(x) for x in (tmp_path / "plan.journal.jsonl").read_text().splitlines()[1:]]
+    assert journal[-1]["detail"] == "resolved after a lost answer"
+    assert [r.method for r in writes(crm_cats)] == ["POST"]
+    crm_cats.clear_log()      # a crash after "sent": the next apply looks the note up, sends nothing
+    lines = (tmp_path / "plan.journal.jsonl").read_text().splitlines()
+    (tmp_path / "plan.journal.jsonl").write_text("\n".join(lines[:2]) + "\n")
+    again = apply(Plan.load(path), client, plan_path=path, reconcile=False)
+    assert again.ok and writes(crm_cats) == [] and len(notes_of(crm_cats)) == 1
+
+
+def _mirror_setup(crm, tmp_path):
+    crm.seed({"organizations": [{"@id": "/organizations/o1", "title": "A", "customerId": "A1"},
+                                {"@id": "/organizations/o2", "title": "B", "customerId": "B1"},
+                                {"@id": "/organizations/o3", "title": "C", "customerId": "C1"}],
+              "notes": [{"@id": f"/organizations/{o}/notes/{n}", "description": d, "category": "/note_categories/c1",
+                         "createdAt": "2024-01-0%sT00:00:00+00:00" % n[-1]}
+                        for o, n, d in [("o1", "n1", "kept"), ("o1", "n2", "gone"), ("o1", "n3", "gone too"),
+                                        ("o2", "n4", "other org"), ("o3", "n5", "c stays")]]})
+    return write_csv(tmp_path / "m.csv", ["customerID", "note_date", "title", "note", "category", "flagged"],
+                     [["A1", "2024-01-01", "", "kept", "Call", ""],
+                      ["A1", "2024-03-01", "", "new", "Call", ""],
+                      ["C1", "2024-03-01", "", "bad row", "Lunch", ""],   # unknown category: invalid
+                      ["C1", "2024-01-05", "", "c stays", "Call", ""]])
+
+
+def test_mirror_mode_deletes_exactly_the_listed_notes(crm_cats, client, tmp_path):
+    sheet = _mirror_setup(crm_cats, tmp_path)
+    plain = plan(sheet, notes_template(), client)
+    assert [o.op for o in plain.operations] == ["create"]
+    p = plan(sheet, notes_template(), client, mirror_notes=True)
+    deletes = [r for r in p.rows if r["op"] == "delete"]
+    assert [r["iri"] for r in deletes] == ["/organizations/o1/notes/n2", "/organizations/o1/notes/n3"]
+    assert all(r["row_number"] is None and "mirror" in r["note"] for r in deletes)
+    assert [(o.method, o.path) for o in p.operations] == [
+        ("POST", "/organizations/o1/notes"), ("DELETE", "/organizations/o1/notes/n2"),
+        ("DELETE", "/organizations/o1/notes/n3")]
+    assert any("/organizations/o3" in n for n in p.notes)     # o3 has an invalid row: untouched
+    crm_cats.clear_log()
+    report = run(p, client, tmp_path)
+    assert report.counts()["deleted"] == 2 and report.counts()["created"] == 1
+    left = sorted(n["description"] for n in notes_of(crm_cats))
+    assert left == ["c stays", "kept", "new", "other org"]
+    assert [r.method for r in writes(crm_cats)] == ["POST", "DELETE", "DELETE"]
+
+
+def test_duplicates_and_ambiguous_matches_are_conflicts(crm_cats, client, tmp_path):
+    crm_cats.seed({"organizations": [{"@id": "/organizations/o1", "title": "A", "customerId": "A1"}],
+                   "notes": [{"@id": f"/organizations/o1/notes/{n}", "description": "twice",
+                              "category": "/note_categories/c1", "createdAt": "2024-01-01T00:00:00+00:00"}
+                             for n in ("n1", "n2")]})
+    sheet = write_csv(tmp_path / "d.csv", ["customerID", "note_date", "title", "note", "category", "flagged"],
+                      [["A1", "2024-01-01", "", "twice", "Call", ""],
+                       ["A1", "2024-02-01", "", "same  text", "Call", ""],
+                       ["A1", "2024-02-01 00:00", "", "same text", "Call", ""],
+                       ["A1", "", "", "no date", "Call", ""]])
+    p = plan(sheet, notes_template(), client)
+    ops = {r["row_number"]: r["op"] for r in p.rows}
+    assert ops == {2: "conflict", 3: "conflict", 4: "conflict", 5: "create"}
+    types = {i["row_number"]: i["type"] for i in p.issues}
+    assert types == {2: "ambiguous-match", 3: "duplicate-row", 4: "duplicate-row"}
+    assert "rows 3, 4 hold the same note" in next(i["message"] for i in p.issues if i["row_number"] == 3)
+    (op,) = p.operations
+    assert "createdAt" not in op.body       # no date in the sheet: the CRM dates the note
+
+
+def test_row_issues_name_the_column(crm_cats, client, tmp_path):
+    crm_cats.seed({"organizations": [{"@id": "/organizations/o1", "title": "A", "customerId": "A1"}]})
+    sheet = write_csv(tmp_path / "i.csv", ["customerID", "note_date", "title", "note", "category", "flagged"],
+                      [["A1", "2024-01-01", "", "", "Call", ""],
+                       ["A1", "2024-01-01", "", "text", "Lunch", ""],
+                       ["A1", "2024-13-01", "", "text", "Call", "yes"],
+                       ["ZZ", "2024-01-01", "", "text", "Call", ""],
+                       ["", "2024-01-01", "", "text", "", ""]])
+    p = plan(sheet, notes_template(), client)
+    got = {(i["row_number"], i["type"], i["column"]) for i in p.issues}
+    assert got == {(2, "missing-required", "note"), (3, "unknown-lookup", "category"),
+                   (4, "invalid-datetime", "note_date"),
+                   (5, "not-found", "customerID"), (6, "missing-required", "category"),
+                   (6, "missing-required", "customerID")}
+    assert "no organization matches customerID 'ZZ'" in next(i["message"] for i in p.issues if i["row_number"] == 5)
+    assert p.operations == [] and {r["op"] for r in p.rows} == {"invalid"}
+    with pytest.raises(TemplateError, match=r"notes.yaml:fields: the API requires 'category'"):
+        parse_template({"resource": "organization_notes", "organization": {"customer_id_column": "c"},
+                        "fields": {"description": "d"}}, path="notes.yaml")
+    with pytest.raises(TemplateError, match=r"x.yaml:notes.content_key\[0\]: 'colour' cannot be part"):
+        parse_template({"fields": {"title": "t"}, "notes": {"fields": {"description": "d", "category": "c"},
+                                                             "content_key": ["colour"]}}, path="x.yaml")
+    with pytest.raises(TemplateError, match=r"x.yaml:organization: a notes template needs 'organization'"):
+        parse_template({"resource": "organization_notes", "fields": {"description": "d", "category": "c"}},
+                       path="x.yaml")
+
+
+def test_export_then_reimport_plans_nothing(crm_cats, client, tmp_path):
+    northwind(crm_cats, client, tmp_path)
+    template = load_template(NOTES_TEMPLATE)
+    run(plan(NOTES, template, client), client, tmp_path)
+    for name in ("notes.csv", "notes.xlsx"):
+        result = export_notes(client, template, tmp_path / name)
+        assert result.records == 153 and result.pages == 4
+        p = plan(tmp_path / name, template, client)
+        assert p.operations == [] and p.counts()["unchanged"] == 153, name
+    header = (tmp_path / "notes.csv").read_text(encoding="utf-8").splitlines()[0]
+    assert header == "crm_iri,customerID,note_date,title,note,category,flagged"
+    line = next(r for r in csv.DictReader((tmp_path / "notes.csv").open(encoding="utf-8"))
+                if r["title"] == "Payment" and r["customerID"] == "ALFKI")
+    assert (line["note_date"], line["category"], line["flagged"]) == ("2023-07-30T00:00:00+00:00", "Call", "true")
+
+
+def test_organizations_and_notes_from_two_sheets_of_one_workbook(crm_cats, client, tmp_path):
+    import xlsxwriter
+    book = tmp_path / "crm.xlsx"
+    wb = xlsxwriter.Workbook(book)
+    for name, rows in (("Customers", [["customerID", "companyName", "phone"], ["N1", "New One", "+31201111111"],
+                                      ["N2", "New Two", "+31202222222"]]),
+                       ("Notes", [["customerID", "note_date", "note"], ["N2", "2024-05-01", "About two."],
+                                  ["N1", "2024-05-02", "About one."], ["OLD", "2024-05-03", "About old."],
+                                  ["N9", "2024-05-04", "Nobody."]])):
+        ws = wb.add_worksheet(name)
+        for r, row in enumerate(rows):
+            ws.write_row(r, 0, row)
+    wb.close()
+    crm_cats.seed({"organizations": [{"@id": "/organizations/old", "title": "Old", "customerId": "OLD"}]})
+    t = parse_template({"identifiers": ["phoneNumbers"], "default_region": "NL",
+                        "fields": {"title": "companyName", "customerId": "customerID", "phoneNumbers": "phone"},
+                        "notes": {"sheet": "Notes", "fields": {"description": "note", "createdAt": "note_date",
+                                                               "category": {"value": "/note_categories/c4"}}}})
+    p = plan(book, t, client)
+    notes = {o.row_numbers[0]: (o.key, o.path, o.depends_on) for o in p.operations if o.resource != "organizations"}
+    assert notes == {2: ("note:Notes:2", "$ref:row:3/notes", ["row:3"]),
+                     3: ("note:Notes:3", "$ref:row:2/notes", ["row:2"]),
+                     4: ("note:Notes:4", "/organizations/old/notes", [])}
+    (missing,) = [i for i in p.issues if i["sheet"] == "Notes"]
+    assert (missing["row_number"], missing["type"], missing["column"]) == (5, "not-found", "customerID")
+    report = run(p, client, tmp_path)
+    orgs = {o["customerId"]: o["@id"] for o in crm_cats.store.all("organizations", tenant="tenant-a")}
+    assert {n["description"]: org_of(n) for n in notes_of(crm_cats)} == {
+        "About two.": orgs["N2"], "About one.": orgs["N1"], "About old.": "/organizations/old"}
+    note_rows = report.rows.filter(report.rows["resource"] == "organization_notes")
+    assert set(note_rows["sheet"].to_list()) == {"Notes"}
+    again = plan(book, t, client)
+    assert again.operations == []
+
+
+def test_new_embedded_sandbox_knows_the_default_note_categories(tmp_path):
+    from bulkcrm.target import DEFAULT_NOTE_CATEGORIES, open_target
+    for _ in range(2):     # seeded when the database is new only
+        target = open_target(None, None, embedded_db=tmp_path / "sb.sqlite")
+        try:
+            titles = [c["title"] for c in target.client.list_all("/note_categories")]
+        finally:
+            target.close()
+        assert titles == list(DEFAULT_NOTE_CATEGORIES)
