@@ -9,7 +9,8 @@ Output: the *mapped frame*, one row per input row, with columns:
   List(String), `phoneNumbers` List(Struct{phoneNumber: String, phoneType: String})
 - `__iri` (String): the explicit IRI column, when the template names one and the sheet has it
 - `__raw.<field>` (List(String)) for identifier fields: the values as the sheet wrote them
-  (trimmed), so lookups can also send the sheet's form (issue 5)
+  (trimmed), so lookups can also send the sheet's form (issue 5); (String) for boolean fields,
+  whose clean gives null for a word it does not know, so the validator can see that word
 
 Every value is cleaned by the template's transforms, then by the field's normaliser
 (`template.FIELD_RULES`: E.164 phones, ISO 3166-1 alpha-2 countries, lower-case e-mails, ...).
@@ -45,7 +46,9 @@ def map_rows(frame: pl.DataFrame, template: Template, *, path: str | None = None
     _check_columns(frame, template, path)
     df = _null_tokens(frame, template).with_row_index(_IDX)
     scalar_maps = [m for m in template.mappings if m.kind in ("scalar", "bool")]
-    out = df.select(_IDX, "row_number", *[_scalar_expr(m, template).alias(m.field) for m in scalar_maps])
+    out = df.select(_IDX, "row_number", *[_scalar_expr(m, template).alias(m.field) for m in scalar_maps],
+                    *[pl.col(m.sources[0].column).str.strip_chars().alias(f"__raw.{m.field}")
+                      for m in scalar_maps if m.kind == "bool" and m.sources[0].column])
     for m in template.mappings:
         if m.kind in _LIST_KINDS:
             out = out.join(_list_frame(df, m, template), on=_IDX, how="left")

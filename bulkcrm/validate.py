@@ -114,6 +114,9 @@ def _ok_expr(rule: _Rule, col: pl.Expr, dtype: pl.DataType) -> pl.Expr:
         return check_list(CHECKS["phone_e164"], col.list.eval(pl.element().struct.field("phoneNumber")))
     if rule.check == "phone_type":
         return check_list(CHECKS["phone_type"], col.list.eval(pl.element().struct.field("phoneType")))
+    if rule.check == "boolean":  # clean gives null for an unknown word: compare with the raw text
+        raw = pl.col(f"__raw.{rule.field}")
+        return raw.is_null() | col.is_not_null()
     fn = CHECKS[rule.check]
     kwargs = {k: v for k, v in opts.items() if k != "lookup"}
     if rule.check == "iri" and opts.get("lookup"):  # names are looked up later; only IRIs checked

@@ -1,0 +1,45 @@
+"""Validation rules on mapped rows (pandera, polars backend), offline."""
+from __future__ import annotations
+
+import polars as pl
+
+from bulkcrm.mapping import map_rows
+from bulkcrm.template import parse_template
+from bulkcrm.validate import validate
+
+
+def _check(fields, rows, **doc):
+    t = parse_template({"fields": fields, **doc}, path="t.yaml")
+    cols = list(rows[0])
+    sheet = pl.DataFrame({"row_number": list(range(2, len(rows) + 2)),
+                          **{c: [r[c] for r in rows] for c in cols}},
+                         schema={"row_number": pl.Int64, **{c: pl.String for c in cols}})
+    return validate(map_rows(sheet, t), t, sheet=sheet, file="x.csv")
+
+
+def test_unknown_boolean_word_is_an_issue_not_a_silent_null():
+    v = _check({"description": "d", "flagged": "f", "category": {"value": "/note_categories/1"}},
+               [{"d": "a", "f": "yes"}, {"d": "b", "f": "maybe"}, {"d": "c", "f": None}],
+               resource="organization_notes",
+               organization={"iri_column": "org"})
+    issues = v.issues.to_dicts()
+    assert [(i["row_number"], i["column"], i["value"], i["type"]) for i in issues] == [
+        (3, "f", "maybe", "invalid-boolean")]
+    assert v.invalid_rows == {3}
+
+
+def test_max_length_and_every_failure_at_once():
+    v = _check({"title": {"column": "t", "max_length": 5}, "website": "w", "emailAddresses": "e"},
+               [{"t": "Short", "w": "ok.example", "e": "a@b.example"},
+                {"t": "Far too long", "w": "not a url", "e": "x@;y@z.example"}])
+    found = {(i["row_number"], i["column"], i["type"], i["value"]) for i in v.issues.to_dicts()}
+    assert found == {(3, "t", "too-long", "Far too long"), (3, "w", "invalid-url", "not a url"),
+                     (3, "e", "invalid-email", "x@")}
+    assert v.valid["row_number"].to_list() == [2]
+
+
+def test_lookup_names_pass_but_malformed_iris_in_lookup_fields_fail():
+    v = _check({"title": "t", "tags": {"column": "g", "lookup": True}},
+               [{"t": "A", "g": "VIP; Partner"}, {"t": "B", "g": "/users/5"}])
+    assert [(i["row_number"], i["type"], i["value"]) for i in v.issues.to_dicts()] == [
+        (3, "invalid-iri", "/users/5")]
