@@ -18,7 +18,7 @@ other rows proceed (frictionless row errors, pandera failure cases).
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import polars as pl

@@ -116,11 +116,7 @@ def export(client: Client, template: Template, out_path: str | Path, *,
         >>> export(client, load_template("templates/organizations.yaml"), "out.csv")
         ExportResult(path=PosixPath('out.csv'), records=91, requests=4, pages=4)
     """
-    out = Path(out_path)
-    kind = FORMATS.get(out.suffix.lower())
-    if kind is None:
-        raise InputError(f"cannot export to {out.suffix or 'a file without extension'!r}; "
-                         "name the file .csv or .xlsx", path=str(out))
+    out, kind = output_kind(out_path)
     if template.resource == "organization_notes" and template.notes is not None:  # issue 8
         from .notes_export import export_notes
         return export_notes(client, template, out, filters=filters, progress=progress)
@@ -131,18 +127,47 @@ def export(client: Client, template: Template, out_path: str | Path, *,
     if isinstance(filters, dict):
         filters = ExportFilters(**filters)
     params = filter_params(client, filters or ExportFilters(), template)
-    columns = export_columns(template)
+    names = NameCache()
+    return stream_pages(client, out, kind, export_columns(template), params,
+                        lambda members: render_records(members, template, client, names),
+                        progress, start=start)
+
+
+def output_kind(out_path: str | Path) -> tuple[Path, str]:
+    """(path, "csv" | "xlsx") for an export file. Raises InputError for another extension."""
+    out = Path(out_path)
+    kind = FORMATS.get(out.suffix.lower())
+    if kind is None:
+        raise InputError(f"cannot export to {out.suffix or 'a file without extension'!r}; "
+                         "name the file .csv or .xlsx", path=str(out))
+    return out, kind
+
+
+def stream_pages(client: Client, out: Path, kind: str, columns: list[str], params: dict,
+                 render: Callable[[list[dict]], pl.DataFrame],
+                 progress: Progress | None = None, *, start: int | None = None) -> ExportResult:
+    """Read `/organizations` page by page (30 a request, following `view.next`), turn each page
+    into sheet rows with `render`, and append them to `out` (via `<name>.part`, renamed when
+    complete), so memory does not grow with the number of records.
+
+    Returns:
+        `ExportResult(path, records = rows written, requests since `start` (default: since this
+        call), pages)`.
+    """
+    start = client.requests_sent if start is None else start
     part = out.with_name(out.name + ".part")
     sink = (_CsvSink if kind == "csv" else _XlsxSink)(part, columns)
-    names, pages, records, total = NameCache(), 0, 0, None
+    pages, written, total = 0, 0, None
     try:
         for page in client.iter_pages(COLLECTION, {"itemsPerPage": PAGE_SIZE, **params}):
-            members = page.get("member") or []
             if total is None and "totalItems" in page:
                 total = max(1, math.ceil(int(page["totalItems"]) / PAGE_SIZE))
-            if members:
-                sink.write(render_records(members, template, client, names))
-            pages, records = pages + 1, records + len(members)
+            members = page.get("member") or []
+            frame = render(members) if members else None
+            if frame is not None and frame.height:
+                sink.write(frame.select(columns))
+                written += frame.height
+            pages += 1
             if progress is not None:
                 progress(pages, max(total or pages, pages), client)
         sink.close()
@@ -150,7 +175,7 @@ def export(client: Client, template: Template, out_path: str | Path, *,
     finally:
         sink.abort()
         part.unlink(missing_ok=True)
-    return ExportResult(out, records, client.requests_sent - start, pages)
+    return ExportResult(out, written, client.requests_sent - start, pages)
 
 
 class ProgressBar:

@@ -24,7 +24,7 @@ import polars as pl
 
 from .errors import InputError
 from .template import Mapping, Source, Template, thaw
-from .transforms import TRANSFORMS, apply_transforms
+from .transforms import apply_transforms
 
 PHONE_DTYPE = pl.List(pl.Struct({"phoneNumber": pl.String, "phoneType": pl.String}))
 _LIST_KINDS = ("list", "emails")

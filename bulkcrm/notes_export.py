@@ -13,16 +13,14 @@ rendered with `export.render_records` (the template run in reverse).
 """
 from __future__ import annotations
 
-import math
-import os
 from pathlib import Path
 
 import polars as pl
 
 from .client import Client
-from .errors import InputError, TemplateError
-from .export import (FORMATS, IRI_COLUMN, PAGE_SIZE, ExportFilters, ExportResult, NameCache,
-                     Progress, _CsvSink, _XlsxSink, filter_params, render_records)
+from .errors import TemplateError
+from .export import (IRI_COLUMN, ExportFilters, ExportResult, NameCache, Progress, filter_params,
+                     output_kind, render_records, stream_pages)
 from .template import Template, notes_template
 
 ORGANIZATIONS = "/organizations"
@@ -55,11 +53,7 @@ def export_notes(client: Client, template: Template, out_path: str | Path, *,
         InputError: a bad file name or filter. TemplateError: not a notes template.
         ApiError: a listing failed after the client's retries.
     """
-    out = Path(out_path)
-    kind = FORMATS.get(out.suffix.lower())
-    if kind is None:
-        raise InputError(f"cannot export to {out.suffix or 'a file without extension'!r}; "
-                         "name the file .csv or .xlsx", path=str(out))
+    out, kind = output_kind(out_path)
     nt = notes_template(template)
     if nt is None or nt.notes.organization is None or template.resource != "organization_notes":
         raise TemplateError("a notes export needs a template of resource organization_notes "
@@ -68,27 +62,9 @@ def export_notes(client: Client, template: Template, out_path: str | Path, *,
     if isinstance(filters, dict):
         filters = ExportFilters(**filters)
     params = filter_params(client, filters or ExportFilters(), None)
-    columns = notes_columns(nt)
-    part = out.with_name(out.name + ".part")
-    sink = (_CsvSink if kind == "csv" else _XlsxSink)(part, columns)
-    names, pages, written, total = NameCache(), 0, 0, None
-    try:
-        for page in client.iter_pages(ORGANIZATIONS, {"itemsPerPage": PAGE_SIZE, **params}):
-            orgs = page.get("member") or []
-            if total is None and "totalItems" in page:
-                total = max(1, math.ceil(int(page["totalItems"]) / PAGE_SIZE))
-            frame = render_notes(orgs, nt, client, names)
-            if frame.height:
-                sink.write(frame.select(columns))
-            pages, written = pages + 1, written + frame.height
-            if progress is not None:
-                progress(pages, max(total or pages, pages), client)
-        sink.close()
-        os.replace(part, out)
-    finally:
-        sink.abort()
-        part.unlink(missing_ok=True)
-    return ExportResult(out, written, client.requests_sent - start, pages)
+    names = NameCache()
+    return stream_pages(client, out, kind, notes_columns(nt), params,
+                        lambda orgs: render_notes(orgs, nt, client, names), progress, start=start)
 
 
 def render_notes(orgs: list[dict], nt: Template, client: Client, names: NameCache) -> pl.DataFrame:

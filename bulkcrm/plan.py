@@ -22,7 +22,7 @@ import polars as pl
 
 from . import diff
 from .client import Client
-from .errors import Issue, PlanError, issues_frame
+from .errors import Issue, PlanError
 from .lookups import LookupCache, resolve_lookups
 from .mapping import map_rows
 from .match import match_rows

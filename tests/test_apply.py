@@ -17,7 +17,7 @@ from bulkcrm.client import Client
 from bulkcrm.journal import journal_path
 from bulkcrm.plan import Plan, plan
 from bulkcrm.template import parse_template
-from tests.conftest import REPO, TEST_KEY
+from tests.conftest import TEST_KEY
 
 TEMPLATE = {
     "resource": "organizations",

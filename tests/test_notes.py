@@ -14,7 +14,7 @@ from bulkcrm.errors import TemplateError
 from bulkcrm.notes_export import export_notes
 from bulkcrm.plan import Plan, plan
 from bulkcrm.template import load_template, parse_template
-from tests.conftest import REPO, TEST_KEY
+from tests.conftest import REPO
 
 ORGS = REPO / "samples" / "organizations.csv"
 NOTES = REPO / "samples" / "organization_notes.csv"

@@ -182,7 +182,7 @@ class Store:
         """Every record of `coll` (of `tenant`, or of all tenants when None), API shape,
         insertion order (notes: createdAt, id)."""
         order = "created_ts, id" if coll == "notes" else "seq"
-        sql = f"SELECT id, tenant, parent, doc FROM records WHERE coll = ?"
+        sql = "SELECT id, tenant, parent, doc FROM records WHERE coll = ?"
         params: list = [coll]
         if tenant is not None:
             sql, params = sql + " AND tenant = ?", [coll, tenant]
