@@ -200,10 +200,12 @@ def bench_local(quick: bool, tmp: Path) -> dict:
 
 def _stage_times(csv: Path, template, client: MemoryClient) -> dict[str, float]:
     """One more run, stage by stage as `plan.plan` composes them (for the breakdown only)."""
-    from bulkcrm import plan as plan_mod
+    import importlib
+
     from bulkcrm.lookups import LookupCache, resolve_lookups
     from bulkcrm.match import match_rows
 
+    plan_mod = importlib.import_module("bulkcrm.plan")   # the package re-exports plan(), the function
     t: dict[str, float] = {}
 
     def timed(name, fn):
@@ -236,8 +238,7 @@ def bench_rss(quick: bool, tmp: Path, local: dict | None) -> dict:
     log(f"  writing {n:,} rows...")
     csv = gen.write_big_csv(n, tmp / f"rss_{n}.csv")
     child = _child(["rss", str(csv)])
-    out = {"rows": n, "extrapolated": extrapolated, "child": child,
-           "rusage_children_mib": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}
+    out = {"rows": n, "extrapolated": extrapolated, "child": child}
     peak, base = child["peak_rss_mib"], child["baseline_rss_mib"]
     out["peak_rss_mib_1m"] = base + (peak - base) * 1_000_000 / n if extrapolated else peak
     if not quick:
@@ -255,30 +256,45 @@ def _child(args: list[str]) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def child_main(kind: str, csv: str) -> None:
-    """Runs in the child: stages of one pipeline, then its own peak RSS (MiB) as JSON."""
-    def rss() -> float:
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+def _peak_rss_mib() -> float:
+    """This process's peak resident set (MiB): `VmHWM` of /proc/self/status on Linux, which is
+    per address space; `ru_maxrss` survives exec on Linux, so after a (v)fork from a big parent
+    it reports the parent's peak. `ru_maxrss` is the fallback elsewhere."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    scale = 1024 * 1024 if sys.platform == "darwin" else 1024    # bytes on macOS, KiB on Linux
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / scale
 
+
+def child_main(kind: str, csv: str) -> None:
+    """Runs in the child: the stages of one pipeline, each stage's time and the peak RSS (MiB)
+    reached by its end (the peak only grows, so the stage that raised it shows), as JSON."""
     template = parse_template(gen.TEMPLATE_EMAIL, path="<bench email>")
-    base, t, t0 = rss(), {}, time.perf_counter()
+    base, t, peaks = _peak_rss_mib(), {}, {}
+
+    def stage(name, fn):
+        t0 = time.perf_counter()
+        out = fn()
+        t[name], peaks[name] = time.perf_counter() - t0, _peak_rss_mib()
+        return out
+
     if kind == "plan":
         n = sum(1 for _ in open(csv, encoding="utf-8")) - 1
-        recs = [r for s in range(0, n, 100_000)
-                for r in gen.make_records(min(100_000, n - s), seed=3 + s, id_offset=s)]
-        t["snapshot"], t0 = time.perf_counter() - t0, time.perf_counter()
-        p = plan(csv, template, MemoryClient(recs), strategy="scan")
-        t["plan"] = time.perf_counter() - t0
+        recs = stage("snapshot", lambda: [r for s in range(0, n, 100_000) for r in
+                                          gen.make_records(min(100_000, n - s), seed=3 + s, id_offset=s)])
+        p = stage("plan", lambda: plan(csv, template, MemoryClient(recs), strategy="scan"))
         extra = {"counts": p.counts()}
     else:
-        sh = read(csv)
-        t["read"], t0 = time.perf_counter() - t0, time.perf_counter()
-        mapped = map_rows(sh.frame, template)
-        t["map"], t0 = time.perf_counter() - t0, time.perf_counter()
-        v = validate(mapped, template, sheet=sh.frame, read_issues=sh.issues)
-        t["validate"] = time.perf_counter() - t0
+        sh = stage("read", lambda: read(csv))
+        mapped = stage("map", lambda: map_rows(sh.frame, template))
+        v = stage("validate", lambda: validate(mapped, template, sheet=sh.frame, read_issues=sh.issues))
         extra = {"valid_rows": v.valid.height, "issues": v.issues.height}
-    print(json.dumps({"baseline_rss_mib": base, "peak_rss_mib": rss(), "stages_s": t, **extra}))
+    print(json.dumps({"baseline_rss_mib": base, "peak_rss_mib": _peak_rss_mib(), "stages_s": t,
+                      "peak_after_stage_mib": peaks, **extra}))
 
 
 # ------------------------------------------------------------------------------------ export
@@ -321,6 +337,7 @@ def summary(res: dict, quick: bool) -> dict:
     if rss:
         out["peak_rss_mib_1m"] = round(rss["peak_rss_mib_1m"])
         out["peak_rss_extrapolated"] = rss["extrapolated"]
+        out["peak_rss_after_stage_mib"] = {k: round(v) for k, v in rss["child"]["peak_after_stage_mib"].items()}
     exp = res.get("export")
     if exp:
         out["export_records_per_request"] = round(exp["records_per_request"], 2)
@@ -384,12 +401,14 @@ def table(res: dict) -> str:
                if rss["extrapolated"] else f"measured at {rss['rows']:,} rows")
         lines.append(("peak RSS 1M rows (MiB)", f"{rss['peak_rss_mib_1m']:.0f}", "",
                       f"read+map+validate, {how}; baseline {c['baseline_rss_mib']:.0f} MiB; "
-                      + ", ".join(f"{k} {v:.1f}s" for k, v in c["stages_s"].items())))
+                      + ", ".join(f"{k} {v:.1f}s (peak {c['peak_after_stage_mib'][k]:.0f})"
+                                  for k, v in c["stages_s"].items())))
         if "plan_child" in rss:
             pc = rss["plan_child"]
             lines.append(("peak RSS 1M plan (MiB)", f"{pc['peak_rss_mib']:.0f}", "",
                           "full plan() vs an in-memory 1M snapshot; "
-                          + ", ".join(f"{k} {v:.1f}s" for k, v in pc["stages_s"].items())))
+                          + ", ".join(f"{k} {v:.1f}s (peak {pc['peak_after_stage_mib'][k]:.0f})"
+                                      for k, v in pc["stages_s"].items())))
     exp = res.get("export")
     if exp:
         lines.append(("export records per request", f"{exp['records_per_request']:.2f}", "30",
