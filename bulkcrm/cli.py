@@ -14,7 +14,7 @@ from pathlib import Path
 
 import click
 
-from .errors import AuthError, BulkcrmError, InputError, PlanError, TemplateError
+from .errors import AuthError, BulkcrmError, ConfigError, InputError, PlanError, TemplateError
 from .target import Target, open_target
 
 EMBEDDED_DB = Path(".bulkcrm") / "sandbox.sqlite"
@@ -23,13 +23,14 @@ EMBEDDED_DB = Path(".bulkcrm") / "sandbox.sqlite"
 def _fail(e: Exception, debug: bool) -> None:
     if debug:
         raise e
-    code = 2 if isinstance(e, (InputError, TemplateError, PlanError)) else 1
+    code = 2 if isinstance(e, (InputError, TemplateError, PlanError, ConfigError)) else 1
     click.echo(f"Error: {e}", err=True)
     sys.exit(code)
 
 
 def handle_errors(fn):
-    """Turn BulkcrmError into a clear message and exit code (2 for input/template/plan, else 1)."""
+    """Turn BulkcrmError into a clear message and exit code (2 for input/template/plan/target
+    options, else 1)."""
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         ctx = click.get_current_context()
@@ -79,8 +80,8 @@ def _sheet_arg(sheet):
     return int(sheet) if sheet is not None and sheet.isdigit() else sheet
 
 
-def _open(ctx, base_url, api_key, max_rate, announce=True) -> Target:
-    target = open_target(base_url, api_key, max_rate=max_rate, embedded_db=EMBEDDED_DB)
+def _open(ctx, base_url, api_key, max_rate, announce=True, embedded_db=EMBEDDED_DB) -> Target:
+    target = open_target(base_url, api_key, max_rate=max_rate, embedded_db=embedded_db)
     ctx.call_on_close(target.close)
     if announce:
         click.echo(target.describe(), err=ctx.obj.get("json", False))
@@ -155,6 +156,8 @@ def plan_cmd(ctx, file, template_path, mode, match_strategy, mirror_notes, sheet
     else:
         click.echo(text)
         click.echo(f"Saved plan to {out}. Apply it with: bulkcrm apply {out}")
+    counts = p.counts()
+    sys.exit(1 if counts["invalid"] or counts["conflict"] else 0)  # exit codes as for import
 
 
 @cli.command("apply")
@@ -172,8 +175,12 @@ def plan_cmd(ctx, file, template_path, mode, match_strategy, mirror_notes, sheet
 def apply_cmd(ctx, plan_file, base_url, api_key, max_rate, report_dir, batch_size, verify, no_reconcile, as_json):
     """Execute exactly the saved PLAN_FILE; re-run the same command to resume after a crash."""
     from .pipeline import run_apply
+    from .plan import Plan
+    from .target import embedded_db_of
     ctx.obj["json"] = as_json
-    target = _open(ctx, base_url, api_key, max_rate)
+    # a plan made against the embedded sandbox is applied to that same sandbox file
+    db = None if (api_key or base_url) else embedded_db_of(Plan.load(plan_file).target)
+    target = _open(ctx, base_url, api_key, max_rate, embedded_db=db or EMBEDDED_DB)
     report_dir = report_dir or str(Path("reports") / Path(plan_file).stem)
     resume = f"bulkcrm apply {plan_file}" + (f" --report {report_dir}" if report_dir else "")
     try:
@@ -218,12 +225,14 @@ def validate_cmd(ctx, file, template_path, sheet, encoding, delimiter, header_ro
 @click.option("--archived/--not-archived", default=None, help="Only archived / only not archived records.")
 @click.option("--created-after", default=None, help="ISO 8601 date or date-time (inclusive).")
 @click.option("--created-before", default=None, help="ISO 8601 date (that day included) or date-time.")
+@click.option("--all", "all_records", is_flag=True,
+              help="Also export records whose constant fields (e.g. externalSource) differ from the template's.")
 @target_options
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object with path, records, pages, requests.")
 @click.pass_context
 @handle_errors
 def export_cmd(ctx, template_path, out, q, owner, tags, segments, archived, created_after, created_before,
-               base_url, api_key, max_rate, as_json):
+               all_records, base_url, api_key, max_rate, as_json):
     """Write organizations to a CSV/XLSX sheet through a template (crm_iri column first)."""
     from .export import ExportFilters, ProgressBar, export
     from .template import load_template
@@ -234,7 +243,7 @@ def export_cmd(ctx, template_path, out, q, owner, tags, segments, archived, crea
                             created_after=created_after, created_before=created_before)
     bar = None if as_json else ProgressBar()
     try:
-        result = export(target.client, template, out, filters=filters, progress=bar)
+        result = export(target.client, template, out, filters=filters, progress=bar, all_records=all_records)
     finally:
         if bar is not None:
             bar.close()

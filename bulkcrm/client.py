@@ -359,7 +359,7 @@ class Client:
         violations = body.get("violations") if isinstance(body, dict) else None
         kw = dict(status=status, method=method, url=rel, detail=detail)
         if status in (401, 403):
-            return AuthError(f"the API key was rejected ({status}): check BULKCRM_API_KEY "
+            return AuthError(f"the API key was rejected ({status}): check --api-key / BULKCRM_API_KEY "
                              f"({method} {rel}: {detail})", **kw)
         violations = violations if isinstance(violations, list) else []
         return PermanentApiError(f"{method} {rel} failed ({status}): {detail}",

@@ -11,7 +11,8 @@ Exception tree (the class, not the text, says who must act and whether a retry h
     │   ├── AuthError                       401/403: stop the run, check the key
     │   └── PermanentApiError               other 4xx: this request will never succeed
     ├── PlanError                           stale plan, or a plan for another template/target
-    └── JournalError                        the journal is unreadable or belongs to another plan
+    ├── JournalError                        the journal is unreadable or belongs to another plan
+    └── ConfigError                         the target options are wrong (a URL without a key/scheme)
 
 Row problems are never exceptions: they are `Issue` records carried into the report while the
 other rows proceed (frictionless row errors, pandera failure cases).
@@ -84,6 +85,10 @@ class PlanError(BulkcrmError):
 
 class JournalError(BulkcrmError):
     """The journal is unreadable or belongs to another plan."""
+
+
+class ConfigError(BulkcrmError):
+    """The target options cannot work: a base URL without a key, or without http(s)://."""
 
 
 @dataclass(frozen=True)

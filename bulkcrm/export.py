@@ -91,7 +91,7 @@ class ExportResult:
 
 def export(client: Client, template: Template, out_path: str | Path, *,
            filters: ExportFilters | dict | None = None,
-           progress: Progress | None = None) -> ExportResult:
+           progress: Progress | None = None, all_records: bool = False) -> ExportResult:
     """Export organizations to `out_path` (.csv or .xlsx) through `template` in reverse.
 
     Args:
@@ -101,6 +101,9 @@ def export(client: Client, template: Template, out_path: str | Path, *,
             first and renamed when complete, so a failed export leaves no partial file.
         filters: `ExportFilters` or a dict of its fields; None exports every organization.
         progress: callback, see `Progress`.
+        all_records: also export records whose constant fields (`value:` in the template, e.g.
+            `externalSource: northwind`) differ from the template's; by default they are left
+            out, since re-importing them through this template would overwrite those fields.
 
     Returns:
         `ExportResult(path, records, requests, pages)`.
@@ -128,9 +131,24 @@ def export(client: Client, template: Template, out_path: str | Path, *,
         filters = ExportFilters(**filters)
     params = filter_params(client, filters or ExportFilters(), template)
     names = NameCache()
+    keep = (lambda members: members) if all_records else _constants_filter(template)
     return stream_pages(client, out, kind, export_columns(template), params,
-                        lambda members: render_records(members, template, client, names),
+                        lambda members: render_records(keep(members), template, client, names),
                         progress, start=start)
+
+
+def _constants_filter(template: Template) -> Callable[[list[dict]], list[dict]]:
+    """Keep the records whose constant fields hold the template's constants (the records this
+    template imported); the API cannot filter on them (crm-api.md §8.3), so this is local."""
+    constants = [(m.field.partition("."), m.sources[0].value) for m in template.mappings
+                 if m.kind in ("scalar", "bool") and m.sources[0].column is None]
+
+    def value(record: dict, top: str, sub: str):
+        v = record.get(top)
+        return (v or {}).get(sub) if sub else v
+
+    return lambda members: [r for r in members
+                            if all(value(r, top, sub) == want for (top, _, sub), want in constants)]
 
 
 def output_kind(out_path: str | Path) -> tuple[Path, str]:
@@ -275,9 +293,15 @@ def _iso(value: str | dt.date, name: str) -> dt.date:
 # --- rendering -------------------------------------------------------------------------------
 
 def export_columns(template: Template) -> list[str]:
-    """Return the sheet's header: the IRI column, then each column the template reads, in order."""
+    """Return the sheet's header: the IRI column, then each column the template reads, in order.
+
+    A `notes:` section on the same sheet adds its columns, left empty: notes are exported with
+    a notes template (one line per note); an empty note cell re-imports as "no note"."""
     iri = template.iri_column or IRI_COLUMN
-    return [iri, *(c for c in template.columns if c != iri)]
+    cols = [iri, *(c for c in template.columns if c != iri)]
+    if template.notes is not None and template.notes.sheet is None and template.notes.template:
+        cols += [c for c in template.notes.template.columns if c not in cols]
+    return cols
 
 
 class NameCache:
@@ -348,19 +372,20 @@ def render_records(records: list[dict], template: Template, client: Client | Non
         if m.kind == "phones":
             raw = _phones(raw, m, template, columns)
             continue
-        src = next((s for s in m.sources if s.column), None)
-        if src is None:
+        srcs = [s for s in m.sources if s.column]
+        if not srcs:
             continue  # constants (`value:`) have no column
         value = _field(m)
         if m.kind in ("list", "emails"):
             items = value.list.eval(pl.element().struct.field("email")) if m.kind == "emails" \
                 else value
-            joined = items.list.eval(_render(pl.element(), m, src, template)).list.drop_nulls() \
-                .list.join(src.split or ";")
-            expr = pl.when(joined == "").then(None).otherwise(joined)
+            items = items.list.eval(_render(pl.element(), m, srcs[0], template)).list.drop_nulls()
+            for i, src in enumerate(srcs):  # several columns (Email 1, Email 2): one value each,
+                part = items.list.slice(i, None if i == len(srcs) - 1 else 1)  # the last the rest
+                joined = part.list.join(src.split or ";")
+                columns.setdefault(src.column, pl.when(joined == "").then(None).otherwise(joined))
         else:
-            expr = _render(value.cast(pl.String), m, src, template)
-        columns.setdefault(src.column, expr)
+            columns.setdefault(srcs[0].column, _render(value.cast(pl.String), m, srcs[0], template))
     iri = template.iri_column or IRI_COLUMN
     columns[iri] = pl.col("@id")
     out = raw.select([columns.get(c, pl.lit(None)).cast(pl.String).alias(c)

@@ -11,11 +11,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .client import Client
-from .errors import AuthError
+from .errors import ConfigError
 
 DEFAULT_BASE_URL = "https://api.rogerroger.io"
 """crm-api.md §1."""
 EMBEDDED_KEY = "embedded-sandbox-key"
+EMBEDDED_PREFIX = "embedded-sandbox:"
+"""Target label of the embedded sandbox: the prefix, then the absolute path of its SQLite file."""
 """The embedded sandbox's own key: local only, never a real account's."""
 DEFAULT_NOTE_CATEGORIES = ("Call", "Meeting", "E-mail", "Note")
 """Note categories a new embedded sandbox starts with, so note templates can look categories
@@ -62,20 +64,30 @@ def open_target(base_url: str | None, api_key: str | None, *, max_rate: float | 
         embedded_db: SQLite file of the embedded sandbox.
 
     Raises:
-        AuthError: a base URL without a key.
+        ConfigError: a base URL without a key, or one that is not http(s)://.
     """
+    if base_url and not base_url.lower().startswith(("http://", "https://")):
+        raise ConfigError(f"the base URL {base_url!r} (--base-url or BULKCRM_BASE_URL) must start "
+                          "with https:// or http://, e.g. https://api.rogerroger.io")
     if api_key:
         client = Client(base_url or DEFAULT_BASE_URL, api_key, requests_per_minute=max_rate or 20,
                         on_event=on_event)
         return Target(client=client, label=client.base_url, secrets=(api_key,))
     if base_url:
-        raise AuthError(f"--base-url {base_url} needs an API key: pass --api-key or set BULKCRM_API_KEY")
+        raise ConfigError(f"the base URL {base_url} (--base-url or BULKCRM_BASE_URL) needs an API "
+                          "key: pass --api-key or set BULKCRM_API_KEY")
     from .sandbox import Sandbox
-    db = Path(embedded_db)
+    db = Path(embedded_db).resolve()
     db.parent.mkdir(parents=True, exist_ok=True)
     new = not db.exists() or db.stat().st_size == 0
     sandbox = Sandbox(db_path=str(db), api_keys={EMBEDDED_KEY: "embedded"}, rate_limit=None).start()
     if new:
         sandbox.seed({"note_categories": [{"title": t} for t in DEFAULT_NOTE_CATEGORIES]})
     client = Client(sandbox.url, EMBEDDED_KEY, requests_per_minute=max_rate, on_event=on_event)
-    return Target(client=client, label=f"embedded-sandbox:{db.as_posix()}", sandbox=sandbox)
+    return Target(client=client, label=f"{EMBEDDED_PREFIX}{db.as_posix()}", sandbox=sandbox)
+
+
+def embedded_db_of(label: str) -> Path | None:
+    """The SQLite file of a plan made against the embedded sandbox (None for a real target), so
+    `bulkcrm apply` works on the same sandbox from any working directory."""
+    return Path(label[len(EMBEDDED_PREFIX):]) if label.startswith(EMBEDDED_PREFIX) else None

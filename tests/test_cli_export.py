@@ -61,8 +61,11 @@ def test_export_prints_a_summary_and_filters(runner, crm, tmp_path):
               "organizations": [
                   {"@id": "/organizations/a", "title": "Archived VIP", "tags": ["/tags/t1"],
                    "archivedAt": "2024-01-01T00:00:00+00:00", "externalSource": "northwind"},
-                  {"@id": "/organizations/b", "title": "Active VIP", "tags": ["/tags/t1"]},
-                  {"@id": "/organizations/c", "title": "Active", "externalSource": "northwind"}]})
+                  {"@id": "/organizations/b", "title": "Active VIP", "tags": ["/tags/t1"],
+                   "externalSource": "northwind"},
+                  {"@id": "/organizations/c", "title": "Active", "externalSource": "northwind"},
+                  {"@id": "/organizations/d", "title": "Other VIP", "tags": ["/tags/t1"],
+                   "externalSource": "another-system"}]})
     out = tmp_path / "vip.csv"
     code, text = run(runner, crm, "export", "-t", str(TEMPLATE), "-o", str(out), "--tag", "VIP",
                      "--not-archived", as_json=False)
@@ -72,6 +75,10 @@ def test_export_prints_a_summary_and_filters(runner, crm, tmp_path):
     page = [r for r in crm.requests if r.path == "/organizations"][-1]
     assert parse_qsl(page.query) == [("itemsPerPage", "30"), ("tags.id[]", "/tags/t1"),
                                      ("exists[archivedAt]", "false")]
+    # the template's constant externalSource scopes the export to its own records; --all lifts it
+    code, text = run(runner, crm, "export", "-t", str(TEMPLATE), "-o", str(out), "--tag", "VIP",
+                     "--not-archived", "--all", as_json=False)
+    assert read(out).frame["crm_iri"].to_list() == ["/organizations/b", "/organizations/d"]
 
 
 def test_export_usage_errors_exit_2(runner, crm, tmp_path):

@@ -79,7 +79,7 @@ def test_401_is_auth_error_with_clear_text(crm):
     c = Client(crm.url, bad, requests_per_minute=None)
     with pytest.raises(AuthError) as info:
         c.get("/organizations")
-    assert str(info.value) == ("the API key was rejected (401): check BULKCRM_API_KEY "
+    assert str(info.value) == ("the API key was rejected (401): check --api-key / BULKCRM_API_KEY "
                                "(GET /organizations: Invalid API key.)")
     assert info.value.status == 401 and c.requests_sent == 1 and c.retries == 0
     for text in (str(info.value), repr(info.value), repr(c), info.value.url, info.value.detail):
