@@ -523,6 +523,7 @@ def _source(spec: Any, rule: dict, err: _Err, key: str) -> Source:
     type_map = spec.get("type_map") or {}
     if not isinstance(type_map, dict):
         raise err("expected a mapping of sheet word -> phoneType", f"{key}.type_map")
+    _check_transforms(transforms, err, f"{key}.transforms")
     split = spec.get("split")
     if split is None and rule["kind"] in ("emails", "list") and "column" in spec:
         split = ";"
@@ -530,6 +531,20 @@ def _source(spec: Any, rule: dict, err: _Err, key: str) -> Source:
         _freeze(t) for t in transforms), split=split, phone_type=spec.get("type"),
         type_column=spec.get("type_column"),
         type_map=tuple((str(k).strip().lower(), str(v)) for k, v in type_map.items()))
+
+
+def _check_transforms(specs: list, err: _Err, key: str) -> None:
+    """Build the chain both ways now, so a wrong name or option fails at load with its key path,
+    not later at import or export."""
+    import polars as pl
+
+    from .transforms import apply_transforms
+    context = {"region": pl.lit(None, pl.String)}
+    for direction in ("clean", "render"):
+        try:
+            apply_transforms(pl.col("value"), specs, direction=direction, context=context)
+        except TemplateError as e:
+            raise err(str(e), key) from None
 
 
 def _lookup(spec: Any, rule: dict, err: _Err, key: str) -> Lookup | None:
