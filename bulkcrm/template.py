@@ -523,7 +523,7 @@ def _source(spec: Any, rule: dict, err: _Err, key: str) -> Source:
     type_map = spec.get("type_map") or {}
     if not isinstance(type_map, dict):
         raise err("expected a mapping of sheet word -> phoneType", f"{key}.type_map")
-    _check_transforms(transforms, err, f"{key}.transforms")
+    _check_transforms(transforms, rule, err, f"{key}.transforms")
     split = spec.get("split")
     if split is None and rule["kind"] in ("emails", "list") and "column" in spec:
         split = ";"
@@ -533,13 +533,17 @@ def _source(spec: Any, rule: dict, err: _Err, key: str) -> Source:
         type_map=tuple((str(k).strip().lower(), str(v)) for k, v in type_map.items()))
 
 
-def _check_transforms(specs: list, err: _Err, key: str) -> None:
+def _check_transforms(specs: list, rule: dict, err: _Err, key: str) -> None:
     """Build the chain both ways now, so a wrong name or option fails at load with its key path,
-    not later at import or export."""
+    not later at import or export. The field's IRI collection is filled in as mapping does."""
     import polars as pl
 
     from .transforms import apply_transforms
     context = {"region": pl.lit(None, pl.String)}
+    if rule.get("iri"):
+        specs = [{"iri": {"collection": rule["iri"], **(s.get("iri") or {})}}
+                 if isinstance(s, dict) and "iri" in s else
+                 {"iri": {"collection": rule["iri"]}} if s == "iri" else s for s in specs]
     for direction in ("clean", "render"):
         try:
             apply_transforms(pl.col("value"), specs, direction=direction, context=context)
