@@ -33,6 +33,7 @@ from .errors import ApiError, AuthError, ISSUE_SCHEMA, PermanentApiError, PlanEr
 from .journal import Journal, journal_path
 from .lookups import REF_PREFIX
 from .plan import Operation, Plan
+from .template import SEARCHABLE_IDENTIFIERS
 from .report import ROW_SCHEMA, Report
 from .vocab import OP_OUTCOME
 
@@ -41,7 +42,8 @@ ProgressFn = Callable[[int, int, Client], None]
 
 def apply(plan: Plan, client: Client, *, plan_path: str | Path | None = None,
           journal_file: str | Path | None = None, batch_size: int = 25, verify: bool = False,
-          reconcile: bool = True, progress: ProgressFn | None = None, target: str | None = None) -> Report:
+          reconcile: bool = True, progress: ProgressFn | None = None, target: str | None = None,
+          notify: Callable[[str], None] | None = None) -> Report:
     """Execute the plan's operations in order and report per input row.
 
     Args:
@@ -53,6 +55,7 @@ def apply(plan: Plan, client: Client, *, plan_path: str | Path | None = None,
         reconcile: re-read touched records after the run and report mismatches.
         progress: callback(done, total, client) every `batch_size` operations.
         target: the target label the plan must name (default `client.base_url`).
+        notify: callback(text) for phase messages (e.g. reconciliation starting).
 
     Returns:
         `Report`; rows that failed, drifted, conflicted or were invalid make `Report.ok` False.
@@ -74,14 +77,19 @@ def apply(plan: Plan, client: Client, *, plan_path: str | Path | None = None,
     journal = Journal(jpath, plan.sha256, plan.target)
     results: dict[str, dict[str, Any]] = {}
     total = len(plan.operations)
+    already = sum(journal.state(o.key) == "done" for o in plan.operations)
     for n, op in enumerate(plan.operations, start=1):
         results[op.key] = _run_op(op, journal, client, verify)
         if progress and (n % batch_size == 0 or n == total):
             progress(n, total, client)
+    if reconcile and notify and plan.operations:
+        notify("Reconciling: re-reading the written records (--no-reconcile skips this) …")
     mismatches = {**_reconcile(plan, journal, client), **_reconcile_notes(plan, results)} \
         if reconcile else {}
-    return _report(plan, journal, results, mismatches, client.requests_sent - start_requests,
-                   started, reconcile)
+    report = _report(plan, journal, results, mismatches, client.requests_sent - start_requests,
+                     started, reconcile)
+    report.summary["already_done"] = already
+    return report
 
 
 def _run_op(op: Operation, journal: Journal, client: Client, verify: bool) -> dict[str, Any]:
@@ -207,15 +215,26 @@ def _canon(v: Any) -> str:
 
 
 def _reconcile(plan: Plan, journal: Journal, client: Client) -> dict[str, str]:
-    """key -> mismatch text, comparing what was sent with what the server now holds."""
+    """key -> mismatch text, comparing what was sent with what the server now holds.
+
+    Records are re-read with `identifiers[]` (30 values a request) where the operation has
+    searchable identifiers; the rest one GET each, or with one full listing when that costs
+    fewer requests (⌈records/30⌉, crm-api.md §6).
+    """
     done = [o for o in plan.operations if journal.state(o.key) == "done" and o.path != "/tags"
             and o.resource == "organizations"]
     iris = {o.key: journal.get(o.key).get("iri") or o.iri for o in done}
     records: dict[str, dict] = {}
-    values = sorted({v for o in done for vals in o.identifiers.values() for v in vals})
+    values = sorted({v for o in done for f, vals in o.identifiers.items()
+                     if f in SEARCHABLE_IDENTIFIERS for v in vals})
     for i in range(0, len(values), 30):
         for page in client.iter_pages("/organizations", {"identifiers[]": values[i:i + 30]}):
             records.update({r["@id"]: r for r in page.get("member", [])})
+    missing = [i for i in iris.values() if i and i not in records]
+    if len(missing) > 1:
+        total = int(client.get("/organizations", {"itemsPerPage": 1}).get("totalItems", 0))
+        if -(-total // 30) < len(missing):
+            records.update({r["@id"]: r for r in client.list_all("/organizations")})
     out = {}
     for o in done:
         iri = iris[o.key]

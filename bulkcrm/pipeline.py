@@ -50,7 +50,8 @@ def run_import(file, template_path, target: Target, *, report_dir: str, dry_run=
         plan_path = out / "plan.json"
         _archive_journal(plan_path)
         p.save(plan_path)
-        report = _apply(p, target, plan_path, reconcile=reconcile, progress=progress, batch_size=25)
+        report = _apply(p, target, plan_path, reconcile=reconcile, progress=progress, batch_size=25,
+                        echo=echo)
         report.summary["requests"] += p.requests_spent
     return _finish(report, out, file, target, echo)
 
@@ -68,15 +69,17 @@ def run_apply(plan_file, target: Target, *, report_dir: str, batch_size=25, veri
     """Apply a saved plan (resuming from its journal) and write the report."""
     p = Plan.load(plan_file)
     report = _apply(p, target, plan_file, reconcile=reconcile, progress=progress, batch_size=batch_size,
-                    verify=verify)
+                    verify=verify, echo=echo)
     return _finish(report, Path(report_dir), p.input, target, echo)
 
 
-def _apply(p: Plan, target: Target, plan_path, *, reconcile, progress, batch_size, verify=False) -> Report:
+def _apply(p: Plan, target: Target, plan_path, *, reconcile, progress, batch_size, verify=False,
+           echo: Echo | None = None) -> Report:
     bar = _progress_bar(len(p.operations), target) if progress and p.operations else None
     try:
         return apply(p, target.client, plan_path=plan_path, batch_size=batch_size, verify=verify,
-                     reconcile=reconcile, target=target.label, progress=bar)
+                     reconcile=reconcile, target=target.label, progress=bar,
+                     notify=echo if progress else None)
     finally:
         if bar is not None:
             bar.close()
@@ -106,6 +109,9 @@ def _finish(report: Report, out: Path, input_path, target: Target, echo: Echo) -
         sheet = None
     write_report(report, out, input_frame=sheet, input_path=input_path, secrets=target.secrets)
     echo(render_summary(report, out_dir=out))
+    if report.summary.get("already_done"):
+        echo(f"({report.summary['already_done']} operation(s) had been done by an earlier run of "
+             "this plan and were skipped; the counts are the plan's, not this run's)")
     counts = report.counts()
     payload = {k: counts.get(k, 0) for k in COUNT_KEYS}
     payload.update({k: v for k, v in counts.items() if k not in payload and v})
