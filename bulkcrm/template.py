@@ -69,7 +69,7 @@ DEFAULT_NOTE_KEY = ("organization", "createdAt", "description")
 """The default content key of a note; a row without createdAt keys on organization +
 description (notes have no identifiers filter: crm-api.md §9.1)."""
 
-_SOURCE_KEYS = {"column", "columns", "value", "transforms", "split", "policy", "lookup",
+_SOURCE_KEYS = {"column", "value", "transforms", "split", "policy", "lookup",
                 "required", "max_length", "type", "type_column", "type_map", "render"}
 _LOOKUP_KEYS = {"by", "table", "create_missing", "collection"}
 _NOTE_KEYS = {"organization", "content_key", "mirror"}
