@@ -263,10 +263,13 @@ def export_cmd(ctx, template_path, out, q, owner, tags, segments, archived, crea
 @click.option("--latency-ms", type=int, default=0, help="Added latency per request.")
 @click.option("--error-rate", type=float, default=0.0, help="Share of requests answered 500/502/503.")
 @click.option("--drop-rate", type=float, default=0.0, help="Share of writes committed, then dropped.")
+@click.option("--burst-429", type=int, default=0, help="Answer the next N requests 429 (a throttling burst).")
+@click.option("--retry-after-http-date", is_flag=True, help="Send Retry-After as an HTTP-date, not seconds.")
 @click.option("--seed", "seed_file", type=click.Path(dir_okay=False, exists=True), default=None,
               help="JSON/YAML with users, tags, segments, note_categories, organizations, notes.")
 @click.option("--control", is_flag=True, help="Enable the /_sandbox/ control interface (tests).")
-def sandbox_cmd(host, port, db, api_keys, tenant, rate_limit, latency_ms, error_rate, drop_rate, seed_file, control):
+def sandbox_cmd(host, port, db, api_keys, tenant, rate_limit, latency_ms, error_rate, drop_rate, burst_429,
+                retry_after_http_date, seed_file, control):
     """Run the local emulator of the RogerRoger API on 127.0.0.1 until Ctrl-C."""
     from .sandbox.server import run
     if rate_limit.lower() == "off":
@@ -280,7 +283,8 @@ def sandbox_cmd(host, port, db, api_keys, tenant, rate_limit, latency_ms, error_
     try:
         run(host=host, port=port, db_path=db, api_keys={k: tenant for k in (api_keys or ("sandbox",))},
             rate_limit=limit, latency_ms=latency_ms, seed_file=seed_file, control=control,
-            error_rate=error_rate, drop_rate=drop_rate)
+            error_rate=error_rate, drop_rate=drop_rate, burst_429=burst_429,
+            retry_after_http_date=retry_after_http_date)
     except ValueError as e:
         raise click.BadParameter(str(e), param_hint="--host") from None
 

@@ -56,3 +56,14 @@ def test_sandbox_seed_file(tmp_path):
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def test_sandbox_fault_flags_429_burst_as_http_date():
+    proc, url = _start("--api-key", "k", "--rate-limit", "off", "--burst-429", "2", "--retry-after-http-date")
+    try:
+        first = [requests.get(f"{url}/organizations", headers={"X-API-KEY": "k"}, timeout=5) for _ in range(3)]
+        assert [r.status_code for r in first] == [429, 429, 200]
+        assert first[0].headers["Retry-After"].endswith("GMT")
+    finally:
+        proc.terminate()
+        proc.wait(10)

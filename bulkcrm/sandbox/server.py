@@ -336,7 +336,8 @@ def run(host: str = "127.0.0.1", port: int = DEFAULT_PORT, db_path: str | Path |
         api_keys: Mapping[str, str] | Iterable[str] = (), tenant: str = "default",
         rate_limit: tuple[int, float] | None = DEFAULT_RATE_LIMIT, latency_ms: int = 0,
         seed_file: str | Path | None = None, control: bool = False, error_rate: float = 0.0,
-        drop_rate: float = 0.0, fault_seed: int | None = None, out: TextIO | None = None) -> None:
+        drop_rate: float = 0.0, fault_seed: int | None = None, out: TextIO | None = None,
+        burst_429: int = 0, retry_after_http_date: bool = False) -> None:
     """Serve the sandbox until Ctrl-C (what `bulkcrm sandbox` runs).
 
     Prints one line, `Sandbox listening on http://127.0.0.1:PORT`, and never a key.
@@ -347,8 +348,8 @@ def run(host: str = "127.0.0.1", port: int = DEFAULT_PORT, db_path: str | Path |
         api_keys: key -> tenant mapping, or keys that all belong to `tenant`.
         rate_limit: (requests, window seconds) or None; see `parse_rate_limit`.
         latency_ms: delay per answer (ms). seed_file: JSON/YAML seed loaded at start.
-        control: enable `/_sandbox/` (tests only). error_rate / drop_rate / fault_seed:
-            `Faults.error_rate`, `Faults.drop_rate`, `Faults.seed`.
+        control: enable `/_sandbox/` (tests only). error_rate / drop_rate / fault_seed /
+            burst_429 / retry_after_http_date: the `Faults` fields of the same names (seed).
         out: where the line goes (stdout).
     Raises:
         ValueError: non-loopback host, no API key, bad rate limit or seed.
@@ -356,7 +357,8 @@ def run(host: str = "127.0.0.1", port: int = DEFAULT_PORT, db_path: str | Path |
     keys = dict(api_keys) if isinstance(api_keys, Mapping) else {k: tenant for k in api_keys}
     if not keys:
         raise ValueError("the sandbox needs at least one API key (--api-key)")
-    faults = Faults(error_rate=error_rate, drop_rate=drop_rate, seed=fault_seed)
+    faults = Faults(error_rate=error_rate, drop_rate=drop_rate, seed=fault_seed, burst_429=burst_429,
+                    retry_after_http_date=retry_after_http_date)
     sandbox = Sandbox(db_path, keys, rate_limit, host, port, latency_ms, control, seed_file, faults)
     sandbox.start()
     print(f"Sandbox listening on {sandbox.url}", file=out or sys.stdout, flush=True)
