@@ -17,6 +17,8 @@ Rules (issue 5):
 from __future__ import annotations
 
 import json
+from functools import reduce
+from operator import iadd
 from typing import Any
 
 import polars as pl
@@ -30,6 +32,9 @@ READ_ONLY = {"@context", "@id", "@type", "id", "createdAt", "updatedAt", "import
              "linkedinCompanyEnrichment", "_organizations"}
 """Organization fields ignored on write (crm-api.md §8.1 R/O column)."""
 ADDRESS_KEYS = ("street", "postalCode", "city", "country")
+_JSON = json.JSONEncoder(ensure_ascii=False)
+_JSON_SORTED = json.JSONEncoder(ensure_ascii=False, sort_keys=True)
+"""`json.dumps(value, ensure_ascii=False[, sort_keys=True])` without an encoder per call."""
 
 
 def record_schema(template: Template) -> dict[str, pl.DataType]:
@@ -52,10 +57,70 @@ def record_schema(template: Template) -> dict[str, pl.DataType]:
     return schema
 
 
-def records_frame(records: list[dict], template: Template) -> pl.DataFrame:
-    """Records as a frame shaped like the mapped rows: `iri` + one normalised column per field."""
-    raw = pl.DataFrame(records, schema=record_schema(template), strict=False) if records else \
-        pl.DataFrame(schema=record_schema(template))
+def raw_records_frame(records: list[dict], schema: dict[str, pl.DataType]) -> pl.DataFrame:
+    """Records (API JSON objects) as a frame of `schema`, one row per record, in order.
+
+    Args:
+        records: the records as the API returns them (crm-api.md §8).
+        schema: top-level key -> dtype (objects as `pl.Struct`, arrays as `pl.List`), e.g.
+            `record_schema(template)`. Missing keys and other keys' values are left out/null.
+
+    Returns:
+        frame with exactly the `schema` columns. List columns are null where the key is absent
+        or null, `[]` where the array is empty.
+
+    Arrays are gathered from their flattened items (one pass each), several times cheaper than
+    polars' row-wise conversion of nested lists; records of another shape (an array that is not
+    a JSON array, items that are not objects) take that row-wise conversion instead.
+    """
+    if not records:
+        return pl.DataFrame(schema=schema)
+    try:
+        return _fast_records_frame(records, schema)
+    except (TypeError, ValueError, pl.exceptions.PolarsError):
+        return pl.DataFrame(records, schema=schema, strict=False)
+
+
+def _fast_records_frame(records: list[dict], schema: dict[str, pl.DataType]) -> pl.DataFrame:
+    scalars = {k: t for k, t in schema.items() if not isinstance(t, pl.List)}
+    out = pl.from_dicts(records, schema=scalars, strict=False) if scalars else \
+        pl.DataFrame({"__n": pl.repeat(None, len(records), dtype=pl.Null, eager=True)})
+    lists = [_list_column(records, k, t) for k, t in schema.items() if isinstance(t, pl.List)]
+    return out.with_columns(lists).select(list(schema))
+
+
+def _list_column(records: list[dict], key: str, dtype: pl.List) -> pl.Series:
+    """One array-valued key of every record as a list Series (see `raw_records_frame`)."""
+    values = [r.get(key) for r in records]
+    types = set(map(type, values))
+    if not types <= {list, type(None)}:
+        raise TypeError(f"{key} is not an array in every record")
+    lens = pl.Series([-1 if v is None else len(v) for v in values] if type(None) in types
+                     else list(map(len, values)), dtype=pl.Int64)
+    items = reduce(iadd, filter(None, values), [])  # all items in order (list.extend in C)
+    inner = dtype.inner
+    if isinstance(inner, pl.Struct):
+        fields = {f.name: f.dtype for f in inner.fields}
+        flat = pl.from_dicts(items, schema=fields, strict=False) if items else pl.DataFrame(schema=fields)
+        flat = flat.select(pl.struct(list(fields)).alias(key))
+    else:
+        flat = pl.Series(key, items, dtype=inner, strict=False).to_frame()
+    owner = pl.select(pl.int_range(len(values), dtype=pl.UInt32).repeat_by(lens.clip(0)).explode()).to_series()
+    grouped = flat.with_columns(owner.alias("__r")).group_by("__r", maintain_order=True).agg(pl.col(key))
+    full = pl.DataFrame({"__r": pl.int_range(len(values), dtype=pl.UInt32, eager=True), "__len": lens})
+    full = full.join(grouped, on="__r", how="left", maintain_order="left")
+    return full.select(pl.when(pl.col("__len") >= 0).then(pl.col(key).fill_null(pl.lit([], dtype=dtype)))
+                       .cast(dtype).alias(key)).to_series()
+
+
+def records_frame(records: list[dict] | pl.DataFrame, template: Template) -> pl.DataFrame:
+    """Records as a frame shaped like the mapped rows: `iri` + one normalised column per field.
+
+    Args:
+        records: the records (API JSON), or their `raw_records_frame` with (at least) the
+            `record_schema(template)` columns.
+    """
+    raw = records if isinstance(records, pl.DataFrame) else raw_records_frame(records, record_schema(template))
     region = pl.col("address").struct.field("country") if "address" in raw.columns else pl.lit(None, pl.String)
     cols = [pl.col("@id").alias("iri")]
     for m in template.mappings:
@@ -94,10 +159,21 @@ def changed_fields(rows: pl.DataFrame, existing: pl.DataFrame, template: Templat
     if "phoneNumbers" in rows.columns:
         joined = _normalise_existing_phones(joined, template)
     flags = [_changed_expr(m, template).alias(m.field) for m in template.mappings]
-    out = joined.select("row_number", "iri", pl.concat_list(
-        [pl.when(f).then(pl.lit(m.field)).otherwise(None) for f, m in zip(flags, template.mappings)]
-    ).list.drop_nulls().alias("changed")) if flags else joined.select("row_number", "iri", pl.lit([]).alias("changed"))
-    return out
+    if not flags:
+        return joined.select("row_number", "iri", pl.lit([]).alias("changed"))
+    if len(flags) > 62:
+        return joined.select("row_number", "iri", pl.concat_list(
+            [pl.when(f).then(pl.lit(m.field)).otherwise(None) for f, m in zip(flags, template.mappings)]
+        ).list.drop_nulls().alias("changed"))
+    # one bit per field; the few distinct bit masks are turned into field lists by a join
+    mask = pl.sum_horizontal([pl.when(f).then(pl.lit(1 << i, pl.Int64)).otherwise(pl.lit(0, pl.Int64))
+                              for i, f in enumerate(flags)]).alias("__mask")
+    out = joined.select("row_number", "iri", mask)
+    masks = out["__mask"].unique().to_list()
+    names = [[m.field for i, m in enumerate(template.mappings) if k >> i & 1] for k in masks]
+    table = pl.DataFrame({"__mask": masks, "changed": names},
+                         schema={"__mask": pl.Int64, "changed": pl.List(pl.String)})
+    return out.join(table, on="__mask", how="left", maintain_order="left").drop("__mask")
 
 
 def _normalise_existing_phones(joined: pl.DataFrame, template: Template) -> pl.DataFrame:
@@ -110,8 +186,8 @@ def _normalise_existing_phones(joined: pl.DataFrame, template: Template) -> pl.D
     long = long.with_columns(apply_transforms(pl.col("phoneNumber"), [spec], direction="clean",
                                               context={"region": pl.col("__region")}).alias("phoneNumber"))
     back = long.group_by("__r").agg(pl.struct("phoneNumber", "phoneType").alias("phoneNumbers#e"))
-    return idx.drop("phoneNumbers#e").join(back, on="__r", how="left").with_columns(
-        pl.col("phoneNumbers#e").fill_null(pl.lit([], dtype=PHONE_DTYPE))).sort("__r").drop("__r")
+    phones = idx.select("__r").join(back, on="__r", how="left", maintain_order="left")["phoneNumbers#e"]
+    return joined.with_columns(phones.fill_null(pl.lit([], dtype=PHONE_DTYPE)))
 
 
 def _changed_expr(m: Mapping, template: Template) -> pl.Expr:
@@ -275,7 +351,7 @@ def _canon(value: Any) -> str:
         value = [_clean_obj(v) if isinstance(v, dict) else v for v in value]
     if isinstance(value, dict):
         value = _clean_obj(value)
-    return json.dumps(value, sort_keys=True, ensure_ascii=False) if value not in (None, [], {}, "") else "null"
+    return _JSON_SORTED.encode(value) if value not in (None, [], {}, "") else "null"
 
 
 def _js(value: Any) -> str | None:
@@ -283,4 +359,4 @@ def _js(value: Any) -> str | None:
         value = _clean_obj(value)
     if isinstance(value, list):
         value = [_clean_obj(v) if isinstance(v, dict) else v for v in value]
-    return None if value in (None, [], {}) else json.dumps(value, ensure_ascii=False)
+    return None if value in (None, [], {}) else _JSON.encode(value)

@@ -29,6 +29,8 @@ from .transforms import apply_transforms
 PHONE_DTYPE = pl.List(pl.Struct({"phoneNumber": pl.String, "phoneType": pl.String}))
 _LIST_KINDS = ("list", "emails")
 _IDX = "__idx"
+_CHUNK_ROWS = 250_000
+"""Rows mapped at a time (every step is row-wise, so chunks give the same frame)."""
 
 
 def map_rows(frame: pl.DataFrame, template: Template, *, path: str | None = None) -> pl.DataFrame:
@@ -44,6 +46,14 @@ def map_rows(frame: pl.DataFrame, template: Template, *, path: str | None = None
             columns and the ones present). Bad values are not raised: `validate` reports them.
     """
     _check_columns(frame, template, path)
+    if frame.height > _CHUNK_ROWS:  # bounds the intermediate columns of a big sheet
+        parts = [_map(part, template) for part in frame.iter_slices(_CHUNK_ROWS)]
+        if all(p.schema == parts[0].schema for p in parts):
+            return pl.concat(parts, how="vertical")
+    return _map(frame, template)
+
+
+def _map(frame: pl.DataFrame, template: Template) -> pl.DataFrame:
     df = _null_tokens(frame, template).with_row_index(_IDX)
     scalar_maps = [m for m in template.mappings if m.kind in ("scalar", "bool")]
     out = df.select(_IDX, "row_number", *[_scalar_expr(m, template).alias(m.field) for m in scalar_maps],
@@ -54,7 +64,9 @@ def map_rows(frame: pl.DataFrame, template: Template, *, path: str | None = None
             out = out.join(_list_frame(df, m, template), on=_IDX, how="left")
         elif m.kind == "phones":
             region = out.select(_IDX, _region_expr(template, out).alias("__region"))
-            out = out.join(_phone_frame(df.join(region, on=_IDX), m, template), on=_IDX, how="left")
+            cols = {c for s in m.sources for c in (s.column, s.type_column) if c}
+            phones = df.select(_IDX, *sorted(cols)).join(region, on=_IDX)
+            out = out.join(_phone_frame(phones, m, template), on=_IDX, how="left")
     for f in template.identifiers:
         out = out.join(_raw_identifiers(df, template.mapping(f)), on=_IDX, how="left")
     out = out.with_columns(_empty_list(c, out.schema[c]) for c in out.columns

@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 import polars as pl
 
 from .client import Client
+from .diff import ADDRESS_KEYS, raw_records_frame, record_schema
+from .mapping import PHONE_DTYPE
 from .errors import PermanentApiError
 from .template import IDENTIFIER_KINDS, SEARCHABLE_IDENTIFIERS, Template
 from .transforms import normalize_identifier
@@ -42,6 +44,8 @@ class Matches:
         not_found: frame `row_number`, `iri`: explicit IRIs that do not exist.
         records: IRI -> record JSON for every record fetched.
         strategy: `lookup` or `scan`; requests: requests spent matching.
+        frame: the records as a frame of `records_schema(template)` (`diff.raw_records_frame`),
+            one row per record (None when built elsewhere).
     """
 
     iri: pl.DataFrame
@@ -51,6 +55,7 @@ class Matches:
     strategy: str
     requests: int = 0
     notes: list[str] = field(default_factory=list)
+    frame: pl.DataFrame | None = None
 
 
 def identifier_frame(rows: pl.DataFrame, template: Template) -> pl.DataFrame:
@@ -72,29 +77,50 @@ def identifier_frame(rows: pl.DataFrame, template: Template) -> pl.DataFrame:
     return pl.concat(parts).drop_nulls("value").filter(pl.col("value") != "").unique()
 
 
-def record_identifiers(records: list[dict], template: Template) -> pl.DataFrame:
-    """Long frame `iri`, `kind`, `value` of the records' identifiers, normalised like the rows'."""
-    rows = []
-    for r in records:
-        iri, country = r.get("@id"), (r.get("address") or {}).get("country")
-        for f in template.identifiers:
-            val = r.get(f)
-            if f == "emailAddresses":
-                rows += [(iri, f, e.get("email"), None) for e in val or []]
-            elif f == "phoneNumbers":
-                rows += [(iri, f, p.get("phoneNumber"), country) for p in val or []]
-            elif val is not None:
-                rows.append((iri, f, str(val), None))
-    frame = pl.DataFrame(rows, schema={"iri": pl.String, "kind": pl.String, "value": pl.String,
-                                       "region": pl.String}, orient="row")
+def records_schema(template: Template) -> dict[str, pl.DataType]:
+    """Schema of the frame `match_rows` keeps of the fetched records (`Matches.frame`): the
+    mapped fields (`diff.record_schema`) plus the identifier fields and, for phone numbers,
+    `address` (its country is the phone region)."""
+    schema = record_schema(template)
+    for f in template.identifiers:
+        if f == "emailAddresses":
+            schema.setdefault(f, pl.List(pl.Struct({"email": pl.String})))
+        elif f == "phoneNumbers":
+            schema.setdefault(f, PHONE_DTYPE)
+            schema.setdefault("address", pl.Struct({k: pl.String for k in ADDRESS_KEYS}))
+        else:
+            schema.setdefault(f, pl.String)
+    return schema
+
+
+def record_identifiers(records: list[dict] | pl.DataFrame, template: Template) -> pl.DataFrame:
+    """Long frame `iri`, `kind`, `value` of the records' identifiers, normalised like the rows'.
+
+    Args:
+        records: the records (API JSON), or their frame with the `records_schema(template)`
+            columns (`Matches.frame`).
+    """
+    frame = records if isinstance(records, pl.DataFrame) else \
+        raw_records_frame(records, records_schema(template))
     parts = []
     for f in template.identifiers:
-        part = frame.filter(pl.col("kind") == f)
+        region = None
+        if f == "emailAddresses":
+            value = pl.col(f).list.eval(pl.element().struct.field("email"))
+        elif f == "phoneNumbers":
+            value = pl.col(f).list.eval(pl.element().struct.field("phoneNumber"))
+            region = pl.col("address").struct.field("country")
+        else:
+            value = pl.col(f).cast(pl.String)
+        part = frame.select(pl.col("@id").alias("iri"), pl.lit(f).alias("kind"), value.alias("value"),
+                            (region if region is not None else pl.lit(None, pl.String)).alias("region"))
+        if isinstance(part.schema["value"], pl.List):
+            part = part.explode("value")
         norm = normalize_identifier(IDENTIFIER_KINDS[f], pl.col("value"), region=pl.col("region"))
-        parts.append(part.with_columns(norm.alias("value")))
+        parts.append(part.select("iri", "kind", norm.alias("value")))
     if not parts:
-        return frame.select("iri", "kind", "value")
-    return pl.concat(parts).select("iri", "kind", "value").drop_nulls().unique()
+        return pl.DataFrame(schema={"iri": pl.String, "kind": pl.String, "value": pl.String})
+    return pl.concat(parts).drop_nulls().unique()
 
 
 def match_rows(rows: pl.DataFrame, template: Template, client: Client, *,
@@ -114,7 +140,7 @@ def match_rows(rows: pl.DataFrame, template: Template, client: Client, *,
     ids = identifier_frame(rows, template)
     explicit = _explicit(rows)
     searchable = all(f in SEARCHABLE_IDENTIFIERS for f in template.identifiers)
-    values = _lookup_values(rows, ids, template)
+    values = _lookup_values(rows, ids, template) if strategy != "scan" else []
     notes: list[str] = []
     if strategy == "auto":
         strategy, note = _choose(client, len(values), explicit.height, searchable)
@@ -124,12 +150,14 @@ def match_rows(rows: pl.DataFrame, template: Template, client: Client, *,
     else:
         records = _lookup(client, values) if values else {}
         records.update(_get_explicit(client, explicit, records))
-    rec_ids = record_identifiers(list(records.values()), template)
+    frame = raw_records_frame(list(records.values()), records_schema(template))
+    rec_ids = record_identifiers(frame, template)
     pairs = ids.join(rec_ids, on=["kind", "value"], how="inner").select("row_number", "iri", "kind", "value")
     matched, conflicts = _resolve(rows, pairs, explicit, ids, records)
-    not_found = explicit.filter(~pl.col("iri").is_in(list(records)))
+    not_found = explicit.filter(~pl.col("iri").is_in(list(records))) if explicit.height else explicit
     return Matches(iri=matched, conflicts=conflicts, not_found=not_found, records=records,
-                   strategy=strategy, requests=client.requests_sent - start, notes=notes)
+                   strategy=strategy, requests=client.requests_sent - start, notes=notes,
+                   frame=frame)
 
 
 def _explicit(rows: pl.DataFrame) -> pl.DataFrame:
@@ -184,23 +212,29 @@ def _get_explicit(client: Client, explicit: pl.DataFrame, known: dict) -> dict[s
 
 def _resolve(rows: pl.DataFrame, pairs: pl.DataFrame, explicit: pl.DataFrame, ids: pl.DataFrame,
              records: dict) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Decide one IRI per row, or a conflict (vectorised)."""
-    expl_rows = explicit.filter(pl.col("iri").is_in(list(records)))
-    pairs = pairs.filter(~pl.col("row_number").is_in(explicit["row_number"].to_list()))
-    per_row = pairs.group_by("row_number").agg(pl.col("iri").unique().sort(), pl.struct("kind", "value", "iri").alias("why"))
-    ambiguous = per_row.filter(pl.col("iri").list.len() > 1)
-    single = per_row.filter(pl.col("iri").list.len() == 1).select("row_number", pl.col("iri").list.first())
+    """Decide one IRI per row, or a conflict (vectorised; lists are only gathered for the
+    rows and values in conflict)."""
+    expl_rows = explicit.filter(pl.col("iri").is_in(list(records))) if explicit.height else explicit
+    if explicit.height:
+        pairs = pairs.filter(~pl.col("row_number").is_in(explicit["row_number"].implode()))
+    hits = pairs.select("row_number", "iri").unique()
+    several = pl.col("row_number").is_duplicated()
+    amb_rows = hits.filter(several)["row_number"]
+    ambiguous = pairs.filter(pl.col("row_number").is_in(amb_rows.implode())).group_by("row_number").agg(
+        pl.col("iri").unique().sort(), pl.struct("kind", "value", "iri").alias("why"))
+    single = hits.filter(~several)
     chosen = pl.concat([single, expl_rows.select("row_number", "iri")])
     conflicts = [_ambiguous(ambiguous)]
     # several rows claiming one record
-    dup_rec = chosen.group_by("iri").agg(pl.col("row_number").sort()).filter(pl.col("row_number").list.len() > 1)
+    dup_rec = chosen.filter(pl.col("iri").is_duplicated()).group_by("iri").agg(pl.col("row_number").sort())
     if dup_rec.height:
         conflicts.append(dup_rec.with_columns(
             pl.lit("duplicate-row").alias("type"),
             pl.format("rows {} all match {}", _joined_rows(), pl.col("iri")).alias("message"),
         ).explode("row_number").select("row_number", "type", "message"))
     # rows sharing an identifier value (e.g. two creates of one organization)
-    shared = ids.group_by("kind", "value").agg(pl.col("row_number").unique().sort()).filter(pl.col("row_number").list.len() > 1)
+    shared = ids.filter(pl.struct("kind", "value").is_duplicated()).group_by("kind", "value").agg(
+        pl.col("row_number").unique().sort()).filter(pl.col("row_number").list.len() > 1)
     if shared.height:
         msg = pl.format("rows {} share {} {}", _joined_rows(),
                         pl.col("kind"), pl.col("value"))

@@ -10,6 +10,7 @@ prebuilt table, so no Python code runs per row.
 """
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from functools import cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -41,7 +42,33 @@ def map_unique(expr: pl.Expr, fn: Callable[[str], object], return_dtype: pl.Data
 
     def batch(s: pl.Series) -> pl.Series:
         uniq = s.drop_nulls().unique()
-        out = pl.Series([fn(v) for v in uniq.to_list()], dtype=return_dtype)
+        out = _per_value(uniq, fn, return_dtype)
+        return s.replace_strict(uniq, out, default=None, return_dtype=return_dtype)
+
+    return expr.map_batches(batch, return_dtype=return_dtype, is_elementwise=True)
+
+
+_CHUNK = 50_000
+"""Values handed to Python at a time by `_per_value` (bounds the Python objects alive)."""
+
+
+def _per_value(values: pl.Series, fn: Callable[[str], object], return_dtype: pl.DataType) -> pl.Series:
+    """`fn` of every value of `values`, in order, as a Series of `return_dtype`; the values
+    go to Python `_CHUNK` at a time, so a million distinct values never exist as Python
+    strings at once."""
+    parts = [pl.Series([fn(v) for v in values.slice(i, _CHUNK).to_list()], dtype=return_dtype)
+             for i in range(0, len(values), _CHUNK)]
+    return pl.concat(parts) if parts else pl.Series([], dtype=return_dtype)
+
+
+def on_unique(expr: pl.Expr, fn: Callable[[pl.Expr], pl.Expr], return_dtype: pl.DataType) -> pl.Expr:
+    """Evaluate the polars expression `fn(pl.col(...))` once per distinct non-null value of
+    `expr` and put the results back with a hash lookup (for costly expressions over columns
+    with few distinct values, such as country names). Nulls stay null."""
+
+    def batch(s: pl.Series) -> pl.Series:
+        uniq = s.drop_nulls().unique()
+        out = uniq.to_frame("v").select(fn(pl.col("v")).cast(return_dtype)).to_series()
         return s.replace_strict(uniq, out, default=None, return_dtype=return_dtype)
 
     return expr.map_batches(batch, return_dtype=return_dtype, is_elementwise=True)
@@ -135,9 +162,12 @@ def clean_country(expr: pl.Expr, *, aliases: Mapping[str, str] | None = None) ->
     back trimmed and unchanged, for the `country` check to flag.
     """
     table = country_table(aliases)
-    v = trimmed(expr)
-    code = country_key(v).replace_strict(table, default=None, return_dtype=pl.String)
-    return pl.coalesce(code, v)
+
+    def clean(e: pl.Expr) -> pl.Expr:
+        v = trimmed(e)
+        return pl.coalesce(country_key(v).replace_strict(table, default=None, return_dtype=pl.String), v)
+
+    return on_unique(expr.cast(pl.String), clean, pl.String)
 
 
 @cache
@@ -218,7 +248,8 @@ def clean_phone(expr: pl.Expr, *, region: pl.Expr | None = None,
     """Return phone numbers as E.164 `+<digits>` where possible, else trimmed and unchanged.
 
     Fast path (vectorised): a value matching `^\\+[\\d\\s().\\-/]{7,}$` without a `(0)` trunk
-    prefix becomes `+` and its digits when those are 8..15 digits and do not start with 0.
+    prefix becomes `+` and its digits when those are 8..15 digits and do not start with 0
+    (so E.164 values, checked first, stay as they are).
     The rest goes to `parse_phone` once per unique (value, region) pair.
 
     Args:
@@ -230,14 +261,43 @@ def clean_phone(expr: pl.Expr, *, region: pl.Expr | None = None,
     Raises:
         TemplateError: `default_region` is not an alpha-2 code (at expression build time).
     """
-    v = trimmed(expr)
-    digits = v.str.replace_all(r"\D", "")
-    fast = (v.str.contains(INTERNATIONAL) & ~v.str.contains(r"\(0\)")
-            & digits.str.len_chars().is_between(8, 15) & ~digits.str.starts_with("0"))
-    rest = pl.when(fast).then(None).otherwise(v)
-    key = pl.concat_str([region_code(region, default_region).fill_null(""), pl.lit(_SEP), rest])
-    slow = map_unique(key, _parse_key, pl.String)
-    return pl.when(fast).then(pl.lit("+") + digits).otherwise(pl.coalesce(slow, v))
+    row_region = pl.lit(None, pl.String) if region is None else region.cast(pl.String)
+    batch = _clean_phones(region_code(pl.col("r"), default_region))
+    return pl.struct(expr.cast(pl.String).alias("v"), row_region.alias("r")).map_batches(
+        batch, return_dtype=pl.String, is_elementwise=True)
+
+
+E164 = r"^\+[1-9]\d{7,14}$"
+"""A number already in E.164 form (ITU-T E.164: `+`, country code, at most 15 digits)."""
+
+
+def _clean_phones(region: pl.Expr) -> Callable[[pl.Series], pl.Series]:
+    """`clean_phone`'s batch function over a struct {v: number, r: row region}, eager so each
+    step only touches the rows still open: E.164 values are kept; the fast path turns the other
+    `INTERNATIONAL` ones into `+digits`; only the rest gets its region (`region`, an expr
+    over `r`) and goes to `parse_phone`, once per unique (region, number) pair."""
+
+    def batch(s: pl.Series) -> pl.Series:
+        rows = s.struct.unnest().select(trimmed(pl.col("v")).alias("v"), "r")
+        out = rows["v"]
+        todo = rows.with_row_index("__i").filter(~pl.col("v").str.contains(E164))  # nulls drop
+        if not todo.height:
+            return out
+        v, digits = pl.col("v"), pl.col("v").str.replace_all(r"\D", "")
+        fast = (v.str.contains(INTERNATIONAL) & ~v.str.contains(r"\(0\)")
+                & digits.str.len_chars().is_between(8, 15) & ~digits.str.starts_with("0"))
+        todo = todo.with_columns(fast.alias("__fast"), (pl.lit("+") + digits).alias("__e164"))
+        slow = todo.filter(~pl.col("__fast"))
+        done = todo.filter("__fast").select("__i", pl.col("__e164").alias("v"))
+        if slow.height:
+            keys = slow.select(pl.concat_str([region.fill_null(""), pl.lit(_SEP), v]).alias("k"))["k"]
+            uniq = keys.unique()
+            parsed = _per_value(uniq, _parse_key, pl.String)
+            parsed = keys.replace_strict(uniq, parsed, default=None, return_dtype=pl.String)
+            done = pl.concat([done, slow.select("__i", pl.coalesce(parsed, v).alias("v"))])
+        return out.scatter(done["__i"], done["v"])
+
+    return batch
 
 
 def phone_identifier(expr: pl.Expr, *, region: pl.Expr | None = None,
@@ -262,10 +322,35 @@ def _email_ok(value: str) -> bool:
     return True
 
 
+_ATEXT = r"A-Za-z0-9!#$%&'*+/=?^_`{|}~-"
+_EMAIL_FAST = (rf"^[{_ATEXT}]+(?:\.[{_ATEXT}]+)*@"
+               r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}$")
+"""Plain ASCII addresses email-validator always accepts: a dot-atom local part (RFC 5322
+§3.2.3), hostname labels of letters, digits and inner hyphens of at most 63 characters
+(RFC 1035 §2.3.1) and a top-level domain of letters. Together with `_email_fast`'s extra
+conditions (no `--` in the domain: Punycode and R-LDH labels need IDNA; no special-use
+domain; at most 254 octets, RFC 5321 §4.5.3.1.3) every such address passes
+`email_validator.validate_email(..., check_deliverability=False)`."""
+
+
+def _email_fast(expr: pl.Expr) -> pl.Expr:
+    """True where `expr` is an address the vectorised fast path accepts (see `_EMAIL_FAST`)."""
+    special = "|".join(re.escape(d) for d in email_validator.SPECIAL_USE_DOMAIN_NAMES)
+    return (expr.str.contains(_EMAIL_FAST) & (expr.str.len_bytes() <= 254)
+            & ~expr.str.contains("@.*--")
+            & ~expr.str.contains(rf"(?i)[.@](?:{special})$"))
+
+
 def check_email(expr: pl.Expr) -> pl.Expr:
     """Return True where the address passes email-validator's syntax check (RFC 5321/5322, no
-    DNS lookup: `check_deliverability=False`), run once per unique value; null -> True."""
-    return map_unique(expr, _email_ok, pl.Boolean).fill_null(True)
+    DNS lookup: `check_deliverability=False`); null -> True.
+
+    Plain ASCII addresses (`_EMAIL_FAST`) are accepted by a vectorised regex; only the rest
+    (international, quoted, Punycode or malformed) goes to email-validator, once per unique
+    value."""
+    fast = _email_fast(expr)
+    slow = map_unique(pl.when(fast).then(None).otherwise(expr), _email_ok, pl.Boolean)
+    return pl.when(fast).then(True).otherwise(slow).fill_null(True)
 
 
 # ------------------------------------------------------------------------------------ date-time

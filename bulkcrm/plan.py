@@ -12,8 +12,10 @@ section) are planned by `notes.py` into the same plan: their rows carry
 from __future__ import annotations
 
 import datetime as dt
+import gc
 import hashlib
 import json
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +35,8 @@ from .validate import validate
 SCHEMA_VERSION = 1
 WRITE_OPS = ("create", "patch", "replace")
 CONFLICT_TYPES = ("duplicate-row", "ambiguous-match")
+_JSON = json.JSONEncoder(ensure_ascii=False)
+"""`json.dumps(value, ensure_ascii=False)` without building an encoder per call."""
 
 
 @dataclass
@@ -183,6 +187,32 @@ def plan(source: str | Path | Sheet, template: Template, client: Client, *, mode
         >>> p.counts()["create"]
         91
     """
+    with _gc_paused():
+        return _plan(source, template, client, mode=mode, strategy=strategy, sheet=sheet,
+                     encoding=encoding, delimiter=delimiter, header_row=header_row,
+                     mirror_notes=mirror_notes)
+
+
+@contextmanager
+def _gc_paused():
+    """Pause Python's cyclic garbage collector while planning (restored afterwards).
+
+    A plan allocates ~10 container objects per row (row dicts, operation bodies) while the
+    fetched records (about as many again) are alive; every full collection walks all of
+    them, which cost more than half of a 100k-row plan (bench/README.md). The objects are
+    acyclic and freed by reference counting, so nothing piles up meanwhile."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
+
+
+def _plan(source: str | Path | Sheet, template: Template, client: Client, *, mode: str,
+          strategy: str, sheet: str | int | None, encoding: str | None, delimiter: str | None,
+          header_row: int | None, mirror_notes: bool) -> Plan:
     sh = source if isinstance(source, Sheet) else read(source, sheet=sheet, encoding=encoding,
                                                        delimiter=delimiter, header_row=header_row)
     if template.resource == "organization_notes":
@@ -245,56 +275,65 @@ def _decide(mapped: pl.DataFrame, rows: pl.DataFrame, matches, template: Templat
     joined = rows.join(matches.iri, on="row_number", how="left")
     ok = joined.filter(~pl.col("row_number").is_in(list(conflict_rows | errors)))
     matched = ok.filter(pl.col("iri").is_not_null())
-    existing = diff.records_frame([matches.records[i] for i in matched["iri"].unique().to_list()], template)
+    if matches.frame is not None:
+        hit = matched.select(pl.col("iri").alias("@id")).unique()
+        existing = diff.records_frame(matches.frame.join(hit, on="@id", how="semi"), template)
+    else:
+        existing = diff.records_frame([matches.records[i] for i in matched["iri"].unique().to_list()], template)
     changed = diff.changed_fields(matched, existing, template) if matched.height else \
         pl.DataFrame(schema={"row_number": pl.Int64, "iri": pl.String, "changed": pl.List(pl.String)})
-    changed_map = {r: c for r, c in changed.select("row_number", "changed").iter_rows()}
+    changed = changed.select("row_number", "changed").filter(pl.col("changed").list.len() > 0)
     ops = [_tag_op(t) for t in tags]
-    out = []
-    titles = dict(mapped.select("row_number", _title(template)).iter_rows())
-    for row in _write_rows(ok, changed_map, mode):
-        rn, iri = row["row_number"], row.get("iri")
-        if iri is None:
-            ops.append(_create_op(row, template, tags))
-        else:
-            op = _update_op(row, matches.records[iri], changed_map[rn], template, tags)
-            ops.append(op)
-    by_row = {rn: o for o in ops for rn in o.row_numbers}
-    matched_iri = dict(joined.select("row_number", "iri").iter_rows())
-    for rn in mapped["row_number"].to_list():
-        out.append(_row_record(rn, by_row.get(rn), matched_iri.get(rn), changed_map, conflict_rows,
-                               errors, mode, titles.get(rn), matches))
-    return out, ops
+    for row in _write_rows(ok, changed, mode, template):
+        iri, fields = row.get("iri"), row.pop("__changed")
+        ops.append(_create_op(row, template, tags) if iri is None else
+                   _update_op(row, matches.records[iri], fields, template, tags))
+    return _row_records(mapped, joined, changed, matches.conflicts, conflict_rows, errors, mode,
+                        template, ops), ops
 
 
-def _write_rows(ok: pl.DataFrame, changed_map: dict, mode: str):
-    """Rows needing a write (Python dicts only for those: creates and changed records)."""
-    need = ok.filter(pl.col("iri").is_null() if mode != "update-only" else pl.lit(False))
-    if mode != "create-only":
-        upd = [r for r, c in changed_map.items() if c]
-        need = pl.concat([need, ok.filter(pl.col("row_number").is_in(upd))]).sort("row_number")
-    return need.iter_rows(named=True)
+def _write_rows(ok: pl.DataFrame, changed: pl.DataFrame, mode: str, template: Template):
+    """Rows needing a write (Python dicts only for those: creates and changed records): the
+    mapped fields, `row_number`, `iri` and `__changed` (the changed fields; null for a create)."""
+    ok = ok.join(changed.rename({"changed": "__changed"}), on="row_number", how="left")
+    create = pl.col("iri").is_null() if mode != "update-only" else pl.lit(False)
+    patch = pl.col("__changed").is_not_null() if mode != "create-only" else pl.lit(False)
+    fields = [m.field for m in template.mappings if m.field in ok.columns]
+    cols = list(dict.fromkeys(["row_number", "iri", "__changed", *fields, *template.identifiers]))
+    return ok.filter(create | patch).sort("row_number").select(
+        [c for c in cols if c in ok.columns]).iter_rows(named=True)
 
 
-def _row_record(rn, op, iri, changed_map, conflict_rows, errors, mode, title, matches) -> dict:
-    note = None
-    if rn in errors:
-        kind = "invalid"
-    elif rn in conflict_rows:
-        kind = "conflict"
-        note = matches.conflicts.filter(pl.col("row_number") == rn)["message"].item()
-    elif op is not None:
-        kind, iri = op.op, op.iri or iri
-        return {"row_number": rn, "op": kind, "iri": iri, "title": title, "changes": op.changes,
-                "cleared": op.cleared, "note": None, "key": op.key, "resource": "organizations"}
-    elif iri is None:
-        kind, note = "skip", "no matching record (update-only)"
-    elif mode == "create-only" and changed_map.get(rn):
-        kind, note = "skip", "record exists (create-only)"
-    else:
-        kind = "unchanged"
-    return {"row_number": rn, "op": kind, "iri": iri, "title": title, "changes": [], "cleared": [],
-            "note": note, "key": None, "resource": "organizations"}
+def _row_records(mapped: pl.DataFrame, joined: pl.DataFrame, changed: pl.DataFrame,
+                 conflicts: pl.DataFrame, conflict_rows: set, errors: set, mode: str,
+                 template: Template, ops: list[Operation]) -> list[dict]:
+    """The plan's row dicts, one per mapped row in input order: decided by polars expressions,
+    then the rows that got an operation take its op, key and changes."""
+    base = (mapped.select("row_number", _title(template))
+            .join(joined.select("row_number", "iri"), on="row_number", how="left", maintain_order="left")
+            .join(conflicts.select("row_number", pl.col("message").alias("__msg")), on="row_number",
+                  how="left", maintain_order="left")
+            .join(changed.select("row_number", pl.lit(True).alias("__changed")), on="row_number",
+                  how="left", maintain_order="left"))
+    rn, iri = pl.col("row_number"), pl.col("iri")
+    invalid, conflict = rn.is_in(list(errors)), rn.is_in(list(conflict_rows))
+    exists = pl.lit(mode == "create-only") & pl.col("__changed").fill_null(False)
+    op = (pl.when(invalid).then(pl.lit("invalid")).when(conflict).then(pl.lit("conflict"))
+          .when(iri.is_null() | exists).then(pl.lit("skip")).otherwise(pl.lit("unchanged")))
+    note = (pl.when(invalid).then(None).when(conflict).then(pl.col("__msg"))
+            .when(iri.is_null()).then(pl.lit("no matching record (update-only)"))
+            .when(exists).then(pl.lit("record exists (create-only)")).otherwise(None))
+    cols = base.select(rn, op.alias("op"), iri, pl.col("title"), note.alias("note"))
+    out = [{"row_number": r, "op": o, "iri": i, "title": t, "changes": [], "cleared": [], "note": n,
+            "key": None, "resource": "organizations"}
+           for r, o, i, t, n in zip(*(c.to_list() for c in cols.iter_columns()))]
+    by_row = {r: o for o in ops for r in o.row_numbers}
+    at = base.with_row_index("__i").filter(rn.is_in(list(by_row))).select("__i", "row_number")
+    for i, r in at.iter_rows():
+        o, rec = by_row[r], out[i]
+        rec.update(op=o.op, iri=o.iri or rec["iri"], changes=o.changes, cleared=o.cleared, note=None,
+                   key=o.key)
+    return out
 
 
 def _create_op(row: dict, template: Template, tags: list[str]) -> Operation:
@@ -302,7 +341,7 @@ def _create_op(row: dict, template: Template, tags: list[str]) -> Operation:
     return Operation(key=f"row:{row['row_number']}", op="create", method="POST", path="/organizations",
                      body=body, row_numbers=[row["row_number"]], title=body.get("title"),
                      identifiers=_identifiers(row, template),
-                     changes=[{"field": k, "before": None, "after": json.dumps(v, ensure_ascii=False)}
+                     changes=[{"field": k, "before": None, "after": _JSON.encode(v)}
                               for k, v in body.items()],
                      depends_on=_deps(body, tags))
 
@@ -323,7 +362,9 @@ def _tag_op(title: str) -> Operation:
 
 
 def _deps(body: dict, tags: list[str]) -> list[str]:
-    text = json.dumps(body, ensure_ascii=False)
+    if not tags:
+        return []
+    text = _JSON.encode(body)
     return [f"tag:{t}" for t in tags if f'"$ref:tag:{t}"' in text]
 
 

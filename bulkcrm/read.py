@@ -135,8 +135,14 @@ def _read_csv(p: Path, where: str, encoding: str | None, delimiter: str | None,
         delimiter = detect_delimiter(text)
     elif len(delimiter) != 1:
         raise InputError(f"--delimiter must be one character, not {delimiter!r}", path=where)
-    frame, hdr, issues, _ = _finish(parse_csv(text, delimiter), where, header_row, None,
-                                    delimiter)
+    # when decoding changed nothing, the file's bytes are the UTF-8 of `text`: keep only them
+    if enc == "utf-8" and not data.startswith(codecs.BOM_UTF8) and b"\x00" not in data:
+        del text
+        grid = parse_csv(None, delimiter, raw=data)
+    else:
+        del data
+        grid = parse_csv(text, delimiter)
+    frame, hdr, issues, _ = _finish(grid, where, header_row, None, delimiter)
     return Sheet(restore_formula_escape(frame), issues, where, None, enc, delimiter, hdr)
 
 
@@ -152,7 +158,9 @@ def restore_formula_escape(frame: pl.DataFrame) -> pl.DataFrame:
     """
     chars = re.escape("".join(FORMULA_TRIGGERS) + FORMULA_ESCAPE)
     pattern = f"^{re.escape(FORMULA_ESCAPE)}([{chars}])"
-    return frame.with_columns(pl.col(pl.String).str.replace(pattern, "${1}"))
+    escaped = frame.select(pl.col(pl.String).str.starts_with(FORMULA_ESCAPE).any())
+    cols = [c for c, hit in zip(escaped.columns, escaped.row(0) if escaped.width else ()) if hit]
+    return frame.with_columns(pl.col(cols).str.replace(pattern, "${1}")) if cols else frame
 
 
 # --- decoding ------------------------------------------------------------------------------
@@ -170,7 +178,7 @@ def decode(data: bytes, encoding: str | None, where: str) -> tuple[str, str]:
         InputError: empty file, forced codec unknown/failing, or no confident guess (names
             `--encoding`).
     """
-    if not data.strip():
+    if not data or data.isspace():  # as `not data.strip()`, without copying the file
         raise InputError("the file is empty (no header row)", path=where)
     if encoding:
         try:
@@ -267,46 +275,94 @@ def _consistency(sample: str, delimiter: str) -> tuple[bool, float, int]:
     return (mode > 1, n / len(counts), mode)
 
 
-def parse_csv(text: str, delimiter: str) -> pl.DataFrame:
+def parse_csv(text: str | None, delimiter: str, *, raw: bytes | None = None) -> pl.DataFrame:
     """Parse decoded CSV text into a grid: `row_number` (Int64, line where the record starts),
     `n_fields` (Int64) and `c0..cN` (String; "" for an empty field, null past a short row's end).
 
     Simple files (no lone CR, every quoted field within one line, same field count on every
     line) go through polars' CSV reader; anything else through Python's csv module (RFC 4180:
     quoted newlines, doubled quotes, CR/LF/CRLF mixed, ragged rows).
+
+    Args:
+        text: the decoded text; may be None when `raw` is given.
+        delimiter: one character.
+        raw: the text's UTF-8 bytes (e.g. the file as read, when decoding changed nothing):
+            polars reads them as they are, and only one copy of a big file is held.
     """
-    grid = _parse_fast(text, delimiter)
-    return grid if grid is not None else _parse_slow(text, delimiter)
+    raw = text.encode() if raw is None else raw
+    grid = _parse_fast(raw, delimiter)
+    if grid is not None:
+        return grid
+    return _parse_slow(text if text is not None else raw.decode("utf-8"), delimiter)
 
 
-def _parse_fast(text: str, d: str) -> pl.DataFrame | None:
-    if "\r" in text.replace("\r\n", ""):
+_QUOTED = '"(?:[^"]|"")*"'
+"""A quoted CSV field (RFC 4180 §2.5-2.7: doubled quotes inside)."""
+_MARK = "\x00"  # stands for a quoted field while lines are checked (`decode` removes NULs)
+_CHECK_ROWS = 250_000
+
+
+def _parse_fast(raw: bytes, d: str) -> pl.DataFrame | None:
+    """polars' CSV reader over the whole text, or None when the file is not simple.
+
+    Simple: no NUL, no CR outside CRLF, every line with the same number of fields, and every
+    quote part of a whole quoted field on one line (so record i starts on line i). The lines are
+    checked as a polars column (no Python per line); blank lines become null rows in polars'
+    output and are dropped here, so `row_number` is the physical line number.
+    """
+    if b"\x00" in raw or (b"\r" in raw and raw.count(b"\r") != raw.count(b"\r\n")):
         return None
-    lines = pl.Series("l", text.split("\n")).str.strip_suffix("\r")
-    if len(lines) and lines[-1] == "":
-        lines = lines.head(-1)
-    nonblank = pl.DataFrame({"l": lines}).with_row_index("i", 1).filter(pl.col("l") != "")
+    n_lines = raw.count(b"\n") + (not raw.endswith(b"\n"))
+    try:
+        lines = pl.read_csv(raw, has_header=False, separator=_MARK, quote_char=None,
+                            schema={"l": pl.String})
+    except Exception:  # noqa: BLE001 - any polars problem -> the exact slow path
+        return None
+    if lines.height != n_lines:
+        return None
+    lines = lines.with_row_index("i", 1).with_columns(pl.col("l").fill_null(""))
+    nonblank = lines.filter(pl.col("l") != "")
     if nonblank.height == 0:
         return None
-    sep = re.escape(d)
-    fld = f'(?:"(?:[^"]|"")*"|[^"{sep}]*)'
-    quoted_ok = ~pl.col("l").str.contains('"', literal=True) | pl.col("l").str.contains(
-        f"^{fld}(?:{sep}{fld})*$")
-    n = pl.col("l").str.replace_all('"(?:[^"]|"")*"', "").str.count_matches(d, literal=True) + 1
-    check = nonblank.select(quoted_ok.all().alias("ok"), n.min().alias("lo"), n.max().alias("hi"))
-    if not check["ok"][0] or check["lo"][0] != check["hi"][0]:
+    width = _width(nonblank, d)
+    if width is None:
         return None
-    width = int(check["hi"][0])
-    body = "\n".join(nonblank["l"].to_list()) + "\n"
+    lead = int(nonblank["i"][0]) - 1  # blank lines before the first record
+    keep, row_number = lines["l"].slice(lead) != "", nonblank["i"].cast(pl.Int64)
+    del lines, nonblank  # a copy of the whole text: free it before polars parses
     try:
-        df = pl.read_csv(io.BytesIO(body.encode()), has_header=False, separator=d,
-                         quote_char='"', infer_schema=False, new_columns=_cols(width))
-    except Exception:  # noqa: BLE001 - any polars parse problem -> the exact slow path
+        df = pl.read_csv(raw, has_header=False, separator=d, quote_char='"', skip_lines=lead,
+                         schema=dict.fromkeys(_cols(width), pl.String))
+    except Exception:  # noqa: BLE001
         return None
-    if df.height != nonblank.height:
+    if df.height != n_lines - lead:
         return None
-    return df.select(nonblank["i"].cast(pl.Int64).alias("row_number"),
-                     pl.lit(width, pl.Int64).alias("n_fields"), pl.all())
+    if not keep.all():
+        df = df.filter(keep)
+    return df.select(row_number.alias("row_number"), pl.lit(width, pl.Int64).alias("n_fields"), pl.all())
+
+
+def _width(lines: pl.DataFrame, d: str) -> int | None:
+    """The field count shared by every line (column `l`), or None when the counts differ or a
+    quote does not open or close a whole quoted field (`^field(d field)*$` with field =
+    `"(?:[^"]|"")*"` or `[^"d]*`): after the quoted fields are marked, no quote may be left and
+    each mark must have `d` (or the line's end) on both sides."""
+    has_quote = pl.col("l").str.contains('"', literal=True)
+    m = pl.col("m")
+    framed = pl.concat_str([pl.lit(d), m, pl.lit(d)])
+    marks = m.str.count_matches(_MARK, literal=True)
+    counts = []
+    for part in lines.iter_slices(_CHECK_ROWS):  # bounds the marked copy of a big file
+        plain = part.filter(~has_quote).select(pl.col("l").str.count_matches(d, literal=True).alias("n"))
+        quoted = part.filter(has_quote).select(pl.col("l").str.replace_all(_QUOTED, _MARK).alias("m"))
+        quoted = quoted.select(m.str.count_matches(d, literal=True).alias("n"), (
+            ~m.str.contains('"', literal=True) & (framed.str.count_matches(d + _MARK, literal=True) == marks)
+            & (framed.str.count_matches(_MARK + d, literal=True) == marks)).alias("ok"))
+        if not quoted["ok"].all():
+            return None
+        counts += [plain["n"].min(), plain["n"].max(), quoted["n"].min(), quoted["n"].max()]
+    counts = [c for c in counts if c is not None]
+    return int(counts[0]) + 1 if min(counts) == max(counts) else None
 
 
 def _parse_slow(text: str, d: str) -> pl.DataFrame:

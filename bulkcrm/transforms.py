@@ -73,7 +73,9 @@ def _identity(expr: pl.Expr, **_: object) -> pl.Expr:
 
 
 def _squish(expr: pl.Expr) -> pl.Expr:
-    return trimmed(expr).str.replace_all(r"\s+", " ")
+    v = trimmed(expr)
+    # most values have no whitespace run to collapse: the regex replace only runs on the rest
+    return pl.when(v.str.contains(r"\s\s|[^\S ]")).then(v.str.replace_all(r"\s+", " ")).otherwise(v)
 
 
 def _lower(expr: pl.Expr) -> pl.Expr:
@@ -91,6 +93,7 @@ def _title(expr: pl.Expr) -> pl.Expr:
 # ------------------------------------------------------------------------------ web ids
 
 _URL = r"^(?<scheme>[A-Za-z][A-Za-z0-9+.\-]*)://(?<authority>[^/?#]*)(?<rest>.*)$"
+_URL_LOWER = r"^[a-z][a-z0-9+.\-]*://[^/?#A-Z\P{ASCII}]*(?:[/?#]|$)"
 
 
 def _url(expr: pl.Expr, *, default_scheme: str = "https") -> pl.Expr:
@@ -98,10 +101,12 @@ def _url(expr: pl.Expr, *, default_scheme: str = "https") -> pl.Expr:
     has_scheme = v.str.contains(r"^[A-Za-z][A-Za-z0-9+.\-]*://")
     full = pl.when(has_scheme).then(v).otherwise(
         pl.lit(f"{default_scheme}://") + v.str.strip_prefix("//"))
-    parts = full.str.extract_groups(_URL)
+    # scheme and host already lower case (the usual case): nothing to rebuild
+    done = full.str.contains(_URL_LOWER)
+    parts = pl.when(done).then(None).otherwise(full).str.extract_groups(_URL)
     rebuilt = pl.concat_str([parts.struct["scheme"].str.to_lowercase(), pl.lit("://"),
                              parts.struct["authority"].str.to_lowercase(), parts.struct["rest"]])
-    return pl.coalesce(rebuilt, full)
+    return pl.when(done).then(full).otherwise(pl.coalesce(rebuilt, full))
 
 
 _LINKEDIN = (r"(?i)^(?:https?://)?(?:[a-z0-9-]+\.)*linkedin\.com/"

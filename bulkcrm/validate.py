@@ -73,7 +73,7 @@ def validate(mapped: pl.DataFrame, template: Template, *, sheet: pl.DataFrame | 
              if (i.row_number, i.column) not in unreadable] + read_found
     issues = issues_frame(found).sort("row_number", "column", nulls_last=True)
     bad = set(issues.filter(pl.col("severity") == "error")["row_number"].drop_nulls().to_list())
-    valid = mapped.filter(~pl.col("row_number").is_in(list(bad)))
+    valid = mapped.filter(~pl.col("row_number").is_in(list(bad))) if bad else mapped
     return Validation(valid=valid, issues=issues.select(list(ISSUE_SCHEMA)), invalid_rows=frozenset(bad))
 
 
