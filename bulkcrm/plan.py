@@ -24,7 +24,7 @@ import polars as pl
 
 from . import diff
 from .client import Client
-from .errors import Issue, PlanError
+from .errors import Issue, PlanError, TemplateError
 from .lookups import LookupCache, resolve_lookups
 from .mapping import map_rows
 from .match import match_rows
@@ -115,10 +115,22 @@ class Plan:
         return out
 
     def estimate(self, requests_per_minute: float | None = 20) -> dict[str, float]:
-        """Writes to send and the minutes they take at `requests_per_minute` (crm-api.md §4)."""
+        """Requests apply will send and the minutes they take at `requests_per_minute`
+        (default 20, the tenant limit of crm-api.md §4; None: the rate of the real API).
+
+        Keys: `requests` (writes), `reconcile` (re-reads afterwards: `identifiers[]` 30 values a
+        request, one GET for a record without searchable identifiers), `minutes` (both together).
+        """
         n = len(self.operations)
-        minutes = n / requests_per_minute if requests_per_minute else 0.0
-        return {"requests": n, "minutes": round(minutes, 1), "requests_per_minute": requests_per_minute}
+        orgs = [o for o in self.operations if o.resource == "organizations" and o.path != "/tags"]
+        values = {v for o in orgs for f, vals in o.identifiers.items()
+                  if f in ("emailAddresses", "phoneNumbers", "linkedinId") for v in vals}
+        bare = sum(1 for o in orgs if not any(f in ("emailAddresses", "phoneNumbers", "linkedinId")
+                                              for f in o.identifiers))
+        reconcile = -(-len(values) // 30) + bare
+        rate = requests_per_minute or 20
+        return {"requests": n, "reconcile": reconcile, "minutes": round((n + reconcile) / rate, 1),
+                "requests_per_minute": rate}
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -217,6 +229,12 @@ def _plan(source: str | Path | Sheet, template: Template, client: Client, *, mod
                                                        delimiter=delimiter, header_row=header_row)
     if template.resource == "organization_notes":
         return _notes_plan(sh, template, client, mode=mode, strategy=strategy, mirror=mirror_notes)
+    if not template.identifiers and mode == "upsert" and template.iri_column not in sh.frame.columns:
+        raise TemplateError(
+            f"declares no identifiers and {Path(sh.path).name} has no {template.iri_column} column, so "
+            "every run would create every row again; add `identifiers:` (e.g. [emailAddresses]) or "
+            "a crm_iri column, or pass --mode create-only to create them once",
+            path=template.path, key="identifiers")
     start = client.requests_sent
     file = Path(sh.path).name
     mapped = map_rows(sh.frame, template, path=file)
@@ -278,11 +296,13 @@ def _decide(mapped: pl.DataFrame, rows: pl.DataFrame, matches, template: Templat
     if matches.frame is not None:
         hit = matched.select(pl.col("iri").alias("@id")).unique()
         existing = diff.records_frame(matches.frame.join(hit, on="@id", how="semi"), template)
+        matches.frame = None  # not needed any more: free it before the row dicts are built
     else:
         existing = diff.records_frame([matches.records[i] for i in matched["iri"].unique().to_list()], template)
     changed = diff.changed_fields(matched, existing, template) if matched.height else \
         pl.DataFrame(schema={"row_number": pl.Int64, "iri": pl.String, "changed": pl.List(pl.String)})
     changed = changed.select("row_number", "changed").filter(pl.col("changed").list.len() > 0)
+    del existing, matched
     ops = [_tag_op(t) for t in tags]
     for row in _write_rows(ok, changed, mode, template):
         iri, fields = row.get("iri"), row.pop("__changed")
@@ -424,24 +444,30 @@ def render_plan(p: Plan, *, requests_per_minute: float | None = 20, limit: int =
         lines.append("Plan: " + _count_text(p.counts("organizations")))
     if "organization_notes" in resources:
         lines.append(("Notes: " if lines else "Plan: notes: ") + _count_text(p.counts("organization_notes")))
+    lines += [f"  + tag {json.dumps(o.body.get('title'), ensure_ascii=False)} (create_missing)"
+              for o in p.operations if o.path == "/tags"]
+    reasons: dict[Any, list[str]] = {}
+    for i in p.issues:
+        if i["severity"] == "error" and i["type"] not in CONFLICT_TYPES:
+            reasons.setdefault(i["row_number"], []).append(i["message"])
     shown = 0
     for r in p.rows:
         if r["op"] in ("unchanged", "skip") or shown >= limit:
             continue
         shown += 1
         lines += _row_lines(r)
-    for i in p.issues:
-        if i["severity"] == "error" and shown < limit and i["type"] not in ("duplicate-row", "ambiguous-match"):
-            shown += 1
-            lines.append(f"  ✗ {i['message']}")
+        if r["op"] == "invalid":
+            lines += [f"      {m}" for m in reasons.pop(r["row_number"], [])]
+    lines += [f"  ✗ {m}" for rn, ms in reasons.items() if rn is None for m in ms]  # whole-file issues
     more = sum(1 for r in p.rows if r["op"] not in ("unchanged", "skip")) - shown
     if more > 0:
         lines.append(f"  … {more} more (see the plan file or the report)")
     lines += [f"  note: {n}" for n in p.notes if n.startswith("mirror")]
     est = p.estimate(requests_per_minute)
-    rate = f"at {requests_per_minute:g}/min" if requests_per_minute else "(no rate limit)"
-    lines.append(f"{est['requests']} write requests ≈ {est['minutes']} min {rate}; "
-                 f"planning used {p.requests_spent} lookup request(s) ({p.strategy}).")
+    where = "" if requests_per_minute else " on the real API (the embedded sandbox has no limit)"
+    lines.append(f"{est['requests']} write request(s) + ≈{est['reconcile']} to reconcile ≈ {est['minutes']} min "
+                 f"at {est['requests_per_minute']:g}/min{where}; planning used {p.requests_spent} "
+                 f"request(s) ({p.strategy}).")
     return "\n".join(lines)
 
 

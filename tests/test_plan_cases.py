@@ -211,3 +211,26 @@ def test_ambiguous_match_is_a_conflict(crm, client, tmp_path):
     p = plan(sheet, t, client)
     assert p.rows[0]["op"] == "conflict" and "2 records" in p.rows[0]["note"]
     assert p.operations == []
+
+
+def test_a_template_without_identifiers_refuses_to_upsert(crm, client, tmp_path):
+    from bulkcrm.errors import TemplateError
+    sheet = tmp_path / "n.csv"
+    sheet.write_text("title\nA\n", encoding="utf-8")
+    t = parse_template({"fields": {"title": "title"}}, path="n.yaml")
+    with pytest.raises(TemplateError, match="every run would create every row again"):
+        plan(sheet, t, client)
+    assert plan(sheet, t, client, mode="create-only").counts()["create"] == 1
+
+
+def test_plan_text_names_invalid_reasons_tag_creations_and_the_real_rate(crm, client, tmp_path):
+    from bulkcrm.plan import render_plan
+    doc = json.loads(json.dumps(CASES_TEMPLATE))
+    doc["fields"]["tags"] = {"column": "tags", "lookup": {"create_missing": True}}
+    sheet = tmp_path / "t.csv"
+    sheet.write_text("title,email,phone,phone_type,website,kvk_number,linkedin,street,postal_code,city,country,"
+                     "owner,tags\nA,a@x.example,,,,,,,,,,,New tag\n,b@x.example,,,,,,,,,,,\n", encoding="utf-8")
+    text = render_plan(plan(sheet, parse_template(doc, path="x"), client), requests_per_minute=None)
+    assert '+ tag "New tag" (create_missing)' in text
+    assert "✗ row 3 invalid" in text and "t.csv:3:title" in text
+    assert "at 20/min on the real API (the embedded sandbox has no limit)" in text
