@@ -5,8 +5,11 @@ Stage: shared by transforms (clean/render), the validator (`CHECKS`) and the pla
 normalisers). Input: `pl.Expr` over `pl.String` columns; output: `pl.Expr` (nulls stay null).
 
 Expensive per-value work (phonenumbers, email-validator) runs once per UNIQUE value through
-`map_unique`; country names are keyed by a vectorised polars expression and looked up in a
-prebuilt table, so no Python code runs per row.
+`map_unique`/`_per_value`, and only for the values a vectorised fast path cannot settle:
+E.164 and plain international numbers (`clean_phone`) and plain ASCII addresses
+(`check_email`) never reach Python. Country names are keyed by a vectorised polars expression
+(once per distinct spelling, `on_unique`) and looked up in a prebuilt table, so no Python code
+runs per row.
 """
 from __future__ import annotations
 
@@ -225,17 +228,27 @@ def parse_phone(value: str, region: str | None) -> str | None:
     Uses `phonenumbers.parse` and `is_possible_number`. An extension (`x123`, `ext. 12`) is
     dropped: E.164 has no place for it. A number whose country code phonenumbers found only by
     reading leading digits without `+`/IDD (`31612345678` with region NL) is refused: the `+`
-    may have been lost (BR-05), and the country must not be guessed silently.
+    may have been lost (BR-05), and the country must not be guessed silently; except where the
+    region's own national prefix is its country code (`1-800-942-2677` with region US).
     """
     try:
         num = phonenumbers.parse(value, region, keep_raw_input=True)
     except phonenumbers.NumberParseException:
         return None
-    if num.country_code_source == CountryCodeSource.FROM_NUMBER_WITHOUT_PLUS_SIGN:
+    if num.country_code_source == CountryCodeSource.FROM_NUMBER_WITHOUT_PLUS_SIGN and \
+            not _trunk_is_country_code(num, region):
         return None
     if not phonenumbers.is_possible_number(num):
         return None
     return phonenumbers.format_number(num, PhoneNumberFormat.E164)
+
+
+def _trunk_is_country_code(num: phonenumbers.PhoneNumber, region: str | None) -> bool:
+    """True where the row's own national prefix is its country code (the North American `1`:
+    `1-800-942-2677` is the US national form, not a guessed country)."""
+    meta = phonenumbers.PhoneMetadata.metadata_for_region(region) if region else None
+    return bool(meta and meta.country_code == num.country_code
+                and meta.national_prefix == str(num.country_code))
 
 
 def _parse_key(key: str) -> str | None:

@@ -352,3 +352,9 @@ def test_check_list_on_lists():
 def test_check_tables_agree():
     assert set(CHECK_RULES) == set(CHECKS) == set(CHECK_ISSUE_TYPES)
     assert set(CHECK_ISSUE_TYPES.values()) <= set(ISSUE_TYPES)
+
+
+def test_north_american_national_form_with_leading_1_is_e164():
+    out = run(["1-800-942-2677", "1 202 767 0450", "31612345678"], lambda e: T["phone"].clean(
+        e, region=pl.col("r")), r=["US", "US", "NL"])
+    assert out == ["+18009422677", "+12027670450", "31612345678"]
