@@ -45,7 +45,7 @@ class Matches:
         records: IRI -> record JSON for every record fetched.
         strategy: `lookup` or `scan`; requests: requests spent matching.
         frame: the records as a frame of `records_schema(template)` (`diff.raw_records_frame`),
-            one row per record (None when built elsewhere).
+            one row per record; the planner releases it (None) once it has used it.
     """
 
     iri: pl.DataFrame

@@ -401,7 +401,8 @@ def column_letter(index: int) -> str:
 
 
 def _blank(c: str) -> pl.Expr:
-    return pl.col(c).is_null() | (pl.col(c).str.strip_chars() == "")
+    # no non-whitespace character (as `strip_chars() == ""`, without a stripped copy)
+    return pl.col(c).is_null() | ~pl.col(c).str.contains(r"\S")
 
 
 def detect_header(counts: list[int]) -> int:
@@ -419,10 +420,14 @@ def _finish(grid: pl.DataFrame, where: str, header_row: int | None, sheet: str |
             ) -> tuple[pl.DataFrame, int, list[Issue], dict]:
     """Grid -> (frame, header_row, issues, {grid column: header name})."""
     cells = [c for c in grid.columns if c not in ("row_number", "n_fields")]
+    # columns are only rewritten (copied) where there is something to change
+    has_empty = grid.select((pl.col(c) == "").any() for c in cells).row(0) if cells else ()
     grid = grid.with_columns(pl.when(pl.col(c) == "").then(None).otherwise(pl.col(c)).alias(c)
-                             for c in cells)
+                             for c, e in zip(cells, has_empty) if e)
     filled = pl.sum_horizontal([~_blank(c) for c in cells]) if cells else pl.lit(0)
-    rows = grid.with_columns(filled.alias("_filled")).filter(pl.col("_filled") > 0)
+    rows = grid.with_columns(filled.alias("_filled"))
+    if not rows.select((pl.col("_filled") > 0).all()).item():
+        rows = rows.filter(pl.col("_filled") > 0)
     if rows.height == 0:
         raise InputError(empty, path=where)
     how = "given"
@@ -436,7 +441,8 @@ def _finish(grid: pl.DataFrame, where: str, header_row: int | None, sheet: str |
                          f"{'sheet' if sheet else 'file'}; check --header-row", path=where)
     texts = [(v or "").strip() for v in hdr.select(cells).row(0)]
     width = max(i for i, t in enumerate(texts) if t) + 1
-    data = rows.filter(pl.col("row_number") > header_row)
+    data = (rows.slice(rows["row_number"].search_sorted(header_row, side="right"))
+            if rows["row_number"].is_sorted() else rows.filter(pl.col("row_number") > header_row))
     named = _check_header(texts[:width], cells[:width], data, where, header_row, how, sheet)
     frame = data.select(pl.col("row_number"), *(pl.col(c).alias(n) for c, n in named.items()))
     issues = _ragged(data, cells[width:], width, where, sheet, delimiter)
