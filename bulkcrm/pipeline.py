@@ -86,19 +86,23 @@ def _apply(p: Plan, target: Target, plan_path, *, reconcile, progress, batch_siz
 
 
 class _progress_bar:
-    """tqdm bar: done/total operations, requests, 429s seen, ETA (stderr)."""
+    """tqdm bar: done/total operations, requests, 429s seen, ETA (stderr). Drawn at the first
+    update, so a run refused before any operation (e.g. a plan for another target) shows none."""
 
     def __init__(self, total: int, target: Target):
-        from tqdm import tqdm
-        self.bar = tqdm(total=total, unit="op", desc="apply", leave=True)
+        self.total, self.bar = total, None
 
     def __call__(self, done: int, total: int, client) -> None:
+        if self.bar is None:
+            from tqdm import tqdm
+            self.bar = tqdm(total=self.total, unit="op", desc="apply", leave=True)
         self.bar.n = done
         self.bar.set_postfix(requests=client.requests_sent, throttled=client.throttled, refresh=False)
         self.bar.refresh()
 
     def close(self) -> None:
-        self.bar.close()
+        if self.bar is not None:
+            self.bar.close()
 
 
 def _finish(report: Report, out: Path, input_path, target: Target, echo: Echo) -> dict:
@@ -126,7 +130,8 @@ def run_validate(file, template_path, *, sheet=None, encoding=None, delimiter=No
     template = load_template(template_path)
     sh = read(file, sheet=sheet, encoding=encoding, delimiter=delimiter, header_row=header_row)
     name = Path(file).name
-    result = validate(map_rows(sh.frame, template, path=name), template, sheet=sh.frame,
+    where = f"{name}!{sh.sheet_name}" if sh.sheet_name else name
+    result = validate(map_rows(sh.frame, template, path=where), template, sheet=sh.frame,
                       read_issues=sh.issues, file=name, sheet_name=sh.sheet_name)
     issues = result.issues
     errors = issues.filter(issues["severity"] == "error").height

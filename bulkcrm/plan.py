@@ -237,7 +237,7 @@ def _plan(source: str | Path | Sheet, template: Template, client: Client, *, mod
             path=template.path, key="identifiers")
     start = client.requests_sent
     file = Path(sh.path).name
-    mapped = map_rows(sh.frame, template, path=file)
+    mapped = map_rows(sh.frame, template, path=f"{file}!{sh.sheet_name}" if sh.sheet_name else file)
     checked = validate(mapped, template, sheet=sh.frame, read_issues=sh.issues, file=file,
                        sheet_name=sh.sheet_name)
     resolved = resolve_lookups(checked.valid, template, client, cache=LookupCache(), file=file,
