@@ -32,6 +32,7 @@ from .errors import ApiError, AuthError, ISSUE_SCHEMA, PermanentApiError, PlanEr
     UncertainWriteError
 from .journal import Journal, journal_path
 from .lookups import REF_PREFIX
+from .match import count_records, lookup_records
 from .plan import Operation, Plan
 from .template import SEARCHABLE_IDENTIFIERS
 from .report import ROW_SCHEMA, Report
@@ -177,8 +178,7 @@ def _find_created(op: Operation, client: Client, path: str) -> str | None:
         return hits[0]["@id"] if hits else None
     values = [v for vals in op.identifiers.values() for v in vals]
     if values:
-        members = [r for page in client.iter_pages("/organizations", {"identifiers[]": values[:30]})
-                   for r in page.get("member", [])]
+        members = list(lookup_records(client, values).values())
     elif op.body.get("title"):
         members = client.list_all("/organizations", {"q": op.body["title"]})
     else:
@@ -224,16 +224,12 @@ def _reconcile(plan: Plan, journal: Journal, client: Client) -> dict[str, str]:
     done = [o for o in plan.operations if journal.state(o.key) == "done" and o.path != "/tags"
             and o.resource == "organizations"]
     iris = {o.key: journal.get(o.key).get("iri") or o.iri for o in done}
-    records: dict[str, dict] = {}
     values = sorted({v for o in done for f, vals in o.identifiers.items()
                      if f in SEARCHABLE_IDENTIFIERS for v in vals})
-    for i in range(0, len(values), 30):
-        for page in client.iter_pages("/organizations", {"identifiers[]": values[i:i + 30]}):
-            records.update({r["@id"]: r for r in page.get("member", [])})
+    records: dict[str, dict] = lookup_records(client, values) if values else {}
     missing = [i for i in iris.values() if i and i not in records]
     if len(missing) > 1:
-        total = int(client.get("/organizations", {"itemsPerPage": 1}).get("totalItems", 0))
-        if -(-total // 30) < len(missing):
+        if -(-count_records(client) // 30) < len(missing):
             records.update({r["@id"]: r for r in client.list_all("/organizations")})
     out = {}
     for o in done:

@@ -246,7 +246,7 @@ def update(row: dict, record: dict, changed: list[str], template: Template) -> t
     for m in template.mappings:
         if m.field not in changed and template.mode != "replace":
             continue
-        before = _get(record, m.field)
+        before = field_value(record, m.field)
         value = _api_value(m, _desired(m, row.get(m.field), before, record, template))
         if m.field in changed:
             changes.append({"field": m.field, "before": _js(before), "after": _js(value)})
@@ -335,7 +335,8 @@ def _put(body: dict, m: Mapping, value: Any) -> None:
         body[top] = value
 
 
-def _get(record: dict, field: str) -> Any:
+def field_value(record: dict, field: str) -> Any:
+    """A record's value of a field path (`title`, or `address.city` into the embedded object)."""
     top, _, sub = field.partition(".")
     val = record.get(top)
     return (val or {}).get(sub) if sub else val

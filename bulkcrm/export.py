@@ -31,7 +31,7 @@ from typing import Any
 import polars as pl
 
 from .client import Client
-from .diff import record_schema
+from .diff import field_value, record_schema
 from .errors import InputError, PermanentApiError, TemplateError
 from .lookups import LookupCache
 from .mapping import _normaliser, _specs, _with_defaults
@@ -140,15 +140,10 @@ def export(client: Client, template: Template, out_path: str | Path, *,
 def _constants_filter(template: Template) -> Callable[[list[dict]], list[dict]]:
     """Keep the records whose constant fields hold the template's constants (the records this
     template imported); the API cannot filter on them (crm-api.md §8.3), so this is local."""
-    constants = [(m.field.partition("."), m.sources[0].value) for m in template.mappings
+    constants = [(m.field, m.sources[0].value) for m in template.mappings
                  if m.kind in ("scalar", "bool") and m.sources[0].column is None]
-
-    def value(record: dict, top: str, sub: str):
-        v = record.get(top)
-        return (v or {}).get(sub) if sub else v
-
     return lambda members: [r for r in members
-                            if all(value(r, top, sub) == want for (top, _, sub), want in constants)]
+                            if all(field_value(r, f) == want for f, want in constants)]
 
 
 def output_kind(out_path: str | Path) -> tuple[Path, str]:

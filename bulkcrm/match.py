@@ -148,7 +148,7 @@ def match_rows(rows: pl.DataFrame, template: Template, client: Client, *,
     if strategy == "scan":
         records = {r["@id"]: r for r in client.list_all(COLLECTION)}
     else:
-        records = _lookup(client, values) if values else {}
+        records = lookup_records(client, values) if values else {}
         records.update(_get_explicit(client, explicit, records))
     frame = raw_records_frame(list(records.values()), records_schema(template))
     rec_ids = record_identifiers(frame, template)
@@ -181,14 +181,21 @@ def _choose(client: Client, n_values: int, n_explicit: int, searchable: bool) ->
     lookup_cost = math.ceil(n_values / BATCH) + n_explicit
     if searchable and lookup_cost <= 1:
         return "lookup", f"lookup: {lookup_cost} request(s)"
-    total = int(client.get(COLLECTION, {"itemsPerPage": 1}).get("totalItems", 0))
+    total = count_records(client)
     scan_cost = max(1, math.ceil(total / BATCH))
     if not searchable or scan_cost < lookup_cost:
         return "scan", f"scan: {scan_cost} requests for {total} records (lookup would cost {lookup_cost})"
     return "lookup", f"lookup: {lookup_cost} requests (a full listing of {total} records would cost {scan_cost})"
 
 
-def _lookup(client: Client, values: list[str]) -> dict[str, dict]:
+def count_records(client: Client) -> int:
+    """Organizations on the target (one request: `totalItems` of a one-item page, crm-api.md §6)."""
+    return int(client.get(COLLECTION, {"itemsPerPage": 1}).get("totalItems", 0))
+
+
+def lookup_records(client: Client, values: list[str]) -> dict[str, dict]:
+    """IRI -> record for every organization holding one of `values`, with `identifiers[]`
+    requests of 30 values each, following `view.next` (crm-api.md §8.3)."""
     records: dict[str, dict] = {}
     for i in range(0, len(values), BATCH):
         chunk = values[i:i + BATCH]

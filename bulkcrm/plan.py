@@ -29,7 +29,7 @@ from .lookups import LookupCache, resolve_lookups
 from .mapping import map_rows
 from .match import match_rows
 from .read import Sheet, read
-from .template import Template
+from .template import SEARCHABLE_IDENTIFIERS, Template
 from .validate import validate
 
 SCHEMA_VERSION = 1
@@ -124,9 +124,8 @@ class Plan:
         n = len(self.operations)
         orgs = [o for o in self.operations if o.resource == "organizations" and o.path != "/tags"]
         values = {v for o in orgs for f, vals in o.identifiers.items()
-                  if f in ("emailAddresses", "phoneNumbers", "linkedinId") for v in vals}
-        bare = sum(1 for o in orgs if not any(f in ("emailAddresses", "phoneNumbers", "linkedinId")
-                                              for f in o.identifiers))
+                  if f in SEARCHABLE_IDENTIFIERS for v in vals}
+        bare = sum(1 for o in orgs if not any(f in SEARCHABLE_IDENTIFIERS for f in o.identifiers))
         reconcile = -(-len(values) // 30) + bare
         rate = requests_per_minute or 20
         return {"requests": n, "reconcile": reconcile, "minutes": round((n + reconcile) / rate, 1),
