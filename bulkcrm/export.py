@@ -34,7 +34,7 @@ from .client import Client
 from .diff import field_value, record_schema
 from .errors import InputError, PermanentApiError, TemplateError
 from .lookups import LookupCache
-from .mapping import _normaliser, _specs, _with_defaults
+from .mapping import chain
 from .report import neutralise_csv
 from .template import Lookup, Mapping, Source, Template
 from .transforms import apply_transforms
@@ -396,7 +396,7 @@ def _field(m: Mapping) -> pl.Expr:
 
 def _render(expr: pl.Expr, m: Mapping, source: Source, template: Template) -> pl.Expr:
     """The field's clean chain (source transforms, then its normaliser) run as `render`."""
-    specs = [_with_defaults(s, m, template) for s in _specs(source) + _normaliser(m, source, template)]
+    specs = chain(m, source, template)
     options = dict(m.render)
     for i, spec in enumerate(specs):
         name, opts = next(iter(spec.items())) if isinstance(spec, dict) else (spec, {})

@@ -122,10 +122,17 @@ def _normaliser(m: Mapping, source: Source, template: Template,
     return [{name: opts} if opts else name]
 
 
+def chain(m: Mapping, source: Source, template: Template) -> list:
+    """The transform specs a source's values go through on import, in clean order: the
+    template's own transforms, then the field's normaliser, options filled in. Export runs the
+    same chain as `render`, so clean(render(x)) == x."""
+    specs = _specs(source) + _normaliser(m, source, template)
+    return [_with_defaults(s, m, template) for s in specs]
+
+
 def _clean(expr: pl.Expr, m: Mapping, source: Source, template: Template,
            context: dict[str, pl.Expr] | None = None) -> pl.Expr:
-    specs = _specs(source) + _normaliser(m, source, template)
-    specs = [_with_defaults(s, m, template) for s in specs]
+    specs = chain(m, source, template)
     return apply_transforms(expr, specs, direction="clean", context=context) if specs else expr
 
 
