@@ -9,10 +9,11 @@ from pathlib import Path
 from typing import Callable
 
 from .apply import apply, dry_run_report
+from .errors import BulkcrmError
 from .journal import journal_path
 from .mapping import map_rows
 from .plan import Plan, plan, render_plan
-from .read import read
+from .read import Sheet, read
 from .report import Report, render_summary, write_issues, write_report
 from .target import Target
 from .template import load_template
@@ -28,8 +29,12 @@ def run_plan(file, template_path, target: Target, *, mode="upsert", strategy="au
     """Plan FILE against the target; returns the plan (target label set) and its text.
     `mirror_notes` plans deletes of notes absent from the sheet (issue 8)."""
     template = load_template(template_path)
-    p = plan(file, template, target.client, mode=mode, strategy=strategy, sheet=sheet, encoding=encoding,
-             delimiter=delimiter, header_row=header_row, mirror_notes=mirror_notes)
+    sh = read(file, sheet=sheet, encoding=encoding, delimiter=delimiter, header_row=header_row)
+    return _plan_sheet(sh, template, target, mode=mode, strategy=strategy, mirror_notes=mirror_notes)
+
+
+def _plan_sheet(sh: Sheet, template, target: Target, **kw) -> tuple[Plan, str]:
+    p = plan(sh, template, target.client, **kw)
     p.target = target.label
     return p, render_plan(p, requests_per_minute=target.client.requests_per_minute)
 
@@ -41,7 +46,10 @@ def run_import(file, template_path, target: Target, *, report_dir: str, dry_run=
     The plan is saved as `<report_dir>/plan.json` before anything is written, so an interrupted
     import resumes with `bulkcrm apply <report_dir>/plan.json`.
     """
-    p, text = run_plan(file, template_path, target, **plan_kw)
+    template = load_template(template_path)
+    read_kw = {k: plan_kw.pop(k, None) for k in ("sheet", "encoding", "delimiter", "header_row")}
+    sh = read(file, **read_kw)  # read once: the plan and the write-back copy use the same cells
+    p, text = _plan_sheet(sh, template, target, **plan_kw)
     echo(text)
     out = Path(report_dir)
     if dry_run:
@@ -53,7 +61,7 @@ def run_import(file, template_path, target: Target, *, report_dir: str, dry_run=
         report = _apply(p, target, plan_path, reconcile=reconcile, progress=progress, batch_size=25,
                         echo=echo)
         report.summary["requests"] += p.requests_spent
-    return _finish(report, out, file, target, echo)
+    return _finish(report, out, file, target, echo, input_frame=sh.frame)
 
 
 def _archive_journal(plan_path: Path) -> None:
@@ -70,7 +78,7 @@ def run_apply(plan_file, target: Target, *, report_dir: str, batch_size=25, veri
     p = Plan.load(plan_file)
     report = _apply(p, target, plan_file, reconcile=reconcile, progress=progress, batch_size=batch_size,
                     verify=verify, echo=echo)
-    return _finish(report, Path(report_dir), p.input, target, echo)
+    return _finish(report, Path(report_dir), p.input, target, echo, sheet=p.sheet)
 
 
 def _apply(p: Plan, target: Target, plan_path, *, reconcile, progress, batch_size, verify=False,
@@ -105,13 +113,14 @@ class _progress_bar:
             self.bar.close()
 
 
-def _finish(report: Report, out: Path, input_path, target: Target, echo: Echo) -> dict:
-    sheet = None
-    try:
-        sheet = read(input_path).frame if input_path and Path(input_path).exists() else None
-    except Exception:  # the write-back copy is a convenience; the report itself must be written
-        sheet = None
-    write_report(report, out, input_frame=sheet, input_path=input_path, secrets=target.secrets)
+def _finish(report: Report, out: Path, input_path, target: Target, echo: Echo, *,
+            input_frame=None, sheet=None) -> dict:
+    if input_frame is None and input_path and Path(input_path).exists():
+        try:  # apply of a saved plan: read its input again (the plan's sheet) for the write-back
+            input_frame = read(input_path, sheet=sheet).frame
+        except BulkcrmError:  # the write-back copy is a convenience; the report must be written
+            input_frame = None
+    write_report(report, out, input_frame=input_frame, input_path=input_path, secrets=target.secrets)
     echo(render_summary(report, out_dir=out))
     if report.summary.get("already_done"):
         echo(f"({report.summary['already_done']} operation(s) had been done by an earlier run of "

@@ -148,3 +148,22 @@ def test_embedded_sandbox_is_the_default_target(runner, tmp_path, monkeypatch):
     again = runner.invoke(cli, ["import", "orgs.csv", "-t", str(TEMPLATE), "--json"])
     payload = json.loads(again.output.strip().splitlines()[-1])
     assert payload["unchanged"] == 91 and payload["created"] == 0
+
+
+def test_write_back_copy_comes_from_the_sheet_that_was_imported(runner, crm, tmp_path):
+    import openpyxl
+    book = openpyxl.Workbook()
+    book.active.title = "Notes"
+    book.active.append(["something", "else"])
+    ws = book.create_sheet("Customers")
+    rows = list(csv.reader(SAMPLE.open(encoding="utf-8", newline="")))[:3]
+    for r in rows:
+        ws.append(r)
+    path = tmp_path / "two.xlsx"
+    book.save(path)
+    code, out = run(runner, crm, "import", str(path), "-t", str(TEMPLATE), "--sheet", "Customers",
+                    "--report", str(tmp_path / "r"))
+    assert code == 0 and out["created"] == 2
+    back = list(csv.DictReader((tmp_path / "r" / "two.with-status.csv").open(encoding="utf-8")))
+    assert [b["customerID"] for b in back] == ["ALFKI", "ANATR"]
+    assert all(b["crm_iri"].startswith("/organizations/") and b["bulkcrm_status"] == "created" for b in back)
