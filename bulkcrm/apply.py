@@ -209,8 +209,9 @@ def _drift(op: Operation, client: Client) -> str | None:
 def _canon(v: Any) -> str:
     if isinstance(v, dict):
         v = {k: x for k, x in v.items() if not k.startswith("@") and x is not None}
-    if isinstance(v, list):
-        v = [{k: x for k, x in i.items() if not k.startswith("@")} if isinstance(i, dict) else i for i in v]
+    if isinstance(v, list):  # null ≡ missing inside items too (a phone without phoneType)
+        v = [{k: x for k, x in i.items() if not k.startswith("@") and x is not None}
+             if isinstance(i, dict) else i for i in v]
     return json.dumps(v if v not in ([], {}, "") else None, sort_keys=True)
 
 

@@ -32,7 +32,7 @@ READ_ONLY = {"@context", "@id", "@type", "id", "createdAt", "updatedAt", "import
              "linkedinCompanyEnrichment", "_organizations"}
 """Organization fields ignored on write (crm-api.md §8.1 R/O column)."""
 ADDRESS_KEYS = ("street", "postalCode", "city", "country")
-_JSON = json.JSONEncoder(ensure_ascii=False)
+_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 _JSON_SORTED = json.JSONEncoder(ensure_ascii=False, sort_keys=True)
 """`json.dumps(value, ensure_ascii=False[, sort_keys=True])` without an encoder per call."""
 
@@ -135,7 +135,7 @@ def _existing_expr(m: Mapping, template: Template, region: pl.Expr) -> pl.Expr:
     if m.kind == "emails":
         return col.list.eval(pl.element().struct.field("email").str.strip_chars().str.to_lowercase()).fill_null([])
     if m.kind == "phones":
-        return col.fill_null(pl.lit([], dtype=PHONE_DTYPE))  # normalised in `_normalise_existing_phones`
+        return col.fill_null(pl.lit([], dtype=PHONE_DTYPE))  # normalised in `normalise_existing_phones`
     if m.kind == "list":
         return col.fill_null(pl.lit([], dtype=pl.List(pl.String)))
     if norm and m.kind == "scalar":
@@ -157,7 +157,7 @@ def changed_fields(rows: pl.DataFrame, existing: pl.DataFrame, template: Templat
     ex = existing.rename({c: f"{c}#e" for c in existing.columns if c != "iri"})
     joined = rows.join(ex, on="iri", how="left")
     if "phoneNumbers" in rows.columns:
-        joined = _normalise_existing_phones(joined, template)
+        joined = normalise_existing_phones(joined, template)
     flags = [_changed_expr(m, template).alias(m.field) for m in template.mappings]
     if not flags:
         return joined.select("row_number", "iri", pl.lit([]).alias("changed"))
@@ -176,7 +176,7 @@ def changed_fields(rows: pl.DataFrame, existing: pl.DataFrame, template: Templat
     return out.join(table, on="__mask", how="left", maintain_order="left").drop("__mask")
 
 
-def _normalise_existing_phones(joined: pl.DataFrame, template: Template) -> pl.DataFrame:
+def normalise_existing_phones(joined: pl.DataFrame, template: Template) -> pl.DataFrame:
     """Existing phone numbers to E.164 with the record's country as region (unique values only)."""
     idx = joined.with_row_index("__r")
     region = (pl.col("address.country#e") if "address.country#e" in joined.columns else pl.lit(None, pl.String))
@@ -227,7 +227,7 @@ def create_body(row: dict, template: Template) -> dict:
     """POST body for a new record from one mapped row (nulls and empty lists left out)."""
     body: dict[str, Any] = {}
     for m in template.mappings:
-        _put(body, m, _api_value(m, row.get(m.field)))
+        _put(body, m, api_value(m, row.get(m.field)))
     if isinstance(body.get("address"), dict):
         body["address"] = {k: v for k, v in body["address"].items() if v is not None}
     return {k: v for k, v in body.items() if v not in (None, [], {})}
@@ -247,7 +247,7 @@ def update(row: dict, record: dict, changed: list[str], template: Template) -> t
         if m.field not in changed and template.mode != "replace":
             continue
         before = field_value(record, m.field)
-        value = _api_value(m, _desired(m, row.get(m.field), before, record, template))
+        value = api_value(m, _desired(m, row.get(m.field), before, record, template))
         if m.field in changed:
             changes.append({"field": m.field, "before": _js(before), "after": _js(value)})
         _put(after, m, value)
@@ -287,7 +287,9 @@ def _desired(m: Mapping, sheet: Any, before: Any, record: dict, template: Templa
     sheet = sheet or []
     if m.kind == "phones":
         country = (record.get("address") or {}).get("country")
-        return _desired_phones(m, sheet, before or [], country, template)
+        before = before or []
+        return desired_phones(m, sheet, before, _e164([p.get("phoneNumber") for p in before], country, template),
+                              template)
     existing = [e["email"] for e in before or []] if m.kind == "emails" else list(before or [])
     if m.policy == "replace" and (sheet or template.empty == "clear"):
         return list(sheet)
@@ -297,13 +299,21 @@ def _desired(m: Mapping, sheet: Any, before: Any, record: dict, template: Templa
     return existing + [x for x in sheet if x not in norm]
 
 
-def _desired_phones(m: Mapping, sheet: list, before: list, country: str | None,
-                    template: Template) -> list:
-    nums = [p.get("phoneNumber") for p in before]
+def _e164(nums: list[str | None], country: str | None, template: Template) -> list[str | None]:
+    """A record's phone numbers in E.164, its country as the default region."""
+    if not nums:
+        return []
     spec = {"phone": {"default_region": template.default_region}}
-    norm = pl.DataFrame({"n": nums, "r": [country] * len(nums)}, schema={"n": pl.String, "r": pl.String}).select(
+    return pl.DataFrame({"n": nums, "r": [country] * len(nums)}, schema={"n": pl.String, "r": pl.String}).select(
         apply_transforms(pl.col("n"), [spec], direction="clean", context={"region": pl.col("r")})
-    )["n"].to_list() if nums else []
+    )["n"].to_list()
+
+
+def desired_phones(m: Mapping, sheet: list, before: list, norm: list[str | None],
+                   template: Template) -> list:
+    """The phone list an update sends: the record's phones (`before`, API shape) with the
+    sheet's new numbers appended and their types set (`merge`), or the sheet's list with types
+    kept from the record (`replace`). `norm`: `before`'s numbers in E.164 (matching key)."""
     by_num = {n: i for i, n in enumerate(norm)}
     if m.policy == "replace" and (sheet or template.empty == "clear"):
         return [{"phoneNumber": p["phoneNumber"],
@@ -319,7 +329,8 @@ def _desired_phones(m: Mapping, sheet: list, before: list, country: str | None,
     return out
 
 
-def _api_value(m: Mapping, value: Any) -> Any:
+def api_value(m: Mapping, value: Any) -> Any:
+    """A desired value in API shape (e-mails as [{email}], phones without null keys)."""
     if m.kind == "emails":
         return [e if isinstance(e, dict) else {"email": e} for e in value or []]
     if m.kind == "phones":

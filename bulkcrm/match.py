@@ -17,6 +17,7 @@ Matching rules (issue 5, crm-api.md §8.3):
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass, field
 
 import polars as pl
@@ -46,6 +47,8 @@ class Matches:
         strategy: `lookup` or `scan`; requests: requests spent matching.
         frame: the records as a frame of `records_schema(template)` (`diff.raw_records_frame`),
             one row per record; the planner releases it (None) once it has used it.
+        fetch_seconds: time spent getting the records: the requests and decoding their JSON
+            into `records` and `frame` (the network part of planning, `Plan.timings["fetch"]`).
     """
 
     iri: pl.DataFrame
@@ -56,6 +59,7 @@ class Matches:
     requests: int = 0
     notes: list[str] = field(default_factory=list)
     frame: pl.DataFrame | None = None
+    fetch_seconds: float = 0.0
 
 
 def identifier_frame(rows: pl.DataFrame, template: Template) -> pl.DataFrame:
@@ -82,6 +86,7 @@ def records_schema(template: Template) -> dict[str, pl.DataType]:
     mapped fields (`diff.record_schema`) plus the identifier fields and, for phone numbers,
     `address` (its country is the phone region)."""
     schema = record_schema(template)
+    schema.setdefault("title", pl.String)  # an operation names the record it writes
     for f in template.identifiers:
         if f == "emailAddresses":
             schema.setdefault(f, pl.List(pl.Struct({"email": pl.String})))
@@ -145,19 +150,21 @@ def match_rows(rows: pl.DataFrame, template: Template, client: Client, *,
     if strategy == "auto":
         strategy, note = _choose(client, len(values), explicit.height, searchable)
         notes.append(note)
+    t0 = time.perf_counter()
     if strategy == "scan":
         records = {r["@id"]: r for r in client.list_all(COLLECTION)}
     else:
         records = lookup_records(client, values) if values else {}
         records.update(_get_explicit(client, explicit, records))
     frame = raw_records_frame(list(records.values()), records_schema(template))
+    fetched = time.perf_counter() - t0
     rec_ids = record_identifiers(frame, template)
     pairs = ids.join(rec_ids, on=["kind", "value"], how="inner").select("row_number", "iri", "kind", "value")
     matched, conflicts = _resolve(rows, pairs, explicit, ids, records)
     not_found = explicit.filter(~pl.col("iri").is_in(list(records))) if explicit.height else explicit
     return Matches(iri=matched, conflicts=conflicts, not_found=not_found, records=records,
                    strategy=strategy, requests=client.requests_sent - start, notes=notes,
-                   frame=frame)
+                   frame=frame, fetch_seconds=fetched)
 
 
 def _explicit(rows: pl.DataFrame) -> pl.DataFrame:

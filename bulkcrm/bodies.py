@@ -1,0 +1,245 @@
+"""Stage 4c: the organization writes of a plan, column-wise: POST and merge-patch bodies as JSON.
+
+Input `w`: one row per row to write, with
+- `row_number` (Int64), `iri` (String; null: create), `__changed` (List(String): the fields a
+  patch changes, `diff.changed_fields`; null for a create);
+- the mapped field columns (`mapping.map_rows`: String, Boolean, List(String), `PHONE_DTYPE`);
+- the matched record as it is (`<top>#r`, API shape of `match.records_schema`) and normalised
+  (`<field>#e`, `diff.records_frame`); null for a create.
+Output: an `OP_SCHEMA` frame (`planfile.py`), one operation per row, in the order of `w`.
+
+Body rules (issue 5, the same as `diff.create_body` / `diff.update`): a create sends every
+non-empty mapped field; a patch sends only the changed fields, lists complete (RFC 7396 replaces
+arrays; `merge` lists are the record's items plus the sheet's new ones) and `address` complete
+(crm-api.md §8.2); an emptied field is sent as null. `phoneType` is left out when null
+(crm-api.md §8.2: omission is allowed). Phone lists of patched records are merged by
+`diff.desired_phones` (per changed record: a number matches by its E.164 form).
+"""
+from __future__ import annotations
+
+import json
+
+import polars as pl
+
+from . import diff
+from .planfile import CHANGE_DTYPE, OP_SCHEMA
+from .template import Mapping, Template
+
+_EMPTY_JSON = ["null", "[]", "{}", '""']
+
+
+def json_value(expr: pl.Expr) -> pl.Expr:
+    """JSON text of each value of `expr` (any dtype; null -> `null`); phones without null types."""
+    text = pl.struct(expr.alias("v")).struct.json_encode().str.slice(5).str.head(-1)
+    return text.str.replace_all(',"phoneType":null', "", literal=True)
+
+
+def _or_null(text: pl.Expr) -> pl.Expr:
+    """JSON text, or null for an empty value (as `diff._js`)."""
+    return pl.when(text.is_in(_EMPTY_JSON)).then(None).otherwise(text)
+
+
+def _obj(frags: list[pl.Expr]) -> pl.Expr:
+    """A JSON object from `"key":value` fragments (null fragments left out)."""
+    if not frags:
+        return pl.lit("{}")
+    return pl.concat_str([pl.lit("{"), pl.concat_str(frags, separator=",", ignore_nulls=True), pl.lit("}")])
+
+
+def _frag(key: str, value_json: pl.Expr, when: pl.Expr) -> pl.Expr:
+    return pl.when(when).then(pl.concat_str([pl.lit(json.dumps(key) + ":"), value_json]))
+
+
+def _api(m: Mapping, col: pl.Expr) -> pl.Expr:
+    """A mapped column in API shape (e-mails as [{email}])."""
+    if m.kind == "emails":
+        return col.list.eval(pl.struct(pl.element().alias("email")))
+    return col
+
+
+def _groups(template: Template) -> dict[str, list[Mapping]]:
+    """Mappings by top-level body key (`address` gathers `address.*`), in template order."""
+    out: dict[str, list[Mapping]] = {}
+    for m in template.mappings:
+        out.setdefault(m.field.split(".")[0], []).append(m)
+    return out
+
+
+def _non_empty(m: Mapping, col: pl.Expr) -> pl.Expr:
+    if m.kind in ("emails", "phones", "list"):
+        return col.list.len() > 0
+    return col.is_not_null()
+
+
+# --- creates -----------------------------------------------------------------------------------
+
+def _creates(w: pl.DataFrame, template: Template) -> pl.DataFrame:
+    """POST bodies of new records (every non-empty field) and their `changes` (before null)."""
+    frags, changes = [], []
+    for top, ms in _groups(template).items():
+        if "." in ms[0].field:
+            value = _obj([_frag(m.field.split(".", 1)[1], json_value(pl.col(m.field)),
+                                pl.col(m.field).is_not_null()) for m in ms])
+            present = value != "{}"
+        else:
+            m = ms[0]
+            value, present = json_value(_api(m, pl.col(m.field))), _non_empty(m, pl.col(m.field))
+        frags.append(_frag(top, value, present))
+        changes.append((top, present, pl.lit(None, pl.String), value))
+    title = pl.col("title") if "title" in w.columns else pl.lit(None, pl.String)
+    out = w.select("row_number", pl.lit("create").alias("op"), pl.lit("POST").alias("method"),
+                   pl.lit("/organizations").alias("path"), _obj(frags).alias("body"), "iri",
+                   title.alias("title"), _identifiers(template, w.schema).alias("identifiers"),
+                   pl.lit(None, pl.String).alias("snapshot"))
+    return _with_changes(out, w, changes)
+
+
+def _with_changes(out: pl.DataFrame, w: pl.DataFrame, items: list[tuple]) -> pl.DataFrame:
+    """Add `changes` ([{field, before, after}]) from (field, present, before JSON, after JSON)
+    items: worked out in long form, only where a field is present."""
+    long = [w.filter(present).select("row_number", pl.lit(f).alias("field"), before.alias("before"),
+                                     after.alias("after")) for f, present, before, after in items]
+    if not long:
+        return out.with_columns(pl.lit([], dtype=CHANGE_DTYPE).alias("changes"))
+    grouped = pl.concat(long).with_row_index("__o").sort("row_number", "__o").group_by(
+        "row_number", maintain_order=True).agg(pl.struct("field", "before", "after").alias("changes"))
+    return out.join(grouped, on="row_number", how="left", maintain_order="left").with_columns(
+        pl.col("changes").fill_null(pl.lit([], dtype=CHANGE_DTYPE)))
+
+
+# --- patches -----------------------------------------------------------------------------------
+
+def _has(f: str) -> pl.Expr:
+    return pl.col("__changed").list.contains(pl.lit(f))
+
+
+def _desired(m: Mapping) -> pl.Expr:
+    """The value a patch sends for a changed field (API shape)."""
+    s = pl.col(m.field)
+    if m.kind in ("scalar", "bool"):
+        return s
+    if m.kind == "phones":
+        return pl.col(f"{m.field}@json")  # already JSON (see `_phone_json`)
+    existing = pl.col(f"{m.field}#r")
+    if m.kind == "emails":
+        existing = existing.list.eval(pl.element().struct.field("email"))
+    if m.policy == "merge":
+        new = s.fill_null([]).list.set_difference(pl.col(f"{m.field}#e").fill_null([]))
+        s = pl.concat_list(existing.fill_null(pl.lit([], dtype=pl.List(pl.String))), new)
+    return _api(m, s)
+
+
+def _desired_json(m: Mapping) -> pl.Expr:
+    return _desired(m) if m.kind == "phones" else json_value(_desired(m))
+
+
+def _before_json(m: Mapping) -> pl.Expr:
+    top, _, sub = m.field.partition(".")
+    raw = pl.col(f"{top}#r")
+    return json_value(raw.struct.field(sub) if sub else raw)
+
+
+def _patch_parts(template: Template, schema: dict) -> tuple[list, list, list]:
+    """Body fragments, `changes` structs and snapshot fragments of a merge patch."""
+    frags, changes, snap = [], [], []
+    for top, ms in _groups(template).items():
+        touched = pl.any_horizontal([_has(m.field) for m in ms])
+        if "." in ms[0].field:
+            subs = {m.field.split(".", 1)[1]: m for m in ms}
+            known = [f.name for f in schema[f"{top}#r"].fields]
+            inner = []
+            for k in known + [k for k in subs if k not in known]:
+                raw = pl.col(f"{top}#r").struct.field(k) if k in known else pl.lit(None, pl.String)
+                if k in subs:
+                    ch = _has(subs[k].field)
+                    value = pl.when(ch).then(pl.col(subs[k].field)).otherwise(raw)
+                    inner.append(_frag(k, json_value(value), ch | raw.is_not_null()))
+                else:
+                    inner.append(_frag(k, json_value(raw), raw.is_not_null()))
+            frags.append(_frag(top, _obj(inner), touched))
+        else:
+            frags.append(_frag(top, _desired_json(ms[0]), touched))
+        changes += [(m.field, _has(m.field), _or_null(_before_json(m)), _or_null(_desired_json(m)))
+                    for m in ms]
+        snap.append((top, touched))
+    return frags, changes, snap
+
+
+def _snapshot(snap: list[tuple[str, pl.Expr]]) -> pl.Expr:
+    """{top: the record's value} of each touched top-level field, keys sorted (drift check)."""
+    return _obj([_frag(top, json_value(pl.col(f"{top}#r")), touched) for top, touched in sorted(snap)])
+
+
+def _phone_json(w: pl.DataFrame, template: Template) -> pl.DataFrame:
+    """Add `phoneNumbers@json`: the merged phone list a patch sends (rows changing phones only)."""
+    m = template.mapping("phoneNumbers")
+    if m is None or "phoneNumbers#r" not in w.columns:
+        return w
+    todo = w.with_row_index("__i").filter(pl.col("iri").is_not_null() & _has("phoneNumbers"))
+    out: list[str | None] = [None] * w.height
+    cols = todo.select("__i", "phoneNumbers", "phoneNumbers#r", pl.col("phoneNumbers#e").list.eval(
+        pl.element().struct.field("phoneNumber")))
+    for i, sheet, before, norm in cols.iter_rows():
+        value = diff.desired_phones(m, sheet or [], before or [], norm or [], template)
+        out[i] = json.dumps(diff.api_value(m, value), ensure_ascii=False, separators=(",", ":"))
+    return w.with_columns(pl.Series("phoneNumbers@json", out, dtype=pl.String))
+
+
+# --- the operations frame ----------------------------------------------------------------------
+
+def _identifiers(template: Template, columns: dict[str, pl.DataType]) -> pl.Expr:
+    """{field: [values]} of the row's identifiers (finds a create whose answer was lost)."""
+    frags = []
+    for f in template.identifiers:
+        if f not in columns:
+            continue
+        col = pl.col(f)
+        if f == "phoneNumbers":
+            col = col.list.eval(pl.element().struct.field("phoneNumber"))
+        elif not isinstance(columns[f], pl.List):
+            col = pl.when(col.is_not_null() & (col != "")).then(pl.concat_list(col.cast(pl.String)))
+        frags.append(_frag(f, json_value(col), col.list.len() > 0))
+    return _obj(frags)
+
+
+def _depends(tags: list[str]) -> pl.Expr:
+    if not tags:
+        return pl.lit([], dtype=pl.List(pl.String))
+    return pl.concat_list([pl.when(pl.col("body").str.contains(f'"$ref:tag:{t}"', literal=True))
+                           .then(pl.lit(f"tag:{t}")) for t in tags]).list.drop_nulls()
+
+
+def _patches(w: pl.DataFrame, template: Template) -> pl.DataFrame:
+    """Merge-patch bodies of changed records, their `changes` and drift snapshots."""
+    w = _phone_json(w, template)
+    frags, changes, snap = _patch_parts(template, w.schema)
+    title = pl.col("title#r") if "title#r" in w.columns else pl.lit(None, pl.String)
+    out = w.select("row_number", pl.lit("patch").alias("op"), pl.lit("PATCH").alias("method"),
+                   pl.col("iri").alias("path"), _obj(frags).alias("body"), "iri", title.alias("title"),
+                   _identifiers(template, w.schema).alias("identifiers"), _snapshot(snap).alias("snapshot"))
+    return _with_changes(out, w, changes)
+
+
+def write_ops(w: pl.DataFrame, template: Template, tags: list[str]) -> pl.DataFrame:
+    """One create (POST) or merge patch (PATCH) per row of `w` (see module docstring).
+
+    Args:
+        w: the rows to write (module docstring); patches need the `#r` and `#e` columns.
+        tags: tag names the plan creates (`lookups.resolve_lookups`); bodies refer to them
+            as `$ref:tag:<name>` and depend on their operations.
+
+    Returns:
+        An `OP_SCHEMA` frame in row order: key `row:<n>`, op create | patch, bodies as JSON text.
+    """
+    creates, patches = w.filter(pl.col("iri").is_null()), w.filter(pl.col("iri").is_not_null())
+    parts = ([_creates(creates, template)] if creates.height else []) + \
+        ([_patches(patches, template)] if patches.height else [])
+    if not parts:
+        return pl.DataFrame(schema=OP_SCHEMA)
+    out = pl.concat(parts).sort("row_number")
+    return out.select(
+        pl.format("row:{}", pl.col("row_number")).alias("key"), "op", "method", "path", "body",
+        pl.concat_list(pl.col("row_number")).alias("row_numbers"), "iri", "title", "identifiers",
+        "snapshot", pl.col("changes").cast(CHANGE_DTYPE), pl.lit([], dtype=pl.List(pl.String)).alias("cleared"),
+        _depends(tags).alias("depends_on"), pl.lit("organizations").alias("resource"),
+        pl.lit([], dtype=pl.List(pl.String)).alias("content_key"))

@@ -1,0 +1,280 @@
+"""The plan as data: `Operation`, `Plan` (save/load as JSON) and `render_plan` (terraform-style text).
+
+`plan.plan` builds a `Plan` column-wise: its rows and its organization operations are polars
+frames (`ROW_SCHEMA`, `OP_SCHEMA`; bodies, identifiers and snapshots as JSON text). `Plan.rows`
+and `Plan.operations` are Python views of them (dicts, `Operation`s), made on first use and
+kept; from then on the lists are what the plan holds. The plan file is the same either way.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from .errors import PlanError
+from .template import SEARCHABLE_IDENTIFIERS
+
+SCHEMA_VERSION = 1
+WRITE_OPS = ("create", "patch", "replace")
+CONFLICT_TYPES = ("duplicate-row", "ambiguous-match")
+CHANGE_DTYPE = pl.List(pl.Struct({"field": pl.String, "before": pl.String, "after": pl.String}))
+"""`changes`: [{field, before, after}], values JSON-encoded (null = empty)."""
+ROW_SCHEMA = {"row_number": pl.Int64, "op": pl.String, "iri": pl.String, "title": pl.String,
+              "changes": CHANGE_DTYPE, "cleared": pl.List(pl.String), "note": pl.String,
+              "key": pl.String, "resource": pl.String}
+"""Columns of the rows frame (one row per input row); see `Plan.rows`."""
+OP_SCHEMA = {"key": pl.String, "op": pl.String, "method": pl.String, "path": pl.String,
+             "body": pl.String, "row_numbers": pl.List(pl.Int64), "iri": pl.String,
+             "title": pl.String, "identifiers": pl.String, "snapshot": pl.String,
+             "changes": CHANGE_DTYPE, "cleared": pl.List(pl.String),
+             "depends_on": pl.List(pl.String), "resource": pl.String,
+             "content_key": pl.List(pl.String)}
+"""Columns of the operations frame; `body`, `identifiers`, `snapshot` are JSON text."""
+_JSON_COLS = ("body", "identifiers", "snapshot")
+
+
+@dataclass
+class Operation:
+    """One write the plan will send.
+
+    Attributes:
+        key: unique within the plan (`row:12`, `tag:VIP`); the journal records it.
+        op: create | patch | replace. method: POST | PATCH | PUT. path: root-relative URL.
+        body: JSON body; strings `$ref:<key>` are replaced by the IRI another operation created.
+        row_numbers: input rows this operation serves. iri: target record (patch/replace).
+        identifiers: {field: [normalised values]} used to find a create whose answer was lost.
+        snapshot: record values of the touched fields at planning time (drift check).
+        changes: [{field, before, after}] (JSON-encoded values). cleared: fields a PUT empties.
+        depends_on: keys of operations that must be done first.
+        resource: organizations | organization_notes (issue 8).
+        content_key: for a note create, the content key fields that find it again when the
+            answer was lost (`notes.find_created_note`). A path may start with `$ref:<key>`
+            (a note of an organization created by operation `<key>`).
+    """
+
+    key: str
+    op: str
+    method: str
+    path: str
+    body: dict
+    row_numbers: list[int]
+    iri: str | None = None
+    title: str | None = None
+    identifiers: dict[str, list[str]] = field(default_factory=dict)
+    snapshot: dict | None = None
+    changes: list[dict] = field(default_factory=list)
+    cleared: list[str] = field(default_factory=list)
+    depends_on: list[str] = field(default_factory=list)
+    resource: str = "organizations"
+    content_key: list[str] = field(default_factory=list)
+
+
+def ops_frame(ops: list[Operation]) -> pl.DataFrame:
+    """`Operation`s as an `OP_SCHEMA` frame (bodies, identifiers, snapshots JSON-encoded)."""
+    cols: dict[str, list] = {f.name: [getattr(o, f.name) for o in ops] for f in fields(Operation)}
+    for c in _JSON_COLS:
+        cols[c] = [None if v is None else json.dumps(v, ensure_ascii=False) for v in cols[c]]
+    return pl.DataFrame(cols, schema=OP_SCHEMA)
+
+
+def _operations(frame: pl.DataFrame) -> list[Operation]:
+    out = []
+    for d in frame.iter_rows(named=True):
+        d["body"] = json.loads(d["body"])
+        d["identifiers"] = json.loads(d["identifiers"]) if d["identifiers"] else {}
+        d["snapshot"] = json.loads(d["snapshot"]) if d["snapshot"] else None
+        out.append(Operation(**d))
+    return out
+
+
+class Plan:
+    """A saved decision for every input row (JSON file, `schema_version` 1).
+
+    Attributes:
+        rows: one dict per input row: row_number, op, iri, title, changes, cleared, note, key,
+            resource (organizations | organization_notes); note rows also `sheet` and
+            `organization`; mirror deletes have row_number None. (`row_frame()`: as a frame.)
+        operations: the writes, in the order apply sends them.
+        issues: ISSUE_SCHEMA dicts (validation, lookups, conflicts).
+        requests_spent: requests used while planning (lookups).
+        target: base URL (never the key). template/input: paths with sha256 hashes.
+        timings: seconds per planning stage (read, map, validate, lookups, fetch, match, diff);
+            `fetch` is the network part: finding the records and decoding their pages.
+    """
+
+    _FIELDS = ("template", "template_sha256", "input", "input_sha256", "target", "mode", "strategy",
+               "created_at", "rows", "operations", "issues", "requests_spent", "sheet",
+               "schema_version", "notes", "timings")
+
+    def __init__(self, *, template: str, template_sha256: str, input: str, input_sha256: str,
+                 target: str, mode: str, strategy: str, created_at: str,
+                 rows: list[dict] | pl.DataFrame, operations: list[Operation] | pl.DataFrame,
+                 issues: list[dict], requests_spent: int, sheet: str | None = None,
+                 schema_version: int = SCHEMA_VERSION, notes: list[str] | None = None,
+                 timings: dict[str, float] | None = None):
+        self.template, self.template_sha256, self.input, self.input_sha256 = \
+            template, template_sha256, input, input_sha256
+        self.target, self.mode, self.strategy, self.created_at = target, mode, strategy, created_at
+        self.issues, self.requests_spent, self.sheet = issues, requests_spent, sheet
+        self.schema_version, self.notes, self.timings = schema_version, notes or [], timings or {}
+        self._rows, self._ops = rows, operations
+
+    @property
+    def rows(self) -> list[dict]:
+        if isinstance(self._rows, pl.DataFrame):
+            self._rows = self._rows.to_dicts()
+        return self._rows
+
+    @rows.setter
+    def rows(self, value: list[dict]) -> None:
+        self._rows = value
+
+    @property
+    def operations(self) -> list[Operation]:
+        if isinstance(self._ops, pl.DataFrame):
+            self._ops = _operations(self._ops)
+        return self._ops
+
+    @operations.setter
+    def operations(self, value: list[Operation]) -> None:
+        self._ops = value
+
+    def row_frame(self) -> pl.DataFrame:
+        """The rows as a frame (`ROW_SCHEMA` columns; note rows' extra keys left out)."""
+        if isinstance(self._rows, pl.DataFrame):
+            return self._rows
+        keep = [{k: r.get(k) for k in ROW_SCHEMA} for r in self._rows]
+        return pl.DataFrame(keep, schema=ROW_SCHEMA)
+
+    def n_operations(self) -> int:
+        """How many writes the plan holds (without making the `Operation` view)."""
+        return self._ops.height if isinstance(self._ops, pl.DataFrame) else len(self._ops)
+
+    def counts(self, resource: str | None = None) -> dict[str, int]:
+        """Rows per planned op (create, patch, replace, unchanged, skip, conflict, invalid, and
+        delete when there are any), of one resource or (None) of all."""
+        out = {k: 0 for k in ("create", "patch", "replace", "unchanged", "skip", "conflict", "invalid")}
+        rows = self.row_frame()
+        if resource is not None:
+            rows = rows.filter(pl.col("resource").fill_null("organizations") == resource)
+        for op, n in rows["op"].value_counts().iter_rows():
+            out[op] = out.get(op, 0) + n
+        return out
+
+    def estimate(self, requests_per_minute: float | None = 20) -> dict[str, float]:
+        """Requests apply will send and the minutes they take at `requests_per_minute`
+        (default 20, the tenant limit of crm-api.md §4; None: the rate of the real API).
+
+        Keys: `requests` (writes), `reconcile` (re-reads afterwards: `identifiers[]` 30 values a
+        request, one GET for a record without searchable identifiers), `minutes` (both together).
+        """
+        n = len(self.operations)
+        orgs = [o for o in self.operations if o.resource == "organizations" and o.path != "/tags"]
+        values = {v for o in orgs for f, vals in o.identifiers.items()
+                  if f in SEARCHABLE_IDENTIFIERS for v in vals}
+        bare = sum(1 for o in orgs if not any(f in SEARCHABLE_IDENTIFIERS for f in o.identifiers))
+        reconcile = -(-len(values) // 30) + bare
+        rate = requests_per_minute or 20
+        return {"requests": n, "reconcile": reconcile, "minutes": round((n + reconcile) / rate, 1),
+                "requests_per_minute": rate}
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {k: getattr(self, k) for k in self._FIELDS}
+        d["operations"] = [asdict(o) for o in self.operations]
+        d["counts"] = self.counts()
+        d["estimate"] = self.estimate()
+        return d
+
+    def save(self, path: str | Path) -> Path:
+        """Write the plan as JSON (UTF-8); returns the path."""
+        p = Path(path)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text(json.dumps(self.to_dict(), indent=1, ensure_ascii=False), encoding="utf-8")
+        return p
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Plan":
+        """Read a plan file. Raises PlanError when unreadable or of another schema version."""
+        try:
+            d = json.loads(Path(path).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as e:
+            raise PlanError(f"{path}: cannot read the plan: {e}") from None
+        if d.get("schema_version") != SCHEMA_VERSION:
+            raise PlanError(f"{path}: plan schema version {d.get('schema_version')} is not {SCHEMA_VERSION}")
+        d = {k: v for k, v in d.items() if k in cls._FIELDS}
+        d["operations"] = [Operation(**o) for o in d["operations"]]
+        return cls(**d)
+
+    @property
+    def sha256(self) -> str:
+        """Hash of the operations (the journal's binding). Note fields at their defaults are left
+        out, so an organizations plan hashes as before issue 8 and its journal still resumes."""
+        return hashlib.sha256(json.dumps([_hashed(o) for o in self.operations], sort_keys=True).encode()).hexdigest()
+
+
+def _hashed(op: Operation) -> dict:
+    d = asdict(op)
+    if d["resource"] == "organizations" and not d["content_key"]:
+        del d["resource"], d["content_key"]
+    return d
+
+
+def render_plan(p: Plan, *, requests_per_minute: float | None = 20, limit: int = 50) -> str:
+    """Terraform-style text: counts, then per record the fields before → after, then the cost.
+
+    Organizations and notes are counted on separate lines (`Plan:` and `Notes:`)."""
+    resources = {r.get("resource", "organizations") for r in p.rows}
+    lines = []
+    if "organizations" in resources or not resources:
+        lines.append("Plan: " + _count_text(p.counts("organizations")))
+    if "organization_notes" in resources:
+        lines.append(("Notes: " if lines else "Plan: notes: ") + _count_text(p.counts("organization_notes")))
+    lines += [f"  + tag {json.dumps(o.body.get('title'), ensure_ascii=False)} (create_missing)"
+              for o in p.operations if o.path == "/tags"]
+    reasons: dict[Any, list[str]] = {}
+    for i in p.issues:
+        if i["severity"] == "error" and i["type"] not in CONFLICT_TYPES:
+            reasons.setdefault(i["row_number"], []).append(i["message"])
+    listed = p.row_frame().filter(~pl.col("op").is_in(["unchanged", "skip"]))
+    for r in listed.head(limit).iter_rows(named=True):
+        lines += _row_lines(r)
+        if r["op"] == "invalid":
+            lines += [f"      {m}" for m in reasons.pop(r["row_number"], [])]
+    lines += [f"  ✗ {m}" for rn, ms in reasons.items() if rn is None for m in ms]  # whole-file issues
+    more = listed.height - min(limit, listed.height)
+    if more > 0:
+        lines.append(f"  … {more} more (see the plan file or the report)")
+    lines += [f"  note: {n}" for n in p.notes if n.startswith("mirror")]
+    est = p.estimate(requests_per_minute)
+    where = "" if requests_per_minute else " on the real API (the embedded sandbox has no limit)"
+    lines.append(f"{est['requests']} write request(s) + ≈{est['reconcile']} to reconcile ≈ {est['minutes']} min "
+                 f"at {est['requests_per_minute']:g}/min{where}; planning used {p.requests_spent} "
+                 f"request(s) ({p.strategy}).")
+    return "\n".join(lines)
+
+
+def _count_text(c: dict[str, int]) -> str:
+    text = (f"{c['create']} to create, {c['patch']} to patch, {c['replace']} to replace, "
+            f"{c['unchanged']} unchanged, {c['skip']} skipped, {c['conflict']} conflict(s), "
+            f"{c['invalid']} invalid")
+    return text + (f", {c['delete']} to delete." if c.get("delete") else ".")
+
+
+def _row_lines(r: dict) -> list[str]:
+    """A planned row: sign, (note) row number, op, IRI, title; changes and remarks below."""
+    sign = {"create": "+", "patch": "~", "replace": "±", "conflict": "!", "invalid": "✗",
+            "delete": "-"}[r["op"]]
+    what = "note " if r.get("resource") == "organization_notes" else ""
+    where = f"row {r['row_number']} " if r["row_number"] is not None else ""
+    lines = [f"  {sign} {what}{where}{r['op']} {r.get('iri') or ''} "
+             f"{json.dumps(r.get('title'), ensure_ascii=False)}".rstrip()]
+    if r["op"] in ("patch", "replace"):
+        lines += [f"      {ch['field']}: {ch['before'] or 'null'} → {ch['after'] or 'null'}" for ch in r["changes"]]
+        lines += [f"      {f}: cleared by PUT" for f in r.get("cleared") or []]
+    if r.get("note"):
+        lines.append(f"      {r['note']}")
+    return lines
