@@ -130,20 +130,51 @@ def _read_csv(p: Path, where: str, encoding: str | None, delimiter: str | None,
     if data[:4] in (b"PK\x03\x04", b"\xd0\xcf\x11\xe0"):
         raise InputError("this is an Excel workbook, not delimited text; rename it to .xlsx "
                          "(or .xls)", path=where)
-    text, enc = decode(data, encoding, where)
-    if delimiter is None:
-        delimiter = detect_delimiter(text)
-    elif len(delimiter) != 1:
-        raise InputError(f"--delimiter must be one character, not {delimiter!r}", path=where)
+    grid = tried = None
+    sample = _utf8_sample(data) if encoding is None else None
+    if sample is not None and (delimiter is None or len(delimiter) == 1):
+        # plain UTF-8 as `decode` would return it: polars' reads check the rest of the file
+        tried = delimiter or detect_delimiter(sample)
+        grid = _parse_regular(data, tried)
+    if grid is not None:
+        text, enc, delimiter = None, "utf-8", tried
+    else:
+        text, enc = decode(data, encoding, where)
+        if delimiter is None:
+            delimiter = detect_delimiter(text)
+        elif len(delimiter) != 1:
+            raise InputError(f"--delimiter must be one character, not {delimiter!r}",
+                             path=where)
     # when decoding changed nothing, the file's bytes are the UTF-8 of `text`: keep only them
-    if enc == "utf-8" and not data.startswith(codecs.BOM_UTF8) and b"\x00" not in data:
+    if text is None or (enc == "utf-8" and not data.startswith(codecs.BOM_UTF8)
+                        and b"\x00" not in data):
         del text
-        grid = parse_csv(None, delimiter, raw=data)
+        if grid is None:
+            grid = (_parse_irregular(None, delimiter, data) if delimiter == tried
+                    else parse_csv(None, delimiter, raw=data))
+        escaped = FORMULA_ESCAPE.encode() in data
     else:
         del data
         grid = parse_csv(text, delimiter)
+        escaped = FORMULA_ESCAPE in text
     frame, hdr, issues, _ = _finish(grid, where, header_row, None, delimiter)
-    return Sheet(restore_formula_escape(frame), issues, where, None, enc, delimiter, hdr)
+    frame = restore_formula_escape(frame) if escaped else frame  # no `'` anywhere: no-op
+    return Sheet(frame, issues, where, None, enc, delimiter, hdr)
+
+
+def _utf8_sample(data: bytes) -> str | None:
+    """The start of `data` decoded (`_SAMPLE_CHARS` + 1 characters or more, or all of it) when
+    `decode` would return the file unchanged as UTF-8 as far as the sample shows (not blank, no
+    BOM, no NUL, valid UTF-8); else None."""
+    if not data or data.isspace() or data.startswith(codecs.BOM_UTF8) or b"\x00" in data:
+        return None
+    head = data[:4 * _SAMPLE_CHARS + 8]
+    for cut in range(4 if len(head) < len(data) else 1):  # a character cut in two at the end
+        try:
+            return head[:len(head) - cut].decode("utf-8")
+        except UnicodeDecodeError:
+            continue
+    return None
 
 
 def restore_formula_escape(frame: pl.DataFrame) -> pl.DataFrame:
@@ -290,16 +321,88 @@ def parse_csv(text: str | None, delimiter: str, *, raw: bytes | None = None) -> 
             polars reads them as they are, and only one copy of a big file is held.
     """
     raw = text.encode() if raw is None else raw
-    grid = _parse_fast(raw, delimiter)
+    grid = _parse_regular(raw, delimiter)
+    return grid if grid is not None else _parse_irregular(text, delimiter, raw)
+
+
+def _parse_irregular(text: str | None, d: str, raw: bytes) -> pl.DataFrame:
+    """`parse_csv` for a file `_parse_regular` declined."""
+    grid = _parse_fast(raw, d)
     if grid is not None:
         return grid
-    return _parse_slow(text if text is not None else raw.decode("utf-8"), delimiter)
+    return _parse_slow(text if text is not None else raw.decode("utf-8"), d)
 
 
 _QUOTED = '"(?:[^"]|"")*"'
 """A quoted CSV field (RFC 4180 §2.5-2.7: doubled quotes inside)."""
 _MARK = "\x00"  # stands for a quoted field while lines are checked (`decode` removes NULs)
 _CHECK_ROWS = 250_000
+
+
+def _parse_regular(raw: bytes, d: str) -> pl.DataFrame | None:
+    """One polars pass over a regular file, or None (then `_parse_fast`, which checks per line).
+
+    Regular: what `_parse_fast` accepts, with no blank line and two or more fields, checked
+    without a pass per line: quotes by `_quote_counts`; field counts as polars raises on a row
+    longer than the first line, and the delimiters outside quotes (file bytes - cell bytes -
+    quotes not in cells - line ends) must number (fields - 1) per line, so no row is shorter.
+    """
+    db = d.encode()
+    if len(db) != 1 or db in b'"\r\n' or b"\x00" in raw or raw.endswith(db):
+        return None  # polars accepts one extra empty field at the end of a file without EOL
+    n_cr = raw.count(b"\r") if b"\r" in raw else 0
+    if n_cr and re.search(rb"\r(?!\n)", raw):  # a CR outside CRLF (faster than counting CRLF)
+        return None
+    n_nl = raw.count(b"\n")
+    n_lines = n_nl + (not raw.endswith(b"\n"))
+    end = raw.find(b"\n")
+    first = (raw if end < 0 else raw[:end]).decode("utf-8", "replace").removesuffix("\r")
+    try:
+        width = len(next(csv.reader([first], delimiter=d), []))
+    except csv.Error:  # a field over csv.field_size_limit()
+        return None
+    if width < 2:
+        return None
+    try:
+        counts = _quote_counts(raw, d) if b'"' in raw else (0, 0)
+        if counts is None:
+            return None
+        df = pl.read_csv(raw, has_header=False, separator=d, quote_char='"',
+                         schema=dict.fromkeys(_cols(width), pl.String))
+    except Exception:  # noqa: BLE001 - a row longer than the first...: the checking paths
+        return None
+    cell_bytes = sum(df.select(pl.all().str.len_bytes().sum()).row(0))
+    outside = len(raw) - cell_bytes - (counts[0] - counts[1]) - n_nl - n_cr
+    if df.height != n_lines or outside != (width - 1) * n_lines:
+        return None
+    return df.select(pl.int_range(1, n_lines + 1, dtype=pl.Int64).alias("row_number"),
+                     pl.lit(width, pl.Int64).alias("n_fields"), pl.all())
+
+
+def _quote_counts(raw: bytes, d: str) -> tuple[int, int] | None:
+    """(quote characters, escaped `""` pairs) when every quote is part of a whole quoted field
+    on one line (RFC 4180 section 2.5-2.7), else None. `raw`: UTF-8 without NUL or lone CR.
+
+    The text split at `"` alternates outside and inside parts. No inside part may hold a line
+    break; a non-empty outside part must end where a field starts (delimiter, line end; not
+    checked for the last part) and start where one ends (delimiter, CR, LF; not checked for the
+    first part). An empty outside part between two inside ones is an escaped quote.
+    """
+    # polars splits fastest with `"` as its line end: one row per part (null when empty; no
+    # row for an empty last part); the byte total proves the split
+    parts = pl.read_csv(raw, has_header=False, separator=_MARK, quote_char=None, eol_char='"',
+                        schema={"s": pl.String}).with_row_index("k")
+    quotes = parts.height - 1 + raw.endswith(b'"')
+    s, k = pl.col("s"), pl.col("k")
+    if quotes % 2 or parts.select(s.str.len_bytes().sum()).item() + quotes != len(raw) or \
+            parts.filter(k % 2 == 1).select(s.str.contains("\n", literal=True).any()).item():
+        return None
+    closes = (k == 0) | s.str.head(1).is_in([d, "\r", "\n"])  # the quote before this part
+    opens = (k == quotes) | s.str.tail(1).is_in([d, "\n"])  # the quote after it
+    bad, escapes = parts.filter(k % 2 == 0).select(  # null (empty) parts: never bad
+        (s.is_not_null() & ~(opens & closes)).any().alias("bad"),
+        (s.is_null() & (k > 0) & (k < quotes)).sum().alias("escapes")).row(0)
+    return None if bad else (quotes, escapes)
 
 
 def _parse_fast(raw: bytes, d: str) -> pl.DataFrame | None:
@@ -424,16 +527,14 @@ def _finish(grid: pl.DataFrame, where: str, header_row: int | None, sheet: str |
     has_empty = grid.select((pl.col(c) == "").any() for c in cells).row(0) if cells else ()
     grid = grid.with_columns(pl.when(pl.col(c) == "").then(None).otherwise(pl.col(c)).alias(c)
                              for c, e in zip(cells, has_empty) if e)
-    filled = pl.sum_horizontal([~_blank(c) for c in cells]) if cells else pl.lit(0)
-    rows = grid.with_columns(filled.alias("_filled"))
-    if not rows.select((pl.col("_filled") > 0).all()).item():
-        rows = rows.filter(pl.col("_filled") > 0)
+    rows = _drop_blank_rows(grid, cells)
     if rows.height == 0:
         raise InputError(empty, path=where)
     how = "given"
     if header_row is None:
         head = rows.head(_HEADER_SCAN_ROWS + 20)
-        header_row = int(head["row_number"][detect_header(head["_filled"].to_list())])
+        filled = head.select(pl.sum_horizontal([~_blank(c) for c in cells])).to_series()
+        header_row = int(head["row_number"][detect_header(filled.to_list())])
         how = "detected"
     hdr = rows.filter(pl.col("row_number") == header_row)
     if hdr.height == 0:
@@ -449,6 +550,21 @@ def _finish(grid: pl.DataFrame, where: str, header_row: int | None, sheet: str |
     return frame, header_row, issues, named
 
 
+def _drop_blank_rows(grid: pl.DataFrame, cells: list[str]) -> pl.DataFrame:
+    """The rows with a non-blank cell. Columns are checked one at a time, each only on the rows
+    blank in all columns before it (usually none after the first)."""
+    todo = None  # positions of the rows blank so far (None: all rows)
+    for c in cells:
+        col = grid[c] if todo is None else grid[c].gather(todo)
+        blank = col.is_null() | ~col.str.contains(r"\S")
+        todo = blank.arg_true() if todo is None else todo.filter(blank)
+        if todo.is_empty():
+            return grid
+    if todo is None:
+        return grid.clear()
+    return grid.filter(~pl.int_range(pl.len(), dtype=pl.UInt32).is_in(todo.implode()))
+
+
 def _check_header(texts: list[str], cells: list[str], data: pl.DataFrame, where: str,
                   header_row: int, how: str, sheet: str | None) -> dict[str, str]:
     """Return {grid column: header} for named columns; raise on blank headers over data or
@@ -456,8 +572,10 @@ def _check_header(texts: list[str], cells: list[str], data: pl.DataFrame, where:
     def pos(i: int) -> str:
         return f"column {column_letter(int(cells[i][1:]))}" if sheet is not None \
             else f"column {i + 1}"
-    has_data = data.select((~_blank(c)).any().alias(c) for c in cells).row(0) if cells else ()
-    blank = [pos(i) for i, t in enumerate(texts) if not t and has_data[i]]
+    unnamed = [c for c, t in zip(cells, texts) if not t]
+    has_data = dict(zip(unnamed, data.select((~_blank(c)).any() for c in unnamed).row(0))
+                    if unnamed else ())
+    blank = [pos(i) for i, t in enumerate(texts) if not t and has_data[cells[i]]]
     where_hdr = f"header row {header_row} ({how})"
     if blank:
         raise InputError(f"{where_hdr} has no header text in {', '.join(blank)} although the "

@@ -102,6 +102,36 @@ def test_blank_lines_are_skipped_but_counted(tmp_path):
     assert rows(sheet) == [(3, "1", "2"), (6, "3", "4")]
 
 
+def test_regular_file_read_in_one_pass(tmp_path):
+    text = 'name,note,city\r\n"Smith, J","say ""hi""",Zürich\r\n"",x,"a,b"\r\n'
+    sheet = read(write(tmp_path, "r.csv", text))
+    assert (sheet.encoding, sheet.issues) == ("utf-8", [])
+    assert rows(sheet) == [(2, "Smith, J", 'say "hi"', "Zürich"), (3, None, "x", "a,b")]
+
+
+def test_stray_quotes_read_as_the_csv_module_does(tmp_path):
+    sheet = read(write(tmp_path, "s.csv", 'a,b,c\n"x"y,2,3\nq "r",s,t\n'))
+    assert rows(sheet) == [(2, "xy", "2", "3"), (3, 'q "r"', "s", "t")]
+
+
+@pytest.mark.parametrize(("text", "short", "issues"), [
+    ("a,b,c\n1,2\n3,4,5,", 2, [("warning", 2, None)]),  # extra empty field at the very end
+    ("a,b,c\n1,2,3,x\n4,5\n", 3, [("error", 2, "x"), ("warning", 3, None)]),
+])
+def test_long_and_short_rows_that_balance_out(tmp_path, text, short, issues):
+    # as many delimiters in all as regular rows would have: each row is still counted
+    sheet = read(write(tmp_path, "l.csv", text))
+    assert [r[0] for r in rows(sheet) if r[-1] is None] == [short]
+    assert [(i.severity, i.row_number, i.value) for i in sheet.issues] == issues
+
+
+def test_utf8_start_then_cp1252(tmp_path):
+    data = ("a,b\n" + "x,y\n" * 40_000).encode() + "é,z\n".encode("cp1252")
+    sheet = read(write(tmp_path, "c.csv", data))
+    assert (sheet.encoding, sheet.frame.height, rows(sheet)[-1]) == ("cp1252", 40_001,
+                                                                     (40_002, "é", "z"))
+
+
 def test_null_byte_does_not_crash(tmp_path):
     assert rows(read(write(tmp_path, "n.csv", b"a,b,c\n\x00,2,3\n"))) == [(2, None, "2", "3")]
 
