@@ -128,9 +128,10 @@ def records_frame(records: list[dict] | pl.DataFrame, template: Template) -> pl.
     return raw.select(cols)
 
 
-def _existing_expr(m: Mapping, template: Template, region: pl.Expr) -> pl.Expr:
+def _existing_expr(m: Mapping, template: Template, region: pl.Expr, col: pl.Expr | None = None) -> pl.Expr:
     top, _, sub = m.field.partition(".")
-    col = pl.col(top).struct.field(sub) if sub else pl.col(top)
+    if col is None:
+        col = pl.col(top).struct.field(sub) if sub else pl.col(top)
     norm = m.rules.get("normalise")
     if m.kind == "emails":
         return col.list.eval(pl.element().struct.field("email").str.strip_chars().str.to_lowercase()).fill_null([])
@@ -144,19 +145,84 @@ def _existing_expr(m: Mapping, template: Template, region: pl.Expr) -> pl.Expr:
     return col if m.kind == "bool" else pl.when(col.str.strip_chars() == "").then(None).otherwise(col)
 
 
-def changed_fields(rows: pl.DataFrame, existing: pl.DataFrame, template: Template) -> pl.DataFrame:
+def existing_values(rows: pl.DataFrame, raw: pl.DataFrame, template: Template) -> pl.DataFrame:
+    """The matched records' values normalised as `records_frame` does, one row per row of `rows`,
+    normalising only the values that differ from the row's (a record value equal to the sheet's
+    already holds what the row asks for, so it is taken as it is).
+
+    Args:
+        rows: mapped rows with `row_number`, `iri` (non-null, one row per record) and fields.
+        raw: `raw_records_frame` of (at least) those records.
+
+    Returns:
+        frame `row_number`, `iri` and one column per mapped field, phone numbers in E.164.
+    """
+    r = rows.join(raw.rename({"@id": "iri"}).rename(lambda c: c if c == "iri" else f"{c}#r"),
+                  on="iri", how="inner", maintain_order="left")
+    out = [r["row_number"], r["iri"]]
+    for m in template.mappings:
+        top, _, sub = m.field.partition(".")
+        raw_col = pl.col(f"{top}#r").struct.field(sub) if sub else pl.col(f"{top}#r")
+        full = _existing_expr(m, template, pl.lit(None, pl.String), raw_col)
+        if m.kind == "phones":
+            out.append(r.select(full.alias(m.field)).to_series())
+            continue
+        plain = raw_col.list.eval(pl.element().struct.field("email")) if m.kind == "emails" else raw_col
+        same = plain.eq_missing(pl.col(m.field)) & raw_col.is_not_null()
+        out.append(_where_differs(r, same, pl.col(m.field), full, m.field))
+    frame = pl.DataFrame(out)
+    if template.mapping("phoneNumbers"):
+        frame = _normalise_phones_where_differ(frame, rows, template)
+    return frame
+
+
+def _where_differs(r: pl.DataFrame, same: pl.Expr, sheet: pl.Expr, full: pl.Expr, name: str) -> pl.Series:
+    """`sheet` where `same`, else `full` (evaluated on those rows only)."""
+    mask = r.select(same.fill_null(False)).to_series()
+    if mask.all():
+        return r.select(sheet.alias(name)).to_series()
+    return _merge(r, mask, sheet.alias(name), full.alias(name))
+
+
+def _merge(r: pl.DataFrame, mask: pl.Series, where_true: pl.Expr, where_false: pl.Expr) -> pl.Series:
+    """One column of `r`: `where_true` on the rows of `mask`, `where_false` on the others (each
+    evaluated on its rows only)."""
+    used = dict.fromkeys(where_true.meta.root_names() + where_false.meta.root_names())
+    r = r.select(list(used)).with_columns(mask.alias("__m")).with_row_index("__i")  # filter few columns
+    parts = [r.filter(pl.col("__m")).select("__i", where_true), r.filter(~pl.col("__m")).select("__i", where_false)]
+    return pl.concat(parts).sort("__i").to_series(1)
+
+
+def _normalise_phones_where_differ(frame: pl.DataFrame, rows: pl.DataFrame, template: Template) -> pl.DataFrame:
+    """Record phone numbers to E.164 (record's country as region), skipping the rows whose
+    numbers are already exactly the sheet's."""
+    numbers = pl.col("phoneNumbers").list.eval(pl.element().struct.field("phoneNumber"))
+    sheet = rows.select("row_number", numbers.alias("__s"))
+    j = frame.join(sheet, on="row_number", how="left", maintain_order="left")
+    mask = j.select(numbers.eq_missing(pl.col("__s")).fill_null(False)).to_series()
+    if mask.all():
+        return frame
+    part = frame.filter(~mask).rename(lambda c: c if c in ("row_number", "iri") else f"{c}#e")
+    done = normalise_existing_phones(part, template).select("row_number", pl.col("phoneNumbers#e").alias("__n"))
+    merged = frame.join(done, on="row_number", how="left", maintain_order="left")
+    return frame.with_columns(merged.select(pl.coalesce("__n", "phoneNumbers").alias("phoneNumbers")))
+
+
+def changed_fields(rows: pl.DataFrame, existing: pl.DataFrame, template: Template, *,
+                   on: str = "iri", phones_normalised: bool = False) -> pl.DataFrame:
     """Per matched row, the list of fields whose desired value differs from the record.
 
     Args:
         rows: mapped rows with `row_number`, `iri` (non-null) and field columns.
-        existing: `records_frame(...)` of the matched records.
+        existing: `records_frame(...)` of the matched records (joined `on="iri"`), or
+            `existing_values(...)` (joined `on="row_number"`, `phones_normalised=True`).
 
     Returns:
         frame `row_number` (Int64), `iri` (String), `changed` (List(String)).
     """
-    ex = existing.rename({c: f"{c}#e" for c in existing.columns if c != "iri"})
-    joined = rows.join(ex, on="iri", how="left")
-    if "phoneNumbers" in rows.columns:
+    ex = existing.rename({c: f"{c}#e" for c in existing.columns if c not in ("iri", "row_number")})
+    joined = rows.join(ex.drop("iri" if on == "row_number" else "row_number", strict=False), on=on, how="left")
+    if "phoneNumbers" in rows.columns and not phones_normalised:
         joined = normalise_existing_phones(joined, template)
     flags = [_changed_expr(m, template).alias(m.field) for m in template.mappings]
     if not flags:

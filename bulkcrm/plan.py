@@ -185,8 +185,9 @@ def _decide(mapped: pl.DataFrame, rows: pl.DataFrame, matches, template: Templat
     hit = matched.select(pl.col("iri").alias("@id")).unique()
     raw = matches.frame.join(hit, on="@id", how="semi")
     matches.frame = None  # not needed any more
-    existing = diff.records_frame(raw, template)
-    changed = diff.changed_fields(matched, existing, template) if matched.height else \
+    existing = diff.existing_values(matched, raw, template)
+    changed = diff.changed_fields(matched, existing, template, on="row_number", phones_normalised=True) \
+        if matched.height else \
         pl.DataFrame(schema={"row_number": pl.Int64, "iri": pl.String, "changed": pl.List(pl.String)})
     changed = changed.select("row_number", "changed").filter(pl.col("changed").list.len() > 0)
     w = _write_rows(ok, changed, mode, template)
@@ -215,14 +216,12 @@ def _write_rows(ok: pl.DataFrame, changed: pl.DataFrame, mode: str, template: Te
 
 def _with_records(w: pl.DataFrame, raw: pl.DataFrame, existing: pl.DataFrame,
                   template: Template) -> pl.DataFrame:
-    """`w` plus the matched record's raw (`<top>#r`) and normalised (`<field>#e`) values."""
+    """`w` plus the matched record's raw (`<top>#r`) and normalised (`<field>#e`,
+    `diff.existing_values`) values."""
     r = raw.rename({c: f"{c}#r" for c in raw.columns if c != "@id"}).rename({"@id": "iri"})
-    e = existing.rename({c: f"{c}#e" for c in existing.columns if c != "iri"})
-    out = w.join(r, on="iri", how="left", maintain_order="left").join(e, on="iri", how="left",
-                                                                      maintain_order="left")
-    if "phoneNumbers#e" in out.columns:
-        out = diff.normalise_existing_phones(out, template)
-    return out
+    e = existing.drop("iri").rename({c: f"{c}#e" for c in existing.columns if c not in ("iri", "row_number")})
+    return w.join(r, on="iri", how="left", maintain_order="left").join(e, on="row_number", how="left",
+                                                                       maintain_order="left")
 
 
 def _replace_ops(updates: pl.DataFrame, records: dict[str, dict], template: Template,
