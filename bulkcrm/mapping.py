@@ -18,6 +18,7 @@ Values that cannot be cleaned pass through unchanged; `validate` reports them.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 import polars as pl
@@ -29,6 +30,9 @@ from .transforms import apply_transforms
 PHONE_DTYPE = pl.List(pl.Struct({"phoneNumber": pl.String, "phoneType": pl.String}))
 _LIST_KINDS = ("list", "emails")
 _IDX = "__idx"
+_HIDDEN = "__m."
+"""Prefix of `_map`'s intermediate columns."""
+_REGION = "__region"
 _CHUNK_ROWS = 250_000
 """Rows mapped at a time (every step is row-wise, so chunks give the same frame)."""
 
@@ -54,26 +58,67 @@ def map_rows(frame: pl.DataFrame, template: Template, *, path: str | None = None
 
 
 def _map(frame: pl.DataFrame, template: Template) -> pl.DataFrame:
-    df = _null_tokens(frame, template).with_row_index(_IDX)
+    """Null tokens first, then `_Plan`'s passes of column expressions, each pass one polars
+    call whose expressions run side by side (eager: cheaper here than one lazy query); then
+    the phone and raw identifier items of each row are stacked into its list."""
+    df = frame.with_columns(e.alias(c) for c, e in _null_tokens(frame, template).items())
+    plan = _Plan()  # pass 0 reads the sheet; passes 1 and 2 what the passes before made
     scalar_maps = [m for m in template.mappings if m.kind in ("scalar", "bool")]
-    out = df.select(_IDX, "row_number", *[_scalar_expr(m, template).alias(m.field) for m in scalar_maps],
-                    *[pl.col(m.sources[0].column).str.strip_chars().alias(f"__raw.{m.field}")
-                      for m in scalar_maps if m.kind == "bool" and m.sources[0].column])
+    for m in scalar_maps:
+        plan.output(m.field, plan.add(m.field, _scalar_expr(m, template)))
+    for m in scalar_maps:
+        if m.kind == "bool" and m.sources[0].column:
+            plan.output(f"__raw.{m.field}", _trimmed(m.sources[0].column))
     for m in template.mappings:
         if m.kind in _LIST_KINDS:
-            out = out.join(_list_frame(df, m, template), on=_IDX, how="left")
+            _list_field(m, template, plan)
         elif m.kind == "phones":
-            region = out.select(_IDX, _region_expr(template, out).alias("__region"))
-            cols = {c for s in m.sources for c in (s.column, s.type_column) if c}
-            phones = df.select(_IDX, *sorted(cols)).join(region, on=_IDX)
-            out = out.join(_phone_frame(phones, m, template), on=_IDX, how="left")
+            _phones(m, template, plan)
     for f in template.identifiers:
-        out = out.join(_raw_identifiers(df, template.mapping(f)), on=_IDX, how="left")
-    out = out.with_columns(_empty_list(c, out.schema[c]) for c in out.columns
-                           if isinstance(out.schema[c], pl.List))
+        _raw_identifiers(template.mapping(f), plan)
     if template.iri_column and template.iri_column in frame.columns:
-        out = out.with_columns(df[template.iri_column].str.strip_chars().alias("__iri"))
-    return out.sort(_IDX).drop(_IDX)
+        plan.output("__iri", _trimmed(template.iri_column))
+    for step in plan.passes:
+        df = df.with_columns(e.alias(n) for n, e in step.items()) if step else df
+    items = [c for cs in plan.stacked.values() for c in cs]
+    later = {*plan.stacked, *(m.field for m in plan.long)}
+    out = df.select(*(e.alias(n) for n, e in plan.outputs.items() if n not in later), *items)
+    out = out.with_columns(*(_stack([out[c] for c in cs]).alias(n)
+                             for n, cs in plan.stacked.items()),
+                           *(_long_phones(df, m, template) for m in plan.long))
+    out = out.select(list(plan.outputs))
+    return out.with_columns(_empty_list(c, out.schema[c]) for c in out.columns
+                            if isinstance(out.schema[c], pl.List) and out[c].has_nulls())
+
+
+@dataclass
+class _Plan:
+    """`_map`'s work as passes of column expressions over the nulled sheet: each pass may
+    read the sheet and the hidden (`_HIDDEN`) columns of the passes before it; `outputs` are
+    the mapped frame's columns, in order, over all of them."""
+
+    passes: list[dict[str, pl.Expr]] = field(default_factory=lambda: [{}, {}, {}])
+    outputs: dict[str, pl.Expr] = field(default_factory=lambda: {"row_number": pl.col("row_number")})
+    stacked: dict[str, list[str]] = field(default_factory=dict)
+    """Output column -> the hidden item columns `_stack` lists per row."""
+    long: list[Mapping] = field(default_factory=list)
+    """Phone fields with a split source (`_long_phones`)."""
+
+    def add(self, name: str, expr: pl.Expr, step: int = 0) -> pl.Expr:
+        """Compute hidden column `name` in pass `step` (once per name); return a reference."""
+        self.passes[step].setdefault(_HIDDEN + name, expr)
+        return pl.col(_HIDDEN + name)
+
+    def output(self, name: str, expr: pl.Expr) -> None:
+        self.outputs[name] = expr
+
+    def stack(self, name: str, items: list[pl.Expr], dtype: pl.DataType, step: int) -> None:
+        """Output `name` lists each row's non-null `items` (computed in pass `step`), in order."""
+        self.outputs[name] = pl.lit(None, dtype=dtype)  # keeps the column's place
+        if items:
+            self.stacked[name] = [f"{_HIDDEN}{name}#{i}" for i in range(len(items))]
+            for i, item in enumerate(items):
+                self.add(f"{name}#{i}", item, step)
 
 
 def _check_columns(frame: pl.DataFrame, template: Template, path: str | None) -> None:
@@ -87,16 +132,28 @@ def _check_columns(frame: pl.DataFrame, template: Template, path: str | None) ->
             path=path, row_number=1)
 
 
-def _null_tokens(frame: pl.DataFrame, template: Template) -> pl.DataFrame:
-    """Trimmed empty cells and the template's null tokens become null (never anything else)."""
-    cols = [c for c in template.columns if c in frame.columns]
+def _null_tokens(frame: pl.DataFrame, template: Template) -> dict[str, pl.Expr]:
+    """Trimmed empty cells and the template's null tokens become null (never anything else):
+    the expression per column that needs it. Without null tokens only the columns a field
+    takes untransformed need it: every transform trims first (a blank cell gives what an
+    empty one gives), and `_map` trims and drops blanks wherever it reads a cell itself."""
     tokens = [t.strip() for t in template.null_tokens]
-    exprs = []
+    cols = [c for c in template.columns if c in frame.columns]
+    if not tokens:
+        raw = {m.sources[0].column for m in template.mappings if m.kind in ("scalar", "bool")
+               and m.sources[0].column and not chain(m, m.sources[0], template)}
+        cols = [c for c in cols if c in raw]
+    exprs = {}
     for c in cols:
         trimmed = pl.col(c).str.strip_chars()
         is_null = (trimmed == "") | trimmed.is_in(tokens) if tokens else trimmed == ""
-        exprs.append(pl.when(is_null).then(None).otherwise(pl.col(c)).alias(c))
-    return frame.with_columns(exprs)
+        exprs[c] = pl.when(is_null).then(None).otherwise(pl.col(c))
+    return exprs
+
+
+def _trimmed(column: str) -> pl.Expr:
+    """The column's cells trimmed, blank ones null."""
+    return pl.col(column).str.strip_chars().replace("", None)
 
 
 def _specs(source: Source) -> list:
@@ -111,7 +168,7 @@ def _normaliser(m: Mapping, source: Source, template: Template,
         name = "iri"
     if not name:
         return []
-    named = {(next(iter(s)) if isinstance(s, dict) else s) for s in _specs(source)}
+    named = {_name(s) for s in _specs(source)}
     if name in named:
         return []
     opts: dict[str, Any] = {}
@@ -136,6 +193,10 @@ def _clean(expr: pl.Expr, m: Mapping, source: Source, template: Template,
     return apply_transforms(expr, specs, direction="clean", context=context) if specs else expr
 
 
+def _name(spec: Any) -> str:
+    return next(iter(spec)) if isinstance(spec, dict) else spec
+
+
 def _with_defaults(spec: Any, m: Mapping, template: Template) -> Any:
     """Fill options the template leaves out: the IRI collection, the default phone region."""
     name, opts = (next(iter(spec.items())) if isinstance(spec, dict) else (spec, {}))
@@ -154,68 +215,139 @@ def _scalar_expr(m: Mapping, template: Template) -> pl.Expr:
     return _clean(pl.col(s.column), m, s, template)
 
 
-def _list_frame(df: pl.DataFrame, m: Mapping, template: Template) -> pl.DataFrame:
-    """Explode split cells to one item per row, clean the items, gather them per row."""
-    parts = []
-    for s in m.sources:
+def _region(template: Template) -> pl.Expr:
+    """Each row's phone region: its cleaned `address.country` (a hidden column of pass 0),
+    else the default region."""
+    default = pl.lit(template.default_region, dtype=pl.String)
+    if template.mapping("address.country") is None:
+        return default
+    return pl.col(_HIDDEN + "address.country").fill_null(default)
+
+
+def _items(sources: list[Source], default_split: str | None, constants: bool,
+           plan: _Plan) -> pl.Expr:
+    """The trimmed, non-empty items of a row's cells (split on each source's `split`, else
+    `default_split`, else whole) and constants, in source order, as a list (a hidden column
+    of pass 0, shared by fields with the same items)."""
+    parts, key = [], []
+    for s in sources:
         if s.column is None:
-            parts.append(df.select(_IDX, pl.lit(s.value, dtype=pl.String).alias("__item")))
+            if constants:
+                parts.append((pl.lit(s.value, dtype=pl.String), False))
+                key.append(("value", s.value))
             continue
-        items = df.select(_IDX, pl.col(s.column).str.split(s.split or ";").alias("__item"))
-        parts.append(items.explode("__item"))
-    long = pl.concat(parts).with_columns(pl.col("__item").str.strip_chars())
-    long = long.filter(pl.col("__item").is_not_null() & (pl.col("__item") != ""))
-    # every source of a list field shares the first source's transforms
-    long = long.with_columns(_clean(pl.col("__item"), m, m.sources[0], template).alias("__item"))
-    return long.group_by(_IDX, maintain_order=True).agg(pl.col("__item").unique(maintain_order=True).alias(m.field))
+        sep = s.split or default_split
+        parts.append((pl.col(s.column).str.split(sep) if sep else pl.col(s.column), bool(sep)))
+        key.append((s.column, sep))
+    if len(parts) == 1 and parts[0][1]:
+        items = parts[0][0]
+    else:  # a null list would null the whole row
+        items = pl.concat_list([p.fill_null(pl.lit([], dtype=pl.List(pl.String))) if is_list else p
+                                for p, is_list in parts])
+    items = items.list.eval(pl.element().str.strip_chars())
+    items = items.list.filter(pl.element().is_not_null() & (pl.element() != ""))
+    return plan.add(f"items{key}", items)
+
+
+def _list_field(m: Mapping, template: Template, plan: _Plan) -> None:
+    """A list field: its items (split cells and constants), cleaned, each once per row.
+    Every source of a list field shares the first source's transforms."""
+    items = _items(list(m.sources), ";", True, plan)
+    specs = chain(m, m.sources[0], template)
+    if specs:
+        items = plan.add(m.field, items.list.eval(apply_transforms(pl.element(), specs)), 1)
+    plan.output(m.field, plan.add(f"{m.field}#unique", _unique(items), 2))
+
+
+def _unique(items: pl.Expr) -> pl.Expr:
+    """Each list without repeated items (first kept); only lists with a repeat are rebuilt."""
+    repeats = items.list.n_unique() < items.list.len()
+    return pl.coalesce(pl.when(repeats).then(items).list.unique(maintain_order=True), items)
+
+
+def _type_expr(s: Source) -> pl.Expr:
+    typ = (_trimmed(s.type_column).str.to_lowercase() if s.type_column
+           else pl.lit(s.phone_type, dtype=pl.String))
+    return typ.replace(dict(s.type_map)) if s.type_map else typ
+
+
+def _phones(m: Mapping, template: Template, plan: _Plan) -> None:
+    """Phone sources without split: one cleaned number per cell; a row lists its numbers in
+    source order, each once (first type kept). A split source takes `_long_phones`."""
+    sources = [s for s in m.sources if s.column]
+    if any(s.split for s in sources):
+        plan.long.append(m)
+        plan.output(m.field, pl.lit(None, dtype=PHONE_DTYPE))
+        return
+    nums, present, items = [], [], []
+    for i, s in enumerate(sources):
+        num = plan.add(f"{m.field}#num{i}", _clean(pl.col(s.column), m, s, template,
+                                                    context={"region": _region(template)}), 1)
+        typ = plan.add(f"{m.field}#type{i}", _type_expr(s)) if s.type_column else _type_expr(s)
+        if [_name(spec) for spec in chain(m, s, template)] == ["phone"]:
+            has = num.is_not_null()  # the phone transform gives null for a blank cell only
+        else:
+            has = plan.add(f"{m.field}#has{i}",
+                           (pl.col(s.column).str.strip_chars() != "").fill_null(False))
+        seen = [h & n.eq_missing(num) for h, n in zip(present, nums)]
+        keep = has & ~pl.any_horizontal(seen) if seen else has
+        items.append(pl.when(keep).then(pl.struct(num.alias("phoneNumber"), typ.alias("phoneType"))))
+        nums.append(num)
+        present.append(has)
+    plan.stack(m.field, items, PHONE_DTYPE, 2)
+
+
+def _long_phones(base: pl.DataFrame, m: Mapping, template: Template) -> pl.Series:
+    df = base.with_row_index(_IDX).with_columns(_region(template).alias(_REGION))
+    phones = _phone_frame(df, m, template)
+    return df.select(_IDX).join(phones, on=_IDX, how="left", maintain_order="left")[m.field]
 
 
 def _phone_frame(df: pl.DataFrame, m: Mapping, template: Template) -> pl.DataFrame:
+    """Explode split cells to one number per row, clean them, gather them per row."""
     parts = []
     for s in m.sources:
         if s.column is None:
             continue
-        type_expr = (pl.col(s.type_column).str.strip_chars().str.to_lowercase() if s.type_column
-                     else pl.lit(s.phone_type, dtype=pl.String))
-        if s.type_map:
-            type_expr = type_expr.replace(dict(s.type_map))
         items = df.select(_IDX, pl.col(s.column).str.split(s.split).alias("__num") if s.split
-                          else pl.col(s.column).alias("__num"), type_expr.alias("__type"), "__region")
+                          else pl.col(s.column).alias("__num"), _type_expr(s).alias("__type"), _REGION)
         items = items.explode("__num") if s.split else items
         items = items.filter(pl.col("__num").str.strip_chars().str.len_chars() > 0)
         items = items.with_columns(_clean(pl.col("__num"), m, s, template,
-                                          context={"region": pl.col("__region")}).alias("__num"))
+                                          context={"region": pl.col(_REGION)}).alias("__num"))
         parts.append(items)
-    if not parts:
-        return df.select(_IDX, pl.lit(None, dtype=PHONE_DTYPE).alias(m.field)).head(0)
     long = pl.concat(parts).unique([_IDX, "__num"], keep="first", maintain_order=True)
     return long.group_by(_IDX, maintain_order=True).agg(
         pl.struct(pl.col("__num").alias("phoneNumber"), pl.col("__type").alias("phoneType")).alias(m.field))
 
 
-def _region_expr(template: Template, out: pl.DataFrame) -> pl.Expr:
-    if "address.country" in out.columns:
-        return pl.col("address.country").fill_null(pl.lit(template.default_region, dtype=pl.String))
-    return pl.lit(template.default_region, dtype=pl.String)
+def _raw_identifiers(m: Mapping, plan: _Plan) -> None:
+    """The identifier values as the sheet wrote them (trimmed), one list per row, each once."""
+    name = f"__raw.{m.field}"
+    sources = [s for s in m.sources if s.column]
+    if any(s.split for s in sources):
+        items = _items(sources, None, False, plan)
+        plan.output(name, plan.add(f"{name}#unique", _unique(items), 1))
+        return
+    values, items = [], []
+    for i, s in enumerate(sources):
+        value = plan.add(f"{name}#value{i}", _trimmed(s.column))
+        seen = [(v == value).fill_null(False) for v in values]
+        items.append(pl.when(~pl.any_horizontal(seen)).then(value) if seen else value)
+        values.append(value)
+    plan.stack(name, items, pl.List(pl.String), 1)
+
+
+def _stack(columns: list[pl.Series]) -> pl.Series:
+    """Row i: the non-null values of columns[0][i], columns[1][i], ... as a list."""
+    n, k = len(columns[0]), len(columns)
+    flat = pl.concat(columns)
+    if k > 1:  # row-major order: row 0's values, then row 1's, ...
+        pos = pl.int_range(n * k, eager=True)
+        flat = flat.gather(pos % k * n + pos // k)
+    lists = flat.reshape((n, k)).arr.to_list() if n else pl.Series([], dtype=pl.List(flat.dtype))
+    return lists.list.filter(pl.element().is_not_null())
 
 
 def _empty_list(column: str, dtype: pl.DataType) -> pl.Expr:
     return pl.col(column).fill_null(pl.lit([], dtype=dtype))
-
-
-def _raw_identifiers(df: pl.DataFrame, m: Mapping) -> pl.DataFrame:
-    """The identifier values as the sheet wrote them (trimmed), one list per row."""
-    parts = []
-    for s in m.sources:
-        if s.column is None:
-            continue
-        col = pl.col(s.column).str.split(s.split) if s.split else pl.col(s.column)
-        part = df.select(_IDX, col.alias("__raw"))
-        parts.append(part.explode("__raw") if s.split else part)
-    name = f"__raw.{m.field}"
-    if not parts:
-        return df.select(_IDX, pl.lit([], dtype=pl.List(pl.String)).alias(name))
-    long = pl.concat(parts).with_columns(pl.col("__raw").str.strip_chars())
-    long = long.filter(pl.col("__raw").is_not_null() & (pl.col("__raw") != ""))
-    return long.group_by(_IDX).agg(pl.col("__raw").unique().alias(name))
-

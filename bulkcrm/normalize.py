@@ -31,8 +31,8 @@ from bulkcrm.errors import TemplateError
 
 def trimmed(expr: pl.Expr) -> pl.Expr:
     """Return `expr` as text with surrounding whitespace stripped; empty text becomes null."""
-    s = expr.cast(pl.String).str.strip_chars()
-    return pl.when(s == "").then(None).otherwise(s)
+    # one reference to `expr`: polars does not share repeated sub-expressions inside when/then
+    return expr.cast(pl.String).str.strip_chars().replace("", None)
 
 
 def map_unique(expr: pl.Expr, fn: Callable[[str], object], return_dtype: pl.DataType) -> pl.Expr:
@@ -286,31 +286,44 @@ E164 = r"^\+[1-9]\d{7,14}$"
 
 def _clean_phones(region: pl.Expr) -> Callable[[pl.Series], pl.Series]:
     """`clean_phone`'s batch function over a struct {v: number, r: row region}, eager so each
-    step only touches the rows still open: E.164 values are kept; the fast path turns the other
+    step only touches the rows still open: values that are E.164 once their ASCII spaces go
+    are done; the rest are trimmed; E.164 values are kept; the fast path turns the other
     `INTERNATIONAL` ones into `+digits`; only the rest gets its region (`region`, an expr
     over `r`) and goes to `parse_phone`, once per unique (region, number) pair."""
 
     def batch(s: pl.Series) -> pl.Series:
-        rows = s.struct.unnest().select(trimmed(pl.col("v")).alias("v"), "r")
-        out = rows["v"]
-        todo = rows.with_row_index("__i").filter(~pl.col("v").str.contains(E164))  # nulls drop
+        # E.164 once ASCII spaces are dropped (`+44 20 7946 0958`, or E.164 already): what the
+        # trimmed value gives too, sooner; the fast path's `+digits` for the spaced ones
+        rows = s.struct.unnest().with_row_index("__i").with_columns(
+            pl.col("v").str.replace_all(" ", "", literal=True).alias("__x"))
+        todo = rows.filter(~pl.col("__x").str.contains(E164))  # nulls drop
         if not todo.height:
-            return out
-        v, digits = pl.col("v"), pl.col("v").str.replace_all(r"\D", "")
-        fast = (v.str.contains(INTERNATIONAL) & ~v.str.contains(r"\(0\)")
-                & digits.str.len_chars().is_between(8, 15) & ~digits.str.starts_with("0"))
-        todo = todo.with_columns(fast.alias("__fast"), (pl.lit("+") + digits).alias("__e164"))
-        slow = todo.filter(~pl.col("__fast"))
-        done = todo.filter("__fast").select("__i", pl.col("__e164").alias("v"))
-        if slow.height:
-            keys = slow.select(pl.concat_str([region.fill_null(""), pl.lit(_SEP), v]).alias("k"))["k"]
-            uniq = keys.unique()
-            parsed = _per_value(uniq, _parse_key, pl.String)
-            parsed = keys.replace_strict(uniq, parsed, default=None, return_dtype=pl.String)
-            done = pl.concat([done, slow.select("__i", pl.coalesce(parsed, v).alias("v"))])
-        return out.scatter(done["__i"], done["v"])
+            return rows["__x"]
+        todo = todo.select("__i", trimmed(pl.col("v")).alias("v"), "r").with_columns(
+            pl.col("v").str.contains(E164).alias("__ok"))  # blank: null
+        done = pl.concat([todo.filter(pl.col("__ok").fill_null(True)).select("__i", "v"),
+                          _fast_or_parsed(todo.filter(~pl.col("__ok")), region)])
+        return rows["__x"].scatter(done["__i"], done["v"])
 
     return batch
+
+
+def _fast_or_parsed(todo: pl.DataFrame, region: pl.Expr) -> pl.DataFrame:
+    """`__i` and the clean `v` of the numbers (`__i`, `v`, `r`) not yet settled: the fast path
+    for `INTERNATIONAL` ones, `parse_phone` once per unique (region, number) for the rest."""
+    v, digits = pl.col("v"), pl.col("v").str.replace_all(r"\D", "")
+    fast = (v.str.contains(INTERNATIONAL) & ~v.str.contains(r"\(0\)")
+            & digits.str.len_chars().is_between(8, 15) & ~digits.str.starts_with("0"))
+    todo = todo.with_columns(fast.alias("__fast"), (pl.lit("+") + digits).alias("__e164"))
+    slow = todo.filter(~pl.col("__fast"))
+    done = todo.filter("__fast").select("__i", pl.col("__e164").alias("v"))
+    if slow.height:
+        keys = slow.select(pl.concat_str([region.fill_null(""), pl.lit(_SEP), v]).alias("k"))["k"]
+        uniq = keys.unique()
+        parsed = _per_value(uniq, _parse_key, pl.String)
+        parsed = keys.replace_strict(uniq, parsed, default=None, return_dtype=pl.String)
+        done = pl.concat([done, slow.select("__i", pl.coalesce(parsed, v).alias("v"))])
+    return done
 
 
 def phone_identifier(expr: pl.Expr, *, region: pl.Expr | None = None,
@@ -349,8 +362,9 @@ domain; at most 254 octets, RFC 5321 §4.5.3.1.3) every such address passes
 def _email_fast(expr: pl.Expr) -> pl.Expr:
     """True where `expr` is an address the vectorised fast path accepts (see `_EMAIL_FAST`)."""
     special = "|".join(re.escape(d) for d in email_validator.SPECIAL_USE_DOMAIN_NAMES)
+    dashes = pl.when(expr.str.contains("--", literal=True)).then(expr)  # the regex only for these
     return (expr.str.contains(_EMAIL_FAST) & (expr.str.len_bytes() <= 254)
-            & ~expr.str.contains("@.*--")
+            & ~dashes.str.contains("@.*--").fill_null(False)
             & ~expr.str.contains(rf"(?i)[.@](?:{special})$"))
 
 
@@ -361,9 +375,22 @@ def check_email(expr: pl.Expr) -> pl.Expr:
     Plain ASCII addresses (`_EMAIL_FAST`) are accepted by a vectorised regex; only the rest
     (international, quoted, Punycode or malformed) goes to email-validator, once per unique
     value."""
-    fast = _email_fast(expr)
-    slow = map_unique(pl.when(fast).then(None).otherwise(expr), _email_ok, pl.Boolean)
-    return pl.when(fast).then(True).otherwise(slow).fill_null(True)
+    return expr.map_batches(_check_emails, return_dtype=pl.Boolean, is_elementwise=True)
+
+
+def _check_emails(s: pl.Series) -> pl.Series:
+    """`check_email` of a batch: the fast path once over all values, `_email_ok` once per
+    unique value it leaves open."""
+    rows = s.cast(pl.String).to_frame("v").select(_email_fast(pl.col("v")).alias("ok"), "v")
+    ok = rows["ok"]
+    slow = rows.with_row_index("__i").filter(~pl.col("ok"))  # nulls drop
+    if slow.height:
+        values = slow["v"]
+        uniq = values.unique()
+        checked = values.replace_strict(uniq, _per_value(uniq, _email_ok, pl.Boolean),
+                                        default=None, return_dtype=pl.Boolean)
+        ok = ok.scatter(slow["__i"], checked)
+    return ok.fill_null(True)
 
 
 # ------------------------------------------------------------------------------------ date-time

@@ -21,7 +21,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from functools import wraps
+from functools import partial, wraps
 
 import polars as pl
 
@@ -73,9 +73,8 @@ def _identity(expr: pl.Expr, **_: object) -> pl.Expr:
 
 
 def _squish(expr: pl.Expr) -> pl.Expr:
-    v = trimmed(expr)
-    # most values have no whitespace run to collapse: the regex replace only runs on the rest
-    return pl.when(v.str.contains(r"\s\s|[^\S ]")).then(v.str.replace_all(r"\s+", " ")).otherwise(v)
+    # `\s+` -> " " changes only runs of 2+ or a lone non-space: replace just those (one pass)
+    return trimmed(expr).str.replace_all(r"\s{2,}|[^\S ]", " ")
 
 
 def _lower(expr: pl.Expr) -> pl.Expr:
@@ -97,16 +96,31 @@ _URL_LOWER = r"^[a-z][a-z0-9+.\-]*://[^/?#A-Z\P{ASCII}]*(?:[/?#]|$)"
 
 
 def _url(expr: pl.Expr, *, default_scheme: str = "https") -> pl.Expr:
-    v = trimmed(expr)
-    has_scheme = v.str.contains(r"^[A-Za-z][A-Za-z0-9+.\-]*://")
-    full = pl.when(has_scheme).then(v).otherwise(
-        pl.lit(f"{default_scheme}://") + v.str.strip_prefix("//"))
-    # scheme and host already lower case (the usual case): nothing to rebuild
-    done = full.str.contains(_URL_LOWER)
-    parts = pl.when(done).then(None).otherwise(full).str.extract_groups(_URL)
-    rebuilt = pl.concat_str([parts.struct["scheme"].str.to_lowercase(), pl.lit("://"),
-                             parts.struct["authority"].str.to_lowercase(), parts.struct["rest"]])
-    return pl.when(done).then(full).otherwise(pl.coalesce(rebuilt, full))
+    return expr.map_batches(partial(_url_batch, default_scheme=default_scheme),
+                            return_dtype=pl.String, is_elementwise=True)
+
+
+def _url_batch(s: pl.Series, *, default_scheme: str) -> pl.Series:
+    """`_url` step by step, each step on the values still open: values with a lower-case
+    scheme and host (the usual case) are done once trimmed; the rest get the default scheme
+    when they have none, then scheme and host lower-cased when needed."""
+    v = pl.col("v")
+    rows = s.to_frame("v").select(trimmed(v).alias("v")).with_row_index("__i")
+    todo = rows.filter(~v.str.contains(_URL_LOWER))  # nulls drop
+    if not todo.height:
+        return rows["v"]
+    scheme = pl.when(v.str.contains("://", literal=True)).then(v).str.contains(
+        r"^[A-Za-z][A-Za-z0-9+.\-]*://").fill_null(False)  # the regex only where it may match
+    todo = todo.select("__i", pl.when(scheme).then(v).otherwise(
+        pl.lit(f"{default_scheme}://") + v.str.strip_prefix("//")).alias("v"))
+    todo = todo.with_columns(v.str.contains(_URL_LOWER).alias("__ok"))
+    parts = todo.filter(~pl.col("__ok")).with_columns(v.str.extract_groups(_URL).alias("__p"))
+    p = pl.col("__p").struct
+    rebuilt = pl.concat_str([p["scheme"].str.to_lowercase(), pl.lit("://"),
+                             p["authority"].str.to_lowercase(), p["rest"]])
+    done = pl.concat([todo.filter("__ok").select("__i", "v"),
+                      parts.select("__i", pl.coalesce(rebuilt, v).alias("v"))])
+    return rows["v"].scatter(done["__i"], done["v"])
 
 
 _LINKEDIN = (r"(?i)^(?:https?://)?(?:[a-z0-9-]+\.)*linkedin\.com/"

@@ -62,8 +62,11 @@ def validate(mapped: pl.DataFrame, template: Template, *, sheet: pl.DataFrame | 
         `Validation`. Warnings (e.g. a phone that could not be put in E.164) keep the row valid.
     """
     rules = _rules(template)
+    # a constant boolean (`isPrivate: {value: true}`) has no raw text to check
+    rules = [r for r in rules if r.field in mapped.columns
+             and (r.check != "boolean" or f"__raw.{r.field}" in mapped.columns)]
     schema = pa.DataFrameSchema({f: pa.Column(checks=[_pa_check(r) for r in rs], nullable=True)
-                                 for f, rs in _by_field(rules).items() if f in mapped.columns})
+                                 for f, rs in _by_field(rules).items()})
     failures = _failures(schema, mapped)
     read_found = [Issue(**{**i.to_dict(), "file": i.file or file}) for i in read_issues or []]
     # a cell the reader already rejected (formula without result, Excel error) is not also

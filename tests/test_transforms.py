@@ -11,6 +11,8 @@ import pycountry
 import pytest
 
 from bulkcrm.errors import TemplateError
+from bulkcrm.mapping import PHONE_DTYPE, map_rows
+from bulkcrm.template import parse_template
 from bulkcrm.transforms import (CHECK_ISSUE_TYPES, CHECK_RULES, CHECKS, TRANSFORMS,
                                 apply_transforms, check_list, check_rule, normalize_identifier,
                                 split_clean)
@@ -75,6 +77,9 @@ def test_phone_region_falls_back_to_default_and_extension_dropped():
 def test_phone_fast_path_and_bad_default_region():
     assert run(["+1 (212) 555-0100", "+0 123 4567", "+12"], T["phone"].clean) == \
         ["+12125550100", "+0 123 4567", "+12"]
+    # E.164 once the spaces go (also around it, or a no-break space at the end)
+    assert run([" +44 20 7946 0958 ", "+31 20 555 1234\u00a0"], T["phone"].clean) == \
+        ["+442079460958", "+31205551234"]
     with pytest.raises(TemplateError, match="default_region"):
         T["phone"].clean(pl.col("v"), default_region="Holland")
 
@@ -192,6 +197,9 @@ def test_email_and_text():
     assert run([" INFO@Dijkstra-Bouw.example "], T["email"].clean) == ["info@dijkstra-bouw.example"]
     assert run(["info@dijkstra-bouw.example", "a@b", "no-at.example", None], CHECKS["email"]) == \
         [True, False, False, True]
+    # `--` in the domain and special-use names leave the fast path for email-validator
+    assert run(["x@xn--bcher-kva.example", "a--b@x.example", "x@mail.test", "x@x.LOCAL"],
+               CHECKS["email"]) == [True, True, False, False]
     assert run(["  a \t b  ", "   "], T["squish"].clean) == ["a b", None]
     assert run([" aBc "], T["upper"].clean) == ["ABC"]
     assert run(["de vries bv"], T["title"].clean) == ["De Vries Bv"]
@@ -358,3 +366,65 @@ def test_north_american_national_form_with_leading_1_is_e164():
     out = run(["1-800-942-2677", "1 202 767 0450", "31612345678"], lambda e: T["phone"].clean(
         e, region=pl.col("r")), r=["US", "US", "NL"])
     assert out == ["+18009422677", "+12027670450", "31612345678"]
+
+
+# ------------------------------------------------------------------------ map_rows (mapping)
+
+
+def _map(fields, rows, **doc):
+    """`map_rows` of `rows` (dicts of cell text) through a template with `fields`."""
+    t = parse_template({"fields": fields, **doc}, path="t.yaml")
+    cols = list(rows[0])
+    sheet = pl.DataFrame({"row_number": list(range(2, len(rows) + 2)),
+                          **{c: [r[c] for r in rows] for c in cols}},
+                         schema={"row_number": pl.Int64, **{c: pl.String for c in cols}})
+    return map_rows(sheet, t)
+
+
+def test_map_rows_phones_emails_and_raw_identifiers():
+    rows = [{"n": " Acme  BV ", "c": "NL", "p": " 020 555 1234 ", "m": "+31 20 555 1234",
+             "e": "A@X.example; a@x.example", "e2": "b@y.example"},
+            {"n": "B", "c": "UK", "p": "+44 20 7946 0958", "m": "  ", "e": "  ", "e2": None},
+            {"n": "C", "c": None, "p": None, "m": "06 1234 5678", "e": None, "e2": "c@z.example"}]
+    out = _map({"title": "n", "address.country": "c",
+                "phoneNumbers": [{"column": "p"}, {"column": "m", "type": "mobile"}],
+                "emailAddresses": [{"column": "e"}, {"column": "e2"}]}, rows,
+               identifiers=["emailAddresses", "phoneNumbers"], default_region="DE")
+    assert out.schema == pl.Schema({
+        "row_number": pl.Int64, "title": pl.String, "address.country": pl.String,
+        "phoneNumbers": PHONE_DTYPE, "emailAddresses": pl.List(pl.String),
+        "__raw.emailAddresses": pl.List(pl.String), "__raw.phoneNumbers": pl.List(pl.String)})
+    assert out["title"].to_list() == ["Acme BV", "B", "C"]
+    # the same number in both columns is listed once, with the first column's type
+    assert out["phoneNumbers"].to_list() == [
+        [{"phoneNumber": "+31205551234", "phoneType": None}],
+        [{"phoneNumber": "+442079460958", "phoneType": None}],
+        [{"phoneNumber": "+49612345678", "phoneType": "mobile"}]]  # no country: default_region
+    assert out["emailAddresses"].to_list() == [["a@x.example", "b@y.example"], [], ["c@z.example"]]
+    assert out["__raw.emailAddresses"].to_list() == [["A@X.example", "a@x.example", "b@y.example"],
+                                                     [], ["c@z.example"]]
+    assert out["__raw.phoneNumbers"].to_list() == [["020 555 1234", "+31 20 555 1234"],
+                                                   ["+44 20 7946 0958"], ["06 1234 5678"]]
+
+
+def test_map_rows_split_phones_type_column_and_blank_cells():
+    rows = [{"n": "A", "d": "  ", "p": "020 555 1234 / +31 20 555 1234 /", "m": "0612345678",
+             "t": " Cell ", "i": " /organizations/3 "},
+            {"n": " ", "d": " x ", "p": " ", "m": "NULL", "t": "fax", "i": "  "}]
+    out = _map({"title": "n", "description": "d",
+                "phoneNumbers": [{"column": "p", "split": "/"},
+                                 {"column": "m", "type_column": "t", "type_map": {"cell": "mobile"}}]},
+               rows, identifiers=["phoneNumbers"], default_region="NL", iri_column="i")
+    assert out["phoneNumbers"].to_list() == [
+        [{"phoneNumber": "+31205551234", "phoneType": None},
+         {"phoneNumber": "+31612345678", "phoneType": "mobile"}],
+        [{"phoneNumber": "NULL", "phoneType": "fax"}]]  # not a null token here: the check flags it
+    assert out["__raw.phoneNumbers"].to_list() == [
+        ["020 555 1234", "+31 20 555 1234", "0612345678"], ["NULL"]]
+    # blank cells are empty; a field without transform keeps the cell as written
+    assert out.select("title", "description", "__iri").rows() == [
+        ("A", None, "/organizations/3"), (None, " x ", None)]
+    tokens = _map({"phoneNumbers": [{"column": "m", "type_column": "t"}], "title": "n"}, rows,
+                  null_tokens=["NULL"], default_region="NL")
+    assert tokens["phoneNumbers"].to_list() == [
+        [{"phoneNumber": "+31612345678", "phoneType": "cell"}], []]

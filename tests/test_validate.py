@@ -43,3 +43,12 @@ def test_lookup_names_pass_but_malformed_iris_in_lookup_fields_fail():
                [{"t": "A", "g": "VIP; Partner"}, {"t": "B", "g": "/users/5"}])
     assert [(i["row_number"], i["type"], i["value"]) for i in v.issues.to_dicts()] == [
         (3, "invalid-iri", "/users/5")]
+
+
+def test_clean_sheet_and_constant_boolean_give_no_issues():
+    v = _check({"description": "d", "flagged": "f", "isPrivate": {"value": True},
+                "category": {"value": "/note_categories/1"}},
+               [{"d": "a", "f": "yes"}, {"d": "b", "f": None}],
+               resource="organization_notes", organization={"iri_column": "org"})
+    assert v.issues.height == 0 and v.invalid_rows == frozenset()
+    assert v.valid.select("row_number", "flagged", "isPrivate").rows() == [(2, True, True), (3, None, True)]
