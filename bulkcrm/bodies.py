@@ -28,10 +28,11 @@ from .template import Mapping, Template
 _EMPTY_JSON = ["null", "[]", "{}", '""']
 
 
-def json_value(expr: pl.Expr) -> pl.Expr:
-    """JSON text of each value of `expr` (any dtype; null -> `null`); phones without null types."""
+def json_value(expr: pl.Expr, *, phones: bool = False) -> pl.Expr:
+    """JSON text of each value of `expr` (any dtype; null -> `null`); `phones`: a phone list,
+    whose null `phoneType`s are left out."""
     text = pl.struct(expr.alias("v")).struct.json_encode().str.slice(5).str.head(-1)
-    return text.str.replace_all(',"phoneType":null', "", literal=True)
+    return text.str.replace_all(',"phoneType":null', "", literal=True) if phones else text
 
 
 def _or_null(text: pl.Expr) -> pl.Expr:
@@ -75,23 +76,26 @@ def _non_empty(m: Mapping, col: pl.Expr) -> pl.Expr:
 
 def _creates(w: pl.DataFrame, template: Template) -> pl.DataFrame:
     """POST bodies of new records (every non-empty field) and their `changes` (before null)."""
-    frags, changes = [], []
-    for top, ms in _groups(template).items():
+    cols, tops = [], list(_groups(template).items())
+    for i, (top, ms) in enumerate(tops):  # each value encoded once, for the body and `changes`
         if "." in ms[0].field:
             value = _obj([_frag(m.field.split(".", 1)[1], json_value(pl.col(m.field)),
                                 pl.col(m.field).is_not_null()) for m in ms])
             present = value != "{}"
         else:
             m = ms[0]
-            value, present = json_value(_api(m, pl.col(m.field))), _non_empty(m, pl.col(m.field))
-        frags.append(_frag(top, value, present))
-        changes.append((top, present, pl.lit(None, pl.String), value))
+            value = json_value(_api(m, pl.col(m.field)), phones=m.kind == "phones")
+            present = _non_empty(m, pl.col(m.field))
+        cols += [value.alias(f"__v{i}"), present.alias(f"__p{i}")]
+    w = w.with_columns(cols)
+    v, p = (lambda i: pl.col(f"__v{i}")), (lambda i: pl.col(f"__p{i}"))
     title = pl.col("title") if "title" in w.columns else pl.lit(None, pl.String)
     out = w.select("row_number", pl.lit("create").alias("op"), pl.lit("POST").alias("method"),
-                   pl.lit("/organizations").alias("path"), _obj(frags).alias("body"), "iri",
+                   pl.lit("/organizations").alias("path"),
+                   _obj([_frag(top, v(i), p(i)) for i, (top, _) in enumerate(tops)]).alias("body"), "iri",
                    title.alias("title"), _identifiers(template, w.schema).alias("identifiers"),
                    pl.lit(None, pl.String).alias("snapshot"))
-    return _with_changes(out, w, changes)
+    return _with_changes(out, w, [(top, p(i), pl.lit(None, pl.String), v(i)) for i, (top, _) in enumerate(tops)])
 
 
 def _with_changes(out: pl.DataFrame, w: pl.DataFrame, items: list[tuple]) -> pl.DataFrame:
@@ -136,14 +140,27 @@ def _desired_json(m: Mapping) -> pl.Expr:
 def _before_json(m: Mapping) -> pl.Expr:
     top, _, sub = m.field.partition(".")
     raw = pl.col(f"{top}#r")
-    return json_value(raw.struct.field(sub) if sub else raw)
+    return json_value(raw.struct.field(sub) if sub else raw, phones=m.kind == "phones")
+
+
+def _patch_columns(w: pl.DataFrame, template: Template) -> pl.DataFrame:
+    """`w` plus, per mapping j, `__h{j}` (changed), `__a{j}` (the value after, JSON) and
+    `__b{j}` (before, JSON or null when empty), worked out once for body and `changes`."""
+    cols = []
+    for j, m in enumerate(template.mappings):
+        cols += [_has(m.field).alias(f"__h{j}"), _desired_json(m).alias(f"__a{j}"),
+                 _or_null(_before_json(m)).alias(f"__b{j}")]
+    return w.with_columns(cols)
 
 
 def _patch_parts(template: Template, schema: dict) -> tuple[list, list, list]:
-    """Body fragments, `changes` structs and snapshot fragments of a merge patch."""
+    """Body fragments, `changes` items and snapshot items of a merge patch (over the columns of
+    `_patch_columns`)."""
+    index = {m.field: j for j, m in enumerate(template.mappings)}
+    h, after = (lambda f: pl.col(f"__h{index[f]}")), (lambda f: pl.col(f"__a{index[f]}"))
     frags, changes, snap = [], [], []
     for top, ms in _groups(template).items():
-        touched = pl.any_horizontal([_has(m.field) for m in ms])
+        touched = pl.any_horizontal([h(m.field) for m in ms])
         if "." in ms[0].field:
             subs = {m.field.split(".", 1)[1]: m for m in ms}
             known = [f.name for f in schema[f"{top}#r"].fields]
@@ -151,15 +168,15 @@ def _patch_parts(template: Template, schema: dict) -> tuple[list, list, list]:
             for k in known + [k for k in subs if k not in known]:
                 raw = pl.col(f"{top}#r").struct.field(k) if k in known else pl.lit(None, pl.String)
                 if k in subs:
-                    ch = _has(subs[k].field)
-                    value = pl.when(ch).then(pl.col(subs[k].field)).otherwise(raw)
-                    inner.append(_frag(k, json_value(value), ch | raw.is_not_null()))
+                    ch = h(subs[k].field)
+                    value = pl.when(ch).then(after(subs[k].field)).otherwise(json_value(raw))
+                    inner.append(_frag(k, value, ch | raw.is_not_null()))
                 else:
                     inner.append(_frag(k, json_value(raw), raw.is_not_null()))
             frags.append(_frag(top, _obj(inner), touched))
         else:
-            frags.append(_frag(top, _desired_json(ms[0]), touched))
-        changes += [(m.field, _has(m.field), _or_null(_before_json(m)), _or_null(_desired_json(m)))
+            frags.append(_frag(top, after(ms[0].field), touched))
+        changes += [(m.field, h(m.field), pl.col(f"__b{index[m.field]}"), _or_null(after(m.field)))
                     for m in ms]
         snap.append((top, touched))
     return frags, changes, snap
@@ -167,7 +184,8 @@ def _patch_parts(template: Template, schema: dict) -> tuple[list, list, list]:
 
 def _snapshot(snap: list[tuple[str, pl.Expr]]) -> pl.Expr:
     """{top: the record's value} of each touched top-level field, keys sorted (drift check)."""
-    return _obj([_frag(top, json_value(pl.col(f"{top}#r")), touched) for top, touched in sorted(snap)])
+    return _obj([_frag(top, json_value(pl.col(f"{top}#r"), phones=top == "phoneNumbers"), touched)
+                 for top, touched in sorted(snap)])
 
 
 def _phone_json(w: pl.DataFrame, template: Template) -> pl.DataFrame:
@@ -211,7 +229,7 @@ def _depends(tags: list[str]) -> pl.Expr:
 
 def _patches(w: pl.DataFrame, template: Template) -> pl.DataFrame:
     """Merge-patch bodies of changed records, their `changes` and drift snapshots."""
-    w = _phone_json(w, template)
+    w = _patch_columns(_phone_json(w, template), template)
     frags, changes, snap = _patch_parts(template, w.schema)
     title = pl.col("title#r") if "title#r" in w.columns else pl.lit(None, pl.String)
     out = w.select("row_number", pl.lit("patch").alias("op"), pl.lit("PATCH").alias("method"),

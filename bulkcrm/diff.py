@@ -76,7 +76,7 @@ def raw_records_frame(records: list[dict], schema: dict[str, pl.DataType]) -> pl
     if not records:
         return pl.DataFrame(schema=schema)
     try:
-        return _fast_records_frame(records, schema)
+        return _fast_records_frame(records, schema).rechunk()  # one chunk: fast gathers later
     except (TypeError, ValueError, pl.exceptions.PolarsError):
         return pl.DataFrame(records, schema=schema, strict=False)
 
@@ -151,14 +151,13 @@ def existing_values(rows: pl.DataFrame, raw: pl.DataFrame, template: Template) -
     already holds what the row asks for, so it is taken as it is).
 
     Args:
-        rows: mapped rows with `row_number`, `iri` (non-null, one row per record) and fields.
-        raw: `raw_records_frame` of (at least) those records.
+        rows: mapped rows with `row_number`, `iri` (non-null) and the field columns.
+        raw: `raw_records_frame` of each row's record, in the order of `rows`.
 
     Returns:
         frame `row_number`, `iri` and one column per mapped field, phone numbers in E.164.
     """
-    r = rows.join(raw.rename({"@id": "iri"}).rename(lambda c: c if c == "iri" else f"{c}#r"),
-                  on="iri", how="inner", maintain_order="left")
+    r = pl.concat([rows, raw.drop("@id").rename(lambda c: f"{c}#r")], how="horizontal")
     out = [r["row_number"], r["iri"]]
     for m in template.mappings:
         top, _, sub = m.field.partition(".")
@@ -167,8 +166,10 @@ def existing_values(rows: pl.DataFrame, raw: pl.DataFrame, template: Template) -
         if m.kind == "phones":
             out.append(r.select(full.alias(m.field)).to_series())
             continue
-        plain = raw_col.list.eval(pl.element().struct.field("email")) if m.kind == "emails" else raw_col
-        same = plain.eq_missing(pl.col(m.field)) & raw_col.is_not_null()
+        if m.kind in ("emails", "list"):  # comparing lists costs more than normalising them
+            out.append(r.select(full.alias(m.field)).to_series())
+            continue
+        same = raw_col.eq_missing(pl.col(m.field)) & raw_col.is_not_null()
         out.append(_where_differs(r, same, pl.col(m.field), full, m.field))
     frame = pl.DataFrame(out)
     if template.mapping("phoneNumbers"):
@@ -177,20 +178,14 @@ def existing_values(rows: pl.DataFrame, raw: pl.DataFrame, template: Template) -
 
 
 def _where_differs(r: pl.DataFrame, same: pl.Expr, sheet: pl.Expr, full: pl.Expr, name: str) -> pl.Series:
-    """`sheet` where `same`, else `full` (evaluated on those rows only)."""
+    """`sheet` where `same`, else `full` (evaluated on those rows only). Scalar dtypes only
+    (`Series.scatter`)."""
     mask = r.select(same.fill_null(False)).to_series()
+    base = r.select(sheet.alias(name)).to_series()
     if mask.all():
-        return r.select(sheet.alias(name)).to_series()
-    return _merge(r, mask, sheet.alias(name), full.alias(name))
-
-
-def _merge(r: pl.DataFrame, mask: pl.Series, where_true: pl.Expr, where_false: pl.Expr) -> pl.Series:
-    """One column of `r`: `where_true` on the rows of `mask`, `where_false` on the others (each
-    evaluated on its rows only)."""
-    used = dict.fromkeys(where_true.meta.root_names() + where_false.meta.root_names())
-    r = r.select(list(used)).with_columns(mask.alias("__m")).with_row_index("__i")  # filter few columns
-    parts = [r.filter(pl.col("__m")).select("__i", where_true), r.filter(~pl.col("__m")).select("__i", where_false)]
-    return pl.concat(parts).sort("__i").to_series(1)
+        return base
+    used = list(dict.fromkeys(full.meta.root_names()))  # filter only the columns `full` reads
+    return base.scatter((~mask).arg_true(), r.select(used).filter(~mask).select(full).to_series())
 
 
 def _normalise_phones_where_differ(frame: pl.DataFrame, rows: pl.DataFrame, template: Template) -> pl.DataFrame:
@@ -221,7 +216,11 @@ def changed_fields(rows: pl.DataFrame, existing: pl.DataFrame, template: Templat
         frame `row_number` (Int64), `iri` (String), `changed` (List(String)).
     """
     ex = existing.rename({c: f"{c}#e" for c in existing.columns if c not in ("iri", "row_number")})
-    joined = rows.join(ex.drop("iri" if on == "row_number" else "row_number", strict=False), on=on, how="left")
+    ex = ex.drop("iri" if on == "row_number" else "row_number", strict=False)
+    if on == "row_number" and rows["row_number"].equals(ex["row_number"]):  # aligned already
+        joined = pl.concat([rows, ex.drop("row_number")], how="horizontal")
+    else:
+        joined = rows.join(ex, on=on, how="left")
     if "phoneNumbers" in rows.columns and not phones_normalised:
         joined = normalise_existing_phones(joined, template)
     flags = [_changed_expr(m, template).alias(m.field) for m in template.mappings]

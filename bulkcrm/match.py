@@ -40,7 +40,8 @@ class Matches:
     """Result of `match_rows`.
 
     Attributes:
-        iri: frame `row_number` (Int64), `iri` (String, null = no record matched).
+        iri: frame `row_number` (Int64), `iri` (String, null = no record matched), `rec`
+            (UInt32: the record's row in `frame`).
         conflicts: frame `row_number`, `type` (ambiguous-match | duplicate-row), `message`.
         not_found: frame `row_number`, `iri`: explicit IRIs that do not exist.
         records: IRI -> record JSON for every record fetched.
@@ -98,15 +99,18 @@ def records_schema(template: Template) -> dict[str, pl.DataType]:
     return schema
 
 
-def record_identifiers(records: list[dict] | pl.DataFrame, template: Template) -> pl.DataFrame:
+def record_identifiers(records: list[dict] | pl.DataFrame, template: Template, *,
+                       positions: bool = False) -> pl.DataFrame:
     """Long frame `iri`, `kind`, `value` of the records' identifiers, normalised like the rows'.
 
     Args:
         records: the records (API JSON), or their frame with the `records_schema(template)`
             columns (`Matches.frame`).
+        positions: give `rec` (UInt32, the record's row in the frame) instead of `iri`.
     """
     frame = records if isinstance(records, pl.DataFrame) else \
         raw_records_frame(records, records_schema(template))
+    rec = pl.int_range(pl.len(), dtype=pl.UInt32).alias("rec")
     parts = []
     for f in template.identifiers:
         region = None
@@ -117,15 +121,20 @@ def record_identifiers(records: list[dict] | pl.DataFrame, template: Template) -
             region = pl.col("address").struct.field("country")
         else:
             value = pl.col(f).cast(pl.String)
-        part = frame.select(pl.col("@id").alias("iri"), pl.lit(f).alias("kind"), value.alias("value"),
+        part = frame.select(rec, pl.lit(f).alias("kind"), value.alias("value"),
                             (region if region is not None else pl.lit(None, pl.String)).alias("region"))
         if isinstance(part.schema["value"], pl.List):
             part = part.explode("value")
         norm = normalize_identifier(IDENTIFIER_KINDS[f], pl.col("value"), region=pl.col("region"))
-        parts.append(part.select("iri", "kind", norm.alias("value")))
+        parts.append(part.select("rec", "kind", norm.alias("value")))
     if not parts:
-        return pl.DataFrame(schema={"iri": pl.String, "kind": pl.String, "value": pl.String})
-    return pl.concat(parts).drop_nulls().unique()
+        out = pl.DataFrame(schema={"rec": pl.UInt32, "kind": pl.String, "value": pl.String})
+    else:
+        out = pl.concat(parts).drop_nulls()
+    if positions:  # repeats are harmless to matching (`_resolve` takes distinct pairs)
+        return out
+    out = out.unique()
+    return out.select(frame["@id"].gather(out["rec"]).alias("iri"), "kind", "value")
 
 
 def match_rows(rows: pl.DataFrame, template: Template, client: Client, *,
@@ -158,9 +167,9 @@ def match_rows(rows: pl.DataFrame, template: Template, client: Client, *,
         records.update(_get_explicit(client, explicit, records))
     frame = raw_records_frame(list(records.values()), records_schema(template))
     fetched = time.perf_counter() - t0
-    rec_ids = record_identifiers(frame, template)
-    pairs = ids.join(rec_ids, on=["kind", "value"], how="inner").select("row_number", "iri", "kind", "value")
-    matched, conflicts = _resolve(rows, pairs, explicit, ids, records)
+    rec_ids = record_identifiers(frame, template, positions=True)
+    pairs = ids.join(rec_ids, on=["kind", "value"], how="inner").select("row_number", "rec", "kind", "value")
+    matched, conflicts = _resolve(rows, pairs, _positions(explicit, frame), ids, frame["@id"])
     not_found = explicit.filter(~pl.col("iri").is_in(list(records))) if explicit.height else explicit
     return Matches(iri=matched, conflicts=conflicts, not_found=not_found, records=records,
                    strategy=strategy, requests=client.requests_sent - start, notes=notes,
@@ -224,27 +233,43 @@ def _get_explicit(client: Client, explicit: pl.DataFrame, known: dict) -> dict[s
     return out
 
 
+def _positions(explicit: pl.DataFrame, frame: pl.DataFrame) -> pl.DataFrame:
+    """Explicit IRIs that exist, with the record's row in `frame`: `row_number`, `rec`."""
+    at = frame.select(pl.col("@id").alias("iri"), pl.int_range(pl.len(), dtype=pl.UInt32).alias("rec"))
+    return explicit.join(at, on="iri", how="inner").select("row_number", "rec")
+
+
 def _resolve(rows: pl.DataFrame, pairs: pl.DataFrame, explicit: pl.DataFrame, ids: pl.DataFrame,
-             records: dict) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Decide one IRI per row, or a conflict (vectorised; lists are only gathered for the
-    rows and values in conflict)."""
-    expl_rows = explicit.filter(pl.col("iri").is_in(list(records))) if explicit.height else explicit
+             iris: pl.Series) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Decide one record per row, or a conflict (vectorised; records are their positions `rec`
+    in `iris` until the end; lists are only gathered for the rows and values in conflict).
+
+    Args:
+        pairs: `row_number`, `rec`, `kind`, `value`: each identifier a row shares with a record.
+        explicit: `row_number`, `rec` of the rows naming an existing record's IRI (they win).
+        iris: the records' IRIs by position.
+
+    Returns:
+        (matched: `row_number`, `iri`, `rec` per row, null when none; conflicts).
+    """
     if explicit.height:
         pairs = pairs.filter(~pl.col("row_number").is_in(explicit["row_number"].implode()))
-    hits = pairs.select("row_number", "iri").unique()
+    hits = pairs.select("row_number", "rec").unique()
     several = pl.col("row_number").is_duplicated()
     amb_rows = hits.filter(several)["row_number"]
-    ambiguous = pairs.filter(pl.col("row_number").is_in(amb_rows.implode())).group_by("row_number").agg(
+    iri = pl.lit(iris).gather(pl.col("rec"))
+    ambiguous = pairs.filter(pl.col("row_number").is_in(amb_rows.implode())).with_columns(
+        iri.alias("iri")).group_by("row_number").agg(
         pl.col("iri").unique().sort(), pl.struct("kind", "value", "iri").alias("why"))
     single = hits.filter(~several)
-    chosen = pl.concat([single, expl_rows.select("row_number", "iri")])
+    chosen = pl.concat([single, explicit])
     conflicts = [_ambiguous(ambiguous)]
     # several rows claiming one record
-    dup_rec = chosen.filter(pl.col("iri").is_duplicated()).group_by("iri").agg(pl.col("row_number").sort())
+    dup_rec = chosen.filter(pl.col("rec").is_duplicated()).group_by("rec").agg(pl.col("row_number").sort())
     if dup_rec.height:
         conflicts.append(dup_rec.with_columns(
             pl.lit("duplicate-row").alias("type"),
-            pl.format("rows {} all match {}", _joined_rows(), pl.col("iri")).alias("message"),
+            pl.format("rows {} all match {}", _joined_rows(), iri).alias("message"),
         ).explode("row_number").select("row_number", "type", "message"))
     # rows sharing an identifier value (e.g. two creates of one organization)
     shared = ids.filter(pl.struct("kind", "value").is_duplicated()).group_by("kind", "value").agg(
@@ -256,8 +281,8 @@ def _resolve(rows: pl.DataFrame, pairs: pl.DataFrame, explicit: pl.DataFrame, id
             pl.lit("duplicate-row").alias("type")).select("row_number", "type", "message"))
     conflicts_df = pl.concat(conflicts).group_by("row_number", maintain_order=True).agg(
         pl.col("type").first(), pl.col("message").unique().str.join("; "))
-    matched = rows.select("row_number").join(chosen, on="row_number", how="left")
-    return matched, conflicts_df
+    matched = rows.select("row_number").join(chosen, on="row_number", how="left", maintain_order="left")
+    return matched.select("row_number", iri.alias("iri"), "rec"), conflicts_df
 
 
 def _joined_rows() -> pl.Expr:

@@ -138,7 +138,7 @@ def _plan(source: str | Path | Sheet, template: Template, client: Client, *, mod
     out_rows, ops = _decide(mapped, rows, matches, template, mode, issues, resolved.tags_to_create)
     clock.lap("diff")
     p = Plan(template=str(template.path), template_sha256=template.sha256, input=str(sh.path),
-             input_sha256=_sha256(sh.path), target=client.base_url, mode=mode,
+             input_sha256=sh.sha256 or _sha256(sh.path), target=client.base_url, mode=mode,
              strategy=matches.strategy, created_at=_now(), rows=out_rows, operations=ops,
              issues=[i.to_dict() for i in issues], requests_spent=client.requests_sent - start,
              sheet=sh.sheet_name, notes=matches.notes, timings=clock.seconds)
@@ -156,7 +156,7 @@ def _notes_plan(sh: Sheet, template: Template, client: Client, *, mode: str, str
     from .notes import plan_notes
     part = plan_notes(sh, template, client, mode=mode, strategy=strategy, mirror=mirror)
     p = Plan(template=str(template.path), template_sha256=template.sha256, input=str(sh.path),
-             input_sha256=_sha256(sh.path), target=client.base_url, mode=mode,
+             input_sha256=sh.sha256 or _sha256(sh.path), target=client.base_url, mode=mode,
              strategy=part.strategy or strategy, created_at=_now(), rows=[], operations=[],
              issues=[], requests_spent=0, sheet=sh.sheet_name)
     _add_part(p, part)
@@ -182,8 +182,7 @@ def _decide(mapped: pl.DataFrame, rows: pl.DataFrame, matches, template: Templat
     skip = conflict_rows | errors
     ok = joined.filter(~pl.col("row_number").is_in(list(skip))) if skip else joined
     matched = ok.filter(pl.col("iri").is_not_null())
-    hit = matched.select(pl.col("iri").alias("@id")).unique()
-    raw = matches.frame.join(hit, on="@id", how="semi")
+    raw = matches.frame[matched["rec"]]  # each matched row's record, in row order
     matches.frame = None  # not needed any more
     existing = diff.existing_values(matched, raw, template)
     changed = diff.changed_fields(matched, existing, template, on="row_number", phones_normalised=True) \
@@ -196,7 +195,7 @@ def _decide(mapped: pl.DataFrame, rows: pl.DataFrame, matches, template: Templat
         org_ops = pl.concat([write_ops(w.filter(pl.col("iri").is_null()), template, tags),
                              _replace_ops(updates, matches.records, template, tags)])
     else:
-        org_ops = write_ops(_with_records(w, raw, existing, template), template, tags)
+        org_ops = write_ops(_with_records(w, raw.with_columns(matched["row_number"]), existing), template, tags)
     org_ops = org_ops.sort(pl.col("row_numbers").list.first(), maintain_order=True)
     ops = pl.concat([ops_frame([_tag_op(t) for t in tags]), org_ops]) if tags else org_ops
     return _row_frame(mapped, joined, changed, matches.conflicts, conflict_rows, errors, mode,
@@ -214,14 +213,13 @@ def _write_rows(ok: pl.DataFrame, changed: pl.DataFrame, mode: str, template: Te
     return ok.filter(create | patch).sort("row_number").select([c for c in cols if c in ok.columns])
 
 
-def _with_records(w: pl.DataFrame, raw: pl.DataFrame, existing: pl.DataFrame,
-                  template: Template) -> pl.DataFrame:
+def _with_records(w: pl.DataFrame, raw: pl.DataFrame, existing: pl.DataFrame) -> pl.DataFrame:
     """`w` plus the matched record's raw (`<top>#r`) and normalised (`<field>#e`,
-    `diff.existing_values`) values."""
-    r = raw.rename({c: f"{c}#r" for c in raw.columns if c != "@id"}).rename({"@id": "iri"})
-    e = existing.drop("iri").rename({c: f"{c}#e" for c in existing.columns if c not in ("iri", "row_number")})
-    return w.join(r, on="iri", how="left", maintain_order="left").join(e, on="row_number", how="left",
-                                                                       maintain_order="left")
+    `diff.existing_values`) values; `raw` and `existing` have one row per matched row."""
+    r = raw.drop("@id").rename(lambda c: c if c == "row_number" else f"{c}#r")
+    e = existing.drop("iri").rename(lambda c: c if c == "row_number" else f"{c}#e")
+    return w.join(r, on="row_number", how="left", maintain_order="left").join(
+        e, on="row_number", how="left", maintain_order="left")
 
 
 def _replace_ops(updates: pl.DataFrame, records: dict[str, dict], template: Template,

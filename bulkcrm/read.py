@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import hashlib
 import io
 import math
 import re
@@ -61,6 +62,7 @@ class Sheet:
         encoding: Python codec name used for CSV (`utf-8`, `utf-16-le`, `cp1252`, `mac-roman`...),
             None for Excel. delimiter: CSV delimiter, None for Excel.
         header_row: 1-based line (CSV) or row (Excel) number of the header.
+        sha256: hex SHA-256 of the file's bytes as read (the plan records it).
     """
 
     frame: pl.DataFrame
@@ -70,6 +72,7 @@ class Sheet:
     encoding: str | None = None
     delimiter: str | None = None
     header_row: int = 1
+    sha256: str = ""
 
 
 def read(path: str | Path, *, sheet: str | int | None = None, encoding: str | None = None,
@@ -118,7 +121,7 @@ def _read_excel(p: Path, where: str, sheet: str | int | None, header_row: int | 
                                         empty=empty)
     issues += excel_issues(grid, hdr, names, p.name)
     issues.sort(key=lambda i: (i.row_number or 0, i.cell or ""))
-    return Sheet(frame, issues, where, grid.sheet_name, None, None, hdr)
+    return Sheet(frame, issues, where, grid.sheet_name, None, None, hdr, _file_sha256(p))
 
 
 def _read_csv(p: Path, where: str, encoding: str | None, delimiter: str | None,
@@ -127,6 +130,7 @@ def _read_csv(p: Path, where: str, encoding: str | None, delimiter: str | None,
         data = p.read_bytes()
     except OSError as e:
         raise InputError(f"cannot read the file ({e.strerror})", path=where) from None
+    sha = hashlib.sha256(data).hexdigest()
     if data[:4] in (b"PK\x03\x04", b"\xd0\xcf\x11\xe0"):
         raise InputError("this is an Excel workbook, not delimited text; rename it to .xlsx "
                          "(or .xls)", path=where)
@@ -159,7 +163,14 @@ def _read_csv(p: Path, where: str, encoding: str | None, delimiter: str | None,
         escaped = FORMULA_ESCAPE in text
     frame, hdr, issues, _ = _finish(grid, where, header_row, None, delimiter)
     frame = restore_formula_escape(frame) if escaped else frame  # no `'` anywhere: no-op
-    return Sheet(frame, issues, where, None, enc, delimiter, hdr)
+    return Sheet(frame, issues, where, None, enc, delimiter, hdr, sha)
+
+
+def _file_sha256(p: Path) -> str:
+    try:
+        return hashlib.sha256(p.read_bytes()).hexdigest()
+    except OSError:
+        return ""
 
 
 def _utf8_sample(data: bytes) -> str | None:
