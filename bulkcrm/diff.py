@@ -172,8 +172,9 @@ def existing_values(rows: pl.DataFrame, raw: pl.DataFrame, template: Template) -
         same = raw_col.eq_missing(pl.col(m.field)) & raw_col.is_not_null()
         out.append(_where_differs(r, same, pl.col(m.field), full, m.field))
     frame = pl.DataFrame(out)
-    if template.mapping("phoneNumbers"):
-        frame = _normalise_phones_where_differ(frame, rows, template)
+    if template.mapping("phoneNumbers"):  # all of them: cheaper than finding those that differ
+        part = frame.rename(lambda c: c if c in ("row_number", "iri") else f"{c}#e")
+        frame = frame.with_columns(normalise_existing_phones(part, template)["phoneNumbers#e"].alias("phoneNumbers"))
     return frame
 
 
@@ -186,21 +187,6 @@ def _where_differs(r: pl.DataFrame, same: pl.Expr, sheet: pl.Expr, full: pl.Expr
         return base
     used = list(dict.fromkeys(full.meta.root_names()))  # filter only the columns `full` reads
     return base.scatter((~mask).arg_true(), r.select(used).filter(~mask).select(full).to_series())
-
-
-def _normalise_phones_where_differ(frame: pl.DataFrame, rows: pl.DataFrame, template: Template) -> pl.DataFrame:
-    """Record phone numbers to E.164 (record's country as region), skipping the rows whose
-    numbers are already exactly the sheet's."""
-    numbers = pl.col("phoneNumbers").list.eval(pl.element().struct.field("phoneNumber"))
-    sheet = rows.select("row_number", numbers.alias("__s"))
-    j = frame.join(sheet, on="row_number", how="left", maintain_order="left")
-    mask = j.select(numbers.eq_missing(pl.col("__s")).fill_null(False)).to_series()
-    if mask.all():
-        return frame
-    part = frame.filter(~mask).rename(lambda c: c if c in ("row_number", "iri") else f"{c}#e")
-    done = normalise_existing_phones(part, template).select("row_number", pl.col("phoneNumbers#e").alias("__n"))
-    merged = frame.join(done, on="row_number", how="left", maintain_order="left")
-    return frame.with_columns(merged.select(pl.coalesce("__n", "phoneNumbers").alias("phoneNumbers")))
 
 
 def changed_fields(rows: pl.DataFrame, existing: pl.DataFrame, template: Template, *,
