@@ -1,0 +1,134 @@
+"""The column-wise request bodies (bodies.py) against the per-row reference (diff.create_body,
+diff.update), and the plan's frame-backed views (planfile.Plan), on records served by the sandbox."""
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+
+from bulkcrm import diff
+from bulkcrm.mapping import map_rows
+from bulkcrm.plan import Plan, plan
+from bulkcrm.read import read
+from bulkcrm.template import parse_template
+
+RECORDS = [
+    {"@id": "/organizations/00000000-0000-4000-8000-00000000000a", "title": "Alpha BV",
+     "emailAddresses": [{"email": "info@alpha.nl"}],
+     "phoneNumbers": [{"phoneNumber": "+31201234567", "phoneType": "landline"}],
+     "address": {"street": "Main 1", "postalCode": "1011 AA", "city": "Amsterdam", "country": "NL"},
+     "website": "https://alpha.nl"},
+    {"@id": "/organizations/00000000-0000-4000-8000-00000000000b", "title": "Beta GmbH",
+     "emailAddresses": [{"email": "Sales@Beta.de"}, {"email": "extra@beta.de"}],
+     "phoneNumbers": [{"phoneNumber": "+4930123456"}],
+     "address": {"street": "Hauptstr. 2", "city": "Berlin", "country": "DE"}},
+    {"@id": "/organizations/00000000-0000-4000-8000-00000000000c", "title": "Gamma SA",
+     "emailAddresses": [{"email": "c@gamma.fr"}], "website": "https://gamma.fr"},
+]
+COLUMNS = ["name", "email", "phone", "mobile", "street", "postal_code", "city", "country", "website"]
+ROWS = [
+    ["Alpha BV", "info@alpha.nl", "+31 20 123 4567", "", "Main 1", "1011 AA", "Amsterdam", "NL", "alpha.nl"],
+    ["Beta GmbH", "sales@beta.de", "+49 30 123456", "+49 151 12345678", "Hauptstr. 2", "", "Berlin-Mitte",
+     "Germany", ""],
+    ["Gamma SAS", "c@gamma.fr; new@gamma.fr", "+33 1 23 45 67 89", "", "", "", "", "", ""],
+    ["Delta Ltd", "hello@delta.co.uk", "", "+44 7700 900123", "1 High St", "SW1A 1AA", "London", "GB",
+     "https://delta.co.uk"],
+    ["Epsilon", "e@epsilon.io", "", "", "", "", "", "", ""],
+]
+TEMPLATE = {
+    "resource": "organizations", "identifiers": ["emailAddresses"], "default_region": "NL",
+    "fields": {
+        "title": {"column": "name"},
+        "emailAddresses": {"column": "email", "split": ";"},
+        "phoneNumbers": [{"column": "phone"}, {"column": "mobile", "type": "mobile"}],
+        "address.street": {"column": "street"}, "address.postalCode": {"column": "postal_code"},
+        "address.city": {"column": "city"}, "address.country": {"column": "country"},
+        "website": {"column": "website"},
+    },
+}
+VARIANTS = {
+    "merge": {},
+    "clear": {"empty": "clear"},
+    "policies": {"fields": {**TEMPLATE["fields"], "title": {"column": "name", "policy": "fill_if_empty"},
+                            "website": {"column": "website", "policy": "never"},
+                            "emailAddresses": {"column": "email", "split": ";", "policy": "replace"},
+                            "phoneNumbers": [{"column": "phone", "policy": "replace"},
+                                             {"column": "mobile", "type": "mobile"}]}},
+}
+
+
+def _setup(crm, tmp_path, variant):
+    crm.seed({"organizations": RECORDS})
+    path = tmp_path / "orgs.csv"
+    with path.open("w", newline="", encoding="utf-8") as f:
+        csv.writer(f).writerows([COLUMNS, *ROWS])
+    return path, parse_template({**TEMPLATE, **VARIANTS[variant]}, path="t.yaml", sha256="t")
+
+
+def _canon(v):
+    """JSON-LD keys and nulls inside objects left out (crm-api.md §8.2: clients ignore them)."""
+    if isinstance(v, dict):
+        return {k: _canon(x) for k, x in v.items() if not k.startswith("@") and x is not None}
+    if isinstance(v, list):
+        return [_canon(x) for x in v]
+    return v
+
+
+def _changes(changes):
+    return [(c["field"], c["before"] and json.loads(c["before"]), c["after"] and json.loads(c["after"]))
+            for c in changes]
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_bodies_equal_the_per_row_reference(crm, client, tmp_path, variant):
+    path, tpl = _setup(crm, tmp_path, variant)
+    p = plan(path, tpl, client)
+    mapped = {r["row_number"]: r for r in map_rows(read(path).frame, tpl).iter_rows(named=True)}
+    ops = [o for o in p.operations if o.path != "/tags"]
+    assert {o.op for o in ops} == {"create", "patch"} and len(ops) >= 4
+    for o in ops:
+        row = mapped[o.row_numbers[0]]
+        if o.op == "create":
+            assert o.body == diff.create_body(row, tpl)
+            assert _changes(o.changes) == [(k, None, v) for k, v in o.body.items()]
+            continue
+        record = client.get(o.iri)
+        changed = [c["field"] for c in o.changes]
+        body, changes, _ = diff.update(row, record, changed, tpl)
+        assert o.body == body, o.key
+        assert _changes(o.changes) == [(c["field"], c["before"] and _canon(json.loads(c["before"])),
+                                        c["after"] and json.loads(c["after"])) for c in changes]
+        assert _canon(o.snapshot) == _canon({top: record.get(top) for top in o.snapshot})
+        assert sorted(o.snapshot) == sorted({f.split(".")[0] for f in changed})
+
+
+def test_patch_sends_changed_fields_only_with_the_address_and_lists_complete(crm, client, tmp_path):
+    path, tpl = _setup(crm, tmp_path, "merge")
+    ops = {o.title: o for o in plan(path, tpl, client).operations}
+    beta = ops["Beta GmbH"]
+    assert beta.method == "PATCH"
+    assert beta.body == {
+        "phoneNumbers": [{"phoneNumber": "+4930123456"}, {"phoneNumber": "+4915112345678", "phoneType": "mobile"}],
+        "address": {"street": "Hauptstr. 2", "city": "Berlin-Mitte", "country": "DE"}}
+    gamma = ops["Gamma SA"]  # a patch names the record by its current title
+    assert gamma.body["title"] == "Gamma SAS"
+    assert gamma.body["emailAddresses"] == [{"email": "c@gamma.fr"}, {"email": "new@gamma.fr"}]
+    assert "website" not in gamma.body  # an empty cell leaves the field alone (empty: ignore)
+    assert "Alpha BV" not in ops  # unchanged: no request
+    assert ops["Epsilon"].body == {"title": "Epsilon", "emailAddresses": [{"email": "e@epsilon.io"}]}
+
+
+def test_clear_sends_null_and_the_plan_file_round_trips(crm, client, tmp_path):
+    path, tpl = _setup(crm, tmp_path, "clear")
+    p = plan(path, tpl, client)
+    gamma = next(o for o in p.operations if o.title == "Gamma SA")
+    assert gamma.body["website"] is None  # RFC 7396: null removes the field
+    assert ("website", "https://gamma.fr", None) in _changes(gamma.changes)
+    frame = p.row_frame()
+    assert frame["op"].to_list() == [r["op"] for r in p.rows]
+    assert p.counts() == {"create": 2, "patch": 2, "replace": 0, "unchanged": 1, "skip": 0,
+                          "conflict": 0, "invalid": 0}
+    saved = Plan.load(p.save(tmp_path / "plan.json"))
+    assert saved.rows == p.rows and saved.operations == p.operations and saved.sha256 == p.sha256
+    assert set(saved.timings) >= {"read", "map", "validate", "fetch", "match", "diff"}
