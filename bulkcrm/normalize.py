@@ -5,7 +5,7 @@ Stage: shared by transforms (clean/render), the validator (`CHECKS`) and the pla
 normalisers). Input: `pl.Expr` over `pl.String` columns; output: `pl.Expr` (nulls stay null).
 
 Expensive per-value work (phonenumbers, email-validator) runs once per UNIQUE value through
-`map_unique`/`_per_value`, and only for the values a vectorised fast path cannot settle:
+`_per_value`, and only for the values a vectorised fast path cannot settle:
 E.164 and plain international numbers (`clean_phone`) and plain ASCII addresses
 (`check_email`) never reach Python. Country names are keyed by a vectorised polars expression
 (once per distinct spelling, `on_unique`) and looked up in a prebuilt table, so no Python code
@@ -33,22 +33,6 @@ def trimmed(expr: pl.Expr) -> pl.Expr:
     """Return `expr` as text with surrounding whitespace stripped; empty text becomes null."""
     # one reference to `expr`: polars does not share repeated sub-expressions inside when/then
     return expr.cast(pl.String).str.strip_chars().replace("", None)
-
-
-def map_unique(expr: pl.Expr, fn: Callable[[str], object], return_dtype: pl.DataType) -> pl.Expr:
-    """Apply the Python function `fn` once per distinct non-null value of `expr`.
-
-    The results are put back with `Series.replace_strict` (a hash lookup), so a 100k-row column
-    with 1k distinct values calls `fn` 1k times. Nulls stay null; `fn` may return None.
-    The batch function is marked elementwise, so `list.eval` runs it once on all list items.
-    """
-
-    def batch(s: pl.Series) -> pl.Series:
-        uniq = s.drop_nulls().unique()
-        out = _per_value(uniq, fn, return_dtype)
-        return s.replace_strict(uniq, out, default=None, return_dtype=return_dtype)
-
-    return expr.map_batches(batch, return_dtype=return_dtype, is_elementwise=True)
 
 
 _CHUNK = 50_000
