@@ -160,7 +160,8 @@ def bench_window(quick: bool, tmp: Path) -> dict:
 
 class MemoryClient:
     """Stands in for `Client` with the snapshot in memory: `plan(strategy="scan")` lists the
-    collection once (`list_all`) and sends nothing else, so the network is excluded exactly."""
+    collection once (`list_all`) and sends nothing else. That listing and the decoding of the
+    records into a frame are `Plan.timings["fetch"]`, which `_local` subtracts."""
 
     requests_per_minute = None
 

@@ -74,9 +74,8 @@ def plan(source: str | Path | Sheet, template: Template, client: Client, *, mode
 def _gc_paused():
     """Pause Python's cyclic garbage collector while planning (restored afterwards).
 
-    A plan allocates ~10 container objects per row (row dicts, operation bodies) while the
-    fetched records (about as many again) are alive; every full collection walks all of
-    them, which cost more than half of a 100k-row plan (bench/README.md). The objects are
+    The fetched records are JSON dicts (~10 objects a record, a million for 100k records);
+    every full collection during planning would walk all of them (bench/README.md). They are
     acyclic and freed by reference counting, so nothing piles up meanwhile."""
     was = gc.isenabled()
     gc.disable()
