@@ -5,7 +5,7 @@ Input `w`: one row per row to write, with
   patch changes, `diff.changed_fields`; null for a create);
 - the mapped field columns (`mapping.map_rows`: String, Boolean, List(String), `PHONE_DTYPE`);
 - the matched record as it is (`<top>#r`, API shape of `match.records_schema`) and normalised
-  (`<field>#e`, `diff.records_frame`); null for a create.
+  (`<field>#e`, `diff.existing_values`); null for a create.
 Output: an `OP_SCHEMA` frame (`planfile.py`), one operation per row, in the order of `w`.
 
 Body rules (issue 5, the same as `diff.create_body` / `diff.update`): a create sends every
@@ -101,12 +101,14 @@ def _creates(w: pl.DataFrame, template: Template) -> pl.DataFrame:
 def _with_changes(out: pl.DataFrame, w: pl.DataFrame, items: list[tuple]) -> pl.DataFrame:
     """Add `changes` ([{field, before, after}]) from (field, present, before JSON, after JSON)
     items: worked out in long form, only where a field is present."""
-    long = [w.filter(present).select("row_number", pl.lit(f).alias("field"), before.alias("before"),
-                                     after.alias("after")) for f, present, before, after in items]
-    if not long:
+    if not items:
         return out.with_columns(pl.lit([], dtype=CHANGE_DTYPE).alias("changes"))
-    grouped = pl.concat(long).with_row_index("__o").sort("row_number", "__o").group_by(
-        "row_number", maintain_order=True).agg(pl.struct("field", "before", "after").alias("changes"))
+    lw = w.lazy()  # one query: each part filters only the columns it reads
+    long = [lw.filter(present).select("row_number", pl.lit(i).alias("__o"), pl.lit(f).alias("field"),
+                                      before.alias("before"), after.alias("after"))
+            for i, (f, present, before, after) in enumerate(items)]
+    grouped = pl.concat(long).sort("row_number", "__o").group_by("row_number", maintain_order=True).agg(
+        pl.struct("field", "before", "after").alias("changes")).collect()
     return out.join(grouped, on="row_number", how="left", maintain_order="left").with_columns(
         pl.col("changes").fill_null(pl.lit([], dtype=CHANGE_DTYPE)))
 
