@@ -18,6 +18,7 @@ import codecs
 import hashlib
 import math
 import re
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -123,7 +124,10 @@ def _read_csv(p: Path, where: str, encoding: str | None, delimiter: str | None,
         data = p.read_bytes()
     except OSError as e:
         raise InputError(f"cannot read the file ({e.strerror})", path=where) from None
-    sha = hashlib.sha256(data).hexdigest()
+    # hashed on another thread while polars parses (hashlib releases the GIL on big inputs)
+    hashing = ThreadPoolExecutor(1)
+    sha = hashing.submit(lambda: hashlib.sha256(data).hexdigest())
+    hashing.shutdown(wait=False)
     if data[:4] in (b"PK\x03\x04", b"\xd0\xcf\x11\xe0"):
         raise InputError("this is an Excel workbook, not delimited text; rename it to .xlsx "
                          "(or .xls)", path=where)
@@ -156,7 +160,7 @@ def _read_csv(p: Path, where: str, encoding: str | None, delimiter: str | None,
         escaped = FORMULA_ESCAPE in text
     frame, hdr, issues, _ = _finish(grid, where, header_row, None, delimiter)
     frame = restore_formula_escape(frame) if escaped else frame  # no `'` anywhere: no-op
-    return Sheet(frame, issues, where, None, enc, delimiter, hdr, sha)
+    return Sheet(frame, issues, where, None, enc, delimiter, hdr, sha.result())
 
 
 def _file_sha256(p: Path) -> str:
