@@ -93,8 +93,7 @@ def _creates(w: pl.DataFrame, template: Template) -> pl.DataFrame:
     out = w.select("row_number", pl.lit("create").alias("op"), pl.lit("POST").alias("method"),
                    pl.lit("/organizations").alias("path"),
                    _obj([_frag(top, v(i), p(i)) for i, (top, _) in enumerate(tops)]).alias("body"), "iri",
-                   title.alias("title"), _identifiers(template, w.schema).alias("identifiers"),
-                   pl.lit(None, pl.String).alias("snapshot"))
+                   title.alias("title"), pl.lit(None, pl.String).alias("snapshot"))
     return _with_changes(out, w, [(top, p(i), pl.lit(None, pl.String), v(i)) for i, (top, _) in enumerate(tops)])
 
 
@@ -201,7 +200,7 @@ def _phone_json(w: pl.DataFrame, template: Template) -> pl.DataFrame:
         pl.element().struct.field("phoneNumber")))
     for i, sheet, before, norm in cols.iter_rows():
         value = diff.desired_phones(m, sheet or [], before or [], norm or [], template)
-        out[i] = json.dumps(diff.api_value(m, value), ensure_ascii=False, separators=(",", ":"))
+        out[i] = _dumps(diff.api_value(m, value))
     return w.with_columns(pl.Series("phoneNumbers@json", out, dtype=pl.String))
 
 
@@ -236,30 +235,63 @@ def _patches(w: pl.DataFrame, template: Template) -> pl.DataFrame:
     title = pl.col("title#r") if "title#r" in w.columns else pl.lit(None, pl.String)
     out = w.select("row_number", pl.lit("patch").alias("op"), pl.lit("PATCH").alias("method"),
                    pl.col("iri").alias("path"), _obj(frags).alias("body"), "iri", title.alias("title"),
-                   _identifiers(template, w.schema).alias("identifiers"), _snapshot(snap).alias("snapshot"))
+                   _snapshot(snap).alias("snapshot"))
     return _with_changes(out, w, changes)
 
 
-def write_ops(w: pl.DataFrame, template: Template, tags: list[str]) -> pl.DataFrame:
-    """One create (POST) or merge patch (PATCH) per row of `w` (see module docstring).
+def _replaces(w: pl.DataFrame, records: dict[str, dict], template: Template) -> pl.DataFrame:
+    """PUT bodies (template `mode: replace`), each built from the whole record (`diff.update`:
+    unmapped fields kept unless `clear_unmapped`, every field it empties in `cleared`)."""
+    out: dict[str, list] = {k: [] for k in ("row_number", "body", "title", "snapshot", "changes", "cleared")}
+    for row in w.iter_rows(named=True):
+        record, changed = records[row["iri"]], row["__changed"]
+        body, changes, cleared = diff.update(row, record, changed, template)
+        for k, v in (("row_number", row["row_number"]), ("body", _dumps(body)), ("title", record.get("title")),
+                     ("snapshot", _dumps(diff.snapshot(record, changed))), ("changes", changes),
+                     ("cleared", cleared)):
+            out[k].append(v)
+    frame = pl.DataFrame(out, schema={"row_number": pl.Int64, "body": pl.String, "title": pl.String,
+                                      "snapshot": pl.String, "changes": CHANGE_DTYPE,
+                                      "cleared": pl.List(pl.String)})
+    return w.select("row_number", pl.lit("replace").alias("op"), pl.lit("PUT").alias("method"),
+                    pl.col("iri").alias("path"), "iri").join(frame, on="row_number", maintain_order="left")
+
+
+def _dumps(value) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def write_ops(w: pl.DataFrame, template: Template, tags: list[str],
+              records: dict[str, dict] | None = None) -> pl.DataFrame:
+    """One create (POST), merge patch (PATCH) or, for a template with `mode: replace`, PUT per
+    row of `w` (see module docstring).
 
     Args:
         w: the rows to write (module docstring); patches need the `#r` and `#e` columns.
         tags: tag names the plan creates (`lookups.resolve_lookups`); bodies refer to them
             as `$ref:tag:<name>` and depend on their operations.
+        records: IRI -> record JSON; needed for PUT, whose body starts from the whole record.
 
     Returns:
-        An `OP_SCHEMA` frame in row order: key `row:<n>`, op create | patch, bodies as JSON text.
+        An `OP_SCHEMA` frame in row order: key `row:<n>`, bodies as JSON text.
     """
-    creates, patches = w.filter(pl.col("iri").is_null()), w.filter(pl.col("iri").is_not_null())
-    parts = ([_creates(creates, template)] if creates.height else []) + \
-        ([_patches(patches, template)] if patches.height else [])
+    w = w.with_columns(_identifiers(template, w.schema).alias("identifiers"))
+    creates, updates = w.filter(pl.col("iri").is_null()), w.filter(pl.col("iri").is_not_null())
+    empty = pl.lit([], dtype=pl.List(pl.String))
+    parts = []
+    if creates.height:
+        parts.append(_creates(creates, template).with_columns(empty.alias("cleared")))
+    if updates.height and template.mode == "replace":
+        parts.append(_replaces(updates, records or {}, template))
+    elif updates.height:
+        parts.append(_patches(updates, template).with_columns(empty.alias("cleared")))
     if not parts:
         return pl.DataFrame(schema=OP_SCHEMA)
-    out = pl.concat(parts).sort("row_number")
+    ids = w.select("row_number", "identifiers")
+    out = pl.concat(parts, how="diagonal_relaxed").sort("row_number").join(ids, on="row_number", maintain_order="left")
     return out.select(
         pl.format("row:{}", pl.col("row_number")).alias("key"), "op", "method", "path", "body",
         pl.concat_list(pl.col("row_number")).alias("row_numbers"), "iri", "title", "identifiers",
-        "snapshot", pl.col("changes").cast(CHANGE_DTYPE), pl.lit([], dtype=pl.List(pl.String)).alias("cleared"),
+        "snapshot", pl.col("changes").cast(CHANGE_DTYPE), "cleared",
         _depends(tags).alias("depends_on"), pl.lit("organizations").alias("resource"),
         pl.lit([], dtype=pl.List(pl.String)).alias("content_key"))

@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import datetime as dt
 import gc
-import hashlib
-import json
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -28,7 +26,7 @@ from .errors import Issue, TemplateError
 from .lookups import LookupCache, resolve_lookups
 from .mapping import map_rows
 from .match import match_rows
-from .planfile import (CONFLICT_TYPES, OP_SCHEMA, ROW_SCHEMA, SCHEMA_VERSION, WRITE_OPS, Operation,
+from .planfile import (CONFLICT_TYPES, ROW_SCHEMA, SCHEMA_VERSION, WRITE_OPS, Operation,
                        Plan, ops_frame, render_plan)
 from .read import Sheet, read
 from .template import Template
@@ -137,7 +135,7 @@ def _plan(source: str | Path | Sheet, template: Template, client: Client, *, mod
     out_rows, ops = _decide(mapped, rows, matches, template, mode, issues, resolved.tags_to_create)
     clock.lap("diff")
     p = Plan(template=str(template.path), template_sha256=template.sha256, input=str(sh.path),
-             input_sha256=sh.sha256 or _sha256(sh.path), target=client.base_url, mode=mode,
+             input_sha256=sh.sha256, target=client.base_url, mode=mode,
              strategy=matches.strategy, created_at=_now(), rows=out_rows, operations=ops,
              issues=[i.to_dict() for i in issues], requests_spent=client.requests_sent - start,
              sheet=sh.sheet_name, notes=matches.notes, timings=clock.seconds)
@@ -155,7 +153,7 @@ def _notes_plan(sh: Sheet, template: Template, client: Client, *, mode: str, str
     from .notes import plan_notes
     part = plan_notes(sh, template, client, mode=mode, strategy=strategy, mirror=mirror)
     p = Plan(template=str(template.path), template_sha256=template.sha256, input=str(sh.path),
-             input_sha256=sh.sha256 or _sha256(sh.path), target=client.base_url, mode=mode,
+             input_sha256=sh.sha256, target=client.base_url, mode=mode,
              strategy=part.strategy or strategy, created_at=_now(), rows=[], operations=[],
              issues=[], requests_spent=0, sheet=sh.sheet_name)
     _add_part(p, part)
@@ -189,13 +187,9 @@ def _decide(mapped: pl.DataFrame, rows: pl.DataFrame, matches, template: Templat
         pl.DataFrame(schema={"row_number": pl.Int64, "iri": pl.String, "changed": pl.List(pl.String)})
     changed = changed.select("row_number", "changed").filter(pl.col("changed").list.len() > 0)
     w = _write_rows(ok, changed, mode, template)
-    if template.mode == "replace":
-        updates = w.filter(pl.col("iri").is_not_null())
-        org_ops = pl.concat([write_ops(w.filter(pl.col("iri").is_null()), template, tags),
-                             _replace_ops(updates, matches.records, template, tags)])
-    else:
-        org_ops = write_ops(_with_records(w, raw.with_columns(matched["row_number"]), existing), template, tags)
-    org_ops = org_ops.sort(pl.col("row_numbers").list.first(), maintain_order=True)
+    if template.mode != "replace":  # a PUT starts from the whole record instead
+        w = _with_records(w, raw.with_columns(matched["row_number"]), existing)
+    org_ops = write_ops(w, template, tags, matches.records)
     ops = pl.concat([ops_frame([_tag_op(t) for t in tags]), org_ops]) if tags else org_ops
     return _row_frame(mapped, joined, changed, matches.conflicts, conflict_rows, errors, mode,
                       template, org_ops), ops
@@ -219,15 +213,6 @@ def _with_records(w: pl.DataFrame, raw: pl.DataFrame, existing: pl.DataFrame) ->
     e = existing.drop("iri").rename(lambda c: c if c == "row_number" else f"{c}#e")
     return w.join(r, on="row_number", how="left", maintain_order="left").join(
         e, on="row_number", how="left", maintain_order="left")
-
-
-def _replace_ops(updates: pl.DataFrame, records: dict[str, dict], template: Template,
-                 tags: list[str]) -> pl.DataFrame:
-    """PUT operations (template `mode: replace`): built from each whole record (diff.update)."""
-    ops = []
-    for row in updates.iter_rows(named=True):
-        ops.append(_update_op(row, records[row["iri"]], row.pop("__changed"), template, tags))
-    return ops_frame(ops)
 
 
 def _row_frame(mapped: pl.DataFrame, joined: pl.DataFrame, changed: pl.DataFrame,
@@ -260,38 +245,9 @@ def _row_frame(mapped: pl.DataFrame, joined: pl.DataFrame, changed: pl.DataFrame
                        pl.lit("organizations").alias("resource")).cast(ROW_SCHEMA)
 
 
-def _update_op(row: dict, record: dict, changed: list[str], template: Template, tags: list[str]) -> Operation:
-    body, changes, cleared = diff.update(row, record, changed, template)
-    replace = template.mode == "replace"
-    return Operation(key=f"row:{row['row_number']}", op="replace" if replace else "patch",
-                     method="PUT" if replace else "PATCH", path=record["@id"], body=body,
-                     row_numbers=[row["row_number"]], iri=record["@id"], title=record.get("title"),
-                     identifiers=_identifiers(row, template), snapshot=diff.snapshot(record, changed),
-                     changes=changes, cleared=cleared, depends_on=_deps(body, tags))
-
-
 def _tag_op(title: str) -> Operation:
     return Operation(key=f"tag:{title}", op="create", method="POST", path="/tags", body={"title": title},
                      row_numbers=[], title=title)
-
-
-def _deps(body: dict, tags: list[str]) -> list[str]:
-    if not tags:
-        return []
-    text = json.dumps(body, ensure_ascii=False)
-    return [f"tag:{t}" for t in tags if f'"$ref:tag:{t}"' in text]
-
-
-def _identifiers(row: dict, template: Template) -> dict[str, list[str]]:
-    out: dict[str, list[str]] = {}
-    for f in template.identifiers:
-        v = row.get(f)
-        if f == "phoneNumbers":
-            v = [p["phoneNumber"] for p in v or []]
-        vals = v if isinstance(v, list) else ([v] if v else [])
-        if vals:
-            out[f] = [str(x) for x in vals]
-    return out
 
 
 def _title(template: Template) -> pl.Expr:
@@ -315,13 +271,6 @@ def _not_found_issues(nf: pl.DataFrame, template: Template, file: str, sheet: st
     return [Issue("not-found", rn, col, iri, "IRI of an existing record (crm-api.md §1)",
                   f"{file}:{rn}:{col}: no record {iri}; remove the IRI to create a new organization",
                   "error", file, sheet) for rn, iri in nf.iter_rows()]
-
-
-def _sha256(path: str) -> str:
-    try:
-        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-    except OSError:
-        return ""
 
 
 def _now() -> str:

@@ -25,7 +25,7 @@ from pathlib import Path
 import polars as pl
 
 from bulkcrm.errors import InputError, Issue
-from bulkcrm.read_csv import DELIMITERS, parse_csv  # noqa: F401 - re-exported
+from bulkcrm.read_csv import parse_csv
 from bulkcrm.read_csv import (
     _parse_irregular, _parse_regular, _utf8_sample, decode, detect_delimiter)
 
