@@ -13,7 +13,7 @@ import polars as pl
 from bulkcrm.client import Client
 from bulkcrm.diff import create_body
 from bulkcrm.mapping import map_rows
-from bulkcrm.match import identifier_frame
+from bulkcrm.match import BATCH, identifier_frame
 from bulkcrm.template import Template
 
 
@@ -28,10 +28,10 @@ def run_naive(sheet: pl.DataFrame, template: Template, client: Client) -> int:
     ids = identifier_frame(mapped, template).group_by("row_number").agg(pl.col("value"))
     values = dict(ids.iter_rows())
     for row in mapped.iter_rows(named=True):
-        mine = values.get(row["row_number"], [])[:30]
+        mine = values.get(row["row_number"], [])[:BATCH]
         found = []                           # a row without identifiers can only be created
         if mine:
-            page = client.get("/organizations", {"identifiers[]": mine, "itemsPerPage": 30})
+            page = client.get("/organizations", {"identifiers[]": mine, "itemsPerPage": BATCH})
             found = page.get("member") or []
         body = create_body(row, template)
         if found:

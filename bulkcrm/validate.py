@@ -18,8 +18,6 @@ from .errors import ISSUE_SCHEMA, Issue, issues_frame
 from .template import Mapping, Template
 from .transforms import CHECK_RULES, CHECKS, check_list
 
-PHONE_TYPES = ("fax", "mobile", "landline", "work", "home", "other")
-"""Sandbox enum of PhoneNumber.phoneType (crm-api.md §8.2, [SANDBOX])."""
 
 
 @dataclass(frozen=True)

@@ -15,13 +15,13 @@ from collections.abc import Callable
 from urllib.parse import unquote
 
 from .query import SPECS, collection, page_of, parse_query, conditions
-from .schema import IRI_ROUTE, NOTE_IRI, RESOURCES, iri, now_iso
+from .schema import IRI_ROUTE, NOTE_DEFAULTS, NOTE_IRI, RESOURCES, iri, now_iso
 from .store import Record, Store
 from .validation import (PATCH_TYPES, POST_PUT_TYPES, denormalize, merge, read_json, split,
                          validate)
 from .wire import HttpError, Request, Response, json_response, problem
 
-_COLLS = "organizations|people|tags|segments|users|note_categories"
+_COLLS = "|".join(c for c in RESOURCES if c != "notes")  # notes live under an organization
 _ROUTES: list[tuple[re.Pattern, str]] = [
     (re.compile(r"^/organizations/([^/]+)/notes/([^/]+?)(?:\.jsonld)?$"), "note"),
     (re.compile(r"^/organizations/([^/]+)/notes(?:\.jsonld)?$"), "notes"),
@@ -175,8 +175,8 @@ class App:
         """Values a new or replaced note starts with (crm-api.md §9.1 [SANDBOX])."""
         if coll != "notes":
             return {}
-        return {"flagged": False, "isPrivate": False,
-                "author": f"/users/{req.user}" if req.user else None}
+        user = self.store.first_user(req.tenant)  # the key's user (crm-api.md §9.1 [SANDBOX])
+        return {**NOTE_DEFAULTS, "author": f"/users/{user}" if user else None}
 
     def _resolver(self, tenant: str | None):
         """Check relation IRIs: route known (`Invalid IRI`), right collection and existing in

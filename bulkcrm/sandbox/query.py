@@ -89,8 +89,8 @@ class ListSpec:
 
     Attributes:
         search: exact filters, param -> (kind, target). Kinds: `col` (column, exact), `relcol`
-            (column holding an id; values may be IRIs), `link` / `rellink` (links table field),
-            `id` (the record id), `parent` (a note's organization), `ident` (identifiers), `q`.
+            (column holding an id, e.g. `id` or a note's `parent`; values may be IRIs), `link` /
+            `rellink` (links table field), `ident` (identifiers), `q`.
         exists / dates / booleans: property -> column.
         order: property -> SQL expression (`u.` = the owner user).
         default_order: ORDER BY terms when no valid `order[...]` is given.
@@ -130,12 +130,12 @@ SPECS: dict[str, ListSpec] = {
         dates={"createdAt": "r.created_ts"},
         order={"familyName": "r.sort_key", "createdAt": "r.created_ts"}, idx_view=True),
     "notes": ListSpec(
-        search={"q": ("q", ""), "organization": ("parent", ""), "category.id": ("relcol", "category"),
+        search={"q": ("q", ""), "organization": ("relcol", "parent"), "category.id": ("relcol", "category"),
                 "author.id": ("relcol", "owner")},
         booleans={"flagged": "r.flagged"}, dates={"createdAt": "r.created_ts"},
         order={"flagged": "r.flagged", "createdAt": "r.created_ts"},
         default_order=("r.created_ts", "r.id")),
-    "tags": ListSpec(search={"id": ("id", "")}),
+    "tags": ListSpec(search={"id": ("relcol", "id")}),
     "segments": ListSpec(),
     "users": ListSpec(search={"email": ("col", "r.email")}),
     "note_categories": ListSpec(search={"title": ("col", "r.title")}),
@@ -156,17 +156,13 @@ def conditions(coll: str, params: dict[str, Any], tenant: str) -> tuple[list, li
             if vals[0].strip():
                 where.append(("instr(r.search, ?) > 0", [vals[0].strip().casefold()]))
             continue
-        if kind in ("relcol", "rellink", "id", "parent"):
+        if kind in ("relcol", "rellink"):
             vals = [id_of(v) for v in vals]
         marks = ", ".join("?" * len(vals))
         if kind == "col":
             where.append((f"{target} IN ({marks})", vals))
         elif kind == "relcol":
             where.append((f"r.{target} IN ({marks})", vals))
-        elif kind == "id":
-            where.append((f"r.id IN ({marks})", vals))
-        elif kind == "parent":
-            where.append((f"r.parent IN ({marks})", vals))
         elif kind in ("link", "rellink"):
             where.append((f"r.id IN (SELECT id FROM links WHERE coll = ? AND field = ? "
                           f"AND value IN ({marks}))", [coll, target, *vals]))

@@ -151,7 +151,7 @@ class Gateway:
         if tenant is None:
             resp = unauthorized("API key not found." if key is None else "Invalid API key.")
             return self._logged(req, resp, None, arrival)
-        req = replace(req, tenant=tenant, user=self.app.store.first_user(tenant))
+        req = replace(req, tenant=tenant)
         wait = self._burst()
         if wait is None:
             wait = self.limiter.hit(tenant, now)

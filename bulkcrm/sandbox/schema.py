@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from typing import Any
 
-PHONE_TYPES = ("fax", "mobile", "landline", "work", "home", "other")
-"""Sandbox enum of `phoneType` (crm-api.md §8.2 [SANDBOX])."""
+NOTE_DEFAULTS = {"flagged": False, "isPrivate": False}
+"""Values a new note starts with when not given (crm-api.md §9.1 [SANDBOX])."""
 ARRAY_KINDS = frozenset({"iris", "emails", "phones"})
 
 
@@ -59,12 +59,8 @@ class Resource:
     def field(self, name: str) -> Field | None:
         return _FIELD_INDEX[self.coll].get(name)
 
-    @property
-    def writable(self) -> tuple[Field, ...]:
-        return tuple(f for f in self.fields if not f.read_only)
 
-
-S, RO = "string", True
+RO = True
 _CONTACT = (Field("emailAddresses", "emails"), Field("phoneNumbers", "phones"))
 ORGANIZATION = Resource("organizations", "Organization", (
     Field("title"), Field("description"), *_CONTACT, Field("website"), Field("customerId"),

@@ -10,7 +10,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from .schema import NOTE_IRI, RESOURCES, format_datetime, id_of, now_iso, parse_datetime, strip_nulls
+from .schema import NOTE_DEFAULTS, NOTE_IRI, RESOURCES, format_datetime, id_of, now_iso, parse_datetime, strip_nulls
 from .store import Record, Store
 
 SEED_KEYS = ("users", "tags", "segments", "note_categories", "organizations", "notes", "people")
@@ -95,8 +95,8 @@ def _record(coll: str, item: Any, tenant: str, now: str) -> tuple[Record, dict, 
     if res.timestamps:
         doc.setdefault("updatedAt", doc["createdAt"])
     if coll == "notes":
-        doc.setdefault("flagged", False)
-        doc.setdefault("isPrivate", False)
+        for name, value in NOTE_DEFAULTS.items():
+            doc.setdefault(name, value)
     if coll != "people":
         rels = {f.name: rels.get(f.name, []) for f in res.fields if f.relation}
     return Record(coll, str(rid), tenant, parent, doc), rels, fixed

@@ -112,15 +112,16 @@ class Store:
                            (coll, rid))
         return Record(coll, rid, rows[0][0], rows[0][1], json.loads(rows[0][2])) if rows else None
 
-    def existing(self, coll: str, tenant: str, ids: Iterable[str]) -> set[str]:
-        """The subset of `ids` that exist in `coll` for `tenant`."""
+    def existing(self, coll: str, tenant: str | None, ids: Iterable[str]) -> set[str]:
+        """The subset of `ids` that exist in `coll` for `tenant` (None: for any tenant)."""
         ids = list(dict.fromkeys(ids))
         found: set[str] = set()
+        by_tenant = "" if tenant is None else " AND tenant = ?"
         for i in range(0, len(ids), 500):
             chunk = ids[i:i + 500]
             found |= {r[0] for r in self._query(
-                f"SELECT id FROM records WHERE coll = ? AND tenant = ? AND id IN "
-                f"({', '.join('?' * len(chunk))})", (coll, tenant, *chunk))}
+                f"SELECT id FROM records WHERE coll = ?{by_tenant} AND id IN "
+                f"({', '.join('?' * len(chunk))})", (coll, *([] if tenant is None else [tenant]), *chunk))}
         return found
 
     def first_user(self, tenant: str) -> str | None:
@@ -213,7 +214,7 @@ class Store:
             for coll, rid in replace:
                 by_coll.setdefault(coll, []).append(rid)
             for coll, ids in by_coll.items():
-                for rid in self._ids_present(db, coll, ids):
+                for rid in self.existing(coll, None, ids):  # same connection: the lock is re-entrant
                     self._remove(db, coll, rid)
             self._write(db, items, True)
 
@@ -222,15 +223,6 @@ class Store:
         segment's memberships (crm-api.md §8.3 DELETE)."""
         with self.transaction() as db:
             self._remove(db, coll, rid)
-
-    def _ids_present(self, db: sqlite3.Connection, coll: str, ids: list[str]) -> list[str]:
-        found: list[str] = []
-        for i in range(0, len(ids), 500):
-            chunk = ids[i:i + 500]
-            found += [r[0] for r in db.execute(
-                f"SELECT id FROM records WHERE coll = ? AND id IN ({', '.join('?' * len(chunk))})",
-                (coll, *chunk))]
-        return found
 
     def _write(self, db: sqlite3.Connection, items: Sequence[tuple[Record, dict]], new: bool) -> None:
         records, links, idents, person_orgs = [], [], [], []

@@ -10,7 +10,8 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from .schema import (ARRAY_KINDS, PHONE_TYPES, Field, Resource, format_datetime, parse_datetime,
+from ..normalize import PHONE_TYPES  # one phoneType enum for client and sandbox (crm-api.md §8.2)
+from .schema import (ARRAY_KINDS, Field, Resource, format_datetime, parse_datetime,
                      strip_nulls)
 from .wire import CHOICE, NOT_BLANK, NOT_NULL, HttpError, Request, validation_error
 

@@ -28,7 +28,7 @@ class Request:
     Attributes:
         method: upper-case verb. path: URL path as sent, without the query string.
         query: raw query string (no `?`). headers: header names lower-cased.
-        body: raw bytes. tenant: set once the key is accepted. user: the key's user id.
+        body: raw bytes. tenant: set once the key is accepted.
     """
 
     method: str
@@ -37,7 +37,6 @@ class Request:
     headers: Mapping[str, str] = field(default_factory=dict)
     body: bytes = b""
     tenant: str | None = None
-    user: str | None = None
 
     @property
     def media_type(self) -> str | None:
