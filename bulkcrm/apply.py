@@ -22,17 +22,19 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 from pathlib import Path
 from typing import Any, Callable
 
 import polars as pl
 
 from .client import Client
+from .diff import canon
 from .errors import ApiError, AuthError, ISSUE_SCHEMA, PermanentApiError, PlanError, TransientApiError, \
     UncertainWriteError
 from .journal import Journal, journal_path
 from .lookups import REF_PREFIX
-from .match import count_records, lookup_records
+from .match import BATCH, count_records, lookup_records
 from .plan import Operation, Plan
 from .template import SEARCHABLE_IDENTIFIERS
 from .report import ROW_SCHEMA, Report
@@ -76,7 +78,7 @@ def apply(plan: Plan, client: Client, *, plan_path: str | Path | None = None,
     if jpath is None:
         raise PlanError("apply needs plan_path or journal_file to keep its journal")
     journal = Journal(jpath, plan.sha256, plan.target)
-    results: dict[str, dict[str, Any]] = {}
+    results: dict[str, Any] = {}  # key -> the server's answer to a write of this run
     total = len(plan.operations)
     already = sum(journal.state(o.key) == "done" for o in plan.operations)
     for n, op in enumerate(plan.operations, start=1):
@@ -87,31 +89,31 @@ def apply(plan: Plan, client: Client, *, plan_path: str | Path | None = None,
         notify("Reconciling: re-reading the written records (--no-reconcile skips this) …")
     mismatches = {**_reconcile(plan, journal, client), **_reconcile_notes(plan, results)} \
         if reconcile else {}
-    report = _report(plan, journal, results, mismatches, client.requests_sent - start_requests,
-                     started, reconcile)
+    report = _report(plan, journal, mismatches, client.requests_sent - start_requests, started, reconcile)
     report.summary["already_done"] = already
     return report
 
 
-def _run_op(op: Operation, journal: Journal, client: Client, verify: bool) -> dict[str, Any]:
+def _run_op(op: Operation, journal: Journal, client: Client, verify: bool) -> Any:
+    """Send one operation unless the journal has it done; the server's answer body, if any."""
     state = journal.state(op.key)
     if state == "done":
-        return {"outcome": "done"}
+        return None
     missing = [d for d in op.depends_on if journal.state(d) != "done"]
     if missing:
         journal.record(op.key, "failed", detail=f"depends on {', '.join(missing)}, which failed")
-        return {"outcome": "failed"}
+        return None
     path = _fill_path(op.path, journal.iris())
     if state == "sent" and op.method == "POST":
         found = _find_created(op, client, path)
         if found:
             journal.record(op.key, "done", iri=found, status=None, detail="resolved after a lost answer")
-            return {"outcome": "done"}
+            return None
     if verify and op.iri:
         drift = _drift(op, client)
         if drift:
             journal.record(op.key, "drifted", detail=drift)
-            return {"outcome": "drifted"}
+            return None
     body = _fill_refs(op.body, journal.iris())
     for _ in range(3):  # an uncertain write is resolved by lookup, then resent at most twice
         journal.record(op.key, "sent")
@@ -121,7 +123,7 @@ def _run_op(op: Operation, journal: Journal, client: Client, verify: bool) -> di
             found = _find_created(op, client, path) if op.method == "POST" else None
             if found:
                 journal.record(op.key, "done", iri=found, detail="resolved after a lost answer")
-                return {"outcome": "done"}
+                return None
             last: ApiError = e
             continue
         except AuthError:
@@ -129,14 +131,14 @@ def _run_op(op: Operation, journal: Journal, client: Client, verify: bool) -> di
         except (PermanentApiError, TransientApiError) as e:
             if op.method == "DELETE" and e.status == 404:  # gone already (a lost answer, or by hand)
                 journal.record(op.key, "done", iri=op.iri, status=404, detail="already deleted")
-                return {"outcome": "done"}
+                return None
             journal.record(op.key, "failed", status=e.status, detail=_problem(e))
-            return {"outcome": "failed"}
+            return None
         journal.record(op.key, "done", iri=resp.iri or op.iri, status=resp.status,
                        detail=f"throttled {resp.throttled}x" if resp.throttled else None)
-        return {"outcome": "done", "body": resp.body}
+        return resp.body
     journal.record(op.key, "failed", status=last.status, detail=_problem(last))
-    return {"outcome": "failed"}
+    return None
 
 
 def _send(client: Client, op: Operation, path: str, body: dict):
@@ -199,20 +201,12 @@ def _same_record(record: dict, body: dict) -> bool:
 
 def _drift(op: Operation, client: Client) -> str | None:
     now = client.get(op.iri)
-    changed = [k for k, v in (op.snapshot or {}).items() if _canon(now.get(k)) != _canon(v)]
+    changed = [k for k, v in (op.snapshot or {}).items()  # null ≡ missing inside objects
+               if canon(now.get(k), drop_null=True) != canon(v, drop_null=True)]
     if not changed:
         return None
     return "; ".join(f"{k}: planned from {json.dumps(op.snapshot[k], ensure_ascii=False)}, now "
                      f"{json.dumps(now.get(k), ensure_ascii=False)}" for k in changed)
-
-
-def _canon(v: Any) -> str:
-    if isinstance(v, dict):
-        v = {k: x for k, x in v.items() if not k.startswith("@") and x is not None}
-    if isinstance(v, list):  # null ≡ missing inside items too (a phone without phoneType)
-        v = [{k: x for k, x in i.items() if not k.startswith("@") and x is not None}
-             if isinstance(i, dict) else i for i in v]
-    return json.dumps(v if v not in ([], {}, "") else None, sort_keys=True)
 
 
 def _reconcile(plan: Plan, journal: Journal, client: Client) -> dict[str, str]:
@@ -230,7 +224,7 @@ def _reconcile(plan: Plan, journal: Journal, client: Client) -> dict[str, str]:
     records: dict[str, dict] = lookup_records(client, values) if values else {}
     missing = [i for i in iris.values() if i and i not in records]
     if len(missing) > 1:
-        if -(-count_records(client) // 30) < len(missing):
+        if math.ceil(count_records(client) / BATCH) < len(missing):
             records.update({r["@id"]: r for r in client.list_all("/organizations")})
     out = {}
     for o in done:
@@ -243,7 +237,7 @@ def _reconcile(plan: Plan, journal: Journal, client: Client) -> dict[str, str]:
                 continue
         diffs = [k for k, v in _fill_refs(o.body, journal.iris()).items()
                  if k in records[iri] or v not in (None, [], {})
-                 if _canon(_subset(records[iri].get(k), v)) != _canon(v)]
+                 if canon(_subset(records[iri].get(k), v), drop_null=True) != canon(v, drop_null=True)]
         if diffs:
             out[o.key] = "server holds other values for " + ", ".join(
                 f"{k} ({json.dumps(records[iri].get(k), ensure_ascii=False)})" for k in diffs)
@@ -254,7 +248,7 @@ def _reconcile_notes(plan: Plan, results: dict) -> dict[str, str]:
     """key -> mismatch text for notes, from the server's answer to each write of this run."""
     out = {}
     for o in plan.operations:
-        answer = results.get(o.key, {}).get("body")
+        answer = results.get(o.key)
         if o.resource != "organization_notes" or o.method == "DELETE" or not isinstance(answer, dict):
             continue
         diffs = [k for k, v in o.body.items() if _note_value(k, answer.get(k)) != _note_value(k, v)]
@@ -282,35 +276,40 @@ def _subset(actual: Any, sent: Any) -> Any:
     return actual
 
 
-def _report(plan: Plan, journal: Journal, results: dict, mismatches: dict, requests: int,
-            started: str, reconciled: bool) -> Report:
+_NOT_WRITTEN = {"unchanged": "unchanged", "skip": "skipped", "conflict": "conflict", "invalid": "invalid"}
+"""Report outcome of a planned row that has no write."""
+
+
+def _row(plan: Plan, r: dict, outcome: str, iri: str | None, changes: list, status: int | None,
+         note: str | None) -> dict:
+    """One report row (`report.ROW_SCHEMA`) of plan row `r`."""
+    return {"row_number": r["row_number"], "file": Path(plan.input).name, "sheet": r.get("sheet") or plan.sheet,
+            "op": r["op"], "outcome": outcome, "iri": iri, "title": r.get("title"), "changes": changes,
+            "status": status, "note": note, "resource": r.get("resource", "organizations")}
+
+
+def _report(plan: Plan, journal: Journal, mismatches: dict, requests: int, started: str,
+            reconciled: bool) -> Report:
     rows = []
     by_key = {o.key: o for o in plan.operations}
     for r in plan.rows:
         key, note = r.get("key"), r.get("note")
         entry = journal.get(key) if key else {}
-        outcome = {"unchanged": "unchanged", "skip": "skipped", "conflict": "conflict",
-                   "invalid": "invalid"}.get(r["op"])
+        outcome = _NOT_WRITTEN.get(r["op"])
         if outcome is None:
             state = entry.get("state")
             outcome = OP_OUTCOME[r["op"]] if state == "done" else "drifted" if state == "drifted" else "failed"
             note = "; ".join(x for x in (entry.get("detail"), mismatches.get(key)) if x) or None
-        iri = entry.get("iri") or r.get("iri")
         changes = r.get("changes") or (by_key[key].changes if key in by_key else [])
-        rows.append({"row_number": r["row_number"], "file": Path(plan.input).name,
-                     "sheet": r.get("sheet") or plan.sheet, "op": r["op"], "outcome": outcome,
-                     "iri": iri, "title": r.get("title"), "changes": changes,
-                     "status": entry.get("status"), "note": note,
-                     "resource": r.get("resource", "organizations")})
-    issues = _issues(plan, journal, rows)
+        rows.append(_row(plan, r, outcome, entry.get("iri") or r.get("iri"), changes, entry.get("status"), note))
     summary = {"requests": requests, "target": plan.target, "template": plan.template,
                "input": plan.input, "dry_run": False, "started_at": started, "finished_at": _now(),
                "reconciled": reconciled, "mismatches": len(mismatches),
                "planning_requests": plan.requests_spent}
-    return Report(rows=pl.DataFrame(rows, schema=ROW_SCHEMA), issues=issues, summary=summary)
+    return Report(rows=pl.DataFrame(rows, schema=ROW_SCHEMA), issues=_issues(plan, rows), summary=summary)
 
 
-def _issues(plan: Plan, journal: Journal, rows: list[dict]) -> pl.DataFrame:
+def _issues(plan: Plan, rows: list[dict]) -> pl.DataFrame:
     extra = []
     for r in rows:
         if r["outcome"] in ("failed", "drifted"):
@@ -320,24 +319,18 @@ def _issues(plan: Plan, journal: Journal, rows: list[dict]) -> pl.DataFrame:
                           "rule": "API accepted the write (crm-api.md §5)" if r["outcome"] == "failed"
                           else "record unchanged since planning (issue 6)",
                           "message": f"{r['file']}:{r['row_number']}: {r['outcome']}: {r['note'] or ''}"})
-    return pl.DataFrame(plan.issues + extra, schema=ISSUE_SCHEMA) if plan.issues or extra else \
-        pl.DataFrame(schema=ISSUE_SCHEMA)
+    return pl.DataFrame(plan.issues + extra, schema=ISSUE_SCHEMA)
 
 
 def dry_run_report(plan: Plan) -> Report:
     """The report of a plan that was not applied: every write row's outcome is `planned`."""
-    rows = [{"row_number": r["row_number"], "file": Path(plan.input).name,
-             "sheet": r.get("sheet") or plan.sheet,
-             "op": r["op"], "outcome": {"unchanged": "unchanged", "skip": "skipped", "conflict": "conflict",
-                                        "invalid": "invalid"}.get(r["op"], "planned"),
-             "iri": r.get("iri"), "title": r.get("title"), "changes": r.get("changes") or [],
-             "status": None, "note": r.get("note"), "resource": r.get("resource", "organizations")}
-            for r in plan.rows]
+    rows = [_row(plan, r, _NOT_WRITTEN.get(r["op"], "planned"), r.get("iri"), r.get("changes") or [], None,
+                 r.get("note")) for r in plan.rows]
     summary = {"requests": plan.requests_spent, "target": plan.target, "template": plan.template,
                "input": plan.input, "dry_run": True, "started_at": plan.created_at, "finished_at": _now(),
                "reconciled": False, "mismatches": 0}
-    issues = pl.DataFrame(plan.issues, schema=ISSUE_SCHEMA) if plan.issues else pl.DataFrame(schema=ISSUE_SCHEMA)
-    return Report(rows=pl.DataFrame(rows, schema=ROW_SCHEMA), issues=issues, summary=summary)
+    return Report(rows=pl.DataFrame(rows, schema=ROW_SCHEMA), issues=pl.DataFrame(plan.issues, schema=ISSUE_SCHEMA),
+                  summary=summary)
 
 
 def _now() -> str:

@@ -320,7 +320,7 @@ def _put_body(record: dict, after: dict, template: Template) -> tuple[dict, list
                      and body.get(k) in (None, [], {}))
     changes = [{"field": k, "before": _js(record.get(k)), "after": _js(body.get(k))}
                for k in sorted(set(body) | set(cleared)) if k not in READ_ONLY
-               and _canon(record.get(k)) != _canon(body.get(k))]
+               and canon(record.get(k)) != canon(body.get(k))]
     return body, changes, cleared
 
 
@@ -404,16 +404,20 @@ def field_value(record: dict, field: str) -> Any:
     return (val or {}).get(sub) if sub else val
 
 
-def _clean_obj(obj: Any) -> dict:
-    """An embedded object without JSON-LD keys (crm-api.md §8.2: clients ignore them)."""
-    return {k: v for k, v in (obj or {}).items() if not k.startswith("@")}
+def _clean_obj(obj: Any, drop_null: bool = False) -> dict:
+    """An embedded object without JSON-LD keys (crm-api.md §8.2: clients ignore them) and,
+    with `drop_null`, without null values."""
+    return {k: v for k, v in (obj or {}).items() if not k.startswith("@") and not (drop_null and v is None)}
 
 
-def _canon(value: Any) -> str:
+def canon(value: Any, *, drop_null: bool = False) -> str:
+    """A field value as sorted JSON for comparing: JSON-LD keys of embedded objects left out,
+    empty (null, "", [], {}) as `null`; `drop_null`: a null key of an embedded object counts
+    as missing (the drift and reconcile checks; a PUT's changes keep it)."""
     if isinstance(value, list):
-        value = [_clean_obj(v) if isinstance(v, dict) else v for v in value]
-    if isinstance(value, dict):
-        value = _clean_obj(value)
+        value = [_clean_obj(v, drop_null) if isinstance(v, dict) else v for v in value]
+    elif isinstance(value, dict):
+        value = _clean_obj(value, drop_null)
     return _JSON_SORTED.encode(value) if value not in (None, [], {}, "") else "null"
 
 

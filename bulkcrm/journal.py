@@ -21,9 +21,6 @@ from typing import Any
 
 from .errors import JournalError
 
-STATES = ("sent", "done", "failed", "drifted")
-
-
 class Journal:
     """Append-only, fsynced JSONL journal of one plan's operations.
 
@@ -40,6 +37,7 @@ class Journal:
     def __init__(self, path: str | Path, plan_sha256: str, target: str):
         self.path = Path(path)
         self.entries: dict[str, dict[str, Any]] = {}
+        self._iris: dict[str, str] = {}  # key -> IRI of every operation done
         if self.path.exists() and self.path.stat().st_size:
             self._load(plan_sha256)
         else:
@@ -61,7 +59,7 @@ class Journal:
                 if n == len(lines):  # torn last line: the crash happened while writing it
                     continue
                 raise JournalError(f"{self.path}:{n}: unreadable journal line") from None
-            self.entries[entry["key"]] = {**self.entries.get(entry["key"], {}), **entry}
+            self._merge(entry)
 
     def state(self, key: str) -> str | None:
         """The last state of operation `key` (None: never sent)."""
@@ -74,8 +72,16 @@ class Journal:
         """Append one state change and fsync it before returning."""
         entry = {"key": key, "state": state, **{k: v for k, v in info.items() if v is not None},
                  "t": round(time.time(), 3)}
-        self.entries[key] = {**self.entries.get(key, {}), **entry}
+        self._merge(entry)
         self._append(entry)
+
+    def _merge(self, entry: dict) -> None:
+        key = entry["key"]
+        merged = self.entries[key] = {**self.entries.get(key, {}), **entry}
+        if merged.get("state") == "done" and merged.get("iri"):
+            self._iris[key] = merged["iri"]
+        else:
+            self._iris.pop(key, None)
 
     def _append(self, entry: dict) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -85,8 +91,9 @@ class Journal:
             os.fsync(f.fileno())
 
     def iris(self) -> dict[str, str]:
-        """key -> IRI of every operation done (to fill `$ref:` placeholders)."""
-        return {k: e["iri"] for k, e in self.entries.items() if e.get("state") == "done" and e.get("iri")}
+        """key -> IRI of every operation done (to fill `$ref:` placeholders); kept up to date
+        as entries are recorded, not rebuilt per call (apply asks for it per operation)."""
+        return self._iris
 
 
 def journal_path(plan_path: str | Path) -> Path:
