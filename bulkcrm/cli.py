@@ -15,9 +15,7 @@ from pathlib import Path
 import click
 
 from .errors import AuthError, BulkcrmError, ConfigError, InputError, PlanError, TemplateError
-from .target import Target, open_target
-
-EMBEDDED_DB = Path(".bulkcrm") / "sandbox.sqlite"
+from .target import EMBEDDED_DB, Target, open_target
 
 
 def _fail(e: Exception, debug: bool) -> None:
@@ -80,11 +78,10 @@ def _sheet_arg(sheet):
     return int(sheet) if sheet is not None and sheet.isdigit() else sheet
 
 
-def _open(ctx, base_url, api_key, max_rate, announce=True, embedded_db=EMBEDDED_DB) -> Target:
+def _open(ctx, base_url, api_key, max_rate, embedded_db=EMBEDDED_DB) -> Target:
     target = open_target(base_url, api_key, max_rate=max_rate, embedded_db=embedded_db)
     ctx.call_on_close(target.close)
-    if announce:
-        click.echo(target.describe(), err=ctx.obj.get("json", False))
+    click.echo(target.describe(), err=ctx.obj.get("json", False))
     return target
 
 
@@ -179,12 +176,13 @@ def apply_cmd(ctx, plan_file, base_url, api_key, max_rate, report_dir, batch_siz
     from .target import embedded_db_of
     ctx.obj["json"] = as_json
     # a plan made against the embedded sandbox is applied to that same sandbox file
-    db = None if (api_key or base_url) else embedded_db_of(Plan.load(plan_file).target)
+    plan = None if (api_key or base_url) else Plan.load(plan_file)
+    db = embedded_db_of(plan.target) if plan else None
     target = _open(ctx, base_url, api_key, max_rate, embedded_db=db or EMBEDDED_DB)
     report_dir = report_dir or str(Path("reports") / Path(plan_file).stem)
-    resume = f"bulkcrm apply {plan_file}" + (f" --report {report_dir}" if report_dir else "")
+    resume = f"bulkcrm apply {plan_file} --report {report_dir}"
     try:
-        result = run_apply(plan_file, target, report_dir=report_dir, batch_size=batch_size, verify=verify,
+        result = run_apply(plan_file, target, plan=plan, report_dir=report_dir, batch_size=batch_size, verify=verify,
                            reconcile=not no_reconcile, progress=not as_json,
                            echo=lambda s: click.echo(s, err=as_json))
     except (KeyboardInterrupt, AuthError) as e:

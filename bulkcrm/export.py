@@ -35,6 +35,7 @@ from .diff import field_value, record_schema
 from .errors import InputError, PermanentApiError, TemplateError
 from .lookups import LookupCache
 from .mapping import chain
+from .read import FORMULA_TRIGGERS
 from .report import neutralise_csv
 from .template import Lookup, Mapping, Source, Template
 from .transforms import apply_transforms
@@ -486,7 +487,6 @@ class _CsvSink:
 _XLSX_ESCAPE = re.compile(r"_x(?=[0-9A-Fa-f]{4}_)|[\x00-\x08\x0b\x0c\x0d\x0e-\x1f\ufffe\uffff]")
 """Text Excel cannot hold literally: a literal `_xHHHH_` and control characters (CR included,
 which XML would turn into LF) are written as `_xHHHH_` escapes (ECMA-376 Part 1 §22.9.2.19)."""
-_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
 
 
 def xlsx_text(value: str) -> str:
@@ -519,7 +519,7 @@ class _XlsxSink:
         if value is not None:
             cell.value = xlsx_text(value)
             cell.data_type = "s"
-            cell.quotePrefix = value.startswith(_TRIGGERS)
+            cell.quotePrefix = value.startswith(FORMULA_TRIGGERS)
         if font is not None:
             cell.font = font
         return cell

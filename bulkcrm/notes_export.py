@@ -23,7 +23,6 @@ from .export import (IRI_COLUMN, ExportFilters, ExportResult, NameCache, Progres
                      output_kind, render_records, stream_pages)
 from .template import Template, notes_template
 
-ORGANIZATIONS = "/organizations"
 
 
 def notes_columns(template: Template) -> list[str]:

@@ -18,7 +18,6 @@ from .report import Report, render_summary, write_issues, write_report
 from .target import Target
 from .template import load_template
 from .validate import validate
-from .vocab import COUNT_KEYS
 
 Echo = Callable[[str], None]
 
@@ -73,9 +72,10 @@ def _archive_journal(plan_path: Path) -> None:
 
 
 def run_apply(plan_file, target: Target, *, report_dir: str, batch_size=25, verify=False, reconcile=True,
-              progress=True, echo: Echo = print) -> dict:
-    """Apply a saved plan (resuming from its journal) and write the report."""
-    p = Plan.load(plan_file)
+              progress=True, echo: Echo = print, plan: Plan | None = None) -> dict:
+    """Apply a saved plan (resuming from its journal) and write the report; `plan`: the file
+    already loaded."""
+    p = plan or Plan.load(plan_file)
     report = _apply(p, target, plan_file, reconcile=reconcile, progress=progress, batch_size=batch_size,
                     verify=verify, echo=echo)
     return _finish(report, Path(report_dir), p.input, target, echo, sheet=p.sheet)
@@ -83,7 +83,7 @@ def run_apply(plan_file, target: Target, *, report_dir: str, batch_size=25, veri
 
 def _apply(p: Plan, target: Target, plan_path, *, reconcile, progress, batch_size, verify=False,
            echo: Echo | None = None) -> Report:
-    bar = _progress_bar(len(p.operations), target) if progress and p.operations else None
+    bar = _progress_bar(len(p.operations)) if progress and p.operations else None
     try:
         return apply(p, target.client, plan_path=plan_path, batch_size=batch_size, verify=verify,
                      reconcile=reconcile, target=target.label, progress=bar,
@@ -97,7 +97,7 @@ class _progress_bar:
     """tqdm bar: done/total operations, requests, 429s seen, ETA (stderr). Drawn at the first
     update, so a run refused before any operation (e.g. a plan for another target) shows none."""
 
-    def __init__(self, total: int, target: Target):
+    def __init__(self, total: int):
         self.total, self.bar = total, None
 
     def __call__(self, done: int, total: int, client) -> None:
@@ -125,9 +125,7 @@ def _finish(report: Report, out: Path, input_path, target: Target, echo: Echo, *
     if report.summary.get("already_done"):
         echo(f"({report.summary['already_done']} operation(s) had been done by an earlier run of "
              "this plan and were skipped; the counts are the plan's, not this run's)")
-    counts = report.counts()
-    payload = {k: counts.get(k, 0) for k in COUNT_KEYS}
-    payload.update({k: v for k, v in counts.items() if k not in payload and v})
+    payload = report.counts()  # every COUNT_KEYS key, then the other outcomes seen
     payload["requests"] = report.summary.get("requests", 0)
     payload["report"] = str(out)
     return {"ok": report.ok, "json": payload, "report": report, "dir": out}

@@ -11,6 +11,7 @@ or `'` get a `'` prefix; XLSX cells are written as strings (`data_type "s"`), ne
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +27,7 @@ from openpyxl.utils import get_column_letter
 from openpyxl.worksheet.hyperlink import Hyperlink
 
 from .errors import ISSUE_SCHEMA
+from .read import FORMULA_ESCAPE, FORMULA_TRIGGERS
 from .vocab import COUNT_KEYS, OUTCOMES
 
 CHANGE_DTYPE = pl.List(pl.Struct({"field": pl.String, "before": pl.String, "after": pl.String}))
@@ -48,7 +50,7 @@ NOT_OK = ("invalid", "conflict", "failed", "drifted")
 """Outcomes that make a run not ok (CLI exit 1)."""
 STATUS_COLUMNS = ("crm_iri", "bulkcrm_status")
 """Columns added to the write-back copy of the input; the next run matches on `crm_iri`."""
-CSV_ESCAPE_CHARS = ("=", "+", "-", "@", "\t", "\r", "'")
+CSV_ESCAPE_CHARS = (*FORMULA_TRIGGERS, FORMULA_ESCAPE)
 """A CSV cell starting with one of these gets a `'` prefix (`'` itself, so readers can undo)."""
 WRITE_ONLY_ROWS = 10_000
 """Above this many lines an XLSX is streamed (openpyxl write-only mode)."""
@@ -59,7 +61,7 @@ OUTCOME_COLOURS = {"created": GREEN, "patched": GREEN, "replaced": GREEN, "uncha
 _FILLS = {rgb: PatternFill(fill_type="solid", fgColor=rgb)
           for rgb in (GREEN, GREY, AMBER, RED, YELLOW)}
 _BOLD = Font(bold=True)
-_ESCAPE_RE = "^[=+\\-@\t\r']"
+_ESCAPE_RE = f"^[{re.escape(''.join(CSV_ESCAPE_CHARS))}]"
 
 
 def safe_cell_csv(value: Any) -> Any:
@@ -75,7 +77,7 @@ def safe_cell_csv(value: Any) -> Any:
 def neutralise_csv(frame: pl.DataFrame) -> pl.DataFrame:
     """Return `frame` with every String column passed through `safe_cell_csv` (vectorised)."""
     return frame.with_columns(
-        pl.when(pl.col(name).str.contains(_ESCAPE_RE)).then(pl.lit("'") + pl.col(name))
+        pl.when(pl.col(name).str.contains(_ESCAPE_RE)).then(pl.lit(FORMULA_ESCAPE) + pl.col(name))
         .otherwise(pl.col(name)).alias(name)
         for name, dtype in frame.schema.items() if dtype == pl.String
     )

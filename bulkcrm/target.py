@@ -52,9 +52,12 @@ class Target:
             self.sandbox = None
 
 
+EMBEDDED_DB = Path(".bulkcrm") / "sandbox.sqlite"
+"""The embedded sandbox's SQLite file, relative to the working directory."""
+
+
 def open_target(base_url: str | None, api_key: str | None, *, max_rate: float | None = None,
-                embedded_db: str | Path = Path(".bulkcrm") / "sandbox.sqlite",
-                on_event=None) -> Target:
+                embedded_db: str | Path = EMBEDDED_DB) -> Target:
     """Open the target named by the options, or the embedded sandbox when no key is set.
 
     Args:
@@ -70,8 +73,7 @@ def open_target(base_url: str | None, api_key: str | None, *, max_rate: float | 
         raise ConfigError(f"the base URL {base_url!r} (--base-url or BULKCRM_BASE_URL) must start "
                           "with https:// or http://, e.g. https://api.rogerroger.io")
     if api_key:
-        client = Client(base_url or DEFAULT_BASE_URL, api_key, requests_per_minute=max_rate or 20,
-                        on_event=on_event)
+        client = Client(base_url or DEFAULT_BASE_URL, api_key, requests_per_minute=max_rate or 20)
         return Target(client=client, label=client.base_url, secrets=(api_key,))
     if base_url:
         raise ConfigError(f"the base URL {base_url} (--base-url or BULKCRM_BASE_URL) needs an API "
@@ -83,7 +85,7 @@ def open_target(base_url: str | None, api_key: str | None, *, max_rate: float | 
     sandbox = Sandbox(db_path=str(db), api_keys={EMBEDDED_KEY: "embedded"}, rate_limit=None).start()
     if new:
         sandbox.seed({"note_categories": [{"title": t} for t in DEFAULT_NOTE_CATEGORIES]})
-    client = Client(sandbox.url, EMBEDDED_KEY, requests_per_minute=max_rate, on_event=on_event)
+    client = Client(sandbox.url, EMBEDDED_KEY, requests_per_minute=max_rate)
     return Target(client=client, label=f"{EMBEDDED_PREFIX}{db.as_posix()}", sandbox=sandbox)
 
 
