@@ -122,9 +122,13 @@ class Issue:
         return asdict(self)
 
     def where(self) -> str:
-        """`file:row:column` (or `file!sheet!cell`) for messages."""
-        parts = [self.file or "", str(self.row_number or ""), self.column or ""]
-        return ":".join(p for p in parts if p)
+        """`file:row:column` for messages (`place`)."""
+        return place(self.file, self.row_number, self.column)
+
+
+def place(file: str | None, row_number: int | None, column: str | None) -> str:
+    """`file:row:column`, the parts that are known, e.g. `orgs.csv:12:email`."""
+    return ":".join(str(p) for p in (file, row_number, column) if p)
 
 
 ISSUE_SCHEMA: dict[str, pl.DataType] = {

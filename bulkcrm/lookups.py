@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import polars as pl
 
 from .client import Client
-from .errors import Issue
+from .errors import Issue, place
 from .template import Lookup, Template
 
 REF_PREFIX = "$ref:"
@@ -88,9 +88,11 @@ def resolve_lookups(rows: pl.DataFrame, template: Template, client: Client | Non
         mapping, issues, creates = _resolve_names(m.lookup, names, client, cache)
         out.tags_to_create += [c for c in creates if c not in out.tags_to_create]
         column = m.columns[0] if m.columns else m.field
+        rows_of = dict(long.filter(pl.col("v").is_in(list(issues))).group_by("v").agg(
+            pl.col("row_number").unique().sort()).iter_rows())  # one pass, not one per name
         for name, (slug, message) in issues.items():
-            for rn in long.filter(pl.col("v") == name)["row_number"].unique().sort().to_list():
-                where = ":".join(str(p) for p in (file, rn, column) if p)
+            for rn in rows_of[name]:
+                where = place(file, rn, column)
                 out.issues.append(Issue(slug, rn, column, name, f"{m.lookup.collection} lookup (crm-api.md §10)",
                                         f"{where}: {message}", "error", file, sheet))
         expr = pl.element().replace(mapping) if is_list else pl.col(m.field).replace(mapping)

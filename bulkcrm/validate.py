@@ -8,15 +8,16 @@ failure at once) and never raises for a bad row.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import pandera.polars as pa
 import polars as pl
 from pandera.api.polars.types import PolarsData
 
-from .errors import ISSUE_SCHEMA, Issue, issues_frame
+from .errors import ISSUE_SCHEMA, Issue, issues_frame, place
 from .template import Mapping, Template
-from .transforms import CHECK_RULES, CHECKS, check_list
+from .transforms import CHECK_ISSUE_TYPES, CHECKS, check_list, check_rule
 
 
 
@@ -85,17 +86,16 @@ def _rules(template: Template) -> list[_Rule]:
             rules.append(_Rule(m.field, "missing-required", None))
         check = m.rules.get("check")
         if m.kind == "phones":
-            rules.append(_Rule(m.field, "invalid-phone", "phone_e164", "warning"))
-            rules.append(_Rule(m.field, "invalid-phone-type", "phone_type"))
+            rules.append(_Rule(m.field, CHECK_ISSUE_TYPES["phone_e164"], "phone_e164", "warning"))
+            rules.append(_Rule(m.field, CHECK_ISSUE_TYPES["phone_type"], "phone_type"))
         elif check:
-            slug = {"email": "invalid-email", "url": "invalid-url", "country": "invalid-country",
-                    "datetime": "invalid-datetime", "boolean": "invalid-boolean"}[check]
-            rules.append(_Rule(m.field, slug, check))
+            rules.append(_Rule(m.field, CHECK_ISSUE_TYPES[check], check))
         if m.rules.get("iri"):
-            rules.append(_Rule(m.field, "invalid-iri", "iri", options=(("collection", m.rules["iri"]),
-                                                                       ("lookup", m.lookup is not None))))
+            rules.append(_Rule(m.field, CHECK_ISSUE_TYPES["iri"], "iri", options=(
+                ("collection", m.rules["iri"]), ("lookup", m.lookup is not None))))
         if m.max_length:
-            rules.append(_Rule(m.field, "too-long", "max_length", options=(("n", m.max_length),)))
+            rules.append(_Rule(m.field, CHECK_ISSUE_TYPES["max_length"], "max_length",
+                               options=(("n", m.max_length),)))
     return rules
 
 
@@ -108,24 +108,28 @@ def _by_field(rules: list[_Rule]) -> dict[str, list[_Rule]]:
 
 def _ok_expr(rule: _Rule, col: pl.Expr, dtype: pl.DataType) -> pl.Expr:
     """Boolean expression, True where the cell passes `rule`."""
-    opts = dict(rule.options)
     if rule.check is None:  # missing-required
         return col.list.len() > 0 if isinstance(dtype, pl.List) else col.is_not_null()
-    if rule.check == "phone_e164":
-        return check_list(CHECKS["phone_e164"], col.list.eval(pl.element().struct.field("phoneNumber")))
-    if rule.check == "phone_type":
-        return check_list(CHECKS["phone_type"], col.list.eval(pl.element().struct.field("phoneType")))
+    if rule.check in _PHONE_KEYS:
+        return check_list(_item_check(rule), col.list.eval(pl.element().struct.field(_PHONE_KEYS[rule.check])))
     if rule.check == "boolean":  # clean gives null for an unknown word: compare with the raw text
         raw = pl.col(f"__raw.{rule.field}")
         return raw.is_null() | col.is_not_null()
-    fn = CHECKS[rule.check]
-    kwargs = {k: v for k, v in opts.items() if k != "lookup"}
-    if rule.check == "iri" and opts.get("lookup"):  # names are looked up later; only IRIs checked
-        base = fn
-        fn = lambda e, **kw: pl.when(e.str.starts_with("/")).then(base(e, **kw)).otherwise(True)  # noqa: E731
-    if isinstance(dtype, pl.List):
-        return check_list(lambda e: fn(e, **kwargs), col)
-    return fn(col, **kwargs)
+    return check_list(_item_check(rule), col) if isinstance(dtype, pl.List) else _item_check(rule)(col)
+
+
+_PHONE_KEYS = {"phone_e164": "phoneNumber", "phone_type": "phoneType"}
+"""The phone item key each phone check reads."""
+
+
+def _item_check(rule: _Rule) -> Callable[[pl.Expr], pl.Expr]:
+    """True where one value passes `rule`; with `lookup`, names pass (they are looked up
+    later, `lookups.py`): only IRIs are checked."""
+    opts = dict(rule.options)
+    fn, kwargs = CHECKS[rule.check], {k: v for k, v in opts.items() if k != "lookup"}
+    if rule.check == "iri" and opts.get("lookup"):
+        return lambda e: pl.when(e.str.starts_with("/")).then(fn(e, **kwargs)).otherwise(True)
+    return lambda e: fn(e, **kwargs)
 
 
 def _pa_check(rule: _Rule) -> pa.Check:
@@ -147,39 +151,41 @@ def _failures(schema: pa.DataFrameSchema, mapped: pl.DataFrame) -> pl.DataFrame:
 def _issues(failures: pl.DataFrame, rules: list[_Rule], mapped: pl.DataFrame,
             sheet: pl.DataFrame | None, template: Template, file: str | None,
             sheet_name: str | None) -> list[Issue]:
-    """Turn pandera failure cases (check name + row position) into Issues (few rows: a loop)."""
+    """Turn pandera failure cases (check name + row position) into Issues, one rule at a time."""
     by_key = {f"{r.field}|{r.slug}": r for r in rules}
     originals = {}
-    if sheet is not None:
+    if sheet is not None and failures.height:
+        failing = mapped[failures["index"].unique()]["row_number"]
         originals = {r["row_number"]: r for r in sheet.filter(
-            pl.col("row_number").is_in(mapped[failures["index"].unique().to_list()]["row_number"].to_list()
-                                       if failures.height else [])).iter_rows(named=True)}
+            pl.col("row_number").is_in(failing.implode())).iter_rows(named=True)}
     issues = []
-    for check, idx in failures.iter_rows():
+    for check, idx in failures.group_by("check", maintain_order=True).agg("index").iter_rows():
         rule = by_key[check]
-        row = mapped.row(idx, named=True)
-        m = template.mapping(rule.field)
-        for column, value in _bad_values(rule, m, row, originals.get(row["row_number"], {})):
-            issues.append(_issue(rule, row["row_number"], column, value, file, sheet_name))
+        for rn, column, value in _bad_values(rule, template.mapping(rule.field), mapped[idx], originals):
+            issues.append(_issue(rule, rn, column, value, file, sheet_name))
     return issues
 
 
-def _bad_values(rule: _Rule, m: Mapping, row: dict, original: dict) -> list[tuple[str | None, str | None]]:
-    """The (column, original value) pairs that broke `rule` in one row."""
-    cols = [c for c in m.columns] or [None]
+def _bad_values(rule: _Rule, m: Mapping, rows: pl.DataFrame,
+                originals: dict[int, dict]) -> list[tuple[int, str | None, str | None]]:
+    """(row_number, column, original value) of each value that broke `rule` in `rows` (the rows
+    that failed it): the items of a list are checked again in one pass to name the bad ones."""
+    cols = list(m.columns) or [None]
     if rule.check is None or m.kind in ("scalar", "bool"):
-        return [(cols[0], original.get(cols[0]) if cols[0] else None)]
-    if m.kind == "phones":
-        key = "phoneNumber" if rule.check == "phone_e164" else "phoneType"
-        items = [p[key] for p in row[m.field] if p[key] is not None]
-        fn = CHECKS[rule.check]
-        bad = pl.Series(items, dtype=pl.String).to_frame("v").filter(~fn(pl.col("v")).fill_null(True))["v"].to_list()
-    else:
-        opts = {k: v for k, v in rule.options if k != "lookup"}
-        items = [v for v in row[m.field] if not (dict(rule.options).get("lookup") and not v.startswith("/"))]
-        bad = pl.Series(items, dtype=pl.String).to_frame("v").filter(
-            ~CHECKS[rule.check](pl.col("v"), **opts).fill_null(True))["v"].to_list()
-    return [(_column_holding(v, m, original), v) for v in bad] or [(cols[0], None)]
+        return [(rn, cols[0], originals.get(rn, {}).get(cols[0]) if cols[0] else None)
+                for rn in rows["row_number"]]
+    items = pl.col(m.field)
+    if rule.check in _PHONE_KEYS:
+        items = items.list.eval(pl.element().struct.field(_PHONE_KEYS[rule.check]))
+    long = rows.select("row_number", items.alias("v")).explode("v").drop_nulls("v")
+    bad: dict[int, list[str]] = {}
+    for rn, v in long.filter(~_item_check(rule)(pl.col("v")).fill_null(True)).iter_rows():
+        bad.setdefault(rn, []).append(v)
+    out = []
+    for rn in rows["row_number"]:
+        original = originals.get(rn, {})
+        out += [(rn, _column_holding(v, m, original), v) for v in bad.get(rn, [])] or [(rn, cols[0], None)]
+    return out
 
 
 def _column_holding(value: str, m: Mapping, original: dict) -> str | None:
@@ -196,17 +202,10 @@ def _issue(rule: _Rule, row_number: int, column: str | None, value: str | None,
         return Issue("missing-required", row_number, column, value, "required (crm-api.md §8.1)",
                      _place(file, row_number, column) + f"{column or rule.field} is required; "
                      f"fill in a value for {rule.field}", "error", file, sheet_name)
-    rule_text, hint = CHECK_RULES[rule.check]
-    opts = dict(rule.options)
-    if "{collection}" in hint:
-        hint = hint.replace("{collection}", str(opts.get("collection")))
-    if "{n}" in hint:
-        hint = hint.replace("{n}", str(opts.get("n")))
-    if rule.check == "iri":
-        rule_text = f"IRI /{opts['collection']}/{{id}} (crm-api.md §1)"
+    rule_text, hint = check_rule(rule.check, **dict(rule.options))
     msg = f'{_place(file, row_number, column)}"{value}" breaks {rule_text}; {hint}'
     return Issue(rule.slug, row_number, column, value, rule_text, msg, rule.severity, file, sheet_name)
 
 
 def _place(file: str | None, row_number: int, column: str | None) -> str:
-    return ":".join(str(p) for p in (file, row_number, column) if p) + ": "
+    return place(file, row_number, column) + ": "
