@@ -25,7 +25,7 @@ import polars as pl
 
 from .errors import InputError
 from .template import Mapping, Source, Template, thaw
-from .transforms import apply_transforms
+from .transforms import apply_transforms, trimmed
 
 PHONE_DTYPE = pl.List(pl.Struct({"phoneNumber": pl.String, "phoneType": pl.String}))
 _LIST_KINDS = ("list", "emails")
@@ -68,7 +68,7 @@ def _map(frame: pl.DataFrame, template: Template) -> pl.DataFrame:
         plan.output(m.field, plan.add(m.field, _scalar_expr(m, template)))
     for m in scalar_maps:
         if m.kind == "bool" and m.sources[0].column:
-            plan.output(f"__raw.{m.field}", _trimmed(m.sources[0].column))
+            plan.output(f"__raw.{m.field}", trimmed(pl.col(m.sources[0].column)))
     for m in template.mappings:
         if m.kind in _LIST_KINDS:
             _list_field(m, template, plan)
@@ -77,7 +77,7 @@ def _map(frame: pl.DataFrame, template: Template) -> pl.DataFrame:
     for f in template.identifiers:
         _raw_identifiers(template.mapping(f), plan)
     if template.iri_column and template.iri_column in frame.columns:
-        plan.output("__iri", _trimmed(template.iri_column))
+        plan.output("__iri", trimmed(pl.col(template.iri_column)))
     for step in plan.passes:
         df = df.with_columns(e.alias(n) for n, e in step.items()) if step else df
     items = [c for cs in plan.stacked.values() for c in cs]
@@ -151,40 +151,25 @@ def _null_tokens(frame: pl.DataFrame, template: Template) -> dict[str, pl.Expr]:
     return exprs
 
 
-def _trimmed(column: str) -> pl.Expr:
-    """The column's cells trimmed, blank ones null."""
-    return pl.col(column).str.strip_chars().replace("", None)
-
-
 def _specs(source: Source) -> list:
     return [thaw(t) for t in source.transforms]
 
 
-def _normaliser(m: Mapping, source: Source, template: Template,
-                region: pl.Expr | None = None) -> list:
-    """The field's own normaliser spec, unless the template already lists it (with options)."""
+def _normaliser(m: Mapping, specs: list) -> list:
+    """The field's own normaliser, unless the template's `specs` already list it (with options);
+    `chain` fills its options."""
     name = m.rules.get("normalise")
     if m.lookup is None and m.rules.get("iri"):
         name = "iri"
-    if not name:
-        return []
-    named = {_name(s) for s in _specs(source)}
-    if name in named:
-        return []
-    opts: dict[str, Any] = {}
-    if name == "iri":
-        opts = {"collection": m.rules["iri"]}
-    elif name == "phone":
-        opts = {"default_region": template.default_region}
-    return [{name: opts} if opts else name]
+    return [name] if name and name not in {_name(s) for s in specs} else []
 
 
 def chain(m: Mapping, source: Source, template: Template) -> list:
     """The transform specs a source's values go through on import, in clean order: the
     template's own transforms, then the field's normaliser, options filled in. Export runs the
     same chain as `render`, so clean(render(x)) == x."""
-    specs = _specs(source) + _normaliser(m, source, template)
-    return [_with_defaults(s, m, template) for s in specs]
+    specs = _specs(source)
+    return [_with_defaults(s, m, template) for s in specs + _normaliser(m, specs)]
 
 
 def _clean(expr: pl.Expr, m: Mapping, source: Source, template: Template,
@@ -266,7 +251,7 @@ def _unique(items: pl.Expr) -> pl.Expr:
 
 
 def _type_expr(s: Source) -> pl.Expr:
-    typ = (_trimmed(s.type_column).str.to_lowercase() if s.type_column
+    typ = (trimmed(pl.col(s.type_column)).str.to_lowercase() if s.type_column
            else pl.lit(s.phone_type, dtype=pl.String))
     return typ.replace(dict(s.type_map)) if s.type_map else typ
 
@@ -331,7 +316,7 @@ def _raw_identifiers(m: Mapping, plan: _Plan) -> None:
         return
     values, items = [], []
     for i, s in enumerate(sources):
-        value = plan.add(f"{name}#value{i}", _trimmed(s.column))
+        value = plan.add(f"{name}#value{i}", trimmed(pl.col(s.column)))
         seen = [(v == value).fill_null(False) for v in values]
         items.append(pl.when(~pl.any_horizontal(seen)).then(value) if seen else value)
         values.append(value)
