@@ -128,9 +128,7 @@ def export(client: Client, template: Template, out_path: str | Path, *,
         raise TemplateError(f"export reads organizations; this template's resource is "
                             f"{template.resource!r}", path=template.path, key="resource")
     start = client.requests_sent
-    if isinstance(filters, dict):
-        filters = ExportFilters(**filters)
-    params = filter_params(client, filters or ExportFilters(), template)
+    params = filter_params(client, filters, template)
     names = NameCache()
     keep = (lambda members: members) if all_records else _constants_filter(template)
     return stream_pages(client, out, kind, export_columns(template), params,
@@ -213,9 +211,10 @@ class ProgressBar:
 
 # --- filters ---------------------------------------------------------------------------------
 
-def filter_params(client: Client, filters: ExportFilters, template: Template | None = None,
+def filter_params(client: Client, filters: ExportFilters | dict | None, template: Template | None = None,
                   ) -> dict[str, Any]:
-    """Return the `GET /organizations` query parameters for `filters` (crm-api.md §7, §8.3).
+    """Return the `GET /organizations` query parameters for `filters` (crm-api.md §7, §8.3;
+    a dict holds `ExportFilters` fields, None: no filter).
 
     Names (owner e-mail, tag and segment titles) become IRIs through the template's static
     lookup table when it has one, else the API (`/users?email[]=`, `/tags`, `/segments` listed
@@ -226,7 +225,8 @@ def filter_params(client: Client, filters: ExportFilters, template: Template | N
     Raises:
         InputError: a name matches no record or several, or a date is not ISO 8601.
     """
-    f, cache, params = filters, LookupCache(), {}
+    f = ExportFilters(**filters) if isinstance(filters, dict) else filters or ExportFilters()
+    cache, params = LookupCache(), {}
     if f.q:
         params["q"] = f.q
     if f.owner:

@@ -190,14 +190,21 @@ def _decide(part: NotesPart, mapped: pl.DataFrame, rows: pl.DataFrame, targets: 
                           "deleted only with --mirror-notes")
 
 
+def list_notes(client: Client, orgs: list[str]) -> tuple[list[dict], list[str]]:
+    """The notes of the organizations `orgs` (IRIs; one listing each, crm-api.md §9.2) and,
+    for each note, its organization's IRI."""
+    notes, owners = [], []
+    for org in orgs:
+        for note in client.list_all(f"{org}/notes"):
+            notes.append(note)
+            owners.append(org)
+    return notes, owners
+
+
 def _existing_notes(client: Client, orgs: list[str], nt: Template) -> tuple[pl.DataFrame, dict]:
     """The notes of `orgs` (one listing each): frame `iri`, `org`, mapped fields normalised as
     `diff.records_frame`, plus IRI -> note JSON."""
-    records, owners = [], []
-    for org in orgs:
-        for note in client.list_all(f"{org}/notes"):
-            records.append(note)
-            owners.append(org)
+    records, owners = list_notes(client, orgs)
     frame = diff.records_frame(records, nt).with_columns(pl.Series("org", owners, dtype=pl.String))
     return frame, {r["@id"]: {**r, "__org": o} for r, o in zip(records, owners)}
 

@@ -19,6 +19,7 @@ import polars as pl
 
 from .client import Client
 from .errors import TemplateError
+from .notes import list_notes
 from .export import (IRI_COLUMN, ExportFilters, ExportResult, NameCache, Progress, filter_params,
                      output_kind, render_records, stream_pages)
 from .template import Template, notes_template
@@ -58,9 +59,7 @@ def export_notes(client: Client, template: Template, out_path: str | Path, *,
         raise TemplateError("a notes export needs a template of resource organization_notes "
                             "with an organization: reference", path=template.path, key="resource")
     start = client.requests_sent
-    if isinstance(filters, dict):
-        filters = ExportFilters(**filters)
-    params = filter_params(client, filters or ExportFilters(), None)
+    params = filter_params(client, filters, None)
     names = NameCache()
     return stream_pages(client, out, kind, notes_columns(nt), params,
                         lambda orgs: render_notes(orgs, nt, client, names), progress, start=start)
@@ -68,11 +67,7 @@ def export_notes(client: Client, template: Template, out_path: str | Path, *,
 
 def render_notes(orgs: list[dict], nt: Template, client: Client, names: NameCache) -> pl.DataFrame:
     """The notes of `orgs` (one listing each) as sheet rows with `notes_columns(nt)` (String)."""
-    notes, owners = [], []
-    for org in orgs:
-        for note in client.list_all(f"{org['@id']}/notes"):
-            notes.append(note)
-            owners.append(org["@id"])
+    notes, owners = list_notes(client, [org["@id"] for org in orgs])
     columns = notes_columns(nt)
     if not notes:
         return pl.DataFrame(schema=dict.fromkeys(columns, pl.String))
