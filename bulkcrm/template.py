@@ -131,6 +131,7 @@ class Mapping:
         required: a row without a value is invalid (`missing-required`).
         max_length: longest allowed value in characters, or None.
         render: export options (e.g. {"country": "name"}).
+        resource: organizations | organization_notes: whose `FIELD_RULES` the field follows.
     """
 
     field: str
@@ -141,6 +142,7 @@ class Mapping:
     required: bool = False
     max_length: int | None = None
     render: tuple[tuple[str, Any], ...] = ()
+    resource: str = "organizations"
 
     @property
     def columns(self) -> tuple[str, ...]:
@@ -151,10 +153,8 @@ class Mapping:
 
     @property
     def rules(self) -> dict[str, Any]:
-        return FIELD_RULES_ALL[self.field]
-
-
-FIELD_RULES_ALL = {**ORG_FIELDS, **{f: r for f, r in NOTE_FIELDS.items() if f not in ORG_FIELDS}}
+        """The API's rules of the field (`FIELD_RULES` of the mapping's resource)."""
+        return FIELD_RULES[self.resource][self.field]
 
 
 @dataclass(frozen=True)
@@ -305,7 +305,7 @@ def parse_template(doc: Any, *, path: str = "<template>", sha256: str = "") -> T
     if not isinstance(fields_doc, dict) or not fields_doc:
         raise err("expected a mapping of API field -> column", "fields")
     rules = FIELD_RULES[resource]
-    mappings = tuple(_mapping(name, spec, rules, mode, err) for name, spec in fields_doc.items())
+    mappings = tuple(_mapping(name, spec, resource, mode, err) for name, spec in fields_doc.items())
     mapped = {m.field for m in mappings}
     idents = tuple(_str_list(doc.get("identifiers", []), err, "identifiers"))
     for i, ident in enumerate(idents):
@@ -363,7 +363,7 @@ def _notes_section(doc: Any, parent: Template, err: "_Err") -> NotesSpec:
     if not isinstance(fields_doc, dict) or not fields_doc:
         raise err("expected a mapping of note field -> column", "notes.fields")
     sub_err = _Err(parent.path, prefix="notes.")
-    mappings = tuple(_mapping(n, spec, NOTE_FIELDS, mode, sub_err) for n, spec in fields_doc.items())
+    mappings = tuple(_mapping(n, spec, "organization_notes", mode, sub_err) for n, spec in fields_doc.items())
     for req in ("description", "category"):
         if req not in {m.field for m in mappings}:
             raise err(f"the API requires {req!r} (crm-api.md §9.1); map it", "notes.fields")
@@ -439,14 +439,14 @@ def _org_ref(doc: Any, parent: Template, err: "_Err") -> OrgRef:
             raise err(f"{f!r} is not searchable with identifiers[]; use "
                       f"{list(SEARCHABLE_IDENTIFIERS)} (or customer_id_column)",
                       f"organization.identifiers.{f}")
-        mappings.append(_mapping(f, spec, ORG_FIELDS, "patch", err, f"organization.identifiers.{f}"))
+        mappings.append(_mapping(f, spec, "organizations", "patch", err, f"organization.identifiers.{f}"))
     cid = doc.get("customer_id_column")
     iri_col = doc.get("iri_column")
     for k, v in (("customer_id_column", cid), ("iri_column", iri_col)):
         if v is not None and not isinstance(v, str):
             raise err("expected a column name (string)", f"organization.{k}")
     if cid:
-        mappings.append(_mapping("customerId", cid, ORG_FIELDS, "patch", err,
+        mappings.append(_mapping("customerId", cid, "organizations", "patch", err,
                                  "organization.customer_id_column"))
     if not mappings and not iri_col:
         raise err("give iri_column, customer_id_column or identifiers", "organization")
@@ -475,9 +475,10 @@ def _str_list(value: Any, err: _Err, key: str) -> list[str]:
     return [str(v) for v in value]
 
 
-def _mapping(name: str, spec: Any, rules: dict, mode: str, err: _Err,
+def _mapping(name: str, spec: Any, resource: str, mode: str, err: _Err,
              key: str | None = None) -> Mapping:
     key = key or f"fields.{name}"
+    rules = FIELD_RULES[resource]
     if name not in rules:
         raise err(f"unknown field for this resource; known fields: {', '.join(rules)}", key)
     rule = rules[name]
@@ -501,6 +502,7 @@ def _mapping(name: str, spec: Any, rules: dict, mode: str, err: _Err,
         required=bool(first.get("required", rule.get("required", False))),
         max_length=first.get("max_length"),
         render=tuple(sorted((first.get("render") or {}).items())),
+        resource=resource,
     )
 
 

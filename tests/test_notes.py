@@ -323,3 +323,14 @@ def test_new_embedded_sandbox_knows_the_default_note_categories(tmp_path):
         finally:
             target.close()
         assert titles == list(DEFAULT_NOTE_CATEGORIES)
+
+
+def test_a_note_field_follows_the_note_rules_not_the_organization_field_of_the_same_name():
+    from bulkcrm.mapping import chain
+    notes = load_template(REPO / "templates" / "organization_notes.yaml")
+    orgs = load_template(REPO / "templates" / "organizations.yaml")
+    note_title, org_title = notes.mapping("title"), orgs.mapping("title")
+    assert note_title.rules == {"kind": "scalar"}  # crm-api.md §9.1: no normaliser
+    assert chain(note_title, note_title.sources[0], notes) == []
+    assert chain(org_title, org_title.sources[0], orgs) == ["squish"]
+    assert notes.mapping("description").required  # a note needs a description (§9.1)
