@@ -137,12 +137,11 @@ def _visible_from_xml(path: Path) -> list[int] | None:
         return None
     try:
         with zipfile.ZipFile(path) as zf:
-            sheets = ET.fromstring(zf.read("xl/workbook.xml")).findall("m:sheets/m:sheet", _NS)
-            targets = [_sheet_target(zf, sh.get(f"{{{_NS['r']}}}id")) for sh in sheets]
+            sheets = _sheet_targets(zf)
     except (KeyError, ET.ParseError, StopIteration):
         return None
-    return [i for i, (sh, t) in enumerate(zip(sheets, targets))
-            if sh.get("state", "visible") == "visible" and "chartsheets/" not in t]
+    return [i for i, (state, target) in enumerate(sheets)
+            if state == "visible" and "chartsheets/" not in target]
 
 
 # --- sheet XML scan -------------------------------------------------------------------------
@@ -152,16 +151,23 @@ def _empty_cells() -> pl.DataFrame:
                                 "text": pl.String, "id_like": pl.Boolean})
 
 
-def _sheet_target(zf: zipfile.ZipFile, rid: str | None) -> str:
-    rels = ET.fromstring(zf.read("xl/_rels/workbook.xml.rels"))
-    target = next(r.get("Target") for r in rels.findall("rel:Relationship", _NS)
-                  if r.get("Id") == rid)
-    return target.lstrip("/") if target.startswith("/") else f"xl/{target}"
+def _sheet_targets(zf: zipfile.ZipFile) -> list[tuple[str, str]]:
+    """(state, part path) of every sheet in workbook order, from xl/workbook.xml and its rels
+    (each read once). Raises KeyError for a missing part or relationship."""
+    sheets = ET.fromstring(zf.read("xl/workbook.xml")).findall("m:sheets/m:sheet", _NS)
+    rels = {r.get("Id"): r.get("Target") for r in ET.fromstring(
+        zf.read("xl/_rels/workbook.xml.rels")).findall("rel:Relationship", _NS)}
+    out = []
+    for sh in sheets:
+        target = rels.get(sh.get(f"{{{_NS['r']}}}id"))
+        if target is None:
+            raise KeyError("no relationship for a sheet")
+        out.append((sh.get("state", "visible"), target.lstrip("/") if target.startswith("/") else f"xl/{target}"))
+    return out
 
 
 def _sheet_xml_path(zf: zipfile.ZipFile, idx: int) -> str:
-    wb = ET.fromstring(zf.read("xl/workbook.xml"))
-    return _sheet_target(zf, wb.findall("m:sheets/m:sheet", _NS)[idx].get(f"{{{_NS['r']}}}id"))
+    return _sheet_targets(zf)[idx][1]
 
 
 def _formats(zf: zipfile.ZipFile) -> tuple[list[str], bool]:
