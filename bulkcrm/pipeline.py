@@ -101,12 +101,11 @@ class _progress_bar:
         self.total, self.bar = total, None
 
     def __call__(self, done: int, total: int, client) -> None:
-        if self.bar is None:
+        if self.bar is None:  # started at the first batch: its rate counts from there
             from tqdm import tqdm
-            self.bar = tqdm(total=self.total, unit="op", desc="apply", leave=True)
-        self.bar.n = done
-        self.bar.set_postfix(requests=client.requests_sent, throttled=client.throttled, refresh=False)
-        self.bar.refresh()
+            self.bar = tqdm(total=self.total, initial=done, unit="op", desc="apply", leave=True)
+        self.bar.update(done - self.bar.n)
+        self.bar.set_postfix(requests=client.requests_sent, throttled=client.throttled)
 
     def close(self) -> None:
         if self.bar is not None:

@@ -201,8 +201,13 @@ class Plan:
         """Read a plan file. Raises PlanError when unreadable or of another schema version."""
         try:
             d = json.loads(Path(path).read_text(encoding="utf-8"))
-        except (OSError, ValueError) as e:
+        except OSError as e:
             raise PlanError(f"{path}: cannot read the plan: {e}") from None
+        except ValueError:
+            raise PlanError(f"{path}: not a bulkcrm plan file (not JSON); pass the file "
+                            "`bulkcrm plan --out` wrote") from None
+        if not isinstance(d, dict) or "operations" not in d:
+            raise PlanError(f"{path}: not a bulkcrm plan file; pass the file `bulkcrm plan --out` wrote")
         if d.get("schema_version") != SCHEMA_VERSION:
             raise PlanError(f"{path}: plan schema version {d.get('schema_version')} is not {SCHEMA_VERSION}")
         d = {k: v for k, v in d.items() if k in cls._FIELDS}
@@ -224,7 +229,8 @@ def _hashed(op: Operation) -> dict:
 
 
 def render_plan(p: Plan, *, requests_per_minute: float | None = 20, limit: int = 50) -> str:
-    """Terraform-style text: counts, then per record the fields before → after, then the cost.
+    """Terraform-style text: counts, then per record the fields before → after (invalid and
+    conflicting rows first, at most `limit` rows), then the cost.
 
     Organizations and notes are counted on separate lines (`Plan:` and `Notes:`)."""
     resources = {r.get("resource", "organizations") for r in p.rows}
@@ -240,6 +246,8 @@ def render_plan(p: Plan, *, requests_per_minute: float | None = 20, limit: int =
         if i["severity"] == "error" and i["type"] not in CONFLICT_TYPES:
             reasons.setdefault(i["row_number"], []).append(i["message"])
     listed = p.row_frame().filter(~pl.col("op").is_in(["unchanged", "skip"]))
+    # rows that will not be written come first, so the limit never hides one
+    listed = listed.sort(~pl.col("op").is_in(["invalid", "conflict"]), maintain_order=True)
     for r in listed.head(limit).iter_rows(named=True):
         lines += _row_lines(r)
         if r["op"] == "invalid":
@@ -270,8 +278,8 @@ def _row_lines(r: dict) -> list[str]:
             "delete": "-"}[r["op"]]
     what = "note " if r.get("resource") == "organization_notes" else ""
     where = f"row {r['row_number']} " if r["row_number"] is not None else ""
-    lines = [f"  {sign} {what}{where}{r['op']} {r.get('iri') or ''} "
-             f"{json.dumps(r.get('title'), ensure_ascii=False)}".rstrip()]
+    title = json.dumps(r["title"], ensure_ascii=False) if r.get("title") is not None else None
+    lines = ["  " + " ".join(p for p in (sign, f"{what}{where}{r['op']}", r.get("iri"), title) if p)]
     if r["op"] in ("patch", "replace"):
         lines += [f"      {ch['field']}: {ch['before'] or 'null'} → {ch['after'] or 'null'}" for ch in r["changes"]]
         lines += [f"      {f}: cleared by PUT" for f in r.get("cleared") or []]

@@ -20,6 +20,13 @@ TEST_KEY = "test-key-7f3a9c"
 OTHER_KEY = "other-key-of-same-tenant"
 
 
+def pytest_configure(config):
+    if not (SHARED / "crm-api.md").exists():
+        raise pytest.UsageError(
+            f"the tests read the API fact sheet, cases and data of {SHARED} (crm-api.md, cases/, "
+            "data/); clone bulkcrm beside that shared/ folder and run the tests again")
+
+
 @pytest.fixture(autouse=True)
 def _clean_env(monkeypatch):
     import os

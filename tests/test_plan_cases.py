@@ -234,3 +234,25 @@ def test_plan_text_names_invalid_reasons_tag_creations_and_the_real_rate(crm, cl
     assert '+ tag "New tag" (create_missing)' in text
     assert "✗ row 3 invalid" in text and "t.csv:3:title" in text
     assert "at 20/min on the real API (the embedded sandbox has no limit)" in text
+
+
+def test_plan_text_lists_rows_that_will_not_be_written_before_the_limit(crm, client, tmp_path):
+    from bulkcrm.plan import render_plan
+    lines = [f"Org {i},o{i}@x.example,,,,,,,,,,," for i in range(60)] + [",late@x.example,,,,,,,,,,,"]
+    sheet = tmp_path / "t.csv"
+    sheet.write_text("title,email,phone,phone_type,website,kvk_number,linkedin,street,postal_code,city,country,"
+                     "owner,tags\n" + "\n".join(lines) + "\n", encoding="utf-8")
+    text = render_plan(plan(sheet, template(), client), limit=5)
+    shown = [ln for ln in text.splitlines() if ln.startswith(("  + row", "  ✗ row"))]
+    assert shown[0] == "  ✗ row 62 invalid" and len(shown) == 5
+    assert "t.csv:62:title" in text and "… 56 more" in text
+
+
+def test_apply_of_a_file_that_is_not_a_plan_says_so(tmp_path):
+    from bulkcrm.errors import PlanError
+    from bulkcrm.plan import Plan
+    sheet = tmp_path / "orgs.csv"
+    sheet.write_text("title\nA\n", encoding="utf-8")
+    with pytest.raises(PlanError, match=r"orgs.csv: not a bulkcrm plan file \(not JSON\); pass the file "
+                                        r"`bulkcrm plan --out` wrote"):
+        Plan.load(sheet)
