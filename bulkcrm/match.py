@@ -50,6 +50,7 @@ class Matches:
             one row per record; the planner releases it (None) once it has used it.
         fetch_seconds: time spent getting the records: the requests and decoding their JSON
             into `records` and `frame` (the network part of planning, `Plan.timings["fetch"]`).
+        total: how many records the target holds, when they were all listed (scan).
     """
 
     iri: pl.DataFrame
@@ -61,6 +62,7 @@ class Matches:
     notes: list[str] = field(default_factory=list)
     frame: pl.DataFrame | None = None
     fetch_seconds: float = 0.0
+    total: int | None = None
 
 
 def identifier_frame(rows: pl.DataFrame, template: Template) -> pl.DataFrame:
@@ -173,7 +175,8 @@ def match_rows(rows: pl.DataFrame, template: Template, client: Client, *,
     not_found = explicit.filter(~pl.col("iri").is_in(list(records))) if explicit.height else explicit
     return Matches(iri=matched, conflicts=conflicts, not_found=not_found, records=records,
                    strategy=strategy, requests=client.requests_sent - start, notes=notes,
-                   frame=frame, fetch_seconds=fetched)
+                   frame=frame, fetch_seconds=fetched,
+                   total=len(records) if strategy == "scan" else None)
 
 
 def _explicit(rows: pl.DataFrame) -> pl.DataFrame:

@@ -138,7 +138,7 @@ def _plan(source: str | Path | Sheet, template: Template, client: Client, *, mod
              input_sha256=sh.sha256, target=client.base_url, mode=mode,
              strategy=matches.strategy, created_at=_now(), rows=out_rows, operations=ops,
              issues=[i.to_dict() for i in issues], requests_spent=client.requests_sent - start,
-             sheet=sh.sheet_name, notes=matches.notes, timings=clock.seconds)
+             sheet=sh.sheet_name, notes=matches.notes, timings=clock.seconds, records_total=matches.total)
     if template.notes is not None:
         from .notes import plan_with_orgs
         part = plan_with_orgs(p.rows, mapped, sh, template, client, mode=mode, strategy=strategy,

@@ -102,25 +102,28 @@ class Plan:
         issues: ISSUE_SCHEMA dicts (validation, lookups, conflicts).
         requests_spent: requests used while planning (lookups).
         target: base URL (never the key). template/input: paths with sha256 hashes.
+        records_total: organizations on the target when planning listed them all (scan), else
+            None; the reconcile estimate uses it.
         timings: seconds per planning stage (read, map, validate, lookups, fetch, match, diff);
             `fetch` is the network part: finding the records and decoding their pages.
     """
 
     _FIELDS = ("template", "template_sha256", "input", "input_sha256", "target", "mode", "strategy",
                "created_at", "rows", "operations", "issues", "requests_spent", "sheet",
-               "schema_version", "notes", "timings")
+               "schema_version", "notes", "timings", "records_total")
 
     def __init__(self, *, template: str, template_sha256: str, input: str, input_sha256: str,
                  target: str, mode: str, strategy: str, created_at: str,
                  rows: list[dict] | pl.DataFrame, operations: list[Operation] | pl.DataFrame,
                  issues: list[dict], requests_spent: int, sheet: str | None = None,
                  schema_version: int = SCHEMA_VERSION, notes: list[str] | None = None,
-                 timings: dict[str, float] | None = None):
+                 timings: dict[str, float] | None = None, records_total: int | None = None):
         self.template, self.template_sha256, self.input, self.input_sha256 = \
             template, template_sha256, input, input_sha256
         self.target, self.mode, self.strategy, self.created_at = target, mode, strategy, created_at
         self.issues, self.requests_spent, self.sheet = issues, requests_spent, sheet
         self.schema_version, self.notes, self.timings = schema_version, notes or [], timings or {}
+        self.records_total = records_total
         self._rows, self._ops = rows, operations
 
     @property
@@ -169,14 +172,19 @@ class Plan:
         """Requests apply will send and the minutes they take at `requests_per_minute`
         (default 20, the tenant limit of crm-api.md §4; None: the rate of the real API).
 
-        Keys: `requests` (writes), `reconcile` (re-reads afterwards: `identifiers[]` 30 values a
-        request, one GET for a record without searchable identifiers), `minutes` (both together).
+        Keys: `requests` (writes), `reconcile` (re-reads afterwards, as `apply` does them:
+        `identifiers[]` 30 values a request; for records without searchable identifiers one GET
+        each, or a count and a full listing when that costs fewer requests, crm-api.md §6),
+        `minutes` (both together).
         """
         n = len(self.operations)
         orgs = [o for o in self.operations if o.resource == "organizations" and o.path != "/tags"]
         values = {v for o in orgs for f, vals in o.identifiers.items()
                   if f in SEARCHABLE_IDENTIFIERS for v in vals}
         bare = sum(1 for o in orgs if not any(f in SEARCHABLE_IDENTIFIERS for f in o.identifiers))
+        if bare > 1 and self.records_total is not None:  # records after the creates, 30 a page
+            after = self.records_total + sum(o.op == "create" for o in orgs)
+            bare = 1 + min(bare, -(-after // 30))
         reconcile = -(-len(values) // 30) + bare
         rate = requests_per_minute or 20
         return {"requests": n, "reconcile": reconcile, "minutes": round((n + reconcile) / rate, 1),

@@ -256,3 +256,17 @@ def test_apply_of_a_file_that_is_not_a_plan_says_so(tmp_path):
     with pytest.raises(PlanError, match=r"orgs.csv: not a bulkcrm plan file \(not JSON\); pass the file "
                                         r"`bulkcrm plan --out` wrote"):
         Plan.load(sheet)
+
+
+def test_reconcile_estimate_is_what_apply_spends_for_records_without_searchable_identifiers(
+        crm, client, tmp_path):
+    crm.seed({"organizations": [{"title": f"Old {i}", "customerId": f"C{i}"} for i in range(10)]})
+    sheet = tmp_path / "c.csv"
+    sheet.write_text("name,cid\n" + "".join(f"New {i},N{i}\n" for i in range(40)), encoding="utf-8")
+    tpl = parse_template({"resource": "organizations", "identifiers": ["customerId"],
+                          "fields": {"title": "name", "customerId": "cid"}}, path="c.yaml", sha256="t")
+    p = plan(sheet, tpl, client)
+    assert p.strategy == "scan" and p.records_total == 10
+    report = apply(p, client, journal_file=tmp_path / "c.journal.jsonl")
+    spent_reconciling = report.summary["requests"] - len(p.operations)
+    assert p.estimate()["reconcile"] == spent_reconciling == 1 + 2  # a count, then 50 records in 2 pages
