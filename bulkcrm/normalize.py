@@ -465,7 +465,8 @@ CHECK_RULES: dict[str, tuple[str, str]] = {
     "email": ("e-mail address syntax (RFC 5322, email-validator)",
               "use an address such as info@example.com"),
     "url": ("http(s) URL with a host (RFC 3986)", "use a full address such as https://example.com"),
-    "country": ("ISO 3166-1 alpha-2", "use a two-letter code such as US"),
+    "country": ("ISO 3166-1 alpha-2", "use a two-letter code such as US, or name it in the transform's aliases "
+                "({country: {aliases: {\"Saint Martin\": MF}}})"),
     "phone_e164": ("E.164 phone number (ITU-T E.164)",
                    "write it with + and the country code, such as +31201234567"),
     "phone_type": ("phone type (crm-api.md §8.2)", f"use one of {', '.join(PHONE_TYPES)}"),

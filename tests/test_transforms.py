@@ -347,7 +347,8 @@ def test_checks_simple_and_null_passes():
     assert run(["work", "office", "Mobile", None], CHECKS["phone_type"]) == [True, False, False, True]
     assert run(["abcd", "abcdef", None], partial(CHECKS["max_length"], n=5)) == [True, False, True]
     assert run(["+31505550909", "+0123456789", "0505550909"], CHECKS["phone_e164"]) == [True, False, False]
-    assert check_rule("country") == ("ISO 3166-1 alpha-2", "use a two-letter code such as US")
+    assert check_rule("country") == ("ISO 3166-1 alpha-2", "use a two-letter code such as US, or name it in "
+                                     "the transform's aliases ({country: {aliases: {\"Saint Martin\": MF}}})")
     assert check_rule("max_length", n=80) == ("maximum length", "shorten it to at most 80 characters")
 
 
