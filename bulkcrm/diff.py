@@ -145,6 +145,50 @@ def _existing_expr(m: Mapping, template: Template, region: pl.Expr, col: pl.Expr
     return col if m.kind == "bool" else pl.when(col.str.strip_chars() == "").then(None).otherwise(col)
 
 
+def same_as_record(rows: pl.DataFrame, raw: pl.DataFrame, template: Template) -> pl.Series:
+    """Per row, whether every mapped field equals its record's value exactly as stored.
+
+    Such a row changes nothing under any policy: its (normalised) sheet values are what the
+    record holds, and normalising them again gives them back. Planning skips the normalising
+    and comparing of these rows (most rows of a weekly re-upload).
+
+    Args:
+        rows: mapped rows (`mapping.map_rows` columns).
+        raw: `raw_records_frame` of each row's record, in the order of `rows`.
+
+    Returns:
+        Boolean Series, one value per row of `rows` (never null). Lists are equal when their
+        items are equal in order; a difference in order or spelling only sends the row through
+        the full comparison (`existing_values`, `changed_fields`), never past it.
+    """
+    r = pl.concat([rows.select([m.field for m in template.mappings]),
+                   raw.drop("@id").rename(lambda c: f"{c}#r")], how="horizontal")
+    scalars, lists = [], []
+    for m in template.mappings:
+        top, _, sub = m.field.partition(".")
+        stored = pl.col(f"{top}#r").struct.field(sub) if sub else pl.col(f"{top}#r")
+        if m.kind == "emails":
+            lists.append((pl.col(m.field), stored.list.eval(pl.element().struct.field("email"))))
+        elif m.kind in ("phones", "list"):
+            lists.append((pl.col(m.field), stored))
+        else:
+            scalars.append(pl.col(m.field).eq_missing(stored))
+    same = r.select(pl.all_horizontal(scalars) if scalars else pl.lit(True)).to_series()
+    for sheet, stored in lists:  # list equality in polars is slow; items compared flat instead
+        same = same & _lists_equal(r, sheet, stored)
+    return same.fill_null(False)
+
+
+def _lists_equal(r: pl.DataFrame, a: pl.Expr, b: pl.Expr) -> pl.Series:
+    """Per row of `r`, whether list columns `a` and `b` hold equal items in equal order (null
+    equals null only)."""
+    same_len = a.list.len().eq_missing(b.list.len())
+    long = r.select(pl.int_range(pl.len(), dtype=pl.UInt32).alias("i"), same_len.alias("ok"),
+                    pl.when(same_len).then(a).alias("a"), pl.when(same_len).then(b).alias("b"))
+    bad = long.explode("a", "b").filter(~pl.col("a").eq_missing(pl.col("b")))["i"]
+    return long.select(pl.col("ok") & ~pl.col("i").is_in(bad.implode())).to_series()
+
+
 def existing_values(rows: pl.DataFrame, raw: pl.DataFrame, template: Template) -> pl.DataFrame:
     """The matched records' values normalised as `records_frame` does, one row per row of `rows`,
     normalising only the values that differ from the row's (a record value equal to the sheet's

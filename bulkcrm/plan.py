@@ -181,6 +181,8 @@ def _decide(mapped: pl.DataFrame, rows: pl.DataFrame, matches, template: Templat
     matched = ok.filter(pl.col("iri").is_not_null())
     raw = matches.frame[matched["rec"]]  # each matched row's record, in row order
     matches.frame = None  # not needed any more
+    differs = ~diff.same_as_record(matched, raw, template)  # only these can change anything
+    matched, raw = matched.filter(differs), raw.filter(differs)
     existing = diff.existing_values(matched, raw, template)
     changed = diff.changed_fields(matched, existing, template, on="row_number", phones_normalised=True) \
         if matched.height else \

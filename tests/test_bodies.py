@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 
+import polars as pl
 import pytest
 
 from bulkcrm import diff
@@ -132,3 +133,29 @@ def test_clear_sends_null_and_the_plan_file_round_trips(crm, client, tmp_path):
     saved = Plan.load(p.save(tmp_path / "plan.json"))
     assert saved.rows == p.rows and saved.operations == p.operations and saved.sha256 == p.sha256
     assert set(saved.timings) >= {"read", "map", "validate", "fetch", "match", "diff"}
+
+
+def test_only_rows_equal_to_their_record_as_stored_skip_the_full_comparison(tmp_path):
+    from bulkcrm.match import records_schema
+    tpl = parse_template(TEMPLATE, path="t.yaml", sha256="t")
+    path = tmp_path / "orgs.csv"
+    alpha = ROWS[0][:8] + ["https://alpha.nl"]  # the sheet spelling of RECORDS[0] exactly
+    with path.open("w", newline="", encoding="utf-8") as f:
+        csv.writer(f).writerows([COLUMNS, *[alpha] * 6])
+    rows = map_rows(read(path).frame, tpl).with_columns(iri=pl.lit(RECORDS[0]["@id"]))
+    a = {**RECORDS[0], "phoneNumbers": [{"phoneNumber": "+31201234567"}]}  # no type, as the sheet
+    records = [
+        a,                                                                    # equal as stored
+        {**a, "emailAddresses": [{"email": "Info@Alpha.nl"}]},                # equal once normalised
+        {**a, "phoneNumbers": [{"phoneNumber": "+31 20 1234567"}]},          # equal once normalised
+        {**a, "emailAddresses": [{"email": "info@alpha.nl"}, {"email": "x@alpha.nl"}]},  # one more item
+        {**a, "phoneNumbers": [{"phoneNumber": "+31201234568"}]},            # another number
+        {**a, "address": {**a["address"], "city": None}},                     # sheet fills a field
+    ]
+    raw = diff.raw_records_frame(records, records_schema(tpl))
+    assert diff.same_as_record(rows, raw, tpl).to_list() == [True, False, False, False, False, False]
+    existing = diff.existing_values(rows, raw, tpl)
+    changed = diff.changed_fields(rows, existing, tpl, on="row_number", phones_normalised=True)
+    # the full comparison: equal once normalised (e-mail case, phone spelling), a merge list
+    # that already holds the sheet's items: nothing to send; a new number, an empty city: a patch
+    assert changed["changed"].to_list() == [[], [], [], [], ["phoneNumbers"], ["address.city"]]
