@@ -159,3 +159,15 @@ def test_only_rows_equal_to_their_record_as_stored_skip_the_full_comparison(tmp_
     # the full comparison: equal once normalised (e-mail case, phone spelling), a merge list
     # that already holds the sheet's items: nothing to send; a new number, an empty city: a patch
     assert changed["changed"].to_list() == [[], [], [], [], ["phoneNumbers"], ["address.city"]]
+
+
+@pytest.mark.parametrize("chosen", [None, "streaming"])
+def test_planning_leaves_the_users_polars_engine_as_it_was(crm, client, tmp_path, monkeypatch, chosen):
+    import os
+    if chosen:
+        monkeypatch.setenv("POLARS_ENGINE_AFFINITY", chosen)
+    else:
+        monkeypatch.delenv("POLARS_ENGINE_AFFINITY", raising=False)
+    path, tpl = _setup(crm, tmp_path, "merge")
+    assert plan(path, tpl, client).counts()["create"] == 2
+    assert os.environ.get("POLARS_ENGINE_AFFINITY") == chosen
