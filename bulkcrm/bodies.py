@@ -146,17 +146,37 @@ def _before_json(m: Mapping) -> pl.Expr:
 
 def _patch_columns(w: pl.DataFrame, template: Template) -> pl.DataFrame:
     """`w` plus, per mapping j, `__h{j}` (changed), `__a{j}` (the value after, JSON) and
-    `__b{j}` (before, JSON or null when empty), worked out once for body and `changes`."""
-    cols = []
+    `__b{j}` (before, JSON or null when empty), worked out once for body and `changes`; for a
+    list field also `__s{j}` (the record's list as JSON, for the snapshot). A list field's
+    JSON is worked out only on the rows that change it (lists cost most to encode)."""
+    cols, lists = [], []
     for j, m in enumerate(template.mappings):
-        cols += [_has(m.field).alias(f"__h{j}"), _desired_json(m).alias(f"__a{j}"),
-                 _or_null(_before_json(m)).alias(f"__b{j}")]
-    return w.with_columns(cols)
+        cols.append(_has(m.field).alias(f"__h{j}"))
+        if m.kind in ("scalar", "bool"):
+            cols += [_desired_json(m).alias(f"__a{j}"), _or_null(_before_json(m)).alias(f"__b{j}")]
+        else:
+            lists.append((j, m))
+    w = w.with_columns(cols)
+    return w.with_columns(col for j, m in lists for col in (
+        _where(w, pl.col(f"__h{j}"), _desired_json(m), f"__a{j}"),
+        _where(w, pl.col(f"__h{j}"), _before_json(m), f"__s{j}"))).with_columns(
+        _or_null(pl.col(f"__s{j}")).alias(f"__b{j}") for j, _ in lists)
+
+
+def _where(w: pl.DataFrame, when: pl.Expr, value: pl.Expr, name: str) -> pl.Series:
+    """String `value` on the rows of `w` where `when` holds (null elsewhere), worked out on
+    those rows only."""
+    at = w.select(pl.arg_where(when)).to_series()
+    out = pl.repeat(None, w.height, dtype=pl.String, eager=True).alias(name)
+    if at.len():
+        used = w.select(list(dict.fromkeys(value.meta.root_names())))[at]
+        out = out.scatter(at, used.select(value).to_series())
+    return out
 
 
 def _patch_parts(template: Template, schema: dict) -> tuple[list, list, list]:
-    """Body fragments, `changes` items and snapshot items of a merge patch (over the columns of
-    `_patch_columns`)."""
+    """Body fragments, `changes` items and snapshot items (top, touched, the record's value as
+    JSON) of a merge patch, over the columns of `_patch_columns`."""
     index = {m.field: j for j, m in enumerate(template.mappings)}
     h, after = (lambda f: pl.col(f"__h{index[f]}")), (lambda f: pl.col(f"__a{index[f]}"))
     frags, changes, snap = [], [], []
@@ -179,14 +199,17 @@ def _patch_parts(template: Template, schema: dict) -> tuple[list, list, list]:
             frags.append(_frag(top, after(ms[0].field), touched))
         changes += [(m.field, h(m.field), pl.col(f"__b{index[m.field]}"), _or_null(after(m.field)))
                     for m in ms]
-        snap.append((top, touched))
+        j = index[ms[0].field]
+        stored = pl.col(f"__s{j}") if f"__s{j}" in schema else \
+            json_value(pl.col(f"{top}#r"), phones=top == "phoneNumbers")
+        snap.append((top, touched, stored))
     return frags, changes, snap
 
 
-def _snapshot(snap: list[tuple[str, pl.Expr]]) -> pl.Expr:
-    """{top: the record's value} of each touched top-level field, keys sorted (drift check)."""
-    return _obj([_frag(top, json_value(pl.col(f"{top}#r"), phones=top == "phoneNumbers"), touched)
-                 for top, touched in sorted(snap)])
+def _snapshot(snap: list[tuple[str, pl.Expr, pl.Expr]]) -> pl.Expr:
+    """{top: the record's value (JSON)} of each touched top-level field, keys sorted (drift
+    check)."""
+    return _obj([_frag(top, stored, touched) for top, touched, stored in sorted(snap, key=lambda t: t[0])])
 
 
 def _phone_json(w: pl.DataFrame, template: Template) -> pl.DataFrame:
