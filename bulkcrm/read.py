@@ -240,7 +240,8 @@ def _finish(grid: pl.DataFrame, where: str, header_row: int | None, sheet: str |
     data = (rows.slice(rows["row_number"].search_sorted(header_row, side="right"))
             if rows["row_number"].is_sorted() else rows.filter(pl.col("row_number") > header_row))
     named = _check_header(texts[:width], cells[:width], data, where, header_row, how, sheet)
-    frame = data.select(pl.col("row_number"), *(pl.col(c).alias(n) for c, n in named.items()))
+    # one chunk per column: later stages run per chunk (e.g. a transform's Python batch)
+    frame = data.select(pl.col("row_number"), *(pl.col(c).alias(n) for c, n in named.items())).rechunk()
     issues = _ragged(data, cells[width:], width, where, sheet, delimiter)
     return frame, header_row, issues, named
 
