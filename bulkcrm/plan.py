@@ -16,6 +16,7 @@ import gc
 import os
 import time
 from contextlib import contextmanager
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import polars as pl
@@ -193,6 +194,25 @@ def _decide(mapped: pl.DataFrame, rows: pl.DataFrame, matches, template: Templat
     joined = rows.join(matches.iri, on="row_number", how="left")
     skip = conflict_rows | errors
     ok = joined.filter(~pl.col("row_number").is_in(list(skip))) if skip else joined
+    with ThreadPoolExecutor(1) as pool:  # creates need no record: built beside the patches
+        creates = pool.submit(_create_ops, ok, mode, template, tags)
+        changed, patches = _update_ops(ok, matches, mode, template, tags)
+        org_ops = pl.concat([creates.result(), patches]).sort(pl.col("row_numbers").list.first())
+    ops = pl.concat([ops_frame([_tag_op(t) for t in tags]), org_ops]) if tags else org_ops
+    return _row_frame(mapped, joined, changed, matches.conflicts, conflict_rows, errors, mode,
+                      template, org_ops), ops
+
+
+def _create_ops(ok: pl.DataFrame, mode: str, template: Template, tags: list[str]) -> pl.DataFrame:
+    """The POSTs of the rows no record matched (none in update-only mode)."""
+    w = ok.filter(pl.col("iri").is_null()) if mode != "update-only" else ok.clear()
+    return write_ops(w.select(_write_columns(w, template)), template, tags)
+
+
+def _update_ops(ok: pl.DataFrame, matches, mode: str, template: Template,
+                tags: list[str]) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(`row_number`, `changed` of the matched rows that change something; their PATCHes or
+    PUTs, none in create-only mode)."""
     matched = ok.filter(pl.col("iri").is_not_null())
     raw = matches.frame[matched["rec"]]  # each matched row's record, in row order
     matches.frame = None  # not needed any more
@@ -203,24 +223,19 @@ def _decide(mapped: pl.DataFrame, rows: pl.DataFrame, matches, template: Templat
         if matched.height else \
         pl.DataFrame(schema={"row_number": pl.Int64, "iri": pl.String, "changed": pl.List(pl.String)})
     changed = changed.select("row_number", "changed").filter(pl.col("changed").list.len() > 0)
-    w = _write_rows(ok, changed, mode, template)
+    w = matched.join(changed.rename({"changed": "__changed"}), on="row_number", how="inner",
+                     maintain_order="left") if mode != "create-only" else matched.clear()
+    w = w.select(_write_columns(w, template))
     if template.mode != "replace":  # a PUT starts from the whole record instead
         w = _with_records(w, raw.with_columns(matched["row_number"]), existing)
-    org_ops = write_ops(w, template, tags, matches.records)
-    ops = pl.concat([ops_frame([_tag_op(t) for t in tags]), org_ops]) if tags else org_ops
-    return _row_frame(mapped, joined, changed, matches.conflicts, conflict_rows, errors, mode,
-                      template, org_ops), ops
+    return changed, write_ops(w, template, tags, matches.records)
 
 
-def _write_rows(ok: pl.DataFrame, changed: pl.DataFrame, mode: str, template: Template) -> pl.DataFrame:
-    """Rows needing a write (creates and changed records): `row_number`, `iri`, `__changed`
-    (the changed fields; null for a create) and the mapped fields, in row order."""
-    ok = ok.join(changed.rename({"changed": "__changed"}), on="row_number", how="left")
-    create = pl.col("iri").is_null() if mode != "update-only" else pl.lit(False)
-    patch = pl.col("__changed").is_not_null() if mode != "create-only" else pl.lit(False)
-    fields = [m.field for m in template.mappings if m.field in ok.columns]
-    cols = list(dict.fromkeys(["row_number", "iri", "__changed", *fields, *template.identifiers]))
-    return ok.filter(create | patch).sort("row_number").select([c for c in cols if c in ok.columns])
+def _write_columns(w: pl.DataFrame, template: Template) -> list[str]:
+    """The columns `bodies.write_ops` reads: `row_number`, `iri`, `__changed` and the fields."""
+    fields = [m.field for m in template.mappings]
+    cols = dict.fromkeys(["row_number", "iri", "__changed", *fields, *template.identifiers])
+    return [c for c in cols if c in w.columns]
 
 
 def _with_records(w: pl.DataFrame, raw: pl.DataFrame, existing: pl.DataFrame) -> pl.DataFrame:
