@@ -24,7 +24,7 @@ import polars as pl
 
 from .client import Client
 from .diff import ADDRESS_KEYS, raw_records_frame, record_schema
-from .mapping import PHONE_DTYPE
+from .mapping import PHONE_DTYPE, chain
 from .errors import PermanentApiError
 from .template import IDENTIFIER_KINDS, SEARCHABLE_IDENTIFIERS, Template
 from .transforms import normalize_identifier
@@ -80,12 +80,22 @@ def identifier_frame(rows: pl.DataFrame, template: Template, *, distinct: bool =
         part = rows.select("row_number", col.alias("value"))
         if isinstance(rows.schema[f], pl.List):
             part = part.explode("value")
-        part = part.with_columns(normalize_identifier(IDENTIFIER_KINDS[f], pl.col("value")).alias("value"))
+        if not _in_compared_form(template, f):
+            part = part.with_columns(normalize_identifier(IDENTIFIER_KINDS[f], pl.col("value")).alias("value"))
         parts.append(part.with_columns(pl.lit(f).alias("kind")).select(list(_LONG)))
     if not parts:
         return pl.DataFrame(schema=_LONG)
     out = pl.concat(parts).drop_nulls("value").filter(pl.col("value") != "")
     return out.unique() if distinct else out
+
+
+def _in_compared_form(template: Template, f: str) -> bool:
+    """Whether the mapped values of identifier field `f` are already in the form identifiers
+    are compared in: e-mail addresses whose every source's transforms end with the `email`
+    normaliser (trim, lower case: `normalize_identifier("email")` is that same step)."""
+    m = template.mapping(f)
+    return IDENTIFIER_KINDS.get(f) == "email" and m is not None and all(
+        (chain(m, s, template) or [None])[-1] == "email" for s in m.sources)
 
 
 def records_schema(template: Template) -> dict[str, pl.DataType]:

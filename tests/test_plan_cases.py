@@ -70,6 +70,20 @@ def test_br07_identifiers_normalised_on_both_sides(crm, client, tmp_path):
     assert row["op"] == "unchanged"  # every value equals the record after normalisation
 
 
+def test_br07_matches_when_the_templates_email_transforms_end_with_another_step(crm, client, tmp_path):
+    """Identifiers are compared trimmed and lower-cased even when the sheet's values are not
+    (here upper-cased after the e-mail normaliser)."""
+    load_existing(crm, "BR-07.existing.json")
+    fields = {**CASES_TEMPLATE["fields"], "emailAddresses": {"column": "email", "split": ";",
+                                                             "transforms": ["email", "upper"]}}
+    for strategy in ("scan", "lookup"):
+        p = plan(only_columns(CASES / "BR-07.csv", tmp_path),
+                 template(fields=fields, identifiers=["emailAddresses"]), client,
+                 strategy=strategy)
+        assert [(r["iri"], r["op"]) for r in p.rows] == \
+            [("/organizations/6f1c2a4e-0007-4000-8000-000000000101", "patch")]
+
+
 def test_br08_duplicate_rows_conflict_before_any_write(crm, client, tmp_path):
     crm.clear_log()
     p = plan(only_columns(CASES / "BR-08.csv", tmp_path), template(), client)
