@@ -145,21 +145,22 @@ def _existing_expr(m: Mapping, template: Template, region: pl.Expr, col: pl.Expr
     return col if m.kind == "bool" else pl.when(col.str.strip_chars() == "").then(None).otherwise(col)
 
 
-def same_as_record(rows: pl.DataFrame, raw: pl.DataFrame, template: Template) -> pl.Series:
-    """Per row, whether every mapped field equals its record's value exactly as stored.
+def same_as_record(rows: pl.DataFrame, raw: pl.DataFrame, template: Template) -> pl.DataFrame:
+    """Per row and mapped field, whether the row's value equals its record's exactly as stored.
 
-    Such a row changes nothing under any policy: its (normalised) sheet values are what the
-    record holds, and normalising them again gives them back. Planning skips the normalising
-    and comparing of these rows (most rows of a weekly re-upload).
+    A row equal in every field changes nothing under any policy: its (normalised) sheet values
+    are what the record holds, and normalising them again gives them back. Planning skips the
+    normalising and comparing of such rows (most rows of a weekly re-upload), and of a field
+    equal on every row it compares (`existing_values`, `changed_fields`: `equal`).
 
     Args:
         rows: mapped rows (`mapping.map_rows` columns).
         raw: `raw_records_frame` of each row's record, in the order of `rows`.
 
     Returns:
-        Boolean Series, one value per row of `rows` (never null). Lists are equal when their
-        items are equal in order; a difference in order or spelling only sends the row through
-        the full comparison (`existing_values`, `changed_fields`), never past it.
+        frame of one Boolean column per mapped field (never null), a row per row of `rows`.
+        Lists are equal when their items are equal in order; a difference in order or spelling
+        only sends the value through the full comparison, never past it.
     """
     r = pl.concat([rows.select([m.field for m in template.mappings]),
                    raw.drop("@id").rename(lambda c: f"{c}#r")], how="horizontal")
@@ -168,15 +169,15 @@ def same_as_record(rows: pl.DataFrame, raw: pl.DataFrame, template: Template) ->
         top, _, sub = m.field.partition(".")
         stored = pl.col(f"{top}#r").struct.field(sub) if sub else pl.col(f"{top}#r")
         if m.kind == "emails":
-            lists.append((pl.col(m.field), stored.list.eval(pl.element().struct.field("email"))))
+            lists.append((m.field, stored.list.eval(pl.element().struct.field("email"))))
         elif m.kind in ("phones", "list"):
-            lists.append((pl.col(m.field), stored))
+            lists.append((m.field, stored))
         else:
-            scalars.append(pl.col(m.field).eq_missing(stored))
-    same = r.select(pl.all_horizontal(scalars) if scalars else pl.lit(True)).to_series()
-    for sheet, stored in lists:  # list equality in polars is slow; items compared flat instead
-        same = same & _lists_equal(r, sheet, stored)
-    return same.fill_null(False)
+            scalars.append(pl.col(m.field).eq_missing(stored).fill_null(False).alias(m.field))
+    equal = r.select(scalars)
+    # list equality in polars is slow; items compared flat instead
+    equal = equal.with_columns(_lists_equal(r, pl.col(f), stored).alias(f) for f, stored in lists)
+    return equal.select([m.field for m in template.mappings])
 
 
 def _lists_equal(r: pl.DataFrame, a: pl.Expr, b: pl.Expr) -> pl.Series:
@@ -189,7 +190,8 @@ def _lists_equal(r: pl.DataFrame, a: pl.Expr, b: pl.Expr) -> pl.Series:
     return long.select(pl.col("ok") & ~pl.col("i").is_in(bad.implode())).to_series()
 
 
-def existing_values(rows: pl.DataFrame, raw: pl.DataFrame, template: Template) -> pl.DataFrame:
+def existing_values(rows: pl.DataFrame, raw: pl.DataFrame, template: Template, *,
+                    equal: frozenset[str] = frozenset()) -> pl.DataFrame:
     """The matched records' values normalised as `records_frame` does, one row per row of `rows`,
     normalising only the values that differ from the row's (a record value equal to the sheet's
     already holds what the row asks for, so it is taken as it is).
@@ -197,6 +199,8 @@ def existing_values(rows: pl.DataFrame, raw: pl.DataFrame, template: Template) -
     Args:
         rows: mapped rows with `row_number`, `iri` (non-null) and the field columns.
         raw: `raw_records_frame` of each row's record, in the order of `rows`.
+        equal: fields whose record value equals the row's on every row (`same_as_record`):
+            taken from the row without looking at the record.
 
     Returns:
         frame `row_number`, `iri` and one column per mapped field, phone numbers in E.164.
@@ -204,6 +208,9 @@ def existing_values(rows: pl.DataFrame, raw: pl.DataFrame, template: Template) -
     r = pl.concat([rows, raw.drop("@id").rename(lambda c: f"{c}#r")], how="horizontal")
     out = [r["row_number"], r["iri"]]
     for m in template.mappings:
+        if m.field in equal:
+            out.append(r[m.field])
+            continue
         top, _, sub = m.field.partition(".")
         raw_col = pl.col(f"{top}#r").struct.field(sub) if sub else pl.col(f"{top}#r")
         full = _existing_expr(m, template, pl.lit(None, pl.String), raw_col)
@@ -216,7 +223,8 @@ def existing_values(rows: pl.DataFrame, raw: pl.DataFrame, template: Template) -
         same = raw_col.eq_missing(pl.col(m.field)) & raw_col.is_not_null()
         out.append(_where_differs(r, same, pl.col(m.field), full, m.field))
     frame = pl.DataFrame(out)
-    if template.mapping("phoneNumbers"):  # all of them: cheaper than finding those that differ
+    if template.mapping("phoneNumbers") and "phoneNumbers" not in equal:  # all of them: cheaper
+        # than finding those that differ
         part = frame.rename(lambda c: c if c in ("row_number", "iri") else f"{c}#e")
         frame = frame.with_columns(normalise_existing_phones(part, template)["phoneNumbers#e"].alias("phoneNumbers"))
     return frame
@@ -234,13 +242,15 @@ def _where_differs(r: pl.DataFrame, same: pl.Expr, sheet: pl.Expr, full: pl.Expr
 
 
 def changed_fields(rows: pl.DataFrame, existing: pl.DataFrame, template: Template, *,
-                   on: str = "iri", phones_normalised: bool = False) -> pl.DataFrame:
+                   on: str = "iri", phones_normalised: bool = False,
+                   equal: frozenset[str] = frozenset()) -> pl.DataFrame:
     """Per matched row, the list of fields whose desired value differs from the record.
 
     Args:
         rows: mapped rows with `row_number`, `iri` (non-null) and field columns.
         existing: `records_frame(...)` of the matched records (joined `on="iri"`), or
             `existing_values(...)` (joined `on="row_number"`, `phones_normalised=True`).
+        equal: fields equal to the record's on every row (`same_as_record`): never changed.
 
     Returns:
         frame `row_number` (Int64), `iri` (String), `changed` (List(String)).
@@ -253,7 +263,8 @@ def changed_fields(rows: pl.DataFrame, existing: pl.DataFrame, template: Templat
         joined = rows.join(ex, on=on, how="left")
     if "phoneNumbers" in rows.columns and not phones_normalised:
         joined = normalise_existing_phones(joined, template)
-    flags = [_changed_expr(m, template).alias(m.field) for m in template.mappings]
+    flags = [(pl.lit(False) if m.field in equal else _changed_expr(m, template)).alias(m.field)
+             for m in template.mappings]
     if not flags:
         return joined.select("row_number", "iri", pl.lit([]).alias("changed"))
     if len(flags) > 62:

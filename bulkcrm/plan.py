@@ -216,11 +216,13 @@ def _update_ops(ok: pl.DataFrame, matches, mode: str, template: Template,
     matched = ok.filter(pl.col("iri").is_not_null())
     raw = matches.frame[matched["rec"]]  # each matched row's record, in row order
     matches.frame = None  # not needed any more
-    differs = ~diff.same_as_record(matched, raw, template)  # only these can change anything
-    matched, raw = matched.filter(differs), raw.filter(differs)
-    existing = diff.existing_values(matched, raw, template)
-    changed = diff.changed_fields(matched, existing, template, on="row_number", phones_normalised=True) \
-        if matched.height else \
+    equal = diff.same_as_record(matched, raw, template)
+    differs = ~equal.select(pl.all_horizontal(pl.all())).to_series()  # only these can change anything
+    matched, raw, equal = matched.filter(differs), raw.filter(differs), equal.filter(differs)
+    alike = frozenset(f for f, ok in equal.select(pl.all().all()).row(0, named=True).items() if ok)
+    existing = diff.existing_values(matched, raw, template, equal=alike)
+    changed = diff.changed_fields(matched, existing, template, on="row_number", phones_normalised=True,
+                                  equal=alike) if matched.height else \
         pl.DataFrame(schema={"row_number": pl.Int64, "iri": pl.String, "changed": pl.List(pl.String)})
     changed = changed.select("row_number", "changed").filter(pl.col("changed").list.len() > 0)
     w = matched.join(changed.rename({"changed": "__changed"}), on="row_number", how="inner",

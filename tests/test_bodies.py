@@ -153,9 +153,21 @@ def test_only_rows_equal_to_their_record_as_stored_skip_the_full_comparison(tmp_
         {**a, "address": {**a["address"], "city": None}},                     # sheet fills a field
     ]
     raw = diff.raw_records_frame(records, records_schema(tpl))
-    assert diff.same_as_record(rows, raw, tpl).to_list() == [True, False, False, False, False, False]
+    equal = diff.same_as_record(rows, raw, tpl)
+    assert equal.select(pl.all_horizontal(pl.all())).to_series().to_list() == \
+        [True, False, False, False, False, False]
+    unequal = [[f for f, ok in row.items() if not ok] for row in equal.iter_rows(named=True)]
+    assert unequal == [[], ["emailAddresses"], ["phoneNumbers"], ["emailAddresses"], ["phoneNumbers"],
+                       ["address.city"]]
     existing = diff.existing_values(rows, raw, tpl)
     changed = diff.changed_fields(rows, existing, tpl, on="row_number", phones_normalised=True)
+    assert changed["changed"].to_list() == [[], [], [], [], ["phoneNumbers"], ["address.city"]]
+    # fields equal on every row are taken from the sheet and never changed: the same answer
+    alike = frozenset(f for f, ok in equal.select(pl.all().all()).row(0, named=True).items() if ok)
+    assert alike == {"title", "address.street", "address.postalCode", "address.country", "website"}
+    existing = diff.existing_values(rows, raw, tpl, equal=alike)
+    changed = diff.changed_fields(rows, existing, tpl, on="row_number", phones_normalised=True,
+                                  equal=alike)
     # the full comparison: equal once normalised (e-mail case, phone spelling), a merge list
     # that already holds the sheet's items: nothing to send; a new number, an empty city: a patch
     assert changed["changed"].to_list() == [[], [], [], [], ["phoneNumbers"], ["address.city"]]
