@@ -299,7 +299,9 @@ def write_ops(w: pl.DataFrame, template: Template, tags: list[str],
         An `OP_SCHEMA` frame in row order: key `row:<n>`, bodies as JSON text.
     """
     w = w.with_columns(_identifiers(template, w.schema).alias("identifiers"))
-    creates, updates = w.filter(pl.col("iri").is_null()), w.filter(pl.col("iri").is_not_null())
+    nulls = w["iri"].null_count()  # one kind only (as `plan` calls it): no copies
+    creates = w if nulls == w.height else w.filter(pl.col("iri").is_null()) if nulls else w.clear()
+    updates = w.clear() if nulls == w.height else w.filter(pl.col("iri").is_not_null()) if nulls else w
     empty = pl.lit([], dtype=pl.List(pl.String))
     parts = []
     if creates.height:

@@ -192,9 +192,8 @@ def _lists_equal(r: pl.DataFrame, a: pl.Expr, b: pl.Expr) -> pl.Series:
 
 def existing_values(rows: pl.DataFrame, raw: pl.DataFrame, template: Template, *,
                     equal: frozenset[str] = frozenset()) -> pl.DataFrame:
-    """The matched records' values normalised as `records_frame` does, one row per row of `rows`,
-    normalising only the values that differ from the row's (a record value equal to the sheet's
-    already holds what the row asks for, so it is taken as it is).
+    """The matched records' values normalised as `records_frame` does, one row per row of `rows`;
+    a record value equal to the row's already holds what the row asks for and is taken as it is.
 
     Args:
         rows: mapped rows with `row_number`, `iri` (non-null) and the field columns.
@@ -206,39 +205,24 @@ def existing_values(rows: pl.DataFrame, raw: pl.DataFrame, template: Template, *
         frame `row_number`, `iri` and one column per mapped field, phone numbers in E.164.
     """
     r = pl.concat([rows, raw.drop("@id").rename(lambda c: f"{c}#r")], how="horizontal")
-    out = [r["row_number"], r["iri"]]
+    cols = []
     for m in template.mappings:
         if m.field in equal:
-            out.append(r[m.field])
+            cols.append(pl.col(m.field))
             continue
         top, _, sub = m.field.partition(".")
         raw_col = pl.col(f"{top}#r").struct.field(sub) if sub else pl.col(f"{top}#r")
         full = _existing_expr(m, template, pl.lit(None, pl.String), raw_col)
-        if m.kind == "phones":
-            out.append(r.select(full.alias(m.field)).to_series())
-            continue
-        if m.kind in ("emails", "list"):  # comparing lists costs more than normalising them
-            out.append(r.select(full.alias(m.field)).to_series())
-            continue
-        same = raw_col.eq_missing(pl.col(m.field)) & raw_col.is_not_null()
-        out.append(_where_differs(r, same, pl.col(m.field), full, m.field))
-    frame = pl.DataFrame(out)
+        if m.kind in ("scalar", "bool"):  # lists: comparing them costs more than normalising
+            full = pl.when(raw_col.eq_missing(pl.col(m.field)) & raw_col.is_not_null()).then(
+                pl.col(m.field)).otherwise(full)
+        cols.append(full.alias(m.field))
+    frame = r.select("row_number", "iri", *cols)  # one polars call: the fields side by side
     if template.mapping("phoneNumbers") and "phoneNumbers" not in equal:  # all of them: cheaper
         # than finding those that differ
         part = frame.rename(lambda c: c if c in ("row_number", "iri") else f"{c}#e")
         frame = frame.with_columns(normalise_existing_phones(part, template)["phoneNumbers#e"].alias("phoneNumbers"))
     return frame
-
-
-def _where_differs(r: pl.DataFrame, same: pl.Expr, sheet: pl.Expr, full: pl.Expr, name: str) -> pl.Series:
-    """`sheet` where `same`, else `full` (evaluated on those rows only). Scalar dtypes only
-    (`Series.scatter`)."""
-    mask = r.select(same.fill_null(False)).to_series()
-    base = r.select(sheet.alias(name)).to_series()
-    if mask.all():
-        return base
-    used = list(dict.fromkeys(full.meta.root_names()))  # filter only the columns `full` reads
-    return base.scatter((~mask).arg_true(), r.select(used).filter(~mask).select(full).to_series())
 
 
 def changed_fields(rows: pl.DataFrame, existing: pl.DataFrame, template: Template, *,
