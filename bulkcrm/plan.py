@@ -191,7 +191,8 @@ def _decide(mapped: pl.DataFrame, rows: pl.DataFrame, matches, template: Templat
     (`OP_SCHEMA`: tag creates, then one write per row in row order)."""
     errors = {i.row_number for i in issues if i.severity == "error" and i.type not in CONFLICT_TYPES}
     conflict_rows = set(matches.conflicts["row_number"].to_list())
-    joined = rows.join(matches.iri, on="row_number", how="left")
+    raw_ids = [c for c in rows.columns if c.startswith("__raw.")]  # matching's; not needed here
+    joined = rows.drop(raw_ids).join(matches.iri, on="row_number", how="left")
     skip = conflict_rows | errors
     ok = joined.filter(~pl.col("row_number").is_in(list(skip))) if skip else joined
     with ThreadPoolExecutor(1) as pool:  # creates need no record: built beside the patches
