@@ -163,7 +163,7 @@ def same_as_record(rows: pl.DataFrame, raw: pl.DataFrame, template: Template) ->
         only sends the value through the full comparison, never past it.
     """
     r = pl.concat([rows.select([m.field for m in template.mappings]),
-                   raw.drop("@id").rename(lambda c: f"{c}#r")], how="horizontal")
+                   raw.drop("@id", strict=False).rename(lambda c: f"{c}#r")], how="horizontal")
     scalars, lists = [], []
     for m in template.mappings:
         top, _, sub = m.field.partition(".")
@@ -204,7 +204,7 @@ def existing_values(rows: pl.DataFrame, raw: pl.DataFrame, template: Template, *
     Returns:
         frame `row_number`, `iri` and one column per mapped field, phone numbers in E.164.
     """
-    r = pl.concat([rows, raw.drop("@id").rename(lambda c: f"{c}#r")], how="horizontal")
+    r = pl.concat([rows, raw.drop("@id", strict=False).rename(lambda c: f"{c}#r")], how="horizontal")
     cols = []
     for m in template.mappings:
         if m.field in equal:

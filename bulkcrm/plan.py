@@ -215,7 +215,7 @@ def _update_ops(ok: pl.DataFrame, matches, mode: str, template: Template,
     """(`row_number`, `changed` of the matched rows that change something; their PATCHes or
     PUTs, none in create-only mode)."""
     matched = ok.filter(pl.col("iri").is_not_null())
-    raw = matches.frame[matched["rec"]]  # each matched row's record, in row order
+    raw = matches.frame.drop("@id")[matched["rec"]]  # each matched row's record, in row order
     matches.frame = None  # not needed any more
     equal = diff.same_as_record(matched, raw, template)
     differs = ~equal.select(pl.all_horizontal(pl.all())).to_series()  # only these can change anything
@@ -244,7 +244,7 @@ def _write_columns(w: pl.DataFrame, template: Template) -> list[str]:
 def _with_records(w: pl.DataFrame, raw: pl.DataFrame, existing: pl.DataFrame) -> pl.DataFrame:
     """`w` plus the matched record's raw (`<top>#r`) and normalised (`<field>#e`,
     `diff.existing_values`) values; `raw` and `existing` have one row per matched row."""
-    r = raw.drop("@id").rename(lambda c: c if c == "row_number" else f"{c}#r")
+    r = raw.drop("@id", strict=False).rename(lambda c: c if c == "row_number" else f"{c}#r")
     e = existing.drop("iri").rename(lambda c: c if c == "row_number" else f"{c}#e")
     return w.join(r, on="row_number", how="left", maintain_order="left").join(
         e, on="row_number", how="left", maintain_order="left")
