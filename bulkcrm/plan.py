@@ -256,7 +256,7 @@ def _row_frame(mapped: pl.DataFrame, joined: pl.DataFrame, changed: pl.DataFrame
     """The plan's rows (`ROW_SCHEMA`), one per mapped row in input order: decided by polars
     expressions, then the rows that got an operation take its op, key and changes."""
     written = ops.select(pl.col("row_numbers").list.first().alias("row_number"), pl.col("op").alias("__op"),
-                         pl.col("iri").alias("__iri"), "changes", "cleared", "key")
+                         "changes", "cleared", "key")  # an operation's IRI is its row's
     base = (mapped.select("row_number", _title(template))
             .join(joined.select("row_number", "iri"), on="row_number", how="left", maintain_order="left")
             .join(conflicts.select("row_number", pl.col("message").alias("__msg")), on="row_number",
@@ -273,7 +273,7 @@ def _row_frame(mapped: pl.DataFrame, joined: pl.DataFrame, changed: pl.DataFrame
     note = (pl.when(op_.is_not_null() | invalid).then(None).when(conflict).then(pl.col("__msg"))
             .when(iri.is_null()).then(pl.lit("no matching record (update-only)"))
             .when(exists).then(pl.lit("record exists (create-only)")).otherwise(None))
-    return base.select(rn, op.alias("op"), pl.coalesce("__iri", "iri").alias("iri"), pl.col("title"),
+    return base.select(rn, op.alias("op"), iri, pl.col("title"),
                        pl.col("changes").fill_null(pl.lit([], dtype=ROW_SCHEMA["changes"])),
                        pl.col("cleared").fill_null(pl.lit([], dtype=pl.List(pl.String))),
                        note.alias("note"), pl.col("key"),
