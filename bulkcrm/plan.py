@@ -88,17 +88,35 @@ def _gc_paused():
 
 @contextmanager
 def _in_memory_engine():
-    """Run planning's polars calls on the in-memory engine, unless the user chose an engine
-    (`POLARS_ENGINE_AFFINITY`, `pl.Config.set_engine_affinity`); restored afterwards.
+    """Run planning's polars calls on the in-memory engine, unless the user chose an engine;
+    the engine setting (only it) is restored afterwards.
 
     Planning makes some 200 eager polars calls on frames of 10k-100k rows. Polars 2 runs them
     on its streaming engine by default, which costs more per call than it saves at that
-    size: the diff stage takes ~10 % less time in memory (bench/README.md)."""
-    if os.environ.get("POLARS_ENGINE_AFFINITY", "auto") != "auto":
+    size: the diff stage takes ~10 % less time in memory (bench/README.md). The setting is
+    process-wide: other threads using polars meanwhile run in memory too."""
+    if _engine_chosen():
         yield
         return
-    with pl.Config(engine_affinity="in-memory"):
+    before = os.environ.get("POLARS_ENGINE_AFFINITY")
+    pl.Config.set_engine_affinity("in-memory")
+    try:
         yield
+    finally:
+        pl.Config.set_engine_affinity(before)
+
+
+def _engine_chosen() -> bool:
+    """Whether the user set a polars engine: by name (`POLARS_ENGINE_AFFINITY`,
+    `pl.Config.set_engine_affinity("streaming")`) or as an object (`pl.GPUEngine()`, which only
+    polars' engine_config module shows; if that moves, assume the user chose)."""
+    if os.environ.get("POLARS_ENGINE_AFFINITY", "auto") != "auto":
+        return True
+    try:
+        from polars.lazyframe.engine_config import get_engine_affinity_override
+    except ImportError:
+        return True
+    return get_engine_affinity_override() is not None
 
 
 class _Clock:

@@ -72,7 +72,7 @@ def validate(mapped: pl.DataFrame, template: Template, *, sheet: pl.DataFrame | 
     unreadable = {(i.row_number, i.column) for i in read_found if i.severity == "error"}
     found = [i for i in _issues(failures, rules, mapped, sheet, template, file, sheet_name)
              if (i.row_number, i.column) not in unreadable] + read_found
-    issues = issues_frame(found).sort("row_number", "column", nulls_last=True)
+    issues = issues_frame(found).sort("row_number", "column", nulls_last=True, maintain_order=True)
     bad = set(issues.filter(pl.col("severity") == "error")["row_number"].drop_nulls().to_list())
     valid = mapped.filter(~pl.col("row_number").is_in(list(bad))) if bad else mapped
     return Validation(valid=valid, issues=issues.select(list(ISSUE_SCHEMA)), invalid_rows=frozenset(bad))
@@ -169,16 +169,20 @@ def _failures_of(schema: pa.DataFrameSchema, mapped: pl.DataFrame) -> pl.DataFra
 def _issues(failures: pl.DataFrame, rules: list[_Rule], mapped: pl.DataFrame,
             sheet: pl.DataFrame | None, template: Template, file: str | None,
             sheet_name: str | None) -> list[Issue]:
-    """Turn pandera failure cases (check name + row position) into Issues, one rule at a time."""
-    by_key = {f"{r.field}|{r.slug}": r for r in rules}
+    """Turn pandera failure cases (check name + row position) into Issues, one rule at a time
+    in template order."""
     originals = {}
     if sheet is not None and failures.height:
         failing = mapped[failures["index"].unique()]["row_number"]
         originals = {r["row_number"]: r for r in sheet.filter(
             pl.col("row_number").is_in(failing.implode())).iter_rows(named=True)}
+    by_key = {f"{r.field}|{r.slug}": r for r in rules}
+    failed = dict(failures.group_by("check").agg("index").iter_rows())
     issues = []
-    for check, idx in failures.group_by("check", maintain_order=True).agg("index").iter_rows():
-        rule = by_key[check]
+    for key, rule in by_key.items():
+        idx = failed.get(key)
+        if idx is None:
+            continue
         for rn, column, value in _bad_values(rule, template.mapping(rule.field), mapped[idx], originals):
             issues.append(_issue(rule, rn, column, value, file, sheet_name))
     return issues

@@ -173,13 +173,46 @@ def test_only_rows_equal_to_their_record_as_stored_skip_the_full_comparison(tmp_
     assert changed["changed"].to_list() == [[], [], [], [], ["phoneNumbers"], ["address.city"]]
 
 
-@pytest.mark.parametrize("chosen", [None, "streaming"])
+@pytest.mark.parametrize("chosen", [None, "streaming", "object"])
 def test_planning_leaves_the_users_polars_engine_as_it_was(crm, client, tmp_path, monkeypatch, chosen):
     import os
-    if chosen:
-        monkeypatch.setenv("POLARS_ENGINE_AFFINITY", chosen)
+
+    from polars.lazyframe.engine_config import get_engine_affinity_override
+    monkeypatch.delenv("POLARS_ENGINE_AFFINITY", raising=False)
+    engine = pl.StreamingEngine() if chosen == "object" else chosen
+    pl.Config.set_engine_affinity(engine)
+    try:
+        path, tpl = _setup(crm, tmp_path, "merge")
+        assert plan(path, tpl, client).counts()["create"] == 2
+        assert os.environ.get("POLARS_ENGINE_AFFINITY") == (chosen if chosen != "object" else None)
+        assert get_engine_affinity_override() is (engine if chosen == "object" else None)
+    finally:
+        pl.Config.set_engine_affinity(None)
+
+
+@pytest.mark.parametrize("case", ["e-mails upper-cased after the normaliser", "a number no region parses"])
+def test_a_list_the_record_holds_exactly_as_the_sheet_has_it_is_left_alone(crm, client, tmp_path, case):
+    """Equal as stored means nothing to send, whatever normalising would make of either side:
+    comparing normalised values here used to plan a patch that listed the item twice."""
+    iri = "/organizations/00000000-0000-4000-8000-00000000000a"
+    if case.startswith("e-mails"):
+        fields = {"title": {"column": "name"},
+                  "emailAddresses": {"column": "email", "transforms": ["email", "upper"]}}
+        record = {"@id": iri, "title": "Alpha", "emailAddresses": [{"email": "INFO@ALPHA.NL"}]}
+        rows, expected = [["name", "email"], ["Alpha", "info@alpha.nl"]], ("unchanged", None)
     else:
-        monkeypatch.delenv("POLARS_ENGINE_AFFINITY", raising=False)
-    path, tpl = _setup(crm, tmp_path, "merge")
-    assert plan(path, tpl, client).counts()["create"] == 2
-    assert os.environ.get("POLARS_ENGINE_AFFINITY") == chosen
+        fields = {"title": {"column": "name"}, "emailAddresses": {"column": "email"},
+                  "phoneNumbers": {"column": "phone"}, "address.country": {"column": "country"}}
+        record = {"@id": iri, "title": "Alpha", "emailAddresses": [{"email": "info@alpha.nl"}],
+                  "phoneNumbers": [{"phoneNumber": "12345"}], "address": {"country": "NL"}}
+        rows = [["name", "email", "phone", "country"], ["Alpha", "info@alpha.nl", "12345", "US"]]
+        expected = ("patch", {"address": {"country": "US"}})
+    crm.seed({"organizations": [record]})
+    path = tmp_path / "orgs.csv"
+    with path.open("w", newline="", encoding="utf-8") as f:
+        csv.writer(f).writerows(rows)
+    tpl = parse_template({"resource": "organizations", "identifiers": ["emailAddresses"],
+                          "default_region": "US", "fields": fields}, path="t.yaml", sha256="t")
+    p = plan(path, tpl, client)
+    assert [(r["iri"], r["op"]) for r in p.rows] == [(iri, expected[0])]
+    assert [o.body for o in p.operations] == ([expected[1]] if expected[1] else [])
