@@ -257,8 +257,10 @@ def _quote_counts(raw: bytes, d: str) -> tuple[int, int] | None:
     if quotes % 2 or parts.select(s.str.len_bytes().sum()).item() + quotes != len(raw) or \
             parts.filter(k % 2 == 1).select(s.str.contains("\n", literal=True).any()).item():
         return None
-    closes = (k == 0) | s.str.head(1).is_in([d, "\r", "\n"])  # the quote before this part
-    opens = (k == quotes) | s.str.tail(1).is_in([d, "\n"])  # the quote after it
+    # the quote before this part closes a field, the one after it opens one (prefix and suffix
+    # tests: no string is cut out)
+    closes = (k == 0) | s.str.starts_with(d) | s.str.starts_with("\r") | s.str.starts_with("\n")
+    opens = (k == quotes) | s.str.ends_with(d) | s.str.ends_with("\n")
     bad, escapes = parts.filter(k % 2 == 0).select(  # null (empty) parts: never bad
         (s.is_not_null() & ~(opens & closes)).any().alias("bad"),
         (s.is_null() & (k > 0) & (k < quotes)).sum().alias("escapes")).row(0)
