@@ -36,6 +36,7 @@ from .journal import Journal, journal_path
 from .lookups import REF_PREFIX
 from .match import BATCH, count_records, lookup_records
 from .plan import Operation, Plan
+from .planfile import now_utc
 from .template import SEARCHABLE_IDENTIFIERS
 from .report import ROW_SCHEMA, Report
 from .vocab import OP_OUTCOME
@@ -73,7 +74,7 @@ def apply(plan: Plan, client: Client, *, plan_path: str | Path | None = None,
     if plan.target.rstrip("/") != target.rstrip("/"):
         raise PlanError(f"the plan was made for {plan.target}, not {target}; plan again "
                         "against this target")
-    start_requests, started = client.requests_sent, _now()
+    start_requests, started = client.requests_sent, now_utc()
     jpath = journal_file or (journal_path(plan_path) if plan_path else None)
     if jpath is None:
         raise PlanError("apply needs plan_path or journal_file to keep its journal")
@@ -303,7 +304,7 @@ def _report(plan: Plan, journal: Journal, mismatches: dict, requests: int, start
         changes = r.get("changes") or (by_key[key].changes if key in by_key else [])
         rows.append(_row(plan, r, outcome, entry.get("iri") or r.get("iri"), changes, entry.get("status"), note))
     summary = {"requests": requests, "target": plan.target, "template": plan.template,
-               "input": plan.input, "dry_run": False, "started_at": started, "finished_at": _now(),
+               "input": plan.input, "dry_run": False, "started_at": started, "finished_at": now_utc(),
                "reconciled": reconciled, "mismatches": len(mismatches),
                "planning_requests": plan.requests_spent}
     return Report(rows=pl.DataFrame(rows, schema=ROW_SCHEMA), issues=_issues(plan, rows), summary=summary)
@@ -327,11 +328,7 @@ def dry_run_report(plan: Plan) -> Report:
     rows = [_row(plan, r, _NOT_WRITTEN.get(r["op"], "planned"), r.get("iri"), r.get("changes") or [], None,
                  r.get("note")) for r in plan.rows]
     summary = {"requests": plan.requests_spent, "target": plan.target, "template": plan.template,
-               "input": plan.input, "dry_run": True, "started_at": plan.created_at, "finished_at": _now(),
+               "input": plan.input, "dry_run": True, "started_at": plan.created_at, "finished_at": now_utc(),
                "reconciled": False, "mismatches": 0}
     return Report(rows=pl.DataFrame(rows, schema=ROW_SCHEMA), issues=pl.DataFrame(plan.issues, schema=ISSUE_SCHEMA),
                   summary=summary)
-
-
-def _now() -> str:
-    return dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat()

@@ -18,6 +18,7 @@ Values that cannot be cleaned pass through unchanged; `validate` reports them.
 """
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -127,9 +128,16 @@ def _check_columns(frame: pl.DataFrame, template: Template, path: str | None) ->
     if missing:
         present = [c for c in frame.columns if c != "row_number"]
         raise InputError(
-            f"column(s) {', '.join(map(repr, missing))} required by template "
+            f"column(s) {', '.join(_with_guess(c, present) for c in missing)} required by template "
             f"{template.path} not found; the sheet has: {', '.join(map(repr, present))}",
             path=path, row_number=1)
+
+
+def _with_guess(column: str, present: list[str]) -> str:
+    """`'emial' (did you mean 'email'?)`: the sheet's closest header (difflib, case ignored)."""
+    by_lower = {c.lower(): c for c in present}
+    guess = difflib.get_close_matches(column.lower(), list(by_lower), n=1, cutoff=0.75)
+    return f"{column!r} (did you mean {by_lower[guess[0]]!r}?)" if guess else repr(column)
 
 
 def _null_tokens(frame: pl.DataFrame, template: Template) -> dict[str, pl.Expr]:

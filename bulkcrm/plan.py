@@ -11,7 +11,6 @@ section) are planned by `notes.py` into the same plan: their rows carry
 """
 from __future__ import annotations
 
-import datetime as dt
 import gc
 import os
 import time
@@ -29,7 +28,7 @@ from .lookups import LookupCache, resolve_lookups
 from .mapping import map_rows
 from .match import match_rows
 from .planfile import (CONFLICT_TYPES, ROW_SCHEMA, SCHEMA_VERSION, WRITE_OPS, Operation,
-                       Plan, ops_frame, render_plan)
+                       Plan, now_utc, ops_frame, render_plan)
 from .read import Sheet, read
 from .template import Template
 from .validate import validate
@@ -170,7 +169,7 @@ def _plan(source: str | Path | Sheet, template: Template, client: Client, *, mod
     clock.lap("diff")
     p = Plan(template=str(template.path), template_sha256=template.sha256, input=str(sh.path),
              input_sha256=sh.sha256, target=client.base_url, mode=mode,
-             strategy=matches.strategy, created_at=_now(), rows=out_rows, operations=ops,
+             strategy=matches.strategy, created_at=now_utc(), rows=out_rows, operations=ops,
              issues=[i.to_dict() for i in issues], requests_spent=client.requests_sent - start,
              sheet=sh.sheet_name, notes=matches.notes, timings=clock.seconds, records_total=matches.total)
     if template.notes is not None:
@@ -188,7 +187,7 @@ def _notes_plan(sh: Sheet, template: Template, client: Client, *, mode: str, str
     part = plan_notes(sh, template, client, mode=mode, strategy=strategy, mirror=mirror)
     p = Plan(template=str(template.path), template_sha256=template.sha256, input=str(sh.path),
              input_sha256=sh.sha256, target=client.base_url, mode=mode,
-             strategy=part.strategy or strategy, created_at=_now(), rows=[], operations=[],
+             strategy=part.strategy or strategy, created_at=now_utc(), rows=[], operations=[],
              issues=[], requests_spent=0, sheet=sh.sheet_name)
     _add_part(p, part)
     return p
@@ -324,7 +323,3 @@ def _not_found_issues(nf: pl.DataFrame, template: Template, file: str, sheet: st
     return [Issue("not-found", rn, col, iri, "IRI of an existing record (crm-api.md §1)",
                   f"{file}:{rn}:{col}: no record {iri}; remove the IRI to create a new organization",
                   "error", file, sheet) for rn, iri in nf.iter_rows()]
-
-
-def _now() -> str:
-    return dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat()

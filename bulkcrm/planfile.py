@@ -7,6 +7,7 @@ kept; from then on the lists are what the plan holds. The plan file is the same 
 """
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 from dataclasses import asdict, dataclass, field, fields
@@ -35,6 +36,12 @@ OP_SCHEMA = {"key": pl.String, "op": pl.String, "method": pl.String, "path": pl.
              "content_key": pl.List(pl.String)}
 """Columns of the operations frame; `body`, `identifiers`, `snapshot` are JSON text."""
 _JSON_COLS = ("body", "identifiers", "snapshot")
+
+
+def now_utc() -> str:
+    """The current UTC time to the second, ISO 8601 (`2026-11-30T10:14:19+00:00`): plan
+    creation and report start/finish times."""
+    return dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat()
 
 
 @dataclass

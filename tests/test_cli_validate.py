@@ -86,3 +86,16 @@ def test_missing_column_and_bad_template_are_usage_errors(runner, tmp_path):
     t.write_text("fields:\n  titel: title\n", encoding="utf-8")
     result = runner.invoke(cli, ["validate", str(CASES / "BR-01.csv"), "-t", str(t)])
     assert result.exit_code == 2 and "fields.titel" in result.output and "unknown field" in result.output
+
+
+def test_a_misspelt_column_names_the_sheets_closest_header(runner, tmp_path):
+    sheet = tmp_path / "orgs.csv"
+    sheet.write_text("name,E-mail,web\nGood BV,info@good.example,good.example\n", encoding="utf-8")
+    t = tmp_path / "t.yaml"
+    t.write_text(yaml.safe_dump({"fields": {"title": "Name ", "emailAddresses": "email",
+                                            "website": "homepage"}}), encoding="utf-8")
+    result = runner.invoke(cli, ["validate", str(sheet), "-t", str(t)])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert ("column(s) 'email' (did you mean 'E-mail'?), 'Name ' (did you mean 'name'?), 'homepage' "
+            "required by template") in result.output
+    assert "the sheet has: 'name', 'E-mail', 'web'" in result.output
