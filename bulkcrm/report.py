@@ -41,8 +41,9 @@ ROW_SCHEMA: dict[str, pl.DataType] = {
 template imports organizations with their notes; `resource` says which: `organizations` or
 `organization_notes`, null read as organizations)."""
 REPORT_COLUMNS = ("row_number", "outcome", "op", "iri", "title", "changes", "errors", "warnings",
-                  "status", "note", "resource")
-"""Columns of `report.csv` and of the `Rows` sheet."""
+                  "columns", "status", "note", "resource")
+"""Columns of `report.csv` and of the `Rows` sheet; `columns` names the sheet columns the row's
+errors and warnings are about (the cells to fix)."""
 ERROR_COLUMNS = ("file", "sheet", "row_number", "column", "cell", "severity", "type", "value",
                  "rule", "message", "reference")
 """Columns of the `Errors` sheet (one line per issue)."""
@@ -128,12 +129,14 @@ def _conform(frame: pl.DataFrame, schema: dict[str, pl.DataType]) -> pl.DataFram
 
 
 def _row_messages(issues: pl.DataFrame) -> pl.DataFrame:
-    """Return `row_number, errors, warnings` (messages joined by `; `) per row with issues."""
+    """Return `row_number, errors, warnings` (messages joined by `; `) and `columns` (the
+    distinct columns named, in order) per row with issues."""
     is_error = pl.col("severity").fill_null("error") == "error"
     return (issues.filter(pl.col("row_number").is_not_null())
             .group_by("row_number", maintain_order=True)
             .agg(errors=pl.col("message").filter(is_error).str.join("; "),
-                 warnings=pl.col("message").filter(~is_error).str.join("; ")))
+                 warnings=pl.col("message").filter(~is_error).str.join("; "),
+                 columns=pl.col("column").drop_nulls().unique(maintain_order=True).str.join("; ")))
 
 
 def report_table(report: Report) -> pl.DataFrame:
@@ -150,7 +153,7 @@ def report_table(report: Report) -> pl.DataFrame:
         item.field("after").fill_null("null"))).list.join("; ")
     messages = _row_messages(_conform(report.issues, ISSUE_SCHEMA))
     return (rows.join(messages, on="row_number", how="left", maintain_order="left")
-            .with_columns(changes.fill_null(""), pl.col("errors", "warnings").fill_null(""),
+            .with_columns(changes.fill_null(""), pl.col("errors", "warnings", "columns").fill_null(""),
                           pl.col("resource").fill_null("organizations"))
             .select(REPORT_COLUMNS))
 

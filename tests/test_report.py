@@ -118,6 +118,7 @@ def test_report_csv_one_line_per_row(report, tmp_path):
     assert lines[3]["errors"] == "orgs.xlsx:5: matches 2 records"
     assert lines[5]["status"] == "500" and lines[5]["note"] == "throttled 2x; gave up"
     assert lines[0]["iri"] == "/organizations/a1" and lines[3]["iri"] == ""
+    assert [r["columns"] for r in lines] == ["phone", "", "", "", "email; country", ""]
 
 
 def fill_of(cell) -> str:
@@ -138,11 +139,11 @@ def test_report_xlsx(report, tmp_path, n_extra):
     assert summary["created"] == 1 and summary["requests"] == 9 and summary["ok"] is False
     assert summary["target"] == "http://127.0.0.1:1" and summary["finished_at"].endswith("05Z")
     ws = wb["Rows"]
-    assert ws.freeze_panes == "A2" and ws.auto_filter.ref.startswith("A1:K")
+    assert ws.freeze_panes == "A2" and ws.auto_filter.ref.startswith("A1:L")
     header = [c.value for c in ws[1]]
     assert header == ["row_number", "outcome", "op", "iri", "title", "changes", "errors",
-                      "warnings", "status", "note", "resource"]
-    assert {ws.cell(r, 11).value for r in range(2, 8)} == {"organizations"}
+                      "warnings", "columns", "status", "note", "resource"]
+    assert {ws.cell(r, 12).value for r in range(2, 8)} == {"organizations"}
     assert all(c.font.bold for c in ws[1])
     assert ws.column_dimensions["D"].width > ws.column_dimensions["A"].width
     fills = {ws.cell(r, 2).value: fill_of(ws.cell(r, 2)) for r in range(2, 8)}
