@@ -144,13 +144,16 @@ def _before_json(m: Mapping) -> pl.Expr:
     return json_value(raw.struct.field(sub) if sub else raw, phones=m.kind == "phones")
 
 
-def _patch_columns(w: pl.DataFrame, template: Template) -> pl.DataFrame:
-    """`w` plus, per mapping j, `__h{j}` (changed), `__a{j}` (the value after, JSON) and
-    `__b{j}` (before, JSON or null when empty), worked out once for body and `changes`; for a
-    list field also `__s{j}` (the record's list as JSON, for the snapshot). A list field's
-    JSON is worked out only on the rows that change it (lists cost most to encode)."""
+def _patch_columns(w: pl.DataFrame, template: Template, changed: set[str]) -> pl.DataFrame:
+    """`w` plus, per mapping j of a field in `changed` (the fields some row changes),
+    `__h{j}` (changed), `__a{j}` (the value after, JSON) and `__b{j}` (before, JSON or null
+    when empty), worked out once for body and `changes`; for a list field also `__s{j}` (the
+    record's list as JSON, for the snapshot). A list field's JSON is worked out only on the
+    rows that change it (lists cost most to encode)."""
     cols, lists = [], []
     for j, m in enumerate(template.mappings):
+        if m.field not in changed:
+            continue
         cols.append(_has(m.field).alias(f"__h{j}"))
         if m.kind in ("scalar", "bool"):
             cols += [_desired_json(m).alias(f"__a{j}"), _or_null(_before_json(m)).alias(f"__b{j}")]
@@ -174,16 +177,20 @@ def _where(w: pl.DataFrame, when: pl.Expr, value: pl.Expr, name: str) -> pl.Seri
     return out
 
 
-def _patch_parts(template: Template, schema: dict) -> tuple[list, list, list]:
+def _patch_parts(template: Template, schema: dict, changed: set[str]) -> tuple[list, list, list]:
     """Body fragments, `changes` items and snapshot items (top, touched, the record's value as
-    JSON) of a merge patch, over the columns of `_patch_columns`."""
+    JSON) of a merge patch, over the columns of `_patch_columns` (fields in `changed` only: a
+    top-level field no row changes is in no body)."""
     index = {m.field: j for j, m in enumerate(template.mappings)}
     h, after = (lambda f: pl.col(f"__h{index[f]}")), (lambda f: pl.col(f"__a{index[f]}"))
     frags, changes, snap = [], [], []
-    for top, ms in _groups(template).items():
+    for top, every in _groups(template).items():
+        ms = [m for m in every if m.field in changed]
+        if not ms:
+            continue
         touched = pl.any_horizontal([h(m.field) for m in ms])
         if "." in ms[0].field:
-            subs = {m.field.split(".", 1)[1]: m for m in ms}
+            subs = {m.field.split(".", 1)[1]: m for m in ms}  # other sub-fields: as stored
             known = [f.name for f in schema[f"{top}#r"].fields]
             inner = []
             for k in known + [k for k in subs if k not in known]:
@@ -253,8 +260,9 @@ def _depends(tags: list[str]) -> pl.Expr:
 
 def _patches(w: pl.DataFrame, template: Template) -> pl.DataFrame:
     """Merge-patch bodies of changed records, their `changes` and drift snapshots."""
-    w = _patch_columns(_phone_json(w, template), template)
-    frags, changes, snap = _patch_parts(template, w.schema)
+    changed = set(w["__changed"].explode().drop_nulls().unique().to_list())
+    w = _patch_columns(_phone_json(w, template), template, changed)
+    frags, changes, snap = _patch_parts(template, w.schema, changed)
     title = pl.col("title#r") if "title#r" in w.columns else pl.lit(None, pl.String)
     out = w.select("row_number", pl.lit("patch").alias("op"), pl.lit("PATCH").alias("method"),
                    pl.col("iri").alias("path"), _obj(frags).alias("body"), "iri", title.alias("title"),

@@ -317,8 +317,8 @@ def _resolve(rows: pl.DataFrame, pairs: pl.DataFrame, explicit: pl.DataFrame, id
                         pl.col("kind"), pl.col("value"))
         conflicts.append(shared.with_columns(msg.alias("message")).explode("row_number").with_columns(
             pl.lit("duplicate-row").alias("type")).select("row_number", "type", "message"))
-    conflicts_df = pl.concat(conflicts).group_by("row_number", maintain_order=True).agg(
-        pl.col("type").first(), pl.col("message").unique().sort().str.join("; "))
+    conflicts_df = pl.concat(conflicts).group_by("row_number").agg(
+        pl.col("type").first(), pl.col("message").unique().sort().str.join("; ")).sort("row_number")
     matched = rows.select("row_number").join(chosen, on="row_number", how="left", maintain_order="left")
     return matched.select("row_number", iri.alias("iri"), "rec"), conflicts_df
 
