@@ -92,6 +92,7 @@ def apply(plan: Plan, client: Client, *, plan_path: str | Path | None = None,
         if reconcile else {}
     report = _report(plan, journal, mismatches, client.requests_sent - start_requests, started, reconcile)
     report.summary["already_done"] = already
+    report.summary["plan"] = str(plan_path) if plan_path else None  # the Summary sheet names it
     return report
 
 
@@ -318,7 +319,7 @@ def _issues(plan: Plan, rows: list[dict]) -> pl.DataFrame:
                           "severity": "error", "file": r["file"], "sheet": r["sheet"],
                           "row_number": r["row_number"], "column": None, "cell": None, "value": None,
                           "rule": "API accepted the write (crm-api.md §5)" if r["outcome"] == "failed"
-                          else "record unchanged since planning (issue 6)",
+                          else "record unchanged since planning",
                           "message": f"{r['file']}:{r['row_number']}: {r['outcome']}: {r['note'] or ''}"})
     return pl.DataFrame(plan.issues + extra, schema=ISSUE_SCHEMA)
 

@@ -142,16 +142,19 @@ def import_cmd(ctx, file, template_path, mode, match_strategy, mirror_notes, she
 def plan_cmd(ctx, file, template_path, mode, match_strategy, mirror_notes, sheet, encoding, delimiter,
              header_row, base_url, api_key, max_rate, out, as_json):
     """Plan the import of FILE and save the plan; nothing is written to the CRM."""
-    from .pipeline import run_plan
+    from .pipeline import archive_journal, run_plan
     ctx.obj["json"] = as_json
     target = _open(ctx, base_url, api_key, max_rate)
     p, text = run_plan(file, template_path, target, mode=mode, strategy=match_strategy,
                        mirror_notes=mirror_notes, sheet=_sheet_arg(sheet), encoding=encoding, delimiter=delimiter, header_row=header_row)
+    kept = archive_journal(out)  # it belongs to the plan this file held before
     p.save(out)
     if as_json:
         click.echo(json.dumps({**p.counts(), "requests": p.requests_spent, "writes": len(p.operations)}))
     else:
         click.echo(text)
+        if kept:
+            click.echo(f"Kept the journal of the plan {out} held before as {kept}.")
         click.echo(f"Saved plan to {out}. Apply it with: bulkcrm apply {out}")
     counts = p.counts()
     sys.exit(1 if counts["invalid"] or counts["conflict"] else 0)  # exit codes as for import
@@ -246,9 +249,12 @@ def export_cmd(ctx, template_path, out, q, owner, tags, segments, archived, crea
         if bar is not None:
             bar.close()
     payload = {"path": str(result.path), "records": result.records, "pages": result.pages,
-               "requests": result.requests}
+               "requests": result.requests, "left_out": result.left_out}
+    left_out = (f"; left out {result.left_out} whose constant fields differ from the template's "
+                "(--all exports them too)") if result.left_out else ""
     click.echo(json.dumps(payload) if as_json else
-               f"Exported {result.records} records to {result.path} ({result.pages} pages, {result.requests} requests)")
+               f"Exported {result.records} records to {result.path} ({result.pages} pages, "
+               f"{result.requests} requests){left_out}")
 
 
 @cli.command("sandbox")

@@ -24,7 +24,7 @@ import os
 import re
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -82,12 +82,15 @@ class ExportResult:
         path: the file written. records: data lines written (records exported).
         requests: HTTP requests sent (pages, lookups, filter resolution; retries included).
         pages: collection pages read.
+        left_out: records read but not written because their constant fields differ from the
+            template's (`all_records=False`).
     """
 
     path: Path
     records: int
     requests: int
     pages: int
+    left_out: int = 0
 
 
 def export(client: Client, template: Template, out_path: str | Path, *,
@@ -107,7 +110,7 @@ def export(client: Client, template: Template, out_path: str | Path, *,
             out, since re-importing them through this template would overwrite those fields.
 
     Returns:
-        `ExportResult(path, records, requests, pages)`.
+        `ExportResult(path, records, requests, pages, left_out)`.
 
     Raises:
         InputError: `out_path` is not .csv/.xlsx, a filter value is malformed or names no
@@ -118,7 +121,7 @@ def export(client: Client, template: Template, out_path: str | Path, *,
 
     Example:
         >>> export(client, load_template("templates/organizations.yaml"), "out.csv")
-        ExportResult(path=PosixPath('out.csv'), records=91, requests=4, pages=4)
+        ExportResult(path=PosixPath('out.csv'), records=91, requests=4, pages=4, left_out=0)
     """
     out, kind = output_kind(out_path)
     if template.resource == "organization_notes" and template.notes is not None:  # issue 8
@@ -131,9 +134,17 @@ def export(client: Client, template: Template, out_path: str | Path, *,
     params = filter_params(client, filters, template)
     names = NameCache()
     keep = (lambda members: members) if all_records else _constants_filter(template)
-    return stream_pages(client, out, kind, export_columns(template), params,
-                        lambda members: render_records(keep(members), template, client, names),
-                        progress, start=start)
+    left_out = 0
+
+    def render(members: list[dict]) -> pl.DataFrame:
+        nonlocal left_out
+        kept = keep(members)
+        left_out += len(members) - len(kept)
+        return render_records(kept, template, client, names)
+
+    result = stream_pages(client, out, kind, export_columns(template), params, render, progress,
+                          start=start)
+    return replace(result, left_out=left_out)
 
 
 def _constants_filter(template: Template) -> Callable[[list[dict]], list[dict]]:

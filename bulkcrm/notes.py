@@ -123,7 +123,7 @@ def plan_notes(sh: Sheet, nt: Template, client: Client, *, mode: str = "upsert",
         mapped = _with_a_note(mapped, nt)
         frame = frame.filter(pl.col("row_number").is_in(mapped["row_number"].implode()))
     checked = validate(mapped, nt, sheet=frame, read_issues=[] if same_rows else sh.issues,
-                       file=file, sheet_name=sh.sheet_name)
+                       file=file, sheet_name=sh.sheet_name, letters=sh.letters)
     resolved = resolve_lookups(checked.valid, nt, client, cache=LookupCache(), file=file,
                                sheet=sh.sheet_name)
     part.issues += [Issue(**r) for r in checked.issues.iter_rows(named=True)] + resolved.issues
@@ -169,7 +169,7 @@ def _decide(part: NotesPart, mapped: pl.DataFrame, rows: pl.DataFrame, targets: 
     conflicts = _conflicts(good, pairs, ", ".join(["organization", *key]))
     hits = pairs.filter(~pl.col("row_number").is_in(list(conflicts))).select("row_number", "iri")
     changed = _changed(good.join(hits, on="row_number"), existing, nt, key)
-    part.issues += [Issue(t, rn, None, None, "one row per note (issue 8)",
+    part.issues += [Issue(t, rn, None, None, "one row per note",
                           f"{file}:{rn}: {msg}; keep one row per note, or change the template's "
                           "content_key", "error", file, sheet_name)
                     for rn, (t, msg) in conflicts.items()]

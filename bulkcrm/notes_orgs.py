@@ -103,7 +103,7 @@ def targets_by_reference(frame: pl.DataFrame, ref: OrgRef, client: Client, *, st
             "row_number", pl.when(pl.col("type").is_null()).then("iri").alias("org"),
             pl.lit(None, pl.String).alias("dep"), pl.col("message").alias("why"),
             pl.when(pl.col("type").is_not_null()).then(pl.lit("conflict")).alias("why_op")))
-        out.issues += [Issue("ambiguous-match", rn, None, None, "one organization per note (issue 8)",
+        out.issues += [Issue("ambiguous-match", rn, None, None, "one organization per note",
                              f"{file}:{rn}: the organization reference {msg}; fix the reference "
                              "so it names one organization", "error", file, sheet)
                        for rn, _t, msg in amb.iter_rows()]
@@ -150,7 +150,7 @@ def _in_org_sheet(rows: pl.DataFrame, t, org_side: tuple, file, sheet) -> tuple[
     several = several.select("row_number", pl.lit(None, pl.String).alias("org"),
                              pl.lit(None, pl.String).alias("dep"), msg.alias("why"),
                              pl.lit("conflict").alias("why_op"))
-    issues = [Issue("ambiguous-match", rn, None, None, "one organization per note (issue 8)",
+    issues = [Issue("ambiguous-match", rn, None, None, "one organization per note",
                     f"{file}:{rn}: {why}; fix the reference so it names one organization",
                     "error", file, sheet) for rn, _o, _d, why, _w in several.iter_rows()]
     return pl.concat([found.cast(TARGET_SCHEMA), several.cast(TARGET_SCHEMA)]), issues

@@ -55,7 +55,7 @@ def run_import(file, template_path, target: Target, *, report_dir: str, dry_run=
         report = dry_run_report(p)
     else:
         plan_path = out / "plan.json"
-        _archive_journal(plan_path)
+        archive_journal(plan_path)
         p.save(plan_path)
         report = _apply(p, target, plan_path, reconcile=reconcile, progress=progress, batch_size=25,
                         echo=echo)
@@ -63,12 +63,17 @@ def run_import(file, template_path, target: Target, *, report_dir: str, dry_run=
     return _finish(report, out, file, target, echo, input_frame=sh.frame)
 
 
-def _archive_journal(plan_path: Path) -> None:
-    """A new import starts a new plan: keep an earlier run's journal under a dated name."""
-    j = journal_path(plan_path)
-    if j.exists():
-        stamp = dt.datetime.fromtimestamp(j.stat().st_mtime, dt.timezone.utc).strftime("%Y%m%dT%H%M%S")
-        j.rename(j.with_name(f"{j.stem}.{stamp}.jsonl"))
+def archive_journal(plan_path: str | Path) -> Path | None:
+    """A new plan saved where an earlier one was: keep that plan's journal under a dated name
+    (`plan.journal.<UTC time>.jsonl`, its last write), so the new plan applies from the start.
+
+    Returns:
+        The archived journal's new path, or None when there was none."""
+    j = journal_path(Path(plan_path))
+    if not j.exists():
+        return None
+    stamp = dt.datetime.fromtimestamp(j.stat().st_mtime, dt.timezone.utc).strftime("%Y%m%dT%H%M%S")
+    return j.rename(j.with_name(f"{j.stem}.{stamp}.jsonl"))
 
 
 def run_apply(plan_file, target: Target, *, report_dir: str, batch_size=25, verify=False, reconcile=True,
@@ -138,7 +143,7 @@ def run_validate(file, template_path, *, sheet=None, encoding=None, delimiter=No
     name = Path(file).name
     where = f"{name}!{sh.sheet_name}" if sh.sheet_name else name
     result = validate(map_rows(sh.frame, template, path=where), template, sheet=sh.frame,
-                      read_issues=sh.issues, file=name, sheet_name=sh.sheet_name)
+                      read_issues=sh.issues, file=name, sheet_name=sh.sheet_name, letters=sh.letters)
     issues = result.issues
     errors = issues.filter(issues["severity"] == "error").height
     if report_dir:

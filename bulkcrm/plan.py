@@ -151,7 +151,7 @@ def _plan(source: str | Path | Sheet, template: Template, client: Client, *, mod
     mapped = map_rows(sh.frame, template, path=f"{file}!{sh.sheet_name}" if sh.sheet_name else file)
     clock.lap("map")
     checked = validate(mapped, template, sheet=sh.frame, read_issues=sh.issues, file=file,
-                       sheet_name=sh.sheet_name)
+                       sheet_name=sh.sheet_name, letters=sh.letters)
     clock.lap("validate")
     resolved = resolve_lookups(checked.valid, template, client, cache=LookupCache(), file=file,
                                sheet=sh.sheet_name)
@@ -312,7 +312,7 @@ def _frame_issues(frame: pl.DataFrame) -> list[Issue]:
 
 
 def _conflict_issues(conflicts: pl.DataFrame, file: str, sheet: str | None) -> list[Issue]:
-    return [Issue(t, rn, None, None, "one row per record (issue 5)", f"{file}:{rn}: {msg}; fix the sheet "
+    return [Issue(t, rn, None, None, "one row per record", f"{file}:{rn}: {msg}; fix the sheet "
                   "so each organization appears once and its identifiers point at one record, or add a "
                   "crm_iri column", "error", file, sheet)
             for rn, t, msg in conflicts.iter_rows()]

@@ -274,7 +274,9 @@ def render_plan(p: Plan, *, requests_per_minute: float | None = 20, limit: int =
     lines += [f"  note: {n}" for n in p.notes if n.startswith("mirror")]
     est = p.estimate(requests_per_minute)
     where = "" if requests_per_minute else " on the real API (the embedded sandbox has no limit)"
-    lines.append(f"{est['requests']} write request(s) + ≈{est['reconcile']} to reconcile ≈ {est['minutes']} min "
+    tags = sum(o.path == "/tags" for o in p.operations)
+    of_tags = f" ({tags} of them for the new tag(s))" if tags else ""
+    lines.append(f"{est['requests']} write request(s){of_tags} + ≈{est['reconcile']} to reconcile ≈ {est['minutes']} min "
                  f"at {est['requests_per_minute']:g}/min{where}; planning used {p.requests_spent} "
                  f"request(s) ({p.strategy}).")
     return "\n".join(lines)

@@ -57,6 +57,8 @@ class Sheet:
             None for Excel. delimiter: CSV delimiter, None for Excel.
         header_row: 1-based line (CSV) or row (Excel) number of the header.
         sha256: hex SHA-256 of the file's bytes as read (the plan records it).
+        letters: header -> the column's letters as a spreadsheet shows them (`B`; for CSV the
+            field's position), so an issue can name its cell (`B4`).
     """
 
     frame: pl.DataFrame
@@ -67,6 +69,7 @@ class Sheet:
     delimiter: str | None = None
     header_row: int = 1
     sha256: str = ""
+    letters: dict[str, str] = field(default_factory=dict)
 
 
 def read(path: str | Path, *, sheet: str | int | None = None, encoding: str | None = None,
@@ -115,7 +118,7 @@ def _read_excel(p: Path, where: str, sheet: str | int | None, header_row: int | 
                                         empty=empty)
     issues += excel_issues(grid, hdr, names, p.name)
     issues.sort(key=lambda i: (i.row_number or 0, i.cell or ""))
-    return Sheet(frame, issues, where, grid.sheet_name, None, None, hdr, _file_sha256(p))
+    return Sheet(frame, issues, where, grid.sheet_name, None, None, hdr, _file_sha256(p), _letters(names))
 
 
 def _read_csv(p: Path, where: str, encoding: str | None, delimiter: str | None,
@@ -158,9 +161,9 @@ def _read_csv(p: Path, where: str, encoding: str | None, delimiter: str | None,
         del data
         grid = parse_csv(text, delimiter)
         escaped = FORMULA_ESCAPE in text
-    frame, hdr, issues, _ = _finish(grid, where, header_row, None, delimiter)
+    frame, hdr, issues, names = _finish(grid, where, header_row, None, delimiter)
     frame = restore_formula_escape(frame) if escaped else frame  # no `'` anywhere: no-op
-    return Sheet(frame, issues, where, None, enc, delimiter, hdr, sha.result())
+    return Sheet(frame, issues, where, None, enc, delimiter, hdr, sha.result(), _letters(names))
 
 
 def _file_sha256(p: Path) -> str:
@@ -188,6 +191,11 @@ def restore_formula_escape(frame: pl.DataFrame) -> pl.DataFrame:
 
 
 # --- shared: header detection, header checks, ragged rows ---------------------------------
+
+def _letters(names: dict[str, str]) -> dict[str, str]:
+    """{header: letters} from `_finish`'s {grid column `c<0-based index>`: header}."""
+    return {header: column_letter(int(c[1:])) for c, header in names.items()}
+
 
 def column_letter(index: int) -> str:
     """0-based column index -> Excel letters (0 -> A, 26 -> AA)."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pandera.polars as pa
 import polars as pl
@@ -48,7 +48,7 @@ class _Rule:
 
 def validate(mapped: pl.DataFrame, template: Template, *, sheet: pl.DataFrame | None = None,
              read_issues: list[Issue] | None = None, file: str | None = None,
-             sheet_name: str | None = None) -> Validation:
+             sheet_name: str | None = None, letters: dict[str, str] | None = None) -> Validation:
     """Check every mapped row; return the good rows and every problem.
 
     Args:
@@ -57,6 +57,7 @@ def validate(mapped: pl.DataFrame, template: Template, *, sheet: pl.DataFrame | 
         sheet: the read sheet (`row_number` + original text columns), to quote original values.
         read_issues: issues found while reading (formula without result, ragged rows, ...).
         file, sheet_name: where the rows came from, for the issue records.
+        letters: header -> column letters (`read.Sheet.letters`), to name each issue's cell.
 
     Returns:
         `Validation`. Warnings (e.g. a phone that could not be put in E.164) keep the row valid.
@@ -70,7 +71,8 @@ def validate(mapped: pl.DataFrame, template: Template, *, sheet: pl.DataFrame | 
     # a cell the reader already rejected (formula without result, Excel error) is not also
     # reported as missing or malformed: the reader's issue names the real problem
     unreadable = {(i.row_number, i.column) for i in read_found if i.severity == "error"}
-    found = [i for i in _issues(failures, rules, mapped, sheet, template, file, sheet_name)
+    found = [_with_cell(i, letters or {}) for i in _issues(failures, rules, mapped, sheet, template,
+                                                          file, sheet_name)
              if (i.row_number, i.column) not in unreadable] + read_found
     issues = issues_frame(found).sort("row_number", "column", nulls_last=True, maintain_order=True)
     bad = set(issues.filter(pl.col("severity") == "error")["row_number"].drop_nulls().to_list())
@@ -227,6 +229,13 @@ def _issue(rule: _Rule, row_number: int, column: str | None, value: str | None,
     rule_text, hint = check_rule(rule.check, **dict(rule.options))
     msg = f'{_place(file, row_number, column)}"{value}" breaks {rule_text}; {hint}'
     return Issue(rule.slug, row_number, column, value, rule_text, msg, rule.severity, file, sheet_name)
+
+
+def _with_cell(issue: Issue, letters: dict[str, str]) -> Issue:
+    """`issue` naming its cell (`B4`) when its column's letters are known."""
+    if issue.cell or issue.column not in letters or issue.row_number is None:
+        return issue
+    return replace(issue, cell=f"{letters[issue.column]}{issue.row_number}")
 
 
 def _place(file: str | None, row_number: int, column: str | None) -> str:

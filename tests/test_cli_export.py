@@ -39,7 +39,7 @@ def test_sample_round_trip_through_csv_and_xlsx_plans_nothing(runner, crm, tmp_p
         crm.clear_log()
         code, exported = run(runner, crm, "export", "-t", str(TEMPLATE), "--out", str(out))
         assert code == 0, exported
-        assert exported == {"path": str(out), "records": 91, "pages": 4, "requests": 4}
+        assert exported == {"path": str(out), "records": 91, "pages": 4, "requests": 4, "left_out": 0}
         assert [(r.method, r.path) for r in crm.requests] == [("GET", "/organizations")] * 4
         frame = read(out).frame
         assert frame.columns[1:] == ["crm_iri", "companyName", "customerID", "address", "city",
@@ -70,7 +70,8 @@ def test_export_prints_a_summary_and_filters(runner, crm, tmp_path):
     code, text = run(runner, crm, "export", "-t", str(TEMPLATE), "-o", str(out), "--tag", "VIP",
                      "--not-archived", as_json=False)
     assert code == 0, text
-    assert "Exported 1 records to " + str(out) + " (1 pages, 2 requests)" in text
+    assert "Exported 1 records to " + str(out) + " (1 pages, 2 requests); left out 1 whose " \
+        "constant fields differ from the template's (--all exports them too)" in text
     assert read(out).frame["crm_iri"].to_list() == ["/organizations/b"]
     page = [r for r in crm.requests if r.path == "/organizations"][-1]
     assert parse_qsl(page.query) == [("itemsPerPage", "30"), ("tags.id[]", "/tags/t1"),
@@ -79,6 +80,7 @@ def test_export_prints_a_summary_and_filters(runner, crm, tmp_path):
     code, text = run(runner, crm, "export", "-t", str(TEMPLATE), "-o", str(out), "--tag", "VIP",
                      "--not-archived", "--all", as_json=False)
     assert read(out).frame["crm_iri"].to_list() == ["/organizations/b", "/organizations/d"]
+    assert "left out" not in text
 
 
 def test_export_usage_errors_exit_2(runner, crm, tmp_path):

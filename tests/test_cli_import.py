@@ -167,3 +167,27 @@ def test_write_back_copy_comes_from_the_sheet_that_was_imported(runner, crm, tmp
     back = list(csv.DictReader((tmp_path / "r" / "two.with-status.csv").open(encoding="utf-8")))
     assert [b["customerID"] for b in back] == ["ALFKI", "ANATR"]
     assert all(b["crm_iri"].startswith("/organizations/") and b["bulkcrm_status"] == "created" for b in back)
+
+
+def test_next_weeks_plan_saved_over_last_weeks_applies_from_the_start(runner, crm, tmp_path):
+    """The weekly loop: plan and apply, then plan again to the same file and apply. The earlier
+    plan's journal is kept under a dated name instead of blocking the new plan."""
+    plan_file = tmp_path / "week" / "plan.json"
+    plan_file.parent.mkdir()
+    common = ["--base-url", crm.url, "--api-key", TEST_KEY, "--max-rate", "60000"]
+    sheet = tmp_path / "orgs.csv"
+    rows = list(csv.reader(SAMPLE.open(encoding="utf-8")))
+    with sheet.open("w", newline="", encoding="utf-8") as f:
+        csv.writer(f).writerows(rows[:4])
+    for week in (1, 2):
+        if week == 2:  # a new organization this week
+            with sheet.open("a", newline="", encoding="utf-8") as f:
+                csv.writer(f).writerow(rows[4])
+        planned = runner.invoke(cli, ["plan", str(sheet), "-t", str(TEMPLATE), "--out", str(plan_file), *common])
+        assert planned.exit_code == 0, planned.output
+        assert ("Kept the journal" in planned.output) == (week == 2)
+        code, applied = run(runner, crm, "apply", str(plan_file), "--report", str(tmp_path / f"r{week}"))
+        assert code == 0, applied
+        assert (applied["created"], applied["unchanged"]) == ((3, 0) if week == 1 else (1, 3))
+    assert len(list(plan_file.parent.glob("plan.journal.*.jsonl"))) == 1
+    assert len(crm.store.all("organizations", tenant="tenant-a")) == 4

@@ -99,3 +99,26 @@ def test_a_misspelt_column_names_the_sheets_closest_header(runner, tmp_path):
     assert ("column(s) 'email' (did you mean 'E-mail'?), 'Name ' (did you mean 'name'?), 'homepage' "
             "required by template") in result.output
     assert "the sheet has: 'name', 'E-mail', 'web'" in result.output
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".xlsx"])
+def test_issues_name_the_cell_to_fix(runner, tmp_path, suffix):
+    rows = [["name", "email", "web"], ["Good", "a@b.example", "x.example"], ["Bad", "not-an-email", "not a url"]]
+    sheet = tmp_path / f"orgs{suffix}"
+    if suffix == ".csv":
+        sheet.write_text("\n".join(",".join(r) for r in rows) + "\n", encoding="utf-8")
+        expected = {"email": "B3", "web": "C3"}
+    else:  # the table starts in column B, row 2: cells are named as Excel shows them
+        wb = openpyxl.Workbook()
+        for i, r in enumerate(rows):
+            for j, v in enumerate(r):
+                wb.active.cell(i + 2, j + 2, v)
+        wb.save(sheet)
+        expected = {"email": "C4", "web": "D4"}
+    t = tmp_path / "t.yaml"
+    t.write_text(yaml.safe_dump({"fields": {"title": "name", "emailAddresses": "email", "website": "web"}}),
+                 encoding="utf-8")
+    result = runner.invoke(cli, ["validate", str(sheet), "-t", str(t), "--report", str(tmp_path / "out")])
+    assert result.exit_code == 1, result.output
+    issues = json.loads((tmp_path / "out" / "issues.json").read_text())["issues"]
+    assert {i["column"]: i["cell"] for i in issues} == expected

@@ -246,6 +246,7 @@ def test_plan_text_names_invalid_reasons_tag_creations_and_the_real_rate(crm, cl
                      "owner,tags\nA,a@x.example,,,,,,,,,,,New tag\n,b@x.example,,,,,,,,,,,\n", encoding="utf-8")
     text = render_plan(plan(sheet, parse_template(doc, path="x"), client), requests_per_minute=None)
     assert '+ tag "New tag" (create_missing)' in text
+    assert "2 write request(s) (1 of them for the new tag(s))" in text  # the row's POST and the tag's
     assert "✗ row 3 invalid" in text and "t.csv:3:title" in text
     assert "at 20/min on the real API (the embedded sandbox has no limit)" in text
 
