@@ -14,14 +14,15 @@ from pathlib import Path
 
 import click
 
-from .errors import AuthError, BulkcrmError, ConfigError, InputError, PlanError, TemplateError
+from .errors import AuthError, BulkcrmError, ConfigError, InputError, JournalError, PlanError, TemplateError
 from .target import EMBEDDED_DB, Target, open_target
 
 
 def _fail(e: Exception, debug: bool) -> None:
     if debug:
         raise e
-    code = 2 if isinstance(e, (InputError, TemplateError, PlanError, ConfigError)) else 1
+    # 2: nothing was sent and the user must change something first (README, exit codes)
+    code = 2 if isinstance(e, (InputError, TemplateError, PlanError, ConfigError, JournalError)) else 1
     click.echo(f"Error: {e}", err=True)
     sys.exit(code)
 

@@ -191,3 +191,20 @@ def test_next_weeks_plan_saved_over_last_weeks_applies_from_the_start(runner, cr
         assert (applied["created"], applied["unchanged"]) == ((3, 0) if week == 1 else (1, 3))
     assert len(list(plan_file.parent.glob("plan.journal.*.jsonl"))) == 1
     assert len(crm.store.all("organizations", tenant="tenant-a")) == 4
+
+
+def test_a_journal_of_another_plan_stops_apply_before_any_request(runner, crm, tmp_path):
+    common = ["--base-url", crm.url, "--api-key", TEST_KEY, "--max-rate", "60000"]
+    first, second = tmp_path / "a.json", tmp_path / "b.json"
+    fewer = tmp_path / "fewer.csv"
+    fewer.write_text("".join(SAMPLE.open(encoding="utf-8").readlines()[:6]), encoding="utf-8")
+    for sheet, out in ((SAMPLE, first), (fewer, second)):
+        assert runner.invoke(cli, ["plan", str(sheet), "-t", str(TEMPLATE), "--out", str(out), *common]).exit_code == 0
+    code, _ = run(runner, crm, "apply", str(first), "--report", str(tmp_path / "ra"))
+    assert code == 0
+    shutil.copy(tmp_path / "a.journal.jsonl", tmp_path / "b.journal.jsonl")
+    crm.clear_log()
+    result = runner.invoke(cli, ["apply", str(second), "--report", str(tmp_path / "rb"), *common])
+    assert result.exit_code == 2  # a usage error: nothing was sent
+    assert "b.journal.jsonl: this journal belongs to another plan" in result.output
+    assert writes(crm) == []
