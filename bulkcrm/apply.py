@@ -308,7 +308,8 @@ def _report(plan: Plan, journal: Journal, mismatches: dict, requests: int, start
                "input": plan.input, "dry_run": False, "started_at": started, "finished_at": now_utc(),
                "reconciled": reconciled, "mismatches": len(mismatches),
                "planning_requests": plan.requests_spent}
-    return Report(rows=pl.DataFrame(rows, schema=ROW_SCHEMA), issues=_issues(plan, rows), summary=summary)
+    return Report(rows=pl.DataFrame(rows, schema=ROW_SCHEMA), issues=_issues(plan, rows), summary=summary,
+                  names=plan.names)
 
 
 def _issues(plan: Plan, rows: list[dict]) -> pl.DataFrame:
@@ -332,4 +333,4 @@ def dry_run_report(plan: Plan) -> Report:
                "input": plan.input, "dry_run": True, "started_at": plan.created_at, "finished_at": now_utc(),
                "reconciled": False, "mismatches": 0}
     return Report(rows=pl.DataFrame(rows, schema=ROW_SCHEMA), issues=pl.DataFrame(plan.issues, schema=ISSUE_SCHEMA),
-                  summary=summary)
+                  summary=summary, names=plan.names)

@@ -38,10 +38,12 @@ class Resolved:
 
 
 class LookupCache:
-    """Per-run cache of collection listings: collection -> {lower-cased name: [IRIs]}."""
+    """Per-run cache of collection listings: collection -> {lower-cased name: [IRIs]}, and
+    `display`: IRI -> the name as the API spells it (for plan texts and reports)."""
 
     def __init__(self) -> None:
         self.tables: dict[str, dict[str, list[str]]] = {}
+        self.display: dict[str, str] = {}
 
     def names(self, client: Client, lookup: Lookup, wanted: list[str]) -> dict[str, list[str]]:
         """Name -> IRIs for `wanted` names (lower-cased), from the API."""
@@ -50,8 +52,9 @@ class LookupCache:
         if lookup.collection not in self.tables:
             table: dict[str, list[str]] = {}
             for rec in client.list_all(f"/{lookup.collection}"):
-                name = str(rec.get(lookup.by) or "").strip().lower()
-                table.setdefault(name, []).append(rec["@id"])
+                name = str(rec.get(lookup.by) or "").strip()
+                table.setdefault(name.lower(), []).append(rec["@id"])
+                self.display[rec["@id"]] = name
             self.tables[lookup.collection] = table
         return self.tables[lookup.collection]
 
@@ -61,7 +64,9 @@ class LookupCache:
         for i in range(0, len(todo), 30):
             for page in client.iter_pages("/users", {"email[]": todo[i:i + 30]}):
                 for rec in page.get("member", []):
-                    table.setdefault(str(rec.get("email", "")).strip().lower(), []).append(rec["@id"])
+                    email = str(rec.get("email", "")).strip()
+                    table.setdefault(email.lower(), []).append(rec["@id"])
+                    self.display[rec["@id"]] = email
         return table
 
 

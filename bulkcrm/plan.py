@@ -12,6 +12,7 @@ section) are planned by `notes.py` into the same plan: their rows carry
 from __future__ import annotations
 
 import gc
+import json
 import os
 import time
 from contextlib import contextmanager
@@ -24,7 +25,7 @@ from . import diff
 from .bodies import write_ops
 from .client import Client
 from .errors import Issue, TemplateError
-from .lookups import LookupCache, resolve_lookups
+from .lookups import REF_PREFIX, LookupCache, resolve_lookups
 from .mapping import map_rows
 from .match import match_rows
 from .planfile import (CONFLICT_TYPES, ROW_SCHEMA, SCHEMA_VERSION, WRITE_OPS, Operation,
@@ -153,7 +154,8 @@ def _plan(source: str | Path | Sheet, template: Template, client: Client, *, mod
     checked = validate(mapped, template, sheet=sh.frame, read_issues=sh.issues, file=file,
                        sheet_name=sh.sheet_name, letters=sh.letters)
     clock.lap("validate")
-    resolved = resolve_lookups(checked.valid, template, client, cache=LookupCache(), file=file,
+    cache = LookupCache()
+    resolved = resolve_lookups(checked.valid, template, client, cache=cache, file=file,
                                sheet=sh.sheet_name)
     clock.lap("lookups")
     bad = {i.row_number for i in resolved.issues}
@@ -171,13 +173,29 @@ def _plan(source: str | Path | Sheet, template: Template, client: Client, *, mod
              input_sha256=sh.sha256, target=client.base_url, mode=mode,
              strategy=matches.strategy, created_at=now_utc(), rows=out_rows, operations=ops,
              issues=[i.to_dict() for i in issues], requests_spent=client.requests_sent - start,
-             sheet=sh.sheet_name, notes=matches.notes, timings=clock.seconds, records_total=matches.total)
+             sheet=sh.sheet_name, notes=matches.notes, timings=clock.seconds, records_total=matches.total,
+             names=_names(cache, resolved.tags_to_create, ops))
     if template.notes is not None:
         from .notes import plan_with_orgs
         part = plan_with_orgs(p.rows, mapped, sh, template, client, mode=mode, strategy=strategy,
                               mirror=mirror_notes)
         _add_part(p, part)
     return p
+
+
+def _names(cache: LookupCache, tags: list[str], ops: pl.DataFrame) -> dict[str, str]:
+    """`Plan.names`: the names of the IRIs the operations' changes show (those the lookups
+    listed: tags, owners, ...) and of the tags the plan creates."""
+    names = {f"{REF_PREFIX}tag:{t}": f"{t} (new tag)" for t in tags}
+    if not cache.display or not ops.height:
+        return names
+    sides = ops.select(pl.col("changes").explode().struct.field("before", "after"))
+    quoted = pl.concat([sides["before"], sides["after"]]).drop_nulls().str.extract_all(r'"/[^"/]+/[^"]+"')
+    for text in quoted.explode().drop_nulls().unique().to_list():
+        iri = json.loads(text)
+        if iri in cache.display:
+            names[iri] = cache.display[iri]
+    return names
 
 
 def _notes_plan(sh: Sheet, template: Template, client: Client, *, mode: str, strategy: str,

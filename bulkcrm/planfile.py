@@ -111,26 +111,29 @@ class Plan:
         target: base URL (never the key). template/input: paths with sha256 hashes.
         records_total: organizations on the target when planning listed them all (scan), else
             None; the reconcile estimate uses it.
+        names: IRI (or `$ref:tag:<name>` placeholder) -> the name a person knows it by (tag
+            titles, owner e-mails), shown instead of it in the plan text and the report sheets.
         timings: seconds per planning stage (read, map, validate, lookups, fetch, match, diff);
             `fetch` is the network part: finding the records and decoding their pages.
     """
 
     _FIELDS = ("template", "template_sha256", "input", "input_sha256", "target", "mode", "strategy",
                "created_at", "rows", "operations", "issues", "requests_spent", "sheet",
-               "schema_version", "notes", "timings", "records_total")
+               "schema_version", "notes", "timings", "records_total", "names")
 
     def __init__(self, *, template: str, template_sha256: str, input: str, input_sha256: str,
                  target: str, mode: str, strategy: str, created_at: str,
                  rows: list[dict] | pl.DataFrame, operations: list[Operation] | pl.DataFrame,
                  issues: list[dict], requests_spent: int, sheet: str | None = None,
                  schema_version: int = SCHEMA_VERSION, notes: list[str] | None = None,
-                 timings: dict[str, float] | None = None, records_total: int | None = None):
+                 timings: dict[str, float] | None = None, records_total: int | None = None,
+                 names: dict[str, str] | None = None):
         self.template, self.template_sha256, self.input, self.input_sha256 = \
             template, template_sha256, input, input_sha256
         self.target, self.mode, self.strategy, self.created_at = target, mode, strategy, created_at
         self.issues, self.requests_spent, self.sheet = issues, requests_spent, sheet
         self.schema_version, self.notes, self.timings = schema_version, notes or [], timings or {}
-        self.records_total = records_total
+        self.records_total, self.names = records_total, names or {}
         self._rows, self._ops = rows, operations
 
     @property
@@ -264,7 +267,7 @@ def render_plan(p: Plan, *, requests_per_minute: float | None = 20, limit: int =
     # rows that will not be written come first, so the limit never hides one
     listed = listed.sort(~pl.col("op").is_in(["invalid", "conflict"]), maintain_order=True)
     for r in listed.head(limit).iter_rows(named=True):
-        lines += _row_lines(r)
+        lines += _row_lines(r, p.names)
         if r["op"] == "invalid":
             lines += [f"      {m}" for m in reasons.pop(r["row_number"], [])]
     lines += [f"  ✗ {m}" for rn, ms in reasons.items() if rn is None for m in ms]  # whole-file issues
@@ -289,7 +292,16 @@ def _count_text(c: dict[str, int]) -> str:
     return text + (f", {c['delete']} to delete." if c.get("delete") else ".")
 
 
-def _row_lines(r: dict) -> list[str]:
+def named(text: str | None, names: dict[str, str]) -> str | None:
+    """JSON `text` with each quoted IRI of `names` replaced by its quoted name (display only)."""
+    if not text or not names or '"' not in text:
+        return text
+    for iri, name in names.items():
+        text = text.replace(json.dumps(iri, ensure_ascii=False), json.dumps(name, ensure_ascii=False))
+    return text
+
+
+def _row_lines(r: dict, names: dict[str, str]) -> list[str]:
     """A planned row: sign, (note) row number, op, IRI, title; changes and remarks below."""
     sign = {"create": "+", "patch": "~", "replace": "±", "conflict": "!", "invalid": "✗",
             "delete": "-"}[r["op"]]
@@ -298,7 +310,8 @@ def _row_lines(r: dict) -> list[str]:
     title = json.dumps(r["title"], ensure_ascii=False) if r.get("title") is not None else None
     lines = ["  " + " ".join(p for p in (sign, f"{what}{where}{r['op']}", r.get("iri"), title) if p)]
     if r["op"] in ("patch", "replace"):
-        lines += [f"      {ch['field']}: {ch['before'] or 'null'} → {ch['after'] or 'null'}" for ch in r["changes"]]
+        lines += [f"      {ch['field']}: {named(ch['before'], names) or 'null'} → "
+                  f"{named(ch['after'], names) or 'null'}" for ch in r["changes"]]
         lines += [f"      {f}: cleared by PUT" for f in r.get("cleared") or []]
     if r.get("note"):
         lines.append(f"      {r['note']}")

@@ -94,11 +94,14 @@ class Report:
         summary: keys `counts`, `requests` (int), `target` (base URL, never a key), `template`,
             `input`, `dry_run`, `started_at`, `finished_at` (ISO 8601), `plan`, `reconciled`,
             `mismatches`. `to_dict` replaces `counts` by `counts()` and adds `ok`.
+        names: IRI -> name (`Plan.names`): report.csv and the Rows sheet show the name;
+            report.json keeps the IRIs.
     """
 
     rows: pl.DataFrame
     issues: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=ISSUE_SCHEMA))
     summary: dict = field(default_factory=dict)
+    names: dict = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -149,13 +152,21 @@ def report_table(report: Report) -> pl.DataFrame:
                                                   maintain_order=True)
     item = pl.element().struct
     changes = pl.col("changes").list.eval(pl.concat_str(
-        item.field("field"), pl.lit(": "), item.field("before").fill_null("null"), pl.lit(" → "),
-        item.field("after").fill_null("null"))).list.join("; ")
+        item.field("field"), pl.lit(": "), _named(item.field("before"), report.names).fill_null("null"),
+        pl.lit(" → "), _named(item.field("after"), report.names).fill_null("null"))).list.join("; ")
     messages = _row_messages(_conform(report.issues, ISSUE_SCHEMA))
     return (rows.join(messages, on="row_number", how="left", maintain_order="left")
             .with_columns(changes.fill_null(""), pl.col("errors", "warnings", "columns").fill_null(""),
                           pl.col("resource").fill_null("organizations"))
             .select(REPORT_COLUMNS))
+
+
+def _named(text: pl.Expr, names: dict[str, str]) -> pl.Expr:
+    """JSON `text` with each quoted IRI of `names` replaced by its quoted name (display only)."""
+    if not names:
+        return text
+    quoted = {json.dumps(k, ensure_ascii=False): json.dumps(v, ensure_ascii=False) for k, v in names.items()}
+    return text.str.replace_many(list(quoted), list(quoted.values()))
 
 
 class _Redactor:

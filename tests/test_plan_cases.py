@@ -285,3 +285,29 @@ def test_reconcile_estimate_is_what_apply_spends_for_records_without_searchable_
     report = apply(p, client, journal_file=tmp_path / "c.journal.jsonl")
     spent_reconciling = report.summary["requests"] - len(p.operations)
     assert p.estimate()["reconcile"] == spent_reconciling == 1 + 2  # a count, then 50 records in 2 pages
+
+
+def test_plan_text_and_report_sheets_show_tag_names_not_iris(crm, client, tmp_path):
+    from bulkcrm.plan import Plan, render_plan
+    from bulkcrm.report import write_report
+    crm.seed({"tags": [{"@id": "/tags/1", "title": "VIP"}, {"@id": "/tags/2", "title": "Old"}],
+              "organizations": [{"@id": "/organizations/00000000-0000-4000-8000-00000000000a", "title": "A",
+                                 "emailAddresses": [{"email": "a@x.example"}], "tags": ["/tags/2"]}]})
+    doc = json.loads(json.dumps(CASES_TEMPLATE))
+    doc["fields"]["tags"] = {"column": "tags", "split": ";", "policy": "replace",
+                             "lookup": {"create_missing": True}}
+    sheet = tmp_path / "t.csv"
+    sheet.write_text("title,email,phone,phone_type,website,kvk_number,linkedin,street,postal_code,city,country,"
+                     "owner,tags\nA,a@x.example,,,,,,,,,,,vip;Brand new\n", encoding="utf-8")
+    p = plan(sheet, parse_template(doc, path="x"), client)
+    assert p.names == {"/tags/1": "VIP", "/tags/2": "Old", "$ref:tag:Brand new": "Brand new (new tag)"}
+    assert 'tags: ["Old"] → ["VIP","Brand new (new tag)"]' in render_plan(p)
+    assert Plan.load(p.save(tmp_path / "plan.json")).names == p.names
+    report = apply(p, client, journal_file=tmp_path / "j.jsonl")
+    paths = write_report(report, tmp_path / "r")
+    import csv as _csv
+    (line,) = _csv.DictReader(paths["csv"].open(encoding="utf-8"))
+    assert line["changes"] == 'tags: ["Old"] → ["VIP","Brand new (new tag)"]'
+
+    saved = json.loads(paths["json"].read_text(encoding="utf-8"))  # the machine-readable file keeps IRIs
+    assert saved["rows"][0]["changes"][0]["before"] == '["/tags/2"]'
