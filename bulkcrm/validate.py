@@ -159,6 +159,7 @@ def _failures(schemas: list[pa.DataFrameSchema], mapped: pl.DataFrame) -> pl.Dat
 
 
 def _failures_of(schema: pa.DataFrameSchema, mapped: pl.DataFrame) -> pl.DataFrame:
+    """One schema's failure cases (`check`, `index` Int32), validated lazily (all at once)."""
     try:
         schema.validate(mapped, lazy=True)
     except pa.errors.SchemaErrors as e:
