@@ -115,17 +115,11 @@ def records_schema(template: Template) -> dict[str, pl.DataType]:
     return schema
 
 
-def record_identifiers(records: list[dict] | pl.DataFrame, template: Template, *,
-                       positions: bool = False) -> pl.DataFrame:
-    """Long frame `iri`, `kind`, `value` of the records' identifiers, normalised like the rows'.
-
-    Args:
-        records: the records (API JSON), or their frame with the `records_schema(template)`
-            columns (`Matches.frame`).
-        positions: give `rec` (UInt32, the record's row in the frame) instead of `iri`.
-    """
-    frame = records if isinstance(records, pl.DataFrame) else \
-        raw_records_frame(records, records_schema(template))
+def record_identifiers(frame: pl.DataFrame, template: Template) -> pl.DataFrame:
+    """Long frame `rec` (UInt32: the record's row in `frame`), `kind`, `value` of the records'
+    identifiers, normalised like the rows'. `frame`: the records with the
+    `records_schema(template)` columns (`Matches.frame`). A record may repeat a value: matching
+    groups by row, so repeats are harmless."""
     rec = pl.int_range(pl.len(), dtype=pl.UInt32).alias("rec")
     parts = []
     for f in template.identifiers:
@@ -144,13 +138,8 @@ def record_identifiers(records: list[dict] | pl.DataFrame, template: Template, *
         norm = normalize_identifier(IDENTIFIER_KINDS[f], pl.col("value"), region=pl.col("region"))
         parts.append(part.select("rec", "kind", norm.alias("value")))
     if not parts:
-        out = pl.DataFrame(schema={"rec": pl.UInt32, "kind": pl.String, "value": pl.String})
-    else:
-        out = pl.concat(parts).drop_nulls()
-    if positions:  # repeats are harmless to matching (`_resolve` takes distinct pairs)
-        return out
-    out = out.unique()
-    return out.select(frame["@id"].gather(out["rec"]).alias("iri"), "kind", "value")
+        return pl.DataFrame(schema={"rec": pl.UInt32, "kind": pl.String, "value": pl.String})
+    return pl.concat(parts).drop_nulls()
 
 
 def match_rows(rows: pl.DataFrame, template: Template, client: Client, *,
@@ -183,7 +172,7 @@ def match_rows(rows: pl.DataFrame, template: Template, client: Client, *,
         records.update(_get_explicit(client, explicit, records))
     frame = raw_records_frame(list(records.values()), records_schema(template))
     fetched = time.perf_counter() - t0
-    pairs = _pairs(ids, record_identifiers(frame, template, positions=True))
+    pairs = _pairs(ids, record_identifiers(frame, template))
     matched, conflicts = _resolve(rows, pairs, _positions(explicit, frame), ids, frame["@id"])
     not_found = explicit.filter(~pl.col("iri").is_in(list(records))) if explicit.height else explicit
     return Matches(iri=matched, conflicts=conflicts, not_found=not_found, records=records,
