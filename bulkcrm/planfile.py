@@ -266,8 +266,9 @@ def render_plan(p: Plan, *, requests_per_minute: float | None = 20, limit: int =
     listed = p.row_frame().filter(~pl.col("op").is_in(["unchanged", "skip"]))
     # rows that will not be written come first, so the limit never hides one
     listed = listed.sort(~pl.col("op").is_in(["invalid", "conflict"]), maintain_order=True)
+    quoted = quoted_names(p.names)
     for r in listed.head(limit).iter_rows(named=True):
-        lines += _row_lines(r, p.names)
+        lines += _row_lines(r, quoted)
         if r["op"] == "invalid":
             lines += [f"      {m}" for m in reasons.pop(r["row_number"], [])]
     lines += [f"  ✗ {m}" for rn, ms in reasons.items() if rn is None for m in ms]  # whole-file issues
@@ -292,16 +293,22 @@ def _count_text(c: dict[str, int]) -> str:
     return text + (f", {c['delete']} to delete." if c.get("delete") else ".")
 
 
-def named(text: str | None, names: dict[str, str]) -> str | None:
-    """JSON `text` with each quoted IRI of `names` replaced by its quoted name (display only)."""
-    if not text or not names or '"' not in text:
+def quoted_names(names: dict[str, str]) -> dict[str, str]:
+    """`Plan.names` as the JSON texts a change holds: quoted IRI -> quoted name. Replacing the
+    first by the second in a `changes` value shows names instead of IRIs (display only)."""
+    return {json.dumps(k, ensure_ascii=False): json.dumps(v, ensure_ascii=False) for k, v in names.items()}
+
+
+def _named(text: str | None, quoted: dict[str, str]) -> str | None:
+    """JSON `text` with the IRIs of `quoted` (`quoted_names`) shown as names."""
+    if not text or not quoted or '"' not in text:
         return text
-    for iri, name in names.items():
-        text = text.replace(json.dumps(iri, ensure_ascii=False), json.dumps(name, ensure_ascii=False))
+    for iri, name in quoted.items():
+        text = text.replace(iri, name)
     return text
 
 
-def _row_lines(r: dict, names: dict[str, str]) -> list[str]:
+def _row_lines(r: dict, quoted: dict[str, str]) -> list[str]:
     """A planned row: sign, (note) row number, op, IRI, title; changes and remarks below."""
     sign = {"create": "+", "patch": "~", "replace": "±", "conflict": "!", "invalid": "✗",
             "delete": "-"}[r["op"]]
@@ -310,8 +317,8 @@ def _row_lines(r: dict, names: dict[str, str]) -> list[str]:
     title = json.dumps(r["title"], ensure_ascii=False) if r.get("title") is not None else None
     lines = ["  " + " ".join(p for p in (sign, f"{what}{where}{r['op']}", r.get("iri"), title) if p)]
     if r["op"] in ("patch", "replace"):
-        lines += [f"      {ch['field']}: {named(ch['before'], names) or 'null'} → "
-                  f"{named(ch['after'], names) or 'null'}" for ch in r["changes"]]
+        lines += [f"      {ch['field']}: {_named(ch['before'], quoted) or 'null'} → "
+                  f"{_named(ch['after'], quoted) or 'null'}" for ch in r["changes"]]
         lines += [f"      {f}: cleared by PUT" for f in r.get("cleared") or []]
     if r.get("note"):
         lines.append(f"      {r['note']}")

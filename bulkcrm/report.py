@@ -27,11 +27,10 @@ from openpyxl.utils import get_column_letter
 from openpyxl.worksheet.hyperlink import Hyperlink
 
 from .errors import ISSUE_SCHEMA
+from .planfile import CHANGE_DTYPE, quoted_names
 from .read import FORMULA_ESCAPE, FORMULA_TRIGGERS
 from .vocab import COUNT_KEYS, OUTCOMES
 
-CHANGE_DTYPE = pl.List(pl.Struct({"field": pl.String, "before": pl.String, "after": pl.String}))
-"""One row's changes; `before`/`after` are JSON-encoded values (`json.dumps`) or null."""
 ROW_SCHEMA: dict[str, pl.DataType] = {
     "row_number": pl.Int64, "file": pl.String, "sheet": pl.String, "op": pl.String,
     "outcome": pl.String, "iri": pl.String, "title": pl.String, "changes": CHANGE_DTYPE,
@@ -162,10 +161,10 @@ def report_table(report: Report) -> pl.DataFrame:
 
 
 def _named(text: pl.Expr, names: dict[str, str]) -> pl.Expr:
-    """JSON `text` with each quoted IRI of `names` replaced by its quoted name (display only)."""
+    """JSON `text` with the IRIs of `names` shown as names (`planfile.quoted_names`)."""
     if not names:
         return text
-    quoted = {json.dumps(k, ensure_ascii=False): json.dumps(v, ensure_ascii=False) for k, v in names.items()}
+    quoted = quoted_names(names)
     return text.str.replace_many(list(quoted), list(quoted.values()))
 
 
