@@ -36,8 +36,7 @@ from .journal import Journal, journal_path
 from .lookups import REF_PREFIX
 from .match import BATCH, count_records, lookup_records
 from .plan import Operation, Plan
-from .planfile import now_utc
-from .template import SEARCHABLE_IDENTIFIERS
+from .planfile import now_utc, searchable_values
 from .report import ROW_SCHEMA, Report
 from .vocab import OP_OUTCOME
 
@@ -221,8 +220,7 @@ def _reconcile(plan: Plan, journal: Journal, client: Client) -> dict[str, str]:
     done = [o for o in plan.operations if journal.state(o.key) == "done" and o.path != "/tags"
             and o.resource == "organizations"]
     iris = {o.key: journal.get(o.key).get("iri") or o.iri for o in done}
-    values = sorted({v for o in done for f, vals in o.identifiers.items()
-                     if f in SEARCHABLE_IDENTIFIERS for v in vals})
+    values = sorted(searchable_values(done))
     records: dict[str, dict] = lookup_records(client, values) if values else {}
     missing = [i for i in iris.values() if i and i not in records]
     if len(missing) > 1:

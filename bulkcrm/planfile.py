@@ -80,6 +80,12 @@ class Operation:
     content_key: list[str] = field(default_factory=list)
 
 
+def searchable_values(ops: list[Operation]) -> set[str]:
+    """The identifier values of `ops` an `identifiers[]` lookup can find (crm-api.md §8.3):
+    what reconciliation re-reads them by, 30 a request."""
+    return {v for o in ops for f, vals in o.identifiers.items() if f in SEARCHABLE_IDENTIFIERS for v in vals}
+
+
 def ops_frame(ops: list[Operation]) -> pl.DataFrame:
     """`Operation`s as an `OP_SCHEMA` frame (bodies, identifiers, snapshots JSON-encoded)."""
     cols: dict[str, list] = {f.name: [getattr(o, f.name) for o in ops] for f in fields(Operation)}
@@ -189,8 +195,7 @@ class Plan:
         """
         n = len(self.operations)
         orgs = [o for o in self.operations if o.resource == "organizations" and o.path != "/tags"]
-        values = {v for o in orgs for f, vals in o.identifiers.items()
-                  if f in SEARCHABLE_IDENTIFIERS for v in vals}
+        values = searchable_values(orgs)
         bare = sum(1 for o in orgs if not any(f in SEARCHABLE_IDENTIFIERS for f in o.identifiers))
         if bare > 1 and self.records_total is not None:  # records after the creates, 30 a page
             after = self.records_total + sum(o.op == "create" for o in orgs)
