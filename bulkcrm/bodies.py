@@ -307,9 +307,11 @@ def write_ops(w: pl.DataFrame, template: Template, tags: list[str],
         An `OP_SCHEMA` frame in row order: key `row:<n>`, bodies as JSON text.
     """
     w = w.with_columns(_identifiers(template, w.schema).alias("identifiers"))
-    nulls = w["iri"].null_count()  # one kind only (as `plan` calls it): no copies
-    creates = w if nulls == w.height else w.filter(pl.col("iri").is_null()) if nulls else w.clear()
-    updates = w.clear() if nulls == w.height else w.filter(pl.col("iri").is_not_null()) if nulls else w
+    nulls = w["iri"].null_count()
+    if nulls in (0, w.height):  # one kind only, as `plan` calls it: no copies
+        creates, updates = (w, w.clear()) if nulls else (w.clear(), w)
+    else:
+        creates, updates = w.filter(pl.col("iri").is_null()), w.filter(pl.col("iri").is_not_null())
     empty = pl.lit([], dtype=pl.List(pl.String))
     parts = []
     if creates.height:
