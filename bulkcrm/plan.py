@@ -235,8 +235,7 @@ def _decide(mapped: pl.DataFrame, rows: pl.DataFrame, matches, template: Templat
         changed, patches = _update_ops(ok, matches, mode, template, tags)
         org_ops = pl.concat([creates.result(), patches]).sort(pl.col("row_numbers").list.first())
     ops = pl.concat([ops_frame([_tag_op(t) for t in tags]), org_ops]) if tags else org_ops
-    return _row_frame(mapped, joined, changed, matches.conflicts, conflict_rows, errors, mode,
-                      template, org_ops), ops
+    return _row_frame(mapped, joined, changed, matches.conflicts, errors, mode, template, org_ops), ops
 
 
 def _create_ops(ok: pl.DataFrame, mode: str, template: Template, tags: list[str]) -> pl.DataFrame:
@@ -286,8 +285,8 @@ def _with_records(w: pl.DataFrame, raw: pl.DataFrame, existing: pl.DataFrame) ->
 
 
 def _row_frame(mapped: pl.DataFrame, joined: pl.DataFrame, changed: pl.DataFrame,
-               conflicts: pl.DataFrame, conflict_rows: set, errors: set, mode: str,
-               template: Template, ops: pl.DataFrame) -> pl.DataFrame:
+               conflicts: pl.DataFrame, errors: set, mode: str, template: Template,
+               ops: pl.DataFrame) -> pl.DataFrame:
     """The plan's rows (`ROW_SCHEMA`), one per mapped row in input order: decided by polars
     expressions, then the rows that got an operation take its op, key and changes."""
     written = ops.select(pl.col("row_numbers").list.first().alias("row_number"), pl.col("op").alias("__op"),
@@ -300,7 +299,7 @@ def _row_frame(mapped: pl.DataFrame, joined: pl.DataFrame, changed: pl.DataFrame
                   how="left", maintain_order="left")
             .join(written, on="row_number", how="left", maintain_order="left"))
     rn, iri, op_ = pl.col("row_number"), pl.col("iri"), pl.col("__op")
-    invalid, conflict = rn.is_in(list(errors)), rn.is_in(list(conflict_rows))
+    invalid, conflict = rn.is_in(list(errors)), pl.col("__msg").is_not_null()  # every conflict has one
     exists = pl.lit(mode == "create-only") & pl.col("__changed").fill_null(False)
     op = (pl.when(op_.is_not_null()).then(op_).when(invalid).then(pl.lit("invalid"))
           .when(conflict).then(pl.lit("conflict"))
