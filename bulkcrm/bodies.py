@@ -139,9 +139,7 @@ def _desired_json(m: Mapping) -> pl.Expr:
 
 
 def _before_json(m: Mapping) -> pl.Expr:
-    top, _, sub = m.field.partition(".")
-    raw = pl.col(f"{top}#r")
-    return json_value(raw.struct.field(sub) if sub else raw, phones=m.kind == "phones")
+    return json_value(diff.stored(m.field), phones=m.kind == "phones")
 
 
 def _patch_columns(w: pl.DataFrame, template: Template, changed: set[str]) -> pl.DataFrame:

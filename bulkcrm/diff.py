@@ -145,6 +145,20 @@ def _existing_expr(m: Mapping, template: Template, region: pl.Expr, col: pl.Expr
     return col if m.kind == "bool" else pl.when(col.str.strip_chars() == "").then(None).otherwise(col)
 
 
+def stored(field: str) -> pl.Expr:
+    """A record's value of `field` (`title`, `address.city`: into the embedded object) in a
+    frame that holds the record's top-level fields as `<top>#r` columns (`_beside`)."""
+    top, _, sub = field.partition(".")
+    col = pl.col(f"{top}#r")
+    return col.struct.field(sub) if sub else col
+
+
+def _beside(rows: pl.DataFrame, raw: pl.DataFrame) -> pl.DataFrame:
+    """`rows` with their records' top-level fields beside them as `<top>#r` columns (`raw`:
+    `raw_records_frame` of each row's record, in the order of `rows`)."""
+    return pl.concat([rows, raw.drop("@id", strict=False).rename(lambda c: f"{c}#r")], how="horizontal")
+
+
 def same_as_record(rows: pl.DataFrame, raw: pl.DataFrame, template: Template) -> pl.DataFrame:
     """Per row and mapped field, whether the row's value equals its record's exactly as stored.
 
@@ -162,21 +176,19 @@ def same_as_record(rows: pl.DataFrame, raw: pl.DataFrame, template: Template) ->
         Lists are equal when their items are equal in order; a difference in order or spelling
         only sends the value through the full comparison, never past it.
     """
-    r = pl.concat([rows.select([m.field for m in template.mappings]),
-                   raw.drop("@id", strict=False).rename(lambda c: f"{c}#r")], how="horizontal")
+    r = _beside(rows.select([m.field for m in template.mappings]), raw)
     scalars, lists = [], []
     for m in template.mappings:
-        top, _, sub = m.field.partition(".")
-        stored = pl.col(f"{top}#r").struct.field(sub) if sub else pl.col(f"{top}#r")
+        value = stored(m.field)
         if m.kind == "emails":
-            lists.append((m.field, stored.list.eval(pl.element().struct.field("email"))))
+            lists.append((m.field, value.list.eval(pl.element().struct.field("email"))))
         elif m.kind in ("phones", "list"):
-            lists.append((m.field, stored))
+            lists.append((m.field, value))
         else:
-            scalars.append(pl.col(m.field).eq_missing(stored).fill_null(False).alias(m.field))
+            scalars.append(pl.col(m.field).eq_missing(value).fill_null(False).alias(m.field))
     equal = r.select(scalars)
     # list equality in polars is slow; items compared flat instead
-    equal = equal.with_columns(_lists_equal(r, pl.col(f), stored).alias(f) for f, stored in lists)
+    equal = equal.with_columns(_lists_equal(r, pl.col(f), value).alias(f) for f, value in lists)
     return equal.select([m.field for m in template.mappings])
 
 
@@ -204,14 +216,13 @@ def existing_values(rows: pl.DataFrame, raw: pl.DataFrame, template: Template, *
     Returns:
         frame `row_number`, `iri` and one column per mapped field, phone numbers in E.164.
     """
-    r = pl.concat([rows, raw.drop("@id", strict=False).rename(lambda c: f"{c}#r")], how="horizontal")
+    r = _beside(rows, raw)
     cols = []
     for m in template.mappings:
         if m.field in equal:
             cols.append(pl.col(m.field))
             continue
-        top, _, sub = m.field.partition(".")
-        raw_col = pl.col(f"{top}#r").struct.field(sub) if sub else pl.col(f"{top}#r")
+        raw_col = stored(m.field)
         full = _existing_expr(m, template, pl.lit(None, pl.String), raw_col)
         if m.kind in ("scalar", "bool"):  # lists: comparing them costs more than normalising
             full = pl.when(raw_col.eq_missing(pl.col(m.field)) & raw_col.is_not_null()).then(
