@@ -25,9 +25,8 @@ from pathlib import Path
 import polars as pl
 
 from bulkcrm.errors import InputError, Issue
-from bulkcrm.read_csv import parse_csv
 from bulkcrm.read_csv import (
-    _parse_irregular, _parse_regular, _utf8_sample, decode, detect_delimiter)
+    _parse_irregular, _parse_regular, _utf8_sample, decode, detect_delimiter, parse_csv)
 
 FORMULA_TRIGGERS: tuple[str, ...] = ("=", "+", "-", "@", "\t", "\r")
 """A cell starting with one of these is a formula to a spreadsheet app (OWASP CSV injection)."""
