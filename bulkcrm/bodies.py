@@ -228,7 +228,7 @@ def _phone_json(w: pl.DataFrame, template: Template) -> pl.DataFrame:
         pl.element().struct.field("phoneNumber")))
     for i, sheet, before, norm in cols.iter_rows():
         value = diff.desired_phones(m, sheet or [], before or [], norm or [], template)
-        out[i] = _dumps(diff.api_value(m, value))
+        out[i] = diff.compact_json(diff.api_value(m, value))
     return w.with_columns(pl.Series("phoneNumbers@json", out, dtype=pl.String))
 
 
@@ -275,19 +275,16 @@ def _replaces(w: pl.DataFrame, records: dict[str, dict], template: Template) -> 
     for row in w.iter_rows(named=True):
         record, changed = records[row["iri"]], row["__changed"]
         body, changes, cleared = diff.update(row, record, changed, template)
-        for k, v in (("row_number", row["row_number"]), ("body", _dumps(body)), ("title", record.get("title")),
-                     ("snapshot", _dumps(diff.snapshot(record, changed))), ("changes", changes),
-                     ("cleared", cleared)):
+        for k, v in (("row_number", row["row_number"]), ("body", diff.compact_json(body)),
+                     ("title", record.get("title")),
+                     ("snapshot", diff.compact_json(diff.snapshot(record, changed))),
+                     ("changes", changes), ("cleared", cleared)):
             out[k].append(v)
     frame = pl.DataFrame(out, schema={"row_number": pl.Int64, "body": pl.String, "title": pl.String,
                                       "snapshot": pl.String, "changes": CHANGE_DTYPE,
                                       "cleared": pl.List(pl.String)})
     return w.select("row_number", pl.lit("replace").alias("op"), pl.lit("PUT").alias("method"),
                     pl.col("iri").alias("path"), "iri").join(frame, on="row_number", maintain_order="left")
-
-
-def _dumps(value) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
 def write_ops(w: pl.DataFrame, template: Template, tags: list[str],

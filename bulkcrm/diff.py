@@ -35,6 +35,8 @@ ADDRESS_KEYS = ("street", "postalCode", "city", "country")
 _JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 _JSON_SORTED = json.JSONEncoder(ensure_ascii=False, sort_keys=True)
 """`json.dumps(value, ensure_ascii=False[, sort_keys=True])` without an encoder per call."""
+compact_json = _JSON.encode
+"""`value` as compact JSON text (no spaces, characters kept): request bodies and `changes`."""
 
 
 def record_schema(template: Template) -> dict[str, pl.DataType]:
@@ -476,4 +478,4 @@ def _js(value: Any) -> str | None:
         value = _clean_obj(value)
     if isinstance(value, list):
         value = [_clean_obj(v) if isinstance(v, dict) else v for v in value]
-    return None if value in (None, [], {}) else _JSON.encode(value)
+    return None if value in (None, [], {}) else compact_json(value)
