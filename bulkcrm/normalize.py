@@ -5,7 +5,7 @@ Stage: shared by transforms (clean/render), the validator (`CHECKS`) and the pla
 normalisers). Input: `pl.Expr` over `pl.String` columns; output: `pl.Expr` (nulls stay null).
 
 Expensive per-value work (phonenumbers, email-validator) runs once per UNIQUE value through
-`_per_value`, and only for the values a vectorised fast path cannot settle:
+`_per_unique`, and only for the values a vectorised fast path cannot settle:
 E.164 and plain international numbers (`clean_phone`) and plain ASCII addresses
 (`check_email`) never reach Python. Country names are keyed by a vectorised polars expression
 (once per distinct spelling, `on_unique`) and looked up in a prebuilt table, so no Python code
@@ -36,16 +36,18 @@ def trimmed(expr: pl.Expr) -> pl.Expr:
 
 
 _CHUNK = 50_000
-"""Values handed to Python at a time by `_per_value` (bounds the Python objects alive)."""
+"""Values handed to Python at a time by `_per_unique` (bounds the Python objects alive)."""
 
 
-def _per_value(values: pl.Series, fn: Callable[[str], object], return_dtype: pl.DataType) -> pl.Series:
-    """`fn` of every value of `values`, in order, as a Series of `return_dtype`; the values
-    go to Python `_CHUNK` at a time, so a million distinct values never exist as Python
-    strings at once."""
-    parts = [pl.Series([fn(v) for v in values.slice(i, _CHUNK).to_list()], dtype=return_dtype)
-             for i in range(0, len(values), _CHUNK)]
-    return pl.concat(parts) if parts else pl.Series([], dtype=return_dtype)
+def _per_unique(values: pl.Series, fn: Callable[[str], object], return_dtype: pl.DataType) -> pl.Series:
+    """`fn` of every value of `values`, in order, as a Series of `return_dtype`, calling `fn`
+    once per distinct value; those go to Python `_CHUNK` at a time, so a million distinct
+    values never exist as Python strings at once."""
+    uniq = values.unique()
+    parts = [pl.Series([fn(v) for v in uniq.slice(i, _CHUNK).to_list()], dtype=return_dtype)
+             for i in range(0, len(uniq), _CHUNK)]
+    out = pl.concat(parts) if parts else pl.Series([], dtype=return_dtype)
+    return values.replace_strict(uniq, out, default=None, return_dtype=return_dtype)
 
 
 def on_unique(expr: pl.Expr, fn: Callable[[pl.Expr], pl.Expr], return_dtype: pl.DataType) -> pl.Expr:
@@ -303,9 +305,7 @@ def _fast_or_parsed(todo: pl.DataFrame, region: pl.Expr) -> pl.DataFrame:
     done = todo.filter("__fast").select("__i", pl.col("__e164").alias("v"))
     if slow.height:
         keys = slow.select(pl.concat_str([region.fill_null(""), pl.lit(_SEP), v]).alias("k"))["k"]
-        uniq = keys.unique()
-        parsed = _per_value(uniq, _parse_key, pl.String)
-        parsed = keys.replace_strict(uniq, parsed, default=None, return_dtype=pl.String)
+        parsed = _per_unique(keys, _parse_key, pl.String)
         done = pl.concat([done, slow.select("__i", pl.coalesce(parsed, v).alias("v"))])
     return done
 
@@ -369,11 +369,7 @@ def _check_emails(s: pl.Series) -> pl.Series:
     ok = rows["ok"]
     slow = rows.with_row_index("__i").filter(~pl.col("ok"))  # nulls drop
     if slow.height:
-        values = slow["v"]
-        uniq = values.unique()
-        checked = values.replace_strict(uniq, _per_value(uniq, _email_ok, pl.Boolean),
-                                        default=None, return_dtype=pl.Boolean)
-        ok = ok.scatter(slow["__i"], checked)
+        ok = ok.scatter(slow["__i"], _per_unique(slow["v"], _email_ok, pl.Boolean))
     return ok.fill_null(True)
 
 
