@@ -87,7 +87,7 @@ def resolve_lookups(rows: pl.DataFrame, template: Template, client: Client | Non
         long = rows.select("row_number", pl.col(m.field).alias("v"))
         long = long.explode("v") if is_list else long
         long = long.drop_nulls("v").filter(~pl.col("v").str.starts_with("/"))
-        names = long["v"].unique().to_list()
+        names = long["v"].unique(maintain_order=True).to_list()  # first use first: a stable plan
         if not names:
             continue
         mapping, issues, creates = _resolve_names(m.lookup, names, client, cache)

@@ -311,3 +311,17 @@ def test_plan_text_and_report_sheets_show_tag_names_not_iris(crm, client, tmp_pa
 
     saved = json.loads(paths["json"].read_text(encoding="utf-8"))  # the machine-readable file keeps IRIs
     assert saved["rows"][0]["changes"][0]["before"] == '["/tags/2"]'
+
+
+def test_tags_to_create_come_in_the_order_the_sheet_first_uses_them(crm, client, tmp_path):
+    """The same sheet plans the same operations in the same order, run after run."""
+    doc = json.loads(json.dumps(CASES_TEMPLATE))
+    doc["fields"]["tags"] = {"column": "tags", "split": ";", "lookup": {"create_missing": True}}
+    names = [f"t{i}" for i in (7, 3, 9, 1, 5, 8, 2, 6, 4)]
+    sheet = tmp_path / "t.csv"
+    lines = [f"O{i},o{i}@x.example,,,,,,,,,,,{names[i]};{names[-1 - i]}" for i in range(len(names))]
+    sheet.write_text("title,email,phone,phone_type,website,kvk_number,linkedin,street,postal_code,city,country,"
+                     "owner,tags\n" + "\n".join(lines) + "\n", encoding="utf-8")
+    p = plan(sheet, parse_template(doc, path="x"), client)
+    first_use = dict.fromkeys(n for i in range(len(names)) for n in (names[i], names[-1 - i]))
+    assert [o.key for o in p.operations if o.path == "/tags"] == [f"tag:{n}" for n in first_use]
