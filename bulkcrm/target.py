@@ -16,9 +16,9 @@ from .errors import ConfigError
 DEFAULT_BASE_URL = "https://api.rogerroger.io"
 """crm-api.md §1."""
 EMBEDDED_KEY = "embedded-sandbox-key"
+"""The embedded sandbox's own key: local only, never a real account's."""
 EMBEDDED_PREFIX = "embedded-sandbox:"
 """Target label of the embedded sandbox: the prefix, then the absolute path of its SQLite file."""
-"""The embedded sandbox's own key: local only, never a real account's."""
 DEFAULT_NOTE_CATEGORIES = ("Call", "Meeting", "E-mail", "Note")
 """Note categories a new embedded sandbox starts with, so note templates can look categories
 up by name (a note needs a category, crm-api.md §9.1; `/note_categories` is [SANDBOX] §10.4)."""
@@ -31,17 +31,20 @@ class Target:
     Attributes:
         client: the API client. label: what plans record as their target (a base URL, or
         `embedded-sandbox:<db path>`; never a key). sandbox: the embedded Sandbox or None.
+        created: the embedded sandbox's file was created by this run (it starts empty).
     """
 
     client: Client
     label: str
     sandbox: object | None = None
     secrets: tuple[str, ...] = field(default=(), repr=False)
+    created: bool = False
 
     def describe(self) -> str:
         """One line for the top of the output."""
         if self.sandbox is not None:
-            return (f"Target: embedded sandbox ({self.label.split(':', 1)[1]}), "
+            what = "a new, empty embedded sandbox" if self.created else "embedded sandbox"
+            return (f"Target: {what} ({self.label.split(':', 1)[1]}), "
                     "because no API key is set (BULKCRM_API_KEY).")
         rate = self.client.requests_per_minute
         return f"Target: {self.label} ({rate:g} requests/min)" if rate else f"Target: {self.label}"
@@ -86,7 +89,7 @@ def open_target(base_url: str | None, api_key: str | None, *, max_rate: float | 
     if new:
         sandbox.seed({"note_categories": [{"title": t} for t in DEFAULT_NOTE_CATEGORIES]})
     client = Client(sandbox.url, EMBEDDED_KEY, requests_per_minute=max_rate)
-    return Target(client=client, label=f"{EMBEDDED_PREFIX}{db.as_posix()}", sandbox=sandbox)
+    return Target(client=client, label=f"{EMBEDDED_PREFIX}{db.as_posix()}", sandbox=sandbox, created=new)
 
 
 def embedded_db_of(label: str) -> Path | None:

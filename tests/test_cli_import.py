@@ -142,12 +142,15 @@ def test_embedded_sandbox_is_the_default_target(runner, tmp_path, monkeypatch):
     shutil.copy(SAMPLE, tmp_path / "orgs.csv")
     result = runner.invoke(cli, ["import", "orgs.csv", "-t", str(TEMPLATE)])
     assert result.exit_code == 0, result.output
-    assert result.output.splitlines()[0].startswith("Target: embedded sandbox")
+    assert result.output.splitlines()[0].startswith("Target: a new, empty embedded sandbox (")
     assert (tmp_path / ".bulkcrm" / "sandbox.sqlite").exists()
     assert (tmp_path / "reports" / "orgs" / "report.xlsx").exists()
     again = runner.invoke(cli, ["import", "orgs.csv", "-t", str(TEMPLATE), "--json"])
     payload = json.loads(again.output.strip().splitlines()[-1])
     assert payload["unchanged"] == 91 and payload["created"] == 0
+    # the second run finds the sandbox the first one made (the line goes to stderr with --json)
+    third = runner.invoke(cli, ["plan", "orgs.csv", "-t", str(TEMPLATE), "--out", "p.json"])
+    assert third.output.splitlines()[0].startswith("Target: embedded sandbox (")
 
 
 def test_write_back_copy_comes_from_the_sheet_that_was_imported(runner, crm, tmp_path):
