@@ -4,7 +4,8 @@ Input: a `Plan` and a `Client`. Output: a `report.Report` (one row per input row
 
 - Every write is journalled (sent, then done/failed/drifted) and fsynced; re-running apply on
   the same plan skips done operations and resolves one left in `sent` by a lookup on its
-  identifiers before resending, so a create is never duplicated (issue 6).
+  identifiers, else among the records created since it was sent, before resending, so a
+  create is never duplicated (issue 6).
 - Pacing and retries live in the client (crm-api.md §4); a row whose write fails after its
   retries is `failed` and the run goes on. 401/403 stop the run (AuthError).
 - `verify=True` re-reads a record before writing; a record whose touched fields changed since
@@ -23,6 +24,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
+import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -106,7 +108,7 @@ def _run_op(op: Operation, journal: Journal, client: Client, verify: bool) -> An
         return None
     path = _fill_path(op.path, journal.iris())
     if state == "sent" and op.method == "POST":
-        found = _find_created(op, client, path)
+        found = _find_created(op, client, path, journal.get(op.key).get("t"))
         if found:
             journal.record(op.key, "done", iri=found, status=None, detail="resolved after a lost answer")
             return None
@@ -121,7 +123,8 @@ def _run_op(op: Operation, journal: Journal, client: Client, verify: bool) -> An
         try:
             resp = _send(client, op, path, body)
         except UncertainWriteError as e:
-            found = _find_created(op, client, path) if op.method == "POST" else None
+            found = _find_created(op, client, path, journal.get(op.key).get("t")) \
+                if op.method == "POST" else None
             if found:
                 journal.record(op.key, "done", iri=found, detail="resolved after a lost answer")
                 return None
@@ -171,33 +174,46 @@ def _fill_path(path: str, iris: dict[str, str]) -> str:
     return iris[key] + sep + rest if key in iris else path
 
 
-def _find_created(op: Operation, client: Client, path: str) -> str | None:
-    """Look for the record a POST may have created (its answer was lost)."""
+CLOCK_SKEW_S = 600
+"""Seconds subtracted from the time a lost create was sent before listing the records created
+since (`createdAt[after]`): `createdAt` is the server's clock, the journal's time ours."""
+
+
+def _find_created(op: Operation, client: Client, path: str, sent_at: float | None) -> str | None:
+    """Look for the record a POST may have created (its answer was lost; `sent_at`: when it was
+    sent, Unix seconds from the journal).
+
+    An organization is looked up by the searchable identifiers of its body (`identifiers[]`,
+    crm-api.md §8.3); failing that, among the organizations created since `sent_at` minus
+    `CLOCK_SKEW_S` (`createdAt[after]`, §7), which finds it whatever its identifiers (customerId
+    has no filter) and costs ⌈records created since / 30⌉ requests, normally one."""
     if op.resource == "organization_notes":
         from .notes import find_created_note
         return find_created_note(client, path, op.body, op.content_key)
     if op.path == "/tags":
         hits = [t for t in client.list_all("/tags") if str(t.get("title", "")).strip() == op.body["title"]]
         return hits[0]["@id"] if hits else None
-    values = [v for vals in op.identifiers.values() for v in vals]
-    if values:
-        members = list(lookup_records(client, values).values())
-    elif op.body.get("title"):
-        members = client.list_all("/organizations", {"q": op.body["title"]})
-    else:
-        return None
-    same = [r for r in members if _same_record(r, op.body)]
+    values = sorted(searchable_values([op]))
+    same = [r for r in lookup_records(client, values).values() if _same_record(r, op)] if values else []
+    if not same:
+        since = dt.datetime.fromtimestamp((sent_at or time.time()) - CLOCK_SKEW_S, dt.timezone.utc)
+        recent = client.list_all("/organizations", {"createdAt[after]": since.strftime("%Y-%m-%dT%H:%M:%SZ")})
+        same = [r for r in recent if _same_record(r, op)]
     return same[0]["@id"] if same else None
 
 
-def _same_record(record: dict, body: dict) -> bool:
-    """A record holds what the create sent (title and every e-mail/phone of the body)."""
+def _same_record(record: dict, op: Operation) -> bool:
+    """A record holds what the create `op` sent: its title, every e-mail and phone number of
+    its body, and the body's value of each other identifier field (customerId, ...)."""
+    body = op.body
     if record.get("title") != body.get("title"):
         return False
     emails = {e.get("email", "").lower() for e in record.get("emailAddresses") or []}
     phones = {p.get("phoneNumber") for p in record.get("phoneNumbers") or []}
+    others = [f for f in op.identifiers if f not in ("emailAddresses", "phoneNumbers")]
     return all(e["email"].lower() in emails for e in body.get("emailAddresses") or []) and \
-        all(p["phoneNumber"] in phones for p in body.get("phoneNumbers") or [])
+        all(p["phoneNumber"] in phones for p in body.get("phoneNumbers") or []) and \
+        all(record.get(f) == body.get(f) for f in others)
 
 
 def _drift(op: Operation, client: Client) -> str | None:

@@ -185,3 +185,33 @@ def test_ctrl_c_prints_the_resume_command_and_resume_completes(crm, tmp_path):
     final = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=300)
     assert final.returncode == 0, final.stderr
     _assert_state_equals_plan(crm)
+
+
+def test_lost_create_is_found_when_identifiers_have_no_filter(crm, tmp_path):
+    """A create left in `sent` whose record exists is found among the records created since it
+    was sent, although its only identifier (customerId) has no API filter: no duplicate."""
+    from bulkcrm.journal import Journal
+    template = parse_template({"resource": "organizations", "identifiers": ["customerId"],
+                               "fields": {"title": "name", "customerId": "id"}}, path="t.yaml", sha256="x")
+    sheet = tmp_path / "orgs.csv"
+    sheet.write_text("id,name\nC1,Alpha B.V.\nC2,Alpha B.V.\nC3,Gamma B.V.\n", encoding="utf-8")
+    client = Client(crm.url, TEST_KEY, requests_per_minute=None)
+    crm.seed({"organizations": [{"title": "Old", "customerId": "C9", "createdAt": "2020-01-01T00:00:00Z"}]})
+    p = plan(sheet, template, client)
+    path = p.save(tmp_path / "plan.json")
+    lost = p.operations[1]  # C2: same title as C1, told apart by its customerId only
+    assert lost.body["customerId"] == "C2"
+    # the crash: the journal says sent, the server has the record, the answer never came
+    Journal(journal_path(path), p.sha256, p.target).record(lost.key, "sent")
+    client.post("/organizations", lost.body)
+    crm.clear_log()
+    report = apply(Plan.load(path), client, plan_path=path, reconcile=False)
+    assert report.ok and report.counts()["created"] == 3
+    orgs = crm.store.all("organizations", tenant="tenant-a")
+    assert sorted(o["customerId"] for o in orgs) == ["C1", "C2", "C3", "C9"]
+    posts = [r for r in crm.requests if r.method == "POST"]
+    assert len(posts) == 2  # C1 and C3; C2 was found, not resent
+    listing = [r for r in crm.requests if r.method == "GET" and "createdAt" in r.query]
+    assert len(listing) == 1
+    entries = [json.loads(line) for line in journal_path(path).read_text().splitlines()]
+    assert [e.get("detail") for e in entries if e.get("key") == lost.key][-1] == "resolved after a lost answer"
