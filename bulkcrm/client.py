@@ -121,10 +121,13 @@ class _Window:
     when ours is not (other keys of the tenant share it).
     """
 
-    def __init__(self, limit: int | None, window_s: float, clock: Callable[[], float],
+    def __init__(self, limit: float | None, window_s: float, clock: Callable[[], float],
                  sleep: Callable[[float], None]):
-        self._limit = limit
-        rate = Rate(limit, max(1, round(window_s * 1000))) if limit else None
+        # pyrate counts whole requests: a fractional limit (`--max-rate 7.5`) allows the whole
+        # requests it covers in any window (7 per 60 s); under one, one per longer window
+        self._limit = max(1, math.floor(limit)) if limit else None
+        span = window_s / limit if limit and limit < 1 else window_s
+        rate = Rate(self._limit, max(1, round(span * 1000))) if limit else None
         self._bucket = InMemoryBucket([rate]) if rate else None
         self._clock, self._sleep = clock, sleep
         self._not_before = -math.inf
@@ -161,7 +164,8 @@ class Client:
     Args:
         base_url: e.g. `https://api.rogerroger.io` (a trailing slash is dropped).
         api_key: sent only as the `X-API-KEY` session header (§2); never shown anywhere.
-        requests_per_minute: requests allowed per `window_s` (default 20, §4); None = no pacing.
+        requests_per_minute: requests allowed per `window_s` (default 20, §4; may be fractional,
+            as `--max-rate 7.5`); None = no pacing.
         window_s: sliding-window length in seconds (default 60.0, §4).
         timeout_s: connect and read timeout per attempt, seconds.
         max_attempts: attempts per call, first one included (default 5).
@@ -191,7 +195,7 @@ class Client:
         retries: attempts repeated after a 429/5xx/connection failure.
     """
 
-    def __init__(self, base_url: str, api_key: str, *, requests_per_minute: int | None = 20,
+    def __init__(self, base_url: str, api_key: str, *, requests_per_minute: float | None = 20,
                  window_s: float = 60.0, timeout_s: float = 30.0, max_attempts: int = 5,
                  backoff_base_s: float = 1.0, backoff_max_s: float = 60.0,
                  clock: Callable[[], float] = time.monotonic,

@@ -3,6 +3,7 @@ helpers (`redact`, query encoding) and one real refused connection."""
 from __future__ import annotations
 
 import socket
+import time
 
 import pytest
 import requests
@@ -171,5 +172,21 @@ def test_pacing_gives_zero_429(crm):
             c.get("/organizations")
         assert c.throttled == 0 and c.requests_sent == 15
         assert [r.status for r in crm.requests] == [200] * 15
+    finally:
+        crm.set_rate_limit(None)
+
+
+def test_fractional_rate_paces_without_error(crm):
+    """`--max-rate 7.5` style limits: pyrate counts whole requests, so 2.5 per 0.4 s is paced as
+    at most 2 in any 0.4 s (a float limit crashed once the window filled)."""
+    crm.set_rate_limit(3, 0.4)
+    try:
+        c = Client(crm.url, TEST_KEY, requests_per_minute=2.5, window_s=0.4)
+        t0 = time.monotonic()
+        for _ in range(7):
+            c.get("/organizations")
+        elapsed = time.monotonic() - t0
+        assert c.throttled == 0 and [r.status for r in crm.requests] == [200] * 7
+        assert elapsed >= 1.2  # pairs at 0, 0.4, 0.8 and the seventh at 1.2 s
     finally:
         crm.set_rate_limit(None)
