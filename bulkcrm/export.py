@@ -202,13 +202,14 @@ def stream_pages(client: Client, out: Path, kind: str, columns: list[str], param
 
 
 class ProgressBar:
-    """A `Progress` callback drawing a tqdm bar on stderr: pages read of the total (known from
-    the first page's totalItems), requests sent, ETA. Call `close()` when done."""
+    """A `Progress` callback drawing a tqdm bar on stderr when it is a terminal: pages read of the
+    total (known from the first page's totalItems), requests sent, ETA. Call `close()` when done."""
 
     def __init__(self) -> None:
         from tqdm import tqdm
 
-        self.bar = tqdm(total=None, unit="page", desc="export", leave=True)
+        self.bar = tqdm(total=None, unit="page", desc="export", leave=True,
+                        disable=None)  # none in a log (stderr not a terminal)
 
     def __call__(self, pages: int, total: int | None, client: Client) -> None:
         self.bar.total = total

@@ -99,8 +99,9 @@ def _apply(p: Plan, target: Target, plan_path, *, reconcile, progress, batch_siz
 
 
 class _progress_bar:
-    """tqdm bar: done/total operations, requests, 429s seen, ETA (stderr). Drawn at the first
-    update, so a run refused before any operation (e.g. a plan for another target) shows none."""
+    """tqdm bar: done/total operations, requests, 429s seen, ETA (stderr, when it is a terminal).
+    Drawn at the first update, so a run refused before any operation (e.g. a plan for another
+    target) shows none."""
 
     def __init__(self, total: int):
         self.total, self.bar = total, None
@@ -108,7 +109,8 @@ class _progress_bar:
     def __call__(self, done: int, total: int, client) -> None:
         if self.bar is None:  # started at the first batch: its rate counts from there
             from tqdm import tqdm
-            self.bar = tqdm(total=self.total, initial=done, unit="op", desc="apply", leave=True)
+            self.bar = tqdm(total=self.total, initial=done, unit="op", desc="apply", leave=True,
+                            disable=None)  # none in a log (stderr not a terminal)
         self.bar.update(done - self.bar.n)
         self.bar.set_postfix(requests=client.requests_sent, throttled=client.throttled)
 
