@@ -38,19 +38,21 @@ _CHUNK_ROWS = 250_000
 """Rows mapped at a time (every step is row-wise, so chunks give the same frame)."""
 
 
-def map_rows(frame: pl.DataFrame, template: Template, *, path: str | None = None) -> pl.DataFrame:
+def map_rows(frame: pl.DataFrame, template: Template, *, path: str | None = None,
+             header_row: int = 1) -> pl.DataFrame:
     """Map a sheet frame onto API fields (see module docstring for the output shape).
 
     Args:
         frame: `row_number` + String columns, as `read.read(...).frame`.
         template: the loaded template.
-        path: input file name for error messages.
+        path: input file name for error messages. header_row: the sheet's header row
+            (`read.Sheet.header_row`), which a missing column's error names.
 
     Raises:
         InputError: a column the template needs is missing from the sheet (names the missing
             columns and the ones present). Bad values are not raised: `validate` reports them.
     """
-    _check_columns(frame, template, path)
+    _check_columns(frame, template, path, header_row)
     if frame.height > _CHUNK_ROWS:  # bounds the intermediate columns of a big sheet
         parts = [_map(part, template) for part in frame.iter_slices(_CHUNK_ROWS)]
         if all(p.schema == parts[0].schema for p in parts):
@@ -122,7 +124,7 @@ class _Plan:
                 self.add(f"{name}#{i}", item, step)
 
 
-def _check_columns(frame: pl.DataFrame, template: Template, path: str | None) -> None:
+def _check_columns(frame: pl.DataFrame, template: Template, path: str | None, header_row: int) -> None:
     needed = [c for c in template.columns if c != template.iri_column]
     missing = [c for c in needed if c not in frame.columns]
     if missing:
@@ -130,7 +132,7 @@ def _check_columns(frame: pl.DataFrame, template: Template, path: str | None) ->
         raise InputError(
             f"column(s) {', '.join(_with_guess(c, present) for c in missing)} required by template "
             f"{template.path} not found; the sheet has: {', '.join(map(repr, present))}",
-            path=path, row_number=1)
+            path=path, row_number=header_row)
 
 
 def _with_guess(column: str, present: list[str]) -> str:

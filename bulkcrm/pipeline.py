@@ -144,7 +144,7 @@ def run_validate(file, template_path, *, sheet=None, encoding=None, delimiter=No
     sh = read(file, sheet=sheet, encoding=encoding, delimiter=delimiter, header_row=header_row)
     name = Path(file).name
     where = f"{name}!{sh.sheet_name}" if sh.sheet_name else name
-    result = validate(map_rows(sh.frame, template, path=where), template, sheet=sh.frame,
+    result = validate(map_rows(sh.frame, template, path=where, header_row=sh.header_row), template, sheet=sh.frame,
                       read_issues=sh.issues, file=name, sheet_name=sh.sheet_name, letters=sh.letters)
     issues = result.issues
     errors = issues.filter(issues["severity"] == "error").height

@@ -149,7 +149,8 @@ def _plan(source: str | Path | Sheet, template: Template, client: Client, *, mod
             path=template.path, key="identifiers")
     start = client.requests_sent
     file = Path(sh.path).name
-    mapped = map_rows(sh.frame, template, path=f"{file}!{sh.sheet_name}" if sh.sheet_name else file)
+    mapped = map_rows(sh.frame, template, path=f"{file}!{sh.sheet_name}" if sh.sheet_name else file,
+                      header_row=sh.header_row)
     clock.lap("map")
     checked = validate(mapped, template, sheet=sh.frame, read_issues=sh.issues, file=file,
                        sheet_name=sh.sheet_name, letters=sh.letters)

@@ -99,6 +99,16 @@ def test_a_misspelt_column_names_the_sheets_closest_header(runner, tmp_path):
     assert ("column(s) 'email' (did you mean 'E-mail'?), 'Name ' (did you mean 'name'?), 'homepage' "
             "required by template") in result.output
     assert "the sheet has: 'name', 'E-mail', 'web'" in result.output
+    assert "orgs.csv:1: column(s)" in result.output  # the header row
+
+
+def test_a_missing_column_names_the_header_row_it_was_looked_for_in(runner, tmp_path):
+    """calamine/header-row.xlsx has its header on row 9: the error points there, not at row 1."""
+    t = tmp_path / "t.yaml"
+    t.write_text(yaml.safe_dump({"fields": {"title": "Name"}}), encoding="utf-8")
+    result = runner.invoke(cli, ["validate", str(DATA / "calamine" / "header-row.xlsx"), "-t", str(t)])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "header-row.xlsx!Sheet1:9: column(s) 'Name' required by template" in result.output
 
 
 @pytest.mark.parametrize("suffix", [".csv", ".xlsx"])
