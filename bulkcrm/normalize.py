@@ -464,7 +464,7 @@ CHECK_RULES: dict[str, tuple[str, str]] = {
     "country": ("ISO 3166-1 alpha-2", "use a two-letter code such as US, or name it in the transform's aliases "
                 "({country: {aliases: {\"Saint Martin\": MF}}})"),
     "phone_e164": ("E.164 phone number (ITU-T E.164)",
-                   "write it with + and the country code, such as +31201234567"),
+                   "write it with + and the country code, such as {example}"),
     "phone_type": ("phone type (crm-api.md §8.2)", f"use one of {', '.join(PHONE_TYPES)}"),
     "iri": ("IRI /{collection}/{id} (crm-api.md §1)", "use the IRI form /{collection}/{id}"),
     "datetime": ("RFC 3339 date-time (crm-api.md §1)",
@@ -472,8 +472,9 @@ CHECK_RULES: dict[str, tuple[str, str]] = {
     "max_length": ("maximum length", "shorten it to at most {n} characters"),
     "boolean": ("boolean", f"use one of {', '.join(TRUE_WORDS + FALSE_WORDS)}"),
 }
-"""`(rule, hint)` texts per check. The placeholders `{collection}` (iri) and `{n}` (max_length)
-are filled by `check_rule`; `{id}` stays literal (it shows the IRI form)."""
+"""`(rule, hint)` texts per check. The placeholders `{collection}` (iri), `{n}` (max_length)
+and `{example}` (phone_e164) are filled by `check_rule`; `{id}` stays literal (it shows the IRI
+form)."""
 
 CHECK_ISSUE_TYPES: dict[str, str] = {
     "email": "invalid-email", "url": "invalid-url", "country": "invalid-country",
@@ -483,15 +484,19 @@ CHECK_ISSUE_TYPES: dict[str, str] = {
 """Issue type slug (`vocab.IssueType`) each failed check becomes."""
 
 
-def check_rule(name: str, **options: object) -> tuple[str, str]:
+def check_rule(name: str, *, region: str | None = None, **options: object) -> tuple[str, str]:
     """Return `(rule, hint)` of check `name` with its options filled in, e.g.
     `check_rule("iri", collection="users")` -> `("IRI /users/{id} (crm-api.md §1)",
-    "use the IRI form /users/{id}")`. Options the texts do not use are ignored.
+    "use the IRI form /users/{id}")`. Options the texts do not use are ignored. `region`
+    (ISO 3166-1 alpha-2, e.g. the template's default_region) picks the example phone number
+    (phonenumbers' example for that region; NL's without one).
 
     Raises:
         KeyError: unknown check name.
     """
     rule, hint = CHECK_RULES[name]
+    if "{example}" in hint:
+        hint = hint.replace("{example}", _example_phone(region))
     for key in ("collection", "n"):
         if key in options:
             rule = rule.replace(f"{{{key}}}", str(options[key]))
@@ -503,3 +508,9 @@ def check_list(check_expr_fn: Callable[[pl.Expr], pl.Expr], expr: pl.Expr) -> pl
     """Return True where every item of the list `expr` passes `check_expr_fn` (null or empty
     list -> True), e.g. `check_list(partial(CHECKS["iri"], collection="tags"), pl.col("tags"))`."""
     return expr.list.eval(check_expr_fn(pl.element())).list.all().fill_null(True)
+
+
+def _example_phone(region: str | None) -> str:
+    """An E.164 example number of `region` (phonenumbers' metadata), else a Dutch one."""
+    number = phonenumbers.example_number((region or "").upper()) if region else None
+    return phonenumbers.format_number(number, PhoneNumberFormat.E164) if number else "+31201234567"

@@ -187,7 +187,7 @@ def _issues(failures: pl.DataFrame, rules: list[_Rule], mapped: pl.DataFrame,
         if idx is None:
             continue
         for rn, column, value in _bad_values(rule, template.mapping(rule.field), mapped[idx], originals):
-            issues.append(_issue(rule, rn, column, value, file, sheet_name))
+            issues.append(_issue(rule, rn, column, value, file, sheet_name, template.default_region))
     return issues
 
 
@@ -222,12 +222,12 @@ def _column_holding(value: str, m: Mapping, original: dict) -> str | None:
 
 
 def _issue(rule: _Rule, row_number: int, column: str | None, value: str | None,
-           file: str | None, sheet_name: str | None) -> Issue:
+           file: str | None, sheet_name: str | None, region: str | None = None) -> Issue:
     if rule.check is None:
         return Issue("missing-required", row_number, column, value, "required (crm-api.md §8.1)",
                      _place(file, row_number, column) + f"{column or rule.field} is required; "
                      f"fill in a value for {rule.field}", "error", file, sheet_name)
-    rule_text, hint = check_rule(rule.check, **dict(rule.options))
+    rule_text, hint = check_rule(rule.check, region=region, **dict(rule.options))
     msg = f'{_place(file, row_number, column)}"{value}" breaks {rule_text}; {hint}'
     return Issue(rule.slug, row_number, column, value, rule_text, msg, rule.severity, file, sheet_name)
 

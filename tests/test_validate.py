@@ -52,3 +52,12 @@ def test_clean_sheet_and_constant_boolean_give_no_issues():
                resource="organization_notes", organization={"iri_column": "org"})
     assert v.issues.height == 0 and v.invalid_rows == frozenset()
     assert v.valid.select("row_number", "flagged", "isPrivate").rows() == [(2, True, True), (3, None, True)]
+
+
+def test_phone_hint_shows_a_number_of_the_templates_region():
+    """A US sheet's bad phone gets a US example (phonenumbers' example number), not a Dutch one."""
+    v = _check({"title": "t", "phoneNumbers": {"column": "p"}}, [{"t": "A", "p": "555-01"}],
+               default_region="US")
+    (issue,) = v.issues.to_dicts()
+    assert issue["type"] == "invalid-phone" and issue["severity"] == "warning"
+    assert issue["message"].endswith("write it with + and the country code, such as +12015550123")
