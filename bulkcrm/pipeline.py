@@ -14,7 +14,7 @@ from .journal import journal_path
 from .mapping import map_rows
 from .plan import Plan, plan, render_plan
 from .read import Sheet, read
-from .report import Report, render_summary, write_issues, write_report
+from .report import Report, counts_by_resource, render_summary, write_issues, write_report
 from .target import Target
 from .template import load_template
 from .validate import validate
@@ -132,6 +132,8 @@ def _finish(report: Report, out: Path, input_path, target: Target, echo: Echo, *
         echo(f"({report.summary['already_done']} operation(s) had been done by an earlier run of "
              "this plan and were skipped; the counts are the plan's, not this run's)")
     payload = report.counts()  # every COUNT_KEYS key, then the other outcomes seen
+    if parts := counts_by_resource(report):
+        payload["by_resource"] = parts
     payload["requests"] = report.summary.get("requests", 0)
     payload["report"] = str(out)
     return {"ok": report.ok, "json": payload, "report": report, "dir": out}

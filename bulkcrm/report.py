@@ -460,8 +460,24 @@ def _mark(line: int, cells: list, marks: dict[tuple[int, int], tuple[bool, str]]
             cell.comment = Comment(redact(text), "bulkcrm", width=320, height=120)
 
 
+_KIND_NAMES = {"organization_notes": "notes"}
+
+
+def counts_by_resource(report: Report) -> dict[str, dict[str, int]]:
+    """`{"organizations": counts, "notes": counts}` (`Report.counts` of each resource's rows)
+    when the report holds organizations and their notes; `{}` when it holds one resource."""
+    if "resource" not in report.rows.columns or not report.rows.height:
+        return {}
+    kinds = report.rows["resource"].fill_null("organizations").unique().sort().to_list()
+    if len(kinds) < 2:
+        return {}
+    return {_KIND_NAMES.get(k, k): Report(rows=report.rows.filter(
+        pl.col("resource").fill_null("organizations") == k)).counts() for k in kinds}
+
+
 def render_summary(report: Report, *, out_dir: str | Path | None = None) -> str:
-    """Return terminal lines: counts in `COUNT_KEYS` order (then others), requests, report path.
+    """Return terminal lines: counts in `COUNT_KEYS` order (then others), one line per resource
+    when the run wrote organizations and their notes, requests, report path.
 
     Example::
 
@@ -471,6 +487,9 @@ def render_summary(report: Report, *, out_dir: str | Path | None = None) -> str:
     """
     s = report.summary
     lines = [", ".join(f"{k} {n}" for k, n in report.counts().items())]
+    parts = counts_by_resource(report)  # organizations with their notes: counted apart
+    if parts:
+        lines = [f"{kind}: " + ", ".join(f"{k} {n}" for k, n in counts.items()) for kind, counts in parts.items()]
     dry = " (dry run: nothing written)" if s.get("dry_run") else ""
     lines.append(f"requests: {s.get('requests', 0)}{dry}")
     if s.get("reconciled"):

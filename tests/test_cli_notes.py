@@ -44,6 +44,8 @@ def test_leads_100_organizations_and_notes_in_one_run_then_nothing(runner, categ
                       "--report", str(tmp_path / "r1"))
     assert code == 0, first
     assert first["created"] == 200 and first["conflict"] == 0 and first["invalid"] == 0
+    assert first["by_resource"]["organizations"]["created"] == 100
+    assert first["by_resource"]["notes"]["created"] == 100
     orgs = {o["@id"]: o for o in crm.store.all("organizations", tenant="tenant-a")}
     notes = crm.store.all("notes", tenant="tenant-a")
     assert len(orgs) == 100 and len(notes) == 100      # no two leads share a company or e-mail
@@ -62,6 +64,10 @@ def test_leads_100_organizations_and_notes_in_one_run_then_nothing(runner, categ
                        "--report", str(tmp_path / "r2"))
     assert code == 0
     assert second["unchanged"] == 200 and second["created"] == 0 and second["patched"] == 0
+    text = runner.invoke(cli, ["import", str(LEADS), "-t", str(LEADS_TEMPLATE), "--report", str(tmp_path / "r3"),
+                               "--base-url", crm.url, "--api-key", TEST_KEY, "--max-rate", "60000"]).output
+    assert "organizations: created 0, patched 0, replaced 0, unchanged 100," in text
+    assert "notes: created 0, patched 0, replaced 0, unchanged 100," in text
     assert [r for r in crm.requests if r.method in WRITES] == []
 
 
