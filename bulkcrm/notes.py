@@ -10,7 +10,10 @@ Rules (crm-api.md §9):
   (one paged listing `/organizations/{id}/notes` per organization, ⌈n/30⌉ requests each) and
   matches a row to a note on the template's content key (default organization + createdAt +
   description; descriptions compared trimmed with whitespace collapsed, dates as RFC 3339 UTC).
-  A row without createdAt keys on the other fields only (it matches a note of any date);
+  A row without createdAt keys on the other fields only (it matches a note of any date). A
+  row whose `crm_iri` cell holds a listed note's IRI (`/organizations/{id}/notes/{id}`, as a
+  notes export writes it) is that note, whatever its content: editing the text of an exported
+  note patches it instead of adding a second note;
 - a key matched by several rows is a `duplicate-row` conflict, by several notes an
   `ambiguous-match` conflict; a match is unchanged, patch (changed non-key fields, merge patch)
   or replace (template `mode: replace`, PUT of the whole note);
@@ -47,6 +50,7 @@ NOTE_WRITABLE = ("createdAt", "title", "description", "flagged", "isPrivate", "a
 PREVIEW = 60
 """Characters of a description shown as a row's title when the note has none."""
 _SEP, _NULL = "\x1f", "\x00"
+_NOTE_IRI = r"^/organizations/[^/]+/notes/[^/]+$"
 
 
 @dataclass
@@ -135,9 +139,18 @@ def plan_notes(sh: Sheet, nt: Template, client: Client, *, mode: str = "upsert",
         part.notes += found.notes
     bad = {i.row_number for i in part.issues if i.severity == "error"}
     _decide(part, mapped, resolved.rows, targets, bad, nt, client, mode=mode, mirror=mirror,
-            file=file, sheet_name=sheet_name, key_prefix=key_prefix)
+            file=file, sheet_name=sheet_name, key_prefix=key_prefix, named=_note_iris(frame))
     part.requests = client.requests_sent - start
     return part
+
+
+def _note_iris(frame: pl.DataFrame) -> pl.DataFrame:
+    """`row_number`, `iri` of the rows whose `crm_iri` cell holds a note IRI."""
+    from .export import IRI_COLUMN
+    if IRI_COLUMN not in frame.columns:
+        return pl.DataFrame(schema={"row_number": pl.Int64, "iri": pl.String})
+    iri = pl.col(IRI_COLUMN).str.strip_chars()
+    return frame.select("row_number", iri.alias("iri")).filter(pl.col("iri").str.contains(_NOTE_IRI))
 
 
 def _with_a_note(mapped: pl.DataFrame, nt: Template) -> pl.DataFrame:
@@ -152,10 +165,11 @@ def _with_a_note(mapped: pl.DataFrame, nt: Template) -> pl.DataFrame:
 
 def _decide(part: NotesPart, mapped: pl.DataFrame, rows: pl.DataFrame, targets: pl.DataFrame,
             bad: set, nt: Template, client: Client, *, mode: str, mirror: bool, file: str,
-            sheet_name: str | None, key_prefix: str) -> None:
+            sheet_name: str | None, key_prefix: str, named: pl.DataFrame | None = None) -> None:
     """Match rows to existing notes, then write the plan rows and operations into `part`.
 
-    `rows`: the valid, looked-up note rows; `targets`: `TARGET_SCHEMA` for every row."""
+    `rows`: the valid, looked-up note rows; `targets`: `TARGET_SCHEMA` for every row;
+    `named`: `row_number`, `iri` of rows naming their note (`_note_iris`): matched by it."""
     spec = nt.notes
     key = [k for k in spec.content_key if k != "organization"
            and (k != "createdAt" or nt.mapping("createdAt") is not None)]
@@ -164,11 +178,18 @@ def _decide(part: NotesPart, mapped: pl.DataFrame, rows: pl.DataFrame, targets: 
     orgs = sorted({o for o in good["org"].to_list() if not o.startswith(REF_PREFIX)})
     existing, by_iri = _existing_notes(client, orgs, nt)
     good = good.with_columns(_kind_and_key(key, good.schema))
-    pairs = good.select("row_number", "kind", "key").join(_existing_keys(existing, key),
-                                                          on=["kind", "key"])
-    conflicts = _conflicts(good, pairs, ", ".join(["organization", *key]))
-    hits = pairs.filter(~pl.col("row_number").is_in(list(conflicts))).select("row_number", "iri")
-    changed = _changed(good.join(hits, on="row_number"), existing, nt, key)
+    # a row naming a listed note of its own organization is that note; the others match on the key
+    by_name = (named.join(good.select("row_number", "org"), on="row_number")
+               .join(existing.select("iri", pl.col("org").alias("__note_org")), on="iri")
+               .filter(pl.col("org") == pl.col("__note_org")).select("row_number", "iri")
+               if named is not None and named.height else pl.DataFrame(schema={"row_number": pl.Int64, "iri": pl.String}))
+    keyed = good.filter(~pl.col("row_number").is_in(by_name["row_number"].implode()))
+    pairs = pl.concat([keyed.select("row_number", "kind", "key").join(
+        _existing_keys(existing, key), on=["kind", "key"]).select("row_number", "iri"), by_name])
+    conflicts = _conflicts(keyed, pairs, ", ".join(["organization", *key]))
+    hits = pairs.filter(~pl.col("row_number").is_in(list(conflicts)))
+    changed = _changed(good.join(hits, on="row_number"), existing, nt, key,
+                       set(by_name["row_number"].to_list()))
     part.issues += [Issue(t, rn, None, None, "one row per note",
                           f"{file}:{rn}: {msg}; keep one row per note, or change the template's "
                           "content_key", "error", file, sheet_name)
@@ -266,14 +287,15 @@ def _join(numbers) -> str:
 
 
 def _changed(matched: pl.DataFrame, existing: pl.DataFrame, nt: Template,
-             key: list[str]) -> dict[int, list[str]]:
-    """row_number -> fields to write for matched rows (key fields never: they are equal)."""
+             key: list[str], named: set[int]) -> dict[int, list[str]]:
+    """row_number -> fields to write for matched rows (key fields only for the rows in `named`,
+    matched by their note's IRI: for the others they are equal)."""
     if not matched.height:
         return {}
     fields = [m.field for m in nt.mappings]
     ch = diff.changed_fields(matched.select("row_number", "iri", *fields),
                              existing.select("iri", *fields), nt)
-    return {rn: [f for f in c if f not in key] for rn, _iri, c in ch.iter_rows()}
+    return {rn: [f for f in c if rn in named or f not in key] for rn, _iri, c in ch.iter_rows()}
 
 
 def _write_rows(good: pl.DataFrame, conflicts: dict, hit_iri: dict, changed: dict, mode: str):

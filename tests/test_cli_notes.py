@@ -86,6 +86,22 @@ def test_notes_export_then_reimport_is_zero_operations(runner, categories, tmp_p
     assert code == 0, text
     assert "Plan: notes: 0 to create, 0 to patch, 0 to replace, 153 unchanged" in text
     assert json.loads((tmp_path / "p.json").read_text())["operations"] == []
+    # edit one exported note's text and another's date (both in the content key): each row
+    # names its note by crm_iri, so both are patched, none added beside the old one
+    rows = list(csv.DictReader(out.open(encoding="utf-8", newline="")))
+    rows[0]["note"] += " Called back on Monday."
+    rows[1]["note_date"] = "2025-02-03T10:00:00Z"
+    edited = tmp_path / "notes-edited.csv"
+    with edited.open("w", encoding="utf-8", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    code, applied = run(runner, crm, "import", str(edited), "-t", template, "--report", str(tmp_path / "n2"))
+    assert code == 0 and applied["patched"] == 2 and applied["created"] == 0
+    notes = {n["@id"]: n for n in crm.store.all("notes", tenant="tenant-a")}
+    assert len(notes) == 153
+    assert notes[rows[0]["crm_iri"]]["description"].endswith("Called back on Monday.")
+    assert notes[rows[1]["crm_iri"]]["createdAt"].startswith("2025-02-03T10:00:00")
 
 
 def test_mirror_notes_flag_lists_every_delete(runner, categories, tmp_path):
