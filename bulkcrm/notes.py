@@ -178,11 +178,7 @@ def _decide(part: NotesPart, mapped: pl.DataFrame, rows: pl.DataFrame, targets: 
     orgs = sorted({o for o in good["org"].to_list() if not o.startswith(REF_PREFIX)})
     existing, by_iri = _existing_notes(client, orgs, nt)
     good = good.with_columns(_kind_and_key(key, good.schema))
-    # a row naming a listed note of its own organization is that note; the others match on the key
-    by_name = (named.join(good.select("row_number", "org"), on="row_number")
-               .join(existing.select("iri", pl.col("org").alias("__note_org")), on="iri")
-               .filter(pl.col("org") == pl.col("__note_org")).select("row_number", "iri")
-               if named is not None and named.height else pl.DataFrame(schema={"row_number": pl.Int64, "iri": pl.String}))
+    by_name = _named_hits(named, good, existing)  # the other rows match on the content key
     keyed = good.filter(~pl.col("row_number").is_in(by_name["row_number"].implode()))
     pairs = pl.concat([keyed.select("row_number", "kind", "key").join(
         _existing_keys(existing, key), on=["kind", "key"]).select("row_number", "iri"), by_name])
@@ -209,6 +205,16 @@ def _decide(part: NotesPart, mapped: pl.DataFrame, rows: pl.DataFrame, targets: 
     elif spec.mirror:
         part.notes.append("the template allows mirror mode; notes absent from the sheet are "
                           "deleted only with --mirror-notes")
+
+
+def _named_hits(named: pl.DataFrame | None, good: pl.DataFrame, existing: pl.DataFrame) -> pl.DataFrame:
+    """`row_number`, `iri` of the rows in `named` whose IRI is a listed note of the row's own
+    organization (`good`: rows with `org`; `existing`: `_existing_notes`' frame)."""
+    if named is None or not named.height:
+        return pl.DataFrame(schema={"row_number": pl.Int64, "iri": pl.String})
+    return (named.join(good.select("row_number", "org"), on="row_number")
+            .join(existing.select("iri", pl.col("org").alias("__note_org")), on="iri")
+            .filter(pl.col("org") == pl.col("__note_org")).select("row_number", "iri"))
 
 
 def list_notes(client: Client, orgs: list[str]) -> tuple[list[dict], list[str]]:
