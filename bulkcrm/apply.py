@@ -75,6 +75,10 @@ def apply(plan: Plan, client: Client, *, plan_path: str | Path | None = None,
     if plan.target.rstrip("/") != target.rstrip("/"):
         raise PlanError(f"the plan was made for {plan.target}, not {target}; plan again "
                         "against this target")
+    if client.requests_sent == 0 and plan.requests_spent:  # a plan made by another process:
+        # its requests still fill the tenant's window; taken as sent at the end of planning
+        made = dt.datetime.fromisoformat(plan.created_at).timestamp() + 1  # to the second
+        client.count_earlier(plan.requests_spent, made)
     start_requests, started = client.requests_sent, now_utc()
     jpath = journal_file or (journal_path(plan_path) if plan_path else None)
     if jpath is None:

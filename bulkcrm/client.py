@@ -133,6 +133,14 @@ class _Window:
         self._not_before = -math.inf
         self._lock = threading.Lock()
 
+    def count_earlier(self, n: int, t: float) -> None:
+        """Count `n` requests sent at clock time `t` by another process (at most the limit)."""
+        if self._bucket is None:
+            return
+        with self._lock:
+            for _ in range(min(n, self._limit)):
+                self._bucket.put(RateItem("tenant", int(t * 1000)))
+
     def block_until(self, t: float) -> None:
         """Let no send leave before clock time `t` (seconds)."""
         with self._lock:
@@ -220,6 +228,14 @@ class Client:
     def __repr__(self) -> str:
         return redact(f"Client(base_url={self.base_url!r}, requests_per_minute="
                       f"{self.requests_per_minute}, window_s={self.window_s})", self._secrets())
+
+    def count_earlier(self, requests: int, at: float) -> None:
+        """Count `requests` sent by an earlier process at Unix time `at` (seconds), e.g. a
+        plan's lookups, in this client's window: the tenant's window still holds them
+        (crm-api.md §4), so the first requests of this run wait for their slots instead of
+        meeting a 429. Requests older than the window change nothing."""
+        if self.requests_per_minute and time.time() - at < self.window_s:
+            self._window.count_earlier(requests, self._clock() - (time.time() - at))
 
     # -- public verbs ---------------------------------------------------------------------
     def get(self, path: str, params: Mapping[str, Any] | None = None) -> dict:

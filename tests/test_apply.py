@@ -215,3 +215,24 @@ def test_lost_create_is_found_when_identifiers_have_no_filter(crm, tmp_path):
     assert len(listing) == 1
     entries = [json.loads(line) for line in journal_path(path).read_text().splitlines()]
     assert [e.get("detail") for e in entries if e.get("key") == lost.key][-1] == "resolved after a lost answer"
+
+
+def test_apply_after_a_separate_plan_counts_the_plans_requests(crm, tmp_path):
+    """`bulkcrm plan` then `bulkcrm apply` are two processes: apply's window starts with the
+    plan's requests in it (the tenant's still holds them), so its first writes meet no 429."""
+    crm.set_rate_limit(4, 2.0)
+    try:
+        planner = Client(crm.url, TEST_KEY, requests_per_minute=4, window_s=2.0)
+        template = parse_template(TEMPLATE, path="t.yaml", sha256="x")
+        sheet = tmp_path / "orgs.csv"
+        sheet.write_text("title,email,website,phone\n" + "".join(
+            f"Nieuw {i} B.V.,nieuw{i}@firma.example,,\n" for i in range(4)), encoding="utf-8")
+        p = plan(sheet, template, planner, strategy="lookup")
+        assert p.requests_spent >= 1 and p.counts()["create"] == 4
+        path = p.save(tmp_path / "plan.json")
+        applier = Client(crm.url, TEST_KEY, requests_per_minute=4, window_s=2.0)  # a new process's
+        report = apply(Plan.load(path), applier, plan_path=path, reconcile=False)
+        assert report.ok and report.counts()["created"] == 4
+        assert applier.throttled == 0 and 429 not in {r.status for r in crm.requests}
+    finally:
+        crm.set_rate_limit(None)
