@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from .client import Client
 from .errors import ConfigError
@@ -70,11 +71,12 @@ def open_target(base_url: str | None, api_key: str | None, *, max_rate: float | 
         embedded_db: SQLite file of the embedded sandbox.
 
     Raises:
-        ConfigError: a base URL without a key, or one that is not http(s)://.
+        ConfigError: a base URL without a key, not https:// (http:// only for a loopback host
+            such as a local `bulkcrm sandbox`: the key travels in a header), or with a user or
+            password in it.
     """
-    if base_url and not base_url.lower().startswith(("http://", "https://")):
-        raise ConfigError(f"the base URL {base_url!r} (--base-url or BULKCRM_BASE_URL) must start "
-                          "with https:// or http://, e.g. https://api.rogerroger.io")
+    if base_url:
+        _check_base_url(base_url)
     if api_key:
         client = Client(base_url or DEFAULT_BASE_URL, api_key, requests_per_minute=max_rate or 20)
         return Target(client=client, label=client.base_url, secrets=(api_key,))
@@ -90,6 +92,29 @@ def open_target(base_url: str | None, api_key: str | None, *, max_rate: float | 
         sandbox.seed({"note_categories": [{"title": t} for t in DEFAULT_NOTE_CATEGORIES]})
     client = Client(sandbox.url, EMBEDDED_KEY, requests_per_minute=max_rate)
     return Target(client=client, label=f"{EMBEDDED_PREFIX}{db.as_posix()}", sandbox=sandbox, created=new)
+
+
+_LOOPBACK = ("127.0.0.1", "::1", "localhost")
+
+
+def _check_base_url(base_url: str) -> None:
+    """Refuse a base URL the key must not be sent to (see `open_target`)."""
+    try:
+        url = urlsplit(base_url)
+        host = url.hostname or ""
+    except ValueError:
+        raise ConfigError("the base URL (--base-url or BULKCRM_BASE_URL) is not a URL; use e.g. "
+                          "https://api.rogerroger.io") from None
+    if url.username is not None or url.password is not None:  # never echoed: it may be a key
+        raise ConfigError("the base URL (--base-url or BULKCRM_BASE_URL) holds a user or password "
+                          "before '@'; give the key with --api-key or BULKCRM_API_KEY instead")
+    where = f"the base URL {base_url!r} (--base-url or BULKCRM_BASE_URL)"
+    if url.scheme.lower() not in ("http", "https") or not host:
+        raise ConfigError(f"{where} must start with https://, e.g. https://api.rogerroger.io")
+    if url.scheme.lower() == "http" and host.lower() not in _LOOPBACK:
+        raise ConfigError(f"{where} must use https://: over http:// the API key would cross the "
+                          "network unencrypted (http:// is accepted for 127.0.0.1, ::1 and "
+                          "localhost only, e.g. a local `bulkcrm sandbox`)")
 
 
 def embedded_db_of(label: str) -> Path | None:

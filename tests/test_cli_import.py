@@ -211,3 +211,19 @@ def test_a_journal_of_another_plan_stops_apply_before_any_request(runner, crm, t
     assert result.exit_code == 2  # a usage error: nothing was sent
     assert "b.journal.jsonl: this journal belongs to another plan" in result.output
     assert writes(crm) == []
+
+
+@pytest.mark.parametrize("base_url, says", [
+    ("http://192.0.2.7:8080", "must use https://: over http:// the API key would cross the network"),
+    ("https://me:SECRET-in-url@api.example", "holds a user or password before '@'"),
+    ("ftp://api.example", "must start with https://"),
+])
+def test_a_base_url_the_key_must_not_go_to_is_refused(runner, tmp_path, monkeypatch, base_url, says):
+    """Exit 2 before any request: plain http to another host, credentials in the URL (never
+    echoed), another scheme. http:// to loopback stays allowed (every CLI test uses it)."""
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(cli, ["plan", str(SAMPLE), "-t", str(TEMPLATE), "--out", "p.json",
+                                 "--base-url", base_url, "--api-key", TEST_KEY])
+    assert result.exit_code == 2 and says in result.output and "Traceback" not in result.output
+    assert "SECRET-in-url" not in result.output and TEST_KEY not in result.output
+    assert not (tmp_path / "p.json").exists()
