@@ -326,8 +326,29 @@ def _report(plan: Plan, journal: Journal, mismatches: dict, requests: int, start
                "input": plan.input, "dry_run": False, "started_at": started, "finished_at": now_utc(),
                "reconciled": reconciled, "mismatches": len(mismatches),
                "planning_requests": plan.requests_spent}
+    refs = _made(plan, journal)
+    if refs:  # a tag the run created: its IRI, shown by its name as in the plan
+        rows = [{**row, "changes": [{**c, "after": _filled(c.get("after"), refs)} for c in row["changes"]]}
+                for row in rows]
+    names = plan.names | {iri: plan.names[ref] for ref, iri in refs.items() if ref in plan.names}
     return Report(rows=pl.DataFrame(rows, schema=ROW_SCHEMA), issues=_issues(plan, rows), summary=summary,
-                  names=plan.names)
+                  names=names)
+
+
+def _made(plan: Plan, journal: Journal) -> dict[str, str]:
+    """`$ref:<key>` -> IRI of each record the plan created that changes refer to (new tags)."""
+    iris = journal.iris()
+    return {f"{REF_PREFIX}{o.key}": iris[o.key] for o in plan.operations
+            if o.key.startswith("tag:") and o.key in iris}
+
+
+def _filled(text: str | None, refs: dict[str, str]) -> str | None:
+    """A change's JSON text with each `"$ref:<key>"` string replaced by the created IRI."""
+    if not text or REF_PREFIX not in text:
+        return text
+    for ref, iri in refs.items():
+        text = text.replace(json.dumps(ref), json.dumps(iri))
+    return text
 
 
 def _issues(plan: Plan, rows: list[dict]) -> pl.DataFrame:
