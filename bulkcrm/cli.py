@@ -14,29 +14,49 @@ from pathlib import Path
 
 import click
 
-from .errors import AuthError, BulkcrmError, ConfigError, InputError, JournalError, PlanError, TemplateError
+from .errors import (ApiError, AuthError, BulkcrmError, ConfigError, InputError, JournalError, PlanError,
+                     TemplateError, TransientApiError)
 from .target import EMBEDDED_DB, Target, open_target
 
 
-def _fail(e: Exception, debug: bool) -> None:
+_ERROR_KINDS = ((InputError, "input"), (TemplateError, "template"), (PlanError, "plan"),
+                (ConfigError, "config"), (JournalError, "journal"), (AuthError, "auth"),
+                (TransientApiError, "api-unavailable"), (ApiError, "api"))
+"""`--json`'s `error` of each failure (the first class that matches), so a scheduled job can
+tell a bad file from an API that is down without parsing the message."""
+
+
+def _fail(e: Exception, debug: bool, as_json: bool = False) -> None:
     if debug:
         raise e
     # 2: nothing was sent and the user must change something first (README, exit codes)
     code = 2 if isinstance(e, (InputError, TemplateError, PlanError, ConfigError, JournalError)) else 1
     click.echo(f"Error: {e}", err=True)
+    if as_json:
+        _json_error(e, code)
     sys.exit(code)
+
+
+def _json_error(e: BaseException, code: int) -> None:
+    """`{"ok": false, "error": kind, "message", "exit_code"}` on stdout (`--json`)."""
+    kind = next((k for cls, k in _ERROR_KINDS if isinstance(e, cls)), "interrupted"
+                if isinstance(e, KeyboardInterrupt) else "error")
+    message = "interrupted" if isinstance(e, KeyboardInterrupt) else str(e)
+    click.echo(json.dumps({"ok": False, "error": kind, "message": message, "exit_code": code},
+                          ensure_ascii=False))
 
 
 def handle_errors(fn):
     """Turn BulkcrmError into a clear message and exit code (2 for input/template/plan/target
-    options, else 1)."""
+    options, else 1); with `--json` also a JSON object on stdout (`_json_error`)."""
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         ctx = click.get_current_context()
         try:
             return fn(*args, **kwargs)
         except BulkcrmError as e:
-            _fail(e, ctx.obj.get("debug", False) if ctx.obj else False)
+            obj = ctx.obj or {}
+            _fail(e, obj.get("debug", False), obj.get("json", False))
     return wrapper
 
 
@@ -126,7 +146,7 @@ def import_cmd(ctx, file, template_path, mode, match_strategy, mirror_notes, she
                             reconcile=not no_reconcile, progress=not as_json,
                             echo=lambda s: click.echo(s, err=as_json))
     except (KeyboardInterrupt, AuthError) as e:
-        _stopped(e, f"bulkcrm apply {Path(report_dir) / 'plan.json'} --report {report_dir}",
+        _stopped(e, _resume(ctx, Path(report_dir) / "plan.json", report_dir, base_url),
                  Path(report_dir, "plan.json").exists())
     _finish(result, as_json)
 
@@ -184,7 +204,7 @@ def apply_cmd(ctx, plan_file, base_url, api_key, max_rate, report_dir, batch_siz
     db = embedded_db_of(plan.target) if plan else None
     target = _open(ctx, base_url, api_key, max_rate, embedded_db=db or EMBEDDED_DB)
     report_dir = report_dir or str(Path("reports") / Path(plan_file).stem)
-    resume = f"bulkcrm apply {plan_file} --report {report_dir}"
+    resume = _resume(ctx, plan_file, report_dir, base_url)
     try:
         result = run_apply(plan_file, target, plan=plan, report_dir=report_dir, batch_size=batch_size, verify=verify,
                            reconcile=not no_reconcile, progress=not as_json,
@@ -206,6 +226,7 @@ def apply_cmd(ctx, plan_file, base_url, api_key, max_rate, report_dir, batch_siz
 def validate_cmd(ctx, file, template_path, sheet, encoding, delimiter, header_row, report_dir, as_json):
     """Check FILE against the template offline; exit 1 when any row has an error."""
     from .pipeline import run_validate
+    ctx.obj["json"] = as_json
     result = run_validate(file, template_path, sheet=_sheet_arg(sheet), encoding=encoding,
                           delimiter=delimiter, header_row=header_row, report_dir=report_dir)
     if as_json:
@@ -299,7 +320,22 @@ def _stopped(e: BaseException, resume: str, resumable: bool) -> None:
     why = "interrupted" if isinstance(e, KeyboardInterrupt) else str(e)
     tail = f" The journal is saved; resume with:\n  {resume}" if resumable else ""
     click.echo(f"\nStopped ({why}).{tail}", err=True)
-    sys.exit(130 if isinstance(e, KeyboardInterrupt) else 1)
+    code = 130 if isinstance(e, KeyboardInterrupt) else 1
+    if click.get_current_context().obj.get("json"):
+        _json_error(e, code)
+    sys.exit(code)
+
+
+def _resume(ctx, plan_file, report_dir: str, base_url: str | None) -> str:
+    """The command that resumes a stopped run against the same target; the key is never
+    printed, so a key given with --api-key is asked for again."""
+    from click.core import ParameterSource
+    cmd = f"bulkcrm apply {plan_file} --report {report_dir}"
+    if base_url and ctx.get_parameter_source("base_url") is not ParameterSource.ENVIRONMENT:
+        cmd += f" --base-url {base_url}"
+    if ctx.get_parameter_source("api_key") is ParameterSource.COMMANDLINE:
+        cmd += " --api-key <your key>"
+    return cmd
 
 
 def _finish(result: dict, as_json: bool) -> None:

@@ -227,3 +227,21 @@ def test_a_base_url_the_key_must_not_go_to_is_refused(runner, tmp_path, monkeypa
     assert result.exit_code == 2 and says in result.output and "Traceback" not in result.output
     assert "SECRET-in-url" not in result.output and TEST_KEY not in result.output
     assert not (tmp_path / "p.json").exists()
+
+
+def test_json_failures_say_what_failed_on_stdout(runner, crm, tmp_path, monkeypatch):
+    """A scheduled job reads stdout: with --json a failure is one JSON object naming its kind
+    (a rejected key and a bad template exit 1 and 2, as documented)."""
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(cli, ["import", str(SAMPLE), "-t", str(TEMPLATE), "--json",
+                                 "--base-url", crm.url, "--api-key", "not-the-key"])
+    out = json.loads(result.stdout.strip().splitlines()[-1])
+    assert result.exit_code == 1 and out["ok"] is False and out["error"] == "auth" and out["exit_code"] == 1
+    assert "not-the-key" not in result.output
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("fields:\n  titel: name\n", encoding="utf-8")
+    result = runner.invoke(cli, ["plan", str(SAMPLE), "-t", str(bad), "--out", "p.json", "--json",
+                                 "--base-url", crm.url, "--api-key", TEST_KEY])
+    out = json.loads(result.stdout.strip().splitlines()[-1])
+    assert result.exit_code == 2 and (out["error"], out["exit_code"]) == ("template", 2)
+    assert "fields.titel" in out["message"]
