@@ -368,12 +368,19 @@ def _put_body(record: dict, after: dict, template: Template) -> tuple[dict, list
         body["address"] = {**_clean_obj(record.get("address")), **after["address"]}
     body["emailAddresses"] = [_clean_obj(e) for e in body.get("emailAddresses") or []]
     body["phoneNumbers"] = [_clean_obj(p) for p in body.get("phoneNumbers") or []]
-    cleared = sorted(k for k, v in record.items() if k not in READ_ONLY and v not in (None, [], {})
-                     and body.get(k) in (None, [], {}))
+    cleared = [k for k, v in record.items() if k not in READ_ONLY and v not in _EMPTY
+               and body.get(k) in _EMPTY]
+    # an object kept in part (address): the keys it loses, as `address.street`
+    cleared += [f"{k}.{sub}" for k, v in record.items() if k not in READ_ONLY and isinstance(v, dict)
+                and isinstance(body.get(k), dict) for sub, old in v.items()
+                if old not in _EMPTY and body[k].get(sub) in _EMPTY]
     changes = [{"field": k, "before": _js(record.get(k)), "after": _js(body.get(k))}
-               for k in sorted(set(body) | set(cleared)) if k not in READ_ONLY
+               for k in sorted(set(body) | set(cleared)) if k not in READ_ONLY and "." not in k
                and canon(record.get(k)) != canon(body.get(k))]
-    return body, changes, cleared
+    return body, changes, sorted(cleared)
+
+
+_EMPTY = (None, "", [], {})
 
 
 def snapshot(record: dict, changed: list[str]) -> dict:

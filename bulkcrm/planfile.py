@@ -322,9 +322,12 @@ def _row_lines(r: dict, quoted: dict[str, str]) -> list[str]:
     title = json.dumps(r["title"], ensure_ascii=False) if r.get("title") is not None else None
     lines = ["  " + " ".join(p for p in (sign, f"{what}{where}{r['op']}", r.get("iri"), title) if p)]
     if r["op"] in ("patch", "replace"):
+        cleared = r.get("cleared") or []
         lines += [f"      {ch['field']}: {_named(ch['before'], quoted) or 'null'} → "
-                  f"{_named(ch['after'], quoted) or 'null'}" for ch in r["changes"]]
-        lines += [f"      {f}: cleared by PUT" for f in r.get("cleared") or []]
+                  f"{_named(ch['after'], quoted) or 'null'}" + (" (cleared)" if ch["field"] in cleared else "")
+                  for ch in r["changes"]]
+        shown = {ch["field"] for ch in r["changes"]}
+        lines += [f"      {f}: cleared by PUT" for f in cleared if f not in shown]
     if r.get("note"):
         lines.append(f"      {r['note']}")
     return lines

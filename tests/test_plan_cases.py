@@ -200,19 +200,26 @@ def test_modes(crm, client, tmp_path, mode, expected):
 
 
 def test_replace_mode_puts_and_lists_cleared_fields(crm, client, tmp_path):
+    from bulkcrm.plan import render_plan
     crm.seed({"organizations": [{"title": "Old", "emailAddresses": [{"email": "a@x.example"}],
-                                 "website": "https://old.example", "description": "kept: unmapped"}]})
+                                 "website": "https://old.example", "description": "kept: unmapped",
+                                 "address": {"street": "Oude Gracht 1", "city": "Utrecht"}}]})
     sheet = tmp_path / "r.csv"
-    sheet.write_text("title,email,website\nNew,a@x.example,\n", encoding="utf-8")
+    sheet.write_text("title,email,website,street,city\nNew,a@x.example,,,Utrecht\n", encoding="utf-8")
     t = parse_template({"mode": "replace", "identifiers": ["emailAddresses"],
-                        "fields": {"title": "title", "emailAddresses": "email", "website": "website"}})
+                        "fields": {"title": "title", "emailAddresses": "email", "website": "website",
+                                   "address.street": "street", "address.city": "city"}})
     p = plan(sheet, t, client)
     (op,) = p.operations
-    assert op.method == "PUT" and op.cleared == ["website"]
+    assert op.method == "PUT" and op.cleared == ["address.street", "website"]
     assert op.body["description"] == "kept: unmapped" and op.body["title"] == "New"
+    text = render_plan(p)  # each cleared field once: on its change line, or on a line of its own
+    assert '      website: "https://old.example" → null (cleared)' in text
+    assert "      address.street: cleared by PUT" in text and "website: cleared by PUT" not in text
     apply(p, client, journal_file=tmp_path / "j.jsonl")
     rec = client.get(op.path)
     assert rec["title"] == "New" and "website" not in rec and rec["description"] == "kept: unmapped"
+    assert not rec["address"].get("street") and rec["address"]["city"] == "Utrecht"
 
 
 def test_ambiguous_match_is_a_conflict(crm, client, tmp_path):
