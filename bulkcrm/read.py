@@ -111,7 +111,11 @@ def _read_excel(p: Path, where: str, sheet: str | int | None, header_row: int | 
     from bulkcrm.read_excel import excel_issues, load_excel
 
     grid = load_excel(p, sheet)
-    empty = (f"sheet {grid.sheet_name!r} is empty (no header row); pick another with --sheet "
+    errors = grid.cells.filter(pl.col("kind") == "error") if grid.cells.height else grid.cells
+    held = (f"holds only Excel error values ({', '.join(errors['text'].unique(maintain_order=True).head(4))}"
+            f", e.g. in {column_letter(int(errors['col'][0]))}{errors['row_number'][0]}), no header row"
+            if errors.height else "is empty (no header row)")
+    empty = (f"sheet {grid.sheet_name!r} {held}; pick another with --sheet "
              f"(sheets: {', '.join(map(repr, grid.sheet_names))})")
     frame, hdr, issues, names = _finish(grid.grid, where, header_row, grid.sheet_name,
                                         empty=empty)

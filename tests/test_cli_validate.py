@@ -132,3 +132,13 @@ def test_issues_name_the_cell_to_fix(runner, tmp_path, suffix):
     assert result.exit_code == 1, result.output
     issues = json.loads((tmp_path / "out" / "issues.json").read_text())["issues"]
     assert {i["column"]: i["cell"] for i in issues} == expected
+
+
+def test_a_sheet_of_only_excel_errors_says_so(runner, tmp_path):
+    """calamine/errors.xlsx holds only error cells (#DIV/0!, ...): not called empty."""
+    t = tmp_path / "t.yaml"
+    t.write_text(yaml.safe_dump({"fields": {"title": "Name"}}), encoding="utf-8")
+    result = runner.invoke(cli, ["validate", str(DATA / "calamine" / "errors.xlsx"), "-t", str(t)])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "sheet 'Feuil1' holds only Excel error values (#DIV/0!" in result.output
+    assert "e.g. in A1), no header row; pick another with --sheet" in result.output
