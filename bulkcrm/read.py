@@ -10,7 +10,8 @@ Header detection (when `header_row` is not given): among the first 50 non-blank 
 is the first row with more than half as many non-empty cells as the wide rows below it (the 90th
 percentile of the next 20 non-blank rows). Title/preamble rows (one or two cells over a wide
 table) are skipped; a header with a few blank cells, or over sparse or ragged data, still wins.
-Pass `header_row` to override.
+Pass `header_row` to override. A column holding data under a blank header cell is read as
+`(column 2)` (Excel: `(column B)`) with an `unnamed-column` warning.
 """
 from __future__ import annotations
 
@@ -88,7 +89,7 @@ def read(path: str | Path, *, sheet: str | int | None = None, encoding: str | No
 
     Raises:
         InputError: the file is missing, not a supported type, empty, password-protected,
-            undecodable, or its header is unusable (duplicate or blank header cells over data),
+            undecodable, or its header is unusable (duplicate header texts),
             or the sheet does not exist. Row problems are never raised: see `Sheet.issues`.
     """
     p, where = Path(path), str(path)
@@ -250,10 +251,11 @@ def _finish(grid: pl.DataFrame, where: str, header_row: int | None, sheet: str |
     width = max(i for i, t in enumerate(texts) if t) + 1
     data = (rows.slice(rows["row_number"].search_sorted(header_row, side="right"))
             if rows["row_number"].is_sorted() else rows.filter(pl.col("row_number") > header_row))
-    named = _check_header(texts[:width], cells[:width], data, where, header_row, how, sheet)
+    named, unnamed = _check_header(texts[:width], cells[:width], data, where, header_row, how, sheet)
     # one chunk per column: later stages run per chunk (e.g. a transform's Python batch)
     frame = data.select(pl.col("row_number"), *(pl.col(c).alias(n) for c, n in named.items())).rechunk()
-    issues = _ragged(data, cells[width:], width, where, sheet, delimiter)
+    issues = _unnamed(unnamed, where, header_row, how, sheet) + _ragged(data, cells[width:], width,
+                                                                         where, sheet, delimiter)
     return frame, header_row, issues, named
 
 
@@ -273,21 +275,19 @@ def _drop_blank_rows(grid: pl.DataFrame, cells: list[str]) -> pl.DataFrame:
 
 
 def _check_header(texts: list[str], cells: list[str], data: pl.DataFrame, where: str,
-                  header_row: int, how: str, sheet: str | None) -> dict[str, str]:
-    """Return {grid column: header} for named columns; raise on blank headers over data or
-    duplicate headers. A blank header over an all-empty column is dropped."""
+                  header_row: int, how: str, sheet: str | None) -> tuple[dict[str, str], list[str]]:
+    """Return ({grid column: header}, names given to unnamed columns); raise on duplicate
+    headers. A blank header over an all-empty column is dropped; over data, the column is
+    read as `(column 2)` (CSV: its position; Excel: `(column B)`), which a template may map."""
     def pos(i: int) -> str:
         return f"column {column_letter(int(cells[i][1:]))}" if sheet is not None \
             else f"column {i + 1}"
     unnamed = [c for c, t in zip(cells, texts) if not t]
     has_data = dict(zip(unnamed, data.select((~_blank(c)).any() for c in unnamed).row(0))
                     if unnamed else ())
-    blank = [pos(i) for i, t in enumerate(texts) if not t and has_data[cells[i]]]
+    texts = [t or (f"({pos(i)})" if has_data[cells[i]] else "") for i, t in enumerate(texts)]
+    placeholders = [t for c, t in zip(cells, texts) if c in has_data and t]
     where_hdr = f"header row {header_row} ({how})"
-    if blank:
-        raise InputError(f"{where_hdr} has no header text in {', '.join(blank)} although the "
-                         "column holds data; name the column or delete it"
-                         + ("" if how == "given" else ", or pass --header-row"), path=where)
     seen: dict[str, list[int]] = {}
     for i, t in enumerate(texts):
         if t:
@@ -298,7 +298,16 @@ def _check_header(texts: list[str], cells: list[str], data: pl.DataFrame, where:
         note = " (`row_number` is reserved)" if "row_number" in dups else ""
         raise InputError(f"duplicate headers in {where_hdr}: {desc}{note}; rename them so each "
                          "header is unique", path=where)
-    return {cells[i]: t for i, t in enumerate(texts) if t}
+    return {cells[i]: t for i, t in enumerate(texts) if t}, placeholders
+
+
+def _unnamed(names: list[str], where: str, header_row: int, how: str, sheet: str | None) -> list[Issue]:
+    """One warning per column read under a placeholder name (`_check_header`)."""
+    tip = "" if how == "given" else " (or pass --header-row if the header is another row)"
+    return [Issue("unnamed-column", header_row, name, None, "every column that holds data has a header",
+                  f"{Path(where).name}:{header_row}: {name[1:-1]} holds data but has no header text; "
+                  f"it is read as {name!r}: name it in the sheet or map {name!r}{tip}", "warning",
+                  Path(where).name, sheet, None) for name in names]
 
 
 def _ragged(data: pl.DataFrame, extra: list[str], width: int, where: str,

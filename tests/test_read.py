@@ -184,12 +184,17 @@ def test_duplicate_headers_error_text(tmp_path):
         "column 1, column 3; 'title' in column 2, column 5; rename them so each header is unique")
 
 
-def test_blank_header_over_data_is_an_error(tmp_path):
-    with pytest.raises(InputError) as e:
-        read(write(tmp_path, "bh.csv", "title,,email\nA,x,a@x\n"))
-    assert str(e.value) == (
-        f"{tmp_path / 'bh.csv'}: header row 1 (detected) has no header text in column 2 although "
-        "the column holds data; name the column or delete it, or pass --header-row")
+def test_blank_header_over_data_is_read_under_a_placeholder_with_a_warning(tmp_path):
+    """A template that does not use the column is not blocked by it; one that does can map it."""
+    sheet = read(write(tmp_path, "bh.csv", "title,,email\nA,x,a@x\n"))
+    assert sheet.frame.columns == ["row_number", "title", "(column 2)", "email"]
+    assert sheet.frame.row(0) == (2, "A", "x", "a@x")
+    (issue,) = sheet.issues
+    assert (issue.type, issue.severity, issue.row_number, issue.column) == (
+        "unnamed-column", "warning", 1, "(column 2)")
+    assert issue.message == ("bh.csv:1: column 2 holds data but has no header text; it is read as "
+                             "'(column 2)': name it in the sheet or map '(column 2)' (or pass "
+                             "--header-row if the header is another row)")
 
 
 def test_blank_header_over_empty_column_is_dropped(tmp_path):
@@ -364,8 +369,9 @@ def test_xlsx_offset_table_and_x000d_escape():
 def test_xlsx_duplicate_and_blank_headers():
     with pytest.raises(InputError, match=r"'col' in column A, column B, column C"):
         read(DATA / "fastexcel/fixture-single-sheet-duplicated-columns.xlsx")
-    with pytest.raises(InputError, match=r"no header text in column B although"):
-        read(DATA / "calamine/merge_cells.xlsx")
+    merged = read(DATA / "calamine/merge_cells.xlsx")  # a merged header cell leaves B blank
+    assert merged.frame.columns == ["row_number", "Row Merge", "(column B)", "Not Merged"]
+    assert [i.column for i in merged.issues if i.type == "unnamed-column"] == ["(column B)"]
 
 
 def test_password_protected():
