@@ -323,7 +323,7 @@ def _ragged(data: pl.DataFrame, extra: list[str], width: int, where: str,
                    if delimiter else f"give column {cols[0]} a header or clear it")
             issues.append(Issue(
                 "ragged-row", row[0], None, " | ".join(vals), _RFC4180_RULE,
-                f"row {row[0]} has {len(vals)} value(s) past the last header column ({width} "
+                f"{file}:{row[0]}: {len(vals)} value(s) past the last header column ({width} "
                 f"columns): {', '.join(map(repr, vals))}; {tip}", "error", file, sheet,
                 f"{cols[0]}{row[0]}" if sheet else None))
     if "n_fields" in data.columns and delimiter is not None:
@@ -331,6 +331,6 @@ def _ragged(data: pl.DataFrame, extra: list[str], width: int, where: str,
         for rn, n in short.iter_rows():
             issues.append(Issue(
                 "ragged-row", rn, None, None, _RFC4180_RULE,
-                f"row {rn} has {n} field(s) but the header has {width}; the missing cells "
+                f"{file}:{rn}: {n} field(s) but the header has {width}; the missing cells "
                 "read as empty", "warning", file, None, None))
     return sorted(issues, key=lambda i: i.row_number or 0)

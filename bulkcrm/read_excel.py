@@ -22,7 +22,7 @@ from xml.etree import ElementTree as ET
 
 import polars as pl
 
-from bulkcrm.errors import InputError, Issue
+from bulkcrm.errors import InputError, Issue, place
 
 _NS = {"m": "http://schemas.openxmlformats.org/spreadsheetml/2006/main",
        "r": "http://schemas.openxmlformats.org/officeDocument/2006/relationships",
@@ -518,29 +518,30 @@ def excel_issues(g: ExcelGrid, header_row: int, names: dict[str, str], file: str
         (pl.col("text").str.len_chars() >= 8) | pl.col("col").is_in([int(c[1:]) for c in text_cols])))
     for rn, col, kind, text, id_like in flagged.iter_rows():
         ref, column = f"{_letters(col)}{rn}", names.get(f"c{col}")
+        at = f"{place(file, rn, column)} ({sheet}!{ref})"  # as every issue: file:row:column
         if kind == "error":
             out.append(Issue("excel-error", rn, column, text, "Excel error value",
-                             f"{sheet}!{ref}: the cell shows the Excel error {text}; fix the "
+                             f"{at}: the cell shows the Excel error {text}; fix the "
                              "formula or type the value", "error", file, sheet, ref))
         elif kind == "no-result":
             out.append(Issue("formula-without-result", rn, column, None,
                              "formula cells need a cached value (ECMA-376 §18.3.1.96)",
-                             f"{sheet}!{ref}: formula without a stored result; open and save "
+                             f"{at}: formula without a stored result; open and save "
                              "the file in Excel or LibreOffice, or paste values", "error", file,
                              sheet, ref))
         else:
             out.append(Issue("numeric-cell", rn, column, text, _NUMERIC_RULE,
-                             f"cell {ref} was stored as a number; a leading + or 0 may have "
+                             f"{at}: the cell was stored as a number; a leading + or 0 may have "
                              "been lost; format the column as Text", "warning", file, sheet, ref))
     for r1, c1, r2, c2 in g.merges:
         if r2 <= header_row:
             continue
         rng = f"{_letters(c1)}{r1}:{_letters(c2)}{r2}"
-        rn = max(r1, header_row + 1)
-        out.append(Issue("merged-cell", rn, names.get(f"c{c1}"), None, "merged cells",
-                         f"{sheet}!{rng} is a merged range: only {_letters(c1)}{r1} holds the "
-                         "value, the other cells read as empty; unmerge and fill each cell",
-                         "warning", file, sheet, f"{_letters(c1)}{r1}"))
+        rn, column = max(r1, header_row + 1), names.get(f"c{c1}")
+        out.append(Issue("merged-cell", rn, column, None, "merged cells",
+                         f"{place(file, rn, column)} ({sheet}!{rng}): a merged range; only "
+                         f"{_letters(c1)}{r1} holds the value, the other cells read as empty; "
+                         "unmerge and fill each cell", "warning", file, sheet, f"{_letters(c1)}{r1}"))
     return out
 
 

@@ -234,10 +234,10 @@ def test_ragged_rows(tmp_path):
                            (4, "C", "Gent", None)]
     long, short = sheet.issues
     assert (long.type, long.severity, long.row_number, long.value) == ("ragged-row", "error", 3, "FR")
-    assert long.message == ("row 3 has 1 value(s) past the last header column (3 columns): 'FR'; "
+    assert long.message == ("r.csv:3: 1 value(s) past the last header column (3 columns): 'FR'; "
                             "quote values that contain the comma")
     assert (short.type, short.severity, short.row_number) == ("ragged-row", "warning", 4)
-    assert short.message == ("row 4 has 2 field(s) but the header has 3; the missing cells read "
+    assert short.message == ("r.csv:4: 2 field(s) but the header has 3; the missing cells read "
                              "as empty")
 
 
@@ -334,7 +334,7 @@ def test_xlsx_merged_cells_warn(tmp_path):
     (issue,) = sheet.issues
     assert (issue.type, issue.severity, issue.cell, issue.row_number) == (
         "merged-cell", "warning", "A2", 2)
-    assert issue.message.startswith("S!A2:A3 is a merged range: only A2 holds the value")
+    assert issue.message.startswith("m.xlsx:2:title (S!A2:A3): a merged range; only A2 holds the value")
 
 
 def test_xlsx_error_values(tmp_path):

@@ -83,7 +83,8 @@ def test_br05_warns_only_for_the_general_numeric_phone(tmp_path):
     issues = read(_br05(tmp_path / "BR-05.xlsx")).issues
     assert [(i.type, i.severity, i.cell, i.row_number, i.column, i.value) for i in issues] == [
         ("numeric-cell", "warning", "B4", 4, "phone", "31612345678")]
-    assert issues[0].message == ("cell B4 was stored as a number; a leading + or 0 may have "
+    assert issues[0].message == ("BR-05.xlsx:4:phone (Organisaties!B4): the cell was stored as a number; "
+                                 "a leading + or 0 may have "
                                  "been lost; format the column as Text")
     assert issues[0].sheet == "Organisaties" and issues[0].file == "BR-05.xlsx"
 
@@ -140,7 +141,7 @@ def test_br06_workbook_b_formulas_without_results_are_cell_errors(tmp_path):
         ("formula-without-result", "error", "Organisaties", "C2", 2, "website"),
         ("formula-without-result", "error", "Organisaties", "A3", 3, "title")]
     assert sheet.issues[0].message == (
-        "Organisaties!B2: formula without a stored result; open and save the file in Excel or "
+        "BR-06-B.xlsx:2:email (Organisaties!B2): formula without a stored result; open and save the file in Excel or "
         "LibreOffice, or paste values")
     # the cells are null, never the formula text; both rows are still there to be rejected
     assert sheet.frame["row_number"].to_list() == [2, 3]
