@@ -4,8 +4,8 @@ Input: a `Plan` and a `Client`. Output: a `report.Report` (one row per input row
 
 - Every write is journalled (sent, then done/failed/drifted) and fsynced; re-running apply on
   the same plan skips done operations and resolves one left in `sent` by a lookup on its
-  identifiers, else among the records created since it was sent, before resending, so a
-  create is never duplicated (issue 6).
+  identifiers, or among the records created since it was sent that no other operation
+  claimed, before resending, so a create is never duplicated (issue 6).
 - Pacing and retries live in the client (crm-api.md §4); a row whose write fails after its
   retries is `failed` and the run goes on. 401/403 stop the run (AuthError).
 - `verify=True` re-reads a record before writing; a record whose touched fields changed since
@@ -40,6 +40,7 @@ from .match import BATCH, count_records, lookup_records
 from .plan import Operation, Plan
 from .planfile import now_utc, searchable_values
 from .report import ROW_SCHEMA, Report
+from .template import SEARCHABLE_IDENTIFIERS
 from .vocab import OP_OUTCOME
 
 ProgressFn = Callable[[int, int, Client], None]
@@ -111,8 +112,9 @@ def _run_op(op: Operation, journal: Journal, client: Client, verify: bool) -> An
         journal.record(op.key, "failed", detail=f"depends on {', '.join(missing)}, which failed")
         return None
     path = _fill_path(op.path, journal.iris())
+    body = _fill_refs(op.body, journal.iris())
     if state == "sent" and op.method == "POST":
-        found = _find_created(op, client, path, journal.get(op.key).get("t"))
+        found = _find_created(op, body, client, path, journal)
         if found:
             journal.record(op.key, "done", iri=found, status=None, detail="resolved after a lost answer")
             return None
@@ -121,14 +123,12 @@ def _run_op(op: Operation, journal: Journal, client: Client, verify: bool) -> An
         if drift:
             journal.record(op.key, "drifted", detail=drift)
             return None
-    body = _fill_refs(op.body, journal.iris())
     for _ in range(3):  # an uncertain write is resolved by lookup, then resent at most twice
         journal.record(op.key, "sent")
         try:
             resp = _send(client, op, path, body)
         except UncertainWriteError as e:
-            found = _find_created(op, client, path, journal.get(op.key).get("t")) \
-                if op.method == "POST" else None
+            found = _find_created(op, body, client, path, journal) if op.method == "POST" else None
             if found:
                 journal.record(op.key, "done", iri=found, detail="resolved after a lost answer")
                 return None
@@ -183,41 +183,42 @@ CLOCK_SKEW_S = 600
 since (`createdAt[after]`): `createdAt` is the server's clock, the journal's time ours."""
 
 
-def _find_created(op: Operation, client: Client, path: str, sent_at: float | None) -> str | None:
-    """Look for the record a POST may have created (its answer was lost; `sent_at`: when it was
-    sent, Unix seconds from the journal).
+def _find_created(op: Operation, body: dict, client: Client, path: str, journal: Journal) -> str | None:
+    """Look for the record the POST of `op` may have created (its answer was lost; `body`: what
+    was sent, references filled), among records no other operation of the plan has claimed.
 
     An organization is looked up by the searchable identifiers of its body (`identifiers[]`,
-    crm-api.md §8.3); failing that, among the organizations created since `sent_at` minus
-    `CLOCK_SKEW_S` (`createdAt[after]`, §7), which finds it whatever its identifiers (customerId
-    has no filter) and costs ⌈records created since / 30⌉ requests, normally one."""
+    crm-api.md §8.3). When some identifier field has no filter (customerId) or there is none,
+    it is looked for among the organizations created since the POST was sent, minus
+    `CLOCK_SKEW_S` (`createdAt[after]`, §7: ⌈records created since / 30⌉ requests). A record
+    counts when it holds the body's title, every scalar field and exactly its e-mail addresses
+    and phone numbers."""
     if op.resource == "organization_notes":
         from .notes import find_created_note
-        return find_created_note(client, path, op.body, op.content_key)
+        return find_created_note(client, path, body, op.content_key)
     if op.path == "/tags":
-        hits = [t for t in client.list_all("/tags") if str(t.get("title", "")).strip() == op.body["title"]]
+        hits = [t for t in client.list_all("/tags") if str(t.get("title", "")).strip() == body["title"]]
         return hits[0]["@id"] if hits else None
+    claimed = {iri for key, iri in journal.iris().items() if key != op.key}
     values = sorted(searchable_values([op]))
-    same = [r for r in lookup_records(client, values).values() if _same_record(r, op)] if values else []
-    if not same:
-        since = dt.datetime.fromtimestamp((sent_at or time.time()) - CLOCK_SKEW_S, dt.timezone.utc)
+    found = lookup_records(client, values).values() if values else []
+    same = [r for r in found if r["@id"] not in claimed and _same_record(r, body)]
+    if not same and (not values or set(op.identifiers) - set(SEARCHABLE_IDENTIFIERS)):
+        sent_at = journal.get(op.key).get("t") or time.time()
+        since = dt.datetime.fromtimestamp(sent_at - CLOCK_SKEW_S, dt.timezone.utc)
         recent = client.list_all("/organizations", {"createdAt[after]": since.strftime("%Y-%m-%dT%H:%M:%SZ")})
-        same = [r for r in recent if _same_record(r, op)]
+        same = [r for r in recent if r["@id"] not in claimed and _same_record(r, body)]
     return same[0]["@id"] if same else None
 
 
-def _same_record(record: dict, op: Operation) -> bool:
-    """A record holds what the create `op` sent: its title, every e-mail and phone number of
-    its body, and the body's value of each other identifier field (customerId, ...)."""
-    body = op.body
-    if record.get("title") != body.get("title"):
-        return False
+def _same_record(record: dict, body: dict) -> bool:
+    """A record holds what a create sent: the body's title and other scalar fields, and exactly
+    its e-mail addresses (case ignored) and phone numbers."""
     emails = {e.get("email", "").lower() for e in record.get("emailAddresses") or []}
     phones = {p.get("phoneNumber") for p in record.get("phoneNumbers") or []}
-    others = [f for f in op.identifiers if f not in ("emailAddresses", "phoneNumbers")]
-    return all(e["email"].lower() in emails for e in body.get("emailAddresses") or []) and \
-        all(p["phoneNumber"] in phones for p in body.get("phoneNumbers") or []) and \
-        all(record.get(f) == body.get(f) for f in others)
+    return emails == {e["email"].lower() for e in body.get("emailAddresses") or []} and \
+        phones == {p["phoneNumber"] for p in body.get("phoneNumbers") or []} and \
+        all(record.get(k) == v for k, v in body.items() if not isinstance(v, (list, dict)))
 
 
 def _drift(op: Operation, client: Client) -> str | None:

@@ -237,3 +237,27 @@ def test_apply_after_a_separate_plan_counts_the_plans_requests(crm, tmp_path):
         assert applier.throttled == 0 and 429 not in {r.status for r in crm.requests}
     finally:
         crm.set_rate_limit(None)
+
+
+def test_a_lost_create_is_not_taken_for_another_rows_record(crm, tmp_path):
+    """Row 3 shares row 2's title but has no identifier: the record row 2 created (the journal
+    has it) is not row 3's lost create, so row 3 is sent and both organizations exist."""
+    from bulkcrm.journal import Journal
+    template = parse_template({"resource": "organizations", "identifiers": ["emailAddresses", "customerId"],
+                               "fields": {"title": "name", "customerId": "id", "emailAddresses": "email"}},
+                              path="t.yaml", sha256="x")
+    sheet = tmp_path / "orgs.csv"
+    sheet.write_text("id,name,email\nC1,Alpha B.V.,a@alpha.example\n,Alpha B.V.,\n", encoding="utf-8")
+    client = Client(crm.url, TEST_KEY, requests_per_minute=None)
+    p = plan(sheet, template, client, mode="create-only")
+    path = p.save(tmp_path / "plan.json")
+    first, second = p.operations
+    journal = Journal(journal_path(path), p.sha256, p.target)
+    journal.record(first.key, "sent")
+    journal.record(first.key, "done", iri=client.post("/organizations", first.body).iri)
+    journal.record(second.key, "sent")  # the crash: its request never reached the server
+    report = apply(Plan.load(path), client, plan_path=path, reconcile=False)
+    assert report.ok and report.counts()["created"] == 2
+    orgs = crm.store.all("organizations", tenant="tenant-a")
+    assert sorted((o["title"], o.get("customerId") or "") for o in orgs) == [("Alpha B.V.", ""), ("Alpha B.V.", "C1")]
+    assert len({r["iri"] for r in report.rows.to_dicts()}) == 2
