@@ -233,9 +233,12 @@ class Client:
         """Count `requests` sent by an earlier process at Unix time `at` (seconds), e.g. a
         plan's lookups, in this client's window: the tenant's window still holds them
         (crm-api.md §4), so the first requests of this run wait for their slots instead of
-        meeting a 429. Requests older than the window change nothing."""
-        if self.requests_per_minute and time.time() - at < self.window_s:
-            self._window.count_earlier(requests, self._clock() - (time.time() - at))
+        meeting a 429. Requests older than the window change nothing; a time ahead of this
+        machine's clock (another machine's) counts as now."""
+        now = time.time()
+        at = min(at, now)
+        if self.requests_per_minute and now - at < self.window_s:
+            self._window.count_earlier(requests, self._clock() - (now - at))
 
     # -- public verbs ---------------------------------------------------------------------
     def get(self, path: str, params: Mapping[str, Any] | None = None) -> dict:

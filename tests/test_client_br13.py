@@ -182,3 +182,17 @@ def test_br13_sandbox_http_date_retry_after(crm):
     assert created.status == 201 and created.throttled >= 1
     statuses = [r.status for r in crm.requests if r.method == "POST"]
     assert statuses[0] == 429 and statuses[-1] == 201 and statuses.count(201) == 1
+
+
+def test_an_earlier_runs_requests_are_waited_for_at_most_one_window():
+    """`count_earlier` (a plan's requests, counted by the apply after it): full window -> the
+    first request waits one window; a plan time ahead of this clock counts as now, not later."""
+    import time as _time
+    client, script, clock = scripted([(200, {}, {"member": []})] * 2, requests_per_minute=2, window_s=10.0)
+    client.count_earlier(5, _time.time() + 600)       # stamped by a machine whose clock runs ahead
+    client.get("/organizations")
+    assert 10.0 <= sum(clock.sleeps) <= 11.0
+    client2, _, clock2 = scripted([(200, {}, {"member": []})], requests_per_minute=2, window_s=10.0)
+    client2.count_earlier(5, _time.time() - 30)        # older than the window: nothing to wait for
+    client2.get("/organizations")
+    assert clock2.sleeps == []
