@@ -347,8 +347,9 @@ def _filled(text: str | None, refs: dict[str, str]) -> str | None:
     """A change's JSON text with each `"$ref:<key>"` string replaced by the created IRI."""
     if not text or REF_PREFIX not in text:
         return text
-    for ref, iri in refs.items():
-        text = text.replace(json.dumps(ref), json.dumps(iri))
+    for ref, iri in refs.items():  # the text may escape non-ASCII or not: both spellings
+        for ascii_only in (True, False):
+            text = text.replace(json.dumps(ref, ensure_ascii=ascii_only), json.dumps(iri))
     return text
 
 

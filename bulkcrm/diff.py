@@ -373,7 +373,7 @@ def _put_body(record: dict, after: dict, template: Template) -> tuple[dict, list
     # an object kept in part (address): the keys it loses, as `address.street`
     cleared += [f"{k}.{sub}" for k, v in record.items() if k not in READ_ONLY and isinstance(v, dict)
                 and isinstance(body.get(k), dict) for sub, old in v.items()
-                if old not in _EMPTY and body[k].get(sub) in _EMPTY]
+                if not sub.startswith("@") and old not in _EMPTY and body[k].get(sub) in _EMPTY]
     changes = [{"field": k, "before": _js(record.get(k)), "after": _js(body.get(k))}
                for k in sorted(set(body) | set(cleared)) if k not in READ_ONLY and "." not in k
                and canon(record.get(k)) != canon(body.get(k))]

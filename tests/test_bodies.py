@@ -216,3 +216,18 @@ def test_a_list_the_record_holds_exactly_as_the_sheet_has_it_is_left_alone(crm, 
     p = plan(path, tpl, client)
     assert [(r["iri"], r["op"]) for r in p.rows] == [(iri, expected[0])]
     assert [o.body for o in p.operations] == ([expected[1]] if expected[1] else [])
+
+
+def test_a_put_lists_the_object_keys_it_clears_not_json_ld_keys():
+    """The API answers `address` with `@context`, `@id`, `@type` (crm-api.md §8.2): a PUT body
+    never carries them, and they are not "cleared"; a street the sheet empties is."""
+    t = parse_template({"mode": "replace", "identifiers": ["emailAddresses"],
+                        "fields": {"title": "title", "emailAddresses": "email",
+                                   "address.street": "street", "address.city": "city"}})
+    record = {"@id": "/organizations/1", "title": "A", "emailAddresses": [{"email": "a@x.example"}],
+              "address": {"@context": "/contexts/Address", "@id": "/addresses/9", "@type": "Address",
+                          "street": "Oude Gracht 1", "city": "Utrecht"}}
+    row = {"title": "A", "emailAddresses": ["a@x.example"], "address.street": None, "address.city": "Utrecht"}
+    body, changes, cleared = diff.update(row, record, ["address.street"], t)
+    assert cleared == ["address.street"]
+    assert body["address"]["city"] == "Utrecht" and not body["address"].get("street")

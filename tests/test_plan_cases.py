@@ -305,20 +305,20 @@ def test_plan_text_and_report_sheets_show_tag_names_not_iris(crm, client, tmp_pa
                              "lookup": {"create_missing": True}}
     sheet = tmp_path / "t.csv"
     sheet.write_text("title,email,phone,phone_type,website,kvk_number,linkedin,street,postal_code,city,country,"
-                     "owner,tags\nA,a@x.example,,,,,,,,,,,vip;Brand new\n", encoding="utf-8")
+                     "owner,tags\nA,a@x.example,,,,,,,,,,,vip;Café neuf\n", encoding="utf-8")
     p = plan(sheet, parse_template(doc, path="x"), client)
-    assert p.names == {"/tags/1": "VIP", "/tags/2": "Old", "$ref:tag:Brand new": "Brand new (new tag)"}
-    assert 'tags: ["Old"] → ["VIP","Brand new (new tag)"]' in render_plan(p)
+    assert p.names == {"/tags/1": "VIP", "/tags/2": "Old", "$ref:tag:Café neuf": "Café neuf (new tag)"}
+    assert 'tags: ["Old"] → ["VIP","Café neuf (new tag)"]' in render_plan(p)
     assert Plan.load(p.save(tmp_path / "plan.json")).names == p.names
     report = apply(p, client, journal_file=tmp_path / "j.jsonl")
     paths = write_report(report, tmp_path / "r")
     import csv as _csv
     (line,) = _csv.DictReader(paths["csv"].open(encoding="utf-8"))
-    assert line["changes"] == 'tags: ["Old"] → ["VIP","Brand new (new tag)"]'
+    assert line["changes"] == 'tags: ["Old"] → ["VIP","Café neuf (new tag)"]'
 
     saved = json.loads(paths["json"].read_text(encoding="utf-8"))  # the machine-readable file keeps IRIs
     assert saved["rows"][0]["changes"][0]["before"] == '["/tags/2"]'
-    new_tag = next(t["@id"] for t in client.list_all("/tags") if t["title"] == "Brand new")
+    new_tag = next(t["@id"] for t in client.list_all("/tags") if t["title"] == "Café neuf")
     assert saved["rows"][0]["changes"][0]["after"] == json.dumps(["/tags/1", new_tag], separators=(",", ":"))
 
 
