@@ -11,7 +11,8 @@ is the first row with more than half as many non-empty cells as the wide rows be
 percentile of the next 20 non-blank rows). Title/preamble rows (one or two cells over a wide
 table) are skipped; a header with a few blank cells, or over sparse or ragged data, still wins.
 Pass `header_row` to override. A column holding data under a blank header cell is read as
-`(column 2)` (Excel: `(column B)`) with an `unnamed-column` warning.
+`(column 2)` (Excel: `(column B)`) with an `unnamed-column` warning: in a CSV between named
+columns (values past the last header are a ragged row), in a sheet anywhere.
 """
 from __future__ import annotations
 
@@ -251,6 +252,10 @@ def _finish(grid: pl.DataFrame, where: str, header_row: int | None, sheet: str |
     width = max(i for i, t in enumerate(texts) if t) + 1
     data = (rows.slice(rows["row_number"].search_sorted(header_row, side="right"))
             if rows["row_number"].is_sorted() else rows.filter(pl.col("row_number") > header_row))
+    if sheet is not None and cells[width:]:  # Excel: data right of the last header is a column
+        # too (in a CSV it is a ragged row: a delimiter that should have been quoted)
+        filled = data.select((~_blank(c)).any() for c in cells[width:]).row(0)
+        width += max((j + 1 for j, f in enumerate(filled) if f), default=0)
     named, unnamed = _check_header(texts[:width], cells[:width], data, where, header_row, how, sheet)
     # one chunk per column: later stages run per chunk (e.g. a transform's Python batch)
     frame = data.select(pl.col("row_number"), *(pl.col(c).alias(n) for c, n in named.items())).rechunk()
@@ -302,30 +307,31 @@ def _check_header(texts: list[str], cells: list[str], data: pl.DataFrame, where:
 
 
 def _unnamed(names: list[str], where: str, header_row: int, how: str, sheet: str | None) -> list[Issue]:
-    """One warning per column read under a placeholder name (`_check_header`)."""
+    """One warning per column read under a placeholder name (`_check_header`); in a sheet it
+    names the blank header cell (`(column B)` -> `B1`)."""
     tip = "" if how == "given" else " (or pass --header-row if the header is another row)"
     return [Issue("unnamed-column", header_row, name, None, "every column that holds data has a header",
                   f"{Path(where).name}:{header_row}: {name[1:-1]} holds data but has no header text; "
                   f"it is read as {name!r}: name it in the sheet or map {name!r}{tip}", "warning",
-                  Path(where).name, sheet, None) for name in names]
+                  Path(where).name, sheet,
+                  f"{name[len('(column '):-1]}{header_row}" if sheet is not None else None)
+            for name in names]
 
 
 def _ragged(data: pl.DataFrame, extra: list[str], width: int, where: str,
             sheet: str | None, delimiter: str | None) -> list[Issue]:
-    """ragged-row issues: values past the last header (error), CSV rows short of it (warning)."""
+    """ragged-row issues of a CSV: values past the last header (error), rows short of it
+    (warning). (A sheet's columns right of the header are columns: `_finish`.)"""
     file, issues = Path(where).name, []
     if extra:
         cond = pl.any_horizontal([~_blank(c) for c in extra])
+        tip = f"quote values that contain the {_DELIMITER_NAMES.get(delimiter, 'delimiter')}"
         for row in data.filter(cond).select("row_number", *extra).iter_rows():
             vals = [v for v in row[1:] if v is not None and v.strip()]
-            cols = [column_letter(int(c[1:])) for c, v in zip(extra, row[1:]) if v and v.strip()]
-            tip = (f"quote values that contain the {_DELIMITER_NAMES.get(delimiter, 'delimiter')}"
-                   if delimiter else f"give column {cols[0]} a header or clear it")
             issues.append(Issue(
                 "ragged-row", row[0], None, " | ".join(vals), _RFC4180_RULE,
                 f"{file}:{row[0]}: {len(vals)} value(s) past the last header column ({width} "
-                f"columns): {', '.join(map(repr, vals))}; {tip}", "error", file, sheet,
-                f"{cols[0]}{row[0]}" if sheet else None))
+                f"columns): {', '.join(map(repr, vals))}; {tip}", "error", file, sheet, None))
     if "n_fields" in data.columns and delimiter is not None:
         short = data.filter(pl.col("n_fields") < width).select("row_number", "n_fields")
         for rn, n in short.iter_rows():

@@ -5,6 +5,7 @@ import datetime as dt
 
 import polars as pl
 import pytest
+import openpyxl
 import xlsxwriter
 
 from bulkcrm.errors import InputError
@@ -418,3 +419,17 @@ def test_legacy_xls():
     sheet = read(DATA / "csvkit/test.xls")
     assert sheet.frame.columns[1:5] == ["text", "date", "integer", "boolean"]
     assert sheet.frame.row(0)[1:5] == ("Chicago Reader", "1971-01-01", "40", "TRUE")
+
+
+def test_a_sheet_column_right_of_the_header_is_read_under_a_placeholder(tmp_path):
+    """In a workbook, notes typed beside the table are a column, not a ragged row per line."""
+    path = tmp_path / "t.xlsx"
+    book = openpyxl.Workbook()
+    for r in [["name", "email", None], ["A", "a@x.example", "note 1"], ["B", "b@x.example", None]]:
+        book.active.append(r)
+    book.save(path)
+    sheet = read(path)
+    assert sheet.frame.columns == ["row_number", "name", "email", "(column C)"]
+    assert sheet.frame.rows() == [(2, "A", "a@x.example", "note 1"), (3, "B", "b@x.example", None)]
+    (issue,) = sheet.issues
+    assert (issue.type, issue.severity, issue.cell) == ("unnamed-column", "warning", "C1")
