@@ -51,6 +51,8 @@ PREVIEW = 60
 """Characters of a description shown as a row's title when the note has none."""
 _SEP, _NULL = "\x1f", "\x00"
 _NOTE_IRI = r"^/organizations/[^/]+/notes/[^/]+$"
+IRI_COLUMN = "crm_iri"
+"""The column in which a notes export names each note (`export.IRI_COLUMN`)."""
 
 
 @dataclass
@@ -146,7 +148,6 @@ def plan_notes(sh: Sheet, nt: Template, client: Client, *, mode: str = "upsert",
 
 def _note_iris(frame: pl.DataFrame) -> pl.DataFrame:
     """`row_number`, `iri` of the rows whose `crm_iri` cell holds a note IRI."""
-    from .export import IRI_COLUMN
     if IRI_COLUMN not in frame.columns:
         return pl.DataFrame(schema={"row_number": pl.Int64, "iri": pl.String})
     iri = pl.col(IRI_COLUMN).str.strip_chars()
@@ -179,17 +180,22 @@ def _decide(part: NotesPart, mapped: pl.DataFrame, rows: pl.DataFrame, targets: 
     existing, by_iri = _existing_notes(client, orgs, nt)
     good = good.with_columns(_kind_and_key(key, good.schema))
     by_name = _named_hits(named, good, existing)  # the other rows match on the content key
-    keyed = good.filter(~pl.col("row_number").is_in(by_name["row_number"].implode()))
+    moved = _moved(named, good)
+    keyed = good.filter(~pl.col("row_number").is_in([*by_name["row_number"], *moved]))
     pairs = pl.concat([keyed.select("row_number", "kind", "key").join(
         _existing_keys(existing, key), on=["kind", "key"]).select("row_number", "iri"), by_name])
     conflicts = _conflicts(keyed, pairs, ", ".join(["organization", *key]))
-    hits = pairs.filter(~pl.col("row_number").is_in(list(conflicts)))
-    changed = _changed(good.join(hits, on="row_number"), existing, nt, key,
-                       set(by_name["row_number"].to_list()))
     part.issues += [Issue(t, rn, None, None, "one row per note",
                           f"{file}:{rn}: {msg}; keep one row per note, or change the template's "
                           "content_key", "error", file, sheet_name)
                     for rn, (t, msg) in conflicts.items()]
+    part.issues += [Issue(t, rn, IRI_COLUMN, None, "a note belongs to one organization (crm-api.md §9)",
+                          f"{file}:{rn}:{IRI_COLUMN}: {msg}", "error", file, sheet_name)
+                    for rn, (t, msg) in moved.items()]
+    conflicts |= moved
+    hits = pairs.filter(~pl.col("row_number").is_in(list(conflicts)))
+    changed = _changed(good.join(hits, on="row_number"), existing, nt, key,
+                       set(by_name["row_number"].to_list()))
     ops: dict[int, Operation] = {}
     hit_iri = dict(hits.iter_rows())
     for row in _write_rows(good, conflicts, hit_iri, changed, mode):
@@ -200,8 +206,9 @@ def _decide(part: NotesPart, mapped: pl.DataFrame, rows: pl.DataFrame, targets: 
     part.operations += [ops[rn] for rn in sorted(ops)]
     part.rows += _row_records(mapped, targets, bad, conflicts, hit_iri, changed, ops, mode,
                               sheet_name)
-    if mirror:
-        _mirror(part, targets, bad | set(conflicts), by_iri, set(hit_iri.values()))
+    if mirror:  # a note some row names is never deleted, whatever became of that row
+        named_iris = set(named["iri"].to_list()) if named is not None else set()
+        _mirror(part, targets, bad | set(conflicts), by_iri, set(hit_iri.values()) | named_iris)
     elif spec.mirror:
         part.notes.append("the template allows mirror mode; notes absent from the sheet are "
                           "deleted only with --mirror-notes")
@@ -215,6 +222,21 @@ def _named_hits(named: pl.DataFrame | None, good: pl.DataFrame, existing: pl.Dat
     return (named.join(good.select("row_number", "org"), on="row_number")
             .join(existing.select("iri", pl.col("org").alias("__note_org")), on="iri")
             .filter(pl.col("org") == pl.col("__note_org")).select("row_number", "iri"))
+
+
+def _moved(named: pl.DataFrame | None, good: pl.DataFrame) -> dict[int, tuple[str, str]]:
+    """row_number -> (issue type, message) of rows naming a note of another organization than
+    the one their organization columns give (a note cannot move: its IRI holds its owner's)."""
+    if named is None or not named.height:
+        return {}
+    rows = named.join(good.select("row_number", "org"), on="row_number").with_columns(
+        pl.col("iri").str.replace(r"/notes/[^/]+$", "").alias("owner")).filter(
+        pl.col("org") != pl.col("owner"))
+    return {rn: ("moved-note", f"the row names note {iri} of {owner}, but its organization columns "
+                             f"point at {org}; a note cannot move to another organization: clear "
+                             f"{IRI_COLUMN} to add it to {org} as a new note, or restore the "
+                             "organization columns")
+            for rn, iri, org, owner in rows.select("row_number", "iri", "org", "owner").iter_rows()}
 
 
 def list_notes(client: Client, orgs: list[str]) -> tuple[list[dict], list[str]]:

@@ -21,7 +21,7 @@ from .template import SEARCHABLE_IDENTIFIERS
 
 SCHEMA_VERSION = 1
 WRITE_OPS = ("create", "patch", "replace")
-CONFLICT_TYPES = ("duplicate-row", "ambiguous-match")
+CONFLICT_TYPES = ("duplicate-row", "ambiguous-match", "moved-note")
 CHANGE_DTYPE = pl.List(pl.Struct({"field": pl.String, "before": pl.String, "after": pl.String}))
 """`changes`: [{field, before, after}], values JSON-encoded (null = empty)."""
 ROW_SCHEMA = {"row_number": pl.Int64, "op": pl.String, "iri": pl.String, "title": pl.String,

@@ -122,3 +122,30 @@ def test_mirror_notes_flag_lists_every_delete(runner, categories, tmp_path):
     code, done = run(runner, crm, "apply", str(tmp_path / "p.json"), "--report", str(tmp_path / "r"))
     assert code == 0 and done["created"] == 1 and done["deleted"] == 1
     assert [n["description"] for n in crm.store.all("notes", tenant="tenant-a")] == ["New note."]
+
+
+def test_a_row_naming_another_organizations_note_is_a_conflict_and_never_deleted(runner, categories, tmp_path):
+    """A notes export row moved to another customer keeps its note's IRI: the row is a
+    conflict (a note cannot move), and mirror mode does not delete the note it names."""
+    crm = categories
+    crm.seed({"organizations": [{"@id": "/organizations/o1", "title": "A", "customerId": "ALFKI"},
+                                {"@id": "/organizations/o2", "title": "B", "customerId": "AROUT"}],
+              "notes": [{"@id": "/organizations/o1/notes/n1", "description": "Old note.",
+                         "createdAt": "2024-01-01T00:00:00Z", "category": "/note_categories/call"},
+                        {"@id": "/organizations/o1/notes/n2", "description": "Other note.",
+                         "createdAt": "2024-01-02T00:00:00Z", "category": "/note_categories/call"}]})
+    sheet = tmp_path / "n.csv"
+    sheet.write_text("crm_iri,customerID,note_date,title,note,category,flagged\n"
+                     "/organizations/o1/notes/n1,AROUT,2024-01-01,,Old note. Edited.,Call,no\n"
+                     "/organizations/o1/notes/n2,ALFKI,2024-01-02,,Other note.,Call,no\n", encoding="utf-8")
+    template = str(REPO / "templates" / "organization_notes.yaml")
+    code, text = run(runner, crm, "plan", str(sheet), "-t", template, "--out", str(tmp_path / "p.json"),
+                     "--mirror-notes", json_out=False)
+    assert code == 1, text
+    assert ("the row names note /organizations/o1/notes/n1 of /organizations/o1, but its organization "
+            "columns point at /organizations/o2; a note cannot move") in text
+    saved = json.loads((tmp_path / "p.json").read_text())
+    (issue,) = [i for i in saved["issues"] if i["type"] == "moved-note"]
+    assert issue["message"].startswith("n.csv:2:crm_iri: the row names note /organizations/o1/notes/n1")
+    assert [o for o in saved["operations"]] == []  # no create under AROUT, no delete of n1
+    assert {r["row_number"]: r["op"] for r in saved["rows"]} == {2: "conflict", 3: "unchanged"}
