@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import json
+import shlex
 import sys
 from pathlib import Path
 
@@ -21,7 +22,8 @@ from .target import EMBEDDED_DB, Target, open_target
 
 _ERROR_KINDS = ((InputError, "input"), (TemplateError, "template"), (PlanError, "plan"),
                 (ConfigError, "config"), (JournalError, "journal"), (AuthError, "auth"),
-                (TransientApiError, "api-unavailable"), (ApiError, "api"))
+                (TransientApiError, "api-unavailable"), (ApiError, "api"), (OSError, "file"),
+                (click.ClickException, "usage"))
 """`--json`'s `error` of each failure (the first class that matches), so a scheduled job can
 tell a bad file from an API that is down without parsing the message."""
 
@@ -31,6 +33,8 @@ def _fail(e: Exception, debug: bool, as_json: bool = False) -> None:
         raise e
     # 2: nothing was sent and the user must change something first (README, exit codes)
     code = 2 if isinstance(e, (InputError, TemplateError, PlanError, ConfigError, JournalError)) else 1
+    if isinstance(e, OSError):  # e.g. `--report /proc/x`: the file the OS refused, and why
+        e = OSError(f"cannot write or read {e.filename}: {e.strerror}" if e.filename else str(e))
     click.echo(f"Error: {e}", err=True)
     if as_json:
         _json_error(e, code)
@@ -47,16 +51,22 @@ def _json_error(e: BaseException, code: int) -> None:
 
 
 def handle_errors(fn):
-    """Turn BulkcrmError into a clear message and exit code (2 for input/template/plan/target
-    options, else 1); with `--json` also a JSON object on stdout (`_json_error`)."""
+    """Turn BulkcrmError and OSError (a report folder that cannot be written...) into a clear
+    message and exit code (2 for input/template/plan/target options, else 1), Ctrl-C into 130;
+    with `--json` also a JSON object on stdout (`_json_error`)."""
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         ctx = click.get_current_context()
+        obj = ctx.obj or {}
         try:
             return fn(*args, **kwargs)
-        except BulkcrmError as e:
-            obj = ctx.obj or {}
+        except (BulkcrmError, OSError) as e:
             _fail(e, obj.get("debug", False), obj.get("json", False))
+        except KeyboardInterrupt as e:
+            click.echo("\nStopped (interrupted).", err=True)
+            if obj.get("json"):
+                _json_error(e, 130)
+            sys.exit(130)
     return wrapper
 
 
@@ -330,9 +340,11 @@ def _resume(ctx, plan_file, report_dir: str, base_url: str | None) -> str:
     """The command that resumes a stopped run against the same target; the key is never
     printed, so a key given with --api-key is asked for again."""
     from click.core import ParameterSource
-    cmd = f"bulkcrm apply {plan_file} --report {report_dir}"
+    cmd = f"bulkcrm apply {shlex.quote(str(plan_file))} --report {shlex.quote(str(report_dir))}"
     if base_url and ctx.get_parameter_source("base_url") is not ParameterSource.ENVIRONMENT:
-        cmd += f" --base-url {base_url}"
+        cmd += f" --base-url {shlex.quote(base_url)}"
+    if ctx.params.get("max_rate"):
+        cmd += f" --max-rate {ctx.params['max_rate']:g}"
     if ctx.get_parameter_source("api_key") is ParameterSource.COMMANDLINE:
         cmd += " --api-key <your key>"
     return cmd
@@ -345,5 +357,15 @@ def _finish(result: dict, as_json: bool) -> None:
 
 
 def main() -> None:
-    """Console entry point."""
-    cli(prog_name="bulkcrm")
+    """Console entry point. With `--json`, a usage error (unknown option, missing file) is
+    also one JSON object on stdout, as every other failure."""
+    try:
+        cli.main(prog_name="bulkcrm", standalone_mode=False)
+    except click.ClickException as e:
+        e.show()
+        if "--json" in sys.argv[1:]:
+            _json_error(e, e.exit_code)
+        sys.exit(e.exit_code)
+    except click.exceptions.Abort:  # Ctrl-C outside a command's own handling
+        click.echo("\nStopped (interrupted).", err=True)
+        sys.exit(130)

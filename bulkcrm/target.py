@@ -7,6 +7,7 @@ embedded database starts with the note categories `DEFAULT_NOTE_CATEGORIES`.
 """
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -75,6 +76,7 @@ def open_target(base_url: str | None, api_key: str | None, *, max_rate: float | 
             such as a local `bulkcrm sandbox`: the key travels in a header), or with a user or
             password in it.
     """
+    base_url = (base_url or "").strip() or None
     if base_url:
         _check_base_url(base_url)
     if api_key:
@@ -94,27 +96,35 @@ def open_target(base_url: str | None, api_key: str | None, *, max_rate: float | 
     return Target(client=client, label=f"{EMBEDDED_PREFIX}{db.as_posix()}", sandbox=sandbox, created=new)
 
 
-_LOOPBACK = ("127.0.0.1", "::1", "localhost")
+def _is_loopback(host: str) -> bool:
+    """127.0.0.0/8, ::1 or localhost (RFC 6761 §6.3)."""
+    if host.lower().rstrip(".") == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _check_base_url(base_url: str) -> None:
-    """Refuse a base URL the key must not be sent to (see `open_target`)."""
+    """Refuse a base URL the key must not be sent to (see `open_target`). A value that is not
+    an http(s) URL is never echoed: it may be a key put in the wrong variable."""
+    option = "the base URL (--base-url or BULKCRM_BASE_URL)"
     try:
         url = urlsplit(base_url)
         host = url.hostname or ""
     except ValueError:
-        raise ConfigError("the base URL (--base-url or BULKCRM_BASE_URL) is not a URL; use e.g. "
-                          "https://api.rogerroger.io") from None
-    if url.username is not None or url.password is not None:  # never echoed: it may be a key
-        raise ConfigError("the base URL (--base-url or BULKCRM_BASE_URL) holds a user or password "
-                          "before '@'; give the key with --api-key or BULKCRM_API_KEY instead")
-    where = f"the base URL {base_url!r} (--base-url or BULKCRM_BASE_URL)"
+        raise ConfigError(f"{option} is not a URL; use e.g. https://api.rogerroger.io") from None
     if url.scheme.lower() not in ("http", "https") or not host:
-        raise ConfigError(f"{where} must start with https://, e.g. https://api.rogerroger.io")
-    if url.scheme.lower() == "http" and host.lower() not in _LOOPBACK:
+        raise ConfigError(f"{option} must start with https://, e.g. https://api.rogerroger.io")
+    if url.username is not None or url.password is not None:
+        raise ConfigError(f"{option} holds a user or password before '@'; give the key with "
+                          "--api-key or BULKCRM_API_KEY instead")
+    where = f"the base URL {base_url!r} (--base-url or BULKCRM_BASE_URL)"
+    if url.scheme.lower() == "http" and not _is_loopback(host):
         raise ConfigError(f"{where} must use https://: over http:// the API key would cross the "
-                          "network unencrypted (http:// is accepted for 127.0.0.1, ::1 and "
-                          "localhost only, e.g. a local `bulkcrm sandbox`)")
+                          "network unencrypted (http:// is accepted for loopback only: 127.x.x.x, "
+                          "::1, localhost, e.g. a local `bulkcrm sandbox`)")
 
 
 def embedded_db_of(label: str) -> Path | None:

@@ -180,7 +180,7 @@ def test_ctrl_c_prints_the_resume_command_and_resume_completes(crm, tmp_path):
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
     assert f"resume with:\n  bulkcrm apply {path}" in err and "Traceback" not in err
-    assert f"--base-url {crm.url} --api-key <your key>" in err  # the same target; the key never shown
+    assert f"--base-url {crm.url} --max-rate 60000 --api-key <your key>" in err  # same target and pace; no key
     assert TEST_KEY not in out + err
     crm.clear_faults()
     final = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=300)

@@ -4,6 +4,8 @@ from __future__ import annotations
 import csv
 import json
 import shutil
+import subprocess
+import sys
 
 import pytest
 
@@ -217,6 +219,7 @@ def test_a_journal_of_another_plan_stops_apply_before_any_request(runner, crm, t
     ("http://192.0.2.7:8080", "must use https://: over http:// the API key would cross the network"),
     ("https://me:SECRET-in-url@api.example", "holds a user or password before '@'"),
     ("ftp://api.example", "must start with https://"),
+    ("SECRET-in-url", "must start with https://"),        # a key in the wrong variable: not echoed
 ])
 def test_a_base_url_the_key_must_not_go_to_is_refused(runner, tmp_path, monkeypatch, base_url, says):
     """Exit 2 before any request: plain http to another host, credentials in the URL (never
@@ -245,3 +248,15 @@ def test_json_failures_say_what_failed_on_stdout(runner, crm, tmp_path, monkeypa
     out = json.loads(result.stdout.strip().splitlines()[-1])
     assert result.exit_code == 2 and (out["error"], out["exit_code"]) == ("template", 2)
     assert "fields.titel" in out["message"]
+    blocked = tmp_path / "blocked"
+    blocked.write_text("a file where the report folder should go", encoding="utf-8")
+    result = runner.invoke(cli, ["import", str(SAMPLE), "-t", str(TEMPLATE), "--json", "--report", str(blocked / "r"),
+                                 "--base-url", crm.url, "--api-key", TEST_KEY, "--max-rate", "60000"])
+    out = json.loads(result.stdout.strip().splitlines()[-1])
+    assert result.exit_code == 1 and out["error"] == "file" and "Traceback" not in result.output
+    # a usage error is caught by click before any command runs: the console entry point says it
+    usage = subprocess.run([sys.executable, "-m", "bulkcrm", "apply", "missing.json", "--json"],
+                           capture_output=True, text=True, cwd=tmp_path, timeout=60)
+    out = json.loads(usage.stdout.strip().splitlines()[-1])
+    assert usage.returncode == 2 and (out["error"], out["exit_code"]) == ("usage", 2)
+    assert "missing.json" in out["message"] and "Traceback" not in usage.stderr
