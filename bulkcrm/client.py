@@ -176,7 +176,9 @@ class Client:
             as `--max-rate 7.5`); None = no pacing.
         window_s: sliding-window length in seconds (default 60.0, §4).
         timeout_s: connect and read timeout per attempt, seconds.
-        max_attempts: attempts per call, first one included (default 5).
+        max_attempts: attempts per call, first one included (default 5), counted apart for
+            429s and for 5xx/connection failures: a burst of 429s does not use up the retries
+            of a server error that follows it.
         backoff_base_s, backoff_max_s: exponential backoff `base * 2**(n-1) + U(0, base)`,
             capped at `backoff_max_s` (seconds).
         clock, sleep: time source (seconds) and sleeper, injectable for fake-clock tests.
@@ -301,7 +303,7 @@ class Client:
                                              timeout=self.timeout_s)
             except (requests.ConnectionError, requests.Timeout,
                     requests.exceptions.ChunkedEncodingError) as exc:
-                self._transport_failed(exc, method, rel, attempts)
+                self._transport_failed(exc, method, rel, attempts - throttled)
                 continue
             except requests.RequestException as exc:
                 raise PermanentApiError(self._hide(f"{method} {rel}: cannot send: {exc}"),
@@ -319,7 +321,7 @@ class Client:
                 self.throttled += 1
                 self._throttled(resp, method, rel, attempts, throttled)
             elif status >= 500:
-                self._server_error(resp, method, rel, attempts)
+                self._server_error(resp, method, rel, attempts - throttled)
             else:
                 raise self._client_error(resp, method, rel)
             self.retries += 1
@@ -332,9 +334,9 @@ class Client:
         too_long = ra is not None and ra > longest
         if not too_long:  # the server's window is full: no send of ours leaves before `wait`
             self._window.block_until(self._clock() + wait + SAFETY_MARGIN_S)
-        if too_long or attempts >= self.max_attempts:
+        if too_long or throttled >= self.max_attempts:  # 429s have a budget of their own
             why = (f"Retry-After of {ra:g} s is longer than {longest:g} s" if too_long
-                   else f"still throttled after {attempts} attempts")
+                   else f"still throttled after {throttled} attempts")
             raise TransientApiError(f"{method} {rel}: rate limit (429): {why}", status=429,
                                     method=method, url=rel, detail=self._hide(_detail(resp)),
                                     retry_after_s=ra)
@@ -342,7 +344,8 @@ class Client:
                    wait_s=wait)
 
     def _server_error(self, resp, method: str, rel: str, attempts: int) -> None:
-        """Handle a 5xx: retry idempotent verbs after backoff, else raise."""
+        """Handle a 5xx: retry idempotent verbs after backoff, else raise. `attempts`: this
+        call's attempts that failed (429s not counted: they have their own budget)."""
         detail = self._hide(_detail(resp))
         ra = parse_retry_after(resp.headers.get("Retry-After"), _server_epoch(resp))
         kw = dict(status=resp.status_code, method=method, url=rel, detail=detail, retry_after_s=ra)

@@ -196,3 +196,12 @@ def test_an_earlier_runs_requests_are_waited_for_at_most_one_window():
     client2.count_earlier(5, _time.time() - 30)        # older than the window: nothing to wait for
     client2.get("/organizations")
     assert clock2.sleeps == []
+
+
+def test_a_burst_of_429_does_not_use_up_the_retries_of_a_server_error():
+    """4 throttled answers, then a 500, then success: the 429s and the 5xx are counted apart
+    (a fault run with --burst-429 4 and --error-rate stopped at the 500 before)."""
+    client, script, _ = scripted([(429, {"Retry-After": "1"}, JSONLD_429)] * 4 + [(500, {}, None)]
+                                 + [(200, {}, {"member": []})])
+    assert client.get("/organizations") == {"member": []}
+    assert len(script.sent) == 6 and client.throttled == 4
