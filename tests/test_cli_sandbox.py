@@ -53,6 +53,9 @@ def test_sandbox_seed_file(tmp_path):
         assert [o["title"] for o in body["member"]] == ["Seeded BV"]
         tags = requests.get(f"{url}/tags", headers={"X-API-KEY": "k"}, timeout=5).json()
         assert [t["title"] for t in tags["member"]] == ["VIP"]
+        # a seed without note categories gets the embedded sandbox's (notes need a category)
+        cats = requests.get(f"{url}/note_categories", headers={"X-API-KEY": "k"}, timeout=5).json()
+        assert [c["title"] for c in cats["member"]] == ["Call", "Meeting", "E-mail", "Note"]
     finally:
         proc.terminate()
         proc.wait(10)

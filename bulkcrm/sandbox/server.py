@@ -361,6 +361,7 @@ def run(host: str = "127.0.0.1", port: int = DEFAULT_PORT, db_path: str | Path |
                     retry_after_http_date=retry_after_http_date)
     sandbox = Sandbox(db_path, keys, rate_limit, host, port, latency_ms, control, seed_file, faults)
     sandbox.start()
+    _default_categories(sandbox, set(keys.values()))
     print(f"Sandbox listening on {sandbox.url}", file=out or sys.stdout, flush=True)
     try:
         while True:
@@ -370,6 +371,16 @@ def run(host: str = "127.0.0.1", port: int = DEFAULT_PORT, db_path: str | Path |
     finally:
         sandbox.stop()
         sandbox.store.close()
+
+
+def _default_categories(sandbox: Sandbox, tenants: set[str]) -> None:
+    """Give each tenant without note categories the embedded sandbox's defaults (Call,
+    Meeting, E-mail, Note), so note templates can look categories up by name (a note needs a
+    category, crm-api.md §9.1)."""
+    from ..target import DEFAULT_NOTE_CATEGORIES
+    for tenant in sorted(tenants):
+        if not sandbox.store.all("note_categories", tenant=tenant):
+            sandbox.seed({"note_categories": [{"title": t} for t in DEFAULT_NOTE_CATEGORIES]}, tenant)
 
 
 def main(argv: list[str] | None = None) -> None:
