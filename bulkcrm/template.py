@@ -25,10 +25,10 @@ from .vocab import MODES
 # `check`: the validator check (transforms.CHECKS) for the cleaned value.
 ORG_FIELDS: dict[str, dict[str, Any]] = {
     "title": {"kind": "scalar", "check": None, "required": True, "normalise": "squish"},
-    "description": {"kind": "scalar"},
+    "description": {"kind": "scalar", "normalise": "trim"},  # inner line breaks kept
     "website": {"kind": "scalar", "normalise": "url", "check": "url"},
     "customerId": {"kind": "scalar", "normalise": "trim"},
-    "externalSource": {"kind": "scalar"},
+    "externalSource": {"kind": "scalar", "normalise": "trim"},
     "chamberOfCommerceNumber": {"kind": "scalar", "normalise": "trim"},
     "linkedinId": {"kind": "scalar", "normalise": "linkedin"},
     "archivedAt": {"kind": "scalar", "normalise": "datetime", "check": "datetime"},

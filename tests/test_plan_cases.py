@@ -334,3 +334,18 @@ def test_tags_to_create_come_in_the_order_the_sheet_first_uses_them(crm, client,
     p = plan(sheet, parse_template(doc, path="x"), client)
     first_use = dict.fromkeys(n for i in range(len(names)) for n in (names[i], names[-1 - i]))
     assert [o.key for o in p.operations if o.path == "/tags"] == [f"tag:{n}" for n in first_use]
+
+
+def test_spaces_around_a_description_are_no_change(crm, client, tmp_path):
+    """A description is trimmed like every other text field (its line breaks kept): spaces an
+    editor left around it plan no write; a real edit does."""
+    crm.seed({"organizations": [{"title": "A", "emailAddresses": [{"email": "a@x.example"}],
+                                 "description": "multi\nline desc"}]})
+    t = parse_template({"identifiers": ["emailAddresses"],
+                        "fields": {"title": "title", "emailAddresses": "email", "description": "d"}})
+    sheet = tmp_path / "d.csv"
+    sheet.write_text('title,email,d\nA,a@x.example," multi\nline desc  "\n', encoding="utf-8")
+    assert plan(sheet, t, client).counts()["unchanged"] == 1
+    sheet.write_text('title,email,d\nA,a@x.example," multi\nline text "\n', encoding="utf-8")
+    (op,) = plan(sheet, t, client).operations
+    assert op.body == {"description": "multi\nline text"}

@@ -422,9 +422,9 @@ def test_map_rows_split_phones_type_column_and_blank_cells():
         [{"phoneNumber": "NULL", "phoneType": "fax"}]]  # not a null token here: the check flags it
     assert out["__raw.phoneNumbers"].to_list() == [
         ["020 555 1234", "+31 20 555 1234", "0612345678"], ["NULL"]]
-    # blank cells are empty; a field without transform keeps the cell as written
+    # blank cells are empty; a description is trimmed (its normaliser), nothing more
     assert out.select("title", "description", "__iri").rows() == [
-        ("A", None, "/organizations/3"), (None, " x ", None)]
+        ("A", None, "/organizations/3"), (None, "x", None)]
     tokens = _map({"phoneNumbers": [{"column": "m", "type_column": "t"}], "title": "n"}, rows,
                   null_tokens=["NULL"], default_region="NL")
     assert tokens["phoneNumbers"].to_list() == [
