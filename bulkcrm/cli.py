@@ -285,8 +285,11 @@ def export_cmd(ctx, template_path, out, q, owner, tags, segments, archived, crea
     left_out = (f"; left out {result.left_out} whose constant fields differ from the template's "
                 "(--all exports them too)") if result.left_out else ""
     click.echo(json.dumps(payload) if as_json else
-               f"Exported {result.records} records to {result.path} ({result.pages} pages, "
-               f"{result.requests} requests){left_out}")
+               f"Exported {result.records} record(s) to {result.path} ({result.pages} page(s), "
+               f"{result.requests} request(s)){left_out}")
+    if template.resource == "organizations" and template.notes is not None:
+        click.echo("The template's notes section is not exported (its note columns stay empty); "
+                   "export notes with a template of resource organization_notes.", err=True)
 
 
 @cli.command("sandbox")

@@ -507,20 +507,29 @@ def xlsx_text(value: str) -> str:
                             else f"_x{ord(mo.group()):04X}_", value)
 
 
+_WIDTHS = {IRI_COLUMN: 48, "description": 60, "note": 60, "website": 32, "email": 32}
+"""Column widths (characters) of an XLSX export for columns whose values run long."""
+
+
 class _XlsxSink:
     """XLSX through openpyxl's write-only workbook: rows go to a temp file, memory stays flat.
 
-    Every cell is an inline string (data_type `s`, never a formula); a cell starting with a
-    formula trigger also gets Excel's quotePrefix, so editing it in Excel keeps it text.
+    Every cell is an inline string (data_type `s`, never a formula) in the Text number format
+    (`@`), so a value typed over it in Excel stays text (`01001`, `+31…`, `=…`); a cell starting
+    with a formula trigger also gets Excel's quotePrefix. Columns get a width from their header
+    (the rows stream, so their lengths are not known up front).
     """
 
     def __init__(self, path: Path, columns: list[str]):
         from openpyxl import Workbook
         from openpyxl.styles import Font
+        from openpyxl.utils import get_column_letter
 
         self.path, self.wb = path, Workbook(write_only=True)
         self.ws = self.wb.create_sheet("organizations")
         self.ws.freeze_panes = "A2"
+        for i, name in enumerate(columns, 1):
+            self.ws.column_dimensions[get_column_letter(i)].width = _WIDTHS.get(name, max(14, len(name) + 4))
         bold = Font(bold=True)
         self.ws.append([self._cell(c, font=bold) for c in columns])
 
@@ -528,6 +537,7 @@ class _XlsxSink:
         from openpyxl.cell import WriteOnlyCell
 
         cell = WriteOnlyCell(self.ws)
+        cell.number_format = "@"
         if value is not None:
             cell.value = xlsx_text(value)
             cell.data_type = "s"

@@ -149,3 +149,11 @@ def test_a_row_naming_another_organizations_note_is_a_conflict_and_never_deleted
     assert issue["message"].startswith("n.csv:2:crm_iri: the row names note /organizations/o1/notes/n1")
     assert [o for o in saved["operations"]] == []  # no create under AROUT, no delete of n1
     assert {r["row_number"]: r["op"] for r in saved["rows"]} == {2: "conflict", 3: "unchanged"}
+
+
+def test_exporting_with_an_organizations_template_says_its_notes_are_not_exported(runner, categories, tmp_path):
+    out = tmp_path / "leads.csv"
+    result = runner.invoke(cli, ["export", "-t", str(LEADS_TEMPLATE), "--out", str(out), "--base-url",
+                                 categories.url, "--api-key", TEST_KEY])
+    assert result.exit_code == 0, result.output
+    assert "notes section is not exported" in result.output and "organization_notes" in result.output

@@ -129,6 +129,9 @@ def test_formula_title_is_inert_text_in_csv_and_xlsx(crm, client, tmp_path):
     phone = ws.cell(row=2, column=header.index("phone") + 1)
     assert (phone.value, phone.data_type) == ("+31201234567;+31201234569", "s")
     assert all(c.data_type == "s" for row in ws.iter_rows(min_row=2) for c in row if c.value)
+    # Text format: what a user types over a cell in Excel stays text (01001, +31..., =...)
+    assert {c.number_format for row in ws.iter_rows(min_row=2) for c in row} == {"@"}
+    assert ws.column_dimensions["A"].width == 48  # crm_iri: an IRI fits
 
     for path in (csv_path, xlsx_path):
         frame = read(path).frame
