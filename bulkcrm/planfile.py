@@ -281,6 +281,7 @@ def render_plan(p: Plan, *, requests_per_minute: float | None = 20, limit: int =
     if more > 0:
         lines.append(f"  … {more} more (see the plan file or the report)")
     lines += [f"  note: {n}" for n in p.notes if n.startswith("mirror")]
+    lines += _warning_lines(p.issues)
     est = p.estimate(requests_per_minute)
     where = "" if requests_per_minute else " on the real API (the embedded sandbox has no limit)"
     tags = sum(o.path == "/tags" for o in p.operations)
@@ -289,6 +290,21 @@ def render_plan(p: Plan, *, requests_per_minute: float | None = 20, limit: int =
                  f"at {est['requests_per_minute']:g}/min{where}; planning used {p.requests_spent} "
                  f"request(s) ({p.strategy}).")
     return "\n".join(lines)
+
+
+_WARNINGS_SHOWN = 5
+
+
+def _warning_lines(issues: list[dict]) -> list[str]:
+    """The warnings (their rows go ahead), the first `_WARNINGS_SHOWN` in full."""
+    warnings = [i["message"] for i in issues if i["severity"] == "warning"]
+    if not warnings:
+        return []
+    lines = [f"  {len(warnings)} warning(s); their rows go ahead as planned:"]
+    lines += [f"    {m}" for m in warnings[:_WARNINGS_SHOWN]]
+    if len(warnings) > _WARNINGS_SHOWN:
+        lines.append(f"    … {len(warnings) - _WARNINGS_SHOWN} more (see the plan file or the report)")
+    return lines
 
 
 def _count_text(c: dict[str, int]) -> str:

@@ -6,7 +6,7 @@ import json
 import uuid
 
 from bulkcrm.apply import apply
-from bulkcrm.plan import plan
+from bulkcrm.plan import plan, render_plan
 from bulkcrm.template import parse_template
 from tests.conftest import CASES
 from tests.test_read_cases import _br05, br06_workbook_a, br06_workbook_b
@@ -73,6 +73,9 @@ def test_br05_numeric_cells_sent_as_displayed(crm, client, tmp_path):
     warnings = {(i["row_number"], i["type"]) for i in report.issues.to_dicts() if i["severity"] == "warning"}
     assert (4, "numeric-cell") in warnings            # leading + or 0 may have been lost
     assert (4, "invalid-phone") in warnings           # not E.164: sent as typed, not guessed
+    text = render_plan(p)  # the plan text shows them too, not only the report
+    assert f"  {len(warnings)} warning(s); their rows go ahead as planned:" in text
+    assert "BR-05.xlsx:4:phone (Organisaties!B4): the cell was stored as a number" in text
     assert haven["phoneNumbers"][0]["phoneType"] == "work"
     dumped = json.dumps(orgs)
     for bad in ("31105550707.0", "E10", "e+10", "2012345.0", '"2012345"', '"655500808"'):
