@@ -310,15 +310,11 @@ def export_cmd(ctx, template_path, out, q, owner, tags, segments, archived, crea
 def sandbox_cmd(host, port, db, api_keys, tenant, rate_limit, latency_ms, error_rate, drop_rate, burst_429,
                 retry_after_http_date, seed_file, control):
     """Run the local emulator of the RogerRoger API on 127.0.0.1 until Ctrl-C."""
-    from .sandbox.server import run
-    if rate_limit.lower() == "off":
-        limit = None
-    else:
-        try:
-            n, s = rate_limit.split("/")
-            limit = (int(n), float(s))
-        except ValueError:
-            raise click.BadParameter("use N/SECONDS, e.g. 20/60, or off", param_hint="--rate-limit") from None
+    from .sandbox.server import parse_rate_limit, run
+    try:
+        limit = parse_rate_limit(rate_limit)
+    except ValueError:
+        raise click.BadParameter("use N/SECONDS, e.g. 20/60, or off", param_hint="--rate-limit") from None
     try:
         run(host=host, port=port, db_path=db, api_keys={k: tenant for k in (api_keys or ("sandbox",))},
             rate_limit=limit, latency_ms=latency_ms, seed_file=seed_file, control=control,

@@ -51,16 +51,24 @@ SAFETY_MARGIN_S = 0.02
 _NUMBER = re.compile(r"^\d+(\.\d+)?$")
 
 
-def redact(text: str, secrets: Iterable[str]) -> str:
-    """Return `text` with every secret, raw or URL-encoded (RFC 3986 / form), replaced by `***`.
+def secret_forms(secrets: Iterable[str] | None) -> list[str]:
+    """Every form in which a secret may appear, longest first: raw, URL-encoded (RFC 3986 and
+    form), JSON-escaped and CSV-quoted (RFC 4180 doubled quotes). Empty secrets are ignored."""
+    forms = {f for s in secrets or () if s
+             for f in (s, quote(s, safe=""), quote_plus(s), json.dumps(s, ensure_ascii=False)[1:-1],
+                       s.replace('"', '""'))}
+    return sorted(forms, key=len, reverse=True)
+
+
+def redact(text: str, secrets: Iterable[str], mask: str = "***") -> str:
+    """Return `text` with every secret, in any of its `secret_forms`, replaced by `mask`.
 
     Args:
-        text: any string that may carry a key (URL, message, log line).
+        text: any string that may carry a key (URL, message, log line, report cell).
         secrets: the values to hide; empty ones are ignored.
     """
-    forms = {f for s in secrets if s for f in (s, quote(s, safe=""), quote_plus(s))}
-    for form in sorted(forms, key=len, reverse=True):
-        text = text.replace(form, "***")
+    for form in secret_forms(secrets):
+        text = text.replace(form, mask)
     return text
 
 

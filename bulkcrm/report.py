@@ -26,6 +26,7 @@ from openpyxl.styles import Font, PatternFill
 from openpyxl.utils import get_column_letter
 from openpyxl.worksheet.hyperlink import Hyperlink
 
+from .client import secret_forms
 from .errors import ISSUE_SCHEMA
 from .planfile import CHANGE_DTYPE, quoted_names
 from .read import FORMULA_ESCAPE, FORMULA_TRIGGERS
@@ -169,12 +170,11 @@ def _named(text: pl.Expr, names: dict[str, str]) -> pl.Expr:
 
 
 class _Redactor:
-    """Replace every secret (and its JSON/CSV-escaped forms) by `[redacted]` (style 6.4)."""
+    """Replace every secret, in any of its `client.secret_forms`, by `[redacted]` (style 6.4);
+    the forms are worked out once, as it runs per cell."""
 
     def __init__(self, secrets: Iterable[str] | None):
-        forms = {f for s in secrets or () if s
-                 for f in (s, json.dumps(s, ensure_ascii=False)[1:-1], s.replace('"', '""'))}
-        self.forms = sorted(forms, key=len, reverse=True)
+        self.forms = secret_forms(secrets)
 
     def __call__(self, text: str) -> str:
         for form in self.forms:
