@@ -124,6 +124,7 @@ def plan_notes(sh: Sheet, nt: Template, client: Client, *, mode: str = "upsert",
     part = NotesPart()
     sheet_name = sh.sheet_name if not same_rows else None
     frame = sh.frame
+    nt, _ = nt.for_columns(frame.columns)
     mapped = map_rows(frame, nt, path=file, header_row=sh.header_row)
     if same_rows:
         mapped = _with_a_note(mapped, nt)

@@ -144,6 +144,7 @@ def run_validate(file, template_path, *, sheet=None, encoding=None, delimiter=No
     """Validate FILE offline (no lookups): {summary: {valid, rows, errors, warnings, issues}, text}."""
     template = load_template(template_path)
     sh = read(file, sheet=sheet, encoding=encoding, delimiter=delimiter, header_row=header_row)
+    template, _ = template.for_columns(sh.frame.columns)  # optional columns the sheet lacks
     name = Path(file).name
     where = f"{name}!{sh.sheet_name}" if sh.sheet_name else name
     result = validate(map_rows(sh.frame, template, path=where, header_row=sh.header_row), template, sheet=sh.frame,

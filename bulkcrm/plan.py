@@ -141,6 +141,7 @@ def _plan(source: str | Path | Sheet, template: Template, client: Client, *, mod
     clock.lap("read")
     if template.resource == "organization_notes":
         return _notes_plan(sh, template, client, mode=mode, strategy=strategy, mirror=mirror_notes)
+    template, absent = template.for_columns(sh.frame.columns)
     if not template.identifiers and mode == "upsert" and template.iri_column not in sh.frame.columns:
         raise TemplateError(
             f"declares no identifiers and {Path(sh.path).name} has no {template.iri_column} column, so "
@@ -174,7 +175,8 @@ def _plan(source: str | Path | Sheet, template: Template, client: Client, *, mod
              input_sha256=sh.sha256, target=client.base_url, mode=mode,
              strategy=matches.strategy, created_at=now_utc(), rows=out_rows, operations=ops,
              issues=[i.to_dict() for i in issues], requests_spent=client.requests_sent - start,
-             sheet=sh.sheet_name, notes=matches.notes, timings=clock.seconds, records_total=matches.total,
+             sheet=sh.sheet_name, notes=_absent_notes(absent) + matches.notes, timings=clock.seconds,
+             records_total=matches.total,
              names=_names(cache, resolved.tags_to_create, ops))
     if template.notes is not None:
         from .notes import plan_with_orgs
@@ -183,6 +185,12 @@ def _plan(source: str | Path | Sheet, template: Template, client: Client, *, mod
         _add_part(p, part)
         p.created_at = now_utc()  # when planning's last request was sent (apply counts them)
     return p
+
+
+def _absent_notes(columns: list[str]) -> list[str]:
+    """Plan notes for optional columns the sheet lacks (`Template.for_columns`)."""
+    return [f"optional column {c!r} is not in the sheet: the field it feeds is left as it is"
+            for c in columns]
 
 
 def _names(cache: LookupCache, tags: list[str], ops: pl.DataFrame) -> dict[str, str]:

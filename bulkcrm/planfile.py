@@ -280,7 +280,7 @@ def render_plan(p: Plan, *, requests_per_minute: float | None = 20, limit: int =
     more = listed.height - min(limit, listed.height)
     if more > 0:
         lines.append(f"  … {more} more (see the plan file or the report)")
-    lines += [f"  note: {n}" for n in p.notes if n.startswith("mirror")]
+    lines += [f"  note: {n}" for n in p.notes if n.startswith(("mirror", "optional"))]
     lines += _warning_lines(p.issues)
     est = p.estimate(requests_per_minute)
     where = "" if requests_per_minute else " on the real API (the embedded sandbox has no limit)"

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, replace
 from pathlib import Path
+from collections.abc import Iterable
 from typing import Any
 
 import yaml
@@ -70,7 +71,7 @@ DEFAULT_NOTE_KEY = ("organization", "createdAt", "description")
 description (notes have no identifiers filter: crm-api.md §9.1)."""
 
 _SOURCE_KEYS = {"column", "value", "transforms", "split", "policy", "lookup",
-                "required", "max_length", "type", "type_column", "type_map", "render"}
+                "required", "max_length", "type", "type_column", "type_map", "render", "optional"}
 _LOOKUP_KEYS = {"by", "table", "create_missing", "collection"}
 _NOTE_KEYS = {"organization", "content_key", "mirror"}
 _SECTION_KEYS = _NOTE_KEYS | {"sheet", "fields", "mode", "empty"}
@@ -90,6 +91,8 @@ class Source:
         phone_type: constant phoneType for phone sources (crm-api.md §8.2 enum).
         type_column: column holding the phoneType per row.
         type_map: sheet phone-type word -> API phoneType (e.g. office -> work), lower-cased keys.
+        optional: a sheet may lack the column; then the source is left out for that sheet
+            (`Template.for_columns`).
     """
 
     column: str | None = None
@@ -99,6 +102,7 @@ class Source:
     phone_type: str | None = None
     type_column: str | None = None
     type_map: tuple[tuple[str, str], ...] = ()
+    optional: bool = False
 
 
 @dataclass(frozen=True)
@@ -200,6 +204,25 @@ class Template:
         if self.iri_column:
             cols.append(self.iri_column)
         return tuple(dict.fromkeys(cols))
+
+    def for_columns(self, columns: Iterable[str]) -> tuple["Template", list[str]]:
+        """The template as it applies to a sheet with `columns`: `optional` sources whose
+        column the sheet lacks are left out, a field left without sources is not mapped (its
+        value in the CRM stays as it is) and is no identifier. Returns (template, the missing
+        optional columns); the template itself when none is missing."""
+        present = set(columns)
+        missing = [s.column for m in self.mappings for s in m.sources
+                   if s.optional and s.column not in present]
+        if not missing:
+            return self, []
+        mappings = []
+        for m in self.mappings:
+            kept = tuple(s for s in m.sources if not (s.optional and s.column not in present))
+            if kept:
+                mappings.append(replace(m, sources=kept))
+        fields = {m.field for m in mappings}
+        return replace(self, mappings=tuple(mappings),
+                       identifiers=tuple(f for f in self.identifiers if f in fields)), missing
 
     def column_of(self, field_name: str) -> str | None:
         """The first sheet column feeding `field_name` (for issue messages)."""
@@ -318,6 +341,10 @@ def parse_template(doc: Any, *, path: str = "<template>", sha256: str = "") -> T
         if r.get("required") and req not in mapped:
             section = "§8.1" if resource == "organizations" else "§9.1"
             raise err(f"the API requires {req!r} (crm-api.md {section}); map it", "fields")
+    for m in mappings:
+        if m.rules.get("required") and any(src.optional for src in m.sources):
+            raise err(f"{m.field} is required by the API: its column cannot be optional",
+                      f"fields.{m.field}")
     empty = doc.get("empty", "clear" if mode == "replace" else "ignore")
     if empty not in ("ignore", "clear"):
         raise err("empty must be 'ignore' or 'clear'", "empty")
@@ -332,6 +359,9 @@ def parse_template(doc: Any, *, path: str = "<template>", sha256: str = "") -> T
         default_region=region.upper() if region else None, empty=empty,
         clear_unmapped=bool(doc.get("clear_unmapped", False)),
     )
+    if base.clear_unmapped and any(s.optional for m in mappings for s in m.sources):
+        raise err("optional columns cannot be used with clear_unmapped: true (a sheet without "
+                  "the column would clear its field)", "clear_unmapped")
     if resource == "organization_notes":
         if doc.get("organization") is None:
             raise err("a notes template needs 'organization' (iri_column, customer_id_column "
@@ -529,10 +559,14 @@ def _source(spec: Any, rule: dict, err: _Err, key: str) -> Source:
     split = spec.get("split")
     if split is None and rule["kind"] in ("emails", "list") and "column" in spec:
         split = ";"
+    optional = spec.get("optional", False)
+    if not isinstance(optional, bool) or (optional and "column" not in spec):
+        raise err("optional is true or false, for a column", f"{key}.optional")
     return Source(column=spec.get("column"), value=spec.get("value"), transforms=tuple(
         _freeze(t) for t in transforms), split=split, phone_type=spec.get("type"),
         type_column=spec.get("type_column"),
-        type_map=tuple((str(k).strip().lower(), str(v)) for k, v in type_map.items()))
+        type_map=tuple((str(k).strip().lower(), str(v)) for k, v in type_map.items()),
+        optional=optional)
 
 
 def _check_transforms(specs: list, rule: dict, err: _Err, key: str) -> None:

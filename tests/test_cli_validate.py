@@ -138,3 +138,14 @@ def test_issues_name_the_cell_to_fix(runner, tmp_path, suffix):
     assert result.exit_code == 1, result.output
     issues = json.loads((tmp_path / "out" / "issues.json").read_text())["issues"]
     assert {i["column"]: i["cell"] for i in issues} == expected
+
+
+def test_a_sheet_may_lack_an_optional_column(runner, tmp_path):
+    sheet = tmp_path / "orgs.csv"
+    sheet.write_text("name,email\nGood BV,info@good.example\n", encoding="utf-8")
+    t = tmp_path / "t.yaml"
+    t.write_text(yaml.safe_dump({"fields": {"title": "name", "emailAddresses": "email",
+                                            "website": {"column": "web", "optional": True}}}),
+                 encoding="utf-8")
+    result = runner.invoke(cli, ["validate", str(sheet), "-t", str(t)])
+    assert result.exit_code == 0 and "1 rows, 0 invalid" in result.output, result.output

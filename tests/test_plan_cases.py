@@ -7,7 +7,8 @@ import json
 import pytest
 
 from bulkcrm.apply import apply
-from bulkcrm.plan import plan
+from bulkcrm.errors import TemplateError
+from bulkcrm.plan import plan, render_plan
 from bulkcrm.template import parse_template
 from tests.conftest import CASES
 
@@ -349,3 +350,35 @@ def test_spaces_around_a_description_are_no_change(crm, client, tmp_path):
     sheet.write_text('title,email,d\nA,a@x.example," multi\nline text "\n', encoding="utf-8")
     (op,) = plan(sheet, t, client).operations
     assert op.body == {"description": "multi\nline text"}
+
+
+def test_an_optional_column_a_sheet_lacks_leaves_its_field_alone(crm, client, tmp_path):
+    """`optional: true`: one template for sheets with and without a column; without it the
+    field is neither compared nor sent, in any mode; with it, it is."""
+    crm.seed({"organizations": [{"title": "A", "emailAddresses": [{"email": "a@x.example"}],
+                                 "chamberOfCommerceNumber": "12345678", "website": "https://a.example"}]})
+    doc = {"identifiers": ["emailAddresses"],
+           "fields": {"title": "title", "emailAddresses": "email", "website": "web",
+                      "chamberOfCommerceNumber": {"column": "kvk", "optional": True}}}
+    for mode in ("patch", "replace"):
+        t = parse_template({**doc, "mode": mode})
+        without = tmp_path / f"without-{mode}.csv"
+        without.write_text("title,email,web\nA,a@x.example,https://b.example\n", encoding="utf-8")
+        p = plan(without, t, client)
+        (op,) = p.operations
+        assert "chamberOfCommerceNumber" not in [c["field"] for c in op.changes]
+        if mode == "replace":  # the PUT keeps the record's value
+            assert op.body["chamberOfCommerceNumber"] == "12345678" and op.cleared == []
+        assert "optional column 'kvk' is not in the sheet" in render_plan(p)
+    with_col = tmp_path / "with.csv"
+    with_col.write_text("title,email,web,kvk\nA,a@x.example,https://a.example,87654321\n", encoding="utf-8")
+    (op,) = plan(with_col, parse_template(doc), client).operations
+    assert op.body == {"chamberOfCommerceNumber": "87654321"}
+
+
+def test_optional_is_refused_where_a_missing_column_would_lose_data():
+    with pytest.raises(TemplateError, match="clear_unmapped"):
+        parse_template({"mode": "replace", "clear_unmapped": True,
+                        "fields": {"title": "t", "website": {"column": "w", "optional": True}}})
+    with pytest.raises(TemplateError, match="title is required by the API"):
+        parse_template({"fields": {"title": {"column": "t", "optional": True}}})
