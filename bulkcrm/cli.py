@@ -365,6 +365,6 @@ def main() -> None:
         if "--json" in sys.argv[1:]:
             _json_error(e, e.exit_code)
         sys.exit(e.exit_code)
-    except click.exceptions.Abort:  # Ctrl-C outside a command's own handling
+    except (click.exceptions.Abort, KeyboardInterrupt):  # Ctrl-C outside a command's handling
         click.echo("\nStopped (interrupted).", err=True)
         sys.exit(130)
