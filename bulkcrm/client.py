@@ -51,10 +51,16 @@ SAFETY_MARGIN_S = 0.02
 _NUMBER = re.compile(r"^\d+(\.\d+)?$")
 
 
+MIN_SECRET_CHARS = 8
+"""Secrets shorter than this (a local sandbox's `--api-key k`) are not masked: masking them
+would rewrite ordinary text (every `k`), and bulkcrm never writes a key on purpose anyway."""
+
+
 def secret_forms(secrets: Iterable[str] | None) -> list[str]:
     """Every form in which a secret may appear, longest first: raw, URL-encoded (RFC 3986 and
-    form), JSON-escaped and CSV-quoted (RFC 4180 doubled quotes). Empty secrets are ignored."""
-    forms = {f for s in secrets or () if s
+    form), JSON-escaped and CSV-quoted (RFC 4180 doubled quotes). Secrets shorter than
+    `MIN_SECRET_CHARS` are ignored."""
+    forms = {f for s in secrets or () if s and len(s) >= MIN_SECRET_CHARS
              for f in (s, quote(s, safe=""), quote_plus(s), json.dumps(s, ensure_ascii=False)[1:-1],
                        s.replace('"', '""'))}
     return sorted(forms, key=len, reverse=True)

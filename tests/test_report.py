@@ -223,6 +223,9 @@ def test_secrets_are_redacted(report, input_frame, tmp_path):
     assert len(paths) + len(validated) == 8
     assert SECRET not in text and "[redacted]" in text
     assert json.loads(paths["json"].read_text())["rows"][4]["note"] == "key [redacted] leaked"
+    # a local sandbox's one-letter key masks nothing: the data and the file's keys stay as they are
+    short = write_report(report, tmp_path / "short", input_frame=frame, input_path="orgs.xlsx", secrets=["k"])
+    assert "[redacted]" not in all_text(short) and '"ok"' in short["json"].read_text()
 
 
 def test_write_issues(input_frame, tmp_path):
