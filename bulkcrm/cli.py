@@ -45,7 +45,8 @@ def _json_error(e: BaseException, code: int) -> None:
     """`{"ok": false, "error": kind, "message", "exit_code"}` on stdout (`--json`)."""
     kind = next((k for cls, k in _ERROR_KINDS if isinstance(e, cls)), "interrupted"
                 if isinstance(e, KeyboardInterrupt) else "error")
-    message = "interrupted" if isinstance(e, KeyboardInterrupt) else str(e)
+    message = ("interrupted" if isinstance(e, KeyboardInterrupt) else
+               e.format_message() if isinstance(e, click.ClickException) else str(e))
     click.echo(json.dumps({"ok": False, "error": kind, "message": message, "exit_code": code},
                           ensure_ascii=False))
 

@@ -131,7 +131,8 @@ def _check_columns(frame: pl.DataFrame, template: Template, path: str | None, he
         present = [c for c in frame.columns if c != "row_number"]
         raise InputError(
             f"column(s) {', '.join(_with_guess(c, present) for c in missing)} required by template "
-            f"{template.path} not found; the sheet has: {', '.join(map(repr, present))}",
+            f"{template.path} not found; the sheet has: {', '.join(map(repr, present))} (the "
+            f"header read from row {header_row}; pass --header-row N if it is another row)",
             path=path, row_number=header_row)
 
 

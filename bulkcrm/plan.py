@@ -141,6 +141,7 @@ def _plan(source: str | Path | Sheet, template: Template, client: Client, *, mod
     clock.lap("read")
     if template.resource == "organization_notes":
         return _notes_plan(sh, template, client, mode=mode, strategy=strategy, mirror=mirror_notes)
+    full = template
     template, absent = template.for_columns(sh.frame.columns)
     if not template.identifiers and mode == "upsert" and template.iri_column not in sh.frame.columns:
         raise TemplateError(
@@ -175,7 +176,7 @@ def _plan(source: str | Path | Sheet, template: Template, client: Client, *, mod
              input_sha256=sh.sha256, target=client.base_url, mode=mode,
              strategy=matches.strategy, created_at=now_utc(), rows=out_rows, operations=ops,
              issues=[i.to_dict() for i in issues], requests_spent=client.requests_sent - start,
-             sheet=sh.sheet_name, notes=_absent_notes(absent) + matches.notes, timings=clock.seconds,
+             sheet=sh.sheet_name, notes=_absent_notes(absent, full, template) + matches.notes, timings=clock.seconds,
              records_total=matches.total,
              names=_names(cache, resolved.tags_to_create, ops))
     if template.notes is not None:
@@ -187,10 +188,16 @@ def _plan(source: str | Path | Sheet, template: Template, client: Client, *, mod
     return p
 
 
-def _absent_notes(columns: list[str]) -> list[str]:
-    """Plan notes for optional columns the sheet lacks (`Template.for_columns`)."""
-    return [f"optional column {c!r} is not in the sheet: the field it feeds is left as it is"
-            for c in columns]
+def _absent_notes(columns: list[str], full: Template, used: Template) -> list[str]:
+    """Plan notes for optional columns the sheet lacks (`Template.for_columns`: `full` is the
+    template as loaded, `used` as it applies to the sheet)."""
+    notes = []
+    for c in columns:
+        field_name = next(m.field for m in full.mappings for s in m.sources if s.column == c)
+        notes.append(f"optional column {c!r} is not in the sheet: " + (
+            f"{field_name} comes from its other columns" if used.mapping(field_name) else
+            f"{field_name} is left as it is"))
+    return notes
 
 
 def _names(cache: LookupCache, tags: list[str], ops: pl.DataFrame) -> dict[str, str]:

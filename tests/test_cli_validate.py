@@ -100,6 +100,7 @@ def test_a_misspelt_column_names_the_sheets_closest_header(runner, tmp_path):
             "required by template") in result.output
     assert "the sheet has: 'name', 'E-mail', 'web'" in result.output
     assert "orgs.csv:1: column(s)" in result.output  # the header row
+    assert "(the header read from row 1; pass --header-row N if it is another row)" in result.output
 
 
 @pytest.mark.parametrize("workbook, says", [

@@ -369,7 +369,8 @@ def test_an_optional_column_a_sheet_lacks_leaves_its_field_alone(crm, client, tm
         assert "chamberOfCommerceNumber" not in [c["field"] for c in op.changes]
         if mode == "replace":  # the PUT keeps the record's value
             assert op.body["chamberOfCommerceNumber"] == "12345678" and op.cleared == []
-        assert "optional column 'kvk' is not in the sheet" in render_plan(p)
+        assert "optional column 'kvk' is not in the sheet: chamberOfCommerceNumber is left as it is" \
+            in render_plan(p)
     with_col = tmp_path / "with.csv"
     with_col.write_text("title,email,web,kvk\nA,a@x.example,https://a.example,87654321\n", encoding="utf-8")
     (op,) = plan(with_col, parse_template(doc), client).operations
