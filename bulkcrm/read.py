@@ -180,8 +180,7 @@ def _file_sha256(p: Path) -> str:
 
 def restore_formula_escape(frame: pl.DataFrame) -> pl.DataFrame:
     """Undo bulkcrm's CSV formula escape: drop one leading `'` when the next character is one
-    of `FORMULA_TRIGGERS` or `'` itself (OWASP CSV injection defence, reversed); whitespace
-    before the `'` (an editor's, the value is trimmed later) is kept.
+    of `FORMULA_TRIGGERS` or `'` itself (OWASP CSV injection defence, reversed).
 
     Args:
         frame: any frame; only pl.String columns change.
@@ -190,10 +189,10 @@ def restore_formula_escape(frame: pl.DataFrame) -> pl.DataFrame:
         The frame with the same columns and dtypes.
     """
     chars = re.escape("".join(FORMULA_TRIGGERS) + FORMULA_ESCAPE)
-    pattern = rf"^(\s*){re.escape(FORMULA_ESCAPE)}([{chars}])"
-    escaped = frame.select(pl.col(pl.String).str.contains(rf"^\s*{re.escape(FORMULA_ESCAPE)}").any())
+    pattern = f"^{re.escape(FORMULA_ESCAPE)}([{chars}])"
+    escaped = frame.select(pl.col(pl.String).str.starts_with(FORMULA_ESCAPE).any())
     cols = [c for c, hit in zip(escaped.columns, escaped.row(0) if escaped.width else ()) if hit]
-    return frame.with_columns(pl.col(cols).str.replace(pattern, "${1}${2}")) if cols else frame
+    return frame.with_columns(pl.col(cols).str.replace(pattern, "${1}")) if cols else frame
 
 
 # --- shared: header detection, header checks, ragged rows ---------------------------------
