@@ -192,7 +192,8 @@ class Client:
         timeout_s: connect and read timeout per attempt, seconds.
         max_attempts: attempts per call, first one included (default 5), counted apart for
             429s and for 5xx/connection failures: a burst of 429s does not use up the retries
-            of a server error that follows it.
+            of a server error that follows it (so a call sends at most 2 × max_attempts − 1
+            requests).
         backoff_base_s, backoff_max_s: exponential backoff `base * 2**(n-1) + U(0, base)`,
             capped at `backoff_max_s` (seconds).
         clock, sleep: time source (seconds) and sleeper, injectable for fake-clock tests.

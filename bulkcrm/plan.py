@@ -195,7 +195,8 @@ def _absent_notes(columns: list[str], full: Template, used: Template) -> list[st
     for c in columns:
         field_name = next(m.field for m in full.mappings for s in m.sources if s.column == c)
         notes.append(f"optional column {c!r} is not in the sheet: " + (
-            f"{field_name} comes from its other columns" if used.mapping(field_name) else
+            f"{field_name} comes from its other columns, merged with the record's (nothing is "
+            "removed)" if used.mapping(field_name) else
             f"{field_name} is left as it is"))
     return notes
 

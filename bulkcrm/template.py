@@ -207,9 +207,10 @@ class Template:
 
     def for_columns(self, columns: Iterable[str]) -> tuple["Template", list[str]]:
         """The template as it applies to a sheet with `columns`: `optional` sources whose
-        column the sheet lacks are left out, a field left without sources is not mapped (its
-        value in the CRM stays as it is) and is no identifier. Returns (template, the missing
-        optional columns); the template itself when none is missing."""
+        column the sheet lacks are left out; a field left without sources is not mapped (its
+        value in the CRM stays as it is) and is no identifier; a list that keeps other sources
+        is merged with the record's list whatever its policy, so nothing is removed. Returns
+        (template, the missing optional columns); the template itself when none is missing."""
         present = set(columns)
         missing = [s.column for m in self.mappings for s in m.sources
                    if s.optional and s.column not in present]
@@ -218,8 +219,11 @@ class Template:
         mappings = []
         for m in self.mappings:
             kept = tuple(s for s in m.sources if not (s.optional and s.column not in present))
-            if kept:
-                mappings.append(replace(m, sources=kept))
+            if kept == m.sources:
+                mappings.append(m)
+            elif kept:  # a list built from its other columns is merged with the record's:
+                # replaced, it would drop the items the missing column holds
+                mappings.append(replace(m, sources=kept, policy="merge"))
         fields = {m.field for m in mappings}
         return replace(self, mappings=tuple(mappings),
                        identifiers=tuple(f for f in self.identifiers if f in fields)), missing
@@ -341,10 +345,6 @@ def parse_template(doc: Any, *, path: str = "<template>", sha256: str = "") -> T
         if r.get("required") and req not in mapped:
             section = "§8.1" if resource == "organizations" else "§9.1"
             raise err(f"the API requires {req!r} (crm-api.md {section}); map it", "fields")
-    for m in mappings:
-        if m.rules.get("required") and any(src.optional for src in m.sources):
-            raise err(f"{m.field} is required by the API: its column cannot be optional",
-                      f"fields.{m.field}")
     empty = doc.get("empty", "clear" if mode == "replace" else "ignore")
     if empty not in ("ignore", "clear"):
         raise err("empty must be 'ignore' or 'clear'", "empty")
@@ -526,6 +526,12 @@ def _mapping(name: str, spec: Any, resource: str, mode: str, err: _Err,
     allowed = ("merge", "replace") if is_list else ("overwrite", "fill_if_empty", "never")
     if policy not in allowed:
         raise err(f"policy must be one of {allowed} for this field", f"{key}.policy")
+    if any(src.optional for src in sources):  # a sheet without the column must lose nothing
+        if rule.get("required"):
+            raise err(f"{name} is required by the API: its column cannot be optional", key)
+        if resource == "organization_notes":
+            raise err("optional columns are for organization fields (a note's fields make its "
+                      "content key)", key)
     return Mapping(
         field=name, kind=rule["kind"], sources=sources, policy=policy,
         lookup=_lookup(first.get("lookup"), rule, err, f"{key}.lookup"),

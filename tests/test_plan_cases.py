@@ -383,3 +383,33 @@ def test_optional_is_refused_where_a_missing_column_would_lose_data():
                         "fields": {"title": "t", "website": {"column": "w", "optional": True}}})
     with pytest.raises(TemplateError, match="title is required by the API"):
         parse_template({"fields": {"title": {"column": "t", "optional": True}}})
+    note_fields = {"description": "Notes", "category": {"value": "Note", "lookup": True}}
+    with pytest.raises(TemplateError, match="description is required by the API"):
+        parse_template({"fields": {"title": "t", "emailAddresses": "e"}, "notes": {"fields": {
+            **note_fields, "description": {"column": "Notes", "optional": True}}}})
+    with pytest.raises(TemplateError, match="optional columns are for organization fields"):
+        parse_template({"fields": {"title": "t", "emailAddresses": "e"}, "notes": {"fields": {
+            **note_fields, "title": {"column": "Subject", "optional": True}}}})
+
+
+def test_a_list_missing_an_optional_column_is_merged_not_replaced(crm, client, tmp_path):
+    """A list the sheet replaces (mode replace, or policy replace) that loses an optional
+    column is merged from the other columns: replaced, it would drop the missing one's items.
+    It still serves as an identifier."""
+    crm.seed({"organizations": [{"title": "A", "emailAddresses": [{"email": "a@x.example"}, {"email": "b@x.example"}],
+                                 "phoneNumbers": [{"phoneNumber": "+31205550101", "phoneType": "work"},
+                                                  {"phoneNumber": "+31612345678", "phoneType": "mobile"}]}]})
+    sheet = tmp_path / "s.csv"
+    sheet.write_text("title,e1,p1\nA2,a@x.example,+31 20 555 0101\n", encoding="utf-8")
+    fields = {"title": "title", "emailAddresses": [{"column": "e1"}, {"column": "e2", "optional": True}],
+              "phoneNumbers": [{"column": "p1", "type": "work"}, {"column": "mob", "type": "mobile", "optional": True}]}
+    p = plan(sheet, parse_template({"mode": "replace", "identifiers": ["emailAddresses"], "fields": fields}), client)
+    (op,) = p.operations
+    assert op.method == "PUT" and op.body["title"] == "A2" and op.cleared == []
+    assert [e["email"] for e in op.body["emailAddresses"]] == ["a@x.example", "b@x.example"]
+    assert len(op.body["phoneNumbers"]) == 2
+    assert "emailAddresses comes from its other columns, merged with the record's" in render_plan(p)
+    patch = plan(sheet, parse_template({"identifiers": ["emailAddresses"], "fields": {
+        **fields, "phoneNumbers": [{"column": "p1", "type": "work", "policy": "replace"},
+                                   {"column": "mob", "type": "mobile", "optional": True}]}}), client)
+    assert patch.operations[0].body == {"title": "A2"}  # nothing new, nothing dropped

@@ -359,9 +359,11 @@ def run(host: str = "127.0.0.1", port: int = DEFAULT_PORT, db_path: str | Path |
         raise ValueError("the sandbox needs at least one API key (--api-key)")
     faults = Faults(error_rate=error_rate, drop_rate=drop_rate, seed=fault_seed, burst_429=burst_429,
                     retry_after_http_date=retry_after_http_date)
+    new = db_path is None or not Path(db_path).exists() or Path(db_path).stat().st_size == 0
     sandbox = Sandbox(db_path, keys, rate_limit, host, port, latency_ms, control, seed_file, faults)
+    if new:  # as the embedded sandbox: a new database only (a user may delete them later)
+        _default_categories(sandbox, set(keys.values()))
     sandbox.start()
-    _default_categories(sandbox, set(keys.values()))
     print(f"Sandbox listening on {sandbox.url}", file=out or sys.stdout, flush=True)
     try:
         while True:
@@ -374,9 +376,9 @@ def run(host: str = "127.0.0.1", port: int = DEFAULT_PORT, db_path: str | Path |
 
 
 def _default_categories(sandbox: Sandbox, tenants: set[str]) -> None:
-    """Give each tenant without note categories the embedded sandbox's defaults (Call,
-    Meeting, E-mail, Note), so note templates can look categories up by name (a note needs a
-    category, crm-api.md §9.1)."""
+    """Give each tenant of a new database without note categories (none in the seed file)
+    the embedded sandbox's defaults (Call, Meeting, E-mail, Note), so note templates can look
+    categories up by name (a note needs a category, crm-api.md §9.1)."""
     from ..target import DEFAULT_NOTE_CATEGORIES
     for tenant in sorted(tenants):
         if not sandbox.store.all("note_categories", tenant=tenant):
