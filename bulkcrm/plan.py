@@ -144,10 +144,13 @@ def _plan(source: str | Path | Sheet, template: Template, client: Client, *, mod
     full = template
     template, absent = template.for_columns(sh.frame.columns)
     if not template.identifiers and mode == "upsert" and template.iri_column not in sh.frame.columns:
+        what = (f"its identifiers' optional column(s) {', '.join(map(repr, absent))} are not in "
+                f"{Path(sh.path).name}, which has no {template.iri_column} column either"
+                if full.identifiers else
+                f"declares no identifiers and {Path(sh.path).name} has no {template.iri_column} column")
         raise TemplateError(
-            f"declares no identifiers and {Path(sh.path).name} has no {template.iri_column} column, so "
-            "every run would create every row again; add `identifiers:` (e.g. [emailAddresses]) or "
-            "a crm_iri column, or pass --mode create-only to create them once",
+            f"{what}, so every run would create every row again; add `identifiers:` (e.g. "
+            "[emailAddresses]) or a crm_iri column, or pass --mode create-only to create them once",
             path=template.path, key="identifiers")
     start = client.requests_sent
     file = Path(sh.path).name

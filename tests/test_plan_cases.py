@@ -413,3 +413,12 @@ def test_a_list_missing_an_optional_column_is_merged_not_replaced(crm, client, t
         **fields, "phoneNumbers": [{"column": "p1", "type": "work", "policy": "replace"},
                                    {"column": "mob", "type": "mobile", "optional": True}]}}), client)
     assert patch.operations[0].body == {"title": "A2"}  # nothing new, nothing dropped
+
+
+def test_a_sheet_missing_every_optional_identifier_column_is_told_so(client, tmp_path):
+    sheet = tmp_path / "s.csv"
+    sheet.write_text("title\nA\n", encoding="utf-8")
+    t = parse_template({"identifiers": ["emailAddresses"],
+                        "fields": {"title": "title", "emailAddresses": {"column": "email", "optional": True}}})
+    with pytest.raises(TemplateError, match="its identifiers' optional column\\(s\\) 'email' are not in s.csv"):
+        plan(sheet, t, client)
