@@ -7,7 +7,6 @@ embedded database starts with the note categories `DEFAULT_NOTE_CATEGORIES`.
 """
 from __future__ import annotations
 
-import ipaddress
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -97,13 +96,15 @@ def open_target(base_url: str | None, api_key: str | None, *, max_rate: float | 
 
 
 def _is_loopback(host: str) -> bool:
-    """127.0.0.0/8, ::1 or localhost (RFC 6761 §6.3)."""
-    if host.lower().rstrip(".") == "localhost":
-        return True
+    """127.0.0.0/8, ::1 or localhost (RFC 6761 §6.3): the addresses the sandbox may serve on
+    (`sandbox.server.check_loopback`); `host` as `urlsplit` gives it (lower case), a
+    trailing dot allowed."""
+    from .sandbox.server import check_loopback
     try:
-        return ipaddress.ip_address(host).is_loopback
+        check_loopback(host.rstrip("."))
     except ValueError:
         return False
+    return True
 
 
 def _check_base_url(base_url: str) -> None:
