@@ -38,7 +38,7 @@ from .journal import Journal, journal_path
 from .lookups import REF_PREFIX
 from .match import BATCH, count_records, lookup_records
 from .plan import Operation, Plan
-from .planfile import now_utc, searchable_values
+from .planfile import now_utc, quoted_names, replace_quoted, searchable_values
 from .report import ROW_SCHEMA, Report
 from .template import SEARCHABLE_IDENTIFIERS
 from .vocab import OP_OUTCOME
@@ -329,8 +329,9 @@ def _report(plan: Plan, journal: Journal, mismatches: dict, requests: int, start
                "planning_requests": plan.requests_spent}
     refs = _made(plan, journal)
     if refs:  # a tag the run created: its IRI, shown by its name as in the plan
-        rows = [{**row, "changes": [{**c, "after": _filled(c.get("after"), refs)} for c in row["changes"]]}
-                for row in rows]
+        quoted = quoted_names(refs)
+        rows = [{**row, "changes": [{**c, "after": replace_quoted(c.get("after"), quoted)}
+                                    for c in row["changes"]]} for row in rows]
     names = plan.names | {iri: plan.names[ref] for ref, iri in refs.items() if ref in plan.names}
     return Report(rows=pl.DataFrame(rows, schema=ROW_SCHEMA), issues=_issues(plan, rows), summary=summary,
                   names=names)
@@ -343,14 +344,6 @@ def _made(plan: Plan, journal: Journal) -> dict[str, str]:
             if o.key.startswith("tag:") and o.key in iris}
 
 
-def _filled(text: str | None, refs: dict[str, str]) -> str | None:
-    """A change's JSON text with each `"$ref:<key>"` string replaced by the created IRI."""
-    if not text or REF_PREFIX not in text:
-        return text
-    for ref, iri in refs.items():  # the text may escape non-ASCII or not: both spellings
-        for ascii_only in (True, False):
-            text = text.replace(json.dumps(ref, ensure_ascii=ascii_only), json.dumps(iri))
-    return text
 
 
 def _issues(plan: Plan, rows: list[dict]) -> pl.DataFrame:

@@ -320,12 +320,13 @@ def quoted_names(names: dict[str, str]) -> dict[str, str]:
     return {json.dumps(k, ensure_ascii=False): json.dumps(v, ensure_ascii=False) for k, v in names.items()}
 
 
-def _named(text: str | None, quoted: dict[str, str]) -> str | None:
-    """JSON `text` with the IRIs of `quoted` (`quoted_names`) shown as names."""
+def replace_quoted(text: str | None, quoted: dict[str, str]) -> str | None:
+    """JSON `text` (written with `ensure_ascii=False`, as every change is) with each quoted
+    string of `quoted` replaced by its value, e.g. IRIs by names (`quoted_names`)."""
     if not text or not quoted or '"' not in text:
         return text
-    for iri, name in quoted.items():
-        text = text.replace(iri, name)
+    for old, new in quoted.items():
+        text = text.replace(old, new)
     return text
 
 
@@ -339,8 +340,8 @@ def _row_lines(r: dict, quoted: dict[str, str]) -> list[str]:
     lines = ["  " + " ".join(p for p in (sign, f"{what}{where}{r['op']}", r.get("iri"), title) if p)]
     if r["op"] in ("patch", "replace"):
         cleared = r.get("cleared") or []
-        lines += [f"      {ch['field']}: {_named(ch['before'], quoted) or 'null'} → "
-                  f"{_named(ch['after'], quoted) or 'null'}" + (" (cleared)" if ch["field"] in cleared else "")
+        lines += [f"      {ch['field']}: {replace_quoted(ch['before'], quoted) or 'null'} → "
+                  f"{replace_quoted(ch['after'], quoted) or 'null'}" + (" (cleared)" if ch["field"] in cleared else "")
                   for ch in r["changes"]]
         shown = {ch["field"] for ch in r["changes"]}
         lines += [f"      {f}: cleared by PUT" for f in cleared if f not in shown]
