@@ -63,11 +63,8 @@ def handle_errors(fn):
             return fn(*args, **kwargs)
         except (BulkcrmError, OSError) as e:
             _fail(e, obj.get("debug", False), obj.get("json", False))
-        except KeyboardInterrupt as e:
-            click.echo("\nStopped (interrupted).", err=True)
-            if obj.get("json"):
-                _json_error(e, 130)
-            sys.exit(130)
+        except KeyboardInterrupt as e:  # a command without a journal to resume
+            _stopped(e, "", resumable=False)
     return wrapper
 
 
@@ -326,7 +323,8 @@ def sandbox_cmd(host, port, db, api_keys, tenant, rate_limit, latency_ms, error_
 
 
 def _stopped(e: BaseException, resume: str, resumable: bool) -> None:
-    """Ctrl-C or a rejected key mid-run: the journal is already fsynced; say how to go on."""
+    """Ctrl-C or a rejected key mid-run: say so and, when a fsynced journal can resume the run
+    (`resumable`), how; exit 130 (Ctrl-C) or 1, with `--json` also the JSON error."""
     why = "interrupted" if isinstance(e, KeyboardInterrupt) else str(e)
     tail = f" The journal is saved; resume with:\n  {resume}" if resumable else ""
     click.echo(f"\nStopped ({why}).{tail}", err=True)
