@@ -36,6 +36,7 @@ import polars as pl
 from . import diff
 from .client import Client
 from .errors import Issue
+from .export import IRI_COLUMN  # where a notes export names each note
 from .lookups import REF_PREFIX, LookupCache, resolve_lookups
 from .mapping import map_rows
 from .notes_orgs import targets_by_reference, targets_same_rows
@@ -51,8 +52,6 @@ PREVIEW = 60
 """Characters of a description shown as a row's title when the note has none."""
 _SEP, _NULL = "\x1f", "\x00"
 _NOTE_IRI = r"^/organizations/[^/]+/notes/[^/]+$"
-IRI_COLUMN = "crm_iri"
-"""The column in which a notes export names each note (`export.IRI_COLUMN`)."""
 
 
 @dataclass
