@@ -280,9 +280,9 @@ def _drop_blank_rows(grid: pl.DataFrame, cells: list[str]) -> pl.DataFrame:
 
 
 def _check_header(texts: list[str], cells: list[str], data: pl.DataFrame, where: str,
-                  header_row: int, how: str, sheet: str | None) -> tuple[dict[str, str], list[str]]:
-    """Return ({grid column: header}, names given to unnamed columns); raise on duplicate
-    headers. A blank header over an all-empty column is dropped; over data, the column is
+                  header_row: int, how: str, sheet: str | None) -> tuple[dict[str, str], dict[str, str]]:
+    """Return ({grid column: header}, {grid column: name} of the unnamed columns read under a
+    placeholder); raise on duplicate headers. A blank header over an all-empty column is dropped; over data, the column is
     read as `(column 2)` (CSV: its position; Excel: `(column B)`), which a template may map."""
     def pos(i: int) -> str:
         return f"column {column_letter(int(cells[i][1:]))}" if sheet is not None \
@@ -291,7 +291,7 @@ def _check_header(texts: list[str], cells: list[str], data: pl.DataFrame, where:
     has_data = dict(zip(unnamed, data.select((~_blank(c)).any() for c in unnamed).row(0))
                     if unnamed else ())
     texts = [t or (f"({pos(i)})" if has_data[cells[i]] else "") for i, t in enumerate(texts)]
-    placeholders = [t for c, t in zip(cells, texts) if c in has_data and t]
+    placeholders = {c: t for c, t in zip(cells, texts) if c in has_data and t}
     where_hdr = f"header row {header_row} ({how})"
     seen: dict[str, list[int]] = {}
     for i, t in enumerate(texts):
@@ -306,16 +306,17 @@ def _check_header(texts: list[str], cells: list[str], data: pl.DataFrame, where:
     return {cells[i]: t for i, t in enumerate(texts) if t}, placeholders
 
 
-def _unnamed(names: list[str], where: str, header_row: int, how: str, sheet: str | None) -> list[Issue]:
-    """One warning per column read under a placeholder name (`_check_header`); in a sheet it
-    names the blank header cell (`(column B)` -> `B1`)."""
+def _unnamed(names: dict[str, str], where: str, header_row: int, how: str,
+             sheet: str | None) -> list[Issue]:
+    """One warning per column read under a placeholder name ({grid column: name},
+    `_check_header`); in a sheet it names the blank header cell (`B1`)."""
     tip = "" if how == "given" else " (or pass --header-row if the header is another row)"
     return [Issue("unnamed-column", header_row, name, None, "every column that holds data has a header",
                   f"{Path(where).name}:{header_row}: {name[1:-1]} holds data but has no header text; "
                   f"it is read as {name!r}: name it in the sheet or map {name!r}{tip}", "warning",
                   Path(where).name, sheet,
-                  f"{name[len('(column '):-1]}{header_row}" if sheet is not None else None)
-            for name in names]
+                  f"{column_letter(int(c[1:]))}{header_row}" if sheet is not None else None)
+            for c, name in names.items()]
 
 
 def _ragged(data: pl.DataFrame, extra: list[str], width: int, where: str,
