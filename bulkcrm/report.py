@@ -486,10 +486,10 @@ def render_summary(report: Report, *, out_dir: str | Path | None = None) -> str:
         3 rows need attention; see out/report.xlsx (also report.csv, report.json)
     """
     s = report.summary
-    lines = [", ".join(f"{k} {n}" for k, n in report.counts().items())]
-    parts = counts_by_resource(report)  # organizations with their notes: counted apart
-    if parts:
-        lines = [f"{kind}: " + ", ".join(f"{k} {n}" for k, n in counts.items()) for kind, counts in parts.items()]
+    # organizations with their notes are counted apart, one line each
+    parts = counts_by_resource(report) or {"": report.counts()}
+    lines = [(f"{kind}: " if kind else "") + ", ".join(f"{k} {n}" for k, n in counts.items())
+             for kind, counts in parts.items()]
     dry = " (dry run: nothing written)" if s.get("dry_run") else ""
     lines.append(f"requests: {s.get('requests', 0)}{dry}")
     if s.get("reconciled"):
