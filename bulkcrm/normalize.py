@@ -512,5 +512,5 @@ def check_list(check_expr_fn: Callable[[pl.Expr], pl.Expr], expr: pl.Expr) -> pl
 
 def _example_phone(region: str | None) -> str:
     """An E.164 example number of `region` (phonenumbers' metadata), else a Dutch one."""
-    number = phonenumbers.example_number((region or "").upper()) if region else None
+    number = phonenumbers.example_number(region.upper()) if region else None
     return phonenumbers.format_number(number, PhoneNumberFormat.E164) if number else "+31201234567"

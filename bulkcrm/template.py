@@ -10,9 +10,9 @@ The API's own rules for each field (kind, IRI collection, normaliser, check) liv
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from collections.abc import Iterable
 from typing import Any
 
 import yaml
