@@ -116,12 +116,22 @@ class Report:
         return counts | {str(k): int(seen[k]) for k in extra}
 
     def to_dict(self) -> dict[str, Any]:
-        """Return `{"summary", "rows", "issues"}`, JSON-able; rows' `changes` as lists of dicts."""
+        """Return `{"summary", "rows", "issues"}`, JSON-able; rows' `changes` as lists of
+        `{field, before, after}` with the values as JSON values (`"b"`, `["/tags/2"]`, null),
+        not the JSON texts `Report.rows` holds."""
         rows = _conform(self.rows, ROW_SCHEMA).with_columns(
-            pl.col("changes").fill_null(pl.lit([], dtype=CHANGE_DTYPE)))
+            pl.col("changes").fill_null(pl.lit([], dtype=CHANGE_DTYPE))).to_dicts()
+        for row in rows:
+            row["changes"] = [{**c, "before": _value(c["before"]), "after": _value(c["after"])}
+                              for c in row["changes"]]
         summary = {**self.summary, "counts": self.counts(), "ok": self.ok}
-        return {"summary": summary, "rows": rows.to_dicts(),
+        return {"summary": summary, "rows": rows,
                 "issues": _conform(self.issues, ISSUE_SCHEMA).to_dicts()}
+
+
+def _value(text: str | None) -> Any:
+    """A change's JSON text as its value (null stays None)."""
+    return None if text is None else json.loads(text)
 
 
 def _conform(frame: pl.DataFrame, schema: dict[str, pl.DataType]) -> pl.DataFrame:

@@ -318,9 +318,9 @@ def test_plan_text_and_report_sheets_show_tag_names_not_iris(crm, client, tmp_pa
     assert line["changes"] == 'tags: ["Old"] → ["VIP","Café neuf (new tag)"]'
 
     saved = json.loads(paths["json"].read_text(encoding="utf-8"))  # the machine-readable file keeps IRIs
-    assert saved["rows"][0]["changes"][0]["before"] == '["/tags/2"]'
+    assert saved["rows"][0]["changes"][0]["before"] == ["/tags/2"]
     new_tag = next(t["@id"] for t in client.list_all("/tags") if t["title"] == "Café neuf")
-    assert saved["rows"][0]["changes"][0]["after"] == json.dumps(["/tags/1", new_tag], separators=(",", ":"))
+    assert saved["rows"][0]["changes"][0]["after"] == ["/tags/1", new_tag]
 
 
 def test_tags_to_create_come_in_the_order_the_sheet_first_uses_them(crm, client, tmp_path):
