@@ -179,7 +179,10 @@ def stream_pages(client: Client, out: Path, kind: str, columns: list[str], param
     """
     start = client.requests_sent if start is None else start
     part = out.with_name(out.name + ".part")
-    sink = (_CsvSink if kind == "csv" else _XlsxSink)(part, columns)
+    try:  # before any request
+        sink = (_CsvSink if kind == "csv" else _XlsxSink)(part, columns)
+    except OSError as e:  # name the file the user asked for, not its `.part`
+        raise OSError(e.errno, e.strerror, str(out)) from None
     pages, written, total = 0, 0, None
     try:
         for page in client.iter_pages(COLLECTION, {"itemsPerPage": PAGE_SIZE, **params}):

@@ -91,3 +91,13 @@ def test_export_usage_errors_exit_2(runner, crm, tmp_path):
                      "--tag", "nope", as_json=False)
     assert code == 2 and "--tag 'nope' matches no tags title" in text
     assert not list(tmp_path.iterdir())
+
+
+def test_an_unwritable_export_path_names_that_path_before_any_request(runner, crm, tmp_path):
+    blocked = tmp_path / "blocked"
+    blocked.write_text("a file where a folder should be", encoding="utf-8")
+    crm.clear_log()
+    code, out = run(runner, crm, "export", "-t", str(TEMPLATE), "--out", str(blocked / "x.csv"))
+    assert code == 1 and out["error"] == "file"
+    assert f"cannot write or read {blocked / 'x.csv'}: Not a directory" in out["message"]
+    assert not crm.requests
