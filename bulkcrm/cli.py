@@ -279,9 +279,13 @@ def export_cmd(ctx, template_path, out, q, owner, tags, segments, archived, crea
         if bar is not None:
             bar.close()
     payload = {"path": str(result.path), "records": result.records, "pages": result.pages,
-               "requests": result.requests, "left_out": result.left_out}
+               "requests": result.requests, "left_out": result.left_out,
+               "phones_left_out": result.phones_left_out}
     left_out = (f"; left out {result.left_out} whose constant fields differ from the template's "
                 "(--all exports them too)") if result.left_out else ""
+    if result.phones_left_out:
+        left_out += (f"; {result.phones_left_out} phone number(s) not written: no phone column of "
+                     "the template takes their type (add a column without `type` to take them)")
     click.echo(json.dumps(payload) if as_json else
                f"Exported {result.records} record(s) to {result.path} ({result.pages} page(s), "
                f"{result.requests} request(s)){left_out}")

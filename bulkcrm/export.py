@@ -84,6 +84,8 @@ class ExportResult:
         pages: collection pages read.
         left_out: records read but not written because their constant fields differ from the
             template's (`all_records=False`).
+        phones_left_out: phone numbers of the written records that no phone column takes (their
+            phoneType has no typed column and the template has no untyped one).
     """
 
     path: Path
@@ -91,6 +93,7 @@ class ExportResult:
     requests: int
     pages: int
     left_out: int = 0
+    phones_left_out: int = 0
 
 
 def export(client: Client, template: Template, out_path: str | Path, *,
@@ -134,17 +137,17 @@ def export(client: Client, template: Template, out_path: str | Path, *,
     params = filter_params(client, filters, template)
     names = NameCache()
     keep = (lambda members: members) if all_records else _constants_filter(template)
-    left_out = 0
+    left_out, counts = 0, {"phones_left_out": 0}
 
     def render(members: list[dict]) -> pl.DataFrame:
         nonlocal left_out
         kept = keep(members)
         left_out += len(members) - len(kept)
-        return render_records(kept, template, client, names)
+        return render_records(kept, template, client, names, counts)
 
     result = stream_pages(client, out, kind, export_columns(template), params, render, progress,
                           start=start)
-    return replace(result, left_out=left_out)
+    return replace(result, left_out=left_out, **counts)
 
 
 def _constants_filter(template: Template) -> Callable[[list[dict]], list[dict]]:
@@ -357,7 +360,7 @@ class NameCache:
 
 
 def render_records(records: list[dict], template: Template, client: Client | None = None,
-                   names: NameCache | None = None) -> pl.DataFrame:
+                   names: NameCache | None = None, counts: dict | None = None) -> pl.DataFrame:
     """Render API records (one page) as sheet rows.
 
     Args:
@@ -365,6 +368,8 @@ def render_records(records: list[dict], template: Template, client: Client | Non
         template: the template to run in reverse.
         client: for lookup names (None: lookup fields keep their IRIs).
         names: cache shared across pages.
+        counts: when given, `counts["phones_left_out"]` grows by the phone numbers no column
+            takes (see `_phones`).
 
     Returns:
         frame with the `export_columns(template)` columns, all pl.String; an empty field or
@@ -381,7 +386,7 @@ def render_records(records: list[dict], template: Template, client: Client | Non
         if m.lookup is not None and client is not None:
             raw = _names_for(raw, m, client, names)
         if m.kind == "phones":
-            raw = _phones(raw, m, template, columns)
+            raw = _phones(raw, m, template, columns, counts)
             continue
         srcs = [s for s in m.sources if s.column]
         if not srcs:
@@ -442,14 +447,16 @@ def _names_for(raw: pl.DataFrame, m: Mapping, client: Client, names: NameCache) 
 
 
 def _phones(raw: pl.DataFrame, m: Mapping, template: Template,
-            columns: dict[str, pl.Expr]) -> pl.DataFrame:
+            columns: dict[str, pl.Expr], counts: dict | None = None) -> pl.DataFrame:
     """Spread `phoneNumbers` over the phone sources; add `__phone.<column>` columns to `raw`.
 
     Sources with `type` first take the numbers of that phoneType; then each `type_column`
     source takes the numbers of one type (the first typed number's, else untyped ones) and
     writes that type in its type column; then the other sources take what is left, in template
     order. Each takes all its numbers joined with its `split`, or without `split` the first.
-    Numbers no source takes are not exported (with `policy: merge` a re-import keeps them).
+    Numbers no source takes are not exported (with `policy: merge` a re-import keeps them);
+    they are counted in `counts["phones_left_out"]`. Phone sources split on `;` by default,
+    so an untyped source takes every number left.
     """
     rec = raw.with_row_index("__rec")
     long = (rec.select("__rec", pl.col(m.field).alias("__p"))
@@ -477,6 +484,8 @@ def _phones(raw: pl.DataFrame, m: Mapping, template: Template,
         columns.setdefault(s.column, pl.col(f"__phone.{s.column}"))
         if s.type_column:
             columns.setdefault(s.type_column, pl.col(f"__type.{s.column}"))
+    if counts is not None:
+        counts["phones_left_out"] += long.filter(~pl.col("__taken")).height
     return rec.drop("__rec")
 
 

@@ -19,7 +19,7 @@ Values that cannot be cleaned pass through unchanged; `validate` reports them.
 from __future__ import annotations
 
 import difflib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import polars as pl
@@ -65,6 +65,7 @@ def _map(frame: pl.DataFrame, template: Template) -> pl.DataFrame:
     call whose expressions run side by side (eager: cheaper here than one lazy query); then
     the phone and raw identifier items of each row are stacked into its list."""
     df = frame.with_columns(e.alias(c) for c, e in _null_tokens(frame, template).items())
+    template = _unsplit_phones(df, template)
     plan = _Plan()  # pass 0 reads the sheet; passes 1 and 2 what the passes before made
     scalar_maps = [m for m in template.mappings if m.kind in ("scalar", "bool")]
     for m in scalar_maps:
@@ -291,6 +292,24 @@ def _phones(m: Mapping, template: Template, plan: _Plan) -> None:
         nums.append(num)
         present.append(has)
     plan.stack(m.field, items, PHONE_DTYPE, 2)
+
+
+def _unsplit_phones(df: pl.DataFrame, template: Template) -> Template:
+    """`template` with the `split` of phone sources whose column holds no separator left out:
+    each cell is then one number, which takes the column-wise path (`_phones`) instead of
+    exploding the cells (`_long_phones`); the result is the same."""
+    mappings, changed = [], False
+    for m in template.mappings:
+        split = [s for s in m.sources if s.split and s.column] if m.kind == "phones" else []
+        held = df.select(pl.col(s.column).str.contains(s.split, literal=True).any()
+                         for s in split).row(0) if split else ()
+        plain = {s.column for s, h in zip(split, held) if not h}
+        if plain:
+            changed = True
+            m = replace(m, sources=tuple(replace(s, split=None) if s.column in plain else s
+                                         for s in m.sources))
+        mappings.append(m)
+    return replace(template, mappings=tuple(mappings)) if changed else template
 
 
 def _long_phones(base: pl.DataFrame, m: Mapping, template: Template) -> pl.Series:

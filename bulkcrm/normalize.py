@@ -212,11 +212,17 @@ def parse_phone(value: str, region: str | None) -> str | None:
     """Return the E.164 form (ITU-T E.164) of one number, or None when it cannot be trusted.
 
     Uses `phonenumbers.parse` and `is_possible_number`. An extension (`x123`, `ext. 12`) is
-    dropped: E.164 has no place for it. A number whose country code phonenumbers found only by
-    reading leading digits without `+`/IDD (`31612345678` with region NL) is refused: the `+`
-    may have been lost (BR-05), and the country must not be guessed silently; except where the
-    region's own national prefix is its country code (`1-800-942-2677` with region US).
+    dropped: E.164 has no place for it; the number must then be valid (`is_valid_number`), so
+    a typo such as `020-62312x9` is not read as `020-62312` ext. 9. A letter after the first
+    digit is refused: phonenumbers would drop it (`020-623l298`, an l for a 1) or read a
+    vanity spelling (`010-41CALL9`), either way another number than the one meant; a label
+    before the number (`Tel: 020 …`) is fine. A number whose country code phonenumbers found
+    only by reading leading digits without `+`/IDD (`31612345678` with region NL) is refused:
+    the `+` may have been lost (BR-05), and the country must not be guessed silently; except
+    where the region's own national prefix is its country code (`1-800-942-2677`, region US).
     """
+    if _LETTER_AMONG_DIGITS.search(_EXTENSION.sub("", value)):
+        return None
     try:
         num = phonenumbers.parse(value, region, keep_raw_input=True)
     except phonenumbers.NumberParseException:
@@ -224,9 +230,15 @@ def parse_phone(value: str, region: str | None) -> str | None:
     if num.country_code_source == CountryCodeSource.FROM_NUMBER_WITHOUT_PLUS_SIGN and \
             not _trunk_is_country_code(num, region):
         return None
-    if not phonenumbers.is_possible_number(num):
+    if not phonenumbers.is_possible_number(num) or (num.extension and not phonenumbers.is_valid_number(num)):
         return None
     return phonenumbers.format_number(num, PhoneNumberFormat.E164)
+
+
+_EXTENSION = re.compile(r"(?i)[\s,;]*(?:ext(?:ension)?\.?|x|#)\s*\d+#?\s*$")
+"""A trailing extension (`x123`, `ext. 12`, `#5`), removed before letters are looked for."""
+_LETTER_AMONG_DIGITS = re.compile(r"\d.*[^\W\d_]")
+"""A letter (any script) after the first digit."""
 
 
 def _trunk_is_country_code(num: phonenumbers.PhoneNumber, region: str | None) -> bool:

@@ -87,7 +87,8 @@ class Source:
         value: the constant (when `column` is None).
         transforms: transform specs applied in order before the field's normaliser
             (`"trim"` or `{"phone": {"default_region": "NL"}}`, see transforms.py).
-        split: separator turning the cell into a list (list fields), or None.
+        split: separator turning the cell into a list (list and phone fields; default `;`),
+            or None.
         phone_type: constant phoneType for phone sources (crm-api.md §8.2 enum).
         type_column: column holding the phoneType per row.
         type_map: sheet phone-type word -> API phoneType (e.g. office -> work), lower-cased keys.
@@ -563,7 +564,7 @@ def _source(spec: Any, rule: dict, err: _Err, key: str) -> Source:
         raise err("expected a mapping of sheet word -> phoneType", f"{key}.type_map")
     _check_transforms(transforms, rule, err, f"{key}.transforms")
     split = spec.get("split")
-    if split is None and rule["kind"] in ("emails", "list") and "column" in spec:
+    if split is None and rule["kind"] in ("emails", "list", "phones") and "column" in spec:
         split = ";"
     optional = spec.get("optional", False)
     if not isinstance(optional, bool) or (optional and "column" not in spec):

@@ -159,6 +159,18 @@ def test_fields_render_through_lookups_lists_and_phone_sources(crm, client, tmp_
     assert (o2["owner"], o2["tags"], o2["phone"], o2["country"]) == ("/users/u9", "Lead", None, None)
 
 
+def test_phone_numbers_no_column_takes_are_counted(crm, client, tmp_path):
+    """Typed columns only (fax, mobile): o1's two untyped numbers have nowhere to go."""
+    crm.seed(SEED)
+    doc = {"resource": "organizations", "identifiers": ["emailAddresses"],
+           "fields": {"title": "name", "emailAddresses": "emails",
+                      "phoneNumbers": [{"column": "fax", "type": "fax"}, {"column": "gsm", "type": "mobile"}]}}
+    result = export(client, parse_template(doc, path="typed.yaml"), tmp_path / "out.csv")
+    assert (result.records, result.phones_left_out) == (2, 2)
+    frame = read(result.path).frame.sort("crm_iri")
+    assert frame.select("fax", "gsm").row(0) == ("+31201234568", "+31612345678")
+
+
 def test_filters_become_api_parameters(crm, client, tmp_path):
     crm.seed(SEED)
     template = _rich(tmp_path)

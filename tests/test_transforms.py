@@ -74,6 +74,15 @@ def test_phone_region_falls_back_to_default_and_extension_dropped():
     assert out == ["+31205551234"] * 4
 
 
+def test_phone_with_a_letter_among_its_digits_or_a_doubtful_extension_is_kept_as_typed():
+    """`020-623l298` (an l for a 1) would lose a digit, `010-41CALL9` would be read as a vanity
+    number, and `020-62312x9` as 020-62312 ext. 9: each stays as typed, for the check to flag."""
+    values = ["020-623l298", "010-41CALL9", "020-62312x9", "Tel: 020 623 1298", "020 623 1298 ext. 12"]
+    out = run(values, partial(T["phone"].clean, default_region="NL"))
+    assert out == ["020-623l298", "010-41CALL9", "020-62312x9", "+31206231298", "+31206231298"]
+    assert run(out, CHECKS["phone_e164"]) == [False, False, False, True, True]
+
+
 def test_phone_fast_path_and_bad_default_region():
     assert run(["+1 (212) 555-0100", "+0 123 4567", "+12"], T["phone"].clean) == \
         ["+12125550100", "+0 123 4567", "+12"]

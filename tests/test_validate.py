@@ -61,3 +61,17 @@ def test_phone_hint_shows_a_number_of_the_templates_region():
     (issue,) = v.issues.to_dicts()
     assert issue["type"] == "invalid-phone" and issue["severity"] == "warning"
     assert issue["message"].endswith("write it with + and the country code, such as +12015550123")
+
+
+def test_a_phone_cell_is_split_on_semicolons_like_an_email_cell():
+    """README: `split` defaults to `;` for phones too; a sheet without one keeps the per-cell path."""
+    fields = {"title": "t", "phoneNumbers": [{"column": "p"}, {"column": "f", "type": "fax"}]}
+    v = _check(fields, [{"t": "A", "p": "020-6231234; 06 1234 5678", "f": "020-6231235"},
+                        {"t": "B", "p": "020 623 1236", "f": None}], default_region="NL")
+    assert v.issues.height == 0
+    assert v.valid["phoneNumbers"].to_list() == [
+        [{"phoneNumber": "+31206231234", "phoneType": None}, {"phoneNumber": "+31612345678", "phoneType": None},
+         {"phoneNumber": "+31206231235", "phoneType": "fax"}],
+        [{"phoneNumber": "+31206231236", "phoneType": None}]]
+    plain = _check(fields, [{"t": "B", "p": "020 623 1236", "f": None}], default_region="NL")
+    assert plain.valid["phoneNumbers"].to_list() == v.valid["phoneNumbers"].to_list()[1:]
