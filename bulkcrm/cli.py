@@ -178,15 +178,16 @@ def plan_cmd(ctx, file, template_path, mode, match_strategy, mirror_notes, sheet
                        mirror_notes=mirror_notes, sheet=_sheet_arg(sheet), encoding=encoding, delimiter=delimiter, header_row=header_row)
     kept = archive_journal(out)  # it belongs to the plan this file held before
     p.save(out)
+    counts = p.counts()
+    ok = not (counts["invalid"] or counts["conflict"])  # exit codes as for import
     if as_json:
-        click.echo(json.dumps({**p.counts(), "requests": p.requests_spent, "writes": len(p.operations)}))
+        click.echo(json.dumps({"ok": ok, **counts, "requests": p.requests_spent, "writes": len(p.operations)}))
     else:
         click.echo(text)
         if kept:
             click.echo(f"Kept the journal of the plan {out} held before as {kept}.")
         click.echo(f"Saved plan to {out}. Apply it with: bulkcrm apply {out}")
-    counts = p.counts()
-    sys.exit(1 if counts["invalid"] or counts["conflict"] else 0)  # exit codes as for import
+    sys.exit(0 if ok else 1)
 
 
 @cli.command("apply")
@@ -238,7 +239,7 @@ def validate_cmd(ctx, file, template_path, sheet, encoding, delimiter, header_ro
     result = run_validate(file, template_path, sheet=_sheet_arg(sheet), encoding=encoding,
                           delimiter=delimiter, header_row=header_row, report_dir=report_dir)
     if as_json:
-        click.echo(json.dumps(result["summary"], ensure_ascii=False))
+        click.echo(json.dumps({"ok": result["summary"]["valid"], **result["summary"]}, ensure_ascii=False))
     else:
         click.echo(result["text"])
     sys.exit(0 if result["summary"]["valid"] else 1)
@@ -278,7 +279,7 @@ def export_cmd(ctx, template_path, out, q, owner, tags, segments, archived, crea
     finally:
         if bar is not None:
             bar.close()
-    payload = {"path": str(result.path), "records": result.records, "pages": result.pages,
+    payload = {"ok": True, "path": str(result.path), "records": result.records, "pages": result.pages,
                "requests": result.requests, "left_out": result.left_out,
                "phones_left_out": result.phones_left_out}
     left_out = (f"; left out {result.left_out} whose constant fields differ from the template's "
@@ -354,7 +355,7 @@ def _resume(ctx, plan_file, report_dir: str, base_url: str | None) -> str:
 
 def _finish(result: dict, as_json: bool) -> None:
     if as_json:
-        click.echo(json.dumps(result["json"], ensure_ascii=False))
+        click.echo(json.dumps({"ok": result["ok"], **result["json"]}, ensure_ascii=False))
     sys.exit(0 if result["ok"] else 1)
 
 

@@ -39,7 +39,7 @@ def test_sample_round_trip_through_csv_and_xlsx_plans_nothing(runner, crm, tmp_p
         crm.clear_log()
         code, exported = run(runner, crm, "export", "-t", str(TEMPLATE), "--out", str(out))
         assert code == 0, exported
-        assert exported == {"path": str(out), "records": 91, "pages": 4, "requests": 4, "left_out": 0,
+        assert exported == {"ok": True, "path": str(out), "records": 91, "pages": 4, "requests": 4, "left_out": 0,
                             "phones_left_out": 0}
         assert [(r.method, r.path) for r in crm.requests] == [("GET", "/organizations")] * 4
         frame = read(out).frame
@@ -52,7 +52,7 @@ def test_sample_round_trip_through_csv_and_xlsx_plans_nothing(runner, crm, tmp_p
         code, planned = run(runner, crm, "plan", str(out), "-t", str(TEMPLATE),
                             "--out", str(tmp_path / f"plan.{ext}.json"))
         assert code == 0, planned
-        assert planned["unchanged"] == 91 and planned["writes"] == 0
+        assert planned["ok"] is True and planned["unchanged"] == 91 and planned["writes"] == 0
         assert planned["create"] == planned["patch"] == planned["invalid"] == planned["conflict"] == 0
         assert not [r for r in crm.requests if r.method in WRITES]
 

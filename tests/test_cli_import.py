@@ -35,7 +35,7 @@ def writes(crm) -> list:
 def test_sample_imports_91_then_nothing_to_do(runner, crm, tmp_path):
     code, first = run(runner, crm, "import", str(SAMPLE), "-t", str(TEMPLATE), "--report", str(tmp_path / "r1"))
     assert code == 0, first
-    assert first["created"] == 91 and first["invalid"] == 0 and first["conflict"] == 0
+    assert first["ok"] is True and first["created"] == 91 and first["invalid"] == 0 and first["conflict"] == 0
     assert len(crm.store.all("organizations", tenant="tenant-a")) == 91
     for name in ("report.json", "report.csv", "report.xlsx"):
         assert (tmp_path / "r1" / name).exists()

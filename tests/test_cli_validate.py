@@ -43,7 +43,7 @@ def test_validate_every_shared_file_exits_0_1_or_2(path, runner, tmp_path):
         assert result.output.startswith("Error: ") and path.name in result.output
     else:
         summary = json.loads(result.output.strip().splitlines()[-1])
-        assert summary["valid"] == (result.exit_code == 0)
+        assert summary["valid"] == summary["ok"] == (result.exit_code == 0)
 
 
 def test_validate_reports_every_problem_with_an_annotated_copy(runner, tmp_path):
