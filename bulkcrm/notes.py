@@ -44,6 +44,7 @@ from .plan import Operation
 from .read import Sheet
 from .template import Template
 from .validate import validate
+from .vocab import MODE_SKIPS
 
 RESOURCE = "organization_notes"
 NOTE_WRITABLE = ("createdAt", "title", "description", "flagged", "isPrivate", "author", "category")
@@ -398,9 +399,9 @@ def _row_records(mapped: pl.DataFrame, targets: pl.DataFrame, bad: set, conflict
         elif rn in conflicts:
             rec.update(op="conflict", note=conflicts[rn][1])
         elif rn not in hit_iri and mode == "update-only":
-            rec.update(op="skip", note="no matching note (update-only)")
+            rec.update(op="skip", note=MODE_SKIPS[2])
         elif changed.get(rn) and mode == "create-only":
-            rec.update(op="skip", note="note exists (create-only)")
+            rec.update(op="skip", note=MODE_SKIPS[3])
         out.append(rec)
     return out
 

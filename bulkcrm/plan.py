@@ -33,6 +33,7 @@ from .planfile import (CONFLICT_TYPES, ROW_SCHEMA, SCHEMA_VERSION, WRITE_OPS, Op
 from .read import Sheet, read
 from .template import Template
 from .validate import validate
+from .vocab import MODE_SKIPS
 
 __all__ = ["plan", "Plan", "Operation", "render_plan", "SCHEMA_VERSION", "WRITE_OPS", "CONFLICT_TYPES"]
 
@@ -326,8 +327,8 @@ def _row_frame(mapped: pl.DataFrame, joined: pl.DataFrame, changed: pl.DataFrame
           .when(conflict).then(pl.lit("conflict"))
           .when(iri.is_null() | exists).then(pl.lit("skip")).otherwise(pl.lit("unchanged")))
     note = (pl.when(op_.is_not_null() | invalid).then(None).when(conflict).then(pl.col("__msg"))
-            .when(iri.is_null()).then(pl.lit("no matching record (update-only)"))
-            .when(exists).then(pl.lit("record exists (create-only)")).otherwise(None))
+            .when(iri.is_null()).then(pl.lit(MODE_SKIPS[0]))
+            .when(exists).then(pl.lit(MODE_SKIPS[1])).otherwise(None))
     return base.select(rn, op.alias("op"), iri, pl.col("title"),
                        pl.col("changes").fill_null(pl.lit([], dtype=ROW_SCHEMA["changes"])),
                        pl.col("cleared").fill_null(pl.lit([], dtype=pl.List(pl.String))),

@@ -18,6 +18,7 @@ import polars as pl
 
 from .errors import PlanError
 from .template import SEARCHABLE_IDENTIFIERS
+from .vocab import MODE_SKIPS
 
 SCHEMA_VERSION = 1
 WRITE_OPS = ("create", "patch", "replace")
@@ -268,9 +269,14 @@ def render_plan(p: Plan, *, requests_per_minute: float | None = 20, limit: int =
     for i in p.issues:
         if i["severity"] == "error" and i["type"] not in CONFLICT_TYPES:
             reasons.setdefault(i["row_number"], []).append(i["message"])
-    listed = p.row_frame().filter(~pl.col("op").is_in(["unchanged", "skip"]))
+    op, rows = pl.col("op"), p.row_frame()
+    # skips the mode asked for are not listed, nor the notes of organizations it skipped
+    by_mode = (op == "skip") & pl.col("note").is_in(MODE_SKIPS)
+    org_skipped = rows.filter(by_mode & (pl.col("resource").fill_null("organizations") == "organizations"))
+    listed = rows.filter((op != "unchanged") & ~by_mode & ~(
+        (op == "skip") & pl.col("row_number").is_in(org_skipped["row_number"].implode())))
     # rows that will not be written come first, so the limit never hides one
-    listed = listed.sort(~pl.col("op").is_in(["invalid", "conflict"]), maintain_order=True)
+    listed = listed.sort(~op.is_in(["invalid", "conflict", "skip"]), maintain_order=True)
     quoted = quoted_names(p.names)
     for r in listed.head(limit).iter_rows(named=True):
         lines += _row_lines(r, quoted)
@@ -333,7 +339,7 @@ def replace_quoted(text: str | None, quoted: dict[str, str]) -> str | None:
 def _row_lines(r: dict, quoted: dict[str, str]) -> list[str]:
     """A planned row: sign, (note) row number, op, IRI, title; changes and remarks below."""
     sign = {"create": "+", "patch": "~", "replace": "±", "conflict": "!", "invalid": "✗",
-            "delete": "-"}[r["op"]]
+            "delete": "-", "skip": "⊘"}[r["op"]]
     what = "note " if r.get("resource") == "organization_notes" else ""
     where = f"row {r['row_number']} " if r["row_number"] is not None else ""
     title = json.dumps(r["title"], ensure_ascii=False) if r.get("title") is not None else None

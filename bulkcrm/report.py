@@ -93,7 +93,8 @@ class Report:
         issues: `errors.ISSUE_SCHEMA` columns, one row per issue.
         summary: keys `counts`, `requests` (int), `target` (base URL, never a key), `template`,
             `input`, `dry_run`, `started_at`, `finished_at` (ISO 8601), `plan`, `reconciled`,
-            `mismatches`. `to_dict` replaces `counts` by `counts()` and adds `ok`.
+            `mismatches`. `to_dict` replaces `counts` by `counts()` (every row) and adds `ok`,
+            and `by_resource` (`counts_by_resource`) for organizations imported with notes.
         names: IRI -> name (`Plan.names`): report.csv and the Rows sheet show the name;
             report.json keeps the IRIs.
     """
@@ -125,6 +126,8 @@ class Report:
             row["changes"] = [{**c, "before": _value(c["before"]), "after": _value(c["after"])}
                               for c in row["changes"]]
         summary = {**self.summary, "counts": self.counts(), "ok": self.ok}
+        if parts := counts_by_resource(self):  # organizations with their notes, counted apart
+            summary["by_resource"] = parts
         return {"summary": summary, "rows": rows,
                 "issues": _conform(self.issues, ISSUE_SCHEMA).to_dicts()}
 
@@ -277,7 +280,11 @@ def _summary_sheet(book: _Book, report: Report) -> None:
     ws = book.wb.create_sheet("Summary")
     ws.column_dimensions["A"].width, ws.column_dimensions["B"].width = 16, 60
     s = report.summary
-    items = [*report.counts().items(), ("requests", s.get("requests")), ("ok", report.ok)]
+    # organizations with their notes: each resource's counts apart ("notes: created"), as the
+    # terminal shows them
+    parts = counts_by_resource(report) or {"": report.counts()}
+    items = [(f"{kind}: {k}" if kind else k, n) for kind, counts in parts.items() for k, n in counts.items()]
+    items += [("requests", s.get("requests")), ("ok", report.ok)]
     items += [(k, s.get(k)) for k in ("dry_run", "target", "template", "input", "plan",
                                       "reconciled", "mismatches", "started_at", "finished_at")]
     ws.append([book.cell(ws, "item", bold=True), book.cell(ws, "value", bold=True)])

@@ -33,6 +33,13 @@ COUNT_KEYS: tuple[str, ...] = (
 Mode = Literal["upsert", "create-only", "update-only"]
 """Which operations a run may plan: upsert (default) creates and updates."""
 
+MODE_SKIPS: tuple[str, ...] = (
+    "no matching record (update-only)", "record exists (create-only)",
+    "no matching note (update-only)", "note exists (create-only)",
+)
+"""Notes of rows skipped because the run's mode said so; the plan text lists the other skips
+(e.g. a note whose organization is not imported)."""
+
 Resource = Literal["organizations", "organization_notes"]
 """What a plan or report row is about (the template's `resource`, issue 8)."""
 RESOURCES: tuple[str, ...] = get_args(Resource)

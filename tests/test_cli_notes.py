@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 
+import openpyxl
 import pytest
 
 from bulkcrm.cli import cli
@@ -59,6 +60,9 @@ def test_leads_100_organizations_and_notes_in_one_run_then_nothing(runner, categ
     report = json.loads((tmp_path / "r1" / "report.json").read_text())
     resources = [r["resource"] for r in report["rows"]]
     assert resources.count("organizations") == 100 and resources.count("organization_notes") == 100
+    assert report["summary"]["by_resource"] == first["by_resource"]
+    summary = dict(openpyxl.load_workbook(tmp_path / "r1" / "report.xlsx")["Summary"].iter_rows(values_only=True))
+    assert (summary["organizations: created"], summary["notes: created"]) == (100, 100)
     crm.clear_log()
     code, second = run(runner, crm, "import", str(LEADS), "-t", str(LEADS_TEMPLATE),
                        "--report", str(tmp_path / "r2"))

@@ -142,6 +142,20 @@ def test_one_sheet_note_follows_its_new_organization(crm_cats, client, tmp_path)
     assert again.operations == [] and again.counts()["unchanged"] == 5
 
 
+def test_plan_text_lists_a_note_skipped_with_its_organization_but_not_mode_skips(crm_cats, client, tmp_path):
+    from bulkcrm.plan import render_plan
+    sheet = write_csv(tmp_path / "s.csv", ["company", "email", "notes"],
+                      [["Acme", "info@acme.example", "Hello."], ["Acme B", "info@acme.example", ""],
+                       ["Globex", "hello@globex.example", "Call back."]])
+    t = parse_template({"identifiers": ["emailAddresses"],
+                        "fields": {"title": "company", "emailAddresses": "email"},
+                        "notes": {"fields": {"description": "notes",
+                                             "category": {"value": "/note_categories/c4"}}}})
+    text = render_plan(plan(sheet, t, client))
+    assert '  ⊘ note row 2 skip "Hello."\n      its organization (row 2) is not imported: conflict' in text
+    assert "note row 4" not in render_plan(plan(sheet, t, client, mode="update-only"))  # the mode's skip
+
+
 def test_note_of_a_failed_organization_is_never_posted(crm_cats, client, tmp_path):
     sheet = write_csv(tmp_path / "s.csv", ["company", "email", "notes"],
                       [["Acme", "info@acme.example", "Hello."]])
