@@ -10,6 +10,7 @@ request. Names compare case-insensitively after trimming ([SANDBOX] §10.2).
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 
 import polars as pl
@@ -57,6 +58,14 @@ class LookupCache:
                 self.display[rec["@id"]] = name
             self.tables[lookup.collection] = table
         return self.tables[lookup.collection]
+
+    def names_in(self, changes: pl.Series) -> dict[str, str]:
+        """IRI -> name (`display`) of the IRIs quoted in `changes` (pl.String: a change's
+        JSON `before`/`after` texts), for `Plan.names`."""
+        if not self.display or not changes.len():
+            return {}
+        quoted = changes.drop_nulls().str.extract_all(r'"/[^"/]+/[^"]+"').explode().drop_nulls().unique()
+        return {iri: self.display[iri] for iri in map(json.loads, quoted.to_list()) if iri in self.display}
 
     def _users(self, client: Client, wanted: list[str]) -> dict[str, list[str]]:
         table = self.tables.setdefault("users", {})

@@ -65,6 +65,7 @@ class NotesPart:
         issues: validation, lookup, organization and conflict issues of note rows.
         requests: requests spent planning the notes. notes: remarks for the plan text.
         strategy: how organizations were matched (`lookup`/`scan`), when the notes sheet did.
+        names: IRI -> name of the lookups' IRIs the changes show (categories), `Plan.names`.
     """
 
     rows: list[dict] = field(default_factory=list)
@@ -73,6 +74,7 @@ class NotesPart:
     requests: int = 0
     notes: list[str] = field(default_factory=list)
     strategy: str | None = None
+    names: dict[str, str] = field(default_factory=dict)
 
 
 def plan_with_orgs(org_rows: list[dict], org_mapped: pl.DataFrame, sheet: Sheet, template: Template,
@@ -131,8 +133,8 @@ def plan_notes(sh: Sheet, nt: Template, client: Client, *, mode: str = "upsert",
         frame = frame.filter(pl.col("row_number").is_in(mapped["row_number"].implode()))
     checked = validate(mapped, nt, sheet=frame, read_issues=[] if same_rows else sh.issues,
                        file=file, sheet_name=sh.sheet_name, letters=sh.letters)
-    resolved = resolve_lookups(checked.valid, nt, client, cache=LookupCache(), file=file,
-                               sheet=sh.sheet_name)
+    cache = LookupCache()
+    resolved = resolve_lookups(checked.valid, nt, client, cache=cache, file=file, sheet=sh.sheet_name)
     part.issues += [Issue(**r) for r in checked.issues.iter_rows(named=True)] + resolved.issues
     if targets is None:
         found = targets_by_reference(frame, nt.notes.organization, client, strategy=strategy,
@@ -143,6 +145,8 @@ def plan_notes(sh: Sheet, nt: Template, client: Client, *, mode: str = "upsert",
     bad = {i.row_number for i in part.issues if i.severity == "error"}
     _decide(part, mapped, resolved.rows, targets, bad, nt, client, mode=mode, mirror=mirror,
             file=file, sheet_name=sheet_name, key_prefix=key_prefix, named=_note_iris(frame))
+    part.names = cache.names_in(pl.Series([c.get(side) for o in part.operations for c in o.changes
+                                           for side in ("before", "after")], dtype=pl.String))
     part.requests = client.requests_sent - start
     return part
 

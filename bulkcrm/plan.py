@@ -12,7 +12,6 @@ section) are planned by `notes.py` into the same plan: their rows carry
 from __future__ import annotations
 
 import gc
-import json
 import os
 import time
 from contextlib import contextmanager
@@ -212,12 +211,7 @@ def _names(cache: LookupCache, tags: list[str], ops: pl.DataFrame) -> dict[str, 
     if not cache.display or not ops.height:
         return names
     sides = ops.select(pl.col("changes").explode().struct.field("before", "after"))
-    quoted = pl.concat([sides["before"], sides["after"]]).drop_nulls().str.extract_all(r'"/[^"/]+/[^"]+"')
-    for text in quoted.explode().drop_nulls().unique().to_list():
-        iri = json.loads(text)
-        if iri in cache.display:
-            names[iri] = cache.display[iri]
-    return names
+    return names | cache.names_in(pl.concat([sides["before"], sides["after"]]))
 
 
 def _notes_plan(sh: Sheet, template: Template, client: Client, *, mode: str, strategy: str,
@@ -240,6 +234,7 @@ def _add_part(p: Plan, part) -> None:
     p.issues += [i.to_dict() for i in part.issues]
     p.requests_spent += part.requests
     p.notes += part.notes
+    p.names = {**p.names, **part.names}
 
 
 def _decide(mapped: pl.DataFrame, rows: pl.DataFrame, matches, template: Template, mode: str,

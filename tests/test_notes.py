@@ -130,6 +130,7 @@ def test_one_sheet_note_follows_its_new_organization(crm_cats, client, tmp_path)
         ("note:2", "$ref:row:2/notes", ["row:2"]), ("note:4", "/organizations/init/notes", [])]
     assert [o.key for o in p.operations] == ["row:2", "row:3", "note:2", "note:4"]
     assert p.counts("organization_notes") == {**dict.fromkeys(p.counts(), 0), "create": 2}
+    assert p.names == {"/note_categories/c4": "Note"}  # the report shows the category by name
     report = run(p, client, tmp_path)
     assert report.ok
     acme = next(o for o in crm_cats.store.all("organizations", tenant="tenant-a") if o["title"] == "Acme")
