@@ -139,6 +139,9 @@ def test_issues_name_the_cell_to_fix(runner, tmp_path, suffix):
     assert result.exit_code == 1, result.output
     issues = json.loads((tmp_path / "out" / "issues.json").read_text())["issues"]
     assert {i["column"]: i["cell"] for i in issues} == expected
+    # a workbook's messages name the cell as the reader's own issues do; a CSV's do not
+    at = "orgs.csv:3:email: " if suffix == ".csv" else "orgs.xlsx:4:email (Sheet!C4): "
+    assert f'{at}"not-an-email" breaks e-mail address syntax' in result.output
 
 
 def test_a_sheet_may_lack_an_optional_column(runner, tmp_path):
