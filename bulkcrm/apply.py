@@ -34,7 +34,7 @@ from .client import Client
 from .diff import canon
 from .errors import ApiError, AuthError, ISSUE_SCHEMA, PermanentApiError, PlanError, TransientApiError, \
     UncertainWriteError
-from .journal import Journal, journal_path
+from .journal import Journal, journal_lock, journal_path
 from .lookups import REF_PREFIX
 from .match import BATCH, count_records, lookup_records
 from .plan import Operation, Plan
@@ -68,7 +68,8 @@ def apply(plan: Plan, client: Client, *, plan_path: str | Path | None = None,
 
     Raises:
         PlanError: the plan was made for another target.
-        JournalError: the journal belongs to another plan.
+        JournalError: the journal belongs to another plan, or another process is applying
+            this plan (it holds the journal's lock, `journal.journal_lock`).
         AuthError: the key was rejected (401/403); the journal keeps what was done.
         KeyboardInterrupt: passes through after the journal is flushed (it is, per line).
     """
@@ -80,11 +81,22 @@ def apply(plan: Plan, client: Client, *, plan_path: str | Path | None = None,
         # its requests still fill the tenant's window; taken as sent at the end of planning
         made = dt.datetime.fromisoformat(plan.created_at).timestamp() + 1  # to the second
         client.count_earlier(plan.requests_spent, made)
-    start_requests, started = client.requests_sent, now_utc()
     jpath = journal_file or (journal_path(plan_path) if plan_path else None)
     if jpath is None:
         raise PlanError("apply needs plan_path or journal_file to keep its journal")
-    journal = Journal(jpath, plan.sha256, plan.target)
+    with journal_lock(jpath):  # a second apply of this plan at once would send it all again
+        return _apply(plan, client, Journal(jpath, plan.sha256, plan.target), plan_path=plan_path,
+                      batch_size=batch_size, verify=verify, reconcile=reconcile, progress=progress,
+                      notify=notify)
+
+
+def _apply(plan: Plan, client: Client, journal: Journal, *, plan_path: str | Path | None,
+           batch_size: int, verify: bool, reconcile: bool, progress: ProgressFn | None,
+           notify: Callable[[str], None] | None) -> Report:
+    """`apply` once it holds the journal."""
+    for t in journal.send_times():  # an interrupted run's last writes still fill the window
+        client.count_earlier(1, t)
+    start_requests, started = client.requests_sent, now_utc()
     results: dict[str, Any] = {}  # key -> the server's answer to a write of this run
     total = len(plan.operations)
     already = sum(journal.state(o.key) == "done" for o in plan.operations)

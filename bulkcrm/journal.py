@@ -16,8 +16,12 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from filelock import FileLock, Timeout
 
 from .errors import JournalError
 
@@ -90,6 +94,12 @@ class Journal:
             f.flush()
             os.fsync(f.fileno())
 
+    def send_times(self) -> list[float]:
+        """Unix times (seconds) of the operations that sent a request: the last state change
+        of each (`t`), leaving out failures decided without a request (a failed dependency)."""
+        return [e["t"] for e in self.entries.values()
+                if "t" in e and not (e.get("state") == "failed" and e.get("status") is None)]
+
     def iris(self) -> dict[str, str]:
         """key -> IRI of every operation done (to fill `$ref:` placeholders); kept up to date
         as entries are recorded, not rebuilt per call (apply asks for it per operation)."""
@@ -100,3 +110,24 @@ def journal_path(plan_path: str | Path) -> Path:
     """The journal beside a plan file: `plan.json` -> `plan.journal.jsonl`."""
     p = Path(plan_path)
     return p.with_name(p.stem + ".journal.jsonl")
+
+
+@contextmanager
+def journal_lock(path: str | Path) -> Iterator[None]:
+    """Hold the OS lock of journal `path` (`<journal>.lock`, filelock) for the block, so one
+    process at a time applies a plan; the OS drops it if the process dies.
+
+    Raises:
+        JournalError: another process holds it (an apply of the same plan still running).
+    """
+    lock = FileLock(f"{path}.lock")
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        raise JournalError(f"{path} is in use: another bulkcrm apply of this plan is still running "
+                           "(another terminal, a suspended job or an overlapping cron run); let it "
+                           "finish or stop it, then run this again") from None
+    try:
+        yield
+    finally:
+        lock.release()

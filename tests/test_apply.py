@@ -261,3 +261,52 @@ def test_a_lost_create_is_not_taken_for_another_rows_record(crm, tmp_path):
     orgs = crm.store.all("organizations", tenant="tenant-a")
     assert sorted((o["title"], o.get("customerId") or "") for o in orgs) == [("Alpha B.V.", ""), ("Alpha B.V.", "C1")]
     assert len({r["iri"] for r in report.rows.to_dicts()}) == 2
+
+
+def test_a_resume_right_after_ctrl_c_counts_the_stopped_runs_writes(crm, tmp_path):
+    """The journal's send times fill the new process's window: its first writes wait instead
+    of meeting a 429 the stopped run's writes would cause."""
+    crm.set_rate_limit(4, 2.0)
+    try:
+        template = parse_template(TEMPLATE, path="t.yaml", sha256="x")
+        sheet = tmp_path / "orgs.csv"
+        sheet.write_text("title,email,website,phone\n" + "".join(
+            f"Nieuw {i} B.V.,nieuw{i}@firma.example,,\n" for i in range(8)), encoding="utf-8")
+        p = plan(sheet, template, Client(crm.url, TEST_KEY, requests_per_minute=4, window_s=2.0))
+        path = p.save(tmp_path / "plan.json")
+        time.sleep(2.1)  # the plan's lookup leaves the window
+
+        def ctrl_c(done, total, client):
+            raise KeyboardInterrupt
+
+        first = Client(crm.url, TEST_KEY, requests_per_minute=4, window_s=2.0)
+        with pytest.raises(KeyboardInterrupt):
+            apply(p, first, plan_path=path, reconcile=False, batch_size=4, progress=ctrl_c)
+        resumed = Client(crm.url, TEST_KEY, requests_per_minute=4, window_s=2.0)  # a new process's
+        report = apply(Plan.load(path), resumed, plan_path=path, reconcile=False)
+        assert report.ok and report.counts()["created"] == 8 and report.summary["already_done"] == 4
+        assert resumed.throttled == 0 and 429 not in {r.status for r in crm.requests}
+    finally:
+        crm.set_rate_limit(None)
+
+
+def test_a_second_apply_of_the_same_plan_at_once_is_refused(crm, tmp_path):
+    """Two applies of one plan at the same time (a second terminal, a suspended job, an
+    overlapping cron run) would each send every write: the second one stops before any."""
+    p, path = _plan(crm, tmp_path)
+    crm.set_faults(latency_ms=20)
+    jpath = journal_path(path)
+    cmd = [sys.executable, "-m", "bulkcrm", "apply", str(path), "--base-url", crm.url, "--api-key", TEST_KEY,
+           "--max-rate", "60000", "--no-reconcile", "--report", str(tmp_path / "report")]
+    first = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+    deadline = time.monotonic() + 60
+    while _journal_lines(jpath) < 5 and time.monotonic() < deadline:
+        time.sleep(0.005)
+    second = subprocess.run([*cmd[:-1], str(tmp_path / "report2")], capture_output=True, text=True,
+                            cwd=tmp_path, timeout=120)
+    assert second.returncode == 2 and "another bulkcrm apply of this plan is still running" in second.stderr
+    assert first.poll() is None, "the first apply should still be running"
+    crm.clear_faults()
+    out, err = first.communicate(timeout=300)
+    assert first.returncode == 0, err
+    _assert_state_equals_plan(crm)
