@@ -112,14 +112,22 @@ def journal_path(plan_path: str | Path) -> Path:
     return p.with_name(p.stem + ".journal.jsonl")
 
 
+_HELD: set[str] = set()  # journals this process holds (the lock is taken once per process)
+
+
 @contextmanager
 def journal_lock(path: str | Path) -> Iterator[None]:
     """Hold the OS lock of journal `path` (`<journal>.lock`, filelock) for the block, so one
-    process at a time applies a plan; the OS drops it if the process dies.
+    process at a time plans over or applies a plan file; the OS drops it if the process dies.
+    Nested blocks of one process share it (an import holds it while it plans and applies).
 
     Raises:
         JournalError: another process holds it (an apply of the same plan still running).
     """
+    key = str(Path(path).resolve())
+    if key in _HELD:
+        yield
+        return
     lock = FileLock(f"{path}.lock")
     try:
         lock.acquire(timeout=0)
@@ -127,7 +135,9 @@ def journal_lock(path: str | Path) -> Iterator[None]:
         raise JournalError(f"{path} is in use: another bulkcrm apply of this plan is still running "
                            "(another terminal, a suspended job or an overlapping cron run); let it "
                            "finish or stop it, then run this again") from None
+    _HELD.add(key)
     try:
         yield
     finally:
+        _HELD.discard(key)
         lock.release()

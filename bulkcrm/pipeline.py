@@ -10,7 +10,7 @@ from typing import Callable
 
 from .apply import apply, dry_run_report
 from .errors import BulkcrmError
-from .journal import journal_path
+from .journal import journal_lock, journal_path
 from .mapping import map_rows
 from .plan import Plan, plan, render_plan
 from .read import Sheet, read
@@ -55,10 +55,11 @@ def run_import(file, template_path, target: Target, *, report_dir: str, dry_run=
         report = dry_run_report(p)
     else:
         plan_path = out / "plan.json"
-        archive_journal(plan_path)
-        p.save(plan_path)
-        report = _apply(p, target, plan_path, reconcile=reconcile, progress=progress, batch_size=25,
-                        echo=echo)
+        with journal_lock(journal_path(plan_path)):  # no other import of this plan file meanwhile
+            archive_journal(plan_path)
+            p.save(plan_path)
+            report = _apply(p, target, plan_path, reconcile=reconcile, progress=progress, batch_size=25,
+                            echo=echo)
         report.summary["requests"] += p.requests_spent
     return _finish(report, out, file, target, echo, input_frame=sh.frame)
 
@@ -68,12 +69,17 @@ def archive_journal(plan_path: str | Path) -> Path | None:
     (`plan.journal.<UTC time>.jsonl`, its last write), so the new plan applies from the start.
 
     Returns:
-        The archived journal's new path, or None when there was none."""
+        The archived journal's new path, or None when there was none.
+
+    Raises:
+        JournalError: an apply of the earlier plan is still running (`journal.journal_lock`).
+    """
     j = journal_path(Path(plan_path))
     if not j.exists():
         return None
-    stamp = dt.datetime.fromtimestamp(j.stat().st_mtime, dt.timezone.utc).strftime("%Y%m%dT%H%M%S")
-    return j.rename(j.with_name(f"{j.stem}.{stamp}.jsonl"))
+    with journal_lock(j):  # not while an apply of that plan still writes to it
+        stamp = dt.datetime.fromtimestamp(j.stat().st_mtime, dt.timezone.utc).strftime("%Y%m%dT%H%M%S")
+        return j.rename(j.with_name(f"{j.stem}.{stamp}.jsonl"))
 
 
 def run_apply(plan_file, target: Target, *, report_dir: str, batch_size=25, verify=False, reconcile=True,

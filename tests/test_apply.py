@@ -305,6 +305,13 @@ def test_a_second_apply_of_the_same_plan_at_once_is_refused(crm, tmp_path):
     second = subprocess.run([*cmd[:-1], str(tmp_path / "report2")], capture_output=True, text=True,
                             cwd=tmp_path, timeout=120)
     assert second.returncode == 2 and "another bulkcrm apply of this plan is still running" in second.stderr
+    # nor may a new plan be saved over it (its journal would be moved away mid-run)
+    (tmp_path / "t.yaml").write_text(json.dumps(TEMPLATE), encoding="utf-8")
+    saved = path.read_bytes()
+    replan = subprocess.run([sys.executable, "-m", "bulkcrm", "plan", str(tmp_path / "orgs.csv"), "-t",
+                             str(tmp_path / "t.yaml"), "--out", str(path), *cmd[5:9]],
+                            capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert replan.returncode == 2 and "is in use" in replan.stderr and path.read_bytes() == saved
     assert first.poll() is None, "the first apply should still be running"
     crm.clear_faults()
     out, err = first.communicate(timeout=300)
