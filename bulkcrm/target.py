@@ -73,11 +73,12 @@ def open_target(base_url: str | None, api_key: str | None, *, max_rate: float | 
     Raises:
         ConfigError: a base URL without a key, not https:// (http:// only for a loopback host
             such as a local `bulkcrm sandbox`: the key travels in a header), or with a user or
-            password in it.
+            password in it; a key with a character an HTTP header cannot carry.
     """
     base_url = (base_url or "").strip() or None
     if base_url:
         _check_base_url(base_url)
+    api_key = _checked_key(api_key)
     if api_key:
         client = Client(base_url or DEFAULT_BASE_URL, api_key, requests_per_minute=max_rate or 20)
         return Target(client=client, label=client.base_url, secrets=(api_key,))
@@ -93,6 +94,21 @@ def open_target(base_url: str | None, api_key: str | None, *, max_rate: float | 
         sandbox.seed({"note_categories": [{"title": t} for t in DEFAULT_NOTE_CATEGORIES]})
     client = Client(sandbox.url, EMBEDDED_KEY, requests_per_minute=max_rate)
     return Target(client=client, label=f"{EMBEDDED_PREFIX}{db.as_posix()}", sandbox=sandbox, created=new)
+
+
+def _checked_key(api_key: str | None) -> str | None:
+    """The key without the spaces and line breaks a paste or a file adds around it. A key is
+    sent as a header value (X-API-KEY, crm-api.md §2): any other character than visible ASCII
+    (a typographic quote “, a space inside) is refused, naming its position, never the key."""
+    key = (api_key or "").strip() or None
+    bad = next((i for i, ch in enumerate(key or "") if not "!" <= ch <= "~"), None)
+    if bad is not None:
+        ch = key[bad]
+        what = "a space" if ch.isspace() else f"{ch!r} (U+{ord(ch):04X})"
+        raise ConfigError(f"the API key (--api-key or BULKCRM_API_KEY) holds {what} at position "
+                          f"{bad + 1} of {len(key)}; an API key is letters, digits and ASCII signs: "
+                          "check it for pasted quotes or spaces")
+    return key
 
 
 def _is_loopback(host: str) -> bool:
@@ -117,7 +133,8 @@ def _check_base_url(base_url: str) -> None:
     except ValueError:
         raise ConfigError(f"{option} is not a URL; use e.g. https://api.rogerroger.io") from None
     if url.scheme.lower() not in ("http", "https") or not host:
-        raise ConfigError(f"{option} must start with https://, e.g. https://api.rogerroger.io")
+        raise ConfigError(f"{option} must start with https://, e.g. https://api.rogerroger.io "
+                          "(or http:// for a local `bulkcrm sandbox`: http://127.0.0.1:8000)")
     if url.username is not None or url.password is not None:
         raise ConfigError(f"{option} holds a user or password before '@'; give the key with "
                           "--api-key or BULKCRM_API_KEY instead")

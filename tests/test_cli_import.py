@@ -232,6 +232,24 @@ def test_a_base_url_the_key_must_not_go_to_is_refused(runner, tmp_path, monkeypa
     assert not (tmp_path / "p.json").exists()
 
 
+@pytest.mark.parametrize("key, says", [
+    ("\u201cpasted-between-quotes\u201d", "holds '\u201c' (U+201C) at position 1 of 23"),
+    ("two words", "holds a space at position 4 of 9"),
+])
+def test_a_key_an_http_header_cannot_carry_is_refused(runner, crm, tmp_path, key, says):
+    result = runner.invoke(cli, ["plan", str(SAMPLE), "-t", str(TEMPLATE), "--out", str(tmp_path / "p.json"),
+                                 "--base-url", crm.url, "--api-key", key, "--json"])
+    out = json.loads(result.stdout.strip().splitlines()[-1])
+    assert result.exit_code == 2 and out["error"] == "config" and says in out["message"]
+    assert crm.requests == [] and "Traceback" not in result.output
+
+
+def test_a_key_pasted_with_a_line_break_works(runner, crm, tmp_path):
+    result = runner.invoke(cli, ["plan", str(SAMPLE), "-t", str(TEMPLATE), "--out", str(tmp_path / "p.json"),
+                                 "--base-url", crm.url, "--api-key", f" {TEST_KEY}\n", "--json"])
+    assert result.exit_code == 0 and json.loads(result.stdout.strip().splitlines()[-1])["create"] == 91
+
+
 def test_json_failures_say_what_failed_on_stdout(runner, crm, tmp_path, monkeypatch):
     """A scheduled job reads stdout: with --json a failure is one JSON object naming its kind
     (a rejected key and a bad template exit 1 and 2, as documented)."""
