@@ -5,6 +5,8 @@ Each returns plain data for the CLI to render; none prints except through the `e
 from __future__ import annotations
 
 import datetime as dt
+import sys
+import time
 from pathlib import Path
 from typing import Callable
 
@@ -105,24 +107,44 @@ def _apply(p: Plan, target: Target, plan_path, *, reconcile, progress, batch_siz
 
 
 class _progress_bar:
-    """tqdm bar: done/total operations, requests, 429s seen, ETA (stderr, when it is a terminal).
-    Drawn at the first update, so a run refused before any operation (e.g. a plan for another
-    target) shows none."""
+    """tqdm bar on stderr: done/total operations, requests, 429s seen, ETA. Drawn at the first
+    update, so a run refused before any operation (e.g. a plan for another target) shows none;
+    closed at the last, so what follows starts on its own line. When stderr is not a terminal
+    (a log, nohup, cron), a plain line instead, at most every `LOG_EVERY_S` seconds and at the end."""
+
+    LOG_EVERY_S = 30.0
 
     def __init__(self, total: int):
         self.total, self.bar = total, None
+        self.log = not sys.stderr.isatty()
+        self.started = self.logged = time.monotonic()
 
     def __call__(self, done: int, total: int, client) -> None:
+        if self.log:
+            now = time.monotonic()
+            if done == total or now - self.logged >= self.LOG_EVERY_S:
+                self.logged = now
+                print(_progress_line(done, total, client, now - self.started), file=sys.stderr, flush=True)
+            return
         if self.bar is None:  # started at the first batch: its rate counts from there
             from tqdm import tqdm
-            self.bar = tqdm(total=self.total, initial=done, unit="op", desc="apply", leave=True,
-                            disable=None)  # none in a log (stderr not a terminal)
+            self.bar = tqdm(total=self.total, initial=done, unit="op", desc="apply", leave=True)
         self.bar.update(done - self.bar.n)
         self.bar.set_postfix(requests=client.requests_sent, throttled=client.throttled)
+        if done == total:
+            self.close()
 
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
+            self.bar = None
+
+
+def _progress_line(done: int, total: int, client, elapsed_s: float) -> str:
+    """`apply: 25/200 operations, 27 requests (0 throttled), 1.3 min, about 9.1 min left`."""
+    left = f", about {elapsed_s / done * (total - done) / 60:.1f} min left" if 0 < done < total else ""
+    return (f"apply: {done}/{total} operations, {client.requests_sent} requests "
+            f"({client.throttled} throttled), {elapsed_s / 60:.1f} min{left}")
 
 
 def _finish(report: Report, out: Path, input_path, target: Target, echo: Echo, *,

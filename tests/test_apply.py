@@ -316,4 +316,6 @@ def test_a_second_apply_of_the_same_plan_at_once_is_refused(crm, tmp_path):
     crm.clear_faults()
     out, err = first.communicate(timeout=300)
     assert first.returncode == 0, err
+    # stderr is no terminal here: progress comes as plain lines (a log, nohup), the last at the end
+    assert err.splitlines()[-1].startswith(f"apply: {N_EXISTING + N_NEW}/{N_EXISTING + N_NEW} operations, ")
     _assert_state_equals_plan(crm)
