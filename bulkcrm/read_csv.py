@@ -79,7 +79,9 @@ def decode(data: bytes, encoding: str | None, where: str) -> tuple[str, str]:
             raise InputError(f"unknown encoding {encoding!r}; pass e.g. --encoding utf-8 "
                              "or --encoding cp1252", path=where) from None
         except UnicodeDecodeError as e:
-            raise InputError(f"cannot decode byte {e.start} as {encoding}; check --encoding",
+            line = data.count(b"\n", 0, e.start) + 1
+            raise InputError(f"line {line}: byte 0x{data[e.start]:02X} (offset {e.start}) is not "
+                             f"{encoding}; check --encoding, or leave it out to detect the encoding",
                              path=where) from None
         return _clean_text(text), name
     for bom, name in _BOMS:

@@ -38,6 +38,12 @@ def test_forced_encoding_wins(tmp_path):
     assert read(path, encoding="latin-1").encoding == "iso8859-1"
 
 
+def test_a_forced_encoding_that_fails_names_the_line_and_the_byte(tmp_path):
+    path = write(tmp_path, "f.csv", "name\nA\nCaña\n".encode("cp1252"))
+    with pytest.raises(InputError, match=r"f\.csv: line 3: byte 0xF1 \(offset 9\) is not utf-8; "):
+        read(path, encoding="utf-8")
+
+
 def test_unknown_forced_encoding(tmp_path):
     with pytest.raises(InputError, match=r"f\.csv: unknown encoding 'klingon'; pass e\.g\. "
                                          r"--encoding utf-8"):
