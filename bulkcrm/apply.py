@@ -75,8 +75,12 @@ def apply(plan: Plan, client: Client, *, plan_path: str | Path | None = None,
     """
     target = target or client.base_url
     if plan.target.rstrip("/") != target.rstrip("/"):
-        raise PlanError(f"the plan was made for {plan.target}, not {target}; plan again "
-                        "against this target")
+        from .target import EMBEDDED_PREFIX
+        to_it = ("run apply without --base-url and a key (BULKCRM_API_KEY) to use that sandbox"
+                 if plan.target.startswith(EMBEDDED_PREFIX) else
+                 f"pass --base-url {plan.target} and its key (BULKCRM_API_KEY) to apply it there")
+        raise PlanError(f"the plan was made for {plan.target}, not {target}: {to_it}, or plan "
+                        "again against this target")
     if client.requests_sent == 0 and plan.requests_spent:  # a plan made by another process:
         # its requests still fill the tenant's window; taken as sent at the end of planning
         made = dt.datetime.fromisoformat(plan.created_at).timestamp() + 1  # to the second

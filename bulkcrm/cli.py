@@ -211,6 +211,9 @@ def apply_cmd(ctx, plan_file, base_url, api_key, max_rate, report_dir, batch_siz
     # a plan made against the embedded sandbox is applied to that same sandbox file
     plan = None if (api_key or base_url) else Plan.load(plan_file)
     db = embedded_db_of(plan.target) if plan else None
+    if plan and db is None:  # made for an API: no embedded sandbox to open for it
+        raise PlanError(f"the plan was made for {plan.target}: pass --base-url {plan.target} and its "
+                        "key (--api-key or BULKCRM_API_KEY) to apply it there")
     target = _open(ctx, base_url, api_key, max_rate, embedded_db=db or EMBEDDED_DB)
     report_dir = report_dir or str(Path("reports") / Path(plan_file).stem)
     resume = _resume(ctx, plan_file, report_dir, base_url)

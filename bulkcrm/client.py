@@ -384,8 +384,10 @@ class Client:
                 "the record up before sending it again", method=method, url=rel,
                 detail=name) from exc
         if attempts >= self.max_attempts:
-            raise TransientApiError(f"{method} {rel}: no answer after {attempts} attempts "
-                                    f"({name})", method=method, url=rel, detail=name) from exc
+            hint = (f"; is the server at {self.base_url} running, and the address right?"
+                    if not sent else "")  # refused or unresolved: nothing reached a server
+            raise TransientApiError(f"{method} {rel}: no answer from {self.base_url} after {attempts} "
+                                    f"attempts ({name}){hint}", method=method, url=rel, detail=name) from exc
         self._retry_later(self._backoff(attempts), method, rel, attempts, name)
         self.retries += 1
 

@@ -244,6 +244,17 @@ def test_a_key_an_http_header_cannot_carry_is_refused(runner, crm, tmp_path, key
     assert crm.requests == [] and "Traceback" not in result.output
 
 
+def test_apply_without_the_target_options_names_the_plans_target(runner, crm, tmp_path, monkeypatch):
+    """A plan made for an API, applied with the key variables forgotten: no embedded sandbox is
+    opened (or created) for it; the error says which options to give."""
+    monkeypatch.chdir(tmp_path)
+    code, _ = run(runner, crm, "plan", str(SAMPLE), "-t", str(TEMPLATE), "--out", "p.json")
+    assert code == 0
+    result = runner.invoke(cli, ["apply", "p.json"])
+    assert result.exit_code == 2 and f"pass --base-url {crm.url} and its key" in result.output
+    assert not (tmp_path / ".bulkcrm").exists() and writes(crm) == []
+
+
 def test_a_key_pasted_with_a_line_break_works(runner, crm, tmp_path):
     result = runner.invoke(cli, ["plan", str(SAMPLE), "-t", str(TEMPLATE), "--out", str(tmp_path / "p.json"),
                                  "--base-url", crm.url, "--api-key", f" {TEST_KEY}\n", "--json"])

@@ -145,7 +145,9 @@ def test_post_to_closed_port_is_retried_then_transient():
         c.post("/organizations", ORG)
     assert not isinstance(info.value, UncertainWriteError)     # provably never sent
     assert c.requests_sent == 3 and len(waits) == 2
-    assert str(info.value) == "POST /organizations: no answer after 3 attempts (ConnectionError)"
+    assert str(info.value) == (f"POST /organizations: no answer from http://127.0.0.1:{port} after 3 attempts "
+                               f"(ConnectionError); is the server at http://127.0.0.1:{port} running, and the "
+                               "address right?")
 
 
 def test_key_never_shown(crm):
