@@ -332,7 +332,8 @@ def write_report(report: Report, out_dir: str | Path, *, input_frame: pl.DataFra
     the outcome cell coloured per `OUTCOME_COLOURS`, `Errors` one line per issue whose `reference`
     links to the row in `Rows`). With `input_frame` (`row_number: Int64` + the sheet's columns as
     text) also `<input stem>.with-status.csv` (and `.xlsx` when `input_path` is .xlsx/.xlsm): the
-    input plus `crm_iri` and `bulkcrm_status` (the outcome), joined on `row_number`.
+    input plus `crm_iri` and `bulkcrm_status` (the outcome), joined on `row_number`, each row on
+    the line of its `row_number` (`_padded`, `_sheet_lines`).
 
     Args:
         report: the run's `Report`.
@@ -364,7 +365,8 @@ def write_report(report: Report, out_dir: str | Path, *, input_frame: pl.DataFra
         cells[-1], links[line - 2] if line > 1 else None))
     paths["xlsx"] = book.save(out / "report.xlsx")
     if input_frame is not None:
-        paths |= _write_back(_with_status(input_frame, report), out, input_path, report, redact)
+        paths |= _write_back(_with_status(input_frame, report), input_frame["row_number"], out, input_path,
+                             report, redact)
     return paths
 
 
@@ -387,17 +389,35 @@ def _is_xlsx(input_path: str | Path | None) -> bool:
     return bool(input_path) and Path(input_path).suffix.lower() in (".xlsx", ".xlsm")
 
 
-def _write_back(frame: pl.DataFrame, out: Path, input_path, report: Report,
+def _write_back(frame: pl.DataFrame, row_numbers: pl.Series, out: Path, input_path, report: Report,
                 redact: _Redactor) -> dict[str, Path]:
+    """The with-status copies: each row on the line of its `row_numbers` (the report's row
+    numbers), the gaps (lines above the header, blank lines) left empty, when those ascend."""
     stem = _stem(input_path)
+    lines = _sheet_lines(row_numbers)
     paths = {"with_status_csv": _write_text(
-        out / f"{stem}.with-status.csv", neutralise_csv(frame).write_csv(), redact)}
+        out / f"{stem}.with-status.csv", _padded(neutralise_csv(frame), lines).write_csv(), redact)}
     if _is_xlsx(input_path):
         sheets = _conform(report.rows, ROW_SCHEMA)["sheet"].drop_nulls()
         book = _Book(frame.height, redact)
-        book.sheet(sheets[0] if len(sheets) else "Sheet1", frame)
+        book.sheet(sheets[0] if len(sheets) else "Sheet1", frame, lines=lines.to_list())
         paths["with_status_xlsx"] = book.save(out / f"{stem}.with-status.xlsx")
     return paths
+
+
+def _padded(frame: pl.DataFrame, lines: pl.Series) -> pl.DataFrame:
+    """`frame` with empty rows before its rows, so that written as CSV under a header on line 1
+    row i starts on line `lines[i]` (ascending, >= 2), or as soon after as the line breaks
+    inside the cells above it allow."""
+    if not frame.height:
+        return frame
+    breaks = frame.select(pl.sum_horizontal(pl.col(c).cast(pl.String).str.count_matches("\n").fill_null(0)
+                                            for c in frame.columns)).to_series()
+    start = (breaks + 1).cum_sum().shift(1, fill_value=0) + 2  # line of row i with no padding
+    padding_so_far = (lines.cast(pl.Int64) - start).clip(lower_bound=0).cum_max()
+    pos = pl.int_range(frame.height, eager=True) + padding_so_far  # row i's place among rows
+    full = pl.DataFrame({"__pos": pl.int_range(int(pos[-1]) + 1, eager=True)})
+    return full.join(frame.with_columns(pos.alias("__pos")), on="__pos", how="left").drop("__pos")
 
 
 def write_issues(issues: pl.DataFrame, out_dir: str | Path, *,

@@ -7,9 +7,12 @@ import shutil
 import subprocess
 import sys
 
+import openpyxl
 import pytest
+import yaml
 
 from bulkcrm.cli import cli
+from bulkcrm.read import read
 from tests.conftest import REPO, TEST_KEY
 
 SAMPLE = REPO / "samples" / "organizations.csv"
@@ -289,3 +292,31 @@ def test_json_failures_say_what_failed_on_stdout(runner, crm, tmp_path, monkeypa
     out = json.loads(usage.stdout.strip().splitlines()[-1])
     assert usage.returncode == 2 and (out["error"], out["exit_code"]) == ("usage", 2)
     assert "missing.json" in out["message"] and "Traceback" not in usage.stderr
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".xlsx"])
+def test_the_with_status_copy_keeps_each_row_on_its_report_row_number(runner, crm, tmp_path, suffix):
+    """Lines above the header, a blank line and (CSV) a quoted line break: the copy's rows stay
+    on the lines the report names, so "row 7" is row 7 in the copy too."""
+    t = tmp_path / "t.yaml"
+    t.write_text(yaml.safe_dump({"identifiers": ["emailAddresses"], "fields": {
+        "title": "name", "emailAddresses": "email", "description": "about"}}), encoding="utf-8")
+    sheet = tmp_path / f"week{suffix}"
+    if suffix == ".csv":
+        sheet.write_text('Export 2026-11-30\n\nname,email,about\nA,a@x.example,"one\ntwo"\n\n'
+                         'B,b@x.example,three\nC,c@x.example,four\n', encoding="utf-8")
+    else:
+        wb = openpyxl.Workbook()
+        wb.active["A1"] = "Export 2026-11-30"
+        for line, row in ((3, ("name", "email", "about")), (4, ("A", "a@x.example", "one")),
+                          (6, ("B", "b@x.example", "three")), (7, ("C", "c@x.example", "four"))):
+            for col, v in enumerate(row, 1):
+                wb.active.cell(line, col, v)
+        wb.save(sheet)
+    code, out = run(runner, crm, "import", str(sheet), "-t", str(t), "--report", str(tmp_path / "r"))
+    assert code == 0 and out["created"] == 3
+    report = json.loads((tmp_path / "r" / "report.json").read_text())
+    copy = read(tmp_path / "r" / f"week.with-status{suffix}").frame
+    assert [r["row_number"] for r in report["rows"]] == copy["row_number"].to_list() == \
+        read(sheet).frame["row_number"].to_list() == ([4, 7, 8] if suffix == ".csv" else [4, 6, 7])
+    assert copy["bulkcrm_status"].to_list() == ["created"] * 3
