@@ -16,6 +16,7 @@ Matching rules (issue 5, crm-api.md §8.3):
 """
 from __future__ import annotations
 
+import logging
 import math
 import time
 from dataclasses import dataclass, field
@@ -28,6 +29,8 @@ from .mapping import PHONE_DTYPE, chain
 from .errors import PermanentApiError
 from .template import IDENTIFIER_KINDS, SEARCHABLE_IDENTIFIERS, Template
 from .transforms import normalize_identifier
+
+log = logging.getLogger(__name__)
 
 BATCH = 30
 """Values per `identifiers[]` request and items per page (crm-api.md §6: max 30)."""
@@ -161,9 +164,11 @@ def match_rows(rows: pl.DataFrame, template: Template, client: Client, *,
     searchable = all(f in SEARCHABLE_IDENTIFIERS for f in template.identifiers)
     values = _lookup_values(rows, ids, template) if strategy != "scan" else []
     notes: list[str] = []
+    cost = math.ceil(len(values) / BATCH) + explicit.height if strategy == "lookup" else None
     if strategy == "auto":
-        strategy, note = _choose(client, len(values), explicit.height, searchable)
+        strategy, note, cost = _choose(client, len(values), explicit.height, searchable)
         notes.append(note)
+    _announce(client, strategy, cost)
     t0 = time.perf_counter()
     if strategy == "scan":
         records = {r["@id"]: r for r in client.list_all(COLLECTION)}
@@ -179,6 +184,15 @@ def match_rows(rows: pl.DataFrame, template: Template, client: Client, *,
                    strategy=strategy, requests=client.requests_sent - start, notes=notes,
                    frame=frame, fetch_seconds=fetched,
                    total=len(records) if strategy == "scan" else None)
+
+
+def _announce(client: Client, strategy: str, cost: int | None) -> None:
+    """Log (INFO; the CLI shows it on stderr) what matching is about to spend (`cost` requests;
+    None: not known, a forced scan) when it takes a minute or more at the client's pace, as
+    nothing else shows while it runs."""
+    rate = client.requests_per_minute
+    if rate and cost and cost >= rate:
+        log.info("matching: %s requests (%s) ≈ %.0f min at %g/min …", cost, strategy, cost / rate, rate)
 
 
 def _keyed(ids: pl.DataFrame) -> pl.DataFrame:
@@ -220,16 +234,18 @@ def _lookup_values(rows: pl.DataFrame, ids: pl.DataFrame, template: Template) ->
     return allv.unique(maintain_order=True).sort().to_list()
 
 
-def _choose(client: Client, n_values: int, n_explicit: int, searchable: bool) -> tuple[str, str]:
-    """Cost model: identifiers[] lookups + one GET per explicit IRI vs one full listing."""
+def _choose(client: Client, n_values: int, n_explicit: int, searchable: bool) -> tuple[str, str, int]:
+    """Cost model: identifiers[] lookups + one GET per explicit IRI vs one full listing.
+    Returns (strategy, the plan's note on it, its cost in requests)."""
     lookup_cost = math.ceil(n_values / BATCH) + n_explicit
     if searchable and lookup_cost <= 1:
-        return "lookup", f"lookup: {lookup_cost} request(s)"
+        return "lookup", f"lookup: {lookup_cost} request(s)", lookup_cost
     total = count_records(client)
     scan_cost = max(1, math.ceil(total / BATCH))
     if not searchable or scan_cost < lookup_cost:
-        return "scan", f"scan: {scan_cost} requests for {total} records (lookup would cost {lookup_cost})"
-    return "lookup", f"lookup: {lookup_cost} requests (a full listing of {total} records would cost {scan_cost})"
+        return "scan", f"scan: {scan_cost} requests for {total} records (lookup would cost {lookup_cost})", scan_cost
+    return ("lookup", f"lookup: {lookup_cost} requests (a full listing of {total} records would cost {scan_cost})",
+            lookup_cost)
 
 
 def count_records(client: Client) -> int:

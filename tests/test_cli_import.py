@@ -320,3 +320,4 @@ def test_the_with_status_copy_keeps_each_row_on_its_report_row_number(runner, cr
     assert [r["row_number"] for r in report["rows"]] == copy["row_number"].to_list() == \
         read(sheet).frame["row_number"].to_list() == ([4, 7, 8] if suffix == ".csv" else [4, 6, 7])
     assert copy["bulkcrm_status"].to_list() == ["created"] * 3
+

@@ -422,3 +422,18 @@ def test_a_sheet_missing_every_optional_identifier_column_is_told_so(client, tmp
                         "fields": {"title": "title", "emailAddresses": {"column": "email", "optional": True}}})
     with pytest.raises(TemplateError, match="its identifiers' optional column\\(s\\) 'email' are not in s.csv"):
         plan(sheet, t, client)
+
+
+def test_a_long_matching_step_says_what_it_will_spend(crm, tmp_path, caplog):
+    """Planning at the real pace is silent while it looks records up: a log line (the CLI shows
+    it on stderr) says first how many requests and minutes (a shorter window keeps this quick)."""
+    from bulkcrm.client import Client
+    from bulkcrm.template import load_template
+    from tests.conftest import REPO, TEST_KEY
+    client = Client(crm.url, TEST_KEY, requests_per_minute=2, window_s=0.2)
+    with caplog.at_level("INFO", logger="bulkcrm"):
+        p = plan(REPO / "samples" / "organizations.csv", load_template(REPO / "templates" / "organizations.yaml"),
+                 client, strategy="lookup")
+    lookups = p.requests_spent
+    assert lookups >= 2 and [r.getMessage() for r in caplog.records if r.name == "bulkcrm.match"] == [
+        f"matching: {lookups} requests (lookup) ≈ {lookups / 2:.0f} min at 2/min …"]
