@@ -27,6 +27,7 @@ from .client import Client
 from .diff import ADDRESS_KEYS, raw_records_frame, record_schema
 from .mapping import PHONE_DTYPE, chain
 from .errors import PermanentApiError
+from .planfile import duration_text
 from .template import IDENTIFIER_KINDS, SEARCHABLE_IDENTIFIERS, Template
 from .transforms import normalize_identifier
 
@@ -192,7 +193,8 @@ def _announce(client: Client, strategy: str, cost: int | None) -> None:
     nothing else shows while it runs."""
     rate = client.requests_per_minute
     if rate and cost and cost >= rate:
-        log.info("matching: %s requests (%s) ≈ %.0f min at %g/min …", cost, strategy, cost / rate, rate)
+        log.info("matching: %s requests (%s) ≈ %s at %g/min …", cost, strategy,
+                 duration_text(round(cost / rate, 1)), rate)
 
 
 def _keyed(ids: pl.DataFrame) -> pl.DataFrame:

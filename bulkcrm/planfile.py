@@ -292,10 +292,15 @@ def render_plan(p: Plan, *, requests_per_minute: float | None = 20, limit: int =
     where = "" if requests_per_minute else " on the real API (the embedded sandbox has no limit)"
     tags = sum(o.path == "/tags" for o in p.operations)
     of_tags = f" ({tags} of them for the new tag(s))" if tags else ""
-    lines.append(f"{est['requests']} write request(s){of_tags} + ≈{est['reconcile']} to reconcile ≈ {est['minutes']} min "
+    lines.append(f"{est['requests']} write request(s){of_tags} + ≈{est['reconcile']} to reconcile ≈ {duration_text(est['minutes'])} "
                  f"at {est['requests_per_minute']:g}/min{where}; planning used {p.requests_spent} "
                  f"request(s) ({p.strategy}).")
     return "\n".join(lines)
+
+
+def duration_text(minutes: float) -> str:
+    """A duration given in minutes as text: `12.5 min`, or in hours from 90 minutes on (`17.8 h`)."""
+    return f"{minutes} min" if minutes < 90 else f"{minutes / 60:.1f} h"
 
 
 _WARNINGS_SHOWN = 5

@@ -436,4 +436,9 @@ def test_a_long_matching_step_says_what_it_will_spend(crm, tmp_path, caplog):
                  client, strategy="lookup")
     lookups = p.requests_spent
     assert lookups >= 2 and [r.getMessage() for r in caplog.records if r.name == "bulkcrm.match"] == [
-        f"matching: {lookups} requests (lookup) ≈ {lookups / 2:.0f} min at 2/min …"]
+        f"matching: {lookups} requests (lookup) ≈ {round(lookups / 2, 1)} min at 2/min …"]
+
+
+def test_durations_of_90_minutes_and_more_are_given_in_hours():
+    from bulkcrm.planfile import duration_text
+    assert (duration_text(3.4), duration_text(89.9), duration_text(1066.2)) == ("3.4 min", "89.9 min", "17.8 h")
