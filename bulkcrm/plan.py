@@ -171,7 +171,7 @@ def _plan(source: str | Path | Sheet, template: Template, client: Client, *, mod
     clock.lap("match")
     clock.seconds["match"] = round(clock.seconds["match"] - matches.fetch_seconds, 4)
     issues = [*_frame_issues(checked.issues), *resolved.issues,
-              *_conflict_issues(matches.conflicts, file, sh.sheet_name),
+              *_conflict_issues(matches.conflicts, template, sh, file),
               *_not_found_issues(matches.not_found, template, file, sh.sheet_name)]
     out_rows, ops = _decide(mapped, rows, matches, template, mode, issues, resolved.tags_to_create)
     clock.lap("diff")
@@ -345,11 +345,17 @@ def _frame_issues(frame: pl.DataFrame) -> list[Issue]:
     return [Issue(**r) for r in frame.iter_rows(named=True)]
 
 
-def _conflict_issues(conflicts: pl.DataFrame, file: str, sheet: str | None) -> list[Issue]:
-    return [Issue(t, rn, None, None, "one row per record", f"{file}:{rn}: {msg}; fix the sheet "
-                  "so each organization appears once and its identifiers point at one record, or add a "
-                  "crm_iri column", "error", file, sheet)
-            for rn, t, msg in conflicts.iter_rows()]
+def _conflict_issues(conflicts: pl.DataFrame, template: Template, sh: Sheet, file: str) -> list[Issue]:
+    """One error per row in conflict, naming the sheet column of the identifier involved
+    (the alphabetically first when several are) and its cell."""
+    issues = []
+    for rn, t, msg, field_name in conflicts.iter_rows():
+        col = template.column_of(field_name) if field_name else None
+        cell = f"{sh.letters[col]}{rn}" if col in sh.letters else None
+        issues.append(Issue(t, rn, col, None, "one row per record", f"{file}:{rn}: {msg}; fix the sheet "
+                            "so each organization appears once and its identifiers point at one record, or "
+                            "add a crm_iri column", "error", file, sh.sheet_name, cell))
+    return issues
 
 
 def _not_found_issues(nf: pl.DataFrame, template: Template, file: str, sheet: str | None) -> list[Issue]:
