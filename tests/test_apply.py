@@ -166,16 +166,22 @@ def test_key_never_written(crm, tmp_path):
         assert TEST_KEY.encode() not in Path(f).read_bytes(), f
 
 
-def test_ctrl_c_prints_the_resume_command_and_resume_completes(crm, tmp_path):
-    p, path = _plan(crm, tmp_path)
-    crm.set_faults(latency_ms=5)
-    jpath = journal_path(path)
+def _slow_apply(crm, tmp_path, path: Path, latency_ms: int, lines: int) -> tuple[subprocess.Popen, list[str]]:
+    """Start `bulkcrm apply` of `path` in a process against a sandbox slowed by `latency_ms`;
+    return it, and its command, once its journal has `lines` lines."""
+    crm.set_faults(latency_ms=latency_ms)
     cmd = [sys.executable, "-m", "bulkcrm", "apply", str(path), "--base-url", crm.url, "--api-key", TEST_KEY,
            "--max-rate", "60000", "--no-reconcile", "--report", str(tmp_path / "report")]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
     deadline = time.monotonic() + 60
-    while _journal_lines(jpath) < 20 and time.monotonic() < deadline:
+    while _journal_lines(journal_path(path)) < lines and time.monotonic() < deadline:
         time.sleep(0.005)
+    return proc, cmd
+
+
+def test_ctrl_c_prints_the_resume_command_and_resume_completes(crm, tmp_path):
+    p, path = _plan(crm, tmp_path)
+    proc, cmd = _slow_apply(crm, tmp_path, path, latency_ms=5, lines=20)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
@@ -294,14 +300,7 @@ def test_a_second_apply_of_the_same_plan_at_once_is_refused(crm, tmp_path):
     """Two applies of one plan at the same time (a second terminal, a suspended job, an
     overlapping cron run) would each send every write: the second one stops before any."""
     p, path = _plan(crm, tmp_path)
-    crm.set_faults(latency_ms=20)
-    jpath = journal_path(path)
-    cmd = [sys.executable, "-m", "bulkcrm", "apply", str(path), "--base-url", crm.url, "--api-key", TEST_KEY,
-           "--max-rate", "60000", "--no-reconcile", "--report", str(tmp_path / "report")]
-    first = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
-    deadline = time.monotonic() + 60
-    while _journal_lines(jpath) < 5 and time.monotonic() < deadline:
-        time.sleep(0.005)
+    first, cmd = _slow_apply(crm, tmp_path, path, latency_ms=20, lines=5)
     second = subprocess.run([*cmd[:-1], str(tmp_path / "report2")], capture_output=True, text=True,
                             cwd=tmp_path, timeout=120)
     assert second.returncode == 2 and "another bulkcrm apply of this plan is still running" in second.stderr
