@@ -221,7 +221,7 @@ def parse_phone(value: str, region: str | None) -> str | None:
     the `+` may have been lost (BR-05), and the country must not be guessed silently; except
     where the region's own national prefix is its country code (`1-800-942-2677`, region US).
     """
-    if _LETTER_AMONG_DIGITS.search(_EXTENSION.sub("", value)):
+    if _LETTER.search(value) and _LETTER_AMONG_DIGITS.search(_EXTENSION.sub("", value)):
         return None
     try:
         num = phonenumbers.parse(value, region, keep_raw_input=True)
@@ -237,6 +237,7 @@ def parse_phone(value: str, region: str | None) -> str | None:
 
 _EXTENSION = re.compile(r"(?i)[\s,;]*(?:ext(?:ension)?\.?|x|#)\s*\d+#?\s*$")
 """A trailing extension (`x123`, `ext. 12`, `#5`), removed before letters are looked for."""
+_LETTER = re.compile(r"[^\W\d_]")
 _LETTER_AMONG_DIGITS = re.compile(r"\d.*[^\W\d_]")
 """A letter (any script) after the first digit."""
 
