@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import math
 import time
 from pathlib import Path
@@ -44,6 +45,7 @@ from .template import SEARCHABLE_IDENTIFIERS
 from .vocab import OP_OUTCOME
 
 ProgressFn = Callable[[int, int, Client], None]
+log = logging.getLogger(__name__)
 
 
 def apply(plan: Plan, client: Client, *, plan_path: str | Path | None = None,
@@ -57,7 +59,8 @@ def apply(plan: Plan, client: Client, *, plan_path: str | Path | None = None,
         plan_path: where the plan file is; the journal defaults to `<plan>.journal.jsonl`.
         journal_file: explicit journal path (an in-memory plan without a file needs one).
         batch_size: operations between progress callbacks (the journal is fsynced per line).
-        verify: re-read each record before writing it (drift check; one GET per update).
+        verify: re-read each record before writing it (drift check; one GET per update), and
+            look each organization create's identifiers up first (`_exists_now`).
         reconcile: re-read touched records after the run and report mismatches.
         progress: callback(done, total, client) every `batch_size` operations.
         target: the target label the plan must name (default `client.base_url`).
@@ -71,6 +74,8 @@ def apply(plan: Plan, client: Client, *, plan_path: str | Path | None = None,
         JournalError: the journal belongs to another plan, or another process is applying
             this plan (it holds the journal's lock, `journal.journal_lock`).
         AuthError: the key was rejected (401/403); the journal keeps what was done.
+        TransientApiError: the API is down (no answer, or 502/503/504 after the client's
+            retries); the journal keeps what was done, and the operation stays `sent`.
         KeyboardInterrupt: passes through after the journal is flushed (it is, per line).
     """
     target = target or client.base_url
@@ -101,6 +106,7 @@ def _apply(plan: Plan, client: Client, journal: Journal, *, plan_path: str | Pat
     for t in journal.send_times():  # an interrupted run's last writes still fill the window
         client.count_earlier(1, t)
     start_requests, started = client.requests_sent, now_utc()
+    _warn_if_created_since(plan, journal, client, verify)
     results: dict[str, Any] = {}  # key -> the server's answer to a write of this run
     total = len(plan.operations)
     already = sum(journal.state(o.key) == "done" for o in plan.operations)
@@ -116,6 +122,26 @@ def _apply(plan: Plan, client: Client, journal: Journal, *, plan_path: str | Pat
     report.summary["already_done"] = already
     report.summary["plan"] = str(plan_path) if plan_path else None  # the Summary sheet names it
     return report
+
+
+def _warn_if_created_since(plan: Plan, journal: Journal, client: Client, verify: bool) -> None:
+    """Warn (log) when organizations were created since the plan by others than this plan's
+    creates: its creates may duplicate them. One request (`createdAt[after]`, a one-item page),
+    sent only for a plan made `STALE_AFTER_S` or more ago with creates still to do (not for
+    `bulkcrm import`, which applies the plan it has just made)."""
+    since = dt.datetime.fromisoformat(plan.created_at).astimezone(dt.timezone.utc)
+    todo = [o for o in plan.operations if _is_org_create(o) and journal.state(o.key) != "done"]
+    if not todo or time.time() - since.timestamp() < STALE_AFTER_S:
+        return
+    ours = sum(_is_org_create(o) and journal.state(o.key) is not None for o in plan.operations)  # sent too
+    page = client.get("/organizations", {"createdAt[after]": since.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                                         "itemsPerPage": 1})
+    others = int(page.get("totalItems", 0)) - ours
+    if others > 0:
+        what = ("--verify looks each one's identifiers up first" if verify else "plan again, or apply "
+                "with --verify to skip a create whose identifiers now match a record")
+        log.warning("%s organization(s) were created since this plan was made (%s); its %s create(s) "
+                    "may duplicate them: %s", others, plan.created_at, len(todo), what)
 
 
 def _run_op(op: Operation, journal: Journal, client: Client, verify: bool) -> Any:
@@ -134,8 +160,8 @@ def _run_op(op: Operation, journal: Journal, client: Client, verify: bool) -> An
         if found:
             journal.record(op.key, "done", iri=found, status=None, detail="resolved after a lost answer")
             return None
-    if verify and op.iri:
-        drift = _drift(op, client)
+    if verify and (op.iri or _is_org_create(op)):
+        drift = _drift(op, client) if op.iri else _exists_now(op, client, journal)
         if drift:
             journal.record(op.key, "drifted", detail=drift)
             return None
@@ -152,7 +178,12 @@ def _run_op(op: Operation, journal: Journal, client: Client, verify: bool) -> An
             continue
         except AuthError:
             raise
-        except (PermanentApiError, TransientApiError) as e:
+        except TransientApiError as e:
+            if e.status is None or e.status in _DOWN:  # the API is down: stop, resume later
+                raise
+            journal.record(op.key, "failed", status=e.status, detail=_problem(e))
+            return None
+        except PermanentApiError as e:
             if op.method == "DELETE" and e.status == 404:  # gone already (a lost answer, or by hand)
                 journal.record(op.key, "done", iri=op.iri, status=404, detail="already deleted")
                 return None
@@ -225,6 +256,31 @@ def _find_created(op: Operation, body: dict, client: Client, path: str, journal:
         recent = client.list_all("/organizations", {"createdAt[after]": since.strftime("%Y-%m-%dT%H:%M:%SZ")})
         same = [r for r in recent if r["@id"] not in claimed and _same_record(r, body)]
     return same[0]["@id"] if same else None
+
+
+STALE_AFTER_S = 60
+"""A plan at least this old (seconds) is checked for organizations created since (`apply`)."""
+
+_DOWN = (502, 503, 504)
+"""Statuses that, after the client's retries, mean the API is unavailable rather than that one
+operation is wrong: apply stops (the operation stays `sent`; a resume looks it up first)."""
+
+
+def _is_org_create(op: Operation) -> bool:
+    return op.method == "POST" and op.path == "/organizations"
+
+
+def _exists_now(op: Operation, client: Client, journal: Journal) -> str | None:
+    """`--verify` for a create: a record that holds one of its searchable identifiers now
+    (created since the plan, e.g. by another import) makes it drifted instead of a duplicate.
+    ⌈identifier values / 30⌉ lookups (`identifiers[]`, crm-api.md §8.3); none without any."""
+    values = sorted(searchable_values([op]))
+    claimed = set(journal.iris().values())
+    hits = [iri for iri in (lookup_records(client, values) if values else {}) if iri not in claimed]
+    if hits:
+        return (f"a record with its identifiers exists now ({', '.join(sorted(hits)[:3])}), created "
+                "since the plan: plan again")
+    return None
 
 
 def _same_record(record: dict, body: dict) -> bool:

@@ -180,7 +180,7 @@ def import_cmd(ctx, file, template_path, mode, match_strategy, mirror_notes, she
                             header_row=header_row, dry_run=dry_run, report_dir=report_dir,
                             reconcile=not no_reconcile, progress=not as_json,
                             echo=lambda s: click.echo(s, err=as_json))
-    except (KeyboardInterrupt, AuthError) as e:
+    except (KeyboardInterrupt, AuthError, TransientApiError) as e:
         _stopped(e, _resume(ctx, Path(report_dir) / "plan.json", report_dir, base_url),
                  Path(report_dir, "plan.json").exists())
     _finish(result, as_json)
@@ -224,7 +224,8 @@ def plan_cmd(ctx, file, template_path, mode, match_strategy, mirror_notes, sheet
               help="Report directory (default: reports/<plan stem>).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=25, show_default=True,
               help="Operations between progress updates.")
-@click.option("--verify", is_flag=True, help="Re-read each record before writing; skip drifted ones.")
+@click.option("--verify", is_flag=True, help="Re-read each record before writing, and look each create's "
+              "identifiers up first; skip drifted ones.")
 @click.option("--no-reconcile", is_flag=True, help="Do not re-read the written records afterwards.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object with counts and requests.")
 @click.pass_context
@@ -248,7 +249,7 @@ def apply_cmd(ctx, plan_file, base_url, api_key, max_rate, report_dir, batch_siz
         result = run_apply(plan_file, target, plan=plan, report_dir=report_dir, batch_size=batch_size, verify=verify,
                            reconcile=not no_reconcile, progress=not as_json,
                            echo=lambda s: click.echo(s, err=as_json))
-    except (KeyboardInterrupt, AuthError) as e:
+    except (KeyboardInterrupt, AuthError, TransientApiError) as e:
         _stopped(e, resume, True)
     _finish(result, as_json)
 
@@ -358,7 +359,7 @@ def sandbox_cmd(host, port, db, api_keys, tenant, rate_limit, latency_ms, error_
 
 
 def _stopped(e: BaseException, resume: str, resumable: bool) -> None:
-    """Ctrl-C or a rejected key mid-run: say so and, when a fsynced journal can resume the run
+    """Ctrl-C, a rejected key or an API that is down mid-run: say so and, when a fsynced journal can resume the run
     (`resumable`), how; exit 130 (Ctrl-C) or 1, with `--json` also the JSON error."""
     why = "interrupted" if isinstance(e, KeyboardInterrupt) else str(e)
     tail = f" The journal is saved; resume with:\n  {resume}" if resumable else ""

@@ -5,6 +5,7 @@ import json
 import os
 import random
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -148,6 +149,41 @@ def test_drifted_record_is_not_overwritten(crm, tmp_path):
     assert row["outcome"] == "drifted" and "someone-else" in row["note"]
     assert client.get(victim.iri)["website"] == "https://someone-else.example"
     assert not report.ok
+
+
+def test_a_stale_plan_warns_and_verify_skips_creates_whose_records_exist_now(crm, tmp_path, caplog, monkeypatch):
+    """A plan made before another import created its records: apply warns; with --verify each
+    create looks its identifiers up first and is `drifted` instead of a duplicate."""
+    apply_module = sys.modules["bulkcrm.apply"]
+    p, path = _plan(crm, tmp_path)
+    client = Client(crm.url, TEST_KEY, requests_per_minute=None)
+    early = [o for o in p.operations if o.op == "create"][:3]
+    for o in early:  # another import created three of the plan's organizations meanwhile
+        client.post("/organizations", o.body)
+    monkeypatch.setattr(apply_module, "STALE_AFTER_S", 0)
+    with caplog.at_level("WARNING", logger="bulkcrm"):
+        report = apply(Plan.load(path), client, plan_path=path, verify=True, reconcile=False)
+    assert "3 organization(s) were created since this plan was made" in caplog.text
+    drifted = report.rows.filter(report.rows["outcome"] == "drifted")
+    assert sorted(drifted["row_number"].to_list()) == sorted(o.row_numbers[0] for o in early)
+    assert "exists now" in drifted["note"][0]
+    _assert_state_equals_plan(crm)  # no organization twice
+
+
+def test_an_api_that_is_down_stops_the_run_at_its_first_operation(crm, tmp_path):
+    """Connection refused after the retries: the run stops (resume later) instead of failing
+    every row, each after its own retries; the operation stays `sent` for the resume."""
+    from bulkcrm.errors import TransientApiError
+    p, path = _plan(crm, tmp_path)
+    with socket.socket() as s:  # a port nobody listens on: the API is down
+        s.bind(("127.0.0.1", 0))
+        down = f"http://127.0.0.1:{s.getsockname()[1]}"
+    client = Client(down, TEST_KEY, requests_per_minute=None, max_attempts=2, sleep=lambda s: None)
+    p.target = down
+    with pytest.raises(TransientApiError, match="is the server at .* running"):
+        apply(p, client, plan_path=path, reconcile=False)
+    states = [json.loads(line).get("state") for line in journal_path(path).read_text().splitlines()[1:]]
+    assert states == ["sent"] and client.requests_sent == 2
 
 
 def test_plan_for_another_target_is_refused(crm, tmp_path):
