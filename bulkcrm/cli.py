@@ -198,13 +198,16 @@ def import_cmd(ctx, file, template_path, mode, match_strategy, mirror_notes, she
 def plan_cmd(ctx, file, template_path, mode, match_strategy, mirror_notes, sheet, encoding, delimiter,
              header_row, base_url, api_key, max_rate, out, as_json):
     """Plan the import of FILE and save the plan; nothing is written to the CRM."""
+    from .journal import journal_lock, journal_path
     from .pipeline import archive_journal, run_plan
     ctx.obj["json"] = as_json
     target = _open(ctx, base_url, api_key, max_rate)
-    p, text = run_plan(file, template_path, target, mode=mode, strategy=match_strategy,
-                       mirror_notes=mirror_notes, sheet=_sheet_arg(sheet), encoding=encoding, delimiter=delimiter, header_row=header_row)
-    kept = archive_journal(out)  # it belongs to the plan this file held before
-    p.save(out)
+    with journal_lock(journal_path(out)):  # not over a plan whose apply still runs: checked first
+        p, text = run_plan(file, template_path, target, mode=mode, strategy=match_strategy,
+                           mirror_notes=mirror_notes, sheet=_sheet_arg(sheet), encoding=encoding,
+                           delimiter=delimiter, header_row=header_row)
+        kept = archive_journal(out)  # it belongs to the plan this file held before
+        p.save(out)
     counts = p.counts()
     ok = not (counts["invalid"] or counts["conflict"])  # exit codes as for import
     if as_json:
