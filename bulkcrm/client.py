@@ -47,7 +47,16 @@ twice with the same body gives the same result."""
 DETAIL_KEYS = ("detail", "description", "hydra:description", "message", "title")
 """Where an error body keeps its text, first present wins (crm-api.md §5.2)."""
 SAFETY_MARGIN_S = 0.02
-"""Extra wait (seconds) past the exact moment a window slot frees, for clock skew/latency."""
+"""Least extra wait (seconds) past the exact moment a window slot frees."""
+SAFETY_MARGIN_SHARE = 1 / 240
+"""Extra wait as a share of the window (0.25 s of 60 s, at least `SAFETY_MARGIN_S`): the server
+counts a request when it arrives, and a request that left late (a busy machine, a slow
+connection) frees its slot late. 20 ms was too little on a busy machine (a trial saw one 429)."""
+
+
+def safety_margin(window_s: float) -> float:
+    """Seconds added to every wait for a window slot (see `SAFETY_MARGIN_SHARE`)."""
+    return max(SAFETY_MARGIN_S, window_s * SAFETY_MARGIN_SHARE)
 _NUMBER = re.compile(r"^\d+(\.\d+)?$")
 
 
@@ -144,6 +153,7 @@ class _Window:
         rate = Rate(self._limit, max(1, round(span * 1000))) if limit else None
         self._bucket = InMemoryBucket([rate]) if rate else None
         self._clock, self._sleep = clock, sleep
+        self.margin = safety_margin(window_s)
         self._not_before = -math.inf
         self._lock = threading.Lock()
 
@@ -175,7 +185,7 @@ class _Window:
                         if self._bucket.count() > 4 * self._limit:
                             self._bucket.leak(item.timestamp)
                         return waited
-                    pause = self._bucket.waiting(item) / 1000 + SAFETY_MARGIN_S
+                    pause = self._bucket.waiting(item) / 1000 + self.margin
                 self._sleep(pause)
                 waited += pause
 
@@ -348,7 +358,7 @@ class Client:
         longest = max(self.backoff_max_s, self.window_s)
         too_long = ra is not None and ra > longest
         if not too_long:  # the server's window is full: no send of ours leaves before `wait`
-            self._window.block_until(self._clock() + wait + SAFETY_MARGIN_S)
+            self._window.block_until(self._clock() + wait + self._window.margin)
         if too_long or throttled >= self.max_attempts:  # 429s have a budget of their own
             why = (f"Retry-After of {ra:g} s is longer than {longest:g} s" if too_long
                    else f"still throttled after {throttled} attempts")
