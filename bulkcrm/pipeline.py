@@ -141,8 +141,13 @@ class _progress_bar:
 
 
 def _progress_line(done: int, total: int, client, elapsed_s: float) -> str:
-    """`apply: 25/200 operations, 27 requests (0 throttled), 1.3 min, about 9.1 min left`."""
-    left = f", about {elapsed_s / done * (total - done) / 60:.1f} min left" if 0 < done < total else ""
+    """`apply: 25/200 operations, 27 requests (0 throttled), 1.3 min, about 9.1 min left`; the
+    time left at the pace so far, and at least what the client's rate allows (the first
+    window's requests go out at once)."""
+    rate = getattr(client, "requests_per_minute", None)
+    at_rate = (total - done) / rate if rate else 0.0
+    left = (f", about {max(elapsed_s / done * (total - done) / 60, at_rate):.1f} min left"
+            if 0 < done < total else "")
     return (f"apply: {done}/{total} operations, {client.requests_sent} requests "
             f"({client.throttled} throttled), {elapsed_s / 60:.1f} min{left}")
 

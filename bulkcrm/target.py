@@ -101,6 +101,9 @@ def _checked_key(api_key: str | None) -> str | None:
     sent as a header value (X-API-KEY, crm-api.md §2): any other character than visible ASCII
     (a typographic quote “, a space inside) is refused, naming its position, never the key."""
     key = (api_key or "").strip() or None
+    if key and len(key) > 1 and key[0] == key[-1] and key[0] in "\"'":
+        raise ConfigError("the API key (--api-key or BULKCRM_API_KEY) is wrapped in quotes; give "
+                          "it without them")
     bad = next((i for i, ch in enumerate(key or "") if not "!" <= ch <= "~"), None)
     if bad is not None:
         ch = key[bad]

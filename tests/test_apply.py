@@ -354,3 +354,13 @@ def test_a_second_apply_of_the_same_plan_at_once_is_refused(crm, tmp_path):
     # stderr is no terminal here: progress comes as plain lines (a log, nohup), the last at the end
     assert err.splitlines()[-1].startswith(f"apply: {N_EXISTING + N_NEW}/{N_EXISTING + N_NEW} operations, ")
     _assert_state_equals_plan(crm)
+
+
+def test_the_time_left_is_at_least_what_the_rate_allows():
+    """The first window's writes go out at once: 20 of 60 done in 6 s does not mean 12 s left
+    at 20 a minute, but 2 minutes."""
+    from types import SimpleNamespace
+    from bulkcrm.pipeline import _progress_line
+    client = SimpleNamespace(requests_per_minute=20, requests_sent=21, throttled=0)
+    assert _progress_line(20, 60, client, 6.0) == \
+        "apply: 20/60 operations, 21 requests (0 throttled), 0.1 min, about 2.0 min left"

@@ -238,6 +238,7 @@ def test_a_base_url_the_key_must_not_go_to_is_refused(runner, tmp_path, monkeypa
 @pytest.mark.parametrize("key, says", [
     ("\u201cpasted-between-quotes\u201d", "holds '\u201c' (U+201C) at position 1 of 23"),
     ("two words", "holds a space at position 4 of 9"),
+    ('"sandbox"', "is wrapped in quotes"),
 ])
 def test_a_key_an_http_header_cannot_carry_is_refused(runner, crm, tmp_path, key, says):
     result = runner.invoke(cli, ["plan", str(SAMPLE), "-t", str(TEMPLATE), "--out", str(tmp_path / "p.json"),
