@@ -116,7 +116,7 @@ def _open(ctx, base_url, api_key, max_rate, embedded_db=EMBEDDED_DB) -> Target:
 
 
 @click.group()
-@click.option("--debug", is_flag=True, help="Show tracebacks.")
+@click.option("--debug", is_flag=True, help="Show tracebacks, and log each request on stderr.")
 @click.version_option(package_name="bulkcrm")
 @click.pass_context
 def cli(ctx, debug):
