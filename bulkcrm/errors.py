@@ -19,7 +19,7 @@ other rows proceed (frictionless row errors, pandera failure cases).
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import polars as pl
@@ -129,6 +129,20 @@ class Issue:
 def place(file: str | None, row_number: int | None, column: str | None) -> str:
     """`file:row:column`, the parts that are known, e.g. `orgs.csv:12:email`."""
     return ":".join(str(p) for p in (file, row_number, column) if p)
+
+
+def with_cell(issue: Issue, letters: dict[str, str], sheet_name: str | None) -> Issue:
+    """`issue` naming its cell (`B4`) when its column's letters are known (`read.Sheet.letters`);
+    in a workbook (`sheet_name`) its message names it too, after the place, as the reader's
+    issues do (`x.xlsx:4:email (Orgs!B4): …`)."""
+    if issue.cell or issue.column not in letters or issue.row_number is None:
+        return issue
+    cell = f"{letters[issue.column]}{issue.row_number}"
+    head = place(issue.file, issue.row_number, issue.column) + ": "
+    message = issue.message
+    if sheet_name is not None and message.startswith(head):
+        message = f"{head[:-2]} ({sheet_name}!{cell}): {message[len(head):]}"
+    return replace(issue, cell=cell, message=message)
 
 
 ISSUE_SCHEMA: dict[str, pl.DataType] = {

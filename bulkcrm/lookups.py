@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import polars as pl
 
 from .client import Client
-from .errors import Issue, place
+from .errors import Issue, place, with_cell
 from .template import Lookup, Template
 
 REF_PREFIX = "$ref:"
@@ -81,8 +81,9 @@ class LookupCache:
 
 def resolve_lookups(rows: pl.DataFrame, template: Template, client: Client | None, *,
                     cache: LookupCache | None = None, file: str | None = None,
-                    sheet: str | None = None) -> Resolved:
-    """Replace names by IRIs in every lookup field (see module docstring).
+                    sheet: str | None = None, letters: dict[str, str] | None = None) -> Resolved:
+    """Replace names by IRIs in every lookup field (see module docstring). `letters`: the
+    sheet's column letters (`read.Sheet.letters`), so each issue names its cell.
 
     Raises:
         ApiError: from the client when a listing fails after retries.
@@ -107,8 +108,9 @@ def resolve_lookups(rows: pl.DataFrame, template: Template, client: Client | Non
         for name, (slug, message) in issues.items():
             for rn in rows_of[name]:
                 where = place(file, rn, column)
-                out.issues.append(Issue(slug, rn, column, name, f"{m.lookup.collection} lookup (crm-api.md §10)",
-                                        f"{where}: {message}", "error", file, sheet))
+                out.issues.append(with_cell(Issue(
+                    slug, rn, column, name, f"{m.lookup.collection} lookup (crm-api.md §10)",
+                    f"{where}: {message}", "error", file, sheet), letters or {}, sheet))
         expr = pl.element().replace(mapping) if is_list else pl.col(m.field).replace(mapping)
         out.rows = out.rows.with_columns(pl.col(m.field).list.eval(expr) if is_list else expr)
     return out

@@ -134,7 +134,8 @@ def plan_notes(sh: Sheet, nt: Template, client: Client, *, mode: str = "upsert",
     checked = validate(mapped, nt, sheet=frame, read_issues=[] if same_rows else sh.issues,
                        file=file, sheet_name=sh.sheet_name, letters=sh.letters)
     cache = LookupCache()
-    resolved = resolve_lookups(checked.valid, nt, client, cache=cache, file=file, sheet=sh.sheet_name)
+    resolved = resolve_lookups(checked.valid, nt, client, cache=cache, file=file, sheet=sh.sheet_name,
+                               letters=sh.letters)
     part.issues += [Issue(**r) for r in checked.issues.iter_rows(named=True)] + resolved.issues
     if targets is None:
         found = targets_by_reference(frame, nt.notes.organization, client, strategy=strategy,

@@ -162,7 +162,7 @@ def _plan(source: str | Path | Sheet, template: Template, client: Client, *, mod
     clock.lap("validate")
     cache = LookupCache()
     resolved = resolve_lookups(checked.valid, template, client, cache=cache, file=file,
-                               sheet=sh.sheet_name)
+                               sheet=sh.sheet_name, letters=sh.letters)
     clock.lap("lookups")
     bad = {i.row_number for i in resolved.issues}
     rows = resolved.rows.filter(~pl.col("row_number").is_in(list(bad))) if bad else resolved.rows

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import pandera.polars as pa
 import polars as pl
 from pandera.api.polars.types import PolarsData
 
-from .errors import ISSUE_SCHEMA, Issue, issues_frame, place
+from .errors import ISSUE_SCHEMA, Issue, issues_frame, place, with_cell
 from .template import Mapping, Template
 from .transforms import CHECK_ISSUE_TYPES, CHECKS, check_list, check_rule
 
@@ -71,7 +71,7 @@ def validate(mapped: pl.DataFrame, template: Template, *, sheet: pl.DataFrame | 
     # a cell the reader already rejected (formula without result, Excel error) is not also
     # reported as missing or malformed: the reader's issue names the real problem
     unreadable = {(i.row_number, i.column) for i in read_found if i.severity == "error"}
-    found = [_with_cell(i, letters or {}, sheet_name) for i in _issues(failures, rules, mapped, sheet,
+    found = [with_cell(i, letters or {}, sheet_name) for i in _issues(failures, rules, mapped, sheet,
                                                                       template, file, sheet_name)
              if (i.row_number, i.column) not in unreadable] + read_found
     issues = issues_frame(found).sort("row_number", "column", nulls_last=True, maintain_order=True)
@@ -230,19 +230,6 @@ def _issue(rule: _Rule, row_number: int, column: str | None, value: str | None,
     rule_text, hint = check_rule(rule.check, region=region, **dict(rule.options))
     msg = f'{_place(file, row_number, column)}"{value}" breaks {rule_text}; {hint}'
     return Issue(rule.slug, row_number, column, value, rule_text, msg, rule.severity, file, sheet_name)
-
-
-def _with_cell(issue: Issue, letters: dict[str, str], sheet_name: str | None) -> Issue:
-    """`issue` naming its cell (`B4`) when its column's letters are known; in a workbook its
-    message names it too, after the place, as the reader's issues do (`x.xlsx:4:email (Orgs!B4):`)."""
-    if issue.cell or issue.column not in letters or issue.row_number is None:
-        return issue
-    cell = f"{letters[issue.column]}{issue.row_number}"
-    head = _place(issue.file, issue.row_number, issue.column)
-    message = issue.message
-    if sheet_name is not None and message.startswith(head):
-        message = f"{head[:-2]} ({sheet_name}!{cell}): {message[len(head):]}"
-    return replace(issue, cell=cell, message=message)
 
 
 def _place(file: str | None, row_number: int, column: str | None) -> str:

@@ -180,7 +180,7 @@ def test_tag_names_resolve_and_unknown_names_are_issues(crm, client, tmp_path):
     p = plan(sheet, parse_template(doc, path="x"), client)
     assert p.operations[0].body["tags"] == ["/tags/1"]
     (issue,) = [i for i in p.issues if i["type"] == "unknown-lookup"]
-    assert issue["row_number"] == 3 and issue["value"] == "Nope"
+    assert issue["row_number"] == 3 and issue["value"] == "Nope" and issue["cell"] == "M3"  # the tags column
     doc["fields"]["tags"]["lookup"] = {"create_missing": True}
     p2 = plan(sheet, parse_template(doc, path="x"), client)
     assert [o.key for o in p2.operations] == ["tag:Nope", "row:2", "row:3"]
