@@ -47,7 +47,7 @@ class Matches:
         iri: frame `row_number` (Int64), `iri` (String, null = no record matched), `rec`
             (UInt32: the record's row in `frame`).
         conflicts: frame `row_number`, `type` (ambiguous-match | duplicate-row), `message`,
-            `field` (an identifier field involved, or null).
+            `field`, `value` (an identifier involved and its value, or nulls).
         not_found: frame `row_number`, `iri`: explicit IRIs that do not exist.
         records: IRI -> record JSON for every record fetched.
         strategy: `lookup` or `scan`; requests: requests spent matching.
@@ -317,8 +317,8 @@ def _resolve(rows: pl.DataFrame, pairs: pl.DataFrame, explicit: pl.DataFrame, id
         conflicts.append(dup_rec.with_columns(
             pl.lit("duplicate-row").alias("type"),
             pl.format("rows {} all match {}", _joined_rows(), iri).alias("message"),
-            pl.lit(None, pl.String).alias("field"),
-        ).explode("row_number").select("row_number", "type", "message", "field"))
+            pl.lit(None, pl.String).alias("field"), pl.lit(None, pl.String).alias("value"),
+        ).explode("row_number").select("row_number", "type", "message", "field", "value"))
     # rows sharing an identifier value (e.g. two creates of one organization)
     shared = _shared(ids)
     if shared.height:
@@ -326,10 +326,10 @@ def _resolve(rows: pl.DataFrame, pairs: pl.DataFrame, explicit: pl.DataFrame, id
                         pl.col("kind"), pl.col("value"))
         conflicts.append(shared.with_columns(msg.alias("message")).explode("row_number").with_columns(
             pl.lit("duplicate-row").alias("type"), pl.col("kind").alias("field")).select(
-            "row_number", "type", "message", "field"))
+            "row_number", "type", "message", "field", "value"))
     conflicts_df = pl.concat(conflicts).group_by("row_number").agg(
         pl.col("type").first(), pl.col("message").unique().sort().str.join("; "),
-        pl.col("field").drop_nulls().sort().first()).sort("row_number")
+        pl.col("field", "value").sort_by("field", nulls_last=True).first()).sort("row_number")
     matched = rows.select("row_number").join(chosen, on="row_number", how="left", maintain_order="left")
     return matched.select("row_number", iri.alias("iri"), "rec"), conflicts_df
 
@@ -346,10 +346,10 @@ def _ambiguous(amb: pl.DataFrame) -> pl.DataFrame:
                                             pl.element().struct.field("iri"))).list.unique().list.sort().list.join("; ")
     return amb.select("row_number", pl.lit("ambiguous-match").alias("type"),
                       pl.format("identifiers match {} records: {}", pl.col("iri").list.len(), why).alias("message"),
-                      pl.col("why").list.eval(pl.element().struct.field("kind")).list.sort().list.first()
-                      .alias("field"))
+                      *(pl.col("why").list.eval(pl.element().sort_by(pl.element().struct.field("kind")))
+                        .list.first().struct.field(k).alias(a) for k, a in (("kind", "field"), ("value", "value"))))
 
 
 def _empty_conflicts() -> pl.DataFrame:
     return pl.DataFrame(schema={"row_number": pl.Int64, "type": pl.String, "message": pl.String,
-                                "field": pl.String})
+                                "field": pl.String, "value": pl.String})

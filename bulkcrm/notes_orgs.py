@@ -106,7 +106,7 @@ def targets_by_reference(frame: pl.DataFrame, ref: OrgRef, client: Client, *, st
         out.issues += [Issue("ambiguous-match", rn, None, None, "one organization per note",
                              f"{file}:{rn}: the organization reference {msg}; fix the reference "
                              "so it names one organization", "error", file, sheet)
-                       for rn, _t, msg, _f in amb.iter_rows()]
+                       for rn, _t, msg, _f, _v in amb.iter_rows()]
     found = pl.concat(parts).cast(TARGET_SCHEMA) if parts else out.targets
     missing = frame.select("row_number").join(found.filter(pl.col("org").is_not_null() |
                                                             pl.col("why_op").is_not_null()),

@@ -347,12 +347,12 @@ def _frame_issues(frame: pl.DataFrame) -> list[Issue]:
 
 def _conflict_issues(conflicts: pl.DataFrame, template: Template, sh: Sheet, file: str) -> list[Issue]:
     """One error per row in conflict, naming the sheet column of the identifier involved
-    (the alphabetically first when several are) and its cell."""
+    (the alphabetically first when several are), its cell and its (normalised) value."""
     issues = []
-    for rn, t, msg, field_name in conflicts.iter_rows():
+    for rn, t, msg, field_name, value in conflicts.iter_rows():
         col = template.column_of(field_name) if field_name else None
         cell = f"{sh.letters[col]}{rn}" if col in sh.letters else None
-        issues.append(Issue(t, rn, col, None, "one row per record", f"{file}:{rn}: {msg}; fix the sheet "
+        issues.append(Issue(t, rn, col, value, "one row per record", f"{file}:{rn}: {msg}; fix the sheet "
                             "so each organization appears once and its identifiers point at one record, or "
                             "add a crm_iri column", "error", file, sh.sheet_name, cell))
     return issues

@@ -93,7 +93,8 @@ def test_br08_duplicate_rows_conflict_before_any_write(crm, client, tmp_path):
     issue = next(i for i in p.issues if i["row_number"] == 4)
     assert issue["type"] == "duplicate-row" and "info@vermeer-installatie.example" in issue["message"]
     assert "2, 4" in issue["message"]
-    assert (issue["column"], issue["cell"]) == ("email", "C4")  # the report's Errors sheet names the cell
+    assert (issue["column"], issue["cell"], issue["value"]) == (  # the report's Errors sheet names the cell
+        "email", "C4", "info@vermeer-installatie.example")
     assert [o.row_numbers for o in p.operations] == [[3]]
     assert all(r.method == "GET" for r in crm.requests)
 
@@ -234,6 +235,9 @@ def test_ambiguous_match_is_a_conflict(crm, client, tmp_path):
     p = plan(sheet, t, client)
     assert p.rows[0]["op"] == "conflict" and "2 records" in p.rows[0]["note"]
     assert p.operations == []
+    (issue,) = p.issues  # names one identifier involved: its column, cell and value
+    assert (issue["type"], issue["column"], issue["cell"], issue["value"]) == (
+        "ambiguous-match", "email", "B2", "a@x.example")
 
 
 def test_a_template_without_identifiers_refuses_to_upsert(crm, client, tmp_path):
