@@ -246,10 +246,9 @@ def _find_created(op: Operation, body: dict, client: Client, path: str, journal:
     if op.path == "/tags":
         hits = [t for t in client.list_all("/tags") if str(t.get("title", "")).strip() == body["title"]]
         return hits[0]["@id"] if hits else None
-    claimed = {iri for key, iri in journal.iris().items() if key != op.key}
+    claimed = _claimed_by_others(op, journal)
     values = sorted(searchable_values([op]))
-    found = lookup_records(client, values).values() if values else []
-    same = [r for r in found if r["@id"] not in claimed and _same_record(r, body)]
+    same = [r for r in _found_by_identifiers(values, client, claimed) if _same_record(r, body)]
     if not same and (not values or set(op.identifiers) - set(SEARCHABLE_IDENTIFIERS)):
         sent_at = journal.get(op.key).get("t") or time.time()
         since = dt.datetime.fromtimestamp(sent_at - CLOCK_SKEW_S, dt.timezone.utc)
@@ -274,13 +273,24 @@ def _exists_now(op: Operation, client: Client, journal: Journal) -> str | None:
     """`--verify` for a create: a record that holds one of its searchable identifiers now
     (created since the plan, e.g. by another import) makes it drifted instead of a duplicate.
     ⌈identifier values / 30⌉ lookups (`identifiers[]`, crm-api.md §8.3); none without any."""
-    values = sorted(searchable_values([op]))
-    claimed = set(journal.iris().values())
-    hits = [iri for iri in (lookup_records(client, values) if values else {}) if iri not in claimed]
+    found = _found_by_identifiers(sorted(searchable_values([op])), client, _claimed_by_others(op, journal))
+    hits = [r["@id"] for r in found]
     if hits:
         return (f"a record with its identifiers exists now ({', '.join(sorted(hits)[:3])}), created "
                 "since the plan: plan again")
     return None
+
+
+def _claimed_by_others(op: Operation, journal: Journal) -> set[str]:
+    """IRIs the journal has for the plan's other operations (records they created or wrote)."""
+    return {iri for key, iri in journal.iris().items() if key != op.key}
+
+
+def _found_by_identifiers(values: list[str], client: Client, claimed: set[str]) -> list[dict]:
+    """Records holding one of the identifier `values` (`identifiers[]` lookups, ⌈values / 30⌉
+    requests, crm-api.md §8.3; none without values), leaving out the `claimed` IRIs."""
+    found = lookup_records(client, values).values() if values else []
+    return [r for r in found if r["@id"] not in claimed]
 
 
 def _same_record(record: dict, body: dict) -> bool:
@@ -414,8 +424,6 @@ def _made(plan: Plan, journal: Journal) -> dict[str, str]:
     iris = journal.iris()
     return {f"{REF_PREFIX}{o.key}": iris[o.key] for o in plan.operations
             if o.key.startswith("tag:") and o.key in iris}
-
-
 
 
 def _issues(plan: Plan, rows: list[dict]) -> pl.DataFrame:
