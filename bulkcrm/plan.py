@@ -23,7 +23,7 @@ import polars as pl
 from . import diff
 from .bodies import write_ops
 from .client import Client
-from .errors import Issue, TemplateError
+from .errors import Issue, TemplateError, with_cell
 from .lookups import REF_PREFIX, LookupCache, resolve_lookups
 from .mapping import map_rows
 from .match import match_rows
@@ -348,14 +348,11 @@ def _frame_issues(frame: pl.DataFrame) -> list[Issue]:
 def _conflict_issues(conflicts: pl.DataFrame, template: Template, sh: Sheet, file: str) -> list[Issue]:
     """One error per row in conflict, naming the sheet column of the identifier involved
     (the alphabetically first when several are), its cell and its (normalised) value."""
-    issues = []
-    for rn, t, msg, field_name, value in conflicts.iter_rows():
-        col = template.column_of(field_name) if field_name else None
-        cell = f"{sh.letters[col]}{rn}" if col in sh.letters else None
-        issues.append(Issue(t, rn, col, value, "one row per record", f"{file}:{rn}: {msg}; fix the sheet "
-                            "so each organization appears once and its identifiers point at one record, or "
-                            "add a crm_iri column", "error", file, sh.sheet_name, cell))
-    return issues
+    return [with_cell(Issue(t, rn, template.column_of(field_name) if field_name else None, value,
+                            "one row per record", f"{file}:{rn}: {msg}; fix the sheet so each "
+                            "organization appears once and its identifiers point at one record, or "
+                            "add a crm_iri column", "error", file, sh.sheet_name), sh.letters, sh.sheet_name)
+            for rn, t, msg, field_name, value in conflicts.iter_rows()]
 
 
 def _not_found_issues(nf: pl.DataFrame, template: Template, file: str, sheet: str | None) -> list[Issue]:
