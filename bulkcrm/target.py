@@ -86,12 +86,14 @@ def open_target(base_url: str | None, api_key: str | None, *, max_rate: float | 
         raise ConfigError(f"the base URL {base_url} (--base-url or BULKCRM_BASE_URL) needs an API "
                           "key: pass --api-key or set BULKCRM_API_KEY")
     from .sandbox import Sandbox
+    from .sandbox.server import seed_default_categories
     db = Path(embedded_db).resolve()
     db.parent.mkdir(parents=True, exist_ok=True)
     new = not db.exists() or db.stat().st_size == 0
-    sandbox = Sandbox(db_path=str(db), api_keys={EMBEDDED_KEY: "embedded"}, rate_limit=None).start()
+    keys = {EMBEDDED_KEY: "embedded"}  # key -> tenant
+    sandbox = Sandbox(db_path=str(db), api_keys=keys, rate_limit=None).start()
     if new:
-        sandbox.seed({"note_categories": [{"title": t} for t in DEFAULT_NOTE_CATEGORIES]})
+        seed_default_categories(sandbox, keys.values())
     client = Client(sandbox.url, EMBEDDED_KEY, requests_per_minute=max_rate)
     return Target(client=client, label=f"{EMBEDDED_PREFIX}{db.as_posix()}", sandbox=sandbox, created=new)
 

@@ -362,7 +362,7 @@ def run(host: str = "127.0.0.1", port: int = DEFAULT_PORT, db_path: str | Path |
     new = db_path is None or not Path(db_path).exists() or Path(db_path).stat().st_size == 0
     sandbox = Sandbox(db_path, keys, rate_limit, host, port, latency_ms, control, seed_file, faults)
     if new:  # as the embedded sandbox: a new database only (a user may delete them later)
-        _default_categories(sandbox, set(keys.values()))
+        seed_default_categories(sandbox, set(keys.values()))
     sandbox.start()
     print(f"Sandbox listening on {sandbox.url}", file=out or sys.stdout, flush=True)
     try:
@@ -375,10 +375,11 @@ def run(host: str = "127.0.0.1", port: int = DEFAULT_PORT, db_path: str | Path |
         sandbox.store.close()
 
 
-def _default_categories(sandbox: Sandbox, tenants: set[str]) -> None:
+def seed_default_categories(sandbox: Sandbox, tenants: Iterable[str]) -> None:
     """Give each tenant of a new database without note categories (none in the seed file)
-    the embedded sandbox's defaults (Call, Meeting, E-mail, Note), so note templates can look
-    categories up by name (a note needs a category, crm-api.md §9.1)."""
+    the default ones (`target.DEFAULT_NOTE_CATEGORIES`: Call, Meeting, E-mail, Note), so note
+    templates can look categories up by name (a note needs a category, crm-api.md §9.1).
+    `bulkcrm sandbox` and the embedded sandbox both start a new database this way."""
     from ..target import DEFAULT_NOTE_CATEGORIES
     for tenant in sorted(tenants):
         if not sandbox.store.all("note_categories", tenant=tenant):
