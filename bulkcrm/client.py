@@ -57,6 +57,8 @@ connection) frees its slot late. 20 ms was too little on a busy machine (a trial
 def safety_margin(window_s: float) -> float:
     """Seconds added to every wait for a window slot (see `SAFETY_MARGIN_SHARE`)."""
     return max(SAFETY_MARGIN_S, window_s * SAFETY_MARGIN_SHARE)
+
+
 _NUMBER = re.compile(r"^\d+(\.\d+)?$")
 
 

@@ -282,8 +282,8 @@ def _summary_sheet(book: _Book, report: Report) -> None:
     s = report.summary
     # organizations with their notes: each resource's counts apart ("notes: created"), as the
     # terminal shows them
-    parts = counts_by_resource(report) or {"": report.counts()}
-    items = [(f"{kind}: {k}" if kind else k, n) for kind, counts in parts.items() for k, n in counts.items()]
+    items = [(f"{kind}: {k}" if kind else k, n) for kind, counts in _count_parts(report).items()
+             for k, n in counts.items()]
     items += [("requests", s.get("requests")), ("ok", report.ok)]
     items += [(k, s.get(k)) for k in ("dry_run", "target", "template", "input", "plan",
                                       "reconciled", "mismatches", "started_at", "finished_at")]
@@ -512,6 +512,11 @@ def counts_by_resource(report: Report) -> dict[str, dict[str, int]]:
         pl.col("resource").fill_null("organizations") == k)).counts() for k in kinds}
 
 
+def _count_parts(report: Report) -> dict[str, dict[str, int]]:
+    """`counts_by_resource`, or `{"": report.counts()}` when the report holds one resource."""
+    return counts_by_resource(report) or {"": report.counts()}
+
+
 def render_summary(report: Report, *, out_dir: str | Path | None = None) -> str:
     """Return terminal lines: counts in `COUNT_KEYS` order (then others), one line per resource
     when the run wrote organizations and their notes, requests, report path.
@@ -524,9 +529,8 @@ def render_summary(report: Report, *, out_dir: str | Path | None = None) -> str:
     """
     s = report.summary
     # organizations with their notes are counted apart, one line each
-    parts = counts_by_resource(report) or {"": report.counts()}
     lines = [(f"{kind}: " if kind else "") + ", ".join(f"{k} {n}" for k, n in counts.items())
-             for kind, counts in parts.items()]
+             for kind, counts in _count_parts(report).items()]
     dry = " (dry run: nothing written)" if s.get("dry_run") else ""
     lines.append(f"requests: {s.get('requests', 0)}{dry}")
     if s.get("reconciled"):
