@@ -435,7 +435,10 @@ def _issues(plan: Plan, rows: list[dict]) -> pl.DataFrame:
                           "row_number": r["row_number"], "column": None, "cell": None, "value": None,
                           "rule": "API accepted the write (crm-api.md §5)" if r["outcome"] == "failed"
                           else "record unchanged since planning",
-                          "message": f"{r['file']}:{r['row_number']}: {r['outcome']}: {r['note'] or ''}"})
+                          "message": f"{r['file']}:{r['row_number']}: "
+                                     f"{'note ' if r['resource'] == 'organization_notes' else ''}"
+                                     f"{r['outcome']}: {r['note'] or ''}",
+                          "resource": r["resource"]})
     return pl.DataFrame(plan.issues + extra, schema=ISSUE_SCHEMA)
 
 

@@ -105,6 +105,9 @@ class Issue:
         severity: `error` rejects the row; `warning` lets it proceed.
         file: input file name; sheet: worksheet name for XLSX (None for CSV).
         cell: Excel reference such as `B2` when known.
+        resource: which of the row's records the issue is about when one sheet row holds two
+            (an organization and its note: `organizations`, `organization_notes`), or when a
+            plan reads two sheets; None: the whole row (what the reader found).
     """
 
     type: str
@@ -117,6 +120,7 @@ class Issue:
     file: str | None = None
     sheet: str | None = None
     cell: str | None = None
+    resource: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -148,7 +152,7 @@ def with_cell(issue: Issue, letters: dict[str, str], sheet_name: str | None) -> 
 ISSUE_SCHEMA: dict[str, pl.DataType] = {
     "type": pl.String, "severity": pl.String, "file": pl.String, "sheet": pl.String,
     "row_number": pl.Int64, "column": pl.String, "cell": pl.String, "value": pl.String,
-    "rule": pl.String, "message": pl.String,
+    "rule": pl.String, "message": pl.String, "resource": pl.String,
 }
 """Columns and dtypes of an issues frame (one row per `Issue`)."""
 

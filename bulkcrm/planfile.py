@@ -268,7 +268,7 @@ def render_plan(p: Plan, *, requests_per_minute: float | None = 20, limit: int =
     reasons: dict[Any, list[str]] = {}
     for i in p.issues:
         if i["severity"] == "error" and i["type"] not in CONFLICT_TYPES:
-            reasons.setdefault(i["row_number"], []).append(i["message"])
+            reasons.setdefault((i["row_number"], i.get("resource")), []).append(i["message"])
     op, rows = pl.col("op"), p.row_frame()
     # skips the mode asked for are not listed, nor the notes of organizations it skipped
     by_mode = (op == "skip") & pl.col("note").is_in(MODE_SKIPS)
@@ -280,9 +280,10 @@ def render_plan(p: Plan, *, requests_per_minute: float | None = 20, limit: int =
     quoted = quoted_names(p.names)
     for r in listed.head(limit).iter_rows(named=True):
         lines += _row_lines(r, quoted)
-        if r["op"] == "invalid":
-            lines += [f"      {m}" for m in reasons.pop(r["row_number"], [])]
-    lines += [f"  ✗ {m}" for rn, ms in reasons.items() if rn is None for m in ms]  # whole-file issues
+        if r["op"] == "invalid":  # its own issues, and the whole row's (the reader's)
+            own = (r["row_number"], r["resource"] or "organizations")
+            lines += [f"      {m}" for key in (own, (r["row_number"], None)) for m in reasons.pop(key, [])]
+    lines += [f"  ✗ {m}" for (rn, _), ms in reasons.items() if rn is None for m in ms]  # whole-file issues
     more = listed.height - min(limit, listed.height)
     if more > 0:
         lines.append(f"  … {more} more (see the plan file or the report)")

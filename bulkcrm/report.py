@@ -44,8 +44,8 @@ REPORT_COLUMNS = ("row_number", "outcome", "op", "iri", "title", "changes", "err
                   "columns", "status", "note", "resource")
 """Columns of `report.csv` and of the `Rows` sheet; `columns` names the sheet columns the row's
 errors and warnings are about (the cells to fix)."""
-ERROR_COLUMNS = ("file", "sheet", "row_number", "column", "cell", "severity", "type", "value",
-                 "rule", "message", "reference")
+ERROR_COLUMNS = ("file", "sheet", "row_number", "resource", "column", "cell", "severity", "type",
+                 "value", "rule", "message", "reference")
 """Columns of the `Errors` sheet (one line per issue)."""
 NOT_OK = ("invalid", "conflict", "failed", "drifted")
 """Outcomes that make a run not ok (CLI exit 1)."""
@@ -144,12 +144,17 @@ def _conform(frame: pl.DataFrame, schema: dict[str, pl.DataType]) -> pl.DataFram
         for n, dtype in schema.items())
 
 
-def _row_messages(issues: pl.DataFrame) -> pl.DataFrame:
-    """Return `row_number, errors, warnings` (messages joined by `; `) and `columns` (the
-    distinct columns named, in order) per row with issues."""
+def _row_messages(issues: pl.DataFrame, rows: pl.DataFrame) -> pl.DataFrame:
+    """Return `row_number, resource, errors, warnings` (messages joined by `; `) and `columns`
+    (the distinct columns named, in order) per report row with issues (`rows`: `row_number`,
+    `resource`). An issue naming its resource goes to that row only; one without (what the
+    reader found) to every row of its row_number."""
     is_error = pl.col("severity").fill_null("error") == "error"
-    return (issues.filter(pl.col("row_number").is_not_null())
-            .group_by("row_number", maintain_order=True)
+    issues = issues.filter(pl.col("row_number").is_not_null()).with_row_index("_i")
+    whole = issues.filter(pl.col("resource").is_null()).drop("resource").join(
+        rows.select("row_number", "resource").unique(), on="row_number")
+    return (pl.concat([issues.filter(pl.col("resource").is_not_null()), whole], how="diagonal")
+            .sort("_i").group_by("row_number", "resource", maintain_order=True)
             .agg(errors=pl.col("message").filter(is_error).str.join("; "),
                  warnings=pl.col("message").filter(~is_error).str.join("; "),
                  columns=pl.col("column").drop_nulls().unique(maintain_order=True).str.join("; ")))
@@ -167,10 +172,10 @@ def report_table(report: Report) -> pl.DataFrame:
     changes = pl.col("changes").list.eval(pl.concat_str(
         item.field("field"), pl.lit(": "), _named(item.field("before"), report.names).fill_null("null"),
         pl.lit(" → "), _named(item.field("after"), report.names).fill_null("null"))).list.join("; ")
-    messages = _row_messages(_conform(report.issues, ISSUE_SCHEMA))
-    return (rows.join(messages, on="row_number", how="left", maintain_order="left")
-            .with_columns(changes.fill_null(""), pl.col("errors", "warnings", "columns").fill_null(""),
-                          pl.col("resource").fill_null("organizations"))
+    rows = rows.with_columns(pl.col("resource").fill_null("organizations"))
+    messages = _row_messages(_conform(report.issues, ISSUE_SCHEMA), rows)
+    return (rows.join(messages, on=["row_number", "resource"], how="left", maintain_order="left")
+            .with_columns(changes.fill_null(""), pl.col("errors", "warnings", "columns").fill_null(""))
             .select(REPORT_COLUMNS))
 
 
@@ -298,10 +303,13 @@ def _errors_frame(issues: pl.DataFrame, table: pl.DataFrame) -> pl.DataFrame:
         pl.when(pl.col("row_number").is_not_null()).then(pl.format("row {}", "row_number")),
         pl.when(pl.col("column").is_not_null()).then(pl.format("column {}", "column")),
         separator=", ", ignore_nulls=True)
-    lines = (table.select("row_number").with_row_index("_line", offset=2)
-             .unique("row_number", keep="first").filter(pl.col("row_number").is_not_null()))
+    lines = table.select("row_number", "resource").with_row_index("_line", offset=2).filter(
+        pl.col("row_number").is_not_null())
+    first = lines.unique("row_number", keep="first").select("row_number", pl.col("_line").alias("_first"))
     return (_conform(issues, ISSUE_SCHEMA)
-            .join(lines, on="row_number", how="left", maintain_order="left")
+            .join(lines, on=["row_number", "resource"], how="left", maintain_order="left")
+            .join(first, on="row_number", how="left", maintain_order="left")
+            .with_columns(pl.coalesce("_line", "_first").alias("_line"))  # whole-row: its first line
             .with_columns(reference=pl.when(where == "").then(pl.lit("file")).otherwise(where))
             .select(*ERROR_COLUMNS, "_line"))
 
@@ -309,12 +317,20 @@ def _errors_frame(issues: pl.DataFrame, table: pl.DataFrame) -> pl.DataFrame:
 def _with_status(input_frame: pl.DataFrame, report: Report) -> pl.DataFrame:
     """Return the input's columns (as text) plus `crm_iri`, `bulkcrm_status`, joined on row_number.
 
-    A `crm_iri` already in the input is kept where this run found no IRI.
+    A `crm_iri` already in the input is kept where this run found no IRI. A row holding an
+    organization and its note gets both outcomes (`created; note invalid`) and the
+    organization's IRI. Only report rows of the input's sheet (the first report row's: the
+    organizations come first) count: a notes sheet of the same workbook has rows of its own.
     """
     cols = [c for c in input_frame.columns if c != "row_number"]
-    status = (_conform(report.rows, ROW_SCHEMA)
-              .select("row_number", pl.col("iri").alias("_iri"), pl.col("outcome").alias("_out"))
-              .unique("row_number", keep="first"))
+    rows = _conform(report.rows, ROW_SCHEMA)
+    sheet = rows["sheet"][0] if rows.height else None
+    note = (pl.len() > 1) & (pl.col("resource") == "organization_notes")
+    status = (rows.filter(pl.col("sheet").eq_missing(pl.lit(sheet, pl.String)))
+              .group_by("row_number", maintain_order=True)
+              .agg(pl.col("iri").first().alias("_iri"),
+                   pl.when(note).then(pl.format("note {}", "outcome")).otherwise("outcome")
+                   .str.join("; ").alias("_out")))
     old_iri = pl.col("crm_iri").cast(pl.String) if "crm_iri" in cols else pl.lit(None, pl.String)
     return (input_frame.join(status, on="row_number", how="left", maintain_order="left")
             .with_columns(crm_iri=pl.coalesce("_iri", old_iri), bulkcrm_status=pl.col("_out"))

@@ -161,3 +161,44 @@ def test_exporting_with_an_organizations_template_says_its_notes_are_not_exporte
                                  categories.url, "--api-key", TEST_KEY])
     assert result.exit_code == 0, result.output
     assert "notes section is not exported" in result.output and "organization_notes" in result.output
+
+
+def test_a_rows_organization_and_note_each_show_only_their_own_errors(runner, categories, tmp_path):
+    """One sheet row holds an organization and its note: an error of the note does not mark the
+    organization (Rows sheet, report.csv), and the with-status copy gives both outcomes."""
+    template = tmp_path / "t.yaml"
+    template.write_text("resource: organizations\nidentifiers: [emailAddresses]\nfields:\n"
+                        "  title: {column: Company}\n  emailAddresses: {column: Email}\n"
+                        "notes:\n  fields:\n    description: {column: Notes}\n"
+                        "    createdAt: {column: NoteDate}\n    category: {value: Note, lookup: true}\n")
+    sheet = tmp_path / "s.csv"
+    sheet.write_text("Company,Email,Notes,NoteDate\nDuo BV,bad-mail,Hi,bad date\n", encoding="utf-8")
+    code, text = run(runner, categories, "plan", str(sheet), "-t", str(template), "--out",
+                     str(tmp_path / "p.json"), json_out=False)
+    lines = text.splitlines()  # each invalid line of the plan is followed by its own error
+    org, note = lines.index('  ✗ row 2 invalid "Duo BV"'), lines.index('  ✗ note row 2 invalid "Hi"')
+    assert "s.csv:2:Email:" in lines[org + 1] and "s.csv:2:NoteDate:" in lines[note + 1]
+    sheet.write_text("Company,Email,Notes,NoteDate\n"
+                     "Acme BV,info@acme.example,Called them,2024-01-05\n"
+                     "Bolt BV,info@bolt.example,Sent offer,not a date\n"
+                     "Crux BV,not-an-email,Met at fair,2024-02-01\n", encoding="utf-8")
+    code, out = run(runner, categories, "import", str(sheet), "-t", str(template),
+                    "--report", str(tmp_path / "r"))
+    assert code == 1 and out["by_resource"]["organizations"]["created"] == 2
+    with (tmp_path / "r" / "report.csv").open(encoding="utf-8", newline="") as f:
+        rows = {(int(r["row_number"]), r["resource"]): r for r in csv.DictReader(f)}
+    assert rows[3, "organizations"]["outcome"] == "created" and rows[3, "organizations"]["errors"] == ""
+    assert rows[3, "organization_notes"]["outcome"] == "invalid"
+    assert "NoteDate" in rows[3, "organization_notes"]["errors"]
+    assert rows[3, "organization_notes"]["columns"] == "NoteDate"
+    assert "Email" in rows[4, "organizations"]["errors"] and rows[4, "organization_notes"]["errors"] == ""
+    assert rows[4, "organization_notes"]["note"] == "its organization (row 4) is not imported: invalid"
+    with (tmp_path / "r" / "s.with-status.csv").open(encoding="utf-8", newline="") as f:
+        status = [r["bulkcrm_status"] for r in csv.DictReader(f)]
+    assert status == ["created; note created", "created; note invalid", "invalid; note skipped"]
+    wb = openpyxl.load_workbook(tmp_path / "r" / "report.xlsx")
+    lines = {(r[0], r[11]): i for i, r in enumerate(wb["Rows"].iter_rows(min_row=2, values_only=True), 2)}
+    errors = wb["Errors"]
+    found = {(c[2].value, c[3].value): c[-1].hyperlink.location for c in errors.iter_rows(min_row=2)}
+    assert found == {(4, "organizations"): f"'Rows'!A{lines[4, 'organizations']}",
+                     (3, "organization_notes"): f"'Rows'!A{lines[3, 'organization_notes']}"}

@@ -152,9 +152,9 @@ def test_report_xlsx(report, tmp_path, n_extra):
     assert ws.cell(3, 6).value == 'title: "a" → "b"; website: null → "https://b.example"'
     errors = list(wb["Errors"].iter_rows(values_only=True))
     assert len(errors) == 1 + len(ISSUES)
-    assert errors[0][:10] == ("file", "sheet", "row_number", "column", "cell", "severity", "type",
-                              "value", "rule", "message")
-    assert errors[3][2:4] == (6, "email") and errors[3][-1] == "row 6, column email"
+    assert errors[0][:11] == ("file", "sheet", "row_number", "resource", "column", "cell", "severity",
+                              "type", "value", "rule", "message")
+    assert errors[3][2:5] == (6, None, "email") and errors[3][-1] == "row 6, column email"
     assert errors[2][-1] == "row 5"
     link = wb["Errors"].cell(4, len(errors[0])).hyperlink
     assert link.location == "'Rows'!A6"  # row 6 is the 5th data line of Rows
