@@ -35,7 +35,7 @@ import polars as pl
 
 from . import diff
 from .client import Client
-from .errors import Issue
+from .errors import Issue, with_cell
 from .export import IRI_COLUMN  # where a notes export names each note
 from .lookups import REF_PREFIX, LookupCache, resolve_lookups
 from .mapping import map_rows
@@ -141,7 +141,7 @@ def plan_notes(sh: Sheet, nt: Template, client: Client, *, mode: str = "upsert",
         found = targets_by_reference(frame, nt.notes.organization, client, strategy=strategy,
                                      org_side=org_side, file=file, sheet=sh.sheet_name)
         targets, part.strategy = found.targets, found.strategy
-        part.issues += found.issues
+        part.issues += [with_cell(i, sh.letters, sh.sheet_name) for i in found.issues]
         part.notes += found.notes
     bad = {i.row_number for i in part.issues if i.severity == "error"}
     _decide(part, mapped, resolved.rows, targets, bad, nt, client, mode=mode, mirror=mirror,
