@@ -159,7 +159,8 @@ def _finish(report: Report, out: Path, input_path, target: Target, echo: Echo, *
             input_frame = read(input_path, sheet=sheet).frame
         except BulkcrmError:  # the write-back copy is a convenience; the report must be written
             input_frame = None
-    write_report(report, out, input_frame=input_frame, input_path=input_path, secrets=target.secrets)
+    write_report(report, out, input_frame=input_frame, input_path=input_path, secrets=target.secrets,
+                 other_sheets=_other_sheets(report, input_path) if input_frame is not None else None)
     echo(render_summary(report, out_dir=out))
     if report.summary.get("already_done"):
         echo(f"({report.summary['already_done']} operation(s) had been done by an earlier run of "
@@ -170,6 +171,19 @@ def _finish(report: Report, out: Path, input_path, target: Target, echo: Echo, *
     payload["requests"] = report.summary.get("requests", 0)
     payload["report"] = str(out)
     return {"ok": report.ok, "json": payload, "report": report, "dir": out}
+
+
+def _other_sheets(report: Report, input_path) -> dict:
+    """The workbook's other sheets the run read (a notes sheet beside the organizations'), as
+    read, for the with-status copy; a sheet that cannot be read again is left out."""
+    names = report.rows["sheet"].drop_nulls().unique(maintain_order=True).to_list() if report.rows.height else []
+    out = {}
+    for name in names[1:]:  # the first is the input frame's (the organizations come first)
+        try:
+            out[name] = read(input_path, sheet=name).frame
+        except BulkcrmError:
+            continue
+    return out
 
 
 def run_validate(file, template_path, *, sheet=None, encoding=None, delimiter=None, header_row=None,

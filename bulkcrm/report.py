@@ -314,17 +314,17 @@ def _errors_frame(issues: pl.DataFrame, table: pl.DataFrame) -> pl.DataFrame:
             .select(*ERROR_COLUMNS, "_line"))
 
 
-def _with_status(input_frame: pl.DataFrame, report: Report) -> pl.DataFrame:
+def _with_status(input_frame: pl.DataFrame, report: Report, sheet: str | None = None) -> pl.DataFrame:
     """Return the input's columns (as text) plus `crm_iri`, `bulkcrm_status`, joined on row_number.
 
     A `crm_iri` already in the input is kept where this run found no IRI. A row holding an
     organization and its note gets both outcomes (`created; note invalid`) and the
-    organization's IRI. Only report rows of the input's sheet (the first report row's: the
-    organizations come first) count: a notes sheet of the same workbook has rows of its own.
+    organization's IRI. Only report rows of `sheet` count (default: the first report row's,
+    the organizations', which come first): a notes sheet of the same workbook has rows of its own.
     """
     cols = [c for c in input_frame.columns if c != "row_number"]
     rows = _conform(report.rows, ROW_SCHEMA)
-    sheet = rows["sheet"][0] if rows.height else None
+    sheet = sheet if sheet is not None else rows["sheet"][0] if rows.height else None
     note = (pl.len() > 1) & (pl.col("resource") == "organization_notes")
     status = (rows.filter(pl.col("sheet").eq_missing(pl.lit(sheet, pl.String)))
               .group_by("row_number", maintain_order=True)
@@ -339,8 +339,8 @@ def _with_status(input_frame: pl.DataFrame, report: Report) -> pl.DataFrame:
 
 
 def write_report(report: Report, out_dir: str | Path, *, input_frame: pl.DataFrame | None = None,
-                 input_path: str | Path | None = None,
-                 secrets: Iterable[str] | None = None) -> dict[str, Path]:
+                 input_path: str | Path | None = None, secrets: Iterable[str] | None = None,
+                 other_sheets: dict[str, pl.DataFrame] | None = None) -> dict[str, Path]:
     """Write the reconciliation report into `out_dir` (created if needed).
 
     Files: `report.json` (`Report.to_dict`, indent 2), `report.csv` (`REPORT_COLUMNS`, one line per
@@ -349,7 +349,8 @@ def write_report(report: Report, out_dir: str | Path, *, input_frame: pl.DataFra
     links to the row in `Rows`). With `input_frame` (`row_number: Int64` + the sheet's columns as
     text) also `<input stem>.with-status.csv` (and `.xlsx` when `input_path` is .xlsx/.xlsm): the
     input plus `crm_iri` and `bulkcrm_status` (the outcome), joined on `row_number`, each row on
-    the line of its `row_number` (`_padded`, `_sheet_lines`).
+    the line of its `row_number` (`_padded`, `_sheet_lines`). A workbook's copy also holds
+    `other_sheets` (a notes sheet of the same workbook), each with its own rows' status.
 
     Args:
         report: the run's `Report`.
@@ -357,6 +358,8 @@ def write_report(report: Report, out_dir: str | Path, *, input_frame: pl.DataFra
         input_frame: the input as read, for the write-back copy.
         input_path: the input file; its stem and suffix name the write-back copy.
         secrets: strings (API keys) replaced by `[redacted]` wherever they would be written.
+        other_sheets: sheet name -> frame (as `input_frame`) of the workbook's other sheets
+            the run read.
 
     Returns:
         Paths by key: `json`, `csv`, `xlsx`, plus `with_status_csv` / `with_status_xlsx`.
@@ -381,8 +384,10 @@ def write_report(report: Report, out_dir: str | Path, *, input_frame: pl.DataFra
         cells[-1], links[line - 2] if line > 1 else None))
     paths["xlsx"] = book.save(out / "report.xlsx")
     if input_frame is not None:
+        others = {name: (_with_status(f, report, sheet=name), f["row_number"])
+                  for name, f in (other_sheets or {}).items()}
         paths |= _write_back(_with_status(input_frame, report), input_frame["row_number"], out, input_path,
-                             report, redact)
+                             report, redact, others)
     return paths
 
 
@@ -406,17 +411,20 @@ def _is_xlsx(input_path: str | Path | None) -> bool:
 
 
 def _write_back(frame: pl.DataFrame, row_numbers: pl.Series, out: Path, input_path, report: Report,
-                redact: _Redactor) -> dict[str, Path]:
+                redact: _Redactor, others: dict[str, tuple[pl.DataFrame, pl.Series]]) -> dict[str, Path]:
     """The with-status copies: each row on the line of its `row_numbers` (the report's row
-    numbers), the gaps (lines above the header, blank lines) left empty, when those ascend."""
+    numbers), the gaps (lines above the header, blank lines) left empty, when those ascend;
+    the workbook's copy also gets `others` (sheet name -> (frame, row numbers)) after it."""
     stem = _stem(input_path)
     lines = _sheet_lines(row_numbers)
     paths = {"with_status_csv": _write_text(
         out / f"{stem}.with-status.csv", _padded(neutralise_csv(frame), lines).write_csv(), redact)}
     if _is_xlsx(input_path):
         sheets = _conform(report.rows, ROW_SCHEMA)["sheet"].drop_nulls()
-        book = _Book(frame.height, redact)
+        book = _Book(max([frame.height, *(f.height for f, _ in others.values())]), redact)
         book.sheet(sheets[0] if len(sheets) else "Sheet1", frame, lines=lines.to_list())
+        for name, (f, numbers) in others.items():
+            book.sheet(name, f, lines=_sheet_lines(numbers).to_list())
         paths["with_status_xlsx"] = book.save(out / f"{stem}.with-status.xlsx")
     return paths
 

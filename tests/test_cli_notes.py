@@ -202,3 +202,41 @@ def test_a_rows_organization_and_note_each_show_only_their_own_errors(runner, ca
     found = {(c[2].value, c[3].value): c[-1].hyperlink.location for c in errors.iter_rows(min_row=2)}
     assert found == {(4, "organizations"): f"'Rows'!A{lines[4, 'organizations']}",
                      (3, "organization_notes"): f"'Rows'!A{lines[3, 'organization_notes']}"}
+
+
+def test_a_workbooks_notes_sheet_is_in_the_with_status_copy_which_imports_again(runner, categories, tmp_path):
+    """Organizations and notes on two sheets of one workbook: the with-status copy holds both
+    sheets, each row with its own status, so fixing the flagged rows there and importing the
+    copy writes only those rows."""
+    template = tmp_path / "t.yaml"
+    template.write_text("resource: organizations\nidentifiers: [emailAddresses]\nfields:\n"
+                        "  title: {column: Company}\n  emailAddresses: {column: Email}\n"
+                        "notes:\n  sheet: Notes\n  organization: {identifiers: {emailAddresses: Email}}\n"
+                        "  fields:\n    description: {column: Notes}\n    createdAt: {column: NoteDate}\n"
+                        "    category: {value: Note, lookup: true}\n")
+    book = openpyxl.Workbook()
+    orgs = book.active
+    orgs.title = "Orgs"
+    for r in [["Company", "Email"], ["Echo BV", "info@echo.example"], ["Gale BV", "bad"]]:
+        orgs.append(r)
+    notes = book.create_sheet("Notes")
+    for r in [["Email", "Notes", "NoteDate"], ["info@echo.example", "n1", "2024-01-01"],
+              ["info@echo.example", "n2", "bad date"], ["info@gale.example", "n3", "2024-01-01"]]:
+        notes.append(r)
+    book.save(tmp_path / "w.xlsx")
+    code, out = run(runner, categories, "import", str(tmp_path / "w.xlsx"), "-t", str(template),
+                    "--report", str(tmp_path / "r1"))
+    assert code == 1 and out["by_resource"]["notes"]["created"] == 1
+    copy = openpyxl.load_workbook(tmp_path / "r1" / "w.with-status.xlsx")
+    assert copy.sheetnames == ["Orgs", "Notes"]
+    status = {ws.title: [r[-1] for r in ws.iter_rows(min_row=2, values_only=True)] for ws in copy}
+    assert status == {"Orgs": ["created", "invalid"], "Notes": ["created", "invalid", "invalid"]}
+    assert copy["Notes"]["D2"].value.startswith("/organizations/")  # the note's IRI
+    copy["Orgs"]["B3"], copy["Notes"]["C3"] = "info@gale.example", "2024-01-02"  # the fixes
+    copy.save(tmp_path / "fixed.xlsx")
+    code, out = run(runner, categories, "import", str(tmp_path / "fixed.xlsx"), "-t", str(template),
+                    "--report", str(tmp_path / "r2"))
+    assert code == 0, out
+    assert out["by_resource"]["organizations"] == {**out["by_resource"]["organizations"], "created": 1, "unchanged": 1}
+    assert out["by_resource"]["notes"] == {**out["by_resource"]["notes"], "created": 2, "unchanged": 1}
+    assert len(categories.store.all("notes", tenant="tenant-a")) == 3
