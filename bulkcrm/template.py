@@ -46,8 +46,8 @@ ORG_FIELDS: dict[str, dict[str, Any]] = {
     "people": {"kind": "list", "iri": "people"},
 }
 NOTE_FIELDS: dict[str, dict[str, Any]] = {
-    "description": {"kind": "scalar", "required": True},
-    "title": {"kind": "scalar"},
+    "description": {"kind": "scalar", "required": True, "normalise": "trim"},  # inner line breaks kept
+    "title": {"kind": "scalar", "normalise": "trim"},
     "flagged": {"kind": "bool", "normalise": "boolean", "check": "boolean"},
     "isPrivate": {"kind": "bool", "normalise": "boolean", "check": "boolean"},
     "author": {"kind": "scalar", "iri": "users", "lookup_by": "email"},

@@ -350,3 +350,18 @@ def test_a_note_field_follows_the_note_rules_not_the_organization_field_of_the_s
     assert chain(note_title, note_title.sources[0], notes) == []
     assert chain(org_title, org_title.sources[0], orgs) == ["squish"]
     assert notes.mapping("description").required  # a note needs a description (§9.1)
+
+
+def test_a_notes_text_is_sent_trimmed_as_the_plan_shows_it(crm_cats, client, tmp_path):
+    """Outer spaces of a description or title are not sent (inner line breaks are kept), and a
+    note stored with them is the same note, left unchanged."""
+    crm_cats.seed({"organizations": [{"@id": "/organizations/o1", "title": "A", "customerId": "A1"}],
+                   "notes": [{"@id": "/organizations/o1/notes/n1", "description": "  stored  ",
+                              "createdAt": "2024-01-01T00:00:00+00:00", "category": "/note_categories/c1"}]})
+    sheet = write_csv(tmp_path / "t.csv", ["customerID", "note_date", "title", "note", "category", "flagged"],
+                      [["A1", "2024-02-01", "  Call  ", "  two\nlines  ", "Call", ""],
+                       ["A1", "2024-01-01", "", "  stored ", "Call", ""]])
+    p = plan(sheet, notes_template(), client)
+    assert {r["row_number"]: r["op"] for r in p.rows} == {2: "create", 4: "unchanged"}  # line 4: 2 spans two
+    (op,) = p.operations
+    assert op.body["description"] == "two\nlines" and op.body["title"] == "Call"
