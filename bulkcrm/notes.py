@@ -43,7 +43,7 @@ from .notes_orgs import targets_by_reference, targets_same_rows
 from .plan import Operation
 from .read import Sheet
 from .template import Template
-from .validate import validate
+from .validate import Validation, validate
 from .vocab import MODE_SKIPS
 
 RESOURCE = "organization_notes"
@@ -125,14 +125,7 @@ def plan_notes(sh: Sheet, nt: Template, client: Client, *, mode: str = "upsert",
     start, file = client.requests_sent, Path(sh.path).name
     part = NotesPart()
     sheet_name = sh.sheet_name if not same_rows else None
-    frame = sh.frame
-    nt, _ = nt.for_columns(frame.columns)
-    mapped = map_rows(frame, nt, path=file, header_row=sh.header_row)
-    if same_rows:
-        mapped = _with_a_note(mapped, nt)
-        frame = frame.filter(pl.col("row_number").is_in(mapped["row_number"].implode()))
-    checked = validate(mapped, nt, sheet=frame, read_issues=[] if same_rows else sh.issues,
-                       file=file, sheet_name=sh.sheet_name, letters=sh.letters)
+    nt, mapped, frame, checked = validate_notes(sh, nt, same_rows=same_rows)
     cache = LookupCache()
     resolved = resolve_lookups(checked.valid, nt, client, cache=cache, file=file, sheet=sh.sheet_name,
                                letters=sh.letters)
@@ -158,6 +151,24 @@ def _note_iris(frame: pl.DataFrame) -> pl.DataFrame:
         return pl.DataFrame(schema={"row_number": pl.Int64, "iri": pl.String})
     iri = pl.col(IRI_COLUMN).str.strip_chars()
     return frame.select("row_number", iri.alias("iri")).filter(pl.col("iri").str.contains(_NOTE_IRI))
+
+
+def validate_notes(sh: Sheet, nt: Template, *, same_rows: bool = False
+                   ) -> tuple[Template, pl.DataFrame, pl.DataFrame, Validation]:
+    """Map and validate a sheet's notes offline (no lookups): `nt` as it applies to the sheet's
+    columns (`Template.for_columns`), the mapped note rows, the sheet's note rows and the
+    `validate.Validation`. `same_rows`: the notes share the organizations' rows, so a row with
+    no note cell is no note, and what the reader found is the organizations' to report."""
+    file = Path(sh.path).name
+    frame = sh.frame
+    nt, _ = nt.for_columns(frame.columns)
+    mapped = map_rows(frame, nt, path=file, header_row=sh.header_row)
+    if same_rows:
+        mapped = _with_a_note(mapped, nt)
+        frame = frame.filter(pl.col("row_number").is_in(mapped["row_number"].implode()))
+    checked = validate(mapped, nt, sheet=frame, read_issues=[] if same_rows else sh.issues,
+                       file=file, sheet_name=sh.sheet_name, letters=sh.letters)
+    return nt, mapped, frame, checked
 
 
 def _with_a_note(mapped: pl.DataFrame, nt: Template) -> pl.DataFrame:

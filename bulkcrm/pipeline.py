@@ -10,6 +10,8 @@ import time
 from pathlib import Path
 from typing import Callable
 
+import polars as pl
+
 from .apply import apply, dry_run_report
 from .errors import BulkcrmError
 from .journal import journal_lock, journal_path
@@ -188,27 +190,45 @@ def _other_sheets(report: Report, input_path) -> dict:
 
 def run_validate(file, template_path, *, sheet=None, encoding=None, delimiter=None, header_row=None,
                  report_dir=None) -> dict:
-    """Validate FILE offline (no lookups): {summary: {valid, rows, errors, warnings, issues}, text}."""
+    """Validate FILE offline (no lookups): {summary: {valid, rows, errors, warnings, issues}, text}.
+    An organizations template's `notes:` are validated too, from the same rows or their own
+    sheet (`summary["notes"]`: that sheet's `rows` and `invalid_rows`)."""
     template = load_template(template_path)
     sh = read(file, sheet=sheet, encoding=encoding, delimiter=delimiter, header_row=header_row)
+    notes = template.notes
     template, _ = template.for_columns(sh.frame.columns)  # optional columns the sheet lacks
     name = Path(file).name
     where = f"{name}!{sh.sheet_name}" if sh.sheet_name else name
     result = validate(map_rows(sh.frame, template, path=where, header_row=sh.header_row), template, sheet=sh.frame,
                       read_issues=sh.issues, file=name, sheet_name=sh.sheet_name, letters=sh.letters)
-    issues = result.issues
+    issues, others, lines = result.issues, {}, []
+    summary = {"rows": sh.frame.height, "invalid_rows": len(result.invalid_rows)}
+    if notes is not None:
+        from .notes import validate_notes
+        notes_sheet = sh if notes.sheet is None else read(file, sheet=notes.sheet)
+        _, mapped, _, checked = validate_notes(notes_sheet, notes.template, same_rows=notes.sheet is None)
+        mine = checked.issues.with_columns(pl.lit("organization_notes").alias("resource"))
+        issues = pl.concat([issues, mine]).sort(  # the organizations' sheet first, then by row
+            pl.col("sheet").ne_missing(pl.lit(sh.sheet_name, pl.String)), "row_number", "column",
+            nulls_last=True, maintain_order=True)
+        if notes.sheet is not None:
+            others[notes_sheet.sheet_name] = notes_sheet.frame
+        summary["notes"] = {"rows": mapped.height, "invalid_rows": len(checked.invalid_rows)}
+        lines.append(f"notes: {mapped.height} note row(s), {len(checked.invalid_rows)} invalid"
+                     + (f" (sheet {notes_sheet.sheet_name})" if notes.sheet is not None else ""))
     errors = issues.filter(issues["severity"] == "error").height
     if report_dir:
-        write_issues(issues, report_dir, input_frame=sh.frame, input_path=file, sheet_name=sh.sheet_name)
-    lines = [f"{name}: {sh.frame.height} rows, {len(result.invalid_rows)} invalid, "
-             f"{errors} error(s), {issues.height - errors} warning(s)"]
+        write_issues(issues, report_dir, input_frame=sh.frame, input_path=file, sheet_name=sh.sheet_name,
+                     other_sheets=others)
+    lines.insert(0, f"{name}: {sh.frame.height} rows, {len(result.invalid_rows)} invalid, "
+                    f"{errors} error(s), {issues.height - errors} warning(s)")
     lines += [f"  {r['severity']}: {r['message']}" for r in issues.head(100).iter_rows(named=True)]
     if issues.height > 100:
         lines.append(f"  … {issues.height - 100} more" + (f" in {report_dir}" if report_dir else ""))
     if report_dir:
         lines.append(f"Issues written to {report_dir}")
-    summary = {"valid": errors == 0, "rows": sh.frame.height, "invalid_rows": len(result.invalid_rows),
-               "errors": errors, "warnings": issues.height - errors, "issues": issues.to_dicts()}
+    summary = {"valid": errors == 0, **summary, "errors": errors, "warnings": issues.height - errors,
+               "issues": issues.to_dicts()}
     return {"summary": summary, "text": "\n".join(lines)}
 
 

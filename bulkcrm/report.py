@@ -446,8 +446,8 @@ def _padded(frame: pl.DataFrame, lines: pl.Series) -> pl.DataFrame:
 
 def write_issues(issues: pl.DataFrame, out_dir: str | Path, *,
                  input_frame: pl.DataFrame | None = None, input_path: str | Path | None = None,
-                 sheet_name: str | None = None,
-                 secrets: Iterable[str] | None = None) -> dict[str, Path]:
+                 sheet_name: str | None = None, secrets: Iterable[str] | None = None,
+                 other_sheets: dict[str, pl.DataFrame] | None = None) -> dict[str, Path]:
     """Write the validation report of `bulkcrm validate` into `out_dir` (created if needed).
 
     Files: `issues.csv` (`ISSUE_SCHEMA` columns, neutralised), `issues.json`
@@ -457,7 +457,9 @@ def write_issues(issues: pl.DataFrame, out_dir: str | Path, *,
     (so cell references match the original), else in order. Each cell named by an issue is filled
     red (any error) or yellow (warnings only) and carries a comment with the message(s), one per
     line. A row-level issue (column null or not in the sheet) marks the row's first cell; a
-    file-level one (row_number null or not in the frame) marks the header.
+    file-level one (row_number null or not in the frame) marks the header. `other_sheets`
+    (sheet name -> frame as `input_frame`: a notes sheet of the same workbook) follow as sheets
+    of their own; each sheet is marked with its own issues (`sheet`).
 
     Returns:
         Paths by key: `csv`, `json`, and `xlsx` when written.
@@ -477,15 +479,25 @@ def write_issues(issues: pl.DataFrame, out_dir: str | Path, *,
         "json": _write_text(out / "issues.json", _json(doc), redact),
     }
     if input_frame is not None:
-        frame = input_frame.select(pl.exclude("row_number").cast(pl.String))
-        lines = _sheet_lines(input_frame["row_number"])
-        marks = _issue_marks(issues, frame.columns, input_frame["row_number"], lines)
-        book = _Book(frame.height, redact)
-        book.sheet(sheet_name or issues["sheet"].drop_nulls().first() or "Sheet1", frame,
-                   lines=lines.to_list(),
-                   decorate=lambda line, _v, cells: _mark(line, cells, marks, redact))
+        others = other_sheets or {}
+        book = _Book(max([input_frame.height, *(f.height for f in others.values())]), redact)
+        mine = pl.col("sheet").is_null() | ~pl.col("sheet").is_in(list(others))
+        _marked_sheet(book, sheet_name or issues["sheet"].drop_nulls().first() or "Sheet1",
+                      input_frame, issues.filter(mine) if others else issues, redact)
+        for name, f in others.items():
+            _marked_sheet(book, name, f, issues.filter(pl.col("sheet") == name), redact)
         paths["xlsx"] = book.save(out / f"{_stem(input_path)}.issues.xlsx")
     return paths
+
+
+def _marked_sheet(book: _Book, title: str, input_frame: pl.DataFrame, issues: pl.DataFrame,
+                  redact: _Redactor) -> None:
+    """One sheet of `<input>.issues.xlsx`: the input as text, its cells marked (`write_issues`)."""
+    frame = input_frame.select(pl.exclude("row_number").cast(pl.String))
+    lines = _sheet_lines(input_frame["row_number"])
+    marks = _issue_marks(issues, frame.columns, input_frame["row_number"], lines)
+    book.sheet(title, frame, lines=lines.to_list(),
+               decorate=lambda line, _v, cells: _mark(line, cells, marks, redact))
 
 
 def _sheet_lines(row_numbers: pl.Series) -> pl.Series:

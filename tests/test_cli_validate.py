@@ -153,3 +153,42 @@ def test_a_sheet_may_lack_an_optional_column(runner, tmp_path):
                  encoding="utf-8")
     result = runner.invoke(cli, ["validate", str(sheet), "-t", str(t)])
     assert result.exit_code == 0 and "1 rows, 0 invalid" in result.output, result.output
+
+
+NOTES_SECTION = ("notes:\n{sheet}  fields:\n    description: {{column: Notes}}\n"
+                 "    createdAt: {{column: NoteDate}}\n    category: {{value: Note, lookup: true}}\n")
+
+
+def test_validate_checks_the_notes_of_an_organizations_template(runner, tmp_path):
+    """A template's `notes:` are validated offline too: from the same rows, or from their own
+    sheet of the workbook, whose issues mark that sheet of the issues copy."""
+    head = "resource: organizations\nfields:\n  title: {column: Company}\n  emailAddresses: {column: Email}\n"
+    same = tmp_path / "same.yaml"
+    same.write_text(head + NOTES_SECTION.format(sheet=""), encoding="utf-8")
+    sheet = tmp_path / "s.csv"
+    sheet.write_text("Company,Email,Notes,NoteDate\nAcme BV,info@acme.example,Called,2024-01-05\n"
+                     "Bolt BV,info@bolt.example,Offer,31/11/2026\nCrux BV,info@crux.example,,\n", encoding="utf-8")
+    result = runner.invoke(cli, ["validate", str(sheet), "-t", str(same), "--json"])
+    out = json.loads(result.output.strip().splitlines()[-1])
+    assert result.exit_code == 1 and out["notes"] == {"rows": 2, "invalid_rows": 1}  # row 4: no note
+    assert [(i["row_number"], i["column"], i["resource"]) for i in out["issues"]] == [
+        (3, "NoteDate", "organization_notes")]
+    book = openpyxl.Workbook()
+    book.active.title = "Orgs"
+    book.active.append(["Company", "Email"])
+    book.active.append(["Acme BV", "info@acme.example"])
+    notes = book.create_sheet("Notes")
+    for r in [["Email", "Notes", "NoteDate"], ["info@acme.example", "Called", "2024-01-05"],
+              ["info@acme.example", "", "2024-01-06"]]:
+        notes.append(r)
+    book.save(tmp_path / "w.xlsx")
+    two = tmp_path / "two.yaml"
+    two.write_text(head + NOTES_SECTION.format(sheet="  sheet: Notes\n  organization: {identifiers: "
+                                                     "{emailAddresses: Email}}\n"), encoding="utf-8")
+    result = runner.invoke(cli, ["validate", str(tmp_path / "w.xlsx"), "-t", str(two), "--report",
+                                 str(tmp_path / "r")])
+    assert result.exit_code == 1 and "notes: 2 note row(s), 1 invalid (sheet Notes)" in result.output
+    assert "w.xlsx:3:Notes (Notes!B3)" in result.output  # the missing description
+    copy = openpyxl.load_workbook(tmp_path / "r" / "w.issues.xlsx")
+    marked = {ws.title: [c.coordinate for row in ws.iter_rows() for c in row if c.comment] for ws in copy}
+    assert marked == {"Orgs": [], "Notes": ["B3"]}

@@ -346,8 +346,8 @@ def test_a_note_field_follows_the_note_rules_not_the_organization_field_of_the_s
     notes = load_template(REPO / "templates" / "organization_notes.yaml")
     orgs = load_template(REPO / "templates" / "organizations.yaml")
     note_title, org_title = notes.mapping("title"), orgs.mapping("title")
-    assert note_title.rules == {"kind": "scalar"}  # crm-api.md §9.1: no normaliser
-    assert chain(note_title, note_title.sources[0], notes) == []
+    assert note_title.rules == {"kind": "scalar", "normalise": "trim"}  # crm-api.md §9.1: text, trimmed
+    assert chain(note_title, note_title.sources[0], notes) == ["trim"]  # inner spaces kept
     assert chain(org_title, org_title.sources[0], orgs) == ["squish"]
     assert notes.mapping("description").required  # a note needs a description (§9.1)
 
