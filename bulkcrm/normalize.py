@@ -86,6 +86,20 @@ COUNTRY_ALIASES: dict[str, str] = {
     "Slovakia (Slovak Republic)": "SK", "Svalbard & Jan Mayen Islands": "SJ",
     # local names common in Dutch/German sheets
     "Nederland": "NL", "Deutschland": "DE", "Belgie": "BE",
+    # European countries' own names (accents and case are folded by `country_key`)
+    "Österreich": "AT", "Schweiz": "CH", "Suisse": "CH", "Svizzera": "CH", "España": "ES",
+    "Italia": "IT", "Belgique": "BE", "Polska": "PL", "Česko": "CZ", "Česká republika": "CZ",
+    "Slovensko": "SK", "Magyarország": "HU", "Sverige": "SE", "Norge": "NO", "Danmark": "DK",
+    "Suomi": "FI", "Éire": "IE", "Eesti": "EE", "Latvija": "LV", "Lietuva": "LT",
+    "Hrvatska": "HR", "Slovenija": "SI", "Srbija": "RS", "România": "RO", "Hellas": "GR",
+    "Ελλάδα": "GR", "Ísland": "IS",
+    # neighbours' names in Dutch and German
+    "Duitsland": "DE", "Frankrijk": "FR", "Engeland": "GB", "Spanje": "ES", "Italië": "IT",
+    "Oostenrijk": "AT", "Zwitserland": "CH", "Denemarken": "DK", "Zweden": "SE",
+    "Noorwegen": "NO", "Verenigd Koninkrijk": "GB", "Verenigde Staten": "US",
+    "Frankreich": "FR", "Spanien": "ES", "Italien": "IT", "Niederlande": "NL", "Belgien": "BE",
+    "Dänemark": "DK", "Schweden": "SE", "Norwegen": "NO", "Polen": "PL", "Tschechien": "CZ",
+    "Vereinigtes Königreich": "GB", "Vereinigte Staaten": "US",
 }
 """Extra names accepted by the `country` transform (name -> ISO 3166-1 alpha-2). Deliberately
 absent: ambiguous names (`Korea`, `Saint Martin`, `Congo` alone maps to CG as pycountry says) and
@@ -477,7 +491,9 @@ CHECK_RULES: dict[str, tuple[str, str]] = {
     "country": ("ISO 3166-1 alpha-2", "use a two-letter code such as US, or name it in the transform's aliases "
                 "({country: {aliases: {\"Saint Martin\": MF}}})"),
     "phone_e164": ("E.164 phone number (ITU-T E.164)",
-                   "write it with + and the country code, such as {example}"),
+                   "write it with + and the country code, such as {example} (the number is "
+                   "kept as typed meanwhile; a record keeps the numbers it has unless the field's "
+                   "policy is replace)"),
     "phone_type": ("phone type (crm-api.md §8.2)", f"use one of {', '.join(PHONE_TYPES)}"),
     "iri": ("IRI /{collection}/{id} (crm-api.md §1)", "use the IRI form /{collection}/{id}"),
     "datetime": ("RFC 3339 date-time (crm-api.md §1)",

@@ -541,7 +541,8 @@ def counts_by_resource(report: Report) -> dict[str, dict[str, int]]:
     when the report holds organizations and their notes; `{}` when it holds one resource."""
     if "resource" not in report.rows.columns or not report.rows.height:
         return {}
-    kinds = report.rows["resource"].fill_null("organizations").unique().sort().to_list()
+    kinds = sorted(report.rows["resource"].fill_null("organizations").unique().to_list(),
+                   key=lambda k: (k != "organizations", k))  # organizations first, as planned
     if len(kinds) < 2:
         return {}
     return {_KIND_NAMES.get(k, k): Report(rows=report.rows.filter(

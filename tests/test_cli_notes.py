@@ -185,6 +185,7 @@ def test_a_rows_organization_and_note_each_show_only_their_own_errors(runner, ca
     code, out = run(runner, categories, "import", str(sheet), "-t", str(template),
                     "--report", str(tmp_path / "r"))
     assert code == 1 and out["by_resource"]["organizations"]["created"] == 2
+    assert list(out["by_resource"]) == ["organizations", "notes"]  # in the order they are written
     with (tmp_path / "r" / "report.csv").open(encoding="utf-8", newline="") as f:
         rows = {(int(r["row_number"]), r["resource"]): r for r in csv.DictReader(f)}
     assert rows[3, "organizations"]["outcome"] == "created" and rows[3, "organizations"]["errors"] == ""
@@ -197,6 +198,7 @@ def test_a_rows_organization_and_note_each_show_only_their_own_errors(runner, ca
         status = [r["bulkcrm_status"] for r in csv.DictReader(f)]
     assert status == ["created; note created", "created; note invalid", "invalid; note skipped"]
     wb = openpyxl.load_workbook(tmp_path / "r" / "report.xlsx")
+    assert next(wb["Summary"].iter_rows(min_row=2, values_only=True))[0] == "organizations: created"
     lines = {(r[0], r[11]): i for i, r in enumerate(wb["Rows"].iter_rows(min_row=2, values_only=True), 2)}
     errors = wb["Errors"]
     found = {(c[2].value, c[3].value): c[-1].hyperlink.location for c in errors.iter_rows(min_row=2)}

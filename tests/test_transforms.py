@@ -173,6 +173,13 @@ def test_country_codes_names_and_aliases():
     assert run(out, CHECKS["country"])[-3:] == [False, True, True]
 
 
+def test_country_local_names():
+    """European countries' own names, and their neighbours' Dutch and German names."""
+    values = ["Schweiz", "ÖSTERREICH", "España", "Ελλάδα", "Česká republika", "Italië", "Frankreich",
+              "Vereinigtes Königreich", "Verenigde Staten", "Korea"]
+    assert run(values, T["country"].clean) == ["CH", "AT", "ES", "GR", "CZ", "IT", "FR", "GB", "US", "Korea"]
+
+
 def test_country_template_aliases():
     assert run(["Korea", "Zuid-Korea"], partial(T["country"].clean, aliases={"Zuid-Korea": "kr"})) == \
         ["Korea", "KR"]
