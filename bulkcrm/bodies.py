@@ -107,7 +107,8 @@ def _with_changes(out: pl.DataFrame, w: pl.DataFrame, items: list[tuple]) -> pl.
                                       before.alias("before"), after.alias("after"))
             for i, (f, present, before, after) in enumerate(items)]
     grouped = pl.concat(long).sort("row_number", "__o").group_by("row_number", maintain_order=True).agg(
-        pl.struct("field", "before", "after").alias("changes")).collect()
+        pl.struct("field", "before", "after").alias("changes")).collect().rechunk()  # a join
+    # gathers a list of structs from several chunks many times slower than from one
     return out.join(grouped, on="row_number", how="left", maintain_order="left").with_columns(
         pl.col("changes").fill_null(pl.lit([], dtype=CHANGE_DTYPE)))
 
