@@ -223,10 +223,19 @@ def _decide(part: NotesPart, mapped: pl.DataFrame, rows: pl.DataFrame, targets: 
     part.operations += [ops[rn] for rn in sorted(ops)]
     part.rows += _row_records(mapped, targets, bad, conflicts, hit_iri, changed, ops, mode,
                               sheet_name)
+    named_iris = set(named["iri"].to_list()) if named is not None else set()
+    kept = set(hit_iri.values()) | named_iris
     if mirror:  # a note some row names is never deleted, whatever became of that row
-        named_iris = set(named["iri"].to_list()) if named is not None else set()
-        _mirror(part, targets, bad | set(conflicts), by_iri, set(hit_iri.values()) | named_iris)
-    elif spec.mirror:
+        _mirror(part, targets, bad | set(conflicts), by_iri, kept)
+        return
+    new_for = set(targets.filter(pl.col("row_number").is_in(
+        [rn for rn, op in ops.items() if op.op == "create"]))["org"].drop_nulls().to_list())
+    left = sum(iri not in kept and note["__org"] in new_for for iri, note in by_iri.items())
+    if left:
+        part.notes.append(f"mirror: off; {left} note(s) of the organizations this sheet adds notes "
+                          "to match no row (a note whose text or date was edited in the sheet is "
+                          "planned as a new note, and the old one stays); --mirror-notes deletes them")
+    if spec.mirror:
         part.notes.append("the template allows mirror mode; notes absent from the sheet are "
                           "deleted only with --mirror-notes")
 

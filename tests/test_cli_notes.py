@@ -242,3 +242,27 @@ def test_a_workbooks_notes_sheet_is_in_the_with_status_copy_which_imports_again(
     assert out["by_resource"]["organizations"] == {**out["by_resource"]["organizations"], "created": 1, "unchanged": 1}
     assert out["by_resource"]["notes"] == {**out["by_resource"]["notes"], "created": 2, "unchanged": 1}
     assert len(categories.store.all("notes", tenant="tenant-a")) == 3
+
+
+def test_a_note_edited_in_the_weekly_sheet_says_the_old_note_stays(runner, categories, tmp_path):
+    """Without note IRIs a note is matched on its content key: an edited text is a new note, and
+    the plan says the old one stays (and how to delete it) instead of leaving it unsaid."""
+    template = tmp_path / "t.yaml"
+    template.write_text("resource: organizations\nidentifiers: [emailAddresses]\nfields:\n"
+                        "  title: {column: Company}\n  emailAddresses: {column: Email}\n"
+                        "notes:\n  fields:\n    description: {column: Notes}\n"
+                        "    category: {value: Note, lookup: true}\n")
+    sheet = tmp_path / "s.csv"
+    sheet.write_text("Company,Email,Notes\nAcme BV,info@acme.example,Call in December\n"
+                     "Bolt BV,info@bolt.example,Sent offer\n", encoding="utf-8")
+    code, _ = run(runner, categories, "import", str(sheet), "-t", str(template), "--report", str(tmp_path / "r"))
+    assert code == 0
+    code, text = run(runner, categories, "plan", str(sheet), "-t", str(template), "--out",
+                     str(tmp_path / "same.json"), json_out=False)
+    assert code == 0 and "mirror: off" not in text  # nothing edited: nothing to say
+    sheet.write_text(sheet.read_text(encoding="utf-8").replace("December", "January"), encoding="utf-8")
+    code, text = run(runner, categories, "plan", str(sheet), "-t", str(template), "--out",
+                     str(tmp_path / "p.json"), json_out=False)
+    assert code == 0 and '+ note row 2 create "Call in January"' in text
+    assert "note: mirror: off; 1 note(s) of the organizations this sheet adds notes to match no row" in text
+    assert "--mirror-notes deletes them" in text
