@@ -438,6 +438,23 @@ def clean_datetime(expr: pl.Expr, *, dayfirst: bool = False, time_zone: str = "U
     return pl.coalesce(pl.coalesce(parsed).dt.strftime("%Y-%m-%dT%H:%M:%S+00:00"), v)
 
 
+def render_datetime(expr: pl.Expr, *, time_zone: str = "UTC") -> pl.Expr:
+    """Render an RFC 3339 date-time as the API gives it (crm-api.md §1) in `time_zone`, with
+    its offset (`2026-11-02T23:00:00+00:00` -> `2026-11-03T00:00:00+01:00` for
+    Europe/Amsterdam), so an export shows the template's local dates; `clean_datetime` reads
+    it back to the same instant. UTC (the default) and values that do not parse stay as they are.
+
+    Raises:
+        TemplateError: `time_zone` is not an IANA time zone name.
+    """
+    if time_zone == "UTC":
+        return expr
+    clean_datetime(pl.lit(None, pl.String), time_zone=time_zone)  # checks the name
+    parsed = expr.str.replace(r"[Zz]$", "+00:00").str.to_datetime(
+        "%Y-%m-%dT%H:%M:%S%.f%z", time_unit="us", strict=False)
+    return pl.coalesce(parsed.dt.convert_time_zone(time_zone).dt.strftime("%Y-%m-%dT%H:%M:%S%:z"), expr)
+
+
 def check_datetime(expr: pl.Expr) -> pl.Expr:
     """Return True where the value is an RFC 3339 date-time with a real date; null -> True."""
     s = expr.str.replace(r"[Zz]$", "+00:00")

@@ -29,7 +29,7 @@ from bulkcrm.errors import TemplateError
 from bulkcrm.normalize import (ALPHA2, CHECK_ISSUE_TYPES, CHECK_RULES, CHECKS, FALSE_WORDS,
                                PHONE_TYPES, TRUE_WORDS, check_list, check_rule, clean_country,
                                clean_datetime, clean_phone, phone_identifier, render_country,
-                               trimmed)
+                               render_datetime, trimmed)
 
 __all__ = [
     "Transform", "TRANSFORMS", "apply_transforms", "split_clean", "normalize_identifier",
@@ -246,8 +246,8 @@ TRANSFORMS: dict[str, Transform] = dict([
     _t("split", _split, _split_render, "split on sep (;) into a trimmed list; later transforms "
        "in the chain apply to each item"),
     _t("boolean", _boolean, _boolean_render, "true/false/yes/no/y/n/1/0/ja/nee/x -> Boolean"),
-    _t("datetime", clean_datetime, _identity, "ISO 8601 (or dayfirst DD-MM-YYYY) -> RFC 3339 UTC "
-       "(crm-api.md §1); naive values read in time_zone (UTC)"),
+    _t("datetime", clean_datetime, render_datetime, "ISO 8601 (or dayfirst DD-MM-YYYY) -> RFC 3339 "
+       "UTC (crm-api.md §1); naive values read in time_zone (UTC), which export writes them in"),
     _t("iri", _iri, _identity, "keep /{collection}/{id}; a bare id or UUID -> IRI only with "
        "allow_bare_id (crm-api.md §1)"),
     _t("prefix", _prefix, _prefix_render, "add `value` in front unless present"),

@@ -266,3 +266,28 @@ def test_a_note_edited_in_the_weekly_sheet_says_the_old_note_stays(runner, categ
     assert code == 0 and '+ note row 2 create "Call in January"' in text
     assert "note: mirror: off; 1 note(s) of the organizations this sheet adds notes to match no row" in text
     assert "--mirror-notes deletes them" in text
+
+
+def test_notes_export_writes_dates_in_the_templates_time_zone_and_reimports_unchanged(runner, categories,
+                                                                                      tmp_path):
+    """A template reading dates in Europe/Amsterdam exports them there too (with the offset),
+    so the sheet shows the day the user typed, and the export imports again with no change."""
+    crm = categories
+    assert run(runner, crm, "import", str(ORGS), "-t", str(REPO / "templates" / "organizations.yaml"),
+               "--report", str(tmp_path / "o"))[0] == 0
+    text = (REPO / "templates" / "organization_notes.yaml").read_text(encoding="utf-8")
+    line = next(x for x in text.splitlines() if x.strip().startswith("column: note_date"))
+    template = tmp_path / "notes.yaml"
+    template.write_text(text.replace(line, "    column: note_date\n    transforms: "
+                                           "[{datetime: {time_zone: Europe/Amsterdam}}]"), encoding="utf-8")
+    assert run(runner, crm, "import", str(NOTES), "-t", str(template), "--report", str(tmp_path / "n"))[0] == 0
+    stored = {n["@id"]: n["createdAt"] for n in crm.store.all("notes", tenant="tenant-a")}
+    out = tmp_path / "notes.csv"
+    assert run(runner, crm, "export", "--template", str(template), "--out", str(out))[0] == 0
+    rows = list(csv.DictReader(out.open(encoding="utf-8", newline="")))
+    summer = next(r for r in rows if stored[r["crm_iri"]].startswith("2024-07-05T13:30"))
+    assert summer["note_date"] == "2024-07-05T15:30:00+02:00"  # 13:30 UTC is 15:30 in Amsterdam
+    assert all(r["note_date"].endswith(("+01:00", "+02:00")) for r in rows if r["note_date"])
+    code, text = run(runner, crm, "plan", str(out), "-t", str(template), "--out", str(tmp_path / "p.json"),
+                     json_out=False)
+    assert code == 0 and "153 unchanged" in text, text

@@ -288,6 +288,11 @@ def test_datetime():
                 "2024-01-31", None], CHECKS["datetime"]) == [True, True, False, False, True]
     with pytest.raises(TemplateError, match="time_zone"):
         T["datetime"].clean(pl.col("v"), time_zone="Mars/Olympus")
+    # export writes the API's UTC instants in the template's time zone, with the offset
+    assert run(["2026-11-02T23:00:00+00:00", "2024-06-30T22:00:00Z", "junk", None],
+               partial(T["datetime"].render, time_zone="Europe/Amsterdam")) == [
+        "2026-11-03T00:00:00+01:00", "2024-07-01T00:00:00+02:00", "junk", None]
+    assert run(["2026-11-02T23:00:00+00:00"], T["datetime"].render) == ["2026-11-02T23:00:00+00:00"]
 
 
 # ------------------------------------------------------------------------------ round trip
@@ -304,6 +309,7 @@ ROUND_TRIP = [
     (["linkedin"], ["https://www.linkedin.com/company/dijkstra-bouw/", "acme"]),
     (["boolean"], ["ja", "nee", None]),
     (["datetime"], ["2024-01-31 10:15", "2024-01-31T10:15:00+02:00"]),
+    ([{"datetime": {"time_zone": "Europe/Amsterdam"}}], ["2024-01-31", "2024-07-01 00:30", "31-01-2024"]),
     ([{"iri": {"collection": "users", "allow_bare_id": True}}], ["7", "/users/7", "/api/users/7"]),
     ([{"prefix": {"value": "C-"}}], ["123", "C-9"]),
     ([{"suffix": {"value": " B.V."}}], ["Acme"]),
