@@ -110,6 +110,8 @@ def _apply(plan: Plan, client: Client, journal: Journal, *, plan_path: str | Pat
     results: dict[str, Any] = {}  # key -> the server's answer to a write of this run
     total = len(plan.operations)
     already = sum(journal.state(o.key) == "done" for o in plan.operations)
+    if progress and total:  # shown before the first write, which may wait for the rate limit
+        progress(0, total, client)
     for n, op in enumerate(plan.operations, start=1):
         results[op.key] = _run_op(op, journal, client, verify)
         if progress and (n % batch_size == 0 or n == total):

@@ -110,9 +110,10 @@ def _apply(p: Plan, target: Target, plan_path, *, reconcile, progress, batch_siz
 
 class _progress_bar:
     """tqdm bar on stderr: done/total operations, requests, 429s seen, ETA. Drawn at the first
-    update, so a run refused before any operation (e.g. a plan for another target) shows none;
-    closed at the last, so what follows starts on its own line. When stderr is not a terminal
-    (a log, nohup, cron), a plain line instead, at most every `LOG_EVERY_S` seconds and at the end."""
+    update (apply's `0` before its first write), so a run refused before any operation (e.g. a
+    plan for another target) shows none; closed at the last, so what follows starts on its own
+    line. When stderr is not a terminal (a log, nohup, cron), a plain line instead: at the
+    start, at most every `LOG_EVERY_S` seconds, and at the end."""
 
     LOG_EVERY_S = 30.0
 
@@ -124,7 +125,7 @@ class _progress_bar:
     def __call__(self, done: int, total: int, client) -> None:
         if self.log:
             now = time.monotonic()
-            if done == total or now - self.logged >= self.LOG_EVERY_S:
+            if done in (0, total) or now - self.logged >= self.LOG_EVERY_S:
                 self.logged = now
                 print(_progress_line(done, total, client, now - self.started), file=sys.stderr, flush=True)
             return
@@ -149,7 +150,8 @@ def _progress_line(done: int, total: int, client, elapsed_s: float) -> str:
     rate = getattr(client, "requests_per_minute", None)
     at_rate = (total - done) / rate if rate else 0.0
     left = (f", about {max(elapsed_s / done * (total - done) / 60, at_rate):.1f} min left"
-            if 0 < done < total else "")
+            if 0 < done < total else f", about {at_rate:.1f} min at {rate:g}/min" if not done and rate
+            else "")
     return (f"apply: {done}/{total} operations, {client.requests_sent} requests "
             f"({client.throttled} throttled), {elapsed_s / 60:.1f} min{left}")
 

@@ -319,7 +319,8 @@ def test_a_resume_right_after_ctrl_c_counts_the_stopped_runs_writes(crm, tmp_pat
         time.sleep(2.1)  # the plan's lookup leaves the window
 
         def ctrl_c(done, total, client):
-            raise KeyboardInterrupt
+            if done:  # after the first batch of 4 (the first call, 0, comes before any write)
+                raise KeyboardInterrupt
 
         first = Client(crm.url, TEST_KEY, requests_per_minute=4, window_s=2.0)
         with pytest.raises(KeyboardInterrupt):
@@ -351,7 +352,10 @@ def test_a_second_apply_of_the_same_plan_at_once_is_refused(crm, tmp_path):
     crm.clear_faults()
     out, err = first.communicate(timeout=300)
     assert first.returncode == 0, err
-    # stderr is no terminal here: progress comes as plain lines (a log, nohup), the last at the end
+    # stderr is no terminal here: progress comes as plain lines (a log, nohup), the first before
+    # any write, the last at the end
+    lines = [x for x in err.splitlines() if x.startswith("apply: ")]
+    assert lines[0].startswith(f"apply: 0/{N_EXISTING + N_NEW} operations, ")
     assert err.splitlines()[-1].startswith(f"apply: {N_EXISTING + N_NEW}/{N_EXISTING + N_NEW} operations, ")
     _assert_state_equals_plan(crm)
 
@@ -364,3 +368,6 @@ def test_the_time_left_is_at_least_what_the_rate_allows():
     client = SimpleNamespace(requests_per_minute=20, requests_sent=21, throttled=0)
     assert _progress_line(20, 60, client, 6.0) == \
         "apply: 20/60 operations, 21 requests (0 throttled), 0.1 min, about 2.0 min left"
+    # the line before the first write says what the rate allows
+    assert _progress_line(0, 60, client, 0.0) == \
+        "apply: 0/60 operations, 21 requests (0 throttled), 0.0 min, about 3.0 min at 20/min"
