@@ -42,14 +42,15 @@ def _fail(e: Exception, debug: bool, as_json: bool = False) -> None:
     sys.exit(code)
 
 
-def _json_error(e: BaseException, code: int) -> None:
-    """`{"ok": false, "error": kind, "message", "exit_code"}` on stdout (`--json`)."""
+def _json_error(e: BaseException, code: int, resume: str | None = None) -> None:
+    """`{"ok": false, "error": kind, "message", "exit_code"}` on stdout (`--json`), plus
+    `resume` (the command that resumes the run) when its journal can."""
     kind = next((k for cls, k in _ERROR_KINDS if isinstance(e, cls)), "interrupted"
                 if isinstance(e, KeyboardInterrupt) else "error")
     message = ("interrupted" if isinstance(e, KeyboardInterrupt) else
                e.format_message() if isinstance(e, click.ClickException) else str(e))
-    click.echo(json.dumps({"ok": False, "error": kind, "message": message, "exit_code": code},
-                          ensure_ascii=False))
+    payload = {"ok": False, "error": kind, "message": message, "exit_code": code}
+    click.echo(json.dumps(payload | ({"resume": resume} if resume else {}), ensure_ascii=False))
 
 
 def handle_errors(fn):
@@ -369,7 +370,7 @@ def _stopped(e: BaseException, resume: str, resumable: bool) -> None:
     click.echo(f"\nStopped ({why}).{tail}", err=True)
     code = 130 if isinstance(e, KeyboardInterrupt) else 1
     if click.get_current_context().obj.get("json"):
-        _json_error(e, code)
+        _json_error(e, code, resume if resumable else None)
     sys.exit(code)
 
 

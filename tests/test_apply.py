@@ -202,12 +202,13 @@ def test_key_never_written(crm, tmp_path):
         assert TEST_KEY.encode() not in Path(f).read_bytes(), f
 
 
-def _slow_apply(crm, tmp_path, path: Path, latency_ms: int, lines: int) -> tuple[subprocess.Popen, list[str]]:
-    """Start `bulkcrm apply` of `path` in a process against a sandbox slowed by `latency_ms`;
-    return it, and its command, once its journal has `lines` lines."""
+def _slow_apply(crm, tmp_path, path: Path, latency_ms: int, lines: int,
+                extra: tuple[str, ...] = ()) -> tuple[subprocess.Popen, list[str]]:
+    """Start `bulkcrm apply` of `path` (options `extra` too) in a process against a sandbox
+    slowed by `latency_ms`; return it, and its command, once its journal has `lines` lines."""
     crm.set_faults(latency_ms=latency_ms)
     cmd = [sys.executable, "-m", "bulkcrm", "apply", str(path), "--base-url", crm.url, "--api-key", TEST_KEY,
-           "--max-rate", "60000", "--no-reconcile", "--report", str(tmp_path / "report")]
+           "--max-rate", "60000", "--no-reconcile", *extra, "--report", str(tmp_path / "report")]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
     deadline = time.monotonic() + 60
     while _journal_lines(journal_path(path)) < lines and time.monotonic() < deadline:
@@ -217,11 +218,13 @@ def _slow_apply(crm, tmp_path, path: Path, latency_ms: int, lines: int) -> tuple
 
 def test_ctrl_c_prints_the_resume_command_and_resume_completes(crm, tmp_path):
     p, path = _plan(crm, tmp_path)
-    proc, cmd = _slow_apply(crm, tmp_path, path, latency_ms=5, lines=20)
+    proc, cmd = _slow_apply(crm, tmp_path, path, latency_ms=5, lines=20, extra=("--json",))
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
     assert f"resume with:\n  bulkcrm apply {path}" in err and "Traceback" not in err
+    stopped = json.loads(out.strip().splitlines()[-1])  # a script reading stdout learns it too
+    assert stopped["error"] == "interrupted" and stopped["resume"].startswith(f"bulkcrm apply {path}")
     assert f"--base-url {crm.url} --max-rate 60000 --api-key <your key>" in err  # same target and pace; no key
     assert TEST_KEY not in out + err
     crm.clear_faults()
