@@ -186,9 +186,21 @@ def _issues(failures: pl.DataFrame, rules: list[_Rule], mapped: pl.DataFrame,
         idx = failed.get(key)
         if idx is None:
             continue
-        for rn, column, value in _bad_values(rule, template.mapping(rule.field), mapped[idx], originals):
-            issues.append(_issue(rule, rn, column, value, file, sheet_name, template.default_region))
+        rows = mapped[idx]
+        regions = _regions(rows, template) if rule.check == "phone_e164" else {}
+        for rn, column, value in _bad_values(rule, template.mapping(rule.field), rows, originals):
+            issues.append(_issue(rule, rn, column, value, file, sheet_name,
+                                 regions.get(rn) or template.default_region))
     return issues
+
+
+def _regions(rows: pl.DataFrame, template: Template) -> dict[int, str]:
+    """row_number -> the row's country (ISO 3166-1 alpha-2), the region of its phone numbers,
+    for rows that have a valid one: a bad number's example is then one of its own country."""
+    if "address.country" not in rows.columns:
+        return {}
+    country = pl.col("address.country")
+    return dict(rows.filter(country.str.contains(r"^[A-Z]{2}$")).select("row_number", country).iter_rows())
 
 
 def _bad_values(rule: _Rule, m: Mapping, rows: pl.DataFrame,

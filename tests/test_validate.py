@@ -61,6 +61,12 @@ def test_phone_hint_shows_a_number_of_the_templates_region():
     (issue,) = v.issues.to_dicts()
     assert issue["type"] == "invalid-phone" and issue["severity"] == "warning"
     assert "write it with + and the country code, such as +12015550123 (the number is kept" in issue["message"]
+    # a row with a country of its own gets an example of that country
+    v = _check({"title": "t", "address.country": "c", "phoneNumbers": {"column": "p"}},
+               [{"t": "A", "c": "Deutschland", "p": "030-1234abc"}, {"t": "B", "c": "Atlantis", "p": "020-623l298"}],
+               default_region="NL")
+    hints = {i["row_number"]: i["message"] for i in v.issues.to_dicts() if i["type"] == "invalid-phone"}
+    assert "such as +4930123456 (" in hints[2] and "such as +31101234567 (" in hints[3]
 
 
 def test_a_phone_cell_is_split_on_semicolons_like_an_email_cell():
