@@ -11,6 +11,7 @@ import functools
 import json
 import logging
 import shlex
+import signal
 import sys
 from pathlib import Path
 
@@ -47,7 +48,7 @@ def _json_error(e: BaseException, code: int, resume: str | None = None) -> None:
     `resume` (the command that resumes the run) when its journal can."""
     kind = next((k for cls, k in _ERROR_KINDS if isinstance(e, cls)), "interrupted"
                 if isinstance(e, KeyboardInterrupt) else "error")
-    message = ("interrupted" if isinstance(e, KeyboardInterrupt) else
+    message = ("terminated (SIGTERM)" if isinstance(e, Terminated) else "interrupted" if isinstance(e, KeyboardInterrupt) else
                e.format_message() if isinstance(e, click.ClickException) else str(e))
     payload = {"ok": False, "error": kind, "message": message, "exit_code": code}
     click.echo(json.dumps(payload | ({"resume": resume} if resume else {}), ensure_ascii=False))
@@ -107,6 +108,13 @@ def plan_options(fn):
 
 def _sheet_arg(sheet):
     return int(sheet) if sheet is not None and sheet.isdigit() else sheet
+
+
+def _check_input(file: str) -> None:
+    """A missing input is named before any target is opened (an embedded sandbox would be
+    created for nothing)."""
+    if not Path(file).exists():
+        raise InputError("file not found; check the path", path=file)
 
 
 def _open(ctx, base_url, api_key, max_rate, embedded_db=EMBEDDED_DB) -> Target:
@@ -173,13 +181,14 @@ def import_cmd(ctx, file, template_path, mode, match_strategy, mirror_notes, she
     """Upsert FILE (CSV/XLSX) into the CRM: plan, then apply, then write a report."""
     from .pipeline import run_import
     ctx.obj["json"] = as_json
+    _check_input(file)
     target = _open(ctx, base_url, api_key, max_rate)
     report_dir = report_dir or str(Path("reports") / Path(file).stem)
     try:
         result = run_import(file, template_path, target, mode=mode, strategy=match_strategy,
                             mirror_notes=mirror_notes, sheet=_sheet_arg(sheet), encoding=encoding, delimiter=delimiter,
                             header_row=header_row, dry_run=dry_run, report_dir=report_dir,
-                            reconcile=not no_reconcile, progress=not as_json,
+                            reconcile=not no_reconcile, progress=True,
                             echo=lambda s: click.echo(s, err=as_json))
     except (KeyboardInterrupt, AuthError, TransientApiError) as e:
         _stopped(e, _resume(ctx, Path(report_dir) / "plan.json", report_dir, base_url),
@@ -202,6 +211,7 @@ def plan_cmd(ctx, file, template_path, mode, match_strategy, mirror_notes, sheet
     from .journal import journal_lock, journal_path
     from .pipeline import archive_journal, run_plan
     ctx.obj["json"] = as_json
+    _check_input(file)
     target = _open(ctx, base_url, api_key, max_rate)
     with journal_lock(journal_path(out)):  # not over a plan whose apply still runs: checked first
         p, text = run_plan(file, template_path, target, mode=mode, strategy=match_strategy,
@@ -212,7 +222,11 @@ def plan_cmd(ctx, file, template_path, mode, match_strategy, mirror_notes, sheet
     counts = p.counts()
     ok = not (counts["invalid"] or counts["conflict"])  # exit codes as for import
     if as_json:
-        click.echo(json.dumps({"ok": ok, **counts, "requests": p.requests_spent, "writes": len(p.operations)}))
+        both = p.row_frame()["resource"].fill_null("organizations").n_unique() > 1  # orgs and notes
+        parts = {"by_resource": {"organizations": p.counts("organizations"),
+                                 "notes": p.counts("organization_notes")}} if both else {}
+        click.echo(json.dumps({"ok": ok, **counts, **parts, "requests": p.requests_spent,
+                               "writes": len(p.operations)}))
     else:
         click.echo(text)
         if kept:
@@ -251,7 +265,7 @@ def apply_cmd(ctx, plan_file, base_url, api_key, max_rate, report_dir, batch_siz
     resume = _resume(ctx, plan_file, report_dir, base_url)
     try:
         result = run_apply(plan_file, target, plan=plan, report_dir=report_dir, batch_size=batch_size, verify=verify,
-                           reconcile=not no_reconcile, progress=not as_json,
+                           reconcile=not no_reconcile, progress=True,
                            echo=lambda s: click.echo(s, err=as_json))
     except (KeyboardInterrupt, AuthError, TransientApiError) as e:
         _stopped(e, resume, True)
@@ -362,13 +376,22 @@ def sandbox_cmd(host, port, db, api_keys, tenant, rate_limit, latency_ms, error_
         raise click.BadParameter(str(e), param_hint="--host") from None
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a scheduler's timeout, `kill`): the run stops as on Ctrl-C, exit 143."""
+
+
+def _on_sigterm(signum, frame) -> None:
+    raise Terminated()
+
+
 def _stopped(e: BaseException, resume: str, resumable: bool) -> None:
-    """Ctrl-C, a rejected key or an API that is down mid-run: say so and, when a fsynced journal can resume the run
-    (`resumable`), how; exit 130 (Ctrl-C) or 1, with `--json` also the JSON error."""
-    why = "interrupted" if isinstance(e, KeyboardInterrupt) else str(e)
+    """Ctrl-C, SIGTERM, a rejected key or an API that is down mid-run: say so and, when a fsynced journal can resume
+    the run (`resumable`), how; exit 130 (Ctrl-C), 143 (SIGTERM) or 1, with `--json` also the JSON error."""
+    why = ("terminated (SIGTERM)" if isinstance(e, Terminated) else "interrupted" if isinstance(e, KeyboardInterrupt)
+           else str(e))
     tail = f" The journal is saved; resume with:\n  {resume}" if resumable else ""
     click.echo(f"\nStopped ({why}).{tail}", err=True)
-    code = 130 if isinstance(e, KeyboardInterrupt) else 1
+    code = 143 if isinstance(e, Terminated) else 130 if isinstance(e, KeyboardInterrupt) else 1
     if click.get_current_context().obj.get("json"):
         _json_error(e, code, resume if resumable else None)
     sys.exit(code)
@@ -390,13 +413,16 @@ def _resume(ctx, plan_file, report_dir: str, base_url: str | None) -> str:
 
 def _finish(result: dict, as_json: bool) -> None:
     if as_json:
-        click.echo(json.dumps({"ok": result["ok"], **result["json"]}, ensure_ascii=False))
+        done = result["report"].summary.get("already_done")  # by an earlier, stopped run of the plan
+        click.echo(json.dumps({"ok": result["ok"], **result["json"], **({"already_done": done} if done else {})},
+                              ensure_ascii=False))
     sys.exit(0 if result["ok"] else 1)
 
 
 def main() -> None:
     """Console entry point. With `--json`, a usage error (unknown option, missing file) is
-    also one JSON object on stdout, as every other failure."""
+    also one JSON object on stdout, as every other failure. SIGTERM stops a run as Ctrl-C does."""
+    signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         cli.main(prog_name="bulkcrm", standalone_mode=False)
     except click.ClickException as e:
@@ -404,6 +430,6 @@ def main() -> None:
         if "--json" in sys.argv[1:]:
             _json_error(e, e.exit_code)
         sys.exit(e.exit_code)
-    except (click.exceptions.Abort, KeyboardInterrupt):  # Ctrl-C outside a command's handling
-        click.echo("\nStopped (interrupted).", err=True)
-        sys.exit(130)
+    except (click.exceptions.Abort, KeyboardInterrupt) as e:  # Ctrl-C outside a command's handling
+        click.echo(f"\nStopped ({'terminated' if isinstance(e, Terminated) else 'interrupted'}).", err=True)
+        sys.exit(143 if isinstance(e, Terminated) else 130)

@@ -171,19 +171,20 @@ def output_kind(out_path: str | Path) -> tuple[Path, str]:
 
 def stream_pages(client: Client, out: Path, kind: str, columns: list[str], params: dict,
                  render: Callable[[list[dict]], pl.DataFrame],
-                 progress: Progress | None = None, *, start: int | None = None) -> ExportResult:
+                 progress: Progress | None = None, *, start: int | None = None,
+                 sheet: str = "organizations") -> ExportResult:
     """Read `/organizations` page by page (30 a request, following `view.next`), turn each page
     into sheet rows with `render`, and append them to `out` (via `<name>.part`, renamed when
     complete), so memory does not grow with the number of records.
 
     Returns:
         `ExportResult(path, records = rows written, requests since `start` (default: since this
-        call), pages)`.
+        call), pages)`. An XLSX holds one sheet named `sheet`.
     """
     start = client.requests_sent if start is None else start
     part = out.with_name(out.name + ".part")
     try:  # before any request
-        sink = (_CsvSink if kind == "csv" else _XlsxSink)(part, columns)
+        sink = _CsvSink(part, columns) if kind == "csv" else _XlsxSink(part, columns, sheet)
     except OSError as e:  # name the file the user asked for, not its `.part`
         raise OSError(e.errno, e.strerror, str(out)) from None
     pages, written, total = 0, 0, None
@@ -532,13 +533,13 @@ class _XlsxSink:
     (the rows stream, so their lengths are not known up front).
     """
 
-    def __init__(self, path: Path, columns: list[str]):
+    def __init__(self, path: Path, columns: list[str], sheet: str = "organizations"):
         from openpyxl import Workbook
         from openpyxl.styles import Font
         from openpyxl.utils import get_column_letter
 
         self.path, self.wb = path, Workbook(write_only=True)
-        self.ws = self.wb.create_sheet("organizations")
+        self.ws = self.wb.create_sheet(sheet)
         self.ws.freeze_panes = "A2"
         for i, name in enumerate(columns, 1):
             self.ws.column_dimensions[get_column_letter(i)].width = _WIDTHS.get(name, max(14, len(name) + 4))

@@ -62,7 +62,8 @@ def export_notes(client: Client, template: Template, out_path: str | Path, *,
     params = filter_params(client, filters, None)
     names = NameCache()
     return stream_pages(client, out, kind, notes_columns(nt), params,
-                        lambda orgs: render_notes(orgs, nt, client, names), progress, start=start)
+                        lambda orgs: render_notes(orgs, nt, client, names), progress, start=start,
+                        sheet="notes")
 
 
 def render_notes(orgs: list[dict], nt: Template, client: Client, names: NameCache) -> pl.DataFrame:

@@ -205,7 +205,11 @@ def run_validate(file, template_path, *, sheet=None, encoding=None, delimiter=No
                       read_issues=sh.issues, file=name, sheet_name=sh.sheet_name, letters=sh.letters)
     issues, others, lines = result.issues, {}, []
     summary = {"rows": sh.frame.height, "invalid_rows": len(result.invalid_rows)}
-    if notes is not None:
+    if notes is not None:  # each issue names its resource, except what the reader found (whole rows)
+        by_reader = {(i.type, i.row_number, i.column) for i in sh.issues}
+        issues = pl.DataFrame([r | ({} if (r["type"], r["row_number"], r["column"]) in by_reader else
+                                    {"resource": "organizations"}) for r in issues.to_dicts()],
+                              schema=issues.schema)
         from .notes import validate_notes
         notes_sheet = sh if notes.sheet is None else read(file, sheet=notes.sheet)
         _, mapped, _, checked = validate_notes(notes_sheet, notes.template, same_rows=notes.sheet is None)

@@ -295,7 +295,7 @@ def render_plan(p: Plan, *, requests_per_minute: float | None = 20, limit: int =
     of_tags = f" ({tags} of them for the new tag(s))" if tags else ""
     lines.append(f"{est['requests']} write request(s){of_tags} + ≈{est['reconcile']} to reconcile ≈ {duration_text(est['minutes'])} "
                  f"at {est['requests_per_minute']:g}/min{where}; planning used {p.requests_spent} "
-                 f"request(s) ({p.strategy}).")
+                 f"request(s) ({p.strategy}{_planning_time(p.requests_spent, est['requests_per_minute'])}).")
     return "\n".join(lines)
 
 
@@ -305,6 +305,12 @@ def duration_text(minutes: float) -> str:
 
 
 _WARNINGS_SHOWN = 5
+
+
+def _planning_time(requests: int, per_minute: float) -> str:
+    """`, ≈ 33.4 min` for the requests planning sent, at the rate the estimate uses (one
+    minute or more only: less is not worth saying)."""
+    return f", ≈ {duration_text(round(requests / per_minute, 1))}" if requests >= per_minute else ""
 
 
 def _warning_lines(issues: list[dict]) -> list[str]:

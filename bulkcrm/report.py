@@ -41,9 +41,10 @@ ROW_SCHEMA: dict[str, pl.DataType] = {
 template imports organizations with their notes; `resource` says which: `organizations` or
 `organization_notes`, null read as organizations)."""
 REPORT_COLUMNS = ("row_number", "outcome", "op", "iri", "title", "changes", "errors", "warnings",
-                  "columns", "status", "note", "resource")
+                  "columns", "status", "note", "resource", "sheet")
 """Columns of `report.csv` and of the `Rows` sheet; `columns` names the sheet columns the row's
-errors and warnings are about (the cells to fix)."""
+errors and warnings are about (the cells to fix); `sheet` the workbook sheet of the row (a
+notes sheet numbers its rows apart)."""
 ERROR_COLUMNS = ("file", "sheet", "row_number", "resource", "column", "cell", "severity", "type",
                  "value", "rule", "message", "reference")
 """Columns of the `Errors` sheet (one line per issue)."""
@@ -414,10 +415,11 @@ def _write_back(frame: pl.DataFrame, row_numbers: pl.Series, out: Path, input_pa
                 redact: _Redactor, others: dict[str, tuple[pl.DataFrame, pl.Series]]) -> dict[str, Path]:
     """The with-status copies: each row on the line of its `row_numbers` (the report's row
     numbers), the gaps (lines above the header, blank lines) left empty, when those ascend;
-    the workbook's copy also gets `others` (sheet name -> (frame, row numbers)) after it."""
+    the workbook's copy also gets `others` (sheet name -> (frame, row numbers)) after it, and
+    then is the only copy: a CSV of the first sheet alone would not import again."""
     stem = _stem(input_path)
     lines = _sheet_lines(row_numbers)
-    paths = {"with_status_csv": _write_text(
+    paths = {} if others and _is_xlsx(input_path) else {"with_status_csv": _write_text(
         out / f"{stem}.with-status.csv", _padded(neutralise_csv(frame), lines).write_csv(), redact)}
     if _is_xlsx(input_path):
         sheets = _conform(report.rows, ROW_SCHEMA)["sheet"].drop_nulls()

@@ -336,6 +336,26 @@ def test_a_resume_right_after_ctrl_c_counts_the_stopped_runs_writes(crm, tmp_pat
         crm.set_rate_limit(None)
 
 
+def test_sigterm_stops_like_ctrl_c_and_the_resume_completes(crm, tmp_path):
+    """A scheduler's timeout sends SIGTERM: the run stops with the resume command (exit 143,
+    `--json` says so on stdout), and the resume ends with every record once; its JSON gives
+    how many operations the stopped run had done."""
+    p, path = _plan(crm, tmp_path)
+    proc, cmd = _slow_apply(crm, tmp_path, path, latency_ms=5, lines=20, extra=("--json",))
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, err
+    assert "Stopped (terminated (SIGTERM)). The journal is saved; resume with:" in err and "Traceback" not in err
+    stopped = json.loads(out.strip().splitlines()[-1])
+    assert (stopped["exit_code"], stopped["resume"].split()[:3]) == (143, ["bulkcrm", "apply", str(path)])
+    crm.clear_faults()
+    final = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert final.returncode == 0, final.stderr
+    assert json.loads(final.stdout.strip().splitlines()[-1])["already_done"] >= 1
+    assert "apply: " in final.stderr  # progress lines go to stderr with --json too
+    _assert_state_equals_plan(crm)
+
+
 def test_a_second_apply_of_the_same_plan_at_once_is_refused(crm, tmp_path):
     """Two applies of one plan at the same time (a second terminal, a suspended job, an
     overlapping cron run) would each send every write: the second one stops before any."""

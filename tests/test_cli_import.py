@@ -322,3 +322,13 @@ def test_the_with_status_copy_keeps_each_row_on_its_report_row_number(runner, cr
         read(sheet).frame["row_number"].to_list() == ([4, 7, 8] if suffix == ".csv" else [4, 6, 7])
     assert copy["bulkcrm_status"].to_list() == ["created"] * 3
 
+
+
+def test_a_missing_input_is_named_before_any_sandbox_is_made(runner, tmp_path, monkeypatch):
+    """A typo in the file name costs nothing: no embedded sandbox is created for it."""
+    monkeypatch.chdir(tmp_path)
+    for cmd in (["import", "nope.csv", "-t", str(TEMPLATE)], ["plan", "nope.csv", "-t", str(TEMPLATE), "--out", "p.json"]):
+        result = runner.invoke(cli, [*cmd, "--json"])
+        out = json.loads(result.stdout.strip().splitlines()[-1])
+        assert result.exit_code == 2 and out["error"] == "input" and "nope.csv: file not found" in out["message"]
+    assert not (tmp_path / ".bulkcrm").exists() and not (tmp_path / "p.journal.jsonl.lock").exists()

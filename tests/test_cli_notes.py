@@ -182,6 +182,10 @@ def test_a_rows_organization_and_note_each_show_only_their_own_errors(runner, ca
                      "Acme BV,info@acme.example,Called them,2024-01-05\n"
                      "Bolt BV,info@bolt.example,Sent offer,not a date\n"
                      "Crux BV,not-an-email,Met at fair,2024-02-01\n", encoding="utf-8")
+    code, planned = run(runner, categories, "plan", str(sheet), "-t", str(template), "--out",
+                        str(tmp_path / "p2.json"))
+    assert code == 1 and planned["by_resource"]["notes"] == {**planned["by_resource"]["notes"],
+                                                             "create": 1, "invalid": 1, "skip": 1}
     code, out = run(runner, categories, "import", str(sheet), "-t", str(template),
                     "--report", str(tmp_path / "r"))
     assert code == 1 and out["by_resource"]["organizations"]["created"] == 2
@@ -231,6 +235,9 @@ def test_a_workbooks_notes_sheet_is_in_the_with_status_copy_which_imports_again(
     assert code == 1 and out["by_resource"]["notes"]["created"] == 1
     copy = openpyxl.load_workbook(tmp_path / "r1" / "w.with-status.xlsx")
     assert copy.sheetnames == ["Orgs", "Notes"]
+    assert not (tmp_path / "r1" / "w.with-status.csv").exists()  # one sheet alone would not import
+    report = list(csv.DictReader((tmp_path / "r1" / "report.csv").open(encoding="utf-8", newline="")))
+    assert {(r["resource"], r["sheet"]) for r in report} == {("organizations", "Orgs"), ("organization_notes", "Notes")}
     status = {ws.title: [r[-1] for r in ws.iter_rows(min_row=2, values_only=True)] for ws in copy}
     assert status == {"Orgs": ["created", "invalid"], "Notes": ["created", "invalid", "invalid"]}
     assert copy["Notes"]["D2"].value.startswith("/organizations/")  # the note's IRI
@@ -291,3 +298,6 @@ def test_notes_export_writes_dates_in_the_templates_time_zone_and_reimports_unch
     code, text = run(runner, crm, "plan", str(out), "-t", str(template), "--out", str(tmp_path / "p.json"),
                      json_out=False)
     assert code == 0 and "153 unchanged" in text, text
+    book = tmp_path / "notes.xlsx"  # a workbook's sheet is named for what it holds
+    assert run(runner, crm, "export", "--template", str(template), "--out", str(book))[0] == 0
+    assert openpyxl.load_workbook(book, read_only=True).sheetnames == ["notes"]

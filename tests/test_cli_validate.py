@@ -173,6 +173,11 @@ def test_validate_checks_the_notes_of_an_organizations_template(runner, tmp_path
     assert result.exit_code == 1 and out["notes"] == {"rows": 2, "invalid_rows": 1}  # row 4: no note
     assert [(i["row_number"], i["column"], i["resource"]) for i in out["issues"]] == [
         (3, "NoteDate", "organization_notes")]
+    sheet.write_text(sheet.read_text(encoding="utf-8").replace("info@crux.example", "crux"), encoding="utf-8")
+    result = runner.invoke(cli, ["validate", str(sheet), "-t", str(same), "--json"])
+    out = json.loads(result.output.strip().splitlines()[-1])
+    assert {(i["row_number"], i["resource"]) for i in out["issues"]} == {(3, "organization_notes"),
+                                                                        (4, "organizations")}
     book = openpyxl.Workbook()
     book.active.title = "Orgs"
     book.active.append(["Company", "Email"])

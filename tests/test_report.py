@@ -139,10 +139,10 @@ def test_report_xlsx(report, tmp_path, n_extra):
     assert summary["created"] == 1 and summary["requests"] == 9 and summary["ok"] is False
     assert summary["target"] == "http://127.0.0.1:1" and summary["finished_at"].endswith("05Z")
     ws = wb["Rows"]
-    assert ws.freeze_panes == "A2" and ws.auto_filter.ref.startswith("A1:L")
+    assert ws.freeze_panes == "A2" and ws.auto_filter.ref.startswith("A1:M")
     header = [c.value for c in ws[1]]
     assert header == ["row_number", "outcome", "op", "iri", "title", "changes", "errors",
-                      "warnings", "columns", "status", "note", "resource"]
+                      "warnings", "columns", "status", "note", "resource", "sheet"]
     assert {ws.cell(r, 12).value for r in range(2, 8)} == {"organizations"}
     assert all(c.font.bold for c in ws[1])
     assert ws.column_dimensions["D"].width > ws.column_dimensions["A"].width
