@@ -315,7 +315,7 @@ def validate_cmd(ctx, file, template_path, sheet, encoding, delimiter, header_ro
 def export_cmd(ctx, template_path, out, q, owner, tags, segments, archived, created_after, created_before,
                all_records, base_url, api_key, max_rate, as_json):
     """Write organizations to a CSV/XLSX sheet through a template (crm_iri column first)."""
-    from .export import ExportFilters, ProgressBar, export
+    from .export import ExportFilters, ProgressBar, export, exports_notes, output_kind
     from .template import load_template
     ctx.obj["json"] = as_json
     template = load_template(template_path)
@@ -330,18 +330,22 @@ def export_cmd(ctx, template_path, out, q, owner, tags, segments, archived, crea
             bar.close()
     payload = {"ok": True, "path": str(result.path), "records": result.records, "pages": result.pages,
                "requests": result.requests, "left_out": result.left_out,
-               "phones_left_out": result.phones_left_out}
+               "phones_left_out": result.phones_left_out, **({"notes": result.notes} if result.notes else {})}
     left_out = (f"; left out {result.left_out} whose constant fields differ from the template's "
                 "(--all exports them too)") if result.left_out else ""
     if result.phones_left_out:
         left_out += (f"; {result.phones_left_out} phone number(s) not written: no phone column of "
                      "the template takes their type (add a column without `type` to take them)")
+    notes = f" and their {result.notes} note(s) (sheet {template.notes.sheet})" if result.notes else ""
     click.echo(json.dumps(payload) if as_json else
-               f"Exported {result.records} record(s) to {result.path} ({result.pages} page(s), "
+               f"Exported {result.records} record(s){notes} to {result.path} ({result.pages} page(s), "
                f"{result.requests} request(s)){left_out}")
-    if template.resource == "organizations" and template.notes is not None:
+    if template.resource == "organizations" and template.notes is not None and \
+            not exports_notes(template, output_kind(out)[1]):
+        how = (f"export to .xlsx to write them on sheet {template.notes.sheet} too, or export them"
+               if template.notes.sheet and exports_notes(template, "xlsx") else "export notes")
         click.echo("The template's notes section is not exported (its note columns stay empty); "
-                   "export notes with a template of resource organization_notes.", err=True)
+                   f"{how} with a template of resource organization_notes.", err=True)
 
 
 @cli.command("sandbox")

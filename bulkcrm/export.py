@@ -86,6 +86,8 @@ class ExportResult:
             template's (`all_records=False`).
         phones_left_out: phone numbers of the written records that no phone column takes (their
             phoneType has no typed column and the template has no untyped one).
+        notes: notes written to the notes sheet of a workbook (`export`: a template whose
+            `notes:` have a sheet of their own).
     """
 
     path: Path
@@ -94,6 +96,7 @@ class ExportResult:
     pages: int
     left_out: int = 0
     phones_left_out: int = 0
+    notes: int = 0
 
 
 def export(client: Client, template: Template, out_path: str | Path, *,
@@ -139,15 +142,36 @@ def export(client: Client, template: Template, out_path: str | Path, *,
     keep = (lambda members: members) if all_records else _constants_filter(template)
     left_out, counts = 0, {"phones_left_out": 0}
 
+    page: list[dict] = []  # the records the last page exported: their notes go to the notes sheet
+
     def render(members: list[dict]) -> pl.DataFrame:
         nonlocal left_out
-        kept = keep(members)
-        left_out += len(members) - len(kept)
-        return render_records(kept, template, client, names, counts)
+        page[:] = keep(members)
+        left_out += len(members) - len(page)
+        return render_records(page, template, client, names, counts)
 
     result = stream_pages(client, out, kind, export_columns(template), params, render, progress,
-                          start=start)
+                          start=start, more=_notes_sheet(template, kind, client, names, page))
     return replace(result, left_out=left_out, **counts)
+
+
+def exports_notes(template: Template, kind: str) -> bool:
+    """Whether an export through `template` to a `kind` file also writes the notes: an .xlsx,
+    and `notes:` on a sheet of their own that name their organization (`organization:`), so
+    the workbook imports again through the same template."""
+    spec = template.notes
+    return (kind == "xlsx" and template.resource == "organizations" and spec is not None
+            and spec.sheet is not None and spec.template.notes.organization is not None)
+
+
+def _notes_sheet(template: Template, kind: str, client: Client, names: NameCache,
+                 page: list[dict]) -> tuple | None:
+    """`stream_pages`' `more` for `exports_notes`: the notes sheet of the records in `page`."""
+    if not exports_notes(template, kind):
+        return None
+    from .notes_export import notes_columns, render_notes
+    nt = template.notes.template
+    return template.notes.sheet, notes_columns(nt), lambda: render_notes(page, nt, client, names)
 
 
 def _constants_filter(template: Template) -> Callable[[list[dict]], list[dict]]:
@@ -172,22 +196,25 @@ def output_kind(out_path: str | Path) -> tuple[Path, str]:
 def stream_pages(client: Client, out: Path, kind: str, columns: list[str], params: dict,
                  render: Callable[[list[dict]], pl.DataFrame],
                  progress: Progress | None = None, *, start: int | None = None,
-                 sheet: str = "organizations") -> ExportResult:
+                 sheet: str = "organizations", more: tuple | None = None) -> ExportResult:
     """Read `/organizations` page by page (30 a request, following `view.next`), turn each page
     into sheet rows with `render`, and append them to `out` (via `<name>.part`, renamed when
     complete), so memory does not grow with the number of records.
 
     Returns:
         `ExportResult(path, records = rows written, requests since `start` (default: since this
-        call), pages)`. An XLSX holds one sheet named `sheet`.
+        call), pages)`. An XLSX holds a sheet named `sheet`, and with `more` = (name, columns,
+        render) a second sheet, whose rows `render` makes of the rows the first one wrote
+        (`ExportResult.notes` counts them).
     """
     start = client.requests_sent if start is None else start
     part = out.with_name(out.name + ".part")
     try:  # before any request
-        sink = _CsvSink(part, columns) if kind == "csv" else _XlsxSink(part, columns, sheet)
+        sink = _CsvSink(part, columns) if kind == "csv" else \
+            _XlsxSink(part, columns, sheet, {more[0]: more[1]} if more else None)
     except OSError as e:  # name the file the user asked for, not its `.part`
         raise OSError(e.errno, e.strerror, str(out)) from None
-    pages, written, total = 0, 0, None
+    pages, written, total, extra = 0, 0, None, 0
     try:
         for page in client.iter_pages(COLLECTION, {"itemsPerPage": PAGE_SIZE, **params}):
             if total is None and "totalItems" in page:
@@ -197,6 +224,10 @@ def stream_pages(client: Client, out: Path, kind: str, columns: list[str], param
             if frame is not None and frame.height:
                 sink.write(frame.select(columns))
                 written += frame.height
+                if more:
+                    rows = more[2]()
+                    sink.write(rows.select(more[1]), more[0])
+                    extra += rows.height
             pages += 1
             if progress is not None:
                 progress(pages, max(total or pages, pages), client)
@@ -205,7 +236,7 @@ def stream_pages(client: Client, out: Path, kind: str, columns: list[str], param
     finally:
         sink.abort()
         part.unlink(missing_ok=True)
-    return ExportResult(out, written, client.requests_sent - start, pages)
+    return ExportResult(out, written, client.requests_sent - start, pages, notes=extra)
 
 
 class ProgressBar:
@@ -533,23 +564,31 @@ class _XlsxSink:
     (the rows stream, so their lengths are not known up front).
     """
 
-    def __init__(self, path: Path, columns: list[str], sheet: str = "organizations"):
+    def __init__(self, path: Path, columns: list[str], sheet: str = "organizations",
+                 more: dict[str, list[str]] | None = None):
         from openpyxl import Workbook
+
+        self.path, self.wb = path, Workbook(write_only=True)
+        self.sheets = {name: self._sheet(name, cols) for name, cols in {sheet: columns, **(more or {})}.items()}
+        self.ws = self.sheets[sheet]
+
+    def _sheet(self, name: str, columns: list[str]):
         from openpyxl.styles import Font
         from openpyxl.utils import get_column_letter
 
-        self.path, self.wb = path, Workbook(write_only=True)
-        self.ws = self.wb.create_sheet(sheet)
-        self.ws.freeze_panes = "A2"
-        for i, name in enumerate(columns, 1):
-            self.ws.column_dimensions[get_column_letter(i)].width = _WIDTHS.get(name, max(14, len(name) + 4))
+        ws = self.wb.create_sheet(name)
+        ws.freeze_panes = "A2"
+        for i, col in enumerate(columns, 1):
+            ws.column_dimensions[get_column_letter(i)].width = _WIDTHS.get(col, max(14, len(col) + 4))
         bold = Font(bold=True)
-        self.ws.append([self._cell(c, font=bold) for c in columns])
+        ws.append([self._cell(ws, c, font=bold) for c in columns])
+        return ws
 
-    def _cell(self, value: str | None, font=None):
+    @staticmethod
+    def _cell(ws, value: str | None, font=None):
         from openpyxl.cell import WriteOnlyCell
 
-        cell = WriteOnlyCell(self.ws)
+        cell = WriteOnlyCell(ws)
         cell.number_format = "@"
         if value is not None:
             cell.value = xlsx_text(value)
@@ -559,9 +598,10 @@ class _XlsxSink:
             cell.font = font
         return cell
 
-    def write(self, frame: pl.DataFrame) -> None:
+    def write(self, frame: pl.DataFrame, sheet: str | None = None) -> None:
+        ws = self.sheets[sheet] if sheet else self.ws
         for row in frame.iter_rows():
-            self.ws.append([self._cell(v) for v in row])
+            ws.append([self._cell(ws, v) for v in row])
 
     def close(self) -> None:
         self.wb.save(self.path)

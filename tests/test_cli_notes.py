@@ -249,6 +249,17 @@ def test_a_workbooks_notes_sheet_is_in_the_with_status_copy_which_imports_again(
     assert out["by_resource"]["organizations"] == {**out["by_resource"]["organizations"], "created": 1, "unchanged": 1}
     assert out["by_resource"]["notes"] == {**out["by_resource"]["notes"], "created": 2, "unchanged": 1}
     assert len(categories.store.all("notes", tenant="tenant-a")) == 3
+    # the export writes both sheets, and imports again through the same template with no change
+    code, exported = run(runner, categories, "export", "-t", str(template), "--out", str(tmp_path / "x.xlsx"))
+    assert code == 0 and (exported["records"], exported["notes"]) == (2, 3)
+    assert openpyxl.load_workbook(tmp_path / "x.xlsx", read_only=True).sheetnames == ["organizations", "Notes"]
+    code, planned = run(runner, categories, "plan", str(tmp_path / "x.xlsx"), "-t", str(template), "--out",
+                        str(tmp_path / "x.json"))
+    assert code == 0 and planned["writes"] == 0
+    assert (planned["by_resource"]["organizations"]["unchanged"], planned["by_resource"]["notes"]["unchanged"]) == (2, 3)
+    code, text = run(runner, categories, "export", "-t", str(template), "--out", str(tmp_path / "x.csv"),
+                     json_out=False)
+    assert code == 0 and "export to .xlsx to write them on sheet Notes too" in text  # one sheet only
 
 
 def test_a_note_edited_in_the_weekly_sheet_says_the_old_note_stays(runner, categories, tmp_path):
