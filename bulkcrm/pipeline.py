@@ -190,6 +190,28 @@ def _other_sheets(report: Report, input_path) -> dict:
     return out
 
 
+def _with_notes(issues: pl.DataFrame, sh: Sheet, notes, file) -> tuple[pl.DataFrame, dict, dict, str]:
+    """`run_validate`'s notes part (`Template.notes`): the organizations' `issues` (ISSUE_SCHEMA)
+    with the notes' after them, each naming its resource except what the reader found (whole
+    rows); the notes sheet when it is another sheet ({name: frame}, for the issues copy); the
+    notes' `rows` and `invalid_rows`; the line the text shows."""
+    from .notes import validate_notes
+    by_reader = {(i.type, i.row_number, i.column) for i in sh.issues}
+    issues = pl.DataFrame([r | ({} if (r["type"], r["row_number"], r["column"]) in by_reader else
+                                {"resource": "organizations"}) for r in issues.to_dicts()], schema=issues.schema)
+    notes_sheet = sh if notes.sheet is None else read(file, sheet=notes.sheet)
+    _, mapped, _, checked = validate_notes(notes_sheet, notes.template, same_rows=notes.sheet is None)
+    mine = checked.issues.with_columns(pl.lit("organization_notes").alias("resource"))
+    issues = pl.concat([issues, mine]).sort(  # the organizations' sheet first, then by row
+        pl.col("sheet").ne_missing(pl.lit(sh.sheet_name, pl.String)), "row_number", "column",
+        nulls_last=True, maintain_order=True)
+    own_sheet = notes.sheet is not None
+    line = (f"notes: {mapped.height} note row(s), {len(checked.invalid_rows)} invalid"
+            + (f" (sheet {notes_sheet.sheet_name})" if own_sheet else ""))
+    return (issues, {notes_sheet.sheet_name: notes_sheet.frame} if own_sheet else {},
+            {"rows": mapped.height, "invalid_rows": len(checked.invalid_rows)}, line)
+
+
 def run_validate(file, template_path, *, sheet=None, encoding=None, delimiter=None, header_row=None,
                  report_dir=None) -> dict:
     """Validate FILE offline (no lookups): {summary: {valid, rows, errors, warnings, issues}, text}.
@@ -205,23 +227,9 @@ def run_validate(file, template_path, *, sheet=None, encoding=None, delimiter=No
                       read_issues=sh.issues, file=name, sheet_name=sh.sheet_name, letters=sh.letters)
     issues, others, lines = result.issues, {}, []
     summary = {"rows": sh.frame.height, "invalid_rows": len(result.invalid_rows)}
-    if notes is not None:  # each issue names its resource, except what the reader found (whole rows)
-        by_reader = {(i.type, i.row_number, i.column) for i in sh.issues}
-        issues = pl.DataFrame([r | ({} if (r["type"], r["row_number"], r["column"]) in by_reader else
-                                    {"resource": "organizations"}) for r in issues.to_dicts()],
-                              schema=issues.schema)
-        from .notes import validate_notes
-        notes_sheet = sh if notes.sheet is None else read(file, sheet=notes.sheet)
-        _, mapped, _, checked = validate_notes(notes_sheet, notes.template, same_rows=notes.sheet is None)
-        mine = checked.issues.with_columns(pl.lit("organization_notes").alias("resource"))
-        issues = pl.concat([issues, mine]).sort(  # the organizations' sheet first, then by row
-            pl.col("sheet").ne_missing(pl.lit(sh.sheet_name, pl.String)), "row_number", "column",
-            nulls_last=True, maintain_order=True)
-        if notes.sheet is not None:
-            others[notes_sheet.sheet_name] = notes_sheet.frame
-        summary["notes"] = {"rows": mapped.height, "invalid_rows": len(checked.invalid_rows)}
-        lines.append(f"notes: {mapped.height} note row(s), {len(checked.invalid_rows)} invalid"
-                     + (f" (sheet {notes_sheet.sheet_name})" if notes.sheet is not None else ""))
+    if notes is not None:
+        issues, others, summary["notes"], line = _with_notes(issues, sh, notes, file)
+        lines.append(line)
     errors = issues.filter(issues["severity"] == "error").height
     if report_dir:
         write_issues(issues, report_dir, input_frame=sh.frame, input_path=file, sheet_name=sh.sheet_name,

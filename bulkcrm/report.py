@@ -148,12 +148,12 @@ def _conform(frame: pl.DataFrame, schema: dict[str, pl.DataType]) -> pl.DataFram
 def _row_messages(issues: pl.DataFrame, rows: pl.DataFrame) -> pl.DataFrame:
     """Return `row_number, resource, errors, warnings` (messages joined by `; `) and `columns`
     (the distinct columns named, in order) per report row with issues (`rows`: `row_number`,
-    `resource`). An issue naming its resource goes to that row only; one without (what the
-    reader found) to every row of its row_number."""
+    `resource`, `sheet`). An issue naming its resource goes to that row only; one without
+    (what the reader found) to every row of its row_number on its sheet."""
     is_error = pl.col("severity").fill_null("error") == "error"
     issues = issues.filter(pl.col("row_number").is_not_null()).with_row_index("_i")
     whole = issues.filter(pl.col("resource").is_null()).drop("resource").join(
-        rows.select("row_number", "resource").unique(), on="row_number")
+        rows.select("row_number", "sheet", "resource").unique(), on=["row_number", "sheet"], nulls_equal=True)
     return (pl.concat([issues.filter(pl.col("resource").is_not_null()), whole], how="diagonal")
             .sort("_i").group_by("row_number", "resource", maintain_order=True)
             .agg(errors=pl.col("message").filter(is_error).str.join("; "),
@@ -304,12 +304,13 @@ def _errors_frame(issues: pl.DataFrame, table: pl.DataFrame) -> pl.DataFrame:
         pl.when(pl.col("row_number").is_not_null()).then(pl.format("row {}", "row_number")),
         pl.when(pl.col("column").is_not_null()).then(pl.format("column {}", "column")),
         separator=", ", ignore_nulls=True)
-    lines = table.select("row_number", "resource").with_row_index("_line", offset=2).filter(
+    lines = table.select("row_number", "resource", "sheet").with_row_index("_line", offset=2).filter(
         pl.col("row_number").is_not_null())
-    first = lines.unique("row_number", keep="first").select("row_number", pl.col("_line").alias("_first"))
+    first = lines.unique(["row_number", "sheet"], keep="first").select(
+        "row_number", "sheet", pl.col("_line").alias("_first"))
     return (_conform(issues, ISSUE_SCHEMA)
-            .join(lines, on=["row_number", "resource"], how="left", maintain_order="left")
-            .join(first, on="row_number", how="left", maintain_order="left")
+            .join(lines.drop("sheet"), on=["row_number", "resource"], how="left", maintain_order="left")
+            .join(first, on=["row_number", "sheet"], how="left", maintain_order="left", nulls_equal=True)
             .with_columns(pl.coalesce("_line", "_first").alias("_line"))  # whole-row: its first line
             .with_columns(reference=pl.when(where == "").then(pl.lit("file")).otherwise(where))
             .select(*ERROR_COLUMNS, "_line"))

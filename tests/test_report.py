@@ -287,3 +287,23 @@ def test_report_table_and_summary(report, tmp_path):
         "requests: 0 (dry run: nothing written)"]
     assert write_report(empty, tmp_path / "e")["csv"].read_text().startswith("row_number,outcome")
     assert CHANGE_DTYPE == ROW_SCHEMA["changes"]
+
+
+def test_issues_go_to_their_own_record_and_sheet():
+    """Organizations on sheet Orgs, notes on sheet Notes, each numbering its rows: an issue naming
+    its resource marks only that record's line; one the reader found (no resource) every line of
+    its row on its own sheet, and the Errors sheet links each to that line."""
+    def r(n, sheet, resource, outcome):
+        return {**row(n, "create", outcome, None, f"{resource} {n}"), "sheet": sheet, "resource": resource}
+
+    rows = pl.DataFrame([r(3, "Orgs", "organizations", "created"), r(3, "Notes", "organization_notes", "invalid"),
+                         r(4, "Orgs", "organizations", "created")], schema=ROW_SCHEMA)
+    found = [Issue("invalid-datetime", 3, "date", "x", "rule", "note date", "error", "o.xlsx", "Notes",
+                   resource="organization_notes"),
+             Issue("numeric-cell", 3, "phone", "1", "rule", "numeric phone", "warning", "o.xlsx", "Orgs")]
+    report = Report(rows=rows, issues=issues_frame(found))
+    table = report_table(report)
+    assert table.select("sheet", "errors", "warnings").rows() == [
+        ("Orgs", "", "numeric phone"), ("Notes", "note date", ""), ("Orgs", "", "")]
+    from bulkcrm.report import _errors_frame
+    assert _errors_frame(report.issues, table)["_line"].to_list() == [3, 2]  # Rows lines of Notes 3, Orgs 3
