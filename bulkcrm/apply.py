@@ -62,7 +62,9 @@ def apply(plan: Plan, client: Client, *, plan_path: str | Path | None = None,
         verify: re-read each record before writing it (drift check; one GET per update), and
             look each organization create's identifiers up first (`_exists_now`).
         reconcile: re-read touched records after the run and report mismatches.
-        progress: callback(done, total, client) every `batch_size` operations.
+        progress: callback(done, total, client): before the first write (done: the operations
+            an earlier run of the plan did), then every `batch_size` operations or
+            `PROGRESS_EVERY_S` seconds, whichever comes first, and at the end.
         target: the target label the plan must name (default `client.base_url`).
         notify: callback(text) for phase messages (e.g. reconciliation starting).
 
@@ -111,11 +113,13 @@ def _apply(plan: Plan, client: Client, journal: Journal, *, plan_path: str | Pat
     total = len(plan.operations)
     already = sum(journal.state(o.key) == "done" for o in plan.operations)
     if progress and total:  # shown before the first write, which may wait for the rate limit
-        progress(0, total, client)
+        progress(already, total, client)
+    shown = time.monotonic()
     for n, op in enumerate(plan.operations, start=1):
         results[op.key] = _run_op(op, journal, client, verify)
-        if progress and (n % batch_size == 0 or n == total):
+        if progress and (n % batch_size == 0 or n == total or time.monotonic() - shown >= PROGRESS_EVERY_S):
             progress(n, total, client)
+            shown = time.monotonic()
     if reconcile and notify and plan.operations:
         notify("Reconciling: re-reading the written records (--no-reconcile skips this) …")
     mismatches = {**_reconcile(plan, journal, client), **_reconcile_notes(plan, results)} \
@@ -124,6 +128,11 @@ def _apply(plan: Plan, client: Client, journal: Journal, *, plan_path: str | Pat
     report.summary["already_done"] = already
     report.summary["plan"] = str(plan_path) if plan_path else None  # the Summary sheet names it
     return report
+
+
+PROGRESS_EVERY_S = 5.0
+"""Seconds between progress callbacks at the most, whatever the batch size: at 20 requests a
+minute a batch of 25 takes over a minute."""
 
 
 def _warn_if_created_since(plan: Plan, journal: Journal, client: Client, verify: bool) -> None:

@@ -110,6 +110,17 @@ def _sheet_arg(sheet):
     return int(sheet) if sheet is not None and sheet.isdigit() else sheet
 
 
+def _notes_not_exported(template) -> str:
+    """What an export of organizations says of the notes it left out (`notes:` of the template)."""
+    if template.notes.sheet:
+        from .export import exports_notes
+        how = ("export to .xlsx to write them on that sheet too" if exports_notes(template, "xlsx") else
+               "export them with a template of resource organization_notes")
+        return f"The notes (sheet {template.notes.sheet}) are not exported to a .csv; {how}."
+    return ("The template's notes section is not exported (its note columns stay empty); export notes "
+            "with a template of resource organization_notes.")
+
+
 def _check_input(file: str) -> None:
     """A missing input is named before any target is opened (an embedded sandbox would be
     created for nothing)."""
@@ -226,7 +237,8 @@ def plan_cmd(ctx, file, template_path, mode, match_strategy, mirror_notes, sheet
         parts = {"by_resource": {"organizations": p.counts("organizations"),
                                  "notes": p.counts("organization_notes")}} if both else {}
         click.echo(json.dumps({"ok": ok, **counts, **parts, "requests": p.requests_spent,
-                               "writes": len(p.operations)}))
+                               "writes": len(p.operations), **({"remarks": p.notes} if p.notes else {})},
+                              ensure_ascii=False))
     else:
         click.echo(text)
         if kept:
@@ -328,24 +340,24 @@ def export_cmd(ctx, template_path, out, q, owner, tags, segments, archived, crea
     finally:
         if bar is not None:
             bar.close()
+    skipped_notes = (template.resource == "organizations" and template.notes is not None
+                     and not exports_notes(template, output_kind(out)[1]))
     payload = {"ok": True, "path": str(result.path), "records": result.records, "pages": result.pages,
                "requests": result.requests, "left_out": result.left_out,
-               "phones_left_out": result.phones_left_out, **({"notes": result.notes} if result.notes else {})}
+               "phones_left_out": result.phones_left_out, **({"notes": result.notes} if result.notes else {}),
+               **({"notes_not_exported": True} if skipped_notes else {})}
     left_out = (f"; left out {result.left_out} whose constant fields differ from the template's "
                 "(--all exports them too)") if result.left_out else ""
     if result.phones_left_out:
         left_out += (f"; {result.phones_left_out} phone number(s) not written: no phone column of "
                      "the template takes their type (add a column without `type` to take them)")
     notes = f" and their {result.notes} note(s) (sheet {template.notes.sheet})" if result.notes else ""
+    what = "note(s)" if template.resource == "organization_notes" else "record(s)"
+    if skipped_notes:
+        click.echo(_notes_not_exported(template), err=True)
     click.echo(json.dumps(payload) if as_json else
-               f"Exported {result.records} record(s){notes} to {result.path} ({result.pages} page(s), "
+               f"Exported {result.records} {what}{notes} to {result.path} ({result.pages} page(s), "
                f"{result.requests} request(s)){left_out}")
-    if template.resource == "organizations" and template.notes is not None and \
-            not exports_notes(template, output_kind(out)[1]):
-        how = (f"export to .xlsx to write them on sheet {template.notes.sheet} too, or export them"
-               if template.notes.sheet and exports_notes(template, "xlsx") else "export notes")
-        click.echo("The template's notes section is not exported (its note columns stay empty); "
-                   f"{how} with a template of resource organization_notes.", err=True)
 
 
 @cli.command("sandbox")

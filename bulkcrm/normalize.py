@@ -96,7 +96,8 @@ COUNTRY_ALIASES: dict[str, str] = {
     # neighbours' names in Dutch and German
     "Duitsland": "DE", "Frankrijk": "FR", "Engeland": "GB", "Spanje": "ES", "Italië": "IT",
     "Oostenrijk": "AT", "Zwitserland": "CH", "Denemarken": "DK", "Zweden": "SE",
-    "Noorwegen": "NO", "Verenigd Koninkrijk": "GB", "Verenigde Staten": "US",
+    "Noorwegen": "NO", "Verenigd Koninkrijk": "GB", "Verenigde Staten": "US", "Tsjechië": "CZ",
+    "Luxemburg": "LU", "Lëtzebuerg": "LU", "Oesterreich": "AT",
     "Frankreich": "FR", "Spanien": "ES", "Italien": "IT", "Niederlande": "NL", "Belgien": "BE",
     "Dänemark": "DK", "Schweden": "SE", "Norwegen": "NO", "Polen": "PL", "Tschechien": "CZ",
     "Vereinigtes Königreich": "GB", "Vereinigte Staaten": "US",

@@ -119,15 +119,18 @@ class _progress_bar:
 
     def __init__(self, total: int):
         self.total, self.bar = total, None
-        self.log = not sys.stderr.isatty()
+        self.log, self.first, self.start = not sys.stderr.isatty(), True, 0
         self.started = self.logged = time.monotonic()
 
     def __call__(self, done: int, total: int, client) -> None:
         if self.log:
             now = time.monotonic()
-            if done in (0, total) or now - self.logged >= self.LOG_EVERY_S:
-                self.logged = now
-                print(_progress_line(done, total, client, now - self.started), file=sys.stderr, flush=True)
+            if self.first:  # the operations an earlier run did: not this run's pace
+                self.start = done
+            if self.first or done == total or now - self.logged >= self.LOG_EVERY_S:
+                self.logged, self.first = now, False
+                print(_progress_line(done, total, client, now - self.started, self.start), file=sys.stderr,
+                      flush=True)
             return
         if self.bar is None:  # started at the first batch: its rate counts from there
             from tqdm import tqdm
@@ -143,14 +146,15 @@ class _progress_bar:
             self.bar = None
 
 
-def _progress_line(done: int, total: int, client, elapsed_s: float) -> str:
+def _progress_line(done: int, total: int, client, elapsed_s: float, start: int = 0) -> str:
     """`apply: 25/200 operations, 27 requests (0 throttled), 1.3 min, about 9.1 min left`; the
-    time left at the pace so far, and at least what the client's rate allows (the first
-    window's requests go out at once)."""
+    time left at this run's pace so far (`start`: operations done when it began, by an earlier
+    run), and at least what the client's rate allows (the first window's requests go out at
+    once); before any, what the rate allows."""
     rate = getattr(client, "requests_per_minute", None)
     at_rate = (total - done) / rate if rate else 0.0
-    left = (f", about {max(elapsed_s / done * (total - done) / 60, at_rate):.1f} min left"
-            if 0 < done < total else f", about {at_rate:.1f} min at {rate:g}/min" if not done and rate
+    left = (f", about {max(elapsed_s / (done - start) * (total - done) / 60, at_rate):.1f} min left"
+            if start < done < total else f", about {at_rate:.1f} min at {rate:g}/min" if done < total and rate
             else "")
     return (f"apply: {done}/{total} operations, {client.requests_sent} requests "
             f"({client.throttled} throttled), {elapsed_s / 60:.1f} min{left}")

@@ -383,6 +383,18 @@ def test_a_second_apply_of_the_same_plan_at_once_is_refused(crm, tmp_path):
     _assert_state_equals_plan(crm)
 
 
+def test_progress_comes_before_the_first_write_and_every_few_seconds(crm, tmp_path, monkeypatch):
+    """At 20 requests a minute a batch of 25 takes over a minute: progress also comes every
+    `PROGRESS_EVERY_S` seconds (here 0: after each operation), and once before any write."""
+    import importlib
+    monkeypatch.setattr(importlib.import_module("bulkcrm.apply"), "PROGRESS_EVERY_S", 0.0)
+    p, path = _plan(crm, tmp_path)
+    calls = []
+    apply(p, Client(crm.url, TEST_KEY, requests_per_minute=None), plan_path=path, reconcile=False,
+          batch_size=1000, progress=lambda done, total, client: calls.append(done))
+    assert calls == list(range(len(p.operations) + 1))
+
+
 def test_the_time_left_is_at_least_what_the_rate_allows():
     """The first window's writes go out at once: 20 of 60 done in 6 s does not mean 12 s left
     at 20 a minute, but 2 minutes."""
@@ -394,3 +406,6 @@ def test_the_time_left_is_at_least_what_the_rate_allows():
     # the line before the first write says what the rate allows
     assert _progress_line(0, 60, client, 0.0) == \
         "apply: 0/60 operations, 21 requests (0 throttled), 0.0 min, about 3.0 min at 20/min"
+    # a resume starts at what the stopped run did, and its pace counts this run's only
+    assert _progress_line(40, 60, client, 0.0, start=40).endswith("about 1.0 min at 20/min")
+    assert _progress_line(50, 60, client, 60.0, start=40).endswith("1.0 min, about 1.0 min left")

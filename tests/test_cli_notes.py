@@ -259,7 +259,9 @@ def test_a_workbooks_notes_sheet_is_in_the_with_status_copy_which_imports_again(
     assert (planned["by_resource"]["organizations"]["unchanged"], planned["by_resource"]["notes"]["unchanged"]) == (2, 3)
     code, text = run(runner, categories, "export", "-t", str(template), "--out", str(tmp_path / "x.csv"),
                      json_out=False)
-    assert code == 0 and "export to .xlsx to write them on sheet Notes too" in text  # one sheet only
+    assert code == 0 and "The notes (sheet Notes) are not exported to a .csv; export to .xlsx" in text
+    code, out = run(runner, categories, "export", "-t", str(template), "--out", str(tmp_path / "y.csv"))
+    assert code == 0 and out["notes_not_exported"] is True
 
 
 def test_a_note_edited_in_the_weekly_sheet_says_the_old_note_stays(runner, categories, tmp_path):
@@ -284,6 +286,8 @@ def test_a_note_edited_in_the_weekly_sheet_says_the_old_note_stays(runner, categ
     assert code == 0 and '+ note row 2 create "Call in January"' in text
     assert "note: mirror: off; 1 note(s) of the organizations this sheet adds notes to match no row" in text
     assert "--mirror-notes deletes them" in text
+    code, out = run(runner, categories, "plan", str(sheet), "-t", str(template), "--out", str(tmp_path / "q.json"))
+    assert any(r.startswith("mirror: off; 1 note(s)") for r in out["remarks"])  # a scheduled job sees it too
 
 
 def test_notes_export_writes_dates_in_the_templates_time_zone_and_reimports_unchanged(runner, categories,

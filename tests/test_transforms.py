@@ -176,8 +176,9 @@ def test_country_codes_names_and_aliases():
 def test_country_local_names():
     """European countries' own names, and their neighbours' Dutch and German names."""
     values = ["Schweiz", "ÖSTERREICH", "España", "Ελλάδα", "Česká republika", "Italië", "Frankreich",
-              "Vereinigtes Königreich", "Verenigde Staten", "Korea"]
-    assert run(values, T["country"].clean) == ["CH", "AT", "ES", "GR", "CZ", "IT", "FR", "GB", "US", "Korea"]
+              "Vereinigtes Königreich", "Verenigde Staten", "Tsjechië", "Luxemburg", "Oesterreich", "Korea"]
+    assert run(values, T["country"].clean) == ["CH", "AT", "ES", "GR", "CZ", "IT", "FR", "GB", "US", "CZ", "LU",
+                                               "AT", "Korea"]
 
 
 def test_country_template_aliases():
