@@ -544,6 +544,8 @@ def check_rule(name: str, *, region: str | None = None, **options: object) -> tu
     rule, hint = CHECK_RULES[name]
     if "{example}" in hint:
         hint = hint.replace("{example}", _example_phone(region))
+    if name == "datetime" and options.get("dayfirst"):  # the template reads DD-MM-YYYY
+        hint = "use a date that exists, day first, such as 31-01-2024 or 31-01-2024 10:15"
     for key in ("collection", "n"):
         if key in options:
             rule = rule.replace(f"{{{key}}}", str(options[key]))

@@ -90,7 +90,8 @@ def _rules(template: Template) -> list[_Rule]:
             rules.append(_Rule(m.field, CHECK_ISSUE_TYPES["phone_e164"], "phone_e164", "warning"))
             rules.append(_Rule(m.field, CHECK_ISSUE_TYPES["phone_type"], "phone_type"))
         elif check:
-            rules.append(_Rule(m.field, CHECK_ISSUE_TYPES[check], check))
+            rules.append(_Rule(m.field, CHECK_ISSUE_TYPES[check], check,
+                               options=(("dayfirst", True),) if check == "datetime" and _dayfirst(m, template) else ()))
         if m.rules.get("iri"):
             rules.append(_Rule(m.field, CHECK_ISSUE_TYPES["iri"], "iri", options=(
                 ("collection", m.rules["iri"]), ("lookup", m.lookup is not None))))
@@ -98,6 +99,14 @@ def _rules(template: Template) -> list[_Rule]:
             rules.append(_Rule(m.field, CHECK_ISSUE_TYPES["max_length"], "max_length",
                                options=(("n", m.max_length),)))
     return rules
+
+
+def _dayfirst(m: Mapping, template: Template) -> bool:
+    """Whether the field's dates are read day first (`{datetime: {dayfirst: true}}`), which
+    the hint of a bad date then shows (`31-01-2024`)."""
+    from .mapping import chain
+    return any(isinstance(spec, dict) and (spec.get("datetime") or {}).get("dayfirst")
+               for s in m.sources for spec in chain(m, s, template))
 
 
 def _by_field(rules: list[_Rule]) -> dict[str, list[_Rule]]:
@@ -119,6 +128,8 @@ def _ok_expr(rule: _Rule, col: pl.Expr, dtype: pl.DataType) -> pl.Expr:
     return check_list(_item_check(rule), col) if isinstance(dtype, pl.List) else _item_check(rule)(col)
 
 
+_HINT_ONLY = ("lookup", "dayfirst")
+"""Rule options that shape the check's name or hint, not the check itself."""
 _PHONE_KEYS = {"phone_e164": "phoneNumber", "phone_type": "phoneType"}
 """The phone item key each phone check reads."""
 
@@ -127,7 +138,7 @@ def _item_check(rule: _Rule) -> Callable[[pl.Expr], pl.Expr]:
     """True where one value passes `rule`; with `lookup`, names pass (they are looked up
     later, `lookups.py`): only IRIs are checked."""
     opts = dict(rule.options)
-    fn, kwargs = CHECKS[rule.check], {k: v for k, v in opts.items() if k != "lookup"}
+    fn, kwargs = CHECKS[rule.check], {k: v for k, v in opts.items() if k not in _HINT_ONLY}
     if rule.check == "iri" and opts.get("lookup"):
         return lambda e: pl.when(e.str.starts_with("/")).then(fn(e, **kwargs)).otherwise(True)
     return lambda e: fn(e, **kwargs)

@@ -81,3 +81,17 @@ def test_a_phone_cell_is_split_on_semicolons_like_an_email_cell():
         [{"phoneNumber": "+31206231236", "phoneType": None}]]
     plain = _check(fields, [{"t": "B", "p": "020 623 1236", "f": None}], default_region="NL")
     assert plain.valid["phoneNumbers"].to_list() == v.valid["phoneNumbers"].to_list()[1:]
+
+
+def test_a_bad_date_of_a_day_first_column_gets_a_day_first_example():
+    """A template reading DD-MM-YYYY (`dayfirst`) shows a day-first example for a date that
+    does not exist, not only the API's RFC 3339 form."""
+    fields = {"description": "d", "createdAt": {"column": "c", "transforms": [{"datetime": {"dayfirst": True}}]},
+              "category": {"value": "/note_categories/1"}}
+    v = _check(fields, [{"d": "a", "c": "31-02-2024"}, {"d": "b", "c": "31-01-2024"}],
+               resource="organization_notes", organization={"iri_column": "org"})
+    (issue,) = v.issues.to_dicts()
+    assert issue["row_number"] == 2 and issue["message"].endswith("day first, such as 31-01-2024 or 31-01-2024 10:15")
+    v = _check({**fields, "createdAt": "c"}, [{"d": "a", "c": "2024-02-31"}],
+               resource="organization_notes", organization={"iri_column": "org"})
+    assert v.issues.to_dicts()[0]["message"].endswith("use a date such as 2024-01-31 or 2024-01-31T10:15:00+00:00")
