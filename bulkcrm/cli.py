@@ -46,10 +46,9 @@ def _fail(e: Exception, debug: bool, as_json: bool = False) -> None:
 def _json_error(e: BaseException, code: int, resume: str | None = None) -> None:
     """`{"ok": false, "error": kind, "message", "exit_code"}` on stdout (`--json`), plus
     `resume` (the command that resumes the run) when its journal can."""
-    kind = next((k for cls, k in _ERROR_KINDS if isinstance(e, cls)), "interrupted"
-                if isinstance(e, KeyboardInterrupt) else "error")
-    message = ("terminated (SIGTERM)" if isinstance(e, Terminated) else "interrupted" if isinstance(e, KeyboardInterrupt) else
-               e.format_message() if isinstance(e, click.ClickException) else str(e))
+    stop = _interruption(e)
+    kind = next((k for cls, k in _ERROR_KINDS if isinstance(e, cls)), "interrupted" if stop else "error")
+    message = (stop[0] if stop else e.format_message() if isinstance(e, click.ClickException) else str(e))
     payload = {"ok": False, "error": kind, "message": message, "exit_code": code}
     click.echo(json.dumps(payload | ({"resume": resume} if resume else {}), ensure_ascii=False))
 
@@ -400,14 +399,20 @@ def _on_sigterm(signum, frame) -> None:
     raise Terminated()
 
 
+def _interruption(e: BaseException) -> tuple[str, int] | None:
+    """(why, exit code) of a run stopped by a signal: SIGTERM (143) or Ctrl-C (130); None for
+    anything else."""
+    if isinstance(e, Terminated):
+        return "terminated (SIGTERM)", 143
+    return ("interrupted", 130) if isinstance(e, KeyboardInterrupt) else None
+
+
 def _stopped(e: BaseException, resume: str, resumable: bool) -> None:
     """Ctrl-C, SIGTERM, a rejected key or an API that is down mid-run: say so and, when a fsynced journal can resume
     the run (`resumable`), how; exit 130 (Ctrl-C), 143 (SIGTERM) or 1, with `--json` also the JSON error."""
-    why = ("terminated (SIGTERM)" if isinstance(e, Terminated) else "interrupted" if isinstance(e, KeyboardInterrupt)
-           else str(e))
+    why, code = _interruption(e) or (str(e), 1)
     tail = f" The journal is saved; resume with:\n  {resume}" if resumable else ""
     click.echo(f"\nStopped ({why}).{tail}", err=True)
-    code = 143 if isinstance(e, Terminated) else 130 if isinstance(e, KeyboardInterrupt) else 1
     if click.get_current_context().obj.get("json"):
         _json_error(e, code, resume if resumable else None)
     sys.exit(code)
@@ -447,5 +452,6 @@ def main() -> None:
             _json_error(e, e.exit_code)
         sys.exit(e.exit_code)
     except (click.exceptions.Abort, KeyboardInterrupt) as e:  # Ctrl-C outside a command's handling
-        click.echo(f"\nStopped ({'terminated' if isinstance(e, Terminated) else 'interrupted'}).", err=True)
-        sys.exit(143 if isinstance(e, Terminated) else 130)
+        why, code = _interruption(e) or ("interrupted", 130)  # click's Abort: Ctrl-C at a prompt
+        click.echo(f"\nStopped ({why}).", err=True)
+        sys.exit(code)
