@@ -434,9 +434,7 @@ def _resume(ctx, plan_file, report_dir: str, base_url: str | None) -> str:
 
 def _finish(result: dict, as_json: bool) -> None:
     if as_json:
-        done = result["report"].summary.get("already_done")  # by an earlier, stopped run of the plan
-        click.echo(json.dumps({"ok": result["ok"], **result["json"], **({"already_done": done} if done else {})},
-                              ensure_ascii=False))
+        click.echo(json.dumps({"ok": result["ok"], **result["json"]}, ensure_ascii=False))
     sys.exit(0 if result["ok"] else 1)
 
 

@@ -170,14 +170,17 @@ def _finish(report: Report, out: Path, input_path, target: Target, echo: Echo, *
     write_report(report, out, input_frame=input_frame, input_path=input_path, secrets=target.secrets,
                  other_sheets=_other_sheets(report, input_path) if input_frame is not None else None)
     echo(render_summary(report, out_dir=out))
-    if report.summary.get("already_done"):
-        echo(f"({report.summary['already_done']} operation(s) had been done by an earlier run of "
-             "this plan and were skipped; the counts are the plan's, not this run's)")
+    done = report.summary.get("already_done")  # by an earlier, stopped run of the plan
+    if done:
+        echo(f"({done} operation(s) had been done by an earlier run of this plan and were skipped; "
+             "the counts are the plan's, not this run's)")
     payload = report.counts()  # every COUNT_KEYS key, then the other outcomes seen
     if parts := counts_by_resource(report):
         payload["by_resource"] = parts
     payload["requests"] = report.summary.get("requests", 0)
     payload["report"] = str(out)
+    if done:
+        payload["already_done"] = done
     return {"ok": report.ok, "json": payload, "report": report, "dir": out}
 
 
