@@ -19,6 +19,7 @@ other rows proceed (frictionless row errors, pandera failure cases).
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
@@ -147,6 +148,14 @@ def with_cell(issue: Issue, letters: dict[str, str], sheet_name: str | None) -> 
     if sheet_name is not None and message.startswith(head):
         message = f"{head[:-2]} ({sheet_name}!{cell}): {message[len(head):]}"
     return replace(issue, cell=cell, message=message)
+
+
+def about(resource: str, issues: Iterable[Issue], whole_row: Iterable[Issue] = ()) -> list[Issue]:
+    """`issues`, each naming `resource` (`Issue.resource`: `organizations`,
+    `organization_notes`) except those in `whole_row` (what the reader found: a bad cell is
+    about every record of its row), compared by type, row and column."""
+    keep = {(i.type, i.row_number, i.column) for i in whole_row}
+    return [i if (i.type, i.row_number, i.column) in keep else replace(i, resource=resource) for i in issues]
 
 
 ISSUE_SCHEMA: dict[str, pl.DataType] = {

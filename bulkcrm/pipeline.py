@@ -13,7 +13,7 @@ from typing import Callable
 import polars as pl
 
 from .apply import apply, dry_run_report
-from .errors import BulkcrmError
+from .errors import BulkcrmError, Issue, about, issues_frame
 from .journal import journal_lock, journal_path
 from .mapping import map_rows
 from .plan import Plan, plan, render_plan
@@ -203,9 +203,7 @@ def _with_notes(issues: pl.DataFrame, sh: Sheet, notes, file) -> tuple[pl.DataFr
     rows); the notes sheet when it is another sheet ({name: frame}, for the issues copy); the
     notes' `rows` and `invalid_rows`; the line the text shows."""
     from .notes import validate_notes
-    by_reader = {(i.type, i.row_number, i.column) for i in sh.issues}
-    issues = pl.DataFrame([r | ({} if (r["type"], r["row_number"], r["column"]) in by_reader else
-                                {"resource": "organizations"}) for r in issues.to_dicts()], schema=issues.schema)
+    issues = issues_frame(about("organizations", [Issue(**r) for r in issues.to_dicts()], sh.issues))
     notes_sheet = sh if notes.sheet is None else read(file, sheet=notes.sheet)
     _, mapped, _, checked = validate_notes(notes_sheet, notes.template, same_rows=notes.sheet is None)
     mine = checked.issues.with_columns(pl.lit("organization_notes").alias("resource"))

@@ -15,7 +15,6 @@ import gc
 import os
 import time
 from contextlib import contextmanager
-from dataclasses import replace
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -24,7 +23,7 @@ import polars as pl
 from . import diff
 from .bodies import write_ops
 from .client import Client
-from .errors import Issue, TemplateError, with_cell
+from .errors import Issue, TemplateError, about, with_cell
 from .lookups import REF_PREFIX, LookupCache, resolve_lookups
 from .mapping import map_rows
 from .match import match_rows
@@ -179,7 +178,7 @@ def _plan(source: str | Path | Sheet, template: Template, client: Client, *, mod
     p = Plan(template=str(template.path), template_sha256=template.sha256, input=str(sh.path),
              input_sha256=sh.sha256, target=client.base_url, mode=mode,
              strategy=matches.strategy, created_at=now_utc(), rows=out_rows, operations=ops,
-             issues=_about("organizations", issues, sh.issues), requests_spent=client.requests_sent - start,
+             issues=[i.to_dict() for i in about("organizations", issues, sh.issues)], requests_spent=client.requests_sent - start,
              sheet=sh.sheet_name, notes=_absent_notes(absent, full, template) + matches.notes, timings=clock.seconds,
              records_total=matches.total,
              names=_names(cache, resolved.tags_to_create, ops))
@@ -232,7 +231,7 @@ def _add_part(p: Plan, part) -> None:
     """Append a `notes.NotesPart` after the organizations: their operations run first."""
     p.rows = p.rows + part.rows
     p.operations = p.operations + part.operations
-    p.issues += _about("organization_notes", part.issues, [])  # a notes sheet's own rows
+    p.issues += [i.to_dict() for i in about("organization_notes", part.issues)]  # a notes sheet's own rows
     p.requests_spent += part.requests
     p.notes += part.notes
     p.names = {**p.names, **part.names}
@@ -330,14 +329,6 @@ def _row_frame(mapped: pl.DataFrame, joined: pl.DataFrame, changed: pl.DataFrame
                        pl.col("cleared").fill_null(pl.lit([], dtype=pl.List(pl.String))),
                        note.alias("note"), pl.col("key"),
                        pl.lit("organizations").alias("resource")).cast(ROW_SCHEMA)
-
-
-def _about(resource: str, issues: list[Issue], read_issues: list[Issue]) -> list[dict]:
-    """`issues` as the plan's dicts, each naming `resource` (`Issue.resource`) except those the
-    reader found (`read_issues`), which are about the whole row."""
-    whole_row = {(i.type, i.row_number, i.column) for i in read_issues}
-    return [(i if (i.type, i.row_number, i.column) in whole_row else replace(i, resource=resource)).to_dict()
-            for i in issues]
 
 
 def _tag_op(title: str) -> Operation:
