@@ -142,16 +142,14 @@ def export(client: Client, template: Template, out_path: str | Path, *,
     keep = (lambda members: members) if all_records else _constants_filter(template)
     left_out, counts = 0, {"phones_left_out": 0}
 
-    page: list[dict] = []  # the records the last page exported: their notes go to the notes sheet
-
     def render(members: list[dict]) -> pl.DataFrame:
         nonlocal left_out
-        page[:] = keep(members)
-        left_out += len(members) - len(page)
-        return render_records(page, template, client, names, counts)
+        kept = keep(members)
+        left_out += len(members) - len(kept)
+        return render_records(kept, template, client, names, counts)
 
     result = stream_pages(client, out, kind, export_columns(template), params, render, progress,
-                          start=start, more=_notes_sheet(template, kind, client, names, page))
+                          start=start, more=_notes_sheet(template, kind, client, names, keep))
     return replace(result, left_out=left_out, **counts)
 
 
@@ -165,13 +163,14 @@ def exports_notes(template: Template, kind: str) -> bool:
 
 
 def _notes_sheet(template: Template, kind: str, client: Client, names: NameCache,
-                 page: list[dict]) -> tuple | None:
-    """`stream_pages`' `more` for `exports_notes`: the notes sheet of the records in `page`."""
+                 keep: Callable[[list[dict]], list[dict]]) -> tuple | None:
+    """`stream_pages`' `more` for `exports_notes`: the notes sheet of a page's records that
+    `keep` exports."""
     if not exports_notes(template, kind):
         return None
     from .notes_export import notes_columns, render_notes
     nt = template.notes.template
-    return template.notes.sheet, notes_columns(nt), lambda: render_notes(page, nt, client, names)
+    return template.notes.sheet, notes_columns(nt), lambda members: render_notes(keep(members), nt, client, names)
 
 
 def _constants_filter(template: Template) -> Callable[[list[dict]], list[dict]]:
@@ -204,7 +203,7 @@ def stream_pages(client: Client, out: Path, kind: str, columns: list[str], param
     Returns:
         `ExportResult(path, records = rows written, requests since `start` (default: since this
         call), pages)`. An XLSX holds a sheet named `sheet`, and with `more` = (name, columns,
-        render) a second sheet, whose rows `render` makes of the rows the first one wrote
+        render) a second sheet, whose rows `render` makes of each page's records too
         (`ExportResult.notes` counts them).
     """
     start = client.requests_sent if start is None else start
@@ -225,7 +224,7 @@ def stream_pages(client: Client, out: Path, kind: str, columns: list[str], param
                 sink.write(frame.select(columns))
                 written += frame.height
                 if more:
-                    rows = more[2]()
+                    rows = more[2](members)
                     sink.write(rows.select(more[1]), more[0])
                     extra += rows.height
             pages += 1
