@@ -421,11 +421,7 @@ def clean_datetime(expr: pl.Expr, *, dayfirst: bool = False, time_zone: str = "U
     Raises:
         TemplateError: `time_zone` is not an IANA time zone name.
     """
-    try:
-        ZoneInfo(time_zone)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise TemplateError(f"unknown time_zone {time_zone!r}; use an IANA name such as "
-                            "Europe/Amsterdam", key="time_zone") from None
+    _check_zone(time_zone)
     v = trimmed(expr)
     s = v
     if dayfirst:
@@ -439,6 +435,15 @@ def clean_datetime(expr: pl.Expr, *, dayfirst: bool = False, time_zone: str = "U
     return pl.coalesce(pl.coalesce(parsed).dt.strftime("%Y-%m-%dT%H:%M:%S+00:00"), v)
 
 
+def _check_zone(time_zone: str) -> None:
+    """Raise TemplateError unless `time_zone` is an IANA time zone name (zoneinfo)."""
+    try:
+        ZoneInfo(time_zone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise TemplateError(f"unknown time_zone {time_zone!r}; use an IANA name such as "
+                            "Europe/Amsterdam", key="time_zone") from None
+
+
 def render_datetime(expr: pl.Expr, *, time_zone: str = "UTC") -> pl.Expr:
     """Render an RFC 3339 date-time as the API gives it (crm-api.md §1) in `time_zone`, with
     its offset (`2026-11-02T23:00:00+00:00` -> `2026-11-03T00:00:00+01:00` for
@@ -450,7 +455,7 @@ def render_datetime(expr: pl.Expr, *, time_zone: str = "UTC") -> pl.Expr:
     """
     if time_zone == "UTC":
         return expr
-    clean_datetime(pl.lit(None, pl.String), time_zone=time_zone)  # checks the name
+    _check_zone(time_zone)
     parsed = expr.str.replace(r"[Zz]$", "+00:00").str.to_datetime(
         "%Y-%m-%dT%H:%M:%S%.f%z", time_unit="us", strict=False)
     return pl.coalesce(parsed.dt.convert_time_zone(time_zone).dt.strftime("%Y-%m-%dT%H:%M:%S%:z"), expr)
