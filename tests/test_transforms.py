@@ -289,6 +289,8 @@ def test_datetime():
                 "2024-01-31", None], CHECKS["datetime"]) == [True, True, False, False, True]
     with pytest.raises(TemplateError, match="time_zone"):
         T["datetime"].clean(pl.col("v"), time_zone="Mars/Olympus")
+    with pytest.raises(TemplateError, match="time_zone"):
+        T["datetime"].render(pl.col("v"), time_zone="Mars/Olympus")
     # export writes the API's UTC instants in the template's time zone, with the offset
     assert run(["2026-11-02T23:00:00+00:00", "2024-06-30T22:00:00Z", "junk", None],
                partial(T["datetime"].render, time_zone="Europe/Amsterdam")) == [
