@@ -17,6 +17,7 @@ import polars as pl
 from pandera.api.polars.types import PolarsData
 
 from .errors import ISSUE_SCHEMA, Issue, issues_frame, place, with_cell
+from .mapping import chain
 from .template import Mapping, Template
 from .transforms import CHECK_ISSUE_TYPES, CHECKS, check_list, check_rule
 
@@ -104,7 +105,6 @@ def _rules(template: Template) -> list[_Rule]:
 def _dayfirst(m: Mapping, template: Template) -> bool:
     """Whether the field's dates are read day first (`{datetime: {dayfirst: true}}`), which
     the hint of a bad date then shows (`31-01-2024`)."""
-    from .mapping import chain
     return any(isinstance(spec, dict) and (spec.get("datetime") or {}).get("dayfirst")
                for s in m.sources for spec in chain(m, s, template))
 
