@@ -70,11 +70,14 @@ def validate(mapped: pl.DataFrame, template: Template, *, sheet: pl.DataFrame | 
     failures = _failures(_schemas(rules), mapped)
     read_found = [Issue(**{**i.to_dict(), "file": i.file or file}) for i in read_issues or []]
     # a cell the reader already rejected (formula without result, Excel error) is not also
-    # reported as missing or malformed: the reader's issue names the real problem
+    # reported as missing or malformed: the reader's issue names the real problem; a row it
+    # rejected as a whole (values past the last header: every value may sit a column off) is
+    # not checked cell by cell either
     unreadable = {(i.row_number, i.column) for i in read_found if i.severity == "error"}
     found = [with_cell(i, letters or {}, sheet_name) for i in _issues(failures, rules, mapped, sheet,
                                                                       template, file, sheet_name)
-             if (i.row_number, i.column) not in unreadable] + read_found
+             if (i.row_number, i.column) not in unreadable and (i.row_number, None) not in unreadable]
+    found += read_found
     issues = issues_frame(found).sort("row_number", "column", nulls_last=True, maintain_order=True)
     bad = set(issues.filter(pl.col("severity") == "error")["row_number"].drop_nulls().to_list())
     valid = mapped.filter(~pl.col("row_number").is_in(list(bad))) if bad else mapped

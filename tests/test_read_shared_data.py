@@ -126,3 +126,17 @@ def test_header_rows_detected_in_shared_files():
 def test_pass_protected_workbook():
     with pytest.raises(InputError, match=r"pass_protected\.xlsx: the workbook is password-protected"):
         read(DATA / "calamine/pass_protected.xlsx")
+
+
+def test_a_ragged_rows_shifted_values_get_no_second_error(tmp_path):
+    """tmcnab customers: a row with a value past the last header (an unquoted comma) is one
+    error, not also a bad country for the postal code that slid into the Country column."""
+    from bulkcrm.pipeline import run_validate
+    template = tmp_path / "t.yaml"
+    template.write_text("null_tokens: [\"NULL\"]\nfields:\n  title: {column: CompanyName}\n"
+                        "  customerId: {column: CustomerID}\n  address.country: {column: Country}\n",
+                        encoding="utf-8")
+    out = run_validate(DATA / "northwind-tmcnab-northwind-mongo/customers.csv", template)["summary"]
+    ragged = {i["row_number"] for i in out["issues"] if i["type"] == "ragged-row"}
+    assert len(ragged) == 24 and out["invalid_rows"] == 24
+    assert not [i for i in out["issues"] if i["row_number"] in ragged and i["type"] != "ragged-row"]
