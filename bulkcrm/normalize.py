@@ -250,8 +250,10 @@ def parse_phone(value: str, region: str | None) -> str | None:
     return phonenumbers.format_number(num, PhoneNumberFormat.E164)
 
 
-_EXTENSION = re.compile(r"(?i)[\s,;]*(?:ext(?:ension)?\.?|x|#)\s*\d+#?\s*$")
-"""A trailing extension (`x123`, `ext. 12`, `#5`), removed before letters are looked for."""
+EXTENSION = r"(?i)[\s,;]*(?:ext(?:ension)?\.?|x|#)\s*\d+#?\s*$"
+"""A trailing extension of a number (`x123`, `ext. 12`, `#5`): E.164 has none, so
+`parse_phone` drops it (validate warns, `phone-extension`)."""
+_EXTENSION = re.compile(EXTENSION)
 _LETTER = re.compile(r"[^\W\d_]")
 _LETTER_AMONG_DIGITS = re.compile(r"\d.*[^\W\d_]")
 """A letter (any script) after the first digit."""

@@ -19,6 +19,7 @@ from pandera.api.polars.types import PolarsData
 from .errors import ISSUE_SCHEMA, Issue, issues_frame, place, with_cell
 from .mapping import chain
 from .template import Mapping, Template
+from .normalize import EXTENSION
 from .transforms import CHECK_ISSUE_TYPES, CHECKS, check_list, check_rule
 
 
@@ -77,7 +78,7 @@ def validate(mapped: pl.DataFrame, template: Template, *, sheet: pl.DataFrame | 
     found = [with_cell(i, letters or {}, sheet_name) for i in _issues(failures, rules, mapped, sheet,
                                                                       template, file, sheet_name)
              if (i.row_number, i.column) not in unreadable and (i.row_number, None) not in unreadable]
-    found += read_found
+    found += _dropped_extensions(sheet, template, found, file, sheet_name, letters or {}) + read_found
     issues = issues_frame(found).sort("row_number", "column", nulls_last=True, maintain_order=True)
     bad = set(issues.filter(pl.col("severity") == "error")["row_number"].drop_nulls().to_list())
     valid = mapped.filter(~pl.col("row_number").is_in(list(bad))) if bad else mapped
@@ -206,6 +207,31 @@ def _issues(failures: pl.DataFrame, rules: list[_Rule], mapped: pl.DataFrame,
             issues.append(_issue(rule, rn, column, value, file, sheet_name,
                                  regions.get(rn) or template.default_region))
     return issues
+
+
+def _dropped_extensions(sheet: pl.DataFrame | None, template: Template, found: list[Issue],
+                        file: str | None, sheet_name: str | None, letters: dict[str, str]) -> list[Issue]:
+    """A warning per phone item with an extension (`x2641`, `ext. 12`, `normalize.EXTENSION`)
+    that became E.164 without it: E.164 (ITU-T) and the API's phoneNumber have no place for
+    one, so it is not sent. Items kept as typed (their `invalid-phone` warning) keep theirs."""
+    m = template.mapping("phoneNumbers")
+    if sheet is None or m is None:
+        return []
+    kept = {(i.row_number, i.column) for i in found if i.type == "invalid-phone"}
+    out = []
+    for s in m.sources:
+        if not s.column or s.column not in sheet.columns:
+            continue
+        item = pl.col("__item").str.strip_chars()
+        hits = (sheet.select("row_number", pl.col(s.column).str.split(s.split).alias("__item")
+                             if s.split else pl.col(s.column).alias("__item"))
+                .explode("__item").filter(item.str.contains(EXTENSION)))
+        out += [with_cell(Issue("phone-extension", rn, s.column, value.strip(), "E.164 phone number (ITU-T E.164)",
+                                f"{_place(file, rn, s.column)}the extension of \"{value.strip()}\" is not sent: "
+                                "E.164 has none; note it elsewhere (e.g. the description) if it matters",
+                                "warning", file, sheet_name), letters, sheet_name)
+                for rn, value in hits.iter_rows() if (rn, s.column) not in kept]
+    return out
 
 
 def _regions(rows: pl.DataFrame, template: Template) -> dict[int, str]:

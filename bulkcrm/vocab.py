@@ -56,7 +56,7 @@ Severity = Literal["error", "warning"]
 
 IssueType = Literal[
     "missing-required", "invalid-email", "invalid-url", "invalid-country", "invalid-phone",
-    "invalid-phone-type", "invalid-iri", "invalid-datetime", "invalid-boolean", "too-long",
+    "invalid-phone-type", "phone-extension", "invalid-iri", "invalid-datetime", "invalid-boolean", "too-long",
     "unknown-lookup", "ambiguous-lookup", "duplicate-row", "ambiguous-match", "moved-note", "ragged-row",
     "formula-without-result", "excel-error", "merged-cell", "numeric-cell", "encoding", "unnamed-column",
     "api-rejected", "request-failed", "drifted", "reconcile-mismatch", "not-found",

@@ -95,3 +95,17 @@ def test_a_bad_date_of_a_day_first_column_gets_a_day_first_example():
     v = _check({**fields, "createdAt": "c"}, [{"d": "a", "c": "2024-02-31"}],
                resource="organization_notes", organization={"iri_column": "org"})
     assert v.issues.to_dicts()[0]["message"].endswith("use a date such as 2024-01-31 or 2024-01-31T10:15:00+00:00")
+
+
+def test_a_dropped_phone_extension_is_a_warning():
+    """E.164 has no extension: a number that becomes E.164 without its `x2641` says so; one
+    kept as typed (not valid, so not parsed) keeps its extension and only has `invalid-phone`."""
+    v = _check({"title": "t", "phoneNumbers": [{"column": "p"}, {"column": "q", "type": "work"}]},
+               [{"t": "A", "p": "985.939.5411x2641", "q": "(240)452-2332 ext. 46; 020 623 1234"},
+                {"t": "B", "p": "+1-887-577-1205x5686", "q": None}, {"t": "C", "p": "985.939.5411", "q": None}],
+               default_region="US")
+    got = {(i["row_number"], i["column"], i["type"], i["value"]) for i in v.issues.to_dicts()}
+    assert {x for x in got if x[2] == "phone-extension"} == {
+        (2, "p", "phone-extension", "985.939.5411x2641"), (2, "q", "phone-extension", "(240)452-2332 ext. 46")}
+    assert (3, "p", "invalid-phone", "+1-887-577-1205x5686") in got and not any(x[0] == 4 for x in got)
+    assert v.invalid_rows == frozenset()  # warnings: the rows go ahead
