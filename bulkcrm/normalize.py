@@ -250,6 +250,9 @@ def parse_phone(value: str, region: str | None) -> str | None:
     return phonenumbers.format_number(num, PhoneNumberFormat.E164)
 
 
+EXTENSION_MARK = r"(?i)(?:ext(?:ension)?\.?|x|#)\s*\d"
+"""An extension's mark and first digit, anywhere in a cell: what every cell holding an
+`EXTENSION` holds (a cheap first pass over a whole column)."""
 EXTENSION = r"(?i)[\s,;]*(?:ext(?:ension)?\.?|x|#)\s*\d+#?\s*$"
 """A trailing extension of a number (`x123`, `ext. 12`, `#5`): E.164 has none, so
 `parse_phone` drops it (validate warns, `phone-extension`)."""

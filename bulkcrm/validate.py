@@ -19,7 +19,7 @@ from pandera.api.polars.types import PolarsData
 from .errors import ISSUE_SCHEMA, Issue, issues_frame, place, with_cell
 from .mapping import chain
 from .template import Mapping, Template
-from .normalize import EXTENSION
+from .normalize import EXTENSION, EXTENSION_MARK
 from .transforms import CHECK_ISSUE_TYPES, CHECKS, check_list, check_rule
 
 
@@ -217,13 +217,16 @@ def _dropped_extensions(sheet: pl.DataFrame | None, template: Template, found: l
     m = template.mapping("phoneNumbers")
     if sheet is None or m is None:
         return []
+    sources = [s for s in m.sources if s.column and s.column in sheet.columns]
+    # one pass over the cells, the columns side by side, before any is split (few have one)
+    maybe = sheet.select(pl.col(s.column).str.contains(EXTENSION_MARK).any().alias(str(i))
+                         for i, s in enumerate(sources)).row(0) if sources else ()
     kept = {(i.row_number, i.column) for i in found if i.type == "invalid-phone"}
     out = []
-    for s in m.sources:
-        if not s.column or s.column not in sheet.columns:
-            continue
+    for s in (s for s, hit in zip(sources, maybe) if hit):
         item = pl.col("__item").str.strip_chars()
-        hits = (sheet.select("row_number", pl.col(s.column).str.split(s.split).alias("__item")
+        cells = sheet.filter(pl.col(s.column).str.contains(EXTENSION_MARK))
+        hits = (cells.select("row_number", pl.col(s.column).str.split(s.split).alias("__item")
                              if s.split else pl.col(s.column).alias("__item"))
                 .explode("__item").filter(item.str.contains(EXTENSION)))
         out += [with_cell(Issue("phone-extension", rn, s.column, value.strip(), "E.164 phone number (ITU-T E.164)",
