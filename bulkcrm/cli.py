@@ -181,7 +181,8 @@ def _log_to_stderr(level: int) -> None:
 @target_options
 @click.option("--dry-run", is_flag=True, help="Read, validate and plan; send no write request.")
 @click.option("--report", "report_dir", type=click.Path(file_okay=False), default=None,
-              help="Write report.json/.csv/.xlsx here (default: reports/<file stem>).")
+              help="Write report.json/.csv/.xlsx here (default: reports/<file stem>; with --dry-run "
+                   "reports/<file stem>/dry-run, beside a real run's report).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object with counts and requests.")
 @click.option("--no-reconcile", is_flag=True, help="Do not re-read the written records afterwards.")
 @click.pass_context
@@ -193,7 +194,8 @@ def import_cmd(ctx, file, template_path, mode, match_strategy, mirror_notes, she
     ctx.obj["json"] = as_json
     _check_input(file)
     target = _open(ctx, base_url, api_key, max_rate)
-    report_dir = report_dir or str(Path("reports") / Path(file).stem)
+    # a dry run's report never replaces a real run's: that one records what was written
+    report_dir = report_dir or str(Path("reports", Path(file).stem, *(["dry-run"] if dry_run else [])))
     try:
         result = run_import(file, template_path, target, mode=mode, strategy=match_strategy,
                             mirror_notes=mirror_notes, sheet=_sheet_arg(sheet), encoding=encoding, delimiter=delimiter,

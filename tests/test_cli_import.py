@@ -6,6 +6,7 @@ import json
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import openpyxl
 import pytest
@@ -332,3 +333,25 @@ def test_a_missing_input_is_named_before_any_sandbox_is_made(runner, tmp_path, m
         out = json.loads(result.stdout.strip().splitlines()[-1])
         assert result.exit_code == 2 and out["error"] == "input" and "nope.csv: file not found" in out["message"]
     assert not (tmp_path / ".bulkcrm").exists() and not (tmp_path / "p.journal.jsonl.lock").exists()
+
+
+def test_dry_run_keeps_the_real_runs_report(runner, crm, tmp_path, monkeypatch):
+    """A dry run after a real import writes its report beside it, not over it: the real run's
+    report is the record of what was written."""
+    monkeypatch.chdir(tmp_path)
+    shutil.copy(SAMPLE, tmp_path / "orgs.csv")
+    code, real = run(runner, crm, "import", "orgs.csv", "-t", str(TEMPLATE))
+    assert code == 0 and real["created"] == 91 and real["report"] == str(Path("reports", "orgs"))
+    crm.clear_log()
+    rows = list(csv.reader(open(SAMPLE, encoding="utf-8")))
+    rows[1][1] = rows[1][1] + " Group"  # one change to plan
+    with open(tmp_path / "orgs.csv", "w", newline="", encoding="utf-8") as f:
+        csv.writer(f).writerows(rows)
+    code, dry = run(runner, crm, "import", "orgs.csv", "-t", str(TEMPLATE), "--dry-run")
+    assert code == 0 and dry["report"] == str(Path("reports", "orgs", "dry-run"))
+    assert writes(crm) == []
+    kept = json.loads((tmp_path / "reports" / "orgs" / "report.json").read_text())
+    assert kept["summary"]["dry_run"] is False and kept["summary"]["counts"]["created"] == 91
+    planned = json.loads((tmp_path / "reports" / "orgs" / "dry-run" / "report.json").read_text())
+    assert planned["summary"]["dry_run"] is True and planned["summary"]["counts"]["patched"] == 0
+    assert [r["op"] for r in planned["rows"]].count("patch") == 1
