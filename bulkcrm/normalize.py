@@ -533,6 +533,11 @@ CHECK_RULES: dict[str, tuple[str, str]] = {
 and `{example}` (phone_e164) are filled by `check_rule`; `{id}` stays literal (it shows the IRI
 form)."""
 
+PHONE_CODE_HINT = ("check its country code and digits: it has one but is no number there (a digit too "
+                   "many or too few, a range not in use), such as {example} (the number is kept as typed "
+                   "meanwhile; a record keeps the numbers it has unless the field's policy is replace)")
+"""`phone_e164`'s hint for a value written with `+` (it has a country code already)."""
+
 CHECK_ISSUE_TYPES: dict[str, str] = {
     "email": "invalid-email", "url": "invalid-url", "country": "invalid-country",
     "phone_e164": "invalid-phone", "phone_type": "invalid-phone-type", "iri": "invalid-iri",
@@ -541,17 +546,22 @@ CHECK_ISSUE_TYPES: dict[str, str] = {
 """Issue type slug (`vocab.IssueType`) each failed check becomes."""
 
 
-def check_rule(name: str, *, region: str | None = None, **options: object) -> tuple[str, str]:
+def check_rule(name: str, *, region: str | None = None, value: str | None = None,
+               **options: object) -> tuple[str, str]:
     """Return `(rule, hint)` of check `name` with its options filled in, e.g.
     `check_rule("iri", collection="users")` -> `("IRI /users/{id} (crm-api.md §1)",
     "use the IRI form /users/{id}")`. Options the texts do not use are ignored. `region`
     (ISO 3166-1 alpha-2, e.g. the template's default_region) picks the example phone number
-    (phonenumbers' example for that region; NL's without one).
+    (phonenumbers' example for that region; NL's without one). `value`: the failing value; a
+    phone number written with `+` gets `PHONE_CODE_HINT` and an example of its country code's
+    region (E.164 country codes, phonenumbers' metadata) when it names one.
 
     Raises:
         KeyError: unknown check name.
     """
     rule, hint = CHECK_RULES[name]
+    if name == "phone_e164" and value and value.strip().startswith("+"):
+        hint, region = PHONE_CODE_HINT, _code_region(value.strip()) or region
     if "{example}" in hint:
         hint = hint.replace("{example}", _example_phone(region))
     if name == "datetime" and options.get("dayfirst"):  # the template reads DD-MM-YYYY
@@ -567,6 +577,17 @@ def check_list(check_expr_fn: Callable[[pl.Expr], pl.Expr], expr: pl.Expr) -> pl
     """Return True where every item of the list `expr` passes `check_expr_fn` (null or empty
     list -> True), e.g. `check_list(partial(CHECKS["iri"], collection="tags"), pl.col("tags"))`."""
     return expr.list.eval(check_expr_fn(pl.element())).list.all().fill_null(True)
+
+
+def _code_region(number: str) -> str | None:
+    """The main region (ISO 3166-1 alpha-2) of the E.164 country code `number` starts with
+    (`+44 20 …` -> GB), or None when no code of 1-3 digits is in use."""
+    digits = re.sub(r"\D", "", number)[:3]
+    for n in (1, 2, 3):
+        region = phonenumbers.region_code_for_country_code(int(digits[:n])) if len(digits) >= n else "ZZ"
+        if region != "ZZ":
+            return region
+    return None
 
 
 def _example_phone(region: str | None) -> str:

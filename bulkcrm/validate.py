@@ -282,7 +282,7 @@ def _issue(rule: _Rule, row_number: int, column: str | None, value: str | None,
         return Issue("missing-required", row_number, column, value, "required (crm-api.md §8.1)",
                      _place(file, row_number, column) + f"{column or rule.field} is required; "
                      f"fill in a value for {rule.field}", "error", file, sheet_name)
-    rule_text, hint = check_rule(rule.check, region=region, **dict(rule.options))
+    rule_text, hint = check_rule(rule.check, region=region, value=value, **dict(rule.options))
     msg = f'{_place(file, row_number, column)}"{value}" breaks {rule_text}; {hint}'
     return Issue(rule.slug, row_number, column, value, rule_text, msg, rule.severity, file, sheet_name)
 

@@ -69,6 +69,19 @@ def test_phone_hint_shows_a_number_of_the_templates_region():
     assert "such as +4930123456 (" in hints[2] and "such as +31101234567 (" in hints[3]
 
 
+def test_phone_hint_of_a_number_with_a_country_code_asks_to_check_it():
+    """A number that has + and a country code but is no number there (a digit too many, a
+    country code not in use) is not told to add one; its example is of that country code's
+    region when there is one, else of the row's."""
+    v = _check({"title": "t", "address.country": "c", "phoneNumbers": {"column": "p"}},
+               [{"t": "A", "c": "NL", "p": "+44 20 7946 09581234"}, {"t": "B", "c": "NL", "p": "+999 1234 5678 9012 345"}],
+               default_region="NL")
+    hints = {i["row_number"]: i["message"] for i in v.issues.to_dicts() if i["type"] == "invalid-phone"}
+    assert "write it with +" not in hints[2] and "write it with +" not in hints[3]
+    assert "check its country code and digits" in hints[2] and "such as +441212345678 (" in hints[2]
+    assert "such as +31101234567 (" in hints[3]
+
+
 def test_a_phone_cell_is_split_on_semicolons_like_an_email_cell():
     """README: `split` defaults to `;` for phones too; a sheet without one keeps the per-cell path."""
     fields = {"title": "t", "phoneNumbers": [{"column": "p"}, {"column": "f", "type": "fax"}]}
