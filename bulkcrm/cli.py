@@ -252,7 +252,7 @@ def plan_cmd(ctx, file, template_path, mode, match_strategy, mirror_notes, sheet
 @click.argument("plan_file", type=click.Path(dir_okay=False, exists=True))
 @target_options
 @click.option("--report", "report_dir", type=click.Path(file_okay=False), default=None,
-              help="Report directory (default: reports/<plan stem>).")
+              help="Report directory (default: reports/<input stem>, the plan's input file).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=25, show_default=True,
               help="Operations between progress updates (one also comes every 5 s).")
 @click.option("--verify", is_flag=True, help="Re-read each record before writing, and look each create's "
@@ -267,14 +267,15 @@ def apply_cmd(ctx, plan_file, base_url, api_key, max_rate, report_dir, batch_siz
     from .plan import Plan
     from .target import embedded_db_of
     ctx.obj["json"] = as_json
+    plan = Plan.load(plan_file)
     # a plan made against the embedded sandbox is applied to that same sandbox file
-    plan = None if (api_key or base_url) else Plan.load(plan_file)
-    db = embedded_db_of(plan.target) if plan else None
-    if plan and db is None:  # made for an API: no embedded sandbox to open for it
+    db = None if (api_key or base_url) else embedded_db_of(plan.target)
+    if not (api_key or base_url) and db is None:  # made for an API: no embedded sandbox for it
         raise PlanError(f"the plan was made for {plan.target}: pass --base-url {plan.target} and its "
                         "key (--api-key or BULKCRM_API_KEY) to apply it there")
     target = _open(ctx, base_url, api_key, max_rate, embedded_db=db or EMBEDDED_DB)
-    report_dir = report_dir or str(Path("reports") / Path(plan_file).stem)
+    # where `import` of the plan's input writes its report
+    report_dir = report_dir or str(Path("reports") / Path(plan.input or plan_file).stem)
     resume = _resume(ctx, plan_file, report_dir, base_url)
     try:
         result = run_apply(plan_file, target, plan=plan, report_dir=report_dir, batch_size=batch_size, verify=verify,

@@ -355,3 +355,16 @@ def test_dry_run_keeps_the_real_runs_report(runner, crm, tmp_path, monkeypatch):
     planned = json.loads((tmp_path / "reports" / "orgs" / "dry-run" / "report.json").read_text())
     assert planned["summary"]["dry_run"] is True and planned["summary"]["counts"]["patched"] == 0
     assert [r["op"] for r in planned["rows"]].count("patch") == 1
+
+
+def test_apply_reports_under_the_inputs_name(runner, crm, tmp_path, monkeypatch):
+    """`apply plan.json` without --report writes to reports/<input stem>/ (the plan names its
+    input), where `import` of that file writes, not to reports/plan/."""
+    monkeypatch.chdir(tmp_path)
+    shutil.copy(SAMPLE, tmp_path / "week48.csv")
+    code, _ = run(runner, crm, "plan", "week48.csv", "-t", str(TEMPLATE), "--out", "plan.json")
+    assert code == 0
+    code, applied = run(runner, crm, "apply", "plan.json")
+    assert code == 0 and applied["created"] == 91 and applied["report"] == str(Path("reports", "week48"))
+    assert (tmp_path / "reports" / "week48" / "report.json").exists()
+    assert not (tmp_path / "reports" / "plan").exists()
