@@ -299,8 +299,19 @@ def clean_phone(expr: pl.Expr, *, region: pl.Expr | None = None,
         batch, return_dtype=pl.String, is_elementwise=True)
 
 
-E164 = r"^\+[1-9]\d{7,14}$"
-"""A number already in E.164 form (ITU-T E.164: `+`, country code, at most 15 digits)."""
+def e164_pattern(min_digits: int) -> str:
+    """Regex of a number in E.164 form (ITU-T E.164): `+`, a country code in use (phonenumbers'
+    metadata, non-geographic ones such as 800 included), `min_digits` to 15 digits in all."""
+    by_length: dict[int, list[str]] = {}
+    for code in sorted(phonenumbers.COUNTRY_CODE_TO_REGION_CODE):
+        by_length.setdefault(len(str(code)), []).append(str(code))
+    parts = [rf"(?:{'|'.join(codes)})\d{{{min_digits - n},{15 - n}}}" for n, codes in sorted(by_length.items())]
+    return rf"^\+(?:{'|'.join(parts)})$"
+
+
+E164 = e164_pattern(8)
+"""A number already in E.164 form with 8 or more digits: what the cleaning's fast paths keep
+as it is (`+999 …`, a country code not in use, goes to phonenumbers, which keeps it as typed)."""
 
 
 def _clean_phones(region: pl.Expr) -> Callable[[pl.Series], pl.Series]:
@@ -331,8 +342,7 @@ def _fast_or_parsed(todo: pl.DataFrame, region: pl.Expr) -> pl.DataFrame:
     """`__i` and the clean `v` of the numbers (`__i`, `v`, `r`) not yet settled: the fast path
     for `INTERNATIONAL` ones, `parse_phone` once per unique (region, number) for the rest."""
     v, digits = pl.col("v"), pl.col("v").str.replace_all(r"\D", "")
-    fast = (v.str.contains(INTERNATIONAL) & ~v.str.contains(r"\(0\)")
-            & digits.str.len_chars().is_between(8, 15) & ~digits.str.starts_with("0"))
+    fast = v.str.contains(INTERNATIONAL) & ~v.str.contains(r"\(0\)") & (pl.lit("+") + digits).str.contains(E164)
     todo = todo.with_columns(fast.alias("__fast"), (pl.lit("+") + digits).alias("__e164"))
     slow = todo.filter(~pl.col("__fast"))
     done = todo.filter("__fast").select("__i", pl.col("__e164").alias("v"))
@@ -497,11 +507,14 @@ def _check_iri(expr: pl.Expr, *, collection: str) -> pl.Expr:
     return _ok(expr, expr.str.contains(rf"^/{pl.escape_regex(collection)}/[A-Za-z0-9-]+$"))
 
 
+_E164_ANY = e164_pattern(7)
+"""E.164 with 7 or more digits (`+290 1234`, St Helena): what the `phone_e164` check accepts."""
+
 CHECKS: dict[str, Callable[..., pl.Expr]] = {
     "email": check_email,
     "url": lambda e: _ok(e, e.str.contains(_URL_OK)),
     "country": lambda e: _ok(e, e.is_in(sorted(ALPHA2))),
-    "phone_e164": lambda e: _ok(e, e.str.contains(r"^\+[1-9]\d{6,14}$")),
+    "phone_e164": lambda e: _ok(e, e.str.contains(_E164_ANY)),
     "phone_type": lambda e: _ok(e, e.is_in(PHONE_TYPES)),
     "iri": _check_iri,
     "datetime": check_datetime,

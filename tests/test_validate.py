@@ -82,6 +82,17 @@ def test_phone_hint_of_a_number_with_a_country_code_asks_to_check_it():
     assert "such as +31101234567 (" in hints[3]
 
 
+def test_a_number_with_a_country_code_not_in_use_is_a_warning():
+    """E.164 numbers begin with an assigned country code: `+999 …` (none) is kept as typed with
+    a warning, spelled in E.164 form or not; a non-geographic code (+800) and +1 pass."""
+    v = _check({"title": "t", "phoneNumbers": {"column": "p"}},
+               [{"t": "A", "p": "+999 12-3456"}, {"t": "B", "p": "+9991234567"},
+                {"t": "C", "p": "+800 1234 5678"}, {"t": "D", "p": "+1 (212) 555-0100"}], default_region="NL")
+    assert [(i["row_number"], i["type"]) for i in v.issues.to_dicts()] == [(2, "invalid-phone"), (3, "invalid-phone")]
+    assert v.valid["phoneNumbers"].list.eval(pl.element().struct.field("phoneNumber")).to_list() == [
+        ["+999 12-3456"], ["+9991234567"], ["+80012345678"], ["+12125550100"]]
+
+
 def test_a_phone_cell_is_split_on_semicolons_like_an_email_cell():
     """README: `split` defaults to `;` for phones too; a sheet without one keeps the per-cell path."""
     fields = {"title": "t", "phoneNumbers": [{"column": "p"}, {"column": "f", "type": "fax"}]}
