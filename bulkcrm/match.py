@@ -45,7 +45,7 @@ class Matches:
 
     Attributes:
         iri: frame `row_number` (Int64), `iri` (String, null = no record matched), `rec`
-            (UInt32: the record's row in `frame`).
+            (UInt32: the record's row in `frame`); one row per row matched, in their order.
         conflicts: frame `row_number`, `type` (ambiguous-match | duplicate-row), `message`,
             `field`, `value` (an identifier involved and its value, or nulls).
         not_found: frame `row_number`, `iri`: explicit IRIs that do not exist.

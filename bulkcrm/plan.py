@@ -244,7 +244,7 @@ def _decide(mapped: pl.DataFrame, rows: pl.DataFrame, matches, template: Templat
     errors = {i.row_number for i in issues if i.severity == "error" and i.type not in CONFLICT_TYPES}
     conflict_rows = set(matches.conflicts["row_number"].to_list())
     raw_ids = [c for c in rows.columns if c.startswith("__raw.")]  # matching's; not needed here
-    joined = rows.drop(raw_ids).join(matches.iri, on="row_number", how="left")
+    joined = rows.drop(raw_ids).hstack(matches.iri.select("iri", "rec"))  # one per row, in order
     skip = conflict_rows | errors
     ok = joined.filter(~pl.col("row_number").is_in(list(skip))) if skip else joined
     with ThreadPoolExecutor(1) as pool:  # creates need no record: built beside the patches
