@@ -130,15 +130,16 @@ def plan_notes(sh: Sheet, nt: Template, client: Client, *, mode: str = "upsert",
     resolved = resolve_lookups(checked.valid, nt, client, cache=cache, file=file, sheet=sh.sheet_name,
                                letters=sh.letters)
     part.issues += [Issue(**r) for r in checked.issues.iter_rows(named=True)] + resolved.issues
+    named = _note_iris(frame)
     if targets is None:
         found = targets_by_reference(frame, nt.notes.organization, client, strategy=strategy,
-                                     org_side=org_side, file=file, sheet=sh.sheet_name)
+                                     org_side=org_side, file=file, sheet=sh.sheet_name, note_iris=named)
         targets, part.strategy = found.targets, found.strategy
         part.issues += [with_cell(i, sh.letters, sh.sheet_name) for i in found.issues]
         part.notes += found.notes
     bad = {i.row_number for i in part.issues if i.severity == "error"}
     _decide(part, mapped, resolved.rows, targets, bad, nt, client, mode=mode, mirror=mirror,
-            file=file, sheet_name=sheet_name, key_prefix=key_prefix, named=_note_iris(frame))
+            file=file, sheet_name=sheet_name, key_prefix=key_prefix, named=named)
     part.names = cache.names_in(pl.Series([c.get(side) for o in part.operations for c in o.changes
                                            for side in ("before", "after")], dtype=pl.String))
     part.requests = client.requests_sent - start

@@ -13,7 +13,9 @@ Rules: an explicit IRI wins; otherwise the identifiers (e-mail, phone, LinkedIn 
 `identifiers[]`, crm-api.md §8.3) and the customerId (no filter: a full listing) must all point
 at one organization, compared after the same normalisation as organizations (`match.py`). With
 a separate notes sheet the organizations' own sheet is searched first, so a note can follow an
-organization created in the same run.
+organization created in the same run. A row with no organization reference at all whose
+`crm_iri` names a note (`/organizations/{id}/notes/{id}`, crm-api.md §9, as a notes export
+writes it) belongs to that note's organization.
 """
 from __future__ import annotations
 
@@ -69,7 +71,7 @@ def targets_same_rows(org_rows: list[dict], sheet: str | None = None) -> pl.Data
 
 def targets_by_reference(frame: pl.DataFrame, ref: OrgRef, client: Client, *, strategy: str = "auto",
                          org_side: tuple | None = None, file: str | None = None,
-                         sheet: str | None = None) -> Targets:
+                         sheet: str | None = None, note_iris: pl.DataFrame | None = None) -> Targets:
     """Find the organization of every row of a notes sheet through `ref` (module docstring).
 
     Args:
@@ -78,6 +80,8 @@ def targets_by_reference(frame: pl.DataFrame, ref: OrgRef, client: Client, *, st
         strategy: auto | lookup | scan (as `match.match_rows`).
         org_side: (organizations' mapped frame, `targets_same_rows` of their plan, their sheet
             name) when the organizations come from another sheet of the same run.
+        note_iris: `row_number`, `iri` of the rows whose `crm_iri` names a note: a row without
+            any reference takes that note's organization.
 
     Raises:
         InputError: a reference column is missing. ApiError: a lookup failed.
@@ -107,6 +111,8 @@ def targets_by_reference(frame: pl.DataFrame, ref: OrgRef, client: Client, *, st
                              f"{file}:{rn}: the organization reference {msg}; fix the reference "
                              "so it names one organization", "error", file, sheet)
                        for rn, _t, msg, _f, _v in amb.iter_rows()]
+    if note_iris is not None and note_iris.height:
+        parts.append(_by_note(note_iris.filter(~pl.col("row_number").is_in(with_ref["row_number"].implode()))))
     found = pl.concat(parts).cast(TARGET_SCHEMA) if parts else out.targets
     missing = frame.select("row_number").join(found.filter(pl.col("org").is_not_null() |
                                                             pl.col("why_op").is_not_null()),
@@ -119,6 +125,13 @@ def targets_by_reference(frame: pl.DataFrame, ref: OrgRef, client: Client, *, st
                                  pl.lit("organization not found", pl.String).alias("why"),
                                  pl.lit("invalid").alias("why_op"))]).cast(TARGET_SCHEMA)
     return out
+
+
+def _by_note(named: pl.DataFrame) -> pl.DataFrame:
+    """Targets of rows named by their note's IRI: its organization part (no request)."""
+    return named.select("row_number", pl.col("iri").str.replace(r"/notes/[^/]+$", "").alias("org"),
+                        *(pl.lit(None, pl.String).alias(c) for c in ("dep", "why", "why_op"))
+                        ).cast(TARGET_SCHEMA)
 
 
 def _present(ref: OrgRef, frame: pl.DataFrame, file) -> Template:

@@ -316,3 +316,35 @@ def test_notes_export_writes_dates_in_the_templates_time_zone_and_reimports_unch
     book = tmp_path / "notes.xlsx"  # a workbook's sheet is named for what it holds
     assert run(runner, crm, "export", "--template", str(template), "--out", str(book))[0] == 0
     assert openpyxl.load_workbook(book, read_only=True).sheetnames == ["notes"]
+
+
+def test_exported_notes_of_organizations_without_the_reference_import_unchanged(runner, categories, tmp_path):
+    """organization_notes.yaml finds a note's organization by customerID; the leads have none.
+    An exported row names its note by crm_iri (`/organizations/{id}/notes/{id}`), and so its
+    organization: the export re-imports with no change, and an edited text patches that note."""
+    crm = categories
+    assert run(runner, crm, "import", str(LEADS), "-t", str(LEADS_TEMPLATE), "--report", str(tmp_path / "r"))[0] == 0
+    template = str(REPO / "templates" / "organization_notes.yaml")
+    out = tmp_path / "notes.csv"
+    code, exported = run(runner, crm, "export", "--template", template, "--out", str(out))
+    assert code == 0 and exported["records"] == 100
+    rows = list(csv.DictReader(out.open(encoding="utf-8", newline="")))
+    assert {r["customerID"] for r in rows} == {""}
+    code, planned = run(runner, crm, "plan", str(out), "-t", template, "--out", str(tmp_path / "p.json"))
+    assert code == 0 and planned["unchanged"] == 100 and planned["invalid"] == 0, planned
+    rows[0]["note"] += " Called back."
+    rows[1]["crm_iri"] = ""          # no reference left at all: still an error naming the cells
+    edited = tmp_path / "edited.csv"
+    with edited.open("w", encoding="utf-8", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    crm.clear_log()
+    code, applied = run(runner, crm, "import", str(edited), "-t", template, "--report", str(tmp_path / "n"))
+    assert code == 1 and applied["patched"] == 1 and applied["invalid"] == 1 and applied["created"] == 0
+    assert [r.method for r in crm.requests if r.method in WRITES] == ["PATCH"]
+    note = next(n for n in crm.store.all("notes", tenant="tenant-a") if n["@id"] == rows[0]["crm_iri"])
+    assert note["description"].endswith(" Called back.")
+    report = json.loads((tmp_path / "n" / "report.json").read_text())
+    (bad,) = [i for i in report["issues"] if i["severity"] == "error"]
+    assert bad["row_number"] == 3 and "no organization reference; fill in customerID" in bad["message"]
