@@ -484,10 +484,10 @@ def _phones(raw: pl.DataFrame, m: Mapping, template: Template,
     Sources with `type` first take the numbers of that phoneType; then each `type_column`
     source takes the numbers of one type (the first typed number's, else untyped ones) and
     writes that type in its type column; then the other sources take what is left, in template
-    order. Each takes all its numbers joined with its `split`, or without `split` the first.
-    Numbers no source takes are not exported (with `policy: merge` a re-import keeps them);
-    they are counted in `counts["phones_left_out"]`. Phone sources split on `;` by default,
-    so an untyped source takes every number left.
+    order: each one number (Phone 1, Phone 2, as e-mail columns), the last every number left,
+    joined with its `split` (`;` by default; without `split` only the first). Typed sources
+    take all their numbers so joined. Numbers no source takes are not exported (with
+    `policy: merge` a re-import keeps them); they are counted in `counts["phones_left_out"]`.
     """
     rec = raw.with_row_index("__rec")
     long = (rec.select("__rec", pl.col(m.field).alias("__p"))
@@ -497,6 +497,8 @@ def _phones(raw: pl.DataFrame, m: Mapping, template: Template,
     ordered = [s for s in sources if s.phone_type] + \
         [s for s in sources if not s.phone_type and s.type_column] + \
         [s for s in sources if not s.phone_type and not s.type_column]
+    plain = [s for s in ordered if not s.phone_type and not s.type_column]
+    one_each = {id(s) for s in plain[:-1]}  # the last plain source takes the rest
     for s in ordered:
         free = long.filter(~pl.col("__taken"))
         if s.phone_type:
@@ -504,7 +506,7 @@ def _phones(raw: pl.DataFrame, m: Mapping, template: Template,
         elif s.type_column:  # the first typed number's type (else untyped), and its numbers
             first = pl.col("phoneType").sort_by(pl.col("phoneType").is_null(), "__pos").first()
             free = free.filter(pl.col("phoneType").eq_missing(first.over("__rec")))
-        if not s.split:
+        if not s.split or id(s) in one_each:
             free = free.filter(pl.col("__pos") == pl.col("__pos").min().over("__rec"))
         long = long.with_columns(pl.col("__taken") | pl.col("__pos").is_in(free["__pos"].implode()))
         number = _render(pl.col("phoneNumber"), m, s, template)

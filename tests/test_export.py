@@ -171,6 +171,27 @@ def test_phone_numbers_no_column_takes_are_counted(crm, client, tmp_path):
     assert frame.select("fax", "gsm").row(0) == ("+31201234568", "+31612345678")
 
 
+def test_untyped_phone_columns_take_one_number_each_the_last_the_rest(crm, client, tmp_path):
+    """Phone 1, Phone 2, Phone 3 (untyped): one number each, as e-mail columns, the last the
+    rest; the export re-imports with no change."""
+    crm.seed({"organizations": [
+        {"@id": "/organizations/o1", "title": "A", "emailAddresses": [{"email": "a@x.example"}],
+         "phoneNumbers": [{"phoneNumber": n} for n in ("+31201234567", "+31201234568", "+31201234569",
+                                                        "+31201234570")]},
+        {"@id": "/organizations/o2", "title": "B", "emailAddresses": [{"email": "b@x.example"}],
+         "phoneNumbers": [{"phoneNumber": "+31201234571"}]}]})
+    doc = {"resource": "organizations", "identifiers": ["emailAddresses"],
+           "fields": {"title": "name", "emailAddresses": "email",
+                      "phoneNumbers": [{"column": "Phone 1"}, {"column": "Phone 2"}, {"column": "Phone 3"}]}}
+    template = parse_template(doc, path=str(tmp_path / "p.yaml"))
+    result = export(client, template, tmp_path / "out.csv")
+    assert result.phones_left_out == 0
+    frame = read(result.path).frame.sort("crm_iri")
+    assert frame.select("Phone 1", "Phone 2", "Phone 3").rows() == [
+        ("+31201234567", "+31201234568", "+31201234569;+31201234570"), ("+31201234571", None, None)]
+    assert _replan(result.path, template, client)["unchanged"] == 2
+
+
 def test_filters_become_api_parameters(crm, client, tmp_path):
     crm.seed(SEED)
     template = _rich(tmp_path)
