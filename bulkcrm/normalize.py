@@ -546,9 +546,10 @@ CHECK_RULES: dict[str, tuple[str, str]] = {
 and `{example}` (phone_e164) are filled by `check_rule`; `{id}` stays literal (it shows the IRI
 form)."""
 
-PHONE_CODE_HINT = ("check its country code and digits: it has one but is no number there (a digit too "
-                   "many or too few, a range not in use), such as {example} (the number is kept as typed "
-                   "meanwhile; a record keeps the numbers it has unless the field's policy is replace)")
+PHONE_CODE_HINT = ("check its country code and digits: no number is written so (a digit too many or "
+                   "too few, or a country code or range not in use); write it such as {example} (the "
+                   "number is kept as typed meanwhile; a record keeps the numbers it has unless the "
+                   "field's policy is replace)")
 """`phone_e164`'s hint for a value written with `+` (it has a country code already)."""
 
 CHECK_ISSUE_TYPES: dict[str, str] = {
