@@ -28,7 +28,7 @@ import polars as pl
 
 from bulkcrm.errors import InputError, Issue
 from bulkcrm.read_csv import (
-    _parse_irregular, _parse_regular, _utf8_sample, decode, detect_delimiter, parse_csv)
+    MIXED, _parse_irregular, _parse_regular, _utf8_sample, decode, detect_delimiter, parse_csv)
 
 FORMULA_TRIGGERS: tuple[str, ...] = ("=", "+", "-", "@", "\t", "\r")
 """A cell starting with one of these is a formula to a spreadsheet app (OWASP CSV injection)."""
@@ -140,6 +140,7 @@ def _read_csv(p: Path, where: str, encoding: str | None, delimiter: str | None,
         raise InputError("this is an Excel workbook, not delimited text; rename it to .xlsx "
                          "(or .xls)", path=where)
     grid = tried = None
+    legacy: list[int] = []
     sample = _utf8_sample(data) if encoding is None else None
     if sample is not None and (delimiter is None or len(delimiter) == 1):
         # plain UTF-8 as `decode` would return it: polars' reads check the rest of the file
@@ -148,7 +149,7 @@ def _read_csv(p: Path, where: str, encoding: str | None, delimiter: str | None,
     if grid is not None:
         text, enc, delimiter = None, "utf-8", tried
     else:
-        text, enc = decode(data, encoding, where)
+        text, enc, legacy = decode(data, encoding, where)
         if delimiter is None:
             delimiter = detect_delimiter(text)
         elif len(delimiter) != 1:
@@ -168,7 +169,20 @@ def _read_csv(p: Path, where: str, encoding: str | None, delimiter: str | None,
         escaped = FORMULA_ESCAPE in text
     frame, hdr, issues, names = _finish(grid, where, header_row, None, delimiter)
     frame = restore_formula_escape(frame) if escaped else frame  # no `'` anywhere: no-op
+    if enc == MIXED:
+        issues = sorted(issues + _legacy_line_issues(legacy, frame, where), key=lambda i: i.row_number or 0)
     return Sheet(frame, issues, where, None, enc, delimiter, hdr, sha.result(), _letters(names))
+
+
+def _legacy_line_issues(lines: list[int], frame: pl.DataFrame, where: str) -> list[Issue]:
+    """A warning per data row that starts on a line of a UTF-8 file that is not UTF-8 and was
+    read as cp1252 (`read_csv.decode_mixed`): its accented letters may be wrong."""
+    file = Path(where).name
+    rows = frame.filter(pl.col("row_number").is_in(lines))["row_number"].to_list()
+    return [Issue("encoding", rn, None, None, "one text encoding per file (UTF-8)",
+                  f"{file}:{rn}: this line is not UTF-8 like the rest of the file; it was read as "
+                  "cp1252 (Windows-1252): check its accented letters, and save the file as UTF-8",
+                  "warning", file) for rn in rows]
 
 
 def _file_sha256(p: Path) -> str:

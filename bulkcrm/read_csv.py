@@ -8,7 +8,8 @@ record) and `c0..cN` (pl.String; "" for an empty field, null past a short record
 
 Rules:
 - Decoding: forced codec; else a byte order mark (U+FEFF as UTF-8/16/32); NUL-heavy UTF-16
-  without BOM; strict UTF-8; then cp1252 / Mac Roman (classic-Mac CR-only line ends) when
+  without BOM; strict UTF-8; UTF-8 with some lines in cp1252, each line decoded on its own
+  (the reader warns per such line); then cp1252 / Mac Roman (classic-Mac CR-only line ends) when
   charset-normalizer's mess ratio is ~0; then charset-normalizer's coherent best guess. BOM and
   NUL characters are removed. No confident guess -> `InputError` naming `--encoding`.
 - Delimiter: csv.Sniffer restricted to `, ; TAB |`, overruled by the candidate with the most
@@ -56,10 +57,12 @@ def _utf8_sample(data: bytes) -> str | None:
             continue
     return None
 
-def decode(data: bytes, encoding: str | None, where: str) -> tuple[str, str]:
-    """Decode CSV bytes; return `(text, codec name)`. BOM and NUL characters are removed.
+def decode(data: bytes, encoding: str | None, where: str) -> tuple[str, str, list[int]]:
+    """Decode CSV bytes; return `(text, codec name, lines read as cp1252 in a UTF-8 file)`.
+    BOM and NUL characters are removed.
 
     Order: forced `encoding`; a BOM (UTF-8/16/32); NUL-heavy UTF-16 without BOM; strict UTF-8;
+    UTF-8 with some lines in cp1252 (`decode_mixed`, codec name `MIXED`);
     then single-byte Western text
     (Mac Roman when the file has classic-Mac CR-only line ends, else cp1252, a superset of the
     printable latin-1 range), accepted only when charset-normalizer's mess ratio is ~0; then
@@ -83,25 +86,56 @@ def decode(data: bytes, encoding: str | None, where: str) -> tuple[str, str]:
             raise InputError(f"line {line}: byte 0x{data[e.start]:02X} (offset {e.start}) is not "
                              f"{encoding}; check --encoding, or leave it out to detect the encoding",
                              path=where) from None
-        return _clean_text(text), name
+        return _clean_text(text), name, []
     for bom, name in _BOMS:
         if data.startswith(bom):
             try:
-                return _clean_text(data[len(bom):].decode(name)), name
+                return _clean_text(data[len(bom):].decode(name)), name, []
             except UnicodeDecodeError:
                 break
     head = data[:4096]
     if head.count(0) > len(head) // 4:  # UTF-16 without BOM: every other byte of ASCII is NUL
         name = "utf-16-le" if head[1::2].count(0) > head[::2].count(0) else "utf-16-be"
         try:
-            return _clean_text(data.decode(name)), name
+            return _clean_text(data.decode(name)), name, []
         except UnicodeDecodeError:
             pass
     try:
-        return _clean_text(data.decode("utf-8")), "utf-8"
+        return _clean_text(data.decode("utf-8")), "utf-8", []
     except UnicodeDecodeError:
         pass
-    return _guess_legacy(data, where)
+    mixed = decode_mixed(data)
+    if mixed is not None:
+        return _clean_text(mixed[0]), MIXED, mixed[1]
+    return (*_guess_legacy(data, where), [])
+
+
+MIXED = "utf-8+cp1252"
+"""`decode`'s codec name for a UTF-8 file with some lines in cp1252 (`decode_mixed`)."""
+_UTF8_MULTIBYTE = re.compile(rb"[\xC2-\xF4][\x80-\xBF]")
+
+
+def decode_mixed(data: bytes) -> tuple[str, list[int]] | None:
+    """A UTF-8 file with some lines in a single-byte code (rows pasted from a Windows export):
+    `(text, the 1-based lines not UTF-8)`, each line decoded on its own: UTF-8 where it is,
+    else cp1252 (Latin-1 for the 5 bytes cp1252 leaves unused). None when no line holds
+    UTF-8 beyond ASCII or every line is UTF-8: the file is in one code, which decoding the
+    whole of it finds (`decode`)."""
+    if not _UTF8_MULTIBYTE.search(data):
+        return None
+    lines, legacy, utf8 = data.split(b"\n"), [], False
+    for i, line in enumerate(lines):
+        try:
+            text = line.decode("utf-8")
+            utf8 = utf8 or not text.isascii()
+        except UnicodeDecodeError:
+            try:
+                text = line.decode("cp1252")
+            except UnicodeDecodeError:
+                text = line.decode("latin-1")
+            legacy.append(i + 1)
+        lines[i] = text
+    return ("\n".join(lines), legacy) if utf8 and legacy else None
 
 
 def _guess_legacy(data: bytes, where: str) -> tuple[str, str]:

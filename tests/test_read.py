@@ -479,3 +479,16 @@ def test_a_sheet_column_right_of_the_header_is_read_under_a_placeholder(tmp_path
     assert sheet.frame.rows() == [(2, "A", "a@x.example", "note 1"), (3, "B", "b@x.example", None)]
     (issue,) = sheet.issues
     assert (issue.type, issue.severity, issue.cell) == ("unnamed-column", "warning", "C1")
+
+
+def test_a_utf8_file_with_a_cp1252_line_reads_each_line_in_its_own_code(tmp_path):
+    """Rows pasted from a Windows export into a UTF-8 file: the UTF-8 rows keep their letters
+    (not the mojibake of decoding the whole file as one legacy code), the cp1252 line is read
+    as cp1252, and that row gets a warning naming it."""
+    data = ("name,city\nKöniglich Essen,Köln\nTaquería,México\n".encode()
+            + "Björk AB,Göteborg\n".encode("cp1252") + "Ñandú,Córdoba\n".encode())
+    sheet = read(write(tmp_path, "mixed.csv", data))
+    assert rows(sheet) == [(2, "Königlich Essen", "Köln"), (3, "Taquería", "México"),
+                           (4, "Björk AB", "Göteborg"), (5, "Ñandú", "Córdoba")]
+    assert [(i.type, i.severity, i.row_number) for i in sheet.issues] == [("encoding", "warning", 4)]
+    assert "mixed.csv:4: this line is not UTF-8" in sheet.issues[0].message
