@@ -368,3 +368,23 @@ def test_apply_reports_under_the_inputs_name(runner, crm, tmp_path, monkeypatch)
     assert code == 0 and applied["created"] == 91 and applied["report"] == str(Path("reports", "week48"))
     assert (tmp_path / "reports" / "week48" / "report.json").exists()
     assert not (tmp_path / "reports" / "plan").exists()
+
+
+def test_the_sample_template_matches_a_row_whose_only_phone_changed(runner, crm, tmp_path):
+    """templates/organizations.yaml matches on customerId before phone numbers: ANTON (a phone,
+    no fax) with a new phone number is patched, not created a second time."""
+    assert run(runner, crm, "import", str(SAMPLE), "-t", str(TEMPLATE), "--report", str(tmp_path / "r1"))[0] == 0
+    rows = list(csv.reader(open(SAMPLE, encoding="utf-8")))
+    header = rows[0]
+    anton = next(r for r in rows if r[0] == "ANTON")
+    assert anton[header.index("fax")] == "NULL"
+    anton[header.index("phone")] = "(5) 555-9999"
+    edited = tmp_path / "week.csv"
+    with open(edited, "w", newline="", encoding="utf-8") as f:
+        csv.writer(f).writerows(rows)
+    crm.clear_log()
+    code, out = run(runner, crm, "import", str(edited), "-t", str(TEMPLATE), "--report", str(tmp_path / "r2"))
+    assert code == 0 and out["patched"] == 1 and out["created"] == 0 and out["unchanged"] == 90
+    orgs = [o for o in crm.store.all("organizations", tenant="tenant-a") if o.get("customerId") == "ANTON"]
+    assert len(orgs) == 1
+    assert "+5255559999" in [p["phoneNumber"] for p in orgs[0]["phoneNumbers"]]
