@@ -79,7 +79,8 @@ def read(path: str | Path, *, sheet: str | int | None = None, encoding: str | No
 
     Args:
         path: `.csv .tsv .psv .ssv .txt` (delimited text), `.xlsx .xlsm` or `.xls`.
-        sheet: Excel only: sheet name or 0-based index; default the first visible sheet.
+        sheet: Excel only (a CSV with a sheet raises): sheet name or 0-based index; default the
+            first visible sheet.
         encoding: CSV only: force a codec; default detect (BOM, then UTF-8, then
             charset-normalizer with cp1252/Mac Roman checks, see `bulkcrm.read_csv.decode`).
         delimiter: CSV only: force one; default detect among `, ; TAB |`.
@@ -91,7 +92,7 @@ def read(path: str | Path, *, sheet: str | int | None = None, encoding: str | No
     Raises:
         InputError: the file is missing, not a supported type, empty, password-protected,
             undecodable, or its header is unusable (duplicate header texts),
-            or the sheet does not exist. Row problems are never raised: see `Sheet.issues`.
+            or the sheet does not exist (or was asked of a CSV). Row problems are never raised: see `Sheet.issues`.
     """
     p, where = Path(path), str(path)
     if not p.exists():
@@ -106,6 +107,9 @@ def read(path: str | Path, *, sheet: str | int | None = None, encoding: str | No
     if ext not in CSV_EXTENSIONS:
         raise InputError(f"unsupported file type {ext or '(none)'!r}; use one of "
                          f"{', '.join(CSV_EXTENSIONS + EXCEL_EXTENSIONS)}", path=where)
+    if sheet is not None:  # a scheduled job's misplaced --sheet is not ignored silently
+        raise InputError(f"delimited text has no sheets (sheet {sheet!r} asked for): --sheet and a "
+                         "template's notes sheet (notes: {sheet: …}) need an .xlsx workbook", path=where)
     return _read_csv(p, where, encoding, delimiter, header_row)
 
 

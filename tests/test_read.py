@@ -492,3 +492,11 @@ def test_a_utf8_file_with_a_cp1252_line_reads_each_line_in_its_own_code(tmp_path
                            (4, "Björk AB", "Göteborg"), (5, "Ñandú", "Córdoba")]
     assert [(i.type, i.severity, i.row_number) for i in sheet.issues] == [("encoding", "warning", 4)]
     assert "mixed.csv:4: this line is not UTF-8" in sheet.issues[0].message
+
+
+def test_a_sheet_asked_of_a_csv_is_an_error(tmp_path):
+    """`--sheet Foo` on a CSV (a scheduled job's misplaced option) is not ignored silently."""
+    path = write(tmp_path, "orgs.csv", "a,b\n1,2\n")
+    with pytest.raises(InputError, match=r"delimited text has no sheets \(sheet 'Foo' asked for\)"):
+        read(path, sheet="Foo")
+    assert rows(read(path)) == [(2, "1", "2")]
