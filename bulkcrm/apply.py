@@ -21,6 +21,7 @@ Input: a `Plan` and a `Client`. Output: a `report.Report` (one row per input row
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import logging
@@ -64,7 +65,8 @@ def apply(plan: Plan, client: Client, *, plan_path: str | Path | None = None,
         reconcile: re-read touched records after the run and report mismatches.
         progress: callback(done, total, client): before the first write (done: the operations
             an earlier run of the plan did), then every `batch_size` operations or
-            `PROGRESS_EVERY_S` seconds, whichever comes first, and at the end.
+            `PROGRESS_EVERY_S` seconds, whichever comes first, and at the end; a run that
+            stops (Ctrl-C, an exception) gives one more with the operations done by then.
         target: the target label the plan must name (default `client.base_url`).
         notify: callback(text) for phase messages (e.g. reconciliation starting).
 
@@ -115,11 +117,17 @@ def _apply(plan: Plan, client: Client, journal: Journal, *, plan_path: str | Pat
     if progress and total:  # shown before the first write, which may wait for the rate limit
         progress(already, total, client)
     shown = time.monotonic()
-    for n, op in enumerate(plan.operations, start=1):
-        results[op.key] = _run_op(op, journal, client, verify)
-        if progress and (n % batch_size == 0 or n == total or time.monotonic() - shown >= PROGRESS_EVERY_S):
-            progress(n, total, client)
-            shown = time.monotonic()
+    try:
+        for n, op in enumerate(plan.operations, start=1):
+            results[op.key] = _run_op(op, journal, client, verify)
+            if progress and (n % batch_size == 0 or n == total or time.monotonic() - shown >= PROGRESS_EVERY_S):
+                progress(n, total, client)
+                shown = time.monotonic()
+    except BaseException:  # stopped (Ctrl-C, SIGTERM, an API that is down): how far it got
+        if progress and total:
+            with contextlib.suppress(BaseException):  # the stop itself is what propagates
+                progress(sum(journal.state(o.key) == "done" for o in plan.operations), total, client)
+        raise
     if reconcile and notify and plan.operations:
         notify("Reconciling: re-reading the written records (--no-reconcile skips this) …")
     mismatches = {**_reconcile(plan, journal, client), **_reconcile_notes(plan, results)} \

@@ -103,6 +103,10 @@ def _apply(p: Plan, target: Target, plan_path, *, reconcile, progress, batch_siz
         return apply(p, target.client, plan_path=plan_path, batch_size=batch_size, verify=verify,
                      reconcile=reconcile, target=target.label, progress=bar,
                      notify=echo if progress else None)
+    except BaseException:  # Ctrl-C, SIGTERM, an API that is down: a log shows where it stopped
+        if bar is not None:
+            bar.last_line()
+        raise
     finally:
         if bar is not None:
             bar.close()
@@ -121,16 +125,18 @@ class _progress_bar:
         self.total, self.bar = total, None
         self.log, self.first, self.start = not sys.stderr.isatty(), True, 0
         self.started = self.logged = time.monotonic()
+        self.seen: tuple | None = None   # the last update (done, total, client)
+        self.printed: int | None = None  # `done` of the last line printed
 
     def __call__(self, done: int, total: int, client) -> None:
+        self.seen = (done, total, client)
         if self.log:
             now = time.monotonic()
             if self.first:  # the operations an earlier run did: not this run's pace
                 self.start = done
             if self.first or done == total or now - self.logged >= self.LOG_EVERY_S:
                 self.logged, self.first = now, False
-                print(_progress_line(done, total, client, now - self.started, self.start), file=sys.stderr,
-                      flush=True)
+                self._print(done, total, client)
             return
         if self.bar is None:  # started at the first batch: its rate counts from there
             from tqdm import tqdm
@@ -139,6 +145,17 @@ class _progress_bar:
         self.bar.set_postfix(requests=client.requests_sent, throttled=client.throttled)
         if done == total:
             self.close()
+
+    def _print(self, done: int, total: int, client) -> None:
+        self.printed = done
+        print(_progress_line(done, total, client, time.monotonic() - self.started, self.start),
+              file=sys.stderr, flush=True)
+
+    def last_line(self) -> None:
+        """A log's line of the last update when it was not printed (a stopped run's count;
+        apply gives one as it stops). A terminal's bar shows it already."""
+        if self.log and self.seen is not None and self.seen[0] != self.printed:
+            self._print(*self.seen)
 
     def close(self) -> None:
         if self.bar is not None:
