@@ -49,9 +49,10 @@ DETAIL_KEYS = ("detail", "description", "hydra:description", "message", "title")
 SAFETY_MARGIN_S = 0.02
 """Least extra wait (seconds) past the exact moment a window slot frees."""
 SAFETY_MARGIN_SHARE = 1 / 240
-"""Extra wait as a share of the window (0.25 s of 60 s, at least `SAFETY_MARGIN_S`): the server
-counts a request when it arrives, and a request that left late (a busy machine, a slow
-connection) frees its slot late. 20 ms was too little on a busy machine (a trial saw one 429)."""
+"""Extra wait as a share of the window (0.25 s of 60 s, at least `SAFETY_MARGIN_S`): timers and
+millisecond stamps are not exact. A request that left late (a busy machine, a slow connection)
+is counted by the server when it arrives; the client counts its slot from the answer
+(`_Window.answered`), which is never earlier."""
 
 
 def safety_margin(window_s: float) -> float:
@@ -142,8 +143,9 @@ class _Window:
     bucket computes (until the oldest of the last N items is `window_s` old) is slept with the
     injected `sleep`. pyrate's own blocking `Limiter` is not used because it sleeps with
     `time.sleep` and reads `time.monotonic` directly, which fake-clock tests (BR-13) cannot drive.
-    A gate (`block_until`) holds every send back after a 429: the server's window is full even
-    when ours is not (other keys of the tenant share it).
+    A slot counts from its request's answer (`answered`): the server counts a request when it
+    arrives, which is never later. A gate (`block_until`) holds every send back after a 429:
+    the server's window is full even when ours is not (other keys of the tenant share it).
     """
 
     def __init__(self, limit: float | None, window_s: float, clock: Callable[[], float],
@@ -172,24 +174,37 @@ class _Window:
         with self._lock:
             self._not_before = max(self._not_before, t)
 
-    def acquire(self) -> float:
-        """Wait for a free slot, take it, and return the seconds waited."""
+    def acquire(self) -> tuple[float, RateItem | None]:
+        """Wait for a free slot, take it, and return (the seconds waited, the slot's item for
+        `answered`)."""
         waited = 0.0
         with self._lock:
             while True:
                 now = self._clock()
                 pause = self._not_before - now
                 if pause <= 0 and self._bucket is None:
-                    return waited
+                    return waited, None
                 if pause <= 0:
                     item = RateItem("tenant", int(now * 1000))
                     if self._bucket.put(item):
                         if self._bucket.count() > 4 * self._limit:
                             self._bucket.leak(item.timestamp)
-                        return waited
+                        return waited, item
                     pause = self._bucket.waiting(item) / 1000 + self.margin
                 self._sleep(pause)
                 waited += pause
+
+    def answered(self, item: RateItem | None) -> None:
+        """The request of slot `item` got its answer (or failed): the server counted it at
+        its arrival, which is no later than now, so the slot frees a window from now, not
+        from when it was taken (a busy machine may hold a request back in between)."""
+        if item is None:
+            return
+        with self._lock:
+            item.timestamp = max(item.timestamp, int(self._clock() * 1000))
+            items = self._bucket.items  # pyrate's log, in time order; another thread's slot
+            if items and items[-1] is not item:  # taken meanwhile may now be out of order
+                items.sort(key=lambda i: i.timestamp)
 
 
 class Client:
@@ -322,12 +337,15 @@ class Client:
         headers = {"Content-Type": content_type} if content_type else {}
         attempts = throttled = 0
         while True:
-            waited = self._window.acquire()
+            waited, slot = self._window.acquire()
             attempts += 1
             self.requests_sent += 1
             try:
-                resp = self._session.request(method, url, data=data, headers=headers,
-                                             timeout=self.timeout_s)
+                try:
+                    resp = self._session.request(method, url, data=data, headers=headers,
+                                                 timeout=self.timeout_s)
+                finally:  # answered or failed: its slot counts from now
+                    self._window.answered(slot)
             except (requests.ConnectionError, requests.Timeout,
                     requests.exceptions.ChunkedEncodingError) as exc:
                 self._transport_failed(exc, method, rel, attempts - throttled)

@@ -180,6 +180,29 @@ def test_pacing_gives_zero_429(crm):
         crm.set_rate_limit(None)
 
 
+def test_a_request_that_leaves_late_frees_its_slot_late(crm):
+    """A busy machine may hold a request back after the client counted it: the server counts it
+    when it arrives. The client counts a slot from the answer, so the request a window later
+    never reaches the server early. (The delay before sending is the machine's, which no
+    server can cause: the session's send is wrapped to sleep first.)"""
+    crm.set_rate_limit(5, 1.0)
+    try:
+        c = Client(crm.url, TEST_KEY, requests_per_minute=5, window_s=1.0)
+        send, late = c._session.request, [0.15]
+
+        def busy(*args, **kwargs):
+            if late:
+                time.sleep(late.pop())  # the first request leaves 150 ms after it was counted
+            return send(*args, **kwargs)
+
+        c._session.request = busy
+        for _ in range(6):
+            c.get("/organizations")
+        assert c.throttled == 0 and [r.status for r in crm.requests] == [200] * 6
+    finally:
+        crm.set_rate_limit(None)
+
+
 def test_fractional_rate_paces_without_error(crm):
     """`--max-rate 7.5` style limits: pyrate counts whole requests, so 2.5 per 0.4 s is paced as
     at most 2 in any 0.4 s (a float limit crashed once the window filled)."""
