@@ -102,7 +102,8 @@ def _economy(csv: Path, template, records: list[dict], kinds: list[str], tmp: Pa
         t_plan = time.perf_counter() - t0
         plan_log = sb.requests
         sb.clear_log()
-        report = apply(p, client, journal_file=tmp / "economy.journal.jsonl", reconcile=True)
+        report = apply(p, client, journal_file=tmp / "economy.journal.jsonl", reconcile=True,
+                       fresh=True)  # applied at once, as `bulkcrm import` does
         apply_log = sb.requests
     counts = p.counts()
     writes_needed = counts["create"] + counts["patch"] + counts["replace"]
@@ -141,7 +142,8 @@ def bench_window(quick: bool, tmp: Path) -> dict:
         client = Client(sb.url, KEY, requests_per_minute=limit, window_s=window)
         sb.clear_log()
         p = plan(csv, template, client)
-        report = apply(p, client, journal_file=tmp / "window.journal.jsonl", reconcile=True)
+        report = apply(p, client, journal_file=tmp / "window.journal.jsonl", reconcile=True,
+                       fresh=True)  # applied at once, as `bulkcrm import` does
         reqs = sb.requests
     ok = [r for r in reqs if r.status != 429]
     n, span = len(ok), ok[-1].time - ok[0].time

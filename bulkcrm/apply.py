@@ -10,6 +10,10 @@ Input: a `Plan` and a `Client`. Output: a `report.Report` (one row per input row
   retries is `failed` and the run goes on. 401/403 stop the run (AuthError).
 - `verify=True` re-reads a record before writing; a record whose touched fields changed since
   planning is not overwritten (`drifted`).
+- A saved plan with organization creates is checked first (one request) for organizations
+  created since it was made by others (another import, the CRM's own screens): its creates
+  could duplicate them, so it is refused (PlanError) unless `verify` looks each create's
+  identifiers up first. `bulkcrm import` applies the plan it has just made (`fresh`).
 - Reconciliation re-reads the touched records (`identifiers[]` 30 at a time, else one GET each)
   and notes every field the server holds differently from what was sent. Notes are checked
   against the server's answer to their write (no extra request).
@@ -52,7 +56,7 @@ log = logging.getLogger(__name__)
 def apply(plan: Plan, client: Client, *, plan_path: str | Path | None = None,
           journal_file: str | Path | None = None, batch_size: int = 25, verify: bool = False,
           reconcile: bool = True, progress: ProgressFn | None = None, target: str | None = None,
-          notify: Callable[[str], None] | None = None) -> Report:
+          notify: Callable[[str], None] | None = None, fresh: bool = False) -> Report:
     """Execute the plan's operations in order and report per input row.
 
     Args:
@@ -69,12 +73,15 @@ def apply(plan: Plan, client: Client, *, plan_path: str | Path | None = None,
             stops (Ctrl-C, an exception) gives one more with the operations done by then.
         target: the target label the plan must name (default `client.base_url`).
         notify: callback(text) for phase messages (e.g. reconciliation starting).
+        fresh: the plan was made moments ago by this process (`bulkcrm import`): it is not
+            checked for organizations created since (`_check_created_since`).
 
     Returns:
         `Report`; rows that failed, drifted, conflicted or were invalid make `Report.ok` False.
 
     Raises:
-        PlanError: the plan was made for another target.
+        PlanError: the plan was made for another target, or (without `verify`) it has
+            organization creates to do and others have created organizations since it was made.
         JournalError: the journal belongs to another plan, or another process is applying
             this plan (it holds the journal's lock, `journal.journal_lock`).
         AuthError: the key was rejected (401/403); the journal keeps what was done.
@@ -100,17 +107,18 @@ def apply(plan: Plan, client: Client, *, plan_path: str | Path | None = None,
     with journal_lock(jpath):  # a second apply of this plan at once would send it all again
         return _apply(plan, client, Journal(jpath, plan.sha256, plan.target), plan_path=plan_path,
                       batch_size=batch_size, verify=verify, reconcile=reconcile, progress=progress,
-                      notify=notify)
+                      notify=notify, fresh=fresh)
 
 
 def _apply(plan: Plan, client: Client, journal: Journal, *, plan_path: str | Path | None,
            batch_size: int, verify: bool, reconcile: bool, progress: ProgressFn | None,
-           notify: Callable[[str], None] | None) -> Report:
+           notify: Callable[[str], None] | None, fresh: bool = False) -> Report:
     """`apply` once it holds the journal."""
     for t in journal.send_times():  # an interrupted run's last writes still fill the window
         client.count_earlier(1, t)
     start_requests, started = client.requests_sent, now_utc()
-    _warn_if_created_since(plan, journal, client, verify)
+    if not fresh:
+        _check_created_since(plan, journal, client, verify)
     results: dict[str, Any] = {}  # key -> the server's answer to a write of this run
     total = len(plan.operations)
     already = sum(journal.state(o.key) == "done" for o in plan.operations)
@@ -143,24 +151,34 @@ PROGRESS_EVERY_S = 5.0
 minute a batch of 25 takes over a minute."""
 
 
-def _warn_if_created_since(plan: Plan, journal: Journal, client: Client, verify: bool) -> None:
-    """Warn (log) when organizations were created since the plan by others than this plan's
-    creates: its creates may duplicate them. One request (`createdAt[after]`, a one-item page),
-    sent only for a plan made `STALE_AFTER_S` or more ago with creates still to do (not for
-    `bulkcrm import`, which applies the plan it has just made)."""
+def _check_created_since(plan: Plan, journal: Journal, client: Client, verify: bool) -> None:
+    """Refuse a plan whose organization creates could duplicate organizations others created
+    since it was made; with `verify`, warn (each create looks its identifiers up first). One
+    request (`createdAt[strictly_after]`, a one-item page, crm-api.md §6-7), sent only when creates are
+    still to do. A record created by others in the plan's own second is not seen (a plan's
+    time and `createdAt` are to the second).
+
+    Raises:
+        PlanError: without `verify`, when others created organizations since the plan.
+    """
     since = dt.datetime.fromisoformat(plan.created_at).astimezone(dt.timezone.utc)
     todo = [o for o in plan.operations if _is_org_create(o) and journal.state(o.key) != "done"]
-    if not todo or time.time() - since.timestamp() < STALE_AFTER_S:
+    if not todo:
         return
     ours = sum(_is_org_create(o) and journal.state(o.key) is not None for o in plan.operations)  # sent too
-    page = client.get("/organizations", {"createdAt[after]": since.strftime("%Y-%m-%dT%H:%M:%SZ"),
+    # after the plan's second (the records it saw may share it; the API dates to the second)
+    page = client.get("/organizations", {"createdAt[strictly_after]": since.strftime("%Y-%m-%dT%H:%M:%SZ"),
                                          "itemsPerPage": 1})
     others = int(page.get("totalItems", 0)) - ours
-    if others > 0:
-        what = ("--verify looks each one's identifiers up first" if verify else "plan again, or apply "
-                "with --verify to skip a create whose identifiers now match a record")
-        log.warning("%s organization(s) were created since this plan was made (%s); its %s create(s) "
-                    "may duplicate them: %s", others, plan.created_at, len(todo), what)
+    if others <= 0:
+        return
+    said = (f"{others} organization(s) were created since this plan was made ({plan.created_at}); "
+            f"its {len(todo)} create(s) may duplicate them")
+    if not verify:
+        raise PlanError(f"{said}: plan again (the new plan matches them), or apply with --verify to "
+                        "look each create's identifiers up first (one request each) and skip those "
+                        "that match a record now; nothing was sent")
+    log.warning("%s: --verify looks each one's identifiers up first", said)
 
 
 def _run_op(op: Operation, journal: Journal, client: Client, verify: bool) -> Any:
@@ -275,9 +293,6 @@ def _find_created(op: Operation, body: dict, client: Client, path: str, journal:
         same = [r for r in recent if r["@id"] not in claimed and _same_record(r, body)]
     return same[0]["@id"] if same else None
 
-
-STALE_AFTER_S = 60
-"""A plan at least this old (seconds) is checked for organizations created since (`apply`)."""
 
 _DOWN = (502, 503, 504)
 """Statuses that, after the client's retries, mean the API is unavailable rather than that one

@@ -63,7 +63,7 @@ def run_import(file, template_path, target: Target, *, report_dir: str, dry_run=
             archive_journal(plan_path)
             p.save(plan_path)
             report = _apply(p, target, plan_path, reconcile=reconcile, progress=progress, batch_size=25,
-                            echo=echo)
+                            echo=echo, fresh=True)
         report.summary["requests"] += p.requests_spent
     return _finish(report, out, file, target, echo, input_frame=sh.frame)
 
@@ -97,12 +97,12 @@ def run_apply(plan_file, target: Target, *, report_dir: str, batch_size=25, veri
 
 
 def _apply(p: Plan, target: Target, plan_path, *, reconcile, progress, batch_size, verify=False,
-           echo: Echo | None = None) -> Report:
+           echo: Echo | None = None, fresh: bool = False) -> Report:
     bar = _progress_bar(len(p.operations)) if progress and p.operations else None
     try:
         return apply(p, target.client, plan_path=plan_path, batch_size=batch_size, verify=verify,
                      reconcile=reconcile, target=target.label, progress=bar,
-                     notify=echo if progress else None)
+                     notify=echo if progress else None, fresh=fresh)
     except BaseException:  # Ctrl-C, SIGTERM, an API that is down: a log shows where it stopped
         if bar is not None:
             bar.last_line()

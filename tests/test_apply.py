@@ -15,6 +15,7 @@ import pytest
 
 from bulkcrm.apply import apply
 from bulkcrm.client import Client
+from bulkcrm.errors import PlanError
 from bulkcrm.journal import journal_path
 from bulkcrm.plan import Plan, plan
 from bulkcrm.template import parse_template
@@ -151,16 +152,36 @@ def test_drifted_record_is_not_overwritten(crm, tmp_path):
     assert not report.ok
 
 
-def test_a_stale_plan_warns_and_verify_skips_creates_whose_records_exist_now(crm, tmp_path, caplog, monkeypatch):
-    """A plan made before another import created its records: apply warns; with --verify each
-    create looks its identifiers up first and is `drifted` instead of a duplicate."""
-    apply_module = sys.modules["bulkcrm.apply"]
+def test_a_plan_older_than_others_creates_is_refused_before_any_write(crm, tmp_path):
+    """Another import created three of a saved plan's organizations after it was made: apply
+    (without --verify) refuses before any write, saying what to do; nothing is duplicated."""
+    p, path = _plan(crm, tmp_path)
+    client = Client(crm.url, TEST_KEY, requests_per_minute=None)
+    time.sleep(1.1)  # a later second than the plan's (times are to the second)
+    for o in [o for o in p.operations if o.op == "create"][:3]:
+        client.post("/organizations", o.body)
+    crm.clear_log()
+    with pytest.raises(PlanError, match=r"3 organization\(s\) were created since this plan was made .*"
+                                        r"plan again .* or apply with --verify"):
+        apply(Plan.load(path), client, plan_path=path, reconcile=False)
+    assert [r.method for r in crm.requests] == ["GET"]  # the one check
+    # planned again, it matches them; applied later, it goes ahead: only its own creates are new
+    again = plan(_sheet(tmp_path), parse_template(TEMPLATE, path="t.yaml", sha256="x"), client)
+    assert again.counts()["create"] == N_NEW - 3
+    path = again.save(tmp_path / "again.json")
+    assert apply(Plan.load(path), client, plan_path=path, reconcile=False).ok
+    _assert_state_equals_plan(crm)
+
+
+def test_a_stale_plan_warns_and_verify_skips_creates_whose_records_exist_now(crm, tmp_path, caplog):
+    """A plan made before another import created its records: with --verify apply warns and
+    each create looks its identifiers up first and is `drifted` instead of a duplicate."""
     p, path = _plan(crm, tmp_path)
     client = Client(crm.url, TEST_KEY, requests_per_minute=None)
     early = [o for o in p.operations if o.op == "create"][:3]
+    time.sleep(1.1)  # a later second than the plan's (times are to the second)
     for o in early:  # another import created three of the plan's organizations meanwhile
         client.post("/organizations", o.body)
-    monkeypatch.setattr(apply_module, "STALE_AFTER_S", 0)
     with caplog.at_level("WARNING", logger="bulkcrm"):
         report = apply(Plan.load(path), client, plan_path=path, verify=True, reconcile=False)
     assert "3 organization(s) were created since this plan was made" in caplog.text
@@ -180,8 +201,8 @@ def test_an_api_that_is_down_stops_the_run_at_its_first_operation(crm, tmp_path)
         down = f"http://127.0.0.1:{s.getsockname()[1]}"
     client = Client(down, TEST_KEY, requests_per_minute=None, max_attempts=2, sleep=lambda s: None)
     p.target = down
-    with pytest.raises(TransientApiError, match="is the server at .* running"):
-        apply(p, client, plan_path=path, reconcile=False)
+    with pytest.raises(TransientApiError, match="is the server at .* running"):  # fresh: no check
+        apply(p, client, plan_path=path, reconcile=False, fresh=True)  # request first, as import's
     states = [json.loads(line).get("state") for line in journal_path(path).read_text().splitlines()[1:]]
     assert states == ["sent"] and client.requests_sent == 2
 
@@ -257,8 +278,8 @@ def test_lost_create_is_found_when_identifiers_have_no_filter(crm, tmp_path):
     assert sorted(o["customerId"] for o in orgs) == ["C1", "C2", "C3", "C9"]
     posts = [r for r in crm.requests if r.method == "POST"]
     assert len(posts) == 2  # C1 and C3; C2 was found, not resent
-    listing = [r for r in crm.requests if r.method == "GET" and "createdAt" in r.query]
-    assert len(listing) == 1
+    listing = [r for r in crm.requests if r.method == "GET" and "createdAt%5Bafter%5D" in r.query]
+    assert len(listing) == 1  # (besides the check for records others created since the plan)
     entries = [json.loads(line) for line in journal_path(path).read_text().splitlines()]
     assert [e.get("detail") for e in entries if e.get("key") == lost.key][-1] == "resolved after a lost answer"
 

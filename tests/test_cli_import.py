@@ -6,6 +6,7 @@ import json
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import openpyxl
@@ -388,3 +389,22 @@ def test_the_sample_template_matches_a_row_whose_only_phone_changed(runner, crm,
     orgs = [o for o in crm.store.all("organizations", tenant="tenant-a") if o.get("customerId") == "ANTON"]
     assert len(orgs) == 1
     assert "+5255559999" in [p["phoneNumber"] for p in orgs[0]["phoneNumbers"]]
+
+
+def test_an_old_plan_applied_after_an_import_of_its_file_creates_nothing_twice(runner, crm, tmp_path):
+    """plan, then import of the same file (which creates the rows), then apply of the older
+    plan: refused before any write (exit 2, saying what to do); with --verify its creates
+    find their records and are drifted, not created twice."""
+    code, _ = run(runner, crm, "plan", str(SAMPLE), "-t", str(TEMPLATE), "--out", str(tmp_path / "old.json"))
+    assert code == 0
+    time.sleep(1.1)  # the import's records are dated a later second than the plan
+    code, imported = run(runner, crm, "import", str(SAMPLE), "-t", str(TEMPLATE), "--report", str(tmp_path / "r"))
+    assert code == 0 and imported["created"] == 91
+    crm.clear_log()
+    result = runner.invoke(cli, ["apply", str(tmp_path / "old.json"), "--report", str(tmp_path / "a"),
+                                 "--base-url", crm.url, "--api-key", TEST_KEY, "--max-rate", "60000"])
+    assert result.exit_code == 2 and "91 organization(s) were created since this plan was made" in result.output
+    assert "plan again" in result.output and writes(crm) == []
+    code, verified = run(runner, crm, "apply", str(tmp_path / "old.json"), "--verify", "--report", str(tmp_path / "v"))
+    assert code == 1 and verified["created"] == 0 and writes(crm) == []
+    assert len(crm.store.all("organizations", tenant="tenant-a")) == 91

@@ -295,7 +295,7 @@ def test_reconcile_estimate_is_what_apply_spends_for_records_without_searchable_
                           "fields": {"title": "name", "customerId": "cid"}}, path="c.yaml", sha256="t")
     p = plan(sheet, tpl, client)
     assert p.strategy == "scan" and p.records_total == 10
-    report = apply(p, client, journal_file=tmp_path / "c.journal.jsonl")
+    report = apply(p, client, journal_file=tmp_path / "c.journal.jsonl", fresh=True)  # as import does
     spent_reconciling = report.summary["requests"] - len(p.operations)
     assert p.estimate()["reconcile"] == spent_reconciling == 1 + 2  # a count, then 50 records in 2 pages
 
