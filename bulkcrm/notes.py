@@ -168,7 +168,8 @@ def validate_notes(sh: Sheet, nt: Template, *, same_rows: bool = False
         mapped = _with_a_note(mapped, nt)
         frame = frame.filter(pl.col("row_number").is_in(mapped["row_number"].implode()))
     checked = validate(mapped, nt, sheet=frame, read_issues=[] if same_rows else sh.issues,
-                       file=file, sheet_name=sh.sheet_name, letters=sh.letters)
+                       file=file, sheet_name=sh.sheet_name, letters=sh.letters,
+                       numbers=None if same_rows else sh.numbers)
     return nt, mapped, frame, checked
 
 

@@ -246,7 +246,8 @@ def run_validate(file, template_path, *, sheet=None, encoding=None, delimiter=No
     name = Path(file).name
     where = f"{name}!{sh.sheet_name}" if sh.sheet_name else name
     result = validate(map_rows(sh.frame, template, path=where, header_row=sh.header_row), template, sheet=sh.frame,
-                      read_issues=sh.issues, file=name, sheet_name=sh.sheet_name, letters=sh.letters)
+                      read_issues=sh.issues, file=name, sheet_name=sh.sheet_name, letters=sh.letters,
+                      numbers=sh.numbers)
     issues, others, lines = result.issues, {}, []
     summary = {"rows": sh.frame.height, "invalid_rows": len(result.invalid_rows)}
     if notes is not None:

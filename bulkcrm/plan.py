@@ -158,7 +158,7 @@ def _plan(source: str | Path | Sheet, template: Template, client: Client, *, mod
                       header_row=sh.header_row)
     clock.lap("map")
     checked = validate(mapped, template, sheet=sh.frame, read_issues=sh.issues, file=file,
-                       sheet_name=sh.sheet_name, letters=sh.letters)
+                       sheet_name=sh.sheet_name, letters=sh.letters, numbers=sh.numbers)
     clock.lap("validate")
     cache = LookupCache()
     resolved = resolve_lookups(checked.valid, template, client, cache=cache, file=file,

@@ -60,6 +60,9 @@ class Sheet:
         sha256: hex SHA-256 of the file's bytes as read (the plan records it).
         letters: header -> the column's letters as a spreadsheet shows them (`B`; for CSV the
             field's position), so an issue can name its cell (`B4`).
+        numbers: Excel only: the General-format integer cells the reader did not flag
+            (`read_excel.NUMBERS_SCHEMA`: row_number, column, text, cell); `validate` warns on
+            those the template maps to a text field whose leading 0 matters. None for CSV.
     """
 
     frame: pl.DataFrame
@@ -71,6 +74,7 @@ class Sheet:
     header_row: int = 1
     sha256: str = ""
     letters: dict[str, str] = field(default_factory=dict)
+    numbers: pl.DataFrame | None = None
 
 
 def read(path: str | Path, *, sheet: str | int | None = None, encoding: str | None = None,
@@ -125,9 +129,11 @@ def _read_excel(p: Path, where: str, sheet: str | int | None, header_row: int | 
              f"(sheets: {', '.join(map(repr, grid.sheet_names))})")
     frame, hdr, issues, names = _finish(grid.grid, where, header_row, grid.sheet_name,
                                         empty=empty)
-    issues += excel_issues(grid, hdr, names, p.name)
+    found, numbers = excel_issues(grid, hdr, names, p.name)
+    issues += found
     issues.sort(key=lambda i: (i.row_number or 0, i.cell or ""))
-    return Sheet(frame, issues, where, grid.sheet_name, None, None, hdr, _file_sha256(p), _letters(names))
+    return Sheet(frame, issues, where, grid.sheet_name, None, None, hdr, _file_sha256(p), _letters(names),
+                 numbers)
 
 
 def _read_csv(p: Path, where: str, encoding: str | None, delimiter: str | None,

@@ -503,19 +503,42 @@ def _render_date(x: float, letters: str, date1904: bool) -> str | None:
 
 # --- issues ------------------------------------------------------------------------------------
 
-def excel_issues(g: ExcelGrid, header_row: int, names: dict[str, str], file: str) -> list[Issue]:
-    """Issues for cells below the header: excel-error and formula-without-result (errors),
-    numeric-cell and merged-cell (warnings).
+NUMBERS_SCHEMA = {"row_number": pl.Int64, "column": pl.String, "text": pl.String, "cell": pl.String}
+"""`excel_issues`' other General-format integer cells (`read.Sheet.numbers`)."""
 
-    numeric-cell rule: a General-format integer cell is flagged when it has 8 or more digits
-    (phone, KvK, account numbers) or its column also holds text cells below the header;
-    ordinary numbers in an all-numeric column are not flagged.
+
+def numeric_cell_issue(rn: int, column: str | None, text: str, file: str, sheet: str | None,
+                       ref: str) -> Issue:
+    """The numeric-cell warning of one cell (`B4`): its + or leading 0 may be lost."""
+    return Issue("numeric-cell", rn, column, text, _NUMERIC_RULE,
+                 f"{place(file, rn, column)} ({sheet}!{ref}): the cell was stored as a number; a "
+                 "leading + or 0 may have been lost; format the column as Text", "warning", file, sheet, ref)
+
+
+def excel_issues(g: ExcelGrid, header_row: int, names: dict[str, str], file: str
+                 ) -> tuple[list[Issue], pl.DataFrame]:
+    """Issues for cells below the header: excel-error and formula-without-result (errors),
+    numeric-cell and merged-cell (warnings); and the other General-format integer cells
+    (`NUMBERS_SCHEMA`), which `validate` flags where the template maps a text field whose
+    leading 0 matters (a zip code, a KvK number).
+
+    numeric-cell rule here: a General-format integer cell is flagged when it has 8 or more
+    digits (phone, KvK, account numbers) or its column also holds text cells below the header;
+    ordinary numbers in an all-numeric column are not flagged by the reader alone.
     """
     sheet, out = g.sheet_name, []
     cells = g.cells.filter(pl.col("row_number") > header_row)
     text_cols = _text_columns(g.grid.filter(pl.col("row_number") > header_row), cells)
-    flagged = cells.filter(pl.col("kind").is_in(["error", "no-result"]) | pl.col("id_like") & (
-        (pl.col("text").str.len_chars() >= 8) | pl.col("col").is_in([int(c[1:]) for c in text_cols])))
+    flag = pl.col("kind").is_in(["error", "no-result"]) | pl.col("id_like") & (
+        (pl.col("text").str.len_chars() >= 8) | pl.col("col").is_in([int(c[1:]) for c in text_cols]))
+    flagged = cells.filter(flag)
+    numbers = cells.filter(pl.col("id_like") & ~flag)
+    numbers = pl.DataFrame({
+        "row_number": numbers["row_number"].cast(pl.Int64),
+        "column": [names.get(f"c{c}") for c in numbers["col"].to_list()],
+        "text": numbers["text"],
+        "cell": [f"{_letters(c)}{r}" for c, r in zip(numbers["col"].to_list(), numbers["row_number"].to_list())],
+    }, schema=NUMBERS_SCHEMA).drop_nulls("column")
     for rn, col, kind, text, id_like in flagged.iter_rows():
         ref, column = f"{_letters(col)}{rn}", names.get(f"c{col}")
         at = f"{place(file, rn, column)} ({sheet}!{ref})"  # as every issue: file:row:column
@@ -530,9 +553,7 @@ def excel_issues(g: ExcelGrid, header_row: int, names: dict[str, str], file: str
                              "the file in Excel or LibreOffice, or paste values", "error", file,
                              sheet, ref))
         else:
-            out.append(Issue("numeric-cell", rn, column, text, _NUMERIC_RULE,
-                             f"{at}: the cell was stored as a number; a leading + or 0 may have "
-                             "been lost; format the column as Text", "warning", file, sheet, ref))
+            out.append(numeric_cell_issue(rn, column, text, file, sheet, ref))
     for r1, c1, r2, c2 in g.merges:
         if r2 <= header_row:
             continue
@@ -542,7 +563,7 @@ def excel_issues(g: ExcelGrid, header_row: int, names: dict[str, str], file: str
                          f"{place(file, rn, column)} ({sheet}!{rng}): a merged range; only "
                          f"{_letters(c1)}{r1} holds the value, the other cells read as empty; "
                          "unmerge and fill each cell", "warning", file, sheet, f"{_letters(c1)}{r1}"))
-    return out
+    return out, numbers
 
 
 def _text_columns(data: pl.DataFrame, cells: pl.DataFrame) -> set[str]:

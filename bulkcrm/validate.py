@@ -20,6 +20,7 @@ from .errors import ISSUE_SCHEMA, Issue, issues_frame, place, with_cell
 from .mapping import chain
 from .template import Mapping, Template
 from .normalize import EXTENSION, EXTENSION_MARK
+from .read_excel import numeric_cell_issue
 from .transforms import CHECK_ISSUE_TYPES, CHECKS, check_list, check_rule
 
 
@@ -50,7 +51,8 @@ class _Rule:
 
 def validate(mapped: pl.DataFrame, template: Template, *, sheet: pl.DataFrame | None = None,
              read_issues: list[Issue] | None = None, file: str | None = None,
-             sheet_name: str | None = None, letters: dict[str, str] | None = None) -> Validation:
+             sheet_name: str | None = None, letters: dict[str, str] | None = None,
+             numbers: pl.DataFrame | None = None) -> Validation:
     """Check every mapped row; return the good rows and every problem.
 
     Args:
@@ -60,6 +62,9 @@ def validate(mapped: pl.DataFrame, template: Template, *, sheet: pl.DataFrame | 
         read_issues: issues found while reading (formula without result, ragged rows, ...).
         file, sheet_name: where the rows came from, for the issue records.
         letters: header -> column letters (`read.Sheet.letters`), to name each issue's cell.
+        numbers: a workbook's integer cells the reader did not flag (`read.Sheet.numbers`):
+            those in a column the template maps to a text field whose leading 0 matters get a
+            numeric-cell warning (BR-05).
 
     Returns:
         `Validation`. Warnings (e.g. a phone that could not be put in E.164) keep the row valid.
@@ -79,6 +84,7 @@ def validate(mapped: pl.DataFrame, template: Template, *, sheet: pl.DataFrame | 
                                                                       template, file, sheet_name)
              if (i.row_number, i.column) not in unreadable and (i.row_number, None) not in unreadable]
     found += _dropped_extensions(sheet, template, found, file, sheet_name, letters or {}) + read_found
+    found += _numeric_cells(numbers, template, file, sheet_name)
     issues = issues_frame(found).sort("row_number", "column", nulls_last=True, maintain_order=True)
     bad = set(issues.filter(pl.col("severity") == "error")["row_number"].drop_nulls().to_list())
     valid = mapped.filter(~pl.col("row_number").is_in(list(bad))) if bad else mapped
@@ -235,6 +241,21 @@ def _dropped_extensions(sheet: pl.DataFrame | None, template: Template, found: l
                                 "warning", file, sheet_name), letters, sheet_name)
                 for rn, value in hits.iter_rows() if (rn, s.column) not in kept]
     return out
+
+
+def _numeric_cells(numbers: pl.DataFrame | None, template: Template, file: str | None,
+                   sheet_name: str | None) -> list[Issue]:
+    """numeric-cell warnings of the integer cells (`read.Sheet.numbers`) in the columns of
+    text fields whose leading 0 matters: a zip code `2138` may be `02138`, a KvK number
+    `2012345` may be `02012345` (BR-05). Not for booleans, dates, lookups or IRIs."""
+    if numbers is None or not numbers.height:
+        return []
+    columns = {s.column for m in template.mappings for s in m.sources if s.column and (
+        m.kind == "phones" or m.kind == "scalar" and m.lookup is None and not m.rules.get("iri")
+        and m.rules.get("check") not in ("datetime", "boolean"))}
+    hits = numbers.filter(pl.col("column").is_in(sorted(columns)))
+    return [numeric_cell_issue(rn, column, text, file or "", sheet_name, cell)
+            for rn, column, text, cell in hits.iter_rows()]
 
 
 def _regions(rows: pl.DataFrame, template: Template) -> dict[int, str]:

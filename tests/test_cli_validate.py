@@ -197,3 +197,26 @@ def test_validate_checks_the_notes_of_an_organizations_template(runner, tmp_path
     copy = openpyxl.load_workbook(tmp_path / "r" / "w.issues.xlsx")
     marked = {ws.title: [c.coordinate for row in ws.iter_rows() for c in row if c.comment] for ws in copy}
     assert marked == {"Orgs": [], "Notes": ["B3"]}
+
+
+def test_short_numbers_in_a_text_columns_numeric_cells_are_flagged(runner, tmp_path):
+    """A zip code or KvK number typed as a number in an all-number column lost its leading 0
+    unseen (02138 -> 2138): every such cell of a column mapped to a text field gets the
+    numeric-cell warning (BR-05), not only 8-digit ones; numeric columns the template does
+    not map get none."""
+    wb = openpyxl.Workbook()
+    ws = wb.active
+    ws.append(["name", "zip", "kvk", "employees", "vip"])
+    ws.append(["Acme", 2138, 2012345, 12, 1])
+    ws.append(["Bolt", 10001, 12345678, 250, 0])
+    wb.save(tmp_path / "orgs.xlsx")
+    (tmp_path / "t.yaml").write_text(yaml.safe_dump({
+        "resource": "organizations", "identifiers": ["chamberOfCommerceNumber"],
+        "fields": {"title": "name", "address.postalCode": "zip", "chamberOfCommerceNumber": "kvk"}}),
+        encoding="utf-8")
+    result = runner.invoke(cli, ["validate", str(tmp_path / "orgs.xlsx"), "-t", str(tmp_path / "t.yaml"), "--json"])
+    issues = json.loads(result.output.strip().splitlines()[-1])["issues"]
+    flagged = sorted((i["row_number"], i["column"], i["value"]) for i in issues if i["type"] == "numeric-cell")
+    assert flagged == [(2, "kvk", "2012345"), (2, "zip", "2138"), (3, "kvk", "12345678"), (3, "zip", "10001")]
+    assert any("(Sheet!B2): the cell was stored as a number; a leading + or 0 may have been lost" in i["message"]
+               for i in issues)
