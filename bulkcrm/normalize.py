@@ -576,6 +576,8 @@ def check_rule(name: str, *, region: str | None = None, value: str | None = None
     rule, hint = CHECK_RULES[name]
     if name == "phone_e164" and value and value.strip().startswith("+"):
         hint, region = PHONE_CODE_HINT, _code_region(value.strip()) or region
+    elif name == "phone_e164" and value and (lost := _lost_plus(value)):
+        hint = hint.replace(", such as {example}", f": {lost[0]} if it begins with country code {lost[1]}")
     if "{example}" in hint:
         hint = hint.replace("{example}", _example_phone(region))
     if name == "datetime" and options.get("dayfirst"):  # the template reads DD-MM-YYYY
@@ -591,6 +593,20 @@ def check_list(check_expr_fn: Callable[[pl.Expr], pl.Expr], expr: pl.Expr) -> pl
     """Return True where every item of the list `expr` passes `check_expr_fn` (null or empty
     list -> True), e.g. `check_list(partial(CHECKS["iri"], collection="tags"), pl.col("tags"))`."""
     return expr.list.eval(check_expr_fn(pl.element())).list.all().fill_null(True)
+
+
+def _lost_plus(value: str) -> tuple[str, int] | None:
+    """(`+digits`, its country code) when `value` is only digits (and spaces, dots, dashes)
+    that with a `+` form a valid number (phonenumbers' metadata): `31201234567` whose `+`
+    Excel dropped (BR-05)."""
+    if not re.fullmatch(r"[\d\s.\-]{8,}", value.strip()):
+        return None
+    plus = "+" + re.sub(r"\D", "", value)
+    try:
+        num = phonenumbers.parse(plus, None)
+    except phonenumbers.NumberParseException:
+        return None
+    return (plus, num.country_code) if phonenumbers.is_valid_number(num) else None
 
 
 def _code_region(number: str) -> str | None:
