@@ -172,7 +172,8 @@ def _plan(source: str | Path | Sheet, template: Template, client: Client, *, mod
     clock.seconds["match"] = round(clock.seconds["match"] - matches.fetch_seconds, 4)
     issues = [*_frame_issues(checked.issues), *resolved.issues,
               *_conflict_issues(matches.conflicts, template, sh, file),
-              *_not_found_issues(matches.not_found, template, file, sh.sheet_name)]
+              *_not_found_issues(matches.not_found, template, file, sh.sheet_name),
+              *_same_title_issues(rows, matches, template, file, sh.sheet_name)]
     out_rows, ops = _decide(mapped, rows, matches, template, mode, issues, resolved.tags_to_create)
     clock.lap("diff")
     p = Plan(template=str(template.path), template_sha256=template.sha256, input=str(sh.path),
@@ -353,6 +354,35 @@ def _conflict_issues(conflicts: pl.DataFrame, template: Template, sh: Sheet, fil
                             "organization appears once and its identifiers point at one record, or "
                             "add a crm_iri column", "error", file, sh.sheet_name), sh.letters, sh.sheet_name)
             for rn, t, msg, field_name, value in conflicts.iter_rows()]
+
+
+def _same_title_issues(rows: pl.DataFrame, matches, template: Template, file: str,
+                       sheet: str | None) -> list[Issue]:
+    """A `possible-duplicate` warning per row that matched no record although a record no row
+    matched has its title (case and spaces aside): perhaps the same organization under other
+    identifiers (BR-11 without its IRI). Only when planning listed every record (scan): the
+    API has no title filter (crm-api.md §8.3)."""
+    m = template.mapping("title")
+    if matches.total is None or matches.frame is None or m is None or "title" not in rows.columns:
+        return []
+    def key(c): return c.str.to_lowercase().str.replace_all(r"\s+", " ").str.strip_chars()
+    skip = matches.conflicts["row_number"].implode()
+    new = rows.select("row_number", "title").hstack(matches.iri.select("iri")).filter(
+        pl.col("iri").is_null() & pl.col("title").is_not_null() & ~pl.col("row_number").is_in(skip))
+    if not new.height:
+        return []
+    taken = matches.iri["rec"].drop_nulls().implode()
+    records = matches.frame.with_row_index("__rec").filter(~pl.col("__rec").is_in(taken)).select(
+        "@id", key(pl.col("title")).alias("__k"))
+    hits = new.with_columns(key(pl.col("title")).alias("__k")).join(records, on="__k").group_by(
+        "row_number", maintain_order=True).agg(pl.col("title").first(), pl.col("@id").sort())
+    col, iri_col = m.sources[0].column, template.iri_column or "crm_iri"
+    return [Issue("possible-duplicate", rn, col, title, "one record per organization",
+                  f'{file}:{rn}:{col}: this row creates "{title}", but {", ".join(iris[:3])} '
+                  f"{'has' if len(iris) == 1 else 'have'} that title and no row matches "
+                  f"{'it' if len(iris) == 1 else 'them'}; if it is the same organization, give the "
+                  f"row its IRI in a {iri_col} column (or an identifier the record holds)",
+                  "warning", file, sheet) for rn, title, iris in hits.iter_rows()]
 
 
 def _not_found_issues(nf: pl.DataFrame, template: Template, file: str, sheet: str | None) -> list[Issue]:

@@ -108,6 +108,26 @@ def with_iri(path, iri):
     return path
 
 
+def test_br11_without_its_iri_warns_that_a_record_has_the_rows_title(crm, client, tmp_path):
+    """BR-11 as shipped shares no identifier with the record: the row is a create (the API has
+    no title filter, and a title identifies nothing), but a plan that listed every record says
+    that one has the row's title and how to match it; a lookup plan cannot know, and says
+    nothing."""
+    load_existing(crm, "BR-11.existing.json")
+    crm.seed({"tags": [{"@id": "/tags/9", "title": "Lease"}]})
+    sheet = only_columns(CASES / "BR-11.csv", tmp_path)
+    p = plan(sheet, template(), client, strategy="scan")
+    assert p.counts()["create"] == 1
+    (warning,) = [i for i in p.issues if i["type"] == "possible-duplicate"]
+    assert warning["row_number"] == 2 and warning["column"] == "title" and warning["severity"] == "warning"
+    assert f'this row creates "Autobedrijf Snel", but {BR11} has that title' in warning["message"]
+    assert "give the row its IRI in a crm_iri column" in warning["message"]
+    assert "possible-duplicate" not in {i["type"] for i in plan(sheet, template(), client, strategy="lookup").issues}
+    # matched through its IRI, the row is no create and nothing is said
+    assert not [i for i in plan(with_iri(sheet, BR11), template(), client, strategy="scan").issues
+                if i["type"] == "possible-duplicate"]
+
+
 def test_br11_merge_patch_keeps_existing_list_items(crm, client, tmp_path):
     load_existing(crm, "BR-11.existing.json")
     crm.seed({"tags": [{"@id": "/tags/9", "title": "Lease"},
