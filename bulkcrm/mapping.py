@@ -138,7 +138,11 @@ def _check_columns(frame: pl.DataFrame, template: Template, path: str | None, he
 
 
 def _with_guess(column: str, present: list[str]) -> str:
-    """`'emial' (did you mean 'email'?)`: the sheet's closest header (difflib, case ignored)."""
+    """`'emial' (did you mean 'email'?)`: the sheet's closest header (difflib, case ignored);
+    `'email' (it heads several columns, read as 'email (column 2)', …: map one)`."""
+    doubled = [c for c in present if c.startswith(f"{column} (column ") and c.endswith(")")]
+    if doubled:
+        return f"{column!r} (it heads several columns, read as {', '.join(map(repr, doubled))}: map one)"
     by_lower = {c.lower(): c for c in present}
     guess = difflib.get_close_matches(column.lower(), list(by_lower), n=1, cutoff=0.75)
     return f"{column!r} (did you mean {by_lower[guess[0]]!r}?)" if guess else repr(column)

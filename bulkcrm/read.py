@@ -280,11 +280,11 @@ def _finish(grid: pl.DataFrame, where: str, header_row: int | None, sheet: str |
         # too (in a CSV it is a ragged row: a delimiter that should have been quoted)
         filled = data.select((~_blank(c)).any() for c in cells[width:]).row(0)
         width += max((j + 1 for j, f in enumerate(filled) if f), default=0)
-    named, unnamed = _check_header(texts[:width], cells[:width], data, where, header_row, how, sheet)
+    named, unnamed, doubled = _check_header(texts[:width], cells[:width], data, where, header_row, how, sheet)
     # one chunk per column: later stages run per chunk (e.g. a transform's Python batch)
     frame = data.select(pl.col("row_number"), *(pl.col(c).alias(n) for c, n in named.items())).rechunk()
-    issues = _unnamed(unnamed, where, header_row, how, sheet) + _ragged(data, cells[width:], width,
-                                                                         where, sheet, delimiter)
+    issues = _unnamed(unnamed, where, header_row, how, sheet) + doubled + _ragged(
+        data, cells[width:], width, where, sheet, delimiter)
     return frame, header_row, issues, named
 
 
@@ -304,10 +304,14 @@ def _drop_blank_rows(grid: pl.DataFrame, cells: list[str]) -> pl.DataFrame:
 
 
 def _check_header(texts: list[str], cells: list[str], data: pl.DataFrame, where: str,
-                  header_row: int, how: str, sheet: str | None) -> tuple[dict[str, str], dict[str, str]]:
+                  header_row: int, how: str, sheet: str | None
+                  ) -> tuple[dict[str, str], dict[str, str], list[Issue]]:
     """Return ({grid column: header}, {grid column: name} of the unnamed columns read under a
-    placeholder); raise on duplicate headers. A blank header over an all-empty column is dropped; over data, the column is
-    read as `(column 2)` (CSV: its position; Excel: `(column B)`), which a template may map."""
+    placeholder, the duplicate-header warnings). A blank header over an all-empty column is
+    dropped; over data, the column is read as `(column 2)` (CSV: its position; Excel:
+    `(column B)`), which a template may map. A header text in several columns (or the
+    reserved `row_number`) is read as `email (column 3)` in each, with a warning: a template
+    that does not map it is not blocked; one that does maps one of those names."""
     def pos(i: int) -> str:
         return f"column {column_letter(int(cells[i][1:]))}" if sheet is not None \
             else f"column {i + 1}"
@@ -322,12 +326,23 @@ def _check_header(texts: list[str], cells: list[str], data: pl.DataFrame, where:
         if t:
             seen.setdefault(t, []).append(i)
     dups = {t: ix for t, ix in seen.items() if len(ix) > 1 or t == "row_number"}
-    if dups:
-        desc = "; ".join(f"{t!r} in {', '.join(pos(i) for i in ix)}" for t, ix in dups.items())
-        note = " (`row_number` is reserved)" if "row_number" in dups else ""
-        raise InputError(f"duplicate headers in {where_hdr}: {desc}{note}; rename them so each "
-                         "header is unique", path=where)
-    return {cells[i]: t for i, t in enumerate(texts) if t}, placeholders
+    doubled = []
+    for t, ix in dups.items():
+        names = [f"{t} ({pos(i)})" for i in ix]
+        if any(n in seen for n in names):  # the new names are taken too: ask for a rename
+            raise InputError(f"duplicate headers in {where_hdr}: {t!r} in {', '.join(pos(i) for i in ix)}; "
+                             "rename them so each header is unique", path=where)
+        for i, n in zip(ix, names):
+            texts[i] = n
+        what = ("the reserved header 'row_number'" if t == "row_number" and len(ix) == 1
+                else f"the header {t!r} heads {', '.join(pos(i) for i in ix)}")
+        doubled.append(Issue(
+            "duplicate-header", header_row, None, t, "each column has a header of its own",
+            f"{Path(where).name}:{header_row}: {what} (in {where_hdr}); read as "
+            f"{', '.join(map(repr, names))}: rename them in the sheet, or map one of these names",
+            "warning", Path(where).name, sheet,
+            f"{column_letter(int(cells[ix[0]][1:]))}{header_row}" if sheet is not None else None))
+    return {cells[i]: t for i, t in enumerate(texts) if t}, placeholders, doubled
 
 
 def _unnamed(names: dict[str, str], where: str, header_row: int, how: str,

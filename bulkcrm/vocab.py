@@ -59,6 +59,7 @@ IssueType = Literal[
     "invalid-phone-type", "phone-extension", "invalid-iri", "invalid-datetime", "invalid-boolean", "too-long",
     "unknown-lookup", "ambiguous-lookup", "duplicate-row", "ambiguous-match", "moved-note", "ragged-row",
     "formula-without-result", "excel-error", "merged-cell", "numeric-cell", "encoding", "unnamed-column",
+    "duplicate-header",
     "api-rejected", "request-failed", "drifted", "reconcile-mismatch", "not-found", "possible-duplicate",
 ]
 """Kebab-case issue slugs, as frictionless names its errors."""

@@ -220,3 +220,21 @@ def test_short_numbers_in_a_text_columns_numeric_cells_are_flagged(runner, tmp_p
     assert flagged == [(2, "kvk", "2012345"), (2, "zip", "2138"), (3, "kvk", "12345678"), (3, "zip", "10001")]
     assert any("(Sheet!B2): the cell was stored as a number; a leading + or 0 may have been lost" in i["message"]
                for i in issues)
+
+
+def test_a_header_in_two_columns_blocks_only_a_template_that_maps_it(runner, tmp_path):
+    """Two unmapped `Opmerking` columns do not stop the import (a warning); a template mapping
+    the doubled header is told which names to map, and may map them."""
+    (tmp_path / "orgs.csv").write_text("title,email,Opmerking,Opmerking\nA,a@x.example,x,y\n", encoding="utf-8")
+    fields = {"title": "title", "emailAddresses": "email"}
+    (tmp_path / "t.yaml").write_text(yaml.safe_dump({"resource": "organizations", "identifiers": ["emailAddresses"],
+                                                     "fields": fields}), encoding="utf-8")
+    ok = runner.invoke(cli, ["validate", str(tmp_path / "orgs.csv"), "-t", str(tmp_path / "t.yaml"), "--json"])
+    out = json.loads(ok.output.strip().splitlines()[-1])
+    assert ok.exit_code == 0 and [i["type"] for i in out["issues"]] == ["duplicate-header"]
+    (tmp_path / "t2.yaml").write_text(yaml.safe_dump({"resource": "organizations", "identifiers": ["emailAddresses"],
+                                                      "fields": {**fields, "description": "Opmerking"}}),
+                                      encoding="utf-8")
+    bad = runner.invoke(cli, ["validate", str(tmp_path / "orgs.csv"), "-t", str(tmp_path / "t2.yaml")])
+    assert bad.exit_code == 2 and ("'Opmerking' (it heads several columns, read as 'Opmerking (column 3)', "
+                                   "'Opmerking (column 4)': map one)") in bad.output

@@ -223,12 +223,18 @@ def test_headers_trimmed(tmp_path):
         "row_number", "title", "email"]
 
 
-def test_duplicate_headers_error_text(tmp_path):
-    with pytest.raises(InputError) as e:
-        read(write(tmp_path, "dup.csv", "email,title,email,phone,title\n1,2,3,4,5\n"))
-    assert str(e.value) == (
-        f"{tmp_path / 'dup.csv'}: duplicate headers in header row 1 (detected): 'email' in "
-        "column 1, column 3; 'title' in column 2, column 5; rename them so each header is unique")
+def test_duplicate_headers_are_read_apart_with_a_warning(tmp_path):
+    """A header in two columns does not block a template that does not map it (a colleague's
+    two `Opmerking` columns): each is read under its own name, with a warning per header."""
+    sheet = read(write(tmp_path, "dup.csv", "email,title,email,phone,title\n1,2,3,4,5\n"))
+    assert sheet.frame.columns == ["row_number", "email (column 1)", "title (column 2)", "email (column 3)",
+                                   "phone", "title (column 5)"]
+    assert sheet.frame.row(0) == (2, "1", "2", "3", "4", "5")
+    assert [(i.type, i.severity, i.row_number, i.value) for i in sheet.issues] == [
+        ("duplicate-header", "warning", 1, "email"), ("duplicate-header", "warning", 1, "title")]
+    assert sheet.issues[0].message == (
+        "dup.csv:1: the header 'email' heads column 1, column 3 (in header row 1 (detected)); read as "
+        "'email (column 1)', 'email (column 3)': rename them in the sheet, or map one of these names")
 
 
 def test_blank_header_over_data_is_read_under_a_placeholder_with_a_warning(tmp_path):
@@ -414,8 +420,10 @@ def test_xlsx_offset_table_and_x000d_escape():
 
 
 def test_xlsx_duplicate_and_blank_headers():
-    with pytest.raises(InputError, match=r"'col' in column A, column B, column C"):
-        read(DATA / "fastexcel/fixture-single-sheet-duplicated-columns.xlsx")
+    doubled = read(DATA / "fastexcel/fixture-single-sheet-duplicated-columns.xlsx")
+    assert doubled.frame.columns[1:4] == ["col (column A)", "col (column B)", "col (column C)"]
+    (issue,) = [i for i in doubled.issues if i.type == "duplicate-header"]
+    assert "the header 'col' heads column A, column B, column C" in issue.message and issue.cell == "A1"
     merged = read(DATA / "calamine/merge_cells.xlsx")  # a merged header cell leaves B blank
     assert merged.frame.columns == ["row_number", "Row Merge", "(column B)", "Not Merged"]
     assert [i.column for i in merged.issues if i.type == "unnamed-column"] == ["(column B)"]
