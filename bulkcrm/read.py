@@ -338,7 +338,7 @@ def _check_header(texts: list[str], cells: list[str], data: pl.DataFrame, where:
                 else f"the header {t!r} heads {', '.join(pos(i) for i in ix)}")
         doubled.append(Issue(
             "duplicate-header", header_row, None, t, "each column has a header of its own",
-            f"{Path(where).name}:{header_row}: {what} (in {where_hdr}); read as "
+            f"{Path(where).name}:{header_row}{_at(sheet, cells[ix[0]], header_row)}: {what} (in {where_hdr}); read as "
             f"{', '.join(map(repr, names))}: rename them in the sheet, or map one of these names",
             "warning", Path(where).name, sheet,
             f"{column_letter(int(cells[ix[0]][1:]))}{header_row}" if sheet is not None else None))
@@ -351,11 +351,16 @@ def _unnamed(names: dict[str, str], where: str, header_row: int, how: str,
     `_check_header`); in a sheet it names the blank header cell (`B1`)."""
     tip = "" if how == "given" else " (or pass --header-row if the header is another row)"
     return [Issue("unnamed-column", header_row, name, None, "every column that holds data has a header",
-                  f"{Path(where).name}:{header_row}: {name[1:-1]} holds data but has no header text; "
-                  f"it is read as {name!r}: name it in the sheet or map {name!r}{tip}", "warning",
-                  Path(where).name, sheet,
+                  f"{Path(where).name}:{header_row}{_at(sheet, c, header_row)}: {name[1:-1]} holds data but "
+                  f"has no header text; it is read as {name!r}: name it in the sheet or map {name!r}{tip}",
+                  "warning", Path(where).name, sheet,
                   f"{column_letter(int(c[1:]))}{header_row}" if sheet is not None else None)
             for c, name in names.items()]
+
+
+def _at(sheet: str | None, cell_column: str, row: int) -> str:
+    """` (Sheet!B1)`: where a header issue is in a workbook; nothing for a CSV."""
+    return f" ({sheet}!{column_letter(int(cell_column[1:]))}{row})" if sheet is not None else ""
 
 
 def _ragged(data: pl.DataFrame, extra: list[str], width: int, where: str,

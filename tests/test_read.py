@@ -424,9 +424,11 @@ def test_xlsx_duplicate_and_blank_headers():
     assert doubled.frame.columns[1:4] == ["col (column A)", "col (column B)", "col (column C)"]
     (issue,) = [i for i in doubled.issues if i.type == "duplicate-header"]
     assert "the header 'col' heads column A, column B, column C" in issue.message and issue.cell == "A1"
+    assert f"({doubled.sheet_name}!A1): " in issue.message
     merged = read(DATA / "calamine/merge_cells.xlsx")  # a merged header cell leaves B blank
     assert merged.frame.columns == ["row_number", "Row Merge", "(column B)", "Not Merged"]
-    assert [i.column for i in merged.issues if i.type == "unnamed-column"] == ["(column B)"]
+    (unnamed,) = [i for i in merged.issues if i.type == "unnamed-column"]
+    assert unnamed.column == "(column B)" and f"merge_cells.xlsx:1 ({merged.sheet_name}!B1): " in unnamed.message
 
 
 def test_password_protected():
