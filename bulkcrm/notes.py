@@ -35,7 +35,7 @@ import polars as pl
 
 from . import diff
 from .client import Client
-from .errors import Issue, with_cell
+from .errors import InputError, Issue, with_cell
 from .export import IRI_COLUMN  # where a notes export names each note
 from .lookups import REF_PREFIX, LookupCache, resolve_lookups
 from .mapping import map_rows
@@ -91,18 +91,29 @@ def plan_with_orgs(org_rows: list[dict], org_mapped: pl.DataFrame, sheet: Sheet,
     Raises:
         InputError: the notes sheet cannot be read or lacks a column. ApiError: a lookup failed.
     """
-    from .read import read
-
     spec = template.notes
     nt = spec.template
     if spec.sheet is None:
         return plan_notes(sheet, nt, client, mode=mode, strategy=strategy, mirror=mirror,
                           targets=targets_same_rows(org_rows), same_rows=True)
     org_targets = targets_same_rows(org_rows, sheet=sheet.sheet_name)
-    notes_sheet = read(sheet.path, sheet=spec.sheet)
+    notes_sheet = read_notes_sheet(sheet.path, spec.sheet, template.path)
     return plan_notes(notes_sheet, nt, client, mode=mode, strategy=strategy, mirror=mirror,
                       org_side=(org_mapped, org_targets, sheet.sheet_name),
                       key_prefix=f"note:{notes_sheet.sheet_name or spec.sheet}:")
+
+
+def read_notes_sheet(path: str, sheet: str, template_path: str | None) -> Sheet:
+    """The workbook's notes `sheet` that an organizations template names (`notes: {sheet: …}`).
+
+    Raises:
+        InputError: it cannot be read (no such sheet, a CSV, ...); the message says the
+            template asked for it."""
+    from .read import read
+    try:
+        return read(path, sheet=sheet)
+    except InputError as e:
+        raise InputError(f"{e} (the notes sheet of template {template_path}: notes: {{sheet: {sheet}}})") from None
 
 
 def plan_notes(sh: Sheet, nt: Template, client: Client, *, mode: str = "upsert",

@@ -219,9 +219,9 @@ def _with_notes(issues: pl.DataFrame, sh: Sheet, notes, file) -> tuple[pl.DataFr
     with the notes' after them, each naming its resource except what the reader found (whole
     rows); the notes sheet when it is another sheet ({name: frame}, for the issues copy); the
     notes' `rows` and `invalid_rows`; the line the text shows."""
-    from .notes import validate_notes
+    from .notes import read_notes_sheet, validate_notes
     issues = issues_frame(about("organizations", [Issue(**r) for r in issues.to_dicts()], sh.issues))
-    notes_sheet = sh if notes.sheet is None else read(file, sheet=notes.sheet)
+    notes_sheet = sh if notes.sheet is None else read_notes_sheet(file, notes.sheet, notes.template.path if notes.template else None)
     _, mapped, _, checked = validate_notes(notes_sheet, notes.template, same_rows=notes.sheet is None)
     mine = checked.issues.with_columns(pl.lit("organization_notes").alias("resource"))
     issues = pl.concat([issues, mine]).sort(  # the organizations' sheet first, then by row

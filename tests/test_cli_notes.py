@@ -348,3 +348,24 @@ def test_exported_notes_of_organizations_without_the_reference_import_unchanged(
     report = json.loads((tmp_path / "n" / "report.json").read_text())
     (bad,) = [i for i in report["issues"] if i["severity"] == "error"]
     assert bad["row_number"] == 3 and "no organization reference; fill in customerID" in bad["message"]
+
+
+def test_a_missing_notes_sheet_says_the_template_asked_for_it(runner, categories, tmp_path):
+    """The workbook lacks the sheet the template's `notes: {sheet: Notes}` names: the error says
+    where the name comes from (validate and plan alike), before any write."""
+    wb = openpyxl.Workbook()
+    wb.active.title = "Orgs"
+    wb.active.append(["title", "email"])
+    wb.active.append(["A", "a@x.example"])
+    wb.save(tmp_path / "orgs.xlsx")
+    (tmp_path / "t.yaml").write_text(
+        "resource: organizations\nidentifiers: [emailAddresses]\nfields: {title: title, emailAddresses: email}\n"
+        "notes:\n  sheet: Notes\n  fields: {description: note, category: {value: /note_categories/note}}\n",
+        encoding="utf-8")
+    book, template = str(tmp_path / "orgs.xlsx"), str(tmp_path / "t.yaml")
+    checked = runner.invoke(cli, ["validate", book, "-t", template])
+    planned = run(runner, categories, "plan", book, "-t", template, "--out", str(tmp_path / "p.json"),
+                  json_out=False)
+    for code, out in ((checked.exit_code, checked.output), planned):
+        assert code == 2 and "no sheet named 'Notes'" in out
+        assert "(the notes sheet of template" in out and "notes: {sheet: Notes})" in out
