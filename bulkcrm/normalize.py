@@ -582,6 +582,9 @@ def check_rule(name: str, *, region: str | None = None, value: str | None = None
         hint = hint.replace("{example}", _example_phone(region))
     if name == "datetime" and options.get("dayfirst"):  # the template reads DD-MM-YYYY
         hint = "use a date that exists, day first, such as 31-01-2024 or 31-01-2024 10:15"
+    elif name == "datetime" and value and re.match(r"\s*\d{1,2}[-/.]\d{1,2}[-/.]\d{4}\b", value):
+        hint += ("; if the column writes dates day first (31/01/2024), give its datetime transform "
+                 "dayfirst: true ({datetime: {dayfirst: true}})")
     for key in ("collection", "n"):
         if key in options:
             rule = rule.replace(f"{{{key}}}", str(options[key]))

@@ -126,9 +126,14 @@ def test_a_bad_date_of_a_day_first_column_gets_a_day_first_example():
                resource="organization_notes", organization={"iri_column": "org"})
     (issue,) = v.issues.to_dicts()
     assert issue["row_number"] == 2 and issue["message"].endswith("day first, such as 31-01-2024 or 31-01-2024 10:15")
-    v = _check({**fields, "createdAt": "c"}, [{"d": "a", "c": "2024-02-31"}],
+    v = _check({**fields, "createdAt": "c"}, [{"d": "a", "c": "2024-02-31"}, {"d": "b", "c": "03/04/2026"}],
                resource="organization_notes", organization={"iri_column": "org"})
-    assert v.issues.to_dicts()[0]["message"].endswith("use a date such as 2024-01-31 or 2024-01-31T10:15:00+00:00")
+    first, second = v.issues.to_dicts()
+    assert first["message"].endswith("use a date such as 2024-01-31 or 2024-01-31T10:15:00+00:00")
+    # a date written day or month first without `dayfirst`: the hint names the option
+    assert second["message"].endswith("use a date such as 2024-01-31 or 2024-01-31T10:15:00+00:00; if the "
+                                      "column writes dates day first (31/01/2024), give its datetime "
+                                      "transform dayfirst: true ({datetime: {dayfirst: true}})")
 
 
 def test_a_dropped_phone_extension_is_a_warning():
