@@ -252,6 +252,8 @@ def _decide(mapped: pl.DataFrame, rows: pl.DataFrame, matches, template: Templat
         creates = pool.submit(_create_ops, ok, mode, template, tags)
         changed, patches = _update_ops(ok, matches, mode, template, tags)
         org_ops = pl.concat([creates.result(), patches]).sort(pl.col("row_numbers").list.first())
+    used = set(org_ops["depends_on"].explode().drop_nulls().to_list()) if tags else set()
+    tags = [t for t in tags if f"tag:{t}" in used]  # not for rows that are invalid or conflict
     ops = pl.concat([ops_frame([_tag_op(t) for t in tags]), org_ops]) if tags else org_ops
     return _row_frame(mapped, joined, changed, matches.conflicts, errors, mode, template, org_ops), ops
 

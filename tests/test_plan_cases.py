@@ -284,6 +284,20 @@ def test_plan_text_names_invalid_reasons_tag_creations_and_the_real_rate(crm, cl
     assert "at 20/min on the real API (the embedded sandbox has no limit)" in text
 
 
+def test_create_missing_creates_no_tag_that_only_unwritten_rows_need(crm, client, tmp_path):
+    """A new tag named only by rows in conflict (two rows share an e-mail) is not created:
+    nothing would carry it."""
+    doc = json.loads(json.dumps(CASES_TEMPLATE))
+    doc["fields"]["tags"] = {"column": "tags", "lookup": {"create_missing": True}}
+    sheet = tmp_path / "t.csv"
+    sheet.write_text("title,email,phone,phone_type,website,kvk_number,linkedin,street,postal_code,city,country,"
+                     "owner,tags\nA,a@x.example,,,,,,,,,,,Kept\nB,b@x.example,,,,,,,,,,,Orphan\n"
+                     "B2,b@x.example,,,,,,,,,,,\n", encoding="utf-8")
+    p = plan(sheet, parse_template(doc, path="x"), client)
+    assert [o.body["title"] for o in p.operations if o.path == "/tags"] == ["Kept"]
+    assert p.counts()["conflict"] == 2
+
+
 def test_plan_text_lists_rows_that_will_not_be_written_before_the_limit(crm, client, tmp_path):
     from bulkcrm.plan import render_plan
     lines = [f"Org {i},o{i}@x.example,,,,,,,,,,," for i in range(60)] + [",late@x.example,,,,,,,,,,,"]
