@@ -288,6 +288,9 @@ def render_plan(p: Plan, *, requests_per_minute: float | None = 20, limit: int =
     if more > 0:
         lines.append(f"  … {more} more (see the plan file or the report)")
     lines += [f"  note: {n}" for n in p.notes if n.startswith(("mirror", "optional"))]
+    if not p.rows:
+        lines.append("  note: the input has no rows under its header: nothing to do (an empty sheet, "
+                     "or another --sheet or --header-row?)")
     lines += _warning_lines(p.issues)
     est = p.estimate(requests_per_minute)
     where = "" if requests_per_minute else " on the real API (the embedded sandbox has no limit)"

@@ -298,6 +298,15 @@ def test_create_missing_creates_no_tag_that_only_unwritten_rows_need(crm, client
     assert p.counts()["conflict"] == 2
 
 
+def test_a_sheet_without_rows_says_so_in_the_plan_text(crm, client, tmp_path):
+    from bulkcrm.plan import render_plan
+    sheet = tmp_path / "t.csv"
+    sheet.write_text("title,email,phone,phone_type,website,kvk_number,linkedin,street,postal_code,city,country,"
+                     "owner,tags\n", encoding="utf-8")
+    text = render_plan(plan(sheet, template(), client))
+    assert "note: the input has no rows under its header: nothing to do" in text
+
+
 def test_plan_text_lists_rows_that_will_not_be_written_before_the_limit(crm, client, tmp_path):
     from bulkcrm.plan import render_plan
     lines = [f"Org {i},o{i}@x.example,,,,,,,,,,," for i in range(60)] + [",late@x.example,,,,,,,,,,,"]
