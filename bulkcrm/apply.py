@@ -11,9 +11,11 @@ Input: a `Plan` and a `Client`. Output: a `report.Report` (one row per input row
 - `verify=True` re-reads a record before writing; a record whose touched fields changed since
   planning is not overwritten (`drifted`).
 - A saved plan with organization creates is checked first (one request) for organizations
-  created since it was made by others (another import, the CRM's own screens): its creates
-  could duplicate them, so it is refused (PlanError) unless `verify` looks each create's
-  identifiers up first. `bulkcrm import` applies the plan it has just made (`fresh`).
+  others created since it was made (another import, the CRM's own screens); those are listed
+  and a create that has an identifier of one of them is `drifted`, not sent (a duplicate);
+  the other creates go ahead. When that listing would cost more than `RECENT_MAX_REQUESTS`,
+  the plan is refused (PlanError) unless `verify` looks each create's identifiers up.
+  `bulkcrm import` applies the plan it has just made (`fresh`).
 - Reconciliation re-reads the touched records (`identifiers[]` 30 at a time, else one GET each)
   and notes every field the server holds differently from what was sent. Notes are checked
   against the server's answer to their write (no extra request).
@@ -37,16 +39,17 @@ from typing import Any, Callable
 import polars as pl
 
 from .client import Client
-from .diff import canon
+from .diff import canon, raw_records_frame
 from .errors import ApiError, AuthError, ISSUE_SCHEMA, PermanentApiError, PlanError, TransientApiError, \
     UncertainWriteError
 from .journal import Journal, journal_lock, journal_path
 from .lookups import REF_PREFIX
-from .match import BATCH, count_records, lookup_records
+from .match import BATCH, count_records, identifiers_schema, lookup_records, record_identifiers
 from .plan import Operation, Plan
 from .planfile import now_utc, quoted_names, replace_quoted, searchable_values
 from .report import ROW_SCHEMA, Report
-from .template import SEARCHABLE_IDENTIFIERS
+from .template import IDENTIFIER_KINDS, SEARCHABLE_IDENTIFIERS
+from .transforms import normalize_identifier
 from .vocab import OP_OUTCOME
 
 ProgressFn = Callable[[int, int, Client], None]
@@ -81,7 +84,8 @@ def apply(plan: Plan, client: Client, *, plan_path: str | Path | None = None,
 
     Raises:
         PlanError: the plan was made for another target, or (without `verify`) it has
-            organization creates to do and others have created organizations since it was made.
+            organization creates to do and others have created more organizations since it
+            was made than `RECENT_MAX_REQUESTS` can list.
         JournalError: the journal belongs to another plan, or another process is applying
             this plan (it holds the journal's lock, `journal.journal_lock`).
         AuthError: the key was rejected (401/403); the journal keeps what was done.
@@ -117,8 +121,7 @@ def _apply(plan: Plan, client: Client, journal: Journal, *, plan_path: str | Pat
     for t in journal.send_times():  # an interrupted run's last writes still fill the window
         client.count_earlier(1, t)
     start_requests, started = client.requests_sent, now_utc()
-    if not fresh:
-        _check_created_since(plan, journal, client, verify)
+    taken = {} if fresh else _check_created_since(plan, journal, client, verify)
     results: dict[str, Any] = {}  # key -> the server's answer to a write of this run
     total = len(plan.operations)
     already = sum(journal.state(o.key) == "done" for o in plan.operations)
@@ -127,7 +130,10 @@ def _apply(plan: Plan, client: Client, journal: Journal, *, plan_path: str | Pat
     shown = time.monotonic()
     try:
         for n, op in enumerate(plan.operations, start=1):
-            results[op.key] = _run_op(op, journal, client, verify)
+            if op.key in taken and journal.state(op.key) != "done":  # its record exists now
+                journal.record(op.key, "drifted", detail=taken[op.key])
+            else:
+                results[op.key] = _run_op(op, journal, client, verify)
             if progress and (n % batch_size == 0 or n == total or time.monotonic() - shown >= PROGRESS_EVERY_S):
                 progress(n, total, client)
                 shown = time.monotonic()
@@ -151,34 +157,69 @@ PROGRESS_EVERY_S = 5.0
 minute a batch of 25 takes over a minute."""
 
 
-def _check_created_since(plan: Plan, journal: Journal, client: Client, verify: bool) -> None:
-    """Refuse a plan whose organization creates could duplicate organizations others created
-    since it was made; with `verify`, warn (each create looks its identifiers up first). One
-    request (`createdAt[strictly_after]`, a one-item page, crm-api.md §6-7), sent only when creates are
-    still to do. A record created by others in the plan's own second is not seen (a plan's
-    time and `createdAt` are to the second).
+RECENT_MAX_REQUESTS = 100
+"""Most requests `_check_created_since` spends listing the organizations created since a plan
+(3,000 records); beyond, the plan is refused: planning again costs no more."""
+
+
+def _check_created_since(plan: Plan, journal: Journal, client: Client, verify: bool) -> dict[str, str]:
+    """key -> why, of the organization creates that organizations created since the plan
+    already hold (one of the create's identifiers, compared normalised as planning does):
+    sending them would make duplicates. One request (`createdAt[strictly_after]`, a one-item
+    page, crm-api.md §6-7) when creates are still to do; when others created organizations
+    since, ⌈those / 30⌉ more to list them. With `verify` nothing is listed: each create looks
+    its identifiers up before it is sent (`_exists_now`). A record created in the plan's own
+    second is not seen (a plan's time and `createdAt` are to the second).
 
     Raises:
-        PlanError: without `verify`, when others created organizations since the plan.
+        PlanError: without `verify`, when listing them would take more than
+            `RECENT_MAX_REQUESTS` requests.
     """
     since = dt.datetime.fromisoformat(plan.created_at).astimezone(dt.timezone.utc)
     todo = [o for o in plan.operations if _is_org_create(o) and journal.state(o.key) != "done"]
     if not todo:
-        return
-    ours = sum(_is_org_create(o) and journal.state(o.key) is not None for o in plan.operations)  # sent too
+        return {}
+    ours = sum(_is_org_create(o) and journal.state(o.key) in ("sent", "done") for o in plan.operations)
     # after the plan's second (the records it saw may share it; the API dates to the second)
-    page = client.get("/organizations", {"createdAt[strictly_after]": since.strftime("%Y-%m-%dT%H:%M:%SZ"),
-                                         "itemsPerPage": 1})
-    others = int(page.get("totalItems", 0)) - ours
-    if others <= 0:
-        return
-    said = (f"{others} organization(s) were created since this plan was made ({plan.created_at}); "
+    after = {"createdAt[strictly_after]": since.strftime("%Y-%m-%dT%H:%M:%SZ")}
+    total = int(client.get("/organizations", {**after, "itemsPerPage": 1}).get("totalItems", 0))
+    if total - ours <= 0:
+        return {}
+    said = (f"{total - ours} organization(s) were created since this plan was made ({plan.created_at}); "
             f"its {len(todo)} create(s) may duplicate them")
-    if not verify:
+    if verify:
+        log.warning("%s: --verify looks each one's identifiers up first", said)
+        return {}
+    if math.ceil(total / BATCH) > RECENT_MAX_REQUESTS:
         raise PlanError(f"{said}: plan again (the new plan matches them), or apply with --verify to "
                         "look each create's identifiers up first (one request each) and skip those "
                         "that match a record now; nothing was sent")
-    log.warning("%s: --verify looks each one's identifiers up first", said)
+    claimed = set(journal.iris().values())
+    recent = [r for r in client.list_all("/organizations", after) if r.get("@id") not in claimed]
+    taken = _held_by(todo, recent)
+    if taken:
+        log.warning("%s: %s of them hold an identifier of the plan's creates, which are not sent "
+                    "(drifted); plan again to update them instead", said, len(set().union(*taken.values())))
+    return {k: f"a record with its identifiers was created since the plan ({', '.join(iris[:3])}): "
+               "plan again" for k, iris in taken.items()}
+
+
+def _held_by(creates: list[Operation], records: list[dict]) -> dict[str, list[str]]:
+    """key -> IRIs of the `records` that hold one of the create's identifiers (its
+    `identifiers`, and the records' own, normalised as planning compares them)."""
+    fields = sorted({f for o in creates for f in o.identifiers if f in IDENTIFIER_KINDS})
+    if not records or not fields:
+        return {}
+    frame = raw_records_frame(records, identifiers_schema(fields))
+    held = record_identifiers(frame, fields).join(
+        frame.select(pl.int_range(pl.len(), dtype=pl.UInt32).alias("rec"), "@id"), on="rec")
+    wanted = pl.DataFrame([(o.key, f, str(v)) for o in creates for f, vals in o.identifiers.items()
+                           if f in IDENTIFIER_KINDS for v in vals],
+                          schema={"key": pl.String, "kind": pl.String, "value": pl.String}, orient="row")
+    wanted = pl.concat([wanted.filter(pl.col("kind") == f).with_columns(
+        normalize_identifier(IDENTIFIER_KINDS[f], pl.col("value")).alias("value")) for f in fields])
+    hits = wanted.join(held.select("kind", "value", "@id"), on=["kind", "value"]).unique(["key", "@id"])
+    return {k: sorted(iris) for k, iris in hits.group_by("key").agg("@id").iter_rows()}
 
 
 def _run_op(op: Operation, journal: Journal, client: Client, verify: bool) -> Any:

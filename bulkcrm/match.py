@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import polars as pl
@@ -109,25 +110,34 @@ def records_schema(template: Template) -> dict[str, pl.DataType]:
     `address` (its country is the phone region)."""
     schema = record_schema(template)
     schema.setdefault("title", pl.String)  # an operation names the record it writes
-    for f in template.identifiers:
-        if f == "emailAddresses":
-            schema.setdefault(f, pl.List(pl.Struct({"email": pl.String})))
-        elif f == "phoneNumbers":
-            schema.setdefault(f, PHONE_DTYPE)
-            schema.setdefault("address", pl.Struct({k: pl.String for k in ADDRESS_KEYS}))
-        else:
-            schema.setdefault(f, pl.String)
+    for f, dtype in identifiers_schema(template.identifiers).items():
+        schema.setdefault(f, dtype)
     return schema
 
 
-def record_identifiers(frame: pl.DataFrame, template: Template) -> pl.DataFrame:
+def identifiers_schema(fields: Iterable[str]) -> dict[str, pl.DataType]:
+    """`@id` and the record fields that identifier `fields` read (API shape), for
+    `record_identifiers`: e-mails and phones as lists, `address` for the phones' region."""
+    schema: dict[str, pl.DataType] = {"@id": pl.String}
+    for f in fields:
+        if f == "emailAddresses":
+            schema[f] = pl.List(pl.Struct({"email": pl.String}))
+        elif f == "phoneNumbers":
+            schema[f] = PHONE_DTYPE
+            schema["address"] = pl.Struct({k: pl.String for k in ADDRESS_KEYS})
+        else:
+            schema[f] = pl.String
+    return schema
+
+
+def record_identifiers(frame: pl.DataFrame, fields: Iterable[str]) -> pl.DataFrame:
     """Long frame `rec` (UInt32: the record's row in `frame`), `kind`, `value` of the records'
-    identifiers, normalised like the rows'. `frame`: the records with the
-    `records_schema(template)` columns (`Matches.frame`). A record may repeat a value: matching
-    groups by row, so repeats are harmless."""
+    identifiers `fields` (e.g. `template.identifiers`), normalised like the rows'. `frame`:
+    the records with (at least) the `identifiers_schema(fields)` columns (`Matches.frame`). A
+    record may repeat a value: matching groups by row, so repeats are harmless."""
     rec = pl.int_range(pl.len(), dtype=pl.UInt32).alias("rec")
     parts = []
-    for f in template.identifiers:
+    for f in fields:
         region = None
         if f == "emailAddresses":
             value = pl.col(f).list.eval(pl.element().struct.field("email"))
@@ -179,7 +189,7 @@ def match_rows(rows: pl.DataFrame, template: Template, client: Client, *,
         records.update(_get_explicit(client, explicit, records))
     frame = raw_records_frame(list(records.values()), records_schema(template))
     fetched = time.perf_counter() - t0
-    pairs = _pairs(ids, record_identifiers(frame, template))
+    pairs = _pairs(ids, record_identifiers(frame, template.identifiers))
     matched, conflicts = _resolve(rows, pairs, _positions(explicit, frame), ids, frame["@id"])
     not_found = explicit.filter(~pl.col("iri").is_in(list(records))) if explicit.height else explicit
     return Matches(iri=matched, conflicts=conflicts, not_found=not_found, records=records,

@@ -152,25 +152,35 @@ def test_drifted_record_is_not_overwritten(crm, tmp_path):
     assert not report.ok
 
 
-def test_a_plan_older_than_others_creates_is_refused_before_any_write(crm, tmp_path):
+def test_creates_whose_records_others_made_since_the_plan_are_not_sent(crm, tmp_path, caplog, monkeypatch):
     """Another import created three of a saved plan's organizations after it was made: apply
-    (without --verify) refuses before any write, saying what to do; nothing is duplicated."""
+    lists the organizations created since (one request to count, one to list), sends none of
+    those three creates (drifted: plan again) and the rest as planned; nothing is duplicated.
+    When the listing would cost too much, it refuses the plan before any write instead."""
     p, path = _plan(crm, tmp_path)
     client = Client(crm.url, TEST_KEY, requests_per_minute=None)
     time.sleep(1.1)  # a later second than the plan's (times are to the second)
-    for o in [o for o in p.operations if o.op == "create"][:3]:
-        client.post("/organizations", o.body)
+    early = [o for o in p.operations if o.op == "create"][:3]
+    for o in early:
+        client.post("/organizations", {**o.body, "emailAddresses": [{"email": e["email"].upper()}
+                                                                    for e in o.body["emailAddresses"]]})
+    monkeypatch.setattr(sys.modules["bulkcrm.apply"], "RECENT_MAX_REQUESTS", 0)
     crm.clear_log()
     with pytest.raises(PlanError, match=r"3 organization\(s\) were created since this plan was made .*"
                                         r"plan again .* or apply with --verify"):
         apply(Plan.load(path), client, plan_path=path, reconcile=False)
-    assert [r.method for r in crm.requests] == ["GET"]  # the one check
-    # planned again, it matches them; applied later, it goes ahead: only its own creates are new
-    again = plan(_sheet(tmp_path), parse_template(TEMPLATE, path="t.yaml", sha256="x"), client)
-    assert again.counts()["create"] == N_NEW - 3
-    path = again.save(tmp_path / "again.json")
-    assert apply(Plan.load(path), client, plan_path=path, reconcile=False).ok
-    _assert_state_equals_plan(crm)
+    assert [r.method for r in crm.requests] == ["GET"]  # the count, nothing sent
+    monkeypatch.setattr(sys.modules["bulkcrm.apply"], "RECENT_MAX_REQUESTS", 100)
+    crm.clear_log()
+    with caplog.at_level("WARNING", logger="bulkcrm"):
+        report = apply(Plan.load(path), client, plan_path=path, reconcile=False)
+    assert "3 of them hold an identifier of the plan's creates, which are not sent" in caplog.text
+    drifted = report.rows.filter(report.rows["outcome"] == "drifted")
+    assert sorted(drifted["row_number"].to_list()) == sorted(o.row_numbers[0] for o in early)
+    assert "created since the plan" in drifted["note"][0]
+    assert [r.method for r in crm.requests][:2] == ["GET", "GET"]  # the count, the listing
+    assert sum(r.method == "POST" for r in crm.requests) == N_NEW - 3
+    _assert_state_equals_plan(crm)  # no organization twice
 
 
 def test_a_stale_plan_warns_and_verify_skips_creates_whose_records_exist_now(crm, tmp_path, caplog):

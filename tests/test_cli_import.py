@@ -393,8 +393,8 @@ def test_the_sample_template_matches_a_row_whose_only_phone_changed(runner, crm,
 
 def test_an_old_plan_applied_after_an_import_of_its_file_creates_nothing_twice(runner, crm, tmp_path):
     """plan, then import of the same file (which creates the rows), then apply of the older
-    plan: refused before any write (exit 2, saying what to do); with --verify its creates
-    find their records and are drifted, not created twice."""
+    plan: its creates find their records among those created since, and are drifted, not
+    sent (exit 1, nothing written); --verify finds them by lookups as well."""
     code, _ = run(runner, crm, "plan", str(SAMPLE), "-t", str(TEMPLATE), "--out", str(tmp_path / "old.json"))
     assert code == 0
     time.sleep(1.1)  # the import's records are dated a later second than the plan
@@ -403,8 +403,10 @@ def test_an_old_plan_applied_after_an_import_of_its_file_creates_nothing_twice(r
     crm.clear_log()
     result = runner.invoke(cli, ["apply", str(tmp_path / "old.json"), "--report", str(tmp_path / "a"),
                                  "--base-url", crm.url, "--api-key", TEST_KEY, "--max-rate", "60000"])
-    assert result.exit_code == 2 and "91 organization(s) were created since this plan was made" in result.output
-    assert "plan again" in result.output and writes(crm) == []
+    assert result.exit_code == 1 and "91 organization(s) were created since this plan was made" in result.output
+    assert writes(crm) == [] and len(crm.store.all("organizations", tenant="tenant-a")) == 91
+    report = json.loads((tmp_path / "a" / "report.json").read_text())
+    assert {r["outcome"] for r in report["rows"]} == {"drifted"}
     code, verified = run(runner, crm, "apply", str(tmp_path / "old.json"), "--verify", "--report", str(tmp_path / "v"))
     assert code == 1 and verified["created"] == 0 and writes(crm) == []
     assert len(crm.store.all("organizations", tenant="tenant-a")) == 91
