@@ -133,6 +133,11 @@ def test_clear_sends_null_and_the_plan_file_round_trips(crm, client, tmp_path):
     saved = Plan.load(p.save(tmp_path / "plan.json"))
     assert saved.rows == p.rows and saved.operations == p.operations and saved.sha256 == p.sha256
     assert set(saved.timings) >= {"read", "map", "validate", "fetch", "match", "diff"}
+    # the file: a key a line, each row and each operation on a line of its own (greppable)
+    lines = (tmp_path / "plan.json").read_text(encoding="utf-8").splitlines()
+    assert sum(line.startswith('{"row_number": ') for line in lines) == len(p.rows) == 5
+    assert sum(line.startswith('{"key": ') for line in lines) == len(p.operations) == 4
+    assert '"mode": "upsert",' in lines
 
 
 def test_only_rows_equal_to_their_record_as_stored_skip_the_full_comparison(tmp_path):
