@@ -157,6 +157,9 @@ PROGRESS_EVERY_S = 5.0
 minute a batch of 25 takes over a minute."""
 
 
+RECENT_SKEW_S = 60
+"""Seconds before a plan's matching began from which `_check_created_since` lists the
+organizations created (the server's clock may be behind ours)."""
 RECENT_MAX_REQUESTS = 100
 """Most requests `_check_created_since` spends listing the organizations created since a plan
 (3,000 records); beyond, the plan is refused: planning again costs no more."""
@@ -165,23 +168,25 @@ RECENT_MAX_REQUESTS = 100
 def _check_created_since(plan: Plan, journal: Journal, client: Client, verify: bool) -> dict[str, str]:
     """key -> why, of the organization creates that organizations created since the plan
     already hold (one of the create's identifiers, compared normalised as planning does):
-    sending them would make duplicates. One request (`createdAt[strictly_after]`, a one-item
+    sending them would make duplicates. One request (`createdAt[after]`, a one-item
     page, crm-api.md §6-7) when creates are still to do; when others created organizations
-    since, ⌈those / 30⌉ more to list them. With `verify` nothing is listed: each create looks
-    its identifiers up before it is sent (`_exists_now`). A record created in the plan's own
-    second is not seen (a plan's time and `createdAt` are to the second).
+    since, ⌈those / 30⌉ more to list them. "Since" is from `RECENT_SKEW_S` before the plan's
+    matching began (`Plan.matched_at`), so a record made while the plan was made counts too.
+    With `verify` nothing is listed: each create looks its identifiers up before it is sent
+    (`_exists_now`).
 
     Raises:
         PlanError: without `verify`, when listing them would take more than
             `RECENT_MAX_REQUESTS` requests.
     """
-    since = dt.datetime.fromisoformat(plan.created_at).astimezone(dt.timezone.utc)
+    since = dt.datetime.fromisoformat(plan.matched_at or plan.created_at).astimezone(dt.timezone.utc)
     todo = [o for o in plan.operations if _is_org_create(o) and journal.state(o.key) != "done"]
     if not todo:
         return {}
     ours = sum(_is_org_create(o) and journal.state(o.key) in ("sent", "done") for o in plan.operations)
-    # after the plan's second (the records it saw may share it; the API dates to the second)
-    after = {"createdAt[strictly_after]": since.strftime("%Y-%m-%dT%H:%M:%SZ")}
+    # from before matching began (`createdAt` is the server's clock): records the plan saw may
+    # be listed too, and cost a request; only a create's own identifiers make it drifted
+    after = {"createdAt[after]": (since - dt.timedelta(seconds=RECENT_SKEW_S)).strftime("%Y-%m-%dT%H:%M:%SZ")}
     total = int(client.get("/organizations", {**after, "itemsPerPage": 1}).get("totalItems", 0))
     if total - ours <= 0:
         return {}
@@ -196,7 +201,8 @@ def _check_created_since(plan: Plan, journal: Journal, client: Client, verify: b
                         "that match a record now; nothing was sent")
     claimed = set(journal.iris().values())
     recent = [r for r in client.list_all("/organizations", after) if r.get("@id") not in claimed]
-    taken = _held_by(todo, recent)
+    # a create left `sent` (its answer lost) is found among these by `_find_created` instead
+    taken = _held_by([o for o in todo if journal.state(o.key) != "sent"], recent)
     if taken:
         log.warning("%s: %s of them hold an identifier of the plan's creates, which are not sent "
                     "(drifted); plan again to update them instead", said, len(set().union(*taken.values())))

@@ -166,6 +166,7 @@ def _plan(source: str | Path | Sheet, template: Template, client: Client, *, mod
     clock.lap("lookups")
     bad = {i.row_number for i in resolved.issues}
     rows = resolved.rows.filter(~pl.col("row_number").is_in(list(bad))) if bad else resolved.rows
+    matched_at = now_utc()  # records created from here on may be missing from what matching sees
     matches = match_rows(rows, template, client, strategy=strategy)
     clock.seconds["fetch"] = round(matches.fetch_seconds, 4)
     clock.lap("match")
@@ -181,7 +182,7 @@ def _plan(source: str | Path | Sheet, template: Template, client: Client, *, mod
              strategy=matches.strategy, created_at=now_utc(), rows=out_rows, operations=ops,
              issues=[i.to_dict() for i in about("organizations", issues, sh.issues)], requests_spent=client.requests_sent - start,
              sheet=sh.sheet_name, notes=_absent_notes(absent, full, template) + matches.notes, timings=clock.seconds,
-             records_total=matches.total,
+             records_total=matches.total, matched_at=matched_at,
              names=_names(cache, resolved.tags_to_create, ops))
     if template.notes is not None:
         from .notes import plan_with_orgs
