@@ -196,6 +196,8 @@ def import_cmd(ctx, file, template_path, mode, match_strategy, mirror_notes, she
     target = _open(ctx, base_url, api_key, max_rate)
     # a dry run's report never replaces a real run's: that one records what was written
     report_dir = report_dir or str(Path("reports", Path(file).stem, *(["dry-run"] if dry_run else [])))
+    saved = Path(report_dir, "plan.json")
+    before = saved.stat().st_mtime_ns if saved.exists() else None  # an earlier run's plan
     try:
         result = run_import(file, template_path, target, mode=mode, strategy=match_strategy,
                             mirror_notes=mirror_notes, sheet=_sheet_arg(sheet), encoding=encoding, delimiter=delimiter,
@@ -203,8 +205,9 @@ def import_cmd(ctx, file, template_path, mode, match_strategy, mirror_notes, she
                             reconcile=not no_reconcile, progress=True,
                             echo=lambda s: click.echo(s, err=as_json))
     except (KeyboardInterrupt, AuthError, TransientApiError) as e:
-        _stopped(e, _resume(ctx, Path(report_dir) / "plan.json", report_dir, base_url),
-                 Path(report_dir, "plan.json").exists())
+        # resumable only when this run saved its plan (it stopped while applying it)
+        _stopped(e, _resume(ctx, saved, report_dir, base_url),
+                 saved.exists() and saved.stat().st_mtime_ns != before)
     _finish(result, as_json)
 
 
@@ -430,6 +433,9 @@ def _resume(ctx, plan_file, report_dir: str, base_url: str | None) -> str:
         cmd += f" --base-url {shlex.quote(base_url)}"
     if ctx.params.get("max_rate"):
         cmd += f" --max-rate {ctx.params['max_rate']:g}"
+    for flag in ("verify", "no_reconcile"):  # the stopped run's choices
+        if ctx.params.get(flag):
+            cmd += f" --{flag.replace('_', '-')}"
     if ctx.get_parameter_source("api_key") is ParameterSource.COMMANDLINE:
         cmd += " --api-key <your key>"
     return cmd

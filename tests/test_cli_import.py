@@ -410,3 +410,21 @@ def test_an_old_plan_applied_after_an_import_of_its_file_creates_nothing_twice(r
     code, verified = run(runner, crm, "apply", str(tmp_path / "old.json"), "--verify", "--report", str(tmp_path / "v"))
     assert code == 1 and verified["created"] == 0 and writes(crm) == []
     assert len(crm.store.all("organizations", tenant="tenant-a")) == 91
+
+
+def test_an_import_stopped_before_its_plan_is_saved_offers_no_resume(runner, crm, tmp_path):
+    """A rejected key stops the import while it plans: the plan.json in its report folder is
+    an earlier run's, so no resume command points at it; one stopped while applying its own
+    plan gives the command, with the run's --verify or --no-reconcile."""
+    report = tmp_path / "r"
+    assert run(runner, crm, "import", str(SAMPLE), "-t", str(TEMPLATE), "--report", str(report))[0] == 0
+    result = runner.invoke(cli, ["import", str(SAMPLE), "-t", str(TEMPLATE), "--json", "--report", str(report),
+                                 "--base-url", crm.url, "--api-key", "not-the-key"])
+    out = json.loads(result.stdout.strip().splitlines()[-1])
+    assert result.exit_code == 1 and out["error"] == "auth" and "resume" not in out
+    assert "resume with" not in result.output
+    from bulkcrm import cli as cli_module
+    ctx = cli_module.cli.make_context("bulkcrm", ["apply", str(report / "plan.json")])
+    sub = cli_module.apply_cmd.make_context("apply", [str(report / "plan.json"), "--verify", "--no-reconcile"],
+                                            parent=ctx)
+    assert cli_module._resume(sub, report / "plan.json", str(report), None).endswith(" --verify --no-reconcile")
