@@ -69,7 +69,8 @@ def apply(plan: Plan, client: Client, *, plan_path: str | Path | None = None,
         batch_size: operations between progress callbacks (the journal is fsynced per line).
         verify: re-read each record before writing it (drift check; one GET per update), and
             look each organization create's identifiers up first (`_exists_now`).
-        reconcile: re-read touched records after the run and report mismatches.
+        reconcile: re-read touched records after the run and report mismatches (not when an
+            earlier run of the plan did every operation: this one writes nothing).
         progress: callback(done, total, client): before the first write (done: the operations
             an earlier run of the plan did), then every `batch_size` operations or
             `PROGRESS_EVERY_S` seconds, whichever comes first, and at the end; a run that
@@ -142,6 +143,11 @@ def _apply(plan: Plan, client: Client, journal: Journal, *, plan_path: str | Pat
             with contextlib.suppress(BaseException):  # the stop itself is what propagates
                 progress(sum(journal.state(o.key) == "done" for o in plan.operations), total, client)
         raise
+    if reconcile and total and already == total:  # an earlier run did it all: nothing to re-read
+        reconcile = False  # (re-reading would also report later edits by others as mismatches)
+        if notify:
+            notify("Every operation was done by an earlier run of this plan: nothing written, "
+                   "nothing re-read; its report is rebuilt from the journal.")
     if reconcile and notify and plan.operations:
         notify("Reconciling: re-reading the written records (--no-reconcile skips this) …")
     mismatches = {**_reconcile(plan, journal, client), **_reconcile_notes(plan, results)} \

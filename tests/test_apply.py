@@ -358,6 +358,20 @@ def test_a_lost_create_is_not_taken_for_another_rows_record(crm, tmp_path):
     assert len({r["iri"] for r in report.rows.to_dicts()}) == 2
 
 
+def test_a_finished_plan_applied_again_sends_nothing(crm, tmp_path):
+    """Every operation done: a second apply writes nothing and re-reads nothing (re-reading
+    every record would cost requests and report later edits by others as mismatches); its
+    report comes from the journal."""
+    p, path = _plan(crm, tmp_path)
+    client = Client(crm.url, TEST_KEY, requests_per_minute=None)
+    assert apply(p, client, plan_path=path).ok
+    client.patch(next(o.iri for o in p.operations if o.op == "patch"), {"website": "https://later.example"})
+    crm.clear_log()
+    again = apply(Plan.load(path), client, plan_path=path)
+    assert crm.requests == [] and again.summary["requests"] == 0 and again.summary["already_done"] == len(p.operations)
+    assert again.ok and again.counts()["created"] == N_NEW and again.summary["reconciled"] is False
+
+
 def test_a_resume_right_after_ctrl_c_counts_the_stopped_runs_writes(crm, tmp_path):
     """The journal's send times fill the new process's window: its first writes wait instead
     of meeting a 429 the stopped run's writes would cause."""
