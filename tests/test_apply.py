@@ -274,7 +274,8 @@ def test_ctrl_c_prints_the_resume_command_and_resume_completes(crm, tmp_path):
     assert f"resume with:\n  bulkcrm apply {path}" in err and "Traceback" not in err
     stopped = json.loads(out.strip().splitlines()[-1])  # a script reading stdout learns it too
     assert stopped["error"] == "interrupted" and stopped["resume"].startswith(f"bulkcrm apply {path}")
-    assert f"--base-url {crm.url} --max-rate 60000 --api-key <your key>" in err  # same target and pace; no key
+    # same target, pace and choices (the run's --no-reconcile); no key
+    assert f"--base-url {crm.url} --max-rate 60000 --no-reconcile --api-key <your key>" in err
     assert TEST_KEY not in out + err
     crm.clear_faults()
     final = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=300)
