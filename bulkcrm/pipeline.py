@@ -261,7 +261,8 @@ def run_validate(file, template_path, *, sheet=None, encoding=None, delimiter=No
                     f"{errors} error(s), {issues.height - errors} warning(s)")
     lines += [f"  {r['severity']}: {r['message']}" for r in issues.head(100).iter_rows(named=True)]
     if issues.height > 100:
-        lines.append(f"  … {issues.height - 100} more" + (f" in {report_dir}" if report_dir else ""))
+        lines.append(f"  … {issues.height - 100} more" + (f" in {report_dir}" if report_dir else
+                                                              " (--report DIR writes them all)"))
     if report_dir:
         lines.append(f"Issues written to {report_dir}")
     summary = {"valid": errors == 0, **summary, "errors": errors, "warnings": issues.height - errors,

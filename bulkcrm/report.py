@@ -291,6 +291,8 @@ def _summary_sheet(book: _Book, report: Report) -> None:
     items = [(f"{kind}: {k}" if kind else k, n) for kind, counts in _count_parts(report).items()
              for k, n in counts.items()]
     items += [("requests", s.get("requests")), ("ok", report.ok)]
+    if s.get("already_done"):  # done by an earlier, stopped run of the plan (not this run's writes)
+        items.append(("already_done", s["already_done"]))
     items += [(k, s.get(k)) for k in ("dry_run", "target", "template", "input", "plan",
                                       "reconciled", "mismatches", "started_at", "finished_at")]
     ws.append([book.cell(ws, "item", bold=True), book.cell(ws, "value", bold=True)])

@@ -238,3 +238,16 @@ def test_a_header_in_two_columns_blocks_only_a_template_that_maps_it(runner, tmp
     bad = runner.invoke(cli, ["validate", str(tmp_path / "orgs.csv"), "-t", str(tmp_path / "t2.yaml")])
     assert bad.exit_code == 2 and ("'Opmerking' (it heads several columns, read as 'Opmerking (column 3)', "
                                    "'Opmerking (column 4)': map one)") in bad.output
+
+
+def test_validate_says_where_the_issues_it_does_not_print_go(runner, tmp_path):
+    rows = "".join(f"Org {i},bad{i}@\n" for i in range(105))
+    (tmp_path / "orgs.csv").write_text("title,email\n" + rows, encoding="utf-8")
+    (tmp_path / "t.yaml").write_text(yaml.safe_dump({"resource": "organizations", "identifiers": ["emailAddresses"],
+                                                     "fields": {"title": "title", "emailAddresses": "email"}}),
+                                     encoding="utf-8")
+    out = runner.invoke(cli, ["validate", str(tmp_path / "orgs.csv"), "-t", str(tmp_path / "t.yaml")]).output
+    assert "  … 5 more (--report DIR writes them all)" in out
+    out = runner.invoke(cli, ["validate", str(tmp_path / "orgs.csv"), "-t", str(tmp_path / "t.yaml"),
+                              "--report", str(tmp_path / "r")]).output
+    assert f"  … 5 more in {tmp_path / 'r'}" in out

@@ -138,6 +138,10 @@ def test_report_xlsx(report, tmp_path, n_extra):
     summary = {r[0]: r[1] for r in wb["Summary"].iter_rows(min_row=2, values_only=True)}
     assert summary["created"] == 1 and summary["requests"] == 9 and summary["ok"] is False
     assert summary["target"] == "http://127.0.0.1:1" and summary["finished_at"].endswith("05Z")
+    assert "already_done" not in summary  # only after a resume
+    resumed = Report(rows=report.rows, issues=report.issues, summary={**report.summary, "already_done": 4})
+    book = openpyxl.load_workbook(write_report(resumed, tmp_path / "resumed")["xlsx"])
+    assert {r[0]: r[1] for r in book["Summary"].iter_rows(min_row=2, values_only=True)}["already_done"] == 4
     ws = wb["Rows"]
     assert ws.freeze_panes == "A2" and ws.auto_filter.ref.startswith("A1:M")
     header = [c.value for c in ws[1]]
