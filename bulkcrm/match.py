@@ -332,8 +332,10 @@ def _resolve(rows: pl.DataFrame, pairs: pl.DataFrame, explicit: pl.DataFrame, id
     # rows sharing an identifier value (e.g. two creates of one organization)
     shared = _shared(ids)
     if shared.height:
-        msg = pl.format("rows {} share {} {}", _joined_rows(),
-                        pl.col("kind"), pl.col("value"))
+        same = _identical(rows, shared)
+        msg = pl.format("rows {} share {} {}{}", _joined_rows(), pl.col("kind"), pl.col("value"),
+                        pl.when(same).then(pl.lit(" (the rows are the same in every field: keep one)"))
+                        .otherwise(pl.lit("")))
         conflicts.append(shared.with_columns(msg.alias("message")).explode("row_number").with_columns(
             pl.lit("duplicate-row").alias("type"), pl.col("kind").alias("field")).select(
             "row_number", "type", "message", "field", "value"))
@@ -342,6 +344,18 @@ def _resolve(rows: pl.DataFrame, pairs: pl.DataFrame, explicit: pl.DataFrame, id
         pl.col("field", "value").sort_by("field", nulls_last=True).first()).sort("row_number")
     matched = rows.select("row_number").join(chosen, on="row_number", how="left", maintain_order="left")
     return matched.select("row_number", iri.alias("iri"), "rec"), conflicts_df
+
+
+def _identical(rows: pl.DataFrame, shared: pl.DataFrame) -> pl.Series:
+    """Per line of `shared` (`row_number`: a list of rows), whether those rows hold the same
+    value in every mapped field (a row pasted twice)."""
+    fields = [c for c in rows.columns if c != "row_number" and not c.startswith("__")]
+    digest = rows.select("row_number", pl.struct(fields).hash(3).alias("__d")) if fields else \
+        rows.select("row_number", pl.lit(0, pl.UInt64).alias("__d"))
+    groups = shared.with_row_index("__g").select("__g", "row_number").explode("row_number")
+    n = groups.join(digest, on="row_number", how="left").group_by("__g").agg(pl.col("__d").n_unique())
+    return shared.with_row_index("__g").join(n, on="__g", how="left").select(
+        pl.col("__d").eq(1).fill_null(False)).to_series()
 
 
 def _joined_rows() -> pl.Expr:

@@ -307,6 +307,21 @@ def test_a_sheet_without_rows_says_so_in_the_plan_text(crm, client, tmp_path):
     assert "note: the input has no rows under its header: nothing to do" in text
 
 
+def test_rows_pasted_twice_are_named_as_the_same_in_every_field(crm, client, tmp_path):
+    """Both copies of a row are a duplicate-row conflict (never guessed); when they are the same
+    in every field the message says so, and that keeping one is the fix."""
+    sheet = tmp_path / "t.csv"
+    sheet.write_text("title,email,phone,phone_type,website,kvk_number,linkedin,street,postal_code,city,country,"
+                     "owner,tags\nA,a@x.example,,,,,,,,,,,\nB,b@x.example,,,,,,,,,,,\nA,a@x.example,,,,,,,,,,,\n"
+                     "C,b@x.example,,,,,,,,,,,\n", encoding="utf-8")
+    p = plan(sheet, template(), client)
+    notes = {r["row_number"]: r["note"] for r in p.rows}
+    assert p.counts()["conflict"] == 4
+    assert notes[2] == notes[4] == ("rows 2, 4 share emailAddresses a@x.example (the rows are the same in every "
+                                    "field: keep one)")
+    assert notes[3] == notes[5] == "rows 3, 5 share emailAddresses b@x.example"
+
+
 def test_plan_text_lists_rows_that_will_not_be_written_before_the_limit(crm, client, tmp_path):
     from bulkcrm.plan import render_plan
     lines = [f"Org {i},o{i}@x.example,,,,,,,,,,," for i in range(60)] + [",late@x.example,,,,,,,,,,,"]
