@@ -362,30 +362,56 @@ def _conflict_issues(conflicts: pl.DataFrame, template: Template, sh: Sheet, fil
 def _same_title_issues(rows: pl.DataFrame, matches, template: Template, file: str,
                        sheet: str | None) -> list[Issue]:
     """A `possible-duplicate` warning per row that matched no record although a record no row
-    matched has its title (case and spaces aside): perhaps the same organization under other
-    identifiers (BR-11 without its IRI). Only when planning listed every record (scan): the
-    API has no title filter (crm-api.md §8.3)."""
+    matched has its title (case and spaces aside) and an e-mail domain or website host of the
+    row's: perhaps the same organization under other identifiers (BR-11 without its IRI: a
+    new e-mail at the same domain). A title alone is no sign (many firms share a name). Only
+    when planning listed every record (scan): the API has no title filter (crm-api.md §8.3)."""
     m = template.mapping("title")
     if matches.total is None or matches.frame is None or m is None or "title" not in rows.columns:
         return []
-    def key(c): return c.str.to_lowercase().str.replace_all(r"\s+", " ").str.strip_chars()
+    other = [c for c in ("emailAddresses", "website") if c in rows.columns and c in matches.frame.columns]
+    if not other:
+        return []
     skip = matches.conflicts["row_number"].implode()
-    new = rows.select("row_number", "title").hstack(matches.iri.select("iri")).filter(
+    new = rows.select("row_number", "title", *other).hstack(matches.iri.select("iri")).filter(
         pl.col("iri").is_null() & pl.col("title").is_not_null() & ~pl.col("row_number").is_in(skip))
     if not new.height:
         return []
-    taken = matches.iri["rec"].drop_nulls().implode()
-    records = matches.frame.with_row_index("__rec").filter(~pl.col("__rec").is_in(taken)).select(
-        "@id", key(pl.col("title")).alias("__k"))
-    hits = new.with_columns(key(pl.col("title")).alias("__k")).join(records, on="__k").group_by(
-        "row_number", maintain_order=True).agg(pl.col("title").first(), pl.col("@id").sort())
+    free = pl.repeat(True, matches.frame.height, eager=True).scatter(matches.iri["rec"].drop_nulls(), False)
+    records = matches.frame.select("@id", "title", *other).filter(free)
+    # the same title and the same domain: the first e-mail's, else the website's host
+    key = ["__k", "__d"]
+    mine = new.select("row_number", "title", _title_key(), _domain(other, api=False)).drop_nulls(key)
+    theirs = records.select("@id", _title_key(), _domain(other, api=True)).drop_nulls(key)
+    hits = mine.join(theirs, on=key).group_by("row_number", "title").agg(pl.col("@id").unique().sort()) \
+        .select("row_number", "@id", "title").sort("row_number")
     col, iri_col = m.sources[0].column, template.iri_column or "crm_iri"
     return [Issue("possible-duplicate", rn, col, title, "one record per organization",
                   f'{file}:{rn}:{col}: this row creates "{title}", but {", ".join(iris[:3])} '
-                  f"{'has' if len(iris) == 1 else 'have'} that title and no row matches "
-                  f"{'it' if len(iris) == 1 else 'them'}; if it is the same organization, give the "
-                  f"row its IRI in a {iri_col} column (or an identifier the record holds)",
-                  "warning", file, sheet) for rn, title, iris in hits.iter_rows()]
+                  f"{'has' if len(iris) == 1 else 'have'} that title and an e-mail domain or website "
+                  f"of the row's, and no row matches {'it' if len(iris) == 1 else 'them'}; if it is the "
+                  f"same organization, give the row its IRI in a {iri_col} column (or an identifier the "
+                  "record holds)", "warning", file, sheet)
+            for rn, iris, title in hits.iter_rows()]
+
+
+def _title_key() -> pl.Expr:
+    """`__k`: the title in lower case, trimmed (a sheet's titles are squished by the `title`
+    normaliser; a record's as stored)."""
+    return pl.col("title").str.to_lowercase().str.strip_chars().alias("__k")
+
+
+def _domain(fields: list[str], *, api: bool) -> pl.Expr:
+    """`__d`: the domain of the first e-mail address (after its `@`), else the website's host
+    (lower case, `www.` dropped); `api`: e-mails in API shape ([{email}])."""
+    parts = []
+    if "emailAddresses" in fields:
+        first = pl.col("emailAddresses").list.first()
+        first = first.struct.field("email") if api else first
+        parts.append(first.str.split("@").list.get(1, null_on_oob=True).str.strip_chars())
+    if "website" in fields:
+        parts.append(pl.col("website").str.extract(r"^(?:[A-Za-z][A-Za-z0-9+.-]*://)?(?:www\.)?([^/:?#\s]+)"))
+    return pl.coalesce(parts).str.to_lowercase().alias("__d")
 
 
 def _not_found_issues(nf: pl.DataFrame, template: Template, file: str, sheet: str | None) -> list[Issue]:
