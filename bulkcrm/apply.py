@@ -196,8 +196,8 @@ def _check_created_since(plan: Plan, journal: Journal, client: Client, verify: b
     total = int(client.get("/organizations", {**after, "itemsPerPage": 1}).get("totalItems", 0))
     if total - ours <= 0:
         return {}
-    said = (f"{total - ours} organization(s) were created since this plan was made ({plan.created_at}); "
-            f"its {len(todo)} create(s) may duplicate them")
+    said = (f"{total - ours} organization(s) were created since this plan was made ({plan.created_at}; "
+            f"counted from a minute before its matching began); its {len(todo)} create(s) may duplicate them")
     if verify:
         log.warning("%s: --verify looks each one's identifiers up first", said)
         return {}
@@ -210,8 +210,10 @@ def _check_created_since(plan: Plan, journal: Journal, client: Client, verify: b
     # a create left `sent` (its answer lost) is found among these by `_find_created` instead
     taken = _held_by([o for o in todo if journal.state(o.key) != "sent"], recent)
     if taken:
-        log.warning("%s: %s of them hold an identifier of the plan's creates, which are not sent "
-                    "(drifted); plan again to update them instead", said, len(set().union(*taken.values())))
+        held = len(set().union(*taken.values()))
+        log.warning("%s: %s of them %s an identifier of %s of the plan's creates, which %s not sent "
+                    "(drifted); plan again to update %s instead", said, held, "holds" if held == 1 else "hold",
+                    len(taken), "is" if len(taken) == 1 else "are", "it" if held == 1 else "them")
     return {k: f"a record with its identifiers was created since the plan ({', '.join(iris[:3])}): "
                "plan again" for k, iris in taken.items()}
 

@@ -174,7 +174,7 @@ def test_creates_whose_records_others_made_since_the_plan_are_not_sent(crm, tmp_
     crm.clear_log()
     with caplog.at_level("WARNING", logger="bulkcrm"):
         report = apply(Plan.load(path), client, plan_path=path, reconcile=False)
-    assert "3 of them hold an identifier of the plan's creates, which are not sent" in caplog.text
+    assert "3 of them hold an identifier of 3 of the plan's creates, which are not sent" in caplog.text
     drifted = report.rows.filter(report.rows["outcome"] == "drifted")
     assert sorted(drifted["row_number"].to_list()) == sorted(o.row_numbers[0] for o in early)
     assert "created since the plan" in drifted["note"][0]
