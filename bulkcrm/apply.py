@@ -125,7 +125,7 @@ def _apply(plan: Plan, client: Client, journal: Journal, *, plan_path: str | Pat
     taken = {} if fresh else _check_created_since(plan, journal, client, verify)
     results: dict[str, Any] = {}  # key -> the server's answer to a write of this run
     total = len(plan.operations)
-    already = sum(journal.state(o.key) == "done" for o in plan.operations)
+    already = _done(plan, journal)
     if progress and total:  # shown before the first write, which may wait for the rate limit
         progress(already, total, client)
     shown = time.monotonic()
@@ -141,7 +141,7 @@ def _apply(plan: Plan, client: Client, journal: Journal, *, plan_path: str | Pat
     except BaseException:  # stopped (Ctrl-C, SIGTERM, an API that is down): how far it got
         if progress and total:
             with contextlib.suppress(BaseException):  # the stop itself is what propagates
-                progress(sum(journal.state(o.key) == "done" for o in plan.operations), total, client)
+                progress(_done(plan, journal), total, client)
         raise
     if reconcile and total and already == total:  # an earlier run did it all: nothing to re-read
         reconcile = False  # (re-reading would also report later edits by others as mismatches)
@@ -156,6 +156,11 @@ def _apply(plan: Plan, client: Client, journal: Journal, *, plan_path: str | Pat
     report.summary["already_done"] = already
     report.summary["plan"] = str(plan_path) if plan_path else None  # the Summary sheet names it
     return report
+
+
+def _done(plan: Plan, journal: Journal) -> int:
+    """Operations of `plan` the journal has done (by this run or an earlier one)."""
+    return sum(journal.state(o.key) == "done" for o in plan.operations)
 
 
 PROGRESS_EVERY_S = 5.0
