@@ -533,12 +533,15 @@ def excel_issues(g: ExcelGrid, header_row: int, names: dict[str, str], file: str
         (pl.col("text").str.len_chars() >= 8) | pl.col("col").is_in([int(c[1:]) for c in text_cols]))
     flagged = cells.filter(flag)
     numbers = cells.filter(pl.col("id_like") & ~flag)
-    numbers = pl.DataFrame({
-        "row_number": numbers["row_number"].cast(pl.Int64),
-        "column": [names.get(f"c{c}") for c in numbers["col"].to_list()],
-        "text": numbers["text"],
-        "cell": [f"{_letters(c)}{r}" for c, r in zip(numbers["col"].to_list(), numbers["row_number"].to_list())],
-    }, schema=NUMBERS_SCHEMA).drop_nulls("column")
+    cols = numbers["col"].unique().to_list()  # per column, not per cell: its header and letters
+    numbers = numbers.select(
+        pl.col("row_number").cast(pl.Int64),
+        pl.col("col").replace_strict({c: names.get(f"c{c}") for c in cols}, return_dtype=pl.String)
+        .alias("column"),
+        pl.col("text").cast(pl.String),
+        pl.concat_str(pl.col("col").replace_strict({c: _letters(c) for c in cols}, return_dtype=pl.String),
+                      pl.col("row_number").cast(pl.String)).alias("cell"),
+    ).cast(NUMBERS_SCHEMA).drop_nulls("column")
     for rn, col, kind, text, id_like in flagged.iter_rows():
         ref, column = f"{_letters(col)}{rn}", names.get(f"c{col}")
         at = f"{place(file, rn, column)} ({sheet}!{ref})"  # as every issue: file:row:column
