@@ -362,10 +362,11 @@ def _conflict_issues(conflicts: pl.DataFrame, template: Template, sh: Sheet, fil
 def _same_title_issues(rows: pl.DataFrame, matches, template: Template, file: str,
                        sheet: str | None) -> list[Issue]:
     """A `possible-duplicate` warning per row that matched no record although a record no row
-    matched has its title (case and spaces aside) and an e-mail domain or website host of the
-    row's: perhaps the same organization under other identifiers (BR-11 without its IRI: a
-    new e-mail at the same domain). A title alone is no sign (many firms share a name). Only
-    when planning listed every record (scan): the API has no title filter (crm-api.md §8.3)."""
+    matched has its title (case and outer spaces aside) and its domain (the first e-mail's,
+    else the website's host): perhaps the same organization under other identifiers (BR-11
+    without its IRI: a new e-mail at the same domain). A title alone is no sign (many firms
+    share a name). Only when planning listed every record (scan): the API has no title filter
+    (crm-api.md §8.3)."""
     m = template.mapping("title")
     if matches.total is None or matches.frame is None or m is None or "title" not in rows.columns:
         return []

@@ -95,8 +95,9 @@ def read(path: str | Path, *, sheet: str | int | None = None, encoding: str | No
 
     Raises:
         InputError: the file is missing, not a supported type, empty, password-protected,
-            undecodable, or its header is unusable (duplicate header texts),
-            or the sheet does not exist (or was asked of a CSV). Row problems are never raised: see `Sheet.issues`.
+            undecodable, or its header is unusable (a doubled header whose column names
+            `<header> (column C)` are taken too), or the sheet does not exist (or was asked of a
+            CSV). Row problems are never raised: see `Sheet.issues`.
     """
     p, where = Path(path), str(path)
     if not p.exists():
@@ -336,12 +337,12 @@ def _check_header(texts: list[str], cells: list[str], data: pl.DataFrame, where:
             texts[i] = n
         what = ("the reserved header 'row_number'" if t == "row_number" and len(ix) == 1
                 else f"the header {t!r} heads {', '.join(pos(i) for i in ix)}")
+        cell = _header_cell(sheet, cells[ix[0]], header_row)
         doubled.append(Issue(
             "duplicate-header", header_row, None, t, "each column has a header of its own",
-            f"{Path(where).name}:{header_row}{_at(sheet, cells[ix[0]], header_row)}: {what} (in {where_hdr}); read as "
+            f"{Path(where).name}:{header_row}{_at(sheet, cell)}: {what} (in {where_hdr}); read as "
             f"{', '.join(map(repr, names))}: rename them in the sheet, or map one of these names",
-            "warning", Path(where).name, sheet,
-            f"{column_letter(int(cells[ix[0]][1:]))}{header_row}" if sheet is not None else None))
+            "warning", Path(where).name, sheet, cell))
     return {cells[i]: t for i, t in enumerate(texts) if t}, placeholders, doubled
 
 
@@ -351,16 +352,20 @@ def _unnamed(names: dict[str, str], where: str, header_row: int, how: str,
     `_check_header`); in a sheet it names the blank header cell (`B1`)."""
     tip = "" if how == "given" else " (or pass --header-row if the header is another row)"
     return [Issue("unnamed-column", header_row, name, None, "every column that holds data has a header",
-                  f"{Path(where).name}:{header_row}{_at(sheet, c, header_row)}: {name[1:-1]} holds data but "
+                  f"{Path(where).name}:{header_row}{_at(sheet, cell)}: {name[1:-1]} holds data but "
                   f"has no header text; it is read as {name!r}: name it in the sheet or map {name!r}{tip}",
-                  "warning", Path(where).name, sheet,
-                  f"{column_letter(int(c[1:]))}{header_row}" if sheet is not None else None)
-            for c, name in names.items()]
+                  "warning", Path(where).name, sheet, cell)
+            for c, name in names.items() for cell in [_header_cell(sheet, c, header_row)]]
 
 
-def _at(sheet: str | None, cell_column: str, row: int) -> str:
+def _header_cell(sheet: str | None, grid_column: str, row: int) -> str | None:
+    """The header cell (`B1`) of `grid_column` (`c2`) in a workbook; None for a CSV."""
+    return f"{column_letter(int(grid_column[1:]))}{row}" if sheet is not None else None
+
+
+def _at(sheet: str | None, cell: str | None) -> str:
     """` (Sheet!B1)`: where a header issue is in a workbook; nothing for a CSV."""
-    return f" ({sheet}!{column_letter(int(cell_column[1:]))}{row})" if sheet is not None else ""
+    return f" ({sheet}!{cell})" if cell else ""
 
 
 def _ragged(data: pl.DataFrame, extra: list[str], width: int, where: str,
