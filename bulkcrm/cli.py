@@ -123,8 +123,8 @@ def _notes_not_exported(template) -> str:
 def _check_input(file: str) -> None:
     """A missing input is named before any target is opened (an embedded sandbox would be
     created for nothing)."""
-    if not Path(file).exists():
-        raise InputError("file not found; check the path", path=file)
+    from .read import check_input_path
+    check_input_path(file)
 
 
 def _open(ctx, base_url, api_key, max_rate, embedded_db=EMBEDDED_DB) -> Target:

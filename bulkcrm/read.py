@@ -100,10 +100,7 @@ def read(path: str | Path, *, sheet: str | int | None = None, encoding: str | No
             CSV). Row problems are never raised: see `Sheet.issues`.
     """
     p, where = Path(path), str(path)
-    if not p.exists():
-        raise InputError("file not found; check the path", path=where)
-    if not p.is_file():
-        raise InputError("not a file; pass the path of a CSV or Excel file", path=where)
+    check_input_path(path)
     if header_row is not None and header_row < 1:
         raise InputError(f"--header-row must be 1 or more, not {header_row}", path=where)
     ext = p.suffix.lower()
@@ -116,6 +113,16 @@ def read(path: str | Path, *, sheet: str | int | None = None, encoding: str | No
         raise InputError(f"delimited text has no sheets (sheet {sheet!r} asked for): --sheet and a "
                          "template's notes sheet (notes: {sheet: …}) need an .xlsx workbook", path=where)
     return _read_csv(p, where, encoding, delimiter, header_row)
+
+
+def check_input_path(path: str | Path) -> None:
+    """Raise InputError (naming `path`) unless it is an existing file: what `read` checks
+    first, and the CLI before it opens any target."""
+    p = Path(path)
+    if not p.exists():
+        raise InputError("file not found; check the path", path=str(path))
+    if not p.is_file():
+        raise InputError("not a file; pass the path of a CSV or Excel file", path=str(path))
 
 
 def _read_excel(p: Path, where: str, sheet: str | int | None, header_row: int | None) -> Sheet:
