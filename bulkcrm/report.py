@@ -50,8 +50,9 @@ ERROR_COLUMNS = ("file", "sheet", "row_number", "resource", "column", "cell", "s
 """Columns of the `Errors` sheet (one line per issue)."""
 NOT_OK = ("invalid", "conflict", "failed", "drifted")
 """Outcomes that make a run not ok (CLI exit 1)."""
-STATUS_COLUMNS = ("crm_iri", "bulkcrm_status")
-"""Columns added to the write-back copy of the input; the next run matches on `crm_iri`."""
+STATUS_COLUMNS = ("crm_iri", "bulkcrm_status", "bulkcrm_note")
+"""Columns added to the write-back copy of the input; the next run matches on `crm_iri`, and
+`bulkcrm_note` says what to fix in the row."""
 CSV_ESCAPE_CHARS = (*FORMULA_TRIGGERS, FORMULA_ESCAPE)
 """A CSV cell starting with one of these gets a `'` prefix (`'` itself, so readers can undo)."""
 WRITE_ONLY_ROWS = 10_000
@@ -319,25 +320,33 @@ def _errors_frame(issues: pl.DataFrame, table: pl.DataFrame) -> pl.DataFrame:
 
 
 def _with_status(input_frame: pl.DataFrame, report: Report, sheet: str | None = None) -> pl.DataFrame:
-    """Return the input's columns (as text) plus `crm_iri`, `bulkcrm_status`, joined on row_number.
+    """Return the input's columns (as text) plus `STATUS_COLUMNS`, joined on row_number.
 
-    A `crm_iri` already in the input is kept where this run found no IRI. A row holding an
-    organization and its note gets both outcomes (`created; note invalid`) and the
-    organization's IRI. Only report rows of `sheet` count (default: the first report row's,
-    the organizations', which come first): a notes sheet of the same workbook has rows of its own.
+    A `crm_iri` already in the input is kept where this run found no IRI. `bulkcrm_note` says
+    what to fix: the row's errors and warnings as the report gives them, else its note (why
+    it was skipped or drifted). A row holding an organization and its note gets both outcomes
+    (`created; note invalid`), both notes, and the organization's IRI. Only report rows of
+    `sheet` count (default: the first report row's, the organizations', which come first): a
+    notes sheet of the same workbook has rows of its own.
     """
     cols = [c for c in input_frame.columns if c != "row_number"]
-    rows = _conform(report.rows, ROW_SCHEMA)
-    sheet = sheet if sheet is not None else rows["sheet"][0] if rows.height else None
-    note = (pl.len() > 1) & (pl.col("resource") == "organization_notes")
-    status = (rows.filter(pl.col("sheet").eq_missing(pl.lit(sheet, pl.String)))
+    table = report_table(report)  # by row_number, each row's organization before its note
+    sheet = sheet if sheet is not None else _conform(report.rows, ROW_SCHEMA)["sheet"][0] if table.height else None
+    both = (pl.len() > 1) & (pl.col("resource") == "organization_notes")
+    said = pl.concat_str([pl.col("errors").replace("", None), pl.col("warnings").replace("", None)],
+                         separator="; ", ignore_nulls=True).replace("", None)
+    said = pl.coalesce(said, pl.col("note"))
+    status = (table.filter(pl.col("sheet").eq_missing(pl.lit(sheet, pl.String)))
               .group_by("row_number", maintain_order=True)
               .agg(pl.col("iri").first().alias("_iri"),
-                   pl.when(note).then(pl.format("note {}", "outcome")).otherwise("outcome")
-                   .str.join("; ").alias("_out")))
+                   pl.when(both).then(pl.format("note {}", "outcome")).otherwise("outcome")
+                   .str.join("; ").alias("_out"),
+                   pl.when(both).then(pl.format("note: {}", said)).otherwise(said)
+                   .drop_nulls().str.join("; ").replace("", None).alias("_note")))
     old_iri = pl.col("crm_iri").cast(pl.String) if "crm_iri" in cols else pl.lit(None, pl.String)
     return (input_frame.join(status, on="row_number", how="left", maintain_order="left")
-            .with_columns(crm_iri=pl.coalesce("_iri", old_iri), bulkcrm_status=pl.col("_out"))
+            .with_columns(crm_iri=pl.coalesce("_iri", old_iri), bulkcrm_status=pl.col("_out"),
+                          bulkcrm_note=pl.col("_note"))
             .select(pl.col(c).cast(pl.String)
                     for c in [*cols, *(c for c in STATUS_COLUMNS if c not in cols)]))
 
@@ -352,7 +361,7 @@ def write_report(report: Report, out_dir: str | Path, *, input_frame: pl.DataFra
     the outcome cell coloured per `OUTCOME_COLOURS`, `Errors` one line per issue whose `reference`
     links to the row in `Rows`). With `input_frame` (`row_number: Int64` + the sheet's columns as
     text) also `<input stem>.with-status.csv` (and `.xlsx` when `input_path` is .xlsx/.xlsm): the
-    input plus `crm_iri` and `bulkcrm_status` (the outcome), joined on `row_number`, each row on
+    input plus `STATUS_COLUMNS` (the IRI, the outcome, what to fix), joined on `row_number`, each row on
     the line of its `row_number` (`_padded`, `_sheet_lines`). A workbook's copy also holds
     `other_sheets` (a notes sheet of the same workbook), each with its own rows' status.
 

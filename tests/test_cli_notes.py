@@ -238,8 +238,11 @@ def test_a_workbooks_notes_sheet_is_in_the_with_status_copy_which_imports_again(
     assert not (tmp_path / "r1" / "w.with-status.csv").exists()  # one sheet alone would not import
     report = list(csv.DictReader((tmp_path / "r1" / "report.csv").open(encoding="utf-8", newline="")))
     assert {(r["resource"], r["sheet"]) for r in report} == {("organizations", "Orgs"), ("organization_notes", "Notes")}
-    status = {ws.title: [r[-1] for r in ws.iter_rows(min_row=2, values_only=True)] for ws in copy}
+    status = {ws.title: [r[-2] for r in ws.iter_rows(min_row=2, values_only=True)] for ws in copy}
     assert status == {"Orgs": ["created", "invalid"], "Notes": ["created", "invalid", "invalid"]}
+    fix = {ws.title: [r[-1] for r in ws.iter_rows(min_row=2, values_only=True)] for ws in copy}
+    assert fix["Orgs"][0] is None and "Email (Orgs!B3)" in fix["Orgs"][1]  # bulkcrm_note: what to fix
+    assert "NoteDate (Notes!C3)" in fix["Notes"][1] and "no organization matches" in fix["Notes"][2]
     assert copy["Notes"]["D2"].value.startswith("/organizations/")  # the note's IRI
     copy["Orgs"]["B3"], copy["Notes"]["C3"] = "info@gale.example", "2024-01-02"  # the fixes
     copy.save(tmp_path / "fixed.xlsx")

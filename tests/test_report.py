@@ -170,16 +170,22 @@ def test_write_back_copy(report, input_frame, tmp_path):
     paths = write_report(report, tmp_path, input_frame=input_frame, input_path="data/orgs.xlsx")
     lines = read_csv(paths["with_status_csv"])
     assert paths["with_status_csv"].name == "orgs.with-status.csv"
-    assert list(lines[0]) == ["title", "email", "phone", "country", "crm_iri", "bulkcrm_status"]
+    assert list(lines[0]) == ["title", "email", "phone", "country", "crm_iri", "bulkcrm_status",
+                              "bulkcrm_note"]
     assert [(r["crm_iri"], r["bulkcrm_status"]) for r in lines] == [
         ("/organizations/a1", "created"), ("/organizations/b2", "patched"),
         ("/organizations/c3", "unchanged"), ("", "conflict"), ("/organizations/old", "invalid"),
         ("", "failed")]
+    # what to fix: the row's errors and warnings, else its note (a failed write's reason)
+    assert [r["bulkcrm_note"] for r in lines] == [
+        "orgs.xlsx:2:phone: numeric cell", "", "", "orgs.xlsx:5: matches 2 records",
+        "orgs.xlsx:6:email: not an e-mail; orgs.xlsx:6:country: not ISO 3166-1", "throttled 2x; gave up"]
     ws = openpyxl.load_workbook(paths["with_status_xlsx"]).active
     assert ws.title == "Orgs"
     assert [c.value for c in ws[1]] == ["title", "email", "phone", "country", "crm_iri",
-                                        "bulkcrm_status"]
+                                        "bulkcrm_status", "bulkcrm_note"]
     assert ws["E2"].value == "/organizations/a1" and ws["F7"].value == "failed"
+    assert ws["G7"].value == "throttled 2x; gave up"
     assert "with_status_xlsx" not in write_report(report, tmp_path / "c", input_frame=input_frame,
                                                   input_path="orgs.csv")
 
