@@ -10,13 +10,37 @@ Usage::
     {'create': 3, 'patch': 1, 'replace': 0, 'unchanged': 87, 'skip': 0, 'conflict': 0, 'invalid': 0}
     >>> report = apply(p, client, journal_file="orgs.journal.jsonl")
 """
-from .apply import apply
-from .client import Client
-from .export import export
-from .plan import Plan, plan
-from .read import read
-from .report import Report
-from .template import load_template
-from .validate import validate
+import os as _os
+import signal as _signal
+import sys as _sys
+
+
+def _as_command() -> bool:
+    """True when this process is the `bulkcrm` command (its console script, or `python -m
+    bulkcrm`: `sys.orig_argv` still shows the `-m`)."""
+    script = _os.path.splitext(_os.path.basename(_sys.argv[0] or ""))[0]
+    orig = list(getattr(_sys, "orig_argv", []))
+    return script in ("bulkcrm", "bulkcrm-script") or "-mbulkcrm" in orig or any(
+        a == "-m" and b == "bulkcrm" for a, b in zip(orig, orig[1:]))
+
+
+def _stopped_while_starting(signum, frame) -> None:
+    """Ctrl-C while the command's modules load (about half a second, before anything is
+    read or sent): a line and exit 130 instead of a traceback from inside an import."""
+    _os.write(2, b"\nStopped (interrupted) while starting; nothing was done.\n")
+    _os._exit(130)
+
+
+if _as_command():  # `cli.main` puts Python's own Ctrl-C handling back first thing
+    _signal.signal(_signal.SIGINT, _stopped_while_starting)
+
+from .apply import apply  # noqa: E402 (after the handler: these imports take the time)
+from .client import Client  # noqa: E402
+from .export import export  # noqa: E402
+from .plan import Plan, plan  # noqa: E402
+from .read import read  # noqa: E402
+from .report import Report  # noqa: E402
+from .template import load_template  # noqa: E402
+from .validate import validate  # noqa: E402
 
 __all__ = ["load_template", "read", "validate", "plan", "apply", "export", "Client", "Plan", "Report"]

@@ -450,6 +450,7 @@ def _finish(result: dict, as_json: bool) -> None:
 def main() -> None:
     """Console entry point. With `--json`, a usage error (unknown option, missing file) is
     also one JSON object on stdout, as every other failure. SIGTERM stops a run as Ctrl-C does."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # from here Ctrl-C is handled below
     signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         cli.main(prog_name="bulkcrm", standalone_mode=False)

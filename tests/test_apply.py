@@ -283,6 +283,30 @@ def test_ctrl_c_prints_the_resume_command_and_resume_completes(crm, tmp_path):
     _assert_state_equals_plan(crm)
 
 
+_INTERRUPT_ON_IMPORT = """
+import os, signal, sys
+class Interrupt:  # Ctrl-C as the command's modules load (they take about half a second)
+    def find_spec(self, name, path, target=None):
+        if name == "bulkcrm.apply":
+            os.kill(os.getpid(), signal.SIGINT)
+sys.meta_path.insert(0, Interrupt())
+"""
+
+
+@pytest.mark.parametrize("how", ["console script", "python -m"])
+def test_ctrl_c_while_the_command_starts_is_one_line_not_a_traceback(tmp_path, how):
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(_INTERRUPT_ON_IMPORT)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(hook), os.environ.get("PYTHONPATH")]))}
+    cmd = [str(Path(sys.executable).with_name("bulkcrm"))] if how == "console script" else \
+        [sys.executable, "-m", "bulkcrm"]
+    out = subprocess.run([*cmd, "validate", "in.csv", "-t", "t.yaml"], capture_output=True, text=True,
+                         cwd=tmp_path, env=env, timeout=120)
+    assert (out.returncode, out.stderr.strip()) == (130, "Stopped (interrupted) while starting; nothing was done.")
+    assert not (tmp_path / ".bulkcrm").exists() and not (tmp_path / "reports").exists()
+
+
 def test_lost_create_is_found_when_identifiers_have_no_filter(crm, tmp_path):
     """A create left in `sent` whose record exists is found among the records created since it
     was sent, although its only identifier (customerId) has no API filter: no duplicate."""
