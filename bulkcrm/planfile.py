@@ -315,9 +315,11 @@ def render_plan(p: Plan, *, requests_per_minute: float | None = 20, limit: int =
             own = (r["row_number"], r["resource"] or "organizations")
             lines += [f"      {m}" for key in (own, (r["row_number"], None)) for m in reasons.pop(key, [])]
     lines += [f"  ✗ {m}" for (rn, _), ms in reasons.items() if rn is None for m in ms]  # whole-file issues
-    more = listed.height - min(limit, listed.height)
-    if more > 0:
-        lines.append(f"  … {more} more (see the plan file or the report)")
+    hidden = listed.slice(limit)
+    if hidden.height:  # of what kinds, so writes behind many problems are not lost from sight
+        kinds = hidden.group_by("op", maintain_order=True).len()
+        lines.append(f"  … {hidden.height} more: " + ", ".join(f"{n} {o}" for o, n in kinds.iter_rows())
+                     + " (see the plan file or the report)")
     lines += [f"  note: {n}" for n in p.notes if n.startswith(("mirror", "optional"))]
     if not p.rows:
         lines.append("  note: the input has no rows under its header: nothing to do (an empty sheet, "

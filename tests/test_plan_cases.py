@@ -331,7 +331,8 @@ def test_plan_text_lists_rows_that_will_not_be_written_before_the_limit(crm, cli
     text = render_plan(plan(sheet, template(), client), limit=5)
     shown = [ln for ln in text.splitlines() if ln.startswith(("  + row", "  ✗ row"))]
     assert shown[0] == "  ✗ row 62 invalid" and len(shown) == 5
-    assert "t.csv:62:title" in text and "… 56 more" in text
+    assert "t.csv:62:title" in text
+    assert "  … 56 more: 56 create (see the plan file or the report)" in text  # what they are
 
 
 def test_apply_of_a_file_that_is_not_a_plan_says_so(tmp_path):
