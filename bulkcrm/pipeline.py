@@ -216,11 +216,9 @@ def _other_sheets(report: Report, input_path) -> dict:
 
 def _with_notes(issues: pl.DataFrame, sh: Sheet, notes, file) -> tuple[pl.DataFrame, dict, dict, str]:
     """`run_validate`'s notes part (`Template.notes`): the organizations' `issues` (ISSUE_SCHEMA)
-    with the notes' after them, each naming its resource except what the reader found (whole
-    rows); the notes sheet when it is another sheet ({name: frame}, for the issues copy); the
+    with the notes' after them, naming their resource; the notes sheet when it is another sheet ({name: frame}, for the issues copy); the
     notes' `rows` and `invalid_rows`; the line the text shows."""
     from .notes import read_notes_sheet, validate_notes
-    issues = issues_frame(about("organizations", [Issue(**r) for r in issues.to_dicts()], sh.issues))
     notes_sheet = sh if notes.sheet is None else read_notes_sheet(file, notes.sheet, notes.template.path if notes.template else None)
     _, mapped, _, checked = validate_notes(notes_sheet, notes.template, same_rows=notes.sheet is None)
     mine = checked.issues.with_columns(pl.lit("organization_notes").alias("resource"))
@@ -248,7 +246,9 @@ def run_validate(file, template_path, *, sheet=None, encoding=None, delimiter=No
     result = validate(map_rows(sh.frame, template, path=where, header_row=sh.header_row), template, sheet=sh.frame,
                       read_issues=sh.issues, file=name, sheet_name=sh.sheet_name, letters=sh.letters,
                       numbers=sh.numbers)
-    issues, others, lines = result.issues, {}, []
+    # each issue names its resource, except what the reader found (about the whole row)
+    issues = issues_frame(about(template.resource, [Issue(**r) for r in result.issues.to_dicts()], sh.issues))
+    others, lines = {}, []
     summary = {"rows": sh.frame.height, "invalid_rows": len(result.invalid_rows)}
     if notes is not None:
         issues, others, summary["notes"], line = _with_notes(issues, sh, notes, file)

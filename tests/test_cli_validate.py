@@ -62,6 +62,7 @@ def test_validate_reports_every_problem_with_an_annotated_copy(runner, tmp_path)
     assert found == {(3, "name", "missing-required", None), (3, "email", "invalid-email", "broken@"),
                      (3, "country", "invalid-country", "Untied States"), (4, "web", "invalid-url", "not a url"),
                      (4, "country", "invalid-country", "XX")}
+    assert {i["resource"] for i in issues} == {"organizations"}  # as a plan's issues name it
     msg = next(i["message"] for i in issues if i["value"] == "Untied States")
     assert msg.startswith("orgs.csv:3:country:") and "ISO 3166-1" in msg
     book = openpyxl.load_workbook(tmp_path / "out" / "orgs.issues.xlsx")
