@@ -328,7 +328,7 @@ def _check_header(texts: list[str], cells: list[str], data: pl.DataFrame, where:
                     if unnamed else ())
     texts = [t or (f"({pos(i)})" if has_data[cells[i]] else "") for i, t in enumerate(texts)]
     placeholders = {c: t for c, t in zip(cells, texts) if c in has_data and t}
-    where_hdr = f"header row {header_row} ({how})"
+    where_hdr = f"the {how} header row {header_row}"
     seen: dict[str, list[int]] = {}
     for i, t in enumerate(texts):
         if t:

@@ -233,7 +233,7 @@ def test_duplicate_headers_are_read_apart_with_a_warning(tmp_path):
     assert [(i.type, i.severity, i.row_number, i.value) for i in sheet.issues] == [
         ("duplicate-header", "warning", 1, "email"), ("duplicate-header", "warning", 1, "title")]
     assert sheet.issues[0].message == (
-        "dup.csv:1: the header 'email' heads column 1, column 3 (in header row 1 (detected)); read as "
+        "dup.csv:1: the header 'email' heads column 1, column 3 (in the detected header row 1); read as "
         "'email (column 1)', 'email (column 3)': rename them in the sheet, or map one of these names")
 
 
