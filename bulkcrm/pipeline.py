@@ -5,6 +5,7 @@ Each returns plain data for the CLI to render; none prints except through the `e
 from __future__ import annotations
 
 import datetime as dt
+import glob
 import sys
 import time
 from pathlib import Path
@@ -93,7 +94,7 @@ def run_apply(plan_file, target: Target, *, report_dir: str, batch_size=25, veri
     p = plan or Plan.load(plan_file)
     report = _apply(p, target, plan_file, reconcile=reconcile, progress=progress, batch_size=batch_size,
                     verify=verify, echo=echo)
-    return _finish(report, Path(report_dir), p.input, target, echo, sheet=p.sheet)
+    return _finish(report, Path(report_dir), p.input, target, echo, sheet=p.sheet, planned_sha256=p.input_sha256)
 
 
 def _apply(p: Plan, target: Target, plan_path, *, reconcile, progress, batch_size, verify=False,
@@ -178,12 +179,12 @@ def _progress_line(done: int, total: int, client, elapsed_s: float, start: int =
 
 
 def _finish(report: Report, out: Path, input_path, target: Target, echo: Echo, *,
-            input_frame=None, sheet=None) -> dict:
-    if input_frame is None and input_path and Path(input_path).exists():
-        try:  # apply of a saved plan: read its input again (the plan's sheet) for the write-back
-            input_frame = read(input_path, sheet=sheet).frame
-        except BulkcrmError:  # the write-back copy is a convenience; the report must be written
-            input_frame = None
+            input_frame=None, sheet=None, planned_sha256: str | None = None) -> dict:
+    if input_frame is None:  # apply of a saved plan: its input again, for the write-back copy
+        input_frame = _planned_input(input_path, sheet, planned_sha256, echo)
+    if input_frame is None and input_path:  # an earlier run's copy would not match this report
+        for old in out.glob(f"{glob.escape(Path(input_path).stem)}.with-status.*"):
+            old.unlink()
     write_report(report, out, input_frame=input_frame, input_path=input_path, secrets=target.secrets,
                  other_sheets=_other_sheets(report, input_path) if input_frame is not None else None)
     echo(render_summary(report, out_dir=out))
@@ -199,6 +200,24 @@ def _finish(report: Report, out: Path, input_path, target: Target, echo: Echo, *
     if done:
         payload["already_done"] = done
     return {"ok": report.ok, "json": payload, "report": report, "dir": out}
+
+
+def _planned_input(input_path, sheet, planned_sha256: str | None, echo: Echo) -> pl.DataFrame | None:
+    """The plan's input as read again (its sheet) for the with-status copy, or None: gone,
+    unreadable, or changed since planning (rows sorted, added or fixed meanwhile: its row N
+    need no longer be the plan's row N, and the copy would give rows other rows' IRIs)."""
+    if not input_path or not Path(input_path).exists():
+        return None
+    try:
+        sh = read(input_path, sheet=sheet)
+    except BulkcrmError:  # the write-back copy is a convenience; the report must be written
+        return None
+    if planned_sha256 and sh.sha256 != planned_sha256:
+        echo(f"note: {Path(input_path).name} has changed since it was planned, so no "
+             f"{Path(input_path).stem}.with-status copy is written (its rows need no longer be the "
+             "plan's rows); the report's row numbers are those of the file as planned")
+        return None
+    return sh.frame
 
 
 def _other_sheets(report: Report, input_path) -> dict:

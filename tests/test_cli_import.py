@@ -326,6 +326,30 @@ def test_the_with_status_copy_keeps_each_row_on_its_report_row_number(runner, cr
 
 
 
+def test_an_input_changed_between_plan_and_apply_gets_no_with_status_copy(runner, crm, tmp_path):
+    """Rows sorted after planning: row 2 of the file is no longer the plan's row 2, so a copy
+    from it would give each row another row's IRI (and the next import would patch one record
+    with another's data). No copy, a note, and the earlier run's copy is not left beside the
+    new report."""
+    t = tmp_path / "t.yaml"
+    t.write_text(yaml.safe_dump({"identifiers": ["emailAddresses"], "fields": {
+        "title": "name", "emailAddresses": "email"}}), encoding="utf-8")
+    sheet = tmp_path / "week.csv"
+    sheet.write_text("name,email\nA,a@x.example\nB,b@x.example\n", encoding="utf-8")
+    code, out = run(runner, crm, "import", str(sheet), "-t", str(t), "--report", str(tmp_path / "r"))
+    assert code == 0 and (tmp_path / "r" / "week.with-status.csv").exists()
+    sheet.write_text("name,email\nA,a@x.example\nB2,b@x.example\n", encoding="utf-8")
+    code, _ = run(runner, crm, "plan", str(sheet), "-t", str(t), "--out", str(tmp_path / "p.json"))
+    sheet.write_text("name,email\nB2,b@x.example\nA,a@x.example\n", encoding="utf-8")  # sorted
+    result = runner.invoke(cli, ["apply", str(tmp_path / "p.json"), "--report", str(tmp_path / "r"),
+                                 "--base-url", crm.url, "--api-key", TEST_KEY, "--max-rate", "60000"])
+    assert result.exit_code == 0, result.output
+    assert "week.csv has changed since it was planned, so no week.with-status copy is written" in result.output
+    assert not list((tmp_path / "r").glob("week.with-status*"))
+    rows = json.loads((tmp_path / "r" / "report.json").read_text())["rows"]
+    assert [(r["row_number"], r["outcome"], r["title"]) for r in rows] == [(2, "unchanged", "A"), (3, "patched", "B2")]
+
+
 def test_a_missing_input_is_named_before_any_sandbox_is_made(runner, tmp_path, monkeypatch):
     """A typo in the file name costs nothing: no embedded sandbox is created for it."""
     monkeypatch.chdir(tmp_path)
