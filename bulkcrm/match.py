@@ -27,7 +27,7 @@ import polars as pl
 from .client import Client
 from .diff import ADDRESS_KEYS, raw_records_frame, record_schema
 from .mapping import PHONE_DTYPE, chain
-from .errors import PermanentApiError
+from .errors import PermanentApiError, TemplateError
 from .planfile import duration_text
 from .template import IDENTIFIER_KINDS, SEARCHABLE_IDENTIFIERS, Template
 from .transforms import normalize_identifier
@@ -173,12 +173,13 @@ def match_rows(rows: pl.DataFrame, template: Template, client: Client, *,
     start = client.requests_sent
     ids = _keyed(identifier_frame(rows, template, distinct=False))
     explicit = _explicit(rows)
-    searchable = all(f in SEARCHABLE_IDENTIFIERS for f in template.identifiers)
+    check_strategy(template, strategy)
+    unsearchable = [f for f in template.identifiers if f not in SEARCHABLE_IDENTIFIERS]
     values = _lookup_values(rows, ids, template) if strategy != "scan" else []
     notes: list[str] = []
     cost = math.ceil(len(values) / BATCH) + explicit.height if strategy == "lookup" else None
     if strategy == "auto":
-        strategy, note, cost = _choose(client, len(values), explicit.height, searchable)
+        strategy, note, cost = _choose(client, len(values), explicit.height, unsearchable)
         notes.append(note)
     _announce(client, strategy, cost)
     t0 = time.perf_counter()
@@ -196,6 +197,23 @@ def match_rows(rows: pl.DataFrame, template: Template, client: Client, *,
                    strategy=strategy, requests=client.requests_sent - start, notes=notes,
                    frame=frame, fetch_seconds=fetched,
                    total=len(records) if strategy == "scan" else None)
+
+
+def check_strategy(template: Template, strategy: str) -> None:
+    """Refuse `--match-strategy lookup` for a template with an identifier the API has no filter
+    for (`customerId`, `chamberOfCommerceNumber`; crm-api.md §8.3): a lookup cannot find a
+    record by it, so a row matching one by it alone would be created again (a duplicate).
+
+    Raises:
+        TemplateError: naming those identifiers and the strategies that can match them.
+    """
+    unsearchable = [f for f in template.identifiers if f not in SEARCHABLE_IDENTIFIERS]
+    if strategy == "lookup" and unsearchable:
+        raise TemplateError(
+            f"--match-strategy lookup cannot match on {', '.join(unsearchable)}: the API has no filter "
+            "for it (crm-api.md §8.3), so a row that matches a record by it alone would be created "
+            "again; use --match-strategy scan, or auto (which lists every record for it)",
+            path=template.path, key="identifiers")
 
 
 def _announce(client: Client, strategy: str, cost: int | None) -> None:
@@ -247,15 +265,20 @@ def _lookup_values(rows: pl.DataFrame, ids: pl.DataFrame, template: Template) ->
     return allv.unique(maintain_order=True).sort().to_list()
 
 
-def _choose(client: Client, n_values: int, n_explicit: int, searchable: bool) -> tuple[str, str, int]:
-    """Cost model: identifiers[] lookups + one GET per explicit IRI vs one full listing.
+def _choose(client: Client, n_values: int, n_explicit: int, unsearchable: list[str]) -> tuple[str, str, int]:
+    """Cost model: identifiers[] lookups + one GET per explicit IRI vs one full listing; a scan
+    whenever an identifier has no API filter (`unsearchable`), as only a listing can match it.
     Returns (strategy, the plan's note on it, its cost in requests)."""
+    searchable = not unsearchable
     lookup_cost = math.ceil(n_values / BATCH) + n_explicit
     if searchable and lookup_cost <= 1:
         return "lookup", f"lookup: {lookup_cost} request(s)", lookup_cost
     total = count_records(client)
     scan_cost = max(1, math.ceil(total / BATCH))
-    if not searchable or scan_cost < lookup_cost:
+    if not searchable:
+        return "scan", (f"scan: {scan_cost} requests for {total} records (a lookup cannot match on "
+                        f"{', '.join(unsearchable)}: the API has no filter for it)"), scan_cost
+    if scan_cost < lookup_cost:
         return "scan", f"scan: {scan_cost} requests for {total} records (lookup would cost {lookup_cost})", scan_cost
     return ("lookup", f"lookup: {lookup_cost} requests (a full listing of {total} records would cost {scan_cost})",
             lookup_cost)

@@ -26,7 +26,7 @@ from .client import Client
 from .errors import Issue, TemplateError, about, with_cell
 from .lookups import REF_PREFIX, LookupCache, resolve_lookups
 from .mapping import map_rows
-from .match import match_rows
+from .match import check_strategy, match_rows
 from .planfile import (CONFLICT_TYPES, ROW_SCHEMA, SCHEMA_VERSION, WRITE_OPS, Operation,
                        Plan, now_utc, ops_frame, render_plan)
 from .read import Sheet, read
@@ -152,6 +152,7 @@ def _plan(source: str | Path | Sheet, template: Template, client: Client, *, mod
             f"{what}, so every run would create every row again; add `identifiers:` (e.g. "
             "[emailAddresses]) or a crm_iri column, or pass --mode create-only to create them once",
             path=template.path, key="identifiers")
+    check_strategy(template, strategy)  # before any request
     start = client.requests_sent
     file = Path(sh.path).name
     mapped = map_rows(sh.frame, template, path=f"{file}!{sh.sheet_name}" if sh.sheet_name else file,

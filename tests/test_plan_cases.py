@@ -359,6 +359,27 @@ def test_reconcile_estimate_is_what_apply_spends_for_records_without_searchable_
     assert p.estimate()["reconcile"] == spent_reconciling == 1 + 2  # a count, then 50 records in 2 pages
 
 
+def test_lookup_is_refused_for_an_identifier_without_an_api_filter(crm, client, tmp_path):
+    """customerId has no API filter (crm-api.md §8.3): `--match-strategy lookup` could not find
+    the record holding it and would plan a duplicate; it is refused before any request, and
+    auto's note says why it lists every record instead."""
+    from bulkcrm.errors import TemplateError
+    crm.seed({"organizations": [{"title": "Acme", "customerId": "ACME", "emailAddresses": [{"email": "old@acme.example"}]}]})
+    sheet = tmp_path / "c.csv"
+    sheet.write_text("name,cid,email\nAcme BV,ACME,new@acme.example\n", encoding="utf-8")
+    tpl = parse_template({"resource": "organizations", "identifiers": ["customerId", "emailAddresses"],
+                          "fields": {"title": "name", "customerId": "cid", "emailAddresses": "email"}},
+                         path="c.yaml", sha256="t")
+    sent = client.requests_sent
+    with pytest.raises(TemplateError, match=r"--match-strategy lookup cannot match on customerId: the API has "
+                                            r"no filter for it .* use --match-strategy scan, or auto"):
+        plan(sheet, tpl, client, strategy="lookup")
+    assert client.requests_sent == sent
+    p = plan(sheet, tpl, client)  # auto
+    assert p.strategy == "scan" and p.counts()["patch"] == 1 and p.counts()["create"] == 0
+    assert any("a lookup cannot match on customerId: the API has no filter for it" in n for n in p.notes)
+
+
 def test_plan_text_and_report_sheets_show_tag_names_not_iris(crm, client, tmp_path):
     from bulkcrm.plan import Plan, render_plan
     from bulkcrm.report import write_report
