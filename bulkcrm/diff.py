@@ -293,6 +293,32 @@ def normalise_existing_phones(joined: pl.DataFrame, template: Template) -> pl.Da
     return joined.with_columns(phones.fill_null(pl.lit([], dtype=PHONE_DTYPE)))
 
 
+def lost_zeros(m: Mapping) -> pl.Expr | None:
+    """True where the sheet's text value is the record's without its leading zeros (`5021` for
+    `05021`): digits a spreadsheet stored as a number, not a change (BR-05). None for a field
+    that is not text. Over the mapped column and its record's value as `<field>#e`."""
+    if m.kind != "scalar":
+        return None
+    s, e = pl.col(m.field).cast(pl.String), pl.col(f"{m.field}#e").cast(pl.String)
+    return (e.str.starts_with("0") & s.str.contains(r"^[1-9][0-9]*$")
+            & (e.str.strip_chars_start("0") == s)).fill_null(False)
+
+
+def kept_zeros(rows: pl.DataFrame, existing: pl.DataFrame, template: Template) -> pl.DataFrame:
+    """The fields `changed_fields` leaves as they are because the sheet lost their leading
+    zeros (`lost_zeros`): `row_number`, `field`, `value` (the sheet's), `record` (the record's).
+    `rows` and `existing` (`existing_values`) are aligned row by row."""
+    ex = existing.select(pl.exclude("row_number", "iri").name.suffix("#e"))
+    r = pl.concat([rows, ex], how="horizontal")
+    parts = [r.filter(lost).select("row_number", pl.lit(m.field).alias("field"),
+                                   pl.col(m.field).cast(pl.String).alias("value"),
+                                   pl.col(f"{m.field}#e").cast(pl.String).alias("record"))
+             for m in template.mappings if m.policy != "never" and (lost := lost_zeros(m)) is not None
+             and m.field in rows.columns and m.field in existing.columns]
+    return pl.concat(parts).sort("row_number", maintain_order=True) if parts else pl.DataFrame(
+        schema={"row_number": pl.Int64, "field": pl.String, "value": pl.String, "record": pl.String})
+
+
 def _changed_expr(m: Mapping, template: Template) -> pl.Expr:
     s, e = pl.col(m.field), pl.col(f"{m.field}#e")
     if m.kind in ("scalar", "bool"):
@@ -301,6 +327,8 @@ def _changed_expr(m: Mapping, template: Template) -> pl.Expr:
         if m.policy == "fill_if_empty":
             return e.is_null() & s.is_not_null()
         differs = s.ne_missing(e)
+        if (lost := lost_zeros(m)) is not None:  # kept as stored, with a warning (`kept_zeros`)
+            differs = differs & ~lost
         return differs & s.is_not_null() if template.empty == "ignore" else differs
     if m.kind == "phones":
         sn, en = s.list.eval(pl.element().struct.field("phoneNumber")), e.list.eval(pl.element().struct.field("phoneNumber"))

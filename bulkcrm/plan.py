@@ -176,7 +176,8 @@ def _plan(source: str | Path | Sheet, template: Template, client: Client, *, mod
               *_conflict_issues(matches.conflicts, template, sh, file),
               *_not_found_issues(matches.not_found, template, file, sh.sheet_name),
               *_same_title_issues(rows, matches, template, file, sh.sheet_name)]
-    out_rows, ops = _decide(mapped, rows, matches, template, mode, issues, resolved.tags_to_create)
+    out_rows, ops, zeros = _decide(mapped, rows, matches, template, mode, issues, resolved.tags_to_create)
+    issues += _kept_zero_issues(zeros, template, file, sh)
     clock.lap("diff")
     p = Plan(template=str(template.path), template_sha256=template.sha256, input=str(sh.path),
              input_sha256=sh.sha256, target=client.base_url, mode=mode,
@@ -241,9 +242,10 @@ def _add_part(p: Plan, part) -> None:
 
 
 def _decide(mapped: pl.DataFrame, rows: pl.DataFrame, matches, template: Template, mode: str,
-            issues: list[Issue], tags: list[str]) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """The rows frame (`ROW_SCHEMA`, one per mapped row, input order) and the operations frame
-    (`OP_SCHEMA`: tag creates, then one write per row in row order)."""
+            issues: list[Issue], tags: list[str]) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    """The rows frame (`ROW_SCHEMA`, one per mapped row, input order), the operations frame
+    (`OP_SCHEMA`: tag creates, then one write per row in row order) and the fields left as
+    stored because the sheet lost their leading zeros (`diff.kept_zeros`)."""
     errors = {i.row_number for i in issues if i.severity == "error" and i.type not in CONFLICT_TYPES}
     conflict_rows = set(matches.conflicts["row_number"].to_list())
     raw_ids = [c for c in rows.columns if c.startswith("__raw.")]  # matching's; not needed here
@@ -252,12 +254,12 @@ def _decide(mapped: pl.DataFrame, rows: pl.DataFrame, matches, template: Templat
     ok = joined.filter(~pl.col("row_number").is_in(list(skip))) if skip else joined
     with ThreadPoolExecutor(1) as pool:  # creates need no record: built beside the patches
         creates = pool.submit(_create_ops, ok, mode, template, tags)
-        changed, patches = _update_ops(ok, matches, mode, template, tags)
+        changed, patches, zeros = _update_ops(ok, matches, mode, template, tags)
         org_ops = pl.concat([creates.result(), patches]).sort(pl.col("row_numbers").list.first())
     used = set(org_ops["depends_on"].explode().drop_nulls().to_list()) if tags else set()
     tags = [t for t in tags if f"tag:{t}" in used]  # not for rows that are invalid or conflict
     ops = pl.concat([ops_frame([_tag_op(t) for t in tags]), org_ops]) if tags else org_ops
-    return _row_frame(mapped, joined, changed, matches.conflicts, errors, mode, template, org_ops), ops
+    return _row_frame(mapped, joined, changed, matches.conflicts, errors, mode, template, org_ops), ops, zeros
 
 
 def _create_ops(ok: pl.DataFrame, mode: str, template: Template, tags: list[str]) -> pl.DataFrame:
@@ -267,9 +269,9 @@ def _create_ops(ok: pl.DataFrame, mode: str, template: Template, tags: list[str]
 
 
 def _update_ops(ok: pl.DataFrame, matches, mode: str, template: Template,
-                tags: list[str]) -> tuple[pl.DataFrame, pl.DataFrame]:
+                tags: list[str]) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
     """(`row_number`, `changed` of the matched rows that change something; their PATCHes or
-    PUTs, none in create-only mode)."""
+    PUTs, none in create-only mode; `diff.kept_zeros`)."""
     matched = ok.filter(pl.col("iri").is_not_null())
     raw = matches.frame.drop("@id")[matched["rec"]]  # each matched row's record, in row order
     matches.frame = None  # not needed any more
@@ -281,13 +283,14 @@ def _update_ops(ok: pl.DataFrame, matches, mode: str, template: Template,
     changed = diff.changed_fields(matched, existing, template, on="row_number", phones_normalised=True,
                                   equal=alike) if matched.height else \
         pl.DataFrame(schema={"row_number": pl.Int64, "iri": pl.String, "changed": pl.List(pl.String)})
+    zeros = diff.kept_zeros(matched, existing, template)
     changed = changed.select("row_number", "changed").filter(pl.col("changed").list.len() > 0)
     w = matched.join(changed.rename({"changed": "__changed"}), on="row_number", how="inner",
                      maintain_order="left") if mode != "create-only" else matched.clear()
     w = w.select(_write_columns(w, template))
     if template.mode != "replace":  # a PUT starts from the whole record instead
         w = _with_records(w, raw.with_columns(matched["row_number"]), existing)
-    return changed, write_ops(w, template, tags, matches.records)
+    return changed, write_ops(w, template, tags, matches.records), zeros
 
 
 def _write_columns(w: pl.DataFrame, template: Template) -> list[str]:
@@ -334,6 +337,21 @@ def _row_frame(mapped: pl.DataFrame, joined: pl.DataFrame, changed: pl.DataFrame
                        pl.col("cleared").fill_null(pl.lit([], dtype=pl.List(pl.String))),
                        note.alias("note"), pl.col("key"),
                        pl.lit("organizations").alias("resource")).cast(ROW_SCHEMA)
+
+
+def _kept_zero_issues(zeros: pl.DataFrame, template: Template, file: str, sh: Sheet) -> list[Issue]:
+    """A `leading-zero` warning per field left as stored because the sheet's value is the
+    record's without its leading zeros (`diff.kept_zeros`; BR-05: a spreadsheet's number)."""
+    out = []
+    for rn, field_name, value, record in zeros.iter_rows():
+        col = next((src.column for src in template.mapping(field_name).sources if src.column), None)
+        out.append(with_cell(Issue(
+            "leading-zero", rn, col, value, "a leading 0 is part of the value (BR-05)",
+            f"{file}:{rn}:{col}: \"{value}\" is the record's \"{record}\" without its leading zero(s), as a "
+            f"spreadsheet stores a number: {field_name} stays \"{record}\"; format the column as Text to "
+            "keep the zeros", "warning", file, sh.sheet_name),
+            sh.letters, sh.sheet_name))
+    return out
 
 
 def _tag_op(title: str) -> Operation:
