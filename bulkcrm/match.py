@@ -47,7 +47,7 @@ class Matches:
     Attributes:
         iri: frame `row_number` (Int64), `iri` (String, null = no record matched), `rec`
             (UInt32: the record's row in `frame`); one row per row matched, in their order.
-        conflicts: frame `row_number`, `type` (ambiguous-match | duplicate-row), `message`,
+        conflicts: frame `row_number`, `type` (ambiguous-match | duplicate-row | iri-mismatch), `message`,
             `field`, `value` (an identifier involved and its value, or nulls).
         not_found: frame `row_number`, `iri`: explicit IRIs that do not exist.
         records: IRI -> record JSON for every record fetched.
@@ -57,6 +57,9 @@ class Matches:
         fetch_seconds: time spent getting the records: the requests and decoding their JSON
             into `records` and `frame` (the network part of planning, `Plan.timings["fetch"]`).
         total: how many records the target holds, when they were all listed (scan).
+        elsewhere: frame `row_number`, `kind`, `value`, `iri`, `named`: an identifier of a row
+            with an explicit IRI (`named`) that another record (`iri`) holds; such a row is an
+            `iri-mismatch` conflict.
     """
 
     iri: pl.DataFrame
@@ -69,6 +72,7 @@ class Matches:
     frame: pl.DataFrame | None = None
     fetch_seconds: float = 0.0
     total: int | None = None
+    elsewhere: pl.DataFrame | None = None
 
 
 def identifier_frame(rows: pl.DataFrame, template: Template, *, distinct: bool = True) -> pl.DataFrame:
@@ -191,12 +195,16 @@ def match_rows(rows: pl.DataFrame, template: Template, client: Client, *,
     frame = raw_records_frame(list(records.values()), records_schema(template))
     fetched = time.perf_counter() - t0
     pairs = _pairs(ids, record_identifiers(frame, template.identifiers))
-    matched, conflicts = _resolve(rows, pairs, _positions(explicit, frame), ids, frame["@id"])
+    positions = _positions(explicit, frame)
+    matched, conflicts = _resolve(rows, pairs, positions, ids, frame["@id"])
+    elsewhere = _elsewhere(pairs, positions, frame["@id"])
+    if elsewhere.height:
+        conflicts = _one_per_row([conflicts, _mismatches(elsewhere, template.iri_column)])
     not_found = explicit.filter(~pl.col("iri").is_in(list(records))) if explicit.height else explicit
     return Matches(iri=matched, conflicts=conflicts, not_found=not_found, records=records,
                    strategy=strategy, requests=client.requests_sent - start, notes=notes,
                    frame=frame, fetch_seconds=fetched,
-                   total=len(records) if strategy == "scan" else None)
+                   total=len(records) if strategy == "scan" else None, elsewhere=elsewhere)
 
 
 def check_strategy(template: Template, strategy: str) -> None:
@@ -362,11 +370,46 @@ def _resolve(rows: pl.DataFrame, pairs: pl.DataFrame, explicit: pl.DataFrame, id
         conflicts.append(shared.with_columns(msg.alias("message")).explode("row_number").with_columns(
             pl.lit("duplicate-row").alias("type"), pl.col("kind").alias("field")).select(
             "row_number", "type", "message", "field", "value"))
-    conflicts_df = pl.concat(conflicts).group_by("row_number").agg(
-        pl.col("type").first(), pl.col("message").unique().sort().str.join("; "),
-        pl.col("field", "value").sort_by("field", nulls_last=True).first()).sort("row_number")
+    conflicts_df = _one_per_row(conflicts)
     matched = rows.select("row_number").join(chosen, on="row_number", how="left", maintain_order="left")
     return matched.select("row_number", iri.alias("iri"), "rec"), conflicts_df
+
+
+def _one_per_row(conflicts: list[pl.DataFrame]) -> pl.DataFrame:
+    """Conflict frames (`Matches.conflicts` columns) as one line per row: its first type, its
+    messages joined, the identifier named first."""
+    return pl.concat(conflicts).group_by("row_number").agg(
+        pl.col("type").first(), pl.col("message").unique().sort().str.join("; "),
+        pl.col("field", "value").sort_by("field", nulls_last=True).first()).sort("row_number")
+
+
+def _mismatches(elsewhere: pl.DataFrame, iri_column: str | None) -> pl.DataFrame:
+    """`iri-mismatch` conflicts from `Matches.elsewhere`: the row's explicit IRI names one
+    record, an identifier of the row is another's (a row beside another row's IRI would
+    overwrite that record with its data), so it is not written."""
+    by_record = elsewhere.group_by("row_number", "iri", maintain_order=True).agg(
+        pl.col("named", "kind", "value").first(),
+        pl.format("{} {}", "kind", "value").str.join(", ").alias("ids"))
+    return by_record.group_by("row_number", maintain_order=True).agg(
+        pl.lit("iri-mismatch").alias("type"),
+        pl.format("its {} names {}, but its {}", pl.lit(iri_column or "IRI"), pl.col("named").first(),
+                  pl.format("{} belong to {}", "ids", "iri").str.join("; its ")).alias("message"),
+        pl.col("kind").first().alias("field"), pl.col("value").first()).select(
+        "row_number", "type", "message", "field", "value")
+
+
+def _elsewhere(pairs: pl.DataFrame, explicit: pl.DataFrame, iris: pl.Series) -> pl.DataFrame:
+    """`Matches.elsewhere`: the identifiers of rows with an explicit IRI (`explicit`: their
+    `row_number`, `rec`) that point at another record (`pairs`, `iris` as `_resolve`'s)."""
+    if not explicit.height:
+        return pl.DataFrame(schema={"row_number": pl.Int64, "kind": pl.String, "value": pl.String,
+                                    "iri": pl.String, "named": pl.String})
+    iri = pl.lit(iris).gather
+    return (pairs.join(explicit, on="row_number", how="inner", suffix="#named")
+            .filter(pl.col("rec") != pl.col("rec#named"))
+            .select("row_number", "kind", "value", iri(pl.col("rec")).alias("iri"),
+                    iri(pl.col("rec#named")).alias("named"))
+            .unique(maintain_order=True).sort("row_number", maintain_order=True))
 
 
 def _identical(rows: pl.DataFrame, shared: pl.DataFrame) -> pl.Series:

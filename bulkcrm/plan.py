@@ -371,10 +371,13 @@ def _frame_issues(frame: pl.DataFrame) -> list[Issue]:
 def _conflict_issues(conflicts: pl.DataFrame, template: Template, sh: Sheet, file: str) -> list[Issue]:
     """One error per row in conflict, naming the sheet column of the identifier involved
     (the alphabetically first when several are), its cell and its (normalised) value."""
+    fix = {"iri-mismatch": f"fix or clear its {template.iri_column} (a row sorted or pasted beside another "
+                           "row's IRI would overwrite that record with its data)"}
     return [with_cell(Issue(t, rn, template.column_of(field_name) if field_name else None, value,
-                            "one row per record", f"{file}:{rn}: {msg}; fix the sheet so each "
-                            "organization appears once and its identifiers point at one record, or "
-                            "add a crm_iri column", "error", file, sh.sheet_name), sh.letters, sh.sheet_name)
+                            "one row per record", f"{file}:{rn}: {msg}; " + fix.get(t, (
+                                "fix the sheet so each organization appears once and its identifiers "
+                                "point at one record, or add a crm_iri column")), "error", file, sh.sheet_name),
+                      sh.letters, sh.sheet_name)
             for rn, t, msg, field_name, value in conflicts.iter_rows()]
 
 

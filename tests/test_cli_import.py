@@ -350,6 +350,33 @@ def test_an_input_changed_between_plan_and_apply_gets_no_with_status_copy(runner
     assert [(r["row_number"], r["outcome"], r["title"]) for r in rows] == [(2, "unchanged", "A"), (3, "patched", "B2")]
 
 
+def test_a_row_beside_another_rows_iri_is_a_conflict_not_an_overwrite(runner, crm, tmp_path):
+    """The with-status copy with its IRIs swapped (rows sorted by hand, a pasted column): each
+    row's crm_iri names one record while its customerId and phones are the other's. Written,
+    each record would get the other's data; they are conflicts instead, and nothing is sent."""
+    lines = SAMPLE.read_text(encoding="utf-8").splitlines()
+    week = tmp_path / "week.csv"
+    week.write_text("\n".join(lines[:4]) + "\n", encoding="utf-8")
+    code, _ = run(runner, crm, "import", str(week), "-t", str(TEMPLATE), "--report", str(tmp_path / "r"))
+    assert code == 0
+    with (tmp_path / "r" / "week.with-status.csv").open(encoding="utf-8", newline="") as f:
+        rows = list(csv.reader(f))
+    i = rows[0].index("crm_iri")
+    rows[1][i], rows[2][i] = rows[2][i], rows[1][i]
+    with (tmp_path / "swapped.csv").open("w", encoding="utf-8", newline="") as f:
+        csv.writer(f).writerows(rows)
+    crm.clear_log()
+    code, out = run(runner, crm, "import", str(tmp_path / "swapped.csv"), "-t", str(TEMPLATE),
+                    "--report", str(tmp_path / "r2"))
+    assert code == 1 and (out["conflict"], out["unchanged"], out["patched"]) == (2, 1, 0)
+    assert writes(crm) == []
+    issues = json.loads((tmp_path / "r2" / "report.json").read_text())["issues"]
+    mismatch = [i for i in issues if i["type"] == "iri-mismatch"]
+    assert [i["row_number"] for i in mismatch] == [2, 3]
+    assert f"its crm_iri names {rows[1][i]}, but its customerId ALFKI" in mismatch[0]["message"]
+    assert f"belong to {rows[2][i]}; fix or clear its crm_iri" in mismatch[0]["message"]
+
+
 def test_a_missing_input_is_named_before_any_sandbox_is_made(runner, tmp_path, monkeypatch):
     """A typo in the file name costs nothing: no embedded sandbox is created for it."""
     monkeypatch.chdir(tmp_path)
