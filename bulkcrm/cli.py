@@ -225,8 +225,10 @@ def plan_cmd(ctx, file, template_path, mode, match_strategy, mirror_notes, sheet
     """Plan the import of FILE and save the plan; nothing is written to the CRM."""
     from .journal import journal_lock, journal_path
     from .pipeline import archive_journal, run_plan
+    from .planfile import check_out_path
     ctx.obj["json"] = as_json
     _check_input(file)
+    check_out_path(out, file, template_path)
     target = _open(ctx, base_url, api_key, max_rate)
     with journal_lock(journal_path(out)):  # not over a plan whose apply still runs: checked first
         p, text = run_plan(file, template_path, target, mode=mode, strategy=match_strategy,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -250,6 +251,25 @@ class Plan:
         """Hash of the operations (the journal's binding). Note fields at their defaults are left
         out, so an organizations plan hashes as before issue 8 and its journal still resumes."""
         return hashlib.sha256(json.dumps([_hashed(o) for o in self.operations], sort_keys=True).encode()).hexdigest()
+
+
+def check_out_path(out: str | Path, *inputs: str | Path) -> None:
+    """Refuse to save a plan over one of `inputs` (the sheet, the template) or over an existing
+    file that is not a plan: `--out week.xlsx` would replace the workbook with JSON.
+
+    Raises:
+        PlanError: naming the file and why it is kept.
+    """
+    p = Path(out)
+    if any(p.resolve() == Path(i).resolve() for i in inputs if i):
+        raise PlanError(f"{out}: --out names the plan's own input; save the plan to another file "
+                        "(e.g. plan.json)")
+    if p.is_file() and p.stat().st_size:
+        with p.open("rb") as f:
+            head = f.read(200).decode("utf-8", "replace")
+        if not re.match(r'\{\s*"template"\s*:', head):
+            raise PlanError(f"{out} exists and is not a bulkcrm plan, so it is not overwritten; save "
+                            "the plan to another file (e.g. plan.json)")
 
 
 _ENCODE = json.JSONEncoder(ensure_ascii=False).encode

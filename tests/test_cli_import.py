@@ -377,6 +377,21 @@ def test_a_row_beside_another_rows_iri_is_a_conflict_not_an_overwrite(runner, cr
     assert f"belong to {rows[2][i]}; fix or clear its crm_iri" in mismatch[0]["message"]
 
 
+def test_plan_out_never_overwrites_the_input_the_template_or_another_file(runner, crm, tmp_path):
+    sheet, book = tmp_path / "week.csv", tmp_path / "colleague.xlsx"
+    shutil.copy(SAMPLE, sheet)
+    openpyxl.Workbook().save(book)
+    kept = {f: f.read_bytes() for f in (sheet, book, TEMPLATE)}
+    for out, says in ((sheet, "--out names the plan's own input"), (TEMPLATE, "--out names the plan's own input"),
+                      (book, "exists and is not a bulkcrm plan, so it is not overwritten")):
+        code, payload = run(runner, crm, "plan", str(sheet), "-t", str(TEMPLATE), "--out", str(out))
+        assert code == 2 and payload["error"] == "plan" and says in payload["message"]
+    assert {f: f.read_bytes() for f in kept} == kept and crm.requests == []  # refused before any request
+    for _ in range(2):  # a plan file is saved over the one it held before
+        code, payload = run(runner, crm, "plan", str(sheet), "-t", str(TEMPLATE), "--out", str(tmp_path / "p.json"))
+        assert code == 0 and payload["writes"] == 91
+
+
 def test_a_missing_input_is_named_before_any_sandbox_is_made(runner, tmp_path, monkeypatch):
     """A typo in the file name costs nothing: no embedded sandbox is created for it."""
     monkeypatch.chdir(tmp_path)
