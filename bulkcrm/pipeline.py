@@ -66,7 +66,8 @@ def run_import(file, template_path, target: Target, *, report_dir: str, dry_run=
             report = _apply(p, target, plan_path, reconcile=reconcile, progress=progress, batch_size=25,
                             echo=echo, fresh=True)
         report.summary["requests"] += p.requests_spent
-    return _finish(report, out, file, target, echo, input_frame=sh.frame)
+    return _finish(report, out, file, target, echo, input_frame=sh.frame,
+                   plan_path=None if dry_run else out / "plan.json")
 
 
 def archive_journal(plan_path: str | Path) -> Path | None:
@@ -94,7 +95,8 @@ def run_apply(plan_file, target: Target, *, report_dir: str, batch_size=25, veri
     p = plan or Plan.load(plan_file)
     report = _apply(p, target, plan_file, reconcile=reconcile, progress=progress, batch_size=batch_size,
                     verify=verify, echo=echo)
-    return _finish(report, Path(report_dir), p.input, target, echo, sheet=p.sheet, planned_sha256=p.input_sha256)
+    return _finish(report, Path(report_dir), p.input, target, echo, sheet=p.sheet, planned_sha256=p.input_sha256,
+                   plan_path=plan_file)
 
 
 def _apply(p: Plan, target: Target, plan_path, *, reconcile, progress, batch_size, verify=False,
@@ -179,14 +181,22 @@ def _progress_line(done: int, total: int, client, elapsed_s: float, start: int =
 
 
 def _finish(report: Report, out: Path, input_path, target: Target, echo: Echo, *,
-            input_frame=None, sheet=None, planned_sha256: str | None = None) -> dict:
+            input_frame=None, sheet=None, planned_sha256: str | None = None, plan_path=None) -> dict:
     if input_frame is None:  # apply of a saved plan: its input again, for the write-back copy
         input_frame = _planned_input(input_path, sheet, planned_sha256, echo)
     if input_frame is None and input_path:  # an earlier run's copy would not match this report
         for old in out.glob(f"{glob.escape(Path(input_path).stem)}.with-status.*"):
             old.unlink()
-    write_report(report, out, input_frame=input_frame, input_path=input_path, secrets=target.secrets,
-                 other_sheets=_other_sheets(report, input_path) if input_frame is not None else None)
+    try:
+        write_report(report, out, input_frame=input_frame, input_path=input_path, secrets=target.secrets,
+                     other_sheets=_other_sheets(report, input_path) if input_frame is not None else None)
+    except OSError as e:  # the writes are done: say what they did, and how to get the report
+        echo(render_summary(report))
+        if report.summary.get("dry_run") or plan_path is None:
+            raise
+        raise OSError(e.errno, f"{e.strerror}; the run is done (the counts above) but its report could not "
+                      f"be written: `bulkcrm apply {plan_path} --report <another folder>` writes it and "
+                      "sends nothing", e.filename) from None
     echo(render_summary(report, out_dir=out))
     done = report.summary.get("already_done")  # by an earlier, stopped run of the plan
     if done:

@@ -392,6 +392,21 @@ def test_plan_out_never_overwrites_the_input_the_template_or_another_file(runner
         assert code == 0 and payload["writes"] == 91
 
 
+def test_a_report_that_cannot_be_written_after_the_writes_says_what_was_done(runner, crm, tmp_path):
+    """The writes are done when the report folder refuses the report: the counts are shown, and
+    the command that writes the report elsewhere (sending nothing)."""
+    (tmp_path / "r" / "report.xlsx").mkdir(parents=True)  # a folder where the report goes
+    result = runner.invoke(cli, ["import", str(SAMPLE), "-t", str(TEMPLATE), "--report", str(tmp_path / "r"),
+                                 "--base-url", crm.url, "--api-key", TEST_KEY, "--max-rate", "60000"])
+    assert result.exit_code == 1 and len(crm.store.all("organizations", tenant="tenant-a")) == 91
+    assert "created 91, patched 0" in result.output and "Traceback" not in result.output
+    again = f"bulkcrm apply {tmp_path / 'r' / 'plan.json'} --report <another folder>"
+    assert f"the run is done (the counts above) but its report could not be written: `{again}`" in result.output
+    crm.clear_log()
+    code, out = run(runner, crm, "apply", str(tmp_path / "r" / "plan.json"), "--report", str(tmp_path / "r2"))
+    assert code == 0 and out["created"] == 91 and writes(crm) == [] and (tmp_path / "r2" / "report.xlsx").is_file()
+
+
 def test_a_missing_input_is_named_before_any_sandbox_is_made(runner, tmp_path, monkeypatch):
     """A typo in the file name costs nothing: no embedded sandbox is created for it."""
     monkeypatch.chdir(tmp_path)
