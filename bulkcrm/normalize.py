@@ -509,12 +509,16 @@ def _check_iri(expr: pl.Expr, *, collection: str) -> pl.Expr:
 
 _E164_ANY = e164_pattern(7)
 """E.164 with 7 or more digits (`+290 1234`, St Helena): what the `phone_e164` check accepts."""
+FORMULA_RESULT = r"^-\d[\d\s]*$"
+"""A negative number in a phone cell: what a spreadsheet makes of `+1-555-2237` when it reads
+it as a sum (`-2237`, leads-100.excel-roundtrip.csv); no phone number, so the row is invalid."""
 
 CHECKS: dict[str, Callable[..., pl.Expr]] = {
     "email": check_email,
     "url": lambda e: _ok(e, e.str.contains(_URL_OK)),
     "country": lambda e: _ok(e, e.is_in(sorted(ALPHA2))),
-    "phone_e164": lambda e: _ok(e, e.str.contains(_E164_ANY)),
+    "phone_e164": lambda e: _ok(e, e.str.contains(_E164_ANY) | e.str.contains(FORMULA_RESULT)),
+    "phone_formula": lambda e: _ok(e, ~e.str.contains(FORMULA_RESULT)),
     "phone_type": lambda e: _ok(e, e.is_in(PHONE_TYPES)),
     "iri": _check_iri,
     "datetime": check_datetime,
@@ -535,6 +539,9 @@ CHECK_RULES: dict[str, tuple[str, str]] = {
                    "write it with + and the country code, such as {example} (the number is "
                    "kept as typed meanwhile; a record keeps the numbers it has unless the field's "
                    "policy is replace)"),
+    "phone_formula": ("phone number, not a negative number (a spreadsheet formula's result)",
+                      "a spreadsheet read a number such as +1-555-2237 as a sum; restore the number from "
+                      "the source, or format the column as Text before typing it"),
     "phone_type": ("phone type (crm-api.md §8.2)", f"use one of {', '.join(PHONE_TYPES)}"),
     "iri": ("IRI /{collection}/{id} (crm-api.md §1)", "use the IRI form /{collection}/{id}"),
     "datetime": ("RFC 3339 date-time (crm-api.md §1)",
@@ -554,7 +561,8 @@ PHONE_CODE_HINT = ("check its country code and digits: no number is written so (
 
 CHECK_ISSUE_TYPES: dict[str, str] = {
     "email": "invalid-email", "url": "invalid-url", "country": "invalid-country",
-    "phone_e164": "invalid-phone", "phone_type": "invalid-phone-type", "iri": "invalid-iri",
+    "phone_e164": "invalid-phone", "phone_formula": "invalid-phone", "phone_type": "invalid-phone-type",
+    "iri": "invalid-iri",
     "datetime": "invalid-datetime", "max_length": "too-long", "boolean": "invalid-boolean",
 }
 """Issue type slug (`vocab.IssueType`) each failed check becomes."""

@@ -99,6 +99,7 @@ def _rules(template: Template) -> list[_Rule]:
         check = m.rules.get("check")
         if m.kind == "phones":
             rules.append(_Rule(m.field, CHECK_ISSUE_TYPES["phone_e164"], "phone_e164", "warning"))
+            rules.append(_Rule(m.field, CHECK_ISSUE_TYPES["phone_formula"], "phone_formula"))
             rules.append(_Rule(m.field, CHECK_ISSUE_TYPES["phone_type"], "phone_type"))
         elif check:
             rules.append(_Rule(m.field, CHECK_ISSUE_TYPES[check], check,
@@ -140,7 +141,7 @@ def _ok_expr(rule: _Rule, col: pl.Expr, dtype: pl.DataType) -> pl.Expr:
 
 _HINT_ONLY = ("lookup", "dayfirst")
 """Rule options that shape the check's name or hint, not the check itself."""
-_PHONE_KEYS = {"phone_e164": "phoneNumber", "phone_type": "phoneType"}
+_PHONE_KEYS = {"phone_e164": "phoneNumber", "phone_formula": "phoneNumber", "phone_type": "phoneType"}
 """The phone item key each phone check reads."""
 
 
@@ -158,7 +159,7 @@ def _pa_check(rule: _Rule) -> pa.Check:
     def check(data: PolarsData) -> pl.LazyFrame:
         dtype = data.lazyframe.collect_schema()[data.key]
         return data.lazyframe.select(_ok_expr(rule, pl.col(data.key), dtype).fill_null(True))
-    return pa.Check(check, error=f"{rule.field}|{rule.slug}")
+    return pa.Check(check, error=f"{rule.field}|{rule.slug}|{rule.check}")  # two checks may share a slug
 
 
 def _schemas(rules: list[_Rule]) -> list[pa.DataFrameSchema]:
@@ -200,7 +201,7 @@ def _issues(failures: pl.DataFrame, rules: list[_Rule], mapped: pl.DataFrame,
         failing = mapped[failures["index"].unique()]["row_number"]
         originals = {r["row_number"]: r for r in sheet.filter(
             pl.col("row_number").is_in(failing.implode())).iter_rows(named=True)}
-    by_key = {f"{r.field}|{r.slug}": r for r in rules}
+    by_key = {f"{r.field}|{r.slug}|{r.check}": r for r in rules}
     failed = dict(failures.group_by("check").agg("index").iter_rows())
     issues = []
     for key, rule in by_key.items():

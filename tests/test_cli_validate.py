@@ -252,3 +252,18 @@ def test_validate_says_where_the_issues_it_does_not_print_go(runner, tmp_path):
     out = runner.invoke(cli, ["validate", str(tmp_path / "orgs.csv"), "-t", str(tmp_path / "t.yaml"),
                               "--report", str(tmp_path / "r")]).output
     assert f"  … 5 more in {tmp_path / 'r'}" in out
+
+
+def test_phones_a_spreadsheet_turned_into_sums_make_their_rows_invalid(runner):
+    """leads-100.excel-roundtrip.csv: Excel read `+1-555-2237`-like cells as sums (`-2237`). Such
+    a value is no number to keep as typed: the row is invalid (not sent), its cell named."""
+    path = DATA / "datablist-sample-csv" / "leads-100.excel-roundtrip.csv"
+    result = runner.invoke(cli, ["validate", str(path), "-t", str(REPO / "templates" / "leads.yaml"), "--json"])
+    issues = json.loads(result.output.strip().splitlines()[-1])["issues"]
+    sums = [(i["row_number"], i["column"], i["value"], i["severity"]) for i in issues
+            if i["value"] and i["value"].startswith("-")]
+    assert sums == [(2, "Phone 1", "-2237", "error"), (7, "Phone 1", "-6989", "error"),
+                    (9, "Phone 2", "-976", "error"), (12, "Phone 2", "-8653", "error")]
+    assert all("a spreadsheet read a number such as +1-555-2237 as a sum" in i["message"]
+               for i in issues if i["value"] in ("-2237", "-976"))
+    assert result.exit_code == 1
