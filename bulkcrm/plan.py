@@ -144,7 +144,9 @@ def _plan(source: str | Path | Sheet, template: Template, client: Client, *, mod
     full = template
     template, absent = template.for_columns(sh.frame.columns)
     if not template.identifiers and mode == "upsert" and template.iri_column not in sh.frame.columns:
-        what = (f"its identifiers' optional column(s) {', '.join(map(repr, absent))} are not in "
+        gone = [c for c in absent if any(s.column == c for f in full.identifiers if full.mapping(f)
+                                         for s in full.mapping(f).sources)]
+        what = (f"its identifiers' optional column(s) {', '.join(map(repr, gone))} are not in "
                 f"{Path(sh.path).name}, which has no {template.iri_column} column either"
                 if full.identifiers else
                 f"declares no identifiers and {Path(sh.path).name} has no {template.iri_column} column")

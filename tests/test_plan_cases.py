@@ -521,7 +521,9 @@ def test_a_sheet_missing_every_optional_identifier_column_is_told_so(client, tmp
     sheet = tmp_path / "s.csv"
     sheet.write_text("title\nA\n", encoding="utf-8")
     t = parse_template({"identifiers": ["emailAddresses"],
-                        "fields": {"title": "title", "emailAddresses": {"column": "email", "optional": True}}})
+                        "fields": {"title": "title", "emailAddresses": {"column": "email", "optional": True},
+                                   "website": {"column": "web", "optional": True}}})
+    # only the identifiers' columns are named (the website's is absent too, but matches nothing)
     with pytest.raises(TemplateError, match="its identifiers' optional column\\(s\\) 'email' are not in s.csv"):
         plan(sheet, t, client)
 
