@@ -208,18 +208,21 @@ class Template:
 
     def for_columns(self, columns: Iterable[str]) -> tuple["Template", list[str]]:
         """The template as it applies to a sheet with `columns`: `optional` sources whose
-        column the sheet lacks are left out; a field left without sources is not mapped (its
+        column the sheet lacks are left out (whose `type_column` it lacks: their items go
+        without a type); a field left without sources is not mapped (its
         value in the CRM stays as it is) and is no identifier; a list that keeps other sources
         is merged with the record's list whatever its policy, so nothing is removed. Returns
         (template, the missing optional columns); the template itself when none is missing."""
         present = set(columns)
-        missing = [s.column for m in self.mappings for s in m.sources
-                   if s.optional and s.column not in present]
+        missing = [c for m in self.mappings for s in m.sources if s.optional
+                   for c in ([s.column] if s.column not in present else
+                             [s.type_column] if s.type_column and s.type_column not in present else [])]
         if not missing:
             return self, []
         mappings = []
-        for m in self.mappings:
-            kept = tuple(s for s in m.sources if not (s.optional and s.column not in present))
+        for m in self.mappings:  # an optional source's absent type column: its items untyped
+            kept = tuple(replace(s, type_column=None) if s.optional and s.type_column in missing else s
+                         for s in m.sources if not (s.optional and s.column not in present))
             if kept == m.sources:
                 mappings.append(m)
             elif kept:  # a list built from its other columns is merged with the record's:

@@ -517,6 +517,19 @@ def test_a_list_missing_an_optional_column_is_merged_not_replaced(crm, client, t
     assert patch.operations[0].body == {"title": "A2"}  # nothing new, nothing dropped
 
 
+def test_an_optional_phone_sources_absent_type_column_leaves_its_numbers_untyped(client, tmp_path):
+    from bulkcrm.plan import render_plan
+    sheet = tmp_path / "s.csv"
+    sheet.write_text("title,email,phone\nA,a@x.example,+31 20 123 4567\n", encoding="utf-8")
+    t = parse_template({"identifiers": ["emailAddresses"], "fields": {
+        "title": "title", "emailAddresses": "email",
+        "phoneNumbers": {"column": "phone", "type_column": "phone_type", "optional": True}}})
+    p = plan(sheet, t, client)
+    assert p.operations[0].body["phoneNumbers"] == [{"phoneNumber": "+31201234567"}]
+    assert "optional column 'phone_type' is not in the sheet: phoneNumbers from its other column(s) goes " \
+           "without a type" in render_plan(p)
+
+
 def test_a_sheet_missing_every_optional_identifier_column_is_told_so(client, tmp_path):
     sheet = tmp_path / "s.csv"
     sheet.write_text("title\nA\n", encoding="utf-8")
