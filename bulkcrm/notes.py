@@ -174,7 +174,8 @@ def validate_notes(sh: Sheet, nt: Template, *, same_rows: bool = False
     file = Path(sh.path).name
     frame = sh.frame
     nt, _ = nt.for_columns(frame.columns)
-    mapped = map_rows(frame, nt, path=file, header_row=sh.header_row)
+    mapped = map_rows(frame, nt, path=f"{file}!{sh.sheet_name}" if sh.sheet_name else file,
+                      header_row=sh.header_row)
     if same_rows:
         mapped = _with_a_note(mapped, nt)
         frame = frame.filter(pl.col("row_number").is_in(mapped["row_number"].implode()))

@@ -372,3 +372,24 @@ def test_a_missing_notes_sheet_says_the_template_asked_for_it(runner, categories
     for code, out in ((checked.exit_code, checked.output), planned):
         assert code == 2 and "no sheet named 'Notes'" in out
         assert "(the notes sheet of template" in out and "notes: {sheet: Notes})" in out
+
+
+def test_a_notes_sheets_missing_column_names_that_sheet(runner, categories, tmp_path):
+    wb = openpyxl.Workbook()
+    wb.active.title = "Orgs"
+    wb.active.append(["title", "email"])
+    wb.active.append(["A", "a@x.example"])
+    notes = wb.create_sheet("Notes")
+    notes.append(["email", "Notes"])  # the template reads `note`
+    notes.append(["a@x.example", "hello"])
+    wb.save(tmp_path / "orgs.xlsx")
+    (tmp_path / "t.yaml").write_text(
+        "resource: organizations\nidentifiers: [emailAddresses]\nfields: {title: title, emailAddresses: email}\n"
+        "notes:\n  sheet: Notes\n  organization: {identifiers: {emailAddresses: email}}\n"
+        "  fields: {description: note, category: {value: /note_categories/note}}\n", encoding="utf-8")
+    book, template = str(tmp_path / "orgs.xlsx"), str(tmp_path / "t.yaml")
+    checked = runner.invoke(cli, ["validate", book, "-t", template])
+    planned = run(runner, categories, "plan", book, "-t", template, "--out", str(tmp_path / "p.json"),
+                  json_out=False)
+    for code, out in ((checked.exit_code, checked.output), planned):
+        assert code == 2 and "orgs.xlsx!Notes:1: column(s) 'note' (did you mean 'Notes'?) required by" in out, out
