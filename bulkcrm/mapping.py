@@ -132,9 +132,21 @@ def _check_columns(frame: pl.DataFrame, template: Template, path: str | None, he
         present = [c for c in frame.columns if c != "row_number"]
         raise InputError(
             f"column(s) {', '.join(_with_guess(c, present) for c in missing)} required by template "
-            f"{template.path} not found; the sheet has: {', '.join(map(repr, present))} (the "
-            f"header read from row {header_row}; pass --header-row N if it is another row)",
+            f"{template.path} not found; the sheet has: {', '.join(map(repr, present))} ("
+            + (len(present) == 1 and _delimiter_hint(present[0]) or f"the header read from row {header_row}; pass "
+               "--header-row N if it is another row") + ")",
             path=path, row_number=header_row)
+
+
+def _delimiter_hint(header: str) -> str | None:
+    """When a sheet's one column is headed by names joined with a delimiter (a CSV read with
+    another delimiter than its own), which one to pass."""
+    counts = {d: header.count(d) for d in (",", ";", "\t", "|")}
+    d, n = max(counts.items(), key=lambda kv: kv[1])
+    if n == 0:
+        return None
+    by, option = ("tabs", "$'\\t'") if d == "\t" else (repr(d), f"'{d}'")
+    return f"one column whose header holds {n + 1} names split by {by}: pass --delimiter {option}"
 
 
 def _with_guess(column: str, present: list[str]) -> str:

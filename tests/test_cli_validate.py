@@ -104,6 +104,17 @@ def test_a_misspelt_column_names_the_sheets_closest_header(runner, tmp_path):
     assert "(the header read from row 1; pass --header-row N if it is another row)" in result.output
 
 
+def test_a_csv_read_with_another_delimiter_than_its_own_is_told_which(runner, tmp_path):
+    sheet = tmp_path / "orgs.csv"
+    sheet.write_text("name,email,web\nGood BV,info@good.example,good.example\n", encoding="utf-8")
+    t = tmp_path / "t.yaml"
+    t.write_text(yaml.safe_dump({"fields": {"title": "name", "emailAddresses": "email"}}), encoding="utf-8")
+    result = runner.invoke(cli, ["validate", str(sheet), "-t", str(t), "--delimiter", ";"])
+    assert result.exit_code == 2
+    assert ("the sheet has: 'name,email,web' (one column whose header holds 3 names split by ',': pass "
+            "--delimiter ',')") in result.output
+
+
 @pytest.mark.parametrize("workbook, says", [
     # the header is on row 9: the error points there, not at row 1
     ("header-row.xlsx", ["header-row.xlsx!Sheet1:9: column(s) 'Name' required by template"]),
