@@ -449,6 +449,25 @@ def _finish(result: dict, as_json: bool) -> None:
     sys.exit(0 if result["ok"] else 1)
 
 
+def _placed(e: click.NoSuchOption) -> None:
+    """An option given on the wrong side of the command name (`import F --debug`, `--dry-run
+    import F`): say where it goes instead of guessing a look-alike (`Did you mean --mode?`)."""
+    name = e.option_name
+    on_group = any(name in p.opts for p in cli.params)
+    commands = [c for c_name, c in sorted(cli.commands.items()) if any(name in p.opts for p in c.params)]
+    where = e.ctx.command if e.ctx else None
+    if where is not cli and on_group:
+        e.message = f"{name} goes before the command: bulkcrm {name} {where.name if where else 'COMMAND'} …"
+    elif where is cli and commands:
+        typed = next((c for a in sys.argv[1:] for c in commands if c.name == a), None)
+        e.message = (f"{name} belongs after the command name: bulkcrm {typed.name} … {name}" if typed else
+                     f"{name} belongs after the command name (an option of "
+                     f"{', '.join(c.name for c in commands)}): bulkcrm {commands[0].name} … {name}")
+    else:
+        return
+    e.possibilities = []
+
+
 def main() -> None:
     """Console entry point. With `--json`, a usage error (unknown option, missing file) is
     also one JSON object on stdout, as every other failure. SIGTERM stops a run as Ctrl-C does."""
@@ -457,6 +476,8 @@ def main() -> None:
     try:
         cli.main(prog_name="bulkcrm", standalone_mode=False)
     except click.ClickException as e:
+        if isinstance(e, click.NoSuchOption):
+            _placed(e)
         e.show()
         if "--json" in sys.argv[1:]:
             _json_error(e, e.exit_code)

@@ -278,3 +278,17 @@ def test_phones_a_spreadsheet_turned_into_sums_make_their_rows_invalid(runner):
     assert all("a spreadsheet read a number such as +1-555-2237 as a sum" in i["message"]
                for i in issues if i["value"] in ("-2237", "-976"))
     assert result.exit_code == 1
+
+
+@pytest.mark.parametrize("args, says", [
+    (["validate", "x.csv", "-t", "t.yaml", "--debug"], "Error: --debug goes before the command: bulkcrm --debug validate …"),
+    (["--json", "validate", "x.csv"], "Error: --json belongs after the command name: bulkcrm validate … --json"),
+    (["--dry-run", "import", "x.csv"], "Error: --dry-run belongs after the command name: bulkcrm import … --dry-run"),
+    (["validate", "x.csv", "--nope"], "Error: No such option '--nope'"),  # no placement to suggest
+])
+def test_an_option_on_the_wrong_side_of_the_command_is_told_where_it_goes(tmp_path, args, says):
+    import subprocess
+    import sys
+    out = subprocess.run([sys.executable, "-m", "bulkcrm", *args], capture_output=True, text=True, cwd=tmp_path,
+                         timeout=60)
+    assert out.returncode == 2 and says in out.stderr and "Did you mean '--mode'" not in out.stderr
