@@ -419,7 +419,8 @@ def _stopped(e: BaseException, resume: str, resumable: bool) -> None:
     """Ctrl-C, SIGTERM, a rejected key or an API that is down mid-run: say so and, when a fsynced journal can resume
     the run (`resumable`), how; exit 130 (Ctrl-C), 143 (SIGTERM) or 1, with `--json` also the JSON error."""
     why, code = _interruption(e) or (str(e), 1)
-    tail = f" The journal is saved; resume with:\n  {resume}" if resumable else ""
+    tail = (f" The journal is saved; resume with:\n  {resume}" if resumable else
+            " Nothing was written to the CRM.")  # no journal: stopped before any write
     click.echo(f"\nStopped ({why}).{tail}", err=True)
     if click.get_current_context().obj.get("json"):
         _json_error(e, code, resume if resumable else None)

@@ -503,7 +503,7 @@ def test_an_import_stopped_before_its_plan_is_saved_offers_no_resume(runner, crm
                                  "--base-url", crm.url, "--api-key", "not-the-key"])
     out = json.loads(result.stdout.strip().splitlines()[-1])
     assert result.exit_code == 1 and out["error"] == "auth" and "resume" not in out
-    assert "resume with" not in result.output
+    assert "resume with" not in result.output and "Nothing was written to the CRM." in result.output
     from bulkcrm import cli as cli_module
     ctx = cli_module.cli.make_context("bulkcrm", ["apply", str(report / "plan.json")])
     sub = cli_module.apply_cmd.make_context("apply", [str(report / "plan.json"), "--verify", "--no-reconcile"],
