@@ -37,10 +37,10 @@ def run_plan(file, template_path, target: Target, *, mode="upsert", strategy="au
     return _plan_sheet(sh, template, target, mode=mode, strategy=strategy, mirror_notes=mirror_notes)
 
 
-def _plan_sheet(sh: Sheet, template, target: Target, **kw) -> tuple[Plan, str]:
+def _plan_sheet(sh: Sheet, template, target: Target, *, reconcile: bool = True, **kw) -> tuple[Plan, str]:
     p = plan(sh, template, target.client, **kw)
     p.target = target.label
-    return p, render_plan(p, requests_per_minute=target.client.requests_per_minute)
+    return p, render_plan(p, requests_per_minute=target.client.requests_per_minute, reconcile=reconcile)
 
 
 def run_import(file, template_path, target: Target, *, report_dir: str, dry_run=False, reconcile=True,
@@ -53,7 +53,7 @@ def run_import(file, template_path, target: Target, *, report_dir: str, dry_run=
     template = load_template(template_path)
     read_kw = {k: plan_kw.pop(k, None) for k in ("sheet", "encoding", "delimiter", "header_row")}
     sh = read(file, **read_kw)  # read once: the plan and the write-back copy use the same cells
-    p, text = _plan_sheet(sh, template, target, **plan_kw)
+    p, text = _plan_sheet(sh, template, target, reconcile=reconcile, **plan_kw)
     echo(text)
     out = Path(report_dir)
     if dry_run:

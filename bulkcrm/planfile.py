@@ -303,9 +303,11 @@ def _hashed(op: Operation) -> dict:
     return d
 
 
-def render_plan(p: Plan, *, requests_per_minute: float | None = 20, limit: int = 50) -> str:
+def render_plan(p: Plan, *, requests_per_minute: float | None = 20, limit: int = 50,
+                reconcile: bool = True) -> str:
     """Terraform-style text: counts, then per record the fields before → after (invalid and
-    conflicting rows first, at most `limit` rows), then the cost.
+    conflicting rows first, at most `limit` rows), then the cost (`reconcile`: with the
+    requests that re-read the written records after the writes).
 
     Organizations and notes are counted on separate lines (`Plan:` and `Notes:`)."""
     resources = {r.get("resource", "organizations") for r in p.rows}
@@ -349,7 +351,9 @@ def render_plan(p: Plan, *, requests_per_minute: float | None = 20, limit: int =
     where = "" if requests_per_minute else " on the real API (the embedded sandbox has no limit)"
     tags = sum(o.path == "/tags" for o in p.operations)
     of_tags = f" ({tags} of them for the new tag(s))" if tags else ""
-    lines.append(f"{est['requests']} write request(s){of_tags} + ≈{est['reconcile']} to reconcile ≈ {duration_text(est['minutes'])} "
+    minutes = est["minutes"] if reconcile else round(est["requests"] / est["requests_per_minute"], 1)
+    then = f" + ≈{est['reconcile']} to reconcile" if reconcile else " (no reconciling)"
+    lines.append(f"{est['requests']} write request(s){of_tags}{then} ≈ {duration_text(minutes)} "
                  f"at {est['requests_per_minute']:g}/min{where}; planning used {p.requests_spent} "
                  f"request(s) ({p.strategy}{_planning_time(p.requests_spent, est['requests_per_minute'])}).")
     return "\n".join(lines)

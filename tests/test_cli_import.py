@@ -407,6 +407,15 @@ def test_a_report_that_cannot_be_written_after_the_writes_says_what_was_done(run
     assert code == 0 and out["created"] == 91 and writes(crm) == [] and (tmp_path / "r2" / "report.xlsx").is_file()
 
 
+def test_the_estimate_of_an_import_without_reconciling_counts_no_reconcile_requests(runner, crm, tmp_path):
+    args = ["import", str(SAMPLE), "-t", str(TEMPLATE), "--base-url", crm.url, "--api-key", TEST_KEY,
+            "--max-rate", "60000"]
+    dry = runner.invoke(cli, [*args, "--dry-run", "--report", str(tmp_path / "d")])
+    assert "91 write request(s) + ≈6 to reconcile" in dry.output  # what a real run would spend
+    real = runner.invoke(cli, [*args, "--no-reconcile", "--report", str(tmp_path / "r")])
+    assert real.exit_code == 0 and "91 write request(s) (no reconciling) ≈ 0.0 min at 60000/min" in real.output
+
+
 def test_a_missing_input_is_named_before_any_sandbox_is_made(runner, tmp_path, monkeypatch):
     """A typo in the file name costs nothing: no embedded sandbox is created for it."""
     monkeypatch.chdir(tmp_path)
