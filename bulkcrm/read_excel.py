@@ -79,6 +79,9 @@ def load_excel(path: Path, sheet: str | int | None) -> ExcelGrid:
             raise InputError("the workbook is password-protected (encrypted); remove the "
                              "password in Excel and save again, or export the sheet as CSV",
                              path=where) from None
+        if path.name.startswith("~$"):  # Office's owner file of an open workbook
+            raise InputError("this is the lock file Excel keeps beside a workbook it has open (a name "
+                             "beginning with ~$), not a workbook; pass the workbook itself", path=where) from None
         raise InputError(f"cannot open as an Excel workbook ({str(e).splitlines()[0]}); check "
                          "the file or save it again from Excel", path=where) from None
     names = list(reader.sheet_names)

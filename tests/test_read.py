@@ -278,6 +278,14 @@ def test_workbook_renamed_to_csv(tmp_path):
         read(path)
 
 
+def test_excels_lock_file_is_told_apart_from_a_workbook(tmp_path):
+    """`~$week.xlsx`: the few bytes Excel keeps beside a workbook it has open (its owner's name)."""
+    path = tmp_path / "~$week.xlsx"
+    path.write_bytes(b"\x05Alice" + b"\x00" * 48)
+    with pytest.raises(InputError, match=r"this is the lock file Excel keeps beside a workbook it has open"):
+        read(path)
+
+
 # --- rows and values ---------------------------------------------------------------------------
 
 def test_ragged_rows(tmp_path):
