@@ -13,6 +13,8 @@ runs per row.
 """
 from __future__ import annotations
 
+import difflib
+import json
 import re
 from collections.abc import Callable, Mapping
 from functools import cache
@@ -172,6 +174,22 @@ def clean_country(expr: pl.Expr, *, aliases: Mapping[str, str] | None = None) ->
         return pl.coalesce(country_key(v).replace_strict(table, default=None, return_dtype=pl.String), v)
 
     return on_unique(expr.cast(pl.String), clean, pl.String)
+
+
+@cache
+def country_guesses(value: str, n: int = 3) -> tuple[tuple[str, str], ...]:
+    """Up to `n` (alpha-2, name) countries a spelling the table does not know may mean: names
+    holding it as a word (`Korea`: both Koreas), then close spellings (`Untied States`,
+    difflib), for the `country` check's hint. Longer names only: a two-letter code guesses
+    nothing."""
+    key = pl.select(country_key(pl.lit(value, pl.String))).item() or ""
+    if len(key) < 4:
+        return ()
+    table = dict(_base_country_table())
+    words = [k for k in table if len(k) > 3 and re.search(rf"\b{re.escape(key)}\b", k)]
+    close = difflib.get_close_matches(key, [k for k in table if len(k) > 3], n=n, cutoff=0.8)
+    codes = list(dict.fromkeys(table[k] for k in words + close))[:n]
+    return tuple((c, _country_names()[c]) for c in codes)
 
 
 @cache
@@ -586,6 +604,12 @@ def check_rule(name: str, *, region: str | None = None, value: str | None = None
         hint, region = PHONE_CODE_HINT, _code_region(value.strip()) or region
     elif name == "phone_e164" and value and (lost := _lost_plus(value)):
         hint = hint.replace(", such as {example}", f": {lost[0]} if it begins with country code {lost[1]}")
+    if name == "country" and value and len(value.strip()) > 2:  # a name: an alias example of it
+        guesses, quoted = country_guesses(value.strip()), json.dumps(value.strip(), ensure_ascii=False)
+        said = " or ".join(f"{c} ({n})" for c, n in guesses)
+        hint = (f"did you mean {said}? write the code, or name it" if guesses else
+                "use a two-letter code such as US, or name its code") + \
+            f" in the transform's aliases ({{country: {{aliases: {{{quoted}: {guesses[0][0] if guesses else '<its code>'}}}}}}})"
     if "{example}" in hint:
         hint = hint.replace("{example}", _example_phone(region))
     if name == "datetime" and options.get("dayfirst"):  # the template reads DD-MM-YYYY

@@ -377,6 +377,19 @@ def test_checks_simple_and_null_passes():
     assert check_rule("max_length", n=80) == ("maximum length", "shorten it to at most 80 characters")
 
 
+def test_a_country_name_no_table_knows_gets_the_codes_it_may_mean():
+    """`Korea` is two countries, `Untied States` a typo: the hint names the codes it may mean
+    and an alias of that very spelling; a name nothing resembles gets an alias example of it."""
+    assert check_rule("country", value="Korea")[1] == (
+        "did you mean KR (South Korea) or KP (North Korea)? write the code, or name it in the transform's "
+        "aliases ({country: {aliases: {\"Korea\": KR}}})")
+    assert check_rule("country", value="Untied States")[1].startswith("did you mean US (United States)?")
+    assert check_rule("country", value="Netherlands Antilles")[1] == (
+        "use a two-letter code such as US, or name its code in the transform's aliases "
+        "({country: {aliases: {\"Netherlands Antilles\": <its code>}}})")
+    assert check_rule("country", value="XX") == check_rule("country")  # a code: no spelling to guess from
+
+
 def test_check_list_on_lists():
     df = pl.DataFrame({"v": [["a@x.example", "bad"], ["a@x.example"], [], None]})
     assert df.select(check_list(CHECKS["email"], pl.col("v"))).to_series().to_list() == \
