@@ -22,6 +22,8 @@ import datetime as dt
 import math
 import os
 import re
+import sys
+import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -239,16 +241,29 @@ def stream_pages(client: Client, out: Path, kind: str, columns: list[str], param
 
 
 class ProgressBar:
-    """A `Progress` callback drawing a tqdm bar on stderr when it is a terminal: pages read of the
-    total (known from the first page's totalItems), requests sent, ETA. Call `close()` when done."""
+    """A `Progress` callback: on a terminal a tqdm bar on stderr (pages read of the total, known
+    from the first page's totalItems; requests sent; ETA); in a log (stderr not a terminal:
+    cron, nohup) a plain line after the first page, at most every `LOG_EVERY_S` seconds, and
+    after the last. Call `close()` when done."""
+
+    LOG_EVERY_S = 30.0
 
     def __init__(self) -> None:
         from tqdm import tqdm
 
-        self.bar = tqdm(total=None, unit="page", desc="export", leave=True,
-                        disable=None)  # none in a log (stderr not a terminal)
+        self.log = not sys.stderr.isatty()
+        self.bar = tqdm(total=None, unit="page", desc="export", leave=True, disable=True if self.log else None)
+        self.started = time.monotonic()
+        self.logged: float | None = None
 
     def __call__(self, pages: int, total: int | None, client: Client) -> None:
+        if self.log:
+            now = time.monotonic()
+            if self.logged is None or pages == total or now - self.logged >= self.LOG_EVERY_S:
+                self.logged = now
+                print(f"export: {pages}/{total or '?'} pages, {client.requests_sent} requests, "
+                      f"{(now - self.started) / 60:.1f} min", file=sys.stderr, flush=True)
+            return
         self.bar.total = total
         self.bar.n = pages
         self.bar.set_postfix(requests=client.requests_sent, refresh=False)

@@ -71,6 +71,7 @@ def test_export_prints_a_summary_and_filters(runner, crm, tmp_path):
     code, text = run(runner, crm, "export", "-t", str(TEMPLATE), "-o", str(out), "--tag", "VIP",
                      "--not-archived", as_json=False)
     assert code == 0, text
+    assert "export: 1/1 pages, 2 requests, 0.0 min" in text  # a log's progress line (no terminal)
     assert "Exported 1 record(s) to " + str(out) + " (1 page(s), 2 request(s)); left out 1 whose " \
         "constant fields differ from the template's (--all exports them too)" in text
     assert read(out).frame["crm_iri"].to_list() == ["/organizations/b"]
