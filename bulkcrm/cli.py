@@ -127,8 +127,8 @@ def _check_input(file: str) -> None:
     check_input_path(file)
 
 
-def _open(ctx, base_url, api_key, max_rate, embedded_db=EMBEDDED_DB) -> Target:
-    target = open_target(base_url, api_key, max_rate=max_rate, embedded_db=embedded_db)
+def _open(ctx, base_url, api_key, max_rate, embedded_db=EMBEDDED_DB, read_only: bool = False) -> Target:
+    target = open_target(base_url, api_key, max_rate=max_rate, embedded_db=embedded_db, read_only=read_only)
     ctx.call_on_close(target.close)
     click.echo(target.describe(), err=ctx.obj.get("json", False))
     return target
@@ -193,7 +193,7 @@ def import_cmd(ctx, file, template_path, mode, match_strategy, mirror_notes, she
     from .pipeline import run_import
     ctx.obj["json"] = as_json
     _check_input(file)
-    target = _open(ctx, base_url, api_key, max_rate)
+    target = _open(ctx, base_url, api_key, max_rate, read_only=dry_run)
     # a dry run's report never replaces a real run's: that one records what was written
     report_dir = report_dir or str(Path("reports", Path(file).stem, *(["dry-run"] if dry_run else [])))
     saved = Path(report_dir, "plan.json")
@@ -229,7 +229,7 @@ def plan_cmd(ctx, file, template_path, mode, match_strategy, mirror_notes, sheet
     ctx.obj["json"] = as_json
     _check_input(file)
     check_out_path(out, file, template_path)
-    target = _open(ctx, base_url, api_key, max_rate)
+    target = _open(ctx, base_url, api_key, max_rate, read_only=True)
     with journal_lock(journal_path(out)):  # not over a plan whose apply still runs: checked first
         p, text = run_plan(file, template_path, target, mode=mode, strategy=match_strategy,
                            mirror_notes=mirror_notes, sheet=_sheet_arg(sheet), encoding=encoding,
@@ -339,7 +339,7 @@ def export_cmd(ctx, template_path, out, q, owner, tags, segments, archived, crea
     from .template import load_template
     ctx.obj["json"] = as_json
     template = load_template(template_path)
-    target = _open(ctx, base_url, api_key, max_rate)
+    target = _open(ctx, base_url, api_key, max_rate, read_only=True)
     filters = ExportFilters(q=q, owner=owner, tags=tuple(tags), segments=tuple(segments), archived=archived,
                             created_after=created_after, created_before=created_before)
     bar = None if as_json else ProgressBar()

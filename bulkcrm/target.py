@@ -7,6 +7,7 @@ embedded database starts with the note categories `DEFAULT_NOTE_CATEGORIES`.
 """
 from __future__ import annotations
 
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -40,9 +41,15 @@ class Target:
     sandbox: object | None = None
     secrets: tuple[str, ...] = field(default=(), repr=False)
     created: bool = False
+    scratch: tempfile.TemporaryDirectory | None = field(default=None, repr=False)
+    """A read-only run's stand-in for an embedded sandbox that does not exist (none is made)."""
 
     def describe(self) -> str:
         """One line for the top of the output."""
+        if self.scratch is not None:
+            return (f"Target: no embedded sandbox here yet ({self.label.split(':', 1)[1]} does not exist), "
+                    "because no API key is set (BULKCRM_API_KEY): this run reads an empty one and creates "
+                    "none (an import made from another folder is in that folder's .bulkcrm).")
         if self.sandbox is not None:
             what = "a new, empty embedded sandbox" if self.created else "embedded sandbox"
             return (f"Target: {what} ({self.label.split(':', 1)[1]}), "
@@ -54,6 +61,9 @@ class Target:
         if self.sandbox is not None:
             self.sandbox.stop()
             self.sandbox = None
+        if self.scratch is not None:
+            self.scratch.cleanup()
+            self.scratch = None
 
 
 EMBEDDED_DB = Path(".bulkcrm") / "sandbox.sqlite"
@@ -61,7 +71,7 @@ EMBEDDED_DB = Path(".bulkcrm") / "sandbox.sqlite"
 
 
 def open_target(base_url: str | None, api_key: str | None, *, max_rate: float | None = None,
-                embedded_db: str | Path = EMBEDDED_DB) -> Target:
+                embedded_db: str | Path = EMBEDDED_DB, read_only: bool = False) -> Target:
     """Open the target named by the options, or the embedded sandbox when no key is set.
 
     Args:
@@ -69,6 +79,8 @@ def open_target(base_url: str | None, api_key: str | None, *, max_rate: float | 
         api_key: the key (X-API-KEY, crm-api.md §2) or None.
         max_rate: requests per minute for this run (default 20: the tenant limit, §4).
         embedded_db: SQLite file of the embedded sandbox.
+        read_only: the run writes nothing (plan, dry run, export): an embedded sandbox that
+            does not exist is not created; the run reads an empty one in a temporary folder.
 
     Raises:
         ConfigError: a base URL without a key, not https:// (http:// only for a loopback host
@@ -88,14 +100,17 @@ def open_target(base_url: str | None, api_key: str | None, *, max_rate: float | 
     from .sandbox import Sandbox
     from .sandbox.server import seed_default_categories
     db = Path(embedded_db).resolve()
-    db.parent.mkdir(parents=True, exist_ok=True)
     new = not db.exists() or db.stat().st_size == 0
+    scratch = tempfile.TemporaryDirectory(prefix="bulkcrm-") if new and read_only else None
+    path = Path(scratch.name) / db.name if scratch else db
+    path.parent.mkdir(parents=True, exist_ok=True)
     keys = {EMBEDDED_KEY: "embedded"}  # key -> tenant
-    sandbox = Sandbox(db_path=str(db), api_keys=keys, rate_limit=None).start()
+    sandbox = Sandbox(db_path=str(path), api_keys=keys, rate_limit=None).start()
     if new:
         seed_default_categories(sandbox, keys.values())
     client = Client(sandbox.url, EMBEDDED_KEY, requests_per_minute=max_rate)
-    return Target(client=client, label=f"{EMBEDDED_PREFIX}{db.as_posix()}", sandbox=sandbox, created=new)
+    return Target(client=client, label=f"{EMBEDDED_PREFIX}{db.as_posix()}", sandbox=sandbox, created=new,
+                  scratch=scratch)
 
 
 def _checked_key(api_key: str | None) -> str | None:

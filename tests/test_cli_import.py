@@ -160,6 +160,25 @@ def test_embedded_sandbox_is_the_default_target(runner, tmp_path, monkeypatch):
     assert third.output.splitlines()[0].startswith("Target: embedded sandbox (")
 
 
+def test_runs_that_write_nothing_create_no_embedded_sandbox(runner, tmp_path, monkeypatch):
+    """A dry run, a plan or an export in a folder without one (the wrong folder, often) read an
+    empty sandbox and leave none behind, so the first real import there is still told it starts
+    a new, empty one; applying the plan makes it where the plan says."""
+    monkeypatch.chdir(tmp_path)
+    shutil.copy(SAMPLE, tmp_path / "orgs.csv")
+    for args in (["import", "orgs.csv", "-t", str(TEMPLATE), "--dry-run"],
+                 ["plan", "orgs.csv", "-t", str(TEMPLATE), "--out", "p.json"],
+                 ["export", "-t", str(TEMPLATE), "--out", "x.csv"]):
+        result = runner.invoke(cli, args)
+        assert result.exit_code == 0, result.output
+        assert result.output.startswith("Target: no embedded sandbox here yet (") and \
+            "this run reads an empty one and creates none" in result.output
+        assert not (tmp_path / ".bulkcrm").exists()
+    applied = runner.invoke(cli, ["apply", "p.json", "--json"])
+    assert json.loads(applied.output.strip().splitlines()[-1])["created"] == 91
+    assert (tmp_path / ".bulkcrm" / "sandbox.sqlite").exists()
+
+
 def test_write_back_copy_comes_from_the_sheet_that_was_imported(runner, crm, tmp_path):
     import openpyxl
     book = openpyxl.Workbook()
