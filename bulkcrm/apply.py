@@ -181,13 +181,14 @@ def _check_created_since(plan: Plan, journal: Journal, client: Client, verify: b
     already hold (one of the create's identifiers, compared normalised as planning does):
     sending them would make duplicates. One request (`createdAt[after]`, a one-item
     page, crm-api.md §6-7) when creates are still to do; when others created organizations
-    since, ⌈those / 30⌉ more to list them. "Since" is from `RECENT_SKEW_S` before the plan's
+    since, ⌈those / 30⌉ more to list them, or, when fewer, `identifiers[]` lookups of the
+    creates' identifiers (⌈values / 30⌉, crm-api.md §8.3; identifiers with an API filter only). "Since" is from `RECENT_SKEW_S` before the plan's
     matching began (`Plan.matched_at`), so a record made while the plan was made counts too.
     With `verify` nothing is listed: each create looks its identifiers up before it is sent
     (`_exists_now`).
 
     Raises:
-        PlanError: without `verify`, when listing them would take more than
+        PlanError: without `verify`, when finding them would take more than
             `RECENT_MAX_REQUESTS` requests.
     """
     since = dt.datetime.fromisoformat(plan.matched_at or plan.created_at).astimezone(dt.timezone.utc)
@@ -197,21 +198,27 @@ def _check_created_since(plan: Plan, journal: Journal, client: Client, verify: b
     ours = sum(_is_org_create(o) and journal.state(o.key) in ("sent", "done") for o in plan.operations)
     # from before matching began (`createdAt` is the server's clock): records the plan saw may
     # be listed too, and cost a request; only a create's own identifiers make it drifted
-    after = {"createdAt[after]": (since - dt.timedelta(seconds=RECENT_SKEW_S)).strftime("%Y-%m-%dT%H:%M:%SZ")}
+    start = (since - dt.timedelta(seconds=RECENT_SKEW_S)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    after = {"createdAt[after]": start}
     total = int(client.get("/organizations", {**after, "itemsPerPage": 1}).get("totalItems", 0))
     if total - ours <= 0:
         return {}
-    said = (f"{total - ours} organization(s) were created since this plan was made ({plan.created_at}; "
-            f"counted from a minute before its matching began); its {len(todo)} create(s) may duplicate them")
+    said = (f"{total - ours} organization(s) were created since {start} (a minute before this plan's "
+            f"matching began); its {len(todo)} create(s) may duplicate them")
     if verify:
         log.warning("%s: --verify looks each one's identifiers up first", said)
         return {}
-    if math.ceil(total / BATCH) > RECENT_MAX_REQUESTS:
+    values = sorted(searchable_values(todo))
+    by_lookup = all(set(o.identifiers) <= set(SEARCHABLE_IDENTIFIERS) for o in todo) and \
+        math.ceil(len(values) / BATCH) < math.ceil(total / BATCH)
+    if not by_lookup and math.ceil(total / BATCH) > RECENT_MAX_REQUESTS:
         raise PlanError(f"{said}: plan again (the new plan matches them), or apply with --verify to "
                         "look each create's identifiers up first (one request each) and skip those "
                         "that match a record now; nothing was sent")
     claimed = set(journal.iris().values())
-    recent = [r for r in client.list_all("/organizations", after) if r.get("@id") not in claimed]
+    # the records holding the creates' identifiers now (fewer requests), or every recent one
+    found = list(lookup_records(client, values).values()) if by_lookup else client.list_all("/organizations", after)
+    recent = [r for r in found if r.get("@id") not in claimed]
     # a create left `sent` (its answer lost) is found among these by `_find_created` instead
     taken = _held_by([o for o in todo if journal.state(o.key) != "sent"], recent)
     if taken:
@@ -244,8 +251,8 @@ def _held_by(creates: list[Operation], records: list[dict]) -> dict[str, list[st
 def _run_op(op: Operation, journal: Journal, client: Client, verify: bool) -> Any:
     """Send one operation unless the journal has it done; the server's answer body, if any."""
     state = journal.state(op.key)
-    if state == "done":
-        return None
+    if state in ("done", "drifted"):  # drifted (an earlier --verify, or a record made since the
+        return None  # plan) stays so: sending it now would overwrite what others did; plan again
     missing = [d for d in op.depends_on if journal.state(d) != "done"]
     if missing:
         journal.record(op.key, "failed", detail=f"depends on {', '.join(missing)}, which failed")
