@@ -110,7 +110,7 @@ def apply(plan: Plan, client: Client, *, plan_path: str | Path | None = None,
     if jpath is None:
         raise PlanError("apply needs plan_path or journal_file to keep its journal")
     with journal_lock(jpath):  # a second apply of this plan at once would send it all again
-        return _apply(plan, client, Journal(jpath, plan.sha256, plan.target), plan_path=plan_path,
+        return _apply(plan, client, Journal(jpath, plan.sha256, plan.target, plan.created_at), plan_path=plan_path,
                       batch_size=batch_size, verify=verify, reconcile=reconcile, progress=progress,
                       notify=notify, fresh=fresh)
 

@@ -6,7 +6,7 @@ by a lookup before anything is resent (issue 6). The first line binds the journa
 
 Line shapes::
 
-    {"journal": 1, "plan_sha256": "…", "target": "http://127.0.0.1:8000"}
+    {"journal": 1, "plan_sha256": "…", "target": "http://127.0.0.1:8000", "planned_at": "2026-…Z"}
     {"key": "row:12", "state": "sent", "t": 1764487200.1}
     {"key": "row:12", "state": "done", "iri": "/organizations/…", "status": 201, "t": …}
     {"key": "row:13", "state": "failed", "status": 422, "detail": "title: This value should not be blank.", "t": …}
@@ -32,22 +32,27 @@ class Journal:
         path: the journal file (default: `<plan>.journal.jsonl`).
         plan_sha256: hash of the plan's operations; a journal of another plan is refused.
         target: base URL the plan writes to (never a key).
+        planned_at: when the plan was made (`Plan.created_at`): a journal of another planning
+            run with the same operations (the same sheet planned again, e.g. after the CRM was
+            restored) is refused too; its "done" would not be this plan's. Journals written
+            without it are accepted.
 
     Raises:
         JournalError: the file belongs to another plan or a line cannot be parsed (a torn last
             line from a crash is ignored, not an error).
     """
 
-    def __init__(self, path: str | Path, plan_sha256: str, target: str):
+    def __init__(self, path: str | Path, plan_sha256: str, target: str, planned_at: str | None = None):
         self.path = Path(path)
         self.entries: dict[str, dict[str, Any]] = {}
         self._iris: dict[str, str] = {}  # key -> IRI of every operation done
         if self.path.exists() and self.path.stat().st_size:
-            self._load(plan_sha256)
+            self._load(plan_sha256, planned_at)
         else:
-            self._append({"journal": 1, "plan_sha256": plan_sha256, "target": target})
+            self._append({"journal": 1, "plan_sha256": plan_sha256, "target": target,
+                          **({"planned_at": planned_at} if planned_at else {})})
 
-    def _load(self, plan_sha256: str) -> None:
+    def _load(self, plan_sha256: str, planned_at: str | None = None) -> None:
         lines = self.path.read_text(encoding="utf-8").splitlines()
         try:
             head = json.loads(lines[0])
@@ -56,6 +61,11 @@ class Journal:
         if head.get("plan_sha256") != plan_sha256:
             raise JournalError(f"{self.path}: this journal belongs to another plan; "
                                "move it away to apply this plan from the start")
+        if planned_at and head.get("planned_at") not in (None, planned_at):
+            raise JournalError(f"{self.path}: this journal belongs to another plan with the same "
+                               f"operations (made at {head['planned_at']}; this one at {planned_at}), "
+                               "whose done writes are not this plan's; move it away to apply this "
+                               "plan from the start")
         for n, line in enumerate(lines[1:], start=2):
             try:
                 entry = json.loads(line)

@@ -131,6 +131,25 @@ def test_resume_skips_done_operations(crm, tmp_path):
     assert again.counts()["created"] == N_NEW
 
 
+def test_a_journal_of_an_earlier_plan_with_the_same_operations_is_refused(crm, tmp_path):
+    """The same sheet planned again (the CRM restored meanwhile, so the same creates) and applied
+    with the earlier run's journal: its "done" would be reported as this plan's creates while
+    nothing is written. It is refused, as a journal of another plan is."""
+    from bulkcrm.errors import JournalError
+    from bulkcrm.planfile import now_utc
+    p, path = _plan(crm, tmp_path)
+    client = Client(crm.url, TEST_KEY, requests_per_minute=None)
+    journal = tmp_path / "j.jsonl"
+    apply(p, client, journal_file=journal, reconcile=False)
+    again = Plan.load(path)
+    time.sleep(1.1)
+    again.created_at = now_utc()  # planned again: the same operations, another planning run
+    with pytest.raises(JournalError, match=r"belongs to another plan with the same operations \(made at .*"
+                                           r"move it away"):
+        apply(again, client, journal_file=journal, reconcile=False)
+    assert apply(Plan.load(path), client, journal_file=journal, reconcile=False).ok  # its own plan: resumes
+
+
 def test_reconcile_rereads_in_batches(crm, tmp_path):
     p, path = _plan(crm, tmp_path)
     client = Client(crm.url, TEST_KEY, requests_per_minute=None)
