@@ -418,18 +418,26 @@ def _reconcile(plan: Plan, journal: Journal, client: Client) -> dict[str, str]:
     """key -> mismatch text, comparing what was sent with what the server now holds.
 
     Records are re-read with `identifiers[]` (30 values a request) where the operation has
-    searchable identifiers; the rest one GET each, or with one full listing when that costs
-    fewer requests (⌈records/30⌉, crm-api.md §6).
+    searchable identifiers; the rest one GET each. A full listing (a count, then
+    ⌈records/30⌉ requests, crm-api.md §6) replaces either when it costs fewer requests (a big
+    migration's creates hold more identifier values than the CRM holds pages of records).
     """
     done = [o for o in plan.operations if journal.state(o.key) == "done" and o.path != "/tags"
             and o.resource == "organizations"]
     iris = {o.key: journal.get(o.key).get("iri") or o.iri for o in done}
     values = sorted(searchable_values(done))
-    records: dict[str, dict] = lookup_records(client, values) if values else {}
-    missing = [i for i in iris.values() if i and i not in records]
-    if len(missing) > 1:
-        if math.ceil(count_records(client) / BATCH) < len(missing):
-            records.update({r["@id"]: r for r in client.list_all("/organizations")})
+    bare = sum(1 for o in done if not any(f in SEARCHABLE_IDENTIFIERS for f in o.identifiers))
+    cost = math.ceil(len(values) / BATCH) + bare  # at most: a bare one may be found by a lookup
+    total = count_records(client) if cost > 2 else None  # one request, when a listing may pay
+    if total is not None and math.ceil(total / BATCH) < cost:
+        records = {r["@id"]: r for r in client.list_all("/organizations")}
+    else:
+        records = lookup_records(client, values) if values else {}
+        missing = [i for i in iris.values() if i and i not in records]
+        if len(missing) > 1:
+            total = count_records(client) if total is None else total
+            if math.ceil(total / BATCH) < len(missing):
+                records.update({r["@id"]: r for r in client.list_all("/organizations")})
     out = {}
     for o in done:
         iri = iris[o.key]

@@ -202,10 +202,17 @@ class Plan:
         orgs = [o for o in self.operations if o.resource == "organizations" and o.path != "/tags"]
         values = searchable_values(orgs)
         bare = sum(1 for o in orgs if not any(f in SEARCHABLE_IDENTIFIERS for f in o.identifiers))
-        if bare > 1 and self.records_total is not None:  # records after the creates, 30 a page
-            after = self.records_total + sum(o.op == "create" for o in orgs)
-            bare = 1 + min(bare, -(-after // 30))
-        reconcile = -(-len(values) // 30) + bare
+        lookups = -(-len(values) // 30)
+        # as `apply._reconcile` spends them: a count when a full listing may be cheaper, then
+        # the listing (the records after the creates, 30 a page; known when planning listed
+        # them) or the lookups and a GET per record without searchable identifiers
+        pages = None if self.records_total is None else \
+            -(-(self.records_total + sum(o.op == "create" for o in orgs)) // 30)
+        count = int(lookups + bare > 2)
+        if count and pages is not None and pages < lookups + bare:
+            reconcile = 1 + pages
+        else:
+            reconcile = max(count, int(bare > 1)) + lookups + (min(bare, pages) if bare > 1 and pages else bare)
         rate = requests_per_minute or 20
         return {"requests": n, "reconcile": reconcile, "minutes": round((n + reconcile) / rate, 1),
                 "requests_per_minute": rate}
