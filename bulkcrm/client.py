@@ -382,7 +382,10 @@ class Client:
         if too_long or throttled >= self.max_attempts:  # 429s have a budget of their own
             why = (f"Retry-After of {ra:g} s is longer than {longest:g} s" if too_long
                    else f"still throttled after {throttled} attempts")
-            raise TransientApiError(f"{method} {rel}: rate limit (429): {why}", status=429,
+            raise TransientApiError(f"{method} {rel}: rate limit (429): {why}; the tenant's 20 requests a "
+                                    "minute are shared by all its keys (crm-api.md §4), so another "
+                                    "integration may be using them: run again later, or lower --max-rate",
+                                    status=429,
                                     method=method, url=rel, detail=self._hide(_detail(resp)),
                                     retry_after_s=ra)
         self._emit("throttled", method=method, url=rel, attempt=attempts, retry_after_s=ra,

@@ -109,7 +109,9 @@ def test_br13_repeated_429_grow_then_stop_at_cap():
     err = info.value
     assert (err.status, err.method, err.url, err.detail) == (
         429, "PATCH", "/organizations/101", "Too Many Requests")
-    assert str(err) == "PATCH /organizations/101: rate limit (429): still throttled after 5 attempts"
+    assert str(err) == ("PATCH /organizations/101: rate limit (429): still throttled after 5 attempts; the "
+                        "tenant's 20 requests a minute are shared by all its keys (crm-api.md §4), so another "
+                        "integration may be using them: run again later, or lower --max-rate")
     times = [s["t"] for s in script.sent]
     gaps = [b - a for a, b in zip(times, times[1:])]
     assert len(times) == 5                                   # capped at max_attempts
