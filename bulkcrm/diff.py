@@ -260,7 +260,8 @@ def changed_fields(rows: pl.DataFrame, existing: pl.DataFrame, template: Templat
         joined = rows.join(ex, on=on, how="left")
     if "phoneNumbers" in rows.columns and not phones_normalised:
         joined = normalise_existing_phones(joined, template)
-    flags = [(pl.lit(False) if m.field in equal else _changed_expr(m, template)).alias(m.field)
+    zeros = zero_candidates(joined, template, suffix="#e")
+    flags = [(pl.lit(False) if m.field in equal else _changed_expr(m, template, m.field in zeros)).alias(m.field)
              for m in template.mappings]
     if not flags:
         return joined.select("row_number", "iri", pl.lit([]).alias("changed"))
@@ -300,26 +301,46 @@ def lost_zeros(m: Mapping) -> pl.Expr | None:
     if m.kind != "scalar":
         return None
     s, e = pl.col(m.field).cast(pl.String), pl.col(f"{m.field}#e").cast(pl.String)
-    return (e.str.starts_with("0") & s.str.contains(r"^[1-9][0-9]*$")
-            & (e.str.strip_chars_start("0") == s)).fill_null(False)
+    digits = (s.str.strip_chars("0123456789") == "") & ~s.str.starts_with("0")  # no regex: cheaper
+    return (e.str.starts_with("0") & digits & (e.str.strip_chars_start("0") == s)).fill_null(False)
+
+
+def zero_candidates(frame: pl.DataFrame, template: Template, *, suffix: str = "") -> set[str]:
+    """The text fields (`lost_zeros`) whose record values (`<field><suffix>` columns of
+    `frame`) hold one starting with 0: the only ones where a sheet can have lost zeros. One
+    cheap pass (literal prefix tests)."""
+    cols = {m.field: f"{m.field}{suffix}" for m in template.mappings
+            if m.kind == "scalar" and f"{m.field}{suffix}" in frame.columns}
+    if not cols or not frame.height:
+        return set()
+    hit = frame.select(pl.col(c).cast(pl.String).str.starts_with("0").any().alias(f) for f, c in cols.items())
+    return {f for f, yes in hit.row(0, named=True).items() if yes}
 
 
 def kept_zeros(rows: pl.DataFrame, existing: pl.DataFrame, template: Template) -> pl.DataFrame:
     """The fields `changed_fields` leaves as they are because the sheet lost their leading
     zeros (`lost_zeros`): `row_number`, `field`, `value` (the sheet's), `record` (the record's).
     `rows` and `existing` (`existing_values`) are aligned row by row."""
-    ex = existing.select(pl.exclude("row_number", "iri").name.suffix("#e"))
-    r = pl.concat([rows, ex], how="horizontal")
-    parts = [r.filter(lost).select("row_number", pl.lit(m.field).alias("field"),
-                                   pl.col(m.field).cast(pl.String).alias("value"),
-                                   pl.col(f"{m.field}#e").cast(pl.String).alias("record"))
-             for m in template.mappings if m.policy != "never" and (lost := lost_zeros(m)) is not None
-             and m.field in rows.columns and m.field in existing.columns]
-    return pl.concat(parts).sort("row_number", maintain_order=True) if parts else pl.DataFrame(
-        schema={"row_number": pl.Int64, "field": pl.String, "value": pl.String, "record": pl.String})
+    empty = pl.DataFrame(schema={"row_number": pl.Int64, "field": pl.String, "value": pl.String,
+                                 "record": pl.String})
+    zeros = zero_candidates(existing, template)
+    ms = [m for m in template.mappings if m.field in zeros and m.policy != "never" and m.field in rows.columns]
+    if not ms or not rows.height:
+        return empty
+    r = pl.concat([rows.select("row_number", *(m.field for m in ms)),
+                   existing.select(pl.col(m.field).alias(f"{m.field}#e") for m in ms)], how="horizontal")
+    flags = r.select(lost_zeros(m).alias(m.field) for m in ms)  # one pass; usually all false
+    hit = [m for m, any_ in zip(ms, flags.select(pl.all().any()).row(0)) if any_]
+    parts = [r.filter(flags[m.field]).select("row_number", pl.lit(m.field).alias("field"),
+                                             pl.col(m.field).cast(pl.String).alias("value"),
+                                             pl.col(f"{m.field}#e").cast(pl.String).alias("record"))
+             for m in hit]
+    return pl.concat(parts).sort("row_number", maintain_order=True) if parts else empty
 
 
-def _changed_expr(m: Mapping, template: Template) -> pl.Expr:
+def _changed_expr(m: Mapping, template: Template, zeros: bool = False) -> pl.Expr:
+    """Whether the row changes field `m` (`zeros`: some record value of it starts with 0, so
+    a sheet value that lost its leading zeros is no change, `lost_zeros`)."""
     s, e = pl.col(m.field), pl.col(f"{m.field}#e")
     if m.kind in ("scalar", "bool"):
         if m.policy == "never":
@@ -327,7 +348,7 @@ def _changed_expr(m: Mapping, template: Template) -> pl.Expr:
         if m.policy == "fill_if_empty":
             return e.is_null() & s.is_not_null()
         differs = s.ne_missing(e)
-        if (lost := lost_zeros(m)) is not None:  # kept as stored, with a warning (`kept_zeros`)
+        if zeros and (lost := lost_zeros(m)) is not None:  # kept as stored, with a warning (`kept_zeros`)
             differs = differs & ~lost
         return differs & s.is_not_null() if template.empty == "ignore" else differs
     if m.kind == "phones":

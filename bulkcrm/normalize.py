@@ -529,14 +529,14 @@ _E164_ANY = e164_pattern(7)
 """E.164 with 7 or more digits (`+290 1234`, St Helena): what the `phone_e164` check accepts."""
 FORMULA_RESULT = r"^-\d[\d\s]*$"
 """A negative number in a phone cell: what a spreadsheet makes of `+1-555-2237` when it reads
-it as a sum (`-2237`, leads-100.excel-roundtrip.csv); no phone number, so the row is invalid."""
+it as a sum (`-2237`, leads-100.excel-roundtrip.csv); no phone number, so the row is invalid
+(`validate`, rule and hint `CHECK_RULES["phone_formula"]`)."""
 
 CHECKS: dict[str, Callable[..., pl.Expr]] = {
     "email": check_email,
     "url": lambda e: _ok(e, e.str.contains(_URL_OK)),
     "country": lambda e: _ok(e, e.is_in(sorted(ALPHA2))),
-    "phone_e164": lambda e: _ok(e, e.str.contains(_E164_ANY) | e.str.contains(FORMULA_RESULT)),
-    "phone_formula": lambda e: _ok(e, ~e.str.contains(FORMULA_RESULT)),
+    "phone_e164": lambda e: _ok(e, e.str.contains(_E164_ANY)),
     "phone_type": lambda e: _ok(e, e.is_in(PHONE_TYPES)),
     "iri": _check_iri,
     "datetime": check_datetime,

@@ -8,9 +8,10 @@ failure at once) and never raises for a bad row.
 """
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pandera.polars as pa
 import polars as pl
@@ -19,7 +20,7 @@ from pandera.api.polars.types import PolarsData
 from .errors import ISSUE_SCHEMA, Issue, issues_frame, place, with_cell
 from .mapping import chain
 from .template import Mapping, Template
-from .normalize import EXTENSION, EXTENSION_MARK
+from .normalize import EXTENSION, EXTENSION_MARK, FORMULA_RESULT
 from .read_excel import numeric_cell_issue
 from .transforms import CHECK_ISSUE_TYPES, CHECKS, check_list, check_rule
 
@@ -80,7 +81,7 @@ def validate(mapped: pl.DataFrame, template: Template, *, sheet: pl.DataFrame | 
     # rejected as a whole (values past the last header: every value may sit a column off) is
     # not checked cell by cell either
     unreadable = {(i.row_number, i.column) for i in read_found if i.severity == "error"}
-    found = [with_cell(i, letters or {}, sheet_name) for i in _issues(failures, rules, mapped, sheet,
+    found = [with_cell(_formula_phone(i), letters or {}, sheet_name) for i in _issues(failures, rules, mapped, sheet,
                                                                       template, file, sheet_name)
              if (i.row_number, i.column) not in unreadable and (i.row_number, None) not in unreadable]
     found += _dropped_extensions(sheet, template, found, file, sheet_name, letters or {}) + read_found
@@ -99,7 +100,6 @@ def _rules(template: Template) -> list[_Rule]:
         check = m.rules.get("check")
         if m.kind == "phones":
             rules.append(_Rule(m.field, CHECK_ISSUE_TYPES["phone_e164"], "phone_e164", "warning"))
-            rules.append(_Rule(m.field, CHECK_ISSUE_TYPES["phone_formula"], "phone_formula"))
             rules.append(_Rule(m.field, CHECK_ISSUE_TYPES["phone_type"], "phone_type"))
         elif check:
             rules.append(_Rule(m.field, CHECK_ISSUE_TYPES[check], check,
@@ -141,7 +141,7 @@ def _ok_expr(rule: _Rule, col: pl.Expr, dtype: pl.DataType) -> pl.Expr:
 
 _HINT_ONLY = ("lookup", "dayfirst")
 """Rule options that shape the check's name or hint, not the check itself."""
-_PHONE_KEYS = {"phone_e164": "phoneNumber", "phone_formula": "phoneNumber", "phone_type": "phoneType"}
+_PHONE_KEYS = {"phone_e164": "phoneNumber", "phone_type": "phoneType"}
 """The phone item key each phone check reads."""
 
 
@@ -242,6 +242,21 @@ def _dropped_extensions(sheet: pl.DataFrame | None, template: Template, found: l
                                 "warning", file, sheet_name), letters, sheet_name)
                 for rn, value in hits.iter_rows() if (rn, s.column) not in kept]
     return out
+
+
+_FORMULA_RESULT = re.compile(FORMULA_RESULT)
+
+
+def _formula_phone(issue: Issue) -> Issue:
+    """A phone kept as typed (`invalid-phone` warning) that is a negative number (`-2237`,
+    `normalize.FORMULA_RESULT`: a spreadsheet's sum of `+1-555-2237`) is no number to keep:
+    the issue becomes an error (its row is invalid, not sent). Found among the few numbers
+    that broke E.164, so no pass over the sheet of its own."""
+    if issue.type != "invalid-phone" or issue.severity != "warning" or not _FORMULA_RESULT.match(issue.value or ""):
+        return issue
+    rule, hint = check_rule("phone_formula")
+    return replace(issue, rule=rule, severity="error",
+                   message=f'{_place(issue.file, issue.row_number, issue.column)}"{issue.value}" breaks {rule}; {hint}')
 
 
 def _numeric_cells(numbers: pl.DataFrame | None, template: Template, file: str | None,
