@@ -537,6 +537,8 @@ CHECKS: dict[str, Callable[..., pl.Expr]] = {
     "url": lambda e: _ok(e, e.str.contains(_URL_OK)),
     "country": lambda e: _ok(e, e.is_in(sorted(ALPHA2))),
     "phone_e164": lambda e: _ok(e, e.str.contains(_E164_ANY)),
+    # validate applies it to the numbers that broke E.164 only (`validate._formula_phone`)
+    "phone_formula": lambda e: _ok(e, ~e.str.contains(FORMULA_RESULT)),
     "phone_type": lambda e: _ok(e, e.is_in(PHONE_TYPES)),
     "iri": _check_iri,
     "datetime": check_datetime,
