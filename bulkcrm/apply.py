@@ -411,7 +411,8 @@ def _drift(op: Operation, client: Client) -> str | None:
     if not changed:
         return None
     return "; ".join(f"{k}: planned from {json.dumps(op.snapshot[k], ensure_ascii=False)}, now "
-                     f"{json.dumps(now.get(k), ensure_ascii=False)}" for k in changed)
+                     f"{json.dumps(now.get(k), ensure_ascii=False)}" for k in changed) + \
+        ": someone changed it since the plan; plan again"
 
 
 def _reconcile(plan: Plan, journal: Journal, client: Client) -> dict[str, str]:

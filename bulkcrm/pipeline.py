@@ -223,9 +223,9 @@ def _planned_input(input_path, sheet, planned_sha256: str | None, echo: Echo) ->
     except BulkcrmError:  # the write-back copy is a convenience; the report must be written
         return None
     if planned_sha256 and sh.sha256 != planned_sha256:
-        echo(f"note: {Path(input_path).name} has changed since it was planned, so no "
-             f"{Path(input_path).stem}.with-status copy is written (its rows need no longer be the "
-             "plan's rows); the report's row numbers are those of the file as planned")
+        echo(f"note: {Path(input_path).name} has changed since it was planned, so no with-status "
+             "copy is written (its rows need no longer be the plan's rows); the report's row numbers "
+             "are those of the file as planned; plan the file again for a copy of it")
         return None
     return sh.frame
 

@@ -203,9 +203,10 @@ def _absent_notes(columns: list[str], full: Template, used: Template) -> list[st
     notes = []
     for c in columns:
         field_name = next(m.field for m in full.mappings for s in m.sources if c in (s.column, s.type_column))
-        if any(s.type_column == c for m in full.mappings for s in m.sources):
-            notes.append(f"optional column {c!r} is not in the sheet: {field_name} from its other "
-                         "column(s) goes without a type, merged with the record's (nothing is removed)")
+        typed = next((s.column for m in full.mappings for s in m.sources if s.type_column == c), None)
+        if typed:
+            notes.append(f"optional column {c!r} is not in the sheet: the {field_name} of column "
+                         f"{typed!r} go without a type, merged with the record's (nothing is removed)")
             continue
         notes.append(f"optional column {c!r} is not in the sheet: " + (
             f"{field_name} comes from its other columns, merged with the record's (nothing is "

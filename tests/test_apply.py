@@ -167,6 +167,7 @@ def test_drifted_record_is_not_overwritten(crm, tmp_path):
     report = apply(p, client, plan_path=path, verify=True, reconcile=False)
     row = report.rows.filter(report.rows["row_number"] == victim.row_numbers[0]).to_dicts()[0]
     assert row["outcome"] == "drifted" and "someone-else" in row["note"]
+    assert row["note"].endswith(": someone changed it since the plan; plan again")
     assert client.get(victim.iri)["website"] == "https://someone-else.example"
     assert not report.ok
     # the same plan applied again without --verify (as a resume is): the drifted write stays

@@ -363,7 +363,8 @@ def test_an_input_changed_between_plan_and_apply_gets_no_with_status_copy(runner
     result = runner.invoke(cli, ["apply", str(tmp_path / "p.json"), "--report", str(tmp_path / "r"),
                                  "--base-url", crm.url, "--api-key", TEST_KEY, "--max-rate", "60000"])
     assert result.exit_code == 0, result.output
-    assert "week.csv has changed since it was planned, so no week.with-status copy is written" in result.output
+    assert "week.csv has changed since it was planned, so no with-status copy is written" in result.output
+    assert "plan the file again for a copy of it" in result.output
     assert not list((tmp_path / "r").glob("week.with-status*"))
     rows = json.loads((tmp_path / "r" / "report.json").read_text())["rows"]
     assert [(r["row_number"], r["outcome"], r["title"]) for r in rows] == [(2, "unchanged", "A"), (3, "patched", "B2")]

@@ -526,7 +526,7 @@ def test_an_optional_phone_sources_absent_type_column_leaves_its_numbers_untyped
         "phoneNumbers": {"column": "phone", "type_column": "phone_type", "optional": True}}})
     p = plan(sheet, t, client)
     assert p.operations[0].body["phoneNumbers"] == [{"phoneNumber": "+31201234567"}]
-    assert "optional column 'phone_type' is not in the sheet: phoneNumbers from its other column(s) goes " \
+    assert "optional column 'phone_type' is not in the sheet: the phoneNumbers of column 'phone' go " \
            "without a type" in render_plan(p)
 
 
