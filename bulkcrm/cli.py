@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import os
 import shlex
 import signal
 import sys
@@ -63,6 +64,9 @@ def handle_errors(fn):
         obj = ctx.obj or {}
         try:
             return fn(*args, **kwargs)
+        except BrokenPipeError:  # stdout's reader left (`| head`): no "Error" to write to it
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nor at exit's flush
+            sys.exit(141)  # 128 + SIGPIPE, as a shell reports a command a closed pipe stopped
         except (BulkcrmError, OSError) as e:
             _fail(e, obj.get("debug", False), obj.get("json", False))
         except KeyboardInterrupt as e:  # a command without a journal to resume

@@ -292,3 +292,19 @@ def test_an_option_on_the_wrong_side_of_the_command_is_told_where_it_goes(tmp_pa
     out = subprocess.run([sys.executable, "-m", "bulkcrm", *args], capture_output=True, text=True, cwd=tmp_path,
                          timeout=60)
     assert out.returncode == 2 and says in out.stderr and "Did you mean '--mode'" not in out.stderr
+
+
+def test_a_reader_that_leaves_the_pipe_gets_no_broken_pipe_error(tmp_path):
+    """`bulkcrm validate … | head -1`: the reader leaves after one line; the command stops
+    quietly with the shell's code for it (141), not `Error: [Errno 32] Broken pipe`."""
+    import subprocess
+    import sys
+    sheet = tmp_path / "orgs.csv"
+    sheet.write_text("name,email\n" + "".join(f",bad{i}\n" for i in range(500)), encoding="utf-8")
+    t = tmp_path / "t.yaml"
+    t.write_text("fields: {title: name, emailAddresses: email}\n", encoding="utf-8")
+    proc = subprocess.Popen([sys.executable, "-m", "bulkcrm", "validate", str(sheet), "-t", str(t)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=tmp_path)
+    proc.stdout.close()  # the reader is gone before the first line
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 141 and "Broken pipe" not in err and "Traceback" not in err
