@@ -124,11 +124,16 @@ def _notes_not_exported(template) -> str:
             "with a template of resource organization_notes.")
 
 
-def _check_input(file: str) -> None:
-    """A missing input is named before any target is opened (an embedded sandbox would be
-    created for nothing)."""
+def _check_input(file: str, template_path: str | None = None, strategy: str | None = None) -> None:
+    """A missing input, or a `--match-strategy` the template's (always present) identifiers
+    cannot use, is named before any target is opened (an embedded sandbox would be created for
+    nothing)."""
     from .read import check_input_path
     check_input_path(file)
+    if template_path and strategy == "lookup":
+        from .match import check_strategy
+        from .template import load_template
+        check_strategy(load_template(template_path).for_columns(())[0], strategy)  # optional ones: later
 
 
 def _open(ctx, base_url, api_key, max_rate, embedded_db=EMBEDDED_DB, read_only: bool = False) -> Target:
@@ -196,7 +201,7 @@ def import_cmd(ctx, file, template_path, mode, match_strategy, mirror_notes, she
     """Upsert FILE (CSV/XLSX) into the CRM: plan, then apply, then write a report."""
     from .pipeline import run_import
     ctx.obj["json"] = as_json
-    _check_input(file)
+    _check_input(file, template_path, match_strategy)
     target = _open(ctx, base_url, api_key, max_rate, read_only=dry_run)
     # a dry run's report never replaces a real run's: that one records what was written
     report_dir = report_dir or str(Path("reports", Path(file).stem, *(["dry-run"] if dry_run else [])))
@@ -231,7 +236,7 @@ def plan_cmd(ctx, file, template_path, mode, match_strategy, mirror_notes, sheet
     from .pipeline import archive_journal, run_plan
     from .planfile import check_out_path
     ctx.obj["json"] = as_json
-    _check_input(file)
+    _check_input(file, template_path, match_strategy)
     check_out_path(out, file, template_path)
     target = _open(ctx, base_url, api_key, max_rate, read_only=True)
     with journal_lock(journal_path(out)):  # not over a plan whose apply still runs: checked first

@@ -179,6 +179,18 @@ def test_runs_that_write_nothing_create_no_embedded_sandbox(runner, tmp_path, mo
     assert (tmp_path / ".bulkcrm" / "sandbox.sqlite").exists()
 
 
+def test_a_refused_match_strategy_leaves_nothing_behind(runner, tmp_path, monkeypatch):
+    """`--match-strategy lookup` with customerId (no API filter) among the template's
+    identifiers is refused before a target is opened: no embedded sandbox, no lock file."""
+    monkeypatch.chdir(tmp_path)
+    shutil.copy(SAMPLE, tmp_path / "orgs.csv")
+    for args in (["import", "orgs.csv", "-t", str(TEMPLATE)], ["plan", "orgs.csv", "-t", str(TEMPLATE), "--out", "p.json"]):
+        result = runner.invoke(cli, [*args, "--match-strategy", "lookup"])
+        assert result.exit_code == 2 and "--match-strategy lookup cannot match on customerId" in result.output
+        assert "Target:" not in result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["orgs.csv"]
+
+
 def test_write_back_copy_comes_from_the_sheet_that_was_imported(runner, crm, tmp_path):
     import openpyxl
     book = openpyxl.Workbook()
