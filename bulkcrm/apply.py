@@ -78,7 +78,9 @@ def apply(plan: Plan, client: Client, *, plan_path: str | Path | None = None,
         target: the target label the plan must name (default `client.base_url`).
         notify: callback(text) for phase messages (e.g. reconciliation starting).
         fresh: the plan was made moments ago by this process (`bulkcrm import`): it is not
-            checked for organizations created since (`_check_created_since`).
+            checked for organizations created since (`_check_created_since`), nor its
+            updates for records changed since (`_check_changed_since`; without `verify`,
+            which checks each update as it is sent).
 
     Returns:
         `Report`; rows that failed, drifted, conflicted or were invalid make `Report.ok` False.
@@ -123,6 +125,8 @@ def _apply(plan: Plan, client: Client, journal: Journal, *, plan_path: str | Pat
         client.count_earlier(1, t)
     start_requests, started = client.requests_sent, now_utc()
     taken = {} if fresh else _check_created_since(plan, journal, client, verify)
+    if not fresh and not verify:  # a saved plan: records others changed since are not overwritten
+        taken |= _check_changed_since(plan, journal, client)
     results: dict[str, Any] = {}  # key -> the server's answer to a write of this run
     total = len(plan.operations)
     already = _done(plan, journal)
@@ -228,6 +232,31 @@ def _check_created_since(plan: Plan, journal: Journal, client: Client, verify: b
                     len(taken), "is" if len(taken) == 1 else "are", "it" if held == 1 else "them")
     return {k: f"a record with its identifiers was created since the plan ({', '.join(iris[:3])}): "
                "plan again" for k, iris in taken.items()}
+
+
+def _check_changed_since(plan: Plan, journal: Journal, client: Client) -> dict[str, str]:
+    """key -> why, of the updates (PATCH, PUT) still to do whose record no longer holds, in a
+    field the update sends, what the plan saw (`Operation.snapshot`; issue 5's drift check):
+    sent, they would overwrite what someone changed since (an address goes whole, lists
+    complete, crm-api.md §8.2). The records are re-read together (`_reread`: identifiers[]
+    30 values a request, or a full listing when cheaper), not one GET each as `--verify`
+    does; a record whose identifiers changed is read by its IRI."""
+    todo = [o for o in plan.operations if o.iri and o.snapshot and o.resource == "organizations"
+            and o.method in ("PATCH", "PUT") and journal.state(o.key) not in ("done", "drifted")]
+    if not todo:
+        return {}
+    records = _reread(client, todo, [o.iri for o in todo])
+    for o in todo:  # identifiers changed since (rare): its record by its IRI
+        if o.iri not in records:
+            with contextlib.suppress(PermanentApiError):  # gone: the write itself will say so
+                records[o.iri] = client.get(o.iri)
+    made = journal.iris()
+    out = {o.key: why for o in todo
+           if o.iri in records and (why := _changed(o, records[o.iri], _fill_refs(o.body, made)))}
+    if out:
+        log.warning("%s record(s) the plan updates were changed by others since it was made: those "
+                    "updates are not sent (drifted); plan again to update them", len(out))
+    return out
 
 
 def _held_by(creates: list[Operation], records: list[dict]) -> dict[str, list[str]]:
@@ -405,9 +434,18 @@ def _same_record(record: dict, body: dict) -> bool:
 
 
 def _drift(op: Operation, client: Client) -> str | None:
-    now = client.get(op.iri)
+    return _changed(op, client.get(op.iri))
+
+
+def _changed(op: Operation, now: dict, body: dict | None = None) -> str | None:
+    """What of the fields `op` sends `now` (the record) holds otherwise than the plan saw,
+    and otherwise than `body` (the op's body, refs filled) would make it: a write of an
+    interrupted run whose answer was lost is not someone else's change."""
+    after = body if body is not None else op.body
     changed = [k for k, v in (op.snapshot or {}).items()  # null ≡ missing inside objects
-               if canon(now.get(k), drop_null=True) != canon(v, drop_null=True)]
+               if canon(now.get(k), drop_null=True) != canon(v, drop_null=True)
+               and not (k in after and canon(_subset(now.get(k), after[k]), drop_null=True)
+                        == canon(after[k], drop_null=True))]
     if not changed:
         return None
     return "; ".join(f"{k}: planned from {json.dumps(op.snapshot[k], ensure_ascii=False)}, now "
@@ -426,19 +464,7 @@ def _reconcile(plan: Plan, journal: Journal, client: Client) -> dict[str, str]:
     done = [o for o in plan.operations if journal.state(o.key) == "done" and o.path != "/tags"
             and o.resource == "organizations"]
     iris = {o.key: journal.get(o.key).get("iri") or o.iri for o in done}
-    values = sorted(searchable_values(done))
-    bare = sum(1 for o in done if not any(f in SEARCHABLE_IDENTIFIERS for f in o.identifiers))
-    cost = math.ceil(len(values) / BATCH) + bare  # at most: a bare one may be found by a lookup
-    total = count_records(client) if cost > 2 else None  # one request, when a listing may pay
-    if total is not None and math.ceil(total / BATCH) < cost:
-        records = {r["@id"]: r for r in client.list_all("/organizations")}
-    else:
-        records = lookup_records(client, values) if values else {}
-        missing = [i for i in iris.values() if i and i not in records]
-        if len(missing) > 1:
-            total = count_records(client) if total is None else total
-            if math.ceil(total / BATCH) < len(missing):
-                records.update({r["@id"]: r for r in client.list_all("/organizations")})
+    records = _reread(client, done, list(iris.values()))
     out = {}
     for o in done:
         iri = iris[o.key]
@@ -455,6 +481,26 @@ def _reconcile(plan: Plan, journal: Journal, client: Client) -> dict[str, str]:
             out[o.key] = "server holds other values for " + ", ".join(
                 f"{k} ({json.dumps(records[iri].get(k), ensure_ascii=False)})" for k in diffs)
     return out
+
+
+def _reread(client: Client, ops: list[Operation], iris: list[str | None]) -> dict[str, dict]:
+    """IRI -> record, re-reading the records of `ops` (`iris`: theirs) with the fewest
+    requests: `identifiers[]` lookups of their searchable identifiers (30 values a request),
+    or, when cheaper, a count and a full listing (⌈records/30⌉, crm-api.md §6), which also
+    replaces the GETs of several records the lookups missed (the caller GETs the rest)."""
+    values = sorted(searchable_values(ops))
+    bare = sum(1 for o in ops if not any(f in SEARCHABLE_IDENTIFIERS for f in o.identifiers))
+    cost = math.ceil(len(values) / BATCH) + bare  # at most: a bare one may be found by a lookup
+    total = count_records(client) if cost > 2 else None  # one request, when a listing may pay
+    if total is not None and math.ceil(total / BATCH) < cost:
+        return {r["@id"]: r for r in client.list_all("/organizations")}
+    records = lookup_records(client, values) if values else {}
+    missing = [i for i in iris if i and i not in records]
+    if len(missing) > 1:
+        total = count_records(client) if total is None else total
+        if math.ceil(total / BATCH) < len(missing):
+            records.update({r["@id"]: r for r in client.list_all("/organizations")})
+    return records
 
 
 def _reconcile_notes(plan: Plan, results: dict) -> dict[str, str]:

@@ -153,10 +153,31 @@ def test_a_journal_of_an_earlier_plan_with_the_same_operations_is_refused(crm, t
 def test_reconcile_rereads_in_batches(crm, tmp_path):
     p, path = _plan(crm, tmp_path)
     client = Client(crm.url, TEST_KEY, requests_per_minute=None)
-    report = apply(p, client, plan_path=path, reconcile=True)
+    report = apply(p, client, plan_path=path, reconcile=True, fresh=True)  # as import applies it
     lookups = [r for r in crm.requests if r.method == "GET" and "identifiers" in r.query]
     assert len(lookups) == -(-(N_EXISTING + N_NEW) // 30)
     assert report.summary["mismatches"] == 0 and report.ok
+
+
+def test_a_saved_plans_updates_of_records_changed_since_are_not_sent(crm, tmp_path, caplog):
+    """Someone edits a record a saved plan patches (its website, a field the patch sends):
+    without --verify, apply re-reads the records it updates together (identifiers[] lookups,
+    not a GET each) and holds that patch back (drifted); the other patches and the creates
+    go ahead."""
+    p, path = _plan(crm, tmp_path)
+    victim = next(o for o in p.operations if o.op == "patch")
+    client = Client(crm.url, TEST_KEY, requests_per_minute=None)
+    client.patch(victim.iri, {"website": "https://someone-else.example"})
+    crm.clear_log()
+    with caplog.at_level("WARNING", logger="bulkcrm"):
+        report = apply(Plan.load(path), client, plan_path=path, reconcile=False)
+    reads = [r for r in crm.requests if r.method == "GET" and r.path.startswith("/organizations/")]
+    assert reads == [] and sum("identifiers" in r.query for r in crm.requests) == -(-N_EXISTING // 30)
+    assert "1 record(s) the plan updates were changed by others since it was made" in caplog.text
+    row = report.rows.filter(report.rows["row_number"] == victim.row_numbers[0]).to_dicts()[0]
+    assert row["outcome"] == "drifted" and "someone-else" in row["note"] and "plan again" in row["note"]
+    assert client.get(victim.iri)["website"] == "https://someone-else.example"
+    assert report.counts()["patched"] == N_EXISTING - 1 and report.counts()["created"] == N_NEW
 
 
 def test_drifted_record_is_not_overwritten(crm, tmp_path):
