@@ -13,9 +13,11 @@ Input: a `Plan` and a `Client`. Output: a `report.Report` (one row per input row
 - A saved plan with organization creates is checked first (one request) for organizations
   others created since it was made (another import, the CRM's own screens); those are listed
   and a create that has an identifier of one of them is `drifted`, not sent (a duplicate);
-  the other creates go ahead. When that listing would cost more than `RECENT_MAX_REQUESTS`,
-  the plan is refused (PlanError) unless `verify` looks each create's identifiers up.
-  `bulkcrm import` applies the plan it has just made (`fresh`).
+  the other creates go ahead. When that check would cost more than `RECENT_MAX_REQUESTS`,
+  the plan is refused (PlanError) unless `verify` looks each create's identifiers up. Its
+  updates are checked too: the records they write are re-read together, and one whose record
+  changed since in a field it sends is `drifted`. `bulkcrm import` applies the plan it has just
+  made (`fresh`) without these checks.
 - Reconciliation re-reads the touched records (`identifiers[]` 30 at a time, else one GET each)
   and notes every field the server holds differently from what was sent. Notes are checked
   against the server's answer to their write (no extra request).
@@ -87,8 +89,8 @@ def apply(plan: Plan, client: Client, *, plan_path: str | Path | None = None,
 
     Raises:
         PlanError: the plan was made for another target, or (without `verify`) it has
-            organization creates to do and others have created more organizations since it
-            was made than `RECENT_MAX_REQUESTS` can list.
+            organization creates to do and checking them against the organizations others
+            created since it was made would take more than `RECENT_MAX_REQUESTS` requests.
         JournalError: the journal belongs to another plan, or another process is applying
             this plan (it holds the journal's lock, `journal.journal_lock`).
         AuthError: the key was rejected (401/403); the journal keeps what was done.
@@ -186,8 +188,8 @@ def _check_created_since(plan: Plan, journal: Journal, client: Client, verify: b
     sending them would make duplicates. One request (`createdAt[after]`, a one-item
     page, crm-api.md §6-7) when creates are still to do; when others created organizations
     since, ⌈those / 30⌉ more to list them, or, when fewer, `identifiers[]` lookups of the
-    creates' identifiers (⌈values / 30⌉, crm-api.md §8.3; identifiers with an API filter only). "Since" is from `RECENT_SKEW_S` before the plan's
-    matching began (`Plan.matched_at`), so a record made while the plan was made counts too.
+    creates' identifiers (⌈values / 30⌉, crm-api.md §8.3; identifiers with an API filter
+    only). "Since" is from `RECENT_SKEW_S` before the plan's matching began (`Plan.matched_at`), so a record made while the plan was made counts too.
     With `verify` nothing is listed: each create looks its identifiers up before it is sent
     (`_exists_now`).
 
@@ -294,7 +296,7 @@ def _run_op(op: Operation, journal: Journal, client: Client, verify: bool) -> An
             journal.record(op.key, "done", iri=found, status=None, detail="resolved after a lost answer")
             return None
     if verify and (op.iri or _is_org_create(op)):
-        drift = _drift(op, client) if op.iri else _exists_now(op, client, journal)
+        drift = _changed(op, client.get(op.iri), body) if op.iri else _exists_now(op, client, journal)
         if drift:
             journal.record(op.key, "drifted", detail=drift)
             return None
@@ -433,19 +435,14 @@ def _same_record(record: dict, body: dict) -> bool:
         all(record.get(k) == v for k, v in body.items() if not isinstance(v, (list, dict)))
 
 
-def _drift(op: Operation, client: Client) -> str | None:
-    return _changed(op, client.get(op.iri))
-
-
-def _changed(op: Operation, now: dict, body: dict | None = None) -> str | None:
+def _changed(op: Operation, now: dict, body: dict) -> str | None:
     """What of the fields `op` sends `now` (the record) holds otherwise than the plan saw,
     and otherwise than `body` (the op's body, refs filled) would make it: a write of an
     interrupted run whose answer was lost is not someone else's change."""
-    after = body if body is not None else op.body
     changed = [k for k, v in (op.snapshot or {}).items()  # null ≡ missing inside objects
                if canon(now.get(k), drop_null=True) != canon(v, drop_null=True)
-               and not (k in after and canon(_subset(now.get(k), after[k]), drop_null=True)
-                        == canon(after[k], drop_null=True))]
+               and not (k in body and canon(_subset(now.get(k), body[k]), drop_null=True)
+                        == canon(body[k], drop_null=True))]
     if not changed:
         return None
     return "; ".join(f"{k}: planned from {json.dumps(op.snapshot[k], ensure_ascii=False)}, now "

@@ -57,9 +57,6 @@ class Matches:
         fetch_seconds: time spent getting the records: the requests and decoding their JSON
             into `records` and `frame` (the network part of planning, `Plan.timings["fetch"]`).
         total: how many records the target holds, when they were all listed (scan).
-        elsewhere: frame `row_number`, `kind`, `value`, `iri`, `named`: an identifier of a row
-            with an explicit IRI (`named`) that another record (`iri`) holds; such a row is an
-            `iri-mismatch` conflict.
     """
 
     iri: pl.DataFrame
@@ -72,7 +69,6 @@ class Matches:
     frame: pl.DataFrame | None = None
     fetch_seconds: float = 0.0
     total: int | None = None
-    elsewhere: pl.DataFrame | None = None
 
 
 def identifier_frame(rows: pl.DataFrame, template: Template, *, distinct: bool = True) -> pl.DataFrame:
@@ -204,7 +200,7 @@ def match_rows(rows: pl.DataFrame, template: Template, client: Client, *,
     return Matches(iri=matched, conflicts=conflicts, not_found=not_found, records=records,
                    strategy=strategy, requests=client.requests_sent - start, notes=notes,
                    frame=frame, fetch_seconds=fetched,
-                   total=len(records) if strategy == "scan" else None, elsewhere=elsewhere)
+                   total=len(records) if strategy == "scan" else None)
 
 
 def check_strategy(template: Template, strategy: str) -> None:
@@ -384,7 +380,7 @@ def _one_per_row(conflicts: list[pl.DataFrame]) -> pl.DataFrame:
 
 
 def _mismatches(elsewhere: pl.DataFrame, iri_column: str | None) -> pl.DataFrame:
-    """`iri-mismatch` conflicts from `Matches.elsewhere`: the row's explicit IRI names one
+    """`iri-mismatch` conflicts from `_elsewhere`: the row's explicit IRI names one
     record, an identifier of the row is another's (a row beside another row's IRI would
     overwrite that record with its data), so it is not written."""
     by_record = elsewhere.group_by("row_number", "iri", maintain_order=True).agg(
@@ -399,8 +395,9 @@ def _mismatches(elsewhere: pl.DataFrame, iri_column: str | None) -> pl.DataFrame
 
 
 def _elsewhere(pairs: pl.DataFrame, explicit: pl.DataFrame, iris: pl.Series) -> pl.DataFrame:
-    """`Matches.elsewhere`: the identifiers of rows with an explicit IRI (`explicit`: their
-    `row_number`, `rec`) that point at another record (`pairs`, `iris` as `_resolve`'s)."""
+    """`row_number`, `kind`, `value`, `iri`, `named`: each identifier of a row with an explicit
+    IRI (`named`; `explicit`: their `row_number`, `rec`) that another record (`iri`) holds
+    (`pairs`, `iris` as `_resolve`'s); such a row is an `iri-mismatch` conflict."""
     if not explicit.height:
         return pl.DataFrame(schema={"row_number": pl.Int64, "kind": pl.String, "value": pl.String,
                                     "iri": pl.String, "named": pl.String})

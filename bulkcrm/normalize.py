@@ -607,11 +607,7 @@ def check_rule(name: str, *, region: str | None = None, value: str | None = None
     elif name == "phone_e164" and value and (lost := _lost_plus(value)):
         hint = hint.replace(", such as {example}", f": {lost[0]} if it begins with country code {lost[1]}")
     if name == "country" and value and len(value.strip()) > 2:  # a name: an alias example of it
-        guesses, quoted = country_guesses(value.strip()), json.dumps(value.strip(), ensure_ascii=False)
-        said = " or ".join(f"{c} ({n})" for c, n in guesses)
-        hint = (f"did you mean {said}? write the code, or name it" if guesses else
-                "use a two-letter code such as US, or name its code") + \
-            f" in the transform's aliases ({{country: {{aliases: {{{quoted}: {guesses[0][0] if guesses else '<its code>'}}}}}}})"
+        hint = _country_hint(value.strip())
     if "{example}" in hint:
         hint = hint.replace("{example}", _example_phone(region))
     if name == "datetime" and options.get("dayfirst"):  # the template reads DD-MM-YYYY
@@ -630,6 +626,17 @@ def check_list(check_expr_fn: Callable[[pl.Expr], pl.Expr], expr: pl.Expr) -> pl
     """Return True where every item of the list `expr` passes `check_expr_fn` (null or empty
     list -> True), e.g. `check_list(partial(CHECKS["iri"], collection="tags"), pl.col("tags"))`."""
     return expr.list.eval(check_expr_fn(pl.element())).list.all().fill_null(True)
+
+
+def _country_hint(name: str) -> str:
+    """The `country` check's hint for a country name no table knows: the codes it may mean
+    (`country_guesses`), and an alias of that very spelling in the template."""
+    guesses = country_guesses(name)
+    alias = f"{json.dumps(name, ensure_ascii=False)}: {guesses[0][0] if guesses else '<its code>'}"
+    said = " or ".join(f"{c} ({n})" for c, n in guesses)
+    start = (f"did you mean {said}? write the code, or name it" if guesses else
+             "use a two-letter code such as US, or name its code")
+    return f"{start} in the transform's aliases ({{country: {{aliases: {{{alias}}}}}}})"
 
 
 def _lost_plus(value: str) -> tuple[str, int] | None:

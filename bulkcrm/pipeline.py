@@ -245,8 +245,9 @@ def _other_sheets(report: Report, input_path) -> dict:
 
 def _with_notes(issues: pl.DataFrame, sh: Sheet, notes, file) -> tuple[pl.DataFrame, dict, dict, str]:
     """`run_validate`'s notes part (`Template.notes`): the organizations' `issues` (ISSUE_SCHEMA)
-    with the notes' after them, naming their resource; the notes sheet when it is another sheet ({name: frame}, for the issues copy); the
-    notes' `rows` and `invalid_rows`; the line the text shows."""
+    with the notes' after them, naming their resource; the notes sheet when it is another
+    sheet ({name: frame}, for the issues copy); the notes' `rows` and `invalid_rows`; the line
+    the text shows."""
     from .notes import read_notes_sheet, validate_notes
     notes_sheet = sh if notes.sheet is None else read_notes_sheet(file, notes.sheet, notes.template.path if notes.template else None)
     _, mapped, _, checked = validate_notes(notes_sheet, notes.template, same_rows=notes.sheet is None)
