@@ -197,11 +197,13 @@ def same_as_record(rows: pl.DataFrame, raw: pl.DataFrame, template: Template) ->
 def _lists_equal(r: pl.DataFrame, a: pl.Expr, b: pl.Expr) -> pl.Series:
     """Per row of `r`, whether list columns `a` and `b` hold equal items in equal order (null
     equals null only)."""
-    same_len = a.list.len().eq_missing(b.list.len())
-    long = r.select(pl.int_range(pl.len(), dtype=pl.UInt32).alias("i"), same_len.alias("ok"),
-                    pl.when(same_len).then(a).alias("a"), pl.when(same_len).then(b).alias("b"))
-    bad = long.explode("a", "b").filter(~pl.col("a").eq_missing(pl.col("b")))["i"]
-    return long.select(pl.col("ok") & ~pl.col("i").is_in(bad.implode())).to_series()
+    pair = r.select(a.alias("a"), b.alias("b"))
+    ok = pair.select(pl.col("a").list.len().eq_missing(pl.col("b").list.len())).to_series()
+    if not ok.all():  # rows of unequal length are unequal; compare the others' items
+        pair = pair.select(pl.when(ok).then(pl.col(c)).alias(c) for c in ("a", "b"))
+    flat = pair.with_row_index("i").explode("a", "b")
+    bad = flat.filter(~pl.col("a").eq_missing(pl.col("b")))["i"]
+    return ok.scatter(bad, False) if bad.len() else ok
 
 
 def existing_values(rows: pl.DataFrame, raw: pl.DataFrame, template: Template, *,

@@ -279,12 +279,14 @@ def _update_ops(ok: pl.DataFrame, matches, mode: str, template: Template,
                 tags: list[str]) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
     """(`row_number`, `changed` of the matched rows that change something; their PATCHes or
     PUTs, none in create-only mode; `diff.kept_zeros`)."""
-    matched = ok.filter(pl.col("iri").is_not_null())
-    raw = matches.frame.drop("@id")[matched["rec"]]  # each matched row's record, in row order
+    at = ok.select(pl.arg_where(pl.col("iri").is_not_null())).to_series()  # the matched rows
+    records, rec = matches.frame.drop("@id"), ok["rec"].gather(at)  # each one's record, in row order
     matches.frame = None  # not needed any more
-    equal = diff.same_as_record(matched, raw, template)
+    equal = diff.same_as_record(ok.select(m.field for m in template.mappings)[at], records[rec], template)
     differs = ~equal.select(pl.all_horizontal(pl.all())).to_series()  # only these can change anything
-    matched, raw, equal = matched.filter(differs), raw.filter(differs), equal.filter(differs)
+    # gathered whole only now: most matched rows of a re-upload change nothing
+    at, rec, equal = at.filter(differs), rec.filter(differs), equal.filter(differs)
+    matched, raw = ok[at], records[rec]
     alike = frozenset(f for f, ok in equal.select(pl.all().all()).row(0, named=True).items() if ok)
     existing = diff.existing_values(matched, raw, template, equal=alike)
     changed = diff.changed_fields(matched, existing, template, on="row_number", phones_normalised=True,
@@ -410,10 +412,11 @@ def _same_title_issues(rows: pl.DataFrame, matches, template: Template, file: st
     free = pl.repeat(True, matches.frame.height, eager=True).scatter(matches.iri["rec"].drop_nulls(), False)
     records = matches.frame.select("@id", "title", *other).filter(free)
     # the same title and the same domain: the first e-mail's, else the website's host
-    key = ["__k", "__d"]
-    mine = new.select("row_number", "title", _title_key(), _domain(other, api=False)).drop_nulls(key)
-    theirs = records.select("@id", _title_key(), _domain(other, api=True)).drop_nulls(key)
-    hits = mine.join(theirs, on=key).group_by("row_number", "title").agg(pl.col("@id").unique().sort()) \
+    # (domains only of the pairs that share a title: few)
+    pairs = new.with_columns(_title_key()).join(
+        records.select("@id", _title_key(), *(pl.col(c).alias(f"{c}#r") for c in other)), on="__k")
+    hits = pairs.filter(_domains(pairs, other, api=False) == _domains(pairs, [f"{c}#r" for c in other], api=True)) \
+        .group_by("row_number", "title").agg(pl.col("@id").unique().sort()) \
         .select("row_number", "@id", "title").sort("row_number")
     col, iri_col = m.sources[0].column, template.iri_column or "crm_iri"
     return [Issue("possible-duplicate", rn, col, title, "one record per organization",
@@ -431,17 +434,24 @@ def _title_key() -> pl.Expr:
     return pl.col("title").str.to_lowercase().str.strip_chars().alias("__k")
 
 
-def _domain(fields: list[str], *, api: bool) -> pl.Expr:
-    """`__d`: the domain of the first e-mail address (after its `@`), else the website's host
-    (lower case, `www.` dropped); `api`: e-mails in API shape ([{email}])."""
-    parts = []
-    if "emailAddresses" in fields:
-        first = pl.col("emailAddresses").list.first()
+def _domains(frame: pl.DataFrame, fields: list[str], *, api: bool) -> pl.Series:
+    """Per row of `frame`, the domain of the first e-mail address (after its `@`), else the
+    website's host (lower case, `www.` dropped), from `fields` (`emailAddresses`/`website`
+    columns, possibly with a suffix such as `#r`); `api`: e-mails in API shape ([{email}]).
+    The host (a regex with a capture: slow) is worked out only for rows without an e-mail."""
+    email = next((f for f in fields if f.startswith("emailAddresses")), None)
+    website = next((f for f in fields if f.startswith("website")), None)
+    out = pl.repeat(None, frame.height, dtype=pl.String, eager=True)
+    if email:
+        first = pl.col(email).list.first()
         first = first.struct.field("email") if api else first
-        parts.append(first.str.split("@").list.get(1, null_on_oob=True).str.strip_chars())
-    if "website" in fields:
-        parts.append(pl.col("website").str.extract(r"^(?:[A-Za-z][A-Za-z0-9+.-]*://)?(?:www\.)?([^/:?#\s]+)"))
-    return pl.coalesce(parts).str.to_lowercase().alias("__d")
+        out = frame.select(first.str.split("@").list.get(1, null_on_oob=True).str.strip_chars()).to_series()
+    if website and out.has_nulls():
+        at = out.is_null().arg_true()
+        host = frame[at].select(pl.col(website).str.extract(
+            r"^(?:[A-Za-z][A-Za-z0-9+.-]*://)?(?:www\.)?([^/:?#\s]+)")).to_series()
+        out = out.scatter(at, host)
+    return out.str.to_lowercase()
 
 
 def _not_found_issues(nf: pl.DataFrame, template: Template, file: str, sheet: str | None) -> list[Issue]:

@@ -225,14 +225,18 @@ def _dropped_extensions(sheet: pl.DataFrame | None, template: Template, found: l
     if sheet is None or m is None:
         return []
     sources = [s for s in m.sources if s.column and s.column in sheet.columns]
-    # one pass over the cells, the columns side by side, before any is split (few have one)
-    maybe = sheet.select(pl.col(s.column).str.contains(EXTENSION_MARK).any().alias(str(i))
+    # one pass over the cells, the columns side by side, before any is split (few have one):
+    # every mark holds x, X or # (a byte search), so the regex reads only such cells
+    def marked(c: pl.Expr) -> pl.Expr:
+        return pl.when(c.str.contains("[xX#]")).then(c).str.contains(EXTENSION_MARK).fill_null(False)
+
+    maybe = sheet.select(marked(pl.col(s.column)).any().alias(str(i))
                          for i, s in enumerate(sources)).row(0) if sources else ()
     kept = {(i.row_number, i.column) for i in found if i.type == "invalid-phone"}
     out = []
     for s in (s for s, hit in zip(sources, maybe) if hit):
         item = pl.col("__item").str.strip_chars()
-        cells = sheet.filter(pl.col(s.column).str.contains(EXTENSION_MARK))
+        cells = sheet.filter(marked(pl.col(s.column)))
         hits = (cells.select("row_number", pl.col(s.column).str.split(s.split).alias("__item")
                              if s.split else pl.col(s.column).alias("__item"))
                 .explode("__item").filter(item.str.contains(EXTENSION)))

@@ -128,6 +128,24 @@ def test_br11_without_its_iri_warns_that_a_record_has_the_rows_title(crm, client
                 if i["type"] == "possible-duplicate"]
 
 
+def test_possible_duplicate_without_an_email_compares_the_website_host(crm, client, tmp_path):
+    """Without an e-mail on either side, the domain is the website's host (scheme, `www.` and
+    case aside); a title alone, or a title with another host, is no sign."""
+    crm.seed({"organizations": [
+        {"title": "Snel BV", "website": "https://www.snel.example/contact",
+         "linkedinId": "snel-old"},
+        {"title": "Traag BV", "website": "https://traag.example", "linkedinId": "traag-old"}]})
+    sheet = tmp_path / "s.csv"
+    sheet.write_text("title,website,linkedin\nsnel bv ,WWW.Snel.Example,snel-new\n"
+                     "Traag BV,https://other.example,traag-new\n", encoding="utf-8")
+    tpl = template(fields={"title": "title", "website": "website", "linkedinId": "linkedin"},
+                   identifiers=["linkedinId"])
+    p = plan(sheet, tpl, client, strategy="scan")
+    assert p.counts()["create"] == 2
+    (warning,) = [i for i in p.issues if i["type"] == "possible-duplicate"]
+    assert warning["row_number"] == 2 and 'this row creates "snel bv"' in warning["message"]
+
+
 def test_br11_merge_patch_keeps_existing_list_items(crm, client, tmp_path):
     load_existing(crm, "BR-11.existing.json")
     crm.seed({"tags": [{"@id": "/tags/9", "title": "Lease"},
