@@ -34,13 +34,16 @@ def run_plan(file, template_path, target: Target, *, mode="upsert", strategy="au
     `mirror_notes` plans deletes of notes absent from the sheet (issue 8)."""
     template = load_template(template_path)
     sh = read(file, sheet=sheet, encoding=encoding, delimiter=delimiter, header_row=header_row)
-    return _plan_sheet(sh, template, target, mode=mode, strategy=strategy, mirror_notes=mirror_notes)
+    return _plan_sheet(sh, template, target, mode=mode, strategy=strategy, mirror_notes=mirror_notes,
+                       checks=True)  # applied later (`apply PLAN`): it checks the records first
 
 
-def _plan_sheet(sh: Sheet, template, target: Target, *, reconcile: bool = True, **kw) -> tuple[Plan, str]:
+def _plan_sheet(sh: Sheet, template, target: Target, *, reconcile: bool = True, checks: bool = False,
+                **kw) -> tuple[Plan, str]:
     p = plan(sh, template, target.client, **kw)
     p.target = target.label
-    return p, render_plan(p, requests_per_minute=target.client.requests_per_minute, reconcile=reconcile)
+    return p, render_plan(p, requests_per_minute=target.client.requests_per_minute, reconcile=reconcile,
+                          checks=checks)
 
 
 def run_import(file, template_path, target: Target, *, report_dir: str, dry_run=False, reconcile=True,

@@ -88,6 +88,19 @@ def searchable_values(ops: list[Operation]) -> set[str]:
     return {v for o in ops for f, vals in o.identifiers.items() if f in SEARCHABLE_IDENTIFIERS for v in vals}
 
 
+def reread_cost(ops: list[Operation], pages: int | None) -> int:
+    """Requests `apply._reread` spends re-reading the records of `ops`: `identifiers[]`
+    lookups of their searchable identifiers (30 values a request) and a GET per record without
+    one, or, when that may cost more, a count first and a full listing (`pages`: ⌈records/30⌉,
+    None when not known) when that costs fewer (crm-api.md §6, §8.3)."""
+    lookups = -(-len(searchable_values(ops)) // 30)
+    bare = sum(1 for o in ops if not any(f in SEARCHABLE_IDENTIFIERS for f in o.identifiers))
+    count = int(lookups + bare > 2)
+    if count and pages is not None and pages < lookups + bare:
+        return 1 + pages
+    return max(count, int(bare > 1)) + lookups + (min(bare, pages) if bare > 1 and pages else bare)
+
+
 def ops_frame(ops: list[Operation]) -> pl.DataFrame:
     """`Operation`s as an `OP_SCHEMA` frame (bodies, identifiers, snapshots JSON-encoded)."""
     cols: dict[str, list] = {f.name: [getattr(o, f.name) for o in ops] for f in fields(Operation)}
@@ -193,29 +206,26 @@ class Plan:
         """Requests apply will send and the minutes they take at `requests_per_minute`
         (default 20, the tenant limit of crm-api.md §4; None: the rate of the real API).
 
-        Keys: `requests` (writes), `reconcile` (re-reads afterwards, as `apply` does them:
-        `identifiers[]` 30 values a request; for records without searchable identifiers one GET
-        each, or a count and a full listing when that costs fewer requests, crm-api.md §6),
-        `minutes` (both together).
+        Keys: `requests` (writes); `checks` (reads `apply PLAN` makes before its first write: a
+        count of the organizations created since the plan when it creates any, and its updates'
+        records re-read to find those others changed since, as `apply._reread` does; `import`
+        applies its fresh plan without them); `reconcile` (re-reads afterwards, as `apply` does
+        them: `identifiers[]` 30 values a request; for records without searchable identifiers
+        one GET each, or a count and a full listing when that costs fewer requests, crm-api.md
+        §6); `minutes` (all of them together).
         """
         n = len(self.operations)
         orgs = [o for o in self.operations if o.resource == "organizations" and o.path != "/tags"]
-        values = searchable_values(orgs)
-        bare = sum(1 for o in orgs if not any(f in SEARCHABLE_IDENTIFIERS for f in o.identifiers))
-        lookups = -(-len(values) // 30)
-        # as `apply._reconcile` spends them: a count when a full listing may be cheaper, then
-        # the listing (the records after the creates, 30 a page; known when planning listed
-        # them) or the lookups and a GET per record without searchable identifiers
-        pages = None if self.records_total is None else \
-            -(-(self.records_total + sum(o.op == "create" for o in orgs)) // 30)
-        count = int(lookups + bare > 2)
-        if count and pages is not None and pages < lookups + bare:
-            reconcile = 1 + pages
-        else:
-            reconcile = max(count, int(bare > 1)) + lookups + (min(bare, pages) if bare > 1 and pages else bare)
+        creates = sum(o.op == "create" for o in orgs)
+        updates = [o for o in orgs if o.iri and o.snapshot and o.method in ("PATCH", "PUT")]
+        # pages of a full listing (30 records a page), known when planning listed the records
+        before = None if self.records_total is None else -(-self.records_total // 30)
+        after = None if self.records_total is None else -(-(self.records_total + creates) // 30)
+        checks = int(creates > 0) + (reread_cost(updates, before) if updates else 0)
+        reconcile = reread_cost(orgs, after) if orgs else 0
         rate = requests_per_minute or 20
-        return {"requests": n, "reconcile": reconcile, "minutes": round((n + reconcile) / rate, 1),
-                "requests_per_minute": rate}
+        return {"requests": n, "checks": checks, "reconcile": reconcile,
+                "minutes": round((n + checks + reconcile) / rate, 1), "requests_per_minute": rate}
 
     def to_dict(self) -> dict[str, Any]:
         counts = self.counts()  # from the rows frame, before any dicts are made of it
@@ -311,10 +321,11 @@ def _hashed(op: Operation) -> dict:
 
 
 def render_plan(p: Plan, *, requests_per_minute: float | None = 20, limit: int = 50,
-                reconcile: bool = True) -> str:
+                reconcile: bool = True, checks: bool = False) -> str:
     """Terraform-style text: counts, then per record the fields before → after (invalid and
     conflicting rows first, at most `limit` rows), then the cost (`reconcile`: with the
-    requests that re-read the written records after the writes).
+    requests that re-read the written records after the writes; `checks`: with the reads
+    `apply PLAN` makes before its first write, `Plan.estimate`).
 
     Organizations and notes are counted on separate lines (`Plan:` and `Notes:`)."""
     resources = {r.get("resource", "organizations") for r in p.rows}
@@ -358,8 +369,11 @@ def render_plan(p: Plan, *, requests_per_minute: float | None = 20, limit: int =
     where = "" if requests_per_minute else " on the real API (the embedded sandbox has no limit)"
     tags = sum(o.path == "/tags" for o in p.operations)
     of_tags = f" ({tags} of them for the new tag(s))" if tags else ""
-    minutes = est["minutes"] if reconcile else round(est["requests"] / est["requests_per_minute"], 1)
-    then = f" + ≈{est['reconcile']} to reconcile" if reconcile else " (no reconciling)"
+    first = est["checks"] if checks and est["requests"] else 0
+    minutes = round((est["requests"] + first + (est["reconcile"] if reconcile else 0))
+                    / est["requests_per_minute"], 1)
+    then = (f" + ≈{first} to check the records first" if first else "") + (
+        f" + ≈{est['reconcile']} to reconcile" if reconcile else " (no reconciling)")
     lines.append(f"{est['requests']} write request(s){of_tags}{then} ≈ {duration_text(minutes)} "
                  f"at {est['requests_per_minute']:g}/min{where}; planning used {p.requests_spent} "
                  f"request(s) ({p.strategy}{_planning_time(p.requests_spent, est['requests_per_minute'])}).")

@@ -377,6 +377,36 @@ def test_reconcile_estimate_is_what_apply_spends_for_records_without_searchable_
     assert p.estimate()["reconcile"] == spent_reconciling == 1 + 2  # a count, then 50 records in 2 pages
 
 
+def test_estimate_counts_the_reads_apply_of_a_saved_plan_makes_before_writing(crm, client, tmp_path):
+    """`apply PLAN` first counts the organizations created since the plan (it creates some)
+    and re-reads the records it updates (drift check): the plan's estimate counts both, and
+    the text of `bulkcrm plan` shows them; an import's fresh plan skips them."""
+    from bulkcrm.plan import Plan
+    old = "2026-01-01T00:00:00+00:00"  # seeded long before the plan: not "created since"
+    crm.seed({"organizations": [{"title": f"Org {i}", "emailAddresses": [{"email": f"o{i}@x.example"}],
+                                 "createdAt": old} for i in range(70)]})
+    sheet = tmp_path / "s.csv"
+    sheet.write_text("name,email\n" + "".join(f"Org {i} BV,o{i}@x.example\n" for i in range(65))
+                     + "New A,a@new.example\nNew B,b@new.example\n", encoding="utf-8")
+    tpl = parse_template({"resource": "organizations", "identifiers": ["emailAddresses"],
+                          "fields": {"title": "name", "emailAddresses": "email"}}, path="s.yaml", sha256="t")
+    p = plan(sheet, tpl, client, strategy="scan")
+    assert p.counts()["patch"] == 65 and p.counts()["create"] == 2
+    est = p.estimate()
+    # the creates since the plan: a count; the drift check: a count (a listing may pay), then
+    # 65 e-mails in 3 lookups (listing 70 records: 3 pages, no fewer)
+    assert est["checks"] == 1 + 1 + 3
+    path = p.save(tmp_path / "plan.json")
+    before = len(crm.requests)
+    apply(Plan.load(path), client, plan_path=path, reconcile=False)
+    sent = crm.requests[before:]
+    first_write = next(i for i, r in enumerate(sent) if r.method != "GET")
+    assert first_write == est["checks"] and len(sent) == first_write + est["requests"]
+    assert f"67 write request(s) + ≈5 to check the records first + ≈{est['reconcile']} to reconcile" in \
+        render_plan(p, checks=True)
+    assert "to check the records first" not in render_plan(p)  # import: a fresh plan
+
+
 def test_lookup_is_refused_for_an_identifier_without_an_api_filter(crm, client, tmp_path):
     """customerId has no API filter (crm-api.md §8.3): `--match-strategy lookup` could not find
     the record holding it and would plan a duplicate; it is refused before any request, and
