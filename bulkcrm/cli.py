@@ -226,7 +226,7 @@ def import_cmd(ctx, file, template_path, mode, match_strategy, mirror_notes, she
 @read_options
 @target_options
 @click.option("--out", "-o", "out", required=True, type=click.Path(dir_okay=False), help="Plan file to write (JSON).")
-@click.option("--json", "as_json", is_flag=True, help="Print the counts as JSON.")
+@click.option("--json", "as_json", is_flag=True, help="Print the counts and the request estimate as JSON.")
 @click.pass_context
 @handle_errors
 def plan_cmd(ctx, file, template_path, mode, match_strategy, mirror_notes, sheet, encoding, delimiter,
@@ -251,9 +251,10 @@ def plan_cmd(ctx, file, template_path, mode, match_strategy, mirror_notes, sheet
         both = p.row_frame()["resource"].fill_null("organizations").n_unique() > 1  # orgs and notes
         parts = {"by_resource": {"organizations": p.counts("organizations"),
                                  "notes": p.counts("organization_notes")}} if both else {}
+        est = p.estimate(target.client.requests_per_minute)  # as `bulkcrm apply PLAN` spends them
         click.echo(json.dumps({"ok": ok, **counts, **parts, "requests": p.requests_spent,
-                               "writes": len(p.operations), **({"remarks": p.notes} if p.notes else {})},
-                              ensure_ascii=False))
+                               "writes": len(p.operations), "estimate": est,
+                               **({"remarks": p.notes} if p.notes else {})}, ensure_ascii=False))
     else:
         click.echo(text)
         if kept:

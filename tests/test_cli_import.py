@@ -285,8 +285,10 @@ def test_apply_without_the_target_options_names_the_plans_target(runner, crm, tm
     """A plan made for an API, applied with the key variables forgotten: no embedded sandbox is
     opened (or created) for it; the error says which options to give."""
     monkeypatch.chdir(tmp_path)
-    code, _ = run(runner, crm, "plan", str(SAMPLE), "-t", str(TEMPLATE), "--out", "p.json")
+    code, out = run(runner, crm, "plan", str(SAMPLE), "-t", str(TEMPLATE), "--out", "p.json")
     assert code == 0
+    # --json carries the cost `bulkcrm plan` prints: 91 creates, a count of those made since
+    assert out["estimate"]["requests"] == out["writes"] == 91 and out["estimate"]["checks"] == 1
     result = runner.invoke(cli, ["apply", "p.json"])
     assert result.exit_code == 2 and f"pass --base-url {crm.url} and its key" in result.output
     assert not (tmp_path / ".bulkcrm").exists() and writes(crm) == []
