@@ -48,7 +48,7 @@ from .journal import Journal, journal_lock, journal_path
 from .lookups import REF_PREFIX
 from .match import BATCH, count_records, identifiers_schema, lookup_records, record_identifiers
 from .plan import Operation, Plan
-from .planfile import now_utc, quoted_names, replace_quoted, searchable_values
+from .planfile import drift_checked, now_utc, quoted_names, replace_quoted, searchable_values, without_searchable
 from .report import ROW_SCHEMA, Report
 from .template import IDENTIFIER_KINDS, SEARCHABLE_IDENTIFIERS
 from .transforms import normalize_identifier
@@ -243,8 +243,7 @@ def _check_changed_since(plan: Plan, journal: Journal, client: Client) -> dict[s
     complete, crm-api.md §8.2). The records are re-read together (`_reread`: identifiers[]
     30 values a request, or a full listing when cheaper), not one GET each as `--verify`
     does; a record whose identifiers changed is read by its IRI."""
-    todo = [o for o in plan.operations if o.iri and o.snapshot and o.resource == "organizations"
-            and o.method in ("PATCH", "PUT") and journal.state(o.key) not in ("done", "drifted")]
+    todo = [o for o in plan.operations if drift_checked(o) and journal.state(o.key) not in ("done", "drifted")]
     if not todo:
         return {}
     records = _reread(client, todo, [o.iri for o in todo])
@@ -486,7 +485,7 @@ def _reread(client: Client, ops: list[Operation], iris: list[str | None]) -> dic
     or, when cheaper, a count and a full listing (⌈records/30⌉, crm-api.md §6), which also
     replaces the GETs of several records the lookups missed (the caller GETs the rest)."""
     values = sorted(searchable_values(ops))
-    bare = sum(1 for o in ops if not any(f in SEARCHABLE_IDENTIFIERS for f in o.identifiers))
+    bare = without_searchable(ops)
     cost = math.ceil(len(values) / BATCH) + bare  # at most: a bare one may be found by a lookup
     total = count_records(client) if cost > 2 else None  # one request, when a listing may pay
     if total is not None and math.ceil(total / BATCH) < cost:

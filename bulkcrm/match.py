@@ -173,8 +173,7 @@ def match_rows(rows: pl.DataFrame, template: Template, client: Client, *,
     start = client.requests_sent
     ids = _keyed(identifier_frame(rows, template, distinct=False))
     explicit = _explicit(rows)
-    check_strategy(template, strategy)
-    unsearchable = [f for f in template.identifiers if f not in SEARCHABLE_IDENTIFIERS]
+    unsearchable = check_strategy(template, strategy)
     values = _lookup_values(rows, ids, template) if strategy != "scan" else []
     notes: list[str] = []
     cost = math.ceil(len(values) / BATCH) + explicit.height if strategy == "lookup" else None
@@ -203,10 +202,13 @@ def match_rows(rows: pl.DataFrame, template: Template, client: Client, *,
                    total=len(records) if strategy == "scan" else None)
 
 
-def check_strategy(template: Template, strategy: str) -> None:
+def check_strategy(template: Template, strategy: str) -> list[str]:
     """Refuse `--match-strategy lookup` for a template with an identifier the API has no filter
     for (`customerId`, `chamberOfCommerceNumber`; crm-api.md §8.3): a lookup cannot find a
     record by it, so a row matching one by it alone would be created again (a duplicate).
+
+    Returns:
+        those identifiers (none refused: `auto` lists every record for them).
 
     Raises:
         TemplateError: naming those identifiers and the strategies that can match them.
@@ -218,6 +220,7 @@ def check_strategy(template: Template, strategy: str) -> None:
             "for it (crm-api.md §8.3), so a row that matches a record by it alone would be created "
             "again; use --match-strategy scan, or auto (which lists every record for it)",
             path=template.path, key="identifiers")
+    return unsearchable
 
 
 def _announce(client: Client, strategy: str, cost: int | None) -> None:

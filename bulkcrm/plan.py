@@ -353,7 +353,7 @@ def _kept_zero_issues(zeros: pl.DataFrame, template: Template, file: str, sh: Sh
     record's without its leading zeros (`diff.kept_zeros`; BR-05: a spreadsheet's number)."""
     out = []
     for rn, field_name, value, record in zeros.iter_rows():
-        col = next((src.column for src in template.mapping(field_name).sources if src.column), None)
+        col = template.column_of(field_name)
         out.append(with_cell(Issue(
             "leading-zero", rn, col, value, "a leading 0 is part of the value (BR-05)",
             f"{file}:{rn}:{col}: \"{value}\" is the record's \"{record}\" without its leading zero(s), as a "

@@ -88,13 +88,25 @@ def searchable_values(ops: list[Operation]) -> set[str]:
     return {v for o in ops for f, vals in o.identifiers.items() if f in SEARCHABLE_IDENTIFIERS for v in vals}
 
 
+def without_searchable(ops: list[Operation]) -> int:
+    """How many of `ops` have no identifier the API can filter on (crm-api.md §8.3): their
+    records are re-read by IRI, or with a full listing."""
+    return sum(1 for o in ops if not any(f in SEARCHABLE_IDENTIFIERS for f in o.identifiers))
+
+
+def drift_checked(op: Operation) -> bool:
+    """Whether `apply PLAN` re-reads `op`'s record before writing (`apply._check_changed_since`):
+    an organization update (PATCH, PUT) with the snapshot of what the plan saw."""
+    return bool(op.iri and op.snapshot and op.resource == "organizations" and op.method in ("PATCH", "PUT"))
+
+
 def reread_cost(ops: list[Operation], pages: int | None) -> int:
     """Requests `apply._reread` spends re-reading the records of `ops`: `identifiers[]`
     lookups of their searchable identifiers (30 values a request) and a GET per record without
     one, or, when that may cost more, a count first and a full listing (`pages`: ⌈records/30⌉,
     None when not known) when that costs fewer (crm-api.md §6, §8.3)."""
     lookups = -(-len(searchable_values(ops)) // 30)
-    bare = sum(1 for o in ops if not any(f in SEARCHABLE_IDENTIFIERS for f in o.identifiers))
+    bare = without_searchable(ops)
     count = int(lookups + bare > 2)
     if count and pages is not None and pages < lookups + bare:
         return 1 + pages
@@ -217,7 +229,7 @@ class Plan:
         n = len(self.operations)
         orgs = [o for o in self.operations if o.resource == "organizations" and o.path != "/tags"]
         creates = sum(o.op == "create" for o in orgs)
-        updates = [o for o in orgs if o.iri and o.snapshot and o.method in ("PATCH", "PUT")]
+        updates = [o for o in orgs if drift_checked(o)]
         # pages of a full listing (30 records a page), known when planning listed the records
         before = None if self.records_total is None else -(-self.records_total // 30)
         after = None if self.records_total is None else -(-(self.records_total + creates) // 30)
