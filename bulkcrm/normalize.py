@@ -513,7 +513,10 @@ PHONE_TYPES: tuple[str, ...] = ("fax", "mobile", "landline", "work", "home", "ot
 
 _LABEL = r"[\p{L}\p{N}](?:[\p{L}\p{N}-]*[\p{L}\p{N}])?"
 _HOST = rf"(?:localhost|{_LABEL}(?:\.{_LABEL})+\.?|\[[0-9A-Fa-f:.]+\])"  # name with a dot, IPv6
-_URL_OK = rf"^(?i:https?)://(?:[^@/?#\s]+@)?{_HOST}(?::\d{{1,5}})?(?:[/?#]\S*)?$"
+_URL_OK = rf"^(?i:https?)://{_HOST}(?::\d{{1,5}})?(?:[/?#]\S*)?$"
+"""A website: http(s), a host, an optional port, path, query and fragment. No user part
+(`user@host`, RFC 3986 §3.2.1): in a website column it is an e-mail address the `url` transform
+gave a scheme (`https://info@firm.example`, whose host is firm.example), or a credential."""
 
 
 def _ok(expr: pl.Expr, cond: pl.Expr) -> pl.Expr:
@@ -552,7 +555,8 @@ value is fine and for null. Run them on cleaned values (`boolean` on the raw tex
 CHECK_RULES: dict[str, tuple[str, str]] = {
     "email": ("e-mail address syntax (RFC 5322, email-validator)",
               "use an address such as info@example.com"),
-    "url": ("http(s) URL with a host (RFC 3986)", "use a full address such as https://example.com"),
+    "url": ("http(s) URL with a host and no user part (RFC 3986)",
+            "use a full address such as https://example.com"),
     "country": ("ISO 3166-1 alpha-2", "use a two-letter code such as US, or name it in the transform's aliases "
                 "({country: {aliases: {\"Saint Martin\": MF}}})"),
     "phone_e164": ("E.164 phone number (ITU-T E.164)",
@@ -606,6 +610,9 @@ def check_rule(name: str, *, region: str | None = None, value: str | None = None
         hint, region = PHONE_CODE_HINT, _code_region(value.strip()) or region
     elif name == "phone_e164" and value and (lost := _lost_plus(value)):
         hint = hint.replace(", such as {example}", f": {lost[0]} if it begins with country code {lost[1]}")
+    if name == "url" and value and "@" in value.split("//", 1)[-1].split("/", 1)[0]:
+        hint = ("an e-mail address or a user part (user@) is no website: put e-mail addresses in the "
+                "e-mail column, and write the site as https://example.com")
     if name == "country" and value and len(value.strip()) > 2:  # a name: an alias example of it
         hint = _country_hint(value.strip())
     if "{example}" in hint:

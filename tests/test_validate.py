@@ -38,6 +38,20 @@ def test_max_length_and_every_failure_at_once():
     assert v.valid["row_number"].to_list() == [2]
 
 
+def test_an_email_address_in_the_website_column_is_no_website():
+    """The url transform gives `info@firm.example` a scheme; as a URL its host would be
+    firm.example with a user part `info` (RFC 3986 §3.2.1): refused with a hint, as any user
+    part is (`https://user:pw@host`); an `@` in the path is a path."""
+    v = _check({"title": "t", "website": "w"},
+               [{"t": "A", "w": "almightygodblessing2015@gmail.com"}, {"t": "B", "w": "https://me:pw@firm.example/x"},
+                {"t": "C", "w": "https://social.example/@firm"}, {"t": "D", "w": "www.firm.example"}])
+    issues = {i["row_number"]: i for i in v.issues.to_dicts()}
+    assert sorted(issues) == [2, 3] and {i["type"] for i in issues.values()} == {"invalid-url"}
+    assert issues[2]["value"] == "almightygodblessing2015@gmail.com"
+    assert "put e-mail addresses in the e-mail column" in issues[2]["message"]
+    assert v.valid["row_number"].to_list() == [4, 5]
+
+
 def test_lookup_names_pass_but_malformed_iris_in_lookup_fields_fail():
     v = _check({"title": "t", "tags": {"column": "g", "lookup": True}},
                [{"t": "A", "g": "VIP; Partner"}, {"t": "B", "g": "/users/5"}])
