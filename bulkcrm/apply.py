@@ -561,6 +561,9 @@ def _report(plan: Plan, journal: Journal, mismatches: dict, requests: int, start
                "input": plan.input, "dry_run": False, "started_at": started, "finished_at": now_utc(),
                "reconciled": reconciled, "mismatches": len(mismatches),
                "planning_requests": plan.requests_spent}
+    tags = sum(o.path == "/tags" and journal.state(o.key) == "done" for o in plan.operations)
+    if tags:  # `create_missing` tags: no input row of their own, so no count above shows them
+        summary["tags_created"] = tags
     refs = _made(plan, journal)
     if refs:  # a tag the run created: its IRI, shown by its name as in the plan
         quoted = quoted_names(refs)

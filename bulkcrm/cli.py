@@ -247,7 +247,10 @@ def plan_cmd(ctx, file, template_path, mode, match_strategy, mirror_notes, sheet
         p.save(out)
     counts = p.counts()
     ok = not (counts["invalid"] or counts["conflict"])  # exit codes as for import
+    kept_line = f"Kept the journal of the plan {out} held before as {kept}." if kept else None
     if as_json:
+        if kept_line:  # on stderr, as every line for people
+            click.echo(kept_line, err=True)
         both = p.row_frame()["resource"].fill_null("organizations").n_unique() > 1  # orgs and notes
         parts = {"by_resource": {"organizations": p.counts("organizations"),
                                  "notes": p.counts("organization_notes")}} if both else {}
@@ -257,8 +260,8 @@ def plan_cmd(ctx, file, template_path, mode, match_strategy, mirror_notes, sheet
                                **({"remarks": p.notes} if p.notes else {})}, ensure_ascii=False))
     else:
         click.echo(text)
-        if kept:
-            click.echo(f"Kept the journal of the plan {out} held before as {kept}.")
+        if kept_line:
+            click.echo(kept_line)
         click.echo(f"Saved plan to {out}. Apply it with: bulkcrm apply {out}")
     sys.exit(0 if ok else 1)
 

@@ -208,6 +208,8 @@ def _finish(report: Report, out: Path, input_path, target: Target, echo: Echo, *
     payload = report.counts()  # every COUNT_KEYS key, then the other outcomes seen
     if parts := counts_by_resource(report):
         payload["by_resource"] = parts
+    if report.summary.get("tags_created"):
+        payload["tags_created"] = report.summary["tags_created"]
     payload["requests"] = report.summary.get("requests", 0)
     payload["report"] = str(out)
     if done:

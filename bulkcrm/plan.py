@@ -30,7 +30,8 @@ from .match import check_strategy, match_rows
 from .planfile import (CONFLICT_TYPES, ROW_SCHEMA, SCHEMA_VERSION, WRITE_OPS, Operation,
                        Plan, now_utc, ops_frame, render_plan)
 from .read import Sheet, read
-from .template import Template
+from .report import STATUS_COLUMNS
+from .template import Template, notes_template
 from .validate import validate
 from .vocab import MODE_SKIPS
 
@@ -185,7 +186,8 @@ def _plan(source: str | Path | Sheet, template: Template, client: Client, *, mod
              input_sha256=sh.sha256, target=client.base_url, mode=mode,
              strategy=matches.strategy, created_at=now_utc(), rows=out_rows, operations=ops,
              issues=[i.to_dict() for i in about("organizations", issues, sh.issues)], requests_spent=client.requests_sent - start,
-             sheet=sh.sheet_name, notes=_absent_notes(absent, full, template) + matches.notes, timings=clock.seconds,
+             sheet=sh.sheet_name, notes=_absent_notes(absent, full, template) + _unmapped_notes(sh, full)
+             + matches.notes, timings=clock.seconds,
              records_total=matches.total, matched_at=matched_at,
              names=_names(cache, resolved.tags_to_create, ops))
     if template.notes is not None:
@@ -213,6 +215,22 @@ def _absent_notes(columns: list[str], full: Template, used: Template) -> list[st
             "removed)" if used.mapping(field_name) else
             f"{field_name} is left as it is"))
     return notes
+
+
+def _unmapped_notes(sh: Sheet, template: Template, shown: int = 8) -> list[str]:
+    """A plan note naming the sheet's columns the template does not read (a column the user
+    meant to load and forgot to map: its values are not sent). Not the columns a with-status
+    copy adds (`report.STATUS_COLUMNS`), nor a blank header's `(column C)` (the reader warns)."""
+    read_ = set(template.columns) | set(STATUS_COLUMNS)
+    nt = notes_template(template)
+    if nt is not None and template.notes.sheet is None:  # notes on the organizations' rows
+        read_ |= set(nt.columns)
+    left = [c for c in sh.frame.columns if c != "row_number" and c not in read_ and not c.startswith("(column ")]
+    if not left:
+        return []
+    names = ", ".join(map(repr, left[:shown])) + (f" and {len(left) - shown} more" if len(left) > shown else "")
+    return [f"unmapped column(s) {names}: the template does not read {'it' if len(left) == 1 else 'them'}, "
+            "so nothing of them is sent (map a column in the template to load it)"]
 
 
 def _names(cache: LookupCache, tags: list[str], ops: pl.DataFrame) -> dict[str, str]:

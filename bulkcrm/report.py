@@ -291,6 +291,7 @@ def _summary_sheet(book: _Book, report: Report) -> None:
     # terminal shows them
     items = [(f"{kind}: {k}" if kind else k, n) for kind, counts in _count_parts(report).items()
              for k, n in counts.items()]
+    items += [("tags_created", s["tags_created"])] if s.get("tags_created") else []
     items += [("requests", s.get("requests")), ("ok", report.ok)]
     if s.get("already_done"):  # done by an earlier, stopped run of the plan (not this run's writes)
         items.append(("already_done", s["already_done"]))
@@ -575,6 +576,7 @@ def render_summary(report: Report, *, out_dir: str | Path | None = None) -> str:
     Example::
 
         created 1, patched 1, replaced 0, unchanged 1, conflict 1, invalid 1, failed 1
+        tags created: 2
         requests: 7
         3 rows need attention; see out/report.xlsx (also report.csv, report.json)
     """
@@ -582,6 +584,8 @@ def render_summary(report: Report, *, out_dir: str | Path | None = None) -> str:
     # organizations with their notes are counted apart, one line each
     lines = [(f"{kind}: " if kind else "") + ", ".join(f"{k} {n}" for k, n in counts.items())
              for kind, counts in _count_parts(report).items()]
+    if s.get("tags_created"):  # the template's `create_missing` tags the plan made
+        lines.append(f"tags created: {s['tags_created']}")
     dry = " (dry run: nothing written)" if s.get("dry_run") else ""
     lines.append(f"requests: {s.get('requests', 0)}{dry}")
     if s.get("reconciled"):

@@ -232,6 +232,10 @@ def test_next_weeks_plan_saved_over_last_weeks_applies_from_the_start(runner, cr
         assert (applied["created"], applied["unchanged"]) == ((3, 0) if week == 1 else (1, 3))
     assert len(list(plan_file.parent.glob("plan.journal.*.jsonl"))) == 1
     assert len(crm.store.all("organizations", tenant="tenant-a")) == 4
+    # with --json, the line goes to stderr and stdout stays one JSON object
+    again = runner.invoke(cli, ["plan", str(sheet), "-t", str(TEMPLATE), "--out", str(plan_file), *common, "--json"])
+    assert again.exit_code == 0 and "Kept the journal" in again.stderr
+    assert json.loads(again.stdout)["unchanged"] == 4
 
 
 def test_a_journal_of_another_plan_stops_apply_before_any_request(runner, crm, tmp_path):
@@ -279,6 +283,17 @@ def test_a_key_an_http_header_cannot_carry_is_refused(runner, crm, tmp_path, key
     out = json.loads(result.stdout.strip().splitlines()[-1])
     assert result.exit_code == 2 and out["error"] == "config" and says in out["message"]
     assert crm.requests == [] and "Traceback" not in result.output
+
+
+def test_import_json_counts_the_tags_it_created(runner, crm, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    Path("t.yaml").write_text("resource: organizations\nidentifiers: [emailAddresses]\nfields:\n"
+                              "  title: name\n  emailAddresses: email\n"
+                              "  tags: {column: tags, split: ';', lookup: {create_missing: true}}\n",
+                              encoding="utf-8")
+    Path("o.csv").write_text("name,email,tags\nA,a@x.example,New;Newer\n", encoding="utf-8")
+    code, out = run(runner, crm, "import", "o.csv", "-t", "t.yaml")
+    assert code == 0 and out["created"] == 1 and out["tags_created"] == 2
 
 
 def test_apply_without_the_target_options_names_the_plans_target(runner, crm, tmp_path, monkeypatch):

@@ -302,6 +302,44 @@ def test_plan_text_names_invalid_reasons_tag_creations_and_the_real_rate(crm, cl
     assert "at 20/min on the real API (the embedded sandbox has no limit)" in text
 
 
+def test_the_summary_counts_the_tags_the_run_created(crm, client, tmp_path):
+    """`create_missing` tags have no input row: the summary (terminal, Summary sheet, JSON)
+    counts them apart, so "created 2" is not read as all that was made."""
+    from bulkcrm.report import render_summary, write_report
+    doc = json.loads(json.dumps(CASES_TEMPLATE))
+    doc["fields"]["tags"] = {"column": "tags", "split": ";", "lookup": {"create_missing": True}}
+    sheet = tmp_path / "t.csv"
+    sheet.write_text("title,email,phone,phone_type,website,kvk_number,linkedin,street,postal_code,city,country,"
+                     "owner,tags\nA,a@x.example,,,,,,,,,,,New;Newer\nB,b@x.example,,,,,,,,,,,New\n",
+                     encoding="utf-8")
+    report = apply(plan(sheet, parse_template(doc, path="x"), client), client,
+                   journal_file=tmp_path / "j.jsonl", fresh=True)
+    assert report.counts()["created"] == 2 and report.summary["tags_created"] == 2
+    assert "created 2," in render_summary(report) and "\ntags created: 2\n" in render_summary(report)
+    assert report.to_dict()["summary"]["tags_created"] == 2
+    write_report(report, tmp_path / "out")
+    from openpyxl import load_workbook
+    items = {r[0]: r[1] for r in load_workbook(tmp_path / "out" / "report.xlsx")["Summary"].iter_rows(values_only=True)}
+    assert items["tags_created"] == 2
+
+
+def test_plan_names_the_sheets_columns_the_template_does_not_read(crm, client, tmp_path):
+    """A column the user meant to load but did not map (`state`) is named in the plan, so its
+    values are not dropped unseen; the columns a with-status copy adds are not."""
+    from bulkcrm.plan import render_plan
+    tpl = parse_template({"resource": "organizations", "identifiers": ["emailAddresses"],
+                          "fields": {"title": "name", "emailAddresses": "email"}}, path="s.yaml", sha256="t")
+    sheet = tmp_path / "s.csv"
+    sheet.write_text("name,email,state,crm_iri,bulkcrm_status,bulkcrm_note\nA,a@x.example,NSW,,,\n",
+                     encoding="utf-8")
+    p = plan(sheet, tpl, client)
+    (note,) = [n for n in p.notes if n.startswith("unmapped")]
+    assert note.startswith("unmapped column(s) 'state': the template does not read it")
+    assert f"  note: {note}" in render_plan(p)
+    sheet.write_text("name,email\nA,a@x.example\n", encoding="utf-8")
+    assert not [n for n in plan(sheet, tpl, client).notes if n.startswith("unmapped")]
+
+
 def test_create_missing_creates_no_tag_that_only_unwritten_rows_need(crm, client, tmp_path):
     """A new tag named only by rows in conflict (two rows share an e-mail) is not created:
     nothing would carry it."""
