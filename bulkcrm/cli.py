@@ -2,7 +2,8 @@
 
 Each command parses its options, calls one library function, renders the result and maps
 errors to exit codes: 0 every row fine; 1 some rows invalid, conflicted, drifted or failed (the
-report is written), or the API failed; 2 usage errors (bad option, unreadable input or template).
+report is written), or the API refused the key or a request; 2 usage errors (bad option,
+unreadable input or template); 75 the API is unavailable (run again later).
 No traceback unless `--debug`.
 """
 from __future__ import annotations
@@ -31,11 +32,24 @@ _ERROR_KINDS = ((InputError, "input"), (TemplateError, "template"), (PlanError, 
 tell a bad file from an API that is down without parsing the message."""
 
 
+EX_TEMPFAIL = 75
+"""Exit code of a run the API stopped (no answer, or 429/5xx after the retries): sysexits.h's
+"temporary failure, try again later", so a scheduler can retry it and alert on 1 (rows need
+a person) and 2 (the command must change)."""
+
+
+def _exit_code(e: BaseException) -> int:
+    """2: nothing was sent and the user must change something first; 75 (`EX_TEMPFAIL`): the
+    API is unavailable, run again later; else 1 (README, exit codes)."""
+    if isinstance(e, (InputError, TemplateError, PlanError, ConfigError, JournalError)):
+        return 2
+    return EX_TEMPFAIL if isinstance(e, TransientApiError) else 1
+
+
 def _fail(e: Exception, debug: bool, as_json: bool = False) -> None:
     if debug:
         raise e
-    # 2: nothing was sent and the user must change something first (README, exit codes)
-    code = 2 if isinstance(e, (InputError, TemplateError, PlanError, ConfigError, JournalError)) else 1
+    code = _exit_code(e)
     if isinstance(e, OSError):  # e.g. `--report /proc/x`: the file the OS refused, and why
         e = OSError(f"cannot write or read {e.filename}: {e.strerror}" if e.filename else str(e))
     click.echo(f"Error: {e}", err=True)
@@ -56,7 +70,8 @@ def _json_error(e: BaseException, code: int, resume: str | None = None) -> None:
 
 def handle_errors(fn):
     """Turn BulkcrmError and OSError (a report folder that cannot be written...) into a clear
-    message and exit code (2 for input/template/plan/target options, else 1), Ctrl-C into 130;
+    message and exit code (`_exit_code`: 2 for input/template/plan/target options, 75 for an
+    API that is down, else 1), Ctrl-C into 130;
     with `--json` also a JSON object on stdout (`_json_error`)."""
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
@@ -431,8 +446,9 @@ def _interruption(e: BaseException) -> tuple[str, int] | None:
 
 def _stopped(e: BaseException, resume: str, resumable: bool) -> None:
     """Ctrl-C, SIGTERM, a rejected key or an API that is down mid-run: say so and, when a fsynced journal can resume
-    the run (`resumable`), how; exit 130 (Ctrl-C), 143 (SIGTERM) or 1, with `--json` also the JSON error."""
-    why, code = _interruption(e) or (str(e), 1)
+    the run (`resumable`), how; exit 130 (Ctrl-C), 143 (SIGTERM), 75 (the API is down) or 1 (the
+    key was rejected), with `--json` also the JSON error."""
+    why, code = _interruption(e) or (str(e), _exit_code(e))
     tail = (f" The journal is saved; resume with:\n  {resume}" if resumable else
             " Nothing was written to the CRM.")  # no journal: stopped before any write
     click.echo(f"\nStopped ({why}).{tail}", err=True)

@@ -4,6 +4,7 @@
 - `crm`: the same sandbox, reset (data, request log, faults, rate window) before each test.
 - `client`: a `bulkcrm.client.Client` for `crm` with client-side pacing off.
 - `runner`: click's CliRunner.
+- `FakeClock`: a client clock that moves only when the client sleeps.
 An autouse fixture clears `BULKCRM_*` variables so no test reaches a real account.
 """
 from __future__ import annotations
@@ -18,6 +19,25 @@ CASES = SHARED / "cases"
 DATA = SHARED / "data"
 TEST_KEY = "test-key-7f3a9c"
 OTHER_KEY = "other-key-of-same-tenant"
+
+
+class FakeClock:
+    """Monotonic seconds that only move when the client sleeps (`Client(clock=clock,
+    sleep=clock.sleep)`): a test of waits and retries takes no real time."""
+
+    def __init__(self, t: float = 1000.0):
+        self.t = t
+        self.sleeps: list[float] = []
+
+    def __call__(self) -> float:
+        return self.t
+
+    now = __call__
+
+    def sleep(self, s: float) -> None:
+        assert s >= 0
+        self.sleeps.append(s)
+        self.t += s
 
 
 def pytest_configure(config):

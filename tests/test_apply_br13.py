@@ -15,20 +15,9 @@ from bulkcrm.apply import apply
 from bulkcrm.client import Client
 from bulkcrm.plan import plan
 from bulkcrm.template import parse_template
-from tests.conftest import CASES, TEST_KEY
+from tests.conftest import CASES, TEST_KEY, FakeClock
 
 EXISTING = "/organizations/6f1c2a4e-0007-4000-8000-000000000101"
-
-
-class FakeClock:
-    def __init__(self):
-        self.t = 1000.0
-
-    def now(self):
-        return self.t
-
-    def sleep(self, s):
-        self.t += s
 
 
 class Scripted(HTTPAdapter):

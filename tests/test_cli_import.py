@@ -15,7 +15,7 @@ import yaml
 
 from bulkcrm.cli import cli
 from bulkcrm.read import read
-from tests.conftest import REPO, TEST_KEY
+from tests.conftest import REPO, TEST_KEY, FakeClock
 
 SAMPLE = REPO / "samples" / "organizations.csv"
 TEMPLATE = REPO / "templates" / "organizations.yaml"
@@ -576,3 +576,36 @@ def test_an_import_stopped_before_its_plan_is_saved_offers_no_resume(runner, crm
     sub = cli_module.apply_cmd.make_context("apply", [str(report / "plan.json"), "--verify", "--no-reconcile"],
                                             parent=ctx)
     assert cli_module._resume(sub, report / "plan.json", str(report), None).endswith(" --verify --no-reconcile")
+
+
+def test_an_api_that_is_down_exits_75_so_a_scheduler_retries(runner, tmp_path, monkeypatch):
+    """No answer after the retries is a temporary failure (sysexits EX_TEMPFAIL, 75), apart
+    from rows that need a person (1) and a command to change (2): planning against it fails
+    before any write; an apply it stops keeps its journal and names the command that resumes."""
+    import functools
+
+    import bulkcrm.target
+    from bulkcrm.sandbox import Sandbox
+
+    monkeypatch.chdir(tmp_path)
+    # the retries' backoff (~15 s) is not what is tested: the client waits on a fake clock
+    clock = FakeClock()
+    monkeypatch.setattr(bulkcrm.target, "Client", functools.partial(bulkcrm.target.Client, clock=clock,
+                                                                    sleep=clock.sleep))
+    sb = Sandbox(api_keys={TEST_KEY: "t"}, rate_limit=None).start()
+    url = sb.url
+    try:
+        result = runner.invoke(cli, ["plan", str(SAMPLE), "-t", str(TEMPLATE), "--out", "p.json",
+                                     "--base-url", url, "--api-key", TEST_KEY])
+        assert result.exit_code == 0, result.output
+    finally:
+        sb.stop()  # the API goes down between plan and apply
+    result = runner.invoke(cli, ["apply", "p.json", "--json", "--base-url", url, "--api-key", TEST_KEY])
+    out = json.loads(result.stdout.strip().splitlines()[-1])
+    assert result.exit_code == 75 and (out["error"], out["exit_code"]) == ("api-unavailable", 75)
+    assert out["resume"].startswith("bulkcrm apply p.json") and "Traceback" not in result.output
+    assert (tmp_path / "p.journal.jsonl").exists()
+    result = runner.invoke(cli, ["plan", str(SAMPLE), "-t", str(TEMPLATE), "--out", "q.json", "--json",
+                                 "--base-url", url, "--api-key", TEST_KEY])
+    out = json.loads(result.stdout.strip().splitlines()[-1])
+    assert result.exit_code == 75 and out["error"] == "api-unavailable" and not (tmp_path / "q.json").exists()

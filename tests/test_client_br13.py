@@ -16,7 +16,7 @@ from requests.structures import CaseInsensitiveDict
 
 from bulkcrm.client import Client, parse_retry_after, safety_margin
 from bulkcrm.errors import TransientApiError
-from conftest import CASES, TEST_KEY
+from conftest import CASES, TEST_KEY, FakeClock
 
 BASE = "http://crm.test"
 EXISTING = json.loads((CASES / "BR-07.existing.json").read_text(encoding="utf-8"))
@@ -24,22 +24,6 @@ ROW1 = {"title": "Nieuwe Klant BV", "emailAddresses": [{"email": "nieuw@klant.ex
 ROW2_PATCH = {"website": "https://dijkstra-bouw.example"}
 JSONLD_429 = {"@context": "/contexts/Error", "@type": "Error", "title": "An error occurred",
               "detail": "Too Many Requests", "status": 429}
-
-
-class FakeClock:
-    """Monotonic seconds that only move when the client sleeps."""
-
-    def __init__(self, t: float = 1000.0):
-        self.t = t
-        self.sleeps: list[float] = []
-
-    def __call__(self) -> float:
-        return self.t
-
-    def sleep(self, s: float) -> None:
-        assert s >= 0
-        self.sleeps.append(s)
-        self.t += s
 
 
 class Script(BaseAdapter):
