@@ -8,6 +8,7 @@ No traceback unless `--debug`.
 """
 from __future__ import annotations
 
+import errno
 import functools
 import json
 import logging
@@ -414,18 +415,28 @@ def export_cmd(ctx, template_path, out, q, owner, tags, segments, archived, crea
 def sandbox_cmd(host, port, db, api_keys, tenant, rate_limit, latency_ms, error_rate, drop_rate, burst_429,
                 retry_after_http_date, seed_file, control):
     """Run the local emulator of the RogerRoger API on 127.0.0.1 until Ctrl-C."""
-    from .sandbox.server import parse_rate_limit, run
+    from .sandbox.server import check_loopback, parse_rate_limit, run
     try:
         limit = parse_rate_limit(rate_limit)
     except ValueError:
         raise click.BadParameter("use N/SECONDS, e.g. 20/60, or off", param_hint="--rate-limit") from None
     try:
+        check_loopback(host)
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="--host") from None
+    try:
         run(host=host, port=port, db_path=db, api_keys={k: tenant for k in (api_keys or ("sandbox",))},
             rate_limit=limit, latency_ms=latency_ms, seed_file=seed_file, control=control,
             error_rate=error_rate, drop_rate=drop_rate, burst_429=burst_429,
             retry_after_http_date=retry_after_http_date)
-    except ValueError as e:
-        raise click.BadParameter(str(e), param_hint="--host") from None
+    except ValueError as e:  # a --db or --seed it cannot use (the message names the file)
+        raise click.UsageError(str(e)) from None
+    except OSError as e:
+        if e.errno == errno.EADDRINUSE:
+            raise click.BadParameter(f"{host}:{port} is in use (another sandbox, or another program): "
+                                     "choose another --port, or --port 0 for a free one",
+                                     param_hint="--port") from None
+        raise click.UsageError(f"cannot serve the sandbox: {e.strerror or e}") from None
 
 
 class Terminated(KeyboardInterrupt):

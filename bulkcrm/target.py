@@ -85,7 +85,8 @@ def open_target(base_url: str | None, api_key: str | None, *, max_rate: float | 
     Raises:
         ConfigError: a base URL without a key, not https:// (http:// only for a loopback host
             such as a local `bulkcrm sandbox`: the key travels in a header), or with a user or
-            password in it; a key with a character an HTTP header cannot carry.
+            password in it; a key with a character an HTTP header cannot carry; an embedded
+            sandbox file that is not a SQLite database.
     """
     base_url = (base_url or "").strip() or None
     if base_url:
@@ -105,7 +106,10 @@ def open_target(base_url: str | None, api_key: str | None, *, max_rate: float | 
     path = Path(scratch.name) / db.name if scratch else db
     path.parent.mkdir(parents=True, exist_ok=True)
     keys = {EMBEDDED_KEY: "embedded"}  # key -> tenant
-    sandbox = Sandbox(db_path=str(path), api_keys=keys, rate_limit=None).start()
+    try:
+        sandbox = Sandbox(db_path=str(path), api_keys=keys, rate_limit=None).start()
+    except ValueError as e:  # the file is not a SQLite database (or cannot be opened)
+        raise ConfigError(f"the embedded sandbox: {e}; move the file away to start a new, empty one") from None
     if new:
         seed_default_categories(sandbox, keys.values())
     client = Client(sandbox.url, EMBEDDED_KEY, requests_per_minute=max_rate)

@@ -70,3 +70,40 @@ def test_sandbox_fault_flags_429_burst_as_http_date():
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def test_what_the_sandbox_cannot_use_is_one_clear_line(runner, tmp_path):
+    """A busy port, a --db that is no database and a seed that does not parse: exit 2 with a
+    line that names the option or file, never a traceback (the trial's busy port did)."""
+    import socket
+
+    with socket.socket() as busy:  # another program's port
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = runner.invoke(cli, ["sandbox", "--port", str(port)])
+    assert result.exit_code == 2 and f"127.0.0.1:{port} is in use" in result.output
+    assert "--port 0" in result.output and not isinstance(result.exception, OSError)
+    sheet = tmp_path / "orgs.csv"
+    sheet.write_text("name\nAcme\n", encoding="utf-8")
+    result = runner.invoke(cli, ["sandbox", "--port", "0", "--db", str(sheet)])
+    assert result.exit_code == 2 and f"cannot use {sheet} as the sandbox's SQLite database" in result.output
+    assert sheet.read_text(encoding="utf-8") == "name\nAcme\n"  # left as it was
+    seed = tmp_path / "seed.json"
+    seed.write_text('{"organizations": [', encoding="utf-8")
+    result = runner.invoke(cli, ["sandbox", "--port", "0", "--seed", str(seed)])
+    assert result.exit_code == 2 and f"{seed}: not a JSON/YAML seed" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_an_embedded_sandbox_file_that_is_no_database_is_named(runner, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".bulkcrm").mkdir()
+    (tmp_path / ".bulkcrm" / "sandbox.sqlite").write_text("not a database", encoding="utf-8")
+    sheet = tmp_path / "orgs.csv"
+    sheet.write_text("name\nAcme\n", encoding="utf-8")
+    template = tmp_path / "t.yaml"
+    template.write_text("resource: organizations\nfields:\n  title: name\n", encoding="utf-8")
+    result = runner.invoke(cli, ["import", str(sheet), "-t", str(template), "--mode", "create-only"])
+    assert result.exit_code == 2 and "the embedded sandbox: cannot use" in result.output
+    assert "move the file away" in result.output and not isinstance(result.exception, ValueError)

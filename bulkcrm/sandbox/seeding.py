@@ -19,14 +19,18 @@ SEED_KEYS = ("users", "tags", "segments", "note_categories", "organizations", "n
 
 def load_seed_file(path: str | Path) -> dict:
     """Read a seed from JSON (`.json`) or YAML (anything else). A single organization object
-    (like `BR-07.existing.json`) is read as `{"organizations": [it]}`."""
-    text = Path(path).read_text(encoding="utf-8")
-    if str(path).lower().endswith(".json"):
-        data = json.loads(text)
-    else:
-        import yaml
+    (like `BR-07.existing.json`) is read as `{"organizations": [it]}`.
 
-        data = yaml.safe_load(text)
+    Raises:
+        ValueError: the file is not JSON/YAML, or not a mapping (the message names the file).
+        OSError: the file cannot be read."""
+    import yaml
+
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+        data = json.loads(text) if str(path).lower().endswith(".json") else yaml.safe_load(text)
+    except (ValueError, yaml.YAMLError) as e:  # JSONDecodeError, UnicodeDecodeError: ValueErrors
+        raise ValueError(f"{path}: not a JSON/YAML seed ({str(e).splitlines()[0]})") from None
     if isinstance(data, dict) and data.get("@type") == "Organization":
         data = {"organizations": [data]}
     if not isinstance(data, dict):

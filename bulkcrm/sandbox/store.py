@@ -67,17 +67,23 @@ class Store:
     Args:
         db_path: None for an in-memory database, else a file path (created when missing; a
             second process opening the same file sees committed data).
+
+    Raises:
+        ValueError: the file cannot be opened or is not a SQLite database.
     """
 
     def __init__(self, db_path: str | Path | None = None):
         self.path = str(db_path) if db_path else ":memory:"
         self._lock = threading.RLock()
-        self._conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None,
-                                     timeout=30.0)
-        if self.path != ":memory:":
-            self._conn.execute("PRAGMA journal_mode=WAL")
-            self._conn.execute("PRAGMA synchronous=NORMAL")
-        self._conn.executescript(_SCHEMA)
+        try:
+            self._conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None,
+                                         timeout=30.0)
+            if self.path != ":memory:":
+                self._conn.execute("PRAGMA journal_mode=WAL")
+                self._conn.execute("PRAGMA synchronous=NORMAL")
+            self._conn.executescript(_SCHEMA)
+        except sqlite3.Error as e:  # not a database, a folder that is not there, no permission
+            raise ValueError(f"cannot use {self.path} as the sandbox's SQLite database ({e})") from None
 
     def close(self) -> None:
         with self._lock:
