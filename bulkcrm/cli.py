@@ -264,9 +264,11 @@ def plan_cmd(ctx, file, template_path, mode, match_strategy, mirror_notes, sheet
     counts = p.counts()
     ok = not (counts["invalid"] or counts["conflict"])  # exit codes as for import
     kept_line = f"Kept the journal of the plan {out} held before as {kept}." if kept else None
-    if as_json:
-        if kept_line:  # on stderr, as every line for people
+    if as_json:  # the lines for people on stderr, the JSON object alone on stdout (README)
+        click.echo(text, err=True)
+        if kept_line:
             click.echo(kept_line, err=True)
+        click.echo(f"Saved plan to {out}. Apply it with: bulkcrm apply {out}", err=True)
         both = p.row_frame()["resource"].fill_null("organizations").n_unique() > 1  # orgs and notes
         parts = {"by_resource": {"organizations": p.counts("organizations"),
                                  "notes": p.counts("organization_notes")}} if both else {}

@@ -232,9 +232,11 @@ def test_next_weeks_plan_saved_over_last_weeks_applies_from_the_start(runner, cr
         assert (applied["created"], applied["unchanged"]) == ((3, 0) if week == 1 else (1, 3))
     assert len(list(plan_file.parent.glob("plan.journal.*.jsonl"))) == 1
     assert len(crm.store.all("organizations", tenant="tenant-a")) == 4
-    # with --json, the line goes to stderr and stdout stays one JSON object
+    # with --json, the lines for people (the plan text too) go to stderr and stdout stays one
+    # JSON object
     again = runner.invoke(cli, ["plan", str(sheet), "-t", str(TEMPLATE), "--out", str(plan_file), *common, "--json"])
     assert again.exit_code == 0 and "Kept the journal" in again.stderr
+    assert "Plan: 0 to create, 0 to patch" in again.stderr and f"Saved plan to {plan_file}" in again.stderr
     assert json.loads(again.stdout)["unchanged"] == 4
 
 
