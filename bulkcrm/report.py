@@ -121,9 +121,16 @@ class Report:
     def to_dict(self) -> dict[str, Any]:
         """Return `{"summary", "rows", "issues"}`, JSON-able; rows' `changes` as lists of
         `{field, before, after}` with the values as JSON values (`"b"`, `["/tags/2"]`, null),
-        not the JSON texts `Report.rows` holds."""
+        not the JSON texts `Report.rows` holds; each row also has its `errors` and `warnings`
+        (messages) and the `columns` they name, as report.csv (lists, empty when none)."""
         rows = _conform(self.rows, ROW_SCHEMA).with_columns(
-            pl.col("changes").fill_null(pl.lit([], dtype=CHANGE_DTYPE))).to_dicts()
+            pl.col("changes").fill_null(pl.lit([], dtype=CHANGE_DTYPE)))
+        keyed = rows.with_columns(pl.col("resource").fill_null("organizations"))
+        messages = _row_messages(_conform(self.issues, ISSUE_SCHEMA), keyed).rename({"resource": "__res"})
+        none = pl.lit([], dtype=pl.List(pl.String))
+        rows = (rows.with_columns(keyed["resource"].alias("__res"))
+                .join(messages, on=["row_number", "__res"], how="left", maintain_order="left", nulls_equal=True)
+                .with_columns(pl.col("errors", "warnings", "columns").fill_null(none)).drop("__res").to_dicts())
         for row in rows:
             row["changes"] = [{**c, "before": _value(c["before"]), "after": _value(c["after"])}
                               for c in row["changes"]]
@@ -147,7 +154,7 @@ def _conform(frame: pl.DataFrame, schema: dict[str, pl.DataType]) -> pl.DataFram
 
 
 def _row_messages(issues: pl.DataFrame, rows: pl.DataFrame) -> pl.DataFrame:
-    """Return `row_number, resource, errors, warnings` (messages joined by `; `) and `columns`
+    """Return `row_number, resource, errors, warnings` (messages, List(String)) and `columns`
     (the distinct columns named, in order) per report row with issues (`rows`: `row_number`,
     `resource`, `sheet`). An issue naming its resource goes to that row only; one without
     (what the reader found) to every row of its row_number on its sheet."""
@@ -157,9 +164,9 @@ def _row_messages(issues: pl.DataFrame, rows: pl.DataFrame) -> pl.DataFrame:
         rows.select("row_number", "sheet", "resource").unique(), on=["row_number", "sheet"], nulls_equal=True)
     return (pl.concat([issues.filter(pl.col("resource").is_not_null()), whole], how="diagonal")
             .sort("_i").group_by("row_number", "resource", maintain_order=True)
-            .agg(errors=pl.col("message").filter(is_error).str.join("; "),
-                 warnings=pl.col("message").filter(~is_error).str.join("; "),
-                 columns=pl.col("column").drop_nulls().unique(maintain_order=True).str.join("; ")))
+            .agg(errors=pl.col("message").filter(is_error),
+                 warnings=pl.col("message").filter(~is_error),
+                 columns=pl.col("column").drop_nulls().unique(maintain_order=True)))
 
 
 def report_table(report: Report) -> pl.DataFrame:
@@ -177,7 +184,8 @@ def report_table(report: Report) -> pl.DataFrame:
     rows = rows.with_columns(pl.col("resource").fill_null("organizations"))
     messages = _row_messages(_conform(report.issues, ISSUE_SCHEMA), rows)
     return (rows.join(messages, on=["row_number", "resource"], how="left", maintain_order="left")
-            .with_columns(changes.fill_null(""), pl.col("errors", "warnings", "columns").fill_null(""))
+            .with_columns(changes.fill_null(""),
+                          pl.col("errors", "warnings", "columns").list.join("; ").fill_null(""))
             .select(REPORT_COLUMNS))
 
 

@@ -101,6 +101,10 @@ def test_write_report_files_and_json_round_trip(report, tmp_path):
         {"field": "website", "before": None, "after": "https://b.example"}]
     assert doc["rows"][2]["changes"] == [] and doc["rows"][2]["title"] == FORMULA
     assert len(doc["issues"]) == 4 and doc["issues"][2]["column"] == "email"
+    invalid, created = doc["rows"][4], doc["rows"][0]  # each row's messages, as report.csv's
+    assert invalid["errors"] == ["orgs.xlsx:6:email: not an e-mail", "orgs.xlsx:6:country: not ISO 3166-1"]
+    assert invalid["columns"] == ["email", "country"] and invalid["warnings"] == []
+    assert (created["errors"], created["warnings"]) == ([], ["orgs.xlsx:2:phone: numeric cell"])
     back = pl.DataFrame(doc["rows"], schema={k: v for k, v in ROW_SCHEMA.items() if k != "changes"})
     assert back.select("row_number", "outcome", "status").equals(
         report.rows.select("row_number", "outcome", "status"))
