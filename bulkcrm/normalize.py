@@ -613,7 +613,10 @@ def check_rule(name: str, *, region: str | None = None, value: str | None = None
     if name == "url" and value and "@" in value.split("//", 1)[-1].split("/", 1)[0]:
         hint = ("an e-mail address or a user part (user@) is no website: put e-mail addresses in the "
                 "e-mail column, and write the site as https://example.com")
-    if name == "country" and value and len(value.strip()) > 2:  # a name: an alias example of it
+    if name == "country" and value and (kind := _misplaced(value)):  # another column's value
+        hint = (f"{kind} is no country: is it in the right column? write the country's name or "
+                "two-letter code, such as US")
+    elif name == "country" and value and len(value.strip()) > 2:  # a name: an alias example of it
         hint = _country_hint(value.strip())
     if "{example}" in hint:
         hint = hint.replace("{example}", _example_phone(region))
@@ -633,6 +636,17 @@ def check_list(check_expr_fn: Callable[[pl.Expr], pl.Expr], expr: pl.Expr) -> pl
     """Return True where every item of the list `expr` passes `check_expr_fn` (null or empty
     list -> True), e.g. `check_list(partial(CHECKS["iri"], collection="tags"), pl.col("tags"))`."""
     return expr.list.eval(check_expr_fn(pl.element())).list.all().fill_null(True)
+
+
+def _misplaced(value: str) -> str | None:
+    """What a country cell holds when it is plainly another column's value: "an e-mail
+    address", "a website", or "a number" (a phone number, a postal code: no letter in it)."""
+    v = value.strip()
+    if "@" in v:
+        return "an e-mail address"
+    if "://" in v or v.lower().startswith("www."):
+        return "a website"
+    return "a number" if not re.search(r"[^\W\d_]", v) else None
 
 
 def _country_hint(name: str) -> str:

@@ -390,6 +390,20 @@ def test_a_country_name_no_table_knows_gets_the_codes_it_may_mean():
     assert check_rule("country", value="XX") == check_rule("country")  # a code: no spelling to guess from
 
 
+@pytest.mark.parametrize("value, kind", [("+31 20 123 4567", "a number"), ("1012 AB", None),
+                                         ("info@firm.example", "an e-mail address"),
+                                         ("www.firm.example", "a website"), ("2512", "a number")])
+def test_another_columns_value_in_the_country_column_is_named_not_aliased(value, kind):
+    """A phone number pasted into the country column got 'name its code in the transform's
+    aliases ({"+31 20 123 4567": <its code>})' (a trial): a value that is plainly a number, an
+    e-mail address or a website is said to be one instead."""
+    hint = check_rule("country", value=value)[1]
+    if kind:
+        assert hint.startswith(f"{kind} is no country: is it in the right column?") and "aliases" not in hint
+    else:  # letters in it: perhaps a name after all
+        assert "aliases" in hint
+
+
 def test_check_list_on_lists():
     df = pl.DataFrame({"v": [["a@x.example", "bad"], ["a@x.example"], [], None]})
     assert df.select(check_list(CHECKS["email"], pl.col("v"))).to_series().to_list() == \
