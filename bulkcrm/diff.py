@@ -340,6 +340,27 @@ def kept_zeros(rows: pl.DataFrame, existing: pl.DataFrame, template: Template) -
     return pl.concat(parts).sort("row_number", maintain_order=True) if parts else empty
 
 
+def kept_blanks(rows: pl.DataFrame, existing: pl.DataFrame, template: Template) -> pl.DataFrame:
+    """The fields a blank cell leaves as stored under `empty: ignore` (template format): the
+    sheet has no value, the record has one that `empty: clear` would clear. `row_number`,
+    `field`, one row each, by row; `rows` and `existing` (`existing_values`) are aligned row by
+    row. Nothing under `empty: clear`, nor for `never`, `fill_if_empty` or `merge` fields."""
+    out = pl.DataFrame(schema={"row_number": pl.Int64, "field": pl.String})
+    ms = [m for m in template.mappings if m.field in rows.columns and m.field in existing.columns
+          and m.policy in ("overwrite", "replace") and m.sources and any(src.column for src in m.sources)]
+    if template.empty != "ignore" or not ms or not rows.height:
+        return out
+
+    def blank(c: pl.Expr, m: Mapping) -> pl.Expr:
+        return c.list.len().fill_null(0) == 0 if m.kind in ("emails", "phones", "list") else c.is_null()
+
+    r = pl.concat([rows.select("row_number", *(m.field for m in ms)),
+                   existing.select(pl.col(m.field).alias(f"{m.field}#e") for m in ms)], how="horizontal")
+    parts = [r.filter(blank(pl.col(m.field), m) & ~blank(pl.col(f"{m.field}#e"), m))
+             .select("row_number", pl.lit(m.field).alias("field")) for m in ms]
+    return pl.concat(parts).sort("row_number", maintain_order=True)
+
+
 def _changed_expr(m: Mapping, template: Template, zeros: bool = False) -> pl.Expr:
     """Whether the row changes field `m` (`zeros`: some record value of it starts with 0, so
     a sheet value that lost its leading zeros is no change, `lost_zeros`)."""

@@ -179,7 +179,7 @@ def _plan(source: str | Path | Sheet, template: Template, client: Client, *, mod
               *_conflict_issues(matches.conflicts, template, sh, file),
               *_not_found_issues(matches.not_found, template, file, sh.sheet_name),
               *_same_title_issues(rows, matches, template, file, sh.sheet_name)]
-    out_rows, ops, zeros = _decide(mapped, rows, matches, template, mode, issues, resolved.tags_to_create)
+    out_rows, ops, zeros, blanks = _decide(mapped, rows, matches, template, mode, issues, resolved.tags_to_create)
     issues += _kept_zero_issues(zeros, template, file, sh)
     clock.lap("diff")
     p = Plan(template=str(template.path), template_sha256=template.sha256, input=str(sh.path),
@@ -187,7 +187,7 @@ def _plan(source: str | Path | Sheet, template: Template, client: Client, *, mod
              strategy=matches.strategy, created_at=now_utc(), rows=out_rows, operations=ops,
              issues=[i.to_dict() for i in about("organizations", issues, sh.issues)], requests_spent=client.requests_sent - start,
              sheet=sh.sheet_name, notes=_absent_notes(absent, full, template) + _unmapped_notes(sh, full)
-             + matches.notes, timings=clock.seconds,
+             + _kept_blank_notes(blanks) + matches.notes, timings=clock.seconds,
              records_total=matches.total, matched_at=matched_at,
              names=_names(cache, resolved.tags_to_create, ops))
     if template.notes is not None:
@@ -233,6 +233,17 @@ def _unmapped_notes(sh: Sheet, template: Template, shown: int = 8) -> list[str]:
             "so nothing of them is sent (map a column in the template to load it)"]
 
 
+def _kept_blank_notes(blanks: pl.DataFrame, shown: int = 5) -> list[str]:
+    """A plan note on the fields blank cells left as stored (`diff.kept_blanks`): who blanks a
+    cell to delete a value sees that it stays, and how to clear it."""
+    if not blanks.height:
+        return []
+    where = ", ".join(f"row {rn} {f}" for rn, f in blanks.head(shown).iter_rows())
+    more = f" and {blanks.height - shown} more" if blanks.height > shown else ""
+    return [f"blank cells leave {blanks.height} field value(s) as stored ({where}{more}): the template "
+            "has `empty: ignore`; to clear a field from a blank cell, set `empty: clear`"]
+
+
 def _names(cache: LookupCache, tags: list[str], ops: pl.DataFrame) -> dict[str, str]:
     """`Plan.names`: the names of the IRIs the operations' changes show (those the lookups
     listed: tags, owners, ...) and of the tags the plan creates."""
@@ -267,10 +278,11 @@ def _add_part(p: Plan, part) -> None:
 
 
 def _decide(mapped: pl.DataFrame, rows: pl.DataFrame, matches, template: Template, mode: str,
-            issues: list[Issue], tags: list[str]) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+            issues: list[Issue], tags: list[str]) -> tuple[pl.DataFrame, ...]:
     """The rows frame (`ROW_SCHEMA`, one per mapped row, input order), the operations frame
-    (`OP_SCHEMA`: tag creates, then one write per row in row order) and the fields left as
-    stored because the sheet lost their leading zeros (`diff.kept_zeros`)."""
+    (`OP_SCHEMA`: tag creates, then one write per row in row order), the fields left as
+    stored because the sheet lost their leading zeros (`diff.kept_zeros`) and those a blank
+    cell left as stored (`diff.kept_blanks`)."""
     errors = {i.row_number for i in issues if i.severity == "error" and i.type not in CONFLICT_TYPES}
     conflict_rows = set(matches.conflicts["row_number"].to_list())
     raw_ids = [c for c in rows.columns if c.startswith("__raw.")]  # matching's; not needed here
@@ -279,12 +291,12 @@ def _decide(mapped: pl.DataFrame, rows: pl.DataFrame, matches, template: Templat
     ok = joined.filter(~pl.col("row_number").is_in(list(skip))) if skip else joined
     with ThreadPoolExecutor(1) as pool:  # creates need no record: built beside the patches
         creates = pool.submit(_create_ops, ok, mode, template, tags)
-        changed, patches, zeros = _update_ops(ok, matches, mode, template, tags)
+        changed, patches, zeros, blanks = _update_ops(ok, matches, mode, template, tags)
         org_ops = pl.concat([creates.result(), patches]).sort(pl.col("row_numbers").list.first())
     used = set(org_ops["depends_on"].explode().drop_nulls().to_list()) if tags else set()
     tags = [t for t in tags if f"tag:{t}" in used]  # not for rows that are invalid or conflict
     ops = pl.concat([ops_frame([_tag_op(t) for t in tags]), org_ops]) if tags else org_ops
-    return _row_frame(mapped, joined, changed, matches.conflicts, errors, mode, template, org_ops), ops, zeros
+    return _row_frame(mapped, joined, changed, matches.conflicts, errors, mode, template, org_ops), ops, zeros, blanks
 
 
 def _create_ops(ok: pl.DataFrame, mode: str, template: Template, tags: list[str]) -> pl.DataFrame:
@@ -294,9 +306,10 @@ def _create_ops(ok: pl.DataFrame, mode: str, template: Template, tags: list[str]
 
 
 def _update_ops(ok: pl.DataFrame, matches, mode: str, template: Template,
-                tags: list[str]) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+                tags: list[str]) -> tuple[pl.DataFrame, ...]:
     """(`row_number`, `changed` of the matched rows that change something; their PATCHes or
-    PUTs, none in create-only mode; `diff.kept_zeros`)."""
+    PUTs, none in create-only mode; `diff.kept_zeros`; `diff.kept_blanks`, none in create-only
+    mode)."""
     at = ok.select(pl.arg_where(pl.col("iri").is_not_null())).to_series()  # the matched rows
     records, rec = matches.frame.drop("@id"), ok["rec"].gather(at)  # each one's record, in row order
     matches.frame = None  # not needed any more
@@ -311,13 +324,14 @@ def _update_ops(ok: pl.DataFrame, matches, mode: str, template: Template,
                                   equal=alike) if matched.height else \
         pl.DataFrame(schema={"row_number": pl.Int64, "iri": pl.String, "changed": pl.List(pl.String)})
     zeros = diff.kept_zeros(matched, existing, template)
+    blanks = diff.kept_blanks(matched if mode != "create-only" else matched.clear(), existing, template)
     changed = changed.select("row_number", "changed").filter(pl.col("changed").list.len() > 0)
     w = matched.join(changed.rename({"changed": "__changed"}), on="row_number", how="inner",
                      maintain_order="left") if mode != "create-only" else matched.clear()
     w = w.select(_write_columns(w, template))
     if template.mode != "replace":  # a PUT starts from the whole record instead
         w = _with_records(w, raw.with_columns(matched["row_number"]), existing)
-    return changed, write_ops(w, template, tags, matches.records), zeros
+    return changed, write_ops(w, template, tags, matches.records), zeros, blanks
 
 
 def _write_columns(w: pl.DataFrame, template: Template) -> list[str]:

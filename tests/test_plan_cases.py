@@ -483,6 +483,33 @@ def test_a_value_that_lost_its_leading_zeros_leaves_the_record_as_it_is(crm, cli
     assert 'zips.csv:2:zip: "5021" is the record\'s "05021" without its leading zero(s)' in p.issues[0]["message"]
 
 
+def test_a_blank_cell_that_leaves_a_value_as_stored_is_named_in_the_plan(crm, client, tmp_path):
+    """Ops staff blank a cell to delete a value: under `empty: ignore` (patch mode's default)
+    the record keeps it, so the plan says which rows and fields, and how to clear them; under
+    `empty: clear` the same sheet patches them to null. A merge list keeps its items anyway."""
+    crm.seed({"organizations": [
+        {"title": f"Org {i}", "customerId": f"C{i}", "website": f"https://o{i}.example",
+         "description": "kept", "emailAddresses": [{"email": f"o{i}@x.example"}]} for i in range(3)]})
+    sheet = tmp_path / "week2.csv"
+    sheet.write_text("name,cid,site,about,email\nOrg 0,C0,,kept,o0@x.example\n"
+                     "Org 1,C1,https://o1.example,,\nOrg 2,C2,https://o2.example,kept,o2@x.example\n",
+                     encoding="utf-8")
+    fields = {"title": "name", "customerId": "cid", "website": "site", "description": "about",
+              "emailAddresses": "email"}
+    tpl = parse_template({"resource": "organizations", "identifiers": ["customerId"], "fields": fields},
+                         path="w.yaml", sha256="t")
+    p = plan(sheet, tpl, client)
+    assert [r["op"] for r in p.rows] == ["unchanged"] * 3
+    (note,) = [n for n in p.notes if n.startswith("blank")]
+    assert note == ("blank cells leave 2 field value(s) as stored (row 2 website, row 3 description): the "
+                    "template has `empty: ignore`; to clear a field from a blank cell, set `empty: clear`")
+    assert f"  note: {note}" in render_plan(p)
+    cleared = plan(sheet, parse_template({"resource": "organizations", "identifiers": ["customerId"],
+                                          "empty": "clear", "fields": fields}, path="w.yaml", sha256="t"), client)
+    assert [(r["row_number"], r["op"]) for r in cleared.rows if r["op"] == "patch"] == [(2, "patch"), (3, "patch")]
+    assert not [n for n in cleared.notes if n.startswith("blank")]
+
+
 def test_plan_text_and_report_sheets_show_tag_names_not_iris(crm, client, tmp_path):
     from bulkcrm.plan import Plan, render_plan
     from bulkcrm.report import write_report
