@@ -285,7 +285,7 @@ def run_validate(file, template_path, *, sheet=None, encoding=None, delimiter=No
     issues = issues_frame(about(template.resource, [Issue(**r) for r in result.issues.to_dicts()], sh.issues))
     others, lines = {}, []
     summary = {"rows": sh.frame.height, "invalid_rows": len(result.invalid_rows)}
-    if notes is not None:
+    if notes is not None and notes.template is not None:  # an organizations template's `notes:`
         issues, others, summary["notes"], line = _with_notes(issues, sh, notes, file)
         lines.append(line)
     errors = issues.filter(issues["severity"] == "error").height

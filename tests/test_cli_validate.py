@@ -308,3 +308,21 @@ def test_a_reader_that_leaves_the_pipe_gets_no_broken_pipe_error(tmp_path):
     proc.stdout.close()  # the reader is gone before the first line
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=60) == 141 and "Broken pipe" not in err and "Traceback" not in err
+
+
+def test_validate_checks_a_notes_template_sheet(runner, tmp_path):
+    """`validate` of a sheet of notes with its own template (resource organization_notes, as
+    samples/organization_notes.csv): its rows are checked, not a traceback (a trial's)."""
+    sample = REPO / "samples" / "organization_notes.csv"
+    template = REPO / "templates" / "organization_notes.yaml"
+    result = runner.invoke(cli, ["validate", str(sample), "-t", str(template), "--json"])
+    out = json.loads(result.stdout)
+    assert result.exit_code == 0 and out["ok"] is True and out["rows"] == 153 and out["errors"] == 0
+    bad = tmp_path / "notes.csv"
+    lines = sample.read_text(encoding="utf-8").splitlines()
+    bad.write_text("\n".join([lines[0], lines[1].replace("2023-07-30", "31/12/2024"),
+                              lines[2].replace(",no", ",maybe")]) + "\n", encoding="utf-8")
+    result = runner.invoke(cli, ["validate", str(bad), "-t", str(template), "--json"])
+    out = json.loads(result.stdout)
+    assert result.exit_code == 1 and (out["rows"], out["invalid_rows"]) == (2, 2)
+    assert {(i["row_number"], i["column"]) for i in out["issues"]} == {(2, "note_date"), (3, "flagged")}
