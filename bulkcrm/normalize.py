@@ -24,7 +24,7 @@ import email_validator
 import phonenumbers
 import polars as pl
 import pycountry
-from phonenumbers import CountryCodeSource, PhoneNumberFormat
+from phonenumbers import CountryCodeSource, PhoneNumberFormat, ValidationResult
 
 from bulkcrm.errors import TemplateError
 
@@ -244,7 +244,9 @@ _SEP = "\x1f"
 def parse_phone(value: str, region: str | None) -> str | None:
     """Return the E.164 form (ITU-T E.164) of one number, or None when it cannot be trusted.
 
-    Uses `phonenumbers.parse` and `is_possible_number`. An extension (`x123`, `ext. 12`) is
+    Uses `phonenumbers.parse` and `is_possible_number_with_reason` (a number possible only as a
+    local number, without its area code, is not trusted). A negative number (`-2237`,
+    `FORMULA_RESULT`) is none. An extension (`x123`, `ext. 12`) is
     dropped: E.164 has no place for it; the number must then be valid (`is_valid_number`), so
     a typo such as `020-62312x9` is not read as `020-62312` ext. 9. A letter after the first
     digit is refused: phonenumbers would drop it (`020-623l298`, an l for a 1) or read a
@@ -256,6 +258,8 @@ def parse_phone(value: str, region: str | None) -> str | None:
     """
     if _LETTER.search(value) and _LETTER_AMONG_DIGITS.search(_EXTENSION.sub("", value)):
         return None
+    if re.match(FORMULA_RESULT, value.strip()):  # -2237: a sum, no number (validate: row invalid)
+        return None
     try:
         num = phonenumbers.parse(value, region, keep_raw_input=True)
     except phonenumbers.NumberParseException:
@@ -263,7 +267,9 @@ def parse_phone(value: str, region: str | None) -> str | None:
     if num.country_code_source == CountryCodeSource.FROM_NUMBER_WITHOUT_PLUS_SIGN and \
             not _trunk_is_country_code(num, region):
         return None
-    if not phonenumbers.is_possible_number(num) or (num.extension and not phonenumbers.is_valid_number(num)):
+    # a local number (no area code, `555-8787`) has no E.164 form: one would be another number
+    if phonenumbers.is_possible_number_with_reason(num) != ValidationResult.IS_POSSIBLE or \
+            (num.extension and not phonenumbers.is_valid_number(num)):
         return None
     return phonenumbers.format_number(num, PhoneNumberFormat.E164)
 

@@ -529,7 +529,7 @@ def test_the_sample_template_matches_a_row_whose_only_phone_changed(runner, crm,
     header = rows[0]
     anton = next(r for r in rows if r[0] == "ANTON")
     assert anton[header.index("fax")] == "NULL"
-    anton[header.index("phone")] = "(5) 555-9999"
+    anton[header.index("phone")] = "(55) 5555-9999"  # Mexico City's 10 digits
     edited = tmp_path / "week.csv"
     with open(edited, "w", newline="", encoding="utf-8") as f:
         csv.writer(f).writerows(rows)
@@ -538,7 +538,7 @@ def test_the_sample_template_matches_a_row_whose_only_phone_changed(runner, crm,
     assert code == 0 and out["patched"] == 1 and out["created"] == 0 and out["unchanged"] == 90
     orgs = [o for o in crm.store.all("organizations", tenant="tenant-a") if o.get("customerId") == "ANTON"]
     assert len(orgs) == 1
-    assert "+5255559999" in [p["phoneNumber"] for p in orgs[0]["phoneNumbers"]]
+    assert "+525555559999" in [p["phoneNumber"] for p in orgs[0]["phoneNumbers"]]
 
 
 def test_an_old_plan_applied_after_an_import_of_its_file_creates_nothing_twice(runner, crm, tmp_path):
