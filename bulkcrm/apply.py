@@ -155,13 +155,23 @@ def _apply(plan: Plan, client: Client, journal: Journal, *, plan_path: str | Pat
             notify("Every operation was done by an earlier run of this plan: nothing written, "
                    "nothing re-read; its report is rebuilt from the journal.")
     if reconcile and notify and plan.operations:
-        notify("Reconciling: re-reading the written records (--no-reconcile skips this) …")
+        notify(_reconciling(plan))
     mismatches = {**_reconcile(plan, journal, client), **_reconcile_notes(plan, results)} \
         if reconcile else {}
     report = _report(plan, journal, mismatches, client.requests_sent - start_requests, started, reconcile)
     report.summary["already_done"] = already
     report.summary["plan"] = str(plan_path) if plan_path else None  # the Summary sheet names it
     return report
+
+
+def _reconciling(plan: Plan) -> str:
+    """What reconciling does for this plan: organizations are re-read (`_reconcile`), notes
+    compared with the server's answers to their writes (`_reconcile_notes`)."""
+    resources = {o.resource for o in plan.operations if o.path != "/tags"}
+    orgs = "re-reading the written organizations" if "organizations" in resources else ""
+    notes = ("comparing the written notes with the server's answers to their writes"
+             if "organization_notes" in resources else "")
+    return f"Reconciling: {'; '.join(filter(None, (orgs, notes))) or 'nothing written'} (--no-reconcile skips this) …"
 
 
 def _done(plan: Plan, journal: Journal) -> int:

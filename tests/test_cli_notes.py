@@ -393,3 +393,18 @@ def test_a_notes_sheets_missing_column_names_that_sheet(runner, categories, tmp_
                   json_out=False)
     for code, out in ((checked.exit_code, checked.output), planned):
         assert code == 2 and "orgs.xlsx!Notes:1: column(s) 'note' (did you mean 'Notes'?) required by" in out, out
+
+
+def test_reconciling_says_what_it_does_for_notes(runner, categories, tmp_path):
+    """Notes are reconciled against the server's answers to their writes, organizations by
+    re-reading them: the line says which (it said "re-reading the written records" for a
+    notes-only run that re-read nothing, a trial)."""
+    common = ["--base-url", categories.url, "--api-key", TEST_KEY, "--max-rate", "60000"]
+    orgs = runner.invoke(cli, ["import", str(ORGS), "-t", str(REPO / "templates" / "organizations.yaml"),
+                               "--report", str(tmp_path / "r1"), *common])
+    assert orgs.exit_code == 0 and "Reconciling: re-reading the written organizations (" in orgs.output
+    notes = runner.invoke(cli, ["import", str(NOTES), "-t", str(REPO / "templates" / "organization_notes.yaml"),
+                                "--report", str(tmp_path / "r2"), *common])
+    assert notes.exit_code == 0, notes.output
+    assert ("Reconciling: comparing the written notes with the server's answers to their writes ("
+            in notes.output) and "re-reading" not in notes.output
