@@ -89,6 +89,26 @@ def test_missing_column_and_bad_template_are_usage_errors(runner, tmp_path):
     assert result.exit_code == 2 and "fields.titel" in result.output and "unknown field" in result.output
 
 
+@pytest.mark.parametrize("doc, says", [
+    ("fields:\n  titel: title\n", "fields.titel: unknown field for this resource (did you mean 'title'?)"),
+    ("identifiers: [customerID]\nfields:\n  title: title\n  customerId: kvk_number\n",
+     "identifiers[0]: 'customerID' cannot identify a record (did you mean 'customerId'?)"),
+    ("identifer: [customerId]\nfields:\n  title: title\n", "identifer: unknown key for resource "
+                                                               "organizations (did you mean 'identifiers'?)"),
+    ("fields:\n  title: {colum: title}\n", "fields.title.colum: unknown key (did you mean 'column'?)"),
+    ("fields:\n  owner: {column: o, lookup: {create_missng: true}}\n  title: title\n",
+     "unknown key (did you mean 'create_missing'?)"),
+    ("fields:\n  zzz: title\n", "fields.zzz: unknown field for this resource; known fields: title"),
+])
+def test_a_template_typo_is_told_the_name_it_resembles(runner, tmp_path, doc, says):
+    """Two trials typed `titel` and `identifiers: [customerID]`: the message names the key
+    they meant, as a missing column's does; a name like none gets the list alone."""
+    t = tmp_path / "t.yaml"
+    t.write_text(doc, encoding="utf-8")
+    result = runner.invoke(cli, ["validate", str(CASES / "BR-01.csv"), "-t", str(t)])
+    assert result.exit_code == 2 and says in result.output, result.output
+
+
 def test_a_misspelt_column_names_the_sheets_closest_header(runner, tmp_path):
     sheet = tmp_path / "orgs.csv"
     sheet.write_text("name,E-mail,web\nGood BV,info@good.example,good.example\n", encoding="utf-8")
