@@ -118,6 +118,10 @@ def _sheet_index(reader, names: list[str], sheet: str | int | None, path: Path) 
     if sheet is not None:
         if str(sheet) in names:
             return names.index(str(sheet))
+        # Excel's sheet names are unique regardless of case, so `organizations` can mean one only
+        folded = [i for i, n in enumerate(names) if n.casefold() == str(sheet).strip().casefold()]
+        if len(folded) == 1:
+            return folded[0]
         raise InputError(f"no sheet named {sheet!r}; available sheets are {avail}", path=where)
     visible = _visible_from_xml(path)
     if visible is not None:

@@ -462,6 +462,8 @@ def test_sheet_selection(tmp_path):
     path = _three_sheets(tmp_path / "s.xlsx")
     assert read(path).sheet_name == "First"  # first visible
     assert read(path, sheet="Second").frame.rows() == [(2, "Second value")]
+    # Excel's sheet names are unique whatever their case: `second` can only be that one
+    assert read(path, sheet="second").sheet_name == read(path, sheet=" SECOND").sheet_name == "Second"
     assert read(path, sheet=0).sheet_name == "Hidden"
     assert read(path, sheet=2).frame.columns == ["row_number", "second"]
     with pytest.raises(InputError, match=r"no sheet named 'Third'; available sheets are 0: "
