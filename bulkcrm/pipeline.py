@@ -294,7 +294,9 @@ def run_validate(file, template_path, *, sheet=None, encoding=None, delimiter=No
                      other_sheets=others)
     lines.insert(0, f"{name}: {sh.frame.height} rows, {len(result.invalid_rows)} invalid, "
                     f"{errors} error(s), {issues.height - errors} warning(s)")
-    lines += [f"  {r['severity']}: {r['message']}" for r in issues.head(100).iter_rows(named=True)]
+    # errors first: a big sheet's many warnings must not push the rows that block out of sight
+    shown = issues.sort(pl.col("severity") != "error", maintain_order=True).head(100)
+    lines += [f"  {r['severity']}: {r['message']}" for r in shown.iter_rows(named=True)]
     if issues.height > 100:
         lines.append(f"  … {issues.height - 100} more" + (f" in {report_dir}" if report_dir else
                                                               " (--report DIR writes them all)"))

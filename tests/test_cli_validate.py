@@ -285,6 +285,19 @@ def test_validate_says_where_the_issues_it_does_not_print_go(runner, tmp_path):
     assert f"  … 5 more in {tmp_path / 'r'}" in out
 
 
+def test_validate_prints_errors_before_warnings(runner, tmp_path):
+    """A 50k-row trial's 1,083 warnings hid its 289 errors from the 100 lines printed: the
+    errors (rows that will not be sent) come first, each kind in row order."""
+    rows = "".join(f"Org {i},+31 20 555 {i:04d} x12\n" for i in range(120)) + "Bad,\n,+31 20 555 0000\n"
+    (tmp_path / "orgs.csv").write_text("title,phone\n" + rows, encoding="utf-8")
+    (tmp_path / "t.yaml").write_text(yaml.safe_dump({"fields": {"title": "title", "phoneNumbers": "phone"}}),
+                                     encoding="utf-8")
+    out = runner.invoke(cli, ["validate", str(tmp_path / "orgs.csv"), "-t", str(tmp_path / "t.yaml")]).output
+    lines = [line.strip() for line in out.splitlines() if line.startswith("  ")]
+    assert lines[0].startswith("error: orgs.csv:123:") and lines[1].startswith("warning: orgs.csv:2:phone")
+    assert "  … 21 more (--report DIR writes them all)" in out
+
+
 def test_phones_a_spreadsheet_turned_into_sums_make_their_rows_invalid(runner):
     """leads-100.excel-roundtrip.csv: Excel read `+1-555-2237`-like cells as sums (`-2237`). Such
     a value is no number to keep as typed: the row is invalid (not sent), its cell named."""
