@@ -290,8 +290,10 @@ def check_out_path(out: str | Path, *inputs: str | Path) -> None:
         PlanError: naming the file and why it is kept.
     """
     p = Path(out)
-    if any(p.resolve() == Path(i).resolve() for i in inputs if i):
-        raise PlanError(f"{out}: --out names the plan's own input; save the plan to another file "
+    same = [i for i in inputs if i and p.resolve() == Path(i).resolve()]
+    if same:  # the sheet (first) or the template
+        what = "input sheet" if same[0] == inputs[0] else "template"
+        raise PlanError(f"{out}: --out names the plan's own {what}; save the plan to another file "
                         "(e.g. plan.json)")
     if p.is_file() and p.stat().st_size:
         with p.open("rb") as f:

@@ -433,7 +433,8 @@ def test_plan_out_never_overwrites_the_input_the_template_or_another_file(runner
     shutil.copy(SAMPLE, sheet)
     openpyxl.Workbook().save(book)
     kept = {f: f.read_bytes() for f in (sheet, book, TEMPLATE)}
-    for out, says in ((sheet, "--out names the plan's own input"), (TEMPLATE, "--out names the plan's own input"),
+    for out, says in ((sheet, "--out names the plan's own input sheet"),
+                      (TEMPLATE, "--out names the plan's own template"),
                       (book, "exists and is not a bulkcrm plan, so it is not overwritten")):
         code, payload = run(runner, crm, "plan", str(sheet), "-t", str(TEMPLATE), "--out", str(out))
         assert code == 2 and payload["error"] == "plan" and says in payload["message"]
