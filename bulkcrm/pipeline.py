@@ -19,7 +19,7 @@ from .journal import journal_lock, journal_path
 from .mapping import map_rows
 from .plan import Plan, plan, render_plan
 from .read import Sheet, read
-from .report import Report, counts_by_resource, render_summary, write_issues, write_report
+from .report import Report, copy_format, counts_by_resource, render_summary, write_issues, write_report
 from .target import Target
 from .template import load_template
 from .validate import validate
@@ -69,7 +69,7 @@ def run_import(file, template_path, target: Target, *, report_dir: str, dry_run=
             report = _apply(p, target, plan_path, reconcile=reconcile, progress=progress, batch_size=25,
                             echo=echo, fresh=True)
         report.summary["requests"] += p.requests_spent
-    return _finish(report, out, file, target, echo, input_frame=sh.frame,
+    return _finish(report, out, file, target, echo, input_sheet=sh,
                    plan_path=None if dry_run else out / "plan.json")
 
 
@@ -184,15 +184,18 @@ def _progress_line(done: int, total: int, client, elapsed_s: float, start: int =
 
 
 def _finish(report: Report, out: Path, input_path, target: Target, echo: Echo, *,
-            input_frame=None, sheet=None, planned_sha256: str | None = None, plan_path=None) -> dict:
-    if input_frame is None:  # apply of a saved plan: its input again, for the write-back copy
-        input_frame = _planned_input(input_path, sheet, planned_sha256, echo)
+            input_sheet: Sheet | None = None, sheet=None, planned_sha256: str | None = None,
+            plan_path=None) -> dict:
+    if input_sheet is None:  # apply of a saved plan: its input again, for the write-back copy
+        input_sheet = _planned_input(input_path, sheet, planned_sha256, echo)
+    input_frame = input_sheet.frame if input_sheet is not None else None
     if input_frame is None and input_path:  # an earlier run's copy would not match this report
         for old in out.glob(f"{glob.escape(Path(input_path).stem)}.with-status.*"):
             old.unlink()
     try:
         write_report(report, out, input_frame=input_frame, input_path=input_path, secrets=target.secrets,
-                     other_sheets=_other_sheets(report, input_path) if input_frame is not None else None)
+                     other_sheets=_other_sheets(report, input_path) if input_frame is not None else None,
+                     input_csv=copy_format(input_sheet.encoding, input_sheet.delimiter) if input_sheet else None)
     except OSError as e:  # the writes are done: say what they did, and how to get the report
         echo(render_summary(report))
         if report.summary.get("dry_run") or plan_path is None:
@@ -217,7 +220,7 @@ def _finish(report: Report, out: Path, input_path, target: Target, echo: Echo, *
     return {"ok": report.ok, "json": payload, "report": report, "dir": out}
 
 
-def _planned_input(input_path, sheet, planned_sha256: str | None, echo: Echo) -> pl.DataFrame | None:
+def _planned_input(input_path, sheet, planned_sha256: str | None, echo: Echo) -> Sheet | None:
     """The plan's input as read again (its sheet) for the with-status copy, or None: gone,
     unreadable, or changed since planning (rows sorted, added or fixed meanwhile: its row N
     need no longer be the plan's row N, and the copy would give rows other rows' IRIs)."""
@@ -232,7 +235,7 @@ def _planned_input(input_path, sheet, planned_sha256: str | None, echo: Echo) ->
              "copy is written (its rows need no longer be the plan's rows); the report's row numbers "
              "are those of the file as planned; plan the file again for a copy of it")
         return None
-    return sh.frame
+    return sh
 
 
 def _other_sheets(report: Report, input_path) -> dict:

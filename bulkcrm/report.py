@@ -214,8 +214,8 @@ def _json(doc: dict) -> str:
     return json.dumps(doc, indent=2, ensure_ascii=False, default=str) + "\n"
 
 
-def _write_text(path: Path, text: str, redact: _Redactor) -> Path:
-    path.write_text(redact(text), encoding="utf-8", newline="")
+def _write_text(path: Path, text: str, redact: _Redactor, *, bom: bool = False) -> Path:
+    path.write_text(redact(text), encoding="utf-8-sig" if bom else "utf-8", newline="")
     return path
 
 
@@ -360,9 +360,18 @@ def _with_status(input_frame: pl.DataFrame, report: Report, sheet: str | None = 
                     for c in [*cols, *(c for c in STATUS_COLUMNS if c not in cols)]))
 
 
+def copy_format(encoding: str | None, delimiter: str | None) -> tuple[str, bool]:
+    """(separator, UTF-8 BOM) of the with-status CSV copy of an input read with `encoding` and
+    `delimiter` (`read.Sheet`'s): the input's own delimiter, so a European Excel that wrote
+    `;` splits it again, and a BOM unless the input was plain UTF-8: Excel reads a CSV as
+    UTF-8 only with one (a cp1252 or UTF-16 input came from a Windows program)."""
+    return (delimiter or ","), encoding not in (None, "utf-8")
+
+
 def write_report(report: Report, out_dir: str | Path, *, input_frame: pl.DataFrame | None = None,
                  input_path: str | Path | None = None, secrets: Iterable[str] | None = None,
-                 other_sheets: dict[str, pl.DataFrame] | None = None) -> dict[str, Path]:
+                 other_sheets: dict[str, pl.DataFrame] | None = None,
+                 input_csv: tuple[str, bool] | None = None) -> dict[str, Path]:
     """Write the reconciliation report into `out_dir` (created if needed).
 
     Files: `report.json` (`Report.to_dict`, indent 2), `report.csv` (`REPORT_COLUMNS`, one line per
@@ -382,6 +391,8 @@ def write_report(report: Report, out_dir: str | Path, *, input_frame: pl.DataFra
         secrets: strings (API keys) replaced by `[redacted]` wherever they would be written.
         other_sheets: sheet name -> frame (as `input_frame`) of the workbook's other sheets
             the run read.
+        input_csv: (separator, BOM) of the with-status CSV copy (`copy_format`); default
+            `,` without a BOM.
 
     Returns:
         Paths by key: `json`, `csv`, `xlsx`, plus `with_status_csv` / `with_status_xlsx`.
@@ -409,7 +420,7 @@ def write_report(report: Report, out_dir: str | Path, *, input_frame: pl.DataFra
         others = {name: (_with_status(f, report, sheet=name), f["row_number"])
                   for name, f in (other_sheets or {}).items()}
         paths |= _write_back(_with_status(input_frame, report), input_frame["row_number"], out, input_path,
-                             report, redact, others)
+                             report, redact, others, input_csv or (",", False))
     return paths
 
 
@@ -433,15 +444,18 @@ def _is_xlsx(input_path: str | Path | None) -> bool:
 
 
 def _write_back(frame: pl.DataFrame, row_numbers: pl.Series, out: Path, input_path, report: Report,
-                redact: _Redactor, others: dict[str, tuple[pl.DataFrame, pl.Series]]) -> dict[str, Path]:
+                redact: _Redactor, others: dict[str, tuple[pl.DataFrame, pl.Series]],
+                csv_format: tuple[str, bool] = (",", False)) -> dict[str, Path]:
     """The with-status copies: each row on the line of its `row_numbers` (the report's row
     numbers), the gaps (lines above the header, blank lines) left empty, when those ascend;
     the workbook's copy also gets `others` (sheet name -> (frame, row numbers)) after it, and
     then is the only copy: a CSV of the first sheet alone would not import again."""
     stem = _stem(input_path)
     lines = _sheet_lines(row_numbers)
+    separator, bom = csv_format
     paths = {} if others and _is_xlsx(input_path) else {"with_status_csv": _write_text(
-        out / f"{stem}.with-status.csv", _padded(neutralise_csv(frame), lines).write_csv(), redact)}
+        out / f"{stem}.with-status.csv", _padded(neutralise_csv(frame), lines).write_csv(separator=separator),
+        redact, bom=bom)}
     if _is_xlsx(input_path):
         sheets = _conform(report.rows, ROW_SCHEMA)["sheet"].drop_nulls()
         book = _Book(max([frame.height, *(f.height for f, _ in others.values())]), redact)

@@ -612,3 +612,27 @@ def test_an_api_that_is_down_exits_75_so_a_scheduler_retries(runner, tmp_path, m
                                  "--base-url", url, "--api-key", TEST_KEY])
     out = json.loads(result.stdout.strip().splitlines()[-1])
     assert result.exit_code == 75 and out["error"] == "api-unavailable" and not (tmp_path / "q.json").exists()
+
+
+def test_the_with_status_copy_of_a_windows_csv_keeps_its_delimiter_and_opens_in_excel(runner, crm, tmp_path):
+    """A European Excel's export (cp1252, `;`): its with-status copy was UTF-8 without a BOM
+    and comma-separated, which that Excel shows garbled in one column (a trial). The copy keeps
+    the `;` and gets a UTF-8 BOM (Excel's sign of UTF-8), and imports again unchanged; a plain
+    UTF-8 input's copy stays plain."""
+    t = tmp_path / "t.yaml"
+    t.write_text(yaml.safe_dump({"identifiers": ["emailAddresses"], "fields": {
+        "title": "naam", "emailAddresses": "email", "address.city": "plaats"}}), encoding="utf-8")
+    sheet = tmp_path / "export.csv"
+    sheet.write_bytes("naam;email;plaats\nCafé Müller;a@x.example;Zürich\nBäckerei;b@x.example;Köln\n".encode("cp1252"))
+    code, out = run(runner, crm, "import", str(sheet), "-t", str(t), "--report", str(tmp_path / "r"))
+    assert code == 0 and out["created"] == 2
+    raw = (tmp_path / "r" / "export.with-status.csv").read_bytes()
+    assert raw.startswith(b"\xef\xbb\xbf" + "naam;email;plaats;crm_iri;bulkcrm_status".encode())
+    assert "Café Müller;a@x.example;Zürich;/organizations/" in raw.decode("utf-8-sig")
+    code, again = run(runner, crm, "import", str(tmp_path / "r" / "export.with-status.csv"), "-t", str(t),
+                      "--report", str(tmp_path / "r2"))
+    assert code == 0 and again["unchanged"] == 2 and again["created"] == again["patched"] == 0
+    plain = tmp_path / "plain.csv"
+    plain.write_text("naam,email,plaats\nCafé Müller,a@x.example,Zürich\n", encoding="utf-8")
+    assert run(runner, crm, "import", str(plain), "-t", str(t), "--report", str(tmp_path / "r3"))[0] == 0
+    assert (tmp_path / "r3" / "plain.with-status.csv").read_bytes().startswith(b"naam,email,plaats,crm_iri")
