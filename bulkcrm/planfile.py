@@ -444,7 +444,8 @@ def replace_quoted(text: str | None, quoted: dict[str, str]) -> str | None:
 
 
 def _row_lines(r: dict, quoted: dict[str, str]) -> list[str]:
-    """A planned row: sign, (note) row number, op, IRI, title; changes and remarks below."""
+    """A planned row: sign, (note) row number, op, IRI, title; below, a patch's or PUT's
+    changes (before → after) or a create's fields (title aside), then remarks."""
     sign = {"create": "+", "patch": "~", "replace": "±", "conflict": "!", "invalid": "✗",
             "delete": "-", "skip": "⊘"}[r["op"]]
     what = "note " if r.get("resource") == "organization_notes" else ""
@@ -458,6 +459,9 @@ def _row_lines(r: dict, quoted: dict[str, str]) -> list[str]:
                   for ch in r["changes"]]
         shown = {ch["field"] for ch in r["changes"]}
         lines += [f"      {f}: cleared by PUT" for f in cleared if f not in shown]
+    elif r["op"] == "create":  # what the POST sends, as terraform shows a resource it adds
+        lines += [f"      {ch['field']}: {replace_quoted(ch['after'], quoted)}" for ch in r["changes"] or []
+                  if ch["after"] is not None and not (ch["field"] == "title" and title)]
     if r.get("note"):
         lines.append(f"      {r['note']}")
     return lines

@@ -300,6 +300,10 @@ def test_plan_text_names_invalid_reasons_tag_creations_and_the_real_rate(crm, cl
     assert "2 write request(s) (1 of them for the new tag(s))" in text  # the row's POST and the tag's
     assert "✗ row 3 invalid" in text and "t.csv:3:title" in text
     assert "at 20/min on the real API (the embedded sandbox has no limit)" in text
+    # a create shows what its POST sends (title on its own line above), tags by name
+    lines = text.splitlines()
+    at = lines.index('  + row 2 create "A"')
+    assert lines[at + 1:at + 3] == ['      emailAddresses: [{"email":"a@x.example"}]', '      tags: ["New tag (new tag)"]']
 
 
 def test_the_summary_counts_the_tags_the_run_created(crm, client, tmp_path):
