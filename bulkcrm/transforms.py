@@ -19,6 +19,7 @@ Usage::
 from __future__ import annotations
 
 import inspect
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import partial, wraps
@@ -196,6 +197,34 @@ def _replace_render(expr: pl.Expr, *, map: Mapping[str, str]) -> pl.Expr:  # noq
     return expr.replace(inverse)
 
 
+def _extract(expr: pl.Expr, *, pattern: str, group: int = 1) -> pl.Expr:
+    """The part of a value that regex `pattern` (polars' syntax, that of Rust's regex crate)
+    captures in `group` (1: its first group; 0: the whole match), e.g. the address of an Access
+    hyperlink cell `Home page#http://example.com/#` with `#([^#]+)#`; a value it does not match
+    is kept as it is (so already clean values pass).
+
+    Raises:
+        TemplateError: a pattern polars cannot compile, or fewer groups than `group`.
+    """
+    if not isinstance(group, int) or isinstance(group, bool) or group < 0:
+        raise TemplateError("extract's group must be a whole number (0: the whole match)", key="group")
+    try:
+        pl.select(pl.lit("").str.extract(str(pattern), group))
+    except pl.exceptions.ComputeError as e:  # "regex parse error: … error: unclosed group …"
+        why = next((ln.strip() for ln in str(e).splitlines() if ln.strip().startswith("error:")), "")
+        raise TemplateError(f"extract's pattern {pattern!r} is no regex{' (' + why + ')' if why else ''}",
+                            key="pattern") from None
+    try:
+        groups = re.compile(str(pattern)).groups
+    except re.error:  # valid for polars, not for Python's re (e.g. \p{L}): not counted
+        groups = group
+    if group > groups:
+        raise TemplateError(f"extract's pattern {pattern!r} has {groups} group(s), so it has no group "
+                            f"{group}; put the part to keep in ( )", key="pattern")
+    v = trimmed(expr)
+    return pl.coalesce(v.str.extract(str(pattern), group), v)
+
+
 # ------------------------------------------------------------------------------------ split
 
 
@@ -253,6 +282,8 @@ TRANSFORMS: dict[str, Transform] = dict([
     _t("prefix", _prefix, _prefix_render, "add `value` in front unless present"),
     _t("suffix", _suffix, _suffix_render, "add `value` at the end unless present"),
     _t("replace", _replace, _replace_render, "map whole values {from: to}; render reverses"),
+    _t("extract", _extract, _identity, "keep what regex `pattern` captures in `group` (1); a "
+       "value it does not match is kept"),
 ])
 """The named transforms templates may use, by name."""
 

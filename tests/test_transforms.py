@@ -491,3 +491,22 @@ def test_map_rows_split_phones_type_column_and_blank_cells():
                   null_tokens=["NULL"], default_region="NL")
     assert tokens["phoneNumbers"].to_list() == [
         [{"phoneNumber": "+31612345678", "phoneType": "cell"}], []]
+
+
+def test_extract_keeps_what_the_pattern_captures_and_leaves_other_values():
+    """Access writes a hyperlink cell as `text#address#` (Northwind suppliers' homePage): the
+    address is what a template extracts; a plain value passes; a bad pattern or a group the
+    pattern lacks is a template error naming the pattern."""
+    cells = ["G'day Mate (on the World Wide Web)#http://www.microsoft.com/gdaymate.htm#",
+             " https://plain.example ", "#CAJUN.HTM#", None]
+    link = partial(T["extract"].clean, pattern="#(https?://[^#]+)#")
+    assert run(cells, link) == ["http://www.microsoft.com/gdaymate.htm", "https://plain.example",
+                                "#CAJUN.HTM#", None]
+    assert run(["id: 42 (old)"], partial(T["extract"].clean, pattern=r"\d+", group=0)) == ["42"]
+    with pytest.raises(TemplateError, match=r"extract's pattern '#\(unclosed' is no regex \(error: unclosed group\)"):
+        T["extract"].clean(pl.col("v"), pattern="#(unclosed")
+    with pytest.raises(TemplateError, match="has 0 group"):
+        T["extract"].clean(pl.col("v"), pattern="#[^#]+#")
+    with pytest.raises(TemplateError, match="no regex"):  # when the template loads
+        parse_template({"fields": {"title": "companyName", "website": {
+            "column": "homePage", "transforms": [{"extract": {"pattern": "#(https?://"}}]}}}, path="s.yaml")
