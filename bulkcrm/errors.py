@@ -19,11 +19,20 @@ other rows proceed (frictionless row errors, pandera failure cases).
 """
 from __future__ import annotations
 
+import difflib
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import polars as pl
+
+
+def did_you_mean(name: Any, known: Iterable[str]) -> str:
+    """` (did you mean 'title'?)`: the known name closest to `name` (a typo, another case:
+    `titel`, `customerID`, `emial`; difflib, case ignored), else ""."""
+    by_lower = {str(k).lower(): str(k) for k in known}
+    close = difflib.get_close_matches(str(name).lower(), list(by_lower), n=1, cutoff=0.75)
+    return f" (did you mean {by_lower[close[0]]!r}?)" if close else ""
 
 
 class BulkcrmError(Exception):

@@ -18,13 +18,12 @@ Values that cannot be cleaned pass through unchanged; `validate` reports them.
 """
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 import polars as pl
 
-from .errors import InputError
+from .errors import InputError, did_you_mean
 from .template import Mapping, Source, Template, thaw
 from .transforms import apply_transforms, trimmed
 
@@ -155,9 +154,7 @@ def _with_guess(column: str, present: list[str]) -> str:
     doubled = [c for c in present if c.startswith(f"{column} (column ") and c.endswith(")")]
     if doubled:
         return f"{column!r} (it heads several columns, read as {', '.join(map(repr, doubled))}: map one)"
-    by_lower = {c.lower(): c for c in present}
-    guess = difflib.get_close_matches(column.lower(), list(by_lower), n=1, cutoff=0.75)
-    return f"{column!r} (did you mean {by_lower[guess[0]]!r}?)" if guess else repr(column)
+    return repr(column) + did_you_mean(column, present)
 
 
 def _null_tokens(frame: pl.DataFrame, template: Template) -> dict[str, pl.Expr]:

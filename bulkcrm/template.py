@@ -9,7 +9,6 @@ The API's own rules for each field (kind, IRI collection, normaliser, check) liv
 """
 from __future__ import annotations
 
-import difflib
 import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
@@ -18,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from .errors import TemplateError
+from .errors import TemplateError, did_you_mean
 from .vocab import MODES
 
 # kind: scalar (one string), bool, list (list of strings), phones (list of {phoneNumber, phoneType}),
@@ -328,7 +327,7 @@ def parse_template(doc: Any, *, path: str = "<template>", sha256: str = "") -> T
                 {"identifiers", "iri_column", "clear_unmapped", "notes"}))
     for k in doc:
         if k not in known:
-            raise err(f"unknown key for resource {resource}{_did_you_mean(k, known)}; expected one of "
+            raise err(f"unknown key for resource {resource}{did_you_mean(k, known)}; expected one of "
                       f"{sorted(known)}", str(k))
     mode = doc.get("mode", "patch")
     if mode not in ("patch", "replace"):
@@ -343,7 +342,7 @@ def parse_template(doc: Any, *, path: str = "<template>", sha256: str = "") -> T
     idents = tuple(_str_list(doc.get("identifiers", []), err, "identifiers"))
     for i, ident in enumerate(idents):
         if ident not in IDENTIFIER_KINDS:
-            raise err(f"{ident!r} cannot identify a record{_did_you_mean(ident, IDENTIFIER_KINDS)}; use "
+            raise err(f"{ident!r} cannot identify a record{did_you_mean(ident, IDENTIFIER_KINDS)}; use "
                       f"{sorted(IDENTIFIER_KINDS)}", f"identifiers[{i}]")
         if ident not in mapped:
             raise err(f"identifier {ident!r} is not mapped under fields", f"identifiers[{i}]")
@@ -385,7 +384,7 @@ def _notes_section(doc: Any, parent: Template, err: "_Err") -> NotesSpec:
                   "organization, mirror, mode, empty)", "notes")
     for k in doc:
         if k not in _SECTION_KEYS:
-            raise err(f"unknown key{_did_you_mean(k, _SECTION_KEYS)}; expected one of {sorted(_SECTION_KEYS)}",
+            raise err(f"unknown key{did_you_mean(k, _SECTION_KEYS)}; expected one of {sorted(_SECTION_KEYS)}",
                       f"notes.{k}")
     sheet = doc.get("sheet")
     if sheet is not None and not isinstance(sheet, (str, int)):
@@ -466,7 +465,7 @@ def _org_ref(doc: Any, parent: Template, err: "_Err") -> OrgRef:
                   "organization")
     for k in doc:
         if k not in _ORG_REF_KEYS:
-            raise err(f"unknown key{_did_you_mean(k, _ORG_REF_KEYS)}; expected one of {sorted(_ORG_REF_KEYS)}",
+            raise err(f"unknown key{did_you_mean(k, _ORG_REF_KEYS)}; expected one of {sorted(_ORG_REF_KEYS)}",
                       f"organization.{k}")
     idents = doc.get("identifiers") or {}
     if not isinstance(idents, dict):
@@ -513,20 +512,12 @@ def _str_list(value: Any, err: _Err, key: str) -> list[str]:
     return [str(v) for v in value]
 
 
-def _did_you_mean(name: Any, known: Iterable[str]) -> str:
-    """` (did you mean 'title'?)` for a key or field name close to a known one (a typo, another
-    case: `titel`, `customerID`), else ""."""
-    by_lower = {k.lower(): k for k in known}
-    close = difflib.get_close_matches(str(name).lower(), list(by_lower), n=1, cutoff=0.75)
-    return f" (did you mean {by_lower[close[0]]!r}?)" if close else ""
-
-
 def _mapping(name: str, spec: Any, resource: str, mode: str, err: _Err,
              key: str | None = None) -> Mapping:
     key = key or f"fields.{name}"
     rules = FIELD_RULES[resource]
     if name not in rules:
-        raise err(f"unknown field for this resource{_did_you_mean(name, rules)}; known fields: "
+        raise err(f"unknown field for this resource{did_you_mean(name, rules)}; known fields: "
                   f"{', '.join(rules)}", key)
     rule = rules[name]
     if isinstance(spec, str):
@@ -564,7 +555,7 @@ def _source(spec: Any, rule: dict, err: _Err, key: str) -> Source:
         raise err("expected a column name or a mapping", key)
     for k in spec:
         if k not in _SOURCE_KEYS:
-            raise err(f"unknown key{_did_you_mean(k, _SOURCE_KEYS)}; expected one of {sorted(_SOURCE_KEYS)}",
+            raise err(f"unknown key{did_you_mean(k, _SOURCE_KEYS)}; expected one of {sorted(_SOURCE_KEYS)}",
                       f"{key}.{k}")
     if ("column" in spec) == ("value" in spec):
         raise err("give exactly one of 'column' or 'value'", key)
@@ -623,7 +614,7 @@ def _lookup(spec: Any, rule: dict, err: _Err, key: str) -> Lookup | None:
         raise err("expected true or a mapping with by/table/create_missing", key)
     for k in spec:
         if k not in _LOOKUP_KEYS:
-            raise err(f"unknown key{_did_you_mean(k, _LOOKUP_KEYS)}; expected one of {sorted(_LOOKUP_KEYS)}",
+            raise err(f"unknown key{did_you_mean(k, _LOOKUP_KEYS)}; expected one of {sorted(_LOOKUP_KEYS)}",
                       f"{key}.{k}")
     table = spec.get("table") or {}
     if not isinstance(table, dict):

@@ -26,7 +26,7 @@ from functools import partial, wraps
 
 import polars as pl
 
-from bulkcrm.errors import TemplateError
+from bulkcrm.errors import TemplateError, did_you_mean
 from bulkcrm.normalize import (ALPHA2, CHECK_ISSUE_TYPES, CHECK_RULES, CHECKS, FALSE_WORDS,
                                PHONE_TYPES, TRUE_WORDS, check_list, check_rule, clean_country,
                                clean_datetime, clean_phone, phone_identifier, render_country,
@@ -300,7 +300,8 @@ def _parse_spec(spec: str | Mapping) -> tuple[Transform, dict]:
     else:
         raise TemplateError(f"a transform is a name or a one-key mapping, not {spec!r}")
     if name not in TRANSFORMS:
-        raise TemplateError(f"unknown transform {name!r}; known: {', '.join(sorted(TRANSFORMS))}")
+        raise TemplateError(f"unknown transform {name!r}{did_you_mean(name, TRANSFORMS)}; known: "
+                            f"{', '.join(sorted(TRANSFORMS))}")
     transform = TRANSFORMS[name]
     unknown = set(options) - transform.options()
     if unknown:

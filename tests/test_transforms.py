@@ -327,6 +327,7 @@ ROUND_TRIP = [
     ([{"prefix": {"value": "C-"}}], ["123", "C-9"]),
     ([{"suffix": {"value": " B.V."}}], ["Acme"]),
     ([{"replace": {"map": {"kantoor": "work", "mobiel": "mobile"}}}], ["kantoor", "mobiel", "fax"]),
+    ([{"extract": {"pattern": "#(https?://[^#]+)#"}}, "url"], ["Home#http://A.example/x#", "b.example"]),
     ([{"split": {"sep": ";"}}, "email"], ["A@x.example; b@y.example", "c@z.example"]),
     (["squish", {"split": {"sep": ","}}, {"iri": {"collection": "tags", "allow_bare_id": True}}],
      ["3, /tags/12"]),
@@ -357,9 +358,9 @@ def test_chain_order_and_errors():
     assert run(["C-ABC"], partial(apply_transforms, specs=specs, direction="render")) == ["ABC"]
     with pytest.raises(TemplateError) as err:
         apply_transforms(pl.col("v"), ["trim", "phonee"])
-    assert str(err.value) == ("unknown transform 'phonee'; known: boolean, country, datetime, email, "
-                              "iri, linkedin, lower, phone, prefix, replace, split, squish, suffix, "
-                              "title, trim, upper, url")
+    assert str(err.value) == ("unknown transform 'phonee' (did you mean 'phone'?); known: boolean, country, "
+                              "datetime, email, extract, iri, linkedin, lower, phone, prefix, replace, split, "
+                              "squish, suffix, title, trim, upper, url")
     with pytest.raises(TemplateError, match="transform 'phone' has no option regoin; options: "
                                             "default_region, region"):
         apply_transforms(pl.col("v"), [{"phone": {"regoin": "NL"}}])
