@@ -164,7 +164,8 @@ def test_killed_sandbox_process_keeps_committed_data(tmp_path):
     try:
         line = proc.stdout.readline().strip()
         assert line.startswith("Sandbox listening on http://127.0.0.1:") and "proc-key" not in line
-        url = line.rsplit(" ", 1)[1]
+        assert line.endswith(f"(no rate limit; 1 API key(s), 1 tenant(s); SQLite {db}; Ctrl-C stops it)")
+        url = line.split()[3]
         for i in range(25):
             assert requests.post(url + "/organizations", json={"title": f"T{i}"},
                                  headers={"X-API-KEY": "proc-key", **LD}).status_code == 201

@@ -340,7 +340,8 @@ def run(host: str = "127.0.0.1", port: int = DEFAULT_PORT, db_path: str | Path |
         burst_429: int = 0, retry_after_http_date: bool = False) -> None:
     """Serve the sandbox until Ctrl-C (what `bulkcrm sandbox` runs).
 
-    Prints one line, `Sandbox listening on http://127.0.0.1:PORT`, and never a key.
+    Prints one line, `Sandbox listening on http://127.0.0.1:PORT (20 requests / 60 s per tenant;
+    1 API key(s), 1 tenant(s); in memory; Ctrl-C stops it)`, and never a key.
 
     Args:
         host: loopback address only (127.0.0.0/8, ::1, localhost). port: 0 = ephemeral.
@@ -364,7 +365,11 @@ def run(host: str = "127.0.0.1", port: int = DEFAULT_PORT, db_path: str | Path |
     if new:  # as the embedded sandbox: a new database only (a user may delete them later)
         seed_default_categories(sandbox, set(keys.values()))
     sandbox.start()
-    print(f"Sandbox listening on {sandbox.url}", file=out or sys.stdout, flush=True)
+    limit = f"{rate_limit[0]} requests / {rate_limit[1]:g} s per tenant" if rate_limit else "no rate limit"
+    tenants = len(set(keys.values()))
+    print(f"Sandbox listening on {sandbox.url} ({limit}; {len(keys)} API key(s), {tenants} tenant(s); "
+          f"{'SQLite ' + str(db_path) if db_path else 'in memory'}; Ctrl-C stops it)",
+          file=out or sys.stdout, flush=True)
     try:
         while True:
             time.sleep(3600)
