@@ -623,7 +623,8 @@ def test_the_with_status_copy_of_a_windows_csv_keeps_its_delimiter_and_opens_in_
     t.write_text(yaml.safe_dump({"identifiers": ["emailAddresses"], "fields": {
         "title": "naam", "emailAddresses": "email", "address.city": "plaats"}}), encoding="utf-8")
     sheet = tmp_path / "export.csv"
-    sheet.write_bytes("naam;email;plaats\nCafé Müller;a@x.example;Zürich\nBäckerei;b@x.example;Köln\n".encode("cp1252"))
+    text = "naam;email;plaats\nCafé Müller;a@x.example;Zürich\nBäckerei;b@x.example;Köln\n"
+    sheet.write_bytes(text.encode("cp1252"))
     code, out = run(runner, crm, "import", str(sheet), "-t", str(t), "--report", str(tmp_path / "r"))
     assert code == 0 and out["created"] == 2
     raw = (tmp_path / "r" / "export.with-status.csv").read_bytes()

@@ -303,7 +303,8 @@ def test_plan_text_names_invalid_reasons_tag_creations_and_the_real_rate(crm, cl
     # a create shows what its POST sends (title on its own line above), tags by name
     lines = text.splitlines()
     at = lines.index('  + row 2 create "A"')
-    assert lines[at + 1:at + 3] == ['      emailAddresses: [{"email":"a@x.example"}]', '      tags: ["New tag (new tag)"]']
+    assert lines[at + 1:at + 3] == ['      emailAddresses: [{"email":"a@x.example"}]',
+                                    '      tags: ["New tag (new tag)"]']
 
 
 def test_the_summary_counts_the_tags_the_run_created(crm, client, tmp_path):
