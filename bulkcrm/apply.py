@@ -61,7 +61,8 @@ log = logging.getLogger(__name__)
 def apply(plan: Plan, client: Client, *, plan_path: str | Path | None = None,
           journal_file: str | Path | None = None, batch_size: int = 25, verify: bool = False,
           reconcile: bool = True, progress: ProgressFn | None = None, target: str | None = None,
-          notify: Callable[[str], None] | None = None, fresh: bool = False) -> Report:
+          notify: Callable[[str], None] | None = None, fresh: bool = False,
+          limit: int | None = None) -> Report:
     """Execute the plan's operations in order and report per input row.
 
     Args:
@@ -83,6 +84,9 @@ def apply(plan: Plan, client: Client, *, plan_path: str | Path | None = None,
             checked for organizations created since (`_check_created_since`), nor its
             updates for records changed since (`_check_changed_since`; without `verify`,
             which checks each update as it is sent).
+        limit: send at most this many of the operations still to do (a pilot of a big plan);
+            the rest are `planned` in the report (`Report.summary["left"]`) and the next run
+            of the plan does them, as it resumes a stopped one (the journal).
 
     Returns:
         `Report`; rows that failed, drifted, conflicted or were invalid make `Report.ok` False.
@@ -116,12 +120,12 @@ def apply(plan: Plan, client: Client, *, plan_path: str | Path | None = None,
     with journal_lock(jpath):  # a second apply of this plan at once would send it all again
         return _apply(plan, client, Journal(jpath, plan.sha256, plan.target, plan.created_at), plan_path=plan_path,
                       batch_size=batch_size, verify=verify, reconcile=reconcile, progress=progress,
-                      notify=notify, fresh=fresh)
+                      notify=notify, fresh=fresh, limit=limit)
 
 
 def _apply(plan: Plan, client: Client, journal: Journal, *, plan_path: str | Path | None,
            batch_size: int, verify: bool, reconcile: bool, progress: ProgressFn | None,
-           notify: Callable[[str], None] | None, fresh: bool = False) -> Report:
+           notify: Callable[[str], None] | None, fresh: bool = False, limit: int | None = None) -> Report:
     """`apply` once it holds the journal."""
     for t in journal.send_times():  # an interrupted run's last writes still fill the window
         client.count_earlier(1, t)
@@ -135,11 +139,15 @@ def _apply(plan: Plan, client: Client, journal: Journal, *, plan_path: str | Pat
     if progress and total:  # shown before the first write, which may wait for the rate limit
         progress(already, total, client)
     shown = time.monotonic()
+    left: list[str] = []  # operations `limit` leaves for the next run
     try:
         for n, op in enumerate(plan.operations, start=1):
-            if op.key in taken and journal.state(op.key) != "done":  # its record exists now
+            todo = journal.state(op.key) not in ("done", "drifted")
+            if todo and limit is not None and len(results) >= limit:
+                left.append(op.key)
+            elif op.key in taken and journal.state(op.key) != "done":  # its record exists now
                 journal.record(op.key, "drifted", detail=taken[op.key])
-            else:
+            elif todo:
                 results[op.key] = _run_op(op, journal, client, verify)
             if progress and (n % batch_size == 0 or n == total or time.monotonic() - shown >= PROGRESS_EVERY_S):
                 progress(n, total, client)
@@ -158,8 +166,11 @@ def _apply(plan: Plan, client: Client, journal: Journal, *, plan_path: str | Pat
         notify(_reconciling(plan))
     mismatches = {**_reconcile(plan, journal, client), **_reconcile_notes(plan, results)} \
         if reconcile else {}
-    report = _report(plan, journal, mismatches, client.requests_sent - start_requests, started, reconcile)
+    report = _report(plan, journal, mismatches, client.requests_sent - start_requests, started, reconcile,
+                     left=set(left))
     report.summary["already_done"] = already
+    if limit is not None:
+        report.summary["left"] = len(left)
     report.summary["plan"] = str(plan_path) if plan_path else None  # the Summary sheet names it
     return report
 
@@ -554,14 +565,18 @@ def _row(plan: Plan, r: dict, outcome: str, iri: str | None, changes: list, stat
 
 
 def _report(plan: Plan, journal: Journal, mismatches: dict, requests: int, started: str,
-            reconciled: bool) -> Report:
+            reconciled: bool, left: set[str] = frozenset()) -> Report:
+    """The report of a run: per plan row its outcome from the journal (`left`: the operations
+    a `limit` left for the next run, `planned`)."""
     rows = []
     by_key = {o.key: o for o in plan.operations}
     for r in plan.rows:
         key, note = r.get("key"), r.get("note")
         entry = journal.get(key) if key else {}
         outcome = _NOT_WRITTEN.get(r["op"])
-        if outcome is None:
+        if outcome is None and key in left:
+            outcome, note = "planned", "not applied yet (--limit): apply the plan again to do it"
+        elif outcome is None:
             state = entry.get("state")
             outcome = OP_OUTCOME[r["op"]] if state == "done" else "drifted" if state == "drifted" else "failed"
             note = "; ".join(x for x in (entry.get("detail"), mismatches.get(key)) if x) or None

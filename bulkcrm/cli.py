@@ -295,10 +295,13 @@ def plan_cmd(ctx, file, template_path, mode, match_strategy, mirror_notes, sheet
 @click.option("--verify", is_flag=True, help="Re-read each record before writing, and look each create's "
               "identifiers up first; skip drifted ones.")
 @click.option("--no-reconcile", is_flag=True, help="Do not re-read the written records afterwards.")
+@click.option("--limit", type=click.IntRange(min=1), default=None,
+              help="Send at most N of the operations still to do (a pilot); run apply again for the rest.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object with counts and requests.")
 @click.pass_context
 @handle_errors
-def apply_cmd(ctx, plan_file, base_url, api_key, max_rate, report_dir, batch_size, verify, no_reconcile, as_json):
+def apply_cmd(ctx, plan_file, base_url, api_key, max_rate, report_dir, batch_size, verify, no_reconcile, limit,
+              as_json):
     """Execute exactly the saved PLAN_FILE; re-run the same command to resume after a crash."""
     from .pipeline import run_apply
     from .plan import Plan
@@ -316,7 +319,7 @@ def apply_cmd(ctx, plan_file, base_url, api_key, max_rate, report_dir, batch_siz
     resume = _resume(ctx, plan_file, report_dir, base_url)
     try:
         result = run_apply(plan_file, target, plan=plan, report_dir=report_dir, batch_size=batch_size, verify=verify,
-                           reconcile=not no_reconcile, progress=True,
+                           reconcile=not no_reconcile, progress=True, limit=limit,
                            echo=lambda s: click.echo(s, err=as_json))
     except (KeyboardInterrupt, AuthError, TransientApiError) as e:
         _stopped(e, resume, True)

@@ -92,23 +92,23 @@ def archive_journal(plan_path: str | Path) -> Path | None:
 
 
 def run_apply(plan_file, target: Target, *, report_dir: str, batch_size=25, verify=False, reconcile=True,
-              progress=True, echo: Echo = print, plan: Plan | None = None) -> dict:
+              progress=True, echo: Echo = print, plan: Plan | None = None, limit: int | None = None) -> dict:
     """Apply a saved plan (resuming from its journal) and write the report; `plan`: the file
-    already loaded."""
+    already loaded; `limit`: at most this many operations this run (`apply.apply`)."""
     p = plan or Plan.load(plan_file)
     report = _apply(p, target, plan_file, reconcile=reconcile, progress=progress, batch_size=batch_size,
-                    verify=verify, echo=echo)
+                    verify=verify, echo=echo, limit=limit)
     return _finish(report, Path(report_dir), p.input, target, echo, sheet=p.sheet, planned_sha256=p.input_sha256,
                    plan_path=plan_file)
 
 
 def _apply(p: Plan, target: Target, plan_path, *, reconcile, progress, batch_size, verify=False,
-           echo: Echo | None = None, fresh: bool = False) -> Report:
+           echo: Echo | None = None, fresh: bool = False, limit: int | None = None) -> Report:
     bar = _progress_bar(len(p.operations)) if progress and p.operations else None
     try:
         return apply(p, target.client, plan_path=plan_path, batch_size=batch_size, verify=verify,
                      reconcile=reconcile, target=target.label, progress=bar,
-                     notify=echo if progress else None, fresh=fresh)
+                     notify=echo if progress else None, fresh=fresh, limit=limit)
     except BaseException:  # Ctrl-C, SIGTERM, an API that is down: a log shows where it stopped
         if bar is not None:
             bar.last_line()
@@ -214,6 +214,8 @@ def _finish(report: Report, out: Path, input_path, target: Target, echo: Echo, *
     if report.summary.get("tags_created"):
         payload["tags_created"] = report.summary["tags_created"]
     payload["requests"] = report.summary.get("requests", 0)
+    if "left" in report.summary:  # apply --limit: operations the next run does
+        payload["left"] = report.summary["left"]
     payload["report"] = str(out)
     if done:
         payload["already_done"] = done

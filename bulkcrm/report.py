@@ -612,6 +612,9 @@ def render_summary(report: Report, *, out_dir: str | Path | None = None) -> str:
     lines.append(f"requests: {s.get('requests', 0)}{dry}")
     if s.get("reconciled"):
         lines.append(f"reconciled: {s.get('mismatches', 0)} mismatch(es)")
+    if s.get("left"):  # apply --limit
+        lines.append(f"{s['left']} operation(s) not applied yet (--limit): run the same apply again "
+                     "(with or without --limit) to do them")
     bad = report.rows.height and int(report.rows["outcome"].is_in(NOT_OK).sum())
     head = f"{bad} row(s) need attention; see" if bad else "report:"
     if out_dir is not None:

@@ -637,3 +637,25 @@ def test_the_with_status_copy_of_a_windows_csv_keeps_its_delimiter_and_opens_in_
     plain.write_text("naam,email,plaats\nCafé Müller,a@x.example,Zürich\n", encoding="utf-8")
     assert run(runner, crm, "import", str(plain), "-t", str(t), "--report", str(tmp_path / "r3"))[0] == 0
     assert (tmp_path / "r3" / "plain.with-status.csv").read_bytes().startswith(b"naam,email,plaats,crm_iri")
+
+
+def test_apply_limit_sends_a_pilot_and_the_next_run_does_the_rest(runner, crm, tmp_path):
+    """A migration's pilot: `apply --limit 10` of the sample's 91 creates sends 10, reports the
+    other 81 as planned (left), and the same apply without it sends those 81 and no record
+    twice (the journal, as for a resume)."""
+    plan_file = tmp_path / "p.json"
+    code, _ = run(runner, crm, "plan", str(SAMPLE), "-t", str(TEMPLATE), "--out", str(plan_file))
+    assert code == 0
+    crm.clear_log()
+    code, first = run(runner, crm, "apply", str(plan_file), "--limit", "10", "--report", str(tmp_path / "r1"))
+    assert code == 0 and (first["created"], first.get("planned"), first["left"]) == (10, 81, 81)
+    assert len(writes(crm)) == 10 and len(crm.store.all("organizations", tenant="tenant-a")) == 10
+    rows = json.loads((tmp_path / "r1" / "report.json").read_text())["rows"]
+    assert [r["outcome"] for r in rows].count("planned") == 81 and rows[0]["outcome"] == "created"
+    assert "not applied yet (--limit)" in rows[-1]["note"]
+    crm.clear_log()
+    code, second = run(runner, crm, "apply", str(plan_file), "--report", str(tmp_path / "r2"))
+    assert code == 0 and second["created"] == 91 and "left" not in second and second["already_done"] == 10
+    assert len(writes(crm)) == 81
+    titles = [o["title"] for o in crm.store.all("organizations", tenant="tenant-a")]
+    assert len(titles) == 91 == len(set(titles))
