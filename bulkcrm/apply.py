@@ -131,8 +131,10 @@ def _apply(plan: Plan, client: Client, journal: Journal, *, plan_path: str | Pat
         client.count_earlier(1, t)
     start_requests, started = client.requests_sent, now_utc()
     taken = {} if fresh else _check_created_since(plan, journal, client, verify)
+    held: set[str] = set()  # updates whose record holds what they send already: not sent
     if not fresh and not verify:  # a saved plan: records others changed since are not overwritten
-        taken |= _check_changed_since(plan, journal, client)
+        drifted, held = _check_changed_since(plan, journal, client)
+        taken |= drifted
     results: dict[str, Any] = {}  # key -> the server's answer to a write of this run
     total = len(plan.operations)
     already = _done(plan, journal)
@@ -147,6 +149,8 @@ def _apply(plan: Plan, client: Client, journal: Journal, *, plan_path: str | Pat
                 left.append(op.key)
             elif op.key in taken and journal.state(op.key) != "done":  # its record exists now
                 journal.record(op.key, "drifted", detail=taken[op.key])
+            elif op.key in held and todo:
+                _record_held(op, journal)
             elif todo:
                 results[op.key] = _run_op(op, journal, client, verify)
             if progress and (n % batch_size == 0 or n == total or time.monotonic() - shown >= PROGRESS_EVERY_S):
@@ -257,16 +261,18 @@ def _check_created_since(plan: Plan, journal: Journal, client: Client, verify: b
                "plan again" for k, iris in taken.items()}
 
 
-def _check_changed_since(plan: Plan, journal: Journal, client: Client) -> dict[str, str]:
-    """key -> why, of the updates (PATCH, PUT) still to do whose record no longer holds, in a
+def _check_changed_since(plan: Plan, journal: Journal, client: Client) -> tuple[dict[str, str], set[str]]:
+    """(key -> why, of the updates (PATCH, PUT) still to do whose record no longer holds, in a
     field the update sends, what the plan saw (`Operation.snapshot`; issue 5's drift check):
     sent, they would overwrite what someone changed since (an address goes whole, lists
-    complete, crm-api.md §8.2). The records are re-read together (`_reread`: identifiers[]
-    30 values a request, or a full listing when cheaper), not one GET each as `--verify`
-    does; a record whose identifiers changed is read by its IRI."""
+    complete, crm-api.md §8.2); the keys of those whose record holds what they send already
+    (`_holds`: another run or a person made the change since), which need no request). The
+    records are re-read together (`_reread`: identifiers[] 30 values a request, or a full
+    listing when cheaper), not one GET each as `--verify` does; a record whose identifiers
+    changed is read by its IRI."""
     todo = [o for o in plan.operations if drift_checked(o) and journal.state(o.key) not in ("done", "drifted")]
     if not todo:
-        return {}
+        return {}, set()
     records = _reread(client, todo, [o.iri for o in todo])
     for o in todo:  # identifiers changed since (rare): its record by its IRI
         if o.iri not in records:
@@ -278,7 +284,9 @@ def _check_changed_since(plan: Plan, journal: Journal, client: Client) -> dict[s
     if out:
         log.warning("%s record(s) the plan updates were changed by others since it was made: those "
                     "updates are not sent (drifted); plan again to update them", len(out))
-    return out
+    held = {o.key for o in todo if o.key not in out and o.method == "PATCH" and o.iri in records
+            and _holds(records[o.iri], _fill_refs(o.body, made))}
+    return out, held
 
 
 def _held_by(creates: list[Operation], records: list[dict]) -> dict[str, list[str]]:
@@ -316,9 +324,13 @@ def _run_op(op: Operation, journal: Journal, client: Client, verify: bool) -> An
             journal.record(op.key, "done", iri=found, status=None, detail="resolved after a lost answer")
             return None
     if verify and (op.iri or _is_org_create(op)):
-        drift = _changed(op, client.get(op.iri), body) if op.iri else _exists_now(op, client, journal)
+        now = client.get(op.iri) if op.iri else None
+        drift = _changed(op, now, body) if op.iri else _exists_now(op, client, journal)
         if drift:
             journal.record(op.key, "drifted", detail=drift)
+            return None
+        if now is not None and op.method == "PATCH" and _holds(now, body):
+            _record_held(op, journal)
             return None
     for _ in range(3):  # an uncertain write is resolved by lookup, then resent at most twice
         journal.record(op.key, "sent")
@@ -455,6 +467,28 @@ def _same_record(record: dict, body: dict) -> bool:
         all(record.get(k) == v for k, v in body.items() if not isinstance(v, (list, dict)))
 
 
+HELD = "the record already holds what the plan sends (changed so since the plan): nothing sent"
+"""Report note of an update `_holds` found done already."""
+
+
+def _record_held(op: Operation, journal: Journal) -> None:
+    """Journal an update whose record holds what it sends already as done without a request:
+    `unchanged` in the report (`HELD`), unless this plan's own write of it, interrupted before
+    its answer was journaled (`sent`), made it so: then it was patched."""
+    if journal.state(op.key) == "sent":
+        journal.record(op.key, "done", iri=op.iri, detail="resolved after a lost answer (the record holds it)")
+    else:
+        journal.record(op.key, "done", iri=op.iri, held=True, detail=HELD)
+
+
+def _holds(now: dict, body: dict) -> bool:
+    """Whether record `now` holds every field a merge patch `body` sends (RFC 7396: the
+    fields it names, embedded objects key by key; null ≡ missing), so sending it changes
+    nothing."""
+    return all(canon(_subset(now.get(k), v), drop_null=True) == canon(v, drop_null=True)
+               for k, v in body.items())
+
+
 def _changed(op: Operation, now: dict, body: dict) -> str | None:
     """What of the fields `op` sends `now` (the record) holds otherwise than the plan saw,
     and otherwise than `body` (the op's body, refs filled) would make it: a write of an
@@ -578,7 +612,8 @@ def _report(plan: Plan, journal: Journal, mismatches: dict, requests: int, start
             outcome, note = "planned", "not applied yet (--limit): apply the plan again to do it"
         elif outcome is None:
             state = entry.get("state")
-            outcome = OP_OUTCOME[r["op"]] if state == "done" else "drifted" if state == "drifted" else "failed"
+            outcome = ("unchanged" if entry.get("held") else OP_OUTCOME[r["op"]]) if state == "done" else \
+                "drifted" if state == "drifted" else "failed"
             note = "; ".join(x for x in (entry.get("detail"), mismatches.get(key)) if x) or None
         changes = r.get("changes") or (by_key[key].changes if key in by_key else [])
         rows.append(_row(plan, r, outcome, entry.get("iri") or r.get("iri"), changes, entry.get("status"), note))

@@ -200,6 +200,28 @@ def test_drifted_record_is_not_overwritten(crm, tmp_path):
     assert client.get(victim.iri)["website"] == "https://someone-else.example" and not again.ok
 
 
+@pytest.mark.parametrize("verify", [False, True], ids=["saved-plan", "verify"])
+def test_an_update_whose_record_holds_its_values_already_is_not_sent(crm, tmp_path, verify):
+    """Someone (another plan of the same sheet, a person) made a saved plan's change since it
+    was made: its patches would change nothing, so they are not sent and report `unchanged`
+    (a trial saw them sent again and counted `patched`); the other patches go as planned."""
+    p, path = _plan(crm, tmp_path)
+    patches = [o for o in p.operations if o.op == "patch"]
+    client = Client(crm.url, TEST_KEY, requests_per_minute=None)
+    for o in patches[:2]:  # the plan's own change, made by someone else
+        client.patch(o.iri, o.body)
+    crm.clear_log()
+    report = apply(p, client, plan_path=path, reconcile=False, verify=verify)
+    sent = {r.path for r in crm.requests if r.method == "PATCH"}
+    assert sent == {o.iri for o in patches[2:]}
+    outcome = dict(report.rows.select("row_number", "outcome").iter_rows())
+    assert [outcome[o.row_numbers[0]] for o in patches[:2]] == ["unchanged", "unchanged"]
+    assert all(outcome[o.row_numbers[0]] == "patched" for o in patches[2:]) and report.ok
+    note = report.rows.filter(report.rows["row_number"] == patches[0].row_numbers[0])["note"][0]
+    assert note.startswith("the record already holds what the plan sends")
+    _assert_state_equals_plan(crm)
+
+
 def test_creates_whose_records_others_made_since_the_plan_are_not_sent(crm, tmp_path, caplog, monkeypatch):
     """Another import created three of a saved plan's organizations after it was made: apply
     lists the organizations created since (one request to count, one to list), sends none of
