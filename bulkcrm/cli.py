@@ -404,11 +404,12 @@ def export_cmd(ctx, template_path, out, q, owner, tags, segments, archived, crea
 
 @cli.command("sandbox")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Loopback address only.")
-@click.option("--port", type=int, default=8000, show_default=True, help="0 picks a free port.")
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True, help="0 picks a free port.")
 @click.option("--db", type=click.Path(dir_okay=False), default=None, help="SQLite file (default: in memory).")
 @click.option("--api-key", "api_keys", multiple=True, help="Accepted key (repeatable). Default: 'sandbox'.")
 @click.option("--tenant", default="default", show_default=True, help="Tenant of the keys.")
-@click.option("--rate-limit", default="20/60", show_default=True, help="N/SECONDS per tenant, or 'off'.")
+@click.option("--rate-limit", default="20/60", show_default=True,
+              help="N/SECONDS per tenant (N alone: per 60 s), or 'off'.")
 @click.option("--latency-ms", type=int, default=0, help="Added latency per request.")
 @click.option("--error-rate", type=float, default=0.0, help="Share of requests answered 500/502/503.")
 @click.option("--drop-rate", type=float, default=0.0, help="Share of writes committed, then dropped.")
@@ -465,7 +466,8 @@ def _stopped(e: BaseException, resume: str, resumable: bool) -> None:
     the run (`resumable`), how; exit 130 (Ctrl-C), 143 (SIGTERM), 75 (the API is down) or 1 (the
     key was rejected), with `--json` also the JSON error."""
     why, code = _interruption(e) or (str(e), _exit_code(e))
-    tail = (f" The journal is saved; resume with:\n  {resume}" if resumable else
+    fix = "with the right key, " if isinstance(e, AuthError) else ""
+    tail = (f" The journal is saved; {fix}resume with:\n  {resume}" if resumable else
             " Nothing was written to the CRM.")  # no journal: stopped before any write
     click.echo(f"\nStopped ({why}).{tail}", err=True)
     if click.get_current_context().obj.get("json"):

@@ -241,7 +241,8 @@ def _kept_blank_notes(blanks: pl.DataFrame, shown: int = 5) -> list[str]:
     where = ", ".join(f"row {rn} {f}" for rn, f in blanks.head(shown).iter_rows())
     more = f" and {blanks.height - shown} more" if blanks.height > shown else ""
     return [f"blank cells leave {blanks.height} field value(s) as stored ({where}{more}): the template "
-            "has `empty: ignore`; to clear a field from a blank cell, set `empty: clear`"]
+            "has `empty: ignore`; to clear a field from a blank cell, set `empty: clear` (for the "
+            "whole template: then every blank cell of a single-value field clears it)"]
 
 
 def _names(cache: LookupCache, tags: list[str], ops: pl.DataFrame) -> dict[str, str]:

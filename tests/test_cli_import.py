@@ -659,3 +659,14 @@ def test_apply_limit_sends_a_pilot_and_the_next_run_does_the_rest(runner, crm, t
     assert len(writes(crm)) == 81
     titles = [o["title"] for o in crm.store.all("organizations", tenant="tenant-a")]
     assert len(titles) == 91 == len(set(titles))
+
+
+def test_a_key_rejected_while_applying_says_to_resume_with_the_right_key(runner, crm, tmp_path):
+    """A saved plan applied with a wrong key stops at its first request (exit 1, nothing
+    written) and says the resume needs the right key."""
+    plan_file = tmp_path / "p.json"
+    assert run(runner, crm, "plan", str(SAMPLE), "-t", str(TEMPLATE), "--out", str(plan_file))[0] == 0
+    result = runner.invoke(cli, ["apply", str(plan_file), "--base-url", crm.url, "--api-key", "not-the-key"])
+    assert result.exit_code == 1 and writes(crm) == []
+    assert "The journal is saved; with the right key, resume with:\n  bulkcrm apply" in result.output
+    assert "not-the-key" not in result.output

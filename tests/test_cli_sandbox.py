@@ -84,6 +84,8 @@ def test_what_the_sandbox_cannot_use_is_one_clear_line(runner, tmp_path):
         result = runner.invoke(cli, ["sandbox", "--port", str(port)])
     assert result.exit_code == 2 and f"127.0.0.1:{port} is in use" in result.output
     assert "--port 0" in result.output and not isinstance(result.exception, OSError)
+    result = runner.invoke(cli, ["sandbox", "--port", "99999"])  # was an OverflowError (a trial)
+    assert result.exit_code == 2 and "99999 is not in the range 0<=x<=65535" in result.output
     sheet = tmp_path / "orgs.csv"
     sheet.write_text("name\nAcme\n", encoding="utf-8")
     result = runner.invoke(cli, ["sandbox", "--port", "0", "--db", str(sheet)])

@@ -507,7 +507,8 @@ def test_a_blank_cell_that_leaves_a_value_as_stored_is_named_in_the_plan(crm, cl
     assert [r["op"] for r in p.rows] == ["unchanged"] * 3
     (note,) = [n for n in p.notes if n.startswith("blank")]
     assert note == ("blank cells leave 2 field value(s) as stored (row 2 website, row 3 description): the "
-                    "template has `empty: ignore`; to clear a field from a blank cell, set `empty: clear`")
+                    "template has `empty: ignore`; to clear a field from a blank cell, set `empty: clear` "
+                    "(for the whole template: then every blank cell of a single-value field clears it)")
     assert f"  note: {note}" in render_plan(p)
     cleared = plan(sheet, parse_template({"resource": "organizations", "identifiers": ["customerId"],
                                           "empty": "clear", "fields": fields}, path="w.yaml", sha256="t"), client)
