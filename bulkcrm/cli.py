@@ -141,15 +141,16 @@ def _notes_not_exported(template) -> str:
 
 
 def _check_input(file: str, template_path: str | None = None, strategy: str | None = None) -> None:
-    """A missing input, or a `--match-strategy` the template's (always present) identifiers
-    cannot use, is named before any target is opened (an embedded sandbox would be created for
-    nothing)."""
+    """A missing input, a template that does not load, or a `--match-strategy` the template's
+    (always present) identifiers cannot use, is named before any target is opened (an embedded
+    sandbox would be created for nothing, and a `Target:` line would suggest one was used)."""
     from .read import check_input_path
+    from .template import load_template
     check_input_path(file)
-    if template_path and strategy == "lookup":
+    template = load_template(template_path) if template_path else None
+    if template is not None and strategy == "lookup":
         from .match import check_strategy
-        from .template import load_template
-        check_strategy(load_template(template_path).for_columns(())[0], strategy)  # optional ones: later
+        check_strategy(template.for_columns(())[0], strategy)  # optional ones: later
 
 
 def _open(ctx, base_url, api_key, max_rate, embedded_db=EMBEDDED_DB, read_only: bool = False) -> Target:

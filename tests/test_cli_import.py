@@ -485,6 +485,14 @@ def test_a_missing_input_is_named_before_any_sandbox_is_made(runner, tmp_path, m
         out = json.loads(result.stdout.strip().splitlines()[-1])
         assert result.exit_code == 2 and out["error"] == "input" and "nope.csv: file not found" in out["message"]
     assert not (tmp_path / ".bulkcrm").exists() and not (tmp_path / "p.journal.jsonl.lock").exists()
+    # nor for a template that does not load (a trial saw `Target: a new, empty embedded sandbox`
+    # above the template's error: one had been made)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("fields:\n  titel: companyName\n", encoding="utf-8")
+    for cmd in (["import", str(SAMPLE), "-t", str(bad)], ["plan", str(SAMPLE), "-t", str(bad), "--out", "p.json"]):
+        result = runner.invoke(cli, cmd)
+        assert result.exit_code == 2 and "fields.titel" in result.output and "Target:" not in result.output
+    assert not (tmp_path / ".bulkcrm").exists()
 
 
 def test_dry_run_keeps_the_real_runs_report(runner, crm, tmp_path, monkeypatch):
