@@ -135,6 +135,8 @@ def _apply(plan: Plan, client: Client, journal: Journal, *, plan_path: str | Pat
     if not fresh and not verify:  # a saved plan: records others changed since are not overwritten
         drifted, held = _check_changed_since(plan, journal, client)
         taken |= drifted
+    if client.requests_sent > start_requests:  # the checks' reads fill the window of a resume too
+        journal.record(CHECKS_KEY, "read", requests=client.requests_sent - start_requests)
     results: dict[str, Any] = {}  # key -> the server's answer to a write of this run
     total = len(plan.operations)
     already = _done(plan, journal)
@@ -466,6 +468,10 @@ def _same_record(record: dict, body: dict) -> bool:
         phones == {p["phoneNumber"] for p in body.get("phoneNumbers") or []} and \
         all(record.get(k) == v for k, v in body.items() if not isinstance(v, (list, dict)))
 
+
+CHECKS_KEY = "checks"
+"""Journal key of the reads a run made before its first write (`Journal.send_times` counts
+them); never an operation's key (`row:…`, `tag:…`, `note:…`, `delete:…`)."""
 
 HELD = "the record already holds what the plan sends (changed so since the plan): nothing sent"
 """Report note of an update `_holds` found done already."""

@@ -105,10 +105,13 @@ class Journal:
             os.fsync(f.fileno())
 
     def send_times(self) -> list[float]:
-        """Unix times (seconds) of the operations that sent a request: the last state change
-        of each (`t`), leaving out failures decided without a request (a failed dependency)."""
+        """Unix times (seconds) of the requests the journal knows of: the last state change of
+        each operation that sent one (`t`; not a failure decided without a request, such as a
+        failed dependency), and an entry's `requests` times over (the reads a run made before
+        its first write, `apply.CHECKS_KEY`)."""
         return [e["t"] for e in self.entries.values()
-                if "t" in e and not (e.get("state") == "failed" and e.get("status") is None)]
+                if "t" in e and not (e.get("state") == "failed" and e.get("status") is None)
+                for _ in range(int(e.get("requests", 1)))]
 
     def iris(self) -> dict[str, str]:
         """key -> IRI of every operation done (to fill `$ref:` placeholders); kept up to date

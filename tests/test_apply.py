@@ -517,6 +517,36 @@ def test_a_resume_right_after_ctrl_c_counts_the_stopped_runs_writes(crm, tmp_pat
         crm.set_rate_limit(None)
 
 
+def test_a_resume_right_after_ctrl_c_counts_the_stopped_runs_checks_too(crm, tmp_path):
+    """A saved plan's apply reads before its first write (the organizations created since);
+    stopped after two writes, its resume counts those reads with the writes (the journal), so
+    its own first requests wait instead of meeting a 429 (a trial's resume 6 s after a stop)."""
+    crm.set_rate_limit(4, 2.0)
+    try:
+        template = parse_template(TEMPLATE, path="t.yaml", sha256="x")
+        sheet = tmp_path / "orgs.csv"
+        sheet.write_text("title,email,website,phone\n" + "".join(
+            f"Nieuw {i} B.V.,nieuw{i}@firma.example,,\n" for i in range(6)), encoding="utf-8")
+        p = plan(sheet, template, Client(crm.url, TEST_KEY, requests_per_minute=4, window_s=2.0))
+        path = p.save(tmp_path / "plan.json")
+        time.sleep(2.1)  # the plan's lookup leaves the window
+
+        def ctrl_c(done, total, client):
+            if done:  # after the first batch of 2 (the first call, 0, comes before any write)
+                raise KeyboardInterrupt
+
+        first = Client(crm.url, TEST_KEY, requests_per_minute=4, window_s=2.0)
+        with pytest.raises(KeyboardInterrupt):
+            apply(p, first, plan_path=path, reconcile=False, batch_size=2, progress=ctrl_c)
+        assert first.requests_sent == 3  # the check and two writes
+        resumed = Client(crm.url, TEST_KEY, requests_per_minute=4, window_s=2.0)  # a new process's
+        report = apply(Plan.load(path), resumed, plan_path=path, reconcile=False)
+        assert report.ok and report.counts()["created"] == 6 and report.summary["already_done"] == 2
+        assert resumed.throttled == 0 and 429 not in {r.status for r in crm.requests}
+    finally:
+        crm.set_rate_limit(None)
+
+
 def test_sigterm_stops_like_ctrl_c_and_the_resume_completes(crm, tmp_path):
     """A scheduler's timeout sends SIGTERM: the run stops with the resume command (exit 143,
     `--json` says so on stdout), and the resume ends with every record once; its JSON gives
