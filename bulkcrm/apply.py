@@ -156,7 +156,7 @@ def _apply(plan: Plan, client: Client, journal: Journal, *, plan_path: str | Pat
             elif todo:
                 results[op.key] = _run_op(op, journal, client, verify)
             if progress and (n % batch_size == 0 or n == total or time.monotonic() - shown >= PROGRESS_EVERY_S):
-                progress(n, total, client)
+                progress(n - len(left), total, client)  # what `limit` leaves is not done
                 shown = time.monotonic()
     except BaseException:  # stopped (Ctrl-C, SIGTERM, an API that is down): how far it got
         if progress and total:

@@ -106,9 +106,9 @@ def _apply(p: Plan, target: Target, plan_path, *, reconcile, progress, batch_siz
            echo: Echo | None = None, fresh: bool = False, limit: int | None = None) -> Report:
     bar = _progress_bar(len(p.operations)) if progress and p.operations else None
     try:
-        return apply(p, target.client, plan_path=plan_path, batch_size=batch_size, verify=verify,
-                     reconcile=reconcile, target=target.label, progress=bar,
-                     notify=echo if progress else None, fresh=fresh, limit=limit)
+        report = apply(p, target.client, plan_path=plan_path, batch_size=batch_size, verify=verify,
+                       reconcile=reconcile, target=target.label, progress=bar,
+                       notify=echo if progress else None, fresh=fresh, limit=limit)
     except BaseException:  # Ctrl-C, SIGTERM, an API that is down: a log shows where it stopped
         if bar is not None:
             bar.last_line()
@@ -116,6 +116,9 @@ def _apply(p: Plan, target: Target, plan_path, *, reconcile, progress, batch_siz
     finally:
         if bar is not None:
             bar.close()
+    if bar is not None:  # a run `limit` ended before the last operation: where it stopped
+        bar.last_line()
+    return report
 
 
 class _progress_bar:
