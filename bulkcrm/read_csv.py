@@ -207,7 +207,8 @@ def _consistency(sample: str, delimiter: str) -> tuple[bool, float, int]:
 
 def parse_csv(text: str | None, delimiter: str, *, raw: bytes | None = None) -> pl.DataFrame:
     """Parse decoded CSV text into a grid: `row_number` (Int64, line where the record starts),
-    `n_fields` (Int64) and `c0..cN` (String; "" for an empty field, null past a short row's end).
+    `n_fields` (Int64) and `c0..cN` (String; "" or null for an empty field, null past a short
+    row's end).
 
     Simple files (no lone CR, every quoted field within one line, same field count on every
     line) go through polars' CSV reader; anything else through Python's csv module (RFC 4180:
@@ -264,7 +265,8 @@ def _parse_regular(raw: bytes, d: str) -> pl.DataFrame | None:
         counts = _quote_counts(raw, d) if b'"' in raw else (0, 0)
         if counts is None:
             return None
-        df = pl.read_csv(raw, has_header=False, separator=d, quote_char='"',
+        # an empty field read as null, as `read` makes it anyway (and polars reads faster)
+        df = pl.read_csv(raw, has_header=False, separator=d, quote_char='"', null_values=[""],
                          schema=dict.fromkeys(_cols(width), pl.String))
     except Exception:  # noqa: BLE001 - a row longer than the first...: the checking paths
         return None

@@ -42,6 +42,20 @@ NORTHWIND = [  # (phone, country as in the sheet, E.164 or unchanged)
 ]
 
 
+def test_squish_finds_what_its_regex_finds():
+    """`squish` looks for its work with literals (`_SQUISH_FIND`): they must flag exactly the
+    values the regex `_SQUISH` changes, over every character `\\s` knows, alone and in pairs."""
+    from bulkcrm.transforms import _SQUISH, _SQUISH_FIND
+
+    chars = [chr(c) for c in range(0x3100)]
+    ws = pl.Series(chars).str.contains(r"^\s$")
+    assert sorted(pl.Series(chars).filter(ws).to_list()) == sorted(set("".join(_SQUISH_FIND)))
+    spaces = [c for c, w in zip(chars, ws) if w]
+    values = pl.Series([f"a{x}b" for x in spaces] + [f"a{x}{y}b" for x in spaces for y in spaces] + ["a b", "ab"])
+    assert values.str.contains_any(_SQUISH_FIND).to_list() == values.str.contains(_SQUISH).to_list()
+    assert run(["a\u00a0b", "a \u2003 b", "a b"], TRANSFORMS["squish"].clean) == ["a b", "a b", "a b"]
+
+
 def test_phone_northwind_with_row_country():
     phones, countries, expected = zip(*NORTHWIND)
     out = run(list(phones), lambda e: T["phone"].clean(e, region=pl.col("c")), c=list(countries))
