@@ -489,59 +489,41 @@ def test_a_finished_plan_applied_again_sends_nothing(crm, tmp_path):
     assert again.ok and again.counts()["created"] == N_NEW and again.summary["reconciled"] is False
 
 
-def test_a_resume_right_after_ctrl_c_counts_the_stopped_runs_writes(crm, tmp_path):
-    """The journal's send times fill the new process's window: its first writes wait instead
-    of meeting a 429 the stopped run's writes would cause."""
+def _stopped_after_first_batch(crm, tmp_path, rows: int, batch: int):
+    """Plan `rows` creates at 4 requests / 2 s, save the plan, wait until its lookup leaves
+    the window, then apply it and stop it with Ctrl-C after its first batch of `batch` writes.
+    Returns (plan path, the stopped run's client)."""
+    template = parse_template(TEMPLATE, path="t.yaml", sha256="x")
+    sheet = tmp_path / "orgs.csv"
+    sheet.write_text("title,email,website,phone\n" + "".join(
+        f"Nieuw {i} B.V.,nieuw{i}@firma.example,,\n" for i in range(rows)), encoding="utf-8")
+    p = plan(sheet, template, Client(crm.url, TEST_KEY, requests_per_minute=4, window_s=2.0))
+    path = p.save(tmp_path / "plan.json")
+    time.sleep(2.1)  # the plan's lookup leaves the window
+
+    def ctrl_c(done, total, client):
+        if done:  # after the first batch (the first call, 0, comes before any write)
+            raise KeyboardInterrupt
+
+    first = Client(crm.url, TEST_KEY, requests_per_minute=4, window_s=2.0)
+    with pytest.raises(KeyboardInterrupt):
+        apply(p, first, plan_path=path, reconcile=False, batch_size=batch, progress=ctrl_c)
+    return path, first
+
+
+@pytest.mark.parametrize(("rows", "batch"), [(8, 4), (6, 2)])
+def test_a_resume_right_after_ctrl_c_counts_the_stopped_runs_requests(crm, tmp_path, rows, batch):
+    """The journal's send times fill the new process's window: its first requests wait instead
+    of meeting a 429 the stopped run's requests would cause. Those are its writes and the reads
+    a saved plan's apply sends before its first write (the organizations created since), which
+    the journal counts too (a trial's resume 6 s after a stop)."""
     crm.set_rate_limit(4, 2.0)
     try:
-        template = parse_template(TEMPLATE, path="t.yaml", sha256="x")
-        sheet = tmp_path / "orgs.csv"
-        sheet.write_text("title,email,website,phone\n" + "".join(
-            f"Nieuw {i} B.V.,nieuw{i}@firma.example,,\n" for i in range(8)), encoding="utf-8")
-        p = plan(sheet, template, Client(crm.url, TEST_KEY, requests_per_minute=4, window_s=2.0))
-        path = p.save(tmp_path / "plan.json")
-        time.sleep(2.1)  # the plan's lookup leaves the window
-
-        def ctrl_c(done, total, client):
-            if done:  # after the first batch of 4 (the first call, 0, comes before any write)
-                raise KeyboardInterrupt
-
-        first = Client(crm.url, TEST_KEY, requests_per_minute=4, window_s=2.0)
-        with pytest.raises(KeyboardInterrupt):
-            apply(p, first, plan_path=path, reconcile=False, batch_size=4, progress=ctrl_c)
+        path, first = _stopped_after_first_batch(crm, tmp_path, rows=rows, batch=batch)
+        assert first.requests_sent == 1 + batch  # the check and the first batch's writes
         resumed = Client(crm.url, TEST_KEY, requests_per_minute=4, window_s=2.0)  # a new process's
         report = apply(Plan.load(path), resumed, plan_path=path, reconcile=False)
-        assert report.ok and report.counts()["created"] == 8 and report.summary["already_done"] == 4
-        assert resumed.throttled == 0 and 429 not in {r.status for r in crm.requests}
-    finally:
-        crm.set_rate_limit(None)
-
-
-def test_a_resume_right_after_ctrl_c_counts_the_stopped_runs_checks_too(crm, tmp_path):
-    """A saved plan's apply reads before its first write (the organizations created since);
-    stopped after two writes, its resume counts those reads with the writes (the journal), so
-    its own first requests wait instead of meeting a 429 (a trial's resume 6 s after a stop)."""
-    crm.set_rate_limit(4, 2.0)
-    try:
-        template = parse_template(TEMPLATE, path="t.yaml", sha256="x")
-        sheet = tmp_path / "orgs.csv"
-        sheet.write_text("title,email,website,phone\n" + "".join(
-            f"Nieuw {i} B.V.,nieuw{i}@firma.example,,\n" for i in range(6)), encoding="utf-8")
-        p = plan(sheet, template, Client(crm.url, TEST_KEY, requests_per_minute=4, window_s=2.0))
-        path = p.save(tmp_path / "plan.json")
-        time.sleep(2.1)  # the plan's lookup leaves the window
-
-        def ctrl_c(done, total, client):
-            if done:  # after the first batch of 2 (the first call, 0, comes before any write)
-                raise KeyboardInterrupt
-
-        first = Client(crm.url, TEST_KEY, requests_per_minute=4, window_s=2.0)
-        with pytest.raises(KeyboardInterrupt):
-            apply(p, first, plan_path=path, reconcile=False, batch_size=2, progress=ctrl_c)
-        assert first.requests_sent == 3  # the check and two writes
-        resumed = Client(crm.url, TEST_KEY, requests_per_minute=4, window_s=2.0)  # a new process's
-        report = apply(Plan.load(path), resumed, plan_path=path, reconcile=False)
-        assert report.ok and report.counts()["created"] == 6 and report.summary["already_done"] == 2
+        assert report.ok and report.counts()["created"] == rows and report.summary["already_done"] == batch
         assert resumed.throttled == 0 and 429 not in {r.status for r in crm.requests}
     finally:
         crm.set_rate_limit(None)
