@@ -162,7 +162,8 @@ def match_rows(rows: pl.DataFrame, template: Template, client: Client, *,
     """Match rows to records (see module docstring).
 
     Args:
-        rows: valid mapped rows (`row_number`, field columns, optional `__iri`, `__raw.*`).
+        rows: mapped rows (`row_number`, field columns, optional `__iri`, `__raw.*`); `plan`
+            passes every row, also those it does not write (invalid): they claim records too.
         template: gives the identifiers in priority order.
         client: API client; every request it sends is counted in `Matches.requests`.
         strategy: `auto` (cost model), `lookup` (`identifiers[]`) or `scan` (list everything).

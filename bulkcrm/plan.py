@@ -171,7 +171,9 @@ def _plan(source: str | Path | Sheet, template: Template, client: Client, *, mod
     bad = {i.row_number for i in resolved.issues}
     rows = resolved.rows.filter(~pl.col("row_number").is_in(list(bad))) if bad else resolved.rows
     matched_at = now_utc()  # records created from here on may be missing from what matching sees
-    matches = match_rows(rows, template, client, strategy=strategy)
+    # every row claims the records its IRI and identifiers name, also a row that is not written
+    # (invalid): another row naming such a record is a conflict, never a takeover of it
+    matches = match_rows(mapped, template, client, strategy=strategy)
     clock.seconds["fetch"] = round(matches.fetch_seconds, 4)
     clock.lap("match")
     clock.seconds["match"] = round(clock.seconds["match"] - matches.fetch_seconds, 4)
@@ -287,7 +289,7 @@ def _decide(mapped: pl.DataFrame, rows: pl.DataFrame, matches, template: Templat
     errors = {i.row_number for i in issues if i.severity == "error" and i.type not in CONFLICT_TYPES}
     conflict_rows = set(matches.conflicts["row_number"].to_list())
     raw_ids = [c for c in rows.columns if c.startswith("__raw.")]  # matching's; not needed here
-    joined = rows.drop(raw_ids).hstack(matches.iri.select("iri", "rec"))  # one per row, in order
+    joined = rows.drop(raw_ids).hstack(_of_rows(matches.iri, rows).select("iri", "rec"))  # in order
     skip = conflict_rows | errors
     ok = joined.filter(~pl.col("row_number").is_in(list(skip))) if skip else joined
     with ThreadPoolExecutor(1) as pool:  # creates need no record: built beside the patches
@@ -298,6 +300,14 @@ def _decide(mapped: pl.DataFrame, rows: pl.DataFrame, matches, template: Templat
     tags = [t for t in tags if f"tag:{t}" in used]  # not for rows that are invalid or conflict
     ops = pl.concat([ops_frame([_tag_op(t) for t in tags]), org_ops]) if tags else org_ops
     return _row_frame(mapped, joined, changed, matches.conflicts, errors, mode, template, org_ops), ops, zeros, blanks
+
+
+def _of_rows(iri: pl.DataFrame, rows: pl.DataFrame) -> pl.DataFrame:
+    """The lines of `Matches.iri` (one per mapped row, in order) of `rows` (a subset of the
+    mapped rows, in order), one per row of `rows`."""
+    if iri.height == rows.height:
+        return iri
+    return iri.filter(pl.col("row_number").is_in(rows["row_number"].implode()))
 
 
 def _create_ops(ok: pl.DataFrame, mode: str, template: Template, tags: list[str]) -> pl.DataFrame:
@@ -438,7 +448,7 @@ def _same_title_issues(rows: pl.DataFrame, matches, template: Template, file: st
     if not other:
         return []
     skip = matches.conflicts["row_number"].implode()
-    new = rows.select("row_number", "title", *other).hstack(matches.iri.select("iri")).filter(
+    new = rows.select("row_number", "title", *other).hstack(_of_rows(matches.iri, rows).select("iri")).filter(
         pl.col("iri").is_null() & pl.col("title").is_not_null() & ~pl.col("row_number").is_in(skip))
     if not new.height:
         return []
