@@ -54,7 +54,7 @@ class Sheet:
             `formula-without-result`, `merged-cell`, `numeric-cell`), each with file, sheet,
             row_number, column, cell (XLSX ref such as `B2`) and value.
         path: the path as given. sheet_name: worksheet read (None for CSV).
-        encoding: Python codec name used for CSV (`utf-8`, `utf-16-le`, `cp1252`, `mac-roman`...),
+        encoding: Python codec name used for CSV (`utf-8`, `utf-8-sig`: with a BOM, `utf-16-le`, `cp1252`, `mac-roman`...),
             None for Excel. delimiter: CSV delimiter, None for Excel.
         header_row: 1-based line (CSV) or row (Excel) number of the header.
         sha256: hex SHA-256 of the file's bytes as read (the plan records it).

@@ -36,7 +36,7 @@ DELIMITERS = (",", ";", "\t", "|")
 _SAMPLE_CHARS = 32_768
 _BOMS = (  # longest first: the UTF-32 LE BOM starts with the UTF-16 LE BOM
     (codecs.BOM_UTF32_LE, "utf-32-le"), (codecs.BOM_UTF32_BE, "utf-32-be"),
-    (codecs.BOM_UTF8, "utf-8"), (codecs.BOM_UTF16_LE, "utf-16-le"),
+    (codecs.BOM_UTF8, "utf-8-sig"), (codecs.BOM_UTF16_LE, "utf-16-le"),
     (codecs.BOM_UTF16_BE, "utf-16-be"),
 )
 
@@ -59,7 +59,8 @@ def _utf8_sample(data: bytes) -> str | None:
 
 def decode(data: bytes, encoding: str | None, where: str) -> tuple[str, str, list[int]]:
     """Decode CSV bytes; return `(text, codec name, lines read as cp1252 in a UTF-8 file)`.
-    BOM and NUL characters are removed.
+    BOM and NUL characters are removed; UTF-8 with a BOM is named `utf-8-sig` (Python's codec
+    name), so that what is written back for the same reader (a with-status copy) gets one too.
 
     Order: forced `encoding`; a BOM (UTF-8/16/32); NUL-heavy UTF-16 without BOM; strict UTF-8;
     UTF-8 with some lines in cp1252 (`decode_mixed`, codec name `MIXED`);

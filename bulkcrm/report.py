@@ -363,8 +363,9 @@ def _with_status(input_frame: pl.DataFrame, report: Report, sheet: str | None = 
 def copy_format(encoding: str | None, delimiter: str | None) -> tuple[str, bool]:
     """(separator, UTF-8 BOM) of the with-status CSV copy of an input read with `encoding` and
     `delimiter` (`read.Sheet`'s): the input's own delimiter, so a European Excel that wrote
-    `;` splits it again, and a BOM unless the input was plain UTF-8: Excel reads a CSV as
-    UTF-8 only with one (a cp1252 or UTF-16 input came from a Windows program)."""
+    `;` splits it again, and a BOM unless the input was plain UTF-8 (without one): Excel reads
+    a CSV as UTF-8 only with one (a cp1252 or UTF-16 input came from a Windows program; a
+    UTF-8 one with a BOM, `utf-8-sig`, from Excel's "CSV UTF-8")."""
     return (delimiter or ","), encoding not in (None, "utf-8")
 
 

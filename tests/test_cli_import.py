@@ -645,6 +645,12 @@ def test_the_with_status_copy_of_a_windows_csv_keeps_its_delimiter_and_opens_in_
     plain.write_text("naam,email,plaats\nCafé Müller,a@x.example,Zürich\n", encoding="utf-8")
     assert run(runner, crm, "import", str(plain), "-t", str(t), "--report", str(tmp_path / "r3"))[0] == 0
     assert (tmp_path / "r3" / "plain.with-status.csv").read_bytes().startswith(b"naam,email,plaats,crm_iri")
+    # Excel's "CSV UTF-8" (a BOM, `;`): its copy keeps the BOM, or Excel reads it as cp1252
+    marked = tmp_path / "marked.csv"
+    marked.write_bytes(b"\xef\xbb\xbf" + "naam;email;plaats\nCafé Noir;c@x.example;Gent\n".encode())
+    assert run(runner, crm, "import", str(marked), "-t", str(t), "--report", str(tmp_path / "r4"))[0] == 0
+    assert (tmp_path / "r4" / "marked.with-status.csv").read_bytes().startswith(
+        b"\xef\xbb\xbf" + "naam;email;plaats;crm_iri".encode())
 
 
 def test_apply_limit_sends_a_pilot_and_the_next_run_does_the_rest(runner, crm, tmp_path):

@@ -18,7 +18,7 @@ def test_br01_bom_glued_to_quoted_first_header():
     assert sheet.frame.columns == ["row_number", "title", "website", "email", "phone", "country"]
     assert sheet.frame["title"].to_list() == ["Bakkerij Zonneveld B.V.", "Houtbouw Meijer"]
     assert sheet.frame["row_number"].to_list() == [2, 3]
-    assert sheet.encoding == "utf-8" and sheet.issues == []
+    assert sheet.encoding == "utf-8-sig" and sheet.issues == []
 
 
 def test_br02_semicolon_detected_and_comma_stays_in_value():
