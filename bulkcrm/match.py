@@ -177,9 +177,10 @@ def match_rows(rows: pl.DataFrame, template: Template, client: Client, *,
     unsearchable = check_strategy(template, strategy)
     values = _lookup_values(rows, ids, template) if strategy != "scan" else []
     notes: list[str] = []
-    cost = math.ceil(len(values) / BATCH) + explicit.height if strategy == "lookup" else None
+    gets = _gets_expected(explicit, ids)
+    cost = math.ceil(len(values) / BATCH) + gets if strategy == "lookup" else None
     if strategy == "auto":
-        strategy, note, cost = _choose(client, len(values), explicit.height, unsearchable)
+        strategy, note, cost = _choose(client, len(values), gets, unsearchable)
         notes.append(note)
     _announce(client, strategy, cost)
     t0 = time.perf_counter()
@@ -201,6 +202,16 @@ def match_rows(rows: pl.DataFrame, template: Template, client: Client, *,
                    strategy=strategy, requests=client.requests_sent - start, notes=notes,
                    frame=frame, fetch_seconds=fetched,
                    total=len(records) if strategy == "scan" else None)
+
+
+def _gets_expected(explicit: pl.DataFrame, ids: pl.DataFrame) -> int:
+    """The GETs a lookup is expected to send for explicit IRIs (`_get_explicit`: one per IRI
+    the `identifiers[]` requests did not find): one per distinct IRI of the rows without an
+    identifier value; a row with one (an export's) is expected to be found by it."""
+    if not explicit.height:
+        return 0
+    bare = explicit.filter(~pl.col("row_number").is_in(ids["row_number"].implode()))
+    return bare["iri"].n_unique()
 
 
 def check_strategy(template: Template, strategy: str) -> list[str]:
@@ -274,7 +285,8 @@ def _lookup_values(rows: pl.DataFrame, ids: pl.DataFrame, template: Template) ->
 
 
 def _choose(client: Client, n_values: int, n_explicit: int, unsearchable: list[str]) -> tuple[str, str, int]:
-    """Cost model: identifiers[] lookups + one GET per explicit IRI vs one full listing; a scan
+    """Cost model: identifiers[] lookups + the GETs expected for explicit IRIs (`n_explicit`,
+    `_gets_expected`) vs one full listing; a scan
     whenever an identifier has no API filter (`unsearchable`), as only a listing can match it.
     Returns (strategy, the plan's note on it, its cost in requests)."""
     searchable = not unsearchable

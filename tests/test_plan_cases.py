@@ -705,3 +705,20 @@ def test_an_invalid_row_still_claims_its_record(crm, client, tmp_path, typo):
     assert p.operations == []
     assert "rows 2, 3" in p.rows[1]["note"] and "hunter@crosby.example" in p.rows[1]["note"]
     assert client.get(iri)["title"] == "Crosby Inc"
+
+
+def test_an_exports_iri_column_does_not_inflate_the_lookup_estimate(crm, client, tmp_path):
+    """A re-imported export names each row's record by IRI and by its identifiers: the lookup
+    finds the records by their identifiers and sends no GET per IRI, so the cost model must not
+    count one (a trial: "lookup would cost 98" for 91 rows, which took 7; it chose a scan)."""
+    orgs = [{"@id": f"/organizations/6f1c2a4e-0011-4000-8000-{i:012d}", "title": f"Org {i}",
+             "emailAddresses": [{"email": f"info@org{i}.example"}]} for i in range(100)]
+    crm.seed({"organizations": orgs})
+    sheet = tmp_path / "export.csv"
+    sheet.write_text("crm_iri,title,email\n" + "".join(
+        f"{o['@id']},Org {i},info@org{i}.example\n" for i, o in enumerate(orgs[:20])), encoding="utf-8")
+    t = parse_template({"identifiers": ["emailAddresses"], "fields": {"title": "title", "emailAddresses": "email"}})
+    crm.clear_log()
+    p = plan(sheet, t, client)
+    assert p.strategy == "lookup" and p.counts()["unchanged"] == 20
+    assert len(crm.requests) == p.requests_spent == 1  # one identifiers[] request of 20 values
