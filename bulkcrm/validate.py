@@ -305,7 +305,8 @@ def _bad_values(rule: _Rule, m: Mapping, rows: pl.DataFrame,
     out = []
     for rn in rows["row_number"]:
         original = originals.get(rn, {})
-        out += [(rn, _column_holding(v, m, original), v) for v in bad.get(rn, [])] or [(rn, cols[0], None)]
+        out += [(rn, c, _as_typed(v, original.get(c)))
+                for v in bad.get(rn, []) for c in [_column_holding(v, m, original)]] or [(rn, cols[0], None)]
     return out
 
 
@@ -315,6 +316,16 @@ def _column_holding(value: str, m: Mapping, original: dict) -> str | None:
         if cell and (value in cell or value.lower() in cell.lower()):
             return c
     return m.columns[0] if m.columns else None
+
+
+def _as_typed(value: str, cell: str | None) -> str:
+    """`value` (an item as compared: trimmed, an e-mail in lower case) as `cell` has it, so an
+    issue quotes what the user can find in the sheet; `value` itself when the cell's case
+    mapping changes its length or the cell does not hold it."""
+    if not cell or value in cell or len(cell.lower()) != len(cell):
+        return value
+    at = cell.lower().find(value.lower())
+    return cell[at:at + len(value)] if at >= 0 else value
 
 
 def _issue(rule: _Rule, row_number: int, column: str | None, value: str | None,

@@ -38,6 +38,16 @@ def test_max_length_and_every_failure_at_once():
     assert v.valid["row_number"].to_list() == [2]
 
 
+def test_a_bad_list_item_is_quoted_as_the_cell_has_it():
+    """A bad e-mail is named as typed, not in the lower case it is compared in: the user looks
+    for that text in the sheet (a trial: `Mary Smith <mary@smith.com>` was quoted lower-cased)."""
+    v = _check({"title": "t", "emailAddresses": {"column": "e", "split": ";"}},
+               [{"t": "A", "e": "Info@A.example; Mary Smith <Mary@Smith.com>"}])
+    (issue,) = v.issues.to_dicts()
+    assert (issue["column"], issue["value"]) == ("e", "Mary Smith <Mary@Smith.com>")
+    assert '"Mary Smith <Mary@Smith.com>" breaks' in issue["message"]
+
+
 def test_an_email_address_in_the_website_column_is_no_website():
     """The url transform gives `info@firm.example` a scheme; as a URL its host would be
     firm.example with a user part `info` (RFC 3986 §3.2.1): refused with a hint, as any user
