@@ -447,7 +447,15 @@ def _row_records(mapped: pl.DataFrame, targets: pl.DataFrame, bad: set, conflict
 
 def _mirror(part: NotesPart, targets: pl.DataFrame, not_ok: set, by_iri: dict, kept: set) -> None:
     """Mirror mode: a DELETE for each listed note that no row matches, per involved organization
-    whose note rows are all fine (crm-api.md §8.3: DELETE a note, 204)."""
+    whose note rows are all fine (crm-api.md §8.3: DELETE a note, 204); none at all while a
+    row names no organization that exists (a typo in its reference): it may be one of theirs."""
+    orphans = targets.filter(pl.col("org").is_null())["row_number"].to_list()
+    if orphans:
+        shown = ", ".join(map(str, orphans[:5])) + (f" and {len(orphans) - 5} more" if len(orphans) > 5 else "")
+        part.notes.append(f"mirror: no note deleted: note row(s) {shown} name no organization that "
+                          "exists, so the organization they belong to is not known; fix them, then "
+                          "mirror again")
+        return
     known = targets.filter(pl.col("org").is_not_null() & ~pl.col("org").str.starts_with(REF_PREFIX))
     unsafe = set(known.filter(pl.col("row_number").is_in(list(not_ok)))["org"].to_list())
     if unsafe:

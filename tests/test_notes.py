@@ -231,6 +231,19 @@ def test_mirror_mode_deletes_exactly_the_listed_notes(crm_cats, client, tmp_path
     assert [r.method for r in writes(crm_cats)] == ["POST", "DELETE", "DELETE"]
 
 
+def test_mirror_mode_deletes_nothing_while_a_row_names_no_known_organization(crm_cats, client, tmp_path):
+    """A note row whose organization reference has a typo belongs to an organization nobody
+    can name, perhaps one whose notes mirror mode would delete: it deletes none (a trial: a
+    mistyped customer id lost its organization's note)."""
+    sheet = _mirror_setup(crm_cats, tmp_path)
+    rows = sheet.read_text(encoding="utf-8").splitlines()
+    sheet.write_text("\n".join(rows[:2] + [rows[2].replace("A1", "A9")] + rows[3:]) + "\n", encoding="utf-8")
+    p = plan(sheet, notes_template(), client, mirror_notes=True)
+    assert [r["op"] for r in p.rows if r["row_number"] == 3] == ["invalid"]
+    assert not [o for o in p.operations if o.method == "DELETE"]
+    assert any("no note deleted: note row(s) 3 name no organization" in n for n in p.notes)
+
+
 def test_duplicates_and_ambiguous_matches_are_conflicts(crm_cats, client, tmp_path):
     crm_cats.seed({"organizations": [{"@id": "/organizations/o1", "title": "A", "customerId": "A1"}],
                    "notes": [{"@id": f"/organizations/o1/notes/{n}", "description": "twice",
