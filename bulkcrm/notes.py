@@ -465,8 +465,9 @@ def _mirror(part: NotesPart, targets: pl.DataFrame, not_ok: set, by_iri: dict, k
         if iri in kept or note["__org"] in unsafe:
             continue
         title = _preview(note.get("title"), note.get("description"))
-        changes = [{"field": "description", "before": json.dumps(note.get("description"),
-                                                                 ensure_ascii=False), "after": None}]
+        # every field it holds, so the plan shows what goes and the report keeps what restores it
+        changes = [{"field": f, "before": json.dumps(note[f], ensure_ascii=False), "after": None}
+                   for f in NOTE_WRITABLE if note.get(f) is not None]
         part.operations.append(Operation(
             key=f"delete:{iri}", op="delete", method="DELETE", path=iri, body={}, row_numbers=[],
             iri=iri, title=title, changes=changes, resource=RESOURCE))

@@ -462,6 +462,9 @@ def _row_lines(r: dict, quoted: dict[str, str]) -> list[str]:
     elif r["op"] == "create":  # what the POST sends, as terraform shows a resource it adds
         lines += [f"      {ch['field']}: {replace_quoted(ch['after'], quoted)}" for ch in r["changes"] or []
                   if ch["after"] is not None and not (ch["field"] == "title" and title)]
+    elif r["op"] == "delete":  # what goes (a mirror delete of a note)
+        lines += [f"      {ch['field']}: {replace_quoted(ch['before'], quoted)} → (deleted)"
+                  for ch in r["changes"] or [] if ch["before"] is not None]
     if r.get("note"):
         lines.append(f"      {r['note']}")
     return lines

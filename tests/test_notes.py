@@ -12,7 +12,7 @@ from bulkcrm.apply import apply
 from bulkcrm.client import Client
 from bulkcrm.errors import TemplateError
 from bulkcrm.notes_export import export_notes
-from bulkcrm.plan import Plan, plan
+from bulkcrm.plan import Plan, plan, render_plan
 from bulkcrm.template import load_template, parse_template
 from tests.conftest import REPO
 
@@ -144,7 +144,6 @@ def test_one_sheet_note_follows_its_new_organization(crm_cats, client, tmp_path)
 
 
 def test_plan_text_lists_a_note_skipped_with_its_organization_but_not_mode_skips(crm_cats, client, tmp_path):
-    from bulkcrm.plan import render_plan
     sheet = write_csv(tmp_path / "s.csv", ["company", "email", "notes"],
                       [["Acme", "info@acme.example", "Hello."], ["Acme B", "info@acme.example", ""],
                        ["Globex", "hello@globex.example", "Call back."]])
@@ -223,6 +222,12 @@ def test_mirror_mode_deletes_exactly_the_listed_notes(crm_cats, client, tmp_path
         ("POST", "/organizations/o1/notes"), ("DELETE", "/organizations/o1/notes/n2"),
         ("DELETE", "/organizations/o1/notes/n3")]
     assert any("/organizations/o3" in n for n in p.notes)     # o3 has an invalid row: untouched
+    # each delete keeps every field of the note: the plan shows it, the report can restore it
+    assert {c["field"]: c["before"] for c in deletes[0]["changes"]} == {
+        "createdAt": '"2024-01-02T00:00:00+00:00"', "description": '"gone"', "flagged": "false",
+        "isPrivate": "false", "category": '"/note_categories/c1"'}
+    text = render_plan(p)
+    assert '  - note delete /organizations/o1/notes/n2 "gone"\n      createdAt: "2024-01-02T00:00:00+00:00" → (deleted)' in text
     crm_cats.clear_log()
     report = run(p, client, tmp_path)
     assert report.counts()["deleted"] == 2 and report.counts()["created"] == 1
