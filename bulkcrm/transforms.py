@@ -65,6 +65,14 @@ class Transform:
             names |= {p.name for p in params if p.kind is p.KEYWORD_ONLY}
         return names
 
+    def defaults(self) -> dict[str, object]:
+        """Option name -> its default in `clean` or `render` (options without one left out)."""
+        out: dict[str, object] = {}
+        for fn in (self.render, self.clean):
+            out |= {p.name: p.default for p in inspect.signature(fn).parameters.values()
+                    if p.kind is p.KEYWORD_ONLY and p.default is not p.empty}
+        return out
+
 
 def _identity(expr: pl.Expr, **_: object) -> pl.Expr:
     return expr
@@ -313,7 +321,26 @@ def _parse_spec(spec: str | Mapping) -> tuple[Transform, dict]:
     if unknown:
         raise TemplateError(f"transform {name!r} has no option {', '.join(sorted(unknown))}; "
                             f"options: {', '.join(sorted(transform.options())) or 'none'}")
+    _check_option_types(transform, options)
     return transform, options
+
+
+_OPTION_TYPES = ((bool, "true or false"), (int, "a whole number"), (str, "text"))
+"""An option whose default has one of these types takes only values of it (YAML: a quoted
+"false" is text, and text is true)."""
+
+
+def _check_option_types(transform: Transform, options: dict) -> None:
+    """Raise TemplateError for an option value of another type than the option's default."""
+    defaults = transform.defaults()
+    for opt, value in options.items():
+        default = defaults.get(opt)
+        for kind, words in _OPTION_TYPES:
+            if isinstance(default, kind):
+                if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+                    raise TemplateError(f"option {opt} of transform {transform.name!r} is {words}, "
+                                        f"not {value!r}")
+                break
 
 
 def _resolve(transform: Transform, options: dict, context: Mapping[str, pl.Expr] | None) -> dict:

@@ -380,6 +380,13 @@ def test_chain_order_and_errors():
         apply_transforms(pl.col("v"), [{"phone": {"regoin": "NL"}}])
     with pytest.raises(TemplateError, match="transform 'iri' needs option collection"):
         apply_transforms(pl.col("v"), ["iri"])
+    # an option's value has the type of its default: a quoted "false" is no false (a trial's
+    # dates were read day first with `dayfirst: "false"`)
+    for value in ("false", "yes please", 0):
+        with pytest.raises(TemplateError, match="option dayfirst of transform 'datetime' is true or false, not"):
+            apply_transforms(pl.col("v"), [{"datetime": {"dayfirst": value}}])
+    with pytest.raises(TemplateError, match="option time_zone of transform 'datetime' is text, not 5"):
+        apply_transforms(pl.col("v"), [{"datetime": {"time_zone": 5}}])
     with pytest.raises(TemplateError, match="only once"):
         apply_transforms(pl.col("v"), ["split", "split"])
     with pytest.raises(TemplateError, match="one-key mapping"):
