@@ -136,6 +136,7 @@ class _progress_bar:
         self.started = self.logged = time.monotonic()
         self.seen: tuple | None = None   # the last update (done, total, client)
         self.printed: int | None = None  # `done` of the last line printed
+        self.paced: tuple[int, float] | None = None  # (done, time) at this run's first operation
 
     def __call__(self, done: int, total: int, client) -> None:
         self.seen = (done, total, client)
@@ -143,6 +144,8 @@ class _progress_bar:
             now = time.monotonic()
             if self.first:  # the operations an earlier run did: not this run's pace
                 self.start = done
+            elif self.paced is None and done > self.start:  # the pace counts from here: the
+                self.paced = (done, now)  # first write may wait for planning's requests to age
             if self.first or done == total or now - self.logged >= self.LOG_EVERY_S:
                 self.logged, self.first = now, False
                 self._print(done, total, client)
@@ -156,9 +159,9 @@ class _progress_bar:
             self.close()
 
     def _print(self, done: int, total: int, client) -> None:
-        self.printed = done
-        print(_progress_line(done, total, client, time.monotonic() - self.started, self.start),
-              file=sys.stderr, flush=True)
+        self.printed, now = done, time.monotonic()
+        per_op = (now - self.paced[1]) / (done - self.paced[0]) if self.paced and done > self.paced[0] else None
+        print(_progress_line(done, total, client, now - self.started, per_op), file=sys.stderr, flush=True)
 
     def last_line(self) -> None:
         """A log's line of the last update when it was not printed (a stopped run's count;
@@ -172,16 +175,16 @@ class _progress_bar:
             self.bar = None
 
 
-def _progress_line(done: int, total: int, client, elapsed_s: float, start: int = 0) -> str:
+def _progress_line(done: int, total: int, client, elapsed_s: float, per_op_s: float | None = None) -> str:
     """`apply: 25/200 operations, 27 requests (0 throttled), 1.3 min, about 9.1 min left`; the
-    time left at this run's pace so far (`start`: operations done when it began, by an earlier
-    run), and at least what the client's rate allows (the first window's requests go out at
-    once); before any, what the rate allows."""
+    time left at this run's pace (`per_op_s`: seconds per operation since this run's first
+    one; None before a second one), and at least what the client's rate allows (the first
+    window's requests go out at once); without a pace, what the rate allows."""
     rate = getattr(client, "requests_per_minute", None)
     at_rate = (total - done) / rate if rate else 0.0
-    left = (f", about {max(elapsed_s / (done - start) * (total - done) / 60, at_rate):.1f} min left"
-            if start < done < total else f", about {at_rate:.1f} min at {rate:g}/min" if done < total and rate
-            else "")
+    paced = per_op_s * (total - done) / 60 if per_op_s is not None else 0.0
+    left = (f", about {max(paced, at_rate):.1f} min left" if per_op_s is not None and done < total
+            else f", about {at_rate:.1f} min at {rate:g}/min" if done < total and rate else "")
     return (f"apply: {done}/{total} operations, {client.requests_sent} requests "
             f"({client.throttled} throttled), {elapsed_s / 60:.1f} min{left}")
 

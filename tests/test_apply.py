@@ -597,11 +597,31 @@ def test_the_time_left_is_at_least_what_the_rate_allows():
     from types import SimpleNamespace
     from bulkcrm.pipeline import _progress_line
     client = SimpleNamespace(requests_per_minute=20, requests_sent=21, throttled=0)
-    assert _progress_line(20, 60, client, 6.0) == \
+    assert _progress_line(20, 60, client, 6.0, per_op_s=0.3) == \
         "apply: 20/60 operations, 21 requests (0 throttled), 0.1 min, about 2.0 min left"
     # the line before the first write says what the rate allows
     assert _progress_line(0, 60, client, 0.0) == \
         "apply: 0/60 operations, 21 requests (0 throttled), 0.0 min, about 3.0 min at 20/min"
-    # a resume starts at what the stopped run did, and its pace counts this run's only
-    assert _progress_line(40, 60, client, 0.0, start=40).endswith("about 1.0 min at 20/min")
-    assert _progress_line(50, 60, client, 60.0, start=40).endswith("1.0 min, about 1.0 min left")
+    # a slower pace than the rate's (6 s an operation) sets the time left
+    assert _progress_line(50, 60, client, 60.0, per_op_s=6.0).endswith("1.0 min, about 1.0 min left")
+    # a first write that waited a minute for planning's requests to leave the window sets no
+    # pace (a trial: "1/40 operations, 1.0 min, about 37.4 min left" of a 2-minute run)
+    assert _progress_line(1, 41, client, 60.0).endswith("1.0 min, about 2.0 min at 20/min")
+
+
+def test_the_log_lines_pace_counts_from_the_runs_first_operation(monkeypatch, capsys):
+    """The log's time left counts the pace from this run's first operation on: neither the
+    operations an earlier run did nor the wait before the first write count."""
+    from types import SimpleNamespace
+    from bulkcrm import pipeline
+    now = [0.0]
+    monkeypatch.setattr(pipeline.time, "monotonic", lambda: now[0])
+    monkeypatch.setattr(pipeline.sys.stderr, "isatty", lambda: False)
+    bar = pipeline._progress_bar(41)
+    client = SimpleNamespace(requests_per_minute=20, requests_sent=0, throttled=0)
+    for t, done in [(0.0, 0), (60.0, 1), (63.0, 2), (120.0, 21)]:
+        now[0] = t
+        bar(done, 41, client)
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[0].endswith("about 2.0 min at 20/min")          # the start: what the rate allows
+    assert lines[-1].endswith("2.0 min, about 1.0 min left")      # 20 in 60 s since the first: 3 s each
