@@ -335,9 +335,8 @@ def _run_op(op: Operation, journal: Journal, client: Client, verify: bool) -> An
             _record_held(op, journal)
             return None
     for _ in range(3):  # an uncertain write is resolved by lookup, then resent at most twice
-        journal.record(op.key, "sent")
-        try:
-            resp = _send(client, op, path, body)
+        try:  # journaled `sent` once it can leave: a stop while it waits for the window left it unsent
+            resp = _send(client, op, path, body, lambda: journal.record(op.key, "sent"))
         except UncertainWriteError as e:
             found = _find_created(op, body, client, path, journal) if op.method == "POST" else None
             if found:
@@ -365,10 +364,11 @@ def _run_op(op: Operation, journal: Journal, client: Client, verify: bool) -> An
     return None
 
 
-def _send(client: Client, op: Operation, path: str, body: dict):
+def _send(client: Client, op: Operation, path: str, body: dict, before_send: Callable[[], None]):
     if op.method == "DELETE":
-        return client.delete(path)
-    return {"POST": client.post, "PATCH": client.patch, "PUT": client.put}[op.method](path, body)
+        return client.delete(path, before_send=before_send)
+    return {"POST": client.post, "PATCH": client.patch, "PUT": client.put}[op.method](
+        path, body, before_send=before_send)
 
 
 def _problem(e: ApiError) -> str:

@@ -291,21 +291,22 @@ class Client:
         body = self.request("GET", path, params=params).body
         return body if isinstance(body, dict) else {}
 
-    def post(self, path: str, body: Mapping[str, Any]) -> Response:
-        """Create: POST `body` as `application/ld+json` (crm-api.md §3); 201 expected."""
-        return self.request("POST", path, body=body, content_type=JSON_LD)
+    def post(self, path: str, body: Mapping[str, Any], **kw: Any) -> Response:
+        """Create: POST `body` as `application/ld+json` (crm-api.md §3); 201 expected. `kw`:
+        `request`'s `before_send`."""
+        return self.request("POST", path, body=body, content_type=JSON_LD, **kw)
 
-    def put(self, path: str, body: Mapping[str, Any]) -> Response:
+    def put(self, path: str, body: Mapping[str, Any], **kw: Any) -> Response:
         """Replace: PUT `body` as `application/ld+json` (crm-api.md §3, §8 PUT semantics)."""
-        return self.request("PUT", path, body=body, content_type=JSON_LD)
+        return self.request("PUT", path, body=body, content_type=JSON_LD, **kw)
 
-    def patch(self, path: str, body: Mapping[str, Any]) -> Response:
+    def patch(self, path: str, body: Mapping[str, Any], **kw: Any) -> Response:
         """Update: PATCH a merge patch (RFC 7396) as `application/merge-patch+json` (§3)."""
-        return self.request("PATCH", path, body=body, content_type=MERGE_PATCH)
+        return self.request("PATCH", path, body=body, content_type=MERGE_PATCH, **kw)
 
-    def delete(self, path: str) -> Response:
+    def delete(self, path: str, **kw: Any) -> Response:
         """DELETE `path`; 204 expected (crm-api.md §3)."""
-        return self.request("DELETE", path)
+        return self.request("DELETE", path, **kw)
 
     def iter_pages(self, path: str, params: Mapping[str, Any] | None = None) -> Iterator[dict]:
         """Yield each collection page (keys `member`, `totalItems`, `view`, crm-api.md §6),
@@ -328,8 +329,11 @@ class Client:
 
     # -- the request loop -----------------------------------------------------------------
     def request(self, method: str, path: str, *, params: Mapping[str, Any] | None = None,
-                body: Mapping[str, Any] | None = None, content_type: str | None = None) -> Response:
-        """Send one call with pacing and retries; see the class docstring for what it raises."""
+                body: Mapping[str, Any] | None = None, content_type: str | None = None,
+                before_send: Callable[[], None] | None = None) -> Response:
+        """Send one call with pacing and retries; see the class docstring for what it raises.
+        `before_send` runs once, when the first attempt has its slot of the window and is
+        about to leave (apply journals the write as sent then, not before a wait)."""
         method = method.upper()
         url = self._url(path, params)
         rel = self._rel(url)
@@ -338,6 +342,12 @@ class Client:
         attempts = throttled = 0
         while True:
             waited, slot = self._window.acquire()
+            if before_send is not None and not attempts:
+                try:
+                    before_send()
+                except BaseException:
+                    self._window.answered(slot)
+                    raise
             attempts += 1
             self.requests_sent += 1
             try:

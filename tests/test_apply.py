@@ -625,3 +625,35 @@ def test_the_log_lines_pace_counts_from_the_runs_first_operation(monkeypatch, ca
     lines = capsys.readouterr().err.splitlines()
     assert lines[0].endswith("about 2.0 min at 20/min")          # the start: what the rate allows
     assert lines[-1].endswith("2.0 min, about 1.0 min left")      # 20 in 60 s since the first: 3 s each
+
+
+def test_a_stop_while_waiting_for_the_rate_limit_leaves_the_operation_unsent(crm, tmp_path):
+    """An operation is journaled `sent` once its request can leave, not before its wait for a
+    slot of the window: stopped during that wait (Ctrl-C), it was never sent, and the resume
+    sends it without first looking for it (a trial saw `sent` 58 s before `done`)."""
+    from tests.conftest import FakeClock
+
+    template = parse_template(TEMPLATE, path="t.yaml", sha256="x")
+    sheet = tmp_path / "orgs.csv"
+    sheet.write_text("title,email,website,phone\n" + "".join(
+        f"Nieuw {i} B.V.,nieuw{i}@firma.example,,\n" for i in range(3)), encoding="utf-8")
+    p = plan(sheet, template, Client(crm.url, TEST_KEY))
+    path = p.save(tmp_path / "plan.json")
+    clock = FakeClock()
+
+    def ctrl_c(seconds):  # the third write must wait a window: the user stops it meanwhile
+        raise KeyboardInterrupt
+
+    limited = Client(crm.url, TEST_KEY, requests_per_minute=2, clock=clock, sleep=ctrl_c)
+    with pytest.raises(KeyboardInterrupt):
+        apply(p, limited, plan_path=path, reconcile=False, fresh=True)
+    lines = [json.loads(x) for x in journal_path(path).read_text().splitlines()[1:]]
+    states = {}
+    for e in lines:
+        states[e["key"]] = e["state"]
+    done = list(states.values()).count("done")
+    assert done and set(states.values()) == {"done"}   # the one that waited: not journaled at all
+    crm.clear_log()
+    report = apply(Plan.load(path), Client(crm.url, TEST_KEY), plan_path=path, reconcile=False, fresh=True)
+    assert report.ok and report.summary["already_done"] == done
+    assert [r.method for r in crm.requests] == ["POST"] * (3 - done)  # no lookup of one never sent
