@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import polars as pl
 
 from .client import Client
-from .errors import Issue, place, with_cell
+from .errors import Issue, did_you_mean, place, with_cell
 from .template import Lookup, Template
 
 REF_PREFIX = "$ref:"
@@ -136,7 +136,19 @@ def _resolve_names(lookup: Lookup, names: list[str], client: Client | None,
             mapping[name] = f"{REF_PREFIX}tag:{name.strip()}"
             creates.append(name.strip())
         else:
-            issues[name] = ("unknown-lookup", f'"{name}" matches no {lookup.collection} {lookup.by}; '
-                            f"use an existing one, its IRI /{lookup.collection}/{{id}}, or add it to the "
-                            "template's lookup table")
+            issues[name] = ("unknown-lookup", f'"{name}" matches no {lookup.collection} {lookup.by}'
+                            f"{_known(name, lookup, remote, cache)}; use an existing one, its IRI "
+                            f"/{lookup.collection}/{{id}}, or add it to the template's lookup table")
     return mapping, issues, creates
+
+
+def _known(name: str, lookup: Lookup, remote: dict[str, list[str]], cache: LookupCache,
+           shown: int = 12) -> str:
+    """` (did you mean 'Call'?); known: Call, E-mail, …` of a listed collection (`remote`:
+    all of it; not users, which are looked up by e-mail): the names as the API spells them,
+    listed when there are at most `shown`."""
+    if lookup.collection == "users":
+        return ""
+    known = sorted({cache.display.get(i, k) for k, iris in remote.items() for i in iris}, key=str.lower)
+    listed = f"; known: {', '.join(known)}" if 0 < len(known) <= shown else ""
+    return did_you_mean(name.strip(), known) + listed

@@ -284,6 +284,9 @@ def test_row_issues_name_the_column(crm_cats, client, tmp_path):
                    (5, "not-found", "customerID"), (6, "missing-required", "category"),
                    (6, "missing-required", "customerID")}
     assert "no organization matches customerID 'ZZ'" in next(i["message"] for i in p.issues if i["row_number"] == 5)
+    # an unknown name lists the known ones (a short collection) and the closest
+    assert '"Lunch" matches no note_categories title; known: Call, E-mail, Meeting, Note; use' in next(
+        i["message"] for i in p.issues if i["row_number"] == 3)
     assert {(i["type"], i["cell"]) for i in p.issues if i["row_number"] == 5} == {("not-found", "A5")}
     assert p.operations == [] and {r["op"] for r in p.rows} == {"invalid"}
     with pytest.raises(TemplateError, match=r"notes.yaml:fields: the API requires 'category'"):

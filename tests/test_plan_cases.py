@@ -220,6 +220,11 @@ def test_tag_names_resolve_and_unknown_names_are_issues(crm, client, tmp_path):
     assert p.operations[0].body["tags"] == ["/tags/1"]
     (issue,) = [i for i in p.issues if i["type"] == "unknown-lookup"]
     assert issue["row_number"] == 3 and issue["value"] == "Nope" and issue["cell"] == "M3"  # the tags column
+    typo_sheet = tmp_path / "typo.csv"
+    typo_sheet.write_text(sheet.read_text(encoding="utf-8").replace("Nope", "VIPP"), encoding="utf-8")
+    (typo,) = [i for i in plan(typo_sheet, parse_template(doc, path="x"), client).issues
+               if i["type"] == "unknown-lookup"]
+    assert "\"VIPP\" matches no tags title (did you mean 'VIP'?); known: VIP; use" in typo["message"]
     doc["fields"]["tags"]["lookup"] = {"create_missing": True}
     p2 = plan(sheet, parse_template(doc, path="x"), client)
     assert [o.key for o in p2.operations] == ["tag:Nope", "row:2", "row:3"]
