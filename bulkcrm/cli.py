@@ -22,6 +22,7 @@ import click
 
 from .errors import (ApiError, AuthError, BulkcrmError, ConfigError, InputError, JournalError, PlanError,
                      TemplateError, TransientApiError)
+from .client import redact
 from .target import EMBEDDED_DB, Target, open_target
 
 
@@ -87,7 +88,31 @@ def handle_errors(fn):
             _fail(e, obj.get("debug", False), obj.get("json", False))
         except KeyboardInterrupt as e:  # a command without a journal to resume
             _stopped(e, "", resumable=False)
+        except (click.exceptions.Exit, click.ClickException, SystemExit):
+            raise
+        except Exception as e:  # noqa: BLE001 - a bug of ours: one line, not a traceback
+            _internal(e, obj.get("debug", False), obj.get("json", False))
     return wrapper
+
+
+EX_SOFTWARE = 70
+"""Exit code of an error bulkcrm did not foresee (sysexits.h: internal software error)."""
+
+
+def _internal(e: Exception, debug: bool, as_json: bool) -> None:
+    """An unforeseen exception: a short message (`--debug` re-raises it, with its traceback),
+    exit `EX_SOFTWARE`. What was journaled stays so: apply's resume picks up from it."""
+    if debug:
+        raise e
+    ctx = click.get_current_context(silent=True)
+    keys = [os.environ.get("BULKCRM_API_KEY"), (ctx.params.get("api_key") if ctx else None)]
+    detail = redact(f"{type(e).__name__}: {e}", [k for k in keys if k])  # never the key
+    click.echo(f"Error: internal error ({detail}); this is a bug in bulkcrm: please report it "
+               "with the command; run it again with --debug to see where it happened", err=True)
+    if as_json:
+        payload = {"ok": False, "error": "internal", "message": detail, "exit_code": EX_SOFTWARE}
+        click.echo(json.dumps(payload, ensure_ascii=False))
+    sys.exit(EX_SOFTWARE)
 
 
 def target_options(fn):

@@ -150,6 +150,9 @@ def country_table(aliases: Mapping[str, str] | None = None) -> dict[str, str]:
         TemplateError: an alias maps to a code that is not ISO 3166-1 alpha-2.
     """
     table = dict(_base_country_table())
+    if aliases is not None and not isinstance(aliases, Mapping):
+        raise TemplateError("country aliases are a mapping of name: ISO 3166-1 alpha-2 code, e.g. "
+                            f"{{aliases: {{Holland: NL}}}}, not {aliases!r}", key="aliases")
     if aliases:
         bad = {k: v for k, v in aliases.items() if str(v).upper() not in ALPHA2}
         if bad:

@@ -306,12 +306,28 @@ def load_template(path: str | Path) -> Template:
     p = Path(path)
     try:
         text = p.read_text(encoding="utf-8")
-        doc = yaml.safe_load(text)
+        doc = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader
     except FileNotFoundError:
         raise TemplateError("template file not found", path=str(p)) from None
     except (OSError, yaml.YAMLError, UnicodeDecodeError) as e:
         raise TemplateError(f"cannot read YAML: {e}", path=str(p)) from None
     return parse_template(doc, path=str(p), sha256=hashlib.sha256(text.encode()).hexdigest())
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's SafeLoader that refuses a key given twice in one mapping (YAML 1.2 §3.2.1.1:
+    keys are unique); PyYAML itself keeps the last, so a pasted second `title:` would win."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen: set = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if isinstance(key, str) and key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"the key {key} is given twice in one mapping (keep one)",
+                    key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
 
 
 def parse_template(doc: Any, *, path: str = "<template>", sha256: str = "") -> Template:
@@ -540,11 +556,16 @@ def _mapping(name: str, spec: Any, resource: str, mode: str, err: _Err,
         if resource == "organization_notes":
             raise err("optional columns are for organization fields (a note's fields make its "
                       "content key)", key)
+    required, max_length = first.get("required", rule.get("required", False)), first.get("max_length")
+    if not isinstance(required, bool):
+        raise err("true or false", f"{key}.required")
+    if max_length is not None and (isinstance(max_length, bool) or not isinstance(max_length, int)
+                                   or max_length < 1):
+        raise err("a whole number of characters, 1 or more", f"{key}.max_length")
     return Mapping(
         field=name, kind=rule["kind"], sources=sources, policy=policy,
         lookup=_lookup(first.get("lookup"), rule, err, f"{key}.lookup"),
-        required=bool(first.get("required", rule.get("required", False))),
-        max_length=first.get("max_length"),
+        required=required, max_length=max_length,
         render=tuple(sorted((first.get("render") or {}).items())),
         resource=resource,
     )
@@ -570,18 +591,49 @@ def _source(spec: Any, rule: dict, err: _Err, key: str) -> Source:
     type_map = spec.get("type_map") or {}
     if not isinstance(type_map, dict):
         raise err("expected a mapping of sheet word -> phoneType", f"{key}.type_map")
+    phone_type = _phone_type(spec.get("type"), err, f"{key}.type")
+    type_map = {k: _phone_type(v, err, f"{key}.type_map") for k, v in type_map.items()}
+    _check_value(spec, rule, err, key)
     _check_transforms(transforms, rule, err, f"{key}.transforms")
     split = spec.get("split")
+    if split is not None and (not isinstance(split, str) or not split):
+        raise err("a separator is text, e.g. split: ';'", f"{key}.split")
+    if split is not None and rule["kind"] not in ("emails", "list", "phones"):
+        raise err("only list fields are split (emailAddresses, phoneNumbers, tags, ...); to keep "
+                  "part of a value, use the extract transform", f"{key}.split")
     if split is None and rule["kind"] in ("emails", "list", "phones") and "column" in spec:
         split = ";"
     optional = spec.get("optional", False)
     if not isinstance(optional, bool) or (optional and "column" not in spec):
         raise err("optional is true or false, for a column", f"{key}.optional")
     return Source(column=spec.get("column"), value=spec.get("value"), transforms=tuple(
-        _freeze(t) for t in transforms), split=split, phone_type=spec.get("type"),
+        _freeze(t) for t in transforms), split=split, phone_type=phone_type,
         type_column=spec.get("type_column"),
         type_map=tuple((str(k).strip().lower(), str(v)) for k, v in type_map.items()),
         optional=optional)
+
+
+def _phone_type(value: Any, err: _Err, key: str) -> str | None:
+    """A template's phoneType word (`type`, a `type_map` value) in the API's spelling, lower
+    case (crm-api.md §8.2); None stays None."""
+    from .normalize import PHONE_TYPES
+    if value is None:
+        return None
+    if str(value).strip().lower() not in PHONE_TYPES:
+        raise err(f"{value!r} is no phoneType; use one of {', '.join(PHONE_TYPES)} (crm-api.md §8.2)", key)
+    return str(value).strip().lower()
+
+
+def _check_value(spec: dict, rule: dict, err: _Err, key: str) -> None:
+    """A constant (`value:`) is one scalar; a list field's may also be a list of them."""
+    if "value" not in spec:
+        return
+    value, one = spec["value"], (str, int, float, bool)
+    if isinstance(value, one) or (rule["kind"] in ("emails", "list", "phones") and isinstance(value, list)
+                                  and all(isinstance(v, one) for v in value)):
+        return
+    raise err("one value (text, number or true/false)" + (", or a list of them" if rule["kind"] in (
+        "emails", "list", "phones") else ""), f"{key}.value")
 
 
 def _check_transforms(specs: list, rule: dict, err: _Err, key: str) -> None:

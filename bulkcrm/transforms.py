@@ -310,6 +310,9 @@ def _parse_spec(spec: str | Mapping) -> tuple[Transform, dict]:
         name, options = spec, {}
     elif isinstance(spec, Mapping) and len(spec) == 1:
         name, options = next(iter(spec.items()))
+        if options is not None and not isinstance(options, Mapping):
+            raise TemplateError(f"transform {name!r} takes its options as a mapping, e.g. "
+                                f"{{{name}: {{option: value}}}}, not {options!r}")
         options = dict(options or {})
     else:
         raise TemplateError(f"a transform is a name or a one-key mapping, not {spec!r}")

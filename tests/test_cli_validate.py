@@ -109,6 +109,55 @@ def test_a_template_typo_is_told_the_name_it_resembles(runner, tmp_path, doc, sa
     assert result.exit_code == 2 and says in result.output, result.output
 
 
+@pytest.mark.parametrize("doc, says", [
+    ("fields:\n  title: title\n  address.country: {column: country, transforms: [{country: {aliases: [us]}}]}\n",
+     "country aliases are a mapping of name: ISO 3166-1 alpha-2 code"),
+    ("fields:\n  title: title\n  emailAddresses: {column: email, split: 5}\n",
+     "fields.emailAddresses.split: a separator is text"),
+    ("fields:\n  title: title\n  emailAddresses: {column: email, split: true}\n",
+     "fields.emailAddresses.split: a separator is text"),
+    ("fields:\n  title: title\n  website: {column: website, split: ','}\n",
+     "fields.website.split: only list fields are split"),
+    ("fields:\n  title: {column: title, max_length: five}\n",
+     "fields.title.max_length: a whole number of characters, 1 or more"),
+    ("fields:\n  title: {column: title, required: maybe}\n", "fields.title.required: true or false"),
+    ("fields:\n  title: title\n  externalSource: {value: [x]}\n",
+     "fields.externalSource.value: one value (text, number or true/false)"),
+    ("fields:\n  title: title\n  website: {column: website, transforms: [{url: default_scheme}]}\n",
+     "transform 'url' takes its options as a mapping, e.g. {url: {option: value}}"),
+    ("fields:\n  title: {column: title, transforms: [{squish: true}]}\n",
+     "transform 'squish' takes its options as a mapping"),
+    ("fields:\n  title: title\n  phoneNumbers: {column: phone, type: Faks}\n",
+     "fields.phoneNumbers.type: 'Faks' is no phoneType; use one of fax, mobile"),
+    ("fields:\n  title: title\n  phoneNumbers: {column: phone, type_map: {x: faxx}}\n",
+     "fields.phoneNumbers.type_map: 'faxx' is no phoneType"),
+    ("fields:\n  title: title\n  title: website\n", "the key title is given twice in one mapping (keep one)"),
+])
+def test_a_template_mistake_is_an_error_naming_its_key_never_a_traceback(runner, tmp_path, doc, says):
+    """A trial's template mistakes that crashed with a traceback, were read as something else
+    (`required: maybe` as true, a second `title:` over the first) or blamed the data."""
+    t = tmp_path / "t.yaml"
+    t.write_text(doc, encoding="utf-8")
+    result = runner.invoke(cli, ["validate", str(CASES / "BR-01.csv"), "-t", str(t)])
+    assert result.exit_code == 2 and says in result.output and "Traceback" not in result.output, result.output
+
+
+def test_an_unexpected_error_is_a_short_message_not_a_traceback(runner, monkeypatch):
+    """A bug of bulkcrm's own still ends in one clear line (exit 70, EX_SOFTWARE), and `--json`
+    gets its object; `--debug` shows the traceback."""
+    import bulkcrm.pipeline as pipeline
+
+    def broken(*a, **k):
+        raise TypeError("'<' not supported between instances of 'NoneType' and 'int'")
+    monkeypatch.setattr(pipeline, "read", broken)
+    args = ["validate", str(CASES / "BR-01.csv"), "-t", str(REPO / "templates" / "organizations.yaml")]
+    result = runner.invoke(cli, args)
+    assert result.exit_code == 70 and "Traceback" not in result.output
+    assert "internal error (TypeError: '<' not supported" in result.output and "--debug" in result.output
+    result = runner.invoke(cli, [*args, "--json"])
+    assert result.exit_code == 70 and json.loads(result.stdout.strip().splitlines()[-1])["error"] == "internal"
+
+
 def test_a_misspelt_column_names_the_sheets_closest_header(runner, tmp_path):
     sheet = tmp_path / "orgs.csv"
     sheet.write_text("name,E-mail,web\nGood BV,info@good.example,good.example\n", encoding="utf-8")
