@@ -54,7 +54,7 @@ class LookupCache:
             table: dict[str, list[str]] = {}
             for rec in client.list_all(f"/{lookup.collection}"):
                 name = str(rec.get(lookup.by) or "").strip()
-                table.setdefault(name.lower(), []).append(rec["@id"])
+                table.setdefault(name_key(name), []).append(rec["@id"])
                 self.display[rec["@id"]] = name
             self.tables[lookup.collection] = table
         return self.tables[lookup.collection]
@@ -90,6 +90,7 @@ def resolve_lookups(rows: pl.DataFrame, template: Template, client: Client | Non
     """
     cache = cache or LookupCache()
     out = Resolved(rows=rows)
+    created: dict[str, str] = {}  # name_key -> the title a new tag gets (its first spelling)
     for m in template.mappings:
         if m.lookup is None or m.field not in rows.columns:
             continue
@@ -100,7 +101,7 @@ def resolve_lookups(rows: pl.DataFrame, template: Template, client: Client | Non
         names = long["v"].unique(maintain_order=True).to_list()  # first use first: a stable plan
         if not names:
             continue
-        mapping, issues, creates = _resolve_names(m.lookup, names, client, cache)
+        mapping, issues, creates = _resolve_names(m.lookup, names, client, cache, created)
         out.tags_to_create += [c for c in creates if c not in out.tags_to_create]
         column = m.columns[0] if m.columns else m.field
         rows_of = dict(long.filter(pl.col("v").is_in(list(issues))).group_by("v").agg(
@@ -116,10 +117,18 @@ def resolve_lookups(rows: pl.DataFrame, template: Template, client: Client | Non
     return out
 
 
-def _resolve_names(lookup: Lookup, names: list[str], client: Client | None,
-                   cache: LookupCache) -> tuple[dict[str, str], dict[str, tuple[str, str]], list[str]]:
-    static = dict(lookup.table)
-    keys = {n: n.strip().lower() for n in names}
+def name_key(name: str) -> str:
+    """How names are compared: case and runs of whitespace aside (`Architecture  planning`
+    is `architecture planning`), for lookups and for the tags `create_missing` makes alike."""
+    return " ".join(name.split()).lower()
+
+
+def _resolve_names(lookup: Lookup, names: list[str], client: Client | None, cache: LookupCache,
+                   created: dict[str, str]) -> tuple[dict[str, str], dict[str, tuple[str, str]], list[str]]:
+    """(name -> IRI or `$ref:tag:<title>`, name -> (issue type, message), titles to create);
+    `created`: name_key -> title of the tags this run creates, shared by the lookup fields."""
+    static = {name_key(str(k)): v for k, v in lookup.table}
+    keys = {n: name_key(n) for n in names}
     remote: dict[str, list[str]] = {}
     if client is not None and any(k not in static for k in keys.values()):
         remote = cache.names(client, lookup, [k for k in keys.values() if k not in static])
@@ -132,9 +141,10 @@ def _resolve_names(lookup: Lookup, names: list[str], client: Client | None,
         elif len(remote.get(key, [])) > 1:
             issues[name] = ("ambiguous-lookup", f'"{name}" names {len(remote[key])} {lookup.collection}: '
                             f'{", ".join(remote[key])}; use the IRI instead')
-        elif lookup.create_missing:
-            mapping[name] = f"{REF_PREFIX}tag:{name.strip()}"
-            creates.append(name.strip())
+        elif lookup.create_missing:  # one tag per name_key, titled as first written
+            title = created.setdefault(key, " ".join(name.split()))
+            mapping[name] = f"{REF_PREFIX}tag:{title}"
+            creates += [title] if title not in creates else []
         else:
             issues[name] = ("unknown-lookup", f'"{name}" matches no {lookup.collection} {lookup.by}'
                             f"{_known(name, lookup, remote, cache)}; use an existing one, its IRI "

@@ -727,3 +727,25 @@ def test_an_exports_iri_column_does_not_inflate_the_lookup_estimate(crm, client,
     p = plan(sheet, t, client)
     assert p.strategy == "lookup" and p.counts()["unchanged"] == 20
     assert len(crm.requests) == p.requests_spent == 1  # one identifiers[] request of 20 values
+
+
+def test_create_missing_makes_one_tag_of_names_that_differ_in_case_or_spaces(crm, client, tmp_path):
+    """Names are looked up ignoring case and runs of spaces, so they are created so too: one
+    tag for `partnership`, `Partnership` and `partnership ` (a trial made two, and the next run
+    found each name ambiguous), titled as first written, spaces squished."""
+    doc = {"identifiers": ["emailAddresses"], "fields": {
+        "title": "title", "emailAddresses": "email",
+        "tags": [{"column": "kind", "lookup": {"create_missing": True}},
+                 {"column": "category", "lookup": {"create_missing": True}}]}}
+    sheet = tmp_path / "t.csv"
+    sheet.write_text("title,email,kind,category\n"
+                     "A,a@x.example,partnership,Architecture  Planning\n"
+                     "B,b@x.example,Partnership,architecture planning\n"
+                     "C,c@x.example,,PARTNERSHIP\n", encoding="utf-8")
+    t = parse_template(doc, path="x")
+    p = plan(sheet, t, client)
+    assert [o.key for o in p.operations if o.path == "/tags"] == ["tag:partnership", "tag:Architecture Planning"]
+    assert apply(p, client, journal_file=tmp_path / "j.jsonl").ok
+    assert sorted(tag["title"] for tag in client.list_all("/tags")) == ["Architecture Planning", "partnership"]
+    again = plan(sheet, t, client)
+    assert again.counts()["unchanged"] == 3 and not again.issues
