@@ -36,7 +36,7 @@ from .client import Client
 from .diff import field_value, record_schema
 from .errors import InputError, PermanentApiError, TemplateError
 from .lookups import LookupCache
-from .mapping import chain
+from .mapping import chain, constant
 from .read import FORMULA_TRIGGERS
 from .report import neutralise_csv
 from .template import Lookup, Mapping, Source, Template
@@ -178,7 +178,7 @@ def _notes_sheet(template: Template, kind: str, client: Client, names: NameCache
 def _constants_filter(template: Template) -> Callable[[list[dict]], list[dict]]:
     """Keep the records whose constant fields hold the template's constants (the records this
     template imported); the API cannot filter on them (crm-api.md §8.3), so this is local."""
-    constants = [(m.field, m.sources[0].value) for m in template.mappings
+    constants = [(m.field, constant(m, template)) for m in template.mappings
                  if m.kind in ("scalar", "bool") and m.sources[0].column is None]
     return lambda members: [r for r in members
                             if all(field_value(r, f) == want for f, want in constants)]

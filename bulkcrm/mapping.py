@@ -221,8 +221,19 @@ def _with_defaults(spec: Any, m: Mapping, template: Template) -> Any:
 def _scalar_expr(m: Mapping, template: Template) -> pl.Expr:
     s = m.sources[0]
     if s.column is None:
-        return pl.lit(s.value, dtype=pl.Boolean if m.kind == "bool" else pl.String)
+        return pl.lit(constant(m, template), dtype=pl.Boolean if m.kind == "bool" else pl.String)
     return _clean(pl.col(s.column), m, s, template)
+
+
+def constant(m: Mapping, template: Template) -> Any:
+    """The value a constant (`value:`) of scalar field `m` sends: the template's value through
+    the same transforms as a cell (`chain`: its own, then the field's normaliser, e.g. `UK` ->
+    `GB` for address.country); a boolean as it is."""
+    s = m.sources[0]
+    if m.kind == "bool" or s.value is None:
+        return s.value
+    return pl.select(_clean(pl.lit(str(s.value), dtype=pl.String), m, s, template,
+                            context={"region": pl.lit(template.default_region, dtype=pl.String)})).item()
 
 
 def _region(template: Template) -> pl.Expr:

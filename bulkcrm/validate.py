@@ -293,6 +293,8 @@ def _bad_values(rule: _Rule, m: Mapping, rows: pl.DataFrame,
     that failed it): the items of a list are checked again in one pass to name the bad ones."""
     cols = list(m.columns) or [None]
     if rule.check is None or m.kind in ("scalar", "bool"):
+        if not cols[0] and m.sources and m.sources[0].value is not None:  # a constant: as the template has it
+            return [(rn, None, str(m.sources[0].value)) for rn in rows["row_number"]]
         return [(rn, cols[0], originals.get(rn, {}).get(cols[0]) if cols[0] else None)
                 for rn in rows["row_number"]]
     items = pl.col(m.field)
@@ -335,7 +337,8 @@ def _issue(rule: _Rule, row_number: int, column: str | None, value: str | None,
                      _place(file, row_number, column) + f"{column or rule.field} is required; "
                      f"fill in a value for {rule.field}", "error", file, sheet_name)
     rule_text, hint = check_rule(rule.check, region=region, value=value, **dict(rule.options))
-    msg = f'{_place(file, row_number, column)}"{value}" breaks {rule_text}; {hint}'
+    whose = f" (the template's value of {rule.field})" if column is None and value is not None else ""
+    msg = f'{_place(file, row_number, column)}"{value}"{whose} breaks {rule_text}; {hint}'
     return Issue(rule.slug, row_number, column, value, rule_text, msg, rule.severity, file, sheet_name)
 
 

@@ -48,6 +48,19 @@ def test_a_bad_list_item_is_quoted_as_the_cell_has_it():
     assert '"Mary Smith <Mary@Smith.com>" breaks' in issue["message"]
 
 
+def test_a_constant_goes_through_its_fields_transforms():
+    """`value: UK` for address.country is normalised like a cell (GB), and a constant's own
+    transforms run (a trial's `{value: UK}` made every row invalid, quoted as "None"); a bad
+    constant is quoted as the template has it."""
+    v = _check({"title": "t", "address.country": {"value": "UK"},
+                "externalSource": {"value": " nhs ", "transforms": ["upper"]}}, [{"t": "A"}])
+    assert v.issues.height == 0
+    assert v.valid.select("address.country", "externalSource").row(0) == ("GB", "NHS")
+    bad = _check({"title": "t", "address.country": {"value": "Atlantis"}}, [{"t": "A"}])
+    (issue,) = bad.issues.to_dicts()
+    assert issue["value"] == "Atlantis" and '"Atlantis" (the template\'s value of address.country) breaks' in issue["message"]
+
+
 def test_an_email_address_in_the_website_column_is_no_website():
     """The url transform gives `info@firm.example` a scheme; as a URL its host would be
     firm.example with a user part `info` (RFC 3986 §3.2.1): refused with a hint, as any user
