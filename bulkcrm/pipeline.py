@@ -14,10 +14,10 @@ from typing import Callable
 import polars as pl
 
 from .apply import apply, dry_run_report
-from .errors import BulkcrmError, Issue, about, issues_frame
+from .errors import BulkcrmError, Issue, TemplateError, about, issues_frame
 from .journal import journal_lock, journal_path
 from .mapping import map_rows
-from .plan import Plan, plan, render_plan
+from .plan import Plan, check_matchable, plan, render_plan
 from .read import Sheet, read
 from .report import Report, copy_format, counts_by_resource, render_summary, write_issues, write_report
 from .target import Target
@@ -285,8 +285,14 @@ def run_validate(file, template_path, *, sheet=None, encoding=None, delimiter=No
     sheet (`summary["notes"]`: that sheet's `rows` and `invalid_rows`)."""
     template = load_template(template_path)
     sh = read(file, sheet=sheet, encoding=encoding, delimiter=delimiter, header_row=header_row)
-    notes = template.notes
-    template, _ = template.for_columns(sh.frame.columns)  # optional columns the sheet lacks
+    notes, full = template.notes, template
+    template, absent = template.for_columns(sh.frame.columns)  # optional columns the sheet lacks
+    refused = None  # what `plan` would refuse in its default mode (upsert), said here already
+    try:
+        if template.resource == "organizations":
+            check_matchable(full, template, absent, sh, "upsert")
+    except TemplateError as e:
+        refused = f"template warning: {e} (plan and import refuse it unless --mode create-only)"
     name = Path(file).name
     where = f"{name}!{sh.sheet_name}" if sh.sheet_name else name
     result = validate(map_rows(sh.frame, template, path=where, header_row=sh.header_row), template, sheet=sh.frame,
@@ -305,6 +311,8 @@ def run_validate(file, template_path, *, sheet=None, encoding=None, delimiter=No
                      other_sheets=others)
     lines.insert(0, f"{name}: {sh.frame.height} rows, {len(result.invalid_rows)} invalid, "
                     f"{errors} error(s), {issues.height - errors} warning(s)")
+    if refused:
+        lines.insert(1, refused)
     # errors first: a big sheet's many warnings must not push the rows that block out of sight
     shown = issues.sort(pl.col("severity") != "error", maintain_order=True).head(100)
     lines += [f"  {r['severity']}: {r['message']}" for r in shown.iter_rows(named=True)]
@@ -314,7 +322,7 @@ def run_validate(file, template_path, *, sheet=None, encoding=None, delimiter=No
     if report_dir:
         lines.append(f"Issues written to {report_dir}")
     summary = {"valid": errors == 0, **summary, "errors": errors, "warnings": issues.height - errors,
-               "issues": issues.to_dicts()}
+               "issues": issues.to_dicts(), **({"template_warning": refused.strip()} if refused else {})}
     return {"summary": summary, "text": "\n".join(lines)}
 
 

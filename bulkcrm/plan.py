@@ -144,17 +144,7 @@ def _plan(source: str | Path | Sheet, template: Template, client: Client, *, mod
         return _notes_plan(sh, template, client, mode=mode, strategy=strategy, mirror=mirror_notes)
     full = template
     template, absent = template.for_columns(sh.frame.columns)
-    if not template.identifiers and mode == "upsert" and template.iri_column not in sh.frame.columns:
-        gone = [c for c in absent if any(s.column == c for f in full.identifiers if full.mapping(f)
-                                         for s in full.mapping(f).sources)]
-        what = (f"its identifiers' optional column(s) {', '.join(map(repr, gone))} are not in "
-                f"{Path(sh.path).name}, which has no {template.iri_column} column either"
-                if full.identifiers else
-                f"declares no identifiers and {Path(sh.path).name} has no {template.iri_column} column")
-        raise TemplateError(
-            f"{what}, so every run would create every row again; add `identifiers:` (e.g. "
-            "[emailAddresses]) or a crm_iri column, or pass --mode create-only to create them once",
-            path=template.path, key="identifiers")
+    check_matchable(full, template, absent, sh, mode)
     check_strategy(template, strategy)  # before any request
     start = client.requests_sent
     file = Path(sh.path).name
@@ -199,6 +189,29 @@ def _plan(source: str | Path | Sheet, template: Template, client: Client, *, mod
         _add_part(p, part)
         p.created_at = now_utc()  # when planning's last request was sent (apply counts them)
     return p
+
+
+def check_matchable(full: Template, template: Template, absent: list[str], sh: Sheet, mode: str) -> None:
+    """Refuse an upsert that could match no row to a record: no identifiers (or none of their
+    columns in the sheet: `template`, `absent` are `full.for_columns`'s) and no IRI column,
+    so every run would create every row again (issue 5: identifiers match rows to records).
+
+    Raises:
+        TemplateError: naming what is missing and the ways out.
+    """
+    if template.identifiers or mode != "upsert" or template.iri_column in sh.frame.columns:
+        return
+    gone = [c for c in absent if any(s.column == c for f in full.identifiers if full.mapping(f)
+                                     for s in full.mapping(f).sources)]
+    what = (f"its identifiers' optional column(s) {', '.join(map(repr, gone))} are not in "
+            f"{Path(sh.path).name}, which has no {template.iri_column} column either"
+            if full.identifiers else
+            f"declares no identifiers and {Path(sh.path).name} has no {template.iri_column} column")
+    raise TemplateError(
+        f"{what}, so every run would create every row again; add `identifiers:` (e.g. "
+        "[emailAddresses]) or a crm_iri column; or, for a one-off load of new organizations "
+        "only, pass --mode create-only (a second run creates them all again)",
+        path=template.path, key="identifiers")
 
 
 def _absent_notes(columns: list[str], full: Template, used: Template) -> list[str]:

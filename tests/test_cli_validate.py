@@ -408,3 +408,16 @@ def test_validate_checks_a_notes_template_sheet(runner, tmp_path):
     out = json.loads(result.stdout)
     assert result.exit_code == 1 and (out["rows"], out["invalid_rows"]) == (2, 2)
     assert {(i["row_number"], i["column"]) for i in out["issues"]} == {(2, "note_date"), (3, "flagged")}
+
+
+def test_validate_warns_of_a_template_plan_would_refuse(runner, tmp_path):
+    """A template without identifiers passed validate and then stopped at plan (a trial): validate
+    says so up front, and the way out it names says that create-only creates them again on
+    every run."""
+    t = tmp_path / "t.yaml"
+    t.write_text("identifiers: []\nfields:\n  title: title\n", encoding="utf-8")
+    result = runner.invoke(cli, ["validate", str(CASES / "BR-01.csv"), "-t", str(t)])
+    assert result.exit_code == 0
+    assert "\ntemplate warning: " in result.output and "every run would create every row again" in result.output
+    assert "a second run creates them all again" in result.output
+    assert "(plan and import refuse it unless --mode create-only)" in result.output
