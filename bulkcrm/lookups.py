@@ -81,9 +81,11 @@ class LookupCache:
 
 def resolve_lookups(rows: pl.DataFrame, template: Template, client: Client | None, *,
                     cache: LookupCache | None = None, file: str | None = None,
-                    sheet: str | None = None, letters: dict[str, str] | None = None) -> Resolved:
+                    sheet: str | None = None, letters: dict[str, str] | None = None,
+                    frame: pl.DataFrame | None = None) -> Resolved:
     """Replace names by IRIs in every lookup field (see module docstring). `letters`: the
-    sheet's column letters (`read.Sheet.letters`), so each issue names its cell.
+    sheet's column letters (`read.Sheet.letters`), so each issue names its cell; `frame`: the
+    sheet as read (`read.Sheet.frame`), so it names the column that holds the name.
 
     Raises:
         ApiError: from the client when a listing fails after retries.
@@ -103,11 +105,12 @@ def resolve_lookups(rows: pl.DataFrame, template: Template, client: Client | Non
             continue
         mapping, issues, creates = _resolve_names(m.lookup, names, client, cache, created)
         out.tags_to_create += [c for c in creates if c not in out.tags_to_create]
-        column = m.columns[0] if m.columns else m.field
         rows_of = dict(long.filter(pl.col("v").is_in(list(issues))).group_by("v").agg(
             pl.col("row_number").unique().sort()).iter_rows())  # one pass, not one per name
+        cells = _cells(frame, m.columns, [rn for rns in rows_of.values() for rn in rns]) if issues else {}
         for name, (slug, message) in issues.items():
             for rn in rows_of[name]:
+                column = _column_of(name, m, cells.get(rn, {}))
                 where = place(file, rn, column)
                 out.issues.append(with_cell(Issue(
                     slug, rn, column, name, f"{m.lookup.collection} lookup (crm-api.md §10)",
@@ -115,6 +118,25 @@ def resolve_lookups(rows: pl.DataFrame, template: Template, client: Client | Non
         expr = pl.element().replace(mapping) if is_list else pl.col(m.field).replace(mapping)
         out.rows = out.rows.with_columns(pl.col(m.field).list.eval(expr) if is_list else expr)
     return out
+
+
+def _cells(frame: pl.DataFrame | None, columns: tuple[str, ...], row_numbers: list[int]) -> dict[int, dict]:
+    """row_number -> {column: cell} of `columns` in the sheet `frame`, for `row_numbers`."""
+    cols = [c for c in columns if frame is not None and c in frame.columns]
+    if not cols or not row_numbers:
+        return {}
+    part = frame.filter(pl.col("row_number").is_in(row_numbers)).select("row_number", *cols)
+    return {r["row_number"]: r for r in part.iter_rows(named=True)}
+
+
+def _column_of(name: str, m, cells: dict) -> str:
+    """The source column of `m` whose cell holds `name` (a field fed by several columns, e.g.
+    tags from two: the issue names the one to fix), else the first."""
+    key = name_key(name)
+    for c in m.columns:
+        if key in name_key(str(cells.get(c) or "")):
+            return c
+    return m.columns[0] if m.columns else m.field
 
 
 def name_key(name: str) -> str:

@@ -138,7 +138,7 @@ def plan_notes(sh: Sheet, nt: Template, client: Client, *, mode: str = "upsert",
     sheet_name = sh.sheet_name if not same_rows else None
     nt, mapped, frame, checked = validate_notes(sh, nt, same_rows=same_rows)
     cache = LookupCache()
-    resolved = resolve_lookups(checked.valid, nt, client, cache=cache, file=file, sheet=sh.sheet_name,
+    resolved = resolve_lookups(checked.valid, nt, client, cache=cache, file=file, frame=sh.frame, sheet=sh.sheet_name,
                                letters=sh.letters)
     part.issues += [Issue(**r) for r in checked.issues.iter_rows(named=True)] + resolved.issues
     named = _note_iris(frame)

@@ -155,7 +155,7 @@ def _plan(source: str | Path | Sheet, template: Template, client: Client, *, mod
                        sheet_name=sh.sheet_name, letters=sh.letters, numbers=sh.numbers)
     clock.lap("validate")
     cache = LookupCache()
-    resolved = resolve_lookups(checked.valid, template, client, cache=cache, file=file,
+    resolved = resolve_lookups(checked.valid, template, client, cache=cache, file=file, frame=sh.frame,
                                sheet=sh.sheet_name, letters=sh.letters)
     clock.lap("lookups")
     bad = {i.row_number for i in resolved.issues}

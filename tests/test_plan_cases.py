@@ -749,3 +749,8 @@ def test_create_missing_makes_one_tag_of_names_that_differ_in_case_or_spaces(crm
     assert sorted(tag["title"] for tag in client.list_all("/tags")) == ["Architecture Planning", "partnership"]
     again = plan(sheet, t, client)
     assert again.counts()["unchanged"] == 3 and not again.issues
+    # a name no tag has is named in the column that holds it (tags come from two columns)
+    doc["fields"]["tags"][0]["lookup"] = True  # the first source's lookup is the field's
+    sheet.write_text("title,email,kind,category\nA,a@x.example,partnership,Nope\n", encoding="utf-8")
+    (issue,) = plan(sheet, parse_template(doc, path="x"), client).issues
+    assert (issue["column"], issue["cell"], issue["value"]) == ("category", "D2", "Nope")
