@@ -181,6 +181,8 @@ def _known(name: str, lookup: Lookup, remote: dict[str, list[str]], cache: Looku
     listed when there are at most `shown`."""
     if lookup.collection == "users":
         return ""
-    known = sorted({cache.display.get(i, k) for k, iris in remote.items() for i in iris}, key=str.lower)
+    if remote and not any(remote):  # every record's `by` property is empty or absent
+        return f"; no {lookup.collection} record has a {lookup.by!r}: check the template's lookup.by"
+    known = sorted({cache.display.get(i, k) for k, iris in remote.items() for i in iris if k}, key=str.lower)
     listed = f"; known: {', '.join(known)}" if 0 < len(known) <= shown else ""
     return did_you_mean(name.strip(), known) + listed
