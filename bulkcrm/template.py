@@ -342,6 +342,8 @@ def parse_template(doc: Any, *, path: str = "<template>", sha256: str = "") -> T
              | (_NOTE_KEYS if resource == "organization_notes" else
                 {"identifiers", "iri_column", "clear_unmapped", "notes"}))
     for k in doc:
+        if k in FIELD_RULES[resource] and k not in known:  # `fields:` children not indented
+            raise err(f"{k} is a field: indent it under `fields:` (two spaces)", str(k))
         if k not in known:
             raise err(f"unknown key for resource {resource}{did_you_mean(k, known)}; expected one of "
                       f"{sorted(known)}", str(k))
