@@ -380,7 +380,7 @@ def parse_template(doc: Any, *, path: str = "<template>", sha256: str = "") -> T
         iri_column=None if resource == "organization_notes" else doc.get("iri_column", "crm_iri"),
         null_tokens=tuple(str(t) for t in _str_list(doc.get("null_tokens", []), err, "null_tokens")),
         default_region=region.upper() if region else None, empty=empty,
-        clear_unmapped=bool(doc.get("clear_unmapped", False)),
+        clear_unmapped=_bool(doc.get("clear_unmapped", False), err, "clear_unmapped"),
     )
     if base.clear_unmapped and any(s.optional for m in mappings for s in m.sources):
         raise err("optional columns cannot be used with clear_unmapped: true (a sheet without "
@@ -676,11 +676,22 @@ def _lookup(spec: Any, rule: dict, err: _Err, key: str) -> Lookup | None:
     for name, iri in table.items():
         if not (isinstance(iri, str) and iri.startswith(f"/{collection}/")):
             raise err(f"{iri!r} is not an IRI of the form /{collection}/{{id}}", f"{key}.table.{name}")
-    if spec.get("create_missing") and collection != "tags":
+    if spec.get("create_missing") is True and collection != "tags":
         raise err("create_missing is supported for tags only", f"{key}.create_missing")
-    return Lookup(collection=collection, by=spec.get("by", rule.get("lookup_by", "title")),
+    by = spec.get("by", rule.get("lookup_by", "title"))
+    if not isinstance(by, str) or not by:
+        raise err("the record property to match names on, e.g. title", f"{key}.by")
+    return Lookup(collection=collection, by=by,
                   table=tuple((str(k).strip().lower(), v) for k, v in table.items()),
-                  create_missing=bool(spec.get("create_missing", False)))
+                  create_missing=_bool(spec.get("create_missing", False), err, f"{key}.create_missing"))
+
+
+def _bool(value: Any, err: _Err, key: str) -> bool:
+    """A template's true/false (YAML `true`/`false`): anything else, a quoted 'false'
+    included (text, which Python takes for true), is refused."""
+    if not isinstance(value, bool):
+        raise err(f"true or false, not {value!r}", key)
+    return value
 
 
 def _freeze(value: Any) -> Any:

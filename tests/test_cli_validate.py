@@ -133,6 +133,10 @@ def test_a_template_typo_is_told_the_name_it_resembles(runner, tmp_path, doc, sa
      "fields.phoneNumbers.type_map: 'faxx' is no phoneType"),
     ("fields:\n  title: title\n  title: website\n", "the key title is given twice in one mapping (keep one)"),
     ("fields:\ntitle: title\n", "t.yaml:title: title is a field: indent it under `fields:` (two spaces)"),
+    ("mode: replace\nclear_unmapped: 'false'\nfields:\n  title: title\n", "clear_unmapped: true or false, not 'false'"),
+    ("fields:\n  title: title\n  tags: {column: email, lookup: {create_missing: 'false'}}\n",
+     "fields.tags.lookup.create_missing: true or false, not 'false'"),
+    ("fields:\n  title: title\n  tags: {column: email, lookup: {by: 5}}\n", "fields.tags.lookup.by: the record property"),
 ])
 def test_a_template_mistake_is_an_error_naming_its_key_never_a_traceback(runner, tmp_path, doc, says):
     """A trial's template mistakes that crashed with a traceback, were read as something else
