@@ -295,27 +295,32 @@ def _type_expr(s: Source) -> pl.Expr:
 def _phones(m: Mapping, template: Template, plan: _Plan) -> None:
     """Phone sources without split: one cleaned number per cell; a row lists its numbers in
     source order, each once (first type kept). A split source takes `_long_phones`."""
-    sources = [s for s in m.sources if s.column]
+    sources = [s for s in m.sources if s.column or s.value is not None]  # columns and constants
     if any(s.split for s in sources):
         plan.long.append(m)
         plan.output(m.field, pl.lit(None, dtype=PHONE_DTYPE))
         return
     nums, present, items = [], [], []
     for i, s in enumerate(sources):
-        num = plan.add(f"{m.field}#num{i}", _clean(pl.col(s.column), m, s, template,
+        num = plan.add(f"{m.field}#num{i}", _clean(_cell(s), m, s, template,
                                                     context={"region": _region(template)}), 1)
         typ = plan.add(f"{m.field}#type{i}", _type_expr(s)) if s.type_column else _type_expr(s)
         if [_name(spec) for spec in chain(m, s, template)] == ["phone"]:
             has = num.is_not_null()  # the phone transform gives null for a blank cell only
         else:
             has = plan.add(f"{m.field}#has{i}",
-                           (pl.col(s.column).str.strip_chars() != "").fill_null(False))
+                           (_cell(s).str.strip_chars() != "").fill_null(False))
         seen = [h & n.eq_missing(num) for h, n in zip(present, nums)]
         keep = has & ~pl.any_horizontal(seen) if seen else has
         items.append(pl.when(keep).then(pl.struct(num.alias("phoneNumber"), typ.alias("phoneType"))))
         nums.append(num)
         present.append(has)
     plan.stack(m.field, items, PHONE_DTYPE, 2)
+
+
+def _cell(s: Source) -> pl.Expr:
+    """A source's value in each row: its column, or its constant (`value:`) as text."""
+    return pl.col(s.column) if s.column else pl.lit(str(s.value), dtype=pl.String)
 
 
 def _unsplit_phones(df: pl.DataFrame, template: Template) -> Template:
@@ -346,10 +351,10 @@ def _phone_frame(df: pl.DataFrame, m: Mapping, template: Template) -> pl.DataFra
     """Explode split cells to one number per row, clean them, gather them per row."""
     parts = []
     for s in m.sources:
-        if s.column is None:
+        if s.column is None and s.value is None:
             continue
-        items = df.select(_IDX, pl.col(s.column).str.split(s.split).alias("__num") if s.split
-                          else pl.col(s.column).alias("__num"), _type_expr(s).alias("__type"), _REGION)
+        items = df.select(_IDX, _cell(s).str.split(s.split).alias("__num") if s.split
+                          else _cell(s).alias("__num"), _type_expr(s).alias("__type"), _REGION)
         items = items.explode("__num") if s.split else items
         items = items.filter(pl.col("__num").str.strip_chars().str.len_chars() > 0)
         items = items.with_columns(_clean(pl.col("__num"), m, s, template,

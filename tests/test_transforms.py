@@ -532,3 +532,15 @@ def test_extract_keeps_what_the_pattern_captures_and_leaves_other_values():
     with pytest.raises(TemplateError, match="no regex"):  # when the template loads
         parse_template({"fields": {"title": "companyName", "website": {
             "column": "homePage", "transforms": [{"extract": {"pattern": "#(https?://"}}]}}}, path="s.yaml")
+
+
+def test_a_constant_phone_number_is_sent_beside_the_columns():
+    """`phoneNumbers: [{column: phone}, {value: "+31 20 123 4567", type: work}]`: the constant
+    is cleaned to E.164 and listed after the row's own (a trial's constant was dropped silently)."""
+    t = parse_template({"default_region": "NL", "fields": {"title": "t", "phoneNumbers": [
+        {"column": "p"}, {"value": "+31 20 123 4567", "type": "work"}]}}, path="t.yaml")
+    sheet = pl.DataFrame({"row_number": [2, 3], "t": ["A", "B"], "p": ["020 555 0101", None]})
+    phones = map_rows(sheet, t)["phoneNumbers"].to_list()
+    assert phones == [[{"phoneNumber": "+31205550101", "phoneType": None},
+                       {"phoneNumber": "+31201234567", "phoneType": "work"}],
+                      [{"phoneNumber": "+31201234567", "phoneType": "work"}]]
