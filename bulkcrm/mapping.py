@@ -25,7 +25,7 @@ import polars as pl
 
 from .errors import InputError, did_you_mean
 from .template import Mapping, Source, Template, thaw
-from .transforms import apply_transforms, trimmed
+from .transforms import TRUE_WORDS, apply_transforms, trimmed
 
 PHONE_DTYPE = pl.List(pl.Struct({"phoneNumber": pl.String, "phoneType": pl.String}))
 _LIST_KINDS = ("list", "emails")
@@ -230,8 +230,10 @@ def constant(m: Mapping, template: Template) -> Any:
     the same transforms as a cell (`chain`: its own, then the field's normaliser, e.g. `UK` ->
     `GB` for address.country); a boolean as it is."""
     s = m.sources[0]
-    if m.kind == "bool" or s.value is None:
+    if s.value is None or isinstance(s.value, bool):
         return s.value
+    if m.kind == "bool":  # a word (yes, ja, 1: the template checked it)
+        return str(s.value).strip().lower() in TRUE_WORDS
     return pl.select(_clean(pl.lit(str(s.value), dtype=pl.String), m, s, template,
                             context={"region": pl.lit(template.default_region, dtype=pl.String)})).item()
 

@@ -322,6 +322,13 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         seen: set = set()
         for key_node, _ in node.value:
             key = self.construct_object(key_node, deep=deep)
+            if isinstance(key, bool):  # YAML 1.1: yes/no/on/off (NO: Norway) are booleans
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"YAML reads the key {key_node.value} as {str(key).lower()}: quote it "
+                    f"('{key_node.value}')", key_node.start_mark)
+            if not isinstance(key, (str, int, float)):
+                raise yaml.constructor.ConstructorError(
+                    None, None, "a key is a name (text), not a list or mapping", key_node.start_mark)
             if isinstance(key, str) and key in seen:
                 raise yaml.constructor.ConstructorError(
                     None, None, f"the key {key} is given twice in one mapping (keep one)",
@@ -631,8 +638,15 @@ def _check_value(spec: dict, rule: dict, err: _Err, key: str) -> None:
     if "value" not in spec:
         return
     value, one = spec["value"], (str, int, float, bool)
+    if rule["kind"] == "bool":
+        from .normalize import FALSE_WORDS, TRUE_WORDS
+        if isinstance(value, bool) or str(value).strip().lower() in TRUE_WORDS + FALSE_WORDS:
+            return
+        raise err(f"true or false (or yes/no, ja/nee), not {value!r}", f"{key}.value")
+    if isinstance(value, bool):  # `value: NO` (Norway) or `value: yes` on a text field
+        raise err(f"YAML reads this value as {str(value).lower()}: quote it (e.g. 'NO')", f"{key}.value")
     if isinstance(value, one) or (rule["kind"] in ("emails", "list", "phones") and isinstance(value, list)
-                                  and all(isinstance(v, one) for v in value)):
+                                  and all(isinstance(v, one) and not isinstance(v, bool) for v in value)):
         return
     raise err("one value (text, number or true/false)" + (", or a list of them" if rule["kind"] in (
         "emails", "list", "phones") else ""), f"{key}.value")
@@ -696,8 +710,8 @@ def _bool(value: Any, err: _Err, key: str) -> bool:
 
 def _freeze(value: Any) -> Any:
     """Make YAML values hashable so `Template` stays frozen."""
-    if isinstance(value, dict):
-        return tuple((k, _freeze(v)) for k, v in value.items())
+    if isinstance(value, dict):  # keys as text (a replace map's `5: Payment`), so `thaw` finds them
+        return tuple((k if isinstance(k, str) else str(k), _freeze(v)) for k, v in value.items())
     if isinstance(value, list):
         return tuple(_freeze(v) for v in value)
     return value

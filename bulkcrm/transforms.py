@@ -19,6 +19,7 @@ Usage::
 from __future__ import annotations
 
 import inspect
+from typing import Any
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -201,14 +202,31 @@ def _suffix_render(expr: pl.Expr, *, value: str) -> pl.Expr:
 
 
 def _replace(expr: pl.Expr, *, map: Mapping[str, str]) -> pl.Expr:  # noqa: A002 (YAML name)
-    return trimmed(expr).replace({str(k): str(v) for k, v in map.items()})
+    return trimmed(expr).replace(_replace_map(map)).cast(pl.String)
 
 
 def _replace_render(expr: pl.Expr, *, map: Mapping[str, str]) -> pl.Expr:  # noqa: A002
-    inverse = {str(v): str(k) for k, v in map.items()}
-    if len(inverse) != len(map):
+    pairs = _replace_map(map)
+    inverse = {v: k for k, v in pairs.items() if v is not None}  # a value made empty stays so
+    if len(inverse) != sum(v is not None for v in pairs.values()):
         raise TemplateError("replace map must be one-to-one so export can reverse it", key="map")
-    return expr.replace(inverse)
+    return expr.replace(inverse).cast(pl.String)
+
+
+def _replace_map(map: Any) -> dict[str, str | None]:  # noqa: A002
+    """`replace`'s map as text -> text (null: the value becomes empty).
+
+    Raises:
+        TemplateError: not a non-empty mapping, or a true/false in it (YAML reads an unquoted
+            yes/no/on/off so).
+    """
+    if not isinstance(map, Mapping) or not map:
+        raise TemplateError("replace's map is a mapping of sheet text: API text, e.g. "
+                            "{replace: {map: {Holland: Netherlands}}}", key="map")
+    if any(isinstance(x, bool) for kv in map.items() for x in kv):
+        raise TemplateError("replace's map takes text: YAML reads an unquoted yes/no/true/false/on/off "
+                            "as true or false; quote it ('yes')", key="map")
+    return {str(k): None if v is None else str(v) for k, v in map.items()}
 
 
 def _extract(expr: pl.Expr, *, pattern: str, group: int = 1) -> pl.Expr:

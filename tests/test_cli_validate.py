@@ -137,6 +137,15 @@ def test_a_template_typo_is_told_the_name_it_resembles(runner, tmp_path, doc, sa
     ("fields:\n  title: title\n  tags: {column: email, lookup: {create_missing: 'false'}}\n",
      "fields.tags.lookup.create_missing: true or false, not 'false'"),
     ("fields:\n  title: title\n  tags: {column: email, lookup: {by: 5}}\n", "fields.tags.lookup.by: the record property"),
+    ("fields:\n  title: title\n  address.country: {value: NO}\n",
+     "fields.address.country.value: YAML reads this value as false: quote it"),
+    ("fields:\n  title: {column: title, transforms: [{replace: {map: {yes: Ja}}}]}\n",
+     "YAML reads the key yes as true: quote it ('yes')"),
+    ("fields:\n  title: {column: title, transforms: [{replace: {map: [a, b]}}]}\n",
+     "replace's map is a mapping of sheet text: API text"),
+    ("fields:\n  title: {column: title, transforms: [{replace: {map: {}}}]}\n",
+     "replace's map is a mapping of sheet text: API text"),
+    ("fields:\n  title: title\n  ? [a, b]\n  : website\n", "a key is a name (text), not a list or mapping"),
 ])
 def test_a_template_mistake_is_an_error_naming_its_key_never_a_traceback(runner, tmp_path, doc, says):
     """A trial's template mistakes that crashed with a traceback, were read as something else

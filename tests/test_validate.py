@@ -56,6 +56,12 @@ def test_a_constant_goes_through_its_fields_transforms():
                 "externalSource": {"value": " nhs ", "transforms": ["upper"]}}, [{"t": "A"}])
     assert v.issues.height == 0
     assert v.valid.select("address.country", "externalSource").row(0) == ("GB", "NHS")
+    words = _check({"title": "t", "description": {"column": "t", "transforms": [{"replace": {"map": {
+        "A": None, 5: "five"}}}]}}, [{"t": "A"}, {"t": "5"}])
+    assert words.valid["description"].to_list() == [None, "five"]  # null: made empty; a number key
+    note = _check({"description": "d", "category": {"value": "/note_categories/1"}, "flagged": {"value": "ja"}},
+                  [{"d": "a"}], resource="organization_notes", organization={"iri_column": "org"})
+    assert note.issues.height == 0 and note.valid["flagged"].to_list() == [True]
     bad = _check({"title": "t", "address.country": {"value": "Atlantis"}}, [{"t": "A"}])
     (issue,) = bad.issues.to_dicts()
     assert issue["value"] == "Atlantis" and '"Atlantis" (the template\'s value of address.country) breaks' in issue["message"]
