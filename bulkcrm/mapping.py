@@ -18,6 +18,7 @@ Values that cannot be cleaned pass through unchanged; `validate` reports them.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -52,11 +53,17 @@ def map_rows(frame: pl.DataFrame, template: Template, *, path: str | None = None
             columns and the ones present). Bad values are not raised: `validate` reports them.
     """
     _check_columns(frame, template, path, header_row)
-    if frame.height > _CHUNK_ROWS:  # bounds the intermediate columns of a big sheet
-        parts = [_map(part, template) for part in frame.iter_slices(_CHUNK_ROWS)]
-        if all(p.schema == parts[0].schema for p in parts):
-            return pl.concat(parts, how="vertical")
-    return _map(frame, template)
+    try:
+        if frame.height > _CHUNK_ROWS:  # bounds the intermediate columns of a big sheet
+            parts = [_map(part, template) for part in frame.iter_slices(_CHUNK_ROWS)]
+            if all(p.schema == parts[0].schema for p in parts):
+                return pl.concat(parts, how="vertical")
+        return _map(frame, template)
+    except pl.exceptions.ColumnNotFoundError as e:  # a transform option naming a column (region: Land)
+        name = re.search(r'column "?([^"\n]*)"?', str(e))
+        raise InputError(f"a transform of the template reads column {name.group(1) if name else '?'!r}, "
+                         f"which the sheet lacks; the sheet has: {', '.join(map(repr, frame.columns[1:]))}",
+                         path=path) from None
 
 
 def _map(frame: pl.DataFrame, template: Template) -> pl.DataFrame:
@@ -255,8 +262,11 @@ def _items(sources: list[Source], default_split: str | None, constants: bool,
     parts, key = [], []
     for s in sources:
         if s.column is None:
-            if constants:
-                parts.append((pl.lit(s.value, dtype=pl.String), False))
+            if constants and isinstance(s.value, (list, tuple)):  # a list of constants
+                parts.append((pl.lit([str(v) for v in s.value], dtype=pl.List(pl.String)), True))
+                key.append(("value", tuple(s.value)))
+            elif constants:
+                parts.append((pl.lit(str(s.value), dtype=pl.String), False))
                 key.append(("value", s.value))
             continue
         sep = s.split or default_split

@@ -343,7 +343,7 @@ def parse_template(doc: Any, *, path: str = "<template>", sha256: str = "") -> T
     if not isinstance(doc, dict):
         raise err("the template must be a mapping", None)
     resource = doc.get("resource", "organizations")
-    if resource not in FIELD_RULES:
+    if not isinstance(resource, str) or resource not in FIELD_RULES:
         raise err(f"unknown resource {resource!r}; use one of {sorted(FIELD_RULES)}", "resource")
     known = ({"resource", "mode", "null_tokens", "default_region", "empty", "fields", "description"}
              | (_NOTE_KEYS if resource == "organization_notes" else
@@ -566,6 +566,9 @@ def _mapping(name: str, spec: Any, resource: str, mode: str, err: _Err,
             raise err("optional columns are for organization fields (a note's fields make its "
                       "content key)", key)
     required, max_length = first.get("required", rule.get("required", False)), first.get("max_length")
+    if not isinstance(first.get("render") or {}, dict):
+        raise err("a mapping of transform -> its export options, e.g. render: {country: alpha_3}",
+                  f"{key}.render")
     if not isinstance(required, bool):
         raise err("true or false", f"{key}.required")
     if max_length is not None and (isinstance(max_length, bool) or not isinstance(max_length, int)
@@ -589,8 +592,8 @@ def _source(spec: Any, rule: dict, err: _Err, key: str) -> Source:
                       f"{key}.{k}")
     if ("column" in spec) == ("value" in spec):
         raise err("give exactly one of 'column' or 'value'", key)
-    if "column" in spec and not isinstance(spec["column"], str):
-        raise err("expected a column name (string)", f"{key}.column")
+    if "column" in spec and (not isinstance(spec["column"], str) or not spec["column"].strip()):
+        raise err("expected a column name (text, not empty)", f"{key}.column")
     transforms = spec.get("transforms", [])
     if not isinstance(transforms, list):
         raise err("expected a list of transforms", f"{key}.transforms")

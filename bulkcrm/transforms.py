@@ -346,16 +346,36 @@ def _parse_spec(spec: str | Mapping) -> tuple[Transform, dict]:
     return transform, options
 
 
+def _annotation(transform: Transform, opt: str) -> str:
+    """The annotation text of option `opt` in `clean` or `render` ("" when none)."""
+    for fn in (transform.clean, transform.render):
+        p = inspect.signature(fn).parameters.get(opt)
+        if p is not None and p.annotation is not p.empty:
+            return str(p.annotation)
+    return ""
+
+
 _OPTION_TYPES = ((bool, "true or false"), (int, "a whole number"), (str, "text"))
 """An option whose default has one of these types takes only values of it (YAML: a quoted
 "false" is text, and text is true)."""
 
 
+_ANNOTATED = {"str": str, "bool": bool, "int": int}
+"""Option annotations (text: `from __future__ import annotations`) whose type is checked when
+the option has no default."""
+
+
 def _check_option_types(transform: Transform, options: dict) -> None:
-    """Raise TemplateError for an option value of another type than the option's default."""
+    """Raise TemplateError for an option value of another type than the option's default (or,
+    without one, its annotation: `value: str`, `map: Mapping[...]`)."""
     defaults = transform.defaults()
     for opt, value in options.items():
         default = defaults.get(opt)
+        if opt not in defaults:
+            note = _annotation(transform, opt)
+            default = _ANNOTATED[note]() if note in _ANNOTATED else None
+            if note.startswith("Mapping") and not isinstance(value, Mapping):
+                raise TemplateError(f"option {opt} of transform {transform.name!r} is a mapping, not {value!r}")
         for kind, words in _OPTION_TYPES:
             if isinstance(default, kind):
                 if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
@@ -368,6 +388,10 @@ def _resolve(transform: Transform, options: dict, context: Mapping[str, pl.Expr]
     out, context = dict(options), context or {}
     for name in transform.expr_options:
         value = out.get(name)
+        if isinstance(value, str) and value not in context and len(value) == 2 and value.isalpha() \
+                and value.upper() not in ALPHA2:
+            raise TemplateError(f"{name} {value!r} is no ISO 3166-1 alpha-2 country code (e.g. NL), nor "
+                                "a column name of more than two letters", key=name)
         if isinstance(value, str) and value not in context and value.upper() in ALPHA2:
             out[name] = pl.lit(value.upper())  # `region: NL` means the code, not a column
         elif isinstance(value, str):

@@ -142,10 +142,19 @@ def test_a_template_typo_is_told_the_name_it_resembles(runner, tmp_path, doc, sa
     ("fields:\n  title: {column: title, transforms: [{replace: {map: {yes: Ja}}}]}\n",
      "YAML reads the key yes as true: quote it ('yes')"),
     ("fields:\n  title: {column: title, transforms: [{replace: {map: [a, b]}}]}\n",
-     "replace's map is a mapping of sheet text: API text"),
+     "option map of transform 'replace' is a mapping, not ['a', 'b']"),
     ("fields:\n  title: {column: title, transforms: [{replace: {map: {}}}]}\n",
      "replace's map is a mapping of sheet text: API text"),
     ("fields:\n  title: title\n  ? [a, b]\n  : website\n", "a key is a name (text), not a list or mapping"),
+    ("fields:\n  title: title\n  description: ''\n", "fields.description.column: expected a column name (text, not empty)"),
+    ("fields:\n  title: {column: title, transforms: [{prefix: {value: 5}}]}\n",
+     "option value of transform 'prefix' is text, not 5"),
+    ("fields:\n  title: title\n  phoneNumbers: {column: phone, transforms: [{phone: {region: XX}}]}\n",
+     "region 'XX' is no ISO 3166-1 alpha-2 country code"),
+    ("fields:\n  title: {column: title, render: 5}\n", "fields.title.render: a mapping of transform"),
+    ("resource: [organizations]\nfields:\n  title: title\n", "resource: unknown resource"),
+    ("fields:\n  title: title\n  phoneNumbers: {column: phone, transforms: [{phone: {region: Land}}]}\n",
+     "BR-01.csv: a transform of the template reads column 'Land', which the sheet lacks"),
 ])
 def test_a_template_mistake_is_an_error_naming_its_key_never_a_traceback(runner, tmp_path, doc, says):
     """A trial's template mistakes that crashed with a traceback, were read as something else

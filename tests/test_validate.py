@@ -62,6 +62,8 @@ def test_a_constant_goes_through_its_fields_transforms():
     note = _check({"description": "d", "category": {"value": "/note_categories/1"}, "flagged": {"value": "ja"}},
                   [{"d": "a"}], resource="organization_notes", organization={"iri_column": "org"})
     assert note.issues.height == 0 and note.valid["flagged"].to_list() == [True]
+    tags = _check({"title": "t", "tags": [{"column": "t"}, {"value": ["/tags/1", "/tags/2"]}]}, [{"t": "/tags/3"}])
+    assert tags.valid["tags"].to_list() == [["/tags/3", "/tags/1", "/tags/2"]]  # a list of constants
     bad = _check({"title": "t", "address.country": {"value": "Atlantis"}}, [{"t": "A"}])
     (issue,) = bad.issues.to_dicts()
     assert issue["value"] == "Atlantis" and '"Atlantis" (the template\'s value of address.country) breaks' in issue["message"]
