@@ -116,7 +116,9 @@ def resolve_lookups(rows: pl.DataFrame, template: Template, client: Client | Non
                     slug, rn, column, name, f"{m.lookup.collection} lookup (crm-api.md §10)",
                     f"{where}: {message}", "error", file, sheet), letters or {}, sheet))
         expr = pl.element().replace(mapping) if is_list else pl.col(m.field).replace(mapping)
-        out.rows = out.rows.with_columns(pl.col(m.field).list.eval(expr) if is_list else expr)
+        # names that differ in case or spaces only (`Vip; VIP`) name one record: listed once
+        out.rows = out.rows.with_columns(pl.col(m.field).list.eval(expr).list.unique(maintain_order=True)
+                                         if is_list else expr)
     return out
 
 
@@ -142,7 +144,7 @@ def _column_of(name: str, m, cells: dict) -> str:
 def name_key(name: str) -> str:
     """How names are compared: case and runs of whitespace aside (`Architecture  planning`
     is `architecture planning`), for lookups and for the tags `create_missing` makes alike."""
-    return " ".join(name.split()).lower()
+    return " ".join(name.split()).casefold()
 
 
 def _resolve_names(lookup: Lookup, names: list[str], client: Client | None, cache: LookupCache,

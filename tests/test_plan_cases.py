@@ -744,9 +744,10 @@ def test_create_missing_makes_one_tag_of_names_that_differ_in_case_or_spaces(crm
     sheet.write_text("title,email,kind,category\n"
                      "A,a@x.example,partnership,Architecture  Planning\n"
                      "B,b@x.example,Partnership,architecture planning\n"
-                     "C,c@x.example,,PARTNERSHIP\n", encoding="utf-8")
+                     "C,c@x.example,,PARTNERSHIP;partnership\n", encoding="utf-8")
     t = parse_template(doc, path="x")
     p = plan(sheet, t, client)
+    assert p.operations[-1].body["tags"] == ["$ref:tag:partnership"]  # one name twice: listed once
     assert [o.key for o in p.operations if o.path == "/tags"] == ["tag:partnership", "tag:Architecture Planning"]
     assert apply(p, client, journal_file=tmp_path / "j.jsonl").ok
     assert sorted(tag["title"] for tag in client.list_all("/tags")) == ["Architecture Planning", "partnership"]
