@@ -115,9 +115,17 @@ def _internal(e: Exception, debug: bool, as_json: bool) -> None:
     sys.exit(EX_SOFTWARE)
 
 
+def _finite(ctx, param, value):
+    """Refuse nan (which passes a FloatRange: no comparison with it holds)."""
+    if value is not None and value != value:
+        raise click.BadParameter("a number of requests per minute, not nan")
+    return value
+
+
 def target_options(fn):
     """`--base-url`/`--api-key` (env BULKCRM_BASE_URL/BULKCRM_API_KEY) and pacing options."""
-    fn = click.option("--max-rate", type=click.FloatRange(min=0.1), default=None,
+    fn = click.option("--max-rate", type=click.FloatRange(min=0.1, max=1e6), default=None,
+                      callback=_finite,
                       help="Requests per minute for this run (default 20, the tenant limit; "
                            "lower leaves room for other integrations).")(fn)
     fn = click.option("--api-key", envvar="BULKCRM_API_KEY", default=None, show_envvar=True,

@@ -684,3 +684,10 @@ def test_a_key_rejected_while_applying_says_to_resume_with_the_right_key(runner,
     assert result.exit_code == 1 and writes(crm) == []
     assert "The journal is saved; with the right key, resume with:\n  bulkcrm apply" in result.output
     assert "not-the-key" not in result.output
+
+
+@pytest.mark.parametrize("rate", ["nan", "inf", "0"])
+def test_a_max_rate_that_is_no_pace_is_a_usage_error(runner, rate):
+    """`--max-rate nan` passed click's range (no comparison with nan holds) and crashed later."""
+    result = runner.invoke(cli, ["plan", str(SAMPLE), "-t", str(TEMPLATE), "--max-rate", rate])
+    assert result.exit_code == 2 and "Invalid value for '--max-rate'" in result.output
