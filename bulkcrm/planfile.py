@@ -272,14 +272,40 @@ class Plan:
         if d.get("schema_version") != SCHEMA_VERSION:
             raise PlanError(f"{path}: plan schema version {d.get('schema_version')} is not {SCHEMA_VERSION}")
         d = {k: v for k, v in d.items() if k in cls._FIELDS}
-        d["operations"] = [Operation(**o) for o in d["operations"]]
-        return cls(**d)
+        try:
+            d["operations"] = [_operation(o) for o in d["operations"]]
+            return cls(**d)
+        except (TypeError, ValueError, KeyError, AttributeError) as e:
+            raise PlanError(f"{path}: not a plan bulkcrm can apply (was it edited by hand?): {e}; "
+                            "make it again with `bulkcrm plan`") from None
 
     @property
     def sha256(self) -> str:
         """Hash of the operations (the journal's binding). Note fields at their defaults are left
         out, so an organizations plan hashes as before issue 8 and its journal still resumes."""
         return hashlib.sha256(json.dumps([_hashed(o) for o in self.operations], sort_keys=True).encode()).hexdigest()
+
+
+_METHODS = {"create": "POST", "patch": "PATCH", "replace": "PUT", "delete": "DELETE"}
+"""The HTTP method of each operation (crm-api.md §8.3)."""
+
+
+def _operation(o: Any) -> Operation:
+    """An operation of a plan file, its shape checked (a hand edit that breaks it would fail
+    in the middle of an apply, after some writes).
+
+    Raises:
+        ValueError: not an object, a key or path that is not text, an op whose method is not
+            its own, a body that is not an object.
+    """
+    if not isinstance(o, dict):
+        raise ValueError(f"an operation is an object, not {o!r}")
+    op = Operation(**o)
+    if not isinstance(op.key, str) or not isinstance(op.path, str) or not isinstance(op.body, dict):
+        raise ValueError(f"operation {op.key!r}: key and path are text, body an object")
+    if _METHODS.get(op.op) != op.method:
+        raise ValueError(f"operation {op.key!r}: {op.op} is sent as {_METHODS.get(op.op, '?')}, not {op.method}")
+    return op
 
 
 def check_out_path(out: str | Path, *inputs: str | Path) -> None:

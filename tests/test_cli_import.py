@@ -691,3 +691,22 @@ def test_a_max_rate_that_is_no_pace_is_a_usage_error(runner, rate):
     """`--max-rate nan` passed click's range (no comparison with nan holds) and crashed later."""
     result = runner.invoke(cli, ["plan", str(SAMPLE), "-t", str(TEMPLATE), "--max-rate", rate])
     assert result.exit_code == 2 and "Invalid value for '--max-rate'" in result.output
+
+
+@pytest.mark.parametrize("edit", [
+    lambda d: d["operations"].__setitem__(0, None),
+    lambda d: d["operations"][0].__setitem__("key", 5),
+    lambda d: d["operations"][0].__setitem__("op", "delete"),   # a create turned into a delete
+])
+def test_a_plan_file_broken_by_hand_is_refused_before_any_write(runner, crm, tmp_path, edit):
+    """A hand-edited plan crashed (exit 70), one of them after its writes (a trial); it is
+    refused on load, naming the file, before anything is sent."""
+    plan_file = tmp_path / "p.json"
+    assert run(runner, crm, "plan", str(SAMPLE), "-t", str(TEMPLATE), "--out", str(plan_file))[0] == 0
+    doc = json.loads(plan_file.read_text(encoding="utf-8"))
+    edit(doc)
+    plan_file.write_text(json.dumps(doc), encoding="utf-8")
+    crm.clear_log()
+    code, out = run(runner, crm, "apply", str(plan_file))
+    assert code == 2 and out["error"] == "plan" and "not a plan bulkcrm can apply" in out["message"]
+    assert crm.requests == []
