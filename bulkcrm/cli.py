@@ -294,7 +294,7 @@ def plan_cmd(ctx, file, template_path, mode, match_strategy, mirror_notes, sheet
                            mirror_notes=mirror_notes, sheet=_sheet_arg(sheet), encoding=encoding,
                            delimiter=delimiter, header_row=header_row)
         kept = archive_journal(out)  # it belongs to the plan this file held before
-        p.save(out)
+        p.save(out, target.client.requests_per_minute)  # its estimate at this run's pace
     counts = p.counts()
     ok = not (counts["invalid"] or counts["conflict"])  # exit codes as for import
     kept_line = f"Kept the journal of the plan {out} held before as {kept}." if kept else None

@@ -239,22 +239,24 @@ class Plan:
         return {"requests": n, "checks": checks, "reconcile": reconcile,
                 "minutes": round((n + checks + reconcile) / rate, 1), "requests_per_minute": rate}
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self, requests_per_minute: float | None = 20) -> dict[str, Any]:
+        """The plan file's document; its `estimate` at `requests_per_minute` (None: 20)."""
         counts = self.counts()  # from the rows frame, before any dicts are made of it
         d = {k: getattr(self, k) for k in self._FIELDS if k != "rows"}
         d["rows"] = self._rows.to_dicts() if isinstance(self._rows, pl.DataFrame) else self._rows
         d["operations"] = [_as_dict(o) for o in self.operations]
-        d["counts"], d["estimate"] = counts, self.estimate()
+        d["counts"], d["estimate"] = counts, self.estimate(requests_per_minute)
         return {k: d[k] for k in (*self._FIELDS, "counts", "estimate")}
 
-    def save(self, path: str | Path) -> Path:
+    def save(self, path: str | Path, requests_per_minute: float | None = 20) -> Path:
         """Write the plan as JSON (UTF-8); returns the path. One key a line, and in `rows`,
         `operations` and `issues` one item a line (compact JSON: Python's C encoder, a 20k-row
-        plan in about a second; an indented document took seconds more and twice the memory)."""
+        plan in about a second; an indented document took seconds more and twice the memory).
+        `requests_per_minute`: the pace its `estimate` is worked out at (the run's `--max-rate`)."""
         p = Path(path)
         p.parent.mkdir(parents=True, exist_ok=True)
         with p.open("w", encoding="utf-8") as f:
-            _write_lines(self.to_dict(), f)
+            _write_lines(self.to_dict(requests_per_minute), f)
         return p
 
     @classmethod

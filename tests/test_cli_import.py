@@ -710,3 +710,13 @@ def test_a_plan_file_broken_by_hand_is_refused_before_any_write(runner, crm, tmp
     code, out = run(runner, crm, "apply", str(plan_file))
     assert code == 2 and out["error"] == "plan" and "not a plan bulkcrm can apply" in out["message"]
     assert crm.requests == []
+
+
+def test_the_saved_plans_estimate_is_at_the_runs_pace(runner, crm, tmp_path):
+    """`plan --max-rate 2000` printed the time at 2000/min but saved the estimate at 20/min."""
+    plan_file = tmp_path / "p.json"
+    result = runner.invoke(cli, ["plan", str(SAMPLE), "-t", str(TEMPLATE), "--out", str(plan_file),
+                                 "--base-url", crm.url, "--api-key", TEST_KEY, "--max-rate", "2000"])
+    assert result.exit_code == 0
+    est = json.loads(plan_file.read_text(encoding="utf-8"))["estimate"]
+    assert est["requests_per_minute"] == 2000 and "at 2000/min" in result.output
