@@ -410,12 +410,11 @@ def export_cmd(ctx, template_path, out, q, owner, tags, segments, archived, crea
     target = _open(ctx, base_url, api_key, max_rate, read_only=True)
     filters = ExportFilters(q=q, owner=owner, tags=tuple(tags), segments=tuple(segments), archived=archived,
                             created_after=created_after, created_before=created_before)
-    bar = None if as_json else ProgressBar()
+    bar = ProgressBar()  # on stderr, also with --json: a scheduled job's log shows it (README)
     try:
         result = export(target.client, template, out, filters=filters, progress=bar, all_records=all_records)
     finally:
-        if bar is not None:
-            bar.close()
+        bar.close()
     skipped_notes = (template.resource == "organizations" and template.notes is not None
                      and not exports_notes(template, output_kind(out)[1]))
     payload = {"ok": True, "path": str(result.path), "records": result.records, "pages": result.pages,

@@ -103,3 +103,14 @@ def test_an_unwritable_export_path_names_that_path_before_any_request(runner, cr
     assert code == 1 and out["error"] == "file"
     assert f"cannot write or read {blocked / 'x.csv'}: Not a directory" in out["message"]
     assert not crm.requests
+
+
+def test_export_json_keeps_its_progress_lines_on_stderr(runner, crm, tmp_path):
+    """With --json, stdout holds the JSON alone and the progress lines still go to stderr (a
+    scheduled job's log), as the README says; a trial's --json export logged none."""
+    assert runner.invoke(cli, ["import", str(REPO / "samples" / "organizations.csv"), "-t", str(TEMPLATE),
+                               "--base-url", crm.url, "--api-key", TEST_KEY, "--max-rate", "60000"]).exit_code == 0
+    result = runner.invoke(cli, ["export", "-t", str(TEMPLATE), "--out", str(tmp_path / "x.csv"), "--json",
+                                 "--base-url", crm.url, "--api-key", TEST_KEY, "--max-rate", "60000"])
+    assert result.exit_code == 0 and json.loads(result.stdout.strip())["records"] == 91
+    assert "export: 4/4 pages" in result.stderr
