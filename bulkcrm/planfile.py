@@ -437,11 +437,12 @@ def _planning_time(requests: int, per_minute: float) -> str:
 
 
 def _warning_lines(issues: list[dict]) -> list[str]:
-    """The warnings (their rows go ahead), the first `_WARNINGS_SHOWN` in full."""
+    """The warnings (a warning alone stops no row), the first `_WARNINGS_SHOWN` in full."""
     warnings = [i["message"] for i in issues if i["severity"] == "warning"]
     if not warnings:
         return []
-    lines = [f"  {len(warnings)} warning(s); their rows go ahead as planned:"]
+    # not "their rows go ahead": a warned row may be a conflict or invalid for another reason
+    lines = [f"  {len(warnings)} warning(s); a warning alone stops no row:"]
     lines += [f"    {m}" for m in warnings[:_WARNINGS_SHOWN]]
     if len(warnings) > _WARNINGS_SHOWN:
         lines.append(f"    … {len(warnings) - _WARNINGS_SHOWN} more (see the plan file or the report)")

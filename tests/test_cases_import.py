@@ -74,7 +74,7 @@ def test_br05_numeric_cells_sent_as_displayed(crm, client, tmp_path):
     assert (4, "numeric-cell") in warnings            # leading + or 0 may have been lost
     assert (4, "invalid-phone") in warnings           # not E.164: sent as typed, not guessed
     text = render_plan(p)  # the plan text shows them too, not only the report
-    assert f"  {len(warnings)} warning(s); their rows go ahead as planned:" in text
+    assert f"  {len(warnings)} warning(s); a warning alone stops no row:" in text
     assert text.endswith(f"planning used {p.requests_spent} request(s) ({p.strategy}).")  # < 1 min: no time
     p.requests_spent = 668  # a scan of 20k records: the time it took is worth saying
     assert render_plan(p).endswith(f"planning used 668 request(s) ({p.strategy}, ≈ 33.4 min).")
