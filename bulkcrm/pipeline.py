@@ -146,6 +146,8 @@ class _progress_bar:
                 self.start = done
             elif self.paced is None and done > self.start:  # the pace counts from here: the
                 self.paced = (done, now)  # first write may wait for planning's requests to age
+            if done == total and self.printed == total:  # said already (a plan an earlier run did)
+                return
             if self.first or done == total or now - self.logged >= self.LOG_EVERY_S:
                 self.logged, self.first = now, False
                 self._print(done, total, client)

@@ -625,6 +625,10 @@ def test_the_log_lines_pace_counts_from_the_runs_first_operation(monkeypatch, ca
     lines = capsys.readouterr().err.splitlines()
     assert lines[0].endswith("about 2.0 min at 20/min")          # the start: what the rate allows
     assert lines[-1].endswith("2.0 min, about 1.0 min left")      # 20 in 60 s since the first: 3 s each
+    done = pipeline._progress_bar(5)  # a plan an earlier run did: its one line, not two (a trial)
+    done(5, 5, client)
+    done(5, 5, client)
+    assert len(capsys.readouterr().err.splitlines()) == 1
 
 
 def test_a_stop_while_waiting_for_the_rate_limit_leaves_the_operation_unsent(crm, tmp_path):
