@@ -26,7 +26,7 @@ import polars as pl
 
 from .errors import InputError, did_you_mean
 from .template import Mapping, Source, Template, thaw
-from .transforms import TRUE_WORDS, apply_transforms, trimmed
+from .transforms import apply_transforms, trimmed
 
 PHONE_DTYPE = pl.List(pl.Struct({"phoneNumber": pl.String, "phoneType": pl.String}))
 _LIST_KINDS = ("list", "emails")
@@ -235,12 +235,10 @@ def _scalar_expr(m: Mapping, template: Template) -> pl.Expr:
 def constant(m: Mapping, template: Template) -> Any:
     """The value a constant (`value:`) of scalar field `m` sends: the template's value through
     the same transforms as a cell (`chain`: its own, then the field's normaliser, e.g. `UK` ->
-    `GB` for address.country); a boolean as it is."""
+    `GB` for address.country, `ja` -> true for a true/false field); a boolean as it is."""
     s = m.sources[0]
     if s.value is None or isinstance(s.value, bool):
         return s.value
-    if m.kind == "bool":  # a word (yes, ja, 1: the template checked it)
-        return str(s.value).strip().lower() in TRUE_WORDS
     return pl.select(_clean(pl.lit(str(s.value), dtype=pl.String), m, s, template,
                             context={"region": pl.lit(template.default_region, dtype=pl.String)})).item()
 
