@@ -18,6 +18,7 @@ import polars as pl
 from .client import Client
 from .errors import Issue, did_you_mean, place, with_cell
 from .template import Lookup, Template
+from .validate import column_holding, sheet_rows
 
 REF_PREFIX = "$ref:"
 """Placeholder prefix in bodies for an IRI known only after an earlier operation ran."""
@@ -107,10 +108,10 @@ def resolve_lookups(rows: pl.DataFrame, template: Template, client: Client | Non
         out.tags_to_create += [c for c in creates if c not in out.tags_to_create]
         rows_of = dict(long.filter(pl.col("v").is_in(list(issues))).group_by("v").agg(
             pl.col("row_number").unique().sort()).iter_rows())  # one pass, not one per name
-        cells = _cells(frame, m.columns, [rn for rns in rows_of.values() for rn in rns]) if issues else {}
+        cells = sheet_rows(frame, [rn for rns in rows_of.values() for rn in rns]) if issues else {}
         for name, (slug, message) in issues.items():
             for rn in rows_of[name]:
-                column = _column_of(name, m, cells.get(rn, {}))
+                column = column_holding(name, m, cells.get(rn, {})) or m.field
                 where = place(file, rn, column)
                 out.issues.append(with_cell(Issue(
                     slug, rn, column, name, f"{m.lookup.collection} lookup (crm-api.md §10)",
@@ -120,25 +121,6 @@ def resolve_lookups(rows: pl.DataFrame, template: Template, client: Client | Non
         out.rows = out.rows.with_columns(pl.col(m.field).list.eval(expr).list.unique(maintain_order=True)
                                          if is_list else expr)
     return out
-
-
-def _cells(frame: pl.DataFrame | None, columns: tuple[str, ...], row_numbers: list[int]) -> dict[int, dict]:
-    """row_number -> {column: cell} of `columns` in the sheet `frame`, for `row_numbers`."""
-    cols = [c for c in columns if frame is not None and c in frame.columns]
-    if not cols or not row_numbers:
-        return {}
-    part = frame.filter(pl.col("row_number").is_in(row_numbers)).select("row_number", *cols)
-    return {r["row_number"]: r for r in part.iter_rows(named=True)}
-
-
-def _column_of(name: str, m, cells: dict) -> str:
-    """The source column of `m` whose cell holds `name` (a field fed by several columns, e.g.
-    tags from two: the issue names the one to fix), else the first."""
-    key = name_key(name)
-    for c in m.columns:
-        if key in name_key(str(cells.get(c) or "")):
-            return c
-    return m.columns[0] if m.columns else m.field
 
 
 def name_key(name: str) -> str:

@@ -198,9 +198,7 @@ def _issues(failures: pl.DataFrame, rules: list[_Rule], mapped: pl.DataFrame,
     in template order."""
     originals = {}
     if sheet is not None and failures.height:
-        failing = mapped[failures["index"].unique()]["row_number"]
-        originals = {r["row_number"]: r for r in sheet.filter(
-            pl.col("row_number").is_in(failing.implode())).iter_rows(named=True)}
+        originals = sheet_rows(sheet, mapped[failures["index"].unique()]["row_number"])
     by_key = {f"{r.field}|{r.slug}|{r.check}": r for r in rules}
     failed = dict(failures.group_by("check").agg("index").iter_rows())
     issues = []
@@ -308,11 +306,22 @@ def _bad_values(rule: _Rule, m: Mapping, rows: pl.DataFrame,
     for rn in rows["row_number"]:
         original = originals.get(rn, {})
         out += [(rn, c, _as_typed(v, original.get(c)))
-                for v in bad.get(rn, []) for c in [_column_holding(v, m, original)]] or [(rn, cols[0], None)]
+                for v in bad.get(rn, []) for c in [column_holding(v, m, original)]] or [(rn, cols[0], None)]
     return out
 
 
-def _column_holding(value: str, m: Mapping, original: dict) -> str | None:
+def sheet_rows(sheet: pl.DataFrame | None, row_numbers: pl.Series | list[int]) -> dict[int, dict]:
+    """row_number -> the row of `sheet` (`read.Sheet.frame`: its cells as read, by column) for
+    `row_numbers`, to quote a cell or find the column that holds a value."""
+    if sheet is None or not len(row_numbers):
+        return {}
+    rows = sheet.filter(pl.col("row_number").is_in(pl.Series(row_numbers).implode()))
+    return {r["row_number"]: r for r in rows.iter_rows(named=True)}
+
+
+def column_holding(value: str, m: Mapping, original: dict) -> str | None:
+    """The source column of `m` whose cell in `original` (a `sheet_rows` row) holds `value`
+    (case aside): a field fed by several columns names the one to fix; else its first."""
     for c in m.columns:
         cell = original.get(c)
         if cell and (value in cell or value.lower() in cell.lower()):
