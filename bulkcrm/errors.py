@@ -35,6 +35,16 @@ def did_you_mean(name: Any, known: Iterable[str]) -> str:
     return f" (did you mean {by_lower[close[0]]!r}?)" if close else ""
 
 
+def first_few(items: Iterable[str], shown: int = 5, total: int | None = None) -> str:
+    """`a, b, c and 4 more`: the first `shown` of `items` (already text), and how many others,
+    for a message that must stay one line however many there are. `total`: how many there
+    are, when `items` holds only the first ones (a big frame's head)."""
+    items = list(items)
+    total = len(items) if total is None else total
+    more = f" and {total - shown} more" if total > shown else ""
+    return ", ".join(items[:shown]) + more
+
+
 class BulkcrmError(Exception):
     """Root of every error bulkcrm raises on purpose."""
 

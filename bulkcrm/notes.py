@@ -35,7 +35,7 @@ import polars as pl
 
 from . import diff
 from .client import Client
-from .errors import InputError, Issue, with_cell
+from .errors import InputError, Issue, first_few, with_cell
 from .export import IRI_COLUMN  # where a notes export names each note
 from .lookups import REF_PREFIX, LookupCache, resolve_lookups
 from .mapping import map_rows
@@ -451,10 +451,9 @@ def _mirror(part: NotesPart, targets: pl.DataFrame, not_ok: set, by_iri: dict, k
     row names no organization that exists (a typo in its reference): it may be one of theirs."""
     orphans = targets.filter(pl.col("org").is_null())["row_number"].to_list()
     if orphans:
-        shown = ", ".join(map(str, orphans[:5])) + (f" and {len(orphans) - 5} more" if len(orphans) > 5 else "")
-        part.notes.append(f"mirror: no note deleted: note row(s) {shown} name no organization that "
-                          "exists, so the organization they belong to is not known; fix them, then "
-                          "mirror again")
+        part.notes.append(f"mirror: no note deleted: note row(s) {first_few(map(str, orphans))} name no "
+                          "organization that exists, so the organization they belong to is not known; "
+                          "fix them, then mirror again")
         return
     known = targets.filter(pl.col("org").is_not_null() & ~pl.col("org").str.starts_with(REF_PREFIX))
     unsafe = set(known.filter(pl.col("row_number").is_in(list(not_ok)))["org"].to_list())

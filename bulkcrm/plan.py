@@ -23,7 +23,7 @@ import polars as pl
 from . import diff
 from .bodies import write_ops
 from .client import Client
-from .errors import Issue, TemplateError, about, with_cell
+from .errors import Issue, TemplateError, about, first_few, with_cell
 from .lookups import REF_PREFIX, LookupCache, resolve_lookups
 from .mapping import map_rows
 from .match import check_strategy, match_rows
@@ -243,8 +243,7 @@ def _unmapped_notes(sh: Sheet, template: Template, shown: int = 8) -> list[str]:
     left = [c for c in sh.frame.columns if c != "row_number" and c not in read_ and not c.startswith("(column ")]
     if not left:
         return []
-    names = ", ".join(map(repr, left[:shown])) + (f" and {len(left) - shown} more" if len(left) > shown else "")
-    return [f"unmapped column(s) {names}: the template does not read {'it' if len(left) == 1 else 'them'}, "
+    return [f"unmapped column(s) {first_few(map(repr, left), shown)}: the template does not read {'it' if len(left) == 1 else 'them'}, "
             "so nothing of them is sent (map a column in the template to load it)"]
 
 
@@ -253,9 +252,8 @@ def _kept_blank_notes(blanks: pl.DataFrame, shown: int = 5) -> list[str]:
     cell to delete a value sees that it stays, and how to clear it."""
     if not blanks.height:
         return []
-    where = ", ".join(f"row {rn} {f}" for rn, f in blanks.head(shown).iter_rows())
-    more = f" and {blanks.height - shown} more" if blanks.height > shown else ""
-    return [f"blank cells leave {blanks.height} field value(s) as stored ({where}{more}): the template "
+    where = first_few((f"row {rn} {f}" for rn, f in blanks.head(shown).iter_rows()), shown, blanks.height)
+    return [f"blank cells leave {blanks.height} field value(s) as stored ({where}): the template "
             "has `empty: ignore`; to clear a field from a blank cell, set `empty: clear` (for the "
             "whole template: then every blank cell of a single-value field clears it)"]
 
