@@ -106,7 +106,7 @@ def _internal(e: Exception, debug: bool, as_json: bool) -> None:
         raise e
     ctx = click.get_current_context(silent=True)
     keys = [os.environ.get("BULKCRM_API_KEY"), (ctx.params.get("api_key") if ctx else None)]
-    detail = redact(f"{type(e).__name__}: {e}", [k for k in keys if k])  # never the key
+    detail = redact(f"{type(e).__name__}: {e}", keys)  # never the key (`redact` skips None)
     click.echo(f"Error: internal error ({detail}); this is a bug in bulkcrm: please report it "
                "with the command; run it again with --debug to see where it happened", err=True)
     if as_json:

@@ -324,7 +324,7 @@ def run_validate(file, template_path, *, sheet=None, encoding=None, delimiter=No
     if report_dir:
         lines.append(f"Issues written to {report_dir}")
     summary = {"valid": errors == 0, **summary, "errors": errors, "warnings": issues.height - errors,
-               "issues": issues.to_dicts(), **({"template_warning": refused.strip()} if refused else {})}
+               "issues": issues.to_dicts(), **({"template_warning": refused} if refused else {})}
     return {"summary": summary, "text": "\n".join(lines)}
 
 
