@@ -489,10 +489,14 @@ def _record_held(op: Operation, journal: Journal) -> None:
 
 def _holds(now: dict, body: dict) -> bool:
     """Whether record `now` holds every field a merge patch `body` sends (RFC 7396: the
-    fields it names, embedded objects key by key; null ≡ missing), so sending it changes
-    nothing."""
-    return all(canon(_subset(now.get(k), v), drop_null=True) == canon(v, drop_null=True)
-               for k, v in body.items())
+    fields it names), so sending it changes nothing."""
+    return all(_holds_value(now.get(k), v) for k, v in body.items())
+
+
+def _holds_value(actual: Any, sent: Any) -> bool:
+    """Whether a record's value `actual` holds what a write sent as `sent`: embedded objects
+    compared key by key on the keys sent (`_subset`), null ≡ missing."""
+    return canon(_subset(actual, sent), drop_null=True) == canon(sent, drop_null=True)
 
 
 def _changed(op: Operation, now: dict, body: dict) -> str | None:
@@ -501,8 +505,7 @@ def _changed(op: Operation, now: dict, body: dict) -> str | None:
     interrupted run whose answer was lost is not someone else's change."""
     changed = [k for k, v in (op.snapshot or {}).items()  # null ≡ missing inside objects
                if canon(now.get(k), drop_null=True) != canon(v, drop_null=True)
-               and not (k in body and canon(_subset(now.get(k), body[k]), drop_null=True)
-                        == canon(body[k], drop_null=True))]
+               and not (k in body and _holds_value(now.get(k), body[k]))]
     if not changed:
         return None
     return "; ".join(f"{k}: planned from {json.dumps(op.snapshot[k], ensure_ascii=False)}, now "
@@ -533,7 +536,7 @@ def _reconcile(plan: Plan, journal: Journal, client: Client) -> dict[str, str]:
                 continue
         diffs = [k for k, v in _fill_refs(o.body, journal.iris()).items()
                  if k in records[iri] or v not in (None, [], {})
-                 if canon(_subset(records[iri].get(k), v), drop_null=True) != canon(v, drop_null=True)]
+                 if not _holds_value(records[iri].get(k), v)]
         if diffs:
             out[o.key] = "server holds other values for " + ", ".join(
                 f"{k} ({json.dumps(records[iri].get(k), ensure_ascii=False)})" for k in diffs)
