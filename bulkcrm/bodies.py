@@ -23,7 +23,7 @@ import polars as pl
 
 from . import diff
 from .planfile import CHANGE_DTYPE, OP_SCHEMA
-from .template import Mapping, Template
+from .template import LIST_KINDS, Mapping, Template
 
 _EMPTY_JSON = ["null", "[]", "{}", '""']
 
@@ -67,7 +67,7 @@ def _groups(template: Template) -> dict[str, list[Mapping]]:
 
 
 def _non_empty(m: Mapping, col: pl.Expr) -> pl.Expr:
-    if m.kind in ("emails", "phones", "list"):
+    if m.kind in LIST_KINDS:
         return col.list.len() > 0
     return col.is_not_null()
 

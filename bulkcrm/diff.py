@@ -24,7 +24,7 @@ from typing import Any
 import polars as pl
 
 from .mapping import PHONE_DTYPE
-from .template import Mapping, Template
+from .template import LIST_KINDS, Mapping, Template
 from .transforms import apply_transforms
 
 READ_ONLY = {"@context", "@id", "@type", "id", "createdAt", "updatedAt", "importedAt", "avatarUrl",
@@ -352,7 +352,7 @@ def kept_blanks(rows: pl.DataFrame, existing: pl.DataFrame, template: Template) 
         return out
 
     def blank(c: pl.Expr, m: Mapping) -> pl.Expr:
-        return c.list.len().fill_null(0) == 0 if m.kind in ("emails", "phones", "list") else c.is_null()
+        return c.list.len().fill_null(0) == 0 if m.kind in LIST_KINDS else c.is_null()
 
     r = pl.concat([rows.select("row_number", *(m.field for m in ms)),
                    existing.select(pl.col(m.field).alias(f"{m.field}#e") for m in ms)], how="horizontal")

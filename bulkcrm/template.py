@@ -20,6 +20,9 @@ import yaml
 from .errors import TemplateError, did_you_mean
 from .vocab import MODES
 
+LIST_KINDS = ("emails", "list", "phones")
+"""Field kinds that hold a list (several sources, `split`, list constants)."""
+
 # kind: scalar (one string), bool, list (list of strings), phones (list of {phoneNumber, phoneType}),
 # emails (list of strings sent as [{email}]). `iri`: the collection a relation points to.
 # `normalise`: the transform every value of the field always gets (the API's format).
@@ -548,12 +551,12 @@ def _mapping(name: str, spec: Any, resource: str, mode: str, err: _Err,
     if isinstance(spec, str):
         spec = {"column": spec}
     specs = spec if isinstance(spec, list) else [spec]
-    if len(specs) > 1 and rule["kind"] not in ("phones", "emails", "list"):
+    if len(specs) > 1 and rule["kind"] not in LIST_KINDS:
         raise err("only list fields may have several sources", key)
     sources = tuple(_source(s, rule, err, f"{key}[{i}]" if len(specs) > 1 else key)
                     for i, s in enumerate(specs))
     first = specs[0]
-    is_list = rule["kind"] in ("phones", "emails", "list")
+    is_list = rule["kind"] in LIST_KINDS
     default_policy = ("replace" if mode == "replace" else "merge") if is_list else "overwrite"
     policy = first.get("policy", default_policy)
     allowed = ("merge", "replace") if is_list else ("overwrite", "fill_if_empty", "never")
@@ -569,8 +572,7 @@ def _mapping(name: str, spec: Any, resource: str, mode: str, err: _Err,
     if not isinstance(first.get("render") or {}, dict):
         raise err("a mapping of transform -> its export options, e.g. render: {country: alpha_3}",
                   f"{key}.render")
-    if not isinstance(required, bool):
-        raise err("true or false", f"{key}.required")
+    required = _bool(required, err, f"{key}.required")
     if max_length is not None and (isinstance(max_length, bool) or not isinstance(max_length, int)
                                    or max_length < 1):
         raise err("a whole number of characters, 1 or more", f"{key}.max_length")
@@ -610,10 +612,10 @@ def _source(spec: Any, rule: dict, err: _Err, key: str) -> Source:
     split = spec.get("split")
     if split is not None and (not isinstance(split, str) or not split):
         raise err("a separator is text, e.g. split: ';'", f"{key}.split")
-    if split is not None and rule["kind"] not in ("emails", "list", "phones"):
+    if split is not None and rule["kind"] not in LIST_KINDS:
         raise err("only list fields are split (emailAddresses, phoneNumbers, tags, ...); to keep "
                   "part of a value, use the extract transform", f"{key}.split")
-    if split is None and rule["kind"] in ("emails", "list", "phones") and "column" in spec:
+    if split is None and rule["kind"] in LIST_KINDS and "column" in spec:
         split = ";"
     optional = spec.get("optional", False)
     if not isinstance(optional, bool) or (optional and "column" not in spec):
@@ -648,11 +650,11 @@ def _check_value(spec: dict, rule: dict, err: _Err, key: str) -> None:
         raise err(f"true or false (or yes/no, ja/nee), not {value!r}", f"{key}.value")
     if isinstance(value, bool):  # `value: NO` (Norway) or `value: yes` on a text field
         raise err(f"YAML reads this value as {str(value).lower()}: quote it (e.g. 'NO')", f"{key}.value")
-    if isinstance(value, one) or (rule["kind"] in ("emails", "list", "phones") and isinstance(value, list)
+    if isinstance(value, one) or (rule["kind"] in LIST_KINDS and isinstance(value, list)
                                   and all(isinstance(v, one) and not isinstance(v, bool) for v in value)):
         return
-    raise err("one value (text, number or true/false)" + (", or a list of them" if rule["kind"] in (
-        "emails", "list", "phones") else ""), f"{key}.value")
+    raise err("one value (text, number or true/false)" + (", or a list of them" if rule["kind"] in LIST_KINDS
+                                                          else ""), f"{key}.value")
 
 
 def _check_transforms(specs: list, rule: dict, err: _Err, key: str) -> None:
