@@ -19,11 +19,11 @@ Usage::
 from __future__ import annotations
 
 import inspect
-from typing import Any
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import partial, wraps
+from typing import Any
 
 import polars as pl
 
@@ -65,14 +65,6 @@ class Transform:
             params = list(inspect.signature(fn).parameters.values())[1:]
             names |= {p.name for p in params if p.kind is p.KEYWORD_ONLY}
         return names
-
-    def defaults(self) -> dict[str, object]:
-        """Option name -> its default in `clean` or `render` (options without one left out)."""
-        out: dict[str, object] = {}
-        for fn in (self.render, self.clean):
-            out |= {p.name: p.default for p in inspect.signature(fn).parameters.values()
-                    if p.kind is p.KEYWORD_ONLY and p.default is not p.empty}
-        return out
 
 
 def _identity(expr: pl.Expr, **_: object) -> pl.Expr:
@@ -346,42 +338,33 @@ def _parse_spec(spec: str | Mapping) -> tuple[Transform, dict]:
     return transform, options
 
 
-def _annotation(transform: Transform, opt: str) -> str:
-    """The annotation text of option `opt` in `clean` or `render` ("" when none)."""
-    for fn in (transform.clean, transform.render):
-        p = inspect.signature(fn).parameters.get(opt)
-        if p is not None and p.annotation is not p.empty:
-            return str(p.annotation)
-    return ""
-
-
-_OPTION_TYPES = ((bool, "true or false"), (int, "a whole number"), (str, "text"))
-"""An option whose default has one of these types takes only values of it (YAML: a quoted
+_KINDS = {bool: "true or false", int: "a whole number", str: "text", Mapping: "a mapping"}
+"""The option types checked when a template loads, as messages name them (YAML: a quoted
 "false" is text, and text is true)."""
 
 
-_ANNOTATED = {"str": str, "bool": bool, "int": int}
-"""Option annotations (text: `from __future__ import annotations`) whose type is checked when
-the option has no default."""
+def _option_kind(transform: Transform, opt: str) -> type | None:
+    """The type option `opt` takes: its default's (bool, int or str) in `clean` or `render`,
+    else, without a default, its annotation's (text: `from __future__ import annotations`);
+    None when neither says."""
+    for fn in (transform.clean, transform.render):
+        p = inspect.signature(fn).parameters.get(opt)
+        if p is None:
+            continue
+        if p.default is not p.empty:
+            return next((k for k in (bool, int, str) if isinstance(p.default, k)), None)
+        note = str(p.annotation)
+        return Mapping if note.startswith("Mapping") else {"str": str, "bool": bool, "int": int}.get(note)
+    return None
 
 
 def _check_option_types(transform: Transform, options: dict) -> None:
-    """Raise TemplateError for an option value of another type than the option's default (or,
-    without one, its annotation: `value: str`, `map: Mapping[...]`)."""
-    defaults = transform.defaults()
+    """Raise TemplateError for an option value of another type than the option takes
+    (`_option_kind`: `dayfirst: "false"`, `prefix: {value: 5}`, `replace: {map: [a, b]}`)."""
     for opt, value in options.items():
-        default = defaults.get(opt)
-        if opt not in defaults:
-            note = _annotation(transform, opt)
-            default = _ANNOTATED[note]() if note in _ANNOTATED else None
-            if note.startswith("Mapping") and not isinstance(value, Mapping):
-                raise TemplateError(f"option {opt} of transform {transform.name!r} is a mapping, not {value!r}")
-        for kind, words in _OPTION_TYPES:
-            if isinstance(default, kind):
-                if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-                    raise TemplateError(f"option {opt} of transform {transform.name!r} is {words}, "
-                                        f"not {value!r}")
-                break
+        kind = _option_kind(transform, opt)
+        if kind is not None and (not isinstance(value, kind) or (kind is int and isinstance(value, bool))):
+            raise TemplateError(f"option {opt} of transform {transform.name!r} is {_KINDS[kind]}, not {value!r}")
 
 
 def _resolve(transform: Transform, options: dict, context: Mapping[str, pl.Expr] | None) -> dict:
