@@ -39,7 +39,7 @@ from .errors import InputError, Issue, first_few, with_cell
 from .export import IRI_COLUMN  # where a notes export names each note
 from .lookups import REF_PREFIX, LookupCache, resolve_lookups
 from .mapping import map_rows
-from .notes_orgs import targets_by_reference, targets_same_rows
+from .notes_orgs import NOTE_IRI, targets_by_reference, targets_same_rows
 from .plan import Operation
 from .read import Sheet
 from .template import Template
@@ -52,7 +52,6 @@ NOTE_WRITABLE = ("createdAt", "title", "description", "flagged", "isPrivate", "a
 PREVIEW = 60
 """Characters of a description shown as a row's title when the note has none."""
 _SEP, _NULL = "\x1f", "\x00"
-_NOTE_IRI = r"^/organizations/[^/]+/notes/[^/]+$"
 
 
 @dataclass
@@ -162,7 +161,7 @@ def _note_iris(frame: pl.DataFrame) -> pl.DataFrame:
     if IRI_COLUMN not in frame.columns:
         return pl.DataFrame(schema={"row_number": pl.Int64, "iri": pl.String})
     iri = pl.col(IRI_COLUMN).str.strip_chars()
-    return frame.select("row_number", iri.alias("iri")).filter(pl.col("iri").str.contains(_NOTE_IRI))
+    return frame.select("row_number", iri.alias("iri")).filter(pl.col("iri").str.contains(NOTE_IRI))
 
 
 def validate_notes(sh: Sheet, nt: Template, *, same_rows: bool = False

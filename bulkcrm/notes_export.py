@@ -77,8 +77,11 @@ def render_notes(orgs: list[dict], nt: Template, client: Client, names: NameCach
     org_rows = render_records(orgs, ref.template, client, names)
     org_iri = ref.template.iri_column or IRI_COLUMN
     ref_cols = [c for c in ref.template.columns if c != ref.iri_column]
+    # a note's IRI names its organization too: where the reference's IRI column is the note
+    # IRI column, it keeps the note's, so an edited note is patched (`notes._note_iris`)
+    own = ref.iri_column and ref.iri_column != IRI_COLUMN
     org_rows = org_rows.select(pl.col(org_iri).alias("__org"), *ref_cols,
-                               *([pl.col(org_iri).alias(ref.iri_column)] if ref.iri_column else []))
+                               *([pl.col(org_iri).alias(ref.iri_column)] if own else []))
     body = body.drop([c for c in org_rows.columns if c != "__org" and c in body.columns])
     joined = body.join(org_rows, on="__org", how="left", maintain_order="left")
     return joined.select([pl.col(c) if c in joined.columns else pl.lit(None, pl.String).alias(c)

@@ -30,6 +30,9 @@ from .mapping import map_rows
 from .match import identifier_frame, match_rows
 from .template import OrgRef, Template
 
+NOTE_IRI = r"^/organizations/[^/]+/notes/[^/]+$"
+"""A note's IRI (crm-api.md §9.2); its `/organizations/{id}` part names the note's organization."""
+
 TARGET_SCHEMA = {"row_number": pl.Int64, "org": pl.String, "dep": pl.String, "why": pl.String,
                  "why_op": pl.String}
 """Columns of a targets frame (module docstring)."""
@@ -87,7 +90,7 @@ def targets_by_reference(frame: pl.DataFrame, ref: OrgRef, client: Client, *, st
         InputError: a reference column is missing. ApiError: a lookup failed.
     """
     t = _present(ref, frame, file) if ref.derived else ref.template
-    rows = map_rows(frame, t, path=file)
+    rows = map_rows(_note_iris_as_orgs(frame, t), t, path=file)
     explicit = pl.col("__iri").is_not_null() if "__iri" in rows.columns else pl.lit(False)
     out = Targets(targets=pl.DataFrame(schema=TARGET_SCHEMA))
     parts = []
@@ -125,6 +128,16 @@ def targets_by_reference(frame: pl.DataFrame, ref: OrgRef, client: Client, *, st
                                  pl.lit("organization not found", pl.String).alias("why"),
                                  pl.lit("invalid").alias("why_op"))]).cast(TARGET_SCHEMA)
     return out
+
+
+def _note_iris_as_orgs(frame: pl.DataFrame, t: Template) -> pl.DataFrame:
+    """`frame` with each note IRI in the reference's IRI column cut to its organization's: a
+    note IRI names both, and a notes export writes the note's there when that column is the
+    note IRI column (`crm_iri`, the default reference of a notes sheet)."""
+    c = t.iri_column
+    if not c or c not in frame.columns:
+        return frame
+    return frame.with_columns(pl.col(c).str.replace(r"^\s*(/organizations/[^/]+)/notes/[^/]+\s*$", "${1}"))
 
 
 def _by_note(named: pl.DataFrame) -> pl.DataFrame:

@@ -267,6 +267,47 @@ def test_a_workbooks_notes_sheet_is_in_the_with_status_copy_which_imports_again(
     assert code == 0 and out["notes_not_exported"] is True
 
 
+def test_a_note_edited_in_an_export_of_both_sheets_is_patched(runner, categories, tmp_path):
+    """A notes sheet without `organization:` finds organizations by the organizations' own
+    columns, `crm_iri` among them. Its export writes each note's IRI there (it names the
+    organization too), so a note edited in the exported workbook is patched, not added again."""
+    template = tmp_path / "t.yaml"
+    template.write_text("resource: organizations\nidentifiers: [emailAddresses]\nfields:\n"
+                        "  title: {column: Company}\n  emailAddresses: {column: Email}\n"
+                        "notes:\n  sheet: Notes\n"
+                        "  fields:\n    description: {column: Notes}\n    createdAt: {column: NoteDate}\n"
+                        "    category: {value: Note, lookup: true}\n")
+    book = openpyxl.Workbook()
+    book.active.title = "Orgs"
+    for r in [["Company", "Email"], ["Echo BV", "info@echo.example"], ["Gale BV", "info@gale.example"]]:
+        book.active.append(r)
+    notes = book.create_sheet("Notes")
+    for r in [["Email", "Notes", "NoteDate"], ["info@echo.example", "n1", "2024-01-01"],
+              ["info@gale.example", "n2", "2024-01-02"]]:
+        notes.append(r)
+    book.save(tmp_path / "w.xlsx")
+    code, out = run(runner, categories, "import", str(tmp_path / "w.xlsx"), "-t", str(template),
+                    "--report", str(tmp_path / "r1"))
+    assert code == 0 and out["by_resource"]["notes"]["created"] == 2
+    code, _ = run(runner, categories, "export", "-t", str(template), "--out", str(tmp_path / "x.xlsx"))
+    assert code == 0
+    book = openpyxl.load_workbook(tmp_path / "x.xlsx")
+    sheet = book["Notes"]
+    header = [c.value for c in sheet[1]]
+    rows = [dict(zip(header, (c.value for c in r))) for r in sheet.iter_rows(min_row=2)]
+    notes_by_text = {n["description"]: n["@id"] for n in categories.store.all("notes", tenant="tenant-a")}
+    assert sorted(r["crm_iri"] for r in rows) == sorted(notes_by_text.values())  # each note's own IRI
+    at = next(i for i, r in enumerate(rows, 2) if r["Notes"] == "n1")
+    sheet.cell(at, header.index("Notes") + 1).value = "n1 (done)"
+    book.save(tmp_path / "edited.xlsx")
+    code, out = run(runner, categories, "import", str(tmp_path / "edited.xlsx"), "-t", str(template),
+                    "--report", str(tmp_path / "r2"))
+    assert code == 0, out
+    assert out["by_resource"]["notes"] == {**out["by_resource"]["notes"], "patched": 1, "unchanged": 1}
+    after = {n["@id"]: n["description"] for n in categories.store.all("notes", tenant="tenant-a")}
+    assert after == {notes_by_text["n1"]: "n1 (done)", notes_by_text["n2"]: "n2"}
+
+
 def test_a_note_edited_in_the_weekly_sheet_says_the_old_note_stays(runner, categories, tmp_path):
     """Without note IRIs a note is matched on its content key: an edited text is a new note, and
     the plan says the old one stays (and how to delete it) instead of leaving it unsaid."""
