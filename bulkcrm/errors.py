@@ -68,6 +68,10 @@ class InputError(BulkcrmError):
         super().__init__(f"{where}: {message}" if where else message)
 
 
+class EmptyInputError(InputError):
+    """The file or sheet holds no header row (nothing but blank cells)."""
+
+
 class ApiError(BulkcrmError):
     """The API answered with an error. Attributes: `status` (int or None), `method`, `url`
     (base URL stripped, never the key), `detail` (problem detail, crm-api.md §5.2),

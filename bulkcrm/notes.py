@@ -35,7 +35,7 @@ import polars as pl
 
 from . import diff
 from .client import Client
-from .errors import InputError, Issue, first_few, with_cell
+from .errors import EmptyInputError, InputError, Issue, first_few, with_cell
 from .export import IRI_COLUMN  # where a notes export names each note
 from .lookups import REF_PREFIX, LookupCache, resolve_lookups
 from .mapping import map_rows
@@ -97,22 +97,34 @@ def plan_with_orgs(org_rows: list[dict], org_mapped: pl.DataFrame, sheet: Sheet,
                           targets=targets_same_rows(org_rows), same_rows=True)
     org_targets = targets_same_rows(org_rows, sheet=sheet.sheet_name)
     notes_sheet = read_notes_sheet(sheet.path, spec.sheet, template.path)
+    if notes_sheet is None:  # nothing involves an organization: no delete, also in mirror mode
+        return NotesPart(notes=[empty_notes_sheet(spec.sheet)])
     return plan_notes(notes_sheet, nt, client, mode=mode, strategy=strategy, mirror=mirror,
                       org_side=(org_mapped, org_targets, sheet.sheet_name),
                       key_prefix=f"note:{notes_sheet.sheet_name or spec.sheet}:")
 
 
-def read_notes_sheet(path: str, sheet: str, template_path: str | None) -> Sheet:
-    """The workbook's notes `sheet` that an organizations template names (`notes: {sheet: …}`).
+def read_notes_sheet(path: str, sheet: str, template_path: str | None) -> Sheet | None:
+    """The workbook's notes `sheet` that an organizations template names (`notes: {sheet: …}`),
+    or None when it is blank (a run without notes: `empty_notes_sheet`).
 
     Raises:
         InputError: it cannot be read (no such sheet, a CSV, ...); the message says the
-            template asked for it."""
-    from .read import read
+            template asked for it, and how a run without notes keeps the sheet."""
+    from .read import EXCEL_EXTENSIONS, read
     try:
         return read(path, sheet=sheet)
+    except EmptyInputError:
+        return None
     except InputError as e:
-        raise InputError(f"{e} (the notes sheet of template {template_path}: notes: {{sheet: {sheet}}})") from None
+        hint = "; for a run without notes: keep the sheet, left blank" \
+            if Path(path).suffix.lower() in EXCEL_EXTENSIONS else ""
+        raise InputError(f"{e} (the notes sheet of template {template_path}: notes: {{sheet: {sheet}}}{hint})") from None
+
+
+def empty_notes_sheet(sheet: str) -> str:
+    """The remark of a blank notes sheet (`read_notes_sheet` None)."""
+    return f"sheet {sheet!r} is empty: no notes this run"
 
 
 def plan_notes(sh: Sheet, nt: Template, client: Client, *, mode: str = "upsert",

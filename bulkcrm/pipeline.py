@@ -266,8 +266,10 @@ def _with_notes(issues: pl.DataFrame, sh: Sheet, notes, file) -> tuple[pl.DataFr
     with the notes' after them, naming their resource; the notes sheet when it is another
     sheet ({name: frame}, for the issues copy); the notes' `rows` and `invalid_rows`; the line
     the text shows."""
-    from .notes import read_notes_sheet, validate_notes
+    from .notes import empty_notes_sheet, read_notes_sheet, validate_notes
     notes_sheet = sh if notes.sheet is None else read_notes_sheet(file, notes.sheet, notes.template.path if notes.template else None)
+    if notes_sheet is None:
+        return issues, {}, {"rows": 0, "invalid_rows": 0}, f"notes: {empty_notes_sheet(notes.sheet)}"
     _, mapped, _, checked = validate_notes(notes_sheet, notes.template, same_rows=notes.sheet is None)
     mine = checked.issues.with_columns(pl.lit("organization_notes").alias("resource"))
     issues = pl.concat([issues, mine]).sort(  # the organizations' sheet first, then by row

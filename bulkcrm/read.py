@@ -26,7 +26,7 @@ from pathlib import Path
 
 import polars as pl
 
-from bulkcrm.errors import InputError, Issue
+from bulkcrm.errors import EmptyInputError, InputError, Issue
 from bulkcrm.read_csv import (
     MIXED, _parse_irregular, _parse_regular, _utf8_sample, decode, detect_delimiter, parse_csv)
 
@@ -269,7 +269,7 @@ def _finish(grid: pl.DataFrame, where: str, header_row: int | None, sheet: str |
                              for c, e in zip(cells, has_empty) if e)
     rows = _drop_blank_rows(grid, cells)
     if rows.height == 0:
-        raise InputError(empty, path=where)
+        raise EmptyInputError(empty, path=where)
     how = "given"
     if header_row is None:
         head = rows.head(_HEADER_SCAN_ROWS + 20)

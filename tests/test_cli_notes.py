@@ -412,7 +412,43 @@ def test_a_missing_notes_sheet_says_the_template_asked_for_it(runner, categories
                   json_out=False)
     for code, out in ((checked.exit_code, checked.output), planned):
         assert code == 2 and "no sheet named 'Notes'" in out
-        assert "(the notes sheet of template" in out and "notes: {sheet: Notes})" in out
+        assert "(the notes sheet of template" in out and "notes: {sheet: Notes}; for a run" in out
+
+
+def test_an_empty_notes_sheet_means_no_notes_this_run(runner, categories, tmp_path):
+    """A week without notes: the workbook keeps the template's notes sheet, left blank. That
+    plans no note (and deletes none, also with --mirror-notes), says so, and imports the
+    organizations; a missing sheet stays an error, which says how to send a week without notes."""
+    wb = openpyxl.Workbook()
+    wb.active.title = "Orgs"
+    wb.active.append(["title", "email"])
+    wb.active.append(["A", "a@x.example"])
+    wb.save(tmp_path / "missing.xlsx")
+    notes = wb.create_sheet("Notes")
+    wb.save(tmp_path / "orgs.xlsx")
+    notes.append(["email", "note"])
+    notes.append(["a@x.example", "last week's note"])
+    wb.save(tmp_path / "last_week.xlsx")
+    (tmp_path / "t.yaml").write_text(
+        "resource: organizations\nidentifiers: [emailAddresses]\nfields: {title: title, emailAddresses: email}\n"
+        "notes:\n  sheet: Notes\n  fields: {description: note, category: {value: /note_categories/note}}\n",
+        encoding="utf-8")
+    book, template = str(tmp_path / "orgs.xlsx"), str(tmp_path / "t.yaml")
+    code, out = run(runner, categories, "import", str(tmp_path / "last_week.xlsx"), "-t", template)
+    assert code == 0 and out["created"] == 2, out
+    checked = runner.invoke(cli, ["validate", book, "-t", template])
+    assert checked.exit_code == 0 and "notes: sheet 'Notes' is empty: no notes" in checked.output, checked.output
+    code, out = run(runner, categories, "plan", book, "-t", template, "--mirror-notes",
+                    "--out", str(tmp_path / "e.json"))
+    assert code == 0 and "sheet 'Notes' is empty: no notes this run" in out["remarks"], out
+    code, out = run(runner, categories, "import", book, "-t", template, "--mirror-notes",
+                    "--report", str(tmp_path / "r"))
+    assert code == 0 and out["unchanged"] == 1 and out.get("deleted", 0) == 0, out
+    assert [n["description"] for n in categories.store.all("notes", tenant="tenant-a")] == ["last week's note"]
+    code, text = run(runner, categories, "plan", str(tmp_path / "missing.xlsx"), "-t", template,
+                     "--out", str(tmp_path / "p.json"), json_out=False)
+    assert code == 2 and "no sheet named 'Notes'" in text
+    assert "a run without notes: keep the sheet, left blank" in text
 
 
 def test_a_notes_sheets_missing_column_names_that_sheet(runner, categories, tmp_path):
