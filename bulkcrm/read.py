@@ -279,7 +279,7 @@ def _finish(grid: pl.DataFrame, where: str, header_row: int | None, sheet: str |
     hdr = rows.filter(pl.col("row_number") == header_row)
     if hdr.height == 0:
         raise InputError(f"header row {header_row} is empty or past the end of the "
-                         f"{'sheet' if sheet else 'file'}; check --header-row", path=where)
+                         f"{f'sheet {sheet!r}' if sheet else 'file'}; check --header-row", path=where)
     texts = [(v or "").strip() for v in hdr.select(cells).row(0)]
     width = max(i for i, t in enumerate(texts) if t) + 1
     data = (rows.slice(rows["row_number"].search_sorted(header_row, side="right"))

@@ -74,7 +74,8 @@ def load_excel(path: Path, sheet: str | int | None) -> ExcelGrid:
         reader = fastexcel.read_excel(path)
     except Exception as e:  # noqa: BLE001 - fastexcel/calamine raise their own tree
         with path.open("rb") as fh:
-            ole = fh.read(4) == b"\xd0\xcf\x11\xe0"  # an encrypted .xlsx is an OLE container
+            head = fh.read(4096)
+        ole = head[:4] == b"\xd0\xcf\x11\xe0"  # an encrypted .xlsx is an OLE container
         if "password" in str(e).lower() or (ole and path.suffix.lower() != ".xls"):
             raise InputError("the workbook is password-protected (encrypted); remove the "
                              "password in Excel and save again, or export the sheet as CSV",
@@ -82,6 +83,12 @@ def load_excel(path: Path, sheet: str | int | None) -> ExcelGrid:
         if path.name.startswith("~$"):  # Office's owner file of an open workbook
             raise InputError("this is the lock file Excel keeps beside a workbook it has open (a name "
                              "beginning with ~$), not a workbook; pass the workbook itself", path=where) from None
+        if head and b"\x00" not in head and head[:2] != b"PK":  # text (a workbook has NULs)
+            if head.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"<"):  # a web app's "Excel" export
+                raise InputError("this is an HTML or XML page, not an Excel workbook; open it in "
+                                 "Excel and save it as .xlsx", path=where) from None
+            raise InputError("this is delimited text, not an Excel workbook; rename it to .csv",
+                             path=where) from None
         raise InputError(f"cannot open as an Excel workbook ({str(e).splitlines()[0]}); check "
                          "the file or save it again from Excel", path=where) from None
     names = list(reader.sheet_names)

@@ -216,6 +216,13 @@ def test_header_row_past_the_end(tmp_path):
     with pytest.raises(InputError, match=r"t\.csv: header row 9 is empty or past the end of the "
                                          r"file; check --header-row"):
         read(write(tmp_path, "t.csv", "a\n1\n"), header_row=9)
+    book = openpyxl.Workbook()
+    book.active.title = "Klanten"
+    book.active.append(["a"])
+    book.save(tmp_path / "t.xlsx")
+    with pytest.raises(InputError, match=r"t\.xlsx: header row 9 is empty or past the end of "
+                                         r"the sheet 'Klanten'; check --header-row"):
+        read(tmp_path / "t.xlsx", header_row=9)
 
 
 def test_headers_trimmed(tmp_path):
@@ -443,6 +450,17 @@ def test_password_protected():
     with pytest.raises(InputError, match=r"pass_protected\.xlsx: the workbook is "
                                          r"password-protected \(encrypted\)"):
         read(DATA / "calamine/pass_protected.xlsx")
+
+
+def test_delimited_text_named_xlsx_says_rename_it(tmp_path):
+    """The mirror of a workbook named .csv: text saved under an Excel name is named as such."""
+    (tmp_path / "week.xlsx").write_text("title,email\nA,a@x.example\n", encoding="utf-8")
+    with pytest.raises(InputError, match=r"week\.xlsx: this is delimited text, not an Excel "
+                                         r"workbook; rename it to \.csv"):
+        read(tmp_path / "week.xlsx")
+    (tmp_path / "export.xls").write_text("<html><table><tr><td>A</td></tr></table></html>")
+    with pytest.raises(InputError, match=r"export\.xls: this is an HTML or XML page"):
+        read(tmp_path / "export.xls")
 
 
 def _three_sheets(path):
