@@ -60,9 +60,10 @@ class Sheet:
         sha256: hex SHA-256 of the file's bytes as read (the plan records it).
         letters: header -> the column's letters as a spreadsheet shows them (`B`; for CSV the
             field's position), so an issue can name its cell (`B4`).
-        numbers: Excel only: the General-format integer cells the reader did not flag
-            (`read_excel.NUMBERS_SCHEMA`: row_number, column, text, cell); `validate` warns on
-            those the template maps to a text field whose leading 0 matters. None for CSV.
+        numbers: Excel only: the General-format integer cells the reader did not flag and the
+            date/time cells (`read_excel.NUMBERS_SCHEMA`: row_number, column, text, cell,
+            format); `validate` warns on integers the template maps to a text field whose
+            leading 0 matters, and on dates it maps to a field that is not a date-time. None for CSV.
     """
 
     frame: pl.DataFrame

@@ -37,6 +37,9 @@ _BUILTIN_FORMATS = {  # ECMA-376 Part 1 §18.8.30 (ids without a format code in 
 }
 _CELL = r"(?s)<c\s[^>]*[^/]>.*?</c>"
 _NUMERIC_RULE = "numbers stored as numeric cells lose leading + and 0 (ECMA-376 §18.3.1.4)"
+_DATE_RULE = "a date/time number format (ECMA-376 §18.8.31) on a field that is not a date-time"
+_DATE_LETTER = re.compile(r"[ymdhs!]")
+"""A letter of a date/time format once `_date_letters` cleaned it (`!`: elapsed `[h]`)."""
 
 
 @dataclass
@@ -47,8 +50,9 @@ class ExcelGrid:
         grid: `row_number` (Int64, Excel row) and `c0..cN` (String, N = absolute 0-based column).
         sheet_name: the worksheet read.
         cells: typed cells from the scan: row_number (Int64), col (Int64, 0-based), kind
-            (`number`|`bool`|`error`|`no-result`), text (String: shown text, error code), id_like
-            (Boolean: General-format integer). Empty for `.xls`.
+            (`number`|`bool`|`error`|`no-result`), text (String: shown text, error code; a
+            date ISO 8601), id_like (Boolean: General-format integer), format (String: the
+            number format code of a date/time cell, else null). Empty for `.xls`.
         merges: merged ranges as (first_row, first_col, last_row, last_col), 1-based rows,
             0-based cols.
         sheet_names: every sheet of the workbook, in order.
@@ -162,7 +166,7 @@ def _visible_from_xml(path: Path) -> list[int] | None:
 
 def _empty_cells() -> pl.DataFrame:
     return pl.DataFrame(schema={"row_number": pl.Int64, "col": pl.Int64, "kind": pl.String,
-                                "text": pl.String, "id_like": pl.Boolean})
+                                "text": pl.String, "id_like": pl.Boolean, "format": pl.String})
 
 
 def _sheet_targets(zf: zipfile.ZipFile) -> list[tuple[str, str]]:
@@ -236,7 +240,7 @@ def _scan(zf: zipfile.ZipFile, idx: int) -> tuple[pl.DataFrame, list[tuple[int, 
                                                  .otherwise(pl.lit("FALSE")))
             .when(pl.col("kind") == "error").then(pl.col("v")))
     cells = raw.select("row_number", "col", "kind", text.alias("text"),
-                       pl.col("id_like").fill_null(False))
+                       pl.col("id_like").fill_null(False), "format")
     return cells, merges
 
 
@@ -298,7 +302,8 @@ def _xls_fixups(grid: pl.DataFrame) -> pl.DataFrame:
 # --- number formats ---------------------------------------------------------------------------
 
 def _shown_numbers(nums: pl.DataFrame, codes: list[str], date1904: bool) -> pl.DataFrame:
-    """(v, s) pairs of numeric cells -> + `shown` (String) and `id_like` (General integer >= 0).
+    """(v, s) pairs of numeric cells -> + `shown` (String), `id_like` (General integer >= 0)
+    and `format` (String: the format code of a cell rendered as a date/time, else null).
 
     General and pure zero-padding formats (`00000000`) are rendered with polars expressions;
     other formats go through `render_number` once per distinct (value, format)."""
@@ -319,7 +324,7 @@ def _shown_numbers(nums: pl.DataFrame, codes: list[str], date1904: bool) -> pl.D
         pl.when(x < 0).then(pl.lit("-")).otherwise(pl.lit(""))
         + x.abs().round(0).cast(pl.Int64, strict=False).cast(pl.String).str.zfill(pad)
     ).otherwise(general)
-    other = nums.filter(pl.col("fk") == "other", x.is_not_null()).select("v", "s", "code", "x")
+    other = nums.filter(pl.col("fk").is_in(["other", "date"]), x.is_not_null()).select("v", "s", "code", "x")
     rendered = other.with_columns(pl.Series("r", [
         render_number(v, c, date1904) for v, c in other.select("x", "code").iter_rows()],
         pl.String)).select("v", "s", "r")
@@ -329,15 +334,21 @@ def _shown_numbers(nums: pl.DataFrame, codes: list[str], date1904: bool) -> pl.D
                           .when(pl.col("fk") == "general").then(general)
                           .otherwise(pl.col("r").fill_null(general)).alias("shown"),
                           ((pl.col("fk") == "general") & integral & (x >= 0))
-                          .fill_null(False).alias("id_like"))
-            .select("v", "s", "shown", "id_like"))
+                          .fill_null(False).alias("id_like"),
+                          pl.when((pl.col("fk") == "date") & pl.col("r").is_not_null())
+                          .then(pl.col("code")).alias("format"))
+            .select("v", "s", "shown", "id_like", "format"))
 
 
 def _format_kind(code: str) -> str:
+    """`general`, `zeros` (`00000000`), `date` (a date/time format, by its first section) or
+    `other`."""
     c = code.strip()
     if c.lower() in ("general", "@", ""):
         return "general"
-    return "zeros" if re.fullmatch(r"0+", c) and len(c) < 16 else "other"
+    if re.fullmatch(r"0+", c) and len(c) < 16:
+        return "zeros"
+    return "date" if _DATE_LETTER.search(_date_letters(_sections(c)[0])) else "other"
 
 
 @lru_cache(maxsize=1024)
@@ -428,7 +439,7 @@ def render_number(x: float, code: str, date1904: bool = False) -> str | None:
     else:
         sec, val, sign = secs[0], abs(x), "-" if x < 0 else ""
     letters = _date_letters(sec)
-    if re.search(r"[ymdhs!]", letters):
+    if _DATE_LETTER.search(letters):
         return _render_date(x, letters, date1904)
     toks = _tokens(sec)
     if any(k == "bad" for k, _ in toks):
@@ -515,26 +526,104 @@ def _render_date(x: float, letters: str, date1904: bool) -> str | None:
     return dt.strftime("%Y-%m-%dT%H:%M:%S" if has_time else "%Y-%m-%d")
 
 
+_DATE_TOKEN = re.compile(r'"[^"]*"|\\.|_.|\*.|\[[^\]]*\]|am/pm|a/p|y+|m+|d+|h+|s+|.', re.I)
+"""One part of a date/time format section: quoted text, an escape, padding, a [...] block,
+an AM/PM marker, a run of one date letter, or any other character (shown as is)."""
+_MONTHS = ("January", "February", "March", "April", "May", "June", "July", "August",
+           "September", "October", "November", "December")
+_DAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
+
+
+def shown_date(text: str, code: str) -> str:
+    """What Excel shows of a date/time cell read as `text` (`render_number`'s ISO 8601:
+    `2024-03-12`, `2024-03-12T14:05:00`, `14:05:00`) under its number format `code` (ECMA-376
+    §18.8.31, the first section; English names): `d-mmm` -> `12-Mar`, `mmm-yy` -> `Jan-50`.
+
+    Returns `text` itself for what it cannot show (elapsed `[h]:mm`, a text that is no ISO date).
+    """
+    try:
+        dt = datetime.fromisoformat(text if "-" in text else f"1899-12-30T{text}")
+    except ValueError:
+        return text
+    sec = _sections(code)[0]
+    if "!" in _date_letters(sec):
+        return text
+    parts = _DATE_TOKEN.findall(sec)
+    twelve = any(p.lower() in ("am/pm", "a/p") for p in parts)
+    minutes = _minute_parts(parts)
+    return "".join(_date_part(p, dt, twelve, i in minutes) for i, p in enumerate(parts))
+
+
+def _minute_parts(parts: list[str]) -> set[int]:
+    """Indexes of the `m` runs among `_DATE_TOKEN` parts that mean minutes: right after an hour
+    or right before seconds, other parts aside (as Excel reads `h:mm`, `mm:ss`)."""
+    letters = [(i, p[0].lower()) for i, p in enumerate(parts) if p[0].lower() in "ymdhs"]
+    return {i for k, (i, c) in enumerate(letters) if c == "m" and (
+        k > 0 and letters[k - 1][1] == "h" or k + 1 < len(letters) and letters[k + 1][1] == "s")}
+
+
+def _date_part(part: str, dt: datetime, twelve: bool, minute: bool) -> str:
+    """One `_DATE_TOKEN` of a format shown for `dt` (`minute`: an `m` run that means minutes,
+    after an hour or before seconds, as Excel reads it; `twelve`: hours on a 12-hour clock)."""
+    first, n = part[0].lower(), len(part)
+    hour = (dt.hour % 12 or 12) if twelve else dt.hour
+    numbers = {"y": dt.year % 100 if n <= 2 else dt.year, "d": dt.day, "h": hour, "s": dt.second,
+               "m": dt.minute if minute else dt.month}
+    if part.lower() in ("am/pm", "a/p"):
+        noon = ("AM", "PM")[dt.hour >= 12][:2 if n == 5 else 1]
+        return noon.lower() if part[0].islower() else noon
+    if first == "d" and n >= 3:
+        return _DAYS[dt.weekday()][:3 if n == 3 else None]
+    if first == "m" and not minute and n >= 3:
+        return _MONTHS[dt.month - 1][:{3: 3, 4: None}.get(n, 1)]
+    if first in numbers:  # y and yy: two digits, as Excel shows them
+        return f"{numbers[first]:0{2 if n >= 2 or first == 'y' else 1}d}"
+    if first in "\\_*[":
+        return {"\\": part[1:], "_": " "}.get(first, "")
+    return part[1:-1] if first == '"' else part
+
+
 # --- issues ------------------------------------------------------------------------------------
 
-NUMBERS_SCHEMA = {"row_number": pl.Int64, "column": pl.String, "text": pl.String, "cell": pl.String}
-"""`excel_issues`' other General-format integer cells (`read.Sheet.numbers`)."""
+NUMBERS_SCHEMA = {"row_number": pl.Int64, "column": pl.String, "text": pl.String, "cell": pl.String,
+                  "format": pl.String}
+"""`excel_issues`' typed cells that only the template can judge (`read.Sheet.numbers`): the other
+General-format integer cells (`format` null) and the date/time cells (`format`: their number
+format code; `text` ISO 8601)."""
 
 
 def numeric_cell_issue(rn: int, column: str | None, text: str, file: str, sheet: str | None,
                        ref: str) -> Issue:
     """The numeric-cell warning of one cell (`B4`): its + or leading 0 may be lost."""
     return Issue("numeric-cell", rn, column, text, _NUMERIC_RULE,
-                 f"{place(file, rn, column)} ({sheet}!{ref}): the cell was stored as a number; a "
+                 f"{_at(file, rn, column, sheet, ref)}: the cell was stored as a number; a "
                  "leading + or 0 may have been lost; format the column as Text", "warning", file, sheet, ref)
+
+
+def date_cell_issue(rn: int, column: str | None, text: str, code: str, file: str,
+                    sheet: str | None, ref: str) -> Issue:
+    """The date-cell warning of one cell (`H2`) Excel stored as a date/time, read as ISO `text`,
+    under number format `code`: what Excel shows (`shown_date`: `12-Mar`) is how Excel turned a
+    typed `3-12` or `1-50` into a date; the typed value is lost (ECMA-376 §18.8.31)."""
+    return Issue("date-cell", rn, column, text, _DATE_RULE,
+                 f'{_at(file, rn, column, sheet, ref)}: the cell was stored as a date: Excel shows '
+                 f'"{shown_date(text, code)}", read as "{text}"; Excel turns a typed value such as 3-12 '
+                 "or 1-50 into a date: format the column as Text and type the value again",
+                 "warning", file, sheet, ref)
+
+
+def _at(file: str, rn: int, column: str | None, sheet: str | None, ref: str) -> str:
+    """Where a cell issue is: `file:row:column (Sheet!B4)` (a range `B4:B5` for a merge)."""
+    return f"{place(file, rn, column)} ({sheet}!{ref})"
 
 
 def excel_issues(g: ExcelGrid, header_row: int, names: dict[str, str], file: str
                  ) -> tuple[list[Issue], pl.DataFrame]:
     """Issues for cells below the header: excel-error and formula-without-result (errors),
-    numeric-cell and merged-cell (warnings); and the other General-format integer cells
-    (`NUMBERS_SCHEMA`), which `validate` flags where the template maps a text field whose
-    leading 0 matters (a zip code, a KvK number).
+    numeric-cell and merged-cell (warnings); and the typed cells only a template can judge
+    (`NUMBERS_SCHEMA`): the other General-format integer cells, which `validate` flags where
+    the template maps a text field whose leading 0 matters (a zip code, a KvK number), and the
+    date/time cells, which it flags where the field is not a date-time.
 
     numeric-cell rule here: a General-format integer cell is flagged when it has 8 or more
     digits (phone, KvK, account numbers) or its column also holds text cells below the header;
@@ -546,7 +635,7 @@ def excel_issues(g: ExcelGrid, header_row: int, names: dict[str, str], file: str
     flag = pl.col("kind").is_in(["error", "no-result"]) | pl.col("id_like") & (
         (pl.col("text").str.len_chars() >= 8) | pl.col("col").is_in([int(c[1:]) for c in text_cols]))
     flagged = cells.filter(flag)
-    numbers = cells.filter(pl.col("id_like") & ~flag)
+    numbers = cells.filter((pl.col("id_like") | pl.col("format").is_not_null()) & ~flag)
     cols = numbers["col"].unique().to_list()  # per column, not per cell: its header and letters
     numbers = numbers.select(
         pl.col("row_number").cast(pl.Int64),
@@ -555,10 +644,11 @@ def excel_issues(g: ExcelGrid, header_row: int, names: dict[str, str], file: str
         pl.col("text").cast(pl.String),
         pl.concat_str(pl.col("col").replace_strict({c: _letters(c) for c in cols}, return_dtype=pl.String),
                       pl.col("row_number").cast(pl.String)).alias("cell"),
+        "format",
     ).cast(NUMBERS_SCHEMA).drop_nulls("column")
-    for rn, col, kind, text, id_like in flagged.iter_rows():
+    for rn, col, kind, text, *_ in flagged.iter_rows():
         ref, column = f"{_letters(col)}{rn}", names.get(f"c{col}")
-        at = f"{place(file, rn, column)} ({sheet}!{ref})"  # as every issue: file:row:column
+        at = _at(file, rn, column, sheet, ref)  # as every issue: file:row:column
         if kind == "error":
             out.append(Issue("excel-error", rn, column, text, "Excel error value",
                              f"{at}: the cell shows the Excel error {text}; fix the "
@@ -577,7 +667,7 @@ def excel_issues(g: ExcelGrid, header_row: int, names: dict[str, str], file: str
         rng = f"{_letters(c1)}{r1}:{_letters(c2)}{r2}"
         rn, column = max(r1, header_row + 1), names.get(f"c{c1}")
         out.append(Issue("merged-cell", rn, column, None, "merged cells",
-                         f"{place(file, rn, column)} ({sheet}!{rng}): a merged range; only "
+                         f"{_at(file, rn, column, sheet, rng)}: a merged range; only "
                          f"{_letters(c1)}{r1} holds the value, the other cells read as empty; "
                          "unmerge and fill each cell", "warning", file, sheet, f"{_letters(c1)}{r1}"))
     return out, numbers

@@ -21,7 +21,7 @@ from .errors import ISSUE_SCHEMA, Issue, issues_frame, place, with_cell
 from .mapping import chain
 from .template import Mapping, Template
 from .normalize import EXTENSION, EXTENSION_MARK, FORMULA_RESULT
-from .read_excel import numeric_cell_issue
+from .read_excel import date_cell_issue, numeric_cell_issue
 from .transforms import CHECK_ISSUE_TYPES, CHECKS, check_list, check_rule
 
 
@@ -63,9 +63,10 @@ def validate(mapped: pl.DataFrame, template: Template, *, sheet: pl.DataFrame | 
         read_issues: issues found while reading (formula without result, ragged rows, ...).
         file, sheet_name: where the rows came from, for the issue records.
         letters: header -> column letters (`read.Sheet.letters`), to name each issue's cell.
-        numbers: a workbook's integer cells the reader did not flag (`read.Sheet.numbers`):
-            those in a column the template maps to a text field whose leading 0 matters get a
-            numeric-cell warning (BR-05).
+        numbers: a workbook's typed cells the reader did not flag (`read.Sheet.numbers`):
+            integer cells in a column the template maps to a text field whose leading 0 matters
+            get a numeric-cell warning (BR-05); date/time cells in a column it maps to a field
+            that is not a date-time, a date-cell warning.
 
     Returns:
         `Validation`. Warnings (e.g. a phone that could not be put in E.164) keep the row valid.
@@ -85,7 +86,7 @@ def validate(mapped: pl.DataFrame, template: Template, *, sheet: pl.DataFrame | 
                                                                       template, file, sheet_name)
              if (i.row_number, i.column) not in unreadable and (i.row_number, None) not in unreadable]
     found += _dropped_extensions(sheet, template, found, file, sheet_name, letters or {}) + read_found
-    found += _numeric_cells(numbers, template, file, sheet_name)
+    found += _numeric_cells(numbers, template, file, sheet_name) + _date_cells(numbers, template, file, sheet_name)
     issues = issues_frame(found).sort("row_number", "column", nulls_last=True, maintain_order=True)
     bad = set(issues.filter(pl.col("severity") == "error")["row_number"].drop_nulls().to_list())
     valid = mapped.filter(~pl.col("row_number").is_in(list(bad))) if bad else mapped
@@ -271,9 +272,26 @@ def _numeric_cells(numbers: pl.DataFrame | None, template: Template, file: str |
     columns = {s.column for m in template.mappings for s in m.sources if s.column and (
         m.kind == "phones" or m.kind == "scalar" and m.lookup is None and not m.rules.get("iri")
         and m.rules.get("check") not in ("datetime", "boolean"))}
-    hits = numbers.filter(pl.col("column").is_in(sorted(columns)))
+    hits = numbers.filter(pl.col("format").is_null(), pl.col("column").is_in(sorted(columns)))
     return [numeric_cell_issue(rn, column, text, file or "", sheet_name, cell)
-            for rn, column, text, cell in hits.iter_rows()]
+            for rn, column, text, cell, _ in hits.iter_rows()]
+
+
+def _date_cells(numbers: pl.DataFrame | None, template: Template, file: str | None,
+                sheet_name: str | None) -> list[Issue]:
+    """date-cell warnings of the date/time cells (`read.Sheet.numbers` with a `format`) in the
+    columns the template maps, unless one of the column's fields is a date-time (its `datetime`
+    check: `format: date-time`, crm-api.md §8.1, §9.1): there a date is what belongs.
+    Elsewhere (a zip code, a phone, an id) it is Excel's reading of a typed `3-12` or `1-50`;
+    the ISO text read is sent, as a numeric-cell's number is."""
+    if numbers is None or not numbers.height:
+        return []
+    sources = [(s.column, m.rules.get("check") == "datetime") for m in template.mappings for s in m.sources
+               if s.column]
+    columns = {c for c, _ in sources} - {c for c, dated in sources if dated}
+    hits = numbers.filter(pl.col("format").is_not_null(), pl.col("column").is_in(sorted(columns)))
+    return [date_cell_issue(rn, column, text, code, file or "", sheet_name, cell)
+            for rn, column, text, cell, code in hits.iter_rows()]
 
 
 def _regions(rows: pl.DataFrame, template: Template) -> dict[int, str]:

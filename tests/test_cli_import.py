@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import datetime
 import json
 import shutil
 import subprocess
@@ -720,3 +721,39 @@ def test_the_saved_plans_estimate_is_at_the_runs_pace(runner, crm, tmp_path):
     assert result.exit_code == 0
     est = json.loads(plan_file.read_text(encoding="utf-8"))["estimate"]
     assert est["requests_per_minute"] == 2000 and "at 2000/min" in result.output
+
+
+def _sample_workbook(path: Path, edit) -> Path:
+    """The sample's columns and first three rows as a workbook (sheet `Orgs`, rows 2-4), after
+    `edit(worksheet)` (an ops user's Excel changes)."""
+    book = openpyxl.Workbook()
+    ws = book.active
+    ws.title = "Orgs"
+    for row in list(csv.reader(SAMPLE.open(encoding="utf-8", newline="")))[:4]:
+        ws.append(row)
+    edit(ws)
+    book.save(path)
+    return path
+
+
+def test_a_postal_code_excel_made_a_date_is_a_warning_and_sent_as_read(runner, tmp_path, monkeypatch):
+    """A postal code Excel stored as a date (`d-mmm`, shown `12-Mar`) is read as ISO text; in a
+    text field it gets a date-cell warning naming the cell, what Excel shows and what is read,
+    and the fix; like numeric-cell, a warning: the value is still sent and the plan exits 0."""
+    def edit(ws):
+        ws["H2"].value = datetime.datetime(2024, 3, 12)
+        ws["H2"].number_format = "d-mmm"
+    monkeypatch.chdir(tmp_path)
+    _sample_workbook(tmp_path / "X.xlsx", edit)
+    result = runner.invoke(cli, ["plan", "X.xlsx", "-t", str(TEMPLATE), "--out", "p.json"])
+    assert result.exit_code == 0, result.output
+    message = ('X.xlsx:2:postalCode (Orgs!H2): the cell was stored as a date: Excel shows "12-Mar", '
+               'read as "2024-03-12"; Excel turns a typed value such as 3-12 or 1-50 into a date: '
+               "format the column as Text and type the value again")
+    assert message in result.output
+    plan = json.loads((tmp_path / "p.json").read_text(encoding="utf-8"))
+    (issue,) = [i for i in plan["issues"] if i["type"] == "date-cell"]
+    assert (issue["severity"], issue["row_number"], issue["column"], issue["value"], issue["cell"],
+            issue["message"]) == ("warning", 2, "postalCode", "2024-03-12", "H2", message)
+    body = next(o["body"] for o in plan["operations"] if o["row_numbers"] == [2])
+    assert body["address"]["postalCode"] == "2024-03-12"

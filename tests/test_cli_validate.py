@@ -1,6 +1,7 @@
 """Issue 4: `bulkcrm validate` reports every problem at once and never crashes, on every real file."""
 from __future__ import annotations
 
+import datetime as dt
 import json
 
 import openpyxl
@@ -324,6 +325,35 @@ def test_short_numbers_in_a_text_columns_numeric_cells_are_flagged(runner, tmp_p
     assert flagged == [(2, "kvk", "2012345"), (2, "zip", "2138"), (3, "kvk", "12345678"), (3, "zip", "10001")]
     assert any("(Sheet!B2): the cell was stored as a number; a leading + or 0 may have been lost" in i["message"]
                for i in issues)
+
+
+def test_a_date_cell_is_flagged_only_in_a_field_that_is_no_date_time(runner, tmp_path):
+    """Excel turns a typed `1-50` into a date (PROVENANCE.md: kr_companies.csv, `Jan-50`): a date
+    cell in a column the template maps to a field that is not a date-time (an id, a phone, a
+    zip) gets a date-cell warning; in archivedAt (a date-time) or an unmapped column it is silent."""
+    wb = openpyxl.Workbook()
+    ws = wb.active
+    ws.append(["name", "id", "phone", "zip", "archived", "founded"])
+    ws.append(["Acme", dt.datetime(1950, 1, 1), dt.datetime(2024, 3, 12, 14, 5), "2138",
+               dt.datetime(2024, 5, 1), dt.datetime(1999, 1, 1)])
+    for cell, fmt in (("B2", "mmm-yy"), ("C2", "dddd d mmmm yyyy h:mm AM/PM"), ("E2", "d-mmm"),
+                      ("F2", "d-mmm")):
+        ws[cell].number_format = fmt
+    wb.save(tmp_path / "orgs.xlsx")
+    (tmp_path / "t.yaml").write_text(yaml.safe_dump({
+        "resource": "organizations", "identifiers": ["customerId"],
+        "fields": {"title": "name", "customerId": "id", "phoneNumbers": "phone",
+                   "address.postalCode": "zip", "archivedAt": "archived"}}), encoding="utf-8")
+    result = runner.invoke(cli, ["validate", str(tmp_path / "orgs.xlsx"), "-t", str(tmp_path / "t.yaml"), "--json"])
+    issues = json.loads(result.output.strip().splitlines()[-1])["issues"]
+    dated = [(i["cell"], i["value"], i["severity"], i["message"].split(": ", 1)[1]) for i in issues
+             if i["type"] == "date-cell"]
+    fix = "Excel turns a typed value such as 3-12 or 1-50 into a date: format the column as Text and type the value again"
+    assert dated == [
+        ("B2", "1950-01-01", "warning", f'the cell was stored as a date: Excel shows "Jan-50", read as "1950-01-01"; {fix}'),
+        ("C2", "2024-03-12T14:05:00", "warning", 'the cell was stored as a date: Excel shows "Tuesday 12 March 2024 '
+         f'2:05 PM", read as "2024-03-12T14:05:00"; {fix}')]
+    assert result.exit_code == 0
 
 
 def test_a_header_in_two_columns_blocks_only_a_template_that_maps_it(runner, tmp_path):

@@ -10,7 +10,7 @@ import xlsxwriter
 
 from bulkcrm.errors import InputError
 from bulkcrm.read import FORMULA_ESCAPE, FORMULA_TRIGGERS, read, restore_formula_escape
-from bulkcrm.read_excel import render_number
+from bulkcrm.read_excel import render_number, shown_date
 from tests.conftest import DATA
 
 
@@ -375,6 +375,16 @@ def test_xlsx_types_rendered_as_shown(tmp_path):
 def test_render_number(x, code, shown):
     date1904 = code == "yyyy-mm-dd"
     assert render_number(x, code, date1904) == shown
+
+
+@pytest.mark.parametrize(("text", "code", "shown"), [
+    ("2024-03-12", "d-mmm", "12-Mar"), ("1950-01-01", "mmm-yy", "Jan-50"), ("2005-03-02", "m/d/y", "3/2/05"),
+    ("2024-03-12T09:05:07", "yyyy-mm-dd hh:mm:ss", "2024-03-12 09:05:07"), ("14:05:00", "h:mm a/p", "2:05 p"),
+    ("2024-03-12", "[$-413]dd\\-mm;@", "12-03"), ("2024-03-12", '"week of "dddd mmmmm', "week of Tuesday M"),
+    ("255:10:10", "[hh]:mm:ss", "255:10:10"),  # elapsed time: shown as read
+])
+def test_shown_date_is_what_excel_shows(text, code, shown):
+    assert shown_date(text, code) == shown
 
 
 def test_xlsx_numeric_cell_warning_rule(tmp_path):
