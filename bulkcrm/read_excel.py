@@ -661,16 +661,38 @@ def excel_issues(g: ExcelGrid, header_row: int, names: dict[str, str], file: str
                              sheet, ref))
         else:
             out.append(numeric_cell_issue(rn, column, text, file, sheet, ref))
+    return out + _merged_cells(g, header_row, names, file), numbers
+
+
+def _merged_cells(g: ExcelGrid, header_row: int, names: dict[str, str], file: str) -> list[Issue]:
+    """A merged-cell warning per data row whose cells of a merged range read empty (only the
+    range's first cell holds its value, ECMA-376 §18.3.1.55): the rows under the first cell, and
+    the first cell's own row when the range spans columns. Each names the row's empty cells, the
+    range and the value. Not named: a range of empty cells (it loses nothing) and one that starts
+    in the header or above (its value is a header or title, which no data row should repeat).
+
+    Args:
+        names: {grid column `c<0-based index>`: header}, to name each issue's column.
+    """
+    out = []
     for r1, c1, r2, c2 in g.merges:
-        if r2 <= header_row:
+        first = f"c{c1}"
+        value = g.grid[first][r1 - 1] if first in g.grid.columns and r1 <= g.grid.height else None
+        if value is None or r1 <= header_row:
             continue
         rng = f"{_letters(c1)}{r1}:{_letters(c2)}{r2}"
-        rn, column = max(r1, header_row + 1), names.get(f"c{c1}")
-        out.append(Issue("merged-cell", rn, column, None, "merged cells",
-                         f"{_at(file, rn, column, sheet, rng)}: a merged range; only "
-                         f"{_letters(c1)}{r1} holds the value, the other cells read as empty; "
-                         "unmerge and fill each cell", "warning", file, sheet, f"{_letters(c1)}{r1}"))
-    return out, numbers
+        for rn in range(r1, r2 + 1):
+            left = c1 + 1 if rn == r1 else c1  # the first cell's own row keeps its value
+            if left > c2:
+                continue
+            ref, column = f"{_letters(left)}{rn}", names.get(f"c{left}")
+            cells = ref if left == c2 else f"{ref}:{_letters(c2)}{rn}"
+            out.append(Issue("merged-cell", rn, column, None, "merged cells (ECMA-376 §18.3.1.55)",
+                             f"{_at(file, rn, column, g.sheet_name, cells)}: the "
+                             f"{'cell reads' if left == c2 else 'cells read'} as empty: it is in the merged "
+                             f'range {rng}, whose value "{value}" only {_letters(c1)}{r1} holds; unmerge the '
+                             "range and fill each cell", "warning", file, g.sheet_name, ref))
+    return out
 
 
 def _text_columns(data: pl.DataFrame, cells: pl.DataFrame) -> set[str]:

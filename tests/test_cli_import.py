@@ -757,3 +757,22 @@ def test_a_postal_code_excel_made_a_date_is_a_warning_and_sent_as_read(runner, t
             issue["message"]) == ("warning", 2, "postalCode", "2024-03-12", "H2", message)
     body = next(o["body"] for o in plan["operations"] if o["row_numbers"] == [2])
     assert body["address"]["postalCode"] == "2024-03-12"
+
+
+def test_the_row_a_merged_cell_left_empty_gets_the_merged_cell_warning(runner, tmp_path, monkeypatch):
+    """With I3:I4 merged and Mexico in I3, row 4 is read (and planned) without a country: the
+    warning is on row 4, the row to fix, not on row 3, which has the value."""
+    def edit(ws):
+        ws["I4"].value = None
+        ws.merge_cells("I3:I4")
+    monkeypatch.chdir(tmp_path)
+    _sample_workbook(tmp_path / "X.xlsx", edit)
+    result = runner.invoke(cli, ["plan", "X.xlsx", "-t", str(TEMPLATE), "--out", "p.json"])
+    assert result.exit_code == 0, result.output
+    plan = json.loads((tmp_path / "p.json").read_text(encoding="utf-8"))
+    merged = [(i["row_number"], i["column"], i["cell"], i["message"]) for i in plan["issues"] if i["type"] == "merged-cell"]
+    assert merged == [(4, "country", "I4", 'X.xlsx:4:country (Orgs!I4): the cell reads as empty: it is in the merged '
+                       'range I3:I4, whose value "Mexico" only I3 holds; unmerge the range and fill each cell')]
+    assert merged[0][3] in result.output
+    body = next(o["body"] for o in plan["operations"] if o["row_numbers"] == [4])
+    assert "country" not in body["address"]

@@ -400,19 +400,45 @@ def test_xlsx_numeric_cell_warning_rule(tmp_path):
     assert got == [("C2", "id", "12345678"), ("B4", "phone", "612345")]
 
 
-def test_xlsx_merged_cells_warn(tmp_path):
+def test_xlsx_merged_cells_warn_the_rows_that_read_empty(tmp_path):
+    """A merged range's value is in its first cell only: each row whose cell of the range reads
+    empty gets the warning (naming the range and the value), since those rows lose the value;
+    the first cell's own row keeps it and gets none unless the range spans columns. A merge of
+    empty cells, or one from the header down, loses nothing."""
     path = tmp_path / "m.xlsx"
     with xlsxwriter.Workbook(path) as wb:
         ws = wb.add_worksheet("S")
-        ws.write_row(0, 0, ["title", "city"])
+        ws.write_row(0, 0, ["title", "city", "country", "region"])
         ws.merge_range("A2:A3", "Same Org BV")
-        ws.write_column(1, 1, ["Delft", "Gouda"])
+        ws.write_column(1, 1, ["Delft", "Gouda", "Ede"])
+        ws.write_string("A4", "Solo")
+        ws.merge_range("C4:D4", "Nederland")
+        ws.merge_range("C2:C3", "")
+        ws.merge_range("E1:E2", "remarks")  # a header merge: no data row lost a value
     sheet = read(path)
-    assert sheet.frame.rows() == [(2, "Same Org BV", "Delft"), (3, None, "Gouda")]
-    (issue,) = sheet.issues
-    assert (issue.type, issue.severity, issue.cell, issue.row_number) == (
-        "merged-cell", "warning", "A2", 2)
-    assert issue.message.startswith("m.xlsx:2:title (S!A2:A3): a merged range; only A2 holds the value")
+    assert sheet.frame.rows() == [(2, "Same Org BV", "Delft", None, None, None), (3, None, "Gouda", None, None, None),
+                                  (4, "Solo", "Ede", "Nederland", None, None)]
+    assert [(i.type, i.severity, i.row_number, i.column, i.cell, i.value, i.message) for i in sheet.issues] == [
+        ("merged-cell", "warning", 3, "title", "A3", None,
+         'm.xlsx:3:title (S!A3): the cell reads as empty: it is in the merged range A2:A3, whose value '
+         '"Same Org BV" only A2 holds; unmerge the range and fill each cell'),
+        ("merged-cell", "warning", 4, "region", "D4", None,
+         'm.xlsx:4:region (S!D4): the cell reads as empty: it is in the merged range C4:D4, whose value '
+         '"Nederland" only C4 holds; unmerge the range and fill each cell')]
+
+
+def test_xlsx_a_block_merge_warns_each_row_below_its_first_once(tmp_path):
+    path = tmp_path / "b.xlsx"
+    with xlsxwriter.Workbook(path) as wb:
+        ws = wb.add_worksheet("S")
+        ws.write_row(0, 0, ["title", "note", "extra"])
+        ws.write_column(1, 0, ["A", "B", "C"])
+        ws.merge_range("B2:C4", "see contract")
+    got = [(i.row_number, i.cell, i.message.split(": ", 1)[1]) for i in read(path).issues]
+    tail = 'it is in the merged range B2:C4, whose value "see contract" only B2 holds; unmerge the range and fill each cell'
+    assert got == [(2, "C2", f"the cell reads as empty: {tail}"), (3, "B3", f"the cells read as empty: {tail}"),
+                   (4, "B4", f"the cells read as empty: {tail}")]
+    assert "(S!B3:C3)" in read(path).issues[1].message
 
 
 def test_xlsx_error_values(tmp_path):
