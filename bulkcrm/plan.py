@@ -15,6 +15,7 @@ import gc
 import os
 import time
 from contextlib import contextmanager
+from dataclasses import replace
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -177,9 +178,12 @@ def _plan(source: str | Path | Sheet, template: Template, client: Client, *, mod
     rows = resolved.rows.filter(~pl.col("row_number").is_in(list(bad))) if bad else resolved.rows
     issues = [*_frame_issues(checked.issues), *resolved.issues,
               *_conflict_issues(matches.conflicts, template, sh, file),
-              *_not_found_issues(matches.not_found, template, file, sh.sheet_name),
-              *_same_title_issues(rows, matches, template, file, sh.sheet_name)]
-    out_rows, ops, zeros, blanks = _decide(mapped, rows, matches, template, mode, issues, resolved.tags_to_create)
+              *_not_found_issues(matches.not_found, template, file, sh.sheet_name)]
+    with ThreadPoolExecutor(1) as pool:  # warnings only (no decision waits for them), found beside
+        similar = pool.submit(_same_title_issues, rows, replace(matches), template, file, sh.sheet_name)
+        out_rows, ops, zeros, blanks = _decide(mapped, rows, matches, template, mode, issues,
+                                               resolved.tags_to_create)
+        issues += similar.result()
     issues += _kept_zero_issues(zeros, template, file, sh)
     clock.lap("diff")
     p = Plan(template=str(template.path), template_sha256=template.sha256, input=str(sh.path),
@@ -385,15 +389,14 @@ def _row_frame(mapped: pl.DataFrame, joined: pl.DataFrame, changed: pl.DataFrame
                ops: pl.DataFrame) -> pl.DataFrame:
     """The plan's rows (`ROW_SCHEMA`), one per mapped row in input order: decided by polars
     expressions, then the rows that got an operation take its op, key and changes."""
+    rn = mapped["row_number"]
     written = ops.select(pl.col("row_numbers").list.first().alias("row_number"), pl.col("op").alias("__op"),
                          "changes", "cleared", "key")  # an operation's IRI is its row's
-    base = (mapped.select("row_number", _title(template))
-            .join(joined.select("row_number", "iri"), on="row_number", how="left", maintain_order="left")
-            .join(conflicts.select("row_number", pl.col("message").alias("__msg")), on="row_number",
-                  how="left", maintain_order="left")
-            .join(changed.select("row_number", pl.lit(True).alias("__changed")), on="row_number",
-                  how="left", maintain_order="left")
-            .join(written, on="row_number", how="left", maintain_order="left"))
+    base = pl.concat([mapped.select("row_number", _title(template)),
+                      _at_rows(rn, joined.select("row_number", "iri")),
+                      _at_rows(rn, conflicts.select("row_number", pl.col("message").alias("__msg"))),
+                      _at_rows(rn, changed.select("row_number", pl.lit(True).alias("__changed"))),
+                      _at_rows(rn, written, {"changes": [], "cleared": []})], how="horizontal")
     rn, iri, op_ = pl.col("row_number"), pl.col("iri"), pl.col("__op")
     invalid, conflict = rn.is_in(list(errors)), pl.col("__msg").is_not_null()  # every conflict has one
     exists = pl.lit(mode == "create-only") & pl.col("__changed").fill_null(False)
@@ -403,11 +406,27 @@ def _row_frame(mapped: pl.DataFrame, joined: pl.DataFrame, changed: pl.DataFrame
     note = (pl.when(op_.is_not_null() | invalid).then(None).when(conflict).then(pl.col("__msg"))
             .when(iri.is_null()).then(pl.lit(MODE_SKIPS[0]))
             .when(exists).then(pl.lit(MODE_SKIPS[1])).otherwise(None))
-    return base.select(rn, op.alias("op"), iri, pl.col("title"),
-                       pl.col("changes").fill_null(pl.lit([], dtype=ROW_SCHEMA["changes"])),
-                       pl.col("cleared").fill_null(pl.lit([], dtype=pl.List(pl.String))),
+    return base.select(rn, op.alias("op"), iri, pl.col("title"), "changes", "cleared",
                        note.alias("note"), pl.col("key"),
                        pl.lit("organizations").alias("resource")).cast(ROW_SCHEMA)
+
+
+def _at_rows(rn: pl.Series, frame: pl.DataFrame, blank: dict | None = None) -> pl.DataFrame:
+    """`frame`'s columns but `row_number`, one line per value of `rn` (unique row numbers) in
+    its order: `frame`'s line of that row (its `row_number`s are some of `rn`'s, each once),
+    else `blank`'s values (null where it names none). A gather by position, not a join: a
+    left join fills the rows it lacks with null, and filling 100k list cells costs more."""
+    cols = frame.drop("row_number")
+    if frame["row_number"].equals(rn):  # one line per row, in order (e.g. every row valid)
+        return cols
+    keys = frame["row_number"]
+    pos = rn.search_sorted(keys) if rn.is_sorted() else pl.DataFrame({"row_number": rn}).with_row_index(
+        "__i").join(keys.to_frame(), on="row_number", how="right", maintain_order="right")["__i"]
+    at = pl.repeat(frame.height, len(rn), dtype=pl.UInt32, eager=True).scatter(
+        pos, pl.int_range(frame.height, dtype=pl.UInt32, eager=True))
+    fill = pl.DataFrame({c: [(blank or {}).get(c)] for c in cols.columns}, schema=cols.schema)
+    # one chunk: a gather of nested values from several chunks is many times slower
+    return pl.concat([cols, fill]).rechunk().select(pl.all().gather(at))
 
 
 def _kept_zero_issues(zeros: pl.DataFrame, template: Template, file: str, sh: Sheet) -> list[Issue]:

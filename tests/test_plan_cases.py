@@ -758,3 +758,18 @@ def test_create_missing_makes_one_tag_of_names_that_differ_in_case_or_spaces(crm
     sheet.write_text("title,email,kind,category\nA,a@x.example,partnership,Nope\n", encoding="utf-8")
     (issue,) = plan(sheet, parse_template(doc, path="x"), client).issues
     assert (issue["column"], issue["cell"], issue["value"]) == ("category", "D2", "Nope")
+
+
+@pytest.mark.parametrize("order", [[2, 5, 9, 11], [9, 2, 11, 5]])
+def test_plan_rows_take_each_operation_by_row_number_in_either_row_order(order):
+    """`_at_rows` spreads a frame of some rows over all rows, by row number: the rows it lacks
+    get the blank values (empty lists), in sorted (search) and unsorted (join) row order."""
+    import polars as pl
+
+    from bulkcrm.plan import _at_rows
+    rn = pl.Series("row_number", order, dtype=pl.Int64)
+    some = pl.DataFrame({"row_number": [11, 5], "op": ["patch", "create"], "cleared": [["a"], []]},
+                        schema={"row_number": pl.Int64, "op": pl.String, "cleared": pl.List(pl.String)})
+    out = _at_rows(rn, some, {"cleared": []})
+    by_row = dict(zip(order, out.iter_rows()))
+    assert by_row == {2: (None, []), 5: ("create", []), 9: (None, []), 11: ("patch", ["a"])}
