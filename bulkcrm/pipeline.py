@@ -196,13 +196,12 @@ def _finish(report: Report, out: Path, input_path, target: Target, echo: Echo, *
             plan_path=None) -> dict:
     if input_sheet is None:  # apply of a saved plan: its input again, for the write-back copy
         input_sheet = _planned_input(input_path, sheet, planned_sha256, echo)
-    input_frame = input_sheet.frame if input_sheet is not None else None
-    if input_frame is None and input_path:  # an earlier run's copy would not match this report
+    if input_sheet is None and input_path:  # an earlier run's copy would not match this report
         for old in out.glob(f"{glob.escape(Path(input_path).stem)}.with-status.*"):
             old.unlink()
     try:
-        write_report(report, out, input_frame=input_frame, input_path=input_path, secrets=target.secrets,
-                     other_sheets=_other_sheets(report, input_path) if input_frame is not None else None,
+        write_report(report, out, input_sheet=input_sheet, input_path=input_path, secrets=target.secrets,
+                     other_sheets=_other_sheets(report, input_path) if input_sheet is not None else None,
                      input_csv=copy_format(input_sheet.encoding, input_sheet.delimiter) if input_sheet else None)
     except OSError as e:  # the writes are done: say what they did, and how to get the report
         echo(render_summary(report))
@@ -248,14 +247,14 @@ def _planned_input(input_path, sheet, planned_sha256: str | None, echo: Echo) ->
     return sh
 
 
-def _other_sheets(report: Report, input_path) -> dict:
+def _other_sheets(report: Report, input_path) -> dict[str, Sheet]:
     """The workbook's other sheets the run read (a notes sheet beside the organizations'), as
     read, for the with-status copy; a sheet that cannot be read again is left out."""
     names = report.rows["sheet"].drop_nulls().unique(maintain_order=True).to_list() if report.rows.height else []
     out = {}
-    for name in names[1:]:  # the first is the input frame's (the organizations come first)
+    for name in names[1:]:  # the first is the input sheet's (the organizations come first)
         try:
-            out[name] = read(input_path, sheet=name).frame
+            out[name] = read(input_path, sheet=name)
         except BulkcrmError:
             continue
     return out
@@ -264,7 +263,7 @@ def _other_sheets(report: Report, input_path) -> dict:
 def _with_notes(issues: pl.DataFrame, sh: Sheet, notes, file) -> tuple[pl.DataFrame, dict, dict, str]:
     """`run_validate`'s notes part (`Template.notes`): the organizations' `issues` (ISSUE_SCHEMA)
     with the notes' after them, naming their resource; the notes sheet when it is another
-    sheet ({name: frame}, for the issues copy); the notes' `rows` and `invalid_rows`; the line
+    sheet ({name: Sheet}, for the issues copy); the notes' `rows` and `invalid_rows`; the line
     the text shows."""
     from .notes import empty_notes_sheet, read_notes_sheet, validate_notes
     notes_sheet = sh if notes.sheet is None else read_notes_sheet(file, notes.sheet, notes.template.path if notes.template else None)
@@ -278,7 +277,7 @@ def _with_notes(issues: pl.DataFrame, sh: Sheet, notes, file) -> tuple[pl.DataFr
     own_sheet = notes.sheet is not None
     line = (f"notes: {mapped.height} note row(s), {len(checked.invalid_rows)} invalid"
             + (f" (sheet {notes_sheet.sheet_name})" if own_sheet else ""))
-    return (issues, {notes_sheet.sheet_name: notes_sheet.frame} if own_sheet else {},
+    return (issues, {notes_sheet.sheet_name: notes_sheet} if own_sheet else {},
             {"rows": mapped.height, "invalid_rows": len(checked.invalid_rows)}, line)
 
 
@@ -311,8 +310,7 @@ def run_validate(file, template_path, *, sheet=None, encoding=None, delimiter=No
         lines.append(line)
     errors = issues.filter(issues["severity"] == "error").height
     if report_dir:
-        write_issues(issues, report_dir, input_frame=sh.frame, input_path=file, sheet_name=sh.sheet_name,
-                     other_sheets=others)
+        write_issues(issues, report_dir, input_sheet=sh, input_path=file, other_sheets=others)
     lines.insert(0, f"{name}: {sh.frame.height} rows, {len(result.invalid_rows)} invalid, "
                     f"{errors} error(s), {issues.height - errors} warning(s)")
     if refused:

@@ -4,6 +4,8 @@ Stage: report (last). Input: a `Report` (rows, issues, summary) built by plan/ap
 frame from validate. Output files: `report.json`, `report.csv`, `report.xlsx`, the write-back copy
 `<input stem>.with-status.csv|xlsx`; for validate `issues.csv`, `issues.json` and
 `<input stem>.issues.xlsx`. Modelled on frictionless' `Report` and django-import-export's `Result`.
+The copies of the input keep its layout (`_layout`): the header on its row, each row on the line of
+its row_number, each column in its letters, so a cell an issue names (`Klanten!E6`) is the copy's.
 
 Every text cell is made inert (OWASP "CSV injection"): CSV cells that start with `= + - @ TAB CR`
 or `'` get a `'` prefix; XLSX cells are written as strings (`data_type "s"`), never formulas.
@@ -23,13 +25,13 @@ from openpyxl.cell import WriteOnlyCell
 from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 from openpyxl.comments import Comment
 from openpyxl.styles import Font, PatternFill
-from openpyxl.utils import get_column_letter
+from openpyxl.utils import column_index_from_string, get_column_letter
 from openpyxl.worksheet.hyperlink import Hyperlink
 
 from .client import secret_forms
 from .errors import ISSUE_SCHEMA
 from .planfile import CHANGE_DTYPE, quoted_names
-from .read import FORMULA_ESCAPE, FORMULA_TRIGGERS
+from .read import FORMULA_ESCAPE, FORMULA_TRIGGERS, Sheet
 from .vocab import COUNT_KEYS, OUTCOMES
 
 ROW_SCHEMA: dict[str, pl.DataType] = {
@@ -219,6 +221,53 @@ def _write_text(path: Path, text: str, redact: _Redactor, *, bom: bool = False) 
     return path
 
 
+@dataclass(frozen=True)
+class _Layout:
+    """Where a sheet's table goes: the header's line, each data row's line (ascending, below the
+    header; the lines between stay empty) and each column's 1-based sheet column (ascending;
+    the columns between stay empty)."""
+
+    header_line: int
+    lines: list[int]
+    columns: list[int]
+
+    @classmethod
+    def plain(cls, frame: pl.DataFrame) -> _Layout:
+        """The header on line 1, the rows below it, the columns from A on."""
+        return cls(1, list(range(2, frame.height + 2)), list(range(1, frame.width + 1)))
+
+
+def _layout(sheet: Sheet, columns: list[str]) -> _Layout:
+    """Where a copy of `sheet` puts its table of `columns` (the input's, then any it adds): the
+    input's own header row, row numbers and column letters (`Sheet.header_row`, `row_number`,
+    `Sheet.letters`), so every address a note or comment quotes (`Klanten!E6`) is the copy's
+    too; added columns follow the table. Row numbers that do not ascend, repeat, or do not lie
+    below the header go under a header on line 1, one a line."""
+    numbers = sheet.frame["row_number"]
+    aligned = (not numbers.null_count() and numbers.is_unique().all() and numbers.is_sorted()
+               and (numbers.is_empty() or numbers.min() > sheet.header_row))
+    header, lines = (sheet.header_row, numbers.to_list()) if aligned else (1, list(range(2, len(numbers) + 2)))
+    return _Layout(header, lines, _sheet_columns(columns, sheet.letters))
+
+
+def _sheet_columns(columns: list[str], letters: dict[str, str]) -> list[int]:
+    """1-based sheet column of each of `columns`: its letters in the input (`Sheet.letters`), else
+    the one right of the column before it; 1, 2, … when those would not ascend."""
+    out, last = [], 0
+    for name in columns:
+        last = column_index_from_string(letters[name]) if name in letters else last + 1
+        out.append(last)
+    return out if all(a < b for a, b in zip(out, out[1:])) else list(range(1, len(columns) + 1))
+
+
+def _spread(cells: list, columns: list[int]) -> list:
+    """`cells` at their 1-based sheet `columns`, with None in the columns between."""
+    row = [None] * (columns[-1] if columns else 0)
+    for column, cell in zip(columns, cells):
+        row[column - 1] = cell
+    return row
+
+
 class _Book:
     """An openpyxl workbook, streamed (write-only) when it will hold more than `WRITE_ONLY_ROWS`."""
 
@@ -241,43 +290,46 @@ class _Book:
             cell.font = _BOLD
         return cell
 
-    def sheet(self, title: str, frame: pl.DataFrame, *, lines: Iterable[int] | None = None,
+    def sheet(self, title: str, frame: pl.DataFrame, *, layout: _Layout | None = None,
               decorate: Callable[[int, tuple, list], None] | None = None):
-        """Write `frame` as a sheet: bold frozen header, auto-filter, widths from the data.
+        """Write `frame` as a sheet where `layout` puts it (default `_Layout.plain`): bold header,
+        frozen with the lines above it, auto-filter, widths from the data.
 
-        `lines` gives the sheet line of each data row (ascending, >= 2; gaps stay empty);
-        `decorate(line, values, cells)` may style cells before they are written (line 1: header).
+        `decorate(line, values, cells)` may style a line's cells (one per frame column) before
+        they are written; the header's line too, with the column names as values.
         """
+        layout = layout or _Layout.plain(frame)
         ws = self.wb.create_sheet(_sheet_title(title))
-        widths = frame.select(pl.all().cast(pl.String).str.len_chars().max()).row(0) \
-            if frame.width else ()
-        for i, (name, width) in enumerate(zip(frame.columns, widths), 1):
-            width = min(max(len(name), width or 0) + 2, 60)
-            ws.column_dimensions[get_column_letter(i)].width = width
-        ws.freeze_panes = "A2"
-        header = [self.cell(ws, name, bold=True) for name in frame.columns]
-        if decorate:
-            decorate(1, tuple(frame.columns), header)
-        self._append(ws, header)
-        last = 1
-        for line, values in zip(lines if lines is not None else range(2, frame.height + 2),
-                                frame.iter_rows()):
+        self._widths(ws, frame, layout.columns)
+        ws.freeze_panes = f"A{layout.header_line + 1}"
+        last = 0
+        for line, values, bold in [(layout.header_line, tuple(frame.columns), True),
+                                   *((n, v, False) for n, v in zip(layout.lines, frame.iter_rows()))]:
             for _ in range(last + 1, line):
                 ws.append([])
-            cells = [self.cell(ws, v) for v in values]
+            cells = [self.cell(ws, v, bold=bold) for v in values]
             if decorate:
                 decorate(line, values, cells)
-            self._append(ws, cells)
+            self._append(ws, _spread(cells, layout.columns))
             last = line
         if frame.width:
-            ws.auto_filter.ref = f"A1:{get_column_letter(frame.width)}{max(last, 1)}"
+            first, end = (get_column_letter(c) for c in (layout.columns[0], layout.columns[-1]))
+            ws.auto_filter.ref = f"{first}{layout.header_line}:{end}{last}"
         return ws
+
+    @staticmethod
+    def _widths(ws, frame: pl.DataFrame, columns: list[int]) -> None:
+        """Each of `frame`'s sheet `columns` as wide as its name or longest value (at most 60)."""
+        widths = frame.select(pl.all().cast(pl.String).str.len_chars().max()).row(0) \
+            if frame.width else ()
+        for column, name, width in zip(columns, frame.columns, widths):
+            ws.column_dimensions[get_column_letter(column)].width = min(max(len(name), width or 0) + 2, 60)
 
     def _append(self, ws, cells: list) -> None:
         ws.append(cells)
         if not self.write_only:  # write-only mode sets the hyperlink ref itself
             for cell in cells:
-                if cell.hyperlink is not None:
+                if cell is not None and cell.hyperlink is not None:
                     cell.hyperlink.ref = cell.coordinate
 
     def save(self, path: Path) -> Path:
@@ -369,29 +421,30 @@ def copy_format(encoding: str | None, delimiter: str | None) -> tuple[str, bool]
     return (delimiter or ","), encoding not in (None, "utf-8")
 
 
-def write_report(report: Report, out_dir: str | Path, *, input_frame: pl.DataFrame | None = None,
+def write_report(report: Report, out_dir: str | Path, *, input_sheet: Sheet | None = None,
                  input_path: str | Path | None = None, secrets: Iterable[str] | None = None,
-                 other_sheets: dict[str, pl.DataFrame] | None = None,
+                 other_sheets: dict[str, Sheet] | None = None,
                  input_csv: tuple[str, bool] | None = None) -> dict[str, Path]:
     """Write the reconciliation report into `out_dir` (created if needed).
 
     Files: `report.json` (`Report.to_dict`, indent 2), `report.csv` (`REPORT_COLUMNS`, one line per
     input row, cells neutralised by `neutralise_csv`), `report.xlsx` (sheets `Summary`, `Rows` with
     the outcome cell coloured per `OUTCOME_COLOURS`, `Errors` one line per issue whose `reference`
-    links to the row in `Rows`). With `input_frame` (`row_number: Int64` + the sheet's columns as
-    text) also `<input stem>.with-status.csv` (and `.xlsx` when `input_path` is .xlsx/.xlsm): the
-    input plus `STATUS_COLUMNS` (the IRI, the outcome, what to fix), joined on `row_number`, each row on
-    the line of its `row_number` (`_padded`, `_sheet_lines`). A workbook's copy also holds
-    `other_sheets` (a notes sheet of the same workbook), each with its own rows' status.
+    links to the row in `Rows`). With `input_sheet` also `<input stem>.with-status.csv` (and
+    `.xlsx` when `input_path` is .xlsx/.xlsm): the input plus `STATUS_COLUMNS` (the IRI, the
+    outcome, what to fix), joined on `row_number`, the table where the input has it (`_layout`:
+    its header row, each row on the line of its `row_number`, each column in its letters, the
+    status columns after them), so the cells the notes name are the copy's. A workbook's copy
+    also holds `other_sheets` (a notes sheet of the same workbook), each with its own rows' status.
 
     Args:
         report: the run's `Report`.
         out_dir: directory for the files.
-        input_frame: the input as read, for the write-back copy.
+        input_sheet: the input as read (`read.Sheet`: frame, header row, letters), for the
+            write-back copy.
         input_path: the input file; its stem and suffix name the write-back copy.
         secrets: strings (API keys) replaced by `[redacted]` wherever they would be written.
-        other_sheets: sheet name -> frame (as `input_frame`) of the workbook's other sheets
-            the run read.
+        other_sheets: sheet name -> `Sheet` of the workbook's other sheets the run read.
         input_csv: (separator, BOM) of the with-status CSV copy (`copy_format`); default
             `,` without a BOM.
 
@@ -417,10 +470,10 @@ def write_report(report: Report, out_dir: str | Path, *, input_frame: pl.DataFra
     book.sheet("Errors", errors.drop("_line"), decorate=lambda line, _v, cells: _link(
         cells[-1], links[line - 2] if line > 1 else None))
     paths["xlsx"] = book.save(out / "report.xlsx")
-    if input_frame is not None:
-        others = {name: (_with_status(f, report, sheet=name), f["row_number"])
-                  for name, f in (other_sheets or {}).items()}
-        paths |= _write_back(_with_status(input_frame, report), input_frame["row_number"], out, input_path,
+    if input_sheet is not None:
+        others = {name: (_with_status(sh.frame, report, sheet=name), sh)
+                  for name, sh in (other_sheets or {}).items()}
+        paths |= _write_back((_with_status(input_sheet.frame, report), input_sheet), out, input_path,
                              report, redact, others, input_csv or (",", False))
     return paths
 
@@ -444,38 +497,52 @@ def _is_xlsx(input_path: str | Path | None) -> bool:
     return bool(input_path) and Path(input_path).suffix.lower() in (".xlsx", ".xlsm")
 
 
-def _write_back(frame: pl.DataFrame, row_numbers: pl.Series, out: Path, input_path, report: Report,
-                redact: _Redactor, others: dict[str, tuple[pl.DataFrame, pl.Series]],
+def _write_back(first: tuple[pl.DataFrame, Sheet], out: Path, input_path, report: Report,
+                redact: _Redactor, others: dict[str, tuple[pl.DataFrame, Sheet]],
                 csv_format: tuple[str, bool] = (",", False)) -> dict[str, Path]:
-    """The with-status copies: each row on the line of its `row_numbers` (the report's row
-    numbers), the gaps (lines above the header, blank lines) left empty, when those ascend;
-    the workbook's copy also gets `others` (sheet name -> (frame, row numbers)) after it, and
-    then is the only copy: a CSV of the first sheet alone would not import again."""
+    """The with-status copies of `first` (the copy's frame, the input `Sheet`), each table where
+    its input has it (`_layout`); the workbook's copy also gets `others` (sheet name -> (frame,
+    Sheet)) after it, and then is the only copy: a CSV of the first sheet alone would not
+    import again."""
     stem = _stem(input_path)
-    lines = _sheet_lines(row_numbers)
+    frame, sheet = first
+    layout = _layout(sheet, frame.columns)
     separator, bom = csv_format
     paths = {} if others and _is_xlsx(input_path) else {"with_status_csv": _write_text(
-        out / f"{stem}.with-status.csv", _padded(neutralise_csv(frame), lines).write_csv(separator=separator),
-        redact, bom=bom)}
+        out / f"{stem}.with-status.csv", _csv_records(neutralise_csv(frame), layout).write_csv(
+            separator=separator, include_header=False), redact, bom=bom)}
     if _is_xlsx(input_path):
         sheets = _conform(report.rows, ROW_SCHEMA)["sheet"].drop_nulls()
         book = _Book(max([frame.height, *(f.height for f, _ in others.values())]), redact)
-        book.sheet(sheets[0] if len(sheets) else "Sheet1", frame, lines=lines.to_list())
-        for name, (f, numbers) in others.items():
-            book.sheet(name, f, lines=_sheet_lines(numbers).to_list())
+        book.sheet(sheets[0] if len(sheets) else "Sheet1", frame, layout=layout)
+        for name, (f, sh) in others.items():
+            book.sheet(name, f, layout=_layout(sh, f.columns))
         paths["with_status_xlsx"] = book.save(out / f"{stem}.with-status.xlsx")
     return paths
 
 
+def _csv_records(frame: pl.DataFrame, layout: _Layout) -> pl.DataFrame:
+    """`frame` (text) as the records of a CSV copy, to write without polars' header: its header
+    first, each field in its sheet column (`layout.columns`, the fields between empty), each
+    record on its line (`_padded`)."""
+    names = [f"c{i}" for i in range(1, (layout.columns[-1] if layout.columns else 0) + 1)]
+    at = dict(zip(layout.columns, frame.columns))
+    header = pl.DataFrame([[at.get(i) for i in range(1, len(names) + 1)]], schema=dict.fromkeys(names, pl.String),
+                          orient="row")
+    body = frame.select(pl.col(at[i]).cast(pl.String).alias(name) if i in at else pl.lit(None, pl.String).alias(name)
+                        for i, name in enumerate(names, 1))
+    return _padded(pl.concat([header, body]), pl.Series([layout.header_line, *layout.lines]))
+
+
 def _padded(frame: pl.DataFrame, lines: pl.Series) -> pl.DataFrame:
-    """`frame` with empty rows before its rows, so that written as CSV under a header on line 1
-    row i starts on line `lines[i]` (ascending, >= 2), or as soon after as the line breaks
-    inside the cells above it allow."""
+    """`frame` with empty rows before its rows, so that written as CSV (without a header) row i
+    starts on line `lines[i]` (ascending, >= 1), or as soon after as the line breaks inside
+    the cells above it allow."""
     if not frame.height:
         return frame
     breaks = frame.select(pl.sum_horizontal(pl.col(c).cast(pl.String).str.count_matches("\n").fill_null(0)
                                             for c in frame.columns)).to_series()
-    start = (breaks + 1).cum_sum().shift(1, fill_value=0) + 2  # line of row i with no padding
+    start = (breaks + 1).cum_sum().shift(1, fill_value=0) + 1  # line of row i with no padding
     padding_so_far = (lines.cast(pl.Int64) - start).clip(lower_bound=0).cum_max()
     pos = pl.int_range(frame.height, eager=True) + padding_so_far  # row i's place among rows
     full = pl.DataFrame({"__pos": pl.int_range(int(pos[-1]) + 1, eager=True)})
@@ -483,21 +550,21 @@ def _padded(frame: pl.DataFrame, lines: pl.Series) -> pl.DataFrame:
 
 
 def write_issues(issues: pl.DataFrame, out_dir: str | Path, *,
-                 input_frame: pl.DataFrame | None = None, input_path: str | Path | None = None,
-                 sheet_name: str | None = None, secrets: Iterable[str] | None = None,
-                 other_sheets: dict[str, pl.DataFrame] | None = None) -> dict[str, Path]:
+                 input_sheet: Sheet | None = None, input_path: str | Path | None = None,
+                 secrets: Iterable[str] | None = None,
+                 other_sheets: dict[str, Sheet] | None = None) -> dict[str, Path]:
     """Write the validation report of `bulkcrm validate` into `out_dir` (created if needed).
 
     Files: `issues.csv` (`ISSUE_SCHEMA` columns, neutralised), `issues.json`
-    (`{"valid": bool, "errors": int, "warnings": int, "issues": [...]}`) and, with `input_frame`
-    (`row_number` + the sheet's columns as text), `<input stem>.issues.xlsx`: the input as text,
-    each data row on the sheet line equal to its `row_number` when those are ascending and unique
-    (so cell references match the original), else in order. Each cell named by an issue is filled
-    red (any error) or yellow (warnings only) and carries a comment with the message(s), one per
-    line. A row-level issue (column null or not in the sheet) marks the row's first cell; a
-    file-level one (row_number null or not in the frame) marks the header. `other_sheets`
-    (sheet name -> frame as `input_frame`: a notes sheet of the same workbook) follow as sheets
-    of their own; each sheet is marked with its own issues (`sheet`).
+    (`{"valid": bool, "errors": int, "warnings": int, "issues": [...]}`) and, with `input_sheet`
+    (`read.Sheet`), `<input stem>.issues.xlsx`: the input as text, its table where the input
+    has it (`_layout`: the header on its row, each data row on the line of its `row_number`,
+    each column in its letters), so cell references match the original. Each cell named by an
+    issue is filled red (any error) or yellow (warnings only) and carries a comment with the
+    message(s), one per line. A row-level issue (column null or not in the sheet) marks the
+    row's first cell; a file-level one (row_number null or not in the frame) marks the header's
+    first cell. `other_sheets` (sheet name -> `Sheet`: a notes sheet of the same workbook) follow
+    as sheets of their own; each sheet is marked with its own issues (`sheet`).
 
     Returns:
         Paths by key: `csv`, `json`, and `xlsx` when written.
@@ -516,44 +583,36 @@ def write_issues(issues: pl.DataFrame, out_dir: str | Path, *,
         "csv": _write_text(out / "issues.csv", neutralise_csv(issues).write_csv(), redact),
         "json": _write_text(out / "issues.json", _json(doc), redact),
     }
-    if input_frame is not None:
+    if input_sheet is not None:
         others = other_sheets or {}
-        book = _Book(max([input_frame.height, *(f.height for f in others.values())]), redact)
+        book = _Book(max([input_sheet.frame.height, *(sh.frame.height for sh in others.values())]), redact)
         mine = pl.col("sheet").is_null() | ~pl.col("sheet").is_in(list(others))
-        _marked_sheet(book, sheet_name or issues["sheet"].drop_nulls().first() or "Sheet1",
-                      input_frame, issues.filter(mine) if others else issues, redact)
-        for name, f in others.items():
-            _marked_sheet(book, name, f, issues.filter(pl.col("sheet") == name), redact)
+        _marked_sheet(book, input_sheet.sheet_name or issues["sheet"].drop_nulls().first() or "Sheet1",
+                      input_sheet, issues.filter(mine) if others else issues, redact)
+        for name, sh in others.items():
+            _marked_sheet(book, name, sh, issues.filter(pl.col("sheet") == name), redact)
         paths["xlsx"] = book.save(out / f"{_stem(input_path)}.issues.xlsx")
     return paths
 
 
-def _marked_sheet(book: _Book, title: str, input_frame: pl.DataFrame, issues: pl.DataFrame,
+def _marked_sheet(book: _Book, title: str, sheet: Sheet, issues: pl.DataFrame,
                   redact: _Redactor) -> None:
     """One sheet of `<input>.issues.xlsx`: the input as text, its cells marked (`write_issues`)."""
-    frame = input_frame.select(pl.exclude("row_number").cast(pl.String))
-    lines = _sheet_lines(input_frame["row_number"])
-    marks = _issue_marks(issues, frame.columns, input_frame["row_number"], lines)
-    book.sheet(title, frame, lines=lines.to_list(),
+    frame = sheet.frame.select(pl.exclude("row_number").cast(pl.String))
+    layout = _layout(sheet, frame.columns)
+    marks = _issue_marks(issues, frame.columns, sheet.frame["row_number"], layout)
+    book.sheet(title, frame, layout=layout,
                decorate=lambda line, _v, cells: _mark(line, cells, marks, redact))
 
 
-def _sheet_lines(row_numbers: pl.Series) -> pl.Series:
-    """Return each row's sheet line: its row_number if ascending, unique and >= 2; else 2, 3, …"""
-    n = len(row_numbers)
-    aligned = (n and not row_numbers.null_count() and row_numbers.min() >= 2
-               and row_numbers.is_unique().all() and row_numbers.is_sorted())
-    return row_numbers.cast(pl.Int64) if aligned else pl.int_range(2, n + 2, eager=True)
-
-
 def _issue_marks(issues: pl.DataFrame, columns: list[str], row_numbers: pl.Series,
-                 lines: pl.Series) -> dict[tuple[int, int], tuple[bool, str]]:
+                 layout: _Layout) -> dict[tuple[int, int], tuple[bool, str]]:
     """Return `{(line, column index 0-based): (has_error, messages)}` for the flagged cells."""
-    where = pl.DataFrame({"row_number": row_numbers.cast(pl.Int64), "_line": lines}).unique(
-        "row_number", keep="first")
+    where = pl.DataFrame({"row_number": row_numbers.cast(pl.Int64),
+                          "_line": pl.Series(layout.lines, dtype=pl.Int64)}).unique("row_number", keep="first")
     index = {name: i for i, name in enumerate(columns)}
     marked = (issues.join(where, on="row_number", how="left", maintain_order="left")
-              .with_columns(pl.col("_line").fill_null(1),
+              .with_columns(pl.col("_line").fill_null(layout.header_line),
                             _col=pl.col("column").replace_strict(
                                 index, default=0, return_dtype=pl.Int64).fill_null(0))
               .group_by("_line", "_col", maintain_order=True)

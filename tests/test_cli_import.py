@@ -17,6 +17,7 @@ import yaml
 from bulkcrm.cli import cli
 from bulkcrm.read import read
 from tests.conftest import REPO, TEST_KEY, FakeClock
+from tests.test_cli_validate import offset_workbook
 
 SAMPLE = REPO / "samples" / "organizations.csv"
 TEMPLATE = REPO / "templates" / "organizations.yaml"
@@ -374,6 +375,28 @@ def test_the_with_status_copy_keeps_each_row_on_its_report_row_number(runner, cr
     assert [r["row_number"] for r in report["rows"]] == copy["row_number"].to_list() == \
         read(sheet).frame["row_number"].to_list() == ([4, 7, 8] if suffix == ".csv" else [4, 6, 7])
     assert copy["bulkcrm_status"].to_list() == ["created"] * 3
+
+
+def test_the_with_status_copies_keep_the_tables_place_so_each_note_names_its_own_cell(runner, crm, tmp_path):
+    """A table at C4 under a title: both copies put the header on line 4 and each cell in its
+    column, so the cell a row's note quotes (`Klanten!E6`) holds the value it talks about, in
+    the workbook and in the CSV opened in Excel; the copy reads back with the same header row."""
+    sheet, t = offset_workbook(tmp_path)
+    code, out = run(runner, crm, "import", str(sheet), "-t", str(t), "--report", str(tmp_path / "r"))
+    assert code == 1 and (out["created"], out["invalid"]) == (1, 2)
+    ws = openpyxl.load_workbook(tmp_path / "r" / "klanten.with-status.xlsx")["Klanten"]
+    assert [c.value for c in ws[4]][2:] == ["customerID", "companyName", "country", "email", "phone",
+                                            "crm_iri", "bulkcrm_status", "bulkcrm_note"]
+    with (tmp_path / "r" / "klanten.with-status.csv").open(encoding="utf-8-sig", newline="") as f:
+        lines = list(csv.reader(f))
+    for row, expected in ((6, "Untied States"), (7, "not-an-email")):
+        note = ws[f"J{row}"].value
+        ref = note.split("(Klanten!")[1].split(")")[0]
+        assert ref[1:] == str(row) and ws[ref].value == expected and f'"{expected}"' in note
+        assert lines[row - 1][ord(ref[0]) - 65] == expected and lines[row - 1][9] == note
+    assert ws["I5"].value == "created" and ws["H5"].value.startswith("/organizations/")
+    again = read(tmp_path / "r" / "klanten.with-status.xlsx")
+    assert (again.header_row, again.letters["country"], again.letters["bulkcrm_note"]) == (4, "E", "J")
 
 
 

@@ -73,6 +73,40 @@ def test_validate_reports_every_problem_with_an_annotated_copy(runner, tmp_path)
     assert (tmp_path / "out" / "issues.csv").exists()
 
 
+def offset_workbook(tmp_path):
+    """(workbook, template) as an ops user keeps them: a title in A1, the header at C4, data from
+    C5, a bad country in E6 and a bad e-mail in F7 (sheet Klanten)."""
+    wb = openpyxl.Workbook()
+    ws = wb.active
+    ws.title, ws["A1"] = "Klanten", "Klantenlijst week 48"
+    for line, values in ((4, ("customerID", "companyName", "country", "email", "phone")),
+                         (5, ("K1", "Acme BV", "NL", "info@acme.example", "0201234567")),
+                         (6, ("K2", "Beta BV", "Untied States", "sales@beta.example", "0209876543")),
+                         (7, ("K3", "Gamma BV", "BE", "not-an-email", "0301112233"))):
+        for col, value in enumerate(values, 3):
+            ws.cell(line, col, value)
+    wb.save(tmp_path / "klanten.xlsx")
+    t = tmp_path / "t.yaml"
+    t.write_text(yaml.safe_dump({"identifiers": ["emailAddresses"], "fields": {
+        "title": "companyName", "customerId": "customerID", "address.country": "country",
+        "emailAddresses": "email", "phoneNumbers": "phone"}}), encoding="utf-8")
+    return tmp_path / "klanten.xlsx", t
+
+
+def test_the_issues_copy_keeps_the_tables_place_so_each_comment_names_its_own_cell(runner, tmp_path):
+    """A table at C4: the copy puts the header at C4 and each cell where it was, so the cell a
+    comment quotes (`Klanten!E6`) is the highlighted cell holding the value it talks about."""
+    sheet, t = offset_workbook(tmp_path)
+    result = runner.invoke(cli, ["validate", str(sheet), "-t", str(t), "--report", str(tmp_path / "r")])
+    assert result.exit_code == 1
+    ws = openpyxl.load_workbook(tmp_path / "r" / "klanten.issues.xlsx")["Klanten"]
+    assert [c.value for c in ws[4]][2:] == ["customerID", "companyName", "country", "email", "phone"]
+    commented = {c.coordinate: c.comment.text for line in ws.iter_rows() for c in line if c.comment}
+    assert {ref: text.split("(Klanten!")[1].split(")")[0] for ref, text in commented.items()} == {
+        "E6": "E6", "F7": "F7", "G6": "G6"}  # G6: a phone without a valid country to go by
+    assert (ws["E6"].value, ws["F7"].value, ws["G6"].value) == ("Untied States", "not-an-email", "0209876543")
+
+
 def test_validate_clean_file_exits_0(runner):
     result = runner.invoke(cli, ["validate", str(REPO / "samples" / "organizations.csv"),
                                  "-t", str(REPO / "templates" / "organizations.yaml")])

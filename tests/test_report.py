@@ -10,6 +10,7 @@ import polars as pl
 import pytest
 
 from bulkcrm.errors import Issue, issues_frame
+from bulkcrm.read import Sheet
 from bulkcrm.report import (
     CHANGE_DTYPE, ROW_SCHEMA, Report, neutralise_csv, render_summary, report_table, safe_cell_csv,
     write_issues, write_report,
@@ -171,7 +172,7 @@ def test_report_xlsx(report, tmp_path, n_extra):
 def test_write_back_copy(report, input_frame, tmp_path):
     input_frame = input_frame.with_columns(  # a crm_iri from an earlier run is kept
         crm_iri=pl.Series([None, None, None, None, "/organizations/old", None], dtype=pl.String))
-    paths = write_report(report, tmp_path, input_frame=input_frame, input_path="data/orgs.xlsx")
+    paths = write_report(report, tmp_path, input_sheet=Sheet(input_frame), input_path="data/orgs.xlsx")
     lines = read_csv(paths["with_status_csv"])
     assert paths["with_status_csv"].name == "orgs.with-status.csv"
     assert list(lines[0]) == ["title", "email", "phone", "country", "crm_iri", "bulkcrm_status",
@@ -190,8 +191,43 @@ def test_write_back_copy(report, input_frame, tmp_path):
                                         "bulkcrm_status", "bulkcrm_note"]
     assert ws["E2"].value == "/organizations/a1" and ws["F7"].value == "failed"
     assert ws["G7"].value == "throttled 2x; gave up"
-    assert "with_status_xlsx" not in write_report(report, tmp_path / "c", input_frame=input_frame,
+    assert "with_status_xlsx" not in write_report(report, tmp_path / "c", input_sheet=Sheet(input_frame),
                                                   input_path="orgs.csv")
+
+
+def shifted(report: Report, by: int) -> Report:
+    """`report` with every row and issue `by` rows further down the sheet."""
+    down = pl.col("row_number") + by
+    return Report(rows=report.rows.with_columns(down), issues=report.issues.with_columns(down),
+                  summary=report.summary)
+
+
+def test_copies_keep_the_tables_place_in_the_sheet(report, input_frame, tmp_path):
+    """A table whose header is C4 (a title above it, an empty column E dropped by the reader):
+    both copies put each cell at its address in the input, so a cell a note or comment names
+    (`Orgs!D9`) is that cell in the copy; the status columns follow the table, and the CSV
+    copy keeps the same lines and fields."""
+    letters = {"title": "C", "email": "D", "phone": "F", "country": "G"}
+    sheet = Sheet(input_frame.with_columns(pl.col("row_number") + 3), sheet_name="Orgs", header_row=4,
+                  letters=letters)
+    paths = write_report(shifted(report, 3), tmp_path, input_sheet=sheet, input_path="orgs.xlsx")
+    header = [None, None, "title", "email", None, "phone", "country", "crm_iri", "bulkcrm_status", "bulkcrm_note"]
+    ws = openpyxl.load_workbook(paths["with_status_xlsx"])["Orgs"]
+    assert [[c.value for c in line] for line in ws.iter_rows(max_row=4, max_col=10)] == [[None] * 10] * 3 + [header]
+    assert (ws["C5"].value, ws["F5"].value, ws["H5"].value) == ("Acme", PHONE, "/organizations/a1")
+    assert (ws["D9"].value, ws["G9"].value, ws["I9"].value) == (AT, "Untied", "invalid")
+    assert ws["J10"].value == "throttled 2x; gave up" and ws.max_row == 10
+    assert (ws.freeze_panes, ws.auto_filter.ref) == ("A5", "C4:J10")
+    with open(paths["with_status_csv"], newline="", encoding="utf-8") as fh:
+        lines = list(csv.reader(fh))
+    assert lines[:4] == [[""] * 10] * 3 + [[h or "" for h in header]]
+    assert lines[4][2:4] == ["Acme", "a@x.example"] and lines[9][7:9] == ["", "failed"]
+    checked = write_issues(shifted(report, 3).issues.with_columns(pl.lit("Orgs").alias("sheet")),
+                           tmp_path / "v", input_sheet=sheet)
+    ws = openpyxl.load_workbook(checked["xlsx"])["Orgs"]
+    assert [c.value for c in ws[4]] == header[:7] and ws["C5"].value == "Acme"
+    assert [c.coordinate for line in ws.iter_rows() for c in line if c.comment] == ["F5", "C8", "D9", "G9"]
+    assert (ws.freeze_panes, ws.auto_filter.ref) == ("A5", "C4:G10")
 
 
 def test_formulas_are_inert(report, input_frame, tmp_path):
@@ -199,7 +235,7 @@ def test_formulas_are_inert(report, input_frame, tmp_path):
     assert safe_cell_csv("Acme") == "Acme" and safe_cell_csv(5) == 5
     frame = neutralise_csv(pl.DataFrame({"a": [PHONE, "\tx", "ok", None], "n": [-1, 2, 3, 4]}))
     assert frame["a"].to_list() == ["'" + PHONE, "'\tx", "ok", None] and frame["n"][0] == -1
-    paths = write_report(report, tmp_path, input_frame=input_frame, input_path="orgs.xlsx")
+    paths = write_report(report, tmp_path, input_sheet=Sheet(input_frame), input_path="orgs.xlsx")
     lines = read_csv(paths["csv"])
     assert lines[2]["title"] == "'" + FORMULA and lines[5]["title"] == "'" + AT
     back = read_csv(paths["with_status_csv"])
@@ -229,23 +265,23 @@ def test_secrets_are_redacted(report, input_frame, tmp_path):
     issues = issues_frame(ISSUES + [issue(7, None, "request-failed", f'auth "{SECRET}" refused')])
     report = Report(rows=report.rows, issues=issues, summary=report.summary)
     frame = input_frame.with_columns(title=pl.lit(SECRET))
-    paths = write_report(report, tmp_path, input_frame=frame, input_path="orgs.xlsx",
+    paths = write_report(report, tmp_path, input_sheet=Sheet(frame), input_path="orgs.xlsx",
                          secrets=[SECRET, ""])
-    validated = write_issues(issues, tmp_path / "v", input_frame=frame, input_path="orgs.xlsx",
+    validated = write_issues(issues, tmp_path / "v", input_sheet=Sheet(frame), input_path="orgs.xlsx",
                              secrets=[SECRET])
     text = all_text(paths) + all_text(validated)
     assert len(paths) + len(validated) == 8
     assert SECRET not in text and "[redacted]" in text
     assert json.loads(paths["json"].read_text())["rows"][4]["note"] == "key [redacted] leaked"
     # a local sandbox's one-letter key masks nothing: the data and the file's keys stay as they are
-    short = write_report(report, tmp_path / "short", input_frame=frame, input_path="orgs.xlsx", secrets=["k"])
+    short = write_report(report, tmp_path / "short", input_sheet=Sheet(frame), input_path="orgs.xlsx", secrets=["k"])
     assert "[redacted]" not in all_text(short) and '"ok"' in short["json"].read_text()
 
 
 def test_write_issues(input_frame, tmp_path):
     issues = issues_frame(ISSUES + [issue(None, None, "encoding", "orgs.xlsx: file-level"),
                                     issue(6, "email", "too-long", "second on email", "warning")])
-    paths = write_issues(issues, tmp_path, input_frame=input_frame, input_path="in/orgs.xlsx")
+    paths = write_issues(issues, tmp_path, input_sheet=Sheet(input_frame), input_path="in/orgs.xlsx")
     assert paths["xlsx"].name == "orgs.issues.xlsx"
     assert len(read_csv(paths["csv"])) == 6 and read_csv(paths["csv"])[2]["value"] == "'" + AT
     doc = json.loads(paths["json"].read_text())
@@ -269,8 +305,7 @@ def test_write_issues_keeps_sheet_lines(tmp_path):
     """Row numbers with gaps (blank rows skipped by the reader) land on the same sheet lines."""
     frame = pl.DataFrame({"row_number": [2, 5], "title": ["a", ""]})
     issues = issues_frame([issue(5, "title", "missing-required", "missing title")])
-    ws = openpyxl.load_workbook(write_issues(issues, tmp_path, input_frame=frame,
-                                             sheet_name="S")["xlsx"])["S"]
+    ws = openpyxl.load_workbook(write_issues(issues, tmp_path, input_sheet=Sheet(frame, sheet_name="S"))["xlsx"])["S"]
     assert ws["A2"].value == "a" and ws["A3"].value is None
     assert ws["A5"].comment.text == "missing title" and fill_of(ws["A5"]) == "FFC7CE"
     assert set(write_issues(issues_frame(), tmp_path / "none")) == {"csv", "json"}
@@ -282,7 +317,7 @@ def test_write_issues_streamed(tmp_path):
     frame = pl.DataFrame({"row_number": range(2, n + 2), "title": ["x"] * n}).with_columns(
         pl.col("row_number").cast(pl.Int64))
     issues = issues_frame([issue(n, "title", "too-long", "long", "warning", FORMULA)])
-    ws = openpyxl.load_workbook(write_issues(issues, tmp_path, input_frame=frame)["xlsx"]).active
+    ws = openpyxl.load_workbook(write_issues(issues, tmp_path, input_sheet=Sheet(frame))["xlsx"]).active
     assert ws.max_row == n + 1 and ws.freeze_panes == "A2"
     assert ws[f"A{n}"].comment.text == "long" and fill_of(ws[f"A{n}"]) == "FFFF99"
 
