@@ -14,7 +14,8 @@ transforms' `render` run in reverse order; lists are joined with the source's `s
 
 Formula injection (OWASP CSV injection): a CSV cell starting with `= + - @ TAB CR` or `'` gets a
 `'` prefix (`report.neutralise_csv`), which `read.restore_formula_escape` removes again; XLSX cells
-are inline strings (`t="inlineStr"`, never `<f>`), with Excel's quotePrefix on such cells.
+are inline strings (`t="inlineStr"`, never `<f>`), with Excel's quotePrefix on such cells
+(`report.text_cell`, as the report's copies of the input).
 """
 from __future__ import annotations
 
@@ -37,8 +38,7 @@ from .diff import field_value, record_schema
 from .errors import InputError, PermanentApiError, TemplateError
 from .lookups import LookupCache
 from .mapping import chain, constant
-from .read import FORMULA_TRIGGERS
-from .report import neutralise_csv
+from .report import neutralise_csv, text_cell
 from .template import Lookup, Mapping, Source, Template
 from .transforms import apply_transforms
 
@@ -556,17 +556,6 @@ class _CsvSink:
         self.file.close()
 
 
-_XLSX_ESCAPE = re.compile(r"_x(?=[0-9A-Fa-f]{4}_)|[\x00-\x08\x0b\x0c\x0d\x0e-\x1f\ufffe\uffff]")
-"""Text Excel cannot hold literally: a literal `_xHHHH_` and control characters (CR included,
-which XML would turn into LF) are written as `_xHHHH_` escapes (ECMA-376 Part 1 §22.9.2.19)."""
-
-
-def xlsx_text(value: str) -> str:
-    """Return `value` escaped for an XLSX string cell; readers (calamine) decode it back."""
-    return _XLSX_ESCAPE.sub(lambda mo: "_x005F_x" if mo.group() == "_x"
-                            else f"_x{ord(mo.group()):04X}_", value)
-
-
 _WIDTHS = {IRI_COLUMN: 48, "description": 60, "note": 60, "website": 32, "email": 32}
 """Column widths (characters) of an XLSX export for columns whose values run long."""
 
@@ -574,7 +563,7 @@ _WIDTHS = {IRI_COLUMN: 48, "description": 60, "note": 60, "website": 32, "email"
 class _XlsxSink:
     """XLSX through openpyxl's write-only workbook: rows go to a temp file, memory stays flat.
 
-    Every cell is an inline string (data_type `s`, never a formula) in the Text number format
+    Every cell is a `report.text_cell`: a string (never a formula) in the Text number format
     (`@`), so a value typed over it in Excel stays text (`01001`, `+31…`, `=…`); a cell starting
     with a formula trigger also gets Excel's quotePrefix. Columns get a width from their header
     (the rows stream, so their lengths are not known up front).
@@ -597,27 +586,13 @@ class _XlsxSink:
         for i, col in enumerate(columns, 1):
             ws.column_dimensions[get_column_letter(i)].width = _WIDTHS.get(col, max(14, len(col) + 4))
         bold = Font(bold=True)
-        ws.append([self._cell(ws, c, font=bold) for c in columns])
+        ws.append([text_cell(ws, c, font=bold) for c in columns])
         return ws
-
-    @staticmethod
-    def _cell(ws, value: str | None, font=None):
-        from openpyxl.cell import WriteOnlyCell
-
-        cell = WriteOnlyCell(ws)
-        cell.number_format = "@"
-        if value is not None:
-            cell.value = xlsx_text(value)
-            cell.data_type = "s"
-            cell.quotePrefix = value.startswith(FORMULA_TRIGGERS)
-        if font is not None:
-            cell.font = font
-        return cell
 
     def write(self, frame: pl.DataFrame, sheet: str | None = None) -> None:
         ws = self.sheets[sheet] if sheet else self.ws
         for row in frame.iter_rows():
-            ws.append([self._cell(ws, v) for v in row])
+            ws.append([text_cell(ws, v) for v in row])
 
     def close(self) -> None:
         self.wb.save(self.path)

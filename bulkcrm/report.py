@@ -8,7 +8,9 @@ The copies of the input keep its layout (`_layout`): the header on its row, each
 its row_number, each column in its letters, so a cell an issue names (`Klanten!E6`) is the copy's.
 
 Every text cell is made inert (OWASP "CSV injection"): CSV cells that start with `= + - @ TAB CR`
-or `'` get a `'` prefix; XLSX cells are written as strings (`data_type "s"`), never formulas.
+or `'` get a `'` prefix; XLSX cells are written as strings (`data_type "s"`), never formulas, in
+the Text number format `@` (`text_cell`, as export's), so what a person types over a cell of a
+copy stays text too.
 """
 from __future__ import annotations
 
@@ -22,7 +24,6 @@ from typing import Any
 import polars as pl
 from openpyxl import Workbook
 from openpyxl.cell import WriteOnlyCell
-from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 from openpyxl.comments import Comment
 from openpyxl.styles import Font, PatternFill
 from openpyxl.utils import column_index_from_string, get_column_letter
@@ -67,6 +68,33 @@ _FILLS = {rgb: PatternFill(fill_type="solid", fgColor=rgb)
           for rgb in (GREEN, GREY, AMBER, RED, YELLOW)}
 _BOLD = Font(bold=True)
 _ESCAPE_RE = f"^[{re.escape(''.join(CSV_ESCAPE_CHARS))}]"
+
+
+_XLSX_ESCAPE = re.compile(r"_x(?=[0-9A-Fa-f]{4}_)|[\x00-\x08\x0b\x0c\x0d\x0e-\x1f\ufffe\uffff]")
+"""Text Excel cannot hold literally: a literal `_xHHHH_` and control characters (CR included,
+which XML would turn into LF) are written as `_xHHHH_` escapes (ECMA-376 Part 1 §22.9.2.19)."""
+
+
+def xlsx_text(value: str) -> str:
+    """Return `value` escaped for an XLSX string cell; readers (calamine) decode it back."""
+    return _XLSX_ESCAPE.sub(lambda mo: "_x005F_x" if mo.group() == "_x"
+                            else f"_x{ord(mo.group()):04X}_", value)
+
+
+def text_cell(ws, value: str | None, font: Font | None = None):
+    """Return a write-only cell of `ws` holding `value` as text in the Text number format `@`, so
+    a value typed over it in Excel stays text (`01001`, `+31…`, `=…`): a string (data_type `s`,
+    never a formula; `xlsx_text`), with Excel's quotePrefix when it starts with one of
+    `FORMULA_TRIGGERS` (OWASP CSV injection); None leaves the cell empty, still `@`."""
+    cell = WriteOnlyCell(ws)
+    cell.number_format = "@"
+    if value is not None:
+        cell.value = xlsx_text(value)
+        cell.data_type = "s"
+        cell.quotePrefix = value.startswith(FORMULA_TRIGGERS)
+    if font is not None:
+        cell.font = font
+    return cell
 
 
 def safe_cell_csv(value: Any) -> Any:
@@ -271,24 +299,26 @@ def _spread(cells: list, columns: list[int]) -> list:
 class _Book:
     """An openpyxl workbook, streamed (write-only) when it will hold more than `WRITE_ONLY_ROWS`."""
 
-    def __init__(self, n_rows: int, redact: _Redactor):
+    def __init__(self, n_rows: int, redact: _Redactor, *, text: bool = False):
         self.write_only = n_rows > WRITE_ONLY_ROWS
         self.wb = Workbook(write_only=self.write_only)
         if not self.write_only:
             self.wb.remove(self.wb.active)
         self.redact = redact
+        self.text = text
+        """A copy of the input, which people edit and import again: its empty cells are Text
+        (`@`) too, so what is typed into them stays text."""
 
     def cell(self, ws, value: Any, *, bold: bool = False):
-        """Return a cell for `value`; text is redacted and always a string, never a formula."""
-        cell = WriteOnlyCell(ws)
-        if value is None or isinstance(value, (bool, int, float)):
-            cell.value = value
-        else:
-            cell.value = ILLEGAL_CHARACTERS_RE.sub("", self.redact(str(value)))[:32767]
-            cell.data_type = "s"
-        if bold:
-            cell.font = _BOLD
-        return cell
+        """Return a cell for `value`: a number or boolean as it is; text redacted, as a
+        `text_cell` (never a formula); an empty cell plain, or a `text_cell` in a `text` book."""
+        font = _BOLD if bold else None
+        if isinstance(value, (bool, int, float)) or (value is None and not self.text):
+            cell = WriteOnlyCell(ws, value)
+            if font:
+                cell.font = font
+            return cell
+        return text_cell(ws, None if value is None else self.redact(str(value))[:32767], font)
 
     def sheet(self, title: str, frame: pl.DataFrame, *, layout: _Layout | None = None,
               decorate: Callable[[int, tuple, list], None] | None = None):
@@ -513,7 +543,7 @@ def _write_back(first: tuple[pl.DataFrame, Sheet], out: Path, input_path, report
             separator=separator, include_header=False), redact, bom=bom)}
     if _is_xlsx(input_path):
         sheets = _conform(report.rows, ROW_SCHEMA)["sheet"].drop_nulls()
-        book = _Book(max([frame.height, *(f.height for f, _ in others.values())]), redact)
+        book = _Book(max([frame.height, *(f.height for f, _ in others.values())]), redact, text=True)
         book.sheet(sheets[0] if len(sheets) else "Sheet1", frame, layout=layout)
         for name, (f, sh) in others.items():
             book.sheet(name, f, layout=_layout(sh, f.columns))
@@ -585,7 +615,8 @@ def write_issues(issues: pl.DataFrame, out_dir: str | Path, *,
     }
     if input_sheet is not None:
         others = other_sheets or {}
-        book = _Book(max([input_sheet.frame.height, *(sh.frame.height for sh in others.values())]), redact)
+        book = _Book(max([input_sheet.frame.height, *(sh.frame.height for sh in others.values())]), redact,
+                     text=True)
         mine = pl.col("sheet").is_null() | ~pl.col("sheet").is_in(list(others))
         _marked_sheet(book, input_sheet.sheet_name or issues["sheet"].drop_nulls().first() or "Sheet1",
                       input_sheet, issues.filter(mine) if others else issues, redact)

@@ -12,10 +12,11 @@ import polars as pl
 import pytest
 
 from bulkcrm.errors import InputError, TemplateError
-from bulkcrm.export import ExportFilters, ExportResult, export, filter_params, xlsx_text
+from bulkcrm.export import ExportFilters, ExportResult, export, filter_params
 from bulkcrm.pipeline import run_import
 from bulkcrm.plan import plan
 from bulkcrm.read import read
+from bulkcrm.report import xlsx_text
 from bulkcrm.target import Target
 from bulkcrm.template import load_template, parse_template
 from tests.conftest import DATA, REPO

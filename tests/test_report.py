@@ -10,7 +10,7 @@ import polars as pl
 import pytest
 
 from bulkcrm.errors import Issue, issues_frame
-from bulkcrm.read import Sheet
+from bulkcrm.read import Sheet, read
 from bulkcrm.report import (
     CHANGE_DTYPE, ROW_SCHEMA, Report, neutralise_csv, render_summary, report_table, safe_cell_csv,
     write_issues, write_report,
@@ -248,6 +248,26 @@ def test_formulas_are_inert(report, input_frame, tmp_path):
     assert copy["A4"].value == FORMULA and copy["A4"].data_type == "s"
     with zipfile.ZipFile(paths["xlsx"]) as z:
         assert not any(b"<f>" in z.read(n) for n in z.namelist() if n.startswith("xl/worksheets"))
+
+
+def test_the_copies_cells_are_text_in_the_text_format(report, input_frame, tmp_path):
+    """A cell of a copy edited in Excel stays text: every cell of the table, empty ones too, has
+    the Text format `@` (a phone typed over keeps its 0, a typed `=…` is no formula); a
+    formula-like text has Excel's quote prefix, and a control character survives (`_x0001_`):
+    the copy reads back as the input."""
+    frame = input_frame.with_columns(phone=pl.Series(["0201234567", "a\x01b", None, None, None, None]))
+    sheet = Sheet(frame, sheet_name="Orgs")
+    paths = write_report(report, tmp_path, input_sheet=sheet, input_path="orgs.xlsx")
+    checked = write_issues(report.issues, tmp_path / "v", input_sheet=sheet)
+    for path, width in ((paths["with_status_xlsx"], 7), (checked["xlsx"], 4)):
+        ws = openpyxl.load_workbook(path)["Orgs"]
+        table = list(ws.iter_rows(max_row=7, max_col=width))
+        assert {c.number_format for line in table for c in line} == {"@"}
+        assert {c.data_type for line in table for c in line if c.value is not None} == {"s"}
+        assert (ws["A4"].value, ws["A4"].quotePrefix, ws["A2"].quotePrefix) == (FORMULA, True, False)
+        assert ws["B6"].quotePrefix and ws["C2"].value == "0201234567"
+        again = read(path).frame
+        assert again.select(frame.columns).equals(frame), path.name
 
 
 def all_text(paths) -> str:
