@@ -5,7 +5,8 @@ frame from validate. Output files: `report.json`, `report.csv`, `report.xlsx`, t
 `<input stem>.with-status.csv|xlsx`; for validate `issues.csv`, `issues.json` and
 `<input stem>.issues.xlsx`. Modelled on frictionless' `Report` and django-import-export's `Result`.
 The copies of the input keep its layout (`_layout`): the header on its row, each row on the line of
-its row_number, each column in its letters, so a cell an issue names (`Klanten!E6`) is the copy's.
+its row_number, each column in its letters, so a cell an issue names (`Klanten!E6`) is the copy's;
+the workbook copies show the Excel errors (`#N/A`) it showed (`_copy_sheet`).
 
 Every text cell is made inert (OWASP "CSV injection"): CSV cells that start with `= + - @ TAB CR`
 or `'` get a `'` prefix; XLSX cells are written as strings (`data_type "s"`), never formulas, in
@@ -544,11 +545,39 @@ def _write_back(first: tuple[pl.DataFrame, Sheet], out: Path, input_path, report
     if _is_xlsx(input_path):
         sheets = _conform(report.rows, ROW_SCHEMA)["sheet"].drop_nulls()
         book = _Book(max([frame.height, *(f.height for f, _ in others.values())]), redact, text=True)
-        book.sheet(sheets[0] if len(sheets) else "Sheet1", frame, layout=layout)
+        _copy_sheet(book, sheets[0] if len(sheets) else "Sheet1", frame, sheet, layout)
         for name, (f, sh) in others.items():
-            book.sheet(name, f, layout=_layout(sh, f.columns))
+            _copy_sheet(book, name, f, sh, _layout(sh, f.columns))
         paths["with_status_xlsx"] = book.save(out / f"{stem}.with-status.xlsx")
     return paths
+
+
+def _copy_sheet(book: _Book, title: str, frame: pl.DataFrame, sheet: Sheet, layout: _Layout,
+                mark: Callable[[int, list], None] | None = None) -> None:
+    """Write `frame` (text: `sheet`'s columns, maybe more after them) as a sheet of a copy of
+    `sheet`, where `layout` puts it, each cell that showed an Excel error showing it again as an
+    error value (`_error_cells`: as in the input, so an import of the copy flags it again
+    rather than sending the text); `mark(line, cells)` may style a line's cells."""
+    errors = _error_cells(sheet, frame.columns, layout)
+
+    def decorate(line: int, _values: tuple, cells: list) -> None:
+        for col, error in errors.get(line, {}).items():
+            cells[col].value, cells[col].data_type = error, "e"
+        if mark:
+            mark(line, cells)
+    book.sheet(title, frame, layout=layout, decorate=decorate)
+
+
+def _error_cells(sheet: Sheet, columns: list[str], layout: _Layout) -> dict[int, dict[int, str]]:
+    """`{line: {column index 0-based: error}}` of `sheet`'s cells that showed an Excel error
+    (its `excel-error` issues: `#N/A`, `#DIV/0!`), which it reads as empty."""
+    line_of = dict(zip(sheet.frame["row_number"].to_list(), layout.lines))
+    index = {name: i for i, name in enumerate(columns)}
+    out: dict[int, dict[int, str]] = {}
+    for issue in sheet.issues:
+        if issue.type == "excel-error" and issue.column in index and issue.row_number in line_of:
+            out.setdefault(line_of[issue.row_number], {})[index[issue.column]] = issue.value
+    return out
 
 
 def _csv_records(frame: pl.DataFrame, layout: _Layout) -> pl.DataFrame:
@@ -632,8 +661,7 @@ def _marked_sheet(book: _Book, title: str, sheet: Sheet, issues: pl.DataFrame,
     frame = sheet.frame.select(pl.exclude("row_number").cast(pl.String))
     layout = _layout(sheet, frame.columns)
     marks = _issue_marks(issues, frame.columns, sheet.frame["row_number"], layout)
-    book.sheet(title, frame, layout=layout,
-               decorate=lambda line, _v, cells: _mark(line, cells, marks, redact))
+    _copy_sheet(book, title, frame, sheet, layout, lambda line, cells: _mark(line, cells, marks, redact))
 
 
 def _issue_marks(issues: pl.DataFrame, columns: list[str], row_numbers: pl.Series,

@@ -6,6 +6,7 @@ import json
 
 import openpyxl
 import pytest
+import xlsxwriter
 import yaml
 
 from bulkcrm.cli import cli
@@ -105,6 +106,23 @@ def test_the_issues_copy_keeps_the_tables_place_so_each_comment_names_its_own_ce
     assert {ref: text.split("(Klanten!")[1].split(")")[0] for ref, text in commented.items()} == {
         "E6": "E6", "F7": "F7", "G6": "G6"}  # G6: a phone without a valid country to go by
     assert (ws["E6"].value, ws["F7"].value, ws["G6"].value) == ("Untied States", "not-an-email", "0209876543")
+
+
+def test_a_cell_showing_an_excel_error_shows_it_in_the_issues_copy(runner, tmp_path):
+    """A cell showing #N/A: the copy's cell, whose comment says so, shows #N/A too (an error
+    value, as in the input, so the copy imported again is flagged again)."""
+    with xlsxwriter.Workbook(tmp_path / "e.xlsx") as wb:
+        ws = wb.add_worksheet("S")
+        ws.write_row(0, 0, ["name", "email"])
+        ws.write_row(1, 0, ["Acme", "info@acme.example"])
+        ws.write_string(2, 0, "Bolt")
+        ws.write_formula("B3", "=NA()", None, "#N/A")
+    t = tmp_path / "t.yaml"
+    t.write_text(yaml.safe_dump({"fields": {"title": "name", "emailAddresses": "email"}}), encoding="utf-8")
+    result = runner.invoke(cli, ["validate", str(tmp_path / "e.xlsx"), "-t", str(t), "--report", str(tmp_path / "r")])
+    assert result.exit_code == 1 and "e.xlsx:3:email (S!B3): the cell shows the Excel error #N/A" in result.output
+    ws = openpyxl.load_workbook(tmp_path / "r" / "e.issues.xlsx")["S"]
+    assert (ws["B3"].value, ws["B3"].data_type) == ("#N/A", "e") and "(S!B3)" in ws["B3"].comment.text
 
 
 def test_validate_clean_file_exits_0(runner):

@@ -270,6 +270,28 @@ def test_the_copies_cells_are_text_in_the_text_format(report, input_frame, tmp_p
         assert again.select(frame.columns).equals(frame), path.name
 
 
+def test_the_copies_show_the_excel_errors_the_input_showed(report, input_frame, tmp_path):
+    """A cell showing `#N/A` reads as empty with an excel-error issue; the workbook copies show
+    it again where it was, as an error value (as the input: imported again, it is flagged
+    again rather than sent as the text "#N/A"); the CSV copy, which has no error values,
+    leaves it empty."""
+    error = Issue("excel-error", 9, "country", "#N/A", "Excel error value",
+                  "orgs.xlsx:9:country (Orgs!G9): the cell shows the Excel error #N/A", "error",
+                  "orgs.xlsx", "Orgs", "G9")
+    frame = input_frame.with_columns(pl.col("row_number") + 3, country=pl.col("country").replace("Untied", None))
+    sheet = Sheet(frame, [error], sheet_name="Orgs", header_row=4,
+                  letters={"title": "C", "email": "D", "phone": "F", "country": "G"})
+    paths = write_report(shifted(report, 3), tmp_path, input_sheet=sheet, input_path="orgs.xlsx")
+    checked = write_issues(issues_frame([error]), tmp_path / "v", input_sheet=sheet)
+    for path in (paths["with_status_xlsx"], checked["xlsx"]):
+        ws = openpyxl.load_workbook(path)["Orgs"]
+        assert (ws["G9"].value, ws["G9"].data_type, ws["G8"].value) == ("#N/A", "e", "BE")
+        assert [(i.type, i.cell, i.value) for i in read(path).issues] == [("excel-error", "G9", "#N/A")]
+    assert "#N/A" in ws["G9"].comment.text
+    with open(paths["with_status_csv"], newline="", encoding="utf-8") as fh:
+        assert list(csv.reader(fh))[8][6] == ""
+
+
 def all_text(paths) -> str:
     text = ""
     for path in paths.values():
