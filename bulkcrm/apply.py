@@ -44,7 +44,7 @@ from .client import Client
 from .diff import canon, raw_records_frame
 from .errors import ApiError, AuthError, ISSUE_SCHEMA, PermanentApiError, PlanError, TransientApiError, \
     UncertainWriteError
-from .journal import Journal, journal_lock, journal_path
+from .journal import Journal, journal_lock, journal_path, target_lock
 from .lookups import REF_PREFIX
 from .match import BATCH, count_records, identifiers_schema, lookup_records, record_identifiers
 from .plan import Operation, Plan
@@ -95,8 +95,9 @@ def apply(plan: Plan, client: Client, *, plan_path: str | Path | None = None,
         PlanError: the plan was made for another target, or (without `verify`) it has
             organization creates to do and checking them against the organizations others
             created since it was made would take more than `RECENT_MAX_REQUESTS` requests.
-        JournalError: the journal belongs to another plan, or another process is applying
-            this plan (it holds the journal's lock, `journal.journal_lock`).
+        JournalError: the journal belongs to another plan. BusyError (a JournalError):
+            another process is applying this plan (`journal.journal_lock`) or writing to
+            this target from this machine (`journal.target_lock`); nothing was sent.
         AuthError: the key was rejected (401/403); the journal keeps what was done.
         TransientApiError: the API is down (no answer, or 502/503/504 after the client's
             retries); the journal keeps what was done, and the operation stays `sent`.
@@ -117,7 +118,9 @@ def apply(plan: Plan, client: Client, *, plan_path: str | Path | None = None,
     jpath = journal_file or (journal_path(plan_path) if plan_path else None)
     if jpath is None:
         raise PlanError("apply needs plan_path or journal_file to keep its journal")
-    with journal_lock(jpath):  # a second apply of this plan at once would send it all again
+    # one apply per plan (a second would send it all again), one writer per target on this
+    # machine (an overlapping run would create the same organizations)
+    with journal_lock(jpath), target_lock(target):
         return _apply(plan, client, Journal(jpath, plan.sha256, plan.target, plan.created_at), plan_path=plan_path,
                       batch_size=batch_size, verify=verify, reconcile=reconcile, progress=progress,
                       notify=notify, fresh=fresh, limit=limit)

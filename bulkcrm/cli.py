@@ -20,14 +20,14 @@ from pathlib import Path
 
 import click
 
-from .errors import (ApiError, AuthError, BulkcrmError, ConfigError, InputError, JournalError, PlanError,
+from .errors import (ApiError, AuthError, BulkcrmError, BusyError, ConfigError, InputError, JournalError, PlanError,
                      TemplateError, TransientApiError)
 from .client import redact
 from .target import EMBEDDED_DB, Target, open_target
 
 
 _ERROR_KINDS = ((InputError, "input"), (TemplateError, "template"), (PlanError, "plan"),
-                (ConfigError, "config"), (JournalError, "journal"), (AuthError, "auth"),
+                (ConfigError, "config"), (BusyError, "busy"), (JournalError, "journal"), (AuthError, "auth"),
                 (TransientApiError, "api-unavailable"), (ApiError, "api"), (OSError, "file"),
                 (click.ClickException, "usage"))
 """`--json`'s `error` of each failure (the first class that matches), so a scheduled job can
@@ -35,17 +35,19 @@ tell a bad file from an API that is down without parsing the message."""
 
 
 EX_TEMPFAIL = 75
-"""Exit code of a run the API stopped (no answer, or 429/5xx after the retries): sysexits.h's
-"temporary failure, try again later", so a scheduler can retry it and alert on 1 (rows need
-a person) and 2 (the command must change)."""
+"""Exit code of a run the API stopped (no answer, or 429/5xx after the retries) or another run
+held a lock it needs (`BusyError`): sysexits.h's "temporary failure, try again later", so a
+scheduler can retry it and alert on 1 (rows need a person) and 2 (the command must change)."""
 
 
 def _exit_code(e: BaseException) -> int:
     """2: nothing was sent and the user must change something first; 75 (`EX_TEMPFAIL`): the
-    API is unavailable, run again later; else 1 (README, exit codes)."""
+    API is unavailable or another run is writing, run again later; else 1 (README, exit codes)."""
+    if isinstance(e, (TransientApiError, BusyError)):
+        return EX_TEMPFAIL
     if isinstance(e, (InputError, TemplateError, PlanError, ConfigError, JournalError)):
         return 2
-    return EX_TEMPFAIL if isinstance(e, TransientApiError) else 1
+    return 1
 
 
 def _fail(e: Exception, debug: bool, as_json: bool = False) -> None:

@@ -111,6 +111,11 @@ class JournalError(BulkcrmError):
     """The journal is unreadable or belongs to another plan."""
 
 
+class BusyError(JournalError):
+    """Another run holds a lock this one needs (the plan's journal, or the target's writes):
+    nothing was sent; run it again when that one has finished."""
+
+
 class ConfigError(BulkcrmError):
     """The target options cannot work: a base URL without a key, or without http(s)://."""
 

@@ -13,6 +13,7 @@ Line shapes::
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import time
@@ -21,9 +22,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import platformdirs
 from filelock import FileLock, Timeout
 
-from .errors import JournalError
+from .errors import BusyError, JournalError
 
 class Journal:
     """Append-only, fsynced JSONL journal of one plan's operations.
@@ -125,7 +127,7 @@ def journal_path(plan_path: str | Path) -> Path:
     return p.with_name(p.stem + ".journal.jsonl")
 
 
-_HELD: set[str] = set()  # journals this process holds (the lock is taken once per process)
+_HELD: set[str] = set()  # locks this process holds (each is taken once per process)
 
 
 @contextmanager
@@ -135,19 +137,54 @@ def journal_lock(path: str | Path) -> Iterator[None]:
     Nested blocks of one process share it (an import holds it while it plans and applies).
 
     Raises:
-        JournalError: another process holds it (an apply of the same plan still running).
+        BusyError: another process holds it (an apply of the same plan still running).
     """
-    key = str(Path(path).resolve())
+    with _held(Path(f"{path}.lock"), f"{path} is in use: another bulkcrm apply of this plan is still "
+               "running (another terminal, a suspended job or an overlapping cron run); let it "
+               "finish or stop it, then run this again"):
+        yield
+
+
+def lock_dir() -> Path:
+    """Where target locks live: the user's cache folder (`platformdirs`, e.g.
+    `~/.cache/bulkcrm/locks` on Linux; `XDG_CACHE_HOME` moves it)."""
+    return platformdirs.user_cache_path("bulkcrm") / "locks"
+
+
+@contextmanager
+def target_lock(label: str) -> Iterator[None]:
+    """Hold the lock of writing to target `label` (`Target.label`: a base URL or the embedded
+    sandbox's file; never a key) for the block: one run at a time on this machine plans what to
+    create and writes it, so two overlapping runs (cron, a second folder) cannot both create
+    the same new organizations. Runs on other machines are not seen: apply's check for
+    organizations created since the plan (`apply._check_created_since`) covers what they
+    finished before it began. Nested blocks of one process share it.
+
+    Raises:
+        BusyError: another bulkcrm run on this machine is writing to that target.
+    """
+    name = hashlib.sha256(label.rstrip("/").encode()).hexdigest()[:24]
+    folder = lock_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    with _held(folder / f"{name}.lock", f"another bulkcrm run on this machine is writing to {label} "
+               "(an overlapping cron run, another folder or terminal); this run sent no write: run it "
+               "again when that one has finished"):
+        yield
+
+
+@contextmanager
+def _held(lock_path: Path, busy: str) -> Iterator[None]:
+    """Hold the OS lock `lock_path` (filelock, not waiting) for the block, once per process;
+    `busy`: the BusyError message when another process holds it."""
+    key = str(lock_path.resolve())
     if key in _HELD:
         yield
         return
-    lock = FileLock(f"{path}.lock")
+    lock = FileLock(str(lock_path))
     try:
         lock.acquire(timeout=0)
     except Timeout:
-        raise JournalError(f"{path} is in use: another bulkcrm apply of this plan is still running "
-                           "(another terminal, a suspended job or an overlapping cron run); let it "
-                           "finish or stop it, then run this again") from None
+        raise BusyError(busy) from None
     _HELD.add(key)
     try:
         yield

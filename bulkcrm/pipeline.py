@@ -4,6 +4,7 @@ Each returns plain data for the CLI to render; none prints except through the `e
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import glob
 import sys
@@ -15,7 +16,7 @@ import polars as pl
 
 from .apply import apply, dry_run_report
 from .errors import BulkcrmError, Issue, TemplateError, about, issues_frame
-from .journal import journal_lock, journal_path
+from .journal import journal_lock, journal_path, target_lock
 from .mapping import map_rows
 from .plan import Plan, check_matchable, plan, render_plan
 from .read import Sheet, read
@@ -56,19 +57,22 @@ def run_import(file, template_path, target: Target, *, report_dir: str, dry_run=
     template = load_template(template_path)
     read_kw = {k: plan_kw.pop(k, None) for k in ("sheet", "encoding", "delimiter", "header_row")}
     sh = read(file, **read_kw)  # read once: the plan and the write-back copy use the same cells
-    p, text = _plan_sheet(sh, template, target, reconcile=reconcile, **plan_kw)
-    echo(text)
     out = Path(report_dir)
-    if dry_run:
-        report = dry_run_report(p)
-    else:
-        plan_path = out / "plan.json"
-        with journal_lock(journal_path(plan_path)):  # no other import of this plan file meanwhile
-            archive_journal(plan_path)
-            p.save(plan_path)
-            report = _apply(p, target, plan_path, reconcile=reconcile, progress=progress, batch_size=25,
-                            echo=echo, fresh=True)
-        report.summary["requests"] += p.requests_spent
+    # a run that writes plans under the target's lock: an overlapping run's creates are done
+    # (and seen by this plan) or not begun, never both runs creating the same organizations
+    with contextlib.nullcontext() if dry_run else target_lock(target.label):
+        p, text = _plan_sheet(sh, template, target, reconcile=reconcile, **plan_kw)
+        echo(text)
+        if dry_run:
+            report = dry_run_report(p)
+        else:
+            plan_path = out / "plan.json"
+            with journal_lock(journal_path(plan_path)):  # no other import of this plan file meanwhile
+                archive_journal(plan_path)
+                p.save(plan_path)
+                report = _apply(p, target, plan_path, reconcile=reconcile, progress=progress, batch_size=25,
+                                echo=echo, fresh=True)
+            report.summary["requests"] += p.requests_spent
     return _finish(report, out, file, target, echo, input_sheet=sh,
                    plan_path=None if dry_run else out / "plan.json")
 

@@ -5,7 +5,8 @@
 - `client`: a `bulkcrm.client.Client` for `crm` with client-side pacing off.
 - `runner`: click's CliRunner.
 - `FakeClock`: a client clock that moves only when the client sleeps.
-An autouse fixture clears `BULKCRM_*` variables so no test reaches a real account.
+An autouse fixture clears `BULKCRM_*` variables so no test reaches a real account, and puts
+the target locks in the session's temporary folder (`XDG_CACHE_HOME`).
 """
 from __future__ import annotations
 
@@ -48,12 +49,15 @@ def pytest_configure(config):
 
 
 @pytest.fixture(autouse=True)
-def _clean_env(monkeypatch):
+def _clean_env(monkeypatch, tmp_path_factory):
     import os
 
     for name in list(os.environ):
         if name.startswith("BULKCRM_"):
             monkeypatch.delenv(name)
+    # target locks (`journal.target_lock`) in the test session's folder, not the user's cache
+    # (every test sandbox has a port, so a lock file, of its own); subprocesses inherit it
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.getbasetemp() / "cache"))
 
 
 @pytest.fixture(scope="session")

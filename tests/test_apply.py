@@ -552,6 +552,41 @@ def test_sigterm_stops_like_ctrl_c_and_the_resume_completes(crm, tmp_path):
     _assert_state_equals_plan(crm)
 
 
+def test_two_imports_of_one_sheet_at_once_from_two_folders_create_each_organization_once(crm, tmp_path):
+    """An overlapping run from another folder (its own plan and journal) would plan the same
+    creates before the first run wrote them: the target's lock stops it before it plans, with
+    exit 75 (try again later), and its next run finds them all made."""
+    _seed(crm)
+    (tmp_path / "t.yaml").write_text(json.dumps(TEMPLATE), encoding="utf-8")
+    sheet = _sheet(tmp_path)
+    folders = [tmp_path / "a", tmp_path / "b"]
+    cmd = [sys.executable, "-m", "bulkcrm", "import", str(sheet), "-t", str(tmp_path / "t.yaml"),
+           "--base-url", crm.url, "--api-key", TEST_KEY, "--max-rate", "60000", "--no-reconcile", "--json"]
+    for f in folders:
+        f.mkdir()
+    crm.set_faults(latency_ms=20)
+    first = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=folders[0])
+    journal = folders[0] / "reports" / "orgs" / "plan.journal.jsonl"
+    deadline = time.monotonic() + 60
+    while _journal_lines(journal) < 5 and time.monotonic() < deadline:
+        time.sleep(0.005)
+    writes = sum(r.method != "GET" for r in crm.requests)
+    second = subprocess.run(cmd, capture_output=True, text=True, cwd=folders[1], timeout=120)
+    assert second.returncode == 75, second.stderr
+    assert "another bulkcrm run on this machine is writing to" in second.stderr
+    assert json.loads(second.stdout.strip().splitlines()[-1])["error"] == "busy"
+    assert first.poll() is None, "the first import should still be running"
+    crm.clear_faults()
+    out, err = first.communicate(timeout=300)
+    assert first.returncode == 0, err
+    assert writes > 0 and not (folders[1] / "reports" / "orgs" / "plan.json").exists()
+    again = subprocess.run(cmd, capture_output=True, text=True, cwd=folders[1], timeout=120)
+    assert again.returncode == 0, again.stderr
+    summary = json.loads(again.stdout.strip().splitlines()[-1])
+    assert (summary["created"], summary["unchanged"]) == (0, N_EXISTING + N_NEW)
+    _assert_state_equals_plan(crm)
+
+
 def test_a_second_apply_of_the_same_plan_at_once_is_refused(crm, tmp_path):
     """Two applies of one plan at the same time (a second terminal, a suspended job, an
     overlapping cron run) would each send every write: the second one stops before any."""
@@ -559,14 +594,14 @@ def test_a_second_apply_of_the_same_plan_at_once_is_refused(crm, tmp_path):
     first, cmd = _slow_apply(crm, tmp_path, path, latency_ms=20, lines=5)
     second = subprocess.run([*cmd[:-1], str(tmp_path / "report2")], capture_output=True, text=True,
                             cwd=tmp_path, timeout=120)
-    assert second.returncode == 2 and "another bulkcrm apply of this plan is still running" in second.stderr
+    assert second.returncode == 75 and "another bulkcrm apply of this plan is still running" in second.stderr
     # nor may a new plan be saved over it (its journal would be moved away mid-run)
     (tmp_path / "t.yaml").write_text(json.dumps(TEMPLATE), encoding="utf-8")
     saved = path.read_bytes()
     replan = subprocess.run([sys.executable, "-m", "bulkcrm", "plan", str(tmp_path / "orgs.csv"), "-t",
                              str(tmp_path / "t.yaml"), "--out", str(path), *cmd[5:9]],
                             capture_output=True, text=True, cwd=tmp_path, timeout=120)
-    assert replan.returncode == 2 and "is in use" in replan.stderr and path.read_bytes() == saved
+    assert replan.returncode == 75 and "is in use" in replan.stderr and path.read_bytes() == saved
     assert first.poll() is None, "the first apply should still be running"
     crm.clear_faults()
     out, err = first.communicate(timeout=300)
