@@ -62,7 +62,7 @@ def apply(plan: Plan, client: Client, *, plan_path: str | Path | None = None,
           journal_file: str | Path | None = None, batch_size: int = 25, verify: bool = False,
           reconcile: bool = True, progress: ProgressFn | None = None, target: str | None = None,
           notify: Callable[[str], None] | None = None, fresh: bool = False,
-          limit: int | None = None) -> Report:
+          limit: int | None = None, on_stop: Callable[[Report], None] | None = None) -> Report:
     """Execute the plan's operations in order and report per input row.
 
     Args:
@@ -87,6 +87,10 @@ def apply(plan: Plan, client: Client, *, plan_path: str | Path | None = None,
         limit: send at most this many of the operations still to do (a pilot of a big plan);
             the rest are `planned` in the report (`Report.summary["left"]`) and the next run
             of the plan does them, as it resumes a stopped one (the journal).
+        on_stop: callback(report) when the run stops (Ctrl-C, SIGTERM, an API that is down,
+            a rejected key) after its checks: the report so far, every operation not done
+            `planned` (`Report.summary["stopped"]`), so the folder's report is this run's,
+            not the previous one's; then the stop propagates.
 
     Returns:
         `Report`; rows that failed, drifted, conflicted or were invalid make `Report.ok` False.
@@ -123,12 +127,13 @@ def apply(plan: Plan, client: Client, *, plan_path: str | Path | None = None,
     with journal_lock(jpath), target_lock(target):
         return _apply(plan, client, Journal(jpath, plan.sha256, plan.target, plan.created_at), plan_path=plan_path,
                       batch_size=batch_size, verify=verify, reconcile=reconcile, progress=progress,
-                      notify=notify, fresh=fresh, limit=limit)
+                      notify=notify, fresh=fresh, limit=limit, on_stop=on_stop)
 
 
 def _apply(plan: Plan, client: Client, journal: Journal, *, plan_path: str | Path | None,
            batch_size: int, verify: bool, reconcile: bool, progress: ProgressFn | None,
-           notify: Callable[[str], None] | None, fresh: bool = False, limit: int | None = None) -> Report:
+           notify: Callable[[str], None] | None, fresh: bool = False, limit: int | None = None,
+           on_stop: Callable[[Report], None] | None = None) -> Report:
     """`apply` once it holds the journal."""
     for t in journal.send_times():  # an interrupted run's last writes still fill the window
         client.count_earlier(1, t)
@@ -165,6 +170,9 @@ def _apply(plan: Plan, client: Client, journal: Journal, *, plan_path: str | Pat
         if progress and total:
             with contextlib.suppress(BaseException):  # the stop itself is what propagates
                 progress(_done(plan, journal), total, client)
+        if on_stop:
+            with contextlib.suppress(BaseException):
+                on_stop(_stopped_report(plan, journal, client.requests_sent - start_requests, started))
         raise
     if reconcile and total and already == total:  # an earlier run did it all: nothing to re-read
         reconcile = False  # (re-reading would also report later edits by others as mismatches)
@@ -181,6 +189,16 @@ def _apply(plan: Plan, client: Client, journal: Journal, *, plan_path: str | Pat
     if limit is not None:
         report.summary["left"] = len(left)
     report.summary["plan"] = str(plan_path) if plan_path else None  # the Summary sheet names it
+    return report
+
+
+def _stopped_report(plan: Plan, journal: Journal, requests: int, started: str) -> Report:
+    """The report of a run that stopped: what the journal says is done (or drifted), every
+    other operation `planned` (an operation left `sent` is resolved when the plan resumes)."""
+    left = {o.key for o in plan.operations if journal.state(o.key) not in ("done", "drifted")}
+    report = _report(plan, journal, {}, requests, started, False, left=left,
+                     left_note="not applied yet: the run stopped; apply the plan again to do it")
+    report.summary |= {"stopped": True, "left": len(left)}
     return report
 
 
@@ -610,10 +628,13 @@ def _row(plan: Plan, r: dict, outcome: str, iri: str | None, changes: list, stat
             "status": status, "note": note, "resource": r.get("resource", "organizations")}
 
 
+_LEFT_NOTE = "not applied yet (--limit): apply the plan again to do it"
+
+
 def _report(plan: Plan, journal: Journal, mismatches: dict, requests: int, started: str,
-            reconciled: bool, left: set[str] = frozenset()) -> Report:
+            reconciled: bool, left: set[str] = frozenset(), left_note: str = _LEFT_NOTE) -> Report:
     """The report of a run: per plan row its outcome from the journal (`left`: the operations
-    a `limit` left for the next run, `planned`)."""
+    a `limit` left for the next run, or a stopped run did not do, `planned` with `left_note`)."""
     rows = []
     by_key = {o.key: o for o in plan.operations}
     for r in plan.rows:
@@ -621,7 +642,7 @@ def _report(plan: Plan, journal: Journal, mismatches: dict, requests: int, start
         entry = journal.get(key) if key else {}
         outcome = _NOT_WRITTEN.get(r["op"])
         if outcome is None and key in left:
-            outcome, note = "planned", "not applied yet (--limit): apply the plan again to do it"
+            outcome, note = "planned", left_note
         elif outcome is None:
             state = entry.get("state")
             outcome = ("unchanged" if entry.get("held") else OP_OUTCOME[r["op"]]) if state == "done" else \

@@ -71,7 +71,7 @@ def run_import(file, template_path, target: Target, *, report_dir: str, dry_run=
                 archive_journal(plan_path)
                 p.save(plan_path)
                 report = _apply(p, target, plan_path, reconcile=reconcile, progress=progress, batch_size=25,
-                                echo=echo, fresh=True)
+                                echo=echo, fresh=True, on_stop=_on_stop(out, file, target, echo, input_sheet=sh))
             report.summary["requests"] += p.requests_spent
     return _finish(report, out, file, target, echo, input_sheet=sh,
                    plan_path=None if dry_run else out / "plan.json")
@@ -101,18 +101,21 @@ def run_apply(plan_file, target: Target, *, report_dir: str, batch_size=25, veri
     already loaded; `limit`: at most this many operations this run (`apply.apply`)."""
     p = plan or Plan.load(plan_file)
     report = _apply(p, target, plan_file, reconcile=reconcile, progress=progress, batch_size=batch_size,
-                    verify=verify, echo=echo, limit=limit)
+                    verify=verify, echo=echo, limit=limit,
+                    on_stop=_on_stop(Path(report_dir), p.input, target, echo, sheet=p.sheet,
+                                     planned_sha256=p.input_sha256))
     return _finish(report, Path(report_dir), p.input, target, echo, sheet=p.sheet, planned_sha256=p.input_sha256,
                    plan_path=plan_file)
 
 
 def _apply(p: Plan, target: Target, plan_path, *, reconcile, progress, batch_size, verify=False,
-           echo: Echo | None = None, fresh: bool = False, limit: int | None = None) -> Report:
+           echo: Echo | None = None, fresh: bool = False, limit: int | None = None,
+           on_stop: Callable[[Report], None] | None = None) -> Report:
     bar = _progress_bar(len(p.operations)) if progress and p.operations else None
     try:
         report = apply(p, target.client, plan_path=plan_path, batch_size=batch_size, verify=verify,
                        reconcile=reconcile, target=target.label, progress=bar,
-                       notify=echo if progress else None, fresh=fresh, limit=limit)
+                       notify=echo if progress else None, fresh=fresh, limit=limit, on_stop=on_stop)
     except BaseException:  # Ctrl-C, SIGTERM, an API that is down: a log shows where it stopped
         if bar is not None:
             bar.last_line()
@@ -195,18 +198,37 @@ def _progress_line(done: int, total: int, client, elapsed_s: float, per_op_s: fl
             f"({client.throttled} throttled), {elapsed_s / 60:.1f} min{left}")
 
 
-def _finish(report: Report, out: Path, input_path, target: Target, echo: Echo, *,
-            input_sheet: Sheet | None = None, sheet=None, planned_sha256: str | None = None,
-            plan_path=None) -> dict:
+def _write(report: Report, out: Path, input_path, target: Target, echo: Echo, *,
+           input_sheet: Sheet | None = None, sheet=None, planned_sha256: str | None = None) -> None:
+    """Write `report` and the input's with-status copy into `out` (`report.write_report`).
+
+    Raises:
+        OSError: a file could not be written."""
     if input_sheet is None:  # apply of a saved plan: its input again, for the write-back copy
         input_sheet = _planned_input(input_path, sheet, planned_sha256, echo)
     if input_sheet is None and input_path:  # an earlier run's copy would not match this report
         for old in out.glob(f"{glob.escape(Path(input_path).stem)}.with-status.*"):
             old.unlink()
+    write_report(report, out, input_sheet=input_sheet, input_path=input_path, secrets=target.secrets,
+                 other_sheets=_other_sheets(report, input_path) if input_sheet is not None else None,
+                 input_csv=copy_format(input_sheet.encoding, input_sheet.delimiter) if input_sheet else None)
+
+
+def _on_stop(out: Path, input_path, target: Target, echo: Echo, **input_kw) -> Callable[[Report], None]:
+    """apply's `on_stop`: the stopped run's report replaces the previous run's in `out`, so the
+    folder never shows an earlier run's outcome for this one."""
+    def write(report: Report) -> None:
+        _write(report, out, input_path, target, echo, **input_kw)
+        echo(f"The run stopped; its report so far (done, and planned: not yet applied) is in {out}.")
+    return write
+
+
+def _finish(report: Report, out: Path, input_path, target: Target, echo: Echo, *,
+            input_sheet: Sheet | None = None, sheet=None, planned_sha256: str | None = None,
+            plan_path=None) -> dict:
     try:
-        write_report(report, out, input_sheet=input_sheet, input_path=input_path, secrets=target.secrets,
-                     other_sheets=_other_sheets(report, input_path) if input_sheet is not None else None,
-                     input_csv=copy_format(input_sheet.encoding, input_sheet.delimiter) if input_sheet else None)
+        _write(report, out, input_path, target, echo, input_sheet=input_sheet, sheet=sheet,
+               planned_sha256=planned_sha256)
     except OSError as e:  # the writes are done: say what they did, and how to get the report
         echo(render_summary(report))
         if report.summary.get("dry_run") or plan_path is None:

@@ -731,7 +731,10 @@ def render_summary(report: Report, *, out_dir: str | Path | None = None) -> str:
     lines.append(f"requests: {s.get('requests', 0)}{dry}")
     if s.get("reconciled"):
         lines.append(f"reconciled: {s.get('mismatches', 0)} mismatch(es)")
-    if s.get("left"):  # apply --limit
+    if s.get("left") and s.get("stopped"):
+        lines.append(f"the run stopped: {s['left']} operation(s) not applied yet; run the same apply "
+                     "again to do them")
+    elif s.get("left"):  # apply --limit
         lines.append(f"{s['left']} operation(s) not applied yet (--limit): run the same apply again "
                      "(with or without --limit) to do them")
     bad = report.rows.height and int(report.rows["outcome"].is_in(NOT_OK).sum())

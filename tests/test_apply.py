@@ -369,10 +369,19 @@ def test_ctrl_c_prints_the_resume_command_and_resume_completes(crm, tmp_path):
     # same target, pace and choices (the run's --no-reconcile); no key
     assert f"--base-url {crm.url} --max-rate 60000 --no-reconcile --api-key <your key>" in err
     assert TEST_KEY not in out + err
+    # the report folder holds this run's report, not an earlier one's: what it did, the rest planned
+    stopped_report = json.loads((tmp_path / "report" / "report.json").read_text(encoding="utf-8"))
+    outcomes = [r["outcome"] for r in stopped_report["rows"]]
+    done = sum(o in ("created", "patched") for o in outcomes)
+    assert stopped_report["summary"]["stopped"] is True and "The run stopped; its report so far" in err
+    assert 0 < done < len(outcomes) and set(outcomes) <= {"created", "patched", "planned", "unchanged"}
+    assert stopped_report["summary"]["left"] == outcomes.count("planned") == len(outcomes) - done
     crm.clear_faults()
     final = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=300)
     assert final.returncode == 0, final.stderr
     _assert_state_equals_plan(crm)
+    final_report = json.loads((tmp_path / "report" / "report.json").read_text(encoding="utf-8"))
+    assert "stopped" not in final_report["summary"] and "planned" not in {r["outcome"] for r in final_report["rows"]}
 
 
 _INTERRUPT_ON_IMPORT = """
