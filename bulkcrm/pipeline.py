@@ -15,6 +15,7 @@ from typing import Callable
 import polars as pl
 
 from .apply import apply, dry_run_report
+from .client import redact
 from .errors import BulkcrmError, Issue, TemplateError, about, issues_frame
 from .journal import journal_lock, journal_path, target_lock
 from .mapping import map_rows
@@ -43,8 +44,9 @@ def _plan_sheet(sh: Sheet, template, target: Target, *, reconcile: bool = True, 
                 **kw) -> tuple[Plan, str]:
     p = plan(sh, template, target.client, **kw)
     p.target = target.label
-    return p, render_plan(p, requests_per_minute=target.client.requests_per_minute, reconcile=reconcile,
-                          checks=checks)
+    text = render_plan(p, requests_per_minute=target.client.requests_per_minute, reconcile=reconcile,
+                       checks=checks)
+    return p, redact(text, target.secrets)  # a cell holding the key is shown masked
 
 
 def run_import(file, template_path, target: Target, *, report_dir: str, dry_run=False, reconcile=True,

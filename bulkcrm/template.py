@@ -312,6 +312,11 @@ def load_template(path: str | Path) -> Template:
         doc = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader
     except FileNotFoundError:
         raise TemplateError("template file not found", path=str(p)) from None
+    except yaml.MarkedYAMLError as e:  # one line: where (the file's line and column) and what
+        mark = e.problem_mark or e.context_mark
+        where = f"{p}:{mark.line + 1}:{mark.column + 1}" if mark else str(p)
+        what = "; ".join(x for x in (e.context, e.problem) if x)
+        raise TemplateError(f"cannot read YAML: {what}", path=where) from None
     except (OSError, yaml.YAMLError, UnicodeDecodeError) as e:
         raise TemplateError(f"cannot read YAML: {e}", path=str(p)) from None
     return parse_template(doc, path=str(p), sha256=hashlib.sha256(text.encode()).hexdigest())

@@ -799,3 +799,20 @@ def test_the_row_a_merged_cell_left_empty_gets_the_merged_cell_warning(runner, t
     assert merged[0][3] in result.output
     body = next(o["body"] for o in plan["operations"] if o["row_numbers"] == [4])
     assert "country" not in body["address"]
+
+
+def test_a_cell_holding_the_key_is_masked_in_the_plan_shown_and_sent_as_it_is(runner, crm, tmp_path):
+    """The data is not the key's: a cell that happens to hold it is sent as it is, but the plan
+    on screen masks it as error messages and reports do."""
+    sheet = tmp_path / "k.csv"
+    sheet.write_text(f"title,email\nKey {TEST_KEY} BV,info@key.example\n", encoding="utf-8")
+    t = tmp_path / "t.yaml"
+    t.write_text("resource: organizations\nidentifiers: [emailAddresses]\nfields: {title: title, "
+                 "emailAddresses: email}\n", encoding="utf-8")
+    result = runner.invoke(cli, ["plan", str(sheet), "-t", str(t), "--out", str(tmp_path / "p.json"),
+                                 "--base-url", crm.url, "--api-key", TEST_KEY])
+    assert result.exit_code == 0, result.output
+    assert TEST_KEY not in result.output and '"Key *** BV"' in result.output
+    code, out = run(runner, crm, "import", str(sheet), "-t", str(t), "--report", str(tmp_path / "r"))
+    assert code == 0 and TEST_KEY not in json.dumps(out)
+    assert [o["title"] for o in crm.store.all("organizations", tenant="tenant-a")] == [f"Key {TEST_KEY} BV"]

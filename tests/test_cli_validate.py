@@ -218,6 +218,16 @@ def test_a_template_mistake_is_an_error_naming_its_key_never_a_traceback(runner,
     assert result.exit_code == 2 and says in result.output and "Traceback" not in result.output, result.output
 
 
+def test_a_yaml_syntax_error_is_one_line_naming_the_templates_line(runner, tmp_path):
+    t = tmp_path / "t.yaml"
+    t.write_text("resource: organizations\nfields: [\n", encoding="utf-8")
+    result = runner.invoke(cli, ["validate", str(CASES / "BR-01.csv"), "-t", str(t)])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    (line,) = result.output.strip().splitlines()
+    assert line == (f"Error: {t}:3:1: cannot read YAML: while parsing a flow node; expected the node "
+                    "content, but found '<stream end>'")
+
+
 def test_an_unexpected_error_is_a_short_message_not_a_traceback(runner, monkeypatch):
     """A bug of bulkcrm's own still ends in one clear line (exit 70, EX_SOFTWARE), and `--json`
     gets its object; `--debug` shows the traceback."""
