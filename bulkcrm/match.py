@@ -157,28 +157,9 @@ def record_identifiers(frame: pl.DataFrame, fields: Iterable[str]) -> pl.DataFra
     return pl.concat(parts).drop_nulls()
 
 
-@dataclass
-class Fetched:
-    """The records matching needs, got from the API (`fetch_records`), and what `resolve_matches`
-    needs besides: `ids` (the rows' identifiers, `identifier_frame` long form keyed by
-    `_keyed`), `explicit` (`row_number`, `iri` of the rows' IRI column), `records` (IRI ->
-    record JSON), `frame` (`raw_records_frame` of them), `strategy`, `notes`, `requests` sent,
-    `seconds` getting and decoding them, `total` records listed (scan) or None."""
-
-    ids: pl.DataFrame
-    explicit: pl.DataFrame
-    records: dict[str, dict]
-    frame: pl.DataFrame
-    strategy: str
-    notes: list[str]
-    requests: int
-    seconds: float
-    total: int | None
-
-
 def match_rows(rows: pl.DataFrame, template: Template, client: Client, *,
                strategy: str = "auto") -> Matches:
-    """Match rows to records (see module docstring): `fetch_records`, then `resolve_matches`.
+    """Match rows to records (see module docstring).
 
     Args:
         rows: mapped rows (`row_number`, field columns, optional `__iri`, `__raw.*`); `plan`
@@ -186,16 +167,6 @@ def match_rows(rows: pl.DataFrame, template: Template, client: Client, *,
         template: gives the identifiers in priority order.
         client: API client; every request it sends is counted in `Matches.requests`.
         strategy: `auto` (cost model), `lookup` (`identifiers[]`) or `scan` (list everything).
-
-    Raises:
-        ApiError: subclasses from the client when a lookup fails after its retries.
-    """
-    return resolve_matches(rows, template, fetch_records(rows, template, client, strategy=strategy))
-
-
-def fetch_records(rows: pl.DataFrame, template: Template, client: Client, *,
-                  strategy: str = "auto") -> Fetched:
-    """Every request matching sends: the records `rows` may match (arguments as `match_rows`).
 
     Raises:
         ApiError: subclasses from the client when a lookup fails after its retries.
@@ -219,23 +190,18 @@ def fetch_records(rows: pl.DataFrame, template: Template, client: Client, *,
         records = lookup_records(client, values) if values else {}
         records.update(_get_explicit(client, explicit, records))
     frame = raw_records_frame(list(records.values()), records_schema(template))
-    return Fetched(ids, explicit, records, frame, strategy, notes, client.requests_sent - start,
-                   time.perf_counter() - t0, len(records) if strategy == "scan" else None)
-
-
-def resolve_matches(rows: pl.DataFrame, template: Template, got: Fetched) -> Matches:
-    """Match `rows` to the records `got` holds, locally (no request; `rows` as `match_rows`)."""
-    frame, explicit = got.frame, got.explicit
-    pairs = _pairs(got.ids, record_identifiers(frame, template.identifiers))
+    fetched = time.perf_counter() - t0
+    pairs = _pairs(ids, record_identifiers(frame, template.identifiers))
     positions = _positions(explicit, frame)
-    matched, conflicts = _resolve(rows, pairs, positions, got.ids, frame["@id"])
+    matched, conflicts = _resolve(rows, pairs, positions, ids, frame["@id"])
     elsewhere = _elsewhere(pairs, positions, frame["@id"])
     if elsewhere.height:
         conflicts = _one_per_row([conflicts, _mismatches(elsewhere, template.iri_column)])
-    not_found = explicit.filter(~pl.col("iri").is_in(list(got.records))) if explicit.height else explicit
-    return Matches(iri=matched, conflicts=conflicts, not_found=not_found, records=got.records,
-                   strategy=got.strategy, requests=got.requests, notes=got.notes,
-                   frame=frame, fetch_seconds=got.seconds, total=got.total)
+    not_found = explicit.filter(~pl.col("iri").is_in(list(records))) if explicit.height else explicit
+    return Matches(iri=matched, conflicts=conflicts, not_found=not_found, records=records,
+                   strategy=strategy, requests=client.requests_sent - start, notes=notes,
+                   frame=frame, fetch_seconds=fetched,
+                   total=len(records) if strategy == "scan" else None)
 
 
 def _gets_expected(explicit: pl.DataFrame, ids: pl.DataFrame) -> int:

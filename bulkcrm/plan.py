@@ -15,7 +15,6 @@ import gc
 import os
 import time
 from contextlib import contextmanager
-from dataclasses import replace
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -27,7 +26,7 @@ from .client import Client
 from .errors import Issue, TemplateError, about, first_few, with_cell
 from .lookups import REF_PREFIX, LookupCache, resolve_lookups
 from .mapping import map_rows
-from .match import check_strategy, fetch_records, resolve_matches
+from .match import check_strategy, match_rows
 from .planfile import (CONFLICT_TYPES, ROW_SCHEMA, SCHEMA_VERSION, WRITE_OPS, Operation,
                        Plan, now_utc, ops_frame, render_plan)
 from .read import Sheet, read
@@ -134,12 +133,6 @@ class _Clock:
         self._t = now
 
 
-def _timed(fn, *args, **kwargs) -> tuple:
-    """(`fn(*args, **kwargs)`, its seconds), for a stage run beside another (`Plan.timings`)."""
-    t0 = time.perf_counter()
-    return fn(*args, **kwargs), round(time.perf_counter() - t0, 4)
-
-
 def _plan(source: str | Path | Sheet, template: Template, client: Client, *, mode: str,
           strategy: str, sheet: str | int | None, encoding: str | None, delimiter: str | None,
           header_row: int | None, mirror_notes: bool) -> Plan:
@@ -158,32 +151,28 @@ def _plan(source: str | Path | Sheet, template: Template, client: Client, *, mod
     mapped = map_rows(sh.frame, template, path=f"{file}!{sh.sheet_name}" if sh.sheet_name else file,
                       header_row=sh.header_row)
     clock.lap("map")
-    matched_at = now_utc()  # records created from here on may be missing from what matching sees
-    # every row claims the records its IRI and identifiers name, also a row that is not written
-    # (invalid): another row naming such a record is a conflict, never a takeover of it
-    got = fetch_records(mapped, template, client, strategy=strategy)
-    with ThreadPoolExecutor(1) as pool:  # pandera's checks (much Python) beside matching (polars)
-        checking = pool.submit(_timed, validate, mapped, template, sheet=sh.frame, read_issues=sh.issues,
-                               file=file, sheet_name=sh.sheet_name, letters=sh.letters, numbers=sh.numbers)
-        matches = resolve_matches(mapped, template, got)
-        checked, clock.seconds["validate"] = checking.result()
-    clock.lap("match")
-    clock.seconds["fetch"] = round(got.seconds, 4)
-    clock.seconds["match"] = round(clock.seconds["match"] - got.seconds, 4)
+    checked = validate(mapped, template, sheet=sh.frame, read_issues=sh.issues, file=file,
+                       sheet_name=sh.sheet_name, letters=sh.letters, numbers=sh.numbers)
+    clock.lap("validate")
     cache = LookupCache()
     resolved = resolve_lookups(checked.valid, template, client, cache=cache, file=file, frame=sh.frame,
                                sheet=sh.sheet_name, letters=sh.letters)
     clock.lap("lookups")
     bad = {i.row_number for i in resolved.issues}
     rows = resolved.rows.filter(~pl.col("row_number").is_in(list(bad))) if bad else resolved.rows
+    matched_at = now_utc()  # records created from here on may be missing from what matching sees
+    # every row claims the records its IRI and identifiers name, also a row that is not written
+    # (invalid): another row naming such a record is a conflict, never a takeover of it
+    matches = match_rows(mapped, template, client, strategy=strategy)
+    clock.seconds["fetch"] = round(matches.fetch_seconds, 4)
+    clock.lap("match")
+    clock.seconds["match"] = round(clock.seconds["match"] - matches.fetch_seconds, 4)
     issues = [*_frame_issues(checked.issues), *resolved.issues,
               *_conflict_issues(matches.conflicts, template, sh, file),
               *_not_found_issues(matches.not_found, template, file, sh.sheet_name)]
-    with ThreadPoolExecutor(1) as pool:  # warnings only (no decision waits for them), found beside
-        similar = pool.submit(_same_title_issues, rows, replace(matches), template, file, sh.sheet_name)
-        out_rows, ops, zeros, blanks = _decide(mapped, rows, matches, template, mode, issues,
-                                               resolved.tags_to_create)
-        issues += similar.result()
+    issues += _same_title_issues(rows, matches, template, file, sh.sheet_name)
+    out_rows, ops, zeros, blanks = _decide(mapped, rows, matches, template, mode, issues,
+                                           resolved.tags_to_create)
     issues += _kept_zero_issues(zeros, template, file, sh)
     clock.lap("diff")
     p = Plan(template=str(template.path), template_sha256=template.sha256, input=str(sh.path),
