@@ -394,19 +394,31 @@ def test_exported_notes_of_organizations_without_the_reference_import_unchanged(
     assert bad["row_number"] == 3 and "no organization reference; fill in customerID" in bad["message"]
 
 
-def test_a_missing_notes_sheet_says_the_template_asked_for_it(runner, categories, tmp_path):
-    """The workbook lacks the sheet the template's `notes: {sheet: Notes}` names: the error says
-    where the name comes from (validate and plan alike), before any write."""
+def _one_organization() -> openpyxl.Workbook:
+    """A workbook whose sheet Orgs holds one organization (title, email)."""
     wb = openpyxl.Workbook()
     wb.active.title = "Orgs"
     wb.active.append(["title", "email"])
     wb.active.append(["A", "a@x.example"])
-    wb.save(tmp_path / "orgs.xlsx")
-    (tmp_path / "t.yaml").write_text(
+    return wb
+
+
+def _notes_sheet_template(tmp_path) -> str:
+    """An organizations template whose notes are on sheet Notes (no `organization:` block)."""
+    path = tmp_path / "t.yaml"
+    path.write_text(
         "resource: organizations\nidentifiers: [emailAddresses]\nfields: {title: title, emailAddresses: email}\n"
         "notes:\n  sheet: Notes\n  fields: {description: note, category: {value: /note_categories/note}}\n",
         encoding="utf-8")
-    book, template = str(tmp_path / "orgs.xlsx"), str(tmp_path / "t.yaml")
+    return str(path)
+
+
+def test_a_missing_notes_sheet_says_the_template_asked_for_it(runner, categories, tmp_path):
+    """The workbook lacks the sheet the template's `notes: {sheet: Notes}` names: the error says
+    where the name comes from (validate and plan alike), before any write."""
+    wb = _one_organization()
+    wb.save(tmp_path / "orgs.xlsx")
+    book, template = str(tmp_path / "orgs.xlsx"), _notes_sheet_template(tmp_path)
     checked = runner.invoke(cli, ["validate", book, "-t", template])
     planned = run(runner, categories, "plan", book, "-t", template, "--out", str(tmp_path / "p.json"),
                   json_out=False)
@@ -419,21 +431,14 @@ def test_an_empty_notes_sheet_means_no_notes_this_run(runner, categories, tmp_pa
     """A week without notes: the workbook keeps the template's notes sheet, left blank. That
     plans no note (and deletes none, also with --mirror-notes), says so, and imports the
     organizations; a missing sheet stays an error, which says how to send a week without notes."""
-    wb = openpyxl.Workbook()
-    wb.active.title = "Orgs"
-    wb.active.append(["title", "email"])
-    wb.active.append(["A", "a@x.example"])
+    wb = _one_organization()
     wb.save(tmp_path / "missing.xlsx")
     notes = wb.create_sheet("Notes")
     wb.save(tmp_path / "orgs.xlsx")
     notes.append(["email", "note"])
     notes.append(["a@x.example", "last week's note"])
     wb.save(tmp_path / "last_week.xlsx")
-    (tmp_path / "t.yaml").write_text(
-        "resource: organizations\nidentifiers: [emailAddresses]\nfields: {title: title, emailAddresses: email}\n"
-        "notes:\n  sheet: Notes\n  fields: {description: note, category: {value: /note_categories/note}}\n",
-        encoding="utf-8")
-    book, template = str(tmp_path / "orgs.xlsx"), str(tmp_path / "t.yaml")
+    book, template = str(tmp_path / "orgs.xlsx"), _notes_sheet_template(tmp_path)
     code, out = run(runner, categories, "import", str(tmp_path / "last_week.xlsx"), "-t", template)
     assert code == 0 and out["created"] == 2, out
     checked = runner.invoke(cli, ["validate", book, "-t", template])
