@@ -90,7 +90,7 @@ def targets_by_reference(frame: pl.DataFrame, ref: OrgRef, client: Client, *, st
         InputError: a reference column is missing. ApiError: a lookup failed.
     """
     t = _present(ref, frame, file) if ref.derived else ref.template
-    rows = map_rows(_note_iris_as_orgs(frame, t), t, path=file)
+    rows = map_rows(_without_note_iris(frame, t), t, path=file)
     explicit = pl.col("__iri").is_not_null() if "__iri" in rows.columns else pl.lit(False)
     out = Targets(targets=pl.DataFrame(schema=TARGET_SCHEMA))
     parts = []
@@ -105,15 +105,16 @@ def targets_by_reference(frame: pl.DataFrame, ref: OrgRef, client: Client, *, st
     if rest.height:
         m = match_rows(rest, t, client, strategy=strategy)
         out.strategy, out.notes = m.strategy, [f"note organizations: {n}" for n in m.notes]
-        amb = m.conflicts.filter(pl.col("type") == "ambiguous-match")
+        # the reference names several organizations (its identifiers, or its IRI and them)
+        amb = m.conflicts.filter(pl.col("type").is_in(["ambiguous-match", "iri-mismatch"]))
         parts.append(m.iri.join(amb, on="row_number", how="left").select(
             "row_number", pl.when(pl.col("type").is_null()).then("iri").alias("org"),
             pl.lit(None, pl.String).alias("dep"), pl.col("message").alias("why"),
             pl.when(pl.col("type").is_not_null()).then(pl.lit("conflict")).alias("why_op")))
-        out.issues += [Issue("ambiguous-match", rn, None, None, "one organization per note",
-                             f"{file}:{rn}: the organization reference {msg}; fix the reference "
-                             "so it names one organization", "error", file, sheet)
-                       for rn, _t, msg, _f, _v in amb.iter_rows()]
+        out.issues += [Issue(kind, rn, None, None, "one organization per note",
+                             f"{file}:{rn}: {'the organization reference ' if kind == 'ambiguous-match' else ''}"
+                             f"{msg}; fix the reference so it names one organization", "error", file, sheet)
+                       for rn, kind, msg, _f, _v in amb.iter_rows()]
     if note_iris is not None and note_iris.height:
         parts.append(_by_note(note_iris.filter(~pl.col("row_number").is_in(with_ref["row_number"].implode()))))
     found = pl.concat(parts).cast(TARGET_SCHEMA) if parts else out.targets
@@ -130,14 +131,17 @@ def targets_by_reference(frame: pl.DataFrame, ref: OrgRef, client: Client, *, st
     return out
 
 
-def _note_iris_as_orgs(frame: pl.DataFrame, t: Template) -> pl.DataFrame:
-    """`frame` with each note IRI in the reference's IRI column cut to its organization's: a
-    note IRI names both, and a notes export writes the note's there when that column is the
-    note IRI column (`crm_iri`, the default reference of a notes sheet)."""
+def _without_note_iris(frame: pl.DataFrame, t: Template) -> pl.DataFrame:
+    """`frame` without the note IRIs in the reference's IRI column: where that column is the
+    note IRI column (`crm_iri`, the default reference of a notes sheet, which a notes export
+    fills with each note's IRI), a note IRI names the note, not the organization; the row's
+    other organization columns do (a note cannot move: `notes._moved`), else the note's own
+    (`_by_note`)."""
     c = t.iri_column
     if not c or c not in frame.columns:
         return frame
-    return frame.with_columns(pl.col(c).str.replace(r"^\s*(/organizations/[^/]+)/notes/[^/]+\s*$", "${1}"))
+    return frame.with_columns(pl.when(pl.col(c).str.strip_chars().str.contains(NOTE_IRI))
+                              .then(None).otherwise(pl.col(c)).alias(c))
 
 
 def _by_note(named: pl.DataFrame) -> pl.DataFrame:

@@ -306,6 +306,21 @@ def test_a_note_edited_in_an_export_of_both_sheets_is_patched(runner, categories
     assert out["by_resource"]["notes"] == {**out["by_resource"]["notes"], "patched": 1, "unchanged": 1}
     after = {n["@id"]: n["description"] for n in categories.store.all("notes", tenant="tenant-a")}
     assert after == {notes_by_text["n1"]: "n1 (done)", notes_by_text["n2"]: "n2"}
+    # a note cannot move: its row's organization columns naming another organization, or
+    # another organization's IRI pasted into crm_iri, make the row a conflict (mirror or not)
+    gale = next(o["@id"] for o in categories.store.all("organizations", tenant="tenant-a")
+                if o["title"] == "Gale BV")
+    for column, value, kind in (("Email", "info@gale.example", "moved-note"), ("crm_iri", gale, "iri-mismatch")):
+        book = openpyxl.load_workbook(tmp_path / "x.xlsx")
+        sheet = book["Notes"]
+        sheet.cell(at, header.index(column) + 1).value = value
+        book.save(tmp_path / "moved.xlsx")
+        code, out = run(runner, categories, "plan", str(tmp_path / "moved.xlsx"), "-t", str(template),
+                        "--mirror-notes", "--out", str(tmp_path / "m.json"))
+        assert code == 1 and out["by_resource"]["notes"]["conflict"] == 1, (column, out)
+        assert out["writes"] == 0, (column, out)
+        issues = json.loads((tmp_path / "m.json").read_text(encoding="utf-8"))["issues"]
+        assert [i["type"] for i in issues if i["row_number"] == at and i["severity"] == "error"] == [kind]
 
 
 def test_a_note_edited_in_the_weekly_sheet_says_the_old_note_stays(runner, categories, tmp_path):
