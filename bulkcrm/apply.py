@@ -172,7 +172,8 @@ def _apply(plan: Plan, client: Client, journal: Journal, *, plan_path: str | Pat
                 progress(_done(plan, journal), total, client)
         if on_stop:
             with contextlib.suppress(BaseException):
-                on_stop(_stopped_report(plan, journal, client.requests_sent - start_requests, started))
+                on_stop(_stopped_report(plan, journal, client.requests_sent - start_requests, started,
+                                        plan_path))
         raise
     if reconcile and total and already == total:  # an earlier run did it all: nothing to re-read
         reconcile = False  # (re-reading would also report later edits by others as mismatches)
@@ -192,13 +193,14 @@ def _apply(plan: Plan, client: Client, journal: Journal, *, plan_path: str | Pat
     return report
 
 
-def _stopped_report(plan: Plan, journal: Journal, requests: int, started: str) -> Report:
+def _stopped_report(plan: Plan, journal: Journal, requests: int, started: str,
+                    plan_path: str | Path | None) -> Report:
     """The report of a run that stopped: what the journal says is done (or drifted), every
     other operation `planned` (an operation left `sent` is resolved when the plan resumes)."""
     left = {o.key for o in plan.operations if journal.state(o.key) not in ("done", "drifted")}
     report = _report(plan, journal, {}, requests, started, False, left=left,
                      left_note="not applied yet: the run stopped; apply the plan again to do it")
-    report.summary |= {"stopped": True, "left": len(left)}
+    report.summary |= {"stopped": True, "left": len(left), "plan": str(plan_path) if plan_path else None}
     return report
 
 

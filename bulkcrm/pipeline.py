@@ -73,7 +73,8 @@ def run_import(file, template_path, target: Target, *, report_dir: str, dry_run=
                 archive_journal(plan_path)
                 p.save(plan_path)
                 report = _apply(p, target, plan_path, reconcile=reconcile, progress=progress, batch_size=25,
-                                echo=echo, fresh=True, on_stop=_on_stop(out, file, target, echo, input_sheet=sh))
+                                echo=echo, fresh=True, on_stop=_on_stop(out, file, target, echo, input_sheet=sh,
+                                                 planning_requests=p.requests_spent))
             report.summary["requests"] += p.requests_spent
     return _finish(report, out, file, target, echo, input_sheet=sh,
                    plan_path=None if dry_run else out / "plan.json")
@@ -216,10 +217,13 @@ def _write(report: Report, out: Path, input_path, target: Target, echo: Echo, *,
                  input_csv=copy_format(input_sheet.encoding, input_sheet.delimiter) if input_sheet else None)
 
 
-def _on_stop(out: Path, input_path, target: Target, echo: Echo, **input_kw) -> Callable[[Report], None]:
+def _on_stop(out: Path, input_path, target: Target, echo: Echo, *, planning_requests: int = 0,
+             **input_kw) -> Callable[[Report], None]:
     """apply's `on_stop`: the stopped run's report replaces the previous run's in `out`, so the
-    folder never shows an earlier run's outcome for this one."""
+    folder never shows an earlier run's outcome for this one; `planning_requests`: an import's,
+    counted in its requests as a finished import's are."""
     def write(report: Report) -> None:
+        report.summary["requests"] += planning_requests
         _write(report, out, input_path, target, echo, **input_kw)
         echo(f"The run stopped; its report so far (done, and planned: not yet applied) is in {out}.")
     return write

@@ -139,7 +139,10 @@ class Report:
 
     @property
     def ok(self) -> bool:
-        """True when no row is invalid, conflict, failed or drifted."""
+        """True when no row is invalid, conflict, failed or drifted, and the run did not stop
+        before its end (`summary["stopped"]`)."""
+        if self.summary.get("stopped"):
+            return False
         return not self.rows.height or not self.rows["outcome"].is_in(NOT_OK).any()
 
     def counts(self) -> dict[str, int]:
@@ -386,6 +389,7 @@ def _summary_sheet(book: _Book, report: Report) -> None:
     items += [("requests", s.get("requests")), ("ok", report.ok)]
     if s.get("already_done"):  # done by an earlier, stopped run of the plan (not this run's writes)
         items.append(("already_done", s["already_done"]))
+    items += [(k, s[k]) for k in ("stopped", "left") if s.get(k)]  # a stopped or --limit run
     items += [(k, s.get(k)) for k in ("dry_run", "target", "template", "input", "plan",
                                       "reconciled", "mismatches", "started_at", "finished_at")]
     ws.append([book.cell(ws, "item", bold=True), book.cell(ws, "value", bold=True)])

@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import openpyxl
 import pytest
 
 from bulkcrm.apply import apply
@@ -374,6 +375,10 @@ def test_ctrl_c_prints_the_resume_command_and_resume_completes(crm, tmp_path):
     outcomes = [r["outcome"] for r in stopped_report["rows"]]
     done = sum(o in ("created", "patched") for o in outcomes)
     assert stopped_report["summary"]["stopped"] is True and "The run stopped; its report so far" in err
+    assert stopped_report["summary"]["ok"] is False and stopped_report["summary"]["plan"] == str(path)
+    summary_sheet = dict(openpyxl.load_workbook(tmp_path / "report" / "report.xlsx")["Summary"].iter_rows(
+        min_row=2, values_only=True))
+    assert summary_sheet["stopped"] is True and summary_sheet["ok"] is False and summary_sheet["left"] > 0
     assert 0 < done < len(outcomes) and set(outcomes) <= {"created", "patched", "planned", "unchanged"}
     assert stopped_report["summary"]["left"] == outcomes.count("planned") == len(outcomes) - done
     crm.clear_faults()
