@@ -655,7 +655,7 @@ def _report(plan: Plan, journal: Journal, mismatches: dict, requests: int, start
     summary = {"requests": requests, "target": plan.target, "template": plan.template,
                "input": plan.input, "dry_run": False, "started_at": started, "finished_at": now_utc(),
                "reconciled": reconciled, "mismatches": len(mismatches),
-               "planning_requests": plan.requests_spent}
+               "planning_requests": plan.requests_spent, "notes_sheet": plan.notes_sheet}
     tags = sum(o.path == "/tags" and journal.state(o.key) == "done" for o in plan.operations)
     if tags:  # `create_missing` tags: no input row of their own, so no count above shows them
         summary["tags_created"] = tags
@@ -698,6 +698,6 @@ def dry_run_report(plan: Plan) -> Report:
                  r.get("note")) for r in plan.rows]
     summary = {"requests": plan.requests_spent, "target": plan.target, "template": plan.template,
                "input": plan.input, "dry_run": True, "started_at": plan.created_at, "finished_at": now_utc(),
-               "reconciled": False, "mismatches": 0}
+               "reconciled": False, "mismatches": 0, "notes_sheet": plan.notes_sheet}
     return Report(rows=pl.DataFrame(rows, schema=ROW_SCHEMA), issues=pl.DataFrame(plan.issues, schema=ISSUE_SCHEMA),
                   summary=summary, names=plan.names)

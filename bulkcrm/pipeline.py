@@ -16,7 +16,7 @@ import polars as pl
 
 from .apply import apply, dry_run_report
 from .client import redact
-from .errors import BulkcrmError, Issue, TemplateError, about, issues_frame
+from .errors import BulkcrmError, EmptyInputError, Issue, TemplateError, about, issues_frame
 from .journal import journal_lock, journal_path, target_lock
 from .mapping import map_rows
 from .plan import Plan, check_matchable, plan, render_plan
@@ -279,14 +279,20 @@ def _planned_input(input_path, sheet, planned_sha256: str | None, echo: Echo) ->
     return sh
 
 
-def _other_sheets(report: Report, input_path) -> dict[str, Sheet]:
+def _other_sheets(report: Report, input_path) -> dict[str, Sheet | None]:
     """The workbook's other sheets the run read (a notes sheet beside the organizations'), as
-    read, for the with-status copy; a sheet that cannot be read again is left out."""
+    read, for the with-status copy: None for a blank one (a week without notes: the copy keeps
+    it blank, so it imports again); a sheet that cannot be read again is left out."""
     names = report.rows["sheet"].drop_nulls().unique(maintain_order=True).to_list() if report.rows.height else []
-    out = {}
-    for name in names[1:]:  # the first is the input sheet's (the organizations come first)
+    names = names[1:]  # the first is the input sheet's (the organizations come first)
+    notes = report.summary.get("notes_sheet")
+    names += [notes] if notes and not any(n.casefold() == notes.casefold() for n in names) else []
+    out: dict[str, Sheet | None] = {}
+    for name in names:
         try:
             out[name] = read(input_path, sheet=name)
+        except EmptyInputError:
+            out[name] = None
         except BulkcrmError:
             continue
     return out

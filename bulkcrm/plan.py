@@ -185,6 +185,7 @@ def _plan(source: str | Path | Sheet, template: Template, client: Client, *, mod
              names=_names(cache, resolved.tags_to_create, ops))
     if template.notes is not None:
         from .notes import plan_with_orgs
+        p.notes_sheet = template.notes.sheet
         part = plan_with_orgs(p.rows, mapped, sh, template, client, mode=mode, strategy=strategy,
                               mirror=mirror_notes)
         _add_part(p, part)

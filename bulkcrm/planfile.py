@@ -151,11 +151,13 @@ class Plan:
         matched_at: when matching began (ISO 8601 UTC, before its first request): a record
             created later may be missing from what the plan saw (apply checks from there);
             None in a plan of notes alone or of an older version (then `created_at`).
+        notes_sheet: the workbook sheet the template's notes are on (`notes: {sheet: …}`), also
+            when it was blank (a week without notes): the with-status copy keeps it.
     """
 
     _FIELDS = ("template", "template_sha256", "input", "input_sha256", "target", "mode", "strategy",
                "created_at", "rows", "operations", "issues", "requests_spent", "sheet",
-               "schema_version", "notes", "timings", "records_total", "names", "matched_at")
+               "schema_version", "notes", "timings", "records_total", "names", "matched_at", "notes_sheet")
 
     def __init__(self, *, template: str, template_sha256: str, input: str, input_sha256: str,
                  target: str, mode: str, strategy: str, created_at: str,
@@ -163,13 +165,15 @@ class Plan:
                  issues: list[dict], requests_spent: int, sheet: str | None = None,
                  schema_version: int = SCHEMA_VERSION, notes: list[str] | None = None,
                  timings: dict[str, float] | None = None, records_total: int | None = None,
-                 names: dict[str, str] | None = None, matched_at: str | None = None):
+                 names: dict[str, str] | None = None, matched_at: str | None = None,
+                 notes_sheet: str | None = None):
         self.template, self.template_sha256, self.input, self.input_sha256 = \
             template, template_sha256, input, input_sha256
         self.target, self.mode, self.strategy, self.created_at = target, mode, strategy, created_at
         self.issues, self.requests_spent, self.sheet = issues, requests_spent, sheet
         self.schema_version, self.notes, self.timings = schema_version, notes or [], timings or {}
         self.records_total, self.names, self.matched_at = records_total, names or {}, matched_at
+        self.notes_sheet = notes_sheet
         self._rows, self._ops = rows, operations
 
     @property

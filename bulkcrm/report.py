@@ -458,7 +458,7 @@ def copy_format(encoding: str | None, delimiter: str | None) -> tuple[str, bool]
 
 def write_report(report: Report, out_dir: str | Path, *, input_sheet: Sheet | None = None,
                  input_path: str | Path | None = None, secrets: Iterable[str] | None = None,
-                 other_sheets: dict[str, Sheet] | None = None,
+                 other_sheets: dict[str, Sheet | None] | None = None,
                  input_csv: tuple[str, bool] | None = None) -> dict[str, Path]:
     """Write the reconciliation report into `out_dir` (created if needed).
 
@@ -479,7 +479,8 @@ def write_report(report: Report, out_dir: str | Path, *, input_sheet: Sheet | No
             write-back copy.
         input_path: the input file; its stem and suffix name the write-back copy.
         secrets: strings (API keys) replaced by `[redacted]` wherever they would be written.
-        other_sheets: sheet name -> `Sheet` of the workbook's other sheets the run read.
+        other_sheets: sheet name -> `Sheet` of the workbook's other sheets the run read (None:
+            a blank sheet, copied blank).
         input_csv: (separator, BOM) of the with-status CSV copy (`copy_format`); default
             `,` without a BOM.
 
@@ -506,7 +507,7 @@ def write_report(report: Report, out_dir: str | Path, *, input_sheet: Sheet | No
         cells[-1], links[line - 2] if line > 1 else None))
     paths["xlsx"] = book.save(out / "report.xlsx")
     if input_sheet is not None:
-        others = {name: (_with_status(sh.frame, report, sheet=name), sh)
+        others = {name: None if sh is None else (_with_status(sh.frame, report, sheet=name), sh)
                   for name, sh in (other_sheets or {}).items()}
         paths |= _write_back((_with_status(input_sheet.frame, report), input_sheet), out, input_path,
                              report, redact, others, input_csv or (",", False))
@@ -533,12 +534,12 @@ def _is_xlsx(input_path: str | Path | None) -> bool:
 
 
 def _write_back(first: tuple[pl.DataFrame, Sheet], out: Path, input_path, report: Report,
-                redact: _Redactor, others: dict[str, tuple[pl.DataFrame, Sheet]],
+                redact: _Redactor, others: dict[str, tuple[pl.DataFrame, Sheet] | None],
                 csv_format: tuple[str, bool] = (",", False)) -> dict[str, Path]:
     """The with-status copies of `first` (the copy's frame, the input `Sheet`), each table where
     its input has it (`_layout`); the workbook's copy also gets `others` (sheet name -> (frame,
-    Sheet)) after it, and then is the only copy: a CSV of the first sheet alone would not
-    import again."""
+    Sheet), or None for a blank sheet) after it, and then is the only copy: a CSV of the first
+    sheet alone would not import again."""
     stem = _stem(input_path)
     frame, sheet = first
     layout = _layout(sheet, frame.columns)
@@ -548,10 +549,13 @@ def _write_back(first: tuple[pl.DataFrame, Sheet], out: Path, input_path, report
             separator=separator, include_header=False), redact, bom=bom)}
     if _is_xlsx(input_path):
         sheets = _conform(report.rows, ROW_SCHEMA)["sheet"].drop_nulls()
-        book = _Book(max([frame.height, *(f.height for f, _ in others.values())]), redact, text=True)
+        book = _Book(max([frame.height, *(o[0].height for o in others.values() if o)]), redact, text=True)
         _copy_sheet(book, sheets[0] if len(sheets) else "Sheet1", frame, sheet, layout)
-        for name, (f, sh) in others.items():
-            _copy_sheet(book, name, f, sh, _layout(sh, f.columns))
+        for name, other in others.items():
+            if other is None:  # blank in the input (a week without notes): blank in the copy
+                book.wb.create_sheet(_sheet_title(name))
+            else:
+                _copy_sheet(book, name, other[0], other[1], _layout(other[1], other[0].columns))
         paths["with_status_xlsx"] = book.save(out / f"{stem}.with-status.xlsx")
     return paths
 

@@ -465,6 +465,19 @@ def test_an_empty_notes_sheet_means_no_notes_this_run(runner, categories, tmp_pa
                     "--report", str(tmp_path / "r"))
     assert code == 0 and out["unchanged"] == 1 and out.get("deleted", 0) == 0, out
     assert [n["description"] for n in categories.store.all("notes", tenant="tenant-a")] == ["last week's note"]
+    # the with-status copy keeps the blank notes sheet, so it imports again as it is
+    copy = tmp_path / "r" / "orgs.with-status.xlsx"
+    assert openpyxl.load_workbook(copy).sheetnames == ["Orgs", "Notes"]
+    code, out = run(runner, categories, "plan", str(copy), "-t", template, "--out", str(tmp_path / "c.json"))
+    assert code == 0 and out["writes"] == 0, out
+    notes.delete_rows(2)  # a notes sheet with its header only: the same
+    wb.save(tmp_path / "header_only.xlsx")
+    code, out = run(runner, categories, "import", str(tmp_path / "header_only.xlsx"), "-t", template,
+                    "--report", str(tmp_path / "h"))
+    copy = tmp_path / "h" / "header_only.with-status.xlsx"
+    assert code == 0 and openpyxl.load_workbook(copy).sheetnames == ["Orgs", "Notes"], out
+    code, out = run(runner, categories, "plan", str(copy), "-t", template, "--out", str(tmp_path / "h.json"))
+    assert code == 0 and out["writes"] == 0, out
     code, text = run(runner, categories, "plan", str(tmp_path / "missing.xlsx"), "-t", template,
                      "--out", str(tmp_path / "p.json"), json_out=False)
     assert code == 2 and "no sheet named 'Notes'" in text
