@@ -87,12 +87,8 @@ def load_excel(path: Path, sheet: str | int | None) -> ExcelGrid:
         if path.name.startswith("~$"):  # Office's owner file of an open workbook
             raise InputError("this is the lock file Excel keeps beside a workbook it has open (a name "
                              "beginning with ~$), not a workbook; pass the workbook itself", path=where) from None
-        if head and b"\x00" not in head and head[:2] != b"PK":  # text (a workbook has NULs)
-            if head.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"<"):  # a web app's "Excel" export
-                raise InputError("this is an HTML or XML page, not an Excel workbook; open it in "
-                                 "Excel and save it as .xlsx", path=where) from None
-            raise InputError("this is delimited text, not an Excel workbook; rename it to .csv",
-                             path=where) from None
+        if (what := _not_a_workbook(head)) is not None:
+            raise InputError(what, path=where) from None
         raise InputError(f"cannot open as an Excel workbook ({str(e).splitlines()[0]}); check "
                          "the file or save it again from Excel", path=where) from None
     names = list(reader.sheet_names)
@@ -117,6 +113,23 @@ def load_excel(path: Path, sheet: str | int | None) -> ExcelGrid:
     except (KeyError, IndexError, StopIteration, ET.ParseError, zipfile.BadZipFile):
         grid = _xls_fixups(grid)  # no readable sheet XML: keep calamine's rendering
     return ExcelGrid(_pad_columns(grid), names[idx], cells, merges, names)
+
+
+def _not_a_workbook(head: bytes) -> str | None:
+    """What a file under an Excel name holds instead, from its first bytes: nothing, a web page
+    or delimited text (UTF-8, or UTF-16 with its BOM); None when it may be a damaged workbook
+    (a ZIP or OLE container, or binary)."""
+    if not head:
+        return "the file is empty (0 bytes), not an Excel workbook"
+    if head[:2] == b"PK" or head[:4] == b"\xd0\xcf\x11\xe0":
+        return None
+    text = head.decode("utf-16", "replace").encode() if head[:2] in (b"\xff\xfe", b"\xfe\xff") else head
+    if b"\x00" in text:  # binary: a workbook's bytes have NULs, text has none
+        return None
+    if text.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"<"):  # a web app's "Excel" download
+        return ("this is an HTML or XML page, not an Excel workbook: a table to open in Excel and "
+                "save as .xlsx, or a web page (an error or login page) saved instead of the file")
+    return "this is delimited text, not an Excel workbook; rename it to .csv"
 
 
 def _sheet_index(reader, names: list[str], sheet: str | int | None, path: Path) -> int:

@@ -335,6 +335,8 @@ class _Book:
         layout = layout or _Layout.plain(frame)
         ws = self.wb.create_sheet(_sheet_title(title))
         self._widths(ws, frame, layout.columns)
+        for column in layout.columns if self.text else ():  # rows a person adds below are text too
+            ws.column_dimensions[get_column_letter(column)].number_format = "@"
         ws.freeze_panes = f"A{layout.header_line + 1}"
         last = 0
         for line, values, bold in [(layout.header_line, tuple(frame.columns), True),

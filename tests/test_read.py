@@ -494,9 +494,14 @@ def test_delimited_text_named_xlsx_says_rename_it(tmp_path):
     with pytest.raises(InputError, match=r"week\.xlsx: this is delimited text, not an Excel "
                                          r"workbook; rename it to \.csv"):
         read(tmp_path / "week.xlsx")
-    (tmp_path / "export.xls").write_text("<html><table><tr><td>A</td></tr></table></html>")
-    with pytest.raises(InputError, match=r"export\.xls: this is an HTML or XML page"):
-        read(tmp_path / "export.xls")
+    page = "<html><table><tr><td>A</td></tr></table></html>"
+    for name, data in (("export.xls", page.encode()), ("utf16.xls", page.encode("utf-16"))):
+        (tmp_path / name).write_bytes(data)
+        with pytest.raises(InputError, match=rf"{name}: this is an HTML or XML page"):
+            read(tmp_path / name)
+    (tmp_path / "empty.xlsx").write_bytes(b"")
+    with pytest.raises(InputError, match=r"empty\.xlsx: the file is empty \(0 bytes\)"):
+        read(tmp_path / "empty.xlsx")
 
 
 def _three_sheets(path):

@@ -6,6 +6,7 @@ import json
 import zipfile
 
 import openpyxl
+from openpyxl.utils import get_column_letter
 import polars as pl
 import pytest
 
@@ -266,6 +267,8 @@ def test_the_copies_cells_are_text_in_the_text_format(report, input_frame, tmp_p
         assert {c.data_type for line in table for c in line if c.value is not None} == {"s"}
         assert (ws["A4"].value, ws["A4"].quotePrefix, ws["A2"].quotePrefix) == (FORMULA, True, False)
         assert ws["B6"].quotePrefix and ws["C2"].value == "0201234567"
+        # a row a person adds below the table is text too: the columns have the Text format
+        assert {ws.column_dimensions[get_column_letter(c)].number_format for c in range(1, width + 1)} == {"@"}
         again = read(path).frame
         assert again.select(frame.columns).equals(frame), path.name
 
