@@ -773,3 +773,15 @@ def test_plan_rows_take_each_operation_by_row_number_in_either_row_order(order):
     out = _at_rows(rn, some, {"cleared": []})
     by_row = dict(zip(order, out.iter_rows()))
     assert by_row == {2: (None, []), 5: ("create", []), 9: (None, []), 11: ("patch", ["a"])}
+
+
+def test_repeated_finds_values_given_twice_also_64_bit_hashes():
+    """`match._repeated` (the duplicate-row checks' first pass) on identifier hashes: UInt64
+    values past Int64's range, where a `diff` would be null."""
+    import polars as pl
+
+    from bulkcrm.match import _repeated
+    big = 18_446_744_073_709_551_000
+    values = pl.Series([big, 5, None, big, 7, 5, 5], dtype=pl.UInt64)
+    assert sorted(_repeated(values).to_list()) == [5, big]
+    assert _repeated(pl.Series([1, 2, 3], dtype=pl.UInt32)).to_list() == []
