@@ -421,6 +421,7 @@ class Client:
         """Handle a timeout/connection failure: retry if safe, else raise."""
         name = type(exc).__name__
         sent = not _never_sent(exc)
+        log.debug("%s %s -> no answer: %s (attempt %s)", method, rel, name, attempts)  # a line per request
         if sent and method not in IDEMPOTENT:
             raise UncertainWriteError(
                 f"{method} {rel}: no answer ({name}); the write may have been committed: look "

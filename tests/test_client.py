@@ -117,11 +117,13 @@ def test_5xx_is_retried_for_get(crm):
     assert c.retries == failed and c.requests_sent == len(statuses)
 
 
-def test_post_dropped_after_commit_is_uncertain(client, crm):
+def test_post_dropped_after_commit_is_uncertain(client, crm, caplog):
     crm.set_faults(drop_rate=1.0)
-    with pytest.raises(UncertainWriteError) as info:
+    with caplog.at_level("DEBUG", logger="bulkcrm.client"), pytest.raises(UncertainWriteError) as info:
         client.post("/organizations", ORG)
     assert info.value.method == "POST" and info.value.url == "/organizations"
+    # --debug's line per request: also for a write whose answer was lost
+    assert any(r.getMessage().startswith("POST /organizations -> no answer") for r in caplog.records)
     assert "may have been committed" in str(info.value)
     assert client.requests_sent == 1                           # never resent blindly
     crm.clear_faults()
