@@ -10,7 +10,7 @@ import xlsxwriter
 
 from bulkcrm.errors import InputError
 from bulkcrm.read import FORMULA_ESCAPE, FORMULA_TRIGGERS, read, restore_formula_escape
-from bulkcrm.read_excel import render_number, shown_date
+from bulkcrm.excel_formats import render_number, shown_date
 from tests.conftest import DATA
 
 
