@@ -395,11 +395,17 @@ def _resolve(rows: pl.DataFrame, pairs: pl.DataFrame, explicit: pl.DataFrame, id
     return matched.select("row_number", iri.alias("iri"), "rec"), conflicts_df
 
 
+_CONFLICT_ORDER = {"ambiguous-match": 0, "iri-mismatch": 1, "duplicate-row": 2}
+"""Which type a row with several conflicts shows: the one about the row alone first (a notes
+sheet's rows share their organization's identifiers, a duplicate-row its reference ignores)."""
+
+
 def _one_per_row(conflicts: list[pl.DataFrame]) -> pl.DataFrame:
-    """Conflict frames (`Matches.conflicts` columns) as one line per row: its first type, its
-    messages joined, the identifier named first."""
+    """Conflict frames (`Matches.conflicts` columns) as one line per row: its type first in
+    `_CONFLICT_ORDER`, its messages joined, the identifier named first."""
     return pl.concat(conflicts).group_by("row_number").agg(
-        pl.col("type").first(), pl.col("message").unique().sort().str.join("; "),
+        pl.col("type").sort_by(pl.col("type").replace_strict(_CONFLICT_ORDER, default=9)).first(),
+        pl.col("message").unique().sort().str.join("; "),
         pl.col("field", "value").sort_by("field", nulls_last=True).first()).sort("row_number")
 
 

@@ -223,6 +223,7 @@ def _decide(part: NotesPart, mapped: pl.DataFrame, rows: pl.DataFrame, targets: 
     good = good.with_columns(_kind_and_key(key, good.schema))
     by_name = _named_hits(named, good, existing)  # the other rows match on the content key
     moved = _moved(named, good)
+    gone = _gone(named, good, by_name, moved)
     keyed = good.filter(~pl.col("row_number").is_in([*by_name["row_number"], *moved]))
     pairs = pl.concat([keyed.select("row_number", "kind", "key").join(
         _existing_keys(existing, key), on=["kind", "key"]).select("row_number", "iri"), by_name])
@@ -233,8 +234,8 @@ def _decide(part: NotesPart, mapped: pl.DataFrame, rows: pl.DataFrame, targets: 
                     for rn, (t, msg) in conflicts.items()]
     part.issues += [Issue(t, rn, IRI_COLUMN, None, "a note belongs to one organization (crm-api.md §9)",
                           f"{file}:{rn}:{IRI_COLUMN}: {msg}", "error", file, sheet_name)
-                    for rn, (t, msg) in moved.items()]
-    conflicts |= moved
+                    for rn, (t, msg) in (moved | gone).items()]
+    conflicts |= moved | gone
     hits = pairs.filter(~pl.col("row_number").is_in(list(conflicts)))
     changed = _changed(good.join(hits, on="row_number"), existing, nt, key,
                        set(by_name["row_number"].to_list()))
@@ -251,7 +252,7 @@ def _decide(part: NotesPart, mapped: pl.DataFrame, rows: pl.DataFrame, targets: 
     named_iris = set(named["iri"].to_list()) if named is not None else set()
     kept = set(hit_iri.values()) | named_iris
     if mirror:  # a note some row names is never deleted, whatever became of that row
-        _mirror(part, targets, bad | set(conflicts), by_iri, kept)
+        _mirror(part, targets, bad | set(conflicts), by_iri, kept, sorted(gone))
         return
     new_for = set(targets.filter(pl.col("row_number").is_in(
         [rn for rn, op in ops.items() if op.op == "create"]))["org"].drop_nulls().to_list())
@@ -273,6 +274,21 @@ def _named_hits(named: pl.DataFrame | None, good: pl.DataFrame, existing: pl.Dat
     return (named.join(good.select("row_number", "org"), on="row_number")
             .join(existing.select("iri", pl.col("org").alias("__note_org")), on="iri")
             .filter(pl.col("org") == pl.col("__note_org")).select("row_number", "iri"))
+
+
+def _gone(named: pl.DataFrame | None, good: pl.DataFrame, by_name: pl.DataFrame,
+          moved: dict) -> dict[int, tuple[str, str]]:
+    """row_number -> (issue type, message) of rows naming a note that is none of their
+    organization's listed notes and did not move (`_moved`): deleted since, or its IRI
+    mistyped. Not written (as an organization row naming no record): a new note would stand in
+    for one the CRM no longer has, or for another one."""
+    if named is None or not named.height:
+        return {}
+    rows = named.join(good.select("row_number"), on="row_number").filter(
+        ~pl.col("row_number").is_in([*by_name["row_number"], *moved]))
+    return {rn: ("not-found", f"no note {iri}: it was deleted, or its IRI is mistyped; clear "
+                              f"{IRI_COLUMN} to add the row as a new note")
+            for rn, iri in rows.select("row_number", "iri").iter_rows()}
 
 
 def _moved(named: pl.DataFrame | None, good: pl.DataFrame) -> dict[int, tuple[str, str]]:
@@ -456,15 +472,17 @@ def _row_records(mapped: pl.DataFrame, targets: pl.DataFrame, bad: set, conflict
     return out
 
 
-def _mirror(part: NotesPart, targets: pl.DataFrame, not_ok: set, by_iri: dict, kept: set) -> None:
+def _mirror(part: NotesPart, targets: pl.DataFrame, not_ok: set, by_iri: dict, kept: set,
+            gone: list[int] = ()) -> None:
     """Mirror mode: a DELETE for each listed note that no row matches, per involved organization
     whose note rows are all fine (crm-api.md §8.3: DELETE a note, 204); none at all while a
-    row names no organization that exists (a typo in its reference): it may be one of theirs."""
-    orphans = targets.filter(pl.col("org").is_null())["row_number"].to_list()
+    row names no organization that exists (a typo in its reference), or a note that does not
+    (`_gone`: a typo in its IRI): it may be one of theirs."""
+    orphans = sorted(set(targets.filter(pl.col("org").is_null())["row_number"].to_list()) | set(gone))
     if orphans:
         part.notes.append(f"mirror: no note deleted: note row(s) {first_few(map(str, orphans))} name no "
-                          "organization that exists, so the organization they belong to is not known; "
-                          "fix them, then mirror again")
+                          "organization or note that exists, so the organization they belong to is not "
+                          "known; fix them, then mirror again")
         return
     known = targets.filter(pl.col("org").is_not_null() & ~pl.col("org").str.starts_with(REF_PREFIX))
     unsafe = set(known.filter(pl.col("row_number").is_in(list(not_ok)))["org"].to_list())

@@ -283,12 +283,12 @@ def test_a_note_edited_in_an_export_of_both_sheets_is_patched(runner, categories
         book.active.append(r)
     notes = book.create_sheet("Notes")
     for r in [["Email", "Notes", "NoteDate"], ["info@echo.example", "n1", "2024-01-01"],
-              ["info@gale.example", "n2", "2024-01-02"]]:
+              ["info@gale.example", "n2", "2024-01-02"], ["info@echo.example", "n3", "2024-01-03"]]:
         notes.append(r)
     book.save(tmp_path / "w.xlsx")
     code, out = run(runner, categories, "import", str(tmp_path / "w.xlsx"), "-t", str(template),
                     "--report", str(tmp_path / "r1"))
-    assert code == 0 and out["by_resource"]["notes"]["created"] == 2
+    assert code == 0 and out["by_resource"]["notes"]["created"] == 3
     code, _ = run(runner, categories, "export", "-t", str(template), "--out", str(tmp_path / "x.xlsx"))
     assert code == 0
     book = openpyxl.load_workbook(tmp_path / "x.xlsx")
@@ -303,14 +303,18 @@ def test_a_note_edited_in_an_export_of_both_sheets_is_patched(runner, categories
     code, out = run(runner, categories, "import", str(tmp_path / "edited.xlsx"), "-t", str(template),
                     "--report", str(tmp_path / "r2"))
     assert code == 0, out
-    assert out["by_resource"]["notes"] == {**out["by_resource"]["notes"], "patched": 1, "unchanged": 1}
+    assert out["by_resource"]["notes"] == {**out["by_resource"]["notes"], "patched": 1, "unchanged": 2}
     after = {n["@id"]: n["description"] for n in categories.store.all("notes", tenant="tenant-a")}
-    assert after == {notes_by_text["n1"]: "n1 (done)", notes_by_text["n2"]: "n2"}
+    assert after == {notes_by_text["n1"]: "n1 (done)", notes_by_text["n2"]: "n2", notes_by_text["n3"]: "n3"}
     # a note cannot move: its row's organization columns naming another organization, or
     # another organization's IRI pasted into crm_iri, make the row a conflict (mirror or not)
     gale = next(o["@id"] for o in categories.store.all("organizations", tenant="tenant-a")
                 if o["title"] == "Gale BV")
-    for column, value, kind in (("Email", "info@gale.example", "moved-note"), ("crm_iri", gale, "iri-mismatch")):
+    # (n3, another row of Echo's, shares its e-mail: the row's own conflict is the one shown), and
+    # a note IRI that names no note (deleted since, or mistyped) is not-found; mirror deletes none
+    mistyped = notes_by_text["n1"][:-1] + ("0" if notes_by_text["n1"][-1] != "0" else "1")
+    for column, value, kind in (("Email", "info@gale.example", "moved-note"), ("crm_iri", gale, "iri-mismatch"),
+                                ("crm_iri", mistyped, "not-found")):
         book = openpyxl.load_workbook(tmp_path / "x.xlsx")
         sheet = book["Notes"]
         sheet.cell(at, header.index(column) + 1).value = value
@@ -318,7 +322,7 @@ def test_a_note_edited_in_an_export_of_both_sheets_is_patched(runner, categories
         code, out = run(runner, categories, "plan", str(tmp_path / "moved.xlsx"), "-t", str(template),
                         "--mirror-notes", "--out", str(tmp_path / "m.json"))
         assert code == 1 and out["by_resource"]["notes"]["conflict"] == 1, (column, out)
-        assert out["writes"] == 0, (column, out)
+        assert out["writes"] == 0 and out["by_resource"]["notes"].get("delete", 0) == 0, (column, out)
         issues = json.loads((tmp_path / "m.json").read_text(encoding="utf-8"))["issues"]
         assert [i["type"] for i in issues if i["row_number"] == at and i["severity"] == "error"] == [kind]
 
