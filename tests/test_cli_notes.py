@@ -210,6 +210,18 @@ def test_a_rows_organization_and_note_each_show_only_their_own_errors(runner, ca
                      (3, "organization_notes"): f"'Rows'!A{lines[3, 'organization_notes']}"}
 
 
+def _two_sheets(path, orgs: list[list], notes: list[list]) -> None:
+    """Save a workbook of sheets Orgs and Notes holding these lines."""
+    book = openpyxl.Workbook()
+    book.active.title = "Orgs"
+    for r in orgs:
+        book.active.append(r)
+    sheet = book.create_sheet("Notes")
+    for r in notes:
+        sheet.append(r)
+    book.save(path)
+
+
 def test_a_workbooks_notes_sheet_is_in_the_with_status_copy_which_imports_again(runner, categories, tmp_path):
     """Organizations and notes on two sheets of one workbook: the with-status copy holds both
     sheets, each row with its own status, so fixing the flagged rows there and importing the
@@ -220,16 +232,9 @@ def test_a_workbooks_notes_sheet_is_in_the_with_status_copy_which_imports_again(
                         "notes:\n  sheet: Notes\n  organization: {identifiers: {emailAddresses: Email}}\n"
                         "  fields:\n    description: {column: Notes}\n    createdAt: {column: NoteDate}\n"
                         "    category: {value: Note, lookup: true}\n")
-    book = openpyxl.Workbook()
-    orgs = book.active
-    orgs.title = "Orgs"
-    for r in [["Company", "Email"], ["Echo BV", "info@echo.example"], ["Gale BV", "bad"]]:
-        orgs.append(r)
-    notes = book.create_sheet("Notes")
-    for r in [["Email", "Notes", "NoteDate"], ["info@echo.example", "n1", "2024-01-01"],
-              ["info@echo.example", "n2", "bad date"], ["info@gale.example", "n3", "2024-01-01"]]:
-        notes.append(r)
-    book.save(tmp_path / "w.xlsx")
+    _two_sheets(tmp_path / "w.xlsx", [["Company", "Email"], ["Echo BV", "info@echo.example"], ["Gale BV", "bad"]],
+                [["Email", "Notes", "NoteDate"], ["info@echo.example", "n1", "2024-01-01"],
+                 ["info@echo.example", "n2", "bad date"], ["info@gale.example", "n3", "2024-01-01"]])
     code, out = run(runner, categories, "import", str(tmp_path / "w.xlsx"), "-t", str(template),
                     "--report", str(tmp_path / "r1"))
     assert code == 1 and out["by_resource"]["notes"]["created"] == 1
@@ -277,15 +282,10 @@ def test_a_note_edited_in_an_export_of_both_sheets_is_patched(runner, categories
                         "notes:\n  sheet: Notes\n"
                         "  fields:\n    description: {column: Notes}\n    createdAt: {column: NoteDate}\n"
                         "    category: {value: Note, lookup: true}\n")
-    book = openpyxl.Workbook()
-    book.active.title = "Orgs"
-    for r in [["Company", "Email"], ["Echo BV", "info@echo.example"], ["Gale BV", "info@gale.example"]]:
-        book.active.append(r)
-    notes = book.create_sheet("Notes")
-    for r in [["Email", "Notes", "NoteDate"], ["info@echo.example", "n1", "2024-01-01"],
-              ["info@gale.example", "n2", "2024-01-02"], ["info@echo.example", "n3", "2024-01-03"]]:
-        notes.append(r)
-    book.save(tmp_path / "w.xlsx")
+    _two_sheets(tmp_path / "w.xlsx",
+                [["Company", "Email"], ["Echo BV", "info@echo.example"], ["Gale BV", "info@gale.example"]],
+                [["Email", "Notes", "NoteDate"], ["info@echo.example", "n1", "2024-01-01"],
+                 ["info@gale.example", "n2", "2024-01-02"], ["info@echo.example", "n3", "2024-01-03"]])
     code, out = run(runner, categories, "import", str(tmp_path / "w.xlsx"), "-t", str(template),
                     "--report", str(tmp_path / "r1"))
     assert code == 0 and out["by_resource"]["notes"]["created"] == 3
