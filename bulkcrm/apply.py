@@ -138,11 +138,21 @@ def _apply(plan: Plan, client: Client, journal: Journal, *, plan_path: str | Pat
     for t in journal.send_times():  # an interrupted run's last writes still fill the window
         client.count_earlier(1, t)
     start_requests, started = client.requests_sent, now_utc()
-    taken = {} if fresh else _check_created_since(plan, journal, client, verify)
-    held: set[str] = set()  # updates whose record holds what they send already: not sent
-    if not fresh and not verify:  # a saved plan: records others changed since are not overwritten
-        drifted, held = _check_changed_since(plan, journal, client)
-        taken |= drifted
+
+    def stopped() -> None:  # the report so far replaces the folder's previous one (`on_stop`)
+        if on_stop:
+            with contextlib.suppress(BaseException):  # the stop itself is what propagates
+                on_stop(_stopped_report(plan, journal, client.requests_sent - start_requests, started,
+                                        plan_path))
+    try:  # stopped during the checks (Ctrl-C, SIGTERM, the API): nothing of this run written yet
+        taken = {} if fresh else _check_created_since(plan, journal, client, verify)
+        held: set[str] = set()  # updates whose record holds what they send already: not sent
+        if not fresh and not verify:  # a saved plan: records others changed since are not overwritten
+            drifted, held = _check_changed_since(plan, journal, client)
+            taken |= drifted
+    except (KeyboardInterrupt, ApiError):
+        stopped()
+        raise
     if client.requests_sent > start_requests:  # the checks' reads fill the window of a resume too
         journal.record(CHECKS_KEY, "read", requests=client.requests_sent - start_requests)
     results: dict[str, Any] = {}  # key -> the server's answer to a write of this run
@@ -170,10 +180,7 @@ def _apply(plan: Plan, client: Client, journal: Journal, *, plan_path: str | Pat
         if progress and total:
             with contextlib.suppress(BaseException):  # the stop itself is what propagates
                 progress(_done(plan, journal), total, client)
-        if on_stop:
-            with contextlib.suppress(BaseException):
-                on_stop(_stopped_report(plan, journal, client.requests_sent - start_requests, started,
-                                        plan_path))
+        stopped()
         raise
     if reconcile and total and already == total:  # an earlier run did it all: nothing to re-read
         reconcile = False  # (re-reading would also report later edits by others as mismatches)

@@ -710,3 +710,23 @@ def test_a_stop_while_waiting_for_the_rate_limit_leaves_the_operation_unsent(crm
     report = apply(Plan.load(path), Client(crm.url, TEST_KEY), plan_path=path, reconcile=False, fresh=True)
     assert report.ok and report.summary["already_done"] == done
     assert [r.method for r in crm.requests] == ["POST"] * (3 - done)  # no lookup of one never sent
+
+
+def test_a_run_stopped_during_its_checks_still_reports_so(crm, tmp_path, monkeypatch):
+    """Ctrl-C or SIGTERM while a saved plan's checks wait for the rate limit (before the first
+    write): the report so far (all planned) replaces the folder's previous one too."""
+    import importlib
+
+    apply_module = importlib.import_module("bulkcrm.apply")  # the package exports apply()
+    p, path = _plan(crm, tmp_path)
+
+    def interrupted(*_a, **_k):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(apply_module, "_check_created_since", interrupted)
+    reports = []
+    client = Client(crm.url, TEST_KEY, requests_per_minute=None)
+    with pytest.raises(KeyboardInterrupt):
+        apply(p, client, plan_path=path, on_stop=reports.append)
+    (report,) = reports
+    assert report.summary["stopped"] and not report.ok
+    assert report.summary["left"] == N_EXISTING + N_NEW == report.counts()["planned"]
