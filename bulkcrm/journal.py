@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import platformdirs
 from filelock import FileLock, Timeout
@@ -163,13 +164,24 @@ def target_lock(label: str) -> Iterator[None]:
     Raises:
         BusyError: another bulkcrm run on this machine is writing to that target.
     """
-    name = hashlib.sha256(label.rstrip("/").encode()).hexdigest()[:24]
+    name = hashlib.sha256(_lock_key(label).encode()).hexdigest()[:24]
     folder = lock_dir()
     folder.mkdir(parents=True, exist_ok=True)
     with _held(folder / f"{name}.lock", f"another bulkcrm run on this machine is writing to {label} "
                "(an overlapping cron run, another folder or terminal); this run sent no write: run it "
                "again when that one has finished"):
         yield
+
+
+def _lock_key(label: str) -> str:
+    """One spelling per target: scheme and host in lower case, `localhost` as 127.0.0.1 (the
+    sandbox serves on it), no trailing `/` (an embedded sandbox's label is its file's path)."""
+    url = urlsplit(label.rstrip("/"))
+    if url.scheme.lower() not in ("http", "https") or not url.hostname:
+        return label.rstrip("/")
+    host = "127.0.0.1" if url.hostname.rstrip(".") == "localhost" else url.hostname.rstrip(".")
+    host = f"[{host}]" if ":" in host else host
+    return f"{url.scheme.lower()}://{host}{f':{url.port}' if url.port else ''}{url.path}"
 
 
 @contextmanager

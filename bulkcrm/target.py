@@ -91,6 +91,8 @@ def open_target(base_url: str | None, api_key: str | None, *, max_rate: float | 
     base_url = (base_url or "").strip() or None
     if base_url:
         _check_base_url(base_url)
+        scheme, rest = base_url.split("://", 1)
+        base_url = f"{scheme.lower()}://{rest}"  # `HTTP://…` is http:// (RFC 3986 §3.1)
     api_key = _checked_key(api_key)
     if api_key:
         client = Client(base_url or DEFAULT_BASE_URL, api_key, requests_per_minute=max_rate or 20)

@@ -816,3 +816,18 @@ def test_a_cell_holding_the_key_is_masked_in_the_plan_shown_and_sent_as_it_is(ru
     code, out = run(runner, crm, "import", str(sheet), "-t", str(t), "--report", str(tmp_path / "r"))
     assert code == 0 and TEST_KEY not in json.dumps(out)
     assert [o["title"] for o in crm.store.all("organizations", tenant="tenant-a")] == [f"Key {TEST_KEY} BV"]
+
+
+def test_an_upper_case_scheme_is_the_same_target(runner, crm, tmp_path):
+    """`HTTP://127.0.0.1:P` is http:// (RFC 3986 §3.1: schemes are case-insensitive); it sent
+    `GET /HTTP://…` before. The target's lock knows `localhost` and `127.0.0.1` as one target."""
+    from bulkcrm.journal import _lock_key
+
+    upper = crm.url.replace("http://", "HTTP://")
+    result = runner.invoke(cli, ["plan", str(REPO / "samples" / "organizations.csv"), "-t",
+                                 str(REPO / "templates" / "organizations.yaml"), "--out", str(tmp_path / "p.json"),
+                                 "--base-url", upper, "--api-key", TEST_KEY, "--json"])
+    assert result.exit_code == 0 and json.loads(result.output.strip().splitlines()[-1])["create"] == 91
+    port = crm.url.rsplit(":", 1)[1]
+    assert len({_lock_key(u) for u in (f"http://localhost:{port}", f"http://127.0.0.1:{port}/",
+                                       f"HTTP://LocalHost:{port}")}) == 1
