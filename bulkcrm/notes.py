@@ -39,7 +39,7 @@ from .errors import EmptyInputError, InputError, Issue, first_few, with_cell
 from .export import IRI_COLUMN  # where a notes export names each note
 from .lookups import REF_PREFIX, LookupCache, resolve_lookups
 from .mapping import map_rows
-from .notes_orgs import NOTE_IRI, targets_by_reference, targets_same_rows
+from .notes_orgs import is_note_iri, note_owner, targets_by_reference, targets_same_rows
 from .plan import Operation
 from .read import Sheet
 from .template import Template
@@ -172,8 +172,8 @@ def _note_iris(frame: pl.DataFrame) -> pl.DataFrame:
     """`row_number`, `iri` of the rows whose `crm_iri` cell holds a note IRI."""
     if IRI_COLUMN not in frame.columns:
         return pl.DataFrame(schema={"row_number": pl.Int64, "iri": pl.String})
-    iri = pl.col(IRI_COLUMN).str.strip_chars()
-    return frame.select("row_number", iri.alias("iri")).filter(pl.col("iri").str.contains(NOTE_IRI))
+    col = pl.col(IRI_COLUMN)
+    return frame.filter(is_note_iri(col)).select("row_number", col.str.strip_chars().alias("iri"))
 
 
 def validate_notes(sh: Sheet, nt: Template, *, same_rows: bool = False
@@ -297,7 +297,7 @@ def _moved(named: pl.DataFrame | None, good: pl.DataFrame) -> dict[int, tuple[st
     if named is None or not named.height:
         return {}
     rows = named.join(good.select("row_number", "org"), on="row_number").with_columns(
-        pl.col("iri").str.replace(r"/notes/[^/]+$", "").alias("owner")).filter(
+        note_owner(pl.col("iri")).alias("owner")).filter(
         pl.col("org") != pl.col("owner"))
     return {rn: ("moved-note", f"the row names note {iri} of {owner}, but its organization columns "
                              f"point at {org}; a note cannot move to another organization: clear "

@@ -33,6 +33,16 @@ from .template import OrgRef, Template
 NOTE_IRI = r"^/organizations/[^/]+/notes/[^/]+$"
 """A note's IRI (crm-api.md §9.2); its `/organizations/{id}` part names the note's organization."""
 
+
+def is_note_iri(col: pl.Expr) -> pl.Expr:
+    """True where the cell, trimmed, is a note's IRI (`NOTE_IRI`)."""
+    return col.str.strip_chars().str.contains(NOTE_IRI)
+
+
+def note_owner(iri: pl.Expr) -> pl.Expr:
+    """The IRI of the organization a note IRI belongs to: its `/organizations/{id}` part."""
+    return iri.str.replace(r"/notes/[^/]+$", "")
+
 TARGET_SCHEMA = {"row_number": pl.Int64, "org": pl.String, "dep": pl.String, "why": pl.String,
                  "why_op": pl.String}
 """Columns of a targets frame (module docstring)."""
@@ -140,13 +150,13 @@ def _without_note_iris(frame: pl.DataFrame, t: Template) -> pl.DataFrame:
     c = t.iri_column
     if not c or c not in frame.columns:
         return frame
-    return frame.with_columns(pl.when(pl.col(c).str.strip_chars().str.contains(NOTE_IRI))
+    return frame.with_columns(pl.when(is_note_iri(pl.col(c)))
                               .then(None).otherwise(pl.col(c)).alias(c))
 
 
 def _by_note(named: pl.DataFrame) -> pl.DataFrame:
     """Targets of rows named by their note's IRI: its organization part (no request)."""
-    return named.select("row_number", pl.col("iri").str.replace(r"/notes/[^/]+$", "").alias("org"),
+    return named.select("row_number", note_owner(pl.col("iri")).alias("org"),
                         *(pl.lit(None, pl.String).alias(c) for c in ("dep", "why", "why_op"))
                         ).cast(TARGET_SCHEMA)
 
