@@ -38,6 +38,8 @@ _BUILTIN_FORMATS = {  # ECMA-376 Part 1 §18.8.30 (ids without a format code in 
 }
 _CELL = r"(?s)<c\s[^>]*[^/]>.*?</c>"
 _NUMERIC_RULE = "numbers stored as numeric cells lose leading + and 0 (ECMA-376 §18.3.1.4)"
+_OLE = b"\xd0\xcf\x11\xe0"
+"""The first bytes of an OLE2 compound file: a legacy .xls, or an encrypted .xlsx."""
 _DATE_RULE = "a date/time number format (ECMA-376 §18.8.31) on a field that is not a date-time"
 
 
@@ -78,7 +80,7 @@ def load_excel(path: Path, sheet: str | int | None) -> ExcelGrid:
     except Exception as e:  # noqa: BLE001 - fastexcel/calamine raise their own tree
         with path.open("rb") as fh:
             head = fh.read(4096)
-        ole = head[:4] == b"\xd0\xcf\x11\xe0"  # an encrypted .xlsx is an OLE container
+        ole = head[:4] == _OLE  # an encrypted .xlsx is an OLE container
         if "password" in str(e).lower() or (ole and path.suffix.lower() != ".xls"):
             raise InputError("the workbook is password-protected (encrypted); remove the "
                              "password in Excel and save again, or export the sheet as CSV",
@@ -120,7 +122,7 @@ def _not_a_workbook(head: bytes) -> str | None:
     (a ZIP or OLE container, or binary)."""
     if not head:
         return "the file is empty (0 bytes), not an Excel workbook"
-    if head[:2] == b"PK" or head[:4] == b"\xd0\xcf\x11\xe0":
+    if head[:2] == b"PK" or head[:4] == _OLE:
         return None
     text = head.decode("utf-16", "replace").encode() if head[:2] in (b"\xff\xfe", b"\xfe\xff") else head
     if b"\x00" in text:  # binary: a workbook's bytes have NULs, text has none
