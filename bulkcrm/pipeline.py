@@ -73,9 +73,7 @@ def run_import(file, template_path, target: Target, *, report_dir: str, dry_run=
                 archive_journal(plan_path)
                 p.save(plan_path)
                 report = _apply(p, target, plan_path, reconcile=reconcile, progress=progress, batch_size=25,
-                                echo=echo, fresh=True, on_stop=_on_stop(out, file, target, echo, input_sheet=sh,
-                                                 planning_requests=p.requests_spent))
-            report.summary["requests"] += p.requests_spent
+                                echo=echo, fresh=True, on_stop=_on_stop(out, file, target, echo, input_sheet=sh))
     return _finish(report, out, file, target, echo, input_sheet=sh,
                    plan_path=None if dry_run else out / "plan.json")
 
@@ -114,11 +112,19 @@ def run_apply(plan_file, target: Target, *, report_dir: str, batch_size=25, veri
 def _apply(p: Plan, target: Target, plan_path, *, reconcile, progress, batch_size, verify=False,
            echo: Echo | None = None, fresh: bool = False, limit: int | None = None,
            on_stop: Callable[[Report], None] | None = None) -> Report:
+    """`apply.apply` with a progress bar; a `fresh` plan (an import's) counts the requests its
+    planning spent in the report's, whether the run ends or stops."""
+    planning = p.requests_spent if fresh else 0
+
+    def stopped(report: Report) -> None:
+        report.summary["requests"] += planning
+        on_stop(report)
     bar = _progress_bar(len(p.operations)) if progress and p.operations else None
     try:
         report = apply(p, target.client, plan_path=plan_path, batch_size=batch_size, verify=verify,
                        reconcile=reconcile, target=target.label, progress=bar,
-                       notify=echo if progress else None, fresh=fresh, limit=limit, on_stop=on_stop)
+                       notify=echo if progress else None, fresh=fresh, limit=limit,
+                       on_stop=stopped if on_stop else None)
     except BaseException:  # Ctrl-C, SIGTERM, an API that is down: a log shows where it stopped
         if bar is not None:
             bar.last_line()
@@ -128,6 +134,7 @@ def _apply(p: Plan, target: Target, plan_path, *, reconcile, progress, batch_siz
             bar.close()
     if bar is not None:  # a run `limit` ended before the last operation: where it stopped
         bar.last_line()
+    report.summary["requests"] += planning
     return report
 
 
@@ -217,13 +224,10 @@ def _write(report: Report, out: Path, input_path, target: Target, echo: Echo, *,
                  input_csv=copy_format(input_sheet.encoding, input_sheet.delimiter) if input_sheet else None)
 
 
-def _on_stop(out: Path, input_path, target: Target, echo: Echo, *, planning_requests: int = 0,
-             **input_kw) -> Callable[[Report], None]:
+def _on_stop(out: Path, input_path, target: Target, echo: Echo, **input_kw) -> Callable[[Report], None]:
     """apply's `on_stop`: the stopped run's report replaces the previous run's in `out`, so the
-    folder never shows an earlier run's outcome for this one; `planning_requests`: an import's,
-    counted in its requests as a finished import's are."""
+    folder never shows an earlier run's outcome for this one."""
     def write(report: Report) -> None:
-        report.summary["requests"] += planning_requests
         _write(report, out, input_path, target, echo, **input_kw)
         echo(f"The run stopped; its report so far (done, and planned: not yet applied) is in {out}.")
     return write
