@@ -472,6 +472,11 @@ def _row_records(mapped: pl.DataFrame, targets: pl.DataFrame, bad: set, conflict
     return out
 
 
+MIRROR_SCOPE = ("mirror: only organizations with a note row in this sheet lose notes it lacks; an "
+                "organization without one (its last note row removed) keeps all its notes")
+"""The remark of every mirror run: what it does not delete, which the plan cannot list."""
+
+
 def _mirror(part: NotesPart, targets: pl.DataFrame, not_ok: set, by_iri: dict, kept: set,
             gone: list[int] = ()) -> None:
     """Mirror mode: a DELETE for each listed note that no row matches, per involved organization
@@ -484,6 +489,7 @@ def _mirror(part: NotesPart, targets: pl.DataFrame, not_ok: set, by_iri: dict, k
                           "organization or note that exists, so the organization they belong to is not "
                           "known; fix them, then mirror again")
         return
+    part.notes.append(MIRROR_SCOPE)
     known = targets.filter(pl.col("org").is_not_null() & ~pl.col("org").str.starts_with(REF_PREFIX))
     unsafe = set(known.filter(pl.col("row_number").is_in(list(not_ok)))["org"].to_list())
     if unsafe:

@@ -222,6 +222,9 @@ def test_mirror_mode_deletes_exactly_the_listed_notes(crm_cats, client, tmp_path
         ("POST", "/organizations/o1/notes"), ("DELETE", "/organizations/o1/notes/n2"),
         ("DELETE", "/organizations/o1/notes/n3")]
     assert any("/organizations/o3" in n for n in p.notes)     # o3 has an invalid row: untouched
+    # o2 has no row in the sheet: its note stays, and the plan says mirror leaves such ones
+    assert "/organizations/o2/notes/n4" not in [r["iri"] for r in deletes]
+    assert any(n.startswith("mirror: only organizations with a note row") for n in p.notes)
     # each delete keeps every field of the note: the plan shows it, the report can restore it
     assert {c["field"]: c["before"] for c in deletes[0]["changes"]} == {
         "createdAt": '"2024-01-02T00:00:00+00:00"', "description": '"gone"', "flagged": "false",
