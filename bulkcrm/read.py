@@ -181,16 +181,45 @@ def _read_csv(p: Path, where: str, encoding: str | None, delimiter: str | None,
         if grid is None:
             grid = (_parse_irregular(None, delimiter, data) if delimiter == tried
                     else parse_csv(None, delimiter, raw=data))
-        escaped = FORMULA_ESCAPE.encode() in data
+        escaped, hashes = FORMULA_ESCAPE.encode() in data, b"#" in data
     else:
         del data
         grid = parse_csv(text, delimiter)
-        escaped = FORMULA_ESCAPE in text
+        escaped, hashes = FORMULA_ESCAPE in text, "#" in text
     frame, hdr, issues, names = _finish(grid, where, header_row, None, delimiter)
     frame = restore_formula_escape(frame) if escaped else frame  # no `'` anywhere: no-op
+    if hashes:  # no `#` anywhere: no Excel error value
+        frame, errors = _error_texts(frame, where, names)
+        issues = sorted(issues + errors, key=lambda i: i.row_number or 0)
     if enc == MIXED:
         issues = sorted(issues + _legacy_line_issues(legacy, frame, where), key=lambda i: i.row_number or 0)
     return Sheet(frame, issues, where, None, enc, delimiter, hdr, sha.result(), _letters(names))
+
+
+EXCEL_ERRORS = ("#N/A", "#VALUE!", "#REF!", "#DIV/0!", "#NUM!", "#NAME?", "#NULL!", "#SPILL!",
+                "#CALC!", "#FIELD!", "#BLOCKED!", "#CONNECT!", "#BUSY!", "#UNKNOWN!", "#GETTING_DATA")
+"""Excel's error values: a CSV saved from a workbook holds the text of a cell that shows one."""
+
+
+def _error_texts(frame: pl.DataFrame, where: str, names: dict[str, str]) -> tuple[pl.DataFrame, list[Issue]]:
+    """A CSV's cells holding exactly an Excel error value (`EXCEL_ERRORS`, outer spaces aside)
+    read as empty, each with an `excel-error` issue (error: its row is not written), as a
+    workbook's error cells are (`read_excel.excel_issues`): `#N/A` is no one's title or e-mail."""
+    hit = frame.select(pl.col(c).str.strip_chars().is_in(EXCEL_ERRORS).any() for c in frame.columns[1:])
+    cols = [c for c, h in zip(hit.columns, hit.row(0)) if h]
+    if not cols:
+        return frame, []
+    file, letters = Path(where).name, _letters(names)
+    long = frame.select("row_number", *cols).unpivot(index="row_number", variable_name="column").filter(
+        pl.col("value").str.strip_chars().is_in(EXCEL_ERRORS))
+    issues = [Issue("excel-error", rn, col, value.strip(), "Excel error value",
+                    f"{file}:{rn}:{col}: the cell holds the Excel error {value.strip()}, saved as text in "
+                    "this CSV; fix the formula in the workbook, or type the value", "error", file, None,
+                    f"{letters.get(col, '')}{rn}" if col in letters else None)
+              for rn, col, value in long.iter_rows()]
+    cleared = frame.with_columns(pl.when(pl.col(c).str.strip_chars().is_in(EXCEL_ERRORS)).then(None)
+                                 .otherwise(pl.col(c)).alias(c) for c in cols)
+    return cleared, issues
 
 
 def _legacy_line_issues(lines: list[int], frame: pl.DataFrame, where: str) -> list[Issue]:

@@ -509,9 +509,9 @@ def write_report(report: Report, out_dir: str | Path, *, input_sheet: Sheet | No
         cells[-1], links[line - 2] if line > 1 else None))
     paths["xlsx"] = book.save(out / "report.xlsx")
     if input_sheet is not None:
-        others = {name: None if sh is None else (_with_status(sh.frame, report, sheet=name), sh)
+        others = {name: None if sh is None else (_with_status(_as_shown(sh), report, sheet=name), sh)
                   for name, sh in (other_sheets or {}).items()}
-        paths |= _write_back((_with_status(input_sheet.frame, report), input_sheet), out, input_path,
+        paths |= _write_back((_with_status(_as_shown(input_sheet), report), input_sheet), out, input_path,
                              report, redact, others, input_csv or (",", False))
     return paths
 
@@ -576,6 +576,19 @@ def _copy_sheet(book: _Book, title: str, frame: pl.DataFrame, sheet: Sheet, layo
         if mark:
             mark(line, cells)
     book.sheet(title, frame, layout=layout, decorate=decorate)
+
+
+def _as_shown(sheet: Sheet) -> pl.DataFrame:
+    """`sheet`'s frame with the Excel error values it read as empty (its `excel-error` issues:
+    `#N/A` cells of a workbook, or their text in a CSV) back in their cells, as the input showed
+    them: a copy must not lose what the user sees (a workbook copy makes them error cells again)."""
+    by_col: dict[str, dict[int, str]] = {}
+    for i in sheet.issues:
+        if i.type == "excel-error" and i.value and i.column in sheet.frame.columns:
+            by_col.setdefault(i.column, {})[i.row_number] = i.value
+    return sheet.frame.with_columns(
+        pl.coalesce(pl.col("row_number").replace_strict(cells, default=None, return_dtype=pl.String),
+                    pl.col(c)).alias(c) for c, cells in by_col.items())
 
 
 def _error_cells(sheet: Sheet, columns: list[str], layout: _Layout) -> dict[int, dict[int, str]]:

@@ -76,7 +76,8 @@ def validate(mapped: pl.DataFrame, template: Template, *, sheet: pl.DataFrame | 
     rules = [r for r in rules if r.field in mapped.columns
              and (r.check != "boolean" or f"__raw.{r.field}" in mapped.columns)]
     failures = _failures(_schemas(rules), mapped)
-    read_found = [Issue(**{**i.to_dict(), "file": i.file or file}) for i in read_issues or []]
+    read_found = [_unread(Issue(**{**i.to_dict(), "file": i.file or file}), template)
+                  for i in read_issues or []]
     # a cell the reader already rejected (formula without result, Excel error) is not also
     # reported as missing or malformed: the reader's issue names the real problem; a row it
     # rejected as a whole (values past the last header: every value may sit a column off) is
@@ -91,6 +92,15 @@ def validate(mapped: pl.DataFrame, template: Template, *, sheet: pl.DataFrame | 
     bad = set(issues.filter(pl.col("severity") == "error")["row_number"].drop_nulls().to_list())
     valid = mapped.filter(~pl.col("row_number").is_in(list(bad))) if bad else mapped
     return Validation(valid=valid, issues=issues.select(list(ISSUE_SCHEMA)), invalid_rows=frozenset(bad))
+
+
+def _unread(issue: Issue, template: Template) -> Issue:
+    """A reader's error about a cell of a column the template does not read (an Excel error in
+    a helper column) as a warning: nothing of that cell is sent, so its row is not held back."""
+    if issue.severity != "error" or issue.column is None or issue.column in template.columns:
+        return issue
+    return replace(issue, severity="warning",
+                   message=f"{issue.message} (the template does not read this column: the row is not held back)")
 
 
 def _rules(template: Template) -> list[_Rule]:

@@ -579,3 +579,19 @@ def test_a_sheet_asked_of_a_csv_is_an_error(tmp_path):
     with pytest.raises(InputError, match=r"delimited text has no sheets \(sheet 'Foo' asked for\)"):
         read(path, sheet="Foo")
     assert rows(read(path)) == [(2, "1", "2")]
+
+
+def test_a_csv_cell_holding_an_excel_error_text_reads_as_empty_with_an_issue(tmp_path):
+    """Excel's Save as CSV writes a cell showing `#N/A` as that text: it is no one's city or
+    title, so it reads as empty with an excel-error (error) naming file, row, column and cell,
+    as a workbook's error cell does. Text merely holding `#N/A` is data."""
+    path = tmp_path / "saved.csv"
+    path.write_text("name,email,city\nAcme,info@acme.nl,#N/A\n#DIV/0!,x@y.nl,Delft\n"
+                    "Beta, #REF! ,Utrecht\nGamma #N/A,g@g.nl,#1 street\n", encoding="utf-8")
+    sheet = read(path)
+    assert sheet.frame.rows() == [(2, "Acme", "info@acme.nl", None), (3, None, "x@y.nl", "Delft"),
+                                  (4, "Beta", None, "Utrecht"), (5, "Gamma #N/A", "g@g.nl", "#1 street")]
+    assert [(i.type, i.severity, i.row_number, i.column, i.cell, i.value) for i in sheet.issues] == [
+        ("excel-error", "error", 2, "city", "C2", "#N/A"), ("excel-error", "error", 3, "name", "A3", "#DIV/0!"),
+        ("excel-error", "error", 4, "email", "B4", "#REF!")]
+    assert sheet.issues[0].message.startswith("saved.csv:2:city: the cell holds the Excel error #N/A")

@@ -276,8 +276,8 @@ def test_the_copies_cells_are_text_in_the_text_format(report, input_frame, tmp_p
 def test_the_copies_show_the_excel_errors_the_input_showed(report, input_frame, tmp_path):
     """A cell showing `#N/A` reads as empty with an excel-error issue; the workbook copies show
     it again where it was, as an error value (as the input: imported again, it is flagged
-    again rather than sent as the text "#N/A"); the CSV copy, which has no error values,
-    leaves it empty."""
+    again rather than sent as the text "#N/A"); the CSV copy writes its text, which a CSV
+    read flags as an Excel error too."""
     error = Issue("excel-error", 9, "country", "#N/A", "Excel error value",
                   "orgs.xlsx:9:country (Orgs!G9): the cell shows the Excel error #N/A", "error",
                   "orgs.xlsx", "Orgs", "G9")
@@ -292,7 +292,9 @@ def test_the_copies_show_the_excel_errors_the_input_showed(report, input_frame, 
         assert [(i.type, i.cell, i.value) for i in read(path).issues] == [("excel-error", "G9", "#N/A")]
     assert "#N/A" in ws["G9"].comment.text
     with open(paths["with_status_csv"], newline="", encoding="utf-8") as fh:
-        assert list(csv.reader(fh))[8][6] == ""
+        assert list(csv.reader(fh))[8][6] == "#N/A"
+    assert [(i.type, i.row_number, i.column) for i in read(paths["with_status_csv"]).issues] == [
+        ("excel-error", 9, "country")]
 
 
 def all_text(paths) -> str:

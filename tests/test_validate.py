@@ -193,3 +193,18 @@ def test_a_dropped_phone_extension_is_a_warning():
         (2, "p", "phone-extension", "985.939.5411x2641"), (2, "q", "phone-extension", "(240)452-2332 ext. 46")}
     assert (3, "p", "invalid-phone", "+1-887-577-1205x5686") in got and not any(x[0] == 4 for x in got)
     assert v.invalid_rows == frozenset()  # warnings: the rows go ahead
+
+
+def test_a_readers_error_in_a_column_the_template_does_not_read_holds_no_row_back():
+    """An Excel error in a helper column (a VLOOKUP beside the data) is about a cell nothing
+    is sent from: a warning, and the row proceeds; in a column the template reads it stays an
+    error (the row is not written)."""
+    from bulkcrm.errors import Issue
+    t = parse_template({"resource": "organizations", "fields": {"title": {"column": "name"}}}, path="t.yaml")
+    frame = pl.DataFrame({"row_number": [2, 3], "name": ["A", None], "helper": [None, "x"]})
+    found = [Issue("excel-error", 2, "helper", "#N/A", "Excel error value", "x.csv:2:helper: #N/A"),
+             Issue("excel-error", 3, "name", "#N/A", "Excel error value", "x.csv:3:name: #N/A")]
+    v = validate(map_rows(frame, t), t, sheet=frame, read_issues=found, file="x.csv")
+    assert v.valid["row_number"].to_list() == [2] and v.invalid_rows == {3}
+    assert v.issues.select("row_number", "column", "severity").rows() == [(2, "helper", "warning"), (3, "name", "error")]
+    assert v.issues["message"][0].endswith("(the template does not read this column: the row is not held back)")
