@@ -13,9 +13,9 @@ transforms' `render` run in reverse order; lists are joined with the source's `s
 `clean(render(x)) == x` (transforms.py) makes export-then-import a no-op.
 
 Formula injection (OWASP CSV injection): a CSV cell starting with `= + - @ TAB CR` or `'` gets a
-`'` prefix (`report.neutralise_csv`), which `read.restore_formula_escape` removes again; XLSX cells
+`'` prefix (`workbook.neutralise_csv`), which `read.restore_formula_escape` removes again; XLSX cells
 are inline strings (`t="inlineStr"`, never `<f>`), with Excel's quotePrefix on such cells
-(`report.text_cell`, as the report's copies of the input).
+(`workbook.text_cell`, as the report's copies of the input).
 """
 from __future__ import annotations
 
@@ -38,7 +38,7 @@ from .diff import field_value, record_schema
 from .errors import InputError, PermanentApiError, TemplateError
 from .lookups import LookupCache
 from .mapping import chain, constant
-from .report import neutralise_csv, text_cell
+from .workbook import neutralise_csv, text_cell
 from .template import Lookup, Mapping, Source, Template
 from .transforms import apply_transforms
 
@@ -563,7 +563,7 @@ _WIDTHS = {IRI_COLUMN: 48, "description": 60, "note": 60, "website": 32, "email"
 class _XlsxSink:
     """XLSX through openpyxl's write-only workbook: rows go to a temp file, memory stays flat.
 
-    Every cell is a `report.text_cell`: a string (never a formula) in the Text number format
+    Every cell is a `workbook.text_cell`: a string (never a formula) in the Text number format
     (`@`), so a value typed over it in Excel stays text (`01001`, `+31…`, `=…`); a cell starting
     with a formula trigger also gets Excel's quotePrefix. Columns get a width from their header
     (the rows stream, so their lengths are not known up front).

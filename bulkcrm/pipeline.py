@@ -21,7 +21,8 @@ from .journal import journal_lock, journal_path, target_lock
 from .mapping import map_rows
 from .plan import Plan, check_matchable, plan, render_plan
 from .read import Sheet, read
-from .report import Report, copy_format, counts_by_resource, render_summary, write_issues, write_report
+from .copies import copy_format, write_issues
+from .report import Report, counts_by_resource, render_summary, write_report
 from .target import Target
 from .template import load_template
 from .validate import validate

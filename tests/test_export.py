@@ -16,7 +16,7 @@ from bulkcrm.export import ExportFilters, ExportResult, export, filter_params
 from bulkcrm.pipeline import run_import
 from bulkcrm.plan import plan
 from bulkcrm.read import read
-from bulkcrm.report import xlsx_text
+from bulkcrm.workbook import xlsx_text
 from bulkcrm.target import Target
 from bulkcrm.template import load_template, parse_template
 from tests.conftest import DATA, REPO

@@ -12,10 +12,9 @@ import pytest
 
 from bulkcrm.errors import Issue, issues_frame
 from bulkcrm.read import Sheet, read
-from bulkcrm.report import (
-    CHANGE_DTYPE, ROW_SCHEMA, Report, neutralise_csv, render_summary, report_table, safe_cell_csv,
-    write_issues, write_report,
-)
+from bulkcrm.copies import write_issues
+from bulkcrm.report import CHANGE_DTYPE, ROW_SCHEMA, Report, render_summary, report_table, write_report
+from bulkcrm.workbook import neutralise_csv, safe_cell_csv
 
 SECRET = "sk-live-9f8e7d6c5b4a"
 FORMULA = '=HYPERLINK("http://x.example","y")'
