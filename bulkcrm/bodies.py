@@ -278,7 +278,7 @@ def _replaces(w: pl.DataFrame, records: dict[str, dict], template: Template) -> 
         body, changes, cleared = diff.update(row, record, changed, template)
         for k, v in (("row_number", row["row_number"]), ("body", diff.compact_json(body)),
                      ("title", record.get("title")),
-                     ("snapshot", diff.compact_json(diff.snapshot(record, changed))),
+                     ("snapshot", diff.compact_json(diff.put_snapshot(record))),
                      ("changes", changes), ("cleared", cleared)):
             out[k].append(v)
     frame = pl.DataFrame(out, schema={"row_number": pl.Int64, "body": pl.String, "title": pl.String,

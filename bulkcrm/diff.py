@@ -24,7 +24,7 @@ from typing import Any
 import polars as pl
 
 from .mapping import PHONE_DTYPE
-from .template import LIST_KINDS, Mapping, Template
+from .template import LIST_KINDS, ORG_FIELDS, Mapping, Template
 from .transforms import apply_transforms
 
 READ_ONLY = {"@context", "@id", "@type", "id", "createdAt", "updatedAt", "importedAt", "avatarUrl",
@@ -236,6 +236,9 @@ def existing_values(rows: pl.DataFrame, raw: pl.DataFrame, template: Template, *
     if template.mapping("phoneNumbers") and "phoneNumbers" not in equal:  # all of them: cheaper
         # than finding those that differ
         part = frame.rename(lambda c: c if c in ("row_number", "iri") else f"{c}#e")
+        if "address.country#e" not in part.columns and "address#r" in r.columns:  # the record's own
+            # country is its phones' region, mapped or not (as matching reads them)
+            part = part.with_columns(r.select(stored("address.country").alias("address.country#e")).to_series())
         frame = frame.with_columns(normalise_existing_phones(part, template)["phoneNumbers#e"].alias("phoneNumbers"))
     return frame
 
@@ -433,8 +436,17 @@ def update(row: dict, record: dict, changed: list[str], template: Template) -> t
     return _put_body(record, after, template)
 
 
+def _lost_zeros(sheet: Any, before: Any) -> bool:
+    """`lost_zeros` of one value: the sheet's digits are the record's text without its leading
+    zeros (`5021` for `05021`, BR-05), which the record keeps."""
+    return (isinstance(sheet, str) and isinstance(before, str) and sheet.isascii() and sheet.isdigit()
+            and not sheet.startswith("0") and before.startswith("0") and before.lstrip("0") == sheet)
+
+
 def _put_body(record: dict, after: dict, template: Template) -> tuple[dict, list[dict], list[str]]:
-    base = {} if template.clear_unmapped else {k: v for k, v in record.items() if k not in READ_ONLY}
+    base = {} if template.clear_unmapped else {
+        k: _clean_obj(v) if isinstance(v, dict) else v  # an embedded object without its JSON-LD keys
+        for k, v in record.items() if k not in READ_ONLY}
     body = {**base, **after}
     if "address" in after and not template.clear_unmapped:
         body["address"] = {**_clean_obj(record.get("address")), **after["address"]}
@@ -461,9 +473,22 @@ def snapshot(record: dict, changed: list[str]) -> dict:
     return {t: record.get(t) for t in tops}
 
 
+PUT_FIELDS = tuple(sorted({f.split(".")[0] for f in ORG_FIELDS} - {"avatar"}))
+"""The organization fields a PUT replaces that the API returns (crm-api.md §8.1, PUT semantics:
+writable fields left out are reset); `avatar` is write-only, never returned."""
+
+
+def put_snapshot(record: dict) -> dict:
+    """The drift snapshot of a PUT: the record's value of every field in `PUT_FIELDS`, mapped or
+    not, since the PUT rewrites them all; a field changed after the plan (a colleague's new
+    description) then makes the PUT drifted instead of undone by it."""
+    return {t: record.get(t) for t in PUT_FIELDS}
+
+
 def _desired(m: Mapping, sheet: Any, before: Any, record: dict, template: Template) -> Any:
     if m.kind in ("scalar", "bool"):
-        if m.policy == "never" or (m.policy == "fill_if_empty" and before not in (None, "")):
+        blank = before is None or (isinstance(before, str) and not before.strip())  # as compared
+        if m.policy == "never" or (m.policy == "fill_if_empty" and not blank) or _lost_zeros(sheet, before):
             return before
         return sheet if sheet is not None or template.empty == "clear" else before
     sheet = sheet or []

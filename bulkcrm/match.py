@@ -47,7 +47,7 @@ class Matches:
     Attributes:
         iri: frame `row_number` (Int64), `iri` (String, null = no record matched), `rec`
             (UInt32: the record's row in `frame`); one row per row matched, in their order.
-        conflicts: frame `row_number`, `type` (ambiguous-match | duplicate-row | iri-mismatch), `message`,
+        conflicts: frame `row_number`, `type` (ambiguous-match | duplicate-row | iri-mismatch | identifier-mismatch), `message`,
             `field`, `value` (an identifier involved and its value, or nulls).
         not_found: frame `row_number`, `iri`: explicit IRIs that do not exist.
         records: IRI -> record JSON for every record fetched.
@@ -130,10 +130,12 @@ def identifiers_schema(fields: Iterable[str]) -> dict[str, pl.DataType]:
     return schema
 
 
-def record_identifiers(frame: pl.DataFrame, fields: Iterable[str]) -> pl.DataFrame:
+def record_identifiers(frame: pl.DataFrame, fields: Iterable[str], *,
+                       default_region: str | None = None) -> pl.DataFrame:
     """Long frame `rec` (UInt32: the record's row in `frame`), `kind`, `value` of the records'
-    identifiers `fields` (e.g. `template.identifiers`), normalised like the rows'. `frame`:
-    the records with (at least) the `identifiers_schema(fields)` columns (`Matches.frame`). A
+    identifiers `fields` (e.g. `template.identifiers`), normalised like the rows': a phone in
+    the record's country, else `default_region` (the template's). `frame`: the records with
+    (at least) the `identifiers_schema(fields)` columns (`Matches.frame`). A
     record may repeat a value: matching groups by row, so repeats are harmless."""
     rec = pl.int_range(pl.len(), dtype=pl.UInt32).alias("rec")
     parts = []
@@ -150,7 +152,8 @@ def record_identifiers(frame: pl.DataFrame, fields: Iterable[str]) -> pl.DataFra
                             (region if region is not None else pl.lit(None, pl.String)).alias("region"))
         if isinstance(part.schema["value"], pl.List):
             part = part.explode("value")
-        norm = normalize_identifier(IDENTIFIER_KINDS[f], pl.col("value"), region=pl.col("region"))
+        norm = normalize_identifier(IDENTIFIER_KINDS[f], pl.col("value"), region=pl.col("region"),
+                                    default_region=default_region)
         parts.append(part.select("rec", "kind", norm.alias("value")))
     if not parts:
         return pl.DataFrame(schema={"rec": pl.UInt32, "kind": pl.String, "value": pl.String})
@@ -191,12 +194,15 @@ def match_rows(rows: pl.DataFrame, template: Template, client: Client, *,
         records.update(_get_explicit(client, explicit, records))
     frame = raw_records_frame(list(records.values()), records_schema(template))
     fetched = time.perf_counter() - t0
-    pairs = _pairs(ids, record_identifiers(frame, template.identifiers))
+    rec_ids = record_identifiers(frame, template.identifiers, default_region=template.default_region)
+    pairs = _pairs(ids, rec_ids)
     positions = _positions(explicit, frame)
     matched, conflicts = _resolve(rows, pairs, positions, ids, frame["@id"])
     elsewhere = _elsewhere(pairs, positions, frame["@id"])
-    if elsewhere.height:
-        conflicts = _one_per_row([conflicts, _mismatches(elsewhere, template.iri_column)])
+    other = _other_values(matched, positions, pairs, ids, rec_ids, frame["@id"])
+    extra = [_mismatches(elsewhere, template.iri_column)] if elsewhere.height else []
+    if extra or other.height:
+        conflicts = _one_per_row([conflicts, *extra, other])
     not_found = explicit.filter(~pl.col("iri").is_in(list(records))) if explicit.height else explicit
     return Matches(iri=matched, conflicts=conflicts, not_found=not_found, records=records,
                    strategy=strategy, requests=client.requests_sent - start, notes=notes,
@@ -359,6 +365,9 @@ def _resolve(rows: pl.DataFrame, pairs: pl.DataFrame, explicit: pl.DataFrame, id
     Returns:
         (matched: `row_number`, `iri`, `rec` per row, null when none; conflicts).
     """
+    # every record a row names claims it, also a row in conflict (several records, or an IRI
+    # beside another record's identifiers): no other row takes such a record over
+    claims = pl.concat([pairs.select("row_number", "rec"), explicit.select("row_number", "rec")]).unique()
     if explicit.height:
         pairs = pairs.filter(~pl.col("row_number").is_in(explicit["row_number"].implode()))
     hits = pairs.group_by("row_number").agg(pl.col("rec").min(), pl.col("rec").max().alias("__max"))
@@ -372,7 +381,7 @@ def _resolve(rows: pl.DataFrame, pairs: pl.DataFrame, explicit: pl.DataFrame, id
     chosen = pl.concat([single, explicit])
     conflicts = [_ambiguous(ambiguous)]
     # several rows claiming one record
-    dup_rec = chosen.filter(pl.col("rec").is_in(_repeated(chosen["rec"]).implode())).group_by("rec").agg(
+    dup_rec = claims.filter(pl.col("rec").is_in(_repeated(claims["rec"]).implode())).group_by("rec").agg(
         pl.col("row_number").sort())
     if dup_rec.height:
         conflicts.append(dup_rec.with_columns(
@@ -395,17 +404,17 @@ def _resolve(rows: pl.DataFrame, pairs: pl.DataFrame, explicit: pl.DataFrame, id
     return matched.select("row_number", iri.alias("iri"), "rec"), conflicts_df
 
 
-_CONFLICT_ORDER = {"ambiguous-match": 0, "iri-mismatch": 1, "duplicate-row": 2}
+_CONFLICT_ORDER = {"ambiguous-match": 0, "iri-mismatch": 1, "identifier-mismatch": 2, "duplicate-row": 3}
 """Which type a row with several conflicts shows: the one about the row alone first (a notes
 sheet's rows share their organization's identifiers, a duplicate-row its reference ignores)."""
 
 
 def _one_per_row(conflicts: list[pl.DataFrame]) -> pl.DataFrame:
     """Conflict frames (`Matches.conflicts` columns) as one line per row: its type first in
-    `_CONFLICT_ORDER`, its messages joined, the identifier named first."""
-    return pl.concat(conflicts).group_by("row_number").agg(
-        pl.col("type").sort_by(pl.col("type").replace_strict(_CONFLICT_ORDER, default=9)).first(),
-        pl.col("message").unique().sort().str.join("; "),
+    `_CONFLICT_ORDER`, the messages of that type joined, the identifier named first."""
+    rank = pl.col("type").replace_strict(_CONFLICT_ORDER, default=9)
+    return pl.concat(conflicts).filter(rank == rank.min().over("row_number")).group_by("row_number").agg(
+        pl.col("type").first(), pl.col("message").unique().sort().str.join("; "),
         pl.col("field", "value").sort_by("field", nulls_last=True).first()).sort("row_number")
 
 
@@ -420,6 +429,41 @@ def _mismatches(elsewhere: pl.DataFrame, iri_column: str | None) -> pl.DataFrame
         pl.lit("iri-mismatch").alias("type"),
         pl.format("its {} names {}, but its {}", pl.lit(iri_column or "IRI"), pl.col("named").first(),
                   pl.format("{} belong to {}", "ids", "iri").str.join("; its ")).alias("message"),
+        pl.col("kind").first().alias("field"), pl.col("value").first()).select(
+        "row_number", "type", "message", "field", "value")
+
+
+CONFLICT_SCHEMA = {"row_number": pl.Int64, "type": pl.String, "message": pl.String, "field": pl.String,
+                   "value": pl.String}
+"""Columns of `Matches.conflicts`."""
+SINGLE_VALUED = ("customerId", "chamberOfCommerceNumber", "linkedinId")
+"""Identifier fields a record holds one value of (crm-api.md §8.1): two values are two
+organizations."""
+
+
+def _other_values(matched: pl.DataFrame, explicit: pl.DataFrame, pairs: pl.DataFrame, ids: pl.DataFrame,
+                  rec_ids: pl.DataFrame, iris: pl.Series) -> pl.DataFrame:
+    """`identifier-mismatch` conflicts (`Matches.conflicts` columns): a row its identifiers
+    matched to a record (`matched`; not by an explicit IRI) whose value of a `SINGLE_VALUED`
+    identifier is not the record's (both set): another organization sharing an e-mail address
+    or a phone number (a switchboard) with the record, whose data would overwrite it."""
+    kinds = [k for k in SINGLE_VALUED if k in ids["kind"].unique().to_list()]
+    if not kinds:
+        return pl.DataFrame(schema=CONFLICT_SCHEMA)
+    mine = ids.filter(pl.col("kind").is_in(kinds)).select("row_number", "kind", "value")
+    held = rec_ids.filter(pl.col("kind").is_in(kinds)).select("rec", "kind", pl.col("value").alias("held"))
+    by_ids = matched.drop_nulls("rec").filter(~pl.col("row_number").is_in(explicit["row_number"].implode()))
+    hits = (by_ids.select("row_number", "rec").join(mine, on="row_number").join(held, on=["rec", "kind"])
+            .filter(pl.col("value") != pl.col("held")))
+    if not hits.height:
+        return pl.DataFrame(schema=CONFLICT_SCHEMA)
+    via = pairs.join(hits.select("row_number", "rec").unique(), on=["row_number", "rec"]).group_by(
+        "row_number").agg(pl.format("{} {}", "kind", "value").sort().first().alias("via"))
+    return hits.join(via, on="row_number").with_columns(pl.lit(iris).gather(pl.col("rec")).alias("iri")).group_by(
+        "row_number", maintain_order=True).agg(
+        pl.lit("identifier-mismatch").alias("type"),
+        pl.format("it matches {} by {}, but its {} {} is not the record's {}", "iri", "via", "kind", "value", "held")
+        .str.join("; ").alias("message"),
         pl.col("kind").first().alias("field"), pl.col("value").first()).select(
         "row_number", "type", "message", "field", "value")
 

@@ -116,7 +116,7 @@ def targets_by_reference(frame: pl.DataFrame, ref: OrgRef, client: Client, *, st
         m = match_rows(rest, t, client, strategy=strategy)
         out.strategy, out.notes = m.strategy, [f"note organizations: {n}" for n in m.notes]
         # the reference names several organizations (its identifiers, or its IRI and them)
-        amb = m.conflicts.filter(pl.col("type").is_in(["ambiguous-match", "iri-mismatch"]))
+        amb = m.conflicts.filter(pl.col("type").is_in(["ambiguous-match", "iri-mismatch", "identifier-mismatch"]))
         parts.append(m.iri.join(amb, on="row_number", how="left").select(
             "row_number", pl.when(pl.col("type").is_null()).then("iri").alias("org"),
             pl.lit(None, pl.String).alias("dep"), pl.col("message").alias("why"),

@@ -180,7 +180,7 @@ def _plan(source: str | Path | Sheet, template: Template, client: Client, *, mod
              strategy=matches.strategy, created_at=now_utc(), rows=out_rows, operations=ops,
              issues=[i.to_dict() for i in about("organizations", issues, sh.issues)], requests_spent=client.requests_sent - start,
              sheet=sh.sheet_name, notes=_absent_notes(absent, full, template) + _unmapped_notes(sh, full)
-             + _kept_blank_notes(blanks) + matches.notes, timings=clock.seconds,
+             + _kept_blank_notes(blanks) + _avatar_notes(template, ops) + matches.notes, timings=clock.seconds,
              records_total=matches.total, matched_at=matched_at,
              names=_names(cache, resolved.tags_to_create, ops))
     if template.notes is not None:
@@ -245,8 +245,21 @@ def _unmapped_notes(sh: Sheet, template: Template, shown: int = 8) -> list[str]:
     left = [c for c in sh.frame.columns if c != "row_number" and c not in read_ and not c.startswith("(column ")]
     if not left:
         return []
-    return [f"unmapped column(s) {first_few(map(repr, left), shown)}: the template does not read {'it' if len(left) == 1 else 'them'}, "
-            "so nothing of them is sent (map a column in the template to load it)"]
+    one = len(left) == 1
+    return [f"unmapped column{'' if one else 's'} {first_few(map(repr, left), shown)}: the template does not read "
+            f"{'it' if one else 'them'}, so nothing of {'it' if one else 'them'} is sent (map a column in the "
+            "template to load it)"]
+
+
+def _avatar_notes(template: Template, ops: pl.DataFrame) -> list[str]:
+    """A plan note when PUTs reset avatars: a PUT resets the writable fields it leaves out
+    (crm-api.md §8, PUT semantics), and `avatar` is write-only, never returned, so a PUT built
+    from the record cannot keep it."""
+    puts = ops.filter(pl.col("method") == "PUT").height
+    if not puts or template.mapping("avatar") is not None:
+        return []
+    return [f"mode: replace: {puts} PUT(s) reset the avatar of their organizations (write-only: the API "
+            "never returns it, so a PUT cannot send it back); map avatar, or use mode: patch to keep them"]
 
 
 def _kept_blank_notes(blanks: pl.DataFrame, shown: int = 5) -> list[str]:
@@ -452,7 +465,9 @@ def _conflict_issues(conflicts: pl.DataFrame, template: Template, sh: Sheet, fil
     """One error per row in conflict, naming the sheet column of the identifier involved
     (the alphabetically first when several are), its cell and its (normalised) value."""
     fix = {"iri-mismatch": f"fix or clear its {template.iri_column} (a row sorted or pasted beside another "
-                           "row's IRI would overwrite that record with its data)"}
+                           "row's IRI would overwrite that record with its data)",
+           "identifier-mismatch": "another organization sharing that e-mail address or phone number? fix the "
+                                  "row; if it is that organization, correct the record's value in the CRM first"}
     return [with_cell(Issue(t, rn, template.column_of(field_name) if field_name else None, value,
                             "one row per record", f"{file}:{rn}: {msg}; " + fix.get(t, (
                                 "fix the sheet so each organization appears once and its identifiers "

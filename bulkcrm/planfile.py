@@ -23,7 +23,7 @@ from .vocab import MODE_SKIPS
 
 SCHEMA_VERSION = 1
 WRITE_OPS = ("create", "patch", "replace")
-CONFLICT_TYPES = ("duplicate-row", "ambiguous-match", "iri-mismatch", "moved-note")
+CONFLICT_TYPES = ("duplicate-row", "ambiguous-match", "iri-mismatch", "identifier-mismatch", "moved-note")
 CHANGE_DTYPE = pl.List(pl.Struct({"field": pl.String, "before": pl.String, "after": pl.String}))
 """`changes`: [{field, before, after}], values JSON-encoded (null = empty)."""
 ROW_SCHEMA = {"row_number": pl.Int64, "op": pl.String, "iri": pl.String, "title": pl.String,

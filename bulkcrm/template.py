@@ -545,6 +545,10 @@ def _str_list(value: Any, err: _Err, key: str) -> list[str]:
     return [str(v) for v in value]
 
 
+FIELD_OPTIONS = ("policy", "lookup", "required", "max_length", "render")
+"""Source keys that are options of the whole field, read from its first source."""
+
+
 def _mapping(name: str, spec: Any, resource: str, mode: str, err: _Err,
              key: str | None = None) -> Mapping:
     key = key or f"fields.{name}"
@@ -560,6 +564,11 @@ def _mapping(name: str, spec: Any, resource: str, mode: str, err: _Err,
         raise err("only list fields may have several sources", key)
     sources = tuple(_source(s, rule, err, f"{key}[{i}]" if len(specs) > 1 else key)
                     for i, s in enumerate(specs))
+    for i, s in enumerate(specs[1:], 1):  # options of the whole field: on its first source only
+        for k in FIELD_OPTIONS:
+            if k in s and s[k] != specs[0].get(k):
+                raise err(f"{k} applies to the whole field, not to one of its sources: give it on the "
+                          f"first source ({key}[0]), once", f"{key}[{i}].{k}")
     first = specs[0]
     is_list = rule["kind"] in LIST_KINDS
     default_policy = ("replace" if mode == "replace" else "merge") if is_list else "overwrite"

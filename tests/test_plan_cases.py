@@ -754,7 +754,8 @@ def test_create_missing_makes_one_tag_of_names_that_differ_in_case_or_spaces(crm
     again = plan(sheet, t, client)
     assert again.counts()["unchanged"] == 3 and not again.issues
     # a name no tag has is named in the column that holds it (tags come from two columns)
-    doc["fields"]["tags"][0]["lookup"] = True  # the first source's lookup is the field's
+    for source in doc["fields"]["tags"]:  # a field's lookup, on each source alike
+        source["lookup"] = True
     sheet.write_text("title,email,kind,category\nA,a@x.example,partnership,Nope\n", encoding="utf-8")
     (issue,) = plan(sheet, parse_template(doc, path="x"), client).issues
     assert (issue["column"], issue["cell"], issue["value"]) == ("category", "D2", "Nope")

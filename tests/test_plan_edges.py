@@ -1,0 +1,164 @@
+"""Planner edge cases from a review of the diff and the request bodies (2026-12-01): each test
+gives the documented outcome (README, crm-api.md) of a case the other tests did not cover."""
+from __future__ import annotations
+
+import csv
+
+from bulkcrm import diff
+from bulkcrm.apply import apply
+from bulkcrm.plan import plan
+from bulkcrm.template import parse_template
+
+A = "/organizations/00000000-0000-4000-8000-00000000000a"
+B = "/organizations/00000000-0000-4000-8000-00000000000b"
+
+
+def sheet(tmp_path, rows):
+    p = tmp_path / "s.csv"
+    with p.open("w", newline="", encoding="utf-8") as f:
+        csv.writer(f).writerows(rows)
+    return p
+
+
+def tpl(**doc):
+    return parse_template({"resource": "organizations", **doc}, path="t.yaml", sha256="t")
+
+
+def test_a_put_is_drifted_when_an_unmapped_field_changed_after_the_plan(crm, client, tmp_path):
+    crm.seed({"organizations": [{"@id": A, "title": "A", "emailAddresses": [{"email": "a@a.nl"}],
+                                 "description": "v1", "createdAt": "2020-01-01T00:00:00+00:00"}]})
+    t = tpl(mode="replace", identifiers=["emailAddresses"], fields={"title": "name", "emailAddresses": "email"})
+    p = plan(sheet(tmp_path, [["name", "email"], ["A2", "a@a.nl"]]), t, client)
+    client.patch(A, {"description": "v2 (a colleague, after the plan)"})
+    report = apply(p, client, journal_file=tmp_path / "j.jsonl")
+    # the PUT would set description back to v1: the row is drifted, v2 stays
+    assert client.get(A)["description"] == "v2 (a colleague, after the plan)", report.counts()
+    assert report.counts()["drifted"] == 1 and "description" in report.rows["note"][0]
+
+
+def test_a_records_national_phone_without_a_country_matches_in_the_default_region(crm, client, tmp_path):
+    crm.seed({"organizations": [{"@id": A, "title": "A", "phoneNumbers": [{"phoneNumber": "020 123 4567"}]}]})
+    t = tpl(identifiers=["phoneNumbers"], default_region="NL", fields={"title": "name", "phoneNumbers": "phone"})
+    p = plan(sheet(tmp_path, [["name", "phone"], ["A", "020 123 4567"]]), t, client, strategy="scan")
+    assert [(r["op"], r["iri"]) for r in p.rows] == [("unchanged", A)]
+
+
+def test_an_identifier_that_lost_its_leading_zero_matches_its_record(crm, client, tmp_path):
+    """A KvK number typed into a spreadsheet loses its leading 0: it was a new organization
+    (a duplicate); identifiers of text compare as numbers without their leading zeros."""
+    crm.seed({"organizations": [{"@id": A, "title": "A", "chamberOfCommerceNumber": "02012345"}]})
+    t = tpl(identifiers=["chamberOfCommerceNumber"], fields={"title": "name", "chamberOfCommerceNumber": "kvk"})
+    p = plan(sheet(tmp_path, [["name", "kvk"], ["A", "2012345"]]), t, client)
+    # the spreadsheet dropped the zero (BR-05): the record's, kept as it is, with a warning
+    assert [(r["op"], r["iri"]) for r in p.rows] == [("unchanged", A)]
+    assert [i["type"] for i in p.issues] == ["leading-zero"]
+
+
+def test_record_phones_are_compared_in_the_records_country_when_it_is_not_mapped(crm, client, tmp_path):
+    crm.seed({"organizations": [{"@id": A, "title": "A", "emailAddresses": [{"email": "a@a.be"}],
+                                 "phoneNumbers": [{"phoneNumber": "02 123 45 67"}],
+                                 "address": {"city": "Brussel", "country": "BE"}}]})
+    t = tpl(identifiers=["emailAddresses"], default_region="NL",
+            fields={"title": "name", "emailAddresses": "email", "phoneNumbers": "phone"})
+    p = plan(sheet(tmp_path, [["name", "email", "phone"], ["A", "a@a.be", "+32 2 123 45 67"]]), t, client)
+  
+    assert [r["op"] for r in p.rows] == ["unchanged"], [o.body for o in p.operations]
+
+
+def test_a_put_keeps_the_leading_zero_the_plan_says_stays(crm, client, tmp_path):
+    crm.seed({"organizations": [{"@id": A, "title": "A", "emailAddresses": [{"email": "a@a.nl"}],
+                                 "customerId": "05021"}]})
+    t = tpl(mode="replace", identifiers=["emailAddresses"],
+            fields={"title": "name", "emailAddresses": "email", "customerId": "cid"})
+    p = plan(sheet(tmp_path, [["name", "email", "cid"], ["A2", "a@a.nl", "5021"]]), t, client)
+    assert any(i["type"] == "leading-zero" for i in p.issues)  # "customerId stays 05021"
+    assert p.operations[0].body["customerId"] == "05021"
+
+
+def test_a_row_cannot_take_over_a_record_an_ambiguous_row_names(crm, client, tmp_path):
+    crm.seed({"organizations": [
+        {"@id": A, "title": "A", "emailAddresses": [{"email": "a@a.nl"}, {"email": "a2@a.nl"}]},
+        {"@id": B, "title": "B", "emailAddresses": [{"email": "b@b.nl"}]}]})
+    t = tpl(identifiers=["emailAddresses"], fields={"title": "name", "emailAddresses": "email"})
+    p = plan(sheet(tmp_path, [["name", "email"], ["AB", "a@a.nl; b@b.nl"], ["A-new", "a2@a.nl"]]), t, client)
+    assert [r["op"] for r in p.rows] == ["conflict", "conflict"]
+
+
+def test_a_row_cannot_take_over_a_record_an_iri_mismatch_row_names(crm, client, tmp_path):
+    crm.seed({"organizations": [
+        {"@id": A, "title": "A", "emailAddresses": [{"email": "a@a.nl"}]},
+        {"@id": B, "title": "B", "emailAddresses": [{"email": "b@b.nl"}, {"email": "b2@b.nl"}]}]})
+    t = tpl(identifiers=["emailAddresses"], fields={"title": "name", "emailAddresses": "email"})
+    p = plan(sheet(tmp_path, [["name", "email", "crm_iri"], ["X", "b@b.nl", A], ["B-new", "b2@b.nl", ""]]),
+             t, client)
+    assert [r["op"] for r in p.rows] == ["conflict", "conflict"]
+
+
+def test_a_field_option_on_a_later_source_is_refused():
+    """`policy` (and lookup, required, max_length, render) belong to the whole field and are read
+    from its first source: on a later source they were silently ignored (an e-mail list merged
+    although the template said replace); now the template is refused, naming the key."""
+    import pytest
+    from bulkcrm.errors import TemplateError
+    with pytest.raises(TemplateError, match=r"fields\.emailAddresses\[1\]\.policy: policy applies to the whole field"):
+        tpl(identifiers=["emailAddresses"], fields={
+            "title": "name", "emailAddresses": [{"column": "e1"}, {"column": "e2", "policy": "replace"}]})
+    with pytest.raises(TemplateError, match=r"phoneNumbers\[1\]\.policy"):
+        tpl(fields={"title": "name", "phoneNumbers": [{"column": "p1"}, {"column": "p2", "policy": "bogus"}]})
+    same = tpl(identifiers=["emailAddresses"], fields={"title": "name", "emailAddresses": [
+        {"column": "e1", "policy": "replace"}, {"column": "e2", "policy": "replace"}]})
+    assert same.mapping("emailAddresses").policy == "replace"  # repeated alike: fine
+
+
+def test_a_put_that_resets_the_write_only_avatar_says_so(crm, client, tmp_path):
+    """A PUT resets the fields it leaves out, and `avatar` is write-only (never returned), so a
+    PUT built from the record resets it: the plan says so before anything is sent."""
+    crm.seed({"organizations": [{"@id": A, "title": "A", "emailAddresses": [{"email": "a@a.nl"}],
+                                 "avatar": "/media_objects/1"}]})
+    t = tpl(mode="replace", identifiers=["emailAddresses"], fields={"title": "name", "emailAddresses": "email"})
+    p = plan(sheet(tmp_path, [["name", "email"], ["A2", "a@a.nl"]]), t, client)
+    assert any(n.startswith("mode: replace: 1 PUT(s) reset the avatar") for n in p.notes), p.notes
+    patch = tpl(identifiers=["emailAddresses"], fields={"title": "name", "emailAddresses": "email"})
+    assert not any("avatar" in n for n in plan(sheet(tmp_path, [["name", "email"], ["A2", "a@a.nl"]]), patch, client).notes)
+
+
+def test_a_put_body_never_carries_json_ld_keys_of_an_unmapped_address():
+    t = tpl(mode="replace", identifiers=["emailAddresses"], fields={"title": "title", "emailAddresses": "email"})
+    record = {"@id": "/organizations/1", "title": "A", "emailAddresses": [{"email": "a@x.example"}],
+              "address": {"@context": "/contexts/Address", "@id": "/.well-known/genid/9", "@type": "Address",
+                          "street": "Oude Gracht 1"}}
+    body, _, _ = diff.update({"title": "B", "emailAddresses": ["a@x.example"]}, record, ["title"], t)
+    assert not any(k.startswith("@") for k in body["address"])
+
+
+def test_fill_if_empty_fills_a_blank_record_value_under_put(crm, client, tmp_path):
+    crm.seed({"organizations": [{"@id": A, "title": "A", "emailAddresses": [{"email": "a@a.nl"}],
+                                 "website": "   "}]})
+    t = tpl(mode="replace", identifiers=["emailAddresses"],
+            fields={"title": "name", "emailAddresses": "email", "website": {"column": "w", "policy": "fill_if_empty"}})
+    p = plan(sheet(tmp_path, [["name", "email", "w"], ["A", "a@a.nl", "https://a.nl"]]), t, client)
+    (op,) = p.operations  # planned: a PUT (website is "empty" when compared) ...
+    assert op.body["website"] == "https://a.nl", op.changes
+
+
+def test_a_row_matched_by_a_shared_phone_with_another_customer_id_is_a_conflict(crm, client, tmp_path):
+    """Identifiers customerId and phone: a new row (customerId 99) sharing a switchboard number
+    with a record of customerId 1 was planned as a patch rewriting that record's title and
+    customerId. A record holds one customerId (chamberOfCommerceNumber, linkedinId): another
+    value is another organization, so the row is an `identifier-mismatch` conflict, never
+    written; a record without one is filled."""
+    crm.seed({"organizations": [
+        {"@id": A, "title": "Exotic Liquids", "customerId": "SUP-1", "phoneNumbers": [{"phoneNumber": "+441715552222"}]},
+        {"@id": B, "title": "Bare", "phoneNumbers": [{"phoneNumber": "+441715553333"}]}]})
+    t = tpl(identifiers=["customerId", "phoneNumbers"], default_region="GB",
+            fields={"title": "name", "customerId": "id", "phoneNumbers": "phone"})
+    p = plan(sheet(tmp_path, [["name", "id", "phone"], ["Acme Foods", "SUP-99", "(171) 555-2222"],
+                              ["Bare", "SUP-7", "(171) 555-3333"]]), t, client)
+    assert [(r["op"], r["iri"]) for r in p.rows] == [("conflict", A), ("patch", B)]
+    (issue,) = [i for i in p.issues if i["row_number"] == 2]
+    assert issue["type"] == "identifier-mismatch" and issue["column"] == "id" and issue["value"] == "SUP-99"
+    assert f"it matches {A} by phoneNumbers +441715552222, but its customerId SUP-99 is not the record's SUP-1" \
+        in issue["message"]
+    assert [o.body for o in p.operations] == [{"customerId": "SUP-7"}]
+    same = plan(sheet(tmp_path, [["name", "id", "phone"], ["Exotic Liquids", "SUP-1", "(171) 555-2222"]]), t, client)
+    assert [(r["op"], r["iri"]) for r in same.rows] == [("unchanged", A)]
