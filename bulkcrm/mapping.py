@@ -140,8 +140,20 @@ def _check_columns(frame: pl.DataFrame, template: Template, path: str | None, he
             f"column(s) {', '.join(_with_guess(c, present) for c in missing)} required by template "
             f"{template.path} not found; the sheet has: {', '.join(map(repr, present))} ("
             + (len(present) == 1 and _delimiter_hint(present[0]) or f"the header read from row {header_row}; pass "
-               "--header-row N if it is another row") + ")",
+               "--header-row N if it is another row") + ")" + _constant_hint(template, missing)
+            + "; a column some sheets lack takes optional: true",
             path=path, row_number=header_row)
+
+
+def _constant_hint(template: Template, missing: list[str]) -> str:
+    """`; to send the text …` when a missing column feeds a field people set to one text for
+    every row (`externalSource: northwind` names a column; a constant is `{value: northwind}`)."""
+    fields = [m.field for m in template.mappings if m.field == "externalSource" and m.columns
+              and m.columns[0] in missing]
+    if not fields:
+        return ""
+    col = template.column_of(fields[0])
+    return f"; to send the text {col!r} on every row, write {fields[0]}: {{value: {col}}}"
 
 
 def _delimiter_hint(header: str) -> str | None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import gc
 import os
+import re
 import time
 from contextlib import contextmanager
 from concurrent.futures import ThreadPoolExecutor
@@ -540,8 +541,20 @@ def _domains(frame: pl.DataFrame, fields: list[str], *, api: bool) -> pl.Series:
     return out.str.to_lowercase()
 
 
+ORG_IRI = re.compile(r"/organizations/[^/\s]+")
+"""An organization's IRI (crm-api.md §1, §8), as an export writes it in the IRI column."""
+
+
 def _not_found_issues(nf: pl.DataFrame, template: Template, file: str, sheet: str | None) -> list[Issue]:
+    """An error per row whose IRI column names no record: `not-found` (deleted since, or another
+    tenant's), or `invalid-iri` when the cell is no organization IRI at all (`1`, a bare id: the
+    IRI column set to a column of one's own IDs, which would never match)."""
     col = template.iri_column
     return [Issue("not-found", rn, col, iri, "IRI of an existing record (crm-api.md §1)",
                   f"{file}:{rn}:{col}: no record {iri}; remove the IRI to create a new organization",
-                  "error", file, sheet) for rn, iri in nf.iter_rows()]
+                  "error", file, sheet) if ORG_IRI.fullmatch(iri) else
+            Issue("invalid-iri", rn, col, iri, "IRI /organizations/{id} (crm-api.md §1)",
+                  f"{file}:{rn}:{col}: {iri!r} is not an organization IRI (/organizations/{{id}}, as an export "
+                  f"writes it); the template's iri_column {col!r} must hold such IRIs (a column of your own "
+                  "IDs maps to customerId instead)", "error", file, sheet)
+            for rn, iri in nf.iter_rows()]

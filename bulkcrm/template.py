@@ -447,9 +447,20 @@ def _notes_section(doc: Any, parent: Template, err: "_Err") -> NotesSpec:
         org_doc = _default_org_ref(parent, err)
     spec = _notes_spec({**doc, "organization": org_doc}, sub, parent, sub_err)
     if sheet is not None and doc.get("organization") is None:
-        spec = replace(spec, organization=replace(spec.organization, derived=True))
+        spec = replace(spec, organization=_as_parent(replace(spec.organization, derived=True), parent))
     spec = replace(spec, sheet=None if sheet is None else str(sheet))
     return replace(spec, template=replace(sub, notes=spec))
+
+
+def _as_parent(ref: OrgRef, parent: Template) -> OrgRef:
+    """A reference taken from the organizations' columns reads each column as the organizations
+    do: with their source's transforms (a customerId `1` that the template prefixes `SUP-`
+    names `SUP-1` on the notes sheet too; export writes it back as `1` there too)."""
+    def own(m: Mapping) -> Mapping:
+        theirs = parent.mapping(m.field)
+        same = [s for s in theirs.sources if s.column == m.sources[0].column] if theirs else []
+        return replace(m, sources=(same[0],)) if same else m
+    return replace(ref, template=replace(ref.template, mappings=tuple(own(m) for m in ref.template.mappings)))
 
 
 def _default_org_ref(parent: Template, err: "_Err") -> dict:
@@ -590,13 +601,31 @@ def _mapping(name: str, spec: Any, resource: str, mode: str, err: _Err,
     if max_length is not None and (isinstance(max_length, bool) or not isinstance(max_length, int)
                                    or max_length < 1):
         raise err("a whole number of characters, 1 or more", f"{key}.max_length")
+    lookup = _lookup(first.get("lookup"), rule, err, f"{key}.lookup")
+    if rule.get("iri") and lookup is None:
+        _constant_iris(sources, rule, err, key)
     return Mapping(
         field=name, kind=rule["kind"], sources=sources, policy=policy,
-        lookup=_lookup(first.get("lookup"), rule, err, f"{key}.lookup"),
+        lookup=lookup,
         required=required, max_length=max_length,
         render=tuple(sorted((first.get("render") or {}).items())),
         resource=resource,
     )
+
+
+def _constant_iris(sources: tuple[Source, ...], rule: dict, err: _Err, key: str) -> None:
+    """A relation's constant (`value:`) without `lookup` is sent as it is, so it must be an IRI
+    of its collection (`/tags/{id}`); a name (`Supplier`) would fail on every row."""
+    collection, by = rule["iri"], rule.get("lookup_by", "name")
+    for i, s in enumerate(sources):
+        values = s.value if isinstance(s.value, (list, tuple)) else [] if s.value is None else [s.value]
+        for v in values:
+            if not str(v).startswith(f"/{collection}/"):
+                where = f"{key}[{i}]" if len(sources) > 1 else key
+                more = " (lookup: {create_missing: true} also creates one that does not exist)" \
+                    if collection == "tags" else ""
+                raise err(f"the value {v!r} is not an IRI /{collection}/{{id}}; to give its {by} "
+                          f"instead, add lookup: true{more}", f"{where}.value")
 
 
 def _source(spec: Any, rule: dict, err: _Err, key: str) -> Source:

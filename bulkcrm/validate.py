@@ -87,6 +87,7 @@ def validate(mapped: pl.DataFrame, template: Template, *, sheet: pl.DataFrame | 
                                                                       template, file, sheet_name)
              if (i.row_number, i.column) not in unreadable and (i.row_number, None) not in unreadable]
     found += _dropped_extensions(sheet, template, found, file, sheet_name, letters or {}) + read_found
+    found += _repeated_phones(sheet, template, file, sheet_name, letters or {})
     found += _numeric_cells(numbers, template, file, sheet_name) + _date_cells(numbers, template, file, sheet_name)
     issues = issues_frame(found).sort("row_number", "column", nulls_last=True, maintain_order=True)
     bad = set(issues.filter(pl.col("severity") == "error")["row_number"].drop_nulls().to_list())
@@ -254,6 +255,29 @@ def _dropped_extensions(sheet: pl.DataFrame | None, template: Template, found: l
                                 "E.164 has none; note it elsewhere (e.g. the description) if it matters",
                                 "warning", file, sheet_name), letters, sheet_name)
                 for rn, value in hits.iter_rows() if (rn, s.column) not in kept]
+    return out
+
+
+def _repeated_phones(sheet: pl.DataFrame | None, template: Template, file: str | None,
+                     sheet_name: str | None, letters: dict[str, str]) -> list[Issue]:
+    """A warning per phone cell holding what an earlier phone column of its row holds (a fax
+    typed as the phone number): a record lists a number once, with the earlier column's type,
+    so the later cell's type is not sent and an edit making them equal changes nothing."""
+    m = template.mapping("phoneNumbers")
+    if sheet is None or m is None:
+        return []
+    cols = [s for s in m.sources if s.column and s.column in sheet.columns]
+    out = []
+    for j, later in enumerate(cols[1:], 1):
+        for first in cols[:j]:
+            a, b = (pl.col(s.column).str.strip_chars() for s in (first, later))
+            same = sheet.filter((a == b) & (b != "")).select("row_number", b.alias("v"))
+            kind = f" ({later.phone_type})" if later.phone_type else ""
+            out += [with_cell(Issue("repeated-phone", rn, later.column, v, "a number once per record",
+                                    f"{_place(file, rn, later.column)}\"{v}\" is also the row's {first.column}: the "
+                                    f"record lists it once, as {first.column}'s, so its {later.column}{kind} "
+                                    "entry is not sent", "warning", file, sheet_name), letters, sheet_name)
+                    for rn, v in same.iter_rows()]
     return out
 
 

@@ -61,7 +61,7 @@ IssueType = Literal[
     "formula-without-result", "excel-error", "merged-cell", "numeric-cell", "encoding", "unnamed-column",
     "duplicate-header",
     "api-rejected", "request-failed", "drifted", "reconcile-mismatch", "not-found", "possible-duplicate",
-    "leading-zero", "iri-mismatch", "identifier-mismatch", "date-cell",
+    "leading-zero", "iri-mismatch", "identifier-mismatch", "date-cell", "repeated-phone",
 ]
 """Kebab-case issue slugs, as frictionless names its errors."""
 ISSUE_TYPES: tuple[str, ...] = get_args(IssueType)

@@ -522,3 +522,34 @@ def test_reconciling_says_what_it_does_for_notes(runner, categories, tmp_path):
     assert notes.exit_code == 0, notes.output
     assert ("Reconciling: comparing the written notes with the server's answers to their writes ("
             in notes.output) and "re-reading" not in notes.output
+
+
+def test_a_notes_sheet_reads_the_organizations_columns_with_their_transforms(runner, categories, tmp_path):
+    """A notes sheet without `organization:` finds organizations by the organizations' own
+    columns under the same names; the customerId `1` that the template prefixes `SUP-` on the
+    organizations sheet is `1` on the notes sheet too (it was read raw: no organization matched
+    `1`, every note was invalid), and export writes it as `1` on both sheets."""
+    template = tmp_path / "t.yaml"
+    template.write_text("resource: organizations\nidentifiers: [customerId]\nfields:\n"
+                        "  title: {column: Company}\n"
+                        "  customerId: {column: supplierID, transforms: [{prefix: {value: SUP-}}]}\n"
+                        "notes:\n  sheet: Notes\n"
+                        "  fields:\n    description: {column: Notes}\n    category: {value: Note, lookup: true}\n")
+    _two_sheets(tmp_path / "w.xlsx", [["Company", "supplierID"], ["Echo BV", "1"], ["Gale BV", "2"]],
+                [["supplierID", "Notes"], ["1", "n1"], ["2", "n2"]])
+    code, out = run(runner, categories, "import", str(tmp_path / "w.xlsx"), "-t", str(template),
+                    "--report", str(tmp_path / "r1"))
+    assert code == 0, out
+    assert out["by_resource"]["notes"]["created"] == 2
+    owner = {o["@id"]: o["customerId"] for o in categories.store.all("organizations", tenant="tenant-a")}
+    assert sorted((owner[n["@id"].rsplit("/notes/", 1)[0]], n["description"])
+                  for n in categories.store.all("notes", tenant="tenant-a")) == [("SUP-1", "n1"), ("SUP-2", "n2")]
+    code, _ = run(runner, categories, "export", "-t", str(template), "--out", str(tmp_path / "x.xlsx"))
+    book = openpyxl.load_workbook(tmp_path / "x.xlsx")
+    written = {ws.title: sorted(str(c.value) for c in ws[_column(ws, "supplierID")][1:]) for ws in book}
+    assert code == 0 and written == {book.sheetnames[0]: ["1", "2"], "Notes": ["1", "2"]}
+
+
+def _column(ws, name: str) -> str:
+    """The letters of the column headed `name` on the first row."""
+    return next(c.column_letter for c in ws[1] if c.value == name)

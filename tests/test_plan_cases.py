@@ -347,7 +347,7 @@ def test_plan_names_the_sheets_columns_the_template_does_not_read(crm, client, t
                      encoding="utf-8")
     p = plan(sheet, tpl, client)
     (note,) = [n for n in p.notes if n.startswith("unmapped")]
-    assert note.startswith("unmapped column(s) 'state': the template does not read it")
+    assert note.startswith("unmapped column 'state': the template does not read it, so nothing of it is sent")
     assert f"  note: {note}" in render_plan(p)
     sheet.write_text("name,email\nA,a@x.example\n", encoding="utf-8")
     assert not [n for n in plan(sheet, tpl, client).notes if n.startswith("unmapped")]

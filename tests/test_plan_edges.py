@@ -1,5 +1,6 @@
-"""Planner edge cases from a review of the diff and the request bodies (2026-12-01): each test
-gives the documented outcome (README, crm-api.md) of a case the other tests did not cover."""
+"""Planner and template edge cases from a review of matching, the diff and the request bodies,
+and from a first-time user's trial (2026-12-01): each test gives the documented outcome (README,
+crm-api.md) of a case the other tests did not cover."""
 from __future__ import annotations
 
 import csv
@@ -162,3 +163,29 @@ def test_a_row_matched_by_a_shared_phone_with_another_customer_id_is_a_conflict(
     assert [o.body for o in p.operations] == [{"customerId": "SUP-7"}]
     same = plan(sheet(tmp_path, [["name", "id", "phone"], ["Exotic Liquids", "SUP-1", "(171) 555-2222"]]), t, client)
     assert [(r["op"], r["iri"]) for r in same.rows] == [("unchanged", A)]
+
+
+def test_an_iri_column_of_own_ids_says_it_holds_no_iris(crm, client, tmp_path):
+    """`iri_column` set to a column of the sheet's own IDs (`1`): each row was `not-found` with
+    the advice to remove the IRI "to create a new organization" (a duplicate, as its
+    identifiers matched one); it is an `invalid-iri` error saying what the column must hold."""
+    crm.seed({"organizations": [{"@id": A, "title": "A", "emailAddresses": [{"email": "a@a.nl"}]}]})
+    t = tpl(identifiers=["emailAddresses"], iri_column="id", fields={"title": "name", "emailAddresses": "email"})
+    p = plan(sheet(tmp_path, [["id", "name", "email"], ["1", "A", "a@a.nl"], [A[:-1] + "f", "B", "b@b.nl"]]), t, client)
+    assert [(i["row_number"], i["type"]) for i in p.issues] == [(2, "invalid-iri"), (3, "not-found")]
+    assert "'1' is not an organization IRI (/organizations/{id}, as an export writes it)" in p.issues[0]["message"]
+    assert p.n_operations() == 0
+
+
+def test_a_relations_constant_name_without_lookup_is_refused_when_the_template_loads():
+    """`tags: {value: Supplier}` was sent as it is and failed on every row (29 errors); a
+    relation's constant must be its IRI, or a name with `lookup: true`, said once, at load."""
+    import pytest
+    from bulkcrm.errors import TemplateError
+    with pytest.raises(TemplateError, match=r"fields\.tags\.value: the value 'Supplier' is not an IRI /tags/\{id\}; "
+                                            r"to give its title instead, add lookup: true"):
+        tpl(fields={"title": "name", "tags": {"value": "Supplier"}})
+    with pytest.raises(TemplateError, match=r"fields\.owner\.value: .* to give its email instead"):
+        tpl(fields={"title": "name", "owner": {"value": "anna@example.com"}})
+    assert tpl(fields={"title": "name", "tags": {"value": "Supplier", "lookup": True}}).mapping("tags").lookup
+    assert tpl(fields={"title": "name", "tags": {"value": ["/tags/1"]}}).mapping("tags").sources[0].value
