@@ -353,6 +353,8 @@ def _update_ops(ok: pl.DataFrame, matches, mode: str, template: Template,
     matches.frame = None  # not needed any more
     equal = diff.same_as_record(ok.select(m.field for m in template.mappings)[at], records[rec], template)
     differs = ~equal.select(pl.all_horizontal(pl.all())).to_series()  # only these can change anything
+    unmapped = _holds_unmapped(ok["iri"].gather(at), matches.records, template)
+    differs = differs | unmapped if unmapped is not None else differs
     # gathered whole only now: most matched rows of a re-upload change nothing
     at, rec, equal = at.filter(differs), rec.filter(differs), equal.filter(differs)
     matched, raw = ok[at], records[rec]
@@ -361,6 +363,10 @@ def _update_ops(ok: pl.DataFrame, matches, mode: str, template: Template,
     changed = diff.changed_fields(matched, existing, template, on="row_number", phones_normalised=True,
                                   equal=alike) if matched.height else \
         pl.DataFrame(schema={"row_number": pl.Int64, "iri": pl.String, "changed": pl.List(pl.String)})
+    if unmapped is not None and matched.height:  # a PUT clears what the record holds unmapped
+        held = unmapped.filter(differs)
+        changed = changed.with_columns(pl.when(held).then(pl.concat_list("changed", pl.lit([UNMAPPED])))
+                                       .otherwise("changed").alias("changed"))
     zeros = diff.kept_zeros(matched, existing, template)
     blanks = diff.kept_blanks(matched if mode != "create-only" else matched.clear(), existing, template)
     changed = changed.select("row_number", "changed").filter(pl.col("changed").list.len() > 0)
@@ -370,6 +376,23 @@ def _update_ops(ok: pl.DataFrame, matches, mode: str, template: Template,
     if template.mode != "replace":  # a PUT starts from the whole record instead
         w = _with_records(w, raw.with_columns(matched["row_number"]), existing)
     return changed, write_ops(w, template, tags, matches.records), zeros, blanks
+
+
+UNMAPPED = "(unmapped)"
+"""The changed-field name of a PUT that clears fields the template does not map
+(`clear_unmapped: true`), which the record holds."""
+
+
+def _holds_unmapped(iris: pl.Series, records: dict[str, dict], template: Template) -> pl.Series | None:
+    """Per matched record (`iris`), whether it holds a value in a field the template does not
+    map, which a `clear_unmapped` PUT clears (None for other templates): such a record changes
+    although every mapped field is equal (the sheet is the whole record)."""
+    if template.mode != "replace" or not template.clear_unmapped:
+        return None
+    mapped = {m.field.split(".")[0] for m in template.mappings}
+    fields = [f for f in diff.PUT_FIELDS if f not in mapped]
+    return pl.Series([any(records[i].get(f) not in (None, "", [], {}) for f in fields) for i in iris.to_list()],
+                     dtype=pl.Boolean)
 
 
 def _write_columns(w: pl.DataFrame, template: Template) -> list[str]:

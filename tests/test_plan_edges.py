@@ -189,3 +189,21 @@ def test_a_relations_constant_name_without_lookup_is_refused_when_the_template_l
         tpl(fields={"title": "name", "owner": {"value": "anna@example.com"}})
     assert tpl(fields={"title": "name", "tags": {"value": "Supplier", "lookup": True}}).mapping("tags").lookup
     assert tpl(fields={"title": "name", "tags": {"value": ["/tags/1"]}}).mapping("tags").sources[0].value
+
+
+def test_clear_unmapped_clears_a_record_whose_mapped_fields_are_equal(crm, client, tmp_path):
+    """`clear_unmapped: true` makes the sheet the whole record: a record equal in every mapped
+    field but holding an unmapped one (a description) gets the PUT that clears it, as a record
+    that changes does; one holding nothing unmapped is unchanged."""
+    crm.seed({"organizations": [
+        {"@id": A, "title": "A", "emailAddresses": [{"email": "a@a.nl"}], "description": "old"},
+        {"@id": B, "title": "B", "emailAddresses": [{"email": "b@b.nl"}]}]})
+    t = tpl(mode="replace", clear_unmapped=True, identifiers=["emailAddresses"],
+            fields={"title": "name", "emailAddresses": "email"})
+    p = plan(sheet(tmp_path, [["name", "email"], ["A", "a@a.nl"], ["B", "b@b.nl"]]), t, client)
+    assert [(r["op"], r["iri"]) for r in p.rows] == [("replace", A), ("unchanged", B)]
+    (op,) = p.operations
+    assert op.cleared == ["description"] and "description" not in op.body
+    apply(p, client, journal_file=tmp_path / "j.jsonl")
+    assert client.get(A).get("description") in (None, "")
+    assert plan(sheet(tmp_path, [["name", "email"], ["A", "a@a.nl"], ["B", "b@b.nl"]]), t, client).counts()["unchanged"] == 2
