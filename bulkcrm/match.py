@@ -424,11 +424,12 @@ def _mismatches(elsewhere: pl.DataFrame, iri_column: str | None) -> pl.DataFrame
     overwrite that record with its data), so it is not written."""
     by_record = elsewhere.group_by("row_number", "iri", maintain_order=True).agg(
         pl.col("named", "kind", "value").first(),
-        pl.format("{} {}", "kind", "value").str.join(", ").alias("ids"))
+        pl.format("{} {}", "kind", "value").str.join(", ").alias("ids"),
+        pl.when(pl.len() > 1).then(pl.lit("belong")).otherwise(pl.lit("belongs")).alias("verb"))
     return by_record.group_by("row_number", maintain_order=True).agg(
         pl.lit("iri-mismatch").alias("type"),
         pl.format("its {} names {}, but its {}", pl.lit(iri_column or "IRI"), pl.col("named").first(),
-                  pl.format("{} belong to {}", "ids", "iri").str.join("; its ")).alias("message"),
+                  pl.format("{} {} to {}", "ids", "verb", "iri").str.join("; its ")).alias("message"),
         pl.col("kind").first().alias("field"), pl.col("value").first()).select(
         "row_number", "type", "message", "field", "value")
 

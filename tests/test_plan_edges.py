@@ -93,6 +93,7 @@ def test_a_row_cannot_take_over_a_record_an_iri_mismatch_row_names(crm, client, 
     p = plan(sheet(tmp_path, [["name", "email", "crm_iri"], ["X", "b@b.nl", A], ["B-new", "b2@b.nl", ""]]),
              t, client)
     assert [r["op"] for r in p.rows] == ["conflict", "conflict"]
+    assert f"its crm_iri names {A}, but its emailAddresses b@b.nl belongs to {B}" in p.issues[0]["message"]
 
 
 def test_a_field_option_on_a_later_source_is_refused():
