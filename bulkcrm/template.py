@@ -315,7 +315,9 @@ def load_template(path: str | Path) -> Template:
     except yaml.MarkedYAMLError as e:  # one line: where (the file's line and column) and what
         mark = e.problem_mark or e.context_mark
         where = f"{p}:{mark.line + 1}:{mark.column + 1}" if mark else str(p)
-        what = "; ".join(x for x in (e.context, e.problem) if x)
+        start = e.context_mark if e.context_mark and mark and e.context_mark.line != mark.line else None
+        context = f"{e.context} (which starts at line {start.line + 1})" if e.context and start else e.context
+        what = "; ".join(x for x in (context, e.problem) if x)
         raise TemplateError(f"cannot read YAML: {what}", path=where) from None
     except (OSError, yaml.YAMLError, UnicodeDecodeError) as e:
         raise TemplateError(f"cannot read YAML: {e}", path=str(p)) from None
