@@ -224,8 +224,8 @@ def test_a_yaml_syntax_error_is_one_line_naming_the_templates_line(runner, tmp_p
     result = runner.invoke(cli, ["validate", str(CASES / "BR-01.csv"), "-t", str(t)])
     assert result.exit_code == 2 and "Traceback" not in result.output
     (line,) = result.output.strip().splitlines()
-    assert line == (f"Error: {t}:3:1: cannot read YAML: while parsing a flow node (which starts at line 2); "
-                    "expected the node content, but found '<stream end>'")
+    assert line == (f"Error: {t}:3:1: cannot read YAML: while parsing a flow node; expected the node "
+                    "content, but found '<stream end>'")
     # an unclosed list is found a line later: the message says where it starts
     t.write_text("resource: organizations\nfields:\n  title:\n    column: name\n    transforms: [trim, squish\n"
                  "  website: {column: w}\n", encoding="utf-8")
