@@ -375,12 +375,14 @@ def parse_template(doc: Any, *, path: str = "<template>", sha256: str = "") -> T
     mappings = tuple(_mapping(name, spec, resource, mode, err) for name, spec in fields_doc.items())
     mapped = {m.field for m in mappings}
     idents = tuple(_str_list(doc.get("identifiers", []), err, "identifiers"))
-    for i, ident in enumerate(idents):
-        if ident not in IDENTIFIER_KINDS:
-            raise err(f"{ident!r} cannot identify a record{did_you_mean(ident, IDENTIFIER_KINDS)}; use "
-                      f"{sorted(IDENTIFIER_KINDS)}", f"identifiers[{i}]")
-        if ident not in mapped:
-            raise err(f"identifier {ident!r} is not mapped under fields", f"identifiers[{i}]")
+    wrong = [(i, f"{ident!r} cannot identify a record{did_you_mean(ident, IDENTIFIER_KINDS)}"
+              if ident not in IDENTIFIER_KINDS else f"identifier {ident!r} is not mapped under fields")
+             for i, ident in enumerate(idents) if ident not in IDENTIFIER_KINDS or ident not in mapped]
+    use = f"; use {sorted(IDENTIFIER_KINDS)}" if any(i not in IDENTIFIER_KINDS for i in idents) else ""
+    if len(wrong) == 1:
+        raise err(wrong[0][1] + use, f"identifiers[{wrong[0][0]}]")
+    if wrong:  # every one at once: a fix of the first must not just reveal the next
+        raise err("; ".join(f"[{i}] {msg}" for i, msg in wrong) + use, "identifiers")
     for req, r in rules.items():
         if r.get("required") and req not in mapped:
             section = "§8.1" if resource == "organizations" else "§9.1"

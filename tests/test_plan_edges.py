@@ -208,3 +208,15 @@ def test_clear_unmapped_clears_a_record_whose_mapped_fields_are_equal(crm, clien
     apply(p, client, journal_file=tmp_path / "j.jsonl")
     assert client.get(A).get("description") in (None, "")
     assert plan(sheet(tmp_path, [["name", "email"], ["A", "a@a.nl"], ["B", "b@b.nl"]]), t, client).counts()["unchanged"] == 2
+
+
+def test_every_wrong_identifier_is_named_at_once():
+    """A template with two wrong identifiers said only the first; a fix then met the next."""
+    import pytest
+    from bulkcrm.errors import TemplateError
+    with pytest.raises(TemplateError) as e:
+        tpl(identifiers=["customerID", "phone", "emailAddresses"], fields={"title": "name"})
+    assert str(e.value).startswith("t.yaml:identifiers: [0] 'customerID' cannot identify a record (did you mean "
+                                   "'customerId'?)")
+    assert "; [1] 'phone' cannot identify a record" in str(e.value)
+    assert "; [2] identifier 'emailAddresses' is not mapped under fields" in str(e.value)
