@@ -34,6 +34,7 @@ import datetime as dt
 import json
 import logging
 import math
+import re
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -379,18 +380,18 @@ def _run_op(op: Operation, journal: Journal, client: Client, verify: bool) -> An
         except TransientApiError as e:
             if e.status is None or e.status in _DOWN:  # the API is down: stop, resume later
                 raise
-            journal.record(op.key, "failed", status=e.status, detail=_problem(e))
+            journal.record(op.key, "failed", status=e.status, detail=_problem(e, body))
             return None
         except PermanentApiError as e:
             if op.method == "DELETE" and e.status == 404:  # gone already (a lost answer, or by hand)
                 journal.record(op.key, "done", iri=op.iri, status=404, detail="already deleted")
                 return None
-            journal.record(op.key, "failed", status=e.status, detail=_problem(e))
+            journal.record(op.key, "failed", status=e.status, detail=_problem(e, body))
             return None
         journal.record(op.key, "done", iri=resp.iri or op.iri, status=resp.status,
                        detail=f"throttled {resp.throttled}x" if resp.throttled else None)
         return resp.body
-    journal.record(op.key, "failed", status=last.status, detail=_problem(last))
+    journal.record(op.key, "failed", status=last.status, detail=_problem(last, body))
     return None
 
 
@@ -401,9 +402,15 @@ def _send(client: Client, op: Operation, path: str, body: dict, before_send: Cal
         path, body, before_send=before_send)
 
 
-def _problem(e: ApiError) -> str:
+def _problem(e: ApiError, body: dict | None = None) -> str:
+    """What the API said of a refused write: its violations (`field: message`), else its detail,
+    prefixed with the field of `body` holding the IRI a 400 `Item not found for "…"` names
+    (crm-api.md §3: an owner or tag IRI, e.g. a template lookup table's, that does not exist)."""
     lines = [f"{v.get('propertyPath')}: {v.get('message')}" for v in e.violations] or [e.detail or str(e)]
-    return "; ".join(lines)
+    missing = re.fullmatch(r'Item not found for "(.+)"\.?', lines[0]) if not e.violations else None
+    held = [k for k, v in (body or {}).items() if missing and (v == missing[1] or
+                                                              isinstance(v, list) and missing[1] in v)]
+    return f"{held[0]}: {lines[0]}" if held else "; ".join(lines)
 
 
 def _fill_refs(body: Any, iris: dict[str, str]) -> Any:

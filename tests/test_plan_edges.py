@@ -220,3 +220,16 @@ def test_every_wrong_identifier_is_named_at_once():
                                    "'customerId'?)")
     assert "; [1] 'phone' cannot identify a record" in str(e.value)
     assert "; [2] identifier 'emailAddresses' is not mapped under fields" in str(e.value)
+
+
+def test_a_write_refused_for_a_missing_iri_names_the_field_holding_it(crm, client, tmp_path):
+    """An owner IRI from the template's static lookup table that names no user is only found
+    by the API (the table is for what the API cannot list); the failure said `Item not found
+    for "/users/…"` and no field: it now starts with the field, `owner: …`."""
+    t = tpl(identifiers=["emailAddresses"], fields={
+        "title": "name", "emailAddresses": "email",
+        "owner": {"column": "owner", "lookup": {"table": {"anna@example.com": "/users/1111"}}}})
+    p = plan(sheet(tmp_path, [["name", "email", "owner"], ["A", "a@a.nl", "anna@example.com"]]), t, client)
+    report = apply(p, client, journal_file=tmp_path / "j.jsonl")
+    assert report.counts()["failed"] == 1
+    assert report.rows["note"][0] == 'owner: Item not found for "/users/1111".'
