@@ -381,6 +381,9 @@ def test_ctrl_c_prints_the_resume_command_and_resume_completes(crm, tmp_path):
     assert summary_sheet["stopped"] is True and summary_sheet["ok"] is False and summary_sheet["left"] > 0
     assert 0 < done < len(outcomes) and set(outcomes) <= {"created", "patched", "planned", "unchanged"}
     assert stopped_report["summary"]["left"] == outcomes.count("planned") == len(outcomes) - done
+    # --json names that report and gives its summary, so a scheduled job has the counts so far
+    assert stopped["report"] == str(tmp_path / "report" / "report.json")
+    assert stopped["summary"] == stopped_report["summary"]
     crm.clear_faults()
     final = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=300)
     assert final.returncode == 0, final.stderr
