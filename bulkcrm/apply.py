@@ -284,7 +284,7 @@ def _check_created_since(plan: Plan, journal: Journal, client: Client, verify: b
     found = list(lookup_records(client, values).values()) if by_lookup else client.list_all("/organizations", after)
     recent = [r for r in found if r.get("@id") not in claimed]
     # a create left `sent` (its answer lost) is found among these by `_find_created` instead
-    taken = _held_by([o for o in todo if journal.state(o.key) != "sent"], recent)
+    taken = _held_by([o for o in todo if journal.state(o.key) != "sent"], recent, plan.default_region)
     if taken:
         held = len(set().union(*taken.values()))
         log.warning("%s: %s of them %s an identifier of %s of the plan's creates, which %s not sent "
@@ -322,14 +322,14 @@ def _check_changed_since(plan: Plan, journal: Journal, client: Client) -> tuple[
     return out, held
 
 
-def _held_by(creates: list[Operation], records: list[dict]) -> dict[str, list[str]]:
+def _held_by(creates: list[Operation], records: list[dict], default_region: str | None = None) -> dict[str, list[str]]:
     """key -> IRIs of the `records` that hold one of the create's identifiers (its
     `identifiers`, and the records' own, normalised as planning compares them)."""
     fields = sorted({f for o in creates for f in o.identifiers if f in IDENTIFIER_KINDS})
     if not records or not fields:
         return {}
     frame = raw_records_frame(records, identifiers_schema(fields))
-    held = record_identifiers(frame, fields).join(
+    held = record_identifiers(frame, fields, default_region=default_region).join(
         frame.select(pl.int_range(pl.len(), dtype=pl.UInt32).alias("rec"), "@id"), on="rec")
     wanted = pl.DataFrame([(o.key, f, str(v)) for o in creates for f, vals in o.identifiers.items()
                            if f in IDENTIFIER_KINDS for v in vals],

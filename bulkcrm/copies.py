@@ -36,7 +36,9 @@ def write_copies(report: Report, out: Path, input_sheet: Sheet, input_path: str 
 def _with_status(input_frame: pl.DataFrame, report: Report, sheet: str | None = None) -> pl.DataFrame:
     """Return the input's columns (as text) plus `STATUS_COLUMNS`, joined on row_number.
 
-    A `crm_iri` already in the input is kept where this run found no IRI. `bulkcrm_note` says
+    A `crm_iri` already in the input is kept where this run found no IRI; a row in conflict gets
+    none from this run (its match is what is in doubt: the next import would take it as the
+    row's own). `bulkcrm_note` says
     what to fix: the row's errors and warnings as the report gives them, else its note (why
     it was skipped or drifted). A row holding an organization and its note gets both outcomes
     (`created; note invalid`), both notes, and the organization's IRI. Only report rows of
@@ -52,7 +54,8 @@ def _with_status(input_frame: pl.DataFrame, report: Report, sheet: str | None = 
     said = pl.coalesce(said, pl.col("note"))
     status = (table.filter(pl.col("sheet").eq_missing(pl.lit(sheet, pl.String)))
               .group_by("row_number", maintain_order=True)
-              .agg(pl.col("iri").first().alias("_iri"),
+              # a conflict's record is disputed: its IRI in the copy would end the dispute unseen
+              .agg(pl.col("iri").filter(pl.col("outcome") != "conflict").first().alias("_iri"),
                    pl.when(both).then(pl.format("note {}", "outcome")).otherwise("outcome")
                    .str.join("; ").alias("_out"),
                    pl.when(both).then(pl.format("note: {}", said)).otherwise(said)

@@ -172,6 +172,7 @@ def _plan(source: str | Path | Sheet, template: Template, client: Client, *, mod
               *_conflict_issues(matches.conflicts, template, sh, file),
               *_not_found_issues(matches.not_found, template, file, sh.sheet_name)]
     issues += _same_title_issues(rows, matches, template, file, sh.sheet_name)
+    issues += _lost_zero_ids(rows, matches, template, file, sh)
     out_rows, ops, zeros, blanks = _decide(mapped, rows, matches, template, mode, issues,
                                            resolved.tags_to_create)
     issues += _kept_zero_issues(zeros, template, file, sh)
@@ -183,7 +184,7 @@ def _plan(source: str | Path | Sheet, template: Template, client: Client, *, mod
              sheet=sh.sheet_name, notes=_absent_notes(absent, full, template) + _unmapped_notes(sh, full)
              + _kept_blank_notes(blanks) + _avatar_notes(template, ops) + matches.notes, timings=clock.seconds,
              records_total=matches.total, matched_at=matched_at,
-             names=_names(cache, resolved.tags_to_create, ops))
+             names=_names(cache, resolved.tags_to_create, ops), default_region=template.default_region)
     if template.notes is not None:
         from .notes import plan_with_orgs
         p.notes_sheet = template.notes.sheet
@@ -536,6 +537,34 @@ def _same_title_issues(rows: pl.DataFrame, matches, template: Template, file: st
                   f"same organization, give the row its IRI in a {iri_col} column (or an identifier the "
                   "record holds)", "warning", file, sheet)
             for rn, iris, title in hits.iter_rows()]
+
+
+def _lost_zero_ids(rows: pl.DataFrame, matches, template: Template, file: str, sh: Sheet) -> list[Issue]:
+    """A `possible-duplicate` warning per row that matched no record although its customerId or
+    KvK number, all digits, is a record's without its leading zeros (`2012345` for `02012345`:
+    a spreadsheet drops them, BR-05). Not matched on it: `0123` and `123` may be two ids.
+    Only when planning listed every record (as these identifiers need: no API filter)."""
+    fields = [f for f in ("customerId", "chamberOfCommerceNumber") if f in template.identifiers
+              and f in rows.columns]
+    if matches.total is None or matches.frame is None or not fields:
+        return []
+    new = rows.hstack(_of_rows(matches.iri, rows).select("iri")).filter(pl.col("iri").is_null())
+    out = []
+    for f in fields:
+        digits = pl.col(f).str.strip_chars()
+        key = digits.str.strip_chars_start("0")
+        mine = new.filter(digits.str.contains(r"^[1-9][0-9]*$")).select("row_number", digits.alias("v"))
+        theirs = matches.frame.filter(pl.col(f).str.strip_chars().str.contains(r"^0+[0-9]+$")).select(
+            "@id", pl.col(f).str.strip_chars().alias("held"), key.alias("v"))
+        col = template.column_of(f)
+        out += [with_cell(Issue("possible-duplicate", rn, col, v, "a leading 0 is part of the value (BR-05)",
+                                f"{file}:{rn}:{col}: this row creates {f} {v}, but {iri} holds {held}: a "
+                                "spreadsheet drops leading zeros; if it is that organization, type the zeros "
+                                "(format the column as Text) or give the row its IRI", "warning", file,
+                                sh.sheet_name), sh.letters, sh.sheet_name)
+                for rn, v, iri, held in mine.join(theirs, on="v").sort("row_number").select(
+                    "row_number", "v", "@id", "held").iter_rows()]
+    return out
 
 
 def _title_key() -> pl.Expr:

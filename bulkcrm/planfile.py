@@ -153,11 +153,14 @@ class Plan:
             None in a plan of notes alone or of an older version (then `created_at`).
         notes_sheet: the workbook sheet the template's notes are on (`notes: {sheet: …}`), also
             when it was blank (a week without notes): the with-status copy keeps it.
+        default_region: the template's (ISO 3166-1 alpha-2): the region of a record's phone
+            without a country when apply looks for records created since the plan.
     """
 
     _FIELDS = ("template", "template_sha256", "input", "input_sha256", "target", "mode", "strategy",
                "created_at", "rows", "operations", "issues", "requests_spent", "sheet",
-               "schema_version", "notes", "timings", "records_total", "names", "matched_at", "notes_sheet")
+               "schema_version", "notes", "timings", "records_total", "names", "matched_at", "notes_sheet",
+               "default_region")
 
     def __init__(self, *, template: str, template_sha256: str, input: str, input_sha256: str,
                  target: str, mode: str, strategy: str, created_at: str,
@@ -166,14 +169,14 @@ class Plan:
                  schema_version: int = SCHEMA_VERSION, notes: list[str] | None = None,
                  timings: dict[str, float] | None = None, records_total: int | None = None,
                  names: dict[str, str] | None = None, matched_at: str | None = None,
-                 notes_sheet: str | None = None):
+                 notes_sheet: str | None = None, default_region: str | None = None):
         self.template, self.template_sha256, self.input, self.input_sha256 = \
             template, template_sha256, input, input_sha256
         self.target, self.mode, self.strategy, self.created_at = target, mode, strategy, created_at
         self.issues, self.requests_spent, self.sheet = issues, requests_spent, sheet
         self.schema_version, self.notes, self.timings = schema_version, notes or [], timings or {}
         self.records_total, self.names, self.matched_at = records_total, names or {}, matched_at
-        self.notes_sheet = notes_sheet
+        self.notes_sheet, self.default_region = notes_sheet, default_region
         self._rows, self._ops = rows, operations
 
     @property

@@ -514,9 +514,8 @@ def normalize_identifier(kind: str, expr: pl.Expr, *, region: pl.Expr | None = N
     - `phone`: E.164 (as the `phone` transform, using `region`/`default_region`); unparsable
       numbers -> their digits, a leading `+` kept, so two spellings still compare equal.
     - `linkedin`: a company URL reduced to its id, lower case (LinkedIn ids ignore case).
-    - `iri`: trimmed. `text` (customerId, chamberOfCommerceNumber): trimmed, and a number
-      without its leading zeros (`02012345` and `2012345` compare equal: a spreadsheet drops
-      them, BR-05; the diff then keeps the record's value, with a `leading-zero` warning).
+    - `iri`, `text` (customerId, chamberOfCommerceNumber): trimmed (`0123` and `123` are two
+      ids; a new row whose id is a record's without its leading zeros gets a warning, `plan`).
     Empty values become null (null never matches). The output keeps the input's name.
 
     Raises:
@@ -528,11 +527,8 @@ def normalize_identifier(kind: str, expr: pl.Expr, *, region: pl.Expr | None = N
         out = phone_identifier(expr, region=region, default_region=default_region)
     elif kind == "linkedin":
         out = _linkedin(expr).str.to_lowercase()
-    elif kind == "iri":
+    elif kind in ("iri", "text"):
         out = trimmed(expr)
-    elif kind == "text":
-        v = trimmed(expr)
-        out = pl.when(v.str.contains(r"^[0-9]+$")).then(v.str.replace(r"^0+([0-9])", "${1}")).otherwise(v)
     else:
         raise TemplateError(f"unknown identifier kind {kind!r}; "
                             f"known: {', '.join(IDENTIFIER_KINDS)}")

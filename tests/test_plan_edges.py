@@ -7,7 +7,7 @@ import csv
 
 from bulkcrm import diff
 from bulkcrm.apply import apply
-from bulkcrm.plan import plan
+from bulkcrm.plan import Plan, plan
 from bulkcrm.template import parse_template
 
 A = "/organizations/00000000-0000-4000-8000-00000000000a"
@@ -44,15 +44,18 @@ def test_a_records_national_phone_without_a_country_matches_in_the_default_regio
     assert [(r["op"], r["iri"]) for r in p.rows] == [("unchanged", A)]
 
 
-def test_an_identifier_that_lost_its_leading_zero_matches_its_record(crm, client, tmp_path):
-    """A KvK number typed into a spreadsheet loses its leading 0: it was a new organization
-    (a duplicate); identifiers of text compare as numbers without their leading zeros."""
-    crm.seed({"organizations": [{"@id": A, "title": "A", "chamberOfCommerceNumber": "02012345"}]})
+def test_an_identifier_that_lost_its_leading_zero_is_a_possible_duplicate(crm, client, tmp_path):
+    """A KvK number typed into a spreadsheet loses its leading 0: the row creates a new
+    organization (`0123` and `123` may be two ids, so it is not matched on it), with a
+    `possible-duplicate` warning naming the record that holds the number with its zero."""
+    crm.seed({"organizations": [{"@id": A, "title": "A", "chamberOfCommerceNumber": "02012345"},
+                                {"@id": B, "title": "B", "chamberOfCommerceNumber": "123"}]})
     t = tpl(identifiers=["chamberOfCommerceNumber"], fields={"title": "name", "chamberOfCommerceNumber": "kvk"})
-    p = plan(sheet(tmp_path, [["name", "kvk"], ["A", "2012345"]]), t, client)
-    # the spreadsheet dropped the zero (BR-05): the record's, kept as it is, with a warning
-    assert [(r["op"], r["iri"]) for r in p.rows] == [("unchanged", A)]
-    assert [i["type"] for i in p.issues] == ["leading-zero"]
+    p = plan(sheet(tmp_path, [["name", "kvk"], ["A", "2012345"], ["B", "123"], ["C", "0123"]]), t, client)
+    assert [(r["op"], r["iri"]) for r in p.rows] == [("create", None), ("unchanged", B), ("create", None)]
+    (warning,) = p.issues
+    assert (warning["type"], warning["row_number"], warning["column"]) == ("possible-duplicate", 2, "kvk")
+    assert f"this row creates chamberOfCommerceNumber 2012345, but {A} holds 02012345" in warning["message"]
 
 
 def test_record_phones_are_compared_in_the_records_country_when_it_is_not_mapped(crm, client, tmp_path):
@@ -162,6 +165,19 @@ def test_a_row_matched_by_a_shared_phone_with_another_customer_id_is_a_conflict(
     assert f"it matches {A} by phoneNumbers +441715552222, but its customerId SUP-99 is not the record's SUP-1" \
         in issue["message"]
     assert [o.body for o in p.operations] == [{"customerId": "SUP-7"}]
+    # the with-status copy leaves the conflict's crm_iri empty: imported again, the row is
+    # still in conflict (with the record's IRI filled in it would have patched that record)
+    from bulkcrm.read import read
+    from bulkcrm.report import write_report
+    src = tmp_path / "s.csv"
+    write_report(apply(p, client, journal_file=tmp_path / "j.jsonl"), tmp_path / "r", input_sheet=read(src),
+                 input_path=src)
+    with (tmp_path / "r" / "s.with-status.csv").open(encoding="utf-8", newline="") as f:
+        copy = list(csv.DictReader(f))
+    assert [(r["id"], r["crm_iri"], r["bulkcrm_status"]) for r in copy] == [("SUP-99", "", "conflict"),
+                                                                           ("SUP-7", B, "patched")]
+    again = plan(tmp_path / "r" / "s.with-status.csv", t, client)
+    assert [(r["op"], r["iri"]) for r in again.rows] == [("conflict", A), ("unchanged", B)]
     same = plan(sheet(tmp_path, [["name", "id", "phone"], ["Exotic Liquids", "SUP-1", "(171) 555-2222"]]), t, client)
     assert [(r["op"], r["iri"]) for r in same.rows] == [("unchanged", A)]
 
@@ -233,3 +249,18 @@ def test_a_write_refused_for_a_missing_iri_names_the_field_holding_it(crm, clien
     report = apply(p, client, journal_file=tmp_path / "j.jsonl")
     assert report.counts()["failed"] == 1
     assert report.rows["note"][0] == 'owner: Item not found for "/users/1111".'
+
+
+def test_apply_finds_a_record_created_since_with_a_national_phone_and_no_country(crm, client, tmp_path):
+    """A colleague creates the organization after the plan, typing its phone in national form
+    without a country: planning again matches it in the template's default region, so apply's
+    check of records created since the plan must too (it created a duplicate)."""
+    t = tpl(identifiers=["phoneNumbers"], default_region="NL", fields={"title": "name", "phoneNumbers": "phone"})
+    p = plan(sheet(tmp_path, [["name", "phone"], ["NewCo", "020 123 4567"]]), t, client)
+    assert [o.op for o in p.operations] == ["create"] and p.default_region == "NL"
+    client.post("/organizations", {"title": "NewCo (typed by a colleague)",
+                                   "phoneNumbers": [{"phoneNumber": "020-1234567"}]})
+    saved = Plan.load(p.save(tmp_path / "p.json"))  # as `bulkcrm apply p.json` reads it
+    report = apply(saved, client, journal_file=tmp_path / "j.jsonl")
+    assert report.counts()["created"] == 0 and report.counts()["drifted"] == 1
+    assert len(client.list_all("/organizations")) == 1
