@@ -365,9 +365,7 @@ def _resolve(rows: pl.DataFrame, pairs: pl.DataFrame, explicit: pl.DataFrame, id
     Returns:
         (matched: `row_number`, `iri`, `rec` per row, null when none; conflicts).
     """
-    # every record a row names claims it, also a row in conflict (several records, or an IRI
-    # beside another record's identifiers): no other row takes such a record over
-    claims = pl.concat([pairs.select("row_number", "rec"), explicit.select("row_number", "rec")]).unique()
+    by_ids = pairs.select("row_number", "rec").unique()
     if explicit.height:
         pairs = pairs.filter(~pl.col("row_number").is_in(explicit["row_number"].implode()))
     hits = pairs.group_by("row_number").agg(pl.col("rec").min(), pl.col("rec").max().alias("__max"))
@@ -381,8 +379,7 @@ def _resolve(rows: pl.DataFrame, pairs: pl.DataFrame, explicit: pl.DataFrame, id
     chosen = pl.concat([single, explicit])
     conflicts = [_ambiguous(ambiguous)]
     # several rows claiming one record
-    dup_rec = claims.filter(pl.col("rec").is_in(_repeated(claims["rec"]).implode())).group_by("rec").agg(
-        pl.col("row_number").sort())
+    dup_rec = _claimed_twice(by_ids, explicit, amb_rows)
     if dup_rec.height:
         conflicts.append(dup_rec.with_columns(
             pl.lit("duplicate-row").alias("type"),
@@ -498,6 +495,23 @@ def _identical(rows: pl.DataFrame, shared: pl.DataFrame) -> pl.Series:
 
 def _joined_rows() -> pl.Expr:
     return pl.col("row_number").cast(pl.List(pl.String)).list.join(", ")
+
+
+def _claimed_twice(by_ids: pl.DataFrame, explicit: pl.DataFrame, amb_rows: pl.Series) -> pl.DataFrame:
+    """`rec`, `row_number` (sorted list): the records several rows claim. Every record a row
+    names claims it: by its IRI (`explicit`), or by an identifier (`by_ids`, every row's pairs),
+    also a row in conflict itself, so a typo in one row never lets another take the record
+    over. A record one row names by IRI is that row's, though, when the others claim it only
+    as rows in conflict of their own (an IRI row holding another record's e-mail, an ambiguous
+    row): an e-mail moved from one exported row to another is not a deadlock."""
+    named = explicit.select("row_number", "rec", pl.lit(True).alias("by_iri"))
+    aside = pl.concat([explicit["row_number"], amb_rows]).implode()  # rows their identifiers do not decide
+    claims = pl.concat([named, by_ids.join(named, on=["row_number", "rec"], how="anti").select(
+        "row_number", "rec", pl.lit(False).alias("by_iri"))])
+    claims = claims.filter(pl.col("rec").is_in(_repeated(claims["rec"]).implode()))
+    decided = pl.col("by_iri").sum().over("rec") == 1
+    others = (~pl.col("by_iri") & ~pl.col("row_number").is_in(aside)).sum().over("rec") == 0
+    return claims.filter(~(decided & others)).group_by("rec").agg(pl.col("row_number").unique().sort())
 
 
 def _ambiguous(amb: pl.DataFrame) -> pl.DataFrame:

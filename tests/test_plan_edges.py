@@ -264,3 +264,23 @@ def test_apply_finds_a_record_created_since_with_a_national_phone_and_no_country
     report = apply(saved, client, journal_file=tmp_path / "j.jsonl")
     assert report.counts()["created"] == 0 and report.counts()["drifted"] == 1
     assert len(client.list_all("/organizations")) == 1
+
+
+def test_an_email_moved_between_two_exported_rows_converges(crm, client, tmp_path):
+    """Export, then move b2 from Beta's row to Acme's (`policy: replace`): Acme's row names its
+    IRI but holds Beta's b2 (`iri-mismatch`, not written); Beta's row, naming its own IRI, is
+    not blocked by that claim, so it drops b2, and the next run adds b2 to Acme."""
+    crm.seed({"organizations": [
+        {"@id": A, "title": "Acme", "emailAddresses": [{"email": "a@x.com"}]},
+        {"@id": B, "title": "Beta", "emailAddresses": [{"email": "b@x.com"}, {"email": "b2@x.com"}]}]})
+    t = tpl(identifiers=["emailAddresses"], iri_column="crm_iri",
+            fields={"title": "name", "emailAddresses": {"column": "email", "policy": "replace"}})
+    rows = [["name", "email", "crm_iri"], ["Acme", "a@x.com; b2@x.com", A], ["Beta", "b@x.com", B]]
+    first = plan(sheet(tmp_path, rows), t, client)
+    assert [r["op"] for r in first.rows] == ["conflict", "patch"]
+    assert [i["type"] for i in first.issues] == ["iri-mismatch"]
+    apply(first, client, journal_file=tmp_path / "j1.jsonl")
+    second = plan(sheet(tmp_path, rows), t, client)
+    assert [r["op"] for r in second.rows] == ["patch", "unchanged"]
+    apply(second, client, journal_file=tmp_path / "j2.jsonl")
+    assert [e["email"] for e in client.get(A)["emailAddresses"]] == ["a@x.com", "b2@x.com"]
