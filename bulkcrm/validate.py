@@ -19,7 +19,7 @@ from pandera.api.polars.types import PolarsData
 
 from .errors import ISSUE_SCHEMA, Issue, issues_frame, place, with_cell
 from .mapping import chain
-from .template import Mapping, Template
+from .template import Mapping, Template, notes_template
 from .normalize import EXTENSION, EXTENSION_MARK, FORMULA_RESULT
 from .read_excel import date_cell_issue, numeric_cell_issue
 from .transforms import CHECK_ISSUE_TYPES, CHECKS, check_list, check_rule
@@ -95,10 +95,24 @@ def validate(mapped: pl.DataFrame, template: Template, *, sheet: pl.DataFrame | 
     return Validation(valid=valid, issues=issues.select(list(ISSUE_SCHEMA)), invalid_rows=frozenset(bad))
 
 
+def _read_columns(template: Template) -> set[str]:
+    """Every sheet column `template` reads: its fields', its notes section's (`notes:`) and
+    the columns a note row names its organization by (`organization:`)."""
+    cols = set(template.columns)
+    notes = notes_template(template)
+    if notes is not None:
+        cols |= set(notes.columns)
+    for t in (template, notes):
+        ref = t.notes.organization if t is not None and t.notes is not None else None
+        if ref is not None:
+            cols |= set(ref.template.columns)
+    return cols
+
+
 def _unread(issue: Issue, template: Template) -> Issue:
     """A reader's error about a cell of a column the template does not read (an Excel error in
     a helper column) as a warning: nothing of that cell is sent, so its row is not held back."""
-    if issue.severity != "error" or issue.column is None or issue.column in template.columns:
+    if issue.severity != "error" or issue.column is None or issue.column in _read_columns(template):
         return issue
     return replace(issue, severity="warning",
                    message=f"{issue.message} (the template does not read this column: the row is not held back)")

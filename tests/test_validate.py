@@ -227,3 +227,24 @@ def test_a_fax_typed_as_the_phone_number_is_a_warning():
     assert v.issues["message"][0].startswith(
         'w.csv:2:fax: "981-443655" is also the row\'s phone: the record lists it once, as phone\'s, so its fax (fax)')
     assert v.valid.height == 2
+
+
+def test_a_readers_error_in_a_note_or_reference_column_still_holds_the_row_back():
+    """The notes section's columns and those a note names its organization by are read too:
+    an Excel error there stays an error (it was a warning, and the note was dropped unseen)."""
+    from bulkcrm.errors import Issue
+    t = parse_template({"resource": "organizations", "identifiers": ["emailAddresses"],
+                        "fields": {"title": "name", "emailAddresses": "email"},
+                        "notes": {"fields": {"description": "note", "category": {"value": "/note_categories/1"}}}},
+                       path="t.yaml")
+    frame = pl.DataFrame({"row_number": [2], "name": ["A"], "email": ["a@a.nl"], "note": [None]})
+    found = [Issue("excel-error", 2, "note", "#N/A", "Excel error value", "x.csv:2:note: #N/A")]
+    v = validate(map_rows(frame, t), t, sheet=frame, read_issues=found, file="x.csv")
+    assert v.issues.select("column", "severity").rows() == [("note", "error")] and v.invalid_rows == {2}
+    nt = parse_template({"resource": "organization_notes", "organization": {"customer_id_column": "cid"},
+                         "fields": {"description": "note", "category": {"value": "/note_categories/1"}}},
+                        path="n.yaml")
+    frame = pl.DataFrame({"row_number": [2], "cid": [None], "note": ["hello"]})
+    found = [Issue("excel-error", 2, "cid", "#N/A", "Excel error value", "x.csv:2:cid: #N/A")]
+    v = validate(map_rows(frame, nt), nt, sheet=frame, read_issues=found, file="x.csv")
+    assert v.issues.select("column", "severity").rows() == [("cid", "error")]
