@@ -97,7 +97,7 @@ def _write_back(first: tuple[pl.DataFrame, Sheet], out: Path, input_path, report
     layout = sheet_layout(sheet, frame.columns)
     separator, bom = csv_format
     paths = {} if others and _is_xlsx(input_path) else {"with_status_csv": write_text(
-        out / f"{stem}.with-status.csv", _csv_records(neutralise_csv(frame), layout).write_csv(
+        out / f"{stem}.with-status.csv", _csv_records(neutralise_csv(frame, errors=False), layout).write_csv(
             separator=separator, include_header=False), redact, bom=bom)}
     if _is_xlsx(input_path):
         sheets = conform(report.rows, ROW_SCHEMA)["sheet"].drop_nulls()

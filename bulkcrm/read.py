@@ -187,10 +187,10 @@ def _read_csv(p: Path, where: str, encoding: str | None, delimiter: str | None,
         grid = parse_csv(text, delimiter)
         escaped, hashes = FORMULA_ESCAPE in text, "#" in text
     frame, hdr, issues, names = _finish(grid, where, header_row, None, delimiter)
-    frame = restore_formula_escape(frame) if escaped else frame  # no `'` anywhere: no-op
-    if hashes:  # no `#` anywhere: no Excel error value
+    if hashes:  # no `#` anywhere: no Excel error value (before the escape goes: `'#N/A` is text)
         frame, errors = _error_texts(frame, where, names)
         issues = sorted(issues + errors, key=lambda i: i.row_number or 0)
+    frame = restore_formula_escape(frame) if escaped else frame  # no `'` anywhere: no-op
     if enc == MIXED:
         issues = sorted(issues + _legacy_line_issues(legacy, frame, where), key=lambda i: i.row_number or 0)
     return Sheet(frame, issues, where, None, enc, delimiter, hdr, sha.result(), _letters(names))
@@ -242,7 +242,8 @@ def _file_sha256(p: Path) -> str:
 
 def restore_formula_escape(frame: pl.DataFrame) -> pl.DataFrame:
     """Undo bulkcrm's CSV formula escape: drop one leading `'` when the next character is one
-    of `FORMULA_TRIGGERS` or `'` itself (OWASP CSV injection defence, reversed).
+    of `FORMULA_TRIGGERS` or `'` itself (OWASP CSV injection defence, reversed), or when the
+    rest of the cell is an Excel error value's text (`'#N/A`: text, as export wrote it).
 
     Args:
         frame: any frame; only pl.String columns change.
@@ -251,7 +252,8 @@ def restore_formula_escape(frame: pl.DataFrame) -> pl.DataFrame:
         The frame with the same columns and dtypes.
     """
     chars = re.escape("".join(FORMULA_TRIGGERS) + FORMULA_ESCAPE)
-    pattern = f"^{re.escape(FORMULA_ESCAPE)}([{chars}])"
+    errors = "|".join(map(re.escape, EXCEL_ERRORS))
+    pattern = f"^{re.escape(FORMULA_ESCAPE)}([{chars}]|(?:{errors})$)"
     escaped = frame.select(pl.col(pl.String).str.starts_with(FORMULA_ESCAPE).any())
     cols = [c for c, hit in zip(escaped.columns, escaped.row(0) if escaped.width else ()) if hit]
     return frame.with_columns(pl.col(cols).str.replace(pattern, "${1}")) if cols else frame

@@ -77,7 +77,7 @@ def validate(mapped: pl.DataFrame, template: Template, *, sheet: pl.DataFrame | 
              and (r.check != "boolean" or f"__raw.{r.field}" in mapped.columns)]
     failures = _failures(_schemas(rules), mapped)
     read_found = [_unread(Issue(**{**i.to_dict(), "file": i.file or file}), template)
-                  for i in read_issues or []]
+                  for i in read_issues or [] if not _null_token(i, template)]
     # a cell the reader already rejected (formula without result, Excel error) is not also
     # reported as missing or malformed: the reader's issue names the real problem; a row it
     # rejected as a whole (values past the last header: every value may sit a column off) is
@@ -93,6 +93,12 @@ def validate(mapped: pl.DataFrame, template: Template, *, sheet: pl.DataFrame | 
     bad = set(issues.filter(pl.col("severity") == "error")["row_number"].drop_nulls().to_list())
     valid = mapped.filter(~pl.col("row_number").is_in(list(bad))) if bad else mapped
     return Validation(valid=valid, issues=issues.select(list(ISSUE_SCHEMA)), invalid_rows=frozenset(bad))
+
+
+def _null_token(issue: Issue, template: Template) -> bool:
+    """An Excel error value the template lists among its `null_tokens` (`#N/A`): an empty
+    cell, as the template says, not an error."""
+    return issue.type == "excel-error" and (issue.value or "").strip() in {t.strip() for t in template.null_tokens}
 
 
 def _read_columns(template: Template) -> set[str]:

@@ -22,7 +22,7 @@ from openpyxl.styles import Font, PatternFill
 from openpyxl.utils import column_index_from_string, get_column_letter
 
 from .client import secret_forms
-from .read import FORMULA_ESCAPE, FORMULA_TRIGGERS, Sheet
+from .read import EXCEL_ERRORS, FORMULA_ESCAPE, FORMULA_TRIGGERS, Sheet
 
 CSV_ESCAPE_CHARS = (*FORMULA_TRIGGERS, FORMULA_ESCAPE)
 """A CSV cell starting with one of these gets a `'` prefix (`'` itself, so readers can undo)."""
@@ -33,6 +33,7 @@ GREEN, GREY, AMBER, RED, YELLOW = "C6EFCE", "D9D9D9", "FFD966", "FFC7CE", "FFFF9
 FILLS = {rgb: PatternFill(fill_type="solid", fgColor=rgb) for rgb in (GREEN, GREY, AMBER, RED, YELLOW)}
 BOLD = Font(bold=True)
 _ESCAPE_RE = f"^[{re.escape(''.join(CSV_ESCAPE_CHARS))}]"
+_ERROR_RE = f"^(?:{'|'.join(map(re.escape, EXCEL_ERRORS))})$"
 _XLSX_ESCAPE = re.compile(r"_x(?=[0-9A-Fa-f]{4}_)|[\x00-\x08\x0b\x0c\x0d\x0e-\x1f\ufffe\uffff]")
 """Text Excel cannot hold literally: a literal `_xHHHH_` and control characters (CR included,
 which XML would turn into LF) are written as `_xHHHH_` escapes (ECMA-376 Part 1 §22.9.2.19)."""
@@ -61,19 +62,23 @@ def text_cell(ws, value: str | None, font: Font | None = None):
 
 
 def safe_cell_csv(value: Any) -> Any:
-    """Return `value` made inert for CSV: a string starting with `CSV_ESCAPE_CHARS` gets a `'`.
+    """Return `value` made inert for CSV: a string starting with `CSV_ESCAPE_CHARS`, or one that
+    is an Excel error value's text (`#N/A`, which a CSV read takes for the error), gets a `'`.
 
     Non-strings pass through. `"=1+2"` -> `"'=1+2"`, `"'x"` -> `"''x"` (OWASP CSV injection).
     """
-    if isinstance(value, str) and value.startswith(CSV_ESCAPE_CHARS):
+    if isinstance(value, str) and (value.startswith(CSV_ESCAPE_CHARS) or value in EXCEL_ERRORS):
         return "'" + value
     return value
 
 
-def neutralise_csv(frame: pl.DataFrame) -> pl.DataFrame:
-    """Return `frame` with every String column passed through `safe_cell_csv` (vectorised)."""
+def neutralise_csv(frame: pl.DataFrame, *, errors: bool = True) -> pl.DataFrame:
+    """Return `frame` with every String column passed through `safe_cell_csv` (vectorised);
+    `errors=False` leaves Excel error texts as they are (a copy of the input, whose `#N/A`
+    cells are to read as errors again)."""
+    pattern = f"{_ESCAPE_RE}|{_ERROR_RE}" if errors else _ESCAPE_RE
     return frame.with_columns(
-        pl.when(pl.col(name).str.contains(_ESCAPE_RE)).then(pl.lit(FORMULA_ESCAPE) + pl.col(name))
+        pl.when(pl.col(name).str.contains(pattern)).then(pl.lit(FORMULA_ESCAPE) + pl.col(name))
         .otherwise(pl.col(name)).alias(name)
         for name, dtype in frame.schema.items() if dtype == pl.String
     )

@@ -284,3 +284,12 @@ def test_an_email_moved_between_two_exported_rows_converges(crm, client, tmp_pat
     assert [r["op"] for r in second.rows] == ["patch", "unchanged"]
     apply(second, client, journal_file=tmp_path / "j2.jsonl")
     assert [e["email"] for e in client.get(A)["emailAddresses"]] == ["a@x.com", "b2@x.com"]
+
+
+def test_an_excel_error_the_template_lists_as_a_null_token_is_an_empty_cell(crm, client, tmp_path):
+    """`null_tokens: ["#N/A"]` says what a `#N/A` cell means: empty, not an error."""
+    t = tpl(identifiers=["emailAddresses"], null_tokens=["#N/A"],
+            fields={"title": "name", "emailAddresses": "email", "website": "web"})
+    p = plan(sheet(tmp_path, [["name", "email", "web"], ["A", "a@a.nl", "#N/A"]]), t, client)
+    assert [r["op"] for r in p.rows] == ["create"] and p.issues == []
+    assert p.operations[0].body == {"title": "A", "emailAddresses": [{"email": "a@a.nl"}]}

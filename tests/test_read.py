@@ -595,3 +595,14 @@ def test_a_csv_cell_holding_an_excel_error_text_reads_as_empty_with_an_issue(tmp
         ("excel-error", "error", 2, "city", "C2", "#N/A"), ("excel-error", "error", 3, "name", "A3", "#DIV/0!"),
         ("excel-error", "error", 4, "email", "B4", "#REF!")]
     assert sheet.issues[0].message.startswith("saved.csv:2:city: the cell holds the Excel error #N/A")
+
+
+def test_an_escaped_excel_error_text_is_text(tmp_path):
+    """Export writes a value that is an Excel error's text (a title `#REF!`) as `'#REF!`, as it
+    escapes formulas: read back it is the text, not an error, so export → import is stable."""
+    from bulkcrm.workbook import neutralise_csv
+    frame = pl.DataFrame({"title": ["#REF!", "#N/A x", "'#N/A"]})
+    path = tmp_path / "e.csv"
+    neutralise_csv(frame).write_csv(path)
+    sheet = read(path)
+    assert sheet.frame["title"].to_list() == ["#REF!", "#N/A x", "'#N/A"] and sheet.issues == []
