@@ -443,16 +443,19 @@ def _other_values(matched: pl.DataFrame, explicit: pl.DataFrame, pairs: pl.DataF
                   rec_ids: pl.DataFrame, iris: pl.Series) -> pl.DataFrame:
     """`identifier-mismatch` conflicts (`Matches.conflicts` columns): a row its identifiers
     matched to a record (`matched`; not by an explicit IRI) whose value of a `SINGLE_VALUED`
-    identifier is not the record's (both set): another organization sharing an e-mail address
-    or a phone number (a switchboard) with the record, whose data would overwrite it."""
+    identifier is not the record's (both set; case, spaces, dots, dashes and slashes aside):
+    another organization sharing an e-mail address or a phone number (a switchboard) with the
+    record, whose data would overwrite it."""
     kinds = [k for k in SINGLE_VALUED if k in ids["kind"].unique().to_list()]
     if not kinds:
         return pl.DataFrame(schema=CONFLICT_SCHEMA)
     mine = ids.filter(pl.col("kind").is_in(kinds)).select("row_number", "kind", "value")
     held = rec_ids.filter(pl.col("kind").is_in(kinds)).select("rec", "kind", pl.col("value").alias("held"))
     by_ids = matched.drop_nulls("rec").filter(~pl.col("row_number").is_in(explicit["row_number"].implode()))
+    def bare(c: str) -> pl.Expr:  # `CD 34`, `cd34`, `5555 6666`: one id, typed otherwise
+        return pl.col(c).str.to_lowercase().str.replace_all(r"[\s.\-/]", "")
     hits = (by_ids.select("row_number", "rec").join(mine, on="row_number").join(held, on=["rec", "kind"])
-            .filter(pl.col("value") != pl.col("held")))
+            .filter(bare("value") != bare("held")))
     if not hits.height:
         return pl.DataFrame(schema=CONFLICT_SCHEMA)
     via = pairs.join(hits.select("row_number", "rec").unique(), on=["row_number", "rec"]).group_by(

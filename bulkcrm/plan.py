@@ -392,8 +392,14 @@ def _holds_unmapped(iris: pl.Series, records: dict[str, dict], template: Templat
         return None
     mapped = {m.field.split(".")[0] for m in template.mappings}
     fields = [f for f in diff.PUT_FIELDS if f not in mapped]
-    return pl.Series([any(records[i].get(f) not in (None, "", [], {}) for f in fields) for i in iris.to_list()],
-                     dtype=pl.Boolean)
+    subs = [m.field.split(".", 1)[1] for m in template.mappings if m.field.startswith("address.")]
+    parts = [k for k in diff.ADDRESS_KEYS if k not in subs] if subs else []  # address mapped in part
+
+    def holds(record: dict) -> bool:
+        address = record.get("address") or {}
+        return any(record.get(f) not in (None, "", [], {}) for f in fields) or \
+            any(address.get(k) not in (None, "") for k in parts)
+    return pl.Series([holds(records[i]) for i in iris.to_list()], dtype=pl.Boolean)
 
 
 def _write_columns(w: pl.DataFrame, template: Template) -> list[str]:
@@ -491,8 +497,8 @@ def _conflict_issues(conflicts: pl.DataFrame, template: Template, sh: Sheet, fil
     (the alphabetically first when several are), its cell and its (normalised) value."""
     fix = {"iri-mismatch": f"fix or clear its {template.iri_column} (a row sorted or pasted beside another "
                            "row's IRI would overwrite that record with its data)",
-           "identifier-mismatch": "another organization sharing that e-mail address or phone number? fix the "
-                                  "row; if it is that organization, correct the record's value in the CRM first"}
+           "identifier-mismatch": "another organization sharing that identifier? fix the row; if it is that "
+                                  "organization, correct the record's value in the CRM first"}
     return [with_cell(Issue(t, rn, template.column_of(field_name) if field_name else None, value,
                             "one row per record", f"{file}:{rn}: {msg}; " + fix.get(t, (
                                 "fix the sheet so each organization appears once and its identifiers "

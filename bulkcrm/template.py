@@ -10,6 +10,7 @@ The API's own rules for each field (kind, IRI collection, normaliser, check) liv
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -562,6 +563,8 @@ def _str_list(value: Any, err: _Err, key: str) -> list[str]:
 
 FIELD_OPTIONS = ("policy", "lookup", "required", "max_length", "render")
 """Source keys that are options of the whole field, read from its first source."""
+_OPTION_DEFAULTS = {"required": False}
+"""What a field option is when its first source leaves it out (a later source may say so)."""
 
 
 def _mapping(name: str, spec: Any, resource: str, mode: str, err: _Err,
@@ -581,7 +584,7 @@ def _mapping(name: str, spec: Any, resource: str, mode: str, err: _Err,
                     for i, s in enumerate(specs))
     for i, s in enumerate(specs[1:], 1):  # options of the whole field: on its first source only
         for k in FIELD_OPTIONS:
-            if k in s and s[k] != specs[0].get(k):
+            if k in s and s[k] != specs[0].get(k, _OPTION_DEFAULTS.get(k)):
                 raise err(f"{k} applies to the whole field, not to one of its sources: give it on the "
                           f"first source ({key}[0]), once", f"{key}[{i}].{k}")
     first = specs[0]
@@ -623,8 +626,11 @@ def _constant_iris(sources: tuple[Source, ...], rule: dict, err: _Err, key: str)
     collection, by = rule["iri"], rule.get("lookup_by", "name")
     for i, s in enumerate(sources):
         values = s.value if isinstance(s.value, (list, tuple)) else [] if s.value is None else [s.value]
+        specs = [thaw(t) for t in s.transforms]
+        if any("iri" in (t if isinstance(t, dict) else {t: None}) for t in specs):  # allow_bare_id
+            continue
         for v in values:
-            if not str(v).startswith(f"/{collection}/"):
+            if not re.fullmatch(rf"/{re.escape(collection)}/[A-Za-z0-9-]+", str(v).strip()):
                 where = f"{key}[{i}]" if len(sources) > 1 else key
                 more = " (lookup: {create_missing: true} also creates one that does not exist)" \
                     if collection == "tags" else ""

@@ -123,6 +123,8 @@ def test_a_put_that_resets_the_write_only_avatar_says_so(crm, client, tmp_path):
     t = tpl(mode="replace", identifiers=["emailAddresses"], fields={"title": "name", "emailAddresses": "email"})
     p = plan(sheet(tmp_path, [["name", "email"], ["A2", "a@a.nl"]]), t, client)
     assert any(n.startswith("mode: replace: 1 PUT(s) reset the avatar") for n in p.notes), p.notes
+    from bulkcrm.plan import render_plan
+    assert "  note: mode: replace: 1 PUT(s) reset the avatar" in render_plan(p)  # shown, not only saved
     patch = tpl(identifiers=["emailAddresses"], fields={"title": "name", "emailAddresses": "email"})
     assert not any("avatar" in n for n in plan(sheet(tmp_path, [["name", "email"], ["A2", "a@a.nl"]]), patch, client).notes)
 
@@ -293,3 +295,39 @@ def test_an_excel_error_the_template_lists_as_a_null_token_is_an_empty_cell(crm,
     p = plan(sheet(tmp_path, [["name", "email", "web"], ["A", "a@a.nl", "#N/A"]]), t, client)
     assert [r["op"] for r in p.rows] == ["create"] and p.issues == []
     assert p.operations[0].body == {"title": "A", "emailAddresses": [{"email": "a@a.nl"}]}
+
+
+def test_an_id_typed_otherwise_is_no_identifier_mismatch(crm, client, tmp_path):
+    """`CD34` or `cd 34` for the record's `CD 34`, `55556666` for `5555 6666`: one id typed
+    otherwise, not another organization (the row is matched and patched, no conflict)."""
+    crm.seed({"organizations": [{"@id": A, "title": "A", "customerId": "CD 34", "chamberOfCommerceNumber": "5555 6666",
+                                 "emailAddresses": [{"email": "a@a.nl"}]}]})
+    t = tpl(identifiers=["emailAddresses", "customerId", "chamberOfCommerceNumber"],
+            fields={"title": "name", "emailAddresses": "email", "customerId": "cid", "chamberOfCommerceNumber": "kvk"})
+    p = plan(sheet(tmp_path, [["name", "email", "cid", "kvk"], ["A", "a@a.nl", "cd34", "55556666"]]), t, client)
+    assert [(r["op"], r["iri"]) for r in p.rows] == [("patch", A)] and p.issues == []
+
+
+def test_clear_unmapped_clears_the_unmapped_parts_of_a_mapped_address(crm, client, tmp_path):
+    """Only `address.city` mapped: a record equal in it but holding a street gets the PUT that
+    clears the street, as a changed record's PUT does."""
+    crm.seed({"organizations": [{"@id": A, "title": "A", "emailAddresses": [{"email": "a@a.nl"}],
+                                 "address": {"street": "Main 1", "city": "Delft", "country": "NL"}}]})
+    t = tpl(mode="replace", clear_unmapped=True, identifiers=["emailAddresses"],
+            fields={"title": "name", "emailAddresses": "email", "address.city": "city"})
+    p = plan(sheet(tmp_path, [["name", "email", "city"], ["A", "a@a.nl", "Delft"]]), t, client)
+    assert [r["op"] for r in p.rows] == ["replace"]
+    assert p.operations[0].cleared == ["address.country", "address.street"]
+
+
+def test_a_relations_constant_is_a_whole_iri_or_read_by_its_iri_transform():
+    """`/tags/1;VIP` or `/segments/` passed the prefix check and failed on every row; a
+    constant its own `iri` transform reads (`allow_bare_id`) was refused although a cell with
+    it passes; a later source may repeat a field option's default (`required: false`)."""
+    import pytest
+    from bulkcrm.errors import TemplateError
+    for value in ("/tags/1;VIP", "/tags/", "/tags/1/x"):
+        with pytest.raises(TemplateError, match="is not an IRI /tags/"):
+            tpl(fields={"title": "name", "tags": {"value": value}})
+    assert tpl(fields={"title": "name", "owner": {"value": "5", "transforms": [{"iri": {"allow_bare_id": True}}]}})
+    assert tpl(fields={"title": "name", "emailAddresses": [{"column": "a"}, {"column": "b", "required": False}]})
