@@ -613,6 +613,7 @@ def _not_found_issues(nf: pl.DataFrame, template: Template, file: str, sheet: st
                   "error", file, sheet) if ORG_IRI.fullmatch(iri) else
             Issue("invalid-iri", rn, col, iri, "IRI /organizations/{id} (crm-api.md §1)",
                   f"{file}:{rn}:{col}: {iri!r} is not an organization IRI (/organizations/{{id}}, as an export "
-                  f"writes it); the template's iri_column {col!r} must hold such IRIs (a column of your own "
-                  "IDs maps to customerId instead)", "error", file, sheet)
+                  "writes it); " + ("write its path alone, without host or trailing /" if "/organizations/" in iri
+                                    else f"the template's iri_column {col!r} must hold such IRIs (a column of "
+                                    "your own IDs maps to customerId instead)"), "error", file, sheet)
             for rn, iri in nf.iter_rows()]

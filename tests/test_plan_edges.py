@@ -194,6 +194,8 @@ def test_an_iri_column_of_own_ids_says_it_holds_no_iris(crm, client, tmp_path):
     assert [(i["row_number"], i["type"]) for i in p.issues] == [(2, "invalid-iri"), (3, "not-found")]
     assert "'1' is not an organization IRI (/organizations/{id}, as an export writes it)" in p.issues[0]["message"]
     assert p.n_operations() == 0
+    url = plan(sheet(tmp_path, [["id", "name", "email"], [f"https://crm.example{A}/", "A", "a@a.nl"]]), t, client)
+    assert url.issues[0]["message"].endswith("write its path alone, without host or trailing /")
 
 
 def test_a_relations_constant_name_without_lookup_is_refused_when_the_template_loads():
