@@ -8,6 +8,8 @@ Output: the *mapped frame*, one row per input row, with columns:
   scalars String, `flagged`/`isPrivate` Boolean, `emailAddresses`/`tags`/`segments`/`people`
   List(String), `phoneNumbers` List(Struct{phoneNumber: String, phoneType: String})
 - `__iri` (String): the explicit IRI column, when the template names one and the sheet has it
+- `__repeated.<column>` (Boolean) for each phone column after the first: its number is
+  already an earlier column's (the record lists it once; `validate` warns)
 - `__raw.<field>` (List(String)) for identifier fields: the values as the sheet wrote them
   (trimmed), so lookups can also send the sheet's form (issue 5); (String) for boolean fields,
   whose clean gives null for a word it does not know, so the validator can see that word
@@ -34,6 +36,9 @@ _IDX = "__idx"
 _HIDDEN = "__m."
 """Prefix of `_map`'s intermediate columns."""
 _REGION = "__region"
+REPEATED = "__repeated."
+"""Prefix of the Boolean output column of a phone column after the first: True where its
+number is one an earlier phone column of the row holds (listed once, with that one's type)."""
 _CHUNK_ROWS = 250_000
 """Rows mapped at a time (every step is row-wise, so chunks give the same frame)."""
 
@@ -334,6 +339,8 @@ def _phones(m: Mapping, template: Template, plan: _Plan) -> None:
                            (_cell(s).str.strip_chars() != "").fill_null(False))
         seen = [h & n.eq_missing(num) for h, n in zip(present, nums)]
         keep = has & ~pl.any_horizontal(seen) if seen else has
+        if seen and s.column:  # listed once already: `validate` warns (`repeated-phone`)
+            plan.output(f"{REPEATED}{s.column}", has & pl.any_horizontal(seen))
         items.append(pl.when(keep).then(pl.struct(num.alias("phoneNumber"), typ.alias("phoneType"))))
         nums.append(num)
         present.append(has)

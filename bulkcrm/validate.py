@@ -18,7 +18,7 @@ import polars as pl
 from pandera.api.polars.types import PolarsData
 
 from .errors import ISSUE_SCHEMA, Issue, issues_frame, place, with_cell
-from .mapping import chain
+from .mapping import REPEATED, chain
 from .template import Mapping, Template, notes_template
 from .normalize import EXTENSION, EXTENSION_MARK, FORMULA_RESULT
 from .read_excel import date_cell_issue, numeric_cell_issue
@@ -87,7 +87,7 @@ def validate(mapped: pl.DataFrame, template: Template, *, sheet: pl.DataFrame | 
                                                                       template, file, sheet_name)
              if (i.row_number, i.column) not in unreadable and (i.row_number, None) not in unreadable]
     found += _dropped_extensions(sheet, template, found, file, sheet_name, letters or {}) + read_found
-    found += _repeated_phones(sheet, template, file, sheet_name, letters or {})
+    found += _repeated_phones(mapped, sheet, template, file, sheet_name, letters or {})
     found += _numeric_cells(numbers, template, file, sheet_name) + _date_cells(numbers, template, file, sheet_name)
     issues = issues_frame(found).sort("row_number", "column", nulls_last=True, maintain_order=True)
     bad = set(issues.filter(pl.col("severity") == "error")["row_number"].drop_nulls().to_list())
@@ -278,26 +278,32 @@ def _dropped_extensions(sheet: pl.DataFrame | None, template: Template, found: l
     return out
 
 
-def _repeated_phones(sheet: pl.DataFrame | None, template: Template, file: str | None,
+def _repeated_phones(mapped: pl.DataFrame, sheet: pl.DataFrame | None, template: Template, file: str | None,
                      sheet_name: str | None, letters: dict[str, str]) -> list[Issue]:
-    """A warning per phone cell holding what an earlier phone column of its row holds (a fax
-    typed as the phone number): a record lists a number once, with the earlier column's type,
-    so the later cell's type is not sent and an edit making them equal changes nothing."""
+    """A warning per phone cell whose number an earlier phone column of its row holds (a fax
+    typed as the phone, also in another spelling: `mapping.REPEATED`; for split columns, the
+    same text): a record lists a number once, with the earlier column's type, so the later
+    cell's type is not sent and an edit making them equal changes nothing."""
     m = template.mapping("phoneNumbers")
     if sheet is None or m is None:
         return []
     cols = [s for s in m.sources if s.column and s.column in sheet.columns]
+    flagged = [(s, mapped.filter(pl.col(f"{REPEATED}{s.column}")).select("row_number"))
+               for s in cols if f"{REPEATED}{s.column}" in mapped.columns]
+    for j, later in enumerate(cols[1:], 1):  # split columns: the same text as an earlier one
+        if f"{REPEATED}{later.column}" not in mapped.columns:
+            b = pl.col(later.column).str.strip_chars()
+            same = pl.any_horizontal([pl.col(s.column).str.strip_chars() == b for s in cols[:j]]).fill_null(False)
+            flagged.append((later, sheet.filter(same & (b != "")).select("row_number")))
     out = []
-    for j, later in enumerate(cols[1:], 1):
-        for first in cols[:j]:
-            a, b = (pl.col(s.column).str.strip_chars() for s in (first, later))
-            same = sheet.filter((a == b) & (b != "")).select("row_number", b.alias("v"))
-            kind = f" ({later.phone_type})" if later.phone_type else ""
-            out += [with_cell(Issue("repeated-phone", rn, later.column, v, "a number once per record",
-                                    f"{_place(file, rn, later.column)}\"{v}\" is also the row's {first.column}: the "
-                                    f"record lists it once, as {first.column}'s, so its {later.column}{kind} "
-                                    "entry is not sent", "warning", file, sheet_name), letters, sheet_name)
-                    for rn, v in same.iter_rows()]
+    for s, rows in flagged:
+        kind = f" ({s.phone_type})" if s.phone_type else ""
+        cells = sheet.join(rows, on="row_number").select("row_number", pl.col(s.column).str.strip_chars())
+        out += [with_cell(Issue("repeated-phone", rn, s.column, v, "a number once per record",
+                                f"{_place(file, rn, s.column)}\"{v}\" is a number an earlier phone column of the "
+                                f"row holds: the record lists it once, with that column's type, so this "
+                                f"{s.column}{kind} entry is not sent", "warning", file, sheet_name), letters, sheet_name)
+                for rn, v in cells.iter_rows()]
     return out
 
 

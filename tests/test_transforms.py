@@ -477,10 +477,11 @@ def test_map_rows_phones_emails_and_raw_identifiers():
                identifiers=["emailAddresses", "phoneNumbers"], default_region="DE")
     assert out.schema == pl.Schema({
         "row_number": pl.Int64, "title": pl.String, "address.country": pl.String,
-        "phoneNumbers": PHONE_DTYPE, "emailAddresses": pl.List(pl.String),
+        "__repeated.m": pl.Boolean, "phoneNumbers": PHONE_DTYPE, "emailAddresses": pl.List(pl.String),
         "__raw.emailAddresses": pl.List(pl.String), "__raw.phoneNumbers": pl.List(pl.String)})
     assert out["title"].to_list() == ["Acme BV", "B", "C"]
-    # the same number in both columns is listed once, with the first column's type
+    # the same number in both columns is listed once, with the first column's type (flagged)
+    assert out["__repeated.m"].to_list() == [True, False, False]
     assert out["phoneNumbers"].to_list() == [
         [{"phoneNumber": "+31205551234", "phoneType": None}],
         [{"phoneNumber": "+442079460958", "phoneType": None}],

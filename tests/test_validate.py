@@ -213,20 +213,22 @@ def test_a_readers_error_in_a_column_the_template_does_not_read_holds_no_row_bac
 def test_a_fax_typed_as_the_phone_number_is_a_warning():
     """Northwind's WARTH has phone and fax `981-443655`: the record lists the number once, as
     the phone (the fax type is not sent), and an edit making a fax the phone changes nothing;
-    a warning on the fax cell says so."""
+    a warning on the fax cell says so, also when the fax is typed otherwise."""
     t = parse_template({"resource": "organizations", "default_region": "FI", "fields": {
         "title": {"column": "name"},
         "phoneNumbers": [{"column": "phone"}, {"column": "fax", "type": "fax"}]}}, path="t.yaml")
-    frame = pl.DataFrame({"row_number": [2, 3], "name": ["Wartian", "Other"],
-                          "phone": ["981-443655", "981-443655"], "fax": [" 981-443655", "981-443656"]})
+    frame = pl.DataFrame({"row_number": [2, 3, 4], "name": ["Wartian", "Other", "Spelt"],
+                          "phone": ["981-443655", "981-443655", "981-443655"],
+                          "fax": [" 981-443655", "981-443656", "(981) 44 36 55"]})
     mapped = map_rows(frame, t)
     assert mapped["phoneNumbers"].to_list()[0] == [{"phoneNumber": "+358981443655", "phoneType": None}]
     v = validate(mapped, t, sheet=frame, file="w.csv", letters={"name": "A", "phone": "B", "fax": "C"})
     assert v.issues.select("row_number", "column", "cell", "type", "severity").rows() == [
-        (2, "fax", "C2", "repeated-phone", "warning")]
+        (2, "fax", "C2", "repeated-phone", "warning"), (4, "fax", "C4", "repeated-phone", "warning")]
     assert v.issues["message"][0].startswith(
-        'w.csv:2:fax: "981-443655" is also the row\'s phone: the record lists it once, as phone\'s, so its fax (fax)')
-    assert v.valid.height == 2
+        'w.csv:2:fax: "981-443655" is a number an earlier phone column of the row holds: the record lists it '
+        'once, with that column\'s type, so this fax (fax) entry is not sent')
+    assert v.valid.height == 3
 
 
 def test_a_readers_error_in_a_note_or_reference_column_still_holds_the_row_back():
