@@ -183,15 +183,26 @@ def _apply(plan: Plan, client: Client, journal: Journal, *, plan_path: str | Pat
                 progress(_done(plan, journal), total, client)
         stopped()
         raise
-    if reconcile and total and already == total:  # an earlier run did it all: nothing to re-read
-        reconcile = False  # (re-reading would also report later edits by others as mismatches)
+    finished = journal.state(RECONCILED_KEY) in ("done", "skipped")  # an earlier run's end
+    if reconcile and total and already == total and finished:  # an earlier run did it all: nothing
+        reconcile = False  # to re-read (it would also report later edits by others as mismatches)
         if notify:
             notify("Every operation was done by an earlier run of this plan: nothing written, "
                    "nothing re-read; its report is rebuilt from the journal.")
     if reconcile and notify and plan.operations:
         notify(_reconciling(plan))
-    mismatches = {**_reconcile(plan, journal, client), **_reconcile_notes(plan, results)} \
-        if reconcile else {}
+    mismatches: dict[str, str] = {}
+    if reconcile:
+        before = client.requests_sent
+        journal.record(RECONCILED_KEY, "pending", requests=0)  # a stop while re-reading leaves it
+        try:  # the writes are done: a stop writes the report so far, and a resume re-reads
+            mismatches = {**_reconcile(plan, journal, client), **_reconcile_notes(plan, results)}
+        except BaseException:
+            stopped()
+            raise
+        journal.record(RECONCILED_KEY, "done", requests=client.requests_sent - before)
+    elif not left:  # --no-reconcile: a later run of the finished plan re-reads nothing either
+        journal.record(RECONCILED_KEY, "skipped", requests=0)
     report = _report(plan, journal, mismatches, client.requests_sent - start_requests, started, reconcile,
                      left=set(left))
     report.summary["already_done"] = already
@@ -506,6 +517,10 @@ def _same_record(record: dict, body: dict) -> bool:
         all(record.get(k) == v for k, v in body.items() if not isinstance(v, (list, dict)))
 
 
+RECONCILED_KEY = "reconciled"
+"""Journal key of the re-reading after the writes: `pending` while it runs, `done` (its reads
+as `requests`) or `skipped` (--no-reconcile) after; a later run of a finished plan re-reads
+only when it is `pending` or missing (the run that ended the plan stopped while re-reading)."""
 CHECKS_KEY = "checks"
 """Journal key of the reads a run made before its first write (`Journal.send_times` counts
 them); never an operation's key (`row:…`, `tag:…`, `note:…`, `delete:…`)."""

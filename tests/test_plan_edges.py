@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import csv
 
+import pytest
+
 from bulkcrm import diff
 from bulkcrm.apply import apply
 from bulkcrm.plan import Plan, plan
@@ -333,3 +335,28 @@ def test_a_relations_constant_is_a_whole_iri_or_read_by_its_iri_transform():
             tpl(fields={"title": "name", "tags": {"value": value}})
     assert tpl(fields={"title": "name", "owner": {"value": "5", "transforms": [{"iri": {"allow_bare_id": True}}]}})
     assert tpl(fields={"title": "name", "emailAddresses": [{"column": "a"}, {"column": "b", "required": False}]})
+
+
+def test_a_stop_while_re_reading_writes_the_report_and_the_resume_re_reads(crm, client, tmp_path, monkeypatch):
+    """Ctrl-C after the last write, while reconciling: the folder kept an earlier run's report
+    and the resume said every operation was done, nothing re-read, so the check never ran.
+    Now the stop writes the report (all written, not reconciled) and the resume re-reads; a
+    run after that one re-reads nothing. (The stop is raised inside the re-reading: no server
+    can time a Ctrl-C there.)"""
+    import importlib
+    apply_mod = importlib.import_module("bulkcrm.apply")  # the module (bulkcrm.apply is also its function)
+    t = tpl(identifiers=["emailAddresses"], fields={"title": "name", "emailAddresses": "email"})
+    p = plan(sheet(tmp_path, [["name", "email"], ["A", "a@a.nl"], ["B", "b@b.nl"]]), t, client)
+    real, seen = apply_mod._reconcile, []
+
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(apply_mod, "_reconcile", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        apply(p, client, journal_file=tmp_path / "j.jsonl", on_stop=seen.append)
+    (stopped,) = seen
+    assert stopped.counts()["created"] == 2 and stopped.summary["stopped"] and not stopped.summary["reconciled"]
+    monkeypatch.setattr(apply_mod, "_reconcile", real)
+    resumed = apply(p, client, journal_file=tmp_path / "j.jsonl")
+    assert resumed.summary["reconciled"] is True and resumed.summary["mismatches"] == 0
+    assert apply(p, client, journal_file=tmp_path / "j.jsonl").summary["reconciled"] is False
