@@ -270,7 +270,10 @@ def _planned_input(input_path, sheet, planned_sha256: str | None, echo: Echo) ->
     """The plan's input as read again (its sheet) for the with-status copy, or None: gone,
     unreadable, or changed since planning (rows sorted, added or fixed meanwhile: its row N
     need no longer be the plan's row N, and the copy would give rows other rows' IRIs)."""
-    if not input_path or not Path(input_path).exists():
+    if not input_path:
+        return None
+    if not Path(input_path).exists():
+        echo(f"note: the plan's input {input_path} is not found from here, so no with-status copy is written")
         return None
     try:
         sh = read(input_path, sheet=sheet)

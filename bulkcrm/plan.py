@@ -177,7 +177,7 @@ def _plan(source: str | Path | Sheet, template: Template, client: Client, *, mod
                                            resolved.tags_to_create)
     issues += _kept_zero_issues(zeros, template, file, sh)
     clock.lap("diff")
-    p = Plan(template=str(template.path), template_sha256=template.sha256, input=str(sh.path),
+    p = Plan(template=str(template.path), template_sha256=template.sha256, input=_input_path(sh),
              input_sha256=sh.sha256, target=client.base_url, mode=mode,
              strategy=matches.strategy, created_at=now_utc(), rows=out_rows, operations=ops,
              issues=[i.to_dict() for i in about("organizations", issues, sh.issues)], requests_spent=client.requests_sent - start,
@@ -193,6 +193,13 @@ def _plan(source: str | Path | Sheet, template: Template, client: Client, *, mod
         _add_part(p, part)
         p.created_at = now_utc()  # when planning's last request was sent (apply counts them)
     return p
+
+
+def _input_path(sh: Sheet) -> str:
+    """The plan's input: the sheet's file as an absolute path, so `apply PLAN` run from another
+    folder finds it (for the with-status copy); as given when it is no file (a test's sheet)."""
+    p = Path(sh.path)
+    return str(p.resolve()) if p.exists() else str(sh.path)
 
 
 def check_matchable(full: Template, template: Template, absent: list[str], sh: Sheet, mode: str) -> None:
@@ -290,7 +297,7 @@ def _notes_plan(sh: Sheet, template: Template, client: Client, *, mode: str, str
     """The plan of a notes template (resource organization_notes, issue 8)."""
     from .notes import plan_notes
     part = plan_notes(sh, template, client, mode=mode, strategy=strategy, mirror=mirror)
-    p = Plan(template=str(template.path), template_sha256=template.sha256, input=str(sh.path),
+    p = Plan(template=str(template.path), template_sha256=template.sha256, input=_input_path(sh),
              input_sha256=sh.sha256, target=client.base_url, mode=mode,
              strategy=part.strategy or strategy, created_at=now_utc(), rows=[], operations=[],
              issues=[], requests_spent=0, sheet=sh.sheet_name)

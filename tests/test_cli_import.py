@@ -831,3 +831,19 @@ def test_an_upper_case_scheme_is_the_same_target(runner, crm, tmp_path):
     port = crm.url.rsplit(":", 1)[1]
     assert len({_lock_key(u) for u in (f"http://localhost:{port}", f"http://127.0.0.1:{port}/",
                                        f"HTTP://LocalHost:{port}")}) == 1
+
+
+def test_apply_from_another_folder_finds_the_input_for_the_with_status_copy(runner, crm, tmp_path, monkeypatch):
+    """A plan made with a relative input path (`plan week.csv`) and applied from another folder
+    wrote no with-status copy, silently: the plan now holds the input's absolute path."""
+    work, elsewhere = tmp_path / "work", tmp_path / "elsewhere"
+    work.mkdir(), elsewhere.mkdir()
+    (work / "week.csv").write_text("\n".join(SAMPLE.read_text(encoding="utf-8").splitlines()[:3]) + "\n",
+                                   encoding="utf-8")
+    monkeypatch.chdir(work)
+    code, _ = run(runner, crm, "plan", "week.csv", "-t", str(TEMPLATE), "--out", "p.json")
+    assert code == 0
+    assert json.loads((work / "p.json").read_text(encoding="utf-8"))["input"] == str(work / "week.csv")
+    monkeypatch.chdir(elsewhere)
+    code, out = run(runner, crm, "apply", str(work / "p.json"), "--report", "r")
+    assert code == 0 and (elsewhere / "r" / "week.with-status.csv").exists(), out
