@@ -206,6 +206,13 @@ class Plan:
         keep = [{k: r.get(k) for k in ROW_SCHEMA} for r in self._rows]
         return pl.DataFrame(keep, schema=ROW_SCHEMA)
 
+    def tag_creates(self) -> list[Operation]:
+        """The operations that create tags (`create_missing`), without making the `Operation`
+        view of the others."""
+        if isinstance(self._ops, pl.DataFrame):
+            return _operations(self._ops.filter(pl.col("path") == "/tags"))
+        return [o for o in self._ops if o.path == "/tags"]
+
     def n_operations(self) -> int:
         """How many writes the plan holds (without making the `Operation` view)."""
         return self._ops.height if isinstance(self._ops, pl.DataFrame) else len(self._ops)
@@ -377,19 +384,20 @@ def render_plan(p: Plan, *, requests_per_minute: float | None = 20, limit: int =
     `apply PLAN` makes before its first write, `Plan.estimate`).
 
     Organizations and notes are counted on separate lines (`Plan:` and `Notes:`)."""
-    resources = {r.get("resource", "organizations") for r in p.rows}
+    frame = p.row_frame()  # not `p.rows`: a dict per row of a 100k-row plan costs seconds
+    resources = set(frame["resource"].fill_null("organizations").unique().to_list())
     lines = []
     if "organizations" in resources or not resources:
         lines.append("Plan: " + _count_text(p.counts("organizations")))
     if "organization_notes" in resources:
         lines.append(("Notes: " if lines else "Plan: notes: ") + _count_text(p.counts("organization_notes")))
-    lines += [f"  + tag {json.dumps(o.body.get('title'), ensure_ascii=False)} (create_missing)"
-              for o in p.operations if o.path == "/tags"]
+    tags = p.tag_creates()
+    lines += [f"  + tag {json.dumps(o.body.get('title'), ensure_ascii=False)} (create_missing)" for o in tags]
     reasons: dict[Any, list[str]] = {}
     for i in p.issues:
         if i["severity"] == "error" and i["type"] not in CONFLICT_TYPES:
             reasons.setdefault((i["row_number"], i.get("resource")), []).append(i["message"])
-    op, rows = pl.col("op"), p.row_frame()
+    op, rows = pl.col("op"), frame
     # skips the mode asked for are not listed, nor the notes of organizations it skipped
     by_mode = (op == "skip") & pl.col("note").is_in(MODE_SKIPS)
     org_skipped = rows.filter(by_mode & (pl.col("resource").fill_null("organizations") == "organizations"))
@@ -410,14 +418,13 @@ def render_plan(p: Plan, *, requests_per_minute: float | None = 20, limit: int =
         lines.append(f"  … {hidden.height} more: " + ", ".join(f"{n} {o}" for o, n in kinds.iter_rows())
                      + " (see the plan file or the report)")
     lines += [f"  note: {n}" for n in p.notes if n.startswith(("mirror", "optional", "unmapped", "blank", "mode: replace"))]
-    if not p.rows:
+    if not frame.height:
         lines.append("  note: the input has no rows under its header: nothing to do (an empty sheet, "
                      "or another --sheet or --header-row?)")
     lines += _warning_lines(p.issues)
     est = p.estimate(requests_per_minute)
     where = "" if requests_per_minute else " on the real API (the embedded sandbox has no limit)"
-    tags = sum(o.path == "/tags" for o in p.operations)
-    of_tags = f" ({tags} of them for the new tag(s))" if tags else ""
+    of_tags = f" ({len(tags)} of them for the new tag(s))" if tags else ""
     first = est["checks"] if checks and est["requests"] else 0
     minutes = round((est["requests"] + first + (est["reconcile"] if reconcile else 0))
                     / est["requests_per_minute"], 1)
