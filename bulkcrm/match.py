@@ -431,9 +431,6 @@ def _mismatches(elsewhere: pl.DataFrame, iri_column: str | None) -> pl.DataFrame
         "row_number", "type", "message", "field", "value")
 
 
-CONFLICT_SCHEMA = {"row_number": pl.Int64, "type": pl.String, "message": pl.String, "field": pl.String,
-                   "value": pl.String}
-"""Columns of `Matches.conflicts`."""
 SINGLE_VALUED = ("customerId", "chamberOfCommerceNumber", "linkedinId")
 """Identifier fields a record holds one value of (crm-api.md §8.1): two values are two
 organizations."""
@@ -448,7 +445,7 @@ def _other_values(matched: pl.DataFrame, explicit: pl.DataFrame, pairs: pl.DataF
     record, whose data would overwrite it."""
     kinds = [k for k in SINGLE_VALUED if k in ids["kind"].unique().to_list()]
     if not kinds:
-        return pl.DataFrame(schema=CONFLICT_SCHEMA)
+        return _empty_conflicts()
     mine = ids.filter(pl.col("kind").is_in(kinds)).select("row_number", "kind", "value")
     held = rec_ids.filter(pl.col("kind").is_in(kinds)).select("rec", "kind", pl.col("value").alias("held"))
     by_ids = matched.drop_nulls("rec").filter(~pl.col("row_number").is_in(explicit["row_number"].implode()))
@@ -457,7 +454,7 @@ def _other_values(matched: pl.DataFrame, explicit: pl.DataFrame, pairs: pl.DataF
     hits = (by_ids.select("row_number", "rec").join(mine, on="row_number").join(held, on=["rec", "kind"])
             .filter(bare("value") != bare("held")))
     if not hits.height:
-        return pl.DataFrame(schema=CONFLICT_SCHEMA)
+        return _empty_conflicts()
     via = pairs.join(hits.select("row_number", "rec").unique(), on=["row_number", "rec"]).group_by(
         "row_number").agg(pl.format("{} {}", "kind", "value").sort().first().alias("via"))
     return hits.join(via, on="row_number").with_columns(pl.lit(iris).gather(pl.col("rec")).alias("iri")).group_by(
