@@ -27,6 +27,7 @@ import pycountry
 from phonenumbers import CountryCodeSource, PhoneNumberFormat, ValidationResult
 
 from bulkcrm.errors import TemplateError
+from bulkcrm.vocab import IRI_ID
 
 # ---------------------------------------------------------------------------------------- utils
 
@@ -534,7 +535,7 @@ def _ok(expr: pl.Expr, cond: pl.Expr) -> pl.Expr:
 
 
 def _check_iri(expr: pl.Expr, *, collection: str) -> pl.Expr:
-    return _ok(expr, expr.str.contains(rf"^/{pl.escape_regex(collection)}/[A-Za-z0-9-]+$"))
+    return _ok(expr, expr.str.contains(rf"^/{pl.escape_regex(collection)}/{IRI_ID}$"))
 
 
 _E164_ANY = e164_pattern(7)

@@ -19,7 +19,7 @@ from typing import Any
 import yaml
 
 from .errors import TemplateError, did_you_mean
-from .vocab import MODES
+from .vocab import IRI_ID, MODES
 
 LIST_KINDS = ("emails", "list", "phones")
 """Field kinds that hold a list (several sources, `split`, list constants)."""
@@ -626,11 +626,10 @@ def _constant_iris(sources: tuple[Source, ...], rule: dict, err: _Err, key: str)
     collection, by = rule["iri"], rule.get("lookup_by", "name")
     for i, s in enumerate(sources):
         values = s.value if isinstance(s.value, (list, tuple)) else [] if s.value is None else [s.value]
-        specs = [thaw(t) for t in s.transforms]
-        if any("iri" in (t if isinstance(t, dict) else {t: None}) for t in specs):  # allow_bare_id
+        if any(_is_iri(thaw(t)) for t in s.transforms):  # its iri transform reads it (allow_bare_id)
             continue
         for v in values:
-            if not re.fullmatch(rf"/{re.escape(collection)}/[A-Za-z0-9-]+", str(v).strip()):
+            if not re.fullmatch(rf"/{re.escape(collection)}/{IRI_ID}", str(v).strip()):
                 where = f"{key}[{i}]" if len(sources) > 1 else key
                 more = " (lookup: {create_missing: true} also creates one that does not exist)" \
                     if collection == "tags" else ""
@@ -710,6 +709,11 @@ def _check_value(spec: dict, rule: dict, err: _Err, key: str) -> None:
                                                           else ""), f"{key}.value")
 
 
+def _is_iri(spec: Any) -> bool:
+    """Whether a transform spec (`iri`, or `{iri: {...}}`) is the `iri` transform."""
+    return spec == "iri" or isinstance(spec, dict) and "iri" in spec
+
+
 def _check_transforms(specs: list, rule: dict, err: _Err, key: str) -> None:
     """Build the chain both ways now, so a wrong name or option fails at load with its key path,
     not later at import or export. The field's IRI collection is filled in as mapping does."""
@@ -718,9 +722,8 @@ def _check_transforms(specs: list, rule: dict, err: _Err, key: str) -> None:
     from .transforms import apply_transforms
     context = {"region": pl.lit(None, pl.String)}
     if rule.get("iri"):
-        specs = [{"iri": {"collection": rule["iri"], **(s.get("iri") or {})}}
-                 if isinstance(s, dict) and "iri" in s else
-                 {"iri": {"collection": rule["iri"]}} if s == "iri" else s for s in specs]
+        specs = [{"iri": {"collection": rule["iri"], **((s.get("iri") or {}) if isinstance(s, dict) else {})}}
+                 if _is_iri(s) else s for s in specs]
     for direction in ("clean", "render"):
         try:
             apply_transforms(pl.col("value"), specs, direction=direction, context=context)

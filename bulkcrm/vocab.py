@@ -65,3 +65,7 @@ IssueType = Literal[
 ]
 """Kebab-case issue slugs, as frictionless names its errors."""
 ISSUE_TYPES: tuple[str, ...] = get_args(IssueType)
+
+IRI_ID = r"[A-Za-z0-9-]+"
+"""The id part of an IRI the `iri` check accepts (`/tags/{id}`: a number or a UUID, crm-api.md §1):
+one regex for the row check (`normalize`) and the template's constants (`template`)."""
