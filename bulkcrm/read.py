@@ -215,7 +215,7 @@ def _error_texts(frame: pl.DataFrame, where: str, names: dict[str, str]) -> tupl
     issues = [Issue("excel-error", rn, col, value.strip(), "Excel error value",
                     f"{file}:{rn}:{col}: the cell holds the Excel error {value.strip()}, saved as text in "
                     "this CSV; fix the formula in the workbook, or type the value", "error", file, None,
-                    f"{letters.get(col, '')}{rn}" if col in letters else None)
+                    f"{letters[col]}{rn}" if col in letters else None)
               for rn, col, value in long.iter_rows()]
     cleared = frame.with_columns(pl.when(pl.col(c).str.strip_chars().is_in(EXCEL_ERRORS)).then(None)
                                  .otherwise(pl.col(c)).alias(c) for c in cols)

@@ -76,8 +76,9 @@ def validate(mapped: pl.DataFrame, template: Template, *, sheet: pl.DataFrame | 
     rules = [r for r in rules if r.field in mapped.columns
              and (r.check != "boolean" or f"__raw.{r.field}" in mapped.columns)]
     failures = _failures(_schemas(rules), mapped)
-    read_found = [_unread(Issue(**{**i.to_dict(), "file": i.file or file}), template)
-                  for i in read_issues or [] if not _null_token(i, template)]
+    read_cols, tokens = _read_columns(template), {t.strip() for t in template.null_tokens}
+    read_found = [_unread(Issue(**{**i.to_dict(), "file": i.file or file}), read_cols)
+                  for i in read_issues or [] if not _null_token(i, tokens)]
     # a cell the reader already rejected (formula without result, Excel error) is not also
     # reported as missing or malformed: the reader's issue names the real problem; a row it
     # rejected as a whole (values past the last header: every value may sit a column off) is
@@ -95,10 +96,10 @@ def validate(mapped: pl.DataFrame, template: Template, *, sheet: pl.DataFrame | 
     return Validation(valid=valid, issues=issues.select(list(ISSUE_SCHEMA)), invalid_rows=frozenset(bad))
 
 
-def _null_token(issue: Issue, template: Template) -> bool:
-    """An Excel error value the template lists among its `null_tokens` (`#N/A`): an empty
-    cell, as the template says, not an error."""
-    return issue.type == "excel-error" and (issue.value or "").strip() in {t.strip() for t in template.null_tokens}
+def _null_token(issue: Issue, tokens: set[str]) -> bool:
+    """An Excel error value the template lists among its `null_tokens` (`tokens`, trimmed:
+    `#N/A`): an empty cell, as the template says, not an error."""
+    return issue.type == "excel-error" and (issue.value or "").strip() in tokens
 
 
 def _read_columns(template: Template) -> set[str]:
@@ -115,10 +116,11 @@ def _read_columns(template: Template) -> set[str]:
     return cols
 
 
-def _unread(issue: Issue, template: Template) -> Issue:
-    """A reader's error about a cell of a column the template does not read (an Excel error in
-    a helper column) as a warning: nothing of that cell is sent, so its row is not held back."""
-    if issue.severity != "error" or issue.column is None or issue.column in _read_columns(template):
+def _unread(issue: Issue, read_cols: set[str]) -> Issue:
+    """A reader's error about a cell of a column the template does not read (not in
+    `read_cols`, `_read_columns`: an Excel error in a helper column) as a warning: nothing of
+    that cell is sent, so its row is not held back."""
+    if issue.severity != "error" or issue.column is None or issue.column in read_cols:
         return issue
     return replace(issue, severity="warning",
                    message=f"{issue.message} (the template does not read this column: the row is not held back)")
