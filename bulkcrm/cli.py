@@ -16,7 +16,6 @@ import os
 import shlex
 import signal
 import sys
-import time
 from pathlib import Path
 
 import click
@@ -261,17 +260,17 @@ def import_cmd(ctx, file, template_path, mode, match_strategy, mirror_notes, she
     report_dir = report_dir or str(Path("reports", Path(file).stem, *(["dry-run"] if dry_run else [])))
     saved = Path(report_dir, "plan.json")
     before = saved.stat().st_mtime_ns if saved.exists() else None  # an earlier run's plan
-    started = time.time()
+    stops: list[dict] = []  # the report a stopped run wrote
     try:
         result = run_import(file, template_path, target, mode=mode, strategy=match_strategy,
                             mirror_notes=mirror_notes, sheet=_sheet_arg(sheet), encoding=encoding, delimiter=delimiter,
                             header_row=header_row, dry_run=dry_run, report_dir=report_dir,
-                            reconcile=not no_reconcile, progress=True,
+                            reconcile=not no_reconcile, progress=True, stops=stops,
                             echo=lambda s: click.echo(s, err=as_json))
     except (KeyboardInterrupt, AuthError, TransientApiError) as e:
         # resumable only when this run saved its plan (it stopped while applying it)
         _stopped(e, _resume(ctx, saved, report_dir, base_url),
-                 saved.exists() and saved.stat().st_mtime_ns != before, report_dir, started)
+                 saved.exists() and saved.stat().st_mtime_ns != before, stops)
     _finish(result, as_json)
 
 
@@ -356,13 +355,13 @@ def apply_cmd(ctx, plan_file, base_url, api_key, max_rate, report_dir, batch_siz
     # where `import` of the plan's input writes its report
     report_dir = report_dir or str(Path("reports") / Path(plan.input or plan_file).stem)
     resume = _resume(ctx, plan_file, report_dir, base_url)
-    started = time.time()
+    stops: list[dict] = []  # the report a stopped run wrote
     try:
         result = run_apply(plan_file, target, plan=plan, report_dir=report_dir, batch_size=batch_size, verify=verify,
-                           reconcile=not no_reconcile, progress=True, limit=limit,
+                           reconcile=not no_reconcile, progress=True, limit=limit, stops=stops,
                            echo=lambda s: click.echo(s, err=as_json))
     except (KeyboardInterrupt, AuthError, TransientApiError) as e:
-        _stopped(e, resume, True, report_dir, started)
+        _stopped(e, resume, True, stops)
     _finish(result, as_json)
 
 
@@ -500,31 +499,18 @@ def _interruption(e: BaseException) -> tuple[str, int] | None:
     return ("interrupted", 130) if isinstance(e, KeyboardInterrupt) else None
 
 
-def _stopped(e: BaseException, resume: str, resumable: bool, report_dir: str | None = None,
-             since: float | None = None) -> None:
+def _stopped(e: BaseException, resume: str, resumable: bool, stops: list[dict] | None = None) -> None:
     """Ctrl-C, SIGTERM, a rejected key or an API that is down mid-run: say so and, when a fsynced journal can resume
     the run (`resumable`), how; exit 130 (Ctrl-C), 143 (SIGTERM), 75 (the API is down) or 1 (the
-    key was rejected), with `--json` also the JSON error."""
+    key was rejected), with `--json` also the JSON error (and the report the run wrote, `stops`)."""
     why, code = _interruption(e) or (str(e), _exit_code(e))
     fix = "with the right key, " if isinstance(e, AuthError) else ""
     tail = (f" The journal is saved; {fix}resume with:\n  {resume}" if resumable else
             " Nothing was written to the CRM.")  # no journal: stopped before any write
     click.echo(f"\nStopped ({why}).{tail}", err=True)
     if click.get_current_context().obj.get("json"):
-        _json_error(e, code, resume if resumable else None, _written_report(report_dir, since))
+        _json_error(e, code, resume if resumable else None, stops[-1] if stops else None)
     sys.exit(code)
-
-
-def _written_report(report_dir: str | None, since: float | None) -> dict | None:
-    """`{"report": path, "summary": …}` of the report.json a stopped run wrote (modified at or
-    after `since`, a `time.time()`), so a scheduled job reads its counts; else None."""
-    path = Path(report_dir, "report.json") if report_dir and since is not None else None
-    try:
-        if path is None or path.stat().st_mtime < since:
-            return None
-        return {"report": str(path), "summary": json.loads(path.read_text(encoding="utf-8")).get("summary")}
-    except (OSError, ValueError):
-        return None
 
 
 def _resume(ctx, plan_file, report_dir: str, base_url: str | None) -> str:

@@ -51,11 +51,12 @@ def _plan_sheet(sh: Sheet, template, target: Target, *, reconcile: bool = True, 
 
 
 def run_import(file, template_path, target: Target, *, report_dir: str, dry_run=False, reconcile=True,
-               progress=True, echo: Echo = print, **plan_kw) -> dict:
+               progress=True, echo: Echo = print, stops: list[dict] | None = None, **plan_kw) -> dict:
     """Plan and (unless dry run) apply FILE, write the report; returns {ok, json, report, dir}.
 
     The plan is saved as `<report_dir>/plan.json` before anything is written, so an interrupted
-    import resumes with `bulkcrm apply <report_dir>/plan.json`.
+    import resumes with `bulkcrm apply <report_dir>/plan.json`. A run that stops after its
+    checks writes its report so far and appends `{"report": path, "summary": …}` to `stops`.
     """
     template = load_template(template_path)
     read_kw = {k: plan_kw.pop(k, None) for k in ("sheet", "encoding", "delimiter", "header_row")}
@@ -74,7 +75,7 @@ def run_import(file, template_path, target: Target, *, report_dir: str, dry_run=
                 archive_journal(plan_path)
                 p.save(plan_path)
                 report = _apply(p, target, plan_path, reconcile=reconcile, progress=progress, batch_size=25,
-                                echo=echo, fresh=True, on_stop=_on_stop(out, file, target, echo, input_sheet=sh))
+                                echo=echo, fresh=True, on_stop=_on_stop(out, file, target, echo, stops, input_sheet=sh))
     return _finish(report, out, file, target, echo, input_sheet=sh,
                    plan_path=None if dry_run else out / "plan.json")
 
@@ -98,13 +99,15 @@ def archive_journal(plan_path: str | Path) -> Path | None:
 
 
 def run_apply(plan_file, target: Target, *, report_dir: str, batch_size=25, verify=False, reconcile=True,
-              progress=True, echo: Echo = print, plan: Plan | None = None, limit: int | None = None) -> dict:
+              progress=True, echo: Echo = print, plan: Plan | None = None, limit: int | None = None,
+              stops: list[dict] | None = None) -> dict:
     """Apply a saved plan (resuming from its journal) and write the report; `plan`: the file
-    already loaded; `limit`: at most this many operations this run (`apply.apply`)."""
+    already loaded; `limit`: at most this many operations this run (`apply.apply`); `stops`:
+    as `run_import`'s."""
     p = plan or Plan.load(plan_file)
     report = _apply(p, target, plan_file, reconcile=reconcile, progress=progress, batch_size=batch_size,
                     verify=verify, echo=echo, limit=limit,
-                    on_stop=_on_stop(Path(report_dir), p.input, target, echo, sheet=p.sheet,
+                    on_stop=_on_stop(Path(report_dir), p.input, target, echo, stops, sheet=p.sheet,
                                      planned_sha256=p.input_sha256))
     return _finish(report, Path(report_dir), p.input, target, echo, sheet=p.sheet, planned_sha256=p.input_sha256,
                    plan_path=plan_file)
@@ -225,12 +228,16 @@ def _write(report: Report, out: Path, input_path, target: Target, echo: Echo, *,
                  input_csv=copy_format(input_sheet.encoding, input_sheet.delimiter) if input_sheet else None)
 
 
-def _on_stop(out: Path, input_path, target: Target, echo: Echo, **input_kw) -> Callable[[Report], None]:
+def _on_stop(out: Path, input_path, target: Target, echo: Echo, stops: list[dict] | None,
+             **input_kw) -> Callable[[Report], None]:
     """apply's `on_stop`: the stopped run's report replaces the previous run's in `out`, so the
-    folder never shows an earlier run's outcome for this one."""
+    folder never shows an earlier run's outcome for this one; `stops` (when given) gets its
+    path and summary (the CLI's `--json` gives them)."""
     def write(report: Report) -> None:
         _write(report, out, input_path, target, echo, **input_kw)
         echo(f"The run stopped; its report so far (done, and planned: not yet applied) is in {out}.")
+        if stops is not None:
+            stops.append({"report": str(out / "report.json"), "summary": report.full_summary()})
     return write
 
 

@@ -96,6 +96,14 @@ class Report:
         extra = sorted(seen, key=lambda k: (OUTCOMES.index(k) if k in OUTCOMES else 99, str(k)))
         return counts | {str(k): int(seen[k]) for k in extra}
 
+    def full_summary(self) -> dict[str, Any]:
+        """report.json's `summary`: `summary` plus `counts` (`counts()`), `ok` and, for
+        organizations with their notes, `by_resource` (`counts_by_resource`)."""
+        summary = {**self.summary, "counts": self.counts(), "ok": self.ok}
+        if parts := counts_by_resource(self):  # organizations with their notes, counted apart
+            summary["by_resource"] = parts
+        return summary
+
     def to_dict(self) -> dict[str, Any]:
         """Return `{"summary", "rows", "issues"}`, JSON-able; rows' `changes` as lists of
         `{field, before, after}` with the values as JSON values (`"b"`, `["/tags/2"]`, null),
@@ -112,10 +120,7 @@ class Report:
         for row in rows:
             row["changes"] = [{**c, "before": _value(c["before"]), "after": _value(c["after"])}
                               for c in row["changes"]]
-        summary = {**self.summary, "counts": self.counts(), "ok": self.ok}
-        if parts := counts_by_resource(self):  # organizations with their notes, counted apart
-            summary["by_resource"] = parts
-        return {"summary": summary, "rows": rows,
+        return {"summary": self.full_summary(), "rows": rows,
                 "issues": conform(self.issues, ISSUE_SCHEMA).to_dicts()}
 
 
