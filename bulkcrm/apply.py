@@ -417,11 +417,13 @@ def _problem(e: ApiError, body: dict | None = None) -> str:
     """What the API said of a refused write: its violations (`field: message`), else its detail,
     prefixed with the field of `body` holding the IRI a 400 `Item not found for "…"` names
     (crm-api.md §3: an owner or tag IRI, e.g. a template lookup table's, that does not exist)."""
-    lines = [f"{v.get('propertyPath')}: {v.get('message')}" for v in e.violations] or [e.detail or str(e)]
-    missing = re.fullmatch(r'Item not found for "(.+)"\.?', lines[0]) if not e.violations else None
-    held = [k for k, v in (body or {}).items() if missing and (v == missing[1] or
-                                                              isinstance(v, list) and missing[1] in v)]
-    return f"{held[0]}: {lines[0]}" if held else "; ".join(lines)
+    if e.violations:
+        return "; ".join(f"{v.get('propertyPath')}: {v.get('message')}" for v in e.violations)
+    detail = e.detail or str(e)
+    missing = re.fullmatch(r'Item not found for "(.+)"\.?', detail)
+    held = next((k for k, v in (body or {}).items() if missing and missing[1] in (v if isinstance(v, list) else [v])),
+                None)
+    return f"{held}: {detail}" if held else detail
 
 
 def _fill_refs(body: Any, iris: dict[str, str]) -> Any:

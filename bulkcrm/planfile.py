@@ -384,8 +384,8 @@ def render_plan(p: Plan, *, requests_per_minute: float | None = 20, limit: int =
     `apply PLAN` makes before its first write, `Plan.estimate`).
 
     Organizations and notes are counted on separate lines (`Plan:` and `Notes:`)."""
-    frame = p.row_frame()  # not `p.rows`: a dict per row of a 100k-row plan costs seconds
-    resources = set(frame["resource"].fill_null("organizations").unique().to_list())
+    rows = p.row_frame()  # not `p.rows`: a dict per row of a 100k-row plan costs seconds
+    resources = set(rows["resource"].fill_null("organizations").unique().to_list())
     lines = []
     if "organizations" in resources or not resources:
         lines.append("Plan: " + _count_text(p.counts("organizations")))
@@ -397,7 +397,7 @@ def render_plan(p: Plan, *, requests_per_minute: float | None = 20, limit: int =
     for i in p.issues:
         if i["severity"] == "error" and i["type"] not in CONFLICT_TYPES:
             reasons.setdefault((i["row_number"], i.get("resource")), []).append(i["message"])
-    op, rows = pl.col("op"), frame
+    op = pl.col("op")
     # skips the mode asked for are not listed, nor the notes of organizations it skipped
     by_mode = (op == "skip") & pl.col("note").is_in(MODE_SKIPS)
     org_skipped = rows.filter(by_mode & (pl.col("resource").fill_null("organizations") == "organizations"))
@@ -418,7 +418,7 @@ def render_plan(p: Plan, *, requests_per_minute: float | None = 20, limit: int =
         lines.append(f"  … {hidden.height} more: " + ", ".join(f"{n} {o}" for o, n in kinds.iter_rows())
                      + " (see the plan file or the report)")
     lines += [f"  note: {n}" for n in p.notes if n.startswith(("mirror", "optional", "unmapped", "blank", "mode: replace"))]
-    if not frame.height:
+    if not rows.height:
         lines.append("  note: the input has no rows under its header: nothing to do (an empty sheet, "
                      "or another --sheet or --header-row?)")
     lines += _warning_lines(p.issues)
