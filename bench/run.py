@@ -239,7 +239,7 @@ def bench_rss(quick: bool, tmp: Path, local: dict | None) -> dict:
     """Peak RSS of read + map + validate of 1M rows in a child process (ru_maxrss)."""
     n, extrapolated = 1_000_000, False
     if quick and local:
-        est = 10 * sum(local["stages_s"][s] for s in ("read", "map", "validate"))
+        est = 10 * sum(local["stages_s"][s] for s in ("read", "map", "validate+match"))
         if est > 100:       # keep --quick within its budget: measure 250k and scale linearly
             n, extrapolated = 250_000, True
     log(f"  writing {n:,} rows...")

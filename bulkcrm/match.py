@@ -162,7 +162,7 @@ def record_identifiers(frame: pl.DataFrame, fields: Iterable[str], *,
 
 def match_rows(rows: pl.DataFrame, template: Template, client: Client, *,
                strategy: str = "auto") -> Matches:
-    """Match rows to records (see module docstring).
+    """Match rows to records (see module docstring): `fetch_records`, then `match_fetched`.
 
     Args:
         rows: mapped rows (`row_number`, field columns, optional `__iri`, `__raw.*`); `plan`
@@ -173,6 +173,42 @@ def match_rows(rows: pl.DataFrame, template: Template, client: Client, *,
 
     Raises:
         ApiError: subclasses from the client when a lookup fails after its retries.
+    """
+    return match_fetched(rows, template, fetch_records(rows, template, client, strategy=strategy))
+
+
+@dataclass
+class Fetched:
+    """The records a matching needs (`fetch_records`), before any row is matched to one.
+
+    Attributes:
+        ids: `identifier_frame` of the rows (one line per row and identifier value) plus `__h`.
+        explicit: frame `row_number`, `iri` of the rows' IRI column (`_explicit`).
+        records, frame, strategy, notes, fetch_seconds, total: as `Matches`.
+        requests: requests spent getting them.
+    """
+
+    ids: pl.DataFrame
+    explicit: pl.DataFrame
+    records: dict[str, dict]
+    frame: pl.DataFrame
+    strategy: str
+    requests: int
+    notes: list[str]
+    fetch_seconds: float
+    total: int | None
+
+
+def fetch_records(rows: pl.DataFrame, template: Template, client: Client, *,
+                  strategy: str = "auto") -> Fetched:
+    """Get the records the rows may match: batched `identifiers[]` lookups plus a GET per
+    explicit IRI they did not find, or a listing of every record (`strategy`, as `match_rows`;
+    `auto` picks the cheaper by the cost model, crm-api.md §6). Requests only: no row is
+    matched here.
+
+    Raises:
+        TemplateError: `lookup` for an identifier the API has no filter for (`check_strategy`).
+        ApiError: subclasses from the client when a request fails after its retries.
     """
     start = client.requests_sent
     ids = _keyed(identifier_frame(rows, template, distinct=False))
@@ -193,7 +229,16 @@ def match_rows(rows: pl.DataFrame, template: Template, client: Client, *,
         records = lookup_records(client, values) if values else {}
         records.update(_get_explicit(client, explicit, records))
     frame = raw_records_frame(list(records.values()), records_schema(template))
-    fetched = time.perf_counter() - t0
+    return Fetched(ids=ids, explicit=explicit, records=records, frame=frame, strategy=strategy,
+                   requests=client.requests_sent - start, notes=notes,
+                   fetch_seconds=time.perf_counter() - t0,
+                   total=len(records) if strategy == "scan" else None)
+
+
+def match_fetched(rows: pl.DataFrame, template: Template, fetched: Fetched) -> Matches:
+    """Match the rows (as `match_rows`) to the records `fetch_records` got for them: local
+    work only, no request."""
+    ids, explicit, frame = fetched.ids, fetched.explicit, fetched.frame
     rec_ids = record_identifiers(frame, template.identifiers, default_region=template.default_region)
     pairs = _pairs(ids, rec_ids)
     positions = _positions(explicit, frame)
@@ -203,11 +248,10 @@ def match_rows(rows: pl.DataFrame, template: Template, client: Client, *,
     extra = [_mismatches(elsewhere, template.iri_column)] if elsewhere.height else []
     if extra or other.height:
         conflicts = _one_per_row([conflicts, *extra, other])
-    not_found = explicit.filter(~pl.col("iri").is_in(list(records))) if explicit.height else explicit
-    return Matches(iri=matched, conflicts=conflicts, not_found=not_found, records=records,
-                   strategy=strategy, requests=client.requests_sent - start, notes=notes,
-                   frame=frame, fetch_seconds=fetched,
-                   total=len(records) if strategy == "scan" else None)
+    not_found = explicit.filter(~pl.col("iri").is_in(list(fetched.records))) if explicit.height else explicit
+    return Matches(iri=matched, conflicts=conflicts, not_found=not_found, records=fetched.records,
+                   strategy=fetched.strategy, requests=fetched.requests, notes=fetched.notes,
+                   frame=frame, fetch_seconds=fetched.fetch_seconds, total=fetched.total)
 
 
 def _gets_expected(explicit: pl.DataFrame, ids: pl.DataFrame) -> int:

@@ -27,7 +27,7 @@ from .client import Client
 from .errors import Issue, TemplateError, about, first_few, with_cell
 from .lookups import REF_PREFIX, LookupCache, resolve_lookups
 from .mapping import map_rows
-from .match import check_strategy, match_rows
+from .match import check_strategy, fetch_records, match_fetched
 from .planfile import (CONFLICT_TYPES, ROW_SCHEMA, SCHEMA_VERSION, WRITE_OPS, Operation,
                        Plan, now_utc, ops_frame, render_plan)
 from .read import Sheet, read
@@ -152,22 +152,26 @@ def _plan(source: str | Path | Sheet, template: Template, client: Client, *, mod
     mapped = map_rows(sh.frame, template, path=f"{file}!{sh.sheet_name}" if sh.sheet_name else file,
                       header_row=sh.header_row)
     clock.lap("map")
-    checked = validate(mapped, template, sheet=sh.frame, read_issues=sh.issues, file=file,
-                       sheet_name=sh.sheet_name, letters=sh.letters, numbers=sh.numbers)
-    clock.lap("validate")
+    matched_at = now_utc()  # records created from here on may be missing from what matching sees
+    # every row claims the records its IRI and identifiers name, also a row that is not written
+    # (invalid): another row naming such a record is a conflict, never a takeover of it
+    fetched = fetch_records(mapped, template, client, strategy=strategy)
+    with ThreadPoolExecutor(1) as pool:  # two local stages side by side: neither needs the other
+        checking = pool.submit(validate, mapped, template, sheet=sh.frame, read_issues=sh.issues,
+                               file=file, sheet_name=sh.sheet_name, letters=sh.letters,
+                               numbers=sh.numbers)
+        matches = match_fetched(mapped, template, fetched)
+        checked = checking.result()
+    clock.seconds["fetch"] = round(fetched.fetch_seconds, 4)
+    clock.lap("validate+match")
+    clock.seconds["validate+match"] = round(clock.seconds["validate+match"] - fetched.fetch_seconds, 4)
+    del fetched
     cache = LookupCache()
     resolved = resolve_lookups(checked.valid, template, client, cache=cache, file=file, frame=sh.frame,
                                sheet=sh.sheet_name, letters=sh.letters)
     clock.lap("lookups")
     bad = {i.row_number for i in resolved.issues}
     rows = resolved.rows.filter(~pl.col("row_number").is_in(list(bad))) if bad else resolved.rows
-    matched_at = now_utc()  # records created from here on may be missing from what matching sees
-    # every row claims the records its IRI and identifiers name, also a row that is not written
-    # (invalid): another row naming such a record is a conflict, never a takeover of it
-    matches = match_rows(mapped, template, client, strategy=strategy)
-    clock.seconds["fetch"] = round(matches.fetch_seconds, 4)
-    clock.lap("match")
-    clock.seconds["match"] = round(clock.seconds["match"] - matches.fetch_seconds, 4)
     issues = [*_frame_issues(checked.issues), *resolved.issues,
               *_conflict_issues(matches.conflicts, template, sh, file),
               *_not_found_issues(matches.not_found, template, file, sh.sheet_name)]

@@ -146,8 +146,9 @@ class Plan:
             None; the reconcile estimate uses it.
         names: IRI (or `$ref:tag:<name>` placeholder) -> the name a person knows it by (tag
             titles, owner e-mails), shown instead of it in the plan text and the report sheets.
-        timings: seconds per planning stage (read, map, validate, lookups, fetch, match, diff);
-            `fetch` is the network part: finding the records and decoding their pages.
+        timings: seconds per planning stage (read, map, fetch, validate+match, lookups, diff);
+            `fetch` is the network part: finding the records and decoding their pages;
+            validating the rows and matching them to those records run side by side.
         matched_at: when matching began (ISO 8601 UTC, before its first request): a record
             created later may be missing from what the plan saw (apply checks from there);
             None in a plan of notes alone or of an older version (then `created_at`).
