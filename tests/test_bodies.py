@@ -140,6 +140,24 @@ def test_clear_sends_null_and_the_plan_file_round_trips(crm, client, tmp_path):
     assert '"mode": "upsert",' in lines
 
 
+def test_a_plan_saved_from_its_frames_is_the_plan_saved_from_its_objects(crm, client, tmp_path):
+    """A fresh plan writes its rows and operations column-wise (polars JSON, bodies spliced in
+    as values); the same plan once its Python views exist writes them through `json`: the two
+    files hold the same document, a line per row and per operation, and load to equal plans."""
+    path, tpl = _setup(crm, tmp_path, "merge")
+    p = plan(path, tpl, client)
+    fresh = p.save(tmp_path / "fresh.json")
+    assert p.counts() == {"create": 2, "patch": 2, "replace": 0, "unchanged": 1, "skip": 0,
+                          "conflict": 0, "invalid": 0}
+    p.rows, p.operations  # the Python views: from here on the plan holds lists
+    viewed = p.save(tmp_path / "viewed.json")
+    assert json.loads(fresh.read_text(encoding="utf-8")) == json.loads(viewed.read_text(encoding="utf-8"))
+    lines = fresh.read_text(encoding="utf-8").splitlines()
+    assert sum(line.startswith('{"row_number":') for line in lines) == 5
+    assert sum(line.startswith('{"key":') for line in lines) == 4
+    assert Plan.load(fresh).sha256 == Plan.load(viewed).sha256 == p.sha256
+
+
 def test_only_rows_equal_to_their_record_as_stored_skip_the_full_comparison(tmp_path):
     from bulkcrm.match import records_schema
     tpl = parse_template(TEMPLATE, path="t.yaml", sha256="t")
