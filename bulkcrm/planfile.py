@@ -383,18 +383,24 @@ def _write_lines(doc: dict[str, Any], f) -> None:
 def _json_lines(frame: pl.DataFrame) -> pl.Series:
     """Each line of a rows (`ROW_SCHEMA`) or operations (`OP_SCHEMA`) frame as a JSON object
     (text), as `Plan.rows` / `Plan.operations` would give it: the JSON-text columns
-    `_JSON_COLS` put in as JSON values (`identifiers` `{}` when null)."""
-    raw = [c for c in _JSON_COLS if c in frame.columns]
-    if not raw:
-        return frame.select(pl.struct(pl.all()).struct.json_encode()).to_series()
-    marks = {c: f"\u0000{c}\u0000" for c in raw}  # stand-ins, replaced by the JSON texts below
-    text = frame.select(pl.struct(pl.lit(marks[c]).alias(c) if c in raw else pl.col(c)
-                                  for c in frame.columns).struct.json_encode().alias("t"), *raw)
-    line = pl.col("t")
-    for c in raw:
-        value = pl.col(c).fill_null("{}" if c == "identifiers" else "null")
-        line = line.str.replace(f'"{marks[c]}"'.replace("\u0000", "\\u0000"), value, literal=True)
-    return text.select(line).to_series()
+    `_JSON_COLS` put in as JSON values (`identifiers` `{}` when null), the other columns
+    encoded by polars, a run of them at a time, in the frame's column order."""
+    members, run = [], []
+
+    def flush():
+        if run:  # `{"a":1,"b":"x"}` -> `"a":1,"b":"x"`
+            members.append(pl.struct(run).struct.json_encode().str.slice(1).str.strip_suffix("}"))
+            run.clear()
+
+    for c in frame.columns:
+        if c in _JSON_COLS:
+            flush()
+            value = pl.col(c).fill_null("{}" if c == "identifiers" else "null")
+            members.append(pl.concat_str(pl.lit(_ENCODE(c) + ":"), value))
+        else:
+            run.append(c)
+    flush()
+    return frame.select(pl.concat_str(pl.lit("{"), pl.concat_str(members, separator=","), pl.lit("}"))).to_series()
 
 
 @dataclass
