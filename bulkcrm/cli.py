@@ -16,6 +16,7 @@ import os
 import shlex
 import signal
 import sys
+import traceback
 from pathlib import Path
 
 import click
@@ -50,9 +51,22 @@ def _exit_code(e: BaseException) -> int:
     return 1
 
 
+def _keys() -> list[str | None]:
+    """The API keys this command may hold (environment, `--api-key`), for `redact`."""
+    ctx = click.get_current_context(silent=True)
+    return [os.environ.get("BULKCRM_API_KEY"), (ctx.params.get("api_key") if ctx else None)]
+
+
+def _traceback(e: BaseException) -> None:
+    """`--debug`: the exception's traceback on stderr (keys redacted), before the usual message,
+    `--json` object and exit code, which a scheduler reads alike with or without it."""
+    text = "".join(traceback.format_exception(type(e), e, e.__traceback__))
+    click.echo(redact(text.rstrip("\n"), _keys()), err=True)
+
+
 def _fail(e: Exception, debug: bool, as_json: bool = False) -> None:
     if debug:
-        raise e
+        _traceback(e)
     code = _exit_code(e)
     if isinstance(e, OSError):  # e.g. `--report /proc/x`: the file the OS refused, and why
         e = OSError(f"cannot write or read {e.filename}: {e.strerror}" if e.filename else str(e))
@@ -103,13 +117,11 @@ EX_SOFTWARE = 70
 
 
 def _internal(e: Exception, debug: bool, as_json: bool) -> None:
-    """An unforeseen exception: a short message (`--debug` re-raises it, with its traceback),
-    exit `EX_SOFTWARE`. What was journaled stays so: apply's resume picks up from it."""
+    """An unforeseen exception: a short message (`--debug` shows its traceback first), exit
+    `EX_SOFTWARE`. What was journaled stays so: apply's resume picks up from it."""
     if debug:
-        raise e
-    ctx = click.get_current_context(silent=True)
-    keys = [os.environ.get("BULKCRM_API_KEY"), (ctx.params.get("api_key") if ctx else None)]
-    detail = redact(f"{type(e).__name__}: {e}", keys)  # never the key (`redact` skips None)
+        _traceback(e)
+    detail = redact(f"{type(e).__name__}: {e}", _keys())  # never the key (`redact` skips None)
     click.echo(f"Error: internal error ({detail}); this is a bug in bulkcrm: please report it "
                "with the command; run it again with --debug to see where it happened", err=True)
     if as_json:
@@ -323,7 +335,7 @@ def plan_cmd(ctx, file, template_path, mode, match_strategy, mirror_notes, sheet
 
 
 @cli.command("apply")
-@click.argument("plan_file", type=click.Path(dir_okay=False, exists=True))
+@click.argument("plan_file", type=click.Path(dir_okay=False))  # missing: Plan.load says so
 @target_options
 @click.option("--report", "report_dir", type=click.Path(file_okay=False), default=None,
               help="Report directory (default: reports/<input stem>, the plan's input file).")
@@ -367,7 +379,8 @@ def apply_cmd(ctx, plan_file, base_url, api_key, max_rate, report_dir, batch_siz
 
 @cli.command("validate")
 @click.argument("file", type=click.Path(dir_okay=False))
-@click.option("--template", "-t", "template_path", required=True, type=click.Path(dir_okay=False))
+@click.option("--template", "-t", "template_path", required=True, type=click.Path(dir_okay=False),
+              help="Template YAML (see README, Template format).")
 @read_options
 @click.option("--report", "report_dir", type=click.Path(file_okay=False), default=None,
               help="Write issues.csv, issues.json and an annotated XLSX copy here.")
@@ -454,7 +467,7 @@ def export_cmd(ctx, template_path, out, q, owner, tags, segments, archived, crea
 @click.option("--burst-429", type=int, default=0, help="Answer the next N requests 429 (a throttling burst).")
 @click.option("--retry-after-http-date", is_flag=True, help="Send Retry-After as an HTTP-date, not seconds.")
 @click.option("--seed", "seed_file", type=click.Path(dir_okay=False, exists=True), default=None,
-              help="JSON/YAML with users, tags, segments, note_categories, organizations, notes.")
+              help="JSON/YAML with users, tags, segments, note_categories, people, organizations, notes.")
 @click.option("--control", is_flag=True, help="Enable the /_sandbox/ control interface (tests).")
 def sandbox_cmd(host, port, db, api_keys, tenant, rate_limit, latency_ms, error_rate, drop_rate, burst_429,
                 retry_after_http_date, seed_file, control):

@@ -292,8 +292,11 @@ class Plan:
         """Read a plan file. Raises PlanError when unreadable or of another schema version."""
         try:
             d = json.loads(Path(path).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise PlanError(f"{path}: plan file not found; check the path (`bulkcrm plan --out` "
+                            "writes one)") from None
         except OSError as e:
-            raise PlanError(f"{path}: cannot read the plan: {e}") from None
+            raise PlanError(f"{path}: cannot read the plan: {e.strerror or e}") from None
         except ValueError:
             raise PlanError(f"{path}: not a bulkcrm plan file (not JSON); pass the file "
                             "`bulkcrm plan --out` wrote") from None

@@ -3,7 +3,7 @@
 - `sandbox`: session-scoped `bulkcrm.sandbox.Sandbox`, rate limit off, key `TEST_KEY`.
 - `crm`: the same sandbox, reset (data, request log, faults, rate window) before each test.
 - `client`: a `bulkcrm.client.Client` for `crm` with client-side pacing off.
-- `runner`: click's CliRunner.
+- `runner`: click's CliRunner, in the test's temporary folder.
 - `FakeClock`: a client clock that moves only when the client sleeps.
 An autouse fixture clears `BULKCRM_*` variables so no test reaches a real account, and puts
 the target locks in the session's temporary folder (`XDG_CACHE_HOME`).
@@ -85,7 +85,10 @@ def client(crm):
 
 
 @pytest.fixture
-def runner():
+def runner(tmp_path, monkeypatch):
+    """click's CliRunner, run in the test's own folder: a command's default report folder
+    (`reports/<name>`, relative) never lands in the checkout."""
     from click.testing import CliRunner
 
+    monkeypatch.chdir(tmp_path)
     return CliRunner()

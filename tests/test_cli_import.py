@@ -342,11 +342,11 @@ def test_json_failures_say_what_failed_on_stdout(runner, crm, tmp_path, monkeypa
     out = json.loads(result.stdout.strip().splitlines()[-1])
     assert result.exit_code == 1 and out["error"] == "file" and "Traceback" not in result.output
     # a usage error is caught by click before any command runs: the console entry point says it
-    usage = subprocess.run([sys.executable, "-m", "bulkcrm", "apply", "missing.json", "--json"],
+    usage = subprocess.run([sys.executable, "-m", "bulkcrm", "apply", "week.plan.json", "--limit", "0", "--json"],
                            capture_output=True, text=True, cwd=tmp_path, timeout=60)
     out = json.loads(usage.stdout.strip().splitlines()[-1])
     assert usage.returncode == 2 and (out["error"], out["exit_code"]) == ("usage", 2)
-    assert "missing.json" in out["message"] and "Traceback" not in usage.stderr
+    assert "--limit" in out["message"] and "Traceback" not in usage.stderr
 
 
 @pytest.mark.parametrize("suffix", [".csv", ".xlsx"])
@@ -847,3 +847,14 @@ def test_apply_from_another_folder_finds_the_input_for_the_with_status_copy(runn
     monkeypatch.chdir(elsewhere)
     code, out = run(runner, crm, "apply", str(work / "p.json"), "--report", "r")
     assert code == 0 and (elsewhere / "r" / "week.with-status.csv").exists(), out
+
+
+def test_apply_of_a_missing_plan_file_says_so_in_bulkcrms_words(runner, tmp_path):
+    """A mistyped plan path: the tool's own one-line error (exit 2, `--json` error `plan`),
+    not click's usage text, and no journal or report folder made for it."""
+    result = runner.invoke(cli, ["apply", "week49.plan.json", "--json"])
+    assert result.exit_code == 2
+    assert result.stderr.strip() == ("Error: week49.plan.json: plan file not found; check the path "
+                                     "(`bulkcrm plan --out` writes one)")
+    assert json.loads(result.stdout)["error"] == "plan"
+    assert list(tmp_path.iterdir()) == []  # the runner's folder: nothing written

@@ -248,6 +248,22 @@ def test_an_unexpected_error_is_a_short_message_not_a_traceback(runner, monkeypa
     assert "internal error (TypeError: '<' not supported" in result.output and "--debug" in result.output
     result = runner.invoke(cli, [*args, "--json"])
     assert result.exit_code == 70 and json.loads(result.stdout.strip().splitlines()[-1])["error"] == "internal"
+    result = runner.invoke(cli, ["--debug", *args, "--json"])  # the traceback, and the rest as without it
+    assert result.exit_code == 70 and "Traceback" in result.stderr and "in broken" in result.stderr
+    assert json.loads(result.stdout.strip().splitlines()[-1])["error"] == "internal"
+
+
+def test_debug_adds_the_traceback_and_keeps_exit_code_and_json(runner, tmp_path, monkeypatch):
+    """A scheduled job run with `--debug` reads the same exit code (2: the input must change)
+    and `--json` object as without it; the traceback goes to stderr, the API key redacted."""
+    monkeypatch.setenv("BULKCRM_API_KEY", "sk-secret-123")
+    missing = tmp_path / "nosuch.csv"
+    args = ["validate", str(missing), "-t", str(REPO / "templates" / "organizations.yaml"), "--json"]
+    plain, debug = runner.invoke(cli, args), runner.invoke(cli, ["--debug", *args])
+    assert plain.exit_code == debug.exit_code == 2
+    assert json.loads(debug.stdout) == json.loads(plain.stdout) and json.loads(debug.stdout)["error"] == "input"
+    assert "Traceback" in debug.stderr and "InputError: " in debug.stderr and "Traceback" not in plain.stderr
+    assert "sk-secret-123" not in debug.output
 
 
 def test_a_misspelt_column_names_the_sheets_closest_header(runner, tmp_path):
