@@ -244,7 +244,7 @@ def match_fetched(rows: pl.DataFrame, template: Template, fetched: Fetched) -> M
     positions = _positions(explicit, frame)
     matched, conflicts = _resolve(rows, pairs, positions, ids, frame["@id"])
     elsewhere = _elsewhere(pairs, positions, frame["@id"])
-    other = _other_values(matched, positions, pairs, ids, rec_ids, frame["@id"])
+    other = _other_values(matched, positions, pairs, ids, rec_ids, frame["@id"], template.identifiers)
     extra = [_mismatches(elsewhere, template.iri_column)] if elsewhere.height else []
     if extra or other.height:
         conflicts = _one_per_row([conflicts, *extra, other])
@@ -481,13 +481,13 @@ organizations."""
 
 
 def _other_values(matched: pl.DataFrame, explicit: pl.DataFrame, pairs: pl.DataFrame, ids: pl.DataFrame,
-                  rec_ids: pl.DataFrame, iris: pl.Series) -> pl.DataFrame:
+                  rec_ids: pl.DataFrame, iris: pl.Series, identifiers: Iterable[str]) -> pl.DataFrame:
     """`identifier-mismatch` conflicts (`Matches.conflicts` columns): a row its identifiers
     matched to a record (`matched`; not by an explicit IRI) whose value of a `SINGLE_VALUED`
     identifier is not the record's (both set; case, spaces, dots, dashes and slashes aside):
     another organization sharing an e-mail address or a phone number (a switchboard) with the
-    record, whose data would overwrite it."""
-    kinds = [k for k in SINGLE_VALUED if k in ids["kind"].unique().to_list()]
+    record, whose data would overwrite it. `identifiers`: the template's."""
+    kinds = [k for k in SINGLE_VALUED if k in identifiers]
     if not kinds:
         return _empty_conflicts()
     mine = ids.filter(pl.col("kind").is_in(kinds)).select("row_number", "kind", "value")

@@ -538,11 +538,12 @@ def _same_title_issues(rows: pl.DataFrame, matches, template: Template, file: st
     if not new.height:
         return []
     free = pl.repeat(True, matches.frame.height, eager=True).scatter(matches.iri["rec"].drop_nulls(), False)
-    records = matches.frame.select("@id", "title", *other).filter(free)
-    # the same title and the same domain: the first e-mail's, else the website's host
-    # (domains only of the pairs that share a title: few)
-    pairs = new.with_columns(_title_key()).join(
-        records.select("@id", _title_key(), *(pl.col(c).alias(f"{c}#r") for c in other)), on="__k")
+    keys = matches.frame.select(pl.int_range(pl.len(), dtype=pl.UInt32).alias("__rec"), "title").filter(
+        free).select("__rec", _title_key())
+    # the same title and the same domain: the first e-mail's, else the website's host (the
+    # records' other fields and the domains only of the pairs that share a title: few)
+    pairs = new.with_columns(_title_key()).join(keys, on="__k")
+    pairs = pairs.hstack(matches.frame.select("@id", *(pl.col(c).alias(f"{c}#r") for c in other))[pairs["__rec"]])
     hits = pairs.filter(_domains(pairs, other, api=False) == _domains(pairs, [f"{c}#r" for c in other], api=True)) \
         .group_by("row_number", "title").agg(pl.col("@id").unique().sort()) \
         .select("row_number", "@id", "title").sort("row_number")
