@@ -20,6 +20,7 @@ import logging
 import math
 import random
 import re
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -358,6 +359,7 @@ class Client:
                     self._window.answered(slot)
             except (requests.ConnectionError, requests.Timeout,
                     requests.exceptions.ChunkedEncodingError) as exc:
+                self._tls_failed(exc, method, rel)
                 self._transport_failed(exc, method, rel, attempts - throttled)
                 continue
             except requests.RequestException as exc:
@@ -417,6 +419,19 @@ class Client:
         self._retry_later(ra if ra is not None else self._backoff(attempts), method, rel,
                           attempts, f"{resp.status_code}")
 
+    def _tls_failed(self, exc: Exception, method: str, rel: str) -> None:
+        """Raise at once when the TLS handshake failed (`_handshake_failure`): no request left,
+        and sending again meets the same certificate or the same plain-HTTP server."""
+        why = _handshake_failure(exc)
+        if why is None:
+            return
+        hint = ("the server does not speak HTTPS at that address (a local sandbox is http://)"
+                if why == "WRONG_VERSION_NUMBER" else
+                "its certificate is not trusted here (a company proxy's CA: point REQUESTS_CA_BUNDLE "
+                "at its bundle)" if "CERTIFICATE" in why else "check the address")
+        raise TransientApiError(f"{method} {rel}: the TLS handshake with {self.base_url} failed ({why}): {hint}; "
+                                "nothing was sent", method=method, url=rel, detail=why) from None
+
     def _transport_failed(self, exc: Exception, method: str, rel: str, attempts: int) -> None:
         """Handle a timeout/connection failure: retry if safe, else raise."""
         name = type(exc).__name__
@@ -449,7 +464,13 @@ class Client:
             return AuthError(f"the API key was rejected ({status}): check --api-key / BULKCRM_API_KEY "
                              f"({method} {rel}: {detail})", **kw)
         violations = violations if isinstance(violations, list) else []
-        return PermanentApiError(f"{method} {rel} failed ({status}): {detail}",
+        hint = ""
+        base_path = urlsplit(self.base_url).path
+        if status == 404 and urlsplit(rel).path == f"{base_path}/organizations":  # the API always has
+            # it (crm-api.md §8.3): the base URL points elsewhere (a path too many, a typo)
+            hint = (f"; the API always has /organizations, so check the base URL {self.base_url} "
+                    "(the collections are at its root: https://api.rogerroger.io/organizations)")
+        return PermanentApiError(f"{method} {rel} failed ({status}): {detail}{hint}",
                                  violations=violations, **kw)
 
     # -- helpers --------------------------------------------------------------------------
@@ -548,6 +569,40 @@ def _server_epoch(resp: requests.Response) -> float:
         return time.time()
 
 
+_HANDSHAKE = frozenset({"WRONG_VERSION_NUMBER", "CERTIFICATE_VERIFY_FAILED", "UNSUPPORTED_PROTOCOL",
+                        "TLSV1_ALERT_PROTOCOL_VERSION", "SSLV3_ALERT_HANDSHAKE_FAILURE",
+                        "TLSV1_ALERT_UNKNOWN_CA", "TLSV1_UNRECOGNIZED_NAME"})
+"""OpenSSL reasons of a TLS handshake that failed for good (a plain-HTTP server, an untrusted
+or wrong-host certificate, no common protocol): raised before any byte of the request left."""
+
+
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    """`exc` and the exceptions it wraps (requests -> urllib3 -> ssl/socket): causes, contexts,
+    `reason` and exception `args`, each once."""
+    seen: set[int] = set()
+    stack: list[Any] = [exc]
+    while stack:
+        e = stack.pop()
+        if id(e) in seen:
+            continue
+        seen.add(id(e))
+        yield e
+        stack += [a for a in (getattr(e, "reason", None), e.__cause__, e.__context__, *getattr(e, "args", ()))
+                  if isinstance(a, BaseException)]  # `reason` may be text (ssl.SSLError's)
+
+
+def _handshake_failure(exc: BaseException) -> str | None:
+    """The OpenSSL reason (`CERTIFICATE_VERIFY_FAILED`, `WRONG_VERSION_NUMBER`, ...) when `exc`
+    is a TLS handshake that failed for good (`_HANDSHAKE`), else None (a TLS error mid-answer is
+    a transport failure like any other)."""
+    for e in _chain(exc):
+        if isinstance(e, ssl.SSLCertVerificationError):
+            return "CERTIFICATE_VERIFY_FAILED"
+        if isinstance(e, ssl.SSLError) and getattr(e, "reason", None) in _HANDSHAKE:
+            return e.reason
+    return None
+
+
 def _never_sent(exc: BaseException) -> bool:
     """True when the failure provably happened before the request left (connect refused,
     DNS, connect timeout), so even a POST may be sent again."""
@@ -555,15 +610,4 @@ def _never_sent(exc: BaseException) -> bool:
 
     if isinstance(exc, requests.ConnectTimeout):
         return True
-    seen: set[int] = set()
-    stack: list[Any] = [exc]
-    while stack:
-        e = stack.pop()
-        if e is None or id(e) in seen:
-            continue
-        seen.add(id(e))
-        if isinstance(e, NewConnectionError):
-            return True
-        stack += [getattr(e, "reason", None), e.__cause__, e.__context__,
-                  *(a for a in getattr(e, "args", ()) if isinstance(a, BaseException))]
-    return False
+    return any(isinstance(e, NewConnectionError) for e in _chain(exc))

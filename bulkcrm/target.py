@@ -158,7 +158,10 @@ def _check_base_url(base_url: str) -> None:
         host = url.hostname or ""
     except ValueError:
         raise ConfigError(f"{option} is not a URL; use e.g. https://api.rogerroger.io") from None
-    if url.scheme.lower() not in ("http", "https") or not host:
+    if url.scheme.lower() in ("http", "https") and not host:
+        raise ConfigError(f"{option} has no host after {url.scheme}://; use e.g. https://api.rogerroger.io "
+                          "(or http://127.0.0.1:8000 for a local `bulkcrm sandbox`)")
+    if url.scheme.lower() not in ("http", "https"):
         raise ConfigError(f"{option} must start with https://, e.g. https://api.rogerroger.io "
                           "(or http:// for a local `bulkcrm sandbox`: http://127.0.0.1:8000)")
     if url.username is not None or url.password is not None:

@@ -263,6 +263,7 @@ def test_a_journal_of_another_plan_stops_apply_before_any_request(runner, crm, t
     ("http://192.0.2.7:8080", "must use https://: over http:// the API key would cross the network"),
     ("https://me:SECRET-in-url@api.example", "holds a user or password before '@'"),
     ("ftp://api.example", "must start with https://"),
+    ("https://", "has no host after https://"),
     ("SECRET-in-url", "must start with https://"),        # a key in the wrong variable: not echoed
 ])
 def test_a_base_url_the_key_must_not_go_to_is_refused(runner, tmp_path, monkeypatch, base_url, says):
@@ -274,6 +275,17 @@ def test_a_base_url_the_key_must_not_go_to_is_refused(runner, tmp_path, monkeypa
     assert result.exit_code == 2 and says in result.output and "Traceback" not in result.output
     assert "SECRET-in-url" not in result.output and TEST_KEY not in result.output
     assert not (tmp_path / "p.json").exists()
+
+
+def test_https_to_the_plain_http_sandbox_is_one_line_exit_75(runner, crm, tmp_path):
+    """A TLS handshake that fails (https:// to a plain-HTTP server) is a one-line error, not an
+    internal one (it was: `reason` of ssl.SSLError is text)."""
+    result = runner.invoke(cli, ["plan", str(SAMPLE), "-t", str(TEMPLATE), "--out", str(tmp_path / "p.json"),
+                                 "--base-url", crm.url.replace("http://", "https://"), "--api-key", TEST_KEY,
+                                 "--json"])
+    out = json.loads(result.stdout.strip().splitlines()[-1])
+    assert result.exit_code == 75 and "TLS handshake" in out["message"] and "does not speak HTTPS" in out["message"]
+    assert "internal error" not in result.output and "Traceback" not in result.output
 
 
 @pytest.mark.parametrize("key, says", [

@@ -2,6 +2,7 @@
 helpers (`redact`, query encoding) and one real refused connection."""
 from __future__ import annotations
 
+import shutil
 import socket
 import time
 
@@ -150,6 +151,58 @@ def test_post_to_closed_port_is_retried_then_transient():
     assert str(info.value) == (f"POST /organizations: no answer from http://127.0.0.1:{port} after 3 attempts "
                                f"(ConnectionError); is the server at http://127.0.0.1:{port} running, and the "
                                "address right?")
+
+
+def test_https_to_a_plain_http_server_fails_at_once_and_says_why(crm):
+    """A TLS handshake with a server that speaks plain HTTP (the sandbox): no request left,
+    so a POST is no uncertain write, and sending again cannot help (no retries)."""
+    c = Client(crm.url.replace("http://", "https://"), TEST_KEY, requests_per_minute=None,
+               sleep=lambda s: pytest.fail("no retry expected"))
+    with pytest.raises(TransientApiError) as info:
+        c.post("/organizations", ORG)
+    assert not isinstance(info.value, UncertainWriteError)
+    assert c.requests_sent == 1 and info.value.detail == "WRONG_VERSION_NUMBER"
+    assert "does not speak HTTPS" in str(info.value) and "nothing was sent" in str(info.value)
+    assert Client(crm.url, TEST_KEY, requests_per_minute=None).list_all("/organizations") == []
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command for a certificate")
+def test_untrusted_certificate_fails_at_once_and_says_why(tmp_path):
+    """A real TLS server on 127.0.0.1 with a self-signed certificate: refused by certificate
+    verification, reported as such (a company proxy's CA), never retried."""
+    import http.server
+    import ssl
+    import subprocess
+    import threading
+
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out",
+                    str(cert), "-days", "1", "-subj", "/CN=127.0.0.1"], check=True, capture_output=True)
+    server = http.server.HTTPServer(("127.0.0.1", 0), http.server.BaseHTTPRequestHandler)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(cert, key)
+    server.socket = ctx.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        c = Client(f"https://127.0.0.1:{server.server_port}", TEST_KEY, requests_per_minute=None,
+                   sleep=lambda s: pytest.fail("no retry expected"))
+        with pytest.raises(TransientApiError) as info:
+            c.get("/organizations")
+    finally:
+        server.shutdown()
+    assert info.value.detail == "CERTIFICATE_VERIFY_FAILED" and c.requests_sent == 1
+    assert "certificate is not trusted" in str(info.value) and "REQUESTS_CA_BUNDLE" in str(info.value)
+
+
+def test_a_base_url_with_a_path_too_many_is_named_on_the_404(crm):
+    c = Client(crm.url + "/api", TEST_KEY, requests_per_minute=None)
+    with pytest.raises(PermanentApiError) as info:
+        c.get("/organizations", {"itemsPerPage": 1})
+    assert info.value.status == 404
+    assert f"the API always has /organizations, so check the base URL {crm.url}/api" in str(info.value)
+    with pytest.raises(PermanentApiError) as other:               # any other 404 says nothing of it
+        Client(crm.url, TEST_KEY, requests_per_minute=None).get("/organizations/nope")
+    assert "check the base URL" not in str(other.value)
 
 
 def test_key_never_shown(crm):
