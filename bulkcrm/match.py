@@ -437,7 +437,11 @@ def _resolve(rows: pl.DataFrame, pairs: pl.DataFrame, explicit: pl.DataFrame, id
         msg = pl.format("rows {} share {} {}{}", _joined_rows(), pl.col("kind"), pl.col("value"),
                         pl.when(same).then(pl.lit(" (the rows are the same in every field: keep one)"))
                         .otherwise(pl.lit("")))
-        conflicts.append(shared.with_columns(msg.alias("message")).explode("row_number").with_columns(
+        # a row naming its record by IRI is decided by it: when it is the only one of the rows
+        # sharing the value, the others are the conflict (a value typed into the wrong row)
+        by_iri = pl.col("row_number").is_in(explicit["row_number"].implode())
+        conflicts.append(shared.with_columns(msg.alias("message")).with_row_index("__g").explode(
+            "row_number").filter(~by_iri | (by_iri.sum().over("__g") > 1)).with_columns(
             pl.lit("duplicate-row").alias("type"), pl.col("kind").alias("field")).select(
             "row_number", "type", "message", "field", "value"))
     conflicts_df = _one_per_row(conflicts)

@@ -338,7 +338,7 @@ def _decide(mapped: pl.DataFrame, rows: pl.DataFrame, matches, template: Templat
     used = set(org_ops["depends_on"].explode().drop_nulls().to_list()) if tags else set()
     tags = [t for t in tags if f"tag:{t}" in used]  # not for rows that are invalid or conflict
     ops = pl.concat([ops_frame([_tag_op(t) for t in tags]), org_ops]) if tags else org_ops
-    return _row_frame(mapped, joined, changed, matches.conflicts, errors, mode, template, org_ops), ops, zeros, blanks
+    return _row_frame(mapped, matches.iri, changed, matches.conflicts, errors, mode, template, org_ops), ops, zeros, blanks
 
 
 def _of_rows(iri: pl.DataFrame, rows: pl.DataFrame) -> pl.DataFrame:
@@ -429,16 +429,18 @@ def _with_records(w: pl.DataFrame, raw: pl.DataFrame, existing: pl.DataFrame) ->
         e, on="row_number", how="left", maintain_order="left")
 
 
-def _row_frame(mapped: pl.DataFrame, joined: pl.DataFrame, changed: pl.DataFrame,
+def _row_frame(mapped: pl.DataFrame, matched: pl.DataFrame, changed: pl.DataFrame,
                conflicts: pl.DataFrame, errors: set, mode: str, template: Template,
                ops: pl.DataFrame) -> pl.DataFrame:
     """The plan's rows (`ROW_SCHEMA`), one per mapped row in input order: decided by polars
-    expressions, then the rows that got an operation take its op, key and changes."""
+    expressions, then the rows that got an operation take its op, key and changes. `matched`:
+    `Matches.iri`, so an invalid row names the record it matched too (the report and the
+    with-status copy show it; the next run finds the row by it)."""
     rn = mapped["row_number"]
     written = ops.select(pl.col("row_numbers").list.first().alias("row_number"), pl.col("op").alias("__op"),
                          "changes", "cleared", "key")  # an operation's IRI is its row's
     base = pl.concat([mapped.select("row_number", _title(template)),
-                      _at_rows(rn, joined.select("row_number", "iri")),
+                      _at_rows(rn, matched.select("row_number", "iri")),
                       _at_rows(rn, conflicts.select("row_number", pl.col("message").alias("__msg"))),
                       _at_rows(rn, changed.select("row_number", pl.lit(True).alias("__changed"))),
                       _at_rows(rn, written, {"changes": [], "cleared": []})], how="horizontal")

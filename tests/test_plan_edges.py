@@ -292,6 +292,39 @@ def test_an_email_moved_between_two_exported_rows_converges(crm, client, tmp_pat
     assert [e["email"] for e in client.get(A)["emailAddresses"]] == ["a@x.com", "b2@x.com"]
 
 
+def test_a_value_typed_into_a_second_row_holds_back_that_row_only(crm, client, tmp_path):
+    """From a trial: Acme's exported row (its IRI) is untouched; Acme's e-mail was typed into
+    Beta's row, whose phone is Beta's. Beta's row is the conflict (ambiguous); Acme's row,
+    decided by its IRI, is not held back by the value it shares. Two rows naming records by
+    IRI that share a value are both conflicts (which is right cannot be told)."""
+    crm.seed({"organizations": [
+        {"@id": A, "title": "Acme", "emailAddresses": [{"email": "a@x.com"}],
+         "phoneNumbers": [{"phoneNumber": "+31201111111"}]},
+        {"@id": B, "title": "Beta", "emailAddresses": [{"email": "b@x.com"}],
+         "phoneNumbers": [{"phoneNumber": "+31202222222"}]}]})
+    t = tpl(identifiers=["emailAddresses", "phoneNumbers"], iri_column="crm_iri", default_region="NL",
+            fields={"title": "name", "emailAddresses": "email", "phoneNumbers": "phone"})
+    head = ["name", "email", "phone", "crm_iri"]
+    acme = ["Acme", "a@x.com", "+31201111111", A]
+    p = plan(sheet(tmp_path, [head, acme, ["Beta", "a@x.com", "+31202222222", ""]]), t, client)
+    assert [(r["op"], r["iri"]) for r in p.rows] == [("unchanged", A), ("conflict", None)]
+    assert [(i["row_number"], i["type"]) for i in p.issues] == [(3, "ambiguous-match")]
+    both = plan(sheet(tmp_path, [head, acme, ["Beta", "a@x.com", "+31202222222", B]]), t, client)
+    assert [r["op"] for r in both.rows] == ["conflict", "conflict"]
+
+
+def test_an_invalid_row_names_the_record_it_matched(crm, client, tmp_path):
+    """From a trial: an invalid row is not written, but the plan (and so the report and the
+    with-status copy) names the record its identifiers matched, so the fixed row is found by
+    its IRI next time; an invalid row that matched nothing has none."""
+    crm.seed({"organizations": [{"@id": A, "title": "Acme", "emailAddresses": [{"email": "a@x.com"}]}]})
+    t = tpl(identifiers=["emailAddresses"], fields={"title": "name", "emailAddresses": "email"})
+    p = plan(sheet(tmp_path, [["name", "email"], ["Acme", "a@x.com; info@"], ["New", "n@x.com; sales@"]]),
+             t, client)
+    assert [(r["op"], r["iri"]) for r in p.rows] == [("invalid", A), ("invalid", None)]
+    assert p.operations == []
+
+
 def test_an_excel_error_the_template_lists_as_a_null_token_is_an_empty_cell(crm, client, tmp_path):
     """`null_tokens: ["#N/A"]` says what a `#N/A` cell means: empty, not an error."""
     t = tpl(identifiers=["emailAddresses"], null_tokens=["#N/A"],
