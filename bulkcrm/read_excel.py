@@ -57,6 +57,8 @@ class ExcelGrid:
         merges: merged ranges as (first_row, first_col, last_row, last_col), 1-based rows,
             0-based cols.
         sheet_names: every sheet of the workbook, in order.
+        hidden: the Excel rows (1-based) hidden by Hide or a filter (`<row hidden="1">`,
+            ECMA-376 §18.3.1.73). Empty for `.xls`.
     """
 
     grid: pl.DataFrame
@@ -64,6 +66,7 @@ class ExcelGrid:
     cells: pl.DataFrame
     merges: list[tuple[int, int, int, int]] = field(default_factory=list)
     sheet_names: list[str] = field(default_factory=list)
+    hidden: list[int] = field(default_factory=list)
 
 
 def load_excel(path: Path, sheet: str | int | None) -> ExcelGrid:
@@ -104,16 +107,16 @@ def load_excel(path: Path, sheet: str | int | None) -> ExcelGrid:
                          path=where) from None
     grid = df.rename(dict(zip(df.columns, (f"c{i}" for i in abs_cols)))).with_row_index(
         "row_number", 1).with_columns(pl.col("row_number").cast(pl.Int64))
-    cells, merges = _empty_cells(), []
+    cells, merges, hidden = _empty_cells(), [], []
     try:
         if path.suffix.lower() == ".xls" or not zipfile.is_zipfile(path):
             raise KeyError("not an OOXML package")
         with zipfile.ZipFile(path) as zf:
-            cells, merges = _scan(zf, idx)
+            cells, merges, hidden = _scan(zf, idx)
         grid = _apply(grid, cells)
     except (KeyError, IndexError, StopIteration, ET.ParseError, zipfile.BadZipFile):
         grid = _xls_fixups(grid)  # no readable sheet XML: keep calamine's rendering
-    return ExcelGrid(_pad_columns(grid), names[idx], cells, merges, names)
+    return ExcelGrid(_pad_columns(grid), names[idx], cells, merges, names, hidden)
 
 
 def _not_a_workbook(head: bytes) -> str | None:
@@ -216,11 +219,12 @@ def _formats(zf: zipfile.ZipFile) -> tuple[list[str], bool]:
     return codes, date1904
 
 
-def _scan(zf: zipfile.ZipFile, idx: int) -> tuple[pl.DataFrame, list[tuple[int, int, int, int]]]:
+def _scan(zf: zipfile.ZipFile, idx: int) -> tuple[pl.DataFrame, list[tuple[int, int, int, int]], list[int]]:
     xml = zf.read(_sheet_xml_path(zf, idx)).decode("utf-8", "replace")
     merges = [_range(a, b) for a, b in re.findall(
         r"<(?:\w+:)?mergeCell\s[^>]*ref=\"([A-Z]+\d+):([A-Z]+\d+)\"", xml)] \
         if "mergeCell " in xml else []
+    hidden = _hidden_rows(xml) if "hidden=" in xml else []
     tag = pl.col("tag")
     raw = (pl.DataFrame({"x": [xml]}).select(pl.col("x").str.extract_all(_CELL)).explode("x")
            .drop_nulls().with_columns(pl.col("x").str.extract(r"^(<c[^>]*>)").alias("tag"))
@@ -232,7 +236,7 @@ def _scan(zf: zipfile.ZipFile, idx: int) -> tuple[pl.DataFrame, list[tuple[int, 
                    pl.col("x").str.contains(r"<f[\s>/]").alias("f"))
            .filter(pl.col("ref").is_not_null(), pl.col("v").is_not_null() | pl.col("f")))
     if raw.height == 0:
-        return _empty_cells(), merges
+        return _empty_cells(), merges, hidden
     codes, date1904 = _formats(zf)
     letters = raw["ref"].str.extract(r"^([A-Z]+)").unique().to_list()
     raw = raw.with_columns(
@@ -255,7 +259,15 @@ def _scan(zf: zipfile.ZipFile, idx: int) -> tuple[pl.DataFrame, list[tuple[int, 
             .when(pl.col("kind") == "error").then(pl.col("v")))
     cells = raw.select("row_number", "col", "kind", text.alias("text"),
                        pl.col("id_like").fill_null(False), "format")
-    return cells, merges
+    return cells, merges, hidden
+
+
+def _hidden_rows(xml: str) -> list[int]:
+    """The `r` of every `<row>` whose `hidden` is true (xsd:boolean `1`/`true`, ECMA-376
+    §18.3.1.73): rows Hide or a filter hides; attributes in any order."""
+    tags = re.findall(r"<(?:\w+:)?row\s[^>]*>", xml)
+    return [int(m.group(1)) for t in tags if re.search(r'\shidden="(?:1|true)"', t)
+            and (m := re.search(r'\sr="(\d+)"', t))]
 
 
 def _col_index(letters: str) -> int:

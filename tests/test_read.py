@@ -400,6 +400,36 @@ def test_xlsx_numeric_cell_warning_rule(tmp_path):
     assert got == [("C2", "id", "12345678"), ("B4", "phone", "612345")]
 
 
+@pytest.mark.parametrize("writer", ["xlsxwriter", "openpyxl"])
+def test_xlsx_hidden_rows_are_read_and_warned(tmp_path, writer):
+    """Rows hidden in Excel (Hide, or a filter that left them out) are read like any other,
+    each with a `hidden-row` warning: someone who filtered the sheet to the rows to upload
+    learns that the others are read too. A hidden blank row says nothing."""
+    path = tmp_path / "h.xlsx"
+    rows = [["title", "email"], ["Shown", "a@a.nl"], ["Filtered", "b@a.nl"], [], ["Hidden", "c@a.nl"]]
+    if writer == "xlsxwriter":
+        with xlsxwriter.Workbook(path) as wb:
+            ws = wb.add_worksheet("S")
+            for i, r in enumerate(rows):
+                ws.write_row(i, 0, r)
+            for i in (2, 3, 4):                    # 0-based: Excel rows 3, 4 and 5
+                ws.set_row(i, None, None, {"hidden": True})
+    else:
+        wb = openpyxl.Workbook()
+        ws = wb.active
+        ws.title = "S"
+        for r in rows:
+            ws.append(r)
+        for n in (3, 4, 5):
+            ws.row_dimensions[n].hidden = True
+        wb.save(path)
+    sheet = read(path)
+    assert sheet.frame["title"].to_list() == ["Shown", "Filtered", "Hidden"]
+    assert [(i.type, i.severity, i.row_number, i.message) for i in sheet.issues] == [
+        ("hidden-row", "warning", n, f"h.xlsx:{n} (S!{n}:{n}): the row is hidden in Excel (Hide, or filtered out); "
+         "it is read like any other row: delete it from the sheet to leave it out") for n in (3, 5)]
+
+
 def test_xlsx_merged_cells_warn_the_rows_that_read_empty(tmp_path):
     """A merged range's value is in its first cell only: each row whose cell of the range reads
     empty gets the warning (naming the range and the value), since those rows lose the value;
