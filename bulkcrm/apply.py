@@ -139,12 +139,13 @@ def _apply(plan: Plan, client: Client, journal: Journal, *, plan_path: str | Pat
     for t in journal.send_times():  # an interrupted run's last writes still fill the window
         client.count_earlier(1, t)
     start_requests, started = client.requests_sent, now_utc()
+    earlier = _done(plan, journal)  # by an earlier, stopped run of the plan
 
     def stopped() -> None:  # the report so far replaces the folder's previous one (`on_stop`)
         if on_stop:
             with contextlib.suppress(BaseException):  # the stop itself is what propagates
                 on_stop(_stopped_report(plan, journal, client.requests_sent - start_requests, started,
-                                        plan_path))
+                                        plan_path, earlier))
     try:  # stopped during the checks (Ctrl-C, SIGTERM, the API): nothing of this run written yet
         taken = {} if fresh else _check_created_since(plan, journal, client, verify)
         held: set[str] = set()  # updates whose record holds what they send already: not sent
@@ -213,13 +214,16 @@ def _apply(plan: Plan, client: Client, journal: Journal, *, plan_path: str | Pat
 
 
 def _stopped_report(plan: Plan, journal: Journal, requests: int, started: str,
-                    plan_path: str | Path | None) -> Report:
+                    plan_path: str | Path | None, earlier: int = 0) -> Report:
     """The report of a run that stopped: what the journal says is done (or drifted), every
-    other operation `planned` (an operation left `sent` is resolved when the plan resumes)."""
+    other operation `planned` (an operation left `sent` is resolved when the plan resumes);
+    `earlier`: operations done by earlier runs of the plan (`already_done`, as a finished
+    run's report says)."""
     left = {o.key for o in plan.operations if journal.state(o.key) not in ("done", "drifted")}
     report = _report(plan, journal, {}, requests, started, False, left=left,
                      left_note="not applied yet: the run stopped; apply the plan again to do it")
-    report.summary |= {"stopped": True, "left": len(left), "plan": str(plan_path) if plan_path else None}
+    report.summary |= {"stopped": True, "left": len(left), "plan": str(plan_path) if plan_path else None,
+                       "already_done": earlier}
     return report
 
 

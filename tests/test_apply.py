@@ -716,6 +716,27 @@ def test_a_stop_while_waiting_for_the_rate_limit_leaves_the_operation_unsent(crm
     assert [r.method for r in crm.requests] == ["POST"] * (3 - done)  # no lookup of one never sent
 
 
+def test_a_stopped_run_reports_what_earlier_runs_did_apart(crm, tmp_path):
+    """`apply --limit 2`, then a resume stopped (Ctrl-C) after its next write: the stopped
+    run's report says 2 were done by the earlier run (`already_done`), as a finished one does."""
+    p, path = _plan(crm, tmp_path)
+    first = apply(p, Client(crm.url, TEST_KEY, requests_per_minute=None), plan_path=path, limit=2)
+    assert first.summary["already_done"] == 0 and first.summary["left"] == N_EXISTING + N_NEW - 2
+    calls = []
+
+    def progress(done, total, client):  # after each operation (batch_size=1), done ones too
+        calls.append(done)
+        if done == 3:  # the first write of this run
+            raise KeyboardInterrupt
+    reports = []
+    with pytest.raises(KeyboardInterrupt):
+        apply(p, Client(crm.url, TEST_KEY, requests_per_minute=None), plan_path=path, batch_size=1,
+              progress=progress, on_stop=reports.append)
+    (report,) = reports
+    assert report.summary["stopped"] and report.summary["already_done"] == 2
+    assert report.summary["left"] == N_EXISTING + N_NEW - 3
+
+
 def test_a_run_stopped_during_its_checks_still_reports_so(crm, tmp_path, monkeypatch):
     """Ctrl-C or SIGTERM while a saved plan's checks wait for the rate limit (before the first
     write): the report so far (all planned) replaces the folder's previous one too."""
