@@ -23,6 +23,7 @@ import re
 import ssl
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
@@ -244,6 +245,8 @@ class Client:
 
     Attributes:
         requests_sent: HTTP requests actually sent (every attempt).
+        sent_at: Unix times (seconds) of the last sends, as many as the window holds (none
+            unpaced): what `target` keeps for the next run on this machine (`count_earlier`).
         throttled: 429 answers received.
         retries: attempts repeated after a 429/5xx/connection failure.
     """
@@ -269,6 +272,8 @@ class Client:
         self._gap_s = window_s / requests_per_minute if requests_per_minute else 0.0
         self._rng = random.Random()
         self.requests_sent = self.throttled = self.retries = 0
+        self._earlier: list[float] = []  # `count_sent`'s times not yet matched by `count_earlier`
+        self.sent_at: deque[float] = deque(maxlen=math.ceil(requests_per_minute) if requests_per_minute else 0)
 
     def __repr__(self) -> str:
         return redact(f"Client(base_url={self.base_url!r}, requests_per_minute="
@@ -282,8 +287,23 @@ class Client:
         machine's clock (another machine's) counts as now."""
         now = time.time()
         at = min(at, now)
-        if self.requests_per_minute and now - at < self.window_s:
+        known = [t for t in self._earlier if t <= at + 1.0][:requests]  # counted by `count_sent`
+        for t in known:
+            self._earlier.remove(t)
+        requests -= len(known)
+        if requests > 0 and self.requests_per_minute and now - at < self.window_s:
             self._window.count_earlier(requests, self._clock() - (now - at))
+
+    def count_sent(self, times: Iterable[float]) -> None:
+        """Count requests earlier runs on this machine sent at Unix `times` (seconds; the saved
+        window of `target.load_window`), each at its own time. A later `count_earlier` (a plan's
+        requests, a journal's writes: the same requests, if this machine sent them) leaves out
+        as many of them as it finds sent no later than its time."""
+        now = time.time()
+        for t in sorted(times):
+            if self.requests_per_minute and 0 <= now - t < self.window_s:
+                self._window.count_earlier(1, self._clock() - (now - t))
+                self._earlier.append(t)
 
     # -- public verbs ---------------------------------------------------------------------
     def get(self, path: str, params: Mapping[str, Any] | None = None) -> dict:
@@ -351,6 +371,7 @@ class Client:
                     raise
             attempts += 1
             self.requests_sent += 1
+            self.sent_at.append(time.time())
             try:
                 try:
                     resp = self._session.request(method, url, data=data, headers=headers,

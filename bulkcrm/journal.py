@@ -168,7 +168,7 @@ def target_lock(label: str) -> Iterator[None]:
     Raises:
         BusyError: another bulkcrm run on this machine is writing to that target.
     """
-    name = hashlib.sha256(_lock_key(label).encode()).hexdigest()[:24]
+    name = hashlib.sha256(target_key(label).encode()).hexdigest()[:24]
     folder = lock_dir()
     folder.mkdir(parents=True, exist_ok=True)
     with _held(folder / f"{name}.lock", f"another bulkcrm run on this machine is writing to {label} "
@@ -177,8 +177,8 @@ def target_lock(label: str) -> Iterator[None]:
         yield
 
 
-def _lock_key(label: str) -> str:
-    """One spelling per target: scheme and host in lower case, `localhost` as 127.0.0.1 (the
+def target_key(label: str) -> str:
+    """One spelling per target (its lock, its request window in `target`): scheme and host in lower case, `localhost` as 127.0.0.1 (the
     sandbox serves on it), no trailing `/` (an embedded sandbox's label is its file's path)."""
     url = urlsplit(label.rstrip("/"))
     if url.scheme.lower() not in ("http", "https") or not url.hostname:

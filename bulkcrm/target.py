@@ -7,7 +7,11 @@ embedded database starts with the note categories `DEFAULT_NOTE_CATEGORIES`.
 """
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -58,6 +62,8 @@ class Target:
         return f"Target: {self.label} ({rate:g} requests/min)" if rate else f"Target: {self.label}"
 
     def close(self) -> None:
+        if self.sandbox is None and self.scratch is None:  # a real account: its window goes on
+            save_window(self.client, self.label)
         if self.sandbox is not None:
             self.sandbox.stop()
             self.sandbox = None
@@ -96,6 +102,7 @@ def open_target(base_url: str | None, api_key: str | None, *, max_rate: float | 
     api_key = _checked_key(api_key)
     if api_key:
         client = Client(base_url or DEFAULT_BASE_URL, api_key, requests_per_minute=max_rate or 20)
+        load_window(client, client.base_url)
         return Target(client=client, label=client.base_url, secrets=(api_key,))
     if base_url:
         raise ConfigError(f"the base URL {base_url} (--base-url or BULKCRM_BASE_URL) needs an API "
@@ -117,6 +124,50 @@ def open_target(base_url: str | None, api_key: str | None, *, max_rate: float | 
     client = Client(sandbox.url, EMBEDDED_KEY, requests_per_minute=max_rate)
     return Target(client=client, label=f"{EMBEDDED_PREFIX}{db.as_posix()}", sandbox=sandbox, created=new,
                   scratch=scratch)
+
+
+def window_file(label: str) -> Path:
+    """Where the request times of target `label` are kept between runs: the user's cache
+    folder (`platformdirs`, beside the locks), one small JSON file per target, named by a hash
+    of the target (`journal.target_key`: never a key)."""
+    from .journal import lock_dir, target_key
+    return lock_dir().parent / "window" / f"{hashlib.sha256(target_key(label).encode()).hexdigest()[:24]}.json"
+
+
+def load_window(client: Client, label: str) -> None:
+    """Count the requests earlier runs on this machine sent to `label` within the window
+    (`Client.count_earlier`): the tenant's window still holds them (crm-api.md §4), so a run
+    started right after another one (an import re-run after fixing rows, `apply` after
+    `apply --limit`) waits for its slots instead of meeting a 429. A missing or unreadable
+    file counts nothing."""
+    client.count_sent(_saved_times(window_file(label)))
+
+
+def save_window(client: Client, label: str) -> None:
+    """Keep the send times of the requests still in the window (this run's and the earlier
+    runs' ones), at most as many as the window holds, for the next run (`load_window`). Best
+    effort: a file that cannot be written is left alone (the next run may meet one 429, which
+    the client waits out)."""
+    if not client.requests_per_minute:
+        return
+    path, now = window_file(label), time.time()
+    kept = sorted(t for t in {*_saved_times(path), *client.sent_at} if now - t < client.window_s)
+    kept = kept[-client.sent_at.maxlen:] if client.sent_at.maxlen else []
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps({"sent": kept}), encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError:
+        pass
+
+
+def _saved_times(path: Path) -> list[float]:
+    try:
+        sent = json.loads(path.read_text(encoding="utf-8")).get("sent", [])
+        return [float(t) for t in sent if isinstance(t, (int, float))]
+    except (OSError, ValueError, AttributeError):
+        return []
 
 
 def _checked_key(api_key: str | None) -> str | None:

@@ -55,9 +55,10 @@ def _clean_env(monkeypatch, tmp_path_factory):
     for name in list(os.environ):
         if name.startswith("BULKCRM_"):
             monkeypatch.delenv(name)
-    # target locks (`journal.target_lock`) in the test session's folder, not the user's cache
-    # (every test sandbox has a port, so a lock file, of its own); subprocesses inherit it
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.getbasetemp() / "cache"))
+    # target locks (`journal.target_lock`) and saved request windows (`target.save_window`) in a
+    # folder of the test's own, not the user's cache: tests sharing the session's sandbox do
+    # not wait for each other's requests; subprocesses inherit it
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("cache")))
 
 
 @pytest.fixture(scope="session")

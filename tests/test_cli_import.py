@@ -614,7 +614,7 @@ def test_an_import_stopped_before_its_plan_is_saved_offers_no_resume(runner, crm
     report = tmp_path / "r"
     assert run(runner, crm, "import", str(SAMPLE), "-t", str(TEMPLATE), "--report", str(report))[0] == 0
     result = runner.invoke(cli, ["import", str(SAMPLE), "-t", str(TEMPLATE), "--json", "--report", str(report),
-                                 "--base-url", crm.url, "--api-key", "not-the-key"])
+                                 "--base-url", crm.url, "--api-key", "not-the-key", "--max-rate", "60000"])
     out = json.loads(result.stdout.strip().splitlines()[-1])
     assert result.exit_code == 1 and out["error"] == "auth" and "resume" not in out
     assert "resume with" not in result.output and "Nothing was written to the CRM." in result.output
@@ -833,7 +833,7 @@ def test_a_cell_holding_the_key_is_masked_in_the_plan_shown_and_sent_as_it_is(ru
 def test_an_upper_case_scheme_is_the_same_target(runner, crm, tmp_path):
     """`HTTP://127.0.0.1:P` is http:// (RFC 3986 §3.1: schemes are case-insensitive); it sent
     `GET /HTTP://…` before. The target's lock knows `localhost` and `127.0.0.1` as one target."""
-    from bulkcrm.journal import _lock_key
+    from bulkcrm.journal import target_key
 
     upper = crm.url.replace("http://", "HTTP://")
     result = runner.invoke(cli, ["plan", str(REPO / "samples" / "organizations.csv"), "-t",
@@ -841,7 +841,7 @@ def test_an_upper_case_scheme_is_the_same_target(runner, crm, tmp_path):
                                  "--base-url", upper, "--api-key", TEST_KEY, "--json"])
     assert result.exit_code == 0 and json.loads(result.output.strip().splitlines()[-1])["create"] == 91
     port = crm.url.rsplit(":", 1)[1]
-    assert len({_lock_key(u) for u in (f"http://localhost:{port}", f"http://127.0.0.1:{port}/",
+    assert len({target_key(u) for u in (f"http://localhost:{port}", f"http://127.0.0.1:{port}/",
                                        f"HTTP://LocalHost:{port}")}) == 1
 
 

@@ -185,6 +185,49 @@ def test_an_earlier_runs_requests_are_waited_for_at_most_one_window():
     assert clock2.sleeps == []
 
 
+def test_a_run_right_after_another_waits_for_the_window_it_left(tmp_path):
+    """Two runs on this machine, the second a second after the first, against a server that
+    allows 3 requests per 2 s: the second run's client loads the window the first one saved
+    (`target.save_window`, `load_window`) and waits for its slot, so the server answers no 429;
+    a plan file's count of the same three requests (`count_earlier`) adds nothing to them."""
+    import time as _time
+
+    from bulkcrm.sandbox import Sandbox
+    from bulkcrm.target import load_window, save_window, window_file
+
+    with Sandbox(api_keys={TEST_KEY: "t"}, rate_limit=(3, 2.0)) as sb:
+        first = Client(sb.url, TEST_KEY, requests_per_minute=3, window_s=2.0)
+        for _ in range(3):
+            first.get("/organizations")
+        save_window(first, sb.url)
+        assert TEST_KEY not in window_file(sb.url).read_text() and len(first.sent_at) == 3
+        _time.sleep(1.0)
+        second = Client(sb.url, TEST_KEY, requests_per_minute=3, window_s=2.0)
+        load_window(second, sb.url)
+        second.count_earlier(3, _time.time())  # the same three, as `apply` counts a plan's
+        t0 = _time.monotonic()
+        second.get("/organizations")
+        waited = _time.monotonic() - t0
+        assert second.throttled == 0 and [r.status for r in sb.requests].count(429) == 0
+        assert 0.5 < waited < 1.6, waited  # the first run's slots, not three more from now
+
+
+def test_a_target_keeps_its_window_for_the_next_run(crm, tmp_path):
+    """`open_target` with a key loads the saved window; `close` saves this run's send times
+    (only times, in the user's cache folder, named by a hash of the target: never the key)."""
+    from bulkcrm.target import open_target, window_file
+
+    target = open_target(crm.url, TEST_KEY, max_rate=20)
+    target.client.get("/organizations")
+    target.close()
+    saved = json.loads(window_file(crm.url).read_text())["sent"]
+    assert len(saved) == 1 and TEST_KEY not in window_file(crm.url).read_text()
+    again = open_target(crm.url, TEST_KEY, max_rate=20)
+    again.client.get("/organizations")
+    again.close()
+    assert len(json.loads(window_file(crm.url).read_text())["sent"]) == 2
+
+
 def test_a_burst_of_429_does_not_use_up_the_retries_of_a_server_error():
     """4 throttled answers, then a 500, then success: the 429s and the 5xx are counted apart
     (a fault run with --burst-429 4 and --error-rate stopped at the 500 before)."""
