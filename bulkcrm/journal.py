@@ -133,18 +133,14 @@ _HELD: set[str] = set()  # locks this process holds (each is taken once per proc
 
 @contextmanager
 def journal_lock(path: str | Path) -> Iterator[None]:
-    """Hold the OS lock of journal `path` (filelock, in `lock_dir()`: no stray file beside the
-    plan) for the block, so one process at a time plans over or applies a plan file; the OS
-    drops it if the process dies. Nested blocks of one process share it (an import holds it
-    while it plans and applies).
+    """Hold the OS lock of journal `path` (`<journal>.lock`, filelock) for the block, so one
+    process at a time plans over or applies a plan file; the OS drops it if the process dies.
+    Nested blocks of one process share it (an import holds it while it plans and applies).
 
     Raises:
         BusyError: another process holds it (an apply of the same plan still running).
     """
-    name = hashlib.sha256(str(Path(path).resolve()).encode()).hexdigest()[:24]
-    folder = lock_dir()
-    folder.mkdir(parents=True, exist_ok=True)
-    with _held(folder / f"journal-{name}.lock", f"{path} is in use: another bulkcrm apply of this plan is still "
+    with _held(Path(f"{path}.lock"), f"{path} is in use: another bulkcrm apply of this plan is still "
                "running (another terminal, a suspended job or an overlapping cron run); let it "
                "finish or stop it, then run this again"):
         yield
