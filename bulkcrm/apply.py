@@ -137,7 +137,7 @@ def _apply(plan: Plan, client: Client, journal: Journal, *, plan_path: str | Pat
            on_stop: Callable[[Report], None] | None = None) -> Report:
     """`apply` once it holds the journal."""
     for t in journal.send_times():  # an interrupted run's last writes still fill the window
-        client.count_earlier(1, t)
+        client.count_earlier(1, t, exact=True)
     start_requests, started = client.requests_sent, now_utc()
     earlier = _done(plan, journal)  # by an earlier, stopped run of the plan
 

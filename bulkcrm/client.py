@@ -170,6 +170,8 @@ class _Window:
         with self._lock:
             for _ in range(min(n, self._limit)):
                 self._bucket.put(RateItem("tenant", int(t * 1000)))
+            # pyrate finds the window's edge by bisection: its log must stay in time order
+            self._bucket.items.sort(key=lambda i: i.timestamp)
 
     def block_until(self, t: float) -> None:
         """Let no send leave before clock time `t` (seconds)."""
@@ -245,8 +247,9 @@ class Client:
 
     Attributes:
         requests_sent: HTTP requests actually sent (every attempt).
-        sent_at: Unix times (seconds) of the last sends, as many as the window holds (none
-            unpaced): what `target` keeps for the next run on this machine (`count_earlier`).
+        sent_at: Unix times (seconds) of the last requests' answers (or failures: their slots
+            count from then, as `_Window.answered`), as many as the window holds (none
+            unpaced): what `target` keeps for the next run on this machine (`count_sent`).
         throttled: 429 answers received.
         retries: attempts repeated after a 429/5xx/connection failure.
     """
@@ -279,15 +282,17 @@ class Client:
         return redact(f"Client(base_url={self.base_url!r}, requests_per_minute="
                       f"{self.requests_per_minute}, window_s={self.window_s})", self._secrets())
 
-    def count_earlier(self, requests: int, at: float) -> None:
+    def count_earlier(self, requests: int, at: float, *, exact: bool = False) -> None:
         """Count `requests` sent by an earlier process at Unix time `at` (seconds), e.g. a
         plan's lookups, in this client's window: the tenant's window still holds them
         (crm-api.md §4), so the first requests of this run wait for their slots instead of
         meeting a 429. Requests older than the window change nothing; a time ahead of this
-        machine's clock (another machine's) counts as now."""
+        machine's clock (another machine's) counts as now. Requests `count_sent` counted
+        already are left out: sent no later than `at` (a plan's stamp, the end of planning), or
+        within a second of it when `exact` (a journal's write, stamped as it was sent)."""
         now = time.time()
         at = min(at, now)
-        known = [t for t in self._earlier if t <= at + 1.0][:requests]  # counted by `count_sent`
+        known = [t for t in self._earlier if (abs(t - at) <= 1.0 if exact else t <= at + 1.0)][:requests]
         for t in known:
             self._earlier.remove(t)
         requests -= len(known)
@@ -371,13 +376,13 @@ class Client:
                     raise
             attempts += 1
             self.requests_sent += 1
-            self.sent_at.append(time.time())
             try:
                 try:
                     resp = self._session.request(method, url, data=data, headers=headers,
                                                  timeout=self.timeout_s)
                 finally:  # answered or failed: its slot counts from now
                     self._window.answered(slot)
+                    self.sent_at.append(time.time())
             except (requests.ConnectionError, requests.Timeout,
                     requests.exceptions.ChunkedEncodingError) as exc:
                 self._tls_failed(exc, method, rel)
@@ -449,7 +454,7 @@ class Client:
         hint = ("the server does not speak HTTPS at that address (a local sandbox is http://)"
                 if why == "WRONG_VERSION_NUMBER" else
                 "its certificate is not trusted here (a company proxy's CA: point REQUESTS_CA_BUNDLE "
-                "at its bundle)" if "CERTIFICATE" in why else "check the address")
+                "at its bundle)" if "CERTIFICATE" in why or why.endswith("UNKNOWN_CA") else "check the address")
         raise TransientApiError(f"{method} {rel}: the TLS handshake with {self.base_url} failed ({why}): {hint}; "
                                 "nothing was sent", method=method, url=rel, detail=why) from None
 

@@ -136,6 +136,8 @@ def journal_lock(path: str | Path) -> Iterator[None]:
     """Hold the OS lock of journal `path` (`<journal>.lock`, filelock) for the block, so one
     process at a time plans over or applies a plan file; the OS drops it if the process dies.
     Nested blocks of one process share it (an import holds it while it plans and applies).
+    Beside the plan, not in the cache folder: runs on two machines (or containers) sharing the
+    plan's folder see it too, where the file system supports locks (filelock leaves the file).
 
     Raises:
         BusyError: another process holds it (an apply of the same plan still running).
@@ -177,11 +179,15 @@ def target_key(label: str) -> str:
     """One spelling per target (its lock, its request window in `target`): scheme and host in lower case, `localhost` as 127.0.0.1 (the
     sandbox serves on it), no trailing `/` (an embedded sandbox's label is its file's path)."""
     url = urlsplit(label.rstrip("/"))
+    try:
+        port = url.port
+    except ValueError:  # not a number 0-65535: no request can reach it; the label as it is
+        return label.rstrip("/")
     if url.scheme.lower() not in ("http", "https") or not url.hostname:
         return label.rstrip("/")
     host = "127.0.0.1" if url.hostname.rstrip(".") == "localhost" else url.hostname.rstrip(".")
     host = f"[{host}]" if ":" in host else host
-    return f"{url.scheme.lower()}://{host}{f':{url.port}' if url.port else ''}{url.path}"
+    return f"{url.scheme.lower()}://{host}{f':{port}' if port else ''}{url.path}"
 
 
 @contextmanager

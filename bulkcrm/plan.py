@@ -435,7 +435,8 @@ def _row_frame(mapped: pl.DataFrame, matched: pl.DataFrame, changed: pl.DataFram
     """The plan's rows (`ROW_SCHEMA`), one per mapped row in input order: decided by polars
     expressions, then the rows that got an operation take its op, key and changes. `matched`:
     `Matches.iri`, so an invalid row names the record it matched too (the report and the
-    with-status copy show it; the next run finds the row by it)."""
+    with-status copy show it; the next run finds the row by it), unless it is in conflict as
+    well (a record in doubt, which the copy's IRI would settle unseen)."""
     rn = mapped["row_number"]
     written = ops.select(pl.col("row_numbers").list.first().alias("row_number"), pl.col("op").alias("__op"),
                          "changes", "cleared", "key")  # an operation's IRI is its row's
@@ -453,7 +454,9 @@ def _row_frame(mapped: pl.DataFrame, matched: pl.DataFrame, changed: pl.DataFram
     note = (pl.when(op_.is_not_null() | invalid).then(None).when(conflict).then(pl.col("__msg"))
             .when(iri.is_null()).then(pl.lit(MODE_SKIPS[0]))
             .when(exists).then(pl.lit(MODE_SKIPS[1])).otherwise(None))
-    return base.select(rn, op.alias("op"), iri, pl.col("title"), "changes", "cleared",
+    disputed = invalid & conflict & op_.is_null()  # its record is in doubt: no IRI for the copy
+    return base.select(rn, op.alias("op"), pl.when(disputed).then(None).otherwise(iri).alias("iri"),
+                       pl.col("title"), "changes", "cleared",
                        note.alias("note"), pl.col("key"),
                        pl.lit("organizations").alias("resource")).cast(ROW_SCHEMA)
 

@@ -215,6 +215,11 @@ def _check_base_url(base_url: str) -> None:
     if url.scheme.lower() not in ("http", "https"):
         raise ConfigError(f"{option} must start with https://, e.g. https://api.rogerroger.io "
                           "(or http:// for a local `bulkcrm sandbox`: http://127.0.0.1:8000)")
+    try:
+        url.port
+    except ValueError:
+        raise ConfigError(f"{option} has a port that is not a number from 0 to 65535; use e.g. "
+                          "https://api.rogerroger.io (or http://127.0.0.1:8000 for a local `bulkcrm sandbox`)") from None
     if url.username is not None or url.password is not None:
         raise ConfigError(f"{option} holds a user or password before '@'; give the key with "
                           "--api-key or BULKCRM_API_KEY instead")

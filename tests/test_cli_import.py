@@ -264,6 +264,8 @@ def test_a_journal_of_another_plan_stops_apply_before_any_request(runner, crm, t
     ("https://me:SECRET-in-url@api.example", "holds a user or password before '@'"),
     ("ftp://api.example", "must start with https://"),
     ("https://", "has no host after https://"),
+    ("https://api.rogerroger.io:99999", "has a port that is not a number from 0 to 65535"),
+    ("https://api.rogerroger.io:abc", "has a port that is not a number from 0 to 65535"),
     ("SECRET-in-url", "must start with https://"),        # a key in the wrong variable: not echoed
 ])
 def test_a_base_url_the_key_must_not_go_to_is_refused(runner, tmp_path, monkeypatch, base_url, says):

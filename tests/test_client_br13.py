@@ -212,6 +212,29 @@ def test_a_run_right_after_another_waits_for_the_window_it_left(tmp_path):
         assert 0.5 < waited < 1.6, waited  # the first run's slots, not three more from now
 
 
+def test_earlier_requests_counted_out_of_order_still_fill_the_window():
+    """From a review: this machine's last run (10 requests 5 s ago, `count_sent`), then a plan
+    made elsewhere 54 s ago (10 requests, `count_earlier`): the window's log stays in time
+    order, so 10 s later 10 requests go at once and the next 10 wait for the first run's slots
+    (~45 s), not all 20 at once; a journal's write 30 s before a saved time is another request
+    (`exact`), not one already counted."""
+    import time as _time
+    clock = FakeClock()
+    c = Client("https://api.example", TEST_KEY, requests_per_minute=20, clock=clock, sleep=clock.sleep)
+    now = _time.time()
+    c.count_sent([now - 5] * 10)
+    c.count_earlier(10, now - 54)
+    clock.t += 10
+    for _ in range(20):
+        c._window.answered(c._window.acquire()[1])
+    assert 44.0 <= sum(clock.sleeps) <= 47.0, clock.sleeps
+    d = Client("https://api.example", TEST_KEY, requests_per_minute=20)
+    d.count_sent([now - 5])
+    d.count_earlier(1, now - 35, exact=True)  # not the saved one: both count
+    d.count_earlier(1, now - 5, exact=True)   # the saved one: counted already
+    assert len(d._window._bucket.items) == 2 and d._earlier == []
+
+
 def test_a_target_keeps_its_window_for_the_next_run(crm, tmp_path):
     """`open_target` with a key loads the saved window; `close` saves this run's send times
     (only times, in the user's cache folder, named by a hash of the target: never the key)."""

@@ -325,6 +325,20 @@ def test_an_invalid_row_names_the_record_it_matched(crm, client, tmp_path):
     assert p.operations == []
 
 
+def test_an_invalid_row_in_conflict_names_no_record(crm, client, tmp_path):
+    """From a review: an invalid row whose match is also in doubt (another customerId than the
+    record's: `identifier-mismatch`) gets no IRI: the with-status copy would carry it, and the
+    next run would then take the record as the row's own and overwrite it."""
+    crm.seed({"organizations": [{"@id": A, "title": "Acme", "emailAddresses": [{"email": "info@x.com"}],
+                                 "customerId": "C1"}]})
+    t = tpl(identifiers=["emailAddresses", "customerId"], iri_column="crm_iri",
+            fields={"title": "name", "emailAddresses": "email", "customerId": "cid"})
+    p = plan(sheet(tmp_path, [["name", "email", "cid", "crm_iri"], ["Other BV", "info@x.com; bad@", "C2", ""]]),
+             t, client)
+    assert [(r["op"], r["iri"]) for r in p.rows] == [("invalid", None)]
+    assert {i["type"] for i in p.issues} >= {"identifier-mismatch"}
+
+
 def test_an_excel_error_the_template_lists_as_a_null_token_is_an_empty_cell(crm, client, tmp_path):
     """`null_tokens: ["#N/A"]` says what a `#N/A` cell means: empty, not an error."""
     t = tpl(identifiers=["emailAddresses"], null_tokens=["#N/A"],
