@@ -469,8 +469,10 @@ def export_cmd(ctx, template_path, out, q, owner, tags, segments, archived, crea
 @click.option("--seed", "seed_file", type=click.Path(dir_okay=False, exists=True), default=None,
               help="JSON/YAML with users, tags, segments, note_categories, people, organizations, notes.")
 @click.option("--control", is_flag=True, help="Enable the /_sandbox/ control interface (tests).")
+@click.option("--log", "access_log", is_flag=True,
+              help="Print a line per API request on stderr (method, path, status: 429s show).")
 def sandbox_cmd(host, port, db, api_keys, tenant, rate_limit, latency_ms, error_rate, drop_rate, burst_429,
-                retry_after_http_date, seed_file, control):
+                retry_after_http_date, seed_file, control, access_log):
     """Run the local emulator of the RogerRoger API on 127.0.0.1 until Ctrl-C."""
     from .sandbox.server import check_loopback, parse_rate_limit, run
     try:
@@ -485,7 +487,7 @@ def sandbox_cmd(host, port, db, api_keys, tenant, rate_limit, latency_ms, error_
         run(host=host, port=port, db_path=db, api_keys={k: tenant for k in (api_keys or ("sandbox",))},
             rate_limit=limit, latency_ms=latency_ms, seed_file=seed_file, control=control,
             error_rate=error_rate, drop_rate=drop_rate, burst_429=burst_429,
-            retry_after_http_date=retry_after_http_date)
+            retry_after_http_date=retry_after_http_date, access_log=sys.stderr if access_log else None)
     except ValueError as e:  # a --db or --seed it cannot use (the message names the file)
         raise click.UsageError(str(e)) from None
     except OSError as e:

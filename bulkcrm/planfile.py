@@ -17,7 +17,7 @@ from typing import Any
 
 import polars as pl
 
-from .errors import PlanError
+from .errors import PlanError, first_few
 from .template import SEARCHABLE_IDENTIFIERS
 from .vocab import MODE_SKIPS
 
@@ -480,6 +480,7 @@ def render_plan(p: Plan, *, requests_per_minute: float | None = 20, limit: int =
         lines.append(f"  … {hidden.height} more: " + ", ".join(f"{n} {o}" for o, n in kinds.iter_rows())
                      + " (see the plan file or the report)")
     lines += [f"  note: {n}" for n in p.notes if n.startswith(("mirror", "optional", "unmapped", "blank", "mode: replace"))]
+    lines += _mode_skip_lines(rows.filter(by_mode))
     if not rows.height:
         lines.append("  note: the input has no rows under its header: nothing to do (an empty sheet, "
                      "or another --sheet or --header-row?)")
@@ -496,6 +497,27 @@ def render_plan(p: Plan, *, requests_per_minute: float | None = 20, limit: int =
                  f"at {est['requests_per_minute']:g}/min{where}; planning used {p.requests_spent} "
                  f"request(s) ({p.strategy}{_planning_time(p.requests_spent, est['requests_per_minute'])}).")
     return "\n".join(lines)
+
+
+_MODE_SKIP_WHY = {
+    MODE_SKIPS[0]: "no record matches them (--mode update-only creates nothing)",
+    MODE_SKIPS[1]: "their records exist and would change (--mode create-only sends no update: "
+                   "their changes are not sent)",
+    MODE_SKIPS[2]: "no note matches them (--mode update-only creates nothing)",
+    MODE_SKIPS[3]: "their notes exist and would change (--mode create-only sends no update)",
+}
+
+
+def _mode_skip_lines(skipped: pl.DataFrame, shown: int = 8) -> list[str]:
+    """One note line per kind of row the run's mode skips (`MODE_SKIPS`): how many, which rows
+    and why, so a change or a create the mode holds back is seen before it is applied."""
+    if not skipped.height:
+        return []
+    out = []
+    for note, rns in skipped.group_by("note", maintain_order=True).agg("row_number").iter_rows():
+        rows_text = first_few((str(n) for n in rns[:shown]), shown, len(rns))
+        out.append(f"  note: {len(rns)} row(s) skipped: {_MODE_SKIP_WHY.get(note, note)} (row(s) {rows_text})")
+    return out
 
 
 def duration_text(minutes: float) -> str:

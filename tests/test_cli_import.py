@@ -872,3 +872,22 @@ def test_apply_of_a_missing_plan_file_says_so_in_bulkcrms_words(runner, tmp_path
                                      "(`bulkcrm plan --out` writes one)")
     assert json.loads(result.stdout)["error"] == "plan"
     assert list(tmp_path.iterdir()) == []  # the runner's folder: nothing written
+
+
+@pytest.mark.parametrize("mode, says", [
+    ("create-only", "note: 1 row(s) skipped: their records exist and would change (--mode create-only sends "
+                    "no update: their changes are not sent) (row(s) 2)"),
+    ("update-only", "note: 1 row(s) skipped: no record matches them (--mode update-only creates nothing) (row(s) 3)"),
+])
+def test_the_plan_text_says_which_rows_the_mode_skips_and_why(runner, crm, tmp_path, monkeypatch, mode, says):
+    """From a trial: a mode's skips were only in the plan file; a change create-only holds back
+    (or a create update-only holds back) is now named on screen before it is applied."""
+    monkeypatch.chdir(tmp_path)
+    Path("t.yaml").write_text("resource: organizations\nidentifiers: [emailAddresses]\nfields:\n"
+                              "  title: name\n  emailAddresses: email\n  address.city: city\n", encoding="utf-8")
+    Path("a.csv").write_text("name,email,city\nA,a@x.example,Delft\n", encoding="utf-8")
+    assert run(runner, crm, "import", "a.csv", "-t", "t.yaml")[0] == 0
+    Path("b.csv").write_text("name,email,city\nA,a@x.example,Leiden\nC,c@x.example,Ede\n", encoding="utf-8")
+    result = runner.invoke(cli, ["plan", "b.csv", "-t", "t.yaml", "--out", "p.json", "--mode", mode,
+                                 "--base-url", crm.url, "--api-key", TEST_KEY, "--max-rate", "60000"])
+    assert result.exit_code == 0 and f"  {says}" in result.output.splitlines()

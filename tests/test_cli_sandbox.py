@@ -61,6 +61,25 @@ def test_sandbox_seed_file(tmp_path):
         proc.wait(10)
 
 
+def test_sandbox_log_prints_a_line_per_request_and_no_key():
+    """`--log`: a line per API request on stderr (method, path and query, status, tenant), so a
+    user sees the 429s their runs meet; the key travels in a header and is never printed."""
+    proc, url = _start("--api-key", "k-secret-1", "--rate-limit", "2/60", "--log")
+    try:
+        requests.get(f"{url}/organizations?itemsPerPage=1", timeout=5)
+        for _ in range(3):
+            requests.get(f"{url}/organizations", headers={"X-API-KEY": "k-secret-1"}, timeout=5)
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=10)
+    lines = [ln for ln in err.splitlines() if " GET " in ln]
+    assert [ln.split(" ", 1)[1] for ln in lines] == [
+        "GET /organizations?itemsPerPage=1 -> 401 (key refused)",
+        "GET /organizations -> 200 (tenant default)", "GET /organizations -> 200 (tenant default)",
+        "GET /organizations -> 429 (tenant default)"]
+    assert "k-secret-1" not in err
+
+
 def test_sandbox_fault_flags_429_burst_as_http_date():
     proc, url = _start("--api-key", "k", "--rate-limit", "off", "--burst-429", "2", "--retry-after-http-date")
     try:

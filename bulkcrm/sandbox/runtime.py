@@ -11,6 +11,7 @@ import random
 import threading
 import time
 from collections import defaultdict, deque
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields, replace
 from email.utils import formatdate
 
@@ -117,6 +118,10 @@ class Gateway:
     Args:
         app: the routes. api_keys: key -> tenant. limiter: the shared rate window.
         latency_ms: constant delay added to every API answer (milliseconds).
+
+    Attributes:
+        on_request: called with each `LoggedRequest` as it is logged (`bulkcrm sandbox --log`),
+            or None.
     """
 
     def __init__(self, app: App, api_keys: dict[str, str], limiter: RateLimiter,
@@ -124,6 +129,7 @@ class Gateway:
         self.app, self.api_keys, self.limiter, self.latency_ms = app, api_keys, limiter, latency_ms
         self._lock = threading.Lock()
         self.log: list[LoggedRequest] = []
+        self.on_request: Callable[[LoggedRequest], None] | None = None
         self.set_faults(Faults())
 
     # -- faults ------------------------------------------------------------------------------
@@ -188,6 +194,8 @@ class Gateway:
                               resp.drop)
         with self._lock:
             self.log.append(entry)
+        if self.on_request is not None:
+            self.on_request(entry)
         return resp
 
     def clear_log(self) -> None:

@@ -332,12 +332,21 @@ def parse_rate_limit(text: str) -> tuple[int, float] | None:
     return value
 
 
+def access_line(e: LoggedRequest) -> str:
+    """`14:05:09 GET /organizations?itemsPerPage=30 -> 200 (tenant default)`: one API request
+    of `bulkcrm sandbox --log` (a 429 shows there as the server's throttling)."""
+    query = f"?{e.query}" if e.query else ""
+    who = f"tenant {e.tenant}" if e.tenant else "key refused"
+    end = "; answer dropped" if e.dropped else ""
+    return f"{time.strftime('%H:%M:%S', time.localtime(e.time))} {e.method} {e.path}{query} -> {e.status} ({who}{end})"
+
+
 def run(host: str = "127.0.0.1", port: int = DEFAULT_PORT, db_path: str | Path | None = None,
         api_keys: Mapping[str, str] | Iterable[str] = (), tenant: str = "default",
         rate_limit: tuple[int, float] | None = DEFAULT_RATE_LIMIT, latency_ms: int = 0,
         seed_file: str | Path | None = None, control: bool = False, error_rate: float = 0.0,
         drop_rate: float = 0.0, fault_seed: int | None = None, out: TextIO | None = None,
-        burst_429: int = 0, retry_after_http_date: bool = False) -> None:
+        burst_429: int = 0, retry_after_http_date: bool = False, access_log: TextIO | None = None) -> None:
     """Serve the sandbox until Ctrl-C (what `bulkcrm sandbox` runs).
 
     Prints one line, `Sandbox listening on http://127.0.0.1:PORT (20 requests / 60 s per tenant;
@@ -352,6 +361,8 @@ def run(host: str = "127.0.0.1", port: int = DEFAULT_PORT, db_path: str | Path |
         control: enable `/_sandbox/` (tests only). error_rate / drop_rate / fault_seed /
             burst_429 / retry_after_http_date: the `Faults` fields of the same names (seed).
         out: where the line goes (stdout).
+        access_log: where a line per API request goes (`access_line`: time, method, path and
+            query, status, tenant; never a key, which travels in a header), or None.
     Raises:
         ValueError: non-loopback host, no API key, bad rate limit or seed.
     """
@@ -364,6 +375,8 @@ def run(host: str = "127.0.0.1", port: int = DEFAULT_PORT, db_path: str | Path |
     sandbox = Sandbox(db_path, keys, rate_limit, host, port, latency_ms, control, seed_file, faults)
     if new:  # as the embedded sandbox: a new database only (a user may delete them later)
         seed_default_categories(sandbox, set(keys.values()))
+    if access_log is not None:
+        sandbox._gateway.on_request = lambda e: print(access_line(e), file=access_log, flush=True)
     sandbox.start()
     limit = f"{rate_limit[0]} requests / {rate_limit[1]:g} s per tenant" if rate_limit else "no rate limit"
     tenants = len(set(keys.values()))
