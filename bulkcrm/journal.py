@@ -166,13 +166,19 @@ def target_lock(label: str) -> Iterator[None]:
     Raises:
         BusyError: another bulkcrm run on this machine is writing to that target.
     """
-    name = hashlib.sha256(target_key(label).encode()).hexdigest()[:24]
+    name = target_digest(label)
     folder = lock_dir()
     folder.mkdir(parents=True, exist_ok=True)
     with _held(folder / f"{name}.lock", f"another bulkcrm run on this machine is writing to {label} "
                "(an overlapping cron run, another folder or terminal); this run sent no write: run it "
                "again when that one has finished"):
         yield
+
+
+def target_digest(label: str) -> str:
+    """A file name for target `label`'s state on this machine (its lock, its request window in
+    `target`): a hash of `target_key`, so no URL, let alone a key, is in the name."""
+    return hashlib.sha256(target_key(label).encode()).hexdigest()[:24]
 
 
 def target_key(label: str) -> str:

@@ -127,7 +127,7 @@ def check_input_path(path: str | Path) -> None:
 
 
 def _read_excel(p: Path, where: str, sheet: str | int | None, header_row: int | None) -> Sheet:
-    from bulkcrm.read_excel import excel_issues, load_excel
+    from bulkcrm.read_excel import excel_issues, hidden_row_issues, load_excel
 
     grid = load_excel(p, sheet)
     errors = grid.cells.filter(pl.col("kind") == "error") if grid.cells.height else grid.cells
@@ -139,7 +139,7 @@ def _read_excel(p: Path, where: str, sheet: str | int | None, header_row: int | 
     frame, hdr, issues, names = _finish(grid.grid, where, header_row, grid.sheet_name,
                                         empty=empty)
     found, numbers = excel_issues(grid, hdr, names, p.name)
-    issues += found + _hidden_row_issues(frame, grid.hidden, p.name, grid.sheet_name)
+    issues += found + hidden_row_issues(frame, grid.hidden, p.name, grid.sheet_name)
     issues.sort(key=lambda i: (i.row_number or 0, i.cell or ""))
     return Sheet(frame, issues, where, grid.sheet_name, None, None, hdr, _file_sha256(p), _letters(names),
                  numbers)
@@ -194,19 +194,6 @@ def _read_csv(p: Path, where: str, encoding: str | None, delimiter: str | None,
     if enc == MIXED:
         issues = sorted(issues + _legacy_line_issues(legacy, frame, where), key=lambda i: i.row_number or 0)
     return Sheet(frame, issues, where, None, enc, delimiter, hdr, sha.result(), _letters(names))
-
-
-def _hidden_row_issues(frame: pl.DataFrame, hidden: list[int], file: str, sheet: str) -> list[Issue]:
-    """A `hidden-row` warning per data row of `frame` that Excel hides (Hide, or a filter that
-    left it out, ECMA-376 §18.3.1.73): it is read like any other row, which someone who filtered
-    the sheet to the rows to upload does not expect."""
-    if not hidden:
-        return []
-    rows = frame.filter(pl.col("row_number").is_in(hidden))["row_number"].to_list()
-    return [Issue("hidden-row", rn, None, None, "every row of the sheet is read, hidden or not",
-                  f"{file}:{rn} ({sheet}!{rn}:{rn}): the row is hidden in Excel (Hide, or filtered out); it "
-                  "is read like any other row: delete it from the sheet to leave it out", "warning", file, sheet)
-            for rn in rows]
 
 
 EXCEL_ERRORS = ("#N/A", "#VALUE!", "#REF!", "#DIV/0!", "#NUM!", "#NAME?", "#NULL!", "#SPILL!",

@@ -406,6 +406,21 @@ def excel_issues(g: ExcelGrid, header_row: int, names: dict[str, str], file: str
     return out + _merged_cells(g, header_row, names, file), numbers
 
 
+def hidden_row_issues(frame: pl.DataFrame, hidden: list[int], file: str, sheet: str) -> list[Issue]:
+    """A `hidden-row` warning per data row of `frame` (`read`'s, blank rows gone) that Excel
+    hides (`ExcelGrid.hidden`: Hide, or a filter that left it out, ECMA-376 §18.3.1.73): it is
+    read like any other row, which someone who filtered the sheet to the rows to upload does
+    not expect."""
+    if not hidden:
+        return []
+    rows = frame.filter(pl.col("row_number").is_in(hidden))["row_number"].to_list()
+    return [Issue("hidden-row", rn, None, None, "every row of the sheet is read, hidden or not",
+                  f"{place(file, rn, None)} ({sheet}!{rn}:{rn}): the row is hidden in Excel (Hide, or filtered "
+                  "out); it is read like any other row: delete it from the sheet to leave it out", "warning",
+                  file, sheet)
+            for rn in rows]
+
+
 def _merged_cells(g: ExcelGrid, header_row: int, names: dict[str, str], file: str) -> list[Issue]:
     """A merged-cell warning per data row whose cells of a merged range read empty (only the
     range's first cell holds its value, ECMA-376 §18.3.1.55): the rows under the first cell, and

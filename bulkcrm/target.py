@@ -7,7 +7,6 @@ embedded database starts with the note categories `DEFAULT_NOTE_CATEGORIES`.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import tempfile
@@ -129,9 +128,9 @@ def open_target(base_url: str | None, api_key: str | None, *, max_rate: float | 
 def window_file(label: str) -> Path:
     """Where the request times of target `label` are kept between runs: the user's cache
     folder (`platformdirs`, beside the locks), one small JSON file per target, named by a hash
-    of the target (`journal.target_key`: never a key)."""
-    from .journal import lock_dir, target_key
-    return lock_dir().parent / "window" / f"{hashlib.sha256(target_key(label).encode()).hexdigest()[:24]}.json"
+    of the target (`journal.target_digest`: never a key)."""
+    from .journal import lock_dir, target_digest
+    return lock_dir().parent / "window" / f"{target_digest(label)}.json"
 
 
 def load_window(client: Client, label: str) -> None:
@@ -144,8 +143,9 @@ def load_window(client: Client, label: str) -> None:
 
 
 def save_window(client: Client, label: str) -> None:
-    """Keep the send times of the requests still in the window (this run's and the earlier
-    runs' ones), at most as many as the window holds, for the next run (`load_window`). Best
+    """Keep the times of the requests still in the window (this run's, `Client.sent_at`, and
+    the earlier runs' ones), at most as many as the window holds, for the next run
+    (`load_window`). Best
     effort: a file that cannot be written is left alone (the next run may meet one 429, which
     the client waits out)."""
     if not client.requests_per_minute:
