@@ -198,6 +198,11 @@ class Gateway:
             self.on_request(entry)
         return resp
 
+    def entries(self) -> list[LoggedRequest]:
+        """A copy of the log, oldest first (taken under the lock: requests keep arriving)."""
+        with self._lock:
+            return list(self.log)
+
     def clear_log(self) -> None:
         with self._lock:
             self.log.clear()

@@ -19,7 +19,7 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, TextIO
@@ -164,6 +164,8 @@ class Sandbox:
         control: enable the test-only control interface under `/_sandbox/`.
         seed: initial data: a seed dict (see `seed`) or a JSON/YAML seed file path.
         faults: initial `Faults`.
+        on_request: called with each `LoggedRequest` as it is logged (`bulkcrm sandbox --log`),
+            or None.
     Raises:
         ValueError: non-loopback host, bad rate limit, bad seed.
     """
@@ -172,13 +174,15 @@ class Sandbox:
                  rate_limit: tuple[int, float] | None = DEFAULT_RATE_LIMIT,
                  host: str = "127.0.0.1", port: int = 0, latency_ms: int = 0,
                  control: bool = False, seed: dict | str | Path | None = None,
-                 faults: Faults | None = None):
+                 faults: Faults | None = None,
+                 on_request: Callable[[LoggedRequest], None] | None = None):
         self.host, self._bind = host, check_loopback(host)
         self.port, self.control = port, control
         self.api_keys = dict(api_keys or {})
         self.store = Store(db_path)
         self._limiter = RateLimiter(*(rate_limit or (None,)))
         self._gateway = Gateway(App(self.store), self.api_keys, self._limiter, latency_ms)
+        self._gateway.on_request = on_request
         if faults:
             self._gateway.set_faults(faults)
         self._server: _Server | None = None
@@ -256,8 +260,7 @@ class Sandbox:
     @property
     def requests(self) -> list[LoggedRequest]:
         """Every API request so far (control requests excluded), oldest first."""
-        with self._gateway._lock:
-            return list(self._gateway.log)
+        return self._gateway.entries()
 
     def clear_log(self) -> None:
         self._gateway.clear_log()
@@ -372,11 +375,11 @@ def run(host: str = "127.0.0.1", port: int = DEFAULT_PORT, db_path: str | Path |
     faults = Faults(error_rate=error_rate, drop_rate=drop_rate, seed=fault_seed, burst_429=burst_429,
                     retry_after_http_date=retry_after_http_date)
     new = db_path is None or not Path(db_path).exists() or Path(db_path).stat().st_size == 0
-    sandbox = Sandbox(db_path, keys, rate_limit, host, port, latency_ms, control, seed_file, faults)
+    watch = (lambda e: print(access_line(e), file=access_log, flush=True)) if access_log is not None else None
+    sandbox = Sandbox(db_path, keys, rate_limit, host, port, latency_ms, control, seed_file, faults,
+                      on_request=watch)
     if new:  # as the embedded sandbox: a new database only (a user may delete them later)
         seed_default_categories(sandbox, set(keys.values()))
-    if access_log is not None:
-        sandbox._gateway.on_request = lambda e: print(access_line(e), file=access_log, flush=True)
     sandbox.start()
     limit = f"{rate_limit[0]} requests / {rate_limit[1]:g} s per tenant" if rate_limit else "no rate limit"
     tenants = len(set(keys.values()))
