@@ -409,10 +409,11 @@ def _resolve(rows: pl.DataFrame, pairs: pl.DataFrame, explicit: pl.DataFrame, id
     Returns:
         (matched: `row_number`, `iri`, `rec` per row, null when none; conflicts).
     """
-    by_ids = pairs.select("row_number", "rec").unique()
+    by_ids = _claims(pairs)
     if explicit.height:
         pairs = pairs.filter(~pl.col("row_number").is_in(explicit["row_number"].implode()))
-    hits = pairs.group_by("row_number").agg(pl.col("rec").min(), pl.col("rec").max().alias("__max"))
+    hits = _extremes(by_ids.filter(~pl.col("row_number").is_in(explicit["row_number"].implode()))
+                     if explicit.height else by_ids)
     several = pl.col("rec") != pl.col("__max")  # the row's identifiers point at several records
     amb_rows = hits.filter(several)["row_number"]
     iri = pl.lit(iris).gather(pl.col("rec"))
@@ -543,6 +544,29 @@ def _identical(rows: pl.DataFrame, shared: pl.DataFrame) -> pl.Series:
 
 def _joined_rows() -> pl.Expr:
     return pl.col("row_number").cast(pl.List(pl.String)).list.join(", ")
+
+
+_SHIFT = 1 << 32
+
+
+def _claims(pairs: pl.DataFrame) -> pl.DataFrame:
+    """`row_number`, `rec`: each record a row's identifiers hit, once, sorted by row and then
+    record. Both are packed into one UInt64 (row numbers are far below 2^32: a sheet's lines),
+    sorted and compared with their neighbours: a third of the time of a hash `unique` of the
+    two columns."""
+    key = (pl.col("row_number").cast(pl.UInt64) * _SHIFT + pl.col("rec").cast(pl.UInt64)).alias("k")
+    k = pairs.select(key).to_series().sort()
+    k = k.filter((k != k.shift(1)).fill_null(True))
+    return k.to_frame().select((pl.col("k") // _SHIFT).cast(pl.Int64).alias("row_number"),
+                               (pl.col("k") % _SHIFT).cast(pl.UInt32).alias("rec"))
+
+
+def _extremes(claims: pl.DataFrame) -> pl.DataFrame:
+    """`row_number`, `rec` (the smallest), `__max` (the largest) per row of `_claims` (sorted:
+    the first and the last of each row's run)."""
+    rn = pl.col("row_number")
+    first, last = (rn != rn.shift(1)).fill_null(True), (rn != rn.shift(-1)).fill_null(True)
+    return claims.filter(first).with_columns(claims.filter(last)["rec"].alias("__max"))
 
 
 def _claimed_twice(by_ids: pl.DataFrame, explicit: pl.DataFrame, amb_rows: pl.Series) -> pl.DataFrame:
