@@ -42,7 +42,7 @@ from typing import Any, Callable
 import polars as pl
 
 from .client import Client
-from .diff import canon, raw_records_frame
+from .diff import WRITE_ONLY, canon, raw_records_frame
 from .errors import ApiError, AuthError, ISSUE_SCHEMA, PermanentApiError, PlanError, TransientApiError, \
     UncertainWriteError
 from .journal import Journal, journal_lock, journal_path, target_lock
@@ -164,6 +164,7 @@ def _apply(plan: Plan, client: Client, journal: Journal, *, plan_path: str | Pat
         progress(already, total, client)
     shown = time.monotonic()
     left: list[str] = []  # operations `limit` leaves for the next run
+    doubtful: list[Operation] = []  # creates whose POST got no answer: looked up once more at the end
     try:
         for n, op in enumerate(plan.operations, start=1):
             todo = journal.state(op.key) not in ("done", "drifted")
@@ -175,9 +176,12 @@ def _apply(plan: Plan, client: Client, journal: Journal, *, plan_path: str | Pat
                 _record_held(op, journal)
             elif todo:
                 results[op.key] = _run_op(op, journal, client, verify)
+                if results[op.key] is IN_DOUBT:
+                    doubtful.append(op)
             if progress and (n % batch_size == 0 or n == total or time.monotonic() - shown >= PROGRESS_EVERY_S):
                 progress(n - len(left), total, client)  # what `limit` leaves is not done
                 shown = time.monotonic()
+        _settle(doubtful, journal, client)
     except BaseException:  # stopped (Ctrl-C, SIGTERM, an API that is down): how far it got
         if progress and total:
             with contextlib.suppress(BaseException):  # the stop itself is what propagates
@@ -215,11 +219,11 @@ def _apply(plan: Plan, client: Client, journal: Journal, *, plan_path: str | Pat
 
 def _stopped_report(plan: Plan, journal: Journal, requests: int, started: str,
                     plan_path: str | Path | None, earlier: int = 0) -> Report:
-    """The report of a run that stopped: what the journal says is done (or drifted), every
-    other operation `planned` (an operation left `sent` is resolved when the plan resumes);
+    """The report of a run that stopped: what the journal says is done, drifted or failed, an
+    operation left `sent` `unconfirmed` (the resume settles it), every one not tried yet `planned`;
     `earlier`: operations done by earlier runs of the plan (`already_done`, as a finished
     run's report says)."""
-    left = {o.key for o in plan.operations if journal.state(o.key) not in ("done", "drifted")}
+    left = {o.key for o in plan.operations if journal.state(o.key) in (None, "pending")}
     report = _report(plan, journal, {}, requests, started, False, left=left,
                      left_note="not applied yet: the run stopped; apply the plan again to do it")
     report.summary |= {"stopped": True, "left": len(left), "plan": str(plan_path) if plan_path else None,
@@ -247,6 +251,8 @@ PROGRESS_EVERY_S = 5.0
 minute a batch of 25 takes over a minute."""
 
 
+NOT_MADE = "an earlier POST got no answer or failed, and no record holds what it sent: to send"
+"""Journal detail of a create `_check_created_since` looked up and did not find (`pending`)."""
 RECENT_SKEW_S = 60
 """Seconds before a plan's matching began from which `_check_created_since` lists the
 organizations created (the server's clock may be behind ours)."""
@@ -264,7 +270,9 @@ def _check_created_since(plan: Plan, journal: Journal, client: Client, verify: b
     creates' identifiers (⌈values / 30⌉, crm-api.md §8.3; identifiers with an API filter
     only). "Since" is from `RECENT_SKEW_S` before the plan's matching began (`Plan.matched_at`), so a record made while the plan was made counts too.
     With `verify` nothing is listed: each create looks its identifiers up before it is sent
-    (`_exists_now`).
+    (`_exists_now`). Creates a stopped run left `sent` are looked up first (`_resolve_sent`):
+    only the plan's creates known done are subtracted from the organizations created since, so
+    one that never reached the server cannot hide a record someone else made.
 
     Raises:
         PlanError: without `verify`, when finding them would take more than
@@ -272,9 +280,13 @@ def _check_created_since(plan: Plan, journal: Journal, client: Client, verify: b
     """
     since = dt.datetime.fromisoformat(plan.matched_at or plan.created_at).astimezone(dt.timezone.utc)
     todo = [o for o in plan.operations if _is_org_create(o) and journal.state(o.key) != "done"]
+    for o in [o for o in todo if _maybe_made(journal.get(o.key))]:  # an earlier run's, in doubt:
+        if not _resolve_sent(o, journal, client):  # the plan's own record, or never made: then
+            journal.record(o.key, "pending", detail=NOT_MADE)  # checked below and sent as any other
+    todo = [o for o in todo if journal.state(o.key) != "done"]
     if not todo:
         return {}
-    ours = sum(_is_org_create(o) and journal.state(o.key) in ("sent", "done") for o in plan.operations)
+    ours = sum(_is_org_create(o) and journal.state(o.key) == "done" for o in plan.operations)
     # from before matching began (`createdAt` is the server's clock): records the plan saw may
     # be listed too, and cost a request; only a create's own identifiers make it drifted
     start = (since - dt.timedelta(seconds=RECENT_SKEW_S)).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -298,8 +310,7 @@ def _check_created_since(plan: Plan, journal: Journal, client: Client, verify: b
     # the records holding the creates' identifiers now (fewer requests), or every recent one
     found = list(lookup_records(client, values).values()) if by_lookup else client.list_all("/organizations", after)
     recent = [r for r in found if r.get("@id") not in claimed]
-    # a create left `sent` (its answer lost) is found among these by `_find_created` instead
-    taken = _held_by([o for o in todo if journal.state(o.key) != "sent"], recent, plan.default_region)
+    taken = _held_by(todo, recent, plan.default_region)
     if taken:
         held = len(set().union(*taken.values()))
         log.warning("%s: %s of them %s an identifier of %s of the plan's creates, which %s not sent "
@@ -317,15 +328,18 @@ def _check_changed_since(plan: Plan, journal: Journal, client: Client) -> tuple[
     (`_holds`: another run or a person made the change since), which need no request). The
     records are re-read together (`_reread`: identifiers[] 30 values a request, or a full
     listing when cheaper), not one GET each as `--verify` does; a record whose identifiers
-    changed is read by its IRI."""
+    changed is read by its IRI. Note updates and mirror deletes are checked the same way
+    against their notes (`_reread_notes`)."""
     todo = [o for o in plan.operations if drift_checked(o) and journal.state(o.key) not in ("done", "drifted")]
     if not todo:
         return {}, set()
-    records = _reread(client, todo, [o.iri for o in todo])
-    for o in todo:  # identifiers changed since (rare): its record by its IRI
+    orgs = [o for o in todo if o.resource == "organizations"]
+    records = _reread(client, orgs, [o.iri for o in orgs]) if orgs else {}
+    for o in orgs:  # identifiers changed since (rare): its record by its IRI
         if o.iri not in records:
             with contextlib.suppress(PermanentApiError):  # gone: the write itself will say so
                 records[o.iri] = client.get(o.iri)
+    records |= _reread_notes(client, [o for o in todo if o.resource == "organization_notes"])
     made = journal.iris()
     out = {o.key: why for o in todo
            if o.iri in records and (why := _changed(o, records[o.iri], _fill_refs(o.body, made)))}
@@ -335,6 +349,24 @@ def _check_changed_since(plan: Plan, journal: Journal, client: Client) -> tuple[
     held = {o.key for o in todo if o.key not in out and o.method == "PATCH" and o.iri in records
             and _holds(records[o.iri], _fill_refs(o.body, made))}
     return out, held
+
+
+def _reread_notes(client: Client, ops: list[Operation]) -> dict[str, dict]:
+    """IRI -> note, re-reading the notes of `ops` (note updates and deletes): one GET for an
+    organization with one of them, else one listing of that organization's notes (⌈its notes /
+    30⌉ requests, crm-api.md §9.2). A note or organization gone since is left out: the write
+    itself finds that (a DELETE's 404 is done)."""
+    by_org: dict[str, list[str]] = {}
+    for o in ops:
+        by_org.setdefault(re.sub(r"/notes/[^/]+$", "", o.iri), []).append(o.iri)
+    out: dict[str, dict] = {}
+    for org, iris in by_org.items():
+        with contextlib.suppress(PermanentApiError):
+            if len(iris) == 1:
+                out[iris[0]] = client.get(iris[0])
+            else:
+                out |= {n["@id"]: n for n in client.list_all(f"{org}/notes")}
+    return out
 
 
 def _held_by(creates: list[Operation], records: list[dict], default_region: str | None = None) -> dict[str, list[str]]:
@@ -356,23 +388,31 @@ def _held_by(creates: list[Operation], records: list[dict], default_region: str 
 
 
 def _run_op(op: Operation, journal: Journal, client: Client, verify: bool) -> Any:
-    """Send one operation unless the journal has it done; the server's answer body, if any."""
+    """Send one operation unless the journal has it done; the server's answer body, if any, or
+    `IN_DOUBT` for a create whose POST got no answer and that no lookup found (left `sent`)."""
     state = journal.state(op.key)
     if state in ("done", "drifted"):  # drifted (an earlier --verify, or a record made since the
         return None  # plan) stays so: sending it now would overwrite what others did; plan again
     missing = [d for d in op.depends_on if journal.state(d) != "done"]
     if missing:
-        journal.record(op.key, "failed", detail=f"depends on {', '.join(missing)}, which failed")
+        unknown = any(journal.state(d) == "sent" for d in missing)
+        journal.record(op.key, "failed", detail=f"depends on {', '.join(missing)}, " + (
+            "whose write got no answer (not known yet whether it was done); apply the plan again"
+            if unknown else "which failed"))
+        return None
+    if op.method == "POST" and _maybe_made(journal.get(op.key)) and _resolve_sent(op, journal, client):
         return None
     path = _fill_path(op.path, journal.iris())
     body = _fill_refs(op.body, journal.iris())
-    if state == "sent" and op.method == "POST":
-        found = _find_created(op, body, client, path, journal)
-        if found:
-            journal.record(op.key, "done", iri=found, status=None, detail="resolved after a lost answer")
-            return None
     if verify and (op.iri or _is_org_create(op)):
-        now = client.get(op.iri) if op.iri else None
+        try:
+            now = client.get(op.iri) if op.iri else None
+        except PermanentApiError as e:
+            if e.status != 404:
+                raise
+            journal.record(op.key, "done" if op.method == "DELETE" else "failed", iri=op.iri, status=404,
+                           detail="already deleted" if op.method == "DELETE" else "deleted since the plan")
+            return None
         drift = _changed(op, now, body) if op.iri else _exists_now(op, client, journal)
         if drift:
             journal.record(op.key, "drifted", detail=drift)
@@ -380,14 +420,17 @@ def _run_op(op: Operation, journal: Journal, client: Client, verify: bool) -> An
         if now is not None and op.method == "PATCH" and _holds(now, body):
             _record_held(op, journal)
             return None
-    for _ in range(3):  # an uncertain write is resolved by lookup, then resent at most twice
+    for _ in range(3):  # a create whose 5xx answer left it in doubt: looked up, resent at most twice
         try:  # journaled `sent` once it can leave: a stop while it waits for the window left it unsent
             resp = _send(client, op, path, body, lambda: journal.record(op.key, "sent"))
-        except UncertainWriteError as e:
-            found = _find_created(op, body, client, path, journal) if op.method == "POST" else None
+        except UncertainWriteError as e:  # a POST (the other verbs are retried by the client)
+            found = _find_created(op, body, client, path, journal)
             if found:
-                journal.record(op.key, "done", iri=found, detail="resolved after a lost answer")
+                journal.record(op.key, "done", iri=found, detail=LOST_ANSWER)
                 return None
+            if e.status in _NO_ANSWER:  # the server may still be writing it: never resent by this
+                journal.record(op.key, "sent", detail=NO_ANSWER)  # run (`_settle` looks it up
+                return IN_DOUBT  # again, when the server has had time; the next run first of all)
             last: ApiError = e
             continue
         except AuthError:
@@ -403,11 +446,86 @@ def _run_op(op: Operation, journal: Journal, client: Client, verify: bool) -> An
                 return None
             journal.record(op.key, "failed", status=e.status, detail=_problem(e, body))
             return None
-        journal.record(op.key, "done", iri=resp.iri or op.iri, status=resp.status,
-                       detail=f"throttled {resp.throttled}x" if resp.throttled else None)
+        iri = resp.iri or op.iri
+        if iri is None and op.method == "POST":  # created, but the answer names no IRI (no `@id`,
+            iri = _find_created(op, body, client, path, journal)  # no Location): find the record
+        journal.record(op.key, "done", iri=iri, status=resp.status,
+                       detail=f"throttled {resp.throttled}x" if resp.throttled else
+                       None if iri else "created, but the server's answer named no IRI and no lookup found it")
         return resp.body
     journal.record(op.key, "failed", status=last.status, detail=_problem(last, body))
     return None
+
+
+IN_DOUBT = object()
+"""`_run_op`'s result for a create whose POST got no answer and that a lookup did not find: it
+stays `sent` (`_settle`)."""
+LOST_ANSWER = "resolved after a lost answer"
+"""Journal detail of a create whose answer was lost and whose record a lookup found."""
+IN_DOUBT_NOTE = ("the write got no answer and no record holding it was found: not sent again, so "
+                 "as not to make it twice; apply the plan again: it looks the record up first and "
+                 "sends it only if it is still missing")
+"""Report note of a create left `sent` after its POST got no answer (`_settle`)."""
+STOPPED_NOTE = ("sent when the run stopped, before its answer came: apply the plan again to settle "
+                "it (a create is looked up first and sent only if it is missing)")
+"""Report note of an operation a stopped run left `sent`."""
+_NO_ANSWER = (None, 504)
+"""Statuses of an `UncertainWriteError` after which the server may still be writing the record:
+no answer at all (a timeout, a reset), or a gateway's timeout."""
+NO_ANSWER = "no answer"
+"""Journal detail of a `sent` create whose POST got no answer in time (`IN_DOUBT`)."""
+SETTLE_TIMEOUTS = 2
+"""Read timeouts (`Client.timeout_s`) a server gets to finish a POST that got no answer
+(`NO_ANSWER`) before a lookup decides whether it made the record (`_wait_settled`)."""
+RESUME_SETTLE_S = 2.0
+"""Seconds a server gets to finish a POST a stopped run had in flight (killed or interrupted
+while it waited for the answer) before a lookup decides whether it made the record."""
+
+
+def _maybe_made(entry: dict) -> bool:
+    """Whether an earlier POST of an operation may have made its record: it is `sent` (no
+    answer, or the run stopped), or it failed with a 5xx (the server may fail after committing)."""
+    return entry.get("state") == "sent" or (entry.get("state") == "failed" and (entry.get("status") or 0) >= 500)
+
+
+def _resolve_sent(op: Operation, journal: Journal, client: Client) -> bool:
+    """Look up the record an earlier POST of `op` may have made (`_maybe_made`), once the
+    server has had time to finish it (`_wait_settled`), and journal `op` done when it is found
+    (True); else it is sent as any other (False)."""
+    if journal.state(op.key) == "sent":
+        _wait_settled(op, journal, client)
+    iris = journal.iris()
+    found = _find_created(op, _fill_refs(op.body, iris), client, _fill_path(op.path, iris), journal)
+    if found:
+        journal.record(op.key, "done", iri=found, detail=LOST_ANSWER)
+    return bool(found)
+
+
+def _wait_settled(op: Operation, journal: Journal, client: Client) -> None:
+    """Sleep until the server has had time to finish the POST of `op` (journaled `sent`): a
+    POST that got no answer may still be in its hands, and a lookup before it finishes would
+    miss the record and let it be sent twice. `SETTLE_TIMEOUTS` read timeouts after a POST got
+    no answer (`NO_ANSWER`: the server was slow), `RESUME_SETTLE_S` after one a stopped run had
+    in flight."""
+    entry = journal.get(op.key)
+    settle = SETTLE_TIMEOUTS * float(getattr(client, "timeout_s", 30.0)) if entry.get("detail") == NO_ANSWER \
+        else RESUME_SETTLE_S
+    wait = float(entry.get("t", 0)) + settle - time.time()
+    if wait > 0:
+        log.warning("%s: its write got no answer; waiting %.0f s for the server to finish it before "
+                    "looking it up", op.key, wait)
+        time.sleep(wait)
+
+
+def _settle(ops: list[Operation], journal: Journal, client: Client) -> None:
+    """The creates of this run whose POST got no answer (`IN_DOUBT`), looked up once more when
+    the server has had time to finish them: found, they are done; else they stay `sent`,
+    never resent by the run that sent them (the server may still be writing them). The report
+    says so (`IN_DOUBT_NOTE`), and the next run looks each up first and sends it only if it
+    is still missing."""
+    for op in ops:
+        if journal.state(op.key) == "sent":
+            _resolve_sent(op, journal, client)
 
 
 def _send(client: Client, op: Operation, path: str, body: dict, before_send: Callable[[], None]):
@@ -514,13 +632,14 @@ def _found_by_identifiers(values: list[str], client: Client, claimed: set[str]) 
 
 
 def _same_record(record: dict, body: dict) -> bool:
-    """A record holds what a create sent: the body's title and other scalar fields, and exactly
-    its e-mail addresses (case ignored) and phone numbers."""
+    """A record holds what a create sent: the body's title and other scalar fields (but the
+    write-only ones, `diff.WRITE_ONLY`, never returned), and exactly its e-mail addresses (case
+    ignored) and phone numbers."""
     emails = {e.get("email", "").lower() for e in record.get("emailAddresses") or []}
     phones = {p.get("phoneNumber") for p in record.get("phoneNumbers") or []}
     return emails == {e["email"].lower() for e in body.get("emailAddresses") or []} and \
         phones == {p["phoneNumber"] for p in body.get("phoneNumbers") or []} and \
-        all(record.get(k) == v for k, v in body.items() if not isinstance(v, (list, dict)))
+        all(record.get(k) == v for k, v in body.items() if not isinstance(v, (list, dict)) and k not in WRITE_ONLY)
 
 
 RECONCILED_KEY = "reconciled"
@@ -560,10 +679,11 @@ def _holds_value(actual: Any, sent: Any) -> bool:
 def _changed(op: Operation, now: dict, body: dict) -> str | None:
     """What of the fields `op` sends `now` (the record) holds otherwise than the plan saw,
     and otherwise than `body` (the op's body, refs filled) would make it: a write of an
-    interrupted run whose answer was lost is not someone else's change."""
+    interrupted run whose answer was lost is not someone else's change. A PUT makes a field it
+    leaves out empty (crm-api.md §8, PUT semantics; e.g. an unmapped field it clears)."""
     changed = [k for k, v in (op.snapshot or {}).items()  # null ≡ missing inside objects
                if canon(now.get(k), drop_null=True) != canon(v, drop_null=True)
-               and not (k in body and _holds_value(now.get(k), body[k]))]
+               and not ((k in body or op.method == "PUT") and _holds_value(now.get(k), body.get(k)))]
     if not changed:
         return None
     return "; ".join(f"{k}: planned from {json.dumps(op.snapshot[k], ensure_ascii=False)}, now "
@@ -586,14 +706,17 @@ def _reconcile(plan: Plan, journal: Journal, client: Client) -> dict[str, str]:
     out = {}
     for o in done:
         iri = iris[o.key]
-        if iri and iri not in records:
+        if not iri:
+            out[o.key] = "not re-read: the server's answer named no IRI"
+            continue
+        if iri not in records:
             try:
                 records[iri] = client.get(iri)
             except ApiError:
                 out[o.key] = f"{iri} could not be re-read"
                 continue
         diffs = [k for k, v in _fill_refs(o.body, journal.iris()).items()
-                 if k in records[iri] or v not in (None, [], {})
+                 if k not in WRITE_ONLY and (k in records[iri] or v not in (None, [], {}))
                  if not _holds_value(records[iri].get(k), v)]
         if diffs:
             out[o.key] = "server holds other values for " + ", ".join(
@@ -683,8 +806,10 @@ def _report(plan: Plan, journal: Journal, mismatches: dict, requests: int, start
         elif outcome is None:
             state = entry.get("state")
             outcome = ("unchanged" if entry.get("held") else OP_OUTCOME[r["op"]]) if state == "done" else \
-                "drifted" if state == "drifted" else "failed"
-            note = "; ".join(x for x in (entry.get("detail"), mismatches.get(key)) if x) or None
+                "drifted" if state == "drifted" else "unconfirmed" if state == "sent" else "failed"
+            detail = entry.get("detail") if state != "sent" else \
+                IN_DOUBT_NOTE if entry.get("detail") == NO_ANSWER else STOPPED_NOTE
+            note = "; ".join(x for x in (detail, mismatches.get(key)) if x) or None
         changes = r.get("changes") or (by_key[key].changes if key in by_key else [])
         rows.append(_row(plan, r, outcome, entry.get("iri") or r.get("iri"), changes, entry.get("status"), note))
     summary = {"requests": requests, "target": plan.target, "template": plan.template,
@@ -714,12 +839,14 @@ def _made(plan: Plan, journal: Journal) -> dict[str, str]:
 def _issues(plan: Plan, rows: list[dict]) -> pl.DataFrame:
     extra = []
     for r in rows:
-        if r["outcome"] in ("failed", "drifted"):
-            extra.append({"type": "request-failed" if r["outcome"] == "failed" else "drifted",
+        if r["outcome"] in ("failed", "unconfirmed", "drifted"):
+            extra.append({"type": {"failed": "request-failed", "unconfirmed": "write-unconfirmed"}.get(
+                              r["outcome"], "drifted"),
                           "severity": "error", "file": r["file"], "sheet": r["sheet"],
                           "row_number": r["row_number"], "column": None, "cell": None, "value": None,
-                          "rule": "API accepted the write (crm-api.md §5)" if r["outcome"] == "failed"
-                          else "record unchanged since planning",
+                          "rule": {"failed": "API accepted the write (crm-api.md §5)",
+                                   "unconfirmed": "the API answered the write (crm-api.md §5)"}.get(
+                              r["outcome"], "record unchanged since planning"),
                           "message": f"{r['file']}:{r['row_number']}: "
                                      f"{'note ' if r['resource'] == 'organization_notes' else ''}"
                                      f"{r['outcome']}: {r['note'] or ''}",

@@ -473,7 +473,11 @@ def snapshot(record: dict, changed: list[str]) -> dict:
     return {t: record.get(t) for t in tops}
 
 
-PUT_FIELDS = tuple(sorted({f.split(".")[0] for f in ORG_FIELDS} - {"avatar"}))
+WRITE_ONLY = frozenset({"avatar"})
+"""Organization fields the API takes but never returns (crm-api.md §8.1 W/O column): a record
+read back can never show them, so checks of what a write did leave them out."""
+
+PUT_FIELDS = tuple(sorted({f.split(".")[0] for f in ORG_FIELDS} - WRITE_ONLY))
 """The organization fields a PUT replaces that the API returns (crm-api.md §8.1, PUT semantics:
 writable fields left out are reset); `avatar` is write-only, never returned."""
 

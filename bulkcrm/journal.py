@@ -1,8 +1,11 @@
 """The apply journal: an append-only JSONL file beside the plan, fsynced after every line.
 
-Each operation moves pending → sent → done (with the IRI and status) or failed (status, problem
-detail), or drifted. A crash leaves at most one operation in `sent`; the next apply resolves it
-by a lookup before anything is resent (issue 6). The first line binds the journal to one plan.
+Each operation moves sent → done (with the IRI and status) or failed (status, problem detail),
+or drifted; each state change replaces the operation's entry. A crash leaves at most one
+operation in `sent`, and a create whose POST got no answer stays `sent` too (`detail`: "no
+answer"); the next apply resolves each by a lookup before anything is resent, and a create it
+does not find goes back to `pending`, to be sent (issue 6). The first line binds the journal to
+one plan.
 
 Line shapes::
 
@@ -42,7 +45,8 @@ class Journal:
 
     Raises:
         JournalError: the file belongs to another plan or a line cannot be parsed (a torn last
-            line from a crash is ignored, not an error).
+            line from a crash is cut off, not an error: the state change it was writing had not
+            happened yet).
     """
 
     def __init__(self, path: str | Path, plan_sha256: str, target: str, planned_at: str | None = None):
@@ -56,7 +60,8 @@ class Journal:
                           **({"planned_at": planned_at} if planned_at else {})})
 
     def _load(self, plan_sha256: str, planned_at: str | None = None) -> None:
-        lines = self.path.read_text(encoding="utf-8").splitlines()
+        text = self.path.read_text(encoding="utf-8")
+        lines = text.splitlines()
         try:
             head = json.loads(lines[0])
         except (ValueError, IndexError):
@@ -73,10 +78,27 @@ class Journal:
             try:
                 entry = json.loads(line)
             except ValueError:
-                if n == len(lines):  # torn last line: the crash happened while writing it
-                    continue
+                if n == len(lines) and not text.endswith("\n"):  # torn last line: the crash
+                    self._cut_torn_end(len(line.encode("utf-8")))  # happened while writing it
+                    return
                 raise JournalError(f"{self.path}:{n}: unreadable journal line") from None
             self._merge(entry)
+        if not text.endswith("\n"):  # a whole last line whose line end was not written
+            self._end_line()
+
+    def _cut_torn_end(self, size: int) -> None:
+        """Remove the last `size` bytes (a line torn by a crash), so the next line starts a line
+        of its own: appended to the fragment, it would make the journal unreadable."""
+        with open(self.path, "r+b") as f:
+            f.truncate(f.seek(0, os.SEEK_END) - size)
+            f.flush()
+            os.fsync(f.fileno())
+
+    def _end_line(self) -> None:
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
 
     def state(self, key: str) -> str | None:
         """The last state of operation `key` (None: never sent)."""
@@ -93,8 +115,10 @@ class Journal:
         self._append(entry)
 
     def _merge(self, entry: dict) -> None:
+        """Take a state change: it replaces the operation's entry, so a status or detail of an
+        earlier state (a 429 before a later success) is not reported with the new one."""
         key = entry["key"]
-        merged = self.entries[key] = {**self.entries.get(key, {}), **entry}
+        merged = self.entries[key] = entry
         if merged.get("state") == "done" and merged.get("iri"):
             self._iris[key] = merged["iri"]
         else:
@@ -113,7 +137,8 @@ class Journal:
         failed dependency), and an entry's `requests` times over (the reads a run made before
         its first write, `apply.CHECKS_KEY`)."""
         return [e["t"] for e in self.entries.values()
-                if "t" in e and not (e.get("state") == "failed" and e.get("status") is None)
+                if "t" in e and e.get("state") != "pending"
+                and not (e.get("state") == "failed" and e.get("status") is None)
                 for _ in range(int(e.get("requests", 1)))]
 
     def iris(self) -> dict[str, str]:

@@ -504,7 +504,8 @@ def _mirror(part: NotesPart, targets: pl.DataFrame, not_ok: set, by_iri: dict, k
                    for f in NOTE_WRITABLE if note.get(f) is not None]
         part.operations.append(Operation(
             key=f"delete:{iri}", op="delete", method="DELETE", path=iri, body={}, row_numbers=[],
-            iri=iri, title=title, changes=changes, resource=RESOURCE))
+            iri=iri, title=title, changes=changes, resource=RESOURCE,
+            snapshot={f: note.get(f) for f in NOTE_WRITABLE}))  # a note edited since is not deleted
         part.rows.append({"row_number": None, "op": "delete", "iri": iri, "title": title,
                           "changes": changes, "cleared": [], "key": f"delete:{iri}",
                           "note": f"not in the sheet (mirror mode); organization {note['__org']}",

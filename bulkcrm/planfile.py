@@ -11,6 +11,7 @@ import datetime as dt
 import hashlib
 import json
 import re
+from collections import Counter
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -96,8 +97,18 @@ def without_searchable(ops: list[Operation]) -> int:
 
 def drift_checked(op: Operation) -> bool:
     """Whether `apply PLAN` re-reads `op`'s record before writing (`apply._check_changed_since`):
-    an organization update (PATCH, PUT) with the snapshot of what the plan saw."""
-    return bool(op.iri and op.snapshot and op.resource == "organizations" and op.method in ("PATCH", "PUT"))
+    an update (PATCH, PUT) of an organization or a note, or a note's mirror delete, with the
+    snapshot of what the plan saw."""
+    return bool(op.iri and op.snapshot and op.method in ("PATCH", "PUT", "DELETE")
+                and op.resource in ("organizations", "organization_notes"))
+
+
+def note_reread_cost(ops: list[Operation]) -> int:
+    """Requests `apply._reread_notes` spends at least re-reading the notes of `ops`: a GET for an
+    organization with one of them, else a listing of its notes (⌈notes / 30⌉ pages, at least
+    ⌈ops / 30⌉; crm-api.md §9.2)."""
+    per_org = Counter(re.sub(r"/notes/[^/]+$", "", o.iri) for o in ops if o.iri)
+    return sum(1 if n == 1 else -(-n // 30) for n in per_org.values())
 
 
 def reread_cost(ops: list[Operation], pages: int | None) -> int:
@@ -249,7 +260,8 @@ class Plan:
         # pages of a full listing (30 records a page), known when planning listed the records
         before = None if self.records_total is None else -(-self.records_total // 30)
         after = None if self.records_total is None else -(-(self.records_total + creates) // 30)
-        checks = int(creates > 0) + (reread_cost(updates, before) if updates else 0)
+        notes = [o for o in ops if o.resource == "organization_notes" and drift_checked(o)]
+        checks = int(creates > 0) + (reread_cost(updates, before) if updates else 0) + note_reread_cost(notes)
         reconcile = reread_cost(orgs, after) if orgs else 0
         rate = requests_per_minute or 20
         return {"requests": n, "checks": checks, "reconcile": reconcile,

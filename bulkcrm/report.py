@@ -47,7 +47,7 @@ ERROR_COLUMNS = ("file", "sheet", "row_number", "resource", "column", "cell", "s
 """Columns of the `Errors` sheet (one line per issue)."""
 
 
-NOT_OK = ("invalid", "conflict", "failed", "drifted")
+NOT_OK = ("invalid", "conflict", "failed", "unconfirmed", "drifted")
 """Outcomes that make a run not ok (CLI exit 1)."""
 
 
@@ -57,7 +57,7 @@ STATUS_COLUMNS = ("crm_iri", "bulkcrm_status", "bulkcrm_note")
 
 
 OUTCOME_COLOURS = {"created": GREEN, "patched": GREEN, "replaced": GREEN, "unchanged": GREY,
-                   "conflict": AMBER, "drifted": AMBER, "invalid": RED, "failed": RED}
+                   "conflict": AMBER, "drifted": AMBER, "unconfirmed": AMBER, "invalid": RED, "failed": RED}
 """RGB fill of the outcome cell in the `Rows` sheet, per outcome (others: no fill)."""
 
 

@@ -91,7 +91,8 @@ def open_target(base_url: str | None, api_key: str | None, *, max_rate: float | 
         ConfigError: a base URL without a key, not https:// (http:// only for a loopback host
             such as a local `bulkcrm sandbox`: the key travels in a header), or with a user or
             password in it; a key with a character an HTTP header cannot carry; an embedded
-            sandbox file that is not a SQLite database.
+            sandbox file that is not a SQLite database; a `BULKCRM_TIMEOUT` that is not a
+            number of seconds above 0.
     """
     base_url = (base_url or "").strip() or None
     if base_url:
@@ -99,8 +100,10 @@ def open_target(base_url: str | None, api_key: str | None, *, max_rate: float | 
         scheme, rest = base_url.split("://", 1)
         base_url = f"{scheme.lower()}://{rest}"  # `HTTP://…` is http:// (RFC 3986 §3.1)
     api_key = _checked_key(api_key)
+    timeout_s = _timeout()
     if api_key:
-        client = Client(base_url or DEFAULT_BASE_URL, api_key, requests_per_minute=max_rate or 20)
+        client = Client(base_url or DEFAULT_BASE_URL, api_key, requests_per_minute=max_rate or 20,
+                        timeout_s=timeout_s)
         load_window(client, client.base_url)
         return Target(client=client, label=client.base_url, secrets=(api_key,))
     if base_url:
@@ -120,9 +123,29 @@ def open_target(base_url: str | None, api_key: str | None, *, max_rate: float | 
         raise ConfigError(f"the embedded sandbox: {e}; move the file away to start a new, empty one") from None
     if new:
         seed_default_categories(sandbox, keys.values())
-    client = Client(sandbox.url, EMBEDDED_KEY, requests_per_minute=max_rate)
+    client = Client(sandbox.url, EMBEDDED_KEY, requests_per_minute=max_rate, timeout_s=timeout_s)
     return Target(client=client, label=f"{EMBEDDED_PREFIX}{db.as_posix()}", sandbox=sandbox, created=new,
                   scratch=scratch)
+
+
+TIMEOUT_ENV = "BULKCRM_TIMEOUT"
+"""Environment variable: seconds a request waits for its answer (`Client.timeout_s`, default
+30). A create whose answer did not come is looked up only after two of them have passed
+(`apply.SETTLE_TIMEOUTS`)."""
+
+
+def _timeout() -> float:
+    text = os.environ.get(TIMEOUT_ENV, "").strip()
+    if not text:
+        return 30.0
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not 0 < value < 3600:
+        raise ConfigError(f"{TIMEOUT_ENV}={text!r}: give the seconds a request waits for its answer, "
+                          "above 0 and below 3600 (default 30)")
+    return value
 
 
 def window_file(label: str) -> Path:

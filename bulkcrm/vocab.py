@@ -14,9 +14,11 @@ OPS: tuple[str, ...] = get_args(Op)
 
 Outcome = Literal[
     "created", "patched", "replaced", "unchanged", "conflict", "invalid",
-    "failed", "drifted", "skipped", "planned", "deleted",
+    "failed", "unconfirmed", "drifted", "skipped", "planned", "deleted",
 ]
-"""What happened to one input row. `planned` is the outcome of a dry run."""
+"""What happened to one input row. `planned` is the outcome of a dry run; `unconfirmed` of a
+write that was sent but got no answer (the run stopped, or the server did not answer in time),
+which the next run of the plan resolves before anything is sent again."""
 OUTCOMES: tuple[str, ...] = get_args(Outcome)
 
 OP_OUTCOME: dict[str, str] = {
@@ -60,7 +62,7 @@ IssueType = Literal[
     "unknown-lookup", "ambiguous-lookup", "duplicate-row", "ambiguous-match", "moved-note", "ragged-row",
     "formula-without-result", "excel-error", "merged-cell", "hidden-row", "numeric-cell", "encoding", "unnamed-column",
     "duplicate-header",
-    "api-rejected", "request-failed", "drifted", "reconcile-mismatch", "not-found", "possible-duplicate",
+    "api-rejected", "request-failed", "write-unconfirmed", "drifted", "reconcile-mismatch", "not-found", "possible-duplicate",
     "leading-zero", "iri-mismatch", "identifier-mismatch", "date-cell", "repeated-phone",
 ]
 """Kebab-case issue slugs, as frictionless names its errors."""

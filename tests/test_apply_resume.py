@@ -1,0 +1,351 @@
+"""Apply, stopped and resumed, or meeting lost answers: nothing is written twice, nothing is
+overwritten that changed since the plan, and the report says what happened. Against the
+sandbox as a real HTTP server (tests/conftest.py `crm`); one Client subclass stands in where
+the faults must end after one write."""
+from __future__ import annotations
+
+import csv
+import json
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from bulkcrm.apply import apply
+from bulkcrm.client import Client
+from bulkcrm.journal import Journal, journal_path
+from bulkcrm.plan import Plan, plan
+from bulkcrm.template import parse_template
+from tests.conftest import TEST_KEY
+
+TEMPLATE = {"resource": "organizations", "identifiers": ["emailAddresses"],
+            "fields": {"title": "title", "emailAddresses": "email", "website": "website"}}
+
+
+def _client(crm, **kw) -> Client:
+    return Client(crm.url, TEST_KEY, requests_per_minute=None, **kw)
+
+
+def _sheet(tmp_path: Path, rows: list[list[str]], name: str = "orgs.csv",
+           header=("title", "email", "website")) -> Path:
+    path = tmp_path / name
+    with path.open("w", encoding="utf-8", newline="") as f:
+        csv.writer(f).writerows([list(header), *rows])
+    return path
+
+
+def _orgs(crm) -> list[dict]:
+    return crm.store.all("organizations", tenant="tenant-a")
+
+
+def _emails(crm) -> list[str]:
+    return sorted(e["email"] for o in _orgs(crm) for e in o.get("emailAddresses", []))
+
+
+def _outcomes(report) -> dict[int, str]:
+    return dict(report.rows.select("row_number", "outcome").iter_rows())
+
+
+# --- a POST that got no answer is not resent while the server may still be writing it --------------
+
+def test_a_create_whose_post_got_no_answer_is_never_resent_by_the_run_that_sent_it(crm, tmp_path):
+    """The server is slow: it commits a POST after the client's read timeout. The create is looked
+    up at once (not there yet) and is not sent again by this run; at the end of the run, when the
+    server has had two timeouts to finish, it is looked up once more and found: one
+    organization, reported created."""
+    sheet = _sheet(tmp_path, [["Slow B.V.", "slow@firma.example", ""]])
+    template = parse_template(TEMPLATE, path="t.yaml", sha256="x")
+    p = plan(sheet, template, _client(crm))
+    path = p.save(tmp_path / "plan.json")
+
+    def slow_first_write(done, total, client):  # before the first write: the server gets slow
+        if done == 0:
+            crm.set_faults(latency_ms=2000)     # the POST now in flight takes 2 s to commit...
+            threading.Timer(0.3, crm.clear_faults).start()  # ...the server is fast again after
+
+    client = _client(crm, timeout_s=0.8, backoff_base_s=0.01, backoff_max_s=0.05)
+    report = apply(Plan.load(path), client, plan_path=path, reconcile=False, fresh=True,
+                   progress=slow_first_write)
+    time.sleep(2.5)  # the first POST's handler wakes up and commits
+    assert report.counts()["created"] == 1
+    seq = [(r.method, r.path) for r in crm.requests]
+    assert _emails(crm) == ["slow@firma.example"], f"the create was sent twice and committed twice: {seq}"
+    assert seq.count(("POST", "/organizations")) == 1
+
+
+# --- a create left `sent` is checked against the organizations made since the plan -----------------
+
+def _two_creates(crm, tmp_path):
+    sheet = _sheet(tmp_path, [["Alpha B.V.", "alpha@firma.example", ""],
+                              ["Beta B.V.", "beta@firma.example", ""]])
+    p = plan(sheet, parse_template(TEMPLATE, path="t.yaml", sha256="x"), _client(crm))
+    path = p.save(tmp_path / "plan.json")
+    # run 1 stopped at its first create with the journal saying `sent` and nothing on the server:
+    # exactly what an API that is down leaves (test_an_api_that_is_down_stops_the_run_at_its_first_operation)
+    Journal(journal_path(path), p.sha256, p.target, p.created_at).record(p.operations[0].key, "sent")
+    time.sleep(1.1)  # a later second than the plan's
+    return p, path
+
+
+def test_a_create_left_sent_that_never_reached_the_server_hides_no_record_made_since(crm, tmp_path):
+    """A create a stopped run left `sent` that never reached the server (the API was down) is
+    looked up first and, not found, is not counted as the plan's own: the organization a
+    colleague made since with row 3's e-mail is found and row 3 is drifted, not a duplicate."""
+    p, path = _two_creates(crm, tmp_path)
+    _client(crm).post("/organizations", {"title": "Beta (made by a colleague)",
+                                         "emailAddresses": [{"email": "beta@firma.example"}]})
+    report = apply(Plan.load(path), _client(crm), plan_path=path, reconcile=False)
+    assert _emails(crm).count("beta@firma.example") == 1, "row 3 duplicated the colleague's organization"
+    assert _outcomes(report)[3] == "drifted"
+
+
+def test_a_create_left_sent_is_drifted_when_a_record_made_since_holds_its_identifier(crm, tmp_path):
+    """A create left `sent` whose record is not found (a colleague's organization has its e-mail
+    but another title) goes through the same check as the other creates: drifted, not POSTed
+    as a second organization with that e-mail."""
+    p, path = _two_creates(crm, tmp_path)
+    c = _client(crm)
+    c.post("/organizations", {"title": "Alpha Holding", "emailAddresses": [{"email": "alpha@firma.example"}]})
+    c.post("/organizations", {"title": "Unrelated", "emailAddresses": [{"email": "x@elsewhere.example"}]})
+    report = apply(Plan.load(path), _client(crm), plan_path=path, reconcile=False)
+    assert _emails(crm).count("alpha@firma.example") == 1, "row 2 duplicated the colleague's organization"
+    assert _outcomes(report)[2] == "drifted"
+
+
+# --- a PUT whose answer was lost is settled on resume ----------------------------------------------
+
+def test_a_put_whose_answer_was_lost_is_replaced_on_resume_not_drifted(crm, tmp_path):
+    """A `mode: replace` + `clear_unmapped` PUT is committed but its answers are lost, so the run
+    stops with it `sent`. The resume's drift check knows a PUT empties what it leaves out (the
+    unmapped `description` it clears): the record holds what the PUT made, so the row is
+    replaced, not drifted."""
+    from bulkcrm.errors import TransientApiError
+    crm.seed({"organizations": [{"title": "Gamma B.V.", "emailAddresses": [{"email": "gamma@firma.example"}],
+                                 "website": "https://old.example", "description": "unmapped text",
+                                 "createdAt": "2020-01-01T00:00:00+00:00"}]})
+    template = parse_template({**TEMPLATE, "mode": "replace", "clear_unmapped": True}, path="t.yaml", sha256="x")
+    p = plan(_sheet(tmp_path, [["Gamma B.V.", "gamma@firma.example", "https://new.example"]]), template,
+             _client(crm))
+    (op,) = p.operations
+    assert op.method == "PUT" and "description" in op.cleared
+    path = p.save(tmp_path / "plan.json")
+    crm.set_faults(drop_rate=1.0)  # every write is committed, its answer dropped
+    with pytest.raises(TransientApiError):
+        apply(Plan.load(path), _client(crm, max_attempts=2, backoff_base_s=0.01), plan_path=path,
+              reconcile=False)
+    crm.clear_faults()
+    (org,) = _orgs(crm)
+    assert org["website"] == "https://new.example" and "description" not in org  # the PUT was done
+    report = apply(Plan.load(path), _client(crm), plan_path=path, reconcile=False)
+    row = report.rows.to_dicts()[0]
+    assert row["outcome"] == "replaced", row["note"]
+
+
+# --- a torn journal line is cut off ----------------------------------------------------------------
+
+def test_a_torn_last_journal_line_is_cut_off_so_later_runs_read_the_journal(crm, tmp_path):
+    """A crash while the journal's last line was being written leaves half a line. The next run
+    cuts it off, so its own lines start lines of their own, and every later run of the plan
+    reads the journal."""
+    from bulkcrm.errors import JournalError
+    rows = [[f"Torn {i} B.V.", f"torn{i}@firma.example", ""] for i in range(3)]
+    p = plan(_sheet(tmp_path, rows), parse_template(TEMPLATE, path="t.yaml", sha256="x"), _client(crm))
+    path = p.save(tmp_path / "plan.json")
+    apply(Plan.load(path), _client(crm), plan_path=path, reconcile=False, limit=2)
+    jpath = journal_path(path)
+    text = jpath.read_text(encoding="utf-8")
+    last = text.rstrip("\n").rsplit("\n", 1)[1]
+    assert json.loads(last)["state"] == "done"
+    jpath.write_text(text[: len(text) - len(last) // 2 - 1], encoding="utf-8")  # the crash: half a line
+    first = apply(Plan.load(path), _client(crm), plan_path=path, reconcile=False)  # resumes fine
+    assert first.ok and first.counts()["created"] == 3 and len(_orgs(crm)) == 3
+    try:
+        again = apply(Plan.load(path), _client(crm), plan_path=path, reconcile=False)
+    except JournalError as e:
+        pytest.fail(f"the journal the resume wrote is unreadable: {e}")
+    assert again.ok and again.counts()["created"] == 3
+
+
+# --- a state change replaces the journal entry -----------------------------------------------------
+
+def test_a_row_that_succeeds_on_a_rerun_drops_the_earlier_failures_note(crm, tmp_path):
+    """Run 1: the create is throttled past its retries (failed, 429). Run 2 creates it. A state
+    change replaces the journal entry, so the row reports `created` without run 1's note."""
+    p = plan(_sheet(tmp_path, [["Delta B.V.", "delta@firma.example", ""]]),
+             parse_template(TEMPLATE, path="t.yaml", sha256="x"), _client(crm))
+    path = p.save(tmp_path / "plan.json")
+    crm.set_faults(burst_429=2)
+    first = apply(Plan.load(path), _client(crm, max_attempts=2), plan_path=path, reconcile=False, fresh=True)
+    assert _outcomes(first) == {2: "failed"} and "Too Many Requests" in first.rows["note"][0]
+    crm.clear_faults()
+    second = apply(Plan.load(path), _client(crm), plan_path=path, reconcile=False)
+    row = second.rows.to_dicts()[0]
+    assert row["outcome"] == "created" and len(_orgs(crm)) == 1
+    assert row["note"] is None, f"a created row reports the earlier run's failure: {row['note']!r}"
+
+
+def test_a_create_resolved_after_a_lost_answer_drops_the_earlier_failures_status(crm, tmp_path):
+    """Run 1 fails with 429; run 2's POST is committed but its answer dropped, and the lookup
+    finds it: the row is `created` without run 1's status."""
+    p = plan(_sheet(tmp_path, [["Epsilon B.V.", "eps@firma.example", ""]]),
+             parse_template(TEMPLATE, path="t.yaml", sha256="x"), _client(crm))
+    path = p.save(tmp_path / "plan.json")
+    crm.set_faults(burst_429=2)
+    apply(Plan.load(path), _client(crm, max_attempts=2), plan_path=path, reconcile=False, fresh=True)
+    crm.set_faults(drop_rate=1.0)
+    second = apply(Plan.load(path), _client(crm), plan_path=path, reconcile=False)
+    crm.clear_faults()
+    row = second.rows.to_dicts()[0]
+    assert row["outcome"] == "created" and len(_orgs(crm)) == 1
+    assert row["status"] != 429, f"a created row reports status {row['status']} (note {row['note']!r})"
+
+
+# --- a saved plan's note updates and mirror deletes are drift-checked ------------------------------
+
+CATEGORIES = {"Call": "/note_categories/c1"}
+NOTE_FIELDS = {"description": "note", "createdAt": "note_date", "title": "title",
+               "category": {"column": "category", "lookup": True}}
+
+
+def _notes_setup(crm, tmp_path, mirror: bool):
+    crm.seed({"note_categories": [{"@id": iri, "title": t} for t, iri in CATEGORIES.items()],
+              "organizations": [{"@id": "/organizations/o1", "title": "A", "customerId": "A1",
+                                 "createdAt": "2020-01-01T00:00:00+00:00"}],
+              "notes": [{"@id": "/organizations/o1/notes/n1", "title": "Old", "description": "kept",
+                         "category": "/note_categories/c1", "createdAt": "2024-01-01T00:00:00+00:00"},
+                        {"@id": "/organizations/o1/notes/n2", "title": "Draft", "description": "to go",
+                         "category": "/note_categories/c1", "createdAt": "2024-01-02T00:00:00+00:00"}]})
+    template = parse_template({"resource": "organization_notes", "organization": {"customer_id_column": "customerID"},
+                               "fields": dict(NOTE_FIELDS)}, path="notes.yaml", sha256="n")
+    sheet = _sheet(tmp_path, [["A1", "2024-01-01", "New title", "kept", "Call"]], name="notes.csv",
+                   header=("customerID", "note_date", "title", "note", "category"))
+    p = plan(sheet, template, _client(crm), mirror_notes=mirror)
+    return p, p.save(tmp_path / "plan.json")
+
+
+def test_a_saved_plans_note_patch_is_not_sent_over_a_colleagues_edit_made_since(crm, tmp_path):
+    """A saved plan's note updates are checked against their notes before anything is sent, as
+    organization updates are: the colleague's new title is not overwritten."""
+    p, path = _notes_setup(crm, tmp_path, mirror=False)
+    (op,) = p.operations
+    assert op.method == "PATCH" and op.snapshot == {"title": "Old"}
+    _client(crm).patch("/organizations/o1/notes/n1", {"title": "Colleague's title"})
+    report = apply(Plan.load(path), _client(crm), plan_path=path, reconcile=False)
+    title = _client(crm).get("/organizations/o1/notes/n1")["title"]
+    assert title == "Colleague's title", f"overwritten; report says {report.rows['outcome'].to_list()}"
+    assert report.rows["outcome"].to_list() == ["drifted"] and "Colleague's title" in report.rows["note"][0]
+
+
+@pytest.mark.parametrize("verify", [False, True])
+def test_a_saved_plans_mirror_delete_keeps_a_note_edited_since(crm, tmp_path, verify):
+    """A mirror delete carries a snapshot of the whole note: a note rewritten after the plan is
+    not deleted (drifted), whether checked up front (a saved plan) or at the write (--verify)."""
+    p, path = _notes_setup(crm, tmp_path, mirror=True)
+    assert [(o.method, o.path) for o in p.operations if o.method == "DELETE"] == \
+        [("DELETE", "/organizations/o1/notes/n2")]
+    _client(crm).patch("/organizations/o1/notes/n2", {"description": "Important: customer will sue"})
+    report = apply(Plan.load(path), _client(crm), plan_path=path, reconcile=False, verify=verify)
+    left = {n["@id"]: n["description"] for n in crm.store.all("notes", tenant="tenant-a")}
+    assert left.get("/organizations/o1/notes/n2") == "Important: customer will sue", \
+        "a note rewritten after the plan was deleted without a drift check"
+    deleted = report.rows.filter(report.rows["op"] == "delete").to_dicts()
+    assert [r["outcome"] for r in deleted] == ["drifted"], deleted
+
+
+def test_a_saved_plans_mirror_delete_of_an_unchanged_note_goes_ahead(crm, tmp_path):
+    """The same plan, the note untouched since: deleted, one listing or GET spent on the check."""
+    p, path = _notes_setup(crm, tmp_path, mirror=True)
+    report = apply(Plan.load(path), _client(crm), plan_path=path, reconcile=False)
+    left = {n["@id"] for n in crm.store.all("notes", tenant="tenant-a")}
+    assert "/organizations/o1/notes/n2" not in left and "/organizations/o1/notes/n1" in left
+    assert report.rows.filter(report.rows["op"] == "delete")["outcome"].to_list() == ["deleted"]
+
+
+# --- the report of a stopped run -------------------------------------------------------------------
+
+def test_the_report_of_a_stopped_run_shows_its_failed_rows_as_failed(crm, tmp_path):
+    """Row 2's PATCH fails (500 after the retries), then the run is stopped (Ctrl-C): the stopped
+    run's report shows the failure, not `planned`."""
+    crm.seed({"organizations": [{"title": f"Zeta {i}", "emailAddresses": [{"email": f"z{i}@firma.example"}],
+                                 "website": "https://old.example", "createdAt": "2020-01-01T00:00:00+00:00"}
+                                for i in range(2)]})
+    p = plan(_sheet(tmp_path, [[f"Zeta {i}", f"z{i}@firma.example", "https://new.example"] for i in range(2)]),
+             parse_template(TEMPLATE, path="t.yaml", sha256="x"), _client(crm))
+    path = p.save(tmp_path / "plan.json")
+    crm.set_faults(error_rate=1.0, error_statuses=[500])
+
+    def ctrl_c_after_first(done, total, client):
+        if done == 1:
+            raise KeyboardInterrupt
+
+    reports = []
+    with pytest.raises(KeyboardInterrupt):
+        apply(Plan.load(path), _client(crm, max_attempts=2, backoff_base_s=0.01), plan_path=path, fresh=True,
+              batch_size=1, progress=ctrl_c_after_first, on_stop=reports.append)
+    crm.clear_faults()
+    assert Journal(journal_path(path), p.sha256, p.target, p.created_at).state("row:2") == "failed"
+    (report,) = reports
+    row = report.rows.filter(report.rows["row_number"] == 2).to_dicts()[0]
+    assert row["outcome"] == "failed", f"{row['outcome']}: {row['note']} (status {row['status']})"
+
+
+# --- the write-only `avatar` -----------------------------------------------------------------------
+
+AVATAR_TEMPLATE = {"resource": "organizations", "identifiers": ["emailAddresses"],
+                   "fields": {"title": "title", "emailAddresses": "email", "avatar": "avatar"}}
+
+
+def test_a_lost_create_with_an_avatar_is_found_not_posted_again(crm, tmp_path):
+    """`avatar` is write-only (crm-api.md §8.1; never returned). After a create's answer is lost,
+    the lookup finds the record by its e-mail and does not ask it for the avatar: one
+    organization, not two."""
+    sheet = _sheet(tmp_path, [["Eta B.V.", "eta@firma.example", "/media_objects/m1"]],
+                   header=("title", "email", "avatar"))
+    p = plan(sheet, parse_template(AVATAR_TEMPLATE, path="t.yaml", sha256="x"), _client(crm))
+    (op,) = p.operations
+    assert op.body.get("avatar") == "/media_objects/m1"
+    path = p.save(tmp_path / "plan.json")
+    crm.set_faults(drop_rate=1.0, seed=1)  # the create is committed, its answer lost (once)
+
+    class OnceDropped(Client):  # the faults end after the first write (the server's answer came back)
+        def request(self, method, path, **kw):
+            try:
+                return super().request(method, path, **kw)
+            finally:
+                if method == "POST":
+                    crm.clear_faults()
+
+    report = apply(Plan.load(path), OnceDropped(crm.url, TEST_KEY, requests_per_minute=None), plan_path=path,
+                   reconcile=False, fresh=True)
+    assert _emails(crm) == ["eta@firma.example"], \
+        f"the lost create was posted again: {[(r.method, r.status, r.dropped) for r in crm.requests]}; " \
+        f"report {report.rows['outcome'].to_list()}"
+
+
+def test_reconciliation_leaves_the_write_only_avatar_out(crm, tmp_path):
+    """Reconciliation does not compare the write-only `avatar`, which the server never returns."""
+    sheet = _sheet(tmp_path, [["Theta B.V.", "theta@firma.example", "/media_objects/m1"]],
+                   header=("title", "email", "avatar"))
+    p = plan(sheet, parse_template(AVATAR_TEMPLATE, path="t.yaml", sha256="x"), _client(crm))
+    report = apply(p, _client(crm), journal_file=tmp_path / "j.jsonl", fresh=True)
+    assert report.summary["mismatches"] == 0, report.rows["note"].to_list()
+
+
+# --- --verify meets a record deleted since the plan ------------------------------------------------
+
+def test_verify_reports_an_update_of_a_record_deleted_since_as_failed_and_goes_on(crm, tmp_path):
+    """--verify re-reads each record before its update; a record deleted since the plan (404)
+    makes that row `failed` ("deleted since the plan"), and the other rows are still written."""
+    crm.seed({"organizations": [{"title": f"Iota {i}", "emailAddresses": [{"email": f"i{i}@firma.example"}],
+                                 "website": "https://old.example", "createdAt": "2020-01-01T00:00:00+00:00"}
+                                for i in range(2)]})
+    p = plan(_sheet(tmp_path, [[f"Iota {i}", f"i{i}@firma.example", "https://new.example"] for i in range(2)]),
+             parse_template(TEMPLATE, path="t.yaml", sha256="x"), _client(crm))
+    gone = p.operations[0].iri
+    _client(crm).delete(gone)
+    report = apply(p, _client(crm), journal_file=tmp_path / "j.jsonl", reconcile=False, verify=True, fresh=True)
+    rows = {r["row_number"]: r for r in report.rows.to_dicts()}
+    assert rows[2]["outcome"] == "failed" and rows[2]["status"] == 404 and "deleted since" in rows[2]["note"]
+    assert rows[3]["outcome"] == "patched"
+    assert [o["website"] for o in _orgs(crm)] == ["https://new.example"]
