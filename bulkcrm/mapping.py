@@ -333,10 +333,10 @@ def _phones(m: Mapping, template: Template, plan: _Plan) -> None:
                                                     context={"region": _region(template)}), 1)
         typ = plan.add(f"{m.field}#type{i}", _type_expr(s)) if s.type_column else _type_expr(s)
         if [_name(spec) for spec in chain(m, s, template)] == ["phone"]:
-            has = num.is_not_null()  # the phone transform gives null for a blank cell only
+            has = num.is_not_null()  # the phone transform gives null for a blank cell or a placeholder
         else:
             has = plan.add(f"{m.field}#has{i}",
-                           (_cell(s).str.strip_chars() != "").fill_null(False))
+                           (_cell(s).str.strip_chars() != "").fill_null(False)) & num.is_not_null()
         seen = [h & n.eq_missing(num) for h, n in zip(present, nums)]
         keep = has & ~pl.any_horizontal(seen) if seen else has
         if seen and s.column:  # listed once already: `validate` warns (`repeated-phone`)
@@ -388,7 +388,7 @@ def _phone_frame(df: pl.DataFrame, m: Mapping, template: Template) -> pl.DataFra
         items = items.filter(pl.col("__num").str.strip_chars().str.len_chars() > 0)
         items = items.with_columns(_clean(pl.col("__num"), m, s, template,
                                           context={"region": pl.col(_REGION)}).alias("__num"))
-        parts.append(items)
+        parts.append(items.filter(pl.col("__num").is_not_null()))  # a placeholder is no number
     long = pl.concat(parts).unique([_IDX, "__num"], keep="first", maintain_order=True)
     return long.group_by(_IDX, maintain_order=True).agg(
         pl.struct(pl.col("__num").alias("phoneNumber"), pl.col("__type").alias("phoneType")).alias(m.field))

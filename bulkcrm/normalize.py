@@ -241,6 +241,21 @@ def region_code(region: pl.Expr | None, default_region: str | None) -> pl.Expr:
 # ---------------------------------------------------------------------------------------- phone
 
 INTERNATIONAL = r"^\+[\d\s().\-/]{7,}$"
+
+_S = r"[\s\-./()]*"  # the separators people type between digits
+PLACEHOLDER_PHONE = (r"^\s*\+?" + _S + r"(?:\d" + _S + r"){0,3}?(?:"
+                     + "|".join(f"(?:{d}{_S}){{6,}}" for d in range(10))
+                     + "|(?:0" + _S + ")?" + "".join(f"{d}{_S}" for d in "123456789") + "(?:0" + _S + r")?)$")
+"""A placeholder typed where a phone number belongs: after at most 3 digits (a country code, a
+trunk 0), six or more of one digit (`0000000000`, `000-000-0000`, `+31 0000000000`) or the
+run 123456789 (`(123) 456-7890`, `0123456789`). phonenumbers takes many of these as possible
+numbers (it checks lengths), so they would be sent, and match each other's records; `clean_phone`
+makes them null (not sent, never an identifier) and `validate` warns."""
+DATE_TEXT = r"^\s*\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?)?\s*$"
+"""An ISO 8601 date (and time) where a phone number belongs: a workbook's date cell as read (Excel
+turned a typed `1-31` into a date), never a number; `clean_phone` makes it null, `validate` warns."""
+NO_PHONE = f"(?:{PLACEHOLDER_PHONE})|(?:{DATE_TEXT})"
+"""What `clean_phone` makes null: a placeholder (`PLACEHOLDER_PHONE`) or a date (`DATE_TEXT`)."""
 """Numbers already written in international form take the vectorised fast path."""
 _SEP = "\x1f"
 
@@ -305,7 +320,9 @@ def _parse_key(key: str) -> str | None:
 
 def clean_phone(expr: pl.Expr, *, region: pl.Expr | None = None,
                 default_region: str | None = None) -> pl.Expr:
-    """Return phone numbers as E.164 `+<digits>` where possible, else trimmed and unchanged.
+    """Return phone numbers as E.164 `+<digits>` where possible, else trimmed and unchanged;
+    null for a placeholder (`PLACEHOLDER_PHONE`: `000-000-0000`) or a date (`DATE_TEXT`),
+    which are no numbers.
 
     Fast path (vectorised): a value matching `^\\+[\\d\\s().\\-/]{7,}$` without a `(0)` trunk
     prefix becomes `+` and its digits when those are 8..15 digits and do not start with 0
@@ -351,9 +368,12 @@ def _clean_phones(region: pl.Expr) -> Callable[[pl.Series], pl.Series]:
 
     def batch(s: pl.Series) -> pl.Series:
         # E.164 once ASCII spaces are dropped (`+44 20 7946 0958`, or E.164 already): what the
-        # trimmed value gives too, sooner; the fast path's `+digits` for the spaced ones
+        # trimmed value gives too, sooner; the fast path's `+digits` for the spaced ones; a
+        # placeholder is no number (null)
+        v = pl.col("v")
         rows = s.struct.unnest().with_row_index("__i").with_columns(
-            pl.col("v").str.replace_all(" ", "", literal=True).alias("__x"))
+            pl.when(~v.str.contains(NO_PHONE)).then(v).alias("v")).with_columns(
+            v.str.replace_all(" ", "", literal=True).alias("__x"))
         todo = rows.filter(~pl.col("__x").str.contains(E164))  # nulls drop
         if not todo.height:
             return rows["__x"]

@@ -343,13 +343,15 @@ def numeric_cell_issue(rn: int, column: str | None, text: str, file: str, sheet:
 
 
 def date_cell_issue(rn: int, column: str | None, text: str, code: str, file: str,
-                    sheet: str | None, ref: str) -> Issue:
+                    sheet: str | None, ref: str, phone: bool = False) -> Issue:
     """The date-cell warning of one cell (`H2`) Excel stored as a date/time, read as ISO `text`,
     under number format `code`: what Excel shows (`shown_date`: `12-Mar`) is how Excel turned a
-    typed `3-12` or `1-50` into a date; the typed value is lost (ECMA-376 §18.8.31)."""
+    typed `3-12` or `1-50` into a date; the typed value is lost (ECMA-376 §18.8.31). `phone`:
+    the cell is a phone number's, which a date is not, so it is not sent."""
+    nothing = ", which is no phone number, so it is not sent" if phone else ""
     return Issue("date-cell", rn, column, text, _DATE_RULE,
                  f'{_at(file, rn, column, sheet, ref)}: the cell was stored as a date: Excel shows '
-                 f'"{shown_date(text, code)}", read as "{text}"; Excel turns a typed value such as 3-12 '
+                 f'"{shown_date(text, code)}", read as "{text}"{nothing}; Excel turns a typed value such as 3-12 '
                  "or 1-50 into a date: format the column as Text and type the value again",
                  "warning", file, sheet, ref)
 

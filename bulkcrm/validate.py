@@ -20,7 +20,7 @@ from pandera.api.polars.types import PolarsData
 from .errors import ISSUE_SCHEMA, Issue, issues_frame, place, with_cell
 from .mapping import REPEATED, chain
 from .template import Mapping, Template, notes_template
-from .normalize import EXTENSION, EXTENSION_MARK, FORMULA_RESULT
+from .normalize import DATE_TEXT, EXTENSION, EXTENSION_MARK, FORMULA_RESULT, NO_PHONE
 from .read_excel import date_cell_issue, numeric_cell_issue
 from .transforms import CHECK_ISSUE_TYPES, CHECKS, check_list, check_rule
 
@@ -89,7 +89,10 @@ def validate(mapped: pl.DataFrame, template: Template, *, sheet: pl.DataFrame | 
              if (i.row_number, i.column) not in unreadable and (i.row_number, None) not in unreadable]
     found += _dropped_extensions(sheet, template, found, file, sheet_name, letters or {}) + read_found
     found += _repeated_phones(mapped, sheet, template, file, sheet_name, letters or {})
-    found += _numeric_cells(numbers, template, file, sheet_name) + _date_cells(numbers, template, file, sheet_name)
+    dates = _date_cells(numbers, template, file, sheet_name)
+    found += _placeholder_phones(sheet, template, file, sheet_name, letters or {},
+                                 {(i.row_number, i.column) for i in dates})
+    found += _numeric_cells(numbers, template, file, sheet_name) + dates
     issues = issues_frame(found).sort("row_number", "column", nulls_last=True, maintain_order=True)
     bad = set(issues.filter(pl.col("severity") == "error")["row_number"].drop_nulls().to_list())
     valid = mapped.filter(~pl.col("row_number").is_in(list(bad))) if bad else mapped
@@ -280,6 +283,34 @@ def _dropped_extensions(sheet: pl.DataFrame | None, template: Template, found: l
     return out
 
 
+def _placeholder_phones(sheet: pl.DataFrame | None, template: Template, file: str | None,
+                        sheet_name: str | None, letters: dict[str, str],
+                        dated: set[tuple[int, str]] = frozenset()) -> list[Issue]:
+    """A warning per phone item that is a placeholder (`normalize.PLACEHOLDER_PHONE`:
+    `000-000-0000`, `(123) 456-7890`) or a date (`normalize.DATE_TEXT`, typed; a workbook's
+    date cells, `dated`, have their date-cell warning): no number, so it is not sent and matches
+    no record (`clean_phone` makes it null)."""
+    m = template.mapping("phoneNumbers")
+    if sheet is None or m is None:
+        return []
+    out = []
+    for s in (s for s in m.sources if s.column and s.column in sheet.columns):
+        item = pl.col("__item")
+        cells = sheet.select("row_number", (pl.col(s.column).str.split(s.split) if s.split
+                                            else pl.col(s.column)).alias("__item"))
+        hits = (cells.explode("__item") if s.split else cells).filter(item.str.contains(NO_PHONE))
+        out += [with_cell(Issue("invalid-phone", rn, s.column, value.strip(), "a phone number, not a placeholder",
+                                f"{_place(file, rn, s.column)}\"{value.strip()}\" is "
+                                + ("a date" if _DATE_TEXT.match(value) else "a placeholder") + ", not a phone "
+                                "number: it is not sent and matches no record; "
+                                + ("a spreadsheet turns a typed 1-31 into a date: format the column as Text and "
+                                   "type the number again" if _DATE_TEXT.match(value) else
+                                   "leave the cell empty, or type the real number"),
+                                "warning", file, sheet_name), letters, sheet_name)
+                for rn, value in hits.iter_rows() if (rn, s.column) not in dated]
+    return out
+
+
 def _repeated_phones(mapped: pl.DataFrame, sheet: pl.DataFrame | None, template: Template, file: str | None,
                      sheet_name: str | None, letters: dict[str, str]) -> list[Issue]:
     """A warning per phone cell whose number an earlier phone column of its row holds (a fax
@@ -310,6 +341,7 @@ def _repeated_phones(mapped: pl.DataFrame, sheet: pl.DataFrame | None, template:
 
 
 _FORMULA_RESULT = re.compile(FORMULA_RESULT)
+_DATE_TEXT = re.compile(DATE_TEXT)
 
 
 def _formula_phone(issue: Issue) -> Issue:
@@ -344,15 +376,17 @@ def _date_cells(numbers: pl.DataFrame | None, template: Template, file: str | No
     """date-cell warnings of the date/time cells (`read.Sheet.numbers` with a `format`) in the
     columns the template maps, unless one of the column's fields is a date-time (its `datetime`
     check: `format: date-time`, crm-api.md §8.1, §9.1): there a date is what belongs.
-    Elsewhere (a zip code, a phone, an id) it is Excel's reading of a typed `3-12` or `1-50`;
-    the ISO text read is sent, as a numeric-cell's number is."""
+    Elsewhere (a zip code, an id) it is Excel's reading of a typed `3-12` or `1-50`; the ISO
+    text read is sent, as a numeric-cell's number is; in a phone column a date is no number,
+    and is not sent (`normalize.clean_phone`)."""
     if numbers is None or not numbers.height:
         return []
     sources = [(s.column, m.rules.get("check") == "datetime") for m in template.mappings for s in m.sources
                if s.column]
+    phones = {s.column for m in template.mappings if m.kind == "phones" for s in m.sources}
     columns = {c for c, _ in sources} - {c for c, dated in sources if dated}
     hits = numbers.filter(pl.col("format").is_not_null(), pl.col("column").is_in(sorted(columns)))
-    return [date_cell_issue(rn, column, text, code, file or "", sheet_name, cell)
+    return [date_cell_issue(rn, column, text, code, file or "", sheet_name, cell, phone=column in phones)
             for rn, column, text, cell, code in hits.iter_rows()]
 
 

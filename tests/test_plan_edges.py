@@ -407,3 +407,34 @@ def test_a_stop_while_re_reading_writes_the_report_and_the_resume_re_reads(crm, 
     resumed = apply(p, client, journal_file=tmp_path / "j.jsonl")
     assert resumed.summary["reconciled"] is True and resumed.summary["mismatches"] == 0
     assert apply(p, client, journal_file=tmp_path / "j.jsonl").summary["reconciled"] is False
+
+
+@pytest.mark.parametrize("typed", ["000-000-0000", "0000000000", "(123) 456-7890"])
+def test_a_placeholder_phone_is_not_sent_and_matches_no_record(crm, client, tmp_path, typed):
+    """Trial 2026-12-02: `000-000-0000` passed phonenumbers' length check as +310000000000, so a
+    row for Beta matched (and renamed) Alpha, whose row had the same placeholder. A
+    placeholder is no number: it is not sent, matches nothing, and its cell gets a warning."""
+    crm.seed({"organizations": [{"@id": A, "title": "Alpha BV", "phoneNumbers": [{"phoneNumber": "+310000000000"}]}]})
+    t = tpl(identifiers=["phoneNumbers"], default_region="NL", fields={"title": "name", "phoneNumbers": "phone"})
+    p = plan(sheet(tmp_path, [["name", "phone"], ["Beta BV", typed], ["Gamma BV", "020 555 0101 / 000"]]), t,
+             client, strategy="scan")
+    assert [r["op"] for r in p.rows] == ["create", "create"]
+    (beta, _gamma) = p.operations
+    assert "phoneNumbers" not in beta.body and beta.body["title"] == "Beta BV"
+    (warning,) = [i for i in p.issues if i["row_number"] == 2]
+    assert (warning["type"], warning["severity"], warning["column"], warning["value"]) == \
+        ("invalid-phone", "warning", "phone", typed)
+    assert "placeholder" in warning["message"] and "not sent" in warning["message"]
+
+
+def test_a_date_in_a_phone_column_is_not_sent_as_a_number(crm, client, tmp_path):
+    """Trial 2026-12-02: a workbook's date cell in the phone column, read as `2024-01-31`, was
+    sent as +3120240131 and matched the next row with the same junk. A date is no number: not
+    sent, no identifier, and a warning that says so."""
+    t = tpl(identifiers=["phoneNumbers"], default_region="NL", fields={"title": "name", "phoneNumbers": "phone"})
+    p = plan(sheet(tmp_path, [["name", "phone"], ["Dates Inc", "2024-01-31"], ["Other BV", "2024-01-31"]]), t,
+             client, strategy="scan")
+    assert [r["op"] for r in p.rows] == ["create", "create"]  # no shared identifier, no conflict
+    assert all("phoneNumbers" not in o.body for o in p.operations)
+    assert [(i["row_number"], i["type"]) for i in p.issues] == [(2, "invalid-phone"), (3, "invalid-phone")]
+    assert '"2024-01-31" is a date, not a phone number: it is not sent' in p.issues[0]["message"]
