@@ -18,8 +18,11 @@ _DATE_LETTER = re.compile(r"[ymdhs!]")
 
 
 def shown_numbers(nums: pl.DataFrame, codes: list[str], date1904: bool) -> pl.DataFrame:
-    """(v, s) pairs of numeric cells -> + `shown` (String), `id_like` (General integer >= 0)
-    and `format` (String: the format code of a cell rendered as a date/time, else null).
+    """(v, s) pairs of numeric cells -> + `shown` (String), `id_like` (General integer >= 0),
+    `format` (String: the format code of a cell rendered as a date/time, else null) and `styled`
+    (Boolean: an integer its format shows with more than digits, `+`, spaces, dashes, slashes
+    and parentheses, which a phone's format adds (`+31 10 555 0707`): `12,345,678`, `2138.00`,
+    `$2,138.00`, `213800%`).
 
     General and pure zero-padding formats (`00000000`) are rendered with polars expressions;
     other formats go through `render_number` once per distinct (value, format)."""
@@ -53,7 +56,9 @@ def shown_numbers(nums: pl.DataFrame, codes: list[str], date1904: bool) -> pl.Da
                           .fill_null(False).alias("id_like"),
                           pl.when((pl.col("fk") == "date") & pl.col("r").is_not_null())
                           .then(pl.col("code")).alias("format"))
-            .select("v", "s", "shown", "id_like", "format"))
+            .with_columns(((pl.col("fk") == "other") & integral & pl.col("r").is_not_null()
+                           & pl.col("shown").str.contains(r"[^\d+\s\-()/]")).fill_null(False).alias("styled"))
+            .select("v", "s", "shown", "id_like", "format", "styled"))
 
 
 def _format_kind(code: str) -> str:

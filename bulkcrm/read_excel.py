@@ -183,7 +183,8 @@ def _visible_from_xml(path: Path) -> list[int] | None:
 
 def _empty_cells() -> pl.DataFrame:
     return pl.DataFrame(schema={"row_number": pl.Int64, "col": pl.Int64, "kind": pl.String,
-                                "text": pl.String, "id_like": pl.Boolean, "format": pl.String})
+                                "text": pl.String, "id_like": pl.Boolean, "format": pl.String,
+                                "styled": pl.Boolean})
 
 
 def _sheet_targets(zf: zipfile.ZipFile) -> list[tuple[str, str]]:
@@ -258,7 +259,7 @@ def _scan(zf: zipfile.ZipFile, idx: int) -> tuple[pl.DataFrame, list[tuple[int, 
                                                  .otherwise(pl.lit("FALSE")))
             .when(pl.col("kind") == "error").then(pl.col("v")))
     cells = raw.select("row_number", "col", "kind", text.alias("text"),
-                       pl.col("id_like").fill_null(False), "format")
+                       pl.col("id_like").fill_null(False), "format", pl.col("styled").fill_null(False))
     return cells, merges, hidden
 
 
@@ -371,13 +372,16 @@ def excel_issues(g: ExcelGrid, header_row: int, names: dict[str, str], file: str
 
     numeric-cell rule here: a General-format integer cell is flagged when it has 8 or more
     digits (phone, KvK, account numbers) or its column also holds text cells below the header;
-    ordinary numbers in an all-numeric column are not flagged by the reader alone.
+    ordinary numbers in an all-numeric column are not flagged by the reader alone. An integer
+    whose format shows it with separators, decimals, a currency or percent sign (`styled`:
+    `12,345,678`, `2138.00`) is always flagged: that text is sent.
     """
     sheet, out = g.sheet_name, []
     cells = g.cells.filter(pl.col("row_number") > header_row)
     text_cols = _text_columns(g.grid.filter(pl.col("row_number") > header_row), cells)
     flag = pl.col("kind").is_in(["error", "no-result"]) | pl.col("id_like") & (
         (pl.col("text").str.len_chars() >= 8) | pl.col("col").is_in([int(c[1:]) for c in text_cols]))
+    flag = flag | pl.col("styled")
     flagged = cells.filter(flag)
     numbers = cells.filter((pl.col("id_like") | pl.col("format").is_not_null()) & ~flag)
     cols = numbers["col"].unique().to_list()  # per column, not per cell: its header and letters
@@ -390,10 +394,16 @@ def excel_issues(g: ExcelGrid, header_row: int, names: dict[str, str], file: str
                       pl.col("row_number").cast(pl.String)).alias("cell"),
         "format",
     ).cast(NUMBERS_SCHEMA).drop_nulls("column")
-    for rn, col, kind, text, *_ in flagged.iter_rows():
+    for rn, col, kind, text, _, _, styled in flagged.iter_rows():
         ref, column = f"{_letters(col)}{rn}", names.get(f"c{col}")
         at = _at(file, rn, column, sheet, ref)  # as every issue: file:row:column
-        if kind == "error":
+        if styled:
+            out.append(Issue("numeric-cell", rn, column, text, _NUMERIC_RULE,
+                             f'{at}: the cell is a number its format shows as "{text}"; that text is what '
+                             "is read and sent (an id or zip code with separators, decimals or a currency "
+                             "sign is another value): format the column as Text and type the value as it "
+                             "should be sent", "warning", file, sheet, ref))
+        elif kind == "error":
             out.append(Issue("excel-error", rn, column, text, "Excel error value",
                              f"{at}: the cell shows the Excel error {text}; fix the "
                              "formula or type the value", "error", file, sheet, ref))

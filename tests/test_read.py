@@ -400,6 +400,27 @@ def test_xlsx_numeric_cell_warning_rule(tmp_path):
     assert got == [("C2", "id", "12345678"), ("B4", "phone", "612345")]
 
 
+def test_an_integer_its_format_shows_with_separators_or_decimals_is_flagged(tmp_path):
+    """Trial 2026-12-02: a KvK number under `#,##0` was sent as "12,345,678", and next week's
+    plain 12345678 made a second organization. Such a cell is read as shown (what Excel shows
+    is what is sent), with a numeric-cell warning naming the cell; `00000000` (leading zeros)
+    and `"+"0` (a phone's plus) show only digits and are not flagged."""
+    path = tmp_path / "f.xlsx"
+    with xlsxwriter.Workbook(path) as wb:
+        ws = wb.add_worksheet("S")
+        ws.write_row(0, 0, ["name", "kvk"])
+        codes = ["#,##0", "0.00", '"$"#,##0.00', "0%", "00000000", '"+"0', "0"]
+        for i, code in enumerate(codes, start=1):
+            ws.write_string(i, 0, f"Firm {i}")
+            ws.write_number(i, 1, 2138 if code != "00000000" else 2012345, wb.add_format({"num_format": code}))
+    sheet = read(path)
+    assert sheet.frame["kvk"].to_list() == ["2,138", "2138.00", "$2,138.00", "213800%", "02012345", "+2138", "2138"]
+    got = [(i.type, i.severity, i.cell, i.value) for i in sheet.issues]
+    assert got == [("numeric-cell", "warning", f"B{r}", v) for r, v in
+                   ((2, "2,138"), (3, "2138.00"), (4, "$2,138.00"), (5, "213800%"))]
+    assert sheet.issues[0].message.startswith('f.xlsx:2:kvk (S!B2): the cell is a number its format shows as "2,138"')
+
+
 @pytest.mark.parametrize("writer", ["xlsxwriter", "openpyxl"])
 def test_xlsx_hidden_rows_are_read_and_warned(tmp_path, writer):
     """Rows hidden in Excel (Hide, or a filter that left them out) are read like any other,
