@@ -28,6 +28,7 @@ from .errors import Issue, TemplateError, about, first_few, with_cell
 from .lookups import REF_PREFIX, LookupCache, resolve_lookups
 from .mapping import map_rows
 from .match import check_strategy, fetch_records, match_fetched
+from .normalize import CHECK_RULES
 from .planfile import (CONFLICT_TYPES, ROW_SCHEMA, SCHEMA_VERSION, WRITE_OPS, Operation,
                        Plan, now_utc, ops_frame, render_plan)
 from .read import Sheet, read
@@ -179,6 +180,7 @@ def _plan(source: str | Path | Sheet, template: Template, client: Client, *, mod
     issues += _lost_zero_ids(rows, matches, template, file, sh)
     out_rows, ops, zeros, blanks = _decide(mapped, rows, matches, template, mode, issues,
                                            resolved.tags_to_create)
+    issues, quiet = _held_phone_warnings(issues, out_rows)
     issues += _kept_zero_issues(zeros, template, file, sh)
     clock.lap("diff")
     p = Plan(template=str(template.path), template_sha256=template.sha256, input=_input_path(sh),
@@ -186,7 +188,8 @@ def _plan(source: str | Path | Sheet, template: Template, client: Client, *, mod
              strategy=matches.strategy, created_at=now_utc(), rows=out_rows, operations=ops,
              issues=[i.to_dict() for i in about("organizations", issues, sh.issues)], requests_spent=client.requests_sent - start,
              sheet=sh.sheet_name, notes=_absent_notes(absent, full, template) + _unmapped_notes(sh, full)
-             + _kept_blank_notes(blanks) + _avatar_notes(template, ops) + matches.notes, timings=clock.seconds,
+             + _kept_blank_notes(blanks) + _avatar_notes(template, ops) + matches.notes + quiet,
+             timings=clock.seconds,
              records_total=matches.total, matched_at=matched_at,
              names=_names(cache, resolved.tags_to_create, ops), default_region=template.default_region)
     if template.notes is not None:
@@ -273,6 +276,32 @@ def _avatar_notes(template: Template, ops: pl.DataFrame) -> list[str]:
         return []
     return [f"mode: replace: {puts} PUT(s) reset the avatar of their organizations (write-only: the API "
             "never returns it, so a PUT cannot send it back); map avatar, or use mode: patch to keep them"]
+
+
+PHONE_RULE = CHECK_RULES["phone_e164"][0]
+"""The rule of an invalid-phone warning of a number kept as typed (not E.164)."""
+
+
+def _held_phone_warnings(issues: list[Issue], rows: pl.DataFrame) -> tuple[list[Issue], list[str]]:
+    """`issues` without the invalid-phone warnings of numbers kept as typed (not E.164) on rows
+    that send no phone: unchanged rows, and patches that leave `phoneNumbers` alone. Their
+    records hold those numbers as the sheet has them already, so nothing is sent, and a weekly
+    upload of an export would repeat them every week (`bulkcrm validate` still lists them).
+    Returns the issues kept and a plan note counting those left out."""
+    phone = [i for i in issues if i.type == "invalid-phone" and i.severity == "warning"
+             and i.rule == PHONE_RULE]
+    if not phone:
+        return issues, []
+    touches = pl.col("changes").list.eval(pl.element().struct.field("field") == "phoneNumbers").list.any()
+    sends_none = rows.filter(pl.col("row_number").is_in([i.row_number for i in phone]),
+                             (pl.col("op") == "unchanged") | ((pl.col("op") == "patch") & ~touches.fill_null(False)))
+    quiet = set(sends_none["row_number"].to_list())
+    drop = {id(i) for i in phone if i.row_number in quiet}
+    kept = [i for i in issues if id(i) not in drop]
+    left = len(issues) - len(kept)
+    return kept, ([f"{left} invalid-phone warning(s) left out: numbers not in E.164 form that their "
+                   "records hold as the sheet has them already, so nothing is sent (bulkcrm validate "
+                   "lists them)"] if left else [])
 
 
 def _kept_blank_notes(blanks: pl.DataFrame, shown: int = 5) -> list[str]:

@@ -438,3 +438,20 @@ def test_a_date_in_a_phone_column_is_not_sent_as_a_number(crm, client, tmp_path)
     assert all("phoneNumbers" not in o.body for o in p.operations)
     assert [(i["row_number"], i["type"]) for i in p.issues] == [(2, "invalid-phone"), (3, "invalid-phone")]
     assert '"2024-01-31" is a date, not a phone number: it is not sent' in p.issues[0]["message"]
+
+
+def test_a_number_kept_as_typed_that_the_record_holds_is_not_warned_about_every_week(crm, client, tmp_path):
+    """Trial 2026-12-02: re-planning the tool's own export repeated an invalid-phone warning for
+    every number kept as typed (`(5) 555-4729`) that the record holds as it is: nothing is
+    sent, so the plan leaves them out with a note counting them. A row that sends its phones
+    keeps the warning; `validate` lists them all."""
+    crm.seed({"organizations": [
+        {"@id": A, "title": "A", "emailAddresses": [{"email": "a@a.nl"}], "phoneNumbers": [{"phoneNumber": "(5) 555-4729"}]},
+        {"@id": B, "title": "B", "emailAddresses": [{"email": "b@a.nl"}], "phoneNumbers": [{"phoneNumber": "(5) 555-4729"}]}]})
+    t = tpl(identifiers=["emailAddresses"], fields={"title": "name", "emailAddresses": "email", "phoneNumbers": "phone"})
+    rows = [["name", "email", "phone"], ["A", "a@a.nl", "(5) 555-4729"], ["B2", "b@a.nl", "(5) 555-4729"],
+            ["C", "c@a.nl", "(5) 555-4729"]]
+    p = plan(sheet(tmp_path, rows), t, client)
+    assert [r["op"] for r in p.rows] == ["unchanged", "patch", "create"]
+    assert [(i["row_number"], i["type"]) for i in p.issues] == [(4, "invalid-phone")]  # the create sends it
+    assert "2 invalid-phone warning(s) left out" in " ".join(p.notes)
