@@ -600,7 +600,9 @@ def _find_created(op: Operation, body: dict, client: Client, path: str, journal:
 
 _DOWN = (502, 503, 504)
 """Statuses that, after the client's retries, mean the API is unavailable rather than that one
-operation is wrong: apply stops (the operation stays `sent`; a resume looks it up first)."""
+operation is wrong: apply stops (the operation stays `sent`; a resume looks it up first). Not
+429: a write throttled past the client's cap marks only its row failed (BR-13's outcome,
+../shared/cases/README.md), and a re-run sends it."""
 
 
 def _is_org_create(op: Operation) -> bool:

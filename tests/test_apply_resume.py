@@ -169,36 +169,64 @@ def test_a_torn_last_journal_line_is_cut_off_so_later_runs_read_the_journal(crm,
 
 # --- a state change replaces the journal entry -----------------------------------------------------
 
+def _posts_fail(crm) -> Client:
+    """A client whose POSTs meet a 500 (the sandbox's faults, on for each POST only: the lookups
+    between them are answered)."""
+    class PostsFail(Client):
+        def request(self, method, path, **kw):
+            if method == "POST":
+                crm.set_faults(error_rate=1.0, error_statuses=[500])
+            try:
+                return super().request(method, path, **kw)
+            finally:
+                crm.clear_faults()
+    return PostsFail(crm.url, TEST_KEY, requests_per_minute=None)
+
+
 def test_a_row_that_succeeds_on_a_rerun_drops_the_earlier_failures_note(crm, tmp_path):
-    """Run 1: the create is throttled past its retries (failed, 429). Run 2 creates it. A state
-    change replaces the journal entry, so the row reports `created` without run 1's note."""
+    """Run 1: the create meets a 500 on every attempt (looked up after each: not there) and is
+    failed with the server's detail. Run 2 looks it up first (a 5xx may follow a commit), does
+    not find it, and creates it: a state change replaces the journal entry, so the row reports
+    `created` without run 1's note or status."""
     p = plan(_sheet(tmp_path, [["Delta B.V.", "delta@firma.example", ""]]),
              parse_template(TEMPLATE, path="t.yaml", sha256="x"), _client(crm))
     path = p.save(tmp_path / "plan.json")
-    crm.set_faults(burst_429=2)
-    first = apply(Plan.load(path), _client(crm, max_attempts=2), plan_path=path, reconcile=False, fresh=True)
-    assert _outcomes(first) == {2: "failed"} and "Too Many Requests" in first.rows["note"][0]
+    first = apply(Plan.load(path), _posts_fail(crm), plan_path=path, reconcile=False, fresh=True)
+    assert _outcomes(first) == {2: "failed"} and first.rows["status"][0] == 500
     crm.clear_faults()
     second = apply(Plan.load(path), _client(crm), plan_path=path, reconcile=False)
     row = second.rows.to_dicts()[0]
     assert row["outcome"] == "created" and len(_orgs(crm)) == 1
-    assert row["note"] is None, f"a created row reports the earlier run's failure: {row['note']!r}"
+    assert row["note"] is None and row["status"] == 201, row
 
 
 def test_a_create_resolved_after_a_lost_answer_drops_the_earlier_failures_status(crm, tmp_path):
-    """Run 1 fails with 429; run 2's POST is committed but its answer dropped, and the lookup
+    """Run 1 fails with 500; run 2's POST is committed but its answer dropped, and the lookup
     finds it: the row is `created` without run 1's status."""
     p = plan(_sheet(tmp_path, [["Epsilon B.V.", "eps@firma.example", ""]]),
              parse_template(TEMPLATE, path="t.yaml", sha256="x"), _client(crm))
     path = p.save(tmp_path / "plan.json")
-    crm.set_faults(burst_429=2)
-    apply(Plan.load(path), _client(crm, max_attempts=2), plan_path=path, reconcile=False, fresh=True)
+    apply(Plan.load(path), _posts_fail(crm), plan_path=path, reconcile=False, fresh=True)
     crm.set_faults(drop_rate=1.0)
     second = apply(Plan.load(path), _client(crm), plan_path=path, reconcile=False)
     crm.clear_faults()
     row = second.rows.to_dicts()[0]
     assert row["outcome"] == "created" and len(_orgs(crm)) == 1
-    assert row["status"] != 429, f"a created row reports status {row['status']} (note {row['note']!r})"
+    assert row["status"] is None and row["note"] == "resolved after a lost answer", row
+
+
+def test_a_write_throttled_past_the_retries_fails_its_row_only_and_a_rerun_sends_it(crm, tmp_path):
+    """BR-13's outcome (../shared/cases/README.md): a 429 past the client's cap marks only that
+    row failed and the run goes on; the next run of the plan sends it, each organization once."""
+    rows = [[f"Kappa {i} B.V.", f"k{i}@firma.example", ""] for i in range(3)]
+    p = plan(_sheet(tmp_path, rows), parse_template(TEMPLATE, path="t.yaml", sha256="x"), _client(crm))
+    path = p.save(tmp_path / "plan.json")
+    crm.set_faults(burst_429=2)
+    first = apply(Plan.load(path), _client(crm, max_attempts=2), plan_path=path, reconcile=False, fresh=True)
+    assert _outcomes(first) == {2: "failed", 3: "created", 4: "created"}
+    crm.clear_faults()
+    report = apply(Plan.load(path), _client(crm), plan_path=path, reconcile=False)
+    assert report.ok and report.counts()["created"] == 3 and len(_orgs(crm)) == 3
 
 
 # --- a saved plan's note updates and mirror deletes are drift-checked ------------------------------
