@@ -354,6 +354,10 @@ def render_summary(report: Report, *, out_dir: str | Path | None = None) -> str:
     elif s.get("left"):  # apply --limit
         lines.append(f"{s['left']} operation(s) not applied yet (--limit): run the same apply again "
                      "(with or without --limit) to do them")
+    unsure = report.rows.height and int((report.rows["outcome"] == "unconfirmed").sum())
+    if unsure:  # sent, answer not seen: the next run looks each up before sending anything
+        lines.append(f"{unsure} write(s) unconfirmed (sent, no answer seen): run the same apply again "
+                     "to settle them; nothing is sent twice")
     bad = report.rows.height and int(report.rows["outcome"].is_in(NOT_OK).sum())
     head = f"{bad} row(s) need attention; see" if bad else "report:"
     if out_dir is not None:

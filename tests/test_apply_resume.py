@@ -74,6 +74,33 @@ def test_a_create_whose_post_got_no_answer_is_never_resent_by_the_run_that_sent_
     assert seq.count(("POST", "/organizations")) == 1
 
 
+def test_a_create_still_unanswered_after_the_settle_wait_is_unconfirmed_and_the_next_run_settles_it(crm, tmp_path):
+    """The server takes 3 s to write a create, the client waits 0.4 s for an answer: the run
+    looks it up at once and again two timeouts later (not there yet), never resends it, and
+    reports it `unconfirmed` (exit 1, a summary line saying so). The next run finds the record
+    the server wrote meanwhile: `created`, one organization."""
+    from bulkcrm.report import render_summary
+    sheet = _sheet(tmp_path, [["Lambda B.V.", "lambda@firma.example", ""]])
+    p = plan(sheet, parse_template(TEMPLATE, path="t.yaml", sha256="x"), _client(crm))
+    path = p.save(tmp_path / "plan.json")
+
+    def slow_first_write(done, total, client):
+        if done == 0:
+            crm.set_faults(latency_ms=3000)
+            threading.Timer(0.2, crm.clear_faults).start()
+
+    first = apply(Plan.load(path), _client(crm, timeout_s=0.4), plan_path=path, reconcile=False, fresh=True,
+                  progress=slow_first_write)
+    row = first.rows.to_dicts()[0]
+    assert row["outcome"] == "unconfirmed" and "not sent again" in row["note"] and not first.ok
+    assert "1 write(s) unconfirmed" in render_summary(first)
+    time.sleep(3)  # the server finishes the write (and logs it)
+    assert [r.method for r in crm.requests].count("POST") == 1
+    second = apply(Plan.load(path), _client(crm), plan_path=path, reconcile=False)
+    assert _outcomes(second) == {2: "created"} and _emails(crm) == ["lambda@firma.example"]
+    assert [r.method for r in crm.requests].count("POST") == 1
+
+
 # --- a create left `sent` is checked against the organizations made since the plan -----------------
 
 def _two_creates(crm, tmp_path):
