@@ -89,9 +89,10 @@ def apply(plan: Plan, client: Client, *, plan_path: str | Path | None = None,
             the rest are `planned` in the report (`Report.summary["left"]`) and the next run
             of the plan does them, as it resumes a stopped one (the journal).
         on_stop: callback(report) when the run stops (Ctrl-C, SIGTERM, an API that is down,
-            a rejected key) after its checks: the report so far, every operation not done
-            `planned` (`Report.summary["stopped"]`), so the folder's report is this run's,
-            not the previous one's; then the stop propagates.
+            a rejected key) after its checks: the report so far (done, failed and drifted as
+            the journal says, the write in flight `unconfirmed`, every operation not tried yet
+            `planned`; `Report.summary["stopped"]`), so the folder's report is this run's, not
+            the previous one's; then the stop propagates.
 
     Returns:
         `Report`; rows that failed, drifted, conflicted or were invalid make `Report.ok` False.
@@ -181,7 +182,8 @@ def _apply(plan: Plan, client: Client, journal: Journal, *, plan_path: str | Pat
             if progress and (n % batch_size == 0 or n == total or time.monotonic() - shown >= PROGRESS_EVERY_S):
                 progress(n - len(left), total, client)  # what `limit` leaves is not done
                 shown = time.monotonic()
-        _settle(doubtful, journal, client)
+        if doubtful:
+            _settle_with_dependents(plan, doubtful, journal, client, verify, results)
     except BaseException:  # stopped (Ctrl-C, SIGTERM, an API that is down): how far it got
         if progress and total:
             with contextlib.suppress(BaseException):  # the stop itself is what propagates
@@ -515,6 +517,18 @@ def _wait_settled(op: Operation, journal: Journal, client: Client) -> None:
         log.warning("%s: its write got no answer; waiting %.0f s for the server to finish it before "
                     "looking it up", op.key, wait)
         time.sleep(wait)
+
+
+def _settle_with_dependents(plan: Plan, ops: list[Operation], journal: Journal, client: Client,
+                            verify: bool, results: dict[str, Any]) -> None:
+    """`_settle` the creates in doubt, then send the operations that failed only because one
+    of them was in doubt (a note of that organization) and whose dependencies are all done now."""
+    _settle(ops, journal, client)
+    settled = {o.key for o in ops if journal.state(o.key) == "done"}
+    for op in plan.operations:
+        if settled & set(op.depends_on) and journal.state(op.key) == "failed" \
+                and all(journal.state(d) == "done" for d in op.depends_on):
+            results[op.key] = _run_op(op, journal, client, verify)
 
 
 def _settle(ops: list[Operation], journal: Journal, client: Client) -> None:

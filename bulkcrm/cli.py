@@ -1,7 +1,8 @@
 """The `bulkcrm` command line: a thin click layer over the library stages.
 
 Each command parses its options, calls one library function, renders the result and maps
-errors to exit codes: 0 every row fine; 1 some rows invalid, conflicted, drifted or failed (the
+errors to exit codes: 0 every row fine; 1 some rows invalid, conflicted, drifted, failed or
+unconfirmed (the
 report is written), or the API refused the key or a request; 2 usage errors (bad option,
 unreadable input or template); 75 the API is unavailable (run again later).
 No traceback unless `--debug`.

@@ -386,7 +386,7 @@ def _changed_expr(m: Mapping, template: Template, zeros: bool = False) -> pl.Exp
         retyped = sk.list.set_difference(ek).list.len() > 0
         if m.policy == "merge":
             return new | retyped
-        gone = en.list.set_difference(sn).list.len() > 0
+        gone = en.list.drop_nulls().list.set_difference(sn).list.len() > 0  # no number (null) is never gone
         return (new | retyped | gone) & ((s.list.len() > 0) | pl.lit(template.empty == "clear"))
     if m.policy == "merge":
         return s.list.set_difference(e).list.len() > 0
@@ -527,9 +527,12 @@ def desired_phones(m: Mapping, sheet: list, before: list, norm: list[str | None]
     kept from the record (`replace`). `norm`: `before`'s numbers in E.164 (matching key)."""
     by_num = {n: i for i, n in enumerate(norm)}
     if m.policy == "replace" and (sheet or template.empty == "clear"):
+        # a record's item that is no number (`normalize.not_a_number`: null here) is kept: the
+        # sheet's own such cell is dropped, so its absence says nothing
         return [{"phoneNumber": p["phoneNumber"],
                  "phoneType": p["phoneType"] or (before[by_num[p["phoneNumber"]]].get("phoneType")
-                                                 if p["phoneNumber"] in by_num else None)} for p in sheet]
+                                                 if p["phoneNumber"] in by_num else None)} for p in sheet] + \
+            [_clean_obj(b) for b, n in zip(before, norm) if n is None and b.get("phoneNumber")]
     out = [_clean_obj(p) for p in before]
     for p in sheet:
         i = by_num.get(p["phoneNumber"])

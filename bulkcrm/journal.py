@@ -60,10 +60,14 @@ class Journal:
                           **({"planned_at": planned_at} if planned_at else {})})
 
     def _load(self, plan_sha256: str, planned_at: str | None = None) -> None:
-        text = self.path.read_text(encoding="utf-8")
-        lines = text.splitlines()
+        # split on LF bytes only: a value may hold U+2028 or U+0085, which `str.splitlines`
+        # splits on, and a torn last line may end inside a multi-byte character
+        data = self.path.read_bytes()
+        lines = data.split(b"\n")
+        if lines[-1] == b"":
+            lines.pop()
         try:
-            head = json.loads(lines[0])
+            head = json.loads(lines[0].decode("utf-8"))
         except (ValueError, IndexError):
             raise JournalError(f"{self.path}: not a bulkcrm journal") from None
         if head.get("plan_sha256") != plan_sha256:
@@ -76,14 +80,14 @@ class Journal:
                                "plan from the start")
         for n, line in enumerate(lines[1:], start=2):
             try:
-                entry = json.loads(line)
-            except ValueError:
-                if n == len(lines) and not text.endswith("\n"):  # torn last line: the crash
-                    self._cut_torn_end(len(line.encode("utf-8")))  # happened while writing it
+                entry = json.loads(line.decode("utf-8"))
+            except ValueError:  # UnicodeDecodeError too
+                if n == len(lines) and not data.endswith(b"\n"):  # torn last line: the crash
+                    self._cut_torn_end(len(line))  # happened while writing it
                     return
                 raise JournalError(f"{self.path}:{n}: unreadable journal line") from None
             self._merge(entry)
-        if not text.endswith("\n"):  # a whole last line whose line end was not written
+        if not data.endswith(b"\n"):  # a whole last line whose line end was not written
             self._end_line()
 
     def _cut_torn_end(self, size: int) -> None:
@@ -134,8 +138,8 @@ class Journal:
     def send_times(self) -> list[float]:
         """Unix times (seconds) of the requests the journal knows of: the last state change of
         each operation that sent one (`t`; not a failure decided without a request, such as a
-        failed dependency), and an entry's `requests` times over (the reads a run made before
-        its first write, `apply.CHECKS_KEY`)."""
+        failed dependency, nor `pending`, a create looked up and not found), and an entry's
+        `requests` times over (the reads a run made before its first write, `apply.CHECKS_KEY`)."""
         return [e["t"] for e in self.entries.values()
                 if "t" in e and e.get("state") != "pending"
                 and not (e.get("state") == "failed" and e.get("status") is None)

@@ -241,6 +241,7 @@ def region_code(region: pl.Expr | None, default_region: str | None) -> pl.Expr:
 # ---------------------------------------------------------------------------------------- phone
 
 INTERNATIONAL = r"^\+[\d\s().\-/]{7,}$"
+"""Numbers already written in international form take the vectorised fast path."""
 
 _S = r"[\s\-./()]*"  # the separators people type between digits
 PLACEHOLDER_PHONE = (r"^\s*\+?" + _S + r"(?:\d" + _S + r"){0,3}?(?:"
@@ -249,14 +250,15 @@ PLACEHOLDER_PHONE = (r"^\s*\+?" + _S + r"(?:\d" + _S + r"){0,3}?(?:"
 """A placeholder typed where a phone number belongs: after at most 3 digits (a country code, a
 trunk 0), six or more of one digit (`0000000000`, `000-000-0000`, `+31 0000000000`) or the
 run 123456789 (`(123) 456-7890`, `0123456789`). phonenumbers takes many of these as possible
-numbers (it checks lengths), so they would be sent, and match each other's records; `clean_phone`
-makes them null (not sent, never an identifier) and `validate` warns."""
+numbers (it checks lengths), so they would be sent, and match each other's records; those it does
+not take as valid (`not_a_number`) `clean_phone` makes null (not sent, never an identifier) and
+`validate` warns of."""
 DATE_TEXT = r"^\s*\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?)?\s*$"
 """An ISO 8601 date (and time) where a phone number belongs: a workbook's date cell as read (Excel
 turned a typed `1-31` into a date), never a number; `clean_phone` makes it null, `validate` warns."""
 NO_PHONE = f"(?:{PLACEHOLDER_PHONE})|(?:{DATE_TEXT})"
-"""What `clean_phone` makes null: a placeholder (`PLACEHOLDER_PHONE`) or a date (`DATE_TEXT`)."""
-"""Numbers already written in international form take the vectorised fast path."""
+"""What `clean_phone` looks at before it makes a value null (`not_a_number`): a placeholder
+(`PLACEHOLDER_PHONE`) or a date (`DATE_TEXT`)."""
 _SEP = "\x1f"
 
 
@@ -321,8 +323,8 @@ def _parse_key(key: str) -> str | None:
 def clean_phone(expr: pl.Expr, *, region: pl.Expr | None = None,
                 default_region: str | None = None) -> pl.Expr:
     """Return phone numbers as E.164 `+<digits>` where possible, else trimmed and unchanged;
-    null for a placeholder (`PLACEHOLDER_PHONE`: `000-000-0000`) or a date (`DATE_TEXT`),
-    which are no numbers.
+    null for a placeholder phonenumbers does not take as valid (`PLACEHOLDER_PHONE`:
+    `000-000-0000`) or a date (`DATE_TEXT`), which are no numbers (`not_a_number`).
 
     Fast path (vectorised): a value matching `^\\+[\\d\\s().\\-/]{7,}$` without a `(0)` trunk
     prefix becomes `+` and its digits when those are 8..15 digits and do not start with 0
@@ -371,8 +373,7 @@ def _clean_phones(region: pl.Expr) -> Callable[[pl.Series], pl.Series]:
         # trimmed value gives too, sooner; the fast path's `+digits` for the spaced ones; a
         # placeholder is no number (null)
         v = pl.col("v")
-        rows = s.struct.unnest().with_row_index("__i").with_columns(
-            pl.when(~v.str.contains(NO_PHONE)).then(v).alias("v")).with_columns(
+        rows = _without_non_numbers(s.struct.unnest().with_row_index("__i"), region).with_columns(
             v.str.replace_all(" ", "", literal=True).alias("__x"))
         todo = rows.filter(~pl.col("__x").str.contains(E164))  # nulls drop
         if not todo.height:
@@ -384,6 +385,38 @@ def _clean_phones(region: pl.Expr) -> Callable[[pl.Series], pl.Series]:
         return rows["__x"].scatter(done["__i"], done["v"])
 
     return batch
+
+
+def _without_non_numbers(rows: pl.DataFrame, region: pl.Expr) -> pl.DataFrame:
+    """`rows` (`__i`, `v`, `r`) with `v` null where it is no number (`not_a_number`): the
+    regex finds the few candidates, phonenumbers decides each once per (region, value)."""
+    v = pl.col("v")
+    cand = rows.filter(v.str.contains(NO_PHONE))
+    if not cand.height:
+        return rows
+    keys = cand.select(pl.concat_str([region.fill_null(""), pl.lit(_SEP), v]).alias("k"))["k"]
+    drop = cand["__i"].filter(_per_unique(keys, _not_a_number_key, pl.Boolean))
+    return rows.with_columns(pl.when(pl.col("__i").is_in(drop.implode())).then(None).otherwise(v).alias("v"))
+
+
+def _not_a_number_key(key: str) -> bool:
+    region, value = key.split(_SEP, 1)
+    return not_a_number(value, region or None)
+
+
+def not_a_number(value: str, region: str | None) -> bool:
+    """Whether a phone cell holds no number: a date (`DATE_TEXT`), or a placeholder
+    (`PLACEHOLDER_PHONE`: `000-000-0000`) that phonenumbers does not take as a valid number of
+    `region` (ISO 3166-1 alpha-2; or of its own country code): `+48 12 345 67 89`, a Kraków
+    number, and `+1 888 888 8888`, a toll-free one, are numbers."""
+    if re.match(DATE_TEXT, value):
+        return True
+    if not re.match(PLACEHOLDER_PHONE, value):
+        return False
+    try:
+        return not phonenumbers.is_valid_number(phonenumbers.parse(value, region))
+    except phonenumbers.NumberParseException:
+        return True
 
 
 def _fast_or_parsed(todo: pl.DataFrame, region: pl.Expr) -> pl.DataFrame:

@@ -83,7 +83,7 @@ class Report:
 
     @property
     def ok(self) -> bool:
-        """True when no row is invalid, conflict, failed or drifted, and the run did not stop
+        """True when no row is invalid, conflict, failed, unconfirmed or drifted, and the run did not stop
         before its end (`summary["stopped"]`)."""
         if self.summary.get("stopped"):
             return False

@@ -20,7 +20,7 @@ from pandera.api.polars.types import PolarsData
 from .errors import ISSUE_SCHEMA, Issue, issues_frame, place, with_cell
 from .mapping import REPEATED, chain
 from .template import Mapping, Template, notes_template
-from .normalize import DATE_TEXT, EXTENSION, EXTENSION_MARK, FORMULA_RESULT, NO_PHONE
+from .normalize import DATE_TEXT, EXTENSION, EXTENSION_MARK, FORMULA_RESULT, NO_PHONE, not_a_number
 from .read_excel import date_cell_issue, numeric_cell_issue
 from .transforms import CHECK_ISSUE_TYPES, CHECKS, check_list, check_rule
 
@@ -90,7 +90,7 @@ def validate(mapped: pl.DataFrame, template: Template, *, sheet: pl.DataFrame | 
     found += _dropped_extensions(sheet, template, found, file, sheet_name, letters or {}) + read_found
     found += _repeated_phones(mapped, sheet, template, file, sheet_name, letters or {})
     dates = _date_cells(numbers, template, file, sheet_name)
-    found += _placeholder_phones(sheet, template, file, sheet_name, letters or {},
+    found += _placeholder_phones(sheet, mapped, template, file, sheet_name, letters or {},
                                  {(i.row_number, i.column) for i in dates})
     found += _numeric_cells(numbers, template, file, sheet_name) + dates
     issues = issues_frame(found).sort("row_number", "column", nulls_last=True, maintain_order=True)
@@ -283,22 +283,29 @@ def _dropped_extensions(sheet: pl.DataFrame | None, template: Template, found: l
     return out
 
 
-def _placeholder_phones(sheet: pl.DataFrame | None, template: Template, file: str | None,
-                        sheet_name: str | None, letters: dict[str, str],
+def _placeholder_phones(sheet: pl.DataFrame | None, mapped: pl.DataFrame, template: Template,
+                        file: str | None, sheet_name: str | None, letters: dict[str, str],
                         dated: set[tuple[int, str]] = frozenset()) -> list[Issue]:
     """A warning per phone item that is a placeholder (`normalize.PLACEHOLDER_PHONE`:
-    `000-000-0000`, `(123) 456-7890`) or a date (`normalize.DATE_TEXT`, typed; a workbook's
-    date cells, `dated`, have their date-cell warning): no number, so it is not sent and matches
-    no record (`clean_phone` makes it null)."""
+    `000-000-0000`, `(123) 456-7890`) phonenumbers does not take as valid in the row's region
+    (its mapped country, else the template's default), or a date (`normalize.DATE_TEXT`, typed;
+    a workbook's date cells, `dated`, have their date-cell warning): no number
+    (`normalize.not_a_number`), so it is not sent and matches no record."""
     m = template.mapping("phoneNumbers")
     if sheet is None or m is None:
         return []
+    country = pl.col("address.country") if "address.country" in mapped.columns else pl.lit(None, pl.String)
+    default = pl.lit(template.default_region, dtype=pl.String)
+    regions = mapped.select("row_number", pl.coalesce(country, default).alias("__r"))
     out = []
     for s in (s for s in m.sources if s.column and s.column in sheet.columns):
         item = pl.col("__item")
         cells = sheet.select("row_number", (pl.col(s.column).str.split(s.split) if s.split
                                             else pl.col(s.column)).alias("__item"))
         hits = (cells.explode("__item") if s.split else cells).filter(item.str.contains(NO_PHONE))
+        hits = hits.join(regions, on="row_number", how="left")  # the regex's few candidates
+        hits = hits.filter(pl.Series([not_a_number(v, r) for v, r in hits.select("__item", "__r").iter_rows()],
+                                     dtype=pl.Boolean)).select("row_number", "__item")
         out += [with_cell(Issue("invalid-phone", rn, s.column, value.strip(), "a phone number, not a placeholder",
                                 f"{_place(file, rn, s.column)}\"{value.strip()}\" is "
                                 + ("a date" if _DATE_TEXT.match(value) else "a placeholder") + ", not a phone "

@@ -390,3 +390,31 @@ def test_a_notes_text_is_sent_trimmed_as_the_plan_shows_it(crm_cats, client, tmp
     assert {r["row_number"]: r["op"] for r in p.rows} == {2: "create", 4: "unchanged"}  # line 4: 2 spans two
     (op,) = p.operations
     assert op.body["description"] == "two\nlines" and op.body["title"] == "Call"
+
+
+def test_a_note_waiting_on_a_create_in_doubt_is_sent_once_the_create_is_found(crm_cats, tmp_path):
+    """The organization's POST gets no answer in time (the server takes 1 s, the client waits
+    0.4 s), so its note cannot go yet (depends on it). At the end of the run the create is
+    looked up again and found: the note is sent then, in the same run, to that organization."""
+    import threading
+    from tests.conftest import TEST_KEY
+    sheet = write_csv(tmp_path / "leads.csv", ["company", "email", "notes"],
+                      [["Acme", "info@acme.example", "First contact at the fair."]])
+    t = parse_template({"identifiers": ["emailAddresses"],
+                        "fields": {"title": "company", "emailAddresses": "email"},
+                        "notes": {"fields": {"description": "notes",
+                                             "category": {"value": "Note", "lookup": True}}}})
+    client = Client(crm_cats.url, TEST_KEY, requests_per_minute=None, timeout_s=0.4)
+    p = plan(sheet, t, client)
+
+    def slow_first_write(done, total, _client):
+        if done == 0:
+            crm_cats.set_faults(latency_ms=1000)
+            threading.Timer(0.2, crm_cats.clear_faults).start()
+
+    report = apply(p, client, journal_file=tmp_path / "j.jsonl", reconcile=False, fresh=True,
+                   progress=slow_first_write)
+    outcomes = sorted((r["resource"], r["outcome"]) for r in report.rows.to_dicts())
+    assert outcomes == [("organization_notes", "created"), ("organizations", "created")], report.rows.to_dicts()
+    (acme,) = crm_cats.store.all("organizations", tenant="tenant-a")
+    assert {n["description"]: org_of(n) for n in notes_of(crm_cats)} == {"First contact at the fair.": acme["@id"]}

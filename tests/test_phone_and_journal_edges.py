@@ -1,0 +1,125 @@
+"""Edges found in review: real numbers that look like placeholders stay numbers (and keep
+matching and their place in a replace list), and the journal reads lines that hold U+2028 or end
+inside a character. Against the sandbox as a real HTTP server."""
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from bulkcrm.apply import apply
+from bulkcrm.client import Client
+from bulkcrm.journal import Journal, journal_path
+from bulkcrm.normalize import clean_phone
+from bulkcrm.plan import Plan, plan
+from bulkcrm.template import parse_template
+from tests.conftest import TEST_KEY
+
+A = "/organizations/00000000-0000-4000-8000-00000000000a"
+
+
+def _client(crm, **kw) -> Client:
+    return Client(crm.url, TEST_KEY, requests_per_minute=None, **kw)
+
+
+def _sheet(tmp_path: Path, rows: list[list[str]], name: str = "s.csv") -> Path:
+    path = tmp_path / name
+    with path.open("w", encoding="utf-8", newline="") as f:
+        csv.writer(f).writerows(rows)
+    return path
+
+
+def _tpl(**doc):
+    return parse_template({"resource": "organizations", **doc}, path="t.yaml", sha256="t")
+
+
+# --- real phone numbers that look like placeholders ------------------------------------------------
+
+# Each is a valid number (phonenumbers.is_valid_number), not a placeholder: a Kraków landline, an
+# Italian (Lanzo Torinese) landline, a Bedford landline, a Turkish nationwide 444 number, a US
+# toll-free vanity number, a Russian mobile, a Singapore landline, a Dubai landline.
+REAL = ["+48 12 345 67 89", "+39 0123 456789", "+44 1234 567890", "+90 444 4 444", "+1 888 888 8888",
+        "+7 999 999-99-99", "+65 6666 6666", "+971 4 444 4444"]
+
+
+@pytest.mark.parametrize("number", REAL)
+def test_a_real_number_that_looks_like_a_run_or_a_sequence_is_kept(number):
+    """A value `normalize.PLACEHOLDER_PHONE` finds (a run of one digit, or 123456789) is a number
+    when phonenumbers takes it as valid: cleaned to E.164 and sent."""
+    got = pl.select(clean_phone(pl.lit(number))).item()
+    assert got == "+" + "".join(c for c in number if c.isdigit()), f"{number} was cleaned to {got!r}"
+
+
+@pytest.mark.parametrize("number", ["+48 12 345 67 89", "+90 444 4 444", "+1 888 888 8888"])
+def test_a_row_matches_the_record_holding_its_real_phone_number_not_a_duplicate(crm, client, tmp_path, number):
+    """With phoneNumbers the identifier, a row whose real number looks like a placeholder still
+    matches the record holding it (unchanged), not a create: no duplicate organization."""
+    e164 = "+" + "".join(c for c in number if c.isdigit())
+    crm.seed({"organizations": [{"@id": A, "title": "Acme", "phoneNumbers": [{"phoneNumber": e164}]}]})
+    t = _tpl(identifiers=["phoneNumbers"], fields={"title": "name", "phoneNumbers": "phone"})
+    p = plan(_sheet(tmp_path, [["name", "phone"], ["Acme", number]]), t, client, strategy="scan")
+    assert [(r["op"], r["iri"]) for r in p.rows] == [("unchanged", A)], \
+        f"{[(r['op'], r['iri']) for r in p.rows]}; issues {[i['message'] for i in p.issues]}"
+
+
+# --- journal lines ---------------------------------------------------------------------------------
+
+def test_a_drift_detail_holding_a_unicode_line_separator_keeps_the_journal_readable(crm, client, tmp_path):
+    """A drifted entry's detail quotes the record's value, written raw (ensure_ascii=False): a
+    U+2028 in a value a colleague pasted stays inside its line, as the journal splits lines on
+    LF only; the next apply of the plan reads it."""
+    crm.seed({"organizations": [{"@id": A, "title": "A", "emailAddresses": [{"email": "a@a.nl"}],
+                                 "website": "https://old.example", "createdAt": "2020-01-01T00:00:00+00:00"}]})
+    t = _tpl(identifiers=["emailAddresses"], fields={"title": "name", "emailAddresses": "email", "website": "web"})
+    p = plan(_sheet(tmp_path, [["name", "email", "web"], ["A", "a@a.nl", "https://new.example"]]), t, client)
+    path = p.save(tmp_path / "plan.json")
+    client.patch(A, {"website": "https://colleague.example/\u2028page"})  # pasted from a PDF
+    first = apply(Plan.load(path), _client(crm), plan_path=path, reconcile=False)
+    assert first.rows["outcome"].to_list() == ["drifted"]
+    from bulkcrm.errors import JournalError
+    try:
+        again = apply(Plan.load(path), _client(crm), plan_path=path, reconcile=False)
+    except JournalError as e:
+        pytest.fail(f"the plan's journal is unreadable after a drift: {e}")
+    assert again.rows["outcome"].to_list() == ["drifted"]
+
+
+def test_a_torn_last_line_cut_inside_a_multibyte_character_is_cut_off(crm, client, tmp_path):
+    """A crash that tore the last journal line inside a non-ASCII character (a title, a 422
+    detail) leaves bytes that are no UTF-8: the line is cut off like any torn line."""
+    t = _tpl(identifiers=["emailAddresses"], fields={"title": "name", "emailAddresses": "email"})
+    p = plan(_sheet(tmp_path, [["name", "email"], ["Łódź Sp. z o.o.", "l@a.pl"]]), t, client)
+    path = p.save(tmp_path / "plan.json")
+    jpath = journal_path(path)
+    Journal(jpath, p.sha256, p.target, p.created_at)  # the head line
+    torn = json.dumps({"key": "row:2", "state": "failed", "status": 422, "detail": "title: Łódź"},
+                      ensure_ascii=False).encode("utf-8")
+    cut = torn.index("Ł".encode("utf-8")) + 1  # inside the two bytes of Ł
+    with open(jpath, "ab") as f:
+        f.write(torn[:cut])
+    report = apply(Plan.load(path), _client(crm), plan_path=path, reconcile=False)
+    assert report.counts()["created"] == 1
+
+
+
+@pytest.mark.parametrize("kept", ["+48 12 345 67 89", "000-000-0000"])
+def test_a_replace_policy_phone_list_keeps_a_number_the_sheet_lists(crm, client, tmp_path, kept):
+    """phoneNumbers with `policy: replace`: the sheet lists the record's two numbers. A real
+    number that looks like a placeholder is a number and stays; a placeholder the record holds
+    already is not sent, and not removed from the record either: no number the sheet lists is
+    deleted from the CRM."""
+    e164 = "+" + "".join(c for c in kept if c.isdigit()) if kept.startswith("+") else kept
+    crm.seed({"organizations": [{"@id": A, "title": "Acme", "emailAddresses": [{"email": "a@acme.pl"}],
+                                 "phoneNumbers": [{"phoneNumber": e164}, {"phoneNumber": "+48221234567"}],
+                                 "createdAt": "2020-01-01T00:00:00+00:00"}]})
+    t = _tpl(identifiers=["emailAddresses"], default_region="PL",
+             fields={"title": "name", "emailAddresses": "email",
+                     "phoneNumbers": {"column": "phone", "split": ";", "policy": "replace"}})
+    p = plan(_sheet(tmp_path, [["name", "email", "phone"], ["Acme", "a@acme.pl", f"{kept};+48 22 123 45 67"]]),
+             t, client)
+    report = apply(p, client, journal_file=tmp_path / "j.jsonl", fresh=True, reconcile=False)
+    phones = [x["phoneNumber"] for x in client.get(A).get("phoneNumbers", [])]
+    assert e164 in phones, f"{kept} deleted from the record: {phones}; outcome {report.rows['outcome'].to_list()}"
