@@ -49,7 +49,8 @@ from .journal import Journal, journal_lock, journal_path, target_lock
 from .lookups import REF_PREFIX
 from .match import BATCH, count_records, identifiers_schema, lookup_records, record_identifiers
 from .plan import Operation, Plan
-from .planfile import drift_checked, now_utc, quoted_names, replace_quoted, searchable_values, without_searchable
+from .planfile import (drift_checked, note_owner_iri, now_utc, quoted_names, replace_quoted, searchable_values,
+                       without_searchable)
 from .report import ROW_SCHEMA, Report
 from .template import IDENTIFIER_KINDS, SEARCHABLE_IDENTIFIERS
 from .transforms import normalize_identifier
@@ -183,7 +184,7 @@ def _apply(plan: Plan, client: Client, journal: Journal, *, plan_path: str | Pat
                 progress(n - len(left), total, client)  # what `limit` leaves is not done
                 shown = time.monotonic()
         if doubtful:
-            _settle_with_dependents(plan, doubtful, journal, client, verify, results)
+            _settle(plan, doubtful, journal, client, verify, results)
     except BaseException:  # stopped (Ctrl-C, SIGTERM, an API that is down): how far it got
         if progress and total:
             with contextlib.suppress(BaseException):  # the stop itself is what propagates
@@ -360,7 +361,7 @@ def _reread_notes(client: Client, ops: list[Operation]) -> dict[str, dict]:
     itself finds that (a DELETE's 404 is done)."""
     by_org: dict[str, list[str]] = {}
     for o in ops:
-        by_org.setdefault(re.sub(r"/notes/[^/]+$", "", o.iri), []).append(o.iri)
+        by_org.setdefault(note_owner_iri(o.iri), []).append(o.iri)
     out: dict[str, dict] = {}
     for org, iris in by_org.items():
         with contextlib.suppress(PermanentApiError):
@@ -412,8 +413,7 @@ def _run_op(op: Operation, journal: Journal, client: Client, verify: bool) -> An
         except PermanentApiError as e:
             if e.status != 404:
                 raise
-            journal.record(op.key, "done" if op.method == "DELETE" else "failed", iri=op.iri, status=404,
-                           detail="already deleted" if op.method == "DELETE" else "deleted since the plan")
+            _record_gone(op, journal)
             return None
         drift = _changed(op, now, body) if op.iri else _exists_now(op, client, journal)
         if drift:
@@ -430,7 +430,7 @@ def _run_op(op: Operation, journal: Journal, client: Client, verify: bool) -> An
             if found:
                 journal.record(op.key, "done", iri=found, detail=LOST_ANSWER)
                 return None
-            if e.status in _NO_ANSWER:  # the server may still be writing it: never resent by this
+            if e.status in _MAYBE_IN_FLIGHT:  # the server may still be writing it: never resent by this
                 journal.record(op.key, "sent", detail=NO_ANSWER)  # run (`_settle` looks it up
                 return IN_DOUBT  # again, when the server has had time; the next run first of all)
             last: ApiError = e
@@ -444,7 +444,7 @@ def _run_op(op: Operation, journal: Journal, client: Client, verify: bool) -> An
             return None
         except PermanentApiError as e:
             if op.method == "DELETE" and e.status == 404:  # gone already (a lost answer, or by hand)
-                journal.record(op.key, "done", iri=op.iri, status=404, detail="already deleted")
+                _record_gone(op, journal)
                 return None
             journal.record(op.key, "failed", status=e.status, detail=_problem(e, body))
             return None
@@ -459,6 +459,14 @@ def _run_op(op: Operation, journal: Journal, client: Client, verify: bool) -> An
     return None
 
 
+def _record_gone(op: Operation, journal: Journal) -> None:
+    """Journal an operation whose record answered 404: a DELETE is done (gone already: a lost
+    answer, or by hand), any other write failed (the record was deleted since the plan)."""
+    deleting = op.method == "DELETE"
+    journal.record(op.key, "done" if deleting else "failed", iri=op.iri, status=404,
+                   detail="already deleted" if deleting else "deleted since the plan")
+
+
 IN_DOUBT = object()
 """`_run_op`'s result for a create whose POST got no answer and that a lookup did not find: it
 stays `sent` (`_settle`)."""
@@ -471,7 +479,7 @@ IN_DOUBT_NOTE = ("the write got no answer and no record holding it was found: no
 STOPPED_NOTE = ("sent when the run stopped, before its answer came: apply the plan again to settle "
                 "it (a create is looked up first and sent only if it is missing)")
 """Report note of an operation a stopped run left `sent`."""
-_NO_ANSWER = (None, 504)
+_MAYBE_IN_FLIGHT = (None, 504)
 """Statuses of an `UncertainWriteError` after which the server may still be writing the record:
 no answer at all (a timeout, a reset), or a gateway's timeout."""
 NO_ANSWER = "no answer"
@@ -519,27 +527,19 @@ def _wait_settled(op: Operation, journal: Journal, client: Client) -> None:
         time.sleep(wait)
 
 
-def _settle_with_dependents(plan: Plan, ops: list[Operation], journal: Journal, client: Client,
-                            verify: bool, results: dict[str, Any]) -> None:
-    """`_settle` the creates in doubt, then send the operations that failed only because one
-    of them was in doubt (a note of that organization) and whose dependencies are all done now."""
-    _settle(ops, journal, client)
-    settled = {o.key for o in ops if journal.state(o.key) == "done"}
+def _settle(plan: Plan, ops: list[Operation], journal: Journal, client: Client, verify: bool,
+            results: dict[str, Any]) -> None:
+    """The creates of this run whose POST got no answer (`IN_DOUBT`), looked up once more when
+    the server has had time to finish them: found, they are done, and the operations that
+    failed only because they were in doubt (a note of that organization) are sent now; not
+    found, they stay `sent`, never resent by the run that sent them (the server may still be
+    writing them). The report says so (`IN_DOUBT_NOTE`), and the next run looks each up first
+    and sends it only if it is still missing."""
+    settled = {op.key for op in ops if journal.state(op.key) == "sent" and _resolve_sent(op, journal, client)}
     for op in plan.operations:
         if settled & set(op.depends_on) and journal.state(op.key) == "failed" \
                 and all(journal.state(d) == "done" for d in op.depends_on):
             results[op.key] = _run_op(op, journal, client, verify)
-
-
-def _settle(ops: list[Operation], journal: Journal, client: Client) -> None:
-    """The creates of this run whose POST got no answer (`IN_DOUBT`), looked up once more when
-    the server has had time to finish them: found, they are done; else they stay `sent`,
-    never resent by the run that sent them (the server may still be writing them). The report
-    says so (`IN_DOUBT_NOTE`), and the next run looks each up first and sends it only if it
-    is still missing."""
-    for op in ops:
-        if journal.state(op.key) == "sent":
-            _resolve_sent(op, journal, client)
 
 
 def _send(client: Client, op: Operation, path: str, body: dict, before_send: Callable[[], None]):
@@ -852,17 +852,20 @@ def _made(plan: Plan, journal: Journal) -> dict[str, str]:
             if o.key.startswith("tag:") and o.key in iris}
 
 
+_OUTCOME_ISSUES = {"failed": ("request-failed", "API accepted the write (crm-api.md §5)"),
+                   "unconfirmed": ("write-unconfirmed", "the API answered the write (crm-api.md §5)"),
+                   "drifted": ("drifted", "record unchanged since planning")}
+"""Outcome of a written row -> the (issue type, rule) of the error the report adds for it."""
+
+
 def _issues(plan: Plan, rows: list[dict]) -> pl.DataFrame:
     extra = []
     for r in rows:
-        if r["outcome"] in ("failed", "unconfirmed", "drifted"):
-            extra.append({"type": {"failed": "request-failed", "unconfirmed": "write-unconfirmed"}.get(
-                              r["outcome"], "drifted"),
-                          "severity": "error", "file": r["file"], "sheet": r["sheet"],
+        if r["outcome"] in _OUTCOME_ISSUES:
+            kind, rule = _OUTCOME_ISSUES[r["outcome"]]
+            extra.append({"type": kind, "severity": "error", "file": r["file"], "sheet": r["sheet"],
                           "row_number": r["row_number"], "column": None, "cell": None, "value": None,
-                          "rule": {"failed": "API accepted the write (crm-api.md §5)",
-                                   "unconfirmed": "the API answered the write (crm-api.md §5)"}.get(
-                              r["outcome"], "record unchanged since planning"),
+                          "rule": rule,
                           "message": f"{r['file']}:{r['row_number']}: "
                                      f"{'note ' if r['resource'] == 'organization_notes' else ''}"
                                      f"{r['outcome']}: {r['note'] or ''}",

@@ -410,10 +410,10 @@ def _resolve(rows: pl.DataFrame, pairs: pl.DataFrame, explicit: pl.DataFrame, id
         (matched: `row_number`, `iri`, `rec` per row, null when none; conflicts).
     """
     by_ids = _claims(pairs)
-    if explicit.height:
-        pairs = pairs.filter(~pl.col("row_number").is_in(explicit["row_number"].implode()))
-    hits = _extremes(by_ids.filter(~pl.col("row_number").is_in(explicit["row_number"].implode()))
-                     if explicit.height else by_ids)
+    hits = _extremes(by_ids)
+    if explicit.height:  # rows naming their record by IRI: decided by it, not by identifiers
+        by_identifiers = ~pl.col("row_number").is_in(explicit["row_number"].implode())
+        pairs, hits = pairs.filter(by_identifiers), hits.filter(by_identifiers)
     several = pl.col("rec") != pl.col("__max")  # the row's identifiers point at several records
     amb_rows = hits.filter(several)["row_number"]
     iri = pl.lit(iris).gather(pl.col("rec"))

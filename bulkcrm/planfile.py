@@ -103,11 +103,17 @@ def drift_checked(op: Operation) -> bool:
                 and op.resource in ("organizations", "organization_notes"))
 
 
+def note_owner_iri(iri: str) -> str:
+    """The organization IRI of a note IRI (`/organizations/{id}/notes/{nid}` -> its
+    `/organizations/{id}` part; `notes_orgs.note_owner` is the column form)."""
+    return re.sub(r"/notes/[^/]+$", "", iri)
+
+
 def note_reread_cost(ops: list[Operation]) -> int:
     """Requests `apply._reread_notes` spends at least re-reading the notes of `ops`: a GET for an
     organization with one of them, else a listing of its notes (⌈notes / 30⌉ pages, at least
     ⌈ops / 30⌉; crm-api.md §9.2)."""
-    per_org = Counter(re.sub(r"/notes/[^/]+$", "", o.iri) for o in ops if o.iri)
+    per_org = Counter(note_owner_iri(o.iri) for o in ops if o.iri)
     return sum(1 if n == 1 else -(-n // 30) for n in per_org.values())
 
 

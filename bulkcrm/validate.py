@@ -307,12 +307,7 @@ def _placeholder_phones(sheet: pl.DataFrame | None, mapped: pl.DataFrame, templa
         hits = hits.filter(pl.Series([not_a_number(v, r) for v, r in hits.select("__item", "__r").iter_rows()],
                                      dtype=pl.Boolean)).select("row_number", "__item")
         out += [with_cell(Issue("invalid-phone", rn, s.column, value.strip(), "a phone number, not a placeholder",
-                                f"{_place(file, rn, s.column)}\"{value.strip()}\" is "
-                                + ("a date" if _DATE_TEXT.match(value) else "a placeholder") + ", not a phone "
-                                "number: it is not sent and matches no record; "
-                                + ("a spreadsheet turns a typed 1-31 into a date: format the column as Text and "
-                                   "type the number again" if _DATE_TEXT.match(value) else
-                                   "leave the cell empty, or type the real number"),
+                                f"{_place(file, rn, s.column)}\"{value.strip()}\" is {_NO_NUMBER[bool(_DATE_TEXT.match(value))]}",
                                 "warning", file, sheet_name), letters, sheet_name)
                 for rn, value in hits.iter_rows() if (rn, s.column) not in dated]
     return out
@@ -349,6 +344,10 @@ def _repeated_phones(mapped: pl.DataFrame, sheet: pl.DataFrame | None, template:
 
 _FORMULA_RESULT = re.compile(FORMULA_RESULT)
 _DATE_TEXT = re.compile(DATE_TEXT)
+_NO_NUMBER = {d: f"{'a date' if d else 'a placeholder'}, not a phone number: it is not sent and matches no record; "
+              + ("a spreadsheet turns a typed 1-31 into a date: format the column as Text and type the number again"
+                 if d else "leave the cell empty, or type the real number") for d in (False, True)}
+"""`_placeholder_phones`' message after the quoted value, by whether it is a date."""
 
 
 def _formula_phone(issue: Issue) -> Issue:
