@@ -256,6 +256,13 @@ not take as valid (`not_a_number`) `clean_phone` makes null (not sent, never an 
 DATE_TEXT = r"^\s*\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?)?\s*$"
 """An ISO 8601 date (and time) where a phone number belongs: a workbook's date cell as read (Excel
 turned a typed `1-31` into a date), never a number; `clean_phone` makes it null, `validate` warns."""
+RENDERED_NUMBER = r"^\s*[$€£¥]?\s*(\d{1,3}(?:,\d{3})+|\d{6,})(?:\.0{1,2})?\s*$"
+"""A number as a spreadsheet shows it under a number format, where a phone number belongs: an
+integer Excel stores, shown with thousands separators (`#,##0`: `2,234,274,047`), two or one
+zero decimals (`0.00`: `2234274047.00`) or a currency sign. Its digits (group 1 without the
+commas) are the number the cell holds, which `clean_phone` reads as the phone number a
+General-format cell gives; a leading + or 0 may have been lost (`validate` warns). Dotted
+phones (`020.555.0101`, `555.0000`) do not match."""
 NO_PHONE = f"(?:{PLACEHOLDER_PHONE})|(?:{DATE_TEXT})"
 """What `clean_phone` looks at before it makes a value null (`not_a_number`): a placeholder
 (`PLACEHOLDER_PHONE`) or a date (`DATE_TEXT`)."""
@@ -324,7 +331,9 @@ def clean_phone(expr: pl.Expr, *, region: pl.Expr | None = None,
                 default_region: str | None = None) -> pl.Expr:
     """Return phone numbers as E.164 `+<digits>` where possible, else trimmed and unchanged;
     null for a placeholder phonenumbers does not take as valid (`PLACEHOLDER_PHONE`:
-    `000-000-0000`) or a date (`DATE_TEXT`), which are no numbers (`not_a_number`).
+    `000-000-0000`) or a date (`DATE_TEXT`), which are no numbers (`not_a_number`). A number
+    a spreadsheet's format rendered (`RENDERED_NUMBER`: `2,234,274,047`) is read as the digits
+    the cell stores (`as_stored`), as a General-format cell gives them.
 
     Fast path (vectorised): a value matching `^\\+[\\d\\s().\\-/]{7,}$` without a `(0)` trunk
     prefix becomes `+` and its digits when those are 8..15 digits and do not start with 0
@@ -387,16 +396,33 @@ def _clean_phones(region: pl.Expr) -> Callable[[pl.Series], pl.Series]:
     return batch
 
 
+def as_stored(expr: pl.Expr) -> pl.Expr:
+    """Phone cells (pl.String) with a number a format rendered (`RENDERED_NUMBER`:
+    `2,234,274,047`, `2234274047.00`) as the digits the cell stores (`2234274047`); the rest
+    unchanged."""
+    digits = expr.str.extract(RENDERED_NUMBER, 1).str.replace_all(",", "", literal=True)
+    return pl.coalesce(digits, expr)
+
+
 def _without_non_numbers(rows: pl.DataFrame, region: pl.Expr) -> pl.DataFrame:
-    """`rows` (`__i`, `v`, `r`) with `v` null where it is no number (`not_a_number`): the
-    regex finds the few candidates, phonenumbers decides each once per (region, value)."""
+    """`rows` (`__i`: 0.., `v`, `r`) with `v` as the cell stores it where a number format
+    rendered it (`RENDERED_NUMBER`: `2,234,274,047` -> `2234274047`), then null where it is
+    no number (`not_a_number`): one regex finds the few candidates, phonenumbers decides each
+    once per (region, value)."""
     v = pl.col("v")
-    cand = rows.filter(v.str.contains(NO_PHONE))
+    cand = rows.filter(v.str.contains(_CANDIDATE))
     if not cand.height:
         return rows
-    keys = cand.select(pl.concat_str([region.fill_null(""), pl.lit(_SEP), v]).alias("k"))["k"]
-    drop = cand["__i"].filter(_per_unique(keys, _not_a_number_key, pl.Boolean))
-    return rows.with_columns(pl.when(pl.col("__i").is_in(drop.implode())).then(None).otherwise(v).alias("v"))
+    cand = cand.with_columns(as_stored(v).alias("v"))
+    no = cand.filter(v.str.contains(NO_PHONE))
+    if no.height:
+        keys = no.select(pl.concat_str([region.fill_null(""), pl.lit(_SEP), v]).alias("k"))["k"]
+        drop = no["__i"].filter(_per_unique(keys, _not_a_number_key, pl.Boolean))
+        cand = cand.with_columns(pl.when(pl.col("__i").is_in(drop.implode())).then(None).otherwise(v).alias("v"))
+    return rows.with_columns(rows["v"].clone().scatter(cand["__i"], cand["v"]))
+
+
+_CANDIDATE = f"{NO_PHONE}|(?:{RENDERED_NUMBER})"
 
 
 def _not_a_number_key(key: str) -> bool:

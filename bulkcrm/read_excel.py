@@ -343,6 +343,20 @@ def numeric_cell_issue(rn: int, column: str | None, text: str, file: str, sheet:
                  "leading + or 0 may have been lost; format the column as Text", "warning", file, sheet, ref)
 
 
+def styled_cell_issue(rn: int, column: str | None, text: str, file: str, sheet: str | None, ref: str,
+                      stored: str | None = None) -> Issue:
+    """The numeric-cell warning of an integer cell (`B4`) whose number format shows it as
+    `text` (`2,234,274,047`, `2138.00`, `$12`): that text is read. `stored`: the column is a
+    phone number's, which is read as the digits the cell stores (`normalize.as_stored`)."""
+    what = (f"it is read as the number {stored}, whose leading + or 0 may have been lost"
+            if stored else "that text is what is read and sent (an id or zip code with separators, "
+            "decimals or a currency sign is another value)")
+    return Issue("numeric-cell", rn, column, text, _NUMERIC_RULE,
+                 f'{_at(file, rn, column, sheet, ref)}: the cell is a number its format shows as "{text}"; '
+                 f"{what}: format the column as Text and type the value as it should be sent",
+                 "warning", file, sheet, ref)
+
+
 def date_cell_issue(rn: int, column: str | None, text: str, code: str, file: str,
                     sheet: str | None, ref: str, phone: bool = False) -> Issue:
     """The date-cell warning of one cell (`H2`) Excel stored as a date/time, read as ISO `text`,
@@ -398,11 +412,7 @@ def excel_issues(g: ExcelGrid, header_row: int, names: dict[str, str], file: str
         ref, column = f"{_letters(col)}{rn}", names.get(f"c{col}")
         at = _at(file, rn, column, sheet, ref)  # as every issue: file:row:column
         if styled:
-            out.append(Issue("numeric-cell", rn, column, text, _NUMERIC_RULE,
-                             f'{at}: the cell is a number its format shows as "{text}"; that text is what '
-                             "is read and sent (an id or zip code with separators, decimals or a currency "
-                             "sign is another value): format the column as Text and type the value as it "
-                             "should be sent", "warning", file, sheet, ref))
+            out.append(styled_cell_issue(rn, column, text, file, sheet, ref))
         elif kind == "error":
             out.append(Issue("excel-error", rn, column, text, "Excel error value",
                              f"{at}: the cell shows the Excel error {text}; fix the "

@@ -20,8 +20,9 @@ from pandera.api.polars.types import PolarsData
 from .errors import ISSUE_SCHEMA, Issue, issues_frame, place, with_cell
 from .mapping import REPEATED, chain
 from .template import Mapping, Template, notes_template
-from .normalize import DATE_TEXT, EXTENSION, EXTENSION_MARK, FORMULA_RESULT, NO_PHONE, not_a_number
-from .read_excel import date_cell_issue, numeric_cell_issue
+from .normalize import (DATE_TEXT, EXTENSION, EXTENSION_MARK, FORMULA_RESULT, NO_PHONE, RENDERED_NUMBER, as_stored,
+                        not_a_number)
+from .read_excel import date_cell_issue, numeric_cell_issue, styled_cell_issue
 from .transforms import CHECK_ISSUE_TYPES, CHECKS, check_list, check_rule
 
 
@@ -77,7 +78,8 @@ def validate(mapped: pl.DataFrame, template: Template, *, sheet: pl.DataFrame | 
              and (r.check != "boolean" or f"__raw.{r.field}" in mapped.columns)]
     failures = _failures(_schemas(rules), mapped)
     read_cols, tokens = _read_columns(template), {t.strip() for t in template.null_tokens}
-    read_found = [_unread(Issue(**{**i.to_dict(), "file": i.file or file}), read_cols)
+    phone_cols = {s.column for m in template.mappings if m.kind == "phones" for s in m.sources if s.column}
+    read_found = [_styled_phone(_unread(Issue(**{**i.to_dict(), "file": i.file or file}), read_cols), phone_cols)
                   for i in read_issues or [] if not _null_token(i, tokens)]
     # a cell the reader already rejected (formula without result, Excel error) is not also
     # reported as missing or malformed: the reader's issue names the real problem; a row it
@@ -103,6 +105,20 @@ def _null_token(issue: Issue, tokens: set[str]) -> bool:
     """An Excel error value the template lists among its `null_tokens` (`tokens`, trimmed:
     `#N/A`): an empty cell, as the template says, not an error."""
     return issue.type == "excel-error" and (issue.value or "").strip() in tokens
+
+
+def _styled_phone(issue: Issue, phone_cols: set[str]) -> Issue:
+    """A reader's numeric-cell warning of a number its format rendered (`2,234,274,047`) in
+    one of `phone_cols`, the template's phone columns, saying what is sent: the digits the
+    cell stores (`normalize.as_stored`), not the text the reader quotes."""
+    if issue.type != "numeric-cell" or issue.column not in phone_cols or not _RENDERED.match(issue.value or ""):
+        return issue
+    stored = _RENDERED.match(issue.value).group(1).replace(",", "")
+    return styled_cell_issue(issue.row_number, issue.column, issue.value, issue.file or "", issue.sheet,
+                             issue.cell, stored)
+
+
+_RENDERED = re.compile(RENDERED_NUMBER)
 
 
 def _read_columns(template: Template) -> set[str]:
@@ -302,9 +318,10 @@ def _placeholder_phones(sheet: pl.DataFrame | None, mapped: pl.DataFrame, templa
         item = pl.col("__item")
         cells = sheet.select("row_number", (pl.col(s.column).str.split(s.split) if s.split
                                             else pl.col(s.column)).alias("__item"))
-        hits = (cells.explode("__item") if s.split else cells).filter(item.str.contains(NO_PHONE))
+        hits = (cells.explode("__item") if s.split else cells).filter(as_stored(item).str.contains(NO_PHONE))
         hits = hits.join(regions, on="row_number", how="left")  # the regex's few candidates
-        hits = hits.filter(pl.Series([not_a_number(v, r) for v, r in hits.select("__item", "__r").iter_rows()],
+        stored = hits.select(as_stored(item), "__r").iter_rows()
+        hits = hits.filter(pl.Series([not_a_number(v, r) for v, r in stored],
                                      dtype=pl.Boolean)).select("row_number", "__item")
         out += [with_cell(Issue("invalid-phone", rn, s.column, value.strip(), "a phone number, not a placeholder",
                                 f"{_place(file, rn, s.column)}\"{value.strip()}\" is {_NO_NUMBER[bool(_DATE_TEXT.match(value))]}",

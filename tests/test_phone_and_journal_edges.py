@@ -9,6 +9,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+import xlsxwriter
 
 from bulkcrm.apply import apply
 from bulkcrm.client import Client
@@ -63,6 +64,27 @@ def test_a_row_matches_the_record_holding_its_real_phone_number_not_a_duplicate(
     p = plan(_sheet(tmp_path, [["name", "phone"], ["Acme", number]]), t, client, strategy="scan")
     assert [(r["op"], r["iri"]) for r in p.rows] == [("unchanged", A)], \
         f"{[(r['op'], r['iri']) for r in p.rows]}; issues {[i['message'] for i in p.issues]}"
+
+
+@pytest.mark.parametrize("code", ["#,##0", "0.00", '"$"#,##0.00'])
+def test_a_phone_cell_its_format_shows_with_separators_is_read_as_the_number_it_stores(crm, client, tmp_path, code):
+    """Trial 2026-12-02: a phone stored as a number under `#,##0` was read as "2,234,274,047",
+    which no region parses: a merge added it beside the record's +12234274047 as a second, junk
+    number. It is the number 2234274047 (what a General-format cell gives): the row matches its
+    record and changes nothing, and the warning names the cell and says what is read."""
+    crm.seed({"organizations": [{"@id": A, "title": "Acme", "phoneNumbers": [{"phoneNumber": "+12234274047"}]}]})
+    path = tmp_path / "p.xlsx"
+    with xlsxwriter.Workbook(path) as wb:
+        ws = wb.add_worksheet("S")
+        ws.write_row(0, 0, ["name", "phone"])
+        ws.write_row(1, 0, ["Acme"])
+        ws.write_number(1, 1, 2234274047, wb.add_format({"num_format": code}))
+    t = _tpl(identifiers=["phoneNumbers"], default_region="US",
+             fields={"title": "name", "phoneNumbers": {"column": "phone", "policy": "merge"}})
+    p = plan(path, t, client, strategy="scan")
+    assert [(r["op"], r["iri"]) for r in p.rows] == [("unchanged", A)], p.rows
+    warning = next(i for i in p.issues if i["type"] == "numeric-cell" and i["cell"] == "B2")
+    assert "it is read as the number 2234274047" in warning["message"], warning["message"]
 
 
 # --- journal lines ---------------------------------------------------------------------------------
