@@ -465,10 +465,19 @@ def phone_identifier(expr: pl.Expr, *, region: pl.Expr | None = None,
     """Return the phone identifier: E.164 when `clean_phone` succeeds, else the digits with a
     leading `+` kept (so `06-1234` and `06 1234` still compare equal); null without digits."""
     cleaned = clean_phone(expr, region=region, default_region=default_region)
-    # one reference to `cleaned`, so the phonenumbers pass runs once: keep digits and `+`,
-    # drop every `+` that follows another character, then drop what has no digit
-    kept = cleaned.str.replace_all(r"[^\d+]", "").str.replace_all(r"(.)\++", "${1}")
-    return kept.replace(["", "+"], None)
+    return cleaned.map_batches(_phone_key, return_dtype=pl.String, is_elementwise=True)
+
+
+def _phone_key(s: pl.Series) -> pl.Series:
+    """`phone_identifier` of cleaned numbers: E.164 values (digits after one `+`, nearly all)
+    as they are; of the rest (kept as typed) the digits and a leading `+`, without a trailing
+    extension (`EXTENSION`: `x90482` is no part of the number); null without a digit."""
+    odd = s.str.contains(r"[^\d+]|.\+") | (s.str.len_bytes() < 2)
+    if not odd.any():
+        return s
+    rest = s.filter(odd)
+    kept = rest.str.replace(EXTENSION, "").str.replace_all(r"[^\d+]", "").str.replace_all(r"(.)\++", "${1}")
+    return s.scatter(odd.arg_true(), kept.replace(["", "+"], None))
 
 
 # ---------------------------------------------------------------------------------------- email

@@ -28,13 +28,13 @@ from .errors import Issue, TemplateError, about, first_few, with_cell
 from .lookups import REF_PREFIX, LookupCache, resolve_lookups
 from .mapping import map_rows
 from .match import check_strategy, fetch_records, match_fetched
-from .normalize import CHECK_RULES
+from .normalize import CHECK_RULES, EXTENSION
 from .planfile import (CONFLICT_TYPES, ROW_SCHEMA, SCHEMA_VERSION, WRITE_OPS, Operation,
                        Plan, now_utc, ops_frame, render_plan)
 from .read import Sheet, read
 from .report import STATUS_COLUMNS
 from .template import Template, notes_template
-from .validate import validate
+from .validate import sheet_rows, validate
 from .vocab import MODE_SKIPS
 
 __all__ = ["plan", "Plan", "Operation", "render_plan", "SCHEMA_VERSION", "WRITE_OPS", "CONFLICT_TYPES"]
@@ -544,12 +544,38 @@ def _conflict_issues(conflicts: pl.DataFrame, template: Template, sh: Sheet, fil
                            "row's IRI would overwrite that record with its data)",
            "identifier-mismatch": "another organization sharing that identifier? fix the row; if it is that "
                                   "organization, correct the record's value in the CRM first"}
-    return [with_cell(Issue(t, rn, template.column_of(field_name) if field_name else None, value,
+    originals = sheet_rows(sh.frame, conflicts["row_number"]) if conflicts.height else {}
+    return [with_cell(Issue(t, rn, _column_holding(template, field_name, value, originals.get(rn, {})), value,
                             "one row per record", f"{file}:{rn}: {msg}; " + fix.get(t, (
                                 "fix the sheet so each organization appears once and its identifiers "
                                 "point at one record, or add a crm_iri column")), "error", file, sh.sheet_name),
                       sh.letters, sh.sheet_name)
             for rn, t, msg, field_name, value in conflicts.iter_rows()]
+
+
+def _column_holding(template: Template, field_name: str | None, value: str | None, row: dict) -> str | None:
+    """The sheet column of `field_name` whose cell in `row` (a `validate.sheet_rows` row) holds
+    the identifier `value` as compared (an e-mail in lower case, a phone in E.164): `Email 2`,
+    not the field's first column, when the shared address is the second one; else the first."""
+    m = template.mapping(field_name) if field_name else None
+    if m is None:
+        return None
+    for s in m.sources:
+        items = (row.get(s.column) or "").split(s.split) if s.split else [row.get(s.column) or ""]
+        if s.column and value and any(_holds(i.strip(), value) for i in items):
+            return s.column
+    return m.columns[0] if m.columns else None
+
+
+def _holds(item: str, value: str) -> bool:
+    """Whether a cell's item is `value`, an identifier as compared: the same text, case
+    aside (an e-mail, an id in a LinkedIn URL), or a phone whose digits (its extension and
+    trunk 0 aside) end the E.164 digits (`(899) 254-7369` for `+18992547369`)."""
+    if value.lower() in item.lower():
+        return True
+    digits = re.sub(r"\D", "", re.sub(EXTENSION, "", item)).lstrip("0")
+    number = value.removeprefix("+")
+    return number.isdigit() and len(digits) >= 6 and number.endswith(digits)
 
 
 def _same_title_issues(rows: pl.DataFrame, matches, template: Template, file: str,

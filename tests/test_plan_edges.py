@@ -455,3 +455,22 @@ def test_a_number_kept_as_typed_that_the_record_holds_is_not_warned_about_every_
     assert [r["op"] for r in p.rows] == ["unchanged", "patch", "create"]
     assert [(i["row_number"], i["type"]) for i in p.issues] == [(4, "invalid-phone")]  # the create sends it
     assert "2 invalid-phone warning(s) left out" in " ".join(p.notes)
+
+
+def test_a_duplicate_row_conflict_names_the_column_that_holds_the_shared_value(crm, client, tmp_path):
+    """Trial 2026-12-02: rows sharing an address typed in Email 2 of the second row named its
+    Email 1 (cell B3), and the report's `columns` left Email 2 out. Each row names the column
+    holding the value (a phone as typed, its extension aside), and a phone kept as typed is
+    compared by its number, not with its extension's digits glued on (`8992547369`, not
+    `899254736990482`)."""
+    t = tpl(identifiers=["emailAddresses", "phoneNumbers"], default_region="US",
+            fields={"title": "Name", "emailAddresses": [{"column": "Email 1"}, {"column": "Email 2"}],
+                    "phoneNumbers": [{"column": "Phone 1"}, {"column": "Phone 2"}]})
+    rows = [["Name", "Email 1", "Email 2", "Phone 1", "Phone 2"], ["A", "a@x.com", "", "", ""],
+            ["B", "b@x.com", "A@x.com", "", ""], ["C", "", "", "(212) 254-7369", ""],
+            ["D", "", "", "", "212.254.7369 x90482"], ["E", "", "", "", "899.254.7369 x90482"],
+            ["F", "", "", "899-254-7369 x1", ""]]
+    p = plan(sheet(tmp_path, rows), t, client, strategy="scan")
+    got = [(i["row_number"], i["cell"], i["value"]) for i in p.issues if i["type"] == "duplicate-row"]
+    assert got == [(2, "B2", "a@x.com"), (3, "C3", "a@x.com"), (4, "D4", "+12122547369"),
+                   (5, "E5", "+12122547369"), (6, "E6", "8992547369"), (7, "D7", "8992547369")], got
