@@ -256,13 +256,14 @@ not take as valid (`not_a_number`) `clean_phone` makes null (not sent, never an 
 DATE_TEXT = r"^\s*\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?)?\s*$"
 """An ISO 8601 date (and time) where a phone number belongs: a workbook's date cell as read (Excel
 turned a typed `1-31` into a date), never a number; `clean_phone` makes it null, `validate` warns."""
-RENDERED_NUMBER = r"^\s*[$€£¥]?\s*(\d{1,3}(?:,\d{3})+|\d{6,})(?:\.0{1,2})?\s*$"
+RENDERED_NUMBER = (r"^\s*(?:[$€£¥]\s*(\d{1,3}(?:,\d{3})+|\d{6,})(?:\.0{1,2})?"
+                   r"|(\d{1,3}(?:,\d{3})+)(?:\.0{1,2})?|(\d{6,})\.0{1,2})\s*$")
 """A number as a spreadsheet shows it under a number format, where a phone number belongs: an
 integer Excel stores, shown with thousands separators (`#,##0`: `2,234,274,047`), two or one
-zero decimals (`0.00`: `2234274047.00`) or a currency sign. Its digits (group 1 without the
-commas) are the number the cell holds, which `clean_phone` reads as the phone number a
-General-format cell gives; a leading + or 0 may have been lost (`validate` warns). Dotted
-phones (`020.555.0101`, `555.0000`) do not match."""
+zero decimals (`0.00`: `2234274047.00`) or a currency sign; plain digits do not match. Its
+digits (the one group that matched, without the commas) are the number the cell holds, which
+`clean_phone` reads as the phone number a General-format cell gives; a leading + or 0 may
+have been lost (`validate` warns). Dotted phones (`020.555.0101`, `555.0000`) do not match."""
 NO_PHONE = f"(?:{PLACEHOLDER_PHONE})|(?:{DATE_TEXT})"
 """What `clean_phone` looks at before it makes a value null (`not_a_number`): a placeholder
 (`PLACEHOLDER_PHONE`) or a date (`DATE_TEXT`)."""
@@ -400,8 +401,8 @@ def as_stored(expr: pl.Expr) -> pl.Expr:
     """Phone cells (pl.String) with a number a format rendered (`RENDERED_NUMBER`:
     `2,234,274,047`, `2234274047.00`) as the digits the cell stores (`2234274047`); the rest
     unchanged."""
-    digits = expr.str.extract(RENDERED_NUMBER, 1).str.replace_all(",", "", literal=True)
-    return pl.coalesce(digits, expr)
+    digits = pl.coalesce(expr.str.extract(RENDERED_NUMBER, g) for g in (1, 2, 3))
+    return pl.coalesce(digits.str.replace_all(",", "", literal=True), expr)
 
 
 def _without_non_numbers(rows: pl.DataFrame, region: pl.Expr) -> pl.DataFrame:

@@ -113,7 +113,7 @@ def _styled_phone(issue: Issue, phone_cols: set[str]) -> Issue:
     cell stores (`normalize.as_stored`), not the text the reader quotes."""
     if issue.type != "numeric-cell" or issue.column not in phone_cols or not _RENDERED.match(issue.value or ""):
         return issue
-    stored = _RENDERED.match(issue.value).group(1).replace(",", "")
+    stored = next(g for g in _RENDERED.match(issue.value).groups() if g).replace(",", "")
     return styled_cell_issue(issue.row_number, issue.column, issue.value, issue.file or "", issue.sheet,
                              issue.cell, stored)
 
