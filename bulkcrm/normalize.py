@@ -267,6 +267,9 @@ have been lost (`validate` warns). Dotted phones (`020.555.0101`, `555.0000`) do
 NO_PHONE = f"(?:{PLACEHOLDER_PHONE})|(?:{DATE_TEXT})"
 """What `clean_phone` looks at before it makes a value null (`not_a_number`): a placeholder
 (`PLACEHOLDER_PHONE`) or a date (`DATE_TEXT`)."""
+NO_NUMBER_CANDIDATE = f"{NO_PHONE}|(?:{RENDERED_NUMBER})"
+"""A phone item that may be no number (`NO_PHONE`) once read as the cell stores it
+(`RENDERED_NUMBER`, `as_stored`): one regex pass finds the few to look at."""
 _SEP = "\x1f"
 
 
@@ -411,7 +414,7 @@ def _without_non_numbers(rows: pl.DataFrame, region: pl.Expr) -> pl.DataFrame:
     no number (`not_a_number`): one regex finds the few candidates, phonenumbers decides each
     once per (region, value)."""
     v = pl.col("v")
-    cand = rows.filter(v.str.contains(_CANDIDATE))
+    cand = rows.filter(v.str.contains(NO_NUMBER_CANDIDATE))
     if not cand.height:
         return rows
     cand = cand.with_columns(as_stored(v).alias("v"))
@@ -421,9 +424,6 @@ def _without_non_numbers(rows: pl.DataFrame, region: pl.Expr) -> pl.DataFrame:
         drop = no["__i"].filter(_per_unique(keys, _not_a_number_key, pl.Boolean))
         cand = cand.with_columns(pl.when(pl.col("__i").is_in(drop.implode())).then(None).otherwise(v).alias("v"))
     return rows.with_columns(rows["v"].clone().scatter(cand["__i"], cand["v"]))
-
-
-_CANDIDATE = f"{NO_PHONE}|(?:{RENDERED_NUMBER})"
 
 
 def _not_a_number_key(key: str) -> bool:

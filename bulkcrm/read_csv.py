@@ -198,6 +198,8 @@ def detect_delimiter(text: str) -> str:
 
 
 def _consistency(sample: str, delimiter: str) -> tuple[bool, float, int]:
+    if delimiter not in sample:  # one field per row: what the reader below would count
+        return (False, 1.0, 1) if sample.strip() else (False, 0.0, 0)
     counts = [len(r) for r in csv.reader(io.StringIO(sample, newline=""), delimiter=delimiter)
               if any(c.strip() for c in r)]
     if not counts:

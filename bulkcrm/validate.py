@@ -20,8 +20,8 @@ from pandera.api.polars.types import PolarsData
 from .errors import ISSUE_SCHEMA, Issue, issues_frame, place, with_cell
 from .mapping import REPEATED, chain
 from .template import Mapping, Template, notes_template
-from .normalize import (DATE_TEXT, EXTENSION, EXTENSION_MARK, FORMULA_RESULT, NO_PHONE, RENDERED_NUMBER, as_stored,
-                        not_a_number)
+from .normalize import (DATE_TEXT, EXTENSION, EXTENSION_MARK, FORMULA_RESULT, NO_NUMBER_CANDIDATE, NO_PHONE,
+                        RENDERED_NUMBER, as_stored, not_a_number)
 from .read_excel import date_cell_issue, numeric_cell_issue, styled_cell_issue
 from .transforms import CHECK_ISSUE_TYPES, CHECKS, check_list, check_rule
 
@@ -312,14 +312,21 @@ def _placeholder_phones(sheet: pl.DataFrame | None, mapped: pl.DataFrame, templa
         return []
     country = pl.col("address.country") if "address.country" in mapped.columns else pl.lit(None, pl.String)
     default = pl.lit(template.default_region, dtype=pl.String)
-    regions = mapped.select("row_number", pl.coalesce(country, default).alias("__r"))
-    out = []
+    out, item = [], pl.col("__item")
     for s in (s for s in m.sources if s.column and s.column in sheet.columns):
-        item = pl.col("__item")
-        cells = sheet.select("row_number", (pl.col(s.column).str.split(s.split) if s.split
-                                            else pl.col(s.column)).alias("__item"))
-        hits = (cells.explode("__item") if s.split else cells).filter(as_stored(item).str.contains(NO_PHONE))
-        hits = hits.join(regions, on="row_number", how="left")  # the regex's few candidates
+        # one regex pass finds the few candidates, and the cells to split; of the candidates,
+        # what the cell stores (`as_stored`) is judged
+        col = pl.col(s.column)
+        maybe = col.str.contains(NO_NUMBER_CANDIDATE)
+        maybe = maybe | col.str.contains(s.split, literal=True) if s.split else maybe
+        cells = sheet.filter(maybe.fill_null(False)).select("row_number", col.alias("__item"))
+        cells = cells.with_columns(item.str.split(s.split)).explode("__item") if s.split else cells
+        hits = cells.filter(item.str.contains(NO_NUMBER_CANDIDATE) & as_stored(item).str.contains(NO_PHONE))
+        if not hits.height:
+            continue
+        regions = mapped.filter(pl.col("row_number").is_in(hits["row_number"].implode())).select(
+            "row_number", pl.coalesce(country, default).alias("__r"))
+        hits = hits.join(regions, on="row_number", how="left")
         stored = hits.select(as_stored(item), "__r").iter_rows()
         hits = hits.filter(pl.Series([not_a_number(v, r) for v, r in stored],
                                      dtype=pl.Boolean)).select("row_number", "__item")
