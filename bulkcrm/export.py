@@ -564,7 +564,8 @@ class _XlsxSink:
     """XLSX through openpyxl's write-only workbook: rows go to a temp file, memory stays flat.
 
     Every cell is a `workbook.text_cell`: a string (never a formula) in the Text number format
-    (`@`), so a value typed over it in Excel stays text (`01001`, `+31…`, `=…`); a cell starting
+    (`@`), so a value typed over it in Excel stays text (`01001`, `+31…`, `=…`), and so are the
+    columns, for the rows a person adds below the export; a cell starting
     with a formula trigger also gets Excel's quotePrefix. Columns get a width from their header
     (the rows stream, so their lengths are not known up front).
     """
@@ -583,8 +584,9 @@ class _XlsxSink:
 
         ws = self.wb.create_sheet(name)
         ws.freeze_panes = "A2"
-        for i, col in enumerate(columns, 1):
-            ws.column_dimensions[get_column_letter(i)].width = _WIDTHS.get(col, max(14, len(col) + 4))
+        for i, col in enumerate(columns, 1):  # Text (`@`) also for the rows a person adds below
+            dim = ws.column_dimensions[get_column_letter(i)]
+            dim.width, dim.number_format = _WIDTHS.get(col, max(14, len(col) + 4)), "@"
         bold = Font(bold=True)
         ws.append([text_cell(ws, c, font=bold) for c in columns])
         return ws

@@ -8,6 +8,7 @@ import zipfile
 from urllib.parse import parse_qsl
 
 import openpyxl
+from openpyxl.utils import get_column_letter
 import polars as pl
 import pytest
 
@@ -133,6 +134,8 @@ def test_formula_title_is_inert_text_in_csv_and_xlsx(crm, client, tmp_path):
     # Text format: what a user types over a cell in Excel stays text (01001, +31..., =...)
     assert {c.number_format for row in ws.iter_rows(min_row=2) for c in row} == {"@"}
     assert ws.column_dimensions["A"].width == 48  # crm_iri: an IRI fits
+    # the columns too: a row a user adds below the export keeps what is typed (trial 2026-12-02)
+    assert {ws.column_dimensions[get_column_letter(c)].number_format for c in range(1, ws.max_column + 1)} == {"@"}
 
     for path in (csv_path, xlsx_path):
         frame = read(path).frame
