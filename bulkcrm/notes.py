@@ -62,7 +62,9 @@ class NotesPart:
         rows: plan row dicts (`resource` = organization_notes; `row_number` None for deletes).
         operations: note writes in send order (creates/updates in row order, then deletes).
         issues: validation, lookup, organization and conflict issues of note rows.
-        requests: requests spent planning the notes. notes: remarks for the plan text.
+        requests: requests spent planning the notes; `listings`: (those of them that listed
+            existing notes, the organizations listed: one paged listing each). notes: remarks
+            for the plan text.
         strategy: how organizations were matched (`lookup`/`scan`), when the notes sheet did.
         names: IRI -> name of the lookups' IRIs the changes show (categories), `Plan.names`.
     """
@@ -71,6 +73,7 @@ class NotesPart:
     operations: list[Operation] = field(default_factory=list)
     issues: list[Issue] = field(default_factory=list)
     requests: int = 0
+    listings: tuple[int, int] = (0, 0)
     notes: list[str] = field(default_factory=list)
     strategy: str | None = None
     names: dict[str, str] = field(default_factory=dict)
@@ -219,7 +222,9 @@ def _decide(part: NotesPart, mapped: pl.DataFrame, rows: pl.DataFrame, targets: 
     good = rows.join(targets, on="row_number", how="left").filter(
         ~pl.col("row_number").is_in(list(bad)) & pl.col("org").is_not_null())
     orgs = sorted({o for o in good["org"].to_list() if not o.startswith(REF_PREFIX)})
+    before = client.requests_sent
     existing, by_iri = _existing_notes(client, orgs, nt)
+    part.listings = (client.requests_sent - before, len(orgs))
     good = good.with_columns(_kind_and_key(key, good.schema))
     by_name = _named_hits(named, good, existing)  # the other rows match on the content key
     moved = _moved(named, good)

@@ -29,7 +29,7 @@ from .lookups import REF_PREFIX, LookupCache, resolve_lookups
 from .mapping import map_rows
 from .match import check_strategy, fetch_records, match_fetched
 from .normalize import CHECK_RULES, EXTENSION
-from .planfile import (CONFLICT_TYPES, ROW_SCHEMA, SCHEMA_VERSION, WRITE_OPS, Operation,
+from .planfile import (CONFLICT_TYPES, NOTE_LISTINGS, ROW_SCHEMA, SCHEMA_VERSION, WRITE_OPS, Operation,
                        Plan, now_utc, ops_frame, render_plan)
 from .read import Sheet, read
 from .report import STATUS_COLUMNS
@@ -345,6 +345,10 @@ def _add_part(p: Plan, part) -> None:
     p.issues += [i.to_dict() for i in about("organization_notes", part.issues)]  # a notes sheet's own rows
     p.requests_spent += part.requests
     p.notes += part.notes
+    if part.listings[0]:  # the plan text says what the requests were for
+        n, orgs = part.listings  # one paged listing per organization (crm-api.md §9.2)
+        p.notes.append(f"{NOTE_LISTINGS}{n} of them listed the existing notes of {orgs} "
+                       f"organization{'s' if orgs != 1 else ''}, one listing each")
     p.names = {**p.names, **part.names}
 
 

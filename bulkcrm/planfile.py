@@ -511,10 +511,16 @@ def render_plan(p: Plan, *, requests_per_minute: float | None = 20, limit: int =
                     / est["requests_per_minute"], 1)
     then = (f" + ≈{first} to check the records first" if first else "") + (
         f" + ≈{est['reconcile']} to reconcile" if reconcile else " (no reconciling)")
+    listed = "".join(f"; {n.removeprefix(NOTE_LISTINGS)}" for n in p.notes if n.startswith(NOTE_LISTINGS))
     lines.append(f"{est['requests']} write request(s){of_tags}{then} ≈ {duration_text(minutes)} "
                  f"at {est['requests_per_minute']:g}/min{where}; planning used {p.requests_spent} "
-                 f"request(s) ({p.strategy}{_planning_time(p.requests_spent, est['requests_per_minute'])}).")
+                 f"request(s) ({p.strategy}{_planning_time(p.requests_spent, est['requests_per_minute'])}{listed}).")
     return "\n".join(lines)
+
+
+NOTE_LISTINGS = "planning: "
+"""`Plan.notes` prefix of the line saying how many planning requests listed existing notes
+(`render_plan` puts it in its last line)."""
 
 
 _MODE_SKIP_WHY = {

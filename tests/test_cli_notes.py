@@ -73,6 +73,11 @@ def test_leads_100_organizations_and_notes_in_one_run_then_nothing(runner, categ
     assert "organizations: created 0, patched 0, replaced 0, unchanged 100," in text
     assert "notes: created 0, patched 0, replaced 0, unchanged 100," in text
     assert [r for r in crm.requests if r.method in WRITES] == []
+    # the planning requests say what most of them were for: one notes listing per organization
+    # (the two runs since `clear_log` listed the same ones)
+    listings = [r for r in crm.requests if r.method == "GET" and r.path.endswith("/notes")]
+    assert f"; {len(listings) // 2} of them listed the existing notes of 100 organizations, one listing each)" \
+        in text, text
 
 
 def test_notes_export_then_reimport_is_zero_operations(runner, categories, tmp_path):
