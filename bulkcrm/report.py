@@ -348,9 +348,11 @@ def render_summary(report: Report, *, out_dir: str | Path | None = None) -> str:
     lines.append(f"requests: {s.get('requests', 0)}{dry}")
     if s.get("reconciled"):
         lines.append(f"reconciled: {s.get('mismatches', 0)} mismatch(es)")
-    if s.get("left") and s.get("stopped"):
-        lines.append(f"the run stopped: {s['left']} operation(s) not applied yet; run the same apply "
-                     "again to do them")
+    retried = s.get("failed_to_retry") or 0
+    if s.get("stopped") and (s.get("left") or retried):
+        again = f" (and to try the {retried} that failed again)" if retried else ""
+        lines.append(f"the run stopped: {s.get('left') or 0} operation(s) not applied yet; run the same "
+                     f"apply again to do them{again}")
     elif s.get("left"):  # apply --limit
         lines.append(f"{s['left']} operation(s) not applied yet (--limit): run the same apply again "
                      "(with or without --limit) to do them")

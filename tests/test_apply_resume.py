@@ -16,6 +16,7 @@ from bulkcrm.apply import apply
 from bulkcrm.client import Client
 from bulkcrm.journal import Journal, journal_path
 from bulkcrm.plan import Plan, plan
+from bulkcrm.report import render_summary
 from bulkcrm.template import parse_template
 from tests.conftest import TEST_KEY
 
@@ -404,3 +405,26 @@ def test_verify_reports_an_update_of_a_record_deleted_since_as_failed_and_goes_o
     assert rows[2]["outcome"] == "failed" and rows[2]["status"] == 404 and "deleted since" in rows[2]["note"]
     assert rows[3]["outcome"] == "patched"
     assert [o["website"] for o in _orgs(crm)] == ["https://new.example"]
+
+
+def test_a_stopped_runs_summary_counts_the_failed_writes_the_next_run_tries_again(crm, tmp_path):
+    """Review 2026-12-02: a stopped run said "N operation(s) not applied yet" without the ones
+    that failed, which the next run of the plan sends again too: the line says so."""
+    crm.seed({"organizations": [{"title": f"Kappa {i}", "emailAddresses": [{"email": f"k{i}@firma.example"}],
+                                 "website": "https://old.example", "createdAt": "2020-01-01T00:00:00+00:00"}
+                                for i in range(3)]})
+    p = plan(_sheet(tmp_path, [[f"Kappa {i}", f"k{i}@firma.example", "https://new.example"] for i in range(3)]),
+             parse_template(TEMPLATE, path="t.yaml", sha256="x"), _client(crm))
+    _client(crm).delete(p.operations[0].iri)
+
+    def progress(done, total, client):  # after each operation: stop once the second is done
+        if done == 2:
+            raise KeyboardInterrupt
+    reports = []
+    with pytest.raises(KeyboardInterrupt):
+        apply(p, _client(crm), journal_file=tmp_path / "j.jsonl", verify=True, fresh=True, batch_size=1,
+              progress=progress, on_stop=reports.append)
+    (report,) = reports
+    assert (report.summary["left"], report.summary["failed_to_retry"]) == (1, 1), report.summary
+    assert "1 operation(s) not applied yet; run the same apply again to do them (and to try the 1 that " \
+           "failed again)" in render_summary(report)
