@@ -438,7 +438,8 @@ def export_cmd(ctx, template_path, out, q, owner, tags, segments, archived, crea
                      and not exports_notes(template, output_kind(out)[1]))
     payload = {"ok": True, "path": str(result.path), "records": result.records, "pages": result.pages,
                "requests": result.requests, "left_out": result.left_out,
-               "phones_left_out": result.phones_left_out, **({"notes": result.notes} if result.notes else {}),
+               **({"phones_left_out": result.phones_left_out} if template.mapping("phoneNumbers") else {}),
+               **({"notes": result.notes} if result.notes else {}),
                **({"notes_not_exported": True} if skipped_notes else {})}
     left_out = (f"; left out {result.left_out} whose constant fields differ from the template's "
                 "(--all exports them too)") if result.left_out else ""
