@@ -24,7 +24,7 @@ from .read import Sheet, read
 from .copies import copy_format, write_issues
 from .report import Report, counts_by_resource, render_summary, write_report
 from .target import Target
-from .template import load_template
+from .template import load_template, read_columns
 from .validate import validate
 
 Echo = Callable[[str], None]
@@ -36,7 +36,8 @@ def run_plan(file, template_path, target: Target, *, mode="upsert", strategy="au
     """Plan FILE against the target; returns the plan (target label set) and its text.
     `mirror_notes` plans deletes of notes absent from the sheet (issue 8)."""
     template = load_template(template_path)
-    sh = read(file, sheet=sheet, encoding=encoding, delimiter=delimiter, header_row=header_row)
+    sh = read(file, sheet=sheet, encoding=encoding, delimiter=delimiter, header_row=header_row,
+              columns=read_columns(template))
     return _plan_sheet(sh, template, target, mode=mode, strategy=strategy, mirror_notes=mirror_notes,
                        checks=True)  # applied later (`apply PLAN`): it checks the records first
 
@@ -60,7 +61,7 @@ def run_import(file, template_path, target: Target, *, report_dir: str, dry_run=
     """
     template = load_template(template_path)
     read_kw = {k: plan_kw.pop(k, None) for k in ("sheet", "encoding", "delimiter", "header_row")}
-    sh = read(file, **read_kw)  # read once: the plan and the write-back copy use the same cells
+    sh = read(file, **read_kw, columns=read_columns(template))  # once: the plan and the with-status copy use its cells
     out = Path(report_dir)
     # a run that writes plans under the target's lock: an overlapping run's creates are done
     # (and seen by this plan) or not begun, never both runs creating the same organizations
@@ -108,9 +109,9 @@ def run_apply(plan_file, target: Target, *, report_dir: str, batch_size=25, veri
     report = _apply(p, target, plan_file, reconcile=reconcile, progress=progress, batch_size=batch_size,
                     verify=verify, echo=echo, limit=limit,
                     on_stop=_on_stop(Path(report_dir), p.input, target, echo, stops, sheet=p.sheet,
-                                     planned_sha256=p.input_sha256))
+                                     planned_sha256=p.input_sha256, header_row=p.header_row))
     return _finish(report, Path(report_dir), p.input, target, echo, sheet=p.sheet, planned_sha256=p.input_sha256,
-                   plan_path=plan_file)
+                   plan_path=plan_file, header_row=p.header_row)
 
 
 def _apply(p: Plan, target: Target, plan_path, *, reconcile, progress, batch_size, verify=False,
@@ -213,13 +214,14 @@ def _progress_line(done: int, total: int, client, elapsed_s: float, per_op_s: fl
 
 
 def _write(report: Report, out: Path, input_path, target: Target, echo: Echo, *,
-           input_sheet: Sheet | None = None, sheet=None, planned_sha256: str | None = None) -> None:
+           input_sheet: Sheet | None = None, sheet=None, planned_sha256: str | None = None,
+           header_row: int | None = None) -> None:
     """Write `report` and the input's with-status copy into `out` (`report.write_report`).
 
     Raises:
         OSError: a file could not be written."""
     if input_sheet is None:  # apply of a saved plan: its input again, for the write-back copy
-        input_sheet = _planned_input(input_path, sheet, planned_sha256, echo)
+        input_sheet = _planned_input(input_path, sheet, planned_sha256, echo, header_row)
     if input_sheet is None and input_path:  # an earlier run's copy would not match this report
         for old in out.glob(f"{glob.escape(Path(input_path).stem)}.with-status.*"):
             old.unlink()
@@ -243,10 +245,10 @@ def _on_stop(out: Path, input_path, target: Target, echo: Echo, stops: list[dict
 
 def _finish(report: Report, out: Path, input_path, target: Target, echo: Echo, *,
             input_sheet: Sheet | None = None, sheet=None, planned_sha256: str | None = None,
-            plan_path=None) -> dict:
+            plan_path=None, header_row: int | None = None) -> dict:
     try:
         _write(report, out, input_path, target, echo, input_sheet=input_sheet, sheet=sheet,
-               planned_sha256=planned_sha256)
+               planned_sha256=planned_sha256, header_row=header_row)
     except OSError as e:  # the writes are done: say what they did, and how to get the report
         echo(render_summary(report))
         if report.summary.get("dry_run") or plan_path is None:
@@ -273,8 +275,10 @@ def _finish(report: Report, out: Path, input_path, target: Target, echo: Echo, *
     return {"ok": report.ok, "json": payload, "report": report, "dir": out}
 
 
-def _planned_input(input_path, sheet, planned_sha256: str | None, echo: Echo) -> Sheet | None:
-    """The plan's input as read again (its sheet) for the with-status copy, or None: gone,
+def _planned_input(input_path, sheet, planned_sha256: str | None, echo: Echo,
+                   header_row: int | None = None) -> Sheet | None:
+    """The plan's input as read again (its sheet, from the header row planning read) for the
+    with-status copy, or None: gone,
     unreadable, or changed since planning (rows sorted, added or fixed meanwhile: its row N
     need no longer be the plan's row N, and the copy would give rows other rows' IRIs)."""
     if not input_path:
@@ -283,7 +287,7 @@ def _planned_input(input_path, sheet, planned_sha256: str | None, echo: Echo) ->
         echo(f"note: the plan's input {input_path} is not found from here, so no with-status copy is written")
         return None
     try:
-        sh = read(input_path, sheet=sheet)
+        sh = read(input_path, sheet=sheet, header_row=header_row)
     except BulkcrmError:  # the write-back copy is a convenience; the report must be written
         return None
     if planned_sha256 and sh.sha256 != planned_sha256:
@@ -340,7 +344,8 @@ def run_validate(file, template_path, *, sheet=None, encoding=None, delimiter=No
     An organizations template's `notes:` are validated too, from the same rows or their own
     sheet (`summary["notes"]`: that sheet's `rows` and `invalid_rows`)."""
     template = load_template(template_path)
-    sh = read(file, sheet=sheet, encoding=encoding, delimiter=delimiter, header_row=header_row)
+    sh = read(file, sheet=sheet, encoding=encoding, delimiter=delimiter, header_row=header_row,
+              columns=read_columns(template))
     notes, full = template.notes, template
     template, absent = template.for_columns(sh.frame.columns)  # optional columns the sheet lacks
     refused = None  # what `plan` would refuse in its default mode (upsert), said here already

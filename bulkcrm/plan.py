@@ -33,7 +33,7 @@ from .planfile import (CONFLICT_TYPES, NOTE_LISTINGS, ROW_SCHEMA, SCHEMA_VERSION
                        Plan, now_utc, ops_frame, render_plan)
 from .read import Sheet, read
 from .report import STATUS_COLUMNS
-from .template import Template, notes_template
+from .template import Template, notes_template, read_columns
 from .validate import sheet_rows, validate
 from .vocab import MODE_SKIPS
 
@@ -139,8 +139,8 @@ def _plan(source: str | Path | Sheet, template: Template, client: Client, *, mod
           strategy: str, sheet: str | int | None, encoding: str | None, delimiter: str | None,
           header_row: int | None, mirror_notes: bool) -> Plan:
     clock = _Clock()
-    sh = source if isinstance(source, Sheet) else read(source, sheet=sheet, encoding=encoding,
-                                                       delimiter=delimiter, header_row=header_row)
+    sh = source if isinstance(source, Sheet) else read(source, sheet=sheet, encoding=encoding, delimiter=delimiter,
+                                                       header_row=header_row, columns=read_columns(template))
     clock.lap("read")
     if template.resource == "organization_notes":
         return _notes_plan(sh, template, client, mode=mode, strategy=strategy, mirror=mirror_notes)
@@ -191,7 +191,8 @@ def _plan(source: str | Path | Sheet, template: Template, client: Client, *, mod
              + _kept_blank_notes(blanks) + _avatar_notes(template, ops) + matches.notes + quiet,
              timings=clock.seconds,
              records_total=matches.total, matched_at=matched_at,
-             names=_names(cache, resolved.tags_to_create, ops), default_region=template.default_region)
+             names=_names(cache, resolved.tags_to_create, ops), default_region=template.default_region,
+             header_row=sh.header_row)
     if template.notes is not None:
         from .notes import plan_with_orgs
         p.notes_sheet = template.notes.sheet
@@ -333,7 +334,7 @@ def _notes_plan(sh: Sheet, template: Template, client: Client, *, mode: str, str
     p = Plan(template=str(template.path), template_sha256=template.sha256, input=_input_path(sh),
              input_sha256=sh.sha256, target=client.base_url, mode=mode,
              strategy=part.strategy or strategy, created_at=now_utc(), rows=[], operations=[],
-             issues=[], requests_spent=0, sheet=sh.sheet_name)
+             issues=[], requests_spent=0, sheet=sh.sheet_name, header_row=sh.header_row)
     _add_part(p, part)
     return p
 

@@ -10,9 +10,11 @@ Header detection (when `header_row` is not given): among the first 50 non-blank 
 is the first row with more than half as many non-empty cells as the wide rows below it (the 90th
 percentile of the next 20 non-blank rows). Title/preamble rows (one or two cells over a wide
 table) are skipped; a header with a few blank cells, or over sparse or ragged data, still wins.
-Pass `header_row` to override. A column holding data under a blank header cell is read as
-`(column 2)` (Excel: `(column B)`) with an `unnamed-column` warning: in a CSV between named
-columns (values past the last header are a ragged row), in a sheet anywhere.
+Given the template's column names (`columns`), the row naming most of them is the header
+instead when it names more than that row does. Pass `header_row` to override. A column
+holding data under a blank header cell is read as `(column 2)` (Excel: `(column B)`) with an
+`unnamed-column` warning: in a CSV between named columns (values past the last header are a
+ragged row), in a sheet anywhere.
 """
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ import hashlib
 import math
 import re
 from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -79,7 +82,8 @@ class Sheet:
 
 
 def read(path: str | Path, *, sheet: str | int | None = None, encoding: str | None = None,
-         delimiter: str | None = None, header_row: int | None = None) -> Sheet:
+         delimiter: str | None = None, header_row: int | None = None,
+         columns: Collection[str] = ()) -> Sheet:
     """Read a CSV/TSV or Excel file into a `Sheet` of text cells.
 
     Args:
@@ -90,6 +94,9 @@ def read(path: str | Path, *, sheet: str | int | None = None, encoding: str | No
             charset-normalizer with cp1252/Mac Roman checks, see `bulkcrm.read_csv.decode`).
         delimiter: CSV only: force one; default detect among `, ; TAB |`.
         header_row: 1-based line/row of the header; default detect (see module docstring).
+        columns: the column names the caller expects (a template's): when the header is
+            detected, a row holding more of them than the detected one is the header (a title
+            block over a sparse table fools the cell count).
 
     Returns:
         A `Sheet`; see its attributes for the frame's shape.
@@ -106,14 +113,14 @@ def read(path: str | Path, *, sheet: str | int | None = None, encoding: str | No
         raise InputError(f"--header-row must be 1 or more, not {header_row}", path=where)
     ext = p.suffix.lower()
     if ext in EXCEL_EXTENSIONS:
-        return _read_excel(p, where, sheet, header_row)
+        return _read_excel(p, where, sheet, header_row, columns)
     if ext not in CSV_EXTENSIONS:
         raise InputError(f"unsupported file type {ext or '(none)'!r}; use one of "
                          f"{', '.join(CSV_EXTENSIONS + EXCEL_EXTENSIONS)}", path=where)
     if sheet is not None:  # a scheduled job's misplaced --sheet is not ignored silently
         raise InputError(f"delimited text has no sheets (sheet {sheet!r} asked for): --sheet and a "
                          "template's notes sheet (notes: {sheet: …}) need an .xlsx workbook", path=where)
-    return _read_csv(p, where, encoding, delimiter, header_row)
+    return _read_csv(p, where, encoding, delimiter, header_row, columns)
 
 
 def check_input_path(path: str | Path) -> None:
@@ -126,7 +133,8 @@ def check_input_path(path: str | Path) -> None:
         raise InputError("not a file; pass the path of a CSV or Excel file", path=str(path))
 
 
-def _read_excel(p: Path, where: str, sheet: str | int | None, header_row: int | None) -> Sheet:
+def _read_excel(p: Path, where: str, sheet: str | int | None, header_row: int | None,
+                columns: Collection[str] = ()) -> Sheet:
     from bulkcrm.read_excel import excel_issues, hidden_row_issues, load_excel
 
     grid = load_excel(p, sheet)
@@ -137,7 +145,7 @@ def _read_excel(p: Path, where: str, sheet: str | int | None, header_row: int | 
     empty = (f"sheet {grid.sheet_name!r} {held}; pick another with --sheet "
              f"(sheets: {', '.join(map(repr, grid.sheet_names))})")
     frame, hdr, issues, names = _finish(grid.grid, where, header_row, grid.sheet_name,
-                                        empty=empty)
+                                        empty=empty, columns=columns)
     found, numbers = excel_issues(grid, hdr, names, p.name)
     issues += found + hidden_row_issues(frame, grid.hidden, p.name, grid.sheet_name)
     issues.sort(key=lambda i: (i.row_number or 0, i.cell or ""))
@@ -146,7 +154,7 @@ def _read_excel(p: Path, where: str, sheet: str | int | None, header_row: int | 
 
 
 def _read_csv(p: Path, where: str, encoding: str | None, delimiter: str | None,
-              header_row: int | None) -> Sheet:
+              header_row: int | None, columns: Collection[str] = ()) -> Sheet:
     try:
         data = p.read_bytes()
     except OSError as e:
@@ -186,7 +194,7 @@ def _read_csv(p: Path, where: str, encoding: str | None, delimiter: str | None,
         del data
         grid = parse_csv(text, delimiter)
         escaped, hashes = FORMULA_ESCAPE in text, "#" in text
-    frame, hdr, issues, names = _finish(grid, where, header_row, None, delimiter)
+    frame, hdr, issues, names = _finish(grid, where, header_row, None, delimiter, columns=columns)
     if hashes:  # no `#` anywhere: no Excel error value (before the escape goes: `'#N/A` is text)
         frame, errors = _error_texts(frame, where, names)
         issues = sorted(issues + errors, key=lambda i: i.row_number or 0)
@@ -292,7 +300,7 @@ def detect_header(counts: list[int]) -> int:
 
 def _finish(grid: pl.DataFrame, where: str, header_row: int | None, sheet: str | None,
             delimiter: str | None = None, empty: str = "the file is empty (no header row)",
-            ) -> tuple[pl.DataFrame, int, list[Issue], dict]:
+            columns: Collection[str] = ()) -> tuple[pl.DataFrame, int, list[Issue], dict]:
     """Grid -> (frame, header_row, issues, {grid column: header name})."""
     cells = [c for c in grid.columns if c not in ("row_number", "n_fields")]
     # columns are only rewritten (copied) where there is something to change
@@ -306,7 +314,12 @@ def _finish(grid: pl.DataFrame, where: str, header_row: int | None, sheet: str |
     if header_row is None:
         head = rows.head(_HEADER_SCAN_ROWS + 20)
         filled = head.select(pl.sum_horizontal([~_blank(c) for c in cells])).to_series()
-        header_row = int(head["row_number"][detect_header(filled.to_list())])
+        at = detect_header(filled.to_list())
+        if columns:  # the row naming most of the expected columns, when it names more
+            named = head.select(pl.sum_horizontal(pl.col(c).str.strip_chars().is_in(list(columns)).fill_null(False)
+                                                  for c in cells)).to_series()
+            at = at if named[at] >= named.max() else named.arg_max()
+        header_row = int(head["row_number"][at])
         how = "detected"
     hdr = rows.filter(pl.col("row_number") == header_row)
     if hdr.height == 0:

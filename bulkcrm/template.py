@@ -293,6 +293,20 @@ def notes_template(template: Template) -> Template | None:
     return template.notes.template if template.notes is not None else None
 
 
+
+def read_columns(template: Template) -> set[str]:
+    """Every sheet column `template` reads: its fields', its notes section's (`notes:`) and
+    the columns a note row names its organization by (`organization:`)."""
+    cols = set(template.columns)
+    notes = notes_template(template)
+    if notes is not None:
+        cols |= set(notes.columns)
+    for t in (template, notes):
+        ref = t.notes.organization if t is not None and t.notes is not None else None
+        if ref is not None:
+            cols |= set(ref.template.columns)
+    return cols
+
 def load_template(path: str | Path) -> Template:
     """Load and check a template file.
 

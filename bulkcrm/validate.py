@@ -19,7 +19,7 @@ from pandera.api.polars.types import PolarsData
 
 from .errors import ISSUE_SCHEMA, Issue, issues_frame, place, with_cell
 from .mapping import REPEATED, chain
-from .template import Mapping, Template, notes_template
+from .template import Mapping, Template, read_columns
 from .normalize import (DATE_TEXT, EXTENSION, EXTENSION_MARK, FORMULA_RESULT, NO_NUMBER_CANDIDATE, NO_PHONE,
                         RENDERED_NUMBER, as_stored, not_a_number)
 from .read_excel import date_cell_issue, numeric_cell_issue, styled_cell_issue
@@ -77,7 +77,7 @@ def validate(mapped: pl.DataFrame, template: Template, *, sheet: pl.DataFrame | 
     rules = [r for r in rules if r.field in mapped.columns
              and (r.check != "boolean" or f"__raw.{r.field}" in mapped.columns)]
     failures = _failures(_schemas(rules), mapped)
-    read_cols, tokens = _read_columns(template), {t.strip() for t in template.null_tokens}
+    read_cols, tokens = read_columns(template), {t.strip() for t in template.null_tokens}
     phone_cols = {s.column for m in template.mappings if m.kind == "phones" for s in m.sources if s.column}
     read_found = [_styled_phone(_unread(Issue(**{**i.to_dict(), "file": i.file or file}), read_cols), phone_cols)
                   for i in read_issues or [] if not _null_token(i, tokens)]
@@ -121,23 +121,9 @@ def _styled_phone(issue: Issue, phone_cols: set[str]) -> Issue:
 _RENDERED = re.compile(RENDERED_NUMBER)
 
 
-def _read_columns(template: Template) -> set[str]:
-    """Every sheet column `template` reads: its fields', its notes section's (`notes:`) and
-    the columns a note row names its organization by (`organization:`)."""
-    cols = set(template.columns)
-    notes = notes_template(template)
-    if notes is not None:
-        cols |= set(notes.columns)
-    for t in (template, notes):
-        ref = t.notes.organization if t is not None and t.notes is not None else None
-        if ref is not None:
-            cols |= set(ref.template.columns)
-    return cols
-
-
 def _unread(issue: Issue, read_cols: set[str]) -> Issue:
     """A reader's error about a cell of a column the template does not read (not in
-    `read_cols`, `_read_columns`: an Excel error in a helper column) as a warning: nothing of
+    `read_cols`, `template.read_columns`: an Excel error in a helper column) as a warning: nothing of
     that cell is sent, so its row is not held back."""
     if issue.severity != "error" or issue.column is None or issue.column in read_cols:
         return issue

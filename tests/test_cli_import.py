@@ -909,3 +909,23 @@ def test_the_plan_text_says_which_rows_the_mode_skips_and_why(runner, crm, tmp_p
     result = runner.invoke(cli, ["plan", "b.csv", "-t", "t.yaml", "--out", "p.json", "--mode", mode,
                                  "--base-url", crm.url, "--api-key", TEST_KEY, "--max-rate", "60000"])
     assert result.exit_code == 0 and f"  {says}" in result.output.splitlines()
+
+
+def test_a_header_found_by_the_templates_columns_is_where_apply_writes_the_copy(runner, crm, tmp_path):
+    """A title block over a sparse table: planning finds the header by the template's column
+    names (row 3), the plan records it, and `apply` reads the input again from that row for
+    its with-status copy (a default re-read took row 1 and gave the copy other columns)."""
+    t = tmp_path / "t.yaml"
+    t.write_text("resource: organizations\nidentifiers: [emailAddresses]\nfields:\n  title: Name\n"
+                 "  emailAddresses:\n    - column: Email 1\n    - column: Email 2\n", encoding="utf-8")
+    sheet = tmp_path / "week.csv"
+    sheet.write_text("Customer list,Region North,Q2 2024\n,,\nName,Email 1,Email 2\nA,a@x.example,\n"
+                     "B,b@x.example,\n", encoding="utf-8")
+    code, planned = run(runner, crm, "plan", str(sheet), "-t", str(t), "--out", str(tmp_path / "p.json"))
+    assert code == 0 and planned["create"] == 2, planned
+    assert json.loads((tmp_path / "p.json").read_text())["header_row"] == 3
+    code, out = run(runner, crm, "apply", str(tmp_path / "p.json"), "--report", str(tmp_path / "r"))
+    assert code == 0 and out["created"] == 2, out
+    copy = read(tmp_path / "r" / "week.with-status.csv", header_row=3).frame
+    assert copy.columns[1:4] == ["Name", "Email 1", "Email 2"]
+    assert copy["row_number"].to_list() == [4, 5] and copy["bulkcrm_status"].to_list() == ["created"] * 2

@@ -206,6 +206,20 @@ def test_header_not_on_line_1_detected(tmp_path):
     assert rows(sheet) == [(4, "A", "a@x", "B")]
 
 
+def test_a_title_block_over_a_sparse_table_yields_to_the_templates_column_names(tmp_path):
+    """Trial 2026-12-02: a three-cell title over a table whose rows fill two cells was taken
+    for the header (the cell count cannot tell them apart), and the import stopped on missing
+    columns. Given the template's column names, the row naming most of them is the header; a
+    row naming none of them more than the detected one changes nothing."""
+    text = "Customer list,Region North,Q2 2024,,\n,,,,\nName,Email 1,Email 2,Phone 1,Phone 2\nA,a@x.com,,,\nB,b@x.com,,,\n"
+    path = write(tmp_path, "t.csv", text)
+    assert read(path).header_row == 1  # the cell count alone
+    sheet = read(path, columns=["Name", "Email 1", "Email 2", "Phone 1", "Phone 2"])
+    assert sheet.header_row == 3 and rows(sheet) == [(4, "A", "a@x.com", None, None, None),
+                                                     (5, "B", "b@x.com", None, None, None)]
+    assert read(path, columns=["Company"]).header_row == 1
+
+
 def test_header_row_given(tmp_path):
     sheet = read(write(tmp_path, "t.csv", "x,y\nreal,head\n1,2\n"), header_row=2)
     assert sheet.frame.columns == ["row_number", "real", "head"]
