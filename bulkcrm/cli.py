@@ -9,6 +9,7 @@ No traceback unless `--debug`.
 """
 from __future__ import annotations
 
+import contextlib
 import errno
 import functools
 import json
@@ -520,6 +521,7 @@ def _stopped(e: BaseException, resume: str, resumable: bool, stops: list[dict] |
     """Ctrl-C, SIGTERM, a rejected key or an API that is down mid-run: say so and, when a fsynced journal can resume
     the run (`resumable`), how; exit 130 (Ctrl-C), 143 (SIGTERM), 75 (the API is down) or 1 (the
     key was rejected), with `--json` also the JSON error (and the report the run wrote, `stops`)."""
+    _no_more_interrupts()
     why, code = _interruption(e) or (str(e), _exit_code(e))
     fix = "with the right key, " if isinstance(e, AuthError) else ""
     tail = (f" The journal is saved; {fix}resume with:\n  {resume}" if resumable else
@@ -575,6 +577,8 @@ def _placed(e: click.NoSuchOption) -> None:
 def main() -> None:
     """Console entry point. With `--json`, a usage error (unknown option, missing file) is
     also one JSON object on stdout, as every other failure. SIGTERM stops a run as Ctrl-C does."""
+    global _STANDALONE
+    _STANDALONE = True
     signal.signal(signal.SIGINT, signal.default_int_handler)  # from here Ctrl-C is handled below
     signal.signal(signal.SIGTERM, _on_sigterm)
     try:
@@ -587,6 +591,25 @@ def main() -> None:
             _json_error(e, e.exit_code)
         sys.exit(e.exit_code)
     except (click.exceptions.Abort, KeyboardInterrupt) as e:  # Ctrl-C outside a command's handling
+        _no_more_interrupts()
         why, code = _interruption(e) or ("interrupted", 130)  # click's Abort: Ctrl-C at a prompt
         click.echo(f"\nStopped ({why}).", err=True)
+        if "--json" in sys.argv[1:]:  # one JSON object, as for every other failure
+            _json_error(e if _interruption(e) else KeyboardInterrupt(), code)
         sys.exit(code)
+
+
+def _no_more_interrupts() -> None:
+    """Ignore Ctrl-C and SIGTERM from here: the run is stopping, and one pressed again must not
+    cut its last words (the message, the `--json` object; Python would end the process by the
+    signal, exit -2, with neither). A second Ctrl-C while apply writes its report so far
+    still cuts that short: it comes before this."""
+    if not _STANDALONE:  # called in another program's process (tests: CliRunner): its signals
+        return
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(ValueError):  # not the main thread
+            signal.signal(sig, signal.SIG_IGN)
+
+
+_STANDALONE = False
+"""Set by `main`: the process is bulkcrm's own, so its signal handling is bulkcrm's to change."""

@@ -358,6 +358,25 @@ def _slow_apply(crm, tmp_path, path: Path, latency_ms: int, lines: int,
     return proc, cmd
 
 
+def test_ctrl_c_pressed_again_while_stopping_still_ends_in_one_json_object(crm, tmp_path):
+    """Trial 2026-12-02: Ctrl-C pressed three times left `--json` without its JSON object when a
+    later one landed while the first was being handled. Whatever the timing: exit 130, no
+    traceback, and stdout's last line is the JSON error; the journal still resumes."""
+    p, path = _plan(crm, tmp_path)
+    proc, cmd = _slow_apply(crm, tmp_path, path, latency_ms=5, lines=20, extra=("--json",))
+    for _ in range(3):
+        proc.send_signal(signal.SIGINT)
+        time.sleep(0.02)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "Traceback" not in err, err
+    stopped = json.loads(out.strip().splitlines()[-1])
+    assert (stopped["ok"], stopped["error"], stopped["exit_code"]) == (False, "interrupted", 130)
+    crm.clear_faults()
+    final = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert final.returncode == 0, final.stderr
+    _assert_state_equals_plan(crm)
+
+
 def test_ctrl_c_prints_the_resume_command_and_resume_completes(crm, tmp_path):
     p, path = _plan(crm, tmp_path)
     proc, cmd = _slow_apply(crm, tmp_path, path, latency_ms=5, lines=20, extra=("--json",))
