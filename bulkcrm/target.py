@@ -7,8 +7,6 @@ embedded database starts with the note categories `DEFAULT_NOTE_CATEGORIES`.
 """
 from __future__ import annotations
 
-import contextlib
-
 import json
 import os
 import tempfile
@@ -38,8 +36,7 @@ class Target:
     Attributes:
         client: the API client. label: what plans record as their target (a base URL, or
         `embedded-sandbox:<db path>`; never a key). sandbox: the embedded Sandbox or None.
-        created: the embedded sandbox's file was created by this run (it starts empty); when
-            the run wrote nothing into it (an import that failed first), `close` removes it.
+        created: the embedded sandbox's file was created by this run (it starts empty).
     """
 
     client: Client
@@ -68,22 +65,10 @@ class Target:
             save_window(self.client, self.label)
         if self.sandbox is not None:
             self.sandbox.stop()
-            unused = self.created and not self.sandbox.store.count_other(["note_categories"])
-            self.sandbox.store.close()
             self.sandbox = None
-            if unused:  # made by this run, which wrote nothing (it failed first): not left behind
-                _remove_db(Path(self.label.split(":", 1)[1]))
         if self.scratch is not None:
             self.scratch.cleanup()
             self.scratch = None
-
-
-def _remove_db(db: Path) -> None:
-    """Remove the SQLite file `db` (with its WAL files) and its folder when that is empty."""
-    for f in (db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")):
-        f.unlink(missing_ok=True)
-    with contextlib.suppress(OSError):  # other files in it (a rate window, a journal): kept
-        db.parent.rmdir()
 
 
 EMBEDDED_DB = Path(".bulkcrm") / "sandbox.sqlite"

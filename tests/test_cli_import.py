@@ -181,24 +181,6 @@ def test_runs_that_write_nothing_create_no_embedded_sandbox(runner, tmp_path, mo
     assert (tmp_path / ".bulkcrm" / "sandbox.sqlite").exists()
 
 
-def test_an_import_that_fails_before_writing_leaves_no_embedded_sandbox(runner, tmp_path, monkeypatch):
-    """Trial 2026-12-02: an import refused for a sheet without the template's columns still
-    left a new, empty .bulkcrm/sandbox.sqlite behind, so the next import there was not told it
-    starts a new one. A sandbox the run made and wrote nothing into is removed; one it wrote
-    into stays."""
-    monkeypatch.chdir(tmp_path)
-    (tmp_path / "other.csv").write_text("X,Y\n1,2\n", encoding="utf-8")
-    result = runner.invoke(cli, ["import", "other.csv", "-t", str(TEMPLATE)])
-    assert result.exit_code == 2 and "not found; the sheet has: 'X', 'Y'" in result.output
-    assert not (tmp_path / ".bulkcrm").exists()
-    shutil.copy(SAMPLE, tmp_path / "orgs.csv")
-    first = runner.invoke(cli, ["import", "orgs.csv", "-t", str(TEMPLATE)])
-    assert first.exit_code == 0 and first.output.startswith("Target: a new, empty embedded sandbox (")
-    assert (tmp_path / ".bulkcrm" / "sandbox.sqlite").exists()
-    assert runner.invoke(cli, ["import", "other.csv", "-t", str(TEMPLATE)]).exit_code == 2
-    assert (tmp_path / ".bulkcrm" / "sandbox.sqlite").exists()  # not new: kept
-
-
 def test_a_refused_match_strategy_leaves_nothing_behind(runner, tmp_path, monkeypatch):
     """`--match-strategy lookup` with customerId (no API filter) among the template's
     identifiers is refused before a target is opened: no embedded sandbox, no lock file."""

@@ -204,11 +204,6 @@ class Store:
         return self._query("SELECT COUNT(*) FROM records WHERE coll = ? AND tenant = ?",
                            (coll, tenant))[0][0]
 
-    def count_other(self, colls: Sequence[str]) -> int:
-        """Records of every tenant outside the collections `colls`."""
-        marks = ", ".join("?" * len(colls)) or "''"
-        return self._query(f"SELECT COUNT(*) FROM records WHERE coll NOT IN ({marks})", tuple(colls))[0][0]
-
     # -- writes ------------------------------------------------------------------------------
 
     def save(self, record: Record, rels: dict[str, list[str]], new: bool) -> None:
