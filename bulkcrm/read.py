@@ -10,11 +10,12 @@ Header detection (when `header_row` is not given): among the first 50 non-blank 
 is the first row with more than half as many non-empty cells as the wide rows below it (the 90th
 percentile of the next 20 non-blank rows). Title/preamble rows (one or two cells over a wide
 table) are skipped; a header with a few blank cells, or over sparse or ragged data, still wins.
-Given the template's column names (`columns`), the row naming most of them is the header
-instead when it names more than that row does. Pass `header_row` to override. A column
-holding data under a blank header cell is read as `(column 2)` (Excel: `(column B)`) with an
-`unnamed-column` warning: in a CSV between named columns (values past the last header are a
-ragged row), in a sheet anywhere.
+Given the template's column names (`columns`), when that row names none of them, the row
+naming most of them is the header instead (a title block over a sparse table); a row naming
+one of them stays the header, so no data row is passed over unseen. Pass `header_row` to
+override. A column holding data under a blank header cell is read as `(column 2)` (Excel:
+`(column B)`) with an `unnamed-column` warning: in a CSV between named columns (values past
+the last header are a ragged row), in a sheet anywhere.
 """
 from __future__ import annotations
 
@@ -94,9 +95,9 @@ def read(path: str | Path, *, sheet: str | int | None = None, encoding: str | No
             charset-normalizer with cp1252/Mac Roman checks, see `bulkcrm.read_csv.decode`).
         delimiter: CSV only: force one; default detect among `, ; TAB |`.
         header_row: 1-based line/row of the header; default detect (see module docstring).
-        columns: the column names the caller expects (a template's): when the header is
-            detected, a row holding more of them than the detected one is the header (a title
-            block over a sparse table fools the cell count).
+        columns: the column names the caller expects (a template's): when the detected
+            header names none of them, the row naming most of them is the header (a title block
+            over a sparse table fools the cell count).
 
     Returns:
         A `Sheet`; see its attributes for the frame's shape.
@@ -315,10 +316,10 @@ def _finish(grid: pl.DataFrame, where: str, header_row: int | None, sheet: str |
         head = rows.head(_HEADER_SCAN_ROWS + 20)
         filled = head.select(pl.sum_horizontal([~_blank(c) for c in cells])).to_series()
         at = detect_header(filled.to_list())
-        if columns:  # the row naming most of the expected columns, when it names more
+        if columns:  # a detected row naming none of the expected columns: the one naming most
             named = head.select(pl.sum_horizontal(pl.col(c).str.strip_chars().is_in(list(columns)).fill_null(False)
                                                   for c in cells)).to_series()
-            at = at if named[at] >= named.max() else named.arg_max()
+            at = at if named[at] or not named.max() else named.arg_max()
         header_row = int(head["row_number"][at])
         how = "detected"
     hdr = rows.filter(pl.col("row_number") == header_row)
