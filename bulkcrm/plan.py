@@ -33,7 +33,8 @@ from .planfile import (CONFLICT_TYPES, NOTE_LISTINGS, ROW_SCHEMA, SCHEMA_VERSION
                        Plan, now_utc, ops_frame, render_plan)
 from .read import Sheet, read
 from .report import STATUS_COLUMNS
-from .template import Template, notes_template, read_columns
+from .template import IDENTIFIER_KINDS, Template, notes_template, read_columns
+from .transforms import normalize_identifier
 from .validate import sheet_rows, validate
 from .vocab import MODE_SKIPS
 
@@ -550,37 +551,67 @@ def _conflict_issues(conflicts: pl.DataFrame, template: Template, sh: Sheet, fil
            "identifier-mismatch": "another organization sharing that identifier? fix the row; if it is that "
                                   "organization, correct the record's value in the CRM first"}
     originals = sheet_rows(sh.frame, conflicts["row_number"]) if conflicts.height else {}
-    return [with_cell(Issue(t, rn, _column_holding(template, field_name, value, originals.get(rn, {})), value,
-                            "one row per record", f"{file}:{rn}: {msg}; " + fix.get(t, (
+    normalised = _normalised_cells(conflicts, template, originals)
+    return [with_cell(Issue(t, rn, _column_holding(template, field_name, value, originals.get(rn, {}), normalised),
+                            value, "one row per record", f"{file}:{rn}: {msg}; " + fix.get(t, (
                                 "fix the sheet so each organization appears once and its identifiers "
                                 "point at one record, or add a crm_iri column")), "error", file, sh.sheet_name),
                       sh.letters, sh.sheet_name)
             for rn, t, msg, field_name, value in conflicts.iter_rows()]
 
 
-def _column_holding(template: Template, field_name: str | None, value: str | None, row: dict) -> str | None:
+def _items(cell: str | None, split: str | None) -> list[str]:
+    """A cell's items as a source reads them (split, trimmed, blanks left out)."""
+    parts = (cell or "").split(split) if split else [cell or ""]
+    return [p.strip() for p in parts if p.strip()]
+
+
+def _normalised_cells(conflicts: pl.DataFrame, template: Template, originals: dict[int, dict]) -> dict:
+    """(column, item) -> the item as identifiers are compared (`transforms.normalize_identifier`
+    with the template's default region), for the items of the conflict rows' identifier
+    columns: one polars pass per column."""
+    out: dict[tuple[str, str], str | None] = {}
+    for field_name in {f for f in conflicts["field"].drop_nulls().to_list() if f in IDENTIFIER_KINDS}:
+        m = template.mapping(field_name)
+        for s in (m.sources if m else ()):
+            items = sorted({i for row in originals.values() for i in _items(row.get(s.column), s.split)}) \
+                if s.column else []
+            if items:
+                kind = IDENTIFIER_KINDS[field_name]
+                got = pl.select(normalize_identifier(kind, pl.lit(pl.Series(items, dtype=pl.String)),
+                                                     default_region=template.default_region)).to_series()
+                out |= {(s.column, i): g for i, g in zip(items, got.to_list())}
+    return out
+
+
+def _column_holding(template: Template, field_name: str | None, value: str | None, row: dict,
+                    normalised: dict) -> str | None:
     """The sheet column of `field_name` whose cell in `row` (a `validate.sheet_rows` row) holds
     the identifier `value` as compared (an e-mail in lower case, a phone in E.164): `Email 2`,
-    not the field's first column, when the shared address is the second one; else the first."""
+    not the field's first column, when the shared address is the second one; else the first.
+    Tried in order over every column, so a looser test never beats a stricter one elsewhere:
+    the same text (case aside), the same once normalised (`normalised`: `_normalised_cells`),
+    a phone whose digits end the value's (a row's own country, which the default region
+    misses), then a cell holding the value (an id in a LinkedIn URL)."""
     m = template.mapping(field_name) if field_name else None
     if m is None:
         return None
-    for s in m.sources:
-        items = (row.get(s.column) or "").split(s.split) if s.split else [row.get(s.column) or ""]
-        if s.column and value and any(_holds(i.strip(), value) for i in items):
-            return s.column
+    cells = [(s.column, _items(row.get(s.column), s.split)) for s in m.sources if s.column]
+    tests = (lambda c, i: i.lower() == value.lower(), lambda c, i: normalised.get((c, i)) == value,
+             lambda c, i: _phone_digits_end(i, value), lambda c, i: value.lower() in i.lower())
+    for test in tests if value else ():
+        for column, items in cells:
+            if any(test(column, i) for i in items):
+                return column
     return m.columns[0] if m.columns else None
 
 
-def _holds(item: str, value: str) -> bool:
-    """Whether a cell's item is `value`, an identifier as compared: the same text, case
-    aside (an e-mail, an id in a LinkedIn URL), or a phone whose digits (its extension and
-    trunk 0 aside) end the E.164 digits (`(899) 254-7369` for `+18992547369`)."""
-    if value.lower() in item.lower():
-        return True
+def _phone_digits_end(item: str, value: str) -> bool:
+    """Whether a phone item's digits (its extension and trunk 0 aside; 8 or more) end the
+    digits of the identifier `value` (`020 555 0102` for `+31205550102`)."""
     digits = re.sub(r"\D", "", re.sub(EXTENSION, "", item)).lstrip("0")
     number = value.removeprefix("+")
-    return number.isdigit() and len(digits) >= 6 and number.endswith(digits)
+    return number.isdigit() and len(digits) >= 8 and number.endswith(digits)
 
 
 def _same_title_issues(rows: pl.DataFrame, matches, template: Template, file: str,

@@ -474,3 +474,20 @@ def test_a_duplicate_row_conflict_names_the_column_that_holds_the_shared_value(c
     got = [(i["row_number"], i["cell"], i["value"]) for i in p.issues if i["type"] == "duplicate-row"]
     assert got == [(2, "B2", "a@x.com"), (3, "C3", "a@x.com"), (4, "D4", "+12122547369"),
                    (5, "E5", "+12122547369"), (6, "E6", "8992547369"), (7, "D7", "8992547369")], got
+
+
+def test_a_conflicts_column_is_the_one_holding_the_value_not_one_holding_a_part_of_it(crm, client, tmp_path):
+    """Review 2026-12-02: `a@x.com` was found inside Email 1's `ba@x.com` (cell C2, not D2); a
+    local `555 0102` in Phone 1 beat Phone 2's `020 555 0102`; a spelling only the normaliser
+    reads (`+31 (0)20 555 0101`) fell back to the first column."""
+    t = tpl(identifiers=["emailAddresses", "phoneNumbers"], default_region="NL",
+            fields={"title": "Name", "emailAddresses": [{"column": "Email 1"}, {"column": "Email 2"}],
+                    "phoneNumbers": [{"column": "Phone 1"}, {"column": "Phone 2"}]})
+    rows = [["Name", "Email 1", "Email 2", "Phone 1", "Phone 2"],
+            ["A", "ba@x.com", "a@x.com", "", ""], ["B", "a@x.com", "", "", ""],
+            ["C", "", "", "555 0102", "020 555 0102"], ["D", "", "", "+31 20 555 0102", ""],
+            ["E", "", "", "", "+31 (0)20 555 0101"], ["F", "", "", "020-5550101", ""]]
+    p = plan(sheet(tmp_path, rows), t, client, strategy="scan")
+    got = [(i["row_number"], i["cell"], i["value"]) for i in p.issues if i["type"] == "duplicate-row"]
+    assert got == [(2, "C2", "a@x.com"), (3, "B3", "a@x.com"), (4, "E4", "+31205550102"),
+                   (5, "D5", "+31205550102"), (6, "E6", "+31205550101"), (7, "D7", "+31205550101")], got
