@@ -27,6 +27,7 @@ from typing import Any
 import polars as pl
 
 from .errors import InputError, did_you_mean
+from .normalize import as_stored
 from .template import Mapping, Source, Template, thaw
 from .transforms import apply_transforms, trimmed
 
@@ -382,8 +383,9 @@ def _phone_frame(df: pl.DataFrame, m: Mapping, template: Template) -> pl.DataFra
     for s in m.sources:
         if s.column is None and s.value is None:
             continue
-        items = df.select(_IDX, _cell(s).str.split(s.split).alias("__num") if s.split
-                          else _cell(s).alias("__num"), _type_expr(s).alias("__type"), _REGION)
+        cell = as_stored(_cell(s)) if s.split and "," in s.split else _cell(s)  # `2,234,274,047`: one number
+        items = df.select(_IDX, cell.str.split(s.split).alias("__num") if s.split
+                          else cell.alias("__num"), _type_expr(s).alias("__type"), _REGION)
         items = items.explode("__num") if s.split else items
         items = items.filter(pl.col("__num").str.strip_chars().str.len_chars() > 0)
         items = items.with_columns(_clean(pl.col("__num"), m, s, template,

@@ -256,10 +256,10 @@ not take as valid (`not_a_number`) `clean_phone` makes null (not sent, never an 
 DATE_TEXT = r"^\s*\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?)?\s*$"
 """An ISO 8601 date (and time) where a phone number belongs: a workbook's date cell as read (Excel
 turned a typed `1-31` into a date), never a number; `clean_phone` makes it null, `validate` warns."""
-RENDERED_NUMBER = (r"^\s*(?:[$€£¥]\s*(\d{1,3}(?:,\d{3})+|\d{6,})(?:\.0{1,2})?"
-                   r"|(\d{1,3}(?:,\d{3})+)(?:\.0{1,2})?|(\d{6,})\.0{1,2})\s*$")
+RENDERED_NUMBER = (r"^\s*(?:[$€£¥]\s*(\d{1,3}(?:,\d{3})+|\d{6,})(?:\.0{1,4})?"
+                   r"|(\d{1,3}(?:,\d{3})+)(?:\.0{1,4})?|(\d{6,})\.0{1,4})\s*$")
 """A number as a spreadsheet shows it under a number format, where a phone number belongs: an
-integer Excel stores, shown with thousands separators (`#,##0`: `2,234,274,047`), two or one
+integer Excel stores, shown with thousands separators (`#,##0`: `2,234,274,047`), one to four
 zero decimals (`0.00`: `2234274047.00`) or a currency sign; plain digits do not match. Its
 digits (the one group that matched, without the commas) are the number the cell holds, which
 `clean_phone` reads as the phone number a General-format cell gives; a leading + or 0 may

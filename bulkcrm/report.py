@@ -350,9 +350,9 @@ def render_summary(report: Report, *, out_dir: str | Path | None = None) -> str:
         lines.append(f"reconciled: {s.get('mismatches', 0)} mismatch(es)")
     retried = s.get("failed_to_retry") or 0
     if s.get("stopped") and (s.get("left") or retried):
-        again = f" (and to try the {retried} that failed again)" if retried else ""
-        lines.append(f"the run stopped: {s.get('left') or 0} operation(s) not applied yet; run the same "
-                     f"apply again to do them{again}")
+        todo = [f"do the {s['left']} operation(s) not applied yet"] if s.get("left") else []
+        todo += [f"try the {retried} that failed again"] if retried else []
+        lines.append(f"the run stopped: run the same apply again to {' and to '.join(todo)}")
     elif s.get("left"):  # apply --limit
         lines.append(f"{s['left']} operation(s) not applied yet (--limit): run the same apply again "
                      "(with or without --limit) to do them")

@@ -426,5 +426,5 @@ def test_a_stopped_runs_summary_counts_the_failed_writes_the_next_run_tries_agai
               progress=progress, on_stop=reports.append)
     (report,) = reports
     assert (report.summary["left"], report.summary["failed_to_retry"]) == (1, 1), report.summary
-    assert "1 operation(s) not applied yet; run the same apply again to do them (and to try the 1 that " \
-           "failed again)" in render_summary(report)
+    assert "the run stopped: run the same apply again to do the 1 operation(s) not applied yet and to try " \
+           "the 1 that failed again" in render_summary(report)

@@ -66,7 +66,7 @@ def test_a_row_matches_the_record_holding_its_real_phone_number_not_a_duplicate(
         f"{[(r['op'], r['iri']) for r in p.rows]}; issues {[i['message'] for i in p.issues]}"
 
 
-@pytest.mark.parametrize("code", ["#,##0", "0.00", '"$"#,##0.00'])
+@pytest.mark.parametrize("code", ["#,##0", "0.00", '"$"#,##0.00', "#,##0.000"])
 def test_a_phone_cell_its_format_shows_with_separators_is_read_as_the_number_it_stores(crm, client, tmp_path, code):
     """Trial 2026-12-02: a phone stored as a number under `#,##0` was read as "2,234,274,047",
     which no region parses: a merge added it beside the record's +12234274047 as a second, junk
@@ -145,3 +145,23 @@ def test_a_replace_policy_phone_list_keeps_a_number_the_sheet_lists(crm, client,
     report = apply(p, client, journal_file=tmp_path / "j.jsonl", fresh=True, reconcile=False)
     phones = [x["phoneNumber"] for x in client.get(A).get("phoneNumbers", [])]
     assert e164 in phones, f"{kept} deleted from the record: {phones}; outcome {report.rows['outcome'].to_list()}"
+
+
+def test_a_rendered_phone_in_a_column_split_on_commas_is_one_number(crm, client, tmp_path):
+    """Review 2026-12-02: with `split: ","` the rendered `2,234,274,047` was split into 2, 234,
+    274 and 047 (four bogus numbers, conflicts between rows sharing "234") while the warning
+    said the number 2234274047 was read. The cell is read as the number it stores first."""
+    crm.seed({"organizations": [{"@id": A, "title": "Acme", "phoneNumbers": [{"phoneNumber": "+12234274047"}]}]})
+    path = tmp_path / "p.xlsx"
+    with xlsxwriter.Workbook(path) as wb:
+        ws = wb.add_worksheet("S")
+        ws.write_row(0, 0, ["name", "phone"])
+        ws.write_row(1, 0, ["Acme"])
+        ws.write_number(1, 1, 2234274047, wb.add_format({"num_format": "#,##0"}))
+        ws.write_row(2, 0, ["Beta", "+1 212 555 0199, +1 212 555 0198"])
+    t = _tpl(identifiers=["phoneNumbers"], default_region="US",
+             fields={"title": "name", "phoneNumbers": {"column": "phone", "split": ",", "policy": "merge"}})
+    p = plan(path, t, client, strategy="scan")
+    assert [(r["op"], r["iri"]) for r in p.rows][0] == ("unchanged", A), p.rows
+    create = next(o for o in p.operations if o.method == "POST")
+    assert [n["phoneNumber"] for n in create.body["phoneNumbers"]] == ["+12125550199", "+12125550198"]
