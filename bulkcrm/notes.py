@@ -28,6 +28,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -42,7 +43,7 @@ from .mapping import map_rows
 from .notes_orgs import is_note_iri, note_owner, targets_by_reference, targets_same_rows
 from .plan import Operation
 from .read import Sheet
-from .template import Template
+from .template import Template, read_columns
 from .validate import Validation, validate
 from .vocab import MODE_SKIPS
 
@@ -67,6 +68,7 @@ class NotesPart:
             for the plan text.
         strategy: how organizations were matched (`lookup`/`scan`), when the notes sheet did.
         names: IRI -> name of the lookups' IRIs the changes show (categories), `Plan.names`.
+        header_row: a separate notes sheet's header row as read (`Plan.notes_header_row`).
     """
 
     rows: list[dict] = field(default_factory=list)
@@ -77,6 +79,7 @@ class NotesPart:
     notes: list[str] = field(default_factory=list)
     strategy: str | None = None
     names: dict[str, str] = field(default_factory=dict)
+    header_row: int | None = None
 
 
 def plan_with_orgs(org_rows: list[dict], org_mapped: pl.DataFrame, sheet: Sheet, template: Template,
@@ -99,24 +102,29 @@ def plan_with_orgs(org_rows: list[dict], org_mapped: pl.DataFrame, sheet: Sheet,
         return plan_notes(sheet, nt, client, mode=mode, strategy=strategy, mirror=mirror,
                           targets=targets_same_rows(org_rows), same_rows=True)
     org_targets = targets_same_rows(org_rows, sheet=sheet.sheet_name)
-    notes_sheet = read_notes_sheet(sheet.path, spec.sheet, template.path)
+    notes_sheet = read_notes_sheet(sheet.path, spec.sheet, template.path, columns=read_columns(nt))
     if notes_sheet is None:  # nothing involves an organization: no delete, also in mirror mode
         return NotesPart(notes=[empty_notes_sheet(spec.sheet)])
-    return plan_notes(notes_sheet, nt, client, mode=mode, strategy=strategy, mirror=mirror,
+    part = plan_notes(notes_sheet, nt, client, mode=mode, strategy=strategy, mirror=mirror,
                       org_side=(org_mapped, org_targets, sheet.sheet_name),
                       key_prefix=f"note:{notes_sheet.sheet_name or spec.sheet}:")
+    part.header_row = notes_sheet.header_row
+    return part
 
 
-def read_notes_sheet(path: str, sheet: str, template_path: str | None) -> Sheet | None:
+def read_notes_sheet(path: str, sheet: str, template_path: str | None, *,
+                     columns: Collection[str] = (), header_row: int | None = None) -> Sheet | None:
     """The workbook's notes `sheet` that an organizations template names (`notes: {sheet: …}`),
-    or None when it is blank (a run without notes: `empty_notes_sheet`).
+    or None when it is blank (a run without notes: `empty_notes_sheet`). `columns`: the notes
+    template's (`read.read`: they find a header under a title block), or the `header_row`
+    planning read.
 
     Raises:
         InputError: it cannot be read (no such sheet, a CSV, ...); the message says the
             template asked for it, and how a run without notes keeps the sheet."""
     from .read import EXCEL_EXTENSIONS, read
     try:
-        return read(path, sheet=sheet)
+        return read(path, sheet=sheet, columns=columns, header_row=header_row)
     except EmptyInputError:
         return None
     except InputError as e:

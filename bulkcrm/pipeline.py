@@ -76,8 +76,9 @@ def run_import(file, template_path, target: Target, *, report_dir: str, dry_run=
                 archive_journal(plan_path)
                 p.save(plan_path)
                 report = _apply(p, target, plan_path, reconcile=reconcile, progress=progress, batch_size=25,
-                                echo=echo, fresh=True, on_stop=_on_stop(out, file, target, echo, stops, input_sheet=sh))
-    return _finish(report, out, file, target, echo, input_sheet=sh,
+                                echo=echo, fresh=True, on_stop=_on_stop(out, file, target, echo, stops, input_sheet=sh,
+                                                                        notes_header_row=p.notes_header_row))
+    return _finish(report, out, file, target, echo, input_sheet=sh, notes_header_row=p.notes_header_row,
                    plan_path=None if dry_run else out / "plan.json")
 
 
@@ -109,9 +110,10 @@ def run_apply(plan_file, target: Target, *, report_dir: str, batch_size=25, veri
     report = _apply(p, target, plan_file, reconcile=reconcile, progress=progress, batch_size=batch_size,
                     verify=verify, echo=echo, limit=limit,
                     on_stop=_on_stop(Path(report_dir), p.input, target, echo, stops, sheet=p.sheet,
-                                     planned_sha256=p.input_sha256, header_row=p.header_row))
+                                     planned_sha256=p.input_sha256, header_row=p.header_row,
+                                     notes_header_row=p.notes_header_row))
     return _finish(report, Path(report_dir), p.input, target, echo, sheet=p.sheet, planned_sha256=p.input_sha256,
-                   plan_path=plan_file, header_row=p.header_row)
+                   plan_path=plan_file, header_row=p.header_row, notes_header_row=p.notes_header_row)
 
 
 def _apply(p: Plan, target: Target, plan_path, *, reconcile, progress, batch_size, verify=False,
@@ -215,7 +217,7 @@ def _progress_line(done: int, total: int, client, elapsed_s: float, per_op_s: fl
 
 def _write(report: Report, out: Path, input_path, target: Target, echo: Echo, *,
            input_sheet: Sheet | None = None, sheet=None, planned_sha256: str | None = None,
-           header_row: int | None = None) -> None:
+           header_row: int | None = None, notes_header_row: int | None = None) -> None:
     """Write `report` and the input's with-status copy into `out` (`report.write_report`).
 
     Raises:
@@ -226,7 +228,7 @@ def _write(report: Report, out: Path, input_path, target: Target, echo: Echo, *,
         for old in out.glob(f"{glob.escape(Path(input_path).stem)}.with-status.*"):
             old.unlink()
     write_report(report, out, input_sheet=input_sheet, input_path=input_path, secrets=target.secrets,
-                 other_sheets=_other_sheets(report, input_path) if input_sheet is not None else None,
+                 other_sheets=_other_sheets(report, input_path, notes_header_row) if input_sheet is not None else None,
                  input_csv=copy_format(input_sheet.encoding, input_sheet.delimiter) if input_sheet else None)
 
 
@@ -245,10 +247,10 @@ def _on_stop(out: Path, input_path, target: Target, echo: Echo, stops: list[dict
 
 def _finish(report: Report, out: Path, input_path, target: Target, echo: Echo, *,
             input_sheet: Sheet | None = None, sheet=None, planned_sha256: str | None = None,
-            plan_path=None, header_row: int | None = None) -> dict:
+            plan_path=None, header_row: int | None = None, notes_header_row: int | None = None) -> dict:
     try:
         _write(report, out, input_path, target, echo, input_sheet=input_sheet, sheet=sheet,
-               planned_sha256=planned_sha256, header_row=header_row)
+               planned_sha256=planned_sha256, header_row=header_row, notes_header_row=notes_header_row)
     except OSError as e:  # the writes are done: say what they did, and how to get the report
         echo(render_summary(report))
         if report.summary.get("dry_run") or plan_path is None:
@@ -298,10 +300,11 @@ def _planned_input(input_path, sheet, planned_sha256: str | None, echo: Echo,
     return sh
 
 
-def _other_sheets(report: Report, input_path) -> dict[str, Sheet | None]:
+def _other_sheets(report: Report, input_path, header_row: int | None = None) -> dict[str, Sheet | None]:
     """The workbook's other sheets the run read (a notes sheet beside the organizations'), as
-    read, for the with-status copy: None for a blank one (a week without notes: the copy keeps
-    it blank, so it imports again); a sheet that cannot be read again is left out."""
+    read (from `header_row`, planning's: `Plan.notes_header_row`), for the with-status copy:
+    None for a blank one (a week without notes: the copy keeps it blank, so it imports again);
+    a sheet that cannot be read again is left out."""
     names = report.rows["sheet"].drop_nulls().unique(maintain_order=True).to_list() if report.rows.height else []
     names = names[1:]  # the first is the input sheet's (the organizations come first)
     notes = report.summary.get("notes_sheet")
@@ -309,7 +312,7 @@ def _other_sheets(report: Report, input_path) -> dict[str, Sheet | None]:
     out: dict[str, Sheet | None] = {}
     for name in names:
         try:
-            out[name] = read(input_path, sheet=name)
+            out[name] = read(input_path, sheet=name, header_row=header_row)
         except EmptyInputError:
             out[name] = None
         except BulkcrmError:
@@ -323,7 +326,8 @@ def _with_notes(issues: pl.DataFrame, sh: Sheet, notes, file) -> tuple[pl.DataFr
     sheet ({name: Sheet}, for the issues copy); the notes' `rows` and `invalid_rows`; the line
     the text shows."""
     from .notes import empty_notes_sheet, read_notes_sheet, validate_notes
-    notes_sheet = sh if notes.sheet is None else read_notes_sheet(file, notes.sheet, notes.template.path if notes.template else None)
+    notes_sheet = sh if notes.sheet is None else read_notes_sheet(
+        file, notes.sheet, notes.template.path if notes.template else None, columns=read_columns(notes.template))
     if notes_sheet is None:
         return issues, {}, {"rows": 0, "invalid_rows": 0}, f"notes: {empty_notes_sheet(notes.sheet)}"
     _, mapped, _, checked = validate_notes(notes_sheet, notes.template, same_rows=notes.sheet is None)

@@ -200,6 +200,7 @@ def _plan(source: str | Path | Sheet, template: Template, client: Client, *, mod
         part = plan_with_orgs(p.rows, mapped, sh, template, client, mode=mode, strategy=strategy,
                               mirror=mirror_notes)
         _add_part(p, part)
+        p.notes_header_row = part.header_row
         p.created_at = now_utc()  # when planning's last request was sent (apply counts them)
     return p
 

@@ -174,13 +174,14 @@ class Plan:
         default_region: the template's (ISO 3166-1 alpha-2): the region of a record's phone
             without a country when apply looks for records created since the plan.
         header_row: the sheet's header row as planning read it (given, or detected with the
-            template's columns): the with-status copy reads the input again from it.
+            template's columns): the with-status copy reads the input again from it;
+            `notes_header_row`: the same of a separate notes sheet.
     """
 
     _FIELDS = ("template", "template_sha256", "input", "input_sha256", "target", "mode", "strategy",
                "created_at", "rows", "operations", "issues", "requests_spent", "sheet",
                "schema_version", "notes", "timings", "records_total", "names", "matched_at", "notes_sheet",
-               "default_region", "header_row")
+               "default_region", "header_row", "notes_header_row")
 
     def __init__(self, *, template: str, template_sha256: str, input: str, input_sha256: str,
                  target: str, mode: str, strategy: str, created_at: str,
@@ -190,7 +191,7 @@ class Plan:
                  timings: dict[str, float] | None = None, records_total: int | None = None,
                  names: dict[str, str] | None = None, matched_at: str | None = None,
                  notes_sheet: str | None = None, default_region: str | None = None,
-                 header_row: int | None = None):
+                 header_row: int | None = None, notes_header_row: int | None = None):
         self.template, self.template_sha256, self.input, self.input_sha256 = \
             template, template_sha256, input, input_sha256
         self.target, self.mode, self.strategy, self.created_at = target, mode, strategy, created_at
@@ -198,6 +199,7 @@ class Plan:
         self.schema_version, self.notes, self.timings = schema_version, notes or [], timings or {}
         self.records_total, self.names, self.matched_at = records_total, names or {}, matched_at
         self.notes_sheet, self.default_region, self.header_row = notes_sheet, default_region, header_row
+        self.notes_header_row = notes_header_row
         self._rows, self._ops = rows, operations
 
     @property

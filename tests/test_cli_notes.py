@@ -228,6 +228,31 @@ def _two_sheets(path, orgs: list[list], notes: list[list]) -> None:
     book.save(path)
 
 
+def test_a_notes_sheet_under_a_title_block_is_found_by_the_notes_columns(runner, categories, tmp_path):
+    """Review 2026-12-02: both sheets with a title over a sparse table: the organizations' header
+    was found by the template's columns, the notes sheet's was not (and the error told of a
+    --header-row that does not reach it). Both are found; the plan records the notes sheet's
+    header row, and `apply`'s with-status copy puts each note's status on its own row."""
+    template = tmp_path / "t.yaml"
+    template.write_text("resource: organizations\nidentifiers: [emailAddresses]\nfields:\n"
+                        "  title: {column: Company}\n  emailAddresses: {column: Email}\n"
+                        "notes:\n  sheet: Notes\n  organization: {identifiers: {emailAddresses: Email}}\n"
+                        "  fields:\n    description: {column: Notes}\n    category: {value: Note, lookup: true}\n")
+    title = ["Weekly export", "Region North", "Q2"]
+    _two_sheets(tmp_path / "w.xlsx", [title, [], ["Company", "Email"], ["Echo BV", "info@echo.example"]],
+                [title, [], ["Email", "Notes"], ["info@echo.example", "n1"], ["info@echo.example", "n2"]])
+    code, planned = run(runner, categories, "plan", str(tmp_path / "w.xlsx"), "-t", str(template),
+                        "--out", str(tmp_path / "p.json"))
+    assert code == 0 and planned["by_resource"]["notes"]["create"] == 2, planned
+    saved = json.loads((tmp_path / "p.json").read_text())
+    assert (saved["header_row"], saved["notes_header_row"]) == (3, 3)
+    code, out = run(runner, categories, "apply", str(tmp_path / "p.json"), "--report", str(tmp_path / "r"))
+    assert code == 0 and out["by_resource"]["notes"]["created"] == 2, out
+    copy = openpyxl.load_workbook(tmp_path / "r" / "w.with-status.xlsx")
+    status = [r[-2] for r in copy["Notes"].iter_rows(min_row=4, values_only=True)]
+    assert status == ["created", "created"], list(copy["Notes"].iter_rows(values_only=True))
+
+
 def test_a_workbooks_notes_sheet_is_in_the_with_status_copy_which_imports_again(runner, categories, tmp_path):
     """Organizations and notes on two sheets of one workbook: the with-status copy holds both
     sheets, each row with its own status, so fixing the flagged rows there and importing the
