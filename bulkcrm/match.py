@@ -83,11 +83,15 @@ def identifier_frame(rows: pl.DataFrame, template: Template, *, distinct: bool =
         col = pl.col(f)
         if f == "phoneNumbers":
             col = col.list.eval(pl.element().struct.field("phoneNumber"))
-        part = rows.select("row_number", col.alias("value"))
+        # a phone kept as typed is compared in its row's region (as the mapping cleaned it)
+        region = pl.col("address.country") if "address.country" in rows.columns else pl.lit(None, pl.String)
+        part = rows.select("row_number", col.alias("value"), region.alias("__region"))
         if isinstance(rows.schema[f], pl.List):
             part = part.explode("value")
         if not _in_compared_form(template, f):
-            part = part.with_columns(normalize_identifier(IDENTIFIER_KINDS[f], pl.col("value")).alias("value"))
+            part = part.with_columns(normalize_identifier(
+                IDENTIFIER_KINDS[f], pl.col("value"), region=pl.col("__region"),
+                default_region=template.default_region).alias("value"))
         parts.append(part.with_columns(pl.lit(f).alias("kind")).select(list(_LONG)))
     if not parts:
         return pl.DataFrame(schema=_LONG)

@@ -464,8 +464,10 @@ def _fast_or_parsed(todo: pl.DataFrame, region: pl.Expr) -> pl.DataFrame:
 def phone_identifier(expr: pl.Expr, *, region: pl.Expr | None = None,
                      default_region: str | None = None) -> pl.Expr:
     """Return the phone identifier: E.164 when `clean_phone` succeeds, else the digits with a
-    leading `+` kept (so `06-1234` and `06 1234` still compare equal); null without digits."""
-    cleaned = clean_phone(expr, region=region, default_region=default_region)
+    leading `+` kept (so `06-1234` and `06 1234` still compare equal); null without digits.
+    A trailing extension (`EXTENSION`: `x90482`) is no part of the number compared: it is
+    left out first, so `(899) 254-7369 x90482` is the `(899) 254-7369` a record holds."""
+    cleaned = clean_phone(expr.str.replace(EXTENSION, ""), region=region, default_region=default_region)
     return cleaned.map_batches(_phone_key, return_dtype=pl.String, is_elementwise=True)
 
 

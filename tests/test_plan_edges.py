@@ -460,9 +460,9 @@ def test_a_number_kept_as_typed_that_the_record_holds_is_not_warned_about_every_
 def test_a_duplicate_row_conflict_names_the_column_that_holds_the_shared_value(crm, client, tmp_path):
     """Trial 2026-12-02: rows sharing an address typed in Email 2 of the second row named its
     Email 1 (cell B3), and the report's `columns` left Email 2 out. Each row names the column
-    holding the value (a phone as typed, its extension aside), and a phone kept as typed is
-    compared by its number, not with its extension's digits glued on (`8992547369`, not
-    `899254736990482`)."""
+    holding the value (a phone as typed, its extension aside), and a phone with an extension is
+    compared by its number, not with the extension's digits glued on (`+18992547369`, not
+    `899254736990482`; review: nor `8992547369`, which the same number without one is not)."""
     t = tpl(identifiers=["emailAddresses", "phoneNumbers"], default_region="US",
             fields={"title": "Name", "emailAddresses": [{"column": "Email 1"}, {"column": "Email 2"}],
                     "phoneNumbers": [{"column": "Phone 1"}, {"column": "Phone 2"}]})
@@ -473,7 +473,7 @@ def test_a_duplicate_row_conflict_names_the_column_that_holds_the_shared_value(c
     p = plan(sheet(tmp_path, rows), t, client, strategy="scan")
     got = [(i["row_number"], i["cell"], i["value"]) for i in p.issues if i["type"] == "duplicate-row"]
     assert got == [(2, "B2", "a@x.com"), (3, "C3", "a@x.com"), (4, "D4", "+12122547369"),
-                   (5, "E5", "+12122547369"), (6, "E6", "8992547369"), (7, "D7", "8992547369")], got
+                   (5, "E5", "+12122547369"), (6, "E6", "+18992547369"), (7, "D7", "+18992547369")], got
 
 
 def test_a_conflicts_column_is_the_one_holding_the_value_not_one_holding_a_part_of_it(crm, client, tmp_path):
