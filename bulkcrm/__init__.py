@@ -25,9 +25,13 @@ def _as_command() -> bool:
 
 
 def _stopped_while_starting(signum, frame) -> None:
-    """Ctrl-C while the command's modules load (about half a second, before anything is
-    read or sent): a line and exit 130 instead of a traceback from inside an import."""
+    """Ctrl-C while the command's modules load (about a second, before anything is read or
+    sent): a line and exit 130 instead of a traceback from inside an import; with `--json`
+    also the JSON error every other stop prints (`cli._json_error`'s keys)."""
     _os.write(2, b"\nStopped (interrupted) while starting; nothing was done.\n")
+    if "--json" in _sys.argv[1:]:
+        _os.write(1, b'{"ok": false, "error": "interrupted", "message": "interrupted while starting; '
+                     b'nothing was done", "exit_code": 130}\n')
     _os._exit(130)
 
 

@@ -436,6 +436,11 @@ def test_ctrl_c_while_the_command_starts_is_one_line_not_a_traceback(tmp_path, h
                          cwd=tmp_path, env=env, timeout=120)
     assert (out.returncode, out.stderr.strip()) == (130, "Stopped (interrupted) while starting; nothing was done.")
     assert not (tmp_path / ".bulkcrm").exists() and not (tmp_path / "reports").exists()
+    # with --json, a scheduled job reading stdout gets the JSON error too (trial 2026-12-02)
+    out = subprocess.run([*cmd, "validate", "in.csv", "-t", "t.yaml", "--json"], capture_output=True, text=True,
+                         cwd=tmp_path, env=env, timeout=120)
+    assert out.returncode == 130 and json.loads(out.stdout) == {
+        "ok": False, "error": "interrupted", "message": "interrupted while starting; nothing was done", "exit_code": 130}
 
 
 def test_lost_create_is_found_when_identifiers_have_no_filter(crm, tmp_path):
