@@ -19,6 +19,7 @@ are inline strings (`t="inlineStr"`, never `<f>`), with Excel's quotePrefix on s
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import math
 import os
@@ -574,7 +575,7 @@ class _XlsxSink:
                  more: dict[str, list[str]] | None = None):
         from openpyxl import Workbook
 
-        self.path, self.wb = path, Workbook(write_only=True)
+        self.path, self.wb, self.saved = path, Workbook(write_only=True), False
         self.sheets = {name: self._sheet(name, cols) for name, cols in {sheet: columns, **(more or {})}.items()}
         self.ws = self.sheets[sheet]
 
@@ -598,6 +599,13 @@ class _XlsxSink:
 
     def close(self) -> None:
         self.wb.save(self.path)
+        self.saved = True
 
     def abort(self) -> None:
+        """Drop the workbook; an unsaved sheet's row stream is finished now (Ctrl-C mid-export),
+        not when Python collects it after its temp file is gone (a `ValueError` it printed)."""
+        if self.wb is not None and not self.saved:
+            for ws in self.sheets.values():
+                with contextlib.suppress(Exception):  # a stream cut mid-row: closed as far as it goes
+                    ws.close()
         self.wb = None

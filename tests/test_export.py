@@ -278,3 +278,24 @@ def test_xlsx_text_escapes_what_xml_would_lose():
     assert xlsx_text("ctl\x01") == "ctl_x0001_"
     assert xlsx_text("tab\tand _xyz_") == "tab\tand _xyz_"
     assert pl.Series([xlsx_text(HYPERLINK)]).to_list() == [HYPERLINK]
+
+
+def test_an_xlsx_export_stopped_mid_way_leaves_nothing_and_prints_nothing(crm, client, tmp_path, monkeypatch):
+    """Trial 2026-12-02: Ctrl-C during an XLSX export printed "Exception ignored in: <generator
+    WriteOnlyWorksheet._write_rows> … ValueError: I/O operation on closed file" when Python later
+    collected the unfinished sheet. The stopped export finishes its streams at once: no file,
+    no part file, no error left for the collector."""
+    import gc
+    import sys
+    crm.seed({"organizations": [{"title": f"Org {i}", "emailAddresses": [{"email": f"o{i}@x.example"}]}
+                                for i in range(70)]})
+    unraisable = []
+    monkeypatch.setattr(sys, "unraisablehook", lambda u: unraisable.append(repr(u.exc_value)))
+
+    def progress(done, total, c):  # Ctrl-C after the first page is written
+        raise KeyboardInterrupt
+    out = tmp_path / "stopped.xlsx"
+    with pytest.raises(KeyboardInterrupt):
+        export(client, load_template(REPO / "templates" / "organizations.yaml"), out, progress=progress)
+    gc.collect()
+    assert unraisable == [] and not out.exists() and not list(tmp_path.glob("stopped.xlsx*"))
