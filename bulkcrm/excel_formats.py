@@ -62,10 +62,11 @@ def shown_numbers(nums: pl.DataFrame, codes: list[str], date1904: bool) -> pl.Da
 
 
 def _format_kind(code: str) -> str:
-    """`general`, `zeros` (`00000000`), `date` (a date/time format, by its first section) or
-    `other`."""
+    """`general` (also `0` and `#`, which show an integer as General does: a leading 0 typed
+    is gone all the same), `zeros` (`00000000`), `date` (a date/time format, by its first
+    section) or `other`."""
     c = code.strip()
-    if c.lower() in ("general", "@", ""):
+    if c.lower() in ("general", "@", "", "0", "#"):
         return "general"
     if re.fullmatch(r"0+", c) and len(c) < 16:
         return "zeros"

@@ -439,6 +439,25 @@ def test_an_integer_its_format_shows_with_separators_or_decimals_is_flagged(tmp_
     assert sheet.issues[0].message.startswith('f.xlsx:2:kvk (S!B2): the cell is a number its format shows as "2,138"')
 
 
+@pytest.mark.parametrize("code", ["General", "0", "#"])
+def test_an_integer_under_format_0_is_judged_as_a_general_one(tmp_path, code):
+    """Trial 2026-12-02: a KvK number 1234569 and a zip 1068 stored as numbers under format `0`
+    got no warning (General ones do): `0` shows an integer as General does, so the typed
+    leading 0 is gone all the same. Such cells go to the template's judgement
+    (`Sheet.numbers`), as General ones."""
+    path = tmp_path / "f.xlsx"
+    with xlsxwriter.Workbook(path) as wb:
+        ws = wb.add_worksheet("S")
+        ws.write_row(0, 0, ["name", "kvk", "zip"])
+        ws.write_string(1, 0, "Firm")
+        fmt = wb.add_format({"num_format": code}) if code != "General" else None
+        ws.write_number(1, 1, 1234569, fmt)
+        ws.write_number(1, 2, 1068, fmt)
+    sheet = read(path)
+    assert sheet.frame.row(0)[1:] == ("Firm", "1234569", "1068")
+    assert sheet.numbers.select("column", "text", "cell").rows() == [("kvk", "1234569", "B2"), ("zip", "1068", "C2")]
+
+
 @pytest.mark.parametrize("writer", ["xlsxwriter", "openpyxl"])
 def test_xlsx_hidden_rows_are_read_and_warned(tmp_path, writer):
     """Rows hidden in Excel (Hide, or a filter that left them out) are read like any other,
