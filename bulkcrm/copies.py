@@ -9,6 +9,7 @@ and the CSV copy their text.
 """
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -117,12 +118,17 @@ def _copy_sheet(book: Book, title: str, frame: pl.DataFrame, sheet: Sheet, layou
     """Write `frame` (text: `sheet`'s columns, maybe more after them) as a sheet of a copy of
     `sheet`, where `layout` puts it, each cell that showed an Excel error showing it again as an
     error value (`_error_cells`: as in the input, so an import of the copy flags it again
-    rather than sending the text); `mark(line, cells)` may style a line's cells."""
+    rather than sending the text), and each date or integer cell of the input a date or number
+    again (`_typed_cells`: an import of the copy warns of it again, and does not send a date
+    as text); `mark(line, cells)` may style a line's cells."""
     errors = _error_cells(sheet, frame.columns, layout)
+    typed = _typed_cells(sheet, frame.columns, layout)
 
     def decorate(line: int, _values: tuple, cells: list) -> None:
         for col, error in errors.get(line, {}).items():
             cells[col].value, cells[col].data_type = error, "e"
+        for col, (value, code) in typed.get(line, {}).items():
+            cells[col].value, cells[col].number_format = value, code
         if mark:
             mark(line, cells)
     book.sheet(title, frame, layout=layout, decorate=decorate)
@@ -151,6 +157,39 @@ def _error_cells(sheet: Sheet, columns: list[str], layout: Layout) -> dict[int, 
         if issue.type == "excel-error" and issue.column in index and issue.row_number in line_of:
             out.setdefault(line_of[issue.row_number], {})[index[issue.column]] = issue.value
     return out
+
+
+def _typed_cells(sheet: Sheet, columns: list[str], layout: Layout) -> dict[int, dict[int, tuple]]:
+    """`{line: {column index 0-based: (value, number format)}}` of `sheet`'s typed cells
+    (`Sheet.numbers`: date/time cells under their format, General integer cells) and of the
+    integer cells its reader flagged (`numeric-cell` issues of plain digits): a copy that
+    turned them into text would lose their warnings, and send a date as text."""
+    if sheet.numbers is None or not sheet.numbers.height:
+        cells = []
+    else:
+        cells = sheet.numbers.select("row_number", "column", "text", "format").rows()
+    cells += [(i.row_number, i.column, i.value, None) for i in sheet.issues
+              if i.type == "numeric-cell" and i.value and i.value.isdigit() and len(i.value) < 16]
+    line_of = dict(zip(sheet.frame["row_number"].to_list(), layout.lines))
+    index = {name: i for i, name in enumerate(columns)}
+    out: dict[int, dict[int, tuple]] = {}
+    for rn, column, text, code in cells:
+        if column in index and rn in line_of:
+            value = int(text) if code is None else _datetime(text)
+            if value is not None:
+                out.setdefault(line_of[rn], {})[index[column]] = (value, code or "General")
+    return out
+
+
+def _datetime(text: str) -> dt.datetime | dt.time | None:
+    """An ISO 8601 date/time as the reader writes a date cell, or None."""
+    try:
+        return dt.datetime.fromisoformat(text)
+    except ValueError:
+        try:
+            return dt.time.fromisoformat(text)
+        except ValueError:
+            return None
 
 
 def _csv_records(frame: pl.DataFrame, layout: Layout) -> pl.DataFrame:

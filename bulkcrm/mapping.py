@@ -143,7 +143,8 @@ def _check_columns(frame: pl.DataFrame, template: Template, path: str | None, he
     if missing:
         present = [c for c in frame.columns if c != "row_number"]
         raise InputError(
-            f"column(s) {', '.join(_with_guess(c, present) for c in missing)} required by template "
+            f"column(s) {', '.join(_with_guess(c, [p for p in present if p not in needed]) for c in missing)} "
+            f"required by template "
             f"{template.path} not found; the sheet has: {', '.join(map(repr, present))} ("
             + (len(present) == 1 and _delimiter_hint(present[0]) or f"the header read from row {header_row}; pass "
                "--header-row N if it is another row") + ")" + _constant_hint(template, missing)
@@ -174,8 +175,9 @@ def _delimiter_hint(header: str) -> str | None:
 
 
 def _with_guess(column: str, present: list[str]) -> str:
-    """`'emial' (did you mean 'email'?)`: the sheet's closest header (difflib, case ignored);
-    `'email' (it heads several columns, read as 'email (column 2)', …: map one)`."""
+    """`'emial' (did you mean 'email'?)`: the closest of the sheet's headers `present` (the
+    template reads none of them: `E-mail` is no guess for a missing `E-mail 2`; difflib, case
+    ignored); `'email' (it heads several columns, read as 'email (column 2)', …: map one)`."""
     doubled = [c for c in present if c.startswith(f"{column} (column ") and c.endswith(")")]
     if doubled:
         return f"{column!r} (it heads several columns, read as {', '.join(map(repr, doubled))}: map one)"

@@ -299,6 +299,8 @@ def parse_phone(value: str, region: str | None) -> str | None:
     if num.country_code_source == CountryCodeSource.FROM_NUMBER_WITHOUT_PLUS_SIGN and \
             not _trunk_is_country_code(num, region):
         return None
+    if num.country_code_source == CountryCodeSource.FROM_DEFAULT_COUNTRY and _code_without_plus(value, num, region):
+        return None
     # a local number (no area code, `555-8787`) has no E.164 form: one would be another number
     if phonenumbers.is_possible_number_with_reason(num) != ValidationResult.IS_POSSIBLE or \
             (num.extension and not phonenumbers.is_valid_number(num)):
@@ -316,6 +318,24 @@ _EXTENSION = re.compile(EXTENSION)
 _LETTER = re.compile(r"[^\W\d_]")
 _LETTER_AMONG_DIGITS = re.compile(r"\d.*[^\W\d_]")
 """A letter (any script) after the first digit."""
+
+
+def _code_without_plus(value: str, num: phonenumbers.PhoneNumber, region: str | None) -> bool:
+    """Whether `value`, read as a national number of `region`, is rather its international
+    form without the `+`: its digits begin with the country code, not with the region's
+    national prefix (a national number is written with it: `0351 …`), and with a `+` they are
+    a valid number. `493512345678` in DE was sent as +49 493512345678 (phonenumbers takes
+    a German national number of any length); it is kept as typed instead, and validate's hint
+    asks for the `+`."""
+    meta = phonenumbers.PhoneMetadata.metadata_for_region(region) if region else None
+    digits, code = re.sub(r"\D", "", value), str(num.country_code)
+    if meta is None or not meta.national_prefix or digits.startswith(meta.national_prefix) \
+            or not digits.startswith(code) or value.strip().startswith("+"):
+        return False
+    try:
+        return phonenumbers.is_valid_number(phonenumbers.parse("+" + digits, None))
+    except phonenumbers.NumberParseException:
+        return False
 
 
 def _trunk_is_country_code(num: phonenumbers.PhoneNumber, region: str | None) -> bool:

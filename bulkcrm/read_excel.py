@@ -358,12 +358,14 @@ def styled_cell_issue(rn: int, column: str | None, text: str, file: str, sheet: 
 
 
 def date_cell_issue(rn: int, column: str | None, text: str, code: str, file: str,
-                    sheet: str | None, ref: str, phone: bool = False) -> Issue:
+                    sheet: str | None, ref: str, not_sent: str | None = None) -> Issue:
     """The date-cell warning of one cell (`H2`) Excel stored as a date/time, read as ISO `text`,
     under number format `code`: what Excel shows (`shown_date`: `12-Mar`) is how Excel turned a
-    typed `3-12` or `1-50` into a date; the typed value is lost (ECMA-376 §18.8.31). `phone`:
-    the cell is a phone number's, which a date is not, so it is not sent."""
-    nothing = ", which is no phone number, so it is not sent" if phone else ""
+    typed `3-12` or `1-50` into a date; the typed value is lost (ECMA-376 §18.8.31).
+    `not_sent`: the cell is a `phone` number's, which a date is not, or a `text` field's, whose
+    value it is not: either way it is not sent (a record keeps what it holds)."""
+    nothing = {"phone": ", which is no phone number, so it is not sent",
+               "text": ", not what was typed, so it is not sent (a record keeps what it holds)"}.get(not_sent, "")
     return Issue("date-cell", rn, column, text, _DATE_RULE,
                  f'{_at(file, rn, column, sheet, ref)}: the cell was stored as a date: Excel shows '
                  f'"{shown_date(text, code)}", read as "{text}"{nothing}; Excel turns a typed value such as 3-12 '

@@ -98,6 +98,7 @@ def validate(mapped: pl.DataFrame, template: Template, *, sheet: pl.DataFrame | 
     issues = issues_frame(found).sort("row_number", "column", nulls_last=True, maintain_order=True)
     bad = set(issues.filter(pl.col("severity") == "error")["row_number"].drop_nulls().to_list())
     valid = mapped.filter(~pl.col("row_number").is_in(list(bad))) if bad else mapped
+    valid = _without_dates(valid, dates, template)
     return Validation(valid=valid, issues=issues.select(list(ISSUE_SCHEMA)), invalid_rows=frozenset(bad))
 
 
@@ -392,18 +393,47 @@ def _date_cells(numbers: pl.DataFrame | None, template: Template, file: str | No
     """date-cell warnings of the date/time cells (`read.Sheet.numbers` with a `format`) in the
     columns the template maps, unless one of the column's fields is a date-time (its `datetime`
     check: `format: date-time`, crm-api.md §8.1, §9.1): there a date is what belongs.
-    Elsewhere (a zip code, an id) it is Excel's reading of a typed `3-12` or `1-50`; the ISO
-    text read is sent, as a numeric-cell's number is; in a phone column a date is no number,
-    and is not sent (`normalize.clean_phone`)."""
+    Elsewhere (a zip code, an id) it is Excel's reading of a typed `3-12` or `1-50`: in a text
+    field (`_dated_fields`) it is not sent (`_without_dates`), in a phone column a date is no
+    number, and is not sent either (`normalize.clean_phone`)."""
     if numbers is None or not numbers.height:
         return []
     sources = [(s.column, m.rules.get("check") == "datetime") for m in template.mappings for s in m.sources
                if s.column]
     phones = {s.column for m in template.mappings if m.kind == "phones" for s in m.sources}
+    dropped = _dated_fields(template)
     columns = {c for c, _ in sources} - {c for c, dated in sources if dated}
     hits = numbers.filter(pl.col("format").is_not_null(), pl.col("column").is_in(sorted(columns)))
-    return [date_cell_issue(rn, column, text, code, file or "", sheet_name, cell, phone=column in phones)
+    return [date_cell_issue(rn, column, text, code, file or "", sheet_name, cell,
+                            not_sent="phone" if column in phones else "text" if column in dropped else None)
             for rn, column, text, cell, code in hits.iter_rows()]
+
+
+def _dated_fields(template: Template) -> dict[str, list[str]]:
+    """Sheet column -> the text fields it alone feeds (a zip code, a street, a description, a
+    KvK number: no lookup, IRI, format check, required value, nor an identifier, whose row
+    would then match nothing) whose date cells are not sent (`_without_dates`)."""
+    out: dict[str, list[str]] = {}
+    for m in template.mappings:
+        if m.kind == "scalar" and m.lookup is None and len(m.sources) == 1 and m.sources[0].column and not (
+                m.rules.get("iri") or m.rules.get("check") or m.rules.get("required")
+                or m.field in template.identifiers):
+            out.setdefault(m.sources[0].column, []).append(m.field)
+    return out
+
+
+def _without_dates(rows: pl.DataFrame, dates: list[Issue], template: Template) -> pl.DataFrame:
+    """`rows` with the text fields of a date cell (`_date_cells`, `_dated_fields`) left empty:
+    the date is Excel's reading of what was typed (`3-12` became 2024-03-12), never the value
+    meant, so it is not sent; an empty cell leaves what the record holds (a fix made in the
+    with-status copy is not undone by next week's sheet)."""
+    fields = _dated_fields(template)
+    hits: dict[str, list[int]] = {}
+    for i in dates:
+        for f in fields.get(i.column, ()):
+            hits.setdefault(f, []).append(i.row_number)
+    return rows.with_columns(pl.when(pl.col("row_number").is_in(rns)).then(None).otherwise(pl.col(f)).alias(f)
+                             for f, rns in hits.items() if f in rows.columns)
 
 
 def _regions(rows: pl.DataFrame, template: Template) -> dict[int, str]:

@@ -773,10 +773,12 @@ def _sample_workbook(path: Path, edit) -> Path:
     return path
 
 
-def test_a_postal_code_excel_made_a_date_is_a_warning_and_sent_as_read(runner, tmp_path, monkeypatch):
+def test_a_postal_code_excel_made_a_date_is_a_warning_and_not_sent(runner, crm, tmp_path, monkeypatch):
     """A postal code Excel stored as a date (`d-mmm`, shown `12-Mar`) is read as ISO text; in a
     text field it gets a date-cell warning naming the cell, what Excel shows and what is read,
-    and the fix; like numeric-cell, a warning: the value is still sent and the plan exits 0."""
+    and the fix; a warning (the plan exits 0), and the date is not sent: a new record goes
+    without it, and a record keeps its own (trial 2026-12-02: next week's unfixed sheet put
+    2024-03-12 back over the 02108 fixed through the with-status copy)."""
     def edit(ws):
         ws["H2"].value = datetime.datetime(2024, 3, 12)
         ws["H2"].number_format = "d-mmm"
@@ -785,7 +787,8 @@ def test_a_postal_code_excel_made_a_date_is_a_warning_and_sent_as_read(runner, t
     result = runner.invoke(cli, ["plan", "X.xlsx", "-t", str(TEMPLATE), "--out", "p.json"])
     assert result.exit_code == 0, result.output
     message = ('X.xlsx:2:postalCode (Orgs!H2): the cell was stored as a date: Excel shows "12-Mar", '
-               'read as "2024-03-12"; Excel turns a typed value such as 3-12 or 1-50 into a date: '
+               'read as "2024-03-12", not what was typed, so it is not sent (a record keeps what it holds); '
+               "Excel turns a typed value such as 3-12 or 1-50 into a date: "
                "format the column as Text and type the value again")
     assert message in result.output
     plan = json.loads((tmp_path / "p.json").read_text(encoding="utf-8"))
@@ -793,7 +796,36 @@ def test_a_postal_code_excel_made_a_date_is_a_warning_and_sent_as_read(runner, t
     assert (issue["severity"], issue["row_number"], issue["column"], issue["value"], issue["cell"],
             issue["message"]) == ("warning", 2, "postalCode", "2024-03-12", "H2", message)
     body = next(o["body"] for o in plan["operations"] if o["row_numbers"] == [2])
-    assert body["address"]["postalCode"] == "2024-03-12"
+    assert "postalCode" not in body["address"] and body["address"]["city"] == "Berlin"
+    # an existing record keeps its postal code: the row changes nothing
+    ids = next(csv.DictReader(SAMPLE.open(encoding="utf-8", newline="")))
+    crm.seed({"organizations": [{"title": ids["companyName"], "customerId": ids["customerID"],
+                                 "address": {"postalCode": "02108", "city": "Berlin", "country": "DE"}}]})
+    code, planned = run(runner, crm, "plan", "X.xlsx", "-t", str(TEMPLATE), "--out", "q.json")
+    assert code == 0, planned
+    rows = {r["row_number"]: r for r in json.loads((tmp_path / "q.json").read_text(encoding="utf-8"))["rows"]}
+    assert rows[2]["op"] in ("patch", "unchanged") and rows[2]["iri"], rows[2]  # matched the record
+    assert "address.postalCode" not in {c["field"] for c in rows[2]["changes"]}, rows[2]
+
+
+def test_the_with_status_copy_keeps_a_date_cell_a_date_so_it_is_flagged_again(runner, crm, tmp_path):
+    """Trial 2026-12-02: the with-status copy wrote a date cell (a zip Excel made 12-Mar) and an
+    integer cell as text, so importing the copy unfixed gave no warning and sent the date as a
+    zip code. The copy keeps them a date (under its format) and a number."""
+    def edit(ws):
+        ws["H2"].value, ws["H2"].number_format = datetime.datetime(2024, 3, 12), "d-mmm"
+        ws["H3"].value = 5021  # a zip whose leading 0 Excel dropped
+    _sample_workbook(tmp_path / "X.xlsx", edit)
+    code, out = run(runner, crm, "import", str(tmp_path / "X.xlsx"), "-t", str(TEMPLATE), "--report", str(tmp_path / "r"))
+    assert code == 0, out
+    ws = openpyxl.load_workbook(tmp_path / "r" / "X.with-status.xlsx")["Orgs"]
+    assert (ws["H2"].value, ws["H2"].number_format, ws["H3"].value) == (datetime.datetime(2024, 3, 12), "d-mmm", 5021)
+    code, again = run(runner, crm, "import", str(tmp_path / "r" / "X.with-status.xlsx"), "-t", str(TEMPLATE),
+                      "--report", str(tmp_path / "r2"))
+    assert code == 0 and again["unchanged"] == 3, again
+    issues = json.loads((tmp_path / "r2" / "report.json").read_text(encoding="utf-8"))["issues"]
+    assert {(i["type"], i["cell"]) for i in issues} >= {("date-cell", "H2"), ("numeric-cell", "H3")}
+    assert all(o.get("address", {}).get("postalCode") != "2024-03-12" for o in crm.store.all("organizations", tenant="tenant-a"))
 
 
 def test_the_row_a_merged_cell_left_empty_gets_the_merged_cell_warning(runner, tmp_path, monkeypatch):

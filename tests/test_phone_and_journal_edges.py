@@ -165,3 +165,19 @@ def test_a_rendered_phone_in_a_column_split_on_commas_is_one_number(crm, client,
     assert [(r["op"], r["iri"]) for r in p.rows][0] == ("unchanged", A), p.rows
     create = next(o for o in p.operations if o.method == "POST")
     assert [n["phoneNumber"] for n in create.body["phoneNumbers"]] == ["+12125550199", "+12125550198"]
+
+
+@pytest.mark.parametrize("typed", ["493512345678", "49 351 2345678"])
+def test_a_german_number_written_with_its_country_code_but_no_plus_is_not_given_a_second(crm, client, tmp_path,
+                                                                                         typed):
+    """Trial 2026-12-02: `493512345678` on a German row was sent as +49493512345678 (phonenumbers
+    takes a German national number of any length), and a later fix added the right number
+    beside it. Digits that begin with the country code, not the national prefix 0, and are a
+    valid number with a `+`, are kept as typed, with a warning asking for the `+`."""
+    t = _tpl(identifiers=["phoneNumbers"], default_region="DE", fields={"title": "name", "phoneNumbers": "phone"})
+    p = plan(_sheet(tmp_path, [["name", "phone"], ["Dresden GmbH", typed], ["Berlin GmbH", "030 1234567"]]), t,
+             client, strategy="scan")
+    bodies = [o.body["phoneNumbers"][0]["phoneNumber"] for o in p.operations]
+    assert bodies == [typed, "+49301234567"], bodies
+    (warning,) = [i for i in p.issues if i["type"] == "invalid-phone"]
+    assert warning["row_number"] == 2 and "+493512345678 if it begins with country code 49" in warning["message"]

@@ -491,3 +491,14 @@ def test_a_conflicts_column_is_the_one_holding_the_value_not_one_holding_a_part_
     got = [(i["row_number"], i["cell"], i["value"]) for i in p.issues if i["type"] == "duplicate-row"]
     assert got == [(2, "C2", "a@x.com"), (3, "B3", "a@x.com"), (4, "E4", "+31205550102"),
                    (5, "D5", "+31205550102"), (6, "E6", "+31205550101"), (7, "D7", "+31205550101")], got
+
+
+def test_a_missing_column_is_not_guessed_as_one_the_template_reads_already(crm, client, tmp_path):
+    """Trial 2026-12-02: a week without the "E-mail 2" column was told "'E-mail 2' (did you
+    mean 'E-mail'?)", a column the template maps itself; a guess comes from the others only."""
+    from bulkcrm.errors import InputError
+    t = tpl(identifiers=["emailAddresses"], fields={"title": "Name", "emailAddresses": [
+        {"column": "E-mail"}, {"column": "E-mail 2"}]})
+    with pytest.raises(InputError) as e:
+        plan(sheet(tmp_path, [["Name", "E-mail", "E-mail 3"], ["A", "a@x.com", ""]]), t, client)
+    assert "column(s) 'E-mail 2' (did you mean 'E-mail 3'?) required by template" in str(e.value), str(e.value)
