@@ -327,15 +327,24 @@ def _code_without_plus(value: str, num: phonenumbers.PhoneNumber, region: str | 
     a valid number. `493512345678` in DE was sent as +49 493512345678 (phonenumbers takes
     a German national number of any length); it is kept as typed instead, and validate's hint
     asks for the `+`."""
-    meta = phonenumbers.PhoneMetadata.metadata_for_region(region) if region else None
-    digits, code = re.sub(r"\D", "", value), str(num.country_code)
-    if meta is None or not meta.national_prefix or digits.startswith(meta.national_prefix) \
-            or not digits.startswith(code) or value.strip().startswith("+"):
+    prefix, typed = _national_prefix(region), value.lstrip()
+    if not prefix or typed.startswith((prefix, "+")):  # most national numbers stop here
+        return False
+    digits, code = re.sub(r"\D", "", typed), str(num.country_code)
+    if digits.startswith(prefix) or not digits.startswith(code):
         return False
     try:
         return phonenumbers.is_valid_number(phonenumbers.parse("+" + digits, None))
     except phonenumbers.NumberParseException:
         return False
+
+
+@cache
+def _national_prefix(region: str | None) -> str | None:
+    """The national (trunk) prefix of `region` (ISO 3166-1 alpha-2; phonenumbers' metadata):
+    `0` in DE and NL, `1` in US; None when it has none or is unknown."""
+    meta = phonenumbers.PhoneMetadata.metadata_for_region(region) if region else None
+    return meta.national_prefix if meta is not None else None
 
 
 def _trunk_is_country_code(num: phonenumbers.PhoneNumber, region: str | None) -> bool:
