@@ -66,12 +66,9 @@ def test_a_row_matches_the_record_holding_its_real_phone_number_not_a_duplicate(
         f"{[(r['op'], r['iri']) for r in p.rows]}; issues {[i['message'] for i in p.issues]}"
 
 
-@pytest.mark.parametrize("code", ["#,##0", "0.00", '"$"#,##0.00', "#,##0.000"])
-def test_a_phone_cell_its_format_shows_with_separators_is_read_as_the_number_it_stores(crm, client, tmp_path, code):
-    """Trial 2026-12-02: a phone stored as a number under `#,##0` was read as "2,234,274,047",
-    which no region parses: a merge added it beside the record's +12234274047 as a second, junk
-    number. It is the number 2234274047 (what a General-format cell gives): the row matches its
-    record and changes nothing, and the warning names the cell and says what is read."""
+def _acme_phone_as_number(crm, tmp_path: Path, code: str, more: list[str] | None = None) -> Path:
+    """Seed record A (Acme, +12234274047); return a workbook whose row 2 is Acme with its
+    phone stored as the number 2234274047 under number format `code` (row 3: `more`)."""
     crm.seed({"organizations": [{"@id": A, "title": "Acme", "phoneNumbers": [{"phoneNumber": "+12234274047"}]}]})
     path = tmp_path / "p.xlsx"
     with xlsxwriter.Workbook(path) as wb:
@@ -79,6 +76,18 @@ def test_a_phone_cell_its_format_shows_with_separators_is_read_as_the_number_it_
         ws.write_row(0, 0, ["name", "phone"])
         ws.write_row(1, 0, ["Acme"])
         ws.write_number(1, 1, 2234274047, wb.add_format({"num_format": code}))
+        if more:
+            ws.write_row(2, 0, more)
+    return path
+
+
+@pytest.mark.parametrize("code", ["#,##0", "0.00", '"$"#,##0.00', "#,##0.000"])
+def test_a_phone_cell_its_format_shows_with_separators_is_read_as_the_number_it_stores(crm, client, tmp_path, code):
+    """Trial 2026-12-02: a phone stored as a number under `#,##0` was read as "2,234,274,047",
+    which no region parses: a merge added it beside the record's +12234274047 as a second, junk
+    number. It is the number 2234274047 (what a General-format cell gives): the row matches its
+    record and changes nothing, and the warning names the cell and says what is read."""
+    path = _acme_phone_as_number(crm, tmp_path, code)
     t = _tpl(identifiers=["phoneNumbers"], default_region="US",
              fields={"title": "name", "phoneNumbers": {"column": "phone", "policy": "merge"}})
     p = plan(path, t, client, strategy="scan")
@@ -151,14 +160,7 @@ def test_a_rendered_phone_in_a_column_split_on_commas_is_one_number(crm, client,
     """Review 2026-12-02: with `split: ","` the rendered `2,234,274,047` was split into 2, 234,
     274 and 047 (four bogus numbers, conflicts between rows sharing "234") while the warning
     said the number 2234274047 was read. The cell is read as the number it stores first."""
-    crm.seed({"organizations": [{"@id": A, "title": "Acme", "phoneNumbers": [{"phoneNumber": "+12234274047"}]}]})
-    path = tmp_path / "p.xlsx"
-    with xlsxwriter.Workbook(path) as wb:
-        ws = wb.add_worksheet("S")
-        ws.write_row(0, 0, ["name", "phone"])
-        ws.write_row(1, 0, ["Acme"])
-        ws.write_number(1, 1, 2234274047, wb.add_format({"num_format": "#,##0"}))
-        ws.write_row(2, 0, ["Beta", "+1 212 555 0199, +1 212 555 0198"])
+    path = _acme_phone_as_number(crm, tmp_path, "#,##0", more=["Beta", "+1 212 555 0199, +1 212 555 0198"])
     t = _tpl(identifiers=["phoneNumbers"], default_region="US",
              fields={"title": "name", "phoneNumbers": {"column": "phone", "split": ",", "policy": "merge"}})
     p = plan(path, t, client, strategy="scan")
