@@ -23,8 +23,8 @@ import codecs
 import hashlib
 import math
 import re
-from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Collection
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
