@@ -412,9 +412,10 @@ def _date_cells(numbers: pl.DataFrame | None, template: Template, file: str | No
 def _dated_fields(template: Template) -> dict[str, list[str]]:
     """Sheet column -> the text fields it alone feeds (a zip code, a street, a description, a
     KvK number: no lookup, IRI, format check, required value, nor an identifier, whose row
-    would then match nothing) whose date cells are not sent (`_without_dates`)."""
+    would then match nothing) whose date cells are not sent (`_without_dates`). None under
+    `empty: clear`, where an empty value would clear what the record holds."""
     out: dict[str, list[str]] = {}
-    for m in template.mappings:
+    for m in template.mappings if template.empty == "ignore" else ():
         if m.kind == "scalar" and m.lookup is None and len(m.sources) == 1 and m.sources[0].column and not (
                 m.rules.get("iri") or m.rules.get("check") or m.rules.get("required")
                 or m.field in template.identifiers):
