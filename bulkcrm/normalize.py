@@ -315,6 +315,10 @@ EXTENSION = r"(?i)[\s,;]*(?:ext(?:ension)?\.?|x|#)\s*\d+#?\s*$"
 """A trailing extension of a number (`x123`, `ext. 12`, `#5`): E.164 has none, so
 `parse_phone` drops it (validate warns, `phone-extension`)."""
 _EXTENSION = re.compile(EXTENSION)
+NUMBER_EXTENSION = r"(?i)(\d[\s\-.)]*)[\s,;]*(?:ext(?:ension)?\.?|x|#)\s*\d+#?\s*$"
+"""An `EXTENSION` right after a number's last digit (group 1: that digit and what separates
+it): what an identifier leaves out (replace with group 1). Never the `x` of a label such as
+`Fax 020 555 0102`, whose number it would take for the extension."""
 _LETTER = re.compile(r"[^\W\d_]")
 _LETTER_AMONG_DIGITS = re.compile(r"\d.*[^\W\d_]")
 """A letter (any script) after the first digit."""
@@ -494,21 +498,21 @@ def phone_identifier(expr: pl.Expr, *, region: pl.Expr | None = None,
                      default_region: str | None = None) -> pl.Expr:
     """Return the phone identifier: E.164 when `clean_phone` succeeds, else the digits with a
     leading `+` kept (so `06-1234` and `06 1234` still compare equal); null without digits.
-    A trailing extension (`EXTENSION`: `x90482`) is no part of the number compared: it is
-    left out first, so `(899) 254-7369 x90482` is the `(899) 254-7369` a record holds."""
-    cleaned = clean_phone(expr.str.replace(EXTENSION, ""), region=region, default_region=default_region)
+    A trailing extension (`NUMBER_EXTENSION`: `x90482`) is no part of the number compared: it
+    is left out first, so `(899) 254-7369 x90482` is the `(899) 254-7369` a record holds."""
+    cleaned = clean_phone(expr.str.replace(NUMBER_EXTENSION, "${1}"), region=region, default_region=default_region)
     return cleaned.map_batches(_phone_key, return_dtype=pl.String, is_elementwise=True)
 
 
 def _phone_key(s: pl.Series) -> pl.Series:
     """`phone_identifier` of cleaned numbers: E.164 values (digits after one `+`, nearly all)
     as they are; of the rest (kept as typed) the digits and a leading `+`, without a trailing
-    extension (`EXTENSION`: `x90482` is no part of the number); null without a digit."""
+    extension (`NUMBER_EXTENSION`: `x90482` is no part of the number); null without a digit."""
     odd = s.str.contains(r"[^\d+]|.\+") | (s.str.len_bytes() < 2)
     if not odd.any():
         return s
     rest = s.filter(odd)
-    kept = rest.str.replace(EXTENSION, "").str.replace_all(r"[^\d+]", "").str.replace_all(r"(.)\++", "${1}")
+    kept = rest.str.replace(NUMBER_EXTENSION, "${1}").str.replace_all(r"[^\d+]", "").str.replace_all(r"(.)\++", "${1}")
     return s.scatter(odd.arg_true(), kept.replace(["", "+"], None))
 
 

@@ -28,7 +28,7 @@ from .errors import Issue, TemplateError, about, first_few, with_cell
 from .lookups import REF_PREFIX, LookupCache, resolve_lookups
 from .mapping import map_rows
 from .match import check_strategy, fetch_records, match_fetched
-from .normalize import CHECK_RULES, EXTENSION
+from .normalize import CHECK_RULES, NUMBER_EXTENSION
 from .planfile import (CONFLICT_TYPES, NOTE_LISTINGS, ROW_SCHEMA, SCHEMA_VERSION, WRITE_OPS, Operation,
                        Plan, now_utc, ops_frame, render_plan)
 from .read import Sheet, read
@@ -610,7 +610,7 @@ def _column_holding(template: Template, field_name: str | None, value: str | Non
 def _phone_digits_end(item: str, value: str) -> bool:
     """Whether a phone item's digits (its extension and trunk 0 aside; 8 or more) end the
     digits of the identifier `value` (`020 555 0102` for `+31205550102`)."""
-    digits = re.sub(r"\D", "", re.sub(EXTENSION, "", item)).lstrip("0")
+    digits = re.sub(r"\D", "", re.sub(NUMBER_EXTENSION, r"\1", item)).lstrip("0")
     number = value.removeprefix("+")
     return number.isdigit() and len(digits) >= 8 and number.endswith(digits)
 

@@ -183,3 +183,14 @@ def test_a_german_number_written_with_its_country_code_but_no_plus_is_not_given_
     assert bodies == [typed, "+49301234567"], bodies
     (warning,) = [i for i in p.issues if i["type"] == "invalid-phone"]
     assert warning["row_number"] == 2 and "+493512345678 if it begins with country code 49" in warning["message"]
+
+
+def test_a_phone_labelled_fax_is_not_taken_for_an_extension(crm, client, tmp_path):
+    """Review 2026-12-02: leaving an extension out of a phone identifier took the `x` of
+    `Fax 0205550102` for the mark of an extension `x 0205550102`: the record's number became no
+    identifier, and its row a duplicate. Only an extension after the number's last digit goes."""
+    crm.seed({"organizations": [{"@id": A, "title": "Acme", "address": {"country": "NL"},
+                                 "phoneNumbers": [{"phoneNumber": "Fax 0205550102"}]}]})
+    t = _tpl(identifiers=["phoneNumbers"], default_region="NL", fields={"title": "name", "phoneNumbers": "phone"})
+    p = plan(_sheet(tmp_path, [["name", "phone"], ["Acme", "020 555 0102"]]), t, client, strategy="scan")
+    assert [r["op"] for r in p.rows] != ["create"] and p.rows[0]["iri"] == A, p.rows
