@@ -299,8 +299,6 @@ def parse_phone(value: str, region: str | None) -> str | None:
     if num.country_code_source == CountryCodeSource.FROM_NUMBER_WITHOUT_PLUS_SIGN and \
             not _trunk_is_country_code(num, region):
         return None
-    if num.country_code_source == CountryCodeSource.FROM_DEFAULT_COUNTRY and _code_without_plus(value, num, region):
-        return None
     # a local number (no area code, `555-8787`) has no E.164 form: one would be another number
     if phonenumbers.is_possible_number_with_reason(num) != ValidationResult.IS_POSSIBLE or \
             (num.extension and not phonenumbers.is_valid_number(num)):
@@ -324,23 +322,26 @@ _LETTER_AMONG_DIGITS = re.compile(r"\d.*[^\W\d_]")
 """A letter (any script) after the first digit."""
 
 
-def _code_without_plus(value: str, num: phonenumbers.PhoneNumber, region: str | None) -> bool:
-    """Whether `value`, read as a national number of `region`, is rather its international
-    form without the `+`: its digits begin with the country code, not with the region's
-    national prefix (a national number is written with it: `0351 …`), and with a `+` they are
-    a valid number. `493512345678` in DE was sent as +49 493512345678 (phonenumbers takes
-    a German national number of any length); it is kept as typed instead, and validate's hint
-    asks for the `+`."""
-    prefix, typed = _national_prefix(region), value.lstrip()
-    if not prefix or typed.startswith((prefix, "+")):  # most national numbers stop here
-        return False
-    digits, code = re.sub(r"\D", "", typed), str(num.country_code)
-    if digits.startswith(prefix) or not digits.startswith(code):
-        return False
+def code_without_plus(value: str, region: str | None) -> tuple[str, str, int] | None:
+    """(the number read as a national one of `region`, read with a `+`, the country code) when
+    `value` is digits without `+` or `region`'s national prefix that begin with its country code
+    and both readings are numbers: `493512345678` in DE is +49 4935 12345678 (what
+    `parse_phone` sends: a German national number may be that long, and a numeric cell loses
+    the 0 of `04961 …`), or +49 351 2345678 typed without its `+`. Only the person can tell
+    (`validate` warns, `ambiguous-phone`); None otherwise."""
+    prefix, typed = _national_prefix(region), value.strip()
+    if not prefix or typed.startswith((prefix, "+")) or not re.fullmatch(r"[\d\s.\-]{8,}", typed):
+        return None
+    digits, code = re.sub(r"\D", "", typed), phonenumbers.country_code_for_region(region)
+    national = parse_phone(typed, region) if code and digits.startswith(str(code)) else None
+    if national is None:
+        return None
     try:
-        return phonenumbers.is_valid_number(phonenumbers.parse("+" + digits, None))
+        plus = phonenumbers.parse("+" + digits, None)
     except phonenumbers.NumberParseException:
-        return False
+        return None
+    return (national, phonenumbers.format_number(plus, PhoneNumberFormat.E164), code) \
+        if phonenumbers.is_valid_number(plus) else None
 
 
 @cache

@@ -21,7 +21,7 @@ from .errors import ISSUE_SCHEMA, Issue, issues_frame, place, with_cell
 from .mapping import REPEATED, chain
 from .template import Mapping, Template, read_columns
 from .normalize import (DATE_TEXT, EXTENSION, EXTENSION_MARK, FORMULA_RESULT, NO_NUMBER_CANDIDATE, NO_PHONE,
-                        RENDERED_NUMBER, as_stored, not_a_number)
+                        RENDERED_NUMBER, as_stored, code_without_plus, not_a_number)
 from .read_excel import date_cell_issue, numeric_cell_issue, styled_cell_issue
 from .transforms import CHECK_ISSUE_TYPES, CHECKS, check_list, check_rule
 
@@ -95,6 +95,7 @@ def validate(mapped: pl.DataFrame, template: Template, *, sheet: pl.DataFrame | 
     found += _placeholder_phones(sheet, mapped, template, file, sheet_name, letters or {},
                                  {(i.row_number, i.column) for i in dates})
     found += _numeric_cells(numbers, template, file, sheet_name) + dates
+    found += _code_without_plus(sheet, mapped, template, file, sheet_name, letters or {})
     issues = issues_frame(found).sort("row_number", "column", nulls_last=True, maintain_order=True)
     bad = set(issues.filter(pl.col("severity") == "error")["row_number"].drop_nulls().to_list())
     valid = mapped.filter(~pl.col("row_number").is_in(list(bad))) if bad else mapped
@@ -321,6 +322,37 @@ def _placeholder_phones(sheet: pl.DataFrame | None, mapped: pl.DataFrame, templa
                                 f"{_place(file, rn, s.column)}\"{value.strip()}\" is {_NO_NUMBER[bool(_DATE_TEXT.match(value))]}",
                                 "warning", file, sheet_name), letters, sheet_name)
                 for rn, value in hits.iter_rows() if (rn, s.column) not in dated]
+    return out
+
+
+def _code_without_plus(sheet: pl.DataFrame | None, mapped: pl.DataFrame, template: Template,
+                       file: str | None, sheet_name: str | None, letters: dict[str, str]) -> list[Issue]:
+    """An `ambiguous-phone` warning per phone cell of digits alone that begin with the row's
+    country code (`normalize.code_without_plus`: `493512345678` in DE): it is sent as the
+    national number phonenumbers reads, which may be the international one typed without its
+    `+`. A regex finds the few candidates (digits not starting with 0), each judged once."""
+    m = template.mapping("phoneNumbers")
+    if sheet is None or m is None:
+        return []
+    country = pl.col("address.country") if "address.country" in mapped.columns else pl.lit(None, pl.String)
+    default = pl.lit(template.default_region, dtype=pl.String)
+    out = []
+    for s in (s for s in m.sources if s.column and s.column in sheet.columns):
+        cells = sheet.filter(pl.col(s.column).str.contains(r"^\s*[1-9][\d\s.\-]{7,}$").fill_null(False)).select(
+            "row_number", pl.col(s.column).alias("__item"))
+        if not cells.height:
+            continue
+        cells = cells.join(mapped.select("row_number", pl.coalesce(country, default).alias("__r")), on="row_number",
+                           how="left")
+        for rn, value, region in cells.iter_rows():
+            if (read := code_without_plus(value, region)) is not None:
+                national, plus, code = read
+                out.append(with_cell(Issue(
+                    "ambiguous-phone", rn, s.column, value.strip(), "E.164 phone number (ITU-T E.164)",
+                    f'{_place(file, rn, s.column)}"{value.strip()}" is sent as {national}, a number of {region}; '
+                    f"if it begins with country code {code}, it is {plus}: write it with the + (a number cell "
+                    "loses a leading + or 0, so format the column as Text)", "warning", file, sheet_name),
+                    letters, sheet_name))
     return out
 
 

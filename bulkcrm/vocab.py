@@ -63,7 +63,7 @@ IssueType = Literal[
     "formula-without-result", "excel-error", "merged-cell", "hidden-row", "numeric-cell", "encoding", "unnamed-column",
     "duplicate-header",
     "api-rejected", "request-failed", "write-unconfirmed", "drifted", "reconcile-mismatch", "not-found", "possible-duplicate",
-    "leading-zero", "iri-mismatch", "identifier-mismatch", "date-cell", "repeated-phone",
+    "leading-zero", "iri-mismatch", "identifier-mismatch", "date-cell", "repeated-phone", "ambiguous-phone",
 ]
 """Kebab-case issue slugs, as frictionless names its errors."""
 ISSUE_TYPES: tuple[str, ...] = get_args(IssueType)
