@@ -52,8 +52,8 @@ def shown_numbers(nums: pl.DataFrame, codes: list[str], date1904: bool) -> pl.Da
                           .when(pl.col("fk") == "zeros").then(zeros)
                           .when(pl.col("fk") == "general").then(general)
                           .otherwise(pl.col("r").fill_null(general)).alias("shown"),
-                          ((pl.col("fk") == "general") & integral & (x >= 0))
-                          .fill_null(False).alias("id_like"),
+                          (((pl.col("fk") == "general") | (pl.col("code").str.strip_chars() == "0"))
+                           & integral & (x >= 0)).fill_null(False).alias("id_like"),
                           pl.when((pl.col("fk") == "date") & pl.col("r").is_not_null())
                           .then(pl.col("code")).alias("format"))
             .with_columns(((pl.col("fk") == "other") & integral & pl.col("r").is_not_null()
@@ -62,11 +62,10 @@ def shown_numbers(nums: pl.DataFrame, codes: list[str], date1904: bool) -> pl.Da
 
 
 def _format_kind(code: str) -> str:
-    """`general` (also `0` and `#`, which show an integer as General does: a leading 0 typed
-    is gone all the same), `zeros` (`00000000`), `date` (a date/time format, by its first
-    section) or `other`."""
+    """`general`, `zeros` (`00000000`; `0` shows an integer as General does), `date` (a
+    date/time format, by its first section) or `other`."""
     c = code.strip()
-    if c.lower() in ("general", "@", "", "0", "#"):
+    if c.lower() in ("general", "@", ""):
         return "general"
     if re.fullmatch(r"0+", c) and len(c) < 16:
         return "zeros"

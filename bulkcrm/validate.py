@@ -449,7 +449,7 @@ def _dated_fields(template: Template) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
     for m in template.mappings if template.empty == "ignore" else ():
         if m.kind == "scalar" and m.lookup is None and len(m.sources) == 1 and m.sources[0].column and not (
-                m.rules.get("iri") or m.rules.get("check") or m.rules.get("required")
+                m.rules.get("iri") or m.rules.get("check") or m.rules.get("required") or m.required
                 or m.field in template.identifiers):
             out.setdefault(m.sources[0].column, []).append(m.field)
     return out

@@ -806,6 +806,14 @@ def test_a_postal_code_excel_made_a_date_is_a_warning_and_not_sent(runner, crm, 
     rows = {r["row_number"]: r for r in json.loads((tmp_path / "q.json").read_text(encoding="utf-8"))["rows"]}
     assert rows[2]["op"] in ("patch", "unchanged") and rows[2]["iri"], rows[2]  # matched the record
     assert "address.postalCode" not in {c["field"] for c in rows[2]["changes"]}, rows[2]
+    # a field the template makes required keeps its value (review: the row went out without it)
+    required = tmp_path / "required.yaml"
+    required.write_text(TEMPLATE.read_text(encoding="utf-8").replace(
+        "    column: postalCode\n", "    column: postalCode\n    required: true\n", 1), encoding="utf-8")
+    assert "required: true" in required.read_text(encoding="utf-8")
+    code, planned = run(runner, crm, "plan", "X.xlsx", "-t", str(required), "--out", "r.json")
+    rows = {r["row_number"]: r for r in json.loads((tmp_path / "r.json").read_text(encoding="utf-8"))["rows"]}
+    assert {c["field"]: c["after"] for c in rows[2]["changes"]}.get("address.postalCode") == '"2024-03-12"', rows[2]
     # under `empty: clear` an empty value would clear the record's: the date is sent as read
     clearing = tmp_path / "clear.yaml"
     clearing.write_text(TEMPLATE.read_text(encoding="utf-8") + "\nempty: clear\n", encoding="utf-8")
