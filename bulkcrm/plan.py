@@ -189,7 +189,8 @@ def _plan(source: str | Path | Sheet, template: Template, client: Client, *, mod
              strategy=matches.strategy, created_at=now_utc(), rows=out_rows, operations=ops,
              issues=[i.to_dict() for i in about("organizations", issues, sh.issues)], requests_spent=client.requests_sent - start,
              sheet=sh.sheet_name, notes=_absent_notes(absent, full, template) + _unmapped_notes(sh, full)
-             + _kept_blank_notes(blanks) + _avatar_notes(template, ops) + matches.notes + quiet,
+             + _kept_blank_notes(_not_dated(blanks, checked.dated)) + _avatar_notes(template, ops)
+             + matches.notes + quiet,
              timings=clock.seconds,
              records_total=matches.total, matched_at=matched_at,
              names=_names(cache, resolved.tags_to_create, ops), default_region=template.default_region,
@@ -305,6 +306,15 @@ def _held_phone_warnings(issues: list[Issue], rows: pl.DataFrame) -> tuple[list[
     return kept, ([f"{left} invalid-phone warning(s) left out: numbers not in E.164 form that their "
                    "records hold as the sheet has them already, so nothing is sent (bulkcrm validate "
                    "lists them)"] if left else [])
+
+
+def _not_dated(blanks: pl.DataFrame, dated: frozenset[tuple[int, str]]) -> pl.DataFrame:
+    """`blanks` (`diff.kept_blanks`) without the fields a date cell left empty (`Validation.dated`):
+    their cells are not blank, and their warning says why they are not sent."""
+    if not dated or not blanks.height:
+        return blanks
+    return blanks.filter(~pl.struct("row_number", "field").is_in(
+        pl.DataFrame(list(dated), schema=["row_number", "field"], orient="row").to_struct().implode()))
 
 
 def _kept_blank_notes(blanks: pl.DataFrame, shown: int = 5) -> list[str]:

@@ -35,11 +35,13 @@ class Validation:
         valid: the mapped rows without any error-severity issue (same columns as the input).
         issues: ISSUE_SCHEMA frame: read issues plus validation issues, errors and warnings.
         invalid_rows: row_numbers rejected (an error issue on the row).
+        dated: (row_number, field) of the text fields a date cell left empty (`_without_dates`).
     """
 
     valid: pl.DataFrame
     issues: pl.DataFrame
     invalid_rows: frozenset[int]
+    dated: frozenset[tuple[int, str]] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -99,8 +101,9 @@ def validate(mapped: pl.DataFrame, template: Template, *, sheet: pl.DataFrame | 
     issues = issues_frame(found).sort("row_number", "column", nulls_last=True, maintain_order=True)
     bad = set(issues.filter(pl.col("severity") == "error")["row_number"].drop_nulls().to_list())
     valid = mapped.filter(~pl.col("row_number").is_in(list(bad))) if bad else mapped
-    valid = _without_dates(valid, dates, template)
-    return Validation(valid=valid, issues=issues.select(list(ISSUE_SCHEMA)), invalid_rows=frozenset(bad))
+    valid, dated = _without_dates(valid, dates, template)
+    return Validation(valid=valid, issues=issues.select(list(ISSUE_SCHEMA)), invalid_rows=frozenset(bad),
+                      dated=dated)
 
 
 def _null_token(issue: Issue, tokens: set[str]) -> bool:
@@ -455,18 +458,21 @@ def _dated_fields(template: Template) -> dict[str, list[str]]:
     return out
 
 
-def _without_dates(rows: pl.DataFrame, dates: list[Issue], template: Template) -> pl.DataFrame:
+def _without_dates(rows: pl.DataFrame, dates: list[Issue], template: Template
+                   ) -> tuple[pl.DataFrame, frozenset[tuple[int, str]]]:
     """`rows` with the text fields of a date cell (`_date_cells`, `_dated_fields`) left empty:
     the date is Excel's reading of what was typed (`3-12` became 2024-03-12), never the value
     meant, so it is not sent; an empty cell leaves what the record holds (a fix made in the
-    with-status copy is not undone by next week's sheet)."""
+    with-status copy is not undone by next week's sheet). Also those (row_number, field)."""
     fields = _dated_fields(template)
     hits: dict[str, list[int]] = {}
     for i in dates:
         for f in fields.get(i.column, ()):
             hits.setdefault(f, []).append(i.row_number)
-    return rows.with_columns(pl.when(pl.col("row_number").is_in(rns)).then(None).otherwise(pl.col(f)).alias(f)
-                             for f, rns in hits.items() if f in rows.columns)
+    hits = {f: rns for f, rns in hits.items() if f in rows.columns}
+    rows = rows.with_columns(pl.when(pl.col("row_number").is_in(rns)).then(None).otherwise(pl.col(f)).alias(f)
+                             for f, rns in hits.items())
+    return rows, frozenset((rn, f) for f, rns in hits.items() for rn in rns)
 
 
 def _regions(rows: pl.DataFrame, template: Template) -> dict[int, str]:

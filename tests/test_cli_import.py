@@ -806,6 +806,8 @@ def test_a_postal_code_excel_made_a_date_is_a_warning_and_not_sent(runner, crm, 
     rows = {r["row_number"]: r for r in json.loads((tmp_path / "q.json").read_text(encoding="utf-8"))["rows"]}
     assert rows[2]["op"] in ("patch", "unchanged") and rows[2]["iri"], rows[2]  # matched the record
     assert "address.postalCode" not in {c["field"] for c in rows[2]["changes"]}, rows[2]
+    notes = json.loads((tmp_path / "q.json").read_text(encoding="utf-8"))["notes"]
+    assert not [n for n in notes if "row 2 address.postalCode" in n], notes  # not a blank cell: no `empty: clear` hint
     # a field the template makes required keeps its value (review: the row went out without it)
     required = tmp_path / "required.yaml"
     required.write_text(TEMPLATE.read_text(encoding="utf-8").replace(
