@@ -25,18 +25,21 @@ def _as_command() -> bool:
 
 
 def _stopped_while_starting(signum, frame) -> None:
-    """Ctrl-C while the command's modules load (about a second, before anything is read or
-    sent): a line and exit 130 instead of a traceback from inside an import; with `--json`
-    also the JSON error every other stop prints (`cli._json_error`'s keys)."""
-    _os.write(2, b"\nStopped (interrupted) while starting; nothing was done.\n")
+    """Ctrl-C or SIGTERM while the command's modules load (about a second, before anything is
+    read or sent): a line and exit 130 (143 for SIGTERM) instead of a traceback from inside an
+    import; with `--json` also the JSON error every other stop prints (`cli._json_error`'s
+    keys)."""
+    why, code = ("terminated (SIGTERM)", 143) if signum == _signal.SIGTERM else ("interrupted", 130)
+    _os.write(2, f"\nStopped ({why}) while starting; nothing was done.\n".encode())
     if "--json" in _sys.argv[1:]:
-        _os.write(1, b'{"ok": false, "error": "interrupted", "message": "interrupted while starting; '
-                     b'nothing was done", "exit_code": 130}\n')
-    _os._exit(130)
+        _os.write(1, f'{{"ok": false, "error": "interrupted", "message": "{why} while starting; '
+                     f'nothing was done", "exit_code": {code}}}\n'.encode())
+    _os._exit(code)
 
 
-if _as_command():  # `cli.main` puts Python's own Ctrl-C handling back first thing
+if _as_command():  # `cli.main` puts Python's own Ctrl-C and SIGTERM handling in place first thing
     _signal.signal(_signal.SIGINT, _stopped_while_starting)
+    _signal.signal(_signal.SIGTERM, _stopped_while_starting)
 
 from .apply import apply  # noqa: E402 (after the handler: these imports take the time)
 from .client import Client  # noqa: E402

@@ -416,10 +416,10 @@ def test_ctrl_c_prints_the_resume_command_and_resume_completes(crm, tmp_path):
 
 _INTERRUPT_ON_IMPORT = """
 import os, signal, sys
-class Interrupt:  # Ctrl-C as the command's modules load (they take about half a second)
+class Interrupt:  # Ctrl-C (or SIGTERM) as the command's modules load (they take about a second)
     def find_spec(self, name, path, target=None):
         if name == "bulkcrm.apply":
-            os.kill(os.getpid(), signal.SIGINT)
+            os.kill(os.getpid(), getattr(signal, os.environ.get("BULKCRM_TEST_SIGNAL", "SIGINT")))
 sys.meta_path.insert(0, Interrupt())
 """
 
@@ -441,6 +441,11 @@ def test_ctrl_c_while_the_command_starts_is_one_line_not_a_traceback(tmp_path, h
                          cwd=tmp_path, env=env, timeout=120)
     assert out.returncode == 130 and json.loads(out.stdout) == {
         "ok": False, "error": "interrupted", "message": "interrupted while starting; nothing was done", "exit_code": 130}
+    # a scheduler's SIGTERM then (review 2026-12-02): exit 143, the same one line and JSON object
+    out = subprocess.run([*cmd, "validate", "in.csv", "-t", "t.yaml", "--json"], capture_output=True, text=True,
+                         cwd=tmp_path, env={**env, "BULKCRM_TEST_SIGNAL": "SIGTERM"}, timeout=120)
+    assert (out.returncode, out.stderr.strip()) == (143, "Stopped (terminated (SIGTERM)) while starting; nothing was done.")
+    assert json.loads(out.stdout)["exit_code"] == 143
 
 
 def test_lost_create_is_found_when_identifiers_have_no_filter(crm, tmp_path):
