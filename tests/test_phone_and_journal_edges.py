@@ -196,3 +196,12 @@ def test_a_phone_labelled_fax_is_not_taken_for_an_extension(crm, client, tmp_pat
     t = _tpl(identifiers=["phoneNumbers"], default_region="NL", fields={"title": "name", "phoneNumbers": "phone"})
     p = plan(_sheet(tmp_path, [["name", "phone"], ["Acme", "020 555 0102"]]), t, client, strategy="scan")
     assert [r["op"] for r in p.rows] != ["create"] and p.rows[0]["iri"] == A, p.rows
+
+
+@pytest.mark.parametrize("typed, key", [("Fax 0205550102", "+31205550102"), ("020 555 0102 x3", "+31205550102"),
+                                        ("x12", None), ("ext. 5", None)])
+def test_a_phone_identifier_leaves_out_an_extension_but_not_a_label(typed, key):
+    """The identifier a phone is matched by: an extension after the number is left out, a
+    label's `x` (Fax) is not taken for one, and an extension alone is no identifier."""
+    from bulkcrm.normalize import phone_identifier
+    assert pl.select(phone_identifier(pl.lit(typed), default_region="NL")).item() == key
