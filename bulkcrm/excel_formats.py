@@ -18,7 +18,8 @@ _DATE_LETTER = re.compile(r"[ymdhs!]")
 
 
 def shown_numbers(nums: pl.DataFrame, codes: list[str], date1904: bool) -> pl.DataFrame:
-    """(v, s) pairs of numeric cells -> + `shown` (String), `id_like` (General integer >= 0),
+    """(v, s) pairs of numeric cells -> + `shown` (String), `id_like` (an integer >= 0 under
+    General, or `0`, which shows it alike),
     `format` (String: the format code of a cell rendered as a date/time, else null) and `styled`
     (Boolean: an integer its format shows with more than digits, `+`, spaces, dashes, slashes
     and parentheses, which a phone's format adds (`+31 10 555 0707`): `12,345,678`, `2138.00`,

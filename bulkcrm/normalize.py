@@ -506,15 +506,14 @@ def phone_identifier(expr: pl.Expr, *, region: pl.Expr | None = None,
 
 
 def _phone_key(s: pl.Series) -> pl.Series:
-    """`phone_identifier` of cleaned numbers: E.164 values (digits after one `+`, nearly all)
-    as they are; of the rest (kept as typed) the digits and a leading `+`, without a trailing
-    extension (`NUMBER_EXTENSION`: `x90482` is no part of the number); null without a digit,
-    or for an extension alone (`x12`)."""
+    """`phone_identifier` of cleaned numbers (an extension after a number already left out):
+    E.164 values (digits after one `+`, nearly all) as they are; of the rest (kept as typed)
+    the digits and a leading `+`; null without a digit, or for an extension alone (`x12`)."""
     odd = s.str.contains(r"[^\d+]|.\+") | (s.str.len_bytes() < 2)
     if not odd.any():
         return s
-    rest = s.filter(odd)
-    kept = rest.str.replace(NUMBER_EXTENSION, "${1}").str.replace(f"^{EXTENSION}", "").str.replace_all(r"[^\d+]", "").str.replace_all(r"(.)\++", "${1}")
+    kept = s.filter(odd).str.replace(f"^{EXTENSION}", "")
+    kept = kept.str.replace_all(r"[^\d+]", "").str.replace_all(r"(.)\++", "${1}")  # one leading + only
     return s.scatter(odd.arg_true(), kept.replace(["", "+"], None))
 
 

@@ -293,7 +293,6 @@ def notes_template(template: Template) -> Template | None:
     return template.notes.template if template.notes is not None else None
 
 
-
 def read_columns(template: Template) -> set[str]:
     """Every sheet column `template` reads: its fields', its notes section's (`notes:`) and
     the columns a note row names its organization by (`organization:`)."""

@@ -80,8 +80,8 @@ def validate(mapped: pl.DataFrame, template: Template, *, sheet: pl.DataFrame | 
              and (r.check != "boolean" or f"__raw.{r.field}" in mapped.columns)]
     failures = _failures(_schemas(rules), mapped)
     read_cols, tokens = read_columns(template), {t.strip() for t in template.null_tokens}
-    phone_cols = {s.column for m in template.mappings if m.kind == "phones" for s in m.sources if s.column}
-    read_found = [_styled_phone(_unread(Issue(**{**i.to_dict(), "file": i.file or file}), read_cols), phone_cols)
+    read_found = [_styled_phone(_unread(Issue(**{**i.to_dict(), "file": i.file or file}), read_cols),
+                                _phone_columns(template))
                   for i in read_issues or [] if not _null_token(i, tokens)]
     # a cell the reader already rejected (formula without result, Excel error) is not also
     # reported as missing or malformed: the reader's issue names the real problem; a row it
@@ -110,6 +110,19 @@ def _null_token(issue: Issue, tokens: set[str]) -> bool:
     """An Excel error value the template lists among its `null_tokens` (`tokens`, trimmed:
     `#N/A`): an empty cell, as the template says, not an error."""
     return issue.type == "excel-error" and (issue.value or "").strip() in tokens
+
+
+def _phone_columns(template: Template) -> set[str]:
+    """The sheet columns `template` reads phone numbers from."""
+    return {s.column for m in template.mappings if m.kind == "phones" for s in m.sources if s.column}
+
+
+def _row_regions(mapped: pl.DataFrame, template: Template, row_numbers: pl.Series) -> pl.DataFrame:
+    """`row_number`, `__r`: the region of the phone numbers of the rows `row_numbers` (their
+    mapped country, else the template's default; ISO 3166-1 alpha-2), to join to a few cells."""
+    country = pl.col("address.country") if "address.country" in mapped.columns else pl.lit(None, pl.String)
+    return mapped.filter(pl.col("row_number").is_in(row_numbers.implode())).select(
+        "row_number", pl.coalesce(country, pl.lit(template.default_region, dtype=pl.String)).alias("__r"))
 
 
 def _styled_phone(issue: Issue, phone_cols: set[str]) -> Issue:
@@ -301,8 +314,6 @@ def _placeholder_phones(sheet: pl.DataFrame | None, mapped: pl.DataFrame, templa
     m = template.mapping("phoneNumbers")
     if sheet is None or m is None:
         return []
-    country = pl.col("address.country") if "address.country" in mapped.columns else pl.lit(None, pl.String)
-    default = pl.lit(template.default_region, dtype=pl.String)
     out, item = [], pl.col("__item")
     for s in (s for s in m.sources if s.column and s.column in sheet.columns):
         # one regex pass finds the few candidates, and the cells to split; of the candidates,
@@ -315,9 +326,7 @@ def _placeholder_phones(sheet: pl.DataFrame | None, mapped: pl.DataFrame, templa
         hits = cells.filter(item.str.contains(NO_NUMBER_CANDIDATE) & as_stored(item).str.contains(NO_PHONE))
         if not hits.height:
             continue
-        regions = mapped.filter(pl.col("row_number").is_in(hits["row_number"].implode())).select(
-            "row_number", pl.coalesce(country, default).alias("__r"))
-        hits = hits.join(regions, on="row_number", how="left")
+        hits = hits.join(_row_regions(mapped, template, hits["row_number"]), on="row_number", how="left")
         stored = hits.select(as_stored(item), "__r").iter_rows()
         hits = hits.filter(pl.Series([not_a_number(v, r) for v, r in stored],
                                      dtype=pl.Boolean)).select("row_number", "__item")
@@ -337,16 +346,13 @@ def _code_without_plus(sheet: pl.DataFrame | None, mapped: pl.DataFrame, templat
     m = template.mapping("phoneNumbers")
     if sheet is None or m is None:
         return []
-    country = pl.col("address.country") if "address.country" in mapped.columns else pl.lit(None, pl.String)
-    default = pl.lit(template.default_region, dtype=pl.String)
     out = []
     for s in (s for s in m.sources if s.column and s.column in sheet.columns):
         cells = sheet.filter(pl.col(s.column).str.contains(r"^\s*[1-9][\d\s.\-]{7,}$").fill_null(False)).select(
             "row_number", pl.col(s.column).alias("__item"))
         if not cells.height:
             continue
-        cells = cells.join(mapped.select("row_number", pl.coalesce(country, default).alias("__r")), on="row_number",
-                           how="left")
+        cells = cells.join(_row_regions(mapped, template, cells["row_number"]), on="row_number", how="left")
         for rn, value, region in cells.iter_rows():
             if (read := code_without_plus(value, region)) is not None:
                 national, plus, code = read
@@ -435,8 +441,7 @@ def _date_cells(numbers: pl.DataFrame | None, template: Template, file: str | No
         return []
     sources = [(s.column, m.rules.get("check") == "datetime") for m in template.mappings for s in m.sources
                if s.column]
-    phones = {s.column for m in template.mappings if m.kind == "phones" for s in m.sources}
-    dropped = _dated_fields(template)
+    phones, dropped = _phone_columns(template), _dated_fields(template)
     columns = {c for c, _ in sources} - {c for c, dated in sources if dated}
     hits = numbers.filter(pl.col("format").is_not_null(), pl.col("column").is_in(sorted(columns)))
     return [date_cell_issue(rn, column, text, code, file or "", sheet_name, cell,
