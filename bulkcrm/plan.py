@@ -28,7 +28,7 @@ from .errors import Issue, TemplateError, about, first_few, with_cell
 from .lookups import REF_PREFIX, LookupCache, resolve_lookups
 from .mapping import map_rows
 from .match import check_strategy, fetch_records, match_fetched
-from .normalize import CHECK_RULES, NUMBER_EXTENSION
+from .normalize import CHECK_RULES
 from .planfile import (CONFLICT_TYPES, NOTE_LISTINGS, ROW_SCHEMA, SCHEMA_VERSION, WRITE_OPS, Operation,
                        Plan, now_utc, ops_frame, render_plan)
 from .read import Sheet, read
@@ -175,7 +175,7 @@ def _plan(source: str | Path | Sheet, template: Template, client: Client, *, mod
     bad = {i.row_number for i in resolved.issues}
     rows = resolved.rows.filter(~pl.col("row_number").is_in(list(bad))) if bad else resolved.rows
     issues = [*_frame_issues(checked.issues), *resolved.issues,
-              *_conflict_issues(matches.conflicts, template, sh, file),
+              *_conflict_issues(matches.conflicts, template, sh, file, mapped),
               *_not_found_issues(matches.not_found, template, file, sh.sheet_name)]
     issues += _same_title_issues(rows, matches, template, file, sh.sheet_name)
     issues += _lost_zero_ids(rows, matches, template, file, sh)
@@ -554,7 +554,8 @@ def _frame_issues(frame: pl.DataFrame) -> list[Issue]:
     return [Issue(**r) for r in frame.iter_rows(named=True)]
 
 
-def _conflict_issues(conflicts: pl.DataFrame, template: Template, sh: Sheet, file: str) -> list[Issue]:
+def _conflict_issues(conflicts: pl.DataFrame, template: Template, sh: Sheet, file: str,
+                     mapped: pl.DataFrame) -> list[Issue]:
     """One error per row in conflict, naming the sheet column of the identifier involved
     (the alphabetically first when several are), its cell and its (normalised) value."""
     fix = {"iri-mismatch": f"fix or clear its {template.iri_column} (a row sorted or pasted beside another "
@@ -562,7 +563,7 @@ def _conflict_issues(conflicts: pl.DataFrame, template: Template, sh: Sheet, fil
            "identifier-mismatch": "another organization sharing that identifier? fix the row; if it is that "
                                   "organization, correct the record's value in the CRM first"}
     originals = sheet_rows(sh.frame, conflicts["row_number"]) if conflicts.height else {}
-    normalised = _normalised_cells(conflicts, template, originals)
+    normalised = _normalised_cells(conflicts, template, originals, mapped)
     return [with_cell(Issue(t, rn, _column_holding(template, field_name, value, originals.get(rn, {}), normalised),
                             value, "one row per record", f"{file}:{rn}: {msg}; " + fix.get(t, (
                                 "fix the sheet so each organization appears once and its identifiers "
@@ -577,21 +578,24 @@ def _items(cell: str | None, split: str | None) -> list[str]:
     return [p.strip() for p in parts if p.strip()]
 
 
-def _normalised_cells(conflicts: pl.DataFrame, template: Template, originals: dict[int, dict]) -> dict:
-    """(column, item) -> the item as identifiers are compared (`transforms.normalize_identifier`
-    with the template's default region), for the items of the conflict rows' identifier
-    columns: one polars pass per column."""
-    out: dict[tuple[str, str], str | None] = {}
+def _normalised_cells(conflicts: pl.DataFrame, template: Template, originals: dict[int, dict],
+                      mapped: pl.DataFrame) -> dict[tuple[int, str, str], str | None]:
+    """(row_number, column, item) -> the item as matching compared it
+    (`transforms.normalize_identifier` in the row's region, `match.identifier_frame`), for
+    the items of the conflict rows' identifier columns: one polars pass per column."""
+    country = pl.col("address.country") if "address.country" in mapped.columns else pl.lit(None, pl.String)
+    regions = dict(mapped.filter(pl.col("row_number").is_in(list(originals))).select("row_number", country).rows())
+    out: dict[tuple[int, str, str], str | None] = {}
     for field_name in {f for f in conflicts["field"].drop_nulls().to_list() if f in IDENTIFIER_KINDS}:
         m = template.mapping(field_name)
-        for s in (m.sources if m else ()):
-            items = sorted({i for row in originals.values() for i in _items(row.get(s.column), s.split)}) \
-                if s.column else []
+        for s in (s for s in (m.sources if m else ()) if s.column):
+            items = [(rn, i) for rn, row in originals.items() for i in _items(row.get(s.column), s.split)]
             if items:
-                kind = IDENTIFIER_KINDS[field_name]
-                got = pl.select(normalize_identifier(kind, pl.lit(pl.Series(items, dtype=pl.String)),
-                                                     default_region=template.default_region)).to_series()
-                out |= {(s.column, i): g for i, g in zip(items, got.to_list())}
+                cells = pl.DataFrame({"v": [i for _, i in items], "r": [regions.get(rn) for rn, _ in items]},
+                                     schema={"v": pl.String, "r": pl.String})
+                got = cells.select(normalize_identifier(IDENTIFIER_KINDS[field_name], pl.col("v"), region=pl.col("r"),
+                                                        default_region=template.default_region)).to_series()
+                out |= {(rn, s.column, i): g for (rn, i), g in zip(items, got.to_list())}
     return out
 
 
@@ -601,28 +605,20 @@ def _column_holding(template: Template, field_name: str | None, value: str | Non
     the identifier `value` as compared (an e-mail in lower case, a phone in E.164): `Email 2`,
     not the field's first column, when the shared address is the second one; else the first.
     Tried in order over every column, so a looser test never beats a stricter one elsewhere:
-    the same text (case aside), the same once normalised (`normalised`: `_normalised_cells`),
-    a phone whose digits end the value's (a row's own country, which the default region
-    misses), then a cell holding the value (an id in a LinkedIn URL)."""
+    the same text (case aside), the same as matching compared it (`normalised`:
+    `_normalised_cells`), then a cell holding the value (an id in a LinkedIn URL)."""
     m = template.mapping(field_name) if field_name else None
     if m is None:
         return None
+    rn = row.get("row_number")
     cells = [(s.column, _items(row.get(s.column), s.split)) for s in m.sources if s.column]
-    tests = (lambda c, i: i.lower() == value.lower(), lambda c, i: normalised.get((c, i)) == value,
-             lambda c, i: _phone_digits_end(i, value), lambda c, i: value.lower() in i.lower())
+    tests = (lambda c, i: i.lower() == value.lower(), lambda c, i: normalised.get((rn, c, i)) == value,
+             lambda c, i: value.lower() in i.lower())
     for test in tests if value else ():
         for column, items in cells:
             if any(test(column, i) for i in items):
                 return column
     return m.columns[0] if m.columns else None
-
-
-def _phone_digits_end(item: str, value: str) -> bool:
-    """Whether a phone item's digits (its extension and trunk 0 aside; 8 or more) end the
-    digits of the identifier `value` (`020 555 0102` for `+31205550102`)."""
-    digits = re.sub(r"\D", "", re.sub(NUMBER_EXTENSION, r"\1", item)).lstrip("0")
-    number = value.removeprefix("+")
-    return number.isdigit() and len(digits) >= 8 and number.endswith(digits)
 
 
 def _same_title_issues(rows: pl.DataFrame, matches, template: Template, file: str,

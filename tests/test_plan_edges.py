@@ -502,3 +502,17 @@ def test_a_missing_column_is_not_guessed_as_one_the_template_reads_already(crm, 
     with pytest.raises(InputError) as e:
         plan(sheet(tmp_path, [["Name", "E-mail", "E-mail 3"], ["A", "a@x.com", ""]]), t, client)
     assert "column(s) 'E-mail 2' (did you mean 'E-mail 3'?) required by template" in str(e.value), str(e.value)
+
+
+def test_a_conflicts_phone_column_is_found_in_the_rows_own_country(crm, client, tmp_path):
+    """A row of another country than the template's default: its phone is read in its own
+    region, as matching read it, so the conflict names the column holding `030 1234567`
+    (Berlin), not the row's first phone column."""
+    t = tpl(identifiers=["phoneNumbers"], default_region="NL",
+            fields={"title": "Name", "address.country": "Country",
+                    "phoneNumbers": [{"column": "Phone 1"}, {"column": "Phone 2"}]})
+    rows = [["Name", "Country", "Phone 1", "Phone 2"], ["A", "DE", "0171 2345678", "030 1234567"],
+            ["B", "DE", "+49 30 1234567", ""]]
+    p = plan(sheet(tmp_path, rows), t, client, strategy="scan")
+    got = [(i["row_number"], i["cell"], i["value"]) for i in p.issues if i["type"] == "duplicate-row"]
+    assert got == [(2, "D2", "+49301234567"), (3, "C3", "+49301234567")], got
