@@ -19,7 +19,7 @@ from .client import redact
 from .errors import BulkcrmError, EmptyInputError, Issue, TemplateError, about, issues_frame
 from .journal import journal_lock, journal_path, target_lock
 from .mapping import map_rows
-from .plan import Plan, check_matchable, plan, render_plan
+from .plan import Plan, check_matchable, column_notes, plan, render_plan
 from .read import Sheet, read
 from .copies import copy_format, write_issues
 from .report import Report, counts_by_resource, render_summary, write_report
@@ -375,8 +375,8 @@ def run_validate(file, template_path, *, sheet=None, encoding=None, delimiter=No
         write_issues(issues, report_dir, input_sheet=sh, input_path=file, other_sheets=others)
     lines.insert(0, f"{name}: {sh.frame.height} rows, {len(result.invalid_rows)} invalid, "
                     f"{errors} error(s), {issues.height - errors} warning(s)")
-    if refused:
-        lines.insert(1, refused)
+    columns = column_notes(sh, full, template, absent)
+    lines[1:1] = [refused] * bool(refused) + [f"  note: {n}" for n in columns]
     # errors first: a big sheet's many warnings must not push the rows that block out of sight
     shown = issues.sort(pl.col("severity") != "error", maintain_order=True).head(100)
     lines += [f"  {r['severity']}: {r['message']}" for r in shown.iter_rows(named=True)]
@@ -386,7 +386,8 @@ def run_validate(file, template_path, *, sheet=None, encoding=None, delimiter=No
     if report_dir:
         lines.append(f"Issues written to {report_dir}")
     summary = {"valid": errors == 0, **summary, "errors": errors, "warnings": issues.height - errors,
-               "issues": issues.to_dicts(), **({"template_warning": refused} if refused else {})}
+               "issues": issues.to_dicts(), "column_notes": columns,
+               **({"template_warning": refused} if refused else {})}
     return {"summary": summary, "text": "\n".join(lines)}
 
 

@@ -33,7 +33,7 @@ from .planfile import (CONFLICT_TYPES, NOTE_LISTINGS, ROW_SCHEMA, SCHEMA_VERSION
                        Plan, now_utc, ops_frame, render_plan)
 from .read import Sheet, read
 from .report import STATUS_COLUMNS
-from .template import IDENTIFIER_KINDS, Template, notes_template, read_columns
+from .template import IDENTIFIER_KINDS, Template, read_columns
 from .transforms import normalize_identifier
 from .validate import sheet_rows, validate
 from .vocab import MODE_SKIPS
@@ -188,7 +188,7 @@ def _plan(source: str | Path | Sheet, template: Template, client: Client, *, mod
              input_sha256=sh.sha256, target=client.base_url, mode=mode,
              strategy=matches.strategy, created_at=now_utc(), rows=out_rows, operations=ops,
              issues=[i.to_dict() for i in about("organizations", issues, sh.issues)], requests_spent=client.requests_sent - start,
-             sheet=sh.sheet_name, notes=_absent_notes(absent, full, template) + _unmapped_notes(sh, full)
+             sheet=sh.sheet_name, notes=column_notes(sh, full, template, absent)
              + _kept_blank_notes(_not_dated(blanks, checked.dated)) + _avatar_notes(template, ops)
              + matches.notes + quiet,
              timings=clock.seconds,
@@ -236,6 +236,13 @@ def check_matchable(full: Template, template: Template, absent: list[str], sh: S
         path=template.path, key="identifiers")
 
 
+def column_notes(sh: Sheet, full: Template, used: Template, absent: list[str]) -> list[str]:
+    """The notes on the sheet's columns that `plan` and `validate` print: the optional columns
+    `absent` from the sheet (`Template.for_columns`; `full` as loaded, `used` as it applies to
+    the sheet) and the columns the template does not read."""
+    return _absent_notes(absent, full, used) + _unmapped_notes(sh, full)
+
+
 def _absent_notes(columns: list[str], full: Template, used: Template) -> list[str]:
     """Plan notes for optional columns the sheet lacks (`Template.for_columns`: `full` is the
     template as loaded, `used` as it applies to the sheet)."""
@@ -257,11 +264,10 @@ def _absent_notes(columns: list[str], full: Template, used: Template) -> list[st
 def _unmapped_notes(sh: Sheet, template: Template, shown: int = 8) -> list[str]:
     """A plan note naming the sheet's columns the template does not read (a column the user
     meant to load and forgot to map: its values are not sent). Not the columns a with-status
-    copy adds (`report.STATUS_COLUMNS`), nor a blank header's `(column C)` (the reader warns)."""
-    read_ = set(template.columns) | set(STATUS_COLUMNS)
-    nt = notes_template(template)
-    if nt is not None and template.notes.sheet is None:  # notes on the organizations' rows
-        read_ |= set(nt.columns)
+    copy adds (`report.STATUS_COLUMNS`), nor a blank header's `(column C)` (the reader warns).
+    A notes sheet of its own (`notes: {sheet: …}`) is read apart: its columns are not this one's."""
+    apart = template.notes is not None and template.notes.sheet is not None
+    read_ = (set(template.columns) if apart else read_columns(template)) | set(STATUS_COLUMNS)
     left = [c for c in sh.frame.columns if c != "row_number" and c not in read_ and not c.startswith("(column ")]
     if not left:
         return []

@@ -363,14 +363,18 @@ def date_cell_issue(rn: int, column: str | None, text: str, code: str, file: str
     under number format `code`: what Excel shows (`shown_date`: `12-Mar`) is how Excel turned a
     typed `3-12` or `1-50` into a date; the typed value is lost (ECMA-376 §18.8.31).
     `not_sent`: the cell is a `phone` number's, which a date is not, or a `text` field's, whose
-    value it is not: either way it is not sent (a record keeps what it holds)."""
+    value it is not: either way it is not sent (a record keeps what it holds). An `identifier`'s
+    date names no record, so the row is an error: matched by its other identifiers it would
+    write the date over the record's value, matched by none it would create a duplicate."""
     nothing = {"phone": ", which is no phone number, so it is not sent",
-               "text": ", not what was typed, so it is not sent (a record keeps what it holds)"}.get(not_sent, "")
+               "text": ", not what was typed, so it is not sent (a record keeps what it holds)",
+               "identifier": ", not what was typed, so it names no record and the row is not written "
+                             "(it would create a duplicate or overwrite the record's value)"}.get(not_sent, "")
     return Issue("date-cell", rn, column, text, _DATE_RULE,
                  f'{_at(file, rn, column, sheet, ref)}: the cell was stored as a date: Excel shows '
                  f'"{shown_date(text, code)}", read as "{text}"{nothing}; Excel turns a typed value such as 3-12 '
                  "or 1-50 into a date: format the column as Text and type the value again",
-                 "warning", file, sheet, ref)
+                 "error" if not_sent == "identifier" else "warning", file, sheet, ref)
 
 
 def _at(file: str, rn: int, column: str | None, sheet: str | None, ref: str) -> str:

@@ -436,16 +436,20 @@ def _date_cells(numbers: pl.DataFrame | None, template: Template, file: str | No
     check: `format: date-time`, crm-api.md §8.1, §9.1): there a date is what belongs.
     Elsewhere (a zip code, an id) it is Excel's reading of a typed `3-12` or `1-50`: in a text
     field (`_dated_fields`) it is not sent (`_without_dates`), in a phone column a date is no
-    number, and is not sent either (`normalize.clean_phone`)."""
+    number, and is not sent either (`normalize.clean_phone`). In a text identifier (customerId,
+    chamberOfCommerceNumber, linkedinId) it names no record: an error, the row is not written."""
     if numbers is None or not numbers.height:
         return []
     sources = [(s.column, m.rules.get("check") == "datetime") for m in template.mappings for s in m.sources
                if s.column]
     phones, dropped = _phone_columns(template), _dated_fields(template)
+    ids = {s.column for m in template.mappings if m.kind == "scalar" and m.field in template.identifiers
+           for s in m.sources if s.column}
     columns = {c for c, _ in sources} - {c for c, dated in sources if dated}
     hits = numbers.filter(pl.col("format").is_not_null(), pl.col("column").is_in(sorted(columns)))
     return [date_cell_issue(rn, column, text, code, file or "", sheet_name, cell,
-                            not_sent="phone" if column in phones else "text" if column in dropped else None)
+                            not_sent="phone" if column in phones else "identifier" if column in ids
+                            else "text" if column in dropped else None)
             for rn, column, text, cell, code in hits.iter_rows()]
 
 

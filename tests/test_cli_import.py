@@ -825,6 +825,25 @@ def test_a_postal_code_excel_made_a_date_is_a_warning_and_not_sent(runner, crm, 
     assert {c["field"]: c["after"] for c in rows[2]["changes"]}.get("address.postalCode") == '"2024-03-12"', rows[2]
 
 
+def test_an_identifier_excel_made_a_date_blocks_its_row_only(runner, crm, tmp_path, monkeypatch):
+    """A customerId cell Excel stored as a date names no record: the row is an error (not
+    written), since matched by its phone it would write the date over the record's id, and
+    matched by nothing it would create the organization again; the other rows go through."""
+    def edit(ws):
+        ws["A2"].value = datetime.datetime(2024, 3, 12)
+        ws["A2"].number_format = "d-mmm"
+    monkeypatch.chdir(tmp_path)
+    _sample_workbook(tmp_path / "X.xlsx", edit)
+    code, planned = run(runner, crm, "plan", "X.xlsx", "-t", str(TEMPLATE), "--out", "p.json")
+    assert code == 1 and planned["invalid"] == 1, planned  # a row has an error
+    plan = json.loads((tmp_path / "p.json").read_text(encoding="utf-8"))
+    (issue,) = [i for i in plan["issues"] if i["type"] == "date-cell"]
+    assert (issue["severity"], issue["row_number"], issue["cell"]) == ("error", 2, "A2")
+    assert "names no record and the row is not written" in issue["message"]
+    assert {r["row_number"]: r["op"] for r in plan["rows"]} == {2: "invalid", 3: "create", 4: "create"}
+    assert sorted(o["row_numbers"] for o in plan["operations"]) == [[3], [4]]
+
+
 def test_the_with_status_copy_keeps_a_date_cell_a_date_so_it_is_flagged_again(runner, crm, tmp_path):
     """Trial 2026-12-02: the with-status copy wrote a date cell (a zip Excel made 12-Mar) and an
     integer cell as text, so importing the copy unfixed gave no warning and sent the date as a

@@ -414,7 +414,9 @@ def test_short_numbers_in_a_text_columns_numeric_cells_are_flagged(runner, tmp_p
 def test_a_date_cell_is_flagged_only_in_a_field_that_is_no_date_time(runner, tmp_path):
     """Excel turns a typed `1-50` into a date (PROVENANCE.md: kr_companies.csv, `Jan-50`): a date
     cell in a column the template maps to a field that is not a date-time (an id, a phone, a
-    zip) gets a date-cell warning; in archivedAt (a date-time) or an unmapped column it is silent."""
+    zip) gets a date-cell warning; in archivedAt (a date-time) or an unmapped column it is silent.
+    In an identifier (customerId) it is an error: the date names no record, so the row would
+    be created again, or write the date over the record's id."""
     wb = openpyxl.Workbook()
     ws = wb.active
     ws.append(["name", "id", "phone", "zip", "archived", "founded"])
@@ -434,10 +436,20 @@ def test_a_date_cell_is_flagged_only_in_a_field_that_is_no_date_time(runner, tmp
              if i["type"] == "date-cell"]
     fix = "Excel turns a typed value such as 3-12 or 1-50 into a date: format the column as Text and type the value again"
     assert dated == [
-        ("B2", "1950-01-01", "warning", f'the cell was stored as a date: Excel shows "Jan-50", read as "1950-01-01"; {fix}'),
+        ("B2", "1950-01-01", "error", 'the cell was stored as a date: Excel shows "Jan-50", read as "1950-01-01", '
+         "not what was typed, so it names no record and the row is not written (it would create a duplicate "
+         f"or overwrite the record's value); {fix}"),
         ("C2", "2024-03-12T14:05:00", "warning", 'the cell was stored as a date: Excel shows "Tuesday 12 March 2024 '
          f'2:05 PM", read as "2024-03-12T14:05:00", which is no phone number, so it is not sent; {fix}')]
     assert not [i for i in issues if i["cell"] == "C2" and i["type"] != "date-cell"]  # one warning a cell
+    assert result.exit_code == 1  # the identifier's date
+    (tmp_path / "t.yaml").write_text(yaml.safe_dump({
+        "resource": "organizations", "identifiers": ["phoneNumbers"],
+        "fields": {"title": "name", "customerId": "id", "phoneNumbers": "phone"}}), encoding="utf-8")
+    result = runner.invoke(cli, ["validate", str(tmp_path / "orgs.xlsx"), "-t", str(tmp_path / "t.yaml"), "--json"])
+    issues = json.loads(result.output.strip().splitlines()[-1])["issues"]
+    assert [(i["cell"], i["severity"]) for i in issues if i["type"] == "date-cell"] == [
+        ("B2", "warning"), ("C2", "warning")]  # customerId as data: not sent (a text field)
     assert result.exit_code == 0
 
 
@@ -559,3 +571,26 @@ def test_validate_warns_of_a_template_plan_would_refuse(runner, tmp_path):
     assert "\ntemplate warning: " in result.output and "every run would create every row again" in result.output
     assert "a second run creates them all again" in result.output
     assert "(plan and import refuse it unless --mode create-only)" in result.output
+
+
+def test_validate_names_the_columns_the_template_does_not_read(runner, tmp_path):
+    """Trial 2026-12-02: only `plan` said which columns are not loaded; an ops user running
+    `validate` first saw a clean sheet whose `Opmerking` column was silently left out. Columns a
+    notes template reads to find the organization (customer_id_column) are read, not unmapped."""
+    (tmp_path / "o.csv").write_text("title,email,Opmerking,Extra\nA,a@x.example,x,y\n", encoding="utf-8")
+    (tmp_path / "t.yaml").write_text(yaml.safe_dump({
+        "resource": "organizations", "identifiers": ["emailAddresses"],
+        "fields": {"title": "title", "emailAddresses": "email",
+                   "website": {"column": "Site", "optional": True}}}), encoding="utf-8")
+    result = runner.invoke(cli, ["validate", str(tmp_path / "o.csv"), "-t", str(tmp_path / "t.yaml")])
+    assert result.exit_code == 0
+    assert result.output.splitlines()[1:] == [
+        "  note: optional column 'Site' is not in the sheet: website is left as it is",
+        "  note: unmapped columns 'Opmerking', 'Extra': the template does not read them, so nothing of them "
+        "is sent (map a column in the template to load it)"]
+    out = runner.invoke(cli, ["validate", str(tmp_path / "o.csv"), "-t", str(tmp_path / "t.yaml"), "--json"])
+    assert [n.split(":")[0] for n in json.loads(out.output)["column_notes"]] == [
+        "optional column 'Site' is not in the sheet", "unmapped columns 'Opmerking', 'Extra'"]
+    notes = runner.invoke(cli, ["validate", str(REPO / "samples" / "organization_notes.csv"), "-t",
+                                str(REPO / "templates" / "organization_notes.yaml"), "--json"])
+    assert json.loads(notes.output)["column_notes"] == [], notes.output
