@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import re
 from datetime import datetime, timedelta
+from decimal import ROUND_HALF_UP, Context, Decimal
 from functools import lru_cache
 
 import polars as pl
 
 _DATE_LETTER = re.compile(r"[ymdhs!]")
+_WIDE = Context(prec=400)  # room for any float's digits: quantize never overflows
 """A letter of a date/time format once `_date_letters` cleaned it (`!`: elapsed `[h]`)."""
 
 
@@ -42,7 +44,7 @@ def shown_numbers(nums: pl.DataFrame, codes: list[str], date1904: bool) -> pl.Da
     pad = pl.col("code").str.len_chars()
     zeros = pl.when(x.abs() < 1e15).then(
         pl.when(x < 0).then(pl.lit("-")).otherwise(pl.lit(""))
-        + x.abs().round(0).cast(pl.Int64, strict=False).cast(pl.String).str.zfill(pad)
+        + x.abs().round(0, mode="half_away_from_zero").cast(pl.Int64, strict=False).cast(pl.String).str.zfill(pad)
     ).otherwise(general)
     other = nums.filter(pl.col("fk").is_in(["other", "date"]), x.is_not_null()).select("v", "s", "code", "x")
     rendered = other.with_columns(pl.Series("r", [
@@ -175,7 +177,7 @@ def render_number(x: float, code: str, date1904: bool = False) -> str | None:
     scale = sum(1 for k, _ in int_t[ph_idx[-1] + 1:] if k == "comma") if ph_idx else 0
     val = val * 100 ** sum(1 for k, _ in toks if k == "pct") / 1000 ** scale
     frac_ph = [t for k, t in frac_t if k == "ph"]
-    ip, _, fp = f"{val:.{len(frac_ph)}f}".partition(".")
+    ip, _, fp = _fixed(val, len(frac_ph)).partition(".")
     digits = ip.lstrip("0")
     if sign and not (digits or fp.strip("0")):
         sign = ""
@@ -183,6 +185,14 @@ def render_number(x: float, code: str, date1904: bool = False) -> str | None:
     if dot == len(toks):
         return sign + int_txt
     return sign + int_txt + "." + _fill_frac(frac_t, fp)
+
+
+def _fixed(val: float, places: int) -> str:
+    """`val` (>= 0) with `places` decimals as Excel rounds it: to its 15 significant digits,
+    then half away from zero (2.5 -> 3, 0.125 -> 0.13, 2.675 -> 2.68), where Python's format
+    rounds the binary value half to even (2, 0.12, 2.67)."""
+    exact = Decimal(f"{val:.15g}").quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP, context=_WIDE)
+    return f"{exact:f}"
 
 
 def _fill_int(toks: list[tuple[str, str]], digits: str, group: bool) -> str:

@@ -395,6 +395,28 @@ def test_render_number(x, code, shown):
     assert render_number(x, code, date1904) == shown
 
 
+@pytest.mark.parametrize(("x", "code", "shown"), [
+    (2.5, "0", "3"), (-2.5, "0", "-3"), (1234.5, "#,##0", "1,235"), (0.125, "#,##0.00", "0.13"),
+    (2.675, "0.00", "2.68"), (0.125, "0%", "13%"), (1.005, "0%", "101%"), (0.125, "0.0", "0.1"),
+])
+def test_render_number_rounds_half_away_from_zero_as_excel(x, code, shown):
+    """Excel rounds what it shows half away from zero on the value's 15 significant digits:
+    2.5 under `0` shows 3 (Python's format gave 2, half to even), 2.675 under `0.00` shows 2.68
+    (the binary value is 2.67499…)."""
+    assert render_number(x, code) == shown
+
+
+def test_a_fraction_under_zero_padding_shows_as_excel_rounds_it(tmp_path):
+    path = tmp_path / "t.xlsx"
+    with xlsxwriter.Workbook(path) as wb:
+        ws = wb.add_worksheet()
+        pad, whole = wb.add_format({"num_format": "00000"}), wb.add_format({"num_format": "0"})
+        ws.write_row(0, 0, ["padded", "whole"])
+        ws.write_number(1, 0, 2137.5, pad)
+        ws.write_number(1, 1, 2.5, whole)
+    assert read(path).frame.rows() == [(2, "02138", "3")]
+
+
 @pytest.mark.parametrize(("text", "code", "shown"), [
     ("2024-03-12", "d-mmm", "12-Mar"), ("1950-01-01", "mmm-yy", "Jan-50"), ("2005-03-02", "m/d/y", "3/2/05"),
     ("2024-03-12T09:05:07", "yyyy-mm-dd hh:mm:ss", "2024-03-12 09:05:07"), ("14:05:00", "h:mm a/p", "2:05 p"),
