@@ -301,13 +301,16 @@ def normalise_existing_phones(joined: pl.DataFrame, template: Template) -> pl.Da
 
 def lost_zeros(m: Mapping) -> pl.Expr | None:
     """True where the sheet's text value is the record's without its leading zeros (`5021` for
-    `05021`): digits a spreadsheet stored as a number, not a change (BR-05). None for a field
-    that is not text. Over the mapped column and its record's value as `<field>#e`."""
+    `05021`, `0` for `00000`: a number cell shows zero as one 0): digits a spreadsheet stored as
+    a number, not a change (BR-05). None for a field that is not text. Over the mapped column
+    and its record's value as `<field>#e`."""
     if m.kind != "scalar":
         return None
     s, e = pl.col(m.field).cast(pl.String), pl.col(f"{m.field}#e").cast(pl.String)
-    digits = (s.str.strip_chars("0123456789") == "") & ~s.str.starts_with("0")  # no regex: cheaper
-    return (e.str.starts_with("0") & digits & (e.str.strip_chars_start("0") == s)).fill_null(False)
+    digits = s.str.strip_chars("0123456789") == ""  # no regex: cheaper
+    rest = e.str.strip_chars_start("0")
+    same = (~s.str.starts_with("0") & (rest == s)) | ((s == "0") & (rest == ""))
+    return (e.str.starts_with("0") & digits & same).fill_null(False)
 
 
 def zero_candidates(frame: pl.DataFrame, template: Template, *, suffix: str = "") -> set[str]:

@@ -481,18 +481,21 @@ def test_lookup_is_refused_for_an_identifier_without_an_api_filter(crm, client, 
 
 def test_a_value_that_lost_its_leading_zeros_leaves_the_record_as_it_is(crm, client, tmp_path):
     """A CSV saved by a spreadsheet holds 5021 for the postal code 05021 (BR-05): not a change
-    (the record keeps 05021, with a warning naming the cell); another value is one."""
+    (the record keeps 05021, with a warning naming the cell); another value is one. A code of
+    zeros alone (00000) is a number cell's 0 (trial 2026-12-02: 46 records patched to "0")."""
     crm.seed({"organizations": [
         {"title": f"Org {i}", "customerId": f"C{i}", "address": {"postalCode": pc, "country": "US"}}
-        for i, pc in enumerate(["05021", "05021", "0042", "12345"])]})
+        for i, pc in enumerate(["05021", "05021", "0042", "12345", "00000", "00000"])]})
     sheet = tmp_path / "zips.csv"
-    sheet.write_text("name,cid,zip\nOrg 0,C0,5021\nOrg 1,C1,5022\nOrg 2,C2,42\nOrg 3,C3,012345\n", encoding="utf-8")
+    sheet.write_text("name,cid,zip\nOrg 0,C0,5021\nOrg 1,C1,5022\nOrg 2,C2,42\nOrg 3,C3,012345\n"
+                     "Org 4,C4,0\nOrg 5,C5,00\n", encoding="utf-8")
     tpl = parse_template({"resource": "organizations", "identifiers": ["customerId"], "fields": {
         "title": "name", "customerId": "cid", "address.postalCode": "zip"}}, path="z.yaml", sha256="t")
     p = plan(sheet, tpl, client)
-    assert [(r["row_number"], r["op"]) for r in p.rows] == [(2, "unchanged"), (3, "patch"), (4, "unchanged"), (5, "patch")]
+    assert [(r["row_number"], r["op"]) for r in p.rows] == [(2, "unchanged"), (3, "patch"), (4, "unchanged"),
+                                                            (5, "patch"), (6, "unchanged"), (7, "patch")]
     warned = [(i["row_number"], i["column"], i["value"], i["cell"]) for i in p.issues if i["type"] == "leading-zero"]
-    assert warned == [(2, "zip", "5021", "C2"), (4, "zip", "42", "C4")]
+    assert warned == [(2, "zip", "5021", "C2"), (4, "zip", "42", "C4"), (6, "zip", "0", "C6")]
     assert 'zips.csv:2:zip: "5021" is the record\'s "05021" without its leading zero(s)' in p.issues[0]["message"]
 
 
