@@ -479,23 +479,30 @@ def render_plan(p: Plan, *, requests_per_minute: float | None = 20, limit: int =
     tags = p.tag_creates()
     lines += [f"  + tag {json.dumps(o.body.get('title'), ensure_ascii=False)} (create_missing)" for o in tags]
     reasons: dict[Any, list[str]] = {}
+    doubts: dict[Any, list[str]] = {}  # a create that may duplicate a record: said on its line
     for i in p.issues:
         if i["severity"] == "error" and i["type"] not in CONFLICT_TYPES:
             reasons.setdefault((i["row_number"], i.get("resource")), []).append(i["message"])
+        elif i["type"] in DOUBT_TYPES:
+            doubts.setdefault((i["row_number"], i.get("resource") or "organizations"), []).append(i["message"])
     op = pl.col("op")
     # skips the mode asked for are not listed, nor the notes of organizations it skipped
     by_mode = (op == "skip") & pl.col("note").is_in(MODE_SKIPS)
     org_skipped = rows.filter(by_mode & (pl.col("resource").fill_null("organizations") == "organizations"))
     listed = rows.filter((op != "unchanged") & ~by_mode & ~(
         (op == "skip") & pl.col("row_number").is_in(org_skipped["row_number"].implode())))
-    # rows that will not be written come first, so the limit never hides one
-    listed = listed.sort(~op.is_in(["invalid", "conflict", "skip"]), maintain_order=True)
+    # rows that will not be written come first, then writes in doubt, so the limit hides neither
+    doubted = pl.col("row_number").is_in([rn for rn, _ in doubts])
+    listed = listed.sort(~op.is_in(["invalid", "conflict", "skip"]), ~doubted, maintain_order=True)
     quoted = quoted_names(p.names)
+    shown: set[str] = set()
     for r in listed.head(limit).iter_rows(named=True):
         lines += _row_lines(r, quoted)
+        own = (r["row_number"], r["resource"] or "organizations")
         if r["op"] == "invalid":  # its own issues, and the whole row's (the reader's)
-            own = (r["row_number"], r["resource"] or "organizations")
             lines += [f"      {m}" for key in (own, (r["row_number"], None)) for m in reasons.pop(key, [])]
+        lines += [f"      warning: {m}" for m in doubts.get(own, [])]
+        shown.update(doubts.get(own, []))
     lines += [f"  ✗ {m}" for (rn, _), ms in reasons.items() if rn is None for m in ms]  # whole-file issues
     hidden = listed.slice(limit)
     if hidden.height:  # of what kinds, so writes behind many problems are not lost from sight
@@ -507,7 +514,7 @@ def render_plan(p: Plan, *, requests_per_minute: float | None = 20, limit: int =
     if not rows.height:
         lines.append("  note: the input has no rows under its header: nothing to do (an empty sheet, "
                      "or another --sheet or --header-row?)")
-    lines += _warning_lines(p.issues)
+    lines += _warning_lines(p.issues, shown)
     est = p.estimate(requests_per_minute)
     where = "" if requests_per_minute else " on the real API (the embedded sandbox has no limit)"
     of_tags = f" ({len(tags)} of them for the new tag(s))" if tags else ""
@@ -563,13 +570,23 @@ def _planning_time(requests: int, per_minute: float) -> str:
     return f", ≈ {duration_text(round(requests / per_minute, 1))}" if requests >= per_minute else ""
 
 
-def _warning_lines(issues: list[dict]) -> list[str]:
-    """The warnings (a warning alone stops no row), the first `_WARNINGS_SHOWN` in full."""
-    warnings = [i["message"] for i in issues if i["severity"] == "warning"]
-    if not warnings:
+DOUBT_TYPES = ("possible-duplicate",)
+"""Warning types a plan shows under their row (a create that may duplicate a record), before
+the other warnings, which many routine ones (phones kept as typed) can push out of sight."""
+
+
+def _warning_lines(issues: list[dict], shown: set[str] = frozenset()) -> list[str]:
+    """The warnings (a warning alone stops no row), the first `_WARNINGS_SHOWN` in full: those
+    of `DOUBT_TYPES` first, and none of `shown` (said under their rows already)."""
+    warned = [i for i in issues if i["severity"] == "warning"]
+    if not warned:
         return []
+    warnings = [i["message"] for i in sorted(warned, key=lambda i: i["type"] not in DOUBT_TYPES)
+                if i["message"] not in shown]
+    above = len(warned) - len(warnings)
     # not "their rows go ahead": a warned row may be a conflict or invalid for another reason
-    lines = [f"  {len(warnings)} warning(s); a warning alone stops no row:"]
+    lines = [f"  {len(warned)} warning(s){f' ({above} shown above)' if above else ''}; "
+             "a warning alone stops no row:"]
     lines += [f"    {m}" for m in warnings[:_WARNINGS_SHOWN]]
     if len(warnings) > _WARNINGS_SHOWN:
         lines.append(f"    … {len(warnings) - _WARNINGS_SHOWN} more (see the plan file or the report)")

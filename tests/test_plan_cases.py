@@ -146,6 +146,30 @@ def test_possible_duplicate_without_an_email_compares_the_website_host(crm, clie
     assert warning["row_number"] == 2 and 'this row creates "snel bv"' in warning["message"]
 
 
+def test_the_plan_shows_a_possible_duplicate_on_its_create_line_first(crm, client, tmp_path):
+    """Trial 2026-12-02: a create that may duplicate a record was warned about only in the plan
+    file, its warning pushed out of the printed five by routine ones (phones kept as typed).
+    The plan lists such creates right after the rows it will not write, says the warning
+    under the row, and leaves it out of the warnings below (counting it as shown above)."""
+    crm.seed({"organizations": [{"title": "Snel BV", "website": "https://snel.example", "linkedinId": "snel-old"}]})
+    rows = "".join(f"Org {i},https://o{i}.example,org-{i},+31205550{i:03d},+31205550{i:03d}\n" for i in range(8))
+    sheet = tmp_path / "s.csv"
+    sheet.write_text("title,website,linkedin,phone,fax\n" + rows + "Snel BV,https://snel.example,snel-new,,\n",
+                     encoding="utf-8")
+    tpl = template(fields={"title": "title", "website": "website", "linkedinId": "linkedin",
+                           "phoneNumbers": [{"column": "phone"}, {"column": "fax", "type": "fax"}]},
+                   identifiers=["linkedinId"])
+    p = plan(sheet, tpl, client, strategy="scan")
+    (doubt,) = [i["message"] for i in p.issues if i["type"] == "possible-duplicate"]
+    assert sum(i["severity"] == "warning" for i in p.issues) == 9
+    lines = render_plan(p).splitlines()
+    first = next(n for n, line in enumerate(lines) if line.startswith("  + row"))
+    assert lines[first] == '  + row 10 create "Snel BV"'
+    assert f"      warning: {doubt}" in lines[first:first + 6]
+    assert "  9 warning(s) (1 shown above); a warning alone stops no row:" in lines
+    assert sum(doubt in line for line in lines) == 1
+
+
 def test_br11_merge_patch_keeps_existing_list_items(crm, client, tmp_path):
     load_existing(crm, "BR-11.existing.json")
     crm.seed({"tags": [{"@id": "/tags/9", "title": "Lease"},
