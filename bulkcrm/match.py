@@ -413,7 +413,7 @@ def _resolve(rows: pl.DataFrame, pairs: pl.DataFrame, explicit: pl.DataFrame, id
     Returns:
         (matched: `row_number`, `iri`, `rec` per row, null when none; conflicts).
     """
-    by_ids = _claims(pairs)
+    by_ids, every = _claims(pairs), pairs
     hits = _extremes(by_ids)
     if explicit.height:  # rows naming their record by IRI: decided by it, not by identifiers
         by_identifiers = ~pl.col("row_number").is_in(explicit["row_number"].implode())
@@ -434,7 +434,7 @@ def _resolve(rows: pl.DataFrame, pairs: pl.DataFrame, explicit: pl.DataFrame, id
             pl.lit("duplicate-row").alias("type"),
             pl.format("rows {} all match {}", _joined_rows(), iri).alias("message"),
             pl.lit(None, pl.String).alias("field"), pl.lit(None, pl.String).alias("value"),
-        ).explode("row_number").select("row_number", "type", "message", "field", "value"))
+        ).explode("held").select(pl.col("held").alias("row_number"), "type", "message", "field", "value"))
     # rows sharing an identifier value (e.g. two creates of one organization)
     shared = _shared(ids)
     if shared.height:
@@ -442,11 +442,16 @@ def _resolve(rows: pl.DataFrame, pairs: pl.DataFrame, explicit: pl.DataFrame, id
         msg = pl.format("rows {} share {} {}{}", _joined_rows(), pl.col("kind"), pl.col("value"),
                         pl.when(same).then(pl.lit(" (the rows are the same in every field: keep one)"))
                         .otherwise(pl.lit("")))
-        # a row naming its record by IRI is decided by it: when it is the only one of the rows
-        # sharing the value, the others are the conflict (a value typed into the wrong row)
+        # a row naming its record by IRI is decided by it: when it is the one row of those
+        # sharing the value whose IRI names the record holding it (else: the one with an IRI),
+        # the others are the conflict (a value typed into the wrong row)
+        owners = every.join(explicit, on=["row_number", "rec"], how="semi").select(
+            "row_number", "kind", "value", pl.lit(True).alias("__own")).unique()
         by_iri = pl.col("row_number").is_in(explicit["row_number"].implode())
+        own = pl.col("__own").fill_null(False)
+        exempt = pl.when(own.sum().over("__g") == 1).then(own).otherwise(by_iri & (by_iri.sum().over("__g") == 1))
         conflicts.append(shared.with_columns(msg.alias("message")).with_row_index("__g").explode(
-            "row_number").filter(~by_iri | (by_iri.sum().over("__g") > 1)).with_columns(
+            "row_number").join(owners, on=["row_number", "kind", "value"], how="left").filter(~exempt).with_columns(
             pl.lit("duplicate-row").alias("type"), pl.col("kind").alias("field")).select(
             "row_number", "type", "message", "field", "value"))
     conflicts_df = _one_per_row(conflicts)
@@ -574,12 +579,14 @@ def _extremes(claims: pl.DataFrame) -> pl.DataFrame:
 
 
 def _claimed_twice(by_ids: pl.DataFrame, explicit: pl.DataFrame, amb_rows: pl.Series) -> pl.DataFrame:
-    """`rec`, `row_number` (sorted list): the records several rows claim. Every record a row
-    names claims it: by its IRI (`explicit`), or by an identifier (`by_ids`, every row's pairs),
-    also a row in conflict itself, so a typo in one row never lets another take the record
-    over. A record one row names by IRI is that row's, though, when the others claim it only
-    as rows in conflict of their own (an IRI row holding another record's e-mail, an ambiguous
-    row): an e-mail moved from one exported row to another is not a deadlock."""
+    """`rec`, `row_number` (sorted list: every row claiming it), `held` (the rows of those in
+    conflict for it): the records several rows claim. Every record a row names claims it: by
+    its IRI (`explicit`), or by an identifier (`by_ids`, every row's pairs), also a row in
+    conflict itself, so a typo in one row never lets another take the record over. A record
+    one row names by IRI is that row's, though: the others are the conflict (a value typed into
+    another row, a row added for an organization the sheet has), and none when they claim it
+    only as rows in conflict of their own (an IRI row holding another record's e-mail, an
+    ambiguous row): an e-mail moved from one exported row to another is not a deadlock."""
     named = explicit.select("row_number", "rec", pl.lit(True).alias("by_iri"))
     aside = pl.concat([explicit["row_number"], amb_rows]).implode()  # rows their identifiers do not decide
     claims = pl.concat([named, by_ids.join(named, on=["row_number", "rec"], how="anti").select(
@@ -587,7 +594,9 @@ def _claimed_twice(by_ids: pl.DataFrame, explicit: pl.DataFrame, amb_rows: pl.Se
     claims = claims.filter(pl.col("rec").is_in(_repeated(claims["rec"]).implode()))
     decided = pl.col("by_iri").sum().over("rec") == 1
     others = (~pl.col("by_iri") & ~pl.col("row_number").is_in(aside)).sum().over("rec") == 0
-    return claims.filter(~(decided & others)).group_by("rec").agg(pl.col("row_number").unique().sort())
+    rn, sole = pl.col("row_number"), pl.col("__sole")  # `sole`: the one row naming it by IRI
+    return claims.with_columns((decided & pl.col("by_iri")).alias("__sole")).filter(~(decided & others)).group_by(
+        "rec").agg(rn.unique().sort(), rn.filter(~sole).unique().sort().alias("held"))
 
 
 def _ambiguous(amb: pl.DataFrame) -> pl.DataFrame:

@@ -295,8 +295,9 @@ def test_an_email_moved_between_two_exported_rows_converges(crm, client, tmp_pat
 def test_a_value_typed_into_a_second_row_holds_back_that_row_only(crm, client, tmp_path):
     """From a trial: Acme's exported row (its IRI) is untouched; Acme's e-mail was typed into
     Beta's row, whose phone is Beta's. Beta's row is the conflict (ambiguous); Acme's row,
-    decided by its IRI, is not held back by the value it shares. Two rows naming records by
-    IRI that share a value are both conflicts (which is right cannot be told)."""
+    decided by its IRI, is not held back by the value it shares, also when Beta's row names
+    Beta by IRI (trial 2026-12-02: both were conflicts): the value is the record Acme's row
+    names. Beta's row is held back (its IRI and its e-mail name two records)."""
     crm.seed({"organizations": [
         {"@id": A, "title": "Acme", "emailAddresses": [{"email": "a@x.com"}],
          "phoneNumbers": [{"phoneNumber": "+31201111111"}]},
@@ -309,8 +310,16 @@ def test_a_value_typed_into_a_second_row_holds_back_that_row_only(crm, client, t
     p = plan(sheet(tmp_path, [head, acme, ["Beta", "a@x.com", "+31202222222", ""]]), t, client)
     assert [(r["op"], r["iri"]) for r in p.rows] == [("unchanged", A), ("conflict", None)]
     assert [(i["row_number"], i["type"]) for i in p.issues] == [(3, "ambiguous-match")]
-    both = plan(sheet(tmp_path, [head, acme, ["Beta", "a@x.com", "+31202222222", B]]), t, client)
-    assert [r["op"] for r in both.rows] == ["conflict", "conflict"]
+    both = plan(sheet(tmp_path, [head, ["Acme NV", *acme[1:]], ["Beta", "a@x.com", "+31202222222", B]]), t, client)
+    assert [r["op"] for r in both.rows] == ["patch", "conflict"], both.issues
+    assert [(i["row_number"], i["type"]) for i in both.issues] == [(3, "iri-mismatch")]
+    # the row without an IRI that claims Acme by the e-mail typed into it is held back alone
+    one = plan(sheet(tmp_path, [head, ["Acme NV", *acme[1:]], ["Beta", "a@x.com", "", ""]]), t, client)
+    assert [r["op"] for r in one.rows] == ["patch", "conflict"]
+    assert [(i["row_number"], i["type"]) for i in one.issues] == [(3, "duplicate-row")]
+    # two rows naming one record by IRI: which is right cannot be told
+    two = plan(sheet(tmp_path, [head, acme, ["Acme NV", "a@x.com", "", A]]), t, client)
+    assert [r["op"] for r in two.rows] == ["conflict", "conflict"]
 
 
 def test_an_invalid_row_names_the_record_it_matched(crm, client, tmp_path):
