@@ -82,7 +82,7 @@ def validate(mapped: pl.DataFrame, template: Template, *, sheet: pl.DataFrame | 
     read_cols, tokens = read_columns(template), {t.strip() for t in template.null_tokens}
     read_found = [_styled_phone(_unread(Issue(**{**i.to_dict(), "file": i.file or file}), read_cols),
                                 _phone_columns(template))
-                  for i in read_issues or [] if not _null_token(i, tokens)]
+                  for i in read_issues or [] if not _null_token(i, tokens) and not _unsent_number(i, read_cols)]
     # a cell the reader already rejected (formula without result, Excel error) is not also
     # reported as missing or malformed: the reader's issue names the real problem; a row it
     # rejected as a whole (values past the last header: every value may sit a column off) is
@@ -137,6 +137,13 @@ def _styled_phone(issue: Issue, phone_cols: set[str]) -> Issue:
 
 
 _RENDERED = re.compile(RENDERED_NUMBER)
+
+
+def _unsent_number(issue: Issue, read_cols: set[str]) -> bool:
+    """A reader's numeric-cell warning in a column the template does not read (`read_cols`):
+    nothing of it is sent, so what its number format hides matters to no one (trial: 270
+    warnings for an unmapped year column buried the ones that mattered)."""
+    return issue.type == "numeric-cell" and issue.column is not None and issue.column not in read_cols
 
 
 def _unread(issue: Issue, read_cols: set[str]) -> Issue:
