@@ -45,20 +45,21 @@ _CHUNK_ROWS = 250_000
 
 
 def map_rows(frame: pl.DataFrame, template: Template, *, path: str | None = None,
-             header_row: int = 1) -> pl.DataFrame:
+             header_row: int = 1, other_sheets: tuple[str, ...] = ()) -> pl.DataFrame:
     """Map a sheet frame onto API fields (see module docstring for the output shape).
 
     Args:
         frame: `row_number` + String columns, as `read.read(...).frame`.
         template: the loaded template.
         path: input file name for error messages. header_row: the sheet's header row
-            (`read.Sheet.header_row`), which a missing column's error names.
+            (`read.Sheet.header_row`), which a missing column's error names, as it names
+            `other_sheets` (`read.Sheet.other_sheets`) when the sheet has none of the columns.
 
     Raises:
         InputError: a column the template needs is missing from the sheet (names the missing
             columns and the ones present). Bad values are not raised: `validate` reports them.
     """
-    _check_columns(frame, template, path, header_row)
+    _check_columns(frame, template, path, header_row, other_sheets)
     try:
         if frame.height > _CHUNK_ROWS:  # bounds the intermediate columns of a big sheet
             parts = [_map(part, template) for part in frame.iter_slices(_CHUNK_ROWS)]
@@ -137,17 +138,21 @@ class _Plan:
                 self.add(f"{name}#{i}", item, step)
 
 
-def _check_columns(frame: pl.DataFrame, template: Template, path: str | None, header_row: int) -> None:
+def _check_columns(frame: pl.DataFrame, template: Template, path: str | None, header_row: int,
+                   other_sheets: tuple[str, ...] = ()) -> None:
     needed = [c for c in template.columns if c != template.iri_column]
     missing = [c for c in needed if c not in frame.columns]
     if missing:
         present = [c for c in frame.columns if c != "row_number"]
+        sheets = (f"; the first sheet was read, and the workbook has {'another' if len(other_sheets) == 1 else 'others'}"
+                  f" ({', '.join(map(repr, other_sheets))}): pass --sheet NAME"
+                  if other_sheets and len(missing) == len(needed) else "")
         raise InputError(
             f"column(s) {', '.join(_with_guess(c, [p for p in present if p not in needed]) for c in missing)} "
             f"required by template "
             f"{template.path} not found; the sheet has: {', '.join(map(repr, present))} ("
             + (len(present) == 1 and _delimiter_hint(present[0]) or f"the header read from row {header_row}; pass "
-               "--header-row N if it is another row") + ")" + _constant_hint(template, missing)
+               "--header-row N if it is another row") + ")" + sheets + _constant_hint(template, missing)
             + "; a column some sheets lack takes optional: true",
             path=path, row_number=header_row)
 

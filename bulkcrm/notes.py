@@ -197,7 +197,7 @@ def validate_notes(sh: Sheet, nt: Template, *, same_rows: bool = False
     frame = sh.frame
     nt, _ = nt.for_columns(frame.columns)
     mapped = map_rows(frame, nt, path=f"{file}!{sh.sheet_name}" if sh.sheet_name else file,
-                      header_row=sh.header_row)
+                      header_row=sh.header_row, other_sheets=sh.other_sheets)
     if same_rows:
         mapped = _with_a_note(mapped, nt)
         frame = frame.filter(pl.col("row_number").is_in(mapped["row_number"].implode()))

@@ -360,7 +360,8 @@ def run_validate(file, template_path, *, sheet=None, encoding=None, delimiter=No
         refused = f"template warning: {e} (plan and import refuse it unless --mode create-only)"
     name = Path(file).name
     where = f"{name}!{sh.sheet_name}" if sh.sheet_name else name
-    result = validate(map_rows(sh.frame, template, path=where, header_row=sh.header_row), template, sheet=sh.frame,
+    result = validate(map_rows(sh.frame, template, path=where, header_row=sh.header_row,
+                               other_sheets=sh.other_sheets), template, sheet=sh.frame,
                       read_issues=sh.issues, file=name, sheet_name=sh.sheet_name, letters=sh.letters,
                       numbers=sh.numbers)
     # each issue names its resource, except what the reader found (about the whole row)

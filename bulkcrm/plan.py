@@ -152,7 +152,7 @@ def _plan(source: str | Path | Sheet, template: Template, client: Client, *, mod
     start = client.requests_sent
     file = Path(sh.path).name
     mapped = map_rows(sh.frame, template, path=f"{file}!{sh.sheet_name}" if sh.sheet_name else file,
-                      header_row=sh.header_row)
+                      header_row=sh.header_row, other_sheets=sh.other_sheets)
     clock.lap("map")
     matched_at = now_utc()  # records created from here on may be missing from what matching sees
     # every row claims the records its IRI and identifiers name, also a row that is not written

@@ -68,6 +68,8 @@ class Sheet:
             date/time cells (`read_excel.NUMBERS_SCHEMA`: row_number, column, text, cell,
             format); `validate` warns on integers the template maps to a text field whose
             leading 0 matters, and on dates it maps to a field that is not a date-time. None for CSV.
+        other_sheets: Excel only, when no sheet was asked for (the first visible one was read):
+            the workbook's other visible sheets, which a missing column's error names.
     """
 
     frame: pl.DataFrame
@@ -80,6 +82,7 @@ class Sheet:
     sha256: str = ""
     letters: dict[str, str] = field(default_factory=dict)
     numbers: pl.DataFrame | None = None
+    other_sheets: tuple[str, ...] = ()
 
 
 def read(path: str | Path, *, sheet: str | int | None = None, encoding: str | None = None,
@@ -150,8 +153,9 @@ def _read_excel(p: Path, where: str, sheet: str | int | None, header_row: int | 
     found, numbers = excel_issues(grid, hdr, names, p.name)
     issues += found + hidden_row_issues(frame, grid.hidden, p.name, grid.sheet_name)
     issues.sort(key=lambda i: (i.row_number or 0, i.cell or ""))
+    others = tuple(n for n in grid.visible_names if n != grid.sheet_name) if sheet is None else ()
     return Sheet(frame, issues, where, grid.sheet_name, None, None, hdr, _file_sha256(p), _letters(names),
-                 numbers)
+                 numbers, others)
 
 
 def _read_csv(p: Path, where: str, encoding: str | None, delimiter: str | None,

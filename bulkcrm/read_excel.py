@@ -59,6 +59,7 @@ class ExcelGrid:
         sheet_names: every sheet of the workbook, in order.
         hidden: the Excel rows (1-based) hidden by Hide or a filter (`<row hidden="1">`,
             ECMA-376 §18.3.1.73). Empty for `.xls`.
+        visible_names: the sheets not hidden (every sheet of a `.xls`), in order.
     """
 
     grid: pl.DataFrame
@@ -67,6 +68,7 @@ class ExcelGrid:
     merges: list[tuple[int, int, int, int]] = field(default_factory=list)
     sheet_names: list[str] = field(default_factory=list)
     hidden: list[int] = field(default_factory=list)
+    visible_names: list[str] = field(default_factory=list)
 
 
 def load_excel(path: Path, sheet: str | int | None) -> ExcelGrid:
@@ -116,7 +118,9 @@ def load_excel(path: Path, sheet: str | int | None) -> ExcelGrid:
         grid = _apply(grid, cells)
     except (KeyError, IndexError, StopIteration, ET.ParseError, zipfile.BadZipFile):
         grid = _xls_fixups(grid)  # no readable sheet XML: keep calamine's rendering
-    return ExcelGrid(_pad_columns(grid), names[idx], cells, merges, names, hidden)
+    shown = _visible_from_xml(path)
+    visible = [names[i] for i in shown if i < len(names)] if shown is not None else names
+    return ExcelGrid(_pad_columns(grid), names[idx], cells, merges, names, hidden, visible)
 
 
 def _not_a_workbook(head: bytes) -> str | None:

@@ -595,3 +595,27 @@ def test_validate_names_the_columns_the_template_does_not_read(runner, tmp_path)
     notes = runner.invoke(cli, ["validate", str(REPO / "samples" / "organization_notes.csv"), "-t",
                                 str(REPO / "templates" / "organization_notes.yaml"), "--json"])
     assert json.loads(notes.output)["column_notes"] == [], notes.output
+
+
+def test_a_first_sheet_without_the_columns_names_the_other_sheets(runner, tmp_path):
+    """Trial 2026-12-02: a workbook whose first sheet is a Readme got a missing-column error that
+    did not say the data is on another sheet; it names the visible others and --sheet (not
+    when --sheet chose the sheet, nor a hidden sheet)."""
+    wb = openpyxl.Workbook()
+    wb.active.title = "Readme"
+    wb.active.append(["this sheet is notes"])
+    data = wb.create_sheet("Agencies")
+    data.append(["title", "email"])
+    data.append(["A", "a@x.example"])
+    wb.create_sheet("Old").sheet_state = "hidden"
+    wb.save(tmp_path / "w.xlsx")
+    (tmp_path / "t.yaml").write_text(yaml.safe_dump({"resource": "organizations", "identifiers": ["emailAddresses"],
+                                                     "fields": {"title": "title", "emailAddresses": "email"}}),
+                                     encoding="utf-8")
+    args = ["validate", str(tmp_path / "w.xlsx"), "-t", str(tmp_path / "t.yaml")]
+    first = runner.invoke(cli, args)
+    assert first.exit_code == 2
+    assert "; the first sheet was read, and the workbook has another ('Agencies'): pass --sheet NAME;" in first.output
+    chosen = runner.invoke(cli, [*args, "--sheet", "Readme"])
+    assert chosen.exit_code == 2 and "--sheet NAME" not in chosen.output
+    assert runner.invoke(cli, [*args, "--sheet", "Agencies"]).exit_code == 0
