@@ -42,6 +42,11 @@ def test_a_forced_encoding_that_fails_names_the_line_and_the_byte(tmp_path):
     path = write(tmp_path, "f.csv", "name\nA\nCaña\n".encode("cp1252"))
     with pytest.raises(InputError, match=r"f\.csv: line 3: byte 0xF1 \(offset 9\) is not utf-8; "):
         read(path, encoding="utf-8")
+    # classic-Mac line ends (CR alone) and CRLF count as line ends too (trial: 211.csv said line 1)
+    for eol in ("\r", "\r\n"):
+        path = write(tmp_path, "m.csv", eol.join(["name", "A", "Caña", ""]).encode("cp1252"))
+        with pytest.raises(InputError, match=r"m\.csv: line 3: byte 0xF1"):
+            read(path, encoding="utf-8")
 
 
 def test_unknown_forced_encoding(tmp_path):
