@@ -233,6 +233,9 @@ def _held(lock_path: Path, busy: str) -> Iterator[None]:
     if key in _HELD:
         yield
         return
+    # filelock reports a lock file it cannot create (`--out /proc/p.json`) as held by another
+    # process: opened here first, the OSError names the file and the reason
+    os.close(os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644))
     lock = FileLock(str(lock_path))
     try:
         lock.acquire(timeout=0)

@@ -979,3 +979,13 @@ def test_a_header_found_by_the_templates_columns_is_where_apply_writes_the_copy(
     copy = read(tmp_path / "r" / "week.with-status.csv", header_row=3).frame
     assert copy.columns[1:4] == ["Name", "Email 1", "Email 2"]
     assert copy["row_number"].to_list() == [4, 5] and copy["bulkcrm_status"].to_list() == ["created"] * 2
+
+
+def test_a_plan_file_that_cannot_be_written_is_no_busy_run(runner, crm, tmp_path):
+    """Trial 2026-12-02: `--out /proc/p.json` (a folder no file can be made in) said another
+    apply of the plan was running and exited 75, which a scheduler retries forever; it is a
+    file error naming the file and the reason (exit 1)."""
+    code, out = run(runner, crm, "plan", str(SAMPLE), "-t", str(TEMPLATE), "--out", "/proc/bulkcrm-test/p.json")
+    assert code == 1 and out["error"] == "file", out
+    assert out["message"].startswith("cannot write or read /proc/bulkcrm-test/p.journal.jsonl.lock: "), out
+    assert "in use" not in out["message"]
