@@ -235,6 +235,7 @@ def _held(lock_path: Path, busy: str) -> Iterator[None]:
         return
     # filelock reports a lock file it cannot create (`--out /proc/p.json`) as held by another
     # process: opened here first, the OSError names the file and the reason
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
     os.close(os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644))
     lock = FileLock(str(lock_path))
     try:

@@ -175,7 +175,7 @@ def _plan(source: str | Path | Sheet, template: Template, client: Client, *, mod
     bad = {i.row_number for i in resolved.issues}
     rows = resolved.rows.filter(~pl.col("row_number").is_in(list(bad))) if bad else resolved.rows
     issues = [*_frame_issues(checked.issues), *resolved.issues,
-              *_conflict_issues(matches.conflicts, template, sh, file, mapped),
+              *_conflict_issues(matches.conflicts, template, sh, file, mapped, matches.iri),
               *_not_found_issues(matches.not_found, template, file, sh.sheet_name)]
     issues += _same_title_issues(rows, matches, template, file, sh.sheet_name)
     issues += _lost_zero_ids(rows, matches, template, file, sh)
@@ -561,19 +561,27 @@ def _frame_issues(frame: pl.DataFrame) -> list[Issue]:
 
 
 def _conflict_issues(conflicts: pl.DataFrame, template: Template, sh: Sheet, file: str,
-                     mapped: pl.DataFrame) -> list[Issue]:
+                     mapped: pl.DataFrame, matched: pl.DataFrame) -> list[Issue]:
     """One error per row in conflict, naming the sheet column of the identifier involved
-    (the alphabetically first when several are), its cell and its (normalised) value."""
+    (the alphabetically first when several are), its cell and its (normalised) value, and
+    what fixes it: an IRI column only helps a row that matched a record (`matched`:
+    `Matches.iri`), not two new rows sharing a value."""
+    iri_col = template.iri_column or "crm_iri"
     fix = {"iri-mismatch": f"fix or clear its {template.iri_column} (a row sorted or pasted beside another "
                            "row's IRI would overwrite that record with its data)",
            "identifier-mismatch": "another organization sharing that identifier? fix the row; if it is that "
-                                  "organization, correct the record's value in the CRM first"}
+                                  "organization, correct the record's value in the CRM first",
+           "ambiguous-match": "fix its identifiers so they point at one record, or name its record's IRI "
+                              f"in a {iri_col} column"}
+    new = ("keep one row per organization: if the rows are one organization, merge them into one; if they "
+           "are several, correct the value they share")
+    known = set(matched.drop_nulls("iri")["row_number"].to_list()) if conflicts.height else set()
     originals = sheet_rows(sh.frame, conflicts["row_number"]) if conflicts.height else {}
     normalised = _normalised_cells(conflicts, template, originals, mapped)
     return [with_cell(Issue(t, rn, _column_holding(template, field_name, value, originals.get(rn, {}), normalised),
-                            value, "one row per record", f"{file}:{rn}: {msg}; " + fix.get(t, (
-                                "fix the sheet so each organization appears once and its identifiers "
-                                "point at one record, or add a crm_iri column")), "error", file, sh.sheet_name),
+                            value, "one row per record", f"{file}:{rn}: {msg}; " + fix.get(t, new + (
+                                f", or name each row's record by its IRI in a {iri_col} column (an export has "
+                                "one)" if rn in known else "")), "error", file, sh.sheet_name),
                       sh.letters, sh.sheet_name)
             for rn, t, msg, field_name, value in conflicts.iter_rows()]
 

@@ -170,6 +170,22 @@ def test_the_plan_shows_a_possible_duplicate_on_its_create_line_first(crm, clien
     assert sum(doubt in line for line in lines) == 1
 
 
+def test_a_conflicts_advice_names_an_iri_column_only_for_rows_that_matched_a_record(crm, client, tmp_path):
+    """Trial 2026-12-02: two new rows sharing an e-mail were told to add a crm_iri column,
+    which cannot help rows that have no record yet."""
+    crm.seed({"organizations": [{"title": "Old", "emailAddresses": [{"email": "old@x.example"}]}]})
+    sheet = tmp_path / "s.csv"
+    sheet.write_text("title,email\nA,new@x.example\nB,new@x.example\nC,old@x.example\nD,old@x.example\n",
+                     encoding="utf-8")
+    p = plan(sheet, template(fields={"title": "title", "emailAddresses": "email"}, identifiers=["emailAddresses"]),
+             client, strategy="scan")
+    advice = {i["row_number"]: i["message"][i["message"].index("keep one row"):] for i in p.issues
+              if i["type"] == "duplicate-row"}
+    fix = "keep one row per organization: if the rows are one organization, merge them into one; if they are several, correct the value they share"
+    assert advice == {2: fix, 3: fix, 4: fix + ", or name each row's record by its IRI in a crm_iri column (an export has one)",
+                      5: fix + ", or name each row's record by its IRI in a crm_iri column (an export has one)"}
+
+
 def test_br11_merge_patch_keeps_existing_list_items(crm, client, tmp_path):
     load_existing(crm, "BR-11.existing.json")
     crm.seed({"tags": [{"@id": "/tags/9", "title": "Lease"},
