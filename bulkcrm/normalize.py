@@ -264,9 +264,12 @@ zero decimals (`0.00`: `2234274047.00`) or a currency sign; plain digits do not 
 digits (the one group that matched, without the commas) are the number the cell holds, which
 `clean_phone` reads as the phone number a General-format cell gives; a leading + or 0 may
 have been lost (`validate` warns). Dotted phones (`020.555.0101`, `555.0000`) do not match."""
-NO_PHONE = f"(?:{PLACEHOLDER_PHONE})|(?:{DATE_TEXT})"
+FEW_DIGITS = r"^\D*(?:\d\D*){0,2}$"
+"""A phone cell with fewer than three digits (`(2  )    -`, `n/a`, `see notes`, `x12`): no
+number, not even a short code (112, 711 are three), so it is not sent."""
+NO_PHONE = f"(?:{PLACEHOLDER_PHONE})|(?:{DATE_TEXT})|(?:{FEW_DIGITS})"
 """What `clean_phone` looks at before it makes a value null (`not_a_number`): a placeholder
-(`PLACEHOLDER_PHONE`) or a date (`DATE_TEXT`)."""
+(`PLACEHOLDER_PHONE`), a date (`DATE_TEXT`) or fewer than three digits (`FEW_DIGITS`)."""
 NO_NUMBER_CANDIDATE = f"{NO_PHONE}|(?:{RENDERED_NUMBER})"
 """A phone item that may be no number (`NO_PHONE`) once read as the cell stores it
 (`RENDERED_NUMBER`, `as_stored`): one regex pass finds the few to look at."""
@@ -466,11 +469,12 @@ def _not_a_number_key(key: str) -> bool:
 
 
 def not_a_number(value: str, region: str | None) -> bool:
-    """Whether a phone cell holds no number: a date (`DATE_TEXT`), or a placeholder
+    """Whether a phone cell holds no number: a date (`DATE_TEXT`), fewer than three digits
+    (`FEW_DIGITS`), or a placeholder
     (`PLACEHOLDER_PHONE`: `000-000-0000`) that phonenumbers does not take as a valid number of
     `region` (ISO 3166-1 alpha-2; or of its own country code): `+48 12 345 67 89`, a Kraków
     number, and `+1 888 888 8888`, a toll-free one, are numbers."""
-    if re.match(DATE_TEXT, value):
+    if re.match(DATE_TEXT, value) or re.match(FEW_DIGITS, value):
         return True
     if not re.match(PLACEHOLDER_PHONE, value):
         return False

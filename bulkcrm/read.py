@@ -127,6 +127,20 @@ def read(path: str | Path, *, sheet: str | int | None = None, encoding: str | No
     return _read_csv(p, where, encoding, delimiter, header_row, columns)
 
 
+_LEGACY_NAMES = {"cp1252": "Windows-1252 (cp1252)", "mac-roman": "Mac Roman", "iso8859-1": "Latin-1"}
+
+
+def encoding_notes(sh: Sheet) -> list[str]:
+    """A note naming the single-byte encoding a CSV was read in (cp1252, Mac Roman, Big5, …),
+    where a wrong guess shows only as wrong accented letters: none for UTF-8 (BOM or not),
+    UTF-16/32, a file mixing UTF-8 with cp1252 lines (each such line gets a warning), or Excel."""
+    enc = sh.encoding
+    if enc is None or enc == MIXED or enc.startswith(("utf-8", "utf-16", "utf-32")):
+        return []
+    return [f"encoding: the file is not UTF-8 and was read as {_LEGACY_NAMES.get(enc, enc)}: check its accented "
+            "letters (--encoding reads it as another)"]
+
+
 def check_input_path(path: str | Path) -> None:
     """Raise InputError (naming `path`) unless it is an existing file: what `read` checks
     first, and the CLI before it opens any target."""

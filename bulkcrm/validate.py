@@ -20,7 +20,7 @@ from pandera.api.polars.types import PolarsData
 from .errors import ISSUE_SCHEMA, Issue, issues_frame, place, with_cell
 from .mapping import REPEATED, chain
 from .template import Mapping, Template, read_columns
-from .normalize import (DATE_TEXT, EXTENSION, EXTENSION_MARK, FORMULA_RESULT, NO_NUMBER_CANDIDATE, NO_PHONE,
+from .normalize import (DATE_TEXT, EXTENSION, EXTENSION_MARK, FEW_DIGITS, FORMULA_RESULT, NO_NUMBER_CANDIDATE, NO_PHONE,
                         RENDERED_NUMBER, as_stored, code_without_plus, not_a_number)
 from .read_excel import date_cell_issue, numeric_cell_issue, styled_cell_issue
 from .transforms import CHECK_ISSUE_TYPES, CHECKS, check_list, check_rule
@@ -301,7 +301,7 @@ def _dropped_extensions(sheet: pl.DataFrame | None, template: Template, found: l
         cells = sheet.filter(marked(pl.col(s.column)))
         hits = (cells.select("row_number", pl.col(s.column).str.split(s.split).alias("__item")
                              if s.split else pl.col(s.column).alias("__item"))
-                .explode("__item").filter(item.str.contains(EXTENSION)))
+                .explode("__item").filter(item.str.contains(EXTENSION) & ~item.str.contains(FEW_DIGITS)))
         out += [with_cell(Issue("phone-extension", rn, s.column, value.strip(), "E.164 phone number (ITU-T E.164)",
                                 f"{_place(file, rn, s.column)}the extension of \"{value.strip()}\" is not sent: "
                                 "E.164 has none; note it elsewhere (e.g. the description) if it matters",

@@ -619,3 +619,19 @@ def test_a_first_sheet_without_the_columns_names_the_other_sheets(runner, tmp_pa
     chosen = runner.invoke(cli, [*args, "--sheet", "Readme"])
     assert chosen.exit_code == 2 and "--sheet NAME" not in chosen.output
     assert runner.invoke(cli, [*args, "--sheet", "Agencies"]).exit_code == 0
+
+
+def test_a_legacy_encoding_is_named_so_its_accents_can_be_checked(runner, tmp_path):
+    """Trial 2026-12-02: a Mac Roman file was read right, but nothing said which encoding was
+    taken, and a wrong guess shows only as wrong accented letters."""
+    (tmp_path / "t.yaml").write_text(yaml.safe_dump({"resource": "organizations", "identifiers": ["emailAddresses"],
+                                                     "fields": {"title": "title", "emailAddresses": "email"}}),
+                                     encoding="utf-8")
+    for name, data, said in (("l.csv", "title,email\nCafé Noir,a@x.example\n".encode("cp1252"), "Windows-1252 (cp1252)"),
+                             ("m.csv", "title,email\rCafé Noir,a@x.example\r".encode("mac-roman"), "Mac Roman")):
+        (tmp_path / name).write_bytes(data)
+        out = runner.invoke(cli, ["validate", str(tmp_path / name), "-t", str(tmp_path / "t.yaml")]).output
+        assert (f"  note: encoding: the file is not UTF-8 and was read as {said}: check its accented letters "
+                "(--encoding reads it as another)") in out.splitlines(), out
+    (tmp_path / "u.csv").write_text("title,email\nCafé Noir,a@x.example\n", encoding="utf-8")
+    assert "encoding" not in runner.invoke(cli, ["validate", str(tmp_path / "u.csv"), "-t", str(tmp_path / "t.yaml")]).output

@@ -108,8 +108,10 @@ def test_phone_with_a_letter_among_its_digits_or_a_doubtful_extension_is_kept_as
 
 
 def test_phone_fast_path_and_bad_default_region():
-    assert run(["+1 (212) 555-0100", "+0 123 4567", "+12"], T["phone"].clean) == \
-        ["+12125550100", "+0 123 4567", "+12"]
+    assert run(["+1 (212) 555-0100", "+0 123 4567", "+123"], T["phone"].clean) == \
+        ["+12125550100", "+0 123 4567", "+123"]
+    # fewer than three digits is no number, not even a short code (trial: `(2  )    -` was sent)
+    assert run(["+12", "(2  )    -", "n/a", "711"], T["phone"].clean) == [None, None, None, "711"]
     # E.164 once the spaces go (also around it, or a no-break space at the end)
     assert run([" +44 20 7946 0958 ", "+31 20 555 1234\u00a0"], T["phone"].clean) == \
         ["+442079460958", "+31205551234"]
@@ -504,7 +506,7 @@ def test_map_rows_split_phones_type_column_and_blank_cells():
     assert out["phoneNumbers"].to_list() == [
         [{"phoneNumber": "+31205551234", "phoneType": None},
          {"phoneNumber": "+31612345678", "phoneType": "mobile"}],
-        [{"phoneNumber": "NULL", "phoneType": "fax"}]]  # not a null token here: the check flags it
+        []]  # not a null token here, but no digits: no number, not sent (validate warns)
     assert out["__raw.phoneNumbers"].to_list() == [
         ["020 555 1234", "+31 20 555 1234", "0612345678"], ["NULL"]]
     # blank cells are empty; a description is trimmed (its normaliser), nothing more
