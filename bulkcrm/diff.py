@@ -24,6 +24,7 @@ from typing import Any
 import polars as pl
 
 from .mapping import PHONE_DTYPE
+from .normalize import FEW_DIGITS
 from .template import LIST_KINDS, ORG_FIELDS, Mapping, Template
 from .transforms import apply_transforms
 
@@ -292,8 +293,13 @@ def normalise_existing_phones(joined: pl.DataFrame, template: Template) -> pl.Da
     long = idx.select("__r", region.alias("__region"), pl.col("phoneNumbers#e")).explode("phoneNumbers#e")
     long = long.drop_nulls("phoneNumbers#e").unnest("phoneNumbers#e")
     spec = {"phone": {"default_region": template.default_region}}
-    long = long.with_columns(apply_transforms(pl.col("phoneNumber"), [spec], direction="clean",
-                                              context={"region": pl.col("__region")}).alias("phoneNumber"))
+    typed = pl.col("phoneNumber")
+    clean = apply_transforms(typed, [spec], direction="clean", context={"region": pl.col("__region")})
+    # a record's item with fewer than three digits (`n/a`, sent as typed by an older version)
+    # is compared as it is, so `policy: replace` removes it; other no-numbers (placeholders,
+    # dates) read as null and are kept: the sheet's own such cell is dropped
+    long = long.with_columns(pl.coalesce(clean, pl.when(typed.str.contains(FEW_DIGITS)).then(typed))
+                             .alias("phoneNumber"))
     back = long.group_by("__r").agg(pl.struct("phoneNumber", "phoneType").alias("phoneNumbers#e"))
     phones = idx.select("__r").join(back, on="__r", how="left", maintain_order="left")["phoneNumbers#e"]
     return joined.with_columns(phones.fill_null(pl.lit([], dtype=PHONE_DTYPE)))
@@ -441,9 +447,12 @@ def update(row: dict, record: dict, changed: list[str], template: Template) -> t
 
 def _lost_zeros(sheet: Any, before: Any) -> bool:
     """`lost_zeros` of one value: the sheet's digits are the record's text without its leading
-    zeros (`5021` for `05021`, BR-05), which the record keeps."""
-    return (isinstance(sheet, str) and isinstance(before, str) and sheet.isascii() and sheet.isdigit()
-            and not sheet.startswith("0") and before.startswith("0") and before.lstrip("0") == sheet)
+    zeros (`5021` for `05021`, `0` for `00000`, BR-05), which the record keeps."""
+    if not (isinstance(sheet, str) and isinstance(before, str) and sheet.isascii() and sheet.isdigit()
+            and before.startswith("0")):
+        return False
+    rest = before.lstrip("0")
+    return (not sheet.startswith("0") and rest == sheet) or (sheet == "0" and rest == "")
 
 
 def _put_body(record: dict, after: dict, template: Template) -> tuple[dict, list[dict], list[str]]:

@@ -44,7 +44,7 @@ def shown_numbers(nums: pl.DataFrame, codes: list[str], date1904: bool) -> pl.Da
     pad = pl.col("code").str.len_chars()
     zeros = pl.when(x.abs() < 1e15).then(
         pl.when(x < 0).then(pl.lit("-")).otherwise(pl.lit(""))
-        + x.abs().round(0, mode="half_away_from_zero").cast(pl.Int64, strict=False).cast(pl.String).str.zfill(pad)
+        + x15.abs().round(0, mode="half_away_from_zero").cast(pl.Int64, strict=False).cast(pl.String).str.zfill(pad)
     ).otherwise(general)
     other = nums.filter(pl.col("fk").is_in(["other", "date"]), x.is_not_null()).select("v", "s", "code", "x")
     rendered = other.with_columns(pl.Series("r", [

@@ -583,20 +583,25 @@ def _claimed_twice(by_ids: pl.DataFrame, explicit: pl.DataFrame, amb_rows: pl.Se
     conflict for it): the records several rows claim. Every record a row names claims it: by
     its IRI (`explicit`), or by an identifier (`by_ids`, every row's pairs), also a row in
     conflict itself, so a typo in one row never lets another take the record over. A record
-    one row names by IRI is that row's, though: the others are the conflict (a value typed into
-    another row, a row added for an organization the sheet has), and none when they claim it
-    only as rows in conflict of their own (an IRI row holding another record's e-mail, an
-    ambiguous row): an e-mail moved from one exported row to another is not a deadlock."""
+    one row names by IRI is that row's, though, when the others claim it only as rows in
+    conflict of their own (an IRI row holding another record's e-mail, an ambiguous row: an
+    e-mail moved from one exported row to another is not a deadlock), or when that row's own
+    identifiers name the record too (its owner): then the others are the conflict (a value
+    typed into another row). An IRI row none of whose identifiers the record holds (a row
+    pasted beside another row's IRI) wins nothing: every row claiming the record is held."""
     named = explicit.select("row_number", "rec", pl.lit(True).alias("by_iri"))
+    owners = named.join(by_ids, on=["row_number", "rec"], how="semi").select(
+        "row_number", "rec", pl.lit(True).alias("__own"))
     aside = pl.concat([explicit["row_number"], amb_rows]).implode()  # rows their identifiers do not decide
     claims = pl.concat([named, by_ids.join(named, on=["row_number", "rec"], how="anti").select(
         "row_number", "rec", pl.lit(False).alias("by_iri"))])
     claims = claims.filter(pl.col("rec").is_in(_repeated(claims["rec"]).implode()))
+    claims = claims.join(owners, on=["row_number", "rec"], how="left")
     decided = pl.col("by_iri").sum().over("rec") == 1
     others = (~pl.col("by_iri") & ~pl.col("row_number").is_in(aside)).sum().over("rec") == 0
-    rn, sole = pl.col("row_number"), pl.col("__sole")  # `sole`: the one row naming it by IRI
-    return claims.with_columns((decided & pl.col("by_iri")).alias("__sole")).filter(~(decided & others)).group_by(
-        "rec").agg(rn.unique().sort(), rn.filter(~sole).unique().sort().alias("held"))
+    rn, sole = pl.col("row_number"), pl.col("__sole")  # `sole`: the one row naming it by IRI, its owner
+    return claims.with_columns((decided & pl.col("__own").fill_null(False)).alias("__sole")).filter(
+        ~(decided & others)).group_by("rec").agg(rn.unique().sort(), rn.filter(~sole).unique().sort().alias("held"))
 
 
 def _ambiguous(amb: pl.DataFrame) -> pl.DataFrame:

@@ -264,9 +264,9 @@ zero decimals (`0.00`: `2234274047.00`) or a currency sign; plain digits do not 
 digits (the one group that matched, without the commas) are the number the cell holds, which
 `clean_phone` reads as the phone number a General-format cell gives; a leading + or 0 may
 have been lost (`validate` warns). Dotted phones (`020.555.0101`, `555.0000`) do not match."""
-FEW_DIGITS = r"^\D*(?:\d\D*){0,2}$"
-"""A phone cell with fewer than three digits (`(2  )    -`, `n/a`, `see notes`, `x12`): no
-number, not even a short code (112, 711 are three), so it is not sent."""
+FEW_DIGITS = r"^(?:\s*[^\d\s]\D*|\D*\d\D*(?:\d\D*)?)$"
+"""A phone cell with fewer than three digits, not blank (`(2  )    -`, `n/a`, `see notes`,
+`x12`): no number, not even a short code (112, 711 are three), so it is not sent."""
 NO_PHONE = f"(?:{PLACEHOLDER_PHONE})|(?:{DATE_TEXT})|(?:{FEW_DIGITS})"
 """What `clean_phone` looks at before it makes a value null (`not_a_number`): a placeholder
 (`PLACEHOLDER_PHONE`), a date (`DATE_TEXT`) or fewer than three digits (`FEW_DIGITS`)."""

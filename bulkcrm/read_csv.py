@@ -83,8 +83,8 @@ def decode(data: bytes, encoding: str | None, where: str) -> tuple[str, str, lis
             raise InputError(f"unknown encoding {encoding!r}; pass e.g. --encoding utf-8 "
                              "or --encoding cp1252", path=where) from None
         except UnicodeDecodeError as e:
-            head = data[:e.start]  # lines end in LF, CRLF or a lone CR (classic Mac)
-            line = head.count(b"\n") + head.count(b"\r") - head.count(b"\r\n") + 1
+            head = data[:e.start].decode(name, "replace")  # lines end in LF, CRLF or a lone CR
+            line = head.count("\n") + head.count("\r") - head.count("\r\n") + 1
             raise InputError(f"line {line}: byte 0x{data[e.start]:02X} (offset {e.start}) is not "
                              f"{encoding}; check --encoding, or leave it out to detect the encoding",
                              path=where) from None

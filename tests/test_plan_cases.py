@@ -536,6 +536,15 @@ def test_a_value_that_lost_its_leading_zeros_leaves_the_record_as_it_is(crm, cli
                                                             (5, "patch"), (6, "unchanged"), (7, "patch")]
     warned = [(i["row_number"], i["column"], i["value"], i["cell"]) for i in p.issues if i["type"] == "leading-zero"]
     assert warned == [(2, "zip", "5021", "C2"), (4, "zip", "42", "C4"), (6, "zip", "0", "C6")]
+    # a PUT (mode: replace) keeps them too (review: it sent "0" beside the warning)
+    put = parse_template({"resource": "organizations", "mode": "replace", "identifiers": ["customerId"], "fields": {
+        "title": "name", "customerId": "cid", "address.postalCode": "zip"}}, path="z.yaml", sha256="t")
+    renamed = tmp_path / "renamed.csv"
+    renamed.write_text(sheet.read_text(encoding="utf-8").replace("Org ", "Firm "), encoding="utf-8")
+    q = plan(renamed, put, client)
+    bodies = {o.row_numbers[0]: o.body for o in q.operations}
+    assert {rn: b["address"]["postalCode"] for rn, b in bodies.items()} == {
+        2: "05021", 3: "5022", 4: "0042", 5: "012345", 6: "00000", 7: "00"}
     assert 'zips.csv:2:zip: "5021" is the record\'s "05021" without its leading zero(s)' in p.issues[0]["message"]
 
 

@@ -320,6 +320,16 @@ def test_a_value_typed_into_a_second_row_holds_back_that_row_only(crm, client, t
     # two rows naming one record by IRI: which is right cannot be told
     two = plan(sheet(tmp_path, [head, acme, ["Acme NV", "a@x.com", "", A]]), t, client)
     assert [r["op"] for r in two.rows] == ["conflict", "conflict"]
+    # an IRI row none of whose identifiers the record holds (pasted beside another row's IRI)
+    # wins nothing: with the row that holds the record's identifiers, both are held (review)
+    pasted = plan(sheet(tmp_path, [head, ["Newco", "n@x.com", "+31209999999", A], ["Acme", "a@x.com", "", ""]]),
+                  t, client)
+    assert [r["op"] for r in pasted.rows] == ["conflict", "conflict"], pasted.issues
+    # also when that row is invalid (it still claims the record)
+    bad = plan(sheet(tmp_path, [head, ["Newco", "n@x.com", "+31209999999", A], ["Acme", "a@x.com; bad@", "", ""]]),
+               t, client)
+    assert [r["op"] for r in bad.rows] == ["conflict", "invalid"], bad.issues
+    assert bad.operations == []
 
 
 def test_an_invalid_row_names_the_record_it_matched(crm, client, tmp_path):
@@ -525,3 +535,25 @@ def test_a_conflicts_phone_column_is_found_in_the_rows_own_country(crm, client, 
     p = plan(sheet(tmp_path, rows), t, client, strategy="scan")
     got = [(i["row_number"], i["cell"], i["value"]) for i in p.issues if i["type"] == "duplicate-row"]
     assert got == [(2, "D2", "+49301234567"), (3, "C3", "+49301234567")], got
+
+
+def test_a_phone_cell_of_fewer_than_three_digits_is_no_number(crm, client, tmp_path):
+    """Trial 2026-12-02: `(2  )    -` and `n/a` were sent as typed. A cell with fewer than three
+    digits is no number: not sent, one warning; a blank item of a split cell is nothing (no
+    warning); a short code (711) is a number kept as typed. Under `policy: replace` a record's
+    such item, sent by an older version, is removed like any number the sheet lacks (review)."""
+    crm.seed({"organizations": [{"@id": A, "title": "Acme", "emailAddresses": [{"email": "a@x.com"}],
+                                 "phoneNumbers": [{"phoneNumber": "+31201111111"}, {"phoneNumber": "n/a"}]}]})
+    fields = {"title": "name", "emailAddresses": "email", "phoneNumbers": {"column": "phone", "split": ";"}}
+    rows = [["name", "email", "phone"], ["New", "n@x.com", "(2  )    -;711; ;+31202222222;"],
+            ["Acme", "a@x.com", "+31201111111"]]
+    p = plan(sheet(tmp_path, rows), tpl(identifiers=["emailAddresses"], default_region="US", fields=fields), client)
+    (create,) = [o for o in p.operations if o.method == "POST"]
+    assert create.body["phoneNumbers"] == [{"phoneNumber": "711"}, {"phoneNumber": "+31202222222"}]
+    assert sorted((i["row_number"], i["value"]) for i in p.issues if i["type"] == "invalid-phone") == [
+        (2, "(2  )    -"), (2, "711")]  # the placeholder, and the short code kept as typed
+    assert [r["op"] for r in p.rows] == ["create", "unchanged"]  # merge keeps the record's n/a
+    fields["phoneNumbers"]["policy"] = "replace"
+    q = plan(sheet(tmp_path, rows), tpl(identifiers=["emailAddresses"], default_region="US", fields=fields), client)
+    (patch,) = [o for o in q.operations if o.method == "PATCH"]
+    assert patch.body == {"phoneNumbers": [{"phoneNumber": "+31201111111"}]}

@@ -47,6 +47,10 @@ def test_a_forced_encoding_that_fails_names_the_line_and_the_byte(tmp_path):
         path = write(tmp_path, "m.csv", eol.join(["name", "A", "Caña", ""]).encode("cp1252"))
         with pytest.raises(InputError, match=r"m\.csv: line 3: byte 0xF1"):
             read(path, encoding="utf-8")
+    # counted in the codec's characters: UTF-16's CRLF is four bytes, č's low byte is 0x0D (review)
+    path = write(tmp_path, "w.csv", "name\r\nA\r\nčč\r\n".encode("utf-16-le") + b"\x00\xd8" + "x\r\n".encode("utf-16-le"))
+    with pytest.raises(InputError, match=r"w\.csv: line 4: "):
+        read(path, encoding="utf-16-le")
 
 
 def test_unknown_forced_encoding(tmp_path):
@@ -403,6 +407,7 @@ def test_render_number(x, code, shown):
 @pytest.mark.parametrize(("x", "code", "shown"), [
     (2.5, "0", "3"), (-2.5, "0", "-3"), (1234.5, "#,##0", "1,235"), (0.125, "#,##0.00", "0.13"),
     (2.675, "0.00", "2.68"), (0.125, "0%", "13%"), (1.005, "0%", "101%"), (0.125, "0.0", "0.1"),
+    (14.499999999999998, "#,##0", "15"),
 ])
 def test_render_number_rounds_half_away_from_zero_as_excel(x, code, shown):
     """Excel rounds what it shows half away from zero on the value's 15 significant digits:
@@ -419,7 +424,9 @@ def test_a_fraction_under_zero_padding_shows_as_excel_rounds_it(tmp_path):
         ws.write_row(0, 0, ["padded", "whole"])
         ws.write_number(1, 0, 2137.5, pad)
         ws.write_number(1, 1, 2.5, whole)
-    assert read(path).frame.rows() == [(2, "02138", "3")]
+        ws.write_number(2, 0, 14.499999999999998, pad)  # =0.145*100: 14.5 to 15 digits, as render_number
+        ws.write_number(2, 1, 14.499999999999998, whole)
+    assert read(path).frame.rows() == [(2, "02138", "3"), (3, "00015", "15")]
 
 
 @pytest.mark.parametrize(("text", "code", "shown"), [
