@@ -486,11 +486,47 @@ no answer at all (a timeout, a reset), or a gateway's timeout."""
 NO_ANSWER = "no answer"
 """Journal detail of a `sent` create whose POST got no answer in time (`IN_DOUBT`)."""
 SETTLE_TIMEOUTS = 2
-"""Read timeouts (`Client.timeout_s`) a server gets to finish a POST that got no answer
-(`NO_ANSWER`) before a lookup decides whether it made the record (`_wait_settled`)."""
-RESUME_SETTLE_S = 2.0
-"""Seconds a server gets to finish a POST a stopped run had in flight (killed or interrupted
-while it waited for the answer) before a lookup decides whether it made the record."""
+"""Read timeouts (`Client.timeout_s`) a server gets to finish a POST that got no answer, in this
+run (`NO_ANSWER`) or in a stopped one (killed or interrupted while it waited for the answer),
+before a lookup decides whether it made the record (`_wait_settled`, `wait_for_stopped_writes`):
+the server goes on with a request whose client is gone (review: a resume 2 s after a kill
+looked before an 8 s POST was done, and sent it again)."""
+
+
+def settle_seconds(client: Client) -> float:
+    """How long a server gets to finish a POST that got no answer (`SETTLE_TIMEOUTS`)."""
+    return SETTLE_TIMEOUTS * float(getattr(client, "timeout_s", 30.0))
+
+
+def wait_for_stopped_writes(journal_file: str | Path, client: Client) -> None:
+    """Before a new plan replaces a plan whose journal is `journal_file` (`import`, `plan
+    --out`): wait until the writes a stopped run of it left `sent` have had `settle_seconds`
+    since they were sent. Planned sooner, the new plan's matching could miss a record the
+    server is still making and create the organization again (review). No journal, nothing
+    left `sent`, or sent long enough ago: no wait."""
+    sent = _last_sent(Path(journal_file))
+    wait = sent + settle_seconds(client) - time.time() if sent is not None else 0.0
+    if wait > 0:
+        log.warning("a stopped run of this plan sent a write and got no answer; waiting %.0f s for the "
+                    "server to finish it before planning again", wait)
+        time.sleep(wait)
+
+
+def _last_sent(path: Path) -> float | None:
+    """When the last write still `sent` in journal `path` was sent (None: none is); lines that
+    cannot be read (a torn end) are skipped: this only decides how long to wait."""
+    if not path.exists():
+        return None
+    last: dict[str, dict] = {}
+    for line in path.read_bytes().split(b"\n")[1:]:
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(entry, dict) and "key" in entry:
+            last[entry["key"]] = entry
+    times = [float(e.get("t") or 0) for e in last.values() if e.get("state") == "sent"]
+    return max(times) if times else None
 
 
 def _maybe_made(entry: dict) -> bool:
@@ -515,16 +551,14 @@ def _resolve_sent(op: Operation, journal: Journal, client: Client) -> bool:
 def _wait_settled(op: Operation, journal: Journal, client: Client) -> None:
     """Sleep until the server has had time to finish the POST of `op` (journaled `sent`): a
     POST that got no answer may still be in its hands, and a lookup before it finishes would
-    miss the record and let it be sent twice. `SETTLE_TIMEOUTS` read timeouts after a POST got
-    no answer (`NO_ANSWER`: the server was slow), `RESUME_SETTLE_S` after one a stopped run had
-    in flight."""
+    miss the record and let it be sent twice. `settle_seconds` after it was sent, whether it
+    got no answer in time (`NO_ANSWER`: the server was slow) or a stopped run had it in flight."""
     entry = journal.get(op.key)
-    settle = SETTLE_TIMEOUTS * float(getattr(client, "timeout_s", 30.0)) if entry.get("detail") == NO_ANSWER \
-        else RESUME_SETTLE_S
-    wait = float(entry.get("t", 0)) + settle - time.time()
+    wait = float(entry.get("t", 0)) + settle_seconds(client) - time.time()
     if wait > 0:
-        log.warning("%s: its write got no answer; waiting %.0f s for the server to finish it before "
-                    "looking it up", op.key, wait)
+        why = "its write got no answer" if entry.get("detail") == NO_ANSWER else \
+            "the stopped run sent its write and stopped before the answer"
+        log.warning("%s: %s; waiting %.0f s for the server to finish it before looking it up", op.key, why, wait)
         time.sleep(wait)
 
 

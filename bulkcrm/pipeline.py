@@ -14,7 +14,7 @@ from typing import Callable
 
 import polars as pl
 
-from .apply import apply, dry_run_report
+from .apply import apply, dry_run_report, wait_for_stopped_writes
 from .client import redact
 from .errors import BulkcrmError, EmptyInputError, Issue, TemplateError, about, issues_frame
 from .journal import journal_lock, journal_path, target_lock
@@ -66,6 +66,8 @@ def run_import(file, template_path, target: Target, *, report_dir: str, dry_run=
     # a run that writes plans under the target's lock: an overlapping run's creates are done
     # (and seen by this plan) or not begun, never both runs creating the same organizations
     with contextlib.nullcontext() if dry_run else target_lock(target.label):
+        if not dry_run:  # a stopped run's unanswered create: made by now, so this plan matches it
+            wait_for_stopped_writes(journal_path(out / "plan.json"), target.client)
         p, text = _plan_sheet(sh, template, target, reconcile=reconcile, **plan_kw)
         echo(text)
         if dry_run:

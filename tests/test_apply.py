@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import signal
 import socket
 import subprocess
@@ -84,9 +85,10 @@ def test_kill9_at_20_moments_then_resume(crm, tmp_path):
            "--max-rate", "60000", "--no-reconcile", "--json", "--report", str(tmp_path / "report")]
     rng = random.Random(20261130)
     kills = 0
+    env = {**os.environ, "BULKCRM_TIMEOUT": "1"}  # a killed run's create settles in 2 s
     for _ in range(20):
         target = _journal_lines(jpath) + rng.randint(1, 25)
-        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=tmp_path)
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=tmp_path, env=env)
         deadline = time.monotonic() + 60
         while proc.poll() is None and _journal_lines(jpath) < target and time.monotonic() < deadline:
             time.sleep(0.005)
@@ -94,7 +96,7 @@ def test_kill9_at_20_moments_then_resume(crm, tmp_path):
             os.kill(proc.pid, signal.SIGKILL)
             kills += 1
         proc.wait()
-    final = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    final = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=300, env=env)
     assert final.returncode == 0, final.stderr
     assert kills >= 10, "most runs should have been killed mid-way"
     _assert_state_equals_plan(crm)
@@ -456,7 +458,7 @@ def test_lost_create_is_found_when_identifiers_have_no_filter(crm, tmp_path):
                                "fields": {"title": "name", "customerId": "id"}}, path="t.yaml", sha256="x")
     sheet = tmp_path / "orgs.csv"
     sheet.write_text("id,name\nC1,Alpha B.V.\nC2,Alpha B.V.\nC3,Gamma B.V.\n", encoding="utf-8")
-    client = Client(crm.url, TEST_KEY, requests_per_minute=None)
+    client = Client(crm.url, TEST_KEY, requests_per_minute=None, timeout_s=0.5)  # settles in 1 s
     crm.seed({"organizations": [{"title": "Old", "customerId": "C9", "createdAt": "2020-01-01T00:00:00Z"}]})
     p = plan(sheet, template, client)
     path = p.save(tmp_path / "plan.json")
@@ -509,7 +511,7 @@ def test_a_lost_create_is_not_taken_for_another_rows_record(crm, tmp_path):
                               path="t.yaml", sha256="x")
     sheet = tmp_path / "orgs.csv"
     sheet.write_text("id,name,email\nC1,Alpha B.V.,a@alpha.example\n,Alpha B.V.,\n", encoding="utf-8")
-    client = Client(crm.url, TEST_KEY, requests_per_minute=None)
+    client = Client(crm.url, TEST_KEY, requests_per_minute=None, timeout_s=0.5)  # settles in 1 s
     p = plan(sheet, template, client, mode="create-only")
     path = p.save(tmp_path / "plan.json")
     first, second = p.operations
@@ -786,3 +788,44 @@ def test_a_run_stopped_during_its_checks_still_reports_so(crm, tmp_path, monkeyp
     (report,) = reports
     assert report.summary["stopped"] and not report.ok
     assert report.summary["left"] == N_EXISTING + N_NEW == report.counts()["planned"]
+
+
+def _kill_at_first_send(cmd: list[str], journal: Path, cwd: Path, env: dict) -> None:
+    """Run `cmd` and SIGKILL it as soon as its journal says a write was sent."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=cwd, env=env, text=True)
+    deadline = time.monotonic() + 60
+    while '"state": "sent"' not in (journal.read_text(encoding="utf-8") if journal.exists() else "") \
+            and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.005)
+    assert proc.poll() is None, proc.communicate()
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
+@pytest.mark.parametrize("again", ["apply", "import"])
+def test_a_run_right_after_a_kill_waits_for_the_create_the_server_is_still_making(crm, tmp_path, again):
+    """Review 2026-12-02: a run killed while the server took 8 s over a POST; the resume looked
+    2 s later, missed the record, sent it again (a duplicate) and reported all well; an import
+    run again planned it as new. Both now wait `apply.settle_seconds` from the send (two read
+    timeouts; `BULKCRM_TIMEOUT` here 4 s), then find the record: each organization once."""
+    (tmp_path / "t.yaml").write_text(json.dumps(TEMPLATE), encoding="utf-8")
+    sheet = tmp_path / "new.csv"
+    sheet.write_text("title,email,website,phone\n" + "".join(
+        f"Nieuw {i} B.V.,nieuw{i}@firma.example,https://nieuw{i}.example,\n" for i in range(3)), encoding="utf-8")
+    env = {**os.environ, "BULKCRM_TIMEOUT": "4", "BULKCRM_API_KEY": TEST_KEY}
+    report = tmp_path / "report"
+    cmd = [sys.executable, "-m", "bulkcrm", "import", str(sheet), "-t", str(tmp_path / "t.yaml"), "--base-url",
+           crm.url, "--max-rate", "60000", "--no-reconcile", "--json", "--report", str(report)]
+    crm.set_faults(latency_ms=3500)  # the server commits each POST 3.5 s after it came in
+    _kill_at_first_send(cmd, journal_path(report / "plan.json"), tmp_path, env)
+    crm.clear_faults()  # the POST in flight keeps its 3.5 s
+    if again == "apply":
+        cmd = [sys.executable, "-m", "bulkcrm", "apply", str(report / "plan.json"), "--base-url", crm.url,
+               "--max-rate", "60000", "--no-reconcile", "--json", "--report", str(report)]
+    final = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=120, env=env)
+    assert final.returncode == 0, final.stderr
+    waited = re.search(r"waiting (\d+) s for the server to finish it", final.stderr)
+    assert waited and int(waited[1]) >= 4, final.stderr  # 8 s from the send, not 2
+    emails = sorted(e["email"] for o in crm.store.all("organizations", tenant="tenant-a")
+                    for e in o.get("emailAddresses", []))
+    assert emails == [f"nieuw{i}@firma.example" for i in range(3)], "an organization was created twice"

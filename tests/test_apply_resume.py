@@ -25,6 +25,7 @@ TEMPLATE = {"resource": "organizations", "identifiers": ["emailAddresses"],
 
 
 def _client(crm, **kw) -> Client:
+    kw.setdefault("timeout_s", 0.5)  # a write left `sent` settles in 1 s (`apply.settle_seconds`)
     return Client(crm.url, TEST_KEY, requests_per_minute=None, **kw)
 
 
