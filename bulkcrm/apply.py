@@ -36,6 +36,7 @@ import logging
 import math
 import re
 import time
+import weakref
 from pathlib import Path
 from typing import Any, Callable
 
@@ -640,11 +641,42 @@ def _find_created(op: Operation, body: dict, client: Client, path: str, journal:
     values = sorted(searchable_values([op]))
     same = [r for r in _found_by_identifiers(values, client, claimed) if _same_record(r, body)]
     if not same and (not values or set(op.identifiers) - set(SEARCHABLE_IDENTIFIERS)):
-        sent_at = journal.get(op.key).get("t") or time.time()
-        since = dt.datetime.fromtimestamp(sent_at - CLOCK_SKEW_S, dt.timezone.utc)
-        recent = client.list_all("/organizations", {"createdAt[after]": since.strftime("%Y-%m-%dT%H:%M:%SZ")})
+        recent = _created_since(client, journal, journal.get(op.key).get("t") or time.time())
         same = [r for r in recent if r["@id"] not in claimed and _same_record(r, body)]
     return same[0]["@id"] if same else None
+
+
+_RECENT: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+"""Per run (its `Journal`): the organizations `_created_since` listed, the earliest time asked
+for (`since`, epoch seconds) and the newest `createdAt` seen (`mark`, the server's text)."""
+
+
+def _created_since(client: Client, journal: Journal, sent_at: float) -> list[dict]:
+    """The organizations created since `sent_at` − `CLOCK_SKEW_S` (`createdAt[after]`,
+    crm-api.md §7). Listed once per run: a later lookup lists only what was created from the
+    newest `createdAt` listed before (the server's own clock; `after` includes it, so at least
+    one page), not the whole window again (review: 608 listing requests for 30 POSTs in doubt)."""
+    since = sent_at - CLOCK_SKEW_S
+    cache = _RECENT.get(journal)
+    if cache is None or since < cache["since"]:
+        cache = _RECENT[journal] = {"since": since, "records": {}, "mark": None}
+    start = cache["mark"] or dt.datetime.fromtimestamp(cache["since"], dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    for r in client.list_all("/organizations", {"createdAt[after]": start}):
+        cache["records"][r["@id"]] = r
+        made = _instant(r.get("createdAt"))
+        if made is not None and (cache["mark"] is None or made > _instant(cache["mark"])):
+            cache["mark"] = r["createdAt"]
+    return [r for r in cache["records"].values()
+            if (made := _instant(r.get("createdAt"))) is None or made.timestamp() >= since]
+
+
+def _instant(text: str | None) -> dt.datetime | None:
+    """An RFC 3339 `createdAt` as an aware datetime (None when absent or unreadable)."""
+    try:
+        made = dt.datetime.fromisoformat(text.replace("Z", "+00:00")) if text else None
+    except ValueError:
+        return None
+    return made.replace(tzinfo=dt.timezone.utc) if made is not None and made.tzinfo is None else made
 
 
 _DOWN = (502, 503, 504)

@@ -1,6 +1,7 @@
 """Issue 6: apply executes exactly the plan, survives kill -9 and fault storms, never duplicates."""
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import random
@@ -479,6 +480,34 @@ def test_lost_create_is_found_when_identifiers_have_no_filter(crm, tmp_path):
     assert len(listing) == 1
     entries = [json.loads(line) for line in journal_path(path).read_text().splitlines()]
     assert [e.get("detail") for e in entries if e.get("key") == lost.key][-1] == "resolved after a lost answer"
+
+
+def test_many_lost_creates_list_the_recent_organizations_once(crm, tmp_path):
+    """Review 2026-12-02: every create whose answer was lost listed all organizations made in
+    the last ten minutes again (608 listing requests for 30 creates in doubt, with customerId
+    among the identifiers): the listing is made once a run, then only from the newest
+    `createdAt` it saw. Each create is still found, none sent twice."""
+    template = parse_template({"resource": "organizations", "identifiers": ["customerId"],
+                               "fields": {"title": "name", "customerId": "id"}}, path="t.yaml", sha256="x")
+    made = dt.datetime.now(dt.timezone.utc) - dt.timedelta(minutes=5)  # within the ten minutes looked at
+    crm.seed({"organizations": [{"title": f"Recent {i}", "customerId": f"R{i}", "createdAt": (
+        made + dt.timedelta(seconds=i)).strftime("%Y-%m-%dT%H:%M:%SZ")} for i in range(95)]})  # 4 pages
+    sheet = tmp_path / "orgs.csv"
+    sheet.write_text("id,name\n" + "".join(f"C{i},Firma {i}\n" for i in range(12)), encoding="utf-8")
+    client = Client(crm.url, TEST_KEY, requests_per_minute=None, timeout_s=0.5, max_attempts=1)
+    p = plan(sheet, template, client)
+    path = p.save(tmp_path / "plan.json")
+    crm.set_faults(drop_rate=1.0, seed=1)  # every write is made, its answer lost
+    crm.clear_log()
+    report = apply(Plan.load(path), client, plan_path=path, reconcile=False)
+    crm.clear_faults()
+    assert report.ok and report.counts()["created"] == 12, report.rows.to_dicts()
+    orgs = crm.store.all("organizations", tenant="tenant-a")
+    assert sorted(o["customerId"] for o in orgs if o["customerId"].startswith("C")) == sorted(f"C{i}" for i in range(12))
+    listing = [r for r in crm.requests if r.method == "GET" and "createdAt%5Bafter%5D" in r.query
+               and "itemsPerPage=1" not in r.query]
+    assert len(listing) <= 2 * 4 + 12, "\n".join(r.query for r in listing)  # the check of records made since
+    # the plan and one full listing (4 pages each), then a page a lookup (was 12 full listings)
 
 
 def test_apply_after_a_separate_plan_counts_the_plans_requests(crm, tmp_path):
