@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from .client import Client
+from .client import Client, secret_forms
 from .errors import ConfigError
 
 DEFAULT_BASE_URL = "https://api.rogerroger.io"
@@ -100,6 +100,10 @@ def open_target(base_url: str | None, api_key: str | None, *, max_rate: float | 
         scheme, rest = base_url.split("://", 1)
         base_url = f"{scheme.lower()}://{rest}"  # `HTTP://…` is http:// (RFC 3986 §3.1)
     api_key = _checked_key(api_key)
+    if base_url and api_key and any(form in base_url for form in secret_forms([api_key])):
+        # the label goes into plans, journals and the first line of output (never the key)
+        raise ConfigError("the base URL (--base-url or BULKCRM_BASE_URL) holds the API key; give the "
+                          "key with --api-key or BULKCRM_API_KEY only, and the base URL without it")
     timeout_s = _timeout()
     if api_key:
         client = Client(base_url or DEFAULT_BASE_URL, api_key, requests_per_minute=max_rate or 20,
@@ -246,6 +250,9 @@ def _check_base_url(base_url: str) -> None:
     if url.username is not None or url.password is not None:
         raise ConfigError(f"{option} holds a user or password before '@'; give the key with "
                           "--api-key or BULKCRM_API_KEY instead")
+    if url.query or url.fragment or base_url.rstrip().endswith(("?", "#")):
+        raise ConfigError(f"{option} has a query (?…) or a fragment (#…), which the API's paths cannot "
+                          "follow; use the URL up to its host (and path), e.g. https://api.rogerroger.io")
     where = f"the base URL {base_url!r} (--base-url or BULKCRM_BASE_URL)"
     if url.scheme.lower() == "http" and not _is_loopback(host):
         raise ConfigError(f"{where} must use https://: over http:// the API key would cross the "

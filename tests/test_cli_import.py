@@ -267,6 +267,10 @@ def test_a_journal_of_another_plan_stops_apply_before_any_request(runner, crm, t
     ("https://api.rogerroger.io:99999", "has a port that is not a number from 0 to 65535"),
     ("https://api.rogerroger.io:abc", "has a port that is not a number from 0 to 65535"),
     ("SECRET-in-url", "must start with https://"),        # a key in the wrong variable: not echoed
+    # the key in the URL would be in the first line, the plan and the journal (chaos review)
+    (f"http://127.0.0.1:9/{TEST_KEY}", "holds the API key; give the key with --api-key"),
+    (f"http://127.0.0.1:9/?t={TEST_KEY}", "has a query (?…) or a fragment (#…)"),
+    (f"http://127.0.0.1:9/api#{TEST_KEY}", "has a query (?…) or a fragment (#…)"),
 ])
 def test_a_base_url_the_key_must_not_go_to_is_refused(runner, tmp_path, monkeypatch, base_url, says):
     """Exit 2 before any request: plain http to another host, credentials in the URL (never

@@ -69,6 +69,7 @@ def test_sandbox_log_prints_a_line_per_request_and_no_key():
         requests.get(f"{url}/organizations?itemsPerPage=1", timeout=5)
         for _ in range(3):
             requests.get(f"{url}/organizations", headers={"X-API-KEY": "k-secret-1"}, timeout=5)
+        requests.get(f"{url}/k-secret-1/organizations?t=k-secret-1", timeout=5)  # a key put in a URL
     finally:
         proc.terminate()
         _, err = proc.communicate(timeout=10)
@@ -76,7 +77,7 @@ def test_sandbox_log_prints_a_line_per_request_and_no_key():
     assert [ln.split(" ", 1)[1] for ln in lines] == [
         "GET /organizations?itemsPerPage=1 -> 401 (key refused)",
         "GET /organizations -> 200 (tenant default)", "GET /organizations -> 200 (tenant default)",
-        "GET /organizations -> 429 (tenant default)"]
+        "GET /organizations -> 429 (tenant default)", "GET /***/organizations?t=*** -> 401 (key refused)"]
     assert "k-secret-1" not in err
 
 

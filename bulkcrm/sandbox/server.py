@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, TextIO
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, quote, urlsplit
 
 from .app import App
 from .runtime import Faults, Gateway, LoggedRequest, RateLimiter
@@ -344,6 +344,14 @@ def access_line(e: LoggedRequest) -> str:
     return f"{time.strftime('%H:%M:%S', time.localtime(e.time))} {e.method} {e.path}{query} -> {e.status} ({who}{end})"
 
 
+def _masked(line: str, keys: list[str]) -> str:
+    """`line` with each key, as typed or URL-encoded, replaced by `***`."""
+    for key in keys:
+        for form in {key, quote(key, safe="")}:
+            line = line.replace(form, "***") if form else line
+    return line
+
+
 def run(host: str = "127.0.0.1", port: int = DEFAULT_PORT, db_path: str | Path | None = None,
         api_keys: Mapping[str, str] | Iterable[str] = (), tenant: str = "default",
         rate_limit: tuple[int, float] | None = DEFAULT_RATE_LIMIT, latency_ms: int = 0,
@@ -375,7 +383,9 @@ def run(host: str = "127.0.0.1", port: int = DEFAULT_PORT, db_path: str | Path |
     faults = Faults(error_rate=error_rate, drop_rate=drop_rate, seed=fault_seed, burst_429=burst_429,
                     retry_after_http_date=retry_after_http_date)
     new = db_path is None or not Path(db_path).exists() or Path(db_path).stat().st_size == 0
-    watch = (lambda e: print(access_line(e), file=access_log, flush=True)) if access_log is not None else None
+    secrets = list(keys)  # a key a client put in a URL's path or query is masked too
+    watch = (lambda e: print(_masked(access_line(e), secrets), file=access_log, flush=True)) \
+        if access_log is not None else None
     sandbox = Sandbox(db_path, keys, rate_limit, host, port, latency_ms, control, seed_file, faults,
                       on_request=watch)
     if new:  # as the embedded sandbox: a new database only (a user may delete them later)
