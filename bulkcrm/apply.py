@@ -141,14 +141,16 @@ def _apply(plan: Plan, client: Client, journal: Journal, *, plan_path: str | Pat
     """`apply` once it holds the journal."""
     for t in journal.send_times():  # an interrupted run's last writes still fill the window
         client.count_earlier(1, t, exact=True)
-    start_requests, started = client.requests_sent, now_utc()
+    start_requests, start_throttled, started = client.requests_sent, client.throttled, now_utc()
     earlier = _done(plan, journal)  # by an earlier, stopped run of the plan
 
     def stopped() -> None:  # the report so far replaces the folder's previous one (`on_stop`)
         if on_stop:
             with contextlib.suppress(BaseException):  # the stop itself is what propagates
-                on_stop(_stopped_report(plan, journal, client.requests_sent - start_requests, started,
-                                        plan_path, earlier))
+                report = _stopped_report(plan, journal, client.requests_sent - start_requests, started,
+                                         plan_path, earlier)
+                report.summary["throttled"] = client.throttled - start_throttled
+                on_stop(report)
     try:  # stopped during the checks (Ctrl-C, SIGTERM, the API): nothing of this run written yet
         taken = {} if fresh else _check_created_since(plan, journal, client, verify)
         held: set[str] = set()  # updates whose record holds what they send already: not sent
@@ -215,6 +217,7 @@ def _apply(plan: Plan, client: Client, journal: Journal, *, plan_path: str | Pat
     report = _report(plan, journal, mismatches, client.requests_sent - start_requests, started, reconcile,
                      left=set(left))
     report.summary["already_done"] = already
+    report.summary["throttled"] = client.throttled - start_throttled  # 429 answers, each waited out
     if limit is not None:
         report.summary["left"] = len(left)
     report.summary["plan"] = str(plan_path) if plan_path else None  # the Summary sheet names it
@@ -478,6 +481,9 @@ IN_DOUBT_NOTE = ("the write got no answer and no record holding it was found: no
                  "as not to make it twice; apply the plan again: it looks the record up first and "
                  "sends it only if it is still missing")
 """Report note of a create left `sent` after its POST got no answer (`_settle`)."""
+THROTTLED_NOTE = ("the API's rate limit (429) held it back past the retries; run the same apply again "
+                  "to send it")
+"""Report note of a write that failed on 429 answers alone (its row only, BR-13)."""
 STOPPED_NOTE = ("sent when the run stopped, before its answer came: apply the plan again to settle "
                 "it (a create is looked up first and sent only if it is missing)")
 """Report note of an operation a stopped run left `sent`."""
@@ -892,6 +898,8 @@ def _report(plan: Plan, journal: Journal, mismatches: dict, requests: int, start
                 "drifted" if state == "drifted" else "unconfirmed" if state == "sent" else "failed"
             detail = entry.get("detail") if state != "sent" else \
                 IN_DOUBT_NOTE if entry.get("detail") == NO_ANSWER else STOPPED_NOTE
+            if state == "failed" and entry.get("status") == 429:  # BR-13: only this row, sent next run
+                detail = f"{detail or 'Too Many Requests'}: {THROTTLED_NOTE}"
             note = "; ".join(x for x in (detail, mismatches.get(key)) if x) or None
         changes = r.get("changes") or (by_key[key].changes if key in by_key else [])
         rows.append(_row(plan, r, outcome, entry.get("iri") or r.get("iri"), changes, entry.get("status"), note))

@@ -271,6 +271,8 @@ def _finish(report: Report, out: Path, input_path, target: Target, echo: Echo, *
     if report.summary.get("tags_created"):
         payload["tags_created"] = report.summary["tags_created"]
     payload["requests"] = report.summary.get("requests", 0)
+    if report.summary.get("throttled"):  # 429 answers, each waited out and sent again
+        payload["throttled"] = report.summary["throttled"]
     if "left" in report.summary:  # apply --limit: operations the next run does
         payload["left"] = report.summary["left"]
     payload["report"] = str(out)

@@ -345,7 +345,8 @@ def render_summary(report: Report, *, out_dir: str | Path | None = None) -> str:
     if s.get("tags_created"):  # the template's `create_missing` tags the plan made
         lines.append(f"tags created: {s['tags_created']}")
     dry = " (dry run: nothing written)" if s.get("dry_run") else ""
-    lines.append(f"requests: {s.get('requests', 0)}{dry}")
+    throttled = f" ({s['throttled']} throttled: answered 429)" if s.get("throttled") else ""
+    lines.append(f"requests: {s.get('requests', 0)}{throttled}{dry}")
     if s.get("reconciled"):
         lines.append(f"reconciled: {s.get('mismatches', 0)} mismatch(es)")
     retried = s.get("failed_to_retry") or 0
