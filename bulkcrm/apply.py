@@ -160,8 +160,9 @@ def _apply(plan: Plan, client: Client, journal: Journal, *, plan_path: str | Pat
     except (KeyboardInterrupt, ApiError):
         stopped()
         raise
-    if client.requests_sent > start_requests:  # the checks' reads fill the window of a resume too
-        journal.record(CHECKS_KEY, "read", requests=client.requests_sent - start_requests)
+    if client.requests_sent > start_requests:  # the checks' reads fill the window of a resume too,
+        # each run's under a key of its own (one key: a later run's replaced an earlier one's)
+        journal.record(f"{CHECKS_KEY}@{time.time():.6f}", "read", requests=client.requests_sent - start_requests)
     results: dict[str, Any] = {}  # key -> the server's answer to a write of this run
     total = len(plan.operations)
     already = _done(plan, journal)
@@ -736,8 +737,9 @@ RECONCILED_KEY = "reconciled"
 as `requests`) or `skipped` (--no-reconcile) after; a later run of a finished plan re-reads
 only when it is `pending` or missing (the run that ended the plan stopped while re-reading)."""
 CHECKS_KEY = "checks"
-"""Journal key of the reads a run made before its first write (`Journal.send_times` counts
-them); never an operation's key (`row:…`, `tag:…`, `note:…`, `delete:…`)."""
+"""Journal key prefix of the reads a run made before its first write (`checks@<Unix time>`,
+`Journal.send_times` counts them); never an operation's key (`row:…`, `tag:…`, `note:…`,
+`delete:…`)."""
 
 HELD = "the record already holds what the plan sends (changed so since the plan): nothing sent"
 """Report note of an update `_holds` found done already."""

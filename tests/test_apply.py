@@ -609,6 +609,21 @@ def test_a_resume_right_after_ctrl_c_counts_the_stopped_runs_requests(crm, tmp_p
         crm.set_rate_limit(None)
 
 
+def test_each_runs_checks_stay_in_the_journal_for_the_next_windows(crm, tmp_path):
+    """Chaos review: every run recorded its reads before the first write under one journal key,
+    so a second stopped run's replaced the first's, and a third run's window forgot them (a 429
+    was seen once). Each run's are kept, and all count."""
+    from bulkcrm.journal import Journal
+    p, path = _plan(crm, tmp_path)
+    for _ in range(2):  # two runs of the saved plan, one write each (--limit 1)
+        apply(Plan.load(path), Client(crm.url, TEST_KEY, requests_per_minute=None), plan_path=path,
+              reconcile=False, limit=1)
+    journal = Journal(journal_path(path), p.sha256, p.target, p.created_at)
+    checks = {k: e["requests"] for k, e in journal.entries.items() if k.startswith("checks")}
+    assert len(checks) == 2 and all(n >= 1 for n in checks.values()), checks
+    assert len(journal.send_times()) == sum(checks.values()) + 2  # and the two writes
+
+
 def test_sigterm_stops_like_ctrl_c_and_the_resume_completes(crm, tmp_path):
     """A scheduler's timeout sends SIGTERM: the run stops with the resume command (exit 143,
     `--json` says so on stdout), and the resume ends with every record once; its JSON gives
