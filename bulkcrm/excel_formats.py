@@ -15,8 +15,9 @@ from functools import lru_cache
 import polars as pl
 
 _DATE_LETTER = re.compile(r"[ymdhs!]")
-_WIDE = Context(prec=400)  # room for any float's digits: quantize never overflows
 """A letter of a date/time format once `_date_letters` cleaned it (`!`: elapsed `[h]`)."""
+_WIDE = Context(prec=400)
+"""Decimal context of `_fixed`: room for any float's digits, so quantize never overflows."""
 
 
 def shown_numbers(nums: pl.DataFrame, codes: list[str], date1904: bool) -> pl.DataFrame:
