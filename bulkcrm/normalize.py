@@ -749,6 +749,13 @@ def check_rule(name: str, *, region: str | None = None, value: str | None = None
         hint, region = PHONE_CODE_HINT, _code_region(value.strip()) or region
     elif name == "phone_e164" and value and (lost := _lost_plus(value)):
         hint = hint.replace(", such as {example}", f": {lost[0]} if it begins with country code {lost[1]}")
+    elif name == "phone_e164" and value and re.search(r"[A-Z]{3}", value):  # 1-800-FLOWERS: a word in capitals
+        digits = _vanity_e164(value, region)
+        hint = hint.replace("write it with + and the country code, such as {example}",
+                            "its letters stand for the keypad's digits: write it in digits with + and the "
+                            f"country code{f', {digits}' if digits else ', such as {example}'}")
+    elif name == "phone_e164" and value and re.search(r"\d[A-Za-z]|[A-Za-z]\d", value):  # 020-623l298
+        hint = hint.replace("write it with", "a letter among its digits (l for 1, O for 0?): write it in digits with")
     if name == "url" and value and "@" in value.split("//", 1)[-1].split("/", 1)[0]:
         hint = ("an e-mail address or a user part (user@) is no website: put e-mail addresses in the "
                 "e-mail column, and write the site as https://example.com")
@@ -769,6 +776,18 @@ def check_rule(name: str, *, region: str | None = None, value: str | None = None
             rule = rule.replace(f"{{{key}}}", str(options[key]))
             hint = hint.replace(f"{{{key}}}", str(options[key]))
     return rule, hint
+
+
+def _vanity_e164(value: str, region: str | None) -> str | None:
+    """A vanity number (`1-800-FLOWERS`) in E.164 with its letters as the keypad's digits
+    (phonenumbers' `convert_alpha_characters_in_number`), when that is a possible number of
+    `region`; else None."""
+    try:
+        num = phonenumbers.parse(phonenumbers.convert_alpha_characters_in_number(value), region)
+    except phonenumbers.NumberParseException:
+        return None
+    return phonenumbers.format_number(num, phonenumbers.PhoneNumberFormat.E164) \
+        if phonenumbers.is_possible_number(num) else None
 
 
 def check_list(check_expr_fn: Callable[[pl.Expr], pl.Expr], expr: pl.Expr) -> pl.Expr:

@@ -148,6 +148,20 @@ def test_a_number_whose_plus_was_lost_gets_that_number_as_its_hint():
     assert "such as +31101234567 (" in hints[3]
 
 
+def test_a_phone_with_letters_gets_a_hint_in_digits():
+    """Trial 2026-12-02: `(800) TAX-1040` was told to use + and a country code, such as a made-up
+    number. A vanity number's letters are the keypad's digits: the hint gives it in E.164; a
+    letter among digits is likely a typo (l for 1); both are kept as typed meanwhile."""
+    v = _check({"title": "t", "phoneNumbers": {"column": "p"}},
+               [{"t": "A", "p": "(800) TAX-1040"}, {"t": "B", "p": "1-800-FLOWERS"}, {"t": "C", "p": "020-623l298"}],
+               default_region="US")
+    hints = {i["row_number"]: i["message"] for i in v.issues.to_dicts()}
+    assert "its letters stand for the keypad's digits: write it in digits with + and the country code, +18008291040 (" in hints[2]
+    assert "the country code, +18003569377 (" in hints[3]
+    assert "a letter among its digits (l for 1, O for 0?): write it in digits with + and the country code" in hints[4]
+    assert v.valid["phoneNumbers"].to_list()[0] == [{"phoneNumber": "(800) TAX-1040", "phoneType": None}]
+
+
 def test_a_phone_cell_is_split_on_semicolons_like_an_email_cell():
     """README: `split` defaults to `;` for phones too; a sheet without one keeps the per-cell path."""
     fields = {"title": "t", "phoneNumbers": [{"column": "p"}, {"column": "f", "type": "fax"}]}
