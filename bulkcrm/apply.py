@@ -506,25 +506,31 @@ def settle_seconds(client: Client) -> float:
     return SETTLE_TIMEOUTS * float(getattr(client, "timeout_s", 30.0))
 
 
-def wait_for_stopped_writes(journal_file: str | Path, client: Client) -> None:
-    """Before a new plan replaces a plan whose journal is `journal_file` (`import`, `plan
-    --out`): wait until the writes a stopped run of it left `sent` have had `settle_seconds`
-    since they were sent. Planned sooner, the new plan's matching could miss a record the
-    server is still making and create the organization again (review). No journal, nothing
-    left `sent`, or sent long enough ago: no wait."""
-    sent = _last_sent(Path(journal_file))
-    wait = sent + settle_seconds(client) - time.time() if sent is not None else 0.0
+def wait_for_stopped_writes(plan_file: str | Path, client: Client, target: str) -> None:
+    """Before a new plan replaces plan file `plan_file` (`import`, `plan --out`): wait until
+    the creates a stopped run of it left `sent` (its journal) to `target` (a plan's target
+    label) have had `settle_seconds` since their last attempt. Planned sooner, the new plan's
+    matching could miss a record the server is still making and create the organization again
+    (review). No wait when none was sent that recently, for updates (the new plan compares
+    them again), or for a journal of another target."""
+    path = journal_path(plan_file)
+    recent = {k: t for k, t in _sent_times(path).items() if t + settle_seconds(client) > time.time()}
+    if not recent or (_journal_target(path) or "").rstrip("/") != target.rstrip("/"):
+        return
+    posts = _post_keys(Path(plan_file))
+    last = max((t for k, t in recent.items() if posts is None or k in posts), default=None)
+    wait = last + settle_seconds(client) - time.time() if last is not None else 0.0
     if wait > 0:
-        log.warning("a stopped run of this plan sent a write and got no answer; waiting %.0f s for the "
-                    "server to finish it before planning again", wait)
+        log.warning("a stopped run of this plan sent a create and got no answer; waiting %.0f s for "
+                    "the server to finish it before planning again", wait)
         time.sleep(wait)
 
 
-def _last_sent(path: Path) -> float | None:
-    """When the last write still `sent` in journal `path` was sent (None: none is); lines that
-    cannot be read (a torn end) are skipped: this only decides how long to wait."""
+def _sent_times(path: Path) -> dict[str, float]:
+    """key -> last attempt time of each write still `sent` in journal `path`; lines that cannot
+    be read (a torn end) are skipped: this only decides how long to wait."""
     if not path.exists():
-        return None
+        return {}
     last: dict[str, dict] = {}
     for line in path.read_bytes().split(b"\n")[1:]:
         try:
@@ -533,8 +539,26 @@ def _last_sent(path: Path) -> float | None:
             continue
         if isinstance(entry, dict) and "key" in entry:
             last[entry["key"]] = entry
-    times = [float(e.get("t") or 0) for e in last.values() if e.get("state") == "sent"]
-    return max(times) if times else None
+    return {k: float(e.get("t") or 0) for k, e in last.items() if e.get("state") == "sent"}
+
+
+def _journal_target(path: Path) -> str | None:
+    """The target label a journal's first line names (None: unreadable)."""
+    try:
+        with path.open("rb") as f:
+            return json.loads(f.readline()).get("target")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def _post_keys(plan_file: Path) -> set[str] | None:
+    """The keys of the creates (POST) of the plan file a journal belongs to; None when it
+    cannot be read (then every write left `sent` counts)."""
+    try:
+        ops = json.loads(plan_file.read_text(encoding="utf-8")).get("operations") or []
+        return {o["key"] for o in ops if o.get("method") == "POST"}
+    except (OSError, ValueError, AttributeError, KeyError, TypeError):
+        return None
 
 
 def _maybe_made(entry: dict) -> bool:
@@ -650,31 +674,45 @@ def _find_created(op: Operation, body: dict, client: Client, path: str, journal:
     if not same and (not values or set(op.identifiers) - set(SEARCHABLE_IDENTIFIERS)):
         recent = _created_since(client, journal, journal.get(op.key).get("t") or time.time())
         same = [r for r in recent if r["@id"] not in claimed and _same_record(r, body)]
+        if same:
+            _own_record(journal, same[0])
     return same[0]["@id"] if same else None
 
 
 _RECENT: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-"""Per run (its `Journal`): the organizations `_created_since` listed, the earliest time asked
-for (`since`, epoch seconds) and the newest `createdAt` seen (`mark`, the server's text)."""
+"""Per run (its `Journal`): the organizations `_created_since` listed (`records`), the earliest
+time asked for (`since`, epoch seconds) and the newest `createdAt` of a record a lookup found
+to be this run's own (`mark`: the server's clock, never another writer's)."""
+MARK_MARGIN_S = 60
+"""Seconds before `mark` a later listing starts: records of the run stamped by a server node
+whose clock is behind the one that stamped `mark`."""
 
 
 def _created_since(client: Client, journal: Journal, sent_at: float) -> list[dict]:
     """The organizations created since `sent_at` − `CLOCK_SKEW_S` (`createdAt[after]`,
-    crm-api.md §7). Listed once per run: a later lookup lists only what was created from the
-    newest `createdAt` listed before (the server's own clock; `after` includes it, so at least
-    one page), not the whole window again (review: 608 listing requests for 30 POSTs in doubt)."""
+    crm-api.md §7). Listed once per run: once a lookup has found one of the run's own records,
+    a later one lists from that record's `createdAt` − `MARK_MARGIN_S` (the server's clock; a
+    record another writer stamped ahead moves nothing), not the whole window again (review:
+    608 listing requests for 30 POSTs in doubt)."""
     since = sent_at - CLOCK_SKEW_S
     cache = _RECENT.get(journal)
     if cache is None or since < cache["since"]:
         cache = _RECENT[journal] = {"since": since, "records": {}, "mark": None}
-    start = cache["mark"] or dt.datetime.fromtimestamp(cache["since"], dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-    for r in client.list_all("/organizations", {"createdAt[after]": start}):
+    start = dt.datetime.fromtimestamp(cache["since"], dt.timezone.utc)
+    if cache["mark"] is not None:
+        start = max(start, cache["mark"] - dt.timedelta(seconds=MARK_MARGIN_S))
+    for r in client.list_all("/organizations", {"createdAt[after]": start.strftime("%Y-%m-%dT%H:%M:%SZ")}):
         cache["records"][r["@id"]] = r
-        made = _instant(r.get("createdAt"))
-        if made is not None and (cache["mark"] is None or made > _instant(cache["mark"])):
-            cache["mark"] = r["createdAt"]
     return [r for r in cache["records"].values()
             if (made := _instant(r.get("createdAt"))) is None or made.timestamp() >= since]
+
+
+def _own_record(journal: Journal, record: dict) -> None:
+    """Note that `record` is one this run made (a lost create found): its `createdAt` is the
+    mark later listings start from (`_created_since`)."""
+    cache, made = _RECENT.get(journal), _instant(record.get("createdAt"))
+    if cache is not None and made is not None and (cache["mark"] is None or made > cache["mark"]):
+        cache["mark"] = made
 
 
 def _instant(text: str | None) -> dt.datetime | None:

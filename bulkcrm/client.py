@@ -358,8 +358,10 @@ class Client:
                 body: Mapping[str, Any] | None = None, content_type: str | None = None,
                 before_send: Callable[[], None] | None = None) -> Response:
         """Send one call with pacing and retries; see the class docstring for what it raises.
-        `before_send` runs once, when the first attempt has its slot of the window and is
-        about to leave (apply journals the write as sent then, not before a wait)."""
+        `before_send` runs before each attempt, when it has its slot of the window and is about
+        to leave (apply journals the write as sent then, not before a wait, and again before a
+        retry: a resume gives the server time from the last attempt, which a 429 may have put
+        a minute after the first)."""
         method = method.upper()
         url = self._url(path, params)
         rel = self._rel(url)
@@ -368,7 +370,7 @@ class Client:
         attempts = throttled = 0
         while True:
             waited, slot = self._window.acquire()
-            if before_send is not None and not attempts:
+            if before_send is not None:
                 try:
                     before_send()
                 except BaseException:

@@ -67,7 +67,7 @@ def run_import(file, template_path, target: Target, *, report_dir: str, dry_run=
     # (and seen by this plan) or not begun, never both runs creating the same organizations
     with contextlib.nullcontext() if dry_run else target_lock(target.label):
         if not dry_run:  # a stopped run's unanswered create: made by now, so this plan matches it
-            wait_for_stopped_writes(journal_path(out / "plan.json"), target.client)
+            wait_for_stopped_writes(out / "plan.json", target.client, target.label)
         p, text = _plan_sheet(sh, template, target, reconcile=reconcile, **plan_kw)
         echo(text)
         if dry_run:
@@ -124,10 +124,15 @@ def _apply(p: Plan, target: Target, plan_path, *, reconcile, progress, batch_siz
     """`apply.apply` with a progress bar; a `fresh` plan (an import's) counts the requests its
     planning spent in the report's, whether the run ends or stops."""
     planning = p.requests_spent if fresh else 0
+    throttled = target.client.throttled if fresh else 0  # the 429 answers planning got
+
+    def counted(report: Report) -> Report:
+        report.summary["requests"] += planning
+        report.summary["throttled"] = report.summary.get("throttled", 0) + throttled
+        return report
 
     def stopped(report: Report) -> None:
-        report.summary["requests"] += planning
-        on_stop(report)
+        on_stop(counted(report))
     bar = _progress_bar(len(p.operations)) if progress and p.operations else None
     try:
         report = apply(p, target.client, plan_path=plan_path, batch_size=batch_size, verify=verify,
@@ -143,8 +148,7 @@ def _apply(p: Plan, target: Target, plan_path, *, reconcile, progress, batch_siz
             bar.close()
     if bar is not None:  # a run `limit` ended before the last operation: where it stopped
         bar.last_line()
-    report.summary["requests"] += planning
-    return report
+    return counted(report)
 
 
 class _progress_bar:

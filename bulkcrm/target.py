@@ -100,7 +100,7 @@ def open_target(base_url: str | None, api_key: str | None, *, max_rate: float | 
         scheme, rest = base_url.split("://", 1)
         base_url = f"{scheme.lower()}://{rest}"  # `HTTP://…` is http:// (RFC 3986 §3.1)
     api_key = _checked_key(api_key)
-    if base_url and api_key and any(form in base_url for form in secret_forms([api_key])):
+    if base_url and api_key and any(form in urlsplit(base_url).path for form in secret_forms([api_key])):
         # the label goes into plans, journals and the first line of output (never the key)
         raise ConfigError("the base URL (--base-url or BULKCRM_BASE_URL) holds the API key; give the "
                           "key with --api-key or BULKCRM_API_KEY only, and the base URL without it")

@@ -328,7 +328,8 @@ def test_an_api_that_is_down_stops_the_run_at_its_first_operation(crm, tmp_path)
     with pytest.raises(TransientApiError, match="is the server at .* running"):  # fresh: no check
         apply(p, client, plan_path=path, reconcile=False, fresh=True)  # request first, as import's
     states = [json.loads(line).get("state") for line in journal_path(path).read_text().splitlines()[1:]]
-    assert states == ["sent"] and client.requests_sent == 2
+    assert states == ["sent", "sent"] and client.requests_sent == 2  # one line an attempt: a resume
+    # gives the server its time from the last
 
 
 def test_plan_for_another_target_is_refused(crm, tmp_path):
@@ -491,7 +492,10 @@ def test_many_lost_creates_list_the_recent_organizations_once(crm, tmp_path):
                                "fields": {"title": "name", "customerId": "id"}}, path="t.yaml", sha256="x")
     made = dt.datetime.now(dt.timezone.utc) - dt.timedelta(minutes=5)  # within the ten minutes looked at
     crm.seed({"organizations": [{"title": f"Recent {i}", "customerId": f"R{i}", "createdAt": (
-        made + dt.timedelta(seconds=i)).strftime("%Y-%m-%dT%H:%M:%SZ")} for i in range(95)]})  # 4 pages
+        made + dt.timedelta(seconds=i)).strftime("%Y-%m-%dT%H:%M:%SZ")} for i in range(95)]  # 4 pages
+        # another writer's record stamped ahead (a node whose clock runs fast) hides none of ours
+        + [{"title": "Ahead", "customerId": "A1", "createdAt": (dt.datetime.now(dt.timezone.utc) + dt.timedelta(
+            seconds=20)).strftime("%Y-%m-%dT%H:%M:%SZ")}]})
     sheet = tmp_path / "orgs.csv"
     sheet.write_text("id,name\n" + "".join(f"C{i},Firma {i}\n" for i in range(12)), encoding="utf-8")
     client = Client(crm.url, TEST_KEY, requests_per_minute=None, timeout_s=0.5, max_attempts=1)
@@ -873,3 +877,22 @@ def test_a_run_right_after_a_kill_waits_for_the_create_the_server_is_still_makin
     emails = sorted(e["email"] for o in crm.store.all("organizations", tenant="tenant-a")
                     for e in o.get("emailAddresses", []))
     assert emails == [f"nieuw{i}@firma.example" for i in range(3)], "an organization was created twice"
+
+
+def test_a_write_retried_after_a_429_is_journaled_sent_at_each_attempt(crm, tmp_path):
+    """Review 2026-12-02: `sent` was journaled before the first attempt only; a POST answered 429
+    and sent again up to minutes later was then looked up by a resume as if sent at the first
+    attempt (no wait), while the server still made it: a duplicate. Each attempt is journaled,
+    so a resume gives the server its time from the last one."""
+    template = parse_template(TEMPLATE, path="t.yaml", sha256="x")
+    sheet = tmp_path / "new.csv"
+    sheet.write_text("title,email,website,phone\nNieuw B.V.,nieuw@firma.example,,\n", encoding="utf-8")
+    client = Client(crm.url, TEST_KEY, requests_per_minute=None)
+    p = plan(sheet, template, client)
+    path = p.save(tmp_path / "plan.json")
+    crm.set_faults(burst_429=2)  # the next two requests: 429 with Retry-After: 1
+    report = apply(Plan.load(path), client, plan_path=path, reconcile=False, fresh=True)
+    assert report.ok and report.summary["throttled"] == 2
+    sent = [json.loads(line)["t"] for line in journal_path(path).read_text().splitlines()[1:]
+            if json.loads(line).get("state") == "sent"]
+    assert len(sent) == 3 and sent[-1] - sent[0] >= 1.5, sent  # one per attempt, the last after the waits

@@ -5,6 +5,7 @@ the faults must end after one write."""
 from __future__ import annotations
 
 import csv
+import importlib
 import json
 import threading
 import time
@@ -429,3 +430,25 @@ def test_a_stopped_runs_summary_counts_the_failed_writes_the_next_run_tries_agai
     assert (report.summary["left"], report.summary["failed_to_retry"]) == (1, 1), report.summary
     assert "the run stopped: run the same apply again to do the 1 operation(s) not applied yet and to try " \
            "the 1 that failed again" in render_summary(report)
+
+
+def test_planning_over_a_stopped_plan_waits_only_for_its_recent_creates_to_its_target(crm, tmp_path, monkeypatch):
+    """Review 2026-12-02: `import` or `plan --out` over a stopped plan waited a minute for a
+    PATCH left `sent` (the new plan compares updates again anyway) and for a journal of
+    another target. It waits for a create sent to this target within `settle_seconds`."""
+    apply_mod = importlib.import_module("bulkcrm.apply")  # the package exports the function `apply`
+    p = plan(_sheet(tmp_path, [["Nieuw", "nieuw@firma.example", ""]]), parse_template(TEMPLATE, path="t.yaml", sha256="x"),
+             _client(crm))
+    path = p.save(tmp_path / "plan.json")
+    slept: list[float] = []
+    monkeypatch.setattr(apply_mod.time, "sleep", slept.append)
+    journal = Journal(journal_path(path), p.sha256, p.target, p.created_at)
+    client = Client(crm.url, TEST_KEY, requests_per_minute=None)  # 30 s timeout: settle 60 s
+    journal.record("row:99", "sent")  # not a create of this plan (an update)
+    apply_mod.wait_for_stopped_writes(path, client, p.target)
+    assert slept == []
+    journal.record(p.operations[0].key, "sent")  # its create
+    apply_mod.wait_for_stopped_writes(path, client, "https://api.rogerroger.io")  # another target
+    assert slept == []
+    apply_mod.wait_for_stopped_writes(path, client, p.target)
+    assert len(slept) == 1 and 55 < slept[0] <= 60

@@ -993,3 +993,11 @@ def test_a_plan_file_that_cannot_be_written_is_no_busy_run(runner, crm, tmp_path
     assert code == 1 and out["error"] == "file", out
     assert out["message"].startswith("cannot write or read /proc/bulkcrm-test"), out
     assert "in use" not in out["message"]
+
+
+def test_an_imports_throttled_count_holds_its_planning_429s(runner, crm, tmp_path):
+    """Review 2026-12-02: `throttled` counted only apply's 429 answers, not those planning got,
+    though `requests` holds both."""
+    crm.set_faults(burst_429=2)  # planning's first two requests: 429, Retry-After: 1
+    code, out = run(runner, crm, "import", str(SAMPLE), "-t", str(TEMPLATE), "--report", str(tmp_path / "r"))
+    assert code == 0 and out["throttled"] == 2, out

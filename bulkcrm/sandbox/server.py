@@ -345,8 +345,10 @@ def access_line(e: LoggedRequest) -> str:
 
 
 def _masked(line: str, keys: list[str]) -> str:
-    """`line` with each key, as typed or URL-encoded, replaced by `***`."""
-    for key in keys:
+    """`line` with each key of 8 characters or more (a shorter one, such as `k` or `sandbox`,
+    would mask ordinary text, as in bulkcrm's own redaction), as typed or URL-encoded,
+    replaced by `***`."""
+    for key in (k for k in keys if len(k) >= 8):
         for form in {key, quote(key, safe="")}:
             line = line.replace(form, "***") if form else line
     return line
