@@ -46,7 +46,7 @@ from .client import Client
 from .diff import WRITE_ONLY, canon, raw_records_frame
 from .errors import ApiError, AuthError, ISSUE_SCHEMA, PermanentApiError, PlanError, TransientApiError, \
     UncertainWriteError
-from .journal import Journal, journal_lock, journal_path, target_lock
+from .journal import Journal, journal_lock, journal_path, target_key, target_lock
 from .lookups import REF_PREFIX
 from .match import BATCH, count_records, identifiers_schema, lookup_records, record_identifiers
 from .plan import Operation, Plan
@@ -515,7 +515,7 @@ def wait_for_stopped_writes(plan_file: str | Path, client: Client, target: str) 
     them again), or for a journal of another target."""
     path = journal_path(plan_file)
     recent = {k: t for k, t in _sent_times(path).items() if t + settle_seconds(client) > time.time()}
-    if not recent or (_journal_target(path) or "").rstrip("/") != target.rstrip("/"):
+    if not recent or target_key(_journal_target(path) or "") != target_key(target):  # one spelling a target
         return
     posts = _post_keys(Path(plan_file))
     last = max((t for k, t in recent.items() if posts is None or k in posts), default=None)
