@@ -46,7 +46,7 @@ from .client import Client
 from .diff import WRITE_ONLY, canon, raw_records_frame
 from .errors import ApiError, AuthError, ISSUE_SCHEMA, PermanentApiError, PlanError, TransientApiError, \
     UncertainWriteError
-from .journal import Journal, journal_lock, journal_path, target_key, target_lock
+from .journal import Journal, journal_lock, journal_path, peek, target_key, target_lock
 from .lookups import REF_PREFIX
 from .match import BATCH, count_records, identifiers_schema, lookup_records, record_identifiers
 from .plan import Operation, Plan
@@ -513,9 +513,10 @@ def wait_for_stopped_writes(plan_file: str | Path, client: Client, target: str) 
     matching could miss a record the server is still making and create the organization again
     (review). No wait when none was sent that recently, for updates (the new plan compares
     them again), or for a journal of another target."""
-    path = journal_path(plan_file)
-    recent = {k: t for k, t in _sent_times(path).items() if t + settle_seconds(client) > time.time()}
-    if not recent or target_key(_journal_target(path) or "") != target_key(target):  # one spelling a target
+    head, entries = peek(journal_path(plan_file))
+    recent = {k: float(e.get("t") or 0) for k, e in entries.items()
+              if e.get("state") == "sent" and float(e.get("t") or 0) + settle_seconds(client) > time.time()}
+    if not recent or target_key(str(head.get("target") or "")) != target_key(target):  # one spelling a target
         return
     posts = _post_keys(Path(plan_file))
     last = max((t for k, t in recent.items() if posts is None or k in posts), default=None)
@@ -524,31 +525,6 @@ def wait_for_stopped_writes(plan_file: str | Path, client: Client, target: str) 
         log.warning("a stopped run of this plan sent a create and got no answer; waiting %.0f s for "
                     "the server to finish it before planning again", wait)
         time.sleep(wait)
-
-
-def _sent_times(path: Path) -> dict[str, float]:
-    """key -> last attempt time of each write still `sent` in journal `path`; lines that cannot
-    be read (a torn end) are skipped: this only decides how long to wait."""
-    if not path.exists():
-        return {}
-    last: dict[str, dict] = {}
-    for line in path.read_bytes().split(b"\n")[1:]:
-        try:
-            entry = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(entry, dict) and "key" in entry:
-            last[entry["key"]] = entry
-    return {k: float(e.get("t") or 0) for k, e in last.items() if e.get("state") == "sent"}
-
-
-def _journal_target(path: Path) -> str | None:
-    """The target label a journal's first line names (None: unreadable)."""
-    try:
-        with path.open("rb") as f:
-            return json.loads(f.readline()).get("target")
-    except (OSError, ValueError, AttributeError):
-        return None
 
 
 def _post_keys(plan_file: Path) -> set[str] | None:

@@ -151,6 +151,25 @@ class Journal:
         return self._iris
 
 
+def peek(path: str | Path) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    """A journal's first line (`target`, `plan_sha256`, …) and each operation's last entry, read
+    without the checks of `Journal` (which belongs to one plan and writes): unreadable lines
+    (a torn end) are skipped. ({}, {}) when the file is missing or empty."""
+    p = Path(path)
+    lines = p.read_bytes().split(b"\n") if p.exists() else [b""]
+    entries = [_lenient(line) for line in lines]
+    return entries[0], {e["key"]: e for e in entries[1:] if "key" in e}
+
+
+def _lenient(line: bytes) -> dict[str, Any]:
+    """One journal line as a dict ({} when it cannot be read)."""
+    try:
+        entry = json.loads(line)
+    except ValueError:
+        return {}
+    return entry if isinstance(entry, dict) else {}
+
+
 def journal_path(plan_path: str | Path) -> Path:
     """The journal beside a plan file: `plan.json` -> `plan.journal.jsonl`."""
     p = Path(plan_path)

@@ -98,7 +98,8 @@ def load_excel(path: Path, sheet: str | int | None) -> ExcelGrid:
         raise InputError(f"cannot open as an Excel workbook ({str(e).splitlines()[0]}); check "
                          "the file or save it again from Excel", path=where) from None
     names = list(reader.sheet_names)
-    idx = _sheet_index(reader, names, sheet, path)
+    shown = _visible_from_xml(path)
+    idx = _sheet_index(reader, names, sheet, path, shown)
     try:
         xs = reader.load_sheet(idx, header_row=None, dtypes="string", skip_rows=0)
         df = xs.to_polars()
@@ -118,7 +119,6 @@ def load_excel(path: Path, sheet: str | int | None) -> ExcelGrid:
         grid = _apply(grid, cells)
     except (KeyError, IndexError, StopIteration, ET.ParseError, zipfile.BadZipFile):
         grid = _xls_fixups(grid)  # no readable sheet XML: keep calamine's rendering
-    shown = _visible_from_xml(path)
     visible = [names[i] for i in shown if i < len(names)] if shown is not None else names
     return ExcelGrid(_pad_columns(grid), names[idx], cells, merges, names, hidden, visible)
 
@@ -140,7 +140,10 @@ def _not_a_workbook(head: bytes) -> str | None:
     return "this is delimited text, not an Excel workbook; rename it to .csv"
 
 
-def _sheet_index(reader, names: list[str], sheet: str | int | None, path: Path) -> int:
+def _sheet_index(reader, names: list[str], sheet: str | int | None, path: Path,
+                 visible: list[int] | None) -> int:
+    """The index of the sheet to read: `sheet` by index or name (any case), else the first
+    of `visible` (`_visible_from_xml`; None: not xlsx, each sheet is loaded to ask)."""
     where = str(path)
     avail = ", ".join(f"{i}: {n!r}" for i, n in enumerate(names))
     if isinstance(sheet, int) and not isinstance(sheet, bool):
@@ -155,7 +158,6 @@ def _sheet_index(reader, names: list[str], sheet: str | int | None, path: Path) 
         if len(folded) == 1:
             return folded[0]
         raise InputError(f"no sheet named {sheet!r}; available sheets are {avail}", path=where)
-    visible = _visible_from_xml(path)
     if visible is not None:
         if visible:
             return visible[0]

@@ -23,8 +23,9 @@ from collections.abc import Callable, Iterable, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, TextIO
-from urllib.parse import parse_qs, quote, urlsplit
+from urllib.parse import parse_qs, urlsplit
 
+from ..client import redact  # keys of 8+ characters, in every form they take
 from .app import App
 from .runtime import Faults, Gateway, LoggedRequest, RateLimiter
 from .seeding import load_seed_file, seed_records
@@ -344,16 +345,6 @@ def access_line(e: LoggedRequest) -> str:
     return f"{time.strftime('%H:%M:%S', time.localtime(e.time))} {e.method} {e.path}{query} -> {e.status} ({who}{end})"
 
 
-def _masked(line: str, keys: list[str]) -> str:
-    """`line` with each key of 8 characters or more (a shorter one, such as `k` or `sandbox`,
-    would mask ordinary text, as in bulkcrm's own redaction), as typed or URL-encoded,
-    replaced by `***`."""
-    for key in (k for k in keys if len(k) >= 8):
-        for form in {key, quote(key, safe="")}:
-            line = line.replace(form, "***") if form else line
-    return line
-
-
 def run(host: str = "127.0.0.1", port: int = DEFAULT_PORT, db_path: str | Path | None = None,
         api_keys: Mapping[str, str] | Iterable[str] = (), tenant: str = "default",
         rate_limit: tuple[int, float] | None = DEFAULT_RATE_LIMIT, latency_ms: int = 0,
@@ -386,7 +377,7 @@ def run(host: str = "127.0.0.1", port: int = DEFAULT_PORT, db_path: str | Path |
                     retry_after_http_date=retry_after_http_date)
     new = db_path is None or not Path(db_path).exists() or Path(db_path).stat().st_size == 0
     secrets = list(keys)  # a key a client put in a URL's path or query is masked too
-    watch = (lambda e: print(_masked(access_line(e), secrets), file=access_log, flush=True)) \
+    watch = (lambda e: print(redact(access_line(e), secrets), file=access_log, flush=True)) \
         if access_log is not None else None
     sandbox = Sandbox(db_path, keys, rate_limit, host, port, latency_ms, control, seed_file, faults,
                       on_request=watch)
