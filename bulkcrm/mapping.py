@@ -77,7 +77,7 @@ def _map(frame: pl.DataFrame, template: Template) -> pl.DataFrame:
     """Null tokens first, then `_Plan`'s passes of column expressions, each pass one polars
     call whose expressions run side by side (eager: cheaper here than one lazy query); then
     the phone and raw identifier items of each row are stacked into its list."""
-    df = frame.with_columns(e.alias(c) for c, e in _null_tokens(frame, template).items())
+    df = without_null_tokens(frame, template)
     template = _unsplit_phones(df, template)
     plan = _Plan()  # pass 0 reads the sheet; passes 1 and 2 what the passes before made
     scalar_maps = [m for m in template.mappings if m.kind in ("scalar", "bool")]
@@ -187,6 +187,13 @@ def _with_guess(column: str, present: list[str]) -> str:
     if doubled:
         return f"{column!r} (it heads several columns, read as {', '.join(map(repr, doubled))}: map one)"
     return repr(column) + did_you_mean(column, present)
+
+
+def without_null_tokens(frame: pl.DataFrame, template: Template) -> pl.DataFrame:
+    """`frame` (a sheet: `row_number` + String columns) with the cells the template reads as
+    empty made null: blank cells and its `null_tokens` (trimmed, whole cells), in the columns
+    `_null_tokens` says need it; the same columns and dtypes."""
+    return frame.with_columns(e.alias(c) for c, e in _null_tokens(frame, template).items())
 
 
 def _null_tokens(frame: pl.DataFrame, template: Template) -> dict[str, pl.Expr]:

@@ -18,7 +18,7 @@ import polars as pl
 from pandera.api.polars.types import PolarsData
 
 from .errors import ISSUE_SCHEMA, Issue, issues_frame, place, with_cell
-from .mapping import REPEATED, chain
+from .mapping import REPEATED, chain, without_null_tokens
 from .template import Mapping, Template, read_columns
 from .normalize import (DATE_TEXT, EXTENSION, EXTENSION_MARK, FEW_DIGITS, FORMULA_RESULT, NO_NUMBER_CANDIDATE, NO_PHONE,
                         RENDERED_NUMBER, as_stored, code_without_plus, not_a_number)
@@ -91,13 +91,15 @@ def validate(mapped: pl.DataFrame, template: Template, *, sheet: pl.DataFrame | 
     found = [with_cell(_formula_phone(i), letters or {}, sheet_name) for i in _issues(failures, rules, mapped, sheet,
                                                                       template, file, sheet_name)
              if (i.row_number, i.column) not in unreadable and (i.row_number, None) not in unreadable]
-    found += _dropped_extensions(sheet, template, found, file, sheet_name, letters or {}) + read_found
-    found += _repeated_phones(mapped, sheet, template, file, sheet_name, letters or {})
+    # the phone checks read the cells as mapping did: a null token (`NULL`) is an empty cell
+    cells = without_null_tokens(sheet, template) if sheet is not None and template.null_tokens else sheet
+    found += _dropped_extensions(cells, template, found, file, sheet_name, letters or {}) + read_found
+    found += _repeated_phones(mapped, cells, template, file, sheet_name, letters or {})
     dates = _date_cells(numbers, template, file, sheet_name)
-    found += _placeholder_phones(sheet, mapped, template, file, sheet_name, letters or {},
+    found += _placeholder_phones(cells, mapped, template, file, sheet_name, letters or {},
                                  {(i.row_number, i.column) for i in dates})
     found += _numeric_cells(numbers, template, file, sheet_name) + dates
-    found += _code_without_plus(sheet, mapped, template, file, sheet_name, letters or {})
+    found += _code_without_plus(cells, mapped, template, file, sheet_name, letters or {})
     issues = issues_frame(found).sort("row_number", "column", nulls_last=True, maintain_order=True)
     bad = set(issues.filter(pl.col("severity") == "error")["row_number"].drop_nulls().to_list())
     valid = mapped.filter(~pl.col("row_number").is_in(list(bad))) if bad else mapped

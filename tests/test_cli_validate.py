@@ -635,3 +635,22 @@ def test_a_legacy_encoding_is_named_so_its_accents_can_be_checked(runner, tmp_pa
                 "(--encoding reads it as another)") in out.splitlines(), out
     (tmp_path / "u.csv").write_text("title,email\nCafé Noir,a@x.example\n", encoding="utf-8")
     assert "encoding" not in runner.invoke(cli, ["validate", str(tmp_path / "u.csv"), "-t", str(tmp_path / "t.yaml")]).output
+
+
+def test_a_null_token_in_a_phone_column_is_an_empty_cell_not_a_placeholder(runner, tmp_path):
+    """Trial 2026-12-02: `null_tokens: ["NULL"]` emptied the phone cell for mapping, but the
+    phone checks read the raw cell and called `NULL` a placeholder (22 warnings on the shipped
+    sample, again every week). They read the cells as mapping does; `n/a`, no token here, is
+    still one."""
+    (tmp_path / "o.csv").write_text("title,email,phone,fax\nA,a@x.example,NULL, NULL \nB,b@x.example,n/a,\n",
+                                    encoding="utf-8")
+    (tmp_path / "t.yaml").write_text(yaml.safe_dump({
+        "resource": "organizations", "identifiers": ["emailAddresses"], "null_tokens": ["NULL"],
+        "fields": {"title": "title", "emailAddresses": "email",
+                   "phoneNumbers": [{"column": "phone"}, {"column": "fax", "type": "fax"}]}}), encoding="utf-8")
+    out = json.loads(runner.invoke(cli, ["validate", str(tmp_path / "o.csv"), "-t", str(tmp_path / "t.yaml"),
+                                         "--json"]).output)
+    assert [(i["row_number"], i["column"], i["value"]) for i in out["issues"]] == [(3, "phone", "n/a")]
+    sample = json.loads(runner.invoke(cli, ["validate", str(REPO / "samples" / "organizations.csv"), "-t",
+                                            str(REPO / "templates" / "organizations.yaml"), "--json"]).output)
+    assert not [i for i in sample["issues"] if i["value"] == "NULL"]
