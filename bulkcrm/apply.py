@@ -922,7 +922,8 @@ def _report(plan: Plan, journal: Journal, mismatches: dict, requests: int, start
     summary = {"requests": requests, "target": plan.target, "template": plan.template,
                "input": plan.input, "dry_run": False, "started_at": started, "finished_at": now_utc(),
                "reconciled": reconciled, "mismatches": len(mismatches),
-               "planning_requests": plan.requests_spent, "notes_sheet": plan.notes_sheet}
+               "planning_requests": plan.requests_spent, "notes_sheet": plan.notes_sheet,
+               "plan_created_at": plan.created_at}
     tags = sum(o.path == "/tags" and journal.state(o.key) == "done" for o in plan.operations)
     if tags:  # `create_missing` tags: no input row of their own, so no count above shows them
         summary["tags_created"] = tags

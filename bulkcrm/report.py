@@ -69,8 +69,8 @@ class Report:
         rows: one row per input row, columns `ROW_SCHEMA` (missing columns read as null).
         issues: `errors.ISSUE_SCHEMA` columns, one row per issue.
         summary: keys `counts`, `requests` (int), `target` (base URL, never a key), `template`,
-            `input`, `dry_run`, `started_at`, `finished_at` (ISO 8601), `plan`, `reconciled`,
-            `mismatches`. `to_dict` replaces `counts` by `counts()` (every row) and adds `ok`,
+            `input`, `dry_run`, `started_at`, `finished_at` (ISO 8601), `plan` (its path),
+            `plan_created_at` (which plan: `keep_earlier_report`), `reconciled`, `mismatches`. `to_dict` replaces `counts` by `counts()` (every row) and adds `ok`,
             and `by_resource` (`counts_by_resource`) for organizations imported with notes.
         names: IRI -> name (`Plan.names`): report.csv and the Rows sheet show the name;
             report.json keeps the IRIs.
@@ -275,6 +275,7 @@ def write_report(report: Report, out_dir: str | Path, *, input_sheet: Sheet | No
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    keep_earlier_report(out, report.summary)
     redact = Redactor(secrets)
     table = report_table(report)
     paths = {
@@ -293,6 +294,63 @@ def write_report(report: Report, out_dir: str | Path, *, input_sheet: Sheet | No
         from .copies import write_copies  # which builds on this module
         paths |= write_copies(report, out, input_sheet, input_path, redact, other_sheets, input_csv)
     return paths
+
+
+REPORT_FILES = ("report.json", "report.csv", "report.xlsx", "*.with-status.csv", "*.with-status.xlsx")
+"""The files of one run's report in its folder (`write_report`)."""
+
+
+def keep_earlier_report(out: Path, summary: dict) -> Path | None:
+    """Move the report of another plan's run out of `out` before a new one is written there.
+
+    A weekly import of the same file name, or `apply` of a plan saved elsewhere after an
+    `import` of its input, writes to the same `reports/<stem>` folder. The report already
+    there records what an earlier run wrote, so it moves to `out/earlier/<its finished_at>/`
+    (the journal of an earlier plan is kept the same way: `pipeline.archive_journal`). A
+    report of the same plan (a stopped run, then its resume) and a dry run's are replaced.
+
+    Args:
+        out: the report folder.
+        summary: the new report's `Report.summary` (`plan`, `plan_created_at`, `dry_run`).
+
+    Returns:
+        the folder the earlier report went to, or None when nothing was moved.
+    """
+    old = _earlier_summary(out / "report.json")
+    if old is None or old.get("dry_run") or summary.get("dry_run"):
+        return None
+    same = old.get("plan") == summary.get("plan") and \
+        old.get("plan_created_at", summary.get("plan_created_at")) == summary.get("plan_created_at")
+    if same:
+        return None
+    stamp = str(old.get("finished_at") or "unknown").replace(":", "-")
+    dest = out / "earlier" / stamp
+    for n in range(2, 1000):  # two runs finished in one second
+        if not dest.exists():
+            break
+        dest = out / "earlier" / f"{stamp}.{n}"
+    dest.mkdir(parents=True)
+    for pattern in REPORT_FILES:
+        for f in out.glob(pattern):
+            f.replace(dest / f.name)
+    return dest
+
+
+def _earlier_summary(path: Path) -> dict | None:
+    """The `summary` of the report.json at `path` (written by `report_json`, summary first),
+    `{}` when it cannot be read as one (kept, as an unknown run's), None when there is none."""
+    if not path.is_file():
+        return None
+    try:
+        with path.open(encoding="utf-8") as f:
+            head = f.read(1 << 20)
+        start, end = head.find('"summary": '), head.find(',\n"rows": ')
+        if start < 0 or end < 0:
+            return {}
+        summary = json.loads(head[start + len('"summary": '):end])
+        return summary if isinstance(summary, dict) else {}
+    except (OSError, ValueError):
+        return {}
 
 
 def _colour_outcome(line: int, values: tuple, cells: list) -> None:

@@ -572,6 +572,36 @@ def test_apply_reports_under_the_inputs_name(runner, crm, tmp_path, monkeypatch)
     assert not (tmp_path / "reports" / "plan").exists()
 
 
+def test_a_run_of_another_plan_moves_the_earlier_report_aside_instead_of_over_it(runner, crm, tmp_path,
+                                                                                 monkeypatch):
+    """An import's report is the record of what it wrote: `apply` of a plan of the same input
+    made before it (drifted, nothing written) and next week's import of a file of the same
+    name each move the report there to `earlier/<its finished_at>/`; a run of the same plan
+    (apply again) replaces its own."""
+    monkeypatch.chdir(tmp_path)
+    shutil.copy(SAMPLE, tmp_path / "orgs.csv")
+    code, _ = run(runner, crm, "plan", "orgs.csv", "-t", str(TEMPLATE), "--out", "old.json")
+    assert code == 0
+    time.sleep(1.1)  # the import's records are dated a later second than the plan
+    code, imported = run(runner, crm, "import", "orgs.csv", "-t", str(TEMPLATE))
+    assert code == 0 and imported["created"] == 91
+    folder = tmp_path / "reports" / "orgs"
+    first = json.loads((folder / "report.json").read_text())["summary"]
+    code, stale = run(runner, crm, "apply", "old.json")
+    assert code == 1 and stale["created"] == 0 and len(crm.store.all("organizations", tenant="tenant-a")) == 91
+    kept = folder / "earlier" / first["finished_at"].replace(":", "-")
+    assert json.loads((kept / "report.json").read_text())["summary"] == first
+    assert {p.name for p in kept.iterdir()} == {"report.json", "report.csv", "report.xlsx", "orgs.with-status.csv"}
+    assert json.loads((folder / "report.json").read_text())["summary"]["plan"] == "old.json"
+    code, _ = run(runner, crm, "apply", "old.json")  # the same plan again: its own report replaced
+    assert code == 1 and len(list((folder / "earlier").iterdir())) == 1
+    time.sleep(1.1)  # another finished_at second
+    code, week2 = run(runner, crm, "import", "orgs.csv", "-t", str(TEMPLATE))
+    assert code == 0 and week2["unchanged"] == 91
+    assert len(list((folder / "earlier").iterdir())) == 2  # the stale apply's report kept too
+    assert json.loads((folder / "report.json").read_text())["summary"]["counts"]["unchanged"] == 91
+
+
 def test_the_sample_template_matches_a_row_whose_only_phone_changed(runner, crm, tmp_path):
     """templates/organizations.yaml matches on customerId before phone numbers: ANTON (a phone,
     no fax) with a new phone number is patched, not created a second time."""
