@@ -201,7 +201,7 @@ def _apply(plan: Plan, client: Client, journal: Journal, *, plan_path: str | Pat
         if notify:
             notify("Every operation was done by an earlier run of this plan: nothing written, "
                    "nothing re-read; its report is rebuilt from the journal.")
-    if reconcile and notify and plan.operations:
+    if reconcile and notify and _done(plan, journal):  # nothing written (all drifted): nothing to re-read
         notify(_reconciling(plan))
     mismatches: dict[str, str] = {}
     if reconcile:

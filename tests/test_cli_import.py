@@ -635,6 +635,7 @@ def test_an_old_plan_applied_after_an_import_of_its_file_creates_nothing_twice(r
     result = runner.invoke(cli, ["apply", str(tmp_path / "old.json"), "--report", str(tmp_path / "a"),
                                  "--base-url", crm.url, "--api-key", TEST_KEY, "--max-rate", "60000"])
     assert result.exit_code == 1 and "91 organization(s) were created since " in result.output
+    assert "Reconciling" not in result.output  # nothing was written, so nothing is re-read
     assert writes(crm) == [] and len(crm.store.all("organizations", tenant="tenant-a")) == 91
     report = json.loads((tmp_path / "a" / "report.json").read_text())
     assert {r["outcome"] for r in report["rows"]} == {"drifted"}
