@@ -657,28 +657,36 @@ def _find_created(op: Operation, body: dict, client: Client, path: str, journal:
 
 _RECENT: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 """Per run (its `Journal`): the organizations `_created_since` listed (`records`), the earliest
-time asked for (`since`, epoch seconds) and the newest `createdAt` of a record a lookup found
-to be this run's own (`mark`: the server's clock, never another writer's)."""
+time asked for (`since`, epoch seconds), the newest `createdAt` of a record a lookup found
+to be this run's own (`mark`) and the server's `Date` at the start of the last listing
+(`listed`): the server's clock both, never another writer's stamp."""
 MARK_MARGIN_S = 60
-"""Seconds before `mark` a later listing starts: records of the run stamped by a server node
-whose clock is behind the one that stamped `mark`."""
+"""Seconds before `mark` or `listed` a later listing starts: records stamped by a server node
+whose clock is behind, or stamped when their POST arrived and committed after the listing."""
 
 
 def _created_since(client: Client, journal: Journal, sent_at: float) -> list[dict]:
     """The organizations created since `sent_at` − `CLOCK_SKEW_S` (`createdAt[after]`,
-    crm-api.md §7). Listed once per run: once a lookup has found one of the run's own records,
-    a later one lists from that record's `createdAt` − `MARK_MARGIN_S` (the server's clock; a
-    record another writer stamped ahead moves nothing), not the whole window again (review:
-    608 listing requests for 30 POSTs in doubt)."""
+    crm-api.md §7). The whole window is listed once per run; a later lookup lists from the
+    server's clock at the last listing (`Date`), or the `createdAt` of the newest record of the
+    run's own a lookup found, less `MARK_MARGIN_S`: a record another writer stamped ahead moves
+    nothing (reviews: 608 listing requests for 30 POSTs in doubt; then 96 for 12 not made)."""
     since = sent_at - CLOCK_SKEW_S
     cache = _RECENT.get(journal)
     if cache is None or since < cache["since"]:
-        cache = _RECENT[journal] = {"since": since, "records": {}, "mark": None}
+        cache = _RECENT[journal] = {"since": since, "records": {}, "mark": None, "listed": None}
     start = dt.datetime.fromtimestamp(cache["since"], dt.timezone.utc)
-    if cache["mark"] is not None:
-        start = max(start, cache["mark"] - dt.timedelta(seconds=MARK_MARGIN_S))
-    for r in client.list_all("/organizations", {"createdAt[after]": start.strftime("%Y-%m-%dT%H:%M:%SZ")}):
-        cache["records"][r["@id"]] = r
+    for seen in (cache["mark"], cache["listed"]):
+        if seen is not None:
+            start = max(start, seen - dt.timedelta(seconds=MARK_MARGIN_S))
+    listed = None
+    for page in client.iter_pages("/organizations", {"createdAt[after]": start.strftime("%Y-%m-%dT%H:%M:%SZ")}):
+        if listed is None and (date := getattr(client, "server_date", None)) is not None:
+            listed = dt.datetime.fromtimestamp(date, dt.timezone.utc)  # the first page's answer
+        for r in page.get("member") or []:
+            cache["records"][r["@id"]] = r
+    if listed is not None:
+        cache["listed"] = listed if cache["listed"] is None else max(cache["listed"], listed)
     return [r for r in cache["records"].values()
             if (made := _instant(r.get("createdAt"))) is None or made.timestamp() >= since]
 

@@ -252,6 +252,8 @@ class Client:
             unpaced): what `target` keeps for the next run on this machine (`count_sent`).
         throttled: 429 answers received.
         retries: attempts repeated after a 429/5xx/connection failure.
+        server_date: the server's clock (`Date` header, epoch seconds) at its last answer
+            under 400; None before one or when it sent none.
     """
 
     def __init__(self, base_url: str, api_key: str, *, requests_per_minute: float | None = 20,
@@ -275,6 +277,7 @@ class Client:
         self._gap_s = window_s / requests_per_minute if requests_per_minute else 0.0
         self._rng = random.Random()
         self.requests_sent = self.throttled = self.retries = 0
+        self.server_date: float | None = None  # the last answer's `Date` (epoch s; None: none sent)
         self._earlier: list[float] = []  # `count_sent`'s times not yet matched by `count_earlier`
         self.sent_at: deque[float] = deque(maxlen=math.ceil(requests_per_minute) if requests_per_minute else 0)
 
@@ -398,6 +401,7 @@ class Client:
             self._emit("request", method=method, url=rel, status=status, attempt=attempts,
                        waited_s=waited)
             if status < 400:
+                self.server_date = _server_date(resp)
                 parsed = _json(resp)
                 return Response(status, parsed, resp.headers, _iri(parsed, resp), attempts,
                                 throttled)
@@ -591,10 +595,16 @@ def _iri(body: Any, resp: requests.Response) -> str | None:
 def _server_epoch(resp: requests.Response) -> float:
     """The server's 'now' (its `Date` header, RFC 9110 §6.6.1) for HTTP-date Retry-After,
     so client clock skew does not matter; the local wall clock when absent."""
+    date = _server_date(resp)
+    return time.time() if date is None else date
+
+
+def _server_date(resp: requests.Response) -> float | None:
+    """The `Date` header (RFC 9110 §6.6.1) as epoch seconds; None when absent or unreadable."""
     try:
         return parsedate_to_datetime(resp.headers["Date"]).timestamp()
     except (KeyError, TypeError, ValueError, IndexError, OverflowError):
-        return time.time()
+        return None
 
 
 _HANDSHAKE = frozenset({"WRONG_VERSION_NUMBER", "CERTIFICATE_VERIFY_FAILED", "UNSUPPORTED_PROTOCOL",

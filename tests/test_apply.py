@@ -514,6 +514,36 @@ def test_many_lost_creates_list_the_recent_organizations_once(crm, tmp_path):
     # the plan and one full listing (4 pages each), then a page a lookup (was 12 full listings)
 
 
+def test_lost_creates_that_were_never_made_list_the_window_once(crm, tmp_path):
+    """Review 2026-12-02: creates a stopped run left `sent` whose requests never reached the
+    server are found by no lookup, so no record of the run's own bounds the next listing; each
+    listed the whole ten minutes again (96 listing requests for 12). Later listings start from
+    the server's `Date` at the last one, less a minute: one page each. All 12 are sent once."""
+    from bulkcrm.journal import Journal
+    template = parse_template({"resource": "organizations", "identifiers": ["customerId"],
+                               "fields": {"title": "name", "customerId": "id"}}, path="t.yaml", sha256="x")
+    made = dt.datetime.now(dt.timezone.utc) - dt.timedelta(minutes=5)  # within the ten minutes looked at
+    crm.seed({"organizations": [{"title": f"Recent {i}", "customerId": f"R{i}", "createdAt": (
+        made + dt.timedelta(seconds=i)).strftime("%Y-%m-%dT%H:%M:%SZ")} for i in range(95)]})  # 4 pages
+    sheet = tmp_path / "orgs.csv"
+    sheet.write_text("id,name\n" + "".join(f"C{i},Firma {i}\n" for i in range(12)), encoding="utf-8")
+    client = Client(crm.url, TEST_KEY, requests_per_minute=None, timeout_s=0.5)  # settles in 1 s
+    p = plan(sheet, template, client)
+    path = p.save(tmp_path / "plan.json")
+    journal = Journal(journal_path(path), p.sha256, p.target)
+    for op in p.operations:  # the crash: journaled as sent, never reached the server
+        journal.record(op.key, "sent")
+    crm.clear_log()
+    report = apply(Plan.load(path), client, plan_path=path, reconcile=False)
+    assert report.ok and report.counts()["created"] == 12, report.rows.to_dicts()
+    orgs = crm.store.all("organizations", tenant="tenant-a")
+    assert sorted(o["customerId"] for o in orgs if o["customerId"].startswith("C")) == sorted(f"C{i}" for i in range(12))
+    assert len([r for r in crm.requests if r.method == "POST"]) == 12
+    listing = [r for r in crm.requests if r.method == "GET" and "createdAt%5Bafter%5D" in r.query
+               and "itemsPerPage=1" not in r.query]
+    assert len(listing) <= 2 * 4 + 11, "\n".join(r.query for r in listing)  # was 12 full listings
+
+
 def test_apply_after_a_separate_plan_counts_the_plans_requests(crm, tmp_path):
     """`bulkcrm plan` then `bulkcrm apply` are two processes: apply's window starts with the
     plan's requests in it (the tenant's still holds them), so its first writes meet no 429."""
