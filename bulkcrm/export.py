@@ -561,6 +561,27 @@ _WIDTHS = {IRI_COLUMN: 48, "description": 60, "note": 60, "website": 32, "email"
 """Column widths (characters) of an XLSX export for columns whose values run long."""
 
 
+XLSX_MAX_CHARS = 32_767
+"""Characters an Excel cell holds (Excel specifications and limits); openpyxl cuts a longer one."""
+
+
+def _check_cell_lengths(frame: pl.DataFrame) -> None:
+    """Raise InputError naming the first record (`crm_iri` or the row's first column) and the
+    column of a text value longer than `XLSX_MAX_CHARS`."""
+    texts = [c for c, t in frame.schema.items() if t == pl.String]
+    if not texts:
+        return
+    long = frame.select(pl.any_horizontal(pl.col(texts).str.len_chars() > XLSX_MAX_CHARS)).to_series()
+    if not long.any():
+        return
+    row = frame.filter(long).row(0, named=True)
+    col = next(c for c in texts if row[c] is not None and len(row[c]) > XLSX_MAX_CHARS)
+    who = row.get(IRI_COLUMN) or next(iter(row.values()))
+    raise InputError(f"{who}: column {col!r} holds {len(row[col]):,} characters; an Excel cell holds at most "
+                     f"{XLSX_MAX_CHARS:,}, so the XLSX would cut it and a re-import would write the cut text; "
+                     "export to .csv instead")
+
+
 class _XlsxSink:
     """XLSX through openpyxl's write-only workbook: rows go to a temp file, memory stays flat.
 
@@ -593,7 +614,10 @@ class _XlsxSink:
         return ws
 
     def write(self, frame: pl.DataFrame, sheet: str | None = None) -> None:
+        """Append `frame`'s rows. Raises InputError for a value longer than an Excel cell holds
+        (`XLSX_MAX_CHARS`): openpyxl would cut it, and a re-import would write the cut value."""
         ws = self.sheets[sheet] if sheet else self.ws
+        _check_cell_lengths(frame)
         for row in frame.iter_rows():
             ws.append([text_cell(ws, v) for v in row])
 

@@ -280,7 +280,7 @@ def restore_formula_escape(frame: pl.DataFrame) -> pl.DataFrame:
     """
     chars = re.escape("".join(FORMULA_TRIGGERS) + FORMULA_ESCAPE)
     errors = "|".join(map(re.escape, EXCEL_ERRORS))
-    pattern = f"^{re.escape(FORMULA_ESCAPE)}([{chars}]|(?:{errors})$)"
+    pattern = f"^{re.escape(FORMULA_ESCAPE)}([{chars}]|\\s*(?:{errors})\\s*$)"  # as `_error_texts`: outer spaces aside
     escaped = frame.select(pl.col(pl.String).str.starts_with(FORMULA_ESCAPE).any())
     cols = [c for c, hit in zip(escaped.columns, escaped.row(0) if escaped.width else ()) if hit]
     return frame.with_columns(pl.col(cols).str.replace(pattern, "${1}")) if cols else frame

@@ -33,7 +33,7 @@ GREEN, GREY, AMBER, RED, YELLOW = "C6EFCE", "D9D9D9", "FFD966", "FFC7CE", "FFFF9
 FILLS = {rgb: PatternFill(fill_type="solid", fgColor=rgb) for rgb in (GREEN, GREY, AMBER, RED, YELLOW)}
 BOLD = Font(bold=True)
 _ESCAPE_RE = f"^[{re.escape(''.join(CSV_ESCAPE_CHARS))}]"
-_ERROR_RE = f"^(?:{'|'.join(map(re.escape, EXCEL_ERRORS))})$"
+_ERROR_RE = rf"^\s*(?:{'|'.join(map(re.escape, EXCEL_ERRORS))})\s*$"  # as `read` tests: stripped
 _XLSX_ESCAPE = re.compile(r"_x(?=[0-9A-Fa-f]{4}_)|[\x00-\x08\x0b\x0c\x0d\x0e-\x1f\ufffe\uffff]")
 """Text Excel cannot hold literally: a literal `_xHHHH_` and control characters (CR included,
 which XML would turn into LF) are written as `_xHHHH_` escapes (ECMA-376 Part 1 §22.9.2.19)."""
@@ -67,7 +67,7 @@ def safe_cell_csv(value: Any) -> Any:
 
     Non-strings pass through. `"=1+2"` -> `"'=1+2"`, `"'x"` -> `"''x"` (OWASP CSV injection).
     """
-    if isinstance(value, str) and (value.startswith(CSV_ESCAPE_CHARS) or value in EXCEL_ERRORS):
+    if isinstance(value, str) and (value.startswith(CSV_ESCAPE_CHARS) or value.strip() in EXCEL_ERRORS):
         return "'" + value
     return value
 

@@ -114,3 +114,36 @@ def test_export_json_keeps_its_progress_lines_on_stderr(runner, crm, tmp_path):
                                  "--base-url", crm.url, "--api-key", TEST_KEY, "--max-rate", "60000"])
     assert result.exit_code == 0 and json.loads(result.stdout.strip())["records"] == 91
     assert "export: 4/4 pages" in result.stderr
+
+
+US_TEMPLATE = REPO / "templates" / "us_companies.yaml"
+
+
+def test_a_text_longer_than_an_excel_cell_is_refused_for_xlsx_and_round_trips_in_csv(runner, crm, tmp_path):
+    """Review 2026-12-02: openpyxl cut a description of 40,000 characters to Excel's 32,767
+    without a word, and a re-import of the export planned writing the cut text. The XLSX export
+    now stops naming the record and column; the CSV export keeps the whole text."""
+    long = "Lorem ipsum dolor sit amet. " * 1500  # 42,000 characters
+    crm.seed({"organizations": [{"@id": "/organizations/o1", "title": "Long Text Inc", "customerId": "long-text",
+                                 "description": long, "externalSource": "opendata500"}]}, tenant="tenant-a")
+    code, out = run(runner, crm, "export", "-t", str(US_TEMPLATE), "--out", str(tmp_path / "x.xlsx"), as_json=False)
+    assert code != 0 and "/organizations/o1: column 'description' holds 42,000 characters" in out, out
+    assert "export to .csv instead" in out and "Traceback" not in out
+    code, exported = run(runner, crm, "export", "-t", str(US_TEMPLATE), "--out", str(tmp_path / "x.csv"))
+    assert code == 0 and exported["records"] == 1
+    code, planned = run(runner, crm, "plan", str(tmp_path / "x.csv"), "-t", str(US_TEMPLATE),
+                        "--out", str(tmp_path / "p.json"))
+    assert code == 0 and planned["unchanged"] == 1 and planned["writes"] == 0, planned
+
+
+def test_a_value_that_reads_as_an_excel_error_once_trimmed_round_trips_in_csv(runner, crm, tmp_path):
+    """Review 2026-12-02: a description ` #N/A ` was exported as it is, and the CSV read (which trims
+    before it looks for Excel error texts) took it for the error: the row was invalid. The
+    export escapes what the read would take for one."""
+    crm.seed({"organizations": [{"@id": "/organizations/o1", "title": "Spaced Error Inc", "customerId": "spaced",
+                                 "description": " #N/A ", "externalSource": "opendata500"}]}, tenant="tenant-a")
+    code, exported = run(runner, crm, "export", "-t", str(US_TEMPLATE), "--out", str(tmp_path / "x.csv"))
+    assert code == 0 and exported["records"] == 1
+    code, planned = run(runner, crm, "plan", str(tmp_path / "x.csv"), "-t", str(US_TEMPLATE),
+                        "--out", str(tmp_path / "p.json"))
+    assert code == 0 and planned["unchanged"] == 1 and planned["invalid"] == 0, planned
