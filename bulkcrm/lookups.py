@@ -69,15 +69,26 @@ class LookupCache:
         return {iri: self.display[iri] for iri in map(json.loads, quoted.to_list()) if iri in self.display}
 
     def _users(self, client: Client, wanted: list[str]) -> dict[str, list[str]]:
+        """Lower-cased e-mail -> user IRIs for `wanted` (lower-cased): `email[]` lookups, 30
+        values a request (crm-api.md §10.1); when some are not found so, one listing of all
+        users compared lower-cased, as the server's `email` filter may compare exactly and a
+        user's address may be stored as `Alice.Owner@Example.com` (review 2026-12-02)."""
         table = self.tables.setdefault("users", {})
         todo = [w for w in wanted if w not in table]
         for i in range(0, len(todo), 30):
             for page in client.iter_pages("/users", {"email[]": todo[i:i + 30]}):
-                for rec in page.get("member", []):
-                    email = str(rec.get("email", "")).strip()
-                    table.setdefault(email.lower(), []).append(rec["@id"])
-                    self.display[rec["@id"]] = email
+                self._add_users(table, page.get("member", []))
+        if any(w not in table for w in todo) and not self.tables.get("users:listed"):
+            self.tables["users:listed"] = {}
+            known = {iri for iris in table.values() for iri in iris}
+            self._add_users(table, [r for r in client.list_all("/users") if r.get("@id") not in known])
         return table
+
+    def _add_users(self, table: dict[str, list[str]], members: list[dict]) -> None:
+        for rec in members:
+            email = str(rec.get("email", "")).strip()
+            table.setdefault(email.lower(), []).append(rec["@id"])
+            self.display[rec["@id"]] = email
 
 
 def resolve_lookups(rows: pl.DataFrame, template: Template, client: Client | None, *,

@@ -299,3 +299,18 @@ def test_an_xlsx_export_stopped_mid_way_leaves_nothing_and_prints_nothing(crm, c
         export(client, load_template(REPO / "templates" / "organizations.yaml"), out, progress=progress)
     gc.collect()
     assert unraisable == [] and not out.exists() and not list(tmp_path.glob("stopped.xlsx*"))
+
+
+def test_an_owner_stored_with_capitals_is_found_by_export_and_re_import(crm, client, tmp_path):
+    """Review 2026-12-02: a user stored as `Alice.Owner@Example.com` (the sandbox's `email[]`
+    filter compares exactly) was asked for lower-cased only: the untouched export's row was
+    invalid and `--owner` found no one. A miss now lists the users and compares lower-cased."""
+    seed = {**SEED, "users": [*SEED["users"], {"@id": "/users/u7", "email": "Alice.Owner@Example.com"}]}
+    seed["organizations"] = [{**seed["organizations"][0], "owner": "/users/u7"}]
+    crm.seed(seed)
+    template = _rich(tmp_path)
+    for spelling in ("Alice.Owner@Example.com", "alice.owner@example.com"):
+        result = export(client, template, tmp_path / "out.csv", filters={"owner": spelling})
+        assert result.records == 1
+    assert read(result.path).frame["owner"].to_list() == ["Alice.Owner@Example.com"]
+    assert _replan(result.path, template, client)["unchanged"] == 1
