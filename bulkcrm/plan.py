@@ -179,6 +179,7 @@ def _plan(source: str | Path | Sheet, template: Template, client: Client, *, mod
               *_not_found_issues(matches.not_found, template, file, sh.sheet_name)]
     issues += _same_title_issues(rows, matches, template, file, sh.sheet_name)
     issues += _lost_zero_ids(rows, matches, template, file, sh)
+    issues += _unmatchable_issues(rows, matches, template, mode, file, sh.sheet_name)
     out_rows, ops, zeros, blanks = _decide(mapped, rows, matches, template, mode, issues,
                                            resolved.tags_to_create)
     issues, quiet = _held_phone_warnings(issues, out_rows)
@@ -673,6 +674,29 @@ def _same_title_issues(rows: pl.DataFrame, matches, template: Template, file: st
                   f"same organization, give the row its IRI in a {iri_col} column (or an identifier the "
                   "record holds)", "warning", file, sheet)
             for rn, iris, title in hits.iter_rows()]
+
+
+def _unmatchable_issues(rows: pl.DataFrame, matches, template: Template, mode: str, file: str,
+                        sheet: str | None) -> list[Issue]:
+    """A `no-identifier` warning per row that creates a record although none of the template's
+    identifiers has a value in it (and it has no IRI): no later run can match it to that
+    record, so each run creates it again (a trial: a blanked customerId cell, a copy a week)."""
+    fields = [f for f in template.identifiers if f in rows.columns]
+    if not fields or mode == "update-only":
+        return []
+    empty = [pl.col(f).list.len().fill_null(0) == 0 if isinstance(rows.schema[f], pl.List)
+             else pl.col(f).cast(pl.String).str.strip_chars().fill_null("") == "" for f in fields]
+    skip = matches.conflicts["row_number"].implode()
+    new = rows.select("row_number", *fields).hstack(_of_rows(matches.iri, rows).select("iri")).filter(
+        pl.col("iri").is_null() & pl.all_horizontal(empty) & ~pl.col("row_number").is_in(skip))
+    cols = [c for f in fields for c in (s.column for s in template.mapping(f).sources) if c]
+    col = cols[0] if cols else fields[0]
+    iri_col = template.iri_column or "crm_iri"
+    return [Issue("no-identifier", rn, col, None, "identifiers (issue 5)",
+                  f"{file}:{rn}:{col}: this row creates a record but has no {', '.join(cols or fields)}, so no "
+                  f"later run can match it to that record: each run creates it again; fill one in (or give the "
+                  f"row the record's IRI in a {iri_col} column, as the with-status copy does)", "warning", file, sheet)
+            for rn in new["row_number"].to_list()]
 
 
 def _lost_zero_ids(rows: pl.DataFrame, matches, template: Template, file: str, sh: Sheet) -> list[Issue]:

@@ -571,7 +571,7 @@ def _planning_time(requests: int, per_minute: float) -> str:
     return f", ≈ {duration_text(round(requests / per_minute, 1))}" if requests >= per_minute else ""
 
 
-DOUBT_TYPES = ("possible-duplicate",)
+DOUBT_TYPES = ("possible-duplicate", "no-identifier")
 """Warning types a plan shows under their row (a create that may duplicate a record), before
 the other warnings, which many routine ones (phones kept as typed) can push out of sight."""
 
@@ -587,7 +587,7 @@ def _warning_lines(issues: list[dict], shown: set[str] = frozenset()) -> list[st
     above = len(warned) - len(warnings)
     # not "their rows go ahead": a warned row may be a conflict or invalid for another reason
     lines = [f"  {len(warned)} warning(s){f' ({above} shown above)' if above else ''}; "
-             "a warning alone stops no row:"]
+             f"a warning alone stops no row{':' if warnings else '.'}"]
     lines += [f"    {m}" for m in warnings[:_WARNINGS_SHOWN]]
     if len(warnings) > _WARNINGS_SHOWN:
         lines.append(f"    … {len(warnings) - _WARNINGS_SHOWN} more (see the plan file or the report)")

@@ -602,6 +602,27 @@ def test_a_run_of_another_plan_moves_the_earlier_report_aside_instead_of_over_it
     assert json.loads((folder / "report.json").read_text())["summary"]["counts"]["unchanged"] == 91
 
 
+def test_a_row_without_any_identifier_value_is_warned_under_its_row_each_run(runner, crm, tmp_path):
+    """Trial 2026-12-02: a row whose customerId cell was blanked created a new record every run,
+    with no word. It still goes ahead (it may be new), but with a `no-identifier` warning under
+    its row, in the text and the plan file; the row with an identifier gets none."""
+    sheet, template = tmp_path / "noid.csv", tmp_path / "abc.yaml"
+    sheet.write_text("a,b,c\nNoId Corp,,desc\nHasId Corp,ID77,desc2\n", encoding="utf-8")
+    template.write_text("resource: organizations\nidentifiers: [customerId]\nfields:\n  title: {column: a}\n"
+                        "  customerId: {column: b}\n  description: {column: c}\n", encoding="utf-8")
+    code, first = run(runner, crm, "import", str(sheet), "-t", str(template), "--report", str(tmp_path / "r"))
+    assert code == 0 and first["created"] == 2
+    result = runner.invoke(cli, ["plan", str(sheet), "-t", str(template), "--out", str(tmp_path / "p.json"),
+                                 "--base-url", crm.url, "--api-key", TEST_KEY])
+    lines = result.output.splitlines()
+    at = lines.index('  + row 2 create "NoId Corp"')
+    assert any("noid.csv:2:b: this row creates a record but has no b, so no later run can match it" in line
+               for line in lines[at:at + 4]), result.output
+    assert "  1 warning(s) (1 shown above); a warning alone stops no row." in lines
+    saved = json.loads((tmp_path / "p.json").read_text())
+    assert [(i["type"], i["row_number"]) for i in saved["issues"]] == [("no-identifier", 2)]
+
+
 def test_the_sample_template_matches_a_row_whose_only_phone_changed(runner, crm, tmp_path):
     """templates/organizations.yaml matches on customerId before phone numbers: ANTON (a phone,
     no fax) with a new phone number is patched, not created a second time."""
