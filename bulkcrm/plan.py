@@ -692,7 +692,7 @@ def _unmatchable_issues(rows: pl.DataFrame, matches, template: Template, mode: s
     cols = [c for f in fields for c in (s.column for s in template.mapping(f).sources) if c]
     col = cols[0] if cols else fields[0]
     iri_col = template.iri_column or "crm_iri"
-    return [Issue("no-identifier", rn, col, None, "identifiers (issue 5)",
+    return [Issue("no-identifier", rn, col, None, "a row is matched by the template's identifiers",
                   f"{file}:{rn}:{col}: this row creates a record but has no {', '.join(cols or fields)}, so no "
                   f"later run can match it to that record: each run creates it again; fill one in (or give the "
                   f"row the record's IRI in a {iri_col} column, as the with-status copy does)", "warning", file, sheet)

@@ -70,7 +70,8 @@ class Report:
         issues: `errors.ISSUE_SCHEMA` columns, one row per issue.
         summary: keys `counts`, `requests` (int), `target` (base URL, never a key), `template`,
             `input`, `dry_run`, `started_at`, `finished_at` (ISO 8601), `plan` (its path),
-            `plan_created_at` (which plan: `keep_earlier_report`), `reconciled`, `mismatches`. `to_dict` replaces `counts` by `counts()` (every row) and adds `ok`,
+            `plan_created_at` (which plan: `keep_earlier_report`), `reconciled`, `mismatches`.
+            `to_dict` replaces `counts` by `counts()` (every row) and adds `ok`,
             and `by_resource` (`counts_by_resource`) for organizations imported with notes.
         names: IRI -> name (`Plan.names`): report.csv and the Rows sheet show the name;
             report.json keeps the IRIs.
