@@ -39,7 +39,7 @@ from .diff import field_value, record_schema
 from .errors import InputError, PermanentApiError, TemplateError
 from .lookups import LookupCache
 from .mapping import chain, constant
-from .workbook import neutralise_csv, text_cell
+from .workbook import XLSX_MAX_CHARS, neutralise_csv, text_cell
 from .template import Lookup, Mapping, Source, Template
 from .transforms import apply_transforms
 
@@ -559,10 +559,6 @@ class _CsvSink:
 
 _WIDTHS = {IRI_COLUMN: 48, "description": 60, "note": 60, "website": 32, "email": 32}
 """Column widths (characters) of an XLSX export for columns whose values run long."""
-
-
-XLSX_MAX_CHARS = 32_767
-"""Characters an Excel cell holds (Excel specifications and limits); openpyxl cuts a longer one."""
 
 
 def _check_cell_lengths(frame: pl.DataFrame) -> None:

@@ -46,6 +46,7 @@ class LookupCache:
     def __init__(self) -> None:
         self.tables: dict[str, dict[str, list[str]]] = {}
         self.display: dict[str, str] = {}
+        self.users_listed = False  # `_users` listed every user once (a lookup missed)
 
     def names(self, client: Client, lookup: Lookup, wanted: list[str]) -> dict[str, list[str]]:
         """Name -> IRIs for `wanted` names (lower-cased), from the API."""
@@ -78,8 +79,8 @@ class LookupCache:
         for i in range(0, len(todo), 30):
             for page in client.iter_pages("/users", {"email[]": todo[i:i + 30]}):
                 self._add_users(table, page.get("member", []))
-        if any(w not in table for w in todo) and not self.tables.get("users:listed"):
-            self.tables["users:listed"] = {}
+        if any(w not in table for w in todo) and not self.users_listed:
+            self.users_listed = True
             known = {iri for iris in table.values() for iri in iris}
             self._add_users(table, [r for r in client.list_all("/users") if r.get("@id") not in known])
         return table

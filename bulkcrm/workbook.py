@@ -39,6 +39,10 @@ _XLSX_ESCAPE = re.compile(r"_x(?=[0-9A-Fa-f]{4}_)|[\x00-\x08\x0b\x0c\x0d\x0e-\x1
 which XML would turn into LF) are written as `_xHHHH_` escapes (ECMA-376 Part 1 §22.9.2.19)."""
 
 
+XLSX_MAX_CHARS = 32_767
+"""Characters an Excel cell holds (Excel specifications and limits); openpyxl cuts a longer one."""
+
+
 def xlsx_text(value: str) -> str:
     """Return `value` escaped for an XLSX string cell; readers (calamine) decode it back."""
     return _XLSX_ESCAPE.sub(lambda mo: "_x005F_x" if mo.group() == "_x"
@@ -180,7 +184,7 @@ class Book:
             if font:
                 cell.font = font
             return cell
-        return text_cell(ws, None if value is None else self.redact(str(value))[:32767], font)
+        return text_cell(ws, None if value is None else self.redact(str(value))[:XLSX_MAX_CHARS], font)
 
     def sheet(self, title: str, frame: pl.DataFrame, *, layout: Layout | None = None,
               decorate: Callable[[int, tuple, list], None] | None = None):
