@@ -340,7 +340,8 @@ def _placeholder_phones(sheet: pl.DataFrame | None, mapped: pl.DataFrame, templa
         hits = hits.filter(pl.Series([not_a_number(v, r) for v, r in stored],
                                      dtype=pl.Boolean)).select("row_number", "__item")
         out += [with_cell(Issue("invalid-phone", rn, s.column, value.strip(), "a phone number, not a placeholder",
-                                f"{_place(file, rn, s.column)}\"{value.strip()}\" is {_NO_NUMBER[bool(_DATE_TEXT.match(value))]}",
+                                f"{_place(file, rn, s.column)}\"{value.strip()}\" is {_NO_NUMBER[bool(_DATE_TEXT.match(value))]}"
+                                + (_TOKEN_TIP if NO_VALUE_WORD.match(value) else ""),
                                 "warning", file, sheet_name), letters, sheet_name)
                 for rn, value in hits.iter_rows() if (rn, s.column) not in dated]
     return out
@@ -409,6 +410,9 @@ _NO_NUMBER = {d: f"{'a date' if d else 'a placeholder'}, not a phone number: it 
               + ("a spreadsheet turns a typed 1-31 into a date: format the column as Text and type the number again"
                  if d else "leave the cell empty, or type the real number") for d in (False, True)}
 """`_placeholder_phones`' message after the quoted value, by whether it is a date."""
+_TOKEN_TIP = " (or add it to the template's null_tokens, to read it as an empty cell without this warning)"
+"""`_placeholder_phones`' tip for a no-value word (`NO_VALUE_WORD`: `n/a`, `none`), which the sheet
+may write every week."""
 
 
 def _formula_phone(issue: Issue) -> Issue:
@@ -563,9 +567,19 @@ def _issue(rule: _Rule, row_number: int, column: str | None, value: str | None,
                      _place(file, row_number, column) + f"{column or rule.field} is required; "
                      f"fill in a value for {rule.field}", "error", file, sheet_name)
     rule_text, hint = check_rule(rule.check, region=region, value=value, **dict(rule.options))
+    if column is not None and value is not None and NO_VALUE_WORD.match(value):
+        hint = (f'if "{value.strip()}" means no value, add it to the template\'s null_tokens '
+                f'(a list of such cell texts), or leave the cell empty; else {hint}')
     whose = f" (the template's value of {rule.field})" if column is None and value is not None else ""
     msg = f'{_place(file, row_number, column)}"{value}"{whose} breaks {rule_text}; {hint}'
     return Issue(rule.slug, row_number, column, value, rule_text, msg, rule.severity, file, sheet_name)
+
+
+NO_VALUE_WORD = re.compile(r"(?i)^\s*(?:#?n/?a|<na>|nan|none|null|nil|unknown|n\.?v\.?t\.?|tbd|-+|\?+)\s*$")
+"""A cell text people type for "no value": pandas' default `na_values` (`N/A`, `NA`, `NULL`,
+`None`, `NaN`, `<NA>`, `#N/A`), plus `nil`, `unknown`, `tbd`, Dutch `n.v.t.`, dashes and question
+marks. bulkcrm reads none of them as empty unless the template lists it in `null_tokens`; a
+check such a cell fails gets that hint."""
 
 
 def _place(file: str | None, row_number: int, column: str | None) -> str:

@@ -654,3 +654,23 @@ def test_a_null_token_in_a_phone_column_is_an_empty_cell_not_a_placeholder(runne
     sample = json.loads(runner.invoke(cli, ["validate", str(REPO / "samples" / "organizations.csv"), "-t",
                                             str(REPO / "templates" / "organizations.yaml"), "--json"]).output)
     assert not [i for i in sample["issues"] if i["value"] == "NULL"]
+
+
+def test_a_no_value_word_that_fails_a_check_points_at_null_tokens(runner, tmp_path):
+    """Trial 2026-12-02: `N/A` in a country column got a hint about country aliases, and `NONE`
+    in an e-mail column one about e-mail syntax; the fix is the template's `null_tokens`. A
+    real bad value keeps its own hint, and a listed token is no issue at all."""
+    (tmp_path / "o.csv").write_text("title,email,country,phone\nA,NONE,N/A,n/a\nB,b@x.example,Untied States,\n"
+                                    "C,c@x.example,NULL,000-000-0000\n", encoding="utf-8")
+    (tmp_path / "t.yaml").write_text(yaml.safe_dump({
+        "resource": "organizations", "identifiers": ["emailAddresses"], "null_tokens": ["NULL"],
+        "fields": {"title": "title", "emailAddresses": "email", "address.country": "country",
+                   "phoneNumbers": "phone"}}), encoding="utf-8")
+    out = json.loads(runner.invoke(cli, ["validate", str(tmp_path / "o.csv"), "-t", str(tmp_path / "t.yaml"),
+                                         "--json"]).output)
+    by_cell = {(i["row_number"], i["column"]): i["message"] for i in out["issues"]}
+    assert set(by_cell) == {(2, "email"), (2, "country"), (2, "phone"), (3, "country"), (4, "phone")}
+    for cell, word in (((2, "email"), "NONE"), ((2, "country"), "N/A")):
+        assert f'if "{word}" means no value, add it to the template\'s null_tokens' in by_cell[cell]
+    assert "or add it to the template's null_tokens" in by_cell[(2, "phone")]
+    assert "null_tokens" not in by_cell[(3, "country")] + by_cell[(4, "phone")]
