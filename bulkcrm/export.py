@@ -16,6 +16,12 @@ Formula injection (OWASP CSV injection): a CSV cell starting with `= + - @ TAB C
 `'` prefix (`workbook.neutralise_csv`), which `read.restore_formula_escape` removes again; XLSX cells
 are inline strings (`t="inlineStr"`, never `<f>`), with Excel's quotePrefix on such cells
 (`workbook.text_cell`, as the report's copies of the input).
+
+Null tokens: a value the template's `null_tokens` would read as no value (a title `NULL`, a
+city ` n/a `), or one that is such a token behind `'`s, gets one more `'` in CSV (after the
+formula escape: `-` with token `-` is `''-`) and XLSX alike (`'NULL`; `workbook.escape_cells`,
+`mapping.null_token_pattern`), which the mapping's null step removes again
+(`mapping.without_null_tokens`): read back as empty, under `mode: replace` it would be cleared.
 """
 from __future__ import annotations
 
@@ -38,8 +44,8 @@ from .client import Client
 from .diff import field_value, record_schema
 from .errors import InputError, PermanentApiError, TemplateError
 from .lookups import LookupCache
-from .mapping import chain, constant
-from .workbook import XLSX_MAX_CHARS, neutralise_csv, text_cell
+from .mapping import chain, constant, null_token_pattern
+from .workbook import XLSX_MAX_CHARS, escape_cells, neutralise_csv, text_cell
 from .template import Lookup, Mapping, Source, Template
 from .transforms import apply_transforms
 
@@ -152,7 +158,8 @@ def export(client: Client, template: Template, out_path: str | Path, *,
         return render_records(kept, template, client, names, counts)
 
     result = stream_pages(client, out, kind, export_columns(template), params, render, progress,
-                          start=start, more=_notes_sheet(template, kind, client, names, keep))
+                          start=start, more=_notes_sheet(template, kind, client, names, keep),
+                          null_tokens=template.null_tokens)
     return replace(result, left_out=left_out, **counts)
 
 
@@ -198,10 +205,12 @@ def output_kind(out_path: str | Path) -> tuple[Path, str]:
 def stream_pages(client: Client, out: Path, kind: str, columns: list[str], params: dict,
                  render: Callable[[list[dict]], pl.DataFrame],
                  progress: Progress | None = None, *, start: int | None = None,
-                 sheet: str = "organizations", more: tuple | None = None) -> ExportResult:
+                 sheet: str = "organizations", more: tuple | None = None,
+                 null_tokens: tuple[str, ...] = ()) -> ExportResult:
     """Read `/organizations` page by page (30 a request, following `view.next`), turn each page
     into sheet rows with `render`, and append them to `out` (via `<name>.part`, renamed when
-    complete), so memory does not grow with the number of records.
+    complete), so memory does not grow with the number of records. Cells the template's
+    `null_tokens` would not read as they are get a `'` (module docstring).
 
     Returns:
         `ExportResult(path, records = rows written, requests since `start` (default: since this
@@ -211,9 +220,10 @@ def stream_pages(client: Client, out: Path, kind: str, columns: list[str], param
     """
     start = client.requests_sent if start is None else start
     part = out.with_name(out.name + ".part")
+    tokens = null_token_pattern(null_tokens)
     try:  # before any request
-        sink = _CsvSink(part, columns) if kind == "csv" else \
-            _XlsxSink(part, columns, sheet, {more[0]: more[1]} if more else None)
+        sink = _CsvSink(part, columns, tokens) if kind == "csv" else \
+            _XlsxSink(part, columns, sheet, {more[0]: more[1]} if more else None, tokens)
     except OSError as e:  # name the file the user asked for, not its `.part`
         raise OSError(e.errno, e.strerror, str(out)) from None
     pages, written, total, extra = 0, 0, None, 0
@@ -541,14 +551,15 @@ def _phones(raw: pl.DataFrame, m: Mapping, template: Template,
 # --- writing ---------------------------------------------------------------------------------
 
 class _CsvSink:
-    """UTF-8 CSV (RFC 4180, `,`, no BOM), one page appended at a time; cells neutralised."""
+    """UTF-8 CSV (RFC 4180, `,`, no BOM), one page appended at a time; cells neutralised, then
+    those matching `tokens` (`mapping.null_token_pattern`) escaped (module docstring)."""
 
-    def __init__(self, path: Path, columns: list[str]):
-        self.file = path.open("wb")
+    def __init__(self, path: Path, columns: list[str], tokens: str | None = None):
+        self.file, self.tokens = path.open("wb"), tokens
         pl.DataFrame(schema=dict.fromkeys(columns, pl.String)).write_csv(self.file)
 
     def write(self, frame: pl.DataFrame) -> None:
-        neutralise_csv(frame).write_csv(self.file, include_header=False)
+        escape_cells(neutralise_csv(frame), self.tokens).write_csv(self.file, include_header=False)
 
     def close(self) -> None:
         self.file.close()
@@ -584,15 +595,16 @@ class _XlsxSink:
     Every cell is a `workbook.text_cell`: a string (never a formula) in the Text number format
     (`@`), so a value typed over it in Excel stays text (`01001`, `+31…`, `=…`), and so are the
     columns, for the rows a person adds below the export; a cell starting
-    with a formula trigger also gets Excel's quotePrefix. Columns get a width from their header
-    (the rows stream, so their lengths are not known up front).
+    with a formula trigger also gets Excel's quotePrefix, and one matching `tokens`
+    (`mapping.null_token_pattern`) a `'` (module docstring). Columns get a width from their
+    header (the rows stream, so their lengths are not known up front).
     """
 
     def __init__(self, path: Path, columns: list[str], sheet: str = "organizations",
-                 more: dict[str, list[str]] | None = None):
+                 more: dict[str, list[str]] | None = None, tokens: str | None = None):
         from openpyxl import Workbook
 
-        self.path, self.wb, self.saved = path, Workbook(write_only=True), False
+        self.path, self.wb, self.saved, self.tokens = path, Workbook(write_only=True), False, tokens
         self.sheets = {name: self._sheet(name, cols) for name, cols in {sheet: columns, **(more or {})}.items()}
         self.ws = self.sheets[sheet]
 
@@ -613,6 +625,7 @@ class _XlsxSink:
         """Append `frame`'s rows. Raises InputError for a value longer than an Excel cell holds
         (`XLSX_MAX_CHARS`): openpyxl would cut it, and a re-import would write the cut value."""
         ws = self.sheets[sheet] if sheet else self.ws
+        frame = escape_cells(frame, self.tokens)
         _check_cell_lengths(frame)
         for row in frame.iter_rows():
             ws.append([text_cell(ws, v) for v in row])

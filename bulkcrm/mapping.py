@@ -21,6 +21,7 @@ Values that cannot be cleaned pass through unchanged; `validate` reports them.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -28,6 +29,7 @@ import polars as pl
 
 from .errors import InputError, did_you_mean
 from .normalize import as_stored
+from .read import FORMULA_ESCAPE
 from .template import Mapping, Source, Template, thaw
 from .transforms import apply_transforms, trimmed
 
@@ -192,26 +194,58 @@ def _with_guess(column: str, present: list[str]) -> str:
 def without_null_tokens(frame: pl.DataFrame, template: Template) -> pl.DataFrame:
     """`frame` (a sheet: `row_number` + String columns) with the cells the template reads as
     empty made null: blank cells and its `null_tokens` (trimmed, whole cells), in the columns
-    `_null_tokens` says need it; the same columns and dtypes."""
+    `_null_tokens` says need it; the same columns and dtypes.
+
+    A null token behind a `'` is that text, not "no value": the cell loses one `'` (`'NULL`
+    -> `NULL`, `''NULL` -> `'NULL`; `null_token_pattern`), as Excel takes a typed `'NULL` for
+    text. Export writes such values so (`workbook.escape_cells`): a title `NULL` read back as
+    empty would be cleared under `mode: replace`. The reader removed the CSV formula escape
+    before (`read.restore_formula_escape`, which knows no tokens); export puts this escape
+    outside that one (`''-` for a value `-` with token `-`), and each is one leading `'`, so
+    which of them the reader took does not matter."""
     return frame.with_columns(e.alias(c) for c, e in _null_tokens(frame, template).items())
 
 
+def null_token_pattern(tokens: Iterable[str], *, escaped: bool = False) -> str | None:
+    """Return the regex (polars) of a cell the null step does not keep as it is: a null token,
+    outer spaces aside, behind one or more `'` with `escaped` (the escape, read as the cell
+    without its first `'`), behind any number of them without (the tokens too, read as null:
+    what export escapes, `workbook.escape_cells`). None when no token is non-blank.
+
+    The `'` is Excel's "this is text" quote prefix, and the one bulkcrm's CSV export puts
+    before a formula (OWASP CSV injection); a value `'NULL` is exported `''NULL` and keeps one."""
+    words = sorted({t.strip() for t in tokens} - {""})
+    if not words:
+        return None
+    quotes = FORMULA_ESCAPE + ("+" if escaped else "*")
+    return rf"^{quotes}\s*(?:{'|'.join(pl.escape_regex(w) for w in words)})\s*$"
+
+
 def _null_tokens(frame: pl.DataFrame, template: Template) -> dict[str, pl.Expr]:
-    """Trimmed empty cells and the template's null tokens become null (never anything else):
-    the expression per column that needs it. Without null tokens only the columns a field
-    takes untransformed need it: every transform trims first (a blank cell gives what an
-    empty one gives), and `_map` trims and drops blanks wherever it reads a cell itself."""
+    """Trimmed empty cells and the template's null tokens become null, an escaped token loses
+    one `'` (`null_token_pattern`; never anything else): the expression per column that needs
+    it. Without null tokens only the columns a field takes untransformed need it: every
+    transform trims first (a blank cell gives what an empty one gives), and `_map` trims and
+    drops blanks wherever it reads a cell itself."""
     tokens = [t.strip() for t in template.null_tokens]
+    escaped = null_token_pattern(tokens, escaped=True)
     cols = [c for c in template.columns if c in frame.columns]
     if not tokens:
         raw = {m.sources[0].column for m in template.mappings if m.kind in ("scalar", "bool")
                and m.sources[0].column and not chain(m, m.sources[0], template)}
         cols = [c for c in cols if c in raw]
+    quoted = set()  # columns with a cell starting with `'` (usually none): only they need the regex
+    if escaped and cols:
+        hits = frame.select(pl.col(cols).str.starts_with(FORMULA_ESCAPE).any()).row(0)
+        quoted = {c for c, hit in zip(cols, hits) if hit}
     exprs = {}
     for c in cols:
         trimmed = pl.col(c).str.strip_chars()
         is_null = (trimmed == "") | trimmed.is_in(tokens) if tokens else trimmed == ""
-        exprs[c] = pl.when(is_null).then(None).otherwise(pl.col(c))
+        cell = pl.when(is_null).then(None)
+        if c in quoted:
+            cell = cell.when(pl.col(c).str.contains(escaped)).then(pl.col(c).str.slice(1))
+        exprs[c] = cell.otherwise(pl.col(c))
     return exprs
 
 

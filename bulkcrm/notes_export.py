@@ -63,7 +63,7 @@ def export_notes(client: Client, template: Template, out_path: str | Path, *,
     names = NameCache()
     return stream_pages(client, out, kind, notes_columns(nt), params,
                         lambda orgs: render_notes(orgs, nt, client, names), progress, start=start,
-                        sheet="notes")
+                        sheet="notes", null_tokens=nt.null_tokens)
 
 
 def render_notes(orgs: list[dict], nt: Template, client: Client, names: NameCache) -> pl.DataFrame:

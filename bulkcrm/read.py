@@ -272,6 +272,11 @@ def restore_formula_escape(frame: pl.DataFrame) -> pl.DataFrame:
     of `FORMULA_TRIGGERS` or `'` itself (OWASP CSV injection defence, reversed), or when the
     rest of the cell is an Excel error value's text (`'#N/A`: text, as export wrote it).
 
+    The `'` export puts before a template's null token (`'NULL`: the text, not "no value") stays:
+    the reader knows no tokens, and mapping's null step removes it
+    (`mapping.without_null_tokens`); that escape comes outside this one, so `''-` (a value `-`
+    with token `-`) reads here as `'-`, there as `-`.
+
     Args:
         frame: any frame; only pl.String columns change.
 

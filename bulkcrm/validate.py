@@ -91,7 +91,8 @@ def validate(mapped: pl.DataFrame, template: Template, *, sheet: pl.DataFrame | 
     found = [with_cell(_formula_phone(i), letters or {}, sheet_name) for i in _issues(failures, rules, mapped, sheet,
                                                                       template, file, sheet_name)
              if (i.row_number, i.column) not in unreadable and (i.row_number, None) not in unreadable]
-    # the phone checks read the cells as mapping did: a null token (`NULL`) is an empty cell
+    # the phone checks read the cells as mapping did: a null token (`NULL`) is an empty cell,
+    # an escaped one (`'NULL`, as export writes a value `NULL`) that text
     cells = without_null_tokens(sheet, template) if sheet is not None and template.null_tokens else sheet
     found += _dropped_extensions(cells, template, found, file, sheet_name, letters or {}) + read_found
     found += _repeated_phones(mapped, cells, template, file, sheet_name, letters or {})

@@ -4,7 +4,8 @@ out where its input had it (`Layout`).
 
 Every text cell is made inert: CSV cells that start with `= + - @ TAB CR` or `'` get a `'`
 prefix; XLSX cells are written as strings (`data_type "s"`), never formulas, in the Text number
-format `@` (`text_cell`), so what a person types over a cell stays text too.
+format `@` (`text_cell`), so what a person types over a cell stays text too. An export also
+puts a `'` before a value its template's null tokens would read as no value (`escape_cells`).
 """
 from __future__ import annotations
 
@@ -80,7 +81,18 @@ def neutralise_csv(frame: pl.DataFrame, *, errors: bool = True) -> pl.DataFrame:
     """Return `frame` with every String column passed through `safe_cell_csv` (vectorised);
     `errors=False` leaves Excel error texts as they are (a copy of the input, whose `#N/A`
     cells are to read as errors again)."""
-    pattern = f"{_ESCAPE_RE}|{_ERROR_RE}" if errors else _ESCAPE_RE
+    return escape_cells(frame, f"{_ESCAPE_RE}|{_ERROR_RE}" if errors else _ESCAPE_RE)
+
+
+def escape_cells(frame: pl.DataFrame, pattern: str | None) -> pl.DataFrame:
+    """Return `frame` with a `'` (`FORMULA_ESCAPE`) before every String cell that matches the
+    regex `pattern` (None: `frame` as it is).
+
+    Export also escapes so the cells a template's null tokens would read as something else
+    (`mapping.null_token_pattern`: `NULL`, `'NULL`), after the formula escape of a CSV: the
+    mapping's null step reads `'NULL` as the text `NULL` (`mapping.without_null_tokens`)."""
+    if pattern is None:
+        return frame
     return frame.with_columns(
         pl.when(pl.col(name).str.contains(pattern)).then(pl.lit(FORMULA_ESCAPE) + pl.col(name))
         .otherwise(pl.col(name)).alias(name)

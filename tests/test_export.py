@@ -146,6 +146,58 @@ def test_formula_title_is_inert_text_in_csv_and_xlsx(crm, client, tmp_path):
         assert _replan(path, template, client)["unchanged"] == 2
 
 
+NULLS = {
+    "resource": "organizations", "mode": "replace", "identifiers": ["emailAddresses"],
+    "null_tokens": ["NULL", "n/a"],
+    "fields": {"title": "name", "emailAddresses": "email", "address.city": "city",
+               "description": "notes", "tags": {"column": "tags", "lookup": True}},
+}
+NULL_SEED = {
+    "tags": [{"@id": "/tags/t1", "title": "n/a"}],
+    "organizations": [
+        {"@id": "/organizations/o1", "title": "NULL", "emailAddresses": [{"email": "a@x.example"}],
+         "address": {"city": "n/a"}, "description": "'NULL", "tags": ["/tags/t1"]},
+        {"@id": "/organizations/o2", "title": "n/a;NULL", "emailAddresses": [{"email": "b@x.example"}],
+         "address": {"city": "Utrecht"}, "description": "-"}],
+}
+
+
+def test_a_value_that_is_a_null_token_is_escaped_and_re_imports_unchanged(crm, client, tmp_path):
+    """A title `NULL` and a city `n/a` under null_tokens ["NULL", "n/a"] are written `'NULL`,
+    `'n/a` (a value `'NULL` one `'` more), so the re-import reads them as themselves, not as
+    empty: under `mode: replace` it would clear them (data loss)."""
+    crm.seed(NULL_SEED)
+    template = parse_template(NULLS, path=str(tmp_path / "nulls.yaml"))
+    for ext in ("csv", "xlsx"):
+        path = export(client, template, tmp_path / f"out.{ext}").path
+        if ext == "csv":
+            with path.open(encoding="utf-8", newline="") as f:
+                lines = {r["crm_iri"]: r for r in csv.DictReader(f)}
+            formula = "''NULL"  # the formula escape of `'NULL`, then this one
+        else:
+            ws = openpyxl.load_workbook(path)["organizations"]
+            rows = ws.iter_rows(values_only=True)
+            header = next(rows)
+            lines = {r[0]: dict(zip(header, r)) for r in rows}
+            formula = "'NULL"
+        o1, o2 = lines["/organizations/o1"], lines["/organizations/o2"]
+        assert (o1["name"], o1["city"], o1["tags"]) == ("'NULL", "'n/a", "'n/a")
+        assert o1["notes"] == "'" + formula
+        assert (o2["name"], o2["notes"]) == ("n/a;NULL", "'-" if ext == "csv" else "-")  # no token
+        assert _replan(path, template, client)["unchanged"] == 2
+
+
+def test_a_null_token_in_a_users_sheet_still_reads_as_empty(crm, client, tmp_path):
+    """`NULL` typed in a cell is no value (a PUT clears the city); `'NULL` is the text."""
+    crm.seed(NULL_SEED)
+    template = parse_template(NULLS, path=str(tmp_path / "nulls.yaml"))
+    sheet = tmp_path / "weekly.csv"
+    sheet.write_text("name,email,city,notes,tags\nAcme,a@x.example, NULL ,'n/a,NULL\n", encoding="utf-8")
+    (op,) = plan(sheet, template, client).operations
+    assert op.method == "PUT" and op.body["title"] == "Acme" and op.body["description"] == "n/a"
+    assert "address.city" in op.cleared and not op.body.get("tags")
+
+
 def test_fields_render_through_lookups_lists_and_phone_sources(crm, client, tmp_path):
     crm.seed(SEED)
     template = _rich(tmp_path)
@@ -278,6 +330,28 @@ def test_xlsx_text_escapes_what_xml_would_lose():
     assert xlsx_text("ctl\x01") == "ctl_x0001_"
     assert xlsx_text("tab\tand _xyz_") == "tab\tand _xyz_"
     assert pl.Series([xlsx_text(HYPERLINK)]).to_list() == [HYPERLINK]
+
+
+def test_null_token_escape_composes_with_the_formula_escape(tmp_path):
+    """Whatever the value and the tokens (one that is a formula trigger, an Excel error, regex
+    characters), the sheet a sink writes reads back through the null step as the value; a
+    user's cells keep their meaning: a token is no value, a token behind `'` the token's text."""
+    from bulkcrm.export import _CsvSink, _XlsxSink
+    from bulkcrm.mapping import null_token_pattern, without_null_tokens
+    t = parse_template({"null_tokens": ["NULL", " n/a ", "-", "#N/A", "(none)"], "fields": {"title": "v"}},
+                       path="t.yaml")
+    values = ["NULL", " n/a ", "-", "#N/A", "(none)", "'NULL", "''NULL", "'-", " NULL", "  'NULL",
+              "'t Hoekje", "=1+2", "NULLx", "n/a;NULL", "(none)x"]
+    frame = pl.DataFrame({"v": values}, schema={"v": pl.String})
+    for sink in (_CsvSink, _XlsxSink):
+        path = tmp_path / f"v.{'csv' if sink is _CsvSink else 'xlsx'}"
+        out = sink(path, ["v"], tokens=null_token_pattern(t.null_tokens))
+        out.write(frame)
+        out.close()
+        assert without_null_tokens(read(path).frame, t)["v"].to_list() == values, path
+    user = pl.DataFrame({"row_number": range(2, 9),
+                         "v": ["NULL", " n/a", "'NULL", "'(none)", "''NULL", "'x", "-"]})
+    assert without_null_tokens(user, t)["v"].to_list() == [None, None, "NULL", "(none)", "'NULL", "'x", None]
 
 
 def test_an_xlsx_export_stopped_mid_way_leaves_nothing_and_prints_nothing(crm, client, tmp_path, monkeypatch):

@@ -209,6 +209,14 @@ def test_a_dropped_phone_extension_is_a_warning():
     assert v.invalid_rows == frozenset()  # warnings: the rows go ahead
 
 
+def test_the_phone_checks_read_a_null_token_and_its_escape_as_mapping_does():
+    """`n/a` (a null token) is an empty cell, no warning; `'n/a` (escaped, as export writes a
+    value `n/a`) is the text n/a, no number: the invalid-phone warning quotes that text."""
+    v = _check({"title": "t", "phoneNumbers": [{"column": "p"}]},
+               [{"t": "A", "p": "n/a"}, {"t": "B", "p": "'n/a"}], null_tokens=["n/a"], default_region="NL")
+    assert [(i["row_number"], i["type"], i["value"]) for i in v.issues.to_dicts()] == [(3, "invalid-phone", "n/a")]
+
+
 def test_a_readers_error_in_a_column_the_template_does_not_read_holds_no_row_back():
     """An Excel error in a helper column (a VLOOKUP beside the data) is about a cell nothing
     is sent from: a warning, and the row proceeds; in a column the template reads it stays an
