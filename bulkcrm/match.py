@@ -442,14 +442,15 @@ def _resolve(rows: pl.DataFrame, pairs: pl.DataFrame, explicit: pl.DataFrame, id
         msg = pl.format("rows {} share {} {}{}", _joined_rows(), pl.col("kind"), pl.col("value"),
                         pl.when(same).then(pl.lit(" (the rows are the same in every field: keep one)"))
                         .otherwise(pl.lit("")))
-        # a row naming its record by IRI is decided by it: when it is the one row of those
-        # sharing the value whose IRI names the record holding it (else: the one with an IRI),
-        # the others are the conflict (a value typed into the wrong row)
+        # a row naming its record by IRI is decided by it: the rows of those sharing the value
+        # whose IRI names a record holding it (several: a switchboard number two organizations
+        # share) are not held back by it (else: the one row with an IRI), the others are the
+        # conflict (a value typed into the wrong row)
         owners = every.join(explicit, on=["row_number", "rec"], how="semi").select(
             "row_number", "kind", "value", pl.lit(True).alias("__own")).unique()
         by_iri = pl.col("row_number").is_in(explicit["row_number"].implode())
         own = pl.col("__own").fill_null(False)
-        exempt = pl.when(own.sum().over("__g") == 1).then(own).otherwise(by_iri & (by_iri.sum().over("__g") == 1))
+        exempt = pl.when(own.any().over("__g")).then(own).otherwise(by_iri & (by_iri.sum().over("__g") == 1))
         conflicts.append(shared.with_columns(msg.alias("message")).with_row_index("__g").explode(
             "row_number").join(owners, on=["row_number", "kind", "value"], how="left").filter(~exempt).with_columns(
             pl.lit("duplicate-row").alias("type"), pl.col("kind").alias("field")).select(
@@ -526,14 +527,19 @@ def _other_values(matched: pl.DataFrame, explicit: pl.DataFrame, pairs: pl.DataF
 
 def _elsewhere(pairs: pl.DataFrame, explicit: pl.DataFrame, iris: pl.Series) -> pl.DataFrame:
     """`row_number`, `kind`, `value`, `iri`, `named`: each identifier of a row with an explicit
-    IRI (`named`; `explicit`: their `row_number`, `rec`) that another record (`iri`) holds
-    (`pairs`, `iris` as `_resolve`'s); such a row is an `iri-mismatch` conflict."""
+    IRI (`named`; `explicit`: their `row_number`, `rec`) that another record (`iri`) holds and
+    the named record does not (`pairs`, `iris` as `_resolve`'s); such a row is an
+    `iri-mismatch` conflict. A value the named record holds too (a switchboard number two
+    organizations share) cannot contradict the IRI, which wins (README, "an explicit IRI
+    column wins")."""
     if not explicit.height:
         return pl.DataFrame(schema={"row_number": pl.Int64, "kind": pl.String, "value": pl.String,
                                     "iri": pl.String, "named": pl.String})
     iri = pl.lit(iris).gather
-    return (pairs.join(explicit, on="row_number", how="inner", suffix="#named")
-            .filter(pl.col("rec") != pl.col("rec#named"))
+    named = pairs.join(explicit, on="row_number", how="inner", suffix="#named")
+    own = pl.col("rec") == pl.col("rec#named")
+    return (named.filter(~own)
+            .join(named.filter(own), on=["row_number", "kind", "value"], how="anti")
             .select("row_number", "kind", "value", iri(pl.col("rec")).alias("iri"),
                     iri(pl.col("rec#named")).alias("named"))
             .unique(maintain_order=True).sort("row_number", maintain_order=True))

@@ -652,10 +652,15 @@ PHONE_TYPES: tuple[str, ...] = ("fax", "mobile", "landline", "work", "home", "ot
 
 _LABEL = r"[\p{L}\p{N}](?:[\p{L}\p{N}-]*[\p{L}\p{N}])?"
 _HOST = rf"(?:localhost|{_LABEL}(?:\.{_LABEL})+\.?|\[[0-9A-Fa-f:.]+\])"  # name with a dot, IPv6
-_URL_OK = rf"^(?i:https?)://{_HOST}(?::\d{{1,5}})?(?:[/?#]\S*)?$"
-"""A website: http(s), a host, an optional port, path, query and fragment. No user part
-(`user@host`, RFC 3986 §3.2.1): in a website column it is an e-mail address the `url` transform
-gave a scheme (`https://info@firm.example`, whose host is firm.example), or a credential."""
+BARE_HOST = rf"^{_HOST}(?::\d{{1,5}})?(?:[/?#]|$)"
+"""A website without its scheme (`www.example.com`, `example.com:8443/path`): what the `url`
+transform gives its default scheme; any other text it leaves as typed."""
+_URL_OK = rf"^[A-Za-z][A-Za-z0-9+.\-]*://{_HOST}(?::\d{{1,5}})?(?:[/?#]\S*)?$"
+"""A website: a scheme (any, RFC 3986 §3.1: `https`, `ftp`), a host, an optional port, path,
+query and fragment. No user part (`user@host`, RFC 3986 §3.2.1): in a website column it is an
+e-mail address, or a credential. Only a warning (`CHECK_SEVERITY`): the API takes any text as
+a website (crm-api.md §8.1: a string, its URL validation undocumented; §5: the sandbox checks
+none), so a record may hold any, and its export must import again."""
 
 
 def _ok(expr: pl.Expr, cond: pl.Expr) -> pl.Expr:
@@ -694,8 +699,9 @@ value is fine and for null. Run them on cleaned values (`boolean` on the raw tex
 CHECK_RULES: dict[str, tuple[str, str]] = {
     "email": ("e-mail address syntax (RFC 5322, email-validator)",
               "use an address such as info@example.com"),
-    "url": ("http(s) URL with a host and no user part (RFC 3986)",
-            "use a full address such as https://example.com"),
+    "url": ("URL with a scheme, a host and no user part (RFC 3986)",
+            "it is kept as typed (the API takes any text as a website, crm-api.md §8.1); for a "
+            "website, write a full address such as https://example.com"),
     "country": ("ISO 3166-1 alpha-2", "use a two-letter code such as US, or name it in the transform's aliases "
                 "({country: {aliases: {\"Saint Martin\": MF}}})"),
     "phone_e164": ("E.164 phone number (ITU-T E.164)",
@@ -730,6 +736,10 @@ CHECK_ISSUE_TYPES: dict[str, str] = {
 }
 """Issue type slug (`vocab.IssueType`) each failed check becomes."""
 
+CHECK_SEVERITY: dict[str, str] = {"url": "warning"}
+"""Checks whose failure is a warning, the row valid and the value sent as it is (the API
+takes it: `_URL_OK`); every other check's failure is an error."""
+
 
 def check_rule(name: str, *, region: str | None = None, value: str | None = None,
                **options: object) -> tuple[str, str]:
@@ -758,7 +768,8 @@ def check_rule(name: str, *, region: str | None = None, value: str | None = None
         hint = hint.replace("write it with", "a letter among its digits (l for 1, O for 0?): write it in digits with")
     if name == "url" and value and "@" in value.split("//", 1)[-1].split("/", 1)[0]:
         hint = ("an e-mail address or a user part (user@) is no website: put e-mail addresses in the "
-                "e-mail column, and write the site as https://example.com")
+                "e-mail column, and write the site as https://example.com (it is kept as typed: the API "
+                "takes any text as a website, crm-api.md §8.1)")
     if name == "country" and value and (kind := _misplaced(value)):  # another column's value
         hint = (f"{kind} is no country: is it in the right column? write the country's name or "
                 "two-letter code, such as US")

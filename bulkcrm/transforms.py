@@ -28,15 +28,15 @@ from typing import Any
 import polars as pl
 
 from bulkcrm.errors import TemplateError, did_you_mean
-from bulkcrm.normalize import (ALPHA2, CHECK_ISSUE_TYPES, CHECK_RULES, CHECKS, FALSE_WORDS,
-                               PHONE_TYPES, TRUE_WORDS, check_list, check_rule, clean_country,
+from bulkcrm.normalize import (ALPHA2, BARE_HOST, CHECK_ISSUE_TYPES, CHECK_RULES, CHECK_SEVERITY, CHECKS,
+                               FALSE_WORDS, PHONE_TYPES, TRUE_WORDS, check_list, check_rule, clean_country,
                                clean_datetime, clean_phone, phone_identifier, render_country,
                                render_datetime, trimmed)
 
 __all__ = [
     "Transform", "TRANSFORMS", "apply_transforms", "split_clean", "normalize_identifier",
-    "IDENTIFIER_KINDS", "CHECKS", "CHECK_RULES", "CHECK_ISSUE_TYPES", "check_list", "check_rule",
-    "PHONE_TYPES", "TRUE_WORDS", "FALSE_WORDS",
+    "IDENTIFIER_KINDS", "CHECKS", "CHECK_RULES", "CHECK_ISSUE_TYPES", "CHECK_SEVERITY", "check_list",
+    "check_rule", "PHONE_TYPES", "TRUE_WORDS", "FALSE_WORDS",
 ]
 
 
@@ -119,8 +119,10 @@ def _url(expr: pl.Expr, *, default_scheme: str = "https") -> pl.Expr:
 
 def _url_batch(s: pl.Series, *, default_scheme: str) -> pl.Series:
     """`_url` step by step, each step on the values still open: values with a lower-case
-    scheme and host (the usual case) are done once trimmed; the rest get the default scheme
-    when they have none, then scheme and host lower-cased when needed."""
+    scheme and host (the usual case) are done once trimmed; of the rest, a bare host
+    (`normalize.BARE_HOST`) gets the default scheme, then scheme and host are lower-cased when
+    needed. Other text (`info@firm.example`, `urn:isbn:…`) stays as typed: the API takes any
+    text as a website (crm-api.md §8.1), and a scheme would make an e-mail a user part."""
     v = pl.col("v")
     rows = s.to_frame("v").select(trimmed(v).alias("v")).with_row_index("__i")
     todo = rows.filter(~v.str.contains(_URL_LOWER))  # nulls drop
@@ -128,8 +130,9 @@ def _url_batch(s: pl.Series, *, default_scheme: str) -> pl.Series:
         return rows["v"]
     scheme = pl.when(v.str.contains("://", literal=True)).then(v).str.contains(
         r"^[A-Za-z][A-Za-z0-9+.\-]*://").fill_null(False)  # the regex only where it may match
-    todo = todo.select("__i", pl.when(scheme).then(v).otherwise(
-        pl.lit(f"{default_scheme}://") + v.str.strip_prefix("//")).alias("v"))
+    bare = v.str.strip_prefix("//")
+    todo = todo.select("__i", pl.when(~scheme & bare.str.contains(BARE_HOST)).then(
+        pl.lit(f"{default_scheme}://") + bare).otherwise(v).alias("v"))
     todo = todo.with_columns(v.str.contains(_URL_LOWER).alias("__ok"))
     parts = todo.filter(~pl.col("__ok")).with_columns(v.str.extract_groups(_URL).alias("__p"))
     p = pl.col("__p").struct
@@ -289,8 +292,8 @@ TRANSFORMS: dict[str, Transform] = dict([
     _t("upper", _upper, _identity, "trim, upper case"),
     _t("title", _title, _identity, "trim, title case"),
     _t("email", _lower, _identity, "trim, lower case (checked by email-validator)"),
-    _t("url", _url, _identity, "trim, add default_scheme (https) when missing, lower-case "
-       "scheme and host (RFC 3986)"),
+    _t("url", _url, _identity, "trim, add default_scheme (https) to a bare host, lower-case "
+       "scheme and host (RFC 3986); other text as typed"),
     _t("country", clean_country, render_country, "ISO 3166-1 alpha-2 from a code or English "
        "name; render as alpha_2 | alpha_3 | name"),
     _t("phone", clean_phone, _identity, "E.164 (ITU-T) via phonenumbers; region = row country, "

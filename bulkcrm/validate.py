@@ -23,7 +23,7 @@ from .template import Mapping, Template, read_columns
 from .normalize import (DATE_TEXT, EXTENSION, EXTENSION_MARK, FEW_DIGITS, FORMULA_RESULT, NO_NUMBER_CANDIDATE, NO_PHONE,
                         RENDERED_NUMBER, as_stored, code_without_plus, not_a_number)
 from .read_excel import date_cell_issue, numeric_cell_issue, styled_cell_issue
-from .transforms import CHECK_ISSUE_TYPES, CHECKS, check_list, check_rule
+from .transforms import CHECK_ISSUE_TYPES, CHECK_SEVERITY, CHECKS, check_list, check_rule
 
 
 
@@ -169,7 +169,7 @@ def _rules(template: Template) -> list[_Rule]:
             rules.append(_Rule(m.field, CHECK_ISSUE_TYPES["phone_e164"], "phone_e164", "warning"))
             rules.append(_Rule(m.field, CHECK_ISSUE_TYPES["phone_type"], "phone_type"))
         elif check:
-            rules.append(_Rule(m.field, CHECK_ISSUE_TYPES[check], check,
+            rules.append(_Rule(m.field, CHECK_ISSUE_TYPES[check], check, CHECK_SEVERITY.get(check, "error"),
                                options=(("dayfirst", True),) if check == "datetime" and _dayfirst(m, template) else ()))
         if m.rules.get("iri"):
             rules.append(_Rule(m.field, CHECK_ISSUE_TYPES["iri"], "iri", options=(

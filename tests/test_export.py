@@ -388,3 +388,59 @@ def test_an_owner_stored_with_capitals_is_found_by_export_and_re_import(crm, cli
         assert result.records == 1
     assert read(result.path).frame["owner"].to_list() == ["Alice.Owner@Example.com"]
     assert _replan(result.path, template, client)["unchanged"] == 1
+
+
+SWITCHBOARD = "+31201234567"
+
+
+def test_a_phone_two_records_share_re_imports_unchanged(crm, client, tmp_path):
+    """Review 2026-12-03: two organizations list one switchboard number; matching on phones
+    with the export's crm_iri, each row's number also named the other record, so both rows
+    were `iri-mismatch` conflicts. A value the IRI's own record holds cannot contradict it;
+    a number only another record holds still does."""
+    crm.seed({"organizations": [
+        {"@id": "/organizations/a", "title": "A", "customerId": "A1", "address": {"country": "NL"},
+         "phoneNumbers": [{"phoneNumber": SWITCHBOARD}], "externalSource": "northwind"},
+        {"@id": "/organizations/b", "title": "B", "customerId": "B1", "address": {"country": "NL"},
+         "phoneNumbers": [{"phoneNumber": SWITCHBOARD}, {"phoneNumber": "+31207654321"}],
+         "externalSource": "northwind"}]}, tenant="tenant-a")
+    template = load_template(ORG_TEMPLATE)
+    assert template.identifiers == ("customerId", "phoneNumbers") and template.iri_column == "crm_iri"
+    for ext in ("csv", "xlsx"):
+        path = export(client, template, tmp_path / f"out.{ext}").path
+        assert _replan(path, template, client)["unchanged"] == 2
+    # B's own number typed into A's row names B alone: A's row is still the conflict, B's is not
+    with (tmp_path / "out.csv").open(encoding="utf-8", newline="") as f:
+        rows = list(csv.DictReader(f))
+    a = next(r for r in rows if r["crm_iri"] == "/organizations/a")
+    a["phone"] = f"'{SWITCHBOARD};+31207654321"
+    with (tmp_path / "moved.csv").open("w", encoding="utf-8", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    p = plan(tmp_path / "moved.csv", template, client)
+    assert sorted((r["iri"], r["op"]) for r in p.rows) == [("/organizations/a", "conflict"),
+                                                           ("/organizations/b", "unchanged")]
+    assert [(i["type"], i["value"]) for i in p.issues] == [("iri-mismatch", "+31207654321")]
+
+
+WEBSITES = ["https://example.com:8443/path", "ftp://files.example.com", "HTTP://Example.COM:8080/A",
+            "www.example.org", "info@firm.example", "not a url"]
+
+
+def test_websites_the_api_takes_re_import_unchanged(crm, client, tmp_path):
+    """Review 2026-12-03: the API takes any text as a website (crm-api.md §8.1: a string, its
+    URL validation undocumented; the sandbox checks none, §5), but a port or another scheme
+    than http(s) made the exported row invalid. Every website the API took re-imports with no
+    change and no error; what is no URL with a host gets a warning only."""
+    for i, website in enumerate(WEBSITES):
+        client.post("/organizations", {"title": f"Org {i}", "customerId": f"C{i}", "website": website})
+    template = parse_template({"resource": "organizations", "iri_column": "crm_iri", "identifiers": ["customerId"],
+                               "fields": {"title": "name", "customerId": "id", "website": "web"}},
+                              path=str(tmp_path / "web.yaml"))
+    for ext in ("csv", "xlsx"):
+        path = export(client, template, tmp_path / f"web.{ext}").path
+        assert _replan(path, template, client)["unchanged"] == len(WEBSITES)
+        p = plan(path, template, client)
+        assert {i["severity"] for i in p.issues} == {"warning"}
+        assert sorted(i["value"] for i in p.issues) == ["info@firm.example", "not a url"]

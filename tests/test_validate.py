@@ -70,9 +70,11 @@ def test_a_constant_goes_through_its_fields_transforms():
 
 
 def test_an_email_address_in_the_website_column_is_no_website():
-    """The url transform gives `info@firm.example` a scheme; as a URL its host would be
-    firm.example with a user part `info` (RFC 3986 §3.2.1): refused with a hint, as any user
-    part is (`https://user:pw@host`); an `@` in the path is a path."""
+    """An e-mail address in a website column is no URL, nor is one with a user part
+    (`https://user:pw@host`, RFC 3986 §3.2.1): a warning with a hint; an `@` in the path is a
+    path. Only a warning: the API takes any text as a website (crm-api.md §8.1), so the row is
+    written, and the url transform gives the address no scheme (it would make `info` a user
+    part of host firm.example)."""
     v = _check({"title": "t", "website": "w"},
                [{"t": "A", "w": "almightygodblessing2015@gmail.com"}, {"t": "B", "w": "https://me:pw@firm.example/x"},
                 {"t": "C", "w": "https://social.example/@firm"}, {"t": "D", "w": "www.firm.example"}])
@@ -80,7 +82,10 @@ def test_an_email_address_in_the_website_column_is_no_website():
     assert sorted(issues) == [2, 3] and {i["type"] for i in issues.values()} == {"invalid-url"}
     assert issues[2]["value"] == "almightygodblessing2015@gmail.com"
     assert "put e-mail addresses in the e-mail column" in issues[2]["message"]
-    assert v.valid["row_number"].to_list() == [4, 5]
+    assert {i["severity"] for i in issues.values()} == {"warning"}
+    assert v.valid["row_number"].to_list() == [2, 3, 4, 5]
+    assert v.valid["website"].to_list() == ["almightygodblessing2015@gmail.com", "https://me:pw@firm.example/x",
+                                            "https://social.example/@firm", "https://www.firm.example"]
 
 
 def test_lookup_names_pass_but_malformed_iris_in_lookup_fields_fail():
