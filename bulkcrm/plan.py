@@ -182,7 +182,7 @@ def _plan(source: str | Path | Sheet, template: Template, client: Client, *, mod
     issues += _unmatchable_issues(rows, matches, template, mode, file, sh.sheet_name)
     out_rows, ops, zeros, blanks = _decide(mapped, rows, matches, template, mode, issues,
                                            resolved.tags_to_create)
-    issues, quiet = _held_phone_warnings(issues, out_rows)
+    issues, quiet = _held_warnings(issues, out_rows)
     issues += _kept_zero_issues(zeros, template, file, sh)
     clock.lap("diff")
     p = Plan(template=str(template.path), template_sha256=template.sha256, input=_input_path(sh),
@@ -294,26 +294,34 @@ PHONE_RULE = CHECK_RULES["phone_e164"][0]
 """The rule of an invalid-phone warning of a number kept as typed (not E.164)."""
 
 
-def _held_phone_warnings(issues: list[Issue], rows: pl.DataFrame) -> tuple[list[Issue], list[str]]:
-    """`issues` without the invalid-phone warnings of numbers kept as typed (not E.164) on rows
-    that send no phone: unchanged rows, and patches that leave `phoneNumbers` alone. Their
-    records hold those numbers as the sheet has them already, so nothing is sent, and a weekly
-    upload of an export would repeat them every week (`bulkcrm validate` still lists them).
-    Returns the issues kept and a plan note counting those left out."""
-    phone = [i for i in issues if i.type == "invalid-phone" and i.severity == "warning"
-             and i.rule == PHONE_RULE]
-    if not phone:
-        return issues, []
-    touches = pl.col("changes").list.eval(pl.element().struct.field("field") == "phoneNumbers").list.any()
-    sends_none = rows.filter(pl.col("row_number").is_in([i.row_number for i in phone]),
-                             (pl.col("op") == "unchanged") | ((pl.col("op") == "patch") & ~touches.fill_null(False)))
-    quiet = set(sends_none["row_number"].to_list())
-    drop = {id(i) for i in phone if i.row_number in quiet}
-    kept = [i for i in issues if id(i) not in drop]
-    left = len(issues) - len(kept)
-    return kept, ([f"{left} invalid-phone warning(s) left out: numbers not in E.164 form that their "
-                   "records hold as the sheet has them already, so nothing is sent (bulkcrm validate "
-                   "lists them)"] if left else [])
+HELD_WARNINGS = {"invalid-phone": ("phoneNumbers", PHONE_RULE, "numbers not in E.164 form"),
+                 "invalid-url": ("website", CHECK_RULES["url"][0], "websites that are no URL")}
+"""Warnings of values kept as typed, by issue type: (field, rule, what they are) for
+`_held_warnings`."""
+
+
+def _held_warnings(issues: list[Issue], rows: pl.DataFrame) -> tuple[list[Issue], list[str]]:
+    """`issues` without the warnings of values kept as typed (`HELD_WARNINGS`: a phone number
+    not in E.164 form, a website that is no URL) on rows that do not send that field:
+    unchanged rows, and patches that leave it alone. Their records hold those values as the
+    sheet has them already, so nothing is sent, and a weekly upload of an export would repeat
+    them every week (`bulkcrm validate` still lists them).
+    Returns the issues kept and a plan note per kind counting those left out."""
+    kept, notes = issues, []
+    for kind, (field_name, rule, what) in HELD_WARNINGS.items():
+        held = [i for i in kept if i.type == kind and i.severity == "warning" and i.rule == rule]
+        if not held:
+            continue
+        touches = pl.col("changes").list.eval(pl.element().struct.field("field") == field_name).list.any()
+        sends_none = rows.filter(pl.col("row_number").is_in([i.row_number for i in held]),
+                                 (pl.col("op") == "unchanged") | ((pl.col("op") == "patch") & ~touches.fill_null(False)))
+        quiet = set(sends_none["row_number"].to_list())
+        drop = {id(i) for i in held if i.row_number in quiet}
+        if drop:
+            kept = [i for i in kept if id(i) not in drop]
+            notes.append(f"{len(drop)} {kind} warning(s) left out: {what} that their records hold as the "
+                         "sheet has them already, so nothing is sent (bulkcrm validate lists them)")
+    return kept, notes
 
 
 def _not_dated(blanks: pl.DataFrame, dated: frozenset[tuple[int, str]]) -> pl.DataFrame:

@@ -441,6 +441,11 @@ def test_websites_the_api_takes_re_import_unchanged(crm, client, tmp_path):
     for ext in ("csv", "xlsx"):
         path = export(client, template, tmp_path / f"web.{ext}").path
         assert _replan(path, template, client)["unchanged"] == len(WEBSITES)
-        p = plan(path, template, client)
-        assert {i["severity"] for i in p.issues} == {"warning"}
-        assert sorted(i["value"] for i in p.issues) == ["info@firm.example", "not a url"]
+        p = plan(path, template, client)  # warned of, but the records hold them: left out
+        assert p.issues == [] and "2 invalid-url warning(s) left out" in " ".join(p.notes)
+    edited = tmp_path / "edited.csv"  # a row that sends its website again keeps its warning
+    edited.write_text((tmp_path / "web.csv").read_text(encoding="utf-8").replace("not a url", "still no url"),
+                      encoding="utf-8")
+    p = plan(edited, template, client)
+    assert [(i["severity"], i["value"]) for i in p.issues] == [("warning", "still no url")]
+    assert "1 invalid-url warning(s) left out" in " ".join(p.notes)
