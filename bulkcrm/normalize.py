@@ -141,6 +141,22 @@ def _base_country_table() -> tuple[tuple[str, str], ...]:
     return tuple(zip(_keys(names), codes))
 
 
+def word_order_key(key: pl.Expr) -> pl.Expr:
+    """A `country_key` with its words sorted and `the` left out: the key of every order of the
+    same words (`korea republic of`, `republic of korea`; `south korea`, `korea south`)."""
+    words = key.str.split(" ").list.eval(pl.element().filter(pl.element() != "the"))
+    return words.list.sort().list.join(" ")
+
+
+def _word_order_table(table: dict[str, str]) -> dict[str, str]:
+    """`{word_order_key: alpha-2}` of `table`'s keys, leaving out a word set two codes share."""
+    keys = pl.select(word_order_key(pl.lit(pl.Series(list(table), dtype=pl.String)))).to_series().to_list()
+    out: dict[str, str | None] = {}
+    for k, code in zip(keys, table.values()):
+        out[k] = code if out.get(k, code) == code else None
+    return {k: c for k, c in out.items() if c}
+
+
 def country_table(aliases: Mapping[str, str] | None = None) -> dict[str, str]:
     """Return the lookup table `{country_key(name): alpha-2}` (pycountry names + aliases).
 
@@ -168,14 +184,18 @@ def clean_country(expr: pl.Expr, *, aliases: Mapping[str, str] | None = None) ->
     """Return the ISO 3166-1 alpha-2 code (upper case) for a code or English name.
 
     Accepts alpha-2 in any case (`us`; `NA` is Namibia), alpha-3, pycountry's name,
-    official_name and common_name, and `COUNTRY_ALIASES` (+ `aliases`). Anything else comes
+    official_name and common_name, and `COUNTRY_ALIASES` (+ `aliases`), each also with its
+    words in another order (`word_order_key`): ISO 3166-1 inverts names at a comma (`Korea,
+    Republic of`), sheets write `Republic of Korea` or `Korea, South`. Anything else comes
     back trimmed and unchanged, for the `country` check to flag.
     """
     table = country_table(aliases)
+    words = _word_order_table(table)
 
     def clean(e: pl.Expr) -> pl.Expr:
-        v = trimmed(e)
-        return pl.coalesce(country_key(v).replace_strict(table, default=None, return_dtype=pl.String), v)
+        v, key = trimmed(e), country_key(trimmed(e))
+        return pl.coalesce(key.replace_strict(table, default=None, return_dtype=pl.String),
+                           word_order_key(key).replace_strict(words, default=None, return_dtype=pl.String), v)
 
     return on_unique(expr.cast(pl.String), clean, pl.String)
 
@@ -183,15 +203,23 @@ def clean_country(expr: pl.Expr, *, aliases: Mapping[str, str] | None = None) ->
 @cache
 def country_guesses(value: str, n: int = 3) -> tuple[tuple[str, str], ...]:
     """Up to `n` (alpha-2, name) countries a spelling the table does not know may mean: names
-    holding it as a word (`Korea`: both Koreas), then close spellings (`Untied States`,
-    difflib), for the `country` check's hint. Longer names only: a two-letter code guesses
+    holding it as a word (`Korea`: both Koreas), then close spellings, closest first
+    (`Untied States`, difflib; also in any word order, `Rep. of Korea`), for the `country`
+    check's hint. Longer names only: a two-letter code guesses
     nothing."""
     key = pl.select(country_key(pl.lit(value, pl.String))).item() or ""
     if len(key) < 4:
         return ()
     table = dict(_base_country_table())
     words = [k for k in table if len(k) > 3 and re.search(rf"\b{re.escape(key)}\b", k)]
-    close = difflib.get_close_matches(key, [k for k in table if len(k) > 3], n=n, cutoff=0.8)
+    # close spellings, in the words' order and in any order (`rep of korea`: `korea, republic of`)
+    ordered, by_words = pl.select(word_order_key(pl.lit(key, pl.String))).item(), _word_order_table(table)
+    scored = [(difflib.SequenceMatcher(None, k, key).ratio(), k) for k in
+              difflib.get_close_matches(key, [k for k in table if len(k) > 3], n=n, cutoff=0.8)]
+    scored += [(difflib.SequenceMatcher(None, k, ordered).ratio(), k) for k in
+               difflib.get_close_matches(ordered, list(by_words), n=n, cutoff=0.8)]
+    close = [k for _, k in sorted(scored, key=lambda sk: -sk[0])]
+    table |= {k: c for k, c in by_words.items() if k not in table}
     codes = list(dict.fromkeys(table[k] for k in words + close))[:n]
     return tuple((c, _country_names()[c]) for c in codes)
 

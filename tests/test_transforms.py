@@ -207,6 +207,18 @@ def test_country_local_names():
                                                "AT", "Korea"]
 
 
+def test_country_names_in_another_word_order():
+    """Trial 2026-12-03: `Republic of Korea` (ISO 3166-1 writes `Korea, Republic of`) was no
+    country, and its hint proposed KP (North Korea) for it. The same words in any order are the
+    same name; other words stay unread (`Korea` is two countries)."""
+    values = ["Republic of Korea", "Korea, South", "Korea (South)", "Democratic People's Republic of Korea",
+              "Democratic Republic of the Congo", "British Virgin Islands", "U.S. Virgin Islands",
+              "Islamic Republic of Iran", "Republic of Moldova", "Korea", "Rep. of Korea"]
+    assert run(values, T["country"].clean) == ["KR", "KR", "KR", "KP", "CD", "VG", "VI", "IR", "MD", "Korea",
+                                               "Rep. of Korea"]
+    assert check_rule("country", value="Rep. of Korea")[1].startswith("did you mean KR (South Korea)?")
+
+
 def test_country_template_aliases():
     assert run(["Korea", "Zuid-Korea"], partial(T["country"].clean, aliases={"Zuid-Korea": "kr"})) == \
         ["Korea", "KR"]
