@@ -150,11 +150,16 @@ def word_order_key(key: pl.Expr) -> pl.Expr:
 
 def _word_order_table(table: dict[str, str]) -> dict[str, str]:
     """`{word_order_key: alpha-2}` of `table`'s keys, leaving out a word set two codes share."""
-    keys = pl.select(word_order_key(pl.lit(pl.Series(list(table), dtype=pl.String)))).to_series().to_list()
+    return dict(_word_order_items(tuple(table.items())))
+
+
+@cache  # the same table for every template without aliases
+def _word_order_items(items: tuple[tuple[str, str], ...]) -> tuple[tuple[str, str], ...]:
+    keys = pl.select(word_order_key(pl.lit(pl.Series([k for k, _ in items], dtype=pl.String)))).to_series()
     out: dict[str, str | None] = {}
-    for k, code in zip(keys, table.values()):
+    for k, (_, code) in zip(keys.to_list(), items):
         out[k] = code if out.get(k, code) == code else None
-    return {k: c for k, c in out.items() if c}
+    return tuple((k, c) for k, c in out.items() if c)
 
 
 def country_table(aliases: Mapping[str, str] | None = None) -> dict[str, str]:
