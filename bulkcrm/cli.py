@@ -605,7 +605,8 @@ def _no_more_interrupts() -> None:
     """Ignore Ctrl-C and SIGTERM from here: the run is stopping, and one pressed again must not
     cut its last words (the message, the `--json` object; Python would end the process by the
     signal, exit -2, with neither). A second Ctrl-C while apply writes its report so far
-    still cuts that short: it comes before this."""
+    still cuts that short: it comes before this (the folder's earlier report is then set
+    aside, `pipeline._on_stop`)."""
     if not _STANDALONE:  # called in another program's process (tests: CliRunner): its signals
         return
     for sig in (signal.SIGINT, signal.SIGTERM):

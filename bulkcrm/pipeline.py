@@ -7,7 +7,9 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import glob
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Callable
@@ -22,7 +24,7 @@ from .mapping import map_rows
 from .plan import Plan, check_matchable, column_notes, plan, render_plan
 from .read import Sheet, read
 from .copies import copy_format, write_issues
-from .report import Report, counts_by_resource, render_summary, write_report
+from .report import Report, counts_by_resource, render_summary, set_aside_report, write_report
 from .target import Target
 from .template import load_template, read_columns
 from .validate import validate
@@ -244,11 +246,33 @@ def _on_stop(out: Path, input_path, target: Target, echo: Echo, stops: list[dict
     folder never shows an earlier run's outcome for this one; `stops` (when given) gets its
     path and summary (the CLI's `--json` gives them)."""
     def write(report: Report) -> None:
-        _write(report, out, input_path, target, echo, **input_kw)
+        try:
+            _write(report, out, input_path, target, echo, **input_kw)
+        except BaseException:  # Ctrl-C pressed again (or a file that cannot be written) cut it short
+            with _signals_held():  # a few renames: a third Ctrl-C waits for them
+                moved = set_aside_report(out) if out.is_dir() else None
+                echo(f"The run stopped before its report so far was written, so {out} holds none"
+                     + (f" (the earlier one is in {moved})" if moved else "")
+                     + "; the journal keeps what the run did, and the resume writes the report.")
+            raise
         echo(f"The run stopped; its report so far (done, and planned: not yet applied) is in {out}.")
         if stops is not None:
             stops.append({"report": str(out / "report.json"), "summary": report.full_summary()})
     return write
+
+
+@contextlib.contextmanager
+def _signals_held():
+    """Hold Ctrl-C and SIGTERM for the block (POSIX `pthread_sigmask`, main thread only;
+    elsewhere a no-op): delivered when it ends, so they cannot cut it half done."""
+    if not hasattr(signal, "pthread_sigmask") or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, before)
 
 
 def _finish(report: Report, out: Path, input_path, target: Target, echo: Echo, *,

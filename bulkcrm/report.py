@@ -322,8 +322,22 @@ def keep_earlier_report(out: Path, summary: dict) -> Path | None:
         return None
     same = old.get("plan") == summary.get("plan") and \
         old.get("plan_created_at", summary.get("plan_created_at")) == summary.get("plan_created_at")
-    if same:
+    return None if same else _move_report(out, old)
+
+
+def set_aside_report(out: Path) -> Path | None:
+    """Move whatever report `out` holds (`REPORT_FILES`) to `out/earlier/<its finished_at>/`, as
+    `keep_earlier_report` moves another plan's: for a stopped run whose report so far could
+    not be written (a second Ctrl-C cut it short), so the folder shows no earlier run's
+    outcome (or a mix of two runs' files) as this one's. The journal keeps what the run did,
+    and a resume writes its report. Returns that folder, or None when `out` held no report."""
+    if not any(f for pattern in REPORT_FILES for f in out.glob(pattern)):
         return None
+    return _move_report(out, _earlier_summary(out / "report.json") or {})
+
+
+def _move_report(out: Path, old: dict) -> Path:
+    """Move `out`'s report files to `out/earlier/<old's finished_at>/`; return that folder."""
     stamp = str(old.get("finished_at") or "unknown").replace(":", "-")
     dest = out / "earlier" / stamp
     for n in range(2, 1000):  # two runs finished in one second

@@ -926,3 +926,40 @@ def test_a_write_retried_after_a_429_is_journaled_sent_at_each_attempt(crm, tmp_
     sent = [json.loads(line)["t"] for line in journal_path(path).read_text().splitlines()[1:]
             if json.loads(line).get("state") == "sent"]
     assert len(sent) == 3 and sent[-1] - sent[0] >= 1.5, sent  # one per attempt, the last after the waits
+
+
+def test_a_report_so_far_cut_short_leaves_no_earlier_report_as_this_runs(crm, tmp_path, monkeypatch):
+    """Trial 2026-12-03: Ctrl-C pressed again while a stopped run wrote its report so far (as
+    `timeout -s INT` does: it signals the process and its group) cut the writing short, and
+    the folder kept the previous stop's report as if it were this run's. It is set aside to
+    `earlier/`, the output says so, and the resume writes the report. (A second signal at the
+    right instant cannot be timed against a server: the report writer raises it here.)"""
+    import importlib
+
+    from bulkcrm.pipeline import run_apply
+    from bulkcrm.target import Target
+
+    apply_module, pipeline = importlib.import_module("bulkcrm.apply"), importlib.import_module("bulkcrm.pipeline")
+    p, path = _plan(crm, tmp_path)
+    target = Target(client=Client(crm.url, TEST_KEY, requests_per_minute=None), label=crm.url)
+    out, lines = tmp_path / "rep", []
+
+    def interrupted(*_a, **_k):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(apply_module, "_check_created_since", interrupted)
+    with pytest.raises(KeyboardInterrupt):  # the first stop: its report so far is written
+        run_apply(path, target, report_dir=str(out), progress=False, echo=lines.append, plan=p)
+    first = json.loads((out / "report.json").read_text(encoding="utf-8"))["summary"]
+    assert first["stopped"] and "The run stopped; its report so far" in lines[-1]
+
+    monkeypatch.setattr(pipeline, "write_report", interrupted)  # the second: Ctrl-C again while writing
+    with pytest.raises(KeyboardInterrupt):
+        run_apply(path, target, report_dir=str(out), progress=False, echo=lines.append, plan=p)
+    (earlier,) = (out / "earlier").iterdir()
+    assert not list(out.glob("report.*")) and (earlier / "report.json").is_file()
+    assert f"so {out} holds none (the earlier one is in {earlier})" in lines[-1]
+
+    monkeypatch.undo()  # the resume does it all and writes its report
+    run_apply(path, target, report_dir=str(out), progress=False, echo=lines.append, plan=p)
+    assert json.loads((out / "report.json").read_text(encoding="utf-8"))["summary"]["ok"] is True
+    _assert_state_equals_plan(crm)
