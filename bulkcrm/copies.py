@@ -28,10 +28,28 @@ def write_copies(report: Report, out: Path, input_sheet: Sheet, input_path: str 
                  input_csv: tuple[str, bool] | None) -> dict[str, Path]:
     """The with-status copies of `report.write_report` (its docstring says what they hold):
     `with_status_csv` and, for a workbook input, `with_status_xlsx`."""
-    others = {name: None if sh is None else (_with_status(_as_shown(sh), report, sheet=name), sh)
+    others = {name: None if sh is None else (_redacted_noted(_with_status(_as_shown(sh), report, sheet=name), redact), sh)
               for name, sh in (other_sheets or {}).items()}
-    return _write_back((_with_status(_as_shown(input_sheet), report), input_sheet), out, input_path,
-                       report, redact, others, input_csv or (",", False))
+    first = _redacted_noted(_with_status(_as_shown(input_sheet), report), redact)
+    return _write_back((first, input_sheet), out, input_path, report, redact, others, input_csv or (",", False))
+
+
+REDACTED_NOTE = ("a cell of this row holds the API key's text, [redacted] in this copy: type it again "
+                 "before importing this copy, or the record gets [redacted]")
+"""`bulkcrm_note`'s words for a row of a with-status copy whose cells hold a secret (`Redactor`):
+written as `[redacted]` (never a key in a file), it would be sent as such by an import of the
+copy, which the README offers for fixing rows."""
+
+
+def _redacted_noted(frame: pl.DataFrame, redact: Redactor) -> pl.DataFrame:
+    """`frame` (a `_with_status` copy) with `REDACTED_NOTE` added to `bulkcrm_note` of the rows
+    with a cell holding a secret, in any of its forms (`Redactor.forms`)."""
+    cells = [c for c in frame.columns if c not in STATUS_COLUMNS]
+    if not redact.forms or not cells:
+        return frame
+    held = pl.any_horizontal(pl.col(c).str.contains(f, literal=True) for c in cells for f in redact.forms)
+    note = pl.concat_str([pl.col("bulkcrm_note"), pl.lit(REDACTED_NOTE)], separator="; ", ignore_nulls=True)
+    return frame.with_columns(pl.when(held.fill_null(False)).then(note).otherwise("bulkcrm_note").alias("bulkcrm_note"))
 
 
 def _with_status(input_frame: pl.DataFrame, report: Report, sheet: str | None = None) -> pl.DataFrame:

@@ -12,7 +12,7 @@ import pytest
 
 from bulkcrm.errors import Issue, issues_frame
 from bulkcrm.read import Sheet, read
-from bulkcrm.copies import write_issues
+from bulkcrm.copies import REDACTED_NOTE, write_issues
 from bulkcrm.report import CHANGE_DTYPE, ROW_SCHEMA, Report, render_summary, report_table, write_report
 from bulkcrm.workbook import neutralise_csv, safe_cell_csv
 
@@ -334,6 +334,18 @@ def test_secrets_are_redacted(report, input_frame, tmp_path):
     # a local sandbox's one-letter key masks nothing: the data and the file's keys stay as they are
     short = write_report(report, tmp_path / "short", input_sheet=Sheet(frame), input_path="orgs.xlsx", secrets=["k"])
     assert "[redacted]" not in all_text(short) and '"ok"' in short["json"].read_text()
+
+
+def test_a_with_status_row_whose_cell_held_the_key_says_so(report, input_frame, tmp_path):
+    """Trial 2026-12-03: a description holding the API key's text is `[redacted]` in the
+    with-status copy (never a key in a file), and importing that copy, as the README offers for
+    fixing rows, sent `see [redacted] here` without a word. Its note says so; others' do not."""
+    frame = input_frame.with_columns(title=pl.when(pl.col("row_number") == 3).then(pl.lit(f"see {SECRET} here"))
+                                     .otherwise(pl.col("title")))
+    paths = write_report(report, tmp_path, input_sheet=Sheet(frame), input_path="orgs.csv", secrets=[SECRET])
+    notes = {line: r["bulkcrm_note"] for line, r in enumerate(read_csv(paths["with_status_csv"]), start=2)}
+    assert [rn for rn, note in notes.items() if REDACTED_NOTE in note] == [3]
+    assert "see [redacted] here" in paths["with_status_csv"].read_text(encoding="utf-8")
 
 
 def test_write_issues(input_frame, tmp_path):
