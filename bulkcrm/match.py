@@ -439,7 +439,8 @@ def _resolve(rows: pl.DataFrame, pairs: pl.DataFrame, explicit: pl.DataFrame, id
     shared = _shared(ids)
     if shared.height:
         same = _identical(rows, shared)
-        msg = pl.format("rows {} share {} {}{}", _joined_rows(), pl.col("kind"), pl.col("value"),
+        msg = pl.format("rows {} share {} {}: none of them is written{}", _joined_rows(), pl.col("kind"),
+                        pl.col("value"),
                         pl.when(same).then(pl.lit(" (the rows are the same in every field: keep one)"))
                         .otherwise(pl.lit("")))
         # a row naming its record by IRI is decided by it: the rows of those sharing the value
