@@ -413,7 +413,7 @@ def _resolve(rows: pl.DataFrame, pairs: pl.DataFrame, explicit: pl.DataFrame, id
     Returns:
         (matched: `row_number`, `iri`, `rec` per row, null when none; conflicts).
     """
-    by_ids, every = _claims(pairs), pairs
+    by_ids, every = _claims(_beside_own(pairs, explicit)), pairs
     hits = _extremes(by_ids)
     if explicit.height:  # rows naming their record by IRI: decided by it, not by identifiers
         by_identifiers = ~pl.col("row_number").is_in(explicit["row_number"].implode())
@@ -439,8 +439,7 @@ def _resolve(rows: pl.DataFrame, pairs: pl.DataFrame, explicit: pl.DataFrame, id
     shared = _shared(ids)
     if shared.height:
         same = _identical(rows, shared)
-        msg = pl.format("rows {} share {} {}: none of them is written{}", _joined_rows(), pl.col("kind"),
-                        pl.col("value"),
+        msg = pl.format("rows {} share {} {}{}", _joined_rows(), pl.col("kind"), pl.col("value"),
                         pl.when(same).then(pl.lit(" (the rows are the same in every field: keep one)"))
                         .otherwise(pl.lit("")))
         # a row naming its record by IRI is decided by it: the rows of those sharing the value
@@ -529,18 +528,14 @@ def _other_values(matched: pl.DataFrame, explicit: pl.DataFrame, pairs: pl.DataF
 def _elsewhere(pairs: pl.DataFrame, explicit: pl.DataFrame, iris: pl.Series) -> pl.DataFrame:
     """`row_number`, `kind`, `value`, `iri`, `named`: each identifier of a row with an explicit
     IRI (`named`; `explicit`: their `row_number`, `rec`) that another record (`iri`) holds and
-    the named record does not (`pairs`, `iris` as `_resolve`'s); such a row is an
-    `iri-mismatch` conflict. A value the named record holds too (a switchboard number two
-    organizations share) cannot contradict the IRI, which wins (README, "an explicit IRI
-    column wins")."""
+    the named record does not (`pairs`, `iris` as `_resolve`'s; `_beside_own`); such a row is
+    an `iri-mismatch` conflict."""
     if not explicit.height:
         return pl.DataFrame(schema={"row_number": pl.Int64, "kind": pl.String, "value": pl.String,
                                     "iri": pl.String, "named": pl.String})
     iri = pl.lit(iris).gather
-    named = pairs.join(explicit, on="row_number", how="inner", suffix="#named")
-    own = pl.col("rec") == pl.col("rec#named")
-    return (named.filter(~own)
-            .join(named.filter(own), on=["row_number", "kind", "value"], how="anti")
+    return (_beside_own(pairs, explicit).join(explicit, on="row_number", how="inner", suffix="#named")
+            .filter(pl.col("rec") != pl.col("rec#named"))
             .select("row_number", "kind", "value", iri(pl.col("rec")).alias("iri"),
                     iri(pl.col("rec#named")).alias("named"))
             .unique(maintain_order=True).sort("row_number", maintain_order=True))
@@ -556,6 +551,21 @@ def _identical(rows: pl.DataFrame, shared: pl.DataFrame) -> pl.Series:
     n = groups.join(digest, on="row_number", how="left").group_by("__g").agg(pl.col("__d").n_unique())
     return shared.with_row_index("__g").join(n, on="__g", how="left").select(
         pl.col("__d").eq(1).fill_null(False)).to_series()
+
+
+def _beside_own(pairs: pl.DataFrame, explicit: pl.DataFrame) -> pl.DataFrame:
+    """`pairs` (`row_number`, `rec`, `kind`, `value`) without those of a row naming its record
+    by IRI (`explicit`: `row_number`, `rec`) with another record, by a value the named record
+    holds too: a switchboard number two organizations share is the named one's for that row,
+    neither a contradiction of the IRI nor a claim on the other record (README: an explicit
+    IRI column wins). A value only other records hold stays (an `iri-mismatch`)."""
+    if not explicit.height:
+        return pairs
+    named = pairs.join(explicit, on="row_number", how="inner", suffix="#named")
+    own = pl.col("rec") == pl.col("rec#named")
+    shared = named.filter(~own).join(named.filter(own), on=["row_number", "kind", "value"], how="semi")
+    return pairs.join(shared.select("row_number", "rec", "kind", "value"),
+                      on=["row_number", "rec", "kind", "value"], how="anti", nulls_equal=True)
 
 
 def _joined_rows() -> pl.Expr:

@@ -424,6 +424,31 @@ def test_a_phone_two_records_share_re_imports_unchanged(crm, client, tmp_path):
     assert [(i["type"], i["value"]) for i in p.issues] == [("iri-mismatch", "+31207654321")]
 
 
+def test_a_shared_phone_claims_no_other_record_for_a_row_with_its_iri(crm, client, tmp_path):
+    """Review 2026-12-03: A and B share a switchboard number P, C has its own. A row naming A
+    by IRI with P claimed B too, so a new row with P held A's row back ("rows 2, 3 all match
+    /organizations/b"), and a row naming C with P (C does not hold it: an iri-mismatch) held
+    back the row naming A. P is A's for the row naming A; the other rows are the conflicts."""
+    other = "+31207654321"
+    crm.seed({"organizations": [
+        {"@id": f"/organizations/{k}", "title": k.upper(), "phoneNumbers": [{"phoneNumber": n} for n in phones]}
+        for k, phones in (("a", [SWITCHBOARD]), ("b", [SWITCHBOARD]), ("c", [other]))]}, tenant="tenant-a")
+    template = parse_template({"resource": "organizations", "iri_column": "crm_iri", "identifiers": ["phoneNumbers"],
+                               "default_region": "NL", "fields": {"title": "name", "phoneNumbers": "phone"}},
+                              path=str(tmp_path / "t.yaml"))
+
+    def decided(*lines: str) -> list[tuple]:
+        sheet = tmp_path / "s.csv"
+        sheet.write_text("crm_iri,name,phone\n" + "".join(f"{line}\n" for line in lines), encoding="utf-8")
+        p = plan(sheet, template, client)
+        return [(r["row_number"], r["op"], r["note"]) for r in p.rows]
+
+    (a, new) = decided(f"/organizations/a,A2,{SWITCHBOARD}", f",New,{SWITCHBOARD}")
+    assert a == (2, "patch", None) and new[:2] == (3, "conflict") and "/organizations/b" not in (a[2] or "")
+    (c, a) = decided(f"/organizations/c,C2,{SWITCHBOARD}", f"/organizations/a,A2,{SWITCHBOARD}")
+    assert c[:2] == (2, "conflict") and a == (3, "patch", None)
+
+
 WEBSITES = ["https://example.com:8443/path", "ftp://files.example.com", "HTTP://Example.COM:8080/A",
             "www.example.org", "info@firm.example", "not a url"]
 
