@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import glob
+import shutil
 import signal
 import sys
 import threading
@@ -24,7 +25,8 @@ from .mapping import map_rows
 from .plan import Plan, check_matchable, column_notes, plan, render_plan
 from .read import Sheet, read
 from .copies import copy_format, write_issues
-from .report import Report, counts_by_resource, render_summary, set_aside_report, write_report
+from .report import (Report, counts_by_resource, install_report, keep_earlier_report, render_summary,
+                     set_aside_report, write_report)
 from .target import Target
 from .template import load_template, read_columns
 from .validate import validate
@@ -244,35 +246,57 @@ def _on_stop(out: Path, input_path, target: Target, echo: Echo, stops: list[dict
              **input_kw) -> Callable[[Report], None]:
     """apply's `on_stop`: the stopped run's report replaces the previous run's in `out`, so the
     folder never shows an earlier run's outcome for this one; `stops` (when given) gets its
-    path and summary (the CLI's `--json` gives them)."""
+    path and summary (the CLI's `--json` gives them).
+
+    The report is written into `out/.report-so-far/` first and then moved in (a few renames,
+    which Ctrl-C waits for: `_signals_held`). Ctrl-C pressed again while it is written (or a
+    file that cannot be written) leaves `out` as it was; its report, an earlier run's, is then
+    set aside to `earlier/` (`report.set_aside_report`) and the output says so."""
     def write(report: Report) -> None:
+        staging = out / STAGING
         try:
-            _write(report, out, input_path, target, echo, **input_kw)
-        except BaseException:  # Ctrl-C pressed again (or a file that cannot be written) cut it short
-            with _signals_held():  # a few renames: a third Ctrl-C waits for them
+            shutil.rmtree(staging, ignore_errors=True)  # a cut run's
+            _write(report, staging, input_path, target, echo, **input_kw)
+        except BaseException:
+            with _signals_held():
+                shutil.rmtree(staging, ignore_errors=True)
                 moved = set_aside_report(out) if out.is_dir() else None
                 echo(f"The run stopped before its report so far was written, so {out} holds none"
                      + (f" (the earlier one is in {moved})" if moved else "")
                      + "; the journal keeps what the run did, and the resume writes the report.")
             raise
+        with _signals_held():
+            keep_earlier_report(out, report.summary)  # another plan's: kept in earlier/
+            install_report(staging, out)
         echo(f"The run stopped; its report so far (done, and planned: not yet applied) is in {out}.")
         if stops is not None:
             stops.append({"report": str(out / "report.json"), "summary": report.full_summary()})
     return write
 
 
+STAGING = ".report-so-far"
+"""The folder inside the report folder where a stopped run's report is written before it is
+moved in (`_on_stop`)."""
+
+
 @contextlib.contextmanager
 def _signals_held():
-    """Hold Ctrl-C and SIGTERM for the block (POSIX `pthread_sigmask`, main thread only;
-    elsewhere a no-op): delivered when it ends, so they cannot cut it half done."""
-    if not hasattr(signal, "pthread_sigmask") or threading.current_thread() is not threading.main_thread():
+    """Defer Ctrl-C and SIGTERM for the block: meanwhile their handlers only note them, and the
+    first one noted is raised again when it ends (main thread only, where Python runs signal
+    handlers; elsewhere a no-op). Blocking the signal would not do: the OS gives it to any
+    thread that does not block it, such as polars' workers."""
+    if threading.current_thread() is not threading.main_thread():
         yield
         return
-    before = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    noted: list[int] = []
+    before = {s: signal.signal(s, lambda n, _frame: noted.append(n)) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, before)
+        for s, handler in before.items():
+            signal.signal(s, signal.SIG_DFL if handler is None else handler)
+        if noted:
+            signal.raise_signal(noted[0])
 
 
 def _finish(report: Report, out: Path, input_path, target: Target, echo: Echo, *,

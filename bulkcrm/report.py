@@ -328,12 +328,24 @@ def keep_earlier_report(out: Path, summary: dict) -> Path | None:
 def set_aside_report(out: Path) -> Path | None:
     """Move whatever report `out` holds (`REPORT_FILES`) to `out/earlier/<its finished_at>/`, as
     `keep_earlier_report` moves another plan's: for a stopped run whose report so far could
-    not be written (a second Ctrl-C cut it short), so the folder shows no earlier run's
-    outcome (or a mix of two runs' files) as this one's. The journal keeps what the run did,
-    and a resume writes its report. Returns that folder, or None when `out` held no report."""
+    not be written (a second Ctrl-C cut it short; it was being written elsewhere,
+    `pipeline._on_stop`), so the folder shows no earlier run's outcome as this one's. The
+    journal keeps what the run did, and a resume writes its report. Returns that folder, or
+    None when `out` held no report."""
     if not any(f for pattern in REPORT_FILES for f in out.glob(pattern)):
         return None
     return _move_report(out, _earlier_summary(out / "report.json") or {})
+
+
+def install_report(staging: Path, out: Path) -> None:
+    """Replace `out`'s report (`REPORT_FILES`) by the one written into `staging` (a folder
+    inside `out`), which is then removed."""
+    for pattern in REPORT_FILES:
+        for f in out.glob(pattern):
+            f.unlink()
+    for f in staging.iterdir():
+        f.replace(out / f.name)
+    staging.rmdir()
 
 
 def _move_report(out: Path, old: dict) -> Path:

@@ -946,20 +946,51 @@ def test_a_report_so_far_cut_short_leaves_no_earlier_report_as_this_runs(crm, tm
 
     def interrupted(*_a, **_k):
         raise KeyboardInterrupt
+    writer = pipeline.write_report
+
+    def cut_after_json(report, folder, **kw):  # Ctrl-C again once report.json is written
+        writer(report, folder, **kw)
+        raise KeyboardInterrupt
     monkeypatch.setattr(apply_module, "_check_created_since", interrupted)
-    with pytest.raises(KeyboardInterrupt):  # the first stop: its report so far is written
+    monkeypatch.setattr(pipeline, "write_report", cut_after_json)
+    with pytest.raises(KeyboardInterrupt):  # the very first stop, cut short: nothing to set aside
+        run_apply(path, target, report_dir=str(out), progress=False, echo=lines.append, plan=p)
+    assert not any(out.iterdir()) and lines[-1].startswith(f"The run stopped before its report so far was "
+                                                          f"written, so {out} holds none;")
+    monkeypatch.setattr(pipeline, "write_report", writer)
+    with pytest.raises(KeyboardInterrupt):  # a stop: its report so far is written
         run_apply(path, target, report_dir=str(out), progress=False, echo=lines.append, plan=p)
     first = json.loads((out / "report.json").read_text(encoding="utf-8"))["summary"]
     assert first["stopped"] and "The run stopped; its report so far" in lines[-1]
 
-    monkeypatch.setattr(pipeline, "write_report", interrupted)  # the second: Ctrl-C again while writing
+    monkeypatch.setattr(pipeline, "write_report", cut_after_json)  # the next: Ctrl-C again while writing
     with pytest.raises(KeyboardInterrupt):
         run_apply(path, target, report_dir=str(out), progress=False, echo=lines.append, plan=p)
-    (earlier,) = (out / "earlier").iterdir()
-    assert not list(out.glob("report.*")) and (earlier / "report.json").is_file()
+    (earlier,) = (out / "earlier").iterdir()  # the earlier stop's report, whole, under its own time
+    assert not list(out.glob("report.*")) and sorted(f.name for f in out.iterdir()) == ["earlier"]
+    assert json.loads((earlier / "report.json").read_text(encoding="utf-8"))["summary"] == first
     assert f"so {out} holds none (the earlier one is in {earlier})" in lines[-1]
 
     monkeypatch.undo()  # the resume does it all and writes its report
     run_apply(path, target, report_dir=str(out), progress=False, echo=lines.append, plan=p)
     assert json.loads((out / "report.json").read_text(encoding="utf-8"))["summary"]["ok"] is True
     _assert_state_equals_plan(crm)
+
+
+def test_ctrl_c_waits_for_the_report_so_far_to_be_moved_in(tmp_path):
+    """Review 2026-12-03: blocking SIGINT on the main thread held nothing once polars had
+    started its workers (the OS gives the signal to a thread that does not block it). While
+    `_signals_held` runs, a Ctrl-C is noted; it is raised when the block ends."""
+    import importlib
+
+    import polars as pl
+
+    pipeline = importlib.import_module("bulkcrm.pipeline")
+    pl.DataFrame({"a": range(100_000)}).select(pl.col("a").sum())  # polars' worker threads exist
+    steps = []
+    with pytest.raises(KeyboardInterrupt):
+        with pipeline._signals_held():
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.2)  # the signal lands meanwhile
+            steps.append("block done")
+    assert steps == ["block done"] and signal.getsignal(signal.SIGINT) is signal.default_int_handler
