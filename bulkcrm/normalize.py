@@ -688,12 +688,14 @@ _HOST = rf"(?:localhost|{_LABEL}(?:\.{_LABEL})+\.?|\[[0-9A-Fa-f:.]+\])"  # name 
 BARE_HOST = rf"^{_HOST}(?::\d{{1,5}})?(?:[/?#]|$)"
 """A website without its scheme (`www.example.com`, `example.com:8443/path`): what the `url`
 transform gives its default scheme; any other text it leaves as typed."""
-_URL_OK = rf"^[A-Za-z][A-Za-z0-9+.\-]*://{_HOST}(?::\d{{1,5}})?(?:[/?#]\S*)?$"
-"""A website: a scheme (any, RFC 3986 §3.1: `https`, `ftp`), a host, an optional port, path,
-query and fragment. No user part (`user@host`, RFC 3986 §3.2.1): in a website column it is an
-e-mail address, or a credential. Only a warning (`CHECK_SEVERITY`): the API takes any text as
-a website (crm-api.md §8.1: a string, its URL validation undocumented; §5: the sandbox checks
-none), so a record may hold any, and its export must import again."""
+_URL_OK = rf"^(?i:https?)://{_HOST}(?::\d{{1,5}})?(?:[/?#]\S*)?$"
+"""A website: http(s), a host, an optional port, path, query and fragment. No user part
+(`user@host`, RFC 3986 §3.2.1): in a website column it is an e-mail address, or a credential.
+Other schemes (`ftp://`, `javascript:`) and other text fail it, but only with a warning
+(`CHECK_SEVERITY`): the API takes any text as a website (crm-api.md §8.1: a string, its URL
+validation undocumented; §5: the sandbox checks none), so a record may hold any, and its
+export must import again (a plan leaves out the warning of a value the record holds already,
+`plan._held_warnings`)."""
 
 
 def _ok(expr: pl.Expr, cond: pl.Expr) -> pl.Expr:
@@ -732,7 +734,7 @@ value is fine and for null. Run them on cleaned values (`boolean` on the raw tex
 CHECK_RULES: dict[str, tuple[str, str]] = {
     "email": ("e-mail address syntax (RFC 5322, email-validator)",
               "use an address such as info@example.com"),
-    "url": ("URL with a scheme, a host and no user part (RFC 3986)",
+    "url": ("http(s) URL with a host and no user part (RFC 3986)",
             "it is kept as typed (the API takes any text as a website, crm-api.md §8.1); for a "
             "website, write a full address such as https://example.com"),
     "country": ("ISO 3166-1 alpha-2", "use a two-letter code such as US, or name it in the transform's aliases "

@@ -295,7 +295,7 @@ PHONE_RULE = CHECK_RULES["phone_e164"][0]
 
 
 HELD_WARNINGS = {"invalid-phone": ("phoneNumbers", PHONE_RULE, "numbers not in E.164 form"),
-                 "invalid-url": ("website", CHECK_RULES["url"][0], "websites that are no URL")}
+                 "invalid-url": ("website", CHECK_RULES["url"][0], "websites that are no http(s) URL")}
 """Warnings of values kept as typed, by issue type: (field, rule, what they are) for
 `_held_warnings`."""
 

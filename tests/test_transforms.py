@@ -244,9 +244,11 @@ def test_url():
     assert out == ["https://3roundstones.com", "http://3roundstones.com/Path?Q=1",
                    "https://www.ex.com/A", "https://www.example.org", None, None]
     assert run(["example.org"], partial(T["url"].clean, default_scheme="http")) == ["http://example.org"]
-    # any scheme and a port are URLs (the API takes them, crm-api.md §8.1); the check only warns
+    # http(s) with a port passes; another scheme fails, which is only a warning (the API takes
+    # any text, crm-api.md §8.1), as `javascript:` should not pass unremarked
     assert run(["https://localhost:8080/x", "https://intranet", "ftp://example.org", "https://a b.com",
-                "https://example.com:8443/path"], CHECKS["url"]) == [True, False, True, False, True]
+                "https://example.com:8443/path", "javascript://example.com/%0Aalert(1)"],
+               CHECKS["url"]) == [True, False, False, False, True, False]
     # a scheme goes to a bare host only: other text stays as typed (no e-mail made a user part)
     assert run(["example.com:8443/path", "//cdn.example.com", "info@firm.example", "urn:isbn:123", "not a url"],
                T["url"].clean) == ["https://example.com:8443/path", "https://cdn.example.com", "info@firm.example",
