@@ -114,6 +114,13 @@ ALPHA2: frozenset[str] = frozenset(c.alpha_2 for c in pycountry.countries)
 """The ISO 3166-1 alpha-2 codes known to pycountry (officially assigned, 249)."""
 
 
+NO_VALUE = r"(?i)^\s*(?:#?n/?a|n\.a\.?|<na>|nan|none|null|nil|unknown|n\.?v\.?t\.?|tbd|-+|\?+)\s*$"
+"""A cell text people type for "no value": pandas' default `na_values` (`N/A`, `NA`, `NULL`,
+`None`, `NaN`, `<NA>`, `#N/A`), plus `n.a.`, `nil`, `unknown`, `tbd`, Dutch `n.v.t.`, dashes and
+question marks. bulkcrm reads none of them as empty unless the template lists it in
+`null_tokens`; `clean_country` reads none but a plain `NA` (Namibia) as a country."""
+
+
 def country_key(expr: pl.Expr) -> pl.Expr:
     """Return the lookup key of a country spelling: accents folded, case folded, `.`/`'`
     dropped, `&` read as `and`, `St` as `Saint`, other punctuation as one space, a leading
@@ -192,15 +199,19 @@ def clean_country(expr: pl.Expr, *, aliases: Mapping[str, str] | None = None) ->
     official_name and common_name, and `COUNTRY_ALIASES` (+ `aliases`), each also with its
     words in another order (`word_order_key`): ISO 3166-1 inverts names at a comma (`Korea,
     Republic of`), sheets write `Republic of Korea` or `Korea, South`. Anything else comes
-    back trimmed and unchanged, for the `country` check to flag.
+    back trimmed and unchanged, for the `country` check to flag, as does a no-value word
+    (`NO_VALUE`: `n.a.`, `<NA>`) whose letters spell the code NA (Namibia: `NA` itself is it).
     """
     table = country_table(aliases)
     words = _word_order_table(table)
 
     def clean(e: pl.Expr) -> pl.Expr:
         v, key = trimmed(e), country_key(trimmed(e))
-        return pl.coalesce(key.replace_strict(table, default=None, return_dtype=pl.String),
-                           word_order_key(key).replace_strict(words, default=None, return_dtype=pl.String), v)
+        code = pl.coalesce(key.replace_strict(table, default=None, return_dtype=pl.String),
+                           word_order_key(key).replace_strict(words, default=None, return_dtype=pl.String))
+        # `n.a.`, `<NA>`: no value, not Namibia (whose code is NA, written so)
+        blank = v.str.contains(NO_VALUE) & ~v.str.contains(r"(?i)^na$")
+        return pl.when(blank).then(v).otherwise(pl.coalesce(code, v))
 
     return on_unique(expr.cast(pl.String), clean, pl.String)
 

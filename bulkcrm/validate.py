@@ -20,7 +20,7 @@ from pandera.api.polars.types import PolarsData
 from .errors import ISSUE_SCHEMA, Issue, issues_frame, place, with_cell
 from .mapping import REPEATED, chain, without_null_tokens
 from .template import Mapping, Template, read_columns
-from .normalize import (DATE_TEXT, EXTENSION, EXTENSION_MARK, FEW_DIGITS, FORMULA_RESULT, NO_NUMBER_CANDIDATE, NO_PHONE,
+from .normalize import (NO_VALUE, DATE_TEXT, EXTENSION, EXTENSION_MARK, FEW_DIGITS, FORMULA_RESULT, NO_NUMBER_CANDIDATE, NO_PHONE,
                         RENDERED_NUMBER, as_stored, code_without_plus, not_a_number)
 from .read_excel import date_cell_issue, numeric_cell_issue, styled_cell_issue
 from .transforms import CHECK_ISSUE_TYPES, CHECK_SEVERITY, CHECKS, check_list, check_rule
@@ -576,11 +576,9 @@ def _issue(rule: _Rule, row_number: int, column: str | None, value: str | None,
     return Issue(rule.slug, row_number, column, value, rule_text, msg, rule.severity, file, sheet_name)
 
 
-NO_VALUE_WORD = re.compile(r"(?i)^\s*(?:#?n/?a|<na>|nan|none|null|nil|unknown|n\.?v\.?t\.?|tbd|-+|\?+)\s*$")
-"""A cell text people type for "no value": pandas' default `na_values` (`N/A`, `NA`, `NULL`,
-`None`, `NaN`, `<NA>`, `#N/A`), plus `nil`, `unknown`, `tbd`, Dutch `n.v.t.`, dashes and question
-marks. bulkcrm reads none of them as empty unless the template lists it in `null_tokens`; a
-check such a cell fails gets that hint."""
+NO_VALUE_WORD = re.compile(NO_VALUE)
+"""`normalize.NO_VALUE`, compiled: a check such a cell fails gets the hint to list it in the
+template's `null_tokens`."""
 
 
 def _place(file: str | None, row_number: int, column: str | None) -> str:

@@ -219,6 +219,15 @@ def test_country_names_in_another_word_order():
     assert check_rule("country", value="Rep. of Korea")[1].startswith("did you mean KR (South Korea)?")
 
 
+def test_a_no_value_word_is_no_country():
+    """Review 2026-12-03: `n.a.` and `<NA>` (not applicable, pandas' NA) read as NA, Namibia,
+    without a word; `NA` and `na` written plainly still are Namibia's code."""
+    values = ["n.a.", "N.A.", "<NA>", "NA", " na ", "Namibia"]
+    out = run(values, T["country"].clean)
+    assert out == ["n.a.", "N.A.", "<NA>", "NA", "NA", "NA"]
+    assert run(out, CHECKS["country"]) == [False, False, False, True, True, True]
+
+
 def test_country_template_aliases():
     assert run(["Korea", "Zuid-Korea"], partial(T["country"].clean, aliases={"Zuid-Korea": "kr"})) == \
         ["Korea", "KR"]
