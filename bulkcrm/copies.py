@@ -28,7 +28,8 @@ def write_copies(report: Report, out: Path, input_sheet: Sheet, input_path: str 
                  input_csv: tuple[str, bool] | None) -> dict[str, Path]:
     """The with-status copies of `report.write_report` (its docstring says what they hold):
     `with_status_csv` and, for a workbook input, `with_status_xlsx`."""
-    others = {name: None if sh is None else (_redacted_noted(_with_status(_as_shown(sh), report, sheet=name), redact), sh)
+    others = {name: None if sh is None else
+              (_redacted_noted(_with_status(_as_shown(sh), report, sheet=name), redact), sh)
               for name, sh in (other_sheets or {}).items()}
     first = _redacted_noted(_with_status(_as_shown(input_sheet), report), redact)
     return _write_back((first, input_sheet), out, input_path, report, redact, others, input_csv or (",", False))

@@ -198,8 +198,9 @@ def without_null_tokens(frame: pl.DataFrame, template: Template) -> pl.DataFrame
 
     A null token behind a `'` is that text, not "no value": the cell loses one `'` (`'NULL`
     -> `NULL`, `''NULL` -> `'NULL`; `null_token_pattern`), as `'` marks text in Excel (which
-    keeps a typed first `'` to itself: there `''NULL` gives this). Export writes such values so (`workbook.escape_cells`): a title `NULL` read back as
-    empty would be cleared under `mode: replace`. The reader removed the CSV formula escape
+    keeps a typed first `'` to itself: there `''NULL` gives this). Export writes such values
+    so (`workbook.escape_cells`): a title `NULL` read back as empty would be cleared under
+    `mode: replace`. The reader removed the CSV formula escape
     before (`read.restore_formula_escape`, which knows no tokens); export puts this escape
     outside that one (`''-` for a value `-` with token `-`), and each is one leading `'`, so
     which of them the reader took does not matter."""

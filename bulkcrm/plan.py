@@ -313,8 +313,9 @@ def _held_warnings(issues: list[Issue], rows: pl.DataFrame) -> tuple[list[Issue]
         if not held:
             continue
         touches = pl.col("changes").list.eval(pl.element().struct.field("field") == field_name).list.any()
+        op = pl.col("op")
         sends_none = rows.filter(pl.col("row_number").is_in([i.row_number for i in held]),
-                                 (pl.col("op") == "unchanged") | ((pl.col("op") == "patch") & ~touches.fill_null(False)))
+                                 (op == "unchanged") | ((op == "patch") & ~touches.fill_null(False)))
         quiet = set(sends_none["row_number"].to_list())
         drop = {id(i) for i in held if i.row_number in quiet}
         if drop:

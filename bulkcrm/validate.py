@@ -20,8 +20,8 @@ from pandera.api.polars.types import PolarsData
 from .errors import ISSUE_SCHEMA, Issue, issues_frame, place, with_cell
 from .mapping import REPEATED, chain, without_null_tokens
 from .template import Mapping, Template, read_columns
-from .normalize import (NO_VALUE, DATE_TEXT, EXTENSION, EXTENSION_MARK, FEW_DIGITS, FORMULA_RESULT, NO_NUMBER_CANDIDATE, NO_PHONE,
-                        RENDERED_NUMBER, as_stored, code_without_plus, not_a_number)
+from .normalize import (DATE_TEXT, EXTENSION, EXTENSION_MARK, FEW_DIGITS, FORMULA_RESULT, NO_NUMBER_CANDIDATE, NO_PHONE,
+                        NO_VALUE, RENDERED_NUMBER, as_stored, code_without_plus, not_a_number)
 from .read_excel import date_cell_issue, numeric_cell_issue, styled_cell_issue
 from .transforms import CHECK_ISSUE_TYPES, CHECK_SEVERITY, CHECKS, check_list, check_rule
 
@@ -341,11 +341,17 @@ def _placeholder_phones(sheet: pl.DataFrame | None, mapped: pl.DataFrame, templa
         hits = hits.filter(pl.Series([not_a_number(v, r) for v, r in stored],
                                      dtype=pl.Boolean)).select("row_number", "__item")
         out += [with_cell(Issue("invalid-phone", rn, s.column, value.strip(), "a phone number, not a placeholder",
-                                f"{_place(file, rn, s.column)}\"{value.strip()}\" is {_NO_NUMBER[bool(_DATE_TEXT.match(value))]}"
-                                + (_TOKEN_TIP if NO_VALUE_WORD.match(value) else ""),
+                                _placeholder_message(file, rn, s.column, value),
                                 "warning", file, sheet_name), letters, sheet_name)
                 for rn, value in hits.iter_rows() if (rn, s.column) not in dated]
     return out
+
+
+def _placeholder_message(file: str | None, rn: int, column: str, value: str) -> str:
+    """`_placeholder_phones`' message: the cell, what it is (`_NO_NUMBER`), and for a no-value
+    word the `null_tokens` tip (`_TOKEN_TIP`)."""
+    what = _NO_NUMBER[bool(_DATE_TEXT.match(value))] + (_TOKEN_TIP if NO_VALUE_WORD.match(value) else "")
+    return f'{_place(file, rn, column)}"{value.strip()}" is {what}'
 
 
 def _code_without_plus(sheet: pl.DataFrame | None, mapped: pl.DataFrame, template: Template,
