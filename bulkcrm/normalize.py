@@ -221,8 +221,7 @@ def country_guesses(value: str, n: int = 3) -> tuple[tuple[str, str], ...]:
     """Up to `n` (alpha-2, name) countries a spelling the table does not know may mean: names
     holding it as a word (`Korea`: both Koreas), then close spellings, closest first
     (`Untied States`, difflib; also in any word order, `Rep. of Korea`), for the `country`
-    check's hint. Longer names only: a two-letter code guesses
-    nothing."""
+    check's hint. Longer names only: a two-letter code guesses nothing."""
     key = pl.select(country_key(pl.lit(value, pl.String))).item() or ""
     if len(key) < 4:
         return ()
