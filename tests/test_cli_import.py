@@ -16,7 +16,7 @@ import yaml
 
 from bulkcrm.cli import cli
 from bulkcrm.read import read
-from tests.conftest import REPO, TEST_KEY, FakeClock
+from tests.conftest import DATA, REPO, TEST_KEY, FakeClock
 from tests.test_cli_validate import offset_workbook
 
 SAMPLE = REPO / "samples" / "organizations.csv"
@@ -179,6 +179,21 @@ def test_runs_that_write_nothing_create_no_embedded_sandbox(runner, tmp_path, mo
     applied = runner.invoke(cli, ["apply", "p.json", "--json"])
     assert json.loads(applied.output.strip().splitlines()[-1])["created"] == 91
     assert (tmp_path / ".bulkcrm" / "sandbox.sqlite").exists()
+
+
+def test_a_notes_plan_made_before_the_embedded_sandbox_exists_applies_its_notes(runner, tmp_path, monkeypatch):
+    """Trial 2026-12-03: `plan` in a new folder read a throwaway embedded sandbox and saved its
+    note categories' random ids; `apply` made the real one, whose ids differed, and every note
+    failed ("Item not found for /note_categories/…"). A new database's default categories have
+    the same ids every time (`sandbox.server.default_category_id`)."""
+    monkeypatch.chdir(tmp_path)
+    planned = runner.invoke(cli, ["plan", str(DATA / "datablist-sample-csv" / "leads-100.csv"), "-t",
+                                  str(REPO / "templates" / "leads.yaml"), "--out", "p.json"])
+    assert planned.exit_code == 0 and not (tmp_path / ".bulkcrm").exists(), planned.output
+    applied = runner.invoke(cli, ["apply", "p.json", "--json"])
+    assert applied.exit_code == 0, applied.output
+    counts = json.loads(applied.output.strip().splitlines()[-1])["by_resource"]
+    assert counts["notes"]["created"] == 100 and counts["notes"]["failed"] == 0
 
 
 def test_a_refused_match_strategy_leaves_nothing_behind(runner, tmp_path, monkeypatch):

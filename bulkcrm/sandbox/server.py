@@ -19,6 +19,7 @@ import socket
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterable, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -407,7 +408,15 @@ def seed_default_categories(sandbox: Sandbox, tenants: Iterable[str]) -> None:
     from ..target import DEFAULT_NOTE_CATEGORIES
     for tenant in sorted(tenants):
         if not sandbox.store.all("note_categories", tenant=tenant):
-            sandbox.seed({"note_categories": [{"title": t} for t in DEFAULT_NOTE_CATEGORIES]}, tenant)
+            sandbox.seed({"note_categories": [{"id": default_category_id(tenant, t), "title": t}
+                                              for t in DEFAULT_NOTE_CATEGORIES]}, tenant)
+
+
+def default_category_id(tenant: str, title: str) -> str:
+    """The id of default note category `title` of `tenant`: a UUID of both (uuid5), the same in
+    every new database, so a plan made against the empty embedded sandbox that `plan` starts
+    and drops (it creates no file) names the categories the one `apply` then creates."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"bulkcrm-sandbox:{tenant}:note_categories:{title}"))
 
 
 def main(argv: list[str] | None = None) -> None:
