@@ -438,9 +438,12 @@ def _resolve(rows: pl.DataFrame, pairs: pl.DataFrame, explicit: pl.DataFrame, id
     # rows sharing an identifier value (e.g. two creates of one organization)
     shared = _shared(ids)
     if shared.height:
-        same = _identical(rows, shared)
-        msg = pl.format("rows {} share {} {}{}", _joined_rows(), pl.col("kind"), pl.col("value"),
-                        pl.when(same).then(pl.lit(" (the rows are the same in every field: keep one)"))
+        shared = shared.with_columns(_joined_rows().alias("__rows"), _identical(rows, shared).alias("__same"))
+        # one message per set of rows, naming every value they share (said once, not per value)
+        shared = shared.join(shared.group_by("__rows").agg(pl.format("{} {}", "kind", "value").sort().str.join(
+            " and ").alias("__ids")), on="__rows", how="left", maintain_order="left")
+        msg = pl.format("rows {} share {}{}", pl.col("__rows"), pl.col("__ids"),
+                        pl.when("__same").then(pl.lit(" (the rows are the same in every field: keep one)"))
                         .otherwise(pl.lit("")))
         # a row naming its record by IRI is decided by it: the rows of those sharing the value
         # whose IRI names a record holding it (several: a switchboard number two organizations

@@ -186,6 +186,20 @@ def test_a_conflicts_advice_names_an_iri_column_only_for_rows_that_matched_a_rec
                       5: fix + ", or name each row's record by its IRI in a crm_iri column (an export has one)"}
 
 
+def test_rows_sharing_two_identifiers_are_told_so_once(crm, client, tmp_path):
+    """Trial 2026-12-03: a row pasted twice, matched on e-mails and phones, got the message
+    twice over, once per shared value, each with "(the rows are the same in every field: keep
+    one)". One message names every value the rows share."""
+    sheet = tmp_path / "s.csv"
+    sheet.write_text("title,email,phone\nA,a@x.example,+31201234567\nB,b@x.example,+31201234568\n"
+                     "A,a@x.example,+31201234567\n", encoding="utf-8")
+    p = plan(sheet, template(fields={"title": "title", "emailAddresses": "email", "phoneNumbers": "phone"},
+                             identifiers=["emailAddresses", "phoneNumbers"]), client, strategy="scan")
+    notes = {r["row_number"]: r["note"] for r in p.rows if r["op"] == "conflict"}
+    assert notes == dict.fromkeys((2, 4), "rows 2, 4 share emailAddresses a@x.example and phoneNumbers "
+                                          "+31201234567 (the rows are the same in every field: keep one)")
+
+
 def test_br11_merge_patch_keeps_existing_list_items(crm, client, tmp_path):
     load_existing(crm, "BR-11.existing.json")
     crm.seed({"tags": [{"@id": "/tags/9", "title": "Lease"},
