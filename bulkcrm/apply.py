@@ -506,6 +506,16 @@ def settle_seconds(client: Client) -> float:
     return SETTLE_TIMEOUTS * float(getattr(client, "timeout_s", 30.0))
 
 
+def _settle_left(client: Client, sent_at: float) -> float:
+    """Seconds the server still gets to finish a write sent at `sent_at` (Unix seconds):
+    `settle_seconds` from then, none when the server that got it is gone
+    (`Client.settled_before`: the embedded sandbox of a run that ended)."""
+    gone = getattr(client, "settled_before", None)
+    if gone is not None and sent_at < gone:
+        return 0.0
+    return sent_at + settle_seconds(client) - time.time()
+
+
 def wait_for_stopped_writes(plan_file: str | Path, client: Client, target: str) -> None:
     """Before a new plan replaces plan file `plan_file` (`import`, `plan --out`): wait until
     the creates a stopped run of it left `sent` (its journal) to `target` (a plan's target
@@ -515,12 +525,12 @@ def wait_for_stopped_writes(plan_file: str | Path, client: Client, target: str) 
     them again), or for a journal of another target."""
     head, entries = peek(journal_path(plan_file))
     recent = {k: float(e.get("t") or 0) for k, e in entries.items()
-              if e.get("state") == "sent" and float(e.get("t") or 0) + settle_seconds(client) > time.time()}
+              if e.get("state") == "sent" and _settle_left(client, float(e.get("t") or 0)) > 0}
     if not recent or target_key(str(head.get("target") or "")) != target_key(target):  # one spelling a target
         return
     posts = _post_keys(Path(plan_file))
     last = max((t for k, t in recent.items() if posts is None or k in posts), default=None)
-    wait = last + settle_seconds(client) - time.time() if last is not None else 0.0
+    wait = _settle_left(client, last) if last is not None else 0.0
     if wait > 0:
         log.warning("a stopped run of this plan sent a create and got no answer; waiting %.0f s for "
                     "the server to finish it before planning again", wait)
@@ -560,13 +570,15 @@ def _wait_settled(op: Operation, journal: Journal, client: Client) -> None:
     """Sleep until the server has had time to finish the POST of `op` (journaled `sent`): a
     POST that got no answer may still be in its hands, and a lookup before it finishes would
     miss the record and let it be sent twice. `settle_seconds` after it was sent, whether it
-    got no answer in time (`NO_ANSWER`: the server was slow) or a stopped run had it in flight."""
+    got no answer in time (`NO_ANSWER`: the server was slow) or a stopped run had it in flight
+    (none when that run's server is gone: `_settle_left`)."""
     entry = journal.get(op.key)
-    wait = float(entry.get("t", 0)) + settle_seconds(client) - time.time()
+    wait = _settle_left(client, float(entry.get("t", 0)))
     if wait > 0:
         why = "its write got no answer" if entry.get("detail") == NO_ANSWER else \
             "the stopped run sent its write and stopped before the answer"
-        log.warning("%s: %s; waiting %.0f s for the server to finish it before looking it up", op.key, why, wait)
+        log.warning("%s: %s; waiting %.0f s for the server to finish it before looking it up",
+                    op.key.replace(":", " ", 1), why, wait)  # `row 12`, `tag VIP`
         time.sleep(wait)
 
 

@@ -254,6 +254,10 @@ class Client:
         retries: attempts repeated after a 429/5xx/connection failure.
         server_date: the server's clock (`Date` header, epoch seconds) at its last answer
             under 400; None before one or when it sent none.
+        settled_before: a Unix time (seconds) before which every request sent to this
+            server has been finished, as the server that got it is gone (the embedded sandbox
+            of a process that ended; `target.open_target` sets it); None (a real API): a write
+            an earlier run sent may still be in the server's hands (`apply.settle_seconds`).
     """
 
     def __init__(self, base_url: str, api_key: str, *, requests_per_minute: float | None = 20,
@@ -278,6 +282,7 @@ class Client:
         self._rng = random.Random()
         self.requests_sent = self.throttled = self.retries = 0
         self.server_date: float | None = None  # the last answer's `Date` (epoch s; None: none sent)
+        self.settled_before: float | None = None
         self._earlier: list[float] = []  # `count_sent`'s times not yet matched by `count_earlier`
         self.sent_at: deque[float] = deque(maxlen=math.ceil(requests_per_minute) if requests_per_minute else 0)
 

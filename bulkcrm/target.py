@@ -128,6 +128,7 @@ def open_target(base_url: str | None, api_key: str | None, *, max_rate: float | 
     if new:
         seed_default_categories(sandbox, keys.values())
     client = Client(sandbox.url, EMBEDDED_KEY, requests_per_minute=max_rate, timeout_s=timeout_s)
+    client.settled_before = time.time()  # an earlier run's server ran in that run's process: it is gone
     return Target(client=client, label=f"{EMBEDDED_PREFIX}{db.as_posix()}", sandbox=sandbox, created=new,
                   scratch=scratch)
 

@@ -196,6 +196,32 @@ def test_a_notes_plan_made_before_the_embedded_sandbox_exists_applies_its_notes(
     assert counts["notes"]["created"] == 100 and counts["notes"]["failed"] == 0
 
 
+def test_a_resume_on_the_embedded_sandbox_does_not_wait_for_its_earlier_process(runner, tmp_path, monkeypatch):
+    """Trial 2026-12-03: a run stopped with a create in flight made its resume wait two request
+    timeouts (54 s) before looking the create up, although the embedded sandbox's server ran in
+    the stopped process, which is gone: whatever it made is there. The resume looks at once,
+    finds the record and sends nothing twice. (A real API's server may still be writing: the
+    wait stays for it, test_apply.)"""
+    from bulkcrm.journal import Journal, journal_path
+    from bulkcrm.plan import Plan
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("BULKCRM_TIMEOUT", "20")  # a wait would take 40 s
+    shutil.copy(SAMPLE, tmp_path / "orgs.csv")
+    assert runner.invoke(cli, ["plan", "orgs.csv", "-t", str(TEMPLATE), "--out", "p.json"]).exit_code == 0
+    p = Plan.load(tmp_path / "p.json")
+    first = next(op for op in p.operations if op.method == "POST")
+    assert runner.invoke(cli, ["apply", "p.json", "--limit", "1"]).exit_code == 0  # made first's record...
+    journal = Journal(journal_path(tmp_path / "p.json"), p.sha256, p.target, p.created_at)
+    journal.record(first.key, "sent")  # ...and stopped before its answer, as far as the journal knows
+    started = time.monotonic()
+    result = runner.invoke(cli, ["apply", "p.json", "--json"])
+    assert result.exit_code == 0, result.output
+    assert time.monotonic() - started < 20 and "waiting" not in result.output
+    orgs = runner.invoke(cli, ["export", "-t", str(TEMPLATE), "--out", "all.csv"])
+    assert orgs.exit_code == 0 and read(tmp_path / "all.csv").frame.height == 91  # each once
+
+
 def test_a_refused_match_strategy_leaves_nothing_behind(runner, tmp_path, monkeypatch):
     """`--match-strategy lookup` with customerId (no API filter) among the template's
     identifiers is refused before a target is opened: no embedded sandbox, no lock file."""
