@@ -578,20 +578,35 @@ the other warnings, which many routine ones (phones kept as typed) can push out 
 
 def _warning_lines(issues: list[dict], shown: set[str] = frozenset()) -> list[str]:
     """The warnings (a warning alone stops no row), the first `_WARNINGS_SHOWN` in full: those
-    of `DOUBT_TYPES` first, and none of `shown` (said under their rows already)."""
+    of `DOUBT_TYPES` first, then one of each kind (type and column) before a second of any
+    (`_by_kind`), none of `shown` (said under their rows already); the rest counted by type."""
     warned = [i for i in issues if i["severity"] == "warning"]
     if not warned:
         return []
-    warnings = [i["message"] for i in sorted(warned, key=lambda i: i["type"] not in DOUBT_TYPES)
-                if i["message"] not in shown]
+    warnings = [i for i in _by_kind(warned) if i["message"] not in shown]
     above = len(warned) - len(warnings)
     # not "their rows go ahead": a warned row may be a conflict or invalid for another reason
     lines = [f"  {len(warned)} warning(s){f' ({above} shown above)' if above else ''}; "
              f"a warning alone stops no row{':' if warnings else '.'}"]
-    lines += [f"    {m}" for m in warnings[:_WARNINGS_SHOWN]]
+    lines += [f"    {i['message']}" for i in warnings[:_WARNINGS_SHOWN]]
     if len(warnings) > _WARNINGS_SHOWN:
-        lines.append(f"    … {len(warnings) - _WARNINGS_SHOWN} more (see the plan file or the report)")
+        kinds = Counter(i["type"] for i in warnings[_WARNINGS_SHOWN:])
+        lines.append(f"    … {len(warnings) - _WARNINGS_SHOWN} more: "
+                     + ", ".join(f"{n} {t}" for t, n in kinds.most_common()) + " (see the plan file or the report)")
     return lines
+
+
+def _by_kind(warned: list[dict]) -> list[dict]:
+    """`warned` in the order a plan shows them: `DOUBT_TYPES` first, then the first warning of
+    each kind (type and column, in row order), then the second of each...: fifty numeric-cell
+    warnings of a zip-code column do not hide the one e-mail typed as a website."""
+    nth: Counter = Counter()
+    keyed = []
+    for pos, i in enumerate(warned):
+        kind = (i["type"], i.get("column"))
+        keyed.append((i["type"] not in DOUBT_TYPES, nth[kind], pos))
+        nth[kind] += 1
+    return [warned[pos] for *_, pos in sorted(keyed)]
 
 
 def _count_text(c: dict[str, int]) -> str:

@@ -559,3 +559,20 @@ def test_a_phone_cell_of_fewer_than_three_digits_is_no_number(crm, client, tmp_p
     q = plan(sheet(tmp_path, rows), tpl(identifiers=["emailAddresses"], default_region="US", fields=fields), client)
     (patch,) = [o for o in q.operations if o.method == "PATCH"]
     assert patch.body == {"phoneNumbers": [{"phoneNumber": "+31201111111"}]}
+
+
+def test_a_flood_of_one_warning_does_not_hide_the_others():
+    """Trial 2026-12-03: 54 numeric-cell warnings of a zip-code column filled the plan's five
+    warning lines, and the one e-mail typed as a website (row 50) was never shown. One warning
+    of each kind (type, column) is shown before a second of any; the rest are counted by type."""
+    from bulkcrm.planfile import _WARNINGS_SHOWN, _warning_lines
+
+    def warning(rn, type_, column):
+        return {"row_number": rn, "type": type_, "column": column, "severity": "warning",
+                "message": f"orgs.xlsx:{rn}:{column}: {type_}"}
+    issues = [warning(rn, "numeric-cell", "zip") for rn in range(2, 12)] + [warning(50, "invalid-url", "web")]
+    lines = _warning_lines(issues)
+    assert lines[0] == "  11 warning(s); a warning alone stops no row:"
+    assert lines[1:3] == ["    orgs.xlsx:2:zip: numeric-cell", "    orgs.xlsx:50:web: invalid-url"]
+    assert len(lines) == _WARNINGS_SHOWN + 2
+    assert lines[-1] == f"    … {11 - _WARNINGS_SHOWN} more: {11 - _WARNINGS_SHOWN} numeric-cell (see the plan file or the report)"
