@@ -200,10 +200,10 @@ def without_null_tokens(frame: pl.DataFrame, template: Template) -> pl.DataFrame
     -> `NULL`, `''NULL` -> `'NULL`; `null_token_pattern`), as `'` marks text in Excel (which
     keeps a typed first `'` to itself: there `''NULL` gives this). Export writes such values
     so (`workbook.escape_cells`): a title `NULL` read back as empty would be cleared under
-    `mode: replace`. The reader removed the CSV formula escape
-    before (`read.restore_formula_escape`, which knows no tokens); export puts this escape
-    outside that one (`''-` for a value `-` with token `-`), and each is one leading `'`, so
-    which of them the reader took does not matter."""
+    `mode: replace`. The reader removed the CSV formula escape before
+    (`read.restore_formula_escape`, which knows no tokens); export puts this escape outside
+    that one (`''-` for a value `-` with token `-`), and each is one leading `'`, so which of
+    them the reader took does not matter."""
     return frame.with_columns(e.alias(c) for c, e in _null_tokens(frame, template).items())
 
 

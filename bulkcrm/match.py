@@ -246,8 +246,9 @@ def match_fetched(rows: pl.DataFrame, template: Template, fetched: Fetched) -> M
     rec_ids = record_identifiers(frame, template.identifiers, default_region=template.default_region)
     pairs = _pairs(ids, rec_ids)
     positions = _positions(explicit, frame)
-    matched, conflicts = _resolve(rows, pairs, positions, ids, frame["@id"])
-    elsewhere = _elsewhere(pairs, positions, frame["@id"])
+    claims = _beside_own(pairs, positions)  # an IRI row's value its record shares is that record's
+    matched, conflicts = _resolve(rows, claims, positions, ids, frame["@id"])
+    elsewhere = _elsewhere(claims, positions, frame["@id"])
     other = _other_values(matched, positions, pairs, ids, rec_ids, frame["@id"], template.identifiers)
     extra = [_mismatches(elsewhere, template.iri_column)] if elsewhere.height else []
     if extra or other.height:
@@ -406,14 +407,15 @@ def _resolve(rows: pl.DataFrame, pairs: pl.DataFrame, explicit: pl.DataFrame, id
     in `iris` until the end; lists are only gathered for the rows and values in conflict).
 
     Args:
-        pairs: `row_number`, `rec`, `kind`, `value`: each identifier a row shares with a record.
+        pairs: `row_number`, `rec`, `kind`, `value`: each identifier a row shares with a record
+            (`_beside_own`'s: not a row's with another record by a value its IRI's record holds).
         explicit: `row_number`, `rec` of the rows naming an existing record's IRI (they win).
         iris: the records' IRIs by position.
 
     Returns:
         (matched: `row_number`, `iri`, `rec` per row, null when none; conflicts).
     """
-    by_ids, every = _claims(_beside_own(pairs, explicit)), pairs
+    by_ids, every = _claims(pairs), pairs
     hits = _extremes(by_ids)
     if explicit.height:  # rows naming their record by IRI: decided by it, not by identifiers
         by_identifiers = ~pl.col("row_number").is_in(explicit["row_number"].implode())
@@ -531,13 +533,13 @@ def _other_values(matched: pl.DataFrame, explicit: pl.DataFrame, pairs: pl.DataF
 def _elsewhere(pairs: pl.DataFrame, explicit: pl.DataFrame, iris: pl.Series) -> pl.DataFrame:
     """`row_number`, `kind`, `value`, `iri`, `named`: each identifier of a row with an explicit
     IRI (`named`; `explicit`: their `row_number`, `rec`) that another record (`iri`) holds and
-    the named record does not (`pairs`, `iris` as `_resolve`'s; `_beside_own`); such a row is
+    the named record does not (`pairs` of `_beside_own`, `iris` as `_resolve`'s); such a row is
     an `iri-mismatch` conflict."""
     if not explicit.height:
         return pl.DataFrame(schema={"row_number": pl.Int64, "kind": pl.String, "value": pl.String,
                                     "iri": pl.String, "named": pl.String})
     iri = pl.lit(iris).gather
-    return (_beside_own(pairs, explicit).join(explicit, on="row_number", how="inner", suffix="#named")
+    return (pairs.join(explicit, on="row_number", how="inner", suffix="#named")
             .filter(pl.col("rec") != pl.col("rec#named"))
             .select("row_number", "kind", "value", iri(pl.col("rec")).alias("iri"),
                     iri(pl.col("rec#named")).alias("named"))
