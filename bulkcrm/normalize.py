@@ -17,6 +17,7 @@ import difflib
 import json
 import re
 from collections.abc import Callable, Mapping
+from datetime import date
 from functools import cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -820,18 +821,35 @@ def check_rule(name: str, *, region: str | None = None, value: str | None = None
                 "two-letter code, such as US")
     elif name == "country" and value and len(value.strip()) > 2:  # a name: an alias example of it
         hint = _country_hint(value.strip())
+    if name == "phone_e164" and region is None and "{example}" in hint and value and \
+            not value.strip().startswith("+"):  # a national number read in no country
+        hint = ("the row has no country (and the template no default_region) to read a national "
+                "number in: give the row its country, or " + hint.replace(
+                    "{example}", f"{_example_phone(None)} for a Dutch number"))
     if "{example}" in hint:
         hint = hint.replace("{example}", _example_phone(region))
     if name == "datetime" and options.get("dayfirst"):  # the template reads DD-MM-YYYY
         hint = "use a date that exists, day first, such as 31-01-2024 or 31-01-2024 10:15"
-    elif name == "datetime" and value and re.match(r"\s*\d{1,2}[-/.]\d{1,2}[-/.]\d{4}\b", value):
-        hint += ("; if the column writes dates day first (31/01/2024), give its datetime transform "
-                 "dayfirst: true ({datetime: {dayfirst: true}})")
+    elif name == "datetime" and value and (dmy := re.match(r"\s*(\d{1,2})[-/.](\d{1,2})[-/.](\d{4})\b", value)):
+        if _real_date(int(dmy[3]), int(dmy[2]), int(dmy[1])):
+            hint += ("; if the column writes dates day first (31/01/2024), give its datetime transform "
+                     "dayfirst: true ({datetime: {dayfirst: true}})")
+        elif not _real_date(int(dmy[3]), int(dmy[1]), int(dmy[2])):  # 31/02/2024: no such day either way
+            hint = f"no such day, day or month first: {hint}"
     for key in ("collection", "n"):
         if key in options:
             rule = rule.replace(f"{{{key}}}", str(options[key]))
             hint = hint.replace(f"{{{key}}}", str(options[key]))
     return rule, hint
+
+
+def _real_date(year: int, month: int, day: int) -> bool:
+    """Whether the Gregorian calendar has that day (`datetime.date`)."""
+    try:
+        date(year, month, day)
+    except ValueError:
+        return False
+    return True
 
 
 def _vanity_e164(value: str, region: str | None) -> str | None:

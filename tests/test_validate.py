@@ -198,6 +198,13 @@ def test_a_bad_date_of_a_day_first_column_gets_a_day_first_example():
     assert second["message"].endswith("use a date such as 2024-01-31 or 2024-01-31T10:15:00+00:00; if the "
                                       "column writes dates day first (31/01/2024), give its datetime "
                                       "transform dayfirst: true ({datetime: {dayfirst: true}})")
+    # a day that exists neither way gets no dayfirst hint: the option would not help
+    v = _check({**fields, "createdAt": "c"}, [{"d": "a", "c": "31/02/2024"}, {"d": "b", "c": "12/31/2024"}],
+               resource="organization_notes", organization={"iri_column": "org"})
+    first, second = v.issues.to_dicts()
+    assert first["message"].endswith("no such day, day or month first: use a date such as 2024-01-31 or "
+                                     "2024-01-31T10:15:00+00:00")
+    assert second["message"].endswith("use a date such as 2024-01-31 or 2024-01-31T10:15:00+00:00")
 
 
 def test_a_dropped_phone_extension_is_a_warning():
@@ -277,3 +284,14 @@ def test_a_readers_error_in_a_note_or_reference_column_still_holds_the_row_back(
     found = [Issue("excel-error", 2, "cid", "#N/A", "Excel error value", "x.csv:2:cid: #N/A")]
     v = validate(map_rows(frame, nt), nt, sheet=frame, read_issues=found, file="x.csv")
     assert v.issues.select("column", "severity").rows() == [("cid", "error")]
+
+
+def test_a_national_number_without_a_country_says_the_country_is_missing():
+    """A national number on a row without a country (and no default_region) cannot be read:
+    the hint says what is missing; a row with its country gets an example of that country."""
+    fields = {"title": "t", "phoneNumbers": [{"column": "p"}], "address.country": "c"}
+    v = _check(fields, [{"t": "A", "p": "020 623 1234", "c": None}, {"t": "B", "p": "030 1", "c": "DE"}])
+    first, second = v.issues.to_dicts()
+    assert first["row_number"] == 2 and "the row has no country (and the template no default_region) to read " \
+        "a national number in: give the row its country, or write it with + and the country code" in first["message"]
+    assert second["row_number"] == 3 and "no country" not in second["message"] and "+49" in second["message"]
