@@ -153,7 +153,7 @@ def check_input_path(path: str | Path) -> None:
 
 def _read_excel(p: Path, where: str, sheet: str | int | None, header_row: int | None,
                 columns: Collection[str] = ()) -> Sheet:
-    from bulkcrm.read_excel import excel_issues, hidden_row_issues, load_excel
+    from bulkcrm.read_excel import excel_issues, hidden_column_issues, hidden_row_issues, load_excel
 
     grid = load_excel(p, sheet)
     errors = grid.cells.filter(pl.col("kind") == "error") if grid.cells.height else grid.cells
@@ -165,7 +165,8 @@ def _read_excel(p: Path, where: str, sheet: str | int | None, header_row: int | 
     frame, hdr, issues, names = _finish(grid.grid, where, header_row, grid.sheet_name,
                                         empty=empty, columns=columns)
     found, numbers = excel_issues(grid, hdr, names, p.name)
-    issues += found + hidden_row_issues(frame, grid.hidden, p.name, grid.sheet_name)
+    issues += found + hidden_row_issues(frame, grid.hidden, p.name, grid.sheet_name) + hidden_column_issues(
+        names, grid.hidden_columns, columns, hdr, p.name, grid.sheet_name)
     issues.sort(key=lambda i: (i.row_number or 0, i.cell or ""))
     others = tuple(n for n in grid.visible_names if n != grid.sheet_name) if sheet is None else ()
     return Sheet(frame, issues, where, grid.sheet_name, None, None, hdr, _file_sha256(p), _letters(names),

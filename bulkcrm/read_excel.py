@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 import zipfile
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -60,6 +61,8 @@ class ExcelGrid:
         hidden: the Excel rows (1-based) hidden by Hide or a filter (`<row hidden="1">`,
             ECMA-376 §18.3.1.73). Empty for `.xls`.
         visible_names: the sheets not hidden (every sheet of a `.xls`), in order.
+        hidden_columns: the 0-based columns Excel hides (`<col hidden="1">`, ECMA-376
+            §18.3.1.13). Empty for `.xls`.
     """
 
     grid: pl.DataFrame
@@ -69,6 +72,7 @@ class ExcelGrid:
     sheet_names: list[str] = field(default_factory=list)
     hidden: list[int] = field(default_factory=list)
     visible_names: list[str] = field(default_factory=list)
+    hidden_columns: list[int] = field(default_factory=list)
 
 
 def load_excel(path: Path, sheet: str | int | None) -> ExcelGrid:
@@ -110,17 +114,17 @@ def load_excel(path: Path, sheet: str | int | None) -> ExcelGrid:
                          path=where) from None
     grid = df.rename(dict(zip(df.columns, (f"c{i}" for i in abs_cols)))).with_row_index(
         "row_number", 1).with_columns(pl.col("row_number").cast(pl.Int64))
-    cells, merges, hidden = _empty_cells(), [], []
+    cells, merges, hidden, hidden_cols = _empty_cells(), [], [], []
     try:
         if path.suffix.lower() == ".xls" or not zipfile.is_zipfile(path):
             raise KeyError("not an OOXML package")
         with zipfile.ZipFile(path) as zf:
-            cells, merges, hidden = _scan(zf, idx)
+            cells, merges, hidden, hidden_cols = _scan(zf, idx)
         grid = _apply(grid, cells)
     except (KeyError, IndexError, StopIteration, ET.ParseError, zipfile.BadZipFile):
         grid = _xls_fixups(grid)  # no readable sheet XML: keep calamine's rendering
     visible = [names[i] for i in shown if i < len(names)] if shown is not None else names
-    return ExcelGrid(_pad_columns(grid), names[idx], cells, merges, names, hidden, visible)
+    return ExcelGrid(_pad_columns(grid), names[idx], cells, merges, names, hidden, visible, hidden_cols)
 
 
 def _not_a_workbook(head: bytes) -> str | None:
@@ -226,12 +230,15 @@ def _formats(zf: zipfile.ZipFile) -> tuple[list[str], bool]:
     return codes, date1904
 
 
-def _scan(zf: zipfile.ZipFile, idx: int) -> tuple[pl.DataFrame, list[tuple[int, int, int, int]], list[int]]:
+def _scan(zf: zipfile.ZipFile, idx: int
+          ) -> tuple[pl.DataFrame, list[tuple[int, int, int, int]], list[int], list[int]]:
+    """(`ExcelGrid.cells`, merges, hidden rows, hidden columns) of sheet `idx`'s XML."""
     xml = zf.read(_sheet_xml_path(zf, idx)).decode("utf-8", "replace")
     merges = [_range(a, b) for a, b in re.findall(
         r"<(?:\w+:)?mergeCell\s[^>]*ref=\"([A-Z]+\d+):([A-Z]+\d+)\"", xml)] \
         if "mergeCell " in xml else []
     hidden = _hidden_rows(xml) if "hidden=" in xml else []
+    hidden_cols = _hidden_columns(xml) if "hidden=" in xml else []
     tag = pl.col("tag")
     raw = (pl.DataFrame({"x": [xml]}).select(pl.col("x").str.extract_all(_CELL)).explode("x")
            .drop_nulls().with_columns(pl.col("x").str.extract(r"^(<c[^>]*>)").alias("tag"))
@@ -243,7 +250,7 @@ def _scan(zf: zipfile.ZipFile, idx: int) -> tuple[pl.DataFrame, list[tuple[int, 
                    pl.col("x").str.contains(r"<f[\s>/]").alias("f"))
            .filter(pl.col("ref").is_not_null(), pl.col("v").is_not_null() | pl.col("f")))
     if raw.height == 0:
-        return _empty_cells(), merges, hidden
+        return _empty_cells(), merges, hidden, hidden_cols
     codes, date1904 = _formats(zf)
     letters = raw["ref"].str.extract(r"^([A-Z]+)").unique().to_list()
     raw = raw.with_columns(
@@ -266,7 +273,18 @@ def _scan(zf: zipfile.ZipFile, idx: int) -> tuple[pl.DataFrame, list[tuple[int, 
             .when(pl.col("kind") == "error").then(pl.col("v")))
     cells = raw.select("row_number", "col", "kind", text.alias("text"),
                        pl.col("id_like").fill_null(False), "format", pl.col("styled").fill_null(False))
-    return cells, merges, hidden
+    return cells, merges, hidden, hidden_cols
+
+
+def _hidden_columns(xml: str) -> list[int]:
+    """The 0-based columns of every `<col>` whose `hidden` is true (`min`..`max`, 1-based,
+    ECMA-376 §18.3.1.13): columns Hide hides (a collapsed outline group too)."""
+    out: list[int] = []
+    for t in re.findall(r"<(?:\w+:)?col\s[^>]*>", xml):
+        lo, hi = re.search(r'\smin="(\d+)"', t), re.search(r'\smax="(\d+)"', t)
+        if lo and hi and re.search(r'\shidden="(?:1|true)"', t):
+            out += range(int(lo.group(1)) - 1, min(int(hi.group(1)), 16384))
+    return out
 
 
 def _hidden_rows(xml: str) -> list[int]:
@@ -453,6 +471,23 @@ def hidden_row_issues(frame: pl.DataFrame, hidden: list[int], file: str, sheet: 
                   "out); it is read like any other row: delete it from the sheet to leave it out", "warning",
                   file, sheet)
             for rn in rows]
+
+
+def hidden_column_issues(names: dict[str, str], hidden: list[int], read_cols: Collection[str],
+                         header_row: int, file: str, sheet: str) -> list[Issue]:
+    """A `hidden-column` warning per column Excel hides (`ExcelGrid.hidden_columns`) that the
+    template reads (`read_cols`; every named one when it is empty): its values are read and
+    sent like any other column's, which someone who hid it to leave it out does not expect.
+    `names`: {grid column `c2`: header}, as `read._finish` gives it."""
+    out = []
+    for c, name in names.items():
+        if int(c[1:]) in hidden and (not read_cols or name in read_cols):
+            ref = f"{_letters(int(c[1:]))}{header_row}"
+            out.append(Issue("hidden-column", header_row, name, None, "every column of the sheet is read, hidden or not",
+                             f"{place(file, header_row, name)} ({sheet}!{ref}): the column is hidden in Excel; "
+                             "the template reads it, so its values are sent like any other column's: unhide it "
+                             "to check them, or leave the column out of the template", "warning", file, sheet, ref))
+    return out
 
 
 def _merged_cells(g: ExcelGrid, header_row: int, names: dict[str, str], file: str) -> list[Issue]:

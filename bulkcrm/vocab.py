@@ -60,7 +60,7 @@ IssueType = Literal[
     "missing-required", "invalid-email", "invalid-url", "invalid-country", "invalid-phone",
     "invalid-phone-type", "phone-extension", "invalid-iri", "invalid-datetime", "invalid-boolean", "too-long",
     "unknown-lookup", "ambiguous-lookup", "duplicate-row", "ambiguous-match", "moved-note", "ragged-row",
-    "formula-without-result", "excel-error", "merged-cell", "hidden-row", "numeric-cell", "encoding", "unnamed-column",
+    "formula-without-result", "excel-error", "merged-cell", "hidden-row", "hidden-column", "numeric-cell", "encoding", "unnamed-column",
     "duplicate-header",
     "api-rejected", "request-failed", "write-unconfirmed", "drifted", "reconcile-mismatch", "not-found", "possible-duplicate",
     "leading-zero", "iri-mismatch", "identifier-mismatch", "date-cell", "repeated-phone", "ambiguous-phone",

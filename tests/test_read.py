@@ -526,6 +526,37 @@ def test_xlsx_hidden_rows_are_read_and_warned(tmp_path, writer):
          "it is read like any other row: delete it from the sheet to leave it out") for n in (3, 5)]
 
 
+@pytest.mark.parametrize("writer", ["xlsxwriter", "openpyxl"])
+def test_xlsx_hidden_columns_the_template_reads_are_warned(tmp_path, writer):
+    """A column hidden in Excel is read like any other: one `hidden-column` warning per such
+    column the template reads (its values are sent unseen); a hidden column it does not read
+    says nothing."""
+    path = tmp_path / "h.xlsx"
+    rows = [["title", "email", "memo", "city"], ["A", "a@a.nl", "x", "Delft"]]
+    if writer == "xlsxwriter":
+        with xlsxwriter.Workbook(path) as wb:
+            ws = wb.add_worksheet("S")
+            for i, r in enumerate(rows):
+                ws.write_row(i, 0, r)
+            ws.set_column(1, 2, None, None, {"hidden": True})   # B:C
+    else:
+        wb = openpyxl.Workbook()
+        ws = wb.active
+        ws.title = "S"
+        for r in rows:
+            ws.append(r)
+        for letter in "BC":
+            ws.column_dimensions[letter].hidden = True
+        wb.save(path)
+    sheet = read(path, columns={"title", "email", "city"})
+    assert sheet.frame["email"].to_list() == ["a@a.nl"]
+    assert [(i.type, i.severity, i.row_number, i.column, i.cell, i.message) for i in sheet.issues] == [
+        ("hidden-column", "warning", 1, "email", "B1", "h.xlsx:1:email (S!B1): the column is hidden in Excel; the "
+         "template reads it, so its values are sent like any other column's: unhide it to check them, or leave "
+         "the column out of the template")]
+    assert [i.column for i in read(path).issues] == ["email", "memo"]  # no template: every hidden column
+
+
 def test_xlsx_merged_cells_warn_the_rows_that_read_empty(tmp_path):
     """A merged range's value is in its first cell only: each row whose cell of the range reads
     empty gets the warning (naming the range and the value), since those rows lose the value;
