@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import re
 from collections.abc import Collection
 from dataclasses import dataclass, field
@@ -42,10 +43,13 @@ from .lookups import REF_PREFIX, LookupCache, resolve_lookups
 from .mapping import map_rows
 from .notes_orgs import is_note_iri, note_owner, targets_by_reference, targets_same_rows
 from .plan import Operation
+from .planfile import duration_text
 from .read import Sheet
 from .template import Template, read_columns
 from .validate import Validation, validate
 from .vocab import MODE_SKIPS
+
+log = logging.getLogger(__name__)
 
 RESOURCE = "organization_notes"
 NOTE_WRITABLE = ("createdAt", "title", "description", "flagged", "isPrivate", "author", "category")
@@ -322,6 +326,10 @@ def _moved(named: pl.DataFrame | None, good: pl.DataFrame) -> dict[int, tuple[st
 def list_notes(client: Client, orgs: list[str]) -> tuple[list[dict], list[str]]:
     """The notes of the organizations `orgs` (IRIs; one listing each, crm-api.md §9.2) and,
     for each note, its organization's IRI."""
+    rate = client.requests_per_minute
+    if rate and len(orgs) >= rate:  # silent meanwhile: say first what it spends, as matching does
+        log.info("notes: listing the notes of %s organization(s): %s requests or more ≈ %s at %g/min …",
+                 len(orgs), len(orgs), duration_text(round(len(orgs) / rate, 1)), rate)
     notes, owners = [], []
     for org in orgs:
         for note in client.list_all(f"{org}/notes"):

@@ -418,3 +418,17 @@ def test_a_note_waiting_on_a_create_in_doubt_is_sent_once_the_create_is_found(cr
     assert outcomes == [("organization_notes", "created"), ("organizations", "created")], report.rows.to_dicts()
     (acme,) = crm_cats.store.all("organizations", tenant="tenant-a")
     assert {n["description"]: org_of(n) for n in notes_of(crm_cats)} == {"First contact at the fair.": acme["@id"]}
+
+
+def test_a_long_notes_listing_says_what_it_will_spend(crm_cats, client, tmp_path, caplog):
+    """Planning notes lists each involved organization's notes, one request each (crm-api.md
+    §9: no filter across organizations): at the real pace that is silent for minutes, so a log
+    line (the CLI shows it on stderr) says first how many (a short window keeps this quick)."""
+    from tests.conftest import TEST_KEY
+    northwind(crm_cats, client, tmp_path)
+    paced = Client(crm_cats.url, TEST_KEY, requests_per_minute=60, window_s=0.05)
+    with caplog.at_level("INFO", logger="bulkcrm"):
+        p = plan(NOTES, load_template(NOTES_TEMPLATE), paced)
+    assert p.counts()["create"] == 153
+    assert [r.getMessage() for r in caplog.records if r.name == "bulkcrm.notes"] == [
+        "notes: listing the notes of 60 organization(s): 60 requests or more ≈ 1.0 min at 60/min …"]
