@@ -151,8 +151,9 @@ def render_number(x: float, code: str, date1904: bool = False) -> str | None:
 
     Handles zero padding and digit placeholders (`0 # ?`) with literal text in between
     (`+00 00 000 0000`, quoted text, `\\x` escapes, `[$€-413]`), decimals, thousands
-    separators, scaling commas, percent, 2-4 sections; date/time formats become ISO 8601
-    (`2024-01-31`, `2024-01-31T10:15:00`, `10:15:00`; elapsed `[h]:mm:ss` -> `25:18:43`).
+    separators, scaling commas, percent, 2-4 sections; date/time formats become ISO 8601 of
+    the value held, not of the part shown (`2024-01-31`, `2024-01-31T10:15:00` also under
+    `dd/mm/yyyy`, `10:15:00` for a time of day alone; elapsed `[h]:mm:ss` -> `25:18:43`).
     Returns None for what it does not handle (scientific, fractions, conditions): the caller
     then shows the plain number.
     """
@@ -254,7 +255,10 @@ def _render_date(x: float, letters: str, date1904: bool) -> str | None:
         dt = base + timedelta(seconds=round(x * 86400))
     except OverflowError:
         return None
-    if not has_date:
+    # what the cell holds, whatever its format shows: a date-only format hides a time of day
+    # (2024-03-01 09:30 shown as 01/03/2024), a time-only one a date (the value, not the view)
+    has_time = has_time or dt.time() != datetime.min.time()
+    if not has_date and x < 1:
         return dt.strftime("%H:%M:%S")
     return dt.strftime("%Y-%m-%dT%H:%M:%S" if has_time else "%Y-%m-%d")
 

@@ -392,11 +392,27 @@ def test_xlsx_types_rendered_as_shown(tmp_path):
          "1,234,567", "25%", "TRUE")]
 
 
+def test_xlsx_date_cell_keeps_the_time_its_format_hides(tmp_path):
+    """A date-time shown with a date-only format is read with its time (a trial's notes were
+    written at midnight, and reformatting the column planned every note again)."""
+    path = tmp_path / "d.xlsx"
+    wb = openpyxl.Workbook()
+    ws = wb.active
+    ws.append(["when", "day"])
+    ws.append([dt.datetime(2024, 3, 1, 9, 30), dt.datetime(2024, 3, 1)])
+    ws["A2"].number_format = ws["B2"].number_format = "dd/mm/yyyy"
+    wb.save(path)
+    assert read(path).frame.rows() == [(2, "2024-03-01T09:30:00", "2024-03-01")]
+
+
 @pytest.mark.parametrize(("x", "code", "shown"), [
     (31105550707, "+00 00 000 0000", "+31 10 555 0707"), (2012345, "00000000", "02012345"),
     (7, '"Nr. "000', "Nr. 007"), (-5, "#,##0;(#,##0)", "(5)"), (0.5, "#.00", ".50"),
     (1234.5, "[$€-413] #,##0.00", "€ 1,234.50"), (5551234, r"000\-0000", "555-1234"),
-    (41333.5, "d mmm yyyy", "2013-02-28"), (1462, "yyyy-mm-dd", "1908-01-02"),
+    (41333, "d mmm yyyy", "2013-02-28"), (1462, "yyyy-mm-dd", "1908-01-02"),
+    # the value held, not the part shown: a date format hides a time, a time format a date
+    (41333.5, "d mmm yyyy", "2013-02-28T12:00:00"), (45352.395833333336, "dd/mm/yyyy", "2024-03-01T09:30:00"),
+    (45352.395833333336, "hh:mm", "2024-03-01T09:30:00"), (0.395833333333, "hh:mm", "09:30:00"),
     (12, "0.0E+00", None),
 ])
 def test_render_number(x, code, shown):
