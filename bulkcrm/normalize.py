@@ -810,6 +810,9 @@ def check_rule(name: str, *, region: str | None = None, value: str | None = None
         hint = hint.replace("write it with + and the country code, such as {example}",
                             "its letters stand for the keypad's digits: write it in digits with + and the "
                             f"country code{f', {digits}' if digits else ', such as {example}'}")
+    elif name == "phone_e164" and value and (ext := _EXTENSION.search(value)):  # x5610: a mark, no typo
+        hint = hint.replace("write it with", f"without its extension ({ext.group(0).strip(' ,;')}) it is no "
+                            "valid number either: write it with")
     elif name == "phone_e164" and value and re.search(r"\d[A-Za-z]|[A-Za-z]\d", value):  # 020-623l298
         hint = hint.replace("write it with", "a letter among its digits (l for 1, O for 0?): write it in digits with")
     if name == "url" and value and "@" in value.split("//", 1)[-1].split("/", 1)[0]:

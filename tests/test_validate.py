@@ -295,3 +295,14 @@ def test_a_national_number_without_a_country_says_the_country_is_missing():
     assert first["row_number"] == 2 and "the row has no country (and the template no default_region) to read " \
         "a national number in: give the row its country, or write it with + and the country code" in first["message"]
     assert second["row_number"] == 3 and "no country" not in second["message"] and "+49" in second["message"]
+
+
+def test_an_invalid_number_with_an_extension_is_not_called_a_typo():
+    """The `x` of an extension is no letter typed for a digit: the hint says the number is not
+    valid without its extension either (the trial's `(944)350-3408x68054`: no such area code)."""
+    v = _check({"title": "t", "phoneNumbers": [{"column": "p"}]},
+               [{"t": "A", "p": "(944)350-3408x68054"}, {"t": "B", "p": "020-623l298"}], default_region="US")
+    first, second = v.issues.to_dicts()
+    assert "without its extension (x68054) it is no valid number either: write it with + and the country code" \
+        in first["message"] and "letter" not in first["message"]
+    assert "a letter among its digits (l for 1, O for 0?)" in second["message"]
