@@ -136,6 +136,8 @@ def _apply(p: Plan, target: Target, plan_path, *, reconcile, progress, batch_siz
         return report
 
     def stopped(report: Report) -> None:
+        if bar is not None:  # where it stopped, before the lines about the report so far
+            bar.last_line()
         on_stop(counted(report))
     bar = _progress_bar(len(p.operations)) if progress and p.operations else None
     try:
@@ -169,11 +171,12 @@ class _progress_bar:
         self.log, self.first, self.start = not sys.stderr.isatty(), True, 0
         self.started = self.logged = time.monotonic()
         self.seen: tuple | None = None   # the last update (done, total, client)
+        self.seen_at = self.started      # and when it came
         self.printed: int | None = None  # `done` of the last line printed
         self.paced: tuple[int, float] | None = None  # (done, time) at this run's first operation
 
     def __call__(self, done: int, total: int, client) -> None:
-        self.seen = (done, total, client)
+        self.seen, self.seen_at = (done, total, client), time.monotonic()
         if self.log:
             now = time.monotonic()
             if self.first:  # the operations an earlier run did: not this run's pace
@@ -194,16 +197,21 @@ class _progress_bar:
         if done == total:
             self.close()
 
-    def _print(self, done: int, total: int, client) -> None:
-        self.printed, now = done, time.monotonic()
-        per_op = (now - self.paced[1]) / (done - self.paced[0]) if self.paced and done > self.paced[0] else None
-        print(_progress_line(done, total, client, now - self.started, per_op), file=sys.stderr, flush=True)
+    def _print(self, done: int, total: int, client, *, last: bool = False) -> None:
+        self.printed, now = done, self.seen_at if last else time.monotonic()
+        # a pace over a window's worth of operations or more: right after the first window's
+        # burst, one operation's wait for a slot is no pace (a trial: 28 s an operation)
+        span, rate = done - self.paced[0] if self.paced else 0, getattr(client, "requests_per_minute", None)
+        per_op = (now - self.paced[1]) / span if span > 0 and span >= (rate or 0) else None
+        print(_progress_line(done, total, client, now - self.started, per_op, stopped=last),
+              file=sys.stderr, flush=True)
 
     def last_line(self) -> None:
         """A log's line of the last update when it was not printed (a stopped run's count;
-        apply gives one as it stops). A terminal's bar shows it already."""
+        apply gives one as it stops), as of that update, with what is left for the next run
+        instead of a time: nothing runs any more. A terminal's bar shows it already."""
         if self.log and self.seen is not None and self.seen[0] != self.printed:
-            self._print(*self.seen)
+            self._print(*self.seen, last=True)
 
     def close(self) -> None:
         if self.bar is not None:
@@ -211,12 +219,18 @@ class _progress_bar:
             self.bar = None
 
 
-def _progress_line(done: int, total: int, client, elapsed_s: float, per_op_s: float | None = None) -> str:
+def _progress_line(done: int, total: int, client, elapsed_s: float, per_op_s: float | None = None,
+                   stopped: bool = False) -> str:
     """`apply: 25/200 operations, 27 requests (0 throttled), 1.3 min, about 9.1 min left`; the
     time left at this run's pace (`per_op_s`: seconds per operation since this run's first
     one; None before a second one), and at least what the client's rate allows (the first
-    window's requests go out at once); without a pace, what the rate allows."""
+    window's requests go out at once); without a pace, what the rate allows. A `stopped` run
+    (Ctrl-C, `--limit`) says how many operations it leaves for the next run instead."""
     rate = getattr(client, "requests_per_minute", None)
+    if stopped:
+        left = f", {total - done} left for the next run" if done < total else ""
+        return (f"apply: {done}/{total} operations, {client.requests_sent} requests "
+                f"({client.throttled} throttled), {elapsed_s / 60:.1f} min{left}")
     at_rate = (total - done) / rate if rate else 0.0
     paced = per_op_s * (total - done) / 60 if per_op_s is not None else 0.0
     left = (f", about {max(paced, at_rate):.1f} min left" if per_op_s is not None and done < total

@@ -795,6 +795,28 @@ def test_the_log_lines_pace_counts_from_the_runs_first_operation(monkeypatch, ca
     assert len(capsys.readouterr().err.splitlines()) == 1
 
 
+def test_a_stopped_runs_last_log_line_says_what_is_left_not_a_time(monkeypatch, capsys):
+    """The last line of a stopped run (Ctrl-C, `--limit`) is as of its last operation and
+    counts what the next run does: a trial's "26/60 operations, 0.5 min, about 16.8 min left"
+    took the time spent stopping for one operation's pace."""
+    from types import SimpleNamespace
+    from bulkcrm import pipeline
+    now = [0.0]
+    monkeypatch.setattr(pipeline.time, "monotonic", lambda: now[0])
+    monkeypatch.setattr(pipeline.sys.stderr, "isatty", lambda: False)
+    bar = pipeline._progress_bar(60)
+    client = SimpleNamespace(requests_per_minute=30, requests_sent=30, throttled=0)
+    for t, done in [(0.0, 0), (2.0, 25), (30.0, 26), (40.0, 27)]:
+        now[0] = t
+        bar(done, 60, client)
+    now[0] = 70.0  # stopping: the journal, the report so far
+    bar.last_line()
+    assert capsys.readouterr().err.splitlines()[-2:] == [
+        # one operation after the first window's burst is no pace: what the rate allows
+        "apply: 26/60 operations, 30 requests (0 throttled), 0.5 min, about 1.1 min at 30/min",
+        "apply: 27/60 operations, 30 requests (0 throttled), 0.7 min, 33 left for the next run"]
+
+
 def test_a_stop_while_waiting_for_the_rate_limit_leaves_the_operation_unsent(crm, tmp_path):
     """An operation is journaled `sent` once its request can leave, not before its wait for a
     slot of the window: stopped during that wait (Ctrl-C), it was never sent, and the resume
