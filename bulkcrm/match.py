@@ -239,15 +239,17 @@ def fetch_records(rows: pl.DataFrame, template: Template, client: Client, *,
                    total=len(records) if strategy == "scan" else None)
 
 
-def match_fetched(rows: pl.DataFrame, template: Template, fetched: Fetched) -> Matches:
+def match_fetched(rows: pl.DataFrame, template: Template, fetched: Fetched, *,
+                  notes: pl.DataFrame | None = None) -> Matches:
     """Match the rows (as `match_rows`) to the records `fetch_records` got for them: local
-    work only, no request."""
+    work only, no request. `notes`: `row_number` and the sheet columns of the rows' own notes
+    (a `notes:` section without a sheet), which duplicate rows' messages compare too."""
     ids, explicit, frame = fetched.ids, fetched.explicit, fetched.frame
     rec_ids = record_identifiers(frame, template.identifiers, default_region=template.default_region)
     pairs = _pairs(ids, rec_ids)
     positions = _positions(explicit, frame)
     claims = _beside_own(pairs, positions)  # an IRI row's value its record shares is that record's
-    matched, conflicts = _resolve(rows, claims, positions, ids, frame["@id"])
+    matched, conflicts = _resolve(rows, claims, positions, ids, frame["@id"], notes)
     elsewhere = _elsewhere(claims, positions, frame["@id"])
     other = _other_values(matched, positions, pairs, ids, rec_ids, frame["@id"], template.identifiers)
     extra = [_mismatches(elsewhere, template.iri_column)] if elsewhere.height else []
@@ -402,7 +404,7 @@ def _positions(explicit: pl.DataFrame, frame: pl.DataFrame) -> pl.DataFrame:
 
 
 def _resolve(rows: pl.DataFrame, pairs: pl.DataFrame, explicit: pl.DataFrame, ids: pl.DataFrame,
-             iris: pl.Series) -> tuple[pl.DataFrame, pl.DataFrame]:
+             iris: pl.Series, notes: pl.DataFrame | None = None) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Decide one record per row, or a conflict (vectorised; records are their positions `rec`
     in `iris` until the end; lists are only gathered for the rows and values in conflict).
 
@@ -411,6 +413,7 @@ def _resolve(rows: pl.DataFrame, pairs: pl.DataFrame, explicit: pl.DataFrame, id
             (`_beside_own`'s: not a row's with another record by a value its IRI's record holds).
         explicit: `row_number`, `rec` of the rows naming an existing record's IRI (they win).
         iris: the records' IRIs by position.
+        notes: as `match_fetched`'s.
 
     Returns:
         (matched: `row_number`, `iri`, `rec` per row, null when none; conflicts).
@@ -440,12 +443,15 @@ def _resolve(rows: pl.DataFrame, pairs: pl.DataFrame, explicit: pl.DataFrame, id
     # rows sharing an identifier value (e.g. two creates of one organization)
     shared = _shared(ids)
     if shared.height:
-        shared = shared.with_columns(_joined_rows().alias("__rows"), _identical(rows, shared).alias("__same"))
+        noted = ~_identical(notes, shared) if notes is not None else pl.Series([False] * shared.height)
+        shared = shared.with_columns(_joined_rows().alias("__rows"), _identical(rows, shared).alias("__same"),
+                                     noted.alias("__noted"))
         # one message per set of rows, naming every value they share (said once, not per value)
         shared = shared.join(shared.group_by("__rows").agg(pl.format("{} {}", "kind", "value").sort().str.join(
             " and ").alias("__ids")), on="__rows", how="left", maintain_order="left")
         msg = pl.format("rows {} share {}{}", pl.col("__rows"), pl.col("__ids"),
-                        pl.when("__same").then(pl.lit(" (the rows are the same in every field: keep one)"))
+                        pl.when(pl.col("__same") & pl.col("__noted")).then(pl.lit(_NOTES_APART))
+                        .when("__same").then(pl.lit(" (the rows are the same in every field: keep one)"))
                         .otherwise(pl.lit("")))
         # a row naming its record by IRI is decided by it: the rows of those sharing the value
         # whose IRI names a record holding it (several: a switchboard number two organizations
@@ -464,6 +470,12 @@ def _resolve(rows: pl.DataFrame, pairs: pl.DataFrame, explicit: pl.DataFrame, id
     matched = rows.select("row_number").join(chosen, on="row_number", how="left", maintain_order="left")
     return matched.select("row_number", iri.alias("iri"), "rec"), conflicts_df
 
+
+_NOTES_APART = (" (the rows are the same in every organization field but hold different notes: keep one row "
+                "per organization, and put the notes on a sheet of their own, one row each, with "
+                "notes: {sheet: …} in the template)")
+"""The duplicate-row hint of rows of one organization with a note each (a report export with the
+account repeated on each contact's row): keeping one row would drop the others' notes."""
 
 _CONFLICT_ORDER = {"ambiguous-match": 0, "iri-mismatch": 1, "identifier-mismatch": 2, "duplicate-row": 3}
 """Which type a row with several conflicts shows: the one about the row alone first (a notes

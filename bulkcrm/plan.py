@@ -162,7 +162,7 @@ def _plan(source: str | Path | Sheet, template: Template, client: Client, *, mod
         checking = pool.submit(validate, mapped, template, sheet=sh.frame, read_issues=sh.issues,
                                file=file, sheet_name=sh.sheet_name, letters=sh.letters,
                                numbers=sh.numbers)
-        matches = match_fetched(mapped, template, fetched)
+        matches = match_fetched(mapped, template, fetched, notes=_own_notes(sh, template))
         checked = checking.result()
     clock.seconds["fetch"] = round(fetched.fetch_seconds, 4)
     clock.lap("validate+match")
@@ -205,6 +205,15 @@ def _plan(source: str | Path | Sheet, template: Template, client: Client, *, mod
         p.notes_header_row = part.header_row
         p.created_at = now_utc()  # when planning's last request was sent (apply counts them)
     return p
+
+
+def _own_notes(sh: Sheet, template: Template) -> pl.DataFrame | None:
+    """`row_number` and the sheet columns of each row's own note (a `notes:` section without a
+    sheet of its own: `match_fetched`'s `notes`), else None."""
+    if template.notes is None or template.notes.sheet is not None:
+        return None
+    cols = [c for c in template.notes.template.columns if c in sh.frame.columns]
+    return sh.frame.select("row_number", *cols) if cols else None
 
 
 def _input_path(sh: Sheet) -> str:

@@ -200,6 +200,25 @@ def test_rows_sharing_two_identifiers_are_told_so_once(crm, client, tmp_path):
                                           "+31201234567 (the rows are the same in every field: keep one)")
 
 
+def test_rows_of_one_organization_with_different_notes_are_not_told_to_keep_one(crm, client, tmp_path):
+    """Trial 2026-12-03 (a report export: the account repeated on each contact's row, a note
+    per row): "the rows are the same in every field: keep one" would drop two of three notes.
+    Rows alike in every organization field whose own notes differ are told where notes go."""
+    sheet = tmp_path / "s.csv"
+    sheet.write_text("title,email,note\nA,a@x.example,CEO\nA,a@x.example,CTO\nB,b@x.example,x\n"
+                     "B,b@x.example,x\n", encoding="utf-8")
+    p = plan(sheet, template(fields={"title": "title", "emailAddresses": "email"}, identifiers=["emailAddresses"],
+                             notes={"fields": {"description": "note", "category": {"value": "/note_categories/1"}}}),
+             client, strategy="scan")
+    notes = {r["row_number"]: r["note"] for r in p.rows if r["op"] == "conflict"}
+    assert notes == {**dict.fromkeys((2, 3), "rows 2, 3 share emailAddresses a@x.example (the rows are the same in "
+                                             "every organization field but hold different notes: keep one row per "
+                                             "organization, and put the notes on a sheet of their own, one row each, "
+                                             "with notes: {sheet: …} in the template)"),
+                     **dict.fromkeys((4, 5), "rows 4, 5 share emailAddresses b@x.example (the rows are the same in "
+                                             "every field: keep one)")}
+
+
 def test_br11_merge_patch_keeps_existing_list_items(crm, client, tmp_path):
     load_existing(crm, "BR-11.existing.json")
     crm.seed({"tags": [{"@id": "/tags/9", "title": "Lease"},
