@@ -188,7 +188,8 @@ def _plan(source: str | Path | Sheet, template: Template, client: Client, *, mod
     p = Plan(template=str(template.path), template_sha256=template.sha256, input=_input_path(sh),
              input_sha256=sh.sha256, target=client.base_url, mode=mode,
              strategy=matches.strategy, created_at=now_utc(), rows=out_rows, operations=ops,
-             issues=[i.to_dict() for i in about("organizations", issues, sh.issues)], requests_spent=client.requests_sent - start,
+             issues=[i.to_dict() for i in about("organizations", issues, _whole_row(sh, template))],
+             requests_spent=client.requests_sent - start,
              sheet=sh.sheet_name, notes=column_notes(sh, full, template, absent)
              + _kept_blank_notes(_not_dated(blanks, checked.dated)) + _avatar_notes(template, ops)
              + matches.notes + quiet,
@@ -205,6 +206,17 @@ def _plan(source: str | Path | Sheet, template: Template, client: Client, *, mod
         p.notes_header_row = part.header_row
         p.created_at = now_utc()  # when planning's last request was sent (apply counts them)
     return p
+
+
+def _whole_row(sh: Sheet, template: Template) -> list[Issue]:
+    """What the reader found that is about every record of its row (`errors.about`). With the
+    rows' own notes (`notes:` without a sheet) only a cell of a note column is also the note's:
+    a phone stored as a number, or the row itself (hidden), is said once, as the organization's
+    (a trial's with-status copy said each twice, once after "note:")."""
+    own = _own_notes(sh, template)
+    if own is None:
+        return sh.issues
+    return [i for i in sh.issues if i.column is not None and i.column in own.columns]
 
 
 def _own_notes(sh: Sheet, template: Template) -> pl.DataFrame | None:

@@ -216,6 +216,32 @@ def test_a_rows_organization_and_note_each_show_only_their_own_errors(runner, ca
                      (3, "organization_notes"): f"'Rows'!A{lines[3, 'organization_notes']}"}
 
 
+def test_a_cell_only_the_organization_reads_warns_the_organization_once(runner, categories, tmp_path):
+    """A phone stored as a number warns its organization; the row's note, which does not read
+    that column, does not repeat it (a trial's bulkcrm_note said it twice, once as the note's);
+    nor does a hidden row, which the organization's line says."""
+    template = tmp_path / "t.yaml"
+    template.write_text("resource: organizations\ndefault_region: US\nidentifiers: [emailAddresses]\nfields:\n"
+                        "  title: {column: Company}\n  emailAddresses: {column: Email}\n"
+                        "  phoneNumbers: [{column: Phone}]\n"
+                        "notes:\n  fields:\n    description: {column: Notes}\n    category: {value: Note, lookup: true}\n")
+    book = openpyxl.Workbook()
+    book.active.append(["Company", "Email", "Phone", "Notes"])
+    book.active.append(["Acme", "a@acme.example", 2125550123, "Called"])
+    book.active.row_dimensions[2].hidden = True
+    book.save(tmp_path / "w.xlsx")
+    code, out = run(runner, categories, "import", str(tmp_path / "w.xlsx"), "-t", str(template),
+                    "--report", str(tmp_path / "r"))
+    assert code == 0 and out["by_resource"]["notes"]["created"] == 1
+    with (tmp_path / "r" / "report.csv").open(encoding="utf-8", newline="") as f:
+        rows = {r["resource"]: r["warnings"] for r in csv.DictReader(f)}
+    assert "stored as a number" in rows["organizations"] and "stored as a number" not in rows["organization_notes"]
+    assert "hidden in Excel" in rows["organizations"] and "hidden in Excel" not in rows["organization_notes"]
+    note = next(openpyxl.load_workbook(tmp_path / "r" / "w.with-status.xlsx").active.iter_rows(
+        min_row=2, values_only=True))[-1]
+    assert note.count("stored as a number") == 1 and note.count("hidden in Excel") == 1 and "note:" not in note
+
+
 def _two_sheets(path, orgs: list[list], notes: list[list]) -> None:
     """Save a workbook of sheets Orgs and Notes holding these lines."""
     book = openpyxl.Workbook()
