@@ -31,7 +31,7 @@ from .match import check_strategy, fetch_records, match_fetched
 from .normalize import CHECK_RULES
 from .planfile import (CONFLICT_TYPES, NOTE_LISTINGS, ROW_SCHEMA, SCHEMA_VERSION, WRITE_OPS, Operation,
                        Plan, now_utc, ops_frame, render_plan)
-from .read import Sheet, encoding_notes, read
+from .read import Sheet, encoding_notes, open_notes, read
 from .report import STATUS_COLUMNS
 from .template import IDENTIFIER_KINDS, Template, read_columns
 from .transforms import normalize_identifier
@@ -259,11 +259,12 @@ def check_matchable(full: Template, template: Template, absent: list[str], sh: S
 
 
 def column_notes(sh: Sheet, full: Template, used: Template, absent: list[str]) -> list[str]:
-    """The notes on the sheet's columns that `plan` and `validate` print: the legacy encoding a
+    """The notes on the sheet's columns that `plan` and `validate` print: a file open in a
+    spreadsheet program (`read.open_notes`), the legacy encoding a
     CSV was read in (`read.encoding_notes`), the optional columns `absent` from the sheet
     (`Template.for_columns`; `full` as loaded, `used` as it applies to the sheet) and the
     columns the template does not read."""
-    return encoding_notes(sh) + _absent_notes(absent, full, used) + _unmapped_notes(sh, full)
+    return open_notes(sh) + encoding_notes(sh) + _absent_notes(absent, full, used) + _unmapped_notes(sh, full)
 
 
 def _absent_notes(columns: list[str], full: Template, used: Template) -> list[str]:

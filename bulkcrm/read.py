@@ -130,6 +130,19 @@ def read(path: str | Path, *, sheet: str | int | None = None, encoding: str | No
 _LEGACY_NAMES = {"cp1252": "Windows-1252 (cp1252)", "mac-roman": "Mac Roman", "iso8859-1": "Latin-1"}
 
 
+def open_notes(sh: Sheet) -> list[str]:
+    """A note when the input is open in a spreadsheet program: Excel's owner file `~$name`
+    (`~$` over the first two characters of a long name) or LibreOffice's `.~lock.name#` beside
+    it. Edits not saved yet are not in the file, so they are not read."""
+    p = Path(sh.path)
+    owners = [p.with_name(f"~${p.name}"), p.with_name(f"~${p.name[2:]}"), p.with_name(f".~lock.{p.name}#")]
+    held = next((o for o in owners if o.name != p.name and o.exists()), None)
+    if held is None:
+        return []
+    return [f"open: {p.name} is open in a spreadsheet program ({held.name} is beside it): what is not saved "
+            "yet is not read; save the file first"]
+
+
 def encoding_notes(sh: Sheet) -> list[str]:
     """A note naming the single-byte encoding a CSV was read in (cp1252, Mac Roman, Big5, …),
     where a wrong guess shows only as wrong accented letters: none for UTF-8 (BOM or not),

@@ -637,6 +637,22 @@ def test_a_legacy_encoding_is_named_so_its_accents_can_be_checked(runner, tmp_pa
     assert "encoding" not in runner.invoke(cli, ["validate", str(tmp_path / "u.csv"), "-t", str(tmp_path / "t.yaml")]).output
 
 
+def test_a_file_open_in_a_spreadsheet_program_is_said_to_be(runner, tmp_path):
+    """Trial 2026-12-03: a workbook open in Excel (its owner file `~$…` beside it) may hold
+    edits not saved yet, which are not read: validate (and plan) say so."""
+    (tmp_path / "t.yaml").write_text(yaml.safe_dump({"resource": "organizations", "identifiers": ["emailAddresses"],
+                                                     "fields": {"title": "title", "emailAddresses": "email"}}),
+                                     encoding="utf-8")
+    (tmp_path / "leads-week2.csv").write_text("title,email\nA,a@x.example\n", encoding="utf-8")
+    args = ["validate", str(tmp_path / "leads-week2.csv"), "-t", str(tmp_path / "t.yaml")]
+    assert "open" not in runner.invoke(cli, args).output
+    for owner in ("~$ads-week2.csv", ".~lock.leads-week2.csv#"):  # Excel's for a long name; LibreOffice's
+        (tmp_path / owner).write_bytes(b"")
+        assert (f"  note: open: leads-week2.csv is open in a spreadsheet program ({owner} is beside it): what is "
+                "not saved yet is not read; save the file first") in runner.invoke(cli, args).output.splitlines()
+        (tmp_path / owner).unlink()
+
+
 def test_a_null_token_in_a_phone_column_is_an_empty_cell_not_a_placeholder(runner, tmp_path):
     """Trial 2026-12-02: `null_tokens: ["NULL"]` emptied the phone cell for mapping, but the
     phone checks read the raw cell and called `NULL` a placeholder (22 warnings on the shipped
