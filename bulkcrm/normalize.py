@@ -839,6 +839,8 @@ def check_rule(name: str, *, region: str | None = None, value: str | None = None
                      "dayfirst: true ({datetime: {dayfirst: true}})")
         elif not _real_date(int(dmy[3]), int(dmy[1]), int(dmy[2])):  # 31/02/2024: no such day either way
             hint = f"no such day, day or month first: {hint}"
+        else:  # 03/13/2024: month first, which no transform reads (ambiguous on other days)
+            hint += f"; if it is month first, write it as {int(dmy[3]):04d}-{int(dmy[1]):02d}-{int(dmy[2]):02d}"
     for key in ("collection", "n"):
         if key in options:
             rule = rule.replace(f"{{{key}}}", str(options[key]))

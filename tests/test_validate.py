@@ -204,7 +204,8 @@ def test_a_bad_date_of_a_day_first_column_gets_a_day_first_example():
     first, second = v.issues.to_dicts()
     assert first["message"].endswith("no such day, day or month first: use a date such as 2024-01-31 or "
                                      "2024-01-31T10:15:00+00:00")
-    assert second["message"].endswith("use a date such as 2024-01-31 or 2024-01-31T10:15:00+00:00")
+    assert second["message"].endswith("use a date such as 2024-01-31 or 2024-01-31T10:15:00+00:00; if it is "
+                                      "month first, write it as 2024-12-31")
 
 
 def test_a_dropped_phone_extension_is_a_warning():
