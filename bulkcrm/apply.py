@@ -309,7 +309,8 @@ def _check_created_since(plan: Plan, journal: Journal, client: Client, verify: b
         log.warning("%s: --verify looks each one's identifiers up first", said)
         return {}
     values = sorted(searchable_values(todo))
-    by_lookup = all(set(o.identifiers) <= set(SEARCHABLE_IDENTIFIERS) for o in todo) and \
+    bare = [o for o in todo if not any(o.identifiers.values())]  # no identifier: only a listing finds its record
+    by_lookup = not bare and all(set(o.identifiers) <= set(SEARCHABLE_IDENTIFIERS) for o in todo) and \
         math.ceil(len(values) / BATCH) < math.ceil(total / BATCH)
     if not by_lookup and math.ceil(total / BATCH) > RECENT_MAX_REQUESTS:
         raise PlanError(f"{said}: plan again (the new plan matches them), or apply with --verify to "
@@ -320,13 +321,45 @@ def _check_created_since(plan: Plan, journal: Journal, client: Client, verify: b
     found = list(lookup_records(client, values).values()) if by_lookup else client.list_all("/organizations", after)
     recent = [r for r in found if r.get("@id") not in claimed]
     taken = _held_by(todo, recent, plan.default_region)
+    made = _made_alike(bare, recent)
+    if made:
+        log.warning("%s: %s of its creates without identifiers %s every field it sends, so %s not "
+                    "sent (drifted): an earlier apply of this plan, or of a copy of it, made %s", said, len(made),
+                    "matches a record that holds" if len(made) == 1 else "match records that hold",
+                    "it is" if len(made) == 1 else "they are", "it" if len(made) == 1 else "them")
     if taken:
         held = len(set().union(*taken.values()))
         log.warning("%s: %s of them %s an identifier of %s of the plan's creates, which %s not sent "
                     "(drifted); plan again to update %s instead", said, held, "holds" if held == 1 else "hold",
                     len(taken), "is" if len(taken) == 1 else "are", "it" if held == 1 else "them")
     return {k: f"a record with its identifiers was created since the plan ({', '.join(iris[:3])}): "
-               "plan again" for k, iris in taken.items()}
+               "plan again" for k, iris in taken.items()} | {
+        k: f"a record holding every field it sends was created since the plan ({', '.join(iris[:3])}): it is "
+           "made already (an earlier apply of this plan or of a copy of it); to make another, plan again"
+        for k, iris in made.items()}
+
+
+def _made_alike(creates: list[Operation], records: list[dict]) -> dict[str, list[str]]:
+    """key -> IRIs of the `records` that hold every field a create without identifiers sends
+    (`_holds`; a value naming another operation's IRI aside): nothing else can tell that its
+    record was made already, e.g. by an apply of a copy of the plan, whose journal is another
+    file."""
+    by_title: dict[Any, list[dict]] = {}
+    for r in records:
+        by_title.setdefault(r.get("title"), []).append(r)
+    out: dict[str, list[str]] = {}
+    for o in creates:
+        sent = {k: v for k, v in o.body.items() if not _is_ref(v)}
+        alike = [r["@id"] for r in by_title.get(o.body.get("title"), []) if _holds(r, sent)]
+        if alike:
+            out[o.key] = sorted(alike)
+    return out
+
+
+def _is_ref(value: Any) -> bool:
+    """Whether a body value names another operation's IRI (`$ref:`), which a record holds as the
+    IRI that operation made: not compared."""
+    return "$ref:" in json.dumps(value) if isinstance(value, (str, list, dict)) else False
 
 
 def _check_changed_since(plan: Plan, journal: Journal, client: Client) -> tuple[dict[str, str], set[str]]:

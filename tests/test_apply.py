@@ -297,6 +297,32 @@ def test_a_record_made_while_the_plan_was_made_is_not_created_again(crm, tmp_pat
     _assert_state_equals_plan(crm)
 
 
+def test_a_copy_of_an_applied_plan_does_not_make_its_creates_without_identifiers_again(crm, tmp_path, caplog):
+    """Trial 2026-12-03: a copy of a plan applied already (its journal is another file) made
+    the rows without an identifier again: their records were listed among those created since
+    the plan but only identifiers were compared. A create whose every field a record made since
+    holds is drifted; one whose title alone a record holds is sent."""
+    import shutil
+    sheet = tmp_path / "bare.csv"
+    sheet.write_text("title,email,website,phone\nNew A,new-a@firma.example,,\nNo Id,,https://no-id.example,\n"
+                     "Same Name,,https://one.example,\n", encoding="utf-8")
+    client = Client(crm.url, TEST_KEY, requests_per_minute=None)
+    path = plan(sheet, parse_template(TEMPLATE, path="t.yaml", sha256="x"), client).save(tmp_path / "p.json")
+    time.sleep(1.1)
+    assert apply(Plan.load(path), client, plan_path=path, reconcile=False).counts()["created"] == 3
+    client.patch(next(r["@id"] for r in crm.store.all("organizations", tenant="tenant-a")
+                      if r["title"] == "Same Name"), {"website": "https://two.example"})
+    copy = Path(shutil.copy(path, tmp_path / "copy.json"))
+    crm.clear_log()
+    with caplog.at_level("WARNING", logger="bulkcrm"):
+        report = apply(Plan.load(copy), client, plan_path=copy, reconcile=False)
+    assert [(r["row_number"], r["outcome"]) for r in report.rows.to_dicts()] == [
+        (2, "drifted"), (3, "drifted"), (4, "created")]
+    assert "made already (an earlier apply of this plan or of a copy of it)" in report.rows["note"][1]
+    assert "1 of its creates without identifiers matches a record that holds every field it sends" in caplog.text
+    assert sum(r.method == "POST" for r in crm.requests) == 1
+
+
 def test_a_stale_plan_warns_and_verify_skips_creates_whose_records_exist_now(crm, tmp_path, caplog):
     """A plan made before another import created its records: with --verify apply warns and
     each create looks its identifiers up first and is `drifted` instead of a duplicate."""
