@@ -507,7 +507,8 @@ def _phones(raw: pl.DataFrame, m: Mapping, template: Template,
             columns: dict[str, pl.Expr], counts: dict | None = None) -> pl.DataFrame:
     """Spread `phoneNumbers` over the phone sources; add `__phone.<column>` columns to `raw`.
 
-    Sources with `type` first take the numbers of that phoneType; then each `type_column`
+    Sources with `type` first take the numbers of that phoneType (several of one type: one
+    number each, the last the rest, as below); then each `type_column`
     source takes the numbers of one type (the first typed number's, else untyped ones) and
     writes that type in its type column; then the other sources take what is left, in template
     order: each one number (Phone 1, Phone 2, as e-mail columns), the last every number left,
@@ -525,6 +526,8 @@ def _phones(raw: pl.DataFrame, m: Mapping, template: Template,
         [s for s in sources if not s.phone_type and not s.type_column]
     plain = [s for s in ordered if not s.phone_type and not s.type_column]
     one_each = {id(s) for s in plain[:-1]}  # the last plain source takes the rest
+    for t in {s.phone_type for s in ordered if s.phone_type}:  # so do columns of one type (Phone1..5: work)
+        one_each |= {id(s) for s in [s for s in ordered if s.phone_type == t][:-1]}
     for s in ordered:
         free = long.filter(~pl.col("__taken"))
         if s.phone_type:

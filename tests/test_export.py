@@ -248,6 +248,28 @@ def test_untyped_phone_columns_take_one_number_each_the_last_the_rest(crm, clien
     assert _replan(result.path, template, client)["unchanged"] == 2
 
 
+def test_phone_columns_of_one_type_take_one_number_each_the_last_the_rest(crm, client, tmp_path):
+    """Trial 2026-12-03 (211.csv: Phone1..Phone5 all `type: work`): the first column of a type
+    took every number of it and the others stayed empty; like untyped columns, each takes one
+    and the last the rest. A number of a type typed by a later column is that column's."""
+    crm.seed({"organizations": [
+        {"@id": "/organizations/o1", "title": "A", "emailAddresses": [{"email": "a@x.example"}],
+         "phoneNumbers": [{"phoneNumber": "+31201234567", "phoneType": "work"},
+                          {"phoneNumber": "+31201234568", "phoneType": "fax"},
+                          *({"phoneNumber": n, "phoneType": "work"} for n in ("+31201234569", "+31201234570",
+                                                                              "+31201234571"))]}]})
+    doc = {"resource": "organizations", "identifiers": ["emailAddresses"],
+           "fields": {"title": "name", "emailAddresses": "email",
+                      "phoneNumbers": [{"column": "Phone 1", "type": "work"}, {"column": "Phone 2", "type": "work"},
+                                       {"column": "Fax", "type": "fax"}, {"column": "Phone 3", "type": "work"}]}}
+    template = parse_template(doc, path=str(tmp_path / "p.yaml"))
+    result = export(client, template, tmp_path / "out.csv")
+    assert result.phones_left_out == 0
+    assert read(result.path).frame.select("Phone 1", "Phone 2", "Fax", "Phone 3").rows() == [
+        ("+31201234567", "+31201234569", "+31201234568", "+31201234570;+31201234571")]
+    assert _replan(result.path, template, client)["unchanged"] == 1
+
+
 def test_filters_become_api_parameters(crm, client, tmp_path):
     crm.seed(SEED)
     template = _rich(tmp_path)
