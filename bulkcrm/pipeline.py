@@ -23,7 +23,7 @@ from .errors import BulkcrmError, EmptyInputError, Issue, TemplateError, about, 
 from .journal import journal_lock, journal_path, target_lock
 from .mapping import map_rows
 from .plan import Plan, check_matchable, column_notes, plan, render_plan
-from .read import Sheet, read
+from .read import Sheet, _file_sha256, read
 from .copies import copy_format, write_issues
 from .report import (Report, counts_by_resource, install_report, keep_earlier_report, render_summary,
                      set_aside_report, write_report)
@@ -113,6 +113,7 @@ def run_apply(plan_file, target: Target, *, report_dir: str, batch_size=25, veri
     already loaded; `limit`: at most this many operations this run (`apply.apply`); `stops`:
     as `run_import`'s."""
     p = plan or Plan.load(plan_file)
+    _say_input_changed(p, echo)
     report = _apply(p, target, plan_file, reconcile=reconcile, progress=progress, batch_size=batch_size,
                     verify=verify, echo=echo, limit=limit,
                     on_stop=_on_stop(Path(report_dir), p.input, target, echo, stops, sheet=p.sheet,
@@ -345,6 +346,18 @@ def _finish(report: Report, out: Path, input_path, target: Target, echo: Echo, *
     if done:
         payload["already_done"] = done
     return {"ok": report.ok, "json": payload, "report": report, "dir": out}
+
+
+def _say_input_changed(p: Plan, echo: Echo) -> None:
+    """Say before any write when the plan's input has changed since it was planned (same path,
+    other bytes): the plan's rows are what is applied, not the file's now (a trial learnt it
+    only from the note after the writes)."""
+    path = Path(p.input) if p.input else None
+    if path is None or not p.input_sha256 or not path.is_file():
+        return
+    if _file_sha256(path) not in ("", p.input_sha256):
+        echo(f"note: {path.name} has changed since it was planned; the plan is applied as it was made "
+             "(its rows, not the file's now); plan the file again to apply what it holds now")
 
 
 def _planned_input(input_path, sheet, planned_sha256: str | None, echo: Echo,

@@ -479,6 +479,9 @@ def test_an_input_changed_between_plan_and_apply_gets_no_with_status_copy(runner
     assert result.exit_code == 0, result.output
     assert "week.csv has changed since it was planned, so no with-status copy is written" in result.output
     assert "plan the file again for a copy of it" in result.output
+    # said before the writes too: what is applied is the plan's rows, not the file's now
+    first = result.output.index("week.csv has changed since it was planned; the plan is applied as it was made")
+    assert first < result.output.index("apply: 0/1 operations")
     assert not list((tmp_path / "r").glob("week.with-status*"))
     rows = json.loads((tmp_path / "r" / "report.json").read_text())["rows"]
     assert [(r["row_number"], r["outcome"], r["title"]) for r in rows] == [(2, "unchanged", "A"), (3, "patched", "B2")]
