@@ -152,10 +152,20 @@ def target_options(fn):
     return fn
 
 
+DELIMITER_NAMES = {"tab": "\t", "\\t": "\t", "comma": ",", "semicolon": ";", "pipe": "|"}
+"""`--delimiter` by name, for a shell where a tab is awkward to type (`$'\\t'`)."""
+
+
+def _delimiter(ctx, param, value: str | None) -> str | None:
+    return DELIMITER_NAMES.get(value.strip().lower(), value) if value else value
+
+
 def read_options(fn):
     fn = click.option("--header-row", type=click.IntRange(min=1), default=None,
                       help="Line/row number of the header (default: detected).")(fn)
-    fn = click.option("--delimiter", default=None, help="CSV delimiter (default: detected among , ; tab |).")(fn)
+    fn = click.option("--delimiter", default=None, callback=_delimiter,
+                      help="CSV delimiter: one character, or tab, comma, semicolon, pipe (also \\t) "
+                           "(default: detected among , ; tab |).")(fn)
     fn = click.option("--encoding", default=None, help="CSV encoding (default: detected).")(fn)
     fn = click.option("--sheet", default=None, help="Worksheet name or 0-based index (default: first visible).")(fn)
     return fn

@@ -637,6 +637,19 @@ def test_a_legacy_encoding_is_named_so_its_accents_can_be_checked(runner, tmp_pa
     assert "encoding" not in runner.invoke(cli, ["validate", str(tmp_path / "u.csv"), "-t", str(tmp_path / "t.yaml")]).output
 
 
+def test_a_delimiter_may_be_given_by_name(runner, tmp_path):
+    """Trial 2026-12-03: `--delimiter '\\t'` and `--delimiter tab` were refused ("must be one
+    character"); a tab is awkward to type in a shell."""
+    (tmp_path / "t.yaml").write_text(yaml.safe_dump({"resource": "organizations", "identifiers": ["emailAddresses"],
+                                                     "fields": {"title": "title", "emailAddresses": "email"}}),
+                                     encoding="utf-8")
+    (tmp_path / "s.tsv").write_text("title\temail\nA;B\ta@x.example\n", encoding="utf-8")
+    for name in ("tab", "TAB", "\\t", "\t"):
+        out = runner.invoke(cli, ["validate", str(tmp_path / "s.tsv"), "-t", str(tmp_path / "t.yaml"),
+                                  "--delimiter", name, "--json"])
+        assert out.exit_code == 0 and json.loads(out.output.splitlines()[-1])["rows"] == 1, (name, out.output)
+
+
 def test_a_file_open_in_a_spreadsheet_program_is_said_to_be(runner, tmp_path):
     """Trial 2026-12-03: a workbook open in Excel (its owner file `~$…` beside it) may hold
     edits not saved yet, which are not read: validate (and plan) say so."""
