@@ -152,7 +152,8 @@ def _apply(plan: Plan, client: Client, journal: Journal, *, plan_path: str | Pat
                 report.summary["throttled"] = client.throttled - start_throttled
                 on_stop(report)
     try:  # stopped during the checks (Ctrl-C, SIGTERM, the API): nothing of this run written yet
-        taken = {} if fresh else _check_created_since(plan, journal, client, verify)
+        made: dict[str, str] = {}  # a drifted create's record, when one alone holds what it names
+        taken = {} if fresh else _check_created_since(plan, journal, client, verify, made)
         held: set[str] = set()  # updates whose record holds what they send already: not sent
         if not fresh and not verify:  # a saved plan: records others changed since are not overwritten
             drifted, held = _check_changed_since(plan, journal, client)
@@ -177,7 +178,7 @@ def _apply(plan: Plan, client: Client, journal: Journal, *, plan_path: str | Pat
             if todo and limit is not None and len(results) >= limit:
                 left.append(op.key)
             elif op.key in taken and journal.state(op.key) != "done":  # its record exists now
-                journal.record(op.key, "drifted", detail=taken[op.key])
+                journal.record(op.key, "drifted", detail=taken[op.key], iri=made.get(op.key))
             elif op.key in held and todo:
                 _record_held(op, journal)
             elif todo:
@@ -270,7 +271,8 @@ RECENT_MAX_REQUESTS = 100
 (3,000 records); beyond, the plan is refused: planning again costs no more."""
 
 
-def _check_created_since(plan: Plan, journal: Journal, client: Client, verify: bool) -> dict[str, str]:
+def _check_created_since(plan: Plan, journal: Journal, client: Client, verify: bool,
+                         made: dict[str, str] | None = None) -> dict[str, str]:
     """key -> why, of the organization creates that organizations created since the plan
     already hold (one of the create's identifiers, compared normalised as planning does):
     sending them would make duplicates. One request (`createdAt[after]`, a one-item
@@ -282,6 +284,9 @@ def _check_created_since(plan: Plan, journal: Journal, client: Client, verify: b
     (`_exists_now`). Creates a stopped run left `sent` are looked up first (`_resolve_sent`):
     only the plan's creates known done are subtracted from the organizations created since, so
     one that never reached the server cannot hide a record someone else made.
+
+    `made` (when given) gets key -> IRI of a drifted create whose one record was found: the
+    report gives it as the row's record, so the with-status copy names it.
 
     Raises:
         PlanError: without `verify`, when finding them would take more than
@@ -321,12 +326,14 @@ def _check_created_since(plan: Plan, journal: Journal, client: Client, verify: b
     found = list(lookup_records(client, values).values()) if by_lookup else client.list_all("/organizations", after)
     recent = [r for r in found if r.get("@id") not in claimed]
     taken = _held_by(todo, recent, plan.default_region)
-    made = _made_alike(bare, recent)
-    if made:
+    alike = _made_alike(bare, recent)
+    if alike:
         log.warning("%s: %s of its creates without identifiers %s every field it sends, so %s not "
-                    "sent (drifted): an earlier apply of this plan, or of a copy of it, made %s", said, len(made),
-                    "matches a record that holds" if len(made) == 1 else "match records that hold",
-                    "it is" if len(made) == 1 else "they are", "it" if len(made) == 1 else "them")
+                    "sent (drifted): an earlier apply of this plan, or of a copy of it, made %s", said, len(alike),
+                    "matches a record that holds" if len(alike) == 1 else "match records that hold",
+                    "it is" if len(alike) == 1 else "they are", "it" if len(alike) == 1 else "them")
+    if made is not None:
+        made.update({k: iris[0] for k, iris in (taken | alike).items() if len(iris) == 1})
     if taken:
         held = len(set().union(*taken.values()))
         log.warning("%s: %s of them %s an identifier of %s of the plan's creates, which %s not sent "
@@ -336,7 +343,7 @@ def _check_created_since(plan: Plan, journal: Journal, client: Client, verify: b
                "plan again" for k, iris in taken.items()} | {
         k: f"a record holding every field it sends was created since the plan ({', '.join(iris[:3])}): it is "
            "made already (an earlier apply of this plan or of a copy of it); to make another, plan again"
-        for k, iris in made.items()}
+        for k, iris in alike.items()}
 
 
 def _made_alike(creates: list[Operation], records: list[dict]) -> dict[str, list[str]]:

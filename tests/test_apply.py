@@ -319,6 +319,8 @@ def test_a_copy_of_an_applied_plan_does_not_make_its_creates_without_identifiers
     assert [(r["row_number"], r["outcome"]) for r in report.rows.to_dicts()] == [
         (2, "drifted"), (3, "drifted"), (4, "created")]
     assert "made already (an earlier apply of this plan or of a copy of it)" in report.rows["note"][1]
+    first = {r["title"]: r["@id"] for r in crm.store.all("organizations", tenant="tenant-a")}
+    assert report.rows["iri"].to_list()[:2] == [first["New A"], first["No Id"]]  # the record each found
     assert "1 of its creates without identifiers matches a record that holds every field it sends" in caplog.text
     assert sum(r.method == "POST" for r in crm.requests) == 1
 
