@@ -41,6 +41,13 @@ __all__ = ["Client", "Response", "redact", "parse_retry_after"]
 
 log = logging.getLogger(__name__)
 
+
+def _say_first_wait(seconds: float) -> None:
+    """Log (INFO; the CLI shows it on stderr) a wait before a run's first request: the requests
+    of the run before it (a resume after a stop, `apply` after `plan`) still fill the window."""
+    log.info("waiting %.0f s for the rate limit before the first request: the requests of the run "
+             "before this one still count in the tenant's window …", seconds)
+
 JSON_LD = "application/ld+json"
 MERGE_PATCH = "application/merge-patch+json"
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "PATCH", "DELETE"})
@@ -137,6 +144,10 @@ class Response:
     throttled: int
 
 
+LONG_WAIT_S = 5.0
+"""Seconds of a wait for the window before a run's first request that is said (`Client`)."""
+
+
 class _Window:
     """Client-side sliding window, mirroring the server's (crm-api.md §4: N per window, sliding).
 
@@ -178,9 +189,9 @@ class _Window:
         with self._lock:
             self._not_before = max(self._not_before, t)
 
-    def acquire(self) -> tuple[float, RateItem | None]:
+    def acquire(self, on_wait: Callable[[float], None] | None = None) -> tuple[float, RateItem | None]:
         """Wait for a free slot, take it, and return (the seconds waited, the slot's item for
-        `answered`)."""
+        `answered`). `on_wait(seconds)` is called once before a wait of `LONG_WAIT_S` or more."""
         waited = 0.0
         with self._lock:
             while True:
@@ -195,6 +206,9 @@ class _Window:
                             self._bucket.leak(item.timestamp)
                         return waited, item
                     pause = self._bucket.waiting(item) / 1000 + self.margin
+                if on_wait is not None and pause >= LONG_WAIT_S:
+                    on_wait(pause)
+                    on_wait = None
                 self._sleep(pause)
                 waited += pause
 
@@ -377,7 +391,7 @@ class Client:
         headers = {"Content-Type": content_type} if content_type else {}
         attempts = throttled = 0
         while True:
-            waited, slot = self._window.acquire()
+            waited, slot = self._window.acquire(_say_first_wait if self.requests_sent == 0 else None)
             if before_send is not None:
                 try:
                     before_send()

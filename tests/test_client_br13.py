@@ -258,3 +258,19 @@ def test_a_burst_of_429_does_not_use_up_the_retries_of_a_server_error():
                                  + [(200, {}, {"member": []})])
     assert client.get("/organizations") == {"member": []}
     assert len(script.sent) == 6 and client.throttled == 4
+
+
+def test_a_first_request_that_waits_for_an_earlier_runs_requests_says_so(caplog):
+    """Trial 2026-12-03: a resume right after a stop printed nothing for a minute while its
+    first request waited for the stopped run's requests to leave the window: a log line says
+    why it waits; the waits of later requests (pacing) say nothing."""
+    import time as _time
+    c, _, clock = scripted([(200, {}, {"totalItems": 0})] * 3, requests_per_minute=2)
+    c.count_earlier(2, _time.time() - 10)  # a stopped run's two requests, 10 s ago
+    with caplog.at_level("INFO", logger="bulkcrm"):
+        for _ in range(3):
+            c.get("/organizations")
+    said = [r.getMessage() for r in caplog.records if r.name == "bulkcrm.client"]
+    assert 50 <= clock.sleeps[0] <= 52 and len(said) == 1 and said[0] == (
+        f"waiting {clock.sleeps[0]:.0f} s for the rate limit before the first request: the requests of the run "
+        "before this one still count in the tenant's window …")
