@@ -373,6 +373,29 @@ def kept_blanks(rows: pl.DataFrame, existing: pl.DataFrame, template: Template) 
     return pl.concat(parts).sort("row_number", maintain_order=True)
 
 
+def kept_items(rows: pl.DataFrame, existing: pl.DataFrame, template: Template) -> pl.DataFrame:
+    """The list items a `policy: merge` field keeps although the sheet leaves them out (RFC
+    7396 replaces a list whole, so a merge sends the union: nothing the record holds goes):
+    `row_number`, `field`, `items` (List(String): e-mails, phone numbers, IRIs), by row;
+    `rows` and `existing` (`existing_values`) aligned row by row."""
+    out = pl.DataFrame(schema={"row_number": pl.Int64, "field": pl.String, "items": pl.List(pl.String)})
+    ms = [m for m in template.mappings if m.policy == "merge" and m.kind in (*LIST_KINDS, "phones")
+          and m.field in rows.columns and m.field in existing.columns]
+    if not ms or not rows.height:
+        return out
+
+    def items(c: pl.Expr, m: Mapping) -> pl.Expr:
+        c = c.list.eval(pl.element().struct.field("phoneNumber")) if m.kind == "phones" else c
+        return c.fill_null(pl.lit([], pl.List(pl.String))).list.drop_nulls()
+
+    r = pl.concat([rows.select("row_number", *(m.field for m in ms)),
+                   existing.select(pl.col(m.field).alias(f"{m.field}#e") for m in ms)], how="horizontal")
+    parts = [r.select("row_number", pl.lit(m.field).alias("field"), items(pl.col(f"{m.field}#e"), m)
+                      .list.set_difference(items(pl.col(m.field), m)).alias("items"))
+             .filter(pl.col("items").list.len() > 0) for m in ms]
+    return pl.concat(parts).sort("row_number", maintain_order=True)
+
+
 def _changed_expr(m: Mapping, template: Template, zeros: bool = False) -> pl.Expr:
     """Whether the row changes field `m` (`zeros`: some record value of it starts with 0, so
     a sheet value that lost its leading zeros is no change, `lost_zeros`)."""

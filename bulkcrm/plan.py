@@ -180,7 +180,7 @@ def _plan(source: str | Path | Sheet, template: Template, client: Client, *, mod
     issues += _same_title_issues(rows, matches, template, file, sh.sheet_name)
     issues += _lost_zero_ids(rows, matches, template, file, sh)
     issues += _unmatchable_issues(rows, matches, template, mode, file, sh.sheet_name)
-    out_rows, ops, zeros, blanks = _decide(mapped, rows, matches, template, mode, issues,
+    out_rows, ops, zeros, blanks, merged = _decide(mapped, rows, matches, template, mode, issues,
                                            resolved.tags_to_create)
     issues, quiet = _held_warnings(issues, out_rows)
     issues += _kept_zero_issues(zeros, template, file, sh)
@@ -191,7 +191,8 @@ def _plan(source: str | Path | Sheet, template: Template, client: Client, *, mod
              issues=[i.to_dict() for i in about("organizations", issues, _whole_row(sh, template))],
              requests_spent=client.requests_sent - start,
              sheet=sh.sheet_name, notes=column_notes(sh, full, template, absent)
-             + _kept_blank_notes(_not_dated(blanks, checked.dated)) + _avatar_notes(template, ops)
+             + _kept_blank_notes(_not_dated(blanks, checked.dated)) + _kept_item_notes(merged)
+             + _avatar_notes(template, ops)
              + matches.notes + quiet,
              timings=clock.seconds,
              records_total=matches.total, matched_at=matched_at,
@@ -367,6 +368,19 @@ def _kept_blank_notes(blanks: pl.DataFrame, shown: int = 5) -> list[str]:
             "whole template: then every blank cell of a single-value field clears it)"]
 
 
+def _kept_item_notes(merged: pl.DataFrame, shown: int = 3) -> list[str]:
+    """A plan note on the list items `policy: merge` keeps though the sheet leaves them out
+    (`diff.kept_items`): who deletes a phone from a cell to remove it sees that it stays."""
+    if not merged.height:
+        return []
+    n = merged["items"].list.len().sum()
+    where = first_few((f"row {rn} {f} {' '.join(items)}" for rn, f, items in merged.head(shown).iter_rows()),
+                      shown, merged.height)
+    return [f"merge: the sheet leaves out {n} list item(s) its records hold, which stay ({where}): a field "
+            "with `policy: merge` adds the sheet's items to the record's and removes none; to remove them, "
+            "give the field `policy: replace`"]
+
+
 def _names(cache: LookupCache, tags: list[str], ops: pl.DataFrame) -> dict[str, str]:
     """`Plan.names`: the names of the IRIs the operations' changes show (those the lookups
     listed: tags, owners, ...) and of the tags the plan creates."""
@@ -408,8 +422,8 @@ def _decide(mapped: pl.DataFrame, rows: pl.DataFrame, matches, template: Templat
             issues: list[Issue], tags: list[str]) -> tuple[pl.DataFrame, ...]:
     """The rows frame (`ROW_SCHEMA`, one per mapped row, input order), the operations frame
     (`OP_SCHEMA`: tag creates, then one write per row in row order), the fields left as
-    stored because the sheet lost their leading zeros (`diff.kept_zeros`) and those a blank
-    cell left as stored (`diff.kept_blanks`)."""
+    stored because the sheet lost their leading zeros (`diff.kept_zeros`), those a blank
+    cell left as stored (`diff.kept_blanks`) and the list items a merge keeps (`diff.kept_items`)."""
     errors = {i.row_number for i in issues if i.severity == "error" and i.type not in CONFLICT_TYPES}
     conflict_rows = set(matches.conflicts["row_number"].to_list())
     raw_ids = [c for c in rows.columns if c.startswith("__raw.")]  # matching's; not needed here
@@ -418,12 +432,13 @@ def _decide(mapped: pl.DataFrame, rows: pl.DataFrame, matches, template: Templat
     ok = joined.filter(~pl.col("row_number").is_in(list(skip))) if skip else joined
     with ThreadPoolExecutor(1) as pool:  # creates need no record: built beside the patches
         creates = pool.submit(_create_ops, ok, mode, template, tags)
-        changed, patches, zeros, blanks = _update_ops(ok, matches, mode, template, tags)
+        changed, patches, zeros, blanks, merged = _update_ops(ok, matches, mode, template, tags)
         org_ops = pl.concat([creates.result(), patches]).sort(pl.col("row_numbers").list.first())
     used = set(org_ops["depends_on"].explode().drop_nulls().to_list()) if tags else set()
     tags = [t for t in tags if f"tag:{t}" in used]  # not for rows that are invalid or conflict
     ops = pl.concat([ops_frame([_tag_op(t) for t in tags]), org_ops]) if tags else org_ops
-    return _row_frame(mapped, matches.iri, changed, matches.conflicts, errors, mode, template, org_ops), ops, zeros, blanks
+    return (_row_frame(mapped, matches.iri, changed, matches.conflicts, errors, mode, template, org_ops), ops,
+            zeros, blanks, merged)
 
 
 def _of_rows(iri: pl.DataFrame, rows: pl.DataFrame) -> pl.DataFrame:
@@ -466,13 +481,14 @@ def _update_ops(ok: pl.DataFrame, matches, mode: str, template: Template,
                                        .otherwise("changed").alias("changed"))
     zeros = diff.kept_zeros(matched, existing, template)
     blanks = diff.kept_blanks(matched if mode != "create-only" else matched.clear(), existing, template)
+    merged = diff.kept_items(matched if mode != "create-only" else matched.clear(), existing, template)
     changed = changed.select("row_number", "changed").filter(pl.col("changed").list.len() > 0)
     w = matched.join(changed.rename({"changed": "__changed"}), on="row_number", how="inner",
                      maintain_order="left") if mode != "create-only" else matched.clear()
     w = w.select(_write_columns(w, template))
     if template.mode != "replace":  # a PUT starts from the whole record instead
         w = _with_records(w, raw.with_columns(matched["row_number"]), existing)
-    return changed, write_ops(w, template, tags, matches.records), zeros, blanks
+    return changed, write_ops(w, template, tags, matches.records), zeros, blanks, merged
 
 
 UNMAPPED = "(unmapped)"

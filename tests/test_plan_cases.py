@@ -219,6 +219,24 @@ def test_rows_of_one_organization_with_different_notes_are_not_told_to_keep_one(
                                              "every field: keep one)")}
 
 
+def test_a_merge_says_which_items_left_out_of_the_sheet_stay(crm, client, tmp_path):
+    """Trials 2026-12-03: a phone deleted from a cell, or a blanked phone cell, planned
+    `unchanged` without a word: under `policy: merge` the record keeps it. A plan note says
+    which items stay and how to remove them."""
+    crm.seed({"organizations": [{"@id": "/organizations/a", "title": "A", "emailAddresses": [
+        {"email": "a@x.example"}, {"email": "old@x.example"}], "phoneNumbers": [{"phoneNumber": "+31201234567"}]}]})
+    sheet = tmp_path / "s.csv"
+    sheet.write_text("title,email,phone\nA,a@x.example,\n", encoding="utf-8")
+    p = plan(sheet, template(fields={"title": "title", "emailAddresses": "email", "phoneNumbers": "phone"},
+                             identifiers=["emailAddresses"]), client, strategy="scan")
+    assert p.counts()["unchanged"] == 1 and p.operations == []
+    (note,) = [n for n in p.notes if n.startswith("merge:")]
+    assert note == ("merge: the sheet leaves out 2 list item(s) its records hold, which stay (row 2 emailAddresses "
+                    "old@x.example, row 2 phoneNumbers +31201234567): a field with `policy: merge` adds the sheet's "
+                    "items to the record's and removes none; to remove them, give the field `policy: replace`")
+    assert f"  note: {note}" in render_plan(p).splitlines()
+
+
 def test_br11_merge_patch_keeps_existing_list_items(crm, client, tmp_path):
     load_existing(crm, "BR-11.existing.json")
     crm.seed({"tags": [{"@id": "/tags/9", "title": "Lease"},
