@@ -237,6 +237,26 @@ def test_a_merge_says_which_items_left_out_of_the_sheet_stay(crm, client, tmp_pa
     assert f"  note: {note}" in render_plan(p).splitlines()
 
 
+def test_a_value_many_rows_share_is_named_in_a_plan_note(crm, client, tmp_path):
+    """Trial 2026-12-03 (211.csv matched on phones: 1,790 of 2,132 rows in conflict, one fax
+    number on 60 of them): a note names the values most rows share and what to do."""
+    sheet = tmp_path / "s.csv"
+    sheet.write_text("title,email,phone\n" + "".join(f"T{i},t{i}@x.example,+31201234567\n" for i in range(4))
+                     + "U,u@x.example,+31201234568\nV,v@x.example,+31201234568\n", encoding="utf-8")
+    p = plan(sheet, template(fields={"title": "title", "emailAddresses": "email", "phoneNumbers": "phone"},
+                             identifiers=["emailAddresses", "phoneNumbers"]), client, strategy="scan")
+    assert p.counts()["conflict"] == 6
+    (note,) = [n for n in p.notes if n.startswith("conflicts:")]
+    assert note.startswith("conflicts: 6 row(s) share identifier values with other rows; values 3 or more rows "
+                           "share: phoneNumbers +31201234567 (4 rows): a number or address several organizations")
+    assert f"  note: {note}" in render_plan(p).splitlines()
+    sheet.write_text("title,email,phone\nU,u@x.example,+31201234568\nV,v@x.example,+31201234568\n", encoding="utf-8")
+    assert not [n for n in plan(sheet, template(fields={"title": "title", "emailAddresses": "email",
+                                                        "phoneNumbers": "phone"},
+                                                identifiers=["emailAddresses", "phoneNumbers"]),
+                                client, strategy="scan").notes if n.startswith("conflicts:")]
+
+
 def test_br11_merge_patch_keeps_existing_list_items(crm, client, tmp_path):
     load_existing(crm, "BR-11.existing.json")
     crm.seed({"tags": [{"@id": "/tags/9", "title": "Lease"},
