@@ -310,28 +310,36 @@ def _check_created_since(plan: Plan, journal: Journal, client: Client, verify: b
         return {}
     said = (f"{total - ours} organization(s) were created since {start} (a minute before this plan's "
             f"matching began); its {len(todo)} create(s) may duplicate them")
-    if verify:
-        log.warning("%s: --verify looks each one's identifiers up first", said)
-        return {}
-    values = sorted(searchable_values(todo))
-    bare = [o for o in todo if not any(o.identifiers.values())]  # no identifier: only a listing finds its record
-    by_lookup = not bare and all(set(o.identifiers) <= set(SEARCHABLE_IDENTIFIERS) for o in todo) and \
-        math.ceil(len(values) / BATCH) < math.ceil(total / BATCH)
-    if not by_lookup and math.ceil(total / BATCH) > RECENT_MAX_REQUESTS:
-        raise PlanError(f"{said}: plan again (the new plan matches them), or apply with --verify to "
-                        "look each create's identifiers up first (one request each) and skip those "
-                        "that match a record now; nothing was sent")
     claimed = set(journal.iris().values())
-    # the records holding the creates' identifiers now (fewer requests), or every recent one
-    found = list(lookup_records(client, values).values()) if by_lookup else client.list_all("/organizations", after)
-    recent = [r for r in found if r.get("@id") not in claimed]
-    taken = _held_by(todo, recent, plan.default_region)
-    alike = _made_alike(bare, recent)
+    affordable = math.ceil(total / BATCH) <= RECENT_MAX_REQUESTS
+    # a create without identifiers (but more than a title) is found by what it sends, in a listing
+    bare = [o for o in todo if not any(o.identifiers.values()) and any(k != "title" for k in o.body)]
+    listed = client.list_all("/organizations", after) if bare and affordable else None
+    if bare and listed is None:
+        log.warning("%s: %s of them without identifiers cannot be checked (listing the organizations created "
+                    "since would take more than %s requests) and are sent", said, len(bare), RECENT_MAX_REQUESTS)
+    alike = _made_alike(bare, [r for r in listed or [] if r.get("@id") not in claimed])
     if alike:
         log.warning("%s: %s of its creates without identifiers %s every field it sends, so %s not "
-                    "sent (drifted): an earlier apply of this plan, or of a copy of it, made %s", said, len(alike),
-                    "matches a record that holds" if len(alike) == 1 else "match records that hold",
+                    "sent (drifted): most likely an earlier apply of this plan, or of a copy of it, made %s", said,
+                    len(alike), "matches a record that holds" if len(alike) == 1 else "match records that hold",
                     "it is" if len(alike) == 1 else "they are", "it" if len(alike) == 1 else "them")
+    if verify:
+        log.warning("%s: --verify looks each one's identifiers up first", said)
+        taken: dict[str, list[str]] = {}
+    else:
+        values = sorted(searchable_values(todo))
+        by_lookup = all(set(o.identifiers) <= set(SEARCHABLE_IDENTIFIERS) for o in todo) and \
+            math.ceil(len(values) / BATCH) < math.ceil(total / BATCH)
+        if listed is None and not by_lookup and not affordable:
+            raise PlanError(f"{said}: plan again (the new plan matches them), or apply with --verify to "
+                            "look each create's identifiers up first (one request each) and skip those "
+                            "that match a record now; nothing was sent")
+        # the records holding the creates' identifiers now (fewer requests), or every recent one
+        found = listed if listed is not None else list(lookup_records(client, values).values()) if by_lookup \
+            else client.list_all("/organizations", after)
+        recent = [r for r in found if r.get("@id") not in claimed]
+        taken = _held_by(todo, recent, plan.default_region)
     if made is not None:
         made.update({k: iris[0] for k, iris in (taken | alike).items() if len(iris) == 1})
     if taken:
@@ -341,8 +349,9 @@ def _check_created_since(plan: Plan, journal: Journal, client: Client, verify: b
                     len(taken), "is" if len(taken) == 1 else "are", "it" if held == 1 else "them")
     return {k: f"a record with its identifiers was created since the plan ({', '.join(iris[:3])}): "
                "plan again" for k, iris in taken.items()} | {
-        k: f"a record holding every field it sends was created since the plan ({', '.join(iris[:3])}): it is "
-           "made already (an earlier apply of this plan or of a copy of it); to make another, plan again"
+        k: f"a record holding every field it sends was created since the plan ({', '.join(iris[:3])}): most "
+           "likely this one, made already (by an earlier apply of this plan or of a copy of it); to make "
+           "another, plan again"
         for k, iris in alike.items()}
 
 

@@ -318,11 +318,37 @@ def test_a_copy_of_an_applied_plan_does_not_make_its_creates_without_identifiers
         report = apply(Plan.load(copy), client, plan_path=copy, reconcile=False)
     assert [(r["row_number"], r["outcome"]) for r in report.rows.to_dicts()] == [
         (2, "drifted"), (3, "drifted"), (4, "created")]
-    assert "made already (an earlier apply of this plan or of a copy of it)" in report.rows["note"][1]
+    assert "made already (by an earlier apply of this plan or of a copy of it)" in report.rows["note"][1]
     first = {r["title"]: r["@id"] for r in crm.store.all("organizations", tenant="tenant-a")}
     assert report.rows["iri"].to_list()[:2] == [first["New A"], first["No Id"]]  # the record each found
     assert "1 of its creates without identifiers matches a record that holds every field it sends" in caplog.text
     assert sum(r.method == "POST" for r in crm.requests) == 1
+    # with --verify (which looks identifiers up one create at a time) it is drifted as well
+    again = Path(shutil.copy(path, tmp_path / "again.json"))
+    crm.clear_log()
+    report = apply(Plan.load(again), client, plan_path=again, reconcile=False, verify=True)
+    assert [r["outcome"] for r in report.rows.to_dicts()] == ["drifted"] * 3  # the third: the copy's record
+    assert sum(r.method == "POST" for r in crm.requests) == 0
+
+
+def test_creates_without_identifiers_do_not_make_a_plan_refused(crm, tmp_path, caplog, monkeypatch):
+    """From a review: a create without identifiers needs the organizations created since listed
+    to be checked; when that listing costs more than `RECENT_MAX_REQUESTS`, the plan is not
+    refused (the identified creates are looked up as before): those creates are sent, and a
+    warning says they could not be checked."""
+    sheet = tmp_path / "s.csv"
+    sheet.write_text("title,email,website,phone\nHas Mail,has@x.example,,\nNo Id,,https://noid.example,\n",
+                     encoding="utf-8")
+    client = Client(crm.url, TEST_KEY, requests_per_minute=None)
+    path = plan(sheet, parse_template(TEMPLATE, path="t.yaml", sha256="x"), client).save(tmp_path / "p.json")
+    time.sleep(1.1)
+    for i in range(40):  # another import made 40 organizations since
+        client.post("/organizations", {"title": f"Other {i}", "emailAddresses": [{"email": f"o{i}@y.example"}]})
+    monkeypatch.setattr(sys.modules["bulkcrm.apply"], "RECENT_MAX_REQUESTS", 1)  # 30 records
+    with caplog.at_level("WARNING", logger="bulkcrm"):
+        report = apply(Plan.load(path), client, plan_path=path, reconcile=False)
+    assert report.counts()["created"] == 2
+    assert "1 of them without identifiers cannot be checked" in caplog.text
 
 
 def test_a_stale_plan_warns_and_verify_skips_creates_whose_records_exist_now(crm, tmp_path, caplog):
