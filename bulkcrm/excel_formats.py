@@ -152,8 +152,9 @@ def render_number(x: float, code: str, date1904: bool = False) -> str | None:
     Handles zero padding and digit placeholders (`0 # ?`) with literal text in between
     (`+00 00 000 0000`, quoted text, `\\x` escapes, `[$€-413]`), decimals, thousands
     separators, scaling commas, percent, 2-4 sections; date/time formats become ISO 8601 of
-    the value held, not of the part shown (`2024-01-31`, `2024-01-31T10:15:00` also under
-    `dd/mm/yyyy`, `10:15:00` for a time of day alone; elapsed `[h]:mm:ss` -> `25:18:43`).
+    the value held where a date format hides its time of day (`2024-01-31`,
+    `2024-01-31T10:15:00` also under `dd/mm/yyyy`; `10:15:00` under a time format; elapsed
+    `[h]:mm:ss` -> `25:18:43`).
     Returns None for what it does not handle (scientific, fractions, conditions): the caller
     then shows the plain number.
     """
@@ -256,9 +257,10 @@ def _render_date(x: float, letters: str, date1904: bool) -> str | None:
     except OverflowError:
         return None
     # what the cell holds, whatever its format shows: a date-only format hides a time of day
-    # (2024-03-01 09:30 shown as 01/03/2024), a time-only one a date (the value, not the view)
-    has_time = has_time or dt.time() != datetime.min.time()
-    if not has_date and x < 1:
+    # (2024-03-01 09:30 shown as 01/03/2024); a time under a minute is a float's noise, and a
+    # serial under 1 is a time alone (no date); a time-only format shows a time (of a sum of times too)
+    has_time = has_time or (x >= 1 and (dt.hour, dt.minute) != (0, 0))
+    if not has_date:
         return dt.strftime("%H:%M:%S")
     return dt.strftime("%Y-%m-%dT%H:%M:%S" if has_time else "%Y-%m-%d")
 

@@ -810,7 +810,8 @@ def check_rule(name: str, *, region: str | None = None, value: str | None = None
         hint = hint.replace("write it with + and the country code, such as {example}",
                             "its letters stand for the keypad's digits: write it in digits with + and the "
                             f"country code{f', {digits}' if digits else ', such as {example}'}")
-    elif name == "phone_e164" and value and (ext := _EXTENSION.search(value)):  # x5610: a mark, no typo
+    elif name == "phone_e164" and value and (ext := _EXTENSION.search(value)) and \
+            not re.search(r"\d[A-Za-z]|[A-Za-z]\d", value[:ext.start()]):  # x5610: a mark, no typo
         hint = hint.replace("write it with", f"without its extension ({ext.group(0).strip(' ,;')}) it is no "
                             "valid number either: write it with")
     elif name == "phone_e164" and value and re.search(r"\d[A-Za-z]|[A-Za-z]\d", value):  # 020-623l298
@@ -840,7 +841,13 @@ def check_rule(name: str, *, region: str | None = None, value: str | None = None
         elif not _real_date(int(dmy[3]), int(dmy[1]), int(dmy[2])):  # 31/02/2024: no such day either way
             hint = f"no such day, day or month first: {hint}"
         else:  # 03/13/2024: month first, which no transform reads (ambiguous on other days)
-            hint += f"; if it is month first, write it as {int(dmy[3]):04d}-{int(dmy[1]):02d}-{int(dmy[2]):02d}"
+            iso = f"{int(dmy[3]):04d}-{int(dmy[1]):02d}-{int(dmy[2]):02d}"
+            rest = value[dmy.end():].strip()
+            clock = re.fullmatch(r"([01]?\d|2[0-3]):([0-5]\d)(?::([0-5]\d))?", rest)
+            if clock:  # the time goes with it (12/31/2024 10:15 -> 2024-12-31T10:15:00)
+                iso += f"T{int(clock[1]):02d}:{clock[2]}:{clock[3] or '00'}"
+            if clock or not rest:
+                hint += f"; if it is month first, write it as {iso}"
     for key in ("collection", "n"):
         if key in options:
             rule = rule.replace(f"{{{key}}}", str(options[key]))

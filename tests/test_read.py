@@ -410,9 +410,10 @@ def test_xlsx_date_cell_keeps_the_time_its_format_hides(tmp_path):
     (7, '"Nr. "000', "Nr. 007"), (-5, "#,##0;(#,##0)", "(5)"), (0.5, "#.00", ".50"),
     (1234.5, "[$€-413] #,##0.00", "€ 1,234.50"), (5551234, r"000\-0000", "555-1234"),
     (41333, "d mmm yyyy", "2013-02-28"), (1462, "yyyy-mm-dd", "1908-01-02"),
-    # the value held, not the part shown: a date format hides a time, a time format a date
+    # a date format hiding a time of day gives it; float noise and time formats do not
     (41333.5, "d mmm yyyy", "2013-02-28T12:00:00"), (45352.395833333336, "dd/mm/yyyy", "2024-03-01T09:30:00"),
-    (45352.395833333336, "hh:mm", "2024-03-01T09:30:00"), (0.395833333333, "hh:mm", "09:30:00"),
+    (45352.395833333336, "hh:mm", "09:30:00"), (0.395833333333, "hh:mm", "09:30:00"), (1.5, "h:mm", "12:00:00"),
+    (45352.00001, "dd/mm/yyyy", "2024-03-01"), (0.5, "dd/mm/yyyy", "1899-12-31"),
     (12, "0.0E+00", None),
 ])
 def test_render_number(x, code, shown):

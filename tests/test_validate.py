@@ -307,3 +307,12 @@ def test_an_invalid_number_with_an_extension_is_not_called_a_typo():
     assert "without its extension (x68054) it is no valid number either: write it with + and the country code" \
         in first["message"] and "letter" not in first["message"]
     assert "a letter among its digits (l for 1, O for 0?)" in second["message"]
+
+
+def test_review_hints_keep_the_time_and_the_typo():
+    """From a review: the month-first hint keeps the time of day (none when the time is what
+    is wrong), and a letter among the digits is still named when an extension follows."""
+    from bulkcrm.normalize import check_rule
+    assert check_rule("datetime", value="12/31/2024 10:15")[1].endswith("write it as 2024-12-31T10:15:00")
+    assert "month first" not in check_rule("datetime", value="12/31/2024 25:00")[1]
+    assert "a letter among its digits" in check_rule("phone_e164", region="NL", value="020-623l298 x12")[1]
