@@ -138,7 +138,7 @@ def _apply(p: Plan, target: Target, plan_path, *, reconcile, progress, batch_siz
 
     def stopped(report: Report) -> None:
         if bar is not None:  # where it stopped, before the lines about the report so far
-            bar.last_line()
+            bar.last_line(report.summary.get("left") or None)
         on_stop(counted(report))
     bar = _progress_bar(len(p.operations)) if progress and p.operations else None
     try:
@@ -154,7 +154,7 @@ def _apply(p: Plan, target: Target, plan_path, *, reconcile, progress, batch_siz
         if bar is not None:
             bar.close()
     if bar is not None:  # a run `limit` ended before the last operation: where it stopped
-        bar.last_line()
+        bar.last_line(report.summary.get("left") or None)
     return counted(report)
 
 
@@ -173,6 +173,7 @@ class _progress_bar:
         self.started = self.logged = time.monotonic()
         self.seen: tuple | None = None   # the last update (done, total, client)
         self.seen_at = self.started      # and when it came
+        self.ended = False               # the stopped line is printed
         self.printed: int | None = None  # `done` of the last line printed
         self.paced: tuple[int, float] | None = None  # (done, time) at this run's first operation
 
@@ -198,21 +199,25 @@ class _progress_bar:
         if done == total:
             self.close()
 
-    def _print(self, done: int, total: int, client, *, last: bool = False) -> None:
+    def _print(self, done: int, total: int, client, *, last: bool = False, left: int | None = None) -> None:
         self.printed, now = done, self.seen_at if last else time.monotonic()
         # a pace over a window's worth of operations or more: right after the first window's
         # burst, one operation's wait for a slot is no pace (a trial: 28 s an operation)
         span, rate = done - self.paced[0] if self.paced else 0, getattr(client, "requests_per_minute", None)
         per_op = (now - self.paced[1]) / span if span > 0 and span >= (rate or 0) else None
-        print(_progress_line(done, total, client, now - self.started, per_op, stopped=last),
+        print(_progress_line(done, total, client, now - self.started, per_op, stopped=last, left=left),
               file=sys.stderr, flush=True)
 
-    def last_line(self) -> None:
-        """A log's line of the last update when it was not printed (a stopped run's count;
-        apply gives one as it stops), as of that update, with what is left for the next run
-        instead of a time: nothing runs any more. A terminal's bar shows it already."""
-        if self.log and self.seen is not None and self.seen[0] != self.printed:
-            self._print(*self.seen, last=True)
+    def last_line(self, left: int | None = None) -> None:
+        """A log's line of the last update (a stopped run's count; apply gives one as it stops),
+        as of that update, with what is left for the next run instead of a time (`left`: the
+        stopped report's count, which leaves out what drifted or failed): nothing runs any more.
+        Once only; not when the run's last line said it all. A terminal's bar shows it already."""
+        if not self.log or self.seen is None or self.ended:
+            return
+        if self.seen[0] != self.printed or left is not None:
+            self.ended = True
+            self._print(*self.seen, last=True, left=left)
 
     def close(self) -> None:
         if self.bar is not None:
@@ -221,17 +226,19 @@ class _progress_bar:
 
 
 def _progress_line(done: int, total: int, client, elapsed_s: float, per_op_s: float | None = None,
-                   stopped: bool = False) -> str:
+                   stopped: bool = False, left: int | None = None) -> str:
     """`apply: 25/200 operations, 27 requests (0 throttled), 1.3 min, about 9.1 min left`; the
     time left at this run's pace (`per_op_s`: seconds per operation since this run's first
     one; None before a second one), and at least what the client's rate allows (the first
     window's requests go out at once); without a pace, what the rate allows. A `stopped` run
-    (Ctrl-C, `--limit`) says how many operations it leaves for the next run instead."""
+    (Ctrl-C, `--limit`) says how many operations it leaves for the next run instead (`left`,
+    else all not done)."""
     rate = getattr(client, "requests_per_minute", None)
     if stopped:
-        left = f", {total - done} left for the next run" if done < total else ""
+        n = total - done if left is None else left
+        left_text = f", {n} left for the next run" if n else ""
         return (f"apply: {done}/{total} operations, {client.requests_sent} requests "
-                f"({client.throttled} throttled), {elapsed_s / 60:.1f} min{left}")
+                f"({client.throttled} throttled), {elapsed_s / 60:.1f} min{left_text}")
     at_rate = (total - done) / rate if rate else 0.0
     paced = per_op_s * (total - done) / 60 if per_op_s is not None else 0.0
     left = (f", about {max(paced, at_rate):.1f} min left" if per_op_s is not None and done < total

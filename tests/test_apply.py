@@ -869,6 +869,17 @@ def test_a_stopped_runs_last_log_line_says_what_is_left_not_a_time(monkeypatch, 
         # one operation after the first window's burst is no pace: what the rate allows
         "apply: 26/60 operations, 30 requests (0 throttled), 0.5 min, about 1.1 min at 30/min",
         "apply: 27/60 operations, 30 requests (0 throttled), 0.7 min, 33 left for the next run"]
+    bar.last_line()  # once only (the stop and the exception that follows both ask)
+    assert capsys.readouterr().err == ""
+    # the stopped report's count: drifted operations are not left for the next run; said even
+    # when the last periodic line had the same count
+    now[0] = 0.0
+    bar = pipeline._progress_bar(6)
+    for t, done in [(0.0, 0), (31.0, 2)]:
+        now[0] = t
+        bar(done, 6, client)
+    bar.last_line(2)
+    assert capsys.readouterr().err.splitlines()[-1].endswith("0.5 min, 2 left for the next run")
 
 
 def test_a_stop_while_waiting_for_the_rate_limit_leaves_the_operation_unsent(crm, tmp_path):
