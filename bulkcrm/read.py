@@ -131,7 +131,7 @@ _LEGACY_NAMES = {"cp1252": "Windows-1252 (cp1252)", "mac-roman": "Mac Roman", "i
 
 
 def open_notes(sh: Sheet) -> list[str]:
-    """A note when the input is open in a spreadsheet program: Excel's owner file `~$name`
+    """A note when the input may be open in a spreadsheet program: Excel's owner file `~$name`
     (`~$` over the first two characters of a long name) or LibreOffice's `.~lock.name#` beside
     it. Edits not saved yet are not in the file, so they are not read."""
     p = Path(sh.path)
@@ -139,8 +139,8 @@ def open_notes(sh: Sheet) -> list[str]:
     held = next((o for o in owners if o.name != p.name and o.exists()), None)
     if held is None:
         return []
-    return [f"open: {p.name} is open in a spreadsheet program ({held.name} is beside it): what is not saved "
-            "yet is not read; save the file first"]
+    return [f"open: {p.name} may be open in a spreadsheet program ({held.name} is beside it): what is not "
+            "saved yet is not read; save the file first (a lock file a crashed program left can be deleted)"]
 
 
 def encoding_notes(sh: Sheet) -> list[str]:
@@ -213,7 +213,7 @@ def _read_csv(p: Path, where: str, encoding: str | None, delimiter: str | None,
         if delimiter is None:
             delimiter = detect_delimiter(text)
         elif len(delimiter) != 1:
-            raise InputError(f"--delimiter must be one character, not {delimiter!r}",
+            raise InputError(f"--delimiter must be one character (or tab, comma, semicolon, pipe), not {delimiter!r}",
                              path=where)
     # when decoding changed nothing, the file's bytes are the UTF-8 of `text`: keep only them
     if text is None or (enc == "utf-8" and not data.startswith(codecs.BOM_UTF8)

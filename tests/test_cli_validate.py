@@ -661,8 +661,9 @@ def test_a_file_open_in_a_spreadsheet_program_is_said_to_be(runner, tmp_path):
     assert "open" not in runner.invoke(cli, args).output
     for owner in ("~$ads-week2.csv", ".~lock.leads-week2.csv#"):  # Excel's for a long name; LibreOffice's
         (tmp_path / owner).write_bytes(b"")
-        assert (f"  note: open: leads-week2.csv is open in a spreadsheet program ({owner} is beside it): what is "
-                "not saved yet is not read; save the file first") in runner.invoke(cli, args).output.splitlines()
+        assert (f"  note: open: leads-week2.csv may be open in a spreadsheet program ({owner} is beside it): what "
+                "is not saved yet is not read; save the file first (a lock file a crashed program left can be "
+                "deleted)") in runner.invoke(cli, args).output.splitlines()
         (tmp_path / owner).unlink()
 
 
