@@ -119,15 +119,17 @@ def _has(f: str) -> pl.Expr:
     return pl.col("__changed").list.contains(pl.lit(f))
 
 
-def _desired(m: Mapping) -> pl.Expr:
-    """The value a patch sends for a changed field (API shape)."""
+def _desired(m: Mapping, stored: bool = False) -> pl.Expr:
+    """The value a patch sends for a changed field (API shape). `stored`: the template
+    compares values as stored (`compare: stored`), so a merge keeps the record's items in
+    their normalised form, not as stored (`Info@X.COM` becomes `info@x.com`, not a second item)."""
     s = pl.col(m.field)
     if m.kind in ("scalar", "bool"):
         return s
     if m.kind == "phones":
         return pl.col(f"{m.field}@json")  # already JSON (see `_phone_json`)
-    existing = pl.col(f"{m.field}#r")
-    if m.kind == "emails":
+    existing = pl.col(f"{m.field}#e") if stored else pl.col(f"{m.field}#r")
+    if m.kind == "emails" and not stored:
         existing = existing.list.eval(pl.element().struct.field("email"))
     if m.policy == "merge":
         new = s.fill_null([]).list.set_difference(pl.col(f"{m.field}#e").fill_null([]))
@@ -135,8 +137,8 @@ def _desired(m: Mapping) -> pl.Expr:
     return _api(m, s)
 
 
-def _desired_json(m: Mapping) -> pl.Expr:
-    return _desired(m) if m.kind == "phones" else json_value(_desired(m))
+def _desired_json(m: Mapping, stored: bool = False) -> pl.Expr:
+    return _desired(m) if m.kind == "phones" else json_value(_desired(m, stored))
 
 
 def _before_json(m: Mapping) -> pl.Expr:
@@ -149,18 +151,18 @@ def _patch_columns(w: pl.DataFrame, template: Template, changed: set[str]) -> pl
     when empty), worked out once for body and `changes`; for a list field also `__s{j}` (the
     record's list as JSON, for the snapshot). A list field's JSON is worked out only on the
     rows that change it (lists cost most to encode)."""
-    cols, lists = [], []
+    cols, lists, stored = [], [], template.compare == "stored"
     for j, m in enumerate(template.mappings):
         if m.field not in changed:
             continue
         cols.append(_has(m.field).alias(f"__h{j}"))
         if m.kind in ("scalar", "bool"):
-            cols += [_desired_json(m).alias(f"__a{j}"), _or_null(_before_json(m)).alias(f"__b{j}")]
+            cols += [_desired_json(m, stored).alias(f"__a{j}"), _or_null(_before_json(m)).alias(f"__b{j}")]
         else:
             lists.append((j, m))
     w = w.with_columns(cols)
     return w.with_columns(col for j, m in lists for col in (
-        _where(w, pl.col(f"__h{j}"), _desired_json(m), f"__a{j}"),
+        _where(w, pl.col(f"__h{j}"), _desired_json(m, stored), f"__a{j}"),
         _where(w, pl.col(f"__h{j}"), _before_json(m), f"__s{j}"))).with_columns(
         _or_null(pl.col(f"__s{j}")).alias(f"__b{j}") for j, _ in lists)
 
@@ -227,7 +229,10 @@ def _phone_json(w: pl.DataFrame, template: Template) -> pl.DataFrame:
     out: list[str | None] = [None] * w.height
     cols = todo.select("__i", "phoneNumbers", "phoneNumbers#r", pl.col("phoneNumbers#e").list.eval(
         pl.element().struct.field("phoneNumber")))
+    stored = template.compare == "stored"  # the record's numbers go in their E.164 form
     for i, sheet, before, norm in cols.iter_rows():
+        if stored:
+            before = [{**b, "phoneNumber": n or b["phoneNumber"]} for b, n in zip(before or [], norm or [])]
         value = diff.desired_phones(m, sheet or [], before or [], norm or [], template)
         out[i] = diff.compact_json(diff.api_value(m, value))
     return w.with_columns(pl.Series("phoneNumbers@json", out, dtype=pl.String))

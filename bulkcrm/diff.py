@@ -131,11 +131,14 @@ def records_frame(records: list[dict] | pl.DataFrame, template: Template) -> pl.
     return raw.select(cols)
 
 
-def _existing_expr(m: Mapping, template: Template, region: pl.Expr, col: pl.Expr | None = None) -> pl.Expr:
+def _existing_expr(m: Mapping, template: Template, region: pl.Expr, col: pl.Expr | None = None, *,
+                   as_stored: bool = False) -> pl.Expr:
     top, _, sub = m.field.partition(".")
     if col is None:
         col = pl.col(top).struct.field(sub) if sub else pl.col(top)
-    norm = m.rules.get("normalise")
+    norm = None if as_stored else m.rules.get("normalise")
+    if m.kind == "emails" and as_stored:
+        return col.list.eval(pl.element().struct.field("email")).fill_null([])
     if m.kind == "emails":
         return col.list.eval(pl.element().struct.field("email").str.strip_chars().str.to_lowercase()).fill_null([])
     if m.kind == "phones":
@@ -208,7 +211,7 @@ def _lists_equal(r: pl.DataFrame, a: pl.Expr, b: pl.Expr) -> pl.Series:
 
 
 def existing_values(rows: pl.DataFrame, raw: pl.DataFrame, template: Template, *,
-                    equal: frozenset[str] = frozenset()) -> pl.DataFrame:
+                    equal: frozenset[str] = frozenset(), as_stored: bool = False) -> pl.DataFrame:
     """The matched records' values normalised as `records_frame` does, one row per row of `rows`;
     a record value equal to the row's already holds what the row asks for and is taken as it is.
 
@@ -217,6 +220,8 @@ def existing_values(rows: pl.DataFrame, raw: pl.DataFrame, template: Template, *
         raw: `raw_records_frame` of each row's record, in the order of `rows`.
         equal: fields whose record value equals the row's on every row (`same_as_record`):
             taken from the row without looking at the record.
+        as_stored: the values as stored, not normalised (e-mails, phones and normalised
+            scalars as the record holds them: template `compare: stored`), for the comparison only.
 
     Returns:
         frame `row_number`, `iri` and one column per mapped field, phone numbers in E.164.
@@ -228,13 +233,13 @@ def existing_values(rows: pl.DataFrame, raw: pl.DataFrame, template: Template, *
             cols.append(pl.col(m.field))
             continue
         raw_col = stored(m.field)
-        full = _existing_expr(m, template, pl.lit(None, pl.String), raw_col)
+        full = _existing_expr(m, template, pl.lit(None, pl.String), raw_col, as_stored=as_stored)
         if m.kind in ("scalar", "bool"):  # lists: comparing them costs more than normalising
             full = pl.when(raw_col.eq_missing(pl.col(m.field)) & raw_col.is_not_null()).then(
                 pl.col(m.field)).otherwise(full)
         cols.append(full.alias(m.field))
     frame = r.select("row_number", "iri", *cols)  # one polars call: the fields side by side
-    if template.mapping("phoneNumbers") and "phoneNumbers" not in equal:  # all of them: cheaper
+    if template.mapping("phoneNumbers") and "phoneNumbers" not in equal and not as_stored:  # all: cheaper
         # than finding those that differ
         part = frame.rename(lambda c: c if c in ("row_number", "iri") else f"{c}#e")
         if "address.country#e" not in part.columns and "address#r" in r.columns:  # the record's own

@@ -497,7 +497,10 @@ def _update_ops(ok: pl.DataFrame, matches, mode: str, template: Template,
     matched, raw = ok[at], records[rec]
     alike = frozenset(f for f, ok in equal.select(pl.all().all()).row(0, named=True).items() if ok)
     existing = diff.existing_values(matched, raw, template, equal=alike)
-    changed = diff.changed_fields(matched, existing, template, on="row_number", phones_normalised=True,
+    # `compare: stored`: a value not in its normalised form is a change too (a hygiene run)
+    compared = existing if template.compare != "stored" else \
+        diff.existing_values(matched, raw, template, equal=alike, as_stored=True)
+    changed = diff.changed_fields(matched, compared, template, on="row_number", phones_normalised=True,
                                   equal=alike) if matched.height else \
         pl.DataFrame(schema={"row_number": pl.Int64, "iri": pl.String, "changed": pl.List(pl.String)})
     if unmapped is not None and matched.height:  # a PUT clears what the record holds unmapped

@@ -181,6 +181,10 @@ class Template:
         default_region: ISO 3166-1 alpha-2 region for phones of rows without a country.
         empty: `ignore` (an empty cell leaves the field alone) or `clear` (it clears it).
         clear_unmapped: a PUT clears fields the template does not map (default False).
+        compare: `normalised` (default: a record value equal to the row's once both are
+            normalised is unchanged) or `stored` (a record value is compared as stored, so one
+            not in the template's normalised form, a national phone number, a country name, an
+            e-mail in capitals, is written in that form: a hygiene run).
         notes: `NotesSpec` for resource organization_notes (how a note finds its organization,
             its content key) and for an organizations template with a `notes:` section (then
             `notes.template` is the parsed notes sub-template); None otherwise.
@@ -198,6 +202,7 @@ class Template:
     empty: str
     clear_unmapped: bool = False
     notes: "NotesSpec | None" = None
+    compare: str = "normalised"
 
     def mapping(self, field_name: str) -> Mapping | None:
         return next((m for m in self.mappings if m.field == field_name), None)
@@ -371,7 +376,7 @@ def parse_template(doc: Any, *, path: str = "<template>", sha256: str = "") -> T
         raise err(f"unknown resource {resource!r}; use one of {sorted(FIELD_RULES)}", "resource")
     known = ({"resource", "mode", "null_tokens", "default_region", "empty", "fields", "description"}
              | (_NOTE_KEYS if resource == "organization_notes" else
-                {"identifiers", "iri_column", "clear_unmapped", "notes"}))
+                {"identifiers", "iri_column", "clear_unmapped", "notes", "compare"}))
     for k in doc:
         if k in FIELD_RULES[resource] and k not in known:  # `fields:` children not indented
             raise err(f"{k} is a field: indent it under `fields:` (two spaces)", str(k))
@@ -404,6 +409,10 @@ def parse_template(doc: Any, *, path: str = "<template>", sha256: str = "") -> T
     empty = doc.get("empty", "clear" if mode == "replace" else "ignore")
     if empty not in ("ignore", "clear"):
         raise err("empty must be 'ignore' or 'clear'", "empty")
+    compare = doc.get("compare", "normalised")
+    if compare not in ("normalised", "stored"):
+        raise err("compare must be 'normalised' (the default) or 'stored' (write records' values in the "
+                  "template's normalised form)", "compare")
     region = doc.get("default_region")
     if region is not None and (not isinstance(region, str) or len(region) != 2):
         raise err("default_region must be an ISO 3166-1 alpha-2 code such as NL", "default_region")
@@ -413,7 +422,7 @@ def parse_template(doc: Any, *, path: str = "<template>", sha256: str = "") -> T
         iri_column=None if resource == "organization_notes" else doc.get("iri_column", "crm_iri"),
         null_tokens=tuple(str(t) for t in _str_list(doc.get("null_tokens", []), err, "null_tokens")),
         default_region=region.upper() if region else None, empty=empty,
-        clear_unmapped=_bool(doc.get("clear_unmapped", False), err, "clear_unmapped"),
+        clear_unmapped=_bool(doc.get("clear_unmapped", False), err, "clear_unmapped"), compare=compare,
     )
     if base.clear_unmapped and any(s.optional for m in mappings for s in m.sources):
         raise err("optional columns cannot be used with clear_unmapped: true (a sheet without "

@@ -576,3 +576,35 @@ def test_a_flood_of_one_warning_does_not_hide_the_others():
     assert lines[1:3] == ["    orgs.xlsx:2:zip: numeric-cell", "    orgs.xlsx:50:web: invalid-url"]
     assert len(lines) == _WARNINGS_SHOWN + 2
     assert lines[-1] == f"    … {11 - _WARNINGS_SHOWN} more: {11 - _WARNINGS_SHOWN} numeric-cell (see the plan file or the report)"
+
+
+def test_compare_stored_writes_records_values_in_their_normalised_form(crm, client, tmp_path):
+    """Trial 2026-12-03 (a nightly hygiene job): an export of messy records re-imported planned
+    nothing, as values are compared once normalised. With `compare: stored` a record value not
+    in the template's form is written in it (a merge keeps the record's items, normalised, not
+    a second spelling); the next run plans nothing."""
+    from bulkcrm.errors import TemplateError
+    from bulkcrm.export import export
+    crm.seed({"organizations": [{
+        "@id": "/organizations/h", "title": "48 Factoring Inc.", "website": "www.48factoring.com",
+        "address": {"city": " Philadelphia", "country": "United States"},
+        "emailAddresses": [{"email": "Info@48FACTORING.COM"}, {"email": "sales@48factoring.com"}],
+        "phoneNumbers": [{"phoneNumber": "420.555.0614", "phoneType": "work"}]}]})
+    doc = {"resource": "organizations", "default_region": "US", "identifiers": ["emailAddresses"],
+           "fields": {"title": "name", "website": "web", "address.city": "city", "address.country": "country",
+                      "emailAddresses": "email", "phoneNumbers": [{"column": "phone", "type": "work"}]}}
+    sheet = tmp_path / "e.csv"
+    export(client, parse_template(doc, path="h.yaml"), sheet)
+    assert plan(sheet, parse_template(doc, path="h.yaml"), client).counts()["unchanged"] == 1
+    stored = parse_template({**doc, "compare": "stored"}, path="h.yaml")
+    p = plan(sheet, stored, client)
+    (op,) = p.operations
+    assert op.method == "PATCH" and op.body == {
+        "website": "https://www.48factoring.com", "address": {"city": "Philadelphia", "country": "US"},
+        "emailAddresses": [{"email": "info@48factoring.com"}, {"email": "sales@48factoring.com"}],
+        "phoneNumbers": [{"phoneNumber": "+14205550614", "phoneType": "work"}]}
+    assert apply(p, client, journal_file=tmp_path / "j.jsonl").ok
+    export(client, stored, sheet)
+    assert plan(sheet, stored, client).operations == []
+    with pytest.raises(TemplateError, match="compare must be 'normalised'"):
+        parse_template({**doc, "compare": "raw"}, path="h.yaml")
