@@ -827,19 +827,32 @@ def test_the_time_left_is_at_least_what_the_rate_allows():
     assert _progress_line(1, 41, client, 60.0).endswith("1.0 min, about 2.0 min at 20/min")
 
 
-def test_the_log_lines_pace_counts_from_the_runs_first_operation(monkeypatch, capsys):
-    """The log's time left counts the pace from this run's first operation on: neither the
-    operations an earlier run did nor the wait before the first write count."""
-    from types import SimpleNamespace
+@pytest.fixture
+def log_clock(monkeypatch) -> list[float]:
+    """The progress bar as a log (no terminal) on a clock the test sets: `now[0]` seconds."""
     from bulkcrm import pipeline
     now = [0.0]
     monkeypatch.setattr(pipeline.time, "monotonic", lambda: now[0])
     monkeypatch.setattr(pipeline.sys.stderr, "isatty", lambda: False)
+    return now
+
+
+def _updates(now: list[float], bar, client, steps: list[tuple[float, int]]) -> None:
+    """Feed `bar` its (time, operations done) updates on the `log_clock`."""
+    for t, done in steps:
+        now[0] = t
+        bar(done, bar.total, client)
+
+
+def test_the_log_lines_pace_counts_from_the_runs_first_operation(log_clock, capsys):
+    """The log's time left counts the pace from this run's first operation on: neither the
+    operations an earlier run did nor the wait before the first write count."""
+    from types import SimpleNamespace
+    from bulkcrm import pipeline
+    now = log_clock
     bar = pipeline._progress_bar(41)
     client = SimpleNamespace(requests_per_minute=20, requests_sent=0, throttled=0)
-    for t, done in [(0.0, 0), (60.0, 1), (63.0, 2), (120.0, 21)]:
-        now[0] = t
-        bar(done, 41, client)
+    _updates(now, bar, client, [(0.0, 0), (60.0, 1), (63.0, 2), (120.0, 21)])
     lines = capsys.readouterr().err.splitlines()
     assert lines[0].endswith("about 2.0 min at 20/min")          # the start: what the rate allows
     assert lines[-1].endswith("2.0 min, about 1.0 min left")      # 20 in 60 s since the first: 3 s each
@@ -849,20 +862,16 @@ def test_the_log_lines_pace_counts_from_the_runs_first_operation(monkeypatch, ca
     assert len(capsys.readouterr().err.splitlines()) == 1
 
 
-def test_a_stopped_runs_last_log_line_says_what_is_left_not_a_time(monkeypatch, capsys):
+def test_a_stopped_runs_last_log_line_says_what_is_left_not_a_time(log_clock, capsys):
     """The last line of a stopped run (Ctrl-C, `--limit`) is as of its last operation and
     counts what the next run does: a trial's "26/60 operations, 0.5 min, about 16.8 min left"
     took the time spent stopping for one operation's pace."""
     from types import SimpleNamespace
     from bulkcrm import pipeline
-    now = [0.0]
-    monkeypatch.setattr(pipeline.time, "monotonic", lambda: now[0])
-    monkeypatch.setattr(pipeline.sys.stderr, "isatty", lambda: False)
+    now = log_clock
     bar = pipeline._progress_bar(60)
     client = SimpleNamespace(requests_per_minute=30, requests_sent=30, throttled=0)
-    for t, done in [(0.0, 0), (2.0, 25), (30.0, 26), (40.0, 27)]:
-        now[0] = t
-        bar(done, 60, client)
+    _updates(now, bar, client, [(0.0, 0), (2.0, 25), (30.0, 26), (40.0, 27)])
     now[0] = 70.0  # stopping: the journal, the report so far
     bar.last_line()
     assert capsys.readouterr().err.splitlines()[-2:] == [
@@ -875,9 +884,7 @@ def test_a_stopped_runs_last_log_line_says_what_is_left_not_a_time(monkeypatch, 
     # when the last periodic line had the same count
     now[0] = 0.0
     bar = pipeline._progress_bar(6)
-    for t, done in [(0.0, 0), (31.0, 2)]:
-        now[0] = t
-        bar(done, 6, client)
+    _updates(now, bar, client, [(0.0, 0), (31.0, 2)])
     bar.last_line(2)
     assert capsys.readouterr().err.splitlines()[-1].endswith("0.5 min, 2 left for the next run")
 

@@ -513,6 +513,17 @@ def test_an_integer_under_format_0_is_judged_as_a_general_one(tmp_path, code):
     assert sheet.numbers.select("column", "text", "cell").rows() == [("kvk", "1234569", "B2"), ("zip", "1068", "C2")]
 
 
+def _book(path, rows: list[list], hide) -> None:
+    """Save an openpyxl workbook of one sheet `S` holding `rows`, after `hide(sheet)`."""
+    wb = openpyxl.Workbook()
+    ws = wb.active
+    ws.title = "S"
+    for r in rows:
+        ws.append(r)
+    hide(ws)
+    wb.save(path)
+
+
 @pytest.mark.parametrize("writer", ["xlsxwriter", "openpyxl"])
 def test_xlsx_hidden_rows_are_read_and_warned(tmp_path, writer):
     """Rows hidden in Excel (Hide, or a filter that left them out) are read like any other,
@@ -528,14 +539,7 @@ def test_xlsx_hidden_rows_are_read_and_warned(tmp_path, writer):
             for i in (2, 3, 4):                    # 0-based: Excel rows 3, 4 and 5
                 ws.set_row(i, None, None, {"hidden": True})
     else:
-        wb = openpyxl.Workbook()
-        ws = wb.active
-        ws.title = "S"
-        for r in rows:
-            ws.append(r)
-        for n in (3, 4, 5):
-            ws.row_dimensions[n].hidden = True
-        wb.save(path)
+        _book(path, rows, lambda ws: [setattr(ws.row_dimensions[n], "hidden", True) for n in (3, 4, 5)])
     sheet = read(path)
     assert sheet.frame["title"].to_list() == ["Shown", "Filtered", "Hidden"]
     assert [(i.type, i.severity, i.row_number, i.message) for i in sheet.issues] == [
@@ -557,14 +561,7 @@ def test_xlsx_hidden_columns_the_template_reads_are_warned(tmp_path, writer):
                 ws.write_row(i, 0, r)
             ws.set_column(1, 2, None, None, {"hidden": True})   # B:C
     else:
-        wb = openpyxl.Workbook()
-        ws = wb.active
-        ws.title = "S"
-        for r in rows:
-            ws.append(r)
-        for letter in "BC":
-            ws.column_dimensions[letter].hidden = True
-        wb.save(path)
+        _book(path, rows, lambda ws: [setattr(ws.column_dimensions[c], "hidden", True) for c in "BC"])
     sheet = read(path, columns={"title", "email", "city"})
     assert sheet.frame["email"].to_list() == ["a@a.nl"]
     assert [(i.type, i.severity, i.row_number, i.column, i.cell, i.message) for i in sheet.issues] == [
