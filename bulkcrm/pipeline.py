@@ -23,7 +23,7 @@ from .errors import BulkcrmError, EmptyInputError, Issue, TemplateError, about, 
 from .journal import journal_lock, journal_path, target_lock
 from .mapping import map_rows
 from .plan import Plan, check_matchable, column_notes, plan, render_plan
-from .read import Sheet, _file_sha256, read
+from .read import Sheet, file_sha256, read
 from .copies import copy_format, write_issues
 from .report import (Report, counts_by_resource, install_report, keep_earlier_report, render_summary,
                      set_aside_report, write_report)
@@ -362,7 +362,7 @@ def _say_input_changed(p: Plan, echo: Echo) -> None:
     path = Path(p.input) if p.input else None
     if path is None or not p.input_sha256 or not path.is_file():
         return
-    if _file_sha256(path) not in ("", p.input_sha256):
+    if file_sha256(path) not in ("", p.input_sha256):
         echo(f"note: {path.name} has changed since it was planned; the plan is applied as it was made "
              "(its rows, not the file's now); plan the file again to apply what it holds now")
 

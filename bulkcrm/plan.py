@@ -483,8 +483,8 @@ def _create_ops(ok: pl.DataFrame, mode: str, template: Template, tags: list[str]
 def _update_ops(ok: pl.DataFrame, matches, mode: str, template: Template,
                 tags: list[str]) -> tuple[pl.DataFrame, ...]:
     """(`row_number`, `changed` of the matched rows that change something; their PATCHes or
-    PUTs, none in create-only mode; `diff.kept_zeros`; `diff.kept_blanks`, none in create-only
-    mode)."""
+    PUTs, none in create-only mode; `diff.kept_zeros`; `diff.kept_blanks` and `diff.kept_items`,
+    none in create-only mode)."""
     at = ok.select(pl.arg_where(pl.col("iri").is_not_null())).to_series()  # the matched rows
     records, rec = matches.frame.drop("@id"), ok["rec"].gather(at)  # each one's record, in row order
     matches.frame = None  # not needed any more

@@ -182,7 +182,7 @@ def _read_excel(p: Path, where: str, sheet: str | int | None, header_row: int | 
         names, grid.hidden_columns, columns, hdr, p.name, grid.sheet_name)
     issues.sort(key=lambda i: (i.row_number or 0, i.cell or ""))
     others = tuple(n for n in grid.visible_names if n != grid.sheet_name) if sheet is None else ()
-    return Sheet(frame, issues, where, grid.sheet_name, None, None, hdr, _file_sha256(p), _letters(names),
+    return Sheet(frame, issues, where, grid.sheet_name, None, None, hdr, file_sha256(p), _letters(names),
                  numbers, others)
 
 
@@ -274,7 +274,9 @@ def _legacy_line_issues(lines: list[int], frame: pl.DataFrame, where: str) -> li
                   "warning", file) for rn in rows]
 
 
-def _file_sha256(p: Path) -> str:
+def file_sha256(p: Path) -> str:
+    """SHA-256 (hex) of the file's bytes, as `Sheet.sha256` and `Plan.input_sha256` hold it;
+    "" when it cannot be read."""
     try:
         return hashlib.sha256(p.read_bytes()).hexdigest()
     except OSError:
