@@ -131,6 +131,8 @@ def _desired(m: Mapping, stored: bool = False) -> pl.Expr:
     existing = pl.col(f"{m.field}#e") if stored else pl.col(f"{m.field}#r")
     if m.kind == "emails" and not stored:
         existing = existing.list.eval(pl.element().struct.field("email"))
+    if stored:  # each normalised item once (two stored spellings of one address are one)
+        existing = existing.list.unique(maintain_order=True)
     if m.policy == "merge":
         new = s.fill_null([]).list.set_difference(pl.col(f"{m.field}#e").fill_null([]))
         s = pl.concat_list(existing.fill_null(pl.lit([], dtype=pl.List(pl.String))), new)
@@ -232,10 +234,23 @@ def _phone_json(w: pl.DataFrame, template: Template) -> pl.DataFrame:
     stored = template.compare == "stored"  # the record's numbers go in their E.164 form
     for i, sheet, before, norm in cols.iter_rows():
         if stored:
-            before = [{**b, "phoneNumber": n or b["phoneNumber"]} for b, n in zip(before or [], norm or [])]
+            before, norm = _once([{**b, "phoneNumber": n or b["phoneNumber"]} for b, n in zip(before or [], norm or [])])
         value = diff.desired_phones(m, sheet or [], before or [], norm or [], template)
         out[i] = diff.compact_json(diff.api_value(m, value))
     return w.with_columns(pl.Series("phoneNumbers@json", out, dtype=pl.String))
+
+
+def _once(phones: list[dict]) -> tuple[list[dict], list[str]]:
+    """`phones` (API shape, numbers normalised) with each number once, keeping the first
+    entry's place and the first type any entry of the number has; and their numbers."""
+    out: dict[str, dict] = {}
+    for p in phones:
+        seen = out.get(p["phoneNumber"])
+        if seen is None:
+            out[p["phoneNumber"]] = dict(p)
+        elif not seen.get("phoneType") and p.get("phoneType"):
+            seen["phoneType"] = p["phoneType"]
+    return list(out.values()), list(out)
 
 
 # --- the operations frame ----------------------------------------------------------------------

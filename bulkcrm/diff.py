@@ -378,6 +378,25 @@ def kept_blanks(rows: pl.DataFrame, existing: pl.DataFrame, template: Template) 
     return pl.concat(parts).sort("row_number", maintain_order=True)
 
 
+def without_repeats(compared: pl.DataFrame, existing: pl.DataFrame, template: Template) -> pl.DataFrame:
+    """`compared` (`existing_values(..., as_stored=True)`) with an empty list where a record's
+    list holds one item twice once normalised (`Info@X.COM` and `info@x.com`, two spellings
+    of one phone number): under `compare: stored` the row then changes that field, and its
+    patch sends the list with each item once. Aligned row by row with `existing`."""
+    cols = []
+    for m in template.mappings:
+        if m.kind not in (*LIST_KINDS, "phones") or m.field not in compared.columns:
+            continue
+        items = pl.col(m.field)
+        if m.kind == "phones":
+            items = items.list.eval(pl.element().struct.field("phoneNumber"))
+        repeats = existing.select((items.list.len() != items.list.unique().list.len()).fill_null(False)).to_series()
+        if repeats.any():
+            cols.append(pl.when(repeats).then(pl.lit([], compared.schema[m.field])).otherwise(pl.col(m.field))
+                        .alias(m.field))
+    return compared.with_columns(cols) if cols else compared
+
+
 def kept_items(rows: pl.DataFrame, existing: pl.DataFrame, template: Template) -> pl.DataFrame:
     """The list items a `policy: merge` field keeps although the sheet leaves them out (RFC
     7396 replaces a list whole, so a merge sends the union: nothing the record holds goes):

@@ -498,8 +498,8 @@ def _update_ops(ok: pl.DataFrame, matches, mode: str, template: Template,
     alike = frozenset(f for f, ok in equal.select(pl.all().all()).row(0, named=True).items() if ok)
     existing = diff.existing_values(matched, raw, template, equal=alike)
     # `compare: stored`: a value not in its normalised form is a change too (a hygiene run)
-    compared = existing if template.compare != "stored" else \
-        diff.existing_values(matched, raw, template, equal=alike, as_stored=True)
+    compared = existing if template.compare != "stored" else diff.without_repeats(
+        diff.existing_values(matched, raw, template, equal=alike, as_stored=True), existing, template)
     changed = diff.changed_fields(matched, compared, template, on="row_number", phones_normalised=True,
                                   equal=alike) if matched.height else \
         pl.DataFrame(schema={"row_number": pl.Int64, "iri": pl.String, "changed": pl.List(pl.String)})

@@ -608,3 +608,27 @@ def test_compare_stored_writes_records_values_in_their_normalised_form(crm, clie
     assert plan(sheet, stored, client).operations == []
     with pytest.raises(TemplateError, match="compare must be 'normalised'"):
         parse_template({**doc, "compare": "raw"}, path="h.yaml")
+
+
+def test_compare_stored_writes_an_item_stored_in_two_spellings_once(crm, client, tmp_path):
+    """Trial 2026-12-03: under `compare: stored` a record holding one address or number in two
+    spellings (`INFO@X.COM`, `info@x.com`; `(212) 200-1234` typed work, `212-200-1234`) got
+    the normalised item twice, and kept it so. It is written once, with the type one of its
+    entries has, and the next run plans nothing."""
+    from bulkcrm.export import export
+    crm.seed({"organizations": [{
+        "@id": "/organizations/d", "title": "3 Round Stones", "address": {"country": "US"},
+        "emailAddresses": [{"email": "INFO@3ROUNDSTONES.COM"}, {"email": "info@3roundstones.com"}],
+        "phoneNumbers": [{"phoneNumber": "212-200-1234"}, {"phoneNumber": "(212) 200-1234", "phoneType": "work"}]}]})
+    doc = {"resource": "organizations", "default_region": "US", "identifiers": ["emailAddresses"], "compare": "stored",
+           "fields": {"title": "name", "address.country": "country", "emailAddresses": "email",
+                      "phoneNumbers": [{"column": "phone"}, {"column": "work", "type": "work"}]}}
+    t = parse_template(doc, path="h.yaml")
+    sheet = tmp_path / "e.csv"
+    export(client, t, sheet)
+    (op,) = plan(sheet, t, client).operations
+    assert op.body["emailAddresses"] == [{"email": "info@3roundstones.com"}]
+    assert op.body["phoneNumbers"] == [{"phoneNumber": "+12122001234", "phoneType": "work"}]
+    assert apply(plan(sheet, t, client), client, journal_file=tmp_path / "j.jsonl").ok
+    export(client, t, sheet)
+    assert plan(sheet, t, client).operations == []
