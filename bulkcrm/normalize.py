@@ -811,10 +811,10 @@ def check_rule(name: str, *, region: str | None = None, value: str | None = None
                             "its letters stand for the keypad's digits: write it in digits with + and the "
                             f"country code{f', {digits}' if digits else ', such as {example}'}")
     elif name == "phone_e164" and value and (ext := _EXTENSION.search(value)) and \
-            not re.search(r"\d[A-Za-z]|[A-Za-z]\d", value[:ext.start()]):  # x5610: a mark, no typo
+            not _TYPED_LETTER.search(value[:ext.start()]):  # x5610: a mark, no typo
         hint = hint.replace("write it with", f"without its extension ({ext.group(0).strip(' ,;')}) it is no "
                             "valid number either: write it with")
-    elif name == "phone_e164" and value and re.search(r"\d[A-Za-z]|[A-Za-z]\d", value):  # 020-623l298
+    elif name == "phone_e164" and value and _TYPED_LETTER.search(value):  # 020-623l298
         hint = hint.replace("write it with", "a letter among its digits (l for 1, O for 0?): write it in digits with")
     if name == "url" and value and "@" in value.split("//", 1)[-1].split("/", 1)[0]:
         hint = ("an e-mail address or a user part (user@) is no website: put e-mail addresses in the "
@@ -834,25 +834,37 @@ def check_rule(name: str, *, region: str | None = None, value: str | None = None
         hint = hint.replace("{example}", _example_phone(region))
     if name == "datetime" and options.get("dayfirst"):  # the template reads DD-MM-YYYY
         hint = "use a date that exists, day first, such as 31-01-2024 or 31-01-2024 10:15"
-    elif name == "datetime" and value and (dmy := re.match(r"\s*(\d{1,2})[-/.](\d{1,2})[-/.](\d{4})\b", value)):
-        if _real_date(int(dmy[3]), int(dmy[2]), int(dmy[1])):
-            hint += ("; if the column writes dates day first (31/01/2024), give its datetime transform "
-                     "dayfirst: true ({datetime: {dayfirst: true}})")
-        elif not _real_date(int(dmy[3]), int(dmy[1]), int(dmy[2])):  # 31/02/2024: no such day either way
-            hint = f"no such day, day or month first: {hint}"
-        else:  # 03/13/2024: month first, which no transform reads (ambiguous on other days)
-            iso = f"{int(dmy[3]):04d}-{int(dmy[1]):02d}-{int(dmy[2]):02d}"
-            rest = value[dmy.end():].strip()
-            clock = re.fullmatch(r"([01]?\d|2[0-3]):([0-5]\d)(?::([0-5]\d))?", rest)
-            if clock:  # the time goes with it (12/31/2024 10:15 -> 2024-12-31T10:15:00)
-                iso += f"T{int(clock[1]):02d}:{clock[2]}:{clock[3] or '00'}"
-            if clock or not rest:
-                hint += f"; if it is month first, write it as {iso}"
+    elif name == "datetime" and value:
+        hint = _numeric_date_hint(hint, value)
     for key in ("collection", "n"):
         if key in options:
             rule = rule.replace(f"{{{key}}}", str(options[key]))
             hint = hint.replace(f"{{{key}}}", str(options[key]))
     return rule, hint
+
+
+_TYPED_LETTER = re.compile(r"\d[A-Za-z]|[A-Za-z]\d")
+"""A letter beside a digit in a phone cell (`020-623l298`: an l typed for a 1)."""
+
+
+def _numeric_date_hint(hint: str, value: str) -> str:
+    """The `datetime` check's `hint` for `value` written `NN/NN/YYYY` (any of `-/.`), else `hint`:
+    the `dayfirst` option when the day-first reading exists, "no such day" when neither
+    reading does (31/02/2024), else (12/31/2024) its ISO form, the time of day kept."""
+    dmy = re.match(r"\s*(\d{1,2})[-/.](\d{1,2})[-/.](\d{4})\b", value)
+    if dmy is None:
+        return hint
+    if _real_date(int(dmy[3]), int(dmy[2]), int(dmy[1])):
+        return hint + ("; if the column writes dates day first (31/01/2024), give its datetime transform "
+                       "dayfirst: true ({datetime: {dayfirst: true}})")
+    if not _real_date(int(dmy[3]), int(dmy[1]), int(dmy[2])):
+        return f"no such day, day or month first: {hint}"
+    iso = f"{int(dmy[3]):04d}-{int(dmy[1]):02d}-{int(dmy[2]):02d}"  # month first: no transform reads it
+    rest = value[dmy.end():].strip()
+    clock = re.fullmatch(r"([01]?\d|2[0-3]):([0-5]\d)(?::([0-5]\d))?", rest)
+    if clock:  # the time goes with it (12/31/2024 10:15 -> 2024-12-31T10:15:00)
+        iso += f"T{int(clock[1]):02d}:{clock[2]}:{clock[3] or '00'}"
+    return hint + f"; if it is month first, write it as {iso}" if clock or not rest else hint
 
 
 def _real_date(year: int, month: int, day: int) -> bool:

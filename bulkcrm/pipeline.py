@@ -180,7 +180,7 @@ class _progress_bar:
     def __call__(self, done: int, total: int, client) -> None:
         self.seen, self.seen_at = (done, total, client), time.monotonic()
         if self.log:
-            now = time.monotonic()
+            now = self.seen_at
             if self.first:  # the operations an earlier run did: not this run's pace
                 self.start = done
             elif self.paced is None and done > self.start:  # the pace counts from here: the
