@@ -276,13 +276,17 @@ def _scan(zf: zipfile.ZipFile, idx: int
     return cells, merges, hidden, hidden_cols
 
 
+_HIDDEN = re.compile(r'\shidden="(?:1|true)"')
+"""A `<row>` or `<col>` tag's hidden attribute set (xsd:boolean `1`/`true`)."""
+
+
 def _hidden_columns(xml: str) -> list[int]:
     """The 0-based columns of every `<col>` whose `hidden` is true (`min`..`max`, 1-based,
     ECMA-376 §18.3.1.13): columns Hide hides (a collapsed outline group too)."""
     out: list[int] = []
     for t in re.findall(r"<(?:\w+:)?col\s[^>]*>", xml):
         lo, hi = re.search(r'\smin="(\d+)"', t), re.search(r'\smax="(\d+)"', t)
-        if lo and hi and re.search(r'\shidden="(?:1|true)"', t):
+        if lo and hi and _HIDDEN.search(t):
             out += range(int(lo.group(1)) - 1, min(int(hi.group(1)), 16384))
     return out
 
@@ -291,7 +295,7 @@ def _hidden_rows(xml: str) -> list[int]:
     """The `r` of every `<row>` whose `hidden` is true (xsd:boolean `1`/`true`, ECMA-376
     §18.3.1.73): rows Hide or a filter hides; attributes in any order."""
     tags = re.findall(r"<(?:\w+:)?row\s[^>]*>", xml)
-    return [int(m.group(1)) for t in tags if re.search(r'\shidden="(?:1|true)"', t)
+    return [int(m.group(1)) for t in tags if _HIDDEN.search(t)
             and (m := re.search(r'\sr="(\d+)"', t))]
 
 
@@ -479,7 +483,7 @@ def hidden_column_issues(names: dict[str, str], hidden: list[int], read_cols: Co
     template reads (`read_cols`; every named one when it is empty): its values are read and
     sent like any other column's, which someone who hid it to leave it out does not expect.
     `names`: {grid column `c2`: header}, as `read._finish` gives it."""
-    out = []
+    out, hidden = [], set(hidden)  # `<col min="5" max="16384" hidden="1">`: Excel hides all to the right so
     for c, name in names.items():
         if int(c[1:]) in hidden and (not read_cols or name in read_cols):
             ref = f"{_letters(int(c[1:]))}{header_row}"
