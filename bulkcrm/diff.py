@@ -378,6 +378,11 @@ def kept_blanks(rows: pl.DataFrame, existing: pl.DataFrame, template: Template) 
     return pl.concat(parts).sort("row_number", maintain_order=True)
 
 
+def phone_numbers(phones: pl.Expr) -> pl.Expr:
+    """The numbers of a phone list (`PHONE_DTYPE`: items {phoneNumber, phoneType}), as strings."""
+    return phones.list.eval(pl.element().struct.field("phoneNumber"))
+
+
 def without_repeats(compared: pl.DataFrame, existing: pl.DataFrame, template: Template) -> pl.DataFrame:
     """`compared` (`existing_values(..., as_stored=True)`) with an empty list where a record's
     list holds one item twice once normalised (`Info@X.COM` and `info@x.com`, two spellings
@@ -389,7 +394,7 @@ def without_repeats(compared: pl.DataFrame, existing: pl.DataFrame, template: Te
             continue
         items = pl.col(m.field)
         if m.kind == "phones":
-            items = items.list.eval(pl.element().struct.field("phoneNumber"))
+            items = phone_numbers(items)
         repeats = existing.select((items.list.len() != items.list.unique().list.len()).fill_null(False)).to_series()
         if repeats.any():
             cols.append(pl.when(repeats).then(pl.lit([], compared.schema[m.field])).otherwise(pl.col(m.field))
@@ -409,7 +414,7 @@ def kept_items(rows: pl.DataFrame, existing: pl.DataFrame, template: Template) -
         return out
 
     def items(c: pl.Expr, m: Mapping) -> pl.Expr:
-        c = c.list.eval(pl.element().struct.field("phoneNumber")) if m.kind == "phones" else c
+        c = phone_numbers(c) if m.kind == "phones" else c
         return c.fill_null(pl.lit([], pl.List(pl.String))).list.drop_nulls()
 
     r = pl.concat([rows.select("row_number", *(m.field for m in ms)),
@@ -434,7 +439,7 @@ def _changed_expr(m: Mapping, template: Template, zeros: bool = False) -> pl.Exp
             differs = differs & ~lost
         return differs & s.is_not_null() if template.empty == "ignore" else differs
     if m.kind == "phones":
-        sn, en = s.list.eval(pl.element().struct.field("phoneNumber")), e.list.eval(pl.element().struct.field("phoneNumber"))
+        sn, en = phone_numbers(s), phone_numbers(e)
         typed = s.list.eval(pl.element().filter(pl.element().struct.field("phoneType").is_not_null()))
         sk = _keys(typed)
         ek = _keys(e)
