@@ -158,11 +158,12 @@ def _plan(source: str | Path | Sheet, template: Template, client: Client, *, mod
     # every row claims the records its IRI and identifiers name, also a row that is not written
     # (invalid): another row naming such a record is a conflict, never a takeover of it
     fetched = fetch_records(mapped, template, client, strategy=strategy)
+    own_notes = _own_notes(sh, template)
     with ThreadPoolExecutor(1) as pool:  # two local stages side by side: neither needs the other
         checking = pool.submit(validate, mapped, template, sheet=sh.frame, read_issues=sh.issues,
                                file=file, sheet_name=sh.sheet_name, letters=sh.letters,
                                numbers=sh.numbers)
-        matches = match_fetched(mapped, template, fetched, notes=_own_notes(sh, template))
+        matches = match_fetched(mapped, template, fetched, notes=own_notes)
         checked = checking.result()
     clock.seconds["fetch"] = round(fetched.fetch_seconds, 4)
     clock.lap("validate+match")
@@ -188,7 +189,7 @@ def _plan(source: str | Path | Sheet, template: Template, client: Client, *, mod
     p = Plan(template=str(template.path), template_sha256=template.sha256, input=_input_path(sh),
              input_sha256=sh.sha256, target=client.base_url, mode=mode,
              strategy=matches.strategy, created_at=now_utc(), rows=out_rows, operations=ops,
-             issues=[i.to_dict() for i in about("organizations", issues, _whole_row(sh, template))],
+             issues=[i.to_dict() for i in about("organizations", issues, _whole_row(sh, own_notes))],
              requests_spent=client.requests_sent - start,
              sheet=sh.sheet_name, notes=column_notes(sh, full, template, absent)
              + _kept_blank_notes(_not_dated(blanks, checked.dated)) + _kept_item_notes(merged)
@@ -209,12 +210,11 @@ def _plan(source: str | Path | Sheet, template: Template, client: Client, *, mod
     return p
 
 
-def _whole_row(sh: Sheet, template: Template) -> list[Issue]:
+def _whole_row(sh: Sheet, own: pl.DataFrame | None) -> list[Issue]:
     """What the reader found that is about every record of its row (`errors.about`). With the
-    rows' own notes (`notes:` without a sheet) only a cell of a note column is also the note's:
+    rows' own notes (`own`: `_own_notes`) only a cell of a note column is also the note's:
     a phone stored as a number, or the row itself (hidden), is said once, as the organization's
     (a trial's with-status copy said each twice, once after "note:")."""
-    own = _own_notes(sh, template)
     if own is None:
         return sh.issues
     return [i for i in sh.issues if i.column is not None and i.column in own.columns]
