@@ -508,8 +508,8 @@ def _update_ops(ok: pl.DataFrame, matches, mode: str, template: Template,
         changed = changed.with_columns(pl.when(held).then(pl.concat_list("changed", pl.lit([UNMAPPED])))
                                        .otherwise("changed").alias("changed"))
     zeros = diff.kept_zeros(matched, existing, template)
-    blanks = diff.kept_blanks(matched if mode != "create-only" else matched.clear(), existing, template)
-    merged = diff.kept_items(matched if mode != "create-only" else matched.clear(), existing, template)
+    updated = matched if mode != "create-only" else matched.clear()  # rows an update may leave as stored
+    blanks, merged = diff.kept_blanks(updated, existing, template), diff.kept_items(updated, existing, template)
     changed = changed.select("row_number", "changed").filter(pl.col("changed").list.len() > 0)
     w = matched.join(changed.rename({"changed": "__changed"}), on="row_number", how="inner",
                      maintain_order="left") if mode != "create-only" else matched.clear()
