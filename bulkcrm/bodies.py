@@ -229,8 +229,7 @@ def _phone_json(w: pl.DataFrame, template: Template) -> pl.DataFrame:
         return w
     todo = w.with_row_index("__i").filter(pl.col("iri").is_not_null() & _has("phoneNumbers"))
     out: list[str | None] = [None] * w.height
-    cols = todo.select("__i", "phoneNumbers", "phoneNumbers#r", pl.col("phoneNumbers#e").list.eval(
-        pl.element().struct.field("phoneNumber")))
+    cols = todo.select("__i", "phoneNumbers", "phoneNumbers#r", diff.phone_numbers(pl.col("phoneNumbers#e")))
     stored = template.compare == "stored"  # the record's numbers go in their E.164 form
     for i, sheet, before, norm in cols.iter_rows():
         if stored:
@@ -263,7 +262,7 @@ def _identifiers(template: Template, columns: dict[str, pl.DataType]) -> pl.Expr
             continue
         col = pl.col(f)
         if f == "phoneNumbers":
-            col = col.list.eval(pl.element().struct.field("phoneNumber"))
+            col = diff.phone_numbers(col)
         elif not isinstance(columns[f], pl.List):
             col = pl.when(col.is_not_null() & (col != "")).then(pl.concat_list(col.cast(pl.String)))
         frags.append(_frag(f, json_value(col), col.list.len() > 0))

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 import polars as pl
 
 from .client import Client
-from .diff import ADDRESS_KEYS, raw_records_frame, record_schema
+from .diff import ADDRESS_KEYS, phone_numbers, raw_records_frame, record_schema
 from .mapping import PHONE_DTYPE, chain
 from .errors import PermanentApiError, TemplateError
 from .planfile import duration_text
@@ -82,7 +82,7 @@ def identifier_frame(rows: pl.DataFrame, template: Template, *, distinct: bool =
             continue
         col = pl.col(f)
         if f == "phoneNumbers":
-            col = col.list.eval(pl.element().struct.field("phoneNumber"))
+            col = phone_numbers(col)
         # a phone kept as typed is compared in its row's region (as the mapping cleaned it)
         region = pl.col("address.country") if "address.country" in rows.columns else pl.lit(None, pl.String)
         part = rows.select("row_number", col.alias("value"), region.alias("__region"))
@@ -148,7 +148,7 @@ def record_identifiers(frame: pl.DataFrame, fields: Iterable[str], *,
         if f == "emailAddresses":
             value = pl.col(f).list.eval(pl.element().struct.field("email"))
         elif f == "phoneNumbers":
-            value = pl.col(f).list.eval(pl.element().struct.field("phoneNumber"))
+            value = phone_numbers(pl.col(f))
             region = pl.col("address").struct.field("country")
         else:
             value = pl.col(f).cast(pl.String)

@@ -11,6 +11,7 @@ section) are planned by `notes.py` into the same plan: their rows carry
 """
 from __future__ import annotations
 
+import datetime as dt
 import gc
 import os
 import re
@@ -193,7 +194,7 @@ def _plan(source: str | Path | Sheet, template: Template, client: Client, *, mod
              requests_spent=client.requests_sent - start,
              sheet=sh.sheet_name, notes=column_notes(sh, full, template, absent)
              + _kept_blank_notes(_not_dated(blanks, checked.dated)) + _kept_item_notes(merged)
-             + _avatar_notes(template, ops)
+             + _avatar_notes(template, ops) + _edited_since_notes(ops, matches.records, sh)
              + matches.notes + quiet + _widely_shared_notes(mapped, template, matches.conflicts),
              timings=clock.seconds,
              records_total=matches.total, matched_at=matched_at,
@@ -404,6 +405,34 @@ def _kept_item_notes(merged: pl.DataFrame, shown: int = 3) -> list[str]:
     return [f"merge: the sheet leaves out {n} list item(s) its records hold, which stay ({where}): a field "
             "with `policy: merge` adds the sheet's items to the record's and removes none; to remove them, "
             "give the field `policy: replace`"]
+
+
+def _edited_since_notes(ops: pl.DataFrame, records: dict[str, dict], sh: Sheet, shown: int = 3) -> list[str]:
+    """A plan note on the updates (patch, replace) of records edited after the input file was
+    last saved: the record's `updatedAt` (crm-api.md §8.1, read-only, set by every write) later
+    than the file's modification time. Such a sheet may be older than the edit, and its update
+    would put the old values back (ops uploading last week's file again). `ops`: `OP_SCHEMA`;
+    `records`: IRI -> record JSON (`Matches.records`). Empty when the input is no file or no
+    updated record says when it was edited (or its `updatedAt` is no ISO 8601 date-time)."""
+    updates = ops.filter(pl.col("op").is_in(["patch", "replace"]) & pl.col("iri").is_not_null())
+    try:
+        saved = Path(sh.path).stat().st_mtime if updates.height else None
+    except (OSError, TypeError):
+        saved = None
+    if saved is None:
+        return []
+    edited = pl.Series([(records.get(i) or {}).get("updatedAt") for i in updates["iri"].to_list()],
+                       dtype=pl.String).str.to_datetime(time_zone="UTC", strict=False)
+    at = dt.datetime.fromtimestamp(saved, dt.timezone.utc).replace(microsecond=0)
+    late = updates.with_columns(edited.alias("__edited")).filter(pl.col("__edited") > at)
+    if not late.height:
+        return []
+    where = first_few((f"row {rns[0]} ({', '.join(c['field'] for c in changes)}; edited {e:%Y-%m-%d %H:%M} UTC)"
+                       for rns, changes, e in late.head(shown).select("row_numbers", "changes", "__edited")
+                       .iter_rows()), shown, late.height)
+    return [f"edited: {late.height} record(s) this plan updates were edited after {Path(sh.path).name} was last "
+            f"saved ({at:%Y-%m-%d %H:%M} UTC): {where}; if the sheet is older than those edits, applying puts "
+            "its values back over them: compare, or export the records again and make the changes there"]
 
 
 def _names(cache: LookupCache, tags: list[str], ops: pl.DataFrame) -> dict[str, str]:

@@ -510,7 +510,7 @@ def render_plan(p: Plan, *, requests_per_minute: float | None = 20, limit: int =
         lines.append(f"  … {hidden.height} more: " + ", ".join(f"{n} {o}" for o, n in kinds.iter_rows())
                      + " (see the plan file or the report)")
     lines += [f"  note: {n}" for n in p.notes
-              if n.startswith(("open", "encoding", "mirror", "optional", "unmapped", "blank", "merge:", "conflicts:", "mode: replace"))]
+              if n.startswith(SHOWN_NOTES)]
     lines += _mode_skip_lines(rows.filter(by_mode))
     if not rows.height:
         lines.append("  note: the input has no rows under its header: nothing to do (an empty sheet, "
@@ -529,6 +529,12 @@ def render_plan(p: Plan, *, requests_per_minute: float | None = 20, limit: int =
                  f"at {est['requests_per_minute']:g}/min{where}; planning used {p.requests_spent} "
                  f"request(s) ({p.strategy}{_planning_time(p.requests_spent, est['requests_per_minute'])}{listed}).")
     return "\n".join(lines)
+
+
+SHOWN_NOTES = ("open", "encoding", "mirror", "optional", "unmapped", "blank", "merge:", "conflicts:",
+               "mode: replace", "edited:")
+"""Prefixes of the `Plan.notes` that `render_plan` shows (the others are in the plan file and
+the report)."""
 
 
 NOTE_LISTINGS = "planning: "

@@ -632,3 +632,28 @@ def test_compare_stored_writes_an_item_stored_in_two_spellings_once(crm, client,
     assert apply(plan(sheet, t, client), client, journal_file=tmp_path / "j.jsonl").ok
     export(client, t, sheet)
     assert plan(sheet, t, client).operations == []
+
+
+def test_a_record_edited_after_the_sheet_was_saved_is_named_by_a_plan_note(crm, client, tmp_path):
+    """Ops upload last week's file again: the patch would put its old website back over an
+    edit made since. The plan says so (the record's updatedAt is later than the file's
+    modification time); a sheet saved after the edit, or a record not updated, is not named."""
+    import os
+    import time
+
+    from bulkcrm.planfile import render_plan
+    crm.seed({"organizations": [
+        {"@id": A, "title": "A", "emailAddresses": [{"email": "a@a.nl"}], "website": "https://a.example/new"},
+        {"@id": B, "title": "B", "emailAddresses": [{"email": "b@b.nl"}], "website": "https://b.example"}]})
+    t = tpl(identifiers=["emailAddresses"], fields={"title": "name", "emailAddresses": "email", "website": "site"})
+    path = sheet(tmp_path, [["name", "email", "site"], ["A", "a@a.nl", "https://a.example/old"],
+                            ["B", "b@b.nl", "https://b.example"]])
+    week_ago = time.time() - 7 * 86400
+    os.utime(path, (week_ago, week_ago))
+    p = plan(path, t, client)
+    (note,) = [n for n in p.notes if n.startswith("edited:")]
+    assert note.startswith("edited: 1 record(s) this plan updates were edited after s.csv was last saved (")
+    assert "row 2 (website; edited " in note and "puts its values back" in note
+    assert f"note: {note}" in render_plan(p)
+    os.utime(path, None)  # saved now: after the edit
+    assert not [n for n in plan(path, t, client).notes if n.startswith("edited:")]
