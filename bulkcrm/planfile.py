@@ -510,7 +510,7 @@ def render_plan(p: Plan, *, requests_per_minute: float | None = 20, limit: int =
         lines.append(f"  … {hidden.height} more: " + ", ".join(f"{n} {o}" for o, n in kinds.iter_rows())
                      + " (see the plan file or the report)")
     lines += [f"  note: {n}" for n in p.notes
-              if n.startswith(("open", "encoding", "mirror", "optional", "unmapped", "blank", "merge:", "conflicts:", "mode: replace"))]
+              if n.startswith(("open", "encoding", "mirror", "optional", "unmapped", "blank", "merge:", "conflicts:", "midnight:", "mode: replace"))]
     lines += _mode_skip_lines(rows.filter(by_mode))
     if not rows.height:
         lines.append("  note: the input has no rows under its header: nothing to do (an empty sheet, "
