@@ -11,6 +11,10 @@ Rules (crm-api.md §9):
   matches a row to a note on the template's content key (default organization + createdAt +
   description; descriptions compared trimmed with whitespace collapsed, dates as RFC 3339 UTC).
   A row without createdAt keys on the other fields only (it matches a note of any date). A
+  dated row that matches no note matches the one note with its other key fields dated
+  midnight of the row's day (in the template's time zone), when no other row claims it: an
+  earlier bulkcrm read an Excel date-formatted cell holding a time as the date alone
+  (`midnight_pairs`); the note keeps its date, and the plan says how many rows did so. A
   row whose `crm_iri` cell holds a listed note's IRI (`/organizations/{id}/notes/{id}`, as a
   notes export writes it) is that note, whatever its content: editing the text of an exported
   note patches it instead of adding a second note;
@@ -40,7 +44,8 @@ from .client import Client
 from .errors import EmptyInputError, InputError, Issue, first_few, with_cell
 from .export import IRI_COLUMN  # where a notes export names each note
 from .lookups import REF_PREFIX, LookupCache, resolve_lookups
-from .mapping import map_rows
+from .mapping import chain, map_rows
+from .normalize import clean_datetime
 from .notes_orgs import is_note_iri, note_owner, targets_by_reference, targets_same_rows
 from .plan import Operation
 from .planfile import duration_text
@@ -244,7 +249,20 @@ def _decide(part: NotesPart, mapped: pl.DataFrame, rows: pl.DataFrame, targets: 
     keyed = good.filter(~pl.col("row_number").is_in([*by_name["row_number"], *moved]))
     pairs = pl.concat([keyed.select("row_number", "kind", "key").join(
         _existing_keys(existing, key), on=["kind", "key"]).select("row_number", "iri"), by_name])
+    late, late_conflicts = midnight_pairs(keyed, pairs, existing, key, time_zone(nt))
+    pairs = pl.concat([pairs, late.select("row_number", "iri")])
+    if late.height:  # the row takes its note's date: equal for the diff, a PUT keeps it too
+        good = good.join(late.select("row_number", pl.col("createdAt").alias("__midnight")),
+                         on="row_number", how="left", maintain_order="left").with_columns(
+            pl.coalesce("__midnight", "createdAt").alias("createdAt")).drop("__midnight")
     conflicts = _conflicts(keyed, pairs, ", ".join(["organization", *key]))
+    for rn, why in late_conflicts.items():
+        conflicts.setdefault(rn, why)
+    if late.height:
+        n, which = late.height, first_few(map(str, late["row_number"].sort()))
+        part.notes.append(f"{MIDNIGHT}{n} {'row' if n == 1 else 'rows'} matched a note dated midnight of "
+                          "the row's day (an earlier bulkcrm read a date-formatted cell without its "
+                          f"time); left as stored (row(s) {which})")
     part.issues += [Issue(t, rn, None, None, "one row per note",
                           f"{file}:{rn}: {msg}; keep one row per note, or change the template's "
                           "content_key", "error", file, sheet_name)
@@ -377,6 +395,92 @@ def _existing_keys(existing: pl.DataFrame, key: list[str]) -> pl.DataFrame:
     nodate = [k for k in key if k != "createdAt"]
     return pl.concat([full, existing.select("iri", pl.lit("nodate").alias("kind"),
                                             _key_expr(nodate, existing.schema).alias("key"))])
+
+
+MIDNIGHT = "midnight: "
+"""`NotesPart.notes` prefix of the remark counting rows matched by `midnight_pairs`."""
+_UTC_FORMAT = "%Y-%m-%dT%H:%M:%S%.f%z"
+_EARLIER = ("an earlier bulkcrm read a date-formatted cell without its time, as midnight of its "
+            "day in the template's time zone")
+
+
+def time_zone(nt: Template) -> str:
+    """The IANA zone the template reads createdAt's naive dates in: the `time_zone` option of
+    the `datetime` transform in its clean chain (`mapping.chain`), default UTC (crm-api.md §1,
+    `normalize.clean_datetime`)."""
+    m = nt.mapping("createdAt")
+    if m is None or not m.sources:
+        return "UTC"
+    for spec in chain(m, m.sources[0], nt):
+        if isinstance(spec, dict) and "datetime" in spec:
+            return (spec["datetime"] or {}).get("time_zone", "UTC")
+    return "UTC"
+
+
+def midnight_of_day(col: pl.Expr, zone: str) -> pl.Expr:
+    """Midnight in `zone` of the day (in `zone`) of each RFC 3339 instant in `col`, as RFC
+    3339 UTC: what the date alone reads as (`normalize.clean_datetime`, `2024-03-05` in
+    Europe/Amsterdam -> `2024-03-04T23:00:00+00:00`). Null where the instant is that midnight
+    already, or does not parse."""
+    local = col.str.replace(r"[Zz]$", "+00:00").str.to_datetime(
+        _UTC_FORMAT, time_unit="us", strict=False).dt.convert_time_zone(zone)
+    day = clean_datetime(local.dt.strftime("%Y-%m-%d"), time_zone=zone)
+    return pl.when(local.dt.time() != pl.time(0)).then(day)
+
+
+def midnight_pairs(keyed: pl.DataFrame, pairs: pl.DataFrame, existing: pl.DataFrame,
+                   key: list[str], zone: str) -> tuple[pl.DataFrame, dict[int, tuple[str, str]]]:
+    """Match dated rows that matched no note to a note dated midnight of their day.
+
+    An Excel cell under a date-only format that holds a time of day (09:30) was read by
+    earlier bulkcrm versions as the date alone, i.e. midnight in the template's time zone
+    (`time_zone`); now it reads with its time (`excel_formats._render_date`), so the note that
+    an earlier import created no longer matches on its content key, and a second note would be
+    created. Such a row matches the note with its other key fields (organization, description,
+    ...) dated `midnight_of_day` of the row's createdAt, when that note is the only one and no
+    other row claims it. `_decide` then gives the row its note's date: no write re-dates it
+    (a PATCH leaves it out, a PUT sends it as stored); other changed fields are written.
+
+    Args:
+        keyed: the rows matched on the content key: `row_number` (Int64), `kind` (full |
+            nodate), `key` (`_kind_and_key`), `org` and the key fields (String; createdAt RFC
+            3339 UTC). pairs: `row_number`, `iri` of the matches so far: those rows and notes
+            are taken. existing: `_existing_notes`' frame (`iri`, `org`, the mapped fields).
+        key: the content key fields without organization. zone: `time_zone(template)`.
+
+    Returns:
+        (frame `row_number` Int64, `iri` String, `createdAt` String (the note's, RFC 3339 UTC)
+        of the rows matched this way; row_number -> (issue type, message) of the rows left
+        unguessed, as conflicts: a midnight note two rows could each be (`duplicate-row`, one
+        of them would be a second copy), or a row several midnight notes could be
+        (`ambiguous-match`)). Rows dated midnight themselves are not looked at.
+    """
+    none = pl.DataFrame(schema={"row_number": pl.Int64, "iri": pl.String, "createdAt": pl.String})
+    if "createdAt" not in key or not keyed.height or not existing.height:
+        return none, {}
+    free = (pl.col("kind") == "full") & ~pl.col("row_number").is_in(pairs["row_number"].implode())
+    rows = keyed.filter(free).with_columns(midnight_of_day(pl.col("createdAt"), zone).alias("createdAt")
+                                           ).filter(pl.col("createdAt").is_not_null())
+    if not rows.height:
+        return none, {}
+    notes = existing.filter(~pl.col("iri").is_in(pairs["iri"].implode())).select(
+        "iri", _key_expr(key, existing.schema).alias("key"))
+    found = rows.select("row_number", "createdAt", _key_expr(key, rows.schema).alias("key")).join(
+        notes, on="key")
+    found = found.with_columns(pl.len().over("row_number").alias("__notes"),
+                               pl.len().over("iri").alias("__rows"))
+    single = (pl.col("__notes") == 1) & (pl.col("__rows") == 1)
+    out: dict[int, tuple[str, str]] = {}  # a few rows at most: loops over the doubtful ones only
+    several = found.filter(pl.col("__notes") > 1).group_by("row_number").agg(pl.col("iri").sort())
+    for rn, iris in several.iter_rows():
+        out[rn] = ("ambiguous-match", f"no note has its date, and {len(iris)} notes dated midnight of "
+                                      f"its day could be it ({_EARLIER}): {', '.join(iris)}")
+    shared = found.filter(~single & (pl.col("__notes") == 1)).group_by("iri").agg(
+        pl.col("row_number").sort())
+    for iri, rns in shared.iter_rows():
+        out |= {rn: ("duplicate-row", f"rows {_join(rns)} could each be {iri}, dated midnight of their "
+                                      f"day ({_EARLIER})") for rn in rns}
+    return found.filter(single).select("row_number", "iri", "createdAt"), out
 
 
 def _conflicts(good: pl.DataFrame, pairs: pl.DataFrame, what: str) -> dict[int, tuple[str, str]]:

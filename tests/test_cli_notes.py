@@ -610,3 +610,41 @@ def test_a_notes_sheet_reads_the_organizations_columns_with_their_transforms(run
 def _column(ws, name: str) -> str:
     """The letters of the column headed `name` on the first row."""
     return next(c.column_letter for c in ws[1] if c.value == name)
+
+
+def test_reimporting_a_workbook_whose_date_cells_hide_a_time_duplicates_no_note(runner, categories, tmp_path):
+    """Upgrade path: an earlier bulkcrm read a 09:30 cell under dd/mm/yyyy as its date alone
+    (the CSV below imports what it read: midnight). Importing the workbook now reads 09:30:
+    the row still is that note, left as stored, and the plan says so; another day is a new note."""
+    import datetime as dt
+    crm = categories
+    crm.seed({"organizations": [{"@id": "/organizations/o1", "title": "A", "customerId": "A1"}]})
+    template = str(REPO / "templates" / "organization_notes.yaml")
+    header = ["customerID", "note_date", "title", "note", "category", "flagged"]
+    old = tmp_path / "as_read_before.csv"
+    old.write_text(",".join(header) + "\nA1,2024-03-05,,Called about the invoice.,Call,\n", encoding="utf-8")
+    assert run(runner, crm, "import", str(old), "-t", template, "--report", str(tmp_path / "r0"))[0] == 0
+    (note,) = crm.store.all("notes", tenant="tenant-a")
+    assert note["createdAt"] == "2024-03-05T00:00:00+00:00"
+    book = tmp_path / "notes.xlsx"
+    wb = openpyxl.Workbook()
+    ws = wb.active
+    ws.append(header)
+    ws.append(["A1", dt.datetime(2024, 3, 5, 9, 30), None, "Called about the invoice.", "Call", None])
+    ws["B2"].number_format = "dd/mm/yyyy"
+    wb.save(book)
+    code, text = run(runner, crm, "plan", str(book), "-t", template, "--out", str(tmp_path / "p.json"),
+                     json_out=False)
+    assert code == 0 and "notes: 0 to create, 0 to patch, 0 to replace, 1 unchanged," in text, text
+    assert ("note: midnight: 1 row matched a note dated midnight of the row's day (an earlier bulkcrm "
+            "read a date-formatted cell without its time); left as stored (row(s) 2)") in text
+    crm.clear_log()
+    code, out = run(runner, crm, "import", str(book), "-t", template, "--report", str(tmp_path / "r1"))
+    assert code == 0 and out["created"] == 0 and out["unchanged"] == 1, out
+    assert [r for r in crm.requests if r.method in WRITES] == []
+    assert crm.store.all("notes", tenant="tenant-a") == [note]
+    ws["B2"] = dt.datetime(2024, 3, 6, 9, 30)  # another day: a note of its own
+    wb.save(book)
+    code, out = run(runner, crm, "import", str(book), "-t", template, "--report", str(tmp_path / "r2"))
+    assert code == 0 and out["created"] == 1, out
+    assert len(crm.store.all("notes", tenant="tenant-a")) == 2

@@ -432,3 +432,95 @@ def test_a_long_notes_listing_says_what_it_will_spend(crm_cats, client, tmp_path
     assert p.counts()["create"] == 153
     assert [r.getMessage() for r in caplog.records if r.name == "bulkcrm.notes"] == [
         "notes: listing the notes of 60 organization(s): 60 requests or more ≈ 1.0 min at 60/min …"]
+
+
+MIDNIGHT_NOTE = "midnight: 1 row matched a note dated midnight of the row's day (an earlier bulkcrm read " \
+                "a date-formatted cell without its time); left as stored (row(s) 2)"
+
+
+def date_formatted_book(path: Path, rows: list[list]) -> Path:
+    """A workbook of note rows whose note_date cells show dd/mm/yyyy whatever time they hold."""
+    import openpyxl
+    wb = openpyxl.Workbook()
+    ws = wb.active
+    ws.append(["customerID", "note_date", "title", "note", "category", "flagged"])
+    for row in rows:
+        ws.append(row)
+    for (cell,) in ws.iter_rows(min_row=2, min_col=2, max_col=2):
+        cell.number_format = "dd/mm/yyyy"
+    wb.save(path)
+    return path
+
+
+def seed_midnight_note(crm, created_at: str = "2024-03-05T00:00:00+00:00") -> str:
+    """An organization with the note an earlier bulkcrm made of a 09:30 cell under dd/mm/yyyy."""
+    crm.seed({"organizations": [{"@id": "/organizations/o1", "title": "A", "customerId": "A1"}],
+              "notes": [{"@id": "/organizations/o1/notes/n1", "description": "Called about the invoice.",
+                         "category": CATEGORIES["Call"], "createdAt": created_at}]})
+    return "/organizations/o1/notes/n1"
+
+
+def test_a_time_the_date_format_hid_matches_the_note_an_earlier_version_dated_midnight(crm_cats, client, tmp_path):
+    """Earlier versions read a 2024-03-05 09:30 cell under dd/mm/yyyy as the date alone
+    (midnight); now it reads 09:30. The row is that midnight note, left as stored (no write to
+    re-date it): re-importing the workbook duplicates nothing. Another day or another text of
+    the same organization is still a new note."""
+    import datetime as dt
+    iri = seed_midnight_note(crm_cats)
+    book = date_formatted_book(tmp_path / "notes.xlsx", [
+        ["A1", dt.datetime(2024, 3, 5, 9, 30), "", "Called about the invoice.", "Call", ""],
+        ["A1", dt.datetime(2024, 3, 6, 9, 30), "", "Called about the invoice.", "Call", ""],
+        ["A1", dt.datetime(2024, 3, 5, 9, 30), "", "Sent the credit note.", "Call", ""]])
+    p = plan(book, load_template(NOTES_TEMPLATE), client)
+    rows = {r["row_number"]: (r["op"], r["iri"]) for r in p.rows}
+    assert rows == {2: ("unchanged", iri), 3: ("create", None), 4: ("create", None)}
+    assert [o.row_numbers for o in p.operations] == [[3], [4]]
+    assert p.operations[0].body["createdAt"] == "2024-03-06T09:30:00+00:00"
+    assert MIDNIGHT_NOTE in p.notes
+    assert f"note: {MIDNIGHT_NOTE}" in render_plan(p)
+    assert run(p, client, tmp_path).ok
+    notes = notes_of(crm_cats)
+    assert len(notes) == 3 and sum(n["description"] == "Called about the invoice." for n in notes) == 2
+    assert next(n for n in notes if n["@id"] == iri)["createdAt"] == "2024-03-05T00:00:00+00:00"
+    crm_cats.clear_log()
+    again = plan(book, load_template(NOTES_TEMPLATE), client)
+    assert again.operations == [] and again.counts()["unchanged"] == 3 and MIDNIGHT_NOTE in again.notes
+    assert writes(crm_cats) == []
+
+
+def test_a_midnight_note_matched_by_its_day_in_the_templates_time_zone_gets_other_changes(crm_cats, client,
+                                                                                         tmp_path):
+    """Midnight is the template's: in Europe/Amsterdam the date alone of 5 March is 23:00 UTC
+    the day before. A changed title is patched as usual; createdAt is not sent."""
+    import datetime as dt
+    iri = seed_midnight_note(crm_cats, "2024-03-04T23:00:00+00:00")
+    book = date_formatted_book(tmp_path / "notes.xlsx", [
+        ["A1", dt.datetime(2024, 3, 5, 9, 30), "Invoice", "Called about the invoice.", "Call", ""]])
+    amsterdam = {"column": "note_date", "transforms": [{"datetime": {"time_zone": "Europe/Amsterdam"}}]}
+    (op,) = plan(book, notes_template(fields={**NOTE_FIELDS, "createdAt": amsterdam}), client).operations
+    assert (op.method, op.path, op.body) == ("PATCH", iri, {"title": "Invoice"})
+    (put,) = plan(book, notes_template(mode="replace", fields={**NOTE_FIELDS, "createdAt": amsterdam}),
+                  client).operations
+    assert put.method == "PUT" and put.body["createdAt"] == "2024-03-04T23:00:00+00:00"
+    p = plan(book, notes_template(), client)  # in UTC, 5 March starts an hour later: no such note
+    assert [r["op"] for r in p.rows] == ["create"] and not any(n.startswith("midnight:") for n in p.notes)
+
+
+def test_a_midnight_note_two_rows_could_be_is_no_guess(crm_cats, client, tmp_path):
+    """Two rows of the midnight note's day, at other times, could each be it: a conflict each,
+    never a create (one of them would be a second copy). A row dated midnight itself is the
+    note, and the 09:30 row beside it a new note."""
+    import datetime as dt
+    iri = seed_midnight_note(crm_cats)
+    text = "Called about the invoice."
+    book = date_formatted_book(tmp_path / "two.xlsx", [["A1", dt.datetime(2024, 3, 5, 9, 30), "", text, "Call", ""],
+                                                       ["A1", dt.datetime(2024, 3, 5, 14, 0), "", text, "Call", ""]])
+    p = plan(book, load_template(NOTES_TEMPLATE), client)
+    assert [r["op"] for r in p.rows] == ["conflict", "conflict"] and p.operations == []
+    assert {i["type"] for i in p.issues} == {"duplicate-row"}
+    assert f"rows 2, 3 could each be {iri}, dated midnight of their day" in p.issues[0]["message"]
+    book = date_formatted_book(tmp_path / "own.xlsx", [["A1", dt.datetime(2024, 3, 5), "", text, "Call", ""],
+                                                       ["A1", dt.datetime(2024, 3, 5, 9, 30), "", text, "Call", ""]])
+    p = plan(book, load_template(NOTES_TEMPLATE), client)
+    assert [(r["op"], r["iri"]) for r in p.rows] == [("unchanged", iri), ("create", None)]
+    assert not any(n.startswith("midnight:") for n in p.notes)
