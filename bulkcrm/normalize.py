@@ -392,6 +392,24 @@ def unlikely_hint(region: str | None) -> str:
             "ignore this warning)")
 
 
+def unlikely_e164(number: str, region: str) -> bool:
+    """Whether `number`, the E.164 form (`+615558787`) a national number of `region` (ISO 3166-1
+    alpha-2) became, is no valid number (phonenumbers' `is_valid_number`, read from its digits
+    without a second parse; the row's own region first, then any of its country code's)."""
+    code = phonenumbers.country_code_for_region(region)
+    nsn = number[1 + len(str(code)):]
+    zeros = len(nsn) - len(nsn.lstrip("0"))  # an Italian-style leading 0 is part of the number
+    num = phonenumbers.PhoneNumber(country_code=code, national_number=int(nsn or 0),
+                                   italian_leading_zero=True if zeros else None,
+                                   number_of_leading_zeros=zeros if zeros > 1 else None)
+    return not (phonenumbers.is_valid_number_for_region(num, region) or phonenumbers.is_valid_number(num))
+
+
+def _unlikely_e164_key(key: str) -> bool:
+    region, number = key.split(_SEP, 1)
+    return unlikely_e164(number, region)
+
+
 def _unlikely_key(key: str) -> str | None:
     """`unlikely_phone` of a `region` + `_SEP` + `value` key (`_per_unique`)."""
     region, value = key.split(_SEP, 1)
@@ -403,6 +421,23 @@ def unlikely_phones(values: pl.Series, regions: pl.Series) -> pl.Series:
     pl.String Series (null: no warning), called once per unique pair (`_per_unique`)."""
     keys = pl.select(pl.concat_str([pl.lit(regions).fill_null(""), pl.lit(_SEP), pl.lit(values)])).to_series()
     return _per_unique(keys, _unlikely_key, pl.String)
+
+
+def unlikely_sent(numbers: pl.Series, regions: pl.Series) -> pl.Series:
+    """`unlikely_e164` of each (E.164 number, region) pair (pl.String Series of one length,
+    no nulls), as a pl.Boolean Series, called once per unique pair (`_per_unique`)."""
+    keys = pl.select(pl.concat_str([pl.lit(regions), pl.lit(_SEP), pl.lit(numbers)])).to_series()
+    return _per_unique(keys, _unlikely_e164_key, pl.Boolean)
+
+
+def region_prefixes(regions: pl.Series) -> dict[str, tuple[str, str]]:
+    """{region: (its E.164 country code with `+`, its national prefix or "")} of the ISO
+    3166-1 alpha-2 codes among `regions` (phonenumbers' metadata; unknown ones left out)."""
+    out = {}
+    for r in regions.drop_nulls().unique().to_list():
+        if code := phonenumbers.country_code_for_region(r):
+            out[r] = (f"+{code}", _national_prefix(r) or "")
+    return out
 
 
 EXTENSION_MARK = r"(?i)(?:ext(?:ension)?\.?|x|#)\s*\d"

@@ -22,7 +22,7 @@ from .mapping import REPEATED, chain, without_null_tokens
 from .template import Mapping, Template, read_columns
 from .normalize import (DATE_TEXT, EXTENSION, EXTENSION_MARK, FEW_DIGITS, FORMULA_RESULT, NO_NUMBER_CANDIDATE, NO_PHONE,
                         NO_VALUE, RENDERED_NUMBER, UNLIKELY_PHONE_RULE, as_stored, code_without_plus,
-                        not_a_number, unlikely_hint, unlikely_phones)
+                        not_a_number, region_prefixes, unlikely_hint, unlikely_phones, unlikely_sent)
 from .read_excel import date_cell_issue, numeric_cell_issue, styled_cell_issue
 from .transforms import CHECK_ISSUE_TYPES, CHECK_SEVERITY, CHECKS, check_list, check_rule
 
@@ -395,7 +395,8 @@ def _unlikely_phones(sheet: pl.DataFrame | None, mapped: pl.DataFrame, template:
     error: the metadata may lack a new range, so the row is written, the number as it became.
     One vectorised filter leaves out items with a `+` (E.164, the international fast path),
     without a digit, or no number (`NO_PHONE`); the rest is judged once per unique (region,
-    value). Cells in `flagged` (row_number, column: an `invalid-phone` issue, e.g. too short
+    number): the E.164 number each cell became, found among its row's mapped numbers without a
+    second parse (`_sent_numbers`), else the cell as parsed again. Cells in `flagged` (row_number, column: an `invalid-phone` issue, e.g. too short
     for E.164) have their warning already."""
     m = template.mapping("phoneNumbers")
     if sheet is None or m is None:
@@ -412,14 +413,40 @@ def _unlikely_phones(sheet: pl.DataFrame | None, mapped: pl.DataFrame, template:
         if not cells.height:
             continue
         cells = cells.join(_row_regions(mapped, template, cells["row_number"]), on="row_number", how="left")
-        hits = cells.with_columns(unlikely_phones(cells["__item"], cells["__r"]).alias("__e164")).filter(
-            pl.col("__e164").is_not_null())
+        sent, rest = _sent_numbers(cells, mapped, m.field)
+        hits = pl.concat([
+            sent.filter(unlikely_sent(sent["__e164"], sent["__r"])),
+            rest.with_columns(unlikely_phones(rest["__item"], rest["__r"]).alias("__e164")).filter(
+                pl.col("__e164").is_not_null())]).sort("row_number", maintain_order=True)
         out += [with_cell(Issue("unlikely-phone", rn, s.column, value, UNLIKELY_PHONE_RULE,
                                 f'{_place(file, rn, s.column)}"{value}" is sent as {e164}, {unlikely_hint(region)}',
                                 "warning", file, sheet_name), letters, sheet_name)
                 for rn, value, region, e164 in hits.select("row_number", "__typed", "__r", "__e164").iter_rows()
                 if (rn, s.column) not in flagged]
     return out
+
+
+def _sent_numbers(cells: pl.DataFrame, mapped: pl.DataFrame, field: str) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The national-form phone `cells` (`row_number`, `__typed`, `__item`, `__r`: the region)
+    split by whether the E.164 number each became is found among its row's mapped numbers
+    (`field`): the one whose digits after the region's country code are the cell's, its
+    national prefix left out (`020 7946 0018` in GB: `+442079460018`). Those (with `__e164`)
+    need no second parse; the rest (an extension, a carrier code, a number kept as typed)
+    goes to `normalize.unlikely_phone`."""
+    prefixes = region_prefixes(cells["__r"])
+    code = pl.col("__r").replace_strict({r: c for r, (c, _) in prefixes.items()}, default=None,
+                                         return_dtype=pl.String)
+    trunk = pl.col("__r").replace_strict({r: p for r, (_, p) in prefixes.items()}, default=None,
+                                         return_dtype=pl.String)
+    numbers = mapped.filter(pl.col("row_number").is_in(cells["row_number"].implode())).select(
+        "row_number", pl.col(field).list.eval(pl.element().struct.field("phoneNumber")).alias("__e164")
+    ).explode("__e164").drop_nulls()
+    digits, nsn = pl.col("__item").str.replace_all(r"\D", ""), pl.col("__e164").str.slice(code.str.len_chars())
+    found = cells.with_row_index("__c").join(numbers, on="row_number").filter(
+        pl.col("__e164").str.starts_with(code) & ((digits == nsn) | (digits == trunk + nsn))
+    ).unique("__c", keep="first", maintain_order=True)
+    rest = cells.with_row_index("__c").join(found.select("__c"), on="__c", how="anti").drop("__c")
+    return found.drop("__c"), rest
 
 
 def _repeated_phones(mapped: pl.DataFrame, sheet: pl.DataFrame | None, template: Template, file: str | None,
