@@ -334,7 +334,15 @@ def parse_phone(value: str, region: str | None) -> str | None:
     only by reading leading digits without `+`/IDD (`31612345678` with region NL) is refused:
     the `+` may have been lost (BR-05), and the country must not be guessed silently; except
     where the region's own national prefix is its country code (`1-800-942-2677`, region US).
+    A possible number that is not valid (`555-8787` in AU, read as `+615558787`) is sent, as
+    phonenumbers' metadata may lack a new range; `validate` warns (`unlikely_phone`).
     """
+    num = _trusted_number(value, region)
+    return None if num is None else phonenumbers.format_number(num, PhoneNumberFormat.E164)
+
+
+def _trusted_number(value: str, region: str | None) -> phonenumbers.PhoneNumber | None:
+    """`parse_phone`'s reading of `value` (its rules), or None when it cannot be trusted."""
     if _LETTER.search(value) and _LETTER_AMONG_DIGITS.search(_EXTENSION.sub("", value)):
         return None
     if re.match(FORMULA_RESULT, value.strip()):  # -2237: a sum, no number (validate: row invalid)
@@ -350,7 +358,86 @@ def parse_phone(value: str, region: str | None) -> str | None:
     if phonenumbers.is_possible_number_with_reason(num) != ValidationResult.IS_POSSIBLE or \
             (num.extension and not phonenumbers.is_valid_number(num)):
         return None
+    return num
+
+
+def unlikely_phone(value: str, region: str | None) -> str | None:
+    """The E.164 form `parse_phone` sends for `value` when `value` is written in national form
+    (read with `region`, ISO 3166-1 alpha-2, as default; no `+` or international prefix) and
+    is a possible number but not a valid one (phonenumbers' metadata: `is_valid_number`, ITU-T
+    E.164 numbering plans): `555-8787` in AU becomes `+615558787`, a number of no AU range, most
+    likely a local number typed without its area code (`validate` warns, `unlikely-phone`).
+    None otherwise, also for a number `parse_phone` does not send as E.164. Not an error:
+    phonenumbers' metadata may lack a range newly in use, so such a number is still sent."""
+    num = _trusted_number(value, region)
+    if num is None or num.country_code_source in (CountryCodeSource.FROM_NUMBER_WITH_PLUS_SIGN,
+                                                   CountryCodeSource.FROM_NUMBER_WITH_IDD):
+        return None
+    # the row's own region first (one region's patterns); then any region of the country code
+    # (a Jersey number 01534 … read in GB is valid, for JE)
+    if phonenumbers.is_valid_number_for_region(num, region) or phonenumbers.is_valid_number(num):
+        return None
     return phonenumbers.format_number(num, PhoneNumberFormat.E164)
+
+
+UNLIKELY_PHONE_RULE = "a valid number of the row's country (ITU-T E.164 numbering plan, phonenumbers' metadata)"
+"""The rule an `unlikely-phone` warning names."""
+
+
+def unlikely_hint(region: str | None) -> str:
+    """The fix an `unlikely-phone` warning suggests for a number read in `region` (ISO 3166-1
+    alpha-2), with that region's example number (phonenumbers' metadata)."""
+    return (f"not a valid {region} number: is the area code missing (or a digit)? write the number in full, such as "
+            f"{_example_phone(region)} (if the number is right, in a range newer than phonenumbers' metadata, "
+            "ignore this warning)")
+
+
+def unlikely_e164(number: str, region: str) -> bool:
+    """Whether `number`, the E.164 form (`+615558787`) a national number of `region` (ISO 3166-1
+    alpha-2) became, is no valid number (phonenumbers' `is_valid_number`, read from its digits
+    without a second parse; the row's own region first, then any of its country code's)."""
+    code = phonenumbers.country_code_for_region(region)
+    nsn = number[1 + len(str(code)):]
+    zeros = len(nsn) - len(nsn.lstrip("0"))  # an Italian-style leading 0 is part of the number
+    num = phonenumbers.PhoneNumber(country_code=code, national_number=int(nsn or 0),
+                                   italian_leading_zero=True if zeros else None,
+                                   number_of_leading_zeros=zeros if zeros > 1 else None)
+    return not (phonenumbers.is_valid_number_for_region(num, region) or phonenumbers.is_valid_number(num))
+
+
+def _unlikely_e164_key(key: str) -> bool:
+    region, number = key.split(_SEP, 1)
+    return unlikely_e164(number, region)
+
+
+def _unlikely_key(key: str) -> str | None:
+    """`unlikely_phone` of a `region` + `_SEP` + `value` key (`_per_unique`)."""
+    region, value = key.split(_SEP, 1)
+    return unlikely_phone(value, region or None)
+
+
+def unlikely_phones(values: pl.Series, regions: pl.Series) -> pl.Series:
+    """`unlikely_phone` of each (value, region) pair (pl.String Series of one length), as a
+    pl.String Series (null: no warning), called once per unique pair (`_per_unique`)."""
+    keys = pl.select(pl.concat_str([pl.lit(regions).fill_null(""), pl.lit(_SEP), pl.lit(values)])).to_series()
+    return _per_unique(keys, _unlikely_key, pl.String)
+
+
+def unlikely_sent(numbers: pl.Series, regions: pl.Series) -> pl.Series:
+    """`unlikely_e164` of each (E.164 number, region) pair (pl.String Series of one length,
+    no nulls), as a pl.Boolean Series, called once per unique pair (`_per_unique`)."""
+    keys = pl.select(pl.concat_str([pl.lit(regions), pl.lit(_SEP), pl.lit(numbers)])).to_series()
+    return _per_unique(keys, _unlikely_e164_key, pl.Boolean)
+
+
+def region_prefixes(regions: pl.Series) -> dict[str, tuple[str, str]]:
+    """{region: (its E.164 country code with `+`, its national prefix or "")} of the ISO
+    3166-1 alpha-2 codes among `regions` (phonenumbers' metadata; unknown ones left out)."""
+    out = {}
+    for r in regions.drop_nulls().unique().to_list():
+        if code := phonenumbers.country_code_for_region(r):
+            out[r] = (f"+{code}", _national_prefix(r) or "")
+    return out
 
 
 EXTENSION_MARK = r"(?i)(?:ext(?:ension)?\.?|x|#)\s*\d"

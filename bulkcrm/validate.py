@@ -21,7 +21,8 @@ from .errors import ISSUE_SCHEMA, Issue, issues_frame, place, with_cell
 from .mapping import REPEATED, chain, without_null_tokens
 from .template import Mapping, Template, read_columns
 from .normalize import (DATE_TEXT, EXTENSION, EXTENSION_MARK, FEW_DIGITS, FORMULA_RESULT, NO_NUMBER_CANDIDATE, NO_PHONE,
-                        NO_VALUE, RENDERED_NUMBER, as_stored, code_without_plus, not_a_number)
+                        NO_VALUE, RENDERED_NUMBER, UNLIKELY_PHONE_RULE, as_stored, code_without_plus,
+                        not_a_number, region_prefixes, unlikely_hint, unlikely_phones, unlikely_sent)
 from .read_excel import date_cell_issue, numeric_cell_issue, styled_cell_issue
 from .transforms import CHECK_ISSUE_TYPES, CHECK_SEVERITY, CHECKS, check_list, check_rule
 
@@ -101,6 +102,8 @@ def validate(mapped: pl.DataFrame, template: Template, *, sheet: pl.DataFrame | 
                                  {(i.row_number, i.column) for i in dates})
     found += _numeric_cells(numbers, template, file, sheet_name) + dates
     found += _code_without_plus(cells, mapped, template, file, sheet_name, letters or {})
+    found += _unlikely_phones(cells, mapped, template, file, sheet_name, letters or {},
+                              {(i.row_number, i.column) for i in found if i.type == "invalid-phone"})
     issues = issues_frame(found).sort("row_number", "column", nulls_last=True, maintain_order=True)
     bad = set(issues.filter(pl.col("severity") == "error")["row_number"].drop_nulls().to_list())
     valid = mapped.filter(~pl.col("row_number").is_in(list(bad))) if bad else mapped
@@ -380,6 +383,70 @@ def _code_without_plus(sheet: pl.DataFrame | None, mapped: pl.DataFrame, templat
                     "loses a leading + or 0, so format the column as Text)", "warning", file, sheet_name),
                     letters, sheet_name))
     return out
+
+
+def _unlikely_phones(sheet: pl.DataFrame | None, mapped: pl.DataFrame, template: Template,
+                     file: str | None, sheet_name: str | None, letters: dict[str, str],
+                     flagged: set[tuple[int | None, str | None]] = frozenset()) -> list[Issue]:
+    """An `unlikely-phone` warning per phone item written in national form that is a possible
+    number of the row's region (its mapped country, else the template's default) but not a
+    valid one (`normalize.unlikely_phone`, phonenumbers' metadata): `555-8787` in AU is sent
+    as `+615558787`, most likely a local number without its area code. A warning, not an
+    error: the metadata may lack a new range, so the row is written, the number as it became.
+    One vectorised filter leaves out items with a `+` (E.164, the international fast path),
+    without a digit, or no number (`NO_PHONE`); the rest is judged once per unique (region,
+    number): the E.164 number each cell became, found among its row's mapped numbers without a
+    second parse (`_sent_numbers`), else the cell as parsed again. Cells in `flagged` (row_number, column: an `invalid-phone` issue, e.g. too short
+    for E.164) have their warning already."""
+    m = template.mapping("phoneNumbers")
+    if sheet is None or m is None:
+        return []
+    out, item = [], pl.col("__item")
+    for s in (s for s in m.sources if s.column and s.column in sheet.columns):
+        # what the phone transform reads: a rendered number as the cell stores it (`as_stored`)
+        col = as_stored(pl.col(s.column)) if s.split and "," in s.split else pl.col(s.column)
+        cells = sheet.select("row_number", col.str.split(s.split) if s.split else col)
+        cells = cells.explode(s.column) if s.split else cells
+        cells = cells.select("row_number", pl.col(s.column).str.strip_chars().alias("__typed")).with_columns(
+            as_stored(pl.col("__typed")).alias("__item"))
+        cells = cells.filter(~item.str.starts_with("+") & item.str.contains(r"\d") & ~item.str.contains(NO_PHONE))
+        if not cells.height:
+            continue
+        cells = cells.join(_row_regions(mapped, template, cells["row_number"]), on="row_number", how="left")
+        sent, rest = _sent_numbers(cells, mapped, m.field)
+        hits = pl.concat([
+            sent.filter(unlikely_sent(sent["__e164"], sent["__r"])),
+            rest.with_columns(unlikely_phones(rest["__item"], rest["__r"]).alias("__e164")).filter(
+                pl.col("__e164").is_not_null())]).sort("row_number", maintain_order=True)
+        out += [with_cell(Issue("unlikely-phone", rn, s.column, value, UNLIKELY_PHONE_RULE,
+                                f'{_place(file, rn, s.column)}"{value}" is sent as {e164}, {unlikely_hint(region)}',
+                                "warning", file, sheet_name), letters, sheet_name)
+                for rn, value, region, e164 in hits.select("row_number", "__typed", "__r", "__e164").iter_rows()
+                if (rn, s.column) not in flagged]
+    return out
+
+
+def _sent_numbers(cells: pl.DataFrame, mapped: pl.DataFrame, field: str) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The national-form phone `cells` (`row_number`, `__typed`, `__item`, `__r`: the region)
+    split by whether the E.164 number each became is found among its row's mapped numbers
+    (`field`): the one whose digits after the region's country code are the cell's, its
+    national prefix left out (`020 7946 0018` in GB: `+442079460018`). Those (with `__e164`)
+    need no second parse; the rest (an extension, a carrier code, a number kept as typed)
+    goes to `normalize.unlikely_phone`."""
+    prefixes = region_prefixes(cells["__r"])
+    code = pl.col("__r").replace_strict({r: c for r, (c, _) in prefixes.items()}, default=None,
+                                         return_dtype=pl.String)
+    trunk = pl.col("__r").replace_strict({r: p for r, (_, p) in prefixes.items()}, default=None,
+                                         return_dtype=pl.String)
+    numbers = mapped.filter(pl.col("row_number").is_in(cells["row_number"].implode())).select(
+        "row_number", pl.col(field).list.eval(pl.element().struct.field("phoneNumber")).alias("__e164")
+    ).explode("__e164").drop_nulls()
+    digits, nsn = pl.col("__item").str.replace_all(r"\D", ""), pl.col("__e164").str.slice(code.str.len_chars())
+    found = cells.with_row_index("__c").join(numbers, on="row_number").filter(
+        pl.col("__e164").str.starts_with(code) & ((digits == nsn) | (digits == trunk + nsn))
+    ).unique("__c", keep="first", maintain_order=True)
+    rest = cells.with_row_index("__c").join(found.select("__c"), on="__c", how="anti").drop("__c")
+    return found.drop("__c"), rest
 
 
 def _repeated_phones(mapped: pl.DataFrame, sheet: pl.DataFrame | None, template: Template, file: str | None,

@@ -205,3 +205,35 @@ def test_a_phone_identifier_leaves_out_an_extension_but_not_a_label(typed, key):
     label's `x` (Fax) is not taken for one, and an extension alone is no identifier."""
     from bulkcrm.normalize import phone_identifier
     assert pl.select(phone_identifier(pl.lit(typed), default_region="NL")).item() == key
+
+
+# --- a national number possible but not valid in its row's country --------------------------------
+
+@pytest.mark.parametrize(("country", "typed", "sent", "valid", "valid_sent"), [
+    ("AU", "555-8787", "+615558787", "(02) 9374 4000", "+61293744000"),
+    ("GB", "555 8787", "+445558787", "020 7946 0018", "+442079460018"),
+])
+def test_a_local_number_without_its_area_code_is_sent_as_read_with_a_warning(
+        crm, client, tmp_path, country, typed, sent, valid, valid_sent):
+    """`555-8787` on an AU row is a possible number (phonenumbers checks its length) but no
+    valid one (no AU range holds it): most likely a local number typed without its area code,
+    sent as +615558787, another number, without a word. It is still sent (the metadata may lack
+    a new range), with a warning naming the cell, the value, what it became and the fix. A valid
+    national number and an E.164 one (even one of no range: the fast path) get none."""
+    t = _tpl(identifiers=["phoneNumbers"],
+             fields={"title": "name", "address.country": "country", "phoneNumbers": "phone"})
+    plus, plus_valid = sent[:-1] + "9", valid_sent[:-1] + "9"  # other numbers: no duplicate rows
+    rows = [["name", "country", "phone"], ["Local Pty", country, typed], ["Sydney Pty", country, valid],
+            ["Plus Pty", country, plus], ["Spaced Pty", country, f"{plus_valid[:3]} {plus_valid[3:]}"],
+            ["Dotted Pty", country, f"{plus[:3]}.{plus[3:-1]}1"]]  # the international fast path
+    p = plan(_sheet(tmp_path, rows), t, client, strategy="scan")
+    assert [r["op"] for r in p.rows] == ["create"] * 5, p.rows
+    bodies = [o.body["phoneNumbers"][0]["phoneNumber"] for o in p.operations if o.method == "POST"]
+    assert bodies == [sent, valid_sent, plus, plus_valid, plus[:-1] + "1"], bodies
+    (warning,) = [i for i in p.issues if i["type"] == "unlikely-phone"]
+    assert [i for i in p.issues if i["row_number"] == 2] == [warning], p.issues  # no other warning of the cell
+    assert (warning["row_number"], warning["column"], warning["cell"], warning["value"], warning["severity"]) == (
+        2, "phone", "C2", typed, "warning")
+    assert f'"{typed}" is sent as {sent}, not a valid {country} number: is the area code missing' \
+        in warning["message"], warning["message"]
+    assert "phonenumbers' metadata" in warning["rule"] and "ITU-T E.164" in warning["rule"]

@@ -164,7 +164,8 @@ def test_a_row_matched_by_a_shared_phone_with_another_customer_id_is_a_conflict(
     p = plan(sheet(tmp_path, [["name", "id", "phone"], ["Acme Foods", "SUP-99", "(171) 555-2222"],
                               ["Bare", "SUP-7", "(171) 555-3333"]]), t, client)
     assert [(r["op"], r["iri"]) for r in p.rows] == [("conflict", A), ("patch", B)]
-    (issue,) = [i for i in p.issues if i["row_number"] == 2]
+    # (171) is London's code before 2000: the number also gets an unlikely-phone warning
+    (issue,) = [i for i in p.issues if i["row_number"] == 2 and i["type"] != "unlikely-phone"]
     assert issue["type"] == "identifier-mismatch" and issue["column"] == "id" and issue["value"] == "SUP-99"
     assert f"it matches {A} by phoneNumbers +441715552222, but its customerId SUP-99 is not the record's SUP-1" \
         in issue["message"]

@@ -316,3 +316,44 @@ def test_review_hints_keep_the_time_and_the_typo():
     assert check_rule("datetime", value="12/31/2024 10:15")[1].endswith("write it as 2024-12-31T10:15:00")
     assert "month first" not in check_rule("datetime", value="12/31/2024 25:00")[1]
     assert "a letter among its digits" in check_rule("phone_e164", region="NL", value="020-623l298 x12")[1]
+
+
+def test_a_national_number_no_range_of_its_country_holds_is_a_warning():
+    """`555-8787` is possible in AU and GB (phonenumbers checks its length) but valid in neither:
+    an `unlikely-phone` warning per such item, also in a split cell and by the template's
+    default_region; the row stays valid and the number is sent as it reads. None for a valid
+    national number, an E.164 or international one, a number read in another region of its
+    country code (a Jersey number on a GB row), a row without a country to read it in, nor
+    a US local number (possible only locally: kept as typed, its own invalid-phone warning)."""
+    fields = {"title": "t", "address.country": "c", "phoneNumbers": [{"column": "p"}, {"column": "f", "type": "fax"}]}
+    v = _check(fields, [
+        {"t": "A", "c": "AU", "p": "(02) 9374 4000; 555-8787", "f": "555 8788"},
+        {"t": "B", "c": "GB", "p": "020 7946 0018", "f": "01534 123456"},
+        {"t": "C", "c": None, "p": "555-8787", "f": "+61 2 9374 4000"},
+        {"t": "D", "c": "US", "p": "555-8787", "f": "011 61 2 9374 4001"},
+        {"t": "E", "c": "", "p": "+61 555 8787", "f": None},
+    ], default_region="GB")
+    got = [(i["row_number"], i["column"], i["value"], i["type"], i["severity"]) for i in v.issues.to_dicts()]
+    assert got == [(2, "f", "555 8788", "unlikely-phone", "warning"), (2, "p", "555-8787", "unlikely-phone", "warning"),
+                   (4, "p", "555-8787", "unlikely-phone", "warning"), (5, "p", "555-8787", "invalid-phone", "warning")]
+    assert v.invalid_rows == frozenset()
+    assert v.valid["phoneNumbers"].to_list()[0] == [
+        {"phoneNumber": "+61293744000", "phoneType": None}, {"phoneNumber": "+615558787", "phoneType": None},
+        {"phoneNumber": "+615558788", "phoneType": "fax"}]
+    (au,) = [i for i in v.issues.to_dicts() if i["column"] == "p" and i["row_number"] == 2]
+    assert au["message"].startswith('x.csv:2:p: "555-8787" is sent as +615558787, not a valid AU number: '
+                                    "is the area code missing (or a digit)? write the number in full, such as +61")
+    (gb,) = [i for i in v.issues.to_dicts() if i["row_number"] == 4]
+    assert "is sent as +445558787, not a valid GB number" in gb["message"]  # the template's default_region
+
+
+def test_unlikely_phone_reads_national_numbers_only():
+    """`normalize.unlikely_phone`: the E.164 form of a possible but invalid national number."""
+    from bulkcrm.normalize import unlikely_phone
+    assert unlikely_phone("555-8787", "AU") == "+615558787"
+    assert unlikely_phone("020 7946 0018", "GB") is None  # valid
+    assert unlikely_phone("+61 555 8787", "AU") is None  # written with its country code
+    assert unlikely_phone("0011 61 555 8787", "AU") is None  # AU's international prefix
+    assert unlikely_phone("555-8787", None) is None  # no region: no national reading
+    assert unlikely_phone("555-8787", "US") is None  # possible only locally: not sent as E.164
+    assert unlikely_phone("555-878l", "AU") is None  # a letter among the digits: not sent as E.164
