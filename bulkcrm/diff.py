@@ -17,6 +17,7 @@ Rules (issue 5):
 from __future__ import annotations
 
 import json
+import re
 from functools import reduce
 from operator import iadd
 from typing import Any
@@ -420,9 +421,26 @@ def kept_items(rows: pl.DataFrame, existing: pl.DataFrame, template: Template) -
     r = pl.concat([rows.select("row_number", *(m.field for m in ms)),
                    existing.select(pl.col(m.field).alias(f"{m.field}#e") for m in ms)], how="horizontal")
     parts = [r.select("row_number", pl.lit(m.field).alias("field"), items(pl.col(f"{m.field}#e"), m)
-                      .list.set_difference(items(pl.col(m.field), m)).alias("items"))
+                      .list.set_difference(items(pl.col(m.field), m)).alias("items"),
+                      (items(pl.col(m.field), m) if m.kind == "phones" else pl.lit(None, pl.List(pl.String)))
+                      .alias("__sheet"))
              .filter(pl.col("items").list.len() > 0) for m in ms]
-    return pl.concat(parts).sort("row_number", maintain_order=True)
+    return pl.concat([_not_superseded(part) for part in parts]).sort("row_number", maintain_order=True)
+
+
+def _not_superseded(kept: pl.DataFrame) -> pl.DataFrame:
+    """`kept_items`' `kept` (`row_number`, `field`, `items`, `__sheet`: a phone field's sheet
+    numbers) without the phone items the sheet writes in full (`superseded`: `desired_phones`
+    puts its number in their place), and without `__sheet`. Only rows keeping an item in no
+    E.164 form (a few) are looked at in Python."""
+    odd = kept["__sheet"].is_not_null() & kept["items"].list.eval(~pl.element().str.starts_with("+")).list.any()
+    if not odd.any():
+        return kept.drop("__sheet")
+    fixed = [[i for i in items if not any(superseded(i, i, n) for n in sheet)]
+             for items, sheet in kept.filter(odd).select("items", "__sheet").iter_rows()]
+    kept = kept.drop("__sheet")  # one line per row: `kept_items` sorts them back by row
+    return pl.concat([kept.filter(~odd), kept.filter(odd).with_columns(pl.Series("items", fixed, pl.List(pl.String)))
+                      .filter(pl.col("items").list.len() > 0)])
 
 
 def _changed_expr(m: Mapping, template: Template, zeros: bool = False) -> pl.Expr:
@@ -600,11 +618,32 @@ def desired_phones(m: Mapping, sheet: list, before: list, norm: list[str | None]
     out = [_clean_obj(p) for p in before]
     for p in sheet:
         i = by_num.get(p["phoneNumber"])
-        if i is None:
-            out.append({"phoneNumber": p["phoneNumber"], "phoneType": p["phoneType"]})
-        elif p["phoneType"]:
+        if i is None:  # a new number, or one the record holds as typed written in full
+            i = next((j for j, (b, n) in enumerate(zip(before, norm))
+                      if superseded(b.get("phoneNumber"), n, p["phoneNumber"])), None)
+            if i is None:
+                out.append({"phoneNumber": p["phoneNumber"], "phoneType": p["phoneType"]})
+                continue
+            out[i]["phoneNumber"] = by_num[p["phoneNumber"]] = p["phoneNumber"]
+        if p["phoneType"]:
             out[i]["phoneType"] = p["phoneType"]
     return out
+
+
+_DIGITS = re.compile(r"\D")
+
+
+def superseded(stored: str | None, norm: str | None, number: str) -> bool:
+    """Whether a record's phone item `stored`, held as typed (`norm`, its matching key, is no
+    E.164 number: it did not parse when it was written, e.g. `555-8787`), is `number` (E.164)
+    written in full: its digits, national prefix `0` aside, six or more, end `number`'s. A
+    merge (`desired_phones`) then puts `number` in its place, rather than keeping the record's
+    faulty spelling beside it: the sheet of an ops user who followed an `invalid-phone` hint
+    (`+65 555 8787`) corrects the number instead of doubling it."""
+    if not stored or (norm or "").startswith("+"):
+        return False
+    digits = _DIGITS.sub("", stored).lstrip("0")
+    return len(digits) >= 6 and number.startswith("+") and _DIGITS.sub("", number).endswith(digits)
 
 
 def api_value(m: Mapping, value: Any) -> Any:

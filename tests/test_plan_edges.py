@@ -658,3 +658,31 @@ def test_a_record_edited_after_the_sheet_was_saved_is_named_by_a_plan_note(crm, 
     assert f"note: {note}" in render_plan(p)
     os.utime(path, None)  # saved now: after the edit
     assert not [n for n in plan(path, t, client).notes if n.startswith("edited:")]
+
+
+def test_a_number_the_record_holds_as_typed_is_corrected_by_the_sheet_not_doubled(crm, client, tmp_path):
+    """A trial: the report flags `555-8787` (no E.164; sent as typed); the ops user writes it
+    in full, `+65 555 8787`, as the hint says. Under `policy: merge` (patch mode's default) the
+    corrected number takes the typed one's place, with its type, rather than being added beside
+    it; the next plan is unchanged. A number whose digits do not end with the typed ones is
+    another number: added, the typed one kept (and named by the merge note)."""
+    crm.seed({"organizations": [{"@id": A, "title": "A", "emailAddresses": [{"email": "a@a.sg"}],
+                                 "address": {"country": "SG"},
+                                 "phoneNumbers": [{"phoneNumber": "555-8787", "phoneType": "work"},
+                                                  {"phoneNumber": "+6561234567"}]}]})
+    t = tpl(identifiers=["emailAddresses"],
+            fields={"title": "name", "emailAddresses": "email", "address.country": "country", "phoneNumbers": "phone"})
+    other = plan(sheet(tmp_path, [["name", "email", "country", "phone"], ["A", "a@a.sg", "SG", "+65 6999 8787"]]),
+                 t, client)
+    assert [o.body["phoneNumbers"] for o in other.operations] == [[
+        {"phoneNumber": "555-8787", "phoneType": "work"}, {"phoneNumber": "+6561234567"},
+        {"phoneNumber": "+6569998787"}]]
+    assert [n for n in other.notes if n.startswith("merge:") and "555-8787" in n]
+    p = plan(sheet(tmp_path, [["name", "email", "country", "phone"], ["A", "a@a.sg", "SG", "+65 555 8787"]]), t, client)
+    assert [o.body["phoneNumbers"] for o in p.operations] == [[
+        {"phoneNumber": "+655558787", "phoneType": "work"}, {"phoneNumber": "+6561234567"}]]
+    assert not [n for n in p.notes if "555-8787" in n], p.notes  # not said to stay
+    apply(p, client, journal_file=tmp_path / "j.jsonl")
+    assert client.get(A)["phoneNumbers"] == [{"phoneNumber": "+655558787", "phoneType": "work"},
+                                             {"phoneNumber": "+6561234567"}]
+    assert plan(tmp_path / "s.csv", t, client).counts()["unchanged"] == 1
