@@ -435,10 +435,15 @@ def _resolve(rows: pl.DataFrame, pairs: pl.DataFrame, explicit: pl.DataFrame, id
     # several rows claiming one record
     dup_rec = _claimed_twice(by_ids, explicit, amb_rows)
     if dup_rec.height:
+        # rows naming one record by IRI: a row copied with its IRI, most likely (the IRI is their
+        # `value`, field `@id`, so the fix offered is to clear it, not to add one)
+        copied = pl.col("named").list.len() > 1
         conflicts.append(dup_rec.with_columns(
             pl.lit("duplicate-row").alias("type"),
-            pl.format("rows {} all match {}", _joined_rows(), iri).alias("message"),
-            pl.lit(None, pl.String).alias("field"), pl.lit(None, pl.String).alias("value"),
+            pl.format("rows {} all match {}{}", _joined_rows(), iri, pl.when(copied).then(pl.format(
+                " (rows {} name it by its IRI)",
+                pl.col("named").cast(pl.List(pl.String)).list.join(", "))).otherwise(pl.lit(""))).alias("message"),
+            pl.when(copied).then(pl.lit("@id")).alias("field"), pl.when(copied).then(iri).alias("value"),
         ).explode("held").select(pl.col("held").alias("row_number"), "type", "message", "field", "value"))
     # rows sharing an identifier value (e.g. two creates of one organization)
     shared = _shared(ids)
@@ -614,7 +619,7 @@ def _extremes(claims: pl.DataFrame) -> pl.DataFrame:
 
 def _claimed_twice(by_ids: pl.DataFrame, explicit: pl.DataFrame, amb_rows: pl.Series) -> pl.DataFrame:
     """`rec`, `row_number` (sorted list: every row claiming it), `held` (the rows of those in
-    conflict for it): the records several rows claim. Every record a row names claims it: by
+    conflict for it), `named` (those naming it by IRI): the records several rows claim. Every record a row names claims it: by
     its IRI (`explicit`), or by an identifier (`by_ids`, every row's pairs), also a row in
     conflict itself, so a typo in one row never lets another take the record over. A record
     one row names by IRI is that row's, though, when the others claim it only as rows in
@@ -635,7 +640,8 @@ def _claimed_twice(by_ids: pl.DataFrame, explicit: pl.DataFrame, amb_rows: pl.Se
     others = (~pl.col("by_iri") & ~pl.col("row_number").is_in(aside)).sum().over("rec") == 0
     rn, sole = pl.col("row_number"), pl.col("__sole")  # `sole`: the one row naming it by IRI, its owner
     return claims.with_columns((decided & pl.col("__own").fill_null(False)).alias("__sole")).filter(
-        ~(decided & others)).group_by("rec").agg(rn.unique().sort(), rn.filter(~sole).unique().sort().alias("held"))
+        ~(decided & others)).group_by("rec").agg(rn.unique().sort(), rn.filter(~sole).unique().sort().alias("held"),
+                                                 rn.filter("by_iri").unique().sort().alias("named"))
 
 
 def _ambiguous(amb: pl.DataFrame) -> pl.DataFrame:

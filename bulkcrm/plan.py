@@ -684,10 +684,13 @@ def _conflict_issues(conflicts: pl.DataFrame, template: Template, sh: Sheet, fil
     known = set(matched.drop_nulls("iri")["row_number"].to_list()) if conflicts.height else set()
     originals = sheet_rows(sh.frame, conflicts["row_number"]) if conflicts.height else {}
     normalised = _normalised_cells(conflicts, template, originals, mapped)
-    return [with_cell(Issue(t, rn, _column_holding(template, field_name, value, originals.get(rn, {}), normalised),
-                            value, "one row per record", f"{file}:{rn}: {msg}; " + fix.get(t, new + (
-                                f", or name each row's record by its IRI in a {iri_col} column (an export has "
-                                "one)" if rn in known else "")), "error", file, sh.sheet_name),
+    copied = (f"if a row is another organization (a row copied with its {iri_col}?), clear its {iri_col} so it "
+              "is created; if the rows are one organization, keep one row")
+    return [with_cell(Issue(t, rn, template.iri_column if field_name == "@id" else
+                            _column_holding(template, field_name, value, originals.get(rn, {}), normalised),
+                            value, "one row per record", f"{file}:{rn}: {msg}; " + (copied if field_name == "@id" else fix.get(
+                                t, new + (f", or name each row's record by its IRI in a {iri_col} column (an export "
+                                          "has one)" if rn in known else ""))), "error", file, sh.sheet_name),
                       sh.letters, sh.sheet_name)
             for rn, t, msg, field_name, value in conflicts.iter_rows()]
 

@@ -686,3 +686,18 @@ def test_a_number_the_record_holds_as_typed_is_corrected_by_the_sheet_not_double
     assert client.get(A)["phoneNumbers"] == [{"phoneNumber": "+655558787", "phoneType": "work"},
                                              {"phoneNumber": "+6561234567"}]
     assert plan(tmp_path / "s.csv", t, client).counts()["unchanged"] == 1
+
+
+def test_a_row_copied_with_its_iri_is_told_to_clear_the_iri(crm, client, tmp_path):
+    """A trial copied an exported row to start a new organization, IRI included: both rows are
+    conflicts (two rows name one record by IRI), and the fix named is to clear the copy's IRI
+    column (not to add an IRI, which both have); the issue names that column and the IRI."""
+    crm.seed({"organizations": [{"@id": A, "title": "A", "emailAddresses": [{"email": "a@a.nl"}]}]})
+    t = tpl(identifiers=["emailAddresses"], iri_column="crm_iri", fields={"title": "name", "emailAddresses": "email"})
+    p = plan(sheet(tmp_path, [["crm_iri", "name", "email"], [A, "A", "a@a.nl"], [A, "New B", "b@b.nl"]]), t, client)
+    assert [r["op"] for r in p.rows] == ["conflict", "conflict"]
+    for i in p.issues:
+        assert (i["type"], i["column"], i["value"]) == ("duplicate-row", "crm_iri", A)
+        assert f"rows 2, 3 all match {A} (rows 2, 3 name it by its IRI); if a row is another organization (a row " \
+               "copied with its crm_iri?), clear its crm_iri so it is created" in i["message"], i["message"]
+        assert "or name each row's record by its IRI" not in i["message"]
