@@ -249,7 +249,8 @@ def match_fetched(rows: pl.DataFrame, template: Template, fetched: Fetched, *,
     pairs = _pairs(ids, rec_ids)
     positions = _positions(explicit, frame)
     claims = _beside_own(pairs, positions)  # an IRI row's value its record shares is that record's
-    matched, conflicts = _resolve(rows, claims, positions, ids, frame["@id"], notes)
+    matched, conflicts = _resolve(rows, claims, positions, ids, frame["@id"], notes,
+                                  frame["title"] if "title" in frame.columns else None)
     elsewhere = _elsewhere(claims, positions, frame["@id"])
     other = _other_values(matched, positions, pairs, ids, rec_ids, frame["@id"], template.identifiers)
     extra = [_mismatches(elsewhere, template.iri_column)] if elsewhere.height else []
@@ -404,7 +405,8 @@ def _positions(explicit: pl.DataFrame, frame: pl.DataFrame) -> pl.DataFrame:
 
 
 def _resolve(rows: pl.DataFrame, pairs: pl.DataFrame, explicit: pl.DataFrame, ids: pl.DataFrame,
-             iris: pl.Series, notes: pl.DataFrame | None = None) -> tuple[pl.DataFrame, pl.DataFrame]:
+             iris: pl.Series, notes: pl.DataFrame | None = None,
+             titles: pl.Series | None = None) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Decide one record per row, or a conflict (vectorised; records are their positions `rec`
     in `iris` until the end; lists are only gathered for the rows and values in conflict).
 
@@ -412,7 +414,7 @@ def _resolve(rows: pl.DataFrame, pairs: pl.DataFrame, explicit: pl.DataFrame, id
         pairs: `row_number`, `rec`, `kind`, `value`: each identifier a row shares with a record
             (`_beside_own`'s: not a row's with another record by a value its IRI's record holds).
         explicit: `row_number`, `rec` of the rows naming an existing record's IRI (they win).
-        iris: the records' IRIs by position.
+        iris: the records' IRIs by position; titles: their titles (an ambiguous match names them).
         notes: as `match_fetched`'s.
 
     Returns:
@@ -426,9 +428,10 @@ def _resolve(rows: pl.DataFrame, pairs: pl.DataFrame, explicit: pl.DataFrame, id
     several = pl.col("rec") != pl.col("__max")  # the row's identifiers point at several records
     amb_rows = hits.filter(several)["row_number"]
     iri = pl.lit(iris).gather(pl.col("rec"))
+    named = iri if titles is None else pl.format('{} "{}"', iri, pl.lit(titles).gather(pl.col("rec")).fill_null(""))
     ambiguous = pairs.filter(pl.col("row_number").is_in(amb_rows.implode())).with_columns(
-        iri.alias("iri")).group_by("row_number").agg(
-        pl.col("iri").unique().sort(), pl.struct("kind", "value", "iri").alias("why"))
+        iri.alias("iri"), named.alias("named")).group_by("row_number").agg(
+        pl.col("iri").unique().sort(), pl.struct("kind", "value", pl.col("named").alias("iri")).alias("why"))
     single = hits.filter(~several).select("row_number", "rec")
     chosen = pl.concat([single, explicit])
     conflicts = [_ambiguous(ambiguous)]

@@ -2,6 +2,8 @@
 against the sandbox over HTTP."""
 from __future__ import annotations
 
+import re
+
 import json
 
 import pytest
@@ -392,6 +394,9 @@ def test_ambiguous_match_is_a_conflict(crm, client, tmp_path):
     p = plan(sheet, t, client)
     assert p.rows[0]["op"] == "conflict" and "2 records" in p.rows[0]["note"]
     assert p.operations == []
+    # each record named with its title, so the user sees which organizations they are
+    assert re.search(r'emailAddresses a@x.example -> /organizations/\S+ "A"; '
+                     r'phoneNumbers \+31205550101 -> /organizations/\S+ "B"', p.rows[0]["note"]), p.rows[0]["note"]
     (issue,) = p.issues  # names one identifier involved: its column, cell and value
     assert (issue["type"], issue["column"], issue["cell"], issue["value"]) == (
         "ambiguous-match", "email", "B2", "a@x.example")
