@@ -318,7 +318,7 @@ def plan_cmd(ctx, file, template_path, mode, match_strategy, mirror_notes, sheet
     _check_input(file, template_path, match_strategy)
     check_out_path(out, file, template_path)
     target = _open(ctx, base_url, api_key, max_rate, read_only=True)
-    with journal_lock(journal_path(out)):  # not over a plan whose apply still runs: checked first
+    with journal_lock(journal_path(out), if_used=True):  # not over a plan whose apply still runs: checked first
         wait_for_stopped_writes(out, target.client, target.label)  # its creates made: matched, not planned again
         p, text = run_plan(file, template_path, target, mode=mode, strategy=match_strategy,
                            mirror_notes=mirror_notes, sheet=_sheet_arg(sheet), encoding=encoding,

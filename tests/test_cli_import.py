@@ -270,6 +270,8 @@ def test_next_weeks_plan_saved_over_last_weeks_applies_from_the_start(runner, cr
         planned = runner.invoke(cli, ["plan", str(sheet), "-t", str(TEMPLATE), "--out", str(plan_file), *common])
         assert planned.exit_code == 0, planned.output
         assert ("Kept the journal" in planned.output) == (week == 2)
+        # a plan never applied leaves no lock file beside it (two trials saw them pile up)
+        assert (plan_file.parent / "plan.journal.jsonl.lock").exists() == (week == 2)
         code, applied = run(runner, crm, "apply", str(plan_file), "--report", str(tmp_path / f"r{week}"))
         assert code == 0, applied
         assert (applied["created"], applied["unchanged"]) == ((3, 0) if week == 1 else (1, 3))
