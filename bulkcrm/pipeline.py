@@ -176,6 +176,7 @@ class _progress_bar:
         self.ended = False               # the stopped line is printed
         self.printed: int | None = None  # `done` of the last line printed
         self.paced: tuple[int, float] | None = None  # (done, time) at this run's first operation
+        self.samples: list[tuple[int, float]] = []   # (done, time) since then: the pace's window
 
     def __call__(self, done: int, total: int, client) -> None:
         self.seen, self.seen_at = (done, total, client), time.monotonic()
@@ -185,6 +186,8 @@ class _progress_bar:
                 self.start = done
             elif self.paced is None and done > self.start:  # the pace counts from here: the
                 self.paced = (done, now)  # first write may wait for planning's requests to age
+            if self.paced is not None and (not self.samples or done > self.samples[-1][0]):
+                self.samples.append((done, now))
             if done == total and self.printed == total:  # said already (a plan an earlier run did)
                 return
             if self.first or done == total or now - self.logged >= self.LOG_EVERY_S:
@@ -201,10 +204,16 @@ class _progress_bar:
 
     def _print(self, done: int, total: int, client, *, last: bool = False, left: int | None = None) -> None:
         self.printed, now = done, self.seen_at if last else time.monotonic()
-        # a pace over a window's worth of operations or more: right after the first window's
-        # burst, one operation's wait for a slot is no pace (a trial: 28 s an operation)
-        span, rate = done - self.paced[0] if self.paced else 0, getattr(client, "requests_per_minute", None)
-        per_op = (now - self.paced[1]) / span if span > 0 and span >= (rate or 0) else None
+        # a pace over a window's worth of operations: right after the first window's burst, one
+        # operation's wait for a slot is no pace (a trial: 28 s an operation); over the last
+        # such stretch only, so a one-off wait (a resume's for a stopped write) is soon forgotten
+        # (without a rate limit, since the first operation)
+        rate, per_op = getattr(client, "requests_per_minute", None), None
+        for i in range(len(self.samples) - 1, -1, -1) if rate else range(min(len(self.samples), 1)):
+            if done - self.samples[i][0] >= (rate or 1):
+                del self.samples[:i]  # older ones are never needed again
+                per_op = (now - self.samples[0][1]) / (done - self.samples[0][0])
+                break
         print(_progress_line(done, total, client, now - self.started, per_op, stopped=last, left=left),
               file=sys.stderr, flush=True)
 

@@ -1088,3 +1088,21 @@ def test_ctrl_c_waits_for_the_report_so_far_to_be_moved_in(tmp_path):
             time.sleep(0.2)  # the signal lands meanwhile
             steps.append("block done")
     assert steps == ["block done"] and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_the_log_lines_pace_forgets_a_one_off_wait_after_a_window(log_clock, capsys):
+    """A resume waits 52 s for a stopped write before looking it up: a pace since the run's
+    first operation took that wait for the rate (a trial: "about 11.3 min left" of a run that
+    ended 6.0 min later). The pace is over the last window's worth of operations (20 at 20/min),
+    so a window after the wait it is the rate's 3 s an operation again."""
+    from types import SimpleNamespace
+    from bulkcrm import pipeline
+    now = log_clock
+    bar = pipeline._progress_bar(246)
+    client = SimpleNamespace(requests_per_minute=20, requests_sent=0, throttled=0)
+    steps = [(0.0, 102), (1.0, 103), (53.0, 104)]  # the wait, after the first operation
+    steps += [(53.0 + 3 * i, 104 + i) for i in range(1, 41)]  # then 3 s each: 40 more
+    _updates(now, bar, client, steps)
+    line = capsys.readouterr().err.splitlines()[-1]  # the last update's (done: no 30 s to wait)
+    # 102 left at 3 s each: 5.1 min (a pace since the first operation, the wait in it, said 7.1)
+    assert line == "apply: 144/246 operations, 0 requests (0 throttled), 2.9 min, about 5.1 min left", line
