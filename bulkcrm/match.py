@@ -459,7 +459,7 @@ def _resolve(rows: pl.DataFrame, pairs: pl.DataFrame, explicit: pl.DataFrame, id
             " and ").alias("__ids")), on="__rows", how="left", maintain_order="left")
         msg = pl.format("rows {} share {}{}", pl.col("__rows"), pl.col("__ids"),
                         pl.when(pl.col("__same") & pl.col("__noted")).then(pl.lit(_NOTES_APART))
-                        .when("__same").then(pl.lit(" (the rows are the same in every field: keep one)"))
+                        .when("__same").then(pl.lit(" (the rows are the same in every column the template reads: keep one)"))
                         .otherwise(pl.lit("")))
         # a row naming its record by IRI is decided by it: the rows of those sharing the value
         # whose IRI names a record holding it (several: a switchboard number two organizations

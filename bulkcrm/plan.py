@@ -378,7 +378,8 @@ def _widely_shared_notes(mapped: pl.DataFrame, template: Template, conflicts: pl
     """A plan note naming the identifier values most rows share, when rows are duplicate-row
     conflicts over values `WIDELY_SHARED` or more rows hold: a switchboard, fax or hotline
     number, a head office's e-mail, names no one organization (a trial: 1,790 of 2,132 rows in
-    conflict, one fax number on 60 of them). Counted only when there are such conflicts."""
+    conflict, one fax number on 60 of them); an id (customerId) on several rows is a sheet of
+    one line per order or invoice. Counted only when there are such conflicts."""
     dup = conflicts.filter(pl.col("type") == "duplicate-row") if conflicts.height else conflicts
     if dup.height < WIDELY_SHARED:
         return []
@@ -388,10 +389,14 @@ def _widely_shared_notes(mapped: pl.DataFrame, template: Template, conflicts: pl
         return []
     top = ", ".join(f"{k} {v} ({n} rows)" for k, v, n in counts.head(shown).iter_rows())
     more = f" and {counts.height - shown} more" if counts.height > shown else ""
+    contact = counts.head(shown)["kind"].is_in(["emailAddresses", "phoneNumbers"]).any()
+    why = ("a number or address several organizations share (a switchboard, a fax, a hotline, a head office) names "
+           "none of them; match on identifiers they do not share (the template's `identifiers:`), or give each row "
+           "its record's IRI in a crm_iri column" if contact else
+           "an id one organization holds, on several rows: a sheet of one line per order or invoice? import a "
+           "sheet with one row per organization")
     return [f"conflicts: {dup.height} row(s) share identifier values with other rows; values {WIDELY_SHARED} or "
-            f"more rows share: {top}{more}: a number or address several organizations share (a switchboard, a "
-            "fax, a hotline, a head office) names none of them; match on identifiers they do not share "
-            "(the template's `identifiers:`), or give each row its record's IRI in a crm_iri column"]
+            f"more rows share: {top}{more}: {why}"]
 
 
 def _kept_item_notes(merged: pl.DataFrame, shown: int = 3) -> list[str]:

@@ -199,7 +199,7 @@ def test_rows_sharing_two_identifiers_are_told_so_once(crm, client, tmp_path):
                              identifiers=["emailAddresses", "phoneNumbers"]), client, strategy="scan")
     notes = {r["row_number"]: r["note"] for r in p.rows if r["op"] == "conflict"}
     assert notes == dict.fromkeys((2, 4), "rows 2, 4 share emailAddresses a@x.example and phoneNumbers "
-                                          "+31201234567 (the rows are the same in every field: keep one)")
+                                          "+31201234567 (the rows are the same in every column the template reads: keep one)")
 
 
 def test_rows_of_one_organization_with_different_notes_are_not_told_to_keep_one(crm, client, tmp_path):
@@ -218,7 +218,7 @@ def test_rows_of_one_organization_with_different_notes_are_not_told_to_keep_one(
                                              "organization, and put the notes on a sheet of their own, one row each, "
                                              "with notes: {sheet: …} in the template)"),
                      **dict.fromkeys((4, 5), "rows 4, 5 share emailAddresses b@x.example (the rows are the same in "
-                                             "every field: keep one)")}
+                                             "every column the template reads: keep one)")}
 
 
 def test_a_merge_says_which_items_left_out_of_the_sheet_stay(crm, client, tmp_path):
@@ -257,6 +257,13 @@ def test_a_value_many_rows_share_is_named_in_a_plan_note(crm, client, tmp_path):
                                                         "phoneNumbers": "phone"},
                                                 identifiers=["emailAddresses", "phoneNumbers"]),
                                 client, strategy="scan").notes if n.startswith("conflicts:")]
+    # an id on several rows (a trial: an invoice per line, its customer's id on each) is no
+    # shared switchboard: the note says what such a sheet is
+    sheet.write_text("title,id\n" + "".join(f"T{i},C1\n" for i in range(3)), encoding="utf-8")
+    (note,) = [n for n in plan(sheet, template(fields={"title": "title", "customerId": "id"}, identifiers=["customerId"]),
+                               client, strategy="scan").notes if n.startswith("conflicts:")]
+    assert note.endswith("share: customerId C1 (3 rows): an id one organization holds, on several rows: a sheet of "
+                         "one line per order or invoice? import a sheet with one row per organization"), note
 
 
 def test_br11_merge_patch_keeps_existing_list_items(crm, client, tmp_path):
@@ -503,7 +510,7 @@ def test_rows_pasted_twice_are_named_as_the_same_in_every_field(crm, client, tmp
     notes = {r["row_number"]: r["note"] for r in p.rows}
     assert p.counts()["conflict"] == 4
     assert notes[2] == notes[4] == ("rows 2, 4 share emailAddresses a@x.example (the rows are the same in every "
-                                    "field: keep one)")
+                                    "column the template reads: keep one)")
     assert notes[3] == notes[5] == "rows 3, 5 share emailAddresses b@x.example"
 
 
