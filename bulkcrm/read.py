@@ -201,6 +201,7 @@ def _read_csv(p: Path, where: str, encoding: str | None, delimiter: str | None,
                          "(or .xls)", path=where)
     grid = tried = None
     legacy: list[int] = []
+    nul_lines: list[int] = []
     sample = _utf8_sample(data) if encoding is None else None
     if sample is not None and (delimiter is None or len(delimiter) == 1):
         # plain UTF-8 as `decode` would return it: polars' reads check the rest of the file
@@ -210,6 +211,8 @@ def _read_csv(p: Path, where: str, encoding: str | None, delimiter: str | None,
         text, enc, delimiter = None, "utf-8", tried
     else:
         text, enc, legacy = decode(data, encoding, where)
+        if b"\x00" in data and not enc.startswith(("utf-16", "utf-32")):  # `decode` removed them
+            nul_lines = _nul_lines(data)
         if delimiter is None:
             delimiter = detect_delimiter(text)
         elif len(delimiter) != 1:
@@ -234,6 +237,8 @@ def _read_csv(p: Path, where: str, encoding: str | None, delimiter: str | None,
     frame = restore_formula_escape(frame) if escaped else frame  # no `'` anywhere: no-op
     if enc == MIXED:
         issues = sorted(issues + _legacy_line_issues(legacy, frame, where), key=lambda i: i.row_number or 0)
+    if nul_lines:
+        issues = sorted(issues + _nul_line_issues(nul_lines, frame, where), key=lambda i: i.row_number or 0)
     return Sheet(frame, issues, where, None, enc, delimiter, hdr, sha.result(), _letters(names))
 
 
@@ -272,6 +277,24 @@ def _legacy_line_issues(lines: list[int], frame: pl.DataFrame, where: str) -> li
                   f"{file}:{rn}: this line is not UTF-8 like the rest of the file; it was read as "
                   "cp1252 (Windows-1252): check its accented letters, and save the file as UTF-8",
                   "warning", file) for rn in rows]
+
+
+def _nul_lines(data: bytes, most: int = 1000) -> list[int]:
+    """The lines (1-based) of the first `most` NUL bytes of a CSV that is no UTF-16/32 (where
+    NUL is half of every character), which `read_csv.decode` removes."""
+    at = [m.start() for _, m in zip(range(most), re.finditer(b"\x00", data))]
+    return sorted({data.count(b"\n", 0, i) + 1 for i in at})
+
+
+def _nul_line_issues(lines: list[int], frame: pl.DataFrame, where: str) -> list[Issue]:
+    """A warning per data row starting on a line that held a NUL character (a zero byte),
+    which reading removed: a cell that held only one reads as empty, and a trial was told the
+    row "has no a" with no word of the byte (a damaged file, or one a program padded)."""
+    file = Path(where).name
+    rows = frame.filter(pl.col("row_number").is_in(lines))["row_number"].to_list()
+    return [Issue("encoding", rn, None, None, "text without NUL characters",
+                  f"{file}:{rn}: this line held a NUL character (a zero byte), which was removed: a damaged "
+                  "file, or one another program padded? check the row's values", "warning", file) for rn in rows]
 
 
 def file_sha256(p: Path) -> str:

@@ -777,3 +777,17 @@ def test_an_escaped_excel_error_text_is_text(tmp_path):
     neutralise_csv(frame).write_csv(path)
     sheet = read(path)
     assert sheet.frame["title"].to_list() == ["#REF!", "#N/A x", "'#N/A"] and sheet.issues == []
+
+
+def test_a_nul_byte_is_removed_with_a_warning_naming_its_row(tmp_path):
+    """csvkit's null_byte.csv: a cell holding only a NUL byte read as empty, and a trial was
+    told its row "has no a" without a word of the byte. Each row on a line that held one gets
+    an `encoding` warning; UTF-16 text (NUL in every other byte) gets none."""
+    sh = read(DATA / "csvkit" / "null_byte.csv")
+    assert sh.frame["a"].to_list() == [None]
+    (issue,) = sh.issues
+    assert (issue.type, issue.row_number, issue.severity) == ("encoding", 2, "warning")
+    assert "null_byte.csv:2: this line held a NUL character (a zero byte), which was removed" in issue.message
+    p = tmp_path / "u16.csv"
+    p.write_bytes("name,email\nA,a@b.nl\n".encode("utf-16"))
+    assert read(p).issues == []
