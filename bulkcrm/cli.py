@@ -435,10 +435,11 @@ def validate_cmd(ctx, file, template_path, sheet, encoding, delimiter, header_ro
 def export_cmd(ctx, template_path, out, q, owner, tags, segments, archived, created_after, created_before,
                all_records, base_url, api_key, max_rate, as_json):
     """Write organizations to a CSV/XLSX sheet through a template (crm_iri column first)."""
-    from .export import ExportFilters, ProgressBar, export, exports_notes, output_kind
+    from .export import ExportFilters, ProgressBar, check_out_path, export, exports_notes, output_kind
     from .template import load_template
     ctx.obj["json"] = as_json
     template = load_template(template_path)
+    check_out_path(out, template)  # before any request
     target = _open(ctx, base_url, api_key, max_rate, read_only=True)
     filters = ExportFilters(q=q, owner=owner, tags=tuple(tags), segments=tuple(segments), archived=archived,
                             created_after=created_after, created_before=created_before)

@@ -26,6 +26,7 @@ formula escape: `-` with token `-` is `''-`) and XLSX alike (`'NULL`; `workbook.
 from __future__ import annotations
 
 import contextlib
+import csv
 import datetime as dt
 import math
 import os
@@ -200,6 +201,48 @@ def output_kind(out_path: str | Path) -> tuple[Path, str]:
         raise InputError(f"cannot export to {out.suffix or 'a file without extension'!r}; "
                          "name the file .csv or .xlsx", path=str(out))
     return out, kind
+
+
+def check_out_path(out_path: str | Path, template: Template) -> None:
+    """Refuse to export over an existing file that is no export: its first column is not the
+    one an export of `template` starts with (`crm_iri`, `export_columns`); `--out week48.xlsx`
+    would replace the sheet ops staff keep with the CRM's records. An earlier export (next
+    week's replaces last week's) and an empty file are overwritten.
+
+    Raises:
+        InputError: naming the file, what its first column is, and what to do.
+    """
+    out, kind = output_kind(out_path)
+    if not out.is_file() or not out.stat().st_size:
+        return
+    if template.resource == "organization_notes" and template.notes is not None:
+        from .notes_export import notes_columns
+        first = notes_columns(template)[0]
+    else:
+        first = export_columns(template)[0]
+    found = _first_header(out, kind)
+    if found != first:
+        what = f"its first column is {found!r}" if found else "it has no header an export writes"
+        raise InputError(f"the file exists and is no export ({what}, not {first!r}), so it is not "
+                         "overwritten; export to another file, or delete it first", path=str(out))
+
+
+def _first_header(out: Path, kind: str) -> str | None:
+    """The first header cell of an existing .csv or .xlsx (None when it cannot be read)."""
+    try:
+        if kind == "csv":
+            with out.open("rb") as f:
+                line = f.readline(65536).decode("utf-8-sig", "replace")
+            return next(csv.reader([line]), [None])[0]
+        from openpyxl import load_workbook  # as `_write_xlsx`: only when a workbook is there
+        wb = load_workbook(out, read_only=True)
+        try:
+            value = wb.worksheets[0].cell(1, 1).value if wb.worksheets else None
+        finally:
+            wb.close()
+        return None if value is None else str(value)
+    except Exception:  # noqa: BLE001 - not a readable CSV or workbook: no export
+        return None
 
 
 def stream_pages(client: Client, out: Path, kind: str, columns: list[str], params: dict,

@@ -171,7 +171,7 @@ def match_rows(rows: pl.DataFrame, template: Template, client: Client, *,
     Args:
         rows: mapped rows (`row_number`, field columns, optional `__iri`, `__raw.*`); `plan`
             passes every row, also those it does not write (invalid): they claim records too.
-        template: gives the identifiers in priority order.
+        template: gives the identifiers (every one counts: two records named are a conflict).
         client: API client; every request it sends is counted in `Matches.requests`.
         strategy: `auto` (cost model), `lookup` (`identifiers[]`) or `scan` (list everything).
 

@@ -175,7 +175,8 @@ class Template:
         resource: `organizations` or `organization_notes`.
         mode: `patch` (merge patch, RFC 7396) or `replace` (PUT, the sheet is authoritative).
         mappings: field mappings in file order.
-        identifiers: identifier fields in priority order (crm-api.md §8.3 `identifiers[]`).
+        identifiers: identifier fields, as the template lists them (crm-api.md §8.3 `identifiers[]`);
+            a row's values naming two records are a conflict, whichever field names which.
         iri_column: sheet column holding an explicit record IRI (wins over identifiers).
         null_tokens: cell texts meaning "no value" (e.g. `NULL`); compared after trimming.
         default_region: ISO 3166-1 alpha-2 region for phones of rows without a country.
@@ -255,7 +256,7 @@ class OrgRef:
         iri_column: column holding the organization IRI (`/organizations/{id}`); wins.
         customer_id_column: column holding the organization's customerId (no API filter:
             matched through a full listing, crm-api.md §8.3).
-        identifiers: identifier fields read from the notes sheet, priority order.
+        identifiers: identifier fields read from the notes sheet, as listed.
         template: a synthetic organizations template mapping exactly those columns, for
             `match.match_rows` (identifiers = the fields above, then customerId).
         derived: taken from the organizations' own columns (a `notes.sheet` without

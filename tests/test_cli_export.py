@@ -147,3 +147,31 @@ def test_a_value_that_reads_as_an_excel_error_once_trimmed_round_trips_in_csv(ru
     code, planned = run(runner, crm, "plan", str(tmp_path / "x.csv"), "-t", str(US_TEMPLATE),
                         "--out", str(tmp_path / "p.json"))
     assert code == 0 and planned["unchanged"] == 1 and planned["invalid"] == 0, planned
+
+
+def test_export_never_overwrites_a_sheet_that_is_no_export(runner, crm, tmp_path):
+    """`--out` naming the ops sheet itself (`week48.csv`, a workbook) would replace it with the
+    CRM's records: refused before any request, naming the file and its first column; an earlier
+    export (first column crm_iri) is overwritten, as next week's export replaces last week's."""
+    import shutil
+
+    import openpyxl
+    code, _ = run(runner, crm, "import", str(SAMPLE), "-t", str(TEMPLATE), "--report", str(tmp_path / "r"),
+                  "--no-reconcile")
+    sheet = tmp_path / "week48.csv"
+    shutil.copy(SAMPLE, sheet)
+    book = tmp_path / "week48.xlsx"
+    wb = openpyxl.Workbook()
+    wb.active.append(["Company", "Email"])
+    wb.save(book)
+    for out, first in ((sheet, "customerID"), (book, "Company")):
+        before = out.read_bytes()
+        crm.clear_log()
+        code, err = run(runner, crm, "export", "-t", str(TEMPLATE), "--out", str(out))
+        assert code == 2 and f"the file exists and is no export (its first column is {first!r}, not 'crm_iri')" \
+            in err["message"], err
+        assert out.read_bytes() == before and crm.requests == []
+    earlier = tmp_path / "export.xlsx"
+    for _ in range(2):
+        code, exported = run(runner, crm, "export", "-t", str(TEMPLATE), "--out", str(earlier))
+        assert code == 0 and exported["records"] == 91
