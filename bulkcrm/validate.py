@@ -405,7 +405,15 @@ def _unlikely_phones(sheet: pl.DataFrame | None, mapped: pl.DataFrame, template:
     for s in (s for s in m.sources if s.column and s.column in sheet.columns):
         # what the phone transform reads: a rendered number as the cell stores it (`as_stored`)
         col = as_stored(pl.col(s.column)) if s.split and "," in s.split else pl.col(s.column)
-        cells = sheet.select("row_number", col.str.split(s.split) if s.split else col)
+        # most cells are in international form (`+…`, as an export writes them): a cheap pass
+        # leaves them out (a split cell's later item may be national: those cells stay)
+        raw = pl.col(s.column)
+        maybe = raw.is_not_null() & ~raw.str.strip_chars_start().str.starts_with("+")
+        part = sheet.select("row_number", s.column).filter(
+            maybe | raw.str.contains(s.split, literal=True) if s.split else maybe)
+        if not part.height:
+            continue
+        cells = part.select("row_number", col.str.split(s.split) if s.split else col)
         cells = cells.explode(s.column) if s.split else cells
         cells = cells.select("row_number", pl.col(s.column).str.strip_chars().alias("__typed")).with_columns(
             as_stored(pl.col("__typed")).alias("__item"))
