@@ -384,6 +384,8 @@ def _finish(grid: pl.DataFrame, where: str, header_row: int | None, sheet: str |
             at = at if named[at] or not named.max() else named.arg_max()
         header_row = int(head["row_number"][at])
         how = "detected"
+    elif columns:
+        _check_given_header(rows, cells, header_row, columns, where)
     hdr = rows.filter(pl.col("row_number") == header_row)
     if hdr.height == 0:
         raise InputError(f"header row {header_row} is empty or past the end of the "
@@ -402,6 +404,23 @@ def _finish(grid: pl.DataFrame, where: str, header_row: int | None, sheet: str |
     issues = _unnamed(unnamed, where, header_row, how, sheet) + doubled + _ragged(
         data, cells[width:], width, where, sheet, delimiter)
     return frame, header_row, issues, named
+
+
+def _check_given_header(rows: pl.DataFrame, cells: list[str], header_row: int, columns: Collection[str],
+                        where: str) -> None:
+    """Raise InputError when the given header row (`--header-row`) names none of `columns` (the
+    template's) while one of the first rows names half of them or more: that one is the
+    header (a trial passed 5 for a header on row 4, and was told to pass --header-row)."""
+    head = rows.head(_HEADER_SCAN_ROWS + 20)
+    named = head.select(pl.sum_horizontal(pl.col(c).str.strip_chars().is_in(list(columns)).fill_null(False)
+                                          for c in cells)).to_series()
+    given = head["row_number"] == header_row
+    if not named.len() or named.filter(given).sum() or named.max() * 2 < len(set(columns)):
+        return
+    best = int(head["row_number"][named.arg_max()])
+    raise InputError(f"--header-row {header_row} names none of the template's columns, while row {best} names "
+                     f"{named.max()} of them: pass --header-row {best}, or leave the option out to find the header",
+                     path=where, row_number=header_row)
 
 
 def _drop_blank_rows(grid: pl.DataFrame, cells: list[str]) -> pl.DataFrame:

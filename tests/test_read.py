@@ -791,3 +791,17 @@ def test_a_nul_byte_is_removed_with_a_warning_naming_its_row(tmp_path):
     p = tmp_path / "u16.csv"
     p.write_bytes("name,email\nA,a@b.nl\n".encode("utf-16"))
     assert read(p).issues == []
+
+
+def test_a_header_row_given_wrong_names_the_row_that_is_the_header(tmp_path):
+    """A trial passed --header-row 5 for a header on row 4 and was told "pass --header-row N if
+    it is another row": the row naming the template's columns is named instead. A given row
+    naming some of them, or no row naming half of them, reads as before."""
+    p = tmp_path / "s.csv"
+    p.write_text("Suppliers\n\nexported 2024\nname,email\nA,a@b.nl\nB,b@b.nl\n", encoding="utf-8")
+    for given in (3, 5):
+        with pytest.raises(InputError, match=f"--header-row {given} names none of the template's columns, while "
+                                             "row 4 names 2 of them: pass --header-row 4, or leave the option out"):
+            read(p, header_row=given, columns={"name", "email"})
+    assert read(p, header_row=4, columns={"name", "email"}).frame.columns == ["row_number", "name", "email"]
+    assert read(p, header_row=5, columns={"name", "email", "phone", "city", "zip"}).header_row == 5
