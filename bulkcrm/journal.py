@@ -181,28 +181,31 @@ _HELD: set[str] = set()  # locks this process holds (each is taken once per proc
 
 @contextmanager
 def journal_lock(path: str | Path, *, if_used: bool = False) -> Iterator[None]:
-    """Hold the OS lock of journal `path` (`<journal>.lock`, filelock) for the block, so one
-    process at a time plans over or applies a plan file; the OS drops it if the process dies.
-    Nested blocks of one process share it (an import holds it while it plans and applies).
-    Beside the plan, not in the cache folder: runs on two machines (or containers) sharing the
-    plan's folder see it too, where the file system supports locks (filelock leaves the file).
+    """Hold the locks of journal `path` for the block, so one process at a time plans over or
+    applies a plan file; the OS drops them if the process dies. Nested blocks of one process
+    share them (an import holds them while it plans and applies). Two OS locks (filelock, which
+    leaves its files): one in the user's cache folder (`lock_dir`), for the runs on this
+    machine, and `<journal>.lock` beside the plan, which runs on two machines (or containers)
+    sharing the plan's folder see too, where the file system supports locks.
 
     Args:
-        if_used: only where an apply has used the journal (its lock file exists): `plan` takes
-            it so, so a plan never applied leaves no lock file beside it (an apply starting at
-            that moment is not waited for; it reads the plan file whole, old or new).
+        if_used: take the lock beside the plan only where an apply has made it (it exists):
+            `plan` takes it so, so a plan never applied leaves no lock file beside it (a
+            concurrent apply on this machine still waits for the one in the cache folder).
 
     Raises:
         BusyError: another process holds it (an apply of the same plan still running).
     """
     lock = Path(f"{path}.lock")
-    if if_used and not lock.exists():
-        yield
-        return
-    with _held(lock, f"{path} is in use: another bulkcrm apply of this plan is still "
-               "running (another terminal, a suspended job or an overlapping cron run); let it "
-               "finish or stop it, then run this again"):
-        yield
+    busy = (f"{path} is in use: another bulkcrm apply of this plan is still running (another terminal, "
+            "a suspended job or an overlapping cron run); let it finish or stop it, then run this again")
+    mine = lock_dir() / f"journal-{hashlib.sha256(str(Path(path).resolve()).encode()).hexdigest()[:24]}.lock"
+    with _held(mine, busy):
+        if if_used and not lock.exists():
+            yield
+            return
+        with _held(lock, busy):
+            yield
 
 
 def lock_dir() -> Path:

@@ -1099,3 +1099,41 @@ def test_an_imports_throttled_count_holds_its_planning_429s(runner, crm, tmp_pat
     crm.set_faults(burst_429=2)  # planning's first two requests: 429, Retry-After: 1
     code, out = run(runner, crm, "import", str(SAMPLE), "-t", str(TEMPLATE), "--report", str(tmp_path / "r"))
     assert code == 0 and out["throttled"] == 2, out
+
+
+def test_an_apply_while_a_new_plan_is_made_over_its_file_waits(crm, tmp_path, monkeypatch):
+    """From a review: `plan --out p.json` over a plan never applied took no lock, so an apply of
+    the old p.json started meanwhile (another terminal, cron) ran to its end; the new plan, made
+    from the CRM as it was, then created the same note again. The apply is refused (exit 75)
+    while the plan is made, and the plan still leaves no lock file beside it."""
+    from click.testing import CliRunner
+
+    from bulkcrm import pipeline
+    crm.seed({"note_categories": [{"@id": "/note_categories/call", "title": "Call"}],
+              "organizations": [{"@id": "/organizations/o1", "title": "A", "customerId": "A1"}]})
+    src = tmp_path / "notes.csv"
+    src.write_text("customerID,note_date,title,note,category,flagged\n"
+                   "A1,2024-03-05T09:30:00Z,,Called about the invoice.,Call,\n", encoding="utf-8")
+    plan_file, runner = tmp_path / "p.json", CliRunner()
+    common = ["--base-url", crm.url, "--api-key", TEST_KEY, "--max-rate", "60000"]
+    notes_template = REPO / "templates" / "organization_notes.yaml"
+    assert runner.invoke(cli, ["plan", str(src), "-t", str(notes_template), "--out", str(plan_file),
+                               *common]).exit_code == 0
+    original, seen = pipeline.run_plan, {}
+
+    def plan_then_apply_elsewhere(*a, **k):
+        result = original(*a, **k)  # the new plan's matching is done: an apply starts now
+        seen["apply"] = subprocess.run([sys.executable, "-m", "bulkcrm", "apply", str(plan_file), *common,
+                                        "--report", str(tmp_path / "r0"), "--no-reconcile"],
+                                       capture_output=True, text=True, cwd=tmp_path, timeout=120)
+        return result
+
+    monkeypatch.setattr(pipeline, "run_plan", plan_then_apply_elsewhere)
+    assert runner.invoke(cli, ["plan", str(src), "-t", str(notes_template), "--out", str(plan_file),
+                               *common]).exit_code == 0
+    monkeypatch.setattr(pipeline, "run_plan", original)
+    assert seen["apply"].returncode == 75 and "is in use" in seen["apply"].stderr, seen["apply"].stderr
+    assert not (tmp_path / "p.journal.jsonl.lock").exists()
+    assert runner.invoke(cli, ["apply", str(plan_file), *common, "--report", str(tmp_path / "r1"),
+                               "--no-reconcile"]).exit_code == 0
+    assert len(crm.store.all("notes", tenant="tenant-a")) == 1
