@@ -422,22 +422,32 @@ def kept_items(rows: pl.DataFrame, existing: pl.DataFrame, template: Template) -
                    existing.select(pl.col(m.field).alias(f"{m.field}#e") for m in ms)], how="horizontal")
     parts = [r.select("row_number", pl.lit(m.field).alias("field"), items(pl.col(f"{m.field}#e"), m)
                       .list.set_difference(items(pl.col(m.field), m)).alias("items"),
-                      (items(pl.col(m.field), m) if m.kind == "phones" else pl.lit(None, pl.List(pl.String)))
-                      .alias("__sheet"))
+                      (items(pl.col(m.field), m).list.set_difference(items(pl.col(f"{m.field}#e"), m))
+                       if m.kind == "phones" else pl.lit(None, pl.List(pl.String))).alias("__sheet"))
              .filter(pl.col("items").list.len() > 0) for m in ms]
     return pl.concat([_not_superseded(part) for part in parts]).sort("row_number", maintain_order=True)
 
 
+def _unpaired(items: list[str], sheet: list[str]) -> list[str]:
+    """`items` (a record's, kept by a merge) but those a number of `sheet` (the row's numbers
+    the record lacks) supersedes, each number one item, in order (as `desired_phones`)."""
+    taken: set[int] = set()
+    for n in sheet:
+        j = next((j for j, i in enumerate(items) if j not in taken and superseded(i, i, n)), None)
+        if j is not None:
+            taken.add(j)
+    return [i for j, i in enumerate(items) if j not in taken]
+
+
 def _not_superseded(kept: pl.DataFrame) -> pl.DataFrame:
     """`kept_items`' `kept` (`row_number`, `field`, `items`, `__sheet`: a phone field's sheet
-    numbers) without the phone items the sheet writes in full (`superseded`: `desired_phones`
+    numbers the record lacks) without the phone items the sheet writes in full (`superseded`: `desired_phones`
     puts its number in their place), and without `__sheet`. Only rows keeping an item in no
     E.164 form (a few) are looked at in Python."""
     odd = kept["__sheet"].is_not_null() & kept["items"].list.eval(~pl.element().str.starts_with("+")).list.any()
     if not odd.any():
         return kept.drop("__sheet")
-    fixed = [[i for i in items if not any(superseded(i, i, n) for n in sheet)]
-             for items, sheet in kept.filter(odd).select("items", "__sheet").iter_rows()]
+    fixed = [_unpaired(items, sheet) for items, sheet in kept.filter(odd).select("items", "__sheet").iter_rows()]
     kept = kept.drop("__sheet")  # one line per row: `kept_items` sorts them back by row
     return pl.concat([kept.filter(~odd), kept.filter(odd).with_columns(pl.Series("items", fixed, pl.List(pl.String)))
                       .filter(pl.col("items").list.len() > 0)])
@@ -615,16 +625,17 @@ def desired_phones(m: Mapping, sheet: list, before: list, norm: list[str | None]
                  "phoneType": p["phoneType"] or (before[by_num[p["phoneNumber"]]].get("phoneType")
                                                  if p["phoneNumber"] in by_num else None)} for p in sheet] + \
             [_clean_obj(b) for b, n in zip(before, norm) if n is None and b.get("phoneNumber")]
-    out = [_clean_obj(p) for p in before]
+    out, taken = [_clean_obj(p) for p in before], set()
     for p in sheet:
         i = by_num.get(p["phoneNumber"])
-        if i is None:  # a new number, or one the record holds as typed written in full
+        if i is None:  # a new number, or one the record holds as typed written in full (once)
             i = next((j for j, (b, n) in enumerate(zip(before, norm))
-                      if superseded(b.get("phoneNumber"), n, p["phoneNumber"])), None)
+                      if j not in taken and superseded(b.get("phoneNumber"), n, p["phoneNumber"])), None)
             if i is None:
                 out.append({"phoneNumber": p["phoneNumber"], "phoneType": p["phoneType"]})
                 continue
-            out[i]["phoneNumber"] = by_num[p["phoneNumber"]] = p["phoneNumber"]
+            taken.add(i)
+            out[i]["phoneNumber"], by_num[p["phoneNumber"]] = p["phoneNumber"], i
         if p["phoneType"]:
             out[i]["phoneType"] = p["phoneType"]
     return out

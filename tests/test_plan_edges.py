@@ -701,3 +701,26 @@ def test_a_row_copied_with_its_iri_is_told_to_clear_the_iri(crm, client, tmp_pat
         assert f"rows 2, 3 all match {A} (rows 2, 3 name it by its IRI); if a row is another organization (a row " \
                "copied with its crm_iri?), clear its crm_iri so it is created" in i["message"], i["message"]
         assert "or name each row's record by its IRI" not in i["message"]
+
+
+def test_one_typed_number_is_corrected_by_one_sheet_number_only(crm, client, tmp_path):
+    """From a review: two sheet numbers ending in a typed item's digits each took its place, so
+    the first was never sent. The first takes it (keeping its type), the second is added; and
+    one number written twice in a cell is sent once."""
+    crm.seed({"organizations": [{"@id": A, "title": "A", "emailAddresses": [{"email": "a@a.sg"}],
+                                 "address": {"country": "SG"},
+                                 "phoneNumbers": [{"phoneNumber": "555-8787", "phoneType": "work"}]}]})
+    t = tpl(identifiers=["emailAddresses"], fields={"title": "name", "emailAddresses": "email",
+                                                    "address.country": "country",
+                                                    "phoneNumbers": {"column": "phone", "split": ";"}})
+    for cell, sent in (("+65 6555 8787; +65 8555 8787", [{"phoneNumber": "+6565558787", "phoneType": "work"},
+                                                         {"phoneNumber": "+6585558787"}]),
+                       ("+65 6555 8787; 6555 8787", [{"phoneNumber": "+6565558787", "phoneType": "work"}])):
+        p = plan(sheet(tmp_path, [["name", "email", "country", "phone"], ["A", "a@a.sg", "SG", cell]]), t, client)
+        assert [o.body["phoneNumbers"] for o in p.operations] == [sent], cell
+        assert not [n for n in p.notes if "555-8787" in n], p.notes
+    m = t.mapping("phoneNumbers")  # the same number twice in the sheet's list: its last type
+    assert diff.desired_phones(m, [{"phoneNumber": "+6565558787", "phoneType": None},
+                                   {"phoneNumber": "+6565558787", "phoneType": "mobile"}],
+                               [{"phoneNumber": "555-8787", "phoneType": "work"}], ["555-8787"], t) == [
+        {"phoneNumber": "+6565558787", "phoneType": "mobile"}]
