@@ -454,6 +454,7 @@ def export_cmd(ctx, template_path, out, q, owner, tags, segments, archived, crea
                "requests": result.requests, "left_out": result.left_out,
                **({"phones_left_out": result.phones_left_out} if template.mapping("phoneNumbers") else {}),
                **({"notes": result.notes} if result.notes else {}),
+               **({"kept": str(result.kept)} if result.kept else {}),
                **({"notes_not_exported": True} if skipped_notes else {})}
     left_out = (f"; left out {result.left_out} whose constant fields differ from the template's "
                 "(--all exports them too)") if result.left_out else ""
@@ -466,7 +467,8 @@ def export_cmd(ctx, template_path, out, q, owner, tags, segments, archived, crea
         click.echo(_notes_not_exported(template), err=True)
     click.echo(json.dumps(payload) if as_json else
                f"Exported {result.records} {what}{notes} to {result.path} ({result.pages} page(s), "
-               f"{result.requests} request(s)){left_out}")
+               f"{result.requests} request(s)){left_out}"
+               + (f"\nKept the file it held before as {result.kept}." if result.kept else ""))
 
 
 @cli.command("sandbox")

@@ -98,6 +98,7 @@ class ExportResult:
             phoneType has no typed column and the template has no untyped one).
         notes: notes written to the notes sheet of a workbook (`export`: a template whose
             `notes:` have a sheet of their own).
+        kept: where the file `path` held before was moved (`kept_name`), or None.
     """
 
     path: Path
@@ -107,6 +108,7 @@ class ExportResult:
     left_out: int = 0
     phones_left_out: int = 0
     notes: int = 0
+    kept: Path | None = None
 
 
 def export(client: Client, template: Template, out_path: str | Path, *,
@@ -206,8 +208,9 @@ def output_kind(out_path: str | Path) -> tuple[Path, str]:
 def check_out_path(out_path: str | Path, template: Template) -> None:
     """Refuse to export over an existing file that is no export: its first column is not the
     one an export of `template` starts with (`crm_iri`, `export_columns`); `--out week48.xlsx`
-    would replace the sheet ops staff keep with the CRM's records. An earlier export (next
-    week's replaces last week's) and an empty file are overwritten.
+    would replace the sheet ops staff keep with the CRM's records. An earlier export is moved
+    aside when the new one is complete (`kept_name`: it may hold edits not imported yet); an
+    empty file is overwritten.
 
     Raises:
         InputError: naming the file, what its first column is, and what to do.
@@ -287,11 +290,24 @@ def stream_pages(client: Client, out: Path, kind: str, columns: list[str], param
             if progress is not None:
                 progress(pages, max(total or pages, pages), client)
         sink.close()
+        kept = kept_name(out) if out.is_file() and out.stat().st_size else None
+        if kept is not None:  # an earlier export, maybe edited and not imported yet: kept
+            os.replace(out, kept)
         os.replace(part, out)
     finally:
         sink.abort()
         part.unlink(missing_ok=True)
-    return ExportResult(out, written, client.requests_sent - start, pages, notes=extra)
+    return ExportResult(out, written, client.requests_sent - start, pages, notes=extra, kept=kept)
+
+
+def kept_name(out: Path) -> Path:
+    """Where an export moves the file it replaces: `<stem>.<its last write, UTC><suffix>` beside
+    it (`orgs.20261203T141502.xlsx`), as a new plan keeps its predecessor's journal."""
+    stamp = dt.datetime.fromtimestamp(out.stat().st_mtime, dt.timezone.utc).strftime("%Y%m%dT%H%M%S")
+    kept, n = out.with_name(f"{out.stem}.{stamp}{out.suffix}"), 1
+    while kept.exists():  # two in one second: neither replaces the other
+        kept, n = out.with_name(f"{out.stem}.{stamp}-{n}{out.suffix}"), n + 1
+    return kept
 
 
 class ProgressBar:
