@@ -430,16 +430,6 @@ def unlikely_sent(numbers: pl.Series, regions: pl.Series) -> pl.Series:
     return _per_unique(keys, _unlikely_e164_key, pl.Boolean)
 
 
-def region_prefixes(regions: pl.Series) -> dict[str, tuple[str, str]]:
-    """{region: (its E.164 country code with `+`, its national prefix or "")} of the ISO
-    3166-1 alpha-2 codes among `regions` (phonenumbers' metadata; unknown ones left out)."""
-    out = {}
-    for r in regions.drop_nulls().unique().to_list():
-        if code := phonenumbers.country_code_for_region(r):
-            out[r] = (f"+{code}", _national_prefix(r) or "")
-    return out
-
-
 EXTENSION_MARK = r"(?i)(?:ext(?:ension)?\.?|x|#)\s*\d"
 """An extension's mark and first digit, anywhere in a cell: what every cell holding an
 `EXTENSION` holds (a cheap first pass over a whole column)."""
@@ -1028,6 +1018,7 @@ def _code_region(number: str) -> str | None:
     return None
 
 
+@cache  # a hint per warning: one lookup per region
 def _example_phone(region: str | None) -> str:
     """An E.164 example number of `region` (phonenumbers' metadata), else a Dutch one."""
     number = phonenumbers.example_number(region.upper()) if region else None

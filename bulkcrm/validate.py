@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 
 import pandera.polars as pa
+import phonenumbers
 import polars as pl
 from pandera.api.polars.types import PolarsData
 
@@ -22,7 +23,7 @@ from .mapping import REPEATED, chain, without_null_tokens
 from .template import Mapping, Template, read_columns
 from .normalize import (DATE_TEXT, EXTENSION, EXTENSION_MARK, FEW_DIGITS, FORMULA_RESULT, NO_NUMBER_CANDIDATE, NO_PHONE,
                         NO_VALUE, RENDERED_NUMBER, UNLIKELY_PHONE_RULE, as_stored, code_without_plus,
-                        not_a_number, region_prefixes, unlikely_hint, unlikely_phones, unlikely_sent)
+                        not_a_number, unlikely_hint, unlikely_phones, unlikely_sent)
 from .read_excel import date_cell_issue, numeric_cell_issue, styled_cell_issue
 from .transforms import CHECK_ISSUE_TYPES, CHECK_SEVERITY, CHECKS, check_list, check_rule
 
@@ -420,12 +421,17 @@ def _unlikely_phones(sheet: pl.DataFrame | None, mapped: pl.DataFrame, template:
         cells = cells.filter(~item.str.starts_with("+") & item.str.contains(r"\d") & ~item.str.contains(NO_PHONE))
         if not cells.height:
             continue
-        cells = cells.join(_row_regions(mapped, template, cells["row_number"]), on="row_number", how="left")
         sent, rest = _sent_numbers(cells, mapped, m.field)
+        sent = sent.with_columns(_number_region(pl.col("__e164")).alias("__r")).drop_nulls("__r")
+        # a cell found among no mapped number (an extension, a number kept as typed) is read
+        # again in its row's region: not where the template gives the phone transform its own
+        rest = rest.clear().with_columns(pl.lit(None, pl.String).alias("__r")) if _own_region(m, s, template) \
+            else rest.join(_row_regions(mapped, template, rest["row_number"]), on="row_number", how="left")
+        cols = ["row_number", "__typed", "__r", "__e164"]
         hits = pl.concat([
-            sent.filter(unlikely_sent(sent["__e164"], sent["__r"])),
+            sent.filter(unlikely_sent(sent["__e164"], sent["__r"])).select(cols),
             rest.with_columns(unlikely_phones(rest["__item"], rest["__r"]).alias("__e164")).filter(
-                pl.col("__e164").is_not_null())]).sort("row_number", maintain_order=True)
+                pl.col("__e164").is_not_null()).select(cols)]).sort("row_number", maintain_order=True)
         out += [with_cell(Issue("unlikely-phone", rn, s.column, value, UNLIKELY_PHONE_RULE,
                                 f'{_place(file, rn, s.column)}"{value}" is sent as {e164}, {unlikely_hint(region)}',
                                 "warning", file, sheet_name), letters, sheet_name)
@@ -435,26 +441,42 @@ def _unlikely_phones(sheet: pl.DataFrame | None, mapped: pl.DataFrame, template:
 
 
 def _sent_numbers(cells: pl.DataFrame, mapped: pl.DataFrame, field: str) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """The national-form phone `cells` (`row_number`, `__typed`, `__item`, `__r`: the region)
-    split by whether the E.164 number each became is found among its row's mapped numbers
-    (`field`): the one whose digits after the region's country code are the cell's, its
-    national prefix left out (`020 7946 0018` in GB: `+442079460018`). Those (with `__e164`)
-    need no second parse; the rest (an extension, a carrier code, a number kept as typed)
-    goes to `normalize.unlikely_phone`."""
-    prefixes = region_prefixes(cells["__r"])
-    code = pl.col("__r").replace_strict({r: c for r, (c, _) in prefixes.items()}, default=None,
-                                         return_dtype=pl.String)
-    trunk = pl.col("__r").replace_strict({r: p for r, (_, p) in prefixes.items()}, default=None,
-                                         return_dtype=pl.String)
+    """The national-form phone `cells` (`row_number`, `__typed`, `__item`) split by whether the
+    E.164 number each became is found among its row's mapped numbers (`field`): the one whose
+    digits end with the cell's, its national prefix `0` left out, one to three digits of a
+    country code before them (`020 7946 0018`: `+442079460018`), whatever region the mapping
+    read it in. Those (with `__e164`) need no second parse; the rest (an extension, a carrier
+    code, a number kept as typed) goes to `normalize.unlikely_phone`."""
     numbers = mapped.filter(pl.col("row_number").is_in(cells["row_number"].implode())).select(
         "row_number", pl.col(field).list.eval(pl.element().struct.field("phoneNumber")).alias("__e164")
     ).explode("__e164").drop_nulls()
-    digits, nsn = pl.col("__item").str.replace_all(r"\D", ""), pl.col("__e164").str.slice(code.str.len_chars())
+    digits = pl.col("__item").str.replace_all(r"\D", "").str.strip_chars_start("0")
+    code = pl.col("__e164").str.len_chars() - 1 - digits.str.len_chars()  # digits before the cell's
     found = cells.with_row_index("__c").join(numbers, on="row_number").filter(
-        pl.col("__e164").str.starts_with(code) & ((digits == nsn) | (digits == trunk + nsn))
+        pl.col("__e164").str.starts_with("+") & (digits.str.len_chars() > 0)
+        & pl.col("__e164").str.ends_with(digits) & code.is_between(0, 3)
     ).unique("__c", keep="first", maintain_order=True)
     rest = cells.with_row_index("__c").join(found.select("__c"), on="__c", how="anti").drop("__c")
     return found.drop("__c"), rest
+
+
+def _number_region(e164: pl.Expr) -> pl.Expr:
+    """The main region (ISO 3166-1 alpha-2) of an E.164 number's country code (phonenumbers'
+    metadata: `+61…` AU, `+1…` US), null for none: the region its validity and hint are of."""
+    main = {str(cc): regions[0] for cc, regions in phonenumbers.COUNTRY_CODE_TO_REGION_CODE.items()
+            if regions and regions[0] != "001"}
+    return pl.coalesce([e164.str.slice(1, k).replace_strict(main, default=None, return_dtype=pl.String)
+                        for k in (1, 2, 3)])
+
+
+def _own_region(m: Mapping, s, template: Template) -> bool:
+    """Whether the template gives source `s`'s phone transform a region of its own (`region:`,
+    or a `default_region:` other than the template's), which `_row_regions` does not know."""
+    for spec in chain(m, s, template):
+        if isinstance(spec, dict) and "phone" in spec:
+            opts = spec["phone"] or {}
+            return opts.get("region") is not None or opts.get("default_region") != template.default_region
+    return False
 
 
 def _repeated_phones(mapped: pl.DataFrame, sheet: pl.DataFrame | None, template: Template, file: str | None,

@@ -357,3 +357,16 @@ def test_unlikely_phone_reads_national_numbers_only():
     assert unlikely_phone("555-8787", None) is None  # no region: no national reading
     assert unlikely_phone("555-8787", "US") is None  # possible only locally: not sent as E.164
     assert unlikely_phone("555-878l", "AU") is None  # a letter among the digits: not sent as E.164
+
+
+def test_an_unlikely_phone_is_judged_in_the_region_the_phone_transform_read_it_in():
+    """From a review: a template reading its phones in BE (`{phone: {region: BE}}`) under a
+    template default of NL got "not a valid NL number" for a valid Belgian one. The number a cell
+    became names its country; a number its own transform region makes invalid names that region."""
+    fields = {"title": "t", "phoneNumbers": {"column": "p", "transforms": [{"phone": {"region": "BE"}}]}}
+    v = _check(fields, [{"t": "A", "p": "012 34 56 78"}, {"t": "B", "p": "02 123 45 67"}], default_region="NL")
+    assert v.valid["phoneNumbers"].to_list() == [[{"phoneNumber": "+3212345678", "phoneType": None}],
+                                                 [{"phoneNumber": "+3221234567", "phoneType": None}]]
+    got = [(i["row_number"], i["type"], i["message"]) for i in v.issues.to_dicts()]
+    assert len(got) == 1 and got[0][:2] == (3, "unlikely-phone"), got
+    assert "is sent as +3221234567, not a valid BE number" in got[0][2]
