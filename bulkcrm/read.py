@@ -282,8 +282,13 @@ def _legacy_line_issues(lines: list[int], frame: pl.DataFrame, where: str) -> li
 def _nul_lines(data: bytes, most: int = 1000) -> list[int]:
     """The lines (1-based) of the first `most` NUL bytes of a CSV that is no UTF-16/32 (where
     NUL is half of every character), which `read_csv.decode` removes."""
-    at = [m.start() for _, m in zip(range(most), re.finditer(b"\x00", data))]
-    return sorted({data.count(b"\n", 0, i) + 1 for i in at})
+    end = b"\n" if b"\n" in data else b"\r"  # a classic-Mac file ends its lines with CR alone
+    lines, line, prev = set(), 1, 0
+    for _, m in zip(range(most), re.finditer(b"\x00", data)):
+        line += data.count(end, prev, m.start())  # the file is read once, whatever the count
+        lines.add(line)
+        prev = m.start()
+    return sorted(lines)
 
 
 def _nul_line_issues(lines: list[int], frame: pl.DataFrame, where: str) -> list[Issue]:
