@@ -181,7 +181,7 @@ def plan_notes(sh: Sheet, nt: Template, client: Client, *, mode: str = "upsert",
         part.notes += found.notes
     bad = {i.row_number for i in part.issues if i.severity == "error"}
     _decide(part, mapped, resolved.rows, targets, bad, nt, client, mode=mode, mirror=mirror,
-            file=file, sheet_name=sheet_name, key_prefix=key_prefix, named=named)
+            file=file, sheet_name=sheet_name, key_prefix=key_prefix, named=named, hidden=hidden_times(sh, nt))
     part.names = cache.names_in(pl.Series([c.get(side) for o in part.operations for c in o.changes
                                            for side in ("before", "after")], dtype=pl.String))
     part.requests = client.requests_sent - start
@@ -228,11 +228,13 @@ def _with_a_note(mapped: pl.DataFrame, nt: Template) -> pl.DataFrame:
 
 def _decide(part: NotesPart, mapped: pl.DataFrame, rows: pl.DataFrame, targets: pl.DataFrame,
             bad: set, nt: Template, client: Client, *, mode: str, mirror: bool, file: str,
-            sheet_name: str | None, key_prefix: str, named: pl.DataFrame | None = None) -> None:
+            sheet_name: str | None, key_prefix: str, named: pl.DataFrame | None = None,
+            hidden: frozenset[int] = frozenset()) -> None:
     """Match rows to existing notes, then write the plan rows and operations into `part`.
 
     `rows`: the valid, looked-up note rows; `targets`: `TARGET_SCHEMA` for every row;
-    `named`: `row_number`, `iri` of rows naming their note (`_note_iris`): matched by it."""
+    `named`: `row_number`, `iri` of rows naming their note (`_note_iris`): matched by it;
+    `hidden`: rows whose createdAt cell's format hides its time (`hidden_times`)."""
     spec = nt.notes
     key = [k for k in spec.content_key if k != "organization"
            and (k != "createdAt" or nt.mapping("createdAt") is not None)]
@@ -249,7 +251,8 @@ def _decide(part: NotesPart, mapped: pl.DataFrame, rows: pl.DataFrame, targets: 
     keyed = good.filter(~pl.col("row_number").is_in([*by_name["row_number"], *moved]))
     pairs = pl.concat([keyed.select("row_number", "kind", "key").join(
         _existing_keys(existing, key), on=["kind", "key"]).select("row_number", "iri"), by_name])
-    late, late_conflicts = midnight_pairs(keyed, pairs, existing, key, time_zone(nt))
+    late, late_conflicts = midnight_pairs(keyed.filter(pl.col("row_number").is_in(list(hidden))), pairs, existing,
+                                          key, time_zone(nt))
     pairs = pl.concat([pairs, late.select("row_number", "iri")])
     if late.height:  # the row takes its note's date: equal for the diff, a PUT keeps it too
         good = good.join(late.select("row_number", pl.col("createdAt").alias("__midnight")),
@@ -426,6 +429,21 @@ def midnight_of_day(col: pl.Expr, zone: str) -> pl.Expr:
         _UTC_FORMAT, time_unit="us", strict=False).dt.convert_time_zone(zone)
     day = clean_datetime(local.dt.strftime("%Y-%m-%d"), time_zone=zone)
     return pl.when(local.dt.time() != pl.time(0)).then(day)
+
+
+def hidden_times(sh: Sheet, nt: Template) -> frozenset[int]:
+    """The rows whose createdAt cell is an Excel date cell holding a time of day that its
+    date-only format hides (`Sheet.numbers`: ISO text with a time, a format code without `h`
+    or `s` outside quotes): the only cells an earlier bulkcrm read as midnight
+    (`midnight_pairs`). None in a CSV, where a typed time is what it says."""
+    m = nt.mapping("createdAt")
+    cols = [s.column for s in m.sources if s.column] if m else []
+    if sh.numbers is None or not cols:
+        return frozenset()
+    shown = pl.col("format").str.replace_all(r'"[^"]*"', "").str.to_lowercase()
+    return frozenset(sh.numbers.filter(pl.col("column").is_in(cols) & pl.col("format").is_not_null()
+                                       & pl.col("text").str.contains("T", literal=True)
+                                       & ~shown.str.contains("[hs]"))["row_number"].to_list())
 
 
 def midnight_pairs(keyed: pl.DataFrame, pairs: pl.DataFrame, existing: pl.DataFrame,

@@ -524,3 +524,24 @@ def test_a_midnight_note_two_rows_could_be_is_no_guess(crm_cats, client, tmp_pat
     p = plan(book, load_template(NOTES_TEMPLATE), client)
     assert [(r["op"], r["iri"]) for r in p.rows] == [("unchanged", iri), ("create", None)]
     assert not any(n.startswith("midnight:") for n in p.notes)
+
+
+def test_a_typed_time_in_a_csv_is_no_midnight_note(crm_cats, client, tmp_path):
+    """From a review: a CSV row typed `2024-03-05T15:00:00Z` (a second call, same text) was taken
+    for the note of that day dated midnight and never created. Only an Excel cell whose format
+    hides its time is one an earlier version read as midnight; a CSV's time is what it says,
+    and a workbook cell whose format shows the time is, too."""
+    seed_midnight_note(crm_cats)
+    src = tmp_path / "calls.csv"
+    src.write_text("customerID,note_date,title,note,category,flagged\n"
+                   "A1,2024-03-05T15:00:00Z,,Called about the invoice.,Call,\n", encoding="utf-8")
+    p = plan(src, load_template(NOTES_TEMPLATE), client)
+    assert [r["op"] for r in p.rows] == ["create"] and not [n for n in p.notes if n.startswith("midnight:")]
+    import openpyxl
+    import datetime as dt
+    book = date_formatted_book(tmp_path / "shown.xlsx", [["A1", dt.datetime(2024, 3, 5, 9, 30), None,
+                                                          "Called about the invoice.", "Call", None]])
+    wb = openpyxl.load_workbook(book)
+    wb.active["B2"].number_format = "dd/mm/yyyy hh:mm"  # the time shows: no earlier version misread it
+    wb.save(book)
+    assert [r["op"] for r in plan(book, load_template(NOTES_TEMPLATE), client).rows] == ["create"]
