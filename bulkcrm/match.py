@@ -446,8 +446,12 @@ def _resolve(rows: pl.DataFrame, pairs: pl.DataFrame, explicit: pl.DataFrame, id
             pl.format("rows {} all match {}{}", _joined_rows(), iri, pl.when(copied).then(pl.format(
                 " (rows {} name it by its IRI)",
                 pl.col("named").cast(pl.List(pl.String)).list.join(", "))).otherwise(pl.lit(""))).alias("message"),
-            pl.when(copied).then(pl.lit("@id")).alias("field"), pl.when(copied).then(iri).alias("value"),
-        ).explode("held").select(pl.col("held").alias("row_number"), "type", "message", "field", "value"))
+            iri.alias("__iri"),
+        ).explode("held").with_columns(  # the fix names the IRI column of the rows holding it only
+            ((pl.col("named").list.len() > 1) & pl.col("named").list.contains(pl.col("held"))).alias("__own")
+        ).select(pl.col("held").alias("row_number"), "type", "message",
+                 pl.when("__own").then(pl.lit("@id")).alias("field"),
+                 pl.when("__own").then(pl.col("__iri")).alias("value")))
     # rows sharing an identifier value (e.g. two creates of one organization)
     shared = _shared(ids)
     if shared.height:

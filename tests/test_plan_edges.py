@@ -701,6 +701,12 @@ def test_a_row_copied_with_its_iri_is_told_to_clear_the_iri(crm, client, tmp_pat
         assert f"rows 2, 3 all match {A} (rows 2, 3 name it by its IRI); if a row is another organization (a row " \
                "copied with its crm_iri?), clear its crm_iri so it is created" in i["message"], i["message"]
         assert "or name each row's record by its IRI" not in i["message"]
+    # a third row claiming it by its e-mail, without an IRI, is not told to clear one (a review)
+    p = plan(sheet(tmp_path, [["crm_iri", "name", "email"], [A, "A", "a@a.nl"], [A, "New B", "b@b.nl"],
+                              ["", "A again", "a@a.nl"]]), t, client)
+    (row4,) = [i for i in p.issues if i["row_number"] == 4]
+    assert row4["column"] == "email" and "clear its crm_iri" not in row4["message"], row4
+    assert [i["column"] for i in p.issues if i["row_number"] in (2, 3)] == ["crm_iri", "crm_iri"]
 
 
 def test_one_typed_number_is_corrected_by_one_sheet_number_only(crm, client, tmp_path):
