@@ -254,6 +254,9 @@ def match_fetched(rows: pl.DataFrame, template: Template, fetched: Fetched, *,
     elsewhere = _elsewhere(claims, positions, frame["@id"])
     other = _other_values(matched, positions, pairs, ids, rec_ids, frame["@id"], template.identifiers)
     extra = [_mismatches(elsewhere, template.iri_column)] if elsewhere.height else []
+    typed_over = _iri_other_values(positions, ids, rec_ids, frame["@id"], template).filter(
+        ~pl.col("row_number").is_in(elsewhere["row_number"].implode()))  # said already: its values are another's
+    extra += [typed_over] if typed_over.height else []
     if extra or other.height:
         conflicts = _one_per_row([conflicts, *extra, other])
     not_found = explicit.filter(~pl.col("iri").is_in(list(fetched.records))) if explicit.height else explicit
@@ -550,6 +553,35 @@ def _other_values(matched: pl.DataFrame, explicit: pl.DataFrame, pairs: pl.DataF
         pl.lit("identifier-mismatch").alias("type"),
         pl.format("it matches {} by {}, but its {} {} is not the record's {}", "iri", "via", "kind", "value", "held")
         .str.join("; ").alias("message"),
+        pl.col("kind").first().alias("field"), pl.col("value").first()).select(
+        "row_number", "type", "message", "field", "value")
+
+
+def _iri_other_values(explicit: pl.DataFrame, ids: pl.DataFrame, rec_ids: pl.DataFrame, iris: pl.Series,
+                      template: Template) -> pl.DataFrame:
+    """`iri-mismatch` conflicts (`Matches.conflicts` columns): a row naming a record by its IRI
+    (`explicit`: `row_number`, `rec`) whose value of a `SINGLE_VALUED` identifier of the
+    template is not the record's (both set; as `_other_values` compares them): a new customer
+    typed over another organization's row, its IRI kept, would rename that organization (a
+    trial: ANTON became "Second New Co"). Not written; to change a record's customerId, change
+    it in the CRM first."""
+    kinds = [k for k in SINGLE_VALUED if k in template.identifiers]
+    if not kinds or not explicit.height:
+        return _empty_conflicts()
+    mine = ids.filter(pl.col("kind").is_in(kinds)).select("row_number", "kind", "value")
+    held = rec_ids.filter(pl.col("kind").is_in(kinds)).select("rec", "kind", pl.col("value").alias("held"))
+
+    def bare(c: str) -> pl.Expr:
+        return pl.col(c).str.to_lowercase().str.replace_all(r"[\s.\-/]", "")
+    hits = (explicit.select("row_number", "rec").join(mine, on="row_number").join(held, on=["rec", "kind"])
+            .filter(bare("value") != bare("held")))
+    if not hits.height:
+        return _empty_conflicts()
+    return hits.with_columns(pl.lit(iris).gather(pl.col("rec")).alias("iri")).group_by(
+        "row_number", maintain_order=True).agg(
+        pl.lit("iri-mismatch").alias("type"),
+        pl.format("its {} names {}, whose {} is {}, not the row's {}", pl.lit(template.iri_column or "IRI"), "iri",
+                  "kind", "held", "value").str.join("; ").alias("message"),
         pl.col("kind").first().alias("field"), pl.col("value").first()).select(
         "row_number", "type", "message", "field", "value")
 

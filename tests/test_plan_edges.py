@@ -730,3 +730,20 @@ def test_one_typed_number_is_corrected_by_one_sheet_number_only(crm, client, tmp
                                    {"phoneNumber": "+6565558787", "phoneType": "mobile"}],
                                [{"phoneNumber": "555-8787", "phoneType": "work"}], ["555-8787"], t) == [
         {"phoneNumber": "+6565558787", "phoneType": "mobile"}]
+
+
+def test_a_new_customer_typed_over_another_rows_iri_is_a_conflict(crm, client, tmp_path):
+    """A trial typed a new customer over ANTON's row of an export, its crm_iri kept: the plan
+    renamed ANTON and gave it the new customerId. A row whose record's single-valued identifier
+    (customerId) is not the row's is an iri-mismatch conflict, as a row matched by an e-mail
+    is; the same customerId with a new title is a patch."""
+    crm.seed({"organizations": [{"@id": A, "title": "Antonio Moreno", "customerId": "ANTON"}]})
+    t = tpl(identifiers=["customerId"], iri_column="crm_iri", fields={"title": "name", "customerId": "id"})
+    p = plan(sheet(tmp_path, [["crm_iri", "name", "id"], [A, "Second New Co", "NEWC2"]]), t, client)
+    assert [r["op"] for r in p.rows] == ["conflict"] and p.operations == []
+    (issue,) = p.issues
+    assert (issue["type"], issue["column"], issue["value"]) == ("iri-mismatch", "id", "NEWC2"), issue
+    assert f"its crm_iri names {A}, whose customerId is ANTON, not the row's NEWC2; fix or clear its crm_iri" \
+        in issue["message"], issue["message"]
+    p = plan(sheet(tmp_path, [["crm_iri", "name", "id"], [A, "Antonio Moreno Taquería", "ANTON"]]), t, client)
+    assert [o.body for o in p.operations] == [{"title": "Antonio Moreno Taquería"}]
