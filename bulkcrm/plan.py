@@ -428,7 +428,7 @@ def _edited_since_notes(ops: pl.DataFrame, records: dict[str, dict], sh: Sheet, 
         return []
     edited = pl.Series([(records.get(i) or {}).get("updatedAt") for i in updates["iri"].to_list()],
                        dtype=pl.String).str.to_datetime(time_zone="UTC", strict=False)
-    at = dt.datetime.fromtimestamp(saved, dt.timezone.utc).replace(microsecond=0)
+    at = dt.datetime.fromtimestamp(saved, dt.timezone.utc)  # to the microsecond: an edit just before is none
     late = updates.with_columns(edited.alias("__edited")).filter(pl.col("__edited") > at)
     if not late.height:
         return []
