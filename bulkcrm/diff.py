@@ -421,11 +421,11 @@ def kept_items(rows: pl.DataFrame, existing: pl.DataFrame, template: Template) -
     r = pl.concat([rows.select("row_number", *(m.field for m in ms)),
                    existing.select(pl.col(m.field).alias(f"{m.field}#e") for m in ms)], how="horizontal")
     parts = [r.select("row_number", pl.lit(m.field).alias("field"), items(pl.col(f"{m.field}#e"), m)
-                      .list.set_difference(items(pl.col(m.field), m)).alias("items"),
-                      (items(pl.col(m.field), m).list.set_difference(items(pl.col(f"{m.field}#e"), m))
-                       if m.kind == "phones" else pl.lit(None, pl.List(pl.String))).alias("__sheet"))
+                      .list.set_difference(items(pl.col(m.field), m)).alias("items"))
              .filter(pl.col("items").list.len() > 0) for m in ms]
-    return pl.concat([_not_superseded(part) for part in parts]).sort("row_number", maintain_order=True)
+    parts = [_not_superseded(part, r, items(pl.col(m.field), m).list.set_difference(items(pl.col(f"{m.field}#e"), m)))
+             if m.kind == "phones" else part for m, part in zip(ms, parts)]
+    return pl.concat(parts).sort("row_number", maintain_order=True)
 
 
 def _unpaired(items: list[str], sheet: list[str]) -> list[str]:
@@ -439,18 +439,21 @@ def _unpaired(items: list[str], sheet: list[str]) -> list[str]:
     return [i for j, i in enumerate(items) if j not in taken]
 
 
-def _not_superseded(kept: pl.DataFrame) -> pl.DataFrame:
-    """`kept_items`' `kept` (`row_number`, `field`, `items`, `__sheet`: a phone field's sheet
-    numbers the record lacks) without the phone items the sheet writes in full (`superseded`: `desired_phones`
-    puts its number in their place), and without `__sheet`. Only rows keeping an item in no
-    E.164 form (a few) are looked at in Python."""
-    odd = kept["__sheet"].is_not_null() & kept["items"].list.eval(~pl.element().str.starts_with("+")).list.any()
+def _not_superseded(kept: pl.DataFrame, r: pl.DataFrame, new: pl.Expr) -> pl.DataFrame:
+    """`kept_items`' `kept` (`row_number`, `field`, `items`) of a phone field without the items
+    the sheet writes in full (`superseded`: `desired_phones` puts its number in their place);
+    `new`: the row's sheet numbers the record lacks, over `r` (`kept_items`' frame). Only rows
+    keeping an item in no E.164 form (a few; found by one text search) are looked at in Python."""
+    if not kept.height:
+        return kept
+    odd = kept.select(pl.concat_str(pl.lit("|"), pl.col("items").list.join("|")).str.contains(r"\|[^+]")).to_series()
     if not odd.any():
-        return kept.drop("__sheet")
-    fixed = [_unpaired(items, sheet) for items, sheet in kept.filter(odd).select("items", "__sheet").iter_rows()]
-    kept = kept.drop("__sheet")  # one line per row: `kept_items` sorts them back by row
-    return pl.concat([kept.filter(~odd), kept.filter(odd).with_columns(pl.Series("items", fixed, pl.List(pl.String)))
-                      .filter(pl.col("items").list.len() > 0)])
+        return kept
+    doubt = kept.filter(odd).join(r.select("row_number", new.alias("__sheet")), on="row_number",
+                                  how="left", maintain_order="left")
+    fixed = [_unpaired(items, sheet or []) for items, sheet in doubt.select("items", "__sheet").iter_rows()]
+    return pl.concat([kept.filter(~odd), doubt.select("row_number", "field", pl.Series("items", fixed, pl.List(pl.String)))
+                      .filter(pl.col("items").list.len() > 0)])  # `kept_items` sorts them back by row
 
 
 def _changed_expr(m: Mapping, template: Template, zeros: bool = False) -> pl.Expr:

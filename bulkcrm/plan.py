@@ -182,7 +182,7 @@ def _plan(source: str | Path | Sheet, template: Template, client: Client, *, mod
     issues += _same_title_issues(rows, matches, template, file, sh.sheet_name)
     issues += _lost_zero_ids(rows, matches, template, file, sh)
     issues += _unmatchable_issues(rows, matches, template, mode, file, sh.sheet_name)
-    out_rows, ops, zeros, blanks, merged = _decide(mapped, rows, matches, template, mode, issues,
+    out_rows, ops, zeros, blanks, merged, stamps = _decide(mapped, rows, matches, template, mode, issues,
                                            resolved.tags_to_create)
     issues, quiet = _held_warnings(issues, out_rows)
     issues += _kept_zero_issues(zeros, template, file, sh)
@@ -194,7 +194,7 @@ def _plan(source: str | Path | Sheet, template: Template, client: Client, *, mod
              requests_spent=client.requests_sent - start,
              sheet=sh.sheet_name, notes=column_notes(sh, full, template, absent)
              + _kept_blank_notes(_not_dated(blanks, checked.dated)) + _kept_item_notes(merged)
-             + _avatar_notes(template, ops) + _edited_since_notes(ops, matches.records, sh)
+             + _avatar_notes(template, ops) + _edited_since_notes(ops, stamps, sh)
              + matches.notes + quiet + _widely_shared_notes(mapped, template, matches.conflicts),
              timings=clock.seconds,
              records_total=matches.total, matched_at=matched_at,
@@ -412,28 +412,29 @@ def _kept_item_notes(merged: pl.DataFrame, shown: int = 3) -> list[str]:
             "give the field `policy: replace`"]
 
 
-def _edited_since_notes(ops: pl.DataFrame, records: dict[str, dict], sh: Sheet, shown: int = 3) -> list[str]:
+def _edited_since_notes(ops: pl.DataFrame, stamps: pl.DataFrame, sh: Sheet, shown: int = 3) -> list[str]:
     """A plan note on the updates (patch, replace) of records edited after the input file was
     last saved: the record's `updatedAt` (crm-api.md §8.1, read-only, set by every write) later
     than the file's modification time. Such a sheet may be older than the edit, and its update
     would put the old values back (ops uploading last week's file again). `ops`: `OP_SCHEMA`;
-    `records`: IRI -> record JSON (`Matches.records`). Empty when the input is no file or no
-    updated record says when it was edited (or its `updatedAt` is no ISO 8601 date-time)."""
+    `stamps`: `row_number`, `updatedAt` of the matched rows (`_update_ops`). Empty when the
+    input is no file or no updated record says when it was edited (or its `updatedAt` is no
+    ISO 8601 date-time). Notes have no `updatedAt` (crm-api.md §9): only organizations."""
     updates = ops.filter(pl.col("op").is_in(["patch", "replace"]) & pl.col("iri").is_not_null())
     try:
-        saved = Path(sh.path).stat().st_mtime if updates.height else None
+        saved = Path(sh.path).stat().st_mtime if updates.height and stamps.height else None
     except (OSError, TypeError):
         saved = None
     if saved is None:
         return []
-    edited = pl.Series([(records.get(i) or {}).get("updatedAt") for i in updates["iri"].to_list()],
-                       dtype=pl.String).str.to_datetime(time_zone="UTC", strict=False)
     at = dt.datetime.fromtimestamp(saved, dt.timezone.utc)  # to the microsecond: an edit just before is none
-    late = updates.with_columns(edited.alias("__edited")).filter(pl.col("__edited") > at)
+    late = updates.with_columns(pl.col("row_numbers").list.first().alias("row_number")).join(
+        stamps.with_columns(pl.col("updatedAt").str.to_datetime(time_zone="UTC", strict=False).alias("__edited")),
+        on="row_number", how="inner", maintain_order="left").filter(pl.col("__edited") > at)
     if not late.height:
         return []
-    where = first_few((f"row {rns[0]} ({', '.join(c['field'] for c in changes)}; edited {e:%Y-%m-%d %H:%M} UTC)"
-                       for rns, changes, e in late.head(shown).select("row_numbers", "changes", "__edited")
+    where = first_few((f"row {rn} ({', '.join(c['field'] for c in changes)}; edited {e:%Y-%m-%d %H:%M} UTC)"
+                       for rn, changes, e in late.head(shown).select("row_number", "changes", "__edited")
                        .iter_rows()), shown, late.height)
     return [f"edited: {late.height} record(s) this plan updates were edited after {Path(sh.path).name} was last "
             f"saved ({at:%Y-%m-%d %H:%M} UTC): {where}; if the sheet is older than those edits, applying puts "
@@ -482,7 +483,8 @@ def _decide(mapped: pl.DataFrame, rows: pl.DataFrame, matches, template: Templat
     """The rows frame (`ROW_SCHEMA`, one per mapped row, input order), the operations frame
     (`OP_SCHEMA`: tag creates, then one write per row in row order), the fields left as
     stored because the sheet lost their leading zeros (`diff.kept_zeros`), those a blank
-    cell left as stored (`diff.kept_blanks`) and the list items a merge keeps (`diff.kept_items`)."""
+    cell left as stored (`diff.kept_blanks`), the list items a merge keeps (`diff.kept_items`)
+    and `row_number`, `updatedAt` (String) of the matched rows that change something."""
     errors = {i.row_number for i in issues if i.severity == "error" and i.type not in CONFLICT_TYPES}
     conflict_rows = set(matches.conflicts["row_number"].to_list())
     raw_ids = [c for c in rows.columns if c.startswith("__raw.")]  # matching's; not needed here
@@ -491,13 +493,13 @@ def _decide(mapped: pl.DataFrame, rows: pl.DataFrame, matches, template: Templat
     ok = joined.filter(~pl.col("row_number").is_in(list(skip))) if skip else joined
     with ThreadPoolExecutor(1) as pool:  # creates need no record: built beside the patches
         creates = pool.submit(_create_ops, ok, mode, template, tags)
-        changed, patches, zeros, blanks, merged = _update_ops(ok, matches, mode, template, tags)
+        changed, patches, zeros, blanks, merged, stamps = _update_ops(ok, matches, mode, template, tags)
         org_ops = pl.concat([creates.result(), patches]).sort(pl.col("row_numbers").list.first())
     used = set(org_ops["depends_on"].explode().drop_nulls().to_list()) if tags else set()
     tags = [t for t in tags if f"tag:{t}" in used]  # not for rows that are invalid or conflict
     ops = pl.concat([ops_frame([_tag_op(t) for t in tags]), org_ops]) if tags else org_ops
     return (_row_frame(mapped, matches.iri, changed, matches.conflicts, errors, mode, template, org_ops), ops,
-            zeros, blanks, merged)
+            zeros, blanks, merged, stamps)
 
 
 def _of_rows(iri: pl.DataFrame, rows: pl.DataFrame) -> pl.DataFrame:
@@ -518,7 +520,7 @@ def _update_ops(ok: pl.DataFrame, matches, mode: str, template: Template,
                 tags: list[str]) -> tuple[pl.DataFrame, ...]:
     """(`row_number`, `changed` of the matched rows that change something; their PATCHes or
     PUTs, none in create-only mode; `diff.kept_zeros`; `diff.kept_blanks` and `diff.kept_items`,
-    none in create-only mode)."""
+    none in create-only mode; `row_number`, `updatedAt` of their records, for `_edited_since_notes`)."""
     at = ok.select(pl.arg_where(pl.col("iri").is_not_null())).to_series()  # the matched rows
     records, rec = matches.frame.drop("@id"), ok["rec"].gather(at)  # each one's record, in row order
     matches.frame = None  # not needed any more
@@ -550,7 +552,9 @@ def _update_ops(ok: pl.DataFrame, matches, mode: str, template: Template,
     w = w.select(_write_columns(w, template))
     if template.mode != "replace":  # a PUT starts from the whole record instead
         w = _with_records(w, raw.with_columns(matched["row_number"]), existing)
-    return changed, write_ops(w, template, tags, matches.records), zeros, blanks, merged
+    stamps = pl.DataFrame({"row_number": matched["row_number"], "updatedAt": raw["updatedAt"]}) \
+        if "updatedAt" in raw.columns else pl.DataFrame(schema={"row_number": pl.Int64, "updatedAt": pl.String})
+    return changed, write_ops(w, template, tags, matches.records), zeros, blanks, merged, stamps
 
 
 UNMAPPED = "(unmapped)"
