@@ -523,6 +523,11 @@ def _mismatches(elsewhere: pl.DataFrame, iri_column: str | None) -> pl.DataFrame
         "row_number", "type", "message", "field", "value")
 
 
+def _bare_id(c: str) -> pl.Expr:
+    """Column `c` as an id compares: `CD 34`, `cd34`, `5555 6666` are one id, typed otherwise."""
+    return pl.col(c).str.to_lowercase().str.replace_all(r"[\s.\-/]", "")
+
+
 SINGLE_VALUED = ("customerId", "chamberOfCommerceNumber", "linkedinId")
 """Identifier fields a record holds one value of (crm-api.md §8.1): two values are two
 organizations."""
@@ -541,10 +546,8 @@ def _other_values(matched: pl.DataFrame, explicit: pl.DataFrame, pairs: pl.DataF
     mine = ids.filter(pl.col("kind").is_in(kinds)).select("row_number", "kind", "value")
     held = rec_ids.filter(pl.col("kind").is_in(kinds)).select("rec", "kind", pl.col("value").alias("held"))
     by_ids = matched.drop_nulls("rec").filter(~pl.col("row_number").is_in(explicit["row_number"].implode()))
-    def bare(c: str) -> pl.Expr:  # `CD 34`, `cd34`, `5555 6666`: one id, typed otherwise
-        return pl.col(c).str.to_lowercase().str.replace_all(r"[\s.\-/]", "")
     hits = (by_ids.select("row_number", "rec").join(mine, on="row_number").join(held, on=["rec", "kind"])
-            .filter(bare("value") != bare("held")))
+            .filter(_bare_id("value") != _bare_id("held")))
     if not hits.height:
         return _empty_conflicts()
     via = pairs.join(hits.select("row_number", "rec").unique(), on=["row_number", "rec"]).group_by(
@@ -571,11 +574,8 @@ def _iri_other_values(explicit: pl.DataFrame, ids: pl.DataFrame, rec_ids: pl.Dat
         return _empty_conflicts()
     mine = ids.filter(pl.col("kind").is_in(kinds)).select("row_number", "kind", "value")
     held = rec_ids.filter(pl.col("kind").is_in(kinds)).select("rec", "kind", pl.col("value").alias("held"))
-
-    def bare(c: str) -> pl.Expr:
-        return pl.col(c).str.to_lowercase().str.replace_all(r"[\s.\-/]", "")
     hits = (explicit.select("row_number", "rec").join(mine, on="row_number").join(held, on=["rec", "kind"])
-            .filter(bare("value") != bare("held")))
+            .filter(_bare_id("value") != _bare_id("held")))
     if not hits.height:
         return _empty_conflicts()
     return hits.with_columns(pl.lit(iris).gather(pl.col("rec")).alias("iri")).group_by(

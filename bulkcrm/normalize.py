@@ -380,7 +380,7 @@ def unlikely_phone(value: str, region: str | None) -> str | None:
     return phonenumbers.format_number(num, PhoneNumberFormat.E164)
 
 
-UNLIKELY_PHONE_RULE = "a valid number of the row's country (ITU-T E.164 numbering plan, phonenumbers' metadata)"
+UNLIKELY_PHONE_RULE = "a valid number of its country (ITU-T E.164 numbering plan, phonenumbers' metadata)"
 """The rule an `unlikely-phone` warning names."""
 
 

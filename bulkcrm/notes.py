@@ -11,10 +11,11 @@ Rules (crm-api.md §9):
   matches a row to a note on the template's content key (default organization + createdAt +
   description; descriptions compared trimmed with whitespace collapsed, dates as RFC 3339 UTC).
   A row without createdAt keys on the other fields only (it matches a note of any date). A
-  dated row that matches no note matches the one note with its other key fields dated
-  midnight of the row's day (in the template's time zone), when no other row claims it: an
-  earlier bulkcrm read an Excel date-formatted cell holding a time as the date alone
-  (`midnight_pairs`); the note keeps its date, and the plan says how many rows did so. A
+  row whose createdAt is an Excel cell hiding its time under a date-only format (`hidden_times`)
+  that matches no note matches the one note with its other key fields dated midnight of the
+  row's day (in the template's time zone), when no other row claims it: an earlier bulkcrm read
+  such a cell as the date alone (`midnight_pairs`); the note keeps its date, and the plan says
+  how many rows did so. A
   row whose `crm_iri` cell holds a listed note's IRI (`/organizations/{id}/notes/{id}`, as a
   notes export writes it) is that note, whatever its content: editing the text of an exported
   note patches it instead of adding a second note;

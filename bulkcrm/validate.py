@@ -389,16 +389,17 @@ def _code_without_plus(sheet: pl.DataFrame | None, mapped: pl.DataFrame, templat
 def _unlikely_phones(sheet: pl.DataFrame | None, mapped: pl.DataFrame, template: Template,
                      file: str | None, sheet_name: str | None, letters: dict[str, str],
                      flagged: set[tuple[int | None, str | None]] = frozenset()) -> list[Issue]:
-    """An `unlikely-phone` warning per phone item written in national form that is a possible
-    number of the row's region (its mapped country, else the template's default) but not a
-    valid one (`normalize.unlikely_phone`, phonenumbers' metadata): `555-8787` in AU is sent
-    as `+615558787`, most likely a local number without its area code. A warning, not an
-    error: the metadata may lack a new range, so the row is written, the number as it became.
-    One vectorised filter leaves out items with a `+` (E.164, the international fast path),
-    without a digit, or no number (`NO_PHONE`); the rest is judged once per unique (region,
-    number): the E.164 number each cell became, found among its row's mapped numbers without a
-    second parse (`_sent_numbers`), else the cell as parsed again. Cells in `flagged` (row_number, column: an `invalid-phone` issue, e.g. too short
-    for E.164) have their warning already."""
+    """An `unlikely-phone` warning per phone item written in national form that became a number
+    that is possible but not valid (phonenumbers' metadata, ITU-T E.164 numbering plans):
+    `555-8787` in AU is sent as `+615558787`, most likely a local number without its area code.
+    A warning, not an error: the metadata may lack a new range, so the row is written, the
+    number as it became. One cheap pass leaves out cells in international form (`+…`), one
+    vectorised filter items without a digit or no number (`NO_PHONE`); each remaining item is
+    found among its row's mapped numbers by its digits (`_sent_numbers`) and judged in the
+    country of that number, once per unique number; an item found in none (an extension) is
+    parsed again in its row's region (`_row_regions`), unless the template gives the phone
+    transform a region of its own. Cells in `flagged` (row_number, column: an `invalid-phone`
+    issue, e.g. too short for E.164) have their warning already."""
     m = template.mapping("phoneNumbers")
     if sheet is None or m is None:
         return []
