@@ -267,7 +267,15 @@ def _decide(part: NotesPart, mapped: pl.DataFrame, rows: pl.DataFrame, targets: 
         part.notes.append(f"{MIDNIGHT}{n} {'row' if n == 1 else 'rows'} matched a note dated midnight of "
                           "the row's day (an earlier bulkcrm read a date-formatted cell without its "
                           f"time); left as stored (row(s) {which})")
-    part.issues += [Issue(t, rn, None, None, "one row per note",
+    # rows naming one note by its IRI: a row copied with its crm_iri, most likely (a trial)
+    copied = {rn: (iri, sorted(rns)) for iri, rns in by_name.group_by("iri").agg("row_number").iter_rows()
+              if len(rns) > 1 for rn in rns}
+    part.issues += [Issue(t, rn, IRI_COLUMN, copied[rn][0], "one row per note",
+                          f"{file}:{rn}:{IRI_COLUMN}: {msg}; rows {_join(copied[rn][1])} name it in {IRI_COLUMN}: if "
+                          f"a row is another note (a row copied with its {IRI_COLUMN}?), clear its {IRI_COLUMN} so it "
+                          "is created; if the rows are one note, keep one row", "error", file, sheet_name)
+                    if t == "duplicate-row" and rn in copied else
+                    Issue(t, rn, None, None, "one row per note",
                           f"{file}:{rn}: {msg}; keep one row per note, or change the template's "
                           "content_key", "error", file, sheet_name)
                     for rn, (t, msg) in conflicts.items()]

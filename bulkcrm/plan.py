@@ -29,7 +29,7 @@ from .errors import Issue, TemplateError, about, first_few, with_cell
 from .lookups import REF_PREFIX, LookupCache, resolve_lookups
 from .mapping import map_rows
 from .match import check_strategy, fetch_records, identifier_frame, match_fetched
-from .normalize import CHECK_RULES
+from .normalize import CHECK_RULES, UNLIKELY_PHONE_RULE
 from .planfile import (CONFLICT_TYPES, NOTE_LISTINGS, ROW_SCHEMA, SCHEMA_VERSION, WRITE_OPS, Operation,
                        Plan, now_utc, ops_frame, render_plan)
 from .read import Sheet, encoding_notes, open_notes, read
@@ -319,6 +319,7 @@ PHONE_RULE = CHECK_RULES["phone_e164"][0]
 
 
 HELD_WARNINGS = {"invalid-phone": ("phoneNumbers", PHONE_RULE, "numbers not in E.164 form"),
+                 "unlikely-phone": ("phoneNumbers", UNLIKELY_PHONE_RULE, "numbers no range of their country holds"),
                  "invalid-url": ("website", CHECK_RULES["url"][0], "websites that are no http(s) URL")}
 """Warnings of values kept as typed, by issue type: (field, rule, what they are) for
 `_held_warnings`."""
@@ -326,7 +327,7 @@ HELD_WARNINGS = {"invalid-phone": ("phoneNumbers", PHONE_RULE, "numbers not in E
 
 def _held_warnings(issues: list[Issue], rows: pl.DataFrame) -> tuple[list[Issue], list[str]]:
     """`issues` without the warnings of values kept as typed (`HELD_WARNINGS`: a phone number
-    not in E.164 form, a website that is no URL) on rows that do not send that field:
+    not in E.164 form or of no range, a website that is no URL) on rows that do not send that field:
     unchanged rows, and patches that leave it alone. Their records hold those values as the
     sheet has them already, so nothing is sent, and a weekly upload of an export would repeat
     them every week (`bulkcrm validate` still lists them).

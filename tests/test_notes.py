@@ -545,3 +545,20 @@ def test_a_typed_time_in_a_csv_is_no_midnight_note(crm_cats, client, tmp_path):
     wb.active["B2"].number_format = "dd/mm/yyyy hh:mm"  # the time shows: no earlier version misread it
     wb.save(book)
     assert [r["op"] for r in plan(book, load_template(NOTES_TEMPLATE), client).rows] == ["create"]
+
+
+def test_a_note_row_copied_with_its_iri_is_told_to_clear_the_iri(crm_cats, client, tmp_path):
+    """Trial 3 copied an exported note row, crm_iri included, to add a note: both rows were
+    conflicts told to "keep one row per note, or change the template's content_key", with no
+    column. They name the crm_iri column and the note's IRI, and say to clear the copy's."""
+    note = seed_midnight_note(crm_cats)
+    src = tmp_path / "notes.csv"
+    src.write_text("crm_iri,customerID,note_date,title,note,category,flagged\n"
+                   f"{note},A1,2024-03-05,,Called about the invoice.,Call,\n"
+                   f"{note},A1,2024-03-06,,Called back.,Call,\n", encoding="utf-8")
+    p = plan(src, load_template(NOTES_TEMPLATE), client)
+    assert [r["op"] for r in p.rows] == ["conflict", "conflict"] and p.operations == []
+    for i in p.issues:
+        assert (i["type"], i["column"], i["value"]) == ("duplicate-row", "crm_iri", note), i
+        assert f"rows 2, 3 all match {note}; rows 2, 3 name it in crm_iri: if a row is another note (a row copied " \
+               "with its crm_iri?), clear its crm_iri so it is created" in i["message"], i["message"]

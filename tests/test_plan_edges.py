@@ -747,3 +747,18 @@ def test_a_new_customer_typed_over_another_rows_iri_is_a_conflict(crm, client, t
         in issue["message"], issue["message"]
     p = plan(sheet(tmp_path, [["crm_iri", "name", "id"], [A, "Antonio Moreno Taquería", "ANTON"]]), t, client)
     assert [o.body for o in p.operations] == [{"title": "Antonio Moreno Taquería"}]
+
+
+def test_an_unlikely_phone_the_record_holds_already_is_not_warned_every_week(crm, client, tmp_path):
+    """`555-8787` on an AU row is sent as +615558787 with an `unlikely-phone` warning; the next
+    week's upload of the same sheet sends nothing, and its warning is left out with a plan note
+    (as for a number kept as typed), not repeated every week."""
+    t = tpl(identifiers=["emailAddresses"], fields={"title": "name", "emailAddresses": "email",
+                                                    "address.country": "country", "phoneNumbers": "phone"})
+    path = sheet(tmp_path, [["name", "email", "country", "phone"], ["Local Pty", "l@l.au", "AU", "555-8787"]])
+    first = plan(path, t, client)
+    assert [i["type"] for i in first.issues] == ["unlikely-phone"]
+    apply(first, client, journal_file=tmp_path / "j.jsonl")
+    again = plan(path, t, client)
+    assert again.counts()["unchanged"] == 1 and again.issues == []
+    assert [n for n in again.notes if n.startswith("1 unlikely-phone warning(s) left out: numbers no range")]
