@@ -30,7 +30,7 @@ from .lookups import REF_PREFIX, LookupCache, resolve_lookups
 from .mapping import map_rows
 from .match import check_strategy, fetch_records, identifier_frame, match_fetched
 from .normalize import CHECK_RULES, UNLIKELY_PHONE_RULE
-from .planfile import (CONFLICT_TYPES, NOTE_LISTINGS, ROW_SCHEMA, SCHEMA_VERSION, WRITE_OPS, Operation,
+from .planfile import (CONFLICT_TYPES, HELD_NOTE, NOTE_LISTINGS, ROW_SCHEMA, SCHEMA_VERSION, WRITE_OPS, Operation,
                        Plan, now_utc, ops_frame, render_plan)
 from .read import Sheet, encoding_notes, open_notes, read
 from .report import STATUS_COLUMNS
@@ -345,7 +345,7 @@ def _held_warnings(issues: list[Issue], rows: pl.DataFrame) -> tuple[list[Issue]
         drop = {id(i) for i in held if i.row_number in quiet}
         if drop:
             kept = [i for i in kept if id(i) not in drop]
-            notes.append(f"{len(drop)} {kind} warning(s) left out: {what} that their records hold as the "
+            notes.append(f"{len(drop)} {kind}{HELD_NOTE}{what} that their records hold as the "
                          "sheet has them already, so nothing is sent (bulkcrm validate lists them)")
     return kept, notes
 

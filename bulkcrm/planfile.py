@@ -510,7 +510,7 @@ def render_plan(p: Plan, *, requests_per_minute: float | None = 20, limit: int =
         lines.append(f"  … {hidden.height} more: " + ", ".join(f"{n} {o}" for o, n in kinds.iter_rows())
                      + " (see the plan file or the report)")
     lines += [f"  note: {n}" for n in p.notes
-              if n.startswith(SHOWN_NOTES)]
+              if n.startswith(SHOWN_NOTES) or HELD_NOTE in n]
     lines += _mode_skip_lines(rows.filter(by_mode))
     if not rows.height:
         lines.append("  note: the input has no rows under its header: nothing to do (an empty sheet, "
@@ -535,6 +535,10 @@ SHOWN_NOTES = ("open", "encoding", "mirror", "optional", "unmapped", "blank", "m
                "mode: replace", "edited:", "midnight:")
 """Prefixes of the `Plan.notes` that `render_plan` shows (the others are in the plan file and
 the report)."""
+
+
+HELD_NOTE = " warning(s) left out: "
+"""What a `plan._held_warnings` note holds (`N invalid-phone warning(s) left out: …`): shown too."""
 
 
 NOTE_LISTINGS = "planning: "

@@ -417,6 +417,8 @@ def _check_given_header(rows: pl.DataFrame, cells: list[str], header_row: int, c
     template's) while one of the first rows names half of them or more: that one is the
     header (a trial passed 5 for a header on row 4, and was told to pass --header-row)."""
     head = rows.head(_HEADER_SCAN_ROWS + 20)
+    if not head.height or header_row > rows["row_number"].max():  # past the end: `_finish` says so
+        return
     named = head.select(pl.sum_horizontal(pl.col(c).str.strip_chars().is_in(list(columns)).fill_null(False)
                                           for c in cells)).to_series()
     given = head["row_number"] == header_row

@@ -761,4 +761,6 @@ def test_an_unlikely_phone_the_record_holds_already_is_not_warned_every_week(crm
     apply(first, client, journal_file=tmp_path / "j.jsonl")
     again = plan(path, t, client)
     assert again.counts()["unchanged"] == 1 and again.issues == []
-    assert [n for n in again.notes if n.startswith("1 unlikely-phone warning(s) left out: numbers no range")]
+    (held,) = [n for n in again.notes if n.startswith("1 unlikely-phone warning(s) left out: numbers no range")]
+    from bulkcrm.planfile import render_plan
+    assert f"  note: {held}" in render_plan(again).splitlines()  # on screen too, as the README says (a trial)

@@ -805,3 +805,5 @@ def test_a_header_row_given_wrong_names_the_row_that_is_the_header(tmp_path):
             read(p, header_row=given, columns={"name", "email"})
     assert read(p, header_row=4, columns={"name", "email"}).frame.columns == ["row_number", "name", "email"]
     assert read(p, header_row=5, columns={"name", "email", "phone", "city", "zip"}).header_row == 5
+    with pytest.raises(InputError, match="header row 100 is empty or past the end of the file"):  # a trial
+        read(p, header_row=100, columns={"name", "email"})
