@@ -22,6 +22,7 @@ from functools import reduce
 from operator import iadd
 from typing import Any
 
+import phonenumbers
 import polars as pl
 
 from .mapping import PHONE_DTYPE
@@ -443,10 +444,18 @@ def _not_superseded(kept: pl.DataFrame, r: pl.DataFrame, new: pl.Expr) -> pl.Dat
     """`kept_items`' `kept` (`row_number`, `field`, `items`) of a phone field without the items
     the sheet writes in full (`superseded`: `desired_phones` puts its number in their place);
     `new`: the row's sheet numbers the record lacks, over `r` (`kept_items`' frame). Only rows
-    keeping an item in no E.164 form (a few; found by one text search) are looked at in Python."""
+    where a kept item and a new number end in the same six digits (a few; one join) are looked
+    at in Python."""
     if not kept.height:
         return kept
-    odd = kept.select(pl.concat_str(pl.lit("|"), pl.col("items").list.join("|")).str.contains(r"\|[^+]")).to_series()
+    # candidates: a kept item and a new number of the row ending in the same six digits
+    def last6(c: pl.Expr) -> pl.Expr:
+        return c.str.replace_all(r"\D", "").str.slice(-6)
+    items = kept.select("row_number", pl.col("items").alias("__i")).explode("__i").select(
+        "row_number", last6(pl.col("__i")).alias("__t"))
+    numbers = r.select("row_number", new.alias("__n")).explode("__n").drop_nulls().select(
+        "row_number", last6(pl.col("__n")).alias("__t"))
+    odd = kept["row_number"].is_in(items.join(numbers, on=["row_number", "__t"], how="semi")["row_number"].implode())
     if not odd.any():
         return kept
     doubt = kept.filter(odd).join(r.select("row_number", new.alias("__sheet")), on="row_number",
@@ -648,16 +657,35 @@ _DIGITS = re.compile(r"\D")
 
 
 def superseded(stored: str | None, norm: str | None, number: str) -> bool:
-    """Whether a record's phone item `stored`, held as typed (`norm`, its matching key, is no
-    E.164 number: it did not parse when it was written, e.g. `555-8787`), is `number` (E.164)
-    written in full: its digits, national prefix `0` aside, six or more, end `number`'s. A
-    merge (`desired_phones`) then puts `number` in its place, rather than keeping the record's
-    faulty spelling beside it: the sheet of an ops user who followed an `invalid-phone` hint
-    (`+65 555 8787`) corrects the number instead of doubling it."""
-    if not stored or (norm or "").startswith("+"):
+    """Whether a record's phone item `stored` (`norm`: its matching key) is `number` (E.164)
+    written in full, so a merge (`desired_phones`) puts `number` in its place rather than
+    keeping a faulty spelling beside it, after an ops user followed a warning's hint:
+    - held as typed (no E.164 key: it did not parse, e.g. `555-8787`): its digits, national
+      prefix `0` aside, six or more, end `number`'s (`+65 555 8787`, an `invalid-phone` hint);
+    - in E.164 form but no valid number (phonenumbers' metadata): `number`, a valid number of
+      the same country code, holds its national digits after more of its own (`+6193744412`,
+      an AU number without its area code, written in full `+61893744412`: `unlikely-phone`)."""
+    if not stored or not number.startswith("+"):
         return False
-    digits = _DIGITS.sub("", stored).lstrip("0")
-    return len(digits) >= 6 and number.startswith("+") and _DIGITS.sub("", number).endswith(digits)
+    new = _DIGITS.sub("", number)
+    if not (norm or "").startswith("+"):
+        digits = _DIGITS.sub("", stored).lstrip("0")
+        return len(digits) >= 6 and new.endswith(digits)
+    return _completes(_DIGITS.sub("", norm), new)
+
+
+def _completes(old: str, new: str) -> bool:
+    """`superseded`'s E.164 case on digits: `new` is `old`'s country code, more digits, then
+    `old`'s national digits (six or more); phonenumbers is asked only then (a few numbers)."""
+    if len(new) <= len(old) or not any(new.startswith(old[:k]) and new.endswith(old[k:]) and len(old) - k >= 6
+                                       for k in (1, 2, 3)):
+        return False
+    try:
+        was, now = phonenumbers.parse(f"+{old}"), phonenumbers.parse(f"+{new}")
+    except phonenumbers.NumberParseException:
+        return False
+    return was.country_code == now.country_code and not phonenumbers.is_valid_number(was) \
+        and phonenumbers.is_valid_number(now)
 
 
 def api_value(m: Mapping, value: Any) -> Any:

@@ -764,3 +764,25 @@ def test_an_unlikely_phone_the_record_holds_already_is_not_warned_every_week(crm
     (held,) = [n for n in again.notes if n.startswith("1 unlikely-phone warning(s) left out: numbers no range")]
     from bulkcrm.planfile import render_plan
     assert f"  note: {held}" in render_plan(again).splitlines()  # on screen too, as the README says (a trial)
+
+
+def test_an_unlikely_number_written_in_full_replaces_the_record_s_short_one(crm, client, tmp_path):
+    """Two trials followed the `unlikely-phone` hint ("is the area code missing?") and wrote the
+    number in full: the record kept its short number beside the full one, and the merge note
+    said so every night. A record's E.164 number of no range whose national digits a valid
+    sheet number ends with is replaced by it (its type kept); another number is added."""
+    crm.seed({"organizations": [{"@id": A, "title": "A", "emailAddresses": [{"email": "a@a.au"}],
+                                 "address": {"country": "AU"},
+                                 "phoneNumbers": [{"phoneNumber": "+6193744412", "phoneType": "work"},
+                                                  {"phoneNumber": "+61293744000"}]}]})
+    t = tpl(identifiers=["emailAddresses"], fields={"title": "name", "emailAddresses": "email",
+                                                    "address.country": "country", "phoneNumbers": "phone"})
+    p = plan(sheet(tmp_path, [["name", "email", "country", "phone"], ["A", "a@a.au", "AU", "(08) 9374 4412"]]),
+             t, client)
+    assert [o.body["phoneNumbers"] for o in p.operations] == [[
+        {"phoneNumber": "+61893744412", "phoneType": "work"}, {"phoneNumber": "+61293744000"}]]
+    assert not [n for n in p.notes if "+6193744412" in n], p.notes
+    # a valid number is no short one: (08) 9374 4000 is added beside +61293744000
+    p = plan(sheet(tmp_path, [["name", "email", "country", "phone"], ["A", "a@a.au", "AU", "(08) 9374 4000"]]),
+             t, client)
+    assert [len(o.body["phoneNumbers"]) for o in p.operations] == [3]
