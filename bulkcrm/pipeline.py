@@ -85,7 +85,7 @@ def run_import(file, template_path, target: Target, *, report_dir: str, dry_run=
                                 echo=echo, fresh=True, on_stop=_on_stop(out, file, target, echo, stops, input_sheet=sh,
                                                                         notes_header_row=p.notes_header_row))
     return _finish(report, out, file, target, echo, input_sheet=sh, notes_header_row=p.notes_header_row,
-                   plan_path=None if dry_run else out / "plan.json")
+                   plan_path=None if dry_run else out / "plan.json", remarks=p.notes)
 
 
 def archive_journal(plan_path: str | Path) -> Path | None:
@@ -332,7 +332,10 @@ def _signals_held():
 
 def _finish(report: Report, out: Path, input_path, target: Target, echo: Echo, *,
             input_sheet: Sheet | None = None, sheet=None, planned_sha256: str | None = None,
-            plan_path=None, header_row: int | None = None, notes_header_row: int | None = None) -> dict:
+            plan_path=None, header_row: int | None = None, notes_header_row: int | None = None,
+            remarks: list[str] | None = None) -> dict:
+    """Write the report, say its summary; `{ok, json, report, dir}`, the JSON holding the counts,
+    requests and the plan's `remarks` (an import's: a scheduled job's `--json` sees its notes)."""
     try:
         _write(report, out, input_path, target, echo, input_sheet=input_sheet, sheet=sheet,
                planned_sha256=planned_sha256, header_row=header_row, notes_header_row=notes_header_row)
@@ -359,6 +362,8 @@ def _finish(report: Report, out: Path, input_path, target: Target, echo: Echo, *
     if "left" in report.summary:  # apply --limit: operations the next run does
         payload["left"] = report.summary["left"]
     payload["report"] = str(out)
+    if remarks:
+        payload["remarks"] = remarks
     if done:
         payload["already_done"] = done
     return {"ok": report.ok, "json": payload, "report": report, "dir": out}

@@ -1137,3 +1137,23 @@ def test_an_apply_while_a_new_plan_is_made_over_its_file_waits(crm, tmp_path, mo
     assert runner.invoke(cli, ["apply", str(plan_file), *common, "--report", str(tmp_path / "r1"),
                                "--no-reconcile"]).exit_code == 0
     assert len(crm.store.all("notes", tenant="tenant-a")) == 1
+
+
+def test_an_imports_json_carries_the_plans_remarks(runner, crm, tmp_path):
+    """A scheduled job reads `import --json`: the plan's notes (here the `edited:` one of a sheet
+    older than a record's edit) were only on stderr (a trial). They are the JSON's `remarks`, as
+    `plan --json` gives them."""
+    import os
+    sheet = tmp_path / "orgs.csv"
+    rows = list(csv.reader(SAMPLE.open(encoding="utf-8")))
+    with sheet.open("w", newline="", encoding="utf-8") as f:
+        csv.writer(f).writerows(rows[:3])
+    code, out = run(runner, crm, "import", str(sheet), "-t", str(TEMPLATE), "--report", str(tmp_path / "r1"))
+    assert code == 0 and out["created"] == 2 and not [r for r in out.get("remarks", []) if r.startswith("edited:")], out
+    rows[1][rows[0].index("city")] = "Elsewhere"  # last week's copy, saved a week ago
+    with sheet.open("w", newline="", encoding="utf-8") as f:
+        csv.writer(f).writerows(rows[:3])
+    os.utime(sheet, (time.time() - 7 * 86400,) * 2)
+    code, out = run(runner, crm, "import", str(sheet), "-t", str(TEMPLATE), "--report", str(tmp_path / "r2"),
+                    "--dry-run")
+    assert code == 0 and [r for r in out["remarks"] if r.startswith("edited: 1 record(s)")], out
