@@ -431,12 +431,8 @@ def kept_items(rows: pl.DataFrame, existing: pl.DataFrame, template: Template) -
 
 def _unpaired(items: list[str], sheet: list[str]) -> list[str]:
     """`items` (a record's, kept by a merge) but those a number of `sheet` (the row's numbers
-    the record lacks) supersedes, each number one item, in order (as `desired_phones`)."""
-    taken: set[int] = set()
-    for n in sheet:
-        j = next((j for j, i in enumerate(items) if j not in taken and superseded(i, i, n)), None)
-        if j is not None:
-            taken.add(j)
+    the record lacks) supersedes, paired as `desired_phones` pairs them (`_supersedes`)."""
+    taken = set(_supersedes([(i, i) for i in items], sheet).values())
     return [i for j, i in enumerate(items) if j not in taken]
 
 
@@ -637,19 +633,32 @@ def desired_phones(m: Mapping, sheet: list, before: list, norm: list[str | None]
                  "phoneType": p["phoneType"] or (before[by_num[p["phoneNumber"]]].get("phoneType")
                                                  if p["phoneNumber"] in by_num else None)} for p in sheet] + \
             [_clean_obj(b) for b, n in zip(before, norm) if n is None and b.get("phoneNumber")]
-    out, taken = [_clean_obj(p) for p in before], set()
+    out = [_clean_obj(p) for p in before]
+    # a new number may write one the record holds in a faulty form in full (`superseded`)
+    fuller = _supersedes([(b.get("phoneNumber"), n) for b, n in zip(before, norm)],
+                         [p["phoneNumber"] for p in sheet if p["phoneNumber"] not in by_num])
     for p in sheet:
         i = by_num.get(p["phoneNumber"])
-        if i is None:  # a new number, or one the record holds as typed written in full (once)
-            i = next((j for j, (b, n) in enumerate(zip(before, norm))
-                      if j not in taken and superseded(b.get("phoneNumber"), n, p["phoneNumber"])), None)
-            if i is None:
-                out.append({"phoneNumber": p["phoneNumber"], "phoneType": p["phoneType"]})
-                continue
-            taken.add(i)
+        if i is None and (i := fuller.get(p["phoneNumber"])) is not None:
             out[i]["phoneNumber"], by_num[p["phoneNumber"]] = p["phoneNumber"], i
+        elif i is None:
+            out.append({"phoneNumber": p["phoneNumber"], "phoneType": p["phoneType"]})
+            continue
         if p["phoneType"]:
             out[i]["phoneType"] = p["phoneType"]
+    return out
+
+
+def _supersedes(stored: list[tuple[str | None, str | None]], numbers: list[str]) -> dict[str, int]:
+    """number -> the position in `stored` ((item, its matching key) of a record's phones) of the
+    item it writes in full (`superseded`): `numbers` in order, each taking the first item no
+    number took before it; a number given twice pairs once."""
+    out: dict[str, int] = {}
+    for n in dict.fromkeys(numbers):
+        j = next((j for j, (item, key) in enumerate(stored)
+                  if j not in out.values() and superseded(item, key, n)), None)
+        if j is not None:
+            out[n] = j
     return out
 
 

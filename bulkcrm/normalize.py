@@ -373,11 +373,13 @@ def unlikely_phone(value: str, region: str | None) -> str | None:
     if num is None or num.country_code_source in (CountryCodeSource.FROM_NUMBER_WITH_PLUS_SIGN,
                                                    CountryCodeSource.FROM_NUMBER_WITH_IDD):
         return None
-    # the row's own region first (one region's patterns); then any region of the country code
-    # (a Jersey number 01534 … read in GB is valid, for JE)
-    if phonenumbers.is_valid_number_for_region(num, region) or phonenumbers.is_valid_number(num):
-        return None
-    return phonenumbers.format_number(num, PhoneNumberFormat.E164)
+    return None if _valid_in(num, region) else phonenumbers.format_number(num, PhoneNumberFormat.E164)
+
+
+def _valid_in(num: phonenumbers.PhoneNumber, region: str | None) -> bool:
+    """Whether `num` is a valid number (phonenumbers' metadata): of `region` first (one region's
+    patterns), then of any region of its country code (a Jersey number 01534 … read in GB)."""
+    return phonenumbers.is_valid_number_for_region(num, region) or phonenumbers.is_valid_number(num)
 
 
 UNLIKELY_PHONE_RULE = "a valid number of its country (ITU-T E.164 numbering plan, phonenumbers' metadata)"
@@ -402,7 +404,7 @@ def unlikely_e164(number: str, region: str) -> bool:
     num = phonenumbers.PhoneNumber(country_code=code, national_number=int(nsn or 0),
                                    italian_leading_zero=True if zeros else None,
                                    number_of_leading_zeros=zeros if zeros > 1 else None)
-    return not (phonenumbers.is_valid_number_for_region(num, region) or phonenumbers.is_valid_number(num))
+    return not _valid_in(num, region)
 
 
 def _unlikely_e164_key(key: str) -> bool:
@@ -1016,6 +1018,15 @@ def _code_region(number: str) -> str | None:
         if region != "ZZ":
             return region
     return None
+
+
+def code_regions(e164: pl.Expr) -> pl.Expr:
+    """`_code_region` of each E.164 number in `e164` (pl.String), vectorised: the main region of
+    its country code (`+61…` AU, `+1…` US), null for none or a non-geographic code (`+800…`)."""
+    main = {str(cc): regions[0] for cc, regions in phonenumbers.COUNTRY_CODE_TO_REGION_CODE.items()
+            if regions and regions[0] != "001"}
+    return pl.coalesce([e164.str.slice(1, k).replace_strict(main, default=None, return_dtype=pl.String)
+                        for k in (1, 2, 3)])
 
 
 @cache  # a hint per warning: one lookup per region

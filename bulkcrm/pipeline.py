@@ -175,8 +175,7 @@ class _progress_bar:
         self.seen_at = self.started      # and when it came
         self.ended = False               # the stopped line is printed
         self.printed: int | None = None  # `done` of the last line printed
-        self.paced: tuple[int, float] | None = None  # (done, time) at this run's first operation
-        self.samples: list[tuple[int, float]] = []   # (done, time) since then: the pace's window
+        self.samples: list[tuple[int, float]] = []   # (done, time) from this run's first operation
 
     def __call__(self, done: int, total: int, client) -> None:
         self.seen, self.seen_at = (done, total, client), time.monotonic()
@@ -184,10 +183,8 @@ class _progress_bar:
             now = self.seen_at
             if self.first:  # the operations an earlier run did: not this run's pace
                 self.start = done
-            elif self.paced is None and done > self.start:  # the pace counts from here: the
-                self.paced = (done, now)  # first write may wait for planning's requests to age
-            if self.paced is not None and (not self.samples or done > self.samples[-1][0]):
-                self.samples.append((done, now))
+            elif done > (self.samples[-1][0] if self.samples else self.start):  # the pace counts from the
+                self.samples.append((done, now))  # first operation: it may wait for planning's requests
             if done == total and self.printed == total:  # said already (a plan an earlier run did)
                 return
             if self.first or done == total or now - self.logged >= self.LOG_EVERY_S:
@@ -208,12 +205,13 @@ class _progress_bar:
         # operation's wait for a slot is no pace (a trial: 28 s an operation); over the last
         # such stretch only, so a one-off wait (a resume's for a stopped write) is soon forgotten
         # (without a rate limit, since the first operation)
-        rate, per_op = getattr(client, "requests_per_minute", None), None
-        for i in range(len(self.samples) - 1, -1, -1) if rate else range(min(len(self.samples), 1)):
-            if done - self.samples[i][0] >= (rate or 1):
-                del self.samples[:i]  # older ones are never needed again
-                per_op = (now - self.samples[0][1]) / (done - self.samples[0][0])
-                break
+        rate = getattr(client, "requests_per_minute", None)
+        back = range(len(self.samples) - 1, -1, -1) if rate else range(min(len(self.samples), 1))
+        i = next((i for i in back if done - self.samples[i][0] >= (rate or 1)), None)
+        per_op = None
+        if i is not None:
+            del self.samples[:i]  # older ones are never needed again
+            per_op = (now - self.samples[0][1]) / (done - self.samples[0][0])
         print(_progress_line(done, total, client, now - self.started, per_op, stopped=last, left=left),
               file=sys.stderr, flush=True)
 
@@ -237,8 +235,8 @@ class _progress_bar:
 def _progress_line(done: int, total: int, client, elapsed_s: float, per_op_s: float | None = None,
                    stopped: bool = False, left: int | None = None) -> str:
     """`apply: 25/200 operations, 27 requests (0 throttled), 1.3 min, about 9.1 min left`; the
-    time left at this run's pace (`per_op_s`: seconds per operation since this run's first
-    one; None before a second one), and at least what the client's rate allows (the first
+    time left at this run's pace (`per_op_s`: seconds per operation over its last window's worth
+    of operations, `_progress_bar._print`; None before there is one), and at least what the client's rate allows (the first
     window's requests go out at once); without a pace, what the rate allows. A `stopped` run
     (Ctrl-C, `--limit`) says how many operations it leaves for the next run instead (`left`,
     else all not done)."""

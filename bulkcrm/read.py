@@ -271,12 +271,17 @@ def _error_texts(frame: pl.DataFrame, where: str, names: dict[str, str]) -> tupl
 def _legacy_line_issues(lines: list[int], frame: pl.DataFrame, where: str) -> list[Issue]:
     """A warning per data row that starts on a line of a UTF-8 file that is not UTF-8 and was
     read as cp1252 (`read_csv.decode_mixed`): its accented letters may be wrong."""
+    return _line_warnings(lines, frame, where, "one text encoding per file (UTF-8)",
+                          "this line is not UTF-8 like the rest of the file; it was read as cp1252 "
+                          "(Windows-1252): check its accented letters, and save the file as UTF-8")
+
+
+def _line_warnings(lines: list[int], frame: pl.DataFrame, where: str, rule: str, why: str) -> list[Issue]:
+    """An `encoding` warning (`rule`, message `<file>:<row>: why`) per data row of `frame` that
+    starts on one of the file's `lines`."""
     file = Path(where).name
     rows = frame.filter(pl.col("row_number").is_in(lines))["row_number"].to_list()
-    return [Issue("encoding", rn, None, None, "one text encoding per file (UTF-8)",
-                  f"{file}:{rn}: this line is not UTF-8 like the rest of the file; it was read as "
-                  "cp1252 (Windows-1252): check its accented letters, and save the file as UTF-8",
-                  "warning", file) for rn in rows]
+    return [Issue("encoding", rn, None, None, rule, f"{file}:{rn}: {why}", "warning", file) for rn in rows]
 
 
 def _nul_lines(data: bytes, most: int = 1000) -> list[int]:
@@ -295,11 +300,9 @@ def _nul_line_issues(lines: list[int], frame: pl.DataFrame, where: str) -> list[
     """A warning per data row starting on a line that held a NUL character (a zero byte),
     which reading removed: a cell that held only one reads as empty, and a trial was told the
     row "has no a" with no word of the byte (a damaged file, or one a program padded)."""
-    file = Path(where).name
-    rows = frame.filter(pl.col("row_number").is_in(lines))["row_number"].to_list()
-    return [Issue("encoding", rn, None, None, "text without NUL characters",
-                  f"{file}:{rn}: this line held a NUL character (a zero byte), which was removed: a damaged "
-                  "file, or one another program padded? check the row's values", "warning", file) for rn in rows]
+    return _line_warnings(lines, frame, where, "text without NUL characters",
+                          "this line held a NUL character (a zero byte), which was removed: a damaged file, "
+                          "or one another program padded? check the row's values")
 
 
 def file_sha256(p: Path) -> str:
@@ -384,8 +387,7 @@ def _finish(grid: pl.DataFrame, where: str, header_row: int | None, sheet: str |
         filled = head.select(pl.sum_horizontal([~_blank(c) for c in cells])).to_series()
         at = detect_header(filled.to_list())
         if columns:  # a detected row naming none of the expected columns: the one naming most
-            named = head.select(pl.sum_horizontal(pl.col(c).str.strip_chars().is_in(list(columns)).fill_null(False)
-                                                  for c in cells)).to_series()
+            named = _named_counts(head, cells, columns)
             at = at if named[at] or not named.max() else named.arg_max()
         header_row = int(head["row_number"][at])
         how = "detected"
@@ -411,6 +413,12 @@ def _finish(grid: pl.DataFrame, where: str, header_row: int | None, sheet: str |
     return frame, header_row, issues, named
 
 
+def _named_counts(head: pl.DataFrame, cells: list[str], columns: Collection[str]) -> pl.Series:
+    """Per row of `head`, how many of its cells (`cells`, trimmed) name one of `columns`."""
+    return head.select(pl.sum_horizontal(pl.col(c).str.strip_chars().is_in(list(columns)).fill_null(False)
+                                         for c in cells)).to_series()
+
+
 def _check_given_header(rows: pl.DataFrame, cells: list[str], header_row: int, columns: Collection[str],
                         where: str) -> None:
     """Raise InputError when the given header row (`--header-row`) names none of `columns` (the
@@ -419,8 +427,7 @@ def _check_given_header(rows: pl.DataFrame, cells: list[str], header_row: int, c
     head = rows.head(_HEADER_SCAN_ROWS + 20)
     if not head.height or header_row > rows["row_number"].max():  # past the end: `_finish` says so
         return
-    named = head.select(pl.sum_horizontal(pl.col(c).str.strip_chars().is_in(list(columns)).fill_null(False)
-                                          for c in cells)).to_series()
+    named = _named_counts(head, cells, columns)
     given = head["row_number"] == header_row
     if not named.len() or named.filter(given).sum() or named.max() * 2 < len(set(columns)):
         return

@@ -483,7 +483,7 @@ def hidden_column_issues(names: dict[str, str], hidden: list[int], read_cols: Co
     template reads (`read_cols`; every named one when it is empty): its values are read and
     sent like any other column's, which someone who hid it to leave it out does not expect.
     `names`: {grid column `c2`: header}, as `read._finish` gives it."""
-    out, hidden = [], set(hidden)  # `<col min="5" max="16384" hidden="1">`: Excel hides all to the right so
+    out, hidden = [], set(hidden)  # a set: `<col min="5" max="16384" hidden="1">` hides all to the right
     for c, name in names.items():
         if int(c[1:]) in hidden and (not read_cols or name in read_cols):
             ref = f"{_letters(int(c[1:]))}{header_row}"

@@ -14,16 +14,16 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 
 import pandera.polars as pa
-import phonenumbers
 import polars as pl
 from pandera.api.polars.types import PolarsData
 
+from .diff import phone_numbers
 from .errors import ISSUE_SCHEMA, Issue, issues_frame, place, with_cell
 from .mapping import REPEATED, chain, without_null_tokens
 from .template import Mapping, Template, read_columns
 from .normalize import (DATE_TEXT, EXTENSION, EXTENSION_MARK, FEW_DIGITS, FORMULA_RESULT, NO_NUMBER_CANDIDATE, NO_PHONE,
                         NO_VALUE, RENDERED_NUMBER, UNLIKELY_PHONE_RULE, as_stored, code_without_plus,
-                        not_a_number, unlikely_hint, unlikely_phones, unlikely_sent)
+                        code_regions, not_a_number, unlikely_hint, unlikely_phones, unlikely_sent)
 from .read_excel import date_cell_issue, numeric_cell_issue, styled_cell_issue
 from .transforms import CHECK_ISSUE_TYPES, CHECK_SEVERITY, CHECKS, check_list, check_rule
 
@@ -423,7 +423,7 @@ def _unlikely_phones(sheet: pl.DataFrame | None, mapped: pl.DataFrame, template:
         if not cells.height:
             continue
         sent, rest = _sent_numbers(cells, mapped, m.field)
-        sent = sent.with_columns(_number_region(pl.col("__e164")).alias("__r")).drop_nulls("__r")
+        sent = sent.with_columns(code_regions(pl.col("__e164")).alias("__r")).drop_nulls("__r")
         # a cell found among no mapped number (an extension, a number kept as typed) is read
         # again in its row's region: not where the template gives the phone transform its own
         rest = rest.clear().with_columns(pl.lit(None, pl.String).alias("__r")) if _own_region(m, s, template) \
@@ -436,7 +436,7 @@ def _unlikely_phones(sheet: pl.DataFrame | None, mapped: pl.DataFrame, template:
         out += [with_cell(Issue("unlikely-phone", rn, s.column, value, UNLIKELY_PHONE_RULE,
                                 f'{_place(file, rn, s.column)}"{value}" is sent as {e164}, {unlikely_hint(region)}',
                                 "warning", file, sheet_name), letters, sheet_name)
-                for rn, value, region, e164 in hits.select("row_number", "__typed", "__r", "__e164").iter_rows()
+                for rn, value, region, e164 in hits.iter_rows()
                 if (rn, s.column) not in flagged]
     return out
 
@@ -449,8 +449,7 @@ def _sent_numbers(cells: pl.DataFrame, mapped: pl.DataFrame, field: str) -> tupl
     read it in. Those (with `__e164`) need no second parse; the rest (an extension, a carrier
     code, a number kept as typed) goes to `normalize.unlikely_phone`."""
     numbers = mapped.filter(pl.col("row_number").is_in(cells["row_number"].implode())).select(
-        "row_number", pl.col(field).list.eval(pl.element().struct.field("phoneNumber")).alias("__e164")
-    ).explode("__e164").drop_nulls()
+        "row_number", phone_numbers(pl.col(field)).alias("__e164")).explode("__e164").drop_nulls()
     digits = pl.col("__item").str.replace_all(r"\D", "").str.strip_chars_start("0")
     code = pl.col("__e164").str.len_chars() - 1 - digits.str.len_chars()  # digits before the cell's
     found = cells.with_row_index("__c").join(numbers, on="row_number").filter(
@@ -459,15 +458,6 @@ def _sent_numbers(cells: pl.DataFrame, mapped: pl.DataFrame, field: str) -> tupl
     ).unique("__c", keep="first", maintain_order=True)
     rest = cells.with_row_index("__c").join(found.select("__c"), on="__c", how="anti").drop("__c")
     return found.drop("__c"), rest
-
-
-def _number_region(e164: pl.Expr) -> pl.Expr:
-    """The main region (ISO 3166-1 alpha-2) of an E.164 number's country code (phonenumbers'
-    metadata: `+61…` AU, `+1…` US), null for none: the region its validity and hint are of."""
-    main = {str(cc): regions[0] for cc, regions in phonenumbers.COUNTRY_CODE_TO_REGION_CODE.items()
-            if regions and regions[0] != "001"}
-    return pl.coalesce([e164.str.slice(1, k).replace_strict(main, default=None, return_dtype=pl.String)
-                        for k in (1, 2, 3)])
 
 
 def _own_region(m: Mapping, s, template: Template) -> bool:
