@@ -436,6 +436,66 @@ def _unpaired(items: list[str], sheet: list[str]) -> list[str]:
     return [i for j, i in enumerate(items) if j not in taken]
 
 
+def held_in_full(rows: pl.DataFrame, raw: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """`rows` with each phone number the sheet holds as typed (no E.164: it did not parse, e.g.
+    `308-7104`, an `invalid-phone` warning) that is part of a number its record holds in full
+    replaced by that number, the sheet's type kept; a number the row then holds twice is kept
+    once. Part of: its digits, trunk prefix 0 aside, six or more, end exactly one of the
+    record's E.164 numbers (`+1 555 308 7104`), and the record does not hold the typed text
+    itself. So an older sheet's short spelling neither adds a second item beside the full
+    number (`policy: merge`) nor replaces it (`policy: replace`): the reverse of `superseded`.
+
+    Args:
+        rows: mapped rows (`row_number`, `phoneNumbers` as `PHONE_DTYPE`), the matched ones.
+        raw: `raw_records_frame` of each row's record, aligned with `rows`.
+
+    Returns:
+        (rows, taken): `taken` has `row_number` (Int64), `typed`, `number` (String), one line
+        per number replaced, for the plan's note. Only rows holding a typed number (a few)
+        are looked at in Python.
+    """
+    taken = pl.DataFrame(schema={"row_number": pl.Int64, "typed": pl.String, "number": pl.String})
+    if "phoneNumbers" not in rows.columns or "phoneNumbers" not in raw.columns or not rows.height:
+        return rows, taken
+    typed = phone_numbers(pl.col("phoneNumbers")).list.eval(~pl.element().str.starts_with("+")).list.any()
+    at = rows.select(typed.fill_null(False)).to_series().arg_true()
+    if not at.len():
+        return rows, taken
+    lines, fixed = [], []
+    for rn, items, record in zip(rows["row_number"].gather(at).to_list(), rows["phoneNumbers"].gather(at).to_list(),
+                                 raw["phoneNumbers"].gather(at).to_list()):
+        held = [p.get("phoneNumber") for p in record or [] if p.get("phoneNumber")]
+        out: list[dict] = []
+        for p in items:
+            full = _full_number(p["phoneNumber"], held)
+            if full:
+                lines.append((rn, p["phoneNumber"], full))
+                p = {**p, "phoneNumber": full}
+            same = next((q for q in out if q["phoneNumber"] == p["phoneNumber"]), None)
+            if same is None:
+                out.append(p)
+            elif p["phoneType"]:  # one number twice: its last type, as `desired_phones` has it
+                same["phoneType"] = p["phoneType"]
+        fixed.append(out)
+    if not lines:
+        return rows, taken
+    new = pl.DataFrame({"__i": at, "__p": pl.Series(fixed, dtype=PHONE_DTYPE)})
+    rows = rows.with_row_index("__i").join(new, on="__i", how="left", maintain_order="left").with_columns(
+        pl.when(pl.col("__i").is_in(at.implode())).then(pl.col("__p")).otherwise(pl.col("phoneNumbers"))
+        .alias("phoneNumbers")).drop("__i", "__p")
+    return rows, pl.DataFrame(lines, schema=taken.schema, orient="row")
+
+
+def _full_number(typed: str | None, held: list[str]) -> str | None:
+    """The one number of `held` (a record's phone items as stored) that `typed` (a sheet's
+    number held as typed) is part of (`held_in_full`), else None."""
+    if not typed or typed.startswith("+") or typed in held:
+        return None
+    digits = _DIGITS.sub("", typed).lstrip("0")
+    hits = {n for n in held if n.startswith("+") and _DIGITS.sub("", n).endswith(digits)}
+    return hits.pop() if len(digits) >= 6 and len(hits) == 1 else None
+
+
 def _not_superseded(kept: pl.DataFrame, r: pl.DataFrame, new: pl.Expr) -> pl.DataFrame:
     """`kept_items`' `kept` (`row_number`, `field`, `items`) of a phone field without the items
     the sheet writes in full (`superseded`: `desired_phones` puts its number in their place);

@@ -182,7 +182,7 @@ def _plan(source: str | Path | Sheet, template: Template, client: Client, *, mod
     issues += _same_title_issues(rows, matches, template, file, sh.sheet_name)
     issues += _lost_zero_ids(rows, matches, template, file, sh)
     issues += _unmatchable_issues(rows, matches, template, mode, file, sh.sheet_name)
-    out_rows, ops, zeros, blanks, merged, stamps = _decide(mapped, rows, matches, template, mode, issues,
+    out_rows, ops, zeros, blanks, merged, stamps, taken = _decide(mapped, rows, matches, template, mode, issues,
                                            resolved.tags_to_create)
     issues, quiet = _held_warnings(issues, out_rows)
     issues += _kept_zero_issues(zeros, template, file, sh)
@@ -194,6 +194,7 @@ def _plan(source: str | Path | Sheet, template: Template, client: Client, *, mod
              requests_spent=client.requests_sent - start,
              sheet=sh.sheet_name, notes=column_notes(sh, full, template, absent)
              + _kept_blank_notes(_not_dated(blanks, checked.dated)) + _kept_item_notes(merged)
+             + _held_in_full_notes(taken)
              + _avatar_notes(template, ops) + _edited_since_notes(ops, stamps, sh)
              + matches.notes + quiet + _widely_shared_notes(mapped, template, matches.conflicts),
              timings=clock.seconds,
@@ -413,6 +414,19 @@ def _kept_item_notes(merged: pl.DataFrame, shown: int = 3) -> list[str]:
             "give the field `policy: replace`"]
 
 
+def _held_in_full_notes(taken: pl.DataFrame, shown: int = 3) -> list[str]:
+    """A plan note on the sheet's phone numbers held as typed that were taken as the full
+    number their record holds (`diff.held_in_full`: `308-7104` for `+15553087104`), so
+    nothing was added beside it nor replaced."""
+    if not taken.height:
+        return []
+    where = first_few((f"row {rn} {typed!r} as {number}" for rn, typed, number in taken.head(shown).iter_rows()),
+                      shown, taken.height)
+    return [f"phone: {taken.height} number(s) the sheet writes without country or area code end a number "
+            f"their record holds in full, and are taken as it ({where}): nothing is added beside it; write "
+            "the number in full (with + and the country code) to change it"]
+
+
 def _edited_since_notes(ops: pl.DataFrame, stamps: pl.DataFrame, sh: Sheet, shown: int = 3) -> list[str]:
     """A plan note on the updates (patch, replace) of records edited after the input file was
     last saved: the record's `updatedAt` (crm-api.md §8.1, read-only, set by every write) later
@@ -485,7 +499,8 @@ def _decide(mapped: pl.DataFrame, rows: pl.DataFrame, matches, template: Templat
     (`OP_SCHEMA`: tag creates, then one write per row in row order), the fields left as
     stored because the sheet lost their leading zeros (`diff.kept_zeros`), those a blank
     cell left as stored (`diff.kept_blanks`), the list items a merge keeps (`diff.kept_items`)
-    and `row_number`, `updatedAt` (String) of the matched rows that change something."""
+    `row_number`, `updatedAt` (String) of the matched rows that change something, and the
+    typed phone numbers taken as their record's (`diff.held_in_full`)."""
     errors = {i.row_number for i in issues if i.severity == "error" and i.type not in CONFLICT_TYPES}
     conflict_rows = set(matches.conflicts["row_number"].to_list())
     raw_ids = [c for c in rows.columns if c.startswith("__raw.")]  # matching's; not needed here
@@ -494,13 +509,13 @@ def _decide(mapped: pl.DataFrame, rows: pl.DataFrame, matches, template: Templat
     ok = joined.filter(~pl.col("row_number").is_in(list(skip))) if skip else joined
     with ThreadPoolExecutor(1) as pool:  # creates need no record: built beside the patches
         creates = pool.submit(_create_ops, ok, mode, template, tags)
-        changed, patches, zeros, blanks, merged, stamps = _update_ops(ok, matches, mode, template, tags)
+        changed, patches, zeros, blanks, merged, stamps, taken = _update_ops(ok, matches, mode, template, tags)
         org_ops = pl.concat([creates.result(), patches]).sort(pl.col("row_numbers").list.first())
     used = set(org_ops["depends_on"].explode().drop_nulls().to_list()) if tags else set()
     tags = [t for t in tags if f"tag:{t}" in used]  # not for rows that are invalid or conflict
     ops = pl.concat([ops_frame([_tag_op(t) for t in tags]), org_ops]) if tags else org_ops
     return (_row_frame(mapped, matches.iri, changed, matches.conflicts, errors, mode, template, org_ops), ops,
-            zeros, blanks, merged, stamps)
+            zeros, blanks, merged, stamps, taken)
 
 
 def _of_rows(iri: pl.DataFrame, rows: pl.DataFrame) -> pl.DataFrame:
@@ -521,7 +536,8 @@ def _update_ops(ok: pl.DataFrame, matches, mode: str, template: Template,
                 tags: list[str]) -> tuple[pl.DataFrame, ...]:
     """(`row_number`, `changed` of the matched rows that change something; their PATCHes or
     PUTs, none in create-only mode; `diff.kept_zeros`; `diff.kept_blanks` and `diff.kept_items`,
-    none in create-only mode; `row_number`, `updatedAt` of their records, for `_edited_since_notes`)."""
+    none in create-only mode; `row_number`, `updatedAt` of their records, for `_edited_since_notes`;
+    `diff.held_in_full`'s typed phone numbers taken as their record's)."""
     at = ok.select(pl.arg_where(pl.col("iri").is_not_null())).to_series()  # the matched rows
     records, rec = matches.frame.drop("@id"), ok["rec"].gather(at)  # each one's record, in row order
     matches.frame = None  # not needed any more
@@ -532,6 +548,7 @@ def _update_ops(ok: pl.DataFrame, matches, mode: str, template: Template,
     # gathered whole only now: most matched rows of a re-upload change nothing
     at, rec, equal = at.filter(differs), rec.filter(differs), equal.filter(differs)
     matched, raw = ok[at], records[rec]
+    matched, taken = diff.held_in_full(matched, raw)  # `308-7104` for the record's +15553087104
     alike = frozenset(f for f, ok in equal.select(pl.all().all()).row(0, named=True).items() if ok)
     existing = diff.existing_values(matched, raw, template, equal=alike)
     # `compare: stored`: a value not in its normalised form is a change too (a hygiene run)
@@ -555,7 +572,7 @@ def _update_ops(ok: pl.DataFrame, matches, mode: str, template: Template,
         w = _with_records(w, raw.with_columns(matched["row_number"]), existing)
     stamps = pl.DataFrame({"row_number": matched["row_number"], "updatedAt": raw["updatedAt"]}) \
         if "updatedAt" in raw.columns else pl.DataFrame(schema={"row_number": pl.Int64, "updatedAt": pl.String})
-    return changed, write_ops(w, template, tags, matches.records), zeros, blanks, merged, stamps
+    return changed, write_ops(w, template, tags, matches.records), zeros, blanks, merged, stamps, taken
 
 
 UNMAPPED = "(unmapped)"

@@ -532,7 +532,7 @@ def render_plan(p: Plan, *, requests_per_minute: float | None = 20, limit: int =
 
 
 SHOWN_NOTES = ("open", "encoding", "mirror", "optional", "unmapped", "blank", "merge:", "conflicts:",
-               "mode: replace", "edited:", "midnight:")
+               "mode: replace", "edited:", "midnight:", "phone:")
 """Prefixes of the `Plan.notes` that `render_plan` shows (the others are in the plan file and
 the report)."""
 

@@ -786,3 +786,33 @@ def test_an_unlikely_number_written_in_full_replaces_the_record_s_short_one(crm,
     p = plan(sheet(tmp_path, [["name", "email", "country", "phone"], ["A", "a@a.au", "AU", "(08) 9374 4000"]]),
              t, client)
     assert [len(o.body["phoneNumbers"]) for o in p.operations] == [3]
+
+
+@pytest.mark.parametrize("policy", ["merge", "replace"])
+def test_a_short_typed_number_of_a_number_the_record_holds_adds_nothing(crm, client, tmp_path, policy):
+    """A trial's older sheet wrote `308-7104` (no area code: not E.164, kept as typed) for a
+    record holding +1 555 308 7104: the plan added the typed text beside the full number. Its
+    digits end exactly one number the record holds: taken as that number (merge adds nothing,
+    replace does not swap the full number for the short one), with a `phone:` note. A number
+    ending no record number is still sent as typed; nor is a short number taken when two
+    record numbers end in it."""
+    crm.seed({"organizations": [
+        {"@id": A, "title": "A", "emailAddresses": [{"email": "a@a.us"}], "address": {"country": "US"},
+         "phoneNumbers": [{"phoneNumber": "+15553087104", "phoneType": "work"}]},
+        {"@id": B, "title": "B", "emailAddresses": [{"email": "b@b.us"}], "address": {"country": "US"},
+         "phoneNumbers": [{"phoneNumber": "+15553087104"}, {"phoneNumber": "+16463087104"}]}]})
+    t = tpl(identifiers=["emailAddresses"], fields={
+        "title": "name", "emailAddresses": "email", "address.country": "country",
+        "phoneNumbers": {"column": "phone", "split": ";", "policy": policy}})
+    head = ["name", "email", "country", "phone"]
+    p = plan(sheet(tmp_path, [head, ["A", "a@a.us", "US", "308-7104"]]), t, client)
+    assert [r["op"] for r in p.rows] == ["unchanged"], p.rows
+    (note,) = [n for n in p.notes if n.startswith("phone:")]
+    assert "row 2 '308-7104' as +15553087104" in note
+    p = plan(sheet(tmp_path, [head, ["A2", "a@a.us", "US", "308-7104; 308-7105"]]), t, client)
+    assert [o.body for o in p.operations] == [{"title": "A2", "phoneNumbers": [
+        {"phoneNumber": "+15553087104", "phoneType": "work"}, {"phoneNumber": "308-7105"}]}]
+    p = plan(sheet(tmp_path, [head, ["B", "b@b.us", "US", "308-7104"]]), t, client)  # two numbers end in it
+    assert [r["op"] for r in p.rows] == ["patch"]
+    assert "308-7104" in [i["phoneNumber"] for i in p.operations[0].body["phoneNumbers"]]
+    assert not [n for n in p.notes if n.startswith("phone:")]
