@@ -65,6 +65,10 @@ class Target:
             save_window(self.client, self.label)
         if self.sandbox is not None:
             self.sandbox.stop()
+            unused = self.created and not _wrote(self.sandbox)
+            self.sandbox.store.close()
+            if unused:  # a refused run, or one that wrote nothing, leaves no sandbox behind
+                _remove_db(Path(self.label.split(":", 1)[1]))
             self.sandbox = None
         if self.scratch is not None:
             self.scratch.cleanup()
@@ -72,6 +76,24 @@ class Target:
 
 
 EMBEDDED_DB = Path(".bulkcrm") / "sandbox.sqlite"
+
+
+def _wrote(sandbox) -> bool:
+    """Whether the sandbox was written to: a write request (POST, PATCH, PUT, DELETE) went
+    through (2xx), or its file holds more than the default note categories (another run's)."""
+    return any(r.method in ("POST", "PATCH", "PUT", "DELETE") and 200 <= r.status < 300
+               for r in sandbox.requests) or sandbox.store.record_count(besides=("note_categories",)) > 0
+
+
+def _remove_db(db: Path) -> None:
+    """Remove a new embedded sandbox no run wrote to (its SQLite file and the WAL's), and its
+    folder when nothing else is in it, so the next run says it starts a new, empty one."""
+    for p in (db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")):
+        p.unlink(missing_ok=True)
+    try:
+        db.parent.rmdir()
+    except OSError:  # a plan, journal or report is in it
+        pass
 """The embedded sandbox's SQLite file, relative to the working directory."""
 
 

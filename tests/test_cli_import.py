@@ -181,6 +181,31 @@ def test_runs_that_write_nothing_create_no_embedded_sandbox(runner, tmp_path, mo
     assert (tmp_path / ".bulkcrm" / "sandbox.sqlite").exists()
 
 
+def test_an_import_that_writes_nothing_leaves_no_embedded_sandbox(runner, tmp_path, monkeypatch):
+    """An import refused (a template naming a column the sheet lacks) or with nothing to write
+    (every row invalid) in a folder without a sandbox left an empty one behind, so the next
+    run was not told it starts a new, empty one. A sandbox that holds records stays."""
+    monkeypatch.chdir(tmp_path)
+    shutil.copy(SAMPLE, tmp_path / "orgs.csv")
+    (tmp_path / "bad.yaml").write_text(TEMPLATE.read_text().replace("column: companyName", "column: company"))
+    head, first = SAMPLE.read_text(encoding="utf-8").splitlines()[:2]
+    cells = next(csv.reader([first]))
+    cells[head.split(",").index("companyName")] = ""  # a title is required: the row is invalid
+    (tmp_path / "bad.csv").write_text(f"{head}\n{','.join(cells)}\n", encoding="utf-8")
+    refused = runner.invoke(cli, ["import", "orgs.csv", "-t", "bad.yaml"])
+    assert refused.exit_code == 2 and "'company'" in refused.output, refused.output
+    assert not (tmp_path / ".bulkcrm").exists()
+    invalid = runner.invoke(cli, ["import", "bad.csv", "-t", str(TEMPLATE)])
+    assert invalid.exit_code == 1 and "invalid 1" in invalid.output, invalid.output
+    assert not (tmp_path / ".bulkcrm").exists()
+    assert runner.invoke(cli, ["import", "orgs.csv", "-t", str(TEMPLATE)]).output.startswith(
+        "Target: a new, empty embedded sandbox (")
+    again = runner.invoke(cli, ["import", "bad.csv", "-t", str(TEMPLATE)])
+    assert again.output.startswith("Target: embedded sandbox (") and (tmp_path / ".bulkcrm" / "sandbox.sqlite").exists()
+    assert json.loads(runner.invoke(cli, ["import", "orgs.csv", "-t", str(TEMPLATE), "--json"]).output
+                      .strip().splitlines()[-1])["unchanged"] == 91
+
+
 def test_a_notes_plan_made_before_the_embedded_sandbox_exists_applies_its_notes(runner, tmp_path, monkeypatch):
     """Trial 2026-12-03: `plan` in a new folder read a throwaway embedded sandbox and saved its
     note categories' random ids; `apply` made the real one, whose ids differed, and every note

@@ -89,6 +89,13 @@ class Store:
         with self._lock:
             self._conn.close()
 
+    def record_count(self, *, besides: tuple[str, ...] = ()) -> int:
+        """Records of every tenant and collection but the collections `besides`."""
+        marks = ", ".join("?" * len(besides))
+        with self._lock:
+            return self._conn.execute(f"SELECT count(*) FROM records WHERE coll NOT IN ({marks})",
+                                      besides).fetchone()[0]
+
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
         """Serialise a write: BEGIN IMMEDIATE ... COMMIT (ROLLBACK on error)."""
