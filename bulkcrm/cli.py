@@ -353,9 +353,11 @@ def plan_cmd(ctx, file, template_path, mode, match_strategy, mirror_notes, sheet
 @target_options
 @click.option("--report", "report_dir", type=click.Path(file_okay=False), default=None,
               help="Report directory (default: reports/<input stem>, the plan's input file).")
-@click.option("--batch-size", type=click.IntRange(min=1), default=25, show_default=True,
+@click.option("--progress-every", "--batch-size", "batch_size", type=click.IntRange(min=1), default=25,
+              show_default=True, metavar="N",
               help="Operations between progress updates of a terminal's bar (one also comes every 5 s; a log "
-                   "gets a line at most every 30 s).")
+                   "gets a line at most every 30 s). Writes are sent one request each whatever N is "
+                   "(--batch-size is the old name).")
 @click.option("--verify", is_flag=True, help="Re-read each record before writing, and look each create's "
               "identifiers up first; skip drifted ones.")
 @click.option("--no-reconcile", is_flag=True, help="Do not re-read the written records afterwards.")

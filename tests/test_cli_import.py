@@ -1182,3 +1182,15 @@ def test_an_imports_json_carries_the_plans_remarks(runner, crm, tmp_path):
     code, out = run(runner, crm, "import", str(sheet), "-t", str(TEMPLATE), "--report", str(tmp_path / "r2"),
                     "--dry-run")
     assert code == 0 and [r for r in out["remarks"] if r.startswith("edited: 1 record(s)")], out
+
+
+def test_apply_takes_progress_every_and_its_old_name_batch_size(runner, tmp_path, monkeypatch):
+    """`--batch-size` read as if writes were batched: it is how often the progress bar moves,
+    now `--progress-every`; the old name still works."""
+    monkeypatch.chdir(tmp_path)
+    shutil.copy(SAMPLE, tmp_path / "orgs.csv")
+    assert runner.invoke(cli, ["plan", "orgs.csv", "-t", str(TEMPLATE), "--out", "p.json"]).exit_code == 0
+    first = runner.invoke(cli, ["apply", "p.json", "--progress-every", "10", "--limit", "5", "--json"])
+    assert first.exit_code == 0 and json.loads(first.output.strip().splitlines()[-1])["created"] == 5, first.output
+    rest = runner.invoke(cli, ["apply", "p.json", "--batch-size", "10", "--json"])
+    assert rest.exit_code == 0 and json.loads(rest.output.strip().splitlines()[-1])["created"] == 91, rest.output
