@@ -817,6 +817,7 @@ CHECKS: dict[str, Callable[..., pl.Expr]] = {
     "max_length": lambda e, *, n: _ok(e, e.str.len_chars() <= n),
     "boolean": lambda e: _ok(e, e.cast(pl.String).str.strip_chars().str.to_lowercase()
                              .is_in(TRUE_WORDS + FALSE_WORDS)),
+    "one_line": lambda e: _ok(e, ~(e.str.contains("\n", literal=True) | e.str.contains("\r", literal=True))),
 }
 """Validator checks by name: `check(expr, **options) -> pl.Boolean expr`, True where the
 value is fine and for null. Run them on cleaned values (`boolean` on the raw text)."""
@@ -842,6 +843,9 @@ CHECK_RULES: dict[str, tuple[str, str]] = {
                  "use a date such as 2024-01-31 or 2024-01-31T10:15:00+00:00"),
     "max_length": ("maximum length", "shorten it to at most {n} characters"),
     "boolean": ("boolean", f"use one of {', '.join(TRUE_WORDS + FALSE_WORDS)}"),
+    "one_line": ("one-line text (an id or code holds no line break)",
+                 "remove the line break (Alt+Enter in a spreadsheet cell?); a record would be stored, "
+                 "and matched, with it"),
 }
 """`(rule, hint)` texts per check. The placeholders `{collection}` (iri), `{n}` (max_length)
 and `{example}` (phone_e164) are filled by `check_rule`; `{id}` stays literal (it shows the IRI
@@ -858,6 +862,7 @@ CHECK_ISSUE_TYPES: dict[str, str] = {
     "phone_e164": "invalid-phone", "phone_formula": "invalid-phone", "phone_type": "invalid-phone-type",
     "iri": "invalid-iri",
     "datetime": "invalid-datetime", "max_length": "too-long", "boolean": "invalid-boolean",
+    "one_line": "line-break",
 }
 """Issue type slug (`vocab.IssueType`) each failed check becomes."""
 

@@ -563,14 +563,15 @@ def _date_cells(numbers: pl.DataFrame | None, template: Template, file: str | No
 
 def _dated_fields(template: Template) -> dict[str, list[str]]:
     """Sheet column -> the text fields it alone feeds (a zip code, a street, a description, a
-    KvK number: no lookup, IRI, format check, required value, nor an identifier, whose row
-    would then match nothing) whose date cells are not sent (`_without_dates`). None under
-    `empty: clear`, where an empty value would clear what the record holds."""
+    KvK number: no lookup, IRI, format check (`one_line` checks no format), required value,
+    nor an identifier, whose row would then match nothing) whose date cells are not sent
+    (`_without_dates`). None under `empty: clear`, where an empty value would clear what the
+    record holds."""
     out: dict[str, list[str]] = {}
     for m in template.mappings if template.empty == "ignore" else ():
         if m.kind == "scalar" and m.lookup is None and len(m.sources) == 1 and m.sources[0].column and not (
-                m.rules.get("iri") or m.rules.get("check") or m.rules.get("required") or m.required
-                or m.field in template.identifiers):
+                m.rules.get("iri") or m.rules.get("check") not in (None, "one_line") or m.rules.get("required")
+                or m.required or m.field in template.identifiers):
             out.setdefault(m.sources[0].column, []).append(m.field)
     return out
 
@@ -666,7 +667,8 @@ def _issue(rule: _Rule, row_number: int, column: str | None, value: str | None,
         hint = (f'if "{value.strip()}" means no value, add it to the template\'s null_tokens '
                 f'(a list of such cell texts), or leave the cell empty; else {hint}')
     whose = f" (the template's value of {rule.field})" if column is None and value is not None else ""
-    msg = f'{_place(file, row_number, column)}"{value}"{whose} breaks {rule_text}; {hint}'
+    shown = value.replace("\r", "\\r").replace("\n", "\\n") if value else value  # the message is one line
+    msg = f'{_place(file, row_number, column)}"{shown}"{whose} breaks {rule_text}; {hint}'
     return Issue(rule.slug, row_number, column, value, rule_text, msg, rule.severity, file, sheet_name)
 
 

@@ -816,3 +816,20 @@ def test_a_short_typed_number_of_a_number_the_record_holds_adds_nothing(crm, cli
     assert [r["op"] for r in p.rows] == ["patch"]
     assert "308-7104" in [i["phoneNumber"] for i in p.operations[0].body["phoneNumbers"]]
     assert not [n for n in p.notes if n.startswith("phone:")]
+
+
+def test_a_line_break_inside_an_id_is_a_row_error(crm, client, tmp_path):
+    """A trial's customerId held an Alt+Enter (`C\\n2`) and was sent as it was: a record no
+    later sheet (`C2`) matches by its id. Ids and codes are one line: a `line-break` error
+    naming the cell, shown as `\\n` in the one-line message; the other rows go through, and a
+    title's line break is still collapsed to a space."""
+    t = tpl(identifiers=["customerId"], fields={"title": "name", "customerId": "id",
+                                                "address.postalCode": "zip"})
+    p = plan(sheet(tmp_path, [["name", "id", "zip"], ["Acme\nCorp", "C1", "1011 AB"], ["Beta", "C\n2", "2000"],
+                              ["Gamma", "C3", "3000\r\nXY"]]), t, client)
+    assert [r["op"] for r in p.rows] == ["create", "invalid", "invalid"]
+    assert p.operations[0].body["title"] == "Acme Corp"
+    errors = [(i["type"], i["row_number"], i["column"], i["value"]) for i in p.issues]
+    # row numbers are the lines a record starts on: row 2's title spans two
+    assert errors == [("line-break", 4, "id", "C\n2"), ("line-break", 6, "zip", "3000\r\nXY")]
+    assert 's.csv:4:id: "C\\n2" breaks one-line text' in p.issues[0]["message"]
