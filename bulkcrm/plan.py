@@ -321,6 +321,7 @@ PHONE_RULE = CHECK_RULES["phone_e164"][0]
 
 HELD_WARNINGS = {"invalid-phone": ("phoneNumbers", PHONE_RULE, "numbers not in E.164 form"),
                  "unlikely-phone": ("phoneNumbers", UNLIKELY_PHONE_RULE, "numbers no range of their country holds"),
+                 "phone-extension": ("phoneNumbers", PHONE_RULE, "numbers whose extension is not sent (E.164 has none)"),
                  "invalid-url": ("website", CHECK_RULES["url"][0], "websites that are no http(s) URL")}
 """Warnings of values kept as typed, by issue type: (field, rule, what they are) for
 `_held_warnings`."""
@@ -328,7 +329,8 @@ HELD_WARNINGS = {"invalid-phone": ("phoneNumbers", PHONE_RULE, "numbers not in E
 
 def _held_warnings(issues: list[Issue], rows: pl.DataFrame) -> tuple[list[Issue], list[str]]:
     """`issues` without the warnings of values kept as typed (`HELD_WARNINGS`: a phone number
-    not in E.164 form or of no range, a website that is no URL) on rows that do not send that field:
+    not in E.164 form or of no range, or its extension left out; a website that is no URL) on
+    rows that do not send that field:
     unchanged rows, and patches that leave it alone. Their records hold those values as the
     sheet has them already, so nothing is sent, and a weekly upload of an export would repeat
     them every week (`bulkcrm validate` still lists them).

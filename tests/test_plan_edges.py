@@ -833,3 +833,19 @@ def test_a_line_break_inside_an_id_is_a_row_error(crm, client, tmp_path):
     # row numbers are the lines a record starts on: row 2's title spans two
     assert errors == [("line-break", 4, "id", "C\n2"), ("line-break", 6, "zip", "3000\r\nXY")]
     assert 's.csv:4:id: "C\\n2" breaks one-line text' in p.issues[0]["message"]
+
+
+def test_a_phone_extension_warning_is_not_repeated_once_the_record_holds_the_number(crm, client, tmp_path):
+    """A nightly hygiene run warned every night that `x12` of a number is not sent, although
+    the record held the number and nothing was sent. As with `invalid-phone`: the warning is
+    left out of rows that send no phones, with a plan note counting it; a row that sends the
+    number gets it."""
+    t = tpl(identifiers=["emailAddresses"], default_region="NL",
+            fields={"title": "name", "emailAddresses": "email", "phoneNumbers": "phone"})
+    rows = [["name", "email", "phone"], ["A", "a@a.nl", "020 123 4567 x12"]]
+    first = plan(sheet(tmp_path, rows), t, client)
+    assert [i["type"] for i in first.issues] == ["phone-extension"]
+    apply(first, client, journal_file=tmp_path / "j.jsonl")
+    again = plan(sheet(tmp_path, rows), t, client)
+    assert [r["op"] for r in again.rows] == ["unchanged"] and again.issues == []
+    assert [n for n in again.notes if n.startswith("1 phone-extension warning(s) left out: ")]
