@@ -144,8 +144,8 @@ def _copy_sheet(book: Book, title: str, frame: pl.DataFrame, sheet: Sheet, layou
     typed = _typed_cells(sheet, frame.columns, layout)
 
     def decorate(line: int, _values: tuple, cells: list) -> None:
-        for col, error in errors.get(line, {}).items():
-            cells[col].value, cells[col].data_type = error, "e"
+        for col, error in errors.get(line, {}).items():  # a formula: Excel computes it on opening
+            cells[col].value, cells[col].data_type = error, "f" if error.startswith("=") else "e"
         for col, (value, code) in typed.get(line, {}).items():
             cells[col].value, cells[col].number_format = value, code
         if mark:
@@ -153,28 +153,46 @@ def _copy_sheet(book: Book, title: str, frame: pl.DataFrame, sheet: Sheet, layou
     book.sheet(title, frame, layout=layout, decorate=decorate)
 
 
+_UNREAD = ("excel-error", "formula-without-result")
+"""The issues of cells the reader read as empty though they are not: a copy that left them
+empty would, imported, clear the field under `empty: clear` or a PUT, or go through unflagged."""
+
+
+def _shown_error(issue) -> str:
+    """The error value a copy's cell of an `_UNREAD` issue shows: the Excel error it showed, or
+    `#N/A` for a formula without a stored result (a workbook copy writes the formula itself,
+    `_error_cells`; a CSV has no formulas, and its `=…` text would be sent)."""
+    return issue.value if issue.type == "excel-error" else "#N/A"
+
+
 def _as_shown(sheet: Sheet) -> pl.DataFrame:
     """`sheet`'s frame with the Excel error values it read as empty (its `excel-error` issues:
     `#N/A` cells of a workbook, or their text in a CSV) back in their cells, as the input showed
-    them: a copy must not lose what the user sees (a workbook copy makes them error cells again)."""
+    them, and `#N/A` in a formula cell without a stored result: a copy must not lose what the
+    user sees, nor leave the cell empty (a workbook copy makes them error or formula cells
+    again, `_error_cells`)."""
     by_col: dict[str, dict[int, str]] = {}
     for i in sheet.issues:
-        if i.type == "excel-error" and i.value and i.column in sheet.frame.columns:
-            by_col.setdefault(i.column, {})[i.row_number] = i.value
+        if i.type in _UNREAD and i.column in sheet.frame.columns and (i.value or i.type != "excel-error"):
+            by_col.setdefault(i.column, {})[i.row_number] = _shown_error(i)
     return sheet.frame.with_columns(
         pl.coalesce(pl.col("row_number").replace_strict(cells, default=None, return_dtype=pl.String),
                     pl.col(c)).alias(c) for c, cells in by_col.items())
 
 
 def _error_cells(sheet: Sheet, columns: list[str], layout: Layout) -> dict[int, dict[int, str]]:
-    """`{line: {column index 0-based: error}}` of `sheet`'s cells that showed an Excel error
-    (its `excel-error` issues: `#N/A`, `#DIV/0!`), which it reads as empty."""
+    """`{line: {column index 0-based: error or formula}}` of `sheet`'s cells that showed an
+    Excel error (its `excel-error` issues: `#N/A`, `#DIV/0!`) or held a formula without a stored
+    result (`=SUM(A1)`, or `#N/A` when its text is not in the cell: a shared formula), which it
+    reads as empty."""
     line_of = dict(zip(sheet.frame["row_number"].to_list(), layout.lines))
     index = {name: i for i, name in enumerate(columns)}
     out: dict[int, dict[int, str]] = {}
     for issue in sheet.issues:
-        if issue.type == "excel-error" and issue.column in index and issue.row_number in line_of:
-            out.setdefault(line_of[issue.row_number], {})[index[issue.column]] = issue.value
+        if issue.type in _UNREAD and issue.column in index and issue.row_number in line_of:
+            formula = issue.type == "formula-without-result" and (issue.value or "").startswith("=")
+            out.setdefault(line_of[issue.row_number], {})[index[issue.column]] = \
+                issue.value if formula else _shown_error(issue)
     return out
 
 

@@ -53,7 +53,7 @@ class ExcelGrid:
         sheet_name: the worksheet read.
         cells: typed cells from the scan: row_number (Int64), col (Int64, 0-based), kind
             (`number`|`bool`|`error`|`no-result`), text (String: shown text, error code; a
-            date ISO 8601), id_like (Boolean: General-format integer), format (String: the
+            date ISO 8601; a no-result cell's formula, `=SUM(A1)`, when the cell holds its text), id_like (Boolean: General-format integer), format (String: the
             number format code of a date/time cell, else null). Empty for `.xls`.
         merges: merged ranges as (first_row, first_col, last_row, last_col), 1-based rows,
             0-based cols.
@@ -247,7 +247,8 @@ def _scan(zf: zipfile.ZipFile, idx: int
                    tag.str.extract(r'\ss="(\d+)"').cast(pl.Int64).fill_null(0).alias("s"),
                    tag.str.extract(r'\st="(\w+)"').fill_null("n").alias("t"),
                    pl.col("x").str.extract(r"<v>([^<]*)</v>").alias("v"),
-                   pl.col("x").str.contains(r"<f[\s>/]").alias("f"))
+                   pl.col("x").str.contains(r"<f[\s>/]").alias("f"),
+                   _unescaped(pl.col("x").str.extract(r"<f(?:\s[^>]*)?>([^<]+)</f>")).alias("fx"))
            .filter(pl.col("ref").is_not_null(), pl.col("v").is_not_null() | pl.col("f")))
     if raw.height == 0:
         return _empty_cells(), merges, hidden, hidden_cols
@@ -270,10 +271,18 @@ def _scan(zf: zipfile.ZipFile, idx: int
     text = (pl.when(pl.col("kind") == "number").then(pl.col("shown"))
             .when(pl.col("kind") == "bool").then(pl.when(pl.col("v") == "1").then(pl.lit("TRUE"))
                                                  .otherwise(pl.lit("FALSE")))
-            .when(pl.col("kind") == "error").then(pl.col("v")))
+            .when(pl.col("kind") == "error").then(pl.col("v"))
+            .when(pl.col("kind") == "no-result").then(pl.lit("=") + pl.col("fx")))  # its formula, when written out
     cells = raw.select("row_number", "col", "kind", text.alias("text"),
                        pl.col("id_like").fill_null(False), "format", pl.col("styled").fill_null(False))
     return cells, merges, hidden, hidden_cols
+
+
+def _unescaped(xml_text: pl.Expr) -> pl.Expr:
+    """XML text with its five predefined entities (XML 1.0 §4.6) as characters; `&amp;` last."""
+    for entity, char in (("&lt;", "<"), ("&gt;", ">"), ("&quot;", '"'), ("&apos;", "'"), ("&amp;", "&")):
+        xml_text = xml_text.str.replace_all(entity, char, literal=True)
+    return xml_text
 
 
 _HIDDEN = re.compile(r'\shidden="(?:1|true)"')
@@ -452,10 +461,10 @@ def excel_issues(g: ExcelGrid, header_row: int, names: dict[str, str], file: str
                              f"{at}: the cell shows the Excel error {text}; fix the "
                              "formula or type the value", "error", file, sheet, ref))
         elif kind == "no-result":
-            out.append(Issue("formula-without-result", rn, column, None,
+            out.append(Issue("formula-without-result", rn, column, text,
                              "formula cells need a cached value (ECMA-376 §18.3.1.96)",
-                             f"{at}: formula without a stored result; open and save "
-                             "the file in Excel or LibreOffice, or paste values", "error", file,
+                             f"{at}: formula {f'{text} ' if text else ''}without a stored result; open and "
+                             "save the file in Excel or LibreOffice, or paste values", "error", file,
                              sheet, ref))
         else:
             out.append(numeric_cell_issue(rn, column, text, file, sheet, ref))

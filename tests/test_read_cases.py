@@ -141,11 +141,12 @@ def test_br06_workbook_b_formulas_without_results_are_cell_errors(tmp_path):
         ("formula-without-result", "error", "Organisaties", "C2", 2, "website"),
         ("formula-without-result", "error", "Organisaties", "A3", 3, "title")]
     assert sheet.issues[0].message == (
-        "BR-06-B.xlsx:2:email (Organisaties!B2): formula without a stored result; open and save the file in Excel or "
-        "LibreOffice, or paste values")
+        "BR-06-B.xlsx:2:email (Organisaties!B2): formula =LOWER(\"INFO@WINDMOLEN-ENERGIE.EXAMPLE\") without a stored "
+        "result; open and save the file in Excel or LibreOffice, or paste values")
+    assert sheet.issues[0].value == '=LOWER("INFO@WINDMOLEN-ENERGIE.EXAMPLE")'  # the formula, as the report shows it
     # the cells are null, never the formula text; both rows are still there to be rejected
     assert sheet.frame["row_number"].to_list() == [2, 3]
     assert sheet.frame["email"].to_list() == [None, "verkoop@polderkaas.example"]
     assert sheet.frame["website"].to_list() == [None, None]
     assert sheet.frame["title"].to_list() == ["Windmolen Energie B.V.", None]
-    assert all(i.value is None for i in sheet.issues)
+    assert all(i.value.startswith("=") for i in sheet.issues)  # each its formula, never read as its value

@@ -426,3 +426,37 @@ def test_issues_go_to_their_own_record_and_sheet():
         ("Orgs", "", "numeric phone"), ("Notes", "note date", ""), ("Orgs", "", "")]
     from bulkcrm.report import _errors_frame
     assert _errors_frame(report.issues, table)["_line"].to_list() == [3, 2]  # Rows lines of Notes 3, Orgs 3
+
+
+def test_a_formula_without_a_stored_result_stays_a_formula_in_the_copies(tmp_path, monkeypatch):
+    """A trial: the with-status copy left a formula cell without a stored result empty, so
+    the copy, imported again under `empty: clear`, planned to clear the record's description
+    (and under `empty: ignore` the row went through unflagged). The workbook copy writes the
+    formula back (Excel computes it on opening; imported unsaved, it is flagged again), the
+    CSV copy `#N/A` (a CSV has no formulas, and `=…` text would be sent); the issue shows the
+    formula."""
+    from click.testing import CliRunner
+
+    from bulkcrm.cli import cli
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "t.yaml").write_text(
+        "resource: organizations\nmode: patch\nempty: clear\nidentifiers: [customerId]\niri_column: crm_iri\n"
+        "fields: {title: name, customerId: id, description: about}\n", encoding="utf-8")
+    (tmp_path / "seed.csv").write_text("id,name,about\nfx-co,FX Co,Keep this description\n", encoding="utf-8")
+    book = openpyxl.Workbook()
+    book.active.append(["id", "name", "about"])
+    book.active.append(["fx-co", "FX Co", '=A1&" text"'])  # openpyxl stores no result
+    book.save(tmp_path / "fx.xlsx")
+    runner = CliRunner()
+    assert runner.invoke(cli, ["import", "seed.csv", "-t", "t.yaml"]).exit_code == 0
+    first = runner.invoke(cli, ["import", "fx.xlsx", "-t", "t.yaml"])
+    assert first.exit_code == 1 and 'formula =A1&" text" without a stored result' in first.output, first.output
+    copies = tmp_path / "reports" / "fx"
+    cell = openpyxl.load_workbook(copies / "fx.with-status.xlsx").active["C2"]
+    assert (cell.value, cell.data_type) == ('=A1&" text"', "f")
+    for copy in ("fx.with-status.xlsx", "fx.with-status.csv"):
+        again = runner.invoke(cli, ["plan", str(copies / copy), "-t", "t.yaml", "--out", "p.json", "--json"])
+        planned = json.loads(again.output.strip().splitlines()[-1])
+        assert planned["invalid"] == 1 and planned["patch"] == 0, (copy, again.output)
+    with open(copies / "fx.with-status.csv", newline="", encoding="utf-8") as fh:
+        assert list(csv.reader(fh))[1][2] == "#N/A"
