@@ -217,9 +217,18 @@ def validate_notes(sh: Sheet, nt: Template, *, same_rows: bool = False
     return nt, mapped, frame, checked
 
 
+NOTE_TEXT_FIELDS = ("description", "title")
+"""The note fields whose cells make a row of an organizations sheet hold a note (`_with_a_note`)."""
+
+
 def _with_a_note(mapped: pl.DataFrame, nt: Template) -> pl.DataFrame:
-    """One sheet: only rows where a note column holds something are notes."""
+    """One sheet: only rows where a note's text column (`NOTE_TEXT_FIELDS`) holds something
+    are notes, or where any note column does when the template reads no note text from a
+    column. A date, flag or category cell alone makes no note: a sheet's `last_updated` column
+    read as each note's date is filled on every row, and a row without note text would be an
+    invalid note every week (a trial)."""
     cols = [m.field for m in nt.mappings if any(s.column for s in m.sources)]
+    cols = [c for c in cols if c in NOTE_TEXT_FIELDS] or cols
     if not cols:
         return mapped
     return mapped.filter(pl.any_horizontal(pl.col(c).is_not_null() for c in cols))

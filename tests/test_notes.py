@@ -143,6 +143,25 @@ def test_one_sheet_note_follows_its_new_organization(crm_cats, client, tmp_path)
     assert again.operations == [] and again.counts()["unchanged"] == 5
 
 
+def test_one_sheet_row_with_a_date_but_no_note_text_has_no_note(crm_cats, client, tmp_path):
+    """A trial read each note's createdAt from a `last_updated` column filled on every row: the
+    rows without note text were invalid notes ("description is required") every week, and the
+    job exited 1. A date cell alone makes no note; a title without a description is still an
+    invalid note (someone wrote one and left out its text)."""
+    sheet = write_csv(tmp_path / "s.csv", ["company", "email", "updated", "subject", "notes"],
+                      [["Acme", "info@acme.example", "2024-05-01", "", "Met at the fair."],
+                       ["Globex", "hello@globex.example", "2024-05-02", "", ""],
+                       ["Initech", "it@initech.example", "2024-05-03", "Quote", ""]])
+    t = parse_template({"identifiers": ["emailAddresses"],
+                        "fields": {"title": "company", "emailAddresses": "email"},
+                        "notes": {"fields": {"description": "notes", "title": "subject", "createdAt": "updated",
+                                             "category": {"value": "Note", "lookup": True}}}})
+    p = plan(sheet, t, client)
+    notes = [r for r in p.rows if r["resource"] == "organization_notes"]
+    assert [(r["row_number"], r["op"]) for r in notes] == [(2, "create"), (4, "invalid")]
+    assert [(i["row_number"], i["type"]) for i in p.issues] == [(4, "missing-required")]
+
+
 def test_plan_text_lists_a_note_skipped_with_its_organization_but_not_mode_skips(crm_cats, client, tmp_path):
     sheet = write_csv(tmp_path / "s.csv", ["company", "email", "notes"],
                       [["Acme", "info@acme.example", "Hello."], ["Acme B", "info@acme.example", ""],
