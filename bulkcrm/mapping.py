@@ -159,6 +159,30 @@ def _check_columns(frame: pl.DataFrame, template: Template, path: str | None, he
             path=path, row_number=header_row)
 
 
+def check_optional_columns(columns: list[str], absent: list[str], template: Template, path: str | None,
+                           header_row: int | None) -> None:
+    """Refuse a sheet whose header names an optional column of the template in another case
+    (`Email` for `email`): headers are matched exactly, so the column would be left out as
+    absent, its values never sent, and the run would still succeed (a trial). `columns`: the
+    sheet's headers; `absent`: the optional columns `Template.for_columns` found missing.
+
+    Raises:
+        InputError: naming each such column and the header to rename.
+    """
+    read = set(template.columns)
+    by_case: dict[str, list[str]] = {}
+    for c in columns:
+        if c not in read:
+            by_case.setdefault(c.casefold(), []).append(c)
+    near = [(c, by_case[c.casefold()]) for c in absent if c.casefold() in by_case]
+    if near:
+        raise InputError(
+            "optional column(s) " + ", ".join(f"{c!r} (the sheet has {' and '.join(map(repr, hs))})" for c, hs in near)
+            + f" of template {template.path} not found: headers are matched exactly, case included, so "
+            "its values would not be sent; rename the header or the template's column",
+            path=path, row_number=header_row)
+
+
 def _constant_hint(template: Template, missing: list[str]) -> str:
     """`; to send the text …` when a missing column feeds a field people set to one text for
     every row (`externalSource: northwind` names a column; a constant is `{value: northwind}`)."""

@@ -21,7 +21,7 @@ from .apply import apply, dry_run_report, wait_for_stopped_writes
 from .client import redact
 from .errors import BulkcrmError, EmptyInputError, Issue, TemplateError, about, issues_frame
 from .journal import journal_lock, journal_path, target_lock
-from .mapping import map_rows
+from .mapping import check_optional_columns, map_rows
 from .plan import Plan, check_matchable, column_notes, plan, render_plan
 from .read import Sheet, file_sha256, read
 from .copies import copy_format, write_issues
@@ -454,6 +454,7 @@ def run_validate(file, template_path, *, sheet=None, encoding=None, delimiter=No
               columns=read_columns(template))
     notes, full = template.notes, template
     template, absent = template.for_columns(sh.frame.columns)  # optional columns the sheet lacks
+    check_optional_columns(sh.frame.columns, absent, full, sh.path, sh.header_row)
     refused = None  # what `plan` would refuse in its default mode (upsert), said here already
     try:
         if template.resource == "organizations":

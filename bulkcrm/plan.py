@@ -27,7 +27,7 @@ from .bodies import write_ops
 from .client import Client
 from .errors import Issue, TemplateError, about, first_few, with_cell
 from .lookups import REF_PREFIX, LookupCache, resolve_lookups
-from .mapping import map_rows
+from .mapping import check_optional_columns, map_rows
 from .match import check_strategy, fetch_records, identifier_frame, match_fetched
 from .normalize import CHECK_RULES, UNLIKELY_PHONE_RULE
 from .planfile import (CONFLICT_TYPES, HELD_NOTE, NOTE_LISTINGS, ROW_SCHEMA, SCHEMA_VERSION, WRITE_OPS, Operation,
@@ -148,6 +148,7 @@ def _plan(source: str | Path | Sheet, template: Template, client: Client, *, mod
         return _notes_plan(sh, template, client, mode=mode, strategy=strategy, mirror=mirror_notes)
     full = template
     template, absent = template.for_columns(sh.frame.columns)
+    check_optional_columns(sh.frame.columns, absent, full, sh.path, sh.header_row)
     check_matchable(full, template, absent, sh, mode)
     check_strategy(template, strategy)  # before any request
     start = client.requests_sent

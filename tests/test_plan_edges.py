@@ -849,3 +849,19 @@ def test_a_phone_extension_warning_is_not_repeated_once_the_record_holds_the_num
     again = plan(sheet(tmp_path, rows), t, client)
     assert [r["op"] for r in again.rows] == ["unchanged"] and again.issues == []
     assert [n for n in again.notes if n.startswith("1 phone-extension warning(s) left out: ")]
+
+
+def test_an_optional_column_headed_in_another_case_is_refused(crm, client, tmp_path):
+    """A trial's sheet headed `Email` and `Phone` the template's optional `email` and `phone`:
+    both were left out as absent, the week's new e-mails and phones never sent, and the run
+    exited 0 (a required column gets a did-you-mean and exit 2). Refused, naming the headers;
+    a column the template reads itself in that case is no mistake."""
+    from bulkcrm.errors import InputError
+    t = tpl(identifiers=["emailAddresses"], fields={
+        "title": "name", "emailAddresses": {"column": "email", "optional": True},
+        "phoneNumbers": {"column": "phone", "optional": True}, "description": {"column": "Phone"}})
+    with pytest.raises(InputError, match=r"optional column\(s\) 'email' \(the sheet has 'Email'\) of template "
+                                         r"t.yaml not found: headers are matched exactly"):
+        plan(sheet(tmp_path, [["name", "Email", "Phone"], ["A", "a@a.nl", "+31201234567"]]), t, client)
+    p = plan(sheet(tmp_path, [["name", "email", "Phone"], ["A", "a@a.nl", "x"]]), t, client)
+    assert [r["op"] for r in p.rows] == ["create"] and p.operations[0].body["description"] == "x"
