@@ -117,15 +117,16 @@ def open_target(base_url: str | None, api_key: str | None, *, max_rate: float | 
             number of seconds above 0.
     """
     base_url = (base_url or "").strip() or None
+    api_key = _checked_key(api_key)
+    if base_url and api_key and any(form.casefold() in base_url.casefold() for form in secret_forms([api_key])):
+        # anywhere (a host too: a pasted `https://api.rogerroger.io<key>`): the label goes into
+        # plans, journals, messages and the first line of output, the host to a DNS resolver
+        raise ConfigError("the base URL (--base-url or BULKCRM_BASE_URL) holds the API key; give the "
+                          "key with --api-key or BULKCRM_API_KEY only, and the base URL without it")
     if base_url:
         _check_base_url(base_url)
         scheme, rest = base_url.split("://", 1)
         base_url = f"{scheme.lower()}://{rest}"  # `HTTP://…` is http:// (RFC 3986 §3.1)
-    api_key = _checked_key(api_key)
-    if base_url and api_key and any(form in urlsplit(base_url).path for form in secret_forms([api_key])):
-        # the label goes into plans, journals and the first line of output (never the key)
-        raise ConfigError("the base URL (--base-url or BULKCRM_BASE_URL) holds the API key; give the "
-                          "key with --api-key or BULKCRM_API_KEY only, and the base URL without it")
     timeout_s = _timeout()
     if api_key:
         client = Client(base_url or DEFAULT_BASE_URL, api_key, requests_per_minute=max_rate or 20,

@@ -337,8 +337,13 @@ def test_a_journal_of_another_plan_stops_apply_before_any_request(runner, crm, t
     ("SECRET-in-url", "must start with https://"),        # a key in the wrong variable: not echoed
     # the key in the URL would be in the first line, the plan and the journal (chaos review)
     (f"http://127.0.0.1:9/{TEST_KEY}", "holds the API key; give the key with --api-key"),
-    (f"http://127.0.0.1:9/?t={TEST_KEY}", "has a query (?…) or a fragment (#…)"),
-    (f"http://127.0.0.1:9/api#{TEST_KEY}", "has a query (?…) or a fragment (#…)"),
+    (f"http://127.0.0.1:9/?t={TEST_KEY}", "holds the API key; give the key with --api-key"),
+    (f"http://127.0.0.1:9/api#{TEST_KEY}", "holds the API key; give the key with --api-key"),
+    ("http://127.0.0.1:9/?t=x", "has a query (?…) or a fragment (#…)"),
+    # in the host (a trial pasted the key after the URL): printed, in messages, sent to DNS
+    (f"https://api.rogerroger.io{TEST_KEY}", "holds the API key; give the key with --api-key"),
+    (f"https://{TEST_KEY.upper()}.example.com", "holds the API key; give the key with --api-key"),
+    (f"http://{TEST_KEY}.example.com:38877", "holds the API key; give the key with --api-key"),
 ])
 def test_a_base_url_the_key_must_not_go_to_is_refused(runner, tmp_path, monkeypatch, base_url, says):
     """Exit 2 before any request: plain http to another host, credentials in the URL (never
@@ -347,7 +352,7 @@ def test_a_base_url_the_key_must_not_go_to_is_refused(runner, tmp_path, monkeypa
     result = runner.invoke(cli, ["plan", str(SAMPLE), "-t", str(TEMPLATE), "--out", "p.json",
                                  "--base-url", base_url, "--api-key", TEST_KEY])
     assert result.exit_code == 2 and says in result.output and "Traceback" not in result.output
-    assert "SECRET-in-url" not in result.output and TEST_KEY not in result.output
+    assert "SECRET-in-url" not in result.output and TEST_KEY.casefold() not in result.output.casefold()
     assert not (tmp_path / "p.json").exists()
 
 
