@@ -703,8 +703,10 @@ def _conflict_issues(conflicts: pl.DataFrame, template: Template, sh: Sheet, fil
     what fixes it: an IRI column only helps a row that matched a record (`matched`:
     `Matches.iri`), not two new rows sharing a value."""
     iri_col = template.iri_column or "crm_iri"
-    fix = {"iri-mismatch": f"fix or clear its {template.iri_column} (a row sorted or pasted beside another "
-                           "row's IRI would overwrite that record with its data)",
+    fix = {"iri-mismatch": f"if the row is not that organization (sorted beside its IRI, or another organization "
+                           f"typed over its row), clear its {template.iri_column}: its identifiers then decide; "
+                           "if it is, and its id changed, change the id in the CRM first (a sheet never changes "
+                           "the id of the record its IRI names)",
            "identifier-mismatch": "another organization sharing that identifier? fix the row; if it is that "
                                   "organization, correct the record's value in the CRM first",
            "ambiguous-match": "fix its identifiers so they point at one record, or name its record's IRI "

@@ -543,7 +543,8 @@ def test_a_row_beside_another_rows_iri_is_a_conflict_not_an_overwrite(runner, cr
     mismatch = [i for i in issues if i["type"] == "iri-mismatch"]
     assert [i["row_number"] for i in mismatch] == [2, 3]
     assert f"its crm_iri names {rows[1][i]}, but its customerId ALFKI" in mismatch[0]["message"]
-    assert f"belong to {rows[2][i]}; fix or clear its crm_iri" in mismatch[0]["message"]
+    assert f"belong to {rows[2][i]}; if the row is not that organization (sorted beside its IRI, or another " \
+        "organization typed over its row), clear its crm_iri: its identifiers then decide" in mismatch[0]["message"]
 
 
 def test_plan_out_never_overwrites_the_input_the_template_or_another_file(runner, crm, tmp_path):
