@@ -1034,6 +1034,51 @@ def code_regions(e164: pl.Expr) -> pl.Expr:
                         for k in (1, 2, 3)])
 
 
+def impossible_numbers(numbers: pl.Series) -> pl.DataFrame:
+    """The E.164 numbers among `numbers` (pl.String, `+…`) whose national significant number
+    has a length no number of their country calling code has (phonenumbers' metadata
+    `possible_length`, ITU-T E.164 numbering plans): `+3391244540` (8 digits after +33; French
+    numbers have 9). Vectorised over the unique numbers; the metadata is read only for the
+    country codes present. A number of an unknown code is not judged here.
+
+    Returns:
+        frame `number`, `code` (String: the country calling code), `length` (Int64: the
+        digits after it), `lengths` (String: the possible ones, `9` or `7, 10`), one row per
+        such number.
+    """
+    u = numbers.drop_nulls().unique().to_frame("number").filter(pl.col("number").str.contains(r"^\+\d+$"))
+    known = {str(cc) for cc in phonenumbers.COUNTRY_CODE_TO_REGION_CODE}
+    code = pl.coalesce([pl.when(pl.col("number").str.slice(1, k).is_in(known)).then(pl.col("number").str.slice(1, k))
+                        for k in (1, 2, 3)])
+    u = u.with_columns(code.alias("code")).drop_nulls("code")
+    table = pl.DataFrame([(c, _possible_lengths(c)) for c in u["code"].unique().to_list()],
+                         schema={"code": pl.String, "__ok": pl.List(pl.Int64)}, orient="row")
+    length = (pl.col("number").str.len_chars() - 1 - pl.col("code").str.len_chars()).cast(pl.Int64)
+    return (u.join(table, on="code").with_columns(length.alias("length"))
+            .filter((pl.col("__ok").list.len() > 0) & ~pl.col("__ok").list.contains(pl.col("length")))
+            .select("number", "code", "length",
+                    pl.col("__ok").list.eval(pl.element().cast(pl.String)).list.join(", ").alias("lengths")))
+
+
+def region_of_code(code: str) -> str:
+    """`+33 (FR)`: a country calling code and its main region (phonenumbers), for messages."""
+    region = phonenumbers.region_code_for_country_code(int(code))
+    return f"+{code}" + (f" ({region})" if region and region not in ("ZZ", "001") else "")
+
+
+@cache  # per country calling code: its regions' metadata are read once
+def _possible_lengths(code: str) -> list[int]:
+    """The national significant number lengths a number of country calling `code` may have
+    (union over its regions' `general_desc.possible_length`, phonenumbers' metadata)."""
+    out: set[int] = set()
+    for region in phonenumbers.COUNTRY_CODE_TO_REGION_CODE.get(int(code), ()):
+        md = (phonenumbers.PhoneMetadata.metadata_for_nongeo_region(int(code)) if region == "001"
+              else phonenumbers.PhoneMetadata.metadata_for_region(region))
+        if md is not None and md.general_desc is not None:
+            out |= set(md.general_desc.possible_length or ())
+    return sorted(out)
+
+
 @cache  # a hint per warning: one lookup per region
 def _example_phone(region: str | None) -> str:
     """An E.164 example number of `region` (phonenumbers' metadata), else a Dutch one."""

@@ -181,7 +181,7 @@ def _plan(source: str | Path | Sheet, template: Template, client: Client, *, mod
               *_conflict_issues(matches.conflicts, template, sh, file, mapped, matches.iri),
               *_not_found_issues(matches.not_found, template, file, sh.sheet_name)]
     issues += _same_title_issues(rows, matches, template, file, sh.sheet_name)
-    issues += _lost_zero_ids(rows, matches, template, file, sh)
+    issues += _lost_zero_ids(rows, matches, template, file, sh) + _typed_phone_twins(rows, matches, template, file, sh)
     issues += _unmatchable_issues(rows, matches, template, mode, file, sh.sheet_name)
     out_rows, ops, zeros, blanks, merged, stamps, taken = _decide(mapped, rows, matches, template, mode, issues,
                                            resolved.tags_to_create)
@@ -864,6 +864,39 @@ def _lost_zero_ids(rows: pl.DataFrame, matches, template: Template, file: str, s
                 for rn, v, iri, held in mine.join(theirs, on="v").sort("row_number").select(
                     "row_number", "v", "@id", "held").iter_rows()]
     return out
+
+
+def _typed_phone_twins(rows: pl.DataFrame, matches, template: Template, file: str, sh: Sheet) -> list[Issue]:
+    """A `possible-duplicate` warning per number of a row that matched no record whose digits
+    end with those of a number a record holds as typed (no E.164: `91.24.45.40`, which an
+    earlier load could not read; seven or more digits, the trunk prefix 0 aside): a trial's
+    second source wrote `+33 91 24 45 40` for it and made a second organization. Not matched
+    on it: a number without its country code is no identifier. Only when planning listed
+    every record (a scan); a lookup cannot find a record by a number it holds as typed."""
+    if matches.total is None or matches.frame is None or "phoneNumbers" not in rows.columns \
+            or "phoneNumbers" not in matches.frame.columns or not template.mapping("phoneNumbers"):
+        return []
+    last7 = pl.col("__d").str.slice(-7)
+    new = rows.hstack(_of_rows(matches.iri, rows).select("iri")).filter(pl.col("iri").is_null()).select(
+        "row_number", diff.phone_numbers(pl.col("phoneNumbers")).alias("number")).explode("number").filter(
+        pl.col("number").str.starts_with("+")).with_columns(pl.col("number").str.slice(1).alias("__d"))
+    typed = matches.frame.select("@id", diff.phone_numbers(pl.col("phoneNumbers")).alias("held")).explode(
+        "held").filter(~pl.col("held").str.starts_with("+")).with_columns(
+        pl.col("held").str.replace_all(r"\D", "").str.strip_chars_start("0").alias("__t")).filter(
+        pl.col("__t").str.len_chars() >= 7)
+    if not new.height or not typed.height:
+        return []
+    pairs = new.with_columns(last7.alias("__k")).join(typed.with_columns(pl.col("__t").str.slice(-7).alias("__k")),
+                                                      on="__k").filter(pl.col("__d").str.ends_with(pl.col("__t")))
+    col = template.column_of("phoneNumbers")
+    return [with_cell(Issue("possible-duplicate", rn, col, number, "one organization, one record (issue 5)",
+                            f"{file}:{rn}:{col}: this row creates an organization with {number}, but {iri} holds "
+                            f"\"{held}\", the same digits without the country code: if it is that organization, "
+                            "give the row its IRI (or write the record's number in full in the CRM first)",
+                            "warning", file, sh.sheet_name), sh.letters, sh.sheet_name)
+            for rn, number, iri, held in pairs.sort("row_number").unique(["row_number", "@id"], keep="first",
+                                                                         maintain_order=True)
+            .select("row_number", "number", "@id", "held").iter_rows()]
 
 
 def _title_key() -> pl.Expr:

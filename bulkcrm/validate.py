@@ -23,7 +23,8 @@ from .mapping import REPEATED, chain, without_null_tokens
 from .template import Mapping, Template, read_columns
 from .normalize import (DATE_TEXT, EXTENSION, EXTENSION_MARK, FEW_DIGITS, FORMULA_RESULT, NO_NUMBER_CANDIDATE, NO_PHONE,
                         NO_VALUE, RENDERED_NUMBER, UNLIKELY_PHONE_RULE, as_stored, code_without_plus,
-                        code_regions, not_a_number, unlikely_hint, unlikely_phones, unlikely_sent)
+                        code_regions, impossible_numbers, not_a_number, region_of_code, unlikely_hint,
+                        unlikely_phones, unlikely_sent)
 from .read_excel import date_cell_issue, numeric_cell_issue, styled_cell_issue
 from .transforms import CHECK_ISSUE_TYPES, CHECK_SEVERITY, CHECKS, check_list, check_rule
 
@@ -103,8 +104,9 @@ def validate(mapped: pl.DataFrame, template: Template, *, sheet: pl.DataFrame | 
                                  {(i.row_number, i.column) for i in dates})
     found += _numeric_cells(numbers, template, file, sheet_name) + dates
     found += _code_without_plus(cells, mapped, template, file, sheet_name, letters or {})
-    found += _unlikely_phones(cells, mapped, template, file, sheet_name, letters or {},
-                              {(i.row_number, i.column) for i in found if i.type == "invalid-phone"})
+    typed = {(i.row_number, i.column) for i in found if i.type == "invalid-phone"}
+    found += _unlikely_phones(cells, mapped, template, file, sheet_name, letters or {}, typed)
+    found += _impossible_phones(cells, mapped, template, file, sheet_name, letters or {}, typed)
     issues = issues_frame(found).sort("row_number", "column", nulls_last=True, maintain_order=True)
     bad = set(issues.filter(pl.col("severity") == "error")["row_number"].drop_nulls().to_list())
     valid = mapped.filter(~pl.col("row_number").is_in(list(bad))) if bad else mapped
@@ -438,6 +440,38 @@ def _unlikely_phones(sheet: pl.DataFrame | None, mapped: pl.DataFrame, template:
                                 "warning", file, sheet_name), letters, sheet_name)
                 for rn, value, region, e164 in hits.iter_rows()
                 if (rn, s.column) not in flagged]
+    return out
+
+
+def _impossible_phones(sheet: pl.DataFrame | None, mapped: pl.DataFrame, template: Template,
+                       file: str | None, sheet_name: str | None, letters: dict[str, str],
+                       flagged: set[tuple[int | None, str | None]] = frozenset()) -> list[Issue]:
+    """An `unlikely-phone` warning per phone cell in international form whose number has a
+    length no number of its country code has (`normalize.impossible_numbers`): `+33 91 24 45
+    40`, sent as `+3391244540`, lacks a digit (a trial's second source then matched nothing
+    and made a duplicate). National-form cells are judged by `_unlikely_phones`; cells in
+    `flagged` (an `invalid-phone` issue) have their warning. The mapped numbers are checked
+    once (unique values, vectorised); only when one fails are the cells looked at."""
+    m = template.mapping("phoneNumbers")
+    if sheet is None or m is None or m.field not in mapped.columns:
+        return []
+    bad = impossible_numbers(mapped.select(phone_numbers(pl.col(m.field)).explode()).to_series())
+    if not bad.height:
+        return []
+    out = []
+    for s in (s for s in m.sources if s.column and s.column in sheet.columns):
+        col = pl.col(s.column)
+        cells = sheet.select("row_number", col.str.split(s.split) if s.split else col)
+        cells = (cells.explode(s.column) if s.split else cells).select(
+            "row_number", col.str.strip_chars().alias("__typed")).filter(pl.col("__typed").str.starts_with("+"))
+        hits = cells.with_columns(("+" + pl.col("__typed").str.replace_all(r"\D", "")).alias("number")).join(
+            bad, on="number", maintain_order="left")
+        out += [with_cell(Issue("unlikely-phone", rn, s.column, value, UNLIKELY_PHONE_RULE,
+                                f'{_place(file, rn, s.column)}"{value}" is sent as {number}: {length} digits after '
+                                f"+{code}, where numbers of {region_of_code(code)} have {lengths}; is a digit "
+                                "missing or one too many? (if the number is right, ignore this warning)",
+                                "warning", file, sheet_name), letters, sheet_name)
+                for rn, value, number, code, length, lengths in hits.iter_rows() if (rn, s.column) not in flagged]
     return out
 
 

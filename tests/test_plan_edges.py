@@ -867,3 +867,39 @@ def test_an_optional_column_headed_in_another_case_is_refused(crm, client, tmp_p
         plan(sheet(tmp_path, [["name", "Email", "Phone"], ["A", "a@a.nl", "+31201234567"]]), t, client)
     p = plan(sheet(tmp_path, [["name", "email", "Phone"], ["A", "a@a.nl", "x"]]), t, client)
     assert [r["op"] for r in p.rows] == ["create"] and p.operations[0].body["description"] == "x"
+
+
+def test_an_international_number_of_a_length_its_country_has_not_is_warned(crm, client, tmp_path):
+    """A trial's second source wrote `+33 91 24 45 40` (a digit short: French numbers have 9
+    after +33): sent without a word, it matched nothing and made a duplicate. An
+    international-form number whose length its country code has not gets an `unlikely-phone`
+    warning naming both lengths; it is still sent (a warning), a right one is not warned of,
+    and one kept as typed keeps its own `invalid-phone` warning only."""
+    t = tpl(identifiers=["phoneNumbers"], fields={"title": "name", "phoneNumbers": {"column": "phone", "split": ";"},
+                                                  "address.country": "country"})
+    p = plan(sheet(tmp_path, [["name", "phone", "country"], ["Short", "+33 91 24 45 40", "FR"],
+                              ["Long", "+33 1 23 45 67 89 01 23; +1 202 555 0123", "FR"],
+                              ["Right", "+33 1 23 45 67 89", "FR"], ["Typed", "+33 1 23", "FR"]]), t, client)
+    assert [r["op"] for r in p.rows] == ["create"] * 4
+    assert [(i["type"], i["row_number"], i["value"]) for i in p.issues] == [
+        ("unlikely-phone", 2, "+33 91 24 45 40"), ("unlikely-phone", 3, "+33 1 23 45 67 89 01 23"),
+        ("invalid-phone", 5, "+33 1 23")]
+    assert 'is sent as +3391244540: 8 digits after +33, where numbers of +33 (FR) have 9' in p.issues[0]["message"]
+    assert p.operations[0].body["phoneNumbers"] == [{"phoneNumber": "+3391244540"}]
+
+
+def test_a_new_number_whose_digits_a_record_holds_as_typed_is_a_possible_duplicate(crm, client, tmp_path):
+    """A trial's first source stored BONAP's phone as typed, `91.24.45.40` (no E.164: a digit
+    short); the second source's `+33 91 24 45 40` matched nothing and made a second
+    organization without a word. A scan warns (`possible-duplicate`, naming the record); the
+    row is still created (a number without its country code is no identifier), and a number
+    ending otherwise is no sign."""
+    crm.seed({"organizations": [{"@id": A, "title": "Bon app'", "customerId": "BONAP",
+                                 "phoneNumbers": [{"phoneNumber": "91.24.45.40"}]}]})
+    t = tpl(identifiers=["phoneNumbers"], fields={"title": "name", "phoneNumbers": "phone", "address.country": "country"})
+    rows = [["name", "phone", "country"], ["Bon app'", "+33 91 24 45 40", "FR"], ["Other", "+33 91 24 45 41", "FR"]]
+    p = plan(sheet(tmp_path, rows), t, client, strategy="scan")
+    assert [r["op"] for r in p.rows] == ["create", "create"]
+    twins = [i for i in p.issues if i["type"] == "possible-duplicate"]
+    assert [(i["row_number"], i["column"], i["value"]) for i in twins] == [(2, "phone", "+3391244540")]
+    assert f'this row creates an organization with +3391244540, but {A} holds "91.24.45.40"' in twins[0]["message"]
