@@ -154,6 +154,25 @@ def encoding_notes(sh: Sheet) -> list[str]:
             "letters (--encoding reads it as another)"]
 
 
+def _check_given_encoding(data: bytes, enc: str, given: str, where: str) -> None:
+    """Refuse an `--encoding` of one byte a character (Latin-1, cp1252, …) for a file that is
+    valid UTF-8 and not plain ASCII: each accented letter would be read as two or three (ö as
+    Ã¶), and a plan would patch them over the records' good text (a trial).
+
+    Raises:
+        InputError: naming the encoding given and what to pass instead.
+    """
+    if enc.startswith("utf-") or data.isascii():  # `enc`: the codec `given` names
+        return
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return
+    raise InputError(f"the file is UTF-8, and --encoding {given} would read each of its accented letters as two "
+                     "or three characters (ö as Ã¶), which the plan would write over the records' text; leave "
+                     "--encoding out (or pass --encoding utf-8)", path=where)
+
+
 def check_input_path(path: str | Path) -> None:
     """Raise InputError (naming `path`) unless it is an existing file: what `read` checks
     first, and the CLI before it opens any target."""
@@ -211,6 +230,8 @@ def _read_csv(p: Path, where: str, encoding: str | None, delimiter: str | None,
         text, enc, delimiter = None, "utf-8", tried
     else:
         text, enc, legacy = decode(data, encoding, where)
+        if encoding is not None:
+            _check_given_encoding(data, enc, encoding, where)
         if b"\x00" in data and not enc.startswith(("utf-16", "utf-32")):  # `decode` removed them
             nul_lines = _nul_lines(data)
         if delimiter is None:

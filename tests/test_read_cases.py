@@ -150,3 +150,20 @@ def test_br06_workbook_b_formulas_without_results_are_cell_errors(tmp_path):
     assert sheet.frame["website"].to_list() == [None, None]
     assert sheet.frame["title"].to_list() == ["Windmolen Energie B.V.", None]
     assert all(i.value.startswith("=") for i in sheet.issues)  # each its formula, never read as its value
+
+
+@pytest.mark.parametrize("given", ["latin-1", "cp1252", "mac_roman"])
+def test_a_utf8_file_read_with_a_one_byte_encoding_given_is_refused(tmp_path, given):
+    """A trial passed `--encoding latin-1` for a UTF-8 file: the plan patched `Luleå` to
+    `LuleÃ¥` and said the file was not UTF-8. A file that is valid UTF-8 (not plain ASCII) read
+    with a one-byte encoding is refused, naming the encoding given; the same text in that
+    encoding, and an ASCII file, read as asked."""
+    utf8 = tmp_path / "u.csv"
+    utf8.write_text("name,city\nBerglunds,Luleå\n", encoding="utf-8")
+    with pytest.raises(InputError, match=f"the file is UTF-8, and --encoding {given} would read"):
+        read(utf8, encoding=given)
+    legacy = tmp_path / "l.csv"
+    legacy.write_text("name,city\nBerglunds,Luleå\n", encoding=given)
+    assert read(legacy, encoding=given).frame["city"].to_list() == ["Luleå"]
+    (tmp_path / "a.csv").write_text("name,city\nAcme,Lulea\n", encoding="ascii")
+    assert read(tmp_path / "a.csv", encoding=given).frame["city"].to_list() == ["Lulea"]
