@@ -460,15 +460,16 @@ def _resolve(rows: pl.DataFrame, pairs: pl.DataFrame, explicit: pl.DataFrame, id
     shared = _shared(ids)
     if shared.height:
         noted = ~_identical(notes, shared) if notes is not None else pl.Series([False] * shared.height)
-        shared = shared.with_columns(_joined_rows().alias("__rows"), _identical(rows, shared).alias("__same"),
-                                     noted.alias("__noted"))
+        differ = _differing(rows, shared)
+        shared = shared.with_columns(_joined_rows().alias("__rows"), (differ.list.len() == 0).alias("__same"),
+                                     differ.list.join(", ").alias("__differ"), noted.alias("__noted"))
         # one message per set of rows, naming every value they share (said once, not per value)
         shared = shared.join(shared.group_by("__rows").agg(pl.format("{} {}", "kind", "value").sort().str.join(
             " and ").alias("__ids")), on="__rows", how="left", maintain_order="left")
         msg = pl.format("rows {} share {}{}", pl.col("__rows"), pl.col("__ids"),
                         pl.when(pl.col("__same") & pl.col("__noted")).then(pl.lit(_NOTES_APART))
                         .when("__same").then(pl.lit(" (the rows are the same in every column the template reads: keep one)"))
-                        .otherwise(pl.lit("")))
+                        .otherwise(pl.format(" (they differ in {})", "__differ")))
         # a row naming its record by IRI is decided by it: the rows of those sharing the value
         # whose IRI names a record holding it (several: a switchboard number two organizations
         # share) are not held back by it (else: the one row with an IRI), the others are the
@@ -606,13 +607,24 @@ def _elsewhere(pairs: pl.DataFrame, explicit: pl.DataFrame, iris: pl.Series) -> 
 def _identical(rows: pl.DataFrame, shared: pl.DataFrame) -> pl.Series:
     """Per line of `shared` (`row_number`: a list of rows), whether those rows hold the same
     value in every mapped field (a row pasted twice)."""
+    return _differing(rows, shared).list.len() == 0
+
+
+def _differing(rows: pl.DataFrame, shared: pl.DataFrame) -> pl.Series:
+    """Per line of `shared` (`row_number`: a list of rows), the mapped fields (List(String), in
+    `rows`' column order) whose values differ between those rows: empty for rows the same in
+    every field (a row pasted twice). Only the rows of `shared` are hashed, field by field."""
     fields = [c for c in rows.columns if c != "row_number" and not c.startswith("__")]
-    digest = rows.select("row_number", pl.struct(fields).hash(3).alias("__d")) if fields else \
-        rows.select("row_number", pl.lit(0, pl.UInt64).alias("__d"))
     groups = shared.with_row_index("__g").select("__g", "row_number").explode("row_number")
-    n = groups.join(digest, on="row_number", how="left").group_by("__g").agg(pl.col("__d").n_unique())
-    return shared.with_row_index("__g").join(n, on="__g", how="left").select(
-        pl.col("__d").eq(1).fill_null(False)).to_series()
+    if not fields:
+        return pl.Series([[]] * shared.height, dtype=pl.List(pl.String))
+    mine = rows.filter(pl.col("row_number").is_in(groups["row_number"].implode())).select(
+        "row_number", *(pl.col(f).hash(3).alias(f) for f in fields))
+    n = groups.join(mine, on="row_number", how="left").group_by("__g").agg(
+        (pl.col(f).n_unique() > 1).alias(f) for f in fields)
+    names = pl.concat_list([pl.when(pl.col(f)).then(pl.lit(f)) for f in fields]).list.drop_nulls()
+    return shared.with_row_index("__g").join(n.select("__g", names.alias("__f")), on="__g", how="left").select(
+        pl.col("__f").fill_null(pl.lit([], pl.List(pl.String)))).to_series()
 
 
 def _beside_own(pairs: pl.DataFrame, explicit: pl.DataFrame) -> pl.DataFrame:
