@@ -229,6 +229,14 @@ class Plan:
         keep = [{k: r.get(k) for k in ROW_SCHEMA} for r in self._rows]
         return pl.DataFrame(keep, schema=ROW_SCHEMA)
 
+    def note_organizations(self) -> dict[int, str]:
+        """row_number -> `organization` of each note row that names one (an IRI, or `$ref:row:N`
+        for an organization the plan creates); {} for a plan of organizations only."""
+        if isinstance(self._rows, pl.DataFrame):
+            return {}
+        return {r["row_number"]: r["organization"] for r in self._rows
+                if r.get("resource") == "organization_notes" and r.get("organization")}
+
     def tag_creates(self) -> list[Operation]:
         """The operations that create tags (`create_missing`), without making the `Operation`
         view of the others."""
@@ -496,8 +504,9 @@ def render_plan(p: Plan, *, requests_per_minute: float | None = 20, limit: int =
     listed = listed.sort(~op.is_in(["invalid", "conflict", "skip"]), ~doubted, maintain_order=True)
     quoted = quoted_names(p.names)
     shown: set[str] = set()
+    owners = p.note_organizations() if "organization_notes" in resources else {}
     for r in listed.head(limit).iter_rows(named=True):
-        lines += _row_lines(r, quoted)
+        lines += _row_lines(r, quoted, owners)
         own = (r["row_number"], r["resource"] or "organizations")
         if r["op"] == "invalid":  # its own issues, and the whole row's (the reader's)
             lines += [f"      {m}" for key in (own, (r["row_number"], None)) for m in reasons.pop(key, [])]
@@ -642,9 +651,17 @@ def replace_quoted(text: str | None, quoted: dict[str, str]) -> str | None:
     return text
 
 
-def _row_lines(r: dict, quoted: dict[str, str]) -> list[str]:
+def _organization_text(org: str) -> str:
+    """A note row's `organization` as the plan shows it: its IRI, or `the one row 2 creates`
+    for a `$ref:row:2` (an organization this plan creates)."""
+    ref = re.fullmatch(r"\$ref:row:(\d+)", org)
+    return f"the one row {ref.group(1)} creates" if ref else org
+
+
+def _row_lines(r: dict, quoted: dict[str, str], owners: dict[int, str] | None = None) -> list[str]:
     """A planned row: sign, (note) row number, op, IRI, title; below, a patch's or PUT's
-    changes (before → after) or a create's fields (title aside), then remarks."""
+    changes (before → after) or a create's fields (title aside), the organization a note goes
+    to (`owners`: `Plan.note_organizations`), then remarks."""
     sign = {"create": "+", "patch": "~", "replace": "±", "conflict": "!", "invalid": "✗",
             "delete": "-", "skip": "⊘"}[r["op"]]
     what = "note " if r.get("resource") == "organization_notes" else ""
@@ -664,6 +681,9 @@ def _row_lines(r: dict, quoted: dict[str, str]) -> list[str]:
     elif r["op"] == "delete":  # what goes (a mirror delete of a note)
         lines += [f"      {ch['field']}: {replace_quoted(ch['before'], quoted)} → (deleted)"
                   for ch in r["changes"] or [] if ch["before"] is not None]
+    org = (owners or {}).get(r["row_number"]) if what and r["op"] == "create" else None
+    if org:  # which organization a new note goes to (a trial matched notes by e-mail and could not see it)
+        lines.append(f"      of organization: {_organization_text(org)}")
     if r.get("note"):
         lines.append(f"      {r['note']}")
     return lines

@@ -162,6 +162,20 @@ def test_one_sheet_row_with_a_date_but_no_note_text_has_no_note(crm_cats, client
     assert [(i["row_number"], i["type"]) for i in p.issues] == [(4, "missing-required")]
 
 
+def test_plan_text_names_the_organization_a_note_goes_to(crm_cats, client, tmp_path):
+    """A trial matched notes by e-mail and phone and could not see in the plan which
+    organization each note would be added to: each written note says it."""
+    sheet = write_csv(tmp_path / "leads.csv", ["company", "email", "notes"],
+                      [["Acme", "info@acme.example", "First contact."], ["Initech", "it@initech.example", "Quote."]])
+    crm_cats.seed({"organizations": [{"@id": "/organizations/init", "title": "Initech",
+                                      "emailAddresses": [{"email": "it@initech.example"}]}]})
+    t = parse_template({"identifiers": ["emailAddresses"], "fields": {"title": "company", "emailAddresses": "email"},
+                        "notes": {"fields": {"description": "notes", "category": {"value": "Note", "lookup": True}}}})
+    text = render_plan(plan(sheet, t, client))
+    assert '  + note row 2 create "First contact."\n' in text, text and "      of organization: the one row 2 creates\n" in text
+    assert "      of organization: /organizations/init\n" in text
+
+
 def test_plan_text_lists_a_note_skipped_with_its_organization_but_not_mode_skips(crm_cats, client, tmp_path):
     sheet = write_csv(tmp_path / "s.csv", ["company", "email", "notes"],
                       [["Acme", "info@acme.example", "Hello."], ["Acme B", "info@acme.example", ""],
