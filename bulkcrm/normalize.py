@@ -817,7 +817,6 @@ CHECKS: dict[str, Callable[..., pl.Expr]] = {
     "max_length": lambda e, *, n: _ok(e, e.str.len_chars() <= n),
     "boolean": lambda e: _ok(e, e.cast(pl.String).str.strip_chars().str.to_lowercase()
                              .is_in(TRUE_WORDS + FALSE_WORDS)),
-    "one_line": lambda e: _ok(e, ~(e.str.contains("\n", literal=True) | e.str.contains("\r", literal=True))),
 }
 """Validator checks by name: `check(expr, **options) -> pl.Boolean expr`, True where the
 value is fine and for null. Run them on cleaned values (`boolean` on the raw text)."""
@@ -1038,26 +1037,48 @@ def impossible_numbers(numbers: pl.Series) -> pl.DataFrame:
     """The E.164 numbers among `numbers` (pl.String, `+…`) whose national significant number
     has a length no number of their country calling code has (phonenumbers' metadata
     `possible_length`, ITU-T E.164 numbering plans): `+3391244540` (8 digits after +33; French
-    numbers have 9). Vectorised over the unique numbers; the metadata is read only for the
-    country codes present. A number of an unknown code is not judged here.
+    numbers have 9). A number of an unknown code is not judged here.
+
+    Judged on the distinct (first four characters, length) pairs, a few dozen however many
+    numbers there are (`+33 1…` and a length tell the code and its digits after it), in
+    Python; only the numbers of a failing pair are looked at one by one. The metadata is read
+    only for the country codes present.
 
     Returns:
         frame `number`, `code` (String: the country calling code), `length` (Int64: the
         digits after it), `lengths` (String: the possible ones, `9` or `7, 10`), one row per
         such number.
     """
-    u = numbers.drop_nulls().unique().to_frame("number").filter(pl.col("number").str.contains(r"^\+\d+$"))
-    known = {str(cc) for cc in phonenumbers.COUNTRY_CODE_TO_REGION_CODE}
-    code = pl.coalesce([pl.when(pl.col("number").str.slice(1, k).is_in(known)).then(pl.col("number").str.slice(1, k))
-                        for k in (1, 2, 3)])
-    u = u.with_columns(code.alias("code")).drop_nulls("code")
-    table = pl.DataFrame([(c, _possible_lengths(c)) for c in u["code"].unique().to_list()],
-                         schema={"code": pl.String, "__ok": pl.List(pl.Int64)}, orient="row")
-    length = (pl.col("number").str.len_chars() - 1 - pl.col("code").str.len_chars()).cast(pl.Int64)
-    return (u.join(table, on="code").with_columns(length.alias("length"))
-            .filter((pl.col("__ok").list.len() > 0) & ~pl.col("__ok").list.contains(pl.col("length")))
-            .select("number", "code", "length",
-                    pl.col("__ok").list.eval(pl.element().cast(pl.String)).list.join(", ").alias("lengths")))
+    out = pl.DataFrame(schema={"number": pl.String, "code": pl.String, "length": pl.Int64, "lengths": pl.String})
+    head, size = pl.col("number").str.head(4).alias("p"), pl.col("number").str.len_bytes().alias("n")
+    frame = numbers.to_frame("number")
+    pairs = frame.lazy().select(head, size).unique().collect()
+    bad = [(p, n) for p, n in pairs.iter_rows() if p and _impossible(p, n)]
+    if not bad:
+        return out
+    hits = frame.filter(pl.struct(head, size).is_in(
+        pl.DataFrame(bad, schema={"p": pl.String, "n": pairs.schema["n"]}, orient="row").to_struct().implode()))
+    rows = []
+    for number in hits.filter(pl.col("number").str.contains(r"^\+\d+$"))["number"].unique(maintain_order=True):
+        code = _calling_code(number)
+        rows.append((number, code, len(number) - 1 - len(code), ", ".join(map(str, _possible_lengths(code)))))
+    return pl.DataFrame(rows, schema=out.schema, orient="row") if rows else out
+
+
+def _calling_code(number: str) -> str | None:
+    """The country calling code `+…` begins with (codes are prefix-free, ITU-T E.164), else None."""
+    return next((number[1:k + 1] for k in (1, 2, 3) if int(number[1:k + 1] or 0) in phonenumbers.COUNTRY_CODE_TO_REGION_CODE
+                 and number[1:k + 1].isdigit()), None)
+
+
+def _impossible(head: str, size: int) -> bool:
+    """Whether a number `+…` of `size` characters beginning with `head` (four characters) has
+    a length its country code's numbers have not (`impossible_numbers`)."""
+    if not head.startswith("+") or not head[1:].isdigit():
+        return False
+    code = _calling_code(head)
+    lengths = _possible_lengths(code) if code else []
+    return bool(lengths) and size - 1 - len(code) not in lengths
 
 
 def region_of_code(code: str) -> str:

@@ -876,6 +876,9 @@ def _typed_phone_twins(rows: pl.DataFrame, matches, template: Template, file: st
     if matches.total is None or matches.frame is None or "phoneNumbers" not in rows.columns \
             or "phoneNumbers" not in matches.frame.columns or not template.mapping("phoneNumbers"):
         return []
+    held = matches.frame["phoneNumbers"].explode().struct.field("phoneNumber")
+    if held.str.starts_with("+").fill_null(True).all():  # every number held in E.164 (as a bulkcrm load leaves them)
+        return []
     last7 = pl.col("__d").str.slice(-7)
     new = rows.hstack(_of_rows(matches.iri, rows).select("iri")).filter(pl.col("iri").is_null()).select(
         "row_number", diff.phone_numbers(pl.col("phoneNumbers")).alias("number")).explode("number").filter(

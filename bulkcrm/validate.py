@@ -104,6 +104,7 @@ def validate(mapped: pl.DataFrame, template: Template, *, sheet: pl.DataFrame | 
                                  {(i.row_number, i.column) for i in dates})
     found += _numeric_cells(numbers, template, file, sheet_name) + dates
     found += _code_without_plus(cells, mapped, template, file, sheet_name, letters or {})
+    found += _line_breaks(mapped, template, sheet, file, sheet_name, letters or {})
     typed = {(i.row_number, i.column) for i in found if i.type == "invalid-phone"}
     found += _unlikely_phones(cells, mapped, template, file, sheet_name, letters or {}, typed)
     found += _impossible_phones(cells, mapped, template, file, sheet_name, letters or {}, typed)
@@ -443,6 +444,30 @@ def _unlikely_phones(sheet: pl.DataFrame | None, mapped: pl.DataFrame, template:
     return out
 
 
+def _line_breaks(mapped: pl.DataFrame, template: Template, sheet: pl.DataFrame | None, file: str | None,
+                 sheet_name: str | None, letters: dict[str, str]) -> list[Issue]:
+    """A `line-break` error per cell of an id or code field (`one_line` in `template.ORG_FIELDS`:
+    customerId, externalSource, chamberOfCommerceNumber, postal code) whose value holds a line
+    break, an Alt+Enter in a spreadsheet cell: a record stored with it matches no later sheet
+    by its id (rule `normalize.CHECK_RULES["one_line"]`). One cheap pass over those fields
+    (literal byte searches); only a field with a hit is looked at row by row."""
+    ms = [m for m in template.mappings if m.rules.get("one_line") and m.field in mapped.columns]
+    if not ms or not mapped.height:
+        return []
+    broken = lambda c: c.str.contains("\n", literal=True) | c.str.contains("\r", literal=True)  # noqa: E731
+    hit = mapped.select(broken(pl.col(m.field)).any().alias(m.field) for m in ms).row(0, named=True)
+    rule = _Rule("", CHECK_ISSUE_TYPES["one_line"], "one_line")
+    out = []
+    for m in (m for m in ms if hit[m.field]):
+        rows = mapped.filter(broken(pl.col(m.field)).fill_null(False)).select("row_number", m.field)
+        originals = sheet_rows(sheet, rows["row_number"])
+        for rn, value in rows.iter_rows():
+            column = column_holding(value, m, originals.get(rn, {})) or template.column_of(m.field)
+            out.append(with_cell(_issue(replace(rule, field=m.field), rn, column, value, file, sheet_name),
+                                 letters, sheet_name))
+    return out
+
+
 def _impossible_phones(sheet: pl.DataFrame | None, mapped: pl.DataFrame, template: Template,
                        file: str | None, sheet_name: str | None, letters: dict[str, str],
                        flagged: set[tuple[int | None, str | None]] = frozenset()) -> list[Issue]:
@@ -597,15 +622,15 @@ def _date_cells(numbers: pl.DataFrame | None, template: Template, file: str | No
 
 def _dated_fields(template: Template) -> dict[str, list[str]]:
     """Sheet column -> the text fields it alone feeds (a zip code, a street, a description, a
-    KvK number: no lookup, IRI, format check (`one_line` checks no format), required value,
-    nor an identifier, whose row would then match nothing) whose date cells are not sent
+    KvK number: no lookup, IRI, format check, required value, nor an identifier, whose row
+    would then match nothing) whose date cells are not sent
     (`_without_dates`). None under `empty: clear`, where an empty value would clear what the
     record holds."""
     out: dict[str, list[str]] = {}
     for m in template.mappings if template.empty == "ignore" else ():
         if m.kind == "scalar" and m.lookup is None and len(m.sources) == 1 and m.sources[0].column and not (
-                m.rules.get("iri") or m.rules.get("check") not in (None, "one_line") or m.rules.get("required")
-                or m.required or m.field in template.identifiers):
+                m.rules.get("iri") or m.rules.get("check") or m.rules.get("required") or m.required
+                or m.field in template.identifiers):
             out.setdefault(m.sources[0].column, []).append(m.field)
     return out
 
