@@ -817,6 +817,8 @@ CHECKS: dict[str, Callable[..., pl.Expr]] = {
     "max_length": lambda e, *, n: _ok(e, e.str.len_chars() <= n),
     "boolean": lambda e: _ok(e, e.cast(pl.String).str.strip_chars().str.to_lowercase()
                              .is_in(TRUE_WORDS + FALSE_WORDS)),
+    # no template check: validate applies it to the id and code fields (`validate._line_breaks`)
+    "one_line": lambda e: _ok(e, ~(e.str.contains("\n", literal=True) | e.str.contains("\r", literal=True))),
 }
 """Validator checks by name: `check(expr, **options) -> pl.Boolean expr`, True where the
 value is fine and for null. Run them on cleaned values (`boolean` on the raw text)."""

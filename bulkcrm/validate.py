@@ -454,7 +454,8 @@ def _line_breaks(mapped: pl.DataFrame, template: Template, sheet: pl.DataFrame |
     ms = [m for m in template.mappings if m.rules.get("one_line") and m.field in mapped.columns]
     if not ms or not mapped.height:
         return []
-    broken = lambda c: c.str.contains("\n", literal=True) | c.str.contains("\r", literal=True)  # noqa: E731
+    def broken(c: pl.Expr) -> pl.Expr:
+        return ~CHECKS["one_line"](c)  # True where fine and for null
     hit = mapped.select(broken(pl.col(m.field)).any().alias(m.field) for m in ms).row(0, named=True)
     rule = _Rule("", CHECK_ISSUE_TYPES["one_line"], "one_line")
     out = []

@@ -525,7 +525,7 @@ def test_rows_pasted_twice_are_named_as_the_same_in_every_field(crm, client, tmp
     assert p.counts()["conflict"] == 4
     assert notes[2] == notes[4] == ("rows 2, 4 share emailAddresses a@x.example (the rows are the same in every "
                                     "column the template reads: keep one)")
-    assert notes[3] == notes[5] == "rows 3, 5 share emailAddresses b@x.example"
+    assert notes[3] == notes[5] == "rows 3, 5 share emailAddresses b@x.example (they differ in title)"
 
 
 def test_plan_text_lists_rows_that_will_not_be_written_before_the_limit(crm, client, tmp_path):
