@@ -110,11 +110,12 @@ def _in_compared_form(template: Template, f: str) -> bool:
 
 def records_schema(template: Template) -> dict[str, pl.DataType]:
     """Schema of the frame `match_rows` keeps of the fetched records (`Matches.frame`): the
-    mapped fields (`diff.record_schema`) plus `title`, `updatedAt`, the identifier fields and,
+    mapped fields (`diff.record_schema`) plus `title`, `updatedAt`, `createdAt`, the identifier fields and,
     for phone numbers, `address` (its country is the phone region)."""
     schema = record_schema(template)
     schema.setdefault("title", pl.String)  # an operation names the record it writes
     schema.setdefault("updatedAt", pl.String)  # when it was last written (`plan._edited_since_notes`)
+    schema.setdefault("createdAt", pl.String)  # and made: a record not written since is unedited
     for f, dtype in identifiers_schema(template.identifiers).items():
         schema.setdefault(f, dtype)
     return schema

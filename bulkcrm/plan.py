@@ -434,10 +434,13 @@ def _edited_since_notes(ops: pl.DataFrame, stamps: pl.DataFrame, sh: Sheet, show
     """A plan note on the updates (patch, replace) of records edited after the input file was
     last saved: the record's `updatedAt` (crm-api.md §8.1, read-only, set by every write) later
     than the file's modification time. Such a sheet may be older than the edit, and its update
-    would put the old values back (ops uploading last week's file again). `ops`: `OP_SCHEMA`;
-    `stamps`: `row_number`, `updatedAt` of the matched rows (`_update_ops`). Empty when the
-    input is no file or no updated record says when it was edited (or its `updatedAt` is no
-    ISO 8601 date-time). Notes have no `updatedAt` (crm-api.md §9): only organizations."""
+    would put the old values back (ops uploading last week's file again). A record not written
+    since it was made (`updatedAt` within half a second of `createdAt`; stamps of whole
+    seconds differ by one at least) is no edit: another source's load in a migration. `ops`:
+    `OP_SCHEMA`; `stamps`: `row_number`, `updatedAt`, `createdAt` (String) of the matched rows
+    (`_update_ops`). Empty when the input is no file or no updated record says when it was
+    edited (or its `updatedAt` is no ISO 8601 date-time). Notes have no `updatedAt`
+    (crm-api.md §9): only organizations."""
     updates = ops.filter(pl.col("op").is_in(["patch", "replace"]) & pl.col("iri").is_not_null())
     try:
         saved = Path(sh.path).stat().st_mtime if updates.height and stamps.height else None
@@ -446,9 +449,13 @@ def _edited_since_notes(ops: pl.DataFrame, stamps: pl.DataFrame, sh: Sheet, show
     if saved is None:
         return []
     at = dt.datetime.fromtimestamp(saved, dt.timezone.utc)  # to the microsecond: an edit just before is none
+    when = {c: pl.col(c).str.to_datetime(time_zone="UTC", strict=False) for c in ("updatedAt", "createdAt")}
+    edited = (when["updatedAt"] > at) & (  # a record not written since it was made is unedited (a
+        # two-source migration: the first source's load is no edit of the second's older file)
+        when["createdAt"].is_null() | (when["updatedAt"] - when["createdAt"] > pl.duration(milliseconds=500)))
     late = updates.with_columns(pl.col("row_numbers").list.first().alias("row_number")).join(
-        stamps.with_columns(pl.col("updatedAt").str.to_datetime(time_zone="UTC", strict=False).alias("__edited")),
-        on="row_number", how="inner", maintain_order="left").filter(pl.col("__edited") > at)
+        stamps.filter(edited).with_columns(when["updatedAt"].alias("__edited")),
+        on="row_number", how="inner", maintain_order="left")
     if not late.height:
         return []
     where = first_few((f"row {rn} ({', '.join(c['field'] for c in changes)}; edited {e:%Y-%m-%d %H:%M} UTC)"
@@ -539,7 +546,7 @@ def _update_ops(ok: pl.DataFrame, matches, mode: str, template: Template,
                 tags: list[str]) -> tuple[pl.DataFrame, ...]:
     """(`row_number`, `changed` of the matched rows that change something; their PATCHes or
     PUTs, none in create-only mode; `diff.kept_zeros`; `diff.kept_blanks` and `diff.kept_items`,
-    none in create-only mode; `row_number`, `updatedAt` of their records, for `_edited_since_notes`;
+    none in create-only mode; `row_number`, `updatedAt`, `createdAt` of their records, for `_edited_since_notes`;
     `diff.held_in_full`'s typed phone numbers taken as their record's)."""
     at = ok.select(pl.arg_where(pl.col("iri").is_not_null())).to_series()  # the matched rows
     records, rec = matches.frame.drop("@id"), ok["rec"].gather(at)  # each one's record, in row order
@@ -573,8 +580,8 @@ def _update_ops(ok: pl.DataFrame, matches, mode: str, template: Template,
     w = w.select(_write_columns(w, template))
     if template.mode != "replace":  # a PUT starts from the whole record instead
         w = _with_records(w, raw.with_columns(matched["row_number"]), existing)
-    stamps = pl.DataFrame({"row_number": matched["row_number"], "updatedAt": raw["updatedAt"]}) \
-        if "updatedAt" in raw.columns else pl.DataFrame(schema={"row_number": pl.Int64, "updatedAt": pl.String})
+    stamps = matched.select("row_number").with_columns(
+        raw.select(pl.col(c) if c in raw.columns else pl.lit(None, pl.String).alias(c) for c in ("updatedAt", "createdAt")))
     return changed, write_ops(w, template, tags, matches.records), zeros, blanks, merged, stamps, taken
 
 

@@ -1181,6 +1181,11 @@ def test_an_imports_json_carries_the_plans_remarks(runner, crm, tmp_path):
         csv.writer(f).writerows(rows[:3])
     code, out = run(runner, crm, "import", str(sheet), "-t", str(TEMPLATE), "--report", str(tmp_path / "r1"))
     assert code == 0 and out["created"] == 2 and not [r for r in out.get("remarks", []) if r.startswith("edited:")], out
+    from bulkcrm.client import Client
+    time.sleep(1.1)  # a colleague's edit, later than the record's creation
+    first = next(o for o in crm.store.all("organizations", tenant="tenant-a")
+                 if o.get("customerId") == rows[1][rows[0].index("customerID")])
+    Client(crm.url, TEST_KEY, requests_per_minute=None).patch(first["@id"], {"description": "edited"})
     rows[1][rows[0].index("city")] = "Elsewhere"  # last week's copy, saved a week ago
     with sheet.open("w", newline="", encoding="utf-8") as f:
         csv.writer(f).writerows(rows[:3])

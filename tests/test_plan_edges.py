@@ -638,17 +638,23 @@ def test_compare_stored_writes_an_item_stored_in_two_spellings_once(crm, client,
 def test_a_record_edited_after_the_sheet_was_saved_is_named_by_a_plan_note(crm, client, tmp_path):
     """Ops upload last week's file again: the patch would put its old website back over an
     edit made since. The plan says so (the record's updatedAt is later than the file's
-    modification time); a sheet saved after the edit, or a record not updated, is not named."""
+    modification time); a sheet saved after the edit, or a record not updated, is not named;
+    nor is a record not written since it was made (a trial's two-source migration: the first
+    source's load is no edit the second's older file would undo)."""
+    import datetime
     import os
     import time
 
     from bulkcrm.planfile import render_plan
+    yesterday = (datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(days=1)).isoformat()
     crm.seed({"organizations": [
-        {"@id": A, "title": "A", "emailAddresses": [{"email": "a@a.nl"}], "website": "https://a.example/new"},
-        {"@id": B, "title": "B", "emailAddresses": [{"email": "b@b.nl"}], "website": "https://b.example"}]})
+        {"@id": A, "title": "A", "emailAddresses": [{"email": "a@a.nl"}], "website": "https://a.example/new",
+         "createdAt": "2020-01-01T00:00:00+00:00", "updatedAt": yesterday},
+        {"@id": B, "title": "B", "emailAddresses": [{"email": "b@b.nl"}], "website": "https://b.example"},
+        {"title": "C", "emailAddresses": [{"email": "c@c.nl"}], "website": "https://c.example/new"}]})
     t = tpl(identifiers=["emailAddresses"], fields={"title": "name", "emailAddresses": "email", "website": "site"})
     path = sheet(tmp_path, [["name", "email", "site"], ["A", "a@a.nl", "https://a.example/old"],
-                            ["B", "b@b.nl", "https://b.example"]])
+                            ["B", "b@b.nl", "https://b.example"], ["C", "c@c.nl", "https://c.example/old"]])
     week_ago = time.time() - 7 * 86400
     os.utime(path, (week_ago, week_ago))
     p = plan(path, t, client)
