@@ -36,7 +36,8 @@ class Target:
     Attributes:
         client: the API client. label: what plans record as their target (a base URL, or
         `embedded-sandbox:<db path>`; never a key). sandbox: the embedded Sandbox or None.
-        created: the embedded sandbox's file was created by this run (it starts empty).
+        created: the embedded sandbox's file was created by this run, or holds no record yet
+            (it starts empty).
     """
 
     client: Client
@@ -65,10 +66,7 @@ class Target:
             save_window(self.client, self.label)
         if self.sandbox is not None:
             self.sandbox.stop()
-            unused = self.created and not _wrote(self.sandbox)
             self.sandbox.store.close()
-            if unused:  # a refused run, or one that wrote nothing, leaves no sandbox behind
-                _remove_db(Path(self.label.split(":", 1)[1]))
             self.sandbox = None
         if self.scratch is not None:
             self.scratch.cleanup()
@@ -76,24 +74,6 @@ class Target:
 
 
 EMBEDDED_DB = Path(".bulkcrm") / "sandbox.sqlite"
-
-
-def _wrote(sandbox) -> bool:
-    """Whether the sandbox was written to: a write request (POST, PATCH, PUT, DELETE) went
-    through (2xx), or its file holds more than the default note categories (another run's)."""
-    return any(r.method in ("POST", "PATCH", "PUT", "DELETE") and 200 <= r.status < 300
-               for r in sandbox.requests) or sandbox.store.record_count(besides=("note_categories",)) > 0
-
-
-def _remove_db(db: Path) -> None:
-    """Remove a new embedded sandbox no run wrote to (its SQLite file and the WAL's), and its
-    folder when nothing else is in it, so the next run says it starts a new, empty one."""
-    for p in (db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")):
-        p.unlink(missing_ok=True)
-    try:
-        db.parent.rmdir()
-    except OSError:  # a plan, journal or report is in it
-        pass
 """The embedded sandbox's SQLite file, relative to the working directory."""
 
 
@@ -152,7 +132,10 @@ def open_target(base_url: str | None, api_key: str | None, *, max_rate: float | 
         seed_default_categories(sandbox, keys.values())
     client = Client(sandbox.url, EMBEDDED_KEY, requests_per_minute=max_rate, timeout_s=timeout_s)
     client.settled_before = time.time()  # an earlier run's server ran in that run's process: it is gone
-    return Target(client=client, label=f"{EMBEDDED_PREFIX}{db.as_posix()}", sandbox=sandbox, created=new,
+    # a file that holds no record yet (an earlier run was refused, or its rows were all invalid)
+    # is said to be new and empty too: what matters to the user is that nothing is in it
+    empty = new or sandbox.store.record_count(besides=("note_categories",)) == 0
+    return Target(client=client, label=f"{EMBEDDED_PREFIX}{db.as_posix()}", sandbox=sandbox, created=empty,
                   scratch=scratch)
 
 

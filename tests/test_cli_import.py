@@ -181,10 +181,12 @@ def test_runs_that_write_nothing_create_no_embedded_sandbox(runner, tmp_path, mo
     assert (tmp_path / ".bulkcrm" / "sandbox.sqlite").exists()
 
 
-def test_an_import_that_writes_nothing_leaves_no_embedded_sandbox(runner, tmp_path, monkeypatch):
+def test_an_embedded_sandbox_that_holds_nothing_yet_is_said_to_be_new_and_empty(runner, tmp_path, monkeypatch):
     """An import refused (a template naming a column the sheet lacks) or with nothing to write
-    (every row invalid) in a folder without a sandbox left an empty one behind, so the next
-    run was not told it starts a new, empty one. A sandbox that holds records stays."""
+    (every row invalid) in a folder without a sandbox left one behind, and the next run was
+    told it used the "embedded sandbox", not a new, empty one. A sandbox holding no record is
+    said to be new and empty (it is not removed: another run may be starting on it); one
+    that holds records is not."""
     monkeypatch.chdir(tmp_path)
     shutil.copy(SAMPLE, tmp_path / "orgs.csv")
     (tmp_path / "bad.yaml").write_text(TEMPLATE.read_text().replace("column: companyName", "column: company"))
@@ -194,14 +196,13 @@ def test_an_import_that_writes_nothing_leaves_no_embedded_sandbox(runner, tmp_pa
     (tmp_path / "bad.csv").write_text(f"{head}\n{','.join(cells)}\n", encoding="utf-8")
     refused = runner.invoke(cli, ["import", "orgs.csv", "-t", "bad.yaml"])
     assert refused.exit_code == 2 and "'company'" in refused.output, refused.output
-    assert not (tmp_path / ".bulkcrm").exists()
     invalid = runner.invoke(cli, ["import", "bad.csv", "-t", str(TEMPLATE)])
     assert invalid.exit_code == 1 and "invalid 1" in invalid.output, invalid.output
-    assert not (tmp_path / ".bulkcrm").exists()
+    assert invalid.output.startswith("Target: a new, empty embedded sandbox (")
     assert runner.invoke(cli, ["import", "orgs.csv", "-t", str(TEMPLATE)]).output.startswith(
         "Target: a new, empty embedded sandbox (")
     again = runner.invoke(cli, ["import", "bad.csv", "-t", str(TEMPLATE)])
-    assert again.output.startswith("Target: embedded sandbox (") and (tmp_path / ".bulkcrm" / "sandbox.sqlite").exists()
+    assert again.output.startswith("Target: embedded sandbox (")
     assert json.loads(runner.invoke(cli, ["import", "orgs.csv", "-t", str(TEMPLATE), "--json"]).output
                       .strip().splitlines()[-1])["unchanged"] == 91
 
