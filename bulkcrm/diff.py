@@ -26,7 +26,7 @@ import phonenumbers
 import polars as pl
 
 from .mapping import PHONE_DTYPE
-from .normalize import FEW_DIGITS
+from .normalize import FEW_DIGITS, parse_phone
 from .template import LIST_KINDS, ORG_FIELDS, Mapping, Template
 from .transforms import apply_transforms
 
@@ -474,8 +474,8 @@ def held_in_full(rows: pl.DataFrame, raw: pl.DataFrame) -> tuple[pl.DataFrame, p
             same = next((q for q in out if q["phoneNumber"] == p["phoneNumber"]), None)
             if same is None:
                 out.append(p)
-            elif p["phoneType"]:  # one number twice: its last type, as `desired_phones` has it
-                same["phoneType"] = p["phoneType"]
+            elif not same["phoneType"]:  # one number twice: the earlier column's type, as mapping's
+                same["phoneType"] = p["phoneType"]  # repeated phones keep it
         fixed.append(out)
     if not lines:
         return rows, taken
@@ -488,11 +488,13 @@ def held_in_full(rows: pl.DataFrame, raw: pl.DataFrame) -> tuple[pl.DataFrame, p
 
 def _full_number(typed: str | None, held: list[str]) -> str | None:
     """The one number of `held` (a record's phone items as stored) that `typed` (a sheet's
-    number held as typed) is part of (`held_in_full`), else None."""
+    number held as typed) is part of (`held_in_full`), as `+` and its digits (the E.164 key
+    the comparison uses: the record may store `+1 555 308 7104`), else None."""
     if not typed or typed.startswith("+") or typed in held:
         return None
     digits = _DIGITS.sub("", typed).lstrip("0")
-    hits = {n for n in held if n.startswith("+") and _DIGITS.sub("", n).endswith(digits)}
+    hits = {parse_phone(n, None) for n in held if n.strip().startswith("+")}  # `+31 (0)20 …` too
+    hits = {n for n in hits if n and n.endswith(digits)}
     return hits.pop() if len(digits) >= 6 and len(hits) == 1 else None
 
 

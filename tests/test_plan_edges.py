@@ -909,3 +909,22 @@ def test_a_new_number_whose_digits_a_record_holds_as_typed_is_a_possible_duplica
     twins = [i for i in p.issues if i["type"] == "possible-duplicate"]
     assert [(i["row_number"], i["column"], i["value"]) for i in twins] == [(2, "phone", "+3391244540")]
     assert f'this row creates an organization with +3391244540, but {A} holds "91.24.45.40"' in twins[0]["message"]
+
+
+@pytest.mark.parametrize("stored", ["+1 555 308 7104", "+1 (555) 308-7104"])
+@pytest.mark.parametrize("policy", ["merge", "replace"])
+def test_a_short_typed_number_of_a_record_number_stored_with_spaces_settles(crm, client, tmp_path, stored, policy):
+    """A review: the record stored its number with spaces; the short sheet number was taken as
+    that text, which the comparison (E.164) did not find, so every run added another copy
+    (merge) or sent the same patch (replace). It is taken as the number's E.164 key: nothing
+    changes. And a fax column repeating the phone's number keeps the phone's type."""
+    crm.seed({"organizations": [{"@id": A, "title": "A", "emailAddresses": [{"email": "a@a.us"}],
+                                 "address": {"country": "US"}, "phoneNumbers": [{"phoneNumber": stored,
+                                                                                 "phoneType": "work"}]}]})
+    t = tpl(identifiers=["emailAddresses"], fields={
+        "title": "name", "emailAddresses": "email", "address.country": "country",
+        "phoneNumbers": [{"column": "phone", "type": "work", "policy": policy}, {"column": "fax", "type": "fax"}]})
+    head = ["name", "email", "country", "phone", "fax"]
+    for row in (["A", "a@a.us", "US", "308-7104", ""], ["A", "a@a.us", "US", "+1 555 308 7104", "308-7104"]):
+        p = plan(sheet(tmp_path, [head, row]), t, client)
+        assert [r["op"] for r in p.rows] == ["unchanged"], (row, p.rows)
