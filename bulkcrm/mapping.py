@@ -30,7 +30,7 @@ import polars as pl
 from .errors import InputError, did_you_mean
 from .normalize import as_stored
 from .read import FORMULA_ESCAPE
-from .template import Mapping, Source, Template, thaw
+from .template import Mapping, Source, Template, read_columns, thaw
 from .transforms import apply_transforms, trimmed
 
 PHONE_DTYPE = pl.List(pl.Struct({"phoneNumber": pl.String, "phoneType": pl.String}))
@@ -169,7 +169,7 @@ def check_optional_columns(columns: list[str], absent: list[str], template: Temp
     Raises:
         InputError: naming each such column and the header to rename.
     """
-    read = set(template.columns)
+    read = set(read_columns(template))  # a `notes:` section's columns too
     by_case: dict[str, list[str]] = {}
     for c in columns:
         if c not in read:

@@ -45,7 +45,7 @@ from .client import Client
 from .errors import EmptyInputError, InputError, Issue, first_few, with_cell
 from .export import IRI_COLUMN  # where a notes export names each note
 from .lookups import REF_PREFIX, LookupCache, resolve_lookups
-from .mapping import chain, check_optional_columns, map_rows
+from .mapping import chain, map_rows
 from .normalize import clean_datetime
 from .notes_orgs import is_note_iri, note_owner, targets_by_reference, targets_same_rows
 from .plan import Operation
@@ -205,9 +205,7 @@ def validate_notes(sh: Sheet, nt: Template, *, same_rows: bool = False
     no note cell is no note, and what the reader found is the organizations' to report."""
     file = Path(sh.path).name
     frame = sh.frame
-    full = nt
-    nt, absent = nt.for_columns(frame.columns)
-    check_optional_columns(frame.columns, absent, full, sh.path, sh.header_row)
+    nt, _ = nt.for_columns(frame.columns)
     mapped = map_rows(frame, nt, path=f"{file}!{sh.sheet_name}" if sh.sheet_name else file,
                       header_row=sh.header_row, other_sheets=sh.other_sheets)
     if same_rows:

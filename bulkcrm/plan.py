@@ -582,6 +582,7 @@ def _update_ops(ok: pl.DataFrame, matches, mode: str, template: Template,
         w = _with_records(w, raw.with_columns(matched["row_number"]), existing)
     stamps = matched.select("row_number").with_columns(
         raw.select(pl.col(c) if c in raw.columns else pl.lit(None, pl.String).alias(c) for c in ("updatedAt", "createdAt")))
+    taken = taken.filter(pl.col("row_number").is_in(changed["row_number"].implode()))  # said where it is written
     return changed, write_ops(w, template, tags, matches.records), zeros, blanks, merged, stamps, taken
 
 
@@ -887,7 +888,9 @@ def _typed_phone_twins(rows: pl.DataFrame, matches, template: Template, file: st
     if held.str.starts_with("+").fill_null(True).all():  # every number held in E.164 (as a bulkcrm load leaves them)
         return []
     last7 = pl.col("__d").str.slice(-7)
-    new = rows.hstack(_of_rows(matches.iri, rows).select("iri")).filter(pl.col("iri").is_null()).select(
+    held_back = matches.conflicts["row_number"].implode()  # rows in conflict create nothing
+    new = rows.hstack(_of_rows(matches.iri, rows).select("iri")).filter(
+        pl.col("iri").is_null() & ~pl.col("row_number").is_in(held_back)).select(
         "row_number", diff.phone_numbers(pl.col("phoneNumbers")).alias("number")).explode("number").filter(
         pl.col("number").str.starts_with("+")).with_columns(pl.col("number").str.slice(1).alias("__d"))
     typed = matches.frame.select("@id", diff.phone_numbers(pl.col("phoneNumbers")).alias("held")).explode(

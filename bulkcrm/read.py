@@ -155,9 +155,9 @@ def encoding_notes(sh: Sheet) -> list[str]:
 
 
 def _check_given_encoding(data: bytes, enc: str, given: str, where: str) -> None:
-    """Refuse an `--encoding` of one byte a character (Latin-1, cp1252, …) for a file that is
-    valid UTF-8 and not plain ASCII: each accented letter would be read as two or three (ö as
-    Ã¶), and a plan would patch them over the records' good text (a trial).
+    """Refuse an `--encoding` other than UTF-8 (Latin-1, cp1252, Shift JIS, …) for a file that
+    is valid UTF-8 and not plain ASCII: each accented letter would be read as other characters
+    (ö as Ã¶ in Latin-1), and a plan would patch them over the records' good text (a trial).
 
     Raises:
         InputError: naming the encoding given and what to pass instead.
@@ -168,8 +168,8 @@ def _check_given_encoding(data: bytes, enc: str, given: str, where: str) -> None
         data.decode("utf-8")
     except UnicodeDecodeError:
         return
-    raise InputError(f"the file is UTF-8, and --encoding {given} would read each of its accented letters as two "
-                     "or three characters (ö as Ã¶), which the plan would write over the records' text; leave "
+    raise InputError(f"the file is UTF-8, and --encoding {given} would read each of its accented letters as other "
+                     "characters (ö as Ã¶ in Latin-1), which the plan would write over the records' text; leave "
                      "--encoding out (or pass --encoding utf-8)", path=where)
 
 

@@ -815,11 +815,12 @@ def test_a_short_typed_number_of_a_number_the_record_holds_adds_nothing(crm, cli
     head = ["name", "email", "country", "phone"]
     p = plan(sheet(tmp_path, [head, ["A", "a@a.us", "US", "308-7104"]]), t, client)
     assert [r["op"] for r in p.rows] == ["unchanged"], p.rows
-    (note,) = [n for n in p.notes if n.startswith("phone:")]
-    assert "row 2 '308-7104' as +15553087104" in note
+    assert not [n for n in p.notes if n.startswith("phone:")]  # nothing written: nothing to say every week
     p = plan(sheet(tmp_path, [head, ["A2", "a@a.us", "US", "308-7104; 308-7105"]]), t, client)
     assert [o.body for o in p.operations] == [{"title": "A2", "phoneNumbers": [
         {"phoneNumber": "+15553087104", "phoneType": "work"}, {"phoneNumber": "308-7105"}]}]
+    (note,) = [n for n in p.notes if n.startswith("phone:")]  # a row written: said
+    assert "row 2 '308-7104' as +15553087104" in note
     p = plan(sheet(tmp_path, [head, ["B", "b@b.us", "US", "308-7104"]]), t, client)  # two numbers end in it
     assert [r["op"] for r in p.rows] == ["patch"]
     assert "308-7104" in [i["phoneNumber"] for i in p.operations[0].body["phoneNumbers"]]
@@ -909,6 +910,10 @@ def test_a_new_number_whose_digits_a_record_holds_as_typed_is_a_possible_duplica
     twins = [i for i in p.issues if i["type"] == "possible-duplicate"]
     assert [(i["row_number"], i["column"], i["value"]) for i in twins] == [(2, "phone", "+3391244540")]
     assert f'this row creates an organization with +3391244540, but {A} holds "91.24.45.40"' in twins[0]["message"]
+    # rows in conflict (two rows sharing the number) create nothing: no such warning (a review)
+    p = plan(sheet(tmp_path, [rows[0], rows[1], rows[1]]), t, client, strategy="scan")
+    assert [r["op"] for r in p.rows] == ["conflict", "conflict"]
+    assert not [i for i in p.issues if i["type"] == "possible-duplicate"]
 
 
 @pytest.mark.parametrize("stored", ["+1 555 308 7104", "+1 (555) 308-7104"])
@@ -928,3 +933,14 @@ def test_a_short_typed_number_of_a_record_number_stored_with_spaces_settles(crm,
     for row in (["A", "a@a.us", "US", "308-7104", ""], ["A", "a@a.us", "US", "+1 555 308 7104", "308-7104"]):
         p = plan(sheet(tmp_path, [head, row]), t, client)
         assert [r["op"] for r in p.rows] == ["unchanged"], (row, p.rows)
+
+
+def test_a_notes_section_column_is_no_optional_column_in_another_case(crm, client, tmp_path):
+    """A review: an optional `notes` column of the organizations' description and a `notes:`
+    section reading `Notes` were refused as one column headed in another case; `Notes` is
+    read."""
+    t = tpl(identifiers=["emailAddresses"], fields={"title": "name", "emailAddresses": "email",
+                                                    "description": {"column": "notes", "optional": True}},
+            notes={"fields": {"description": "Notes", "category": {"value": "/note_categories/c4"}}})
+    p = plan(sheet(tmp_path, [["name", "email", "Notes"], ["A", "a@a.nl", "Met."]]), t, client)
+    assert [r["op"] for r in p.rows] == ["create", "create"]
