@@ -818,7 +818,7 @@ CHECKS: dict[str, Callable[..., pl.Expr]] = {
     "boolean": lambda e: _ok(e, e.cast(pl.String).str.strip_chars().str.to_lowercase()
                              .is_in(TRUE_WORDS + FALSE_WORDS)),
     # no template check: validate applies it to the id and code fields (`validate._line_breaks`)
-    "one_line": lambda e: _ok(e, ~(e.str.contains("\n", literal=True) | e.str.contains("\r", literal=True))),
+    "one_line": lambda e: _ok(e, ~e.str.contains(r"[\n\r]")),  # one pass (two literal ones cost twice)
 }
 """Validator checks by name: `check(expr, **options) -> pl.Boolean expr`, True where the
 value is fine and for null. Run them on cleaned values (`boolean` on the raw text)."""
