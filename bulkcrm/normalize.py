@@ -1069,8 +1069,8 @@ def impossible_numbers(numbers: pl.Series) -> pl.DataFrame:
 
 def _calling_code(number: str) -> str | None:
     """The country calling code `+…` begins with (codes are prefix-free, ITU-T E.164), else None."""
-    return next((number[1:k + 1] for k in (1, 2, 3) if int(number[1:k + 1] or 0) in phonenumbers.COUNTRY_CODE_TO_REGION_CODE
-                 and number[1:k + 1].isdigit()), None)
+    return next((number[1:k + 1] for k in (1, 2, 3) if number[1:k + 1].isdigit()
+                 and int(number[1:k + 1]) in phonenumbers.COUNTRY_CODE_TO_REGION_CODE), None)
 
 
 def _impossible(head: str, size: int) -> bool:

@@ -53,8 +53,9 @@ class ExcelGrid:
         sheet_name: the worksheet read.
         cells: typed cells from the scan: row_number (Int64), col (Int64, 0-based), kind
             (`number`|`bool`|`error`|`no-result`), text (String: shown text, error code; a
-            date ISO 8601; a no-result cell's formula, `=SUM(A1)`, when the cell holds its text), id_like (Boolean: General-format integer), format (String: the
-            number format code of a date/time cell, else null). Empty for `.xls`.
+            date ISO 8601; a no-result cell's formula, `=SUM(A1)`, when the cell holds its
+            text), id_like (Boolean: General-format integer), format (String: the number
+            format code of a date/time cell, else null). Empty for `.xls`.
         merges: merged ranges as (first_row, first_col, last_row, last_col), 1-based rows,
             0-based cols.
         sheet_names: every sheet of the workbook, in order.
