@@ -201,13 +201,15 @@ class _progress_bar:
 
     def _print(self, done: int, total: int, client, *, last: bool = False, left: int | None = None) -> None:
         self.printed, now = done, self.seen_at if last else time.monotonic()
-        # a pace over a window's worth of operations: right after the first window's burst, one
-        # operation's wait for a slot is no pace (a trial: 28 s an operation); over the last
-        # such stretch only, so a one-off wait (a resume's for a stopped write) is soon forgotten
-        # (without a rate limit, since the first operation)
-        rate = getattr(client, "requests_per_minute", None)
+        # a pace over a window's worth of operations, or of time when they come slower than
+        # the rate allows (a trial's slow server at --max-rate 1000 never got one): right after
+        # the first window's burst, one operation's wait for a slot is no pace (a trial: 28 s an
+        # operation); over the last such stretch only, so a one-off wait (a resume's for a
+        # stopped write) is soon forgotten (without a rate limit, since the first operation)
+        rate, window_s = getattr(client, "requests_per_minute", None), getattr(client, "window_s", 60.0)
         back = range(len(self.samples) - 1, -1, -1) if rate else range(min(len(self.samples), 1))
-        i = next((i for i in back if done - self.samples[i][0] >= (rate or 1)), None)
+        i = next((i for i in back if done - self.samples[i][0] >= (rate or 1)
+                  or (rate and now - self.samples[i][1] >= window_s)), None)
         per_op = None
         if i is not None:
             del self.samples[:i]  # older ones are never needed again

@@ -1106,3 +1106,17 @@ def test_the_log_lines_pace_forgets_a_one_off_wait_after_a_window(log_clock, cap
     line = capsys.readouterr().err.splitlines()[-1]  # the last update's (done: no 30 s to wait)
     # 102 left at 3 s each: 5.1 min (a pace since the first operation, the wait in it, said 7.1)
     assert line == "apply: 144/246 operations, 0 requests (0 throttled), 2.9 min, about 5.1 min left", line
+
+
+def test_the_log_lines_pace_comes_after_a_window_of_time_when_operations_are_slow(log_clock, capsys):
+    """A trial at `--max-rate 1000` against a slow server was told "about 0.3 min at 1000/min"
+    through a 7.5-minute run: a pace needed 1,000 operations. When the operations come slower
+    than the rate allows, a window's time (60 s) of them sets the pace too."""
+    from types import SimpleNamespace
+    from bulkcrm import pipeline
+    now = log_clock
+    bar = pipeline._progress_bar(300)
+    client = SimpleNamespace(requests_per_minute=1000, window_s=60.0, requests_sent=0, throttled=0)
+    _updates(now, bar, client, [(0.0, 0)] + [(1.5 * i, i) for i in range(1, 61)])  # 1.5 s each, 90 s
+    line = capsys.readouterr().err.splitlines()[-1]
+    assert line == "apply: 60/300 operations, 0 requests (0 throttled), 1.5 min, about 6.0 min left", line
