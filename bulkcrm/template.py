@@ -392,7 +392,7 @@ def parse_template(doc: Any, *, path: str = "<template>", sha256: str = "") -> T
     if not isinstance(fields_doc, dict) or not fields_doc:
         raise err("expected a mapping of API field -> column", "fields")
     rules = FIELD_RULES[resource]
-    mappings = tuple(_mapping(name, spec, resource, mode, err) for name, spec in fields_doc.items())
+    mappings = _mappings(fields_doc, resource, mode, err)
     mapped = {m.field for m in mappings}
     idents = tuple(_str_list(doc.get("identifiers", []), err, "identifiers"))
     wrong = [(i, f"{ident!r} cannot identify a record{did_you_mean(ident, IDENTIFIER_KINDS)}"
@@ -566,6 +566,28 @@ def _org_ref(doc: Any, parent: Template, err: "_Err") -> OrgRef:
                      empty="ignore")
     return OrgRef(iri_column=iri_col, customer_id_column=cid,
                   identifiers=tuple(n for n in names if n != "customerId"), template=ref_t)
+
+
+def _mappings(fields_doc: dict, resource: str, mode: str, err: "_Err") -> tuple[Mapping, ...]:
+    """`_mapping` of every field under `fields:`; the errors of several fields are raised
+    together (a trial fixed a template one typo per run).
+
+    Raises:
+        TemplateError: the one field's error, or every field's, each with its key.
+    """
+    mappings, errors = [], []
+    for name, spec in fields_doc.items():
+        try:
+            mappings.append(_mapping(name, spec, resource, mode, err))
+        except TemplateError as e:
+            errors.append(e)
+    if len(errors) == 1:
+        raise errors[0]
+    if errors:
+        where = [":".join(p for p in (str(e.path) if e.path else None, e.key) if p) for e in errors]
+        raise err(f"{len(errors)} fields are wrong:" + "".join("\n  " + 
+            (f"{e.key}: {str(e)[len(w) + 2:]}" if w else str(e)) for e, w in zip(errors, where)), None)
+    return tuple(mappings)
 
 
 class _Err:

@@ -163,6 +163,19 @@ def test_a_template_typo_is_told_the_name_it_resembles(runner, tmp_path, doc, sa
     assert result.exit_code == 2 and says in result.output, result.output
 
 
+def test_every_wrong_field_of_a_template_is_told_at_once(runner, tmp_path):
+    """A trial fixed a template with two typos in two runs: the errors of every field are
+    said together, each under its key, one a line."""
+    t = tmp_path / "t.yaml"
+    t.write_text("fields:\n  title: title\n  adress.city: city\n  website: {column: web, polcy: merge}\n",
+                 encoding="utf-8")
+    result = runner.invoke(cli, ["validate", str(CASES / "BR-01.csv"), "-t", str(t)])
+    assert result.exit_code == 2, result.output
+    assert "t.yaml: 2 fields are wrong:\n  fields.adress.city: unknown field for this resource (did you mean " \
+           "'address.city'?)" in result.output
+    assert "\n  fields.website.polcy: unknown key (did you mean 'policy'?)" in result.output
+
+
 @pytest.mark.parametrize("doc, says", [
     ("fields:\n  title: title\n  address.country: {column: country, transforms: [{country: {aliases: [us]}}]}\n",
      "country aliases are a mapping of name: ISO 3166-1 alpha-2 code"),
