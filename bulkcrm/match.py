@@ -252,7 +252,8 @@ def match_fetched(rows: pl.DataFrame, template: Template, fetched: Fetched, *,
     positions = _positions(explicit, frame)
     claims = _beside_own(pairs, positions)  # an IRI row's value its record shares is that record's
     matched, conflicts = _resolve(rows, claims, positions, ids, frame["@id"], notes,
-                                  frame["title"] if "title" in frame.columns else None)
+                                  frame["title"] if "title" in frame.columns else None,
+                                  {m.field: template.column_of(m.field) or m.field for m in template.mappings})
     elsewhere = _elsewhere(claims, positions, frame["@id"])
     other = _other_values(matched, positions, pairs, ids, rec_ids, frame["@id"], template.identifiers)
     extra = [_mismatches(elsewhere, template.iri_column)] if elsewhere.height else []
@@ -410,8 +411,8 @@ def _positions(explicit: pl.DataFrame, frame: pl.DataFrame) -> pl.DataFrame:
 
 
 def _resolve(rows: pl.DataFrame, pairs: pl.DataFrame, explicit: pl.DataFrame, ids: pl.DataFrame,
-             iris: pl.Series, notes: pl.DataFrame | None = None,
-             titles: pl.Series | None = None) -> tuple[pl.DataFrame, pl.DataFrame]:
+             iris: pl.Series, notes: pl.DataFrame | None = None, titles: pl.Series | None = None,
+             columns: dict[str, str] | None = None) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Decide one record per row, or a conflict (vectorised; records are their positions `rec`
     in `iris` until the end; lists are only gathered for the rows and values in conflict).
 
@@ -420,6 +421,7 @@ def _resolve(rows: pl.DataFrame, pairs: pl.DataFrame, explicit: pl.DataFrame, id
             (`_beside_own`'s: not a row's with another record by a value its IRI's record holds).
         explicit: `row_number`, `rec` of the rows naming an existing record's IRI (they win).
         iris: the records' IRIs by position; titles: their titles (an ambiguous match names them).
+        columns: field -> the sheet column that feeds it, which a duplicate-row message names.
         notes: as `match_fetched`'s.
 
     Returns:
@@ -461,7 +463,7 @@ def _resolve(rows: pl.DataFrame, pairs: pl.DataFrame, explicit: pl.DataFrame, id
     shared = _shared(ids)
     if shared.height:
         noted = ~_identical(notes, shared) if notes is not None else pl.Series([False] * shared.height)
-        differ = _differing(rows, shared)
+        differ = _differing(rows, shared, columns)
         shared = shared.with_columns(_joined_rows().alias("__rows"), (differ.list.len() == 0).alias("__same"),
                                      differ.list.join(", ").alias("__differ"), noted.alias("__noted"))
         # one message per set of rows, naming every value they share (said once, not per value)
@@ -611,10 +613,11 @@ def _identical(rows: pl.DataFrame, shared: pl.DataFrame) -> pl.Series:
     return _differing(rows, shared).list.len() == 0
 
 
-def _differing(rows: pl.DataFrame, shared: pl.DataFrame) -> pl.Series:
+def _differing(rows: pl.DataFrame, shared: pl.DataFrame, columns: dict[str, str] | None = None) -> pl.Series:
     """Per line of `shared` (`row_number`: a list of rows), the mapped fields (List(String), in
-    `rows`' column order) whose values differ between those rows: empty for rows the same in
-    every field (a row pasted twice). Only the rows of `shared` are hashed, field by field."""
+    `rows`' column order; named by `columns`, field -> sheet column, where given) whose values
+    differ between those rows: empty for rows the same in every field (a row pasted twice).
+    Only the rows of `shared` are hashed, field by field."""
     fields = [c for c in rows.columns if c != "row_number" and not c.startswith("__")]
     groups = shared.with_row_index("__g").select("__g", "row_number").explode("row_number")
     if not fields:
@@ -623,7 +626,8 @@ def _differing(rows: pl.DataFrame, shared: pl.DataFrame) -> pl.Series:
         "row_number", *(pl.col(f).hash(3).alias(f) for f in fields))
     n = groups.join(mine, on="row_number", how="left").group_by("__g").agg(
         (pl.col(f).n_unique() > 1).alias(f) for f in fields)
-    names = pl.concat_list([pl.when(pl.col(f)).then(pl.lit(f)) for f in fields]).list.drop_nulls()
+    names = pl.concat_list([pl.when(pl.col(f)).then(pl.lit((columns or {}).get(f, f)))
+                            for f in fields]).list.drop_nulls()
     return shared.with_row_index("__g").join(n.select("__g", names.alias("__f")), on="__g", how="left").select(
         pl.col("__f").fill_null(pl.lit([], pl.List(pl.String)))).to_series()
 

@@ -204,16 +204,17 @@ def test_rows_sharing_two_identifiers_are_told_so_once(crm, client, tmp_path):
 
 def test_rows_sharing_an_identifier_are_told_the_fields_they_differ_in(crm, client, tmp_path):
     """A trial: rows 10 and 11 shared a customerId and an e-mail and differed in the phone only,
-    and the message did not say so, nor which to keep. It names the fields they differ in."""
+    and the message did not say so, nor which to keep. It names the sheet columns they differ
+    in (a review: not the API fields)."""
     sheet = tmp_path / "s.csv"
-    sheet.write_text("title,email,phone\nA,a@x.example,+31201234567\nA,a@x.example,+31201234568\n"
+    sheet.write_text("Name,email,Telefon\nA,a@x.example,+31201234567\nA,a@x.example,+31201234568\n"
                      "C,c@x.example,+31201234569\nD,c@x.example,+31201234560\n", encoding="utf-8")
-    p = plan(sheet, template(fields={"title": "title", "emailAddresses": "email", "phoneNumbers": "phone"},
+    p = plan(sheet, template(fields={"title": "Name", "emailAddresses": "email", "phoneNumbers": "Telefon"},
                              identifiers=["emailAddresses"]), client, strategy="scan")
     notes = {r["row_number"]: r["note"] for r in p.rows if r["op"] == "conflict"}
-    assert notes == {**dict.fromkeys((2, 3), "rows 2, 3 share emailAddresses a@x.example (they differ in phoneNumbers)"),
-                     **dict.fromkeys((4, 5), "rows 4, 5 share emailAddresses c@x.example (they differ in title, "
-                                             "phoneNumbers)")}
+    assert notes == {**dict.fromkeys((2, 3), "rows 2, 3 share emailAddresses a@x.example (they differ in Telefon)"),
+                     **dict.fromkeys((4, 5), "rows 4, 5 share emailAddresses c@x.example (they differ in Name, "
+                                             "Telefon)")}
 
 
 def test_rows_of_one_organization_with_different_notes_are_not_told_to_keep_one(crm, client, tmp_path):
