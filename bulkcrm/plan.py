@@ -30,6 +30,7 @@ from .lookups import REF_PREFIX, LookupCache, resolve_lookups
 from .mapping import check_optional_columns, map_rows
 from .match import check_strategy, fetch_records, identifier_frame, match_fetched
 from .normalize import CHECK_RULES, UNLIKELY_PHONE_RULE
+from .read_excel import NUMERIC_RULE
 from .planfile import (CONFLICT_TYPES, HELD_NOTE, NOTE_LISTINGS, ROW_SCHEMA, SCHEMA_VERSION, WRITE_OPS, Operation,
                        Plan, now_utc, ops_frame, render_plan)
 from .read import Sheet, encoding_notes, open_notes, read
@@ -185,7 +186,7 @@ def _plan(source: str | Path | Sheet, template: Template, client: Client, *, mod
     issues += _unmatchable_issues(rows, matches, template, mode, file, sh.sheet_name)
     out_rows, ops, zeros, blanks, merged, stamps, taken = _decide(mapped, rows, matches, template, mode, issues,
                                            resolved.tags_to_create)
-    issues, quiet = _held_warnings(issues, out_rows)
+    issues, quiet = _held_warnings(issues, out_rows, {c: m.field for m in template.mappings for c in m.columns})
     issues += _kept_zero_issues(zeros, template, file, sh)
     clock.lap("diff")
     p = Plan(template=str(template.path), template_sha256=template.sha256, input=_input_path(sh),
@@ -323,30 +324,39 @@ PHONE_RULE = CHECK_RULES["phone_e164"][0]
 HELD_WARNINGS = {"invalid-phone": ("phoneNumbers", PHONE_RULE, "numbers not in E.164 form"),
                  "unlikely-phone": ("phoneNumbers", UNLIKELY_PHONE_RULE, "numbers no range of their country holds"),
                  "phone-extension": ("phoneNumbers", PHONE_RULE, "numbers whose extension is not sent (E.164 has none)"),
-                 "invalid-url": ("website", CHECK_RULES["url"][0], "websites that are no http(s) URL")}
+                 "invalid-url": ("website", CHECK_RULES["url"][0], "websites that are no http(s) URL"),
+                 "numeric-cell": (None, NUMERIC_RULE, "values stored as number cells")}
 """Warnings of values kept as typed, by issue type: (field, rule, what they are) for
-`_held_warnings`."""
+`_held_warnings`; field None: the field the issue's column feeds (a zip code a workbook stores
+as a number, warned of every week: a trial)."""
 
 
-def _held_warnings(issues: list[Issue], rows: pl.DataFrame) -> tuple[list[Issue], list[str]]:
+def _held_warnings(issues: list[Issue], rows: pl.DataFrame,
+                   fields_of: dict[str, str] | None = None) -> tuple[list[Issue], list[str]]:
     """`issues` without the warnings of values kept as typed (`HELD_WARNINGS`: a phone number
-    not in E.164 form or of no range, or its extension left out; a website that is no URL) on
-    rows that do not send that field:
-    unchanged rows, and patches that leave it alone. Their records hold those values as the
-    sheet has them already, so nothing is sent, and a weekly upload of an export would repeat
-    them every week (`bulkcrm validate` still lists them).
+    not in E.164 form or of no range, or its extension left out; a website that is no URL; an
+    integer a workbook stores as a number, not one its format shows otherwise, `2,234,274,047`,
+    whose warning says what is read) on rows that do not send that field: unchanged rows,
+    and patches that leave it alone. Their records hold those values as the sheet has them
+    already, so nothing is sent, and a weekly upload of an export would repeat them every week
+    (`bulkcrm validate` still lists them). `fields_of`: sheet column -> the field it feeds.
     Returns the issues kept and a plan note per kind counting those left out."""
-    kept, notes = issues, []
+    kept, notes, op = issues, [], pl.col("op")
     for kind, (field_name, rule, what) in HELD_WARNINGS.items():
-        held = [i for i in kept if i.type == kind and i.severity == "warning" and i.rule == rule]
-        if not held:
-            continue
-        touches = pl.col("changes").list.eval(pl.element().struct.field("field") == field_name).list.any()
-        op = pl.col("op")
-        sends_none = rows.filter(pl.col("row_number").is_in([i.row_number for i in held]),
-                                 (op == "unchanged") | ((op == "patch") & ~touches.fill_null(False)))
-        quiet = set(sends_none["row_number"].to_list())
-        drop = {id(i) for i in held if i.row_number in quiet}
+        held = [i for i in kept if i.type == kind and i.severity == "warning" and i.rule == rule
+                and (kind != "numeric-cell" or (i.value or "").isdigit())]  # a styled cell's says what is read
+        by_field: dict[str | None, list[Issue]] = {}
+        for i in held:
+            by_field.setdefault(field_name or (fields_of or {}).get(i.column or ""), []).append(i)
+        drop = set()
+        for f, of_field in by_field.items():
+            if f is None:  # a column no field reads: the reader's, not this
+                continue
+            touches = pl.col("changes").list.eval(pl.element().struct.field("field") == f).list.any()
+            sends_none = rows.filter(pl.col("row_number").is_in([i.row_number for i in of_field]),
+                                     (op == "unchanged") | ((op == "patch") & ~touches.fill_null(False)))
+            quiet = set(sends_none["row_number"].to_list())
+            drop |= {id(i) for i in of_field if i.row_number in quiet}
         if drop:
             kept = [i for i in kept if id(i) not in drop]
             notes.append(f"{len(drop)} {kind}{HELD_NOTE}{what} that their records hold as the "

@@ -38,7 +38,8 @@ _BUILTIN_FORMATS = {  # ECMA-376 Part 1 §18.8.30 (ids without a format code in 
     49: "@",
 }
 _CELL = r"(?s)<c\s[^>]*[^/]>.*?</c>"
-_NUMERIC_RULE = "numbers stored as numeric cells lose leading + and 0 (ECMA-376 §18.3.1.4)"
+NUMERIC_RULE = "numbers stored as numeric cells lose leading + and 0 (ECMA-376 §18.3.1.4)"
+"""The rule of a numeric-cell warning (`plan.HELD_WARNINGS` leaves it out where nothing is sent)."""
 _OLE = b"\xd0\xcf\x11\xe0"
 """The first bytes of an OLE2 compound file: a legacy .xls, or an encrypted .xlsx."""
 _DATE_RULE = "a date/time number format (ECMA-376 §18.8.31) on a field that is not a date-time"
@@ -376,7 +377,7 @@ format code; `text` ISO 8601)."""
 def numeric_cell_issue(rn: int, column: str | None, text: str, file: str, sheet: str | None,
                        ref: str) -> Issue:
     """The numeric-cell warning of one cell (`B4`): its + or leading 0 may be lost."""
-    return Issue("numeric-cell", rn, column, text, _NUMERIC_RULE,
+    return Issue("numeric-cell", rn, column, text, NUMERIC_RULE,
                  f"{_at(file, rn, column, sheet, ref)}: the cell was stored as a number; a "
                  "leading + or 0 may have been lost; format the column as Text", "warning", file, sheet, ref)
 
@@ -389,7 +390,7 @@ def styled_cell_issue(rn: int, column: str | None, text: str, file: str, sheet: 
     what = (f"it is read as the number {stored}, whose leading + or 0 may have been lost"
             if stored else "that text is what is read and sent (an id or zip code with separators, "
             "decimals or a currency sign is another value)")
-    return Issue("numeric-cell", rn, column, text, _NUMERIC_RULE,
+    return Issue("numeric-cell", rn, column, text, NUMERIC_RULE,
                  f'{_at(file, rn, column, sheet, ref)}: the cell is a number its format shows as "{text}"; '
                  f"{what}: format the column as Text and type the value as it should be sent",
                  "warning", file, sheet, ref)

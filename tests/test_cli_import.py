@@ -994,7 +994,10 @@ def test_the_with_status_copy_keeps_a_date_cell_a_date_so_it_is_flagged_again(ru
                       "--report", str(tmp_path / "r2"))
     assert code == 0 and again["unchanged"] == 3, again
     issues = json.loads((tmp_path / "r2" / "report.json").read_text(encoding="utf-8"))["issues"]
-    assert {(i["type"], i["cell"]) for i in issues} >= {("date-cell", "H2"), ("numeric-cell", "H3")}
+    assert ("date-cell", "H2") in {(i["type"], i["cell"]) for i in issues}
+    # the number cell is read as one again: its warning, left out as the record holds 5021 from
+    # the first import (not repeated every week), is counted in a plan note
+    assert [r for r in again["remarks"] if r.startswith("1 numeric-cell warning(s) left out")], again
     assert all(o.get("address", {}).get("postalCode") != "2024-03-12" for o in crm.store.all("organizations", tenant="tenant-a"))
 
 

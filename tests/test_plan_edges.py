@@ -944,3 +944,27 @@ def test_a_notes_section_column_is_no_optional_column_in_another_case(crm, clien
             notes={"fields": {"description": "Notes", "category": {"value": "/note_categories/c4"}}})
     p = plan(sheet(tmp_path, [["name", "email", "Notes"], ["A", "a@a.nl", "Met."]]), t, client)
     assert [r["op"] for r in p.rows] == ["create", "create"]
+
+
+def test_a_numeric_cell_warning_is_not_repeated_once_the_record_holds_the_value(crm, client, tmp_path):
+    """A trial's weekly workbook stores its postcodes (`2539`, `3000`) and KvK numbers as number
+    cells: a numeric-cell warning on every row, every week, though nothing was sent. As with
+    a phone kept as typed: left out of rows that do not send that field, with a plan note; a
+    row whose postcode changes still gets it."""
+    import openpyxl
+    t = tpl(identifiers=["emailAddresses"], fields={"title": "name", "emailAddresses": "email",
+                                                    "address.postalCode": "zip"})
+    book = openpyxl.Workbook()
+    for row in (["name", "email", "zip"], ["A", "a@a.nl", 2539], ["B", "b@b.nl", 3000], ["C", "c@c.nl", 4000]):
+        book.active.append(row)
+    path = tmp_path / "w.xlsx"
+    book.save(path)
+    first = plan(path, t, client)
+    assert sorted(i["row_number"] for i in first.issues if i["type"] == "numeric-cell") == [2, 3, 4]
+    apply(first, client, journal_file=tmp_path / "j.jsonl")
+    book.active["C4"] = 4001  # C moved
+    book.save(path)
+    again = plan(path, t, client)
+    assert [(r["row_number"], r["op"]) for r in again.rows] == [(2, "unchanged"), (3, "unchanged"), (4, "patch")]
+    assert [(i["type"], i["row_number"]) for i in again.issues] == [("numeric-cell", 4)]
+    assert [n for n in again.notes if n.startswith("2 numeric-cell warning(s) left out: values stored as number cells")]
