@@ -492,10 +492,10 @@ def _full_number(typed: str | None, held: list[str]) -> str | None:
     the comparison uses: the record may store `+1 555 308 7104`), else None."""
     if not typed or typed.startswith("+") or typed in held:
         return None
-    digits = _DIGITS.sub("", typed).lstrip("0")
     hits = {parse_phone(n, None) for n in held if n.strip().startswith("+")}  # `+31 (0)20 …` too
-    hits = {n for n in hits if n and n.endswith(digits)}
-    return hits.pop() if len(digits) >= 6 and len(hits) == 1 else None
+    # `superseded`'s test of a number held as typed, the other way round: one rule for both
+    hits = {n for n in hits if n and superseded(typed, None, n)}
+    return hits.pop() if len(hits) == 1 else None
 
 
 def _not_superseded(kept: pl.DataFrame, r: pl.DataFrame, new: pl.Expr) -> pl.DataFrame:
