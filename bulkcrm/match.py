@@ -229,11 +229,12 @@ def fetch_records(rows: pl.DataFrame, template: Template, client: Client, *,
         notes.append(note)
     _announce(client, strategy, cost)
     t0 = time.perf_counter()
-    if strategy == "scan":
-        records = {r["@id"]: r for r in client.list_all(COLLECTION)}
-    else:
-        records = lookup_records(client, values) if values else {}
-        records.update(_get_explicit(client, explicit, records))
+    with client.progress("matching", cost):
+        if strategy == "scan":
+            records = {r["@id"]: r for r in client.list_all(COLLECTION)}
+        else:
+            records = lookup_records(client, values) if values else {}
+            records.update(_get_explicit(client, explicit, records))
     frame = raw_records_frame(list(records.values()), records_schema(template))
     return Fetched(ids=ids, explicit=explicit, records=records, frame=frame, strategy=strategy,
                    requests=client.requests_sent - start, notes=notes,

@@ -370,10 +370,11 @@ def list_notes(client: Client, orgs: list[str]) -> tuple[list[dict], list[str]]:
         log.info("notes: listing the notes of %s organization(s): %s requests or more ≈ %s at %g/min …",
                  len(orgs), len(orgs), duration_text(round(len(orgs) / rate, 1)), rate)
     notes, owners = [], []
-    for org in orgs:
-        for note in client.list_all(f"{org}/notes"):
-            notes.append(note)
-            owners.append(org)
+    with client.progress("notes: listing", len(orgs)):  # one request each, more for 30+ notes
+        for org in orgs:
+            for note in client.list_all(f"{org}/notes"):
+                notes.append(note)
+                owners.append(org)
     return notes, owners
 
 

@@ -272,3 +272,27 @@ def test_fractional_rate_paces_without_error(crm):
         assert elapsed >= 1.2  # pairs at 0, 0.4, 0.8 and the seventh at 1.2 s
     finally:
         crm.set_rate_limit(None)
+
+
+def test_a_long_run_of_requests_logs_its_progress_every_minute(crm, caplog):
+    """`Client.progress`: a line a minute (of the client's clock: here one the pacing's sleeps
+    move on) says how many of the expected requests went and the time left at the rate."""
+    now = [0.0]
+
+    def sleep(s: float) -> None:
+        now[0] += s
+    client = Client(crm.url, TEST_KEY, requests_per_minute=20, clock=lambda: now[0], sleep=sleep)
+    with caplog.at_level("INFO", logger="bulkcrm.client"):
+        with client.progress("matching", 60):
+            for _ in range(50):
+                client.request("GET", "/organizations", params={"itemsPerPage": 1})
+        unpaced = Client(crm.url, TEST_KEY, requests_per_minute=None, clock=lambda: now[0])
+        now[0] = 0.0
+        with unpaced.progress("notes: listing", None):  # not known: the count alone
+            for _ in range(20):
+                now[0] += 7.0
+                unpaced.request("GET", "/organizations", params={"itemsPerPage": 1})
+    lines = [r.getMessage() for r in caplog.records if r.name == "bulkcrm.client" and "sent" in r.getMessage()]
+    assert lines[0] == "matching: 21 of 60 requests sent, ≈ 1.9 min left …"  # 39 at 20/min
+    assert lines[1] == "matching: 41 of 60 requests sent, ≈ 0.9 min left …"
+    assert lines[2:] == ["notes: listing: 9 requests sent …", "notes: listing: 18 requests sent …"]
