@@ -44,7 +44,7 @@ notes sheet numbers its rows apart)."""
 
 ERROR_COLUMNS = ("file", "sheet", "row_number", "resource", "column", "cell", "severity", "type",
                  "value", "rule", "message", "reference")
-"""Columns of the `Errors` sheet (one line per issue)."""
+"""Columns of the `Issues` sheet (one line per issue, error or warning)."""
 
 
 NOT_OK = ("invalid", "conflict", "failed", "unconfirmed", "drifted")
@@ -248,7 +248,7 @@ def write_report(report: Report, out_dir: str | Path, *, input_sheet: Sheet | No
 
     Files: `report.json` (`report_json`), `report.csv` (`REPORT_COLUMNS`, one line per
     input row, cells neutralised by `neutralise_csv`), `report.xlsx` (sheets `Summary`, `Rows` with
-    the outcome cell coloured per `OUTCOME_COLOURS`, `Errors` one line per issue whose `reference`
+    the outcome cell coloured per `OUTCOME_COLOURS`, `Issues` one line per issue (error or warning) whose `reference`
     links to the row in `Rows`). With `input_sheet` also `<input stem>.with-status.csv` (and
     `.xlsx` when `input_path` is .xlsx/.xlsm): the input plus `STATUS_COLUMNS` (the IRI, the
     outcome, what to fix), joined on `row_number`, the table where the input has it (`sheet_layout`:
@@ -288,7 +288,7 @@ def write_report(report: Report, out_dir: str | Path, *, input_sheet: Sheet | No
     _summary_sheet(book, report)
     book.sheet("Rows", table, decorate=_colour_outcome)
     links = errors["_line"].to_list()
-    book.sheet("Errors", errors.drop("_line"), decorate=lambda line, _v, cells: _link(
+    book.sheet("Issues", errors.drop("_line"), decorate=lambda line, _v, cells: _link(
         cells[-1], links[line - 2] if line > 1 else None))
     paths["xlsx"] = book.save(out / "report.xlsx")
     if input_sheet is not None:

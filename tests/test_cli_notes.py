@@ -210,7 +210,7 @@ def test_a_rows_organization_and_note_each_show_only_their_own_errors(runner, ca
     wb = openpyxl.load_workbook(tmp_path / "r" / "report.xlsx")
     assert next(wb["Summary"].iter_rows(min_row=2, values_only=True))[0] == "organizations: created"
     lines = {(r[0], r[11]): i for i, r in enumerate(wb["Rows"].iter_rows(min_row=2, values_only=True), 2)}
-    errors = wb["Errors"]
+    errors = wb["Issues"]
     found = {(c[2].value, c[3].value): c[-1].hyperlink.location for c in errors.iter_rows(min_row=2)}
     assert found == {(4, "organizations"): f"'Rows'!A{lines[4, 'organizations']}",
                      (3, "organization_notes"): f"'Rows'!A{lines[3, 'organization_notes']}"}

@@ -95,7 +95,7 @@ def test_br08_duplicate_rows_conflict_before_any_write(crm, client, tmp_path):
     issue = next(i for i in p.issues if i["row_number"] == 4)
     assert issue["type"] == "duplicate-row" and "info@vermeer-installatie.example" in issue["message"]
     assert "2, 4" in issue["message"]
-    assert (issue["column"], issue["cell"], issue["value"]) == (  # the report's Errors sheet names the cell
+    assert (issue["column"], issue["cell"], issue["value"]) == (  # the report's Issues sheet names the cell
         "email", "C4", "info@vermeer-installatie.example")
     assert [o.row_numbers for o in p.operations] == [[3]]
     assert all(r.method == "GET" for r in crm.requests)

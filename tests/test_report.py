@@ -151,7 +151,7 @@ def test_report_xlsx(report, tmp_path, n_extra):
         report = Report(rows=pl.concat([report.rows, extra]), issues=report.issues,
                         summary=report.summary)
     wb = openpyxl.load_workbook(write_report(report, tmp_path)["xlsx"])
-    assert wb.sheetnames == ["Summary", "Rows", "Errors"]
+    assert wb.sheetnames == ["Summary", "Rows", "Issues"]
     summary = {r[0]: r[1] for r in wb["Summary"].iter_rows(min_row=2, values_only=True)}
     assert summary["created"] == 1 and summary["requests"] == 9 and summary["ok"] is False
     assert summary["target"] == "http://127.0.0.1:1" and summary["finished_at"].endswith("05Z")
@@ -171,13 +171,13 @@ def test_report_xlsx(report, tmp_path, n_extra):
     assert fills == {"created": "C6EFCE", "patched": "C6EFCE", "unchanged": "D9D9D9",
                      "conflict": "FFD966", "invalid": "FFC7CE", "failed": "FFC7CE"}
     assert ws.cell(3, 6).value == 'title: "a" → "b"; website: null → "https://b.example"'
-    errors = list(wb["Errors"].iter_rows(values_only=True))
+    errors = list(wb["Issues"].iter_rows(values_only=True))
     assert len(errors) == 1 + len(ISSUES)
     assert errors[0][:11] == ("file", "sheet", "row_number", "resource", "column", "cell", "severity",
                               "type", "value", "rule", "message")
     assert errors[3][2:5] == (6, None, "email") and errors[3][-1] == "row 6, column email"
     assert errors[2][-1] == "row 5"
-    link = wb["Errors"].cell(4, len(errors[0])).hyperlink
+    link = wb["Issues"].cell(4, len(errors[0])).hyperlink
     assert link.location == "'Rows'!A6"  # row 6 is the 5th data line of Rows
 
 
@@ -411,7 +411,7 @@ def test_report_table_and_summary(report, tmp_path):
 def test_issues_go_to_their_own_record_and_sheet():
     """Organizations on sheet Orgs, notes on sheet Notes, each numbering its rows: an issue naming
     its resource marks only that record's line; one the reader found (no resource) every line of
-    its row on its own sheet, and the Errors sheet links each to that line."""
+    its row on its own sheet, and the Issues sheet links each to that line."""
     def r(n, sheet, resource, outcome):
         return {**row(n, "create", outcome, None, f"{resource} {n}"), "sheet": sheet, "resource": resource}
 
