@@ -231,13 +231,15 @@ def _stopped_report(plan: Plan, journal: Journal, requests: int, started: str,
     """The report of a run that stopped: what the journal says is done, drifted or failed, an
     operation left `sent` `unconfirmed` (the resume settles it), every one not tried yet `planned`;
     `earlier`: operations done by earlier runs of the plan (`already_done`, as a finished
-    run's report says); `failed_to_retry`: the failed ones, which the next run sends again."""
+    run's report says); `failed_to_retry`: the failed ones, which the next run sends again;
+    `unconfirmed_to_check`: those sent without an answer, which the next run looks up first."""
     left = {o.key for o in plan.operations if journal.state(o.key) in (None, "pending")}
     failed = sum(journal.state(o.key) == "failed" for o in plan.operations)  # the next run tries them again
+    sent = sum(journal.state(o.key) == "sent" for o in plan.operations)  # the next run looks them up
     report = _report(plan, journal, {}, requests, started, False, left=left,
                      left_note="not applied yet: the run stopped; apply the plan again to do it")
     report.summary |= {"stopped": True, "left": len(left), "plan": str(plan_path) if plan_path else None,
-                       "already_done": earlier, "failed_to_retry": failed}
+                       "already_done": earlier, "failed_to_retry": failed, "unconfirmed_to_check": sent}
     return report
 
 

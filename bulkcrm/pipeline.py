@@ -138,7 +138,7 @@ def _apply(p: Plan, target: Target, plan_path, *, reconcile, progress, batch_siz
 
     def stopped(report: Report) -> None:
         if bar is not None:  # where it stopped, before the lines about the report so far
-            bar.last_line(report.summary.get("left") or None)
+            bar.last_line(report.summary.get("left") or None, unsettled=_unsettled(report))
         on_stop(counted(report))
     bar = _progress_bar(len(p.operations)) if progress and p.operations else None
     try:
@@ -199,7 +199,8 @@ class _progress_bar:
         if done == total:
             self.close()
 
-    def _print(self, done: int, total: int, client, *, last: bool = False, left: int | None = None) -> None:
+    def _print(self, done: int, total: int, client, *, last: bool = False, left: int | None = None,
+               unsettled: dict[str, int] | None = None) -> None:
         self.printed, now = done, self.seen_at if last else time.monotonic()
         # a pace over a window's worth of operations, or of time when they come slower than
         # the rate allows (a trial's slow server at --max-rate 1000 never got one): right after
@@ -214,19 +215,20 @@ class _progress_bar:
         if i is not None:
             del self.samples[:i]  # older ones are never needed again
             per_op = (now - self.samples[0][1]) / (done - self.samples[0][0])
-        print(_progress_line(done, total, client, now - self.started, per_op, stopped=last, left=left),
-              file=sys.stderr, flush=True)
+        print(_progress_line(done, total, client, now - self.started, per_op, stopped=last, left=left,
+                             unsettled=unsettled), file=sys.stderr, flush=True)
 
-    def last_line(self, left: int | None = None) -> None:
+    def last_line(self, left: int | None = None, unsettled: dict[str, int] | None = None) -> None:
         """A log's line of the last update (a stopped run's count; apply gives one as it stops),
         as of that update, with what is left for the next run instead of a time (`left`: the
-        stopped report's count, which leaves out what drifted or failed): nothing runs any more.
+        stopped report's count, which leaves out what drifted or failed; `unsettled`:
+        `_unsettled`'s, neither done nor left): nothing runs any more.
         Once only; not when the run's last line said it all. A terminal's bar shows it already."""
         if not self.log or self.seen is None or self.ended:
             return
         if self.seen[0] != self.printed or left is not None:
             self.ended = True
-            self._print(*self.seen, last=True, left=left)
+            self._print(*self.seen, last=True, left=left, unsettled=unsettled)
 
     def close(self) -> None:
         if self.bar is not None:
@@ -234,18 +236,34 @@ class _progress_bar:
             self.bar = None
 
 
+def _unsettled(report: Report) -> dict[str, int]:
+    """A stopped run's operations that are neither done nor left for the next run to start:
+    `unconfirmed` (sent, no answer yet: the next run checks whether they took effect) and
+    `failed` (the next run sends them again), by count, those that are not zero."""
+    return {k: n for k, n in (("unconfirmed", report.summary.get("unconfirmed_to_check", 0)),
+                              ("failed", report.summary.get("failed_to_retry", 0))) if n}
+
+
+_UNSETTLED = {"unconfirmed": "sent but not confirmed, which the next run checks",
+              "failed": "failed, which the next run sends again"}
+
+
 def _progress_line(done: int, total: int, client, elapsed_s: float, per_op_s: float | None = None,
-                   stopped: bool = False, left: int | None = None) -> str:
+                   stopped: bool = False, left: int | None = None,
+                   unsettled: dict[str, int] | None = None) -> str:
     """`apply: 25/200 operations, 27 requests (0 throttled), 1.3 min, about 9.1 min left`; the
     time left at this run's pace (`per_op_s`: seconds per operation over its last window's worth
     of operations, `_progress_bar._print`; None before there is one), and at least what the client's rate allows (the first
     window's requests go out at once); without a pace, what the rate allows. A `stopped` run
     (Ctrl-C, `--limit`) says how many operations it leaves for the next run instead (`left`,
-    else all not done)."""
+    else all not done), and those `unsettled` (`_unsettled`: done + left + these = total)."""
     rate = getattr(client, "requests_per_minute", None)
     if stopped:
-        n = total - done if left is None else left
+        n = total - done - sum((unsettled or {}).values()) if left is None else left
         left_text = f", {n} left for the next run" if n else ""
+        also = [f"{k} {_UNSETTLED[what]}" for what, k in (unsettled or {}).items()]
+        if also:
+            left_text += ("; " if n else ", ") + " and ".join(also)
         return (f"apply: {done}/{total} operations, {client.requests_sent} requests "
                 f"({client.throttled} throttled), {elapsed_s / 60:.1f} min{left_text}")
     at_rate = (total - done) / rate if rate else 0.0

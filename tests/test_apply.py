@@ -889,6 +889,29 @@ def test_a_stopped_runs_last_log_line_says_what_is_left_not_a_time(log_clock, ca
     assert capsys.readouterr().err.splitlines()[-1].endswith("0.5 min, 2 left for the next run")
 
 
+def test_a_stopped_runs_last_line_counts_what_is_neither_done_nor_left(log_clock, capsys):
+    """A write sent without an answer when the run stopped (a 429 waited out, a lost answer)
+    and a failed one are neither done nor left to start: the last line says so, so its
+    counts add up to the total (a trial: "25/299 operations, ... 267 left" of a stopped run)."""
+    from types import SimpleNamespace
+    from bulkcrm import pipeline
+    report = SimpleNamespace(summary={"left": 281, "failed_to_retry": 0, "unconfirmed_to_check": 1})
+    assert pipeline._unsettled(report) == {"unconfirmed": 1}
+    bar = pipeline._progress_bar(299)
+    client = SimpleNamespace(requests_per_minute=20, requests_sent=19, throttled=1)
+    _updates(log_clock, bar, client, [(0.0, 0), (12.0, 17)])
+    bar.last_line(281, unsettled=pipeline._unsettled(report))
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        "apply: 17/299 operations, 19 requests (1 throttled), 0.2 min, 281 left for the next run; "
+        "1 sent but not confirmed, which the next run checks")
+    bar = pipeline._progress_bar(5)
+    _updates(log_clock, bar, client, [(0.0, 0), (12.0, 1)])
+    bar.last_line(None, unsettled={"unconfirmed": 1, "failed": 1})  # left: all the others
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        "apply: 1/5 operations, 19 requests (1 throttled), 0.0 min, 2 left for the next run; "
+        "1 sent but not confirmed, which the next run checks and 1 failed, which the next run sends again")
+
+
 def test_a_stop_while_waiting_for_the_rate_limit_leaves_the_operation_unsent(crm, tmp_path):
     """An operation is journaled `sent` once its request can leave, not before its wait for a
     slot of the window: stopped during that wait (Ctrl-C), it was never sent, and the resume
