@@ -55,7 +55,7 @@ def map_rows(frame: pl.DataFrame, template: Template, *, path: str | None = None
         template: the loaded template.
         path: input file name for error messages. header_row: the sheet's header row
             (`read.Sheet.header_row`), which a missing column's error names, as it names
-            `other_sheets` (`read.Sheet.other_sheets`) when the sheet has none of the columns.
+            `other_sheets` (`read.Sheet.other_sheets`: the first sheet was read, none chosen).
 
     Raises:
         InputError: a column the template needs is missing from the sheet (names the missing
@@ -148,7 +148,7 @@ def _check_columns(frame: pl.DataFrame, template: Template, path: str | None, he
         present = [c for c in frame.columns if c != "row_number"]
         sheets = (f"; the first sheet was read, and the workbook has {'another' if len(other_sheets) == 1 else 'others'}"
                   f" ({', '.join(map(repr, other_sheets))}): pass --sheet NAME"
-                  if other_sheets and len(missing) == len(needed) else "")
+                  if other_sheets else "")  # also when it shares some columns (a notes sheet first)
         raise InputError(
             f"column(s) {', '.join(_with_guess(c, [p for p in present if p not in needed]) for c in missing)} "
             f"required by template "

@@ -633,6 +633,13 @@ def test_a_first_sheet_without_the_columns_names_the_other_sheets(runner, tmp_pa
     chosen = runner.invoke(cli, [*args, "--sheet", "Readme"])
     assert chosen.exit_code == 2 and "--sheet NAME" not in chosen.output
     assert runner.invoke(cli, [*args, "--sheet", "Agencies"]).exit_code == 0
+    # trial 2026-12-03: the first sheet held some of the columns (a notes sheet moved first)
+    wb.active.delete_rows(1)
+    wb.active.append(["title", "note"])
+    wb.save(tmp_path / "w.xlsx")
+    shared = runner.invoke(cli, args)
+    assert shared.exit_code == 2 and "column(s) 'email' required" in shared.output
+    assert "the workbook has another ('Agencies'): pass --sheet NAME" in shared.output
 
 
 def test_a_legacy_encoding_is_named_so_its_accents_can_be_checked(runner, tmp_path):
