@@ -195,7 +195,7 @@ def _plan(source: str | Path | Sheet, template: Template, client: Client, *, mod
              issues=[i.to_dict() for i in about("organizations", issues, _whole_row(sh, own_notes))],
              requests_spent=client.requests_sent - start,
              sheet=sh.sheet_name, notes=column_notes(sh, full, template, absent)
-             + _kept_blank_notes(_not_dated(blanks, checked.dated)) + _kept_item_notes(merged)
+             + _kept_blank_notes(_not_dated(blanks, checked.dated)) + _kept_item_notes(merged, display=cache.display)
              + _held_in_full_notes(taken)
              + _avatar_notes(template, ops) + _edited_since_notes(ops, stamps, sh)
              + matches.notes + quiet + _widely_shared_notes(mapped, template, matches.conflicts),
@@ -414,14 +414,16 @@ def _widely_shared_notes(mapped: pl.DataFrame, template: Template, conflicts: pl
             f"more rows share: {top}{more}: {why}"]
 
 
-def _kept_item_notes(merged: pl.DataFrame, shown: int = 3) -> list[str]:
+def _kept_item_notes(merged: pl.DataFrame, shown: int = 3, display: dict[str, str] | None = None) -> list[str]:
     """A plan note on the list items `policy: merge` keeps though the sheet leaves them out
-    (`diff.kept_items`): who deletes a phone from a cell to remove it sees that it stays."""
+    (`diff.kept_items`): who deletes a phone from a cell to remove it sees that it stays.
+    `display`: IRI -> name (`LookupCache.display`), so a tag shows by its name, as a sheet has it."""
     if not merged.height:
         return []
     n = merged["items"].list.len().sum()
-    where = first_few((f"row {rn} {f} {' '.join(items)}" for rn, f, items in merged.head(shown).iter_rows()),
-                      shown, merged.height)
+    names = display or {}
+    where = first_few((f"row {rn} {f} {', '.join(repr(names[i]) if i in names else i for i in items)}"
+                       for rn, f, items in merged.head(shown).iter_rows()), shown, merged.height)
     return [f"merge: the sheet leaves out {n} list item(s) its records hold, which stay ({where}): a field "
             "with `policy: merge` adds the sheet's items to the record's and removes none; to remove them, "
             "give the field `policy: replace`"]

@@ -254,6 +254,21 @@ def test_a_merge_says_which_items_left_out_of_the_sheet_stay(crm, client, tmp_pa
     assert f"  note: {note}" in render_plan(p).splitlines()
 
 
+def test_a_merges_note_names_the_tags_it_keeps(crm, client, tmp_path):
+    """Trial 2026-12-03: the merge note showed a kept tag as its IRI (`/tags/3c5e…`), which
+    the sheet never holds; it shows the tag's name, as the sheet writes it."""
+    crm.seed({"tags": [{"@id": "/tags/9", "title": "Lease"}, {"@id": "/tags/7", "title": "Partner"}],
+              "organizations": [{"@id": "/organizations/a", "title": "A", "emailAddresses": [{"email": "a@x.example"}],
+                                 "tags": ["/tags/9", "/tags/7"]}]})
+    sheet = tmp_path / "s.csv"
+    sheet.write_text("title,email,tags\nA,a@x.example,Lease\n", encoding="utf-8")
+    p = plan(sheet, template(fields={"title": "title", "emailAddresses": "email",
+                                     "tags": {"column": "tags", "lookup": True}},
+                             identifiers=["emailAddresses"]), client, strategy="scan")
+    (note,) = [n for n in p.notes if n.startswith("merge:")]
+    assert "(row 2 tags 'Partner')" in note, note
+
+
 def test_a_value_many_rows_share_is_named_in_a_plan_note(crm, client, tmp_path):
     """Trial 2026-12-03 (211.csv matched on phones: 1,790 of 2,132 rows in conflict, one fax
     number on 60 of them): a note names the values most rows share and what to do."""
