@@ -684,8 +684,11 @@ def _claimed_twice(by_ids: pl.DataFrame, explicit: pl.DataFrame, amb_rows: pl.Se
     conflict of their own (an IRI row holding another record's e-mail, an ambiguous row: an
     e-mail moved from one exported row to another is not a deadlock), or when that row's own
     identifiers name the record too (its owner): then the others are the conflict (a value
-    typed into another row). An IRI row none of whose identifiers the record holds (a row
-    pasted beside another row's IRI) wins nothing: every row claiming the record is held."""
+    typed into another row). Of several rows naming it by IRI, the one owner (when only one
+    is) keeps it and the others are the conflict (a row copied with its IRI, then given
+    another name and phone: a trial's original row was held too). An IRI row none of whose
+    identifiers the record holds (a row pasted beside another row's IRI) wins nothing: with no
+    owner every row claiming the record is held."""
     named = explicit.select("row_number", "rec", pl.lit(True).alias("by_iri"))
     owners = named.join(by_ids, on=["row_number", "rec"], how="semi").select(
         "row_number", "rec", pl.lit(True).alias("__own"))
@@ -694,10 +697,12 @@ def _claimed_twice(by_ids: pl.DataFrame, explicit: pl.DataFrame, amb_rows: pl.Se
         "row_number", "rec", pl.lit(False).alias("by_iri"))])
     claims = claims.filter(pl.col("rec").is_in(_repeated(claims["rec"]).implode()))
     claims = claims.join(owners, on=["row_number", "rec"], how="left")
+    own = pl.col("__own").fill_null(False)  # only rows naming it by IRI are owners
     decided = pl.col("by_iri").sum().over("rec") == 1
+    one_owner = own.sum().over("rec") == 1  # of several rows naming it by IRI: a row copied with it
     others = (~pl.col("by_iri") & ~pl.col("row_number").is_in(aside)).sum().over("rec") == 0
     rn, sole = pl.col("row_number"), pl.col("__sole")  # `sole`: the one row naming it by IRI, its owner
-    return claims.with_columns((decided & pl.col("__own").fill_null(False)).alias("__sole")).filter(
+    return claims.with_columns(((decided | one_owner) & own).alias("__sole")).filter(
         ~(decided & others)).group_by("rec").agg(rn.unique().sort(), rn.filter(~sole).unique().sort().alias("held"),
                                                  rn.filter("by_iri").unique().sort().alias("named"))
 

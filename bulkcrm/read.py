@@ -44,6 +44,7 @@ EXCEL_EXTENSIONS = (".xlsx", ".xlsm", ".xls")
 _DELIMITER_NAMES = {",": "comma", ";": "semicolon", "\t": "tab", "|": "pipe"}
 _HEADER_SCAN_ROWS = 50
 _RFC4180_RULE = "RFC 4180 section 2.4: each record has the same number of fields"
+_CUT_RULE = "RFC 4180 sections 2.4-2.5: a whole record, its quoted field closed (the file ends in a record)"
 
 
 @dataclass(frozen=True)
@@ -239,6 +240,7 @@ def _read_csv(p: Path, where: str, encoding: str | None, delimiter: str | None,
         elif len(delimiter) != 1:
             raise InputError(f"--delimiter must be one character (or tab, comma, semicolon, pipe), not {delimiter!r}",
                              path=where)
+    cut = _cut_off(text if text is not None else data)
     # when decoding changed nothing, the file's bytes are the UTF-8 of `text`: keep only them
     if text is None or (enc == "utf-8" and not data.startswith(codecs.BOM_UTF8)
                         and b"\x00" not in data):
@@ -251,7 +253,7 @@ def _read_csv(p: Path, where: str, encoding: str | None, delimiter: str | None,
         del data
         grid = parse_csv(text, delimiter)
         escaped, hashes = FORMULA_ESCAPE in text, "#" in text
-    frame, hdr, issues, names = _finish(grid, where, header_row, None, delimiter, columns=columns)
+    frame, hdr, issues, names = _finish(grid, where, header_row, None, delimiter, columns=columns, cut=cut)
     if hashes:  # no `#` anywhere: no Excel error value (before the escape goes: `'#N/A` is text)
         frame, errors = _error_texts(frame, where, names)
         issues = sorted(issues + errors, key=lambda i: i.row_number or 0)
@@ -392,8 +394,8 @@ def detect_header(counts: list[int]) -> int:
 
 def _finish(grid: pl.DataFrame, where: str, header_row: int | None, sheet: str | None,
             delimiter: str | None = None, empty: str = "the file is empty (no header row)",
-            columns: Collection[str] = ()) -> tuple[pl.DataFrame, int, list[Issue], dict]:
-    """Grid -> (frame, header_row, issues, {grid column: header name})."""
+            columns: Collection[str] = (), cut: str | None = None) -> tuple[pl.DataFrame, int, list[Issue], dict]:
+    """Grid -> (frame, header_row, issues, {grid column: header name}). `cut`: `_cut_off`'s."""
     cells = [c for c in grid.columns if c not in ("row_number", "n_fields")]
     # columns are only rewritten (copied) where there is something to change
     has_empty = grid.select((pl.col(c) == "").any() for c in cells).row(0) if cells else ()
@@ -430,8 +432,33 @@ def _finish(grid: pl.DataFrame, where: str, header_row: int | None, sheet: str |
     # one chunk per column: later stages run per chunk (e.g. a transform's Python batch)
     frame = data.select(pl.col("row_number"), *(pl.col(c).alias(n) for c, n in named.items())).rechunk()
     issues = _unnamed(unnamed, where, header_row, how, sheet) + doubled + _ragged(
-        data, cells[width:], width, where, sheet, delimiter)
+        data, cells[width:], width, where, sheet, delimiter, cut)
     return frame, header_row, issues, named
+
+
+def _cut_off(content: str | bytes) -> str | None:
+    """The end of a delimited file's text (or its UTF-8 bytes) when it lacks the last line end:
+    it may have been cut off while it was written (a scheduled job reading an export still
+    being written); None when it ends with a line end. Many a complete file lacks the last line
+    end: `_ragged` holds back its last row only when that row is short of the header too, or
+    ends inside a quoted cell."""
+    last = content[-1:]
+    if last in ("\n", "\r", b"\n", b"\r") or not last:
+        return None
+    tail = content[-_TAIL:]
+    return tail if isinstance(tail, str) else tail.decode("utf-8", "replace")
+
+
+_TAIL = 1 << 16
+"""Characters of a file's end `_cut_off` keeps: a last value longer than that is not seen open."""
+
+
+def _open_quote(tail: str, value: str | None, delimiter: str) -> bool:
+    """Whether the file's end (`tail`) is inside a quoted cell whose text so far reads `value`
+    (the last field as parsed): the text ends with the quote that opened it and the value,
+    its quotes doubled (RFC 4180 section 2.7), right after a delimiter or a line start."""
+    opened = '"' + (value or "").replace('"', '""')
+    return tail.endswith(opened) and (len(tail) == len(opened) or tail[-len(opened) - 1] in (delimiter, "\n", "\r"))
 
 
 def _named_counts(head: pl.DataFrame, cells: list[str], columns: Collection[str]) -> pl.Series:
@@ -538,10 +565,28 @@ def _at(sheet: str | None, cell: str | None) -> str:
 
 
 def _ragged(data: pl.DataFrame, extra: list[str], width: int, where: str,
-            sheet: str | None, delimiter: str | None) -> list[Issue]:
+            sheet: str | None, delimiter: str | None, cut: str | None = None) -> list[Issue]:
     """ragged-row issues of a CSV: values past the last header (error), rows short of it
-    (warning). (A sheet's columns right of the header are columns: `_finish`.)"""
+    (warning), and the last row of a file that seems cut off (`cut`: `_cut_off`'s end of a
+    file without the last line end; the row short, or a quote left open; error: its last value
+    may be cut too, and sent so it would overwrite the record's whole one). (A sheet's columns right of the header are
+    columns: `_finish`.)"""
     file, issues = Path(where).name, []
+    last = data["row_number"][-1] if cut and data.height and "n_fields" in data.columns else None
+    if last is not None:
+        n = data["n_fields"][-1]
+        cells = [c for c in data.columns if c not in ("row_number", "n_fields")]
+        quote = _open_quote(cut, data[cells[n - 1]][-1], delimiter or ",") if 0 < n <= len(cells) else False
+        if quote or n < width:
+            inside = ", inside a quoted cell" if quote else ""
+            short = f"; the row has {n} of the header's {width} fields" if n < width else ""
+            issues.append(Issue(
+                "cut-off-row", last, None, None, _CUT_RULE,
+                f"{file}:{last}: the file ends in this row without a line end{inside}{short}: was it "
+                "read while it was still being written? The row is not sent, as its last value may be "
+                "cut short too; check the file is whole (a scheduled job: wait until the export has "
+                "finished)", "error", file, None, None))
+            data = data.head(-1)
     if extra:
         cond = pl.any_horizontal([~_blank(c) for c in extra])
         tip = f"quote values that contain the {_DELIMITER_NAMES.get(delimiter, 'delimiter')}"

@@ -64,7 +64,7 @@ IssueType = Literal[
     "duplicate-header",
     "api-rejected", "request-failed", "write-unconfirmed", "drifted", "reconcile-mismatch", "not-found", "possible-duplicate",
     "leading-zero", "iri-mismatch", "identifier-mismatch", "date-cell", "repeated-phone", "ambiguous-phone",
-    "unlikely-phone", "line-break",
+    "unlikely-phone", "line-break", "cut-off-row",
 ]
 """Kebab-case issue slugs, as frictionless names its errors."""
 ISSUE_TYPES: tuple[str, ...] = get_args(IssueType)

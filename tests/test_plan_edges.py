@@ -695,24 +695,29 @@ def test_a_number_the_record_holds_as_typed_is_corrected_by_the_sheet_not_double
 
 
 def test_a_row_copied_with_its_iri_is_told_to_clear_the_iri(crm, client, tmp_path):
-    """A trial copied an exported row to start a new organization, IRI included: both rows are
-    conflicts (two rows name one record by IRI), and the fix named is to clear the copy's IRI
-    column (not to add an IRI, which both have); the issue names that column and the IRI."""
+    """A trial copied an exported row to start a new organization, IRI included: the copy is a
+    conflict (two rows name one record by IRI), and the fix named is to clear the copy's IRI
+    column (not to add an IRI, which both have); the issue names that column and the IRI. The
+    original row, whose own e-mail names the record, keeps it (trial 2026-12-03: it was held
+    too, and its note with it)."""
     crm.seed({"organizations": [{"@id": A, "title": "A", "emailAddresses": [{"email": "a@a.nl"}]}]})
     t = tpl(identifiers=["emailAddresses"], iri_column="crm_iri", fields={"title": "name", "emailAddresses": "email"})
-    p = plan(sheet(tmp_path, [["crm_iri", "name", "email"], [A, "A", "a@a.nl"], [A, "New B", "b@b.nl"]]), t, client)
-    assert [r["op"] for r in p.rows] == ["conflict", "conflict"]
-    for i in p.issues:
-        assert (i["type"], i["column"], i["value"]) == ("duplicate-row", "crm_iri", A)
-        assert f"rows 2, 3 all match {A} (rows 2, 3 name it by its IRI); if a row is another organization (a row " \
-               "copied with its crm_iri?), clear its crm_iri so it is created" in i["message"], i["message"]
-        assert "or name each row's record by its IRI" not in i["message"]
+    p = plan(sheet(tmp_path, [["crm_iri", "name", "email"], [A, "A2", "a@a.nl"], [A, "New B", "b@b.nl"]]), t, client)
+    assert [r["op"] for r in p.rows] == ["patch", "conflict"]
+    (i,) = p.issues
+    assert (i["row_number"], i["type"], i["column"], i["value"]) == (3, "duplicate-row", "crm_iri", A)
+    assert f"rows 2, 3 all match {A} (rows 2, 3 name it by its IRI); if a row is another organization (a row " \
+           "copied with its crm_iri?), clear its crm_iri so it is created" in i["message"], i["message"]
+    assert "or name each row's record by its IRI" not in i["message"]
     # a third row claiming it by its e-mail, without an IRI, is not told to clear one (a review)
     p = plan(sheet(tmp_path, [["crm_iri", "name", "email"], [A, "A", "a@a.nl"], [A, "New B", "b@b.nl"],
                               ["", "A again", "a@a.nl"]]), t, client)
     (row4,) = [i for i in p.issues if i["row_number"] == 4]
     assert row4["column"] == "email" and "clear its crm_iri" not in row4["message"], row4
-    assert [i["column"] for i in p.issues if i["row_number"] in (2, 3)] == ["crm_iri", "crm_iri"]
+    assert [(i["row_number"], i["column"]) for i in p.issues if i["row_number"] in (2, 3)] == [(3, "crm_iri")]
+    # both copies keep the record's e-mail: nothing tells which row is the record, both wait
+    p = plan(sheet(tmp_path, [["crm_iri", "name", "email"], [A, "A", "a@a.nl"], [A, "New B", "a@a.nl"]]), t, client)
+    assert [r["op"] for r in p.rows] == ["conflict", "conflict"]
 
 
 def test_one_typed_number_is_corrected_by_one_sheet_number_only(crm, client, tmp_path):

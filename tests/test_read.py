@@ -336,6 +336,33 @@ def test_ragged_rows(tmp_path):
                              "as empty")
 
 
+@pytest.mark.parametrize("eol", ["\n", "\r\n", "\r"])
+def test_a_file_cut_off_while_it_was_written_holds_back_its_last_row(tmp_path, eol):
+    """Trial 2026-12-03 (a nightly job reading an export still being written): a file that ends
+    without a line end in a row short of the header, or inside a quoted cell, had its cut value
+    sent (`DC Superior Co` over the record's whole title), exit 0, with a ragged-row warning
+    only. That last row is an error; the rows before it go on."""
+    head = eol.join(["title,city,country", "A,Utrecht,NL", "B,Gent,BE", ""])
+    short = read(write(tmp_path, "s.csv", head + "DC Superior Co"))
+    assert rows(short)[-1] == (4, "DC Superior Co", None, None)
+    (issue,) = short.issues
+    assert (issue.type, issue.severity, issue.row_number) == ("cut-off-row", "error", 4)
+    assert issue.message.startswith("s.csv:4: the file ends in this row without a line end; the row has 1 "
+                                    "of the header's 3 fields: was it read while it was still being written?")
+    quoted = read(write(tmp_path, "q.csv", head + 'C,Gent,"Belg'))
+    (issue,) = quoted.issues
+    assert (issue.type, issue.row_number) == ("cut-off-row", 4)
+    assert "without a line end, inside a quoted cell:" in issue.message
+    # a whole last row without a line end is a complete file (many are written so); a short
+    # row with its line end is a ragged row, a warning as before
+    assert read(write(tmp_path, "w.csv", head + "C,Gent,BE")).issues == []
+    # a stray quote earlier in the file is no quoted cell left open at its end (csvlint's
+    # invalid_many_rows.csv: `"1","2","3" "` on row 4, no last line end)
+    assert read(write(tmp_path, "x.csv", head.replace("Gent", 'Ge "nt') + '"C","Gent","BE"')).issues == []
+    (ragged,) = read(write(tmp_path, "r.csv", head + "C,Gent" + eol)).issues
+    assert (ragged.type, ragged.severity) == ("ragged-row", "warning")
+
+
 def test_no_null_tokens_no_type_inference(tmp_path):
     text = "code,name,kvk,zip,n\nNA,NULL,02012345,0800,1.50\n"
     assert rows(read(write(tmp_path, "v.csv", text))) == [
