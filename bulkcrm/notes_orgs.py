@@ -178,20 +178,29 @@ def _in_org_sheet(rows: pl.DataFrame, t, org_side: tuple, file, sheet) -> tuple[
     org_mapped, org_targets, org_sheet = org_side
     ids = identifier_frame(rows, t)
     org_ids = identifier_frame(org_mapped, t).rename({"row_number": "org_row"})
-    per_row = ids.join(org_ids, on=["kind", "value"]).group_by("row_number").agg(
-        pl.col("org_row").unique().sort())
+    hits = ids.join(org_ids, on=["kind", "value"])
+    # a value several organization rows hold (a phone pasted into another row: a conflict of
+    # those rows too) is named, so the fix is looked for there, not in this row (a trial)
+    shared = hits.group_by("row_number", "kind", "value").agg(pl.col("org_row").n_unique().alias("n")).filter(
+        pl.col("n") > 1).group_by("row_number").agg(pl.format("{} {}", "kind", "value").sort().str.join(" and ")
+                                                    .alias("__shared"))
+    per_row = hits.group_by("row_number").agg(pl.col("org_row").unique().sort()).join(
+        shared, on="row_number", how="left")
     single = per_row.filter(pl.col("org_row").list.len() == 1).with_columns(pl.col("org_row").list.first())
     where = f" of sheet {org_sheet}" if org_sheet else ""
     found = single.join(org_targets.rename({"row_number": "org_row"}), on="org_row", how="left").select(
         "row_number", "org", "dep", "why", "why_op")
     several = per_row.filter(pl.col("org_row").list.len() > 1)
-    msg = pl.format("the organization reference matches rows {}{}", pl.col("org_row").cast(
-        pl.List(pl.String)).list.join(", "), pl.lit(where))
+    rows_text = pl.col("org_row").cast(pl.List(pl.String)).list.join(", ")
+    msg = pl.format("the organization reference matches rows {}{}", rows_text, pl.lit(where))
+    fix = (pl.when(pl.col("__shared").is_not_null())
+           .then(pl.format(" by {}, which those rows share: fix the row of them that holds another "
+                           "organization's value (or this reference)", "__shared"))
+           .otherwise(pl.lit(": fix the reference so it names one organization")))
     several = several.select("row_number", pl.lit(None, pl.String).alias("org"),
-                             pl.lit(None, pl.String).alias("dep"), msg.alias("why"),
+                             pl.lit(None, pl.String).alias("dep"), pl.concat_str(msg, fix).alias("why"),
                              pl.lit("conflict").alias("why_op"))
-    issues = [Issue("ambiguous-match", rn, None, None, "one organization per note",
-                    f"{file}:{rn}: {why}; fix the reference so it names one organization",
+    issues = [Issue("ambiguous-match", rn, None, None, "one organization per note", f"{file}:{rn}: {why}",
                     "error", file, sheet) for rn, _o, _d, why, _w in several.iter_rows()]
     return pl.concat([found.cast(TARGET_SCHEMA), several.cast(TARGET_SCHEMA)]), issues
 

@@ -648,3 +648,26 @@ def test_reimporting_a_workbook_whose_date_cells_hide_a_time_duplicates_no_note(
     code, out = run(runner, crm, "import", str(book), "-t", template, "--report", str(tmp_path / "r2"))
     assert code == 0 and out["created"] == 1, out
     assert len(crm.store.all("notes", tenant="tenant-a")) == 2
+
+
+def test_a_note_whose_organization_rows_share_a_value_is_told_to_fix_those_rows(runner, categories, tmp_path):
+    """Trial 2026-12-03: a phone pasted into another organization's row made that row's note
+    match two organization rows; the note was told to "fix the reference", which was right.
+    It names the value those rows share and sends the fix to them."""
+    template = tmp_path / "t.yaml"
+    template.write_text("resource: organizations\nidentifiers: [phoneNumbers]\nfields:\n"
+                        "  title: {column: Company}\n  phoneNumbers: {column: Phone}\n"
+                        "notes:\n  sheet: Notes\n  organization: {identifiers: {phoneNumbers: Phone}}\n"
+                        "  fields:\n    description: {column: Notes}\n    category: {value: Note, lookup: true}\n")
+    _two_sheets(tmp_path / "w.xlsx", [["Company", "Phone"], ["Echo BV", "+31 20 123 4567"],
+                                      ["Gale BV", "+31 20 123 4567"]],
+                [["Phone", "Notes"], ["+31 20 123 4567", "n1"]])
+    code, planned = run(runner, categories, "plan", str(tmp_path / "w.xlsx"), "-t", str(template),
+                        "--out", str(tmp_path / "p.json"))
+    assert code == 1, planned
+    (issue,) = [i for i in json.loads((tmp_path / "p.json").read_text())["issues"]
+                if i["resource"] == "organization_notes"]
+    assert issue["type"] == "ambiguous-match"
+    assert issue["message"].endswith("the organization reference matches rows 2, 3 of sheet Orgs by phoneNumbers "
+                                     "+31201234567, which those rows share: fix the row of them that holds "
+                                     "another organization's value (or this reference)"), issue["message"]
