@@ -488,9 +488,12 @@ def render_plan(p: Plan, *, requests_per_minute: float | None = 20, limit: int =
     lines += [f"  + tag {json.dumps(o.body.get('title'), ensure_ascii=False)} (create_missing)" for o in tags]
     reasons: dict[Any, list[str]] = {}
     doubts: dict[Any, list[str]] = {}  # a create that may duplicate a record: said on its line
+    fixes: dict[Any, str] = {}  # a conflict's issue: its message and what fixes it (the row's note has no fix)
     for i in p.issues:
         if i["severity"] == "error" and i["type"] not in CONFLICT_TYPES:
             reasons.setdefault((i["row_number"], i.get("resource")), []).append(i["message"])
+        elif i["severity"] == "error":
+            fixes.setdefault((i["row_number"], i.get("resource") or "organizations"), i["message"])
         elif i["type"] in DOUBT_TYPES:
             doubts.setdefault((i["row_number"], i.get("resource") or "organizations"), []).append(i["message"])
     op = pl.col("op")
@@ -506,8 +509,10 @@ def render_plan(p: Plan, *, requests_per_minute: float | None = 20, limit: int =
     shown: set[str] = set()
     owners = p.note_organizations() if "organization_notes" in resources else {}
     for r in listed.head(limit).iter_rows(named=True):
-        lines += _row_lines(r, quoted, owners)
         own = (r["row_number"], r["resource"] or "organizations")
+        if r["op"] == "conflict" and own in fixes:
+            r["note"] = fixes[own]
+        lines += _row_lines(r, quoted, owners)
         if r["op"] == "invalid":  # its own issues, and the whole row's (the reader's)
             lines += [f"      {m}" for key in (own, (r["row_number"], None)) for m in reasons.pop(key, [])]
         lines += [f"      warning: {m}" for m in doubts.get(own, [])]

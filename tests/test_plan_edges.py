@@ -758,6 +758,11 @@ def test_a_new_customer_typed_over_another_rows_iri_is_a_conflict(crm, client, t
         "organization" in issue["message"], issue["message"]
     # a rename of a name-keyed record (a trial) is told how, rather than to clear the IRI only
     assert "if it is, and its id changed, change the id in the CRM first" in issue["message"]
+    # the plan text says so on the row's line too, not only the report (trial 2026-12-03)
+    from bulkcrm.planfile import render_plan
+    text = render_plan(p)
+    assert f"  ! row 2 conflict {A} \"Second New Co\"\n      s.csv:2: its crm_iri names {A}" in text, text
+    assert "change the id in the CRM first" in text
     p = plan(sheet(tmp_path, [["crm_iri", "name", "id"], [A, "Antonio Moreno Taquería", "ANTON"]]), t, client)
     assert [o.body for o in p.operations] == [{"title": "Antonio Moreno Taquería"}]
 
