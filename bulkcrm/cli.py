@@ -43,13 +43,27 @@ held a lock it needs (`BusyError`): sysexits.h's "temporary failure, try again l
 scheduler can retry it and alert on 1 (rows need a person) and 2 (the command must change)."""
 
 
+EX_IOERR = 74
+"""Exit code of a file or folder that could not be written or read (`--report` under a file, a
+full disk): sysexits.h's "input/output error"."""
+EX_NOPERM = 77
+"""Exit code of a key the API rejected (401/403, crm-api.md §3): sysexits.h's "permission
+denied", so a scheduled job tells a revoked key from rows that need a person (1)."""
+
+
 def _exit_code(e: BaseException) -> int:
     """2: nothing was sent and the user must change something first; 75 (`EX_TEMPFAIL`): the
-    API is unavailable or another run is writing, run again later; else 1 (README, exit codes)."""
+    API is unavailable or another run is writing, run again later; 77 (`EX_NOPERM`): the API
+    rejected the key; 74 (`EX_IOERR`): a file could not be written or read; else 1 (README,
+    exit codes)."""
     if isinstance(e, (TransientApiError, BusyError)):
         return EX_TEMPFAIL
     if isinstance(e, (InputError, TemplateError, PlanError, ConfigError, JournalError)):
         return 2
+    if isinstance(e, AuthError):
+        return EX_NOPERM
+    if isinstance(e, OSError):
+        return EX_IOERR
     return 1
 
 
@@ -536,7 +550,7 @@ def _interruption(e: BaseException) -> tuple[str, int] | None:
 
 def _stopped(e: BaseException, resume: str, resumable: bool, stops: list[dict] | None = None) -> None:
     """Ctrl-C, SIGTERM, a rejected key or an API that is down mid-run: say so and, when a fsynced journal can resume
-    the run (`resumable`), how; exit 130 (Ctrl-C), 143 (SIGTERM), 75 (the API is down) or 1 (the
+    the run (`resumable`), how; exit 130 (Ctrl-C), 143 (SIGTERM), 75 (the API is down) or 77 (the
     key was rejected), with `--json` also the JSON error (and the report the run wrote, `stops`)."""
     _no_more_interrupts()
     why, code = _interruption(e) or (str(e), _exit_code(e))

@@ -100,7 +100,7 @@ def test_an_unwritable_export_path_names_that_path_before_any_request(runner, cr
     blocked.write_text("a file where a folder should be", encoding="utf-8")
     crm.clear_log()
     code, out = run(runner, crm, "export", "-t", str(TEMPLATE), "--out", str(blocked / "x.csv"))
-    assert code == 1 and out["error"] == "file"
+    assert code == 74 and out["error"] == "file"
     assert f"cannot write or read {blocked / 'x.csv'}: Not a directory" in out["message"]
     assert not crm.requests
 

@@ -413,12 +413,13 @@ def test_a_key_pasted_with_a_line_break_works(runner, crm, tmp_path):
 
 def test_json_failures_say_what_failed_on_stdout(runner, crm, tmp_path, monkeypatch):
     """A scheduled job reads stdout: with --json a failure is one JSON object naming its kind
-    (a rejected key and a bad template exit 1 and 2, as documented)."""
+    (a rejected key and a bad template exit 77 and 2, as documented: a trial's cron job could
+    not tell a rejected key from rows that need a person, both exit 1)."""
     monkeypatch.chdir(tmp_path)
     result = runner.invoke(cli, ["import", str(SAMPLE), "-t", str(TEMPLATE), "--json",
                                  "--base-url", crm.url, "--api-key", "not-the-key"])
     out = json.loads(result.stdout.strip().splitlines()[-1])
-    assert result.exit_code == 1 and out["ok"] is False and out["error"] == "auth" and out["exit_code"] == 1
+    assert result.exit_code == 77 and out["ok"] is False and out["error"] == "auth" and out["exit_code"] == 77
     assert "not-the-key" not in result.output
     bad = tmp_path / "bad.yaml"
     bad.write_text("fields:\n  titel: name\n", encoding="utf-8")
@@ -432,7 +433,7 @@ def test_json_failures_say_what_failed_on_stdout(runner, crm, tmp_path, monkeypa
     result = runner.invoke(cli, ["import", str(SAMPLE), "-t", str(TEMPLATE), "--json", "--report", str(blocked / "r"),
                                  "--base-url", crm.url, "--api-key", TEST_KEY, "--max-rate", "60000"])
     out = json.loads(result.stdout.strip().splitlines()[-1])
-    assert result.exit_code == 1 and out["error"] == "file" and "Traceback" not in result.output
+    assert result.exit_code == 74 and out["error"] == "file" and "Traceback" not in result.output
     # a usage error is caught by click before any command runs: the console entry point says it
     usage = subprocess.run([sys.executable, "-m", "bulkcrm", "apply", "week.plan.json", "--limit", "0", "--json"],
                            capture_output=True, text=True, cwd=tmp_path, timeout=60)
@@ -570,7 +571,7 @@ def test_a_report_that_cannot_be_written_after_the_writes_says_what_was_done(run
     (tmp_path / "r" / "report.xlsx").mkdir(parents=True)  # a folder where the report goes
     result = runner.invoke(cli, ["import", str(SAMPLE), "-t", str(TEMPLATE), "--report", str(tmp_path / "r"),
                                  "--base-url", crm.url, "--api-key", TEST_KEY, "--max-rate", "60000"])
-    assert result.exit_code == 1 and len(crm.store.all("organizations", tenant="tenant-a")) == 91
+    assert result.exit_code == 74 and len(crm.store.all("organizations", tenant="tenant-a")) == 91
     assert "created 91, patched 0" in result.output and "Traceback" not in result.output
     again = f"bulkcrm apply {tmp_path / 'r' / 'plan.json'} --report <another folder>"
     assert f"the run is done (the counts above) but its report could not be written: `{again}`" in result.output
@@ -752,7 +753,7 @@ def test_an_import_stopped_before_its_plan_is_saved_offers_no_resume(runner, crm
     result = runner.invoke(cli, ["import", str(SAMPLE), "-t", str(TEMPLATE), "--json", "--report", str(report),
                                  "--base-url", crm.url, "--api-key", "not-the-key", "--max-rate", "60000"])
     out = json.loads(result.stdout.strip().splitlines()[-1])
-    assert result.exit_code == 1 and out["error"] == "auth" and "resume" not in out
+    assert result.exit_code == 77 and out["error"] == "auth" and "resume" not in out
     assert "resume with" not in result.output and "Nothing was written to the CRM." in result.output
     from bulkcrm import cli as cli_module
     ctx = cli_module.cli.make_context("bulkcrm", ["apply", str(report / "plan.json")])
@@ -848,12 +849,12 @@ def test_apply_limit_sends_a_pilot_and_the_next_run_does_the_rest(runner, crm, t
 
 
 def test_a_key_rejected_while_applying_says_to_resume_with_the_right_key(runner, crm, tmp_path):
-    """A saved plan applied with a wrong key stops at its first request (exit 1, nothing
+    """A saved plan applied with a wrong key stops at its first request (exit 77, nothing
     written) and says the resume needs the right key."""
     plan_file = tmp_path / "p.json"
     assert run(runner, crm, "plan", str(SAMPLE), "-t", str(TEMPLATE), "--out", str(plan_file))[0] == 0
     result = runner.invoke(cli, ["apply", str(plan_file), "--base-url", crm.url, "--api-key", "not-the-key"])
-    assert result.exit_code == 1 and writes(crm) == []
+    assert result.exit_code == 77 and writes(crm) == []
     assert "The journal is saved; with the right key, resume with:\n  bulkcrm apply" in result.output
     assert "not-the-key" not in result.output
 
@@ -1123,7 +1124,7 @@ def test_a_plan_file_that_cannot_be_written_is_no_busy_run(runner, crm, tmp_path
     apply of the plan was running and exited 75, which a scheduler retries forever; it is a
     file error naming the file and the reason (exit 1)."""
     code, out = run(runner, crm, "plan", str(SAMPLE), "-t", str(TEMPLATE), "--out", "/proc/bulkcrm-test/p.json")
-    assert code == 1 and out["error"] == "file", out
+    assert code == 74 and out["error"] == "file", out
     assert out["message"].startswith("cannot write or read /proc/bulkcrm-test"), out
     assert "in use" not in out["message"]
 
