@@ -2,9 +2,9 @@
 
 Each command parses its options, calls one library function, renders the result and maps
 errors to exit codes: 0 every row fine; 1 some rows invalid, conflicted, drifted, failed or
-unconfirmed (the
-report is written), or the API refused the key or a request; 2 usage errors (bad option,
-unreadable input or template); 75 the API is unavailable (run again later).
+unconfirmed (the report is written), or the API refused a request; 2 usage errors (bad option,
+unreadable input or template); 74 a file could not be written; 75 the API is unavailable (run
+again later); 77 the API refused the key.
 No traceback unless `--debug`.
 """
 from __future__ import annotations
@@ -106,7 +106,7 @@ def _json_error(e: BaseException, code: int, resume: str | None = None, report: 
 def handle_errors(fn):
     """Turn BulkcrmError and OSError (a report folder that cannot be written...) into a clear
     message and exit code (`_exit_code`: 2 for input/template/plan/target options, 75 for an
-    API that is down, else 1), Ctrl-C into 130;
+    API that is down, 77 for a rejected key, 74 for a file, else 1), Ctrl-C into 130;
     with `--json` also a JSON object on stdout (`_json_error`)."""
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
