@@ -582,16 +582,21 @@ def _formula_phone(issue: Issue) -> Issue:
                    message=f'{_place(issue.file, issue.row_number, issue.column)}"{issue.value}" breaks {rule}; {hint}')
 
 
+FREE_TEXT = ("title", "description")
+"""Fields of prose, not codes: an integer cell there lost no leading 0 that matters."""
+
+
 def _numeric_cells(numbers: pl.DataFrame | None, template: Template, file: str | None,
                    sheet_name: str | None) -> list[Issue]:
     """numeric-cell warnings of the integer cells (`read.Sheet.numbers`) in the columns of
     text fields whose leading 0 matters: a zip code `2138` may be `02138`, a KvK number
-    `2012345` may be `02012345` (BR-05). Not for booleans, dates, lookups or IRIs."""
+    `2012345` may be `02012345` (BR-05). Not for booleans, dates, lookups or IRIs, nor for a
+    title or description, free text where a number is a number (a trial's `2024`)."""
     if numbers is None or not numbers.height:
         return []
     columns = {s.column for m in template.mappings for s in m.sources if s.column and (
         m.kind == "phones" or m.kind == "scalar" and m.lookup is None and not m.rules.get("iri")
-        and m.rules.get("check") not in ("datetime", "boolean"))}
+        and m.rules.get("check") not in ("datetime", "boolean") and m.field not in FREE_TEXT)}
     hits = numbers.filter(pl.col("format").is_null(), pl.col("column").is_in(sorted(columns)))
     return [numeric_cell_issue(rn, column, text, file or "", sheet_name, cell)
             for rn, column, text, cell, _ in hits.iter_rows()]

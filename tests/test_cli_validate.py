@@ -426,6 +426,22 @@ def test_short_numbers_in_a_text_columns_numeric_cells_are_flagged(runner, tmp_p
                for i in issues)
 
 
+def test_a_number_in_a_title_or_description_is_no_lost_zero(runner, tmp_path):
+    """Trial 2026-12-03: `2024` typed into Description was told "a leading + or 0 may have been
+    lost", advice for codes; a title or description is prose, where a number is a number."""
+    wb = openpyxl.Workbook()
+    wb.active.append(["name", "email", "about", "zip"])
+    wb.active.append([1800, "a@x.example", 2024, 2138])
+    wb.save(tmp_path / "orgs.xlsx")
+    (tmp_path / "t.yaml").write_text(yaml.safe_dump({
+        "resource": "organizations", "identifiers": ["emailAddresses"],
+        "fields": {"title": "name", "emailAddresses": "email", "description": "about",
+                   "address.postalCode": "zip"}}), encoding="utf-8")
+    result = runner.invoke(cli, ["validate", str(tmp_path / "orgs.xlsx"), "-t", str(tmp_path / "t.yaml"), "--json"])
+    issues = json.loads(result.output.strip().splitlines()[-1])["issues"]
+    assert [(i["column"], i["value"]) for i in issues if i["type"] == "numeric-cell"] == [("zip", "2138")]
+
+
 def test_a_date_cell_is_flagged_only_in_a_field_that_is_no_date_time(runner, tmp_path):
     """Excel turns a typed `1-50` into a date (PROVENANCE.md: kr_companies.csv, `Jan-50`): a date
     cell in a column the template maps to a field that is not a date-time (an id, a phone, a
