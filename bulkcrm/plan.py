@@ -219,8 +219,8 @@ def _whole_row(sh: Sheet, own: pl.DataFrame | None) -> list[Issue]:
     rows' own notes (`own`: `_own_notes`) only a cell of a note column is also the note's:
     a phone stored as a number, or the row itself (hidden), is said once, as the organization's
     (a trial's with-status copy said each twice, once after "note:")."""
-    if own is None:
-        return sh.issues
+    if own is None:  # the row is one organization's: its issues are that organization's (a trial's
+        return []     # report named no resource for a numeric cell, `organizations` for a date cell)
     return [i for i in sh.issues if i.column is not None and i.column in own.columns]
 
 

@@ -978,3 +978,22 @@ def test_a_numeric_cell_warning_is_not_repeated_once_the_record_holds_the_value(
     assert [(r["row_number"], r["op"]) for r in again.rows] == [(2, "unchanged"), (3, "unchanged"), (4, "patch")]
     assert [(i["type"], i["row_number"]) for i in again.issues] == [("numeric-cell", 4)]
     assert [n for n in again.notes if n.startswith("2 numeric-cell warning(s) left out: values stored as number cells")]
+
+
+def test_the_readers_issues_of_an_organizations_row_name_that_resource(client, tmp_path):
+    """Trial 2026-12-03: the report's Issues sheet named no resource for a numeric-cell warning
+    and `organizations` for a date-cell one, so filtering by resource lost rows. A row that is
+    one organization's (no notes on the same row) gives its reader's issues that resource."""
+    import datetime as dt
+
+    import openpyxl
+    wb = openpyxl.Workbook()
+    wb.active.append(["name", "email", "zip", "kvk"])
+    wb.active.append(["A", "a@a.nl", 2138, dt.datetime(1950, 1, 1)])
+    wb.active["D2"].number_format = "mmm-yy"
+    wb.save(tmp_path / "w.xlsx")
+    t = tpl(identifiers=["emailAddresses"], fields={"title": "name", "emailAddresses": "email",
+                                                    "address.postalCode": "zip", "chamberOfCommerceNumber": "kvk"})
+    p = plan(tmp_path / "w.xlsx", t, client)
+    assert sorted((i["type"], i["resource"]) for i in p.issues) == [
+        ("date-cell", "organizations"), ("numeric-cell", "organizations")], p.issues
