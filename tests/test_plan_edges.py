@@ -988,12 +988,13 @@ def test_the_readers_issues_of_an_organizations_row_name_that_resource(client, t
 
     import openpyxl
     wb = openpyxl.Workbook()
-    wb.active.append(["name", "email", "zip", "kvk"])
-    wb.active.append(["A", "a@a.nl", 2138, dt.datetime(1950, 1, 1)])
+    wb.active.append(["name", "email", "zip", "kvk", "city"])
+    wb.active.append(["A", "a@a.nl", 2138, dt.datetime(1950, 1, 1), '=UPPER("x")'])  # openpyxl stores no result
     wb.active["D2"].number_format = "mmm-yy"
     wb.save(tmp_path / "w.xlsx")
-    t = tpl(identifiers=["emailAddresses"], fields={"title": "name", "emailAddresses": "email",
+    t = tpl(identifiers=["emailAddresses"], fields={"title": "name", "emailAddresses": "email", "address.city": "city",
                                                     "address.postalCode": "zip", "chamberOfCommerceNumber": "kvk"})
     p = plan(tmp_path / "w.xlsx", t, client)
     assert sorted((i["type"], i["resource"]) for i in p.issues) == [
-        ("date-cell", "organizations"), ("numeric-cell", "organizations")], p.issues
+        ("date-cell", "organizations"), ("formula-without-result", "organizations"),
+        ("numeric-cell", "organizations")], p.issues
