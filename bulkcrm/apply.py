@@ -961,7 +961,7 @@ def _row(plan: Plan, r: dict, outcome: str, iri: str | None, changes: list, stat
     """One report row (`report.ROW_SCHEMA`) of plan row `r`."""
     return {"row_number": r["row_number"], "file": Path(plan.input).name, "sheet": r.get("sheet") or plan.sheet,
             "op": r["op"], "outcome": outcome, "iri": iri, "title": r.get("title"), "changes": changes,
-            "status": status, "note": note, "resource": r.get("resource", "organizations")}
+            "http_status": status, "note": note, "resource": r.get("resource", "organizations")}
 
 
 _LEFT_NOTE = "not applied yet (--limit): apply the plan again to do it"

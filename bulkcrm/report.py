@@ -28,7 +28,7 @@ from .workbook import (AMBER, FILLS, GREEN, GREY, RED, Book, Redactor, neutralis
 ROW_SCHEMA: dict[str, pl.DataType] = {
     "row_number": pl.Int64, "file": pl.String, "sheet": pl.String, "op": pl.String,
     "outcome": pl.String, "iri": pl.String, "title": pl.String, "changes": CHANGE_DTYPE,
-    "status": pl.Int64, "note": pl.String, "resource": pl.String,
+    "http_status": pl.Int64, "note": pl.String, "resource": pl.String,
 }
 """Columns and dtypes of `Report.rows` (one row per input row, and per note of a row when a
 template imports organizations with their notes; `resource` says which: `organizations` or
@@ -36,7 +36,7 @@ template imports organizations with their notes; `resource` says which: `organiz
 
 
 REPORT_COLUMNS = ("row_number", "outcome", "op", "iri", "title", "changes", "errors", "warnings",
-                  "columns", "status", "note", "resource", "sheet")
+                  "columns", "http_status", "note", "resource", "sheet")
 """Columns of `report.csv` and of the `Rows` sheet; `columns` names the sheet columns the row's
 errors and warnings are about (the cells to fix); `sheet` the workbook sheet of the row (a
 notes sheet numbers its rows apart)."""

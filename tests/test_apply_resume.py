@@ -222,12 +222,12 @@ def test_a_row_that_succeeds_on_a_rerun_drops_the_earlier_failures_note(crm, tmp
              parse_template(TEMPLATE, path="t.yaml", sha256="x"), _client(crm))
     path = p.save(tmp_path / "plan.json")
     first = apply(Plan.load(path), _posts_fail(crm), plan_path=path, reconcile=False, fresh=True)
-    assert _outcomes(first) == {2: "failed"} and first.rows["status"][0] == 500
+    assert _outcomes(first) == {2: "failed"} and first.rows["http_status"][0] == 500
     crm.clear_faults()
     second = apply(Plan.load(path), _client(crm), plan_path=path, reconcile=False)
     row = second.rows.to_dicts()[0]
     assert row["outcome"] == "created" and len(_orgs(crm)) == 1
-    assert row["note"] is None and row["status"] == 201, row
+    assert row["note"] is None and row["http_status"] == 201, row
 
 
 def test_a_create_resolved_after_a_lost_answer_drops_the_earlier_failures_status(crm, tmp_path):
@@ -242,7 +242,7 @@ def test_a_create_resolved_after_a_lost_answer_drops_the_earlier_failures_status
     crm.clear_faults()
     row = second.rows.to_dicts()[0]
     assert row["outcome"] == "created" and len(_orgs(crm)) == 1
-    assert row["status"] is None and row["note"] == "resolved after a lost answer", row
+    assert row["http_status"] is None and row["note"] == "resolved after a lost answer", row
 
 
 def test_a_write_throttled_past_the_retries_fails_its_row_only_and_a_rerun_sends_it(crm, tmp_path):
@@ -404,7 +404,7 @@ def test_verify_reports_an_update_of_a_record_deleted_since_as_failed_and_goes_o
     _client(crm).delete(gone)
     report = apply(p, _client(crm), journal_file=tmp_path / "j.jsonl", reconcile=False, verify=True, fresh=True)
     rows = {r["row_number"]: r for r in report.rows.to_dicts()}
-    assert rows[2]["outcome"] == "failed" and rows[2]["status"] == 404 and "deleted since" in rows[2]["note"]
+    assert rows[2]["outcome"] == "failed" and rows[2]["http_status"] == 404 and "deleted since" in rows[2]["note"]
     assert rows[3]["outcome"] == "patched"
     assert [o["website"] for o in _orgs(crm)] == ["https://new.example"]
 

@@ -29,7 +29,7 @@ def change(field, before, after):
 
 def row(n, op, outcome, iri, title, changes=(), status=None, note=None):
     return {"row_number": n, "file": "orgs.xlsx", "sheet": "Orgs", "op": op, "outcome": outcome,
-            "iri": iri, "title": title, "changes": list(changes), "status": status, "note": note}
+            "iri": iri, "title": title, "changes": list(changes), "http_status": status, "note": note}
 
 
 def issue(n, column, type_, message, severity="error", value=None):
@@ -107,8 +107,8 @@ def test_write_report_files_and_json_round_trip(report, tmp_path):
     assert invalid["columns"] == ["email", "country"] and invalid["warnings"] == []
     assert (created["errors"], created["warnings"]) == ([], ["orgs.xlsx:2:phone: numeric cell"])
     back = pl.DataFrame(doc["rows"], schema={k: v for k, v in ROW_SCHEMA.items() if k != "changes"})
-    assert back.select("row_number", "outcome", "status").equals(
-        report.rows.select("row_number", "outcome", "status"))
+    assert back.select("row_number", "outcome", "http_status").equals(
+        report.rows.select("row_number", "outcome", "http_status"))
 
 
 def test_report_json_holds_a_row_a_line(report, tmp_path):
@@ -133,7 +133,7 @@ def test_report_csv_one_line_per_row(report, tmp_path):
     assert lines[4]["errors"] == ("orgs.xlsx:6:email: not an e-mail; "
                                   "orgs.xlsx:6:country: not ISO 3166-1")
     assert lines[3]["errors"] == "orgs.xlsx:5: matches 2 records"
-    assert lines[5]["status"] == "500" and lines[5]["note"] == "throttled 2x; gave up"
+    assert lines[5]["http_status"] == "500" and lines[5]["note"] == "throttled 2x; gave up"
     assert lines[0]["iri"] == "/organizations/a1" and lines[3]["iri"] == ""
     assert [r["columns"] for r in lines] == ["phone", "", "", "", "email; country", ""]
 
@@ -163,7 +163,7 @@ def test_report_xlsx(report, tmp_path, n_extra):
     assert ws.freeze_panes == "A2" and ws.auto_filter.ref.startswith("A1:M")
     header = [c.value for c in ws[1]]
     assert header == ["row_number", "outcome", "op", "iri", "title", "changes", "errors",
-                      "warnings", "columns", "status", "note", "resource", "sheet"]
+                      "warnings", "columns", "http_status", "note", "resource", "sheet"]
     assert {ws.cell(r, 12).value for r in range(2, 8)} == {"organizations"}
     assert all(c.font.bold for c in ws[1])
     assert ws.column_dimensions["D"].width > ws.column_dimensions["A"].width
@@ -393,7 +393,7 @@ def test_write_issues_streamed(tmp_path):
 
 
 def test_report_table_and_summary(report, tmp_path):
-    table = report_table(Report(rows=report.rows.drop("note", "status").reverse()))
+    table = report_table(Report(rows=report.rows.drop("note", "http_status").reverse()))
     assert table["row_number"].to_list() == [2, 3, 4, 5, 6, 7] and table["note"].null_count() == 6
     text = render_summary(report, out_dir=tmp_path)
     assert text.splitlines()[0] == ("created 1, patched 1, replaced 0, unchanged 1, conflict 1, "
