@@ -436,15 +436,9 @@ def _finish(grid: pl.DataFrame, where: str, header_row: int | None, sheet: str |
     return frame, header_row, issues, named
 
 
-def _cut_off(content: str | bytes) -> str | None:
-    """The end of a delimited file's text (or its UTF-8 bytes) when it lacks the last line end:
-    it may have been cut off while it was written (a scheduled job reading an export still
-    being written); None when it ends with a line end. Many a complete file lacks the last line
-    end: `_ragged` holds back its last row only when that row is short of the header too, or
-    ends inside a quoted cell."""
-    last = content[-1:]
-    if last in ("\n", "\r", b"\n", b"\r") or not last:
-        return None
+def _cut_off(content: str | bytes) -> str:
+    """The end of a delimited file's text (or of its UTF-8 bytes), for `_cut_off_issue`: up to
+    `_TAIL` characters."""
     tail = content[-_TAIL:]
     return tail if isinstance(tail, str) else tail.decode("utf-8", "replace")
 
@@ -459,6 +453,30 @@ def _open_quote(tail: str, value: str | None, delimiter: str) -> bool:
     its quotes doubled (RFC 4180 section 2.7), right after a delimiter or a line start."""
     opened = '"' + (value or "").replace('"', '""')
     return tail.endswith(opened) and (len(tail) == len(opened) or tail[-len(opened) - 1] in (delimiter, "\n", "\r"))
+
+
+def _cut_off_issue(data: pl.DataFrame, width: int, tail: str, delimiter: str, file: str) -> Issue | None:
+    """The `cut-off-row` error of a file's last row (`data`'s) when the file seems cut off
+    while it was written (a scheduled job reading an export still being written): it ends
+    inside a quoted cell (line end or not), or without a line end in a row short of the header.
+    Its last value may be cut short too, and sent so it would overwrite the record's whole one.
+    Many a complete file lacks the last line end, also right after a delimiter (an empty last
+    cell: 211.csv, spanish_chars.csv of ../shared/data): a whole last row is no sign, so a cut
+    right after a delimiter goes unseen. `tail`: `_cut_off`'s."""
+    if not data.height or "n_fields" not in data.columns:
+        return None
+    n, rn = data["n_fields"][-1], data["row_number"][-1]
+    cells = [c for c in data.columns if c not in ("row_number", "n_fields")]
+    quote = 0 < n <= len(cells) and _open_quote(tail, data[cells[n - 1]][-1], delimiter)
+    open_end = tail[-1:] not in ("\n", "\r")
+    if not (quote or open_end and n < width):
+        return None
+    how = (" without a line end" if open_end else "") + (", inside a quoted cell" if quote else "")
+    short = f"; the row has {n} of the header's {width} fields" if n < width else ""
+    return Issue("cut-off-row", rn, None, None, _CUT_RULE,
+                 f"{file}:{rn}: the file ends in this row{how}{short}: was it read while it was still being "
+                 "written? The row is not sent, as its last value may be cut short too; check the file is "
+                 "whole (a scheduled job: wait until the export has finished)", "error", file, None, None)
 
 
 def _named_counts(head: pl.DataFrame, cells: list[str], columns: Collection[str]) -> pl.Series:
@@ -567,26 +585,14 @@ def _at(sheet: str | None, cell: str | None) -> str:
 def _ragged(data: pl.DataFrame, extra: list[str], width: int, where: str,
             sheet: str | None, delimiter: str | None, cut: str | None = None) -> list[Issue]:
     """ragged-row issues of a CSV: values past the last header (error), rows short of it
-    (warning), and the last row of a file that seems cut off (`cut`: `_cut_off`'s end of a
-    file without the last line end; the row short, or a quote left open; error: its last value
-    may be cut too, and sent so it would overwrite the record's whole one). (A sheet's columns right of the header are
+    (warning), and the last row of a file that seems cut off (`_cut_off_issue`; `cut`: the
+    file's end, `_cut_off`). (A sheet's columns right of the header are
     columns: `_finish`.)"""
     file, issues = Path(where).name, []
-    last = data["row_number"][-1] if cut and data.height and "n_fields" in data.columns else None
-    if last is not None:
-        n = data["n_fields"][-1]
-        cells = [c for c in data.columns if c not in ("row_number", "n_fields")]
-        quote = _open_quote(cut, data[cells[n - 1]][-1], delimiter or ",") if 0 < n <= len(cells) else False
-        if quote or n < width:
-            inside = ", inside a quoted cell" if quote else ""
-            short = f"; the row has {n} of the header's {width} fields" if n < width else ""
-            issues.append(Issue(
-                "cut-off-row", last, None, None, _CUT_RULE,
-                f"{file}:{last}: the file ends in this row without a line end{inside}{short}: was it "
-                "read while it was still being written? The row is not sent, as its last value may be "
-                "cut short too; check the file is whole (a scheduled job: wait until the export has "
-                "finished)", "error", file, None, None))
-            data = data.head(-1)
+    cut_issue = _cut_off_issue(data, width, cut, delimiter or ",", file) if cut is not None else None
+    if cut_issue is not None:
+        issues.append(cut_issue)
+        data = data.head(-1)  # not also a ragged row
     if extra:
         cond = pl.any_horizontal([~_blank(c) for c in extra])
         tip = f"quote values that contain the {_DELIMITER_NAMES.get(delimiter, 'delimiter')}"

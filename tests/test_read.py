@@ -359,6 +359,13 @@ def test_a_file_cut_off_while_it_was_written_holds_back_its_last_row(tmp_path, e
     # a stray quote earlier in the file is no quoted cell left open at its end (csvlint's
     # invalid_many_rows.csv: `"1","2","3" "` on row 4, no last line end)
     assert read(write(tmp_path, "x.csv", head.replace("Gent", 'Ge "nt') + '"C","Gent","BE"')).issues == []
+    assert read(write(tmp_path, "e.csv", head + 'C,Gent,""')).issues == []  # a closed empty quoted cell
+    assert read(write(tmp_path, "d.csv", head + "C,Gent,")).issues == []  # an empty last cell (211.csv)
+    # a review: cut just after a line break inside a quoted cell
+    for text, how in ((head + 'C,Gent,"Belg' + eol, "ends in this row, inside a quoted cell:"),
+                      (head + 'C,"Gent' + eol, ", inside a quoted cell; the row has 2 of")):
+        (issue,) = read(write(tmp_path, "c.csv", text)).issues
+        assert (issue.type, issue.row_number) == ("cut-off-row", 4) and how in issue.message, (text, issue.message)
     (ragged,) = read(write(tmp_path, "r.csv", head + "C,Gent" + eol)).issues
     assert (ragged.type, ragged.severity) == ("ragged-row", "warning")
 
