@@ -138,7 +138,7 @@ def _apply(p: Plan, target: Target, plan_path, *, reconcile, progress, batch_siz
 
     def stopped(report: Report) -> None:
         if bar is not None:  # where it stopped, before the lines about the report so far
-            bar.last_line(report.summary.get("left") or None, unsettled=_unsettled(report))
+            bar.last_line(report.summary.get("left"), unsettled=_unsettled(report))
         on_stop(counted(report))
     bar = _progress_bar(len(p.operations)) if progress and p.operations else None
     try:
@@ -226,7 +226,7 @@ class _progress_bar:
         Once only; not when the run's last line said it all. A terminal's bar shows it already."""
         if not self.log or self.seen is None or self.ended:
             return
-        if self.seen[0] != self.printed or left is not None:
+        if self.seen[0] != self.printed or left or unsettled:
             self.ended = True
             self._print(*self.seen, last=True, left=left, unsettled=unsettled)
 
@@ -256,12 +256,13 @@ def _progress_line(done: int, total: int, client, elapsed_s: float, per_op_s: fl
     of operations, `_progress_bar._print`; None before there is one), and at least what the client's rate allows (the first
     window's requests go out at once); without a pace, what the rate allows. A `stopped` run
     (Ctrl-C, `--limit`) says how many operations it leaves for the next run instead (`left`,
-    else all not done), and those `unsettled` (`_unsettled`: done + left + these = total)."""
+    else all not done), and those `unsettled` (`_unsettled`: done + left + these + the drifted
+    ones = total)."""
     rate = getattr(client, "requests_per_minute", None)
     if stopped:
         n = total - done - sum((unsettled or {}).values()) if left is None else left
         left_text = f", {n} left for the next run" if n else ""
-        also = [f"{k} {_UNSETTLED[what]}" for what, k in (unsettled or {}).items()]
+        also = [f"{count} {_UNSETTLED[what]}" for what, count in (unsettled or {}).items()]
         if also:
             left_text += ("; " if n else ", ") + " and ".join(also)
         return (f"apply: {done}/{total} operations, {client.requests_sent} requests "

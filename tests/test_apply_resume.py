@@ -345,7 +345,7 @@ def test_the_report_of_a_stopped_run_shows_its_failed_rows_as_failed(crm, tmp_pa
     assert Journal(journal_path(path), p.sha256, p.target, p.created_at).state("row:2") == "failed"
     (report,) = reports
     row = report.rows.filter(report.rows["row_number"] == 2).to_dicts()[0]
-    assert row["outcome"] == "failed", f"{row['outcome']}: {row['note']} (status {row['status']})"
+    assert row["outcome"] == "failed", f"{row['outcome']}: {row['note']} (status {row['http_status']})"
 
 
 # --- the write-only `avatar` -----------------------------------------------------------------------

@@ -1210,3 +1210,32 @@ def test_apply_takes_progress_every_and_its_old_name_batch_size(runner, tmp_path
     assert first.exit_code == 0 and json.loads(first.output.strip().splitlines()[-1])["created"] == 5, first.output
     rest = runner.invoke(cli, ["apply", "p.json", "--batch-size", "10", "--json"])
     assert rest.exit_code == 0 and json.loads(rest.output.strip().splitlines()[-1])["created"] == 91, rest.output
+
+
+def test_a_stopped_applys_last_line_counts_a_write_sent_but_not_confirmed(runner, crm, tmp_path, monkeypatch):
+    """Ctrl-C right after a create's answer came, before it was journaled done: the last log
+    line counts that write apart from those done and left, so its counts add up to the total
+    (a trial's "25/299 operations, ... 267 left"; a review: with nothing left, no line came)."""
+    plan_file = tmp_path / "p.json"
+    sheet = tmp_path / "s.csv"
+    sheet.write_text("title,email\nA,a@x.example\n", encoding="utf-8")
+    t = tmp_path / "t.yaml"
+    t.write_text("resource: organizations\nidentifiers: [emailAddresses]\nfields:\n  title: title\n"
+                 "  emailAddresses: email\n", encoding="utf-8")
+    assert run(runner, crm, "plan", str(sheet), "-t", str(t), "--out", str(plan_file))[0] == 0
+    from bulkcrm.client import Client
+    sent = Client.request
+
+    def answered_then_stopped(self, method, path, **kw):
+        resp = sent(self, method, path, **kw)
+        if method == "POST":
+            raise KeyboardInterrupt
+        return resp
+    monkeypatch.setattr(Client, "request", answered_then_stopped)
+    result = runner.invoke(cli, ["apply", str(plan_file), "--base-url", crm.url, "--api-key", TEST_KEY,
+                                 "--report", str(tmp_path / "r")])
+    assert result.exit_code == 130, result.output
+    assert "apply: 0/1 operations, 2 requests (0 throttled), 0.0 min, 1 sent but not confirmed, which the next " \
+           "run checks" in result.output, result.output
+    report = json.loads((tmp_path / "r" / "report.json").read_text())
+    assert report["summary"]["unconfirmed_to_check"] == 1 and report["summary"]["left"] == 0
