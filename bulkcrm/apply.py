@@ -50,7 +50,7 @@ from .journal import Journal, journal_lock, journal_path, peek, target_key, targ
 from .lookups import REF_PREFIX
 from .match import BATCH, count_records, identifiers_schema, lookup_records, record_identifiers
 from .plan import Operation, Plan
-from .planfile import (drift_checked, note_owner_iri, now_utc, quoted_names, replace_quoted, searchable_values,
+from .planfile import (NOTE_CHECKS_MAX, drift_checked, note_owner_iri, now_utc, quoted_names, replace_quoted, searchable_values,
                        without_searchable)
 from .report import ROW_SCHEMA, Report
 from .template import IDENTIFIER_KINDS, SEARCHABLE_IDENTIFIERS
@@ -153,7 +153,8 @@ def _apply(plan: Plan, client: Client, journal: Journal, *, plan_path: str | Pat
                 on_stop(report)
     try:  # stopped during the checks (Ctrl-C, SIGTERM, the API): nothing of this run written yet
         made: dict[str, str] = {}  # a drifted create's record, when one alone holds what it names
-        taken = {} if fresh else _check_created_since(plan, journal, client, verify, made)
+        taken = {} if fresh else _check_created_since(plan, journal, client, verify, made) | \
+            _check_notes_created_since(plan, journal, client)
         held: set[str] = set()  # updates whose record holds what they send already: not sent
         if not fresh and not verify:  # a saved plan: records others changed since are not overwritten
             drifted, held = _check_changed_since(plan, journal, client)
@@ -355,6 +356,49 @@ def _check_created_since(plan: Plan, journal: Journal, client: Client, verify: b
            "likely this one, made already (by an earlier apply of this plan or of a copy of it); to make "
            "another, plan again"
         for k, iris in alike.items()}
+
+
+def _check_notes_created_since(plan: Plan, journal: Journal, client: Client) -> dict[str, str]:
+    """key -> why, of the note creates still to do on organizations that existed when the plan
+    was made, whose organization holds a note of the same content key now (`notes.note_key`,
+    the template's `content_key`): the plan saw none, so it was made since, most likely by an
+    earlier apply of this plan or of a copy of it (or of the plan after its journal was
+    deleted: a torture test's notes were posted three times). Sending them would make
+    duplicates; they are drifted instead. One listing per such organization (⌈its notes / 30⌉
+    requests, crm-api.md §9.2: notes have no filter); beyond `planfile.NOTE_CHECKS_MAX`
+    organizations nothing is listed and a warning says so (notes of organizations this plan
+    creates need no check: their organization is made by this run)."""
+    from .notes import note_key
+    todo = [o for o in plan.operations if o.resource == "organization_notes" and o.method == "POST"
+            and not o.path.startswith(REF_PREFIX) and journal.state(o.key) not in ("done", "drifted", "sent")]
+    by_org: dict[str, list[Operation]] = {}
+    for o in todo:
+        by_org.setdefault(o.path, []).append(o)
+    if not by_org:
+        return {}
+    if len(by_org) > NOTE_CHECKS_MAX:
+        log.warning("%s note create(s) on %s organizations are not checked for copies made since the plan "
+                    "(one listing each, over %s): if a copy of this plan was applied, they are made again; "
+                    "plan again to be sure", len(todo), len(by_org), NOTE_CHECKS_MAX)
+        return {}
+    claimed = set(journal.iris().values())
+    out: dict[str, str] = {}
+    for path, ops in by_org.items():
+        with contextlib.suppress(PermanentApiError):  # the organization gone: the POST says so
+            notes = [n for n in client.list_all(path) if n.get("@id") not in claimed]
+            for o in ops:
+                body = _fill_refs(o.body, journal.iris())
+                with_date = body.get("createdAt") is not None
+                want = note_key(body, o.content_key, with_date=with_date)
+                hits = [n["@id"] for n in notes if note_key(n, o.content_key, with_date=with_date) == want]
+                if hits:
+                    out[o.key] = (f"a note of the same content was created since the plan ({hits[0]}): most "
+                                  "likely this one, made already (by an earlier apply of this plan or of a "
+                                  "copy of it); to make another, plan again")
+    if out:
+        log.warning("%s of the plan's note creates match notes created since it was made, so they are not "
+                    "sent (drifted)", len(out))
+    return out
 
 
 def _made_alike(creates: list[Operation], records: list[dict]) -> dict[str, list[str]]:

@@ -109,6 +109,11 @@ def note_owner_iri(iri: str) -> str:
     return re.sub(r"/notes/[^/]+$", "", iri)
 
 
+NOTE_CHECKS_MAX = 100
+"""Most organizations `apply._check_notes_created_since` lists the notes of (a request each) to
+find copies of the plan's note creates made since it; beyond, none is listed."""
+
+
 def note_reread_cost(ops: list[Operation]) -> int:
     """Requests `apply._reread_notes` spends at least re-reading the notes of `ops`: a GET for an
     organization with one of them, else a listing of its notes (⌈notes / 30⌉ pages, at least
@@ -264,8 +269,9 @@ class Plan:
         (default 20, the tenant limit of crm-api.md §4; None: the rate of the real API).
 
         Keys: `requests` (writes); `checks` (reads `apply PLAN` makes before its first write: a
-        count of the organizations created since the plan when it creates any, and its updates'
-        records re-read to find those others changed since, as `apply._reread` does; `import`
+        count of the organizations created since the plan when it creates any, its updates'
+        records re-read to find those others changed since, as `apply._reread` does, and a
+        listing of the notes of each organization that gets a new note; `import`
         applies its fresh plan without them); `reconcile` (re-reads afterwards, as `apply` does
         them: `identifiers[]` 30 values a request; for records without searchable identifiers
         one GET each, or a count and a full listing when that costs fewer requests, crm-api.md
@@ -280,7 +286,11 @@ class Plan:
         before = None if self.records_total is None else -(-self.records_total // 30)
         after = None if self.records_total is None else -(-(self.records_total + creates) // 30)
         notes = [o for o in ops if o.resource == "organization_notes" and drift_checked(o)]
-        checks = int(creates > 0) + (reread_cost(updates, before) if updates else 0) + note_reread_cost(notes)
+        # a listing per existing organization a note is created on (`apply._check_notes_created_since`)
+        listed = {o.path for o in ops if o.resource == "organization_notes" and o.method == "POST"
+                  and not o.path.startswith("$ref:")}
+        checks = int(creates > 0) + (reread_cost(updates, before) if updates else 0) + note_reread_cost(notes) \
+            + (len(listed) if len(listed) <= NOTE_CHECKS_MAX else 0)
         reconcile = reread_cost(orgs, after) if orgs else 0
         rate = requests_per_minute or 20
         return {"requests": n, "checks": checks, "reconcile": reconcile,

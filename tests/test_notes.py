@@ -10,6 +10,7 @@ import pytest
 
 from bulkcrm.apply import apply
 from bulkcrm.client import Client
+from bulkcrm.journal import journal_path
 from bulkcrm.errors import TemplateError
 from bulkcrm.notes_export import export_notes
 from bulkcrm.plan import Plan, plan, render_plan
@@ -224,7 +225,8 @@ def test_lost_answer_is_resolved_by_lookup_never_posted_twice(crm_cats, client, 
     assert [r.method for r in writes(crm_cats)] == ["POST"]
     crm_cats.clear_log()      # a crash after "sent": the next apply looks the note up, sends nothing
     lines = (tmp_path / "plan.journal.jsonl").read_text().splitlines()
-    (tmp_path / "plan.journal.jsonl").write_text("\n".join(lines[:2]) + "\n")
+    cut = next(i for i, x in enumerate(lines) if '"state": "sent"' in x) + 1  # after the checks' reads
+    (tmp_path / "plan.journal.jsonl").write_text("\n".join(lines[:cut]) + "\n")
     again = apply(Plan.load(path), client, plan_path=path, reconcile=False)
     assert again.ok and writes(crm_cats) == [] and len(notes_of(crm_cats)) == 1
 
@@ -595,3 +597,28 @@ def test_a_note_row_copied_with_its_iri_is_told_to_clear_the_iri(crm_cats, clien
         assert (i["type"], i["column"], i["value"]) == ("duplicate-row", "crm_iri", note), i
         assert f"rows 2, 3 all match {note}; rows 2, 3 name it in crm_iri: if a row is another note (a row copied " \
                "with its crm_iri?), clear its crm_iri so it is created" in i["message"], i["message"]
+
+
+def test_a_copy_of_a_plan_applied_again_makes_no_second_note(crm_cats, client, tmp_path):
+    """Torture test 2026-12-03: a plan and its copy applied one after the other (or the plan
+    again after its journal was deleted) posted the notes on existing organizations again, as
+    only organization creates were checked for copies made since the plan. The second apply
+    finds them (a listing per organization) and reports them drifted."""
+    northwind(crm_cats, client, tmp_path)
+    rows = list(csv.reader(NOTES.open(encoding="utf-8", newline="")))
+    some = write_csv(tmp_path / "some.csv", rows[0], rows[1:9])
+    p = plan(some, load_template(NOTES_TEMPLATE), client)
+    assert p.counts()["create"] == 8
+    orgs = {o.path for o in p.operations}
+    assert p.estimate()["checks"] == len(orgs)  # a listing per organization that gets a note
+    first, copy = p.save(tmp_path / "p.json"), p.save(tmp_path / "copy.json")
+    assert apply(Plan.load(first), client, plan_path=first).counts()["created"] == 8
+    crm_cats.clear_log()
+    again = apply(Plan.load(copy), client, plan_path=copy)
+    assert again.counts()["created"] == 0 and again.counts().get("drifted") == 8, again.counts()
+    assert "a note of the same content was created since the plan" in again.rows["note"][0]
+    assert len(notes_of(crm_cats)) == 8 and writes(crm_cats) == []
+    assert sorted(r.path for r in crm_cats.requests) == sorted(orgs)  # a listing each, nothing else
+    # the plan again after its journal was deleted: the same
+    journal_path(first).unlink()
+    assert apply(Plan.load(first), client, plan_path=first).counts()["created"] == 0 and len(notes_of(crm_cats)) == 8
