@@ -198,6 +198,9 @@ def _apply(plan: Plan, client: Client, journal: Journal, *, plan_path: str | Pat
         stopped()
         raise
     finished = journal.state(RECONCILED_KEY) in ("done", "skipped")  # an earlier run's end
+    # an earlier run did it all and re-read it: its reconciliation stands (a run again neither
+    # re-reads nor forgets it: a torture test's report lost the earlier mismatches)
+    earlier_check = journal.get(RECONCILED_KEY) if finished and already == total else None
     if reconcile and total and already == total and finished:  # an earlier run did it all: nothing
         reconcile = False  # to re-read (it would also report later edits by others as mismatches)
         if notify:
@@ -214,10 +217,14 @@ def _apply(plan: Plan, client: Client, journal: Journal, *, plan_path: str | Pat
         except BaseException:
             stopped()
             raise
-        journal.record(RECONCILED_KEY, "done", requests=client.requests_sent - before)
-    elif not left:  # --no-reconcile: a later run of the finished plan re-reads nothing either
-        journal.record(RECONCILED_KEY, "skipped", requests=0)
-    report = _report(plan, journal, mismatches, client.requests_sent - start_requests, started, reconcile,
+        journal.record(RECONCILED_KEY, "done", requests=client.requests_sent - before,
+                       mismatches=mismatches or None)
+    elif not left and earlier_check is None:  # --no-reconcile: a later run of the finished plan
+        journal.record(RECONCILED_KEY, "skipped", requests=0)  # re-reads nothing either
+    reconciled = reconcile
+    if earlier_check is not None and earlier_check.get("state") == "done":
+        reconciled, mismatches = True, earlier_check.get("mismatches") or {}
+    report = _report(plan, journal, mismatches, client.requests_sent - start_requests, started, reconciled,
                      left=set(left))
     report.summary["already_done"] = already
     report.summary["throttled"] = client.throttled - start_throttled  # 429 answers, each waited out

@@ -455,3 +455,24 @@ def test_planning_over_a_stopped_plan_waits_only_for_its_recent_creates_to_its_t
     # the same server spelled otherwise is the same target (review: `localhost` skipped the wait)
     apply_mod.wait_for_stopped_writes(path, client, p.target.replace("127.0.0.1", "localhost").upper() + "/")
     assert len(slept) == 2
+
+
+def test_a_finished_plan_applied_again_keeps_its_reconciliation(crm, tmp_path, monkeypatch):
+    """Torture test 2026-12-03: applying a finished, reconciled plan again turned the journal's
+    `reconciled: done` into `skipped`, and the rebuilt report said reconciled false with no
+    mismatch, losing what the first run's re-read found. The earlier reconciliation stands."""
+    apply_module = importlib.import_module("bulkcrm.apply")
+    p = plan(_sheet(tmp_path, [["Acme", "a@acme.example", "https://acme.example"]]),
+             parse_template(TEMPLATE, path="t.yaml", sha256="x"), _client(crm))
+    path = p.save(tmp_path / "plan.json")
+    real = apply_module._reconcile
+    # a field the server stored otherwise than sent: no sandbox does, so the re-read's finding is given
+    monkeypatch.setattr(apply_module, "_reconcile", lambda *a: {**real(*a), "row:2": "website: sent x, stored y"})
+    first = apply(Plan.load(path), _client(crm), plan_path=path)
+    assert (first.summary["reconciled"], first.summary["mismatches"]) == (True, 1)
+    monkeypatch.setattr(apply_module, "_reconcile", lambda *a: pytest.fail("re-read again"))
+    for reconcile in (True, False):
+        again = apply(Plan.load(path), _client(crm), plan_path=path, reconcile=reconcile)
+        assert (again.summary["reconciled"], again.summary["mismatches"]) == (True, 1), again.summary
+        assert "website: sent x, stored y" in again.rows["note"][0]
+    assert Journal(journal_path(path), p.sha256, p.target, p.created_at).state("reconciled") == "done"
