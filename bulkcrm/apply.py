@@ -506,10 +506,11 @@ def _run_op(op: Operation, journal: Journal, client: Client, verify: bool) -> An
         return None  # plan) stays so: sending it now would overwrite what others did; plan again
     missing = [d for d in op.depends_on if journal.state(d) != "done"]
     if missing:
-        unknown = any(journal.state(d) == "sent" for d in missing)
+        states = {journal.state(d) for d in missing}
         journal.record(op.key, "failed", detail=f"depends on {', '.join(missing)}, " + (
             "whose write got no answer (not known yet whether it was done); apply the plan again"
-            if unknown else "which failed"))
+            if "sent" in states else "which was not sent (drifted: its record exists already, made since the "
+            "plan); plan again to write this one to it" if "drifted" in states else "which failed"))
         return None
     if op.method == "POST" and _maybe_made(journal.get(op.key)) and _resolve_sent(op, journal, client):
         return None

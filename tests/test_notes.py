@@ -207,6 +207,25 @@ def test_note_of_a_failed_organization_is_never_posted(crm_cats, client, tmp_pat
     assert notes_of(crm_cats) == [] and [r.method for r in writes(crm_cats)] == ["POST"]
 
 
+def test_the_note_of_an_organization_made_since_the_plan_says_so(crm_cats, client, tmp_path):
+    """Torture test 2026-12-03: an organization create drifted (the organization was made since
+    the plan) left its note `failed: depends on row:2, which failed`; it did not fail. The note
+    says what happened and to plan again, which adds it to that organization."""
+    sheet = write_csv(tmp_path / "s.csv", ["company", "email", "notes"], [["Acme", "info@acme.example", "Hello."]])
+    t = parse_template({"identifiers": ["emailAddresses"], "fields": {"title": "company", "emailAddresses": "email"},
+                        "notes": {"fields": {"description": "notes", "category": {"value": "/note_categories/c4"}}}})
+    path = plan(sheet, t, client).save(tmp_path / "p.json")
+    client.post("/organizations", {"title": "Acme", "emailAddresses": [{"email": "info@acme.example"}]})
+    report = apply(Plan.load(path), client, plan_path=path)
+    rows = {r["resource"]: r for r in report.rows.to_dicts()}
+    assert rows["organizations"]["outcome"] == "drifted"
+    assert rows["organization_notes"]["note"].startswith(
+        "depends on row:2, which was not sent (drifted: its record exists already, made since the plan); plan again")
+    assert notes_of(crm_cats) == []
+    again = plan(sheet, t, client)
+    assert [o.method for o in again.operations] == ["POST"] and "/notes" in again.operations[0].path
+
+
 def test_lost_answer_is_resolved_by_lookup_never_posted_twice(crm_cats, client, tmp_path):
     crm_cats.seed({"organizations": [{"@id": "/organizations/o1", "title": "A", "customerId": "A1"}]})
     sheet = write_csv(tmp_path / "n.csv", ["customerID", "note_date", "title", "note", "category", "flagged"],
