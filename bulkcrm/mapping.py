@@ -146,9 +146,11 @@ def _check_columns(frame: pl.DataFrame, template: Template, path: str | None, he
     missing = [c for c in needed if c not in frame.columns]
     if missing:
         present = [c for c in frame.columns if c != "row_number"]
-        sheets = (f"; the first sheet was read, and the workbook has {'another' if len(other_sheets) == 1 else 'others'}"
-                  f" ({', '.join(map(repr, other_sheets))}): pass --sheet NAME"
-                  if other_sheets else "")  # also when it shares some columns (a notes sheet first)
+        # not the template's own notes sheet (a review: a typo on the right sheet was sent there)
+        others = [s for s in other_sheets if not (template.notes and s == template.notes.sheet)]
+        sheets = (f"; the first sheet was read, and the workbook has {'another' if len(others) == 1 else 'others'}"
+                  f" ({', '.join(map(repr, others))}): pass --sheet NAME"
+                  if others else "")  # also when it shares some columns (a notes sheet first)
         raise InputError(
             f"column(s) {', '.join(_with_guess(c, [p for p in present if p not in needed]) for c in missing)} "
             f"required by template "

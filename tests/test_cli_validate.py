@@ -656,6 +656,14 @@ def test_a_first_sheet_without_the_columns_names_the_other_sheets(runner, tmp_pa
     shared = runner.invoke(cli, args)
     assert shared.exit_code == 2 and "column(s) 'email' required" in shared.output
     assert "the workbook has another ('Agencies'): pass --sheet NAME" in shared.output
+    # the template's own notes sheet is no other place for them (a review: a typo on the right sheet)
+    (tmp_path / "n.yaml").write_text(yaml.safe_dump({
+        "resource": "organizations", "identifiers": ["emailAddresses"],
+        "fields": {"title": "title", "emailAddresses": "e-mail"},
+        "notes": {"sheet": "Agencies", "fields": {"description": "note", "category": {"value": "/note_categories/1"}}}}),
+        encoding="utf-8")
+    typo = runner.invoke(cli, ["validate", str(tmp_path / "w.xlsx"), "-t", str(tmp_path / "n.yaml")])
+    assert typo.exit_code == 2 and "'e-mail'" in typo.output and "--sheet NAME" not in typo.output, typo.output
 
 
 def test_a_legacy_encoding_is_named_so_its_accents_can_be_checked(runner, tmp_path):
