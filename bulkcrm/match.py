@@ -451,9 +451,12 @@ def _resolve(rows: pl.DataFrame, pairs: pl.DataFrame, explicit: pl.DataFrame, id
         copied = pl.col("named").list.len() > 1
         conflicts.append(dup_rec.with_columns(
             pl.lit("duplicate-row").alias("type"),
-            pl.format("rows {} all match {}{}", _joined_rows(), iri, pl.when(copied).then(pl.format(
+            pl.format("rows {} all match {}{}{}", _joined_rows(), iri, pl.when(copied).then(pl.format(
                 " (rows {} name it by its IRI)",
-                pl.col("named").cast(pl.List(pl.String)).list.join(", "))).otherwise(pl.lit(""))).alias("message"),
+                pl.col("named").cast(pl.List(pl.String)).list.join(", "))).otherwise(pl.lit("")),
+                pl.when(pl.col("kept").is_not_null()).then(pl.format(
+                    "; row {} keeps it, as its own identifiers name it too", "kept")).otherwise(pl.lit("")))
+            .alias("message"),
             iri.alias("__iri"),
         ).explode("held").with_columns(  # the fix names the IRI column of the rows holding it only
             ((pl.col("named").list.len() > 1) & pl.col("named").list.contains(pl.col("held"))).alias("__own")
@@ -677,7 +680,8 @@ def _extremes(claims: pl.DataFrame) -> pl.DataFrame:
 
 def _claimed_twice(by_ids: pl.DataFrame, explicit: pl.DataFrame, amb_rows: pl.Series) -> pl.DataFrame:
     """`rec`, `row_number` (sorted list: every row claiming it), `held` (the rows of those in
-    conflict for it), `named` (those naming it by IRI): the records several rows claim. Every record a row names claims it: by
+    conflict for it), `named` (those naming it by IRI), `kept` (the row that keeps it, or
+    null): the records several rows claim. Every record a row names claims it: by
     its IRI (`explicit`), or by an identifier (`by_ids`, every row's pairs), also a row in
     conflict itself, so a typo in one row never lets another take the record over. A record
     one row names by IRI is that row's, though, when the others claim it only as rows in
@@ -704,7 +708,8 @@ def _claimed_twice(by_ids: pl.DataFrame, explicit: pl.DataFrame, amb_rows: pl.Se
     rn, sole = pl.col("row_number"), pl.col("__sole")  # `sole`: the one row naming it by IRI, its owner
     return claims.with_columns(((decided | one_owner) & own).alias("__sole")).filter(
         ~(decided & others)).group_by("rec").agg(rn.unique().sort(), rn.filter(~sole).unique().sort().alias("held"),
-                                                 rn.filter("by_iri").unique().sort().alias("named"))
+                                                 rn.filter("by_iri").unique().sort().alias("named"),
+                                                 rn.filter(sole).first().alias("kept"))
 
 
 def _ambiguous(amb: pl.DataFrame) -> pl.DataFrame:

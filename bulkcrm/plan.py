@@ -738,9 +738,15 @@ def _conflict_issues(conflicts: pl.DataFrame, template: Template, sh: Sheet, fil
     normalised = _normalised_cells(conflicts, template, originals, mapped)
     copied = (f"if a row is another organization (a row copied with its {iri_col}?), clear its {iri_col} so it "
               "is created; if the rows are one organization, keep one row")
+    # a row that keeps the record (its identifiers name it) is the one to keep: deleting it
+    # would leave the other row alone naming the record, to write its values over it (a review)
+    kept = (f"if this row is another organization (a row copied with its {iri_col}?), clear its {iri_col} so it "
+            "is created; if it is that organization, delete this row, not the one that keeps it")
     return [with_cell(Issue(t, rn, template.iri_column if field_name == "@id" else
                             _column_holding(template, field_name, value, originals.get(rn, {}), normalised),
-                            value, "one row per record", f"{file}:{rn}: {msg}; " + (copied if field_name == "@id" else fix.get(
+                            value, "one row per record", f"{file}:{rn}: {msg}; " + (
+                                (kept if "keeps it, as its own identifiers" in msg else copied)
+                                if field_name == "@id" else fix.get(
                                 t, new + (f", or name each row's record by its IRI in a {iri_col} column (an export "
                                           "has one)" if rn in known else ""))), "error", file, sh.sheet_name),
                       sh.letters, sh.sheet_name)
