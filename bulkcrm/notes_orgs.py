@@ -181,11 +181,15 @@ def _in_org_sheet(rows: pl.DataFrame, t, org_side: tuple, file, sheet) -> tuple[
     hits = ids.join(org_ids, on=["kind", "value"])
     # a value several organization rows hold (a phone pasted into another row: a conflict of
     # those rows too) is named, so the fix is looked for there, not in this row (a trial)
-    shared = hits.group_by("row_number", "kind", "value").agg(pl.col("org_row").n_unique().alias("n")).filter(
-        pl.col("n") > 1).group_by("row_number").agg(pl.format("{} {}", "kind", "value").sort().str.join(" and ")
-                                                    .alias("__shared"))
+    shared = hits.group_by("row_number", "kind", "value").agg(pl.col("org_row").unique()).filter(
+        pl.col("org_row").list.len() > 1).group_by("row_number").agg(
+        pl.format("{} {}", "kind", "value").sort().str.join(" and ").alias("__shared"),
+        pl.col("org_row").list.explode().n_unique().alias("__by_shared"))
     per_row = hits.group_by("row_number").agg(pl.col("org_row").unique().sort()).join(
         shared, on="row_number", how="left")
+    # said only when those rows are all the reference matches: else it names several by itself
+    per_row = per_row.with_columns(pl.when(pl.col("__by_shared") == pl.col("org_row").list.len())
+                                   .then("__shared").alias("__shared"))
     single = per_row.filter(pl.col("org_row").list.len() == 1).with_columns(pl.col("org_row").list.first())
     where = f" of sheet {org_sheet}" if org_sheet else ""
     found = single.join(org_targets.rename({"row_number": "org_row"}), on="org_row", how="left").select(

@@ -671,3 +671,16 @@ def test_a_note_whose_organization_rows_share_a_value_is_told_to_fix_those_rows(
     assert issue["message"].endswith("the organization reference matches rows 2, 3 of sheet Orgs by phoneNumbers "
                                      "+31201234567, which those rows share: fix the row of them that holds "
                                      "another organization's value (or this reference)"), issue["message"]
+    # a note whose own reference names another organization too (its e-mail) is told to fix it
+    _two_sheets(tmp_path / "w2.xlsx", [["Company", "Phone", "Email"], ["Echo BV", "+31 20 123 4567", "e@e.nl"],
+                                       ["Gale BV", "+31 20 123 4567", "g@g.nl"], ["Hale BV", "+31 20 765 4321", "h@h.nl"]],
+                [["Phone", "Email", "Notes"], ["+31 20 123 4567", "h@h.nl", "n1"]])
+    both = tmp_path / "t2.yaml"
+    both.write_text(template.read_text().replace("identifiers: [phoneNumbers]", "identifiers: [phoneNumbers, emailAddresses]")
+                    .replace("  phoneNumbers: {column: Phone}\n", "  phoneNumbers: {column: Phone}\n  emailAddresses: {column: Email}\n")
+                    .replace("{phoneNumbers: Phone}", "{phoneNumbers: Phone, emailAddresses: Email}"))
+    code, _ = run(runner, categories, "plan", str(tmp_path / "w2.xlsx"), "-t", str(both), "--out", str(tmp_path / "p2.json"))
+    (issue,) = [i for i in json.loads((tmp_path / "p2.json").read_text())["issues"]
+                if i["resource"] == "organization_notes"]
+    assert issue["message"].endswith("matches rows 2, 3, 4 of sheet Orgs: fix the reference so it names one "
+                                     "organization"), issue["message"]
