@@ -215,12 +215,14 @@ def _plan(source: str | Path | Sheet, template: Template, client: Client, *, mod
 
 
 def _whole_row(sh: Sheet, own: pl.DataFrame | None) -> list[Issue]:
-    """What the reader found that is about every record of its row (`errors.about`). With the
-    rows' own notes (`own`: `_own_notes`) only a cell of a note column is also the note's:
-    a phone stored as a number, or the row itself (hidden), is said once, as the organization's
-    (a trial's with-status copy said each twice, once after "note:")."""
-    if own is None:  # the row is one organization's: its issues are that organization's (a trial's
-        return []     # report named no resource for a numeric cell, `organizations` for a date cell)
+    """What the reader found that is about every record of its row (`errors.about`): only with
+    the rows' own notes (`own`: `_own_notes`), and then only a cell of a note column, which is
+    also the note's; a phone stored as a number, or the row itself (hidden), is said once, as
+    the organization's (a trial's with-status copy said each twice, once after "note:").
+    Without them the row is one organization's, and so are its issues (a trial's report named
+    no resource for a numeric cell, `organizations` for a date cell)."""
+    if own is None:
+        return []
     return [i for i in sh.issues if i.column is not None and i.column in own.columns]
 
 
