@@ -327,8 +327,11 @@ class Client:
             return
         b.due = now + b.every_s
         sent = self.requests_sent - b.start
-        if b.total is None or not self.requests_per_minute:
+        if b.total is None:
             log.info("%s: %s request%s sent …", b.what, sent, "" if sent == 1 else "s")
+            return
+        if not self.requests_per_minute:  # no pace to tell the time left by
+            log.info("%s: %s of %s requests sent …", b.what, sent, b.total)
             return
         left = max(b.total - sent, 0) / self.requests_per_minute
         log.info("%s: %s of %s requests sent, ≈ %s left …", b.what, sent, b.total,
@@ -402,8 +405,17 @@ class Client:
             url = self._link(nxt) if nxt else None
 
     def list_all(self, path: str, params: Mapping[str, Any] | None = None) -> list[dict]:
-        """Return the `member` items of every page of a collection (⌈n/30⌉ requests)."""
-        return [m for page in self.iter_pages(path, params) for m in page.get("member") or []]
+        """Return the `member` items of every page of a collection (⌈n/30⌉ requests). Under a
+        `progress` of no known total (a forced scan) the first page's `totalItems` gives it."""
+        out: list[dict] = []
+        for page in self.iter_pages(path, params):
+            members = page.get("member") or []
+            b = self._beat
+            if not out and b is not None and b.total is None and isinstance(page.get("totalItems"), int):
+                b.total = self.requests_sent - b.start + math.ceil(max(page["totalItems"] - len(members), 0)
+                                                                   / max(len(members), 1))
+            out += members
+        return out
 
     # -- the request loop -----------------------------------------------------------------
     def request(self, method: str, path: str, *, params: Mapping[str, Any] | None = None,

@@ -296,3 +296,22 @@ def test_a_long_run_of_requests_logs_its_progress_every_minute(crm, caplog):
     assert lines[0] == "matching: 21 of 60 requests sent, ≈ 1.9 min left …"  # 39 at 20/min
     assert lines[1] == "matching: 41 of 60 requests sent, ≈ 0.9 min left …"
     assert lines[2:] == ["notes: listing: 9 requests sent …", "notes: listing: 18 requests sent …"]
+
+
+def test_a_listings_progress_takes_its_total_from_the_first_page(crm, caplog):
+    """A forced scan's cost is not known before its first page: `totalItems` gives it, so the
+    minute's line says how many requests are left (a review)."""
+    crm.seed({"organizations": [{"title": f"O{i}"} for i in range(95)]})  # 4 pages of 30
+    now = [0.0]
+    client = Client(crm.url, TEST_KEY, requests_per_minute=None, clock=lambda: now[0])
+    real = client.iter_pages
+
+    def slow_pages(*a, **k):
+        for page in real(*a, **k):
+            now[0] += 40.0
+            yield page
+    client.iter_pages = slow_pages
+    with caplog.at_level("INFO", logger="bulkcrm.client"), client.progress("matching", None):
+        assert len(client.list_all("/organizations")) == 95
+    assert [r.getMessage() for r in caplog.records if "sent" in r.getMessage()] == [
+        "matching: 3 of 4 requests sent …"]  # no rate: no time left
