@@ -377,7 +377,8 @@ def _check_notes_created_since(plan: Plan, journal: Journal, client: Client) -> 
     creates need no check: their organization is made by this run)."""
     from .notes import note_key
     todo = [o for o in plan.operations if o.resource == "organization_notes" and o.method == "POST"
-            and not o.path.startswith(REF_PREFIX) and journal.state(o.key) not in ("done", "drifted", "sent")]
+            and not o.path.startswith(REF_PREFIX) and journal.state(o.key) not in ("done", "drifted")
+            and not _maybe_made(journal.get(o.key))]  # the run looks those up as its own (`_resolve_sent`)
     by_org: dict[str, list[Operation]] = {}
     for o in todo:
         by_org.setdefault(o.path, []).append(o)
