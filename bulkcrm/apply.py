@@ -154,7 +154,7 @@ def _apply(plan: Plan, client: Client, journal: Journal, *, plan_path: str | Pat
     try:  # stopped during the checks (Ctrl-C, SIGTERM, the API): nothing of this run written yet
         made: dict[str, str] = {}  # a drifted create's record, when one alone holds what it names
         taken = {} if fresh else _check_created_since(plan, journal, client, verify, made) | \
-            _check_notes_created_since(plan, journal, client)
+            _check_notes_created_since(plan, journal, client, verify)
         held: set[str] = set()  # updates whose record holds what they send already: not sent
         if not fresh and not verify:  # a saved plan: records others changed since are not overwritten
             drifted, held = _check_changed_since(plan, journal, client)
@@ -278,7 +278,12 @@ RECENT_SKEW_S = 60
 organizations created (the server's clock may be behind ours)."""
 RECENT_MAX_REQUESTS = 100
 """Most requests `_check_created_since` spends listing the organizations created since a plan
-(3,000 records); beyond, the plan is refused: planning again costs no more."""
+(3,000 records), unless `RECENT_PER_CREATE` allows more; beyond, the plan is refused:
+planning again costs no more."""
+RECENT_PER_CREATE = 0.5
+"""Requests of that listing worth spending per create still to do: a resume of a long migration
+lists its own creates done so far too (a trial: 4,000 of them, 134 requests, before 1,715
+creates), which costs far less than planning again or `--verify` (a request or two a create)."""
 
 
 def _check_created_since(plan: Plan, journal: Journal, client: Client, verify: bool,
@@ -299,8 +304,8 @@ def _check_created_since(plan: Plan, journal: Journal, client: Client, verify: b
     report gives it as the row's record, so the with-status copy names it.
 
     Raises:
-        PlanError: without `verify`, when finding them would take more than
-            `RECENT_MAX_REQUESTS` requests.
+        PlanError: without `verify`, when finding them would take more requests than
+            `RECENT_MAX_REQUESTS` and `RECENT_PER_CREATE` per create still to do.
     """
     since = dt.datetime.fromisoformat(plan.matched_at or plan.created_at).astimezone(dt.timezone.utc)
     todo = [o for o in plan.operations if _is_org_create(o) and journal.state(o.key) != "done"]
@@ -321,7 +326,10 @@ def _check_created_since(plan: Plan, journal: Journal, client: Client, verify: b
     said = (f"{total - ours} organization(s) were created since {start} (a minute before this plan's "
             f"matching began); its {len(todo)} create(s) may duplicate them")
     claimed = set(journal.iris().values())
-    affordable = math.ceil(total / BATCH) <= RECENT_MAX_REQUESTS
+    # the listing holds the plan's own creates done so far too (a resume of a long migration:
+    # a trial's 4,000 made the listing of 1 other record 134 requests)
+    pages = math.ceil(total / BATCH)
+    affordable = pages <= max(RECENT_MAX_REQUESTS, RECENT_PER_CREATE * len(todo))
     # a create without identifiers (but more than a title) is found by what it sends, in a listing
     bare = [o for o in todo if not any(o.identifiers.values()) and any(k != "title" for k in o.body)]
     listed = client.list_all("/organizations", after) if bare and affordable else None
@@ -342,9 +350,10 @@ def _check_created_since(plan: Plan, journal: Journal, client: Client, verify: b
         by_lookup = all(set(o.identifiers) <= set(SEARCHABLE_IDENTIFIERS) for o in todo) and \
             math.ceil(len(values) / BATCH) < math.ceil(total / BATCH)
         if listed is None and not by_lookup and not affordable:
-            raise PlanError(f"{said}: plan again (the new plan matches them), or apply with --verify to "
-                            "look each create's identifiers up first (one request each) and skip those "
-                            "that match a record now; nothing was sent")
+            raise PlanError(f"{said}; finding them among the {total} created since (the plan's own {ours} "
+                            f"included) would take {pages} requests: plan again (the new plan matches them), "
+                            "or apply with --verify to look each create's identifiers up first (one request "
+                            "each) and skip those that match a record now; nothing was sent")
         # the records holding the creates' identifiers now (fewer requests), or every recent one
         found = listed if listed is not None else list(lookup_records(client, values).values()) if by_lookup \
             else client.list_all("/organizations", after)
@@ -365,7 +374,7 @@ def _check_created_since(plan: Plan, journal: Journal, client: Client, verify: b
         for k, iris in alike.items()}
 
 
-def _check_notes_created_since(plan: Plan, journal: Journal, client: Client) -> dict[str, str]:
+def _check_notes_created_since(plan: Plan, journal: Journal, client: Client, verify: bool) -> dict[str, str]:
     """key -> why, of the note creates still to do on organizations that existed when the plan
     was made, whose organization holds a note of the same content key now (`notes.note_key`,
     the template's `content_key`): the plan saw none, so it was made since, most likely by an
@@ -373,7 +382,7 @@ def _check_notes_created_since(plan: Plan, journal: Journal, client: Client) -> 
     deleted: a torture test's notes were posted three times). Sending them would make
     duplicates; they are drifted instead. One listing per such organization (⌈its notes / 30⌉
     requests, crm-api.md §9.2: notes have no filter); beyond `planfile.NOTE_CHECKS_MAX`
-    organizations nothing is listed and a warning says so (notes of organizations this plan
+    organizations nothing is listed, unless `verify`, and a log line says so (notes of organizations this plan
     creates need no check: their organization is made by this run)."""
     from .notes import note_key
     todo = [o for o in plan.operations if o.resource == "organization_notes" and o.method == "POST"
@@ -384,10 +393,10 @@ def _check_notes_created_since(plan: Plan, journal: Journal, client: Client) -> 
         by_org.setdefault(o.path, []).append(o)
     if not by_org:
         return {}
-    if len(by_org) > NOTE_CHECKS_MAX:
-        log.warning("%s note create(s) on %s organizations are not checked for copies made since the plan "
-                    "(one listing each, over %s): if a copy of this plan was applied, they are made again; "
-                    "plan again to be sure", len(todo), len(by_org), NOTE_CHECKS_MAX)
+    if len(by_org) > NOTE_CHECKS_MAX and not verify:
+        log.info("%s note create(s) on %s organizations are not checked for copies made since the plan "
+                 "(a listing each, over %s): if a copy of this plan was applied already, --verify checks "
+                 "them", len(todo), len(by_org), NOTE_CHECKS_MAX)
         return {}
     claimed = set(journal.iris().values())
     out: dict[str, str] = {}

@@ -239,9 +239,11 @@ def test_creates_whose_records_others_made_since_the_plan_are_not_sent(crm, tmp_
         client.post("/organizations", {**o.body, "emailAddresses": [{"email": e["email"].upper()}
                                                                     for e in o.body["emailAddresses"]]})
     monkeypatch.setattr(sys.modules["bulkcrm.apply"], "RECENT_MAX_REQUESTS", 0)
+    monkeypatch.setattr(sys.modules["bulkcrm.apply"], "RECENT_PER_CREATE", 0)
     crm.clear_log()
     with pytest.raises(PlanError, match=r"3 organization\(s\) were created since \S+Z \(a minute before this "
-                                        r"plan.s matching began\).*"
+                                        r"plan.s matching began\).*; finding them among the 103 created since \(the "
+                                        r"plan.s own 0 included\) would take 4 requests: "
                                         r"plan again .* or apply with --verify"):
         apply(Plan.load(path), client, plan_path=path, reconcile=False)
     assert [r.method for r in crm.requests] == ["GET"]  # the count, nothing sent
@@ -256,6 +258,32 @@ def test_creates_whose_records_others_made_since_the_plan_are_not_sent(crm, tmp_
     assert [r.method for r in crm.requests][:2] == ["GET", "GET"]  # the count, the listing
     assert sum(r.method == "POST" for r in crm.requests) == N_NEW - 3
     _assert_state_equals_plan(crm)  # no organization twice
+
+
+def test_a_resumed_migration_is_not_refused_for_its_own_creates(crm, tmp_path, monkeypatch):
+    """Trial 2026-12-03: a migration stopped after 4,000 creates; someone made one organization;
+    the resume was refused (exit 2: "1 organization(s) were created since"), as listing the
+    organizations created since (its own 4,000 among them) cost over 100 requests. Such a
+    listing costs far less than the creates still to do: the resume lists them and goes on."""
+    sheet = tmp_path / "m.csv"
+    sheet.write_text("title,id\n" + "".join(f"Org {i},L{i}\n" for i in range(100)), encoding="utf-8")
+    t = parse_template({"resource": "organizations", "identifiers": ["customerId"],
+                        "fields": {"title": "title", "customerId": "id"}}, path="t.yaml", sha256="x")
+    client = Client(crm.url, TEST_KEY, requests_per_minute=None)
+    path = plan(sheet, t, client).save(tmp_path / "m.json")
+    assert apply(Plan.load(path), client, plan_path=path, limit=70, reconcile=False).counts()["created"] == 70
+    client.post("/organizations", {"title": "Someone else's", "customerId": "X1"})
+    apply_module = sys.modules["bulkcrm.apply"]
+    monkeypatch.setattr(apply_module, "RECENT_MAX_REQUESTS", 1)  # 71 made since: 3 pages of 30
+    monkeypatch.setattr(apply_module, "RECENT_PER_CREATE", 0)
+    with pytest.raises(PlanError, match=r"1 organization\(s\) were created since .*finding them among the 71 "
+                                        r"created since \(the plan.s own 70 included\) would take 3 requests"):
+        apply(Plan.load(path), client, plan_path=path, reconcile=False)
+    monkeypatch.setattr(apply_module, "RECENT_PER_CREATE", 0.5)  # 30 creates to do: 15 requests' worth
+    report = apply(Plan.load(path), client, plan_path=path, reconcile=False)
+    assert report.counts()["created"] == 100 and report.summary["already_done"] == 70
+    ids = [o.get("customerId") for o in crm.store.all("organizations", tenant="tenant-a")]
+    assert len(ids) == 101 == len(set(ids))
 
 
 def test_many_records_made_near_the_plan_do_not_stop_a_plan_with_few_creates(crm, tmp_path, monkeypatch):

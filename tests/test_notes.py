@@ -641,3 +641,24 @@ def test_a_copy_of_a_plan_applied_again_makes_no_second_note(crm_cats, client, t
     # the plan again after its journal was deleted: the same
     journal_path(first).unlink()
     assert apply(Plan.load(first), client, plan_path=first).counts()["created"] == 0 and len(notes_of(crm_cats)) == 8
+
+
+def test_notes_on_more_organizations_than_the_check_lists_are_checked_with_verify(crm_cats, client, tmp_path,
+                                                                                 monkeypatch, caplog):
+    """Over `NOTE_CHECKS_MAX` organizations the check lists none and says so, naming --verify
+    (a trial found the line alarming and without a way out); --verify lists them all."""
+    import importlib
+    northwind(crm_cats, client, tmp_path)
+    rows = list(csv.reader(NOTES.open(encoding="utf-8", newline="")))
+    p = plan(write_csv(tmp_path / "some.csv", rows[0], rows[1:9]), load_template(NOTES_TEMPLATE), client)
+    first, copy = p.save(tmp_path / "p.json"), p.save(tmp_path / "copy.json")
+    apply(Plan.load(first), client, plan_path=first)
+    monkeypatch.setattr(importlib.import_module("bulkcrm.apply"), "NOTE_CHECKS_MAX", 1)
+    with caplog.at_level("INFO", logger="bulkcrm"):
+        again = apply(Plan.load(copy), client, plan_path=copy, verify=True)
+    assert again.counts()["created"] == 0 and len(notes_of(crm_cats)) == 8
+    assert "not checked" not in caplog.text
+    journal_path(copy).unlink()
+    with caplog.at_level("INFO", logger="bulkcrm"):
+        apply(Plan.load(copy), client, plan_path=copy, reconcile=False)
+    assert "are not checked for copies made since the plan" in caplog.text and "--verify checks them" in caplog.text
