@@ -400,7 +400,11 @@ def _widely_shared_notes(mapped: pl.DataFrame, template: Template, conflicts: pl
     dup = conflicts.filter(pl.col("type") == "duplicate-row") if conflicts.height else conflicts
     if dup.height < WIDELY_SHARED:
         return []
-    counts = (identifier_frame(mapped, template).group_by("kind", "value").agg(pl.len().alias("n"))
+    kind, value = pl.col("kind"), pl.col("value")
+    # not a value no identifier can hold (`no email`, `x@`: its rows are invalid anyway; a trial)
+    usable = (pl.when(kind == "emailAddresses").then(value.str.contains(r"^[^@\s]+@[^@\s]+\.[^@\s]+$"))
+              .when(kind == "phoneNumbers").then(value.str.starts_with("+")).otherwise(True))
+    counts = (identifier_frame(mapped, template).filter(usable).group_by("kind", "value").agg(pl.len().alias("n"))
               .filter(pl.col("n") >= WIDELY_SHARED).sort("n", "kind", "value", descending=[True, False, False]))
     if not counts.height:
         return []

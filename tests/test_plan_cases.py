@@ -282,6 +282,14 @@ def test_a_value_many_rows_share_is_named_in_a_plan_note(crm, client, tmp_path):
     assert note.startswith("conflicts: 6 row(s) share identifier values with other rows; values 3 or more rows "
                            "share: phoneNumbers +31201234567 (4 rows): a number or address several organizations")
     assert f"  note: {note}" in render_plan(p).splitlines()
+    # an e-mail no one can hold (`no email` on many rows: invalid rows) is no shared switchboard (trial)
+    sheet.write_text("title,email,phone\n" + "".join(f"T{i},no email,+3120123456{i}\n" for i in range(4))
+                     + "".join(f"U{i},u@x.example,+3120765432{i}\n" for i in range(3)), encoding="utf-8")
+    (note,) = [n for n in plan(sheet, template(fields={"title": "title", "emailAddresses": "email",
+                                                       "phoneNumbers": "phone"},
+                                               identifiers=["emailAddresses", "phoneNumbers"]),
+                               client, strategy="scan").notes if n.startswith("conflicts:")]
+    assert "emailAddresses u@x.example (3 rows)" in note and "no email" not in note, note
     sheet.write_text("title,email,phone\nU,u@x.example,+31201234568\nV,v@x.example,+31201234568\n", encoding="utf-8")
     assert not [n for n in plan(sheet, template(fields={"title": "title", "emailAddresses": "email",
                                                         "phoneNumbers": "phone"},
