@@ -168,6 +168,8 @@ def _apply(plan: Plan, client: Client, journal: Journal, *, plan_path: str | Pat
     results: dict[str, Any] = {}  # key -> the server's answer to a write of this run
     total = len(plan.operations)
     already = _done(plan, journal)
+    # an earlier run wrote all it could (done, or drifted: a drift stays): nothing left to write
+    settled = all(journal.state(o.key) in ("done", "drifted") for o in plan.operations)
     if progress and total:  # shown before the first write, which may wait for the rate limit
         progress(already, total, client)
     shown = time.monotonic()
@@ -200,11 +202,11 @@ def _apply(plan: Plan, client: Client, journal: Journal, *, plan_path: str | Pat
     finished = journal.state(RECONCILED_KEY) in ("done", "skipped")  # an earlier run's end
     # an earlier run did it all and re-read it: its reconciliation stands (a run again neither
     # re-reads nor forgets it: a torture test's report lost the earlier mismatches)
-    earlier_check = journal.get(RECONCILED_KEY) if finished and already == total else None
-    if reconcile and total and already == total and finished:  # an earlier run did it all: nothing
+    earlier_check = journal.get(RECONCILED_KEY) if finished and settled else None
+    if reconcile and total and settled and finished:  # an earlier run did it all: nothing
         reconcile = False  # to re-read (it would also report later edits by others as mismatches)
         if notify:
-            notify("Every operation was done by an earlier run of this plan: nothing written, "
+            notify("Every operation was done (or drifted) by an earlier run of this plan: nothing written, "
                    "nothing re-read; its report is rebuilt from the journal.")
     if reconcile and notify and _done(plan, journal):  # nothing written (all drifted): nothing to re-read
         notify(_reconciling(plan))
@@ -277,13 +279,10 @@ RECENT_SKEW_S = 60
 """Seconds before a plan's matching began from which `_check_created_since` lists the
 organizations created (the server's clock may be behind ours)."""
 RECENT_MAX_REQUESTS = 100
-"""Most requests `_check_created_since` spends listing the organizations created since a plan
-(3,000 records), unless `RECENT_PER_CREATE` allows more; beyond, the plan is refused:
-planning again costs no more."""
-RECENT_PER_CREATE = 0.5
-"""Requests of that listing worth spending per create still to do: a resume of a long migration
-lists its own creates done so far too (a trial: 4,000 of them, 134 requests, before 1,715
-creates), which costs far less than planning again or `--verify` (a request or two a create)."""
+"""Most requests `_check_created_since` spends listing the organizations others created since a
+plan (3,000 records), beyond the pages of the plan's own creates done so far, which the listing
+holds too (a resume of a long migration: a trial's 4,000 made 134 requests of a listing of one
+other record); beyond, the plan is refused: planning again costs no more."""
 
 
 def _check_created_since(plan: Plan, journal: Journal, client: Client, verify: bool,
@@ -304,8 +303,8 @@ def _check_created_since(plan: Plan, journal: Journal, client: Client, verify: b
     report gives it as the row's record, so the with-status copy names it.
 
     Raises:
-        PlanError: without `verify`, when finding them would take more requests than
-            `RECENT_MAX_REQUESTS` and `RECENT_PER_CREATE` per create still to do.
+        PlanError: without `verify`, when finding them would take more than
+            `RECENT_MAX_REQUESTS` requests beyond the pages of the plan's own creates.
     """
     since = dt.datetime.fromisoformat(plan.matched_at or plan.created_at).astimezone(dt.timezone.utc)
     todo = [o for o in plan.operations if _is_org_create(o) and journal.state(o.key) != "done"]
@@ -327,15 +326,16 @@ def _check_created_since(plan: Plan, journal: Journal, client: Client, verify: b
             f"matching began); its {len(todo)} create(s) may duplicate them")
     claimed = set(journal.iris().values())
     # the listing holds the plan's own creates done so far too (a resume of a long migration:
-    # a trial's 4,000 made the listing of 1 other record 134 requests)
+    # a trial's 4,000 made the listing of 1 other record 134 requests): their pages are extra
     pages = math.ceil(total / BATCH)
-    affordable = pages <= max(RECENT_MAX_REQUESTS, RECENT_PER_CREATE * len(todo))
+    affordable = pages <= RECENT_MAX_REQUESTS + math.ceil(ours / BATCH)
     # a create without identifiers (but more than a title) is found by what it sends, in a listing
     bare = [o for o in todo if not any(o.identifiers.values()) and any(k != "title" for k in o.body)]
     listed = client.list_all("/organizations", after) if bare and affordable else None
     if bare and listed is None:
         log.warning("%s: %s of them without identifiers cannot be checked (listing the organizations created "
-                    "since would take more than %s requests) and are sent", said, len(bare), RECENT_MAX_REQUESTS)
+                    "since would take %s requests, over %s beyond the plan's own) and are sent", said, len(bare),
+                    pages, RECENT_MAX_REQUESTS)
     alike = _made_alike(bare, [r for r in listed or [] if r.get("@id") not in claimed])
     if alike:
         log.warning("%s: %s of its creates without identifiers %s every field it sends, so %s not "
@@ -382,9 +382,12 @@ def _check_notes_created_since(plan: Plan, journal: Journal, client: Client, ver
     deleted: a torture test's notes were posted three times). Sending them would make
     duplicates; they are drifted instead. One listing per such organization (⌈its notes / 30⌉
     requests, crm-api.md §9.2: notes have no filter); beyond `planfile.NOTE_CHECKS_MAX`
-    organizations nothing is listed, unless `verify`, and a log line says so (notes of organizations this plan
+    organizations nothing is listed, unless `verify`, and a log line says so. Only on a plan's
+    first run (no operation in its journal yet): a resume's journal says what it wrote (notes of organizations this plan
     creates need no check: their organization is made by this run)."""
     from .notes import note_key
+    if any(journal.state(o.key) is not None for o in plan.operations):  # a resume: its own journal
+        return {}  # says what it wrote (a review: 100+ listings before every resume's first write)
     todo = [o for o in plan.operations if o.resource == "organization_notes" and o.method == "POST"
             and not o.path.startswith(REF_PREFIX) and journal.state(o.key) not in ("done", "drifted")
             and not _maybe_made(journal.get(o.key))]  # the run looks those up as its own (`_resolve_sent`)

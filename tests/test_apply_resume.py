@@ -476,3 +476,26 @@ def test_a_finished_plan_applied_again_keeps_its_reconciliation(crm, tmp_path, m
         assert (again.summary["reconciled"], again.summary["mismatches"]) == (True, 1), again.summary
         assert "website: sent x, stored y" in again.rows["note"][0]
     assert Journal(journal_path(path), p.sha256, p.target, p.created_at).state("reconciled") == "done"
+
+
+def test_a_finished_plan_with_a_drifted_write_is_not_re_read_again(crm, tmp_path):
+    """A review: a finished plan whose one update drifted (someone edited the record) was re-read
+    on every later run, which reported the other's edit as a mismatch and replaced the first
+    run's reconciliation. Nothing is left to write: nothing is re-read, the first run's stands."""
+    crm.seed({"organizations": [{"title": "Zeta", "emailAddresses": [{"email": "z@firma.example"}],
+                                 "website": "https://old.example"},
+                                {"title": "Eta", "emailAddresses": [{"email": "e@firma.example"}],
+                                 "website": "https://old.example"}]})
+    client = _client(crm)
+    p = plan(_sheet(tmp_path, [["Zeta", "z@firma.example", "https://new.example"],
+                               ["Eta", "e@firma.example", "https://new.example"]]),
+             parse_template(TEMPLATE, path="t.yaml", sha256="x"), client)
+    path = p.save(tmp_path / "plan.json")
+    zeta = next(o.iri for o in p.operations if o.row_numbers == [2])
+    client.patch(zeta, {"website": "https://someone.example"})  # after the plan: its update drifts
+    first = apply(Plan.load(path), client, plan_path=path)
+    assert first.counts() == {**first.counts(), "patched": 1, "drifted": 1} and first.summary["reconciled"]
+    client.patch(next(o.iri for o in p.operations if o.row_numbers == [3]), {"website": "https://later.example"})
+    crm.clear_log()
+    again = apply(Plan.load(path), client, plan_path=path)
+    assert crm.requests == [] and (again.summary["reconciled"], again.summary["mismatches"]) == (True, 0)

@@ -633,6 +633,8 @@ def test_a_copy_of_a_plan_applied_again_makes_no_second_note(crm_cats, client, t
     first, copy = p.save(tmp_path / "p.json"), p.save(tmp_path / "copy.json")
     assert apply(Plan.load(first), client, plan_path=first).counts()["created"] == 8
     crm_cats.clear_log()
+    apply(Plan.load(first), client, plan_path=first)  # the plan's own journal says it all: no listing
+    assert crm_cats.requests == []
     again = apply(Plan.load(copy), client, plan_path=copy)
     assert again.counts()["created"] == 0 and again.counts().get("drifted") == 8, again.counts()
     assert "a note of the same content was created since the plan" in again.rows["note"][0]
