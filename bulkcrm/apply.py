@@ -50,8 +50,8 @@ from .journal import Journal, journal_lock, journal_path, peek, target_key, targ
 from .lookups import REF_PREFIX
 from .match import BATCH, count_records, identifiers_schema, lookup_records, record_identifiers
 from .plan import Operation, Plan
-from .planfile import (NOTE_CHECKS_MAX, drift_checked, note_owner_iri, now_utc, quoted_names, replace_quoted, searchable_values,
-                       without_searchable)
+from .planfile import (NOTE_CHECKS_MAX, copy_checked, drift_checked, note_owner_iri, now_utc, quoted_names,
+                       replace_quoted, searchable_values, without_searchable)
 from .report import ROW_SCHEMA, Report
 from .template import IDENTIFIER_KINDS, SEARCHABLE_IDENTIFIERS
 from .transforms import normalize_identifier
@@ -388,8 +388,7 @@ def _check_notes_created_since(plan: Plan, journal: Journal, client: Client, ver
     from .notes import note_key
     if any(journal.state(o.key) is not None for o in plan.operations):  # a resume: its own journal
         return {}  # says what it wrote (a review: 100+ listings before every resume's first write)
-    todo = [o for o in plan.operations if o.resource == "organization_notes" and o.method == "POST"
-            and not o.path.startswith(REF_PREFIX) and journal.state(o.key) not in ("done", "drifted")
+    todo = [o for o in plan.operations if copy_checked(o) and journal.state(o.key) not in ("done", "drifted")
             and not _maybe_made(journal.get(o.key))]  # the run looks those up as its own (`_resolve_sent`)
     by_org: dict[str, list[Operation]] = {}
     for o in todo:

@@ -50,10 +50,11 @@ class BulkcrmError(Exception):
 
 
 class TemplateError(BulkcrmError):
-    """The template file is invalid. Attributes: `path`, `key` (dotted key path or None)."""
+    """The template file is invalid. Attributes: `path`, `key` (dotted key path or None),
+    `message` (without them)."""
 
     def __init__(self, message: str, *, path: str | None = None, key: str | None = None):
-        self.path, self.key = path, key
+        self.path, self.key, self.message = path, key, message
         where = ":".join(p for p in (str(path) if path else None, key) if p)
         super().__init__(f"{where}: {message}" if where else message)
 

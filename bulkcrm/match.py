@@ -454,8 +454,8 @@ def _resolve(rows: pl.DataFrame, pairs: pl.DataFrame, explicit: pl.DataFrame, id
             pl.format("rows {} all match {}{}{}", _joined_rows(), iri, pl.when(copied).then(pl.format(
                 " (rows {} name it by its IRI)",
                 pl.col("named").cast(pl.List(pl.String)).list.join(", "))).otherwise(pl.lit("")),
-                pl.when(pl.col("kept").is_not_null()).then(pl.format(
-                    "; row {} keeps it, as its own identifiers name it too", "kept")).otherwise(pl.lit("")))
+                pl.when(pl.col("kept").is_not_null()).then(pl.format(f"; row {{}} {KEPT}", "kept"))
+                .otherwise(pl.lit("")))
             .alias("message"),
             iri.alias("__iri"),
         ).explode("held").with_columns(  # the fix names the IRI column of the rows holding it only
@@ -494,6 +494,10 @@ def _resolve(rows: pl.DataFrame, pairs: pl.DataFrame, explicit: pl.DataFrame, id
     matched = rows.select("row_number").join(chosen, on="row_number", how="left", maintain_order="left")
     return matched.select("row_number", iri.alias("iri"), "rec"), conflicts_df
 
+
+KEPT = "keeps it, as its own identifiers name it too"
+"""What a duplicate-row message says of the row that keeps a record several rows name by IRI
+(`_claimed_twice`'s `kept`); `plan._conflict_issues` gives the others the fix that fits."""
 
 _NOTES_APART = (" (the rows are the same in every organization field but hold different notes: keep one row "
                 "per organization, and put the notes on a sheet of their own, one row each, with "

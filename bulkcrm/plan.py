@@ -28,7 +28,7 @@ from .client import Client
 from .errors import Issue, TemplateError, about, first_few, with_cell
 from .lookups import REF_PREFIX, LookupCache, resolve_lookups
 from .mapping import check_optional_columns, map_rows
-from .match import check_strategy, fetch_records, identifier_frame, match_fetched
+from .match import KEPT, check_strategy, fetch_records, identifier_frame, match_fetched
 from .normalize import CHECK_RULES, UNLIKELY_PHONE_RULE
 from .read_excel import NUMERIC_RULE
 from .planfile import (CONFLICT_TYPES, HELD_NOTE, NOTE_LISTINGS, ROW_SCHEMA, SCHEMA_VERSION, WRITE_OPS, Operation,
@@ -751,7 +751,7 @@ def _conflict_issues(conflicts: pl.DataFrame, template: Template, sh: Sheet, fil
     return [with_cell(Issue(t, rn, template.iri_column if field_name == "@id" else
                             _column_holding(template, field_name, value, originals.get(rn, {}), normalised),
                             value, "one row per record", f"{file}:{rn}: {msg}; " + (
-                                (kept if "keeps it, as its own identifiers" in msg else copied)
+                                (kept if KEPT in msg else copied)
                                 if field_name == "@id" else fix.get(
                                 t, new + (f", or name each row's record by its IRI in a {iri_col} column (an export "
                                           "has one)" if rn in known else ""))), "error", file, sh.sheet_name),

@@ -103,6 +103,13 @@ def drift_checked(op: Operation) -> bool:
                 and op.resource in ("organizations", "organization_notes"))
 
 
+def copy_checked(op: Operation) -> bool:
+    """Whether the first run of `apply PLAN` looks for a copy of `op` made since the plan
+    (`apply._check_notes_created_since`): a note create on an organization that existed when
+    the plan was made, not on one the plan creates (a path `$ref:…`, `lookups.REF_PREFIX`)."""
+    return op.resource == "organization_notes" and op.method == "POST" and not op.path.startswith("$ref:")
+
+
 def note_owner_iri(iri: str) -> str:
     """The organization IRI of a note IRI (`/organizations/{id}/notes/{nid}` -> its
     `/organizations/{id}` part; `notes_orgs.note_owner` is the column form)."""
@@ -287,8 +294,7 @@ class Plan:
         after = None if self.records_total is None else -(-(self.records_total + creates) // 30)
         notes = [o for o in ops if o.resource == "organization_notes" and drift_checked(o)]
         # a listing per existing organization a note is created on (`apply._check_notes_created_since`)
-        listed = {o.path for o in ops if o.resource == "organization_notes" and o.method == "POST"
-                  and not o.path.startswith("$ref:")}
+        listed = {o.path for o in ops if copy_checked(o)}
         checks = int(creates > 0) + (reread_cost(updates, before) if updates else 0) + note_reread_cost(notes) \
             + (len(listed) if len(listed) <= NOTE_CHECKS_MAX else 0)
         reconcile = reread_cost(orgs, after) if orgs else 0

@@ -36,15 +36,15 @@ class Target:
     Attributes:
         client: the API client. label: what plans record as their target (a base URL, or
         `embedded-sandbox:<db path>`; never a key). sandbox: the embedded Sandbox or None.
-        created: the embedded sandbox's file was created by this run, or holds no record yet
-            (it starts empty).
+        empty: the embedded sandbox holds no record yet (its file was created by this run, or
+            an earlier run was refused or wrote nothing).
     """
 
     client: Client
     label: str
     sandbox: object | None = None
     secrets: tuple[str, ...] = field(default=(), repr=False)
-    created: bool = False
+    empty: bool = False
     scratch: tempfile.TemporaryDirectory | None = field(default=None, repr=False)
     """A read-only run's stand-in for an embedded sandbox that does not exist (none is made)."""
 
@@ -55,7 +55,7 @@ class Target:
                     "because no API key is set (BULKCRM_API_KEY): this run reads an empty one and creates "
                     "none (an import made from another folder is in that folder's .bulkcrm).")
         if self.sandbox is not None:
-            what = "a new, empty embedded sandbox" if self.created else "embedded sandbox"
+            what = "a new, empty embedded sandbox" if self.empty else "embedded sandbox"
             return (f"Target: {what} ({self.label.split(':', 1)[1]}), "
                     "because no API key is set (BULKCRM_API_KEY).")
         rate = self.client.requests_per_minute
@@ -135,7 +135,7 @@ def open_target(base_url: str | None, api_key: str | None, *, max_rate: float | 
     # a file that holds no record yet (an earlier run was refused, or its rows were all invalid)
     # is said to be new and empty too: what matters to the user is that nothing is in it
     empty = new or sandbox.store.record_count(besides=("note_categories",)) == 0
-    return Target(client=client, label=f"{EMBEDDED_PREFIX}{db.as_posix()}", sandbox=sandbox, created=empty,
+    return Target(client=client, label=f"{EMBEDDED_PREFIX}{db.as_posix()}", sandbox=sandbox, empty=empty,
                   scratch=scratch)
 
 

@@ -584,9 +584,8 @@ def _mappings(fields_doc: dict, resource: str, mode: str, err: "_Err") -> tuple[
     if len(errors) == 1:
         raise errors[0]
     if errors:
-        where = [":".join(p for p in (str(e.path) if e.path else None, e.key) if p) for e in errors]
-        raise err(f"{len(errors)} fields are wrong:" + "".join("\n  " + 
-            (f"{e.key}: {str(e)[len(w) + 2:]}" if w else str(e)) for e, w in zip(errors, where)), None)
+        raise err(f"{len(errors)} fields are wrong:" + "".join(
+            f"\n  {e.key}: {e.message}" if e.key else f"\n  {e.message}" for e in errors), None)
     return tuple(mappings)
 
 

@@ -20,7 +20,7 @@ from pandera.api.polars.types import PolarsData
 from .diff import phone_numbers
 from .errors import ISSUE_SCHEMA, Issue, issues_frame, place, with_cell
 from .mapping import REPEATED, chain, without_null_tokens
-from .template import Mapping, Template, read_columns
+from .template import Mapping, Source, Template, read_columns
 from .normalize import (DATE_TEXT, EXTENSION, EXTENSION_MARK, FEW_DIGITS, FORMULA_RESULT, NO_NUMBER_CANDIDATE, NO_PHONE,
                         NO_VALUE, RENDERED_NUMBER, UNLIKELY_PHONE_RULE, as_stored, code_without_plus,
                         code_regions, impossible_numbers, not_a_number, region_of_code, unlikely_hint,
@@ -418,10 +418,7 @@ def _unlikely_phones(sheet: pl.DataFrame | None, mapped: pl.DataFrame, template:
             maybe | raw.str.contains(s.split, literal=True) if s.split else maybe)
         if not part.height:
             continue
-        cells = part.select("row_number", col.str.split(s.split) if s.split else col)
-        cells = cells.explode(s.column) if s.split else cells
-        cells = cells.select("row_number", pl.col(s.column).str.strip_chars().alias("__typed")).with_columns(
-            as_stored(pl.col("__typed")).alias("__item"))
+        cells = _typed_items(part, s, col).with_columns(as_stored(pl.col("__typed")).alias("__item"))
         cells = cells.filter(~item.str.starts_with("+") & item.str.contains(r"\d") & ~item.str.contains(NO_PHONE))
         if not cells.height:
             continue
@@ -454,8 +451,9 @@ def _line_breaks(mapped: pl.DataFrame, template: Template, sheet: pl.DataFrame |
     ms = [m for m in template.mappings if m.rules.get("one_line") and m.field in mapped.columns]
     if not ms or not mapped.height:
         return []
+
     def broken(c: pl.Expr) -> pl.Expr:
-        return ~CHECKS["one_line"](c)  # True where fine and for null
+        return ~CHECKS["one_line"](c)  # the check is True where fine and for null: null stays null
     hit = mapped.select(broken(pl.col(m.field)).any().alias(m.field) for m in ms).row(0, named=True)
     rule = _Rule("", CHECK_ISSUE_TYPES["one_line"], "one_line")
     out = []
@@ -486,10 +484,7 @@ def _impossible_phones(sheet: pl.DataFrame | None, mapped: pl.DataFrame, templat
         return []
     out = []
     for s in (s for s in m.sources if s.column and s.column in sheet.columns):
-        col = pl.col(s.column)
-        cells = sheet.select("row_number", col.str.split(s.split) if s.split else col)
-        cells = (cells.explode(s.column) if s.split else cells).select(
-            "row_number", col.str.strip_chars().alias("__typed")).filter(pl.col("__typed").str.starts_with("+"))
+        cells = _typed_items(sheet, s, pl.col(s.column)).filter(pl.col("__typed").str.starts_with("+"))
         hits = cells.with_columns(("+" + pl.col("__typed").str.replace_all(r"\D", "")).alias("number")).join(
             bad, on="number", maintain_order="left")
         out += [with_cell(Issue("unlikely-phone", rn, s.column, value, UNLIKELY_PHONE_RULE,
@@ -499,6 +494,14 @@ def _impossible_phones(sheet: pl.DataFrame | None, mapped: pl.DataFrame, templat
                                 "warning", file, sheet_name), letters, sheet_name)
                 for rn, value, number, code, length, lengths in hits.iter_rows() if (rn, s.column) not in flagged]
     return out
+
+
+def _typed_items(frame: pl.DataFrame, s: Source, col: pl.Expr) -> pl.DataFrame:
+    """`row_number`, `__typed`: the items of source `s`'s cells (`col`, read from `frame`),
+    split at its `split` and trimmed, one row per item, as a phone cell's numbers are typed."""
+    cells = frame.select("row_number", col.str.split(s.split) if s.split else col)
+    cells = cells.explode(s.column) if s.split else cells
+    return cells.select("row_number", pl.col(s.column).str.strip_chars().alias("__typed"))
 
 
 def _sent_numbers(cells: pl.DataFrame, mapped: pl.DataFrame, field: str) -> tuple[pl.DataFrame, pl.DataFrame]:
@@ -629,9 +632,8 @@ def _date_cells(numbers: pl.DataFrame | None, template: Template, file: str | No
 def _dated_fields(template: Template) -> dict[str, list[str]]:
     """Sheet column -> the text fields it alone feeds (a zip code, a street, a description, a
     KvK number: no lookup, IRI, format check, required value, nor an identifier, whose row
-    would then match nothing) whose date cells are not sent
-    (`_without_dates`). None under `empty: clear`, where an empty value would clear what the
-    record holds."""
+    would then match nothing) whose date cells are not sent (`_without_dates`). None under
+    `empty: clear`, where an empty value would clear what the record holds."""
     out: dict[str, list[str]] = {}
     for m in template.mappings if template.empty == "ignore" else ():
         if m.kind == "scalar" and m.lookup is None and len(m.sources) == 1 and m.sources[0].column and not (
