@@ -27,7 +27,7 @@ import polars as pl
 from .client import Client
 from .diff import ADDRESS_KEYS, phone_numbers, raw_records_frame, record_schema
 from .mapping import PHONE_DTYPE, chain
-from .errors import PermanentApiError, TemplateError
+from .errors import ApiError, AuthError, TemplateError
 from .planfile import duration_text
 from .template import IDENTIFIER_KINDS, SEARCHABLE_IDENTIFIERS, Template
 from .transforms import normalize_identifier
@@ -49,8 +49,11 @@ class Matches:
             (UInt32: the record's row in `frame`); one row per row matched, in their order.
         conflicts: frame `row_number`, `type` (ambiguous-match | duplicate-row | iri-mismatch | identifier-mismatch), `message`,
             `field`, `value` (an identifier involved and its value, or nulls).
-        not_found: frame `row_number`, `iri`: explicit IRIs that do not exist.
+        not_found: frame `row_number`, `iri`: explicit IRIs that do not exist, or name a record
+            the key may not read (`forbidden`).
         records: IRI -> record JSON for every record fetched.
+        forbidden: the explicit IRIs whose GET was refused (403: another tenant's record,
+            crm-api.md §2), which `not_found` holds too.
         strategy: `lookup` or `scan`; requests: requests spent matching.
         frame: the records as a frame of `records_schema(template)` (`diff.raw_records_frame`),
             one row per record; the planner releases it (None) once it has used it.
@@ -69,6 +72,7 @@ class Matches:
     frame: pl.DataFrame | None = None
     fetch_seconds: float = 0.0
     total: int | None = None
+    forbidden: frozenset[str] = frozenset()
 
 
 def identifier_frame(rows: pl.DataFrame, template: Template, *, distinct: bool = True) -> pl.DataFrame:
@@ -190,7 +194,7 @@ class Fetched:
     Attributes:
         ids: `identifier_frame` of the rows (one line per row and identifier value) plus `__h`.
         explicit: frame `row_number`, `iri` of the rows' IRI column (`_explicit`).
-        records, frame, strategy, notes, fetch_seconds, total: as `Matches`.
+        records, frame, strategy, notes, fetch_seconds, total, forbidden: as `Matches`.
         requests: requests spent getting them.
     """
 
@@ -203,6 +207,7 @@ class Fetched:
     notes: list[str]
     fetch_seconds: float
     total: int | None
+    forbidden: frozenset[str] = frozenset()
 
 
 def fetch_records(rows: pl.DataFrame, template: Template, client: Client, *,
@@ -229,17 +234,18 @@ def fetch_records(rows: pl.DataFrame, template: Template, client: Client, *,
         notes.append(note)
     _announce(client, strategy, cost)
     t0 = time.perf_counter()
+    forbidden: set[str] = set()
     with client.progress("matching", cost):
         if strategy == "scan":
             records = {r["@id"]: r for r in client.list_all(COLLECTION)}
         else:
             records = lookup_records(client, values) if values else {}
-            records.update(_get_explicit(client, explicit, records))
+            records.update(_get_explicit(client, explicit, records, forbidden))
     frame = raw_records_frame(list(records.values()), records_schema(template))
     return Fetched(ids=ids, explicit=explicit, records=records, frame=frame, strategy=strategy,
                    requests=client.requests_sent - start, notes=notes,
                    fetch_seconds=time.perf_counter() - t0,
-                   total=len(records) if strategy == "scan" else None)
+                   total=len(records) if strategy == "scan" else None, forbidden=frozenset(forbidden))
 
 
 def match_fetched(rows: pl.DataFrame, template: Template, fetched: Fetched, *,
@@ -266,7 +272,8 @@ def match_fetched(rows: pl.DataFrame, template: Template, fetched: Fetched, *,
     not_found = explicit.filter(~pl.col("iri").is_in(list(fetched.records))) if explicit.height else explicit
     return Matches(iri=matched, conflicts=conflicts, not_found=not_found, records=fetched.records,
                    strategy=fetched.strategy, requests=fetched.requests, notes=fetched.notes,
-                   frame=frame, fetch_seconds=fetched.fetch_seconds, total=fetched.total)
+                   frame=frame, fetch_seconds=fetched.fetch_seconds, total=fetched.total,
+                   forbidden=fetched.forbidden)
 
 
 def _gets_expected(explicit: pl.DataFrame, ids: pl.DataFrame) -> int:
@@ -392,15 +399,21 @@ def lookup_records(client: Client, values: list[str]) -> dict[str, dict]:
     return records
 
 
-def _get_explicit(client: Client, explicit: pl.DataFrame, known: dict) -> dict[str, dict]:
+def _get_explicit(client: Client, explicit: pl.DataFrame, known: dict, forbidden: set[str]) -> dict[str, dict]:
+    """IRI -> record for the explicit IRIs not `known`, a GET each. An IRI no record has (400,
+    404) is left out; so is one the key may not read (403: another tenant's record,
+    crm-api.md §2), added to `forbidden`: one row's cell, not a rejected key (401 and a
+    403 on a listing still stop the run)."""
     out = {}
     for iri in explicit["iri"].unique().to_list():
         if iri in known or not iri.startswith("/organizations/"):
             continue
         try:
             out[iri] = client.get(iri)
-        except PermanentApiError as e:
-            if e.status not in (400, 404):
+        except ApiError as e:
+            if e.status == 403:
+                forbidden.add(iri)
+            elif e.status not in (400, 404) or isinstance(e, AuthError):
                 raise
     return out
 

@@ -180,7 +180,7 @@ def _plan(source: str | Path | Sheet, template: Template, client: Client, *, mod
     rows = resolved.rows.filter(~pl.col("row_number").is_in(list(bad))) if bad else resolved.rows
     issues = [*_frame_issues(checked.issues), *resolved.issues,
               *_conflict_issues(matches.conflicts, template, sh, file, mapped, matches.iri),
-              *_not_found_issues(matches.not_found, template, file, sh.sheet_name)]
+              *_not_found_issues(matches.not_found, template, file, sh.sheet_name, matches.forbidden)]
     issues += _same_title_issues(rows, matches, template, file, sh.sheet_name)
     issues += _lost_zero_ids(rows, matches, template, file, sh) + _typed_phone_twins(rows, matches, template, file, sh)
     issues += _unmatchable_issues(rows, matches, template, mode, file, sh.sheet_name)
@@ -966,13 +966,18 @@ ORG_IRI = re.compile(r"/organizations/[^/\s]+")
 """An organization's IRI (crm-api.md §1, §8), as an export writes it in the IRI column."""
 
 
-def _not_found_issues(nf: pl.DataFrame, template: Template, file: str, sheet: str | None) -> list[Issue]:
-    """An error per row whose IRI column names no record: `not-found` (deleted since, or another
-    tenant's), or `invalid-iri` when the cell is no organization IRI at all (`1`, a bare id: the
-    IRI column set to a column of one's own IDs, which would never match)."""
+def _not_found_issues(nf: pl.DataFrame, template: Template, file: str, sheet: str | None,
+                      forbidden: frozenset[str] = frozenset()) -> list[Issue]:
+    """An error per row whose IRI column names no record: `not-found` (deleted since, or
+    `forbidden`: one the key may not read, another tenant's, crm-api.md §2), or `invalid-iri`
+    when the cell is no organization IRI at all (`1`, a bare id: the IRI column set to a column
+    of one's own IDs, which would never match)."""
     col = template.iri_column
     return [Issue("not-found", rn, col, iri, "IRI of an existing record (crm-api.md §1)",
-                  f"{file}:{rn}:{col}: no record {iri}; remove the IRI to create a new organization",
+                  f"{file}:{rn}:{col}: " + (
+                      f"{iri} is not this API key's to read (403: another tenant's record?); check the "
+                      "IRI, or remove it to create a new organization" if iri in forbidden else
+                      f"no record {iri}; remove the IRI to create a new organization"),
                   "error", file, sheet) if ORG_IRI.fullmatch(iri) else
             Issue("invalid-iri", rn, col, iri, "IRI /organizations/{id} (crm-api.md §1)",
                   f"{file}:{rn}:{col}: {iri!r} is not an organization IRI (/organizations/{{id}}, as an export "

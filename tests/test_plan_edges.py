@@ -1002,3 +1002,16 @@ def test_the_readers_issues_of_an_organizations_row_name_that_resource(client, t
     assert sorted((i["type"], i["resource"]) for i in p.issues) == [
         ("date-cell", "organizations"), ("formula-without-result", "organizations"),
         ("numeric-cell", "organizations")], p.issues
+
+
+def test_an_iri_of_another_tenants_record_is_that_rows_error_not_a_rejected_key(crm, client, tmp_path):
+    """A crm_iri naming a record the key may not see (another tenant's: 403, crm-api.md §2)
+    stopped planning with "the API key was rejected (403)", exit 77, for one row's cell; it is
+    that row's `not-found` error, and the other rows are planned."""
+    crm.seed({"organizations": [{"@id": B, "title": "Theirs", "emailAddresses": [{"email": "b@b.nl"}]}]},
+             tenant="tenant-b")
+    t = tpl(identifiers=["emailAddresses"], fields={"title": "name", "emailAddresses": "email"})
+    p = plan(sheet(tmp_path, [["crm_iri", "name", "email"], [B, "Theirs", "x@x.nl"], ["", "Ours", "o@o.nl"]]), t, client)
+    assert [(i["row_number"], i["type"], i["column"]) for i in p.issues] == [(2, "not-found", "crm_iri")]
+    assert "is not this API key's to read (403: another tenant's record?)" in p.issues[0]["message"]
+    assert [(r["row_number"], r["op"]) for r in p.rows] == [(2, "invalid"), (3, "create")]
