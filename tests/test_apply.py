@@ -1166,3 +1166,26 @@ def test_the_log_lines_pace_comes_after_a_window_of_time_when_operations_are_slo
     _updates(now, bar, client, [(0.0, 0)] + [(1.5 * i, i) for i in range(1, 61)])  # 1.5 s each, 90 s
     line = capsys.readouterr().err.splitlines()[-1]
     assert line == "apply: 60/300 operations, 0 requests (0 throttled), 1.5 min, about 6.0 min left", line
+
+
+def test_a_long_reconciliation_logs_its_progress_every_minute(crm, caplog):
+    """After a big migration's last write, reconciling re-reads its records (~1,000 requests,
+    ≈ 50 min at 20/min) and a trial saw one line all that while; the minute's progress line
+    (`Client.progress`) now says how far it is, as planning's matching does."""
+    import importlib
+    apply_mod = importlib.import_module("bulkcrm.apply")  # the package exports the function `apply`
+    from bulkcrm.planfile import Operation
+    crm.seed({"organizations": [{"title": f"O{i}", "emailAddresses": [{"email": f"o{i}@x.nl"}]}
+                                for i in range(800)]})  # a listing (27 pages) costs more than lookups
+    ops = [Operation(key=f"row:{i}", op="create", method="POST", path="/organizations", body={},
+                     row_numbers=[i], identifiers={"emailAddresses": [f"o{i}@x.nl"]}) for i in range(700)]
+    now = [0.0]
+
+    def sleep(s: float) -> None:
+        now[0] += s
+    client = Client(crm.url, TEST_KEY, requests_per_minute=20, clock=lambda: now[0], sleep=sleep)
+    with caplog.at_level("INFO", logger="bulkcrm.client"):
+        records = apply_mod._reread(client, ops, [None] * 700, "reconciling")
+    assert len(records) == 700
+    lines = [r.getMessage() for r in caplog.records if r.name == "bulkcrm.client" and "sent" in r.getMessage()]
+    assert lines == ["reconciling: 20 of 24 requests sent, ≈ 0.2 min left …"]  # the count, then 24 lookups
