@@ -43,7 +43,7 @@ from typing import Any, Callable
 import polars as pl
 
 from .client import Client
-from .diff import WRITE_ONLY, canon, raw_records_frame
+from .diff import SAVED_AT, WRITE_ONLY, canon, raw_records_frame
 from .errors import ApiError, AuthError, ISSUE_SCHEMA, PermanentApiError, PlanError, TransientApiError, \
     UncertainWriteError
 from .journal import Journal, journal_lock, journal_path, peek, target_key, target_lock
@@ -920,15 +920,34 @@ def _changed(op: Operation, now: dict, body: dict) -> str | None:
     """What of the fields `op` sends `now` (the record) holds otherwise than the plan saw,
     and otherwise than `body` (the op's body, refs filled) would make it: a write of an
     interrupted run whose answer was lost is not someone else's change. A PUT makes a field it
-    leaves out empty (crm-api.md §8, PUT semantics; e.g. an unmapped field it clears)."""
-    changed = [k for k, v in (op.snapshot or {}).items()  # null ≡ missing inside objects
+    leaves out empty (crm-api.md §8, PUT semantics; e.g. an unmapped field it clears).
+
+    A record saved since the plan (`diff.SAVED_AT` other than the snapshot's) whose fields
+    still hold what the plan saw, and not what `body` sends, is drifted too: they may have
+    been changed and changed back since (a trial: a copy of an applied plan, a journal of its
+    own, undid a later import that had set a website back)."""
+    snap = {k: v for k, v in (op.snapshot or {}).items() if k != SAVED_AT}
+    changed = [k for k, v in snap.items()  # null ≡ missing inside objects
                if canon(now.get(k), drop_null=True) != canon(v, drop_null=True)
                and not ((k in body or op.method == "PUT") and _holds_value(now.get(k), body.get(k)))]
-    if not changed:
-        return None
-    return "; ".join(f"{k}: planned from {json.dumps(op.snapshot[k], ensure_ascii=False)}, now "
-                     f"{json.dumps(now.get(k), ensure_ascii=False)}" for k in changed) + \
-        ": someone changed it since the plan; plan again"
+    if changed:
+        return "; ".join(f"{k}: planned from {json.dumps(snap[k], ensure_ascii=False)}, now "
+                         f"{json.dumps(now.get(k), ensure_ascii=False)}" for k in changed) + \
+            ": someone changed it since the plan; plan again"
+    seen, saved = (op.snapshot or {}).get(SAVED_AT), now.get(SAVED_AT)
+    if seen and saved and not _same_time(seen, saved) and not _holds(now, body):
+        return (f"its record was saved since the plan ({SAVED_AT} {seen}, now {saved}): the fields "
+                "it sends hold what the plan saw, but may have been changed and changed back since "
+                "(another import, a copy of this plan applied before), which sending would undo; plan again")
+    return None
+
+
+def _same_time(a: str, b: str) -> bool:
+    """Whether two ISO 8601 date-times name one instant (the text when either is no date-time)."""
+    try:
+        return dt.datetime.fromisoformat(a) == dt.datetime.fromisoformat(b)
+    except (TypeError, ValueError):
+        return a == b
 
 
 def _reconcile(plan: Plan, journal: Journal, client: Client) -> dict[str, str]:

@@ -1189,3 +1189,29 @@ def test_a_long_reconciliation_logs_its_progress_every_minute(crm, caplog):
     assert len(records) == 700
     lines = [r.getMessage() for r in caplog.records if r.name == "bulkcrm.client" and "sent" in r.getMessage()]
     assert lines == ["reconciling: 20 of 24 requests sent, ≈ 0.2 min left …"]  # the count, then 24 lookups
+
+
+@pytest.mark.parametrize("verify", [False, True], ids=["saved-plan", "verify"])
+def test_a_copy_of_an_applied_plan_does_not_undo_a_change_made_since(crm, tmp_path, verify):
+    """A trial: a plan patched a website, a later import set it back, and a copy of the plan
+    (a journal of its own) patched it again, undoing the import: the fields it sends held what
+    the plan saw, so no drift was seen. The record's `updatedAt` (crm-api.md §8.1, set by every
+    write) differs from the one the plan saw: that update is `drifted`, not sent; an update
+    whose record was not saved since goes as planned."""
+    p, path = _plan(crm, tmp_path)
+    patches = [o for o in p.operations if o.op == "patch"]
+    victim, other = patches[0], patches[1]
+    client = Client(crm.url, TEST_KEY, requests_per_minute=None)
+    before = client.get(victim.iri)["website"]
+    time.sleep(1.01)  # `updatedAt` counts whole seconds (crm-api.md §1), as API Platform writes it
+    client.patch(victim.iri, {"website": victim.body["website"]})  # the plan's change (its first run) ...
+    client.patch(victim.iri, {"website": before})  # ... and a later import setting it back
+    copy = tmp_path / "copy.json"
+    copy.write_bytes(path.read_bytes())
+    report = apply(Plan.load(copy), client, plan_path=copy, verify=verify, reconcile=False)
+    outcome = {r["row_number"]: r for r in report.rows.to_dicts()}
+    row = outcome[victim.row_numbers[0]]
+    assert row["outcome"] == "drifted" and "saved since the plan" in row["note"] and row["note"].endswith("plan again")
+    assert client.get(victim.iri)["website"] == before
+    assert outcome[other.row_numbers[0]]["outcome"] == "patched"
+    assert client.get(other.iri)["website"] == other.body["website"]
