@@ -35,7 +35,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -99,6 +99,9 @@ class ExportResult:
         notes: notes written to the notes sheet of a workbook (`export`: a template whose
             `notes:` have a sheet of their own).
         kept: where the file `path` held before was moved (`kept_name`), or None.
+        disagreeing: {(column, field it holds, another field it feeds): records whose two
+            fields differ}, so re-importing the export would change the other field (or
+            conflict on it) (`_count_disagreeing`).
     """
 
     path: Path
@@ -109,6 +112,7 @@ class ExportResult:
     phones_left_out: int = 0
     notes: int = 0
     kept: Path | None = None
+    disagreeing: dict[tuple[str, str, str], int] = field(default_factory=dict)
 
 
 def export(client: Client, template: Template, out_path: str | Path, *,
@@ -498,6 +502,8 @@ def render_records(records: list[dict], template: Template, client: Client | Non
     schema = record_schema(template)
     raw = pl.DataFrame(records, schema=schema, strict=False)
     columns: dict[str, pl.Expr] = {}
+    owner: dict[str, str] = {}  # column -> the field whose value it holds
+    shared: list[tuple[str, str, str, pl.Expr]] = []  # (column, its field, another field, its value)
     for m in template.mappings:
         if m.lookup is not None and client is not None:
             raw = _names_for(raw, m, client, names)
@@ -517,13 +523,33 @@ def render_records(records: list[dict], template: Template, client: Client | Non
                 joined = part.list.join(src.split or ";")
                 columns.setdefault(src.column, pl.when(joined == "").then(None).otherwise(joined))
         else:
-            columns.setdefault(srcs[0].column, _render(value.cast(pl.String), m, srcs[0], template))
+            expr, col = _render(value.cast(pl.String), m, srcs[0], template), srcs[0].column
+            if col in columns and col in owner:
+                shared.append((col, owner[col], m.field, expr))
+            columns.setdefault(col, expr)
+            owner.setdefault(col, m.field)
     iri = template.iri_column or IRI_COLUMN
     columns[iri] = pl.col("@id")
     out = raw.select([columns.get(c, pl.lit(None)).cast(pl.String).alias(c)
                       for c in export_columns(template)])
+    if counts is not None and shared:
+        _count_disagreeing(raw, shared, columns, counts)
     return out.with_columns(pl.when(pl.col(c) == "").then(None).otherwise(pl.col(c)).alias(c)
                             for c in out.columns)
+
+
+def _count_disagreeing(raw: pl.DataFrame, shared: list, columns: dict[str, pl.Expr], counts: dict) -> None:
+    """Count in `counts["disagreeing"]` ({(column, field, other field): records}) the records
+    whose two fields read from one column (`title` and a prefixed `customerId` from `Account
+    Name`) render differently: the column holds the first field's, so re-importing the row
+    changes the other field, or conflicts when it is an identifier (a trial: a title renamed in
+    the CRM alone made the untouched export's row an iri-mismatch)."""
+    found = raw.select(columns[col].ne_missing(expr).sum().alias(str(i))
+                       for i, (col, _, _, expr) in enumerate(shared)).row(0)
+    for (col, first, other, _), n in zip(shared, found):
+        if n:
+            key = (col, first, other)
+            counts.setdefault("disagreeing", {})[key] = counts.get("disagreeing", {}).get(key, 0) + n
 
 
 def _field(m: Mapping) -> pl.Expr:

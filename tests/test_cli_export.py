@@ -185,3 +185,26 @@ def test_export_never_overwrites_a_sheet_that_is_no_export(runner, crm, tmp_path
     assert openpyxl.load_workbook(kept).active["B2"].value == "edited by hand"
     code, text = run(runner, crm, "export", "-t", str(TEMPLATE), "--out", str(earlier), as_json=False)
     assert code == 0 and "Kept the file it held before as " in text
+
+
+def test_an_export_says_which_records_disagree_in_a_column_that_feeds_two_fields(runner, crm, tmp_path):
+    """README's name-keyed sheet: `title` and a prefixed `customerId` from one column. A trial
+    renamed a title in the CRM alone; the export wrote the new title and said nothing, and its
+    untouched re-import was an iri-mismatch conflict. The export now counts such records and
+    says what a re-import does with them."""
+    (tmp_path / "t.yaml").write_text(
+        "resource: organizations\nidentifiers: [customerId]\nfields:\n  title: {column: Account Name}\n"
+        "  customerId: {column: Account Name, transforms: [{prefix: {value: 'ebikes:'}}]}\n", encoding="utf-8")
+    crm.seed({"organizations": [{"title": "Wheelworks Bikes", "customerId": "ebikes:Wheelworks"},
+                                {"title": "Spoke", "customerId": "ebikes:Spoke"}]})
+    code, out = run(runner, crm, "export", "-t", str(tmp_path / "t.yaml"), "--out", str(tmp_path / "e.csv"))
+    assert code == 0 and out["disagreeing"] == [
+        {"column": "Account Name", "field": "title", "other_field": "customerId", "records": 1}]
+    code, text = run(runner, crm, "export", "-t", str(tmp_path / "t.yaml"), "--out", str(tmp_path / "e2.csv"),
+                     as_json=False)
+    assert ("1 record(s) whose title and customerId differ, though both come from column 'Account Name': it "
+            "holds their title, so when the file is imported again their rows are conflicts (customerId is an "
+            "identifier); make the two agree in the CRM") in " ".join(text.split())
+    code, planned = run(runner, crm, "plan", str(tmp_path / "e.csv"), "-t", str(tmp_path / "t.yaml"),
+                        "--out", str(tmp_path / "p.json"))
+    assert planned["conflict"] == 1 and planned["unchanged"] == 1
