@@ -164,25 +164,33 @@ def _check_columns(frame: pl.DataFrame, template: Template, path: str | None, he
 def check_optional_columns(columns: list[str], absent: list[str], template: Template, path: str | None,
                            header_row: int | None) -> None:
     """Refuse a sheet whose header names an optional column of the template in another case
-    (`Email` for `email`): headers are matched exactly, so the column would be left out as
-    absent, its values never sent, and the run would still succeed (a trial). `columns`: the
-    sheet's headers; `absent`: the optional columns `Template.for_columns` found missing.
+    (`Email` for `email`) or misspelt (`emial`, `E-mail`: `errors.did_you_mean`, among the
+    headers the template does not read): headers are matched exactly, so the column would be
+    left out as absent, its values never sent, and the run would still succeed (two trials).
+    `columns`: the sheet's headers; `absent`: the optional columns `Template.for_columns` found
+    missing.
 
     Raises:
         InputError: naming each such column and the header to rename.
     """
-    read = set(read_columns(template))  # a `notes:` section's columns too
+    read = set(read_columns(template)) | set(_ADDED_COLUMNS)  # a `notes:` section's columns too
+    unread = [c for c in columns if c not in read and c != "row_number" and not c.startswith("(column ")]
     by_case: dict[str, list[str]] = {}
-    for c in columns:
-        if c not in read:
-            by_case.setdefault(c.casefold(), []).append(c)
-    near = [(c, by_case[c.casefold()]) for c in absent if c.casefold() in by_case]
+    for c in unread:
+        by_case.setdefault(c.casefold(), []).append(c)
+    near = [(c, " and ".join(map(repr, by_case[c.casefold()]))) for c in absent if c.casefold() in by_case]
+    near += [(c, guess.removeprefix(" (did you mean ").removesuffix("?)")) for c in absent
+             if c.casefold() not in by_case and (guess := did_you_mean(c, unread))]
     if near:
         raise InputError(
-            "optional column(s) " + ", ".join(f"{c!r} (the sheet has {' and '.join(map(repr, hs))})" for c, hs in near)
+            "optional column(s) " + ", ".join(f"{c!r} (the sheet has {hs})" for c, hs in near)
             + f" of template {template.path} not found: headers are matched exactly, case included, so "
             "its values would not be sent; rename the header or the template's column",
             path=path, row_number=header_row)
+
+
+_ADDED_COLUMNS = ("crm_iri", "bulkcrm_status", "bulkcrm_note")
+"""Columns a with-status copy adds (`report.STATUS_COLUMNS`; mapping cannot import report)."""
 
 
 def _constant_hint(template: Template, missing: list[str]) -> str:

@@ -1015,3 +1015,18 @@ def test_an_iri_of_another_tenants_record_is_that_rows_error_not_a_rejected_key(
     assert [(i["row_number"], i["type"], i["column"]) for i in p.issues] == [(2, "not-found", "crm_iri")]
     assert "is not this API key's to read (403: another tenant's record?)" in p.issues[0]["message"]
     assert [(r["row_number"], r["op"]) for r in p.rows] == [(2, "invalid"), (3, "create")]
+
+
+def test_an_optional_column_misspelt_in_the_header_is_refused(crm, client, tmp_path):
+    """A trial's sheet headed `emial` the template's optional `email`: exit 0, two notes, and
+    the column's e-mails never sent. A near miss among the headers the template does not read
+    is refused as one in another case is; a header like no absent column is no mistake."""
+    from bulkcrm.errors import InputError
+    t = tpl(identifiers=["emailAddresses"], fields={
+        "title": "name", "emailAddresses": {"column": "email", "optional": True},
+        "phoneNumbers": {"column": "phone", "optional": True}})
+    with pytest.raises(InputError, match=r"optional column\(s\) 'email' \(the sheet has 'emial'\) of template "
+                                         r"t.yaml not found: headers are matched exactly"):
+        plan(sheet(tmp_path, [["name", "emial"], ["A", "a@a.nl"]]), t, client)
+    p = plan(sheet(tmp_path, [["name", "email", "remarks"], ["A", "a@a.nl", "x"]]), t, client)
+    assert [r["op"] for r in p.rows] == ["create"]
