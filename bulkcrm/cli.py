@@ -460,6 +460,8 @@ def export_cmd(ctx, template_path, out, q, owner, tags, segments, archived, crea
     filters = ExportFilters(q=q, owner=owner, tags=tuple(tags), segments=tuple(segments), archived=archived,
                             created_after=created_after, created_before=created_before)
     bar = ProgressBar()  # on stderr, also with --json: a scheduled job's log shows it (README)
+    from .read import lock_file
+    held = lock_file(Path(out))  # before the export moves the file aside
     try:
         result = export(target.client, template, out, filters=filters, progress=bar, all_records=all_records)
     finally:
@@ -489,6 +491,10 @@ def export_cmd(ctx, template_path, out, q, owner, tags, segments, archived, crea
     what = "note(s)" if template.resource == "organization_notes" else "record(s)"
     if skipped_notes:
         click.echo(_notes_not_exported(template), err=True)
+    if held is not None:
+        click.echo(f"open: {result.path.name} may be open in a spreadsheet program ({held.name} is beside it): "
+                   "saving it there would write over this export; close it without saving, or save it under "
+                   "another name", err=True)
     click.echo(json.dumps(payload) if as_json else
                f"Exported {result.records} {what}{notes} to {result.path} ({result.pages} page(s), "
                f"{result.requests} request(s)){left_out}"

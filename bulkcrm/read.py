@@ -136,12 +136,17 @@ def open_notes(sh: Sheet) -> list[str]:
     (`~$` over the first two characters of a long name) or LibreOffice's `.~lock.name#` beside
     it. Edits not saved yet are not in the file, so they are not read."""
     p = Path(sh.path)
-    owners = [p.with_name(f"~${p.name}"), p.with_name(f"~${p.name[2:]}"), p.with_name(f".~lock.{p.name}#")]
-    held = next((o for o in owners if o.name != p.name and o.exists()), None)
+    held = lock_file(p)
     if held is None:
         return []
     return [f"open: {p.name} may be open in a spreadsheet program ({held.name} is beside it): what is not "
             "saved yet is not read; save the file first (a lock file a crashed program left can be deleted)"]
+
+
+def lock_file(p: Path) -> Path | None:
+    """The file beside `p` showing a spreadsheet program has it open (`open_notes`), or None."""
+    owners = [p.with_name(f"~${p.name}"), p.with_name(f"~${p.name[2:]}"), p.with_name(f".~lock.{p.name}#")]
+    return next((o for o in owners if o.name != p.name and o.exists()), None)
 
 
 def encoding_notes(sh: Sheet) -> list[str]:

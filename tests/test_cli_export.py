@@ -208,3 +208,15 @@ def test_an_export_says_which_records_disagree_in_a_column_that_feeds_two_fields
     code, planned = run(runner, crm, "plan", str(tmp_path / "e.csv"), "-t", str(tmp_path / "t.yaml"),
                         "--out", str(tmp_path / "p.json"))
     assert planned["conflict"] == 1 and planned["unchanged"] == 1
+
+
+def test_an_export_over_a_file_open_in_a_spreadsheet_program_says_so(runner, crm, tmp_path):
+    """A trial exported over `exp.xlsx` with Excel's `~$exp.xlsx` beside it: the old file was
+    kept aside and nothing else said, though saving the open workbook writes over the export."""
+    crm.seed({"organizations": [{"title": "A", "customerId": "A1"}]})
+    out = tmp_path / "exp.xlsx"
+    assert run(runner, crm, "export", "-t", str(TEMPLATE), "--out", str(out))[0] == 0
+    (tmp_path / "~$exp.xlsx").write_bytes(b"owner")
+    code, text = run(runner, crm, "export", "-t", str(TEMPLATE), "--out", str(out), as_json=False)
+    assert code == 0 and ("open: exp.xlsx may be open in a spreadsheet program (~$exp.xlsx is beside it): saving "
+                          "it there would write over this export") in " ".join(text.split())
