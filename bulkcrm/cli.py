@@ -67,10 +67,12 @@ def _exit_code(e: BaseException) -> int:
     return 1
 
 
-def _keys() -> list[str | None]:
-    """The API keys this command may hold (environment, `--api-key`), for `redact`."""
+def _keys() -> list[str]:
+    """The API keys this command may hold (environment, `--api-key`), as given and without the
+    spaces around them (`target._checked_key`), for `redact`."""
     ctx = click.get_current_context(silent=True)
-    return [os.environ.get("BULKCRM_API_KEY"), (ctx.params.get("api_key") if ctx else None)]
+    given = [os.environ.get("BULKCRM_API_KEY"), (ctx.params.get("api_key") if ctx else None)]
+    return [form for k in given if k for form in {k, k.strip()}]
 
 
 def _traceback(e: BaseException) -> None:
@@ -86,7 +88,7 @@ def _fail(e: Exception, debug: bool, as_json: bool = False) -> None:
     code = _exit_code(e)
     if isinstance(e, OSError):  # e.g. `--report /proc/x`: the file the OS refused, and why
         e = OSError(f"cannot write or read {e.filename}: {e.strerror}" if e.filename else str(e))
-    click.echo(f"Error: {e}", err=True)
+    click.echo(redact(f"Error: {e}", _keys()), err=True)  # a header or cell quoted may hold the key
     if as_json:
         _json_error(e, code)
     sys.exit(code)
@@ -99,7 +101,7 @@ def _json_error(e: BaseException, code: int, resume: str | None = None, report: 
     stop = _interruption(e)
     kind = next((k for cls, k in _ERROR_KINDS if isinstance(e, cls)), "interrupted" if stop else "error")
     message = (stop[0] if stop else e.format_message() if isinstance(e, click.ClickException) else str(e))
-    payload = {"ok": False, "error": kind, "message": message, "exit_code": code}
+    payload = {"ok": False, "error": kind, "message": redact(message, _keys()), "exit_code": code}
     click.echo(json.dumps(payload | ({"resume": resume} if resume else {}) | (report or {}), ensure_ascii=False))
 
 
@@ -422,11 +424,12 @@ def validate_cmd(ctx, file, template_path, sheet, encoding, delimiter, header_ro
     from .pipeline import run_validate
     ctx.obj["json"] = as_json
     result = run_validate(file, template_path, sheet=_sheet_arg(sheet), encoding=encoding,
-                          delimiter=delimiter, header_row=header_row, report_dir=report_dir)
-    if as_json:
-        click.echo(json.dumps({"ok": result["summary"]["valid"], **result["summary"]}, ensure_ascii=False))
+                          delimiter=delimiter, header_row=header_row, report_dir=report_dir, secrets=_keys())
+    if as_json:  # a cell holding the key (BULKCRM_API_KEY) is shown masked, as plan shows it
+        click.echo(redact(json.dumps({"ok": result["summary"]["valid"], **result["summary"]}, ensure_ascii=False),
+                          _keys()))
     else:
-        click.echo(result["text"])
+        click.echo(redact(result["text"], _keys()))
     sys.exit(0 if result["summary"]["valid"] else 1)
 
 

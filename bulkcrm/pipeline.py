@@ -466,10 +466,11 @@ def _with_notes(issues: pl.DataFrame, sh: Sheet, notes, file) -> tuple[pl.DataFr
 
 
 def run_validate(file, template_path, *, sheet=None, encoding=None, delimiter=None, header_row=None,
-                 report_dir=None) -> dict:
+                 report_dir=None, secrets=()) -> dict:
     """Validate FILE offline (no lookups): {summary: {valid, rows, errors, warnings, issues}, text}.
     An organizations template's `notes:` are validated too, from the same rows or their own
-    sheet (`summary["notes"]`: that sheet's `rows` and `invalid_rows`)."""
+    sheet (`summary["notes"]`: that sheet's `rows` and `invalid_rows`). `secrets`: API keys
+    the report's files mask (the caller masks the summary and text it shows)."""
     template = load_template(template_path)
     sh = read(file, sheet=sheet, encoding=encoding, delimiter=delimiter, header_row=header_row,
               columns=read_columns(template))
@@ -497,7 +498,7 @@ def run_validate(file, template_path, *, sheet=None, encoding=None, delimiter=No
         lines.append(line)
     errors = issues.filter(issues["severity"] == "error").height
     if report_dir:
-        write_issues(issues, report_dir, input_sheet=sh, input_path=file, other_sheets=others)
+        write_issues(issues, report_dir, input_sheet=sh, input_path=file, other_sheets=others, secrets=secrets)
     lines.insert(0, f"{name}: {sh.frame.height} rows, {len(result.invalid_rows)} invalid, "
                     f"{errors} error(s), {issues.height - errors} warning(s)")
     columns = column_notes(sh, full, template, absent)

@@ -13,7 +13,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from .client import Client, secret_forms
 from .errors import ConfigError
@@ -98,7 +98,8 @@ def open_target(base_url: str | None, api_key: str | None, *, max_rate: float | 
     """
     base_url = (base_url or "").strip() or None
     api_key = _checked_key(api_key)
-    if base_url and api_key and any(form.casefold() in base_url.casefold() for form in secret_forms([api_key])):
+    if base_url and api_key and any(form.casefold() in url.casefold() for form in secret_forms([api_key])
+                                    for url in (base_url, unquote(base_url))):  # `%53ecret` too
         # anywhere (a host too: a pasted `https://api.rogerroger.io<key>`): the label goes into
         # plans, journals, messages and the first line of output, the host to a DNS resolver
         raise ConfigError("the base URL (--base-url or BULKCRM_BASE_URL) holds the API key; give the "
