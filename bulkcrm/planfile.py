@@ -12,6 +12,7 @@ import hashlib
 import json
 import re
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -317,10 +318,12 @@ class Plan:
             d["rows"] = self._rows
         if isinstance(self._ops, pl.DataFrame) and lines:
             d["operations"] = _json_lines(self._ops)
+            d[CHECKSUM] = operations_checksum(json.loads(o) for o in d["operations"])
         else:
             d["operations"] = [_as_dict(o) for o in self.operations]
+            d[CHECKSUM] = operations_checksum(d["operations"])
         d["counts"], d["estimate"] = counts, self.estimate(requests_per_minute)
-        return {k: d[k] for k in (*self._FIELDS, "counts", "estimate")}
+        return {k: d[k] for k in (*self._FIELDS, "counts", "estimate", CHECKSUM)}
 
     def save(self, path: str | Path, requests_per_minute: float | None = 20) -> Path:
         """Write the plan as JSON (UTF-8); returns the path. One key a line, and in `rows`,
@@ -350,11 +353,18 @@ class Plan:
         if not isinstance(d, dict) or "operations" not in d:
             raise PlanError(f"{path}: not a bulkcrm plan file; pass the file `bulkcrm plan --out` wrote")
         if d.get("schema_version") != SCHEMA_VERSION:
-            raise PlanError(f"{path}: plan schema version {d.get('schema_version')} is not {SCHEMA_VERSION}")
+            raise PlanError(f"{path}: plan schema version {d.get('schema_version')!r} is not {SCHEMA_VERSION}; "
+                            "make it again with `bulkcrm plan`")
+        sealed = d.get(CHECKSUM)
         d = {k: v for k, v in d.items() if k in cls._FIELDS}
         try:
-            d["operations"] = [_operation(o) for o in d["operations"]]
-            return cls(**d)
+            _check_document(d)
+            ops = [_operation(o) for o in d["operations"]]
+            if sealed is not None and sealed != operations_checksum(d["operations"]):
+                raise PlanError(f"{path}: its operations were changed after `bulkcrm plan` made it ({CHECKSUM} "
+                                "differs): apply sends a plan only as it was made and shown; make it again "
+                                "with `bulkcrm plan`")
+            return cls(**(d | {"operations": ops}))
         except (TypeError, ValueError, KeyError, AttributeError) as e:
             raise PlanError(f"{path}: not a plan bulkcrm can apply (was it edited by hand?): {e}; "
                             "make it again with `bulkcrm plan`") from None
@@ -364,6 +374,46 @@ class Plan:
         """Hash of the operations (the journal's binding). Note fields at their defaults are left
         out, so an organizations plan hashes as before issue 8 and its journal still resumes."""
         return hashlib.sha256(json.dumps([_hashed(o) for o in self.operations], sort_keys=True).encode()).hexdigest()
+
+
+CHECKSUM = "operations_sha256"
+"""Plan file key: `operations_checksum` of its operations when saved; `Plan.load` refuses a
+file whose operations no longer give it (a body or path edited by hand is sent as it is, and
+the report's before → after would say otherwise). Files without it (older) are not checked."""
+
+
+def operations_checksum(ops: Iterable[dict]) -> str:
+    """SHA-256 of the operations as JSON objects (keys sorted, a line each)."""
+    h = hashlib.sha256()
+    for o in ops:
+        h.update(json.dumps(o, sort_keys=True, ensure_ascii=False).encode())
+        h.update(b"\n")
+    return h.hexdigest()
+
+
+def _check_document(d: dict) -> None:
+    """The shape of a plan file's fields apply relies on (a hand edit crashed apply, some after
+    its writes: a review).
+
+    Raises:
+        ValueError: naming the field.
+    """
+    if not isinstance(d.get("operations"), list):
+        raise ValueError("operations is a list")
+    if not isinstance(d.get("rows"), list) or not all(isinstance(r, dict) for r in d["rows"]):
+        raise ValueError("rows is a list of objects")
+    for k in ("created_at", "matched_at"):
+        if d.get(k) is not None:
+            dt.datetime.fromisoformat(str(d[k]))  # ValueError names the text
+    keys = [o.get("key") for o in d["operations"] if isinstance(o, dict)]
+    if len(keys) != len(set(map(str, keys))):
+        raise ValueError("two operations have one key")
+    for o in d["operations"]:
+        if isinstance(o, dict) and not isinstance(o.get("identifiers", {}), dict):
+            raise ValueError(f"operation {o.get('key')!r}: identifiers is an object")
+        if isinstance(o, dict) and not (isinstance(o.get("row_numbers"), list)
+                                        and all(isinstance(n, int) for n in o["row_numbers"])):
+            raise ValueError(f"operation {o.get('key')!r}: row_numbers is a list of numbers")
 
 
 _METHODS = {"create": "POST", "patch": "PATCH", "replace": "PUT", "delete": "DELETE"}

@@ -872,6 +872,13 @@ def test_a_max_rate_that_is_no_pace_is_a_usage_error(runner, rate):
     lambda d: d["operations"].__setitem__(0, None),
     lambda d: d["operations"][0].__setitem__("key", 5),
     lambda d: d["operations"][0].__setitem__("op", "delete"),   # a create turned into a delete
+    # a review's edits: exit 70, one after its writes (rows), or a report that misstated them
+    lambda d: d.__setitem__("created_at", "yesterday"),
+    lambda d: d["operations"][0].__setitem__("identifiers", [1]),
+    lambda d: d.__setitem__("rows", None),
+    lambda d: d.__setitem__("operations", {}),
+    lambda d: d["operations"][1].__setitem__("key", d["operations"][0]["key"]),
+    lambda d: d["operations"][0].__setitem__("row_numbers", "2"),
 ])
 def test_a_plan_file_broken_by_hand_is_refused_before_any_write(runner, crm, tmp_path, edit):
     """A hand-edited plan crashed (exit 70), one of them after its writes (a trial); it is
@@ -885,6 +892,31 @@ def test_a_plan_file_broken_by_hand_is_refused_before_any_write(runner, crm, tmp
     code, out = run(runner, crm, "apply", str(plan_file))
     assert code == 2 and out["error"] == "plan" and "not a plan bulkcrm can apply" in out["message"]
     assert crm.requests == []
+
+
+@pytest.mark.parametrize("edit", [
+    lambda d: d["operations"][0]["body"].__setitem__("title", "HACKED"),
+    lambda d: d["operations"][0].__setitem__("path", "/tags"),
+])
+def test_a_plan_whose_operations_were_edited_by_hand_is_refused(runner, crm, tmp_path, edit):
+    """A review: a title edited in a saved plan was sent (exit 0, reconciled against the edited
+    body, the report's before → after the planned one), a path edited to /tags made a tag. The
+    plan file seals its operations (`operations_sha256`); an edited one is refused before any
+    request, and an untouched one applies."""
+    plan_file = tmp_path / "p.json"
+    assert run(runner, crm, "plan", str(SAMPLE), "-t", str(TEMPLATE), "--out", str(plan_file))[0] == 0
+    doc = json.loads(plan_file.read_text(encoding="utf-8"))
+    edit(doc)
+    edited = tmp_path / "edited.json"
+    edited.write_text(json.dumps(doc, indent=1), encoding="utf-8")
+    crm.clear_log()
+    code, out = run(runner, crm, "apply", str(edited))
+    assert code == 2 and out["error"] == "plan" and "its operations were changed after `bulkcrm plan` made it" in out["message"]
+    assert crm.requests == []
+    reformatted = tmp_path / "reformatted.json"  # reformatting alone changes nothing
+    reformatted.write_text(json.dumps(json.loads(plan_file.read_text(encoding="utf-8")), indent=4), encoding="utf-8")
+    code, out = run(runner, crm, "apply", str(reformatted))
+    assert code == 0 and out["created"] == 91
 
 
 def test_the_saved_plans_estimate_is_at_the_runs_pace(runner, crm, tmp_path):
