@@ -626,6 +626,11 @@ def _mapping(name: str, spec: Any, resource: str, mode: str, err: _Err,
         raise err("only list fields may have several sources", key)
     sources = tuple(_source(s, rule, err, f"{key}[{i}]" if len(specs) > 1 else key)
                     for i, s in enumerate(specs))
+    for i, src in enumerate(sources[1:], 1):  # a column read twice for one field (a review: a
+        # crash, and export wrote the one column with one source's value)
+        if src.column and src.column in [s.column for s in sources[:i]]:
+            raise err(f"column {src.column!r} is already a source of {name}; a column is read once per "
+                      "field (give several types per row with type_column)", f"{key}[{i}].column")
     for i, s in enumerate(specs[1:], 1):  # options of the whole field: on its first source only
         for k in FIELD_OPTIONS:
             if k in s and s[k] != specs[0].get(k, _OPTION_DEFAULTS.get(k)):

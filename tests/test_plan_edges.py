@@ -1030,3 +1030,16 @@ def test_an_optional_column_misspelt_in_the_header_is_refused(crm, client, tmp_p
         plan(sheet(tmp_path, [["name", "emial"], ["A", "a@a.nl"]]), t, client)
     p = plan(sheet(tmp_path, [["name", "email", "remarks"], ["A", "a@a.nl", "x"]]), t, client)
     assert [r["op"] for r in p.rows] == ["create"]
+
+
+def test_a_column_read_twice_for_one_field_is_refused_when_the_template_loads():
+    """A review: `phoneNumbers: [{column: phone}, {column: phone, type: fax}]` crashed planning
+    (exit 70, a duplicate output name) and export wrote the column with the fax alone."""
+    from bulkcrm.errors import TemplateError
+    with pytest.raises(TemplateError, match=r"fields\.phoneNumbers\[1\]\.column: column 'phone' is already a "
+                                            r"source of phoneNumbers"):
+        tpl(fields={"title": "name", "phoneNumbers": [{"column": "phone"}, {"column": "phone", "type": "fax"}]})
+    with pytest.raises(TemplateError, match=r"fields\.emailAddresses\[2\]\.column: column 'a'"):
+        tpl(fields={"title": "name", "emailAddresses": [{"column": "a"}, {"column": "b"}, {"column": "a"}]})
+    assert len(tpl(fields={"title": "name", "phoneNumbers": [{"column": "phone"}, {"column": "fax", "type": "fax"}]})
+               .mapping("phoneNumbers").sources) == 2
