@@ -214,12 +214,16 @@ def check_out_path(out_path: str | Path, template: Template) -> None:
     one an export of `template` starts with (`crm_iri`, `export_columns`); `--out week48.xlsx`
     would replace the sheet ops staff keep with the CRM's records. An earlier export is moved
     aside when the new one is complete (`kept_name`: it may hold edits not imported yet); an
-    empty file is overwritten.
+    empty file is overwritten. Its folder is made when missing (as `plan --out` does), before
+    any request: an export found it missing after reading every page (a review).
 
     Raises:
         InputError: naming the file, what its first column is, and what to do.
+        OSError: the folder cannot be made (a file in its place, no permission).
     """
     out, kind = output_kind(out_path)
+    if not out.parent.exists():  # not a file in its place: the write's own error names the file
+        out.parent.mkdir(parents=True)
     if not out.is_file() or not out.stat().st_size:
         return
     if template.resource == "organization_notes" and template.notes is not None:

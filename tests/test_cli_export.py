@@ -220,3 +220,15 @@ def test_an_export_over_a_file_open_in_a_spreadsheet_program_says_so(runner, crm
     code, text = run(runner, crm, "export", "-t", str(TEMPLATE), "--out", str(out), as_json=False)
     assert code == 0 and ("open: exp.xlsx may be open in a spreadsheet program (~$exp.xlsx is beside it): saving "
                           "it there would write over this export") in " ".join(text.split())
+
+
+def test_an_export_into_a_missing_folder_makes_it(runner, crm, tmp_path):
+    """A review: `--out nodir/deep/x.xlsx` read every page, then failed on `x.xlsx.part`; under
+    a file it fails before any request (also `test_an_unwritable_export_path_…`)."""
+    crm.seed({"organizations": [{"title": "A", "customerId": "A1"}]})
+    code, out = run(runner, crm, "export", "-t", str(TEMPLATE), "--out", str(tmp_path / "nodir" / "deep" / "x.xlsx"))
+    assert code == 0 and out["records"] + out["left_out"] == 1 and (tmp_path / "nodir" / "deep" / "x.xlsx").is_file()
+    (tmp_path / "afile").write_text("x", encoding="utf-8")
+    crm.clear_log()
+    code, out = run(runner, crm, "export", "-t", str(TEMPLATE), "--out", str(tmp_path / "afile" / "deep" / "x.csv"))
+    assert code == 74 and "afile" in out["message"] and ".part" not in out["message"] and crm.requests == []
