@@ -230,6 +230,8 @@ def _check_input(file: str, template_path: str | None = None, strategy: str | No
 
 
 def _open(ctx, base_url, api_key, max_rate, embedded_db=EMBEDDED_DB, read_only: bool = False) -> Target:
+    if api_key is None and os.environ.get("BULKCRM_API_KEY") == "":  # click reads it as unset
+        api_key = ""  # a scheduled job's secret that arrived empty must not write to a local sandbox
     target = open_target(base_url, api_key, max_rate=max_rate, embedded_db=embedded_db, read_only=read_only)
     ctx.call_on_close(target.close)
     click.echo(target.describe(), err=ctx.obj.get("json", False))

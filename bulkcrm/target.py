@@ -210,6 +210,9 @@ def _checked_key(api_key: str | None) -> str | None:
     sent as a header value (X-API-KEY, crm-api.md §2): any other character than visible ASCII
     (a typographic quote “, a space inside) is refused, naming its position, never the key."""
     key = (api_key or "").strip() or None
+    if api_key is not None and key is None:  # a secret that arrived empty: not "use the sandbox"
+        raise ConfigError("the API key (--api-key or BULKCRM_API_KEY) is empty; give the key, or leave "
+                          "both unset to use the embedded sandbox")
     if key and len(key) > 1 and key[0] == key[-1] and key[0] in "\"'":
         raise ConfigError("the API key (--api-key or BULKCRM_API_KEY) is wrapped in quotes; give "
                           "it without them")

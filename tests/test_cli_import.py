@@ -1296,3 +1296,14 @@ def test_a_header_or_cell_holding_the_key_is_masked_in_errors_and_validate(runne
         assert result.exit_code == 1 and "***@a" in result.output and TEST_KEY not in result.output
     written = [f for f in (tmp_path / "v").iterdir() if f.suffix in (".csv", ".json")]
     assert written and not [f for f in written if TEST_KEY in f.read_text(encoding="utf-8")]
+
+
+@pytest.mark.parametrize("value", ["", "   "])
+def test_a_key_set_but_empty_is_refused_not_taken_for_the_embedded_sandbox(runner, tmp_path, monkeypatch, value):
+    """A review: a scheduled job whose secret arrived empty (or as spaces) planned against the
+    embedded sandbox and exited 0, writing nowhere near the CRM. Refused, exit 2."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("BULKCRM_API_KEY", value)
+    result = runner.invoke(cli, ["plan", str(SAMPLE), "-t", str(TEMPLATE), "--out", "p.json"])
+    assert result.exit_code == 2 and "the API key (--api-key or BULKCRM_API_KEY) is empty" in result.output
+    assert not (tmp_path / "p.json").exists() and not (tmp_path / ".bulkcrm").exists()
