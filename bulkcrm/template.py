@@ -77,6 +77,15 @@ description (notes have no identifiers filter: crm-api.md §9.1)."""
 _SOURCE_KEYS = {"column", "value", "transforms", "split", "policy", "lookup",
                 "required", "max_length", "type", "type_column", "type_map", "render", "optional"}
 _LOOKUP_KEYS = {"by", "table", "create_missing", "collection"}
+LOOKUP_PROPERTIES = {
+    "tags": ("title", "id", "description"),
+    "segments": ("title", "id", "icon"),
+    "users": ("email", "id", "givenName", "familyName"),
+    "note_categories": ("title", "id"),
+    "people": ("customerId", "externalSource", "linkedinId", "familyName", "givenName", "id"),
+}
+"""The text properties of each collection a lookup may match names on (crm-api.md §10: tags,
+segments and categories by title, users by e-mail; people have no title)."""
 _NOTE_KEYS = {"organization", "content_key", "mirror"}
 _SECTION_KEYS = _NOTE_KEYS | {"sheet", "fields", "mode", "empty"}
 _ORG_REF_KEYS = {"iri_column", "customer_id_column", "identifiers"}
@@ -802,9 +811,20 @@ def _lookup(spec: Any, rule: dict, err: _Err, key: str) -> Lookup | None:
             raise err(f"{iri!r} is not an IRI of the form /{collection}/{{id}}", f"{key}.table.{name}")
     if spec.get("create_missing") is True and collection != "tags":
         raise err("create_missing is supported for tags only", f"{key}.create_missing")
-    by = spec.get("by", rule.get("lookup_by", "title"))
-    if not isinstance(by, str) or not by:
+    if spec.get("collection", collection) != collection:  # the field decides it (a review: ignored)
+        raise err(f"this field's IRIs are /{collection}/{{id}}: its lookup reads {collection}, not "
+                  f"{spec['collection']!r}; leave collection out", f"{key}.collection")
+    by = spec.get("by", rule.get("lookup_by"))
+    known = LOOKUP_PROPERTIES.get(collection)
+    if by is None and not table:
+        raise err(f"{collection} have no name to look up by default: give by (one of {', '.join(known or ())}) "
+                  "or a table", f"{key}.by")
+    if by is not None and (not isinstance(by, str) or not by):
         raise err("the record property to match names on, e.g. title", f"{key}.by")
+    if by is not None and known is not None and by not in known:  # a review: every row was invalid
+        raise err(f"{by!r} is no property of {collection} to look names up by{did_you_mean(by, known)}; "
+                  f"one of {', '.join(known)} (crm-api.md §10)", f"{key}.by")
+    by = by or "title"
     return Lookup(collection=collection, by=by,
                   table=tuple((str(k).strip().lower(), v) for k, v in table.items()),
                   create_missing=_bool(spec.get("create_missing", False), err, f"{key}.create_missing"))

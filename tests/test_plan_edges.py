@@ -1043,3 +1043,19 @@ def test_a_column_read_twice_for_one_field_is_refused_when_the_template_loads():
         tpl(fields={"title": "name", "emailAddresses": [{"column": "a"}, {"column": "b"}, {"column": "a"}]})
     assert len(tpl(fields={"title": "name", "phoneNumbers": [{"column": "phone"}, {"column": "fax", "type": "fax"}]})
                .mapping("phoneNumbers").sources) == 2
+
+
+def test_a_lookup_by_no_property_of_its_collection_is_refused_when_the_template_loads():
+    """A review: `lookup: {by: nonexistent}` loaded, and every row was then invalid (`matches no
+    tags nonexistent`); `collection: users` on tags was ignored; people were looked up by a
+    title they have not."""
+    from bulkcrm.errors import TemplateError
+    with pytest.raises(TemplateError, match=r"fields\.tags\.lookup\.by: 'nonexistent' is no property of tags to "
+                                            r"look names up by; one of title, id, description"):
+        tpl(fields={"title": "name", "tags": {"column": "t", "lookup": {"by": "nonexistent"}}})
+    with pytest.raises(TemplateError, match=r"fields\.tags\.lookup\.collection: this field's IRIs are /tags/\{id\}"):
+        tpl(fields={"title": "name", "tags": {"column": "t", "lookup": {"collection": "users"}}})
+    with pytest.raises(TemplateError, match=r"fields\.people\.lookup\.by: people have no name to look up by default"):
+        tpl(fields={"title": "name", "people": {"column": "p", "lookup": True}})
+    assert tpl(fields={"title": "name", "people": {"column": "p", "lookup": {"by": "customerId"}}}).mapping("people").lookup.by == "customerId"
+    assert tpl(fields={"title": "name", "tags": {"column": "t", "lookup": True}}).mapping("tags").lookup.by == "title"
