@@ -112,7 +112,7 @@ def apply(plan: Plan, client: Client, *, plan_path: str | Path | None = None,
         KeyboardInterrupt: passes through after the journal is flushed (it is, per line).
     """
     target = target or client.base_url
-    if plan.target.rstrip("/") != target.rstrip("/"):
+    if target_key(plan.target) != target_key(target):  # `localhost` is 127.0.0.1 (a review)
         from .target import EMBEDDED_PREFIX
         to_it = ("run apply without --base-url and a key (BULKCRM_API_KEY) to use that sandbox"
                  if plan.target.startswith(EMBEDDED_PREFIX) else

@@ -63,6 +63,8 @@ def plan(source: str | Path | Sheet, template: Template, client: Client, *, mode
 
     Raises:
         InputError: the file cannot be read or lacks a column the template needs.
+        TemplateError: `mirror_notes` with a template without notes; a template the sheet
+            cannot be matched with (`check_matchable`).
         ApiError: a lookup failed after its retries (AuthError for a rejected key).
 
     Example:
@@ -70,6 +72,10 @@ def plan(source: str | Path | Sheet, template: Template, client: Client, *, mode
         >>> p.counts()["create"]
         91
     """
+    if mirror_notes and template.resource != "organization_notes" and template.notes is None:
+        raise TemplateError("--mirror-notes deletes the notes a sheet no longer holds, and this template has no "
+                            "notes (a notes: section, or resource: organization_notes); leave the option out",
+                            path=template.path)
     with _gc_paused(), _in_memory_engine():
         return _plan(source, template, client, mode=mode, strategy=strategy, sheet=sheet,
                      encoding=encoding, delimiter=delimiter, header_row=header_row,

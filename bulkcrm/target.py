@@ -219,7 +219,8 @@ def _checked_key(api_key: str | None) -> str | None:
     bad = next((i for i, ch in enumerate(key or "") if not "!" <= ch <= "~"), None)
     if bad is not None:
         ch = key[bad]
-        what = "a space" if ch.isspace() else f"{ch!r} (U+{ord(ch):04X})"
+        what = ("a line break" if ch in "\r\n" else "a tab" if ch == "\t" else "a space" if ch.isspace()
+                else f"{ch!r} (U+{ord(ch):04X})")
         raise ConfigError(f"the API key (--api-key or BULKCRM_API_KEY) holds {what} at position "
                           f"{bad + 1} of {len(key)}; an API key is letters, digits and ASCII signs: "
                           "check it for pasted quotes or spaces")

@@ -1307,3 +1307,22 @@ def test_a_key_set_but_empty_is_refused_not_taken_for_the_embedded_sandbox(runne
     result = runner.invoke(cli, ["plan", str(SAMPLE), "-t", str(TEMPLATE), "--out", "p.json"])
     assert result.exit_code == 2 and "the API key (--api-key or BULKCRM_API_KEY) is empty" in result.output
     assert not (tmp_path / "p.json").exists() and not (tmp_path / ".bulkcrm").exists()
+
+
+def test_a_plan_made_for_localhost_applies_to_127_0_0_1_and_mirror_notes_needs_notes(runner, crm, tmp_path):
+    """A review: a plan made for http://127.0.0.1:P was refused for http://localhost:P (one
+    target, as its lock knows); `--mirror-notes` with a template without notes did nothing,
+    silently; a key holding a line break was said to hold a space."""
+    plan_file = tmp_path / "p.json"
+    assert run(runner, crm, "plan", str(SAMPLE), "-t", str(TEMPLATE), "--out", str(plan_file))[0] == 0
+    result = runner.invoke(cli, ["apply", str(plan_file), "--report", str(tmp_path / "r"), "--json",
+                                 "--base-url", crm.url.replace("127.0.0.1", "localhost"), "--api-key", TEST_KEY,
+                                 "--max-rate", "60000"])
+    assert result.exit_code == 0 and json.loads(result.output.strip().splitlines()[-1])["created"] == 91
+    code, out = run(runner, crm, "plan", str(SAMPLE), "-t", str(TEMPLATE), "--out", str(tmp_path / "m.json"),
+                    "--mirror-notes")
+    assert code == 2 and "--mirror-notes deletes the notes a sheet no longer holds, and this template has no notes" \
+        in out["message"]
+    result = runner.invoke(cli, ["plan", str(SAMPLE), "-t", str(TEMPLATE), "--out", str(tmp_path / "k.json"),
+                                 "--base-url", crm.url, "--api-key", "abc\ndef"])
+    assert result.exit_code == 2 and "holds a line break at position 4" in result.output
