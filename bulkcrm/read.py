@@ -110,7 +110,8 @@ def read(path: str | Path, *, sheet: str | int | None = None, encoding: str | No
         InputError: the file is missing, not a supported type, empty, password-protected,
             undecodable, or its header is unusable (a doubled header whose column names
             `<header> (column C)` are taken too), or the sheet does not exist (or was asked of a
-            CSV). Row problems are never raised: see `Sheet.issues`.
+            CSV, or an encoding or delimiter of a workbook). Row problems are never raised: see
+            `Sheet.issues`.
     """
     p, where = Path(path), str(path)
     check_input_path(path)
@@ -118,6 +119,11 @@ def read(path: str | Path, *, sheet: str | int | None = None, encoding: str | No
         raise InputError(f"--header-row must be 1 or more, not {header_row}", path=where)
     ext = p.suffix.lower()
     if ext in EXCEL_EXTENSIONS:
+        given = [o for o, v in (("--encoding", encoding), ("--delimiter", delimiter)) if v is not None]
+        if given:  # as --sheet of a CSV: a misplaced option is not ignored silently (a review)
+            raise InputError(f"a workbook has no {' or '.join(o.removeprefix('--') for o in given)}: "
+                             f"{' and '.join(given)} {'is' if len(given) == 1 else 'are'} for delimited text; leave "
+                             f"{'it' if len(given) == 1 else 'them'} out", path=where)
         return _read_excel(p, where, sheet, header_row, columns)
     if ext not in CSV_EXTENSIONS:
         raise InputError(f"unsupported file type {ext or '(none)'!r}; use one of "

@@ -841,3 +841,17 @@ def test_a_header_row_given_wrong_names_the_row_that_is_the_header(tmp_path):
     assert read(p, header_row=5, columns={"name", "email", "phone", "city", "zip"}).header_row == 5
     with pytest.raises(InputError, match="header row 100 is empty or past the end of the file"):  # a trial
         read(p, header_row=100, columns={"name", "email"})
+
+
+def test_an_encoding_or_delimiter_given_for_a_workbook_is_refused(tmp_path):
+    """A review: `--encoding latin-1` on an .xlsx was ignored silently, as `--sheet` of a CSV
+    is not."""
+    wb = openpyxl.Workbook()
+    wb.active.append(["title"])
+    wb.active.append(["A"])
+    wb.save(tmp_path / "w.xlsx")
+    with pytest.raises(InputError, match=r"a workbook has no encoding: --encoding is for delimited text; leave it out"):
+        read(tmp_path / "w.xlsx", encoding="latin-1")
+    with pytest.raises(InputError, match=r"a workbook has no encoding or delimiter: --encoding and --delimiter"):
+        read(tmp_path / "w.xlsx", encoding="latin-1", delimiter=";")
+    assert read(tmp_path / "w.xlsx").frame["title"].to_list() == ["A"]
