@@ -164,9 +164,9 @@ def _check_columns(frame: pl.DataFrame, template: Template, path: str | None, he
 def check_optional_columns(columns: list[str], absent: list[str], template: Template, path: str | None,
                            header_row: int | None) -> None:
     """Refuse a sheet whose header names an optional column of the template in another case
-    (`Email` for `email`) or misspelt (`emial`, `E-mail`: `errors.did_you_mean`, among the
-    headers the template does not read): headers are matched exactly, so the column would be
-    left out as absent, its values never sent, and the run would still succeed (two trials).
+    (`Email` for `email`): headers are matched exactly, so the column would be left out as
+    absent, its values never sent, and the run would still succeed (a trial). A near miss
+    (`emial`) is only noted (`plan._absent_notes`): `County` for an absent `Country` is no typo.
     `columns`: the sheet's headers; `absent`: the optional columns `Template.for_columns` found
     missing.
 
@@ -179,8 +179,6 @@ def check_optional_columns(columns: list[str], absent: list[str], template: Temp
     for c in unread:
         by_case.setdefault(c.casefold(), []).append(c)
     near = [(c, " and ".join(map(repr, by_case[c.casefold()]))) for c in absent if c.casefold() in by_case]
-    near += [(c, guess.removeprefix(" (did you mean ").removesuffix("?)")) for c in absent
-             if c.casefold() not in by_case and (guess := did_you_mean(c, unread))]
     if near:
         raise InputError(
             "optional column(s) " + ", ".join(f"{c!r} (the sheet has {hs})" for c, hs in near)

@@ -25,7 +25,7 @@ import polars as pl
 from . import diff
 from .bodies import write_ops
 from .client import Client
-from .errors import Issue, TemplateError, about, first_few, with_cell
+from .errors import Issue, TemplateError, about, did_you_mean, first_few, with_cell
 from .lookups import REF_PREFIX, LookupCache, resolve_lookups
 from .mapping import check_optional_columns, map_rows
 from .match import KEPT, check_strategy, fetch_records, identifier_frame, match_fetched
@@ -277,21 +277,28 @@ def column_notes(sh: Sheet, full: Template, used: Template, absent: list[str]) -
     CSV was read in (`read.encoding_notes`), the optional columns `absent` from the sheet
     (`Template.for_columns`; `full` as loaded, `used` as it applies to the sheet) and the
     columns the template does not read."""
-    return open_notes(sh) + encoding_notes(sh) + _absent_notes(absent, full, used) + _unmapped_notes(sh, full)
+    return open_notes(sh) + encoding_notes(sh) + _absent_notes(absent, full, used, sh.frame.columns) \
+        + _unmapped_notes(sh, full)
 
 
-def _absent_notes(columns: list[str], full: Template, used: Template) -> list[str]:
+def _absent_notes(columns: list[str], full: Template, used: Template, headers: list[str] = ()) -> list[str]:
     """Plan notes for optional columns the sheet lacks (`Template.for_columns`: `full` is the
-    template as loaded, `used` as it applies to the sheet)."""
+    template as loaded, `used` as it applies to the sheet); one whose name is close to a
+    header the template does not read (`emial`, of `headers`) says so first (a trial read two
+    notes apart and missed the typo)."""
+    unread = [h for h in headers if h != "row_number" and h not in read_columns(full) and not h.startswith("(column ")]
     notes = []
     for c in columns:
+        guess = did_you_mean(c, unread)
+        near = (f" (but the sheet has {guess.removeprefix(' (did you mean ')[:-2]}, which the template does not "
+                "read: if it is this column misspelt, rename the header to load it)") if guess else ""
         field_name = next(m.field for m in full.mappings for s in m.sources if c in (s.column, s.type_column))
         typed = next((s.column for m in full.mappings for s in m.sources if s.type_column == c), None)
         if typed:
-            notes.append(f"optional column {c!r} is not in the sheet: the {field_name} of column "
+            notes.append(f"optional column {c!r} is not in the sheet{near}: the {field_name} of column "
                          f"{typed!r} go without a type, merged with the record's (nothing is removed)")
             continue
-        notes.append(f"optional column {c!r} is not in the sheet: " + (
+        notes.append(f"optional column {c!r} is not in the sheet{near}: " + (
             f"{field_name} comes from its other columns, merged with the record's (nothing is "
             "removed)" if used.mapping(field_name) else
             f"{field_name} is left as it is"))
