@@ -43,10 +43,10 @@ from typing import Any, Callable
 import polars as pl
 
 from .client import Client
-from .diff import SAVED_AT, WRITE_ONLY, canon, raw_records_frame
+from .diff import WRITE_ONLY, canon, raw_records_frame
 from .errors import ApiError, AuthError, ISSUE_SCHEMA, PermanentApiError, PlanError, TransientApiError, \
     UncertainWriteError
-from .journal import Journal, journal_lock, journal_path, peek, target_key, target_lock
+from .journal import Journal, journal_lock, journal_path, lock_dir, peek, target_key, target_lock
 from .lookups import REF_PREFIX
 from .match import BATCH, count_records, identifiers_schema, lookup_records, record_identifiers
 from .plan import Operation, Plan
@@ -100,7 +100,8 @@ def apply(plan: Plan, client: Client, *, plan_path: str | Path | None = None,
         `Report`; rows that failed, drifted, conflicted or were invalid make `Report.ok` False.
 
     Raises:
-        PlanError: the plan was made for another target, or (without `verify`) it has
+        PlanError: the plan was made for another target, or is a copy of a plan applied
+            before on this machine (`_check_copy`), or (without `verify`) it has
             organization creates to do and checking them against the organizations others
             created since it was made would take more than `RECENT_MAX_REQUESTS` requests.
         JournalError: the journal belongs to another plan. BusyError (a JournalError):
@@ -129,9 +130,54 @@ def apply(plan: Plan, client: Client, *, plan_path: str | Path | None = None,
     # one apply per plan (a second would send it all again), one writer per target on this
     # machine (an overlapping run would create the same organizations)
     with journal_lock(jpath), target_lock(target):
-        return _apply(plan, client, Journal(jpath, plan.sha256, plan.target, plan.created_at), plan_path=plan_path,
+        journal = Journal(jpath, plan.sha256, plan.target, plan.created_at)
+        if plan_path is not None:
+            if not journal.entries:  # its first run: is it a copy of a plan applied before?
+                _check_copy(plan, Path(jpath))
+            _remember_applied(plan, Path(plan_path), Path(jpath))
+        return _apply(plan, client, journal, plan_path=plan_path,
                       batch_size=batch_size, verify=verify, reconcile=reconcile, progress=progress,
                       notify=notify, fresh=fresh, limit=limit, on_stop=on_stop)
+
+
+def _applied_file(plan: Plan) -> Path:
+    """Where this machine notes which plan file and journal applied `plan` (`Plan.plan_id`):
+    the user's cache folder (`journal.lock_dir`'s), a small JSON file per plan."""
+    return lock_dir().parent / "applied" / f"{plan.plan_id}.json"
+
+
+def _check_copy(plan: Plan, jpath: Path) -> None:
+    """Refuse the first run of a copy of a plan another file of it has applied on this machine
+    (its journal holds writes): the copy's journal is new, so it would send every write again,
+    and an update would undo what was changed since, its fields holding what the plan saw (a
+    trial: a copy undid a later import that had set a website back). Copies on another
+    machine are not seen; their creates and notes are still checked against the server
+    (`_check_created_since`, `_check_notes_created_since`).
+
+    Raises:
+        PlanError: naming the plan file and journal that applied it.
+    """
+    try:
+        seen = json.loads(_applied_file(plan).read_text(encoding="utf-8"))
+        other = Path(seen["journal"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return
+    keys = {o.key for o in plan.operations}  # not the journal's own entries (checks, reconciliation)
+    if other == jpath.resolve() or not any(e.get("state") in ("sent", "done") for k, e in peek(other)[1].items()
+                                           if k in keys):
+        return
+    raise PlanError(f"this plan (made {plan.created_at}) was applied before as {seen.get('plan')} (journal {other}); "
+                    "this copy would send its writes again, over what was changed since: apply that file to "
+                    "resume it, or plan again")
+
+
+def _remember_applied(plan: Plan, plan_path: Path, jpath: Path) -> None:
+    """Note which plan file and journal apply `plan` (`_check_copy`); a cache that cannot be
+    written only loses that check."""
+    f = _applied_file(plan)
+    with contextlib.suppress(OSError):
+        f.parent.mkdir(parents=True, exist_ok=True)
+        f.write_text(json.dumps({"plan": str(plan_path.resolve()), "journal": str(jpath.resolve())}), encoding="utf-8")
 
 
 def _apply(plan: Plan, client: Client, journal: Journal, *, plan_path: str | Path | None,
@@ -920,34 +966,15 @@ def _changed(op: Operation, now: dict, body: dict) -> str | None:
     """What of the fields `op` sends `now` (the record) holds otherwise than the plan saw,
     and otherwise than `body` (the op's body, refs filled) would make it: a write of an
     interrupted run whose answer was lost is not someone else's change. A PUT makes a field it
-    leaves out empty (crm-api.md §8, PUT semantics; e.g. an unmapped field it clears).
-
-    A record saved since the plan (`diff.SAVED_AT` other than the snapshot's) whose fields
-    still hold what the plan saw, and not what `body` sends, is drifted too: they may have
-    been changed and changed back since (a trial: a copy of an applied plan, a journal of its
-    own, undid a later import that had set a website back)."""
-    snap = {k: v for k, v in (op.snapshot or {}).items() if k != SAVED_AT}
-    changed = [k for k, v in snap.items()  # null ≡ missing inside objects
+    leaves out empty (crm-api.md §8, PUT semantics; e.g. an unmapped field it clears)."""
+    changed = [k for k, v in (op.snapshot or {}).items()  # null ≡ missing inside objects
                if canon(now.get(k), drop_null=True) != canon(v, drop_null=True)
                and not ((k in body or op.method == "PUT") and _holds_value(now.get(k), body.get(k)))]
-    if changed:
-        return "; ".join(f"{k}: planned from {json.dumps(snap[k], ensure_ascii=False)}, now "
-                         f"{json.dumps(now.get(k), ensure_ascii=False)}" for k in changed) + \
-            ": someone changed it since the plan; plan again"
-    seen, saved = (op.snapshot or {}).get(SAVED_AT), now.get(SAVED_AT)
-    if seen and saved and not _same_time(seen, saved) and not _holds(now, body):
-        return (f"its record was saved since the plan ({SAVED_AT} {seen}, now {saved}): the fields "
-                "it sends hold what the plan saw, but may have been changed and changed back since "
-                "(another import, a copy of this plan applied before), which sending would undo; plan again")
-    return None
-
-
-def _same_time(a: str, b: str) -> bool:
-    """Whether two ISO 8601 date-times name one instant (the text when either is no date-time)."""
-    try:
-        return dt.datetime.fromisoformat(a) == dt.datetime.fromisoformat(b)
-    except (TypeError, ValueError):
-        return a == b
+    if not changed:
+        return None
+    return "; ".join(f"{k}: planned from {json.dumps(op.snapshot[k], ensure_ascii=False)}, now "
+                     f"{json.dumps(now.get(k), ensure_ascii=False)}" for k in changed) + \
+        ": someone changed it since the plan; plan again"
 
 
 def _reconcile(plan: Plan, journal: Journal, client: Client) -> dict[str, str]:

@@ -281,9 +281,6 @@ def _patches(w: pl.DataFrame, template: Template) -> pl.DataFrame:
     changed = set(w["__changed"].explode().drop_nulls().unique().to_list())
     w = _patch_columns(_phone_json(w, template), template, changed)
     frags, changes, snap = _patch_parts(template, w.schema, changed)
-    if f"{diff.SAVED_AT}#r" in w.columns:  # when the record was last saved (the drift check's stamp)
-        stamp = pl.col(f"{diff.SAVED_AT}#r")
-        snap.append((diff.SAVED_AT, stamp.is_not_null(), json_value(stamp)))
     title = pl.col("title#r") if "title#r" in w.columns else pl.lit(None, pl.String)
     out = w.select("row_number", pl.lit("patch").alias("op"), pl.lit("PATCH").alias("method"),
                    pl.col("iri").alias("path"), _obj(frags).alias("body"), "iri", title.alias("title"),

@@ -644,18 +644,11 @@ PUT_FIELDS = tuple(sorted({f.split(".")[0] for f in ORG_FIELDS} - WRITE_ONLY))
 writable fields left out are reset); `avatar` is write-only, never returned."""
 
 
-SAVED_AT = "updatedAt"
-"""The record field a drift snapshot also keeps (crm-api.md §8.1: read-only, set by every
-write): a record saved since the plan whose fields still hold what the plan saw may have been
-changed and changed back (`apply._changed`)."""
-
-
 def put_snapshot(record: dict) -> dict:
     """The drift snapshot of a PUT: the record's value of every field in `PUT_FIELDS`, mapped or
     not, since the PUT rewrites them all; a field changed after the plan (a colleague's new
-    description) then makes the PUT drifted instead of undone by it. Plus `SAVED_AT`."""
-    snap = {t: record.get(t) for t in PUT_FIELDS}
-    return snap | {SAVED_AT: record[SAVED_AT]} if record.get(SAVED_AT) else snap
+    description) then makes the PUT drifted instead of undone by it."""
+    return {t: record.get(t) for t in PUT_FIELDS}
 
 
 def _desired(m: Mapping, sheet: Any, before: Any, record: dict, template: Template) -> Any:

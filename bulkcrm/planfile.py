@@ -11,6 +11,7 @@ import datetime as dt
 import hashlib
 import json
 import re
+import uuid
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field, fields
@@ -189,12 +190,15 @@ class Plan:
         header_row: the sheet's header row as planning read it (given, or detected with the
             template's columns): the with-status copy reads the input again from it;
             `notes_header_row`: the same of a separate notes sheet.
+        plan_id: made with the plan (a random UUID), kept by its file and every copy of it: a
+            copy applied after the plan was is refused (`apply._check_copy`). A file of an
+            older version has none (a new one each load: not checked).
     """
 
     _FIELDS = ("template", "template_sha256", "input", "input_sha256", "target", "mode", "strategy",
                "created_at", "rows", "operations", "issues", "requests_spent", "sheet",
                "schema_version", "notes", "timings", "records_total", "names", "matched_at", "notes_sheet",
-               "default_region", "header_row", "notes_header_row")
+               "default_region", "header_row", "notes_header_row", "plan_id")
 
     def __init__(self, *, template: str, template_sha256: str, input: str, input_sha256: str,
                  target: str, mode: str, strategy: str, created_at: str,
@@ -204,7 +208,8 @@ class Plan:
                  timings: dict[str, float] | None = None, records_total: int | None = None,
                  names: dict[str, str] | None = None, matched_at: str | None = None,
                  notes_sheet: str | None = None, default_region: str | None = None,
-                 header_row: int | None = None, notes_header_row: int | None = None):
+                 header_row: int | None = None, notes_header_row: int | None = None,
+                 plan_id: str | None = None):
         self.template, self.template_sha256, self.input, self.input_sha256 = \
             template, template_sha256, input, input_sha256
         self.target, self.mode, self.strategy, self.created_at = target, mode, strategy, created_at
@@ -213,6 +218,7 @@ class Plan:
         self.records_total, self.names, self.matched_at = records_total, names or {}, matched_at
         self.notes_sheet, self.default_region, self.header_row = notes_sheet, default_region, header_row
         self.notes_header_row = notes_header_row
+        self.plan_id = plan_id or uuid.uuid4().hex  # a copy of the file keeps it (`apply._check_copy`)
         self._rows, self._ops = rows, operations
 
     @property

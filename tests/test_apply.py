@@ -319,7 +319,8 @@ def test_a_record_made_while_the_plan_was_made_is_not_created_again(crm, tmp_pat
     _assert_state_equals_plan(crm)
 
 
-def test_a_copy_of_an_applied_plan_does_not_make_its_creates_without_identifiers_again(crm, tmp_path, caplog):
+def test_a_copy_of_an_applied_plan_does_not_make_its_creates_without_identifiers_again(crm, tmp_path, caplog,
+                                                                                       monkeypatch):
     """Trial 2026-12-03: a copy of a plan applied already (its journal is another file) made
     the rows without an identifier again: their records were listed among those created since
     the plan but only identifiers were compared. A create whose every field a record made since
@@ -336,6 +337,8 @@ def test_a_copy_of_an_applied_plan_does_not_make_its_creates_without_identifiers
                       if r["title"] == "Same Name"), {"website": "https://two.example"})
     copy = Path(shutil.copy(path, tmp_path / "copy.json"))
     crm.clear_log()
+    # applied on another machine (another cache folder): this one refuses the copy (`_check_copy`)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "machine-2"))
     with caplog.at_level("WARNING", logger="bulkcrm"):
         report = apply(Plan.load(copy), client, plan_path=copy, reconcile=False)
     assert [(r["row_number"], r["outcome"]) for r in report.rows.to_dicts()] == [
@@ -348,6 +351,7 @@ def test_a_copy_of_an_applied_plan_does_not_make_its_creates_without_identifiers
     # with --verify (which looks identifiers up one create at a time) it is drifted as well
     again = Path(shutil.copy(path, tmp_path / "again.json"))
     crm.clear_log()
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "machine-3"))
     report = apply(Plan.load(again), client, plan_path=again, reconcile=False, verify=True)
     assert [r["outcome"] for r in report.rows.to_dicts()] == ["drifted"] * 3  # the third: the copy's record
     assert sum(r.method == "POST" for r in crm.requests) == 0
@@ -1191,27 +1195,24 @@ def test_a_long_reconciliation_logs_its_progress_every_minute(crm, caplog):
     assert lines == ["reconciling: 20 of 24 requests sent, ≈ 0.2 min left …"]  # the count, then 24 lookups
 
 
-@pytest.mark.parametrize("verify", [False, True], ids=["saved-plan", "verify"])
-def test_a_copy_of_an_applied_plan_does_not_undo_a_change_made_since(crm, tmp_path, verify):
-    """A trial: a plan patched a website, a later import set it back, and a copy of the plan
-    (a journal of its own) patched it again, undoing the import: the fields it sends held what
-    the plan saw, so no drift was seen. The record's `updatedAt` (crm-api.md §8.1, set by every
-    write) differs from the one the plan saw: that update is `drifted`, not sent; an update
-    whose record was not saved since goes as planned."""
+def test_a_copy_of_a_plan_applied_on_this_machine_is_refused(crm, tmp_path):
+    """A trial: a plan patched a website, a later import set it back, and a copy of the plan (a
+    journal of its own) patched it again, undoing the import: the fields it sends held what
+    the plan saw, so no drift was seen. The first run of a copy of a plan another file of it
+    applied on this machine is refused before any request, naming that file; the plan itself
+    resumes as before (a copy applied elsewhere: `test_a_copy_of_an_applied_plan_does_not_make_…`)."""
     p, path = _plan(crm, tmp_path)
-    patches = [o for o in p.operations if o.op == "patch"]
-    victim, other = patches[0], patches[1]
     client = Client(crm.url, TEST_KEY, requests_per_minute=None)
+    victim = next(o for o in p.operations if o.op == "patch")
     before = client.get(victim.iri)["website"]
-    time.sleep(1.01)  # `updatedAt` counts whole seconds (crm-api.md §1), as API Platform writes it
-    client.patch(victim.iri, {"website": victim.body["website"]})  # the plan's change (its first run) ...
-    client.patch(victim.iri, {"website": before})  # ... and a later import setting it back
+    assert apply(Plan.load(path), client, plan_path=path, reconcile=False).ok
+    client.patch(victim.iri, {"website": before})  # a later import setting it back
     copy = tmp_path / "copy.json"
     copy.write_bytes(path.read_bytes())
-    report = apply(Plan.load(copy), client, plan_path=copy, verify=verify, reconcile=False)
-    outcome = {r["row_number"]: r for r in report.rows.to_dicts()}
-    row = outcome[victim.row_numbers[0]]
-    assert row["outcome"] == "drifted" and "saved since the plan" in row["note"] and row["note"].endswith("plan again")
-    assert client.get(victim.iri)["website"] == before
-    assert outcome[other.row_numbers[0]]["outcome"] == "patched"
-    assert client.get(other.iri)["website"] == other.body["website"]
+    crm.clear_log()
+    with pytest.raises(PlanError, match=r"was applied before as .*plan\.json \(journal .*plan\.journal\.jsonl\); "
+                                         r"this copy would send its writes again"):
+        apply(Plan.load(copy), client, plan_path=copy, reconcile=False)
+    assert crm.requests == [] and client.get(victim.iri)["website"] == before
+    assert apply(Plan.load(path), client, plan_path=path, reconcile=False).ok  # a resume: nothing to send
+    assert not [r for r in crm.requests if r.method != "GET"]

@@ -618,7 +618,7 @@ def test_a_note_row_copied_with_its_iri_is_told_to_clear_the_iri(crm_cats, clien
                "with its crm_iri?), clear its crm_iri so it is created" in i["message"], i["message"]
 
 
-def test_a_copy_of_a_plan_applied_again_makes_no_second_note(crm_cats, client, tmp_path):
+def test_a_copy_of_a_plan_applied_again_makes_no_second_note(crm_cats, client, tmp_path, monkeypatch):
     """Torture test 2026-12-03: a plan and its copy applied one after the other (or the plan
     again after its journal was deleted) posted the notes on existing organizations again, as
     only organization creates were checked for copies made since the plan. The second apply
@@ -635,6 +635,8 @@ def test_a_copy_of_a_plan_applied_again_makes_no_second_note(crm_cats, client, t
     crm_cats.clear_log()
     apply(Plan.load(first), client, plan_path=first)  # the plan's own journal says it all: no listing
     assert crm_cats.requests == []
+    # applied on another machine (another cache folder): this one refuses the copy (`apply._check_copy`)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "machine-2"))
     again = apply(Plan.load(copy), client, plan_path=copy)
     assert again.counts()["created"] == 0 and again.counts().get("drifted") == 8, again.counts()
     assert "a note of the same content was created since the plan" in again.rows["note"][0]
@@ -656,6 +658,7 @@ def test_notes_on_more_organizations_than_the_check_lists_are_checked_with_verif
     first, copy = p.save(tmp_path / "p.json"), p.save(tmp_path / "copy.json")
     apply(Plan.load(first), client, plan_path=first)
     monkeypatch.setattr(importlib.import_module("bulkcrm.apply"), "NOTE_CHECKS_MAX", 1)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "machine-2"))  # the copy on another machine
     with caplog.at_level("INFO", logger="bulkcrm"):
         again = apply(Plan.load(copy), client, plan_path=copy, verify=True)
     assert again.counts()["created"] == 0 and len(notes_of(crm_cats)) == 8
