@@ -366,7 +366,8 @@ class Plan:
         try:
             _check_document(d)
             ops = [_operation(o) for o in d["operations"]]
-            if sealed is not None and sealed != operations_checksum(d["operations"]):
+            if (sealed is None and d.get("plan_id")) or (  # a plan of this version is always sealed
+                    sealed is not None and sealed != operations_checksum(d["operations"])):
                 raise PlanError(f"{path}: its operations were changed after `bulkcrm plan` made it ({CHECKSUM} "
                                 "differs): apply sends a plan only as it was made and shown; make it again "
                                 "with `bulkcrm plan`")
@@ -385,7 +386,8 @@ class Plan:
 CHECKSUM = "operations_sha256"
 """Plan file key: `operations_checksum` of its operations when saved; `Plan.load` refuses a
 file whose operations no longer give it (a body or path edited by hand is sent as it is, and
-the report's before → after would say otherwise). Files without it (older) are not checked."""
+the report's before → after would say otherwise), and one with a `plan_id` but no seal. Files
+of an older version (neither) are not checked."""
 
 
 def operations_checksum(ops: Iterable[dict]) -> str:

@@ -897,6 +897,8 @@ def test_a_plan_file_broken_by_hand_is_refused_before_any_write(runner, crm, tmp
 @pytest.mark.parametrize("edit", [
     lambda d: d["operations"][0]["body"].__setitem__("title", "HACKED"),
     lambda d: d["operations"][0].__setitem__("path", "/tags"),
+    # a review: deleting the seal let the edit through
+    lambda d: (d["operations"][0]["body"].__setitem__("title", "HACKED"), d.pop("operations_sha256")),
 ])
 def test_a_plan_whose_operations_were_edited_by_hand_is_refused(runner, crm, tmp_path, edit):
     """A review: a title edited in a saved plan was sent (exit 0, reconciled against the edited
