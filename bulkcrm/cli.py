@@ -477,8 +477,8 @@ def export_cmd(ctx, template_path, out, q, owner, tags, segments, archived, crea
                "requests": result.requests, "left_out": result.left_out,
                **({"phones_left_out": result.phones_left_out} if template.mapping("phoneNumbers") else {}),
                **({"notes": result.notes} if result.notes else {}),
-               **({"disagreeing": [{"column": c, "field": a, "other_field": b, "records": n}
-                                   for (c, a, b), n in result.disagreeing.items()]} if result.disagreeing else {}),
+               **({"disagreeing": [{"column": c, "field": a, "other_field": b, "records": n, "filled": f}
+                                   for (c, a, b), (n, f) in result.disagreeing.items()]} if result.disagreeing else {}),
                **({"kept": str(result.kept)} if result.kept else {}),
                **({"notes_not_exported": True} if skipped_notes else {})}
     left_out = (f"; left out {result.left_out} whose constant fields differ from the template's "
@@ -486,12 +486,15 @@ def export_cmd(ctx, template_path, out, q, owner, tags, segments, archived, crea
     if result.phones_left_out:
         left_out += (f"; {result.phones_left_out} phone number(s) not written: no phone column of "
                      "the template takes their type (add a column without `type` to take them)")
-    for (col, holds, other), n in result.disagreeing.items():
+    for (col, holds, other), (differ, fill) in result.disagreeing.items():
         does = (f"their rows are conflicts ({other} is an identifier)" if other in template.identifiers
                 else f"it changes their {other}")
-        left_out += (f"; {n} record(s) whose {holds} and {other} differ, though both come from column {col!r}: "
-                     f"it holds their {holds}, so when the file is imported again {does}; make the two agree "
-                     "in the CRM")
+        if differ:
+            left_out += (f"; {differ} record(s) whose {other} is not what column {col!r}, which holds their {holds}, "
+                         f"gives it: when the file is imported again {does}; make the two agree in the CRM")
+        if fill:
+            left_out += (f"; {fill} record(s) without a {other}: when the file is imported again it is set from "
+                         f"column {col!r} (their {holds})")
     notes = f" and their {result.notes} note(s) (sheet {template.notes.sheet})" if result.notes else ""
     what = "note(s)" if template.resource == "organization_notes" else "record(s)"
     if skipped_notes:

@@ -99,9 +99,9 @@ class ExportResult:
         notes: notes written to the notes sheet of a workbook (`export`: a template whose
             `notes:` have a sheet of their own).
         kept: where the file `path` held before was moved (`kept_name`), or None.
-        disagreeing: {(column, field it holds, another field it feeds): records whose two
-            fields differ}, so re-importing the export would change the other field (or
-            conflict on it) (`_count_disagreeing`).
+        disagreeing: {(column, field it holds, another field it feeds): [records whose other
+            field a re-import of the export would change (a conflict when it is an identifier),
+            records whose empty other field it would fill]} (`_count_disagreeing`).
     """
 
     path: Path
@@ -112,7 +112,7 @@ class ExportResult:
     phones_left_out: int = 0
     notes: int = 0
     kept: Path | None = None
-    disagreeing: dict[tuple[str, str, str], int] = field(default_factory=dict)
+    disagreeing: dict[tuple[str, str, str], list[int]] = field(default_factory=dict)
 
 
 def export(client: Client, template: Template, out_path: str | Path, *,
@@ -507,7 +507,7 @@ def render_records(records: list[dict], template: Template, client: Client | Non
     raw = pl.DataFrame(records, schema=schema, strict=False)
     columns: dict[str, pl.Expr] = {}
     owner: dict[str, str] = {}  # column -> the field whose value it holds
-    shared: list[tuple[str, str, str, pl.Expr]] = []  # (column, its field, another field, its value)
+    shared: list[tuple[str, str, pl.Expr]] = []  # (column, its field, what a re-import sends another field: below)
     for m in template.mappings:
         if m.lookup is not None and client is not None:
             raw = _names_for(raw, m, client, names)
@@ -528,8 +528,10 @@ def render_records(records: list[dict], template: Template, client: Client | Non
                 columns.setdefault(src.column, pl.when(joined == "").then(None).otherwise(joined))
         else:
             expr, col = _render(value.cast(pl.String), m, srcs[0], template), srcs[0].column
-            if col in columns and col in owner:
-                shared.append((col, owner[col], m.field, expr))
+            if col in columns and col in owner:  # a re-import sends this field the column's value, cleaned
+                specs = chain(m, srcs[0], template)
+                sent = apply_transforms(columns[col], specs, direction="clean") if specs else columns[col]
+                shared.append((col, owner[col], m.field, sent, value.cast(pl.String)))
             columns.setdefault(col, expr)
             owner.setdefault(col, m.field)
     iri = template.iri_column or IRI_COLUMN
@@ -537,23 +539,26 @@ def render_records(records: list[dict], template: Template, client: Client | Non
     out = raw.select([columns.get(c, pl.lit(None)).cast(pl.String).alias(c)
                       for c in export_columns(template)])
     if counts is not None and shared:
-        _count_disagreeing(raw, shared, columns, counts)
+        _count_disagreeing(raw, shared, counts)
     return out.with_columns(pl.when(pl.col(c) == "").then(None).otherwise(pl.col(c)).alias(c)
                             for c in out.columns)
 
 
-def _count_disagreeing(raw: pl.DataFrame, shared: list, columns: dict[str, pl.Expr], counts: dict) -> None:
-    """Count in `counts["disagreeing"]` ({(column, field, other field): records}) the records
-    whose two fields read from one column (`title` and a prefixed `customerId` from `Account
-    Name`) render differently: the column holds the first field's, so re-importing the row
-    changes the other field, or conflicts when it is an identifier (a trial: a title renamed in
-    the CRM alone made the untouched export's row an iri-mismatch)."""
-    found = raw.select(columns[col].ne_missing(expr).sum().alias(str(i))
-                       for i, (col, _, _, expr) in enumerate(shared)).row(0)
-    for (col, first, other, _), n in zip(shared, found):
-        if n:
-            key = (col, first, other)
-            counts.setdefault("disagreeing", {})[key] = counts.get("disagreeing", {}).get(key, 0) + n
+def _count_disagreeing(raw: pl.DataFrame, shared: list, counts: dict) -> None:
+    """Count in `counts["disagreeing"]` ({(column, field, other field): [records whose other
+    field a re-import changes, records it fills]}) the records where two fields read from one
+    column (`title` and a prefixed `customerId` from `Account Name`) do not agree: the column
+    holds the first field's value, and a re-import sends the other field that value cleaned
+    (its transforms and normaliser), which differs from what the record holds (a trial: a title
+    renamed in the CRM alone made the untouched export's row an iri-mismatch) or fills a field
+    the record has not (a review: only those, not every rendered difference, such as `upper`)."""
+    found = raw.select(pl.struct((stored.is_not_null() & sent.is_not_null() & (sent != stored)).sum().alias("d"),
+                                 (stored.is_null() & sent.is_not_null()).sum().alias("f")).alias(str(i))
+                       for i, (_, _, _, sent, stored) in enumerate(shared)).row(0)
+    for (col, first, other, _, _), n in zip(shared, found):
+        if n["d"] or n["f"]:
+            seen = counts.setdefault("disagreeing", {}).setdefault((col, first, other), [0, 0])
+            seen[0], seen[1] = seen[0] + n["d"], seen[1] + n["f"]
 
 
 def _field(m: Mapping) -> pl.Expr:

@@ -190,24 +190,33 @@ def test_export_never_overwrites_a_sheet_that_is_no_export(runner, crm, tmp_path
 def test_an_export_says_which_records_disagree_in_a_column_that_feeds_two_fields(runner, crm, tmp_path):
     """README's name-keyed sheet: `title` and a prefixed `customerId` from one column. A trial
     renamed a title in the CRM alone; the export wrote the new title and said nothing, and its
-    untouched re-import was an iri-mismatch conflict. The export now counts such records and
-    says what a re-import does with them."""
+    untouched re-import was an iri-mismatch conflict. The export counts the records whose other
+    field a re-import would change (here: conflict) and those it would fill; a review: not a
+    record whose fields agree once cleaned (`upper`)."""
     (tmp_path / "t.yaml").write_text(
         "resource: organizations\nidentifiers: [customerId]\nfields:\n  title: {column: Account Name}\n"
         "  customerId: {column: Account Name, transforms: [{prefix: {value: 'ebikes:'}}]}\n", encoding="utf-8")
     crm.seed({"organizations": [{"title": "Wheelworks Bikes", "customerId": "ebikes:Wheelworks"},
-                                {"title": "Spoke", "customerId": "ebikes:Spoke"}]})
+                                {"title": "Spoke", "customerId": "ebikes:Spoke"}, {"title": "Manual Co"}]})
     code, out = run(runner, crm, "export", "-t", str(tmp_path / "t.yaml"), "--out", str(tmp_path / "e.csv"))
     assert code == 0 and out["disagreeing"] == [
-        {"column": "Account Name", "field": "title", "other_field": "customerId", "records": 1}]
+        {"column": "Account Name", "field": "title", "other_field": "customerId", "records": 1, "filled": 1}]
     code, text = run(runner, crm, "export", "-t", str(tmp_path / "t.yaml"), "--out", str(tmp_path / "e2.csv"),
                      as_json=False)
-    assert ("1 record(s) whose title and customerId differ, though both come from column 'Account Name': it "
-            "holds their title, so when the file is imported again their rows are conflicts (customerId is an "
-            "identifier); make the two agree in the CRM") in " ".join(text.split())
+    assert ("1 record(s) whose customerId is not what column 'Account Name', which holds their title, gives it: "
+            "when the file is imported again their rows are conflicts (customerId is an identifier); make the two "
+            "agree in the CRM; 1 record(s) without a customerId: when the file is imported again it is set from "
+            "column 'Account Name' (their title)") in " ".join(text.split())
     code, planned = run(runner, crm, "plan", str(tmp_path / "e.csv"), "-t", str(tmp_path / "t.yaml"),
                         "--out", str(tmp_path / "p.json"))
-    assert planned["conflict"] == 1 and planned["unchanged"] == 1
+    assert (planned["conflict"], planned["patch"], planned["unchanged"]) == (1, 1, 1)
+    (tmp_path / "u.yaml").write_text(
+        "resource: organizations\nidentifiers: [customerId]\nfields:\n  title: {column: Account Name}\n"
+        "  customerId: {column: Account Name, transforms: [upper]}\n", encoding="utf-8")
+    crm.reset()
+    crm.seed({"organizations": [{"title": "Wheelworks", "customerId": "WHEELWORKS"}]})
+    code, out = run(runner, crm, "export", "-t", str(tmp_path / "u.yaml"), "--out", str(tmp_path / "u.csv"))
+    assert code == 0 and "disagreeing" not in out
 
 
 def test_an_export_over_a_file_open_in_a_spreadsheet_program_says_so(runner, crm, tmp_path):
