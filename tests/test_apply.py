@@ -1216,3 +1216,23 @@ def test_a_copy_of_a_plan_applied_on_this_machine_is_refused(crm, tmp_path):
     assert crm.requests == [] and client.get(victim.iri)["website"] == before
     assert apply(Plan.load(path), client, plan_path=path, reconcile=False).ok  # a resume: nothing to send
     assert not [r for r in crm.requests if r.method != "GET"]
+
+
+def test_a_tag_the_plan_creates_that_exists_by_now_is_used_not_made_again(crm, tmp_path):
+    """A trial: a copy of a plan applied on another machine made every `create_missing` tag a
+    second time, and every row of the next upload then `names 2 tags`. A tag create whose
+    title a tag holds by now takes that tag (one listing of the tags per run)."""
+    t = parse_template({**TEMPLATE, "fields": {**TEMPLATE["fields"],
+                                                "tags": {"column": "tags", "lookup": {"create_missing": True}}}},
+                       path="t.yaml", sha256="x")
+    sheet = tmp_path / "t.csv"
+    sheet.write_text("title,email,website,phone,tags\nA,a@x.example,,,VIP\nB,b@x.example,,,New\n", encoding="utf-8")
+    client = Client(crm.url, TEST_KEY, requests_per_minute=None)
+    p = plan(sheet, t, client)
+    assert sorted(o.body["title"] for o in p.tag_creates()) == ["New", "VIP"]
+    made = client.post("/tags", {"title": "vip"}).iri  # by a copy of the plan, elsewhere
+    report = apply(p, client, journal_file=tmp_path / "j.jsonl", reconcile=False)
+    tags = crm.store.all("tags", tenant="tenant-a")
+    assert sorted(x["title"] for x in tags) == ["New", "vip"] and report.summary["tags_created"] == 1
+    orgs = {o["title"]: o for o in crm.store.all("organizations", tenant="tenant-a")}
+    assert orgs["A"]["tags"] == [made]
