@@ -500,7 +500,8 @@ def run_validate(file, template_path, *, sheet=None, encoding=None, delimiter=No
     if report_dir:
         write_issues(issues, report_dir, input_sheet=sh, input_path=file, other_sheets=others, secrets=secrets)
     lines.insert(0, f"{name}: {sh.frame.height} rows, {len(result.invalid_rows)} invalid, "
-                    f"{errors} error(s), {issues.height - errors} warning(s)")
+                    f"{errors} error(s), {issues.height - errors} warning(s), each row checked on its own "
+                    "(rows sharing an identifier or a record are found by plan, which reads the CRM)")
     columns = column_notes(sh, full, template, absent)
     lines[1:1] = [refused] * bool(refused) + [f"  note: {n}" for n in columns]
     # errors first: a big sheet's many warnings must not push the rows that block out of sight

@@ -131,6 +131,8 @@ def test_validate_clean_file_exits_0(runner):
                                  "-t", str(REPO / "templates" / "organizations.yaml")])
     assert result.exit_code == 0, result.output
     assert "91 rows, 0 invalid" in result.output
+    # a trial took 0 invalid for an all-clear, and plan found rows sharing an identifier
+    assert "each row checked on its own (rows sharing an identifier or a record are found by plan" in result.output
 
 
 def test_missing_column_and_bad_template_are_usage_errors(runner, tmp_path):
