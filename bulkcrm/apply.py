@@ -572,7 +572,7 @@ def _run_op(op: Operation, journal: Journal, client: Client, verify: bool) -> An
         return None
     if op.method == "POST" and _maybe_made(journal.get(op.key)) and _resolve_sent(op, journal, client):
         return None
-    if op.path == "/tags" and (made := _existing_tag(client, str(op.body.get("title", "")))):
+    if op.path == "/tags" and (made := _existing_tag(client, journal, str(op.body.get("title", "")))):
         journal.record(op.key, "done", iri=made, held=True, detail=TAG_EXISTS)
         return None
     path = _fill_path(op.path, journal.iris())
@@ -832,25 +832,28 @@ def _find_created(op: Operation, body: dict, client: Client, path: str, journal:
 
 
 _RECENT: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-_TAGS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # client -> {title: IRI}, listed once a run
+"""Per run (its `Journal`): the organizations `_created_since` listed (`records`), the earliest
+time asked for (`since`, epoch seconds), the newest `createdAt` of a record a lookup found
+to be this run's own (`mark`) and the server's `Date` at the start of the last listing
+(`listed`): the server's clock both, never another writer's stamp."""
+
+_TAGS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # journal -> {title: IRI}, listed once a run
 TAG_EXISTS = "a tag of this title exists already (made since the plan: a copy of it applied before?): used, not made again"
 
 
-def _existing_tag(client: Client, title: str) -> str | None:
+def _existing_tag(client: Client, journal: Journal, title: str) -> str | None:
     """The IRI of a tag titled `title` (trimmed, case aside, as lookups match names) the target
     holds now, else None: a tag create (`create_missing`) whose tag was made since the plan, by
     a copy of it applied on another machine (a trial: every tag made twice, then every row of
     the next upload `names 2 tags`), or another run. One listing of the tags per run
     (⌈tags/30⌉ requests, crm-api.md §10.2: no filter by title)."""
-    if client not in _TAGS:
-        _TAGS[client] = {}
+    if journal not in _TAGS:
+        _TAGS[journal] = {}
         for t in client.list_all("/tags"):
-            _TAGS[client].setdefault(str(t.get("title") or "").strip().casefold(), t["@id"])
-    return _TAGS[client].get(title.strip().casefold())
-"""Per run (its `Journal`): the organizations `_created_since` listed (`records`), the earliest
-time asked for (`since`, epoch seconds), the newest `createdAt` of a record a lookup found
-to be this run's own (`mark`) and the server's `Date` at the start of the last listing
-(`listed`): the server's clock both, never another writer's stamp."""
+            _TAGS[journal].setdefault(str(t.get("title") or "").strip().casefold(), t["@id"])
+    return _TAGS[journal].get(title.strip().casefold())
+
+
 MARK_MARGIN_S = 60
 """Seconds before `mark` or `listed` a later listing starts: records stamped by a server node
 whose clock is behind, or stamped when their POST arrived and committed after the listing."""
